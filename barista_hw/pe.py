@@ -1,0 +1,79 @@
+"""ProcessingElement: one multiply-accumulate cell of an output-stationary systolic array.
+
+Pipeline (each arrow is one register):
+
+    a, b, valid, last --> [input regs] --> [product reg] --> [acc / bank]
+                             |
+                             +--> a_o/valid_o/last_o to the right, b_o downwards
+
+The input registers double as the hop to the neighbours, so operands move one
+PE per cycle. The product register lets the multiplier map onto one DSP block
+with its output register. ``valid`` marks real operands (bubbles are allowed
+anywhere), ``last`` marks the final term of a dot product: on it the finished
+sum goes to ``bank`` and ``acc`` restarts at zero, so the next tile computes
+while ``bank`` drains (double buffering). ``drain`` shifts ``bank`` up the
+column (``bank <= shift_i``); the controller never drains while a capture can
+happen, which :class:`~barista_hw.engine.GemmEngine` guarantees.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .numfmt import FixedFormat
+
+
+class ProcessingElement(wiring.Component):
+    """Output-stationary MAC cell in the number format ``fmt``."""
+
+    def __init__(self, fmt: FixedFormat) -> None:
+        self.fmt = fmt
+        super().__init__(
+            {
+                "a": In(fmt.operand_shape),
+                "b": In(fmt.operand_shape),
+                "valid": In(1),
+                "last": In(1),
+                "a_o": Out(fmt.operand_shape),
+                "b_o": Out(fmt.operand_shape),
+                "valid_o": Out(1),
+                "last_o": Out(1),
+                "drain": In(1),
+                "shift_i": In(fmt.acc_shape),
+                "bank": Out(fmt.acc_shape),
+                "capture": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        fmt = self.fmt
+        prod = Signal(fmt.product_shape)
+        p_valid = Signal()
+        p_last = Signal()
+        acc = Signal(fmt.acc_shape)
+        total = Signal(fmt.acc_shape)
+
+        m.d.sync += [
+            self.a_o.eq(self.a),
+            self.b_o.eq(self.b),
+            self.valid_o.eq(self.valid),
+            self.last_o.eq(self.last),
+            prod.eq(self.a_o * self.b_o),
+            p_valid.eq(self.valid_o),
+            p_last.eq(self.last_o),
+        ]
+        # Truncation to acc_width is the modular accumulator of numfmt.
+        m.d.comb += [total.eq(acc + prod), self.capture.eq(p_valid & p_last)]
+        with m.If(p_valid):
+            with m.If(p_last):
+                m.d.sync += acc.eq(0)
+            with m.Else():
+                m.d.sync += acc.eq(total)
+        with m.If(self.capture):
+            m.d.sync += self.bank.eq(total)
+        with m.Elif(self.drain):
+            m.d.sync += self.bank.eq(self.shift_i)
+        return m

@@ -1,0 +1,1 @@
+"""Subcommands of the ``barista`` command that belong to the Caffe side."""

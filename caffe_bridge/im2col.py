@@ -1,0 +1,108 @@
+"""im2col / col2im for batches of images, in Caffe's layout.
+
+``im2col`` turns a (B, C, H, W) batch into the (B, C*kh*kw, Ho*Wo) matrices that
+Caffe's convolution multiplies by its (M, C*kh*kw) weights: row ``(c*kh + i)*kw + j``
+holds input channel ``c`` seen through kernel offset ``(i, j)``, column
+``ho*Wo + wo`` is an output pixel.  ``col2im`` is its adjoint: it sums every column
+entry back onto the pixel it was read from.  Both work on whole batches with
+strided views; the only Python loop is over the kh*kw kernel offsets in col2im.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+Pair = tuple[int, int]
+
+
+def conv_output_size(size: int, kernel: int, pad: int, stride: int, dilation: int = 1) -> int:
+    """Caffe's output size along one axis: ``(size + 2*pad - extent) // stride + 1``.
+
+    Raises ``ValueError`` when the dilated kernel extent exceeds the padded input.
+    """
+    extent = dilation * (kernel - 1) + 1
+    if size + 2 * pad < extent:
+        raise ValueError(
+            f"kernel extent {extent} (kernel {kernel}, dilation {dilation}) is larger than "
+            f"the padded input {size + 2 * pad} (size {size}, pad {pad})"
+        )
+    return (size + 2 * pad - extent) // stride + 1
+
+
+def _padded(x: np.ndarray, pad: Pair) -> np.ndarray:
+    ph, pw = pad
+    if ph == 0 and pw == 0:
+        return x
+    b, c, h, w = x.shape
+    xp = np.zeros((b, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    xp[:, :, ph : ph + h, pw : pw + w] = x
+    return xp
+
+
+def im2col(
+    x: np.ndarray,
+    kernel: Pair,
+    pad: Pair = (0, 0),
+    stride: Pair = (1, 1),
+    dilation: Pair = (1, 1),
+) -> np.ndarray:
+    """(B, C, H, W) -> (B, C*kh*kw, Ho*Wo), a fresh C-contiguous array (or a view for 1x1)."""
+    b, c, h, w = x.shape
+    kh, kw = kernel
+    ho = conv_output_size(h, kh, pad[0], stride[0], dilation[0])
+    wo = conv_output_size(w, kw, pad[1], stride[1], dilation[1])
+    if (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1):
+        # A 1x1 unit-stride convolution reads every pixel once: no copy needed.
+        return x.reshape(b, c, h * w)
+    xp = _padded(x, pad)
+    sb, sc, sh, sw = xp.strides
+    windows = as_strided(
+        xp,
+        shape=(b, c, kh, kw, ho, wo),
+        strides=(sb, sc, dilation[0] * sh, dilation[1] * sw, stride[0] * sh, stride[1] * sw),
+        writeable=False,
+    )
+    cols = np.empty((b, c, kh, kw, ho, wo), dtype=x.dtype)
+    np.copyto(cols, windows)
+    return cols.reshape(b, c * kh * kw, ho * wo)
+
+
+def col2im(
+    cols: np.ndarray,
+    image_shape: tuple[int, int, int],
+    kernel: Pair,
+    pad: Pair = (0, 0),
+    stride: Pair = (1, 1),
+    dilation: Pair = (1, 1),
+) -> np.ndarray:
+    """(B, C*kh*kw, Ho*Wo) -> (B, C, H, W): the adjoint of :func:`im2col` (sums overlaps)."""
+    c, h, w = image_shape
+    kh, kw = kernel
+    ph, pw = pad
+    sth, stw = stride
+    dh, dw = dilation
+    b = cols.shape[0]
+    ho = conv_output_size(h, kh, ph, sth, dh)
+    wo = conv_output_size(w, kw, pw, stw, dw)
+    if cols.shape[1:] != (c * kh * kw, ho * wo):
+        raise ValueError(
+            f"col2im: columns of shape {cols.shape[1:]} do not match image {image_shape} "
+            f"with kernel {kernel} (expected {(c * kh * kw, ho * wo)})"
+        )
+    if (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1):
+        return cols.reshape(b, c, h, w).copy()
+    view = cols.reshape(b, c, kh, kw, ho, wo)
+    out = np.zeros((b, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    # Within one kernel offset the output pixels read distinct inputs, so a strided
+    # slice += is exact; overlaps between offsets are summed by the loop.
+    for i in range(kh):
+        r0 = i * dh
+        for j in range(kw):
+            c0 = j * dw
+            out[:, :, r0 : r0 + sth * (ho - 1) + 1 : sth, c0 : c0 + stw * (wo - 1) + 1 : stw] += (
+                view[:, :, i, j]
+            )
+    if ph == 0 and pw == 0:
+        return out
+    return out[:, :, ph : ph + h, pw : pw + w]

@@ -1,0 +1,1 @@
+"""Data layers: LMDB Data with Caffe's DataTransformer."""

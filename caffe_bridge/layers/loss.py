@@ -1,0 +1,1 @@
+"""Softmax, the loss layers and Accuracy."""

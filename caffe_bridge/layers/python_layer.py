@@ -1,0 +1,1 @@
+"""The Python layer: pycaffe's layer protocol for user modules."""

@@ -1,0 +1,503 @@
+"""Convolution, InnerProduct and Pooling: the layers whose GEMMs go through the backend.
+
+Convolution and InnerProduct hand every matrix product (forward, backward-data,
+weight-gradient) to ``self.ctx.backend`` in the shapes documented in
+:mod:`caffe_bridge.backend`; only im2col/col2im, bias and bookkeeping stay here,
+so a hardware backend replaces the arithmetic without touching this file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from barista_hw.errors import InputError
+
+from ..blob import Blob
+from ..fillers import fill
+from ..im2col import col2im, conv_output_size, im2col
+from .base import Layer, register_layer
+
+# PoolingParameter enums (caffe.proto).
+POOL_MAX, POOL_AVE, POOL_STOCHASTIC = 0, 1, 2
+ROUND_CEIL, ROUND_FLOOR = 0, 1
+
+
+def _init_params(
+    layer: Layer, shapes: list[tuple[int, ...]], fillers: list[Any], where: str
+) -> None:
+    """Create and fill the layer's parameter blobs, or check those already given (Caffe's
+    "skipping parameter initialization" when blobs were set before SetUp)."""
+    if layer.blobs:
+        if len(layer.blobs) != len(shapes):
+            raise layer.error(
+                f"incorrect number of parameter blobs: expected {len(shapes)}, "
+                f"got {len(layer.blobs)}"
+            )
+        for i, (blob, shape) in enumerate(zip(layer.blobs, shapes, strict=True)):
+            if blob.shape != shape:
+                name = "weight" if i == 0 else "bias"
+                raise layer.error(f"incorrect {name} shape: expected {shape}, got {blob.shape}")
+        return
+    for i, (shape, filler) in enumerate(zip(shapes, fillers, strict=True)):
+        blob = Blob(shape)
+        name = "weight_filler" if i == 0 else "bias_filler"
+        try:
+            fill(blob, filler, layer.ctx.rng)
+        except InputError as exc:
+            raise layer.error(f"{where}.{name}: {exc}") from None
+        layer.blobs.append(blob)
+
+
+def _pair(
+    layer: Layer,
+    cp: Any,
+    where: str,
+    name: str,
+    default: int | None,
+    minimum: int,
+) -> tuple[int, int]:
+    """Read a repeated ``name`` or its ``name_h``/``name_w`` form, as Caffe does for 2-D."""
+    values = list(getattr(cp, name))
+    has_hw = [cp.HasField(f"{name}_h"), cp.HasField(f"{name}_w")] if name != "dilation" else []
+    if any(has_hw):
+        if values:
+            raise layer.error(
+                f"{where}: either {name} or {name}_h/{name}_w should be specified, not both"
+            )
+        h_val, w_val = getattr(cp, f"{name}_h"), getattr(cp, f"{name}_w")
+        if not all(has_hw) and default is None:
+            raise layer.error(f"{where}: {name}_h and {name}_w must be given together")
+        pair = (int(h_val), int(w_val))
+    elif not values:
+        if default is None:
+            raise layer.error(f"{where}: {name} is missing (give {name} or {name}_h and {name}_w)")
+        pair = (default, default)
+    elif len(values) == 1:
+        pair = (int(values[0]), int(values[0]))
+    elif len(values) == 2:
+        pair = (int(values[0]), int(values[1]))
+    else:
+        raise layer.error(
+            f"{where}: {name} must be specified once, or once per spatial dimension (2); "
+            f"got {len(values)} values"
+        )
+    if min(pair) < minimum:
+        raise layer.error(f"{where}: {name} must be >= {minimum}, got {pair}")
+    return pair
+
+
+@register_layer("Convolution")
+class ConvolutionLayer(Layer):
+    """Caffe's Convolution on 2-D spatial inputs: pad, stride, dilation, group, bias, axis.
+
+    Weights have shape (num_output, channels/group, kernel_h, kernel_w). Each
+    bottom/top pair is convolved with the same weights.
+    """
+
+    min_bottoms = 1
+    min_tops = 1
+    equal_bottom_top = True
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        cp = self.param.convolution_param
+        where = "convolution_param"
+        try:
+            self.axis = bottom[0].canonical_axis(int(cp.axis))
+        except ValueError as exc:
+            raise self.error(f"{where}.axis: {exc}") from None
+        spatial = bottom[0].num_axes - self.axis - 1
+        if spatial != 2:
+            raise self.error(
+                f"only 2-D convolution is supported: the input of shape {bottom[0].shape} has "
+                f"{spatial} spatial axes after the channel axis {self.axis}"
+            )
+        self.kernel = _pair(self, cp, where, "kernel_size", None, 1)
+        self.stride = _pair(self, cp, where, "stride", 1, 1)
+        self.pad = _pair(self, cp, where, "pad", 0, 0)
+        self.dilation = _pair(self, cp, where, "dilation", 1, 1)
+        self.num_output = int(cp.num_output)
+        if self.num_output <= 0:
+            raise self.error(f"{where}.num_output must be given and > 0, got {self.num_output}")
+        self.group = int(cp.group)
+        self.channels = bottom[0].shape[self.axis]
+        if self.group <= 0:
+            raise self.error(f"{where}.group must be > 0, got {self.group}")
+        if self.channels % self.group:
+            raise self.error(
+                f"{where}.group {self.group} does not divide the {self.channels} input channels"
+            )
+        if self.num_output % self.group:
+            raise self.error(
+                f"{where}.group {self.group} does not divide num_output {self.num_output}"
+            )
+        self.bias_term = bool(cp.bias_term)
+        kh, kw = self.kernel
+        shapes: list[tuple[int, ...]] = [(self.num_output, self.channels // self.group, kh, kw)]
+        fillers = [cp.weight_filler]
+        if self.bias_term:
+            shapes.append((self.num_output,))
+            fillers.append(cp.bias_filler)
+        _init_params(self, shapes, fillers, where)
+
+    def _geometry(self, blob: Blob) -> tuple[int, int, int, int, int]:
+        shape = blob.shape
+        if len(shape) != self.axis + 3:
+            raise self.error(f"bottom shape {shape} changed its number of axes since setup")
+        if shape[self.axis] != self.channels:
+            raise self.error(
+                f"input has {shape[self.axis]} channels, but the layer was set up for "
+                f"{self.channels}"
+            )
+        num = int(np.prod(shape[: self.axis], dtype=np.int64))
+        h, w = shape[self.axis + 1 :]
+        try:
+            ho = conv_output_size(h, self.kernel[0], self.pad[0], self.stride[0], self.dilation[0])
+            wo = conv_output_size(w, self.kernel[1], self.pad[1], self.stride[1], self.dilation[1])
+        except ValueError as exc:
+            raise self.error(f"convolution_param: {exc}") from None
+        return num, h, w, ho, wo
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        first = bottom[0].shape
+        for b in bottom[1:]:
+            if b.shape != first:
+                raise self.error(f"all bottoms must have the same shape: {b.shape} vs {first}")
+        _, _, _, ho, wo = self._geometry(bottom[0])
+        out_shape = first[: self.axis] + (self.num_output, ho, wo)
+        for t in top:
+            t.reshape(out_shape)
+
+    def _cols(self, x: np.ndarray) -> np.ndarray:
+        return im2col(x, self.kernel, self.pad, self.stride, self.dilation)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        backend = self.ctx.backend
+        g = self.group
+        mg = self.num_output // g
+        weights = self.blobs[0].data.reshape(self.num_output, -1)
+        kg = weights.shape[1]
+        for b, t in zip(bottom, top, strict=True):
+            num, h, w, ho, wo = self._geometry(b)
+            cols = self._cols(b.data.reshape(num, self.channels, h, w))
+            out = t.data.reshape(num, self.num_output, ho * wo)
+            for gi in range(g):
+                out[:, gi * mg : (gi + 1) * mg] = backend.forward(
+                    weights[gi * mg : (gi + 1) * mg],
+                    cols[:, gi * kg : (gi + 1) * kg],
+                    layer=self.name,
+                )
+            if self.bias_term:
+                out += self.blobs[1].data[:, None]
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        backend = self.ctx.backend
+        g = self.group
+        mg = self.num_output // g
+        weights = self.blobs[0].data.reshape(self.num_output, -1)
+        wdiff = self.blobs[0].diff.reshape(self.num_output, -1)
+        kg = weights.shape[1]
+        for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
+            num, h, w, ho, wo = self._geometry(b)
+            dy = t.diff.reshape(num, self.num_output, ho * wo)
+            if self.bias_term:
+                self.blobs[1].diff += dy.sum(axis=(0, 2), dtype=np.float32)
+            # Caffe computes the weight gradient from the bottom data as it is now.
+            cols = self._cols(b.data.reshape(num, self.channels, h, w))
+            for gi in range(g):
+                m_slice, k_slice = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
+                wdiff[m_slice] += backend.weight_grad(
+                    dy[:, m_slice], cols[:, k_slice], layer=self.name
+                )
+            if not propagate_down[i]:
+                continue
+            if g == 1:
+                dcols = backend.backward_data(weights, dy, layer=self.name)
+            else:
+                dcols = np.empty((num, g * kg, ho * wo), dtype=np.float32)
+                for gi in range(g):
+                    dcols[:, gi * kg : (gi + 1) * kg] = backend.backward_data(
+                        weights[gi * mg : (gi + 1) * mg],
+                        dy[:, gi * mg : (gi + 1) * mg],
+                        layer=self.name,
+                    )
+            dx = col2im(
+                dcols, (self.channels, h, w), self.kernel, self.pad, self.stride, self.dilation
+            )
+            b.diff[...] = dx.reshape(b.shape)
+
+
+@register_layer("InnerProduct")
+class InnerProductLayer(Layer):
+    """Caffe's InnerProduct: ``top = bottom (M x K) . W^T + bias`` over the axes from ``axis``.
+
+    Weights are (num_output, K), or (K, num_output) with ``transpose: true``.
+    """
+
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        ip = self.param.inner_product_param
+        where = "inner_product_param"
+        self.num_output = int(ip.num_output)
+        if self.num_output <= 0:
+            raise self.error(f"{where}.num_output must be given and > 0, got {self.num_output}")
+        try:
+            self.axis = bottom[0].canonical_axis(int(ip.axis))
+        except ValueError as exc:
+            raise self.error(f"{where}.axis: {exc}") from None
+        self.bias_term = bool(ip.bias_term)
+        self.transpose = bool(ip.transpose)
+        self.k = bottom[0].count_range(self.axis)
+        n, k = self.num_output, self.k
+        shapes: list[tuple[int, ...]] = [(k, n) if self.transpose else (n, k)]
+        fillers = [ip.weight_filler]
+        if self.bias_term:
+            shapes.append((n,))
+            fillers.append(ip.bias_filler)
+        _init_params(self, shapes, fillers, where)
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        shape = bottom[0].shape
+        if len(shape) <= self.axis or bottom[0].count_range(self.axis) != self.k:
+            raise self.error(
+                f"input of shape {shape} has {bottom[0].count_range(self.axis)} inputs from "
+                f"axis {self.axis}, but the layer was set up for {self.k}"
+            )
+        top[0].reshape(shape[: self.axis] + (self.num_output,))
+
+    def _weights(self) -> np.ndarray:
+        """The weights as the (num_output, K) matrix of the backend's forward pass."""
+        w = self.blobs[0].data
+        return w.T if self.transpose else w
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        x = bottom[0].data.reshape(-1, self.k)
+        # The batch is folded into the GEMM's N dimension: X is (K, batch).
+        y = self.ctx.backend.forward(self._weights(), x.T[None], layer=self.name)[0]
+        out = top[0].data.reshape(-1, self.num_output)
+        out[...] = y.T
+        if self.bias_term:
+            out += self.blobs[1].data
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        backend = self.ctx.backend
+        dy = top[0].diff.reshape(-1, self.num_output)
+        x = bottom[0].data.reshape(-1, self.k)
+        dw = backend.weight_grad(dy.T[None], x.T[None], layer=self.name)
+        self.blobs[0].diff += dw.T if self.transpose else dw
+        if self.bias_term:
+            self.blobs[1].diff += dy.sum(axis=0, dtype=np.float32)
+        if propagate_down[0]:
+            dx = backend.backward_data(self._weights(), dy.T[None], layer=self.name)[0]
+            bottom[0].diff.reshape(-1, self.k)[...] = dx.T
+
+
+@register_layer("Pooling")
+class PoolingLayer(Layer):
+    """Caffe's Pooling: MAX (with optional argmax-mask top) and AVE, incl. global pooling.
+
+    Output size uses Caffe's rounding (``round_mode``, CEIL by default) and its
+    rule that, with padding, the last window must start inside the image. AVE
+    divides by the window size clipped to the padded image, as Caffe does.
+    """
+
+    exact_bottoms = 1
+    min_tops = 1
+    max_tops = 2
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        pp = self.param.pooling_param
+        where = "pooling_param"
+        self.pool = int(pp.pool)
+        if self.pool == POOL_STOCHASTIC:
+            raise self.error(f"{where}.pool: STOCHASTIC pooling is not supported")
+        if self.pool not in (POOL_MAX, POOL_AVE):
+            raise self.error(f"{where}.pool: unknown pooling method {self.pool}")
+        if len(top) > 1 and self.pool != POOL_MAX:
+            raise self.error("only MAX pooling can output a second (mask) top")
+        self.global_pooling = bool(pp.global_pooling)
+        has = pp.HasField
+        if self.global_pooling:
+            if has("kernel_size") or has("kernel_h") or has("kernel_w"):
+                raise self.error(f"{where}: with global_pooling, kernel size cannot be specified")
+        else:
+            if has("kernel_size") == (has("kernel_h") or has("kernel_w")):
+                raise self.error(
+                    f"{where}: filter size is kernel_size OR kernel_h and kernel_w; not both"
+                    if has("kernel_size")
+                    else f"{where}: kernel_size (or kernel_h and kernel_w) is missing"
+                )
+            if not has("kernel_size") and not (has("kernel_h") and has("kernel_w")):
+                raise self.error(
+                    f"{where}: for non-square filters both kernel_h and kernel_w are required"
+                )
+        for name in ("pad", "stride"):
+            if (has(f"{name}_h") or has(f"{name}_w")) and (
+                has(name) or not (has(f"{name}_h") and has(f"{name}_w"))
+            ):
+                raise self.error(f"{where}: {name} is {name} OR {name}_h and {name}_w; not both")
+        if has("kernel_size"):
+            self.kernel = (int(pp.kernel_size), int(pp.kernel_size))
+        else:
+            self.kernel = (int(pp.kernel_h), int(pp.kernel_w))
+        self.pad = (int(pp.pad_h), int(pp.pad_w)) if has("pad_h") else (int(pp.pad), int(pp.pad))
+        self.stride = (
+            (int(pp.stride_h), int(pp.stride_w))
+            if has("stride_h")
+            else (int(pp.stride), int(pp.stride))
+        )
+        if self.global_pooling and (self.pad != (0, 0) or self.stride != (1, 1)):
+            raise self.error(f"{where}: with global_pooling, only pad = 0 and stride = 1")
+        if not self.global_pooling and min(self.kernel) <= 0:
+            raise self.error(f"{where}: kernel size must be > 0, got {self.kernel}")
+        if min(self.stride) <= 0:
+            raise self.error(f"{where}: stride must be > 0, got {self.stride}")
+        if self.pad[0] >= self.kernel[0] or self.pad[1] >= self.kernel[1]:
+            if not self.global_pooling:
+                raise self.error(
+                    f"{where}: pad {self.pad} must be smaller than the kernel {self.kernel}"
+                )
+        self.round_mode = int(pp.round_mode)
+        self._shape_key: tuple[int, ...] | None = None
+
+    def _pooled_size(self, size: int, k: int, p: int, s: int, axis: str) -> int:
+        span = size + 2 * p - k
+        if span < 0:
+            raise self.error(
+                f"pooling_param: kernel {k} is larger than the padded input {size + 2 * p} "
+                f"along {axis}"
+            )
+        out = (span // s if self.round_mode == ROUND_FLOOR else -(-span // s)) + 1
+        return out
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        shape = bottom[0].shape
+        if len(shape) != 4:
+            raise self.error(
+                f"input must have 4 axes (num, channels, height, width), got shape {shape}"
+            )
+        n, c, h, w = shape
+        if self.global_pooling:
+            self.kernel = (h, w)
+        (kh, kw), (ph, pw), (sh, sw) = self.kernel, self.pad, self.stride
+        ho = self._pooled_size(h, kh, ph, sh, "height")
+        wo = self._pooled_size(w, kw, pw, sw, "width")
+        if ph or pw:
+            # Caffe: with padding, the last window must start inside the image (not the pad).
+            if (ho - 1) * sh >= h + ph:
+                ho -= 1
+            if (wo - 1) * sw >= w + pw:
+                wo -= 1
+        if (ho - 1) * sh - ph >= h or (wo - 1) * sw - pw >= w:
+            raise self.error(
+                f"pooling_param: the last {kh}x{kw} window (stride {self.stride}) starts "
+                f"outside the {h}x{w} input"
+            )
+        self.out_hw = (ho, wo)
+        for t in top:
+            t.reshape(n, c, ho, wo)
+        key = (n, c, h, w)
+        if key != self._shape_key:
+            self._shape_key = key
+            self._prepare(h, w)
+
+    def _prepare(self, h: int, w: int) -> None:
+        """Index arrays and buffers that depend only on the input size."""
+        (kh, kw), (ph, pw), (sh, sw) = self.kernel, self.pad, self.stride
+        ho, wo = self.out_hw
+        # The padded buffer covers every window, including CEIL-mode ones past the pad.
+        self._hp = max(h + 2 * ph, (ho - 1) * sh + kh)
+        self._wp = max(w + 2 * pw, (wo - 1) * sw + kw)
+        hstart = np.arange(ho) * sh - ph
+        wstart = np.arange(wo) * sw - pw
+        self._hstart, self._wstart = hstart, wstart
+        # AVE divisor: the window clipped to the padded image (h + pad), as in Caffe.
+        hsize = np.minimum(hstart + kh, h + ph) - hstart
+        wsize = np.minimum(wstart + kw, w + pw) - wstart
+        self._divisor = np.outer(hsize, wsize).astype(np.float32)
+        self._buffer: np.ndarray | None = None
+
+    def _window(self, a: np.ndarray, i: int, j: int) -> np.ndarray:
+        """The (N, C, Ho, Wo) strided view of padded ``a`` at kernel offset (i, j)."""
+        ho, wo = self.out_hw
+        sh, sw = self.stride
+        return a[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+
+    def _padded_input(self, x: np.ndarray, fill_value: float) -> np.ndarray:
+        n, c, h, w = x.shape
+        ph, pw = self.pad
+        if self._hp == h and self._wp == w:
+            return x
+        buf = self._buffer
+        if buf is None or buf.shape[:2] != (n, c):
+            # The border keeps its fill value between calls; only the interior is rewritten.
+            buf = np.full((n, c, self._hp, self._wp), fill_value, dtype=np.float32)
+            self._buffer = buf
+        buf[:, :, ph : ph + h, pw : pw + w] = x
+        return buf
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        x = bottom[0].data
+        out = top[0].data
+        kh, kw = self.kernel
+        if self.global_pooling:
+            flat = x.reshape(x.shape[0], x.shape[1], -1)
+            if self.pool == POOL_MAX:
+                self._arg = flat.argmax(axis=2)  # first maximum, like Caffe's strict '>'
+                out[..., 0, 0] = np.take_along_axis(flat, self._arg[..., None], axis=2)[..., 0]
+                if len(top) > 1:
+                    top[1].data[..., 0, 0] = self._arg
+            else:
+                out[..., 0, 0] = flat.mean(axis=2, dtype=np.float32)
+            return
+        if self.pool == POOL_MAX:
+            xp = self._padded_input(x, -np.inf)
+            arg = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)
+            out[...] = self._window(xp, 0, 0)
+            for k in range(1, kh * kw):
+                win = self._window(xp, k // kw, k % kw)
+                better = win > out  # strict: the first maximum in row-major order wins
+                np.copyto(out, win, where=better)
+                np.copyto(arg, k, where=better)
+            self._arg = arg
+            if len(top) > 1:
+                w = x.shape[3]
+                rows = self._hstart[:, None] + (arg // kw)
+                cols = self._wstart[None, :] + (arg % kw)
+                top[1].data[...] = rows * w + cols
+        else:
+            xp = self._padded_input(x, 0.0)
+            out[...] = self._window(xp, 0, 0)
+            for k in range(1, kh * kw):
+                out += self._window(xp, k // kw, k % kw)
+            out /= self._divisor
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        dy = top[0].diff
+        dx = bottom[0].diff
+        n, c, h, w = bottom[0].shape
+        kh, kw = self.kernel
+        if self.global_pooling:
+            flat = dx.reshape(n, c, -1)
+            if self.pool == POOL_MAX:
+                flat[...] = 0
+                np.put_along_axis(flat, self._arg[..., None], dy.reshape(n, c, 1), axis=2)
+            else:
+                flat[...] = dy.reshape(n, c, 1) / np.float32(h * w)
+            return
+        ph, pw = self.pad
+        dxp = np.zeros((n, c, self._hp, self._wp), dtype=np.float32)
+        if self.pool == POOL_MAX:
+            arg = self._arg
+            for k in range(kh * kw):
+                self._window(dxp, k // kw, k % kw)[...] += np.where(arg == k, dy, 0)
+        else:
+            g = dy / self._divisor
+            for k in range(kh * kw):
+                self._window(dxp, k // kw, k % kw)[...] += g
+        dx[...] = dxp[:, :, ph : ph + h, pw : pw + w]
