@@ -3,11 +3,11 @@
 The model reproduces every output bit of :mod:`barista_hw.engine`, given the
 same integer operands and command (``shift``, ``rounding``, ``seed``):
 
-1. the exact integer product ``A @ B`` (through float64 BLAS in chunks of the
-   reduction dimension small enough that every partial sum is an exactly
-   representable integer, ``|sum| < 2**53``; float32 BLAS when even
-   ``2**24`` bounds it);
-2. wrapped to the accumulator width (the RTL accumulator is modular);
+1. the exact integer product ``A @ B`` wrapped to the accumulator width (the
+   RTL accumulator is modular), see :func:`accumulate`: one float BLAS call
+   when a bound on the partial sums proves it exact and wrap-free (float32
+   below ``2**24``, float64 below ``2**53``), else exact int64 chunks;
+2. (the wrap, when the bound does not exclude it);
 3. requantised with the rounding rule of :mod:`barista_hw.numfmt`, where the
    stochastic mode's random word of element ``(i, j)`` is the word of output
    lane ``j % cols`` at the beat that carries row ``i`` of column tile
@@ -35,28 +35,54 @@ _EXACT_F64 = float(2**53 - 1)
 _EXACT_F32 = float(2**24 - 1)
 
 
+def _max_abs(x: np.ndarray) -> float:
+    return float(max(x.max(), -x.min())) if x.size else 0.0
+
+
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact integer ``a @ b`` (int64, modulo 2**64) through floating-point BLAS."""
-    a = np.asarray(a)
-    b = np.asarray(b)
+    return _chunked_matmul(np.asarray(a), np.asarray(b), _max_abs(np.asarray(a)) * _max_abs(
+        np.asarray(b)))
+
+
+def _chunked_matmul(a: np.ndarray, b: np.ndarray, bound: float) -> np.ndarray:
     m, k = a.shape
     n = b.shape[1]
-    if k == 0 or a.size == 0 or b.size == 0:
-        return np.zeros((m, n), dtype=np.int64)
-    bound = float(np.abs(a).max()) * float(np.abs(b).max())
-    if bound == 0:
+    if k == 0 or bound == 0:
         return np.zeros((m, n), dtype=np.int64)
     if bound * k <= _EXACT_F32:
-        return np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.int64)
+        return np.matmul(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)).astype(
+            np.int64
+        )
     chunk = max(1, int(_EXACT_F64 // bound))
-    af = a.astype(np.float64)
-    bf = b.astype(np.float64)
-    if k <= chunk:
-        return np.matmul(af, bf).astype(np.int64)
+    af = a.astype(np.float64, copy=False)
+    bf = b.astype(np.float64, copy=False)
     out = np.zeros((m, n), dtype=np.int64)
     for k0 in range(0, k, chunk):  # a handful of chunks, each one BLAS call
         out += np.matmul(af[:, k0 : k0 + chunk], bf[k0 : k0 + chunk]).astype(np.int64)
     return out
+
+
+def accumulate(
+    a: np.ndarray, b: np.ndarray, acc_width: int, bound: float | None = None
+) -> np.ndarray:
+    """The engine's accumulator values for ``a @ b``, wrapped to ``acc_width`` bits.
+
+    Fast path: when no partial sum can reach ``2**(acc_width-1)`` (nor ``2**53``),
+    nothing wraps and one float BLAS call is exact; the result stays float64
+    (integer-valued). Otherwise exact int64 chunks, then the wrap. ``bound`` is
+    a known bound of ``|a_ik * b_kj|`` (e.g. from the number format), saving
+    the scan for it.
+    """
+    if bound is None:
+        bound = _max_abs(a) * _max_abs(b)
+    k = a.shape[1]
+    if bound * k < min(_EXACT_F64, 2.0 ** (acc_width - 1)):
+        if bound * k <= _EXACT_F32:
+            acc = np.matmul(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False))
+            return acc.astype(np.float64)
+        return np.matmul(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False))
+    return wrap(_chunked_matmul(a, b, bound), acc_width)
 
 
 def wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -76,10 +102,29 @@ def requantize(
     rounding: Rounding,
     words: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Accumulator values -> saturated operand-format integers (see :mod:`numfmt`)."""
+    """Accumulator values -> saturated operand-format integers (see :mod:`numfmt`).
+
+    ``acc`` is int64 (wrapped here) or float64 holding integers below 2**53 that
+    need no wrap (from :func:`accumulate`); the result has the same dtype.
+    Float arithmetic is exact here: scaling by a power of two, then ``rint``
+    (ties to even), ``floor``, or adding the random bits first.
+    """
     if not 0 <= shift <= MAX_SHIFT:
         raise InputError(f"shift {shift} out of range 0..{MAX_SHIFT}")
     rounding = Rounding(rounding)
+    if rounding is Rounding.STOCHASTIC and shift > 0 and words is None:
+        raise ValueError("stochastic rounding needs the random words")
+    if acc.dtype.kind == "f":
+        scale = 2.0**-shift
+        if shift == 0:
+            q = acc.copy()
+        elif rounding is Rounding.NEAREST_EVEN:
+            q = np.rint(acc * scale)
+        elif rounding is Rounding.FLOOR:
+            q = np.floor(acc * scale)
+        else:
+            q = np.floor((acc + (words & np.uint32((1 << shift) - 1))) * scale)
+        return np.clip(q, fmt.min_int, fmt.max_int, out=q)
     acc = wrap(acc, fmt.acc_width)
     s = np.int64(shift)
     if shift == 0:
@@ -89,8 +134,6 @@ def requantize(
     elif rounding is Rounding.FLOOR:
         q = acc >> s
     else:
-        if words is None:
-            raise ValueError("stochastic rounding needs the random words")
         q = (acc + (words.astype(np.int64) & ((np.int64(1) << s) - 1))) >> s
     return np.clip(q, fmt.min_int, fmt.max_int)
 
@@ -122,6 +165,32 @@ def check_operands(name: str, x: np.ndarray, fmt: FixedFormat) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
+def gemm_quantized(
+    a: np.ndarray,
+    b: np.ndarray,
+    cfg: EngineConfig,
+    *,
+    shift: int,
+    rounding: Rounding = Rounding.NEAREST_EVEN,
+    seed: int = 0,
+) -> np.ndarray:
+    """:func:`gemm` for operands already known to be in range (not re-checked).
+
+    ``a`` and ``b`` may be integer arrays or float arrays holding integers (as
+    produced by rounding and clipping); the result is then float64 holding the
+    engine's integers, which saves the training backends conversions.
+    """
+    m, n = a.shape[0], b.shape[1]
+    rounding = Rounding(rounding)
+    acc = accumulate(a, b, cfg.fmt.acc_width, bound=float(cfg.fmt.min_int) ** 2)
+    words = None
+    if rounding is Rounding.STOCHASTIC and shift > 0:
+        beats = output_beats(m, n, cfg.rows, cfg.cols)
+        table = lfsr.lane_words(seed, cfg.cols, -(-n // cfg.cols) * m)
+        words = table[beats, np.arange(n)[None, :] % cfg.cols]
+    return requantize(acc, cfg.fmt, shift, rounding, words)
+
+
 def gemm(
     a: np.ndarray,
     b: np.ndarray,
@@ -136,15 +205,8 @@ def gemm(
     b = check_operands("B", b, cfg.fmt)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise InputError(f"GEMM operand shapes {a.shape} and {b.shape} do not chain")
-    m, n = a.shape[0], b.shape[1]
-    rounding = Rounding(rounding)
-    acc = exact_matmul(a, b)
-    words = None
-    if rounding is Rounding.STOCHASTIC and shift > 0:
-        beats = output_beats(m, n, cfg.rows, cfg.cols)
-        table = lfsr.lane_words(seed, cfg.cols, -(-n // cfg.cols) * m)
-        words = table[beats, np.arange(n)[None, :] % cfg.cols]
-    return requantize(acc, cfg.fmt, shift, rounding, words)
+    q = gemm_quantized(a, b, cfg, shift=shift, rounding=rounding, seed=seed)
+    return q.astype(np.int64, copy=False)
 
 
 def forward(w: np.ndarray, x: np.ndarray, cfg: EngineConfig, **cmd: int) -> np.ndarray:

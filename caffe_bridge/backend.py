@@ -70,6 +70,8 @@ def register_backend(cls: type[GemmBackend]) -> type[GemmBackend]:
 
 def get_backend(name: str, **options: object) -> GemmBackend:
     """Instantiate a registered backend by name (``cpu``, ...)."""
+    if name not in _BACKENDS:
+        from . import hw_backend  # noqa: F401 - registers the hardware backends
     try:
         cls = _BACKENDS[name]
     except KeyError:

@@ -1,1 +1,376 @@
-"""Softmax, the loss layers and Accuracy."""
+"""Softmax, the loss layers and Accuracy, with the arithmetic of Caffe's CPU layers.
+
+Loss layers produce a scalar top (shape ``()``); their backward multiplies by that top's
+``diff``, which the Net seeds with the layer's loss weight, exactly as Caffe does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..blob import Blob
+from .base import Layer, register_layer
+
+_F32 = np.float32
+_FLT_MIN = np.finfo(np.float32).tiny
+
+
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """Caffe's softmax along ``axis``: subtract the maximum, exponentiate, normalise."""
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True, dtype=_F32)).astype(_F32, copy=False)
+
+
+def _canonical(layer: Layer, blob: Blob, axis: int, what: str) -> int:
+    try:
+        return blob.canonical_axis(int(axis))
+    except ValueError as exc:
+        raise layer.error(f"{what}: {exc}") from None
+
+
+@register_layer("Softmax")
+class SoftmaxLayer(Layer):
+    """``y = exp(x) / sum_axis exp(x)`` along ``softmax_param.axis``."""
+
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.axis = _canonical(self, bottom[0], self.param.softmax_param.axis, "softmax_param.axis")
+        if top[0] is not bottom[0]:
+            top[0].reshape_like(bottom[0])
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        top[0].data[...] = softmax(bottom[0].data, self.axis)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if propagate_down[0]:
+            y, dy = top[0].data, top[0].diff
+            dot = (dy * y).sum(axis=self.axis, keepdims=True, dtype=_F32)
+            bottom[0].diff[...] = (dy - dot) * y
+
+
+class LossLayer(Layer):
+    """Caffe's LossLayer: two bottoms (prediction, target), a scalar loss top."""
+
+    exact_bottoms = 2
+    exact_tops = 1
+    is_loss = True
+
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        return bottom_index != 1
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        if bottom[0].num_axes == 0 or bottom[1].num_axes == 0:
+            raise self.error(
+                f"bottoms must have a batch axis, got shapes {bottom[0].shape} and "
+                f"{bottom[1].shape}"
+            )
+        if bottom[0].shape[0] != bottom[1].shape[0]:
+            raise self.error(
+                f"the data and label should have the same first dimension: bottom[0] has shape "
+                f"{bottom[0].shape}, bottom[1] has shape {bottom[1].shape}"
+            )
+        top[0].reshape(())
+
+    def _no_label_backward(self, propagate_down: list[bool]) -> None:
+        if len(propagate_down) > 1 and propagate_down[1]:
+            raise self.error("cannot backpropagate to the label input (bottom[1])")
+
+    def _normalization(self) -> int:
+        """Caffe's choice: ``normalization`` if set, else legacy ``normalize``, else default."""
+        lp = self.param.loss_param
+        modes = type(lp)
+        if lp.HasField("normalization"):
+            return lp.normalization
+        if lp.HasField("normalize"):
+            return modes.VALID if lp.normalize else modes.BATCH_SIZE
+        return self.default_normalization()
+
+    def default_normalization(self) -> int:
+        return type(self.param.loss_param).VALID
+
+    def _normalizer(self, mode: int, outer: int, inner: int, valid_count: int) -> float:
+        modes = type(self.param.loss_param)
+        if mode == modes.FULL:
+            n = float(outer * inner)
+        elif mode == modes.VALID:
+            n = float(outer * inner if valid_count == -1 else valid_count)
+        elif mode == modes.BATCH_SIZE:
+            n = float(outer)
+        elif mode == modes.NONE:
+            n = 1.0
+        else:
+            raise self.error(f"loss_param.normalization {mode} is unknown")
+        # Caffe's guard for batches whose labels are all ignored.
+        return max(1.0, n)
+
+    def _ignore_label(self) -> int | None:
+        lp = self.param.loss_param
+        return int(lp.ignore_label) if lp.HasField("ignore_label") else None
+
+    @staticmethod
+    def _loss_weight(top: list[Blob]) -> float:
+        return float(top[0].diff.reshape(-1)[0])
+
+
+def _labels(layer: Layer, raw: np.ndarray, classes: int, ignore: int | None) -> tuple:
+    """Integer labels (C++ truncation of the float), the valid mask, and range checks."""
+    labels = raw.astype(np.int64)
+    valid = np.ones(labels.shape, bool) if ignore is None else labels != ignore
+    bad = valid & ((labels < 0) | (labels >= classes))
+    if bad.any():
+        value = labels[bad][0]
+        raise layer.error(f"label value {value} outside the {classes} classes [0, {classes})")
+    return np.where(valid, labels, 0), valid
+
+
+@register_layer("SoftmaxWithLoss")
+class SoftmaxWithLossLayer(LossLayer):
+    """Multinomial logistic loss of the softmax along ``softmax_param.axis``.
+
+    An optional second top receives the probabilities. Normalisation follows
+    ``loss_param`` (default VALID: the number of non-ignored labels).
+    """
+
+    exact_tops = None
+    min_tops = 1
+    max_tops = 2
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.normalization = self._normalization()
+        self.ignore_label = self._ignore_label()
+        self.prob = Blob()
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        super().reshape(bottom, top)
+        b = bottom[0]
+        self.axis = _canonical(self, b, self.param.softmax_param.axis, "softmax_param.axis")
+        self.outer = b.count_range(0, self.axis)
+        self.inner = b.count_range(self.axis + 1)
+        if self.outer * self.inner != bottom[1].count:
+            raise self.error(
+                f"number of labels must match number of predictions: with softmax axis "
+                f"{self.axis} and prediction shape {b.shape} the label count must be "
+                f"{self.outer * self.inner}, got {bottom[1].count} (label shape "
+                f"{bottom[1].shape})"
+            )
+        self.prob.reshape_like(b)
+        if len(top) > 1:
+            top[1].reshape_like(b)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.prob.data[...] = softmax(bottom[0].data, self.axis)
+        classes = bottom[0].shape[self.axis]
+        prob = self.prob.data.reshape(self.outer, classes, self.inner)
+        labels, valid = _labels(
+            self, bottom[1].data.reshape(self.outer, self.inner), classes, self.ignore_label
+        )
+        picked = np.take_along_axis(prob, labels[:, None, :], axis=1)[:, 0, :]
+        loss = -np.log(np.maximum(picked[valid], _FLT_MIN)).sum(dtype=np.float64)
+        self.valid_count = int(valid.sum())
+        self._labels, self._valid = labels, valid
+        norm = self._normalizer(self.normalization, self.outer, self.inner, self.valid_count)
+        top[0].data[...] = _F32(loss / norm)
+        if len(top) > 1:
+            top[1].share_data(self.prob)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        self._no_label_backward(propagate_down)
+        if not propagate_down[0]:
+            return
+        classes = bottom[0].shape[self.axis]
+        grad = self.prob.data.reshape(self.outer, classes, self.inner).copy()
+        rows = np.arange(self.outer)[:, None]
+        cols = np.arange(self.inner)[None, :]
+        grad[rows, self._labels, cols] -= _F32(1)
+        grad *= self._valid[:, None, :]
+        norm = self._normalizer(self.normalization, self.outer, self.inner, self.valid_count)
+        scale = _F32(self._loss_weight(top) / norm)
+        bottom[0].diff[...] = (grad * scale).reshape(bottom[0].shape)
+
+
+@register_layer("SigmoidCrossEntropyLoss")
+class SigmoidCrossEntropyLossLayer(LossLayer):
+    """Cross-entropy of ``sigmoid(x)`` against targets in [0, 1], in Caffe's stable form.
+
+    Normalisation defaults to BATCH_SIZE (Caffe's historical choice for this layer).
+    """
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.normalization = self._normalization()
+        self.ignore_label = self._ignore_label()
+        self._sigmoid: np.ndarray | None = None
+
+    def default_normalization(self) -> int:
+        return type(self.param.loss_param).BATCH_SIZE
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        super().reshape(bottom, top)
+        if bottom[0].count != bottom[1].count:
+            raise self.error(
+                f"inputs must have the same count: bottom[0] shape {bottom[0].shape}, "
+                f"bottom[1] shape {bottom[1].shape}"
+            )
+        self.outer = bottom[0].shape[0]
+        self.inner = bottom[0].count_range(1)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        x = bottom[0].data.reshape(-1)
+        t = bottom[1].data.reshape(-1)
+        self._sigmoid = _F32(0.5) * np.tanh(_F32(0.5) * x) + _F32(0.5)
+        if self.ignore_label is None:
+            valid = np.ones(x.shape, bool)
+        else:
+            valid = t.astype(np.int64) != self.ignore_label
+        pos = (x >= 0).astype(_F32)
+        terms = x * (t - pos) - np.log1p(np.exp(x - 2 * x * pos))
+        loss = -terms[valid].sum(dtype=np.float64)
+        self._valid = valid
+        self.valid_count = int(valid.sum())
+        norm = self._normalizer(self.normalization, self.outer, self.inner, self.valid_count)
+        top[0].data[...] = _F32(loss / norm)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        self._no_label_backward(propagate_down)
+        if not propagate_down[0]:
+            return
+        if self._sigmoid is None:
+            raise self.error("backward called before forward")
+        grad = (self._sigmoid - bottom[1].data.reshape(-1)) * self._valid
+        norm = self._normalizer(self.normalization, self.outer, self.inner, self.valid_count)
+        scale = _F32(self._loss_weight(top) / norm)
+        bottom[0].diff[...] = (grad * scale).reshape(bottom[0].shape)
+
+
+@register_layer("EuclideanLoss")
+class EuclideanLossLayer(LossLayer):
+    """``sum((a - b)^2) / (2 N)``; both inputs get gradients (Caffe allows forcing both)."""
+
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        return True
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        super().reshape(bottom, top)
+        if bottom[0].count_range(1) != bottom[1].count_range(1):
+            raise self.error(
+                f"inputs must have the same dimension: bottom[0] shape {bottom[0].shape}, "
+                f"bottom[1] shape {bottom[1].shape}"
+            )
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self._diff = bottom[0].data - bottom[1].data.reshape(bottom[0].shape)
+        d = self._diff.reshape(-1)
+        num = bottom[0].shape[0]
+        top[0].data[...] = _F32(np.dot(d, d) / num / _F32(2))
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        num = bottom[0].shape[0]
+        for i, sign in ((0, 1.0), (1, -1.0)):
+            if propagate_down[i]:
+                alpha = _F32(sign * self._loss_weight(top) / num)
+                bottom[i].diff[...] = (alpha * self._diff).reshape(bottom[i].shape)
+
+
+@register_layer("HingeLoss")
+class HingeLossLayer(LossLayer):
+    """One-vs-all hinge loss ``sum max(0, 1 - delta(l = k) x_k)^p / N``, p = 1 (L1) or 2 (L2)."""
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        p = self.param.hinge_loss_param
+        self.l2 = p.norm == type(p).L2
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        num = bottom[0].shape[0]
+        x = bottom[0].data.reshape(num, -1)
+        if bottom[1].count != num:
+            raise self.error(f"needs one label per item: {bottom[1].count} labels for {num}")
+        labels, _ = _labels(self, bottom[1].data.reshape(num), x.shape[1], None)
+        margin = x.copy()
+        rows = np.arange(num)
+        margin[rows, labels] *= _F32(-1)
+        margin = np.maximum(_F32(0), _F32(1) + margin)
+        self._margin, self._hinge_labels = margin, labels
+        if self.l2:
+            loss = np.dot(margin.reshape(-1), margin.reshape(-1))
+        else:
+            loss = np.abs(margin).sum(dtype=_F32)
+        top[0].data[...] = _F32(loss / num)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        self._no_label_backward(propagate_down)
+        if not propagate_down[0]:
+            return
+        num = bottom[0].shape[0]
+        g = self._margin.copy()
+        g[np.arange(num), self._hinge_labels] *= _F32(-1)
+        lw = self._loss_weight(top)
+        if self.l2:
+            g = g * _F32(2 * lw / num)
+        else:
+            g = np.sign(g) * _F32(lw / num)
+        bottom[0].diff[...] = g.reshape(bottom[0].shape)
+
+
+@register_layer("Accuracy")
+class AccuracyLayer(Layer):
+    """Fraction of labels among the ``top_k`` highest scores along ``axis``.
+
+    Ranking follows Caffe's partial sort of (score, class) pairs with ``std::greater``:
+    a class with an equal score but a higher index ranks above the true class. The
+    optional second top holds the per-class accuracy. No gradient.
+    """
+
+    exact_bottoms = 2
+    min_tops = 1
+    max_tops = 2
+
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        return False
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        p = self.param.accuracy_param
+        self.top_k = int(p.top_k)
+        self.ignore_label = int(p.ignore_label) if p.HasField("ignore_label") else None
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        b = bottom[0]
+        if bottom[1].count == 0 or self.top_k > b.count // bottom[1].count:
+            raise self.error(
+                f"accuracy_param.top_k {self.top_k} must be at most the number of classes "
+                f"({b.count // max(bottom[1].count, 1)})"
+            )
+        self.axis = _canonical(self, b, self.param.accuracy_param.axis, "accuracy_param.axis")
+        self.outer = b.count_range(0, self.axis)
+        self.inner = b.count_range(self.axis + 1)
+        if self.outer * self.inner != bottom[1].count:
+            raise self.error(
+                f"number of labels must match number of predictions: with accuracy_param.axis "
+                f"{self.axis} and prediction shape {b.shape} the label count must be "
+                f"{self.outer * self.inner}, got {bottom[1].count}"
+            )
+        top[0].reshape(())
+        if len(top) > 1:
+            top[1].reshape((b.shape[self.axis],))
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        classes = bottom[0].shape[self.axis]
+        x = bottom[0].data.reshape(self.outer, classes, self.inner)
+        labels, valid = _labels(
+            self, bottom[1].data.reshape(self.outer, self.inner), classes, self.ignore_label
+        )
+        true_score = np.take_along_axis(x, labels[:, None, :], axis=1)
+        k = np.arange(classes)[None, :, None]
+        above = (x > true_score) | ((x == true_score) & (k > labels[:, None, :]))
+        hit = (above.sum(axis=1) < self.top_k) & valid
+        count = int(valid.sum())
+        top[0].data[...] = _F32(0) if count == 0 else _F32(_F32(hit.sum()) / _F32(count))
+        if len(top) > 1:
+            seen = np.bincount(labels[valid], minlength=classes).astype(_F32)
+            hits = np.bincount(labels[hit], minlength=classes).astype(_F32)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                top[1].data[...] = np.where(seen == 0, _F32(0), hits / seen)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if any(propagate_down):
+            raise self.error("Accuracy has no gradient; it cannot be backpropagated through")

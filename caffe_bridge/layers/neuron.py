@@ -71,6 +71,9 @@ class PReLULayer(NeuronLayer):
                 f"{bottom[0].shape}"
             )
         self.channel_shared = bool(p.channel_shared)
+        self._bottom_copy: np.ndarray | None = None
+        if self.blobs:
+            return  # as Caffe: a slope already present (loaded or set) is kept
         channels = bottom[0].shape[1]
         slope = Blob(() if self.channel_shared else (channels,))
         if p.HasField("filler"):
@@ -78,7 +81,6 @@ class PReLULayer(NeuronLayer):
         else:
             slope.data[...] = 0.25  # Caffe's default: constant 0.25
         self.blobs = [slope]
-        self._bottom_copy: np.ndarray | None = None
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         if bottom[0].num_axes < 2:

@@ -107,7 +107,8 @@ class BatchNormLayer(Layer):
             self.use_global_stats = bool(p.use_global_stats)
         self.eps = _F32(p.eps)
         self.channels = 1 if bottom[0].num_axes == 1 else bottom[0].shape[1]
-        self.blobs = [Blob((self.channels,)), Blob((self.channels,)), Blob((1,))]
+        if not self.blobs:  # as Caffe, keep statistics already present (loaded or set)
+            self.blobs = [Blob((self.channels,)), Blob((self.channels,)), Blob((1,))]
         specs = self.param.param
         for i in range(len(self.blobs)):
             if i >= len(specs):
@@ -246,7 +247,7 @@ class BiasLayer(Layer):
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         p = self.param.bias_param
-        if len(bottom) == 1:
+        if len(bottom) == 1 and not self.blobs:
             shape = _param_shape(self, bottom[0], p.axis, p.num_axes, "bias_param")
             bias = Blob(shape)
             _fill_or_constant(bias, p, "filler", 0.0, self.ctx.rng)
@@ -290,27 +291,30 @@ class ScaleLayer(Layer):
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         p = self.param.scale_param
-        self.blobs = []
+        self.bias_term = bool(p.bias_term)
+        self._bottom_copy: np.ndarray | None = None
+        if self.blobs:
+            return  # as Caffe: parameters already present (loaded or set) are kept
         if len(bottom) == 1:
             shape = _param_shape(self, bottom[0], p.axis, p.num_axes, "scale_param")
             scale = Blob(shape)
             _fill_or_constant(scale, p, "filler", 1.0, self.ctx.rng)
             self.blobs.append(scale)
-        self.bias_term = bool(p.bias_term)
         if self.bias_term:
             num_axes = bottom[1].num_axes if len(bottom) > 1 else p.num_axes
             shape = _param_shape(self, bottom[0], p.axis, num_axes, "scale_param")
             bias = Blob(shape)
             _fill_or_constant(bias, p, "bias_filler", 0.0, self.ctx.rng)
             self.blobs.append(bias)
-        self._bottom_copy: np.ndarray | None = None
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         p = self.param.scale_param
         operand = bottom[1] if len(bottom) > 1 else self.blobs[0]
         self._dims = _broadcast_axes(self, bottom[0], operand, p.axis, "scale_param")
         if self.bias_term:
-            self._bias_dims = _broadcast_axes(self, bottom[0], self.blobs[-1], p.axis, "scale_param")
+            self._bias_dims = _broadcast_axes(
+                self, bottom[0], self.blobs[-1], p.axis, "scale_param"
+            )
         if top[0] is not bottom[0]:
             top[0].reshape_like(bottom[0])
 
@@ -331,8 +335,8 @@ class ScaleLayer(Layer):
         if self.bias_term:
             bo, bd, bi = self._bias_dims
             bias = self.blobs[-1]
-            bias.diff[...] += dy_full.reshape(bo, bd, bi).sum(axis=(0, 2), dtype=_F32).reshape(
-                bias.shape
+            bias.diff[...] += (
+                dy_full.reshape(bo, bd, bi).sum(axis=(0, 2), dtype=_F32).reshape(bias.shape)
             )
         outer, dim, inner = self._dims
         dy = dy_full.reshape(outer, dim, inner)

@@ -57,22 +57,23 @@ def _pair(
     name: str,
     default: int | None,
     minimum: int,
+    hw: str | None = None,
 ) -> tuple[int, int]:
-    """Read a repeated ``name`` or its ``name_h``/``name_w`` form, as Caffe does for 2-D."""
+    """Read a repeated ``name`` or its ``hw_h``/``hw_w`` form, as Caffe does for 2-D."""
     values = list(getattr(cp, name))
-    has_hw = [cp.HasField(f"{name}_h"), cp.HasField(f"{name}_w")] if name != "dilation" else []
+    has_hw = [cp.HasField(f"{hw}_h"), cp.HasField(f"{hw}_w")] if hw else [False, False]
     if any(has_hw):
         if values:
             raise layer.error(
-                f"{where}: either {name} or {name}_h/{name}_w should be specified, not both"
+                f"{where}: either {name} or {hw}_h/{hw}_w should be specified, not both"
             )
-        h_val, w_val = getattr(cp, f"{name}_h"), getattr(cp, f"{name}_w")
-        if not all(has_hw) and default is None:
-            raise layer.error(f"{where}: {name}_h and {name}_w must be given together")
-        pair = (int(h_val), int(w_val))
+        # pad_h/pad_w default to 0 in caffe.proto; kernel and stride need both.
+        if not all(has_hw) and hw != "pad":
+            raise layer.error(f"{where}: {hw}_h and {hw}_w must be given together")
+        pair = (int(getattr(cp, f"{hw}_h")), int(getattr(cp, f"{hw}_w")))
     elif not values:
         if default is None:
-            raise layer.error(f"{where}: {name} is missing (give {name} or {name}_h and {name}_w)")
+            raise layer.error(f"{where}: {name} is missing (give {name} or {hw}_h and {hw}_w)")
         pair = (default, default)
     elif len(values) == 1:
         pair = (int(values[0]), int(values[0]))
@@ -113,9 +114,9 @@ class ConvolutionLayer(Layer):
                 f"only 2-D convolution is supported: the input of shape {bottom[0].shape} has "
                 f"{spatial} spatial axes after the channel axis {self.axis}"
             )
-        self.kernel = _pair(self, cp, where, "kernel_size", None, 1)
-        self.stride = _pair(self, cp, where, "stride", 1, 1)
-        self.pad = _pair(self, cp, where, "pad", 0, 0)
+        self.kernel = _pair(self, cp, where, "kernel_size", None, 1, hw="kernel")
+        self.stride = _pair(self, cp, where, "stride", 1, 1, hw="stride")
+        self.pad = _pair(self, cp, where, "pad", 0, 0, hw="pad")
         self.dilation = _pair(self, cp, where, "dilation", 1, 1)
         self.num_output = int(cp.num_output)
         if self.num_output <= 0:

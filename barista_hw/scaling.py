@@ -1,0 +1,94 @@
+"""Dynamic fixed point: per-tensor power-of-two scales for training on integer engines.
+
+Training values span many orders of magnitude (weights ~1e-2, activations
+~1..10, gradients ~1e-5), so one fixed ``frac`` cannot hold them all in 8-16
+bits. The host therefore gives every operand tensor its own fraction-bit count
+(block floating point with one exponent per tensor), and chooses the engine's
+requantisation ``shift`` per call so the result lands in a good range:
+
+* operands: ``frac = width - 1 - e`` with ``max|x| < 2**e`` (no operand saturates
+  except by rounding up the largest value);
+* results: each (layer, pass) keeps an output ``frac``. The first call
+  calibrates it from a float32 estimate of the result's magnitude; later calls
+  adapt it from the integers the engine returned (saturated: two bits less;
+  unused top bits: that many more, keeping one bit of headroom). The decision
+  depends only on host data and engine outputs, so every backend that returns
+  the same bits (golden model, RTL, board) makes the same decisions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from .numfmt import MAX_SHIFT, FixedFormat
+
+FRAC_LIMIT = 64  # clamp for all-zero or extreme tensors
+
+
+def exponent(max_abs: float) -> int:
+    """Smallest ``e`` with ``max_abs < 2**e`` (``frexp``); tiny for zero."""
+    if not math.isfinite(max_abs):
+        raise ValueError(f"non-finite value {max_abs} cannot be quantised")
+    if max_abs <= 0:
+        return -FRAC_LIMIT
+    return math.frexp(max_abs)[1]
+
+
+def tensor_frac(x: np.ndarray, fmt: FixedFormat) -> int:
+    """Fraction bits that fit ``x`` into ``fmt.width`` signed bits."""
+    max_abs = float(np.max(np.abs(x))) if x.size else 0.0
+    return max(-FRAC_LIMIT, min(FRAC_LIMIT, fmt.width - 1 - exponent(max_abs)))
+
+
+class ScaleTracker:
+    """Output fraction bits per (layer, pass) key, calibrated once and adapted per call."""
+
+    def __init__(self, fmt: FixedFormat) -> None:
+        self.fmt = fmt
+        self.frac: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+
+    @property
+    def target_bits(self) -> int:
+        """Magnitude bits the largest result should use: one bit of headroom."""
+        return self.fmt.width - 2
+
+    def output_frac(self, key: str, estimate_max: Callable[[], float]) -> int:
+        """The output ``frac`` for the next call of ``key`` (calibrating on first use)."""
+        if key not in self.frac:
+            e = exponent(float(estimate_max()))
+            self.frac[key] = max(-FRAC_LIMIT, min(FRAC_LIMIT, self.target_bits - e))
+        return self.frac[key]
+
+    def plan_shift(self, key: str, frac_a: int, frac_b: int, estimate_max: Callable[[], float]
+                   ) -> tuple[int, int]:
+        """(shift, output frac) for a product with operand fractions ``frac_a``, ``frac_b``."""
+        want = self.output_frac(key, estimate_max)
+        shift = max(0, min(MAX_SHIFT, frac_a + frac_b - want))
+        return shift, frac_a + frac_b - shift
+
+    def observe(self, key: str, q: np.ndarray, frac_used: int) -> None:
+        """Adapt ``key``'s output frac from the integers of the call that used ``frac_used``."""
+        self.calls[key] = self.calls.get(key, 0) + 1
+        peak = int(np.max(np.abs(q))) if q.size else 0
+        if peak >= self.fmt.max_int:  # saturated (or at the edge): back off fast
+            new = frac_used - 2
+        elif peak == 0:
+            new = frac_used + 4  # everything underflowed: look for the signal
+        else:
+            new = frac_used + (self.target_bits - peak.bit_length())
+        self.frac[key] = max(-FRAC_LIMIT, min(FRAC_LIMIT, new))
+
+    def call_index(self, key: str) -> int:
+        return self.calls.get(key, 0)
+
+    def state_dict(self) -> dict[str, dict[str, int]]:
+        """JSON-able state, so a resumed training run makes the same decisions."""
+        return {"frac": dict(self.frac), "calls": dict(self.calls)}
+
+    def load_state_dict(self, state: dict[str, dict[str, int]]) -> None:
+        self.frac = {k: int(v) for k, v in state.get("frac", {}).items()}
+        self.calls = {k: int(v) for k, v in state.get("calls", {}).items()}
