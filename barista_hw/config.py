@@ -35,6 +35,9 @@ class EngineConfig:
     fmt: FixedFormat = field(default_factory=FixedFormat)
     dim_bits: int = 16  # M, K, N (and images) per command are < 2**dim_bits
     dataflow: Dataflow = Dataflow.OUTPUT_STATIONARY
+    # Rows (C accumulators each) of the accumulator memory that carries full-width
+    # partial sums across commands (K split into chunks); 0 builds none.
+    acc_depth: int = 0
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
@@ -43,6 +46,10 @@ class EngineConfig:
                 raise InputError(f"array {name} = {v} out of range 1..{MAX_ARRAY_DIM}")
         if not 4 <= self.dim_bits <= 24:
             raise InputError(f"dim_bits = {self.dim_bits} out of range 4..24")
+        if self.acc_depth and self.acc_depth < self.rows:
+            raise InputError(
+                f"acc_depth = {self.acc_depth} must be 0 or hold one tile ({self.rows} rows)"
+            )
 
     @property
     def pes(self) -> int:
@@ -76,3 +83,57 @@ class EngineConfig:
         d["fmt"] = FixedFormat.parse(d["fmt"])
         d["dataflow"] = Dataflow(d["dataflow"])
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """Every parameter of a generated accelerator, from the planner to RTL, simulators and drivers.
+
+    One shared engine (``engine``) runs all three passes; operand buffer A holds
+    ``a_depth`` words of ``rows`` lanes (column segments of A, tile-row by
+    tile-row), buffer B ``b_depth`` words of ``cols`` lanes (row segments of B,
+    tile-column by tile-column); the engine's accumulator memory
+    (``engine.acc_depth`` rows) carries partial sums when a pass's reduction
+    dimension is split into chunks that fit the buffers.
+    """
+
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(acc_depth=64))
+    a_depth: int = 1024
+    b_depth: int = 1024
+    clock_mhz: float = 50.0
+    name: str = "custom"
+    target: str = "generic"
+
+    def __post_init__(self) -> None:
+        for name in ("a_depth", "b_depth"):
+            v = getattr(self, name)
+            if not 2 <= v <= 1 << 20:
+                raise InputError(f"{name} = {v} out of range 2..{1 << 20}")
+        if self.clock_mhz <= 0:
+            raise InputError(f"clock_mhz = {self.clock_mhz} must be positive")
+
+    @property
+    def a_addr_bits(self) -> int:
+        return max(1, (self.a_depth - 1).bit_length())
+
+    @property
+    def b_addr_bits(self) -> int:
+        return max(1, (self.b_depth - 1).bit_length())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["engine"] = json.loads(self.engine.to_json())
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AcceleratorConfig:
+        d = dict(d)
+        d["engine"] = EngineConfig.from_json(json.dumps(d["engine"]))
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> AcceleratorConfig:
+        return cls.from_dict(json.loads(text))

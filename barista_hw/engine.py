@@ -40,8 +40,9 @@ Stalls on the streams only add cycles.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import lfsr
@@ -65,6 +66,9 @@ def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
     }
     if batched:
         fields["images"] = unsigned(cfg.dim_bits)
+    if cfg.acc_depth:
+        fields["acc_first"] = unsigned(1)
+        fields["acc_last"] = unsigned(1)
     return data.StructLayout(fields)
 
 
@@ -129,6 +133,7 @@ class GemmEngine(wiring.Component):
         pend_final = Signal()
         bank_full = Signal()
         drain_row = Signal(range(R + 1))
+        tile_base = Signal(range(max(cfg.acc_depth, 1) + R))  # accumulator-memory row of tile
 
         # -- command --------------------------------------------------------
         m.d.comb += [self.cmd.ready.eq(~self.busy), lanes.seed.eq(self.cmd.payload.seed)]
@@ -140,6 +145,7 @@ class GemmEngine(wiring.Component):
                 k_cnt.eq(0),
                 img_cnt.eq(0),
                 feed_done.eq(0),
+                tile_base.eq(0),
                 self.busy.eq(1),
                 self.cycles.eq(0),
             ]
@@ -197,29 +203,54 @@ class GemmEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += n_rem.eq(n_rem - C)
 
-        # -- drain: bank -> requantiser -> output register ------------------
-        with m.If(array.tile_done):
-            m.d.sync += [bank_full.eq(1), drain_row.eq(0)]
+        # -- drain: bank (+ partial sums) -> requantiser -> output register ------
+        # With an accumulator memory, a command with acc_first = 0 adds the
+        # partial sums a previous command left there (full width, modular), and
+        # one with acc_last = 0 writes the sums back instead of emitting them.
         load = Signal()
         final_row = drain_row == pend_rows - 1
+        summed = Signal(data.ArrayLayout(cfg.fmt.acc_shape, C))
+        if cfg.acc_depth:
+            first, emit = cmd.acc_first, cmd.acc_last
+            m.submodules.accmem = accmem = Memory(
+                shape=data.ArrayLayout(cfg.fmt.acc_shape, C), depth=cfg.acc_depth, init=[]
+            )
+            rd = accmem.read_port(domain="sync")
+            wr = accmem.write_port()
+            addr = tile_base + drain_row
+            rd_ok = Signal()  # the read data belongs to addr: no row moved last cycle
+            m.d.sync += rd_ok.eq(~load)
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(1), wr.addr.eq(addr), wr.data.eq(summed),
+                         wr.en.eq(load & ~emit)]
+            for c in range(C):
+                m.d.comb += summed[c].eq(Mux(first, array.row0[c], array.row0[c] + rd.data[c]))
+        else:
+            first, emit, rd_ok = Const(1), Const(1), Const(1)
+            m.d.comb += summed.eq(array.row0)
         m.d.comb += [
-            requant.acc.eq(array.row0),
+            requant.acc.eq(summed),
             requant.words.eq(lanes.words),
             requant.shift.eq(cmd.shift),
             requant.rounding.eq(cmd.rounding),
-            load.eq(bank_full & (~self.o.valid | self.o.ready)),
+            load.eq(bank_full & (~self.o.valid | self.o.ready) & (first | rd_ok)),
             array.drain.eq(load),
-            lanes.advance.eq(load),
+            lanes.advance.eq(load & emit),
         ]
+        with m.If(array.tile_done):
+            m.d.sync += bank_full.eq(1)
         with m.If(load):
-            m.d.sync += [
-                self.o.payload.data.eq(requant.q),
-                self.o.payload.last.eq(pend_final & final_row),
-                self.o.valid.eq(1),
-                drain_row.eq(drain_row + 1),
-            ]
+            m.d.sync += drain_row.eq(drain_row + 1)
+            with m.If(emit):
+                m.d.sync += [
+                    self.o.payload.data.eq(requant.q),
+                    self.o.payload.last.eq(pend_final & final_row),
+                    self.o.valid.eq(1),
+                ]
             with m.If(final_row):
-                m.d.sync += [bank_full.eq(0), pending.eq(0)]
+                m.d.sync += [bank_full.eq(0), pending.eq(0), drain_row.eq(0),
+                             tile_base.eq(tile_base + R)]
+                with m.If(pend_final & ~emit):
+                    m.d.sync += self.busy.eq(0)  # partial sums stored: nothing to emit
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.o.valid & self.o.ready & self.o.payload.last):

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lfsr
-from .config import EngineConfig
+from . import lfsr, schedule
+from .config import AcceleratorConfig, EngineConfig
 from .errors import InputError
 from .numfmt import MAX_SHIFT, FixedFormat, Rounding
 
@@ -242,3 +242,36 @@ def weight_grad(dy: np.ndarray, x: np.ndarray, cfg: EngineConfig, **cmd: int) ->
 def gemm_float32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The float32 reference path: what Caffe's CPU computes."""
     return np.matmul(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+def gemm_on_accelerator(
+    a: np.ndarray,
+    b: np.ndarray,
+    acc: AcceleratorConfig,
+    *,
+    images: int = 1,
+    shift: int,
+    rounding: Rounding = Rounding.NEAREST_EVEN,
+    seed: int = 0,
+) -> np.ndarray:
+    """What an accelerator returns for ``a @ b`` run by :func:`schedule.schedule_gemm`.
+
+    Reduction chunks accumulate at full width, so only the output blocks
+    matter: each is one engine GEMM with its own seed (and beat order).
+    ``a``/``b`` may be float arrays of integers (see :func:`gemm_quantized`);
+    the result has their kind (int64 or float64).
+    """
+    m, kt = a.shape
+    n = b.shape[1]
+    chunks = schedule.schedule_gemm(acc, m, kt // images, n, images)
+    out = None
+    for c in chunks:
+        if not c.acc_last:
+            continue
+        q = gemm_quantized(a[c.m0 : c.m1], b[:, c.n0 : c.n1], acc.engine, shift=shift,
+                           rounding=rounding, seed=schedule.block_seed(seed, c.block))
+        if out is None:
+            out = np.empty((m, n), dtype=q.dtype)
+        out[c.m0 : c.m1, c.n0 : c.n1] = q
+    assert out is not None
+    return out

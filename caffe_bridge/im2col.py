@@ -5,7 +5,7 @@ Caffe's convolution multiplies by its (M, C*kh*kw) weights: row ``(c*kh + i)*kw 
 holds input channel ``c`` seen through kernel offset ``(i, j)``, column
 ``ho*Wo + wo`` is an output pixel.  ``col2im`` is its adjoint: it sums every column
 entry back onto the pixel it was read from.  Both work on whole batches with
-strided views; the only Python loop is over the kh*kw kernel offsets in col2im.
+strided views; the only Python loops are over the kh and kw kernel offsets in col2im.
 """
 
 from __future__ import annotations
@@ -56,15 +56,27 @@ def im2col(
         # A 1x1 unit-stride convolution reads every pixel once: no copy needed.
         return x.reshape(b, c, h * w)
     xp = _padded(x, pad)
-    sb, sc, sh, sw = xp.strides
-    windows = as_strided(
-        xp,
-        shape=(b, c, kh, kw, ho, wo),
-        strides=(sb, sc, dilation[0] * sh, dilation[1] * sw, stride[0] * sh, stride[1] * sw),
-        writeable=False,
+    sth, stw = stride
+    dh, dw = dilation
+    hp = xp.shape[2]
+    sb, sc, sy, sx = xp.strides
+    # Two strided copies instead of one: numpy is slow on short inner runs, and a single
+    # (B, C, kh, kw, Ho, Wo) gather reads runs of only Wo elements. First gather the kw
+    # horizontal shifts (runs of Wo), then the kh vertical shifts, whose (Ho, Wo) blocks
+    # are contiguous in both source and destination when the vertical stride is 1.
+    shifted = np.empty((b, c, kw, hp, wo), dtype=x.dtype)
+    np.copyto(
+        shifted,
+        as_strided(xp, (b, c, kw, hp, wo), (sb, sc, dw * sx, sy, stw * sx), writeable=False),
     )
+    ub, uc, uj, uy, ux = shifted.strides
     cols = np.empty((b, c, kh, kw, ho, wo), dtype=x.dtype)
-    np.copyto(cols, windows)
+    np.copyto(
+        cols,
+        as_strided(
+            shifted, (b, c, kh, kw, ho, wo), (ub, uc, dh * uy, uj, sth * uy, ux), writeable=False
+        ),
+    )
     return cols.reshape(b, c * kh * kw, ho * wo)
 
 
@@ -93,16 +105,16 @@ def col2im(
     if (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1):
         return cols.reshape(b, c, h, w).copy()
     view = cols.reshape(b, c, kh, kw, ho, wo)
-    out = np.zeros((b, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    # Within one kernel offset the output pixels read distinct inputs, so a strided
-    # slice += is exact; overlaps between offsets are summed by the loop.
+    hp, wp = h + 2 * ph, w + 2 * pw
+    # The adjoint of im2col's two stages: sum the kh vertical shifts into a (kw, Hp, Wo)
+    # buffer (long contiguous runs), then the kw horizontal shifts into the image. Within
+    # one shift every output pixel reads a distinct input, so strided `+=` is exact.
+    shifted = np.zeros((b, c, kw, hp, wo), dtype=cols.dtype)
     for i in range(kh):
-        r0 = i * dh
-        for j in range(kw):
-            c0 = j * dw
-            out[:, :, r0 : r0 + sth * (ho - 1) + 1 : sth, c0 : c0 + stw * (wo - 1) + 1 : stw] += (
-                view[:, :, i, j]
-            )
+        shifted[:, :, :, i * dh : i * dh + sth * (ho - 1) + 1 : sth, :] += view[:, :, i]
+    out = np.zeros((b, c, hp, wp), dtype=cols.dtype)
+    for j in range(kw):
+        out[:, :, :, j * dw : j * dw + stw * (wo - 1) + 1 : stw] += shifted[:, :, j]
     if ph == 0 and pw == 0:
         return out
     return out[:, :, ph : ph + h, pw : pw + w]

@@ -64,3 +64,17 @@ def test_saturation_both_ways() -> None:
     got, _ = run_gemm(ForwardEngine(cfg), a, b, shift=0, rounding=Rounding.NEAREST_EVEN)
     assert got.tolist() == [[127, 0], [127, -128]]  # 32768 -> 127; -16384-127 -> -128
     np.testing.assert_array_equal(got, model.gemm(a, b, cfg, shift=0))
+
+
+@pytest.mark.parametrize("rounding", [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC])
+def test_accumulator_memory_carries_partial_sums_across_commands(rounding: Rounding) -> None:
+    cfg = EngineConfig(2, 3, FixedFormat(8, 4, 16), acc_depth=8)  # 16 bits: sums wrap too
+    rng = np.random.default_rng(9)
+    a = FMT.random_operands(rng, (3, 12))  # 2 x 2 tiles = 4 tiles of 2 rows: 8 rows
+    b = FMT.random_operands(rng, (12, 5))
+    cmd = {"shift": 5, "rounding": rounding, "seed": 4}
+    expected = model.gemm(a, b, cfg, **cmd)
+    got, _ = run_gemm(ForwardEngine(cfg), a, b, k_chunks=3, stall=0.3, stall_seed=2, **cmd)
+    np.testing.assert_array_equal(got, expected)
+    whole, _ = run_gemm(ForwardEngine(cfg), a, b, **cmd)
+    np.testing.assert_array_equal(whole, expected)

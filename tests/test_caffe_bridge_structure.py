@@ -369,7 +369,8 @@ def test_argmax_over_flattened_item(top_k, out_max_val):
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_argmax_along_axis(axis, out_max_val):
     x = gaussian((4, 6, 3, 5))
-    text = f'type: "ArgMax" argmax_param {{ axis: {axis} top_k: 2 out_max_val: {str(out_max_val).lower()} }}'
+    flag = str(out_max_val).lower()
+    text = f'type: "ArgMax" argmax_param {{ axis: {axis} top_k: 2 out_max_val: {flag} }}'
     top = run(make(text), [blob_from(x)])[0]
     expected_shape = list(x.shape)
     expected_shape[axis] = 2

@@ -114,7 +114,9 @@ class LossLayer(Layer):
         return float(top[0].diff.reshape(-1)[0])
 
 
-def _labels(layer: Layer, raw: np.ndarray, classes: int, ignore: int | None) -> tuple:
+def _labels(
+    layer: Layer, raw: np.ndarray, classes: int, ignore: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Integer labels (C++ truncation of the float), the valid mask, and range checks."""
     labels = raw.astype(np.int64)
     valid = np.ones(labels.shape, bool) if ignore is None else labels != ignore
@@ -280,11 +282,17 @@ class HingeLossLayer(LossLayer):
         p = self.param.hinge_loss_param
         self.l2 = p.norm == type(p).L2
 
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        super().reshape(bottom, top)
+        if bottom[1].count != bottom[0].shape[0]:
+            raise self.error(
+                f"needs one label per item: {bottom[1].count} labels (shape {bottom[1].shape}) "
+                f"for predictions of shape {bottom[0].shape}"
+            )
+
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         num = bottom[0].shape[0]
         x = bottom[0].data.reshape(num, -1)
-        if bottom[1].count != num:
-            raise self.error(f"needs one label per item: {bottom[1].count} labels for {num}")
         labels, _ = _labels(self, bottom[1].data.reshape(num), x.shape[1], None)
         margin = x.copy()
         rows = np.arange(num)

@@ -457,12 +457,18 @@ class PoolingLayer(Layer):
         if self.pool == POOL_MAX:
             xp = self._padded_input(x, -np.inf)
             arg = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)
+            hit = np.empty(out.shape, dtype=arg.dtype)
+            better = np.empty(out.shape, dtype=bool)
             out[...] = self._window(xp, 0, 0)
             for k in range(1, kh * kw):
                 win = self._window(xp, k // kw, k % kw)
-                better = win > out  # strict: the first maximum in row-major order wins
-                np.copyto(out, win, where=better)
-                np.copyto(arg, k, where=better)
+                # Strict '>': the first maximum in row-major order wins, as in Caffe.
+                np.greater(win, out, out=better)
+                np.maximum(out, win, out=out)
+                # k grows with the scan, so max(arg, k * better) records the newest winner
+                # without a data-dependent branch.
+                np.multiply(better, k, out=hit, dtype=arg.dtype)
+                np.maximum(arg, hit, out=arg)
             self._arg = arg
             if len(top) > 1:
                 w = x.shape[3]
@@ -492,13 +498,27 @@ class PoolingLayer(Layer):
                 flat[...] = dy.reshape(n, c, 1) / np.float32(h * w)
             return
         ph, pw = self.pad
-        dxp = np.zeros((n, c, self._hp, self._wp), dtype=np.float32)
+        direct = self._hp == h and self._wp == w
+        dxp = dx if direct else np.empty((n, c, self._hp, self._wp), dtype=np.float32)
+        dxp[...] = 0
+        # Non-overlapping windows write each input at most once: plain stores, no +=.
+        tiled = self.stride[0] >= kh and self.stride[1] >= kw
         if self.pool == POOL_MAX:
             arg = self._arg
             for k in range(kh * kw):
-                self._window(dxp, k // kw, k % kw)[...] += np.where(arg == k, dy, 0)
+                win = self._window(dxp, k // kw, k % kw)
+                if tiled:
+                    np.multiply(dy, arg == k, out=win)
+                else:
+                    win += dy * (arg == k)
         else:
             g = dy / self._divisor
             for k in range(kh * kw):
-                self._window(dxp, k // kw, k % kw)[...] += g
+                win = self._window(dxp, k // kw, k % kw)
+                if tiled:
+                    win[...] = g
+                else:
+                    win += g
+        if direct:
+            return
         dx[...] = dxp[:, :, ph : ph + h, pw : pw + w]

@@ -1,0 +1,188 @@
+"""Accelerator: one shared GEMM engine, operand buffers, and a controller that runs a pass.
+
+The host side (simulator driver, board link) talks to three streams:
+
+* ``wr``: buffer writes, one word per beat: ``sel`` 0 writes buffer A at
+  ``addr`` with lanes ``0..R-1`` of ``data``; ``sel`` 1 writes buffer B with lanes
+  ``0..C-1``. Always ready: writes land the cycle they arrive, also while a
+  command runs (the host double-buffers by choosing addresses).
+* ``cmd``: run one GEMM (a layer pass, or one chunk of it) from the buffers:
+  the engine command (``m``, ``k``, ``n``, ``images``, ``shift``, ``rounding``,
+  ``seed``, ``acc_first``, ``acc_last``) plus the buffer base addresses
+  ``a_base`` and ``b_base``.
+* ``o``: the engine's results (C lanes + ``last``), only for commands with
+  ``acc_last`` set.
+
+Buffer layout expected by a command (``Kt = k * images``; ``TM``, ``TN`` tile
+rows and columns): A word ``a_base + tm*Kt + kk`` holds ``A[tm*R : tm*R+R, kk]``,
+B word ``b_base + tn*Kt + kk`` holds ``B[kk, tn*C : tn*C+C]``. The controller
+walks ``tm``, ``tn``, ``kk`` exactly as the engine consumes beats, through a
+one-stage read pipeline that sustains one beat per cycle under backpressure.
+Which layer tensors go into A and B for each pass is the mapping of
+:mod:`barista_hw.engine`; the host lays them out (see
+:func:`barista_hw.plan` for the chunking).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import AcceleratorConfig
+from .engine import CYCLE_BITS, GemmEngine, command_layout, output_layout
+
+
+class SharedEngine(GemmEngine):
+    """The engine of an accelerator: all three passes (``images = 1`` except the gradient)."""
+
+    BATCHED = True
+
+
+def run_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """Fields of an accelerator run command: the engine command plus buffer bases."""
+    fields = dict(command_layout(cfg.engine, batched=True).members)
+    fields["a_base"] = unsigned(cfg.a_addr_bits)
+    fields["b_base"] = unsigned(cfg.b_addr_bits)
+    return data.StructLayout(fields)
+
+
+def write_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    lanes = max(cfg.engine.rows, cfg.engine.cols)
+    return data.StructLayout(
+        {
+            "sel": unsigned(1),
+            "addr": unsigned(max(cfg.a_addr_bits, cfg.b_addr_bits)),
+            "data": data.ArrayLayout(cfg.engine.fmt.operand_shape, lanes),
+        }
+    )
+
+
+class Accelerator(wiring.Component):
+    """Buffers + controller + :class:`SharedEngine` (see the module docstring)."""
+
+    def __init__(self, cfg: AcceleratorConfig) -> None:
+        self.cfg = cfg
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(run_layout(cfg))),
+                "wr": In(stream.Signature(write_layout(cfg))),
+                "o": Out(stream.Signature(output_layout(cfg.engine))),
+                "busy": Out(1),
+                "cycles": Out(CYCLE_BITS),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg = self.cfg
+        ecfg = cfg.engine
+        R, C, dim = ecfg.rows, ecfg.cols, ecfg.dim_bits
+        fmt = ecfg.fmt
+        m.submodules.engine = engine = SharedEngine(ecfg)
+        m.submodules.buf_a = buf_a = Memory(
+            shape=data.ArrayLayout(fmt.operand_shape, R), depth=cfg.a_depth, init=[]
+        )
+        m.submodules.buf_b = buf_b = Memory(
+            shape=data.ArrayLayout(fmt.operand_shape, C), depth=cfg.b_depth, init=[]
+        )
+
+        # -- host writes --------------------------------------------------------
+        wa, wb = buf_a.write_port(), buf_b.write_port()
+        w = self.wr.payload
+        m.d.comb += [
+            self.wr.ready.eq(1),
+            wa.addr.eq(w.addr),
+            wb.addr.eq(w.addr),
+            wa.en.eq(self.wr.valid & (w.sel == 0)),
+            wb.en.eq(self.wr.valid & (w.sel == 1)),
+        ]
+        m.d.comb += [wa.data[r].eq(w.data[r]) for r in range(R)]
+        m.d.comb += [wb.data[c].eq(w.data[c]) for c in range(C)]
+
+        # -- command: hand the engine its part, keep the walk state ---------------
+        cmd = Signal(run_layout(cfg))
+        walking = Signal()  # addresses left to issue for the current command
+        engine_fields = command_layout(ecfg, batched=True).members
+        for name in engine_fields:
+            m.d.comb += getattr(engine.cmd.payload, name).eq(getattr(self.cmd.payload, name))
+        m.d.comb += [
+            engine.cmd.valid.eq(self.cmd.valid & ~walking),
+            self.cmd.ready.eq(engine.cmd.ready & ~walking),
+        ]
+        a_addr = Signal(cfg.a_addr_bits)
+        b_addr = Signal(cfg.b_addr_bits)
+        a_row = Signal(cfg.a_addr_bits)  # first word of the current tile row in A
+        m_rem = Signal(dim)
+        n_rem = Signal(dim)
+        k_cnt = Signal(dim)
+        img_cnt = Signal(dim)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            p = self.cmd.payload
+            m.d.sync += [
+                cmd.eq(p),
+                walking.eq(1),
+                a_addr.eq(p.a_base),
+                a_row.eq(p.a_base),
+                b_addr.eq(p.b_base),
+                m_rem.eq(p.m),
+                n_rem.eq(p.n),
+                k_cnt.eq(0),
+                img_cnt.eq(0),
+            ]
+
+        # -- read pipeline: address (walking) -> buffer data (s1_valid) -> engine ---
+        ra, rb = buf_a.read_port(domain="sync"), buf_b.read_port(domain="sync")
+        s1_valid = Signal()
+        take = Signal()
+        advance = Signal()
+        m.d.comb += [
+            engine.a.valid.eq(s1_valid),
+            engine.b.valid.eq(s1_valid),
+            engine.a.payload.eq(ra.data),
+            engine.b.payload.eq(rb.data),
+            take.eq(engine.a.valid & engine.a.ready),
+            advance.eq(~s1_valid | take),
+            ra.addr.eq(a_addr),
+            rb.addr.eq(b_addr),
+            ra.en.eq(advance),
+            rb.en.eq(advance),
+        ]
+        with m.If(advance):
+            m.d.sync += s1_valid.eq(walking)
+            with m.If(walking):
+                last_k = k_cnt == cmd.k - 1
+                last_img = img_cnt == cmd.images - 1
+                with m.If(last_k):
+                    m.d.sync += k_cnt.eq(0)
+                    with m.If(last_img):
+                        m.d.sync += img_cnt.eq(0)
+                    with m.Else():
+                        m.d.sync += img_cnt.eq(img_cnt + 1)
+                with m.Else():
+                    m.d.sync += k_cnt.eq(k_cnt + 1)
+                with m.If(last_k & last_img):  # end of a tile
+                    with m.If(n_rem <= C):  # end of a tile row
+                        m.d.sync += [
+                            n_rem.eq(cmd.n),
+                            b_addr.eq(cmd.b_base),
+                            a_addr.eq(a_addr + 1),
+                            a_row.eq(a_addr + 1),
+                        ]
+                        with m.If(m_rem <= R):
+                            m.d.sync += walking.eq(0)
+                        with m.Else():
+                            m.d.sync += m_rem.eq(m_rem - R)
+                    with m.Else():
+                        m.d.sync += [
+                            n_rem.eq(n_rem - C),
+                            a_addr.eq(a_row),
+                            b_addr.eq(b_addr + 1),
+                        ]
+                with m.Else():
+                    m.d.sync += [a_addr.eq(a_addr + 1), b_addr.eq(b_addr + 1)]
+
+        wiring.connect(m, wiring.flipped(self.o), engine.o)
+        m.d.comb += [self.busy.eq(engine.busy | walking | s1_valid), self.cycles.eq(engine.cycles)]
+        return m

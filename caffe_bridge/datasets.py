@@ -1,0 +1,259 @@
+"""Built-in datasets, written in Caffe's own on-disk format.
+
+The default one is scikit-learn's bundled handwritten digits (1797 images of
+8x8 pixels, values 0..16, shipped inside the package: no download), scaled up
+to MNIST's look (a 20x20 digit centred in 28x28, uint8 0..255) and written as
+LMDBs of ``Datum`` records laid out like Caffe's root directory, so that the
+unmodified ``examples/mnist/lenet_train_test.prototxt`` and
+``lenet_solver.prototxt`` run from the output directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from barista_hw.errors import InputError
+
+# MNIST's geometry: the digit is normalised into a 20x20 box inside a 28x28 image.
+MNIST_SIZE = 28
+DIGIT_BOX = 20
+LENET_PROTOTXTS: tuple[str, ...] = (
+    "lenet_train_test.prototxt",
+    "lenet_solver.prototxt",
+    "lenet.prototxt",
+)
+TRAIN_LMDB = "mnist_train_lmdb"
+TEST_LMDB = "mnist_test_lmdb"
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """One written LMDB: where it is, how many records, how many per label."""
+
+    name: str
+    path: Path
+    count: int
+    per_label: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DigitsResult:
+    """What :func:`write_digits` wrote."""
+
+    out_dir: Path
+    train: SplitInfo
+    test: SplitInfo
+    copied: list[Path] = field(default_factory=list)  # prototxts written
+    kept: list[Path] = field(default_factory=list)  # user-edited prototxts left alone
+
+
+def example_dir(name: str = "mnist") -> Path:
+    """The directory holding the project's copy of a BVLC example (e.g. LeNet's prototxts).
+
+    Found in ``<repo>/examples/<name>`` (a clone or an editable install) or, for an
+    installed wheel, in the package data ``caffe_bridge/examples/<name>``.
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "examples" / name, here / "examples" / name):
+        if candidate.is_dir():
+            return candidate
+    raise InputError(
+        f"cannot find Barista's example directory '{name}' (looked in "
+        f"{here.parent / 'examples' / name} and {here / 'examples' / name}); "
+        f"is the installation complete?"
+    )
+
+
+def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The ``(n_out, n_in)`` matrix of 1-D bilinear resampling with pixel-centre alignment.
+
+    Applied on both axes (``A @ img @ A.T``) it resizes a whole stack of images in
+    one ``einsum``; edge pixels are replicated, as in the usual image resizers.
+    """
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"sizes must be positive, got {n_in} -> {n_out}")
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    src = np.clip(src, 0.0, n_in - 1)
+    lo = np.floor(src).astype(np.intp)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo
+    mat = np.zeros((n_out, n_in))
+    rows = np.arange(n_out)
+    np.add.at(mat, (rows, lo), 1.0 - frac)
+    np.add.at(mat, (rows, hi), frac)
+    return mat
+
+
+def mnist_like(images: np.ndarray, max_value: float) -> np.ndarray:
+    """Scale ``(n, h, w)`` images with values in ``0..max_value`` to MNIST's look.
+
+    The digit is resized to 20x20 (bilinear) and centred in a 28x28 uint8 canvas
+    with values 0..255, as MNIST's preprocessing does.
+    """
+    if images.ndim != 3:
+        raise ValueError(f"expected an (n, h, w) stack of images, got shape {images.shape}")
+    n, h, w = images.shape
+    rows = bilinear_matrix(h, DIGIT_BOX)
+    cols = bilinear_matrix(w, DIGIT_BOX)
+    big = np.einsum("oi,nij,pj->nop", rows, images.astype(np.float64), cols)
+    big = np.clip(np.rint(big * (255.0 / max_value)), 0, 255).astype(np.uint8)
+    out = np.zeros((n, MNIST_SIZE, MNIST_SIZE), dtype=np.uint8)
+    off = (MNIST_SIZE - DIGIT_BOX) // 2
+    out[:, off : off + DIGIT_BOX, off : off + DIGIT_BOX] = big
+    return out
+
+
+def load_digits_28() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``(images (n, 28, 28) uint8, labels (n,) int64)``."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # a declared dependency, but say what to do if it is missing
+        raise InputError(
+            "the digits dataset needs scikit-learn (pip install scikit-learn)"
+        ) from exc
+    digits = load_digits()
+    return mnist_like(digits.images, 16.0), digits.target.astype(np.int64)
+
+
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, test)``: a seeded, per-class split, each part in shuffled order.
+
+    Every class contributes ``round(test_fraction * class_size)`` images to the
+    test part. The order is shuffled because Caffe's Data layer reads records in
+    key order, and SGD wants the classes mixed.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise InputError(f"test fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    train: list[np.ndarray] = []
+    test: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = int(round(test_fraction * idx.size))
+        if n_test == 0 or n_test == idx.size:
+            raise InputError(
+                f"test fraction {test_fraction} leaves class {int(cls)} "
+                f"({idx.size} images) without training or test images"
+            )
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def write_datum_lmdb(path: Path, images: np.ndarray, labels: Sequence[int] | np.ndarray) -> None:
+    """Write ``(n, c, h, w)`` uint8 images as an LMDB of Caffe ``Datum`` records.
+
+    Keys are ``%08d`` of the record index, as Caffe's ``convert_mnist_data``
+    writes them, so key order is record order. ``path`` must not exist yet.
+    """
+    import lmdb
+
+    from .proto import caffe_pb2
+
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"expected (n, c, h, w) uint8 images, got {images.dtype} {images.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"{labels.shape[0]} labels for {images.shape[0]} images")
+    n, c, h, w = images.shape
+    # Generous: LMDB only allocates what it writes, but a full map is a hard error.
+    map_size = 64 * 2**20 + 4 * images.nbytes
+    env = lmdb.open(str(path), map_size=map_size, subdir=True, lock=True)
+    try:
+        with env.begin(write=True) as txn:
+            datum = caffe_pb2.Datum(channels=c, height=h, width=w)
+            for i in range(n):  # one record per image: the loop is over records, not pixels
+                datum.data = images[i].tobytes()
+                datum.label = int(labels[i])
+                txn.put(b"%08d" % i, datum.SerializeToString())
+    finally:
+        env.close()
+
+
+def _non_empty(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def write_digits(
+    out_dir: str | Path,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    force: bool = False,
+) -> DigitsResult:
+    """Write the digits dataset and LeNet's prototxts under ``out_dir`` in Caffe's layout.
+
+    Creates ``out_dir/examples/mnist/{mnist_train_lmdb,mnist_test_lmdb}`` and
+    copies of the project's LeNet prototxts beside them, so that
+    ``cd out_dir && barista train --solver examples/mnist/lenet_solver.prototxt``
+    runs the unmodified BVLC example. The split is stratified and seeded: the same
+    ``seed`` and ``test_fraction`` give the same records. Each LMDB is built in a
+    temporary directory beside its destination and renamed into place.
+
+    Existing non-empty LMDBs are an error unless ``force``; an existing prototxt
+    that differs from the project's copy is kept (the user may have edited it)
+    unless ``force``.
+    """
+    out = Path(out_dir)
+    dest = out / "examples" / "mnist"
+    lmdb_paths = {TRAIN_LMDB: dest / TRAIN_LMDB, TEST_LMDB: dest / TEST_LMDB}
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    if not force:
+        busy = [str(p) for p in lmdb_paths.values() if _non_empty(p)]
+        if busy:
+            raise InputError(
+                f"{', '.join(busy)} already exist(s) and is not empty; use --force to replace"
+            )
+    # Checked before the slow part, so a wrong argument fails at once.
+    if not 0.0 < test_fraction < 1.0:
+        raise InputError(f"test fraction must be in (0, 1), got {test_fraction}")
+    sources = example_dir("mnist")
+
+    images, labels = load_digits_28()
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+    parts = {TRAIN_LMDB: train_idx, TEST_LMDB: test_idx}
+
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{dest}: cannot create directory: {exc.strerror}") from None
+    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=dest))
+    try:
+        for name, idx in parts.items():
+            write_datum_lmdb(tmp / name, images[idx][:, None], labels[idx])
+        for name, final in lmdb_paths.items():
+            if final.exists() or final.is_symlink():
+                # Move the old one aside first: the rename below must not meet a directory.
+                final.rename(tmp / f"old-{name}")
+            (tmp / name).rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    copied: list[Path] = []
+    kept: list[Path] = []
+    for fname in LENET_PROTOTXTS:
+        src_bytes = (sources / fname).read_bytes()
+        target = dest / fname
+        if target.exists() and not force and target.read_bytes() != src_bytes:
+            kept.append(target)
+            continue
+        part = target.with_name(f".{fname}.part")
+        part.write_bytes(src_bytes)
+        part.replace(target)
+        copied.append(target)
+
+    def info(name: str) -> SplitInfo:
+        idx = parts[name]
+        per = np.bincount(labels[idx], minlength=10)
+        return SplitInfo(name, lmdb_paths[name], int(idx.size), tuple(int(x) for x in per))
+
+    return DigitsResult(out, info(TRAIN_LMDB), info(TEST_LMDB), copied, kept)
