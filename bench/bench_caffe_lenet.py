@@ -138,25 +138,31 @@ def main() -> None:
     dw = np.abs(params["conv1"][0].diff - tnet[0].weight.grad.numpy()).max()
     print(f"prototxt: {path}")
     print(
-        f"check: loss ours {ours_loss:.6f} vs torch {float(tloss):.6f}; "
+        f"check: loss ours {ours_loss:.6f} vs torch {float(tloss.detach()):.6f}; "
         f"max |d conv1 weight grad| = {dw:.2e}"
     )
 
-    # ---- time: interleave the two so that machine load hits both alike.
-    ours_t: list[float] = []
-    torch_t: list[float] = []
-    for i in range(args.iters + 3):
-        t0 = time.perf_counter()
+    # ---- time: alternate blocks of steps so that machine load hits both alike, without
+    # one library's idle worker threads spinning while the other computes.
+    def ours_step() -> None:
         clear_param_diffs(net)
         net.forward()
         net.backward()
-        t1 = time.perf_counter()
+
+    def torch_step() -> None:
         tnet.zero_grad(set_to_none=False)
         torch.nn.functional.cross_entropy(tnet(tx), tlabels).backward()
-        t2 = time.perf_counter()
-        if i >= 3:  # warm-up
-            ours_t.append(t1 - t0)
-            torch_t.append(t2 - t1)
+
+    ours_t: list[float] = []
+    torch_t: list[float] = []
+    rounds = 3
+    for _ in range(rounds):
+        for step, times in ((ours_step, ours_t), (torch_step, torch_t)):
+            for i in range(args.iters // rounds + 2):
+                t0 = time.perf_counter()
+                step()
+                if i >= 2:  # warm-up after switching libraries
+                    times.append(time.perf_counter() - t0)
     ours_ms = statistics.median(ours_t) * 1e3
     torch_ms = statistics.median(torch_t) * 1e3
     print(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from barista_hw import model
-from barista_hw.config import EngineConfig, Pass
+from barista_hw.config import AcceleratorConfig, EngineConfig, Pass
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.scaling import ScaleTracker, tensor_frac
 
@@ -37,13 +37,20 @@ class HardwareBackend(GemmBackend):
         rows: int = 8,
         cols: int = 8,
         config: EngineConfig | None = None,
+        accelerator: AcceleratorConfig | None = None,
     ) -> None:
-        if config is None:
+        if accelerator is not None:
+            config = accelerator.engine
+        elif config is None:
             fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
             config = EngineConfig(rows, cols, fmt)
         self.cfg = config
+        # With an accelerator, GEMMs follow its schedule (output blocks, seeds).
+        self.accelerator = accelerator
         self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
         self.scales = ScaleTracker(config.fmt)
+        # The engine command of the latest call per "layer/pass" (for reports and tests).
+        self.last_call: dict[str, dict[str, int]] = {}
 
     # -- what subclasses provide ------------------------------------------------
     def run(self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, **cmd: Any) -> np.ndarray:
@@ -105,6 +112,8 @@ class HardwareBackend(GemmBackend):
         )
         # The seed depends only on the call, so every backend draws the same bits.
         seed = zlib.crc32(f"{key}:{self.scales.call_index(key)}".encode())
+        self.last_call[key] = {"shift": shift, "seed": seed, "frac_a": frac_a,
+                               "frac_b": frac_b, "frac_out": frac_out, "images": images}
         q = self.run(kind, layer, a, b, shift=shift, rounding=self.rounding, seed=seed,
                      images=images)
         self.scales.observe(key, q, frac_out)
@@ -127,5 +136,7 @@ class GoldenBackend(HardwareBackend):
     name = "golden"
 
     def run(self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, **cmd: Any) -> np.ndarray:
-        cmd.pop("images", None)  # the model sees the folded GEMM; images only order beats
+        if self.accelerator is not None:
+            return model.gemm_on_accelerator(a, b, self.accelerator, **cmd)
+        cmd.pop("images", None)  # one engine command: images only order the beats
         return model.gemm_quantized(a, b, self.cfg, **cmd)

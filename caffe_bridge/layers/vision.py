@@ -211,6 +211,7 @@ class ConvolutionLayer(Layer):
                 wdiff[m_slice] += backend.weight_grad(
                     dy[:, m_slice], cols[:, k_slice], layer=self.name
                 )
+            del cols  # free the columns before backward-data allocates its own
             if not propagate_down[i]:
                 continue
             if g == 1:

@@ -127,10 +127,9 @@ class AdamSolver(Solver):
         beta1, beta2 = F32(self.param.momentum), F32(self.param.momentum2)
         local_rate = F32(rate) * F32(self.net.params_lr[i])
         t = self.iter + 1
-        # Caffe: sqrt(Dtype(1) - pow(beta2, t)) / (Dtype(1) - pow(beta1, t)), pow in double.
-        correction = F32(
-            np.sqrt(F32(1.0 - float(beta2) ** t)) / F32(1.0 - float(beta1) ** t)
-        )
+        # Caffe computes the bias correction in double and rounds it to Dtype.
+        b1, b2 = float(beta1), float(beta2)
+        correction = F32(np.sqrt(1.0 - b2**t) / (1.0 - b1**t))
         m *= beta1
         m += (F32(1) - beta1) * diff
         v *= beta2

