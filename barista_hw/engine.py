@@ -220,8 +220,13 @@ class GemmEngine(wiring.Component):
             addr = tile_base + drain_row
             rd_ok = Signal()  # the read data belongs to addr: no row moved last cycle
             m.d.sync += rd_ok.eq(~load)
-            m.d.comb += [rd.addr.eq(addr), rd.en.eq(1), wr.addr.eq(addr), wr.data.eq(summed),
-                         wr.en.eq(load & ~emit)]
+            m.d.comb += [
+                rd.addr.eq(addr),
+                rd.en.eq(1),
+                wr.addr.eq(addr),
+                wr.data.eq(summed),
+                wr.en.eq(load & ~emit),
+            ]
             for c in range(C):
                 m.d.comb += summed[c].eq(Mux(first, array.row0[c], array.row0[c] + rd.data[c]))
         else:
@@ -247,8 +252,12 @@ class GemmEngine(wiring.Component):
                     self.o.valid.eq(1),
                 ]
             with m.If(final_row):
-                m.d.sync += [bank_full.eq(0), pending.eq(0), drain_row.eq(0),
-                             tile_base.eq(tile_base + R)]
+                m.d.sync += [
+                    bank_full.eq(0),
+                    pending.eq(0),
+                    drain_row.eq(0),
+                    tile_base.eq(tile_base + R),
+                ]
                 with m.If(pend_final & ~emit):
                     m.d.sync += self.busy.eq(0)  # partial sums stored: nothing to emit
         with m.Elif(self.o.ready):

@@ -41,8 +41,9 @@ def _max_abs(x: np.ndarray) -> float:
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact integer ``a @ b`` (int64, modulo 2**64) through floating-point BLAS."""
-    return _chunked_matmul(np.asarray(a), np.asarray(b), _max_abs(np.asarray(a)) * _max_abs(
-        np.asarray(b)))
+    return _chunked_matmul(
+        np.asarray(a), np.asarray(b), _max_abs(np.asarray(a)) * _max_abs(np.asarray(b))
+    )
 
 
 def _chunked_matmul(a: np.ndarray, b: np.ndarray, bound: float) -> np.ndarray:
@@ -268,8 +269,14 @@ def gemm_on_accelerator(
     for c in chunks:
         if not c.acc_last:
             continue
-        q = gemm_quantized(a[c.m0 : c.m1], b[:, c.n0 : c.n1], acc.engine, shift=shift,
-                           rounding=rounding, seed=schedule.block_seed(seed, c.block))
+        q = gemm_quantized(
+            a[c.m0 : c.m1],
+            b[:, c.n0 : c.n1],
+            acc.engine,
+            shift=shift,
+            rounding=rounding,
+            seed=schedule.block_seed(seed, c.block),
+        )
         if out is None:
             out = np.empty((m, n), dtype=q.dtype)
         out[c.m0 : c.m1, c.n0 : c.n1] = q

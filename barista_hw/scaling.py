@@ -63,8 +63,9 @@ class ScaleTracker:
             self.frac[key] = max(-FRAC_LIMIT, min(FRAC_LIMIT, self.target_bits - e))
         return self.frac[key]
 
-    def plan_shift(self, key: str, frac_a: int, frac_b: int, estimate_max: Callable[[], float]
-                   ) -> tuple[int, int]:
+    def plan_shift(
+        self, key: str, frac_a: int, frac_b: int, estimate_max: Callable[[], float]
+    ) -> tuple[int, int]:
         """(shift, output frac) for a product with operand fractions ``frac_a``, ``frac_b``."""
         want = self.output_frac(key, estimate_max)
         shift = max(0, min(MAX_SHIFT, frac_a + frac_b - want))

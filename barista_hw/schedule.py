@@ -88,8 +88,9 @@ def reduction_chunks(kt: int, k: int, images: int, limit: int) -> list[tuple[int
     return out
 
 
-def schedule_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, images: int = 1,
-                  *, what: str = "GEMM") -> list[Chunk]:
+def schedule_gemm(
+    cfg: AcceleratorConfig, m: int, k: int, n: int, images: int = 1, *, what: str = "GEMM"
+) -> list[Chunk]:
     """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg``."""
     e = cfg.engine
     R, C = e.rows, e.cols
@@ -133,9 +134,25 @@ def schedule_gemm(cfg: AcceleratorConfig, m: int, k: int, n: int, images: int = 
                 if write_b:
                     half_b ^= 1
                 last_a, last_b = key_a, key_b
-                out.append(Chunk(block, m0, m1, n0, n1, kt0, kt1, kk, imgs, i == 0,
-                                 i == len(chunks_k) - 1, half_a * a_half, half_b * b_half,
-                                 write_a, write_b))
+                out.append(
+                    Chunk(
+                        block,
+                        m0,
+                        m1,
+                        n0,
+                        n1,
+                        kt0,
+                        kt1,
+                        kk,
+                        imgs,
+                        i == 0,
+                        i == len(chunks_k) - 1,
+                        half_a * a_half,
+                        half_b * b_half,
+                        write_a,
+                        write_b,
+                    )
+                )
             block += 1
     return out
 

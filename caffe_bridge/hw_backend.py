@@ -112,10 +112,17 @@ class HardwareBackend(GemmBackend):
         )
         # The seed depends only on the call, so every backend draws the same bits.
         seed = zlib.crc32(f"{key}:{self.scales.call_index(key)}".encode())
-        self.last_call[key] = {"shift": shift, "seed": seed, "frac_a": frac_a,
-                               "frac_b": frac_b, "frac_out": frac_out, "images": images}
-        q = self.run(kind, layer, a, b, shift=shift, rounding=self.rounding, seed=seed,
-                     images=images)
+        self.last_call[key] = {
+            "shift": shift,
+            "seed": seed,
+            "frac_a": frac_a,
+            "frac_b": frac_b,
+            "frac_out": frac_out,
+            "images": images,
+        }
+        q = self.run(
+            kind, layer, a, b, shift=shift, rounding=self.rounding, seed=seed, images=images
+        )
         self.scales.observe(key, q, frac_out)
         return q.astype(np.float32) * np.float32(2.0**-frac_out)
 

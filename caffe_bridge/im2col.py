@@ -46,16 +46,40 @@ def im2col(
     pad: Pair = (0, 0),
     stride: Pair = (1, 1),
     dilation: Pair = (1, 1),
+    *,
+    pixel_major: bool = False,
 ) -> np.ndarray:
-    """(B, C, H, W) -> (B, C*kh*kw, Ho*Wo), a fresh C-contiguous array (or a view for 1x1)."""
+    """(B, C, H, W) -> (B, C*kh*kw, Ho*Wo), a fresh C-contiguous array (or a view for 1x1).
+
+    With ``pixel_major`` the result is the same matrix stored as a C-contiguous
+    (B, Ho*Wo, C*kh*kw) array, returned transposed (a (B, K, N) view): the layout a
+    GEMM wants when it reduces over the pixels (the weight gradient).
+    """
     b, c, h, w = x.shape
     kh, kw = kernel
     ho = conv_output_size(h, kh, pad[0], stride[0], dilation[0])
     wo = conv_output_size(w, kw, pad[1], stride[1], dilation[1])
     if (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1):
         # A 1x1 unit-stride convolution reads every pixel once: no copy needed.
-        return x.reshape(b, c, h * w)
+        flat = x.reshape(b, c, h * w)
+        return (
+            np.ascontiguousarray(flat.transpose(0, 2, 1)).transpose(0, 2, 1)
+            if pixel_major
+            else flat
+        )
     xp = _padded(x, pad)
+    if pixel_major:
+        sb, sc, sy, sx = xp.strides
+        (sth, stw), (dh, dw) = stride, dilation
+        view = as_strided(
+            xp,
+            (b, ho, wo, c, kh, kw),
+            (sb, sth * sy, stw * sx, sc, dh * sy, dw * sx),
+            writeable=False,
+        )
+        cols = np.empty((b, ho, wo, c, kh, kw), dtype=x.dtype)
+        np.copyto(cols, view)
+        return cols.reshape(b, ho * wo, c * kh * kw).transpose(0, 2, 1)
     sth, stw = stride
     dh, dw = dilation
     hp = xp.shape[2]

@@ -45,8 +45,14 @@ def run_gemm(
     commands = []
     for i in range(k_chunks):
         k0, k1 = bounds[i], bounds[i + 1]
-        cmd = {"m": m, "k": (k1 - k0) // images, "n": n, "shift": shift, "rounding": rounding,
-               "seed": seed}
+        cmd = {
+            "m": m,
+            "k": (k1 - k0) // images,
+            "n": n,
+            "shift": shift,
+            "rounding": rounding,
+            "seed": seed,
+        }
         if engine.BATCHED:
             cmd["images"] = images
         if cfg.acc_depth:
@@ -118,8 +124,10 @@ def run_accelerator(
 
     async def write_words(ctx, sel: int, base: int, words: np.ndarray) -> None:  # noqa: ANN001
         for i, word in enumerate(words.tolist()):
-            ctx.set(acc.wr.payload, {"sel": sel, "addr": base + i,
-                                     "data": word + [0] * (max(R, C) - len(word))})
+            ctx.set(
+                acc.wr.payload,
+                {"sel": sel, "addr": base + i, "data": word + [0] * (max(R, C) - len(word))},
+            )
             ctx.set(acc.wr.valid, 1)
             await ctx.tick()
         ctx.set(acc.wr.valid, 0)
@@ -130,12 +138,22 @@ def run_accelerator(
                 await write_words(ctx, 0, c.a_base, pack_a(a[c.m0 : c.m1, c.kt0 : c.kt1], R))
             if c.write_b:
                 await write_words(ctx, 1, c.b_base, pack_b(b[c.kt0 : c.kt1, c.n0 : c.n1], C))
-            ctx.set(acc.cmd.payload, {
-                "m": c.m, "k": c.k, "n": c.n, "images": c.images, "shift": shift,
-                "rounding": rounding, "seed": block_seed(seed, c.block),
-                "acc_first": c.acc_first, "acc_last": c.acc_last,
-                "a_base": c.a_base, "b_base": c.b_base,
-            })
+            ctx.set(
+                acc.cmd.payload,
+                {
+                    "m": c.m,
+                    "k": c.k,
+                    "n": c.n,
+                    "images": c.images,
+                    "shift": shift,
+                    "rounding": rounding,
+                    "seed": block_seed(seed, c.block),
+                    "acc_first": c.acc_first,
+                    "acc_last": c.acc_last,
+                    "a_base": c.a_base,
+                    "b_base": c.b_base,
+                },
+            )
             ctx.set(acc.cmd.valid, 1)
             await ctx.tick().until(acc.cmd.ready)
             ctx.set(acc.cmd.valid, 0)

@@ -41,5 +41,6 @@ def test_unsplit_schedule_equals_plain_engine_gemm() -> None:
     a = FMT.random_operands(rng, (5, 9))
     b = FMT.random_operands(rng, (9, 7))
     cmd = {"shift": 4, "rounding": Rounding.STOCHASTIC, "seed": 3}
-    np.testing.assert_array_equal(model.gemm_on_accelerator(a, b, cfg, **cmd),
-                                  model.gemm(a, b, cfg.engine, **cmd))
+    np.testing.assert_array_equal(
+        model.gemm_on_accelerator(a, b, cfg, **cmd), model.gemm(a, b, cfg.engine, **cmd)
+    )

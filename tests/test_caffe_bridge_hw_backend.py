@@ -31,10 +31,18 @@ def test_passes_are_the_engine_model_on_quantised_operands(rounding: str) -> Non
     g = GoldenBackend(fmt="fx16", rounding=rounding, rows=4, cols=4)
     fmt = g.cfg.fmt
     cases = [
-        ("forward", lambda: g.forward(w, x, layer="L").transpose(1, 0, 2).reshape(6, 21),
-         w, x.transpose(1, 0, 2).reshape(10, 21)),
-        ("backward", lambda: g.backward_data(w, dy, layer="L").transpose(1, 0, 2).reshape(10, 21),
-         w.T, dy.transpose(1, 0, 2).reshape(6, 21)),
+        (
+            "forward",
+            lambda: g.forward(w, x, layer="L").transpose(1, 0, 2).reshape(6, 21),
+            w,
+            x.transpose(1, 0, 2).reshape(10, 21),
+        ),
+        (
+            "backward",
+            lambda: g.backward_data(w, dy, layer="L").transpose(1, 0, 2).reshape(10, 21),
+            w.T,
+            dy.transpose(1, 0, 2).reshape(6, 21),
+        ),
         ("gradient", lambda: g.weight_grad(dy, x, layer="L"), *model.weight_grad_operands(dy, x)),
     ]
     for kind, run, a_f, b_f in cases:
@@ -44,8 +52,7 @@ def test_passes_are_the_engine_model_on_quantised_operands(rounding: str) -> Non
             a = fmt.quantize(a_f, call["frac_a"])
             b = fmt.quantize(b_f, call["frac_b"])
             assert call["frac_a"] + call["frac_b"] - call["shift"] == call["frac_out"]
-            q = model.gemm(a, b, g.cfg, shift=call["shift"], rounding=g.rounding,
-                           seed=call["seed"])
+            q = model.gemm(a, b, g.cfg, shift=call["shift"], rounding=g.rounding, seed=call["seed"])
             np.testing.assert_array_equal(fmt.dequantize(q, call["frac_out"]), got)
 
 
@@ -74,8 +81,9 @@ def test_state_dict_makes_resumed_runs_identical() -> None:
 
 def test_accelerator_schedule_is_followed() -> None:
     w, x, _ = _tensors(3)
-    acc = AcceleratorConfig(EngineConfig(2, 2, FixedFormat(16, 8, 48), acc_depth=8),
-                            a_depth=16, b_depth=16)
+    acc = AcceleratorConfig(
+        EngineConfig(2, 2, FixedFormat(16, 8, 48), acc_depth=8), a_depth=16, b_depth=16
+    )
     g = GoldenBackend(accelerator=acc, rounding="nearest-even")
     plain = GoldenBackend(config=acc.engine, rounding="nearest-even")
     # Nearest-even results do not depend on the schedule, only stochastic ones do.

@@ -49,6 +49,14 @@ def test_im2col_matches_elementwise_reference(kernel, pad, stride, dilation):
 
 
 @pytest.mark.parametrize("kernel,pad,stride,dilation", CONFIGS)
+def test_pixel_major_layout_holds_the_same_matrix(kernel, pad, stride, dilation):
+    x = np.random.default_rng(5).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    cols = im2col(x, kernel, pad, stride, dilation, pixel_major=True)
+    np.testing.assert_array_equal(cols, im2col(x, kernel, pad, stride, dilation))
+    assert cols.transpose(0, 2, 1).flags.c_contiguous
+
+
+@pytest.mark.parametrize("kernel,pad,stride,dilation", CONFIGS)
 def test_col2im_is_the_adjoint_of_im2col(kernel, pad, stride, dilation):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 7, 6))

@@ -116,7 +116,9 @@ class HDF5DataLayer(Layer):
                     shapes.append(tuple(int(s) for s in ds.shape))
             rows = {s[0] for s in shapes}
             if len(rows) != 1:
-                counts = ", ".join(f"'{n}': {s[0]}" for n, s in zip(self._names, shapes))
+                counts = ", ".join(
+                    f"'{n}': {s[0]}" for n, s in zip(self._names, shapes, strict=True)
+                )
                 raise self.error(
                     f"datasets in {self._where(i)} disagree on the number of rows ({counts})"
                 )

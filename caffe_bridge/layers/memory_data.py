@@ -123,7 +123,7 @@ class MemoryDataLayer(Layer):
         self._reset(data.astype(np.float32), labels.astype(np.float32))
 
     def add_images(self, images: np.ndarray, labels: np.ndarray) -> None:
-        """Transform ``images`` ``(n, channels, height, width)`` by ``transform_param`` and serve them.
+        """Serve ``images`` ``(n, channels, height, width)`` transformed by ``transform_param``.
 
         Caffe's ``AddMatVector``/``AddDatumVector``: ``(image - mean_value) * scale``.
         As in Caffe, new images may only be added once the previous ones have all

@@ -204,8 +204,16 @@ class ConvolutionLayer(Layer):
             dy = t.diff.reshape(num, self.num_output, ho * wo)
             if self.bias_term:
                 self.blobs[1].diff += dy.sum(axis=(0, 2), dtype=np.float32)
-            # Caffe computes the weight gradient from the bottom data as it is now.
-            cols = self._cols(b.data.reshape(num, self.channels, h, w))
+            # Caffe computes the weight gradient from the bottom data as it is now. Pixel-major
+            # columns let the backend fold the batch into the reduction without a copy.
+            cols = im2col(
+                b.data.reshape(num, self.channels, h, w),
+                self.kernel,
+                self.pad,
+                self.stride,
+                self.dilation,
+                pixel_major=True,
+            )
             for gi in range(g):
                 m_slice, k_slice = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
                 wdiff[m_slice] += backend.weight_grad(
