@@ -18,6 +18,10 @@ from barista_hw.errors import InputError
 SUBCOMMANDS: tuple[str, ...] = (
     "caffe_bridge.commands.info",
     "caffe_bridge.commands.time",
+    "caffe_bridge.commands.train",
+    "caffe_bridge.commands.test",
+    "caffe_bridge.commands.plot",
+    "caffe_bridge.commands.data",
     "sim.cosim",
     "sim.demo",
 )

@@ -210,9 +210,8 @@ def write_digits(
     if not force:
         busy = [str(p) for p in lmdb_paths.values() if _non_empty(p)]
         if busy:
-            raise InputError(
-                f"{', '.join(busy)} already exist(s) and is not empty; use --force to replace"
-            )
+            verb = "exists and is" if len(busy) == 1 else "exist and are"
+            raise InputError(f"{' and '.join(busy)} {verb} not empty; use --force to replace")
     # Checked before the slow part, so a wrong argument fails at once.
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"test fraction must be in (0, 1), got {test_fraction}")

@@ -1,4 +1,4 @@
-"""The cocotb test module loaded inside the simulator: stream a file of GEMM cases through an engine.
+"""The cocotb test module run inside the simulator: streams a file of GEMM cases through an engine.
 
 Input: the ``.npz`` named by the environment variable ``BARISTA_SIM_CASES``
 (written by :func:`sim.runner.write_cases`): a JSON ``header`` (geometry,

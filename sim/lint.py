@@ -80,5 +80,7 @@ def lint(verilog_path: Path | str, top: str) -> list[str]:
         if line.startswith(("%Warning", "%Error")) and not line.startswith("%Error: Exiting due to")
     ]
     if proc.returncode != 0 and not found:
-        raise RuntimeError(f"verilator --lint-only failed ({proc.returncode}): {proc.stderr[-500:]}")
+        raise RuntimeError(
+            f"verilator --lint-only failed ({proc.returncode}): {proc.stderr[-500:]}"
+        )
     return found

@@ -69,7 +69,7 @@ def pack_lanes(x: np.ndarray, width: int) -> list[int]:
     if not 1 <= width <= _WORD // 2:
         raise ValueError(f"lane width {width} out of range 1..{_WORD // 2}")
     beats, lanes = x.shape
-    lo, hi = -(1 << (width - 1)), (1 << width) - 1
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1  # two's complement lanes
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(f"lane values in [{x.min()}, {x.max()}] do not fit {width} bits")
     u = (x.astype(np.int64) & ((1 << width) - 1)).astype(np.uint64)
@@ -106,10 +106,14 @@ def unpack_lanes(words: Sequence[int], lanes: int, width: int, signed: bool = Tr
 
 
 def operand_beats(
-    a: np.ndarray, b: np.ndarray, rows: int, cols: int, pad: np.random.Generator | None = None,
+    a: np.ndarray,
+    b: np.ndarray,
+    rows: int,
+    cols: int,
+    pad: np.random.Generator | None = None,
     pad_range: tuple[int, int] = (0, 0),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``a`` and ``b`` beats of ``a @ b`` in the engine's order: ``(beats, rows)``, ``(beats, cols)``.
+    """The ``a`` and ``b`` beats of ``a @ b`` in the engine's order: ``(beats, R)``, ``(beats, C)``.
 
     Order (see :mod:`barista_hw.engine`): output tiles row-major, then the
     reduction index (image-major for the weight-gradient engine, whose

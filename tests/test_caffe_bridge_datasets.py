@@ -1,5 +1,6 @@
 """The built-in digits dataset: Caffe-format LMDBs of Datum records, split, layout, safety."""
 
+import gc
 from pathlib import Path
 
 import lmdb
@@ -8,6 +9,7 @@ import pytest
 
 from barista_hw.errors import InputError
 from caffe_bridge import datasets
+from caffe_bridge.net import Net
 from caffe_bridge.proto import caffe_pb2
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -190,3 +192,28 @@ def test_project_copies_are_bvlc_files_unmodified():
     for name in datasets.LENET_PROTOTXTS:
         ours = (datasets.example_dir("mnist") / name).read_bytes()
         assert ours == (SHARED / "caffe-models" / "mnist" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    "phase, batch, lmdb_name", [("TRAIN", 64, "mnist_train_lmdb"), ("TEST", 100, "mnist_test_lmdb")]
+)
+def test_unmodified_lenet_runs_from_the_digits_directory(
+    digits_dir, monkeypatch, phase, batch, lmdb_name
+):
+    out, _ = digits_dir
+    # Read first: the lmdb package refuses a second open of an environment in one process.
+    _, records = read_lmdb(out / "examples" / "mnist" / lmdb_name)
+    monkeypatch.chdir(out)  # the prototxt's sources are relative, as in Caffe
+    net = Net("examples/mnist/lenet_train_test.prototxt", phase, seed=0)
+    try:
+        assert net.blobs["data"].data.shape == (batch, 1, 28, 28)
+        net.forward()
+        # Caffe's Data layer serves records in key order: the first batch is records 0..batch-1.
+        images, labels = as_arrays(records[:batch])
+        want = images.astype(np.float32) * np.float32(0.00390625)
+        np.testing.assert_array_equal(net.blobs["data"].data, want)
+        np.testing.assert_array_equal(net.blobs["label"].data.ravel(), labels)
+        assert np.isfinite(net.blobs["loss"].data).all()
+    finally:
+        del net  # closes the LMDB, so other tests of this module may open it again
+        gc.collect()

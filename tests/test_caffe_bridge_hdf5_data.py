@@ -222,3 +222,24 @@ def test_hdf5_output_rejects_mismatched_bottoms(tmp_path):
         layer.reshape(bottom, [])
     with pytest.raises(LayerError, match="file_name is not set"):
         make(HDF5OutputLayer, 'name: "o" type: "HDF5Output"').setup(bottom, [])
+
+
+def test_hdf5_data_feeds_a_net(two_files, tmp_path):
+    from caffe_bridge.net import Net
+
+    proto = tmp_path / "h5.prototxt"
+    proto.write_text(
+        f'name: "h" layer {{ name: "h5" type: "HDF5Data" top: "data" top: "label" '
+        f'hdf5_data_param {{ source: "{two_files}" batch_size: 4 }} }} '
+        'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+        'inner_product_param { num_output: 8 weight_filler { type: "gaussian" std: 0.1 } } } '
+        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }'
+    )
+    net = Net(proto, "TRAIN", seed=0)
+    assert net.blobs["data"].data.shape == (4, 2, 3) and net.blobs["label"].data.shape == (4,)
+    labels = []
+    for _ in range(3):
+        net.forward()
+        labels += net.blobs["label"].data.tolist()
+    assert labels == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3]
+    assert np.isfinite(net.blobs["loss"].data).all()

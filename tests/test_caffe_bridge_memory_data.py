@@ -113,16 +113,60 @@ def test_forward_without_input_is_an_error():
         layer.forward([], top)
 
 
+def test_add_images_crops_to_the_param_shape():
+    # Caffe's MemoryData with crop_size: larger images, cropped (centrally in TEST).
+    text = (
+        'name: "mem" type: "MemoryData" top: "data" top: "label" include { phase: TEST } '
+        "memory_data_param { batch_size: 1 channels: 1 height: 2 width: 2 } "
+        "transform_param { crop_size: 2 }"
+    )
+    layer = MemoryDataLayer(
+        text_format.Parse(text, caffe_pb2.LayerParameter()), LayerContext(phase="TEST")
+    )
+    top = [Blob(), Blob()]
+    layer.setup([], top)
+    images = np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4)
+    layer.add_images(images, [5])
+    layer.forward([], top)
+    np.testing.assert_array_equal(top[0].data, images[:, :, 1:3, 1:3])
+    with pytest.raises(LayerError, match=r"'mem'.*add_images.*crop_size 2 is larger"):
+        layer.add_images(np.zeros((1, 1, 1, 1), np.uint8), [0])
+    with pytest.raises(LayerError, match=r"'mem'.*add_images.*become \(2, 2, 2\)"):
+        layer.add_images(np.zeros((1, 2, 3, 3), np.uint8), [0])
+
+
 @pytest.mark.parametrize(
     "param, extra, pattern",
     [
         ("memory_data_param { batch_size: 2 channels: 3 height: 2 }", "", r"width = 0"),
         ("", "", r"batch_size = 0, channels = 0, height = 0, width = 0"),
-        (PARAM, "transform_param { crop_size: 2 }", r"transform_param\.crop_size"),
-        (PARAM, "transform_param { mirror: true }", r"transform_param\.mirror"),
-        (PARAM, "transform_param { mean_value: 1 mean_value: 2 }", r"1 value or one per channel"),
+        (PARAM, "transform_param { mean_value: 1 mean_value: 2 }", r"mean_value.*once per channel"),
+        (PARAM, 'transform_param { mean_file: "m" mean_value: 2 }', r"mean_file or mean_value"),
+        (PARAM, 'transform_param { mean_file: "/nonexistent/mean.binaryproto" }', r"mean_file"),
     ],
 )
 def test_setup_errors(param, extra, pattern):
     with pytest.raises(LayerError, match=f"'mem'.*{pattern}"):
         make(extra, param)
+
+
+def test_memory_data_feeds_a_net(tmp_path):
+    from caffe_bridge.net import Net
+
+    proto = tmp_path / "mem.prototxt"
+    proto.write_text(
+        'name: "m" layer { name: "mem" type: "MemoryData" top: "data" top: "label" '
+        "memory_data_param { batch_size: 4 channels: 1 height: 3 width: 3 } } "
+        'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+        'inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.1 } } } '
+        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }'
+    )
+    net = Net(proto, "TRAIN", seed=0)
+    assert net.blobs["data"].data.shape == (4, 1, 3, 3) and net.blobs["label"].data.shape == (4,)
+    data = np.random.default_rng(0).standard_normal((8, 1, 3, 3)).astype(np.float32)
+    net.layer_dict["mem"].set_input_arrays(data, np.array([0, 1, 0, 1, 1, 0, 1, 0]))
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["data"].data, data[:4])
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["label"].data, [1, 0, 1, 0])
+    assert np.isfinite(net.blobs["loss"].data).all()

@@ -23,6 +23,5 @@ def run(args: argparse.Namespace) -> int:
     log = read_log(args.log)
     plot_training(log, args.out, title=args.title or args.log)
     n_test = sum(len(s) for s in log.test.values())
-    print(f"Wrote {args.out}: {len(log.loss)} loss points, {n_test} test points",
-          file=sys.stderr)
+    print(f"Wrote {args.out}: {len(log.loss)} loss points, {n_test} test points", file=sys.stderr)
     return 0

@@ -24,13 +24,23 @@ HELP = "Score a trained net (.prototxt + .caffemodel) in the TEST phase, like `c
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``barista test`` options."""
     parser.add_argument("--model", required=True, metavar="NET.prototxt", help="the net")
-    parser.add_argument("--weights", required=True, metavar="W.caffemodel",
-                        help="trained weights (comma-separated list: applied in order)")
-    parser.add_argument("--iterations", type=int, default=50, metavar="N",
-                        help="number of batches to score (default 50, as in Caffe)")
+    parser.add_argument(
+        "--weights",
+        required=True,
+        metavar="W.caffemodel",
+        help="trained weights (comma-separated list: applied in order)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=50,
+        metavar="N",
+        help="number of batches to score (default 50, as in Caffe)",
+    )
     parser.add_argument("--level", type=int, default=0, help="NetState level (default 0)")
-    parser.add_argument("--stage", default="", metavar="S1,S2",
-                        help="NetState stages, comma-separated")
+    parser.add_argument(
+        "--stage", default="", metavar="S1,S2", help="NetState stages, comma-separated"
+    )
     add_backend_arguments(parser)
 
 
@@ -76,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
     sums: np.ndarray | None = None
     names: list[str] = []
     loss = np.float32(0)
-    for i in tqdm(range(args.iterations), unit="batch", file=sys.stderr, disable=None,
-                  desc="test"):
+    for i in tqdm(range(args.iterations), unit="batch", file=sys.stderr, disable=None, desc="test"):
         net.forward()
         loss += np.float32(net.loss)
         values, batch_names = [], []

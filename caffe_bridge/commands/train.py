@@ -23,30 +23,51 @@ HELP = "Train a net with a Caffe solver (.prototxt), like `caffe train`."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``barista train`` options."""
-    parser.add_argument("--solver", required=True, metavar="SOLVER.prototxt",
-                        help="Caffe solver file (paths inside it are relative to the current "
-                             "directory, as in Caffe)")
+    parser.add_argument(
+        "--solver",
+        required=True,
+        metavar="SOLVER.prototxt",
+        help="Caffe solver file (paths inside it are relative to the current "
+        "directory, as in Caffe)",
+    )
     start = parser.add_mutually_exclusive_group()
-    start.add_argument("--weights", metavar="W.caffemodel[,W2...]",
-                       help="fine-tune from these weights (comma-separated list)")
-    start.add_argument("--snapshot", metavar="S.solverstate",
-                       help="resume training from a solver state")
+    start.add_argument(
+        "--weights",
+        metavar="W.caffemodel[,W2...]",
+        help="fine-tune from these weights (comma-separated list)",
+    )
+    start.add_argument(
+        "--snapshot", metavar="S.solverstate", help="resume training from a solver state"
+    )
     add_backend_arguments(parser)
-    parser.add_argument("--iterations", type=int, metavar="N",
-                        help="train to N iterations (overrides max_iter)")
-    parser.add_argument("--plot", metavar="FILE.png",
-                        help="write the loss/accuracy curves to this PNG when training ends")
+    parser.add_argument(
+        "--iterations", type=int, metavar="N", help="train to N iterations (overrides max_iter)"
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write the loss/accuracy curves to this PNG when training ends",
+    )
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--format``, ``--rounding``: shared with ``barista test``."""
-    parser.add_argument("--backend", metavar="NAME",
-                        help="GEMM backend: cpu (float32) or golden (bit-exact hardware model); "
-                             "default: golden for solver_mode FPGA, else cpu")
-    parser.add_argument("--format", metavar="SPEC",
-                        help="number format of a hardware backend, e.g. fx16.8 (default fx16)")
-    parser.add_argument("--rounding", metavar="MODE",
-                        help="rounding of a hardware backend: nearest-even, floor or stochastic")
+    parser.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="GEMM backend: cpu (float32) or golden (bit-exact hardware model); "
+        "default: golden for solver_mode FPGA, else cpu",
+    )
+    parser.add_argument(
+        "--format",
+        metavar="SPEC",
+        help="number format of a hardware backend, e.g. fx16.8 (default fx16)",
+    )
+    parser.add_argument(
+        "--rounding",
+        metavar="MODE",
+        help="rounding of a hardware backend: nearest-even, floor or stochastic",
+    )
 
 
 def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
@@ -86,10 +107,18 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(line, file=sys.stdout)
         sys.stdout.flush()
 
-    solver = get_solver(args.solver, backend=backend, backend_options=options, weights=weights,
-                        max_iter=args.iterations, log=log)
-    log(f"Using the {backend} backend"
-        + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""))
+    solver = get_solver(
+        args.solver,
+        backend=backend,
+        backend_options=options,
+        weights=weights,
+        max_iter=args.iterations,
+        log=log,
+    )
+    log(
+        f"Using the {backend} backend"
+        + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
+    )
 
     status = 0
     previous = signal.getsignal(signal.SIGINT)
@@ -99,8 +128,14 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
         solver.request_stop()
 
-    bar = tqdm(total=solver.param.max_iter, unit="iter", file=sys.stderr, disable=None,
-               dynamic_ncols=True, desc="train")
+    bar = tqdm(
+        total=solver.param.max_iter,
+        unit="iter",
+        file=sys.stderr,
+        disable=None,
+        dynamic_ncols=True,
+        desc="train",
+    )
     solver.add_callback(on_gradients_ready=lambda: bar.update(1))
     try:
         signal.signal(signal.SIGINT, on_sigint)
@@ -114,8 +149,11 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
         solver.solve()
         if solver.requested_early_exit:
-            print(f"barista train: interrupted at iteration {solver.iter}; "
-                  f"{solver.last_snapshot or 'no snapshot'} written", file=sys.stderr)
+            print(
+                f"barista train: interrupted at iteration {solver.iter}; "
+                f"{solver.last_snapshot or 'no snapshot'} written",
+                file=sys.stderr,
+            )
             status = 130
     except TrainingDiverged as exc:
         print(f"barista train: error: {exc}", file=sys.stderr)
@@ -132,8 +170,10 @@ def run(args: argparse.Namespace) -> int:
                 plot_training(curves, args.plot, title=f"{args.solver} ({backend})")
                 print(f"Wrote {args.plot}", file=sys.stderr)
             else:
-                print(f"barista train: no curves to plot (display: 0?); {args.plot} not written",
-                      file=sys.stderr)
+                print(
+                    f"barista train: no curves to plot (display: 0?); {args.plot} not written",
+                    file=sys.stderr,
+                )
     return status
 
 

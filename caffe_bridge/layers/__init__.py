@@ -1,6 +1,17 @@
 """Layer implementations. Importing this package registers every layer type."""
 
-from . import data, input, loss, neuron, normalization, python_layer, structure, vision
+from . import (
+    data,
+    hdf5_data,
+    input,
+    loss,
+    memory_data,
+    neuron,
+    normalization,
+    python_layer,
+    structure,
+    vision,
+)
 from .base import LAYER_TYPES, Layer, LayerContext, LayerError, register_layer
 
 __all__ = [
@@ -10,7 +21,9 @@ __all__ = [
     "LayerError",
     "register_layer",
     "data",
+    "hdf5_data",
     "input",
+    "memory_data",
     "loss",
     "neuron",
     "normalization",

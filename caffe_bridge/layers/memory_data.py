@@ -8,7 +8,9 @@ Two ways in, as in Caffe:
   warns when one is set.
 * :meth:`MemoryDataLayer.add_images` is Caffe's ``AddMatVector``/``AddDatumVector``:
   raw images (e.g. uint8 pixels) that go through ``transform_param`` first
-  (``mean_value`` subtracted, then ``scale``), the way Caffe's MemoryDataLayer
+  (Caffe's DataTransformer: mean_value or mean_file subtracted, then ``scale``;
+  ``crop_size`` and ``mirror`` too, in which case the images are larger than
+  ``height`` x ``width`` and cropped to it), the way Caffe's MemoryDataLayer
   honours it.
 
 Either way ``n`` must be a positive multiple of ``batch_size``; each forward pass
@@ -21,7 +23,10 @@ import warnings
 
 import numpy as np
 
+from barista_hw.errors import InputError
+
 from ..blob import Blob
+from ..transform import DataTransformer
 from .base import Layer, register_layer
 
 
@@ -53,34 +58,15 @@ class MemoryDataLayer(Layer):
         top[1].reshape((self._batch,))
 
     def _setup_transform(self) -> None:
-        """Read ``transform_param``: the parts a memory array can take (mean_value, scale)."""
-        tp = self.param.transform_param
+        """Caffe's DataTransformer for :meth:`add_images`, checked now where it can be."""
         self._has_transform = self.param.HasField("transform_param")
-        unsupported = [
-            name
-            for name, on in (
-                ("crop_size", tp.crop_size > 0),
-                ("mirror", tp.mirror),
-                ("mean_file", tp.HasField("mean_file")),
-            )
-            if on
-        ]
-        if unsupported:
-            raise self.error(
-                f"transform_param.{', '.join(unsupported)}: not supported by MemoryData "
-                f"(only scale and mean_value are)"
-            )
-        channels = self._chw[0]
-        means = list(tp.mean_value)
-        if len(means) not in (0, 1, channels):
-            raise self.error(
-                f"transform_param.mean_value: give 1 value or one per channel ({channels}), "
-                f"got {len(means)}"
-            )
-        mean = np.zeros(channels, np.float32)
-        mean[:] = means if means else 0.0
-        self._mean = mean.reshape(1, channels, 1, 1)
-        self._scale = np.float32(tp.scale)
+        tp = self.param.transform_param
+        try:
+            self._transformer = DataTransformer(tp, self.ctx.phase, self.ctx.rng)
+            if not tp.crop_size:  # without a crop, the input images are (C, H, W) too
+                self._transformer.output_shape(self._chw)
+        except InputError as exc:
+            raise self.error(str(exc)) from None
 
     # -- feeding ------------------------------------------------------------
     def _check_arrays(self, data: np.ndarray, labels: np.ndarray, what: str) -> np.ndarray:
@@ -123,9 +109,10 @@ class MemoryDataLayer(Layer):
         self._reset(data.astype(np.float32), labels.astype(np.float32))
 
     def add_images(self, images: np.ndarray, labels: np.ndarray) -> None:
-        """Serve ``images`` ``(n, channels, height, width)`` transformed by ``transform_param``.
+        """Serve ``images`` ``(n, channels, h, w)`` transformed by ``transform_param``.
 
-        Caffe's ``AddMatVector``/``AddDatumVector``: ``(image - mean_value) * scale``.
+        Caffe's ``AddMatVector``/``AddDatumVector``: ``(image - mean) * scale``, then
+        crop and mirror if asked; the result must be ``(channels, height, width)``.
         As in Caffe, new images may only be added once the previous ones have all
         been served.
         """
@@ -137,12 +124,17 @@ class MemoryDataLayer(Layer):
         images = np.asarray(images)
         labels = np.asarray(labels)
         labels = self._check_arrays(images, labels, "add_images")
-        if images.shape[1:] != self._chw:
+        try:
+            shape = self._transformer.output_shape(images.shape[1:])
+        except InputError as exc:
+            raise self.error(f"add_images: {exc}") from None
+        if shape != self._chw:
             raise self.error(
-                f"add_images: images of shape {images.shape} do not match "
-                f"memory_data_param (n, {', '.join(map(str, self._chw))})"
+                f"add_images: images of shape {images.shape} become {shape} after "
+                f"transform_param, but memory_data_param wants {self._chw}"
             )
-        out = (images.astype(np.float32) - self._mean) * self._scale
+        out = np.empty((images.shape[0], *self._chw), np.float32)
+        self._transformer(images, out)
         self._reset(out, labels.astype(np.float32))
         self._has_new_data = True
 

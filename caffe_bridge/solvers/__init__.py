@@ -45,8 +45,7 @@ __all__ = [
 ]
 
 
-def get_solver(param: str | os.PathLike[str] | caffe_pb2.SolverParameter, **options: Any
-               ) -> Solver:
+def get_solver(param: str | os.PathLike[str] | caffe_pb2.SolverParameter, **options: Any) -> Solver:
     """Build the solver the file's ``type`` names (pycaffe's ``caffe.get_solver``).
 
     ``options`` are :class:`Solver`'s keyword options (``backend``,

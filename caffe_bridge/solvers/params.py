@@ -22,7 +22,14 @@ from ..proto import caffe_pb2
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 # SolverParameter.SolverType (the legacy enum) -> the `type` string (UpgradeSolverType).
-LEGACY_SOLVER_TYPES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
+LEGACY_SOLVER_TYPES = {
+    0: "SGD",
+    1: "Nesterov",
+    2: "AdaGrad",
+    3: "RMSProp",
+    4: "AdaDelta",
+    5: "Adam",
+}
 TRAIN_NET_FIELDS = ("net", "net_param", "train_net", "train_net_param")
 
 
@@ -106,7 +113,9 @@ def check_solver_param(param: caffe_pb2.SolverParameter, src: SolverFile) -> Non
         )
     n_tests = len(param.test_net) + len(param.test_net_param)
     generic = param.HasField("net") or param.HasField("net_param")
-    if generic and len(param.test_iter) < n_tests or not generic and len(param.test_iter) != n_tests:
+    # With a generic `net`, extra test_iter values add more test nets built from it.
+    enough = len(param.test_iter) >= n_tests if generic else len(param.test_iter) == n_tests
+    if not enough:
         raise src.error(
             "test_iter",
             f"must be given once per test net ({n_tests} test net(s), "
@@ -134,14 +143,14 @@ def check_solver_param(param: caffe_pb2.SolverParameter, src: SolverFile) -> Non
         if getattr(param, name) < 0:
             raise src.error(name, f"must be >= 0, got {getattr(param, name)}")
     if param.type not in SOLVER_TYPES:
-        raise src.error("type", f"unknown solver type {param.type!r} (known: {', '.join(SOLVER_TYPES)})")
+        raise src.error(
+            "type", f"unknown solver type {param.type!r} (known: {', '.join(SOLVER_TYPES)})"
+        )
     if param.regularization_type not in ("L1", "L2"):
         raise src.error(
-            "regularization_type", f"unknown regularization type {param.regularization_type!r} "
-            "(use L1 or L2)"
+            "regularization_type",
+            f"unknown regularization type {param.regularization_type!r} (use L1 or L2)",
         )
-    if param.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
-        raise src.error("snapshot_format", "only BINARYPROTO snapshots are supported")
     if param.type in ("AdaGrad", "RMSProp") and param.momentum != 0:
         raise src.error("momentum", f"momentum cannot be used with {param.type}")
     if param.type == "RMSProp" and not 0 <= param.rms_decay <= 1:
@@ -162,8 +171,9 @@ def _check_lr_policy(param: caffe_pb2.SolverParameter, src: SolverFile) -> None:
         raise src.error("max_iter", "lr_policy 'poly' needs max_iter > 0")
 
 
-def learning_rate(param: caffe_pb2.SolverParameter, iteration: int, current_step: int
-                  ) -> tuple[np.float32, int]:
+def learning_rate(
+    param: caffe_pb2.SolverParameter, iteration: int, current_step: int
+) -> tuple[np.float32, int]:
     """Caffe's SGDSolver::GetLearningRate: ``(rate, new current_step)``.
 
     ``current_step`` matters for ``multistep`` (advanced by at most one step per

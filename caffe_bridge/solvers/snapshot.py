@@ -194,9 +194,10 @@ def write_solverstate(
 
 
 def read_solverstate(path: str) -> tuple[caffe_pb2.SolverState, dict[str, Any] | None]:
-    """Parse a ``.solverstate``; the second item is the resume record, if any."""
+    """Parse a ``.solverstate`` (or Caffe's HDF5 ``.solverstate.h5``); the second item is
+    the resume record, if any."""
     if path.endswith(".h5"):
-        raise InputError(f"{path}: HDF5 solver states are not supported (use BINARYPROTO)")
+        return read_solverstate_h5(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -214,5 +215,107 @@ def read_solverstate(path: str) -> tuple[caffe_pb2.SolverState, dict[str, Any] |
         raise InputError(
             f"{path}: resume record version {record.get('version')!r} is not supported "
             f"(expected {RESUME_VERSION})"
+        )
+    return state, record
+
+
+# -- Caffe's HDF5 snapshot format (snapshot_format: HDF5) ----------------------------------
+#
+# <prefix>_iter_N.caffemodel.h5: group "data" with one group per layer and a dataset
+# per parameter blob ("0", "1", ...); <prefix>_iter_N.solverstate.h5: "iter",
+# "learned_net", "current_step" and group "history" ("0", "1", ...), as Caffe's
+# Net::ToHDF5 and SGDSolver::SnapshotSolverStateToHDF5 write them. The resume
+# record is an extra string dataset, "barista_resume", which Caffe never reads.
+
+RESUME_DATASET = "barista_resume"
+
+
+def write_caffemodel_h5(path: str, params: dict[str, list[np.ndarray]]) -> None:
+    """Write layer parameters as Caffe's ``.caffemodel.h5``, atomically."""
+    import h5py
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            for layer, blobs in params.items():
+                g = data.create_group(layer)
+                for i, a in enumerate(blobs):
+                    g.create_dataset(str(i), data=np.asarray(a, dtype=np.float32))
+
+    atomic_write(path, write)
+
+
+def read_caffemodel_h5(path: str) -> dict[str, list[np.ndarray]]:
+    """Layer name -> parameter arrays from a ``.caffemodel.h5``."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            data = f["data"]
+            return {
+                name: [
+                    np.asarray(g[str(i)][()], dtype=np.float32)
+                    for i in range(len(g))
+                    if str(i) in g
+                ]
+                for name, g in data.items()
+            }
+    except (OSError, KeyError) as exc:
+        raise InputError(f"{path}: not a Caffe HDF5 model: {exc}") from None
+
+
+def write_solverstate_h5(
+    path: str,
+    *,
+    iteration: int,
+    learned_net: str,
+    current_step: int,
+    history: list[np.ndarray],
+    resume: dict[str, Any] | None,
+) -> None:
+    """Write Caffe's ``.solverstate.h5`` (+ the resume record) atomically."""
+    import h5py
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("iter", data=np.int32(iteration))
+            f.create_dataset("learned_net", data=learned_net.encode())
+            f.create_dataset("current_step", data=np.int32(current_step))
+            g = f.create_group("history")
+            for i, h in enumerate(history):
+                g.create_dataset(str(i), data=np.asarray(h, dtype=np.float32))
+            if resume is not None:
+                record = json.dumps({"version": RESUME_VERSION, **resume}, sort_keys=True)
+                f.create_dataset(RESUME_DATASET, data=record.encode())
+
+    atomic_write(path, write)
+
+
+def read_solverstate_h5(path: str) -> tuple[caffe_pb2.SolverState, dict[str, Any] | None]:
+    """Read a ``.solverstate.h5`` into a ``SolverState`` (history as BlobProtos)."""
+    import h5py
+
+    def text(v: Any) -> str:
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    state = caffe_pb2.SolverState()
+    record = None
+    try:
+        with h5py.File(path, "r") as f:
+            state.iter = int(f["iter"][()])
+            state.learned_net = text(f["learned_net"][()])
+            state.current_step = int(f["current_step"][()]) if "current_step" in f else 0
+            hist = f["history"]
+            for i in range(len(hist)):
+                state.history.append(array_to_blobproto(np.asarray(hist[str(i)][()])))
+            if RESUME_DATASET in f:
+                record = json.loads(text(f[RESUME_DATASET][()]))
+    except FileNotFoundError:
+        raise InputError(f"{path}: solver state file not found") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"{path}: not a valid HDF5 solver state: {exc}") from None
+    if record is not None and record.get("version") != RESUME_VERSION:
+        raise InputError(
+            f"{path}: resume record version {record.get('version')!r} is not supported"
         )
     return state, record

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from google.protobuf import text_format
 
 from barista_hw.errors import InputError
 
@@ -38,8 +37,9 @@ class TrainingDiverged(RuntimeError):
     (in forward order) whose output was non-finite, when one was found.
     """
 
-    def __init__(self, message: str, iteration: int, layer: str | None = None,
-                 top: str | None = None) -> None:
+    def __init__(
+        self, message: str, iteration: int, layer: str | None = None, top: str | None = None
+    ) -> None:
         super().__init__(message)
         self.iteration = iteration
         self.layer = layer
@@ -65,12 +65,14 @@ def _json_default(obj: Any) -> Any:
 
 def derive_seed(seed: int, stream: int) -> int:
     """An independent 63-bit seed per net from the solver's ``random_seed``."""
-    return int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, np.uint64)[0]
-               >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, np.uint64)[0]
+        >> np.uint64(1)
+    )
 
 
 class Solver:
-    """Caffe's solver: ``net``, ``test_nets``, ``iter``, ``step``, ``solve``, ``snapshot``, ``restore``.
+    """Caffe's solver: ``net``, ``test_nets``, ``iter``, ``step``, ``solve``, ``snapshot``...
 
     ``param`` is a solver ``.prototxt`` path or a ``caffe_pb2.SolverParameter``.
     Options: ``backend`` (a name such as ``"cpu"``/``"golden"`` or a
@@ -119,6 +121,8 @@ class Solver:
         self.current_step = 0
         self.smoothed_loss = 0.0
         self._losses: list[np.float32] = []
+        self._loss_start = 0  # Caffe's start_iter: indexes the smoothing window
+        self._carry_smoothing = False  # set by a restore: continue the saved window
         self.test_scores: list[list[tuple[str, float]]] = []
         self._callbacks: list[tuple[Callable[[], None] | None, Callable[[], None] | None]] = []
         self.requested_early_exit = False
@@ -143,8 +147,9 @@ class Solver:
         ]
 
     # -- construction -----------------------------------------------------------------
-    def _resolve_backend(self, backend: str | GemmBackend | None, options: dict[str, Any] | None
-                         ) -> tuple[str, str | GemmBackend]:
+    def _resolve_backend(
+        self, backend: str | GemmBackend | None, options: dict[str, Any] | None
+    ) -> tuple[str, str | GemmBackend]:
         if backend is None:
             fpga = self.param.solver_mode == caffe_pb2.SolverParameter.FPGA
             backend = "golden" if fpga else "cpu"
@@ -168,7 +173,8 @@ class Solver:
             return spec
         return get_backend(spec, **self._backend_options)
 
-    def _read_net_file(self, field: str, path: str) -> caffe_pb2.NetParameter:
+    def _read_net_file(self, field: str, path: str) -> tuple[caffe_pb2.NetParameter, str]:
+        """The net file's parameters (for its ``state``) and its path."""
         if not os.path.isfile(path):
             hint = ""
             beside = Path(self.source.path).parent / path if self.source.path else None
@@ -179,70 +185,84 @@ class Solver:
                 f"net file {path!r} not found (paths in a solver file are relative to the "
                 f"current directory, {os.getcwd()}{hint})",
             )
-        net_param = caffe_pb2.NetParameter()
-        try:
-            text_format.Parse(Path(path).read_text(), net_param)
-        except text_format.ParseError as exc:
-            raise InputError(f"{path}:{exc}") from None
-        return net_param
+        from ..io import read_net
 
-    def _make_net(self, net_param: caffe_pb2.NetParameter, state: caffe_pb2.NetState,
-                  seed: int) -> Any:
+        return read_net(path), path
+
+    def _make_net(
+        self,
+        net_param: caffe_pb2.NetParameter,
+        state: caffe_pb2.NetState,
+        seed: int,
+        path: str | None = None,
+    ) -> Any:
+        """Build a net in ``state``: from its file when there is one (errors then name the
+        file and line), else from the message."""
         from ..net import Net
 
-        net_param.state.CopyFrom(state)
         phase = "TRAIN" if state.phase == caffe_pb2.TRAIN else "TEST"
-        return Net(net_param, phase, level=state.level, stages=tuple(state.stage),
-                   backend=self._new_backend(), seed=seed)
+        # Net adds `stages` to the model's own; pass only the ones the solver adds.
+        own = len(net_param.state.stage) if path is not None else 0
+        if path is None:
+            net_param = caffe_pb2.NetParameter.FromString(net_param.SerializeToString())
+            net_param.ClearField("state")
+        return Net(
+            path if path is not None else net_param,
+            phase,
+            level=state.level,
+            stages=tuple(state.stage)[own:],
+            backend=self._new_backend(),
+            seed=seed,
+        )
 
     def _init_train_net(self) -> Any:
         p = self.param
+        path = None
         if p.HasField("train_net_param"):
-            net_param = caffe_pb2.NetParameter()
-            net_param.CopyFrom(p.train_net_param)
+            net_param = p.train_net_param
         elif p.HasField("train_net"):
-            net_param = self._read_net_file("train_net", p.train_net)
+            net_param, path = self._read_net_file("train_net", p.train_net)
         elif p.HasField("net_param"):
-            net_param = caffe_pb2.NetParameter()
-            net_param.CopyFrom(p.net_param)
+            net_param = p.net_param
         else:
-            net_param = self._read_net_file("net", p.net)
+            net_param, path = self._read_net_file("net", p.net)
         # Solver default (TRAIN) < the net's own state < train_state, as in Caffe.
         state = caffe_pb2.NetState(phase=caffe_pb2.TRAIN)
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
-        return self._make_net(net_param, state, derive_seed(self.seed, 0))
+        return self._make_net(net_param, state, derive_seed(self.seed, 0), path)
 
     def _init_test_nets(self) -> list[Any]:
         p = self.param
-        net_params: list[caffe_pb2.NetParameter] = [
-            caffe_pb2.NetParameter.FromString(tp.SerializeToString()) for tp in p.test_net_param
+        sources: list[tuple[caffe_pb2.NetParameter, str | None]] = [
+            (tp, None) for tp in p.test_net_param
         ]
-        net_params += [self._read_net_file("test_net", f) for f in p.test_net]
-        remaining = len(p.test_iter) - len(net_params)
+        sources += [self._read_net_file("test_net", f) for f in p.test_net]
+        remaining = len(p.test_iter) - len(sources)
         if remaining > 0 and p.HasField("net_param"):
-            net_params += [
-                caffe_pb2.NetParameter.FromString(p.net_param.SerializeToString())
-                for _ in range(remaining)
-            ]
+            sources += [(p.net_param, None)] * remaining
         elif remaining > 0 and p.HasField("net"):
-            net_params += [self._read_net_file("net", p.net) for _ in range(remaining)]
+            sources += [self._read_net_file("net", p.net)] * remaining
         nets = []
-        for i, net_param in enumerate(net_params):
+        for i, (net_param, path) in enumerate(sources):
+            # Solver default (TEST) < the net's own state < test_state, as in Caffe.
             state = caffe_pb2.NetState(phase=caffe_pb2.TEST)
             state.MergeFrom(net_param.state)
             if len(p.test_state):
                 state.MergeFrom(p.test_state[i])
-            nets.append(self._make_net(net_param, state, derive_seed(self.seed, 1 + i)))
+            nets.append(self._make_net(net_param, state, derive_seed(self.seed, 1 + i), path))
         self.test_scores = [[] for _ in nets]
         return nets
 
     def _load_weights(self, path: str) -> None:
         if not os.path.isfile(path):
             raise InputError(f"{path}: weights file not found")
-        self.net.copy_from(path)
+        self._load_model(path)
         for tn in self.test_nets:
-            tn.copy_from(path)
+            if path.endswith(".h5"):
+                tn.share_weights(self.net)
+            else:
+                tn.copy_from(path)
 
     def request_stop(self) -> None:
         """Stop after the current iteration (safe from a signal handler); ``solve`` then
@@ -250,8 +270,11 @@ class Solver:
         self._stop_requested = True
 
     # -- pycaffe's callbacks ----------------------------------------------------------------
-    def add_callback(self, on_start: Callable[[], None] | None = None,
-                     on_gradients_ready: Callable[[], None] | None = None) -> None:
+    def add_callback(
+        self,
+        on_start: Callable[[], None] | None = None,
+        on_gradients_ready: Callable[[], None] | None = None,
+    ) -> None:
         """Call ``on_start`` before each iteration's forward pass and ``on_gradients_ready``
         before its update (pycaffe's ``Solver.add_callback``)."""
         self._callbacks.append((on_start, on_gradients_ready))
@@ -264,14 +287,21 @@ class Solver:
         non-finite; nothing is snapshotted from that iteration on.
         """
         p = self.param
-        start_iter = self.iter
         stop_iter = self.iter + int(iters)
-        self._losses = []
-        self.smoothed_loss = 0.0
+        if self._carry_smoothing:
+            # Resumed: continue the interrupted run's window, so the displayed loss is
+            # the one the uninterrupted run shows (Caffe restarts it at every Step).
+            self._carry_smoothing = False
+        else:
+            self._loss_start = self.iter
+            self._losses = []
+            self.smoothed_loss = 0.0
         while self.iter < stop_iter:
             self.net.clear_param_diffs()
-            if p.test_interval and self.iter % p.test_interval == 0 and (
-                self.iter > 0 or p.test_initialization
+            if (
+                p.test_interval
+                and self.iter % p.test_interval == 0
+                and (self.iter > 0 or p.test_initialization)
             ):
                 self.test_all()
             for on_start, _ in self._callbacks:
@@ -282,7 +312,7 @@ class Solver:
             for _ in range(p.iter_size):
                 loss += self._forward_backward()
             loss /= F32(p.iter_size)
-            self._update_smoothed_loss(loss, start_iter)
+            self._update_smoothed_loss(loss)
             if display:
                 self.log(f"Iteration {self.iter}, loss = {_fmt(self.smoothed_loss)}")
                 self._log_outputs("Train", self._output_scores(self.net))
@@ -300,7 +330,7 @@ class Solver:
                 break
 
     def solve(self, resume_file: str | os.PathLike[str] | None = None) -> None:
-        """Train to ``max_iter`` (Caffe's ``Solve``), optionally resuming from a ``.solverstate``."""
+        """Train to ``max_iter`` (Caffe's ``Solve``), optionally resuming from a solver state."""
         p = self.param
         self.requested_early_exit = False
         self._stop_requested = False
@@ -309,7 +339,6 @@ class Solver:
         if resume_file is not None:
             self.log(f"Restoring previous solver status from {os.fspath(resume_file)}")
             self.restore(resume_file)
-        start_iter = self.iter
         self.step(p.max_iter - self.iter)
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
@@ -320,7 +349,7 @@ class Solver:
         if p.display and self.iter % p.display == 0:
             self.net.forward()
             loss = F32(self._net_loss(self.net))
-            self._update_smoothed_loss(loss, start_iter)
+            self._update_smoothed_loss(loss)
             self.log(f"Iteration {self.iter}, loss = {_fmt(self.smoothed_loss)}")
         if p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
@@ -369,7 +398,7 @@ class Solver:
         self.net.backward()
         return loss
 
-    def _update_smoothed_loss(self, loss: np.float32, start_iter: int) -> None:
+    def _update_smoothed_loss(self, loss: np.float32) -> None:
         """Caffe's UpdateSmoothedLoss: the mean of the last ``average_loss`` losses."""
         n = self.param.average_loss
         if len(self._losses) < n:
@@ -377,8 +406,10 @@ class Solver:
             size = len(self._losses)
             self.smoothed_loss = float((F32(self.smoothed_loss) * F32(size - 1) + loss) / F32(size))
         else:
-            idx = (self.iter - start_iter) % n
-            self.smoothed_loss = float(F32(self.smoothed_loss) + (loss - self._losses[idx]) / F32(n))
+            idx = (self.iter - self._loss_start) % n
+            self.smoothed_loss = float(
+                F32(self.smoothed_loss) + (loss - self._losses[idx]) / F32(n)
+            )
             self._losses[idx] = F32(loss)
 
     def get_learning_rate(self) -> np.float32:
@@ -468,49 +499,44 @@ class Solver:
     # -- divergence ------------------------------------------------------------------------
     def _diverged(self, loss: float) -> TrainingDiverged:
         layer, top = self._first_nonfinite_top(self.net)
-        where = (f"; first non-finite output: layer '{layer}' top '{top}'" if layer
-                 else "; no layer output was non-finite")
+        where = (
+            f"; first non-finite output: layer '{layer}' top '{top}'"
+            if layer
+            else "; no layer output was non-finite"
+        )
         return TrainingDiverged(
             f"iteration {self.iter}: loss is {loss}{where}; training stopped"
             f"{self._last_snapshot_note()}",
-            self.iter, layer, top,
+            self.iter,
+            layer,
+            top,
         )
 
     @staticmethod
     def _first_nonfinite_top(net: Any) -> tuple[str | None, str | None]:
         """The first layer, in forward order, with a non-finite top.
 
-        In-place layers overwrite their bottom, so after a full forward pass a
-        blob shows only its last writer; the net is therefore run once more
-        layer by layer (on the same batch: data layers are not re-run) when it
-        supports ``forward(start=, end=)``.
+        In-place layers overwrite their bottom, so after a full pass a blob shows
+        only its last writer. The layers are therefore run once more one at a
+        time, on the same batch (data layers, which have no bottoms, are not run
+        again), checking each one's tops as it goes.
         """
-        names = list(getattr(net, "_layer_names", []) or getattr(net, "layer_names", []) or [])
-        tops = getattr(net, "top_names", None)
-        if not names or tops is None:
-            for bname, blob in net.blobs.items():
-                if not np.isfinite(blob.data).all():
-                    return bname, bname
-            return None, None
-        layers = getattr(net, "layers", [])
-        first = 0
-        for i, layer in enumerate(layers):
-            if getattr(layer, "type_name", "") and not getattr(layer, "bottom_names", None):
-                first = i + 1  # skip leading layers without bottoms (data layers)
-            else:
-                break
-        for name in names[:first]:
+        names = net.layer_names
+        bottoms, tops = net.bottom_names, net.top_names
+
+        def bad_top(name: str) -> str | None:
             for t in tops[name]:
-                if not np.isfinite(net.blobs[t].data).all():
-                    return name, t
-        for name in names[first:]:
-            try:
-                net.forward(start=name, end=name)
-            except TypeError:
-                break
-            for t in tops[name]:
-                if not np.isfinite(net.blobs[t].data).all():
-                    return name, t
+                if t in net.blobs and not np.isfinite(net.blobs[t].data).all():
+                    return t
+            return None
+
+        for i, name in enumerate(names):
+            if bottoms[name]:
+                with np.errstate(all="ignore"):
+                    net.forward_from_to(i, i)
+            top = bad_top(name)
+            if top is not None:
+                return name, top
         return None, None
 
     def _check_weights(self) -> None:
@@ -521,7 +547,9 @@ class Solver:
                 raise TrainingDiverged(
                     f"iteration {self.iter - 1}: the update made parameter {owner} non-finite; "
                     f"training stopped{self._last_snapshot_note()}",
-                    self.iter - 1, owner.split("[")[0].strip("'"), None,
+                    self.iter - 1,
+                    owner.split("[")[0].strip("'"),
+                    None,
                 )
 
     def _param_owner(self, i: int) -> str:
@@ -542,17 +570,25 @@ class Solver:
         return f"{self.param.snapshot_prefix}_iter_{self.iter}{extension}"
 
     def snapshot(self) -> str:
-        """Write ``.caffemodel`` then ``.solverstate``, each atomically; return the state's path.
+        """Write the model then the solver state, each atomically; return the state's path.
 
-        The model goes first, so a ``.solverstate`` on disk always has its model.
+        The model goes first, so a solver state on disk always has its model.
+        ``snapshot_format: HDF5`` writes Caffe's ``.caffemodel.h5`` /
+        ``.solverstate.h5`` instead of the binary protos.
         """
-        model = self.snapshot_filename(".caffemodel")
-        self.log(f"Snapshotting to binary proto file {model}")
+        hdf5 = self.param.snapshot_format == caffe_pb2.SolverParameter.HDF5
+        model = self.snapshot_filename(".caffemodel.h5" if hdf5 else ".caffemodel")
+        kind = "HDF5 file" if hdf5 else "binary proto file"
+        self.log(f"Snapshotting to {kind} {model}")
         try:
-            snap.atomic_write(model, self._save_net)
-            state_file = self.snapshot_filename(".solverstate")
-            self.log(f"Snapshotting solver state to binary proto file {state_file}")
-            snap.write_solverstate(
+            if hdf5:
+                snap.write_caffemodel_h5(model, self._owned_params())
+            else:
+                snap.atomic_write(model, self._save_net)
+            state_file = self.snapshot_filename(".solverstate.h5" if hdf5 else ".solverstate")
+            self.log(f"Snapshotting solver state to {kind} {state_file}")
+            write = snap.write_solverstate_h5 if hdf5 else snap.write_solverstate
+            write(
                 state_file,
                 iteration=self.iter,
                 learned_net=model,
@@ -568,7 +604,38 @@ class Solver:
         return state_file
 
     def _save_net(self, path: str) -> None:
-        self.net.save(path)
+        from ..io import write_message
+
+        write_message(path, self.net.to_proto(write_diff=self.param.snapshot_diff))
+
+    def _owned_params(self) -> dict[str, list[np.ndarray]]:
+        """Layer name -> parameter data, each shared blob under its first (owning) layer
+        only, as Caffe's Net::ToHDF5 writes them."""
+        seen: set[int] = set()
+        out: dict[str, list[np.ndarray]] = {}
+        for lname, blobs in self.net.params.items():
+            own = []
+            for b in blobs:
+                if id(b.data) in seen:
+                    break
+                seen.add(id(b.data))
+                own.append(b.data)
+            out[lname] = own
+        return out
+
+    def _load_model(self, path: str) -> None:
+        if not path.endswith(".h5"):
+            self.net.copy_from(path)
+            return
+        saved = snap.read_caffemodel_h5(path)
+        for lname, blobs in self.net.params.items():
+            for b, a in zip(blobs, saved.get(lname, []), strict=False):
+                if a.size != b.data.size:
+                    raise InputError(
+                        f"{path}: layer '{lname}' parameter of shape {a.shape}, "
+                        f"the net has {b.data.shape}"
+                    )
+                b.data[...] = a.reshape(b.data.shape)
 
     def restore(self, path: str | os.PathLike[str]) -> None:
         """Resume from a ``.solverstate`` (Caffe's or ours): iteration, weights, history, and
@@ -584,7 +651,7 @@ class Solver:
                 if not os.path.isfile(beside):
                     raise InputError(f"{path}: learned_net {model!r} not found")
                 model = beside
-            self.net.copy_from(model)
+            self._load_model(model)
         if len(state.history) != len(self.history):
             raise InputError(
                 f"{path}: {len(state.history)} history blobs, but a {self.param.type} solver "
@@ -615,6 +682,11 @@ class Solver:
 
         state = {
             "seed": self.seed,
+            "smoothing": {
+                "losses": [float(x) for x in self._losses],
+                "smoothed": float(self.smoothed_loss),
+                "start": self._loss_start,
+            },
             "train": _net_runtime_state(self.net),
             "test": [_net_runtime_state(t) for t in self.test_nets],
         }
@@ -624,6 +696,12 @@ class Solver:
     def load_runtime_state(self, record: dict[str, Any]) -> None:
         """Restore :meth:`runtime_state`'s output."""
         self.seed = int(record.get("seed", self.seed))
+        if "smoothing" in record:
+            sm = record["smoothing"]
+            self._losses = [F32(x) for x in sm["losses"]]
+            self.smoothed_loss = float(sm["smoothed"])
+            self._loss_start = int(sm["start"])
+            self._carry_smoothing = True
         _load_net_runtime_state(self.net, record.get("train", {}))
         tests = record.get("test", [])
         if tests and len(tests) != len(self.test_nets):
@@ -636,21 +714,57 @@ class Solver:
 
 
 def _net_runtime_state(net: Any) -> dict[str, Any]:
-    if hasattr(net, "state_dict"):
-        state = dict(net.state_dict())
-    else:
-        state = {}
+    """The net's random generator, every stateful layer's state, and the backend's."""
+    state: dict[str, Any] = {}
+    rng = getattr(net, "rng", None)
+    if rng is not None:
+        state["rng"] = rng.bit_generator.state
+    layers = {}
+    for name, layer in zip(net.layer_names, net.layers, strict=True):
+        st = _layer_state(layer)
+        if st is not None:
+            layers[name] = st
+    state["layers"] = layers
     backend = getattr(net, "backend", None)
     if backend is not None and hasattr(backend, "state_dict"):
-        state.setdefault("backend", backend.state_dict())
+        state["backend"] = backend.state_dict()
     return state
 
 
 def _load_net_runtime_state(net: Any, state: dict[str, Any]) -> None:
-    state = dict(state)
-    backend_state = state.pop("backend", None)
-    if hasattr(net, "load_state_dict"):
-        net.load_state_dict(state)
+    # Layers first: reloading a data file may draw from the generator (a shuffle),
+    # which is then put back to the saved state.
+    saved = state.get("layers", {})
+    for name, layer in zip(net.layer_names, net.layers, strict=True):
+        if name in saved:
+            _load_layer_state(layer, saved[name])
+    rng = getattr(net, "rng", None)
+    if rng is not None and "rng" in state:
+        rng.bit_generator.state = state["rng"]
     backend = getattr(net, "backend", None)
-    if backend_state is not None and backend is not None and hasattr(backend, "load_state_dict"):
-        backend.load_state_dict(backend_state)
+    if "backend" in state and backend is not None and hasattr(backend, "load_state_dict"):
+        backend.load_state_dict(state["backend"])
+
+
+# Layers keep their own cursors; the protocol is ``state_dict()`` (JSON-able) and
+# ``load_state_dict(state)``. Until HDF5Data implements it, its cursor is read here.
+_HDF5_KEYS = ("_file_order", "_current_file", "_row_order", "_current_row")
+
+
+def _layer_state(layer: Any) -> dict[str, Any] | None:
+    if hasattr(layer, "state_dict"):
+        return dict(layer.state_dict())
+    if getattr(layer, "type_name", "") == "HDF5Data" and all(hasattr(layer, k) for k in _HDF5_KEYS):
+        return {k.lstrip("_"): np.asarray(getattr(layer, k)).tolist() for k in _HDF5_KEYS}
+    return None
+
+
+def _load_layer_state(layer: Any, state: dict[str, Any]) -> None:
+    if hasattr(layer, "load_state_dict"):
+        layer.load_state_dict(state)
+    elif getattr(layer, "type_name", "") == "HDF5Data" and hasattr(layer, "_load"):
+        layer._file_order = np.asarray(state["file_order"], dtype=np.int64)
+        layer._current_file = int(state["current_file"])
+        layer._load(layer._file_order[layer._current_file])
+        layer._row_order = np.asarray(state["row_order"], dtype=np.int64)
+        layer._current_row = int(state["current_row"])

@@ -1,0 +1,315 @@
+"""Design-space exploration: size an accelerator for a network under a resource budget.
+
+The objective is modelled training throughput: images per second at the budget's
+clock over one TRAIN iteration of every Convolution/InnerProduct pass, transfers
+included (:func:`barista_hw.plan.plan_net`). Candidates must fit the budget by the
+estimate of :mod:`barista_hw.resources`. The search is staged to stay fast (a few
+seconds for AlexNet); every evaluation is deterministic and ties are broken by a
+fixed key, so the same inputs always give the same design:
+
+1. **Array shape**: every ``rows x cols`` (non-square allowed, up to 64 each) that
+   uses the multipliers fully for its row or column count, plus square arrays of
+   every smaller size (for the Pareto table), in the widest candidate format with
+   equal A/B buffer depths as deep as the block RAM allows.
+2. **Buffers**: for the best few shapes, A/B depths around that point (unequal
+   too) and accumulator-memory depths of 4/16/64 tiles.
+3. **Number format** (only when the caller does not fix one): narrower formats
+   for the best design so far, each with the deepest buffers it affords. A
+   narrower format is chosen only if it is more than :data:`FORMAT_SLACK` faster
+   than the widest format's best: precision matters for training, and the model
+   does not know about it. 8-bit formats are not tried unless asked for
+   (``fmt``): plain 8-bit fixed point does not train these nets reliably.
+
+The clock is the budget's for every candidate (no Fmax model yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from .config import MAX_ARRAY_DIM, AcceleratorConfig, EngineConfig
+from .errors import InputError
+from .numfmt import PRESETS as FORMATS
+from .numfmt import FixedFormat
+from .plan import GemmLayer, NetPlan, dim_bits_needed, plan_net
+from .resources import Resources, estimate
+from .targets import Budget
+
+#: Formats tried when the caller fixes none, widest first.
+CANDIDATE_FORMATS = ("fx18", "fx16", "fx12")
+FORMAT_SLACK = 0.02
+DEPTHS = tuple(1 << i for i in range(6, 15))  # 64 .. 16384 words
+ACC_TILES = (4, 16, 64)
+TOP_SHAPES = 3
+MIN_DIM_BITS = 8
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One evaluated design: its configuration, cost and modelled performance."""
+
+    config: AcceleratorConfig
+    resources: Resources
+    cycles: int  # one TRAIN iteration
+    images_per_second: float
+    utilisation: float
+
+    @property
+    def label(self) -> str:
+        e = self.config.engine
+        return (
+            f"{e.rows}x{e.cols} {e.fmt.name} A{self.config.a_depth}/B{self.config.b_depth}"
+            f"/acc{e.acc_depth}"
+        )
+
+    def sort_key(self) -> tuple:
+        """Best first: fewest cycles, then wider format, then cheaper, then by shape."""
+        c, e = self.config, self.config.engine
+        r = self.resources
+        return (
+            self.cycles,
+            -e.fmt.width,
+            r.mults,
+            r.bram_blocks,
+            r.luts,
+            e.rows,
+            e.cols,
+            c.a_depth,
+            c.b_depth,
+            e.acc_depth,
+        )
+
+
+@dataclass(frozen=True)
+class DseResult:
+    """The chosen design, every design that fitted, and their Pareto front."""
+
+    best: Candidate
+    plan: NetPlan
+    candidates: tuple[Candidate, ...]
+    pareto: tuple[Candidate, ...]
+    budget: Budget
+
+    def table(self) -> str:
+        """The Pareto table (throughput vs multipliers vs block RAM), best marked ``*``."""
+        b = self.budget
+        head = (
+            f"{'':1} {'design':34} {b.mult_kind:>10} {b.bram_kind:>11} {b.lut_kind:>7} "
+            f"{'cycles/iter':>13} {'img/s':>10} {'PE util':>7}"
+        )
+        lines = [
+            f"Pareto front of {len(self.candidates)} designs that fit {b.name} "
+            f"({b.mults} mults, {b.bram_blocks} BRAM, {b.luts} LUT, {b.mhz:g} MHz):",
+            head,
+        ]
+        for c in self.pareto:
+            mark = "*" if c is self.best else " "
+            lines.append(
+                f"{mark} {c.label:34} {c.resources.mults:>10} {c.resources.bram_blocks:>11} "
+                f"{c.resources.luts:>7} {c.cycles:>13} {c.images_per_second:>10.2f} "
+                f"{c.utilisation:>7.1%}"
+            )
+        return "\n".join(lines)
+
+
+def pareto_front(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Candidates no other one beats on throughput, multipliers and block RAM at once.
+
+    Sorted by multipliers, block RAM, then throughput (descending); among designs
+    with identical figures the first by :meth:`Candidate.sort_key` represents them.
+    """
+    pts = sorted(candidates, key=Candidate.sort_key)
+    front: list[Candidate] = []
+    seen: set[tuple] = set()
+    for c in pts:
+        fig = (c.cycles, c.resources.mults, c.resources.bram_blocks)
+        if fig in seen:
+            continue
+        dominated = any(
+            o.cycles <= c.cycles
+            and o.resources.mults <= c.resources.mults
+            and o.resources.bram_blocks <= c.resources.bram_blocks
+            and (o.cycles, o.resources.mults, o.resources.bram_blocks) != fig
+            for o in pts
+        )
+        if not dominated:
+            front.append(c)
+            seen.add(fig)
+    front.sort(key=lambda c: (c.resources.mults, c.resources.bram_blocks, c.cycles, c.sort_key()))
+    return front
+
+
+def needed_dim_bits(layers: Sequence[GemmLayer]) -> int:
+    """Command-field width that holds every GEMM dimension of ``layers`` (error if > 24)."""
+    worst = None
+    for layer in layers:
+        for w in layer.workloads():
+            for name, v in (("M", w.m), ("K", w.k), ("N", w.n), ("images", w.images)):
+                if worst is None or v > worst[0]:
+                    worst = (v, name, w)
+    assert worst is not None
+    bits = max(MIN_DIM_BITS, dim_bits_needed(worst[0]))
+    if bits > 24:
+        v, name, w = worst
+        raise InputError(
+            f"{w.label}: {name} = {v} needs a {bits}-bit command field; at most 24 bits are "
+            "built (use a smaller batch)"
+        )
+    return bits
+
+
+class _Explorer:
+    def __init__(
+        self, layers: Sequence[GemmLayer], budget: Budget, dim_bits: int, name: str, target: str
+    ) -> None:
+        self.layers, self.budget, self.dim_bits = list(layers), budget, dim_bits
+        self.name, self.target = name, target
+        self.cycle_cache: dict[tuple, NetPlan] = {}
+        self.evaluated: dict[AcceleratorConfig, Candidate | None] = {}
+
+    def config(
+        self, rows: int, cols: int, fmt: FixedFormat, a: int, b: int, acc: int
+    ) -> AcceleratorConfig:
+        engine = EngineConfig(rows, cols, fmt, self.dim_bits, acc_depth=acc)
+        return AcceleratorConfig(engine, a, b, self.budget.mhz, self.name, self.target)
+
+    def evaluate(self, cfg: AcceleratorConfig) -> Candidate | None:
+        """The candidate of ``cfg``, or None when it exceeds the budget."""
+        if cfg in self.evaluated:
+            return self.evaluated[cfg]
+        res = estimate(cfg, self.budget)
+        cand = None
+        if res.fits(self.budget):
+            e = cfg.engine
+            # Cycles do not depend on the number format: share them across formats.
+            key = (e.rows, e.cols, e.acc_depth, cfg.a_depth, cfg.b_depth)
+            if key not in self.cycle_cache:
+                self.cycle_cache[key] = plan_net(cfg, self.layers)
+            p = self.cycle_cache[key]
+            cand = Candidate(
+                cfg, res, p.cycles, p.batch * self.budget.mhz * 1e6 / p.cycles, p.utilisation
+            )
+        self.evaluated[cfg] = cand
+        return cand
+
+    def deepest(self, rows: int, cols: int, fmt: FixedFormat, acc_tiles: int) -> Candidate | None:
+        """Equal A/B depths, as deep as the budget allows (None if even the shallowest fails)."""
+        best = None
+        for d in DEPTHS:
+            cfg = self.config(rows, cols, fmt, d, d, acc_tiles * rows)
+            if not estimate(cfg, self.budget).fits(self.budget):
+                break
+            best = cfg
+        return None if best is None else self.evaluate(best)
+
+
+def _shapes(max_pes: int) -> list[tuple[int, int]]:
+    """Shapes using the multipliers fully for their row or column count, plus squares."""
+    out = set()
+    for r in range(1, MAX_ARRAY_DIM + 1):
+        c = min(MAX_ARRAY_DIM, max_pes // r)
+        if c >= 1:
+            out.add((r, c))
+            out.add((c, r))
+    for s in range(1, MAX_ARRAY_DIM + 1):
+        if s * s <= max_pes:
+            out.add((s, s))
+    return sorted(out)
+
+
+def explore(
+    layers: Sequence[GemmLayer],
+    budget: Budget,
+    *,
+    fmt: FixedFormat | None = None,
+    array: tuple[int, int] | None = None,
+    name: str = "custom",
+    target: str | None = None,
+) -> DseResult:
+    """Find the design of highest modelled throughput for ``layers`` within ``budget``.
+
+    ``fmt`` and ``array`` fix the number format / the array shape. Raises
+    :class:`InputError` when nothing fits (naming what the smallest design needs).
+    """
+    if not layers:
+        raise InputError("the net has no Convolution or InnerProduct layer to plan")
+    target = budget.name if target is None else target
+    dim_bits = needed_dim_bits(layers)
+    ex = _Explorer(layers, budget, dim_bits, name, target)
+    formats = (
+        [fmt]
+        if fmt is not None
+        else [FORMATS[f] for f in CANDIDATE_FORMATS if FORMATS[f].width <= budget.mult_width]
+    )
+    wide = formats[0]
+    per_pe = (-(-wide.width // budget.mult_width)) ** 2
+    max_pes = budget.mults // per_pe
+    if array is not None:
+        rows, cols = array
+        EngineConfig(rows, cols)  # range check with the usual message
+        shapes = [(rows, cols)]
+    else:
+        shapes = _shapes(max_pes)
+
+    # 1. shapes
+    stage1 = [x for r, c in shapes if (x := ex.deepest(r, c, wide, ACC_TILES[1])) is not None]
+    if not stage1:
+        smallest = ex.config(
+            *(array or (1, 1)), wide, DEPTHS[0], DEPTHS[0], ACC_TILES[0] * (array or (1, 1))[0]
+        )
+        need = ", ".join(estimate(smallest, budget).shortfall(budget)) or "nothing"
+        raise InputError(
+            f"no accelerator fits the budget of {budget.name}: the smallest candidate "
+            f"({smallest.engine.rows}x{smallest.engine.cols} {wide.name}, {DEPTHS[0]}-word "
+            f"buffers) needs {need}"
+        )
+    stage1.sort(key=Candidate.sort_key)
+
+    # 2. buffers around the best shapes
+    for cand in stage1[:TOP_SHAPES]:
+        e = cand.config.engine
+        d = cand.config.a_depth
+        for a in (d // 2, d, d * 2):
+            for b in (d // 2, d, d * 2):
+                for tiles in ACC_TILES:
+                    if a in DEPTHS and b in DEPTHS:
+                        ex.evaluate(ex.config(e.rows, e.cols, wide, a, b, tiles * e.rows))
+
+    def best_of(cands: list[Candidate]) -> Candidate:
+        return min(cands, key=Candidate.sort_key)
+
+    fitted = [c for c in ex.evaluated.values() if c is not None]
+    best_wide = best_of(fitted)
+
+    # 3. narrower formats for the best design (their buffers can be deeper)
+    best = best_wide
+    if fmt is None:
+        e, c = best_wide.config.engine, best_wide.config
+        for f in formats[1:]:
+            ex.evaluate(ex.config(e.rows, e.cols, f, c.a_depth, c.b_depth, e.acc_depth))
+            for tiles in ACC_TILES:
+                ex.deepest(e.rows, e.cols, f, tiles)
+        fitted = [c for c in ex.evaluated.values() if c is not None]
+        narrow = best_of(fitted)
+        if narrow.cycles < best_wide.cycles * (1 - FORMAT_SLACK):
+            best = narrow
+    fitted.sort(key=Candidate.sort_key)
+    plan = ex.cycle_cache[
+        (
+            best.config.engine.rows,
+            best.config.engine.cols,
+            best.config.engine.acc_depth,
+            best.config.a_depth,
+            best.config.b_depth,
+        )
+    ]
+    plan = replace(plan, config=best.config)
+    front = pareto_front(fitted)
+    if best not in front:
+        # A wider format preferred over a faster-per-BRAM narrow one: show it anyway.
+        front.append(best)
+        front.sort(
+            key=lambda c: (c.resources.mults, c.resources.bram_blocks, c.cycles, c.sort_key())
+        )
+    return DseResult(best, plan, tuple(fitted), tuple(front), budget)

@@ -1,0 +1,421 @@
+// C++ host of a Verilated barista Accelerator: runs a whole "program" (buffer writes and run
+// commands of one GEMM pass) without Python in the loop. Built by sim/verilator_driver.py into
+// a shared library; the port layout comes from barista_layout.h, which that module generates
+// from the Amaranth StructLayouts (run_layout, write_layout, output_layout), so Python and C++
+// share one definition of every field.
+//
+// Host protocol (one write beat per cycle on `wr`, `o` always ready unless a stall is asked):
+//  * write segments go in program order; a segment may start once the last chunk that reads
+//    its buffer half has finished (`wait_chunk`, computed by Python), so the writes of chunk
+//    i+1 stream in while chunk i runs (double buffering);
+//  * the command of chunk c is offered once all of c's writes have landed or the last of them
+//    is presented in the same cycle (`serial`: only the cycle after, as sim/pysim.py does) and
+//    is held until accepted;
+//  * `o` beats are stored in order; each is attributed to the running chunk.
+// Errors (cycle budgets, protocol violations, Verilator $fatal/$stop/$finish, C++ exceptions)
+// return a code and a message; the Python side raises them as exceptions.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "barista_layout.h"  // BARISTA_TOP_HEADER, BARISTA_TOP_CLASS and the field constants
+#include BARISTA_TOP_HEADER
+#include "verilated.h"
+#if VM_TRACE_FST
+#include "verilated_fst_c.h"
+#endif
+
+// -- Verilator's fatal/stop/finish become C++ exceptions, caught in bs_run ----------------
+namespace {
+struct VerilogStop : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+std::string where(const char* file, int line, const char* msg) {
+    return std::string(msg ? msg : "") + " at " + (file ? file : "?") + ":" + std::to_string(line);
+}
+}  // namespace
+
+void vl_finish(const char* file, int line, const char* hier) {
+    (void)hier;
+    throw VerilogStop(where(file, line, "Verilog $finish"));
+}
+void vl_stop(const char* file, int line, const char* hier) {
+    (void)hier;
+    throw VerilogStop(where(file, line, "Verilog $stop"));
+}
+void vl_fatal(const char* file, int line, const char* hier, const char* msg) {
+    (void)hier;
+    throw VerilogStop(where(file, line, msg));
+}
+
+// -- packing helpers: fields at bit offsets of a little-endian 32-bit word array -----------
+namespace {
+constexpr int kMaxWords = 64;  // payloads up to 2048 bits
+
+inline void put_field(uint32_t* w, int off, int width, uint64_t v) {
+    if (width < 64) v &= (uint64_t(1) << width) - 1;
+    while (width > 0) {
+        const int idx = off >> 5, sh = off & 31;
+        const int take = std::min(width, 32 - sh);
+        const uint32_t mask = take == 32 ? 0xffffffffu : ((1u << take) - 1u) << sh;
+        w[idx] = (w[idx] & ~mask) | ((uint32_t(v) << sh) & mask);
+        v >>= take;
+        off += take;
+        width -= take;
+    }
+}
+
+inline uint64_t get_field(const uint32_t* w, int off, int width) {
+    uint64_t v = 0;
+    int got = 0;
+    while (got < width) {
+        const int idx = off >> 5, sh = off & 31;
+        const int take = std::min(width - got, 32 - sh);
+        const uint64_t part = (w[idx] >> sh) & (take == 32 ? 0xffffffffu : ((1u << take) - 1u));
+        v |= part << got;
+        got += take;
+        off += take;
+    }
+    return v;
+}
+
+inline int64_t sign_extend(uint64_t v, int width) {
+    const uint64_t sign = uint64_t(1) << (width - 1);
+    return int64_t((v ^ sign) - sign);
+}
+
+// Ports are CData/SData/IData/QData or VlWide<N>: copy to and from a word array.
+template <typename T>
+inline void store(T& port, const uint32_t* w) {
+    if (sizeof(T) > 4) {
+        port = T(uint64_t(w[0]) | (uint64_t(w[1]) << 32));
+    } else {
+        port = T(w[0]);
+    }
+}
+template <std::size_t N>
+inline void store(VlWide<N>& port, const uint32_t* w) {
+    for (std::size_t i = 0; i < N; ++i) port[i] = w[i];
+}
+template <typename T>
+inline void load(const T& port, uint32_t* w) {
+    const uint64_t v = uint64_t(port);
+    w[0] = uint32_t(v);
+    w[1] = uint32_t(v >> 32);
+}
+template <std::size_t N>
+inline void load(const VlWide<N>& port, uint32_t* w) {
+    for (std::size_t i = 0; i < N; ++i) w[i] = port[i];
+}
+
+// xorshift64*: stall patterns of the tests, reproducible from a seed.
+struct Rng {
+    uint64_t s;
+    double next() {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        return double((s * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
+    }
+};
+
+enum Status : int64_t {
+    BS_OK = 0,
+    BS_CYCLE_BUDGET = 1,       // the whole program exceeded its cycle budget
+    BS_CMD_NOT_ACCEPTED = 2,   // a command was offered longer than its budget
+    BS_NOT_FINISHED = 3,       // a command stayed busy longer than its budget
+    BS_TOO_MANY_BEATS = 4,     // more `o` beats than the program expects
+    BS_STRAY_BEAT = 5,         // an `o` beat while no command runs
+    BS_WR_NOT_READY = 6,       // `wr` not ready (the accelerator promises it always is)
+    BS_VERILOG_STOP = 7,       // Verilator $fatal / $stop / $finish / internal fatal
+    BS_EXCEPTION = 8,          // any other C++ exception
+    BS_BAD_PROGRAM = 9,        // inconsistent program arrays
+    BS_TRACE = 10,             // tracing asked of a build without it
+};
+}  // namespace
+
+// -- the program handed over by Python (all fields 8 bytes wide: no padding surprises) -------
+extern "C" {
+struct BsProgram {
+    int64_t n_chunks;
+    const int64_t* cmd;        // n_chunks x BS_CMD_FIELDS, in run_layout order
+    const int64_t* chunk_seg;  // n_chunks x 2: [first, end) write segments of the chunk
+    const int64_t* expect;     // n_chunks: `o` beats the chunk must emit
+    const int64_t* budget;     // n_chunks: cycles from acceptance to busy low, at most
+    int64_t n_segs;
+    const int64_t* segs;       // n_segs x 5: sel, base address, first word, count, wait_chunk
+    int64_t n_words;
+    const int32_t* words;      // n_words x BS_WR_LANES operand lanes
+    int64_t serial;            // 1: offer a command only the cycle after its last write
+    double o_stall;            // probability that `o.ready` is low in a cycle
+    double wr_gap;             // probability that the host skips a write cycle
+    int64_t stall_seed;
+    int64_t max_cycles;        // budget of the whole program
+    int64_t accept_budget;     // cycles a command may wait to be accepted
+    const char* trace_path;    // FST file, or null
+    int64_t fatal_at;          // test hook: raise a Verilator fatal at this edge (-1: never)
+    // outputs
+    int64_t out_cap;           // beats the output arrays hold
+    int32_t* out_data;         // out_cap x BS_O_LANES
+    uint8_t* out_last;         // out_cap
+    int64_t* chunk_accept;     // n_chunks: edge that accepted the command
+    int64_t* chunk_done;       // n_chunks: edge after which busy was low
+    int64_t* chunk_beats;      // n_chunks: `o` beats seen while the chunk ran
+    int64_t* result;           // [edges, beats, error chunk, write beats, cycles port]
+    char* message;             // error text
+    int64_t message_len;
+};
+}
+
+namespace {
+struct Sim {
+    std::unique_ptr<VerilatedContext> ctx;
+    std::unique_ptr<BARISTA_TOP_CLASS> top;
+    bool dirty = false;
+
+    void make() {
+        top.reset();
+        ctx.reset(new VerilatedContext);
+#if VM_TRACE_FST
+        ctx->traceEverOn(true);
+#endif
+        top.reset(new BARISTA_TOP_CLASS{ctx.get(), "top"});
+        top->clk = 0;
+        top->rst = 1;
+        top->BS_WR_VALID = 0;
+        top->BS_CMD_VALID = 0;
+        top->BS_O_READY = 1;
+        top->eval();
+        for (int i = 0; i < 2; ++i) {  // one reset edge
+            top->clk = 1;
+            top->eval();
+            top->clk = 0;
+            top->eval();
+        }
+        top->rst = 0;
+        top->eval();
+        dirty = false;
+    }
+};
+
+int64_t fail(BsProgram* p, int64_t code, const std::string& text) {
+    if (p->message && p->message_len > 0) {
+        std::snprintf(p->message, size_t(p->message_len), "%s", text.c_str());
+    }
+    return code;
+}
+
+int64_t run(Sim& sim, BsProgram* p) {
+    auto* top = sim.top.get();
+    for (int64_t c = 0; c < p->n_chunks; ++c) {
+        p->chunk_accept[c] = p->chunk_done[c] = -1;
+        p->chunk_beats[c] = 0;
+    }
+    for (int64_t s = 0; s < p->n_segs; ++s) {
+        const int64_t* g = p->segs + 5 * s;
+        if (g[3] < 1 || g[2] < 0 || g[2] + g[3] > p->n_words || (g[0] != 0 && g[0] != 1)) {
+            return fail(p, BS_BAD_PROGRAM, "write segment " + std::to_string(s) + " is malformed");
+        }
+    }
+    p->result[2] = -1;
+
+#if VM_TRACE_FST
+    std::unique_ptr<VerilatedFstC> tfp_holder;
+    VerilatedFstC* tfp = nullptr;
+    if (p->trace_path) {
+        tfp_holder.reset(new VerilatedFstC);
+        top->trace(tfp_holder.get(), 99);
+        tfp_holder->open(p->trace_path);
+        tfp = tfp_holder.get();
+    }
+#else
+    if (p->trace_path) return fail(p, BS_TRACE, "this build has no FST tracing (--trace-fst)");
+#endif
+
+    uint32_t wr_w[kMaxWords] = {0}, cmd_w[kMaxWords] = {0}, o_w[kMaxWords] = {0};
+    Rng rng{uint64_t(p->stall_seed) * 0x9E3779B97F4A7C15ull + 1};
+    int64_t edge = 0, accepted = 0, finished = 0, beats = 0, writes = 0;
+    int64_t seg = 0, pos = 0, cmd_wait = 0;
+    bool running = false, cmd_loaded = false;
+    top->BS_O_READY = 1;
+
+    while (finished < p->n_chunks) {
+        if (edge >= p->max_cycles) {
+            p->result[2] = accepted;
+            return fail(p, BS_CYCLE_BUDGET,
+                        "the program exceeded its budget of " + std::to_string(p->max_cycles) +
+                            " cycles (" + std::to_string(finished) + " of " +
+                            std::to_string(p->n_chunks) + " chunks finished)");
+        }
+        if (edge == p->fatal_at) vl_fatal(__FILE__, __LINE__, "", "injected fatal (test hook)");
+
+        // -- host decisions for this cycle -------------------------------------------------
+        bool wr_v = false;
+        if (seg < p->n_segs) {
+            const int64_t* g = p->segs + 5 * seg;
+            if (g[4] < finished && !(p->wr_gap > 0 && rng.next() < p->wr_gap)) {
+                wr_v = true;
+                std::memset(wr_w, 0, sizeof(wr_w));
+                put_field(wr_w, BS_WR_SEL_OFF, BS_WR_SEL_W, uint64_t(g[0]));
+                put_field(wr_w, BS_WR_ADDR_OFF, BS_WR_ADDR_W, uint64_t(g[1] + pos));
+                const int32_t* lanes = p->words + (g[2] + pos) * BS_WR_LANES;
+                for (int l = 0; l < BS_WR_LANES; ++l) {
+                    put_field(wr_w, BS_WR_DATA_OFF + l * BS_LANE_W, BS_LANE_W, uint64_t(lanes[l]));
+                }
+                store(top->BS_WR_PAYLOAD, wr_w);
+            }
+        }
+        top->BS_WR_VALID = wr_v;
+
+        bool cmd_v = false;
+        if (accepted < p->n_chunks) {
+            const int64_t seg_end = p->chunk_seg[2 * accepted + 1];
+            bool ready_to_go = seg >= seg_end;
+            if (!ready_to_go && !p->serial && wr_v && seg == seg_end - 1) {
+                ready_to_go = pos == p->segs[5 * seg + 3] - 1;  // its last write lands now
+            }
+            if (ready_to_go) {
+                cmd_v = true;
+                if (!cmd_loaded) {
+                    std::memset(cmd_w, 0, sizeof(cmd_w));
+                    const int64_t* f = p->cmd + accepted * BS_CMD_FIELDS;
+                    for (int i = 0; i < BS_CMD_FIELDS; ++i) {
+                        put_field(cmd_w, BS_CMD_OFF[i], BS_CMD_W[i], uint64_t(f[i]));
+                    }
+                    store(top->BS_CMD_PAYLOAD, cmd_w);
+                    cmd_loaded = true;
+                }
+            }
+        }
+        top->BS_CMD_VALID = cmd_v;
+        const bool o_ready = !(p->o_stall > 0 && rng.next() < p->o_stall);
+        top->BS_O_READY = o_ready;
+
+        // -- settle, sample the handshakes, clock edge --------------------------------------
+        top->clk = 0;
+        top->eval();
+#if VM_TRACE_FST
+        if (tfp) tfp->dump(uint64_t(2 * edge));
+#endif
+        if (wr_v && !top->BS_WR_READY) {
+            p->result[2] = accepted;
+            return fail(p, BS_WR_NOT_READY, "wr.ready is low; the accelerator must always accept");
+        }
+        const bool cmd_fire = cmd_v && top->BS_CMD_READY;
+        if (top->BS_O_VALID && o_ready) {
+            if (!running) {
+                p->result[2] = accepted;
+                return fail(p, BS_STRAY_BEAT, "an o beat arrived while no command was running");
+            }
+            if (beats >= p->out_cap || p->chunk_beats[accepted - 1] >= p->expect[accepted - 1]) {
+                p->result[2] = accepted - 1;
+                return fail(p, BS_TOO_MANY_BEATS,
+                            "chunk " + std::to_string(accepted - 1) + " emitted more than its " +
+                                std::to_string(p->expect[accepted - 1]) + " o beats");
+            }
+            load(top->BS_O_PAYLOAD, o_w);
+            int32_t* row = p->out_data + beats * BS_O_LANES;
+            for (int l = 0; l < BS_O_LANES; ++l) {
+                row[l] = int32_t(
+                    sign_extend(get_field(o_w, BS_O_DATA_OFF + l * BS_LANE_W, BS_LANE_W), BS_LANE_W));
+            }
+            p->out_last[beats] = uint8_t(get_field(o_w, BS_O_LAST_OFF, 1));
+            ++beats;
+            ++p->chunk_beats[accepted - 1];
+        }
+        top->clk = 1;
+        top->eval();
+        ++edge;
+#if VM_TRACE_FST
+        if (tfp) tfp->dump(uint64_t(2 * edge - 1));
+#endif
+
+        // -- host state after the edge -------------------------------------------------------
+        if (wr_v) {
+            ++writes;
+            if (++pos == p->segs[5 * seg + 3]) {
+                ++seg;
+                pos = 0;
+            }
+        }
+        if (cmd_fire) {
+            p->chunk_accept[accepted] = edge;
+            ++accepted;
+            running = true;
+            cmd_loaded = false;
+            cmd_wait = 0;
+        } else if (cmd_v && ++cmd_wait > p->accept_budget) {
+            p->result[2] = accepted;
+            return fail(p, BS_CMD_NOT_ACCEPTED,
+                        "command " + std::to_string(accepted) + " was not accepted within " +
+                            std::to_string(p->accept_budget) + " cycles");
+        }
+        if (running) {
+            if (!top->busy) {
+                p->chunk_done[accepted - 1] = edge;
+                finished = accepted;
+                running = false;
+            } else if (edge - p->chunk_accept[accepted - 1] > p->budget[accepted - 1]) {
+                p->result[2] = accepted - 1;
+                return fail(p, BS_NOT_FINISHED,
+                            "command " + std::to_string(accepted - 1) + " stayed busy beyond its " +
+                                std::to_string(p->budget[accepted - 1]) + "-cycle budget");
+            }
+        }
+    }
+    top->BS_WR_VALID = 0;
+    top->BS_CMD_VALID = 0;
+    top->BS_O_READY = 1;
+    top->clk = 0;
+    top->eval();
+#if VM_TRACE_FST
+    if (tfp) {
+        tfp->dump(uint64_t(2 * edge));
+        tfp->close();
+    }
+#endif
+    p->result[0] = edge;
+    p->result[1] = beats;
+    p->result[3] = writes;
+    p->result[4] = int64_t(top->cycles);
+    return BS_OK;
+}
+}  // namespace
+
+extern "C" {
+const char* bs_layout() { return BS_LAYOUT_JSON; }
+
+void* bs_create() {
+    try {
+        auto* sim = new Sim;
+        sim->make();
+        return sim;
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+void bs_destroy(void* handle) { delete static_cast<Sim*>(handle); }
+
+int64_t bs_run(void* handle, BsProgram* p) {
+    auto& sim = *static_cast<Sim*>(handle);
+    int64_t code;
+    try {
+        if (sim.dirty) sim.make();  // a failed run leaves the model mid-command: start afresh
+        code = run(sim, p);
+    } catch (const VerilogStop& e) {
+        code = fail(p, BS_VERILOG_STOP, e.what());
+    } catch (const std::exception& e) {
+        code = fail(p, BS_EXCEPTION, std::string("C++ exception: ") + e.what());
+    } catch (...) {
+        code = fail(p, BS_EXCEPTION, "unknown C++ exception");
+    }
+    if (code != BS_OK) sim.dirty = true;
+    return code;
+}
+}
