@@ -54,8 +54,10 @@ class Requantizer(wiring.Component):
                     m.d.comb += bias.eq(self.words[lane] & mask)
                 with m.Default():  # FLOOR (and the reserved code 3)
                     m.d.comb += bias.eq(0)
-            total = Signal(signed(fmt.acc_width + 2), name=f"total{lane}")
-            q = Signal(signed(fmt.acc_width + 2), name=f"q{lane}")
+            # Wide enough for the accumulator plus a bias of up to 2**32 - 1.
+            width = max(fmt.acc_width, lfsr.STATE_BITS + 1) + 2
+            total = Signal(signed(width), name=f"total{lane}")
+            q = Signal(signed(width), name=f"q{lane}")
             m.d.comb += [total.eq(acc + bias), q.eq(total >> self.shift)]
             with m.If(q > fmt.max_int):
                 m.d.comb += self.q[lane].eq(fmt.max_int)

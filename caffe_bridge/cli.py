@@ -22,6 +22,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "caffe_bridge.commands.test",
     "caffe_bridge.commands.plot",
     "caffe_bridge.commands.data",
+    "caffe_bridge.commands.generate",
     "sim.cosim",
     "sim.demo",
 )

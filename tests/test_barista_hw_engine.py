@@ -78,3 +78,14 @@ def test_accumulator_memory_carries_partial_sums_across_commands(rounding: Round
     np.testing.assert_array_equal(got, expected)
     whole, _ = run_gemm(ForwardEngine(cfg), a, b, **cmd)
     np.testing.assert_array_equal(whole, expected)
+
+
+@pytest.mark.parametrize("rounding", [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC])
+def test_rounding_bias_wider_than_a_narrow_accumulator(rounding: Rounding) -> None:
+    cfg = EngineConfig(1, 1, FixedFormat(8, 4, 16))  # shift 20 > acc_width: bias up to 2**19
+    a, b = np.array([[-1], [-128]]), np.array([[1, 127]])
+    for shift in (15, 16, 20, 31):
+        got, _ = run_gemm(ForwardEngine(cfg), a, b, shift=shift, rounding=rounding, seed=3)
+        np.testing.assert_array_equal(
+            got, model.gemm(a, b, cfg, shift=shift, rounding=rounding, seed=3)
+        )
