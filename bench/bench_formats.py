@@ -44,23 +44,33 @@ def main() -> None:
         os.chdir(work)
         try:
             for label, backend, options in POINTS:
-                r = train_and_test("examples/mnist/lenet_solver.prototxt",
-                                   iterations=args.iterations, test_batches=4,
-                                   backend=backend, backend_options=options, label=label)
+                r = train_and_test(
+                    "examples/mnist/lenet_solver.prototxt",
+                    iterations=args.iterations,
+                    test_batches=4,
+                    backend=backend,
+                    backend_options=options,
+                    label=label,
+                )
                 results.append(r)
-                print(f"{label:26s} accuracy {r.accuracy:.4f}  loss {r.loss:.4f}  "
-                      f"{r.seconds_per_iteration * 1e3:7.1f} ms/iter", flush=True)
+                print(
+                    f"{label:26s} accuracy {r.accuracy:.4f}  loss {r.loss:.4f}  "
+                    f"{r.seconds_per_iteration * 1e3:7.1f} ms/iter",
+                    flush=True,
+                )
         finally:
             os.chdir(cwd)
     print()
     print(f"LeNet on digits, {args.iterations} iterations, test accuracy by number format:")
     print("| format | rounding | accuracy | final loss | ms/iter |")
     print("| --- | --- | --- | --- | --- |")
-    for (label, _backend, options), r in zip(POINTS, results, strict=True):
+    for (_label, _backend, options), r in zip(POINTS, results, strict=True):
         fmt = options.get("fmt", "float32")
         rnd = options.get("rounding", "-")
-        print(f"| {fmt} | {rnd} | {r.accuracy:.4f} | {r.loss:.4f} | "
-              f"{r.seconds_per_iteration * 1e3:.1f} |")
+        print(
+            f"| {fmt} | {rnd} | {r.accuracy:.4f} | {r.loss:.4f} | "
+            f"{r.seconds_per_iteration * 1e3:.1f} |"
+        )
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.bar([r.label for r in results], [r.accuracy * 100 for r in results], color="#4878a8")
     ax.set_ylabel("test accuracy (%)")

@@ -46,8 +46,13 @@ def train_and_test(
     Intermediate tests are skipped (they would only cost time); ``test_batches``
     overrides the solver's ``test_iter``.
     """
-    solver = get_solver(solver_path, backend=backend, backend_options=backend_options or {},
-                        max_iter=iterations, log=lambda _line: None)
+    solver = get_solver(
+        solver_path,
+        backend=backend,
+        backend_options=backend_options or {},
+        max_iter=iterations,
+        log=lambda _line: None,
+    )
     solver.param.test_interval = 0
     solver.param.snapshot = 0
     solver.param.snapshot_after_train = False
@@ -59,6 +64,7 @@ def train_and_test(
     scores = dict(solver.test(0))
     accuracy = float(scores.get("accuracy", float("nan")))
     loss = float(solver.smoothed_loss)
-    name = label or backend + "".join(f" {k}={v}" for k, v in sorted((backend_options or {}
-                                                                         ).items()))
+    name = label or backend + "".join(
+        f" {k}={v}" for k, v in sorted((backend_options or {}).items())
+    )
     return RunResult(name, iterations, accuracy, loss, seconds)

@@ -19,13 +19,19 @@ SOLVER = "examples/mnist/lenet_solver.prototxt"
 
 
 @pytest.mark.slow
-def test_lenet_trains_on_digits_in_float32_and_fx16(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lenet_trains_on_digits_in_float32_and_fx16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_digits(tmp_path)
     monkeypatch.chdir(tmp_path)
     cpu = train_and_test(SOLVER, iterations=ITERATIONS, test_batches=4)
-    golden = train_and_test(SOLVER, iterations=ITERATIONS, test_batches=4, backend="golden",
-                            backend_options={"fmt": "fx16"})
+    golden = train_and_test(
+        SOLVER,
+        iterations=ITERATIONS,
+        test_batches=4,
+        backend="golden",
+        backend_options={"fmt": "fx16"},
+    )
     if FULL:
         assert cpu.accuracy >= 0.95
         assert abs(golden.accuracy - cpu.accuracy) <= 0.01

@@ -48,7 +48,9 @@ def built() -> None:
 
 def _layer(text: str, backend) -> object:  # noqa: ANN001 - any GemmBackend
     param = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return LAYER_TYPES[param.type](param, LayerContext(backend=backend, rng=np.random.default_rng(1)))
+    return LAYER_TYPES[param.type](
+        param, LayerContext(backend=backend, rng=np.random.default_rng(1))
+    )
 
 
 def _blob(a: np.ndarray) -> Blob:

@@ -242,22 +242,35 @@ def test_rtl_dir_with_manifest_uses_the_same_build(
         vd.load_rtl_dir(tmp_path)
 
 
-def test_corrupt_cache_entries_are_rebuilt(vsim: vd.VerilatedAccelerator, tmp_path: Path) -> None:
-    """A library that no longer matches its recorded hash is stale; one that matches but
-    does not load (e.g. written by a broken tool) is discarded at load and rebuilt."""
-    entry = tmp_path / vsim.build.path.parent.name
+def _corrupt_copy(vsim: vd.VerilatedAccelerator, root: Path) -> Path:
+    """A copy of the cache entry whose library is garbage but matches its recorded hash."""
+    entry = root / vsim.build.path.parent.name
     shutil.copytree(vsim.build.path.parent, entry)
     lib = entry / vd.LIBRARY
     assert vd._entry_ok(entry)
-    lib.write_bytes(lib.read_bytes()[:1000])  # truncated
+    lib.write_bytes(lib.read_bytes()[:1000])  # truncated: the hash no longer matches
     assert not vd._entry_ok(entry)
-    # Garbage with a matching marker: passes the hash check, fails to load.
     lib.write_bytes(b"not a shared library")
     marker = json.loads((entry / vd.MARKER).read_text())
     marker["sha256"] = vd._sha256_file(lib)
     (entry / vd.MARKER).write_text(json.dumps(marker))
+    assert vd._entry_ok(entry)
+    return entry
+
+
+def test_corrupt_cache_entries_are_detected(vsim: vd.VerilatedAccelerator, tmp_path: Path) -> None:
+    entry = _corrupt_copy(vsim, tmp_path)
+    build = dataclasses.replace(vsim.build, path=entry / vd.LIBRARY)
+    with pytest.raises(vd.VerilatorBuildError, match="cannot load"):
+        vd.VerilatedAccelerator(CFG, build)
+
+
+@pytest.mark.slow
+def test_corrupt_cache_entries_are_rebuilt(vsim: vd.VerilatedAccelerator, tmp_path: Path) -> None:
+    """A library that passes the hash check but does not load is discarded and rebuilt."""
+    entry = _corrupt_copy(vsim, tmp_path)
     rebuilt = vd.simulator(CFG, root=tmp_path)
-    assert rebuilt.build.path == lib and vd._entry_ok(entry)
+    assert rebuilt.build.path == entry / vd.LIBRARY and vd._entry_ok(entry)
     a, b = _operands(5, 6, 9, 1)
     run = rebuilt.run_gemm(a, b, shift=3, rounding=Rounding.STOCHASTIC, seed=1)
     want = model.gemm_on_accelerator(a, b, CFG, shift=3, rounding=Rounding.STOCHASTIC, seed=1)
