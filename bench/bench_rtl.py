@@ -56,9 +56,10 @@ def main() -> int:
     e = cfg.engine
     t0 = time.perf_counter()
     sim = vd.simulator(cfg)
+    t_build = time.perf_counter() - t0
     print(
         f"accelerator {args.preset}: {e.rows}x{e.cols} {e.fmt.name}, buffers "
-        f"{cfg.a_depth}/{cfg.b_depth}, acc {e.acc_depth}; build/load {time.perf_counter() - t0:.1f} s"
+        f"{cfg.a_depth}/{cfg.b_depth}, acc {e.acc_depth}; build/load {t_build:.1f} s"
     )
 
     # ctypes call overhead: a one-tile pass, many times.

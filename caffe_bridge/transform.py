@@ -5,8 +5,8 @@ The value written for every pixel is ``(x - mean) * scale``, where ``mean`` come
 from ``mean_file`` (a full-size image, subtracted before cropping) or
 ``mean_value`` (one value, or one per channel).  With ``crop_size`` the crop is
 random in TRAIN and central in TEST; with ``mirror`` each image is flipped
-left-right with probability 1/2 in TRAIN.  (Caffe also flips at random in TEST
-when ``mirror: true``; Barista keeps TEST deterministic.)
+left-right with probability 1/2, in both phases, exactly as Caffe's
+DataTransformer does.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class DataTransformer:
                 rows[:, None, :, None],
                 cols[:, None, None, :],
             ]
-        if self.mirror and train:
+        if self.mirror:  # Caffe flips at random in TEST too
             flip = self.rng.integers(0, 2, size=n).astype(bool)
             x[flip] = x[flip, :, :, ::-1]
         out[...] = x

@@ -96,7 +96,7 @@ def test_mean_file_and_centre_crop_in_test(root, datum_lmdb, images):
         Net(data_net(root, 'mean_file: "nothere.binaryproto"'), "TEST")
 
 
-def test_random_crop_and_mirror_in_train(root, datum_lmdb, images):
+def test_random_crop_in_train_and_mirror_in_both_phases(root, datum_lmdb, images):
     datum_lmdb(root / "db", images[:1].repeat(4, axis=0))
     net = Net(data_net(root, "crop_size: 3 mirror: true", batch=64), "TRAIN", seed=3)
     out = net.forward()["data"]
@@ -114,10 +114,14 @@ def test_random_crop_and_mirror_in_train(root, datum_lmdb, images):
         found.update(hits)
     assert len({(h, w) for h, w, _ in found}) > 5  # offsets vary
     assert {m for _, _, m in found} == {0, 1}  # some mirrored, some not
-    # TEST: always the centre crop, never mirrored.
-    test = Net(data_net(root, "crop_size: 3 mirror: true", batch=8), "TEST", seed=3).forward()
+    # TEST: always the centre crop; mirrored at random, as Caffe's DataTransformer does.
+    test = Net(data_net(root, "crop_size: 3 mirror: true", batch=16), "TEST", seed=3).forward()
+    centre = img[:, 1:4, 2:5]
+    flips = []
     for sample in test["data"]:
-        np.testing.assert_array_equal(sample, img[:, 1:4, 2:5])
+        flips.append(not np.array_equal(sample, centre))
+        np.testing.assert_array_equal(sample, centre[:, :, ::-1] if flips[-1] else centre)
+    assert any(flips) and not all(flips)
 
 
 def _png(img: np.ndarray) -> bytes:
@@ -183,3 +187,14 @@ def test_inconsistent_record_shapes(root, datum_lmdb, images):
         r"the first record's \(3, 6, 8\)",
     ):
         Net(data_net(root), "TRAIN")
+
+
+def test_state_dict_resumes_at_the_same_record(root, datum_lmdb, images):
+    datum_lmdb(root / "db", images[:5])
+    first = Net(data_net(root, "", batch=3), "TRAIN", seed=1)
+    first.forward()
+    state = first.layer_dict["src"].state_dict()
+    expected = first.forward()["data"].copy()  # records 3, 4, 0 (wrapped)
+    second = Net(data_net(root, "", batch=3), "TRAIN", seed=1)
+    second.layer_dict["src"].load_state_dict(state)
+    np.testing.assert_array_equal(second.forward()["data"], expected)

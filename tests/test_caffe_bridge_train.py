@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import caffe_bridge.layers.hdf5_data  # noqa: F401 - registers HDF5Data (until the package does)
 from barista_hw.errors import InputError
 from caffe_bridge.commands import plot as plot_cmd
 from caffe_bridge.commands import test as test_cmd

@@ -59,6 +59,8 @@ class Layer:
         self.ctx = ctx
         self.name: str = param.name
         self.blobs: list[Blob] = []
+        # Set by the Net: per param blob, whether its gradient is needed (lr_mult != 0).
+        self.param_propagate_down: list[bool] = []
 
     # -- Caffe's life cycle -------------------------------------------------
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:

@@ -120,6 +120,18 @@ class DataLayer(Layer):
         self._cursor = self._txn.cursor()
         self._cursor.first()
 
+    def state_dict(self) -> dict[str, str]:
+        """Where reading resumes (the next record's key), for exact training resumes."""
+        return {"next_key": bytes(self._cursor.key()).hex()}
+
+    def load_state_dict(self, state: dict[str, str]) -> None:
+        key = bytes.fromhex(state["next_key"])
+        if not self._cursor.set_key(key):
+            raise self.error(
+                f"data_param.source {self.source}: the saved position (key {key!r}) is not in "
+                "the database any more"
+            )
+
     def _next_record(self) -> tuple[bytes, bytes]:
         key, value = self._cursor.key(), self._cursor.value()
         if not self._cursor.next():

@@ -160,6 +160,22 @@ class HDF5DataLayer(Layer):
         if self._shuffle:
             self.ctx.rng.shuffle(self._row_order)
 
+    def state_dict(self) -> dict[str, object]:
+        """File and row order and position, for exact training resumes."""
+        return {
+            "file_order": self._file_order.tolist(),
+            "current_file": int(self._current_file),
+            "row_order": np.asarray(self._row_order).tolist(),
+            "current_row": int(self._current_row),
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self._file_order = np.asarray(state["file_order"], dtype=np.int64)
+        self._current_file = int(state["current_file"])  # type: ignore[arg-type]
+        self._load(self._file_order[self._current_file])
+        self._row_order = np.asarray(state["row_order"], dtype=np.int64)
+        self._current_row = int(state["current_row"])  # type: ignore[arg-type]
+
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         """Shapes are fixed at setup from the first file, as in Caffe."""
 

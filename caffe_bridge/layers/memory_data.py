@@ -144,6 +144,13 @@ class MemoryDataLayer(Layer):
         self._pos = 0
 
     # -- life cycle -----------------------------------------------------------
+    def state_dict(self) -> dict[str, int]:
+        """The position of the next batch, for exact training resumes."""
+        return {"pos": int(self._pos)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._pos = int(state["pos"])
+
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         """Shapes are fixed by memory_data_param."""
 

@@ -746,25 +746,14 @@ def _load_net_runtime_state(net: Any, state: dict[str, Any]) -> None:
         backend.load_state_dict(state["backend"])
 
 
-# Layers keep their own cursors; the protocol is ``state_dict()`` (JSON-able) and
-# ``load_state_dict(state)``. Until HDF5Data implements it, its cursor is read here.
-_HDF5_KEYS = ("_file_order", "_current_file", "_row_order", "_current_row")
+# Layers keep their own positions; the protocol is ``state_dict()`` (JSON-able) and
+# ``load_state_dict(state)`` (Data, HDF5Data and MemoryData implement it).
 
 
 def _layer_state(layer: Any) -> dict[str, Any] | None:
-    if hasattr(layer, "state_dict"):
-        return dict(layer.state_dict())
-    if getattr(layer, "type_name", "") == "HDF5Data" and all(hasattr(layer, k) for k in _HDF5_KEYS):
-        return {k.lstrip("_"): np.asarray(getattr(layer, k)).tolist() for k in _HDF5_KEYS}
-    return None
+    return dict(layer.state_dict()) if hasattr(layer, "state_dict") else None
 
 
 def _load_layer_state(layer: Any, state: dict[str, Any]) -> None:
     if hasattr(layer, "load_state_dict"):
         layer.load_state_dict(state)
-    elif getattr(layer, "type_name", "") == "HDF5Data" and hasattr(layer, "_load"):
-        layer._file_order = np.asarray(state["file_order"], dtype=np.int64)
-        layer._current_file = int(state["current_file"])
-        layer._load(layer._file_order[layer._current_file])
-        layer._row_order = np.asarray(state["row_order"], dtype=np.int64)
-        layer._current_row = int(state["current_row"])

@@ -185,19 +185,11 @@ struct Sim {
         ctx->traceEverOn(true);
 #endif
         top.reset(new BARISTA_TOP_CLASS{ctx.get(), "top"});
+        // No reset: the wrapper ties it low, registers start from their initial values.
         top->clk = 0;
-        top->rst = 1;
         top->BS_WR_VALID = 0;
         top->BS_CMD_VALID = 0;
         top->BS_O_READY = 1;
-        top->eval();
-        for (int i = 0; i < 2; ++i) {  // one reset edge
-            top->clk = 1;
-            top->eval();
-            top->clk = 0;
-            top->eval();
-        }
-        top->rst = 0;
         top->eval();
         dirty = false;
     }
