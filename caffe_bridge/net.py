@@ -886,6 +886,14 @@ class Net:
                 values = blobproto_to_array(sblob, source=f"{origin}: layer '{src.name}'")
                 tblob.data[...] = values.reshape(tblob.shape)
 
+    def set_input_arrays(self, data: np.ndarray, labels: np.ndarray) -> None:
+        """Feed the first MemoryData layer (pycaffe's ``net.set_input_arrays``)."""
+        for layer in self.layers:
+            if layer.type_name == "MemoryData":
+                layer.set_input_arrays(data, labels)  # type: ignore[attr-defined]
+                return
+        raise InputError("set_input_arrays: the net has no MemoryData layer")
+
     def share_weights(self, other: Net) -> None:
         """Share parameter data with the same-named layers of ``other``
         (ShareTrainedLayersWith; used for test nets)."""

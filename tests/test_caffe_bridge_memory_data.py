@@ -164,7 +164,7 @@ def test_memory_data_feeds_a_net(tmp_path):
     net = Net(proto, "TRAIN", seed=0)
     assert net.blobs["data"].data.shape == (4, 1, 3, 3) and net.blobs["label"].data.shape == (4,)
     data = np.random.default_rng(0).standard_normal((8, 1, 3, 3)).astype(np.float32)
-    net.layer_dict["mem"].set_input_arrays(data, np.array([0, 1, 0, 1, 1, 0, 1, 0]))
+    net.set_input_arrays(data, np.array([0, 1, 0, 1, 1, 0, 1, 0]))
     net.forward()
     np.testing.assert_array_equal(net.blobs["data"].data, data[:4])
     net.forward()
