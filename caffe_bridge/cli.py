@@ -23,6 +23,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "caffe_bridge.commands.plot",
     "caffe_bridge.commands.data",
     "caffe_bridge.commands.generate",
+    "caffe_bridge.commands.demo",
     "sim.cosim",
     "sim.demo",
 )

@@ -21,7 +21,7 @@ from barista_hw.rtl import write_engine
 from .cosim import auto_shift, pass_case, utilisation
 from .runner import REPO, SIMULATORS, build, mismatch, run_cases
 
-NAME = "demo"
+NAME = "demo-engines"
 HELP = "generate the default engines into rtl_out/demo and cosimulate them against the model"
 
 #: (M, K, N, images) per engine: partial tiles in M and N, K = 1, a batch for the gradient.

@@ -104,7 +104,7 @@ def test_pass_case_maps_each_pass_onto_a_at_b() -> None:
 @pytest.mark.slow
 @pytest.mark.cocotb
 def test_demo_runs_bit_exact(barista, capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # noqa: ANN001
-    assert barista(["demo", "--out", str(tmp_path)]) == 0
+    assert barista(["demo-engines", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "all bit-exact" in out
     assert sorted(p.name for p in tmp_path.glob("*.v")) == [
