@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print("   (already there)")
     else:
         result = write_digits(work)
-        print(f"   {result}")
+        print(f"   {result.train.count} training and {result.test.count} test images, 28x28")
     proto = work / "examples" / "mnist" / "lenet_train_test.prototxt"
 
     print(f"\n== 3/4 accelerator for LeNet on {args.target}: rtl_out/lenet")
