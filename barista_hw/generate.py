@@ -320,3 +320,26 @@ def _write_dir(out: Path, files: dict[str, str]) -> None:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(path: str | Path) -> tuple[AcceleratorConfig, dict]:
+    """``rtl_out/<net>`` (or its ``manifest.json``) -> (AcceleratorConfig, the manifest).
+
+    Every backend reads the accelerator it runs for from here, so the
+    configuration is written once (by :func:`generate`) and read everywhere.
+    """
+    path = Path(path)
+    manifest = path if path.suffix == ".json" else path / "manifest.json"
+    try:
+        doc = json.loads(manifest.read_text())
+    except OSError as exc:
+        raise InputError(
+            f"{manifest}: cannot read the manifest ({exc.strerror}); "
+            "run `barista generate NET.prototxt -o DIR` first"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{manifest}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    try:
+        return AcceleratorConfig.from_dict(doc["config"]), doc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{manifest}: no usable accelerator configuration ({exc})") from None

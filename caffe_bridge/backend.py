@@ -40,6 +40,10 @@ class GemmBackend(ABC):
     def weight_grad(self, dy: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
         """``sum_b dY[b] @ X[b].T``: (B, M, N) x (B, K, N) -> (M, K)."""
 
+    def for_test_nets(self) -> GemmBackend:
+        """The backend a solver gives its test nets (default: this one)."""
+        return self
+
 
 class CpuBackend(GemmBackend):
     """Plain float32 numpy (BLAS), Caffe's CPU arithmetic."""
@@ -71,7 +75,11 @@ def register_backend(cls: type[GemmBackend]) -> type[GemmBackend]:
 def get_backend(name: str, **options: object) -> GemmBackend:
     """Instantiate a registered backend by name (``cpu``, ...)."""
     if name not in _BACKENDS:
-        from . import hw_backend  # noqa: F401 - registers the hardware backends
+        # Registered on import; the rtl backend pulls in the Verilator driver.
+        from . import hw_backend  # noqa: F401
+
+        if name == "rtl":
+            from . import rtl_backend  # noqa: F401
     try:
         cls = _BACKENDS[name]
     except KeyError:

@@ -29,7 +29,7 @@ from barista_hw.errors import InputError
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.schedule import schedule_gemm
 
-from .backend import register_backend
+from .backend import GemmBackend, register_backend
 from .hw_backend import HardwareBackend
 
 
@@ -202,6 +202,13 @@ class RtlBackend(HardwareBackend):
                 root=self.cache_dir,
             )
         return self._sims[trace]
+
+    def for_test_nets(self) -> GemmBackend:
+        """Test nets run on the golden model of the same accelerator: the same bits, while
+        the simulator's time goes to the training passes."""
+        from .hw_backend import GoldenBackend
+
+        return GoldenBackend(accelerator=self.accelerator, rounding=self.rounding)
 
     def prepare(self) -> None:
         """Build and load the simulator now (else the first RTL call does it)."""

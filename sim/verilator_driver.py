@@ -63,6 +63,7 @@ from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout, wave_latency
 from barista_hw.errors import InputError
 from barista_hw.model import output_beats
+from barista_hw.rtl import to_verilog, write_text_atomic
 from barista_hw.schedule import Chunk, block_seed, pack_a, pack_b, schedule_gemm
 
 from .runner import SimulationError, SimulatorNotFound, verilator_root
@@ -245,6 +246,11 @@ def _hw_source_hash() -> str:
     return h.hexdigest()
 
 
+# Taken when this module (and the hardware modules it imports) is loaded, so that a source
+# edited later by someone else cannot label Verilog elaborated from the code in memory.
+_HW_HASH_AT_IMPORT = _hw_source_hash()
+
+
 def _top_name(cfg: AcceleratorConfig) -> str:
     e = cfg.engine
     return f"accelerator_{e.rows}x{e.cols}_{e.fmt.name.replace('.', '_')}"
@@ -252,11 +258,9 @@ def _top_name(cfg: AcceleratorConfig) -> str:
 
 def accelerator_verilog(cfg: AcceleratorConfig, root: Path | None = None) -> tuple[str, str]:
     """(Verilog text, top module) of ``Accelerator(cfg)``, elaborated once per hardware source."""
-    from barista_hw.rtl import to_verilog, write_text_atomic
-
     root = cache_root() if root is None else root
     top = _top_name(cfg)
-    key = hashlib.sha256(f"{_hw_source_hash()}|{cfg.to_json()}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{_HW_HASH_AT_IMPORT}|{cfg.to_json()}".encode()).hexdigest()[:20]
     path = root / "verilog" / f"{top}-{key}.v"
     try:
         return path.read_text(), top
@@ -270,24 +274,15 @@ def accelerator_verilog(cfg: AcceleratorConfig, root: Path | None = None) -> tup
 def load_rtl_dir(path: Path | str) -> tuple[AcceleratorConfig, str, str]:
     """``rtl_out/<net>`` (or its ``manifest.json``) -> (config, Verilog text, top module).
 
-    The manifest (written by :mod:`barista_hw.generate`) carries the AcceleratorConfig
-    under ``"config"`` (also accepted: ``"accelerator"`` or the top level), the Verilog
-    file name (``"verilog"``) and the top module (``"top"``); the defaults are
-    ``accelerator.v`` and the Verilog's first module.
+    The manifest is the one :func:`barista_hw.generate.generate` writes (read by
+    :func:`barista_hw.generate.read_manifest`); its ``verilog`` and ``top``
+    entries name the file and module (defaults: ``accelerator.v``, its first module).
     """
+    from barista_hw.generate import read_manifest
+
     path = Path(path)
     manifest = path if path.suffix == ".json" else path / "manifest.json"
-    try:
-        doc = json.loads(manifest.read_text())
-    except OSError as exc:
-        raise InputError(f"{manifest}: cannot read the manifest ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{manifest}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    cfg_doc = doc.get("config", doc.get("accelerator", doc))
-    try:
-        cfg = AcceleratorConfig.from_dict(cfg_doc)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{manifest}: no usable accelerator configuration ({exc})") from None
+    cfg, doc = read_manifest(manifest)
     verilog = manifest.parent / doc.get("verilog", "accelerator.v")
     try:
         text = verilog.read_text()
@@ -414,6 +409,11 @@ def build_library(
     force: bool = False,
 ) -> Build:
     """Verilate ``verilog`` with the driver into a shared library (cached, race-safe)."""
+    if trace and not any(
+        Path(d, "lz4.h").is_file() for d in ("/usr/include", "/usr/local/include")
+    ):
+        # The wheel's FST writer compresses with LZ4 and needs its header to build.
+        raise SimulatorNotFound("FST tracing needs lz4.h: apt-get install liblz4-dev")
     entry = build_entry(verilog, top, layout, trace=trace, root=root)
     root, digest = entry.parent, entry.name.rsplit("-", 1)[1]
     if force:

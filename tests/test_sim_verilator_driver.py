@@ -269,6 +269,7 @@ def test_corrupt_cache_entries_are_detected(vsim: vd.VerilatedAccelerator, tmp_p
 def test_corrupt_cache_entries_are_rebuilt(vsim: vd.VerilatedAccelerator, tmp_path: Path) -> None:
     """A library that passes the hash check but does not load is discarded and rebuilt."""
     entry = _corrupt_copy(vsim, tmp_path)
+    shutil.copytree(vd.cache_root() / "verilog", tmp_path / "verilog")  # the same Verilog text
     rebuilt = vd.simulator(CFG, root=tmp_path)
     assert rebuilt.build.path == entry / vd.LIBRARY and vd._entry_ok(entry)
     a, b = _operands(5, 6, 9, 1)

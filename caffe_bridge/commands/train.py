@@ -68,6 +68,23 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODE",
         help="rounding of a hardware backend: nearest-even, floor or stochastic",
     )
+    parser.add_argument(
+        "--accelerator",
+        metavar="DIR",
+        help="rtl_out/<net> written by `barista generate`: the accelerator the rtl backend "
+        "simulates and whose schedule the golden backend follows",
+    )
+    parser.add_argument(
+        "--rtl-layers",
+        metavar="L1,L2",
+        help="rtl backend: run only these layers on the RTL, the rest on the golden model",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="LAYER,PASS,ITER",
+        help="rtl backend: write an FST waveform of one layer pass (forward, backward or "
+        "gradient) in one iteration",
+    )
 
 
 def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
@@ -77,10 +94,43 @@ def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         options["fmt"] = args.format
     if args.rounding:
         options["rounding"] = args.rounding
-    if options and backend == "cpu":
-        flags = " and ".join(f"--{k}" for k in ("format", "rounding") if getattr(args, k))
-        raise InputError(f"{flags} apply to hardware backends (e.g. --backend golden), not cpu")
+    flags = ("format", "rounding", "accelerator", "rtl_layers", "trace")
+    given = [f"--{k.replace('_', '-')}" for k in flags if getattr(args, k, None)]
+    if given and backend == "cpu":
+        raise InputError(
+            f"{' and '.join(given)} apply to hardware backends (e.g. --backend golden), not cpu"
+        )
+    accelerator = getattr(args, "accelerator", None)
+    if accelerator:
+        if backend == "rtl":
+            options["rtl_dir"] = accelerator
+        else:
+            from barista_hw.generate import read_manifest
+
+            options["accelerator"] = read_manifest(accelerator)[0]
+    elif backend == "rtl":
+        raise InputError(
+            "--backend rtl needs --accelerator rtl_out/<net> (write it with "
+            "`barista generate NET.prototxt -o rtl_out/<net>`)"
+        )
+    for flag in ("rtl_layers", "trace"):
+        if getattr(args, flag, None) and backend != "rtl":
+            raise InputError(f"--{flag.replace('_', '-')} applies to --backend rtl only")
+    if getattr(args, "rtl_layers", None):
+        options["rtl_layers"] = [name for name in args.rtl_layers.split(",") if name]
+    if getattr(args, "trace", None):
+        parts = args.trace.split(",")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise InputError(
+                f"--trace {args.trace!r}: use LAYER,PASS,ITERATION e.g. conv1,forward,3"
+            )
+        options["trace"] = (parts[0], parts[1], int(parts[2]))
     return options
+
+
+def _shown(key: str, value: Any, args: argparse.Namespace) -> Any:
+    """An option as the user gave it (the accelerator by its directory, not its fields)."""
+    return args.accelerator if key == "accelerator" else value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,8 +167,18 @@ def run(args: argparse.Namespace) -> int:
     )
     log(
         f"Using the {backend} backend"
-        + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
+        + (
+            f" ({', '.join(f'{k}={_shown(k, v, args)}' for k, v in options.items())})"
+            if options
+            else ""
+        )
     )
+    engine = solver.net.backend
+    if hasattr(engine, "prepare"):
+        log("Building the Verilated accelerator (cached after the first run)")
+        engine.prepare()
+    if hasattr(engine, "begin_iteration"):
+        solver.add_callback(on_start=engine.begin_iteration)
 
     status = 0
     previous = signal.getsignal(signal.SIGINT)
@@ -155,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             status = 130
+        if hasattr(engine, "cycle_report"):
+            log(str(engine.cycle_report()))
     except TrainingDiverged as exc:
         print(f"barista train: error: {exc}", file=sys.stderr)
         status = 1

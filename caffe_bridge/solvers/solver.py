@@ -166,12 +166,17 @@ class Solver:
             raise InputError(f"backend {backend!r}: {exc}") from None
         return backend, backend
 
-    def _new_backend(self) -> GemmBackend:
-        """One backend per net: test passes then never change the train net's scale state."""
+    def _new_backend(self, test: bool = False) -> GemmBackend:
+        """One backend per net: test passes then never change the train net's scale state.
+
+        Test nets get the backend's :meth:`~GemmBackend.for_test_nets` (the RTL
+        backend hands them the golden model of the same accelerator: same bits).
+        """
         spec = self._backend_spec
         if isinstance(spec, GemmBackend):
             return spec
-        return get_backend(spec, **self._backend_options)
+        backend = get_backend(spec, **self._backend_options)
+        return backend.for_test_nets() if test else backend
 
     def _read_net_file(self, field: str, path: str) -> tuple[caffe_pb2.NetParameter, str]:
         """The net file's parameters (for its ``state``) and its path."""
@@ -211,7 +216,7 @@ class Solver:
             phase,
             level=state.level,
             stages=tuple(state.stage)[own:],
-            backend=self._new_backend(),
+            backend=self._new_backend(test=phase == "TEST"),
             seed=seed,
         )
 

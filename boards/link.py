@@ -1,0 +1,355 @@
+"""Gateware of the UART host link: frames in, accelerator streams, frames out.
+
+:class:`HostLink` implements the board side of :mod:`boards.protocol` (the frame
+format is documented there, once, for gateware and host driver alike) between a
+byte stream from :class:`~boards.uart.UartRx`, a byte stream to
+:class:`~boards.uart.UartTx` and the ``wr`` / ``cmd`` / ``o`` streams of an
+:class:`~barista_hw.accelerator.Accelerator`. :class:`LinkedAccelerator` is the
+whole thing behind two serial pins: what a board top instantiates and what the
+Verilator model of the board simulates.
+
+Result beats go into a ring of ``result_depth`` beats; ``o`` is held back while
+the ring is full, so a slow line only stalls the engine.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from barista_hw.accelerator import Accelerator, run_layout, write_layout
+from barista_hw.config import AcceleratorConfig
+from barista_hw.engine import CYCLE_BITS, output_layout
+from barista_hw.errors import InputError
+
+from . import protocol as P
+from .uart import UartRx, UartTx
+
+
+def crc16_step(crc: Value, byte: Value) -> Value:
+    """CRC-16/CCITT-FALSE after one more byte (MSB first), as XOR logic."""
+    c = [crc[i] for i in range(16)]
+    for i in range(8):
+        fb = c[15] ^ byte[7 - i]
+        c = [fb] + c[:15]
+        c[5] = c[5] ^ fb
+        c[12] = c[12] ^ fb
+    return Cat(*c)
+
+
+def _bytes_const(data: bytes) -> Const:
+    return Const(int.from_bytes(data, "little"), 8 * len(data))
+
+
+class HostLink(wiring.Component):
+    """The request parser, executor and responder of :mod:`boards.protocol`."""
+
+    def __init__(self, cfg: AcceleratorConfig, result_depth: int = 256, divisor: int = 16) -> None:
+        self.cfg = cfg
+        self.geo = P.LinkGeometry.from_config(cfg, result_depth)
+        if result_depth * self.geo.beat_bytes > 0xFFFF:
+            raise InputError(
+                f"result_depth {result_depth} x {self.geo.beat_bytes} bytes per beat exceeds "
+                "the 16-bit response length"
+            )
+        self.divisor = divisor
+        super().__init__(
+            {
+                "rx": In(stream.Signature(8)),
+                "tx": Out(stream.Signature(8)),
+                "wr": Out(stream.Signature(write_layout(cfg))),
+                "cmd": Out(stream.Signature(run_layout(cfg))),
+                "o": In(stream.Signature(output_layout(cfg.engine))),
+                "busy": In(1),
+                "cycles": In(CYCLE_BITS),
+                "idle": Out(1),  # no request in progress and the accelerator idle
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:  # noqa: C901 - one FSM, read top-down
+        m = Module()
+        geo, cfg = self.geo, self.cfg
+        R, C, w = geo.rows, geo.cols, geo.lane_bits
+        D = geo.result_depth
+        dbits = max(1, (D - 1).bit_length())
+        rx, tx = self.rx, self.tx
+
+        # -- result ring -------------------------------------------------------------
+        ring = Memory(shape=unsigned(C * w), depth=D, init=[])
+        m.submodules.ring = ring
+        ring_w, ring_r = ring.write_port(), ring.read_port(domain="sync")
+        written = Signal(P.ADDR_BITS)  # beats of the current chunk produced
+        released = Signal(P.ADDR_BITS)  # beats the host confirmed (freed)
+        full = Signal()
+        m.d.comb += [
+            full.eq((written - released)[: dbits + 1] >= D),
+            self.o.ready.eq(~full),
+            ring_w.addr.eq(written[:dbits]),
+            ring_w.data.eq(self.o.payload.data.as_value()),
+            ring_w.en.eq(self.o.valid & ~full),
+        ]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += written.eq(written + 1)
+
+        # -- request registers ---------------------------------------------------------
+        hdr = Signal(56)  # TYPE, SEQ, ADDR[3], COUNT[2] as they arrived (byte 0 lowest)
+        r_type, r_seq = hdr[0:8], hdr[8:16]
+        r_addr, r_count = hdr[16:40], hdr[40:56]
+        crc = Signal(16)
+        idx = Signal(4)  # header byte index
+        wb_max = max(geo.a_word_bytes, geo.b_word_bytes, geo.run_bytes)
+        shreg = Signal(8 * wb_max)  # payload bytes enter at the top
+        in_word = Signal(range(wb_max + 1))
+        word_idx = Signal(P.COUNT_BITS)
+        pay_done = Signal()
+        crc_cnt = Signal()
+        last_seq = Signal(8)
+        last_run = Signal()  # the last request executed was a RUN with SEQ last_seq
+        is_a = r_type == P.Type.WRITE_A
+        is_write = (r_type == P.Type.WRITE_A) | (r_type == P.Type.WRITE_B)
+        byte_in = Signal(8)
+        m.d.comb += [byte_in.eq(rx.payload), rx.ready.eq(1)]
+        shifted = Cat(shreg[8:], byte_in)
+
+        # -- buffer writes (the accelerator's wr is always ready) ------------------------
+        wr_valid = Signal()
+        wr_sel = Signal()
+        wr_addr = Signal(len(self.wr.payload.addr))
+        wr_bits = Signal(8 * wb_max)
+        m.d.sync += wr_valid.eq(0)
+        off_a = 8 * (wb_max - geo.a_word_bytes)
+        off_b = 8 * (wb_max - geo.b_word_bytes)
+        lanes = max(R, C)
+        data_a = wr_bits[off_a : off_a + R * w]
+        data_b = wr_bits[off_b : off_b + C * w]
+        data = self.wr.payload.data.as_value()
+        m.d.comb += [
+            self.wr.valid.eq(wr_valid),
+            self.wr.payload.sel.eq(wr_sel),
+            self.wr.payload.addr.eq(wr_addr),
+            data.eq(Mux(wr_sel, data_b, data_a)),
+        ]
+        assert len(data) == lanes * w
+
+        # -- run command -------------------------------------------------------------------
+        run_bits = run_layout(cfg).size
+        off_run = 8 * (wb_max - geo.run_bytes)
+        m.d.comb += self.cmd.payload.as_value().eq(shreg[off_run : off_run + run_bits])
+
+        # -- response registers --------------------------------------------------------------
+        t_code = Signal(8)
+        t_len = Signal(16)
+        t_idx = Signal(16)  # header byte / payload byte index
+        t_crc = Signal(16)
+        pay_bytes = max(P.IDENT_LEN, P.STATUS_LEN, geo.beat_bytes)
+        psh = Signal(8 * pay_bytes)
+        t_read = Signal()  # the payload comes from the ring
+        beat = Signal(P.COUNT_BITS)  # beats of a READ answer sent
+        in_beat = Signal(range(geo.beat_bytes + 1))
+        m.d.comb += ring_r.addr.eq((released + beat)[:dbits])
+        stop_wait = Signal(5)
+        timeout = P.IDLE_BYTE_TIMES * 10 * self.divisor
+        quiet = Signal(range(timeout + 1))
+        with m.If(rx.valid):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(quiet != timeout):
+            m.d.sync += quiet.eq(quiet + 1)
+
+        hdr_bytes = Cat(
+            Const(P.SYNC_RSP, 8), t_code, r_type, r_seq, t_len[:8], t_len[8:], t_crc[8:], t_crc[:8]
+        )
+        ident = _bytes_const(P.ident_payload(cfg, D))
+        status = Cat(self.busy, Const(0, 7), self.cycles, Const(0, 40 - CYCLE_BITS), written)
+
+        def respond(code: int, length: Value | int, payload: Value | None = None) -> None:
+            m.d.sync += [t_code.eq(code), t_len.eq(length), t_idx.eq(0), t_crc.eq(0xFFFF)]
+            if payload is not None:
+                m.d.sync += psh.eq(payload)
+            m.next = "RSP_HDR"
+
+        def ack(length: Value | int = 0, payload: Value | None = None) -> None:
+            respond(P.Code.ACK, length, payload)
+            m.d.sync += [last_seq.eq(r_seq), last_run.eq(r_type == P.Type.RUN)]
+
+        m.d.comb += tx.payload.eq(0)
+        with m.FSM() as fsm:
+            with m.State("HUNT"):
+                with m.If(rx.valid & (byte_in == P.SYNC_REQ)):
+                    m.d.sync += [crc.eq(0xFFFF), idx.eq(0)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                with m.If(rx.valid):
+                    m.d.sync += [crc.eq(crc16_step(crc, byte_in)), idx.eq(idx + 1)]
+                    with m.If(idx < 7):
+                        m.d.sync += hdr.eq(Cat(hdr[8:], byte_in))
+                    with m.If(idx == 8):
+                        m.next = "CHECK_HDR"
+                with m.Elif(quiet == timeout):
+                    m.next = "HUNT"
+            with m.State("CHECK_HDR"):
+                m.d.sync += [
+                    crc.eq(0xFFFF),
+                    in_word.eq(0),
+                    word_idx.eq(0),
+                    pay_done.eq(0),
+                    crc_cnt.eq(0),
+                    t_read.eq(0),
+                ]
+                end_a = r_addr + r_count
+                with m.If(crc != 0):
+                    m.next = "HUNT"  # header unknown: stay silent, the host times out
+                with m.Elif(is_write):
+                    depth = Mux(is_a, cfg.a_depth, cfg.b_depth)
+                    with m.If((r_count == 0) | (end_a > depth)):
+                        respond(P.Code.NAK_BAD, 0)
+                    with m.Else():
+                        m.next = "PAYLOAD"
+                with m.Elif(r_type == P.Type.RUN):
+                    m.next = "PAYLOAD"
+                with m.Elif(r_type == P.Type.IDENT):
+                    ack(P.IDENT_LEN, ident)
+                with m.Elif(r_type == P.Type.STATUS):
+                    ack(P.STATUS_LEN, status)
+                with m.Elif(r_type == P.Type.READ):
+                    bad = (r_count == 0) | (r_count > D) | (r_addr < released) | (r_addr > written)
+                    with m.If(bad):
+                        respond(P.Code.NAK_BAD, 0)
+                    with m.Else():
+                        m.d.sync += [released.eq(r_addr), stop_wait.eq(0)]
+                        m.next = "READ_WAIT"
+                with m.Else():
+                    respond(P.Code.NAK_BAD, 0)
+            with m.State("PAYLOAD"):
+                with m.If(rx.valid):
+                    m.d.sync += crc.eq(crc16_step(crc, byte_in))
+                    with m.If(~pay_done):
+                        m.d.sync += [shreg.eq(shifted), in_word.eq(in_word + 1)]
+                        with m.If(is_write):
+                            last_byte = Mux(is_a, geo.a_word_bytes - 1, geo.b_word_bytes - 1)
+                            with m.If(in_word == last_byte):
+                                m.d.sync += [
+                                    in_word.eq(0),
+                                    wr_valid.eq(1),
+                                    wr_sel.eq(~is_a),
+                                    wr_addr.eq(r_addr + word_idx),
+                                    wr_bits.eq(shifted),
+                                    word_idx.eq(word_idx + 1),
+                                ]
+                                with m.If(word_idx == r_count - 1):
+                                    m.d.sync += pay_done.eq(1)
+                        with m.Elif(in_word == geo.run_bytes - 1):
+                            m.d.sync += pay_done.eq(1)
+                    with m.Else():
+                        m.d.sync += crc_cnt.eq(1)
+                        with m.If(crc_cnt):
+                            m.next = "CHECK_PAY"
+                with m.Elif(quiet == timeout):
+                    m.next = "HUNT"
+            with m.State("CHECK_PAY"):
+                with m.If(crc != 0):
+                    respond(P.Code.NAK_CRC, 0)
+                with m.Elif(is_write):
+                    ack()
+                with m.Elif(last_run & (last_seq == r_seq)):
+                    ack()  # a retried RUN whose ACK was lost: it ran already
+                with m.Else():
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += self.cmd.valid.eq(1)
+                with m.If(self.cmd.ready):
+                    # A new chunk: number its result beats from 0 (all earlier ones were read).
+                    m.d.sync += [written.eq(0), released.eq(0)]
+                    ack()
+            with m.State("READ_WAIT"):
+                with m.If(written >= released + r_count):
+                    m.d.sync += [beat.eq(0), in_beat.eq(0), t_read.eq(1)]
+                    ack(r_count * geo.beat_bytes)
+                with m.Elif(self.busy | self.o.valid):
+                    m.d.sync += stop_wait.eq(0)
+                with m.Elif(stop_wait == 31):
+                    respond(P.Code.NAK_BAD, 0)  # the accelerator stopped short of those beats
+                with m.Else():
+                    m.d.sync += stop_wait.eq(stop_wait + 1)
+            with m.State("RSP_HDR"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(hdr_bytes.word_select(t_idx[:3], 8))]
+                with m.If(tx.ready):
+                    m.d.sync += t_idx.eq(t_idx + 1)
+                    with m.If((t_idx >= 1) & (t_idx <= 5)):
+                        m.d.sync += t_crc.eq(crc16_step(t_crc, tx.payload))
+                    with m.If(t_idx == 7):
+                        m.d.sync += [t_idx.eq(0), t_crc.eq(0xFFFF)]
+                        with m.If(t_len == 0):
+                            m.next = "HUNT"
+                        with m.Elif(t_read):
+                            m.next = "RSP_LOAD"
+                        with m.Else():
+                            m.next = "RSP_PAY"
+            with m.State("RSP_LOAD"):
+                m.next = "RSP_LOAD2"  # the ring's read port answers the next cycle
+            with m.State("RSP_LOAD2"):
+                m.d.sync += psh.eq(ring_r.data)
+                m.next = "RSP_PAY"
+            with m.State("RSP_PAY"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(psh[:8])]
+                with m.If(tx.ready):
+                    m.d.sync += [
+                        t_crc.eq(crc16_step(t_crc, tx.payload)),
+                        t_idx.eq(t_idx + 1),
+                        psh.eq(psh >> 8),
+                    ]
+                    with m.If(t_idx == t_len - 1):
+                        m.next = "RSP_CRC"
+                    with m.Elif(t_read):
+                        m.d.sync += in_beat.eq(in_beat + 1)
+                        with m.If(in_beat == geo.beat_bytes - 1):
+                            m.d.sync += [in_beat.eq(0), beat.eq(beat + 1)]
+                            m.next = "RSP_LOAD"
+            with m.State("RSP_CRC"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(Mux(crc_cnt, t_crc[:8], t_crc[8:]))]
+                with m.If(tx.ready):
+                    m.d.sync += crc_cnt.eq(~crc_cnt)
+                    with m.If(crc_cnt):
+                        m.next = "HUNT"
+        m.d.comb += self.idle.eq(fsm.ongoing("HUNT") & ~self.busy & (quiet == timeout))
+        # crc_cnt starts at 0 for the response CRC: every path into RSP_* passes CHECK_HDR,
+        # which clears it, or PAYLOAD, which leaves it 1 -> clear it on the way.
+        with m.If(fsm.ongoing("CHECK_PAY") | fsm.ongoing("ISSUE") | fsm.ongoing("READ_WAIT")):
+            m.d.sync += crc_cnt.eq(0)
+        return m
+
+
+class LinkedAccelerator(wiring.Component):
+    """An :class:`Accelerator` behind the UART host link: ports ``rx``, ``tx`` (and ``idle``).
+
+    ``divisor``: clock cycles per UART bit (clock frequency / baud rate).
+    """
+
+    def __init__(self, cfg: AcceleratorConfig, divisor: int, result_depth: int = 256) -> None:
+        self.cfg = cfg
+        self.divisor = divisor
+        self.result_depth = result_depth
+        P.LinkGeometry.from_config(cfg, result_depth)  # early errors
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "idle": Out(1)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.uart_rx = urx = UartRx(self.divisor)
+        m.submodules.uart_tx = utx = UartTx(self.divisor)
+        m.submodules.link = link = HostLink(self.cfg, self.result_depth, self.divisor)
+        m.submodules.accelerator = acc = Accelerator(self.cfg)
+        wiring.connect(m, urx.o, link.rx)
+        wiring.connect(m, link.tx, utx.i)
+        wiring.connect(m, link.wr, acc.wr)
+        wiring.connect(m, link.cmd, acc.cmd)
+        wiring.connect(m, acc.o, link.o)
+        m.d.comb += [
+            urx.rx.eq(self.rx),
+            self.tx.eq(utx.tx),
+            link.busy.eq(acc.busy),
+            link.cycles.eq(acc.cycles),
+            self.idle.eq(link.idle),
+        ]
+        return m

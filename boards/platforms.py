@@ -1,0 +1,118 @@
+"""Board targets: amaranth-boards platforms tied to :mod:`barista_hw.targets`, and the board top.
+
+Each :class:`BoardSpec` names the amaranth-boards platform, its FPGA family, the
+board clock the PLL starts from, the UART resource of its USB-UART bridge and the
+synthesis options the family needs (iCE40: ``-dsp`` so multipliers become SB_MAC16).
+Its resource budget and default clock are those of the target of the same name in
+:data:`barista_hw.targets.TARGETS`.
+
+:class:`BoardTop` is what is built: the ``sync`` domain from :class:`~boards.clocks.PllDomain`,
+a :class:`~boards.link.LinkedAccelerator` on the UART pins, LED 0 lit while the
+accelerator or the link is busy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from amaranth import Elaboratable, Module
+
+from barista_hw.config import AcceleratorConfig
+from barista_hw.errors import InputError
+from barista_hw.targets import Target, get_target
+
+from .clocks import PllDomain
+from .link import LinkedAccelerator
+
+DEFAULT_BAUD = 1_000_000
+DEFAULT_RESULT_DEPTH = 256
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """One buildable board."""
+
+    name: str  # also the barista_hw target name
+    platform: str  # "module:Class" in amaranth_boards
+    family: str  # "ecp5" or "ice40"
+    clk: str  # board clock resource
+    clk_mhz: float
+    synth_opts: str = ""
+    bitstream: str = "top.bit"
+
+    @property
+    def target(self) -> Target:
+        return get_target(self.name)
+
+    def make_platform(self) -> object:
+        module, cls = self.platform.split(":")
+        return getattr(importlib.import_module(module), cls)()
+
+
+BOARDS: dict[str, BoardSpec] = {
+    b.name: b
+    for b in (
+        BoardSpec("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "clk25", 25.0),
+        BoardSpec("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "clk25", 25.0),
+        BoardSpec("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "clk25", 25.0),
+        BoardSpec(
+            "icebreaker",
+            "amaranth_boards.icebreaker:ICEBreakerPlatform",
+            "ice40",
+            "clk12",
+            12.0,
+            synth_opts="-dsp",
+            bitstream="top.bin",
+        ),
+    )
+}
+
+
+def get_board(name: str) -> BoardSpec:
+    """The board called ``name``, or an error listing the known ones."""
+    key = name.strip().lower()
+    if key not in BOARDS:
+        raise InputError(f"unknown board {name!r} (use {', '.join(BOARDS)})")
+    return BOARDS[key]
+
+
+def uart_divisor(mhz: float, baud: int) -> int:
+    """Clock cycles per UART bit; an error when the rate is off by more than 2%."""
+    if baud <= 0:
+        raise InputError(f"baud rate {baud} must be positive")
+    div = round(mhz * 1e6 / baud)
+    if div < 4 or abs(mhz * 1e6 / div - baud) > 0.02 * baud:
+        raise InputError(f"{baud} baud cannot be made from {mhz:g} MHz (divisor {div})")
+    return div
+
+
+class BoardTop(Elaboratable):
+    """Clock, UART pins and the linked accelerator (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: AcceleratorConfig,
+        board: BoardSpec,
+        *,
+        mhz: float | None = None,
+        baud: int = DEFAULT_BAUD,
+        result_depth: int = DEFAULT_RESULT_DEPTH,
+    ) -> None:
+        self.cfg = cfg
+        self.board = board
+        self.clock = PllDomain(board.family, board.clk, board.clk_mhz, mhz or cfg.clock_mhz)
+        self.baud = baud
+        self.divisor = uart_divisor(self.clock.mhz, baud)
+        self.result_depth = result_depth
+        self.link = LinkedAccelerator(cfg, self.divisor, result_depth)
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.clock = self.clock
+        m.submodules.link = link = self.link
+        uart = platform.request("uart", 0)  # type: ignore[attr-defined]
+        m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
+        led = platform.request("led", 0)  # type: ignore[attr-defined]
+        m.d.comb += led.o.eq(~link.idle)
+        return m
