@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from google.protobuf import text_format
 
+from .backend import GemmBackend
 from .blob import Blob
-from .layers.base import Layer
+from .layers.base import LAYER_TYPES, Layer, LayerContext
+from .proto import caffe_pb2
 
 
 def _objective(top: list[Blob], projections: list[np.ndarray]) -> float:
@@ -99,3 +102,29 @@ def check_gradients(
                     f"numeric {numeric:.6g}"
                 )
     forward()
+
+
+def make_layer(
+    text: str, phase: str = "TRAIN", seed: int = 0, backend: GemmBackend | None = None
+) -> Layer:
+    """A layer from its prototxt ``layer { ... }`` body, with a seeded random source."""
+    param = text_format.Parse(text, caffe_pb2.LayerParameter())
+    ctx = LayerContext(phase=phase, rng=np.random.default_rng(seed))
+    if backend is not None:
+        ctx.backend = backend
+    return LAYER_TYPES[param.type](param, ctx)
+
+
+def blob_from(array: np.ndarray | Sequence[float]) -> Blob:
+    """A Blob holding ``array`` (as float32) in its data."""
+    array = np.asarray(array, dtype=np.float32)
+    blob = Blob(array.shape)
+    blob.data[...] = array
+    return blob
+
+
+def gaussian(
+    shape: Sequence[int], seed: int = 1701, std: float = 1.0, mean: float = 0.0
+) -> np.ndarray:
+    """Seeded normal float32 values (test inputs, as Caffe's GaussianFiller in its tests)."""
+    return (mean + std * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)

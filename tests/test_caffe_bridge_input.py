@@ -2,16 +2,10 @@
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffe_bridge.blob import Blob
-from caffe_bridge.layers import LAYER_TYPES, LayerContext, LayerError
-from caffe_bridge.proto import caffe_pb2
-
-
-def make(text: str, seed: int = 0):
-    param = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return LAYER_TYPES[param.type](param, LayerContext(rng=np.random.default_rng(seed)))
+from caffe_bridge.layers import LayerError
+from caffe_bridge.testing import make_layer as make
 
 
 def setup(layer, n_top: int) -> list[Blob]:

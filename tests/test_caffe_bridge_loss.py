@@ -9,28 +9,11 @@ test_accuracy_layer.cpp (its counting reference, and the per-class top).
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffe_bridge.blob import Blob
-from caffe_bridge.layers import LAYER_TYPES, LayerContext, LayerError
-from caffe_bridge.proto import caffe_pb2
-from caffe_bridge.testing import check_gradients
-
-
-def make(text: str, phase: str = "TRAIN"):
-    param = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return LAYER_TYPES[param.type](param, LayerContext(phase=phase, rng=np.random.default_rng(0)))
-
-
-def blob_from(array) -> Blob:
-    array = np.asarray(array, dtype=np.float32)
-    b = Blob(array.shape)
-    b.data[...] = array
-    return b
-
-
-def gaussian(shape, seed=1701, std=1.0):
-    return (np.random.default_rng(seed).standard_normal(shape) * std).astype(np.float32)
+from caffe_bridge.layers import LayerError
+from caffe_bridge.testing import blob_from, check_gradients, gaussian
+from caffe_bridge.testing import make_layer as make
 
 
 def labels(shape, classes, seed=3):

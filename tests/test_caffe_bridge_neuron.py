@@ -7,28 +7,13 @@ GradientChecker settings), in-place runs against out-of-place ones.
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffe_bridge.blob import Blob
-from caffe_bridge.layers import LAYER_TYPES, LayerContext, LayerError
-from caffe_bridge.proto import caffe_pb2
-from caffe_bridge.testing import check_gradients
+from caffe_bridge.layers import LayerError
+from caffe_bridge.testing import blob_from, check_gradients
+from caffe_bridge.testing import make_layer as make
 
 SHAPE = (2, 3, 4, 5)  # Caffe's neuron tests use a 2x3x4x5 blob
-
-
-def make(text: str, phase: str = "TRAIN", seed: int = 0):
-    param = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return LAYER_TYPES[param.type](
-        param, LayerContext(phase=phase, rng=np.random.default_rng(seed))
-    )
-
-
-def blob_from(array) -> Blob:
-    array = np.asarray(array, dtype=np.float32)
-    b = Blob(array.shape)
-    b.data[...] = array
-    return b
 
 
 def gaussian(shape=SHAPE, seed=1701, std=1.0):

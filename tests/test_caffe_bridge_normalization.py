@@ -7,31 +7,11 @@ test_scale_layer.cpp and test_bias_layer.cpp (broadcast shapes), plus gradient c
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffe_bridge.blob import Blob
-from caffe_bridge.layers import LAYER_TYPES, LayerContext, LayerError
-from caffe_bridge.proto import caffe_pb2
-from caffe_bridge.testing import check_gradients
-
-
-def make(text: str, phase: str = "TRAIN", seed: int = 0):
-    param = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return LAYER_TYPES[param.type](
-        param, LayerContext(phase=phase, rng=np.random.default_rng(seed))
-    )
-
-
-def blob_from(array) -> Blob:
-    array = np.asarray(array, dtype=np.float32)
-    b = Blob(array.shape)
-    b.data[...] = array
-    return b
-
-
-def gaussian(shape, seed=1701, std=1.0, mean=0.0):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(shape) * std + mean).astype(np.float32)
+from caffe_bridge.layers import LayerError
+from caffe_bridge.testing import blob_from, check_gradients, gaussian
+from caffe_bridge.testing import make_layer as make
 
 
 def run(layer, bottoms, top=None) -> Blob:

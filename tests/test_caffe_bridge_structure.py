@@ -7,28 +7,11 @@ test_reshape_layer.cpp and test_argmax_layer.cpp.
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffe_bridge.blob import Blob
-from caffe_bridge.layers import LAYER_TYPES, LayerContext, LayerError
-from caffe_bridge.proto import caffe_pb2
-from caffe_bridge.testing import check_gradients
-
-
-def make(text: str, phase: str = "TRAIN"):
-    param = text_format.Parse(text, caffe_pb2.LayerParameter())
-    return LAYER_TYPES[param.type](param, LayerContext(phase=phase, rng=np.random.default_rng(0)))
-
-
-def blob_from(array) -> Blob:
-    array = np.asarray(array, dtype=np.float32)
-    b = Blob(array.shape)
-    b.data[...] = array
-    return b
-
-
-def gaussian(shape, seed=1701):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+from caffe_bridge.layers import LayerError
+from caffe_bridge.testing import blob_from, check_gradients, gaussian
+from caffe_bridge.testing import make_layer as make
 
 
 def run(layer, bottoms, n_top: int = 1) -> list[Blob]:

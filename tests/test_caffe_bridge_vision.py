@@ -7,28 +7,12 @@ reference, and every layer's gradients against finite differences.
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffe_bridge.backend import CpuBackend
 from caffe_bridge.blob import Blob
-from caffe_bridge.layers import LAYER_TYPES, LayerContext, LayerError
-from caffe_bridge.proto import caffe_pb2
-from caffe_bridge.testing import check_gradients
-
-
-def make(text: str, seed: int = 0, backend=None):
-    param = text_format.Parse(text, caffe_pb2.LayerParameter())
-    ctx = LayerContext(rng=np.random.default_rng(seed))
-    if backend is not None:
-        ctx.backend = backend
-    return LAYER_TYPES[param.type](param, ctx)
-
-
-def blob_from(array) -> Blob:
-    array = np.asarray(array, dtype=np.float32)
-    b = Blob(array.shape)
-    b.data[...] = array
-    return b
+from caffe_bridge.layers import LayerError
+from caffe_bridge.testing import blob_from, check_gradients, gaussian
+from caffe_bridge.testing import make_layer as make
 
 
 def run(layer, bottoms, n_top: int = 1) -> list[Blob]:
@@ -38,10 +22,6 @@ def run(layer, bottoms, n_top: int = 1) -> list[Blob]:
     layer.reshape(bottoms, top)
     layer.forward(bottoms, top)
     return top
-
-
-def gaussian(shape, seed=1701):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def distinct(shape, seed=1701):
