@@ -55,14 +55,13 @@ for both, or stalls, adds cycles the model does not count.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .config import AcceleratorConfig, EngineConfig, Pass
 from .engine import wave_latency
 from .errors import InputError
-from .schedule import Chunk, reduction_chunks
+from .schedule import Chunk, Tiling, dim_bits_needed, reduction_pattern, tiling  # noqa: F401 - re-exported
 
 KINDS = ("conv", "fc")
 
@@ -175,112 +174,6 @@ class GemmLayer:
             "group": self.group,
             "backward_data": self.backward_data,
         }
-
-
-# -- tiling ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tiling:
-    """How :func:`~barista_hw.schedule.schedule_gemm` cuts one GEMM (same decisions)."""
-
-    block_m: int  # output block: rows (whole tiles) and columns
-    block_n: int
-    blocks_m: int
-    blocks_n: int
-    k_chunks: int  # reduction chunks per block
-    chunk_kt: int  # the longest chunk's reduction length
-    a_words: int  # words of one buffer-A half used by a block (occupancy)
-    b_words: int
-    acc_rows: int  # accumulator-memory rows used (0 when the reduction is not split)
-
-    @property
-    def chunks(self) -> int:
-        return self.blocks_m * self.blocks_n * self.k_chunks
-
-    def to_dict(self) -> dict:
-        return {
-            "block_m": self.block_m,
-            "block_n": self.block_n,
-            "blocks_m": self.blocks_m,
-            "blocks_n": self.blocks_n,
-            "k_chunks": self.k_chunks,
-            "chunk_kt": self.chunk_kt,
-            "a_words": self.a_words,
-            "b_words": self.b_words,
-            "acc_rows": self.acc_rows,
-            "chunks": self.chunks,
-        }
-
-
-def dim_bits_needed(*dims: int) -> int:
-    """Width of the command fields that holds every one of ``dims``."""
-    return max(1, max(dims).bit_length())
-
-
-@functools.lru_cache(maxsize=65536)
-def _k_pieces(kt: int, k: int, images: int, limit: int) -> tuple[tuple[int, ...], int]:
-    """Reduction pieces of one block: (one period of piece lengths, number of periods).
-
-    ``reduction_chunks`` yields either equal pieces of whole images (the last one
-    maybe shorter) or the same per-image pieces repeated for every image.
-    """
-    pieces = reduction_chunks(kt, k, images, limit)
-    if len(pieces) == 1 or k <= limit:
-        return tuple(p[1] - p[0] for p in pieces), 1
-    per_image = len(pieces) // images
-    return tuple(p[1] - p[0] for p in pieces[:per_image]), images
-
-
-def tiling(
-    cfg: AcceleratorConfig, m: int, k: int, n: int, images: int = 1, *, what: str = "GEMM"
-) -> Tiling:
-    """The tiling :func:`~barista_hw.schedule.schedule_gemm` chooses, without listing chunks.
-
-    Raises :class:`InputError` naming ``what`` and what would be needed when the
-    GEMM cannot run on ``cfg``.
-    """
-    e = cfg.engine
-    R, C = e.rows, e.cols
-    for name, v in (("M", m), ("K", k), ("N", n), ("images", images)):
-        if v < 1:
-            raise InputError(f"{what}: {name} = {v} must be at least 1")
-        if v > e.max_dim:
-            raise InputError(
-                f"{what}: {name} = {v} exceeds the {e.dim_bits}-bit command field "
-                f"(needs dim_bits >= {dim_bits_needed(v)})"
-            )
-    a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
-    kt = k * images
-    limit = min(a_half, b_half)
-    period, reps = _k_pieces(kt, k, images, limit)
-    n_chunks = len(period) * reps
-    kc = max(period)
-    tm_all, tn_all = -(-m // R), -(-n // C)
-    tmc = min(tm_all, a_half // kc)
-    tnc = min(tn_all, b_half // kc)
-    acc_rows = 0
-    if n_chunks > 1:
-        if not e.acc_depth:
-            raise InputError(
-                f"{what}: a reduction of {kt} does not fit half the operand buffers "
-                f"({a_half}/{b_half} words) and the engine has no accumulator memory "
-                f"(needs a_depth, b_depth >= {2 * kt} or acc_depth >= {R})"
-            )
-        tmc = min(tmc, max(1, e.acc_depth // R))
-        tnc = min(tnc, max(1, e.acc_depth // (R * tmc)))
-        acc_rows = tmc * tnc * R
-    return Tiling(
-        block_m=tmc * R,
-        block_n=tnc * C,
-        blocks_m=-(-tm_all // tmc),
-        blocks_n=-(-tn_all // tnc),
-        k_chunks=n_chunks,
-        chunk_kt=kc,
-        a_words=tmc * kc,
-        b_words=tnc * kc,
-        acc_rows=acc_rows,
-    )
 
 
 # -- cycle model ----------------------------------------------------------------------
@@ -406,7 +299,7 @@ def _program(cfg: AcceleratorConfig, w: Workload, t: Tiling) -> list:
     """The chunk sequence of ``schedule_gemm`` for one GEMM of ``w``, as a compact program."""
     R, C = cfg.engine.rows, cfg.engine.cols
     limit = min(cfg.a_depth // 2, cfg.b_depth // 2)
-    period, reps = _k_pieces(w.kt, w.k, w.images, limit)
+    period, reps = reduction_pattern(w.kt, w.k, w.images, limit)
     single = len(period) * reps == 1
 
     def block(mb: int, nb: int, bm: int, bn: int) -> list:

@@ -16,6 +16,7 @@ own seed (:func:`block_seed`) and its own beat order.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -88,44 +89,125 @@ def reduction_chunks(kt: int, k: int, images: int, limit: int) -> list[tuple[int
     return out
 
 
-def schedule_gemm(
+@dataclass(frozen=True)
+class Tiling:
+    """How :func:`schedule_gemm` cuts one GEMM: output blocks and reduction chunks."""
+
+    block_m: int  # output block: rows (whole tiles) and columns
+    block_n: int
+    blocks_m: int
+    blocks_n: int
+    k_chunks: int  # reduction chunks per block
+    chunk_kt: int  # the longest chunk's reduction length
+    a_words: int  # words of one buffer-A half used by a block (occupancy)
+    b_words: int
+    acc_rows: int  # accumulator-memory rows used (0 when the reduction is not split)
+
+    @property
+    def chunks(self) -> int:
+        return self.blocks_m * self.blocks_n * self.k_chunks
+
+    def to_dict(self) -> dict:
+        return {
+            "block_m": self.block_m,
+            "block_n": self.block_n,
+            "blocks_m": self.blocks_m,
+            "blocks_n": self.blocks_n,
+            "k_chunks": self.k_chunks,
+            "chunk_kt": self.chunk_kt,
+            "a_words": self.a_words,
+            "b_words": self.b_words,
+            "acc_rows": self.acc_rows,
+            "chunks": self.chunks,
+        }
+
+
+def dim_bits_needed(*dims: int) -> int:
+    """Width of the command fields that holds every one of ``dims``."""
+    return max(1, max(dims).bit_length())
+
+
+@functools.lru_cache(maxsize=65536)
+def reduction_pattern(kt: int, k: int, images: int, limit: int) -> tuple[tuple[int, ...], int]:
+    """Reduction pieces of one block: (one period of piece lengths, number of periods).
+
+    ``reduction_chunks`` yields either equal pieces of whole images (the last one
+    maybe shorter) or the same per-image pieces repeated for every image.
+    """
+    pieces = reduction_chunks(kt, k, images, limit)
+    if len(pieces) == 1 or k <= limit:
+        return tuple(p[1] - p[0] for p in pieces), 1
+    per_image = len(pieces) // images
+    return tuple(p[1] - p[0] for p in pieces[:per_image]), images
+
+
+def tiling(
     cfg: AcceleratorConfig, m: int, k: int, n: int, images: int = 1, *, what: str = "GEMM"
-) -> list[Chunk]:
-    """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg``."""
+) -> Tiling:
+    """How a GEMM is cut on ``cfg`` (the one place that decides; :func:`schedule_gemm`
+    lists the chunks of it).
+
+    Raises :class:`InputError` naming ``what`` and what would be needed when the
+    GEMM cannot run on ``cfg``.
+    """
     e = cfg.engine
     R, C = e.rows, e.cols
     for name, v in (("M", m), ("K", k), ("N", n), ("images", images)):
         if v < 1:
             raise InputError(f"{what}: {name} = {v} must be at least 1")
         if v > e.max_dim:
-            raise InputError(f"{what}: {name} = {v} exceeds the {e.dim_bits}-bit command field")
+            raise InputError(
+                f"{what}: {name} = {v} exceeds the {e.dim_bits}-bit command field "
+                f"(needs dim_bits >= {dim_bits_needed(v)})"
+            )
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
     kt = k * images
-    tm_all, tn_all = -(-m // R), -(-n // C)
     limit = min(a_half, b_half)
-    chunks_k = reduction_chunks(kt, k, images, limit)
-    split = len(chunks_k) > 1
-    kc = max(c[1] - c[0] for c in chunks_k)
+    period, reps = reduction_pattern(kt, k, images, limit)
+    n_chunks = len(period) * reps
+    kc = max(period)
+    tm_all, tn_all = -(-m // R), -(-n // C)
     tmc = min(tm_all, a_half // kc)
     tnc = min(tn_all, b_half // kc)
-    if split:
+    acc_rows = 0
+    if n_chunks > 1:
         if not e.acc_depth:
             raise InputError(
-                f"{what}: reduction of {kt} does not fit the operand buffers (half of "
-                f"{cfg.a_depth}/{cfg.b_depth} words) and the engine has no accumulator memory"
+                f"{what}: a reduction of {kt} does not fit half the operand buffers "
+                f"({a_half}/{b_half} words) and the engine has no accumulator memory "
+                f"(needs a_depth, b_depth >= {2 * kt} or acc_depth >= {R})"
             )
         tmc = min(tmc, max(1, e.acc_depth // R))
         tnc = min(tnc, max(1, e.acc_depth // (R * tmc)))
-    if tmc < 1 or tnc < 1:
-        raise InputError(f"{what}: a {R}x{C} tile with reduction {kc} does not fit the buffers")
+        acc_rows = tmc * tnc * R
+    return Tiling(
+        block_m=tmc * R,
+        block_n=tnc * C,
+        blocks_m=-(-tm_all // tmc),
+        blocks_n=-(-tn_all // tnc),
+        k_chunks=n_chunks,
+        chunk_kt=kc,
+        a_words=tmc * kc,
+        b_words=tnc * kc,
+        acc_rows=acc_rows,
+    )
+
+
+def schedule_gemm(
+    cfg: AcceleratorConfig, m: int, k: int, n: int, images: int = 1, *, what: str = "GEMM"
+) -> list[Chunk]:
+    """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg``."""
+    t = tiling(cfg, m, k, n, images, what=what)
+    a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
+    chunks_k = reduction_chunks(k * images, k, images, min(a_half, b_half))
     out: list[Chunk] = []
     half_a = half_b = 1  # toggled before first use, so the first chunk uses half 0
     last_a = last_b = None
     block = 0
-    for m0 in range(0, m, tmc * R):
-        m1 = min(m, m0 + tmc * R)
-        for n0 in range(0, n, tnc * C):
-            n1 = min(n, n0 + tnc * C)
+    for m0 in range(0, m, t.block_m):
+        m1 = min(m, m0 + t.block_m)
+        for n0 in range(0, n, t.block_n):
+            n1 = min(n, n0 + t.block_n)
             for i, (kt0, kt1, kk, imgs) in enumerate(chunks_k):
                 key_a, key_b = (m0, kt0), (n0, kt0)
                 write_a, write_b = key_a != last_a, key_b != last_b
