@@ -42,7 +42,8 @@ FORMAT_SLACK = 0.02
 DEPTHS = tuple(1 << i for i in range(6, 15))  # 64 .. 16384 words
 ACC_TILES = (4, 16, 64)
 TOP_SHAPES = 3
-MIN_DIM_BITS = 8
+# Counters are cheap: 16 bits leave room for the TEST net's batch, often larger than TRAIN's.
+MIN_DIM_BITS = 16
 
 
 @dataclass(frozen=True)

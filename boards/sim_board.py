@@ -60,7 +60,12 @@ def build_bridge(
     top = _top(cfg)
     verilog = to_verilog(LinkedAccelerator(cfg, divisor, result_depth), top)
     key = hashlib.sha256()
-    for part in (verilog, BRIDGE_SOURCE.read_text(), json.dumps(_FLAGS + _MAKE), verilator_version()):
+    for part in (
+        verilog,
+        BRIDGE_SOURCE.read_text(),
+        json.dumps(_FLAGS + _MAKE),
+        verilator_version(),
+    ):
         key.update(part.encode() + b"\0")
     base = (cache_root() if root is None else root) / "boards"
     entry = base / f"{top}-{key.hexdigest()[:20]}"
@@ -182,4 +187,3 @@ class SimulatedBoard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

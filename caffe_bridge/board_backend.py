@@ -83,8 +83,7 @@ class BoardBackend(HardwareBackend):
             want = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
             if want != e.fmt:
                 raise InputError(
-                    f"board backend: format {want.name} differs from the accelerator's "
-                    f"{e.fmt.name}"
+                    f"board backend: format {want.name} differs from the accelerator's {e.fmt.name}"
                 )
         for name, v, have in (("rows", rows, e.rows), ("cols", cols, e.cols)):
             if v is not None and v != have:

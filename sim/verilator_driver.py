@@ -669,6 +669,9 @@ class GemmRun:
     write_beats: int
     out_beats: int
     wall_seconds: float  # inside the C++ call
+    # The engine's own ``cycles`` counter after the last command (what the cocotb suite
+    # reads): from the cycle after acceptance to its last output transfer.
+    last_counter: int = 0
 
     @property
     def cycles_per_second(self) -> float:
@@ -808,6 +811,7 @@ class VerilatedAccelerator:
             write_beats=int(result[3]),
             out_beats=int(result[1]),
             wall_seconds=wall,
+            last_counter=int(result[4]),
         )
 
     def run_gemm(

@@ -35,9 +35,13 @@ TARGET = "ulx3s-45f"  # a mid-sized array keeps the Verilator build and the cycl
 def _nets(shared: Path | None) -> list[tuple[str, Path, tuple[int, ...]]]:
     nets = [("lenet", Path(example_dir("mnist")) / "lenet_train_test.prototxt", (1, 28, 28))]
     if shared is not None:
-        nets.append(("cifar10_quick",
-                     shared / "caffe-models/cifar10/cifar10_quick_train_test.prototxt",
-                     (3, 32, 32)))
+        nets.append(
+            (
+                "cifar10_quick",
+                shared / "caffe-models/cifar10/cifar10_quick_train_test.prototxt",
+                (3, 32, 32),
+            )
+        )
     return nets
 
 
@@ -73,8 +77,9 @@ def test_generated_accelerator_runs_layer_passes(which: str, tmp_path: Path) -> 
         for i, p in enumerate(params):
             np.testing.assert_array_equal(p.diff, runs[1].params[name][i].diff, f"{name}[{i}]")
 
-    predicted = {(p.workload.layer, p.workload.kind.value): p.cycles
-                 for p in plan_net(cfg, layers).passes}
+    predicted = {
+        (p.workload.layer, p.workload.kind.value): p.cycles for p in plan_net(cfg, layers).passes
+    }
     report = rtl.cycle_report()
     assert {(r["layer"], r["pass"]) for r in report.rows()} == set(predicted)
     for row in report.rows():
@@ -89,6 +94,7 @@ def _solver(work: Path, name: str, net: Path) -> Path:
     text = re.sub(r"display: \d+", "display: 1", text)
     text = re.sub(r"test_iter: \d+", "test_iter: 2", text)
     text = re.sub(r'snapshot_prefix: ".*"', f'snapshot_prefix: "{work / name}"', text)
+    text += "random_seed: 1701\n"  # the same initial weights in both runs
     path = work / f"{name}_solver.prototxt"
     path.write_text(text)
     return path
@@ -103,16 +109,38 @@ def test_lenet_trains_bit_identically_on_rtl_and_golden(
     # The unmodified LeNet, with its TRAIN batch made small when not FULL.
     net = tmp_path / "lenet_small.prototxt"
     text = (tmp_path / "examples/mnist/lenet_train_test.prototxt").read_text()
-    net.write_text(text.replace("batch_size: 64", f"batch_size: {BATCH}")
-                   .replace("batch_size: 100", "batch_size: 10"))
-    assert cli.main(["generate", str(net), "--target", TARGET, "--format", "fx16",
-                     "-o", "rtl_out/lenet"]) == 0
+    net.write_text(
+        text.replace("batch_size: 64", f"batch_size: {BATCH}").replace(
+            "batch_size: 100", "batch_size: 10"
+        )
+    )
+    assert (
+        cli.main(
+            ["generate", str(net), "--target", TARGET, "--format", "fx16", "-o", "rtl_out/lenet"]
+        )
+        == 0
+    )
     losses = {}
     for backend in ("golden", "rtl"):
         capsys.readouterr()
-        assert cli.main(["train", "--solver", str(_solver(tmp_path, backend, net)),
-                         "--backend", backend, "--accelerator", "rtl_out/lenet",
-                         "--rounding", "stochastic", "--iterations", "20"]) == 0
+        assert (
+            cli.main(
+                [
+                    "train",
+                    "--solver",
+                    str(_solver(tmp_path, backend, net)),
+                    "--backend",
+                    backend,
+                    "--accelerator",
+                    "rtl_out/lenet",
+                    "--rounding",
+                    "stochastic",
+                    "--iterations",
+                    "20",
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         losses[backend] = re.findall(r"Iteration (\d+), loss = (\S+)", out)
         if backend == "rtl":

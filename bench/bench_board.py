@@ -1,0 +1,97 @@
+"""Benchmark of a real board build: LeNet's accelerator on ULX3S 85F with the YoWASP tools.
+
+Run from the repository: ``python bench/bench_board.py [--mhz 100] [--batch 64]
+[--timeout SECONDS]``. Plans LeNet (examples/mnist, else ../shared/caffe-models/mnist)
+for ULX3S 85F exactly as ``barista generate`` does (the design-space exploration),
+builds the board top (accelerator + UART host link) at ``--mhz`` and prints, as text
+and JSON (``build/bench_board.json``): post-route Fmax (target >= 100 MHz),
+MULT18X18D used (target >= 75% of 156), peak GOPS (2 x PEs x Fmax) and the modelled
+effective GOPS of one training iteration at that Fmax (useful MACs of the cycle model
+over its cycles), and the build time. A long build: tens of minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+TARGET_MHZ = 100.0
+TARGET_MULT_SHARE = 0.75
+
+
+def _lenet() -> Path:
+    for p in (
+        REPO / "examples" / "mnist" / "lenet_train_test.prototxt",
+        REPO.parent / "shared" / "caffe-models" / "mnist" / "lenet_train_test.prototxt",
+    ):
+        if p.is_file():
+            return p
+    raise SystemExit("no LeNet prototxt (examples/mnist or ../shared/caffe-models/mnist)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mhz", type=float, default=TARGET_MHZ, help="clock to build for")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--timeout", type=float, default=None, help="stop the build after SECONDS")
+    ap.add_argument("--out", default=str(REPO / "build" / "bench_board"))
+    args = ap.parse_args()
+
+    from barista_hw.generate import generate
+    from boards.build import build_board
+    from caffe_bridge.commands.generate import load_layers
+
+    shapes = {"data": (args.batch, 1, 28, 28), "label": (args.batch,)}
+    name, layers = load_layers(str(_lenet()), shapes)
+    gen = generate(layers, target="ulx3s-85f", name=name)
+    cfg = replace(gen.config, clock_mhz=args.mhz)
+    e = cfg.engine
+    print(f"LeNet on ULX3S 85F: {e.rows}x{e.cols} {e.fmt.name} (DSE choice), {args.mhz:g} MHz")
+    t0 = time.perf_counter()
+    report = build_board(cfg, "ulx3s-85f", out=args.out, timeout=args.timeout, progress=False)
+    wall = time.perf_counter() - t0
+    print(report.summary())
+    fmax = min((f["achieved_mhz"] for f in report.fmax.values()), default=0.0)
+    mults = report.utilisation.get("MULT18X18D", {}).get("used", 0)
+    it = gen.manifest["iteration"]
+    peak = 2 * e.pes * fmax / 1e3
+    effective = 2 * it["macs"] / (it["cycles"] / (fmax * 1e6)) / 1e9 if fmax else 0.0
+    result = {
+        "status": report.status,
+        "array": f"{e.rows}x{e.cols}",
+        "format": e.fmt.name,
+        "fmax_mhz": fmax,
+        "fmax_target_mhz": TARGET_MHZ,
+        "mults_used": mults,
+        "mults_available": 156,
+        "mult_share": round(mults / 156, 4),
+        "peak_gops": round(peak, 3),
+        "effective_gops_modelled": round(effective, 3),
+        "iteration_cycles_modelled": it["cycles"],
+        "build_seconds": report.build_seconds,
+        "wall_seconds": round(wall, 1),
+        "cached": report.cached,
+        "utilisation": report.utilisation,
+        "messages": report.messages,
+    }
+    print(json.dumps(result, indent=2))
+    out = REPO / "build" / "bench_board.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"Fmax {fmax:.1f} MHz (target >= {TARGET_MHZ:g}): "
+        f"{'met' if fmax >= TARGET_MHZ else 'NOT met'}; multipliers {mults}/156 "
+        f"({mults / 156:.0%}, target >= {TARGET_MULT_SHARE:.0%}): "
+        f"{'met' if mults >= TARGET_MULT_SHARE * 156 else 'NOT met'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
