@@ -32,6 +32,7 @@ def test_lenet_trains_on_digits_in_float32_and_fx16(
         backend="golden",
         backend_options={"fmt": "fx16"},
     )
+    print(f"\n{cpu}\n{golden}")  # shown with -s: the figures behind the claim
     if FULL:
         assert cpu.accuracy >= 0.95
         assert abs(golden.accuracy - cpu.accuracy) <= 0.01
