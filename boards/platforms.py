@@ -16,7 +16,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from amaranth import Elaboratable, Module
+from amaranth import ClockDomain, Elaboratable, Module
+from amaranth.lib import io
 
 from barista_hw.config import AcceleratorConfig
 from barista_hw.errors import InputError
@@ -109,10 +110,13 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
+        m.domains.sync = ClockDomain("sync")
         m.submodules.clock = self.clock
         m.submodules.link = link = self.link
-        uart = platform.request("uart", 0)  # type: ignore[attr-defined]
-        m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
-        led = platform.request("led", 0)  # type: ignore[attr-defined]
-        m.d.comb += led.o.eq(~link.idle)
+        uart = platform.request("uart", 0, dir="-")  # type: ignore[attr-defined]
+        m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
+        led = platform.request("led", 0, dir="-")  # type: ignore[attr-defined]
+        m.submodules.led_buf = led_buf = io.Buffer("o", led)
+        m.d.comb += [link.rx.eq(rx.i), tx.o.eq(link.tx), led_buf.o.eq(~link.idle)]
         return m

@@ -134,3 +134,62 @@ def test_ulx3s_25f_tiny_build_and_cli(tmp_path: Path, cache: Path, monkeypatch) 
     doc = _check_report(tmp_path / "o", "ulx3s-25f", 4, "MULT18X18D")
     assert doc["clock"]["pll"]["params"]["CLKI_DIV"] >= 1
     assert status == (0 if doc["status"] == "ok" else 1)
+
+
+# nextpnr-ice40 0.11.1 log lines of a 4x3 array built for the iCEBreaker (13 DSPs for 8).
+NO_FIT_LOG = """Info: Device utilisation:
+Info: \t         ICESTORM_LC:    5567/   5280   105%
+Info: \t        ICESTORM_RAM:       6/     30    20%
+Info: \t        ICESTORM_DSP:      13/      8   162%
+ERROR: Unable to place cell 'pe_3_0', no BELs remaining to implement cell type 'ICESTORM_DSP'
+"""
+
+
+def _report() -> object:
+    from boards.build import BuildReport
+
+    cfg = get_preset("tiny")
+    return BuildReport(
+        "failed", "icebreaker", "iCE40UP5K", cfg.to_dict(), "00", {}, 1, 4, 16
+    )  # fmt: skip
+
+
+def test_judge_no_fit_from_the_nextpnr_log(tmp_path: Path) -> None:
+    from boards.build import _judge
+
+    (tmp_path / "top.tim").write_text(NO_FIT_LOG)
+    r = _report()
+    _judge(r, tmp_path, get_board("icebreaker"), 1, None)
+    assert r.status == "no-fit"
+    assert r.utilisation["ICESTORM_DSP"] == {"used": 13, "available": 8}
+    assert "needs ICESTORM_LC 5567 / 5280, ICESTORM_DSP 13 / 8" in r.messages[0]
+
+
+def test_judge_timing_and_failures(tmp_path: Path) -> None:
+    from boards.build import PNR_REPORT, _judge
+
+    pnr = {
+        "fmax": {"clk": {"achieved": 11.2, "constraint": 24.0}},
+        "utilization": {"ICESTORM_DSP": {"used": 4, "available": 8}},
+    }
+    (tmp_path / PNR_REPORT).write_text(json.dumps(pnr))
+    (tmp_path / "top.bin").write_bytes(b"\0" * 100)
+    r = _report()
+    _judge(r, tmp_path, get_board("icebreaker"), 0, None)
+    assert r.status == "timing" and r.bitstream == "top.bin"
+    assert r.fmax == {"clk": {"achieved_mhz": 11.2, "constraint_mhz": 24.0}}
+    assert "reached 11.2 MHz, needs 24.0 MHz" in r.messages[0]
+    pnr["fmax"]["clk"]["achieved"] = 30.5
+    (tmp_path / PNR_REPORT).write_text(json.dumps(pnr))
+    r = _report()
+    _judge(r, tmp_path, get_board("icebreaker"), 0, None)
+    assert r.status == "ok" and not r.messages
+    r = _report()
+    _judge(r, tmp_path, get_board("icebreaker"), None, 60.0)
+    assert r.status == "failed" and "60 s build timeout" in r.messages[0]
+    (tmp_path / "top.bin").unlink()
+    (tmp_path / "top.tim").write_text("ERROR: Max frequency cannot be computed\n")
+    r = _report()
+    _judge(r, tmp_path, get_board("icebreaker"), 1, None)
+    assert r.status == "failed" and "place and route failed" not in r.messages[0]
+    assert "synthesis failed (exit 1): ERROR: Max frequency" in r.messages[0]
