@@ -80,6 +80,8 @@ def get_backend(name: str, **options: object) -> GemmBackend:
 
         if name == "rtl":
             from . import rtl_backend  # noqa: F401
+        elif name == "board":
+            from . import board_backend  # noqa: F401
     try:
         cls = _BACKENDS[name]
     except KeyError:

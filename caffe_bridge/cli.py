@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "caffe_bridge.commands.data",
     "caffe_bridge.commands.generate",
     "caffe_bridge.commands.demo",
+    "boards.build_cmd",
     "sim.cosim",
     "sim.demo",
 )

@@ -75,6 +75,12 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         "simulates and whose schedule the golden backend follows",
     )
     parser.add_argument(
+        "--port",
+        metavar="DEV",
+        help="board backend: the board's serial port (or a pyserial URL such as "
+        "socket://127.0.0.1:PORT)",
+    )
+    parser.add_argument(
         "--rtl-layers",
         metavar="L1,L2",
         help="rtl backend: run only these layers on the RTL, the rest on the golden model",
@@ -94,14 +100,21 @@ def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         options["fmt"] = args.format
     if args.rounding:
         options["rounding"] = args.rounding
-    flags = ("format", "rounding", "accelerator", "rtl_layers", "trace")
+    flags = ("format", "rounding", "accelerator", "rtl_layers", "trace", "port")
     given = [f"--{k.replace('_', '-')}" for k in flags if getattr(args, k, None)]
     if given and backend == "cpu":
         raise InputError(
             f"{' and '.join(given)} apply to hardware backends (e.g. --backend golden), not cpu"
         )
     accelerator = getattr(args, "accelerator", None)
-    if accelerator:
+    if backend == "board":
+        if not (accelerator and getattr(args, "port", None)):
+            raise InputError("--backend board needs --port DEV and --accelerator rtl_out/<net>")
+        options["port"] = args.port
+        options["manifest"] = accelerator
+    elif getattr(args, "port", None):
+        raise InputError("--port applies to --backend board only")
+    elif accelerator:
         if backend == "rtl":
             options["rtl_dir"] = accelerator
         else:
