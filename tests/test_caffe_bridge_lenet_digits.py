@@ -14,7 +14,7 @@ from caffe_bridge.datasets import write_digits
 from caffe_bridge.sweep import train_and_test
 
 FULL = os.environ.get("BARISTA_FULL") == "1"
-ITERATIONS = 1000 if FULL else 80
+ITERATIONS = 1000 if FULL else 50
 SOLVER = "examples/mnist/lenet_solver.prototxt"
 
 
