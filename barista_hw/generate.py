@@ -323,13 +323,19 @@ def _write_dir(out: Path, files: dict[str, str]) -> None:
 
 
 def read_manifest(path: str | Path) -> tuple[AcceleratorConfig, dict]:
-    """``rtl_out/<net>`` (or its ``manifest.json``) -> (AcceleratorConfig, the manifest).
+    """``rtl_out/<net>`` or a build directory (or the JSON file itself: ``manifest.json``,
+    a board build's ``report.json``, or a bare AcceleratorConfig) -> (config, the document).
 
     Every backend reads the accelerator it runs for from here, so the
     configuration is written once (by :func:`generate`) and read everywhere.
     """
     path = Path(path)
-    manifest = path if path.suffix == ".json" else path / "manifest.json"
+    if path.suffix == ".json":
+        manifest = path
+    elif (path / "report.json").is_file():
+        manifest = path / "report.json"
+    else:
+        manifest = path / "manifest.json"
     try:
         doc = json.loads(manifest.read_text())
     except OSError as exc:
@@ -340,6 +346,6 @@ def read_manifest(path: str | Path) -> tuple[AcceleratorConfig, dict]:
     except json.JSONDecodeError as exc:
         raise InputError(f"{manifest}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     try:
-        return AcceleratorConfig.from_dict(doc["config"]), doc
-    except (KeyError, TypeError, ValueError) as exc:
+        return AcceleratorConfig.from_dict(doc.get("config", doc)), doc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{manifest}: no usable accelerator configuration ({exc})") from None

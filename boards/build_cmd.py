@@ -15,7 +15,6 @@ bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -57,21 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _manifest_config(path: str):  # noqa: ANN202 - AcceleratorConfig
-    from barista_hw.config import AcceleratorConfig
+    from barista_hw.generate import read_manifest
 
-    p = Path(path)
-    if p.is_dir():
-        p = p / "manifest.json"
-    try:
-        doc = json.loads(p.read_text())
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read the manifest ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    try:
-        return AcceleratorConfig.from_dict(doc.get("config", doc))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{p}: no usable accelerator configuration ({exc})") from None
+    return read_manifest(path)[0]
 
 
 def run(args: argparse.Namespace) -> int:

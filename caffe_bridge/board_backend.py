@@ -14,7 +14,6 @@ their directory), ``baudrate``, ``timeout`` and ``retries`` of the link.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +29,9 @@ from .hw_backend import HardwareBackend
 
 def load_board_manifest(path: Path | str) -> tuple[AcceleratorConfig, int | None]:
     """(configuration, baud rate if the file is a build report) of a manifest or report."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "report.json" if (p / "report.json").is_file() else p / "manifest.json"
-    try:
-        doc = json.loads(p.read_text())
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read the manifest ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    try:
-        cfg = AcceleratorConfig.from_dict(doc["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{p}: no usable accelerator configuration ({exc})") from None
+    from barista_hw.generate import read_manifest
+
+    cfg, doc = read_manifest(path)
     return cfg, doc.get("baud")
 
 
