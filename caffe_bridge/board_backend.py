@@ -24,7 +24,7 @@ from barista_hw.errors import InputError
 from barista_hw.numfmt import FixedFormat, Rounding
 
 from .backend import register_backend
-from .hw_backend import HardwareBackend
+from .hw_backend import HardwareBackend, check_same_design
 
 
 def load_board_manifest(path: Path | str) -> tuple[AcceleratorConfig, int | None]:
@@ -67,18 +67,7 @@ class BoardBackend(HardwareBackend):
             accelerator = cfg
         if accelerator is None:
             raise InputError("board backend needs manifest= (rtl_out/<net>/manifest.json)")
-        e = accelerator.engine
-        if fmt is not None:
-            want = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
-            if want != e.fmt:
-                raise InputError(
-                    f"board backend: format {want.name} differs from the accelerator's {e.fmt.name}"
-                )
-        for name, v, have in (("rows", rows, e.rows), ("cols", cols, e.cols)):
-            if v is not None and v != have:
-                raise InputError(
-                    f"board backend: {name} = {v} differs from the accelerator's {have}"
-                )
+        check_same_design(accelerator, "board backend", fmt, rows, cols)
         super().__init__(rounding=rounding, accelerator=accelerator)
         self.link = BoardLink(
             port,

@@ -19,6 +19,7 @@ import numpy as np
 
 from barista_hw import model
 from barista_hw.config import AcceleratorConfig, EngineConfig, Pass
+from barista_hw.errors import InputError
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.scaling import ScaleTracker, tensor_frac
 
@@ -125,6 +126,26 @@ class HardwareBackend(GemmBackend):
         )
         self.scales.observe(key, q, frac_out)
         return q.astype(np.float32) * np.float32(2.0**-frac_out)
+
+
+def check_same_design(
+    accelerator: AcceleratorConfig,
+    who: str,
+    fmt: FixedFormat | str | None = None,
+    rows: int | None = None,
+    cols: int | None = None,
+) -> None:
+    """Options that restate an accelerator's format or array must agree with it."""
+    e = accelerator.engine
+    if fmt is not None:
+        want = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
+        if want != e.fmt:
+            raise InputError(
+                f"{who}: format {want.name} differs from the accelerator's {e.fmt.name}"
+            )
+    for name, v, have in (("rows", rows, e.rows), ("cols", cols, e.cols)):
+        if v is not None and v != have:
+            raise InputError(f"{who}: {name} = {v} differs from the accelerator's {have}")
 
 
 def _quantize(x: np.ndarray, frac: int, fmt: FixedFormat) -> np.ndarray:

@@ -30,7 +30,7 @@ from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.schedule import schedule_gemm
 
 from .backend import GemmBackend, register_backend
-from .hw_backend import HardwareBackend
+from .hw_backend import HardwareBackend, check_same_design
 
 
 @dataclass
@@ -159,16 +159,7 @@ class RtlBackend(HardwareBackend):
                 "rtl backend needs the accelerator: accelerator=AcceleratorConfig, "
                 "manifest=rtl_out/<net>/manifest.json or rtl_dir=rtl_out/<net>"
             )
-        e = accelerator.engine
-        if fmt is not None:
-            want = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
-            if want != e.fmt:
-                raise InputError(
-                    f"rtl backend: format {want.name} differs from the accelerator's {e.fmt.name}"
-                )
-        for name, v, have in (("rows", rows, e.rows), ("cols", cols, e.cols)):
-            if v is not None and v != have:
-                raise InputError(f"rtl backend: {name} = {v} differs from the accelerator's {have}")
+        check_same_design(accelerator, "rtl backend", fmt, rows, cols)
         if host not in HOSTS:
             raise InputError(f"rtl backend: unknown host {host!r} (use {' or '.join(HOSTS)})")
         super().__init__(rounding=rounding, accelerator=accelerator)
