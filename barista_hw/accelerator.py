@@ -17,7 +17,8 @@ Buffer layout expected by a command (``Kt = k * images``; ``TM``, ``TN`` tile
 rows and columns): A word ``a_base + tm*Kt + kk`` holds ``A[tm*R : tm*R+R, kk]``,
 B word ``b_base + tn*Kt + kk`` holds ``B[kk, tn*C : tn*C+C]``. The controller
 walks ``tm``, ``tn``, ``kk`` exactly as the engine consumes beats, through a
-one-stage read pipeline that sustains one beat per cycle under backpressure.
+read pipeline (address, buffer read, a small operand FIFO fed on credit) that
+sustains one beat per cycle and keeps the engine's backpressure off the buffers.
 Which layer tensors go into A and B for each pass is the mapping of
 :mod:`barista_hw.engine`; the host lays them out (see
 :func:`barista_hw.plan` for the chunking).
@@ -25,13 +26,21 @@ Which layer tensors go into A and B for each pass is the mapping of
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Cat, Module, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .engine import CYCLE_BITS, GemmEngine, command_layout, output_layout
+
+#: Operand words issued to the buffers and not yet taken by the engine, at most: the
+#: buffer read, the FIFO's write and the word being taken keep one word per cycle.
+FEED_DEPTH = 3
+#: Cycles from a command's acceptance to its first operand word reaching the engine:
+#: the first address issued, the buffer read, the operand FIFO.
+FEED_LATENCY = 3
 
 
 class SharedEngine(GemmEngine):
@@ -114,10 +123,14 @@ class Accelerator(wiring.Component):
         a_addr = Signal(cfg.a_addr_bits)
         b_addr = Signal(cfg.b_addr_bits)
         a_row = Signal(cfg.a_addr_bits)  # first word of the current tile row in A
+        # Down-counters and registered "last" flags: the walk's decisions are then
+        # a few LUTs from registers, never a comparison on a carry chain.
         m_rem = Signal(dim)
         n_rem = Signal(dim)
-        k_cnt = Signal(dim)
-        img_cnt = Signal(dim)
+        k_left = Signal(dim)
+        img_left = Signal(dim)
+        last_col = Signal()  # n_rem <= C
+        last_row = Signal()  # m_rem <= R
         with m.If(self.cmd.valid & self.cmd.ready):
             p = self.cmd.payload
             m.d.sync += [
@@ -128,61 +141,75 @@ class Accelerator(wiring.Component):
                 b_addr.eq(p.b_base),
                 m_rem.eq(p.m),
                 n_rem.eq(p.n),
-                k_cnt.eq(0),
-                img_cnt.eq(0),
+                last_row.eq(p.m <= R),
+                last_col.eq(p.n <= C),
+                k_left.eq(p.k - 1),
+                img_left.eq(p.images - 1),
             ]
 
-        # -- read pipeline: address (walking) -> buffer data (s1_valid) -> engine ---
+        # -- read pipeline: address -> buffer data -> operand FIFO -> engine -------
+        # Addresses are issued on credit (FEED_DEPTH words in flight or queued), so
+        # the engine's ready reaches only the FIFO, not the buffers' many blocks.
         ra, rb = buf_a.read_port(domain="sync"), buf_b.read_port(domain="sync")
-        s1_valid = Signal()
+        a_width = Shape.cast(buf_a.shape).width
+        m.submodules.feed = feed = SyncFIFO(
+            width=a_width + Shape.cast(buf_b.shape).width, depth=FEED_DEPTH
+        )
+        rd_valid = Signal()  # the buffers' read data is a word to queue
+        outstanding = Signal(range(FEED_DEPTH + 1))
+        issue = Signal()
         take = Signal()
-        advance = Signal()
         m.d.comb += [
-            engine.a.valid.eq(s1_valid),
-            engine.b.valid.eq(s1_valid),
-            engine.a.payload.eq(ra.data),
-            engine.b.payload.eq(rb.data),
-            take.eq(engine.a.valid & engine.a.ready),
-            advance.eq(~s1_valid | take),
+            issue.eq(walking & (outstanding < FEED_DEPTH)),
             ra.addr.eq(a_addr),
             rb.addr.eq(b_addr),
-            ra.en.eq(advance),
-            rb.en.eq(advance),
+            feed.w_en.eq(rd_valid),
+            feed.w_data.eq(Cat(ra.data, rb.data)),
+            engine.a.valid.eq(feed.r_rdy),
+            engine.b.valid.eq(feed.r_rdy),
+            engine.a.payload.eq(feed.r_data[:a_width]),
+            engine.b.payload.eq(feed.r_data[a_width:]),
+            take.eq(engine.a.valid & engine.a.ready),
+            feed.r_en.eq(take),
         ]
-        with m.If(advance):
-            m.d.sync += s1_valid.eq(walking)
-            with m.If(walking):
-                last_k = k_cnt == cmd.k - 1
-                last_img = img_cnt == cmd.images - 1
-                with m.If(last_k):
-                    m.d.sync += k_cnt.eq(0)
-                    with m.If(last_img):
-                        m.d.sync += img_cnt.eq(0)
-                    with m.Else():
-                        m.d.sync += img_cnt.eq(img_cnt + 1)
+        m.d.sync += [rd_valid.eq(issue), outstanding.eq(outstanding + issue - take)]
+        with m.If(issue):
+            last_k = k_left == 0
+            last_img = img_left == 0
+            with m.If(last_k):
+                m.d.sync += k_left.eq(cmd.k - 1)
+                with m.If(last_img):
+                    m.d.sync += img_left.eq(cmd.images - 1)
                 with m.Else():
-                    m.d.sync += k_cnt.eq(k_cnt + 1)
-                with m.If(last_k & last_img):  # end of a tile
-                    with m.If(n_rem <= C):  # end of a tile row
-                        m.d.sync += [
-                            n_rem.eq(cmd.n),
-                            b_addr.eq(cmd.b_base),
-                            a_addr.eq(a_addr + 1),
-                            a_row.eq(a_addr + 1),
-                        ]
-                        with m.If(m_rem <= R):
-                            m.d.sync += walking.eq(0)
-                        with m.Else():
-                            m.d.sync += m_rem.eq(m_rem - R)
+                    m.d.sync += img_left.eq(img_left - 1)
+            with m.Else():
+                m.d.sync += k_left.eq(k_left - 1)
+            with m.If(last_k & last_img):  # end of a tile
+                with m.If(last_col):  # end of a tile row
+                    m.d.sync += [
+                        n_rem.eq(cmd.n),
+                        last_col.eq(cmd.n <= C),
+                        b_addr.eq(cmd.b_base),
+                        a_addr.eq(a_addr + 1),
+                        a_row.eq(a_addr + 1),
+                    ]
+                    with m.If(last_row):
+                        m.d.sync += walking.eq(0)
                     with m.Else():
-                        m.d.sync += [
-                            n_rem.eq(n_rem - C),
-                            a_addr.eq(a_row),
-                            b_addr.eq(b_addr + 1),
-                        ]
+                        m.d.sync += [m_rem.eq(m_rem - R), last_row.eq(m_rem <= 2 * R)]
                 with m.Else():
-                    m.d.sync += [a_addr.eq(a_addr + 1), b_addr.eq(b_addr + 1)]
+                    m.d.sync += [
+                        n_rem.eq(n_rem - C),
+                        last_col.eq(n_rem <= 2 * C),
+                        a_addr.eq(a_row),
+                        b_addr.eq(b_addr + 1),
+                    ]
+            with m.Else():
+                m.d.sync += [a_addr.eq(a_addr + 1), b_addr.eq(b_addr + 1)]
 
         wiring.connect(m, wiring.flipped(self.o), engine.o)
-        m.d.comb += [self.busy.eq(engine.busy | walking | s1_valid), self.cycles.eq(engine.cycles)]
+        m.d.comb += [
+            self.busy.eq(engine.busy | walking | (outstanding != 0)),
+            self.cycles.eq(engine.cycles),
+        ]
         return m

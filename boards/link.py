@@ -10,6 +10,10 @@ Verilator model of the board simulates.
 
 Result beats go into a ring of ``result_depth`` beats; ``o`` is held back while
 the ring is full, so a slow line only stalls the engine.
+
+Received bytes must be at least 3 clock cycles apart (header checks take two
+cycles between the last header byte and the first payload byte); a UART byte takes
+10 bit times of at least 4 cycles each, so the line always satisfies this.
 """
 
 from __future__ import annotations
@@ -175,6 +179,9 @@ class HostLink(wiring.Component):
             m.d.sync += [last_seq.eq(r_seq), last_run.eq(r_type == P.Type.RUN)]
 
         m.d.comb += tx.payload.eq(0)
+        hdr_ok = Signal()
+        wr_bad = Signal()
+        rd_bad = Signal()
         with m.FSM() as fsm:
             with m.State("HUNT"):
                 with m.If(rx.valid & (byte_in == P.SYNC_REQ)):
@@ -190,6 +197,9 @@ class HostLink(wiring.Component):
                 with m.Elif(quiet == timeout):
                     m.next = "HUNT"
             with m.State("CHECK_HDR"):
+                # The range checks are registered here and acted on in DISPATCH: a frame
+                # costs one more cycle, and no path runs from an adder into the FSM.
+                depth = Mux(is_a, cfg.a_depth, cfg.b_depth)
                 m.d.sync += [
                     crc.eq(0xFFFF),
                     in_word.eq(0),
@@ -197,13 +207,18 @@ class HostLink(wiring.Component):
                     pay_done.eq(0),
                     crc_cnt.eq(0),
                     t_read.eq(0),
+                    hdr_ok.eq(crc == 0),
+                    wr_bad.eq((r_count == 0) | (r_addr + r_count > depth)),
+                    rd_bad.eq(
+                        (r_count == 0) | (r_count > D) | (r_addr < released) | (r_addr > written)
+                    ),
                 ]
-                end_a = r_addr + r_count
-                with m.If(crc != 0):
+                m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                with m.If(~hdr_ok):
                     m.next = "HUNT"  # header unknown: stay silent, the host times out
                 with m.Elif(is_write):
-                    depth = Mux(is_a, cfg.a_depth, cfg.b_depth)
-                    with m.If((r_count == 0) | (end_a > depth)):
+                    with m.If(wr_bad):
                         respond(P.Code.NAK_BAD, 0)
                     with m.Else():
                         m.next = "PAYLOAD"
@@ -214,8 +229,7 @@ class HostLink(wiring.Component):
                 with m.Elif(r_type == P.Type.STATUS):
                     ack(P.STATUS_LEN, status)
                 with m.Elif(r_type == P.Type.READ):
-                    bad = (r_count == 0) | (r_count > D) | (r_addr < released) | (r_addr > written)
-                    with m.If(bad):
+                    with m.If(rd_bad):
                         respond(P.Code.NAK_BAD, 0)
                     with m.Else():
                         m.d.sync += [released.eq(r_addr), stop_wait.eq(0)]

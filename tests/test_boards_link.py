@@ -169,7 +169,7 @@ def test_link_gateware_protocol_cases() -> None:
             for byte in frame:  # answers may start before the request ends (NAK_BAD)
                 ctx.set(link.rx.payload, byte)
                 ctx.set(link.rx.valid, 1)
-                for _ in range(2):
+                for _ in range(3):  # the link's minimum byte spacing (a UART's is >= 40)
                     if ctx.get(link.tx.valid):
                         out.append(ctx.get(link.tx.payload))
                     await ctx.tick()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from barista_hw import model, plan
-from barista_hw.accelerator import Accelerator, run_layout, write_layout
+from barista_hw.accelerator import FEED_LATENCY, Accelerator, run_layout, write_layout
 from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.engine import output_layout
 from barista_hw.errors import InputError
@@ -297,7 +297,7 @@ def test_fst_trace_of_one_pass(tmp_path: Path) -> None:
 
 def test_engine_cycles_equal_the_cocotb_suite(vsim: vd.VerilatedAccelerator, sim: str) -> None:
     """The same GEMM on the same engine RTL: the engine cycle counter the driver reads is the
-    one the cocotb suite reads, plus the one cycle of the accelerator's buffer read."""
+    one the cocotb suite reads, plus the cycles of the accelerator's feed pipeline."""
     from barista_hw import model
     from barista_hw.config import Pass
     from sim.runner import GemmCase, build, run_cases
@@ -315,7 +315,7 @@ def test_engine_cycles_equal_the_cocotb_suite(vsim: vd.VerilatedAccelerator, sim
     sim_run = run_cases(build(Pass.WEIGHT_GRAD, CFG.engine, sim), cases)
     for run, res in zip(runs, sim_run.results, strict=True):
         np.testing.assert_array_equal(run.result, res.got)
-        # The accelerator's read pipeline delivers the first operands one cycle later
-        # than the testbench, and the engine counts that cycle too.
-        assert run.last_counter == res.cycles + 1
+        # The accelerator's feed pipeline (buffer read, operand FIFO) delivers the first
+        # operands later than the testbench, and the engine counts those cycles too.
+        assert run.last_counter == res.cycles + FEED_LATENCY - 1
         assert run.engine_cycles == run.last_counter
