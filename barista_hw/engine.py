@@ -55,8 +55,8 @@ from .requant import LfsrLanes, Requantizer
 
 CYCLE_BITS = 40
 #: Registers from a bank row leaving the array to its requantised beat entering the
-#: output FIFO: the summed row, then the requantiser's own stages.
-DRAIN_STAGES = 1 + Requantizer.LATENCY
+#: output FIFO: the row and its partial sums, their sum, then the requantiser's stages.
+DRAIN_STAGES = 2 + Requantizer.LATENCY
 #: Output FIFO depth: one row per cycle keeps flowing while o is always ready.
 OUT_DEPTH = DRAIN_STAGES + 2
 
@@ -240,29 +240,44 @@ class GemmEngine(wiring.Component):
         # overflowing without a combinational path from ``o.ready`` into the array.
         load = Signal()
         final_row = drain_row == pend_rows - 1
-        summed = Signal(data.ArrayLayout(cfg.fmt.acc_shape, C))
+        acc_row = data.ArrayLayout(cfg.fmt.acc_shape, C)
+        # Stage 1: the bank row and the partial sums read for it (zero when the command
+        # starts its sums), each straight into a register; stage 2: their sum. So the
+        # block RAM's slow clock-to-out never runs into the adder.
+        bank_row = Signal(acc_row, reset_less=True)
+        part = Signal(acc_row, reset_less=True)
+        row = Signal(acc_row, reset_less=True)
+        m.d.sync += [row[c].eq(bank_row[c] + part[c]) for c in range(C)]
+        with m.If(load):
+            m.d.sync += bank_row.eq(array.row0)
         if cfg.acc_depth:
             first, emit = cmd.acc_first, cmd.acc_last
-            m.submodules.accmem = accmem = Memory(
-                shape=data.ArrayLayout(cfg.fmt.acc_shape, C), depth=cfg.acc_depth, init=[]
-            )
+            m.submodules.accmem = accmem = Memory(shape=acc_row, depth=cfg.acc_depth, init=[])
             rd = accmem.read_port(domain="sync")
             wr = accmem.write_port()
             addr = tile_base + drain_row
             rd_ok = Signal()  # the read data belongs to addr: no row moved last cycle
             m.d.sync += rd_ok.eq(~load)
+            # The sum is written back two cycles after its load, to the address it
+            # was read from; the next command reads it many cycles later.
+            wr_addr = [Signal.like(addr, name=f"wr_addr{i}") for i in range(2)]
+            wr_en = Signal(2)
+            m.d.sync += [
+                wr_addr[0].eq(addr),
+                wr_addr[1].eq(wr_addr[0]),
+                wr_en.eq(Cat(load & ~emit, wr_en[0])),
+            ]
             m.d.comb += [
                 rd.addr.eq(addr),
                 rd.en.eq(1),
-                wr.addr.eq(addr),
-                wr.data.eq(summed),
-                wr.en.eq(load & ~emit),
+                wr.addr.eq(wr_addr[1]),
+                wr.data.eq(row),
+                wr.en.eq(wr_en[1]),
             ]
-            for c in range(C):
-                m.d.comb += summed[c].eq(Mux(first, array.row0[c], array.row0[c] + rd.data[c]))
+            with m.If(load):
+                m.d.sync += part.eq(Mux(first, 0, rd.data))
         else:
             first, emit, rd_ok = Const(1), Const(1), Const(1)
-            m.d.comb += summed.eq(array.row0)
 
         m.submodules.out_fifo = fifo = SyncFIFO(
             width=Shape.cast(output_layout(cfg)).width, depth=OUT_DEPTH
@@ -276,21 +291,22 @@ class GemmEngine(wiring.Component):
         ]
         m.d.sync += credits.eq(credits + (load & emit) - sent)
 
-        # Stage 1 holds the summed row and its random words (the lanes step on).
+        # The row's random words are taken at its load (the lanes step on) and travel
+        # with it into the requantiser.
         s_valid = Signal(DRAIN_STAGES)
         s_last = Signal(DRAIN_STAGES)
-        row = Signal.like(summed, reset_less=True)
-        words = Signal.like(lanes.words, reset_less=True)
+        words = [Signal.like(lanes.words, reset_less=True, name=f"words{i}") for i in range(2)]
         with m.If(load):
-            m.d.sync += [row.eq(summed), words.eq(lanes.words)]
+            m.d.sync += words[0].eq(lanes.words)
         m.d.sync += [
+            words[1].eq(words[0]),
             s_valid.eq(Cat(load & emit, s_valid[:-1])),
             s_last.eq(Cat(pend_final & final_row, s_last[:-1])),
         ]
         beat = Signal(output_layout(cfg))
         m.d.comb += [
             requant.acc.eq(row),
-            requant.words.eq(words),
+            requant.words.eq(words[1]),
             requant.shift.eq(cmd.shift),
             requant.rounding.eq(cmd.rounding),
             beat.data.eq(requant.q),

@@ -87,6 +87,9 @@ class BuildReport:
     result_depth: int
     fmax: dict[str, dict[str, float]] = field(default_factory=dict)  # clock -> MHz figures
     utilisation: dict[str, dict[str, int]] = field(default_factory=dict)  # cell -> used/avail
+    # nextpnr's estimate after placement, before routing (clock -> MHz): the only figure
+    # of a build stopped by its timeout during routing.
+    fmax_placed: dict[str, float] = field(default_factory=dict)
     # The worst register-to-register path: delays and the source lines along it.
     critical_path: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
@@ -118,6 +121,9 @@ class BuildReport:
                 f"  clock {clk}: Fmax {f['achieved_mhz']:.1f} MHz "
                 f"(constraint {f['constraint_mhz']:.1f} MHz)"
             )
+        if not self.fmax:
+            for clk, mhz in sorted(self.fmax_placed.items()):
+                lines.append(f"  clock {clk}: {mhz:.1f} MHz estimated after placement (not routed)")
         for cell in sorted(self.utilisation):
             u = self.utilisation[cell]
             if u["used"]:
@@ -163,6 +169,15 @@ def _check_tools(board: BoardSpec, versions: dict[str, str | None]) -> None:
 
 
 _UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+_FMAX_LINE = re.compile(r"Max frequency for clock '([^']+)': ([\d.]+) MHz")
+
+
+def _log_fmax_placed(log: str) -> dict[str, float]:
+    """The first ``Max frequency`` per clock in a nextpnr log: the post-placement estimate."""
+    out: dict[str, float] = {}
+    for clk, mhz in _FMAX_LINE.findall(log):
+        out.setdefault(clk, float(mhz))
+    return out
 
 
 def _log_utilisation(log: str) -> dict[str, dict[str, int]]:
@@ -379,6 +394,7 @@ def _judge(
     """Fill status, figures and messages from the files a build left in ``d``."""
     tim = d / f"{NAME}.tim"
     log = tim.read_text(errors="replace") if tim.exists() else ""
+    report.fmax_placed = _log_fmax_placed(log)
     if (d / PNR_REPORT).exists():
         report.fmax, report.utilisation, report.critical_path = _parse_pnr(d / PNR_REPORT)
     elif log:
