@@ -114,6 +114,17 @@ def test_critical_path_summary_from_a_nextpnr_report() -> None:
     assert _critical_path({"critical_paths": []}) == {}
 
 
+def test_post_placement_estimate_is_the_first_fmax_of_the_log() -> None:
+    from boards.build import _log_fmax_placed
+
+    log = (
+        "Info: Max frequency for clock '$glbnet$clk': 48.49 MHz (FAIL at 100.00 MHz)\n"
+        "Info: Max frequency for clock '$glbnet$clk': 51.20 MHz (FAIL at 100.00 MHz)\n"
+    )
+    assert _log_fmax_placed(log) == {"$glbnet$clk": 48.49}
+    assert _log_fmax_placed("Info: Routing globals...") == {}
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The repository cache makes reruns instant; a fresh one proves a real build happens.
