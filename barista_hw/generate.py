@@ -269,7 +269,8 @@ def _summary(
         f"{e.dim_bits}-bit dimensions ({how})",
         f"target {budget.name} @ {cfg.clock_mhz:g} MHz: {res['mults']}/{budget.mults} "
         f"{budget.mult_kind}, {res['bram_blocks']}/{budget.bram_blocks} {budget.bram_kind}, "
-        f"~{res['luts']}/{budget.luts} {budget.lut_kind} (estimate)",
+        f"~{res['luts']}/{budget.luts} {budget.lut_kind}, ~{res['ffs']} FF (estimate, "
+        "host link included)",
         f"one TRAIN iteration (batch {it['batch']}): {it['cycles']} cycles, "
         f"{it['images_per_second']:.1f} images/s, PE utilisation {plan.utilisation:.1%}",
         "",

@@ -35,7 +35,8 @@ PRESETS: dict[str, AcceleratorConfig] = {
         _cfg("ulx3s-85f", 12, 12, "fx16", 1024, 96, 50.0, "ulx3s-85f"),
         _cfg("ulx3s-45f", 8, 8, "fx16", 1024, 64, 50.0, "ulx3s-45f"),
         _cfg("ulx3s-25f", 5, 5, "fx16", 1024, 40, 50.0, "ulx3s-25f"),
-        _cfg("icebreaker", 2, 4, "fx16", 256, 0, 24.0, "icebreaker"),
+        # 2x4 fx16 did not fit the UP5K: Yosys alone mapped it (with the link) to 5647 SB_LUT4.
+        _cfg("icebreaker", 4, 1, "fx16", 256, 0, 24.0, "icebreaker"),
     )
 }
 

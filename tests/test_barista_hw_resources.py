@@ -1,12 +1,15 @@
 """Resource estimates, targets, budgets and presets."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.errors import InputError
 from barista_hw.numfmt import FixedFormat
 from barista_hw.presets import PRESETS, get_preset
-from barista_hw.resources import estimate, memory_blocks
+from barista_hw.resources import CALIBRATION_TOLERANCE, estimate, lutram_cells, memory_blocks
 from barista_hw.targets import ECP5_DP16KD, ICE40_EBR, TARGETS, Budget, get_target
 
 
@@ -24,9 +27,14 @@ def test_estimate_counts_multipliers_and_memories() -> None:
     cfg = AcceleratorConfig(EngineConfig(4, 6, FixedFormat(16, 8, 48), acc_depth=64), 1024, 2048)
     r = estimate(cfg, budget)
     assert r.mults == 24
-    assert r.bram_detail == {"buf_a": 4, "buf_b": 11, "accmem": 8}  # 2048x9 x11; 512x36 x8
-    assert r.bram_blocks == 23
+    # 2048x9 x11; 512x36 x8; the board's host link rings 256 beats of 96 bits: 512x36 x3
+    assert r.bram_detail == {"buf_a": 4, "buf_b": 11, "accmem": 8, "link": 3}
+    assert r.bram_blocks == 23 + 3
     assert r.luts == sum(r.lut_detail.values()) and r.luts > 24 * 96
+    assert r.lut_detail["link"] > 0
+    alone = estimate(cfg, budget, link=False)
+    assert "link" not in alone.bram_detail and alone.lut_detail["link"] == 0
+    assert alone.luts < r.luts and alone.ffs < r.ffs and alone.bram_blocks == 23
     bigger = estimate(
         AcceleratorConfig(EngineConfig(8, 6, FixedFormat(16, 8, 48), acc_depth=64), 1024, 2048),
         budget,
@@ -71,3 +79,48 @@ def test_target_presets_fit_their_targets() -> None:
     assert get_preset("TINY").engine.rows == 2
     with pytest.raises(InputError, match="unknown preset"):
         get_preset("huge")
+
+
+#: Yosys synthesis of accelerators, board tops and host links alone, recorded by
+#: bench/calibrate_resources.py (rerun it with --write after changing the RTL).
+CALIBRATION = Path(__file__).parent / "data" / "resource_calibration.json"
+
+
+def _estimated(point: dict) -> tuple[int, int]:
+    """(logic, flip-flops) the model gives for one recorded point."""
+    cfg = AcceleratorConfig.from_dict(point["config"])
+    top = point["top"]
+    board = top not in ("accelerator", "link")
+    family_target = {"ecp5": "ulx3s-85f", "ice40": "icebreaker"}[point["family"]]
+    budget = get_target(top if board else family_target).budget
+    res = estimate(cfg, budget, link=top != "accelerator")
+    if top == "link":
+        alone = estimate(cfg, budget, link=False)
+        return res.luts - alone.luts, res.ffs - alone.ffs
+    return res.luts, res.ffs
+
+
+def test_estimate_matches_recorded_synthesis() -> None:
+    doc = json.loads(CALIBRATION.read_text())
+    points = doc["points"]
+    assert len(points) >= 10 and {p["family"] for p in points} == {"ecp5", "ice40"}
+    for p in points:
+        luts, ffs = _estimated(p)
+        where = (p["label"], p["top"], p["family"])
+        assert abs(luts / p["logic"] - 1) <= CALIBRATION_TOLERANCE, where
+        assert abs(ffs / p["ffs"] - 1) <= 0.15, where  # flip-flops are informative
+        if p["top"] != "link" and p["family"] == "ecp5":
+            cells = p["cells"]
+            res = estimate(
+                AcceleratorConfig.from_dict(p["config"]),
+                get_target("ulx3s-85f").budget,
+                link=p["top"] != "accelerator",
+            )
+            assert res.mults == cells.get("MULT18X18D", 0), p["label"]
+            assert res.bram_blocks == cells.get("DP16KD", 0), p["label"]
+
+
+def test_lutram_cells_count_16x4_blocks() -> None:
+    assert lutram_cells(3, 32) == 8 * 8  # the operand FIFO of 2x2 fx8: eight 16 x 4 blocks
+    assert lutram_cells(64, 16) == 16 * 8
+    assert lutram_cells(0, 16) == 0
