@@ -159,9 +159,8 @@ def _link_only(cfg: AcceleratorConfig) -> object:
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
-    from boards.link import HostLink
+    from boards.link import HostLink, add_serial_link
     from boards.platforms import DEFAULT_RESULT_DEPTH
-    from boards.uart import UartRx, UartTx
 
     link = HostLink(cfg, DEFAULT_RESULT_DEPTH, LINK_DIVISOR)
     members = {k: v for k, v in link.signature.members.items() if k not in ("rx", "tx", "idle")}
@@ -172,20 +171,10 @@ def _link_only(cfg: AcceleratorConfig) -> object:
 
         def elaborate(self, platform: object) -> Module:
             m = Module()
-            m.submodules.uart_rx = urx = UartRx(LINK_DIVISOR)
-            m.submodules.uart_tx = utx = UartTx(LINK_DIVISOR)
-            m.submodules.link = link
-            wiring.connect(m, urx.o, link.rx)
-            wiring.connect(m, link.tx, utx.i)
+            add_serial_link(m, link, LINK_DIVISOR, self)
             for name in ("wr", "cmd", "o"):
                 wiring.connect(m, getattr(link, name), wiring.flipped(getattr(self, name)))
-            m.d.comb += [
-                urx.rx.eq(self.rx),
-                self.tx.eq(utx.tx),
-                link.busy.eq(self.busy),
-                link.cycles.eq(self.cycles),
-                self.idle.eq(link.idle),
-            ]
+            m.d.comb += [link.busy.eq(self.busy), link.cycles.eq(self.cycles)]
             return m
 
     return LinkOnly()

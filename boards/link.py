@@ -352,20 +352,27 @@ class LinkedAccelerator(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.uart_rx = urx = UartRx(self.divisor)
-        m.submodules.uart_tx = utx = UartTx(self.divisor)
-        m.submodules.link = link = HostLink(self.cfg, self.result_depth, self.divisor)
+        link = HostLink(self.cfg, self.result_depth, self.divisor)
+        add_serial_link(m, link, self.divisor, self)
         m.submodules.accelerator = acc = Accelerator(self.cfg)
-        wiring.connect(m, urx.o, link.rx)
-        wiring.connect(m, link.tx, utx.i)
         wiring.connect(m, link.wr, acc.wr)
         wiring.connect(m, link.cmd, acc.cmd)
         wiring.connect(m, acc.o, link.o)
-        m.d.comb += [
-            urx.rx.eq(self.rx),
-            self.tx.eq(utx.tx),
-            link.busy.eq(acc.busy),
-            link.cycles.eq(acc.cycles),
-            self.idle.eq(link.idle),
-        ]
+        m.d.comb += [link.busy.eq(acc.busy), link.cycles.eq(acc.cycles)]
         return m
+
+
+def add_serial_link(m: Module, link: HostLink, divisor: int, pins: object) -> None:
+    """``link`` and a UART receiver and transmitter as submodules of ``m``, wired to
+    ``pins`` (a component with ``rx``, ``tx`` and ``idle``); the caller connects the
+    link's accelerator side (``wr``, ``cmd``, ``o``, ``busy``, ``cycles``)."""
+    m.submodules.uart_rx = urx = UartRx(divisor)
+    m.submodules.uart_tx = utx = UartTx(divisor)
+    m.submodules.link = link
+    wiring.connect(m, urx.o, link.rx)
+    wiring.connect(m, link.tx, utx.i)
+    m.d.comb += [
+        urx.rx.eq(pins.rx),  # type: ignore[attr-defined]
+        pins.tx.eq(utx.tx),  # type: ignore[attr-defined]
+        pins.idle.eq(link.idle),  # type: ignore[attr-defined]
+    ]

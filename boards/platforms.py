@@ -40,8 +40,7 @@ class BoardSpec:
     clk: str  # board clock resource
     clk_mhz: float
     synth_opts: str = ""
-    # router2 routes the big ECP5 designs far faster than nextpnr's default router1.
-    pnr_opts: str = ""
+    pnr_opts: str = ""  # extra nextpnr options
     bitstream: str = "top.bit"
 
     @property
@@ -53,33 +52,23 @@ class BoardSpec:
         return getattr(importlib.import_module(module), cls)()
 
 
+def _ulx3s(size: str) -> BoardSpec:
+    """ULX3S (ECP5, 25 MHz oscillator); router2 routes its big designs far faster than
+    nextpnr's default router1."""
+    return BoardSpec(
+        f"ulx3s-{size}",
+        f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform",
+        "ecp5",
+        "clk25",
+        25.0,
+        pnr_opts="--router router2",
+    )
+
+
 BOARDS: dict[str, BoardSpec] = {
     b.name: b
     for b in (
-        BoardSpec(
-            "ulx3s-85f",
-            "amaranth_boards.ulx3s:ULX3S_85F_Platform",
-            "ecp5",
-            "clk25",
-            25.0,
-            pnr_opts="--router router2",
-        ),
-        BoardSpec(
-            "ulx3s-45f",
-            "amaranth_boards.ulx3s:ULX3S_45F_Platform",
-            "ecp5",
-            "clk25",
-            25.0,
-            pnr_opts="--router router2",
-        ),
-        BoardSpec(
-            "ulx3s-25f",
-            "amaranth_boards.ulx3s:ULX3S_25F_Platform",
-            "ecp5",
-            "clk25",
-            25.0,
-            pnr_opts="--router router2",
-        ),
+        *(_ulx3s(size) for size in ("85f", "45f", "25f")),
         BoardSpec(
             "icebreaker",
             "amaranth_boards.icebreaker:ICEBreakerPlatform",
