@@ -355,11 +355,16 @@ class LinkedAccelerator(wiring.Component):
         link = HostLink(self.cfg, self.result_depth, self.divisor)
         add_serial_link(m, link, self.divisor, self)
         m.submodules.accelerator = acc = Accelerator(self.cfg)
-        wiring.connect(m, link.wr, acc.wr)
-        wiring.connect(m, link.cmd, acc.cmd)
-        wiring.connect(m, acc.o, link.o)
-        m.d.comb += [link.busy.eq(acc.busy), link.cycles.eq(acc.cycles)]
+        connect_accelerator(m, link, acc)
         return m
+
+
+def connect_accelerator(m: Module, link: HostLink, acc: Accelerator) -> None:
+    """The link's accelerator side to ``acc``: buffer writes, commands, results, status."""
+    wiring.connect(m, link.wr, acc.wr)
+    wiring.connect(m, link.cmd, acc.cmd)
+    wiring.connect(m, acc.o, link.o)
+    m.d.comb += [link.busy.eq(acc.busy), link.cycles.eq(acc.cycles)]
 
 
 def add_serial_link(m: Module, link: HostLink, divisor: int, pins: object) -> None:

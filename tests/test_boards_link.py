@@ -21,7 +21,7 @@ from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.presets import get_preset
 from barista_hw.schedule import block_seed, pack_a, pack_b, schedule_gemm
 from boards import protocol as P
-from boards.link import HostLink, crc16_step
+from boards.link import HostLink, connect_accelerator, crc16_step
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LENET = SHARED / "caffe-models" / "mnist" / "lenet_train_test.prototxt"
@@ -128,10 +128,7 @@ class _LinkBench(wiring.Component):
         m = Module()
         m.submodules.link = link = self.link
         m.submodules.acc = acc = Accelerator(self.cfg)
-        wiring.connect(m, link.wr, acc.wr)
-        wiring.connect(m, link.cmd, acc.cmd)
-        wiring.connect(m, acc.o, link.o)
-        m.d.comb += [link.busy.eq(acc.busy), link.cycles.eq(acc.cycles)]
+        connect_accelerator(m, link, acc)
         return m
 
 
