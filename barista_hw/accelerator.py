@@ -17,8 +17,9 @@ Buffer layout expected by a command (``Kt = k * images``; ``TM``, ``TN`` tile
 rows and columns): A word ``a_base + tm*Kt + kk`` holds ``A[tm*R : tm*R+R, kk]``,
 B word ``b_base + tn*Kt + kk`` holds ``B[kk, tn*C : tn*C+C]``. The controller
 walks ``tm``, ``tn``, ``kk`` exactly as the engine consumes beats, through a
-read pipeline (address, buffer read, a small operand FIFO fed on credit) that
-sustains one beat per cycle and keeps the engine's backpressure off the buffers.
+read pipeline (address, the buffers' banked and registered read, see
+:mod:`barista_hw.buffer`, a small operand FIFO fed on credit) that sustains one
+beat per cycle and keeps the engine's backpressure off the buffers.
 Which layer tensors go into A and B for each pass is the mapping of
 :mod:`barista_hw.engine`; the host lays them out (see
 :func:`barista_hw.plan` for the chunking).
@@ -29,18 +30,18 @@ from __future__ import annotations
 from amaranth import Cat, Module, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .buffer import READ_LATENCY, OperandBuffer
 from .config import AcceleratorConfig
 from .engine import CYCLE_BITS, GemmEngine, command_layout, output_layout
 
-#: Operand words issued to the buffers and not yet taken by the engine, at most: the
-#: buffer read, the FIFO's write and the word being taken keep one word per cycle.
-FEED_DEPTH = 3
 #: Cycles from a command's acceptance to its first operand word reaching the engine:
-#: the first address issued, the buffer read, the operand FIFO.
-FEED_LATENCY = 3
+#: the first address issued, the buffers' pipelined read, the operand FIFO.
+FEED_LATENCY = 2 + READ_LATENCY
+#: Operand words issued to the buffers and not yet taken by the engine, at most: as
+#: many as the round trip from issue to take, so one word per cycle is sustained.
+FEED_DEPTH = FEED_LATENCY
 
 
 class SharedEngine(GemmEngine):
@@ -90,25 +91,24 @@ class Accelerator(wiring.Component):
         R, C, dim = ecfg.rows, ecfg.cols, ecfg.dim_bits
         fmt = ecfg.fmt
         m.submodules.engine = engine = SharedEngine(ecfg)
-        m.submodules.buf_a = buf_a = Memory(
-            shape=data.ArrayLayout(fmt.operand_shape, R), depth=cfg.a_depth, init=[]
+        m.submodules.buf_a = buf_a = OperandBuffer(
+            data.ArrayLayout(fmt.operand_shape, R), cfg.a_depth
         )
-        m.submodules.buf_b = buf_b = Memory(
-            shape=data.ArrayLayout(fmt.operand_shape, C), depth=cfg.b_depth, init=[]
+        m.submodules.buf_b = buf_b = OperandBuffer(
+            data.ArrayLayout(fmt.operand_shape, C), cfg.b_depth
         )
 
         # -- host writes --------------------------------------------------------
-        wa, wb = buf_a.write_port(), buf_b.write_port()
         w = self.wr.payload
         m.d.comb += [
             self.wr.ready.eq(1),
-            wa.addr.eq(w.addr),
-            wb.addr.eq(w.addr),
-            wa.en.eq(self.wr.valid & (w.sel == 0)),
-            wb.en.eq(self.wr.valid & (w.sel == 1)),
+            buf_a.w_addr.eq(w.addr),
+            buf_b.w_addr.eq(w.addr),
+            buf_a.w_en.eq(self.wr.valid & (w.sel == 0)),
+            buf_b.w_en.eq(self.wr.valid & (w.sel == 1)),
         ]
-        m.d.comb += [wa.data[r].eq(w.data[r]) for r in range(R)]
-        m.d.comb += [wb.data[c].eq(w.data[c]) for c in range(C)]
+        m.d.comb += [buf_a.w_data[r].eq(w.data[r]) for r in range(R)]
+        m.d.comb += [buf_b.w_data[c].eq(w.data[c]) for c in range(C)]
 
         # -- command: hand the engine its part, keep the walk state ---------------
         cmd = Signal(run_layout(cfg))
@@ -147,24 +147,20 @@ class Accelerator(wiring.Component):
                 img_left.eq(p.images - 1),
             ]
 
-        # -- read pipeline: address -> buffer data -> operand FIFO -> engine -------
+        # -- read pipeline: address -> buffers' pipelined read -> operand FIFO -> engine
         # Addresses are issued on credit (FEED_DEPTH words in flight or queued), so
         # the engine's ready reaches only the FIFO, not the buffers' many blocks.
-        ra, rb = buf_a.read_port(domain="sync"), buf_b.read_port(domain="sync")
         a_width = Shape.cast(buf_a.shape).width
         m.submodules.feed = feed = SyncFIFO(
             width=a_width + Shape.cast(buf_b.shape).width, depth=FEED_DEPTH
         )
-        rd_valid = Signal()  # the buffers' read data is a word to queue
         outstanding = Signal(range(FEED_DEPTH + 1))
         issue = Signal()
         take = Signal()
         m.d.comb += [
             issue.eq(walking & (outstanding < FEED_DEPTH)),
-            ra.addr.eq(a_addr),
-            rb.addr.eq(b_addr),
-            feed.w_en.eq(rd_valid),
-            feed.w_data.eq(Cat(ra.data, rb.data)),
+            buf_a.r_addr.eq(a_addr),
+            buf_b.r_addr.eq(b_addr),
             engine.a.valid.eq(feed.r_rdy),
             engine.b.valid.eq(feed.r_rdy),
             engine.a.payload.eq(feed.r_data[:a_width]),
@@ -172,7 +168,13 @@ class Accelerator(wiring.Component):
             take.eq(engine.a.valid & engine.a.ready),
             feed.r_en.eq(take),
         ]
-        m.d.sync += [rd_valid.eq(issue), outstanding.eq(outstanding + issue - take)]
+        m.d.sync += outstanding.eq(outstanding + issue - take)
+        rd_valid = issue
+        for i in range(READ_LATENCY):  # the read's word comes READ_LATENCY cycles later
+            valid = Signal(name=f"rd_valid{i}")
+            m.d.sync += valid.eq(rd_valid)
+            rd_valid = valid
+        m.d.comb += [feed.w_en.eq(rd_valid), feed.w_data.eq(Cat(buf_a.r_data, buf_b.r_data))]
         with m.If(issue):
             last_k = k_left == 0
             last_img = img_left == 0

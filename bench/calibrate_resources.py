@@ -270,7 +270,7 @@ def estimate_of(rec: dict) -> tuple[int, int]:
     budget = get_target(rec["top"] if board else FAMILY_TARGET[rec["family"]]).budget
     res = estimate(cfg, budget, link=board or rec["top"] == LINK)
     if rec["top"] == LINK:  # the link's share alone
-        alone = estimate(cfg, budget, link=False)
+        alone = estimate(cfg, budget, link=False, board=True)
         return res.luts - alone.luts, res.ffs - alone.ffs
     return res.luts, res.ffs
 

@@ -87,13 +87,15 @@ class HostLink(wiring.Component):
         ring_w, ring_r = ring.write_port(), ring.read_port(domain="sync")
         written = Signal(P.ADDR_BITS)  # beats of the current chunk produced
         released = Signal(P.ADDR_BITS)  # beats the host confirmed (freed)
-        full = Signal()
+        # ``o.ready`` is a register, so no path runs from the ring's counters into the
+        # engine: it looks one beat ahead (at most one beat arrives while it updates).
+        o_ready = Signal()
+        m.d.sync += o_ready.eq((written - released)[: dbits + 1] < D - 1)
         m.d.comb += [
-            full.eq((written - released)[: dbits + 1] >= D),
-            self.o.ready.eq(~full),
+            self.o.ready.eq(o_ready),
             ring_w.addr.eq(written[:dbits]),
             ring_w.data.eq(self.o.payload.data.as_value()),
-            ring_w.en.eq(self.o.valid & ~full),
+            ring_w.en.eq(self.o.valid & o_ready),
         ]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += written.eq(written + 1)
@@ -141,7 +143,13 @@ class HostLink(wiring.Component):
         # -- run command -------------------------------------------------------------------
         run_bits = run_layout(cfg).size
         off_run = 8 * (wb_max - geo.run_bytes)
-        m.d.comb += self.cmd.payload.as_value().eq(shreg[off_run : off_run + run_bits])
+        # ``cmd.valid`` is a register of its own, not a decode of the FSM state: its
+        # acceptance loads registers all over the accelerator.
+        cmd_valid = Signal()
+        m.d.comb += [
+            self.cmd.payload.as_value().eq(shreg[off_run : off_run + run_bits]),
+            self.cmd.valid.eq(cmd_valid),
+        ]
 
         # -- response registers --------------------------------------------------------------
         t_code = Signal(8)
@@ -270,12 +278,12 @@ class HostLink(wiring.Component):
                 with m.Elif(last_run & (last_seq == r_seq)):
                     ack()  # a retried RUN whose ACK was lost: it ran already
                 with m.Else():
+                    m.d.sync += cmd_valid.eq(1)
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += self.cmd.valid.eq(1)
                 with m.If(self.cmd.ready):
                     # A new chunk: number its result beats from 0 (all earlier ones were read).
-                    m.d.sync += [written.eq(0), released.eq(0)]
+                    m.d.sync += [written.eq(0), released.eq(0), cmd_valid.eq(0)]
                     ack()
             with m.State("READ_WAIT"):
                 with m.If(written >= released + r_count):

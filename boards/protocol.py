@@ -150,8 +150,8 @@ class LinkGeometry:
         out = output_layout(e)
         if out["data"].shape.size != e.cols * w:  # type: ignore[union-attr]
             raise InputError("output layout does not hold cols lanes (layout changed?)")
-        if result_depth < 1 or result_depth & (result_depth - 1) or result_depth > 1 << 15:
-            raise InputError(f"result_depth = {result_depth} must be a power of two <= 32768")
+        if result_depth < 2 or result_depth & (result_depth - 1) or result_depth > 1 << 15:
+            raise InputError(f"result_depth = {result_depth} must be a power of two in 2..32768")
         return cls(
             rows=e.rows,
             cols=e.cols,

@@ -163,19 +163,24 @@ def _hw_source_hash() -> str:
     return h.hexdigest()
 
 
-def engine_verilog(kind: Pass, cfg: EngineConfig, root: Path | None = None) -> tuple[Path, str]:
-    """The engine's Verilog file and top module name, elaborated once per hardware source."""
+def engine_verilog(
+    kind: Pass, cfg: EngineConfig, root: Path | None = None, family: str | None = None
+) -> tuple[Path, str]:
+    """The engine's Verilog file and top module name, elaborated once per hardware source.
+
+    ``family``: as a board of that FPGA family gets it (see :func:`barista_hw.rtl.write_engine`).
+    """
     from barista_hw.rtl import engine_module_name, write_engine
 
     root = build_root() if root is None else root
-    key = hashlib.sha256(f"{_hw_source_hash()}|{kind.value}|{cfg.to_json()}".encode())
-    top = engine_module_name(kind, cfg)
+    key = hashlib.sha256(f"{_hw_source_hash()}|{kind.value}|{cfg.to_json()}|{family}".encode())
+    top = engine_module_name(kind, cfg, family)
     path = root / "verilog" / f"{top}-{key.hexdigest()[:16]}.v"
     if not path.is_file():
         # write_engine writes atomically, so a racing process sees a whole file or none.
         tmp_dir = Path(tempfile.mkdtemp(prefix=".elab-", dir=_mkdir(root / "verilog")))
         try:
-            written, top = write_engine(kind, cfg, tmp_dir)
+            written, top = write_engine(kind, cfg, tmp_dir, family)
             os.replace(written, path)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -196,11 +201,13 @@ class Design:
     sim: str
     top: str
     build_dir: Path
+    family: str | None = None
 
     @property
     def label(self) -> str:
         c = self.cfg
-        return f"{self.kind.value} {c.rows}x{c.cols} {c.fmt.name} on {self.sim}"
+        form = f" ({self.family} DSP form)" if self.family else ""
+        return f"{self.kind.value} {c.rows}x{c.cols} {c.fmt.name}{form} on {self.sim}"
 
 
 def _build_options(sim: str) -> list[str]:
@@ -209,19 +216,28 @@ def _build_options(sim: str) -> list[str]:
     return []
 
 
-def build(kind: Pass, cfg: EngineConfig, sim: str, root: Path | None = None) -> Design:
-    """Compile the engine of ``kind`` and ``cfg`` for ``sim`` (cached; race-safe)."""
+def build(
+    kind: Pass, cfg: EngineConfig, sim: str, root: Path | None = None, family: str | None = None
+) -> Design:
+    """Compile the engine of ``kind`` and ``cfg`` for ``sim`` (cached; race-safe).
+
+    ``family``: the engine as a board of that FPGA family gets it, simulated with our
+    models of the family's primitives (:mod:`sim.vendor_models`).
+    """
     from cocotb_tools.runner import VerilatorControlFile, get_runner
 
     from .lint import waiver_control_text
+    from .vendor_models import models_verilog
 
     check_simulator(sim)
     root = build_root() if root is None else root
-    verilog, top = engine_verilog(kind, cfg, root)
+    verilog, top = engine_verilog(kind, cfg, root, family)
+    models = models_verilog(family)
     control = waiver_control_text() if sim == "verilator" else ""
     key = hashlib.sha256()
     for part in (
         verilog.read_text(),
+        models,
         sim,
         simulator_version(sim),
         importlib.metadata.version("cocotb"),
@@ -232,7 +248,7 @@ def build(kind: Pass, cfg: EngineConfig, sim: str, root: Path | None = None) -> 
         key.update(part.encode())
         key.update(b"\0")
     final = root / f"{top}-{sim}-{key.hexdigest()[:16]}"
-    design = Design(kind, cfg, sim, top, final)
+    design = Design(kind, cfg, sim, top, final, family)
     if (final / ".complete").is_file():
         return design
 
@@ -241,10 +257,13 @@ def build(kind: Pass, cfg: EngineConfig, sim: str, root: Path | None = None) -> 
         src = tmp / f"{top}.v"
         shutil.copyfile(verilog, src)
         sources: list[object] = [src]
+        if models:
+            (tmp / "vendor_models.v").write_text(models)
+            sources.append(tmp / "vendor_models.v")
         if control:
             waivers = tmp / "waivers.vlt"
             waivers.write_text(control)
-            sources = [VerilatorControlFile(waivers), src]
+            sources = [VerilatorControlFile(waivers), *sources]
         with simulator_env(sim):
             runner = get_runner(sim)
             try:

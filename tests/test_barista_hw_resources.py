@@ -32,7 +32,7 @@ def test_estimate_counts_multipliers_and_memories() -> None:
     assert r.bram_blocks == 23 + 3
     assert r.luts == sum(r.lut_detail.values()) and r.luts > 24 * 96
     assert r.lut_detail["link"] > 0
-    alone = estimate(cfg, budget, link=False)
+    alone = estimate(cfg, budget, link=False, board=True)
     assert "link" not in alone.bram_detail and alone.lut_detail["link"] == 0
     assert alone.luts < r.luts and alone.ffs < r.ffs and alone.bram_blocks == 23
     bigger = estimate(
@@ -95,7 +95,7 @@ def _estimated(point: dict) -> tuple[int, int]:
     budget = get_target(top if board else family_target).budget
     res = estimate(cfg, budget, link=top != "accelerator")
     if top == "link":
-        alone = estimate(cfg, budget, link=False)
+        alone = estimate(cfg, budget, link=False, board=True)
         return res.luts - alone.luts, res.ffs - alone.ffs
     return res.luts, res.ffs
 

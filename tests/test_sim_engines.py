@@ -1,6 +1,8 @@
 """The cocotb suite: every engine kind, in every rounding mode, bit-exact with the model on Icarus
 and Verilator (``--sim``), with partial tiles, K = 1, 1 x 1 and non-square arrays, extreme operands,
-a wrapping accumulator, and random valid/ready stalls that must not change any result.
+a wrapping accumulator, and random valid/ready stalls that must not change any result. Designs
+with a ``family`` are the RTL a board of that FPGA family builds (its DSP primitives, simulated
+with our models of them).
 
 One build and one simulation per (design, simulator); all cases of a design run back to back in
 that simulation, and the tests below read the results.
@@ -32,6 +34,7 @@ class DesignSpec:
     rows: int
     cols: int
     fmt: str
+    family: str | None = None
 
     @property
     def cfg(self) -> EngineConfig:
@@ -46,6 +49,9 @@ DESIGNS = [
     # acc_width = 2 * width: sums of a few products wrap, as the modular accumulator must.
     DesignSpec("bwd-3x2-fx12.6a24", Pass.BACKWARD_DATA, 3, 2, "fx12.6a24"),
     DesignSpec("grad-4x4-fx16", Pass.WEIGHT_GRAD, 4, 4, "fx16"),
+    # ECP5 boards: MULT18X18D with its own registers; fx18 fills the DSP's operands.
+    DesignSpec("fwd-3x2-fx16-ecp5", Pass.FORWARD, 3, 2, "fx16", family="ecp5"),
+    DesignSpec("grad-2x3-fx18-ecp5", Pass.WEIGHT_GRAD, 2, 3, "fx18", family="ecp5"),
 ]
 SLOW_DESIGNS = [
     DesignSpec("grad-1x1-fx8", Pass.WEIGHT_GRAD, 1, 1, "fx8"),
@@ -167,7 +173,7 @@ def sim_run(cache: dict, spec: DesignSpec, sim: str) -> SimRun:
     key = (spec, sim)
     if key not in cache:
         try:
-            design = build(spec.kind, spec.cfg, sim)
+            design = build(spec.kind, spec.cfg, sim, family=spec.family)
             cache[key] = run_cases(design, design_cases(spec), tb_seed=7)
         except Exception as exc:  # reported by every test of the design, built once
             cache[key] = exc
