@@ -8,16 +8,17 @@ clock-to-out (5.8 ns) across the die through that multiplexer into the operand F
 Here the banks are explicit, each bank's read data is registered beside its
 blocks, and the bank is chosen among registers:
 
-    r_addr --> [bank memories] --> [bank registers] --> [select] --> r_data
+    r_addr --> [bank address] --> [bank memories] --> [bank registers] --> [select] --> r_data
 
-Read latency :data:`READ_LATENCY` cycles, one read per cycle. A write is seen by
-reads issued after its cycle (as in a block RAM, a read in the same cycle gets the
-old word).
+Each bank also has its own address and write registers, so no address net reaches
+every block of the buffer. Read latency :data:`READ_LATENCY` cycles, one read per
+cycle. A write is seen by reads issued after its cycle (as in a block RAM, a read
+in the same cycle gets the old word).
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Shape, Signal
+from amaranth import Const, Module, Shape, Signal, Value
 from amaranth.hdl import ShapeCastable
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -26,8 +27,9 @@ from amaranth.lib.wiring import In, Out
 #: Words per bank: one ECP5 DP16KD holds 2048 x 9 bits, so a bank's bit slice is one
 #: block deep and needs no multiplexer of its own.
 BANK_DEPTH = 2048
-#: Cycles from ``r_addr`` to ``r_data``: the block read, the bank register, the selection.
-READ_LATENCY = 3
+#: Cycles from ``r_addr`` to ``r_data``: the bank's address register, the block read,
+#: the bank register, the selection.
+READ_LATENCY = 4
 
 
 def bank_depths(depth: int) -> list[int]:
@@ -57,31 +59,44 @@ class OperandBuffer(wiring.Component):
         depths = bank_depths(self.depth)
         low = (BANK_DEPTH - 1).bit_length() if len(depths) > 1 else len(self.r_addr)
         width = Shape.cast(self.shape).width
-        sel = Signal(range(len(depths)))  # the bank of the word being read, then registered
-        held = Signal.like(sel)
+        multi = len(depths) > 1  # (no zero-width bank numbers with one bank: lint-clean)
+        r_bank, w_bank = self.r_addr[low:], self.w_addr[low:]
+
+        def is_bank(bank: Value, i: int) -> Value:
+            return bank == i if multi else Const(1)
+
         banked = []
         for i, d in enumerate(depths):
             mem = Memory(shape=self.shape, depth=d, init=[])
             m.submodules[f"bank{i}"] = mem
             wp, rp = mem.write_port(), mem.read_port(domain="sync")
-            m.d.comb += [
-                wp.addr.eq(self.w_addr[:low]),
-                wp.data.eq(self.w_data),
-                wp.en.eq(self.w_en & (self.w_addr[low:] == i)),
-                rp.addr.eq(self.r_addr[:low]),
-            ]
-            # Data registers have no reset: a read's word is used only when it was asked for.
+            # Each bank registers its own address and write: the registers load only for
+            # their bank, so Yosys keeps them apart and each drives its own blocks, not
+            # all of the buffer's blocks across the die. A bank not read keeps reading its
+            # old address, and that word is not selected. Data registers have no reset.
+            r_addr = Signal(low, name=f"bank{i}_raddr", reset_less=True)
+            w_addr = Signal(low, name=f"bank{i}_waddr", reset_less=True)
+            w_data = Signal(width, name=f"bank{i}_wdata", reset_less=True)
+            w_en = Signal(name=f"bank{i}_wen")
+            m.d.sync += w_en.eq(self.w_en & is_bank(w_bank, i))
+            with m.If(is_bank(r_bank, i)):
+                m.d.sync += r_addr.eq(self.r_addr[:low])
+            with m.If(self.w_en & is_bank(w_bank, i)):
+                m.d.sync += [w_addr.eq(self.w_addr[:low]), w_data.eq(self.w_data)]
+            m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(w_data), wp.en.eq(w_en), rp.addr.eq(r_addr)]
             reg = Signal(width, name=f"bank{i}_data", reset_less=True)
             m.d.sync += reg.eq(rp.data)
             banked.append(reg)
         out = Signal(width, reset_less=True)
-        if len(depths) == 1:
-            m.d.sync += out.eq(banked[0])
-        else:
-            m.d.sync += [sel.eq(self.r_addr[low:]), held.eq(sel)]
-            with m.Switch(held):
+        if multi:
+            # The bank of the word being read, through the address, block and bank registers.
+            sel = [Signal(range(len(depths)), name=f"sel{i}") for i in range(3)]
+            m.d.sync += [sel[0].eq(r_bank), sel[1].eq(sel[0]), sel[2].eq(sel[1])]
+            with m.Switch(sel[2]):
                 for i, reg in enumerate(banked):
                     with m.Case(i):
                         m.d.sync += out.eq(reg)
+        else:
+            m.d.sync += out.eq(banked[0])
         m.d.comb += self.r_data.eq(out)
         return m

