@@ -57,9 +57,9 @@ class OperandBuffer(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         depths = bank_depths(self.depth)
-        low = (BANK_DEPTH - 1).bit_length() if len(depths) > 1 else len(self.r_addr)
-        width = Shape.cast(self.shape).width
         multi = len(depths) > 1  # (no zero-width bank numbers with one bank: lint-clean)
+        low = (BANK_DEPTH - 1).bit_length() if multi else len(self.r_addr)
+        width = Shape.cast(self.shape).width
         r_bank, w_bank = self.r_addr[low:], self.w_addr[low:]
 
         def is_bank(bank: Value, i: int) -> Value:

