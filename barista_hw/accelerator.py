@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 from .buffer import READ_LATENCY, OperandBuffer
 from .config import AcceleratorConfig
 from .engine import CYCLE_BITS, GemmEngine, command_layout, output_layout
+from .pipeline import delay
 
 #: Cycles from a command's acceptance to its first operand word reaching the engine:
 #: the first address issued, the buffers' pipelined read, the operand FIFO.
@@ -169,11 +170,7 @@ class Accelerator(wiring.Component):
             feed.r_en.eq(take),
         ]
         m.d.sync += outstanding.eq(outstanding + issue - take)
-        rd_valid = issue
-        for i in range(READ_LATENCY):  # the read's word comes READ_LATENCY cycles later
-            valid = Signal(name=f"rd_valid{i}")
-            m.d.sync += valid.eq(rd_valid)
-            rd_valid = valid
+        rd_valid = delay(m, issue, READ_LATENCY, "rd_valid")  # the word read for an issue
         m.d.comb += [feed.w_en.eq(rd_valid), feed.w_data.eq(Cat(buf_a.r_data, buf_b.r_data))]
         with m.If(issue):
             last_k = k_left == 0

@@ -15,7 +15,7 @@ a weight-stationary variant can be added beside it.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,6 +23,7 @@ from .config import Dataflow
 from .errors import InputError
 from .numfmt import FixedFormat
 from .pe import ProcessingElement
+from .pipeline import delay
 
 
 class SystolicArray(wiring.Component):
@@ -50,15 +51,6 @@ class SystolicArray(wiring.Component):
             }
         )
 
-    @staticmethod
-    def _delay(m: Module, value, cycles: int, name: str, data: bool = False):  # noqa: ANN001, ANN205
-        """``value`` delayed by ``cycles`` registers (0: the value itself); ``data``: no reset."""
-        for i in range(cycles):
-            reg = Signal.like(value, name=f"{name}_d{i}", reset_less=data)
-            m.d.sync += reg.eq(value)
-            value = reg
-        return value
-
     def elaborate(self, platform: object) -> Module:
         m = Module()
         R, C = self.rows, self.cols
@@ -70,15 +62,15 @@ class SystolicArray(wiring.Component):
         for r in range(R):
             left = pes[r][0]
             m.d.comb += [
-                left.a.eq(self._delay(m, self.a[r], r, f"a_skew{r}", data=True)),
-                left.valid.eq(self._delay(m, self.valid, r, f"valid_skew{r}")),
-                left.last.eq(self._delay(m, self.last, r, f"last_skew{r}")),
+                left.a.eq(delay(m, self.a[r], r, f"a_skew{r}", data=True)),
+                left.valid.eq(delay(m, self.valid, r, f"valid_skew{r}")),
+                left.last.eq(delay(m, self.last, r, f"last_skew{r}")),
             ]
             for c in range(1, C):
                 pe, prev = pes[r][c], pes[r][c - 1]
                 m.d.comb += [pe.a.eq(prev.a_o), pe.valid.eq(prev.valid_o), pe.last.eq(prev.last_o)]
         for c in range(C):
-            m.d.comb += pes[0][c].b.eq(self._delay(m, self.b[c], c, f"b_skew{c}", data=True))
+            m.d.comb += pes[0][c].b.eq(delay(m, self.b[c], c, f"b_skew{c}", data=True))
             for r in range(1, R):
                 m.d.comb += pes[r][c].b.eq(pes[r - 1][c].b_o)
             for r in range(R):

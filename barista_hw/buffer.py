@@ -24,6 +24,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import delay
+
 #: Words per bank: one ECP5 DP16KD holds 2048 x 9 bits, so a bank's bit slice is one
 #: block deep and needs no multiplexer of its own.
 BANK_DEPTH = 2048
@@ -90,9 +92,7 @@ class OperandBuffer(wiring.Component):
         out = Signal(width, reset_less=True)
         if multi:
             # The bank of the word being read, through the address, block and bank registers.
-            sel = [Signal(range(len(depths)), name=f"sel{i}") for i in range(3)]
-            m.d.sync += [sel[0].eq(r_bank), sel[1].eq(sel[0]), sel[2].eq(sel[1])]
-            with m.Switch(sel[2]):
+            with m.Switch(delay(m, r_bank, 3, "sel")):
                 for i, reg in enumerate(banked):
                     with m.Case(i):
                         m.d.sync += out.eq(reg)

@@ -51,6 +51,7 @@ from . import lfsr
 from .array import SystolicArray
 from .config import EngineConfig, Pass
 from .numfmt import SHIFT_BITS
+from .pipeline import delay
 from .requant import LfsrLanes, Requantizer
 
 CYCLE_BITS = 40
@@ -260,19 +261,12 @@ class GemmEngine(wiring.Component):
             m.d.sync += rd_ok.eq(~load)
             # The sum is written back two cycles after its load, to the address it
             # was read from; the next command reads it many cycles later.
-            wr_addr = [Signal.like(addr, name=f"wr_addr{i}") for i in range(2)]
-            wr_en = Signal(2)
-            m.d.sync += [
-                wr_addr[0].eq(addr),
-                wr_addr[1].eq(wr_addr[0]),
-                wr_en.eq(Cat(load & ~emit, wr_en[0])),
-            ]
             m.d.comb += [
                 rd.addr.eq(addr),
                 rd.en.eq(1),
-                wr.addr.eq(wr_addr[1]),
+                wr.addr.eq(delay(m, addr, 2, "wr_addr")),
                 wr.data.eq(row),
-                wr.en.eq(wr_en[1]),
+                wr.en.eq(delay(m, load & ~emit, 2, "wr_en")),
             ]
             with m.If(load):
                 m.d.sync += part.eq(Mux(first, 0, rd.data))
