@@ -6,8 +6,12 @@ internally (row ``r`` of A is delayed ``r`` cycles, column ``c`` of B ``c``
 cycles) so that PE ``(r, c)`` sees ``A[r, k]`` and ``B[k, c]`` together. The
 ``valid``/``last`` flags travel with A. Results are captured PE by PE as the
 ``last`` wave passes; ``tile_done`` pulses when the bottom-right PE, the last
-to capture, has done so. Then ``drain`` shifts the result bank up one row per
-pulse and ``row0`` shows the top row (C accumulators).
+to capture, has done so. Then each ``drain`` pulse shifts the result bank up one
+row :data:`SystolicArray.DRAIN_DELAY` cycles later; ``row0`` shows the top row (C
+accumulators) and holds, in the cycle of that shift, the row the pulse takes. The
+pulse is registered once per column (replicated registers, see
+:mod:`barista_hw.pipeline`): one net from the controller to every PE's result
+bank would span the whole array.
 
 Only the output-stationary dataflow is built; the class takes the dataflow so
 a weight-stationary variant can be added beside it.
@@ -23,11 +27,14 @@ from .config import Dataflow
 from .errors import InputError
 from .numfmt import FixedFormat
 from .pe import ProcessingElement
-from .pipeline import delay
+from .pipeline import delay, replicate
 
 
 class SystolicArray(wiring.Component):
     """Output-stationary ``rows x cols`` MAC array in the number format ``fmt``."""
+
+    #: Cycles from a ``drain`` pulse to the bank's shift (the per-column register).
+    DRAIN_DELAY = 1
 
     def __init__(
         self,
@@ -69,13 +76,16 @@ class SystolicArray(wiring.Component):
             for c in range(1, C):
                 pe, prev = pes[r][c], pes[r][c - 1]
                 m.d.comb += [pe.a.eq(prev.a_o), pe.valid.eq(prev.valid_o), pe.last.eq(prev.last_o)]
+        # All rows must shift in the same cycle (a row takes the word below it before
+        # that one moves), so the pulse is copied per column rather than skewed.
+        drains = replicate(m, self.drain, C, "drain")
         for c in range(C):
             m.d.comb += pes[0][c].b.eq(delay(m, self.b[c], c, f"b_skew{c}", data=True))
             for r in range(1, R):
                 m.d.comb += pes[r][c].b.eq(pes[r - 1][c].b_o)
             for r in range(R):
                 below = pes[r + 1][c].bank if r + 1 < R else 0
-                m.d.comb += [pes[r][c].shift_i.eq(below), pes[r][c].drain.eq(self.drain)]
+                m.d.comb += [pes[r][c].shift_i.eq(below), pes[r][c].drain.eq(drains[c])]
             m.d.comb += self.row0[c].eq(pes[0][c].bank)
         m.d.comb += self.tile_done.eq(pes[R - 1][C - 1].capture)
         return m

@@ -5,15 +5,16 @@ A deep buffer takes block RAMs from all over the die. Left to itself Yosys maps
 multiplexer behind the blocks' outputs, so a word's path runs from a block's slow
 clock-to-out (5.8 ns) across the die through that multiplexer into the operand FIFO
 (the critical path of a 6x6 fx16 build with 8192-word buffers on ULX3S 85F).
-Here the banks are explicit, each bank's read data is registered beside its
-blocks, and the bank is chosen among registers:
+Here the memory is split explicitly: into banks of :data:`BANK_DEPTH` words, and
+each bank into groups of :data:`GROUP_BITS` bits. Each group has its own address
+and write registers (replicated registers, see :mod:`barista_hw.pipeline`) and
+registers its read word beside its blocks; the bank is chosen among registers:
 
-    r_addr --> [bank address] --> [bank memories] --> [bank registers] --> [select] --> r_data
+    r_addr --> [group address] --> [group memory] --> [group register] --> [select] --> r_data
 
-Each bank also has its own address and write registers, so no address net reaches
-every block of the buffer. Read latency :data:`READ_LATENCY` cycles, one read per
-cycle. A write is seen by reads issued after its cycle (as in a block RAM, a read
-in the same cycle gets the old word).
+So no address net reaches more than one group's blocks. Read latency
+:data:`READ_LATENCY` cycles, one read per cycle. A write is seen by reads issued
+after its cycle (as in a block RAM, a read in the same cycle gets the old word).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import delay
+from .pipeline import delay, replicate
 
 #: Words per bank: one ECP5 DP16KD holds 2048 x 9 bits, so a bank's bit slice is one
 #: block deep and needs no multiplexer of its own.
 BANK_DEPTH = 2048
-#: Cycles from ``r_addr`` to ``r_data``: the bank's address register, the block read,
-#: the bank register, the selection.
+#: Bits per group: a multiple of every block RAM width at these depths (ECP5 9 bits,
+#: iCE40 up to 16), so splitting into groups costs no block; 16 DP16KD per group.
+GROUP_BITS = 144
+#: Cycles from ``r_addr`` to ``r_data``: the group's address register, the block read,
+#: the group register, the selection.
 READ_LATENCY = 4
 
 
@@ -62,41 +66,50 @@ class OperandBuffer(wiring.Component):
         multi = len(depths) > 1  # (no zero-width bank numbers with one bank: lint-clean)
         low = (BANK_DEPTH - 1).bit_length() if multi else len(self.r_addr)
         width = Shape.cast(self.shape).width
+        edges = [*range(0, width, GROUP_BITS), width]
+        groups = list(zip(edges[:-1], edges[1:], strict=True))
         r_bank, w_bank = self.r_addr[low:], self.w_addr[low:]
+        w_bits, r_bits = Value.cast(self.w_data), Value.cast(self.r_data)
 
         def is_bank(bank: Value, i: int) -> Value:
             return bank == i if multi else Const(1)
 
-        banked = []
+        # Per group, the registers of each bank.
+        banked: list[list[Signal]] = [[] for _ in groups]
         for i, d in enumerate(depths):
-            mem = Memory(shape=self.shape, depth=d, init=[])
-            m.submodules[f"bank{i}"] = mem
-            wp, rp = mem.write_port(), mem.read_port(domain="sync")
-            # Each bank registers its own address and write: the registers load only for
-            # their bank, so Yosys keeps them apart and each drives its own blocks, not
-            # all of the buffer's blocks across the die. A bank not read keeps reading its
-            # old address, and that word is not selected. Data registers have no reset.
-            r_addr = Signal(low, name=f"bank{i}_raddr", reset_less=True)
-            w_addr = Signal(low, name=f"bank{i}_waddr", reset_less=True)
-            w_data = Signal(width, name=f"bank{i}_wdata", reset_less=True)
-            w_en = Signal(name=f"bank{i}_wen")
-            m.d.sync += w_en.eq(self.w_en & is_bank(w_bank, i))
-            with m.If(is_bank(r_bank, i)):
-                m.d.sync += r_addr.eq(self.r_addr[:low])
-            with m.If(self.w_en & is_bank(w_bank, i)):
-                m.d.sync += [w_addr.eq(self.w_addr[:low]), w_data.eq(self.w_data)]
-            m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(w_data), wp.en.eq(w_en), rp.addr.eq(r_addr)]
-            reg = Signal(width, name=f"bank{i}_data", reset_less=True)
-            m.d.sync += reg.eq(rp.data)
-            banked.append(reg)
-        out = Signal(width, reset_less=True)
-        if multi:
-            # The bank of the word being read, through the address, block and bank registers.
-            with m.Switch(delay(m, r_bank, 3, "sel")):
-                for i, reg in enumerate(banked):
-                    with m.Case(i):
-                        m.d.sync += out.eq(reg)
-        else:
-            m.d.sync += out.eq(banked[0])
-        m.d.comb += self.r_data.eq(out)
+            # A bank's address and write registers load only for that bank; a bank not
+            # read keeps reading its old address, and that word is not selected.
+            hit_r, hit_w = is_bank(r_bank, i), self.w_en & is_bank(w_bank, i)
+            r_addrs = replicate(m, self.r_addr[:low], len(groups), f"b{i}_raddr", hit_r)
+            w_addrs = replicate(m, self.w_addr[:low], len(groups), f"b{i}_waddr", hit_w)
+            w_ens = replicate(m, hit_w, len(groups), f"b{i}_wen")
+            for g, (lo, hi) in enumerate(groups):
+                mem = Memory(shape=hi - lo, depth=d, init=[])
+                m.submodules[f"bank{i}_group{g}"] = mem
+                wp, rp = mem.write_port(), mem.read_port(domain="sync")
+                w_data = Signal(hi - lo, name=f"b{i}_g{g}_wdata", reset_less=True)
+                with m.If(hit_w):
+                    m.d.sync += w_data.eq(w_bits[lo:hi])
+                reg = Signal(hi - lo, name=f"b{i}_g{g}_data", reset_less=True)
+                m.d.sync += reg.eq(rp.data)
+                m.d.comb += [
+                    wp.addr.eq(w_addrs[g]),
+                    wp.data.eq(w_data),
+                    wp.en.eq(w_ens[g]),
+                    rp.addr.eq(r_addrs[g]),
+                ]
+                banked[g].append(reg)
+        # The bank of the word being read, through the address, block and group
+        # registers (the last stage once per group).
+        sels = replicate(m, delay(m, r_bank, 2, "sel"), len(groups), "sel") if multi else []
+        for g, (lo, hi) in enumerate(groups):
+            out = Signal(hi - lo, name=f"g{g}_out", reset_less=True)
+            if multi:
+                with m.Switch(sels[g]):
+                    for i, reg in enumerate(banked[g]):
+                        with m.Case(i):
+                            m.d.sync += out.eq(reg)
+            else:
+                m.d.sync += out.eq(banked[g][0])
+            m.d.comb += r_bits[lo:hi].eq(out)
         return m

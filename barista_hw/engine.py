@@ -55,9 +55,10 @@ from .pipeline import delay
 from .requant import LfsrLanes, Requantizer
 
 CYCLE_BITS = 40
-#: Registers from a bank row leaving the array to its requantised beat entering the
-#: output FIFO: the row and its partial sums, their sum, then the requantiser's stages.
-DRAIN_STAGES = 2 + Requantizer.LATENCY
+#: Registers from a bank row's load to its requantised beat entering the output FIFO:
+#: the array's drain register, the row and its partial sums, their sum, then the
+#: requantiser's stages.
+DRAIN_STAGES = SystolicArray.DRAIN_DELAY + 2 + Requantizer.LATENCY
 #: Output FIFO depth: one row per cycle keeps flowing while o is always ready.
 OUT_DEPTH = DRAIN_STAGES + 2
 
@@ -236,10 +237,12 @@ class GemmEngine(wiring.Component):
         # With an accumulator memory, a command with acc_first = 0 adds the
         # partial sums a previous command left there (full width, modular), and
         # one with acc_last = 0 writes the sums back instead of emitting them.
-        # A row "loaded" out of the bank reaches the FIFO DRAIN_STAGES cycles later;
-        # a credit count of rows loaded but not yet sent keeps the FIFO from
-        # overflowing without a combinational path from ``o.ready`` into the array.
+        # A row "loaded" out of the bank is taken from ``row0`` DRAIN_DELAY cycles
+        # later and reaches the FIFO DRAIN_STAGES cycles after its load; a credit
+        # count of rows loaded but not yet sent keeps the FIFO from overflowing
+        # without a combinational path from ``o.ready`` into the array.
         load = Signal()
+        take = delay(m, load, SystolicArray.DRAIN_DELAY, "take")
         final_row = drain_row == pend_rows - 1
         acc_row = data.ArrayLayout(cfg.fmt.acc_shape, C)
         # Stage 1: the bank row and the partial sums read for it (zero when the command
@@ -249,29 +252,31 @@ class GemmEngine(wiring.Component):
         part = Signal(acc_row, reset_less=True)
         row = Signal(acc_row, reset_less=True)
         m.d.sync += [row[c].eq(bank_row[c] + part[c]) for c in range(C)]
-        with m.If(load):
+        formed = DRAIN_STAGES - Requantizer.LATENCY  # cycles from a load to its row's sum
+        with m.If(take):
             m.d.sync += bank_row.eq(array.row0)
         if cfg.acc_depth:
             first, emit = cmd.acc_first, cmd.acc_last
             m.submodules.accmem = accmem = Memory(shape=acc_row, depth=cfg.acc_depth, init=[])
             rd = accmem.read_port(domain="sync")
             wr = accmem.write_port()
+            # The partial sums of the row loaded are read at its load and arrive with
+            # its take (DRAIN_DELAY is at least the read port's one cycle), so rows
+            # leave back to back also when they accumulate. The sum is written back
+            # to the address it was read from once it is formed; the next command
+            # reads it many cycles later.
             addr = tile_base + drain_row
-            rd_ok = Signal()  # the read data belongs to addr: no row moved last cycle
-            m.d.sync += rd_ok.eq(~load)
-            # The sum is written back two cycles after its load, to the address it
-            # was read from; the next command reads it many cycles later.
             m.d.comb += [
-                rd.addr.eq(addr),
+                rd.addr.eq(delay(m, addr, SystolicArray.DRAIN_DELAY - 1, "rd_addr")),
                 rd.en.eq(1),
-                wr.addr.eq(delay(m, addr, 2, "wr_addr")),
+                wr.addr.eq(delay(m, addr, formed, "wr_addr")),
                 wr.data.eq(row),
-                wr.en.eq(delay(m, load & ~emit, 2, "wr_en")),
+                wr.en.eq(delay(m, load & ~emit, formed, "wr_en")),
             ]
-            with m.If(load):
+            with m.If(take):
                 m.d.sync += part.eq(Mux(first, 0, rd.data))
         else:
-            first, emit, rd_ok = Const(1), Const(1), Const(1)
+            emit = Const(1)
 
         m.submodules.out_fifo = fifo = SyncFIFO(
             width=Shape.cast(output_layout(cfg)).width, depth=OUT_DEPTH
@@ -279,7 +284,7 @@ class GemmEngine(wiring.Component):
         credits = Signal(range(OUT_DEPTH + 1))  # rows loaded for output, not yet sent
         sent = self.o.valid & self.o.ready
         m.d.comb += [
-            load.eq(bank_full & (credits < OUT_DEPTH) & (first | rd_ok)),
+            load.eq(bank_full & (credits < OUT_DEPTH)),
             array.drain.eq(load),
             lanes.advance.eq(load & emit),
         ]
@@ -289,18 +294,17 @@ class GemmEngine(wiring.Component):
         # with it into the requantiser.
         s_valid = Signal(DRAIN_STAGES)
         s_last = Signal(DRAIN_STAGES)
-        words = [Signal.like(lanes.words, reset_less=True, name=f"words{i}") for i in range(2)]
+        words = Signal.like(lanes.words, reset_less=True)
         with m.If(load):
-            m.d.sync += words[0].eq(lanes.words)
+            m.d.sync += words.eq(lanes.words)
         m.d.sync += [
-            words[1].eq(words[0]),
             s_valid.eq(Cat(load & emit, s_valid[:-1])),
             s_last.eq(Cat(pend_final & final_row, s_last[:-1])),
         ]
         beat = Signal(output_layout(cfg))
         m.d.comb += [
             requant.acc.eq(row),
-            requant.words.eq(words[1]),
+            requant.words.eq(delay(m, words, formed - 1, "words", data=True)),
             requant.shift.eq(cmd.shift),
             requant.rounding.eq(cmd.rounding),
             beat.data.eq(requant.q),

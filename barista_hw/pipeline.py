@@ -1,8 +1,22 @@
-"""Pipeline registers: one helper for every fixed delay line in the RTL."""
+"""Pipeline registers: fixed delay lines, and replicated registers for wide fan-out.
+
+A control value that reaches logic all over the die (the requantiser's shift, a
+buffer's read address, the result bank's drain) is a long, slow net when one
+register drives it. :func:`replicate` gives each group of consumers its own copy.
+Synthesis merges registers with the same input unless told not to, so every copy's
+name carries :data:`REPLICA`, and the board flow marks such registers ``keep``
+(:data:`YOSYS_KEEP_REPLICAS`); simulation is unaffected.
+"""
 
 from __future__ import annotations
 
 from amaranth import Module, Signal, Value
+
+#: Part of the name of every replicated register.
+REPLICA = "__rep"
+#: Yosys commands, run after reading the design, that keep replicated registers apart
+#: (``keep`` on the register cells: opt_merge then leaves them, checked with yosys 0.70).
+YOSYS_KEEP_REPLICAS = f"setattr -set keep 1 w:*{REPLICA}* %ci1:+$dff[Q] t:$dff %i"
 
 
 def delay(m: Module, value: Value, cycles: int, name: str, data: bool = False) -> Value:
@@ -16,3 +30,23 @@ def delay(m: Module, value: Value, cycles: int, name: str, data: bool = False) -
         m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def replicate(
+    m: Module, value: Value, copies: int, name: str, enable: Value | None = None
+) -> list[Signal]:
+    """``copies`` registers each loading ``value`` (when ``enable``, default always; no reset).
+
+    Each copy is meant to drive one group of consumers, so that the placer can put
+    it beside them; the copies survive synthesis as separate registers.
+    """
+    regs = []
+    for i in range(copies):
+        reg = Signal.like(value, name=f"{name}{REPLICA}{i}", reset_less=True)
+        if enable is None:
+            m.d.sync += reg.eq(value)
+        else:
+            with m.If(enable):
+                m.d.sync += reg.eq(value)
+        regs.append(reg)
+    return regs

