@@ -37,12 +37,13 @@ from .config import AcceleratorConfig
 from .engine import CYCLE_BITS, GemmEngine, command_layout, output_layout
 from .pipeline import delay
 
-#: Cycles from a command's acceptance to its first operand word reaching the engine:
-#: the first address issued, the buffers' pipelined read, the operand FIFO.
-FEED_LATENCY = 2 + READ_LATENCY
 #: Operand words issued to the buffers and not yet taken by the engine, at most: as
-#: many as the round trip from issue to take, so one word per cycle is sustained.
-FEED_DEPTH = FEED_LATENCY
+#: many as the round trip from issue to take (the address issued, the buffers'
+#: pipelined read, the operand FIFO), so one word per cycle is sustained.
+FEED_DEPTH = 2 + READ_LATENCY
+#: Cycles from a command's acceptance to its first operand word reaching the engine:
+#: the command register, then that round trip.
+FEED_LATENCY = 1 + FEED_DEPTH
 
 
 class SharedEngine(GemmEngine):
@@ -132,20 +133,24 @@ class Accelerator(wiring.Component):
         img_left = Signal(dim)
         last_col = Signal()  # n_rem <= C
         last_row = Signal()  # m_rem <= R
+        # As in the engine, acceptance loads only the command register and the walk
+        # starts from it a cycle later (the engine is busy by then: no second accept).
+        started = Signal()
+        m.d.sync += started.eq(self.cmd.valid & self.cmd.ready)
         with m.If(self.cmd.valid & self.cmd.ready):
-            p = self.cmd.payload
+            m.d.sync += cmd.eq(self.cmd.payload)
+        with m.If(started):
             m.d.sync += [
-                cmd.eq(p),
                 walking.eq(1),
-                a_addr.eq(p.a_base),
-                a_row.eq(p.a_base),
-                b_addr.eq(p.b_base),
-                m_rem.eq(p.m),
-                n_rem.eq(p.n),
-                last_row.eq(p.m <= R),
-                last_col.eq(p.n <= C),
-                k_left.eq(p.k - 1),
-                img_left.eq(p.images - 1),
+                a_addr.eq(cmd.a_base),
+                a_row.eq(cmd.a_base),
+                b_addr.eq(cmd.b_base),
+                m_rem.eq(cmd.m),
+                n_rem.eq(cmd.n),
+                last_row.eq(cmd.m <= R),
+                last_col.eq(cmd.n <= C),
+                k_left.eq(cmd.k - 1),
+                img_left.eq(cmd.images - 1),
             ]
 
         # -- read pipeline: address -> buffers' pipelined read -> operand FIFO -> engine

@@ -29,14 +29,16 @@ Streams (Amaranth ``lib.stream``, valid/ready; any stall anywhere is allowed):
   each; lanes past ``N`` are zero. ``last`` marks the final beat of the GEMM.
 
 Cycle count: ``cycles`` counts the clock cycles from the one after the command
-is accepted up to and including the final output transfer. With operands
-always valid and ``o`` always ready (``T`` tiles, ``Kt = k * images``,
-``W = R + C + 2`` the capture-wave latency, ``rows(t)`` the valid rows of
-tile ``t``), each tile occupies ``max(Kt, W + rows(previous tile))`` issue
-cycles and the tail adds ``W + rows(last tile) + D`` with ``D`` the drain latency
-(:func:`drain_latency`: the requantiser pipeline and the output FIFO):
-``cycles <= T * max(Kt, W + R) + W + R + D``; :func:`cycle_bound` computes it.
-Stalls on the streams only add cycles.
+is accepted up to and including the final output transfer. The first operands
+are taken :data:`FIRST_TAKE` cycles after acceptance at the earliest (the command
+register, then the walk state loaded from it). With operands always valid and
+``o`` always ready (``T`` tiles, ``Kt = k * images``, ``W = R + C + 2`` the
+capture-wave latency, ``rows(t)`` the valid rows of tile ``t``), each tile
+occupies ``max(Kt, W + rows(previous tile))`` issue cycles and the tail adds
+``W + rows(last tile) + D`` with ``D`` the drain latency (:func:`drain_latency`:
+the requantiser pipeline and the output FIFO):
+``cycles <= T * max(Kt, W + R) + W + R + D + FIRST_TAKE - 1``; :func:`cycle_bound`
+computes it. Stalls on the streams only add cycles.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ CYCLE_BITS = 40
 DRAIN_STAGES = SystolicArray.DRAIN_DELAY + 2 + Requantizer.LATENCY
 #: Output FIFO depth: one row per cycle keeps flowing while o is always ready.
 OUT_DEPTH = DRAIN_STAGES + 2
+#: Cycles from a command's acceptance to the first cycle operands can be taken.
+FIRST_TAKE = 2
 
 
 def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
@@ -104,7 +108,9 @@ def cycle_bound(cfg: EngineConfig, m: int, k: int, n: int, images: int = 1) -> i
     """Upper bound of ``cycles`` for a stall-free GEMM (see the module docstring)."""
     tiles = -(-m // cfg.rows) * -(-n // cfg.cols)
     w = wave_latency(cfg)
-    return tiles * max(k * images, w + cfg.rows) + w + cfg.rows + drain_latency(cfg)
+    return (
+        tiles * max(k * images, w + cfg.rows) + w + cfg.rows + drain_latency(cfg) + FIRST_TAKE - 1
+    )
 
 
 def _lane_mask(count, lanes: int):  # noqa: ANN001, ANN202
@@ -162,22 +168,26 @@ class GemmEngine(wiring.Component):
         tile_base = Signal(range(max(cfg.acc_depth, 1) + R))  # accumulator-memory row of tile
 
         # -- command --------------------------------------------------------
-        m.d.comb += [self.cmd.ready.eq(~self.busy), lanes.seed.eq(self.cmd.payload.seed)]
+        # Acceptance loads only the command register; the walk state and the LFSR
+        # seeds follow from that register in the next cycle (``started``, when the
+        # feeder does not fire), so the acceptance net drives few flip-flops and no
+        # logic sits between the sender's payload register and the walk state.
+        started = Signal()
+        m.d.comb += [self.cmd.ready.eq(~self.busy), lanes.seed.eq(cmd.seed), lanes.load.eq(started)]
+        m.d.sync += started.eq(self.cmd.valid & self.cmd.ready)
         with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [cmd.eq(self.cmd.payload), self.busy.eq(1), self.cycles.eq(0)]
+        with m.If(started):
             m.d.sync += [
-                cmd.eq(self.cmd.payload),
-                m_rem.eq(self.cmd.payload.m),
-                n_rem.eq(self.cmd.payload.n),
-                row_mask.eq(_lane_mask(self.cmd.payload.m, R)),
-                col_mask.eq(_lane_mask(self.cmd.payload.n, C)),
-                k_left.eq(self.cmd.payload.k - 1),
-                img_left.eq((self.cmd.payload.images if self.BATCHED else 1) - 1),
+                m_rem.eq(cmd.m),
+                n_rem.eq(cmd.n),
+                row_mask.eq(_lane_mask(cmd.m, R)),
+                col_mask.eq(_lane_mask(cmd.n, C)),
+                k_left.eq(cmd.k - 1),
+                img_left.eq((cmd.images if self.BATCHED else 1) - 1),
                 feed_done.eq(0),
                 tile_base.eq(0),
-                self.busy.eq(1),
-                self.cycles.eq(0),
             ]
-            m.d.comb += lanes.load.eq(1)
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
@@ -192,6 +202,7 @@ class GemmEngine(wiring.Component):
         m.d.comb += [
             fire.eq(
                 self.busy
+                & ~started
                 & ~feed_done
                 & self.a.valid
                 & self.b.valid

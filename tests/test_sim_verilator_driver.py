@@ -19,7 +19,7 @@ import pytest
 from barista_hw import model, plan
 from barista_hw.accelerator import FEED_LATENCY, Accelerator, run_layout, write_layout
 from barista_hw.config import AcceleratorConfig, EngineConfig
-from barista_hw.engine import output_layout
+from barista_hw.engine import FIRST_TAKE, output_layout
 from barista_hw.errors import InputError
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.schedule import schedule_gemm
@@ -317,5 +317,5 @@ def test_engine_cycles_equal_the_cocotb_suite(vsim: vd.VerilatedAccelerator, sim
         np.testing.assert_array_equal(run.result, res.got)
         # The accelerator's feed pipeline (buffer read, operand FIFO) delivers the first
         # operands later than the testbench, and the engine counts those cycles too.
-        assert run.last_counter == res.cycles + FEED_LATENCY - 1
+        assert run.last_counter == res.cycles + FEED_LATENCY - FIRST_TAKE
         assert run.engine_cycles == run.last_counter
