@@ -215,12 +215,14 @@ class GemmEngine(wiring.Component):
         a_in = Signal.like(array.a, reset_less=True)  # operands only matter under valid
         b_in = Signal.like(array.b, reset_less=True)
         m.d.comb += [array.a.eq(a_in), array.b.eq(b_in)]
+        # Lanes past the matrix edge are zeroed: partial tiles need no host padding.
+        # Loaded every cycle (``array.valid`` says which beats count), so ``fire``
+        # does not fan out to the operand registers at every row's and column's edge.
+        for r in range(R):
+            m.d.sync += a_in[r].eq(Mux(row_mask[r], self.a.payload[r], 0))
+        for c in range(C):
+            m.d.sync += b_in[c].eq(Mux(col_mask[c], self.b.payload[c], 0))
         with m.If(fire):
-            # Lanes past the matrix edge are zeroed: partial tiles need no host padding.
-            for r in range(R):
-                m.d.sync += a_in[r].eq(Mux(row_mask[r], self.a.payload[r], 0))
-            for c in range(C):
-                m.d.sync += b_in[c].eq(Mux(col_mask[c], self.b.payload[c], 0))
             with m.If(last_k):
                 m.d.sync += k_left.eq(cmd.k - 1)
                 with m.If(last_img):
