@@ -19,11 +19,11 @@ LAYERS = [
 
 def test_files_written_and_byte_identical(tmp_path) -> None:
     out = tmp_path / "net"
-    r1 = generate(LAYERS, target="icebreaker", preset="tiny", out=out, name="Tiny Net")
+    r1 = generate(LAYERS, target="ulx3s-25f", preset="tiny", out=out, name="Tiny Net")
     files = sorted(p.name for p in out.iterdir())
     assert files == ["accelerator.v", "manifest.json", "summary.txt"]
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    generate(LAYERS, target="icebreaker", preset="tiny", out=out, name="Tiny Net")
+    generate(LAYERS, target="ulx3s-25f", preset="tiny", out=out, name="Tiny Net")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     assert [p.name for p in tmp_path.iterdir()] == ["net"]  # no temporary directories left
     assert r1.top == "tiny_net" and "module tiny_net(" in first["accelerator.v"].decode()
@@ -31,10 +31,10 @@ def test_files_written_and_byte_identical(tmp_path) -> None:
 
 
 def test_manifest_contents(tmp_path) -> None:
-    r = generate(LAYERS, target="icebreaker", preset="tiny", out=tmp_path / "n", name="n")
+    r = generate(LAYERS, target="ulx3s-25f", preset="tiny", out=tmp_path / "n", name="n")
     m = json.loads((tmp_path / "n" / "manifest.json").read_text())
     assert m == json.loads(json.dumps(r.manifest))
-    assert m["config"]["engine"]["rows"] == 2 and m["config"]["target"] == "icebreaker"
+    assert m["config"]["engine"]["rows"] == 2 and m["config"]["target"] == "ulx3s-25f"
     verilog = (tmp_path / "n" / "accelerator.v").read_text()
     header = re.search(r"module n\((.*?)\);", verilog, re.S).group(1)
     names = {p["name"] for p in m["ports"]}
@@ -79,7 +79,7 @@ def test_failing_net_names_the_layer(tmp_path) -> None:
         match=r"layer fc9, forward pass: N = 70000 exceeds the "
         r"16-bit command field \(needs dim_bits >= 17\)",
     ):
-        generate([GemmLayer("fc9", "fc", 70000, 4, 4)], preset="tiny", target="icebreaker")
+        generate([GemmLayer("fc9", "fc", 70000, 4, 4)], preset="tiny", target="ulx3s-25f")
     # The iCEBreaker preset has no accumulator memory and 128-word buffer halves.
     with pytest.raises(InputError, match=r"layer ip1, forward pass: a reduction of 500"):
         generate([GemmLayer("ip1", "fc", 4, 10, 500)], preset="icebreaker", target="icebreaker")
@@ -89,7 +89,7 @@ def test_failing_net_names_the_layer(tmp_path) -> None:
     keep.mkdir()
     (keep / "notes.txt").write_text("x")
     with pytest.raises(InputError, match="refusing"):
-        generate(LAYERS, preset="tiny", target="icebreaker", out=keep)
+        generate(LAYERS, preset="tiny", target="ulx3s-25f", out=keep)
     assert (keep / "notes.txt").read_text() == "x"
 
 
@@ -109,5 +109,5 @@ def test_verilog_lints(tmp_path) -> None:
         pytest.skip(f"verilator not usable: {exc}")
     if shutil.which("g++") is None:
         pytest.skip("no C++ compiler")
-    r = generate(LAYERS, target="icebreaker", preset="tiny", out=tmp_path / "n", name="lint_me")
+    r = generate(LAYERS, target="ulx3s-25f", preset="tiny", out=tmp_path / "n", name="lint_me")
     assert lint.lint(tmp_path / "n" / "accelerator.v", r.top) == []
