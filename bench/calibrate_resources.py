@@ -34,7 +34,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,12 @@ POINTS: tuple[Point, ...] = (
     Point("ice 2x4 fx16 d256 acc0", ICE_2X4, ACCEL, "ecp5"),
     Point("ice 2x4 fx16 d256 acc0", ICE_2X4, ACCEL, "ice40"),
     Point("ice 2x4 fx16 d256 acc0", ICE_2X4, "icebreaker", "ice40"),
-    Point("ice 4x1 fx16 d256 acc0", PRESETS["icebreaker"], "icebreaker", "ice40"),
+    Point(
+        "ice 4x1 fx16 d256 acc0",
+        replace(_cfg(4, 1, "fx16", 256, 0), clock_mhz=24.0, name="icebreaker", target="icebreaker"),
+        "icebreaker",
+        "ice40",
+    ),
     Point("tiny 2x2 fx8 d64 acc8", PRESETS["tiny"], "icebreaker", "ice40"),
 )
 
