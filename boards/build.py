@@ -7,7 +7,9 @@ Amaranth's environment variables (:data:`TOOL_ENV`), and returns a :class:`Build
 post-route Fmax per clock, utilisation per cell type (both from nextpnr's JSON
 report), the configuration, the resource estimate of :mod:`barista_hw.resources` for
 comparison, tool versions and build time. ``report.json`` and the bitstream are
-written into ``out``.
+written into ``out``. Yosys first marks the replicated registers ``keep``
+(:data:`barista_hw.pipeline.YOSYS_KEEP_REPLICAS`); a synthesis stopped by a Yosys
+assertion is run once more in the form of :func:`purge_synthesis`.
 
 Builds are cached under ``<cache>/<board>-<key>/``, the key a SHA-256 of every file
 of the build plan (RTLIL, constraints, scripts), the tool versions and options; a
