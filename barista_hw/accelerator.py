@@ -135,9 +135,10 @@ class Accelerator(wiring.Component):
         last_row = Signal()  # m_rem <= R
         # As in the engine, acceptance loads only the command register and the walk
         # starts from it a cycle later (the engine is busy by then: no second accept).
+        accepted = self.cmd.valid & self.cmd.ready
         started = Signal()
-        m.d.sync += started.eq(self.cmd.valid & self.cmd.ready)
-        with m.If(self.cmd.valid & self.cmd.ready):
+        m.d.sync += started.eq(accepted)
+        with m.If(accepted):
             m.d.sync += cmd.eq(self.cmd.payload)
         with m.If(started):
             m.d.sync += [

@@ -172,10 +172,11 @@ class GemmEngine(wiring.Component):
         # seeds follow from that register in the next cycle (``started``, when the
         # feeder does not fire), so the acceptance net drives few flip-flops and no
         # logic sits between the sender's payload register and the walk state.
+        accepted = self.cmd.valid & self.cmd.ready
         started = Signal()
         m.d.comb += [self.cmd.ready.eq(~self.busy), lanes.seed.eq(cmd.seed), lanes.load.eq(started)]
-        m.d.sync += started.eq(self.cmd.valid & self.cmd.ready)
-        with m.If(self.cmd.valid & self.cmd.ready):
+        m.d.sync += started.eq(accepted)
+        with m.If(accepted):
             m.d.sync += [cmd.eq(self.cmd.payload), self.busy.eq(1), self.cycles.eq(0)]
         with m.If(started):
             m.d.sync += [

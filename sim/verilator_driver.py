@@ -553,8 +553,10 @@ class Program:
 def command_budget(cfg: AcceleratorConfig, c: Chunk) -> int:
     """A safe upper bound of one command's cycles (acceptance to ``busy`` low), stall-free.
 
-    :func:`barista_hw.engine.cycle_bound` with the controller's read pipeline and a
-    margin added.
+    The shape of :func:`barista_hw.engine.cycle_bound` with each tile's drain counted
+    twice and 8 cycles for the command register and the controller's feed
+    (:data:`~barista_hw.accelerator.FEED_LATENCY` is 7): above the exact
+    :func:`barista_hw.plan.command_cycles` for every command.
     """
     e = cfg.engine
     tiles = -(-c.m // e.rows) * -(-c.n // e.cols)
