@@ -58,13 +58,18 @@ class SystolicArray(wiring.Component):
             }
         )
 
+    @staticmethod
+    def pe_name(row: int, col: int) -> str:
+        """The submodule name of PE ``(row, col)``."""
+        return f"pe_{row}_{col}"
+
     def elaborate(self, platform: object) -> Module:
         m = Module()
         R, C = self.rows, self.cols
         pes = [[ProcessingElement(self.fmt) for _ in range(C)] for _ in range(R)]
         for r in range(R):
             for c in range(C):
-                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+                m.submodules[self.pe_name(r, c)] = pes[r][c]
 
         for r in range(R):
             left = pes[r][0]

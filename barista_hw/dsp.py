@@ -23,6 +23,8 @@ FAMILIES = (ECP5,)
 #: The ECP5 multiplier cell and its operand width (signed).
 ECP5_MULT = "MULT18X18D"
 ECP5_WIDTH = 18
+#: The multiplier instance's name inside its PE (the board floorplan finds it by it).
+ECP5_INSTANCE = "mult"
 #: MULT18X18D settings that put the operand and product registers in the DSP (CLK0,
 #: always enabled, never reset: the PE's data registers have no reset either).
 ECP5_REGISTERS = {
@@ -98,5 +100,5 @@ def _ecp5_mult(m: Module, a: Value, b: Value) -> Signal:
     for i in range(2 * ECP5_WIDTH):
         ports[f"o_P{i}"] = p[i]
     params = {f"p_{k}": v for k, v in ECP5_REGISTERS.items()}
-    m.submodules["mult"] = Instance(ECP5_MULT, **params, **ports)
+    m.submodules[ECP5_INSTANCE] = Instance(ECP5_MULT, **params, **ports)
     return p

@@ -39,6 +39,7 @@ from barista_hw.errors import InputError
 from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
 from barista_hw.resources import estimate
 
+from . import floorplan
 from .platforms import DEFAULT_BAUD, DEFAULT_RESULT_DEPTH, BoardSpec, BoardTop, get_board
 from .protocol import PROTOCOL_VERSION, config_hash
 
@@ -258,11 +259,21 @@ def _parse_pnr(path: Path) -> tuple[dict, dict, dict]:
     return fmax, util, _critical_path(doc)
 
 
+def _floorplan(top: BoardTop, board: BoardSpec) -> str | None:
+    """The Yosys commands that pin the PEs' multipliers, if the board's DSP grid is known."""
+    e, grid = top.cfg.engine, board.dsp_grid
+    # An array too big for the device is left to nextpnr to report as no-fit.
+    if grid is None or e.rows * e.cols > grid.size:
+        return None
+    return floorplan.yosys_script(e.rows, e.cols, grid)
+
+
 def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[str, str]]:
     """Amaranth's build plan and the options it was made with."""
     platform = board.make_platform()
+    pins = _floorplan(top, board)
     opts = {
-        "script_after_read": YOSYS_KEEP_REPLICAS,
+        "script_after_read": YOSYS_KEEP_REPLICAS + (f"\n{pins}" if pins else ""),
         "synth_opts": board.synth_opts,
         "nextpnr_opts": " ".join(
             [f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}", board.pnr_opts]
@@ -379,6 +390,8 @@ def _run(
         tools=versions,
         key=key,
     )
+    if _floorplan(top, spec):
+        report.messages.append("PE multipliers pinned to DSP sites, array columns along DSP rows")
     try:
         plan.extract(tmp)  # type: ignore[attr-defined]
         script = f"{plan.script}.sh"  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from barista_hw.errors import InputError
 from barista_hw.targets import Target, get_target
 
 from .clocks import PllDomain
+from .floorplan import ECP5_85F, DspGrid
 from .link import LinkedAccelerator
 
 DEFAULT_BAUD = 1_000_000
@@ -42,6 +43,9 @@ class BoardSpec:
     synth_opts: str = ""
     pnr_opts: str = ""  # extra nextpnr options
     bitstream: str = "top.bit"
+    # The device's multiplier sites, when known: the board flow then pins each PE's
+    # multiplier (see boards.floorplan).
+    dsp_grid: DspGrid | None = None
 
     @property
     def target(self) -> Target:
@@ -52,7 +56,7 @@ class BoardSpec:
         return getattr(importlib.import_module(module), cls)()
 
 
-def _ulx3s(size: str) -> BoardSpec:
+def _ulx3s(size: str, dsp_grid: DspGrid | None = None) -> BoardSpec:
     """ULX3S (ECP5, 25 MHz oscillator); router2 routes its big designs far faster than
     nextpnr's default router1."""
     return BoardSpec(
@@ -62,13 +66,16 @@ def _ulx3s(size: str) -> BoardSpec:
         "clk25",
         25.0,
         pnr_opts="--router router2",
+        dsp_grid=dsp_grid,
     )
 
 
 BOARDS: dict[str, BoardSpec] = {
     b.name: b
     for b in (
-        *(_ulx3s(size) for size in ("85f", "45f", "25f")),
+        _ulx3s("85f", ECP5_85F),
+        _ulx3s("45f"),
+        _ulx3s("25f"),
         BoardSpec(
             "icebreaker",
             "amaranth_boards.icebreaker:ICEBreakerPlatform",

@@ -1,0 +1,90 @@
+"""Floorplan: each PE's multiplier fixed to a DSP site, so that array neighbours sit side by side.
+
+An ECP5's multipliers lie in a few horizontal rows of DSP blocks (the 85F: three rows
+of 52). Left to itself, nextpnr's placer folds a 10 x 15 array onto those rows in
+its own way: neighbours in the array end up dozens of columns apart. Each PE sends
+its ``b`` operand and its 48-bit result bank to the PE below it, so those hops cross
+every cut of a DSP row many times over, and the band of logic around each row
+cannot be routed (router2 stalled at ~34,000 overused wires).
+
+:func:`pe_sites` lays the array out column by column: the PEs of one array column
+take consecutive sites, so the ``b`` and drain hops go to the next site, and an
+``a`` hop skips ``rows`` sites. A DSP row takes whole array columns where they fit,
+and successive DSP rows run in opposite directions (a snake), so the hop from the
+last column of one DSP row to the first of the next is a vertical one.
+
+:func:`yosys_script` writes the placement as ``BEL`` attributes, which nextpnr
+honours, and makes Yosys stop if any PE's multiplier was not found.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from barista_hw.array import SystolicArray
+from barista_hw.dsp import ECP5_INSTANCE, ECP5_MULT
+
+
+@dataclass(frozen=True)
+class DspGrid:
+    """The multiplier sites of one ECP5 device, as nextpnr names them (``X<x>/Y<y>/MULT18_<o>``)."""
+
+    rows: tuple[int, ...]  # Y of each DSP row
+    blocks: tuple[int, ...]  # X of each DSP block's first multiplier
+    offsets: tuple[int, ...] = (0, 1, 4, 5)  # a block's multipliers: X + o, bel MULT18_<o>
+
+    @property
+    def per_row(self) -> int:
+        return len(self.blocks) * len(self.offsets)
+
+    @property
+    def size(self) -> int:
+        return self.per_row * len(self.rows)
+
+    def strip(self, i: int) -> list[str]:
+        """The sites of DSP row ``i`` in order: left to right on even rows, right to left on odd."""
+        y = self.rows[i]
+        sites = [(b + o, o) for b in self.blocks for o in self.offsets]
+        sites.sort(reverse=i % 2 == 1)
+        return [f"X{x}/Y{y}/MULT18_{o}" for x, o in sites]
+
+
+#: LFE5U-85F, from nextpnr 0.11's device database (each site checked by pinning a
+#: multiplier to it; the gap after X58 is the centre clock spine).
+ECP5_85F = DspGrid(rows=(10, 34, 58), blocks=(4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114))
+
+
+def pe_sites(rows: int, cols: int, grid: DspGrid) -> dict[tuple[int, int], str]:
+    """PE ``(r, c)`` -> DSP site, column-major over as few DSP rows as hold whole columns.
+
+    When a DSP row cannot hold even one array column per share, the columns run on
+    across DSP rows in the same order. Raises ``ValueError`` if the array has more
+    PEs than the device has multipliers.
+    """
+    if rows * cols > grid.size:
+        raise ValueError(
+            f"a {rows}x{cols} array needs more than the device's {grid.size} multipliers"
+        )
+    strips = [grid.strip(i) for i in range(len(grid.rows))]
+    for used in range(1, len(strips) + 1):
+        per_strip = math.ceil(cols / used)
+        if per_strip * rows <= grid.per_row:
+            return {
+                (r, c): strips[c // per_strip][(c % per_strip) * rows + r]
+                for r in range(rows)
+                for c in range(cols)
+            }
+    chain = [site for strip in strips for site in strip]
+    return {(r, c): chain[c * rows + r] for r in range(rows) for c in range(cols)}
+
+
+def yosys_script(rows: int, cols: int, grid: DspGrid) -> str:
+    """Yosys commands (run on the hierarchical design) that pin every PE's multiplier."""
+    lines = [
+        # Amaranth names each PE's module after its path: "top.<...>.array.pe_<r>_<c>".
+        f'setattr -set BEL "{site}" *.{SystolicArray.pe_name(r, c)}/{ECP5_INSTANCE}'
+        for (r, c), site in sorted(pe_sites(rows, cols, grid).items())
+    ]
+    lines.append(f"select -assert-count {rows * cols} t:{ECP5_MULT} a:BEL %i")
+    return "\n".join(lines)
