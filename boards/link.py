@@ -85,6 +85,10 @@ class HostLink(wiring.Component):
         ring = Memory(shape=unsigned(C * w), depth=D, init=[])
         m.submodules.ring = ring
         ring_w, ring_r = ring.write_port(), ring.read_port(domain="sync")
+        # The block RAM's output (no output register: ~6 ns clock-to-out on ECP5) goes to
+        # one register, which the placer can put beside it, before the payload's muxes.
+        ring_q = Signal.like(ring_r.data, reset_less=True)
+        m.d.sync += ring_q.eq(ring_r.data)
         written = Signal(P.ADDR_BITS)  # beats of the current chunk produced
         released = Signal(P.ADDR_BITS)  # beats the host confirmed (freed)
         # ``o.ready`` is a register, so no path runs from the ring's counters into the
@@ -190,6 +194,11 @@ class HostLink(wiring.Component):
         hdr_ok = Signal()
         wr_bad = Signal()
         rd_bad = Signal()
+        # READ waits for its last beat through a registered compare (no adder in front of
+        # the FSM); ``written`` only grows meanwhile, so a flag a cycle old is safe.
+        rd_end = Signal(P.ADDR_BITS + 1)
+        rd_have = Signal()
+        m.d.sync += rd_have.eq(written >= rd_end)
         with m.FSM() as fsm:
             with m.State("HUNT"):
                 with m.If(rx.valid & (byte_in == P.SYNC_REQ)):
@@ -216,6 +225,7 @@ class HostLink(wiring.Component):
                     crc_cnt.eq(0),
                     t_read.eq(0),
                     hdr_ok.eq(crc == 0),
+                    rd_end.eq(r_addr + r_count),
                     wr_bad.eq((r_count == 0) | (r_addr + r_count > depth)),
                     rd_bad.eq(
                         (r_count == 0) | (r_count > D) | (r_addr < released) | (r_addr > written)
@@ -286,7 +296,7 @@ class HostLink(wiring.Component):
                     m.d.sync += [written.eq(0), released.eq(0), cmd_valid.eq(0)]
                     ack()
             with m.State("READ_WAIT"):
-                with m.If(written >= released + r_count):
+                with m.If(rd_have):
                     m.d.sync += [beat.eq(0), in_beat.eq(0), t_read.eq(1)]
                     # count * beat_bytes as shifted adds: a constant product would take a DSP
                     bb = geo.beat_bytes
@@ -314,7 +324,9 @@ class HostLink(wiring.Component):
             with m.State("RSP_LOAD"):
                 m.next = "RSP_LOAD2"  # the ring's read port answers the next cycle
             with m.State("RSP_LOAD2"):
-                m.d.sync += psh.eq(ring_r.data)
+                m.next = "RSP_LOAD3"  # ring_q holds it one cycle later
+            with m.State("RSP_LOAD3"):
+                m.d.sync += psh.eq(ring_q)
                 m.next = "RSP_PAY"
             with m.State("RSP_PAY"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(psh[:8])]
