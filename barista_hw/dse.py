@@ -101,7 +101,7 @@ class DseResult:
         )
         lines = [
             f"Pareto front of {len(self.candidates)} designs that fit {b.name} "
-            f"({b.mults} mults, {b.bram_blocks} BRAM, {b.luts} LUT, {b.mhz:g} MHz):",
+            f"({b.mults} mults, {b.bram_usable} BRAM, {b.luts} LUT, {b.mhz:g} MHz):",
             head,
         ]
         for c in self.pareto:

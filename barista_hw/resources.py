@@ -120,7 +120,7 @@ class Resources:
     def fits(self, budget: Budget) -> bool:
         return (
             self.mults <= budget.mults
-            and self.bram_blocks <= budget.bram_blocks
+            and self.bram_blocks <= budget.bram_usable
             and self.luts <= budget.luts
         )
 
@@ -129,7 +129,7 @@ class Resources:
         out = []
         for what, used, have in (
             (budget.mult_kind, self.mults, budget.mults),
-            (budget.bram_kind, self.bram_blocks, budget.bram_blocks),
+            (budget.bram_kind, self.bram_blocks, budget.bram_usable),
             (budget.lut_kind, self.luts, budget.luts),
         ):
             if used > have:

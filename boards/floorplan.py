@@ -2,10 +2,9 @@
 
 An ECP5's multipliers lie in a few horizontal rows of DSP blocks (the 85F: three rows
 of 52). Left to itself, nextpnr's placer folds a 10 x 15 array onto those rows in
-its own way: neighbours in the array end up dozens of columns apart. Each PE sends
-its ``b`` operand and its 48-bit result bank to the PE below it, so those hops cross
-every cut of a DSP row many times over, and the band of logic around each row
-cannot be routed (router2 stalled at ~34,000 overused wires).
+its own way: neighbours in the array end up dozens of columns apart. Each PE passes
+its ``b`` operand down and its 48-bit result bank up the array column, so those
+hops cross every cut of a DSP row many times over.
 
 :func:`pe_sites` lays the array out column by column: the PEs of one array column
 take consecutive sites, so the ``b`` and drain hops go to the next site, and an
@@ -15,6 +14,11 @@ last column of one DSP row to the first of the next is a vertical one.
 
 :func:`yosys_script` writes the placement as ``BEL`` attributes, which nextpnr
 honours, and makes Yosys stop if any PE's multiplier was not found.
+
+Measured on LeNet's 10x15 fx16 accelerator with 8192-word buffers (nextpnr 0.11,
+seed 1): placement took 13 minutes instead of 26, the placed wire length fell by a
+quarter, the post-placement Fmax estimate rose from 57.5 to 64.8 MHz, and router2's
+overused wires, where it stalls, from ~34,000 to ~24,500 (so still not routed).
 """
 
 from __future__ import annotations

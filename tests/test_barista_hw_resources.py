@@ -61,6 +61,19 @@ def test_budget_parsing() -> None:
             Budget.parse(bad)
 
 
+def test_block_ram_fill_leaves_blocks_free() -> None:
+    full = Budget(16, 100, 40000, 50.0)
+    part = Budget(16, 100, 40000, 50.0, bram_fill=0.6)
+    cfg = AcceleratorConfig(EngineConfig(4, 4, FixedFormat(16, 8, 48)), 8192, 8192)
+    r = estimate(cfg, full)
+    assert 60 < r.bram_blocks <= 100  # fits the device, not its first 60 blocks
+    assert r.fits(full) and not r.fits(part) and part.bram_usable == 60
+    assert "(budget 60)" in r.shortfall(part)[0]
+    assert get_target("ulx3s-85f").budget.bram_usable == 124
+    with pytest.raises(InputError, match="bram_fill"):
+        Budget(16, 100, 40000, 50.0, bram_fill=0.0)
+
+
 def test_targets_as_nextpnr_reports_them() -> None:
     t = TARGETS["ulx3s-85f"].budget
     assert (t.mults, t.bram_blocks, t.luts, t.bram_block_bits) == (156, 208, 83640, 18 * 1024)
