@@ -60,9 +60,10 @@ import numpy as np
 
 from barista_hw.accelerator import Accelerator, run_layout, write_layout
 from barista_hw.config import AcceleratorConfig
-from barista_hw.engine import CYCLE_BITS, drain_latency, output_layout, wave_latency
+from barista_hw.engine import CYCLE_BITS, output_layout
 from barista_hw.errors import InputError
 from barista_hw.model import output_beats
+from barista_hw.plan import command_cycles
 from barista_hw.rtl import to_verilog, write_text_atomic
 from barista_hw.schedule import Chunk, block_seed, pack_a, pack_b, schedule_gemm
 
@@ -550,20 +551,6 @@ class Program:
         return int(self.segs[:, 3].sum()) if len(self.segs) else 0
 
 
-def command_budget(cfg: AcceleratorConfig, c: Chunk) -> int:
-    """A safe upper bound of one command's cycles (acceptance to ``busy`` low), stall-free.
-
-    The shape of :func:`barista_hw.engine.cycle_bound` with each tile's drain counted
-    twice and 8 cycles for the command register and the controller's feed
-    (:data:`~barista_hw.accelerator.FEED_LATENCY` is 7): above the exact
-    :func:`barista_hw.plan.command_cycles` for every command.
-    """
-    e = cfg.engine
-    tiles = -(-c.m // e.rows) * -(-c.n // e.cols)
-    w = wave_latency(e)
-    return tiles * max(c.kt, w + 2 * e.rows) + w + 2 * e.rows + drain_latency(e) + 8
-
-
 def make_program(
     cfg: AcceleratorConfig,
     a: np.ndarray,
@@ -643,7 +630,9 @@ def make_program(
         last_reader[0][int(c.a_base >= halves[0])] = i
         last_reader[1][int(c.b_base >= halves[1])] = i
         expect[i] = c.m * -(-c.n // C) if c.acc_last else 0
-        budget[i] = int(command_budget(cfg, c) * margin)
+        # The exact, stall-free cycle model times the margin (run() scales it for stalls).
+        cycles = command_cycles(cfg.engine, c.m, c.n, c.kt, acc_last=c.acc_last)
+        budget[i] = int(cycles * margin)
     words = np.concatenate(blocks) if blocks else np.zeros((0, lanes), dtype=np.int32)
     return Program(
         chunks=chunks,
