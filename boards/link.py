@@ -21,10 +21,10 @@ from __future__ import annotations
 from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.hdl import Value
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from barista_hw.accelerator import Accelerator, run_layout, write_layout
+from barista_hw.buffer import collision_free_memory
 from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout
 from barista_hw.errors import InputError
@@ -82,7 +82,9 @@ class HostLink(wiring.Component):
         rx, tx = self.rx, self.tx
 
         # -- result ring -------------------------------------------------------------
-        ring = Memory(shape=unsigned(C * w), depth=D, init=[])
+        # Reads (of beats written earlier, at most D - 1 behind the writer) never use
+        # the word being written: the read port may return anything then.
+        ring = collision_free_memory(unsigned(C * w), D)
         m.submodules.ring = ring
         ring_w, ring_r = ring.write_port(), ring.read_port(domain="sync")
         # The block RAM's output (no output register: ~6 ns clock-to-out on ECP5) goes to

@@ -236,17 +236,25 @@ def test_judge_timing_and_failures(tmp_path: Path) -> None:
     assert "synthesis failed (exit 1): ERROR: Max frequency" in r.messages[0]
 
 
-def test_purge_synthesis_splits_only_the_synth_step() -> None:
+def test_purge_synthesis_splits_only_the_synth_step_from_ram_mapping() -> None:
     from boards.build import purge_synthesis
 
-    script = "read_rtlil top.il\n    synth_ecp5 -run :check -top top\nstat\n"
+    script = (
+        "read_rtlil top.il\n    synth_ecp5 -run :map_ram -top top\nsetparam\n"
+        "synth_ecp5 -run map_ram:check -top top\nstat\n"
+    )
     assert purge_synthesis(script).splitlines() == [
         "read_rtlil top.il",
-        "    synth_ecp5 -run :map_luts -top top",
+        "    synth_ecp5 -run :map_ram -top top",
+        "setparam",
+        "synth_ecp5 -run map_ram:map_luts -top top",
         "opt_clean -purge",
-        "    synth_ecp5 -run map_luts:check -top top",
+        "synth_ecp5 -run map_luts:check -top top",
         "stat",
     ]
+    assert purge_synthesis("synth_ice40 -dsp -run map_ram: -top top").splitlines()[2] == (
+        "synth_ice40 -dsp -run map_luts: -top top"
+    )
 
 
 FAKE_YOSYS = """#!/bin/sh
@@ -279,4 +287,4 @@ def test_yosys_assertion_is_retried_with_the_purge_flow(
     report = build.build_board(cfg, "ulx3s-25f", out=tmp_path / "out", cache=cache)
     assert report.status == "failed"
     assert "synthesised again with opt_clean -purge" in report.messages[0]
-    assert "second run of 2 synth steps" in report.messages[1]  # the purge form ran
+    assert "second run of 3 synth steps" in report.messages[1]  # the purge form ran
