@@ -42,6 +42,13 @@ report at hand); flip-flops within 6% (ECP5) and 4% (iCE40, whose FIFOs are
 flip-flops). ABC's LUT mapping moves
 by a few percent with the netlist's naming and order alone (the board top minus the
 accelerator is not the link alone for that reason), so closer is not meaningful.
+
+The recorded measurements predate the board flow's collision-free block RAMs
+(:data:`barista_hw.buffer.YOSYS_NO_COLLISION`), which synthesise to fewer cells: on
+the first ten ECP5 points, re-synthesised, flip-flops 0 to 11% fewer and logic 8% fewer
+to 6% more (one outlier: the 2x2 fx8 accelerator alone, 19% more logic in wide
+multiplexers, 2% more as a board top); LeNet's board top 9% fewer flip-flops and 4%
+less logic. So the estimate errs high on flip-flops until it is refitted.
 """
 
 from __future__ import annotations

