@@ -44,6 +44,7 @@ class SystolicArray(wiring.Component):
         dataflow: Dataflow = Dataflow.OUTPUT_STATIONARY,
     ) -> None:
         if dataflow not in (Dataflow.OUTPUT_STATIONARY, Dataflow.OUTPUT_STATIONARY.value):
+            self._MustUse__silence = True  # rejected, so never elaborated: no warning
             raise InputError(f"dataflow {dataflow!r} is not built (only output-stationary)")
         self.rows, self.cols, self.fmt = rows, cols, fmt
         super().__init__(
