@@ -14,10 +14,9 @@ registers its read word beside its blocks; the bank is chosen among registers:
 
 So no address net reaches more than one group's blocks. Read latency
 :data:`READ_LATENCY` cycles, one read per cycle. A write is seen by reads issued
-after its cycle; a read of a word in its write's cycle gets the old word in
-simulation, but no user reads a word its writer is changing (the host writes a half
-only when no command reads it), so on the board that read is left undefined
-(:func:`collision_free_memory`).
+after its cycle. No user reads a word its writer is changing (the host writes a half
+only when no command reads it), so that read is left undefined, on the board and in
+our Verilog simulations (:mod:`barista_hw.memory`).
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ from __future__ import annotations
 from amaranth import Const, Module, Shape, Signal, Value
 from amaranth.hdl import ShapeCastable
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .memory import collision_free_memory
 from .pipeline import delay, replicate
 
 #: Words per bank: one ECP5 DP16KD holds 2048 x 9 bits, so a bank's bit slice is one
@@ -39,25 +38,6 @@ GROUP_BITS = 144
 #: Cycles from ``r_addr`` to ``r_data``: the group's address register, the block read,
 #: the group register, the selection.
 READ_LATENCY = 4
-#: Memory attribute (Yosys's name for it): the word a read port returns in the cycle a
-#: write port changes it is never used, so it may be anything.
-NO_COLLISION = {"no_rw_check": 1}
-#: Yosys command, after memory collection and before RAM mapping, that lets such
-#: memories' read ports return an undefined word on a collision. Yosys applies
-#: ``no_rw_check`` only to read ports it builds from fabric registers; Amaranth's
-#: ports are synchronous already, so without this Yosys keeps the old-word rule with
-#: a write-data register and a bypass multiplexer behind every block RAM output bit
-#: (85 flip-flops and 60 LUT4 more for 2048 x 36 bits, yosys 0.70), and the block's
-#: slow clock-to-out must reach wherever that multiplexer is placed (the critical path
-#: of a 6x6 build on ULX3S 85F: 5.8 ns, then 4.6 ns of routing across the die). The
-#: mask has one bit per (read, write) port pair: these memories have one of each, and
-#: Yosys rejects the mask of any other.
-YOSYS_NO_COLLISION = "setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:no_rw_check %i"
-
-
-def collision_free_memory(shape: ShapeCastable, depth: int) -> Memory:
-    """A memory for one write and one read port whose read-during-write word is unused."""
-    return Memory(shape=shape, depth=depth, init=[], attrs=NO_COLLISION)
 
 
 def bank_depths(depth: int) -> list[int]:

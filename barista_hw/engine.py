@@ -50,8 +50,8 @@ from amaranth.lib.wiring import In, Out
 
 from . import lfsr
 from .array import SystolicArray
-from .buffer import collision_free_memory
 from .config import EngineConfig, Pass
+from .memory import collision_free_memory
 from .numfmt import SHIFT_BITS
 from .pipeline import delay
 from .requant import LfsrLanes, Requantizer

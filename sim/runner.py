@@ -168,6 +168,8 @@ def engine_verilog(
 ) -> tuple[Path, str]:
     """The engine's Verilog file and top module name, elaborated once per hardware source.
 
+    Memories read ``x`` on a read-during-write (see :func:`barista_hw.rtl.to_verilog`).
+
     ``family``: as a board of that FPGA family gets it (see :func:`barista_hw.rtl.write_engine`).
     """
     from barista_hw.rtl import engine_module_name, write_engine
@@ -180,7 +182,7 @@ def engine_verilog(
         # write_engine writes atomically, so a racing process sees a whole file or none.
         tmp_dir = Path(tempfile.mkdtemp(prefix=".elab-", dir=_mkdir(root / "verilog")))
         try:
-            written, top = write_engine(kind, cfg, tmp_dir, family)
+            written, top = write_engine(kind, cfg, tmp_dir, family, undefined_collisions=True)
             os.replace(written, path)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -210,10 +212,18 @@ class Design:
         return f"{self.kind.value} {c.rows}x{c.cols} {c.fmt.name}{form} on {self.sim}"
 
 
+#: Verilator's value for an explicit ``x``: all ones. The only ``x`` in our Verilog is
+#: the word a collision-free memory reads while it is written (see
+#: :func:`barista_hw.rtl.to_verilog`): a fixed, unlikely word, where Verilator's own
+#: choice ("fast") may be zero, the word a cleared memory holds anyway.
+X_POISON = ["--x-assign", "1"]
+
+
 def _build_options(sim: str) -> list[str]:
     # Verilator's default -Os: -O2 doubled the build (~50 s on 2 cores) and the
-    # per-cycle Python of the test bench dominates the run time anyway.
-    return []
+    # per-cycle Python of the test bench dominates the run time anyway. A collision's
+    # undefined word reads as all ones (Icarus keeps it x).
+    return list(X_POISON) if sim == "verilator" else []
 
 
 def build(

@@ -67,7 +67,7 @@ from barista_hw.plan import command_cycles
 from barista_hw.rtl import to_verilog, write_text_atomic
 from barista_hw.schedule import Chunk, block_seed, pack_a, pack_b, schedule_gemm
 
-from .runner import SimulationError, SimulatorNotFound, verilator_root
+from .runner import X_POISON, SimulationError, SimulatorNotFound, verilator_root
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_ENV = "BARISTA_VERILATOR_CACHE"
@@ -77,12 +77,13 @@ MARKER = "build.json"
 HOSTS = ("overlap", "serial")
 SIM_TOP = "barista_sim_top"  # the wrapper Verilated around the accelerator
 
-# Verilator options: fast X handling (the design initialises every register), no
-# assertions (Amaranth emits none), warnings logged but not fatal (linting is sim.lint's job).
-_VERILATOR_FLAGS = ["--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wno-fatal"]
+#: Verilator options: :data:`~sim.runner.X_POISON`, fast initial values (the design initialises
+#: every register), no assertions (Amaranth emits none), warnings logged but not fatal
+#: (linting is sim.lint's job). The board simulator uses them too.
+VERILATOR_FLAGS = [*X_POISON, "--x-initial", "fast", "--noassert", "-Wno-fatal"]
 # -O2 on the model: about 2x the simulation speed of Verilator's default -Os for a
 # longer first build; the training loop runs a build many times.
-_MAKE_FLAGS = ["OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2"]
+MAKE_FLAGS = ["OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2"]
 _CFLAGS = "-fPIC -DVL_USER_FATAL -DVL_USER_STOP -DVL_USER_FINISH"
 _LDFLAGS = "-shared -Wl,-z,defs"
 
@@ -267,7 +268,7 @@ def accelerator_verilog(cfg: AcceleratorConfig, root: Path | None = None) -> tup
         return path.read_text(), top
     except OSError:
         pass
-    text = to_verilog(Accelerator(cfg), top)
+    text = to_verilog(Accelerator(cfg), top, undefined_collisions=True)
     write_text_atomic(path, text)
     return text, top
 
@@ -380,11 +381,11 @@ def build_entry(
     """The cache directory of a build: a hash of everything that goes into the library."""
     root = cache_root() if root is None else root
     flags = [
-        *_VERILATOR_FLAGS,
+        *VERILATOR_FLAGS,
         *(["--trace-fst"] if trace else []),
         _CFLAGS,
         _LDFLAGS,
-        *_MAKE_FLAGS,
+        *MAKE_FLAGS,
     ]
     key = hashlib.sha256()
     for part in (
@@ -440,7 +441,7 @@ def build_library(
             str(verilator_root() / "bin" / "verilator"),
             "--cc",
             "--exe",
-            *_VERILATOR_FLAGS,
+            *VERILATOR_FLAGS,
             *(["--trace-fst"] if trace else []),
             "--top-module",
             SIM_TOP,
@@ -462,7 +463,7 @@ def build_library(
         make = ["make", "-C", str(obj), "-f", f"V{SIM_TOP}.mk", "-j", jobs]
         make.append("CFG_CXXFLAGS_PCH_I=-include")
         with log.open("w") as f:
-            for cmd in (verilate, [*make, *_MAKE_FLAGS]):
+            for cmd in (verilate, [*make, *MAKE_FLAGS]):
                 f.write("$ " + " ".join(cmd) + "\n")
                 f.flush()
                 done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from amaranth.back import rtlil
 
-from barista_hw.buffer import BANK_DEPTH, YOSYS_NO_COLLISION, OperandBuffer
+from barista_hw.buffer import BANK_DEPTH, OperandBuffer
 from barista_hw.errors import InputError
+from barista_hw.memory import YOSYS_NO_COLLISION
 from barista_hw.presets import get_preset
 from boards.clocks import ecp5_pll, ice40_pll
 from boards.platforms import BOARDS, get_board, uart_divisor

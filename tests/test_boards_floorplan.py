@@ -12,7 +12,7 @@ import pytest
 from amaranth.back import rtlil
 
 from barista_hw.array import SystolicArray
-from barista_hw.buffer import YOSYS_NO_COLLISION
+from barista_hw.memory import YOSYS_NO_COLLISION
 from barista_hw.numfmt import FixedFormat
 from barista_hw.presets import get_preset
 from barista_hw.rtl import Family
