@@ -28,9 +28,14 @@ from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout
 from barista_hw.errors import InputError
 from barista_hw.memory import collision_free_memory
+from barista_hw.pipeline import replicate
 
 from . import protocol as P
 from .uart import UartRx, UartTx
+
+#: Bits of the response's payload register per copy of its control (about one block
+#: RAM's width of the result ring, whose words it loads).
+PSH_GROUP_BITS = 36
 
 
 def crc16_step(crc: Value, byte: Value) -> Value:
@@ -163,7 +168,13 @@ class HostLink(wiring.Component):
         t_idx = Signal(16)  # header byte / payload byte index
         t_crc = Signal(16)
         pay_bytes = max(P.IDENT_LEN, P.STATUS_LEN, geo.beat_bytes)
-        psh = Signal(8 * pay_bytes)
+        psh = Signal(8 * pay_bytes)  # the payload being sent, low byte first
+        # What psh does next cycle (one-hot, set by the FSM): load the ident, the status
+        # or the ring's beat, or shift out a byte. See "payload shift register" below.
+        psh_op = Signal(4)
+        load_ident, load_status, load_ring, shift_out = psh_op
+        shifting = Signal()  # psh shifts this cycle
+        m.d.sync += shifting.eq(shift_out)
         t_read = Signal()  # the payload comes from the ring
         beat = Signal(P.COUNT_BITS)  # beats of a READ answer sent
         in_beat = Signal(range(geo.beat_bytes + 1))
@@ -182,14 +193,14 @@ class HostLink(wiring.Component):
         ident = _bytes_const(P.ident_payload(cfg, D))
         status = Cat(self.busy, Const(0, 7), self.cycles, Const(0, 40 - CYCLE_BITS), written)
 
-        def respond(code: int, length: Value | int, payload: Value | None = None) -> None:
+        def respond(code: int, length: Value | int, load: Value | None = None) -> None:
             m.d.sync += [t_code.eq(code), t_len.eq(length), t_idx.eq(0), t_crc.eq(0xFFFF)]
-            if payload is not None:
-                m.d.sync += psh.eq(payload)
+            if load is not None:  # psh loads the payload while the header goes out
+                m.d.comb += load.eq(1)
             m.next = "RSP_HDR"
 
-        def ack(length: Value | int = 0, payload: Value | None = None) -> None:
-            respond(P.Code.ACK, length, payload)
+        def ack(length: Value | int = 0, load: Value | None = None) -> None:
+            respond(P.Code.ACK, length, load)
             m.d.sync += [last_seq.eq(r_seq), last_run.eq(r_type == P.Type.RUN)]
 
         m.d.comb += tx.payload.eq(0)
@@ -245,9 +256,9 @@ class HostLink(wiring.Component):
                 with m.Elif(r_type == P.Type.RUN):
                     m.next = "PAYLOAD"
                 with m.Elif(r_type == P.Type.IDENT):
-                    ack(P.IDENT_LEN, ident)
+                    ack(P.IDENT_LEN, load_ident)
                 with m.Elif(r_type == P.Type.STATUS):
-                    ack(P.STATUS_LEN, status)
+                    ack(P.STATUS_LEN, load_status)
                 with m.Elif(r_type == P.Type.READ):
                     with m.If(rd_bad):
                         respond(P.Code.NAK_BAD, 0)
@@ -326,18 +337,16 @@ class HostLink(wiring.Component):
             with m.State("RSP_LOAD"):
                 m.next = "RSP_LOAD2"  # the ring's read port answers the next cycle
             with m.State("RSP_LOAD2"):
-                m.next = "RSP_LOAD3"  # ring_q holds it one cycle later
+                m.d.comb += load_ring.eq(1)  # ring_q holds it next cycle, and psh loads it
+                m.next = "RSP_LOAD3"
             with m.State("RSP_LOAD3"):
-                m.d.sync += psh.eq(ring_q)
                 m.next = "RSP_PAY"
             with m.State("RSP_PAY"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(psh[:8])]
-                with m.If(tx.ready):
-                    m.d.sync += [
-                        t_crc.eq(crc16_step(t_crc, tx.payload)),
-                        t_idx.eq(t_idx + 1),
-                        psh.eq(psh >> 8),
-                    ]
+                # A byte is offered once psh has shifted the one before out.
+                m.d.comb += [tx.valid.eq(~shifting), tx.payload.eq(psh[:8])]
+                with m.If(tx.ready & ~shifting):
+                    m.d.comb += shift_out.eq(1)
+                    m.d.sync += [t_crc.eq(crc16_step(t_crc, tx.payload)), t_idx.eq(t_idx + 1)]
                     with m.If(t_idx == t_len - 1):
                         m.next = "RSP_CRC"
                     with m.Elif(t_read):
@@ -352,10 +361,28 @@ class HostLink(wiring.Component):
                     with m.If(crc_cnt):
                         m.next = "HUNT"
         m.d.comb += self.idle.eq(fsm.ongoing("HUNT") & ~self.busy & (quiet == timeout))
+
         # crc_cnt starts at 0 for the response CRC: every path into RSP_* passes CHECK_HDR,
         # which clears it, or PAYLOAD, which leaves it 1 -> clear it on the way.
         with m.If(fsm.ongoing("CHECK_PAY") | fsm.ongoing("ISSUE") | fsm.ongoing("READ_WAIT")):
             m.d.sync += crc_cnt.eq(0)
+
+        # -- payload shift register --------------------------------------------------------
+        # psh is a result beat wide and lies beside the ring's block RAMs, all over the
+        # die: an FSM decode as its enable was the critical path of LeNet's first routed
+        # build (10.6 ns of routing on that one net). So its operation is registered, a
+        # copy per group of bits placed beside them, and acts a cycle after the FSM's
+        # decision: the header goes out before a loaded payload, and the next byte is
+        # offered a cycle after the last (a UART takes it 10 bit times later anyway).
+        width = len(psh)
+        sources = [Value.cast(v) for v in (ident, status, ring_q, psh >> 8)]  # as in psh_op
+        sources = [Cat(v, Const(0, width - len(v))) if len(v) < width else v for v in sources]
+        edges = [*range(0, width, PSH_GROUP_BITS), width]
+        groups = list(zip(edges[:-1], edges[1:], strict=True))
+        for (lo, hi), op in zip(groups, replicate(m, psh_op, len(groups), "psh_op"), strict=True):
+            for i, source in enumerate(sources):  # one-hot: at most one applies
+                with m.If(op[i]):
+                    m.d.sync += psh[lo:hi].eq(source[lo:hi])
         return m
 
 
