@@ -33,9 +33,23 @@ from barista_hw.pipeline import replicate
 from . import protocol as P
 from .uart import UartRx, UartTx
 
-#: Bits of the response's payload register per copy of its control (about one block
-#: RAM's width of the result ring, whose words it loads).
-PSH_GROUP_BITS = 36
+#: Bits of a wide link register (a word or beat) per copy of its registered control:
+#: about one block RAM's width, the ring's or the buffers', whose words pass through it.
+GROUP_BITS = 36
+
+
+def grouped_control(m: Module, ops: Value, width: int, name: str) -> list[tuple[int, int, Signal]]:
+    """``ops`` registered once per :data:`GROUP_BITS` bits of a ``width``-bit register.
+
+    Returns ``(lo, hi, copy)`` per group: bits ``lo:hi`` act on ``copy``, ``ops`` of the
+    cycle before. A decode of the link's FSM as the enable of a whole word or beat,
+    which lies beside block RAMs all over the die, took 10.6 ns of routing on one net
+    (the critical path of LeNet's first routed build); the copies sit beside their bits.
+    """
+    edges = [*range(0, width, GROUP_BITS), width]
+    groups = list(zip(edges[:-1], edges[1:], strict=True))
+    copies = replicate(m, ops, len(groups), name)
+    return [(lo, hi, op) for (lo, hi), op in zip(groups, copies, strict=True)]
 
 
 def crc16_step(crc: Value, byte: Value) -> Value:
@@ -129,14 +143,30 @@ class HostLink(wiring.Component):
         is_write = (r_type == P.Type.WRITE_A) | (r_type == P.Type.WRITE_B)
         byte_in = Signal(8)
         m.d.comb += [byte_in.eq(rx.payload), rx.ready.eq(1)]
-        shifted = Cat(shreg[8:], byte_in)
+        # shreg and wr_bits take a payload byte a cycle after the FSM has counted it
+        # (grouped_control), with the byte as it was then.
+        byte_q = Signal(8, reset_less=True)
+        m.d.sync += byte_q.eq(byte_in)
+        shifted = Cat(shreg[8:], byte_q)
+        shift_in = Signal()  # the byte is part of the payload (shreg takes it)
+        word_end = Signal()  # and ends a buffer word (wr_bits takes it, then it is written)
 
         # -- buffer writes (the accelerator's wr is always ready) ------------------------
+        # The word's select and address wait a cycle with it, in wr_sel_d and wr_addr_d.
         wr_valid = Signal()
-        wr_sel = Signal()
+        wr_sel, wr_sel_d = Signal(), Signal()
         wr_addr = Signal(len(self.wr.payload.addr))
+        wr_addr_d = Signal.like(wr_addr)
         wr_bits = Signal(8 * wb_max)
-        m.d.sync += wr_valid.eq(0)
+        word_end_q = Signal()
+        m.d.sync += [word_end_q.eq(word_end), wr_valid.eq(word_end_q)]
+        with m.If(word_end_q):
+            m.d.sync += [wr_sel.eq(wr_sel_d), wr_addr.eq(wr_addr_d)]
+        for lo, hi, op in grouped_control(m, Cat(shift_in, word_end), len(shreg), "pay_op"):
+            with m.If(op[0]):
+                m.d.sync += shreg[lo:hi].eq(shifted[lo:hi])
+            with m.If(op[1]):
+                m.d.sync += wr_bits[lo:hi].eq(shifted[lo:hi])
         off_a = 8 * (wb_max - geo.a_word_bytes)
         off_b = 8 * (wb_max - geo.b_word_bytes)
         lanes = max(R, C)
@@ -271,16 +301,16 @@ class HostLink(wiring.Component):
                 with m.If(rx.valid):
                     m.d.sync += crc.eq(crc16_step(crc, byte_in))
                     with m.If(~pay_done):
-                        m.d.sync += [shreg.eq(shifted), in_word.eq(in_word + 1)]
+                        m.d.comb += shift_in.eq(1)
+                        m.d.sync += in_word.eq(in_word + 1)
                         with m.If(is_write):
                             last_byte = Mux(is_a, geo.a_word_bytes - 1, geo.b_word_bytes - 1)
                             with m.If(in_word == last_byte):
+                                m.d.comb += word_end.eq(1)
                                 m.d.sync += [
                                     in_word.eq(0),
-                                    wr_valid.eq(1),
-                                    wr_sel.eq(~is_a),
-                                    wr_addr.eq(r_addr + word_idx),
-                                    wr_bits.eq(shifted),
+                                    wr_sel_d.eq(~is_a),
+                                    wr_addr_d.eq(r_addr + word_idx),
                                     word_idx.eq(word_idx + 1),
                                 ]
                                 with m.If(word_idx == r_count - 1):
@@ -368,18 +398,13 @@ class HostLink(wiring.Component):
             m.d.sync += crc_cnt.eq(0)
 
         # -- payload shift register --------------------------------------------------------
-        # psh is a result beat wide and lies beside the ring's block RAMs, all over the
-        # die: an FSM decode as its enable was the critical path of LeNet's first routed
-        # build (10.6 ns of routing on that one net). So its operation is registered, a
-        # copy per group of bits placed beside them, and acts a cycle after the FSM's
-        # decision: the header goes out before a loaded payload, and the next byte is
-        # offered a cycle after the last (a UART takes it 10 bit times later anyway).
+        # psh acts a cycle after the FSM's decision (grouped_control): the header goes
+        # out before a loaded payload, and the next byte is offered a cycle after the
+        # last (a UART takes it 10 bit times later anyway).
         width = len(psh)
         sources = [Value.cast(v) for v in (ident, status, ring_q, psh >> 8)]  # as in psh_op
         sources = [Cat(v, Const(0, width - len(v))) if len(v) < width else v for v in sources]
-        edges = [*range(0, width, PSH_GROUP_BITS), width]
-        groups = list(zip(edges[:-1], edges[1:], strict=True))
-        for (lo, hi), op in zip(groups, replicate(m, psh_op, len(groups), "psh_op"), strict=True):
+        for lo, hi, op in grouped_control(m, psh_op, width, "psh_op"):
             for i, source in enumerate(sources):  # one-hot: at most one applies
                 with m.If(op[i]):
                     m.d.sync += psh[lo:hi].eq(source[lo:hi])
