@@ -1,10 +1,11 @@
 """Benchmark of a real board build: LeNet's accelerator on ULX3S 85F with the YoWASP tools.
 
-Run from the repository: ``python bench/bench_board.py [--mhz 100] [--batch 64]
+Run from the repository: ``python bench/bench_board.py [--mhz 60] [--batch 64]
 [--timeout SECONDS] [--depth WORDS]``. Plans LeNet (examples/mnist, else
 ../shared/caffe-models/mnist) for ULX3S 85F exactly as ``barista generate`` does (the
 design-space exploration; ``--depth`` overrides only its operand buffer depth), builds
-the board top (accelerator + UART host link) at ``--mhz`` and prints, as text and JSON
+the board top (accelerator + UART host link) with ``--mhz`` asked of nextpnr (default
+:data:`ASK_MHZ`; the Fmax reported is the one reached) and prints, as text and JSON
 (``build/bench_board.json``): post-route Fmax (target >= 100 MHz; when ``--timeout``
 stops the build during routing, nextpnr's post-placement estimate, labelled as such),
 MULT18X18D used (target >= 75% of 156), peak GOPS (2 x PEs x Fmax) and the modelled
@@ -24,6 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 TARGET_MHZ = 100.0
+#: The clock asked by default. Measured on this design (nextpnr 0.11, router2): asked
+#: 100 MHz, placement estimates ~64 MHz and router2 never routes (overused wires rise
+#: again after iteration ~17); asked 60 MHz it routes in ~37 minutes (54.4 MHz reached).
+ASK_MHZ = 60.0
 TARGET_MULT_SHARE = 0.75
 
 
@@ -39,7 +44,7 @@ def _lenet() -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mhz", type=float, default=TARGET_MHZ, help="clock to build for")
+    ap.add_argument("--mhz", type=float, default=ASK_MHZ, help="clock asked of nextpnr")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--timeout", type=float, default=None, help="stop the build after SECONDS")
     ap.add_argument("--out", default=str(REPO / "build" / "bench_board"))
