@@ -28,7 +28,14 @@ from pathlib import Path
 
 from barista_hw.config import AcceleratorConfig
 from barista_hw.rtl import to_verilog
-from sim.verilator_driver import MAKE_FLAGS, VERILATOR_FLAGS
+from sim.verilator_driver import (
+    MAKE_FLAGS,
+    VERILATOR_FLAGS,
+    _tool_env,
+    cache_root,
+    verilator_root,
+    verilator_version,
+)
 
 from .link import LinkedAccelerator
 from .protocol import config_hash
@@ -54,8 +61,6 @@ def build_bridge(
     root: Path | None = None,
 ) -> Path:
     """Build (or find in the cache) the bridge binary of ``cfg``; returns its path."""
-    from sim.verilator_driver import _tool_env, cache_root, verilator_root, verilator_version
-
     top = _top(cfg)
     verilog = to_verilog(
         LinkedAccelerator(cfg, divisor, result_depth), top, undefined_collisions=True
