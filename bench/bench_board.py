@@ -27,7 +27,9 @@ sys.path.insert(0, str(REPO))
 TARGET_MHZ = 100.0
 #: The clock asked by default. Measured on this design (nextpnr 0.11, router2): asked
 #: 100 MHz, placement estimates ~64 MHz and router2 never routes (overused wires rise
-#: again after iteration ~17); asked 60 MHz it routes in ~37 minutes (54.4 MHz reached).
+#: again after iteration ~17). Asked 60 MHz, one placement (estimate 66.2 MHz) routed
+#: in ~37 minutes at 54.4 MHz; another (estimate 59.6 MHz, under the ask) stalled too.
+#: router2 converges when the ask is below what the placement reaches.
 ASK_MHZ = 60.0
 TARGET_MULT_SHARE = 0.75
 
