@@ -79,12 +79,10 @@ def _run(sim: str, verilog: str, tmp: Path) -> dict[str, str]:
         # The wheel's build leaves out the compiler's coroutine options that --timing needs.
         timing = ["--timing", "-CFLAGS", "-std=c++20 -fcoroutines"]
         build = [verilator, "--binary", *timing, *VERILATOR_FLAGS, "--top-module", "bench"]
-        subprocess.run(
-            [*build, "-Mdir", str(tmp / "obj"), *sources],
-            check=True,
-            env=env,
-            capture_output=True,
+        done = subprocess.run(
+            [*build, "-Mdir", str(tmp / "obj"), *sources], env=env, capture_output=True, text=True
         )
+        assert done.returncode == 0, f"Verilator build failed:\n{done.stdout[-3000:]}{done.stderr}"
         run = [str(tmp / "obj" / "Vbench")]
     out = subprocess.run(run, check=True, capture_output=True, text=True, env=env).stdout
     return dict(line.split() for line in out.splitlines() if line.count(" ") == 1)
