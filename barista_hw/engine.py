@@ -53,7 +53,7 @@ from .array import SystolicArray
 from .config import EngineConfig, Pass
 from .memory import collision_free_memory
 from .numfmt import SHIFT_BITS
-from .pipeline import delay
+from .pipeline import delay, replicate
 from .requant import LfsrLanes, Requantizer
 
 CYCLE_BITS = 40
@@ -151,12 +151,16 @@ class GemmEngine(wiring.Component):
         m.submodules.lanes = lanes = LfsrLanes(C)
 
         cmd = Signal(command_layout(cfg, self.BATCHED))
-        # Down-counters and registered flags/masks: the feeder's decisions come from
-        # registers through a few LUTs, not from comparisons on carry chains.
+        images = cmd.images if self.BATCHED else 1
+        # The feeder's decisions (``fire`` and what it loads) come from registers through
+        # a few LUTs: down-counters, and flags and lane masks registered ahead of use
+        # rather than comparisons on the counters in the path of ``fire``.
         m_rem = Signal(dim)  # rows of A from the current tile row on
         n_rem = Signal(dim)  # columns of B from the current tile column on
         k_left = Signal(dim)  # beats left in this image's reduction, minus one
         img_left = Signal(dim)
+        last_k = Signal()  # k_left == 0
+        last_img = Signal()  # img_left == 0
         row_mask = Signal(R)  # lane r of A is inside the matrix: m_rem > r
         col_mask = Signal(C)  # lane c of B is inside the matrix: n_rem > c
         feed_done = Signal()
@@ -185,20 +189,37 @@ class GemmEngine(wiring.Component):
                 row_mask.eq(_lane_mask(cmd.m, R)),
                 col_mask.eq(_lane_mask(cmd.n, C)),
                 k_left.eq(cmd.k - 1),
-                img_left.eq((cmd.images if self.BATCHED else 1) - 1),
+                last_k.eq(cmd.k == 1),
+                img_left.eq(images - 1),
+                last_img.eq(images == 1),
                 feed_done.eq(0),
                 tile_base.eq(0),
             ]
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
+        # What a tile's last beat moves to, registered from the walk state. They are
+        # read only at a tile's last beat, which comes at least two cycles after the
+        # state they follow changed (a start, or the previous tile's last beat, after
+        # which the bank is pending for a whole capture wave); at a start they follow
+        # the command itself.
+        last_row = Signal()  # the current tile row is the last: m_rem <= R
+        last_col = Signal()  # the current tile column is the last: n_rem <= C
+        next_rows = Signal(R)  # the row mask of the next tile row
+        next_cols = Signal(C)  # the column mask of the next tile column
+        first_cols = Signal(C)  # the column mask of a tile row's first column
+        rows_src = Mux(started, cmd.m, m_rem)
+        cols_src = Mux(started, cmd.n, n_rem)
+        m.d.sync += [
+            last_row.eq(rows_src <= R),
+            last_col.eq(cols_src <= C),
+            next_rows.eq(_lane_mask(rows_src - R, R)),
+            next_cols.eq(_lane_mask(cols_src - C, C)),
+            first_cols.eq(_lane_mask(cmd.n, C)),
+        ]
+
         # -- operand feeder -------------------------------------------------
-        images = cmd.images if self.BATCHED else 1
-        last_k = k_left == 0
-        last_img = img_left == 0
         last_beat = last_k & last_img
-        last_col = ~col_mask[-1] | (n_rem == C) if C > 1 else n_rem == 1
-        last_row = ~row_mask[-1] | (m_rem == R) if R > 1 else m_rem == 1
         fire = Signal()
         m.d.comb += [
             fire.eq(
@@ -225,13 +246,13 @@ class GemmEngine(wiring.Component):
             m.d.sync += b_in[c].eq(Mux(col_mask[c], self.b.payload[c], 0))
         with m.If(fire):
             with m.If(last_k):
-                m.d.sync += k_left.eq(cmd.k - 1)
+                m.d.sync += [k_left.eq(cmd.k - 1), last_k.eq(cmd.k == 1)]
                 with m.If(last_img):
-                    m.d.sync += img_left.eq(images - 1)
+                    m.d.sync += [img_left.eq(images - 1), last_img.eq(images == 1)]
                 with m.Else():
-                    m.d.sync += img_left.eq(img_left - 1)
+                    m.d.sync += [img_left.eq(img_left - 1), last_img.eq(img_left == 1)]
             with m.Else():
-                m.d.sync += k_left.eq(k_left - 1)
+                m.d.sync += [k_left.eq(k_left - 1), last_k.eq(k_left == 1)]
             with m.If(last_beat):
                 m.d.sync += [
                     pending.eq(1),
@@ -239,13 +260,13 @@ class GemmEngine(wiring.Component):
                     pend_final.eq(last_col & last_row),
                 ]
                 with m.If(last_col):
-                    m.d.sync += [n_rem.eq(cmd.n), col_mask.eq(_lane_mask(cmd.n, C))]
+                    m.d.sync += [n_rem.eq(cmd.n), col_mask.eq(first_cols)]
                     with m.If(last_row):
                         m.d.sync += feed_done.eq(1)
                     with m.Else():
-                        m.d.sync += [m_rem.eq(m_rem - R), row_mask.eq(_lane_mask(m_rem - R, R))]
+                        m.d.sync += [m_rem.eq(m_rem - R), row_mask.eq(next_rows)]
                 with m.Else():
-                    m.d.sync += [n_rem.eq(n_rem - C), col_mask.eq(_lane_mask(n_rem - C, C))]
+                    m.d.sync += [n_rem.eq(n_rem - C), col_mask.eq(next_cols)]
 
         # -- drain: bank (+ partial sums) -> pipelined requantiser -> output FIFO ----
         # With an accumulator memory, a command with acc_first = 0 adds the
@@ -256,7 +277,9 @@ class GemmEngine(wiring.Component):
         # count of rows loaded but not yet sent keeps the FIFO from overflowing
         # without a combinational path from ``o.ready`` into the array.
         load = Signal()
-        take = delay(m, load, SystolicArray.DRAIN_DELAY, "take")
+        # One copy of ``take`` per column: each loads that column's bank and partial-sum
+        # registers, and the top row of the array spans the die.
+        takes = replicate(m, delay(m, load, SystolicArray.DRAIN_DELAY - 1, "take"), C, "take")
         final_row = drain_row == pend_rows - 1
         acc_row = data.ArrayLayout(cfg.fmt.acc_shape, C)
         # Stage 1: the bank row and the partial sums read for it (zero when the command
@@ -267,8 +290,9 @@ class GemmEngine(wiring.Component):
         row = Signal(acc_row, reset_less=True)
         m.d.sync += [row[c].eq(bank_row[c] + part[c]) for c in range(C)]
         formed = DRAIN_STAGES - Requantizer.LATENCY  # cycles from a load to its row's sum
-        with m.If(take):
-            m.d.sync += bank_row.eq(array.row0)
+        for c in range(C):
+            with m.If(takes[c]):
+                m.d.sync += bank_row[c].eq(array.row0[c])
         if cfg.acc_depth:
             first, emit = cmd.acc_first, cmd.acc_last
             # A row's sum is written back `formed` cycles after its read; no command reads
@@ -289,8 +313,9 @@ class GemmEngine(wiring.Component):
                 wr.data.eq(row),
                 wr.en.eq(delay(m, load & ~emit, formed, "wr_en")),
             ]
-            with m.If(take):
-                m.d.sync += part.eq(Mux(first, 0, rd.data))
+            for c in range(C):
+                with m.If(takes[c]):
+                    m.d.sync += part[c].eq(Mux(first, 0, rd.data[c]))
         else:
             emit = Const(1)
 

@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from .dsp import family_of, registered_product
 from .numfmt import FixedFormat
+from .pipeline import REPLICA
 
 
 class ProcessingElement(wiring.Component):
@@ -57,19 +58,30 @@ class ProcessingElement(wiring.Component):
         a_o = Signal(fmt.operand_shape, reset_less=True)
         b_o = Signal(fmt.operand_shape, reset_less=True)
         bank = Signal(fmt.acc_shape, reset_less=True)
-        p_valid = Signal()
-        p_last = Signal()
+        # The flags of all PEs on one anti-diagonal hold equal values; synthesis would
+        # merge them into one register whose net spans the array, so each PE keeps its
+        # own (named as replicas, see :mod:`barista_hw.pipeline`).
+        valid_o = Signal(name=f"valid_o{REPLICA}")
+        last_o = Signal(name=f"last_o{REPLICA}")
+        p_valid = Signal(name=f"p_valid{REPLICA}")
+        p_last = Signal(name=f"p_last{REPLICA}")
         acc = Signal(fmt.acc_shape)
         total = Signal(fmt.acc_shape)
 
-        m.d.comb += [self.a_o.eq(a_o), self.b_o.eq(b_o), self.bank.eq(bank)]
+        m.d.comb += [
+            self.a_o.eq(a_o),
+            self.b_o.eq(b_o),
+            self.valid_o.eq(valid_o),
+            self.last_o.eq(last_o),
+            self.bank.eq(bank),
+        ]
         m.d.sync += [
             a_o.eq(self.a),
             b_o.eq(self.b),
-            self.valid_o.eq(self.valid),
-            self.last_o.eq(self.last),
-            p_valid.eq(self.valid_o),
-            p_last.eq(self.last_o),
+            valid_o.eq(self.valid),
+            last_o.eq(self.last),
+            p_valid.eq(valid_o),
+            p_last.eq(last_o),
         ]
         prod = registered_product(
             m, self.a, self.b, a_o, b_o, fmt.product_shape, family_of(platform)

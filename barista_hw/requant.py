@@ -15,17 +15,20 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import lfsr
-from .numfmt import FixedFormat, Rounding
+from .numfmt import SHIFT_BITS, FixedFormat, Rounding
 from .pipeline import replicate
 
 
 class Requantizer(wiring.Component):
     """Pipelined: ``lanes`` accumulators -> saturated operands (shift, rounding, words).
 
-    Three register stages, so that no path carries more than one wide add or one
-    shift: the rounding bias is chosen (nearest-even's ``2**(shift-1) - 1 + lsb``
-    is a choice between two precomputed constants, not an add), then added, then
-    shifted; the saturation on ``q`` is combinational from the last stage. ``q``
+    Four register stages, so that no path carries more than one wide add or one
+    shift: the accumulator is registered on entry, in the lane (it comes from the
+    engine's row register, which sits by the accumulator memory's blocks, and the
+    rounding bit is a wide multiplexer on it); the rounding bias is chosen
+    (nearest-even's ``2**(shift-1) - 1 + lsb`` is a choice between two precomputed
+    constants, not an add), then added, then shifted; the saturation on ``q`` is
+    combinational from the last stage. ``q``
     shows the result for the ``acc``/``words`` presented :data:`LATENCY` cycles
     earlier. ``shift`` and ``rounding`` are registered on entry, one copy per lane
     (they come from a command register beside the controller and would otherwise
@@ -34,7 +37,7 @@ class Requantizer(wiring.Component):
     first value on.
     """
 
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, fmt: FixedFormat, lanes: int) -> None:
         self.fmt, self.lanes = fmt, lanes
@@ -64,18 +67,28 @@ class Requantizer(wiring.Component):
             m.d.sync += mask.eq((Const(1, bits + 1) << shift) - 1)
             half_m1 = mask >> 1
             half = mask ^ half_m1
-            acc = self.acc[lane]
+            acc = Signal(fmt.acc_shape, name=f"acc_in{lane}", reset_less=True)
+            m.d.sync += acc.eq(self.acc[lane])
+            words = Signal.like(self.words[lane], name=f"words{lane}", reset_less=True)
+            m.d.sync += words.eq(self.words[lane])
             acc_d = Signal(fmt.acc_shape, name=f"acc_d{lane}", reset_less=True)
-            bias = Signal(unsigned(bits), name=f"bias{lane}", reset_less=True)
-            lsb = (acc >> shift)[0]
             m.d.sync += acc_d.eq(acc)
-            with m.Switch(rounding):
-                with m.Case(Rounding.NEAREST_EVEN):
-                    m.d.sync += bias.eq(Mux(lsb, half, half_m1))
-                with m.Case(Rounding.STOCHASTIC):
-                    m.d.sync += bias.eq(self.words[lane] & mask)
-                with m.Default():  # FLOOR (and the reserved code 3)
-                    m.d.sync += bias.eq(0)
+            # The rounding bit (acc >> shift)[0], as an AND-OR with a registered one-hot
+            # of the shift: a shallower tree than the multiplexer on the shift (a shift
+            # past the accumulator reads its sign).
+            pick = Signal(fmt.acc_width, name=f"pick{lane}", reset_less=True)
+            m.d.sync += pick.eq(Const(1, fmt.acc_width) << shift)
+            lsb = (acc.as_unsigned() & pick).any()
+            if 2**SHIFT_BITS > fmt.acc_width:
+                beyond = Signal(name=f"beyond{lane}", reset_less=True)
+                m.d.sync += beyond.eq(shift >= fmt.acc_width)
+                lsb |= beyond & acc[-1]
+            # The bias for either value of the rounding bit, then the choice: the
+            # rounding bit is the last input to arrive.
+            drawn = Mux(rounding == Rounding.STOCHASTIC, words & mask, 0)
+            nearest = rounding == Rounding.NEAREST_EVEN  # FLOOR (and code 3) adds 0
+            bias = Signal(unsigned(bits), name=f"bias{lane}", reset_less=True)
+            m.d.sync += bias.eq(Mux(lsb, Mux(nearest, half, drawn), Mux(nearest, half_m1, drawn)))
             total = Signal(signed(width), name=f"total{lane}", reset_less=True)
             q = Signal(signed(width), name=f"q{lane}", reset_less=True)
             m.d.sync += [total.eq(acc_d + bias), q.eq(total >> shift)]
