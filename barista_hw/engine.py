@@ -327,17 +327,16 @@ class GemmEngine(wiring.Component):
         m.d.comb += [
             load.eq(bank_full & (credits < OUT_DEPTH)),
             array.drain.eq(load),
-            lanes.advance.eq(load & emit),
         ]
         m.d.sync += credits.eq(credits + (load & emit) - sent)
 
-        # The row's random words are taken at its load (the lanes step on) and travel
-        # with it into the requantiser.
+        # A row's random words are the lanes' state when the row enters the requantiser;
+        # the lanes step as it does (rows enter in order, one state each). The step is
+        # a flag of the drain pipeline, copied per lane: not ``load``, which would fan
+        # out to every lane's state.
         s_valid = Signal(DRAIN_STAGES)
         s_last = Signal(DRAIN_STAGES)
-        words = Signal.like(lanes.words, reset_less=True)
-        with m.If(load):
-            m.d.sync += words.eq(lanes.words)
+        m.d.comb += lanes.advance.eq(Cat(replicate(m, s_valid[formed - 2], C, "advance")))
         m.d.sync += [
             s_valid.eq(Cat(load & emit, s_valid[:-1])),
             s_last.eq(Cat(pend_final & final_row, s_last[:-1])),
@@ -345,7 +344,7 @@ class GemmEngine(wiring.Component):
         beat = Signal(output_layout(cfg))
         m.d.comb += [
             requant.acc.eq(row),
-            requant.words.eq(delay(m, words, formed - 1, "words", data=True)),
+            requant.words.eq(lanes.words),
             requant.shift.eq(cmd.shift),
             requant.rounding.eq(cmd.rounding),
             beat.data.eq(requant.q),

@@ -16,7 +16,9 @@ from amaranth import Module, Signal, Value
 REPLICA = "__rep"
 #: Yosys commands, run after reading the design, that keep replicated registers apart
 #: (``keep`` on the register cells: opt_merge then leaves them, checked with yosys 0.70).
-YOSYS_KEEP_REPLICAS = f"setattr -set keep 1 w:*{REPLICA}* %ci1:+$dff[Q] t:$dff %i"
+#: ``%a`` follows aliases: Amaranth may name a register's output wire after a submodule
+#: port it drives, and the copy's own name is then only an alias of that wire.
+YOSYS_KEEP_REPLICAS = f"setattr -set keep 1 w:*{REPLICA}* %a %ci1:+$dff[Q] t:$dff %i"
 
 
 def delay(m: Module, value: Value, cycles: int, name: str, data: bool = False) -> Value:

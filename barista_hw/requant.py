@@ -102,7 +102,11 @@ class Requantizer(wiring.Component):
 
 
 class LfsrLanes(wiring.Component):
-    """One leap-forward Galois LFSR per lane: ``load`` seeds them, ``advance`` steps them."""
+    """One leap-forward Galois LFSR per lane: ``load`` seeds them, ``advance[i]`` steps lane ``i``.
+
+    Each lane has its own step enable, so that the enable can be a register beside the
+    lane rather than one net to every lane's state.
+    """
 
     def __init__(self, lanes: int) -> None:
         self.lanes = lanes
@@ -110,7 +114,7 @@ class LfsrLanes(wiring.Component):
             {
                 "seed": In(lfsr.STATE_BITS),
                 "load": In(1),
-                "advance": In(1),
+                "advance": In(lanes),
                 "words": Out(data.ArrayLayout(unsigned(lfsr.STATE_BITS), lanes)),
             }
         )
@@ -128,6 +132,6 @@ class LfsrLanes(wiring.Component):
             )
             with m.If(self.load):
                 m.d.sync += state.eq((self.seed ^ lfsr.lane_key(lane)) | 1)
-            with m.Elif(self.advance):
+            with m.Elif(self.advance[lane]):
                 m.d.sync += state.eq(nxt)
         return m
