@@ -113,9 +113,12 @@ def cycle_bound(cfg: EngineConfig, m: int, k: int, n: int, images: int = 1) -> i
     )
 
 
-def _lane_mask(count, lanes: int):  # noqa: ANN001, ANN202
-    """Bit ``i`` set when lane ``i`` is inside a matrix edge ``count`` lanes away."""
-    return Cat(*(count > i for i in range(lanes)))
+def _lane_mask(count, lanes: int, skip: int = 0):  # noqa: ANN001, ANN202
+    """Bit ``i`` set when lane ``i`` is inside a matrix edge ``count - skip`` lanes away.
+
+    ``count > skip + i``: comparisons with constants, no subtraction.
+    """
+    return Cat(*(count > skip + i for i in range(lanes)))
 
 
 def useful_macs(m: int, k: int, n: int, images: int = 1) -> int:
@@ -202,21 +205,27 @@ class GemmEngine(wiring.Component):
         # read only at a tile's last beat, which comes at least two cycles after the
         # state they follow changed (a start, or the previous tile's last beat, after
         # which the bank is pending for a whole capture wave); at a start they follow
-        # the command itself.
+        # the command itself. Each is a comparison with constants, computed for both
+        # sources; ``started`` only chooses between the results.
         last_row = Signal()  # the current tile row is the last: m_rem <= R
         last_col = Signal()  # the current tile column is the last: n_rem <= C
-        next_rows = Signal(R)  # the row mask of the next tile row
+        next_rows = Signal(R)  # the row mask of the next tile row: m_rem - R > r
         next_cols = Signal(C)  # the column mask of the next tile column
         first_cols = Signal(C)  # the column mask of a tile row's first column
-        rows_src = Mux(started, cmd.m, m_rem)
-        cols_src = Mux(started, cmd.n, n_rem)
-        m.d.sync += [
-            last_row.eq(rows_src <= R),
-            last_col.eq(cols_src <= C),
-            next_rows.eq(_lane_mask(rows_src - R, R)),
-            next_cols.eq(_lane_mask(cols_src - C, C)),
-            first_cols.eq(_lane_mask(cmd.n, C)),
-        ]
+
+        def ahead(rows, cols) -> list:  # noqa: ANN001
+            return [
+                last_row.eq(rows <= R),
+                last_col.eq(cols <= C),
+                next_rows.eq(_lane_mask(rows, R, skip=R)),
+                next_cols.eq(_lane_mask(cols, C, skip=C)),
+            ]
+
+        with m.If(started):
+            m.d.sync += ahead(cmd.m, cmd.n)
+        with m.Else():
+            m.d.sync += ahead(m_rem, n_rem)
+        m.d.sync += first_cols.eq(_lane_mask(cmd.n, C))
 
         # -- operand feeder -------------------------------------------------
         last_beat = last_k & last_img
