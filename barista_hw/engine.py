@@ -173,6 +173,8 @@ class GemmEngine(wiring.Component):
         bank_full = Signal()
         drain_row = Signal(range(R + 1))
         tile_base = Signal(range(max(cfg.acc_depth, 1) + R))  # accumulator-memory row of tile
+        # tile_base + drain_row, kept as a counter: the block RAMs' address is a register.
+        acc_addr = Signal.like(tile_base)
 
         # -- command --------------------------------------------------------
         # Acceptance loads only the command register; the walk state and the LFSR
@@ -197,6 +199,7 @@ class GemmEngine(wiring.Component):
                 last_img.eq(images == 1),
                 feed_done.eq(0),
                 tile_base.eq(0),
+                acc_addr.eq(0),
             ]
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -314,11 +317,10 @@ class GemmEngine(wiring.Component):
             # leave back to back also when they accumulate. The sum is written back
             # to the address it was read from once it is formed; the next command
             # reads it many cycles later.
-            addr = tile_base + drain_row
             m.d.comb += [
-                rd.addr.eq(delay(m, addr, SystolicArray.DRAIN_DELAY - 1, "rd_addr")),
+                rd.addr.eq(delay(m, acc_addr, SystolicArray.DRAIN_DELAY - 1, "rd_addr")),
                 rd.en.eq(1),
-                wr.addr.eq(delay(m, addr, formed, "wr_addr")),
+                wr.addr.eq(delay(m, acc_addr, formed, "wr_addr")),
                 wr.data.eq(row),
                 wr.en.eq(delay(m, load & ~emit, formed, "wr_en")),
             ]
@@ -368,13 +370,14 @@ class GemmEngine(wiring.Component):
         with m.If(array.tile_done):
             m.d.sync += bank_full.eq(1)
         with m.If(load):
-            m.d.sync += drain_row.eq(drain_row + 1)
+            m.d.sync += [drain_row.eq(drain_row + 1), acc_addr.eq(acc_addr + 1)]
             with m.If(final_row):
                 m.d.sync += [
                     bank_full.eq(0),
                     pending.eq(0),
                     drain_row.eq(0),
                     tile_base.eq(tile_base + R),
+                    acc_addr.eq(tile_base + R),
                 ]
                 with m.If(pend_final & ~emit):
                     m.d.sync += self.busy.eq(0)  # partial sums stored: nothing to emit
