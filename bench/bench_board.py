@@ -51,6 +51,11 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=None, help="stop the build after SECONDS")
     ap.add_argument("--out", default=str(REPO / "build" / "bench_board"))
     ap.add_argument(
+        "--array",
+        help="array shape RxC instead of the DSE's choice (e.g. 9x13: 117 multipliers, the "
+        "75%% target, in less congested DSP rows than 10x15)",
+    )
+    ap.add_argument(
         "--depth",
         type=int,
         help="operand buffer depth (words) instead of the DSE's choice: shallower buffers "
@@ -58,6 +63,7 @@ def main() -> int:
     )
     args = ap.parse_args()
 
+    from barista_hw.config import EngineConfig
     from barista_hw.generate import generate
     from barista_hw.plan import plan_net
     from boards.build import build_board
@@ -70,12 +76,17 @@ def main() -> int:
     it = gen.manifest["iteration"]
     if args.depth:
         cfg = replace(cfg, a_depth=args.depth, b_depth=args.depth)
+    if args.array:
+        rows, cols = EngineConfig.parse_array(args.array)
+        cfg = replace(cfg, engine=replace(cfg.engine, rows=rows, cols=cols))
+    if args.depth or args.array:
         plan = plan_net(cfg, layers)
         it = {"cycles": plan.cycles, "macs": plan.macs}
     e = cfg.engine
     print(
-        f"LeNet on ULX3S 85F: {e.rows}x{e.cols} {e.fmt.name} (DSE choice), buffers "
-        f"{cfg.a_depth}/{cfg.b_depth} words{' (--depth)' if args.depth else ''}, {args.mhz:g} MHz"
+        f"LeNet on ULX3S 85F: {e.rows}x{e.cols}{' (--array)' if args.array else ' (DSE choice)'} "
+        f"{e.fmt.name}, buffers {cfg.a_depth}/{cfg.b_depth} words"
+        f"{' (--depth)' if args.depth else ''}, {args.mhz:g} MHz"
     )
     t0 = time.perf_counter()
     report = build_board(cfg, "ulx3s-85f", out=args.out, timeout=args.timeout, progress=False)
