@@ -25,7 +25,7 @@ class Requantizer(wiring.Component):
     Four register stages, so that no path carries more than one wide add or one
     shift: the accumulator is registered on entry, in the lane (it comes from the
     engine's row register, which sits by the accumulator memory's blocks, and the
-    rounding bit is a wide multiplexer on it); the rounding bias is chosen
+    rounding bit is a wide AND-OR on it); the rounding bias is chosen
     (nearest-even's ``2**(shift-1) - 1 + lsb`` is a choice between two precomputed
     constants, not an add), then added, then shifted; the saturation on ``q`` is
     combinational from the last stage. ``q``

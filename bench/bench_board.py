@@ -25,11 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 TARGET_MHZ = 100.0
-#: The clock asked by default. Measured on this design (nextpnr 0.11, router2): asked
-#: 100 MHz, placement estimates ~64 MHz and router2 never routes (overused wires rise
-#: again after iteration ~17). Asked 60 MHz, one placement (estimate 66.2 MHz) routed
-#: in ~37 minutes at 54.4 MHz; another (estimate 59.6 MHz, under the ask) stalled too.
-#: router2 converges when the ask is below what the placement reaches.
+#: The clock asked by default. Measured on this design (nextpnr 0.11, router2): one
+#: placement, asked 60 MHz (estimate 66.2 MHz), routed at 54.4 MHz; others, asked
+#: 50-100 MHz, stalled (overused wires rise again after some iterations). Since the
+#: PEs' flags and the array's drain copies are kept apart, placement estimates
+#: 75-83 MHz, but router2 has stalled on every placement asked 60 MHz (congestion in
+#: the PEs' nets beside the DSP rows).
 ASK_MHZ = 60.0
 TARGET_MULT_SHARE = 0.75
 
