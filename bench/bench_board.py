@@ -1,11 +1,12 @@
 """Benchmark of a real board build: LeNet's accelerator on ULX3S 85F with the YoWASP tools.
 
 Run from the repository: ``python bench/bench_board.py [--mhz 60] [--batch 64]
-[--timeout SECONDS] [--depth WORDS]``. Plans LeNet (examples/mnist, else
+[--timeout SECONDS] [--depth WORDS] [--array RxC]``. Plans LeNet (examples/mnist, else
 ../shared/caffe-models/mnist) for ULX3S 85F exactly as ``barista generate`` does (the
-design-space exploration; ``--depth`` overrides only its operand buffer depth), builds
-the board top (accelerator + UART host link) with ``--mhz`` asked of nextpnr (default
-:data:`ASK_MHZ`; the Fmax reported is the one reached) and prints, as text and JSON
+design-space exploration; ``--depth`` and ``--array`` override its buffer depth and
+array shape), builds the board top (accelerator + UART host link) with ``--mhz``
+asked of nextpnr (default :data:`ASK_MHZ`; the Fmax reported is the one reached) and
+prints, as text and JSON
 (``build/bench_board.json``): post-route Fmax (target >= 100 MHz; when ``--timeout``
 stops the build during routing, nextpnr's post-placement estimate, labelled as such),
 MULT18X18D used (target >= 75% of 156), peak GOPS (2 x PEs x Fmax) and the modelled
@@ -53,8 +54,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "build" / "bench_board"))
     ap.add_argument(
         "--array",
-        help="array shape RxC instead of the DSE's choice (e.g. 9x13: 117 multipliers, the "
-        "75%% target, in less congested DSP rows than 10x15)",
+        help="array shape RxC instead of the DSE's choice (e.g. 9x13: 117 multipliers, "
+        "the 75%% target)",
     )
     ap.add_argument(
         "--depth",
