@@ -155,6 +155,7 @@ class GemmEngine(wiring.Component):
 
         cmd = Signal(command_layout(cfg, self.BATCHED))
         images = cmd.images if self.BATCHED else 1
+        k_one, img_one = cmd.k == 1, images == 1  # each reduction restarts its flag from these
         # The feeder's decisions (``fire`` and what it loads) come from registers through
         # a few LUTs: down-counters, and flags and lane masks registered ahead of use
         # rather than comparisons on the counters in the path of ``fire``.
@@ -194,9 +195,9 @@ class GemmEngine(wiring.Component):
                 row_mask.eq(_lane_mask(cmd.m, R)),
                 col_mask.eq(_lane_mask(cmd.n, C)),
                 k_left.eq(cmd.k - 1),
-                last_k.eq(cmd.k == 1),
+                last_k.eq(k_one),
                 img_left.eq(images - 1),
-                last_img.eq(images == 1),
+                last_img.eq(img_one),
                 feed_done.eq(0),
                 tile_base.eq(0),
                 acc_addr.eq(0),
@@ -258,9 +259,9 @@ class GemmEngine(wiring.Component):
             m.d.sync += b_in[c].eq(Mux(col_mask[c], self.b.payload[c], 0))
         with m.If(fire):
             with m.If(last_k):
-                m.d.sync += [k_left.eq(cmd.k - 1), last_k.eq(cmd.k == 1)]
+                m.d.sync += [k_left.eq(cmd.k - 1), last_k.eq(k_one)]
                 with m.If(last_img):
-                    m.d.sync += [img_left.eq(images - 1), last_img.eq(images == 1)]
+                    m.d.sync += [img_left.eq(images - 1), last_img.eq(img_one)]
                 with m.Else():
                     m.d.sync += [img_left.eq(img_left - 1), last_img.eq(img_left == 1)]
             with m.Else():

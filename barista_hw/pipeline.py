@@ -5,14 +5,16 @@ buffer's read address, the result bank's drain) is a long, slow net when one
 register drives it. :func:`replicate` gives each group of consumers its own copy.
 Synthesis merges registers with the same input unless told not to, so every copy's
 name carries :data:`REPLICA`, and the board flow marks such registers ``keep``
-(:data:`YOSYS_KEEP_REPLICAS`); simulation is unaffected.
+(:data:`YOSYS_KEEP_REPLICAS`); simulation is unaffected. Registers that are equal by
+construction but serve consumers far apart carry it too (each PE's valid/last flags,
+equal along an anti-diagonal of the array).
 """
 
 from __future__ import annotations
 
 from amaranth import Module, Signal, Value
 
-#: Part of the name of every replicated register.
+#: Part of the name of every register that synthesis must not merge with its equals.
 REPLICA = "__rep"
 #: Yosys commands, run after reading the design, that keep replicated registers apart
 #: (``keep`` on the register cells: opt_merge then leaves them, checked with yosys 0.70).

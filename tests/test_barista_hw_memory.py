@@ -69,11 +69,11 @@ def _run(sim: str, verilog: str, tmp: Path) -> dict[str, str]:
         env = None
     else:
         from sim.runner import SimulatorNotFound
-        from sim.verilator_driver import VERILATOR_FLAGS, _tool_env, verilator_root
+        from sim.verilator_driver import VERILATOR_FLAGS, tool_env, verilator_root
 
         try:
             verilator = str(verilator_root() / "bin" / "verilator")
-            env = _tool_env()
+            env = tool_env()
         except SimulatorNotFound as exc:
             pytest.skip(str(exc))
         # The wheel's build leaves out the compiler's coroutine options that --timing needs.
