@@ -13,6 +13,11 @@ pulse is registered once per column (replicated registers, see
 :mod:`barista_hw.pipeline`): one net from the controller to every PE's result
 bank would span the whole array.
 
+Where the platform chains ECP5 multipliers (:data:`barista_hw.dsp.B_CHAIN`), ``b``
+goes down a column on the DSP shift chain instead of fabric registers; a PE below
+a break in the chain takes its ``b`` from a fabric delay line of the column's input
+(the same value, the same cycle).
+
 Only the output-stationary dataflow is built; the class takes the dataflow so
 a weight-stationary variant can be added beside it.
 """
@@ -24,6 +29,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import Dataflow
+from .dsp import BRoute, b_chain_of
 from .errors import InputError
 from .numfmt import FixedFormat
 from .pe import ProcessingElement
@@ -67,7 +73,14 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         R, C = self.rows, self.cols
-        pes = [[ProcessingElement(self.fmt) for _ in range(C)] for _ in range(R)]
+        chained = b_chain_of(platform)
+
+        def route(r: int, c: int) -> BRoute:
+            if r > 0 and chained(r, c):
+                return BRoute.CHAIN
+            return BRoute.ENTER if r + 1 < R and chained(r + 1, c) else BRoute.FABRIC
+
+        pes = [[ProcessingElement(self.fmt, route(r, c)) for c in range(C)] for r in range(R)]
         for r in range(R):
             for c in range(C):
                 m.submodules[self.pe_name(r, c)] = pes[r][c]
@@ -86,9 +99,16 @@ class SystolicArray(wiring.Component):
         # that one moves), so the pulse is copied per column rather than skewed.
         drains = replicate(m, self.drain, C, "drain")
         for c in range(C):
-            m.d.comb += pes[0][c].b.eq(delay(m, self.b[c], c, f"b_skew{c}", data=True))
+            b_in = delay(m, self.b[c], c, f"b_skew{c}", data=True)
+            m.d.comb += pes[0][c].b.eq(b_in)
             for r in range(1, R):
-                m.d.comb += pes[r][c].b.eq(pes[r - 1][c].b_o)
+                pe, above = pes[r][c], pes[r - 1][c]
+                if pe.b_route is BRoute.CHAIN:
+                    m.d.comb += pe.b_chain_i.eq(above.b_chain_o)
+                elif above.b_route is BRoute.FABRIC:
+                    m.d.comb += pe.b.eq(above.b_o)
+                else:  # below a break in the chain: b from the fabric, r cycles on
+                    m.d.comb += pe.b.eq(delay(m, b_in, r, f"b_tap{c}_{r}", data=True))
             for r in range(R):
                 below = pes[r + 1][c].bank if r + 1 < R else 0
                 m.d.comb += [pes[r][c].shift_i.eq(below), pes[r][c].drain.eq(drains[c])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,24 @@ class Family:
 
     Elaborating with it gives the RTL a board build of that family gets (its vendor
     DSP form, see :mod:`barista_hw.dsp`) without the board, so it can be simulated.
+    ``dsp_b_chain``: as a board platform's :data:`barista_hw.dsp.B_CHAIN`.
     """
 
     family: str
+    dsp_b_chain: Callable[[int, int], bool] | None = None
+
+    @classmethod
+    def of(cls, form: str) -> Family:
+        """The stand-in for a form: a family's name, or :data:`ECP5_CHAIN`."""
+        if form == ECP5_CHAIN:
+            # Chained everywhere but at row 2 of odd columns, as a floorplan breaks a
+            # chain where a column's sites cross the device's centre.
+            return cls("ecp5", lambda row, col: row != 2 or col % 2 == 0)
+        return cls(form)
+
+
+#: The ECP5 form with ``b`` on the DSP shift chain, broken in places (for simulation).
+ECP5_CHAIN = "ecp5chain"
 
 
 def to_verilog(
@@ -100,7 +116,7 @@ def write_engine(
     """
     name = engine_module_name(kind, cfg, family)
     path = Path(out_dir) / f"{name}.v"
-    platform = Family(family) if family else None
+    platform = Family.of(family) if family else None
     component = ENGINES[kind](cfg)
     text = to_verilog(component, name, platform, undefined_collisions=undefined_collisions)
     write_text_atomic(path, text)

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from barista_hw.config import AcceleratorConfig
+from barista_hw.dsp import B_CHAIN
 from barista_hw.errors import InputError
 from barista_hw.memory import YOSYS_NO_COLLISION
 from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
@@ -293,6 +294,10 @@ def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[s
     """Amaranth's build plan and the options it was made with."""
     platform = board.make_platform()
     pins = _floorplan(top, board)
+    if pins:  # the pinned sites say where b can go down a column on the DSP chain
+        e = top.cfg.engine
+        chained = floorplan.b_chain(e.rows, e.cols, board.dsp_grid)  # type: ignore[arg-type]
+        setattr(platform, B_CHAIN, lambda row, col: (row, col) in chained)
     synth_opts, after_synth = synthesis(board.family, board.synth_opts)
     opts = {
         "script_after_read": YOSYS_KEEP_REPLICAS + (f"\n{pins}" if pins else ""),
@@ -408,7 +413,10 @@ def _run(
         key=key,
     )
     if _floorplan(top, spec):
-        report.messages.append("PE multipliers pinned to DSP sites, array columns along DSP rows")
+        report.messages.append(
+            "PE multipliers pinned to DSP sites, array columns along DSP rows, "
+            "b down the columns on the DSP shift chain"
+        )
     try:
         plan.extract(tmp)  # type: ignore[attr-defined]
         script = f"{plan.script}.sh"  # type: ignore[attr-defined]

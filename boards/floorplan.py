@@ -10,7 +10,11 @@ hops cross every cut of a DSP row many times over.
 take consecutive sites, so the ``b`` and drain hops go to the next site, and an
 ``a`` hop skips ``rows`` sites. A DSP row takes whole array columns where they fit,
 and successive DSP rows run in opposite directions (a snake), so the hop from the
-last column of one DSP row to the first of the next is a vertical one.
+last column of one DSP row to the first of the next is a vertical one. Within a
+column the rows always go left to right: that is the direction of the multipliers'
+B shift chain, which then carries ``b`` down the column with no fabric at all
+(:func:`b_chain`; the chain is broken only where the column's sites cross the
+device's centre, which nextpnr cannot route).
 
 :func:`yosys_script` writes the placement as ``BEL`` attributes, which nextpnr
 honours, and makes Yosys stop if any PE's multiplier was not found.
@@ -37,6 +41,8 @@ class DspGrid:
     rows: tuple[int, ...]  # Y of each DSP row
     blocks: tuple[int, ...]  # X of each DSP block's first multiplier
     offsets: tuple[int, ...] = (0, 1, 4, 5)  # a block's multipliers: X + o, bel MULT18_<o>
+    # X of the blocks where the B shift chain starts afresh (after the centre spine).
+    chain_starts: tuple[int, ...] = ()
 
     @property
     def per_row(self) -> int:
@@ -53,10 +59,30 @@ class DspGrid:
         sites.sort(reverse=i % 2 == 1)
         return [f"X{x}/Y{y}/MULT18_{o}" for x, o in sites]
 
+    def chain_links(self) -> set[tuple[str, str]]:
+        """Pairs (site, the site its SROB reaches): left to right along a DSP row."""
+        links = set()
+        for i in range(len(self.rows)):
+            order = sorted(self.strip(i), key=_site_x)
+            pairs = zip(order, order[1:], strict=False)
+            links |= {(a, b) for a, b in pairs if _site_x(b) not in self.chain_starts}
+        return links
+
+
+def _site_x(site: str) -> int:
+    """X of a site named ``X<x>/Y<y>/MULT18_<o>``."""
+    return int(site.split("/")[0][1:])
+
 
 #: LFE5U-85F, from nextpnr 0.11's device database (each site checked by pinning a
-#: multiplier to it; the gap after X58 is the centre clock spine).
-ECP5_85F = DspGrid(rows=(10, 34, 58), blocks=(4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114))
+#: multiplier to it; the gap after X58 is the centre clock spine). Its B shift chain:
+#: nextpnr 0.11 routed all 156 sites chained left to right within each half of each
+#: DSP row, and failed to route the link from X63 to X69.
+ECP5_85F = DspGrid(
+    rows=(10, 34, 58),
+    blocks=(4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114),
+    chain_starts=(69,),
+)
 
 
 def pe_sites(rows: int, cols: int, grid: DspGrid) -> dict[tuple[int, int], str]:
@@ -74,13 +100,24 @@ def pe_sites(rows: int, cols: int, grid: DspGrid) -> dict[tuple[int, int], str]:
     for used in range(1, len(strips) + 1):
         per_strip = math.ceil(cols / used)
         if per_strip * rows <= grid.per_row:
-            return {
-                (r, c): strips[c // per_strip][(c % per_strip) * rows + r]
-                for r in range(rows)
-                for c in range(cols)
-            }
+            sites = {}
+            for c in range(cols):
+                i, first = c // per_strip, (c % per_strip) * rows
+                for r in range(rows):
+                    # Rows left to right on right-to-left strips too (the B chain's way).
+                    sites[r, c] = strips[i][first + (rows - 1 - r if i % 2 else r)]
+            return sites
     chain = [site for strip in strips for site in strip]
     return {(r, c): chain[c * rows + r] for r in range(rows) for c in range(cols)}
+
+
+def b_chain(rows: int, cols: int, grid: DspGrid) -> frozenset[tuple[int, int]]:
+    """The PEs ``(r, c)`` of :func:`pe_sites` whose ``b`` can come from PE ``(r - 1, c)``
+    over the multipliers' shift chain (see :data:`barista_hw.dsp.B_CHAIN`)."""
+    sites, links = pe_sites(rows, cols, grid), grid.chain_links()
+    return frozenset(
+        (r, c) for (r, c) in sites if r > 0 and (sites[r - 1, c], sites[r, c]) in links
+    )
 
 
 def yosys_script(rows: int, cols: int, grid: DspGrid) -> str:

