@@ -167,7 +167,9 @@ class GemmEngine(wiring.Component):
         last_img = Signal()  # img_left == 0
         row_mask = Signal(R)  # lane r of A is inside the matrix: m_rem > r
         col_mask = Signal(C)  # lane c of B is inside the matrix: n_rem > c
-        feed_done = Signal()
+        # Operands are being fed: from the cycle after ``started`` to the command's last
+        # beat. One register, so ``fire`` depends on no busy/started/done logic.
+        feeding = Signal()
         pending = Signal()  # a tile's last beat has been issued and it is not drained yet
         pend_rows = Signal(range(R + 1))
         pend_final = Signal()
@@ -198,7 +200,7 @@ class GemmEngine(wiring.Component):
                 last_k.eq(k_one),
                 img_left.eq(images - 1),
                 last_img.eq(img_one),
-                feed_done.eq(0),
+                feeding.eq(1),
                 tile_base.eq(0),
                 acc_addr.eq(0),
             ]
@@ -236,9 +238,7 @@ class GemmEngine(wiring.Component):
         fire = Signal()
         m.d.comb += [
             fire.eq(
-                self.busy
-                & ~started
-                & ~feed_done
+                feeding
                 & self.a.valid
                 & self.b.valid
                 & ~(last_beat & pending)  # the bank must be free before the next capture
@@ -275,7 +275,7 @@ class GemmEngine(wiring.Component):
                 with m.If(last_col):
                     m.d.sync += [n_rem.eq(cmd.n), col_mask.eq(first_cols)]
                     with m.If(last_row):
-                        m.d.sync += feed_done.eq(1)
+                        m.d.sync += feeding.eq(0)
                     with m.Else():
                         m.d.sync += [m_rem.eq(m_rem - R), row_mask.eq(next_rows)]
                 with m.Else():
