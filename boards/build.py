@@ -294,7 +294,7 @@ def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[s
     """Amaranth's build plan and the options it was made with."""
     platform = board.make_platform()
     pins = _floorplan(top, board)
-    if pins:  # the pinned sites say where b can go down a column on the DSP chain
+    if pins and board.b_chain:  # the pinned sites say where b can take the DSP chain
         e = top.cfg.engine
         chained = floorplan.b_chain(e.rows, e.cols, board.dsp_grid)  # type: ignore[arg-type]
         setattr(platform, B_CHAIN, lambda row, col: (row, col) in chained)
@@ -413,9 +413,9 @@ def _run(
         key=key,
     )
     if _floorplan(top, spec):
+        chain = ", b down the columns on the DSP shift chain" if spec.b_chain else ""
         report.messages.append(
-            "PE multipliers pinned to DSP sites, array columns along DSP rows, "
-            "b down the columns on the DSP shift chain"
+            f"PE multipliers pinned to DSP sites, array columns along DSP rows{chain}"
         )
     try:
         plan.extract(tmp)  # type: ignore[attr-defined]

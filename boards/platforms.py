@@ -46,6 +46,11 @@ class BoardSpec:
     # The device's multiplier sites, when known: the board flow then pins each PE's
     # multiplier (see boards.floorplan).
     dsp_grid: DspGrid | None = None
+    # With a grid, pass b down the array columns on the DSP shift chain. Off by
+    # default: LeNet's 10x15 with it routed at 56.8 MHz with router2, and router1 left
+    # 33-174 arcs unrouted after 40+ minutes in two builds, where without it router1
+    # routed at 102.35 MHz (README, "Board builds today").
+    b_chain: bool = False
 
     @property
     def target(self) -> Target:
@@ -57,15 +62,15 @@ class BoardSpec:
 
 
 def _ulx3s(size: str, dsp_grid: DspGrid | None = None) -> BoardSpec:
-    """ULX3S (ECP5, 25 MHz oscillator); router2 routes its big designs far faster than
-    nextpnr's default router1."""
+    """ULX3S (ECP5, 25 MHz oscillator). nextpnr's default router (router1): on LeNet's
+    10x15 accelerator it routed in 16 minutes where router2 stalled on the congestion
+    beside the DSP rows, or routed at half the clock."""
     return BoardSpec(
         f"ulx3s-{size}",
         f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform",
         "ecp5",
         "clk25",
         25.0,
-        pnr_opts="--router router2",
         dsp_grid=dsp_grid,
     )
 

