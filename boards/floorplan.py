@@ -12,9 +12,9 @@ take consecutive sites, so the ``b`` and drain hops go to the next site, and an
 and successive DSP rows run in opposite directions (a snake), so the hop from the
 last column of one DSP row to the first of the next is a vertical one. Within a
 column the rows always go left to right: that is the direction of the multipliers'
-B shift chain, which then carries ``b`` down the column with no fabric at all
-(:func:`b_chain`; the chain is broken only where the column's sites cross the
-device's centre, which nextpnr cannot route).
+B shift chain, which can then carry ``b`` down the column with no fabric at all
+(:func:`b_chain`, when the board asks for it; the chain is broken only where the
+column's sites cross the device's centre, which nextpnr cannot route).
 
 :func:`yosys_script` writes the placement as ``BEL`` attributes, which nextpnr
 honours, and makes Yosys stop if any PE's multiplier was not found.
