@@ -47,9 +47,9 @@ class BoardSpec:
     # multiplier (see boards.floorplan).
     dsp_grid: DspGrid | None = None
     # With a grid, pass b down the array columns on the DSP shift chain. Off by
-    # default: LeNet's 10x15 with it routed at 56.8 MHz with router2, and router1 left
-    # 33-174 arcs unrouted after 40+ minutes in two builds, where without it router1
-    # routed at 102.35 MHz (README, "Board builds today").
+    # default: on LeNet's 10x15 (router1, asked 75 MHz) it saved 2,000 flip-flops but
+    # reached the same 101.4 MHz, and a build asked 100 MHz with it did not finish
+    # routing (README, "Board builds today").
     b_chain: bool = False
 
     @property
@@ -62,9 +62,9 @@ class BoardSpec:
 
 
 def _ulx3s(size: str, dsp_grid: DspGrid | None = None) -> BoardSpec:
-    """ULX3S (ECP5, 25 MHz oscillator). nextpnr's default router (router1): on LeNet's
-    10x15 accelerator it routed in 16 minutes where router2 stalled on the congestion
-    beside the DSP rows, or routed at half the clock."""
+    """ULX3S (ECP5, 25 MHz oscillator). nextpnr's default router (router1): it routes
+    LeNet's 10x15 accelerator in about 20 minutes at 101 MHz, where router2 stalled on
+    the congestion beside the DSP rows, or routed at 57 MHz."""
     return BoardSpec(
         f"ulx3s-{size}",
         f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform",
