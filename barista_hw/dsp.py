@@ -16,8 +16,8 @@ The MULT18X18D's registered B operand also leaves the cell on a dedicated shift
 chain (SROB) to the next multiplier site's SRIB, where ``SOURCEB`` picks it instead
 of the B pins. A PE can take its ``b`` from the PE above that way (:class:`BRoute`):
 no fabric register, no fabric wires. The chain links only neighbouring sites, so a
-platform says which PEs get it (:data:`B_CHAIN`): a board whose floorplan pins the
-multipliers (:mod:`boards.floorplan`)."""
+platform says which PEs get it (:data:`B_CHAIN`): a board build that pins the
+multipliers (:mod:`boards.floorplan`) and is asked to (``BoardSpec.b_chain``)."""
 
 from __future__ import annotations
 
