@@ -1,6 +1,6 @@
 """Benchmark of a real board build: LeNet's accelerator on ULX3S 85F with the YoWASP tools.
 
-Run from the repository: ``python bench/bench_board.py [--mhz 60] [--batch 64]
+Run from the repository: ``python bench/bench_board.py [--mhz 75] [--batch 64]
 [--timeout SECONDS] [--depth WORDS] [--array RxC] [--b-chain]``. Plans LeNet (examples/mnist, else
 ../shared/caffe-models/mnist) for ULX3S 85F exactly as ``barista generate`` does (the
 design-space exploration; ``--depth`` and ``--array`` override its buffer depth and

@@ -64,7 +64,7 @@ class BoardSpec:
 def _ulx3s(size: str, dsp_grid: DspGrid | None = None) -> BoardSpec:
     """ULX3S (ECP5, 25 MHz oscillator). nextpnr's default router (router1): it routes
     LeNet's 10x15 accelerator in about 20 minutes at 101 MHz, where router2 stalled on
-    the congestion beside the DSP rows, or routed at 57 MHz."""
+    the congestion beside the DSP rows or, with the DSP b chain, routed at 57 MHz."""
     return BoardSpec(
         f"ulx3s-{size}",
         f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform",
