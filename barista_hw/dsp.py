@@ -126,13 +126,12 @@ def _ecp5_mult(
     """A MULT18X18D with operand and output registers; returns its 36-bit signed product."""
     if (b is None) == (b_chain_in is None):
         raise ValueError("a MULT18X18D takes B from its pins or from the chain, not both")
-    if max(len(a), len(b if b is not None else b_chain_in)) > ECP5_WIDTH:
+    b = b_chain_in if b is None else b
+    if max(len(a), len(b)) > ECP5_WIDTH:
         raise ValueError(f"MULT18X18D operands are at most {ECP5_WIDTH} bits")
     a18, b18 = Signal(signed(ECP5_WIDTH)), Signal(signed(ECP5_WIDTH))
     p = Signal(signed(2 * ECP5_WIDTH))
-    m.d.comb += a18.eq(a)  # sign extension to the DSP's width
-    if b is not None:
-        m.d.comb += b18.eq(b)
+    m.d.comb += [a18.eq(a), b18.eq(b)]  # sign extension to the DSP's width
     ports: dict[str, object] = {
         "i_SIGNEDA": 1,
         "i_SIGNEDB": 1,
