@@ -28,9 +28,10 @@ from amaranth import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from barista_base.errors import InputError
+
 from .config import Dataflow
 from .dsp import BRoute, b_chain_of
-from .errors import InputError
 from .numfmt import FixedFormat
 from .pe import ProcessingElement
 from .pipeline import delay, replicate

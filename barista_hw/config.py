@@ -6,7 +6,8 @@ import enum
 import json
 from dataclasses import asdict, dataclass, field
 
-from .errors import InputError
+from barista_base.errors import InputError
+
 from .numfmt import FixedFormat
 
 MAX_ARRAY_DIM = 64

@@ -28,8 +28,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from barista_base.errors import InputError
+
 from .config import MAX_ARRAY_DIM, AcceleratorConfig, EngineConfig
-from .errors import InputError
 from .numfmt import PRESETS as FORMATS
 from .numfmt import FixedFormat
 from .plan import GemmLayer, NetPlan, dim_bits_needed, plan_net

@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,10 +39,12 @@ from pathlib import Path
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
+from barista_base.cache import atomic_directory
+from barista_base.errors import InputError
+
 from .accelerator import Accelerator
 from .config import AcceleratorConfig, EngineConfig
 from .dse import DseResult, explore, needed_dim_bits
-from .errors import InputError
 from .numfmt import FixedFormat
 from .plan import GemmLayer, NetPlan, plan_net
 from .presets import get_preset
@@ -302,25 +301,9 @@ def _write_dir(out: Path, files: dict[str, str]) -> None:
                 f"output directory {out} is not empty and holds no {MANIFEST_NAME}: "
                 "refusing to replace it (choose another -o)"
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    old = None
-    try:
+    with atomic_directory(out, replace=True) as tmp:
         for fname, text in sorted(files.items()):
             (tmp / fname).write_text(text)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / "prev")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / "prev").exists() and not out.exists():
-            os.replace(old / "prev", out)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(path: str | Path) -> tuple[AcceleratorConfig, dict]:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from barista_base.errors import InputError
+
 from . import lfsr, schedule
 from .config import AcceleratorConfig, EngineConfig
-from .errors import InputError
 from .numfmt import MAX_SHIFT, FixedFormat, Rounding
 
 _EXACT_F64 = float(2**53 - 1)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Shape, signed, unsigned
 
-from .errors import InputError
+from barista_base.errors import InputError
 
 MIN_WIDTH = 2
 MAX_WIDTH = 18  # one product must map onto one 18x18 DSP multiplier

@@ -59,10 +59,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from barista_base.errors import InputError
+
 from .accelerator import FEED_LATENCY
 from .config import AcceleratorConfig, EngineConfig, Pass
 from .engine import drain_latency, wave_latency
-from .errors import InputError
 from .schedule import Chunk, Tiling, dim_bits_needed, reduction_pattern, tiling  # noqa: F401 - re-exported
 
 KINDS = ("conv", "fc")

@@ -8,8 +8,9 @@ exploration usually finds a better one for a given network.
 
 from __future__ import annotations
 
+from barista_base.errors import InputError
+
 from .config import AcceleratorConfig, EngineConfig
-from .errors import InputError
 from .numfmt import PRESETS as FORMATS
 
 

@@ -1,8 +1,9 @@
-"""Elaboration to Verilog: one place that names top modules and writes files atomically."""
+"""Elaboration to Verilog: one place that names top modules, writes them and keys their caches."""
 
 from __future__ import annotations
 
-import os
+import hashlib
+import importlib.metadata
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -12,9 +13,24 @@ from pathlib import Path
 from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
+from barista_base.cache import write_text_atomic
+
 from .config import EngineConfig, Pass
 from .engine import ENGINES
 from .memory import YOSYS_NO_COLLISION
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256(importlib.metadata.version("amaranth").encode())
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+#: SHA-256 of the Amaranth version and this package's sources: the key under which
+#: elaborated Verilog is cached. Taken when the hardware modules are loaded, so that a
+#: source edited later cannot label Verilog elaborated from the code in memory.
+SOURCE_HASH = _source_hash()
 
 
 @dataclass(frozen=True)
@@ -88,17 +104,18 @@ def engine_module_name(kind: Pass, cfg: EngineConfig, family: str | None = None)
     return f"{kind.value}_{cfg.rows}x{cfg.cols}_{fmt}" + (f"_{family}" if family else "")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def engine_text(
+    kind: Pass, cfg: EngineConfig, family: str | None = None, *, undefined_collisions: bool = False
+) -> tuple[str, str]:
+    """(Verilog text, top module name) of the engine of ``kind``.
+
+    ``family``: elaborate as for a board of that FPGA family (its vendor primitives).
+    ``undefined_collisions``: for simulation, see :func:`to_verilog`.
+    """
+    name = engine_module_name(kind, cfg, family)
+    platform = Family.of(family) if family else None
+    component = ENGINES[kind](cfg)
+    return to_verilog(component, name, platform, undefined_collisions=undefined_collisions), name
 
 
 def write_engine(
@@ -111,13 +128,9 @@ def write_engine(
 ) -> tuple[Path, str]:
     """Elaborate the engine of ``kind`` into ``out_dir/<name>.v``; returns (path, top name).
 
-    ``family``: elaborate as for a board of that FPGA family (its vendor primitives).
-    ``undefined_collisions``: for simulation, see :func:`to_verilog`.
+    The options are :func:`engine_text`'s.
     """
-    name = engine_module_name(kind, cfg, family)
+    text, name = engine_text(kind, cfg, family, undefined_collisions=undefined_collisions)
     path = Path(out_dir) / f"{name}.v"
-    platform = Family.of(family) if family else None
-    component = ENGINES[kind](cfg)
-    text = to_verilog(component, name, platform, undefined_collisions=undefined_collisions)
     write_text_atomic(path, text)
     return path, name

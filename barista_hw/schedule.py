@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from barista_base.errors import InputError
+
 from .config import AcceleratorConfig
-from .errors import InputError
 
 
 @dataclass(frozen=True)

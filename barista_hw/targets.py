@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError
+from barista_base.errors import InputError
 
 #: Block RAM aspect ratios (depth, width) usable for a memory with one write and one
 #: read port: ECP5 DP16KD (pseudo dual-port up to 36 bits wide) and iCE40 EBR (SB_RAM40_4K).

@@ -67,12 +67,12 @@ def main() -> int:
     )
     args = ap.parse_args()
 
+    from barista.commands.generate import load_layers
     from barista_hw.config import EngineConfig
     from barista_hw.generate import generate
     from barista_hw.plan import plan_net
     from boards.build import build_board
     from boards.platforms import get_board
-    from caffe_bridge.commands.generate import load_layers
 
     shapes = {"data": (args.batch, 1, 28, 28), "label": (args.batch,)}
     name, layers = load_layers(str(_lenet()), shapes)

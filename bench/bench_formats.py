@@ -20,8 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from barista.sweep import RunResult, train_and_test  # noqa: E402
 from caffe_bridge.datasets import write_digits  # noqa: E402
-from caffe_bridge.sweep import RunResult, train_and_test  # noqa: E402
 
 POINTS = [("float32", "cpu", {})] + [
     (f"{fmt} {rnd}", "golden", {"fmt": fmt, "rounding": rnd})

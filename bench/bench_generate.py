@@ -20,7 +20,7 @@ TARGET_UTIL = 0.80
 
 
 def _generate(net: Path, shapes: list[str], out: Path) -> float:
-    from caffe_bridge.commands import generate as cmd
+    from barista.commands import generate as cmd
 
     parser = argparse.ArgumentParser()
     cmd.add_arguments(parser)
@@ -33,9 +33,9 @@ def _generate(net: Path, shapes: list[str], out: Path) -> float:
 
 
 def _utilisation(name: str, net: Path, shapes: dict) -> None:
+    from barista.backends.plan import gemm_layers
     from barista_hw.dse import explore
     from barista_hw.targets import get_target
-    from caffe_bridge.hw_plan import gemm_layers
     from caffe_bridge.net import Net
 
     layers = gemm_layers(Net(net, "TRAIN", data_shapes=shapes))

@@ -3,22 +3,20 @@
 :func:`build_board` elaborates a :class:`~boards.platforms.BoardTop` on its
 amaranth-boards platform, runs the build script Amaranth writes (Yosys, nextpnr with
 ``--report``, ecppack / icepack) with the tools taken from the YoWASP wheels through
-Amaranth's environment variables (:data:`TOOL_ENV`), and returns a :class:`BuildReport`:
-post-route Fmax per clock, utilisation per cell type (both from nextpnr's JSON
-report), the configuration, the resource estimate of :mod:`barista_hw.resources` for
-comparison, tool versions and build time. ``report.json`` and the bitstream are
-written into ``out``. Yosys first marks the replicated registers ``keep``
+Amaranth's environment variables (:data:`TOOL_ENV`), and returns the
+:class:`~boards.report.BuildReport` (figures from nextpnr, the configuration, the
+resource estimate of :mod:`barista_hw.resources` for comparison, tool versions and
+build time). ``report.json`` and the bitstream are written into ``out``. Yosys first marks the replicated registers ``keep``
 (:data:`barista_hw.pipeline.YOSYS_KEEP_REPLICAS`) and, before RAM mapping, lets the
 memories built by :func:`barista_hw.memory.collision_free_memory` return an undefined
 word on a read-during-write (:data:`barista_hw.memory.YOSYS_NO_COLLISION`); a
 synthesis stopped by a Yosys assertion is run once more in the form of
 :func:`purge_synthesis`.
 
-Builds are cached under ``<cache>/<board>-<key>/``, the key a SHA-256 of every file
-of the build plan (RTLIL, constraints, scripts), the tool versions and options; a
-complete entry (``report.json`` present) is reused. Status: ``ok``; ``timing`` (placed
-and routed, Fmax below the clock); ``no-fit`` (nextpnr reports more cells than the
-device has); ``failed`` (a tool stopped for another reason: the log tail says why).
+Builds are cached under ``boards/<board>-<key>/`` in the user cache
+(:mod:`barista_base.cache`), the key a SHA-256 of every file of the build plan (RTLIL,
+constraints, scripts), the tool versions and options; a complete entry
+(``report.json`` present) is reused.
 """
 
 from __future__ import annotations
@@ -32,27 +30,21 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from barista_base.cache import atomic_directory, cache_dir
+from barista_base.errors import InputError, log_tail
 from barista_hw.config import AcceleratorConfig
 from barista_hw.dsp import B_CHAIN
-from barista_hw.errors import InputError
 from barista_hw.memory import YOSYS_NO_COLLISION
 from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
 from barista_hw.resources import estimate
 
 from . import floorplan
 from .platforms import DEFAULT_BAUD, DEFAULT_RESULT_DEPTH, BoardSpec, BoardTop, get_board
-from .protocol import PROTOCOL_VERSION, config_hash
-
-REPO = Path(__file__).resolve().parents[1]
-CACHE_ENV = "BARISTA_BOARD_CACHE"
-REPORT = "report.json"
-PNR_REPORT = "pnr_report.json"
-NAME = "top"
+from .protocol import config_hash
+from .report import NAME, PNR_REPORT, REPORT, BuildReport, judge
 
 #: The YoWASP tools through Amaranth's variables; openFPGALoader is never run.
 TOOL_ENV = {
@@ -103,75 +95,6 @@ class BuildError(RuntimeError):
     """The toolchain is missing or a build could not be started."""
 
 
-@dataclass
-class BuildReport:
-    """What a build produced (``report.json``)."""
-
-    status: str  # ok | timing | no-fit | failed
-    board: str
-    device: str
-    config: dict
-    config_hash: str
-    clock: dict  # requested and PLL MHz, PLL parameters
-    baud: int
-    uart_divisor: int
-    result_depth: int
-    fmax: dict[str, dict[str, float]] = field(default_factory=dict)  # clock -> MHz figures
-    utilisation: dict[str, dict[str, int]] = field(default_factory=dict)  # cell -> used/avail
-    # nextpnr's estimate after placement, before routing (clock -> MHz): the only figure
-    # of a build stopped by its timeout during routing.
-    fmax_placed: dict[str, float] = field(default_factory=dict)
-    # The worst register-to-register path: delays and the source lines along it.
-    critical_path: dict = field(default_factory=dict)
-    estimate: dict = field(default_factory=dict)
-    tools: dict[str, str | None] = field(default_factory=dict)
-    build_seconds: float = 0.0
-    key: str = ""
-    bitstream: str | None = None
-    messages: list[str] = field(default_factory=list)
-    cached: bool = False
-    protocol_version: int = PROTOCOL_VERSION
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def summary(self) -> str:
-        """A few lines for people."""
-        e = self.config["engine"]
-        lines = [
-            f"{self.board} ({self.device}): {e['rows']}x{e['cols']} {e['fmt']} accelerator, "
-            f"UART {self.baud} baud; status {self.status}"
-            + (" (cached build)" if self.cached else f" in {self.build_seconds:.0f} s"),
-        ]
-        for clk, f in sorted(self.fmax.items()):
-            lines.append(
-                f"  clock {clk}: Fmax {f['achieved_mhz']:.1f} MHz "
-                f"(constraint {f['constraint_mhz']:.1f} MHz)"
-            )
-        if not self.fmax:
-            for clk, mhz in sorted(self.fmax_placed.items()):
-                lines.append(f"  clock {clk}: {mhz:.1f} MHz estimated after placement (not routed)")
-        for cell in sorted(self.utilisation):
-            u = self.utilisation[cell]
-            if u["used"]:
-                pct = 100.0 * u["used"] / u["available"] if u["available"] else 0.0
-                lines.append(f"  {cell:<16} {u['used']:>7} / {u['available']:<7} {pct:5.1f}%")
-        cp = self.critical_path
-        if cp:
-            lines.append(
-                f"  critical path {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, "
-                f"{cp['routing_ns']:.2f} routing) through {', '.join(cp['sources'][:4]) or '?'}"
-            )
-        lines += [f"  {msg}" for msg in self.messages]
-        if self.bitstream:
-            lines.append(f"  bitstream {self.bitstream}")
-        return "\n".join(lines)
-
-
 def tool_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for dist in TOOL_DISTS:
@@ -180,10 +103,6 @@ def tool_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             out[dist] = None
     return out
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or REPO / "build" / "boards")
 
 
 def _env() -> dict[str, str]:
@@ -197,72 +116,6 @@ def _check_tools(board: BoardSpec, versions: dict[str, str | None]) -> None:
     missing = [d for d in need if versions.get(d) is None]
     if missing:
         raise BuildError(f"building for {board.name} needs {', '.join(missing)} (pip install)")
-
-
-_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
-_FMAX_LINE = re.compile(r"Max frequency for clock '([^']+)': ([\d.]+) MHz")
-
-
-def _log_fmax_placed(log: str) -> dict[str, float]:
-    """The first ``Max frequency`` per clock in a nextpnr log: the post-placement estimate."""
-    out: dict[str, float] = {}
-    for clk, mhz in _FMAX_LINE.findall(log):
-        out.setdefault(clk, float(mhz))
-    return out
-
-
-def _log_utilisation(log: str) -> dict[str, dict[str, int]]:
-    """``Device utilisation`` lines of a nextpnr log (the last table wins)."""
-    out: dict[str, dict[str, int]] = {}
-    for cell, used, avail in _UTIL_LINE.findall(log):
-        out[cell] = {"used": int(used), "available": int(avail)}
-    return out
-
-
-def _critical_path(doc: dict) -> dict:
-    """The longest clock-to-clock path of a nextpnr report (empty when there is none)."""
-    paths = [
-        p
-        for p in doc.get("critical_paths", [])
-        if str(p.get("from", "")).startswith("pos") and str(p.get("to", "")).startswith("pos")
-    ]
-    if not paths:
-        return {}
-    worst = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))
-    steps = worst["path"]
-    routing = sum(step["delay"] for step in steps if step["type"] == "routing")
-    total = sum(step["delay"] for step in steps)
-    sources: list[str] = []
-    for step in steps:
-        for src in step.get("sources", []):
-            src = src.removeprefix(str(REPO) + os.sep)
-            if src not in sources:
-                sources.append(src)
-    return {
-        "clock": worst["from"],
-        "delay_ns": round(total, 3),
-        "logic_ns": round(total - routing, 3),
-        "routing_ns": round(routing, 3),
-        "from": steps[0]["from"]["cell"],
-        "to": steps[-1]["to"]["cell"],
-        "sources": sources,
-    }
-
-
-def _parse_pnr(path: Path) -> tuple[dict, dict, dict]:
-    doc = json.loads(path.read_text())
-    fmax = {
-        clk: {
-            "achieved_mhz": round(float(v["achieved"]), 3),
-            "constraint_mhz": round(float(v["constraint"]), 3),
-        }
-        for clk, v in doc.get("fmax", {}).items()
-    }
-    util = {
-        cell: {"used": int(v["used"]), "available": int(v["available"])}
-        for cell, v in doc.get("utilization", {}).items()
-    }
-    return fmax, util, _critical_path(doc)
 
 
 def synthesis(family: str, synth_opts: str = "") -> tuple[str, str]:
@@ -290,7 +143,7 @@ def _floorplan(top: BoardTop, board: BoardSpec) -> str | None:
     return floorplan.yosys_script(e.rows, e.cols, grid)
 
 
-def _prepare(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[str, str]]:
+def build_plan(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[str, str]]:
     """Amaranth's build plan and the options it was made with."""
     platform = board.make_platform()
     pins = _floorplan(top, board)
@@ -352,9 +205,9 @@ def build_board(
     versions = tool_versions()
     _check_tools(spec, versions)
     top = BoardTop(cfg, spec, mhz=mhz, baud=baud, result_depth=result_depth)
-    plan, opts = _prepare(top, spec, seed)
+    plan, opts = build_plan(top, spec, seed)
     key = _key(plan, spec, versions, opts)
-    root = Path(cache) if cache is not None else cache_root()
+    root = Path(cache) if cache is not None else cache_dir("boards")
     entry = root / f"{spec.name}-{key}"
     clock = {
         "requested_mhz": mhz or cfg.clock_mhz,
@@ -396,8 +249,6 @@ def _run(
     timeout: float | None,
     progress: bool,
 ) -> BuildReport:
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     report = BuildReport(
         status="failed",
         board=spec.name,
@@ -417,12 +268,12 @@ def _run(
         report.messages.append(
             f"PE multipliers pinned to DSP sites, array columns along DSP rows{chain}"
         )
-    try:
+    with atomic_directory(entry, replace=True) as tmp:
         plan.extract(tmp)  # type: ignore[attr-defined]
         script = f"{plan.script}.sh"  # type: ignore[attr-defined]
         t0 = time.monotonic()
         code = _execute(tmp, script, timeout, progress)
-        synth_log = _tail(tmp / f"{NAME}.rpt", 50)  # Yosys's log
+        synth_log = log_tail(tmp / f"{NAME}.rpt", 50)  # Yosys's log
         if code and not (tmp / f"{NAME}.json").exists() and "Assert" in synth_log:
             ys = tmp / f"{NAME}.ys"
             ys.write_text(purge_synthesis(ys.read_text()))
@@ -432,14 +283,8 @@ def _run(
             left = None if timeout is None else max(1.0, timeout - (time.monotonic() - t0))
             code = _execute(tmp, script, left, progress)
         report.build_seconds = round(time.monotonic() - t0, 1)
-        _judge(report, tmp, spec, code, timeout)
+        judge(report, tmp, spec, code, timeout)
         (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
@@ -463,55 +308,6 @@ def _execute(d: Path, script: str, timeout: float | None, progress: bool) -> int
             if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
                 raise
             return None
-
-
-def _judge(
-    report: BuildReport, d: Path, spec: BoardSpec, code: int | None, timeout: float | None
-) -> None:
-    """Fill status, figures and messages from the files a build left in ``d``."""
-    tim = d / f"{NAME}.tim"
-    log = tim.read_text(errors="replace") if tim.exists() else ""
-    report.fmax_placed = _log_fmax_placed(log)
-    if (d / PNR_REPORT).exists():
-        report.fmax, report.utilisation, report.critical_path = _parse_pnr(d / PNR_REPORT)
-    elif log:
-        report.utilisation = _log_utilisation(log)
-    over = [
-        f"{cell} {u['used']} / {u['available']}"
-        for cell, u in report.utilisation.items()
-        if u["used"] > u["available"]
-    ]
-    if over:
-        report.status = "no-fit"
-        report.messages.append(f"does not fit {report.device}: needs {', '.join(over)}")
-        return
-    if code is None:
-        report.messages.append(f"stopped after the {timeout:g} s build timeout")
-        return
-    if code != 0 or not (d / spec.bitstream).exists():
-        stage = "place and route" if (d / f"{NAME}.json").exists() else "synthesis"
-        errors = [ln for ln in (log or _tail(d / "build.log")).splitlines() if "ERROR" in ln]
-        tail = errors[-3:] or _tail(d / "build.log").splitlines()[-5:]
-        report.messages.append(f"{stage} failed (exit {code}): " + " | ".join(tail))
-        return
-    report.bitstream = spec.bitstream
-    missed = [
-        f"{clk} reached {f['achieved_mhz']:.1f} MHz, needs {f['constraint_mhz']:.1f} MHz"
-        for clk, f in report.fmax.items()
-        if f["achieved_mhz"] < f["constraint_mhz"]
-    ]
-    if missed:
-        report.status = "timing"
-        report.messages.append("timing not met: " + "; ".join(missed))
-    else:
-        report.status = "ok"
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def _publish(report: BuildReport, entry: Path, out: Path, spec: BoardSpec) -> None:

@@ -29,7 +29,7 @@ from amaranth import (
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 #: Closest achievable frequency must be within this fraction of the request.
 TOLERANCE = 0.02

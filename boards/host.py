@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
-from barista_hw.errors import InputError
 from barista_hw.model import output_beats
 from barista_hw.schedule import block_seed, pack_a, pack_b, schedule_gemm
 

@@ -23,10 +23,10 @@ from amaranth.hdl import Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from barista_base.errors import InputError
 from barista_hw.accelerator import Accelerator, run_layout, write_layout
 from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout
-from barista_hw.errors import InputError
 from barista_hw.memory import collision_free_memory
 from barista_hw.pipeline import replicate
 

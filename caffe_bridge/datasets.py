@@ -10,15 +10,14 @@ unmodified ``examples/mnist/lenet_train_test.prototxt`` and
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from barista_hw.errors import InputError
+from barista_base.cache import atomic_directory
+from barista_base.errors import InputError
 
 # MNIST's geometry: the digit is normalised into a 20x20 box inside a 28x28 image.
 MNIST_SIZE = 28
@@ -152,7 +151,7 @@ def write_datum_lmdb(path: Path, images: np.ndarray, labels: Sequence[int] | np.
     """Write ``(n, c, h, w)`` uint8 images as an LMDB of Caffe ``Datum`` records.
 
     Keys are ``%08d`` of the record index, as Caffe's ``convert_mnist_data``
-    writes them, so key order is record order. ``path`` must not exist yet.
+    writes them, so key order is record order. ``path`` must not exist yet or be empty.
     """
     import lmdb
 
@@ -225,17 +224,9 @@ def write_digits(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{dest}: cannot create directory: {exc.strerror}") from None
-    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=dest))
-    try:
-        for name, idx in parts.items():
-            write_datum_lmdb(tmp / name, images[idx][:, None], labels[idx])
-        for name, final in lmdb_paths.items():
-            if final.exists() or final.is_symlink():
-                # Move the old one aside first: the rename below must not meet a directory.
-                final.rename(tmp / f"old-{name}")
-            (tmp / name).rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    for name, idx in parts.items():
+        with atomic_directory(lmdb_paths[name], replace=True) as tmp:
+            write_datum_lmdb(tmp, images[idx][:, None], labels[idx])
 
     copied: list[Path] = []
     kept: list[Path] = []

@@ -19,7 +19,7 @@ import numpy as np
 from google.protobuf import message as _pb_message
 from google.protobuf import text_format
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from .proto import caffe_pb2
 

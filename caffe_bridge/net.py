@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
-from .backend import CpuBackend, GemmBackend, get_backend
+from .backend import CpuBackend, GemmBackend
 from .blob import Blob
 from .io import (
     array_to_blobproto,
@@ -240,7 +240,7 @@ class Net:
     ``"TEST"`` or :data:`TRAIN`/:data:`TEST`; ``level`` and ``stages`` complete the
     NetState (stages are added to any in the model's ``state``).  ``weights`` is a
     ``.caffemodel`` to copy from (:meth:`copy_from`).  ``backend`` (a
-    :class:`GemmBackend` or a registered name, default ``cpu``) computes every GEMM;
+    :class:`GemmBackend`, default :class:`CpuBackend`) computes every GEMM;
     ``seed`` seeds the net's random generator (fillers, dropout, crops).
     ``data_shapes`` maps top names of data-source layers to shapes (see the module
     documentation).
@@ -254,7 +254,7 @@ class Net:
         *,
         level: int = 0,
         stages: Iterable[str] = (),
-        backend: GemmBackend | str | None = None,
+        backend: GemmBackend | None = None,
         seed: int | None = None,
         data_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
@@ -280,8 +280,6 @@ class Net:
         param.state.level = int(level)
         param.state.stage.extend(stages)
 
-        if isinstance(backend, str):
-            backend = get_backend(backend)
         self.backend: GemmBackend = backend if backend is not None else CpuBackend()
         self.rng = np.random.default_rng(seed)
         self.name: str = param.name

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 _NUM = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|-?inf))"
 _LOSS = re.compile(rf"Iteration (\d+)(?: \([^)]*\))?, loss = {_NUM}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from .io import read_binaryproto
 

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from .proto import caffe_pb2
 

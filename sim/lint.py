@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .runner import check_simulator, simulator_env
+from .tools import check_simulator, simulator_env
 
 #: Verilator warning -> why it is benign in Yosys-written Verilog.
 WAIVERS: dict[str, str] = {

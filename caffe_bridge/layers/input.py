@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from ..blob import Blob
 from ..fillers import FILLER_TYPES, fill

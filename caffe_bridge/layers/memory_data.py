@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from ..blob import Blob
 from ..transform import DataTransformer

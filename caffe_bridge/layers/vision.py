@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from ..blob import Blob
 from ..fillers import fill

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from ..proto import caffe_pb2
 

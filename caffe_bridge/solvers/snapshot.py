@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
 from ..proto import caffe_pb2
 

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from barista_hw.errors import InputError
+from barista_base.errors import InputError
 
-from ..backend import GemmBackend, get_backend
+from ..backend import BackendFactory, CpuBackend, GemmBackend
 from ..proto import caffe_pb2
 from . import snapshot as snap
 from .params import SolverFile, check_solver_param, learning_rate, read_solver_param
@@ -75,10 +75,8 @@ class Solver:
     """Caffe's solver: ``net``, ``test_nets``, ``iter``, ``step``, ``solve``, ``snapshot``...
 
     ``param`` is a solver ``.prototxt`` path or a ``caffe_pb2.SolverParameter``.
-    Options: ``backend`` (a name such as ``"cpu"``/``"golden"`` or a
-    :class:`GemmBackend`; by default ``golden`` when ``solver_mode: FPGA``,
-    else ``cpu``), ``backend_options`` (passed to
-    :func:`~caffe_bridge.backend.get_backend`: ``fmt``, ``rounding``, ...),
+    Options: ``backend`` (a :class:`GemmBackend` that every net shares, or a
+    :data:`BackendFactory` called once per net; default :class:`CpuBackend`),
     ``weights`` (``.caffemodel`` files to fine-tune from, Caffe's ``--weights``),
     ``max_iter`` (overrides the file's) and ``log`` (a callable taking each
     Caffe-style log line; by default the ``caffe_bridge.solver`` logger).
@@ -91,8 +89,7 @@ class Solver:
         self,
         param: str | os.PathLike[str] | caffe_pb2.SolverParameter,
         *,
-        backend: str | GemmBackend | None = None,
-        backend_options: dict[str, Any] | None = None,
+        backend: GemmBackend | BackendFactory | None = None,
         weights: Sequence[str] = (),
         max_iter: int | None = None,
         log: Callable[[str], None] | None = None,
@@ -133,7 +130,7 @@ class Solver:
             self.seed = int(param.random_seed)
         else:  # Caffe seeds from entropy; the snapshot keeps the generators' states anyway
             self.seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
-        self.backend_name, self._backend_spec = self._resolve_backend(backend, backend_options)
+        self._backend = CpuBackend if backend is None else backend
 
         self.net = self._init_train_net()
         self.test_nets = self._init_test_nets()
@@ -147,35 +144,15 @@ class Solver:
         ]
 
     # -- construction -----------------------------------------------------------------
-    def _resolve_backend(
-        self, backend: str | GemmBackend | None, options: dict[str, Any] | None
-    ) -> tuple[str, str | GemmBackend]:
-        if backend is None:
-            fpga = self.param.solver_mode == caffe_pb2.SolverParameter.FPGA
-            backend = "golden" if fpga else "cpu"
-        if isinstance(backend, GemmBackend):
-            if options:
-                raise InputError("backend options apply only to a backend given by name")
-            return backend.name, backend
-        self._backend_options = dict(options or {})
-        try:
-            get_backend(backend, **self._backend_options)  # fail now, before nets are built
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, InputError):
-                raise
-            raise InputError(f"backend {backend!r}: {exc}") from None
-        return backend, backend
-
     def _new_backend(self, test: bool = False) -> GemmBackend:
         """One backend per net: test passes then never change the train net's scale state.
 
         Test nets get the backend's :meth:`~GemmBackend.for_test_nets` (the RTL
         backend hands them the golden model of the same accelerator: same bits).
         """
-        spec = self._backend_spec
-        if isinstance(spec, GemmBackend):
-            return spec
-        backend = get_backend(spec, **self._backend_options)
+        if isinstance(self._backend, GemmBackend):
+            return self._backend
+        backend = self._backend()
         return backend.for_test_nets() if test else backend
 
     def _read_net_file(self, field: str, path: str) -> tuple[caffe_pb2.NetParameter, str]:
@@ -730,9 +707,9 @@ def _net_runtime_state(net: Any) -> dict[str, Any]:
         if st is not None:
             layers[name] = st
     state["layers"] = layers
-    backend = getattr(net, "backend", None)
-    if backend is not None and hasattr(backend, "state_dict"):
-        state["backend"] = backend.state_dict()
+    backend = net.backend.state_dict()
+    if backend:
+        state["backend"] = backend
     return state
 
 
@@ -746,19 +723,14 @@ def _load_net_runtime_state(net: Any, state: dict[str, Any]) -> None:
     rng = getattr(net, "rng", None)
     if rng is not None and "rng" in state:
         rng.bit_generator.state = state["rng"]
-    backend = getattr(net, "backend", None)
-    if "backend" in state and backend is not None and hasattr(backend, "load_state_dict"):
-        backend.load_state_dict(state["backend"])
-
-
-# Layers keep their own positions; the protocol is ``state_dict()`` (JSON-able) and
-# ``load_state_dict(state)`` (Data, HDF5Data and MemoryData implement it).
+    if "backend" in state:
+        net.backend.load_state_dict(state["backend"])
 
 
 def _layer_state(layer: Any) -> dict[str, Any] | None:
-    return dict(layer.state_dict()) if hasattr(layer, "state_dict") else None
+    state = layer.state_dict()
+    return None if state is None else dict(state)
 
 
 def _load_layer_state(layer: Any, state: dict[str, Any]) -> None:
-    if hasattr(layer, "load_state_dict"):
-        layer.load_state_dict(state)
+    layer.load_state_dict(state)

@@ -1,0 +1,61 @@
+"""The GEMM backends Barista trains with, chosen by name.
+
+* ``cpu``: float32 numpy, Caffe's arithmetic (:class:`caffe_bridge.backend.CpuBackend`);
+* ``golden``: the bit-exact model of the hardware arithmetic (:mod:`.hardware`);
+* ``rtl``: the generated accelerator, Verilated (:mod:`.rtl`);
+* ``board``: the accelerator on an FPGA over its UART link (:mod:`.board`).
+
+Every hardware backend quantises, scales and seeds the same way, so they return the
+same bits; only where an integer GEMM runs differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from barista_base.errors import InputError
+from caffe_bridge.backend import BackendFactory, CpuBackend, GemmBackend
+
+BACKENDS = ("cpu", "golden", "rtl", "board")
+
+
+def _backend_class(name: str) -> type[GemmBackend]:
+    # Imported on demand: the rtl backend pulls in the Verilator driver, board the link.
+    if name == "cpu":
+        return CpuBackend
+    if name == "golden":
+        from .hardware import GoldenBackend
+
+        return GoldenBackend
+    if name == "rtl":
+        from .rtl import RtlBackend
+
+        return RtlBackend
+    if name == "board":
+        from .board import BoardBackend
+
+        return BoardBackend
+    raise InputError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+
+
+def get_backend(name: str, **options: Any) -> GemmBackend:
+    """A backend by name (:data:`BACKENDS`) with its keyword options."""
+    cls = _backend_class(name)
+    try:
+        return cls(**options)
+    except TypeError as exc:  # an option this backend does not take
+        raise InputError(f"backend {name!r}: {exc}") from None
+
+
+def backend_factory(name: str, **options: Any) -> BackendFactory:
+    """Makes one backend per net (what a solver takes); the first is made now, so bad
+    options fail before any net is built."""
+    first = [get_backend(name, **options)]
+
+    def make() -> GemmBackend:
+        return first.pop() if first else get_backend(name, **options)
+
+    return make
+
+
+__all__ = ["BACKENDS", "backend_factory", "get_backend"]

@@ -1,0 +1,168 @@
+"""GEMM backends with the hardware arithmetic: quantise, run on an integer engine, dequantise.
+
+:class:`HardwareBackend` maps the three layer passes onto engine GEMMs, with
+the batch folded into the GEMM (``N = batch * pixels`` for forward and
+backward-data; the reduction dimension, image-major, for the weight gradient),
+and handles the number format with per-tensor power-of-two scales
+(:mod:`barista_hw.scaling`). Subclasses only say how an integer GEMM is run:
+:class:`GoldenBackend` with the bit-exact numpy model; the RTL and board
+backends run the same commands on the generated Verilog, so every backend
+returns the same bits.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+from barista_base.errors import InputError
+from barista_hw import model
+from barista_hw.config import AcceleratorConfig, EngineConfig, Pass
+from barista_hw.numfmt import FixedFormat, Rounding
+from barista_hw.scaling import ScaleTracker, tensor_frac
+from caffe_bridge.backend import GemmBackend
+
+
+class HardwareBackend(GemmBackend):
+    """Float32 in, float32 out; every GEMM in between runs on an integer engine."""
+
+    name = "hardware"
+
+    def __init__(
+        self,
+        fmt: FixedFormat | str = "fx16",
+        rounding: Rounding | str = Rounding.NEAREST_EVEN,
+        rows: int = 8,
+        cols: int = 8,
+        config: EngineConfig | None = None,
+        accelerator: AcceleratorConfig | None = None,
+    ) -> None:
+        if accelerator is not None:
+            config = accelerator.engine
+        elif config is None:
+            fmt = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
+            config = EngineConfig(rows, cols, fmt)
+        self.cfg = config
+        # With an accelerator, GEMMs follow its schedule (output blocks, seeds).
+        self.accelerator = accelerator
+        self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
+        self.scales = ScaleTracker(config.fmt)
+        # The engine command of the latest call per "layer/pass" (for reports and tests).
+        self.last_call: dict[str, dict[str, int]] = {}
+
+    # -- what subclasses provide ------------------------------------------------
+    def run(self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, **cmd: Any) -> np.ndarray:
+        """Integer ``a @ b`` requantised by the engine command ``cmd``; int64 (M, N)."""
+        raise NotImplementedError
+
+    # -- the three passes ---------------------------------------------------------
+    def forward(self, w: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
+        bsz, k, n = x.shape
+        xt = x.transpose(1, 0, 2)
+        y = self._gemm(Pass.FORWARD, layer, w, w.shape, xt, (k, bsz * n))
+        return y.reshape(w.shape[0], bsz, n).transpose(1, 0, 2)
+
+    def backward_data(self, w: np.ndarray, dy: np.ndarray, *, layer: str = "") -> np.ndarray:
+        bsz, m, n = dy.shape
+        dyt = dy.transpose(1, 0, 2)
+        dx = self._gemm(Pass.BACKWARD_DATA, layer, w.T, w.T.shape, dyt, (m, bsz * n))
+        return dx.reshape(w.shape[1], bsz, n).transpose(1, 0, 2)
+
+    def weight_grad(self, dy: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
+        bsz, m, n = dy.shape
+        k = x.shape[1]
+        # A = [dY[0] .. dY[B-1]] (M x B*N), B = [X[0].T; ..] (B*N x K): model.weight_grad_operands
+        a, b = dy.transpose(1, 0, 2), x.transpose(0, 2, 1)
+        return self._gemm(Pass.WEIGHT_GRAD, layer, a, (m, bsz * n), b, (bsz * n, k), images=bsz)
+
+    # -- state for snapshots ------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"scales": self.scales.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scales.load_state_dict(state.get("scales", {}))
+
+    def _gemm(
+        self,
+        kind: Pass,
+        layer: str,
+        a_f: np.ndarray,
+        a_shape: tuple[int, int],
+        b_f: np.ndarray,
+        b_shape: tuple[int, int],
+        images: int = 1,
+    ) -> np.ndarray:
+        """Quantise, run and dequantise one GEMM.
+
+        Operands may be strided views; ``*_shape`` is the 2-D shape a view takes
+        once laid out contiguously (the quantisation pass does that copy).
+        """
+        fmt = self.cfg.fmt
+        frac_a, frac_b = tensor_frac(a_f, fmt), tensor_frac(b_f, fmt)
+        a = _quantize(a_f, frac_a, fmt).reshape(a_shape)
+        b = _quantize(b_f, frac_b, fmt).reshape(b_shape)
+        key = f"{layer}/{kind.value}"
+        shift, frac_out = self.scales.plan_shift(
+            key,
+            frac_a,
+            frac_b,
+            lambda: float(np.abs(a @ b).max(initial=0.0)) * 2.0 ** -(frac_a + frac_b),
+        )
+        # The seed depends only on the call, so every backend draws the same bits.
+        seed = zlib.crc32(f"{key}:{self.scales.call_index(key)}".encode())
+        self.last_call[key] = {
+            "shift": shift,
+            "seed": seed,
+            "frac_a": frac_a,
+            "frac_b": frac_b,
+            "frac_out": frac_out,
+            "images": images,
+        }
+        q = self.run(
+            kind, layer, a, b, shift=shift, rounding=self.rounding, seed=seed, images=images
+        )
+        self.scales.observe(key, q, frac_out)
+        return q.astype(np.float32) * np.float32(2.0**-frac_out)
+
+
+def check_same_design(
+    accelerator: AcceleratorConfig,
+    who: str,
+    fmt: FixedFormat | str | None = None,
+    rows: int | None = None,
+    cols: int | None = None,
+) -> None:
+    """Options that restate an accelerator's format or array must agree with it."""
+    e = accelerator.engine
+    if fmt is not None:
+        want = FixedFormat.parse(fmt) if isinstance(fmt, str) else fmt
+        if want != e.fmt:
+            raise InputError(
+                f"{who}: format {want.name} differs from the accelerator's {e.fmt.name}"
+            )
+    for name, v, have in (("rows", rows, e.rows), ("cols", cols, e.cols)):
+        if v is not None and v != have:
+            raise InputError(f"{who}: {name} = {v} differs from the accelerator's {have}")
+
+
+def _quantize(x: np.ndarray, frac: int, fmt: FixedFormat) -> np.ndarray:
+    """Round to nearest even at ``frac`` fraction bits and saturate, into a C-ordered float64
+    array of integers. Float32 is exact here (power-of-two scaling; widths <= 18 bits)."""
+    q = np.multiply(x, np.float32(2.0**frac), dtype=np.float32)
+    np.rint(q, out=q)
+    np.clip(q, fmt.min_int, fmt.max_int, out=q)
+    return q.astype(np.float64, order="C")
+
+
+class GoldenBackend(HardwareBackend):
+    """The bit-exact numpy model of the engines (:mod:`barista_hw.model`)."""
+
+    name = "golden"
+
+    def run(self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, **cmd: Any) -> np.ndarray:
+        if self.accelerator is not None:
+            return model.gemm_on_accelerator(a, b, self.accelerator, **cmd)
+        cmd.pop("images", None)  # one engine command: images only order the beats
+        return model.gemm_quantized(a, b, self.cfg, **cmd)

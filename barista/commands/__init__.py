@@ -1,0 +1,1 @@
+"""The subcommands of ``barista``, one module each (see :mod:`barista.cli`)."""

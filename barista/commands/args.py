@@ -1,0 +1,141 @@
+"""Arguments shared by the subcommands: the net's state and data shapes, the backend."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from barista_base.errors import InputError
+
+
+def add_net_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--phase``, ``--level``, ``--stage`` and ``--data-shape``."""
+    parser.add_argument(
+        "--phase", choices=("TRAIN", "TEST"), default="TRAIN", help="net phase (default TRAIN)"
+    )
+    parser.add_argument("--level", type=int, default=0, help="net state level (default 0)")
+    parser.add_argument(
+        "--stage", action="append", default=[], metavar="STAGE", help="net state stage (repeat)"
+    )
+    add_data_shape_argument(parser)
+
+
+def add_data_shape_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data-shape NAME=N,C,H,W`` (repeatable), read by :func:`parse_data_shapes`."""
+    parser.add_argument(
+        "--data-shape",
+        action="append",
+        default=[],
+        metavar="NAME=N,C,H,W",
+        help="shape of a data layer's top; its source is then not read (repeat per top)",
+    )
+
+
+def parse_data_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    """``["data=64,1,28,28", "label=64"]`` -> ``{"data": (64, 1, 28, 28), "label": (64,)}``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shape = tuple(int(d) for d in dims.split(",") if d.strip() != "")
+            if not shape or any(d <= 0 for d in shape):
+                raise ValueError
+        except ValueError:
+            raise InputError(
+                f"--data-shape {item!r}: expected NAME=N,C,H,W with positive integers"
+            ) from None
+        shapes[name.strip()] = shape
+    return shapes
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--format``, ``--rounding``: shared with ``barista test``."""
+    parser.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="GEMM backend: cpu (float32) or golden (bit-exact hardware model); "
+        "default: golden for solver_mode FPGA, else cpu",
+    )
+    parser.add_argument(
+        "--format",
+        metavar="SPEC",
+        help="number format of a hardware backend, e.g. fx16.8 (default fx16)",
+    )
+    parser.add_argument(
+        "--rounding",
+        metavar="MODE",
+        help="rounding of a hardware backend: nearest-even, floor or stochastic",
+    )
+    parser.add_argument(
+        "--accelerator",
+        metavar="DIR",
+        help="rtl_out/<net> written by `barista generate`: the accelerator the rtl backend "
+        "simulates and whose schedule the golden backend follows",
+    )
+    parser.add_argument(
+        "--port",
+        metavar="DEV",
+        help="board backend: the board's serial port (or a pyserial URL such as "
+        "socket://127.0.0.1:PORT)",
+    )
+    parser.add_argument(
+        "--rtl-layers",
+        metavar="L1,L2",
+        help="rtl backend: run only these layers on the RTL, the rest on the golden model",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="LAYER,PASS,ITER",
+        help="rtl backend: write an FST waveform of one layer pass (forward, backward or "
+        "gradient) in one iteration",
+    )
+
+
+def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """Keyword options for :func:`caffe_bridge.backend.get_backend` from the CLI flags."""
+    options: dict[str, Any] = {}
+    if args.format:
+        options["fmt"] = args.format
+    if args.rounding:
+        options["rounding"] = args.rounding
+    flags = ("format", "rounding", "accelerator", "rtl_layers", "trace", "port")
+    given = [f"--{k.replace('_', '-')}" for k in flags if getattr(args, k, None)]
+    if given and backend == "cpu":
+        raise InputError(
+            f"{' and '.join(given)} apply to hardware backends (e.g. --backend golden), not cpu"
+        )
+    accelerator = getattr(args, "accelerator", None)
+    if backend == "board":
+        if not (accelerator and getattr(args, "port", None)):
+            raise InputError("--backend board needs --port DEV and --accelerator rtl_out/<net>")
+        options["port"] = args.port
+        options["manifest"] = accelerator
+    elif getattr(args, "port", None):
+        raise InputError("--port applies to --backend board only")
+    elif accelerator:
+        if backend == "rtl":
+            options["rtl_dir"] = accelerator
+        else:
+            from barista_hw.generate import read_manifest
+
+            options["accelerator"] = read_manifest(accelerator)[0]
+    elif backend == "rtl":
+        raise InputError(
+            "--backend rtl needs --accelerator rtl_out/<net> (write it with "
+            "`barista generate NET.prototxt -o rtl_out/<net>`)"
+        )
+    for flag in ("rtl_layers", "trace"):
+        if getattr(args, flag, None) and backend != "rtl":
+            raise InputError(f"--{flag.replace('_', '-')} applies to --backend rtl only")
+    if getattr(args, "rtl_layers", None):
+        options["rtl_layers"] = [name for name in args.rtl_layers.split(",") if name]
+    if getattr(args, "trace", None):
+        parts = args.trace.split(",")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise InputError(
+                f"--trace {args.trace!r}: use LAYER,PASS,ITERATION e.g. conv1,forward,3"
+            )
+        options["trace"] = (parts[0], parts[1], int(parts[2]))
+    return options

@@ -1,0 +1,113 @@
+"""``barista generate``: size and elaborate an accelerator for a Caffe net.
+
+``barista generate NET.prototxt [--target T | --budget ...] [--format SPEC] [--array RxC]
+[--preset NAME] [--data-shape name=N,C,H,W ...] [-o DIR]`` reads the net in the TRAIN
+phase, plans the three GEMM passes of every Convolution/InnerProduct layer, runs
+the design-space exploration (or takes a preset) and writes ``accelerator.v``,
+``manifest.json`` and ``summary.txt`` into ``DIR`` (default ``rtl_out/<net name>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from barista_base.errors import InputError
+
+from .args import add_data_shape_argument, parse_data_shapes
+
+NAME = "generate"
+HELP = "size a systolic-array accelerator for a net and write its Verilog and manifest"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``barista generate``."""
+    from barista_hw.presets import PRESETS
+    from barista_hw.targets import TARGETS
+
+    parser.add_argument("net", metavar="NET.prototxt", help="the net (its TRAIN phase is used)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--target",
+        choices=sorted(TARGETS),
+        default=None,
+        help="board/device whose resources bound the design (default ulx3s-85f)",
+    )
+    where.add_argument(
+        "--budget",
+        metavar="SPEC",
+        help="explicit budget, e.g. mults=100,bram_kbits=2000,luts=40000,mhz=80",
+    )
+    parser.add_argument(
+        "--format",
+        metavar="SPEC",
+        help="fix the number format (fx<width>[.<frac>][a<acc>] or a preset)",
+    )
+    parser.add_argument("--array", metavar="RxC", help="fix the array shape, e.g. 8x8")
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), help="take a named design instead of exploring"
+    )
+    add_data_shape_argument(parser)
+    parser.add_argument(
+        "-o", "--out", metavar="DIR", help="output directory (default rtl_out/<net name>)"
+    )
+
+
+def load_layers(path: str, data_shapes: dict[str, tuple[int, ...]]) -> tuple[str, list]:
+    """(net name, GEMM layers) of the net at ``path`` in the TRAIN phase."""
+    from barista.backends.plan import gemm_layers
+    from caffe_bridge.net import Net
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such net file")
+    kwargs = {"data_shapes": data_shapes} if data_shapes else {}
+    try:
+        net = Net(path, "TRAIN", **kwargs)
+    except InputError as exc:
+        if data_shapes or "source" not in str(exc):
+            raise
+        raise InputError(
+            f"{exc}; without the data, give the shapes of the data layer's tops, e.g. "
+            "--data-shape data=64,1,28,28 --data-shape label=64"
+        ) from None
+    name = getattr(net, "name", "") or Path(path).stem
+    return name, gemm_layers(net)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate and print the summary."""
+    from barista_hw.generate import generate, module_name
+    from barista_hw.targets import Budget
+
+    target = Budget.parse(args.budget) if args.budget else (args.target or "ulx3s-85f")
+    name, layers = load_layers(args.net, parse_data_shapes(args.data_shape))
+    out = Path(args.out) if args.out else Path("rtl_out") / module_name(name)
+    result = generate(
+        layers,
+        target=target,
+        fmt=args.format,
+        array=args.array,
+        preset=args.preset,
+        out=out,
+        name=name,
+    )
+    if not args.preset:
+        print(_pareto(result.manifest))
+    print(result.summary, end="")
+    print(f"wrote {out}/accelerator.v, manifest.json, summary.txt")
+    return 0
+
+
+def _pareto(manifest: dict) -> str:
+    rows = manifest["design"]["dse"]["pareto"]
+    lines = [
+        f"Pareto front ({len(rows)} of {manifest['design']['dse']['evaluated']} designs):",
+        f"  {'design':36} {'mults':>6} {'BRAM':>5} {'LUTs':>7} {'cycles':>12} {'img/s':>9}",
+    ]
+    for r in rows:
+        mark = "*" if r["chosen"] else " "
+        lines.append(
+            f"{mark} {r['design']:36} {r['mults']:>6} {r['bram_blocks']:>5} "
+            f"{r['luts']:>7} {r['cycles']:>12} {r['images_per_second']:>9.1f}"
+        )
+    return "\n".join(lines) + "\n"

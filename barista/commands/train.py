@@ -1,0 +1,161 @@
+"""``barista train``: train with a Caffe solver file, like ``caffe train``.
+
+Caffe-style lines (``Iteration N, loss = X``, ``Test net output #0: ...``) go
+to stdout through ``tqdm.write`` so they stay readable under the progress bar,
+which goes to stderr (and only to a terminal). ``solver_mode: FPGA`` selects
+the bit-exact ``golden`` backend unless ``--backend`` says otherwise. The
+first Ctrl-C stops after the current iteration and snapshots (Caffe's
+``sigint_effect=stop`` with ``snapshot_after_train``); a second one aborts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from barista_base.errors import InputError
+
+from .args import add_backend_arguments, backend_options
+
+NAME = "train"
+HELP = "Train a net with a Caffe solver (.prototxt), like `caffe train`."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``barista train`` options."""
+    parser.add_argument(
+        "--solver",
+        required=True,
+        metavar="SOLVER.prototxt",
+        help="Caffe solver file (paths inside it are relative to the current "
+        "directory, as in Caffe)",
+    )
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--weights",
+        metavar="W.caffemodel[,W2...]",
+        help="fine-tune from these weights (comma-separated list)",
+    )
+    start.add_argument(
+        "--snapshot", metavar="S.solverstate", help="resume training from a solver state"
+    )
+    add_backend_arguments(parser)
+    parser.add_argument(
+        "--iterations", type=int, metavar="N", help="train to N iterations (overrides max_iter)"
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="write the loss/accuracy curves to this PNG when training ends",
+    )
+
+
+def _shown(key: str, value: Any, args: argparse.Namespace) -> Any:
+    """An option as the user gave it (the accelerator by its directory, not its fields)."""
+    return args.accelerator if key == "accelerator" else value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the solver, train, and report; returns the exit status."""
+    from tqdm import tqdm
+
+    from barista.backends import backend_factory
+    from caffe_bridge.plot import parse_log, plot_training
+    from caffe_bridge.proto import caffe_pb2
+    from caffe_bridge.solvers import TrainingDiverged, get_solver, read_solver_param
+
+    param, _ = read_solver_param(args.solver)
+    backend = args.backend
+    if backend is None:
+        backend = "golden" if param.solver_mode == caffe_pb2.SolverParameter.FPGA else "cpu"
+    options = backend_options(args, backend)
+    if args.iterations is not None and args.iterations < 0:
+        raise InputError(f"--iterations must be >= 0, got {args.iterations}")
+    weights = [w for w in (args.weights or "").split(",") if w]
+
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    solver = get_solver(
+        args.solver,
+        backend=backend_factory(backend, **options),
+        weights=weights,
+        max_iter=args.iterations,
+        log=log,
+    )
+    log(
+        f"Using the {backend} backend"
+        + (
+            f" ({', '.join(f'{k}={_shown(k, v, args)}' for k, v in options.items())})"
+            if options
+            else ""
+        )
+    )
+    engine = solver.net.backend
+    engine.prepare(log)
+    solver.add_callback(on_start=engine.begin_iteration)
+
+    status = 0
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # First Ctrl-C: finish this iteration, snapshot, stop. Second: abort.
+        signal.signal(signal.SIGINT, previous)
+        solver.request_stop()
+
+    bar = tqdm(
+        total=solver.param.max_iter,
+        unit="iter",
+        file=sys.stderr,
+        disable=None,
+        dynamic_ncols=True,
+        desc="train",
+    )
+    solver.add_callback(on_gradients_ready=lambda: bar.update(1))
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: no signal handling
+        pass
+    try:
+        if args.snapshot:
+            solver.restore(args.snapshot)
+            log(f"Restored solver state from {args.snapshot} at iteration {solver.iter}")
+        bar.n = solver.iter
+        bar.refresh()
+        solver.solve()
+        if solver.requested_early_exit:
+            print(
+                f"barista train: interrupted at iteration {solver.iter}; "
+                f"{solver.last_snapshot or 'no snapshot'} written",
+                file=sys.stderr,
+            )
+            status = 130
+        report = engine.report()
+        if report is not None:
+            log(report)
+    except TrainingDiverged as exc:
+        print(f"barista train: error: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        bar.close()
+        try:
+            signal.signal(signal.SIGINT, previous)
+        except ValueError:
+            pass
+        if args.plot:
+            curves = parse_log(lines)
+            if curves:
+                plot_training(curves, args.plot, title=f"{args.solver} ({backend})")
+                print(f"Wrote {args.plot}", file=sys.stderr)
+            else:
+                print(
+                    f"barista train: no curves to plot (display: 0?); {args.plot} not written",
+                    file=sys.stderr,
+                )
+    return status

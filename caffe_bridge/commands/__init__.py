@@ -1,1 +1,0 @@
-"""Subcommands of the ``barista`` command that belong to the Caffe side."""

@@ -1,0 +1,91 @@
+"""The golden backend: float in, bit-exact engine arithmetic inside, float out."""
+
+import numpy as np
+import pytest
+
+from barista.backends import get_backend
+from barista.backends.hardware import GoldenBackend
+from barista_hw import model
+from barista_hw.config import AcceleratorConfig, EngineConfig
+from barista_hw.numfmt import FixedFormat, Rounding
+from caffe_bridge.backend import CpuBackend
+
+
+def _tensors(seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((6, 10)) * 0.1).astype(np.float32)
+    x = rng.standard_normal((3, 10, 7)).astype(np.float32)
+    dy = (rng.standard_normal((3, 6, 7)) * 1e-3).astype(np.float32)
+    return w, x, dy
+
+
+def test_registered_and_configurable() -> None:
+    g = get_backend("golden", fmt="fx12", rounding="stochastic", rows=2, cols=3)
+    assert isinstance(g, GoldenBackend)
+    assert g.cfg.fmt == FixedFormat.parse("fx12") and g.rounding is Rounding.STOCHASTIC
+
+
+@pytest.mark.parametrize("rounding", ["nearest-even", "stochastic"])
+def test_passes_are_the_engine_model_on_quantised_operands(rounding: str) -> None:
+    """Recompute each pass with the model from the recorded command; compare every bit."""
+    w, x, dy = _tensors()
+    g = GoldenBackend(fmt="fx16", rounding=rounding, rows=4, cols=4)
+    fmt = g.cfg.fmt
+    cases = [
+        (
+            "forward",
+            lambda: g.forward(w, x, layer="L").transpose(1, 0, 2).reshape(6, 21),
+            w,
+            x.transpose(1, 0, 2).reshape(10, 21),
+        ),
+        (
+            "backward",
+            lambda: g.backward_data(w, dy, layer="L").transpose(1, 0, 2).reshape(10, 21),
+            w.T,
+            dy.transpose(1, 0, 2).reshape(6, 21),
+        ),
+        ("gradient", lambda: g.weight_grad(dy, x, layer="L"), *model.weight_grad_operands(dy, x)),
+    ]
+    for kind, run, a_f, b_f in cases:
+        for _ in range(2):  # the calibrating call and an adapted one
+            got = run()
+            call = g.last_call[f"L/{kind}"]
+            a = fmt.quantize(a_f, call["frac_a"])
+            b = fmt.quantize(b_f, call["frac_b"])
+            assert call["frac_a"] + call["frac_b"] - call["shift"] == call["frac_out"]
+            q = model.gemm(a, b, g.cfg, shift=call["shift"], rounding=g.rounding, seed=call["seed"])
+            np.testing.assert_array_equal(fmt.dequantize(q, call["frac_out"]), got)
+
+
+def test_close_to_float32_in_16_bits() -> None:
+    w, x, dy = _tensors(1)
+    g, c = GoldenBackend(fmt="fx16"), CpuBackend()
+    for _ in range(2):  # calibrated, then adapted
+        for got, want in [
+            (g.forward(w, x, layer="a"), c.forward(w, x)),
+            (g.backward_data(w, dy, layer="a"), c.backward_data(w, dy)),
+            (g.weight_grad(dy, x, layer="a"), c.weight_grad(dy, x)),
+        ]:
+            assert np.abs(got - want).max() <= 2e-3 * np.abs(want).max()
+
+
+def test_state_dict_makes_resumed_runs_identical() -> None:
+    w, x, dy = _tensors(2)
+    g = GoldenBackend(fmt="fx8", rounding="stochastic")
+    g.forward(w, x, layer="c")
+    state = g.state_dict()
+    after = g.forward(w, x * 3, layer="c")
+    h = GoldenBackend(fmt="fx8", rounding="stochastic")
+    h.load_state_dict(state)
+    np.testing.assert_array_equal(h.forward(w, x * 3, layer="c"), after)
+
+
+def test_accelerator_schedule_is_followed() -> None:
+    w, x, _ = _tensors(3)
+    acc = AcceleratorConfig(
+        EngineConfig(2, 2, FixedFormat(16, 8, 48), acc_depth=8), a_depth=16, b_depth=16
+    )
+    g = GoldenBackend(accelerator=acc, rounding="nearest-even")
+    plain = GoldenBackend(config=acc.engine, rounding="nearest-even")
+    # Nearest-even results do not depend on the schedule, only stochastic ones do.
+    np.testing.assert_array_equal(g.forward(w, x, layer="f"), plain.forward(w, x, layer="f"))

@@ -1,0 +1,102 @@
+"""``barista info`` and ``barista time``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from barista.cli import main
+
+NET = """
+name: "tiny"
+layer { name: "data" type: "Data" top: "data" top: "label"
+        data_param { source: "tiny_lmdb" batch_size: 2 backend: LMDB } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "ip" type: "InnerProduct" bottom: "conv" top: "ip"
+        inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch, datum_lmdb):
+    monkeypatch.chdir(tmp_path)
+    images = np.random.default_rng(0).integers(0, 256, (3, 2, 6, 6), dtype=np.uint8)
+    datum_lmdb(tmp_path / "tiny_lmdb", images, np.array([0, 1, 2]))
+    path = tmp_path / "tiny.prototxt"
+    path.write_text(NET)
+    return path
+
+
+def test_info_json(tiny, capsys):
+    assert main(["info", str(tiny), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(info) == {"name", "layers"} and info["name"] == "tiny"
+    keys = {"name", "type", "bottoms", "tops", "top_shapes", "params", "macs"}
+    assert all(set(layer) == keys for layer in info["layers"])
+    by = {layer["name"]: layer for layer in info["layers"]}
+    assert by["data"]["top_shapes"] == [[2, 2, 6, 6], [2]]
+    assert by["conv"]["top_shapes"] == [[2, 4, 4, 4]]
+    # conv: 2*4*4*4 outputs x K = 2*3*3; ip: 2*3 outputs x K = 4*4*4.
+    assert by["conv"]["macs"] == 128 * 18 and by["conv"]["params"] == 4 * 18 + 4
+    assert by["ip"]["macs"] == 6 * 64 and by["ip"]["params"] == 3 * 64 + 3
+    assert by["relu"]["macs"] == 0 and by["relu"]["bottoms"] == ["conv"]
+    assert by["loss"]["top_shapes"] == [[]]
+
+
+def test_info_table_and_data_shapes(tiny, tmp_path, capsys, shared_dir):
+    assert main(["info", str(tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "conv" in out and "2x4x4x4" in out and "total" in out
+    lenet = shared_dir / "caffe-models/mnist/lenet_train_test.prototxt"
+    args = ["info", str(lenet), "--phase", "TEST", "--json"]
+    assert main([*args, "--data-shape", "data=10,1,28,28", "--data-shape", "label=10"]) == 0
+    by = {layer["name"]: layer for layer in json.loads(capsys.readouterr().out)["layers"]}
+    assert by["conv1"]["top_shapes"] == [[10, 20, 24, 24]]
+    assert by["conv1"]["macs"] == 10 * 20 * 24 * 24 * 25
+    assert by["ip1"]["macs"] == 10 * 500 * 800
+    assert "accuracy" in by
+
+
+def test_errors_exit_2_with_one_line(tiny, tmp_path, capsys):
+    missing = tmp_path / "missing.prototxt"
+    missing.write_text(NET.replace("tiny_lmdb", "nowhere_lmdb"))
+    assert main(["info", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert f"{missing}:3: layer 'data' (Data)" in err and "nowhere_lmdb" in err
+
+    unknown = tmp_path / "unknown.prototxt"
+    unknown.write_text(NET.replace('type: "ReLU"', 'type: "ReLUX"'))
+    assert main(["info", str(unknown)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown.prototxt:7: layer 'relu'" in err and "ReLUX" in err
+
+    enum = tmp_path / "enum.prototxt"
+    enum.write_text(NET.replace("backend: LMDB", "backend: LMDBX"))
+    assert main(["info", str(enum)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "enum.prototxt:4:" in err and "LMDBX" in err and "(in layer 'data')" in err
+
+    assert main(["info", str(tiny), "--data-shape", "data=2,x"]) == 2
+    assert "--data-shape" in capsys.readouterr().err
+
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(b"\x0a\xff\xff")
+    assert main(["time", "--model", str(tiny), "--weights", str(bad), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.caffemodel" in err and "\n" not in err
+
+
+def test_time(tiny, capsys):
+    assert main(["time", "--model", str(tiny), "--iterations", "2"]) == 0
+    out = capsys.readouterr().out
+    for name in ("data", "conv", "relu", "ip", "loss"):
+        assert any(line.split()[:1] == [name] for line in out.splitlines()), name
+    assert "Average Forward pass" in out and "Average Backward pass" in out
+    assert "Total Time" in out
+    assert main(["time", "--model", str(tiny), "--iterations", "0"]) == 2

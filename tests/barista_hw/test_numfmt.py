@@ -1,0 +1,66 @@
+"""Number formats: parsing, ranges, shapes and the float <-> fixed conversions."""
+
+import numpy as np
+import pytest
+
+from barista_base.errors import InputError
+from barista_hw.numfmt import PRESETS, FixedFormat, Rounding
+
+
+def test_parse_roundtrip_and_defaults() -> None:
+    fmt = FixedFormat.parse("fx12")
+    assert (fmt.width, fmt.frac, fmt.acc_width) == (12, 6, 40)
+    assert FixedFormat.parse(fmt.name) == fmt
+    assert FixedFormat.parse("FX8.3a20") == FixedFormat(8, 3, 20)
+    for name, preset in PRESETS.items():
+        assert FixedFormat.parse(name) == preset
+        assert FixedFormat.parse(preset.name) == preset
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("fx19", "width 19"),
+        ("fx1", "width 1"),
+        ("fx8.8", "fraction bits 8"),
+        ("fx8.4a15", "accumulator width 15"),
+        ("float16", "unknown number format"),
+    ],
+)
+def test_bad_formats_name_the_fault(spec: str, words: str) -> None:
+    with pytest.raises(InputError, match=words):
+        FixedFormat.parse(spec)
+
+
+def test_shapes_follow_the_format() -> None:
+    fmt = FixedFormat(10, 5, 30)
+    assert fmt.operand_shape.width == 10 and fmt.operand_shape.signed
+    assert fmt.product_shape.width == 20
+    assert fmt.acc_shape.width == 30
+    assert (fmt.min_int, fmt.max_int) == (-512, 511)
+
+
+def test_quantize_rounds_half_to_even_and_saturates() -> None:
+    fmt = FixedFormat(8, 2, 24)
+    x = np.array([0.125, 0.375, -0.125, -0.375, 100.0, -100.0, 1.1])
+    assert fmt.quantize(x).tolist() == [0, 2, 0, -2, 127, -128, 4]
+    assert fmt.quantize(x, rounding=Rounding.FLOOR).tolist() == [0, 1, -1, -2, 127, -128, 4]
+    q = fmt.quantize(np.linspace(-3, 3, 25))
+    np.testing.assert_array_equal(fmt.quantize(fmt.dequantize(q)), q)
+
+
+def test_stochastic_quantize_is_unbiased() -> None:
+    fmt = FixedFormat(16, 0, 40)
+    q = fmt.quantize(
+        np.full(20000, 0.25), rounding=Rounding.STOCHASTIC, rng=np.random.default_rng(3)
+    )
+    assert set(np.unique(q)) == {0, 1}
+    assert abs(q.mean() - 0.25) < 0.02
+
+
+def test_rounding_names() -> None:
+    assert Rounding.parse("nearest-even") is Rounding.NEAREST_EVEN
+    assert Rounding.parse("truncate") is Rounding.FLOOR
+    assert Rounding.parse("SR") is Rounding.STOCHASTIC
+    with pytest.raises(InputError, match="rounding mode"):
+        Rounding.parse("up")

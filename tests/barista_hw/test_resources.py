@@ -1,0 +1,139 @@
+"""Resource estimates, targets, budgets and presets."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from barista_base.errors import InputError
+from barista_hw.config import AcceleratorConfig, EngineConfig
+from barista_hw.numfmt import FixedFormat
+from barista_hw.presets import PRESETS, get_preset
+from barista_hw.resources import CALIBRATION_TOLERANCE, estimate, lutram_cells, memory_blocks
+from barista_hw.targets import ECP5_DP16KD, ICE40_EBR, TARGETS, Budget, get_target
+
+
+def test_memory_blocks_pick_the_best_aspect() -> None:
+    assert memory_blocks(1024, 18, ECP5_DP16KD) == 1
+    assert memory_blocks(512, 72, ECP5_DP16KD) == 2  # 512 x 36 twice
+    assert memory_blocks(1024, 192, ECP5_DP16KD) == 11  # 1024 x 18: ceil(192 / 18)
+    assert memory_blocks(4096, 8, ECP5_DP16KD) == 2  # 4096 x 4 twice
+    assert memory_blocks(256, 64, ICE40_EBR) == 4
+    assert memory_blocks(0, 64, ICE40_EBR) == 0
+
+
+def test_estimate_counts_multipliers_and_memories() -> None:
+    budget = get_target("ulx3s-85f").budget
+    cfg = AcceleratorConfig(EngineConfig(4, 6, FixedFormat(16, 8, 48), acc_depth=64), 1024, 2048)
+    r = estimate(cfg, budget)
+    assert r.mults == 24
+    # 2048x9 x11; 512x36 x8; the board's host link rings 256 beats of 96 bits: 512x36 x3
+    assert r.bram_detail == {"buf_a": 4, "buf_b": 11, "accmem": 8, "link": 3}
+    assert r.bram_blocks == 23 + 3
+    assert r.luts == sum(r.lut_detail.values()) and r.luts > 24 * 96
+    assert r.lut_detail["link"] > 0
+    alone = estimate(cfg, budget, link=False, board=True)
+    assert "link" not in alone.bram_detail and alone.lut_detail["link"] == 0
+    assert alone.luts < r.luts and alone.ffs < r.ffs and alone.bram_blocks == 23
+    bigger = estimate(
+        AcceleratorConfig(EngineConfig(8, 6, FixedFormat(16, 8, 48), acc_depth=64), 1024, 2048),
+        budget,
+    )
+    assert bigger.luts > r.luts and bigger.mults == 48
+    # iCE40 multipliers take 16 bits: 18-bit operands need four per PE.
+    ice = get_target("icebreaker").budget
+    wide = AcceleratorConfig(EngineConfig(2, 2, FixedFormat(18, 9, 52)), 64, 64)
+    assert estimate(wide, ice).mults == 16 and not estimate(wide, ice).fits(ice)
+    assert "SB_MAC16" in estimate(wide, ice).shortfall(ice)[0]
+
+
+def test_budget_parsing() -> None:
+    b = Budget.parse("mults=100,bram_kbits=2000,luts=40000,mhz=80")
+    assert (b.mults, b.bram_blocks, b.luts, b.mhz) == (100, 111, 40000, 80.0)
+    assert Budget.parse("mults=4, bram_blocks=3, luts=9, mhz=10").bram_blocks == 3
+    for bad in (
+        "mults=1",
+        "mults=x,bram_kbits=1,luts=1,mhz=1",
+        "foo=1",
+        "mults=1,bram_kbits=1,bram_blocks=1,luts=1,mhz=1",
+    ):
+        with pytest.raises(InputError):
+            Budget.parse(bad)
+
+
+def test_block_ram_fill_leaves_blocks_free() -> None:
+    full = Budget(16, 100, 40000, 50.0)
+    part = Budget(16, 100, 40000, 50.0, bram_fill=0.6)
+    cfg = AcceleratorConfig(EngineConfig(4, 4, FixedFormat(16, 8, 48)), 8192, 8192)
+    r = estimate(cfg, full)
+    assert 60 < r.bram_blocks <= 100  # fits the device, not its first 60 blocks
+    assert r.fits(full) and not r.fits(part) and part.bram_usable == 60
+    assert "(budget 60)" in r.shortfall(part)[0]
+    assert get_target("ulx3s-85f").budget.bram_usable == 124
+    with pytest.raises(InputError, match="bram_fill"):
+        Budget(16, 100, 40000, 50.0, bram_fill=0.0)
+
+
+def test_targets_as_nextpnr_reports_them() -> None:
+    t = TARGETS["ulx3s-85f"].budget
+    assert (t.mults, t.bram_blocks, t.luts, t.bram_block_bits) == (156, 208, 83640, 18 * 1024)
+    assert TARGETS["ulx3s-25f"].budget.mults == 28
+    ice = TARGETS["icebreaker"].budget
+    assert (ice.mults, ice.bram_blocks, ice.luts, ice.bram_block_bits) == (8, 30, 5280, 4096)
+    with pytest.raises(InputError, match="unknown target"):
+        get_target("de10")
+
+
+def test_target_presets_fit_their_targets() -> None:
+    for name, cfg in PRESETS.items():
+        if cfg.target in TARGETS:
+            budget = TARGETS[cfg.target].budget
+            assert estimate(cfg, budget).fits(budget), name
+    assert get_preset("TINY").engine.rows == 2
+    with pytest.raises(InputError, match="unknown preset"):
+        get_preset("huge")
+
+
+#: Yosys synthesis of accelerators, board tops and host links alone, recorded by
+#: bench/calibrate_resources.py (rerun it with --write after changing the RTL).
+CALIBRATION = Path(__file__).resolve().parents[1] / "data" / "resource_calibration.json"
+
+
+def _estimated(point: dict) -> tuple[int, int]:
+    """(logic, flip-flops) the model gives for one recorded point."""
+    cfg = AcceleratorConfig.from_dict(point["config"])
+    top = point["top"]
+    board = top not in ("accelerator", "link")
+    family_target = {"ecp5": "ulx3s-85f", "ice40": "icebreaker"}[point["family"]]
+    budget = get_target(top if board else family_target).budget
+    res = estimate(cfg, budget, link=top != "accelerator")
+    if top == "link":
+        alone = estimate(cfg, budget, link=False, board=True)
+        return res.luts - alone.luts, res.ffs - alone.ffs
+    return res.luts, res.ffs
+
+
+def test_estimate_matches_recorded_synthesis() -> None:
+    doc = json.loads(CALIBRATION.read_text())
+    points = doc["points"]
+    assert len(points) >= 10 and {p["family"] for p in points} == {"ecp5", "ice40"}
+    for p in points:
+        luts, ffs = _estimated(p)
+        where = (p["label"], p["top"], p["family"])
+        assert abs(luts / p["logic"] - 1) <= CALIBRATION_TOLERANCE, where
+        assert abs(ffs / p["ffs"] - 1) <= 0.15, where  # flip-flops are informative
+        if p["top"] != "link" and p["family"] == "ecp5":
+            cells = p["cells"]
+            res = estimate(
+                AcceleratorConfig.from_dict(p["config"]),
+                get_target("ulx3s-85f").budget,
+                link=p["top"] != "accelerator",
+            )
+            assert res.mults == cells.get("MULT18X18D", 0), p["label"]
+            assert res.bram_blocks == cells.get("DP16KD", 0), p["label"]
+
+
+def test_lutram_cells_count_16x4_blocks() -> None:
+    assert lutram_cells(3, 32) == 8 * 8  # the operand FIFO of 2x2 fx8: eight 16 x 4 blocks
+    assert lutram_cells(64, 16) == 16 * 8
+    assert lutram_cells(0, 16) == 0

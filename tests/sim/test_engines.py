@@ -1,0 +1,261 @@
+"""The cocotb suite: every engine kind, in every rounding mode, bit-exact with the model on Icarus
+and Verilator (``--sim``), with partial tiles, K = 1, 1 x 1 and non-square arrays, extreme operands,
+a wrapping accumulator, and random valid/ready stalls that must not change any result. Designs
+with a ``family`` are the RTL a board of that FPGA family builds (its DSP primitives, simulated
+with our models of them).
+
+One build and one simulation per (design, simulator); all cases of a design run back to back in
+that simulation, and the tests below read the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pytest
+
+from barista_hw.config import EngineConfig, Pass
+from barista_hw.engine import cycle_bound
+from barista_hw.numfmt import MAX_SHIFT, FixedFormat, Rounding
+from sim.cases import auto_shift, pass_case
+from sim.runner import GemmCase, SimRun, build, mismatch, run_cases
+
+STALL = 0.3
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    name: str
+    kind: Pass
+    rows: int
+    cols: int
+    fmt: str
+    family: str | None = None
+
+    @property
+    def cfg(self) -> EngineConfig:
+        return EngineConfig(self.rows, self.cols, FixedFormat.parse(self.fmt))
+
+
+# Few designs: a Verilator build takes ~25 s. Rounding is a run-time command field,
+# so each design covers all three modes.
+DESIGNS = [
+    DesignSpec("fwd-2x3-fx8", Pass.FORWARD, 2, 3, "fx8"),
+    DesignSpec("fwd-1x1-fx18", Pass.FORWARD, 1, 1, "fx18"),
+    # acc_width = 2 * width: sums of a few products wrap, as the modular accumulator must.
+    DesignSpec("bwd-3x2-fx12.6a24", Pass.BACKWARD_DATA, 3, 2, "fx12.6a24"),
+    DesignSpec("grad-4x4-fx16", Pass.WEIGHT_GRAD, 4, 4, "fx16"),
+    # ECP5 boards: MULT18X18D with its own registers; fx18 fills the DSP's operands.
+    # b on the DSP shift chain, broken below row 1 of column 1 (see Family.of).
+    DesignSpec("fwd-3x2-fx16-ecp5chain", Pass.FORWARD, 3, 2, "fx16", family="ecp5chain"),
+    DesignSpec("grad-2x3-fx18-ecp5", Pass.WEIGHT_GRAD, 2, 3, "fx18", family="ecp5"),
+]
+SLOW_DESIGNS = [
+    DesignSpec("grad-1x1-fx8", Pass.WEIGHT_GRAD, 1, 1, "fx8"),
+    DesignSpec("bwd-4x4-fx16", Pass.BACKWARD_DATA, 4, 4, "fx16"),
+    DesignSpec("fwd-3x2-int8", Pass.FORWARD, 3, 2, "int8"),
+]
+
+
+def _ragged(rng: np.random.Generator, tile: int, tiles: int) -> int:
+    """A size of about ``tiles`` tiles that is not a multiple of ``tile`` (when tile > 1)."""
+    base = tile * int(rng.integers(1, tiles + 1))
+    return base + (int(rng.integers(1, tile)) if tile > 1 else int(rng.integers(0, 3)))
+
+
+@cache
+def design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
+    """The cases of one design (deterministic: seeded from the design's name)."""
+    cfg = spec.cfg
+    rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
+    grad = spec.kind is Pass.WEIGHT_GRAD
+    cases: list[GemmCase] = []
+
+    def add(m, k, n, *, rounding, shift=None, images=1, stall=0.0, operands="random", tag=""):
+        seed = int(rng.integers(0, 2**32))
+        s = auto_shift(cfg.fmt, k * images) if shift is None else shift
+        name = f"{spec.name}/{tag or 'random'}"
+        cases.append(
+            pass_case(
+                spec.kind,
+                cfg,
+                m,
+                k,
+                n,
+                images=images,
+                shift=s,
+                rounding=rounding,
+                seed=seed,
+                stall=stall,
+                operands=operands,
+                name=name,
+            )
+        )
+
+    for rounding in Rounding:
+        mode = rounding.label
+        m, n = _ragged(rng, cfg.rows, 3), _ragged(rng, cfg.cols, 3)
+        k = int(rng.integers(2, 3 * (cfg.rows + cfg.cols)))
+        images = int(rng.integers(2, 4)) if grad else 1
+        # The same GEMM with and without stalls: the stalled copy must give the same bits.
+        add(m, k, n, rounding=rounding, images=images, tag=f"ragged-{mode}")
+        twin = f"{spec.name}/ragged-{mode}-stalled"
+        cases.append(dataclasses.replace(cases[-1], stall=STALL, name=twin))
+        add(
+            _ragged(rng, cfg.rows, 2),
+            1,
+            _ragged(rng, cfg.cols, 2),
+            rounding=rounding,
+            images=images,
+            tag=f"k1-{mode}",
+        )
+        add(
+            2 * cfg.rows,
+            int(rng.integers(1, 6)),
+            cfg.cols,
+            rounding=rounding,
+            images=images,
+            shift=int(rng.integers(0, MAX_SHIFT + 1)),
+            tag=f"whole-tiles-random-shift-{mode}",
+        )
+    # Extreme operands: all most-negative (every product is the largest positive one), and
+    # only the two range ends with shift 0 (saturation both ways) and with the widest shift.
+    m, n = _ragged(rng, cfg.rows, 1), _ragged(rng, cfg.cols, 1)
+    images = 2 if grad else 1
+    add(
+        m,
+        3,
+        n,
+        rounding=Rounding.NEAREST_EVEN,
+        shift=0,
+        images=images,
+        operands="min",
+        tag="most-negative-shift0",
+    )
+    add(
+        m,
+        5,
+        n,
+        rounding=Rounding.FLOOR,
+        shift=0,
+        images=images,
+        operands="extreme",
+        tag="extreme-shift0",
+    )
+    add(
+        m,
+        4,
+        n,
+        rounding=Rounding.STOCHASTIC,
+        shift=MAX_SHIFT,
+        images=images,
+        operands="extreme",
+        stall=STALL,
+        tag="extreme-shift31-stalled",
+    )
+    add(
+        m,
+        7,
+        n,
+        rounding=Rounding.STOCHASTIC,
+        images=images,
+        operands="extreme",
+        stall=STALL,
+        tag="extreme-auto-stalled",
+    )
+    return tuple(cases)
+
+
+def sim_run(cache: dict, spec: DesignSpec, sim: str) -> SimRun:
+    key = (spec, sim)
+    if key not in cache:
+        try:
+            design = build(spec.kind, spec.cfg, sim, family=spec.family)
+            cache[key] = run_cases(design, design_cases(spec), tb_seed=7)
+        except Exception as exc:  # reported by every test of the design, built once
+            cache[key] = exc
+    if isinstance(cache[key], Exception):
+        raise cache[key]
+    return cache[key]
+
+
+def _params(designs: list[DesignSpec], marks=()):  # noqa: ANN001, ANN202
+    return [
+        pytest.param(spec, i, id=f"{c.name}#{i}", marks=marks)
+        for spec in designs
+        for i, c in enumerate(design_cases(spec))
+    ]
+
+
+CASE_PARAMS = _params(DESIGNS) + _params(SLOW_DESIGNS, marks=pytest.mark.slow)
+DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS] + [
+    pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SLOW_DESIGNS
+]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize(("spec", "index"), CASE_PARAMS)
+def test_engine_bit_exact(sim: str, spec: DesignSpec, index: int, sim_run_cache: dict) -> None:
+    run = sim_run(sim_run_cache, spec, sim)
+    result = run.results[index]
+    problem = mismatch(run.design, result)
+    assert problem is None, problem
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("spec", DESIGN_PARAMS)
+def test_engine_cycle_counts(sim: str, spec: DesignSpec, sim_run_cache: dict) -> None:
+    """Stall-free: useful beats <= cycles <= cycle_bound; stalled: >= the stall-free twin."""
+    run = sim_run(sim_run_cache, spec, sim)
+    cfg = spec.cfg
+    free: dict[str, int] = {}
+    for res in run.results:
+        c = res.case
+        tiles = -(-c.m // cfg.rows) * -(-c.n // cfg.cols)
+        beats = tiles * c.k * c.images
+        assert res.cycles >= beats, f"{c.describe()}: {res.cycles} cycles < {beats} operand beats"
+        if c.stall == 0:
+            bound = cycle_bound(cfg, c.m, c.k, c.n, c.images)
+            assert res.cycles <= bound, f"{c.describe()}: {res.cycles} cycles > bound {bound}"
+            free[c.name] = res.cycles
+    twins = 0
+    for res in run.results:
+        twin = res.case.name.removesuffix("-stalled")
+        if res.case.stall and twin in free:
+            twins += 1
+            assert res.cycles >= free[twin], (
+                f"{res.case.describe()}: {res.cycles} cycles with stalls < {free[twin]} without"
+            )
+    assert twins == len(Rounding)
+
+
+def test_stalled_twins_share_operands() -> None:
+    """The stalled copy of a case streams exactly the same GEMM (else the twin check is moot)."""
+    cases = {c.name: c for c in design_cases(DESIGNS[0])}
+    for name, c in cases.items():
+        if name.endswith("-stalled") and name.removesuffix("-stalled") in cases:
+            twin = cases[name.removesuffix("-stalled")]
+            assert c.stall == STALL and twin.stall == 0
+            np.testing.assert_array_equal(c.a, twin.a)
+            np.testing.assert_array_equal(c.b, twin.b)
+            assert (c.shift, c.rounding, c.seed) == (twin.shift, twin.rounding, twin.seed)
+
+
+def test_cases_cover_the_brief() -> None:
+    """Each design has every rounding mode, K = 1, partial tiles and saturation both ways."""
+    for spec in DESIGNS + SLOW_DESIGNS:
+        cases = design_cases(spec)
+        cfg = spec.cfg
+        assert {c.rounding for c in cases} == set(Rounding)
+        assert any(c.k == 1 for c in cases)
+        if cfg.rows > 1 and cfg.cols > 1:
+            assert any(c.m % cfg.rows and c.n % cfg.cols for c in cases)
+        if spec.kind is Pass.WEIGHT_GRAD:
+            assert all(c.images > 1 for c in cases)
+        exp = np.concatenate([np.ravel(c.expected) for c in cases])
+        assert (exp == cfg.fmt.max_int).any() and (exp == cfg.fmt.min_int).any()
+        assert any(c.stall > 0 for c in cases)

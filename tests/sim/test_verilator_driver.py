@@ -1,0 +1,322 @@
+"""The Verilated accelerator with its C++ host: bits, cycles, cache and failure modes.
+
+One small accelerator (2 x 3 array, 16-word buffers so that passes split into
+output blocks and reduction chunks) is built once for the module; the build is
+cached on disk, so later runs load it at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from barista_base.errors import InputError
+from barista_hw import model, plan
+from barista_hw.accelerator import FEED_LATENCY, Accelerator, run_layout, write_layout
+from barista_hw.config import AcceleratorConfig, EngineConfig
+from barista_hw.engine import FIRST_TAKE, output_layout
+from barista_hw.numfmt import FixedFormat, Rounding
+from barista_hw.schedule import schedule_gemm
+from sim import verilator_driver as vd
+from sim.beats import assemble
+from sim.pysim import run_accelerator
+from sim.tools import SimulatorNotFound, simulator_version
+
+FMT = FixedFormat(8, 4, 24)
+CFG = AcceleratorConfig(EngineConfig(2, 3, FMT, acc_depth=8), a_depth=16, b_depth=16)
+
+# (m, k, n, images): one block; several output blocks; gradient with whole images per
+# chunk; a reduction split inside an image; several blocks and a split at once.
+CASES = [(5, 4, 7, 1), (5, 6, 9, 1), (3, 5, 4, 3), (2, 11, 3, 1), (7, 9, 8, 2)]
+
+
+@pytest.fixture(scope="module")
+def vsim() -> vd.VerilatedAccelerator:
+    try:
+        simulator_version("verilator")
+    except SimulatorNotFound as exc:
+        pytest.skip(str(exc))
+    return vd.simulator(CFG)
+
+
+def _operands(m: int, k: int, n: int, images: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed + 1000 * m + 10 * n + images)
+    return FMT.random_operands(rng, (m, k * images)), FMT.random_operands(rng, (k * images, n))
+
+
+def test_port_layout_follows_the_amaranth_layouts() -> None:
+    lay = vd.PortLayout.from_config(CFG)
+    run = {name: (f.offset, f.width) for name, f in run_layout(CFG)}
+    assert [(n, o, w) for n, (o, w) in run.items()] == list(lay.cmd_fields)
+    wr = {name: (f.offset, f.width) for name, f in write_layout(CFG)}
+    assert lay.wr_sel == wr["sel"] and lay.wr_addr == wr["addr"] and lay.wr_data == wr["data"][0]
+    out = {name: (f.offset, f.width) for name, f in output_layout(CFG.engine)}
+    assert lay.o_last == out["last"][0] == 3 * FMT.width
+    header = lay.header("accel")
+    assert "#define BS_WR_VALID wr___05Fvalid" in header
+    assert f"#define BS_CMD_FIELDS {len(run)}" in header
+    offsets = ", ".join(str(o) for o, _ in run.values())
+    assert f"BS_CMD_OFF[BS_CMD_FIELDS] = {{{offsets}}};" in header
+
+
+@pytest.mark.parametrize("rounding", list(Rounding))
+@pytest.mark.parametrize("m, k, n, images", CASES)
+def test_results_are_the_model_bit_for_bit(
+    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int, rounding: Rounding
+) -> None:
+    a, b = _operands(m, k, n, images)
+    cmd = {"shift": 5, "rounding": rounding, "seed": 17 + m}
+    run = vsim.run_gemm(a, b, images=images, **cmd)
+    want = model.gemm_on_accelerator(a, b, CFG, images=images, **cmd)
+    np.testing.assert_array_equal(run.result, want)
+    assert run.out_beats == m * -(-n // CFG.engine.cols)
+
+
+def test_cases_really_chunk() -> None:
+    for m, k, n, images in CASES[1:]:
+        chunks = schedule_gemm(CFG, m, k, n, images)
+        assert len(chunks) > 1
+    assert any(not c.acc_last for c in schedule_gemm(CFG, 2, 11, 3, 1))  # reduction split
+
+
+@pytest.mark.parametrize("m, k, n, images", [CASES[1], CASES[4]])
+def test_stalls_change_cycles_not_bits(
+    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int
+) -> None:
+    a, b = _operands(m, k, n, images, seed=3)
+    cmd = {"shift": 4, "rounding": Rounding.STOCHASTIC, "seed": 5}
+    calm = vsim.run_gemm(a, b, images=images, **cmd)
+    rough = vsim.run_gemm(a, b, images=images, o_stall=0.4, wr_gap=0.3, stall_seed=9, **cmd)
+    np.testing.assert_array_equal(rough.result, calm.result)
+    assert rough.cycles > calm.cycles
+
+
+def test_assembly_matches_sim_beats(vsim: vd.VerilatedAccelerator) -> None:
+    """One output block: the driver's vectorised assembly agrees with ``sim.beats.assemble``
+    fed the beats in the engine's documented order (tiles row-major, valid rows each)."""
+    m, k, n = 3, 2, 5  # one block of 2 x 2 tiles, partial in both directions
+    a, b = _operands(m, k, n, 1, seed=4)
+    prog = vd.make_program(CFG, a, b, shift=3, rounding=Rounding.FLOOR)
+    assert len(prog.chunks) == 1
+    run = vsim.run_program(prog)
+    q = model.gemm(a, b, CFG.engine, shift=3, rounding=Rounding.FLOOR)
+    R, C = CFG.engine.rows, CFG.engine.cols
+    padded = np.zeros((m, 2 * C), dtype=np.int64)
+    padded[:, :n] = q
+    beats = [
+        padded[tm * R + r, tn * C : tn * C + C].tolist()
+        for tm in range(2)
+        for tn in range(2)
+        for r in range(min(R, m - tm * R))
+    ]
+    np.testing.assert_array_equal(run.result, assemble(beats, m, n, R, C))
+
+
+@pytest.mark.parametrize("m, k, n, images", [CASES[0], CASES[2], CASES[3]])
+def test_cycles_equal_pysim_with_the_same_host(
+    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int
+) -> None:
+    """pysim's host writes, commands, then waits for ``busy`` low; it counts the cycles from
+    each command's acceptance to ``busy`` low, which is ``engine_cycles`` here; the whole
+    serial program adds one cycle per write beat and one per command handshake."""
+    a, b = _operands(m, k, n, images, seed=5)
+    cmd = {"shift": 5, "rounding": Rounding.STOCHASTIC, "seed": 2}
+    got, pysim_cycles = run_accelerator(Accelerator(CFG), a, b, images=images, **cmd)
+    serial = vsim.run_gemm(a, b, images=images, host="serial", **cmd)
+    np.testing.assert_array_equal(serial.result, got)
+    assert serial.engine_cycles == pysim_cycles
+    n_chunks = len(schedule_gemm(CFG, m, k, n, images))
+    assert serial.cycles == serial.write_beats + n_chunks + serial.engine_cycles
+    overlap = vsim.run_gemm(a, b, images=images, **cmd)
+    assert overlap.engine_cycles == pysim_cycles  # per-command cycles do not depend on the host
+    assert overlap.cycles < serial.cycles
+
+
+@pytest.mark.parametrize("m, k, n, images", CASES)
+def test_overlapped_host_is_the_plan_cycle_model(
+    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int
+) -> None:
+    a, b = _operands(m, k, n, images, seed=6)
+    run = vsim.run_gemm(a, b, images=images, shift=2, rounding=Rounding.NEAREST_EVEN)
+    predicted = plan.simulate_chunks(CFG, schedule_gemm(CFG, m, k, n, images))
+    assert run.cycles == predicted["cycles"]
+    assert run.engine_cycles == predicted["engine_cycles"]
+    assert run.write_beats == predicted["words_a"] + predicted["words_b"]
+
+
+def test_double_buffering_overlaps_writes_with_commands(vsim: vd.VerilatedAccelerator) -> None:
+    a, b = _operands(5, 6, 9, 1, seed=7)
+    run = vsim.run_gemm(a, b, shift=2, rounding=Rounding.FLOOR)
+    # Some command is accepted before the previous one finished its writes... i.e. the
+    # accept of chunk i+1 follows chunk i's done by one edge: the writes were hidden.
+    gaps = run.chunk_accept[1:] - run.chunk_done[:-1]
+    assert (gaps == 1).any()
+    assert (run.chunk_accept[1:] > run.chunk_done[:-1]).all()  # one command at a time
+
+
+def test_cycle_budget_overrun_raises_timeout(vsim: vd.VerilatedAccelerator) -> None:
+    a, b = _operands(5, 6, 9, 1)
+    with pytest.raises(vd.SimulationTimeout, match=r"conv9, forward.*budget.*chunk 1 of"):
+        vsim.run_gemm(a, b, shift=2, rounding=0, margin=0.2, label="conv9, forward")
+    # The next pass starts from a fresh model and is right again.
+    run = vsim.run_gemm(a, b, shift=2, rounding=0)
+    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, shift=2))
+
+
+def test_result_stream_never_ready_is_a_timeout_not_a_hang(vsim: vd.VerilatedAccelerator) -> None:
+    a, b = _operands(3, 4, 4, 1)
+    t0 = time.monotonic()
+    with pytest.raises(vd.SimulationTimeout, match="ip1"):
+        vsim.run_gemm(a, b, shift=2, rounding=0, o_stall=1.0, label="ip1")
+    assert time.monotonic() - t0 < 30
+
+
+def test_more_beats_than_the_schedule_expects_is_a_protocol_error(
+    vsim: vd.VerilatedAccelerator,
+) -> None:
+    a, b = _operands(5, 6, 9, 1)
+    prog = vd.make_program(CFG, a, b, shift=2, rounding=0)
+    prog.expect = prog.expect.copy()
+    prog.expect[0] -= 1
+    with pytest.raises(vd.ProtocolError, match=r"L/gradient.*chunk 0 emitted more"):
+        vsim.run_program(prog, label="L/gradient")
+
+
+def test_fewer_beats_than_expected_is_a_protocol_error(vsim: vd.VerilatedAccelerator) -> None:
+    a, b = _operands(2, 11, 3, 1)
+    prog = vd.make_program(CFG, a, b, shift=2, rounding=0)
+    first = next(i for i, c in enumerate(prog.chunks) if not c.acc_last)
+    prog.expect = prog.expect.copy()
+    prog.expect[first] = 1  # a partial-sum chunk emits nothing
+    with pytest.raises(vd.ProtocolError, match="o beats"):
+        vsim.run_program(prog, label="x")
+
+
+def test_simulator_fatal_raises_and_the_model_recovers(vsim: vd.VerilatedAccelerator) -> None:
+    a, b = _operands(5, 4, 7, 1)
+    with pytest.raises(vd.SimulatorCrash, match=r"conv2/backward.*injected fatal"):
+        vsim.run_gemm(a, b, shift=1, rounding=0, fatal_at=20, label="conv2/backward")
+    run = vsim.run_gemm(a, b, shift=1, rounding=0)
+    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, shift=1))
+
+
+def test_bad_host_and_misfit_fields_are_input_errors(vsim: vd.VerilatedAccelerator) -> None:
+    a, b = _operands(2, 3, 2, 1)
+    with pytest.raises(InputError, match="host"):
+        vd.make_program(CFG, a, b, shift=1, rounding=0, host="eager")
+    with pytest.raises(InputError, match="seed"):
+        vd.make_program(CFG, a, b, shift=1, rounding=0, seed=1 << 40)
+    with pytest.raises(InputError, match="trace"):
+        vsim.run_gemm(a, b, shift=1, rounding=0, trace="x.fst")
+
+
+def test_second_build_is_a_cache_hit(vsim: vd.VerilatedAccelerator) -> None:
+    t0 = time.monotonic()
+    again = vd.simulator(CFG)
+    assert time.monotonic() - t0 < 10
+    assert again.build.path == vsim.build.path
+    verilog, top = vd.accelerator_verilog(CFG)
+    lay = vd.PortLayout.from_config(CFG)
+    key = vd.build_library(verilog, top, lay).key
+    assert key == vsim.build.key
+    assert vd.build_entry(verilog + "\n// changed\n", top, lay).name != vsim.build.path.parent.name
+    assert vd.build_entry(verilog, top, lay, trace=True).name != vsim.build.path.parent.name
+
+
+def test_rtl_dir_with_manifest_uses_the_same_build(
+    vsim: vd.VerilatedAccelerator, tmp_path: Path
+) -> None:
+    verilog, top = vd.accelerator_verilog(CFG)
+    (tmp_path / "accelerator.v").write_text(verilog)
+    doc = {"config": CFG.to_dict(), "top": top, "verilog": "accelerator.v"}
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    s = vd.simulator(rtl_dir=tmp_path)
+    assert s.build.path == vsim.build.path and s.cfg == CFG
+    (tmp_path / "manifest.json").write_text("{\n  oops")
+    with pytest.raises(InputError, match=r"manifest.json:2"):
+        vd.load_rtl_dir(tmp_path)
+
+
+def _corrupt_copy(vsim: vd.VerilatedAccelerator, root: Path) -> Path:
+    """A copy of the cache entry whose library is garbage but matches its recorded hash."""
+    entry = root / vsim.build.path.parent.name
+    shutil.copytree(vsim.build.path.parent, entry)
+    lib = entry / vd.LIBRARY
+    assert vd._entry_ok(entry)
+    lib.write_bytes(lib.read_bytes()[:1000])  # truncated: the hash no longer matches
+    assert not vd._entry_ok(entry)
+    lib.write_bytes(b"not a shared library")
+    marker = json.loads((entry / vd.MARKER).read_text())
+    marker["sha256"] = vd._sha256_file(lib)
+    (entry / vd.MARKER).write_text(json.dumps(marker))
+    assert vd._entry_ok(entry)
+    return entry
+
+
+def test_corrupt_cache_entries_are_detected(vsim: vd.VerilatedAccelerator, tmp_path: Path) -> None:
+    entry = _corrupt_copy(vsim, tmp_path)
+    build = dataclasses.replace(vsim.build, path=entry / vd.LIBRARY)
+    with pytest.raises(vd.VerilatorBuildError, match="cannot load"):
+        vd.VerilatedAccelerator(CFG, build)
+
+
+@pytest.mark.slow
+def test_corrupt_cache_entries_are_rebuilt(vsim: vd.VerilatedAccelerator, tmp_path: Path) -> None:
+    """A library that passes the hash check but does not load is discarded and rebuilt."""
+    entry = _corrupt_copy(vsim, tmp_path)
+    shutil.copytree(vd.cache_root() / "verilog", tmp_path / "verilog")  # the same Verilog text
+    rebuilt = vd.simulator(CFG, root=tmp_path)
+    assert rebuilt.build.path == entry / vd.LIBRARY and vd._entry_ok(entry)
+    a, b = _operands(5, 6, 9, 1)
+    run = rebuilt.run_gemm(a, b, shift=3, rounding=Rounding.STOCHASTIC, seed=1)
+    want = model.gemm_on_accelerator(a, b, CFG, shift=3, rounding=Rounding.STOCHASTIC, seed=1)
+    np.testing.assert_array_equal(run.result, want)
+    assert not list(tmp_path.glob(".*"))  # no temporary or discarded directories left
+
+
+def test_stale_layout_is_refused(vsim: vd.VerilatedAccelerator) -> None:
+    other = dataclasses.replace(vsim.build, layout=dataclasses.replace(vsim.build.layout, o_last=0))
+    with pytest.raises(vd.VerilatorBuildError, match="port layout"):
+        vd.VerilatedAccelerator(CFG, other)
+
+
+@pytest.mark.slow
+def test_fst_trace_of_one_pass(tmp_path: Path) -> None:
+    traced = vd.simulator(CFG, trace=True)
+    a, b = _operands(5, 4, 7, 1)
+    path = tmp_path / "pass.fst"
+    run = traced.run_gemm(a, b, shift=2, rounding=0, trace=path)
+    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, shift=2))
+    assert path.stat().st_size > 100 and path.read_bytes()[:1] == b"\x00"  # FST header block
+
+
+def test_engine_cycles_equal_the_cocotb_suite(vsim: vd.VerilatedAccelerator, sim: str) -> None:
+    """The same GEMM on the same engine RTL: the engine cycle counter the driver reads is the
+    one the cocotb suite reads, plus the cycles of the accelerator's feed pipeline."""
+    from barista_hw import model
+    from barista_hw.config import Pass
+    from sim.runner import GemmCase, build, run_cases
+
+    shapes = [(2, 4, 3, 2), (4, 4, 3, 1), (2, 1, 2, 5)]  # each fits one chunk
+    cases, runs = [], []
+    for i, (m, k, n, images) in enumerate(shapes):
+        a, b = _operands(m, k, n, images, seed=i)
+        cmd = {"shift": 3, "rounding": Rounding.STOCHASTIC, "seed": 11 + i}
+        assert len(schedule_gemm(CFG, m, k, n, images)) == 1
+        runs.append(vsim.run_gemm(a, b, images=images, **cmd))
+        expected = model.gemm(a, b, CFG.engine, **cmd)
+        cases.append(GemmCase(f"c{i}", a, b, images=images, expected=expected, **cmd))
+    # The gradient engine with this config is the accelerator's engine (batched commands).
+    sim_run = run_cases(build(Pass.WEIGHT_GRAD, CFG.engine, sim), cases)
+    for run, res in zip(runs, sim_run.results, strict=True):
+        np.testing.assert_array_equal(run.result, res.got)
+        # The accelerator's feed pipeline (buffer read, operand FIFO) delivers the first
+        # operands later than the testbench, and the engine counts those cycles too.
+        assert run.last_counter == res.cycles + FEED_LATENCY - FIRST_TAKE
+        assert run.engine_cycles == run.last_counter
