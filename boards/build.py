@@ -6,8 +6,9 @@ amaranth-boards platform, runs the build script Amaranth writes (Yosys, nextpnr 
 Amaranth's environment variables (:data:`TOOL_ENV`), and returns the
 :class:`~boards.report.BuildReport` (figures from nextpnr, the configuration, the
 resource estimate of :mod:`barista_hw.resources` for comparison, tool versions and
-build time). ``report.json`` and the bitstream are written into ``out``. Yosys first marks the replicated registers ``keep``
-(:data:`barista_hw.pipeline.YOSYS_KEEP_REPLICAS`) and, before RAM mapping, lets the
+build time). ``report.json`` and the bitstream are written into ``out``. Yosys first
+marks the replicated registers ``keep`` (:data:`barista_hw.pipeline.YOSYS_KEEP_REPLICAS`)
+and, before RAM mapping, lets the
 memories built by :func:`barista_hw.memory.collision_free_memory` return an undefined
 word on a read-during-write (:data:`barista_hw.memory.YOSYS_NO_COLLISION`); a
 synthesis stopped by a Yosys assertion is run once more in the form of
