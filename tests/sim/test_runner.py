@@ -45,5 +45,3 @@ def test_build_dir_is_keyed_by_design_and_simulator(tmp_path: Path) -> None:
 def test_build_root_is_in_the_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BARISTA_CACHE", str(tmp_path))
     assert runner.build_root() == tmp_path / "sim"
-
-
