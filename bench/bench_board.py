@@ -78,7 +78,7 @@ def main() -> int:
     name, layers = load_layers(str(_lenet()), shapes)
     gen = generate(layers, target="ulx3s-85f", name=name)
     cfg = replace(gen.config, clock_mhz=args.mhz)
-    it = gen.manifest["iteration"]
+    it = {"cycles": gen.plan.cycles, "macs": gen.plan.macs}
     if args.depth:
         cfg = replace(cfg, a_depth=args.depth, b_depth=args.depth)
     if args.array:

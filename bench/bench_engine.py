@@ -23,12 +23,13 @@ import statistics
 import time
 
 import numpy as np
-from sim.cosim import auto_shift, parse_shape, pass_case, utilisation
 
+from barista.commands.cosim import parse_shape
 from barista_hw import model
 from barista_hw.config import EngineConfig, Pass
 from barista_hw.engine import cycle_bound, useful_macs
 from barista_hw.numfmt import FixedFormat, Rounding
+from sim.cases import auto_shift, pass_case, utilisation
 from sim.runner import build, mismatch, run_cases
 
 

@@ -12,7 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
-from caffe_bridge.backend import get_backend
+from barista.backends import get_backend
 from caffe_bridge.datasets import example_dir
 from caffe_bridge.net import Net
 

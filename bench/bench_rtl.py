@@ -2,7 +2,7 @@
 
 Builds (or loads from the cache) the Verilated accelerator of a preset (default
 ``ulx3s-45f``: 8 x 8 fx16, 1024-word buffers) and runs LeNet's GEMM passes with
-the batch folded in, through the same C++ host as :class:`caffe_bridge.rtl_backend.RtlBackend`.
+the batch folded in, through the same C++ host as :class:`barista.backends.rtl.RtlBackend`.
 Prints, per pass: GEMM shape, simulated cycles, wall and CPU time of the simulation
 call, cycles per second of both (target >= 500k), PE utilisation, and the Python
 time to build the program; ``--check`` also compares every result with the

@@ -32,9 +32,11 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from barista_base.cache import atomic_directory, cache_dir
+from barista_base.environ import environ
 from barista_base.errors import InputError, log_tail
 from barista_hw.config import AcceleratorConfig
 from barista_hw.dsp import B_CHAIN
@@ -161,16 +163,8 @@ def build_plan(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict
             [f"--report {PNR_REPORT} --timing-allow-fail --seed {seed}", board.pnr_opts]
         ).strip(),
     }
-    saved = {k: os.environ.get(k) for k in TOOL_ENV}
-    os.environ.update(TOOL_ENV)  # Amaranth reads them while preparing (debug Verilog)
-    try:
+    with environ(TOOL_ENV):  # Amaranth reads them while preparing (debug Verilog)
         plan = platform.prepare(top, NAME, **opts)  # type: ignore[attr-defined]
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return plan, opts
 
 
@@ -229,8 +223,8 @@ def build_board(
 def _cached(entry: Path) -> BuildReport | None:
     """The report of a finished build in ``entry`` (a failed or stopped one is redone)."""
     try:
-        report = BuildReport(**json.loads((entry / REPORT).read_text()))
-    except (OSError, ValueError, TypeError):
+        report = BuildReport.read(entry / REPORT)
+    except InputError:
         return None
     if report.status == "failed":
         return None
@@ -285,7 +279,7 @@ def _run(
             code = _execute(tmp, script, left, progress)
         report.build_seconds = round(time.monotonic() - t0, 1)
         judge(report, tmp, spec, code, timeout)
-        (tmp / REPORT).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+        report.write(tmp / REPORT)
     return report
 
 
@@ -319,6 +313,4 @@ def _publish(report: BuildReport, entry: Path, out: Path, spec: BoardSpec) -> No
     for name in (spec.bitstream, f"{NAME}.tim", "build.log", PNR_REPORT):
         if (entry / name).is_file():
             shutil.copyfile(entry / name, out / name)
-    doc = report.to_dict()
-    doc["build_dir"] = str(entry)
-    (out / REPORT).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    replace(report, build_dir=str(entry)).write(out / REPORT)

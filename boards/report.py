@@ -16,7 +16,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from barista_base.errors import log_tail
+from barista_base.cache import write_text_atomic
+from barista_base.errors import InputError, log_tail
+from barista_hw.config import AcceleratorConfig
 
 from .platforms import BoardSpec
 from .protocol import PROTOCOL_VERSION
@@ -57,13 +59,44 @@ class BuildReport:
     messages: list[str] = field(default_factory=list)
     cached: bool = False
     protocol_version: int = PROTOCOL_VERSION
+    build_dir: str = ""  # the cache entry a published report was copied from
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def accelerator_config(self) -> AcceleratorConfig:
+        return AcceleratorConfig.from_dict(self.config)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def write(self, path: Path) -> None:
+        """Write ``report.json`` (atomically)."""
+        write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "report") -> BuildReport:
+        """A report from its JSON document; errors name ``where`` it came from."""
+        known = set(cls.__dataclass_fields__)
+        try:
+            report = cls(**{k: v for k, v in d.items() if k in known})
+            report.accelerator_config  # noqa: B018 - checks the configuration
+        except (TypeError, ValueError, KeyError) as exc:
+            raise InputError(f"{where}: not a usable build report ({exc})") from None
+        return report
+
+    @classmethod
+    def read(cls, path: Path) -> BuildReport:
+        """Read ``report.json``; an :class:`InputError` names the file if it is unusable."""
+        try:
+            doc = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the build report ({exc.strerror})") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        return cls.from_dict(doc, str(path))
 
     def summary(self) -> str:
         """A few lines for people."""

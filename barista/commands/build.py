@@ -51,12 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _manifest_config(path: str):  # noqa: ANN202 - AcceleratorConfig
-    from barista_hw.generate import read_manifest
-
-    return read_manifest(path)[0]
-
-
 def run(args: argparse.Namespace) -> int:
     """Plan, build, report; see the module docstring for the exit status."""
     from dataclasses import replace
@@ -65,29 +59,34 @@ def run(args: argparse.Namespace) -> int:
     from boards.build import build_board
     from boards.platforms import get_board
 
+    from ..manifest import load_accelerator, write_rtl_dir
+
     board = get_board(args.board)
     name, layers = load_layers(args.net, parse_data_shapes(args.data_shape))
     out = Path(args.out) if args.out else Path("build") / f"{module_name(name)}-{board.name}"
+    budget = board.target.budget
+    if args.mhz:
+        budget = replace(budget, mhz=args.mhz)
     if args.config:
         if args.format or args.array:
             raise InputError("--config fixes the whole design: drop --format and --array")
-        cfg = _manifest_config(args.config)
+        cfg = load_accelerator(args.config).config
         if cfg.target != board.name:
-            cfg = replace(cfg, target=board.name, clock_mhz=board.target.budget.mhz)
+            cfg = replace(cfg, target=board.name, clock_mhz=budget.mhz)
+        elif args.mhz:
+            cfg = replace(cfg, clock_mhz=args.mhz)
     else:
-        gen = generate(
+        design = generate(
             layers,
-            target=board.name,
+            target=budget,
             fmt=args.format,
             array=args.array,
             preset=args.preset,
-            out=out / "rtl",
             name=name,
         )
-        cfg = gen.config
-        print(gen.summary, end="")
-    if args.mhz:
-        cfg = replace(cfg, clock_mhz=args.mhz)
+        write_rtl_dir(design, out / "rtl")
+        cfg = design.config
+        print(design.summary, end="")
     print(f"building for {board.name} at {cfg.clock_mhz:g} MHz (this can take minutes)...")
     report = build_board(
         cfg, board, out=out, baud=args.baud, timeout=args.timeout, progress=args.verbose

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from barista_hw.generate import generate
     from caffe_bridge.datasets import write_digits
 
+    from ..manifest import write_rtl_dir
     from . import demo_engines
     from .generate import load_layers
 
@@ -64,10 +65,9 @@ def run(args: argparse.Namespace) -> int:
     os.chdir(work)
     try:
         name, layers = load_layers(str(proto), {})
-        gen = generate(
-            layers, target=args.target, fmt=args.format, out=rtl_out / "lenet", name=name
-        )
-        print(gen.summary, end="")
+        design = generate(layers, target=args.target, fmt=args.format, name=name)
+        write_rtl_dir(design, rtl_out / "lenet")
+        print(design.summary, end="")
 
         print(f"\n== 4/4 training LeNet for {args.iterations} iterations, float32 vs {args.format}")
         runs = [

@@ -79,29 +79,26 @@ def run(args: argparse.Namespace) -> int:
     from barista_hw.generate import generate, module_name
     from barista_hw.targets import Budget
 
+    from ..manifest import write_rtl_dir
+
     target = Budget.parse(args.budget) if args.budget else (args.target or "ulx3s-85f")
     name, layers = load_layers(args.net, parse_data_shapes(args.data_shape))
     out = Path(args.out) if args.out else Path("rtl_out") / module_name(name)
-    result = generate(
-        layers,
-        target=target,
-        fmt=args.format,
-        array=args.array,
-        preset=args.preset,
-        out=out,
-        name=name,
+    design = generate(
+        layers, target=target, fmt=args.format, array=args.array, preset=args.preset, name=name
     )
+    manifest = write_rtl_dir(design, out)
     if not args.preset:
-        print(_pareto(result.manifest))
-    print(result.summary, end="")
+        print(_pareto(manifest.design["dse"]))
+    print(design.summary, end="")
     print(f"wrote {out}/accelerator.v, manifest.json, summary.txt")
     return 0
 
 
-def _pareto(manifest: dict) -> str:
-    rows = manifest["design"]["dse"]["pareto"]
+def _pareto(dse: dict) -> str:
+    rows = dse["pareto"]
     lines = [
-        f"Pareto front ({len(rows)} of {manifest['design']['dse']['evaluated']} designs):",
+        f"Pareto front ({len(rows)} of {dse['evaluated']} designs):",
         f"  {'design':36} {'mults':>6} {'BRAM':>5} {'LUTs':>7} {'cycles':>12} {'img/s':>9}",
     ]
     for r in rows:

@@ -229,20 +229,6 @@ def test_second_build_is_a_cache_hit(vsim: vd.VerilatedAccelerator) -> None:
     assert vd.build_entry(verilog, top, lay, trace=True).name != vsim.build.path.parent.name
 
 
-def test_rtl_dir_with_manifest_uses_the_same_build(
-    vsim: vd.VerilatedAccelerator, tmp_path: Path
-) -> None:
-    verilog, top = vd.accelerator_verilog(CFG)
-    (tmp_path / "accelerator.v").write_text(verilog)
-    doc = {"config": CFG.to_dict(), "top": top, "verilog": "accelerator.v"}
-    (tmp_path / "manifest.json").write_text(json.dumps(doc))
-    s = vd.simulator(rtl_dir=tmp_path)
-    assert s.build.path == vsim.build.path and s.cfg == CFG
-    (tmp_path / "manifest.json").write_text("{\n  oops")
-    with pytest.raises(InputError, match=r"manifest.json:2"):
-        vd.load_rtl_dir(tmp_path)
-
-
 def _corrupt_copy(vsim: vd.VerilatedAccelerator, root: Path) -> Path:
     """A copy of the cache entry whose library is garbage but matches its recorded hash."""
     entry = root / vsim.build.path.parent.name

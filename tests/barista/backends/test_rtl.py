@@ -14,6 +14,7 @@ from google.protobuf import text_format
 from barista.backends import get_backend
 from barista.backends.hardware import GoldenBackend
 from barista.backends.rtl import RtlBackend
+from barista.manifest import load_accelerator
 from barista_base.errors import InputError
 from barista_hw import plan
 from barista_hw.config import AcceleratorConfig, EngineConfig, Pass
@@ -142,7 +143,7 @@ def test_registered_and_options_checked(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="rows"):
         RtlBackend(accelerator=CFG, rows=4)
     with pytest.raises(InputError, match="manifest"):
-        RtlBackend(rtl_dir=tmp_path)
+        RtlBackend(accelerator=load_accelerator(tmp_path))
 
 
 @pytest.mark.slow

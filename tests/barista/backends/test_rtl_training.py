@@ -22,6 +22,7 @@ from barista import cli
 from barista.backends.hardware import GoldenBackend
 from barista.backends.plan import gemm_layers
 from barista.backends.rtl import RtlBackend
+from barista.manifest import load_accelerator, write_rtl_dir
 from barista_hw.generate import generate
 from barista_hw.plan import plan_net
 from caffe_bridge.datasets import example_dir, write_digits
@@ -56,10 +57,9 @@ def test_generated_accelerator_runs_layer_passes(which: str, tmp_path: Path) -> 
     shapes = {"data": (BATCH, *image), "label": (BATCH,)}
     layers = gemm_layers(Net(str(proto), "TRAIN", data_shapes=shapes))
     out = tmp_path / which
-    result = generate(layers, target=TARGET, fmt="fx16", out=out, name=which)
-    cfg = result.config
+    cfg = write_rtl_dir(generate(layers, target=TARGET, fmt="fx16", name=which), out).config
 
-    rtl = RtlBackend(rtl_dir=out, rounding="stochastic")
+    rtl = RtlBackend(accelerator=load_accelerator(out), rounding="stochastic")
     golden = GoldenBackend(accelerator=cfg, rounding="stochastic")
     runs = []
     for backend in (rtl, golden):
