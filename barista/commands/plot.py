@@ -6,7 +6,7 @@ import argparse
 import sys
 
 NAME = "plot"
-HELP = "Plot the loss/accuracy curves of a training log (barista train or caffe train output)."
+HELP = "plot the loss/accuracy curves of a training log (barista train or caffe train output)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from barista_base.errors import InputError
 from .args import add_backend_arguments, backend_options
 
 NAME = "test"
-HELP = "Score a trained net (.prototxt + .caffemodel) in the TEST phase, like `caffe test`."
+HELP = "score a trained net (.prototxt + .caffemodel) in the TEST phase, like `caffe test`"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

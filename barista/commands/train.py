@@ -20,7 +20,7 @@ from barista_base.errors import InputError
 from .args import add_backend_arguments, backend_options
 
 NAME = "train"
-HELP = "Train a net with a Caffe solver (.prototxt), like `caffe train`."
+HELP = "train a net with a Caffe solver (.prototxt), like `caffe train`"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
