@@ -70,7 +70,7 @@ def load_layers(path: str, data_shapes: dict[str, tuple[int, ...]]) -> tuple[str
             f"{exc}; without the data, give the shapes of the data layer's tops, e.g. "
             "--data-shape data=64,1,28,28 --data-shape label=64"
         ) from None
-    name = getattr(net, "name", "") or Path(path).stem
+    name = net.name or Path(path).stem
     return name, gemm_layers(net)
 
 

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(line, file=sys.stdout)
 
     out(f"Running for {args.iterations} iterations.")
-    loss_weights = getattr(net, "blob_loss_weights", {}) or {}
+    loss_weights = net.blob_loss_weights
     sums: np.ndarray | None = None
     names: list[str] = []
     loss = np.float32(0)

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from ..backend import BackendFactory, CpuBackend, GemmBackend
 from ..proto import caffe_pb2
 from . import snapshot as snap
 from .params import SolverFile, check_solver_param, learning_rate, read_solver_param
+
+if TYPE_CHECKING:
+    from ..net import Net
 
 _logger = logging.getLogger("caffe_bridge.solver")
 
@@ -455,17 +458,17 @@ class Solver:
 
     # -- logging of outputs -----------------------------------------------------------------
     @staticmethod
-    def _net_name(net: Any) -> str:
-        return str(getattr(net, "name", "") or "net")
+    def _net_name(net: Net) -> str:
+        return net.name or "net"
 
     @staticmethod
-    def _net_loss(net: Any) -> float:
+    def _net_loss(net: Net) -> float:
         return float(net.loss)
 
     @staticmethod
-    def _output_scores(net: Any) -> list[tuple[str, float, float]]:
+    def _output_scores(net: Net) -> list[tuple[str, float, float]]:
         """(blob name, loss weight, value) for every element of every net output, in order."""
-        weights = getattr(net, "blob_loss_weights", {}) or {}
+        weights = net.blob_loss_weights
         out = []
         for name in net.outputs:
             w = float(weights.get(name, 0.0))
@@ -695,12 +698,9 @@ class Solver:
             _load_net_runtime_state(tn, st)
 
 
-def _net_runtime_state(net: Any) -> dict[str, Any]:
+def _net_runtime_state(net: Net) -> dict[str, Any]:
     """The net's random generator, every stateful layer's state, and the backend's."""
-    state: dict[str, Any] = {}
-    rng = getattr(net, "rng", None)
-    if rng is not None:
-        state["rng"] = rng.bit_generator.state
+    state: dict[str, Any] = {"rng": net.rng.bit_generator.state}
     layers = {}
     for name, layer in zip(net.layer_names, net.layers, strict=True):
         st = _layer_state(layer)
@@ -713,16 +713,15 @@ def _net_runtime_state(net: Any) -> dict[str, Any]:
     return state
 
 
-def _load_net_runtime_state(net: Any, state: dict[str, Any]) -> None:
+def _load_net_runtime_state(net: Net, state: dict[str, Any]) -> None:
     # Layers first: reloading a data file may draw from the generator (a shuffle),
     # which is then put back to the saved state.
     saved = state.get("layers", {})
     for name, layer in zip(net.layer_names, net.layers, strict=True):
         if name in saved:
             _load_layer_state(layer, saved[name])
-    rng = getattr(net, "rng", None)
-    if rng is not None and "rng" in state:
-        rng.bit_generator.state = state["rng"]
+    if "rng" in state:
+        net.rng.bit_generator.state = state["rng"]
     if "backend" in state:
         net.backend.load_state_dict(state["backend"])
 
