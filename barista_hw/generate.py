@@ -50,7 +50,7 @@ from .plan import GemmLayer, NetPlan, plan_net
 from .presets import get_preset
 from .resources import estimate
 from .rtl import to_verilog
-from .targets import Budget, Target, get_target
+from .targets import DEFAULT_TARGET, Budget, Target, get_target
 
 MANIFEST_VERSION = 1
 VERILOG_NAME = "accelerator.v"
@@ -150,7 +150,7 @@ def _choose(
 def generate(
     layers: Sequence[GemmLayer],
     *,
-    target: str | Target | Budget = "ulx3s-85f",
+    target: str | Target | Budget = DEFAULT_TARGET,
     fmt: FixedFormat | str | None = None,
     array: tuple[int, int] | str | None = None,
     preset: str | None = None,

