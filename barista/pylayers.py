@@ -10,13 +10,14 @@ into an otherwise unmodified Caffe net::
         module: "barista.pylayers" layer: "HwConvolution"
         param_str: '{"convolution_param": {"num_output": 20, "kernel_size": 5,
                      "weight_filler": {"type": "xavier"}}, "backend": "golden",
-                     "format": "fx16", "rounding": "nearest-even"}'
+                     "format": "fx12", "rounding": "stochastic"}'
       }
     }
 
 ``param_str`` is JSON: the layer's Caffe parameter message in protobuf's JSON
 mapping (``convolution_param`` or ``inner_product_param``), plus the backend
-(``backend``, ``format``, ``rounding``, ``rows``, ``cols``) and the filler
+(``backend``, ``format``, ``rounding``, ``rows``, ``cols``; those not given take the
+backend's defaults, e.g. :data:`barista_hw.numfmt.DEFAULT_FORMAT`) and the filler
 ``seed``. The arithmetic is Barista's own Convolution/InnerProduct layer, so
 the Python layer and the native layer on the same backend give the same bits.
 Learnable parameters live in pycaffe's ``self.blobs`` (weights, then bias),

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 from barista_base.errors import InputError
 
-from .numfmt import FixedFormat
+from .numfmt import DEFAULT_FORMAT, FixedFormat
 
 MAX_ARRAY_DIM = 64
+#: The array wherever none is given (engines, backends, command lines): rows x cols.
+DEFAULT_ROWS, DEFAULT_COLS = 4, 4
+#: :data:`DEFAULT_ROWS` x :data:`DEFAULT_COLS` as the command lines write an array.
+DEFAULT_ARRAY = f"{DEFAULT_ROWS}x{DEFAULT_COLS}"
 
 
 class Dataflow(enum.Enum):
@@ -31,9 +36,9 @@ class Pass(enum.Enum):
 class EngineConfig:
     """An R x C systolic array in a number format, plus the width of its dimension counters."""
 
-    rows: int = 4
-    cols: int = 4
-    fmt: FixedFormat = field(default_factory=FixedFormat)
+    rows: int = DEFAULT_ROWS
+    cols: int = DEFAULT_COLS
+    fmt: FixedFormat = DEFAULT_FORMAT
     dim_bits: int = 16  # M, K, N (and images) per command are < 2**dim_bits
     dataflow: Dataflow = Dataflow.OUTPUT_STATIONARY
     # Rows (C accumulators each) of the accumulator memory that carries full-width
@@ -129,6 +134,19 @@ class AcceleratorConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2)
 
+    def derive(self, *, depth: int | None = None, **changes: Any) -> AcceleratorConfig:
+        """A copy with ``changes`` to fields of the accelerator (``name``, ``target``,
+        ``clock_mhz``, ...) or of its engine (``rows``, ``cols``, ``fmt``, ``acc_depth``, ...);
+        ``depth`` sets both buffer depths. Presets are written this way, by keyword from a
+        base, so each says only how it differs."""
+        engine_fields = {f.name for f in fields(EngineConfig)}
+        engine = {k: changes.pop(k) for k in list(changes) if k in engine_fields}
+        if depth is not None:
+            if {"a_depth", "b_depth"} & changes.keys():
+                raise TypeError("derive: give depth or a_depth/b_depth, not both")
+            changes.update(a_depth=depth, b_depth=depth)
+        return replace(self, engine=replace(self.engine, **engine), **changes)
+
     @classmethod
     def from_dict(cls, d: dict) -> AcceleratorConfig:
         d = dict(d)
@@ -138,3 +156,8 @@ class AcceleratorConfig:
     @classmethod
     def from_json(cls, text: str) -> AcceleratorConfig:
         return cls.from_dict(json.loads(text))
+
+
+#: The accelerator every preset is derived from (:meth:`AcceleratorConfig.derive`): all
+#: defaults, a :data:`DEFAULT_ARRAY` array in the default format with 1024-word buffers.
+DEFAULT_ACCELERATOR = AcceleratorConfig()

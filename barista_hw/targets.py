@@ -1,17 +1,28 @@
-"""FPGA targets and resource budgets, in the units nextpnr reports.
+"""The one registry of FPGA targets: each board's device, budget, platform and preset.
+
+A :class:`Target` holds everything Barista knows about one board: its FPGA (device
+and family), the :class:`Budget` the design-space exploration may spend (with the
+clock designs are planned at), the amaranth-boards platform, board clock, synthesis
+options and bitstream file the board flow (:mod:`boards`) builds with, and a preset
+design that fits the budget. :data:`TARGETS` lists them; every other table of boards
+is derived from it (the presets of :mod:`barista_hw.presets`,
+:data:`boards.platforms.BOARDS`, the command lines' choices). The data is plain
+(names and numbers), so this package needs neither amaranth-boards nor :mod:`boards`.
 
 A :class:`Budget` is what the design-space exploration may spend: multipliers
 (one per PE), block RAM (as blocks of the target's kind, with its aspect ratios),
-logic (LUT4 / logic cells) and a clock. Each :class:`Target` carries its device's
-budget and a default clock; the clocks are conservative defaults for these
-arrays until real place-and-route results (issue "Boards") replace them.
+logic (LUT4 / logic cells) and a clock. The clocks are conservative defaults for
+these arrays, below what the board builds reach (docs/boards.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from barista_base.errors import InputError
+
+from .config import DEFAULT_ACCELERATOR, AcceleratorConfig
 
 #: Block RAM aspect ratios (depth, width) usable for a memory with one write and one
 #: read port: ECP5 DP16KD (pseudo dual-port up to 36 bits wide) and iCE40 EBR (SB_RAM40_4K).
@@ -108,41 +119,126 @@ class Budget:
 
 @dataclass(frozen=True)
 class Target:
-    """A board/device with its budget (``budget.name`` is the target name)."""
+    """One board (see the module docstring); its budget and preset carry its name."""
 
     name: str
-    board: str  # amaranth-boards platform class
-    device: str
-    budget: Budget
+    device: str  # the FPGA part, as nextpnr reports it
+    family: str  # "ecp5" or "ice40": Yosys's synth_<family>, nextpnr-<family>
+    budget: Budget  # budget.mhz is the clock designs for this target are planned at
+    platform: str  # amaranth-boards platform class, "module:Class"
+    clk: str  # the board clock resource the PLL starts from
+    clk_mhz: float
+    preset: AcceleratorConfig  # a fixed design that fits the budget
+    synth_opts: str = ""  # extra options of synth_<family>
+    pnr_opts: str = ""  # extra nextpnr options
+    bitstream: str = "top.bit"  # the file the build writes
+
+    def __post_init__(self) -> None:
+        if not self.name == self.budget.name == self.preset.name == self.preset.target:
+            raise ValueError(f"target {self.name}: its budget and preset must carry its name")
 
 
-#: Block RAM share the planner fills on ECP5, so that designs still route with nextpnr
-#: 0.11's router2: LeNet's 10x15 fx16 accelerator with 207 of the 85F's 208 DP16KD
-#: stalled at ~24,000 overused wires (DSP floorplan included); with 117 (56%) and the
-#: same logic, router2 brought them down to a few hundred.
+#: Result beats the board host link (:class:`boards.link.HostLink`) keeps in its ring on
+#: every board; the resource model counts the block RAM it takes.
+LINK_RESULT_DEPTH = 256
+
+#: Block RAM share the planner fills on ECP5: a design that fills nearly all of them
+#: does not route (nextpnr stalls on the congestion around the blocks; docs/boards.md).
 ECP5_BRAM_FILL = 0.6
+#: The clock ECP5 designs are planned at.
+ECP5_MHZ = 50.0
 
 
-def _ecp5(name: str, board: str, device: str, mults: int, brams: int, luts: int) -> Target:
-    budget = Budget(mults, brams, luts, 50.0, name=name, bram_fill=ECP5_BRAM_FILL)
-    return Target(name, board, device, budget)
+def _target(*, name: str, budget: Budget, design: AcceleratorConfig, **board: Any) -> Target:
+    """A :class:`Target` called ``name``: the budget takes the name, the preset (``design``)
+    the name and the budget's clock."""
+    return Target(
+        name=name,
+        budget=replace(budget, name=name),
+        preset=design.derive(name=name, target=name, clock_mhz=budget.mhz),
+        **board,
+    )
 
 
+def _ulx3s(
+    size: str, *, mults: int, bram_blocks: int, luts: int, design: AcceleratorConfig
+) -> Target:
+    """ULX3S with an ECP5 LFE5U-``size`` and a 25 MHz oscillator. Routed with nextpnr's
+    default router, router1: router2 did not route the large designs, congested beside
+    the DSP rows (docs/boards.md)."""
+    return _target(
+        name=f"ulx3s-{size}",
+        device=f"LFE5U-{size.upper()}",
+        family="ecp5",
+        budget=Budget(
+            mults=mults,
+            bram_blocks=bram_blocks,
+            luts=luts,
+            mhz=ECP5_MHZ,
+            bram_fill=ECP5_BRAM_FILL,
+        ),
+        platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform",
+        clk="clk25",
+        clk_mhz=25.0,
+        design=design,
+    )
+
+
+#: Every target, by name (see the module docstring).
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        _ecp5("ulx3s-85f", "ULX3S_85F_Platform", "LFE5U-85F", 156, 208, 83640),
-        _ecp5("ulx3s-45f", "ULX3S_45F_Platform", "LFE5U-45F", 72, 108, 43848),
-        _ecp5("ulx3s-25f", "ULX3S_25F_Platform", "LFE5U-25F", 28, 56, 24288),
-        # iCE40UP5K: SPRAM is single-ported, so the buffers (written while read) use EBR only.
-        Target(
-            "icebreaker",
-            "ICEBreakerPlatform",
-            "iCE40UP5K",
-            Budget(8, 30, 5280, 24.0, ICE40_EBR, 16, "icebreaker", "SB_MAC16", "SB_RAM40_4K", "LC"),
+        _ulx3s(
+            "85f",
+            mults=156,
+            bram_blocks=208,
+            luts=83640,
+            design=DEFAULT_ACCELERATOR.derive(rows=12, cols=12, acc_depth=96),
+        ),
+        _ulx3s(
+            "45f",
+            mults=72,
+            bram_blocks=108,
+            luts=43848,
+            design=DEFAULT_ACCELERATOR.derive(rows=8, cols=8),
+        ),
+        _ulx3s(
+            "25f",
+            mults=28,
+            bram_blocks=56,
+            luts=24288,
+            design=DEFAULT_ACCELERATOR.derive(rows=5, cols=5, acc_depth=40),
+        ),
+        _target(
+            name="icebreaker",
+            device="iCE40UP5K",
+            family="ice40",
+            # SPRAM is single-ported, so the buffers (written while read) use EBR only.
+            budget=Budget(
+                mults=8,
+                bram_blocks=30,
+                luts=5280,
+                mhz=24.0,
+                bram_aspects=ICE40_EBR,
+                mult_width=16,
+                mult_kind="SB_MAC16",
+                bram_kind="SB_RAM40_4K",
+                lut_kind="LC",
+            ),
+            platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
+            clk="clk12",
+            clk_mhz=12.0,
+            synth_opts="-dsp",  # multipliers become SB_MAC16
+            bitstream="top.bin",
+            # The UP5K's logic cells are the limit: larger arrays in the default format
+            # do not fit beside the fixed logic and the host link (docs/boards.md).
+            design=DEFAULT_ACCELERATOR.derive(rows=2, cols=1, acc_depth=0, depth=256),
         ),
     )
 }
+
+#: The target of ``barista generate`` and :func:`barista_hw.generate.generate` when none is given.
+DEFAULT_TARGET = "ulx3s-85f"
 
 
 def get_target(name: str) -> Target:

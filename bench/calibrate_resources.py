@@ -170,10 +170,10 @@ def _link_only(cfg: AcceleratorConfig) -> object:
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
+    from barista_hw.targets import LINK_RESULT_DEPTH
     from boards.link import HostLink, add_serial_link
-    from boards.platforms import DEFAULT_RESULT_DEPTH
 
-    link = HostLink(cfg, DEFAULT_RESULT_DEPTH, LINK_DIVISOR)
+    link = HostLink(cfg, LINK_RESULT_DEPTH, LINK_DIVISOR)
     members = {k: v for k, v in link.signature.members.items() if k not in ("rx", "tx", "idle")}
 
     class LinkOnly(wiring.Component):

@@ -43,10 +43,11 @@ from barista_hw.dsp import B_CHAIN
 from barista_hw.memory import YOSYS_NO_COLLISION
 from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
 from barista_hw.resources import estimate
+from barista_hw.targets import LINK_RESULT_DEPTH
 
 from . import floorplan
-from .platforms import DEFAULT_BAUD, DEFAULT_RESULT_DEPTH, BoardSpec, BoardTop, get_board
-from .protocol import config_hash
+from .platforms import BoardSpec, BoardTop, get_board
+from .protocol import DEFAULT_BAUD, config_hash
 from .report import NAME, PNR_REPORT, REPORT, BuildReport, judge
 
 #: The YoWASP tools through Amaranth's variables; openFPGALoader is never run.
@@ -185,7 +186,7 @@ def build_board(
     out: Path | str | None = None,
     mhz: float | None = None,
     baud: int = DEFAULT_BAUD,
-    result_depth: int = DEFAULT_RESULT_DEPTH,
+    result_depth: int = LINK_RESULT_DEPTH,
     seed: int = 1,
     cache: Path | str | None = None,
     timeout: float | None = None,

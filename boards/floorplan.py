@@ -17,12 +17,9 @@ B shift chain, which can then carry ``b`` down the column with no fabric at all
 column's sites cross the device's centre, which nextpnr cannot route).
 
 :func:`yosys_script` writes the placement as ``BEL`` attributes, which nextpnr
-honours, and makes Yosys stop if any PE's multiplier was not found.
-
-Measured on LeNet's 10x15 fx16 accelerator with 8192-word buffers (nextpnr 0.11,
-seed 1): placement took 13 minutes instead of 26, the placed wire length fell by a
-quarter, the post-placement Fmax estimate rose from 57.5 to 64.8 MHz, and router2's
-overused wires, where it stalls, from ~34,000 to ~24,500 (so still not routed).
+honours, and makes Yosys stop if any PE's multiplier was not found. The pinned
+placement is shorter and faster to place than nextpnr's own (figures in
+docs/boards.md). :data:`DSP_GRIDS` holds the devices whose sites are known.
 """
 
 from __future__ import annotations
@@ -75,14 +72,18 @@ def _site_x(site: str) -> int:
 
 
 #: LFE5U-85F, from nextpnr 0.11's device database (each site checked by pinning a
-#: multiplier to it; the gap after X58 is the centre clock spine). Its B shift chain:
-#: nextpnr 0.11 routed all 156 sites chained left to right within each half of each
-#: DSP row, and failed to route the link from X63 to X69.
+#: multiplier to it; the gap after X58 is the centre clock spine). Its B shift chain
+#: runs left to right within each half of each DSP row: nextpnr 0.11 routes every such
+#: link but not the one across the spine, from X63 to X69.
 ECP5_85F = DspGrid(
     rows=(10, 34, 58),
     blocks=(4, 13, 22, 31, 40, 49, 58, 69, 78, 87, 96, 105, 114),
     chain_starts=(69,),
 )
+
+#: Device (:attr:`barista_hw.targets.Target.device`) -> its multiplier sites. A board
+#: whose device is here gets its PEs' multipliers pinned (:mod:`boards.build`).
+DSP_GRIDS: dict[str, DspGrid] = {"LFE5U-85F": ECP5_85F}
 
 
 def pe_sites(rows: int, cols: int, grid: DspGrid) -> dict[tuple[int, int], str]:

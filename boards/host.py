@@ -31,8 +31,7 @@ from barista_hw.model import output_beats
 from barista_hw.schedule import block_seed, pack_a, pack_b, schedule_gemm
 
 from . import protocol as P
-
-DEFAULT_BAUD = 1_000_000
+from .protocol import DEFAULT_BAUD
 
 
 class LinkError(RuntimeError):

@@ -29,6 +29,7 @@ from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout
 from barista_hw.memory import collision_free_memory
 from barista_hw.pipeline import replicate
+from barista_hw.targets import LINK_RESULT_DEPTH
 
 from . import protocol as P
 from .uart import UartRx, UartTx
@@ -70,7 +71,9 @@ def _bytes_const(data: bytes) -> Const:
 class HostLink(wiring.Component):
     """The request parser, executor and responder of :mod:`boards.protocol`."""
 
-    def __init__(self, cfg: AcceleratorConfig, result_depth: int = 256, divisor: int = 16) -> None:
+    def __init__(
+        self, cfg: AcceleratorConfig, result_depth: int = LINK_RESULT_DEPTH, divisor: int = 16
+    ) -> None:
         self.cfg = cfg
         self.geo = P.LinkGeometry.from_config(cfg, result_depth)
         if result_depth * self.geo.beat_bytes > 0xFFFF:
@@ -417,7 +420,9 @@ class LinkedAccelerator(wiring.Component):
     ``divisor``: clock cycles per UART bit (clock frequency / baud rate).
     """
 
-    def __init__(self, cfg: AcceleratorConfig, divisor: int, result_depth: int = 256) -> None:
+    def __init__(
+        self, cfg: AcceleratorConfig, divisor: int, result_depth: int = LINK_RESULT_DEPTH
+    ) -> None:
         self.cfg = cfg
         self.divisor = divisor
         self.result_depth = result_depth

@@ -1,10 +1,11 @@
-"""Board targets: amaranth-boards platforms tied to :mod:`barista_hw.targets`, and the board top.
+"""Buildable boards, one per record of :data:`barista_hw.targets.TARGETS`, and the board top.
 
-Each :class:`BoardSpec` names the amaranth-boards platform, its FPGA family, the
-board clock the PLL starts from, the UART resource of its USB-UART bridge and the
-synthesis options the family needs (iCE40: ``-dsp`` so multipliers become SB_MAC16).
-Its resource budget and default clock are those of the target of the same name in
-:data:`barista_hw.targets.TARGETS`.
+A :class:`BoardSpec` is a :class:`~barista_hw.targets.Target` (which names the
+amaranth-boards platform, the FPGA family, the board clock the PLL starts from, the
+synthesis options the family needs, e.g. iCE40's ``-dsp`` so that multipliers become
+SB_MAC16, and the resource budget and default clock) plus what only the board flow
+needs: the device's DSP sites for the floorplan (:data:`boards.floorplan.DSP_GRIDS`)
+and whether ``b`` takes the DSP shift chain. :data:`BOARDS` has one per target.
 
 :class:`BoardTop` is what is built: the ``sync`` domain from :class:`~boards.clocks.PllDomain`,
 a :class:`~boards.link.LinkedAccelerator` on the UART pins, LED 0 lit while the
@@ -21,77 +22,72 @@ from amaranth.lib import io
 
 from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
-from barista_hw.targets import Target, get_target
+from barista_hw.targets import LINK_RESULT_DEPTH, TARGETS, Target
 
 from .clocks import PllDomain
-from .floorplan import ECP5_85F, DspGrid
+from .floorplan import DSP_GRIDS, DspGrid
 from .link import LinkedAccelerator
-
-DEFAULT_BAUD = 1_000_000
-DEFAULT_RESULT_DEPTH = 256
+from .protocol import DEFAULT_BAUD
 
 
 @dataclass(frozen=True)
 class BoardSpec:
-    """One buildable board."""
+    """One buildable board: its target record, and the board flow's own choices."""
 
-    name: str  # also the barista_hw target name
-    platform: str  # "module:Class" in amaranth_boards
-    family: str  # "ecp5" or "ice40"
-    clk: str  # board clock resource
-    clk_mhz: float
-    synth_opts: str = ""
-    pnr_opts: str = ""  # extra nextpnr options
-    bitstream: str = "top.bit"
-    # The device's multiplier sites, when known: the board flow then pins each PE's
-    # multiplier (see boards.floorplan).
-    dsp_grid: DspGrid | None = None
-    # With a grid, pass b down the array columns on the DSP shift chain. Off by
-    # default: on LeNet's 10x15 (router1, asked 75 MHz) it saved 2,000 flip-flops but
-    # reached the same 101.4 MHz, and a build asked 100 MHz with it did not finish
-    # routing (README, "Board builds today").
+    target: Target
+    # With a DSP grid, pass b down the array columns on the DSP shift chain. Off by
+    # default: it saves flip-flops but did not raise Fmax, and made routing less
+    # certain (docs/boards.md).
     b_chain: bool = False
 
     @property
-    def target(self) -> Target:
-        return get_target(self.name)
+    def name(self) -> str:
+        """The target's name (also the board's)."""
+        return self.target.name
+
+    @property
+    def platform(self) -> str:
+        """The amaranth-boards platform class, ``"module:Class"``."""
+        return self.target.platform
+
+    @property
+    def family(self) -> str:
+        return self.target.family
+
+    @property
+    def clk(self) -> str:
+        """The board clock resource."""
+        return self.target.clk
+
+    @property
+    def clk_mhz(self) -> float:
+        return self.target.clk_mhz
+
+    @property
+    def synth_opts(self) -> str:
+        return self.target.synth_opts
+
+    @property
+    def pnr_opts(self) -> str:
+        return self.target.pnr_opts
+
+    @property
+    def bitstream(self) -> str:
+        return self.target.bitstream
+
+    @property
+    def dsp_grid(self) -> DspGrid | None:
+        """The device's multiplier sites, when known: the board flow then pins each PE's
+        multiplier (see :mod:`boards.floorplan`)."""
+        return DSP_GRIDS.get(self.target.device)
 
     def make_platform(self) -> object:
         module, cls = self.platform.split(":")
         return getattr(importlib.import_module(module), cls)()
 
 
-def _ulx3s(size: str, dsp_grid: DspGrid | None = None) -> BoardSpec:
-    """ULX3S (ECP5, 25 MHz oscillator). nextpnr's default router (router1): it routes
-    LeNet's 10x15 accelerator in about 20 minutes at 101 MHz, where router2 stalled on
-    the congestion beside the DSP rows or, with the DSP b chain, routed at 57 MHz."""
-    return BoardSpec(
-        f"ulx3s-{size}",
-        f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform",
-        "ecp5",
-        "clk25",
-        25.0,
-        dsp_grid=dsp_grid,
-    )
-
-
-BOARDS: dict[str, BoardSpec] = {
-    b.name: b
-    for b in (
-        _ulx3s("85f", ECP5_85F),
-        _ulx3s("45f"),
-        _ulx3s("25f"),
-        BoardSpec(
-            "icebreaker",
-            "amaranth_boards.icebreaker:ICEBreakerPlatform",
-            "ice40",
-            "clk12",
-            12.0,
-            synth_opts="-dsp",
-            bitstream="top.bin",
-        ),
-    )
-}
+#: One board per target, by name.
+BOARDS: dict[str, BoardSpec] = {name: BoardSpec(t) for name, t in TARGETS.items()}
 
 
 def get_board(name: str) -> BoardSpec:
@@ -122,7 +118,7 @@ class BoardTop(Elaboratable):
         *,
         mhz: float | None = None,
         baud: int = DEFAULT_BAUD,
-        result_depth: int = DEFAULT_RESULT_DEPTH,
+        result_depth: int = LINK_RESULT_DEPTH,
     ) -> None:
         self.cfg = cfg
         self.board = board

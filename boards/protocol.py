@@ -79,8 +79,10 @@ from barista_base.errors import InputError
 from barista_hw.accelerator import run_layout, write_layout
 from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout
+from barista_hw.targets import LINK_RESULT_DEPTH
 
 PROTOCOL_VERSION = 1
+DEFAULT_BAUD = 1_000_000  # the line rate of a build and its host unless they ask another
 SYNC_REQ = 0x5A
 SYNC_RSP = 0xA5
 MAGIC = b"BRST"
@@ -142,7 +144,9 @@ class LinkGeometry:
     result_depth: int
 
     @classmethod
-    def from_config(cls, cfg: AcceleratorConfig, result_depth: int = 256) -> LinkGeometry:
+    def from_config(
+        cls, cfg: AcceleratorConfig, result_depth: int = LINK_RESULT_DEPTH
+    ) -> LinkGeometry:
         e = cfg.engine
         w = e.fmt.width
         run = run_layout(cfg)

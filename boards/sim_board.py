@@ -29,6 +29,7 @@ from barista_base.cache import atomic_directory, cache_dir
 from barista_base.errors import log_tail
 from barista_hw.config import AcceleratorConfig
 from barista_hw.rtl import to_verilog
+from barista_hw.targets import LINK_RESULT_DEPTH
 from sim.tools import simulator_version, tool_env, verilator_root
 from sim.verilator_driver import MAKE_FLAGS, VERILATOR_FLAGS
 
@@ -52,7 +53,7 @@ def _top(cfg: AcceleratorConfig) -> str:
 def build_bridge(
     cfg: AcceleratorConfig,
     divisor: int = SIM_DIVISOR,
-    result_depth: int = 256,
+    result_depth: int = LINK_RESULT_DEPTH,
     root: Path | None = None,
 ) -> Path:
     """Build (or find in the cache) the bridge binary of ``cfg``; returns its path."""
@@ -120,7 +121,7 @@ class SimulatedBoard:
         cfg: AcceleratorConfig,
         *,
         divisor: int = SIM_DIVISOR,
-        result_depth: int = 256,
+        result_depth: int = LINK_RESULT_DEPTH,
         flip_h2b: float = 0.0,
         flip_b2h: float = 0.0,
         drop_h2b: float = 0.0,

@@ -19,8 +19,8 @@ import numpy as np
 
 from barista_base.errors import InputError
 from barista_hw import model
-from barista_hw.config import AcceleratorConfig, EngineConfig, Pass
-from barista_hw.numfmt import FixedFormat, Rounding
+from barista_hw.config import DEFAULT_COLS, DEFAULT_ROWS, AcceleratorConfig, EngineConfig, Pass
+from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
 from barista_hw.scaling import ScaleTracker, tensor_frac
 from caffe_bridge.backend import GemmBackend
 
@@ -34,10 +34,10 @@ class HardwareBackend(GemmBackend):
 
     def __init__(
         self,
-        fmt: FixedFormat | str = "fx16",
+        fmt: FixedFormat | str = DEFAULT_FORMAT,
         rounding: Rounding | str = Rounding.NEAREST_EVEN,
-        rows: int = 8,
-        cols: int = 8,
+        rows: int = DEFAULT_ROWS,
+        cols: int = DEFAULT_COLS,
         config: EngineConfig | None = None,
         accelerator: AcceleratorConfig | AcceleratorFiles | None = None,
     ) -> None:
@@ -107,8 +107,9 @@ class HardwareBackend(GemmBackend):
         """
         fmt = self.cfg.fmt
         frac_a, frac_b = tensor_frac(a_f, fmt), tensor_frac(b_f, fmt)
-        a = _quantize(a_f, frac_a, fmt).reshape(a_shape)
-        b = _quantize(b_f, frac_b, fmt).reshape(b_shape)
+        # Float64 arrays of integers: the float matrix product below and the model take them.
+        a = fmt.quantize(a_f, frac_a, dtype=np.float64).reshape(a_shape)
+        b = fmt.quantize(b_f, frac_b, dtype=np.float64).reshape(b_shape)
         key = f"{layer}/{kind.value}"
         shift, frac_out = self.scales.plan_shift(
             key,
@@ -151,15 +152,6 @@ def check_same_design(
     for name, v, have in (("rows", rows, e.rows), ("cols", cols, e.cols)):
         if v is not None and v != have:
             raise InputError(f"{who}: {name} = {v} differs from the accelerator's {have}")
-
-
-def _quantize(x: np.ndarray, frac: int, fmt: FixedFormat) -> np.ndarray:
-    """Round to nearest even at ``frac`` fraction bits and saturate, into a C-ordered float64
-    array of integers. Float32 is exact here (power-of-two scaling; widths <= 18 bits)."""
-    q = np.multiply(x, np.float32(2.0**frac), dtype=np.float32)
-    np.rint(q, out=q)
-    np.clip(q, fmt.min_int, fmt.max_int, out=q)
-    return q.astype(np.float64, order="C")
 
 
 class GoldenBackend(HardwareBackend):

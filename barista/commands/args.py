@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from barista_base.errors import InputError
+from barista_hw.numfmt import DEFAULT_FORMAT
 
 
 def add_net_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +63,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         metavar="SPEC",
-        help="number format of a hardware backend, e.g. fx16.8 (default fx16)",
+        help=f"number format of a hardware backend, e.g. fx16.8 (default {DEFAULT_FORMAT.name})",
     )
     parser.add_argument(
         "--rounding",

@@ -30,7 +30,8 @@ HELP = "build a bitstream for a net's accelerator on a board and report Fmax and
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``barista build``."""
     from barista_hw.presets import PRESETS
-    from boards.platforms import BOARDS, DEFAULT_BAUD
+    from boards.platforms import BOARDS
+    from boards.protocol import DEFAULT_BAUD
 
     parser.add_argument("net", metavar="NET.prototxt", help="the net (its TRAIN phase is used)")
     parser.add_argument("--board", required=True, choices=sorted(BOARDS), help="board to build")

@@ -12,9 +12,9 @@ import argparse
 import numpy as np
 
 from barista_base.errors import InputError
-from barista_hw.config import EngineConfig, Pass
+from barista_hw.config import DEFAULT_ARRAY, EngineConfig, Pass
 from barista_hw.engine import cycle_bound, useful_macs
-from barista_hw.numfmt import MAX_SHIFT, FixedFormat, Rounding
+from barista_hw.numfmt import DEFAULT_FORMAT, MAX_SHIFT, FixedFormat, Rounding
 from sim.cases import OPERANDS, auto_shift, pass_case, utilisation
 from sim.runner import build, mismatch, run_cases
 from sim.tools import SIMULATORS
@@ -47,8 +47,14 @@ def parse_engine(text: str) -> Pass:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``barista cosim`` (validated in :func:`run`, so errors are one line)."""
     parser.add_argument("--engine", default="forward", help="forward | backward | gradient")
-    parser.add_argument("--array", default="4x4", help="array size RxC (default 4x4)")
-    parser.add_argument("--format", default="fx16", help="number format, e.g. fx16, fx8.4a32")
+    parser.add_argument(
+        "--array", default=DEFAULT_ARRAY, help="array size RxC (default %(default)s)"
+    )
+    parser.add_argument(
+        "--format",
+        default=DEFAULT_FORMAT.name,
+        help="number format, e.g. fx16, fx8.4a32 (default %(default)s)",
+    )
     parser.add_argument("--shape", default="37,29,41", help="GEMM shape M,K,N (default 37,29,41)")
     parser.add_argument("--images", type=str, default="1", help="images (gradient engine)")
     parser.add_argument("--rounding", default="nearest-even", help="nearest-even|floor|stochastic")

@@ -6,9 +6,9 @@
    example (``barista data digits``);
 3. sizes an accelerator for LeNet on a board target and writes its Verilog and
    manifest to ``rtl_out/lenet`` (``barista generate``);
-4. trains LeNet with float32 GEMMs and with the bit-exact fx16 hardware
-   arithmetic for the same iterations and compares test accuracy
-   (``barista train --backend cpu|golden``).
+4. trains LeNet with float32 GEMMs and with the bit-exact hardware arithmetic
+   (``--format``, default :data:`barista_hw.numfmt.DEFAULT_FORMAT`) for the same
+   iterations and compares test accuracy (``barista train --backend cpu|golden``).
 """
 
 from __future__ import annotations
@@ -24,17 +24,23 @@ HELP = "the whole flow on the built-in LeNet/digits example: RTL, cosim, plan, t
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``barista demo``."""
+    from barista_hw.numfmt import DEFAULT_FORMAT
+    from barista_hw.targets import DEFAULT_TARGET
+
     parser.add_argument("--work", default="barista-demo", help="work directory (data, snapshots)")
     parser.add_argument("--iterations", type=int, default=300, help="training iterations per run")
-    parser.add_argument("--format", default="fx16", help="number format of the hardware run")
+    parser.add_argument(
+        "--format", default=DEFAULT_FORMAT.name, help="number format of the hardware run"
+    )
     parser.add_argument("--sim", default="icarus", help="HDL simulator: icarus | verilator")
-    parser.add_argument("--target", default="ulx3s-85f", help="board target of the accelerator")
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="board target of the accelerator")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the four steps; non-zero exit if a cosimulation mismatched."""
     from barista.sweep import train_and_test
     from barista_base.errors import InputError
+    from barista_hw.config import DEFAULT_ARRAY
     from barista_hw.generate import generate
     from caffe_bridge.datasets import write_digits
 
@@ -48,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     print("== 1/4 engines: generate and cosimulate against the bit-exact model")
     rtl_out = Path("rtl_out").resolve()
     status = demo_engines.run(
-        argparse.Namespace(sim=args.sim, array="4x4", format=args.format, out=str(rtl_out / "demo"))
+        argparse.Namespace(
+            sim=args.sim, array=DEFAULT_ARRAY, format=args.format, out=str(rtl_out / "demo")
+        )
     )
 
     work = Path(args.work).resolve()

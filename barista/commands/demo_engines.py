@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from barista_base.errors import InputError
-from barista_hw.config import EngineConfig, Pass
-from barista_hw.numfmt import FixedFormat, Rounding
+from barista_hw.config import DEFAULT_ARRAY, EngineConfig, Pass
+from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
 from barista_hw.rtl import write_engine
 from sim.cases import auto_shift, pass_case, utilisation
 from sim.runner import build, mismatch, run_cases
@@ -35,8 +35,12 @@ SHAPES: dict[Pass, list[tuple[int, int, int, int]]] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``barista demo``."""
     parser.add_argument("--sim", default="icarus", help="icarus | verilator (default icarus)")
-    parser.add_argument("--array", default="4x4", help="array size RxC (default 4x4)")
-    parser.add_argument("--format", default="fx16", help="number format (default fx16)")
+    parser.add_argument(
+        "--array", default=DEFAULT_ARRAY, help="array size RxC (default %(default)s)"
+    )
+    parser.add_argument(
+        "--format", default=DEFAULT_FORMAT.name, help="number format (default %(default)s)"
+    )
     parser.add_argument(
         "--out", default=str(Path("rtl_out") / "demo"), help="Verilog output directory"
     )

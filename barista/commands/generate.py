@@ -23,7 +23,7 @@ HELP = "size a systolic-array accelerator for a net and write its Verilog and ma
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``barista generate``."""
     from barista_hw.presets import PRESETS
-    from barista_hw.targets import TARGETS
+    from barista_hw.targets import DEFAULT_TARGET, TARGETS
 
     parser.add_argument("net", metavar="NET.prototxt", help="the net (its TRAIN phase is used)")
     where = parser.add_mutually_exclusive_group()
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--target",
         choices=sorted(TARGETS),
         default=None,
-        help="board/device whose resources bound the design (default ulx3s-85f)",
+        help=f"board/device whose resources bound the design (default {DEFAULT_TARGET})",
     )
     where.add_argument(
         "--budget",
@@ -77,11 +77,11 @@ def load_layers(path: str, data_shapes: dict[str, tuple[int, ...]]) -> tuple[str
 def run(args: argparse.Namespace) -> int:
     """Generate and print the summary."""
     from barista_hw.generate import generate, module_name
-    from barista_hw.targets import Budget
+    from barista_hw.targets import DEFAULT_TARGET, Budget
 
     from ..manifest import write_rtl_dir
 
-    target = Budget.parse(args.budget) if args.budget else (args.target or "ulx3s-85f")
+    target = Budget.parse(args.budget) if args.budget else (args.target or DEFAULT_TARGET)
     name, layers = load_layers(args.net, parse_data_shapes(args.data_shape))
     out = Path(args.out) if args.out else Path("rtl_out") / module_name(name)
     design = generate(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from barista_base.errors import InputError
-from barista_hw.numfmt import PRESETS, FixedFormat, Rounding
+from barista_hw.numfmt import DEFAULT_FORMAT, PRESETS, FixedFormat, Rounding
 
 
 def test_parse_roundtrip_and_defaults() -> None:
@@ -47,6 +47,39 @@ def test_quantize_rounds_half_to_even_and_saturates() -> None:
     assert fmt.quantize(x, rounding=Rounding.FLOOR).tolist() == [0, 1, -1, -2, 127, -128, 4]
     q = fmt.quantize(np.linspace(-3, 3, 25))
     np.testing.assert_array_equal(fmt.quantize(fmt.dequantize(q)), q)
+
+
+def test_default_format_is_fx16() -> None:
+    assert DEFAULT_FORMAT == FixedFormat() == PRESETS["fx16"] == FixedFormat(16, 8, 48)
+    assert FixedFormat.parse(DEFAULT_FORMAT.name) == DEFAULT_FORMAT
+
+
+def _float64_quantize(fmt: FixedFormat, x: np.ndarray, frac: int, floor: bool) -> np.ndarray:
+    """The arithmetic stated in float64: scale, round, saturate."""
+    scaled = np.asarray(x, dtype=np.float64) * 2.0**frac
+    q = np.floor(scaled) if floor else np.rint(scaled)
+    return np.clip(q, fmt.min_int, fmt.max_int).astype(np.int64)
+
+
+def test_float32_and_float64_input_give_the_same_integers() -> None:
+    """Float32 input takes a float32 path; its integers are those of the float64 arithmetic
+    (ties, saturation, values that overflow or underflow in float32), in either dtype."""
+    fmt = FixedFormat(16, 8, 48)
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((7, 9)) * 10.0 ** rng.integers(-30, 30, (7, 9))).astype(np.float32)
+    x.flat[:8] = [0.5, -0.5, 1.5, -2.5, 3e38, -3e38, 1e-38, -1e-38]
+    for frac in (-64, -3, 0, 8, 17, 64):
+        for view in (x, x.T, x[::2, ::-1]):
+            for rounding in (Rounding.NEAREST_EVEN, Rounding.FLOOR):
+                want = _float64_quantize(fmt, view, frac, rounding is Rounding.FLOOR)
+                np.testing.assert_array_equal(fmt.quantize(view, frac, rounding), want)
+                np.testing.assert_array_equal(
+                    fmt.quantize(view.astype(np.float64), frac, rounding), want
+                )
+            q = fmt.quantize(view, frac, dtype=np.float64)
+            assert q.dtype == np.float64 and q.flags.c_contiguous
+            np.testing.assert_array_equal(q, _float64_quantize(fmt, view, frac, False))
+    assert fmt.quantize(np.float32(0.5), 1) == 1 and fmt.quantize(0.3).shape == ()
 
 
 def test_stochastic_quantize_is_unbiased() -> None:

@@ -7,7 +7,7 @@ from barista.backends import get_backend
 from barista.backends.hardware import GoldenBackend
 from barista_hw import model
 from barista_hw.config import AcceleratorConfig, EngineConfig
-from barista_hw.numfmt import FixedFormat, Rounding
+from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
 from caffe_bridge.backend import CpuBackend
 
 
@@ -23,6 +23,12 @@ def test_registered_and_configurable() -> None:
     g = get_backend("golden", fmt="fx12", rounding="stochastic", rows=2, cols=3)
     assert isinstance(g, GoldenBackend)
     assert g.cfg.fmt == FixedFormat.parse("fx12") and g.rounding is Rounding.STOCHASTIC
+
+
+def test_defaults_are_the_engine_defaults() -> None:
+    """The default array and format are EngineConfig's, as on the command lines."""
+    g = GoldenBackend()
+    assert g.cfg == EngineConfig() and g.cfg.fmt == DEFAULT_FORMAT
 
 
 @pytest.mark.parametrize("rounding", ["nearest-even", "stochastic"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from barista import cli
 from barista.commands import cosim, demo_engines
+from barista_hw.config import EngineConfig
+from barista_hw.numfmt import FixedFormat
 from sim import cases
 
 
@@ -17,6 +21,16 @@ def barista(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - the runner funct
 
 
 SMALL = "--array 2x3 --format fx8 --shape 5,4,7".split()  # the suite's fwd-2x3-fx8 build
+
+
+@pytest.mark.parametrize("command", [cosim, demo_engines])
+def test_default_array_and_format_are_the_engine_defaults(command) -> None:  # noqa: ANN001
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args([])
+    e = EngineConfig()
+    assert EngineConfig.parse_array(args.array) == (e.rows, e.cols)
+    assert FixedFormat.parse(args.format) == e.fmt
 
 
 @pytest.mark.cocotb

@@ -87,3 +87,16 @@ def test_missing_data_suggests_data_shape(tmp_path) -> None:
         cmd.parse_data_shapes(["data=64,x"])
     with pytest.raises(InputError, match="no such net file"):
         cmd.load_layers(str(tmp_path / "none.prototxt"), {})
+
+
+def test_target_and_preset_choices_are_the_registry() -> None:
+    from barista_hw.presets import PRESETS
+    from barista_hw.targets import TARGETS
+
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    text = parser.format_help()
+    assert "{" + ",".join(sorted(TARGETS)) + "}" in text
+    assert "{" + ",".join(sorted(PRESETS)) + "}" in text
+    for name in TARGETS:
+        assert parser.parse_args(["net.prototxt", "--target", name]).target == name
