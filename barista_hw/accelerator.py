@@ -71,8 +71,39 @@ def write_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     )
 
 
+class _Walk:
+    """The controller's walk over a command's tiles and reductions, in buffer addresses.
+
+    Down-counters and registered "last" flags: the walk's decisions are then a few LUTs
+    from registers, never a comparison on a carry chain.
+    """
+
+    def __init__(self, cfg: AcceleratorConfig) -> None:
+        dim = cfg.engine.dim_bits
+        self.walking = Signal()  # addresses left to issue for the current command
+        self.a_addr = Signal(cfg.a_addr_bits)
+        self.b_addr = Signal(cfg.b_addr_bits)
+        self.a_row = Signal(cfg.a_addr_bits)  # first word of the current tile row in A
+        self.m_rem = Signal(dim)
+        self.n_rem = Signal(dim)
+        self.k_left = Signal(dim)
+        self.img_left = Signal(dim)
+        self.last_col = Signal()  # n_rem <= C
+        self.last_row = Signal()  # m_rem <= R
+
+
 class Accelerator(wiring.Component):
-    """Buffers + controller + :class:`SharedEngine` (see the module docstring)."""
+    """Buffers + controller + :class:`SharedEngine` (see the module docstring).
+
+    Ports (streams as in the module docstring):
+
+    * ``cmd``: ``In(stream.Signature(run_layout(cfg)))``; ready while the engine is idle
+      and no walk is in progress.
+    * ``wr``: ``In(stream.Signature(write_layout(cfg)))``; always ready.
+    * ``o``: ``Out(stream.Signature(output_layout(cfg.engine)))``, the engine's ``o``.
+    * ``busy``: ``Out(1)``, the engine busy, or operand words left to issue or in flight.
+    * ``cycles``: ``Out(CYCLE_BITS)``, the engine's cycle count.
+    """
 
     def __init__(self, cfg: AcceleratorConfig) -> None:
         self.cfg = cfg
@@ -88,19 +119,29 @@ class Accelerator(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        cfg = self.cfg
-        ecfg = cfg.engine
-        R, C, dim = ecfg.rows, ecfg.cols, ecfg.dim_bits
-        fmt = ecfg.fmt
+        ecfg = self.cfg.engine
         m.submodules.engine = engine = SharedEngine(ecfg)
         m.submodules.buf_a = buf_a = OperandBuffer(
-            data.ArrayLayout(fmt.operand_shape, R), cfg.a_depth
+            data.ArrayLayout(ecfg.fmt.operand_shape, ecfg.rows), self.cfg.a_depth
         )
         m.submodules.buf_b = buf_b = OperandBuffer(
-            data.ArrayLayout(fmt.operand_shape, C), cfg.b_depth
+            data.ArrayLayout(ecfg.fmt.operand_shape, ecfg.cols), self.cfg.b_depth
         )
+        walk = _Walk(self.cfg)
 
-        # -- host writes --------------------------------------------------------
+        self._host_writes(m, buf_a, buf_b)
+        cmd = self._accept(m, engine, walk)
+        outstanding, issue = self._read_pipeline(m, engine, buf_a, buf_b, walk)
+        self._step(m, cmd, walk, issue)
+        wiring.connect(m, wiring.flipped(self.o), engine.o)
+        m.d.comb += [
+            self.busy.eq(engine.busy | walk.walking | (outstanding != 0)),
+            self.cycles.eq(engine.cycles),
+        ]
+        return m
+
+    def _host_writes(self, m: Module, buf_a: OperandBuffer, buf_b: OperandBuffer) -> None:
+        """``wr`` into the buffer its ``sel`` names, lanes ``0..R-1`` or ``0..C-1``."""
         w = self.wr.payload
         m.d.comb += [
             self.wr.ready.eq(1),
@@ -109,32 +150,23 @@ class Accelerator(wiring.Component):
             buf_a.w_en.eq(self.wr.valid & (w.sel == 0)),
             buf_b.w_en.eq(self.wr.valid & (w.sel == 1)),
         ]
-        m.d.comb += [buf_a.w_data[r].eq(w.data[r]) for r in range(R)]
-        m.d.comb += [buf_b.w_data[c].eq(w.data[c]) for c in range(C)]
+        m.d.comb += [buf_a.w_data[r].eq(w.data[r]) for r in range(self.cfg.engine.rows)]
+        m.d.comb += [buf_b.w_data[c].eq(w.data[c]) for c in range(self.cfg.engine.cols)]
 
-        # -- command: hand the engine its part, keep the walk state ---------------
-        cmd = Signal(run_layout(cfg))
-        walking = Signal()  # addresses left to issue for the current command
-        engine_fields = command_layout(ecfg, batched=True).members
-        for name in engine_fields:
+    def _accept(self, m: Module, engine: SharedEngine, walk: _Walk) -> Signal:
+        """Hand the engine its part of a command, keep the rest; returns the command register.
+
+        As in the engine, acceptance loads only the command register and the walk starts
+        from it a cycle later (the engine is busy by then: no second accept).
+        """
+        R, C = self.cfg.engine.rows, self.cfg.engine.cols
+        cmd = Signal(run_layout(self.cfg))
+        for name in command_layout(self.cfg.engine, batched=True).members:
             m.d.comb += getattr(engine.cmd.payload, name).eq(getattr(self.cmd.payload, name))
         m.d.comb += [
-            engine.cmd.valid.eq(self.cmd.valid & ~walking),
-            self.cmd.ready.eq(engine.cmd.ready & ~walking),
+            engine.cmd.valid.eq(self.cmd.valid & ~walk.walking),
+            self.cmd.ready.eq(engine.cmd.ready & ~walk.walking),
         ]
-        a_addr = Signal(cfg.a_addr_bits)
-        b_addr = Signal(cfg.b_addr_bits)
-        a_row = Signal(cfg.a_addr_bits)  # first word of the current tile row in A
-        # Down-counters and registered "last" flags: the walk's decisions are then
-        # a few LUTs from registers, never a comparison on a carry chain.
-        m_rem = Signal(dim)
-        n_rem = Signal(dim)
-        k_left = Signal(dim)
-        img_left = Signal(dim)
-        last_col = Signal()  # n_rem <= C
-        last_row = Signal()  # m_rem <= R
-        # As in the engine, acceptance loads only the command register and the walk
-        # starts from it a cycle later (the engine is busy by then: no second accept).
         accepted = self.cmd.valid & self.cmd.ready
         started = Signal()
         m.d.sync += started.eq(accepted)
@@ -142,21 +174,33 @@ class Accelerator(wiring.Component):
             m.d.sync += cmd.eq(self.cmd.payload)
         with m.If(started):
             m.d.sync += [
-                walking.eq(1),
-                a_addr.eq(cmd.a_base),
-                a_row.eq(cmd.a_base),
-                b_addr.eq(cmd.b_base),
-                m_rem.eq(cmd.m),
-                n_rem.eq(cmd.n),
-                last_row.eq(cmd.m <= R),
-                last_col.eq(cmd.n <= C),
-                k_left.eq(cmd.k - 1),
-                img_left.eq(cmd.images - 1),
+                walk.walking.eq(1),
+                walk.a_addr.eq(cmd.a_base),
+                walk.a_row.eq(cmd.a_base),
+                walk.b_addr.eq(cmd.b_base),
+                walk.m_rem.eq(cmd.m),
+                walk.n_rem.eq(cmd.n),
+                walk.last_row.eq(cmd.m <= R),
+                walk.last_col.eq(cmd.n <= C),
+                walk.k_left.eq(cmd.k - 1),
+                walk.img_left.eq(cmd.images - 1),
             ]
+        return cmd
 
-        # -- read pipeline: address -> buffers' pipelined read -> operand FIFO -> engine
-        # Addresses are issued on credit (FEED_DEPTH words in flight or queued), so
-        # the engine's ready reaches only the FIFO, not the buffers' many blocks.
+    def _read_pipeline(
+        self,
+        m: Module,
+        engine: SharedEngine,
+        buf_a: OperandBuffer,
+        buf_b: OperandBuffer,
+        walk: _Walk,
+    ) -> tuple[Signal, Signal]:
+        """Address -> the buffers' pipelined read -> operand FIFO -> engine.
+
+        Addresses are issued on credit (FEED_DEPTH words in flight or queued), so the
+        engine's ready reaches only the FIFO, not the buffers' many blocks. Returns
+        ``outstanding`` (words issued, not yet taken) and ``issue`` (an address goes out).
+        """
         a_width = Shape.cast(buf_a.shape).width
         m.submodules.feed = feed = SyncFIFO(
             width=a_width + Shape.cast(buf_b.shape).width, depth=FEED_DEPTH
@@ -165,9 +209,9 @@ class Accelerator(wiring.Component):
         issue = Signal()
         take = Signal()
         m.d.comb += [
-            issue.eq(walking & (outstanding < FEED_DEPTH)),
-            buf_a.r_addr.eq(a_addr),
-            buf_b.r_addr.eq(b_addr),
+            issue.eq(walk.walking & (outstanding < FEED_DEPTH)),
+            buf_a.r_addr.eq(walk.a_addr),
+            buf_b.r_addr.eq(walk.b_addr),
             engine.a.valid.eq(feed.r_rdy),
             engine.b.valid.eq(feed.r_rdy),
             engine.a.payload.eq(feed.r_data[:a_width]),
@@ -178,43 +222,44 @@ class Accelerator(wiring.Component):
         m.d.sync += outstanding.eq(outstanding + issue - take)
         rd_valid = delay(m, issue, READ_LATENCY, "rd_valid")  # the word read for an issue
         m.d.comb += [feed.w_en.eq(rd_valid), feed.w_data.eq(Cat(buf_a.r_data, buf_b.r_data))]
-        with m.If(issue):
-            last_k = k_left == 0
-            last_img = img_left == 0
-            with m.If(last_k):
-                m.d.sync += k_left.eq(cmd.k - 1)
-                with m.If(last_img):
-                    m.d.sync += img_left.eq(cmd.images - 1)
-                with m.Else():
-                    m.d.sync += img_left.eq(img_left - 1)
-            with m.Else():
-                m.d.sync += k_left.eq(k_left - 1)
-            with m.If(last_k & last_img):  # end of a tile
-                with m.If(last_col):  # end of a tile row
-                    m.d.sync += [
-                        n_rem.eq(cmd.n),
-                        last_col.eq(cmd.n <= C),
-                        b_addr.eq(cmd.b_base),
-                        a_addr.eq(a_addr + 1),
-                        a_row.eq(a_addr + 1),
-                    ]
-                    with m.If(last_row):
-                        m.d.sync += walking.eq(0)
-                    with m.Else():
-                        m.d.sync += [m_rem.eq(m_rem - R), last_row.eq(m_rem <= 2 * R)]
-                with m.Else():
-                    m.d.sync += [
-                        n_rem.eq(n_rem - C),
-                        last_col.eq(n_rem <= 2 * C),
-                        a_addr.eq(a_row),
-                        b_addr.eq(b_addr + 1),
-                    ]
-            with m.Else():
-                m.d.sync += [a_addr.eq(a_addr + 1), b_addr.eq(b_addr + 1)]
+        return outstanding, issue
 
-        wiring.connect(m, wiring.flipped(self.o), engine.o)
-        m.d.comb += [
-            self.busy.eq(engine.busy | walking | (outstanding != 0)),
-            self.cycles.eq(engine.cycles),
-        ]
-        return m
+    def _step(self, m: Module, cmd: Signal, walk: _Walk, issue: Signal) -> None:
+        """Advance the walk on each address issued, in the order the engine takes beats."""
+        R, C = self.cfg.engine.rows, self.cfg.engine.cols
+        with m.If(issue):
+            last_k = walk.k_left == 0
+            last_img = walk.img_left == 0
+            with m.If(last_k):
+                m.d.sync += walk.k_left.eq(cmd.k - 1)
+                with m.If(last_img):
+                    m.d.sync += walk.img_left.eq(cmd.images - 1)
+                with m.Else():
+                    m.d.sync += walk.img_left.eq(walk.img_left - 1)
+            with m.Else():
+                m.d.sync += walk.k_left.eq(walk.k_left - 1)
+            with m.If(last_k & last_img):  # end of a tile
+                with m.If(walk.last_col):  # end of a tile row
+                    m.d.sync += [
+                        walk.n_rem.eq(cmd.n),
+                        walk.last_col.eq(cmd.n <= C),
+                        walk.b_addr.eq(cmd.b_base),
+                        walk.a_addr.eq(walk.a_addr + 1),
+                        walk.a_row.eq(walk.a_addr + 1),
+                    ]
+                    with m.If(walk.last_row):
+                        m.d.sync += walk.walking.eq(0)
+                    with m.Else():
+                        m.d.sync += [
+                            walk.m_rem.eq(walk.m_rem - R),
+                            walk.last_row.eq(walk.m_rem <= 2 * R),
+                        ]
+                with m.Else():
+                    m.d.sync += [
+                        walk.n_rem.eq(walk.n_rem - C),
+                        walk.last_col.eq(walk.n_rem <= 2 * C),
+                        walk.a_addr.eq(walk.a_row),
+                        walk.b_addr.eq(walk.b_addr + 1),
+                    ]
+            with m.Else():
+                m.d.sync += [walk.a_addr.eq(walk.a_addr + 1), walk.b_addr.eq(walk.b_addr + 1)]

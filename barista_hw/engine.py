@@ -43,7 +43,7 @@ computes it. Stalls on the streams only add cycles.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Shape, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -65,6 +65,8 @@ DRAIN_STAGES = SystolicArray.DRAIN_DELAY + 2 + Requantizer.LATENCY
 OUT_DEPTH = DRAIN_STAGES + 2
 #: Cycles from a command's acceptance to the first cycle operands can be taken.
 FIRST_TAKE = 2
+#: Cycles from a bank row's load to its sum with its partial sums (the requantiser's input).
+FORMED = DRAIN_STAGES - Requantizer.LATENCY
 
 
 def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
@@ -125,8 +127,70 @@ def useful_macs(m: int, k: int, n: int, images: int = 1) -> int:
     return m * k * n * images
 
 
+class _Walk:
+    """The feeder's walk over a command's tiles and reductions: registers and their inputs.
+
+    The feeder's decisions (``fire`` and what it loads) come from registers through a
+    few LUTs: down-counters, and flags and lane masks registered ahead of use rather
+    than comparisons on the counters in the path of ``fire``.
+    """
+
+    def __init__(self, cfg: EngineConfig, cmd: Signal, batched: bool) -> None:
+        R, C, dim = cfg.rows, cfg.cols, cfg.dim_bits
+        self.images = cmd.images if batched else 1
+        # Each reduction restarts its flag from these.
+        self.k_one, self.img_one = cmd.k == 1, self.images == 1
+        self.m_rem = Signal(dim)  # rows of A from the current tile row on
+        self.n_rem = Signal(dim)  # columns of B from the current tile column on
+        self.k_left = Signal(dim)  # beats left in this image's reduction, minus one
+        self.img_left = Signal(dim)
+        self.last_k = Signal()  # k_left == 0
+        self.last_img = Signal()  # img_left == 0
+        self.row_mask = Signal(R)  # lane r of A is inside the matrix: m_rem > r
+        self.col_mask = Signal(C)  # lane c of B is inside the matrix: n_rem > c
+        # Operands are being fed: from the cycle after ``started`` to the command's last
+        # beat. One register, so ``fire`` depends on no busy/started/done logic.
+        self.feeding = Signal()
+        self.last_beat = self.last_k & self.last_img
+        # What a tile's last beat moves to (see GemmEngine._look_ahead).
+        self.last_row = Signal()  # the current tile row is the last: m_rem <= R
+        self.last_col = Signal()  # the current tile column is the last: n_rem <= C
+        self.next_rows = Signal(R)  # the row mask of the next tile row: m_rem - R > r
+        self.next_cols = Signal(C)  # the column mask of the next tile column
+        self.first_cols = Signal(C)  # the column mask of a tile row's first column
+
+
+class _Bank:
+    """The array's result bank between a tile's capture and its drain, row by row."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        R = cfg.rows
+        self.pending = Signal()  # a tile's last beat has been issued and it is not drained yet
+        self.pend_rows = Signal(range(R + 1))  # valid rows of that tile
+        self.pend_final = Signal()  # that tile is the command's last
+        self.bank_full = Signal()  # the array has captured that tile
+        self.drain_row = Signal(range(R + 1))
+        self.tile_base = Signal(range(max(cfg.acc_depth, 1) + R))  # accumulator-memory row
+        # tile_base + drain_row, kept as a counter: the block RAMs' address is a register.
+        self.acc_addr = Signal.like(self.tile_base)
+        self.load = Signal()  # a bank row enters the drain this cycle
+        self.final_row = self.drain_row == self.pend_rows - 1
+
+
 class GemmEngine(wiring.Component):
-    """Tiled ``C = A @ B`` on an R x C output-stationary array (see the module docstring)."""
+    """Tiled ``C = A @ B`` on an R x C output-stationary array (see the module docstring).
+
+    Ports (streams as in the module docstring):
+
+    * ``cmd``: ``In(stream.Signature(command_layout(cfg, BATCHED)))``; ready while idle.
+    * ``a``: ``In(stream.Signature(ArrayLayout(operand_shape, rows)))``.
+    * ``b``: ``In(stream.Signature(ArrayLayout(operand_shape, cols)))``.
+    * ``o``: ``Out(stream.Signature(output_layout(cfg)))``.
+    * ``busy``: ``Out(1)``, from a command's acceptance to its final output transfer (for
+      a command that keeps its sums in the accumulator memory: to its last row's load
+      into the drain).
+    * ``cycles``: ``Out(CYCLE_BITS)``, cleared at acceptance and counting while ``busy``.
+    """
 
     PASS: Pass | None = None
     BATCHED = False  # the command carries an image count (weight-gradient pass)
@@ -148,212 +212,258 @@ class GemmEngine(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg = self.cfg
-        R, C, dim = cfg.rows, cfg.cols, cfg.dim_bits
-        m.submodules.array = array = SystolicArray(R, C, cfg.fmt, cfg.dataflow)
-        m.submodules.requant = requant = Requantizer(cfg.fmt, C)
-        m.submodules.lanes = lanes = LfsrLanes(C)
-
+        m.submodules.array = array = SystolicArray(cfg.rows, cfg.cols, cfg.fmt, cfg.dataflow)
+        m.submodules.requant = requant = Requantizer(cfg.fmt, cfg.cols)
+        m.submodules.lanes = lanes = LfsrLanes(cfg.cols)
         cmd = Signal(command_layout(cfg, self.BATCHED))
-        images = cmd.images if self.BATCHED else 1
-        k_one, img_one = cmd.k == 1, images == 1  # each reduction restarts its flag from these
-        # The feeder's decisions (``fire`` and what it loads) come from registers through
-        # a few LUTs: down-counters, and flags and lane masks registered ahead of use
-        # rather than comparisons on the counters in the path of ``fire``.
-        m_rem = Signal(dim)  # rows of A from the current tile row on
-        n_rem = Signal(dim)  # columns of B from the current tile column on
-        k_left = Signal(dim)  # beats left in this image's reduction, minus one
-        img_left = Signal(dim)
-        last_k = Signal()  # k_left == 0
-        last_img = Signal()  # img_left == 0
-        row_mask = Signal(R)  # lane r of A is inside the matrix: m_rem > r
-        col_mask = Signal(C)  # lane c of B is inside the matrix: n_rem > c
-        # Operands are being fed: from the cycle after ``started`` to the command's last
-        # beat. One register, so ``fire`` depends on no busy/started/done logic.
-        feeding = Signal()
-        pending = Signal()  # a tile's last beat has been issued and it is not drained yet
-        pend_rows = Signal(range(R + 1))
-        pend_final = Signal()
-        bank_full = Signal()
-        drain_row = Signal(range(R + 1))
-        tile_base = Signal(range(max(cfg.acc_depth, 1) + R))  # accumulator-memory row of tile
-        # tile_base + drain_row, kept as a counter: the block RAMs' address is a register.
-        acc_addr = Signal.like(tile_base)
+        walk = _Walk(cfg, cmd, self.BATCHED)
+        bank = _Bank(cfg)
 
-        # -- command --------------------------------------------------------
-        # Acceptance loads only the command register; the walk state and the LFSR
-        # seeds follow from that register in the next cycle (``started``, when the
-        # feeder does not fire), so the acceptance net drives few flip-flops and no
-        # logic sits between the sender's payload register and the walk state.
+        started = self._accept(m, cmd, lanes)
+        self._start(m, cmd, walk, bank, started)
+        self._count_cycles(m)
+        self._look_ahead(m, cmd, walk, started)
+        fire = self._feed(m, walk, bank, array)
+        self._step(m, cmd, walk, bank, fire)
+        row = self._drain(m, cmd, bank, array)
+        fifo, sent = self._output_fifo(m, cmd, bank, array)
+        self._requantise(m, cmd, bank, row, requant, lanes, fifo)
+        self._retire(m, cmd, bank, array, sent)
+        return m
+
+    def _emit(self, cmd: Signal) -> Value:
+        """The command's sums leave the engine (else they stay in the accumulator memory)."""
+        return cmd.acc_last if self.cfg.acc_depth else Const(1)
+
+    def _accept(self, m: Module, cmd: Signal, lanes: LfsrLanes) -> Signal:
+        """Take a command into ``cmd`` while idle; returns ``started``, set the cycle after.
+
+        Acceptance loads only the command register; the walk state and the LFSR seeds
+        follow from that register in the next cycle (``started``, when the feeder does not
+        fire), so the acceptance net drives few flip-flops and no logic sits between the
+        sender's payload register and the walk state.
+        """
         accepted = self.cmd.valid & self.cmd.ready
         started = Signal()
         m.d.comb += [self.cmd.ready.eq(~self.busy), lanes.seed.eq(cmd.seed), lanes.load.eq(started)]
         m.d.sync += started.eq(accepted)
         with m.If(accepted):
             m.d.sync += [cmd.eq(self.cmd.payload), self.busy.eq(1), self.cycles.eq(0)]
+        return started
+
+    def _start(self, m: Module, cmd: Signal, walk: _Walk, bank: _Bank, started: Signal) -> None:
+        """Load the walk from the command register: the first tile, its masks and counters."""
+        R, C = self.cfg.rows, self.cfg.cols
         with m.If(started):
             m.d.sync += [
-                m_rem.eq(cmd.m),
-                n_rem.eq(cmd.n),
-                row_mask.eq(_lane_mask(cmd.m, R)),
-                col_mask.eq(_lane_mask(cmd.n, C)),
-                k_left.eq(cmd.k - 1),
-                last_k.eq(k_one),
-                img_left.eq(images - 1),
-                last_img.eq(img_one),
-                feeding.eq(1),
-                tile_base.eq(0),
-                acc_addr.eq(0),
+                walk.m_rem.eq(cmd.m),
+                walk.n_rem.eq(cmd.n),
+                walk.row_mask.eq(_lane_mask(cmd.m, R)),
+                walk.col_mask.eq(_lane_mask(cmd.n, C)),
+                walk.k_left.eq(cmd.k - 1),
+                walk.last_k.eq(walk.k_one),
+                walk.img_left.eq(walk.images - 1),
+                walk.last_img.eq(walk.img_one),
+                walk.feeding.eq(1),
+                bank.tile_base.eq(0),
+                bank.acc_addr.eq(0),
             ]
+
+    def _count_cycles(self, m: Module) -> None:
+        """``cycles`` counts while busy (cleared at acceptance, see :meth:`_accept`)."""
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        # What a tile's last beat moves to, registered from the walk state. They are
-        # read only at a tile's last beat, which comes at least two cycles after the
-        # state they follow changed (a start, or the previous tile's last beat, after
-        # which the bank is pending for a whole capture wave); at a start they follow
-        # the command itself. Each is a comparison with constants, computed for both
-        # sources; ``started`` only chooses between the results.
-        last_row = Signal()  # the current tile row is the last: m_rem <= R
-        last_col = Signal()  # the current tile column is the last: n_rem <= C
-        next_rows = Signal(R)  # the row mask of the next tile row: m_rem - R > r
-        next_cols = Signal(C)  # the column mask of the next tile column
-        first_cols = Signal(C)  # the column mask of a tile row's first column
+    def _look_ahead(self, m: Module, cmd: Signal, walk: _Walk, started: Signal) -> None:
+        """Register what a tile's last beat moves to, from the walk state.
+
+        They are read only at a tile's last beat, which comes at least two cycles after
+        the state they follow changed (a start, or the previous tile's last beat, after
+        which the bank is pending for a whole capture wave); at a start they follow the
+        command itself. Each is a comparison with constants, computed for both sources;
+        ``started`` only chooses between the results.
+        """
+        R, C = self.cfg.rows, self.cfg.cols
 
         def ahead(rows, cols) -> list:  # noqa: ANN001
             return [
-                last_row.eq(rows <= R),
-                last_col.eq(cols <= C),
-                next_rows.eq(_lane_mask(rows, R, skip=R)),
-                next_cols.eq(_lane_mask(cols, C, skip=C)),
+                walk.last_row.eq(rows <= R),
+                walk.last_col.eq(cols <= C),
+                walk.next_rows.eq(_lane_mask(rows, R, skip=R)),
+                walk.next_cols.eq(_lane_mask(cols, C, skip=C)),
             ]
 
         with m.If(started):
             m.d.sync += ahead(cmd.m, cmd.n)
         with m.Else():
-            m.d.sync += ahead(m_rem, n_rem)
-        m.d.sync += first_cols.eq(_lane_mask(cmd.n, C))
+            m.d.sync += ahead(walk.m_rem, walk.n_rem)
+        m.d.sync += walk.first_cols.eq(_lane_mask(cmd.n, C))
 
-        # -- operand feeder -------------------------------------------------
-        last_beat = last_k & last_img
+    def _feed(self, m: Module, walk: _Walk, bank: _Bank, array: SystolicArray) -> Signal:
+        """Hand operand beats to the array; returns ``fire``, set when a beat is taken.
+
+        Lanes past the matrix edge are zeroed: partial tiles need no host padding. The
+        operand registers load every cycle (``array.valid`` says which beats count), so
+        ``fire`` does not fan out to them at every row's and column's edge.
+        """
         fire = Signal()
         m.d.comb += [
             fire.eq(
-                feeding
+                walk.feeding
                 & self.a.valid
                 & self.b.valid
-                & ~(last_beat & pending)  # the bank must be free before the next capture
+                & ~(walk.last_beat & bank.pending)  # the bank must be free before the next capture
             ),
             self.a.ready.eq(fire),
             self.b.ready.eq(fire),
         ]
-        m.d.sync += [array.valid.eq(fire), array.last.eq(fire & last_beat)]
+        m.d.sync += [array.valid.eq(fire), array.last.eq(fire & walk.last_beat)]
         a_in = Signal.like(array.a, reset_less=True)  # operands only matter under valid
         b_in = Signal.like(array.b, reset_less=True)
         m.d.comb += [array.a.eq(a_in), array.b.eq(b_in)]
-        # Lanes past the matrix edge are zeroed: partial tiles need no host padding.
-        # Loaded every cycle (``array.valid`` says which beats count), so ``fire``
-        # does not fan out to the operand registers at every row's and column's edge.
-        for r in range(R):
-            m.d.sync += a_in[r].eq(Mux(row_mask[r], self.a.payload[r], 0))
-        for c in range(C):
-            m.d.sync += b_in[c].eq(Mux(col_mask[c], self.b.payload[c], 0))
-        with m.If(fire):
-            with m.If(last_k):
-                m.d.sync += [k_left.eq(cmd.k - 1), last_k.eq(k_one)]
-                with m.If(last_img):
-                    m.d.sync += [img_left.eq(images - 1), last_img.eq(img_one)]
-                with m.Else():
-                    m.d.sync += [img_left.eq(img_left - 1), last_img.eq(img_left == 1)]
-            with m.Else():
-                m.d.sync += [k_left.eq(k_left - 1), last_k.eq(k_left == 1)]
-            with m.If(last_beat):
-                m.d.sync += [
-                    pending.eq(1),
-                    pend_rows.eq(Mux(last_row, m_rem, R)),
-                    pend_final.eq(last_col & last_row),
-                ]
-                with m.If(last_col):
-                    m.d.sync += [n_rem.eq(cmd.n), col_mask.eq(first_cols)]
-                    with m.If(last_row):
-                        m.d.sync += feeding.eq(0)
-                    with m.Else():
-                        m.d.sync += [m_rem.eq(m_rem - R), row_mask.eq(next_rows)]
-                with m.Else():
-                    m.d.sync += [n_rem.eq(n_rem - C), col_mask.eq(next_cols)]
+        for r in range(self.cfg.rows):
+            m.d.sync += a_in[r].eq(Mux(walk.row_mask[r], self.a.payload[r], 0))
+        for c in range(self.cfg.cols):
+            m.d.sync += b_in[c].eq(Mux(walk.col_mask[c], self.b.payload[c], 0))
+        return fire
 
-        # -- drain: bank (+ partial sums) -> pipelined requantiser -> output FIFO ----
-        # With an accumulator memory, a command with acc_first = 0 adds the
-        # partial sums a previous command left there (full width, modular), and
-        # one with acc_last = 0 writes the sums back instead of emitting them.
-        # A row "loaded" out of the bank is taken from ``row0`` DRAIN_DELAY cycles
-        # later and reaches the FIFO DRAIN_STAGES cycles after its load; a credit
-        # count of rows loaded but not yet sent keeps the FIFO from overflowing
-        # without a combinational path from ``o.ready`` into the array.
-        load = Signal()
+    def _step(self, m: Module, cmd: Signal, walk: _Walk, bank: _Bank, fire: Signal) -> None:
+        """Advance the walk on each beat: the reductions, then the tile column and row.
+
+        A tile's last beat leaves the tile pending in the bank until it is drained.
+        """
+        R, C = self.cfg.rows, self.cfg.cols
+        with m.If(fire):
+            with m.If(walk.last_k):
+                m.d.sync += [walk.k_left.eq(cmd.k - 1), walk.last_k.eq(walk.k_one)]
+                with m.If(walk.last_img):
+                    m.d.sync += [walk.img_left.eq(walk.images - 1), walk.last_img.eq(walk.img_one)]
+                with m.Else():
+                    m.d.sync += [
+                        walk.img_left.eq(walk.img_left - 1),
+                        walk.last_img.eq(walk.img_left == 1),
+                    ]
+            with m.Else():
+                m.d.sync += [walk.k_left.eq(walk.k_left - 1), walk.last_k.eq(walk.k_left == 1)]
+            with m.If(walk.last_beat):
+                m.d.sync += [
+                    bank.pending.eq(1),
+                    bank.pend_rows.eq(Mux(walk.last_row, walk.m_rem, R)),
+                    bank.pend_final.eq(walk.last_col & walk.last_row),
+                ]
+                with m.If(walk.last_col):
+                    m.d.sync += [walk.n_rem.eq(cmd.n), walk.col_mask.eq(walk.first_cols)]
+                    with m.If(walk.last_row):
+                        m.d.sync += walk.feeding.eq(0)
+                    with m.Else():
+                        m.d.sync += [
+                            walk.m_rem.eq(walk.m_rem - R),
+                            walk.row_mask.eq(walk.next_rows),
+                        ]
+                with m.Else():
+                    m.d.sync += [walk.n_rem.eq(walk.n_rem - C), walk.col_mask.eq(walk.next_cols)]
+
+    def _drain(self, m: Module, cmd: Signal, bank: _Bank, array: SystolicArray) -> Signal:
+        """Form the sum of each bank row loaded and its partial sums; returns that ``row``.
+
+        A row loaded out of the bank is taken from ``row0`` DRAIN_DELAY cycles later and
+        its sum is formed :data:`FORMED` cycles after its load. Stage 1: the bank row and
+        the partial sums read for it (zero when the command starts its sums), each
+        straight into a register; stage 2: their sum. So the block RAM's slow
+        clock-to-out never runs into the adder.
+        """
+        C = self.cfg.cols
         # One copy of ``take`` per column: each loads that column's bank and partial-sum
         # registers, and the top row of the array spans the die.
-        takes = replicate(m, delay(m, load, SystolicArray.DRAIN_DELAY - 1, "take"), C, "take")
-        final_row = drain_row == pend_rows - 1
-        acc_row = data.ArrayLayout(cfg.fmt.acc_shape, C)
-        # Stage 1: the bank row and the partial sums read for it (zero when the command
-        # starts its sums), each straight into a register; stage 2: their sum. So the
-        # block RAM's slow clock-to-out never runs into the adder.
+        takes = replicate(m, delay(m, bank.load, SystolicArray.DRAIN_DELAY - 1, "take"), C, "take")
+        acc_row = data.ArrayLayout(self.cfg.fmt.acc_shape, C)
         bank_row = Signal(acc_row, reset_less=True)
         part = Signal(acc_row, reset_less=True)
         row = Signal(acc_row, reset_less=True)
         m.d.sync += [row[c].eq(bank_row[c] + part[c]) for c in range(C)]
-        formed = DRAIN_STAGES - Requantizer.LATENCY  # cycles from a load to its row's sum
         for c in range(C):
             with m.If(takes[c]):
                 m.d.sync += bank_row[c].eq(array.row0[c])
-        if cfg.acc_depth:
-            first, emit = cmd.acc_first, cmd.acc_last
-            # A row's sum is written back `formed` cycles after its read; no command reads
-            # that row again sooner: the read-during-write word is never used.
-            m.submodules.accmem = accmem = collision_free_memory(acc_row, cfg.acc_depth)
-            rd = accmem.read_port(domain="sync")
-            wr = accmem.write_port()
-            # The partial sums of the row loaded are read at its load and arrive with
-            # its take (DRAIN_DELAY is at least the read port's one cycle), so rows
-            # leave back to back also when they accumulate. The sum is written back
-            # to the address it was read from once it is formed; the next command
-            # reads it many cycles later.
-            m.d.comb += [
-                rd.addr.eq(delay(m, acc_addr, SystolicArray.DRAIN_DELAY - 1, "rd_addr")),
-                rd.en.eq(1),
-                wr.addr.eq(delay(m, acc_addr, formed, "wr_addr")),
-                wr.data.eq(row),
-                wr.en.eq(delay(m, load & ~emit, formed, "wr_en")),
-            ]
-            for c in range(C):
-                with m.If(takes[c]):
-                    m.d.sync += part[c].eq(Mux(first, 0, rd.data[c]))
-        else:
-            emit = Const(1)
+        if self.cfg.acc_depth:
+            self._partial_sums(m, cmd, bank, takes, part, row)
+        return row
 
+    def _partial_sums(
+        self, m: Module, cmd: Signal, bank: _Bank, takes: list[Signal], part: Signal, row: Signal
+    ) -> None:
+        """The accumulator memory: ``part`` reads a row's partial sums, its sum goes back.
+
+        A command with ``acc_first`` = 0 adds the partial sums a previous command left
+        (full width, modular), and one with ``acc_last`` = 0 writes the sums back instead
+        of emitting them. The partial sums of the row loaded are read at its load and
+        arrive with its take (DRAIN_DELAY is at least the read port's one cycle), so rows
+        leave back to back also when they accumulate. A row's sum is written back to the
+        address it was read from once it is formed; no command reads that row again
+        sooner (the next reads it many cycles later): the read-during-write word is never
+        used.
+        """
+        acc_row = data.ArrayLayout(self.cfg.fmt.acc_shape, self.cfg.cols)
+        m.submodules.accmem = accmem = collision_free_memory(acc_row, self.cfg.acc_depth)
+        rd = accmem.read_port(domain="sync")
+        wr = accmem.write_port()
+        m.d.comb += [
+            rd.addr.eq(delay(m, bank.acc_addr, SystolicArray.DRAIN_DELAY - 1, "rd_addr")),
+            rd.en.eq(1),
+            wr.addr.eq(delay(m, bank.acc_addr, FORMED, "wr_addr")),
+            wr.data.eq(row),
+            wr.en.eq(delay(m, bank.load & ~self._emit(cmd), FORMED, "wr_en")),
+        ]
+        for c in range(self.cfg.cols):
+            with m.If(takes[c]):
+                m.d.sync += part[c].eq(Mux(cmd.acc_first, 0, rd.data[c]))
+
+    def _output_fifo(
+        self, m: Module, cmd: Signal, bank: _Bank, array: SystolicArray
+    ) -> tuple[SyncFIFO, Value]:
+        """The output FIFO and the drain's flow control; returns it and ``sent`` (o's transfer).
+
+        A row reaches the FIFO DRAIN_STAGES cycles after its load; a credit count of rows
+        loaded but not yet sent keeps the FIFO from overflowing without a combinational
+        path from ``o.ready`` into the array.
+        """
         m.submodules.out_fifo = fifo = SyncFIFO(
-            width=Shape.cast(output_layout(cfg)).width, depth=OUT_DEPTH
+            width=Shape.cast(output_layout(self.cfg)).width, depth=OUT_DEPTH
         )
         credits = Signal(range(OUT_DEPTH + 1))  # rows loaded for output, not yet sent
         sent = self.o.valid & self.o.ready
         m.d.comb += [
-            load.eq(bank_full & (credits < OUT_DEPTH)),
-            array.drain.eq(load),
+            bank.load.eq(bank.bank_full & (credits < OUT_DEPTH)),
+            array.drain.eq(bank.load),
         ]
-        m.d.sync += credits.eq(credits + (load & emit) - sent)
+        m.d.sync += credits.eq(credits + (bank.load & self._emit(cmd)) - sent)
+        return fifo, sent
 
-        # A row's random words are the lanes' state when the row enters the requantiser;
-        # the lanes step as it does (rows enter in order, one state each). The step is
-        # a flag of the drain pipeline, copied per lane: not ``load``, which would fan
-        # out to every lane's state.
+    def _requantise(
+        self,
+        m: Module,
+        cmd: Signal,
+        bank: _Bank,
+        row: Signal,
+        requant: Requantizer,
+        lanes: LfsrLanes,
+        fifo: SyncFIFO,
+    ) -> None:
+        """Requantise each summed row into an output beat, through the FIFO to ``o``.
+
+        A row's random words are the lanes' state when the row enters the requantiser;
+        the lanes step as it does (rows enter in order, one state each). The step is a
+        flag of the drain pipeline, copied per lane: not ``load``, which would fan out to
+        every lane's state.
+        """
+        C = self.cfg.cols
         s_valid = Signal(DRAIN_STAGES)
         s_last = Signal(DRAIN_STAGES)
-        m.d.comb += lanes.advance.eq(Cat(replicate(m, s_valid[formed - 2], C, "advance")))
+        m.d.comb += lanes.advance.eq(Cat(replicate(m, s_valid[FORMED - 2], C, "advance")))
         m.d.sync += [
-            s_valid.eq(Cat(load & emit, s_valid[:-1])),
-            s_last.eq(Cat(pend_final & final_row, s_last[:-1])),
+            s_valid.eq(Cat(bank.load & self._emit(cmd), s_valid[:-1])),
+            s_last.eq(Cat(bank.pend_final & bank.final_row, s_last[:-1])),
         ]
-        beat = Signal(output_layout(cfg))
+        beat = Signal(output_layout(self.cfg))
         m.d.comb += [
             requant.acc.eq(row),
             requant.words.eq(lanes.words),
@@ -368,23 +478,27 @@ class GemmEngine(wiring.Component):
             fifo.r_en.eq(self.o.ready),
         ]
 
+    def _retire(
+        self, m: Module, cmd: Signal, bank: _Bank, array: SystolicArray, sent: Value
+    ) -> None:
+        """Count the bank's rows out; free the bank after a tile's last, end the command."""
+        R = self.cfg.rows
         with m.If(array.tile_done):
-            m.d.sync += bank_full.eq(1)
-        with m.If(load):
-            m.d.sync += [drain_row.eq(drain_row + 1), acc_addr.eq(acc_addr + 1)]
-            with m.If(final_row):
+            m.d.sync += bank.bank_full.eq(1)
+        with m.If(bank.load):
+            m.d.sync += [bank.drain_row.eq(bank.drain_row + 1), bank.acc_addr.eq(bank.acc_addr + 1)]
+            with m.If(bank.final_row):
                 m.d.sync += [
-                    bank_full.eq(0),
-                    pending.eq(0),
-                    drain_row.eq(0),
-                    tile_base.eq(tile_base + R),
-                    acc_addr.eq(tile_base + R),
+                    bank.bank_full.eq(0),
+                    bank.pending.eq(0),
+                    bank.drain_row.eq(0),
+                    bank.tile_base.eq(bank.tile_base + R),
+                    bank.acc_addr.eq(bank.tile_base + R),
                 ]
-                with m.If(pend_final & ~emit):
+                with m.If(bank.pend_final & ~self._emit(cmd)):
                     m.d.sync += self.busy.eq(0)  # partial sums stored: nothing to emit
         with m.If(sent & self.o.payload.last):
             m.d.sync += self.busy.eq(0)
-        return m
 
 
 class ForwardEngine(GemmEngine):

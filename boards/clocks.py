@@ -124,65 +124,84 @@ class PllDomain(Elaboratable):
         clk_out = Signal()
         locked = Signal()
         port = platform.request(self.clk, dir="-")  # type: ignore[attr-defined]
-        p = self.pll.params if self.pll else {}
         if self.pll is None:
             m.submodules.clk_buf = buf = io.Buffer("i", port)
             m.d.comb += [clk_out.eq(buf.i), locked.eq(1)]
         elif self.family == "ecp5":
             m.submodules.clk_buf = buf = io.Buffer("i", port)
-            m.submodules.pll = Instance(
-                "EHXPLLL",
-                p_PLLRST_ENA="DISABLED",
-                p_INTFB_WAKE="DISABLED",
-                p_STDBY_ENABLE="DISABLED",
-                p_DPHASE_SOURCE="DISABLED",
-                p_OUTDIVIDER_MUXA="DIVA",
-                p_CLKOP_ENABLE="ENABLED",
-                p_CLKOP_DIV=p["CLKOP_DIV"],
-                p_CLKOP_CPHASE=p["CLKOP_DIV"] - 1,
-                p_CLKOP_FPHASE=0,
-                p_CLKI_DIV=p["CLKI_DIV"],
-                p_CLKFB_DIV=p["CLKFB_DIV"],
-                p_FEEDBK_PATH="CLKOP",
-                i_CLKI=buf.i,
-                i_CLKFB=clk_out,
-                i_RST=Const(0),
-                i_STDBY=Const(0),
-                i_PHASESEL0=Const(0),
-                i_PHASESEL1=Const(0),
-                i_PHASEDIR=Const(0),
-                i_PHASESTEP=Const(0),
-                i_PHASELOADREG=Const(0),
-                i_PLLWAKESYNC=Const(0),
-                i_ENCLKOP=Const(0),
-                o_CLKOP=clk_out,
-                o_LOCK=locked,
-                a_FREQUENCY_PIN_CLKI=f"{self.f_in:g}",
-                a_FREQUENCY_PIN_CLKOP=f"{self.pll.f_out_mhz:g}",
-                a_ICP_CURRENT="12",
-                a_LPF_RESISTOR="8",
-                a_MFG_ENABLE_FILTEROPAMP="1",
-                a_MFG_GMCREF_SEL="2",
-            )
+            m.submodules.pll = self._ehxplll(self.pll, buf.i, clk_out, locked)
         else:
             # The iCEBreaker's 12 MHz oscillator is on the PLL's own pad: SB_PLL40_PAD.
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD",
-                p_FEEDBACK_PATH="SIMPLE",
-                p_DIVR=p["DIVR"],
-                p_DIVF=p["DIVF"],
-                p_DIVQ=p["DIVQ"],
-                p_FILTER_RANGE=p["FILTER_RANGE"],
-                io_PACKAGEPIN=port.io,
-                i_RESETB=Const(1),
-                i_BYPASS=Const(0),
-                o_PLLOUTGLOBAL=clk_out,
-                o_LOCK=locked,
-            )
+            m.submodules.pll = self._sb_pll40_pad(self.pll, port, clk_out, locked)
         m.d.comb += ClockSignal("sync").eq(clk_out)
+        self._reset(m, clk_out, locked)
+        platform.add_clock_constraint(clk_out, self.mhz * 1e6)  # type: ignore[attr-defined]
+        return m
+
+    def _ehxplll(self, pll: PllParams, clk_in: Signal, clk_out: Signal, locked: Signal) -> Instance:
+        """The ECP5 PLL: ``clk_in`` to ``clk_out`` (its feedback), ``locked`` when locked."""
+        p = pll.params
+        return Instance(
+            "EHXPLLL",
+            p_PLLRST_ENA="DISABLED",
+            p_INTFB_WAKE="DISABLED",
+            p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED",
+            p_OUTDIVIDER_MUXA="DIVA",
+            p_CLKOP_ENABLE="ENABLED",
+            p_CLKOP_DIV=p["CLKOP_DIV"],
+            p_CLKOP_CPHASE=p["CLKOP_DIV"] - 1,
+            p_CLKOP_FPHASE=0,
+            p_CLKI_DIV=p["CLKI_DIV"],
+            p_CLKFB_DIV=p["CLKFB_DIV"],
+            p_FEEDBK_PATH="CLKOP",
+            i_CLKI=clk_in,
+            i_CLKFB=clk_out,
+            i_RST=Const(0),
+            i_STDBY=Const(0),
+            i_PHASESEL0=Const(0),
+            i_PHASESEL1=Const(0),
+            i_PHASEDIR=Const(0),
+            i_PHASESTEP=Const(0),
+            i_PHASELOADREG=Const(0),
+            i_PLLWAKESYNC=Const(0),
+            i_ENCLKOP=Const(0),
+            o_CLKOP=clk_out,
+            o_LOCK=locked,
+            a_FREQUENCY_PIN_CLKI=f"{self.f_in:g}",
+            a_FREQUENCY_PIN_CLKOP=f"{pll.f_out_mhz:g}",
+            a_ICP_CURRENT="12",
+            a_LPF_RESISTOR="8",
+            a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+        )
+
+    def _sb_pll40_pad(
+        self, pll: PllParams, port: object, clk_out: Signal, locked: Signal
+    ) -> Instance:
+        """The iCE40 PLL on the clock's pad (``port``): ``clk_out``, ``locked`` when locked."""
+        p = pll.params
+        return Instance(
+            "SB_PLL40_PAD",
+            p_FEEDBACK_PATH="SIMPLE",
+            p_DIVR=p["DIVR"],
+            p_DIVF=p["DIVF"],
+            p_DIVQ=p["DIVQ"],
+            p_FILTER_RANGE=p["FILTER_RANGE"],
+            io_PACKAGEPIN=port.io,  # type: ignore[attr-defined]
+            i_RESETB=Const(1),
+            i_BYPASS=Const(0),
+            o_PLLOUTGLOBAL=clk_out,
+            o_LOCK=locked,
+        )
+
+    def _reset(self, m: Module, clk_out: Signal, locked: Signal) -> None:
+        """Hold ``sync`` in reset until ``locked``, released synchronously to ``clk_out``.
+
+        On ECP5 the reset reaches every control flip-flop of a large array: it goes on a
+        global network (a DCCA), as nextpnr promotes only clocks by itself.
+        """
         if self.family == "ecp5":
-            # The reset reaches every control flip-flop of a large array: put it on a
-            # global network (a DCCA), as nextpnr promotes only clocks by itself.
             m.domains.rst_gen = ClockDomain("rst_gen")
             m.d.comb += ClockSignal("rst_gen").eq(clk_out)
             m.submodules.reset_sync = ResetSynchronizer(~locked, domain="rst_gen")
@@ -194,5 +213,3 @@ class PllDomain(Elaboratable):
             )
         else:
             m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(clk_out, self.mhz * 1e6)  # type: ignore[attr-defined]
-        return m
