@@ -24,11 +24,14 @@ The three passes of a layer map onto one GEMM each (see :mod:`barista_hw.engine`
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from barista_base.errors import InputError
 
 from . import lfsr, schedule
+from .command import GemmCommand
 from .config import AcceleratorConfig, EngineConfig
 from .numfmt import MAX_SHIFT, FixedFormat, Rounding
 
@@ -167,30 +170,22 @@ def check_operands(name: str, x: np.ndarray, fmt: FixedFormat) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
-def gemm_quantized(
-    a: np.ndarray,
-    b: np.ndarray,
-    cfg: EngineConfig,
-    *,
-    shift: int,
-    rounding: Rounding = Rounding.NEAREST_EVEN,
-    seed: int = 0,
-) -> np.ndarray:
+def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:
     """:func:`gemm` for operands already known to be in range (not re-checked).
 
-    ``a`` and ``b`` may be integer arrays or float arrays holding integers (as
-    produced by rounding and clipping); the result is then float64 holding the
-    engine's integers, which saves the training backends conversions.
+    One engine command: ``cmd.images`` only orders the operand beats, so it does not
+    change the result. ``a`` and ``b`` may be integer arrays or float arrays holding
+    integers (as produced by rounding and clipping); the result is then float64
+    holding the engine's integers, which saves the training backends conversions.
     """
     m, n = a.shape[0], b.shape[1]
-    rounding = Rounding(rounding)
     acc = accumulate(a, b, cfg.fmt.acc_width, bound=float(cfg.fmt.min_int) ** 2)
     words = None
-    if rounding is Rounding.STOCHASTIC and shift > 0:
+    if cmd.rounding is Rounding.STOCHASTIC and cmd.shift > 0:
         beats = output_beats(m, n, cfg.rows, cfg.cols)
-        table = lfsr.lane_words(seed, cfg.cols, -(-n // cfg.cols) * m)
+        table = lfsr.lane_words(cmd.seed, cfg.cols, -(-n // cfg.cols) * m)
         words = table[beats, np.arange(n)[None, :] % cfg.cols]
-    return requantize(acc, cfg.fmt, shift, rounding, words)
+    return requantize(acc, cfg.fmt, cmd.shift, cmd.rounding, words)
 
 
 def gemm(
@@ -207,18 +202,34 @@ def gemm(
     b = check_operands("B", b, cfg.fmt)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise InputError(f"GEMM operand shapes {a.shape} and {b.shape} do not chain")
-    q = gemm_quantized(a, b, cfg, shift=shift, rounding=rounding, seed=seed)
+    q = gemm_quantized(a, b, cfg, GemmCommand(shift, rounding, seed))
     return q.astype(np.int64, copy=False)
 
 
-def forward(w: np.ndarray, x: np.ndarray, cfg: EngineConfig, **cmd: int) -> np.ndarray:
+def forward(
+    w: np.ndarray,
+    x: np.ndarray,
+    cfg: EngineConfig,
+    *,
+    shift: int,
+    rounding: Rounding = Rounding.NEAREST_EVEN,
+    seed: int = 0,
+) -> np.ndarray:
     """Forward pass ``Y = W @ X`` (W: M x K weights, X: K x N im2col columns)."""
-    return gemm(w, x, cfg, **cmd)
+    return gemm(w, x, cfg, shift=shift, rounding=rounding, seed=seed)
 
 
-def backward_data(w: np.ndarray, dy: np.ndarray, cfg: EngineConfig, **cmd: int) -> np.ndarray:
+def backward_data(
+    w: np.ndarray,
+    dy: np.ndarray,
+    cfg: EngineConfig,
+    *,
+    shift: int,
+    rounding: Rounding = Rounding.NEAREST_EVEN,
+    seed: int = 0,
+) -> np.ndarray:
     """Backward-data pass ``dX = W.T @ dY`` (W: M x K, dY: M x N) -> K x N."""
-    return gemm(np.asarray(w).T, dy, cfg, **cmd)
+    return gemm(np.asarray(w).T, dy, cfg, shift=shift, rounding=rounding, seed=seed)
 
 
 def weight_grad_operands(dy: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,10 +246,18 @@ def weight_grad_operands(dy: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.
     return dy.transpose(1, 0, 2).reshape(m, bsz * p), x.transpose(0, 2, 1).reshape(bsz * p, k)
 
 
-def weight_grad(dy: np.ndarray, x: np.ndarray, cfg: EngineConfig, **cmd: int) -> np.ndarray:
+def weight_grad(
+    dy: np.ndarray,
+    x: np.ndarray,
+    cfg: EngineConfig,
+    *,
+    shift: int,
+    rounding: Rounding = Rounding.NEAREST_EVEN,
+    seed: int = 0,
+) -> np.ndarray:
     """Weight-gradient pass ``dW = sum_b dY[b] @ X[b].T`` -> M x K, requantised once."""
     a, b = weight_grad_operands(dy, x)
-    return gemm(a, b, cfg, **cmd)
+    return gemm(a, b, cfg, shift=shift, rounding=rounding, seed=seed)
 
 
 def gemm_float32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -247,14 +266,7 @@ def gemm_float32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def gemm_on_accelerator(
-    a: np.ndarray,
-    b: np.ndarray,
-    acc: AcceleratorConfig,
-    *,
-    images: int = 1,
-    shift: int,
-    rounding: Rounding = Rounding.NEAREST_EVEN,
-    seed: int = 0,
+    a: np.ndarray, b: np.ndarray, acc: AcceleratorConfig, cmd: GemmCommand
 ) -> np.ndarray:
     """What an accelerator returns for ``a @ b`` run by :func:`schedule.schedule_gemm`.
 
@@ -265,19 +277,13 @@ def gemm_on_accelerator(
     """
     m, kt = a.shape
     n = b.shape[1]
-    chunks = schedule.schedule_gemm(acc, m, kt // images, n, images)
+    chunks = schedule.schedule_gemm(acc, m, kt // cmd.images, n, cmd.images)
     out = None
     for c in chunks:
         if not c.acc_last:
             continue
-        q = gemm_quantized(
-            a[c.m0 : c.m1],
-            b[:, c.n0 : c.n1],
-            acc.engine,
-            shift=shift,
-            rounding=rounding,
-            seed=schedule.block_seed(seed, c.block),
-        )
+        block = replace(cmd, seed=schedule.block_seed(cmd.seed, c.block))
+        q = gemm_quantized(a[c.m0 : c.m1], b[:, c.n0 : c.n1], acc.engine, block)
         if out is None:
             out = np.empty((m, n), dtype=q.dtype)
         out[c.m0 : c.m1, c.n0 : c.n1] = q

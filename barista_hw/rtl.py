@@ -70,7 +70,7 @@ def to_verilog(
 
     ``undefined_collisions``: the memories of :func:`barista_hw.memory.collision_free_memory`
     read ``x`` (Icarus) or what the simulator makes of it (all ones with
-    :data:`sim.verilator_driver.VERILATOR_FLAGS`) when the word read is written in the
+    :data:`sim.verilator_build.VERILATOR_FLAGS`) when the word read is written in the
     same cycle, as the board's block RAMs may, instead of the old word. Simulations use
     it, so a bit-exact result shows that no design uses such a word; the Verilog that
     ``barista generate`` writes for synthesis keeps the plain form. Runs Yosys from the

@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from barista_hw import model  # noqa: E402
+from barista_hw.command import GemmCommand  # noqa: E402
 from barista_hw.numfmt import Rounding  # noqa: E402
 from barista_hw.presets import get_preset  # noqa: E402
 from sim import verilator_driver as vd  # noqa: E402
+from sim.verilator_program import make_program  # noqa: E402
 
 
 def lenet_passes(batch: int) -> dict[str, tuple[int, int, int, int]]:
@@ -64,7 +66,7 @@ def main() -> int:
 
     # ctypes call overhead: a one-tile pass, many times.
     one = np.ones((1, 1), dtype=np.int64)
-    prog = vd.make_program(cfg, one, one, shift=0, rounding=0)
+    prog = make_program(cfg, one, one, GemmCommand(shift=0))
     t0 = time.perf_counter()
     for _ in range(200):
         tiny = sim.run_program(prog)
@@ -84,9 +86,9 @@ def main() -> int:
         lo, hi = e.fmt.min_int // 64, e.fmt.max_int // 64  # typical trained magnitudes
         a = rng.integers(lo, hi, (m, k * images), endpoint=True)
         b = rng.integers(lo, hi, (k * images, n), endpoint=True)
-        cmd = {"shift": e.fmt.frac, "rounding": rounding, "seed": 7}
+        cmd = GemmCommand(shift=e.fmt.frac, rounding=rounding, seed=7, images=images)
         t0 = time.perf_counter()
-        prog = vd.make_program(cfg, a, b, images=images, **cmd)
+        prog = make_program(cfg, a, b, cmd)
         t_prog = time.perf_counter() - t0
         c0 = time.process_time()
         run = sim.run_program(prog, label=name)
@@ -101,7 +103,7 @@ def main() -> int:
             f"{util:>8.1%}{t_prog:>7.2f}"
         )
         if args.check:
-            want = model.gemm_on_accelerator(a, b, cfg, images=images, **cmd)
+            want = model.gemm_on_accelerator(a, b, cfg, cmd)
             same = np.array_equal(run.result, want)
             print(f"  bit-exact with the model: {same}")
             if not same:

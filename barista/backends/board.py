@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from barista_base.errors import InputError
+from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, Pass
 from barista_hw.numfmt import FixedFormat, Rounding
 
@@ -71,15 +72,10 @@ class BoardBackend(HardwareBackend):
     def close(self) -> None:
         self.link.close()
 
-    def run(self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, **cmd: Any) -> np.ndarray:
-        r = self.link.gemm(
-            np.asarray(a, dtype=np.int64),
-            np.asarray(b, dtype=np.int64),
-            images=int(cmd.get("images", 1)),
-            shift=int(cmd["shift"]),
-            rounding=int(cmd["rounding"]),
-            seed=int(cmd["seed"]),
-        )
+    def run(
+        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand
+    ) -> np.ndarray:
+        r = self.link.gemm(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), cmd)
         self.cycles[f"{layer}/{kind.value}"] = r.cycles
         self.total_cycles += r.cycles
         return r.result

@@ -19,6 +19,7 @@ import numpy as np
 
 from barista_base.errors import InputError
 from barista_hw import model
+from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_COLS, DEFAULT_ROWS, AcceleratorConfig, EngineConfig, Pass
 from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
 from barista_hw.scaling import ScaleTracker, tensor_frac
@@ -59,8 +60,10 @@ class HardwareBackend(GemmBackend):
         self.last_call: dict[str, dict[str, int]] = {}
 
     # -- what subclasses provide ------------------------------------------------
-    def run(self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, **cmd: Any) -> np.ndarray:
-        """Integer ``a @ b`` requantised by the engine command ``cmd``; int64 (M, N)."""
+    def run(
+        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand
+    ) -> np.ndarray:
+        """Integer ``a @ b`` requantised as ``cmd`` says; int64 (M, N)."""
         raise NotImplementedError
 
     # -- the three passes ---------------------------------------------------------
@@ -127,9 +130,8 @@ class HardwareBackend(GemmBackend):
             "frac_out": frac_out,
             "images": images,
         }
-        q = self.run(
-            kind, layer, a, b, shift=shift, rounding=self.rounding, seed=seed, images=images
-        )
+        cmd = GemmCommand(shift=shift, rounding=self.rounding, seed=seed, images=images)
+        q = self.run(kind, layer, a, b, cmd)
         self.scales.observe(key, q, frac_out)
         return q.astype(np.float32) * np.float32(2.0**-frac_out)
 
@@ -159,8 +161,9 @@ class GoldenBackend(HardwareBackend):
 
     name = "golden"
 
-    def run(self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, **cmd: Any) -> np.ndarray:
+    def run(
+        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand
+    ) -> np.ndarray:
         if self.accelerator is not None:
-            return model.gemm_on_accelerator(a, b, self.accelerator, **cmd)
-        cmd.pop("images", None)  # one engine command: images only order the beats
-        return model.gemm_quantized(a, b, self.cfg, **cmd)
+            return model.gemm_on_accelerator(a, b, self.accelerator, cmd)
+        return model.gemm_quantized(a, b, self.cfg, cmd)

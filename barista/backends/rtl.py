@@ -25,6 +25,7 @@ import numpy as np
 
 from barista_base.errors import InputError
 from barista_hw import model
+from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, Pass
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.schedule import schedule_gemm
@@ -210,17 +211,19 @@ class RtlBackend(HardwareBackend):
         return self.rtl_layers is None or layer in self.rtl_layers
 
     # -- HardwareBackend -------------------------------------------------------------
-    def run(self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, **cmd: Any) -> np.ndarray:
+    def run(
+        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand
+    ) -> np.ndarray:
         key = f"{layer}/{kind.value}"
         if self._first_key is None:
             self._first_key = key
         elif key == self._first_key and self._last_key != key:
             self.iteration += 1  # the first pass came round again (not its next group)
         self._last_key = key
-        images = int(cmd.get("images", 1))
+        images = cmd.images
         assert self.accelerator is not None
         if not self.on_rtl(layer):
-            out = model.gemm_on_accelerator(a, b, self.accelerator, **cmd)
+            out = model.gemm_on_accelerator(a, b, self.accelerator, cmd)
             self._record(key, layer, kind, "model", a.shape[0], a.shape[1], b.shape[1], images)
             return out
         traced = self.trace is not None and self.trace[:2] == (layer, kind)
@@ -236,10 +239,7 @@ class RtlBackend(HardwareBackend):
         run = sim.run_gemm(
             np.asarray(a, dtype=np.int32),
             np.asarray(b, dtype=np.int32),
-            images=images,
-            shift=int(cmd["shift"]),
-            rounding=int(cmd["rounding"]),
-            seed=int(cmd["seed"]),
+            cmd,
             host=self.host,
             label=f"layer {layer}, {kind.value} pass, iteration {self.iteration}",
             trace=path,

@@ -1,17 +1,15 @@
 // C++ host of a Verilated barista Accelerator: runs a whole "program" (buffer writes and run
 // commands of one GEMM pass) without Python in the loop. Built by sim/verilator_driver.py into
-// a shared library; the port layout comes from barista_layout.h, which that module generates
-// from the Amaranth StructLayouts (run_layout, write_layout, output_layout), so Python and C++
-// share one definition of every field.
+// a shared library; the port layout comes from barista_layout.h, which sim/verilator_ports.py
+// generates from the Amaranth StructLayouts (run_layout, write_layout, output_layout), so Python
+// and C++ share one definition of every field.
 //
-// Host protocol (one write beat per cycle on `wr`, `o` always ready unless a stall is asked):
-//  * write segments go in program order; a segment may start once the last chunk that reads
-//    its buffer half has finished (`wait_chunk`, computed by Python), so the writes of chunk
-//    i+1 stream in while chunk i runs (double buffering);
-//  * the command of chunk c is offered once all of c's writes have landed or the last of them
-//    is presented in the same cycle (`serial`: only the cycle after, as sim/pysim.py does) and
-//    is held until accepted;
-//  * `o` beats are stored in order; each is attributed to the running chunk.
+// The program is barista_hw/host.py's, flattened by sim/verilator_program.py, and so is the host
+// policy: one write beat per cycle on `wr`, in program order, each write segment starting once
+// the chunk it waits for (`wait_chunk`) has finished; the command of chunk c offered once all of
+// c's writes have landed or the last of them is presented in the same cycle (`serial`: only the
+// cycle after) and held until accepted; `o` always ready unless a stall is asked. `o` beats are
+// stored in order; each is attributed to the running chunk.
 // Errors (cycle budgets, protocol violations, Verilator $fatal/$stop/$finish, C++ exceptions)
 // return a code and a message; the Python side raises them as exceptions.
 

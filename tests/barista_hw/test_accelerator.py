@@ -5,6 +5,7 @@ import pytest
 
 from barista_hw import model
 from barista_hw.accelerator import Accelerator
+from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.schedule import schedule_gemm
@@ -27,9 +28,9 @@ def test_accelerator_matches_model(m: int, k: int, n: int, images: int, depth: i
     rng = np.random.default_rng(m * 100 + n)
     a = FMT.random_operands(rng, (m, k * images))
     b = FMT.random_operands(rng, (k * images, n))
-    cmd = {"shift": 5, "rounding": Rounding.STOCHASTIC, "seed": 17}
-    got, _ = run_accelerator(Accelerator(cfg), a, b, images=images, stall=0.2, **cmd)
-    np.testing.assert_array_equal(got, model.gemm_on_accelerator(a, b, cfg, images=images, **cmd))
+    cmd = GemmCommand(shift=5, rounding=Rounding.STOCHASTIC, seed=17, images=images)
+    got = run_accelerator(Accelerator(cfg), a, b, cmd, stall=0.2).result
+    np.testing.assert_array_equal(got, model.gemm_on_accelerator(a, b, cfg, cmd))
     chunks = schedule_gemm(cfg, m, k, n, images)
     if depth < 64:
         assert len(chunks) > 1
@@ -42,5 +43,6 @@ def test_unsplit_schedule_equals_plain_engine_gemm() -> None:
     b = FMT.random_operands(rng, (9, 7))
     cmd = {"shift": 4, "rounding": Rounding.STOCHASTIC, "seed": 3}
     np.testing.assert_array_equal(
-        model.gemm_on_accelerator(a, b, cfg, **cmd), model.gemm(a, b, cfg.engine, **cmd)
+        model.gemm_on_accelerator(a, b, cfg, GemmCommand(**cmd)),
+        model.gemm(a, b, cfg.engine, **cmd),
     )

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from barista_hw import model
+from barista_hw.command import GemmCommand
 from barista_hw.config import EngineConfig
 from barista_hw.engine import (
     BackwardDataEngine,
@@ -24,12 +25,11 @@ def test_forward_partial_tiles_and_stalls(rounding: Rounding) -> None:
     w = FMT.random_operands(rng, (5, 4))
     x = FMT.random_operands(rng, (4, 7))
     expected = model.forward(w, x, cfg, shift=4, rounding=rounding, seed=21)
-    got, cycles = run_gemm(ForwardEngine(cfg), w, x, shift=4, rounding=rounding, seed=21)
+    cmd = GemmCommand(shift=4, rounding=rounding, seed=21)
+    got, cycles = run_gemm(ForwardEngine(cfg), w, x, cmd)
     np.testing.assert_array_equal(got, expected)
     assert cycles <= cycle_bound(cfg, 5, 4, 7)
-    stalled, stalled_cycles = run_gemm(
-        ForwardEngine(cfg), w, x, shift=4, rounding=rounding, seed=21, stall=0.4, stall_seed=3
-    )
+    stalled, stalled_cycles = run_gemm(ForwardEngine(cfg), w, x, cmd, stall=0.4, stall_seed=3)
     np.testing.assert_array_equal(stalled, expected)
     assert stalled_cycles > cycles
 
@@ -39,7 +39,7 @@ def test_backward_data_k1_on_one_pe() -> None:
     rng = np.random.default_rng(7)
     w = FMT.random_operands(rng, (1, 3))  # M = 1 output channel: K of this pass is 1
     dy = FMT.random_operands(rng, (1, 4))
-    got, _ = run_gemm(BackwardDataEngine(cfg), w.T, dy, shift=0, rounding=Rounding.FLOOR)
+    got, _ = run_gemm(BackwardDataEngine(cfg), w.T, dy, GemmCommand(0, Rounding.FLOOR))
     np.testing.assert_array_equal(
         got, model.backward_data(w, dy, cfg, shift=0, rounding=Rounding.FLOOR)
     )
@@ -52,7 +52,7 @@ def test_weight_grad_accumulates_across_images() -> None:
     x = FMT.random_operands(rng, (3, 5, 5))
     a, b = model.weight_grad_operands(dy, x)
     cmd = {"shift": 7, "rounding": Rounding.STOCHASTIC, "seed": 99}
-    got, cycles = run_gemm(WeightGradEngine(cfg), a, b, images=3, **cmd)
+    got, cycles = run_gemm(WeightGradEngine(cfg), a, b, GemmCommand(**cmd, images=3))
     np.testing.assert_array_equal(got, model.weight_grad(dy, x, cfg, **cmd))
     assert cycles <= cycle_bound(cfg, 4, 5, 5, images=3)
 
@@ -61,7 +61,7 @@ def test_saturation_both_ways() -> None:
     cfg = EngineConfig(2, 2, FMT)
     a = np.array([[-128, -128], [-128, 127]])
     b = np.array([[-128, 1], [-128, -1]])
-    got, _ = run_gemm(ForwardEngine(cfg), a, b, shift=0, rounding=Rounding.NEAREST_EVEN)
+    got, _ = run_gemm(ForwardEngine(cfg), a, b, GemmCommand(0, Rounding.NEAREST_EVEN))
     assert got.tolist() == [[127, 0], [127, -128]]  # 32768 -> 127; -16384-127 -> -128
     np.testing.assert_array_equal(got, model.gemm(a, b, cfg, shift=0))
 
@@ -74,9 +74,11 @@ def test_accumulator_memory_carries_partial_sums_across_commands(rounding: Round
     b = FMT.random_operands(rng, (12, 5))
     cmd = {"shift": 5, "rounding": rounding, "seed": 4}
     expected = model.gemm(a, b, cfg, **cmd)
-    got, _ = run_gemm(ForwardEngine(cfg), a, b, k_chunks=3, stall=0.3, stall_seed=2, **cmd)
+    got, _ = run_gemm(
+        ForwardEngine(cfg), a, b, GemmCommand(**cmd), k_chunks=3, stall=0.3, stall_seed=2
+    )
     np.testing.assert_array_equal(got, expected)
-    whole, _ = run_gemm(ForwardEngine(cfg), a, b, **cmd)
+    whole, _ = run_gemm(ForwardEngine(cfg), a, b, GemmCommand(**cmd))
     np.testing.assert_array_equal(whole, expected)
 
 
@@ -85,7 +87,7 @@ def test_rounding_bias_wider_than_a_narrow_accumulator(rounding: Rounding) -> No
     cfg = EngineConfig(1, 1, FixedFormat(8, 4, 16))  # shift 20 > acc_width: bias up to 2**19
     a, b = np.array([[-1], [-128]]), np.array([[1, 127]])
     for shift in (15, 16, 20, 31):
-        got, _ = run_gemm(ForwardEngine(cfg), a, b, shift=shift, rounding=rounding, seed=3)
+        got, _ = run_gemm(ForwardEngine(cfg), a, b, GemmCommand(shift, rounding, seed=3))
         np.testing.assert_array_equal(
             got, model.gemm(a, b, cfg, shift=shift, rounding=rounding, seed=3)
         )

@@ -69,7 +69,7 @@ def _run(sim: str, verilog: str, tmp: Path) -> dict[str, str]:
         env = None
     else:
         from sim.tools import SimulatorNotFound, tool_env, verilator_root
-        from sim.verilator_driver import VERILATOR_FLAGS
+        from sim.verilator_build import VERILATOR_FLAGS
 
         try:
             verilator = str(verilator_root() / "bin" / "verilator")

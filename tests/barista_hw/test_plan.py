@@ -4,11 +4,11 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from barista_base.errors import InputError
 from barista_hw import model
 from barista_hw.accelerator import Accelerator
+from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, EngineConfig, Pass
 from barista_hw.numfmt import FixedFormat
 from barista_hw.plan import (
@@ -20,8 +20,8 @@ from barista_hw.plan import (
     simulate_chunks,
     tiling,
 )
-from barista_hw.schedule import block_seed, pack_a, pack_b, schedule_gemm
-from sim.beats import assemble
+from barista_hw.schedule import schedule_gemm
+from sim.pysim import run_accelerator
 
 FMT = FixedFormat(8, 4, 24)
 
@@ -63,95 +63,12 @@ def test_bad_layers_are_named() -> None:
 
 
 def _measure(cfg: AcceleratorConfig, a: np.ndarray, b: np.ndarray, images: int) -> int:
-    """Cycles of the double-buffered host of the plan's docstring, on the RTL in pysim.
-
-    Writes go in one per cycle as soon as the last chunk that read the target
-    buffer half has finished; a command is offered with its last write. Checks the
-    result against the model as well.
-    """
-    R, C = cfg.engine.rows, cfg.engine.cols
-    m, kt = a.shape
-    n = b.shape[1]
-    chunks = schedule_gemm(cfg, m, kt // images, n, images)
-    half, readers = [1, 1], [[None, None], [None, None]]
-    writes, counts = [], []
-    for i, c in enumerate(chunks):
-        count = 0
-        for sel, flag, base in ((0, c.write_a, c.a_base), (1, c.write_b, c.b_base)):
-            if not flag:
-                continue
-            half[sel] ^= 1
-            dep = readers[sel][half[sel]]
-            if sel == 0:
-                words = pack_a(a[c.m0 : c.m1, c.kt0 : c.kt1], R)
-            else:
-                words = pack_b(b[c.kt0 : c.kt1, c.n0 : c.n1], C)
-            for j, word in enumerate(words.tolist()):
-                writes.append((i, sel, base + j, word + [0] * (max(R, C) - len(word)), dep))
-                count += 1
-        readers[0][half[0]] = readers[1][half[1]] = i
-        counts.append(count)
-    acc = Accelerator(cfg)
-    done: dict[int, int] = {}
-    result = np.zeros((m, n), dtype=np.int64)
-    cmd_extra = {}
-
-    async def host(ctx) -> None:  # noqa: ANN001
-        t = wi = ci = 0
-        running, beats, written = None, [], [0] * len(chunks)
-        ctx.set(acc.o.ready, 1)
-        while ci < len(chunks) or running is not None:
-            wv = wi < len(writes) and (writes[wi][4] is None or writes[wi][4] in done)
-            if wv:
-                _, sel, addr, word, _ = writes[wi]
-                ctx.set(acc.wr.payload, {"sel": sel, "addr": addr, "data": word})
-                written[writes[wi][0]] += 1
-            ctx.set(acc.wr.valid, wv)
-            cv = running is None and ci < len(chunks) and written[ci] == counts[ci]
-            if cv:
-                c = chunks[ci]
-                if cfg.engine.acc_depth:
-                    cmd_extra.update(acc_first=c.acc_first, acc_last=c.acc_last)
-                ctx.set(
-                    acc.cmd.payload,
-                    {
-                        "m": c.m,
-                        "k": c.k,
-                        "n": c.n,
-                        "images": c.images,
-                        "shift": 3,
-                        "rounding": 0,
-                        "seed": block_seed(5, c.block),
-                        "a_base": c.a_base,
-                        "b_base": c.b_base,
-                        **cmd_extra,
-                    },
-                )
-            ctx.set(acc.cmd.valid, cv)
-            await ctx.delay(1e-10)
-            accepted = cv and ctx.get(acc.cmd.ready)
-            if ctx.get(acc.o.valid):
-                beats.append([int(x) for x in ctx.get(acc.o.payload).data])
-            await ctx.tick()
-            t += 1
-            wi += wv
-            if accepted:
-                running, ci = ci, ci + 1
-            elif running is not None and not ctx.get(acc.busy):
-                done[running] = t
-                c = chunks[running]
-                if c.acc_last:
-                    result[c.m0 : c.m1, c.n0 : c.n1] = assemble(beats, c.m, c.n, R, C)
-                running, beats = None, []
-
-    sim = Simulator(acc)
-    sim.add_clock(1e-8)
-    sim.add_testbench(host)
-    sim.run()
-    np.testing.assert_array_equal(
-        result, model.gemm_on_accelerator(a, b, cfg, images=images, shift=3, rounding=0, seed=5)
-    )
-    return done[len(chunks) - 1]
+    """Cycles of the double-buffered host of the plan's docstring (the overlap host of
+    barista_hw.host), on the RTL in pysim. Checks the result against the model as well."""
+    cmd = GemmCommand(shift=3, rounding=0, seed=5, images=images)
+    run = run_accelerator(Accelerator(cfg), a, b, cmd, host="overlap")
+    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, cfg, cmd))
+    return run.cycles
 
 
 @pytest.mark.parametrize(

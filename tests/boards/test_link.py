@@ -15,11 +15,12 @@ from amaranth.sim import Simulator
 
 from barista_base.errors import InputError
 from barista_hw import model
-from barista_hw.accelerator import Accelerator
+from barista_hw.accelerator import Accelerator, run_layout
+from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.presets import get_preset
-from barista_hw.schedule import block_seed, pack_a, pack_b, schedule_gemm
+from barista_hw.schedule import pack_a, pack_b, schedule_gemm
 from boards import protocol as P
 from boards.link import HostLink, connect_accelerator, crc16_step
 
@@ -147,11 +148,8 @@ def test_link_gateware_protocol_cases() -> None:
     chunks = schedule_gemm(cfg, 3, 5, 6)
     assert len(chunks) == 1  # the tiny buffers take this GEMM in one command
     c = chunks[0]
-    run = {
-        "m": 3, "k": 5, "n": 6, "images": 1, "shift": 6, "rounding": int(Rounding.STOCHASTIC),
-        "seed": block_seed(9, 0), "acc_first": 1, "acc_last": 1,
-        "a_base": c.a_base, "b_base": c.b_base,
-    }  # fmt: skip
+    cmd = GemmCommand(shift=6, rounding=Rounding.STOCHASTIC, seed=9)
+    run = cmd.chunk(c).fields(run_layout(cfg))
     answers: list[bytes] = []
     commands = [0]
 
@@ -220,7 +218,7 @@ def test_link_gateware_protocol_cases() -> None:
     beats = P.unpack_lanes(r[0] + r[1] + r[3] + r[4], 2, 8, geo.beat_bytes)
     idx = model.output_beats(3, 6, 2, 2)
     got = beats[idx, np.arange(6)[None, :] % 2]
-    want = model.gemm_on_accelerator(a, b, cfg, shift=6, rounding=Rounding.STOCHASTIC, seed=9)
+    want = model.gemm_on_accelerator(a, b, cfg, cmd)
     np.testing.assert_array_equal(got, want)
 
 
@@ -271,10 +269,9 @@ def test_lenet_passes_on_simulated_board(sim_board_available: None) -> None:
             for i, (label, m, k, n, images) in enumerate(_lenet_passes()):
                 a, b = _operands(rng, m, k * images, n)
                 rounding = (Rounding.NEAREST_EVEN, Rounding.STOCHASTIC)[i % 2]
-                run = link.gemm(a, b, images=images, shift=9, rounding=rounding, seed=11 + i)
-                want = model.gemm_on_accelerator(
-                    a, b, LINK_CFG, images=images, shift=9, rounding=rounding, seed=11 + i
-                )
+                cmd = GemmCommand(shift=9, rounding=rounding, seed=11 + i, images=images)
+                run = link.gemm(a, b, cmd)
+                want = model.gemm_on_accelerator(a, b, LINK_CFG, cmd)
                 np.testing.assert_array_equal(run.result, want, err_msg=label)
                 assert run.cycles >= -(-m // 4) * -(-n // 4) * k * images, label
             assert link.stats.retries == 0
@@ -292,10 +289,9 @@ def test_bit_errors_both_directions_are_recovered(sim_board_available: None) -> 
     with SimulatedBoard(LINK_CFG, divisor=SIM_DIVISOR, seed=7, **faults) as board:
         with BoardLink(board.url, LINK_CFG, timeout=0.3, retries=20, max_words=64) as link:
             for seed in range(3):
-                run = link.gemm(a, b, shift=8, rounding=Rounding.STOCHASTIC, seed=seed)
-                want = model.gemm_on_accelerator(
-                    a, b, LINK_CFG, shift=8, rounding=Rounding.STOCHASTIC, seed=seed
-                )
+                cmd = GemmCommand(shift=8, rounding=Rounding.STOCHASTIC, seed=seed)
+                run = link.gemm(a, b, cmd)
+                want = model.gemm_on_accelerator(a, b, LINK_CFG, cmd)
                 np.testing.assert_array_equal(run.result, want)
             stats = link.stats
     # the bridge injected faults in both directions and the host had to recover from them

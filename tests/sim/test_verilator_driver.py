@@ -18,15 +18,19 @@ import pytest
 
 from barista_base.errors import InputError
 from barista_hw import model, plan
-from barista_hw.accelerator import FEED_LATENCY, Accelerator, run_layout, write_layout
+from barista_hw.accelerator import FEED_LATENCY, Accelerator
+from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, EngineConfig
-from barista_hw.engine import FIRST_TAKE, output_layout
+from barista_hw.engine import FIRST_TAKE
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.schedule import schedule_gemm
 from sim import verilator_driver as vd
 from sim.beats import assemble
 from sim.pysim import run_accelerator
 from sim.tools import SimulatorNotFound, simulator_version
+from sim.verilator_build import MARKER, entry_ok, sha256_file
+from sim.verilator_ports import PortLayout
+from sim.verilator_program import make_program
 
 FMT = FixedFormat(8, 4, 24)
 CFG = AcceleratorConfig(EngineConfig(2, 3, FMT, acc_depth=8), a_depth=16, b_depth=16)
@@ -50,30 +54,15 @@ def _operands(m: int, k: int, n: int, images: int, seed: int = 0) -> tuple[np.nd
     return FMT.random_operands(rng, (m, k * images)), FMT.random_operands(rng, (k * images, n))
 
 
-def test_port_layout_follows_the_amaranth_layouts() -> None:
-    lay = vd.PortLayout.from_config(CFG)
-    run = {name: (f.offset, f.width) for name, f in run_layout(CFG)}
-    assert [(n, o, w) for n, (o, w) in run.items()] == list(lay.cmd_fields)
-    wr = {name: (f.offset, f.width) for name, f in write_layout(CFG)}
-    assert lay.wr_sel == wr["sel"] and lay.wr_addr == wr["addr"] and lay.wr_data == wr["data"][0]
-    out = {name: (f.offset, f.width) for name, f in output_layout(CFG.engine)}
-    assert lay.o_last == out["last"][0] == 3 * FMT.width
-    header = lay.header("accel")
-    assert "#define BS_WR_VALID wr___05Fvalid" in header
-    assert f"#define BS_CMD_FIELDS {len(run)}" in header
-    offsets = ", ".join(str(o) for o, _ in run.values())
-    assert f"BS_CMD_OFF[BS_CMD_FIELDS] = {{{offsets}}};" in header
-
-
 @pytest.mark.parametrize("rounding", list(Rounding))
 @pytest.mark.parametrize("m, k, n, images", CASES)
 def test_results_are_the_model_bit_for_bit(
     vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int, rounding: Rounding
 ) -> None:
     a, b = _operands(m, k, n, images)
-    cmd = {"shift": 5, "rounding": rounding, "seed": 17 + m}
-    run = vsim.run_gemm(a, b, images=images, **cmd)
-    want = model.gemm_on_accelerator(a, b, CFG, images=images, **cmd)
+    cmd = GemmCommand(shift=5, rounding=rounding, seed=17 + m, images=images)
+    run = vsim.run_gemm(a, b, cmd)
+    want = model.gemm_on_accelerator(a, b, CFG, cmd)
     np.testing.assert_array_equal(run.result, want)
     assert run.out_beats == m * -(-n // CFG.engine.cols)
 
@@ -90,9 +79,9 @@ def test_stalls_change_cycles_not_bits(
     vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int
 ) -> None:
     a, b = _operands(m, k, n, images, seed=3)
-    cmd = {"shift": 4, "rounding": Rounding.STOCHASTIC, "seed": 5}
-    calm = vsim.run_gemm(a, b, images=images, **cmd)
-    rough = vsim.run_gemm(a, b, images=images, o_stall=0.4, wr_gap=0.3, stall_seed=9, **cmd)
+    cmd = GemmCommand(shift=4, rounding=Rounding.STOCHASTIC, seed=5, images=images)
+    calm = vsim.run_gemm(a, b, cmd)
+    rough = vsim.run_gemm(a, b, cmd, o_stall=0.4, wr_gap=0.3, stall_seed=9)
     np.testing.assert_array_equal(rough.result, calm.result)
     assert rough.cycles > calm.cycles
 
@@ -102,7 +91,7 @@ def test_assembly_matches_sim_beats(vsim: vd.VerilatedAccelerator) -> None:
     fed the beats in the engine's documented order (tiles row-major, valid rows each)."""
     m, k, n = 3, 2, 5  # one block of 2 x 2 tiles, partial in both directions
     a, b = _operands(m, k, n, 1, seed=4)
-    prog = vd.make_program(CFG, a, b, shift=3, rounding=Rounding.FLOOR)
+    prog = make_program(CFG, a, b, GemmCommand(shift=3, rounding=Rounding.FLOOR))
     assert len(prog.chunks) == 1
     run = vsim.run_program(prog)
     q = model.gemm(a, b, CFG.engine, shift=3, rounding=Rounding.FLOOR)
@@ -126,14 +115,15 @@ def test_cycles_equal_pysim_with_the_same_host(
     each command's acceptance to ``busy`` low, which is ``engine_cycles`` here; the whole
     serial program adds one cycle per write beat and one per command handshake."""
     a, b = _operands(m, k, n, images, seed=5)
-    cmd = {"shift": 5, "rounding": Rounding.STOCHASTIC, "seed": 2}
-    got, pysim_cycles = run_accelerator(Accelerator(CFG), a, b, images=images, **cmd)
-    serial = vsim.run_gemm(a, b, images=images, host="serial", **cmd)
+    cmd = GemmCommand(shift=5, rounding=Rounding.STOCHASTIC, seed=2, images=images)
+    pysim = run_accelerator(Accelerator(CFG), a, b, cmd, host="serial")
+    got, pysim_cycles = pysim.result, pysim.engine_cycles
+    serial = vsim.run_gemm(a, b, cmd, host="serial")
     np.testing.assert_array_equal(serial.result, got)
     assert serial.engine_cycles == pysim_cycles
     n_chunks = len(schedule_gemm(CFG, m, k, n, images))
     assert serial.cycles == serial.write_beats + n_chunks + serial.engine_cycles
-    overlap = vsim.run_gemm(a, b, images=images, **cmd)
+    overlap = vsim.run_gemm(a, b, cmd)
     assert overlap.engine_cycles == pysim_cycles  # per-command cycles do not depend on the host
     assert overlap.cycles < serial.cycles
 
@@ -143,7 +133,7 @@ def test_overlapped_host_is_the_plan_cycle_model(
     vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int
 ) -> None:
     a, b = _operands(m, k, n, images, seed=6)
-    run = vsim.run_gemm(a, b, images=images, shift=2, rounding=Rounding.NEAREST_EVEN)
+    run = vsim.run_gemm(a, b, GemmCommand(shift=2, rounding=Rounding.NEAREST_EVEN, images=images))
     predicted = plan.simulate_chunks(CFG, schedule_gemm(CFG, m, k, n, images))
     assert run.cycles == predicted["cycles"]
     assert run.engine_cycles == predicted["engine_cycles"]
@@ -152,7 +142,7 @@ def test_overlapped_host_is_the_plan_cycle_model(
 
 def test_double_buffering_overlaps_writes_with_commands(vsim: vd.VerilatedAccelerator) -> None:
     a, b = _operands(5, 6, 9, 1, seed=7)
-    run = vsim.run_gemm(a, b, shift=2, rounding=Rounding.FLOOR)
+    run = vsim.run_gemm(a, b, GemmCommand(shift=2, rounding=Rounding.FLOOR))
     # Some command is accepted before the previous one finished its writes... i.e. the
     # accept of chunk i+1 follows chunk i's done by one edge: the writes were hidden.
     gaps = run.chunk_accept[1:] - run.chunk_done[:-1]
@@ -163,17 +153,17 @@ def test_double_buffering_overlaps_writes_with_commands(vsim: vd.VerilatedAccele
 def test_cycle_budget_overrun_raises_timeout(vsim: vd.VerilatedAccelerator) -> None:
     a, b = _operands(5, 6, 9, 1)
     with pytest.raises(vd.SimulationTimeout, match=r"conv9, forward.*budget.*chunk 1 of"):
-        vsim.run_gemm(a, b, shift=2, rounding=0, margin=0.2, label="conv9, forward")
+        vsim.run_gemm(a, b, GemmCommand(shift=2), margin=0.2, label="conv9, forward")
     # The next pass starts from a fresh model and is right again.
-    run = vsim.run_gemm(a, b, shift=2, rounding=0)
-    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, shift=2))
+    run = vsim.run_gemm(a, b, GemmCommand(shift=2))
+    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, GemmCommand(2)))
 
 
 def test_result_stream_never_ready_is_a_timeout_not_a_hang(vsim: vd.VerilatedAccelerator) -> None:
     a, b = _operands(3, 4, 4, 1)
     t0 = time.monotonic()
     with pytest.raises(vd.SimulationTimeout, match="ip1"):
-        vsim.run_gemm(a, b, shift=2, rounding=0, o_stall=1.0, label="ip1")
+        vsim.run_gemm(a, b, GemmCommand(shift=2), o_stall=1.0, label="ip1")
     assert time.monotonic() - t0 < 30
 
 
@@ -181,7 +171,7 @@ def test_more_beats_than_the_schedule_expects_is_a_protocol_error(
     vsim: vd.VerilatedAccelerator,
 ) -> None:
     a, b = _operands(5, 6, 9, 1)
-    prog = vd.make_program(CFG, a, b, shift=2, rounding=0)
+    prog = make_program(CFG, a, b, GemmCommand(shift=2))
     prog.expect = prog.expect.copy()
     prog.expect[0] -= 1
     with pytest.raises(vd.ProtocolError, match=r"L/gradient.*chunk 0 emitted more"):
@@ -190,7 +180,7 @@ def test_more_beats_than_the_schedule_expects_is_a_protocol_error(
 
 def test_fewer_beats_than_expected_is_a_protocol_error(vsim: vd.VerilatedAccelerator) -> None:
     a, b = _operands(2, 11, 3, 1)
-    prog = vd.make_program(CFG, a, b, shift=2, rounding=0)
+    prog = make_program(CFG, a, b, GemmCommand(shift=2))
     first = next(i for i, c in enumerate(prog.chunks) if not c.acc_last)
     prog.expect = prog.expect.copy()
     prog.expect[first] = 1  # a partial-sum chunk emits nothing
@@ -201,19 +191,19 @@ def test_fewer_beats_than_expected_is_a_protocol_error(vsim: vd.VerilatedAcceler
 def test_simulator_fatal_raises_and_the_model_recovers(vsim: vd.VerilatedAccelerator) -> None:
     a, b = _operands(5, 4, 7, 1)
     with pytest.raises(vd.SimulatorCrash, match=r"conv2/backward.*injected fatal"):
-        vsim.run_gemm(a, b, shift=1, rounding=0, fatal_at=20, label="conv2/backward")
-    run = vsim.run_gemm(a, b, shift=1, rounding=0)
-    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, shift=1))
+        vsim.run_gemm(a, b, GemmCommand(shift=1), fatal_at=20, label="conv2/backward")
+    run = vsim.run_gemm(a, b, GemmCommand(shift=1))
+    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, GemmCommand(1)))
 
 
 def test_bad_host_and_misfit_fields_are_input_errors(vsim: vd.VerilatedAccelerator) -> None:
     a, b = _operands(2, 3, 2, 1)
     with pytest.raises(InputError, match="host"):
-        vd.make_program(CFG, a, b, shift=1, rounding=0, host="eager")
+        make_program(CFG, a, b, GemmCommand(shift=1), host="eager")
     with pytest.raises(InputError, match="seed"):
-        vd.make_program(CFG, a, b, shift=1, rounding=0, seed=1 << 40)
+        make_program(CFG, a, b, GemmCommand(shift=1, seed=1 << 40))
     with pytest.raises(InputError, match="trace"):
-        vsim.run_gemm(a, b, shift=1, rounding=0, trace="x.fst")
+        vsim.run_gemm(a, b, GemmCommand(shift=1), trace="x.fst")
 
 
 def test_second_build_is_a_cache_hit(vsim: vd.VerilatedAccelerator) -> None:
@@ -222,7 +212,7 @@ def test_second_build_is_a_cache_hit(vsim: vd.VerilatedAccelerator) -> None:
     assert time.monotonic() - t0 < 10
     assert again.build.path == vsim.build.path
     verilog, top = vd.accelerator_verilog(CFG)
-    lay = vd.PortLayout.from_config(CFG)
+    lay = PortLayout.from_config(CFG)
     key = vd.build_library(verilog, top, lay).key
     assert key == vsim.build.key
     assert vd.build_entry(verilog + "\n// changed\n", top, lay).name != vsim.build.path.parent.name
@@ -234,14 +224,14 @@ def _corrupt_copy(vsim: vd.VerilatedAccelerator, root: Path) -> Path:
     entry = root / vsim.build.path.parent.name
     shutil.copytree(vsim.build.path.parent, entry)
     lib = entry / vd.LIBRARY
-    assert vd._entry_ok(entry)
+    assert entry_ok(entry)
     lib.write_bytes(lib.read_bytes()[:1000])  # truncated: the hash no longer matches
-    assert not vd._entry_ok(entry)
+    assert not entry_ok(entry)
     lib.write_bytes(b"not a shared library")
-    marker = json.loads((entry / vd.MARKER).read_text())
-    marker["sha256"] = vd._sha256_file(lib)
-    (entry / vd.MARKER).write_text(json.dumps(marker))
-    assert vd._entry_ok(entry)
+    marker = json.loads((entry / MARKER).read_text())
+    marker["sha256"] = sha256_file(lib)
+    (entry / MARKER).write_text(json.dumps(marker))
+    assert entry_ok(entry)
     return entry
 
 
@@ -258,10 +248,11 @@ def test_corrupt_cache_entries_are_rebuilt(vsim: vd.VerilatedAccelerator, tmp_pa
     entry = _corrupt_copy(vsim, tmp_path)
     shutil.copytree(vd.cache_root() / "verilog", tmp_path / "verilog")  # the same Verilog text
     rebuilt = vd.simulator(CFG, root=tmp_path)
-    assert rebuilt.build.path == entry / vd.LIBRARY and vd._entry_ok(entry)
+    assert rebuilt.build.path == entry / vd.LIBRARY and entry_ok(entry)
     a, b = _operands(5, 6, 9, 1)
-    run = rebuilt.run_gemm(a, b, shift=3, rounding=Rounding.STOCHASTIC, seed=1)
-    want = model.gemm_on_accelerator(a, b, CFG, shift=3, rounding=Rounding.STOCHASTIC, seed=1)
+    cmd = GemmCommand(shift=3, rounding=Rounding.STOCHASTIC, seed=1)
+    run = rebuilt.run_gemm(a, b, cmd)
+    want = model.gemm_on_accelerator(a, b, CFG, cmd)
     np.testing.assert_array_equal(run.result, want)
     assert not list(tmp_path.glob(".*"))  # no temporary or discarded directories left
 
@@ -277,8 +268,8 @@ def test_fst_trace_of_one_pass(tmp_path: Path) -> None:
     traced = vd.simulator(CFG, trace=True)
     a, b = _operands(5, 4, 7, 1)
     path = tmp_path / "pass.fst"
-    run = traced.run_gemm(a, b, shift=2, rounding=0, trace=path)
-    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, shift=2))
+    run = traced.run_gemm(a, b, GemmCommand(shift=2), trace=path)
+    np.testing.assert_array_equal(run.result, model.gemm_on_accelerator(a, b, CFG, GemmCommand(2)))
     assert path.stat().st_size > 100 and path.read_bytes()[:1] == b"\x00"  # FST header block
 
 
@@ -295,7 +286,7 @@ def test_engine_cycles_equal_the_cocotb_suite(vsim: vd.VerilatedAccelerator, sim
         a, b = _operands(m, k, n, images, seed=i)
         cmd = {"shift": 3, "rounding": Rounding.STOCHASTIC, "seed": 11 + i}
         assert len(schedule_gemm(CFG, m, k, n, images)) == 1
-        runs.append(vsim.run_gemm(a, b, images=images, **cmd))
+        runs.append(vsim.run_gemm(a, b, GemmCommand(**cmd, images=images)))
         expected = model.gemm(a, b, CFG.engine, **cmd)
         cases.append(GemmCase(f"c{i}", a, b, images=images, expected=expected, **cmd))
     # The gradient engine with this config is the accelerator's engine (batched commands).
