@@ -1,4 +1,5 @@
-"""The house rules of imports: dependencies point down, and no module imports itself back.
+"""The house rules of imports: dependencies point down, no module imports itself back, and
+tests use public names only.
 
 ``barista`` (the application) sits on top and may import every library;
 ``caffe_bridge`` is a pure Caffe runtime; ``barista_hw`` is the hardware at the
@@ -125,3 +126,33 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def _private_uses(path: Path) -> Iterator[str]:
+    """``_name`` imported from, or looked up on, one of our modules in a test file."""
+    tree = ast.parse(path.read_text(), str(path))
+    ours: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ALLOWED:
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    yield f"{path.name}:{node.lineno} imports {node.module}.{alias.name}"
+                ours.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in ALLOWED:
+                    ours.add(alias.asname or alias.name.split(".")[0])
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ours
+        ):
+            yield f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}"
+
+
+def test_tests_use_public_names() -> None:
+    found = [use for path in sorted((ROOT / "tests").rglob("*.py")) for use in _private_uses(path)]
+    assert not found, "tests reach into private names:\n" + "\n".join(found)
