@@ -3,7 +3,7 @@
 This module knows nothing of Caffe: a :class:`GemmLayer` is a neutral description
 of a Convolution or InnerProduct layer (one GEMM per group and pass), which
 :func:`GemmLayer.workloads` turns into the three :class:`Workload` s of a training
-iteration, exactly as :class:`caffe_bridge.hw_backend.HardwareBackend` issues them:
+iteration, exactly as :class:`barista.backends.hardware.HardwareBackend` issues them:
 
 =====================  =================  ==============  ===========================
 pass                   A (M x K)          B (K x N)       command

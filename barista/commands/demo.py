@@ -96,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
         ]
     finally:
         os.chdir(cwd)
+    width = max(len(r.label) for r in runs)
     for r in runs:
         print(
-            f"   {r.label:42s} test accuracy {r.accuracy:.4f}  loss {r.loss:.4f}  "
+            f"   {r.label:{width}s}  test accuracy {r.accuracy:.4f}  loss {r.loss:.4f}  "
             f"{r.seconds_per_iteration * 1e3:.0f} ms/iter"
         )
     print(

@@ -1,7 +1,7 @@
 """The PE multiplier's forms: which one a platform gets, and the ECP5 DSP's settings.
 
 That the ECP5 form computes the same bits on the same cycles as the generic one is
-shown by the cocotb engine suite (``tests/test_sim_engines.py``, designs ``*-ecp5*``).
+shown by the cocotb engine suite (``tests/sim/test_engines.py``, designs ``*-ecp5*``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The rtl backend: layer passes on the Verilated accelerator, bit for bit the golden model.
 
-Uses the small accelerator of tests/test_sim_verilator_driver.py (same build, cached).
+Uses the small accelerator of tests/sim/test_verilator_driver.py (same build, cached).
 """
 
 from __future__ import annotations
