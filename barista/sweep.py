@@ -41,17 +41,20 @@ def train_and_test(
     backend_options: dict[str, Any] | None = None,
     test_batches: int | None = None,
     label: str | None = None,
+    seed: int | None = None,
 ) -> RunResult:
     """Train ``iterations`` steps from the solver file, then test once with test net 0.
 
     Paths in the solver file are relative to the current directory, as in Caffe.
     Intermediate tests are skipped (they would only cost time); ``test_batches``
-    overrides the solver's ``test_iter``.
+    overrides the solver's ``test_iter``, ``seed`` its ``random_seed`` (a run with a
+    seed is repeatable to the bit).
     """
     solver = get_solver(
         solver_path,
         backend=backend_factory(backend, **(backend_options or {})),
         max_iter=iterations,
+        random_seed=seed,
         log=lambda _line: None,
     )
     solver.param.test_interval = 0

@@ -5,10 +5,15 @@
 2. writes the digits data set in Caffe's format beside the unmodified LeNet
    example (``barista data digits``);
 3. sizes an accelerator for LeNet on a board target and writes its Verilog and
-   manifest to ``rtl_out/lenet`` (``barista generate``);
+   manifest (``barista generate``);
 4. trains LeNet with float32 GEMMs and with the bit-exact hardware arithmetic
    (``--format``, default :data:`barista_hw.numfmt.DEFAULT_FORMAT`) for the same
-   iterations and compares test accuracy (``barista train --backend cpu|golden``).
+   iterations from the same seed, and compares test accuracy (``barista train
+   --backend cpu|golden``).
+
+Everything it writes goes under one work directory (``--work``, default
+``barista-demo`` in the current directory): the data, ``rtl_out/demo`` and
+``rtl_out/lenet``. The same seed gives the same figures.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from barista_hw.numfmt import DEFAULT_FORMAT
     from barista_hw.targets import DEFAULT_TARGET
 
-    parser.add_argument("--work", default="barista-demo", help="work directory (data, snapshots)")
+    parser.add_argument(
+        "--work", default="barista-demo", help="directory for everything the demo writes"
+    )
     parser.add_argument("--iterations", type=int, default=300, help="training iterations per run")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of both training runs")
     parser.add_argument(
         "--format", default=DEFAULT_FORMAT.name, help="number format of the hardware run"
     )
@@ -50,16 +58,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.iterations < 1:
         raise InputError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
     start = time.perf_counter()
-    print("== 1/4 engines: generate and cosimulate against the bit-exact model")
-    rtl_out = Path("rtl_out").resolve()
+    work = Path(args.work).resolve()
+    rtl_out = work / "rtl_out"
+    print(f"== 1/4 engines: generate into {rtl_out / 'demo'} and cosimulate against the model")
     status = demo_engines.run(
         argparse.Namespace(
             sim=args.sim, array=DEFAULT_ARRAY, format=args.format, out=str(rtl_out / "demo")
         )
     )
 
-    work = Path(args.work).resolve()
     print(f"\n== 2/4 data: digits in Caffe's LMDB format under {work}")
     if (work / "examples" / "mnist" / "mnist_train_lmdb").exists():
         print("   (already there)")
@@ -77,13 +87,17 @@ def run(args: argparse.Namespace) -> int:
         write_rtl_dir(design, rtl_out / "lenet")
         print(design.summary, end="")
 
-        print(f"\n== 4/4 training LeNet for {args.iterations} iterations, float32 vs {args.format}")
+        print(
+            f"\n== 4/4 training LeNet for {args.iterations} iterations from seed {args.seed}, "
+            f"float32 vs {args.format}"
+        )
         runs = [
             train_and_test(
                 "examples/mnist/lenet_solver.prototxt",
                 iterations=args.iterations,
                 test_batches=4,
                 label="float32 (cpu)",
+                seed=args.seed,
             ),
             train_and_test(
                 "examples/mnist/lenet_solver.prototxt",
@@ -92,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 backend="golden",
                 backend_options={"fmt": args.format},
                 label=f"{args.format} (golden, bit-exact hardware model)",
+                seed=args.seed,
             ),
         ]
     finally:
@@ -105,5 +120,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"\ndemo done in {time.perf_counter() - start:.0f} s; engines "
         + ("bit-exact" if status == 0 else "MISMATCHED")
+        + f"; everything it wrote is under {work}"
     )
     return status

@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--iterations", type=int, metavar="N", help="train to N iterations (overrides max_iter)"
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="random seed (overrides random_seed; a seeded run repeats to the bit)",
+    )
+    parser.add_argument(
         "--plot",
         metavar="FILE.png",
         help="write the loss/accuracy curves to this PNG when training ends",
@@ -87,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         backend=backend_factory(backend, **options),
         weights=weights,
         max_iter=args.iterations,
+        random_seed=args.seed,
         log=log,
     )
     log(

@@ -49,7 +49,7 @@ def get_solver(param: str | os.PathLike[str] | caffe_pb2.SolverParameter, **opti
     """Build the solver the file's ``type`` names (pycaffe's ``caffe.get_solver``).
 
     ``options`` are :class:`Solver`'s keyword options (``backend``,
-    ``backend_options``, ``weights``, ``max_iter``, ``log``).
+    ``weights``, ``max_iter``, ``random_seed``, ``log``).
     """
     if isinstance(param, caffe_pb2.SolverParameter):
         from .params import SolverFile, upgrade_solver_param

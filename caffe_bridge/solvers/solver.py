@@ -81,8 +81,8 @@ class Solver:
     Options: ``backend`` (a :class:`GemmBackend` that every net shares, or a
     :data:`BackendFactory` called once per net; default :class:`CpuBackend`),
     ``weights`` (``.caffemodel`` files to fine-tune from, Caffe's ``--weights``),
-    ``max_iter`` (overrides the file's) and ``log`` (a callable taking each
-    Caffe-style log line; by default the ``caffe_bridge.solver`` logger).
+    ``max_iter`` and ``random_seed`` (override the file's), and ``log`` (a callable
+    taking each Caffe-style log line; by default the ``caffe_bridge.solver`` logger).
     """
 
     type_name: ClassVar[str] = ""
@@ -95,6 +95,7 @@ class Solver:
         backend: GemmBackend | BackendFactory | None = None,
         weights: Sequence[str] = (),
         max_iter: int | None = None,
+        random_seed: int | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         if isinstance(param, caffe_pb2.SolverParameter):
@@ -109,6 +110,10 @@ class Solver:
             if max_iter < 0:
                 raise InputError(f"iterations must be >= 0, got {max_iter}")
             param.max_iter = int(max_iter)
+        if random_seed is not None:
+            if random_seed < 0:
+                raise InputError(f"random seed must be >= 0, got {random_seed}")
+            param.random_seed = int(random_seed)
         check_solver_param(param, src)
         self.log: Callable[[str], None] = log or _logger.info
         if self.type_name and param.type != self.type_name:
