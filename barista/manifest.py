@@ -21,16 +21,20 @@ configuration is read once, there, and handed to the backend as an
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from barista_base.cache import atomic_directory
+from barista_base.cache import atomic_directory, cache_dir
 from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
-from barista_hw.generate import Design, Port
+from barista_hw.generate import Design, Port, generate, module_name
+from barista_hw.plan import GemmLayer
+from barista_hw.rtl import SOURCE_HASH
 from boards.report import REPORT, BuildReport
 
 MANIFEST_VERSION = 1
@@ -223,6 +227,25 @@ class AcceleratorFiles:
 
     def __str__(self) -> str:
         return str(self.path)
+
+
+def cached_rtl_dir(
+    layers: Sequence[GemmLayer], *, name: str, target: str, fmt: str | None = None
+) -> tuple[AcceleratorFiles, bool]:
+    """The RTL directory ``barista generate`` would write for ``layers`` on ``target``, kept
+    in the cache (``accelerators/``) under a hash of everything that chooses the design;
+    (its files, whether it was generated now)."""
+    key = hashlib.sha256(
+        json.dumps(
+            [[layer.to_dict() for layer in layers], name, target, fmt, SOURCE_HASH],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:20]
+    entry = cache_dir("accelerators") / f"{module_name(name)}-{key}"
+    made = not (entry / MANIFEST_NAME).is_file()
+    if made:
+        write_rtl_dir(generate(layers, target=target, fmt=fmt, name=name), entry)
+    return load_accelerator(entry), made
 
 
 def _first_module(text: str, path: Path) -> str:

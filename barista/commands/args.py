@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from barista_base.errors import InputError
+
+if TYPE_CHECKING:
+    from barista_hw.plan import GemmLayer
+
+    from ..manifest import AcceleratorFiles
 from barista_hw.numfmt import DEFAULT_FORMAT
 
 
@@ -74,7 +80,14 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         "--accelerator",
         metavar="DIR",
         help="rtl_out/<net> written by `barista generate` (or a `barista build` directory): "
-        "the accelerator the rtl and board backends run and whose schedule golden follows",
+        "the accelerator the rtl and board backends run and whose schedule golden follows; "
+        "without it, rtl and board run the design `barista generate` would choose",
+    )
+    parser.add_argument(
+        "--target",
+        metavar="BOARD",
+        help="rtl and board backends without --accelerator: the board target the design is "
+        "chosen for (default: barista generate's)",
     )
     parser.add_argument(
         "--port",
@@ -95,11 +108,20 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+def backend_options(
+    args: argparse.Namespace,
+    backend: str,
+    net: Callable[[], tuple[str, list[GemmLayer]]] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Keyword options for :func:`barista.backends.get_backend` from the CLI flags.
 
     ``--accelerator`` is read here, once (:func:`barista.manifest.load_accelerator`),
     and every hardware backend gets the same :class:`~barista.manifest.AcceleratorFiles`.
+    Without it, the rtl and board backends run the accelerator ``barista generate``
+    would write for the net (``net()``: its name and GEMM layers) on ``--target``,
+    generated once into the cache (:func:`barista.manifest.cached_rtl_dir`); ``log``
+    says where.
     """
     options: dict[str, Any] = {}
     if args.format:
@@ -115,20 +137,20 @@ def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     accelerator = getattr(args, "accelerator", None)
     port = getattr(args, "port", None)
     if backend == "board":
-        if not (accelerator and port):
-            raise InputError("--backend board needs --port DEV and --accelerator DIR")
+        if not port:
+            raise InputError("--backend board needs --port DEV (and the board's --accelerator)")
         options["port"] = port
     elif port:
         raise InputError("--port applies to --backend board only")
-    elif backend == "rtl" and not accelerator:
-        raise InputError(
-            "--backend rtl needs --accelerator rtl_out/<net> (write it with "
-            "`barista generate NET.prototxt -o rtl_out/<net>`)"
-        )
+    target = getattr(args, "target", None)
+    if target and (accelerator or backend not in ("rtl", "board")):
+        raise InputError("--target applies to the rtl and board backends without --accelerator")
     if accelerator:
         from ..manifest import load_accelerator
 
         options["accelerator"] = load_accelerator(accelerator)
+    elif backend in ("rtl", "board") and net is not None:
+        options["accelerator"] = _generated(net, target, options.pop("fmt", None), log)
     for flag in ("rtl_layers", "trace"):
         if getattr(args, flag, None) and backend != "rtl":
             raise InputError(f"--{flag.replace('_', '-')} applies to --backend rtl only")
@@ -142,3 +164,24 @@ def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
             )
         options["trace"] = (parts[0], parts[1], int(parts[2]))
     return options
+
+
+def _generated(
+    net: Callable[[], tuple[str, list[GemmLayer]]],
+    target: str | None,
+    fmt: str | None,
+    log: Callable[[str], None],
+) -> AcceleratorFiles:
+    """The accelerator ``barista generate`` would write for the net, from the cache."""
+    from barista_hw.targets import DEFAULT_TARGET
+
+    from ..manifest import cached_rtl_dir
+
+    name, layers = net()
+    files, made = cached_rtl_dir(layers, name=name, target=target or DEFAULT_TARGET, fmt=fmt)
+    where = f"for {name} on {target or DEFAULT_TARGET}"
+    if made:
+        log(f"Generated the accelerator {where} into {files.path.parent}")
+    else:
+        log(f"Using the accelerator generated earlier {where}: {files.path.parent}")
+    return files

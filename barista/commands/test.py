@@ -56,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.iterations < 1:
         raise InputError(f"--iterations must be >= 1, got {args.iterations}")
-    backend_name = args.backend or "cpu"
-    options = backend_options(args, backend_name)
     from barista.backends import get_backend
+
+    from .generate import load_layers
+
+    backend_name = args.backend or "cpu"
+    options = backend_options(args, backend_name, lambda: load_layers(args.model, {}))
 
     backend = get_backend(backend_name, **options)
     weights = [w for w in args.weights.split(",") if w]

@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _shown(key: str, value: Any, args: argparse.Namespace) -> Any:
     """An option as the user gave it (the accelerator by its directory, not its fields)."""
-    return args.accelerator if key == "accelerator" else value
+    if key == "accelerator":
+        return args.accelerator or value.path.parent
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,13 +72,14 @@ def run(args: argparse.Namespace) -> int:
     from barista.backends import backend_factory
     from caffe_bridge.plot import parse_log, plot_training
     from caffe_bridge.proto import caffe_pb2
-    from caffe_bridge.solvers import TrainingDiverged, get_solver, read_solver_param
+    from caffe_bridge.solvers import TrainingDiverged, get_solver, read_solver_param, train_net
+
+    from ..backends.plan import gemm_layers
 
     param, _ = read_solver_param(args.solver)
     backend = args.backend
     if backend is None:
         backend = "golden" if param.solver_mode == caffe_pb2.SolverParameter.FPGA else "cpu"
-    options = backend_options(args, backend)
     if args.iterations is not None and args.iterations < 0:
         raise InputError(f"--iterations must be >= 0, got {args.iterations}")
     weights = [w for w in (args.weights or "").split(",") if w]
@@ -87,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         lines.append(line)
         tqdm.write(line, file=sys.stdout)
         sys.stdout.flush()
+
+    def net() -> tuple[str, list]:
+        train = train_net(args.solver)
+        return train.name or "net", gemm_layers(train)
+
+    options = backend_options(args, backend, net, log)
 
     solver = get_solver(
         args.solver,

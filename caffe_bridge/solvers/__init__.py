@@ -15,7 +15,7 @@ from typing import Any
 from ..proto import caffe_pb2
 from .params import LR_POLICIES, SOLVER_TYPES, learning_rate, read_solver_param
 from .snapshot import RESUME_FIELD
-from .solver import Solver, TrainingDiverged
+from .solver import Solver, TrainingDiverged, train_net
 from .updates import (
     SOLVER_CLASSES,
     AdaDeltaSolver,
@@ -42,6 +42,7 @@ __all__ = [
     "get_solver",
     "learning_rate",
     "read_solver_param",
+    "train_net",
 ]
 
 

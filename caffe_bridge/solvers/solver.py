@@ -66,6 +66,82 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in a resume record")
 
 
+def read_net_file(
+    source: SolverFile, field: str, path: str
+) -> tuple[caffe_pb2.NetParameter, str]:
+    """The parameters of the net file a solver field names (for its ``state``), and its path."""
+    if not os.path.isfile(path):
+        hint = ""
+        beside = Path(source.path).parent / path if source.path else None
+        if beside is not None and beside.is_file():
+            hint = f"; there is one at {beside}, relative to the solver file"
+        raise source.error(
+            field,
+            f"net file {path!r} not found (paths in a solver file are relative to the "
+            f"current directory, {os.getcwd()}{hint})",
+        )
+    from ..io import read_net
+
+    return read_net(path), path
+
+
+def train_net_source(
+    param: caffe_pb2.SolverParameter, source: SolverFile
+) -> tuple[caffe_pb2.NetParameter, caffe_pb2.NetState, str | None]:
+    """Where a solver's training net comes from, as Caffe chooses it: (parameters, state,
+    file path or None for an inline net)."""
+    path = None
+    if param.HasField("train_net_param"):
+        net_param = param.train_net_param
+    elif param.HasField("train_net"):
+        net_param, path = read_net_file(source, "train_net", param.train_net)
+    elif param.HasField("net_param"):
+        net_param = param.net_param
+    else:
+        net_param, path = read_net_file(source, "net", param.net)
+    # Solver default (TRAIN) < the net's own state < train_state, as in Caffe.
+    state = caffe_pb2.NetState(phase=caffe_pb2.TRAIN)
+    state.MergeFrom(net_param.state)
+    state.MergeFrom(param.train_state)
+    return net_param, state, path
+
+
+def build_net(
+    net_param: caffe_pb2.NetParameter,
+    state: caffe_pb2.NetState,
+    path: str | None = None,
+    *,
+    backend: GemmBackend | None = None,
+    seed: int | None = None,
+) -> Net:
+    """A net in ``state``: from its file when there is one (errors then name the file and
+    line), else from the message."""
+    from ..net import Net
+
+    phase = "TRAIN" if state.phase == caffe_pb2.TRAIN else "TEST"
+    # Net adds `stages` to the model's own; pass only the ones the solver adds.
+    own = len(net_param.state.stage) if path is not None else 0
+    if path is None:
+        net_param = caffe_pb2.NetParameter.FromString(net_param.SerializeToString())
+        net_param.ClearField("state")
+    return Net(
+        path if path is not None else net_param,
+        phase,
+        level=state.level,
+        stages=tuple(state.stage)[own:],
+        backend=backend,
+        seed=seed,
+    )
+
+
+def train_net(param: str | os.PathLike[str]) -> Net:
+    """The training net of a solver file, as the solver builds it (float32 backend, seed 0):
+    for looking at the net (its layers, shapes) without training it."""
+    solver_param, source = read_solver_param(param)
+    net_param, state, path = train_net_source(solver_param, source)
+    return build_net(net_param, state, path, seed=0)
+
+
 def derive_seed(seed: int, stream: int) -> int:
     """An independent 63-bit seed per net from the solver's ``random_seed``."""
     return int(
@@ -164,20 +240,7 @@ class Solver:
         return backend.for_test_nets() if test else backend
 
     def _read_net_file(self, field: str, path: str) -> tuple[caffe_pb2.NetParameter, str]:
-        """The net file's parameters (for its ``state``) and its path."""
-        if not os.path.isfile(path):
-            hint = ""
-            beside = Path(self.source.path).parent / path if self.source.path else None
-            if beside is not None and beside.is_file():
-                hint = f"; there is one at {beside}, relative to the solver file"
-            raise self.source.error(
-                field,
-                f"net file {path!r} not found (paths in a solver file are relative to the "
-                f"current directory, {os.getcwd()}{hint})",
-            )
-        from ..io import read_net
-
-        return read_net(path), path
+        return read_net_file(self.source, field, path)
 
     def _make_net(
         self,
@@ -186,40 +249,12 @@ class Solver:
         seed: int,
         path: str | None = None,
     ) -> Any:
-        """Build a net in ``state``: from its file when there is one (errors then name the
-        file and line), else from the message."""
-        from ..net import Net
-
-        phase = "TRAIN" if state.phase == caffe_pb2.TRAIN else "TEST"
-        # Net adds `stages` to the model's own; pass only the ones the solver adds.
-        own = len(net_param.state.stage) if path is not None else 0
-        if path is None:
-            net_param = caffe_pb2.NetParameter.FromString(net_param.SerializeToString())
-            net_param.ClearField("state")
-        return Net(
-            path if path is not None else net_param,
-            phase,
-            level=state.level,
-            stages=tuple(state.stage)[own:],
-            backend=self._new_backend(test=phase == "TEST"),
-            seed=seed,
-        )
+        phase_test = state.phase == caffe_pb2.TEST
+        backend = self._new_backend(test=phase_test)
+        return build_net(net_param, state, path, backend=backend, seed=seed)
 
     def _init_train_net(self) -> Any:
-        p = self.param
-        path = None
-        if p.HasField("train_net_param"):
-            net_param = p.train_net_param
-        elif p.HasField("train_net"):
-            net_param, path = self._read_net_file("train_net", p.train_net)
-        elif p.HasField("net_param"):
-            net_param = p.net_param
-        else:
-            net_param, path = self._read_net_file("net", p.net)
-        # Solver default (TRAIN) < the net's own state < train_state, as in Caffe.
-        state = caffe_pb2.NetState(phase=caffe_pb2.TRAIN)
-        state.MergeFrom(net_param.state)
-        state.MergeFrom(p.train_state)
+        net_param, state, path = train_net_source(self.param, self.source)
         return self._make_net(net_param, state, derive_seed(self.seed, 0), path)
 
     def _init_test_nets(self) -> list[Any]:

@@ -339,3 +339,28 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
         full.stdout[full.stdout.index(tail) :].split("Snapshotting")[0]
         == (resumed.stdout[resumed.stdout.index(tail) :].split("Snapshotting")[0])
     )
+
+
+@pytest.mark.slow
+def test_rtl_backend_without_accelerator_generates_one_into_the_cache(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BARISTA_CACHE", str(tmp_path / "cache"))
+    _setup(tmp_path, max_iter=1, test_interval=0, display=1)
+    argv = ["--solver", "solver.prototxt", "--backend", "rtl", "--target", "icebreaker"]
+    assert _main(train_cmd, argv) == 0
+    first = capsys.readouterr().out
+    entries = list((tmp_path / "cache" / "accelerators").iterdir())
+    assert len(entries) == 1 and (entries[0] / "manifest.json").is_file()
+    assert f"Generated the accelerator for TinyNet on icebreaker into {entries[0]}" in first
+    assert f"Using the rtl backend (accelerator={entries[0]})" in first
+    assert _main(train_cmd, argv) == 0
+    again = capsys.readouterr().out
+    assert (
+        f"Using the accelerator generated earlier for TinyNet on icebreaker: {entries[0]}" in again
+    )
+    loss = [line for line in first.splitlines() if "loss =" in line]
+    assert loss and loss == [line for line in again.splitlines() if "loss =" in line]
+    assert _main(train_cmd, [*argv[:3], "golden", "--target", "icebreaker"]) == 2
+    assert "--target applies to the rtl and board backends" in capsys.readouterr().err
