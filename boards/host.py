@@ -120,7 +120,7 @@ class BoardLink:
         baudrate: int = DEFAULT_BAUD,
         timeout: float = 0.5,
         retries: int = 8,
-        max_words: int = 256,
+        max_words: int = P.MAX_WORDS,
         check_ident: bool = True,
     ) -> None:
         if timeout <= 0 or retries < 0 or max_words < 1:
@@ -278,7 +278,7 @@ class BoardLink:
     def read(self, beats: int) -> np.ndarray:
         """The ``beats`` result beats of the current chunk: ``(beats, cols)`` int64."""
         out = []
-        step = min(self.max_words, self.geo.result_depth, 0xFFFF // self.geo.beat_bytes)
+        step = self.geo.read_step(self.max_words)
         for s in range(0, beats, step):
             n = min(step, beats - s)
             data = self.request(P.Type.READ, s, n)

@@ -92,6 +92,8 @@ RSP_HEADER = 8
 ADDR_BITS = 24
 COUNT_BITS = 16
 IDLE_BYTE_TIMES = 64  # inter-byte silence (in byte times) after which a request is dropped
+MAX_WORDS = 256  # buffer words / result beats a host puts in one frame (a retry resends one)
+BITS_PER_BYTE = 10  # on the line: start bit, 8 data bits, stop bit
 IDENT_LEN = 4 + 1 + 8 + 2 + 3
 STATUS_LEN = 1 + 5 + 3
 CYCLE_BYTES = 5
@@ -115,6 +117,16 @@ class Code(enum.IntEnum):
     ACK = 0x00
     NAK_CRC = 0x01
     NAK_BAD = 0x02
+
+
+def request_bytes(payload: int) -> int:
+    """Bytes of a request frame with ``payload`` payload bytes (header, payload, CRCs)."""
+    return REQ_HEADER + (payload + 2 if payload else 0)
+
+
+def response_bytes(payload: int) -> int:
+    """Bytes of a response frame with ``payload`` payload bytes."""
+    return RSP_HEADER + (payload + 2 if payload else 0)
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -182,6 +194,10 @@ class LinkGeometry:
         if t == Type.RUN:
             return self.run_bytes
         return 0
+
+    def read_step(self, max_words: int = MAX_WORDS) -> int:
+        """Result beats one READ may ask for: a frame's worth, within the ring and LEN."""
+        return min(max_words, self.result_depth, 0xFFFF // self.beat_bytes)
 
     def pack_run(self, fields: dict[str, int]) -> bytes:
         """The RUN payload of an accelerator command (every field of ``run_layout``)."""

@@ -29,6 +29,8 @@ from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, Pass
 from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.schedule import schedule_gemm
+from boards.protocol import BITS_PER_BYTE, DEFAULT_BAUD
+from boards.traffic import gemm_traffic
 from caffe_bridge.backend import GemmBackend
 
 from ..manifest import AcceleratorFiles
@@ -47,6 +49,7 @@ class PassCycles:
     last_cycles: int = 0
     last_macs: int = 0
     last_engine_cycles: int = 0
+    last_link_bytes: int = 0  # what the board's UART host link would carry for the pass
     total_cycles: int = 0
     total_macs: int = 0
     wall_seconds: float = 0.0  # time inside the simulator, all calls
@@ -69,8 +72,15 @@ class CycleReport:
 
     @property
     def seconds_per_iteration(self) -> float:
-        """Projected time per iteration at ``config.clock_mhz`` (GEMMs back to back)."""
+        """Projected time per iteration at ``config.clock_mhz`` (GEMMs back to back), with
+        one buffer word per cycle from the host: the array alone."""
         return self.cycles_per_iteration / (self.config.clock_mhz * 1e6)
+
+    def link_seconds_per_iteration(self, baud: int = DEFAULT_BAUD) -> float:
+        """Time per iteration end to end when the host drives the accelerator over the
+        board's UART link at ``baud`` (:mod:`boards.traffic`)."""
+        link = sum(p.last_link_bytes for p in self.passes) * BITS_PER_BYTE / baud
+        return self.seconds_per_iteration + link
 
     def utilisation(self, p: PassCycles | None = None) -> float:
         """Useful MACs / (PEs x cycles) of one pass, or of the whole iteration."""
@@ -110,6 +120,11 @@ class CycleReport:
         lines.append(
             f"{'iteration':<34}{self.cycles_per_iteration:>12,}{self.utilisation():>9.1%}"
             f"{self.seconds_per_iteration * 1e3:>10.3f}ms"
+        )
+        lines.append(
+            "times above: the array alone, one buffer word per cycle from the host; end to "
+            f"end over the UART host link at {DEFAULT_BAUD:,} baud: "
+            f"{self.link_seconds_per_iteration():.1f} s per iteration"
         )
         return "\n".join(lines)
 
@@ -269,7 +284,9 @@ class RtlBackend(HardwareBackend):
             cycles = engine = _model_cycles(self.accelerator, m, kt // images, n, images)
         if rec.iteration != self.iteration:
             rec.iteration = self.iteration
-            rec.last_cycles = rec.last_macs = rec.last_engine_cycles = 0
+            rec.last_cycles = rec.last_macs = rec.last_engine_cycles = rec.last_link_bytes = 0
+        assert self.accelerator is not None
+        rec.last_link_bytes += gemm_traffic(self.accelerator, m, kt // images, n, images).bytes
         macs = m * kt * n
         rec.source = source
         rec.calls += 1

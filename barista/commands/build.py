@@ -57,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from barista_hw.generate import generate, module_name
+    from barista_hw.plan import plan_net
     from boards.build import build_board
     from boards.platforms import get_board
+    from boards.traffic import describe
 
     from ..manifest import load_accelerator, write_rtl_dir
 
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         cfg, board, out=out, baud=args.baud, timeout=args.timeout, progress=args.verbose
     )
     print(report.summary())
+    if report.fmax:  # routed: the iteration at the clock the design reached
+        fmax = min(f["achieved_mhz"] for f in report.fmax.values())
+        print(describe(plan_net(cfg, layers), baud=args.baud, mhz=min(fmax, cfg.clock_mhz)))
     print(f"wrote {out / 'report.json'}")
     if not report.ok:
         msg = "; ".join(report.messages) or report.status

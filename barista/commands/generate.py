@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate and print the summary."""
     from barista_hw.generate import generate, module_name
     from barista_hw.targets import DEFAULT_TARGET, Budget
+    from boards.traffic import describe
 
     from ..manifest import write_rtl_dir
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.preset:
         print(_pareto(manifest.design["dse"]))
     print(design.summary, end="")
+    print(describe(design.plan))
     print(f"wrote {out}/accelerator.v, manifest.json, summary.txt")
     return 0
 

@@ -131,6 +131,8 @@ def test_cycle_report_counts_the_last_iteration() -> None:
     )
     text = str(report)
     assert "conv1" in text and "gradient" in text and "iteration" in text
+    assert "end to end over the UART host link" in text
+    assert report.link_seconds_per_iteration() > report.seconds_per_iteration
 
 
 def test_registered_and_options_checked(tmp_path: Path) -> None:

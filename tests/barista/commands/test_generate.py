@@ -64,7 +64,11 @@ def test_project_lenet(extra, tmp_path, monkeypatch, capsys) -> None:
     conv2 = m["layers"][1]
     assert (conv2["m"], conv2["k"], conv2["p"], conv2["batch"]) == (50, 500, 64, 64)
     assert m["iteration"]["pe_utilisation"] >= (0.8 if not extra else 0.5)
-    assert "one TRAIN iteration (batch 64)" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "one TRAIN iteration (batch 64)" in out_text
+    # The array's own figure and the end-to-end one over the host link, each labelled.
+    assert "array alone (one buffer word per cycle):" in out_text
+    assert "end to end over the UART host link at 1,000,000 baud:" in out_text
 
 
 def test_gemm_layers_of_grouped_and_fc_nets() -> None:
