@@ -66,9 +66,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in a resume record")
 
 
-def read_net_file(
-    source: SolverFile, field: str, path: str
-) -> tuple[caffe_pb2.NetParameter, str]:
+def read_net_file(source: SolverFile, field: str, path: str) -> tuple[caffe_pb2.NetParameter, str]:
     """The parameters of the net file a solver field names (for its ``state``), and its path."""
     if not os.path.isfile(path):
         hint = ""
