@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from barista.cli import main
+from caffe_bridge.datasets import example_dir
 
 NET = """
 name: "tiny"
@@ -48,11 +49,11 @@ def test_info_json(tiny, capsys):
     assert by["loss"]["top_shapes"] == [[]]
 
 
-def test_info_table_and_data_shapes(tiny, tmp_path, capsys, shared_dir):
+def test_info_table_and_data_shapes(tiny, tmp_path, capsys):
     assert main(["info", str(tiny)]) == 0
     out = capsys.readouterr().out
     assert "conv" in out and "2x4x4x4" in out and "total" in out
-    lenet = shared_dir / "caffe-models/mnist/lenet_train_test.prototxt"
+    lenet = example_dir("mnist") / "lenet_train_test.prototxt"
     args = ["info", str(lenet), "--phase", "TEST", "--json"]
     assert main([*args, "--data-shape", "data=10,1,28,28", "--data-shape", "label=10"]) == 0
     by = {layer["name"]: layer for layer in json.loads(capsys.readouterr().out)["layers"]}

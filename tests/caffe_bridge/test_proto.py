@@ -66,10 +66,11 @@ def test_defaults_and_enums():
     assert caffe_pb2.DataParameter().backend == caffe_pb2.DataParameter.LEVELDB
 
 
-def test_shared_solver_files_parse(shared_dir):
+def test_example_solver_files_parse():
+    from caffe_bridge.datasets import example_dir
     from caffe_bridge.io import read_solver
 
-    files = sorted((shared_dir / "caffe-models").glob("*/*solver*.prototxt"))
+    files = sorted(example_dir("mnist").parent.glob("*/*solver*.prototxt"))
     assert files
     for path in files:
         solver = read_solver(path)
