@@ -18,7 +18,7 @@ reads exactly the images the uninterrupted one would have.
 
 At setup the list is parsed and checked (every line has an integer label, every
 listed file exists: all of them for lists up to ``FULL_CHECK_LINES`` lines, else the
-first batch) and the first image is decoded, so a bad list fails when the net is
+first ``batch_size`` listed) and the first image is decoded, so a bad list fails when the net is
 built, naming the list file and line.
 """
 

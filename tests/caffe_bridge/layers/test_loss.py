@@ -3,8 +3,10 @@
 Cases follow BVLC/caffe's test_softmax_layer.cpp, test_softmax_with_loss_layer.cpp
 (the ignore-label identity: summing the losses with each label ignored in turn gives
 (classes - 1) times the full loss), test_sigmoid_cross_entropy_loss_layer.cpp (its
-reference cross-entropy), test_euclidean_loss_layer.cpp, test_hinge_loss_layer.cpp and
-test_accuracy_layer.cpp (its counting reference, and the per-class top).
+reference cross-entropy), test_euclidean_loss_layer.cpp, test_hinge_loss_layer.cpp,
+test_multinomial_logistic_loss_layer.cpp, test_infogain_loss_layer.cpp (its reference
+loss and softmax top), test_contrastive_loss_layer.cpp (its reference losses, current and
+legacy) and test_accuracy_layer.cpp (its counting reference, and the per-class top).
 """
 
 import numpy as np

@@ -1,6 +1,7 @@
 """Element-wise neuron layers with Caffe's semantics.
 
-Cases follow BVLC/caffe's test_neuron_layer.cpp and test_power_layer.cpp: forward
+Cases follow BVLC/caffe's test_neuron_layer.cpp (including ELU and BNLL),
+test_threshold_layer.cpp and test_power_layer.cpp: forward
 against the closed-form reference, gradients against finite differences (Caffe's
 GradientChecker settings), in-place runs against out-of-place ones.
 """

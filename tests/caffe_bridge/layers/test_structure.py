@@ -1,8 +1,10 @@
-"""Split, Concat, Slice, Eltwise, Flatten, Reshape, Silence and ArgMax with Caffe's semantics.
+"""Split, Concat, Slice, Crop, Tile, Eltwise, Reduction, Flatten, Reshape, Silence and ArgMax
+with Caffe's semantics.
 
 Shapes and cases follow BVLC/caffe's test_split_layer.cpp, test_concat_layer.cpp,
-test_slice_layer.cpp, test_eltwise_layer.cpp, test_flatten_layer.cpp,
-test_reshape_layer.cpp and test_argmax_layer.cpp.
+test_slice_layer.cpp, test_crop_layer.cpp, test_tile_layer.cpp, test_eltwise_layer.cpp,
+test_reduction_layer.cpp, test_flatten_layer.cpp, test_reshape_layer.cpp and
+test_argmax_layer.cpp.
 """
 
 import numpy as np

@@ -1,7 +1,8 @@
-"""Convolution, InnerProduct and Pooling with Caffe's semantics.
+"""Convolution, Deconvolution, InnerProduct, Embed, Pooling and SPP with Caffe's semantics.
 
-Expected values come from BVLC/caffe's test_pooling_layer.cpp and
-test_convolution_layer.cpp; conv results are also checked against an einsum
+Expected values come from BVLC/caffe's test_pooling_layer.cpp,
+test_convolution_layer.cpp, test_deconvolution_layer.cpp, test_embed_layer.cpp and
+test_spp_layer.cpp; conv results are also checked against an einsum
 reference, and every layer's gradients against finite differences.
 """
 
