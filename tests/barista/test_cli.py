@@ -63,6 +63,23 @@ def test_info_table_and_data_shapes(tiny, tmp_path, capsys):
     assert "accuracy" in by
 
 
+def test_info_counts_deconvolution_macs(tmp_path, capsys):
+    # A Deconvolution's forward is a convolution's backward-data GEMM: per bottom element,
+    # num_output/group * kh * kw multiply-accumulates.
+    net = tmp_path / "up.prototxt"
+    net.write_text(
+        'name: "up" layer { name: "in" type: "Input" top: "data" '
+        "input_param { shape { dim: 2 dim: 6 dim: 5 dim: 4 } } } "
+        'layer { name: "up" type: "Deconvolution" bottom: "data" top: "up" '
+        "convolution_param { num_output: 4 kernel_size: 3 stride: 2 group: 2 } }"
+    )
+    assert main(["info", str(net), "--json"]) == 0
+    by = {layer["name"]: layer for layer in json.loads(capsys.readouterr().out)["layers"]}
+    assert by["up"]["top_shapes"] == [[2, 4, 11, 9]]
+    assert by["up"]["macs"] == (2 * 6 * 5 * 4) * (2 * 3 * 3)
+    assert by["up"]["params"] == 6 * 2 * 3 * 3 + 4
+
+
 def test_errors_exit_2_with_one_line(tiny, tmp_path, capsys):
     missing = tmp_path / "missing.prototxt"
     missing.write_text(NET.replace("tiny_lmdb", "nowhere_lmdb"))
