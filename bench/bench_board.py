@@ -1,9 +1,9 @@
 """Benchmark of a real board build: LeNet's accelerator on ULX3S 85F with the YoWASP tools.
 
 Run from the repository: ``python bench/bench_board.py [--mhz 75] [--batch 64]
-[--timeout SECONDS] [--depth WORDS] [--array RxC] [--b-chain]``. Plans LeNet (examples/mnist, else
-../shared/caffe-models/mnist) for ULX3S 85F exactly as ``barista generate`` does (the
-design-space exploration; ``--depth`` and ``--array`` override its buffer depth and
+[--timeout SECONDS] [--depth WORDS] [--array RxC] [--b-chain]``. Plans LeNet
+(examples/mnist) for ULX3S 85F exactly as ``barista generate`` does (the design-space
+exploration; ``--depth`` and ``--array`` override its buffer depth and
 array shape), builds the board top (accelerator + UART host link) with ``--mhz``
 asked of nextpnr (default :data:`ASK_MHZ`; the Fmax reported is the one reached) and
 prints, as text and JSON
@@ -34,13 +34,7 @@ TARGET_MULT_SHARE = 0.75
 
 
 def _lenet() -> Path:
-    for p in (
-        REPO / "examples" / "mnist" / "lenet_train_test.prototxt",
-        REPO.parent / "shared" / "caffe-models" / "mnist" / "lenet_train_test.prototxt",
-    ):
-        if p.is_file():
-            return p
-    raise SystemExit("no LeNet prototxt (examples/mnist or ../shared/caffe-models/mnist)")
+    return REPO / "examples" / "mnist" / "lenet_train_test.prototxt"
 
 
 def main() -> int:

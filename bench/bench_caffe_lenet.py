@@ -26,18 +26,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SHARED = ROOT.parent / "shared" / "caffe-models" / "mnist" / "lenet_train_test.prototxt"
-LOCAL = [
-    ROOT / "caffe_bridge" / "examples" / "mnist" / "lenet_train_test.prototxt",
-    ROOT / "examples" / "mnist" / "lenet_train_test.prototxt",
-]
-
 
 def find_prototxt() -> Path:
-    for path in [SHARED, *LOCAL]:
-        if path.exists():
-            return path
-    raise SystemExit(f"LeNet prototxt not found (looked for {SHARED} and {LOCAL})")
+    """The project's copy of BVLC's LeNet (examples/mnist)."""
+    from caffe_bridge.datasets import example_dir
+
+    return example_dir("mnist") / "lenet_train_test.prototxt"
 
 
 def build_ours(path: Path, batch: int):

@@ -2,7 +2,7 @@
 
 Run from the repository: ``python bench/bench_generate.py``. Prints the wall time
 of ``barista generate`` for LeNet (examples/mnist) and CaffeNet
-(../shared/caffe-models/bvlc_reference_caffenet, skipped when absent) on ULX3S 85F,
+(examples/bvlc_reference_caffenet) on ULX3S 85F,
 and the modelled PE utilisation of every layer pass of LeNet and cifar10_quick on
 ULX3S 85F with the whole-iteration figure (target: >= 80%, transfers included).
 """
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "caffe-models"
+EXAMPLES = REPO / "examples"
 TARGET_UTIL = 0.80
 
 
@@ -59,18 +59,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = _generate(lenet, ["data=64,1,28,28", "label=64"], Path(tmp) / "lenet")
         print(f"\nbarista generate LeNet: {t:.1f} s wall")
-        caffenet = SHARED / "bvlc_reference_caffenet" / "train_val.prototxt"
-        if caffenet.is_file():
-            t = _generate(caffenet, ["data=256,3,227,227", "label=256"], Path(tmp) / "caffenet")
-            print(f"\nbarista generate CaffeNet: {t:.1f} s wall")
-        else:
-            print(f"CaffeNet skipped: {caffenet} absent")
+        caffenet = EXAMPLES / "bvlc_reference_caffenet" / "train_val.prototxt"
+        t = _generate(caffenet, ["data=256,3,227,227", "label=256"], Path(tmp) / "caffenet")
+        print(f"\nbarista generate CaffeNet: {t:.1f} s wall")
     _utilisation("LeNet", lenet, {"data": (64, 1, 28, 28), "label": (64,)})
-    quick = SHARED / "cifar10" / "cifar10_quick_train_test.prototxt"
-    if quick.is_file():
-        _utilisation("cifar10_quick", quick, {"data": (100, 3, 32, 32), "label": (100,)})
-    else:
-        print(f"cifar10_quick skipped: {quick} absent")
+    quick = EXAMPLES / "cifar10" / "cifar10_quick_train_test.prototxt"
+    _utilisation("cifar10_quick", quick, {"data": (100, 3, 32, 32), "label": (100,)})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The GEMM backend interface: where Convolution and InnerProduct hand their matrix products.
 
-Every Convolution and InnerProduct layer computes its three passes through one
-:class:`GemmBackend`, so the hardware backends (bit-exact model, Verilated RTL,
-board) slot in without touching layer code:
+Every Convolution, Deconvolution and InnerProduct layer computes its three passes
+through one :class:`GemmBackend`, so the hardware backends (bit-exact model, Verilated
+RTL, board) slot in without touching layer code:
 
 * forward:         ``Y[b] = W @ X[b]``           W (M, K), X (B, K, N) -> (B, M, N)
 * backward-data:   ``dX[b] = W.T @ dY[b]``       W (M, K), dY (B, M, N) -> (B, K, N)
@@ -13,7 +13,10 @@ For a convolution (one group), ``M`` is the number of output channels, ``K`` is
 pixels; ``X`` is the im2col matrix of each image.  An InnerProduct layer is the
 same with ``B = 1`` and the batch folded into ``N`` (``X`` is the transposed
 input).  The weight-gradient pass returns the gradient summed over the batch;
-the layer adds it to the parameter's ``diff`` (Caffe accumulates).
+the layer adds it to the parameter's ``diff`` (Caffe accumulates). A Deconvolution is
+a convolution run backwards: its forward is the backward-data pass (then col2im), its
+bottom gradient the forward pass on the top gradient's im2col, and its weight gradient
+the weight-gradient pass with the bottom in the place of ``dY``.
 
 Besides the three passes, a backend has the hooks the solver and the training loop
 call (:meth:`GemmBackend.prepare`, :meth:`~GemmBackend.begin_iteration`,

@@ -19,6 +19,8 @@ import numpy as np
 from barista_base.cache import atomic_directory
 from barista_base.errors import InputError
 
+from .transform import bilinear_matrix
+
 # MNIST's geometry: the digit is normalised into a 20x20 box inside a 28x28 image.
 MNIST_SIZE = 28
 DIGIT_BOX = 20
@@ -67,26 +69,6 @@ def example_dir(name: str = "mnist") -> Path:
         f"{here.parent / 'examples' / name} and {here / 'examples' / name}); "
         f"is the installation complete?"
     )
-
-
-def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """The ``(n_out, n_in)`` matrix of 1-D bilinear resampling with pixel-centre alignment.
-
-    Applied on both axes (``A @ img @ A.T``) it resizes a whole stack of images in
-    one ``einsum``; edge pixels are replicated, as in the usual image resizers.
-    """
-    if n_in < 1 or n_out < 1:
-        raise ValueError(f"sizes must be positive, got {n_in} -> {n_out}")
-    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
-    src = np.clip(src, 0.0, n_in - 1)
-    lo = np.floor(src).astype(np.intp)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = src - lo
-    mat = np.zeros((n_out, n_in))
-    rows = np.arange(n_out)
-    np.add.at(mat, (rows, lo), 1.0 - frac)
-    np.add.at(mat, (rows, hi), frac)
-    return mat
 
 
 def mnist_like(images: np.ndarray, max_value: float) -> np.ndarray:

@@ -6,7 +6,8 @@ from ``mean_file`` (a full-size image, subtracted before cropping) or
 ``mean_value`` (one value, or one per channel).  With ``crop_size`` the crop is
 random in TRAIN and central in TEST; with ``mirror`` each image is flipped
 left-right with probability 1/2, in both phases, exactly as Caffe's
-DataTransformer does.
+DataTransformer does. :func:`resize_bilinear` is the resize of Caffe's image readers
+(OpenCV's ``INTER_LINEAR``).
 """
 
 from __future__ import annotations
@@ -122,3 +123,41 @@ class DataTransformer:
             flip = self.rng.integers(0, 2, size=n).astype(bool)
             x[flip] = x[flip, :, :, ::-1]
         out[...] = x
+
+
+def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The ``(n_out, n_in)`` matrix of 1-D bilinear resampling with pixel-centre alignment.
+
+    Applied on both axes (``A @ img @ A.T``) it resizes a whole stack of images in
+    one ``einsum``; edge pixels are replicated, as in the usual image resizers.
+    """
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"sizes must be positive, got {n_in} -> {n_out}")
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    src = np.clip(src, 0.0, n_in - 1)
+    lo = np.floor(src).astype(np.intp)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo
+    mat = np.zeros((n_out, n_in))
+    rows = np.arange(n_out)
+    np.add.at(mat, (rows, lo), 1.0 - frac)
+    np.add.at(mat, (rows, hi), frac)
+    return mat
+
+
+def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A (C, H, W) uint8 image resized to (C, ``height``, ``width``) as Caffe's
+    ``ReadImageToCVMat`` does with OpenCV's ``INTER_LINEAR``: pixel-centre alignment, edge
+    pixels replicated, no smoothing when shrinking. Computed in float64 and rounded to the
+    nearest integer, so a value may differ by one grey level from a given OpenCV build's
+    fixed-point arithmetic.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"expected a (C, H, W) image, got shape {image.shape}")
+    _, h, w = image.shape
+    if (h, w) == (height, width):
+        return image
+    rows = bilinear_matrix(h, height)
+    cols = bilinear_matrix(w, width)
+    out = rows @ image.astype(np.float64) @ cols.T
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -2,8 +2,9 @@
 
 The project is installed from a copy of its tracked files into a fresh virtual
 environment (its dependencies from this interpreter's site-packages), and ``barista
-generate`` and ``barista cosim`` run from an unrelated working directory with the cache
-in a temporary directory.
+generate``, ``barista cosim`` and ``barista data digits`` run from an unrelated working
+directory with the cache in a temporary directory. The installed copy carries the BVLC
+example nets of ``examples/`` as package data and finds them there.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def test_installed_barista_runs_from_another_directory(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     py = venv / "bin" / "python"
+    # The installed copy, not a checkout that PYTHONPATH may name.
+    env = dict(os.environ, BARISTA_CACHE=str(tmp_path / "cache"), PYTHONPATH="")
     # Dependencies come from this interpreter; the build backend as the README's install
     # gets it (pip's isolated build environment).
     subprocess.run(
@@ -63,14 +66,23 @@ def test_installed_barista_runs_from_another_directory(tmp_path: Path) -> None:
             text=True,
             check=True,
             cwd=tmp_path,
+            env=env,
         ).stdout.strip()
     )
     assert site.is_relative_to(venv), f"imported {site}, not the installed copy"
-    installed = {p: _files(site / p) for p in ("barista", "barista_hw", "sim", "boards")}
+    installed = {
+        p: _files(site / p)
+        for p in ("barista", "barista_base", "barista_hw", "caffe_bridge", "sim", "boards")
+    }
+    # The examples travel as package data, byte for byte.
+    shipped = site / "caffe_bridge" / "examples"
+    for original in sorted((ROOT / "examples").glob("*/*.prototxt")):
+        copy = shipped / original.parent.name / original.name
+        assert copy.read_bytes() == original.read_bytes(), f"{copy} is not {original}"
+    assert (shipped / "README.md").is_file()
 
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = dict(os.environ, BARISTA_CACHE=str(tmp_path / "cache"), PYTHONPATH="")
     barista = str(venv / "bin" / "barista")
 
     def run(*argv: str) -> str:
@@ -91,5 +103,12 @@ def test_installed_barista_runs_from_another_directory(tmp_path: Path) -> None:
     out = run("cosim", "--sim", "icarus", "--array", "2x2", "--format", "fx8", "--shape", "3,4,5")
     assert "matched 15/15 elements" in out
     assert (tmp_path / "cache" / "sim").is_dir()  # the build went to the cache given
+    out = run("data", "digits", "--out", "digits")
+    assert "digits" in out
+    mnist = work / "digits" / "examples" / "mnist"
+    for name in ("lenet_train_test.prototxt", "lenet_solver.prototxt", "lenet.prototxt"):
+        assert (mnist / name).read_bytes() == (shipped / "mnist" / name).read_bytes(), name
+    for lmdb in ("mnist_train_lmdb", "mnist_test_lmdb"):
+        assert (mnist / lmdb / "data.mdb").is_file(), lmdb
     for package, files in installed.items():
         assert _files(site / package) == files, f"{package} was written into"

@@ -1,13 +1,16 @@
 """Caffe net -> :class:`barista_hw.plan.GemmLayer` list: the one place that knows both sides.
 
-Every Convolution and InnerProduct layer of a (TRAIN-phase) :class:`~caffe_bridge.net.Net`
-becomes one ``GemmLayer`` per bottom/top pair, with its GEMM dimensions read from
-the weight blob and the blob shapes (so ``group``, ``axis``, ``transpose`` and the
-kernel geometry are Caffe's). Whether a layer needs its backward-data pass follows
-Caffe's ``Net::Init``: a bottom needs a gradient when a layer before it has
-learnable parameters (``lr_mult != 0``) or when ``force_backward`` is set, and
-``propagate_down: false`` turns it off; the Net's own ``bottom_need_backward`` (which
-also prunes what does not reach a loss) is used when it has one.
+Every Convolution, Deconvolution and InnerProduct layer of a (TRAIN-phase)
+:class:`~caffe_bridge.net.Net` becomes one ``GemmLayer`` per bottom/top pair, with its GEMM
+dimensions read from the weight blob and the blob shapes (so ``group``, ``axis``,
+``transpose`` and the kernel geometry are Caffe's). A Deconvolution runs a convolution's
+three GEMMs with the passes swapped, on the bottom's pixels: it is the ``conv`` layer of
+those GEMMs, whose backward-data pass (the Deconvolution's forward) always runs.
+Whether a layer needs its backward-data pass follows Caffe's ``Net::Init``: a bottom
+needs a gradient when a layer before it has learnable parameters (``lr_mult != 0``) or
+when ``force_backward`` is set, and ``propagate_down: false`` turns it off; the Net's
+own ``bottom_need_backward`` (which also prunes what does not reach a loss) is used when
+it has one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from barista_base.errors import InputError
 from barista_hw.plan import GemmLayer
 
-GEMM_TYPES = ("Convolution", "InnerProduct")
+GEMM_TYPES = ("Convolution", "Deconvolution", "InnerProduct")
 
 
 def _names(table: Any, layer: Any, index: int) -> list[str]:
@@ -82,20 +85,23 @@ def _gemm_layer(
     if weights is None:
         raise InputError(f"layer {layer.name}: no weight blob (was the net set up?)")
     bshape, tshape = net.blobs[bottom].shape, net.blobs[top].shape
-    if layer.type_name == "Convolution":
+    if layer.type_name in ("Convolution", "Deconvolution"):
         cp = layer.param.convolution_param
         axis = int(cp.axis) % len(bshape)
         group = int(cp.group)
-        num_output = int(weights[0])
+        deconv = layer.type_name == "Deconvolution"
+        # Weights are (M, K/kernel, kh, kw): M is num_output for a convolution, the bottom's
+        # channels for a deconvolution, whose GEMM columns are the bottom's pixels.
+        pixels = bshape if deconv else tshape
         return GemmLayer(
             name=name,
             kind="conv",
             batch=int(np.prod(bshape[:axis], dtype=np.int64)),
-            m=num_output // group,
+            m=int(weights[0]) // group,
             k=int(np.prod(weights[1:], dtype=np.int64)),
-            p=int(np.prod(tshape[axis + 1 :], dtype=np.int64)),
+            p=int(np.prod(pixels[axis + 1 :], dtype=np.int64)),
             group=group,
-            backward_data=backward_data,
+            backward_data=backward_data or deconv,
         )
     ip = layer.param.inner_product_param
     axis = int(ip.axis) % len(bshape)

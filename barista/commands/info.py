@@ -2,8 +2,10 @@
 
 MACs (multiply-accumulates) are counted for the GEMM layers only, for one
 forward pass of the whole batch: a Convolution computes ``top elements x K``
-with ``K = C_in/group x kernel_h x kernel_w``; an InnerProduct computes ``top
-elements x K`` with ``K`` its input dimension.  Every other layer counts 0.
+with ``K = C_in/group x kernel_h x kernel_w``; a Deconvolution, whose forward is a
+convolution's backward-data GEMM, ``bottom elements x num_output/group x kernel_h x
+kernel_w``; an InnerProduct computes ``top elements x K`` with ``K`` its input
+dimension.  Every other layer counts 0.
 Parameters count the elements of the blobs a layer owns (a blob shared by name
 is counted at its owner only).
 """
@@ -37,6 +39,9 @@ def layer_macs(net: Net, i: int) -> int:
     if layer.type_name == "Convolution":
         k = layer.blobs[0].count_range(1)  # C_in/group * kh * kw
         return int(tops[0].count) * int(k)
+    if layer.type_name == "Deconvolution":
+        k = layer.blobs[0].count_range(1)  # num_output/group * kh * kw
+        return int(net.layer_bottoms(i)[0].count) * int(k)
     if layer.type_name == "InnerProduct":
         bottom = net.layer_bottoms(i)[0]
         axis = bottom.canonical_axis(layer.param.inner_product_param.axis)

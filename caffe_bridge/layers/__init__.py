@@ -3,6 +3,7 @@
 from . import (
     data,
     hdf5_data,
+    image_data,
     input,
     loss,
     memory_data,
@@ -22,6 +23,7 @@ __all__ = [
     "register_layer",
     "data",
     "hdf5_data",
+    "image_data",
     "input",
     "memory_data",
     "loss",

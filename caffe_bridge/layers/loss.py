@@ -1,5 +1,8 @@
 """Softmax, the loss layers and Accuracy, with the arithmetic of Caffe's CPU layers.
 
+Losses: SoftmaxWithLoss, SigmoidCrossEntropyLoss, EuclideanLoss, HingeLoss,
+MultinomialLogisticLoss, InfogainLoss and ContrastiveLoss.
+
 Loss layers produce a scalar top (shape ``()``); their backward multiplies by that top's
 ``diff``, which the Net seeds with the layer's loss weight, exactly as Caffe does.
 """
@@ -8,11 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from barista_base.errors import InputError
+
 from ..blob import Blob
+from ..io import read_binaryproto
 from .base import Layer, register_layer
 
 _F32 = np.float32
 _FLT_MIN = np.finfo(np.float32).tiny
+_LOG_THRESHOLD = _F32(1e-20)  # Caffe's kLOG_THRESHOLD (loss_layer.hpp)
 
 
 def softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -318,6 +325,225 @@ class HingeLossLayer(LossLayer):
         else:
             g = np.sign(g) * _F32(lw / num)
         bottom[0].diff[...] = g.reshape(bottom[0].shape)
+
+
+def _legacy_shape(layer: Layer, blob: Blob, which: str) -> tuple[int, int, int, int]:
+    """Caffe's (num, channels, height, width) of a blob of up to 4 axes (missing axes are 1)."""
+    if blob.num_axes > 4:
+        raise layer.error(
+            f"{which} must have at most 4 axes (num, channels, height, width), got shape "
+            f"{blob.shape}"
+        )
+    shape = tuple(blob.shape) + (1,) * (4 - blob.num_axes)
+    return shape  # type: ignore[return-value]
+
+
+@register_layer("MultinomialLogisticLoss")
+class MultinomialLogisticLossLayer(LossLayer):
+    """``-sum_n log(max(p[n, label_n], 1e-20)) / N`` of probabilities ``p`` (e.g. a Softmax
+    top): bottom[0] is (N, classes...), bottom[1] one label per item. No ignore_label and
+    no normalization modes, as in Caffe."""
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        super().reshape(bottom, top)
+        _, c, h, w = _legacy_shape(self, bottom[1], "bottom[1] (the labels)")
+        if (c, h, w) != (1, 1, 1):
+            raise self.error(
+                f"needs one label per item: the labels have shape {bottom[1].shape}, expected "
+                f"({bottom[0].shape[0]},) or ({bottom[0].shape[0]}, 1, 1, 1)"
+            )
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        num = bottom[0].shape[0]
+        p = bottom[0].data.reshape(num, -1)
+        labels, _ = _labels(self, bottom[1].data.reshape(num), p.shape[1], None)
+        picked = np.maximum(p[np.arange(num), labels], _LOG_THRESHOLD)
+        self._mll_labels, self._picked = labels, picked
+        loss = -np.log(picked).sum(dtype=np.float64)
+        top[0].data[...] = _F32(loss / num)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        self._no_label_backward(propagate_down)
+        if not propagate_down[0]:
+            return
+        num = bottom[0].shape[0]
+        scale = _F32(-self._loss_weight(top) / num)
+        dx = bottom[0].diff.reshape(num, -1)
+        dx[...] = 0
+        dx[np.arange(num), self._mll_labels] = scale / self._picked
+
+
+@register_layer("InfogainLoss")
+class InfogainLossLayer(LossLayer):
+    """Infogain loss of the softmax along ``infogain_loss_param.axis``: for a label ``k`` the
+    loss is ``-sum_l H[k, l] log(max(p_l, 1e-20))``, ``H`` a (classes x classes) matrix
+    (the identity gives SoftmaxWithLoss).
+
+    ``H`` is the optional bottom[2] or the BlobProto file ``infogain_loss_param.source``.
+    ``loss_param``: ``ignore_label`` and ``normalization`` (default VALID); the legacy
+    ``normalize`` is refused, as in Caffe. An optional second top receives the softmax.
+    """
+
+    exact_bottoms = None
+    min_bottoms = 2
+    max_bottoms = 3
+    exact_tops = None
+    min_tops = 1
+    max_tops = 2
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        lp = self.param.loss_param
+        if lp.HasField("normalize"):
+            raise self.error(
+                'loss_param.normalize is deprecated for InfogainLoss: use "normalization"'
+            )
+        self.normalization = int(lp.normalization)
+        self.ignore_label = self._ignore_label()
+        self.prob = Blob()
+        self.infogain: np.ndarray | None = None
+        if len(bottom) < 3:
+            p = self.param.infogain_loss_param
+            if not p.HasField("source"):
+                raise self.error(
+                    "the infogain matrix is missing: give infogain_loss_param.source or a "
+                    "third bottom"
+                )
+            try:
+                self.infogain = read_binaryproto(p.source).astype(_F32)
+            except InputError as exc:
+                raise self.error(f"infogain_loss_param.source: {exc}") from None
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        super().reshape(bottom, top)
+        b = bottom[0]
+        self.axis = _canonical(
+            self, b, self.param.infogain_loss_param.axis, "infogain_loss_param.axis"
+        )
+        self.outer = b.count_range(0, self.axis)
+        self.inner = b.count_range(self.axis + 1)
+        if self.outer * self.inner != bottom[1].count:
+            raise self.error(
+                f"number of labels must match number of predictions: with infogain axis "
+                f"{self.axis} and prediction shape {b.shape} the label count must be "
+                f"{self.outer * self.inner}, got {bottom[1].count} (label shape "
+                f"{bottom[1].shape})"
+            )
+        self.classes = b.shape[self.axis]
+        h = self._matrix(bottom)
+        if h.size != self.classes * self.classes:
+            where = "bottom[2]" if len(bottom) > 2 else "infogain_loss_param.source"
+            raise self.error(
+                f"the infogain matrix ({where}, shape {h.shape}) must have "
+                f"{self.classes}x{self.classes} entries for {self.classes} classes"
+            )
+        self.prob.reshape_like(b)
+        if len(top) > 1:
+            top[1].reshape_like(b)
+
+    def _matrix(self, bottom: list[Blob]) -> np.ndarray:
+        return bottom[2].data if len(bottom) > 2 else self.infogain  # type: ignore[return-value]
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.prob.data[...] = softmax(bottom[0].data, self.axis)
+        h = self._matrix(bottom).reshape(self.classes, self.classes)
+        prob = self.prob.data.reshape(self.outer, self.classes, self.inner)
+        labels, valid = _labels(
+            self, bottom[1].data.reshape(self.outer, self.inner), self.classes, self.ignore_label
+        )
+        log_p = np.log(np.maximum(prob, _LOG_THRESHOLD)).astype(np.float64)
+        rows = h[labels].astype(np.float64)  # (outer, inner, classes): H[label, :]
+        per_item = np.einsum("oic,oci->oi", rows, log_p)
+        loss = -per_item[valid].sum()
+        self._infogain_labels, self._valid = labels, valid
+        self.valid_count = int(valid.sum())
+        norm = self._normalizer(self.normalization, self.outer, self.inner, self.valid_count)
+        top[0].data[...] = _F32(loss / norm)
+        if len(top) > 1:
+            top[1].share_data(self.prob)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        self._no_label_backward(propagate_down)
+        if len(propagate_down) > 2 and propagate_down[2]:
+            raise self.error("cannot backpropagate to the infogain matrix (bottom[2])")
+        if not propagate_down[0]:
+            return
+        h = self._matrix(bottom).reshape(self.classes, self.classes)
+        row_sums = h.sum(axis=1, dtype=_F32)
+        prob = self.prob.data.reshape(self.outer, self.classes, self.inner)
+        labels = self._infogain_labels
+        # prob * sum_l H[label, l] - H[label, :], zero where the label is ignored.
+        grad = prob * row_sums[labels][:, None, :] - h[labels].transpose(0, 2, 1)
+        grad *= self._valid[:, None, :]
+        norm = self._normalizer(self.normalization, self.outer, self.inner, self.valid_count)
+        scale = _F32(self._loss_weight(top) / norm)
+        bottom[0].diff[...] = (grad * scale).reshape(bottom[0].shape)
+
+
+@register_layer("ContrastiveLoss")
+class ContrastiveLossLayer(LossLayer):
+    """Hadsell et al.'s contrastive loss of feature pairs ``a``, ``b`` (N, C[, 1, 1]) with
+    similarity labels ``y`` (N[, 1, 1, 1]): ``sum(y d^2 + (1 - y) max(margin - d, 0)^2) / 2N``,
+    ``d = ||a - b||``; ``legacy_version`` uses ``max(margin - d^2, 0)``. Both feature inputs
+    get gradients; the labels get none (Caffe leaves their diff alone)."""
+
+    exact_bottoms = 3
+
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        return bottom_index != 2
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        p = self.param.contrastive_loss_param
+        self.margin = _F32(p.margin)
+        self.legacy = bool(p.legacy_version)
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        super().reshape(bottom, top)
+        n0, c0, h0, w0 = _legacy_shape(self, bottom[0], "bottom[0]")
+        _, c1, h1, w1 = _legacy_shape(self, bottom[1], "bottom[1]")
+        n2, c2, h2, w2 = _legacy_shape(self, bottom[2], "bottom[2] (the labels)")
+        if (h0, w0, h1, w1) != (1, 1, 1, 1) or c0 != c1:
+            raise self.error(
+                f"the two feature inputs must be (N, C) or (N, C, 1, 1) of the same C, got "
+                f"{bottom[0].shape} and {bottom[1].shape}"
+            )
+        if (c2, h2, w2) != (1, 1, 1) or n2 != n0:
+            raise self.error(
+                f"bottom[2] must hold one similarity label per pair ({n0},), got shape "
+                f"{bottom[2].shape}"
+            )
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        num = bottom[0].shape[0]
+        a = bottom[0].data.reshape(num, -1)
+        self._diff = a - bottom[1].data.reshape(num, -1)
+        d2 = np.einsum("nc,nc->n", self._diff, self._diff, dtype=_F32)
+        similar = bottom[2].data.reshape(num).astype(np.int64) != 0
+        if self.legacy:
+            far = np.maximum(self.margin - d2, _F32(0))
+        else:
+            far = np.maximum(self.margin - np.sqrt(d2), _F32(0)) ** 2
+        self._dist_sq, self._similar = d2, similar
+        loss = np.where(similar, d2, far).sum(dtype=np.float64)
+        top[0].data[...] = _F32(loss / num / 2)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        num = bottom[0].shape[0]
+        d2, similar = self._dist_sq, self._similar
+        if self.legacy:
+            mdist = self.margin - d2
+        else:
+            dist = np.sqrt(d2)
+            mdist = self.margin - dist
+        for i, sign in ((0, 1.0), (1, -1.0)):
+            if not propagate_down[i]:
+                continue
+            alpha = _F32(sign * self._loss_weight(top) / num)
+            if self.legacy:
+                beta = np.full(num, -alpha, dtype=_F32)
+            else:
+                beta = -alpha * mdist / (dist + _F32(1e-4))
+            coeff = np.where(similar, alpha, np.where(mdist > 0, beta, _F32(0)))
+            bottom[i].diff[...] = (coeff[:, None] * self._diff).reshape(bottom[i].shape)
 
 
 @register_layer("Accuracy")

@@ -1,9 +1,11 @@
-"""Element-wise neuron layers: ReLU, PReLU, Sigmoid, TanH, AbsVal, Power, Exp, Log, Dropout.
+"""Element-wise neuron layers: ReLU, PReLU, ELU, Sigmoid, TanH, AbsVal, BNLL, Power, Exp,
+Log, Threshold, Dropout.
 
 Each follows the arithmetic of Caffe's CPU implementation (``src/caffe/layers/*_layer.cpp``).
 Layers whose backward pass reads only the top (Sigmoid, TanH, Exp) or the sign of the input
-(ReLU, Dropout) work in place exactly as Caffe's do; PReLU, Power and Log keep a copy of the
-input when run in place so their gradients stay right (Caffe does this for PReLU only).
+(ReLU, Dropout) work in place exactly as Caffe's do; PReLU, ELU, BNLL, Power and Log keep a
+copy of the input when run in place so their gradients stay right (Caffe does this for PReLU
+only). Threshold, like Caffe's, has no gradient.
 """
 
 from __future__ import annotations
@@ -121,6 +123,31 @@ class PReLULayer(NeuronLayer):
             bottom[0].diff[...] = dy * gate
 
 
+@register_layer("ELU")
+class ELULayer(NeuronLayer):
+    """``y = max(x, 0) + alpha * (exp(min(x, 0)) - 1)`` (Clevert et al.), ``alpha`` from
+    ``elu_param`` (default 1); the gradient for ``x <= 0`` is ``alpha + y``, as in Caffe."""
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.alpha = _F32(self.param.elu_param.alpha)
+        self._bottom_copy: np.ndarray | None = None
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        x = bottom[0].data
+        if top[0] is bottom[0]:
+            self._bottom_copy = x.copy()
+        with np.errstate(under="ignore"):
+            neg = np.exp(np.minimum(x, _F32(0))) - _F32(1)
+        top[0].data[...] = np.maximum(x, _F32(0)) + self.alpha * neg
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        x = self._bottom_copy if top[0] is bottom[0] else bottom[0].data
+        gate = np.where(x > 0, _F32(1), self.alpha + top[0].data)
+        bottom[0].diff[...] = top[0].diff * gate
+
+
 @register_layer("Sigmoid")
 class SigmoidLayer(NeuronLayer):
     """``y = 1 / (1 + exp(-x))``, computed as ``0.5 * tanh(0.5 x) + 0.5`` like Caffe."""
@@ -161,6 +188,33 @@ class AbsValLayer(NeuronLayer):
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         if propagate_down[0]:
             bottom[0].diff[...] = top[0].diff * np.sign(bottom[0].data)
+
+
+@register_layer("BNLL")
+class BNLLLayer(NeuronLayer):
+    """Binomial normal log likelihood ``y = log(1 + exp(x))``, in Caffe's overflow-safe form
+    (``x + log(1 + exp(-x))`` for ``x > 0``), evaluated in double precision as Caffe's
+    ``log(1. + exp(...))`` is; the gradient ``exp(x) / (exp(x) + 1)`` clamps ``x`` at 50."""
+
+    THRESHOLD = 50.0  # Caffe's kBNLL_THRESHOLD
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self._bottom_copy: np.ndarray | None = None
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        x = bottom[0].data
+        if top[0] is bottom[0]:
+            self._bottom_copy = x.copy()
+        # Both of Caffe's branches are max(x, 0) + log(1 + exp(-|x|)).
+        xd = x.astype(np.float64)
+        top[0].data[...] = np.maximum(xd, 0.0) + np.log(1.0 + np.exp(-np.abs(xd)))
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        x = self._bottom_copy if top[0] is bottom[0] else bottom[0].data
+        e = np.exp(np.minimum(x, _F32(self.THRESHOLD))).astype(np.float64)
+        bottom[0].diff[...] = top[0].diff * (e / (e + 1.0))
 
 
 @register_layer("Power")
@@ -291,6 +345,28 @@ class LogLayer(NeuronLayer):
         if self.backward_num_scale != 1:
             g = self.backward_num_scale * g
         bottom[0].diff[...] = top[0].diff * g
+
+
+@register_layer("Threshold")
+class ThresholdLayer(NeuronLayer):
+    """``y = 1 if x > threshold else 0`` (``threshold_param.threshold``, default 0).
+
+    A step has no useful gradient and Caffe does not implement one: backward into the
+    input is an error, as in Caffe.
+    """
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.threshold = _F32(self.param.threshold_param.threshold)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        np.greater(bottom[0].data, self.threshold, out=top[0].data, casting="unsafe")
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if propagate_down[0]:
+            raise self.error(
+                "Threshold has no gradient (Caffe does not implement its backward); set "
+                "propagate_down: false or keep it off the path to the loss"
+            )
 
 
 @register_layer("Dropout")

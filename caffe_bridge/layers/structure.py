@@ -1,4 +1,5 @@
-"""Blob plumbing: Split, Concat, Slice, Eltwise, Flatten, Reshape, Silence, ArgMax.
+"""Blob plumbing: Split, Concat, Slice, Crop, Tile, Eltwise, Reduction, Flatten, Reshape,
+Silence, ArgMax.
 
 Where Caffe shares memory between bottom and top (Split, Flatten, Reshape, one-input
 Concat/Slice) the top's ``data`` here is the bottom's array or a reshaped view of it, set
@@ -194,6 +195,114 @@ class SliceLayer(Layer):
         np.concatenate([t.diff for t in top], axis=self.slice_axis, out=bottom[0].diff)
 
 
+@register_layer("Crop")
+class CropLayer(Layer):
+    """Crops bottom[0] to the shape of bottom[1] on the axes from ``crop_param.axis``
+    (default 2: the spatial axes), starting at ``offset`` (none: 0, one: for every cropped
+    axis, or one per cropped axis). Axes before ``axis`` are kept whole. bottom[1] only
+    gives the size: its values do not reach the top, so its gradient is zero.
+    """
+
+    exact_bottoms = 2
+    exact_tops = 1
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        p = self.param.crop_param
+        self.start = _axis(self, bottom[0], p.axis, "crop_param.axis")
+        self.offsets = [int(o) for o in p.offset]
+        cropped = bottom[0].num_axes - self.start
+        if len(self.offsets) > 1 and len(self.offsets) != cropped:
+            raise self.error(
+                f"crop_param.offset has {len(self.offsets)} values; it needs one, or one per "
+                f"cropped axis ({cropped}: axes {self.start}..{bottom[0].num_axes - 1} of "
+                f"bottom shape {bottom[0].shape})"
+            )
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        data, ref = bottom[0], bottom[1]
+        n = data.num_axes
+        if ref.num_axes < n:
+            raise self.error(
+                f"bottom[1] (shape {ref.shape}) needs at least the {n} axes of bottom[0] "
+                f"(shape {data.shape}) to give the crop size"
+            )
+        index: list[slice] = []
+        shape: list[int] = []
+        for i in range(n):
+            if i < self.start:
+                index.append(slice(None))
+                shape.append(data.shape[i])
+                continue
+            off = 0
+            if len(self.offsets) == 1:
+                off = self.offsets[0]
+            elif self.offsets:
+                off = self.offsets[i - self.start]
+            size = ref.shape[i]
+            if data.shape[i] - off < size:
+                raise self.error(
+                    f"the crop of axis {i} is out of bounds: size {size} (from bottom[1] "
+                    f"{ref.shape}) at offset {off} does not fit in {data.shape[i]} (bottom[0] "
+                    f"{data.shape})"
+                )
+            index.append(slice(off, off + size))
+            shape.append(size)
+        self.index = tuple(index)
+        top[0].reshape(shape)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        top[0].data[...] = bottom[0].data[self.index]
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if propagate_down[0]:
+            diff = bottom[0].diff
+            diff[...] = 0
+            diff[self.index] = top[0].diff
+        if propagate_down[1]:
+            bottom[1].diff[...] = 0
+
+
+@register_layer("Tile")
+class TileLayer(Layer):
+    """Repeats the bottom ``tile_param.tiles`` times along ``axis`` (default 1): the block
+    of axes from ``axis`` on is copied whole, so the result is ``np.tile``'s on that axis;
+    backward sums the copies' gradients."""
+
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        p = self.param.tile_param
+        if not p.HasField("tiles"):
+            raise self.error("tile_param.tiles (the number of copies) must be given")
+        self.tiles = int(p.tiles)
+        if self.tiles <= 0:
+            raise self.error(f"tile_param.tiles must be positive, got {self.tiles}")
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        b = bottom[0]
+        self.axis = _axis(self, b, self.param.tile_param.axis, "tile_param.axis")
+        self.outer = b.count_range(0, self.axis)
+        self.inner = b.count_range(self.axis)
+        shape = list(b.shape)
+        shape[self.axis] *= self.tiles
+        top[0].reshape(shape)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        out = top[0].data.reshape(self.outer, self.tiles, self.inner)
+        out[...] = bottom[0].data.reshape(self.outer, 1, self.inner)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        dy = top[0].diff.reshape(self.outer, self.tiles, self.inner)
+        dx = bottom[0].diff.reshape(self.outer, self.inner)
+        # Caffe's order: the first copy, then the others added one by one.
+        dx[...] = dy[:, 0]
+        for t in range(1, self.tiles):
+            dx += dy[:, t]
+
+
 @register_layer("Eltwise")
 class EltwiseLayer(Layer):
     """Element-wise PROD, SUM (with per-bottom ``coeff``) or MAX of two or more bottoms."""
@@ -280,6 +389,62 @@ class EltwiseLayer(Layer):
         for b, g in zip(bottom, grads, strict=True):
             if g is not None:
                 b.diff[...] = g
+
+
+@register_layer("Reduction")
+class ReductionLayer(Layer):
+    """Reduces every axis from ``reduction_param.axis`` (default 0: everything, a scalar top)
+    with SUM, ASUM (sum of absolute values), SUMSQ (sum of squares) or MEAN, times
+    ``coeff``. The top keeps the axes before ``axis``. Sums are accumulated in float64 and
+    rounded once to float32 (Caffe's BLAS dot accumulates in float32)."""
+
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        p = self.param.reduction_param
+        ops = type(p)
+        self.op = int(p.operation)
+        if self.op not in (ops.SUM, ops.ASUM, ops.SUMSQ, ops.MEAN):
+            raise self.error(f"reduction_param.operation {self.op} is unknown")
+        self.ops = ops
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        b = bottom[0]
+        p = self.param.reduction_param
+        self.axis = _axis(self, b, p.axis, "reduction_param.axis")
+        self.num = b.count_range(0, self.axis)
+        self.dim = b.count_range(self.axis)
+        coeff = _F32(p.coeff)
+        if self.op == self.ops.MEAN:
+            coeff = _F32(coeff / _F32(self.dim))
+        self.coeff = coeff
+        top[0].reshape(b.shape[: self.axis])
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        x = bottom[0].data.reshape(self.num, self.dim).astype(np.float64)
+        if self.op == self.ops.ASUM:
+            x = np.abs(x)
+        elif self.op == self.ops.SUMSQ:
+            x = x * x
+        y = x.sum(axis=1).astype(_F32)
+        if self.coeff != 1:
+            y *= self.coeff
+        top[0].data.reshape(self.num)[...] = y
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        scale = (top[0].diff.reshape(self.num, 1) * self.coeff).astype(_F32)
+        dx = bottom[0].diff.reshape(self.num, self.dim)
+        if self.op in (self.ops.SUM, self.ops.MEAN):
+            dx[...] = scale
+            return
+        x = bottom[0].data.reshape(self.num, self.dim)
+        if self.op == self.ops.ASUM:
+            dx[...] = np.sign(x) * scale
+        else:
+            dx[...] = (_F32(2) * scale) * x
 
 
 @register_layer("Flatten")

@@ -1,14 +1,16 @@
-"""Convolution, InnerProduct and Pooling: the layers whose GEMMs go through the backend.
+"""Convolution, Deconvolution, InnerProduct, Embed, Pooling and SPP.
 
-Convolution and InnerProduct hand every matrix product (forward, backward-data,
-weight-gradient) to ``self.ctx.backend`` in the shapes documented in
+Convolution, Deconvolution and InnerProduct hand every matrix product (forward,
+backward-data, weight-gradient) to ``self.ctx.backend`` in the shapes documented in
 :mod:`caffe_bridge.backend`; only im2col/col2im, bias and bookkeeping stay here,
-so a hardware backend replaces the arithmetic without touching this file.
+so a hardware backend replaces the arithmetic without touching this file. Embed (a
+learned lookup table: an InnerProduct of one-hot inputs, computed as a row gather)
+and the poolings have no GEMM.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -17,7 +19,8 @@ from barista_base.errors import InputError
 from ..blob import Blob
 from ..fillers import fill
 from ..im2col import col2im, conv_output_size, im2col
-from .base import Layer, register_layer
+from ..proto import caffe_pb2
+from .base import Layer, LayerError, register_layer
 
 # PoolingParameter enums (caffe.proto).
 POOL_MAX, POOL_AVE, POOL_STOCHASTIC = 0, 1, 2
@@ -89,17 +92,19 @@ def _pair(
     return pair
 
 
-@register_layer("Convolution")
-class ConvolutionLayer(Layer):
-    """Caffe's Convolution on 2-D spatial inputs: pad, stride, dilation, group, bias, axis.
+class _ConvolutionBase(Layer):
+    """What Convolution and Deconvolution share (Caffe's BaseConvolutionLayer): the
+    ``convolution_param`` parsing, the parameter blobs and the shape checks.
 
-    Weights have shape (num_output, channels/group, kernel_h, kernel_w). Each
-    bottom/top pair is convolved with the same weights.
+    ``reverse`` is Caffe's ``reverse_dimensions()``: False for Convolution, True for
+    Deconvolution, whose weights map the *top's* channels to the bottom's, so the weight
+    blob is (bottom channels, num_output/group, kernel_h, kernel_w).
     """
 
     min_bottoms = 1
     min_tops = 1
     equal_bottom_top = True
+    reverse: ClassVar[bool] = False
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         cp = self.param.convolution_param
@@ -134,15 +139,25 @@ class ConvolutionLayer(Layer):
                 f"{where}.group {self.group} does not divide num_output {self.num_output}"
             )
         self.bias_term = bool(cp.bias_term)
+        # Caffe's conv_out_channels_ / conv_in_channels_: the GEMM's M and K channel counts.
+        if self.reverse:
+            self.conv_out, self.conv_in = self.channels, self.num_output
+        else:
+            self.conv_out, self.conv_in = self.num_output, self.channels
         kh, kw = self.kernel
-        shapes: list[tuple[int, ...]] = [(self.num_output, self.channels // self.group, kh, kw)]
+        shapes: list[tuple[int, ...]] = [(self.conv_out, self.conv_in // self.group, kh, kw)]
         fillers = [cp.weight_filler]
         if self.bias_term:
             shapes.append((self.num_output,))
             fillers.append(cp.bias_filler)
         _init_params(self, shapes, fillers, where)
 
+    def _output_size(self, size: int, axis: int) -> int:
+        """The top's extent along spatial axis ``axis`` (0: height, 1: width)."""
+        raise NotImplementedError
+
     def _geometry(self, blob: Blob) -> tuple[int, int, int, int, int]:
+        """``(num, h, w, ho, wo)``: images, the bottom's and the top's spatial size."""
         shape = blob.shape
         if len(shape) != self.axis + 3:
             raise self.error(f"bottom shape {shape} changed its number of axes since setup")
@@ -153,12 +168,7 @@ class ConvolutionLayer(Layer):
             )
         num = int(np.prod(shape[: self.axis], dtype=np.int64))
         h, w = shape[self.axis + 1 :]
-        try:
-            ho = conv_output_size(h, self.kernel[0], self.pad[0], self.stride[0], self.dilation[0])
-            wo = conv_output_size(w, self.kernel[1], self.pad[1], self.stride[1], self.dilation[1])
-        except ValueError as exc:
-            raise self.error(f"convolution_param: {exc}") from None
-        return num, h, w, ho, wo
+        return num, h, w, self._output_size(h, 0), self._output_size(w, 1)
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         first = bottom[0].shape
@@ -170,8 +180,28 @@ class ConvolutionLayer(Layer):
         for t in top:
             t.reshape(out_shape)
 
-    def _cols(self, x: np.ndarray) -> np.ndarray:
-        return im2col(x, self.kernel, self.pad, self.stride, self.dilation)
+    def _cols(self, x: np.ndarray, *, pixel_major: bool = False) -> np.ndarray:
+        return im2col(x, self.kernel, self.pad, self.stride, self.dilation, pixel_major=pixel_major)
+
+    def _col2im(self, cols: np.ndarray, image: tuple[int, int, int]) -> np.ndarray:
+        return col2im(cols, image, self.kernel, self.pad, self.stride, self.dilation)
+
+
+@register_layer("Convolution")
+class ConvolutionLayer(_ConvolutionBase):
+    """Caffe's Convolution on 2-D spatial inputs: pad, stride, dilation, group, bias, axis.
+
+    Weights have shape (num_output, channels/group, kernel_h, kernel_w). Each
+    bottom/top pair is convolved with the same weights.
+    """
+
+    def _output_size(self, size: int, axis: int) -> int:
+        try:
+            return conv_output_size(
+                size, self.kernel[axis], self.pad[axis], self.stride[axis], self.dilation[axis]
+            )
+        except ValueError as exc:
+            raise self.error(f"convolution_param: {exc}") from None
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         backend = self.ctx.backend
@@ -206,14 +236,7 @@ class ConvolutionLayer(Layer):
                 self.blobs[1].diff += dy.sum(axis=(0, 2), dtype=np.float32)
             # Caffe computes the weight gradient from the bottom data as it is now. Pixel-major
             # columns let the backend fold the batch into the reduction without a copy.
-            cols = im2col(
-                b.data.reshape(num, self.channels, h, w),
-                self.kernel,
-                self.pad,
-                self.stride,
-                self.dilation,
-                pixel_major=True,
-            )
+            cols = self._cols(b.data.reshape(num, self.channels, h, w), pixel_major=True)
             for gi in range(g):
                 m_slice, k_slice = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
                 wdiff[m_slice] += backend.weight_grad(
@@ -232,10 +255,85 @@ class ConvolutionLayer(Layer):
                         dy[:, gi * mg : (gi + 1) * mg],
                         layer=self.name,
                     )
-            dx = col2im(
-                dcols, (self.channels, h, w), self.kernel, self.pad, self.stride, self.dilation
-            )
+            dx = self._col2im(dcols, (self.channels, h, w))
             b.diff[...] = dx.reshape(b.shape)
+
+
+@register_layer("Deconvolution")
+class DeconvolutionLayer(_ConvolutionBase):
+    """Caffe's Deconvolution (transposed convolution): Convolution's passes swapped.
+
+    The top is ``stride * (in - 1) + dilation * (kernel - 1) + 1 - 2 * pad`` along each
+    spatial axis; weights are (channels, num_output/group, kernel_h, kernel_w). As in
+    Caffe, the forward pass is a convolution's backward-data GEMM followed by col2im,
+    the bottom gradient is a convolution's forward GEMM on the im2col of the top
+    gradient, and the weight gradient is a convolution's weight-gradient GEMM with the
+    bottom in the place of the top gradient. All three go through ``self.ctx.backend``
+    (``backward_data``, ``forward`` and ``weight_grad``), so they run on the engines of a
+    hardware backend under those pass names.
+    """
+
+    reverse = True
+
+    def _output_size(self, size: int, axis: int) -> int:
+        extent = self.dilation[axis] * (self.kernel[axis] - 1) + 1
+        out = self.stride[axis] * (size - 1) + extent - 2 * self.pad[axis]
+        if out < 1:
+            name = ("height", "width")[axis]
+            raise self.error(
+                f"convolution_param: the output {name} {out} is not positive (input {size}, "
+                f"kernel extent {extent}, stride {self.stride[axis]}, pad {self.pad[axis]})"
+            )
+        return out
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        backend = self.ctx.backend
+        g = self.group
+        cg = self.channels // g
+        weights = self.blobs[0].data.reshape(self.channels, -1)
+        kg = weights.shape[1]
+        for b, t in zip(bottom, top, strict=True):
+            num, h, w, ho, wo = self._geometry(b)
+            x = b.data.reshape(num, self.channels, h * w)
+            cols = np.empty((num, g * kg, h * w), dtype=np.float32)
+            for gi in range(g):
+                cols[:, gi * kg : (gi + 1) * kg] = backend.backward_data(
+                    weights[gi * cg : (gi + 1) * cg], x[:, gi * cg : (gi + 1) * cg], layer=self.name
+                )
+            out = t.data.reshape(num, self.num_output, ho, wo)
+            out[...] = self._col2im(cols, (self.num_output, ho, wo))
+            if self.bias_term:
+                out += self.blobs[1].data[:, None, None]
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        backend = self.ctx.backend
+        g = self.group
+        cg = self.channels // g
+        weights = self.blobs[0].data.reshape(self.channels, -1)
+        wdiff = self.blobs[0].diff.reshape(self.channels, -1)
+        kg = weights.shape[1]
+        for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
+            num, h, w, ho, wo = self._geometry(b)
+            dy = t.diff.reshape(num, self.num_output, ho, wo)
+            if self.bias_term:
+                self.blobs[1].diff += dy.sum(axis=(0, 2, 3), dtype=np.float32)
+            x = b.data.reshape(num, self.channels, h * w)
+            # The top gradient's columns: (num, num_output*kh*kw, h*w), pixel-major for the
+            # weight gradient's reduction over the batch and the pixels.
+            cols = self._cols(dy, pixel_major=True)
+            for gi in range(g):
+                c_slice, k_slice = slice(gi * cg, (gi + 1) * cg), slice(gi * kg, (gi + 1) * kg)
+                wdiff[c_slice] += backend.weight_grad(
+                    x[:, c_slice], cols[:, k_slice], layer=self.name
+                )
+            if not propagate_down[i]:
+                continue
+            dx = b.diff.reshape(num, self.channels, h * w)
+            for gi in range(g):
+                c_slice, k_slice = slice(gi * cg, (gi + 1) * cg), slice(gi * kg, (gi + 1) * kg)
+                dx[:, c_slice] = backend.forward(
+                    weights[c_slice], cols[:, k_slice], layer=self.name
+                )
 
 
 @register_layer("InnerProduct")
@@ -303,6 +401,62 @@ class InnerProductLayer(Layer):
         if propagate_down[0]:
             dx = backend.backward_data(self._weights(), dy.T[None], layer=self.name)[0]
             bottom[0].diff.reshape(-1, self.k)[...] = dx.T
+
+
+@register_layer("Embed")
+class EmbedLayer(Layer):
+    """Caffe's Embed: each bottom value is an index in ``[0, input_dim)`` that picks a row of
+    the (input_dim, num_output) weights; the top has the bottom's shape plus a last axis of
+    ``num_output``, plus the bias. The indices get no gradient (Caffe refuses it)."""
+
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        ep = self.param.embed_param
+        where = "embed_param"
+        self.num_output = int(ep.num_output)
+        if self.num_output <= 0:
+            raise self.error(f"{where}.num_output must be given and > 0, got {self.num_output}")
+        self.input_dim = int(ep.input_dim)
+        if self.input_dim <= 0:
+            raise self.error(f"{where}.input_dim must be given and > 0, got {self.input_dim}")
+        self.bias_term = bool(ep.bias_term)
+        shapes: list[tuple[int, ...]] = [(self.input_dim, self.num_output)]
+        fillers = [ep.weight_filler]
+        if self.bias_term:
+            shapes.append((self.num_output,))
+            fillers.append(ep.bias_filler)
+        _init_params(self, shapes, fillers, where)
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        top[0].reshape(bottom[0].shape + (self.num_output,))
+
+    def _indices(self, bottom: Blob) -> np.ndarray:
+        x = bottom.data.reshape(-1)
+        idx = x.astype(np.int64)
+        bad = (idx != x) | (idx < 0) | (idx >= self.input_dim)
+        if bad.any():
+            raise self.error(
+                f"input value {x[bad][0]!r} is not an index in [0, embed_param.input_dim = "
+                f"{self.input_dim})"
+            )
+        return idx
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        idx = self._indices(bottom[0])
+        out = top[0].data.reshape(-1, self.num_output)
+        np.take(self.blobs[0].data, idx, axis=0, out=out)
+        if self.bias_term:
+            out += self.blobs[1].data
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if propagate_down[0]:
+            raise self.error("cannot backpropagate to the input of an Embed layer (its indices)")
+        dy = top[0].diff.reshape(-1, self.num_output)
+        np.add.at(self.blobs[0].diff, self._indices(bottom[0]), dy)
+        if self.bias_term:
+            self.blobs[1].diff += dy.sum(axis=0, dtype=np.float32)
 
 
 @register_layer("Pooling")
@@ -531,3 +685,106 @@ class PoolingLayer(Layer):
         if direct:
             return
         dx[...] = dxp[:, :, ph : ph + h, pw : pw + w]
+
+
+@register_layer("SPP")
+class SPPLayer(Layer):
+    """Spatial pyramid pooling (He et al.), as Caffe builds it: for every level ``i`` below
+    ``spp_param.pyramid_height`` a Pooling of the whole image into ``2^i x 2^i`` bins (kernel
+    ``ceil(size / bins)``, stride = kernel, padding ``(kernel * bins - size + 1) // 2``),
+    each flattened and all concatenated: a top of shape (N, C * sum_i 4^i). With one level
+    the top is that pooling's own (N, C, 1, 1). ``pool`` is MAX or AVE.
+    """
+
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        p = self.param.spp_param
+        self.height = int(p.pyramid_height)
+        if self.height < 1:
+            raise self.error(f"spp_param.pyramid_height must be given and >= 1, got {self.height}")
+        if p.pool == caffe_pb2.SPPParameter.STOCHASTIC:
+            raise self.error("spp_param.pool: STOCHASTIC pooling is not supported")
+        self.pool = int(p.pool)
+        self._shape: tuple[int, ...] | None = None
+        self.levels: list[tuple[PoolingLayer, Blob]] = []
+
+    def _pooling(self, level: int, h: int, w: int) -> PoolingLayer:
+        """Caffe's GetPoolingParam for one pyramid level, as a Pooling layer."""
+        bins = 2**level
+        param = caffe_pb2.LayerParameter(name=f"{self.name}/level{level}", type="Pooling")
+        pp = param.pooling_param
+        pp.pool = self.pool
+        for axis, size in (("h", h), ("w", w)):
+            kernel = -(-size // bins)
+            pad = (kernel * bins - size + 1) // 2
+            if pad >= kernel:
+                raise self.error(
+                    f"the {h}x{w} input is too small for pyramid level {level} ({bins}x{bins} "
+                    f"bins): its pooling would need pad {pad} >= kernel {kernel} along "
+                    f"{'height' if axis == 'h' else 'width'}; lower spp_param.pyramid_height"
+                )
+            setattr(pp, f"kernel_{axis}", kernel)
+            setattr(pp, f"stride_{axis}", kernel)
+            setattr(pp, f"pad_{axis}", pad)
+        return PoolingLayer(param, self.ctx)
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        shape = bottom[0].shape
+        if len(shape) != 4:
+            raise self.error(
+                f"input must have 4 axes (num, channels, height, width), got shape {shape}"
+            )
+        n, c, h, w = shape
+        if h <= 0 or w <= 0:
+            raise self.error(f"input height and width must be positive, got shape {shape}")
+        if shape != self._shape:
+            self.levels = []
+            for level in range(self.height):
+                pool = self._pooling(level, h, w)
+                out = Blob()
+                try:
+                    pool.setup(bottom, [out])
+                    pool.reshape(bottom, [out])
+                except LayerError as exc:
+                    raise self.error(f"pyramid level {level}: {exc}") from None
+                self.levels.append((pool, out))
+            self._shape = shape
+        else:
+            for pool, out in self.levels:
+                pool.reshape(bottom, [out])
+        if self.height == 1:
+            top[0].reshape(self.levels[0][1].shape)
+        else:
+            top[0].reshape((n, sum(out.count_range(1) for _, out in self.levels)))
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        n = bottom[0].shape[0]
+        y = top[0].data.reshape(n, -1)
+        offset = 0
+        for pool, out in self.levels:
+            pool.forward(bottom, [out])
+            size = out.count_range(1)
+            y[:, offset : offset + size] = out.data.reshape(n, size)
+            offset += size
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if not propagate_down[0]:
+            return
+        n = bottom[0].shape[0]
+        dy = top[0].diff.reshape(n, -1)
+        # Each level's gradient lands in a scratch diff beside the shared bottom data;
+        # the levels are summed, as Caffe's Split layer does.
+        scratch = Blob()
+        scratch.data = bottom[0].data
+        scratch.diff = np.empty_like(bottom[0].diff)
+        total = bottom[0].diff
+        total[...] = 0
+        offset = 0
+        for pool, out in self.levels:
+            size = out.count_range(1)
+            out.diff[...] = dy[:, offset : offset + size].reshape(out.shape)
+            pool.backward([out], [True], [scratch])
+            total += scratch.diff
+            offset += size

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from barista.cli import main
+from caffe_bridge.datasets import example_dir
 
 NET = """
 name: "tiny"
@@ -48,11 +49,11 @@ def test_info_json(tiny, capsys):
     assert by["loss"]["top_shapes"] == [[]]
 
 
-def test_info_table_and_data_shapes(tiny, tmp_path, capsys, shared_dir):
+def test_info_table_and_data_shapes(tiny, tmp_path, capsys):
     assert main(["info", str(tiny)]) == 0
     out = capsys.readouterr().out
     assert "conv" in out and "2x4x4x4" in out and "total" in out
-    lenet = shared_dir / "caffe-models/mnist/lenet_train_test.prototxt"
+    lenet = example_dir("mnist") / "lenet_train_test.prototxt"
     args = ["info", str(lenet), "--phase", "TEST", "--json"]
     assert main([*args, "--data-shape", "data=10,1,28,28", "--data-shape", "label=10"]) == 0
     by = {layer["name"]: layer for layer in json.loads(capsys.readouterr().out)["layers"]}
@@ -60,6 +61,23 @@ def test_info_table_and_data_shapes(tiny, tmp_path, capsys, shared_dir):
     assert by["conv1"]["macs"] == 10 * 20 * 24 * 24 * 25
     assert by["ip1"]["macs"] == 10 * 500 * 800
     assert "accuracy" in by
+
+
+def test_info_counts_deconvolution_macs(tmp_path, capsys):
+    # A Deconvolution's forward is a convolution's backward-data GEMM: per bottom element,
+    # num_output/group * kh * kw multiply-accumulates.
+    net = tmp_path / "up.prototxt"
+    net.write_text(
+        'name: "up" layer { name: "in" type: "Input" top: "data" '
+        "input_param { shape { dim: 2 dim: 6 dim: 5 dim: 4 } } } "
+        'layer { name: "up" type: "Deconvolution" bottom: "data" top: "up" '
+        "convolution_param { num_output: 4 kernel_size: 3 stride: 2 group: 2 } }"
+    )
+    assert main(["info", str(net), "--json"]) == 0
+    by = {layer["name"]: layer for layer in json.loads(capsys.readouterr().out)["layers"]}
+    assert by["up"]["top_shapes"] == [[2, 4, 11, 9]]
+    assert by["up"]["macs"] == (2 * 6 * 5 * 4) * (2 * 3 * 3)
+    assert by["up"]["params"] == 6 * 2 * 3 * 3 + 4
 
 
 def test_errors_exit_2_with_one_line(tiny, tmp_path, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +22,9 @@ from barista_hw.presets import get_preset
 from barista_hw.schedule import pack_a, pack_b, schedule_gemm
 from boards import protocol as P
 from boards.link import HostLink, connect_accelerator, crc16_step
+from caffe_bridge.datasets import example_dir
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-LENET = SHARED / "caffe-models" / "mnist" / "lenet_train_test.prototxt"
+LENET = example_dir("mnist") / "lenet_train_test.prototxt"
 
 # A LeNet-sized accelerator that simulates quickly: 8-bit lanes, buffers big enough
 # that one image's conv1 gradient reduction (576) fits half a buffer.
@@ -225,8 +224,6 @@ def test_link_gateware_protocol_cases() -> None:
 # -- the host driver against the Verilated board top --------------------------------------------
 def _lenet_passes() -> list[tuple[str, int, int, int, int]]:
     """(label, M, k, N, images) of LeNet passes at batch 2, from the real prototxt."""
-    if not LENET.is_file():
-        pytest.skip(f"{LENET} not found (the shared Caffe models are absent)")
     from barista.commands.generate import load_layers
 
     _, layers = load_layers(str(LENET), {"data": (2, 1, 28, 28), "label": (2,)})

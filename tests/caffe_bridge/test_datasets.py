@@ -12,7 +12,6 @@ from caffe_bridge import datasets
 from caffe_bridge.net import Net
 from caffe_bridge.proto import caffe_pb2
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -184,14 +183,6 @@ def test_prototxts_copied_byte_for_byte_and_edits_kept(tmp_path):
     assert result.kept == [solver] and "max_iter: 20" in solver.read_text()
     result = datasets.write_digits(tmp_path, force=True)
     assert result.kept == [] and "max_iter: 10000" in solver.read_text()
-
-
-def test_project_copies_are_bvlc_files_unmodified():
-    if not (SHARED / "caffe-models" / "mnist").is_dir():
-        pytest.skip(f"{SHARED} (the unmodified BVLC Caffe models) is not present")
-    for name in datasets.LENET_PROTOTXTS:
-        ours = (datasets.example_dir("mnist") / name).read_bytes()
-        assert ours == (SHARED / "caffe-models" / "mnist" / name).read_bytes(), name
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The real Caffe nets of ../shared load in both phases with Caffe's shapes.
+"""The BVLC Caffe nets shipped in examples/ load in both phases with Caffe's shapes.
 
 Each test lays out a temporary Caffe root (examples/mnist/mnist_train_lmdb, ...)
 with small LMDBs of correctly shaped Datums and mean files, and runs from there,
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from caffe_bridge import Net, write_binaryproto
+from caffe_bridge.datasets import example_dir
 
 MNIST = ("examples/mnist/mnist_train_lmdb", "examples/mnist/mnist_test_lmdb")
 CIFAR = ("examples/cifar10/cifar10_train_lmdb", "examples/cifar10/cifar10_test_lmdb")
@@ -36,9 +37,9 @@ def _shapes(net: Net) -> dict[str, tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("phase,batch", [("TRAIN", 64), ("TEST", 100)])
-def test_lenet_train_test(shared_dir, tmp_path, monkeypatch, datum_lmdb, phase, batch):
+def test_lenet_train_test(tmp_path, monkeypatch, datum_lmdb, phase, batch):
     _root(tmp_path, monkeypatch, datum_lmdb, MNIST, (1, 28, 28))
-    net = Net(shared_dir / "caffe-models/mnist/lenet_train_test.prototxt", phase, seed=1)
+    net = Net(example_dir("mnist") / "lenet_train_test.prototxt", phase, seed=1)
     s = _shapes(net)
     assert s["data"] == (batch, 1, 28, 28)
     assert s["conv1"] == (batch, 20, 24, 24)
@@ -65,8 +66,8 @@ def test_lenet_train_test(shared_dir, tmp_path, monkeypatch, datum_lmdb, phase, 
 
 
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
-def test_lenet_deploy(shared_dir, phase):
-    net = Net(shared_dir / "caffe-models/mnist/lenet.prototxt", phase)
+def test_lenet_deploy(phase):
+    net = Net(example_dir("mnist") / "lenet.prototxt", phase)
     assert net.inputs == ["data"]
     assert net.outputs == ["prob"]
     assert net.blobs["data"].shape == (64, 1, 28, 28)
@@ -75,11 +76,11 @@ def test_lenet_deploy(shared_dir, phase):
 
 
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
-def test_cifar10_quick(shared_dir, tmp_path, monkeypatch, datum_lmdb, phase):
+def test_cifar10_quick(tmp_path, monkeypatch, datum_lmdb, phase):
     _root(
         tmp_path, monkeypatch, datum_lmdb, CIFAR, (3, 32, 32), "examples/cifar10/mean.binaryproto"
     )
-    net = Net(shared_dir / "caffe-models/cifar10/cifar10_quick_train_test.prototxt", phase, seed=1)
+    net = Net(example_dir("cifar10") / "cifar10_quick_train_test.prototxt", phase, seed=1)
     s = _shapes(net)
     assert s["conv1"] == (100, 32, 32, 32)
     assert s["pool1"] == (100, 32, 16, 16)
@@ -96,11 +97,11 @@ def test_cifar10_quick(shared_dir, tmp_path, monkeypatch, datum_lmdb, phase):
 
 
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
-def test_cifar10_full(shared_dir, tmp_path, monkeypatch, datum_lmdb, phase):
+def test_cifar10_full(tmp_path, monkeypatch, datum_lmdb, phase):
     _root(
         tmp_path, monkeypatch, datum_lmdb, CIFAR, (3, 32, 32), "examples/cifar10/mean.binaryproto"
     )
-    net = Net(shared_dir / "caffe-models/cifar10/cifar10_full_train_test.prototxt", phase, seed=1)
+    net = Net(example_dir("cifar10") / "cifar10_full_train_test.prototxt", phase, seed=1)
     s = _shapes(net)
     assert s["conv1"] == (100, 32, 32, 32)
     assert s["pool1"] == (100, 32, 16, 16)
@@ -130,7 +131,7 @@ def _check_imagenet(net: Net, batch: int, caffenet: bool) -> None:
 
 
 @pytest.mark.parametrize("model", ["bvlc_alexnet", "bvlc_reference_caffenet"])
-def test_imagenet_nets_test_phase(shared_dir, tmp_path, monkeypatch, datum_lmdb, model):
+def test_imagenet_nets_test_phase(tmp_path, monkeypatch, datum_lmdb, model):
     _root(
         tmp_path,
         monkeypatch,
@@ -139,13 +140,13 @@ def test_imagenet_nets_test_phase(shared_dir, tmp_path, monkeypatch, datum_lmdb,
         (3, 256, 256),
         "data/ilsvrc12/imagenet_mean.binaryproto",
     )
-    net = Net(shared_dir / f"caffe-models/{model}/train_val.prototxt", "TEST", seed=1)
+    net = Net(example_dir(model) / "train_val.prototxt", "TEST", seed=1)
     _check_imagenet(net, 50, model == "bvlc_reference_caffenet")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["bvlc_alexnet", "bvlc_reference_caffenet"])
-def test_imagenet_nets_train_phase(shared_dir, tmp_path, monkeypatch, datum_lmdb, model):
+def test_imagenet_nets_train_phase(tmp_path, monkeypatch, datum_lmdb, model):
     # Batch 256 of 3x227x227: about 3 GB of blobs, hence slow.
     _root(
         tmp_path,
@@ -155,15 +156,15 @@ def test_imagenet_nets_train_phase(shared_dir, tmp_path, monkeypatch, datum_lmdb
         (3, 256, 256),
         "data/ilsvrc12/imagenet_mean.binaryproto",
     )
-    net = Net(shared_dir / f"caffe-models/{model}/train_val.prototxt", "TRAIN", seed=1)
+    net = Net(example_dir(model) / "train_val.prototxt", "TRAIN", seed=1)
     _check_imagenet(net, 256, model == "bvlc_reference_caffenet")
 
 
 @pytest.mark.parametrize("model", ["bvlc_alexnet", "bvlc_reference_caffenet"])
-def test_imagenet_nets_train_phase_with_data_shapes(shared_dir, tmp_path, monkeypatch, model):
+def test_imagenet_nets_train_phase_with_data_shapes(tmp_path, monkeypatch, model):
     monkeypatch.chdir(tmp_path)  # no dataset and no mean file here
     net = Net(
-        shared_dir / f"caffe-models/{model}/train_val.prototxt",
+        example_dir(model) / "train_val.prototxt",
         "TRAIN",
         data_shapes={"data": (2, 3, 227, 227), "label": (2,)},
     )
@@ -172,10 +173,10 @@ def test_imagenet_nets_train_phase_with_data_shapes(shared_dir, tmp_path, monkey
     assert np.isfinite(out["loss"])
 
 
-def test_data_shapes_without_dataset(shared_dir, tmp_path, monkeypatch):
+def test_data_shapes_without_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     net = Net(
-        shared_dir / "caffe-models/mnist/lenet_train_test.prototxt",
+        example_dir("mnist") / "lenet_train_test.prototxt",
         "TRAIN",
         data_shapes={"data": (8, 1, 28, 28), "label": (8,)},
     )
@@ -185,3 +186,28 @@ def test_data_shapes_without_dataset(shared_dir, tmp_path, monkeypatch):
     assert not net.blobs["data"].data.any()  # the stand-in produces zeros
     net.backward()
     assert net.params["conv1"][0].diff.shape == (20, 1, 5, 5)
+
+
+@pytest.mark.parametrize(
+    "model,name,batch,prob",
+    [
+        ("cifar10", "cifar10_quick.prototxt", 1, (1, 10)),
+        ("cifar10", "cifar10_full.prototxt", 1, (1, 10)),
+        ("bvlc_alexnet", "deploy.prototxt", 10, (10, 1000)),
+        ("bvlc_reference_caffenet", "deploy.prototxt", 10, (10, 1000)),
+    ],
+)
+def test_deploy_nets(model, name, batch, prob):
+    # The deploy forms: an Input layer instead of data, Softmax instead of the loss.
+    net = Net(example_dir(model) / name, "TEST")
+    assert net.inputs == ["data"] and net.outputs == ["prob"]
+    assert net.blobs["data"].shape[0] == batch and net.blobs["prob"].shape == prob
+    if model != "cifar10":
+        _check_imagenet_deploy(net, model == "bvlc_reference_caffenet")
+
+
+def _check_imagenet_deploy(net: Net, caffenet: bool) -> None:
+    s = _shapes(net)
+    assert s["conv1"] == (10, 96, 55, 55) and s["pool5"] == (10, 256, 6, 6)
+    assert s["norm1"] == ((10, 96, 27, 27) if caffenet else (10, 96, 55, 55))
+    assert net.params["fc6"][0].shape == (4096, 9216)

@@ -48,6 +48,21 @@ def test_field_numbers_match_caffe_on_the_wire():
         ("SolverParameter", "type"): 40,
         ("V1LayerParameter", "blobs_lr"): 7,
         ("Datum", "encoded"): 7,
+        # The parameters of the layers of issue 19 (item 12), as Caffe numbers them.
+        ("LayerParameter", "contrastive_loss_param"): 105,
+        ("LayerParameter", "image_data_param"): 115,
+        ("LayerParameter", "infogain_loss_param"): 116,
+        ("LayerParameter", "threshold_param"): 128,
+        ("LayerParameter", "spp_param"): 132,
+        ("LayerParameter", "reduction_param"): 136,
+        ("LayerParameter", "embed_param"): 137,
+        ("LayerParameter", "tile_param"): 138,
+        ("LayerParameter", "elu_param"): 140,
+        ("LayerParameter", "crop_param"): 144,
+        ("ImageDataParameter", "root_folder"): 12,
+        ("ImageDataParameter", "is_color"): 11,
+        ("ContrastiveLossParameter", "legacy_version"): 2,
+        ("SPPParameter", "pyramid_height"): 1,
     }
     for (msg, field), number in numbers.items():
         assert getattr(caffe_pb2, msg).DESCRIPTOR.fields_by_name[field].number == number
@@ -66,10 +81,11 @@ def test_defaults_and_enums():
     assert caffe_pb2.DataParameter().backend == caffe_pb2.DataParameter.LEVELDB
 
 
-def test_shared_solver_files_parse(shared_dir):
+def test_example_solver_files_parse():
+    from caffe_bridge.datasets import example_dir
     from caffe_bridge.io import read_solver
 
-    files = sorted((shared_dir / "caffe-models").glob("*/*solver*.prototxt"))
+    files = sorted(example_dir("mnist").parent.glob("*/*solver*.prototxt"))
     assert files
     for path in files:
         solver = read_solver(path)

@@ -95,3 +95,61 @@ def test_accelerator_schedule_is_followed() -> None:
     plain = GoldenBackend(config=acc.engine, rounding="nearest-even")
     # Nearest-even results do not depend on the schedule, only stochastic ones do.
     np.testing.assert_array_equal(g.forward(w, x, layer="f"), plain.forward(w, x, layer="f"))
+
+
+DECONV_NET = """
+name: "up" force_backward: true
+layer { name: "in" type: "Input" top: "data" top: "target"
+  input_param { shape { dim: 2 dim: 6 dim: 5 dim: 4 } shape { dim: 2 dim: 4 dim: 11 dim: 9 } } }
+layer { name: "up" type: "Deconvolution" bottom: "data" top: "up"
+  convolution_param { num_output: 4 kernel_size: 3 stride: 2 group: 2
+    weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "up" bottom: "target" top: "loss" }
+"""
+
+
+class _RecordingGolden(GoldenBackend):
+    """The golden backend, recording every engine GEMM's operand shapes."""
+
+    def __init__(self) -> None:
+        super().__init__(fmt="fx16", rows=4, cols=4)
+        self.gemms: list[tuple[str, str, tuple, tuple, int]] = []
+
+    def run(self, kind, layer, a, b, cmd):  # noqa: ANN001, ANN201 - the base's signature
+        self.gemms.append((layer, kind.value, a.shape, b.shape, cmd.images))
+        return super().run(kind, layer, a, b, cmd)
+
+
+def test_deconvolution_runs_on_the_engines_as_its_plan_says() -> None:
+    """A Deconvolution's three GEMMs reach the engine model; their shapes are the plan's."""
+    from google.protobuf import text_format
+
+    from barista.backends.plan import gemm_layers
+    from caffe_bridge.net import Net
+    from caffe_bridge.proto import caffe_pb2
+
+    param = text_format.Parse(DECONV_NET, caffe_pb2.NetParameter())
+    golden = _RecordingGolden()
+    net = Net(param, "TRAIN", backend=golden, seed=3)
+    cpu = Net(param, "TRAIN", backend=CpuBackend(), seed=3)
+    rng = np.random.default_rng(0)
+    inputs = {
+        "data": rng.standard_normal((2, 6, 5, 4)).astype(np.float32),
+        "target": rng.standard_normal((2, 4, 11, 9)).astype(np.float32),
+    }
+    for n in (net, cpu):
+        n.forward(**inputs)
+        n.backward()
+    (layer,) = gemm_layers(net)
+    want = sorted(
+        (w.layer, w.kind.value, (w.m, w.kt), (w.kt, w.n), w.images)
+        for w in layer.workloads()
+        for _ in range(w.groups)
+    )
+    assert sorted(golden.gemms) == want
+    # 16-bit fixed point stays close to float32 in every pass.
+    np.testing.assert_allclose(net.blobs["up"].data, cpu.blobs["up"].data, atol=2e-3)
+    np.testing.assert_allclose(net.blobs["data"].diff, cpu.blobs["data"].diff, atol=2e-3)
+    np.testing.assert_allclose(
+        net.params["up"][0].diff, cpu.params["up"][0].diff, rtol=2e-2, atol=2e-2
+    )

@@ -33,27 +33,16 @@ BATCH = 64 if FULL else 2
 TARGET = "ulx3s-45f"  # a mid-sized array keeps the Verilator build and the cycles modest
 
 
-def _nets(shared: Path | None) -> list[tuple[str, Path, tuple[int, ...]]]:
-    nets = [("lenet", Path(example_dir("mnist")) / "lenet_train_test.prototxt", (1, 28, 28))]
-    if shared is not None:
-        nets.append(
-            (
-                "cifar10_quick",
-                shared / "caffe-models/cifar10/cifar10_quick_train_test.prototxt",
-                (3, 32, 32),
-            )
-        )
-    return nets
+NETS = {
+    "lenet": (example_dir("mnist") / "lenet_train_test.prototxt", (1, 28, 28)),
+    "cifar10_quick": (example_dir("cifar10") / "cifar10_quick_train_test.prototxt", (3, 32, 32)),
+}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["lenet", "cifar10_quick"])
 def test_generated_accelerator_runs_layer_passes(which: str, tmp_path: Path) -> None:
-    shared = Path(__file__).resolve().parents[3].parent / "shared"
-    nets = dict((n, (p, s)) for n, p, s in _nets(shared if shared.is_dir() else None))
-    if which not in nets:
-        pytest.skip("../shared (with cifar10_quick) is absent in this checkout")
-    proto, image = nets[which]
+    proto, image = NETS[which]
     shapes = {"data": (BATCH, *image), "label": (BATCH,)}
     layers = gemm_layers(Net(str(proto), "TRAIN", data_shapes=shapes))
     out = tmp_path / which

@@ -9,10 +9,10 @@ import pytest
 from barista.backends.plan import gemm_layers
 from barista.commands import generate as cmd
 from barista_base.errors import InputError
+from caffe_bridge.datasets import example_dir
 from caffe_bridge.net import Net
 
 REPO = Path(__file__).resolve().parents[3]
-SHARED = REPO.parent / "shared" / "caffe-models"
 
 # Data-layer tops of each net (TRAIN phase), since the LMDBs are not here.
 NETS = {
@@ -31,10 +31,9 @@ def _run(*argv: str) -> int:
 
 
 @pytest.mark.parametrize("rel", sorted(NETS))
-def test_shared_nets_generate(rel: str, tmp_path, capsys) -> None:
-    path = SHARED / rel
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (the shared Caffe models live beside the repository)")
+def test_example_nets_generate(rel: str, tmp_path, capsys) -> None:
+    model, name = rel.split("/")
+    path = example_dir(model) / name
     shapes = [a for s in NETS[rel] for a in ("--data-shape", s)]
     out = tmp_path / "out"
     # A fixed small array keeps elaboration quick; buffers and format are still explored.
@@ -72,9 +71,7 @@ def test_project_lenet(extra, tmp_path, monkeypatch, capsys) -> None:
 
 
 def test_gemm_layers_of_grouped_and_fc_nets() -> None:
-    path = SHARED / "bvlc_reference_caffenet" / "train_val.prototxt"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    path = example_dir("bvlc_reference_caffenet") / "train_val.prototxt"
     net = Net(path, "TRAIN", data_shapes={"data": (2, 3, 227, 227), "label": (2,)})
     layers = {layer.name: layer for layer in gemm_layers(net)}
     c2 = layers["conv2"]

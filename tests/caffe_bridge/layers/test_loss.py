@@ -3,8 +3,10 @@
 Cases follow BVLC/caffe's test_softmax_layer.cpp, test_softmax_with_loss_layer.cpp
 (the ignore-label identity: summing the losses with each label ignored in turn gives
 (classes - 1) times the full loss), test_sigmoid_cross_entropy_loss_layer.cpp (its
-reference cross-entropy), test_euclidean_loss_layer.cpp, test_hinge_loss_layer.cpp and
-test_accuracy_layer.cpp (its counting reference, and the per-class top).
+reference cross-entropy), test_euclidean_loss_layer.cpp, test_hinge_loss_layer.cpp,
+test_multinomial_logistic_loss_layer.cpp, test_infogain_loss_layer.cpp (its reference
+loss and softmax top), test_contrastive_loss_layer.cpp (its reference losses, current and
+legacy) and test_accuracy_layer.cpp (its counting reference, and the per-class top).
 """
 
 import numpy as np
@@ -325,3 +327,227 @@ def test_accuracy_errors_and_no_backward():
     top = run(layer, [x, lab])
     with pytest.raises(LayerError, match="no gradient"):
         layer.backward(top, [True, False], [x, lab])
+
+
+# ------------------------------------------------------------------- MultinomialLogisticLoss
+def positive_unitball(shape, seed=1701):
+    """Caffe's PositiveUnitballFiller: positive rows summing to 1 (probabilities)."""
+    x = np.random.default_rng(seed).uniform(0, 1, shape)
+    return (x / x.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_multinomial_logistic_loss_value():
+    p = positive_unitball((10, 5))  # test_multinomial_logistic_loss_layer.cpp's blobs
+    y = labels((10,), 5)
+    loss = loss_of(
+        'type: "MultinomialLogisticLoss"', [blob_from(p.reshape(10, 5, 1, 1)), blob_from(y)]
+    )
+    expected = -np.log(np.maximum(p[np.arange(10), y.astype(int)], 1e-20)).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    zero = p.copy()
+    zero[0, int(y[0])] = 0  # clamped at Caffe's kLOG_THRESHOLD
+    loss0 = loss_of(
+        'type: "MultinomialLogisticLoss"', [blob_from(zero), blob_from(y.reshape(10, 1, 1, 1))]
+    )
+    assert np.isfinite(loss0) and loss0 > 4
+
+
+def test_multinomial_logistic_loss_gradient():
+    # TestGradientCPU: GradientChecker(1e-2, 2e-2, 1701, 0, 0.05) on bottom 0.
+    check_gradients(
+        make('type: "MultinomialLogisticLoss"'),
+        [
+            blob_from(positive_unitball((10, 5)).reshape(10, 5, 1, 1) + 0.1),
+            blob_from(labels((10,), 5)),
+        ],
+        [Blob()],
+        check_bottom=[0],
+        threshold=2e-2,
+        kink=0.0,
+        kink_range=0.05,
+    )
+
+
+def test_multinomial_logistic_loss_errors():
+    text = 'type: "MultinomialLogisticLoss"'
+    with pytest.raises(LayerError, match="needs one label per item"):
+        run(make(text), [blob_from(positive_unitball((4, 3))), blob_from(np.zeros((4, 2)))])
+    with pytest.raises(LayerError, match="outside the 3 classes"):
+        run(make(text), [blob_from(positive_unitball((4, 3))), blob_from([0, 1, 3, 0])])
+    layer = make(text)
+    bottoms = [blob_from(positive_unitball((4, 3))), blob_from([0, 1, 2, 0])]
+    (top,) = run(layer, bottoms)
+    with pytest.raises(LayerError, match="cannot backpropagate to the label"):
+        layer.backward([top], [True, True], bottoms)
+
+
+# --------------------------------------------------------------------------- InfogainLoss
+def infogain_bottoms(seed=1701):
+    """test_infogain_loss_layer.cpp: data 4x2x5x2 in U(-0.5, 2), labels 4x2x1x2, H 5x5 in
+    U(0.1, 2), classes on axis 2."""
+    rng = np.random.default_rng(seed)
+    data = rng.uniform(-0.5, 2.0, (4, 2, 5, 2)).astype(np.float32)
+    lab = rng.integers(0, 5, (4, 2, 1, 2)).astype(np.float32)
+    h = rng.uniform(0.1, 2.0, (1, 1, 5, 5)).astype(np.float32)
+    return data, lab, h
+
+
+def infogain_reference(data, lab, h, ignore=None):
+    e = np.exp(data.astype(np.float64))
+    prob = e / e.sum(axis=2, keepdims=True)
+    p = prob.reshape(8, 5, 2)
+    lab = lab.reshape(8, 2).astype(int)
+    h = h.reshape(5, 5)
+    loss, count = 0.0, 0
+    for i in range(8):
+        for j in range(2):
+            if lab[i, j] == ignore:
+                continue
+            loss -= (h[lab[i, j]] * np.log(np.maximum(p[i, :, j], 1e-20))).sum()
+            count += 1
+    return prob, loss / max(count, 1)
+
+
+def test_infogain_loss_forward_matches_caffe():
+    # TestInfogainLoss: the prob top is the softmax, the loss Caffe's sum over H's rows.
+    data, lab, h = infogain_bottoms()
+    layer = make('type: "InfogainLoss" infogain_loss_param { axis: 2 }')
+    loss, prob = run(layer, [blob_from(data), blob_from(lab), blob_from(h)], n_top=2)
+    ref_prob, ref_loss = infogain_reference(data, lab, h)
+    assert prob.shape == data.shape
+    np.testing.assert_allclose(prob.data, ref_prob, atol=1e-6)
+    np.testing.assert_allclose(float(loss.data), ref_loss, atol=1e-6)
+
+
+def test_infogain_loss_with_identity_is_softmax_with_loss(tmp_path):
+    # H from a BlobProto file; the identity matrix gives the softmax loss exactly.
+    from caffe_bridge.io import write_binaryproto
+
+    data, lab, _ = infogain_bottoms()
+    path = tmp_path / "H.binaryproto"
+    write_binaryproto(path, np.eye(5, dtype=np.float32))
+    text = f'type: "InfogainLoss" infogain_loss_param {{ axis: 2 source: "{path}" }}'
+    a = loss_of(text, [blob_from(data), blob_from(lab)])
+    b = loss_of(
+        'type: "SoftmaxWithLoss" softmax_param { axis: 2 }', [blob_from(data), blob_from(lab)]
+    )
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_infogain_loss_ignore_label_and_normalization():
+    data, lab, h = infogain_bottoms()
+    ignore = int(lab.flat[0])
+    text = (
+        f'type: "InfogainLoss" infogain_loss_param {{ axis: 2 }} '
+        f"loss_param {{ ignore_label: {ignore} }}"
+    )
+    got = loss_of(text, [blob_from(data), blob_from(lab), blob_from(h)])
+    np.testing.assert_allclose(got, infogain_reference(data, lab, h, ignore)[1], atol=1e-6)
+    full = loss_of(
+        'type: "InfogainLoss" infogain_loss_param { axis: 2 } loss_param { normalization: NONE }',
+        [blob_from(data), blob_from(lab), blob_from(h)],
+    )
+    np.testing.assert_allclose(full, infogain_reference(data, lab, h)[1] * 16, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ignore", ["", "loss_param { ignore_label: 2 }"])
+def test_infogain_loss_gradient(ignore):
+    # TestGradient: GradientChecker(1e-4, 2e-2, 1701) on bottom 0; H as a third bottom.
+    data, lab, h = infogain_bottoms()
+    check_gradients(
+        make(f'type: "InfogainLoss" infogain_loss_param {{ axis: 2 }} {ignore}'),
+        [blob_from(data), blob_from(lab), blob_from(h)],
+        [Blob()],
+        check_bottom=[0],
+        stepsize=1e-2,
+        threshold=2e-2,
+    )
+
+
+def test_infogain_loss_errors(tmp_path):
+    data, lab, h = infogain_bottoms()
+    with pytest.raises(LayerError, match="infogain matrix is missing"):
+        run(make('type: "InfogainLoss"'), [blob_from(data), blob_from(lab)])
+    with pytest.raises(LayerError, match=r"infogain_loss_param.source: .*nothing"):
+        run(
+            make(
+                f'type: "InfogainLoss" infogain_loss_param {{ source: "{tmp_path / "nothing"}" }}'
+            ),
+            [blob_from(data), blob_from(lab)],
+        )
+    with pytest.raises(LayerError, match="must have 5x5 entries"):
+        run(
+            make('type: "InfogainLoss" infogain_loss_param { axis: 2 }'),
+            [blob_from(data), blob_from(lab), blob_from(np.eye(4))],
+        )
+    with pytest.raises(LayerError, match="normalize is deprecated"):
+        run(
+            make('type: "InfogainLoss" loss_param { normalize: true }'),
+            [blob_from(data), blob_from(lab), blob_from(h)],
+        )
+    layer = make('type: "InfogainLoss" infogain_loss_param { axis: 2 }')
+    bottoms = [blob_from(data), blob_from(lab), blob_from(h)]
+    (top,) = run(layer, bottoms)
+    with pytest.raises(LayerError, match="infogain matrix"):
+        layer.backward([top], [True, False, True], bottoms)
+
+
+# --------------------------------------------------------------------------- ContrastiveLoss
+CONTRASTIVE = 'type: "ContrastiveLoss" contrastive_loss_param {{ legacy_version: {legacy} }}'
+
+
+def contrastive_bottoms(seed=1701):
+    """test_contrastive_loss_layer.cpp: pairs 512x2x1x1 in U(-1, 1), similarity 0 or 1."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, (512, 2, 1, 1)).astype(np.float32)
+    b = rng.uniform(-1, 1, (512, 2, 1, 1)).astype(np.float32)
+    y = rng.integers(0, 2, (512, 1, 1, 1)).astype(np.float32)
+    return a, b, y
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_contrastive_loss_forward_matches_caffe(legacy):
+    # TestForward / TestForwardLegacy (margin 1).
+    a, b, y = contrastive_bottoms()
+    text = CONTRASTIVE.format(legacy=str(legacy).lower())
+    got = loss_of(text, [blob_from(a), blob_from(b), blob_from(y)])
+    d2 = ((a - b).astype(np.float64) ** 2).reshape(512, 2).sum(axis=1)
+    far = np.maximum(1 - d2, 0) if legacy else np.maximum(1 - np.sqrt(d2), 0) ** 2
+    expected = np.where(y.ravel() != 0, d2, far).sum() / 512 / 2
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_contrastive_loss_gradient(legacy):
+    # TestGradient / TestGradientLegacy: GradientChecker(1e-2, 1e-2, 1701) on bottoms 0 and 1.
+    a, b, y = contrastive_bottoms()
+    n = 64  # a slice of the 512 pairs keeps the finite differences quick
+    text = CONTRASTIVE.format(legacy=str(legacy).lower())
+    check_gradients(
+        make(text),
+        [blob_from(a[:n]), blob_from(b[:n]), blob_from(y[:n])],
+        [Blob()],
+        check_bottom=[0, 1],
+        threshold=1e-2,
+    )
+
+
+def test_contrastive_loss_takes_2d_features_and_refuses_bad_shapes():
+    a, b, y = contrastive_bottoms()
+    flat = loss_of(
+        'type: "ContrastiveLoss"',
+        [blob_from(a.reshape(512, 2)), blob_from(b.reshape(512, 2)), blob_from(y.ravel())],
+    )
+    four = loss_of('type: "ContrastiveLoss"', [blob_from(a), blob_from(b), blob_from(y)])
+    assert flat == four
+    with pytest.raises(LayerError, match="same C"):
+        run(
+            make('type: "ContrastiveLoss"'),
+            [blob_from(a), blob_from(np.zeros((512, 3))), blob_from(y)],
+        )
+    with pytest.raises(LayerError, match="one similarity label per pair"):
+        run(
+            make('type: "ContrastiveLoss"'),
+            [blob_from(a), blob_from(b), blob_from(np.zeros((512, 2)))],
+        )
+    assert not make('type: "ContrastiveLoss"').allow_force_backward(2)

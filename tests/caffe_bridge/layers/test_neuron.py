@@ -1,6 +1,7 @@
 """Element-wise neuron layers with Caffe's semantics.
 
-Cases follow BVLC/caffe's test_neuron_layer.cpp and test_power_layer.cpp: forward
+Cases follow BVLC/caffe's test_neuron_layer.cpp (including ELU and BNLL),
+test_threshold_layer.cpp and test_power_layer.cpp: forward
 against the closed-form reference, gradients against finite differences (Caffe's
 GradientChecker settings), in-place runs against out-of-place ones.
 """
@@ -313,3 +314,93 @@ def test_dropout_gradient_and_in_place():
 def test_dropout_rejects_bad_ratio():
     with pytest.raises(LayerError, match="dropout_ratio"):
         run(make('type: "Dropout" dropout_param { dropout_ratio: 1.0 }'), [blob_from(np.ones(3))])
+
+
+# --------------------------------------------------------------------------- ELU
+def test_elu_forward_matches_caffe():
+    # TestELU: alpha 0.5; x for x > 0, 0.5 (exp(x) - 1) otherwise (within 2e-4).
+    x = gaussian()
+    y = run(make('type: "ELU" elu_param { alpha: 0.5 }'), [blob_from(x)]).data
+    np.testing.assert_array_equal(y[x > 0], x[x > 0])
+    np.testing.assert_allclose(y[x <= 0], 0.5 * np.expm1(x[x <= 0].astype(np.float64)), atol=2e-4)
+
+
+def test_elu_with_alpha_zero_is_relu():
+    # TestELUasReLU.
+    x = gaussian()
+    y = run(make('type: "ELU" elu_param { alpha: 0 }'), [blob_from(x)]).data
+    assert (y >= 0).all() and ((y == 0) | (y == x)).all()
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0, 0.5])
+def test_elu_gradient(alpha):
+    # TestELUGradient / TestELUasReLUGradient: GradientChecker(1e-2, 1e-3, 1701, 0, 0.01).
+    check_gradients(
+        make(f'type: "ELU" elu_param {{ alpha: {alpha} }}'),
+        [blob_from(gaussian())],
+        [Blob()],
+        kink=0.0,
+        kink_range=0.01,
+    )
+
+
+def test_elu_in_place():
+    in_place_matches('type: "ELU" elu_param { alpha: -0.7 }', gaussian())
+
+
+# --------------------------------------------------------------------------- BNLL
+def test_bnll_forward_is_softplus():
+    # TestBNLL: y >= 0 and y >= x; and the value log(1 + exp(x)).
+    x = gaussian(std=10.0)
+    y = run(make('type: "BNLL"'), [blob_from(x)]).data
+    assert (y >= 0).all() and (y >= x).all()
+    xd = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        caffe = np.where(xd > 0, xd + np.log(1.0 + np.exp(-xd)), np.log(1.0 + np.exp(xd)))
+    np.testing.assert_array_equal(y, caffe.astype(np.float32))  # Caffe's double-precision form
+    np.testing.assert_allclose(y, np.logaddexp(0, xd), rtol=1e-6, atol=1e-12)
+    big = run(make('type: "BNLL"'), [blob_from(np.array([-100, 100, 1e4], np.float32))]).data
+    np.testing.assert_array_equal(big, [0, 100, 1e4])  # no overflow; 1 + e^-100 rounds to 1
+
+
+def test_bnll_gradient():
+    check_gradients(make('type: "BNLL"'), [blob_from(gaussian())], [Blob()])
+
+
+def test_bnll_gradient_is_the_sigmoid_clamped_at_50():
+    x = np.array([-3.0, 0.0, 2.0, 60.0], np.float32)
+    layer = make('type: "BNLL"')
+    bottom = blob_from(x)
+    top = run(layer, [bottom])
+    dx = backward(layer, [bottom], top, np.ones_like(x))
+    e = np.exp(np.minimum(x.astype(np.float64), 50.0))
+    np.testing.assert_allclose(dx, e / (e + 1), rtol=1e-6)
+
+
+def test_bnll_in_place():
+    in_place_matches('type: "BNLL"', gaussian())
+
+
+# --------------------------------------------------------------------------- Threshold
+@pytest.mark.parametrize(
+    "text,t",
+    [('type: "Threshold"', 0.0), ('type: "Threshold" threshold_param { threshold: 0.5 }', 0.5)],
+)
+def test_threshold_forward(text, t):
+    # test_threshold_layer.cpp Test / Test2: a 2x3x6x5 Gaussian blob; 1 above, 0 at or below.
+    x = gaussian((2, 3, 6, 5))
+    x.flat[0] = t  # a value at the threshold maps to 0 (strict '>')
+    y = run(make(text), [blob_from(x)])
+    assert y.shape == x.shape
+    np.testing.assert_array_equal(y.data, (x > np.float32(t)).astype(np.float32))
+
+
+def test_threshold_in_place_and_no_gradient():
+    x = gaussian()
+    layer = make('type: "Threshold"')
+    shared = blob_from(x)
+    out = run(layer, [shared], in_place=True)
+    np.testing.assert_array_equal(out.data, (x > 0).astype(np.float32))
+    layer.backward([out], [False], [shared])  # nothing asked, nothing done
+    with pytest.raises(LayerError, match="Threshold has no gradient"):
+        layer.backward([out], [True], [shared])

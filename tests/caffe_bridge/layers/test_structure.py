@@ -1,8 +1,10 @@
-"""Split, Concat, Slice, Eltwise, Flatten, Reshape, Silence and ArgMax with Caffe's semantics.
+"""Split, Concat, Slice, Crop, Tile, Eltwise, Reduction, Flatten, Reshape, Silence and ArgMax
+with Caffe's semantics.
 
 Shapes and cases follow BVLC/caffe's test_split_layer.cpp, test_concat_layer.cpp,
-test_slice_layer.cpp, test_eltwise_layer.cpp, test_flatten_layer.cpp,
-test_reshape_layer.cpp and test_argmax_layer.cpp.
+test_slice_layer.cpp, test_crop_layer.cpp, test_tile_layer.cpp, test_eltwise_layer.cpp,
+test_reduction_layer.cpp, test_flatten_layer.cpp, test_reshape_layer.cpp and
+test_argmax_layer.cpp.
 """
 
 import numpy as np
@@ -381,3 +383,162 @@ def test_argmax_errors():
     top = run(layer, [x])
     with pytest.raises(LayerError, match="no gradient"):
         layer.backward(top, [True], [x])
+
+
+# --------------------------------------------------------------------------- Crop
+CROP_DATA, CROP_REF = (2, 4, 5, 4), (2, 3, 4, 2)  # test_crop_layer.cpp's bottoms
+
+
+def crop(text, data_shape=CROP_DATA, ref_shape=CROP_REF):
+    x = gaussian(data_shape)
+    (top,) = run(make(f'type: "Crop" {text}'), [blob_from(x), blob_from(gaussian(ref_shape, 2))])
+    return x, top
+
+
+@pytest.mark.parametrize(
+    "text,shape",
+    [
+        ("crop_param { axis: 0 }", (2, 3, 4, 2)),  # TestSetupShapeAll
+        ("", (2, 4, 4, 2)),  # TestSetupShapeDefault: axis 2
+        ("crop_param { axis: -1 }", (2, 4, 5, 2)),  # TestSetupShapeNegativeIndexing
+    ],
+)
+def test_crop_shapes_follow_caffe(text, shape):
+    assert crop(text)[1].shape == shape
+
+
+def test_crop_ignores_the_size_of_uncropped_axes():
+    # TestDimensionsCheck: bottom[1] has more channels, but channels are not cropped.
+    assert crop("", ref_shape=(2, 5, 4, 2))[1].shape == (2, 4, 4, 2)
+
+
+@pytest.mark.parametrize(
+    "text,index",
+    [
+        ("crop_param { axis: 0 }", np.s_[:2, :3, :4, :2]),  # TestCropAll
+        (
+            "crop_param { axis: 0 offset: 0 offset: 1 offset: 1 offset: 2 }",
+            np.s_[:2, 1:4, 1:5, 2:4],
+        ),  # TestCropAllOffset
+        ("crop_param { axis: 2 offset: 1 offset: 2 }", np.s_[:, :, 1:5, 2:4]),  # TestCropHW
+        ("crop_param { offset: 1 }", np.s_[:, :, 1:5, 1:3]),  # one offset for every axis
+    ],
+)
+def test_crop_values(text, index):
+    x, top = crop(text)
+    np.testing.assert_array_equal(top.data, x[index])
+
+
+def test_crop_5d():
+    # TestCrop5D: an extra axis of 2 (data) and 1 (size); offsets 1, 2, 0 from axis 2.
+    x, top = crop(
+        "crop_param { axis: 2 offset: 1 offset: 2 offset: 0 }", (2, 4, 5, 4, 2), (2, 3, 4, 2, 1)
+    )
+    np.testing.assert_array_equal(top.data, x[:, :, 1:5, 2:4, 0:1])
+
+
+@pytest.mark.parametrize(
+    "text,data_shape,ref_shape",
+    [
+        ("crop_param { axis: 0 }", CROP_DATA, CROP_REF),  # TestCropAllGradient
+        ("crop_param { axis: 2 offset: 1 offset: 2 }", CROP_DATA, CROP_REF),  # TestCropHWGradient
+        ("crop_param { axis: 2 offset: 1 offset: 2 offset: 0 }", (2, 4, 5, 4, 2), (2, 3, 4, 2, 1)),
+    ],
+)
+def test_crop_gradients(text, data_shape, ref_shape):
+    # Both bottoms: bottom[1] only gives the size, so its gradient is zero.
+    check_gradients(
+        make(f'type: "Crop" {text}'),
+        [blob_from(gaussian(data_shape)), blob_from(gaussian(ref_shape, 2))],
+        [Blob()],
+    )
+
+
+@pytest.mark.parametrize(
+    "text,ref_shape,match",
+    [
+        ("crop_param { offset: 1 offset: 2 offset: 3 }", CROP_REF, "needs one, or one per cropped"),
+        ("crop_param { offset: 2 }", CROP_REF, "crop of axis 2 is out of bounds"),
+        ("", (2, 3, 4), "needs at least the 4 axes"),
+        ("crop_param { axis: 4 }", CROP_REF, "crop_param.axis"),
+    ],
+)
+def test_crop_errors(text, ref_shape, match):
+    with pytest.raises(LayerError, match=match):
+        crop(text, ref_shape=ref_shape)
+
+
+# --------------------------------------------------------------------------- Tile
+@pytest.mark.parametrize("axis", [0, 1, 2, 3, -1])
+@pytest.mark.parametrize("tiles", [1, 3])
+def test_tile_forward_is_numpy_tile_on_the_axis(axis, tiles):
+    # test_tile_layer.cpp TestSetup / TestForwardNum / TestForwardChannels on 2x3x4x5.
+    x = gaussian((2, 3, 4, 5))
+    (top,) = run(make(f'type: "Tile" tile_param {{ axis: {axis} tiles: {tiles} }}'), [blob_from(x)])
+    reps = [1, 1, 1, 1]
+    reps[axis] = tiles
+    np.testing.assert_array_equal(top.data, np.tile(x, reps))
+
+
+@pytest.mark.parametrize("axis,tiles", [(1, 1), (0, 3), (1, 3)])
+def test_tile_gradients(axis, tiles):
+    # TestTrivialGradient, TestGradientNum, TestGradientChannels.
+    check_gradients(
+        make(f'type: "Tile" tile_param {{ axis: {axis} tiles: {tiles} }}'),
+        [blob_from(gaussian((2, 3, 4, 5)))],
+        [Blob()],
+    )
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ('type: "Tile"', "tiles .* must be given"),
+        ('type: "Tile" tile_param { tiles: 0 }', "must be positive"),
+        ('type: "Tile" tile_param { tiles: 2 axis: 4 }', "tile_param.axis"),
+    ],
+)
+def test_tile_errors(text, match):
+    with pytest.raises(LayerError, match=match):
+        run(make(text), [blob_from(gaussian((2, 3, 4, 5)))])
+
+
+# --------------------------------------------------------------------------- Reduction
+def uniform(shape, seed=1701):
+    return np.random.default_rng(seed).uniform(0, 1, shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("axis,shape", [(0, ()), (1, (2,)), (2, (2, 3)), (-1, (2, 3, 4))])
+def test_reduction_shapes_follow_caffe(axis, shape):
+    # TestSetUp / TestSetUpWithAxis1 / TestSetUpWithAxis2 on 2x3x4x5.
+    text = f'type: "Reduction" reduction_param {{ axis: {axis} }}'
+    assert run(make(text), [blob_from(uniform((2, 3, 4, 5)))])[0].shape == shape
+
+
+REDUCE = {
+    "SUM": lambda x: x.sum(axis=1),
+    "MEAN": lambda x: x.mean(axis=1),
+    "ASUM": lambda x: np.abs(x).sum(axis=1),
+    "SUMSQ": lambda x: (x * x).sum(axis=1),
+}
+
+
+@pytest.mark.parametrize("op", list(REDUCE))
+@pytest.mark.parametrize("coeff,axis", [(1.0, 0), (2.3, 0), (2.3, 1)])
+def test_reduction_forward(op, coeff, axis):
+    # TestSum, TestSumCoeff, TestSumCoeffAxis1 and the same for MEAN, ASUM and SUMSQ.
+    x = uniform((2, 3, 4, 5)) - np.float32(0.5)
+    text = f'type: "Reduction" reduction_param {{ operation: {op} coeff: {coeff} axis: {axis} }}'
+    (top,) = run(make(text), [blob_from(x)])
+    num = int(np.prod(x.shape[:axis]))
+    expected = REDUCE[op](x.reshape(num, -1).astype(np.float64)) * np.float32(coeff)
+    np.testing.assert_allclose(top.data.reshape(num), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("op", list(REDUCE))
+@pytest.mark.parametrize("coeff,axis", [(1.0, 0), (2.3, 0), (2.3, 1)])
+def test_reduction_gradients(op, coeff, axis):
+    # TestSumGradient etc.: GradientChecker(1e-2, 2e-3) (ASUM's kink at 0 avoided by the data).
+    x = uniform((2, 3, 4, 5)) + np.float32(0.05) if op == "ASUM" else uniform((2, 3, 4, 5))
+    text = f'type: "Reduction" reduction_param {{ operation: {op} coeff: {coeff} axis: {axis} }}'
+    check_gradients(make(text), [blob_from(x)], [Blob()], threshold=2e-3)

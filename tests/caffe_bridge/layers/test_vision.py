@@ -1,7 +1,8 @@
-"""Convolution, InnerProduct and Pooling with Caffe's semantics.
+"""Convolution, Deconvolution, InnerProduct, Embed, Pooling and SPP with Caffe's semantics.
 
-Expected values come from BVLC/caffe's test_pooling_layer.cpp and
-test_convolution_layer.cpp; conv results are also checked against an einsum
+Expected values come from BVLC/caffe's test_pooling_layer.cpp,
+test_convolution_layer.cpp, test_deconvolution_layer.cpp, test_embed_layer.cpp and
+test_spp_layer.cpp; conv results are also checked against an einsum
 reference, and every layer's gradients against finite differences.
 """
 
@@ -544,3 +545,204 @@ def test_pooling_errors(body, n_top, match):
 def test_pooling_rejects_non_4d_input():
     with pytest.raises(LayerError, match="must have 4 axes"):
         run(pool_layer("kernel_size: 2"), [blob_from(gaussian((2, 6, 6)))])
+
+
+# --------------------------------------------------------------------------- Deconvolution
+DECONV = """type: "Deconvolution" convolution_param {{ num_output: {out} kernel_size: {k}
+    stride: {s} {extra} weight_filler {{ type: "gaussian" }}
+    bias_filler {{ type: "gaussian" }} }}"""
+
+
+def test_deconvolution_shapes_follow_caffe():
+    # test_deconvolution_layer.cpp TestSetup: 2x3x6x4, kernel 3, stride 2 -> 13x9.
+    layer = make(DECONV.format(out=4, k=3, s=2, extra=""))
+    tops = run(layer, [blob_from(gaussian((2, 3, 6, 4))), blob_from(gaussian((2, 3, 6, 4), 2))], 2)
+    assert [t.shape for t in tops] == [(2, 4, 13, 9)] * 2
+    assert layer.blobs[0].shape == (3, 4, 3, 3)  # (channels, num_output/group, kh, kw)
+    grouped = make(DECONV.format(out=3, k=3, s=2, extra="group: 3"))
+    (top,) = run(grouped, [blob_from(gaussian((2, 3, 6, 4)))])
+    assert top.shape == (2, 3, 13, 9) and grouped.blobs[0].shape == (3, 1, 3, 3)
+
+
+def test_deconvolution_caffe_simple_values():
+    # TestSimpleDeconvolution: ones in, weights 1, bias 0.1; overlaps add 3 or 9.
+    text = """type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 stride: 2
+        weight_filler { type: "constant" value: 1 } bias_filler { type: "constant" value: 0.1 } }"""
+    (top,) = run(make(text), [blob_from(np.ones((2, 3, 6, 4), np.float32))])
+    h, w = np.arange(13), np.arange(9)
+    h_overlap = (h % 2 == 0) & (h > 0) & (h < 12)
+    w_overlap = (w % 2 == 0) & (w > 0) & (w < 8)
+    expected = 3.1 + np.where(
+        h_overlap[:, None] & w_overlap[None, :],
+        9,
+        np.where(h_overlap[:, None] | w_overlap[None, :], 3, 0),
+    )
+    np.testing.assert_allclose(top.data, np.broadcast_to(expected, top.shape), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "extra,k,s,shape",
+    [
+        ("", 2, 1, (2, 3, 6, 4)),
+        ("pad: 1 dilation: 2", 3, 2, (2, 4, 3, 3)),
+        ("group: 2", 3, 2, (1, 4, 3, 2)),
+    ],
+)
+def test_deconvolution_gradients(extra, k, s, shape):
+    # TestGradient: kernel 2, stride 1, one output, gaussian fillers; plus pad/dilation/group.
+    out = 2 if "group" in extra else 1
+    check_gradients(
+        make(DECONV.format(out=out, k=k, s=s, extra=extra)),
+        [blob_from(gaussian(shape)), blob_from(gaussian(shape, seed=2))],
+        [Blob(), Blob()],
+    )
+
+
+def test_deconvolution_is_the_adjoint_of_convolution():
+    # <conv(x), y> == <x, deconv(y)> with the same weights and geometry, no bias.
+    body = "num_output: 3 kernel_size: 3 stride: 2 pad: 1 group: 1 bias_term: false"
+    conv = make(
+        f'type: "Convolution" convolution_param {{ {body} weight_filler {{ type: "gaussian" }} }}'
+    )
+    x = gaussian((2, 4, 7, 9))  # odd sizes: stride 2 loses no pixel
+    (y,) = run(conv, [blob_from(x)])
+    deconv = make(f'type: "Deconvolution" convolution_param {{ num_output: 4 {body[14:]} }}')
+    deconv.blobs = conv.blobs  # conv (3, 4, 3, 3) is deconv's (channels 3, num_output 4, 3, 3)
+    r = gaussian(y.shape, seed=5)
+    (xt,) = run(deconv, [blob_from(r)])
+    assert xt.shape == x.shape
+    np.testing.assert_allclose(
+        np.vdot(y.data.astype(np.float64), r), np.vdot(x.astype(np.float64), xt.data), rtol=1e-5
+    )
+
+
+def test_deconvolution_gemms_go_through_the_backend_swapped():
+    backend = RecordingBackend()
+    layer = make(
+        'name: "up" type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 '
+        'stride: 2 group: 2 weight_filler { type: "gaussian" } }',
+        backend=backend,
+    )
+    bottom = blob_from(gaussian((2, 6, 5, 4)))
+    (top,) = run(layer, [bottom])
+    # Forward is the convolution's backward-data GEMM, per group: W_g (3, 2*3*3), X_g (2, 3, 20).
+    assert backend.calls == [("backward_data", "up", (3, 18), (2, 3, 20))] * 2
+    backend.calls.clear()
+    top.diff[...] = gaussian(top.shape, seed=4)
+    layer.backward([top], [True], [bottom])
+    # Weight gradient (bottom data as "dY", the top gradient's columns as "X"), then the
+    # bottom gradient as the convolution's forward GEMM.
+    assert (
+        backend.calls
+        == [("weight_grad", "up", (2, 3, 20), (2, 18, 20))] * 2
+        + [("forward", "up", (3, 18), (2, 18, 20))] * 2
+    )
+
+
+def test_deconvolution_errors():
+    layer = make('type: "Deconvolution" convolution_param { num_output: 2 kernel_size: 1 pad: 1 }')
+    with pytest.raises(LayerError, match="output height -1 is not positive"):
+        run(layer, [blob_from(gaussian((1, 2, 1, 3)))])
+    layer = make('type: "Deconvolution" convolution_param { kernel_size: 2 }')
+    with pytest.raises(LayerError, match="num_output must be given"):
+        run(layer, [blob_from(gaussian((1, 2, 3, 3)))])
+
+
+# --------------------------------------------------------------------------- Embed
+EMBED = """type: "Embed" embed_param {{ num_output: 10 input_dim: 5 bias_term: {bias}
+    weight_filler {{ type: "uniform" min: -10 max: 10 }}
+    bias_filler {{ type: "uniform" min: -10 max: 10 }} }}"""
+
+
+@pytest.mark.parametrize("bias", ["false", "true"])
+def test_embed_forward_picks_rows(bias):
+    # test_embed_layer.cpp: a (4, 1, 1, 1) bottom of indices; top (4, 1, 1, 1, 10).
+    layer = make(EMBED.format(bias=bias))
+    idx = np.array([4, 2, 2, 3], np.float32).reshape(4, 1, 1, 1)
+    (top,) = run(layer, [blob_from(idx)])
+    assert top.shape == (4, 1, 1, 1, 10) and layer.blobs[0].shape == (5, 10)
+    expected = layer.blobs[0].data[[4, 2, 2, 3]]
+    if bias == "true":
+        expected = expected + layer.blobs[1].data
+    np.testing.assert_allclose(top.data.reshape(4, 10), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bias", ["false", "true"])
+def test_embed_gradients(bias):
+    idx = np.array([4, 2, 2, 3], np.float32).reshape(4, 1, 1, 1)
+    check_gradients(make(EMBED.format(bias=bias)), [blob_from(idx)], [Blob()], check_bottom=[])
+
+
+def test_embed_errors():
+    with pytest.raises(LayerError, match="not an index in"):
+        run(make(EMBED.format(bias="true")), [blob_from(np.array([1.5, 5], np.float32))])
+    with pytest.raises(LayerError, match="input_dim must be given"):
+        run(make('type: "Embed" embed_param { num_output: 3 }'), [blob_from(np.zeros(2))])
+    layer = make(EMBED.format(bias="false"))
+    bottom = blob_from(np.array([1, 2], np.float32))
+    (top,) = run(layer, [bottom])
+    with pytest.raises(LayerError, match="cannot backpropagate to the input"):
+        layer.backward([top], [True], [bottom])
+
+
+# --------------------------------------------------------------------------- SPP
+@pytest.mark.parametrize(
+    "shape,height,channels",
+    [((2, 3, 9, 8), 3, 63), ((4, 3, 1024, 765), 5, 1023), ((10, 3, 7, 7), 3, 63)],
+)
+def test_spp_output_shapes_follow_caffe(shape, height, channels):
+    # test_spp_layer.cpp: C * (4^h - 1) / 3 outputs per image.
+    layer = make(f'type: "SPP" spp_param {{ pyramid_height: {height} }}')
+    top = [Blob()]
+    bottom = [Blob(shape)]
+    layer.setup(bottom, top)
+    layer.reshape(bottom, top)
+    assert top[0].shape == (shape[0], channels)
+
+
+@pytest.mark.parametrize("pool", ["MAX", "AVE"])
+def test_spp_values_are_the_levels_poolings_concatenated(pool):
+    x = distinct((2, 3, 9, 8))
+    (top,) = run(
+        make(f'type: "SPP" spp_param {{ pyramid_height: 2 pool: {pool} }}'), [blob_from(x)]
+    )
+    # Level 0: the whole image; level 1: 2x2 bins of kernel (5, 4), stride = kernel, pad (1, 0).
+    whole = x.max(axis=(2, 3)) if pool == "MAX" else x.mean(axis=(2, 3))
+    np.testing.assert_allclose(top.data[:, :3], whole, rtol=1e-6)
+    level1 = make(
+        f'type: "Pooling" pooling_param {{ pool: {pool} kernel_h: 5 kernel_w: 4 stride_h: 5 '
+        "stride_w: 4 pad_h: 1 pad_w: 0 }"
+    )
+    (ref,) = run(level1, [blob_from(x)])
+    np.testing.assert_allclose(top.data[:, 3:], ref.data.reshape(2, 12), rtol=1e-6)
+
+
+def test_spp_single_level_keeps_four_axes():
+    (top,) = run(
+        make('type: "SPP" spp_param { pyramid_height: 1 }'), [blob_from(gaussian((2, 3, 5, 4)))]
+    )
+    assert top.shape == (2, 3, 1, 1)
+
+
+@pytest.mark.parametrize("pool", ["MAX", "AVE"])
+def test_spp_gradients(pool):
+    # TestGradient: pyramid height 3 on a 2x3x9x8 blob (distinct values keep max pooling smooth).
+    check_gradients(
+        make(f'type: "SPP" spp_param {{ pyramid_height: 3 pool: {pool} }}'),
+        [blob_from(distinct((2, 3, 9, 8)))],
+        [Blob()],
+    )
+
+
+def test_spp_errors():
+    with pytest.raises(LayerError, match="pyramid_height must be given"):
+        run(make('type: "SPP"'), [blob_from(gaussian((1, 1, 4, 4)))])
+    with pytest.raises(LayerError, match="too small for pyramid level 2"):
+        run(
+            make('type: "SPP" spp_param { pyramid_height: 3 }'), [blob_from(gaussian((1, 1, 3, 3)))]
+        )
+    with pytest.raises(LayerError, match="STOCHASTIC"):
+        run(
+            make('type: "SPP" spp_param { pyramid_height: 2 pool: STOCHASTIC }'),
+            [blob_from(gaussian((1, 1, 4, 4)))],
+        )

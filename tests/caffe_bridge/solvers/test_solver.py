@@ -569,9 +569,6 @@ def test_net_path_is_relative_to_current_directory(tmp_path, monkeypatch):
     assert solver.param.snapshot_prefix == "solver"  # Caffe's default: the solver file's stem
 
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "caffe-models"
-
-
 @pytest.mark.parametrize(
     "name",
     [
@@ -582,13 +579,14 @@ SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "caffe-models"
         "cifar10/cifar10_quick_solver.prototxt",
         "cifar10/cifar10_full_solver.prototxt",
         "bvlc_alexnet/solver.prototxt",
+        "bvlc_reference_caffenet/solver.prototxt",
     ],
 )
 def test_reference_solver_files_parse_and_check(name):
-    if not SHARED.is_dir():
-        pytest.skip(f"the shared Caffe models ({SHARED}) are not present")
+    from caffe_bridge.datasets import example_dir
     from caffe_bridge.solvers.params import check_solver_param
 
-    param, src = read_solver_param(SHARED / name)
+    model, file = name.split("/")
+    param, src = read_solver_param(example_dir(model) / file)
     check_solver_param(param, src)
     assert param.type in SOLVER_CLASSES
