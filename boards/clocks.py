@@ -121,7 +121,10 @@ class PllDomain(Elaboratable):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        clk_out = Signal()
+        # ``keep``: this net is also the ``sync`` domain's clock, and Yosys would otherwise
+        # merge this name into that one (``clk``) and drop it, leaving nextpnr a constraint
+        # on a net that "does not exist in design". Kept, it stays one of the net's names.
+        clk_out = Signal(attrs={"keep": 1})
         locked = Signal()
         port = platform.request(self.clk, dir="-")  # type: ignore[attr-defined]
         if self.pll is None:

@@ -61,8 +61,9 @@ class GemmBackend(ABC):
         """Build or connect what the first GEMM would (a simulator, a board), saying so."""
         return None
 
-    def begin_iteration(self) -> None:
-        """A training iteration starts (before its forward pass)."""
+    def begin_iteration(self, iteration: int | None = None) -> None:
+        """A training iteration starts (before its forward pass); ``iteration`` is its
+        number as the solver counts, from 0 as in Caffe's log (None: not known)."""
         return None
 
     def report(self) -> str | None:

@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,10 +102,18 @@ def discard(entry: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def build(recipe: VerilatorBuild, root: Path, *, force: bool = False) -> Path:
+def build(
+    recipe: VerilatorBuild,
+    root: Path,
+    *,
+    force: bool = False,
+    on_build: Callable[[Path], None] | None = None,
+) -> Path:
     """The built output of ``recipe`` (from the cache entry under ``root``, else built there).
 
     ``force`` discards the entry first (one that passed the checks but does not work).
+    ``on_build(entry)`` is called when a build starts, and only then (not for a cached
+    entry), so that a caller can say that this takes a while.
     A failed build raises :class:`VerilatorBuildError` with the end of its log, and
     keeps the log beside the entry as ``<entry>.failed.log``.
     """
@@ -114,6 +123,8 @@ def build(recipe: VerilatorBuild, root: Path, *, force: bool = False) -> Path:
     if entry_ok(entry):
         return entry / recipe.output
     discard(entry)
+    if on_build is not None:
+        on_build(entry)
     with atomic_directory(entry) as tmp:
         _verilate_and_make(recipe, tmp, entry)
         marker = {"output": recipe.output, "sha256": sha256_file(tmp / recipe.output)}

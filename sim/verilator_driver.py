@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,15 +169,17 @@ def build_library(
     trace: bool = False,
     root: Path | None = None,
     force: bool = False,
+    on_build: Callable[[Path], None] | None = None,
 ) -> Build:
-    """Verilate ``verilog`` with the driver into a shared library (cached, race-safe)."""
+    """Verilate ``verilog`` with the driver into a shared library (cached, race-safe);
+    ``on_build(entry)`` is called when a build starts (see :func:`sim.verilator_build.build`)."""
     if trace and not any(
         Path(d, "lz4.h").is_file() for d in ("/usr/include", "/usr/local/include")
     ):
         # The wheel's FST writer compresses with LZ4 and needs its header to build.
         raise SimulatorNotFound("FST tracing needs lz4.h: apt-get install liblz4-dev")
     recipe = library_build(verilog, top, layout, trace=trace)
-    path = build(recipe, cache_root() if root is None else root, force=force)
+    path = build(recipe, cache_root() if root is None else root, force=force, on_build=on_build)
     return Build(path, top, layout, trace, recipe.key())
 
 
@@ -358,18 +361,22 @@ def simulator(
     verilog: tuple[str, str] | None = None,
     trace: bool = False,
     root: Path | None = None,
+    on_build: Callable[[Path], None] | None = None,
 ) -> VerilatedAccelerator:
     """Build (or take from the cache) and load the simulator of ``cfg``.
 
     ``verilog``: (text, top module) of the accelerator as written (e.g. by ``barista
     generate``); by default ``Accelerator(cfg)`` is elaborated here. A cache entry that
-    cannot be loaded is discarded and rebuilt once.
+    cannot be loaded is discarded and rebuilt once. ``on_build(entry)`` is called when a
+    build starts, and only then.
     """
     verilog, top = verilog if verilog is not None else accelerator_verilog(cfg, root)
     layout = PortLayout.from_config(cfg)
-    build = build_library(verilog, top, layout, trace=trace, root=root)
+    build = build_library(verilog, top, layout, trace=trace, root=root, on_build=on_build)
     try:
         return VerilatedAccelerator(cfg, build)
     except VerilatorBuildError:
-        build = build_library(verilog, top, layout, trace=trace, root=root, force=True)
+        build = build_library(
+            verilog, top, layout, trace=trace, root=root, force=True, on_build=on_build
+        )
         return VerilatedAccelerator(cfg, build)

@@ -16,7 +16,14 @@ from typing import Any
 from barista_base.errors import InputError
 from caffe_bridge.backend import BackendFactory, CpuBackend, GemmBackend
 
-BACKENDS = ("cpu", "golden", "rtl", "board")
+#: Every backend by name, with what it computes on (the ``--backend`` help is made from it).
+BACKEND_HELP: dict[str, str] = {
+    "cpu": "float32",
+    "golden": "the bit-exact hardware model",
+    "rtl": "the Verilated accelerator",
+    "board": "an FPGA over its UART",
+}
+BACKENDS = tuple(BACKEND_HELP)
 
 
 def _backend_class(name: str) -> type[GemmBackend]:
@@ -58,4 +65,4 @@ def backend_factory(name: str, **options: Any) -> BackendFactory:
     return make
 
 
-__all__ = ["BACKENDS", "backend_factory", "get_backend"]
+__all__ = ["BACKENDS", "BACKEND_HELP", "backend_factory", "get_backend"]

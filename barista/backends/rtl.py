@@ -10,8 +10,14 @@ are identical whichever layers are simulated, and only those cost simulation tim
 Per layer and pass it records the simulated cycles of the last iteration and
 running totals; :meth:`RtlBackend.cycle_report` turns them into PE utilisation
 (useful MACs / (PEs x cycles)) and a projected time per iteration at the
-accelerator's clock. An iteration starts whenever the first layer pass ever seen
-comes round again (or when :meth:`RtlBackend.begin_iteration` says so).
+accelerator's clock. Iterations are numbered as the solver (and Caffe's log) numbers
+them, from 0: :meth:`RtlBackend.begin_iteration` gives the number; without it, an
+iteration starts whenever the first layer pass ever seen comes round again.
+
+``trace=(layer, pass, iteration)`` writes an FST waveform of that layer pass in that
+iteration and says where (through the log :meth:`RtlBackend.prepare` was given);
+:meth:`RtlBackend.check_trace` rejects, before training, a trace that cannot happen,
+and :meth:`RtlBackend.missing_trace` says afterwards why none was written.
 """
 
 from __future__ import annotations
@@ -136,7 +142,8 @@ class RtlBackend(HardwareBackend):
     here) or the :class:`~barista.manifest.AcceleratorFiles` of a ``barista generate``
     output (``rtl_out/<net>``, whose Verilog is simulated as written); ``rtl_layers``
     the layer names simulated (``None``: all); ``trace=(layer, pass,
-    iteration)`` writes an FST waveform of that pass into ``trace_dir``;
+    iteration)`` writes an FST waveform of that pass (``forward``, ``backward`` or
+    ``gradient``) in that iteration (counted from 0) into ``trace_dir``;
     ``host`` the host protocol of :mod:`sim.verilator_driver`; ``cache_dir`` the
     build cache. ``fmt``/``rows``/``cols`` are accepted for CLI compatibility and
     must agree with the accelerator.
@@ -173,28 +180,38 @@ class RtlBackend(HardwareBackend):
         self.rtl_layers = None if rtl_layers is None else frozenset(rtl_layers)
         self.host = host
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        if trace is not None:
-            layer, kind, iteration = trace
-            kind = kind if isinstance(kind, Pass) else Pass(kind)
-            trace = (layer, kind, int(iteration))
-        self.trace = trace
+        self.trace = None if trace is None else _trace_request(trace)
+        if self.trace is not None and not self.on_rtl(self.trace[0]):
+            raise InputError(
+                f"trace {_spec(self.trace)}: layer {self.trace[0]!r} is not one of the layers "
+                f"run on the RTL ({', '.join(sorted(self.rtl_layers or ()))})"
+            )
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
         self.trace_files: list[Path] = []
         self.records: dict[str, PassCycles] = {}
         self.iteration = 0
+        self._begun = False  # begin_iteration was called
+        self._ran: set[tuple[str, Pass]] = set()  # layer passes run on the RTL so far
+        self._seen: set[int] = set()  # iterations in which a layer pass ran
+        self._log: Callable[[str], None] | None = None
         self._first_key: str | None = None
         self._last_key: str | None = None
         self._sims: dict[bool, Any] = {}  # traced build? -> VerilatedAccelerator
 
     # -- simulator -------------------------------------------------------------------
-    def simulator(self, trace: bool = False) -> Any:
-        """The loaded simulator (built on first use; cached on disk across runs)."""
+    def simulator(self, trace: bool = False, on_build: Callable[[Path], None] | None = None) -> Any:
+        """The loaded simulator (built on first use; cached on disk across runs);
+        ``on_build(entry)`` is called if it has to be built."""
         if trace not in self._sims:
             from sim.verilator_driver import simulator
 
             verilog = self.files.verilog() if self.files is not None else None
             self._sims[trace] = simulator(
-                self.accelerator, verilog=verilog, trace=trace, root=self.cache_dir
+                self.accelerator,
+                verilog=verilog,
+                trace=trace,
+                root=self.cache_dir,
+                on_build=on_build,
             )
         return self._sims[trace]
 
@@ -206,21 +223,84 @@ class RtlBackend(HardwareBackend):
         return GoldenBackend(accelerator=self.accelerator, rounding=self.rounding)
 
     def prepare(self, log: Callable[[str], None]) -> None:
-        """Build and load the simulator now (else the first RTL call does it)."""
-        log("Building the Verilated accelerator (cached after the first run)")
-        self.simulator(trace=False)
-        if self.trace is not None:
-            self.simulator(trace=True)
+        """Build (or take from the cache) and load the simulator now, else the first RTL
+        call does it. ``log`` hears whether it is built or taken from the cache (a build
+        takes minutes; a cached one a moment), and later where each waveform went."""
+        self._log = log
+        for trace in (False, True) if self.trace is not None else (False,):
+            what = "the Verilated accelerator" + (" with waveform tracing" if trace else "")
+            built: list[Path] = []
+
+            def building(entry: Path, what: str = what, built: list[Path] = built) -> None:
+                built.append(entry)
+                log(f"Building {what} (once: it is cached in {entry.parent})")
+
+            sim = self.simulator(trace=trace, on_build=building)
+            if not built:
+                log(f"Using the cached build of {what} ({sim.build.path.parent})")
 
     def close(self) -> None:
         for sim in self._sims.values():
             sim.close()
         self._sims.clear()
 
-    def begin_iteration(self) -> None:
-        """Start a new iteration explicitly (the automatic rule: the first pass recurs)."""
-        self.iteration += 1
+    def begin_iteration(self, iteration: int | None = None) -> None:
+        """An iteration starts: ``iteration`` is its number as the solver counts (from 0,
+        as in Caffe's log); without it, the one after the last (0 if none ran yet)."""
+        if iteration is not None:
+            self.iteration = int(iteration)
+        elif self._begun or self._first_key is not None:
+            self.iteration += 1
+        self._begun = True
         self._first_key = self._last_key = None
+
+    def check_trace(self, passes: Iterable[tuple[str, Pass]], iterations: range) -> None:
+        """Reject a trace that cannot happen, before training: ``passes`` are the layer
+        passes the training net runs, ``iterations`` the iterations it will run."""
+        if self.trace is None:
+            return
+        layer, kind, iteration = self.trace
+        passes = set(passes)
+        layers = sorted({name for name, _ in passes})
+        if layer not in layers:
+            raise InputError(
+                f"trace {_spec(self.trace)}: the net has no Convolution or InnerProduct "
+                f"layer {layer!r} (it has {', '.join(layers) or 'none'})"
+            )
+        if (layer, kind) not in passes:
+            why = " (its bottom needs no gradient)" if kind is Pass.BACKWARD_DATA else ""
+            raise InputError(
+                f"trace {_spec(self.trace)}: layer {layer!r} has no {kind.value} pass in "
+                f"training{why}"
+            )
+        if iteration not in iterations:
+            ran = (
+                f"iterations {iterations.start} to {iterations.stop - 1}"
+                if len(iterations)
+                else "no iterations"
+            )
+            raise InputError(
+                f"trace {_spec(self.trace)}: iteration {iteration} is not run (training "
+                f"runs {ran}, counted from 0 as in the log)"
+            )
+
+    def missing_trace(self) -> str | None:
+        """Why no waveform was written for ``trace`` (None: one was, or none was asked)."""
+        if self.trace is None or self.trace_files:
+            return None
+        layer, kind, iteration = self.trace
+        if not self._seen:
+            return "no iteration ran"
+        if iteration not in self._seen:
+            first, last = min(self._seen), max(self._seen)
+            if iteration > last:
+                return f"iteration {iteration} never ran (the last was {last})"
+            if iteration < first:
+                return f"iteration {iteration} never ran (the first was {first})"
+            return f"iteration {iteration} never ran"
+        if (layer, kind) not in self._ran:
+            return f"layer {layer!r} never ran its {kind.value} pass on the RTL"
+        return f"layer {layer!r} did not run its {kind.value} pass in iteration {iteration}"
 
     def on_rtl(self, layer: str) -> bool:
         return self.rtl_layers is None or layer in self.rtl_layers
@@ -235,14 +315,15 @@ class RtlBackend(HardwareBackend):
         elif key == self._first_key and self._last_key != key:
             self.iteration += 1  # the first pass came round again (not its next group)
         self._last_key = key
+        self._seen.add(self.iteration)
         images = cmd.images
         assert self.accelerator is not None
         if not self.on_rtl(layer):
             out = model.gemm_on_accelerator(a, b, self.accelerator, cmd)
             self._record(key, layer, kind, "model", a.shape[0], a.shape[1], b.shape[1], images)
             return out
-        traced = self.trace is not None and self.trace[:2] == (layer, kind)
-        traced = traced and self.trace is not None and self.trace[2] == self.iteration
+        self._ran.add((layer, kind))
+        traced = self.trace == (layer, kind, self.iteration)
         path = None
         if traced:
             base = self.trace_dir if self.trace_dir is not None else Path("build") / "traces"
@@ -260,6 +341,11 @@ class RtlBackend(HardwareBackend):
             trace=path,
         )
         self._record(key, layer, kind, "rtl", a.shape[0], a.shape[1], b.shape[1], images, run)
+        if path is not None and self._log is not None:
+            self._log(
+                f"Wrote the waveform of layer {layer}, {kind.value} pass, iteration "
+                f"{self.iteration}: {path}"
+            )
         return run.result
 
     def _record(
@@ -303,6 +389,27 @@ class RtlBackend(HardwareBackend):
 
     def report(self) -> str:
         return str(self.cycle_report())
+
+
+def _trace_request(trace: tuple[str, Pass | str, int]) -> tuple[str, Pass, int]:
+    """``(layer, pass, iteration)`` checked: a known pass, an iteration >= 0."""
+    layer, kind, iteration = trace
+    if not isinstance(kind, Pass):
+        try:
+            kind = Pass(kind)
+        except ValueError:
+            names = ", ".join(p.value for p in Pass)
+            raise InputError(
+                f"trace {layer},{kind},{iteration}: pass {kind!r} is not one of {names}"
+            ) from None
+    if int(iteration) < 0:
+        raise InputError(f"trace {layer},{kind.value},{iteration}: iteration must be >= 0")
+    return layer, kind, int(iteration)
+
+
+def _spec(trace: tuple[str, Pass, int]) -> str:
+    """A trace request as ``--trace`` spells it: ``layer,pass,iteration``."""
+    return f"{trace[0]},{trace[1].value},{trace[2]}"
 
 
 def _model_cycles(cfg: AcceleratorConfig | None, m: int, k: int, n: int, images: int) -> int:

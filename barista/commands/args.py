@@ -7,12 +7,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from barista_base.errors import InputError
+from barista_hw.config import Pass
 
 if TYPE_CHECKING:
     from barista_hw.plan import GemmLayer
 
     from ..manifest import AcceleratorFiles
 from barista_hw.numfmt import DEFAULT_FORMAT
+
+from ..backends import BACKEND_HELP, BACKENDS
 
 
 def add_net_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +60,17 @@ def parse_data_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--backend``, ``--format``, ``--rounding``: shared with ``barista test``."""
+def add_backend_arguments(
+    parser: argparse.ArgumentParser, *, default: str = "cpu", trace: bool = True
+) -> None:
+    """``--backend`` (any of :data:`barista.backends.BACKENDS`; ``default`` says what is
+    taken without it) and the hardware backends' options; ``trace``: ``--trace`` too."""
+    names = [f"{name} ({what})" for name, what in BACKEND_HELP.items()]
     parser.add_argument(
         "--backend",
         metavar="NAME",
-        help="GEMM backend: cpu (float32), golden (bit-exact hardware model), rtl (the "
-        "Verilated accelerator) or board (an FPGA over its UART); default: golden for "
-        "solver_mode FPGA, else cpu",
+        choices=BACKENDS,
+        help=f"GEMM backend: {', '.join(names[:-1])} or {names[-1]}; default: {default}",
     )
     parser.add_argument(
         "--format",
@@ -100,12 +106,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="L1,L2",
         help="rtl backend: run only these layers on the RTL, the rest on the golden model",
     )
-    parser.add_argument(
-        "--trace",
-        metavar="LAYER,PASS,ITER",
-        help="rtl backend: write an FST waveform of one layer pass (forward, backward or "
-        "gradient) in one iteration",
-    )
+    if trace:
+        parser.add_argument(
+            "--trace",
+            metavar="LAYER,PASS,ITER",
+            help="rtl backend: write an FST waveform of one layer pass (forward, backward or "
+            "gradient) in one iteration, counted from 0 as in the log",
+        )
 
 
 def backend_options(
@@ -131,8 +138,9 @@ def backend_options(
     flags = ("format", "rounding", "accelerator", "rtl_layers", "trace", "port")
     given = [f"--{k.replace('_', '-')}" for k in flags if getattr(args, k, None)]
     if given and backend == "cpu":
+        verb = "applies" if len(given) == 1 else "apply"
         raise InputError(
-            f"{' and '.join(given)} apply to hardware backends (e.g. --backend golden), not cpu"
+            f"{' and '.join(given)} {verb} to hardware backends (e.g. --backend golden), not cpu"
         )
     accelerator = getattr(args, "accelerator", None)
     port = getattr(args, "port", None)
@@ -158,9 +166,11 @@ def backend_options(
         options["rtl_layers"] = [name for name in args.rtl_layers.split(",") if name]
     if getattr(args, "trace", None):
         parts = args.trace.split(",")
-        if len(parts) != 3 or not parts[2].isdigit():
+        passes = tuple(p.value for p in Pass)
+        if len(parts) != 3 or not parts[2].isdigit() or parts[1] not in passes:
             raise InputError(
-                f"--trace {args.trace!r}: use LAYER,PASS,ITERATION e.g. conv1,forward,3"
+                f"--trace {args.trace!r}: use LAYER,PASS,ITERATION with PASS one of "
+                f"{', '.join(passes)} and ITERATION counted from 0, e.g. conv1,forward,0"
             )
         options["trace"] = (parts[0], parts[1], int(parts[2]))
     return options

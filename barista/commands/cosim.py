@@ -130,9 +130,11 @@ def run(args: argparse.Namespace) -> int:
     )
     bound = cycle_bound(cfg, m, k, n, images)
     util = utilisation(cfg, m, k, n, images, result.cycles)
+    # The bound holds only without stalls: with --stall the cycles may exceed it.
     print(
-        f"cycles {result.cycles} (stall-free bound {bound}); PE utilisation {100 * util:.1f}% "
-        f"= {useful_macs(m, k, n, images)} MACs / ({cfg.pes} PEs x {result.cycles} cycles)"
+        f"cycles {result.cycles} (upper bound without stalls: {bound}); PE utilisation "
+        f"{100 * util:.1f}% = {useful_macs(m, k, n, images)} MACs / ({cfg.pes} PEs x "
+        f"{result.cycles} cycles)"
     )
     print(f"simulated {sim_run.sim_cycles} cycles at {sim_run.cycles_per_second:.0f} cycles/s")
     problem = mismatch(design, result)

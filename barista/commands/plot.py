@@ -22,6 +22,11 @@ def run(args: argparse.Namespace) -> int:
 
     log = read_log(args.log)
     plot_training(log, args.out, title=args.title or args.log)
-    n_test = sum(len(s) for s in log.test.values())
-    print(f"Wrote {args.out}: {len(log.loss)} loss points, {n_test} test points", file=sys.stderr)
+    counts = [_count(len(log.loss), "loss point"), _count(len(log.tests), "test point")]
+    print(f"Wrote {args.out}: {', '.join(counts)}", file=sys.stderr)
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 test point``, ``2 test points`` (a test phase is one point, whatever it reports)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     options = backend_options(args, backend_name, lambda: load_layers(args.model, {}))
 
     backend = get_backend(backend_name, **options)
+    # A simulator is built (or taken from the cache) before scoring, saying which.
+    backend.prepare(lambda line: print(line, file=sys.stderr))
     weights = [w for w in args.weights.split(",") if w]
     for w in weights:
         try:

@@ -10,12 +10,13 @@ pass, backward pass and forward-backward iteration and the total.
 from __future__ import annotations
 
 import argparse
+import sys
 import time as _time
 
 from barista_base.errors import InputError
 from caffe_bridge.net import Net
 
-from .args import add_net_arguments, parse_data_shapes
+from .args import add_backend_arguments, add_net_arguments, backend_options, parse_data_shapes
 
 NAME = "time"
 HELP = "benchmark a net: average forward/backward time per layer"
@@ -26,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--iterations", type=int, default=50, help="timed iterations (default 50, as Caffe)"
     )
-    parser.add_argument("--backend", default="cpu", help="GEMM backend (default cpu)")
     parser.add_argument("--weights", default=None, help="optional .caffemodel to load")
     add_net_arguments(parser)
+    add_backend_arguments(parser, trace=False)
 
 
 def time_net(net: Net, iterations: int) -> dict[str, object]:
@@ -75,13 +76,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.iterations <= 0:
         raise InputError(f"--iterations must be positive, got {args.iterations}")
+    name = args.backend or "cpu"
+    backend = get_backend(name, **backend_options(args, name))
+    # A simulator is built (or taken from the cache) before timing, saying which.
+    backend.prepare(lambda line: print(line, file=sys.stderr))
     net = Net(
         args.model,
         args.phase,
         args.weights,
         level=args.level,
         stages=args.stage,
-        backend=get_backend(args.backend),
+        backend=backend,
         data_shapes=parse_data_shapes(args.data_shape) or None,
     )
     report = time_net(net, args.iterations)

@@ -13,11 +13,16 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from barista_base.errors import InputError
 
 from .args import add_backend_arguments, backend_options
+
+if TYPE_CHECKING:
+    from barista.backends.rtl import RtlBackend
+    from caffe_bridge.backend import GemmBackend
+    from caffe_bridge.solvers import Solver
 
 NAME = "train"
 HELP = "train a net with a Caffe solver (.prototxt), like `caffe train`"
@@ -41,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument(
         "--snapshot", metavar="S.solverstate", help="resume training from a solver state"
     )
-    add_backend_arguments(parser)
+    add_backend_arguments(parser, default="golden for solver_mode FPGA, else cpu")
     parser.add_argument(
         "--iterations", type=int, metavar="N", help="train to N iterations (overrides max_iter)"
     )
@@ -59,10 +64,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _shown(key: str, value: Any, args: argparse.Namespace) -> Any:
-    """An option as the user gave it (the accelerator by its directory, not its fields)."""
+    """An option as the user gave it (the accelerator by its directory, not its fields;
+    ``--trace`` and ``--rtl-layers`` as typed)."""
     if key == "accelerator":
         return args.accelerator or value.path.parent
-    return value
+    return getattr(args, key) if key in ("trace", "rtl_layers") else value
+
+
+def _traced(engine: GemmBackend) -> RtlBackend:
+    """The backend ``--trace`` was given to (only the rtl backend takes it)."""
+    from barista.backends.rtl import RtlBackend
+
+    assert isinstance(engine, RtlBackend)
+    return engine
+
+
+def _check_trace(engine: GemmBackend, solver: Solver) -> None:
+    """Reject ``--trace`` before training when its layer pass or iteration is not run."""
+    from barista.backends.plan import gemm_layers
+
+    passes = [
+        (w.layer.split(":")[0], w.kind)  # "ip:1" is ip's second bottom, the same layer
+        for layer in gemm_layers(solver.net)
+        for w in layer.workloads()
+    ]
+    _traced(engine).check_trace(passes, range(solver.iter, solver.param.max_iter))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,8 +140,14 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     engine = solver.net.backend
+    if args.snapshot:
+        solver.restore(args.snapshot)
+        log(f"Restored solver state from {args.snapshot} at iteration {solver.iter}")
+    if args.trace:  # before the build and the training: a trace that cannot happen
+        _check_trace(engine, solver)
     engine.prepare(log)
-    solver.add_callback(on_start=engine.begin_iteration)
+    # The backend numbers iterations as the solver and the log do (from 0, as Caffe).
+    solver.add_callback(on_start=lambda: engine.begin_iteration(solver.iter))
 
     status = 0
     previous = signal.getsignal(signal.SIGINT)
@@ -139,9 +171,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:  # not the main thread: no signal handling
         pass
     try:
-        if args.snapshot:
-            solver.restore(args.snapshot)
-            log(f"Restored solver state from {args.snapshot} at iteration {solver.iter}")
         bar.n = solver.iter
         bar.refresh()
         solver.solve()
@@ -174,4 +203,14 @@ def run(args: argparse.Namespace) -> int:
                     f"barista train: no curves to plot (display: 0?); {args.plot} not written",
                     file=sys.stderr,
                 )
+    missing = _traced(engine).missing_trace() if args.trace else None
+    if missing is not None:
+        # The waveform asked for is an output of this command: without it the command did
+        # not do all it was asked, so it fails (status 1) and a script can tell. What
+        # training produced (the log, the snapshots) is kept.
+        print(
+            f"barista train: error: --trace {args.trace}: no waveform written: {missing}",
+            file=sys.stderr,
+        )
+        status = status or 1
     return status

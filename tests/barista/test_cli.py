@@ -1,14 +1,23 @@
-"""``barista info`` and ``barista time``."""
+"""``barista info`` and ``barista time``; what every command shares: a closed stdout, the
+backends' names."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from barista.cli import main
+from barista.backends import BACKEND_HELP, BACKENDS, get_backend
+from barista.cli import BROKEN_PIPE_STATUS, main
+from barista_base.errors import InputError
 from caffe_bridge.datasets import example_dir
+
+REPO = Path(__file__).resolve().parents[2]
 
 NET = """
 name: "tiny"
@@ -118,3 +127,61 @@ def test_time(tiny, capsys):
     assert "Average Forward pass" in out and "Average Backward pass" in out
     assert "Total Time" in out
     assert main(["time", "--model", str(tiny), "--iterations", "0"]) == 2
+
+
+# -- a closed stdout ---------------------------------------------------------------------
+
+
+def test_closed_stdout_ends_quietly_with_the_sigpipe_status(tiny) -> None:  # noqa: ANN001
+    """`barista info --json NET | head`: the reader leaves; no traceback, status 141."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "barista", "info", "--json", str(tiny)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    proc.stdout.close()  # before the command writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == BROKEN_PIPE_STATUS == 141
+    assert err == ""
+
+
+def test_every_command_handles_a_closed_stdout(tiny, monkeypatch) -> None:  # noqa: ANN001
+    read, write = os.pipe()
+    os.close(read)
+    stdout = os.fdopen(write, "w")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(["time", "--model", str(tiny), "--iterations", "1"]) == BROKEN_PIPE_STATUS
+        stdout.write("x" * 100_000)  # what is left goes nowhere, without an error
+        stdout.flush()
+    finally:
+        stdout.close()
+
+
+# -- the backends ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "test", "time"])
+def test_backend_help_and_choices_name_every_backend(command: str, capsys) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name, what in BACKEND_HELP.items():
+        assert f"{name} ({what})" in help_text
+    assert set(BACKEND_HELP) == set(BACKENDS) == {"cpu", "golden", "rtl", "board"}
+    with pytest.raises(SystemExit) as done:
+        main([command, "--backend", "gpu", "--model", "m", "--solver", "s", "--weights", "w"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'gpu' (choose from 'cpu', 'golden', 'rtl', 'board')" in err
+
+
+def test_unknown_backend_from_python_names_every_backend() -> None:
+    with pytest.raises(
+        InputError, match=r"unknown backend 'gpu' \(known: cpu, golden, rtl, board\)"
+    ):
+        get_backend("gpu")

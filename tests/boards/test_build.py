@@ -69,6 +69,14 @@ def _check_report(out: Path, board: str, mults: int, mult_cell: str) -> dict:
     report = json.loads((out / "report.json").read_text())
     assert report["board"] == board
     assert report["status"] in ("ok", "timing"), report["messages"]
+    # nextpnr applied the board clock's constraint, to the net the PLL drives; no warning
+    # that it ignored one (warnings go to build.log and nextpnr's log, top.tim).
+    log = (out / "top.tim").read_text()
+    for text in (log, (out / "build.log").read_text()):
+        assert "ignoring clock constraint" not in text
+    applied = re.findall(r"constraining clock net '([^']+)' to ([\d.]+) MHz", log)
+    nets = [(net, float(mhz)) for net, mhz in applied if not net.endswith("__io")]
+    assert [mhz for _, mhz in nets] == [pytest.approx(report["clock"]["mhz"], abs=0.01)], applied
     clocks = report["fmax"]
     assert clocks, "no Fmax in the report"
     for f in clocks.values():

@@ -72,3 +72,18 @@ def test_failed_build_names_the_top_and_keeps_its_log(tmp_path: Path) -> None:
     log = entry.with_name(f"{entry.name}.failed.log")
     assert "$ " in log.read_text() and "broken.v" in log.read_text()
     assert [p.name for p in tmp_path.iterdir()] == [log.name]  # no temporary directory left
+
+
+def test_on_build_is_called_only_when_a_build_starts(tmp_path: Path) -> None:
+    entry = RECIPE.entry(tmp_path)
+    started: list[Path] = []
+    with pytest.raises(VerilatorBuildError):
+        build(RECIPE, tmp_path, on_build=started.append)  # no entry: a build starts (and fails)
+    assert started == [entry]
+    # A complete entry is used as it is: no build, no call.
+    entry.mkdir()
+    (entry / RECIPE.output).write_bytes(b"built")
+    marker = {"output": RECIPE.output, "sha256": sha256_file(entry / RECIPE.output)}
+    (entry / MARKER).write_text(json.dumps(marker))
+    assert build(RECIPE, tmp_path, on_build=started.append) == entry / RECIPE.output
+    assert started == [entry]

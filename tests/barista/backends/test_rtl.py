@@ -151,6 +151,66 @@ def test_registered_and_options_checked(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_trace_of_one_layer_pass_and_iteration(tmp_path: Path) -> None:
     rtl = RtlBackend(accelerator=CFG, trace=("conv1", "backward", 1), trace_dir=tmp_path)
+    lines: list[str] = []
+    rtl.prepare(lines.append)
     _compare(rtl, GoldenBackend(accelerator=CFG), [CONV])
     assert rtl.trace_files == [tmp_path / "conv1-backward-it1.fst"]
     assert rtl.trace_files[0].stat().st_size > 100
+    assert rtl.missing_trace() is None
+    wrote = f"Wrote the waveform of layer conv1, backward pass, iteration 1: {rtl.trace_files[0]}"
+    assert lines[-1] == wrote
+
+
+def test_prepare_says_building_only_when_it_builds(tmp_path: Path) -> None:
+    first: list[str] = []
+    RtlBackend(accelerator=CFG, cache_dir=tmp_path).prepare(first.append)
+    assert len(first) == 1 and first[0].startswith("Building the Verilated accelerator")
+    assert str(tmp_path) in first[0]  # where it is cached
+    again: list[str] = []
+    RtlBackend(accelerator=CFG, cache_dir=tmp_path).prepare(again.append)
+    assert len(again) == 1 and again[0].startswith("Using the cached build of the Verilated")
+    assert "Building" not in again[0] and str(tmp_path) in again[0]
+
+
+def test_iterations_are_numbered_from_0_as_the_solver_does() -> None:
+    rtl = RtlBackend(accelerator=CFG, trace=("conv1", "forward", 5))
+    layers = [_layer(CONV, rtl)]
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    rtl.begin_iteration()  # the first iteration, unnumbered: 0, as in Caffe's log
+    _train_step(layers, x, np.random.default_rng(1))
+    assert rtl.iteration == 0 and rtl.records["conv1/forward"].iteration == 0
+    rtl.begin_iteration()
+    _train_step(layers, x, np.random.default_rng(2))
+    assert rtl.records["conv1/forward"].iteration == 1
+    rtl.begin_iteration(7)  # the solver's number, e.g. after resuming from a snapshot
+    _train_step(layers, x, np.random.default_rng(3))
+    assert rtl.records["conv1/gradient"].iteration == 7
+    # Iteration 5 was skipped, so its waveform was never written, and the backend says why.
+    assert rtl.trace_files == []
+    assert rtl.missing_trace() == "iteration 5 never ran"
+    early = RtlBackend(accelerator=CFG, trace=("conv1", "forward", 5))
+    assert early.missing_trace() == "no iteration ran"
+    early.begin_iteration(2)
+    _train_step([_layer(CONV, early)], x, np.random.default_rng(1))
+    assert early.missing_trace() == "iteration 5 never ran (the last was 2)"
+    assert RtlBackend(accelerator=CFG).missing_trace() is None  # no trace asked
+
+
+def test_a_trace_that_cannot_happen_is_rejected() -> None:
+    passes = [("conv1", Pass.FORWARD), ("conv1", Pass.WEIGHT_GRAD), ("ip1", Pass.FORWARD)]
+    passes += [("ip1", Pass.BACKWARD_DATA), ("ip1", Pass.WEIGHT_GRAD)]
+    ok = RtlBackend(accelerator=CFG, trace=("ip1", "backward", 0))
+    ok.check_trace(passes, range(0, 3))
+    cases = [
+        (("ip2", "forward", 0), range(3), r"trace ip2,forward,0: the net has no .* 'ip2' \(it"),
+        (("conv1", "backward", 0), range(3), r"'conv1' has no backward pass .* needs no gradient"),
+        (("ip1", "forward", 3), range(3), r"iteration 3 is not run .* iterations 0 to 2"),
+        (("ip1", "forward", 0), range(5, 9), r"iteration 0 is not run .* iterations 5 to 8"),
+    ]
+    for trace, iterations, message in cases:
+        with pytest.raises(InputError, match=message):
+            RtlBackend(accelerator=CFG, trace=trace).check_trace(passes, iterations)
+    with pytest.raises(InputError, match=r"pass 'fwd' is not one of forward, backward, gradient"):
+        RtlBackend(accelerator=CFG, trace=("ip1", "fwd", 0))
+    with pytest.raises(InputError, match=r"layer 'conv1' is not one of the layers run on the RTL"):
+        RtlBackend(accelerator=CFG, rtl_layers={"ip1"}, trace=("conv1", "forward", 0))

@@ -224,7 +224,11 @@ def test_fpga_solver_mode_selects_golden(tmp_path, monkeypatch, capsys):
         (["--solver", "missing.prototxt"], r"missing\.prototxt: solver file not found"),
         (["--solver", "bad.prototxt"], r"bad\.prototxt:2:\d+ : .*no field named \"bsae_lr\""),
         (["--solver", "nodata.prototxt"], r"nodata\.txt"),
-        (["--solver", "solver.prototxt", "--format", "fx8"], r"--format apply to hardware"),
+        (["--solver", "solver.prototxt", "--format", "fx8"], r"--format applies to hardware"),
+        (
+            ["--solver", "solver.prototxt", "--format", "fx8", "--rounding", "floor"],
+            r"--format and --rounding apply to hardware",
+        ),
         (["--solver", "solver.prototxt", "--snapshot", "none.solverstate"], r"none\.solverstate"),
     ],
 )
@@ -364,3 +368,57 @@ def test_rtl_backend_without_accelerator_generates_one_into_the_cache(
     assert loss and loss == [line for line in again.splitlines() if "loss =" in line]
     assert _main(train_cmd, [*argv[:3], "golden", "--target", "icebreaker"]) == 2
     assert "--target applies to the rtl and board backends" in capsys.readouterr().err
+
+
+# -- the rtl backend's waveform --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_rtl_trace_counts_iterations_as_the_log_and_says_where(tmp_path, monkeypatch, capsys):
+    from barista import cli
+
+    monkeypatch.chdir(tmp_path)
+    _setup(tmp_path, max_iter=3, test_interval=2, display=1)
+    assert cli.main(["generate", "net.prototxt", "--preset", "tiny", "-o", "rtl_out/tiny"]) == 0
+    train = ["train", "--backend", "rtl", "--accelerator", "rtl_out/tiny"]
+    capsys.readouterr()
+
+    # Iteration 0 is the log's first ("Iteration 0, loss = ..."): its waveform is written.
+    assert cli.main([*train, "--solver", "solver.prototxt", "--trace", "ip2,forward,0"]) == 0
+    out = capsys.readouterr().out
+    fst = Path("build/traces/ip2-forward-it0.fst")
+    assert f"Wrote the waveform of layer ip2, forward pass, iteration 0: {fst}\n" in out
+    assert (tmp_path / fst).stat().st_size > 100
+    assert re.search(r"^Iteration 0, loss = ", out, re.M)
+
+    # max_iter 3 runs iterations 0 to 2: iteration 3 is refused before building or training.
+    assert cli.main([*train, "--solver", "solver.prototxt", "--trace", "ip2,forward,3"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (
+        "barista train: error: trace ip2,forward,3: iteration 3 is not run (training runs "
+        "iterations 0 to 2, counted from 0 as in the log)\n"
+    )
+    assert "Solving" not in out and "Verilated" not in out
+
+    # A pass that never runs (ip1 frozen: no weight gradient) shows at the end: status 1,
+    # after a complete training.
+    frozen = (
+        (tmp_path / "net.prototxt")
+        .read_text()
+        .replace('top: "ip1"\n', 'top: "ip1"\n  param { lr_mult: 0 } param { lr_mult: 0 }\n', 1)
+    )
+    (tmp_path / "frozen.prototxt").write_text(frozen)
+    solver = (tmp_path / "solver.prototxt").read_text().replace("net.prototxt", "frozen.prototxt")
+    (tmp_path / "frozen_solver.prototxt").write_text(solver)
+    assert (
+        cli.main([*train, "--solver", "frozen_solver.prototxt", "--trace", "ip1,gradient,1"]) == 1
+    )
+    out, err = capsys.readouterr()
+    assert "Using the cached build of the Verilated accelerator (" in out
+    assert "Building" not in out
+    assert "Optimization Done." in out
+    assert err.splitlines()[-1] == (
+        "barista train: error: --trace ip1,gradient,1: no waveform written: layer 'ip1' never "
+        "ran its gradient pass on the RTL"
+    )
+    assert not list((tmp_path / "build/traces").glob("ip1-*"))
