@@ -1,11 +1,13 @@
 """The golden backend: float in, bit-exact engine arithmetic inside, float out."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
 from barista.backends import get_backend
 from barista.backends.hardware import GoldenBackend
-from barista_hw import model
+from barista_hw import model, native
 from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
 from caffe_bridge.backend import CpuBackend
@@ -95,3 +97,24 @@ def test_accelerator_schedule_is_followed() -> None:
     plain = GoldenBackend(config=acc.engine, rounding="nearest-even")
     # Nearest-even results do not depend on the schedule, only stochastic ones do.
     np.testing.assert_array_equal(g.forward(w, x, layer="f"), plain.forward(w, x, layer="f"))
+
+
+@pytest.mark.parametrize("rounding", ["nearest-even", "floor", "stochastic"])
+def test_compiled_and_numpy_passes_train_alike(rounding: str) -> None:
+    """Two golden backends, one on the compiled passes and one on numpy's, through
+    calibrating and adapted calls of every pass: the same bits and the same scales."""
+    w, x, dy = _tensors(4)
+    fused, plain = GoldenBackend(rounding=rounding), GoldenBackend(rounding=rounding)
+    for step in range(3):
+        for backend, ctx in ((fused, contextlib.nullcontext()), (plain, native.disabled())):
+            with ctx:
+                got = [
+                    backend.forward(w, x * (step + 1), layer="c"),
+                    backend.backward_data(w, dy, layer="c"),
+                    backend.weight_grad(dy, x, layer="c"),
+                ]
+            if backend is fused:
+                want = got
+        for g, f in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, f)
+        assert fused.state_dict() == plain.state_dict()
