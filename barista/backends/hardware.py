@@ -12,6 +12,7 @@ returns the same bits.
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Any
 
@@ -126,10 +127,15 @@ class HardwareBackend(GemmBackend):
         """Quantise, run and dequantise one GEMM.
 
         Operands may be strided views; ``*_shape`` is the 2-D shape a view takes
-        once laid out contiguously (the quantisation pass does that copy).
+        once laid out contiguously (the quantisation pass does that copy). A
+        non-finite operand has no fixed-point value: the result is then all NaN
+        (float arithmetic would make it non-finite too), so the solver's divergence
+        check stops training and names the layer, as it does for the cpu backend.
         """
         fmt = self.cfg.fmt
         peak_a, peak_b = max_abs(a_f), max_abs(b_f)
+        if not (math.isfinite(peak_a) and math.isfinite(peak_b)):
+            return np.full((a_shape[0], b_shape[1]), np.nan, dtype=np.float32)
         frac_a, frac_b = frac_for(peak_a, fmt), frac_for(peak_b, fmt)
         # Float64 arrays of integers: the float matrix product below and the model take them.
         a = fmt.quantize(

@@ -118,3 +118,18 @@ def test_compiled_and_numpy_passes_train_alike(rounding: str) -> None:
         for g, f in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, f)
         assert fused.state_dict() == plain.state_dict()
+
+
+def test_non_finite_operands_give_nan() -> None:
+    """A non-finite operand has no fixed-point value: the pass returns NaN of the right
+    shape (the solver's divergence check then stops training), not an error."""
+    w, x, dy = _tensors(5)
+    g = GoldenBackend()
+    x[1, 2, 3] = np.inf
+    dy[0, 0, 0] = np.nan
+    assert np.isnan(g.forward(w, x, layer="f")).all() and g.forward(w, x).shape == (3, 6, 7)
+    dx = g.backward_data(w, dy, layer="b")
+    assert dx.shape == (3, 10, 7) and np.isnan(dx).all()
+    dw = g.weight_grad(dy, x, layer="g")
+    assert dw.shape == (6, 10) and np.isnan(dw).all()
+    assert g.state_dict()["scales"]["calls"] == {}
