@@ -43,21 +43,17 @@ static inline double clamp(double v, double lo, double hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/* One run of bn_quantize into o, with the rounding and the clipping fixed (vectorisable). */
-#define QUANT_RUN(T, ROUND, CLIP)                                              \
+/* One element of bn_quantize: dst = clip(round(src * scale)), and best = the largest
+ * |x| seen, kept as the bits of |x| (see bn_peak). */
+#define QUANT_ELEM(T, U, MASK, ROUND, CLIP, src, dst)                          \
     {                                                                          \
-        if (step == (int64_t)sizeof(T)) {                                      \
-            const T *v = (const T *)row;                                       \
-            for (int64_t i = 0; i < len; i++) {                                \
-                double q = ROUND((double)v[i] * scale);                        \
-                o[i] = CLIP ? clamp(q, lo, hi) : q;                            \
-            }                                                                  \
-        } else {                                                               \
-            for (int64_t i = 0; i < len; i++) {                                \
-                double q = ROUND((double)*(const T *)(row + i * step) * scale); \
-                o[i] = CLIP ? clamp(q, lo, hi) : q;                            \
-            }                                                                  \
-        }                                                                      \
+        T val_ = (src);                                                        \
+        U bits_;                                                               \
+        memcpy(&bits_, &val_, sizeof bits_);                                   \
+        bits_ &= MASK;                                                         \
+        best = bits_ > best ? bits_ : best;                                    \
+        double q_ = ROUND((double)val_ * scale);                               \
+        (dst) = CLIP ? clamp(q_, lo, hi) : q_;                                 \
     }
 
 #define TILE 16
@@ -65,7 +61,7 @@ static inline double clamp(double v, double lo, double hi) {
 /* The runs of bn_quantize. When axis 1 is laid out inside axis 2 in memory (a
  * transposed view), axis 1 is walked in tiles under axis 2, so that consecutive runs
  * are read from neighbouring memory. */
-#define QUANT_CASE(T, ROUND, CLIP)                                             \
+#define QUANT_LOOP(T, U, MASK, ROUND, CLIP)                                    \
     for (int64_t i0 = 0; i0 < shape[0]; i0++)                                  \
         for (int64_t t1 = 0; t1 < shape[1]; t1 += tile)                        \
             for (int64_t i2 = 0; i2 < shape[2]; i2++)                          \
@@ -73,13 +69,21 @@ static inline double clamp(double v, double lo, double hi) {
                     const char *row = x + i0 * strides[0] + i1 * strides[1] +  \
                                       i2 * strides[2];                         \
                     double *o = out + ((i0 * shape[1] + i1) * shape[2] + i2) * len; \
-                    QUANT_RUN(T, ROUND, CLIP)                                  \
+                    if (step == (int64_t)sizeof(T)) {                          \
+                        const T *v = (const T *)row;                           \
+                        for (int64_t i = 0; i < len; i++)                      \
+                            QUANT_ELEM(T, U, MASK, ROUND, CLIP, v[i], o[i])    \
+                    } else {                                                   \
+                        for (int64_t i = 0; i < len; i++)                      \
+                            QUANT_ELEM(T, U, MASK, ROUND, CLIP,                \
+                                       *(const T *)(row + i * step), o[i])     \
+                    }                                                          \
                 }
 
 /* bn_quantize of a transposed matrix (axis 2 contiguous, axis 3 strided): TILE output
  * rows at a time, so that each read of TILE consecutive source elements feeds TILE
  * output rows instead of one read per element across the source's rows. */
-#define QUANT_T_CASE(T, ROUND, CLIP)                                           \
+#define QUANT_T_LOOP(T, U, MASK, ROUND, CLIP)                                  \
     for (int64_t i0 = 0; i0 < shape[0]; i0++)                                  \
         for (int64_t i1 = 0; i1 < shape[1]; i1++)                              \
             for (int64_t t2 = 0; t2 < shape[2]; t2 += TILE) {                  \
@@ -87,44 +91,55 @@ static inline double clamp(double v, double lo, double hi) {
                 const char *base = x + i0 * strides[0] + i1 * strides[1];      \
                 double *plane = out + (i0 * shape[1] + i1) * shape[2] * len;   \
                 for (int64_t i3 = 0; i3 < len; i3++)                           \
-                    for (int64_t i2 = t2; i2 < end; i2++) {                    \
-                        double q = ROUND(                                      \
-                            (double)*(const T *)(base + i2 * strides[2] + i3 * step) * scale); \
-                        plane[i2 * len + i3] = CLIP ? clamp(q, lo, hi) : q;   \
-                    }                                                          \
+                    for (int64_t i2 = t2; i2 < end; i2++)                      \
+                        QUANT_ELEM(T, U, MASK, ROUND, CLIP,                    \
+                                   *(const T *)(base + i2 * strides[2] + i3 * step), \
+                                   plane[i2 * len + i3])                       \
             }
 
+/* One case of bn_quantize: the loop for the element type, keeping the peak's bits. */
+#define QUANT_F(LOOP, ROUND, CLIP)                                             \
+    {                                                                          \
+        uint32_t best = 0;                                                     \
+        LOOP(float, uint32_t, 0x7fffffffu, ROUND, CLIP)                        \
+        float p_;                                                              \
+        memcpy(&p_, &best, sizeof p_);                                         \
+        peak = p_;                                                             \
+    }
+#define QUANT_D(LOOP, ROUND, CLIP)                                             \
+    {                                                                          \
+        int64_t best = 0; /* sign bit cleared: a signed compare orders the patterns */ \
+        LOOP(double, int64_t, INT64_MAX, ROUND, CLIP)                          \
+        memcpy(&peak, &best, sizeof peak);                                     \
+    }
+#define QUANT_CASES(LOOP)                                                      \
+    switch (which) {                                                           \
+    case 0: QUANT_F(LOOP, rint, 0) break;                                      \
+    case 1: QUANT_F(LOOP, rint, 1) break;                                      \
+    case 2: QUANT_F(LOOP, floor, 0) break;                                     \
+    case 3: QUANT_F(LOOP, floor, 1) break;                                     \
+    case 4: QUANT_D(LOOP, rint, 0) break;                                      \
+    case 5: QUANT_D(LOOP, rint, 1) break;                                      \
+    case 6: QUANT_D(LOOP, floor, 0) break;                                     \
+    default: QUANT_D(LOOP, floor, 1) break;                                    \
+    }
+
 /* out (C order, the shape of x) = clip(round(x * scale)), rounding to nearest even
- * (floor_mode = 0) or down; clipping to [lo, hi] only when clip is set. */
-void bn_quantize(const char *x, int is64, const int64_t *shape, const int64_t *strides,
-                 double scale, int floor_mode, int clip, double lo, double hi, double *out) {
+ * (floor_mode = 0) or down; clipping to [lo, hi] only when clip is set. Returns max |x|
+ * (NaN if x holds a NaN), read in the same pass. */
+double bn_quantize(const char *x, int is64, const int64_t *shape, const int64_t *strides,
+                   double scale, int floor_mode, int clip, double lo, double hi, double *out) {
     int64_t len = shape[3], step = strides[3];
     int64_t tile = strides[1] < strides[2] ? TILE : 1;
     int which = (is64 << 2) | (floor_mode << 1) | (clip != 0);
     int64_t item = is64 ? 8 : 4;
+    double peak = 0.0;
     if (step != item && strides[2] == item && shape[2] > 1) {
-        switch (which) {
-        case 0: QUANT_T_CASE(float, rint, 0) break;
-        case 1: QUANT_T_CASE(float, rint, 1) break;
-        case 2: QUANT_T_CASE(float, floor, 0) break;
-        case 3: QUANT_T_CASE(float, floor, 1) break;
-        case 4: QUANT_T_CASE(double, rint, 0) break;
-        case 5: QUANT_T_CASE(double, rint, 1) break;
-        case 6: QUANT_T_CASE(double, floor, 0) break;
-        default: QUANT_T_CASE(double, floor, 1) break;
-        }
-        return;
+        QUANT_CASES(QUANT_T_LOOP)
+    } else {
+        QUANT_CASES(QUANT_LOOP)
     }
-    switch (which) {
-    case 0: QUANT_CASE(float, rint, 0) break;
-    case 1: QUANT_CASE(float, rint, 1) break;
-    case 2: QUANT_CASE(float, floor, 0) break;
-    case 3: QUANT_CASE(float, floor, 1) break;
-    case 4: QUANT_CASE(double, rint, 0) break;
-    case 5: QUANT_CASE(double, rint, 1) break;
-    case 6: QUANT_CASE(double, floor, 0) break;
-    default: QUANT_CASE(double, floor, 1) break;
-    }
+    return peak;
 }
 
 /* The integer extremes of rounded values, kept as int32 (they are exact integers within

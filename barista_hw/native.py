@@ -88,7 +88,7 @@ def _build() -> ctypes.CDLL | None:
         return None
     dll.bn_peak.restype = ctypes.c_double
     dll.bn_peak.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    dll.bn_quantize.restype = None
+    dll.bn_quantize.restype = ctypes.c_double
     dll.bn_quantize.argtypes = [
         ctypes.c_void_p,
         ctypes.c_int,
@@ -186,10 +186,10 @@ def quantize(
     floor: bool,
     bounds: tuple[float, float] | None,
     out: np.ndarray | None = None,
-) -> np.ndarray | None:
+) -> tuple[np.ndarray, float] | None:
     """``clip(round(x * scale))`` into ``out`` (C-contiguous float64, x's shape) or a new
-    array, or None. Rounds to nearest even, or down with ``floor``; saturates to
-    ``bounds`` when given."""
+    array, and ``max |x|`` read in the same pass (nan if x holds a nan); or None. Rounds
+    to nearest even, or down with ``floor``; saturates to ``bounds`` when given."""
     lib, is64 = library(), _float(x)
     layout = _layout(x)
     if lib is None or is64 is None or layout is None or x.size == 0:
@@ -197,7 +197,7 @@ def quantize(
     if out is None:
         out = np.empty(x.shape, dtype=np.float64)
     lo, hi = bounds if bounds is not None else (0.0, 0.0)
-    lib.bn_quantize(
+    peak = lib.bn_quantize(
         x.ctypes.data,
         is64,
         *layout,
@@ -208,7 +208,7 @@ def quantize(
         hi,
         out.ctypes.data,
     )
-    return out
+    return out, float(peak)
 
 
 def _target(acc: np.ndarray, out: np.ndarray | None) -> tuple[int | None, int] | None:

@@ -230,7 +230,8 @@ class FixedFormat:
             bounds = (float(self.min_int), float(self.max_int)) if clip else None
             fused = native.quantize(x, 2.0**f, floor, bounds, out)
             if fused is not None:
-                return fused.astype(dtype, copy=False) if fused.ndim else fused.astype(dtype)[()]
+                q = fused[0].astype(dtype, copy=False)
+                return q[()] if q.ndim == 0 else q
             round_ = np.floor if floor else np.rint  # rint: IEEE round-half-to-even
             lo, hi, scale = work(self.min_int), work(self.max_int), work(2.0**f)
             for block in _row_blocks(scaled):

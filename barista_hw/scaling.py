@@ -57,6 +57,31 @@ def tensor_frac(x: np.ndarray, fmt: FixedFormat) -> int:
     return frac_for(max_abs(x), fmt)
 
 
+def quantize_fitted(
+    x: np.ndarray, fmt: FixedFormat, guess: int | None = None, out: np.ndarray | None = None
+) -> tuple[np.ndarray, int, float]:
+    """``x`` quantised (to nearest, as float64) with the fraction bits that fit it: the
+    integers, :func:`tensor_frac` and ``max |x|``; for a non-finite ``x`` only the peak
+    means anything (check it). ``out`` as for ``fmt.quantize``.
+
+    ``guess``: the fraction bits a similar tensor had (the same operand last call). The
+    compiled pass then quantises and measures in one read of ``x``, and quantises
+    again only when the peak shows the guess was wrong; the result is the same.
+    """
+    if guess is not None:
+        # Saturating is a no-op within the range: clipping unconditionally is harmless.
+        fused = native.quantize(x, 2.0**guess, False, (fmt.min_int, fmt.max_int), out)
+        if fused is not None:
+            q, peak = fused
+            if not math.isfinite(peak) or frac_for(peak, fmt) == guess:
+                return q, guess, peak
+    peak = max_abs(x)
+    if not math.isfinite(peak):
+        return np.empty(np.shape(x)) if out is None else out, 0, peak
+    frac = frac_for(peak, fmt)
+    return fmt.quantize(x, frac, dtype=np.float64, peak=peak, out=out), frac, peak
+
+
 class ScaleTracker:
     """Output fraction bits per (layer, pass) key, calibrated once and adapted per call."""
 

@@ -23,7 +23,7 @@ from barista_hw import model
 from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_COLS, DEFAULT_ROWS, AcceleratorConfig, EngineConfig, Pass
 from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
-from barista_hw.scaling import ScaleTracker, frac_for, max_abs
+from barista_hw.scaling import ScaleTracker, max_abs, quantize_fitted
 from caffe_bridge.backend import GemmBackend
 
 from ..manifest import AcceleratorFiles
@@ -62,6 +62,8 @@ class HardwareBackend(GemmBackend):
         # Memory reused by every GEMM (operands, accumulators): a net repeats the same
         # sizes each iteration, and fresh arrays of this size cost page faults.
         self._scratch: dict[str, np.ndarray] = {}
+        # Each operand's fraction bits at its last call: a guess that saves a pass.
+        self._fracs: dict[tuple[str, str], int] = {}
 
     def _scratch_array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A C-contiguous float64 array of ``shape`` in memory kept for ``name`` (overwritten
@@ -133,18 +135,20 @@ class HardwareBackend(GemmBackend):
         check stops training and names the layer, as it does for the cpu backend.
         """
         fmt = self.cfg.fmt
-        peak_a, peak_b = max_abs(a_f), max_abs(b_f)
-        if not (math.isfinite(peak_a) and math.isfinite(peak_b)):
-            return np.full((a_shape[0], b_shape[1]), np.nan, dtype=np.float32)
-        frac_a, frac_b = frac_for(peak_a, fmt), frac_for(peak_b, fmt)
-        # Float64 arrays of integers: the float matrix product below and the model take them.
-        a = fmt.quantize(
-            a_f, frac_a, dtype=np.float64, peak=peak_a, out=self._scratch_array("a", a_f.shape)
-        ).reshape(a_shape)
-        b = fmt.quantize(
-            b_f, frac_b, dtype=np.float64, peak=peak_b, out=self._scratch_array("b", b_f.shape)
-        ).reshape(b_shape)
         key = f"{layer}/{kind.value}"
+        # Float64 arrays of integers: the float matrix product below and the model take
+        # them. Each operand's frac of the last call is the guess for this one.
+        quantised = []
+        for role, x in (("a", a_f), ("b", b_f)):
+            guess = self._fracs.get((key, role))
+            out = self._scratch_array(role, x.shape)
+            q, frac, peak = quantize_fitted(x, fmt, guess, out)
+            if not math.isfinite(peak):
+                return np.full((a_shape[0], b_shape[1]), np.nan, dtype=np.float32)
+            self._fracs[(key, role)] = frac
+            quantised.append((q, frac))
+        (a, frac_a), (b, frac_b) = quantised
+        a, b = a.reshape(a_shape), b.reshape(b_shape)
         shift, frac_out = self.scales.plan_shift(
             key,
             frac_a,

@@ -7,7 +7,7 @@ import numpy as np
 
 from barista_hw import native
 from barista_hw.numfmt import FixedFormat
-from barista_hw.scaling import ScaleTracker, exponent, max_abs, tensor_frac
+from barista_hw.scaling import ScaleTracker, exponent, max_abs, quantize_fitted, tensor_frac
 
 FMT = FixedFormat(8, 4, 32)
 
@@ -59,3 +59,23 @@ def test_observe_peak_is_observe() -> None:
     t.observe("k", q, 9)
     u.observe_peak("k", 40.0, 9)
     assert t.state_dict() == u.state_dict()
+
+
+def test_quantize_fitted_is_quantize_at_the_fitting_frac() -> None:
+    """Right, wrong and missing guesses all give the integers, frac and peak of the
+    definition (tensor_frac, then quantise); a non-finite tensor reports its peak."""
+    fmt = FixedFormat(16, 8, 48)
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((5, 9, 4)) * 0.3).astype(np.float32).transpose(1, 0, 2)
+    frac = tensor_frac(x, fmt)
+    want = fmt.quantize(x, frac, dtype=np.float64)
+    for fused in (True, False):
+        with contextlib.nullcontext() if fused else native.disabled():
+            for guess in (None, frac, frac + 1, frac - 3, -64):
+                out = np.empty(x.shape)
+                q, got_frac, peak = quantize_fitted(x, fmt, guess, out)
+                assert got_frac == frac and peak == max_abs(x)
+                np.testing.assert_array_equal(q, want)
+            y = x.copy()
+            y[2, 3, 1] = np.nan
+            assert math.isnan(quantize_fitted(y, fmt, frac)[2])
