@@ -11,7 +11,13 @@ same integer operands and command (``shift``, ``rounding``, ``seed``):
 3. requantised with the rounding rule of :mod:`barista_hw.numfmt`, where the
    stochastic mode's random word of element ``(i, j)`` is the word of output
    lane ``j % cols`` at the beat that carries row ``i`` of column tile
-   ``j // cols`` (see :func:`output_beats`).
+   ``j // cols`` (see :func:`output_beats` and :func:`output_words`).
+
+The numpy passes here are the definition. Where :mod:`barista_hw.native` is built,
+the float path's rounding (with its random words) runs in one compiled pass, and
+:func:`gemm_dequantized`, what the training backends use, forms the product a block
+of columns at a time and rounds, measures and dequantises each block while it is in
+cache; the tests hold both to the same bits.
 
 The three passes of a layer map onto one GEMM each (see :mod:`barista_hw.engine`):
 
@@ -30,10 +36,11 @@ import numpy as np
 
 from barista_base.errors import InputError
 
-from . import lfsr, schedule
+from . import lfsr, native, schedule
 from .command import GemmCommand
 from .config import AcceleratorConfig, EngineConfig
 from .numfmt import MAX_SHIFT, FixedFormat, Rounding
+from .scaling import max_abs
 
 _EXACT_F64 = float(2**53 - 1)
 _EXACT_F32 = float(2**24 - 1)
@@ -68,6 +75,12 @@ def _chunked_matmul(a: np.ndarray, b: np.ndarray, bound: float) -> np.ndarray:
     return out
 
 
+def _exact_in_float(bound: float, k: int, acc_width: int) -> bool:
+    """No partial sum of ``k`` products below ``bound`` can wrap the accumulator or lose
+    bits in float64: one float BLAS call then gives the accumulator exactly."""
+    return bound * k < min(_EXACT_F64, 2.0 ** (acc_width - 1))
+
+
 def accumulate(
     a: np.ndarray, b: np.ndarray, acc_width: int, bound: float | None = None
 ) -> np.ndarray:
@@ -81,13 +94,31 @@ def accumulate(
     """
     if bound is None:
         bound = _max_abs(a) * _max_abs(b)
-    k = a.shape[1]
-    if bound * k < min(_EXACT_F64, 2.0 ** (acc_width - 1)):
-        if bound * k <= _EXACT_F32:
-            acc = np.matmul(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False))
-            return acc.astype(np.float64)
-        return np.matmul(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False))
+    if _exact_in_float(bound, a.shape[1], acc_width):
+        return _product(a, b, 0, bound * a.shape[1] <= _EXACT_F32)
     return wrap(_chunked_matmul(a, b, bound), acc_width)
+
+
+def _product(a: np.ndarray, b: np.ndarray, shift: int, in_float32: bool) -> np.ndarray:
+    """``(a @ b) * 2**-shift`` as a new C-contiguous float64 array, for products the
+    caller has proved exact.
+
+    The power of two scales the smallest of ``a``, ``b`` and the product: every
+    scaled value and partial sum is an integer times ``2**-shift`` with no more
+    significant bits than before, so the BLAS call stays exact (in float32 when
+    ``in_float32``: sums below ``2**24``).
+    """
+    work = np.float32 if in_float32 else np.float64
+    m, n = a.shape[0], b.shape[1]
+    scale = work(2.0**-shift)
+    if shift and a.size <= min(b.size, m * n):
+        a, shift = np.multiply(a, scale, dtype=work), 0
+    elif shift and b.size <= m * n:
+        b, shift = np.multiply(b, scale, dtype=work), 0
+    acc = np.matmul(a.astype(work, copy=False), b.astype(work, copy=False))
+    if shift:
+        acc *= scale
+    return acc.astype(np.float64, copy=False)
 
 
 def wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -98,6 +129,11 @@ def wrap(x: np.ndarray, bits: int) -> np.ndarray:
     sign = np.int64(1) << np.int64(bits - 1)
     mask = (np.int64(1) << np.int64(bits)) - np.int64(1)
     return ((x + sign) & mask) - sign
+
+
+def _check_shift(shift: int) -> None:
+    if not 0 <= shift <= MAX_SHIFT:
+        raise InputError(f"shift {shift} out of range 0..{MAX_SHIFT}")
 
 
 def requantize(
@@ -114,22 +150,13 @@ def requantize(
     Float arithmetic is exact here: scaling by a power of two, then ``rint``
     (ties to even), ``floor``, or adding the random bits first.
     """
-    if not 0 <= shift <= MAX_SHIFT:
-        raise InputError(f"shift {shift} out of range 0..{MAX_SHIFT}")
+    _check_shift(shift)
     rounding = Rounding(rounding)
     if rounding is Rounding.STOCHASTIC and shift > 0 and words is None:
         raise ValueError("stochastic rounding needs the random words")
+    low = None if words is None else words & np.uint32((1 << shift) - 1)
     if acc.dtype.kind == "f":
-        scale = 2.0**-shift
-        if shift == 0:
-            q = acc.copy()
-        elif rounding is Rounding.NEAREST_EVEN:
-            q = np.rint(acc * scale)
-        elif rounding is Rounding.FLOOR:
-            q = np.floor(acc * scale)
-        else:
-            q = np.floor((acc + (words & np.uint32((1 << shift) - 1))) * scale)
-        return np.clip(q, fmt.min_int, fmt.max_int, out=q)
+        return _round_in_place(acc.astype(np.float64), fmt, shift, rounding, low, scaled=False)
     acc = wrap(acc, fmt.acc_width)
     s = np.int64(shift)
     if shift == 0:
@@ -139,8 +166,33 @@ def requantize(
     elif rounding is Rounding.FLOOR:
         q = acc >> s
     else:
-        q = (acc + (words.astype(np.int64) & ((np.int64(1) << s) - 1))) >> s
+        q = (acc + low.astype(np.int64)) >> s
     return np.clip(q, fmt.min_int, fmt.max_int)
+
+
+def _round_in_place(
+    acc: np.ndarray,
+    fmt: FixedFormat,
+    shift: int,
+    rounding: Rounding,
+    low_words: np.ndarray | None,
+    *,
+    scaled: bool,
+) -> np.ndarray:
+    """:func:`requantize` of float64 accumulator values, overwriting ``acc``.
+
+    ``scaled``: ``acc`` already holds the values times ``2**-shift`` (nearest-even and
+    floor only). ``low_words``: the random words' low ``shift`` bits (stochastic).
+    """
+    if shift and rounding is Rounding.STOCHASTIC:
+        acc += low_words
+        acc *= 2.0**-shift
+        np.floor(acc, out=acc)
+    elif shift:
+        if not scaled:
+            acc *= 2.0**-shift
+        (np.rint if rounding is Rounding.NEAREST_EVEN else np.floor)(acc, out=acc)
+    return np.clip(acc, float(fmt.min_int), float(fmt.max_int), out=acc)
 
 
 def output_beats(m: int, n: int, rows: int, cols: int) -> np.ndarray:
@@ -170,6 +222,27 @@ def check_operands(name: str, x: np.ndarray, fmt: FixedFormat) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
+def output_words(seed: int, m: int, n: int, rows: int, cols: int, bits: int) -> np.ndarray:
+    """The random word each element ``(i, j)`` of an ``(m, n)`` result is rounded with.
+
+    Lane ``j % cols``'s word at the beat that carries the element
+    (:func:`output_beats`), keeping its low ``bits`` bits; uint32, shape ``(m, n)``.
+    Beats run tile by tile, so the words are the beat-ordered lane words with each
+    row tile's (column tile, row) axes swapped: no per-element index.
+    """
+    tn = -(-n // cols)
+    words = lfsr.lane_words(seed, cols, m * tn, bits)  # (beats, cols)
+    if rows > 1 and tn > 1:
+        ordered = np.empty((m, tn, cols), dtype=np.uint32)
+        full = m - m % rows
+        ordered[:full].reshape(full // rows, rows, tn, cols)[...] = (
+            words[: full * tn].reshape(full // rows, tn, rows, cols).transpose(0, 2, 1, 3)
+        )
+        ordered[full:] = words[full * tn :].reshape(tn, m - full, cols).transpose(1, 0, 2)
+        words = ordered
+    return words.reshape(m, tn * cols)[:, :n]
+
+
 def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:
     """:func:`gemm` for operands already known to be in range (not re-checked).
 
@@ -178,14 +251,110 @@ def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCom
     integers (as produced by rounding and clipping); the result is then float64
     holding the engine's integers, which saves the training backends conversions.
     """
+    _check_shift(cmd.shift)
+    if not _float_exact(a, cfg):
+        return _integer_gemm(a, b, cfg, cmd)
+    acc = _product(a, b, 0 if _stochastic(cmd) else cmd.shift, _in_float32(a, cfg))
+    n_tiles = -(-acc.shape[1] // cfg.cols)
+    if _round_block(acc, cfg, cmd, (0, n_tiles), None, 1.0) is not None:
+        return acc
+    return _round_in_place(
+        acc, cfg.fmt, cmd.shift, cmd.rounding, _words(acc, cfg, cmd), scaled=True
+    )
+
+
+_BLOCK = 1 << 18  # accumulators per block of gemm_dequantized: the block stays in cache
+
+
+def gemm_dequantized(
+    a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand, frac: int
+) -> tuple[np.ndarray, float]:
+    """``fmt.dequantize(gemm_quantized(a, b, cfg, cmd), frac)`` and ``max |q|`` of the integers.
+
+    What a training backend keeps of a GEMM: the float32 values and the peak its
+    scaling adapts from. Where the compiled helper serves, the product is formed a
+    block of columns at a time and each block is rounded, measured and scaled while it
+    is in cache; the integers are never stored.
+    """
+    _check_shift(cmd.shift)
+    m, n = a.shape[0], b.shape[1]
+    if not _float_exact(a, cfg) or native.library() is None or m == 0 or n == 0:
+        q = gemm_quantized(a, b, cfg, cmd)
+        return cfg.fmt.dequantize(q, frac), max_abs(q)
+    shift = 0 if _stochastic(cmd) else cmd.shift
+    in32 = _in_float32(a, cfg)
+    if shift and a.size <= b.size:  # scale the small operand once, else each block
+        a, shift = np.multiply(a, 2.0**-shift, dtype=np.float32 if in32 else np.float64), 0
+    width = max(cfg.cols, _BLOCK // m // cfg.cols * cfg.cols)  # whole column tiles
+    n_tiles = -(-n // cfg.cols)
+    lanes = _lane_tables(cfg, cmd, m * n_tiles) if _stochastic(cmd) else None
+    out = np.empty((m, n), dtype=np.float32)
+    peak = 0.0
+    for j0 in range(0, n, width):
+        acc = _product(a, b[:, j0 : j0 + width], shift, in32)
+        tiles = (j0 // cfg.cols, n_tiles)
+        block = out[:, j0 : j0 + width]
+        block_peak = _round_block(acc, cfg, cmd, tiles, block, 2.0**-frac, lanes)
+        assert block_peak is not None  # the helper takes every float64 block
+        peak = max(peak, block_peak)
+    return out, peak
+
+
+def _stochastic(cmd: GemmCommand) -> bool:
+    return cmd.rounding is Rounding.STOCHASTIC and cmd.shift > 0
+
+
+def _float_exact(a: np.ndarray, cfg: EngineConfig) -> bool:
+    return _exact_in_float(float(cfg.fmt.min_int) ** 2, a.shape[1], cfg.fmt.acc_width)
+
+
+def _in_float32(a: np.ndarray, cfg: EngineConfig) -> bool:
+    return float(cfg.fmt.min_int) ** 2 * a.shape[1] <= _EXACT_F32
+
+
+def _integer_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:
+    """The exact int64 path, for products a float matrix product could get wrong."""
     m, n = a.shape[0], b.shape[1]
     acc = accumulate(a, b, cfg.fmt.acc_width, bound=float(cfg.fmt.min_int) ** 2)
-    words = None
-    if cmd.rounding is Rounding.STOCHASTIC and cmd.shift > 0:
-        beats = output_beats(m, n, cfg.rows, cfg.cols)
-        table = lfsr.lane_words(cmd.seed, cfg.cols, -(-n // cfg.cols) * m)
-        words = table[beats, np.arange(n)[None, :] % cfg.cols]
-    return requantize(acc, cfg.fmt, cmd.shift, cmd.rounding, words)
+    low = output_words(cmd.seed, m, n, cfg.rows, cfg.cols, cmd.shift) if _stochastic(cmd) else None
+    return requantize(acc, cfg.fmt, cmd.shift, cmd.rounding, low)
+
+
+def _words(acc: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray | None:
+    if not _stochastic(cmd):
+        return None
+    return output_words(cmd.seed, acc.shape[0], acc.shape[1], cfg.rows, cfg.cols, cmd.shift)
+
+
+def _round_block(
+    acc: np.ndarray,
+    cfg: EngineConfig,
+    cmd: GemmCommand,
+    tiles: tuple[int, int],
+    out: np.ndarray | None,
+    dequantize: float,
+    lanes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float | None:
+    """:func:`_round_in_place` of a block of float accumulators (nearest-even and floor:
+    already scaled) in one compiled pass, into ``acc`` or, dequantised, into ``out``;
+    the block starts at column tile ``tiles[0]`` of ``tiles[1]``. ``lanes``: the
+    stochastic lanes' :func:`_lane_tables`, when the caller has them. Returns
+    ``max |q|``, or None without the helper."""
+    bounds = (float(cfg.fmt.min_int), float(cfg.fmt.max_int))
+    if not _stochastic(cmd):
+        mode = "floor" if cmd.rounding is Rounding.FLOOR else "rint"
+        mode = "none" if cmd.shift == 0 else mode
+        return native.round_accumulators(acc, mode, bounds, out, dequantize)
+    tables, planes = lanes or _lane_tables(cfg, cmd, acc.shape[0] * tiles[1])
+    return native.round_stochastic(
+        acc, cfg.rows, cfg.cols, tiles, tables, planes, cmd.shift, bounds, out, dequantize
+    )
+
+
+def _lane_tables(cfg: EngineConfig, cmd: GemmCommand, beats: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lanes' product tables for ``cmd`` and the byte planes of ``beats`` beat powers."""
+    seeds = [lfsr.lane_seed(cmd.seed, c) for c in range(cfg.cols)]
+    return lfsr.product_tables(seeds, cmd.shift), lfsr.power_planes(beats)
 
 
 def gemm(

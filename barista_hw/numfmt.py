@@ -31,17 +31,32 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from types import EllipsisType
 
 import numpy as np
 from amaranth.hdl import Shape, signed, unsigned
 
 from barista_base.errors import InputError
 
+from . import native
+
 MIN_WIDTH = 2
 MAX_WIDTH = 18  # one product must map onto one 18x18 DSP multiplier
 MAX_SHIFT = 31  # stochastic rounding draws at most 32 random bits per element
 SHIFT_BITS = 5
 MAX_ACC_WIDTH = 56  # keeps the model's int64 rounding arithmetic free of overflow
+
+
+def _row_blocks(x: np.ndarray, size: int = 1 << 15) -> list[slice | EllipsisType]:
+    """Indices splitting ``x`` along its first axis into blocks of about ``size`` elements.
+
+    Several passes over one block run while it is in cache, instead of each pass
+    streaming the whole array through memory. A 0-d array is one block (``...``).
+    """
+    if x.ndim == 0 or x.shape[0] == 0:
+        return [...]
+    step = max(1, size * x.shape[0] // max(1, x.size))
+    return [slice(i, i + step) for i in range(0, x.shape[0], step)]
 
 
 class Rounding(enum.IntEnum):
@@ -171,39 +186,78 @@ class FixedFormat:
         rng: np.random.Generator | None = None,
         *,
         dtype: type[np.generic] = np.int64,
+        peak: float | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Float array -> saturated integers with ``frac`` fraction bits (default ``self.frac``).
 
         The result is a C-ordered array of ``dtype``: int64, or float64 for operands that go
         into float matrix products (BLAS) and the model, which takes float arrays of integers.
-        Float32 input rounded to nearest even is scaled and rounded in float32, the fast
-        path of every training step: scaling by a normal power of two is exact, and what
-        overflows saturates and what underflows rounds to zero as in float64. Everything
-        else is computed in float64. Stochastic rounding here draws from ``rng``
-        (software-side operand quantisation); the engines' own requantisation uses the
-        LFSR lanes.
+        The arithmetic is float64's: scale by ``2**frac``, round, saturate. Float32 input
+        rounded to nearest even into int64 is scaled and rounded in float32, which gives
+        the same integers: scaling by a normal power of two is exact, and what overflows
+        saturates and what underflows rounds to zero as in float64. Stochastic rounding
+        here draws from ``rng`` (software-side operand quantisation); the engines' own
+        requantisation uses the LFSR lanes.
+
+        ``peak``, when the caller knows ``max |x|`` (it chose ``frac`` from it), lets the
+        saturation pass be skipped when rounding cannot take any value out of range.
+        ``out``, a C-contiguous float64 array of ``x``'s shape, receives the result
+        (``dtype`` float64) instead of a new array: a caller quantising tensors of the
+        same sizes again and again reuses its memory.
         """
         f = self.frac if frac is None else frac
         x = np.asarray(x)
-        fast = x.dtype == np.float32 and rounding is Rounding.NEAREST_EVEN and -126 <= f <= 127
+        fast = (
+            dtype != np.float64
+            and x.dtype == np.float32
+            and rounding is Rounding.NEAREST_EVEN
+            and -126 <= f <= 127
+        )
         work = np.float32 if fast else np.float64
-        with np.errstate(over="ignore"):  # beyond float32: inf, saturated below
-            scaled = np.asarray(np.multiply(x, work(2.0**f), dtype=work))  # 0-d: still an array
-        if rounding is Rounding.NEAREST_EVEN:
-            np.rint(scaled, out=scaled)  # IEEE round-half-to-even
-        elif rounding is Rounding.FLOOR:
-            np.floor(scaled, out=scaled)
-        else:
+        if out is not None and (out.dtype != np.float64 or dtype != np.float64):
+            raise ValueError("quantize: out must be float64, with dtype float64")
+        scaled = np.empty(x.shape, dtype=work) if out is None else out
+        if rounding is Rounding.STOCHASTIC:
             gen = rng if rng is not None else np.random.default_rng(0)
-            scaled = np.asarray(np.floor(scaled + gen.random(scaled.shape)))
-        np.clip(scaled, self.min_int, self.max_int, out=scaled)
-        q = scaled.astype(dtype, order="C")
+            np.multiply(x, work(2.0**f), out=scaled)
+            scaled += gen.random(scaled.shape)
+            np.floor(scaled, out=scaled)
+            np.clip(scaled, work(self.min_int), work(self.max_int), out=scaled)
+        else:
+            floor = rounding is Rounding.FLOOR
+            clip = peak is None or self._may_saturate(peak, f)
+            bounds = (float(self.min_int), float(self.max_int)) if clip else None
+            fused = native.quantize(x, 2.0**f, floor, bounds, out)
+            if fused is not None:
+                q = fused[0].astype(dtype, copy=False)
+                return q[()] if q.ndim == 0 else q
+            round_ = np.floor if floor else np.rint  # rint: IEEE round-half-to-even
+            lo, hi, scale = work(self.min_int), work(self.max_int), work(2.0**f)
+            for block in _row_blocks(scaled):
+                with np.errstate(over="ignore"):  # beyond float32: inf, saturated below
+                    np.multiply(x[block], scale, out=scaled[block])
+                round_(scaled[block], out=scaled[block])
+                if clip:
+                    np.clip(scaled[block], lo, hi, out=scaled[block])
+        q = scaled.astype(dtype, copy=False)
         return q[()] if q.ndim == 0 else q
 
+    def _may_saturate(self, peak: float, frac: int) -> bool:
+        """Whether rounding values within ``[-peak, peak]`` times ``2**frac`` (to nearest or
+        down: both monotonic) can leave the integer range (true for a nan ``peak``)."""
+        with np.errstate(over="ignore"):
+            top = np.float64(peak) * np.float64(2.0**frac)
+        return not (np.floor(-top) >= self.min_int and np.rint(top) <= self.max_int)
+
     def dequantize(self, q: np.ndarray, frac: int | None = None) -> np.ndarray:
-        """Integers with ``frac`` fraction bits -> float32."""
+        """Integers with ``frac`` fraction bits -> float32 (the exact value, rounded once)."""
         f = self.frac if frac is None else frac
-        return (np.asarray(q, dtype=np.float64) * (2.0**-f)).astype(np.float32)
+        q = np.asarray(q)
+        out = np.empty(q.shape, dtype=np.float32)
+        # One pass: the product is exact in float64, then rounded to float32 on the way out.
+        np.multiply(q, np.float64(2.0**-f), out=out, dtype=np.float64, casting="same_kind")
+        return out
 
     def random_operands(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         """Uniform random integers over the whole operand range (test stimulus)."""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import native
 from .numfmt import MAX_SHIFT, FixedFormat
 
 FRAC_LIMIT = 64  # clamp for all-zero or extreme tensors
@@ -37,10 +38,48 @@ def exponent(max_abs: float) -> int:
     return math.frexp(max_abs)[1]
 
 
+def max_abs(x: np.ndarray) -> float:
+    """``max |x|`` (0 for an empty array, nan if ``x`` holds a nan), without a temporary."""
+    x = np.asarray(x)
+    fused = native.peak(x)
+    if fused is not None:
+        return fused
+    return float(max(x.max(), -x.min())) if x.size else 0.0
+
+
+def frac_for(peak: float, fmt: FixedFormat) -> int:
+    """Fraction bits that fit values up to ``|peak|`` into ``fmt.width`` signed bits."""
+    return max(-FRAC_LIMIT, min(FRAC_LIMIT, fmt.width - 1 - exponent(peak)))
+
+
 def tensor_frac(x: np.ndarray, fmt: FixedFormat) -> int:
     """Fraction bits that fit ``x`` into ``fmt.width`` signed bits."""
-    max_abs = float(np.max(np.abs(x))) if x.size else 0.0
-    return max(-FRAC_LIMIT, min(FRAC_LIMIT, fmt.width - 1 - exponent(max_abs)))
+    return frac_for(max_abs(x), fmt)
+
+
+def quantize_fitted(
+    x: np.ndarray, fmt: FixedFormat, guess: int | None = None, out: np.ndarray | None = None
+) -> tuple[np.ndarray, int, float]:
+    """``x`` quantised (to nearest, as float64) with the fraction bits that fit it: the
+    integers, :func:`tensor_frac` and ``max |x|``; for a non-finite ``x`` only the peak
+    means anything (check it). ``out`` as for ``fmt.quantize``.
+
+    ``guess``: the fraction bits a similar tensor had (the same operand last call). The
+    compiled pass then quantises and measures in one read of ``x``, and quantises
+    again only when the peak shows the guess was wrong; the result is the same.
+    """
+    if guess is not None:
+        # Saturating is a no-op within the range: clipping unconditionally is harmless.
+        fused = native.quantize(x, 2.0**guess, False, (fmt.min_int, fmt.max_int), out)
+        if fused is not None:
+            q, peak = fused
+            if not math.isfinite(peak) or frac_for(peak, fmt) == guess:
+                return q, guess, peak
+    peak = max_abs(x)
+    if not math.isfinite(peak):
+        return np.empty(np.shape(x)) if out is None else out, 0, peak
+    frac = frac_for(peak, fmt)
+    return fmt.quantize(x, frac, dtype=np.float64, peak=peak, out=out), frac, peak
 
 
 class ScaleTracker:
@@ -73,8 +112,12 @@ class ScaleTracker:
 
     def observe(self, key: str, q: np.ndarray, frac_used: int) -> None:
         """Adapt ``key``'s output frac from the integers of the call that used ``frac_used``."""
+        self.observe_peak(key, max_abs(q), frac_used)
+
+    def observe_peak(self, key: str, peak: float, frac_used: int) -> None:
+        """:meth:`observe` from the integers' ``max |q|`` alone (what it depends on)."""
         self.calls[key] = self.calls.get(key, 0) + 1
-        peak = int(np.max(np.abs(q))) if q.size else 0
+        peak = int(peak)
         if peak >= self.fmt.max_int:  # saturated (or at the edge): back off fast
             new = frac_used - 2
         elif peak == 0:

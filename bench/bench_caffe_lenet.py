@@ -4,24 +4,30 @@ Runs Caffe's unmodified ``lenet_train_test.prototxt`` (TRAIN phase, the Data lay
 replaced by externally fed ``data``/``label`` blobs of the same shapes) on our
 runtime with the ``cpu`` GEMM backend, and the same network with the same weights
 in PyTorch, in one process. Prints median step times and peak memory of each,
-with the ratios (targets: ours within 2x of PyTorch for both).
+with the ratios (targets, issue 26: ours within 1.5x of PyTorch in time and 2x in
+memory). Both libraries use the same number of threads: ``OPENBLAS_NUM_THREADS``
+(set to 1 here when the environment does not say) for numpy's BLAS, and as many
+for PyTorch.
 
 PyTorch is needed only here (``pip install torch``); the project does not depend on it.
 
-    python bench/bench_caffe_lenet.py [--iters 30] [--batch 64]
+    OPENBLAS_NUM_THREADS=1 python bench/bench_caffe_lenet.py [--iters 30] [--batch 64]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
-import sys
-import time
-import tracemalloc
-from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads its BLAS
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,6 +90,8 @@ def main() -> None:
         import torch
     except ImportError:
         raise SystemExit("this benchmark needs PyTorch: pip install torch") from None
+    threads = int(os.environ["OPENBLAS_NUM_THREADS"])
+    torch.set_num_threads(threads)
 
     path = find_prototxt()
     rng = np.random.default_rng(0)
@@ -160,12 +168,12 @@ def main() -> None:
     ours_ms = statistics.median(ours_t) * 1e3
     torch_ms = statistics.median(torch_t) * 1e3
     print(
-        f"torch threads {torch.get_num_threads()}, numpy BLAS default threads, "
+        f"torch threads {torch.get_num_threads()}, OPENBLAS_NUM_THREADS={threads}, "
         f"{os.cpu_count()} CPUs; batch {args.batch}, {args.iters} timed steps (medians)"
     )
     print(
         f"time   (median fwd+bwd): ours {ours_ms:8.2f} ms  torch {torch_ms:8.2f} ms  "
-        f"ratio {ours_ms / torch_ms:5.2f}x (target <= 2)"
+        f"ratio {ours_ms / torch_ms:5.2f}x (target <= 1.5)"
     )
     print(
         f"memory (peak):           ours {ours_peak / 2**20:8.2f} MiB torch "

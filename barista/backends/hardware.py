@@ -12,6 +12,7 @@ returns the same bits.
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Any
 
@@ -22,7 +23,7 @@ from barista_hw import model
 from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_COLS, DEFAULT_ROWS, AcceleratorConfig, EngineConfig, Pass
 from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
-from barista_hw.scaling import ScaleTracker, tensor_frac
+from barista_hw.scaling import ScaleTracker, max_abs, quantize_fitted
 from caffe_bridge.backend import GemmBackend
 
 from ..manifest import AcceleratorFiles
@@ -58,6 +59,20 @@ class HardwareBackend(GemmBackend):
         self.scales = ScaleTracker(config.fmt)
         # The engine command of the latest call per "layer/pass" (for reports and tests).
         self.last_call: dict[str, dict[str, int]] = {}
+        # Memory reused by every GEMM (operands, accumulators): a net repeats the same
+        # sizes each iteration, and fresh arrays of this size cost page faults.
+        self._scratch: dict[str, np.ndarray] = {}
+        # Each operand's fraction bits at its last call: a guess that saves a pass.
+        self._fracs: dict[tuple[str, str], int] = {}
+
+    def _scratch_array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A C-contiguous float64 array of ``shape`` in memory kept for ``name`` (overwritten
+        by the next request for ``name``)."""
+        size = int(np.prod(shape))
+        buf = self._scratch.get(name)
+        if buf is None or buf.size < size:
+            buf = self._scratch[name] = np.empty(size, dtype=np.float64)
+        return buf[:size].reshape(shape)
 
     # -- what subclasses provide ------------------------------------------------
     def run(
@@ -65,6 +80,14 @@ class HardwareBackend(GemmBackend):
     ) -> np.ndarray:
         """Integer ``a @ b`` requantised as ``cmd`` says; int64 (M, N)."""
         raise NotImplementedError
+
+    def run_dequantized(
+        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand, frac: int
+    ) -> tuple[np.ndarray, float]:
+        """:meth:`run`'s integers as float32 values with ``frac`` fraction bits, and their
+        ``max |q|``. Subclasses may do this in fewer passes; the values must be the same."""
+        q = self.run(kind, layer, a, b, cmd)
+        return self.cfg.fmt.dequantize(q, frac), max_abs(q)
 
     # -- the three passes ---------------------------------------------------------
     def forward(self, w: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
@@ -106,14 +129,26 @@ class HardwareBackend(GemmBackend):
         """Quantise, run and dequantise one GEMM.
 
         Operands may be strided views; ``*_shape`` is the 2-D shape a view takes
-        once laid out contiguously (the quantisation pass does that copy).
+        once laid out contiguously (the quantisation pass does that copy). A
+        non-finite operand has no fixed-point value: the result is then all NaN
+        (float arithmetic would make it non-finite too), so the solver's divergence
+        check stops training and names the layer, as it does for the cpu backend.
         """
         fmt = self.cfg.fmt
-        frac_a, frac_b = tensor_frac(a_f, fmt), tensor_frac(b_f, fmt)
-        # Float64 arrays of integers: the float matrix product below and the model take them.
-        a = fmt.quantize(a_f, frac_a, dtype=np.float64).reshape(a_shape)
-        b = fmt.quantize(b_f, frac_b, dtype=np.float64).reshape(b_shape)
         key = f"{layer}/{kind.value}"
+        # Float64 arrays of integers: the float matrix product below and the model take
+        # them. Each operand's frac of the last call is the guess for this one.
+        quantised = []
+        for role, x in (("a", a_f), ("b", b_f)):
+            guess = self._fracs.get((key, role))
+            out = self._scratch_array(role, x.shape)
+            q, frac, peak = quantize_fitted(x, fmt, guess, out)
+            if not math.isfinite(peak):
+                return np.full((a_shape[0], b_shape[1]), np.nan, dtype=np.float32)
+            self._fracs[(key, role)] = frac
+            quantised.append((q, frac))
+        (a, frac_a), (b, frac_b) = quantised
+        a, b = a.reshape(a_shape), b.reshape(b_shape)
         shift, frac_out = self.scales.plan_shift(
             key,
             frac_a,
@@ -131,9 +166,9 @@ class HardwareBackend(GemmBackend):
             "images": images,
         }
         cmd = GemmCommand(shift=shift, rounding=self.rounding, seed=seed, images=images)
-        q = self.run(kind, layer, a, b, cmd)
-        self.scales.observe(key, q, frac_out)
-        return q.astype(np.float32) * np.float32(2.0**-frac_out)
+        out, peak = self.run_dequantized(kind, layer, a, b, cmd, frac_out)
+        self.scales.observe_peak(key, peak, frac_out)
+        return out
 
 
 def check_same_design(
@@ -167,3 +202,10 @@ class GoldenBackend(HardwareBackend):
         if self.accelerator is not None:
             return model.gemm_on_accelerator(a, b, self.accelerator, cmd)
         return model.gemm_quantized(a, b, self.cfg, cmd)
+
+    def run_dequantized(
+        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand, frac: int
+    ) -> tuple[np.ndarray, float]:
+        if self.accelerator is not None:
+            return super().run_dequantized(kind, layer, a, b, cmd, frac)
+        return model.gemm_dequantized(a, b, self.cfg, cmd, frac)

@@ -1,12 +1,16 @@
 """The bit-exact engine model against independent scalar references."""
 
+import contextlib
+import os
+import shutil
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from barista_base.errors import InputError
-from barista_hw import lfsr, model
+from barista_hw import lfsr, model, native
+from barista_hw.command import GemmCommand
 from barista_hw.config import EngineConfig
 from barista_hw.numfmt import FixedFormat, Rounding
 
@@ -136,3 +140,59 @@ def test_operands_out_of_range_are_rejected() -> None:
         model.gemm(np.array([[0.5]]), np.array([[1]]), cfg, shift=0)
     with pytest.raises(InputError, match="shift"):
         model.gemm(np.array([[1]]), np.array([[1]]), cfg, shift=40)
+
+
+@pytest.mark.parametrize(
+    "m, n, rows, cols", [(7, 11, 3, 5), (6, 8, 2, 4), (1, 9, 4, 4), (9, 1, 4, 4)]
+)
+def test_output_words_are_the_lane_words_at_each_beat(m: int, n: int, rows: int, cols: int) -> None:
+    beats = model.output_beats(m, n, rows, cols)
+    table = lfsr.lane_words(77, cols, int(beats.max()) + 1)
+    expected = table[beats, np.arange(n)[None, :] % cols]
+    np.testing.assert_array_equal(model.output_words(77, m, n, rows, cols, 32), expected)
+    low = model.output_words(77, m, n, rows, cols, 6)
+    np.testing.assert_array_equal(low, expected & np.uint32(63))
+
+
+def test_the_compiled_helper_is_built() -> None:
+    """Where a C compiler exists (as it must for Verilator), the fused passes are used
+    (unless switched off with ``BARISTA_NATIVE=0``)."""
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler and os.environ.get(native.ENV, "1") != "0":
+        assert native.library() is not None
+
+
+FORMATS = {
+    "float32 products": FixedFormat(8, 4, 32),
+    "float64 products": FixedFormat(16, 8, 48),
+    "exact integers": FixedFormat(16, 8, 32),  # partial sums may wrap: int64 path
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS.values(), ids=FORMATS.keys())
+@pytest.mark.parametrize("rounding", list(Rounding))
+def test_every_path_gives_the_reference_bits(fmt: FixedFormat, rounding: Rounding) -> None:
+    """The compiled passes and the numpy passes, for whole results and block by block
+    (several column blocks, partial tiles), against requantisation of the exact integer
+    product with the lane words indexed by beat (the definitions)."""
+    cfg = EngineConfig(3, 4, fmt)
+    rng = np.random.default_rng(int(fmt.width) + int(rounding))
+    m, k, n = 37, 29, 4102
+    a = fmt.random_operands(rng, (m, k))
+    b = fmt.random_operands(rng, (k, n))
+    exact = a @ b
+    beats = model.output_beats(m, n, cfg.rows, cfg.cols)
+    for shift, seed in [(0, 1), (1, 2), (9, 3), (fmt.width + 4, 4)]:
+        words = lfsr.lane_words(seed, cfg.cols, int(beats.max()) + 1)
+        words = words[beats, np.arange(n)[None, :] % cfg.cols]
+        want = model.requantize(exact, fmt, shift, rounding, words)
+        cmd = GemmCommand(shift, rounding, seed)
+        for fused in (True, False):
+            with contextlib.nullcontext() if fused else native.disabled():
+                q = model.gemm_quantized(a.astype(np.float64), b.astype(np.float64), cfg, cmd)
+                np.testing.assert_array_equal(q, want)
+                got, peak = model.gemm_dequantized(
+                    a.astype(np.float64), b.astype(np.float64), cfg, cmd, 11
+                )
+                np.testing.assert_array_equal(got, fmt.dequantize(want, 11))
+                assert peak == np.abs(want).max()

@@ -1,10 +1,14 @@
 """Number formats: parsing, ranges, shapes and the float <-> fixed conversions."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
 from barista_base.errors import InputError
+from barista_hw import native
 from barista_hw.numfmt import DEFAULT_FORMAT, PRESETS, FixedFormat, Rounding
+from barista_hw.scaling import max_abs
 
 
 def test_parse_roundtrip_and_defaults() -> None:
@@ -97,3 +101,35 @@ def test_rounding_names() -> None:
     assert Rounding.parse("SR") is Rounding.STOCHASTIC
     with pytest.raises(InputError, match="rounding mode"):
         Rounding.parse("up")
+
+
+def test_every_quantise_path_gives_the_float64_integers() -> None:
+    """The compiled pass and the numpy passes, with and without the ``peak`` that lets the
+    saturation be skipped, into new arrays and into ``out``: the float64 arithmetic's
+    integers, for strided views and values that round up to the saturation edge."""
+    fmt = FixedFormat(8, 4, 32)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((6, 5, 7)) * 3).astype(np.float32)
+    x.flat[:4] = [127.5 / 16, -128.5 / 16, 0.5 / 16, 127.49 / 16]  # ties at the range's ends
+    views = (x, x.transpose(1, 0, 2), x.transpose(0, 2, 1), x[0].T, x[::2, :, ::-1])
+    for view in (*views, x.astype(np.float64).transpose(0, 2, 1)):
+        for frac in (-2, 0, 4, 6):
+            for rounding in (Rounding.NEAREST_EVEN, Rounding.FLOOR):
+                want = _float64_quantize(fmt, view, frac, rounding is Rounding.FLOOR)
+                for fused in (True, False):
+                    with contextlib.nullcontext() if fused else native.disabled():
+                        for peak in (None, max_abs(view)):
+                            q = fmt.quantize(view, frac, rounding, dtype=np.float64, peak=peak)
+                            np.testing.assert_array_equal(q, want)
+                            out = np.full(view.shape, np.nan)
+                            fmt.quantize(view, frac, rounding, dtype=np.float64, out=out)
+                            np.testing.assert_array_equal(out, want)
+
+
+def test_dequantize_rounds_the_exact_value_once() -> None:
+    fmt = FixedFormat(16, 8, 48)
+    q = np.array([0, 1, -3, 32767, -32768])
+    for frac in (-100, -8, 0, 8, 150, 170):
+        want = (q.astype(np.float64) * 2.0**-frac).astype(np.float32)
+        np.testing.assert_array_equal(fmt.dequantize(q, frac), want)
+        np.testing.assert_array_equal(fmt.dequantize(q.astype(np.float64), frac), want)

@@ -1,9 +1,13 @@
 """Dynamic fixed point: operand fractions and the output-scale tracker."""
 
+import contextlib
+import math
+
 import numpy as np
 
+from barista_hw import native
 from barista_hw.numfmt import FixedFormat
-from barista_hw.scaling import ScaleTracker, exponent, tensor_frac
+from barista_hw.scaling import ScaleTracker, exponent, max_abs, quantize_fitted, tensor_frac
 
 FMT = FixedFormat(8, 4, 32)
 
@@ -29,3 +33,49 @@ def test_tracker_calibrates_then_adapts() -> None:
     u = ScaleTracker(FMT)
     u.load_state_dict(state)
     assert u.state_dict() == state and u.call_index("conv1/forward") == 2
+
+
+def test_max_abs_in_every_layout() -> None:
+    """The compiled pass (dense arrays in any axis order) and numpy's (the rest) agree,
+    with infinities and NaN."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 6, 5)).astype(np.float32)
+    x[1, 2, 3] = -9.25
+    for fused in (True, False):
+        with contextlib.nullcontext() if fused else native.disabled():
+            for view in (x, x.transpose(2, 0, 1), x[:, ::2], x[::-1], x.astype(np.float64)):
+                assert max_abs(view) == float(np.abs(view).max())
+            assert max_abs(np.zeros((0, 3), np.float32)) == 0.0
+            y = x.copy()
+            y[0, 0, 0] = -np.inf
+            assert max_abs(y) == math.inf
+            y[3, 5, 4] = np.nan
+            assert math.isnan(max_abs(y)) and math.isnan(max_abs(y.T))
+
+
+def test_observe_peak_is_observe() -> None:
+    q = np.array([[5, -40], [17, 2]])
+    t, u = ScaleTracker(FMT), ScaleTracker(FMT)
+    t.observe("k", q, 9)
+    u.observe_peak("k", 40.0, 9)
+    assert t.state_dict() == u.state_dict()
+
+
+def test_quantize_fitted_is_quantize_at_the_fitting_frac() -> None:
+    """Right, wrong and missing guesses all give the integers, frac and peak of the
+    definition (tensor_frac, then quantise); a non-finite tensor reports its peak."""
+    fmt = FixedFormat(16, 8, 48)
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((5, 9, 4)) * 0.3).astype(np.float32).transpose(1, 0, 2)
+    frac = tensor_frac(x, fmt)
+    want = fmt.quantize(x, frac, dtype=np.float64)
+    for fused in (True, False):
+        with contextlib.nullcontext() if fused else native.disabled():
+            for guess in (None, frac, frac + 1, frac - 3, -64):
+                out = np.empty(x.shape)
+                q, got_frac, peak = quantize_fitted(x, fmt, guess, out)
+                assert got_frac == frac and peak == max_abs(x)
+                np.testing.assert_array_equal(q, want)
+            y = x.copy()
+            y[2, 3, 1] = np.nan
+            assert math.isnan(quantize_fitted(y, fmt, frac)[2])

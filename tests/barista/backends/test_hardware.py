@@ -1,11 +1,13 @@
 """The golden backend: float in, bit-exact engine arithmetic inside, float out."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
 from barista.backends import get_backend
 from barista.backends.hardware import GoldenBackend
-from barista_hw import model
+from barista_hw import model, native
 from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
 from caffe_bridge.backend import CpuBackend
@@ -109,15 +111,16 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "up" bottom: "target" top: "l
 
 
 class _RecordingGolden(GoldenBackend):
-    """The golden backend, recording every engine GEMM's operand shapes."""
+    """The golden backend, recording every engine GEMM's operand shapes (its engine hook,
+    :meth:`~barista.backends.hardware.HardwareBackend.run_dequantized`)."""
 
     def __init__(self) -> None:
         super().__init__(fmt="fx16", rows=4, cols=4)
         self.gemms: list[tuple[str, str, tuple, tuple, int]] = []
 
-    def run(self, kind, layer, a, b, cmd):  # noqa: ANN001, ANN201 - the base's signature
+    def run_dequantized(self, kind, layer, a, b, cmd, frac):  # noqa: ANN001, ANN201 - the base's
         self.gemms.append((layer, kind.value, a.shape, b.shape, cmd.images))
-        return super().run(kind, layer, a, b, cmd)
+        return super().run_dequantized(kind, layer, a, b, cmd, frac)
 
 
 def test_deconvolution_runs_on_the_engines_as_its_plan_says() -> None:
@@ -153,3 +156,39 @@ def test_deconvolution_runs_on_the_engines_as_its_plan_says() -> None:
     np.testing.assert_allclose(
         net.params["up"][0].diff, cpu.params["up"][0].diff, rtol=2e-2, atol=2e-2
     )
+
+
+@pytest.mark.parametrize("rounding", ["nearest-even", "floor", "stochastic"])
+def test_compiled_and_numpy_passes_train_alike(rounding: str) -> None:
+    """Two golden backends, one on the compiled passes and one on numpy's, through
+    calibrating and adapted calls of every pass: the same bits and the same scales."""
+    w, x, dy = _tensors(4)
+    fused, plain = GoldenBackend(rounding=rounding), GoldenBackend(rounding=rounding)
+    for step in range(3):
+        for backend, ctx in ((fused, contextlib.nullcontext()), (plain, native.disabled())):
+            with ctx:
+                got = [
+                    backend.forward(w, x * (step + 1), layer="c"),
+                    backend.backward_data(w, dy, layer="c"),
+                    backend.weight_grad(dy, x, layer="c"),
+                ]
+            if backend is fused:
+                want = got
+        for g, f in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, f)
+        assert fused.state_dict() == plain.state_dict()
+
+
+def test_non_finite_operands_give_nan() -> None:
+    """A non-finite operand has no fixed-point value: the pass returns NaN of the right
+    shape (the solver's divergence check then stops training), not an error."""
+    w, x, dy = _tensors(5)
+    g = GoldenBackend()
+    x[1, 2, 3] = np.inf
+    dy[0, 0, 0] = np.nan
+    assert np.isnan(g.forward(w, x, layer="f")).all() and g.forward(w, x).shape == (3, 6, 7)
+    dx = g.backward_data(w, dy, layer="b")
+    assert dx.shape == (3, 10, 7) and np.isnan(dx).all()
+    dw = g.weight_grad(dy, x, layer="g")
+    assert dw.shape == (6, 10) and np.isnan(dw).all()
+    assert g.state_dict()["scales"]["calls"] == {}

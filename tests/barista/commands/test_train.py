@@ -270,6 +270,63 @@ def test_nan_stops_training_and_keeps_last_snapshot(tmp_path, monkeypatch, capsy
             assert np.isfinite(np.frombuffer(b, np.float32)).all()
 
 
+CONV_NET = """
+name: "TinyLeNet"
+layer { name: "data" type: "HDF5Data" top: "data" top: "label"
+  hdf5_data_param { source: "images.txt" batch_size: 16 } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+  convolution_param { num_output: 6 kernel_size: 2 weight_filler { type: "xavier" } } }
+layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "ip1" type: "InnerProduct" bottom: "pool2" top: "ip1"
+  inner_product_param { num_output: 16 weight_filler { type: "xavier" } } }
+layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
+"""
+
+
+@pytest.mark.parametrize("backend", ["cpu", "golden"])
+def test_divergence_stops_every_backend_with_one_line(tmp_path, backend):
+    """``base_lr: 1e6`` on a small conv net: the loss and the gradients overflow. Every
+    backend stops with status 1 and one line naming the iteration and the first
+    non-finite layer output (the golden backend used to end in a traceback when an
+    operand of its integer GEMMs was no longer finite)."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "images.h5", "w") as f:
+        f["data"] = rng.random((64, 1, 12, 12)).astype(np.float32)
+        f["label"] = rng.integers(0, 3, 64).astype(np.float32)
+    (tmp_path / "images.txt").write_text("images.h5\n")
+    (tmp_path / "net.prototxt").write_text(CONV_NET)
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "net.prototxt"\nbase_lr: 1e6\nmomentum: 0.9\nweight_decay: 0.0005\n'
+        'lr_policy: "fixed"\nmax_iter: 30\ndisplay: 1\nrandom_seed: 1\n'
+    )
+    run = subprocess.run(
+        [*_barista("train", "--solver", "solver.prototxt", "--backend", backend)],
+        cwd=tmp_path,
+        env=dict(_env(), PYTHONWARNINGS="ignore"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert re.fullmatch(
+        r"barista train: error: iteration \d+: loss is nan; first non-finite output: "
+        r"layer '\w+' top '\w+'; training stopped \(no snapshot was written\)",
+        run.stderr.strip(),
+    ), run.stderr
+
+
 # -- kill and resume -------------------------------------------------------------------
 
 
