@@ -3,12 +3,16 @@
 The objective is modelled training throughput: images per second at the budget's
 clock over one TRAIN iteration of every Convolution/InnerProduct pass, transfers
 included (:func:`barista_hw.plan.plan_net`). Candidates must fit the budget by the
-estimate of :mod:`barista_hw.resources`. The search is staged to stay fast (a few
-seconds for AlexNet); every evaluation is deterministic and ties are broken by a
-fixed key, so the same inputs always give the same design:
+estimate of :mod:`barista_hw.resources`, within the shares of block RAM and logic the
+budget lets a design plan (:attr:`Budget.bram_fill`, :attr:`Budget.lut_fill`: the
+margin that lets a design picked here fit after synthesis and place and route). The
+search is staged to stay fast (a few seconds for AlexNet); every evaluation is
+deterministic and ties are broken by a fixed key, so the same inputs always give the
+same design:
 
 1. **Array shape**: every ``rows x cols`` (non-square allowed, up to 64 each) that
-   uses the multipliers fully for its row or column count, plus square arrays of
+   uses the multipliers fully for its row or column count (where the logic runs out
+   first, as on the iCE40, the largest smaller one that fits), plus square arrays of
    every smaller size (for the Pareto table), in the widest candidate format with
    equal A/B buffer depths as deep as the block RAM allows.
 2. **Buffers**: for the best few shapes, A/B depths around that point (unequal
@@ -20,12 +24,14 @@ fixed key, so the same inputs always give the same design:
    does not know about it. 8-bit formats are not tried unless asked for
    (``fmt``): plain 8-bit fixed point does not train these nets reliably.
 
-The clock is the budget's for every candidate (no Fmax model yet).
+The clock is the budget's for every candidate (no Fmax model yet). The Pareto front
+(throughput against multipliers, block RAM and logic) is also where ``barista build``
+steps down to when a build does not fit after all (:meth:`DseResult.step_down`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from barista_base.errors import InputError
@@ -35,7 +41,7 @@ from .numfmt import PRESETS as FORMATS
 from .numfmt import FixedFormat
 from .plan import GemmLayer, NetPlan, dim_bits_needed, plan_net
 from .resources import Resources, estimate
-from .targets import Budget
+from .targets import RESOURCES, Budget
 
 #: Formats tried when the caller fixes none, widest first.
 CANDIDATE_FORMATS = ("fx18", "fx16", "fx12")
@@ -56,6 +62,11 @@ class Candidate:
     cycles: int  # one TRAIN iteration
     images_per_second: float
     utilisation: float
+
+    def figures(self) -> tuple[int, int, int, int]:
+        """What the Pareto front weighs: cycles, multipliers, block RAM, logic."""
+        r = self.resources
+        return (self.cycles, r.mults, r.bram_blocks, r.luts)
 
     @property
     def label(self) -> str:
@@ -94,7 +105,8 @@ class DseResult:
     budget: Budget
 
     def table(self) -> str:
-        """The Pareto table (throughput vs multipliers vs block RAM), best marked ``*``."""
+        """The Pareto table (throughput vs multipliers vs block RAM vs logic), best marked
+        ``*``."""
         b = self.budget
         head = (
             f"{'':1} {'design':34} {b.mult_kind:>10} {b.bram_kind:>11} {b.lut_kind:>7} "
@@ -102,7 +114,8 @@ class DseResult:
         )
         lines = [
             f"Pareto front of {len(self.candidates)} designs that fit {b.name} "
-            f"({b.mults} mults, {b.bram_usable} BRAM, {b.luts} LUT, {b.mhz:g} MHz):",
+            f"({b.mults} mults, {b.bram_usable} BRAM, {b.luts_usable} LUT by the estimate, "
+            f"{b.mhz:g} MHz):",
             head,
         ]
         for c in self.pareto:
@@ -114,9 +127,36 @@ class DseResult:
             )
         return "\n".join(lines)
 
+    def step_down(
+        self, tried: Collection[AcceleratorConfig], scale: Mapping[str, float]
+    ) -> Candidate | None:
+        """The fastest design of the Pareto front not in ``tried`` that is estimated to
+        fit once each resource named in ``scale`` is multiplied by its factor (what a build
+        measured over what was estimated for it), or None.
+
+        ``barista build`` steps down with it when a design does not fit after synthesis
+        and place and route: the factor carries what that build showed about the estimate
+        over to the designs not yet built.
+        """
+        fitting = [
+            c
+            for c in self.pareto
+            if c.config not in tried
+            and all(
+                getattr(c.resources, r) * scale.get(r, 1.0) <= self.budget.usable(r)
+                for r in RESOURCES
+            )
+        ]
+        return min(fitting, key=Candidate.sort_key, default=None)
+
+
+def _dominates(o: Candidate, c: Candidate) -> bool:
+    a, b = o.figures(), c.figures()
+    return a != b and all(x <= y for x, y in zip(a, b, strict=True))
+
 
 def pareto_front(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Candidates no other one beats on throughput, multipliers and block RAM at once.
+    """Candidates no other one beats on throughput, multipliers, block RAM and logic at once.
 
     Sorted by multipliers, block RAM, then throughput (descending); among designs
     with identical figures the first by :meth:`Candidate.sort_key` represents them.
@@ -125,17 +165,10 @@ def pareto_front(candidates: Sequence[Candidate]) -> list[Candidate]:
     front: list[Candidate] = []
     seen: set[tuple] = set()
     for c in pts:
-        fig = (c.cycles, c.resources.mults, c.resources.bram_blocks)
+        fig = c.figures()
         if fig in seen:
             continue
-        dominated = any(
-            o.cycles <= c.cycles
-            and o.resources.mults <= c.resources.mults
-            and o.resources.bram_blocks <= c.resources.bram_blocks
-            and (o.cycles, o.resources.mults, o.resources.bram_blocks) != fig
-            for o in pts
-        )
-        if not dominated:
+        if not any(_dominates(o, c) for o in pts):
             front.append(c)
             seen.add(fig)
     front.sort(key=lambda c: (c.resources.mults, c.resources.bram_blocks, c.cycles, c.sort_key()))
@@ -205,6 +238,22 @@ class _Explorer:
             best = cfg
         return None if best is None else self.evaluate(best)
 
+    def largest_that_fits(
+        self, rows: int, cols: int, fmt: FixedFormat, acc_tiles: int
+    ) -> Candidate | None:
+        """For an array that does not fit: the first smaller one that does (its deepest
+        design), going down one row or column at a time along the longer side (columns on
+        a tie), or None."""
+        while rows > 1 or cols > 1:
+            if cols >= rows:
+                cols -= 1
+            else:
+                rows -= 1
+            x = self.deepest(rows, cols, fmt, acc_tiles)
+            if x is not None:
+                return x
+        return None
+
 
 def _shapes(max_pes: int) -> list[tuple[int, int]]:
     """Shapes using the multipliers fully for their row or column count, plus squares."""
@@ -255,7 +304,13 @@ def explore(
         shapes = _shapes(max_pes)
 
     # 1. shapes
-    stage1 = [x for r, c in shapes if (x := ex.deepest(r, c, wide, ACC_TILES[1])) is not None]
+    stage1 = []
+    for r, c in shapes:
+        x = ex.deepest(r, c, wide, ACC_TILES[1])
+        if x is None and array is None:
+            x = ex.largest_that_fits(r, c, wide, ACC_TILES[1])
+        if x is not None:
+            stage1.append(x)
     if not stage1:
         smallest = ex.config(
             *(array or (1, 1)), wide, DEPTHS[0], DEPTHS[0], ACC_TILES[0] * (array or (1, 1))[0]

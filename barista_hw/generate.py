@@ -33,7 +33,7 @@ from barista_base.errors import InputError
 
 from .accelerator import Accelerator
 from .config import AcceleratorConfig, EngineConfig
-from .dse import DseResult, explore, needed_dim_bits
+from .dse import Candidate, DseResult, explore, needed_dim_bits
 from .numfmt import FixedFormat
 from .plan import GemmLayer, NetPlan, plan_net
 from .presets import get_preset
@@ -105,7 +105,9 @@ class Design:
             f"{e.dim_bits}-bit dimensions ({self.how})",
             f"target {b.name} @ {cfg.clock_mhz:g} MHz: {res.mults}/{b.mults} "
             f"{b.mult_kind}, {res.bram_blocks}/{b.bram_blocks} {b.bram_kind}, "
-            f"~{res.luts}/{b.luts} {b.lut_kind}, ~{res.ffs} FF (estimate, host link included)",
+            f"~{res.luts}/{b.luts} {b.lut_kind}, ~{res.ffs} FF (estimate, host link included; "
+            f"designs are planned up to {b.bram_usable} {b.bram_kind} and {b.luts_usable} "
+            f"{b.lut_kind})",
             f"one TRAIN iteration (batch {plan.batch}): {plan.cycles} cycles, "
             f"{plan.images_per_second:.1f} images/s, PE utilisation {plan.utilisation:.1%}",
             "",
@@ -212,7 +214,32 @@ def generate(
         raise InputError(f"net {name}: no Convolution or InnerProduct layer to accelerate")
     needed_dim_bits(layers)  # a clear error for dimensions no design can take
     cfg, plan, dse = _choose(layers, budget, fmt, array, preset, name)
+    return _elaborate(cfg, plan, layers, budget, dse, preset, name)
+
+
+def _elaborate(
+    cfg: AcceleratorConfig,
+    plan: NetPlan,
+    layers: tuple[GemmLayer, ...],
+    budget: Budget,
+    dse: DseResult | None,
+    preset: str | None,
+    name: str,
+) -> Design:
     top = module_name(name)
     component = Accelerator(cfg)
     verilog = to_verilog(component, top)
     return Design(cfg, plan, layers, budget, top, verilog, _ports(component), dse, preset)
+
+
+def step_down(design: Design, choice: Candidate) -> Design:
+    """``design`` with ``choice``, another design of its exploration's Pareto front (see
+    :meth:`barista_hw.dse.DseResult.step_down`), in place of the one the exploration
+    chose: the same net, budget and exploration, ``choice`` elaborated and marked as the
+    design in the Pareto table."""
+    if design.dse is None or choice not in design.dse.pareto:
+        raise ValueError("step_down takes a design of the exploration's Pareto front")
+    cfg = choice.config
+    plan = plan_net(cfg, design.layers)
+    dse = replace(design.dse, best=choice, plan=plan)
+    return _elaborate(cfg, plan, design.layers, design.budget, dse, None, design.config.name)

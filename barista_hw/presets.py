@@ -5,8 +5,9 @@ Every preset is derived by keyword from
 so each says only how it differs. ``tiny`` and ``small`` are for tests and quick
 looks; each target's preset is part of its record in :data:`barista_hw.targets.TARGETS`,
 a sensible fixed design for that device (it fits the target's budget by the estimate
-of :mod:`barista_hw.resources`, which the tests check). The design-space exploration
-usually finds a better one for a given network.
+of :mod:`barista_hw.resources` and runs every pass of the project's LeNet, which the
+tests check). The design-space exploration usually finds a better one for a given
+network.
 """
 
 from __future__ import annotations

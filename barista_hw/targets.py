@@ -12,7 +12,12 @@ is derived from it (the presets of :mod:`barista_hw.presets`,
 A :class:`Budget` is what the design-space exploration may spend: multipliers
 (one per PE), block RAM (as blocks of the target's kind, with its aspect ratios),
 logic (LUT4 / logic cells) and a clock. The clocks are conservative defaults for
-these arrays, below what the board builds reach (docs/boards.md).
+these arrays, below what the board builds reach (docs/boards.md). Of the block RAM
+and the logic a budget names only a share may be planned (``bram_fill``,
+``lut_fill``): the rest is the room that routing needs and the margin for the
+resource model's error, so that a design estimated to fit still fits after synthesis
+and place and route. Multipliers and block RAMs are counted exactly by the model;
+logic is estimated (:data:`LUT_FILL`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ from .config import DEFAULT_ACCELERATOR, AcceleratorConfig
 #: read port: ECP5 DP16KD (pseudo dual-port up to 36 bits wide) and iCE40 EBR (SB_RAM40_4K).
 ECP5_DP16KD = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 ICE40_EBR = ((2048, 2), (1024, 4), (512, 8), (256, 16))
+
+
+#: The resources a budget limits, as :class:`~barista_hw.resources.Resources` names them.
+RESOURCES = ("mults", "bram_blocks", "luts")
+#: nextpnr's cell type for each of :data:`RESOURCES`, per FPGA family (the names of its
+#: utilisation report).
+PNR_CELLS = {
+    "ecp5": {"mults": "MULT18X18D", "bram_blocks": "DP16KD", "luts": "TRELLIS_COMB"},
+    "ice40": {"mults": "ICESTORM_DSP", "bram_blocks": "ICESTORM_RAM", "luts": "ICESTORM_LC"},
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,9 @@ class Budget:
     lut_kind: str = "LUT4"
     # Share of the block RAMs a design may fill: the rest is left so that it still routes.
     bram_fill: float = 1.0
+    # Share of the logic a design may be planned up to: the rest is the resource model's
+    # margin of error (:data:`LUT_FILL`).
+    lut_fill: float = 1.0
 
     def __post_init__(self) -> None:
         for field_name in ("mults", "bram_blocks", "luts"):
@@ -53,13 +71,29 @@ class Budget:
                 raise InputError(f"budget {field_name} = {getattr(self, field_name)} is negative")
         if self.mhz <= 0:
             raise InputError(f"budget clock {self.mhz} MHz must be positive")
-        if not 0 < self.bram_fill <= 1:
-            raise InputError(f"budget bram_fill {self.bram_fill} must be in (0, 1]")
+        for field_name in ("bram_fill", "lut_fill"):
+            if not 0 < getattr(self, field_name) <= 1:
+                raise InputError(
+                    f"budget {field_name} {getattr(self, field_name)} must be in (0, 1]"
+                )
 
     @property
     def bram_usable(self) -> int:
         """The block RAMs a design may use (``bram_fill`` of ``bram_blocks``)."""
         return int(self.bram_blocks * self.bram_fill)
+
+    @property
+    def luts_usable(self) -> int:
+        """The logic a design may be planned up to (``lut_fill`` of ``luts``)."""
+        return int(self.luts * self.lut_fill)
+
+    def usable(self, resource: str) -> int:
+        """What a design may plan of ``resource`` (one of :data:`RESOURCES`)."""
+        return {
+            "mults": self.mults,
+            "bram_blocks": self.bram_usable,
+            "luts": self.luts_usable,
+        }[resource]
 
     @property
     def bram_block_bits(self) -> int:
@@ -112,6 +146,7 @@ class Budget:
             "bram_block_bits": self.bram_block_bits,
             "bram_fill": self.bram_fill,
             "luts": self.luts,
+            "lut_fill": self.lut_fill,
             "lut_kind": self.lut_kind,
             "mhz": self.mhz,
         }
@@ -145,6 +180,11 @@ LINK_RESULT_DEPTH = 256
 #: Block RAM share the planner fills on ECP5: a design that fills nearly all of them
 #: does not route (nextpnr stalls on the congestion around the blocks; docs/boards.md).
 ECP5_BRAM_FILL = 0.6
+#: Share of the logic the planner plans up to, per family: at most ``1 / (1 + e)`` for
+#: the resource model's error bound ``e`` on that family
+#: (:data:`barista_hw.resources.CALIBRATION_TOLERANCE`, tested), so that a design at
+#: the limit by the estimate still fits the device by nextpnr's count.
+LUT_FILL = {"ecp5": 0.92, "ice40": 0.93}
 #: The clock ECP5 designs are planned at.
 ECP5_MHZ = 50.0
 
@@ -176,6 +216,7 @@ def _ulx3s(
             luts=luts,
             mhz=ECP5_MHZ,
             bram_fill=ECP5_BRAM_FILL,
+            lut_fill=LUT_FILL["ecp5"],
         ),
         platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform",
         clk="clk25",
@@ -224,6 +265,7 @@ TARGETS: dict[str, Target] = {
                 mult_kind="SB_MAC16",
                 bram_kind="SB_RAM40_4K",
                 lut_kind="LC",
+                lut_fill=LUT_FILL["ice40"],
             ),
             platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
             clk="clk12",
@@ -231,8 +273,10 @@ TARGETS: dict[str, Target] = {
             synth_opts="-dsp",  # multipliers become SB_MAC16
             bitstream="top.bin",
             # The UP5K's logic cells are the limit: larger arrays in the default format
-            # do not fit beside the fixed logic and the host link (docs/boards.md).
-            design=DEFAULT_ACCELERATOR.derive(rows=2, cols=1, acc_depth=0, depth=256),
+            # do not fit beside the fixed logic and the host link (docs/boards.md). The
+            # accumulator memory lets a reduction span buffer loads (LeNet's conv1
+            # gradient: 36,864), so the preset runs every pass of LeNet.
+            design=DEFAULT_ACCELERATOR.derive(rows=2, cols=1, acc_depth=32, depth=1024),
         ),
     )
 }

@@ -7,9 +7,16 @@ Plans the design for the board's budget (the design-space exploration of
 :func:`barista_hw.generate.generate`, a preset, or the configuration of an existing
 manifest), writes the generated Verilog and manifest into ``DIR/rtl``, builds the board
 top (accelerator + UART host link) with the YoWASP toolchain (:mod:`boards.build`) and
-writes ``DIR/report.json``, the bitstream and the logs. Exit status 0 when the design
-fits and meets timing, 1 (with the figures) when it does not or a tool fails, 2 for
-bad input.
+writes ``DIR/report.json``, the bitstream and the logs.
+
+When the explored design does not fit the device after all (status ``no-fit``), the
+build steps down by itself: to the fastest design of the exploration's Pareto front that
+is estimated to fit once the estimate of each resource that overshot is corrected by
+what the build measured (:meth:`barista_hw.dse.DseResult.step_down`), at most
+:data:`MAX_STEP_DOWNS` times, saying which design was dropped, why, and which is built
+now; ``report.json`` lists the steps in its messages. A design fixed by ``--preset`` or
+``--config`` is reported as it is. Exit status 0 when the design built fits and meets
+timing, 1 (with the figures) when it does not or a tool fails, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -17,13 +24,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from barista_base.errors import InputError
 
 from .args import add_data_shape_argument, parse_data_shapes
 from .generate import load_layers
 
+if TYPE_CHECKING:
+    from barista_hw.config import AcceleratorConfig
+    from barista_hw.dse import Candidate, DseResult
+    from boards.report import BuildReport
+
 NAME = "build"
+#: Designs ``barista build`` builds after the explored one did not fit: each board build
+#: takes minutes (iCE40) to half an hour (ULX3S 85F).
+MAX_STEP_DOWNS = 3
 HELP = "build a bitstream for a net's accelerator on a board and report Fmax and utilisation"
 
 
@@ -53,13 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Plan, build, report; see the module docstring for the exit status."""
+    """Plan, build (stepping down if need be), report; see the module docstring."""
     from dataclasses import replace
 
-    from barista_hw.generate import generate, module_name
+    from barista_hw.generate import generate, module_name, step_down
     from barista_hw.plan import plan_net
     from boards.build import build_board
     from boards.platforms import get_board
+    from boards.report import REPORT, BuildReport
     from boards.traffic import describe
 
     from ..manifest import load_accelerator, write_rtl_dir
@@ -70,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     budget = board.target.budget
     if args.mhz:
         budget = replace(budget, mhz=args.mhz)
+    design = None
     if args.config:
         if args.format or args.array:
             raise InputError("--config fixes the whole design: drop --format and --array")
@@ -90,11 +108,33 @@ def run(args: argparse.Namespace) -> int:
         write_rtl_dir(design, out / "rtl")
         cfg = design.config
         print(design.summary, end="")
-    print(f"building for {board.name} at {cfg.clock_mhz:g} MHz (this can take minutes)...")
-    report = build_board(
-        cfg, board, out=out, baud=args.baud, timeout=args.timeout, progress=args.verbose
-    )
-    print(report.summary())
+    steps: list[str] = []  # what each step down did, for the output and the report
+    built: list[AcceleratorConfig] = []
+    scale: dict[str, float] = {}  # measured / estimated, per resource that overshot
+    while True:
+        built.append(cfg)
+        print(f"building for {board.name} at {cfg.clock_mhz:g} MHz (this can take minutes)...")
+        report = build_board(
+            cfg, board, out=out, baud=args.baud, timeout=args.timeout, progress=args.verbose
+        )
+        print(report.summary())
+        if report.status != "no-fit" or design is None or design.dse is None:
+            break
+        last = len(steps) == MAX_STEP_DOWNS
+        step, choice = _step_down(report, design.dse, built, scale, board.family, last)
+        steps.append(step)
+        if choice is None:
+            break
+        print(f"barista build: {step}")
+        design = step_down(design, choice)
+        write_rtl_dir(design, out / "rtl")
+        cfg = design.config
+        print(design.summary, end="")
+    if steps:  # the published report says how its design was reached
+        published = BuildReport.read(out / REPORT)
+        published.messages = [*steps, *published.messages]
+        published.write(out / REPORT)
+        report.messages = [*steps, *report.messages]
     if report.fmax:  # routed: the iteration at the clock the design reached
         fmax = min(f["achieved_mhz"] for f in report.fmax.values())
         print(describe(plan_net(cfg, layers), baud=args.baud, mhz=min(fmax, cfg.clock_mhz)))
@@ -104,3 +144,52 @@ def run(args: argparse.Namespace) -> int:
         print(f"barista build: {board.name}: {msg}", file=sys.stderr)
         return 1
     return 0
+
+
+def _step_down(
+    report: BuildReport,
+    dse: DseResult,
+    built: list[AcceleratorConfig],
+    scale: dict[str, float],
+    family: str,
+    last: bool,
+) -> tuple[str, Candidate | None]:
+    """After a no-fit build of ``dse.best``: what happened, for people, and the design to
+    build next (None when there is none, or when this was the ``last`` build allowed).
+
+    ``scale`` gains, for each resource that overshot, the ratio of nextpnr's count to
+    the estimate (the largest seen so far); the next design is the fastest of the Pareto
+    front not yet ``built`` that fits with its estimate so corrected.
+    """
+    from barista_hw.targets import PNR_CELLS, RESOURCES
+
+    cells, tried = PNR_CELLS[family], dse.best
+    over = []
+    for r in RESOURCES:
+        u = report.utilisation.get(cells[r])
+        if u and u["used"] > u["available"]:
+            est = getattr(tried.resources, r)
+            scale[r] = max(scale.get(r, 1.0), u["used"] / max(est, 1))
+            over.append(f"{cells[r]} {u['used']} / {u['available']} where {est} were estimated")
+    if not over:  # another kind of cell ran out: there is no estimate to correct
+        return f"{tried.label} did not fit {report.device}", None
+    step = f"{tried.label} did not fit {report.device}: {', '.join(over)}"
+    if last:
+        return f"{step}; stopped after stepping down {MAX_STEP_DOWNS} times", None
+    choice = dse.step_down(built, scale)
+    if choice is None:
+        return (
+            f"{step}; no other design of the Pareto front is estimated to fit with the "
+            "estimate corrected by that (fix one with --array, --format or --preset)",
+            None,
+        )
+    corrected = ", ".join(
+        f"{getattr(choice.resources, r) * k:.0f} of the {dse.budget.usable(r)} {cells[r]} "
+        "a design may plan"
+        for r, k in scale.items()
+    )
+    return (
+        f"{step}; stepping down to {choice.label}, the fastest design of the Pareto front "
+        f"that fits with the estimate corrected by that ({corrected})",
+        choice,
+    )

@@ -23,9 +23,10 @@ def lenet_85f():
 
 def test_every_candidate_respects_the_budget(lenet_85f) -> None:
     b = lenet_85f.budget
+    assert b.bram_usable < b.bram_blocks and b.luts_usable < b.luts  # the planned shares
     for c in lenet_85f.candidates:
         r = c.resources
-        assert r.mults <= b.mults and r.bram_blocks <= b.bram_blocks and r.luts <= b.luts
+        assert r.mults <= b.mults and r.bram_blocks <= b.bram_usable and r.luts <= b.luts_usable
     small = Budget.parse("mults=6,bram_blocks=12,luts=9000,mhz=40")
     res = explore(LENET, small)
     assert res.best.config.engine.pes <= 6 and res.best.resources.bram_blocks <= 12
@@ -48,18 +49,21 @@ def test_pareto_front_is_correct(lenet_85f) -> None:
     front = lenet_85f.pareto
     assert lenet_85f.best in front
 
+    def fig(c) -> tuple:
+        r = c.resources
+        return (c.cycles, r.mults, r.bram_blocks, r.luts)
+
     def dominates(o, c) -> bool:
-        a = (o.cycles, o.resources.mults, o.resources.bram_blocks)
-        b = (c.cycles, c.resources.mults, c.resources.bram_blocks)
+        a, b = fig(o), fig(c)
         return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
 
     for c in front:
+        assert c.figures() == fig(c)
         if c is not lenet_85f.best:  # the chosen design is listed even if dominated
             assert not any(dominates(o, c) for o in lenet_85f.candidates)
-    figures = {(c.cycles, c.resources.mults, c.resources.bram_blocks) for c in front}
+    figures = {fig(c) for c in front}
     for c in lenet_85f.candidates:
-        fig = (c.cycles, c.resources.mults, c.resources.bram_blocks)
-        assert fig in figures or any(dominates(o, c) for o in front)
+        assert fig(c) in figures or any(dominates(o, c) for o in front)
     plain = pareto_front(list(reversed(lenet_85f.candidates)))
     assert plain == [c for c in front if c in plain]
     assert "*" in lenet_85f.table()
@@ -84,3 +88,31 @@ def test_nothing_fits() -> None:
         explore(LENET, Budget.parse("mults=4,bram_blocks=0,luts=100,mhz=50"))
     with pytest.raises(InputError, match=r"layer big, forward pass: N = .* 24 bits"):
         explore([GemmLayer("big", "conv", 4096, 8, 8, 1 << 13)], get_target("ulx3s-85f").budget)
+
+
+def test_logic_bound_devices_get_smaller_shapes() -> None:
+    """On the UP5K the logic runs out before the multipliers: the exploration tries the
+    largest arrays that fit, so the front holds more than the single-PE design."""
+    b = get_target("icebreaker").budget
+    res = explore(LENET, b, name="LeNet")
+    shapes = {(c.config.engine.rows, c.config.engine.cols) for c in res.candidates}
+    assert {(1, 1), (2, 1)} <= shapes
+    assert all(c.resources.luts <= b.luts_usable for c in res.candidates)
+    assert res.best.config.engine.pes >= 2 and res.best.config.engine.acc_depth > 0
+
+
+def test_step_down_is_the_fastest_front_design_that_fits_corrected() -> None:
+    res = explore(LENET, get_target("icebreaker").budget, name="LeNet")
+    usable = res.budget.luts_usable
+    first = res.best
+    # Nothing corrected: the fastest other design of the front.
+    others = [c for c in res.pareto if c.config != first.config]
+    assert res.step_down([first.config], {}) == min(others, key=lambda c: c.sort_key())
+    # A build measured 10% more logic than estimated: that carries over to the others.
+    nxt = res.step_down([first.config], {"luts": 1.1})
+    assert nxt is not None and nxt in res.pareto and nxt.config != first.config
+    assert nxt.resources.luts * 1.1 <= usable
+    faster = [c for c in others if c.sort_key() < nxt.sort_key()]
+    assert all(c.resources.luts * 1.1 > usable for c in faster)
+    assert res.step_down([first.config], {"luts": 1.0 + usable}) is None  # nothing fits
+    assert res.step_down([c.config for c in res.pareto], {}) is None  # all tried

@@ -6,8 +6,9 @@ import shutil
 import pytest
 
 from barista_base.errors import InputError
+from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.generate import generate, module_name
-from barista_hw.plan import GemmLayer
+from barista_hw.plan import GemmLayer, plan_net
 
 LAYERS = [
     GemmLayer("conv1", "conv", 4, 6, 9, 36, backward_data=False),
@@ -55,9 +56,10 @@ def test_failing_net_names_the_layer() -> None:
         r"16-bit command field \(needs dim_bits >= 17\)",
     ):
         generate([GemmLayer("fc9", "fc", 70000, 4, 4)], preset="tiny", target="ulx3s-25f")
-    # The iCEBreaker preset has no accumulator memory and 128-word buffer halves.
+    # No accumulator memory and 128-word buffer halves: a reduction of 500 cannot be split.
+    small = AcceleratorConfig(EngineConfig(2, 1), 256, 256)
     with pytest.raises(InputError, match=r"layer ip1, forward pass: a reduction of 500"):
-        generate([GemmLayer("ip1", "fc", 4, 10, 500)], preset="icebreaker", target="icebreaker")
+        plan_net(small, [GemmLayer("ip1", "fc", 4, 10, 500)])
     with pytest.raises(InputError, match="preset ulx3s-85f does not fit icebreaker"):
         generate(LAYERS, preset="ulx3s-85f", target="icebreaker")
 

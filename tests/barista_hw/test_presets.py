@@ -26,7 +26,7 @@ def test_preset_values() -> None:
         "ulx3s-85f": (12, 12, fx16, 1024, 1024, 96, 50.0, "ulx3s-85f"),
         "ulx3s-45f": (8, 8, fx16, 1024, 1024, 64, 50.0, "ulx3s-45f"),
         "ulx3s-25f": (5, 5, fx16, 1024, 1024, 40, 50.0, "ulx3s-25f"),
-        "icebreaker": (2, 1, fx16, 256, 256, 0, 24.0, "icebreaker"),
+        "icebreaker": (2, 1, fx16, 1024, 1024, 32, 24.0, "icebreaker"),
     }
     assert list(PRESETS) == list(got)  # the order error messages list them in
 
