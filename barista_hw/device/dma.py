@@ -1,0 +1,185 @@
+"""The device's DMA: address generation for LOAD and STORE, and what a transfer costs.
+
+DRAM is modelled as one flat int64 array of *slots* (an address counts slots, a slot
+holds one element). A DMA instruction moves a tile between DRAM and a scratchpad; its
+addresses are ``base + index`` with ``index`` an int64 array of the tile's shape:
+
+* a dense tile (:func:`dense_index`): ``r * row_stride + c * col_stride``; a transposed
+  read swaps the strides;
+* an im2col tile (:func:`im2col_index`): the rows ``k = (c kh + i) kw + j`` and columns
+  ``img pixels + p`` of one group's ``Xcol`` read straight from the (images, C, H, W)
+  tensor; no expanded ``Xcol`` ever exists in memory. Entries that read the padding
+  are ``-1``: a LOAD delivers 0 there, a STORE drops them.
+
+col2im is the same index used by a STORE (:func:`scatter_add`), which sums every
+contribution to an address at full width before it saturates the slot once.
+:func:`transfer` counts what one instruction moves (elements, distinct slots, bursts,
+DRAM rows), the numbers the traffic and time models charge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from barista_base.errors import InputError
+
+from .geometry import ConvGeometry
+
+PADDING = -1  # the index of an entry that reads the convolution's zero padding
+
+
+def dense_index(rows: int, cols: int, row_stride: int, col_stride: int = 1) -> np.ndarray:
+    """The int64 ``(rows, cols)`` slot offsets of a dense tile: ``r row_stride + c col_stride``.
+
+    A row-major ``M x K`` tile with leading dimension ``ld`` is ``(M, K, ld)``; its
+    transpose, read as a ``K x M`` tile, is ``(K, M, 1, ld)``.
+    """
+    if rows < 1 or cols < 1:
+        raise InputError(f"dense DMA tile of {rows} x {cols}: sizes must be positive")
+    if row_stride < 0 or col_stride < 0:
+        raise InputError(
+            f"dense DMA tile strides ({row_stride}, {col_stride}) must not be negative"
+        )
+    r = np.arange(rows, dtype=np.int64)[:, None]
+    c = np.arange(cols, dtype=np.int64)[None, :]
+    return r * row_stride + c * col_stride
+
+
+def _span(name: str, span: tuple[int, int] | None, size: int) -> tuple[int, int]:
+    """A ``[lo, hi)`` range of ``[0, size)``, checked (``None`` is all of it)."""
+    if span is None:
+        return 0, size
+    lo, hi = span
+    if not 0 <= lo < hi <= size:
+        raise InputError(f"im2col {name} range [{lo}, {hi}) is not a non-empty part of [0, {size})")
+    return lo, hi
+
+
+def im2col_index(
+    geom: ConvGeometry,
+    *,
+    images: int,
+    group: int = 0,
+    rows: tuple[int, int] | None = None,
+    cols: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The int64 ``(k1 - k0, c1 - c0)`` offsets of a tile of group ``group``'s ``Xcol``.
+
+    ``Xcol_g`` is ``geom.k x images * geom.pixels``: row ``k = (c kh + i) kw + j`` is
+    channel ``group * C/group + c`` through kernel offset ``(i, j)`` (Caffe's order),
+    column ``img * pixels + oy * out_width + ox`` is an output pixel. The offsets point
+    into the contiguous ``(images, C, H, W)`` tensor; ``-1`` where the window reads the
+    padding. ``rows`` and ``cols`` select ``[k0, k1)`` and ``[c0, c1)`` (``None``: all).
+
+    The weight gradient reads the transposed tile: ``im2col_index(...).T``. col2im
+    uses this same index with :func:`scatter_add` (it is the adjoint of the gather).
+    """
+    if images < 1:
+        raise InputError(f"im2col over {images} images: need at least one")
+    if not 0 <= group < geom.group:
+        raise InputError(f"im2col group {group} is not one of the {geom.group} groups")
+    k0, k1 = _span("row", rows, geom.k)
+    n0, n1 = _span("column", cols, images * geom.pixels)
+    kh, kw = geom.kernel
+    k = np.arange(k0, k1, dtype=np.int64)[:, None]
+    n = np.arange(n0, n1, dtype=np.int64)[None, :]
+    chan = group * geom.group_channels + k // (kh * kw)
+    i, j = (k // kw) % kh, k % kw
+    img, pix = n // geom.pixels, n % geom.pixels
+    oy, ox = pix // geom.out_width, pix % geom.out_width
+    y = oy * geom.stride[0] - geom.pad[0] + i * geom.dilation[0]
+    x = ox * geom.stride[1] - geom.pad[1] + j * geom.dilation[1]
+    inside = (y >= 0) & (y < geom.height) & (x >= 0) & (x < geom.width)
+    offset = ((img * geom.channels + chan) * geom.height + y) * geom.width + x
+    return np.where(inside, offset, PADDING)
+
+
+def _addresses(op: str, mem_slots: int | None, base: int, index: np.ndarray) -> np.ndarray:
+    """The DRAM addresses of ``index``'s valid entries, checked against the memory."""
+    if not np.issubdtype(index.dtype, np.integer):
+        raise InputError(f"{op}: the DMA index must be integers, not {index.dtype}")
+    addr = base + index[index >= 0].astype(np.int64)
+    if addr.size:
+        lo, hi = int(addr.min()), int(addr.max())
+        if lo < 0 or (mem_slots is not None and hi >= mem_slots):
+            bad = lo if lo < 0 else hi
+            size = "" if mem_slots is None else f" of {mem_slots} slots"
+            raise InputError(f"{op} at base {base} reaches slot {bad}, outside the memory{size}")
+    return addr
+
+
+def _check_memory(op: str, mem: np.ndarray) -> None:
+    if mem.ndim != 1:
+        raise InputError(f"{op}: the memory must be a flat array of slots, not {mem.shape}")
+
+
+def gather(mem: np.ndarray, base: int, index: np.ndarray) -> np.ndarray:
+    """A LOAD: ``mem[base + index]``, 0 where ``index < 0``; the shape of ``index``."""
+    _check_memory("LOAD", mem)
+    addr = _addresses("LOAD", mem.size, base, index)
+    out = np.zeros(index.shape, dtype=mem.dtype)
+    out[index >= 0] = mem[addr]
+    return out
+
+
+def scatter_add(
+    mem: np.ndarray, base: int, index: np.ndarray, values: np.ndarray, bits: int
+) -> int:
+    """A COL2IM STORE: add ``values`` into ``mem[base + index]``; the saturated slot count.
+
+    Entries with ``index < 0`` (padding) are dropped. The DMA's write-combining adder
+    sums every contribution of this STORE to one address at full width, adds the sum
+    to the slot and saturates once to ``bits``-bit signed, so contributions that
+    cancel never saturate. With :func:`im2col_index` as ``index`` this is col2im.
+    """
+    _check_memory("STORE", mem)
+    if not np.issubdtype(mem.dtype, np.integer):
+        raise InputError(f"STORE: the memory must hold integers, not {mem.dtype}")
+    if values.shape != index.shape or not np.issubdtype(values.dtype, np.integer):
+        raise InputError(
+            f"STORE: values {values.shape} {values.dtype} must be integers "
+            f"of the index's shape {index.shape}"
+        )
+    if not 2 <= bits <= 63:
+        raise InputError(f"STORE: a slot of {bits} bits is not between 2 and 63 bits")
+    addr = _addresses("STORE", mem.size, base, index)
+    slots, where = np.unique(addr, return_inverse=True)
+    sums = np.zeros(slots.size, dtype=np.int64)
+    np.add.at(sums, where, values[index >= 0].astype(np.int64))
+    total = mem[slots].astype(np.int64) + sums
+    limit = 1 << (bits - 1)
+    stored = np.clip(total, -limit, limit - 1)
+    mem[slots] = stored
+    return int(np.count_nonzero(stored != total))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """What one DMA instruction costs."""
+
+    elements: int  # elements delivered to / taken from the scratchpad (the tile's size)
+    dram_slots: int  # distinct DRAM slots read or written (an im2col LOAD reads each once)
+    bursts: int  # distinct aligned bursts of ``burst_slots`` slots touched
+    rows_opened: int  # distinct DRAM rows (pages) of ``row_slots`` slots touched
+
+
+def transfer(index: np.ndarray, base: int, *, burst_slots: int, row_slots: int) -> Transfer:
+    """The counts of a DMA instruction moving the tile ``base + index``.
+
+    Padding entries (``index < 0``) are elements of the tile but touch no DRAM. An
+    im2col LOAD reads each distinct input slot once: the DMA keeps the window's rows
+    in a line buffer, so overlapping windows cost no second read.
+    """
+    if burst_slots < 1 or row_slots < 1:
+        raise InputError(
+            f"DMA transfer: burst of {burst_slots} and row of {row_slots} slots must be positive"
+        )
+    slots = np.unique(_addresses("DMA transfer", None, base, index))
+    return Transfer(
+        elements=int(index.size),
+        dram_slots=int(slots.size),
+        bursts=int(np.unique(slots // burst_slots).size),
+        rows_opened=int(np.unique(slots // row_slots).size),
+    )

@@ -1,0 +1,228 @@
+"""barista_hw.device.dma: im2col/col2im address generation against Caffe's, and DMA costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from barista_base.errors import InputError
+from barista_hw.device.dma import (
+    Transfer,
+    dense_index,
+    gather,
+    im2col_index,
+    scatter_add,
+    transfer,
+)
+from barista_hw.device.geometry import ConvGeometry
+from caffe_bridge.im2col import col2im, im2col
+
+
+def _random_geometry(rng: np.random.Generator) -> ConvGeometry:
+    """A random valid geometry (non-square kernels, stride, pad, dilation, groups)."""
+    while True:
+        group = int(rng.choice([1, 1, 2, 3]))
+        kernel = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        pad = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        height, width = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        if (
+            min(
+                height + 2 * pad[0] - dilation[0] * (kernel[0] - 1),
+                width + 2 * pad[1] - dilation[1] * (kernel[1] - 1),
+            )
+            < 1
+        ):
+            continue
+        return ConvGeometry(
+            channels=group * int(rng.integers(1, 4)),
+            height=height,
+            width=width,
+            kernel=kernel,
+            stride=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+            pad=pad,
+            dilation=dilation,
+            group=group,
+        )
+
+
+def _caffe_cols(x: np.ndarray, geom: ConvGeometry, group: int) -> np.ndarray:
+    """Caffe's ``Xcol_g`` of a batch with the batch folded: ``K x images*pixels``."""
+    cg = geom.group_channels
+    cols = im2col(
+        x[:, group * cg : (group + 1) * cg], geom.kernel, geom.pad, geom.stride, geom.dilation
+    )
+    return cols.transpose(1, 0, 2).reshape(geom.k, -1)
+
+
+def _caffe_col2im(dcol: np.ndarray, geom: ConvGeometry, group: int, images: int) -> np.ndarray:
+    """Caffe's col2im of one group's ``K x images*pixels`` gradient into the whole tensor."""
+    cg = geom.group_channels
+    cols = dcol.reshape(geom.k, images, geom.pixels).transpose(1, 0, 2)
+    out = np.zeros((images, geom.channels, geom.height, geom.width), dtype=np.int64)
+    out[:, group * cg : (group + 1) * cg] = col2im(
+        cols, (cg, geom.height, geom.width), geom.kernel, geom.pad, geom.stride, geom.dilation
+    )
+    return out
+
+
+def _cases(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        geom = _random_geometry(rng)
+        yield rng, geom, int(rng.integers(1, 4)), int(rng.integers(0, geom.group))
+
+
+def _sub_range(rng: np.random.Generator, size: int) -> tuple[int, int]:
+    lo = int(rng.integers(0, size))
+    return lo, int(rng.integers(lo + 1, size + 1))
+
+
+def test_im2col_gather_equals_caffes_im2col() -> None:
+    for rng, geom, images, group in _cases(30, seed=20):
+        shape = (images, geom.channels, geom.height, geom.width)
+        base = int(rng.integers(0, 50))
+        mem = rng.integers(-(2**15), 2**15, size=base + int(np.prod(shape)) + 7, dtype=np.int64)
+        x = mem[base : base + int(np.prod(shape))].reshape(shape)
+        expected = _caffe_cols(x, geom, group)
+        index = im2col_index(geom, images=images, group=group)
+        assert index.dtype == np.int64 and index.shape == expected.shape
+        np.testing.assert_array_equal(gather(mem, base, index), expected)
+        # The weight gradient's B operand: the transposed tile.
+        np.testing.assert_array_equal(gather(mem, base, index.T), expected.T)
+        for _ in range(3):
+            (k0, k1), (n0, n1) = _sub_range(rng, geom.k), _sub_range(rng, expected.shape[1])
+            tile = im2col_index(geom, images=images, group=group, rows=(k0, k1), cols=(n0, n1))
+            np.testing.assert_array_equal(gather(mem, base, tile), expected[k0:k1, n0:n1])
+
+
+def test_padding_reads_zero_and_is_marked() -> None:
+    geom = ConvGeometry(1, 2, 2, kernel=(3, 3), pad=(1, 1))
+    index = im2col_index(geom, images=1)
+    # The centre tap (k = 4) sees every pixel; a corner tap sees one of the four.
+    np.testing.assert_array_equal(index[4], [0, 1, 2, 3])
+    np.testing.assert_array_equal(index[0], [-1, -1, -1, 0])
+    np.testing.assert_array_equal(gather(np.array([5, 6, 7, 8]), 0, index[0:1]), [[0, 0, 0, 5]])
+
+
+def test_scatter_add_equals_caffes_col2im() -> None:
+    for rng, geom, images, group in _cases(30, seed=21):
+        size = images * geom.channels * geom.height * geom.width
+        base = int(rng.integers(0, 50))
+        mem = rng.integers(-1000, 1000, size=base + size + 5, dtype=np.int64)
+        before = mem.copy()
+        index = im2col_index(geom, images=images, group=group)
+        dcol = rng.integers(-1000, 1000, size=index.shape, dtype=np.int64)
+        assert scatter_add(mem, base, index, dcol, bits=32) == 0
+        expected = before.copy()
+        expected[base : base + size] += _caffe_col2im(dcol, geom, group, images).ravel()
+        np.testing.assert_array_equal(mem, expected)
+
+
+def test_scatter_add_saturates_each_slot_once_against_col2im() -> None:
+    for rng, geom, images, group in _cases(10, seed=22):
+        size = images * geom.channels * geom.height * geom.width
+        mem = rng.integers(-128, 128, size=size, dtype=np.int64)
+        dcol = rng.integers(-100, 100, size=(geom.k, images * geom.pixels), dtype=np.int64)
+        full = mem + _caffe_col2im(dcol, geom, group, images).ravel()
+        saturated = scatter_add(mem, 0, im2col_index(geom, images=images, group=group), dcol, 8)
+        np.testing.assert_array_equal(mem, np.clip(full, -128, 127))
+        assert saturated == np.count_nonzero((full < -128) | (full > 127))
+
+
+def test_scatter_add_saturation_counts() -> None:
+    mem = np.array([100, -100, 120, 0], dtype=np.int64)
+    # The first STORE lands exactly on the top of the 8-bit range: no saturation.
+    assert scatter_add(mem, 0, np.array([0, 0, -1]), np.array([20, 7, 99]), 8) == 0
+    np.testing.assert_array_equal(mem, [127, -100, 120, 0])
+    # The second goes one above it, and one slot below the bottom: two saturated slots.
+    assert scatter_add(mem, 0, np.array([[0, 1], [1, 3]]), np.array([[1, -20], [-9, 5]]), 8) == 2
+    np.testing.assert_array_equal(mem, [127, -128, 120, 5])
+    # Contributions that cancel are summed at full width first: no saturation, unlike
+    # adding them to the slot one at a time (120 + 100 would saturate).
+    assert scatter_add(mem, 1, np.array([1, 1, 1]), np.array([100, -100, 3]), 8) == 0
+    np.testing.assert_array_equal(mem, [127, -128, 123, 5])
+
+
+def test_dense_index_against_numpy_slicing() -> None:
+    rng = np.random.default_rng(23)
+    mat = rng.integers(-99, 99, size=(7, 11), dtype=np.int64)
+    mem = np.concatenate([np.zeros(13, dtype=np.int64), mat.ravel()])
+    # The (2:6, 3:8) tile of the row-major 7 x 11 matrix at slot 13.
+    tile = dense_index(4, 5, row_stride=11)
+    np.testing.assert_array_equal(gather(mem, 13 + 2 * 11 + 3, tile), mat[2:6, 3:8])
+    # Its transpose, read as a 5 x 4 tile.
+    tile_t = dense_index(5, 4, row_stride=1, col_stride=11)
+    np.testing.assert_array_equal(gather(mem, 13 + 2 * 11 + 3, tile_t), mat[2:6, 3:8].T)
+    np.testing.assert_array_equal(gather(mem, 13, dense_index(7, 11, 11)), mat)
+    np.testing.assert_array_equal(gather(mem, 13, dense_index(11, 7, 1, 11)), mat.T)
+    assert dense_index(2, 3, 10).dtype == np.int64
+
+
+def test_transfer_of_a_3x3_window_over_a_5x5_image() -> None:
+    index = im2col_index(ConvGeometry(1, 5, 5, kernel=(3, 3)), images=1)
+    assert transfer(index, 0, burst_slots=8, row_slots=16) == Transfer(
+        elements=81, dram_slots=25, bursts=4, rows_opened=2
+    )
+    # At base 5 the 25 slots are 5..29: bursts 0..3, rows 0 and 1.
+    assert transfer(index, 5, burst_slots=8, row_slots=16) == Transfer(81, 25, 4, 2)
+    # At base 7 they are 7..31: still bursts 0..3; rows of 8 slots: 0..3.
+    assert transfer(index, 7, burst_slots=8, row_slots=8) == Transfer(81, 25, 4, 4)
+    # At base 4 with bursts of 4: slots 4..28 touch bursts 1..7.
+    assert transfer(index, 4, burst_slots=4, row_slots=32) == Transfer(81, 25, 7, 1)
+
+
+def test_transfer_of_a_dense_tile() -> None:
+    # A 3 x 4 tile of a matrix with 10-slot rows at base 2: slots 2..5, 12..15, 22..25,
+    # in bursts of 4: {0, 1}, {3}, {5, 6}; in rows of 20: {0}, {0}, {1}.
+    counts = transfer(dense_index(3, 4, 10), 2, burst_slots=4, row_slots=20)
+    assert counts == Transfer(elements=12, dram_slots=12, bursts=5, rows_opened=2)
+
+
+def test_transfer_counts_distinct_valid_input_slots() -> None:
+    for _, geom, images, group in _cases(15, seed=24):
+        index = im2col_index(geom, images=images, group=group)
+        # The input slots the window reads, independently: where col2im of ones lands.
+        ones = np.ones(index.shape, dtype=np.int64)
+        read = np.count_nonzero(_caffe_col2im(ones, geom, group, images))
+        counts = transfer(index, 3, burst_slots=1, row_slots=1)
+        assert counts.elements == index.size
+        assert counts.dram_slots == read == counts.bursts == counts.rows_opened
+
+
+def test_bad_geometry_and_tiles_are_named() -> None:
+    with pytest.raises(InputError, match="do not split into 2 groups"):
+        ConvGeometry(3, 5, 5, kernel=(3, 3), group=2)
+    geom = ConvGeometry(4, 5, 5, kernel=(3, 2), group=2)
+    with pytest.raises(InputError, match="group 2 is not one of the 2 groups"):
+        im2col_index(geom, images=1, group=2)
+    with pytest.raises(InputError, match="at least one"):
+        im2col_index(geom, images=0)
+    with pytest.raises(InputError, match=r"row range \[3, 13\)"):
+        im2col_index(geom, images=1, rows=(3, 13))
+    with pytest.raises(InputError, match=r"column range \[5, 5\)"):
+        im2col_index(geom, images=2, cols=(5, 5))
+    with pytest.raises(InputError, match="sizes must be positive"):
+        dense_index(0, 3, 3)
+    with pytest.raises(InputError, match="must not be negative"):
+        dense_index(2, 3, -3)
+
+
+def test_an_index_outside_the_memory_is_named() -> None:
+    geom = ConvGeometry(1, 5, 5, kernel=(3, 3))
+    index = im2col_index(geom, images=2)  # slots 0..49
+    mem = np.zeros(49, dtype=np.int64)
+    with pytest.raises(InputError, match="LOAD at base 0 reaches slot 49, outside the memory"):
+        gather(mem, 0, index)
+    with pytest.raises(InputError, match="STORE at base -1 reaches slot -1"):
+        scatter_add(mem, -1, index, np.ones_like(index), 16)
+    with pytest.raises(InputError, match="values"):
+        scatter_add(mem, 0, index[:1], np.ones((2, 2), dtype=np.int64), 16)
+    with pytest.raises(InputError, match="between 2 and 63 bits"):
+        scatter_add(mem, 0, index[:1], np.ones_like(index[:1]), 64)
+    with pytest.raises(InputError, match="must be integers"):
+        gather(mem, 0, index.astype(float))
+    with pytest.raises(InputError, match="burst of 0"):
+        transfer(index, 0, burst_slots=0, row_slots=8)
+    # A STORE that fails its checks leaves the memory untouched.
+    assert not mem.any()
