@@ -33,7 +33,9 @@ class DramConfig:
     ULX3S runs carry MT48LC16M16A2 (same organisation) or AS4C32M16SB (64 MiB).
     The controller runs in the design's clock domain (50 MHz, the clock ECP5 designs
     are planned at): no clock-domain crossing between the DMA and the SDRAM, and CAS
-    latency 2 is within the part's rating there.
+    latency 2 is within the part's rating there. The timings are the -7 grade's of
+    ISSI's SDR family (as in the IS42S16800A -7 AC table: tRCD = tRP = 15 ns, tRAS
+    37 ns, tDPL 2 clocks, REF-to-REF = tRC; tRC 60 ns as SpinalHDL's IS42x320D grade 7).
     """
 
     size_bytes: int = 32 * 1024 * 1024
