@@ -1,0 +1,301 @@
+"""The device's memories: on-board SDRAM, the host link, and the on-chip scratchpads.
+
+:class:`DeviceConfig` is what the compiler, the device model, the traffic/time model
+and the energy model read: the accelerator (engine and operand buffers A and B), the
+result and vector scratchpads C and V, the board's SDRAM (:class:`DramConfig`, with
+the datasheet timings of the part and a transfer-time model) and the host link
+(:class:`LinkConfig`). Defaults are the ULX3S's: its SDRAM and its FT231X USB UART.
+Boards without SDRAM (iCEBreaker) cannot hold the device's tensors: asking for their
+defaults is an error unless a :class:`DramConfig` is given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from barista_base.errors import InputError
+
+from ..config import AcceleratorConfig
+from ..resources import memory_blocks
+from ..targets import DEFAULT_TARGET, TARGETS, get_target
+
+
+@dataclass(frozen=True)
+class DramConfig:
+    """An SDR SDRAM and the clock its controller runs it at.
+
+    The defaults are the SDRAM of the ULX3S v3.0.8 (the board's largest production
+    run, 1000 boards: ``emard/ulx3s`` README, production table): ISSI IS42S16160G-7TL,
+    256 Mbit as 4 banks x 8192 rows x 512 columns x 16 bits (32 MiB, 1 KiB rows),
+    speed grade -7 (143 MHz at CAS latency 3, 100 MHz at CAS latency 2). Other
+    ULX3S runs carry MT48LC16M16A2 (same organisation) or AS4C32M16SB (64 MiB).
+    The controller runs in the design's clock domain (50 MHz, the clock ECP5 designs
+    are planned at): no clock-domain crossing between the DMA and the SDRAM, and CAS
+    latency 2 is within the part's rating there. The timings are the -7 grade's of
+    ISSI's SDR family (as in the IS42S16800A -7 AC table: tRCD = tRP = 15 ns, tRAS
+    37 ns, tDPL 2 clocks, REF-to-REF = tRC; tRC 60 ns as SpinalHDL's IS42x320D grade 7).
+    """
+
+    size_bytes: int = 32 * 1024 * 1024
+    bus_bits: int = 16
+    clock_mhz: float = 50.0
+    burst_length: int = 8  # of 1, 2, 4, 8 (full page is not used)
+    banks: int = 4
+    row_bytes: int = 1024  # 512 columns of 16 bits
+    cas_latency: int = 2
+    t_rcd_ns: float = 15.0  # ACT to READ/WRITE
+    t_rp_ns: float = 15.0  # PRE to ACT
+    t_ras_ns: float = 37.0  # ACT to PRE, minimum
+    t_rc_ns: float = 60.0  # ACT to ACT, same bank
+    # Write recovery (ISSI's tDPL, input data to precharge): 2 clocks; as time, 2 x 7 ns.
+    t_wr_ns: float = 14.0
+    t_wr_clocks: int = 2
+    t_refi_ns: float = 64e6 / 8192  # 8192 refresh commands every 64 ms
+    t_rfc_ns: float = 60.0  # ISSI: auto refresh takes tRC
+    max_clock_mhz: float = 100.0  # the part's rating at this CAS latency (-7: CL2 100 MHz)
+    part: str = "IS42S16160G-7TL"
+    source: str = (
+        "ISSI IS42S83200G/IS42S16160G datasheet (42-45S83200G-16160G): key timing "
+        "parameters (-7) and AC characteristics; ULX3S v3.0.8 BOM (emard/ulx3s README)"
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("size_bytes", "bus_bits", "burst_length", "banks", "row_bytes"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"DRAM {name} = {getattr(self, name)} must be positive")
+        if self.bus_bits % 8:
+            raise InputError(f"DRAM bus_bits = {self.bus_bits} must be whole bytes")
+        if self.row_bytes % self.burst_bytes:
+            raise InputError(
+                f"DRAM row_bytes = {self.row_bytes} must hold whole bursts "
+                f"of {self.burst_bytes} bytes"
+            )
+        if self.size_bytes % (self.banks * self.row_bytes):
+            raise InputError(f"DRAM size_bytes = {self.size_bytes} is not banks x rows x row")
+        if not 0 < self.clock_mhz <= self.max_clock_mhz:
+            raise InputError(
+                f"DRAM clock {self.clock_mhz} MHz outside (0, {self.max_clock_mhz}] MHz, "
+                f"the {self.part}'s rating at CAS latency {self.cas_latency}"
+            )
+        if self.cas_latency < 1 or self.t_wr_clocks < 0:
+            raise InputError("DRAM cas_latency must be >= 1 and t_wr_clocks >= 0")
+        if self.t_refi_ns <= self.t_rfc_ns:
+            raise InputError("DRAM refresh interval must exceed the refresh cycle time")
+
+    def cycles(self, ns: float) -> int:
+        """``ns`` in clock cycles, rounded up (a timing minimum is met, never shaved)."""
+        # The rounding to 9 places keeps 15 ns at 200 MHz at 3 cycles, not 4.
+        return math.ceil(round(ns * self.clock_mhz / 1000, 9))
+
+    @property
+    def burst_bytes(self) -> int:
+        return self.bus_bits // 8 * self.burst_length
+
+    @property
+    def peak_bytes_per_s(self) -> float:
+        """The bus width times the clock: one beat a cycle, no overheads."""
+        return self.bus_bits / 8 * self.clock_mhz * 1e6
+
+    @property
+    def write_recovery_cycles(self) -> int:
+        return max(self.cycles(self.t_wr_ns), self.t_wr_clocks)
+
+    @property
+    def refresh_interval_cycles(self) -> int:
+        """Cycles between refresh commands (rounded down: refresh is never late)."""
+        return math.floor(round(self.t_refi_ns * self.clock_mhz / 1000, 9))
+
+    def transfer_cycles(self, *, bursts: int, rows_opened: int, write: bool) -> int:
+        """Clock cycles of a DMA transfer of ``bursts`` bursts that opens ``rows_opened`` rows.
+
+        The model (conservative: one bank open at a time, no bank interleaving, so no
+        row opening is hidden behind another bank's data):
+
+        * each opened row costs a precharge and an activate, ``tRP + tRCD``;
+        * each burst is ``burst_length`` beats, one a cycle; bursts within a row are
+          issued back to back, so a row's bursts form one stream;
+        * a read stream pays the CAS latency once (the first data after the READ); a
+          write stream pays the write recovery once (before the precharge that
+          closes its row). Every opened row starts a new stream; a transfer that
+          opens none (its row is already open) is one stream;
+        * consecutive activates are at least ``tRC`` apart (which also covers
+          ``tRAS``, as ``tRC >= tRAS + tRP``): the total is at least
+          ``rows_opened x tRC``;
+        * refresh: every :attr:`refresh_interval_cycles` the controller stalls for
+          ``tRFC``; the transfer pays that fraction of its own time, rounded up.
+        """
+        if bursts < 0 or rows_opened < 0:
+            raise ValueError(f"bursts {bursts} and rows_opened {rows_opened} must be >= 0")
+        if rows_opened > bursts:
+            raise ValueError(f"{rows_opened} rows opened for {bursts} bursts")
+        if bursts == 0:
+            return 0
+        streams = max(1, rows_opened)
+        tail = self.write_recovery_cycles if write else self.cas_latency
+        base = (
+            bursts * self.burst_length
+            + rows_opened * (self.cycles(self.t_rp_ns) + self.cycles(self.t_rcd_ns))
+            + streams * tail
+        )
+        base = max(base, rows_opened * self.cycles(self.t_rc_ns))
+        refresh = math.ceil(base * self.cycles(self.t_rfc_ns) / self.refresh_interval_cycles)
+        return base + refresh
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DramConfig:
+        return cls(**d)
+
+
+#: The ULX3S's SDRAM (every ULX3S target).
+ULX3S_SDRAM = DramConfig()
+#: The SDRAM on each board that has one, by target name; boards not listed have none.
+BOARD_DRAM: dict[str, DramConfig] = {
+    name: ULX3S_SDRAM for name in TARGETS if name.startswith("ulx3s-")
+}
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """The host link: a UART through the board's USB bridge (ULX3S: FTDI FT231X)."""
+
+    baud: int = 3_000_000  # the FT231X's maximum
+    bits_per_byte: int = 10  # 8N1: start, 8 data, stop
+    source: str = "FTDI FT231X datasheet (FT_000565): data transfer rates from 300 baud to 3 Mbaud"
+
+    def __post_init__(self) -> None:
+        if self.baud <= 0 or self.bits_per_byte < 8:
+            raise InputError(
+                f"link baud {self.baud} must be positive and bits_per_byte "
+                f"{self.bits_per_byte} at least 8"
+            )
+
+    def seconds(self, nbytes: int) -> float:
+        """Time to move ``nbytes`` one way over the line."""
+        return nbytes * self.bits_per_byte / self.baud
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LinkConfig:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ScratchpadConfig:
+    """The on-chip scratchpads besides the engine's operand buffers A and B.
+
+    C holds GEMM results, requantised to the operand format: ``c_depth`` words of the
+    engine's ``cols`` lanes of ``fmt.width`` bits. V is the vector unit's:
+    ``v_depth`` words of ``vector_lanes`` lanes of ``v_lane_bits`` bits (32: it holds
+    the SGD's master weights and momentum).
+    """
+
+    c_depth: int = 1024
+    v_depth: int = 1024
+    vector_lanes: int = 4
+    v_lane_bits: int = 32
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise InputError(f"scratchpad {f.name} = {getattr(self, f.name)} must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScratchpadConfig:
+        return cls(**d)
+
+
+#: Scratchpad depths by FPGA family when none are given: iCE40's block RAMs are 4 kbit.
+DEFAULT_SCRATCH_DEPTH = {"ecp5": 1024, "ice40": 256}
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """The whole device: accelerator, scratchpads, SDRAM, host link, and its board."""
+
+    accelerator: AcceleratorConfig
+    scratchpads: ScratchpadConfig
+    dram: DramConfig
+    link: LinkConfig
+    target: str
+
+    def __post_init__(self) -> None:
+        get_target(self.target)  # an unknown target is an InputError naming the known ones
+
+    @classmethod
+    def for_accelerator(
+        cls, acc: AcceleratorConfig, *, target: str | None = None, **overrides: Any
+    ) -> DeviceConfig:
+        """The device around ``acc`` on ``target`` (default: ``acc.target``, or
+        :data:`~barista_hw.targets.DEFAULT_TARGET` for a generic accelerator).
+
+        ``overrides``: ``dram``, ``link``, ``scratchpads`` (whole configurations) or
+        the :class:`ScratchpadConfig` fields. Without ``dram`` the board's SDRAM is
+        used, clocked at the accelerator's clock (one clock domain).
+        """
+        name = target or (acc.target if acc.target in TARGETS else DEFAULT_TARGET)
+        board = get_target(name)
+        scratch_keys = {f.name for f in fields(ScratchpadConfig)}
+        unknown = set(overrides) - scratch_keys - {"dram", "link", "scratchpads"}
+        if unknown:
+            raise InputError(f"device config: unknown setting(s) {', '.join(sorted(unknown))}")
+        dram = overrides.get("dram")
+        if dram is None:
+            if board.name not in BOARD_DRAM:
+                raise InputError(
+                    f"target {board.name} has no DRAM: the device keeps its tensors in "
+                    "DRAM, so give a DramConfig for it or choose a board with SDRAM "
+                    f"({', '.join(BOARD_DRAM)})"
+                )
+            dram = replace(BOARD_DRAM[board.name], clock_mhz=acc.clock_mhz)
+        depth = DEFAULT_SCRATCH_DEPTH[board.family]
+        scratch = overrides.get("scratchpads") or ScratchpadConfig(
+            c_depth=depth, v_depth=depth, vector_lanes=acc.engine.cols
+        )
+        scratch = replace(scratch, **{k: v for k, v in overrides.items() if k in scratch_keys})
+        return cls(acc, scratch, dram, overrides.get("link") or LinkConfig(), board.name)
+
+    @staticmethod
+    def slot_bytes(bits: int) -> int:
+        """Bytes a value of ``bits`` bits takes in DRAM: a 16-bit slot, or 32 above 16."""
+        if not 1 <= bits <= 32:
+            raise InputError(f"a {bits}-bit value has no DRAM slot (1..32 bits)")
+        return 2 if bits <= 16 else 4
+
+    def scratchpad_brams(self) -> dict[str, int]:
+        """Block RAMs of the target's kind that scratchpads C and V take."""
+        aspects = get_target(self.target).budget.bram_aspects
+        e = self.accelerator.engine
+        s = self.scratchpads
+        return {
+            "scratch_c": memory_blocks(s.c_depth, e.cols * e.fmt.width, aspects),
+            "scratch_v": memory_blocks(s.v_depth, s.vector_lanes * s.v_lane_bits, aspects),
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "accelerator": self.accelerator.to_dict(),
+            "scratchpads": self.scratchpads.to_dict(),
+            "dram": self.dram.to_dict(),
+            "link": self.link.to_dict(),
+            "target": self.target,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DeviceConfig:
+        return cls(
+            accelerator=AcceleratorConfig.from_dict(d["accelerator"]),
+            scratchpads=ScratchpadConfig.from_dict(d["scratchpads"]),
+            dram=DramConfig.from_dict(d["dram"]),
+            link=LinkConfig.from_dict(d["link"]),
+            target=d["target"],
+        )

@@ -1,0 +1,142 @@
+"""barista_hw.device.memory: SDRAM transfer times on hand-computed cases, the link, the device."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from barista_base.errors import InputError
+from barista_hw.device.memory import (
+    ULX3S_SDRAM,
+    DeviceConfig,
+    LinkConfig,
+    ScratchpadConfig,
+)
+from barista_hw.targets import TARGETS
+
+# At the default 50 MHz: tRP, tRCD 15 ns -> 1 cycle each; tRC, tRFC 60 ns -> 3; write
+# recovery max(14 ns -> 1, 2 clocks) = 2; CAS latency 2; a refresh every
+# floor(7812.5 ns x 50 MHz) = 390 cycles.
+DRAM = ULX3S_SDRAM
+
+
+def test_cycle_conversions_of_the_default_sdram() -> None:
+    assert (DRAM.cycles(DRAM.t_rp_ns), DRAM.cycles(DRAM.t_rcd_ns)) == (1, 1)
+    assert (DRAM.cycles(DRAM.t_rc_ns), DRAM.cycles(DRAM.t_rfc_ns)) == (3, 3)
+    assert DRAM.write_recovery_cycles == 2
+    assert DRAM.refresh_interval_cycles == 390
+    assert DRAM.cycles(15.0) == 1 and DRAM.cycles(20.0) == 1 and DRAM.cycles(20.5) == 2
+
+
+def test_one_burst_read() -> None:
+    # 8 beats + tRP + tRCD (2) + CAS latency 2 = 12; refresh ceil(12 x 3 / 390) = 1.
+    assert DRAM.transfer_cycles(bursts=1, rows_opened=1, write=False) == 13
+
+
+def test_bursts_in_one_row() -> None:
+    # 64 bursts (a whole 1 KiB row): 512 + 2 + 2 = 516; refresh ceil(1548 / 390) = 4.
+    assert DRAM.transfer_cycles(bursts=64, rows_opened=1, write=False) == 520
+    # An open row: no precharge or activate, one stream: 16 + 2 = 18, + 1 refresh.
+    assert DRAM.transfer_cycles(bursts=2, rows_opened=0, write=False) == 19
+
+
+def test_row_changes_and_writes() -> None:
+    # 128 bursts over 2 rows, read: 1024 + 2 x 2 + 2 x CL 2 = 1032; ceil(3096 / 390) = 8.
+    assert DRAM.transfer_cycles(bursts=128, rows_opened=2, write=False) == 1040
+    # 4 bursts over 2 rows, write: 32 + 4 + 2 x recovery 2 = 40; ceil(120 / 390) = 1.
+    assert DRAM.transfer_cycles(bursts=4, rows_opened=2, write=True) == 41
+
+
+def test_activates_are_at_least_trc_apart() -> None:
+    # At 100 MHz with tRC 150 ns (15 cycles): 8 + (2 + 2) + 2 = 14 < 15, so 15;
+    # refresh ceil(15 x 6 / 781) = 1.
+    dram = replace(DRAM, clock_mhz=100.0, t_rc_ns=150.0)
+    assert dram.refresh_interval_cycles == 781
+    assert dram.transfer_cycles(bursts=1, rows_opened=1, write=False) == 16
+
+
+def test_refresh_overhead_is_trfc_over_trefi() -> None:
+    # 8192 bursts in open rows: 65536 + 2 = 65538; ceil(65538 x 3 / 390) = 505.
+    cycles = DRAM.transfer_cycles(bursts=8192, rows_opened=0, write=False)
+    assert cycles == 66043
+    assert (cycles - 65538) / 65538 == pytest.approx(3 / 390, abs=1 / 65538)  # rounded up
+
+
+def test_transfer_argument_checks() -> None:
+    assert DRAM.transfer_cycles(bursts=0, rows_opened=0, write=True) == 0
+    with pytest.raises(ValueError):
+        DRAM.transfer_cycles(bursts=1, rows_opened=2, write=False)
+    with pytest.raises(ValueError):
+        DRAM.transfer_cycles(bursts=-1, rows_opened=0, write=False)
+
+
+def test_peak_bandwidth_is_bus_bytes_times_clock() -> None:
+    assert DRAM.peak_bytes_per_s == 2 * 50e6
+    assert replace(DRAM, clock_mhz=100.0).peak_bytes_per_s == 2 * 100e6
+    assert DRAM.burst_bytes == 16
+    assert DRAM.size_bytes == DRAM.banks * 8192 * DRAM.row_bytes
+
+
+def test_dram_config_invariants() -> None:
+    assert DRAM.source and DRAM.part == "IS42S16160G-7TL"
+    for bad in ({"bus_bits": 12}, {"clock_mhz": 120.0}, {"row_bytes": 1000}, {"banks": 0}):
+        with pytest.raises(InputError):
+            replace(DRAM, **bad)
+
+
+def test_link_seconds() -> None:
+    link = LinkConfig()
+    assert (link.baud, link.bits_per_byte) == (3_000_000, 10)
+    assert link.seconds(300_000) == pytest.approx(1.0)  # 300 kB/s
+    assert LinkConfig(baud=1_000_000).seconds(100_000) == pytest.approx(1.0)
+    with pytest.raises(InputError):
+        LinkConfig(baud=0)
+
+
+def test_device_for_the_ulx3s_85f() -> None:
+    preset = TARGETS["ulx3s-85f"].preset  # 12 x 12, 16-bit, 50 MHz
+    dev = DeviceConfig.for_accelerator(preset)
+    assert dev.target == "ulx3s-85f"
+    assert dev.dram == ULX3S_SDRAM  # the board's SDRAM at the design's 50 MHz
+    assert dev.link == LinkConfig()
+    assert dev.scratchpads == ScratchpadConfig(c_depth=1024, v_depth=1024, vector_lanes=12)
+    # C: 1024 x 192 bits -> 11 DP16KD of 1024 x 18; V: 1024 x 384 bits -> 22.
+    assert dev.scratchpad_brams() == {"scratch_c": 11, "scratch_v": 22}
+
+
+def test_device_overrides_and_clock() -> None:
+    preset = TARGETS["ulx3s-85f"].preset
+    dev = DeviceConfig.for_accelerator(preset, v_depth=512, link=LinkConfig(baud=1_000_000))
+    assert dev.scratchpads.v_depth == 512 and dev.link.baud == 1_000_000
+    assert DeviceConfig.for_accelerator(preset.derive(clock_mhz=75.0)).dram.clock_mhz == 75.0
+    with pytest.raises(InputError, match="rating"):
+        DeviceConfig.for_accelerator(preset.derive(clock_mhz=150.0))
+    with pytest.raises(InputError, match="unknown setting"):
+        DeviceConfig.for_accelerator(preset, depth=3)
+
+
+def test_a_target_without_dram_needs_one_given() -> None:
+    preset = TARGETS["icebreaker"].preset  # 2 x 1, 24 MHz
+    with pytest.raises(InputError, match="icebreaker has no DRAM"):
+        DeviceConfig.for_accelerator(preset)
+    dev = DeviceConfig.for_accelerator(preset, dram=replace(ULX3S_SDRAM, clock_mhz=24.0))
+    assert dev.target == "icebreaker"
+    # C: 256 x 16 bits -> one 256 x 16 EBR; V: 256 x 32 bits -> two.
+    assert dev.scratchpad_brams() == {"scratch_c": 1, "scratch_v": 2}
+
+
+def test_slot_bytes() -> None:
+    assert [DeviceConfig.slot_bytes(b) for b in (4, 8, 16, 17, 24, 32)] == [2, 2, 2, 4, 4, 4]
+    with pytest.raises(InputError):
+        DeviceConfig.slot_bytes(33)
+
+
+def test_json_round_trip() -> None:
+    for name in ("ulx3s-85f", "ulx3s-25f"):
+        dev = DeviceConfig.for_accelerator(TARGETS[name].preset, c_depth=2048)
+        again = DeviceConfig.from_dict(json.loads(json.dumps(dev.to_dict())))
+        assert again == dev
+    with pytest.raises(InputError):
+        DeviceConfig.from_dict({**dev.to_dict(), "target": "nosuchboard"})
