@@ -75,6 +75,11 @@ class Rounder:
     seed: int = 0
     lanes: int = 16
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rounding", Rounding(self.rounding))
+        if self.lanes < 1:
+            raise ValueError(f"a vector unit has at least one lane, not {self.lanes}")
+
     def stream(self, k: int) -> Rounder:
         """The rounder of an instruction's ``k``-th rounded output (``k = 0``: itself)."""
         seed = (self.seed ^ (k * STREAM_KEY)) & 0xFFFFFFFF
@@ -427,6 +432,10 @@ def sgd(
     if not w.shape == v.shape == g.shape:
         raise ValueError(f"sgd: shapes {w.shape}, {v.shape}, {g.shape} differ")
     _fits32(w, v, g)
+    if master_bits > 32:
+        raise ValueError(
+            f"sgd: master weights and momentum have at most 32 bits, not {master_bits}"
+        )
     (ml, el), (mm, em), (md, ed) = lr, mom, decay
     work = frac_mom + GUARD
     terms = [

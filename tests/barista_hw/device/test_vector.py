@@ -190,6 +190,9 @@ def test_stochastic_seed_matters() -> None:
     a, _ = shift_round(x, 4, 16, SR)
     b, _ = shift_round(x, 4, 16, Rounder(Rounding.STOCHASTIC, seed=SR.seed + 2))
     assert (a != b).any()
+    np.testing.assert_array_equal(shift_round(x, 4, 16, Rounder(2, SR.seed))[0], a)  # as the ISA
+    with pytest.raises(ValueError, match="lane"):
+        Rounder(Rounding.STOCHASTIC, lanes=0)
 
 
 # -- element operations --------------------------------------------------------
