@@ -19,6 +19,7 @@ from barista_base.errors import InputError
 
 from .commands import (
     build,
+    compile,
     cosim,
     data,
     demo,
@@ -40,6 +41,7 @@ SUBCOMMANDS: tuple[ModuleType, ...] = (
     plot,
     data,
     generate,
+    compile,
     demo,
     build,
     cosim,

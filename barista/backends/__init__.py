@@ -24,6 +24,10 @@ BACKEND_HELP: dict[str, str] = {
     "board": "an FPGA over its UART",
 }
 BACKENDS = tuple(BACKEND_HELP)
+#: ``barista train --backend device``: not a GEMM backend but a solver whose whole
+#: iteration runs on the device model (:mod:`.device`).
+DEVICE = "device"
+DEVICE_HELP = "the whole iteration on the device model, tensors in device memory"
 
 
 def _backend_class(name: str) -> type[GemmBackend]:
@@ -65,4 +69,4 @@ def backend_factory(name: str, **options: Any) -> BackendFactory:
     return make
 
 
-__all__ = ["BACKENDS", "BACKEND_HELP", "backend_factory", "get_backend"]
+__all__ = ["BACKENDS", "BACKEND_HELP", "DEVICE", "DEVICE_HELP", "backend_factory", "get_backend"]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..manifest import AcceleratorFiles
 from barista_hw.numfmt import DEFAULT_FORMAT
 
-from ..backends import BACKEND_HELP, BACKENDS
+from ..backends import BACKEND_HELP, DEVICE, DEVICE_HELP
 
 
 def add_net_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,15 +61,21 @@ def parse_data_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
 
 
 def add_backend_arguments(
-    parser: argparse.ArgumentParser, *, default: str = "cpu", trace: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    default: str = "cpu",
+    trace: bool = True,
+    device: bool = False,
 ) -> None:
-    """``--backend`` (any of :data:`barista.backends.BACKENDS`; ``default`` says what is
-    taken without it) and the hardware backends' options; ``trace``: ``--trace`` too."""
-    names = [f"{name} ({what})" for name, what in BACKEND_HELP.items()]
+    """``--backend`` (any of :data:`barista.backends.BACKENDS`, and with ``device`` the
+    device model, which runs whole iterations; ``default`` says what is taken without
+    it) and the hardware backends' options; ``trace``: ``--trace`` too."""
+    helps = dict(BACKEND_HELP, **({DEVICE: DEVICE_HELP} if device else {}))
+    names = [f"{name} ({what})" for name, what in helps.items()]
     parser.add_argument(
         "--backend",
         metavar="NAME",
-        choices=BACKENDS,
+        choices=tuple(helps),
         help=f"GEMM backend: {', '.join(names[:-1])} or {names[-1]}; default: {default}",
     )
     parser.add_argument(
@@ -92,8 +98,8 @@ def add_backend_arguments(
     parser.add_argument(
         "--target",
         metavar="BOARD",
-        help="rtl and board backends without --accelerator: the board target the design is "
-        "chosen for (default: barista generate's)",
+        help="rtl, board and device backends without --accelerator: the board target the "
+        "design is chosen for (default: barista generate's); device: also its memory",
     )
     parser.add_argument(
         "--port",
@@ -151,13 +157,15 @@ def backend_options(
     elif port:
         raise InputError("--port applies to --backend board only")
     target = getattr(args, "target", None)
-    if target and (accelerator or backend not in ("rtl", "board")):
+    if backend == DEVICE:
+        options["target"] = target
+    elif target and (accelerator or backend not in ("rtl", "board")):
         raise InputError("--target applies to the rtl and board backends without --accelerator")
     if accelerator:
         from ..manifest import load_accelerator
 
         options["accelerator"] = load_accelerator(accelerator)
-    elif backend in ("rtl", "board") and net is not None:
+    elif backend in ("rtl", "board", DEVICE) and net is not None:
         options["accelerator"] = _generated(net, target, options.pop("fmt", None), log)
     for flag in ("rtl_layers", "trace"):
         if getattr(args, flag, None) and backend != "rtl":

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from barista_base.errors import InputError
 
 from .args import add_data_shape_argument, parse_data_shapes
+
+if TYPE_CHECKING:
+    from caffe_bridge.net import Net
 
 NAME = "generate"
 HELP = "size a systolic-array accelerator for a net and write its Verilog and manifest"
@@ -56,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_layers(path: str, data_shapes: dict[str, tuple[int, ...]]) -> tuple[str, list]:
     """(net name, GEMM layers) of the net at ``path`` in the TRAIN phase."""
     from barista.backends.plan import gemm_layers
+
+    net = train_net_at(path, data_shapes)
+    return net.name or Path(path).stem, gemm_layers(net)
+
+
+def train_net_at(path: str, data_shapes: dict[str, tuple[int, ...]]) -> Net:
+    """The net at ``path`` in the TRAIN phase (``data_shapes``: its data tops' shapes, when
+    its data is not at hand)."""
     from caffe_bridge.net import Net
 
     if not Path(path).is_file():
@@ -70,8 +82,7 @@ def load_layers(path: str, data_shapes: dict[str, tuple[int, ...]]) -> tuple[str
             f"{exc}; without the data, give the shapes of the data layer's tops, e.g. "
             "--data-shape data=64,1,28,28 --data-shape label=64"
         ) from None
-    name = net.name or Path(path).stem
-    return name, gemm_layers(net)
+    return net
 
 
 def run(args: argparse.Namespace) -> int:

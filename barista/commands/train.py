@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument(
         "--snapshot", metavar="S.solverstate", help="resume training from a solver state"
     )
-    add_backend_arguments(parser, default="golden for solver_mode FPGA, else cpu")
+    add_backend_arguments(parser, default="golden for solver_mode FPGA, else cpu", device=True)
     parser.add_argument(
         "--iterations", type=int, metavar="N", help="train to N iterations (overrides max_iter)"
     )
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the solver, train, and report; returns the exit status."""
     from tqdm import tqdm
 
-    from barista.backends import backend_factory
+    from barista.backends import DEVICE, backend_factory
+    from barista.backends.device import DeviceSolver
     from caffe_bridge.plot import parse_log, plot_training
     from caffe_bridge.proto import caffe_pb2
     from caffe_bridge.solvers import TrainingDiverged, get_solver, read_solver_param, train_net
@@ -122,15 +123,13 @@ def run(args: argparse.Namespace) -> int:
         return train.name or "net", gemm_layers(train)
 
     options = backend_options(args, backend, net, log)
-
-    solver = get_solver(
-        args.solver,
-        backend=backend_factory(backend, **options),
-        weights=weights,
-        max_iter=args.iterations,
-        random_seed=args.seed,
-        log=log,
-    )
+    common = {"weights": weights, "max_iter": args.iterations, "random_seed": args.seed}
+    if backend == DEVICE:
+        solver: Solver = DeviceSolver(args.solver, log=log, **common, **options)
+    else:
+        solver = get_solver(
+            args.solver, backend=backend_factory(backend, **options), log=log, **common
+        )
     log(
         f"Using the {backend} backend"
         + (
@@ -184,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         report = engine.report()
         if report is not None:
             log(report)
+        if isinstance(solver, DeviceSolver):
+            log(solver.device_report())
     except TrainingDiverged as exc:
         print(f"barista train: error: {exc}", file=sys.stderr)
         status = 1

@@ -64,12 +64,15 @@ def probe_frac(peak_value: float, width: int) -> int:
 class Entry:
     """A tensor's exponent and the statistics of its writes in the current iteration."""
 
-    frac: int
+    frac: int  # the exponent of the next write
     width: int
     peak: int = 0
     saturated: int = 0
     overflow: int = 0
     written: bool = False
+    stored: int | None = None  # the exponent of what memory holds (None: frac)
+    fixed: bool = False  # an exponent set once (the 32-bit masters and momentum)
+    exact: float = 0.0  # the probe: the largest magnitude before rounding, as a value
 
 
 class ScaleTable:
@@ -84,13 +87,31 @@ class ScaleTable:
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
 
-    def add(self, name: str, frac: int, width: int) -> None:
+    def add(self, name: str, frac: int, width: int, *, fixed: bool = False) -> None:
         if name in self.entries:
             raise ValueError(f"tensor {name!r} is already in the scale table")
-        self.entries[name] = Entry(_clamp(frac), width)
+        self.entries[name] = Entry(_clamp(frac), width, fixed=fixed)
 
     def frac(self, name: str) -> int:
+        """The exponent the next write of ``name`` uses."""
         return self.entries[name].frac
+
+    def stored(self, name: str) -> int:
+        """The exponent of what memory holds for ``name`` (what a read of it uses)."""
+        e = self.entries[name]
+        return e.frac if e.stored is None else e.stored
+
+    def wrote(self, name: str, frac: int, stats: Stats, exact: float | None = None) -> None:
+        """A write of ``name`` at ``frac`` with ``stats`` (``exact``: the probe's peak value
+        before rounding, where the writer knows it)."""
+        e = self.entries[name]
+        e.stored = frac
+        if e.fixed:
+            e.frac = frac
+            return
+        self.record(name, stats)
+        if exact is not None:
+            e.exact = max(e.exact, exact)
 
     def set_frac(self, name: str, frac: int) -> None:
         """Set an exponent directly (the probe's choice)."""
@@ -105,10 +126,24 @@ class ScaleTable:
 
     def advance(self) -> None:
         for e in self.entries.values():
-            if e.written:
-                e.frac = next_frac(e.frac, e.peak, e.saturated, e.width, overflow=e.overflow)
+            if e.written and not e.fixed:
+                base = e.frac if e.stored is None else e.stored
+                e.frac = next_frac(base, e.peak, e.saturated, e.width, overflow=e.overflow)
             e.peak = e.saturated = e.overflow = 0
             e.written = False
+
+    def probe_advance(self) -> bool:
+        """The end of a probe pass: a tensor whose writer knew its exact peak takes
+        :func:`probe_frac` of it, the others :meth:`advance`'s rule; True if an exponent
+        changed."""
+        before = {n: e.frac for n, e in self.entries.items()}
+        exact = {n: e.exact for n, e in self.entries.items() if e.written and e.exact > 0}
+        self.advance()
+        for n, value in exact.items():
+            self.entries[n].frac = probe_frac(value, self.entries[n].width)
+        for e in self.entries.values():
+            e.exact = 0.0
+        return any(before[n] != e.frac for n, e in self.entries.items())
 
     def state_dict(self) -> dict[str, Any]:
         """The table as plain JSON-able data (for snapshots)."""

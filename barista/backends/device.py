@@ -1,0 +1,270 @@
+"""``--backend device``: the whole training iteration as a device program, run on its model.
+
+:class:`DeviceSolver` is Caffe's SGD solver whose iteration runs on the device
+(:mod:`barista_hw.device`): the host runs the data layers, sends the batch, reads the
+logits, runs SoftmaxWithLoss on them and sends their gradient back; forward, backward
+and the SGD update happen on the device, on the device's integers. The host keeps
+Caffe's learning-rate policy and sends each iteration's rates.
+
+Test passes run on the host in float32 with the device's operand weights (the
+values its GEMMs read). Snapshots read the master weights and the momentum back into
+Caffe's ``.caffemodel`` and ``.solverstate``; the resume record carries the device's
+persistent integers and scale table, so a resumed run is bit-identical.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from barista_base.errors import InputError
+from barista_hw.config import AcceleratorConfig
+from barista_hw.device.compiler import Compiled, compile_net
+from barista_hw.device.layers import Conv
+from barista_hw.device.machine import Machine
+from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.report import iteration_cost
+from barista_hw.device.scaling import probe_frac
+from barista_hw.device.traffic import Counts
+from barista_hw.numfmt import Rounding
+from caffe_bridge.solvers.params import learning_rate, read_solver_param
+from caffe_bridge.solvers.updates import SGDSolver
+
+from ..device_net import DeviceNet, device_net
+from ..manifest import AcceleratorFiles
+
+MASTER_HEADROOM = 2  # bits above the initial peak the 32-bit masters keep for growth
+ZERO_MASTER_FRAC = 24  # a zero-initialised master (a bias): values up to 128
+PROBE_PASSES = 12  # at most this many probe passes choose the first exponents
+
+
+def quantize(x: np.ndarray, frac: int, bits: int) -> np.ndarray:
+    """``x`` to ``bits``-bit integers at ``frac``, nearest-even, saturating (the host's
+    conversion of what it sends)."""
+    lim = 1 << (bits - 1)
+    q = np.rint(np.asarray(x, dtype=np.float64) * 2.0**frac)
+    return np.clip(q, -lim, lim - 1).astype(np.int64)
+
+
+def peak(x: np.ndarray) -> float:
+    return float(np.max(np.abs(x))) if x.size else 0.0
+
+
+class _Host:
+    """The host's end of the link during one run of the program."""
+
+    def __init__(self, solver: DeviceSolver) -> None:
+        self.s = solver
+        self.loss = math.nan
+
+    def send(self, name: str) -> tuple[np.ndarray, int]:
+        net, bits = self.s.net, self.s.bits
+        if name.startswith("d:"):
+            values = net.blobs[name[2:]].diff
+        else:
+            values = net.blobs[name].data
+        frac = probe_frac(peak(values), bits)
+        return quantize(values, frac, bits), frac
+
+    def receive(self, name: str, q: np.ndarray, frac: int) -> None:
+        dn, net = self.s.dnet, self.s.net
+        if name != dn.output:
+            raise InputError(f"the device sent {name!r}; the host expects only {dn.output!r}")
+        net.blobs[name].data[...] = (q * 2.0**-frac).reshape(net.blobs[name].data.shape)
+        self.loss = net.forward_from_to(dn.loss, len(net.layers) - 1)
+        net.blobs[name].diff[...] = 0
+        net.backward_from_to(len(net.layers) - 1, dn.loss)
+
+
+class DeviceSolver(SGDSolver):
+    """Caffe's SGD solver with the iteration on the device (module docstring)."""
+
+    def __init__(
+        self,
+        param: str | os.PathLike[str],
+        *,
+        accelerator: AcceleratorConfig | AcceleratorFiles,
+        rounding: Rounding | str = Rounding.NEAREST_EVEN,
+        target: str | None = None,
+        weights: Sequence[str] = (),
+        max_iter: int | None = None,
+        random_seed: int | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        _check_solver(param)
+        super().__init__(
+            param, weights=weights, max_iter=max_iter, random_seed=random_seed, log=log
+        )
+        if isinstance(accelerator, AcceleratorFiles):
+            accelerator = accelerator.config
+        self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
+        self.config = DeviceConfig.for_accelerator(accelerator, target=target)
+        self.bits = accelerator.engine.fmt.width
+        self.dnet: DeviceNet = device_net(self.net)
+        self.compiled: Compiled = compile_net(
+            self.dnet.layers,
+            self.config,
+            batch=self.dnet.batch,
+            inputs=self.dnet.inputs,
+            output=self.dnet.output,
+            rounding=self.rounding,
+        )
+        self.machine = Machine(self.compiled.program, self.config)
+        self.counts: Counts | None = None
+        self._probed = False
+        self.upload()
+
+    # -- weights between the net and the device ------------------------------------------
+    def _params(self) -> list[tuple[str, int]]:
+        """(device tensor suffix, learnable-param index) of every weight and bias."""
+        out = []
+        for layer in self.dnet.layers:
+            if isinstance(layer, Conv):
+                idx = self.dnet.params[layer.name]
+                out.append((f":{layer.name}", idx[0]))
+                if layer.bias:
+                    out.append((f"b:{layer.name}", idx[1]))
+        return out
+
+    def upload(self) -> None:
+        """The net's weights and the solver's history onto the device (setup, or a resume
+        from floats): 32-bit masters and momentum, operand copies in the format."""
+        params = self.net.learnable_params
+        for suffix, i in self._params():
+            w = params[i].data.reshape(-1)
+            p = peak(w)
+            frac_m = probe_frac(p, 32) - MASTER_HEADROOM if p else ZERO_MASTER_FRAC
+            shape = self.machine.tensor(f"m{suffix}").shape
+            self.machine.write(f"m{suffix}", quantize(w, frac_m, 32).reshape(shape), frac_m)
+            h = self.history[i].reshape(shape)
+            self.machine.write(f"v{suffix}", quantize(h, frac_m, 32), frac_m)
+            frac_w = probe_frac(p, self.bits)
+            self.machine.write(f"w{suffix}", quantize(w, frac_w, self.bits).reshape(shape), frac_w)
+
+    def download(self, *, masters: bool) -> None:
+        """The device's weights into the net (``masters``: the 32-bit masters and the
+        momentum into the history, else the operand copies the GEMMs read)."""
+        params = self.net.learnable_params
+        m = self.machine
+        for suffix, i in self._params():
+            name = f"m{suffix}" if masters else f"w{suffix}"
+            values = m.tensor(name) * 2.0 ** -m.scales.stored(name)
+            params[i].data[...] = values.reshape(params[i].data.shape)
+            if masters:
+                v = m.tensor(f"v{suffix}") * 2.0 ** -m.scales.stored(f"v{suffix}")
+                self.history[i][...] = v.reshape(self.history[i].shape)
+
+    # -- one iteration --------------------------------------------------------------------
+    def _scalars(self) -> dict[str, float]:
+        rate, _ = learning_rate(self.param, self.iter, self.current_step)
+        decay = float(self.param.weight_decay)
+        out = {"momentum": float(self.param.momentum)}
+        for layer in self.dnet.layers:
+            if isinstance(layer, Conv):
+                for p, mult in (("w", layer.weight), ("b", layer.bias_param)):
+                    out[f"lr:{p}:{layer.name}"] = float(rate) * mult.lr_mult
+                    out[f"decay:{p}:{layer.name}"] = decay * mult.decay_mult
+        return out
+
+    def _forward_backward(self) -> np.float32:
+        self.net.forward_from_to(0, self.dnet.first - 1)
+        host, scalars = _Host(self), self._scalars()
+        if not self._probed:
+            self._probe(host, scalars)
+        self.counts = self.machine.run(host, scalars, iteration=self.iter)
+        loss = np.float32(host.loss)
+        if not np.isfinite(loss):
+            raise self._diverged(loss)
+        return loss
+
+    def _probe(self, host: _Host, scalars: dict[str, float]) -> None:
+        """Choose the first exponents: the iteration without its update, until no exponent
+        changes (at most :data:`PROBE_PASSES` passes)."""
+        n = 0
+        while n < PROBE_PASSES:
+            n += 1
+            if not self.machine.probe(host, scalars, iteration=self.iter):
+                break
+        self.log(f"Device: exponents chosen by {n} probe pass{'es' if n > 1 else ''}")
+        self._probed = True
+
+    def apply_update(self) -> None:
+        """The device applied the update in its program; the host advances the rate."""
+        rate = self.get_learning_rate()
+        if self.param.display and self.iter % self.param.display == 0:
+            self.log(f"Iteration {self.iter}, lr = {float(rate):.6g}")
+
+    def test(self, k: int = 0) -> list[tuple[str, float]]:
+        self.download(masters=False)
+        return super().test(k)
+
+    # -- snapshots -------------------------------------------------------------------------
+    def snapshot(self) -> str:
+        self.download(masters=True)
+        return super().snapshot()
+
+    def runtime_state(self) -> dict[str, Any]:
+        state = super().runtime_state()
+        m = self.machine
+        persistent = [t["name"] for t in m.program.tensors if t["role"] in PERSISTENT]
+        state["device"] = {
+            "scales": m.scales.state_dict(),
+            "probed": self._probed,
+            "tensors": {n: _encode(m.tensor(n)) for n in persistent},
+        }
+        return state
+
+    def load_runtime_state(self, record: dict[str, Any]) -> None:
+        record = dict(record)
+        device = record.pop("device", None)
+        super().load_runtime_state(record)
+        if device is None:
+            return
+        m = self.machine
+        m.scales.load_state_dict(device["scales"])
+        for name, data in device["tensors"].items():
+            m.tensor(name)[...] = _decode(data).reshape(m.tensor(name).shape)
+        self._probed = bool(device["probed"])
+        self._device_restored = True
+
+    def restore(self, path: str | os.PathLike[str]) -> None:
+        self._device_restored = False
+        super().restore(path)
+        if not self._device_restored:  # a Caffe solver state: the floats are all there is
+            self.upload()
+
+    # -- reports ---------------------------------------------------------------------------
+    def device_report(self) -> str:
+        """Traffic, time and energy of the last iteration (the counts taken running it)."""
+        if self.counts is None:
+            return "Device: no iteration ran"
+        cost = iteration_cost(self.compiled.program, self.config, self.counts)
+        return "Device " + cost.summary()
+
+
+PERSISTENT = ("weight", "master", "momentum")
+
+
+def _encode(q: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(q, dtype="<i8").tobytes()).decode()
+
+
+def _decode(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<i8").copy()
+
+
+def _check_solver(param: str | os.PathLike[str]) -> None:
+    p, src = read_solver_param(param)
+    if p.type != "SGD":
+        raise src.error("type", f"the device runs SGD only, not {p.type}")
+    if p.iter_size != 1:
+        raise src.error("iter_size", "the device runs iter_size 1 only")
+    if p.clip_gradients >= 0:
+        raise src.error("clip_gradients", "the device does not clip gradients")
+    if p.regularization_type != "L2":
+        raise src.error("regularization_type", "the device applies L2 weight decay only")

@@ -1,0 +1,157 @@
+"""A Caffe TRAIN net as the device compiler sees it: the one place that knows both sides.
+
+The layers before the first one the device runs (data layers) and the loss with what
+reads the logits (Accuracy) stay on the host; between them, Convolution,
+InnerProduct, ReLU and Pooling become device layers and anything else a
+:class:`~barista_hw.device.layers.HostLayer` that splits the net into device segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from barista_base.errors import InputError
+from barista_hw.device.geometry import ConvGeometry, PoolGeometry
+from barista_hw.device.layers import Conv, HostLayer, Layer, Param, Pool, Relu
+from caffe_bridge.net import Net
+
+DEVICE_TYPES = ("Convolution", "InnerProduct", "ReLU", "Pooling")
+LOSS_TYPES = ("SoftmaxWithLoss",)
+
+
+@dataclass
+class DeviceNet:
+    """``layers`` (net order) run on the device between ``first`` and ``loss`` (layer
+    indices of the net); ``inputs``: the blobs the host sends, one image's shape each;
+    ``output``: the logits blob the host's loss reads; ``params``: per device layer with
+    weights, the net's learnable-parameter indices of its weight and bias."""
+
+    layers: list[Layer]
+    first: int
+    loss: int
+    inputs: dict[str, tuple[int, ...]]
+    output: str
+    params: dict[str, list[int]]
+    batch: int
+
+
+def device_net(net: Net) -> DeviceNet:
+    """The device's view of ``net`` (built in the TRAIN phase)."""
+    types = [layer.type_name for layer in net.layers]
+    losses = [i for i, t in enumerate(types) if t in LOSS_TYPES]
+    where = net.source_file or "net"
+    if len(losses) != 1:
+        raise InputError(
+            f"{where}: the device needs exactly one SoftmaxWithLoss layer, the net has "
+            f"{len(losses)}"
+        )
+    loss = losses[0]
+    computing = [i for i in range(loss) if net.bottom_names[net.layer_names[i]]]
+    if not computing:
+        raise InputError(f"{where}: no layer between the data and the loss to run on the device")
+    first = computing[0]
+    output = net.bottom_names[net.layer_names[loss]][0]
+    blobs = net.blobs
+    batch = blobs[output].shape[0]
+    inputs: dict[str, tuple[int, ...]] = {}
+    produced: set[str] = set()
+    layers: list[Layer] = []
+    params: dict[str, list[int]] = {}
+    owners = net.param_layer_indices
+    for i in range(first, loss):
+        lname = net.layer_names[i]
+        for b in net.bottom_names[lname]:
+            if b not in produced and b not in inputs:
+                inputs[b] = tuple(blobs[b].shape[1:])
+        layer = _layer(net, i)
+        layers.append(layer)
+        produced.update(net.top_names[lname])
+        mine = [p for p, (li, _) in enumerate(owners) if li == i]
+        if mine:
+            params[lname] = mine
+    return DeviceNet(layers, first, loss, inputs, output, params, batch)
+
+
+def _layer(net: Net, i: int) -> Layer:
+    layer = net.layers[i]
+    name = net.layer_names[i]
+    bottoms, tops = net.bottom_names[name], net.top_names[name]
+    kind = layer.type_name
+    if kind not in DEVICE_TYPES or len(bottoms) != 1 or len(tops) != 1:
+        shapes = tuple(tuple(net.blobs[t].shape[1:]) for t in tops)
+        return HostLayer(name, kind, tuple(bottoms), tuple(tops), shapes)
+    bottom, top = bottoms[0], tops[0]
+    shape = tuple(net.blobs[bottom].shape[1:])
+    if kind == "ReLU":
+        return Relu(name, bottom, top, shape, float(layer.negative_slope))
+    if kind == "Pooling":
+        return _pool(net, i, name, bottom, top, shape)
+    return _conv(net, i, name, bottom, top, shape)
+
+
+def _pool(net: Net, i: int, name: str, bottom: str, top: str, shape: tuple[int, ...]) -> Layer:
+    layer = net.layers[i]
+    if layer.global_pooling or getattr(layer, "round_mode", 0) != 0 or len(shape) != 3:
+        return HostLayer(name, "Pooling", (bottom,), (top,), (tuple(net.blobs[top].shape[1:]),))
+    geom = PoolGeometry(*shape, tuple(layer.kernel), tuple(layer.stride), tuple(layer.pad))
+    return Pool(name, bottom, top, geom, "max" if layer.pool == 0 else "ave")
+
+
+def _conv(net: Net, i: int, name: str, bottom: str, top: str, shape: tuple[int, ...]) -> Layer:
+    layer = net.layers[i]
+    specs = list(layer.param.param)
+    mults = [
+        Param(
+            float(specs[j].lr_mult) if j < len(specs) and specs[j].HasField("lr_mult") else 1.0,
+            float(specs[j].decay_mult)
+            if j < len(specs) and specs[j].HasField("decay_mult")
+            else 1.0,
+        )
+        for j in range(2)
+    ]
+    need = bool(net.bottom_need_backward[i][0])
+    if layer.type_name == "InnerProduct":
+        if layer.transpose or layer.axis != 1:
+            raise InputError(
+                f"layer {name}: the device runs InnerProduct with axis 1 and no transpose"
+            )
+        return Conv(
+            name,
+            bottom,
+            top,
+            layer.num_output,
+            inputs=layer.k,
+            bias=layer.bias_term,
+            weight=mults[0],
+            bias_param=mults[1],
+            backward_data=need,
+        )
+    geom = ConvGeometry(
+        *shape,
+        tuple(layer.kernel),
+        tuple(layer.stride),
+        tuple(layer.pad),
+        tuple(layer.dilation),
+        layer.group,
+    )
+    return Conv(
+        name,
+        bottom,
+        top,
+        layer.num_output,
+        geom=geom,
+        bias=bool(layer.bias_term),
+        weight=mults[0],
+        bias_param=mults[1],
+        backward_data=need,
+    )
+
+
+def describe(dn: DeviceNet) -> str:
+    """What runs where, for ``barista compile``'s summary."""
+    dev = [x.name for x in dn.layers if not isinstance(x, HostLayer)]
+    host = [f"{x.name} ({x.type})" for x in dn.layers if isinstance(x, HostLayer)]
+    lines = [f"on the device: {', '.join(dev)}", f"inputs: {dn.inputs}, logits: {dn.output}"]
+    if host:
+        lines.append(f"on the host between device segments: {', '.join(host)}")
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""The compiler: a net's layers -> a device program of one training iteration.
+
+:func:`compile_net` allocates every tensor in DRAM (operand copies and gradients in the
+format's width, master weights, momentum and col2im accumulators in 32 bits) and emits
+the iteration: the input batch in, forward, the logits out, their gradient in,
+backward, the SGD update, the end-of-iteration SCALE. Layers the device cannot run
+(:class:`~barista_hw.device.layers.HostLayer`) split the net into device segments: the
+tensors crossing a boundary go out to the host and come back over the link.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from barista_base.errors import InputError
+from barista_hw.numfmt import Rounding
+
+from .emit import Builder
+from .isa import Op, Program
+from .layers import Conv, HostLayer, Layer, Pool, Relu
+from .lowering import Lowering
+from .memory import DeviceConfig
+
+
+@dataclass
+class Compiled:
+    """A compiled net: the program and what the compiler found out about the net."""
+
+    program: Program
+    segments: list[list[str]]  # device layers of each device segment, in order
+    host_layers: list[str]  # the layers between segments, run by the host
+    dram_slots: int
+    dram_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"{len(self.program.instructions)} instructions, {len(self.program.tensors)} "
+            f"tensors, DRAM {self.dram_bytes / 2**20:.2f} MiB",
+        ]
+        for i, seg in enumerate(self.segments):
+            lines.append(f"device segment {i}: {', '.join(seg)}")
+        if self.host_layers:
+            lines.append(f"run by the host between segments: {', '.join(self.host_layers)}")
+        return "\n".join(lines + self.notes)
+
+
+def compile_net(
+    layers: Sequence[Layer],
+    config: DeviceConfig,
+    *,
+    batch: int,
+    inputs: dict[str, tuple[int, ...]],
+    output: str,
+    rounding: Rounding = Rounding.NEAREST_EVEN,
+) -> Compiled:
+    """Compile one training iteration of ``layers`` (net order, from the ``inputs`` blobs,
+    shapes of one image, to the ``output`` blob the host's loss reads).
+
+    Raises :class:`InputError` naming the layer, blob or tensor at fault: a blob read by
+    two layers (its gradient would need summing), a result block that does not fit the
+    C scratchpad, a working set larger than the DRAM.
+    """
+    if batch < 1:
+        raise InputError(f"batch {batch} must be at least 1")
+    _check_fanout(layers)
+    b = Builder()
+    low = Lowering(b, config, batch, rounding)
+    for name, shape in inputs.items():
+        low.activation(name, shape)
+    segments, host = _segments(layers)
+    for name in inputs:
+        low.host_in(name, data=True)
+    for layer in layers:
+        low.forward(layer)
+    low.host_out(output)
+    low.host_in(f"d:{output}", like=output)
+    for layer in reversed(layers):
+        low.backward(layer)
+    for layer in layers:
+        low.update(layer)
+    b.emit(Op.SCALE, iteration=0)
+    _check_capacity(b.program, config)
+    b.program.meta.update(
+        batch=batch,
+        inputs={k: list(v) for k, v in inputs.items()},
+        output=output,
+        rounding=int(rounding),
+        format=config.accelerator.engine.fmt.name,
+        accelerator=config.accelerator.to_dict(),
+    )
+    nbytes = sum(tensor_bytes(t) for t in b.program.tensors)
+    return Compiled(b.program, segments, host, b.slots, nbytes)
+
+
+def _check_fanout(layers: Sequence[Layer]) -> None:
+    """Each value of a blob has one reader (a layer computed in place makes a new value)."""
+    readers: dict[str, str] = {}
+    for layer in layers:
+        ends = (layer.bottoms, layer.tops) if isinstance(layer, HostLayer) else None
+        bottoms, tops = ends or ((layer.bottom,), (layer.top,))
+        for blob in bottoms:
+            if blob in readers:
+                raise InputError(
+                    f"blob {blob!r} is read by layers {readers[blob]!r} and {layer.name!r}: "
+                    "the device compiler does not sum gradients of a shared blob yet"
+                )
+            readers[blob] = layer.name
+        for blob in tops:
+            readers.pop(blob, None)
+
+
+def _segments(layers: Sequence[Layer]) -> tuple[list[list[str]], list[str]]:
+    segments: list[list[str]] = [[]]
+    host: list[str] = []
+    for layer in layers:
+        if isinstance(layer, HostLayer):
+            host.append(f"{layer.name} ({layer.type})")
+            segments.append([])
+        elif isinstance(layer, (Conv, Relu, Pool)):
+            segments[-1].append(layer.name)
+    return [s for s in segments if s], host
+
+
+def tensor_bytes(t: dict) -> int:
+    """Bytes tensor-table entry ``t`` takes in DRAM."""
+    return math.prod(t["shape"]) * DeviceConfig.slot_bytes(t["bits"])
+
+
+def _check_capacity(program: Program, config: DeviceConfig) -> None:
+    """Raise :class:`InputError` naming the first tensor that does not fit the DRAM and the
+    bytes the whole working set needs."""
+    need = sum(tensor_bytes(t) for t in program.tensors)
+    capacity = config.dram.size_bytes
+    used = 0
+    for t in program.tensors:
+        used += tensor_bytes(t)
+        if used > capacity:
+            raise InputError(
+                f"tensor {t['name']!r} ({t['role']}, shape {t['shape']}) does not fit the "
+                f"DRAM: the working set needs {need:,} bytes, the device has {capacity:,}"
+            )

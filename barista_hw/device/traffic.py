@@ -1,0 +1,244 @@
+"""What each instruction costs: link and DRAM bytes, DRAM bursts, scratchpad bits, unit cycles.
+
+:func:`instruction_counts` is the one definition: the device model calls it as it runs
+each instruction and :func:`program_counts` calls it without running, so the two agree
+by construction (and a test checks it). :func:`tile_index` is the DMA address
+generation of a LOAD or STORE, shared the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from barista_hw.plan import command_cycles
+
+from . import dma, vector
+from .geometry import ConvGeometry
+from .isa import ACC_LAST, Instruction, Op, Program, View
+from .memory import DeviceConfig
+from .vector import VecOp
+
+
+@dataclass
+class InstCounts:
+    """One instruction's actions (see the module docstring)."""
+
+    link_bytes: int = 0
+    dram_read_bytes: int = 0
+    dram_write_bytes: int = 0
+    dram_bursts: int = 0
+    dram_rows: int = 0  # rows (pages) opened
+    spad_read_bits: int = 0
+    spad_write_bits: int = 0
+    macs: int = 0
+    vector_ops: int = 0
+    cycles: int = 0  # of the instruction's own unit (link: at the device's clock)
+
+    def __iadd__(self, other: InstCounts) -> InstCounts:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.dram_read_bytes + self.dram_write_bytes
+
+
+@dataclass
+class Counts:
+    """Counts of a run: the total and per (layer, pass) section of the program."""
+
+    total: InstCounts = field(default_factory=InstCounts)
+    sections: dict[str, InstCounts] = field(default_factory=dict)
+    per_instruction: list[InstCounts] = field(default_factory=list)
+
+    def add(self, section: str, c: InstCounts) -> None:
+        self.total += c
+        self.sections.setdefault(section, InstCounts())
+        self.sections[section] += c
+        self.per_instruction.append(c)
+
+
+def section_names(program: Program) -> list[str]:
+    """The section (``layer/pass``) of every instruction, from the compiler's marks."""
+    marks = program.meta.get("sections", [])
+    out: list[str] = []
+    for i, (start, name) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else len(program.instructions)
+        out += [name] * (end - start)
+    return out + ["other"] * (len(program.instructions) - len(out))
+
+
+def dram_tensor(inst: Instruction, program: Program) -> dict:
+    """The tensor a LOAD or STORE addresses (the one whose slots contain ``dram``)."""
+    base = inst["dram"]
+    for t in program.tensors:
+        if t["dram"] <= base < t["dram"] + math.prod(t["shape"]):
+            return t
+    raise ValueError(f"{inst.text()}: slot {base} is in no tensor")
+
+
+def folded_index(
+    channels: int, pixels: int, rows: tuple[int, int], cols: tuple[int, int]
+) -> np.ndarray:
+    """Offsets of rows ``rows`` (channels) and columns ``cols`` (``image * pixels + pixel``)
+    of an ``(images, channels, pixels)`` tensor seen as ``channels x images*pixels``."""
+    r = np.arange(*rows, dtype=np.int64)[:, None]
+    c = np.arange(*cols, dtype=np.int64)[None, :]
+    return (c // pixels) * (channels * pixels) + r * pixels + c % pixels
+
+
+def conv_geometry(d: dict) -> ConvGeometry:
+    return ConvGeometry(
+        d["channels"],
+        d["height"],
+        d["width"],
+        tuple(d["kernel"]),
+        tuple(d["stride"]),
+        tuple(d["pad"]),
+        tuple(d["dilation"]),
+        d["group"],
+    )
+
+
+def tile_index(inst: Instruction, program: Program) -> np.ndarray:
+    """The DRAM slot offsets (from ``inst["dram"]``) of a LOAD's or STORE's tile; -1: padding."""
+    d = program.descriptors[inst["desc"]]
+    rows = (inst["r0"], inst["r0"] + inst["rows"])
+    cols = (inst["c0"], inst["c0"] + inst["cols"])
+    if inst["flags"] & 1:  # the tile is the view transposed
+        rows, cols = cols, rows
+    if inst.sub == View.MATRIX:
+        index = dma.dense_index(
+            rows[1] - rows[0], cols[1] - cols[0], d["row_stride"], d["col_stride"]
+        )
+        index = index + rows[0] * d["row_stride"] + cols[0] * d["col_stride"]
+    elif inst.sub == View.FOLDED:
+        index = folded_index(d["channels"], d["pixels"], rows, cols)
+    else:
+        geom = conv_geometry(d)
+        index = dma.im2col_index(
+            geom, images=d["images"], group=inst["group"], rows=rows, cols=cols
+        )
+    return index.T if inst["flags"] & 1 else index
+
+
+def instruction_counts(
+    inst: Instruction, program: Program, config: DeviceConfig, *, index: np.ndarray | None = None
+) -> InstCounts:
+    """The actions of ``inst`` (module docstring); ``index``: a LOAD's or STORE's
+    :func:`tile_index`, when the caller has it."""
+    if inst.op in (Op.LOAD, Op.STORE):
+        return _dma_counts(inst, program, config, index)
+    if inst.op is Op.GEMM:
+        return _gemm_counts(inst, config)
+    if inst.op is Op.VEC:
+        return _vec_counts(inst, program, config)
+    if inst.op in (Op.HOST_IN, Op.HOST_OUT):
+        nbytes = inst["bytes"]
+        seconds = config.link.seconds(nbytes)
+        cycles = math.ceil(seconds * config.accelerator.clock_mhz * 1e6)
+        rw = "dram_write_bytes" if inst.op is Op.HOST_IN else "dram_read_bytes"
+        return InstCounts(link_bytes=nbytes, cycles=cycles, **{rw: nbytes})
+    return InstCounts(cycles=1)
+
+
+def _dma_counts(
+    inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray | None
+) -> InstCounts:
+    t = dram_tensor(inst, program)
+    slot = config.slot_bytes(t["bits"])
+    dram = config.dram
+    burst_slots = max(1, dram.burst_length * dram.bus_bits // 8 // slot)
+    row_slots = max(1, dram.row_bytes // slot)
+    index = tile_index(inst, program) if index is None else index
+    tr = dma.transfer(index, inst["dram"], burst_slots=burst_slots, row_slots=row_slots)
+    nbytes = tr.dram_slots * slot
+    lanes_bits = tr.elements * config.accelerator.engine.fmt.width
+    c = InstCounts(dram_bursts=tr.bursts, dram_rows=tr.rows_opened)
+    if inst.op is Op.LOAD:
+        c.dram_read_bytes, c.spad_write_bits = nbytes, lanes_bits
+    else:
+        c.dram_write_bytes, c.spad_read_bits = nbytes, lanes_bits
+        if inst.sub == View.IM2COL:  # col2im adds: read, modify, write
+            c.dram_read_bytes = nbytes
+    write = inst.op is Op.STORE
+    c.cycles = dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=write)
+    if inst.op is Op.STORE and inst.sub == View.IM2COL:
+        c.cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
+    return c
+
+
+def _gemm_counts(inst: Instruction, config: DeviceConfig) -> InstCounts:
+    e = config.accelerator.engine
+    m, n, kt = inst["m"], inst["n"], inst["k"] * inst["images"]
+    tm, tn = -(-m // e.rows), -(-n // e.cols)
+    bits = e.fmt.width
+    last = bool(inst["mode"] & ACC_LAST)
+    return InstCounts(
+        macs=m * n * kt,
+        # every tile pass reads its A and B words once
+        spad_read_bits=tn * tm * kt * (e.rows + e.cols) * bits,
+        spad_write_bits=m * n * bits if last else 0,
+        cycles=command_cycles(e, m, n, kt, acc_last=last),
+    )
+
+
+def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
+    """A VEC streams its operands from DRAM through V and its results back."""
+    op = VecOp(inst.sub)
+    tensors = program.tensors
+    batch = program.meta["batch"]
+    reads = [inst[k] for k in ("src", "src2") if inst[k] != 0xFFFF]
+    writes = [inst[k] for k in ("dst", "dst2") if inst[k] != 0xFFFF]
+    if op is VecOp.SGD:
+        reads, writes = reads + [inst["dst"]], writes + [inst["src2"]]
+
+    def nbytes(i: int) -> tuple[int, int]:
+        t = tensors[i]
+        n = math.prod(t["shape"])
+        if (
+            t["shape"][0] == batch
+            and op not in (VecOp.BIAS_GRAD, VecOp.SGD)
+            and len(t["shape"]) > 1
+        ):
+            n = n // batch * inst["images"]
+        if op is VecOp.BIAS_ADD and i == inst["src2"]:
+            n = math.prod(t["shape"])
+        return n, n * config.slot_bytes(t["bits"])
+
+    ins = [nbytes(i) for i in reads]
+    outs = [nbytes(i) for i in writes]
+    d = program.descriptors[inst["desc"]] if inst["desc"] != 0xFF else {}
+    window = math.prod(d.get("kernel", [1]))
+    lanes = config.scratchpads.vector_lanes
+    e_in, e_out = max(n for n, _ in ins), max(n for n, _ in outs)
+    elements = sum(n for n, _ in ins) + sum(n for n, _ in outs)
+    read, written = sum(b for _, b in ins), sum(b for _, b in outs)
+    # Streams: each operand is read and each result written sequentially, in bursts.
+    dram = config.dram
+    burst = dram.burst_length * dram.bus_bits // 8
+    bursts = sum(-(-b // burst) for _, b in ins + outs)
+    rows = sum(-(-b // dram.row_bytes) for _, b in ins + outs)
+    stream = dram.transfer_cycles(bursts=bursts, rows_opened=rows, write=False)
+    return InstCounts(
+        dram_read_bytes=read,
+        dram_write_bytes=written,
+        dram_bursts=bursts,
+        dram_rows=rows,
+        spad_read_bits=elements * 32,
+        spad_write_bits=elements * 32,
+        vector_ops=e_out * window if window > 1 else max(e_in, e_out),
+        cycles=max(stream, vector.cycles(op, e_in, e_out, lanes, window)),
+    )
+
+
+def program_counts(program: Program, config: DeviceConfig) -> Counts:
+    """The counts of one run of ``program``, without running it."""
+    counts = Counts()
+    for section, inst in zip(section_names(program), program.instructions, strict=True):
+        counts.add(section, instruction_counts(inst, program, config))
+    return counts

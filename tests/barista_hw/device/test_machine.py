@@ -1,0 +1,147 @@
+"""The device model: its GEMMs bit-identical to the engine model, its counts equal to the
+traffic model's, and one training iteration of a small net end to end."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from barista_hw import model
+from barista_hw.command import GemmCommand
+from barista_hw.config import DEFAULT_ACCELERATOR
+from barista_hw.device.compiler import compile_net
+from barista_hw.device.geometry import ConvGeometry, PoolGeometry
+from barista_hw.device.layers import Conv, Pool, Relu
+from barista_hw.device.machine import Machine, iteration_seed
+from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.traffic import program_counts
+from barista_hw.device.vector import Rounder, convert
+from barista_hw.numfmt import Rounding
+from caffe_bridge.im2col import col2im, im2col
+
+ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=64, acc_depth=16)
+
+
+class Host:
+    """Sends fixed random integers; keeps what the device sends back."""
+
+    def __init__(self, tensors: dict[str, tuple[np.ndarray, int]]) -> None:
+        self.tensors = tensors
+        self.got: dict[str, tuple[np.ndarray, int]] = {}
+
+    def send(self, name: str) -> tuple[np.ndarray, int]:
+        return self.tensors[name]
+
+    def receive(self, name: str, q: np.ndarray, frac: int) -> None:
+        self.got[name] = (q, frac)
+
+
+def _net(geom: ConvGeometry) -> list:
+    """conv (2 groups) -> max pool -> ReLU -> conv2 (its input's gradient by col2im) -> ip."""
+    conv = Conv("conv", "data", "c", 6, geom=geom, bias=False, backward_data=False)
+    pool = Pool("pool", "c", "p", PoolGeometry(6, geom.out_height, geom.out_width, (2, 2), (2, 2)))
+    relu = Relu("relu", "p", "r", pool.out_shape)
+    g2 = ConvGeometry(*pool.out_shape, (2, 2), (1, 1), (1, 1))
+    conv2 = Conv("conv2", "r", "c2", 4, geom=g2)
+    ip = Conv("ip", "c2", "out", 5, inputs=4 * g2.pixels)
+    return [conv, pool, relu, conv2, ip]
+
+
+def _setup(rounding: Rounding, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    geom = ConvGeometry(4, 9, 8, (3, 2), (1, 2), (1, 0), (1, 1), group=2)
+    layers = _net(geom)
+    config = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f")
+    batch = 3
+    compiled = compile_net(
+        layers, config, batch=batch, inputs={"data": (4, 9, 8)}, output="out", rounding=rounding
+    )
+    m = Machine(compiled.program, config)
+    fmt = ACC.engine.fmt
+    for name in ("conv", "conv2", "ip"):
+        shape = m.tensor(f"w:{name}").shape
+        w = rng.integers(fmt.min_int // 4, fmt.max_int // 4, shape)
+        m.write(f"w:{name}", w, 14)
+        m.write(f"m:{name}", w << 16, 30)
+        m.write(f"v:{name}", np.zeros(shape, dtype=np.int64), 30)
+    for name in ("conv2", "ip"):
+        n = m.tensor(f"wb:{name}").shape
+        m.write(f"wb:{name}", rng.integers(-99, 99, n), 10)
+        m.write(f"mb:{name}", np.zeros(n, dtype=np.int64), 30)
+        m.write(f"vb:{name}", np.zeros(n, dtype=np.int64), 30)
+    x = rng.integers(fmt.min_int, fmt.max_int, (batch, 4, 9, 8))
+    dlogits = rng.integers(-2000, 2000, (batch, 5))
+    host = Host({"data": (x, 12), "d:out": (dlogits, 15)})
+    return layers, config, compiled, m, host, x, geom
+
+
+def _gemm(a, b, shift, rounding, layer, kind, images=1):
+    seed = iteration_seed(zlib.crc32(f"{layer}/{kind}".encode()), 3)
+    return model.gemm_on_accelerator(a, b, ACC, GemmCommand(shift, rounding, seed, images))
+
+
+def _folded(t: np.ndarray) -> np.ndarray:
+    """(B, C, ...) -> C x (B * pixels)."""
+    return t.reshape(t.shape[0], t.shape[1], -1).transpose(1, 0, 2).reshape(t.shape[1], -1)
+
+
+@pytest.mark.parametrize("rounding", [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC])
+def test_gemms_are_the_engine_models(rounding: Rounding) -> None:
+    """Every GEMM the program runs returns the engine model's bits for the same operands
+    and command: forward by group, weight gradients of conv (im2col transposed) and ip."""
+    layers, config, compiled, m, host, x, geom = _setup(rounding)
+    w, fw = m.tensor("w:conv").copy(), m.scales.stored("w:conv")  # before the update
+    m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
+    f = m.scales.stored
+    cols = im2col(x, geom.kernel, geom.pad, geom.stride, geom.dilation)  # (B, C*kh*kw, P)
+    y, dy = _folded(m.tensor("c")), _folded(m.tensor("d:c"))
+    k = geom.k
+    for g in range(2):
+        xg = cols[:, g * k : (g + 1) * k, :].transpose(1, 0, 2).reshape(k, -1)
+        rows = slice(g * 3, g * 3 + 3)
+        fwd = _gemm(w[rows], xg, fw + f("data") - f("c"), rounding, "conv", "forward")
+        np.testing.assert_array_equal(y[rows], fwd)
+        shift = f("d:c") + f("data") - f("g:conv")
+        grad = _gemm(dy[rows], xg.T, shift, rounding, "conv", "weight_grad", images=3)
+        np.testing.assert_array_equal(m.tensor("g:conv")[rows], grad)
+    p = m.tensor("c2").reshape(3, -1)
+    shift = f("d:out") + f("c2") - f("g:ip")
+    grad = _gemm(m.tensor("d:out").T, p, shift, rounding, "ip", "weight_grad", images=3)
+    np.testing.assert_array_equal(m.tensor("g:ip"), grad)
+
+
+def test_backward_data_is_col2im_of_the_engine_model() -> None:
+    """conv2's input gradient: the engine model's W^T dY, col2im-summed, converted."""
+    layers, config, compiled, m, host, x, geom = _setup(Rounding.NEAREST_EVEN)
+    w, fw = m.tensor("w:conv2").copy(), m.scales.stored("w:conv2")
+    m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
+    f = m.scales.stored
+    g2 = layers[3].geom
+    dy = _folded(m.tensor("d:c2"))
+    dcol = _gemm(
+        w.T, dy, fw + f("d:c2") - f("acc:r"), Rounding.NEAREST_EVEN, "conv2", "backward_data"
+    )
+    dcol = dcol.reshape(-1, 3, g2.pixels).transpose(1, 0, 2).astype(np.int64)
+    acc = col2im(dcol, g2_shape(g2), g2.kernel, g2.pad, g2.stride, g2.dilation)
+    want, _ = convert(acc, f("acc:r"), f("d:r"), 16, Rounder(Rounding.NEAREST_EVEN))
+    np.testing.assert_array_equal(m.tensor("d:r"), want)
+    assert not m.tensor("acc:r").any()  # read and cleared
+
+
+def g2_shape(g: ConvGeometry) -> tuple[int, int, int]:
+    return (g.channels, g.height, g.width)
+
+
+def _rates(compiled) -> dict[str, float]:
+    return {s: (0.01 if s.startswith("lr") else 0.0005) for s in compiled.program.scalars}
+
+
+def test_counts_taken_running_equal_the_traffic_model() -> None:
+    layers, config, compiled, m, host, x, geom = _setup(Rounding.NEAREST_EVEN)
+    ran = m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=0)
+    modelled = program_counts(compiled.program, config)
+    assert ran.total == modelled.total
+    assert ran.sections == modelled.sections
+    assert modelled.total.link_bytes == 2 * (3 * 4 * 9 * 8) + 2 * 2 * (3 * 5)
