@@ -24,7 +24,9 @@ class DeviceNet:
     """``layers`` (net order) run on the device between ``first`` and ``loss`` (layer
     indices of the net); ``inputs``: the blobs the host sends, one image's shape each;
     ``output``: the logits blob the host's loss reads; ``params``: per device layer with
-    weights, the net's learnable-parameter indices of its weight and bias."""
+    weights, the net's learnable-parameter indices of its weight and bias; ``host_layers``:
+    what the host computes between segments (a host layer's tops and its bottoms'
+    gradients, ``d:<blob>``) -> the net's index of the layer that computes it."""
 
     layers: list[Layer]
     first: int
@@ -33,6 +35,7 @@ class DeviceNet:
     output: str
     params: dict[str, list[int]]
     batch: int
+    host_layers: dict[str, int]  # the blobs of the host's layers between segments -> layer
 
 
 def device_net(net: Net) -> DeviceNet:
@@ -57,6 +60,7 @@ def device_net(net: Net) -> DeviceNet:
     produced: set[str] = set()
     layers: list[Layer] = []
     params: dict[str, list[int]] = {}
+    host: dict[str, int] = {}
     owners = net.param_layer_indices
     for i in range(first, loss):
         lname = net.layer_names[i]
@@ -65,11 +69,13 @@ def device_net(net: Net) -> DeviceNet:
                 inputs[b] = tuple(blobs[b].shape[1:])
         layer = _layer(net, i)
         layers.append(layer)
+        if isinstance(layer, HostLayer):
+            host.update({blob: i for blob in (*layer.tops, *(f"d:{b}" for b in layer.bottoms))})
         produced.update(net.top_names[lname])
         mine = [p for p, (li, _) in enumerate(owners) if li == i]
         if mine:
             params[lname] = mine
-    return DeviceNet(layers, first, loss, inputs, output, params, batch)
+    return DeviceNet(layers, first, loss, inputs, output, params, batch, host)
 
 
 def _layer(net: Net, i: int) -> Layer:

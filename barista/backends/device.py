@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
 from barista_hw.device.compiler import Compiled, compile_net
 from barista_hw.device.layers import Conv
@@ -56,29 +55,37 @@ def peak(x: np.ndarray) -> float:
 
 
 class _Host:
-    """The host's end of the link during one run of the program."""
+    """The host's end of the link during one run of the program: it sends the inputs, the
+    logits' gradient, and what its layers between device segments compute."""
 
     def __init__(self, solver: DeviceSolver) -> None:
         self.s = solver
         self.loss = math.nan
+        self.ran: set[tuple[int, bool]] = set()  # (layer, backward) run this iteration
 
     def send(self, name: str) -> tuple[np.ndarray, int]:
-        net, bits = self.s.net, self.s.bits
-        if name.startswith("d:"):
-            values = net.blobs[name[2:]].diff
-        else:
-            values = net.blobs[name].data
+        net, bits, dn = self.s.net, self.s.bits, self.s.dnet
+        if name in dn.host_layers:
+            self._run_layer(dn.host_layers[name], backward=name.startswith("d:"))
+        blob = net.blobs[name.removeprefix("d:")]
+        values = blob.diff if name.startswith("d:") else blob.data
         frac = probe_frac(peak(values), bits)
         return quantize(values, frac, bits), frac
 
     def receive(self, name: str, q: np.ndarray, frac: int) -> None:
         dn, net = self.s.dnet, self.s.net
-        if name != dn.output:
-            raise InputError(f"the device sent {name!r}; the host expects only {dn.output!r}")
-        net.blobs[name].data[...] = (q * 2.0**-frac).reshape(net.blobs[name].data.shape)
-        self.loss = net.forward_from_to(dn.loss, len(net.layers) - 1)
-        net.blobs[name].diff[...] = 0
-        net.backward_from_to(len(net.layers) - 1, dn.loss)
+        blob = net.blobs[name.removeprefix("d:")]
+        target = blob.diff if name.startswith("d:") else blob.data
+        target[...] = (q * 2.0**-frac).reshape(target.shape)
+        if name == dn.output:  # the logits: the loss, and the gradient to send back
+            self.loss = net.forward_from_to(dn.loss, len(net.layers) - 1)
+            blob.diff[...] = 0
+            net.backward_from_to(len(net.layers) - 1, dn.loss)
+
+    def _run_layer(self, index: int, *, backward: bool) -> None:
+        if (index, backward) not in self.ran:
+            self.ran.add((index, backward))
+            (self.s.net.backward_layer if backward else self.s.net.forward_layer)(index)
 
 
 class DeviceSolver(SGDSolver):
@@ -173,22 +180,23 @@ class DeviceSolver(SGDSolver):
 
     def _forward_backward(self) -> np.float32:
         self.net.forward_from_to(0, self.dnet.first - 1)
-        host, scalars = _Host(self), self._scalars()
+        scalars = self._scalars()
         if not self._probed:
-            self._probe(host, scalars)
+            self._probe(scalars)
+        host = _Host(self)
         self.counts = self.machine.run(host, scalars, iteration=self.iter)
         loss = np.float32(host.loss)
         if not np.isfinite(loss):
             raise self._diverged(loss)
         return loss
 
-    def _probe(self, host: _Host, scalars: dict[str, float]) -> None:
+    def _probe(self, scalars: dict[str, float]) -> None:
         """Choose the first exponents: the iteration without its update, until no exponent
         changes (at most :data:`PROBE_PASSES` passes)."""
         n = 0
         while n < PROBE_PASSES:
             n += 1
-            if not self.machine.probe(host, scalars, iteration=self.iter):
+            if not self.machine.probe(_Host(self), scalars, iteration=self.iter):
                 break
         self.log(f"Device: exponents chosen by {n} probe pass{'es' if n > 1 else ''}")
         self._probed = True
