@@ -6,6 +6,15 @@ holds input channel ``c`` seen through kernel offset ``(i, j)``, column
 ``ho*Wo + wo`` is an output pixel.  ``col2im`` is its adjoint: it sums every column
 entry back onto the pixel it was read from.  Both work on whole batches with
 strided views; the only Python loops are over the kh and kw kernel offsets in col2im.
+
+:func:`im2col_folded` stores the same matrices so that the batch folds into the
+columns of one (K, B*N) matrix, and a layer's GEMM runs once over all images
+(``W (M, K) @ cols``), which a multi-threaded BLAS spreads over its threads: either
+with the images side by side, a (K, B, N) array, or batch-last, a (K, N, B) array whose
+every kernel offset is one copy of runs of ``Wo * B`` elements (the faster layout when
+output rows are short). :func:`fold_batch` and :func:`store_batch_first` move a
+(B, ...) blob array to and from these layouts; :func:`col2im` takes any layout. The
+passes run on the threads of :mod:`caffe_bridge.parallel`.
 """
 
 from __future__ import annotations
@@ -13,7 +22,17 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .parallel import CACHE_ELEMENTS, parallel_for
+
 Pair = tuple[int, int]
+
+#: Rows per tile of a transposing copy: a tile of (TILE, B) float32 stays in L1.
+TILE = 64
+#: Convolutions whose columns have at least this many rows (K = channels * kh * kw) use
+#: the batch-last layout. With fewer rows (first layers: LeNet's conv1, K = 25; CIFAR-10's,
+#: K = 75) the GEMM is cheap next to moving its wide top to and from the batch-last
+#: layout, and images side by side were faster; from K = 288 up batch-last was faster.
+BATCH_LAST_MIN_ROWS = 128
 
 
 def conv_output_size(size: int, kernel: int, pad: int, stride: int, dilation: int = 1) -> int:
@@ -104,6 +123,158 @@ def im2col(
     return cols.reshape(b, c * kh * kw, ho * wo)
 
 
+def is_batch_last(a: np.ndarray) -> bool:
+    """Whether a (B, ...) array is a view of a C-contiguous (..., B) one."""
+    return a.ndim >= 1 and np.moveaxis(a, 0, -1).flags.c_contiguous
+
+
+def fold_batch(a: np.ndarray, *, batch_last: bool) -> np.ndarray:
+    """A copy of the (B, R, N) array ``a`` in the layout of :func:`im2col_folded`: the
+    (B, R, N) view of a new C-contiguous (R, N, B) array (``batch_last``) or (R, B, N)
+    one (images side by side)."""
+    b, r, n = a.shape
+    if batch_last:
+        out = np.empty((r, n, b), dtype=a.dtype)
+        dst, src = out.reshape(r * n, b), a.reshape(b, r * n)
+
+        # Writing rows of B along the destination reads B neighbouring source rows.
+        def body(lo: int, hi: int) -> None:
+            np.copyto(dst[lo:hi], src[:, lo:hi].T)
+
+        parallel_for(r * n, body, elements=a.size)
+        return out.transpose(2, 0, 1)
+    out = np.empty((r, b, n), dtype=a.dtype)
+
+    def rows(lo: int, hi: int) -> None:
+        np.copyto(out[lo:hi], a[:, lo:hi].transpose(1, 0, 2))
+
+    parallel_for(r, rows, elements=a.size)
+    return out.transpose(1, 0, 2)
+
+
+def store_batch_first(dst: np.ndarray, src: np.ndarray, add: np.ndarray | None = None) -> None:
+    """``dst[...] = src`` (``+ add``, broadcast against ``dst[b]``) for (B, ...) arrays of
+    the same shape, ``src`` in any layout; fast when ``src`` is batch-last and each
+    ``dst[b]`` is contiguous (a blob, or a slice of its channels): a transpose in L1-sized
+    tiles, on the pool's threads."""
+    b = dst.shape[0]
+    rows = dst[0].size
+    if not (is_batch_last(src) and dst[0].flags.c_contiguous) or b == 1:
+        # Pieces of the second axis: images side by side in ``src`` give runs along the rest.
+        ext = None if add is None else np.broadcast_to(add, dst.shape[1:])
+
+        def plain(lo: int, hi: int) -> None:
+            if ext is None:
+                np.copyto(dst[:, lo:hi], src[:, lo:hi])
+            else:
+                np.add(src[:, lo:hi], ext[lo:hi], out=dst[:, lo:hi])
+
+        parallel_for(dst.shape[1], plain, elements=dst.size)
+        return
+    extra = None if add is None else np.broadcast_to(add, dst.shape[1:]).reshape(rows)
+    s2 = np.moveaxis(src, 0, -1).reshape(rows, b)  # (rows, B), C-contiguous
+    d2 = dst.reshape(b, rows)  # a view: each image's part is contiguous
+
+    # ufuncs walk views in the order given unless every operand prefers another, so each
+    # (tiles, B, TILE) view is written tile by tile: TILE source rows feed TILE columns.
+    def tiled(lo: int, hi: int) -> None:
+        r0, r1 = lo * TILE, min(hi * TILE, rows)
+        full = (r1 - r0) // TILE * TILE
+        if full:
+            n = full // TILE
+            s = s2[r0 : r0 + full].reshape(n, TILE, b).transpose(0, 2, 1)
+            d = d2[:, r0 : r0 + full].reshape(b, n, TILE).transpose(1, 0, 2)
+            if extra is None:
+                np.positive(s, out=d)
+            else:
+                np.add(s, extra[r0 : r0 + full].reshape(n, 1, TILE), out=d)
+        if r0 + full < r1:
+            s, d = s2[r0 + full : r1].T, d2[:, r0 + full : r1]
+            if extra is None:
+                np.copyto(d, s)
+            else:
+                np.add(s, extra[r0 + full : r1], out=d)
+
+    parallel_for(-(-rows // TILE), tiled, elements=dst.size)
+
+
+def im2col_folded(
+    x: np.ndarray,
+    kernel: Pair,
+    pad: Pair = (0, 0),
+    stride: Pair = (1, 1),
+    dilation: Pair = (1, 1),
+    *,
+    batch_last: bool,
+) -> np.ndarray:
+    """(B, C, H, W) -> the (B, C*kh*kw, Ho*Wo) matrices of :func:`im2col`, stored so that
+    the batch folds into the columns of one matrix: the (B, K, N) view of a new
+    C-contiguous (K, N, B) array (``batch_last``) or (K, B, N) one (images side by side).
+
+    Batch-last: the input is first copied, padded, into a (C, Hp, Wp, B) array; then every
+    kernel offset of every channel is one strided copy whose runs are whole output rows
+    of all images (``Wo * B`` elements with unit stride). Images side by side: im2col's two
+    stages (runs of ``Wo``, then of ``Ho * Wo``), good when output rows are long. Channels
+    (or kernel rows, when channels are few) are shared among the pool's threads.
+    """
+    b, c, h, w = x.shape
+    kh, kw = kernel
+    ph, pw = pad
+    sth, stw = stride
+    dh, dw = dilation
+    ho = conv_output_size(h, kh, ph, sth, dh)
+    wo = conv_output_size(w, kw, pw, stw, dw)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    if not batch_last:
+        xp = _padded(x, pad)
+        sb, sc, sy, sx = xp.strides
+        shifted = np.empty((c, kw, b, hp, wo), dtype=x.dtype)
+        source = as_strided(xp, shifted.shape, (sc, dw * sx, sb, sy, stw * sx), writeable=False)
+        _copy_pieces(shifted, source, kw)
+        uc, uj, ub, uy, ux = shifted.strides
+        cols = np.empty((c, kh, kw, b, ho, wo), dtype=x.dtype)
+        source = as_strided(
+            shifted, cols.shape, (uc, dh * uy, uj, ub, sth * uy, ux), writeable=False
+        )
+        _copy_pieces(cols, source, kh)
+        return cols.reshape(c * kh * kw, b, ho * wo).transpose(1, 0, 2)
+    xt = np.empty((c, hp, wp, b), dtype=x.dtype)
+
+    def transpose(lo: int, hi: int) -> None:
+        if ph or pw:
+            xt[lo:hi, :ph] = 0
+            xt[lo:hi, ph + h :] = 0
+            xt[lo:hi, ph : ph + h, :pw] = 0
+            xt[lo:hi, ph : ph + h, pw + w :] = 0
+        np.copyto(xt[lo:hi, ph : ph + h, pw : pw + w], x[:, lo:hi].transpose(1, 2, 3, 0))
+
+    parallel_for(c, transpose, elements=x.size)
+    cols = np.empty((c, kh, kw, ho, wo, b), dtype=x.dtype)
+    sc, sy, sx, sb = xt.strides
+    source = as_strided(
+        xt, cols.shape, (sc, dh * sy, dw * sx, sth * sy, stw * sx, sb), writeable=False
+    )
+    _copy_pieces(cols, source, kh)
+    return cols.reshape(c * kh * kw, ho * wo, b).transpose(2, 0, 1)
+
+
+def _copy_pieces(dst: np.ndarray, src: np.ndarray, second: int) -> None:
+    """``dst[...] = src`` in one copy per piece: pieces of the first axis (channels), or
+    of the second (``second`` long) when channels are fewer."""
+    if dst.shape[0] >= second:
+
+        def first_axis(lo: int, hi: int) -> None:
+            np.copyto(dst[lo:hi], src[lo:hi])
+
+        parallel_for(dst.shape[0], first_axis, elements=dst.size)
+    else:
+
+        def second_axis(lo: int, hi: int) -> None:
+            np.copyto(dst[:, lo:hi], src[:, lo:hi])
+
+        parallel_for(second, second_axis, elements=dst.size)
+
+
 def col2im(
     cols: np.ndarray,
     image_shape: tuple[int, int, int],
@@ -111,8 +282,14 @@ def col2im(
     pad: Pair = (0, 0),
     stride: Pair = (1, 1),
     dilation: Pair = (1, 1),
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(B, C*kh*kw, Ho*Wo) -> (B, C, H, W): the adjoint of :func:`im2col` (sums overlaps)."""
+    """(B, C*kh*kw, Ho*Wo) -> (B, C, H, W): the adjoint of :func:`im2col` (sums overlaps).
+
+    ``cols`` may be in either layout (batch-last ones take a faster path); the result is
+    written into ``out`` (a C-contiguous (B, C, H, W) array) when given.
+    """
     c, h, w = image_shape
     kh, kw = kernel
     ph, pw = pad
@@ -126,6 +303,72 @@ def col2im(
             f"col2im: columns of shape {cols.shape[1:]} do not match image {image_shape} "
             f"with kernel {kernel} (expected {(c * kh * kw, ho * wo)})"
         )
+    if out is not None and out.shape != (b, c, h, w):
+        raise ValueError(f"col2im: out has shape {out.shape}, expected {(b, c, h, w)}")
+    if is_batch_last(cols):
+        return _col2im_batch_last(cols, image_shape, kernel, pad, stride, dilation, out)
+    result = _col2im(cols, image_shape, kernel, pad, stride, dilation)
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _col2im_batch_last(
+    cols: np.ndarray,
+    image_shape: tuple[int, int, int],
+    kernel: Pair,
+    pad: Pair,
+    stride: Pair,
+    dilation: Pair,
+    out: np.ndarray | None,
+) -> np.ndarray:
+    """:func:`col2im` of batch-last columns: per group of channels, every kernel offset
+    adds one strided block (runs of ``Wo * B``) into a padded (C, Hp, Wp, B) sum, which
+    is then transposed into the image. Channels are shared among the pool's threads."""
+    c, h, w = image_shape
+    kh, kw = kernel
+    ph, pw = pad
+    sth, stw = stride
+    dh, dw = dilation
+    b = cols.shape[0]
+    ho = conv_output_size(h, kh, ph, sth, dh)
+    wo = conv_output_size(w, kw, pw, stw, dw)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    d = np.moveaxis(cols, 0, -1).reshape(c, kh, kw, ho, wo, b)
+    if out is None:
+        out = np.empty((b, c, h, w), dtype=cols.dtype)
+
+    def body(lo: int, hi: int) -> None:
+        acc = np.zeros((hi - lo, hp, wp, b), dtype=cols.dtype)
+        for i in range(kh):
+            rows = slice(i * dh, i * dh + sth * (ho - 1) + 1, sth)
+            for j in range(kw):
+                acc[:, rows, j * dw : j * dw + stw * (wo - 1) + 1 : stw] += d[lo:hi, i, j]
+        np.copyto(out[:, lo:hi], acc[:, ph : ph + h, pw : pw + w].transpose(3, 0, 1, 2))
+
+    per_channel = hp * wp * b
+    parallel_for(c, body, elements=cols.size, block=max(1, CACHE_ELEMENTS // per_channel))
+    return out
+
+
+def _col2im(
+    cols: np.ndarray,
+    image_shape: tuple[int, int, int],
+    kernel: Pair,
+    pad: Pair,
+    stride: Pair,
+    dilation: Pair,
+) -> np.ndarray:
+    """:func:`col2im` of columns in any other layout (a new array)."""
+    c, h, w = image_shape
+    kh, kw = kernel
+    ph, pw = pad
+    sth, stw = stride
+    dh, dw = dilation
+    b = cols.shape[0]
+    ho = conv_output_size(h, kh, ph, sth, dh)
+    wo = conv_output_size(w, kw, pw, stw, dw)
     if (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1):
         return cols.reshape(b, c, h, w).copy()
     view = cols.reshape(b, c, kh, kw, ho, wo)

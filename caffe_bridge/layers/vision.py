@@ -18,7 +18,16 @@ from barista_base.errors import InputError
 
 from ..blob import Blob
 from ..fillers import fill
-from ..im2col import col2im, conv_output_size, im2col
+from ..im2col import (
+    BATCH_LAST_MIN_ROWS,
+    col2im,
+    conv_output_size,
+    fold_batch,
+    im2col,
+    im2col_folded,
+    store_batch_first,
+)
+from ..parallel import CACHE_ELEMENTS, parallel_for
 from ..proto import caffe_pb2
 from .base import Layer, LayerError, register_layer
 
@@ -183,8 +192,15 @@ class _ConvolutionBase(Layer):
     def _cols(self, x: np.ndarray, *, pixel_major: bool = False) -> np.ndarray:
         return im2col(x, self.kernel, self.pad, self.stride, self.dilation, pixel_major=pixel_major)
 
-    def _col2im(self, cols: np.ndarray, image: tuple[int, int, int]) -> np.ndarray:
-        return col2im(cols, image, self.kernel, self.pad, self.stride, self.dilation)
+    def _cols_folded(self, x: np.ndarray, batch_last: bool) -> np.ndarray:
+        return im2col_folded(
+            x, self.kernel, self.pad, self.stride, self.dilation, batch_last=batch_last
+        )
+
+    def _col2im(
+        self, cols: np.ndarray, image: tuple[int, int, int], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        return col2im(cols, image, self.kernel, self.pad, self.stride, self.dilation, out=out)
 
 
 @register_layer("Convolution")
@@ -209,18 +225,20 @@ class ConvolutionLayer(_ConvolutionBase):
         mg = self.num_output // g
         weights = self.blobs[0].data.reshape(self.num_output, -1)
         kg = weights.shape[1]
+        bias = self.blobs[1].data if self.bias_term else None
         for b, t in zip(bottom, top, strict=True):
             num, h, w, ho, wo = self._geometry(b)
-            cols = self._cols(b.data.reshape(num, self.channels, h, w))
+            # Columns with the batch folded in: the backend can run one GEMM over them.
+            cols = self._cols_folded(
+                b.data.reshape(num, self.channels, h, w), kg >= BATCH_LAST_MIN_ROWS
+            )
             out = t.data.reshape(num, self.num_output, ho * wo)
             for gi in range(g):
-                out[:, gi * mg : (gi + 1) * mg] = backend.forward(
-                    weights[gi * mg : (gi + 1) * mg],
-                    cols[:, gi * kg : (gi + 1) * kg],
-                    layer=self.name,
+                m_slice = slice(gi * mg, (gi + 1) * mg)
+                y = backend.forward(
+                    weights[m_slice], cols[:, gi * kg : (gi + 1) * kg], layer=self.name
                 )
-            if self.bias_term:
-                out += self.blobs[1].data[:, None]
+                store_batch_first(out[:, m_slice], y, None if bias is None else bias[m_slice, None])
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         backend = self.ctx.backend
@@ -231,12 +249,16 @@ class ConvolutionLayer(_ConvolutionBase):
         kg = weights.shape[1]
         for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
             num, h, w, ho, wo = self._geometry(b)
-            dy = t.diff.reshape(num, self.num_output, ho * wo)
+            # The top gradient in the columns' layout: the weight gradient folds the batch
+            # into one reduction and backward-data into one GEMM, without copies.
+            batch_last = kg >= BATCH_LAST_MIN_ROWS
+            dy = fold_batch(t.diff.reshape(num, self.num_output, ho * wo), batch_last=batch_last)
             if self.bias_term:
-                self.blobs[1].diff += dy.sum(axis=(0, 2), dtype=np.float32)
-            # Caffe computes the weight gradient from the bottom data as it is now. Pixel-major
-            # columns let the backend fold the batch into the reduction without a copy.
-            cols = self._cols(b.data.reshape(num, self.channels, h, w), pixel_major=True)
+                # Each output channel's gradients are one contiguous row of the copy.
+                rows = np.moveaxis(dy, 0, -1 if batch_last else 1).reshape(self.num_output, -1)
+                self.blobs[1].diff += rows.sum(axis=1, dtype=np.float32)
+            # Caffe computes the weight gradient from the bottom data as it is now.
+            cols = self._cols_folded(b.data.reshape(num, self.channels, h, w), batch_last)
             for gi in range(g):
                 m_slice, k_slice = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
                 wdiff[m_slice] += backend.weight_grad(
@@ -248,15 +270,18 @@ class ConvolutionLayer(_ConvolutionBase):
             if g == 1:
                 dcols = backend.backward_data(weights, dy, layer=self.name)
             else:
-                dcols = np.empty((num, g * kg, ho * wo), dtype=np.float32)
+                # The groups' columns side by side in the layout of the ungrouped case.
+                if batch_last:
+                    dcols = np.empty((g * kg, ho * wo, num), np.float32).transpose(2, 0, 1)
+                else:
+                    dcols = np.empty((g * kg, num, ho * wo), np.float32).transpose(1, 0, 2)
                 for gi in range(g):
                     dcols[:, gi * kg : (gi + 1) * kg] = backend.backward_data(
                         weights[gi * mg : (gi + 1) * mg],
                         dy[:, gi * mg : (gi + 1) * mg],
                         layer=self.name,
                     )
-            dx = self._col2im(dcols, (self.channels, h, w))
-            b.diff[...] = dx.reshape(b.shape)
+            self._col2im(dcols, (self.channels, h, w), out=b.diff.reshape(num, self.channels, h, w))
 
 
 @register_layer("Deconvolution")
@@ -590,18 +615,30 @@ class PoolingLayer(Layer):
         sh, sw = self.stride
         return a[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
 
-    def _padded_input(self, x: np.ndarray, fill_value: float) -> np.ndarray:
+    @staticmethod
+    def _images_per_piece(x: np.ndarray) -> int:
+        """Images whose passes stay in cache together (see :func:`parallel_for`)."""
+        return max(1, CACHE_ELEMENTS // max(1, x[0].size))
+
+    def _padded_buffer(self, x: np.ndarray, fill_value: float) -> np.ndarray | None:
+        """The buffer the padded input is copied into (None: windows read ``x`` itself)."""
         n, c, h, w = x.shape
-        ph, pw = self.pad
         if self._hp == h and self._wp == w:
-            return x
+            return None
         buf = self._buffer
         if buf is None or buf.shape[:2] != (n, c):
             # The border keeps its fill value between calls; only the interior is rewritten.
             buf = np.full((n, c, self._hp, self._wp), fill_value, dtype=np.float32)
             self._buffer = buf
-        buf[:, :, ph : ph + h, pw : pw + w] = x
         return buf
+
+    def _padded_images(self, x: np.ndarray, buf: np.ndarray | None, lo: int, hi: int) -> np.ndarray:
+        """Images ``lo:hi`` of the padded input (their interior copied into ``buf``)."""
+        if buf is None:
+            return x[lo:hi]
+        (ph, pw), (h, w) = self.pad, x.shape[2:]
+        buf[lo:hi, :, ph : ph + h, pw : pw + w] = x[lo:hi]
+        return buf[lo:hi]
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
@@ -617,21 +654,28 @@ class PoolingLayer(Layer):
             else:
                 out[..., 0, 0] = flat.mean(axis=2, dtype=np.float32)
             return
+        # Images are pooled in pieces, on the pool's threads, each piece's passes in cache.
         if self.pool == POOL_MAX:
-            xp = self._padded_input(x, -np.inf)
-            arg = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)
-            hit = np.empty(out.shape, dtype=arg.dtype)
-            better = np.empty(out.shape, dtype=bool)
-            out[...] = self._window(xp, 0, 0)
-            for k in range(1, kh * kw):
-                win = self._window(xp, k // kw, k % kw)
-                # Strict '>': the first maximum in row-major order wins, as in Caffe.
-                np.greater(win, out, out=better)
-                np.maximum(out, win, out=out)
-                # k grows with the scan, so max(arg, k * better) records the newest winner
-                # without a data-dependent branch.
-                np.multiply(better, k, out=hit, dtype=arg.dtype)
-                np.maximum(arg, hit, out=arg)
+            buf = self._padded_buffer(x, -np.inf)
+            arg = np.empty(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)
+
+            def max_pool(lo: int, hi: int) -> None:
+                xp, o, a = self._padded_images(x, buf, lo, hi), out[lo:hi], arg[lo:hi]
+                hit = np.empty(o.shape, dtype=a.dtype)
+                better = np.empty(o.shape, dtype=bool)
+                o[...] = self._window(xp, 0, 0)
+                a[...] = 0
+                for k in range(1, kh * kw):
+                    win = self._window(xp, k // kw, k % kw)
+                    # Strict '>': the first maximum in row-major order wins, as in Caffe.
+                    np.greater(win, o, out=better)
+                    np.maximum(o, win, out=o)
+                    # k grows with the scan, so max(arg, k * better) records the newest
+                    # winner without a data-dependent branch.
+                    np.multiply(better, k, out=hit, dtype=a.dtype)
+                    np.maximum(a, hit, out=a)
+
+            parallel_for(x.shape[0], max_pool, elements=x.size, block=self._images_per_piece(x))
             self._arg = arg
             if len(top) > 1:
                 w = x.shape[3]
@@ -639,11 +683,16 @@ class PoolingLayer(Layer):
                 cols = self._wstart[None, :] + (arg % kw)
                 top[1].data[...] = rows * w + cols
         else:
-            xp = self._padded_input(x, 0.0)
-            out[...] = self._window(xp, 0, 0)
-            for k in range(1, kh * kw):
-                out += self._window(xp, k // kw, k % kw)
-            out /= self._divisor
+            buf = self._padded_buffer(x, 0.0)
+
+            def ave_pool(lo: int, hi: int) -> None:
+                xp, o = self._padded_images(x, buf, lo, hi), out[lo:hi]
+                o[...] = self._window(xp, 0, 0)
+                for k in range(1, kh * kw):
+                    o += self._window(xp, k // kw, k % kw)
+                o /= self._divisor
+
+            parallel_for(x.shape[0], ave_pool, elements=x.size, block=self._images_per_piece(x))
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         if not propagate_down[0]:
@@ -661,30 +710,38 @@ class PoolingLayer(Layer):
                 flat[...] = dy.reshape(n, c, 1) / np.float32(h * w)
             return
         ph, pw = self.pad
+        (sh, sw), (ho, wo) = self.stride, self.out_hw
         direct = self._hp == h and self._wp == w
         dxp = dx if direct else np.empty((n, c, self._hp, self._wp), dtype=np.float32)
-        dxp[...] = 0
-        # Non-overlapping windows write each input at most once: plain stores, no +=.
-        tiled = self.stride[0] >= kh and self.stride[1] >= kw
-        if self.pool == POOL_MAX:
-            arg = self._arg
-            for k in range(kh * kw):
-                win = self._window(dxp, k // kw, k % kw)
-                if tiled:
-                    np.multiply(dy, arg == k, out=win)
-                else:
-                    win += dy * (arg == k)
-        else:
-            g = dy / self._divisor
-            for k in range(kh * kw):
-                win = self._window(dxp, k // kw, k % kw)
-                if tiled:
-                    win[...] = g
-                else:
-                    win += g
-        if direct:
-            return
-        dx[...] = dxp[:, :, ph : ph + h, pw : pw + w]
+        # Non-overlapping windows write each input at most once: plain stores, no +=; and
+        # when they tile the padded input exactly, every element is stored: no zeroing.
+        tiled = sh >= kh and sw >= kw
+        covered = (sh, sw) == (kh, kw) and (ho * kh, wo * kw) == (self._hp, self._wp)
+
+        def unpool(lo: int, hi: int) -> None:
+            d, g = dxp[lo:hi], dy[lo:hi]
+            if not covered:
+                d[...] = 0
+            if self.pool == POOL_MAX:
+                a = self._arg[lo:hi]
+                for k in range(kh * kw):
+                    win = self._window(d, k // kw, k % kw)
+                    if tiled:
+                        np.multiply(g, a == k, out=win)
+                    else:
+                        win += g * (a == k)
+            else:
+                g = g / self._divisor
+                for k in range(kh * kw):
+                    win = self._window(d, k // kw, k % kw)
+                    if tiled:
+                        win[...] = g
+                    else:
+                        win += g
+            if not direct:
+                dx[lo:hi] = d[:, :, ph : ph + h, pw : pw + w]
+
+        parallel_for(n, unpool, elements=dxp.size, block=self._images_per_piece(dxp))
 
 
 @register_layer("SPP")
