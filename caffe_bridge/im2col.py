@@ -7,14 +7,14 @@ holds input channel ``c`` seen through kernel offset ``(i, j)``, column
 entry back onto the pixel it was read from.  Both work on whole batches with
 strided views; the only Python loops are over the kh and kw kernel offsets in col2im.
 
-:func:`im2col_folded` stores the same matrices so that the batch folds into the
-columns of one (K, B*N) matrix, and a layer's GEMM runs once over all images
-(``W (M, K) @ cols``), which a multi-threaded BLAS spreads over its threads: either
-with the images side by side, a (K, B, N) array, or batch-last, a (K, N, B) array whose
-every kernel offset is one copy of runs of ``Wo * B`` elements (the faster layout when
-output rows are short). :func:`fold_batch` and :func:`store_batch_first` move a
-(B, ...) blob array to and from these layouts; :func:`col2im` takes any layout. The
-passes run on the threads of :mod:`caffe_bridge.parallel`.
+:func:`im2col_batch_last` stores the same matrices batch-last: a (K, N, B) array, the
+(B, K, N) view of which holds them. Its columns are one (K, N*B) matrix, so a layer's
+GEMM runs once over all images (``W (M, K) @ cols``), which a multi-threaded BLAS
+spreads over its threads; and every kernel offset is one copy of runs of ``Wo * B``
+elements, where im2col's are runs of ``Wo``. :func:`batch_last` and
+:func:`store_batch_first` move (B, ...) blob arrays to and from that layout;
+:func:`col2im` takes either layout. The batch-last passes run on the threads of
+:mod:`caffe_bridge.parallel`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,6 @@ Pair = tuple[int, int]
 
 #: Rows per tile of a transposing copy: a tile of (TILE, B) float32 stays in L1.
 TILE = 64
-#: Convolutions whose columns have at least this many rows (K = channels * kh * kw) use
-#: the batch-last layout. With fewer rows (first layers: LeNet's conv1, K = 25; CIFAR-10's,
-#: K = 75) the GEMM is cheap next to moving its wide top to and from the batch-last
-#: layout, and images side by side were faster; from K = 288 up batch-last was faster.
-BATCH_LAST_MIN_ROWS = 128
 
 
 def conv_output_size(size: int, kernel: int, pad: int, stride: int, dilation: int = 1) -> int:
@@ -128,28 +123,19 @@ def is_batch_last(a: np.ndarray) -> bool:
     return a.ndim >= 1 and np.moveaxis(a, 0, -1).flags.c_contiguous
 
 
-def fold_batch(a: np.ndarray, *, batch_last: bool) -> np.ndarray:
-    """A copy of the (B, R, N) array ``a`` in the layout of :func:`im2col_folded`: the
-    (B, R, N) view of a new C-contiguous (R, N, B) array (``batch_last``) or (R, B, N)
-    one (images side by side)."""
-    b, r, n = a.shape
-    if batch_last:
-        out = np.empty((r, n, b), dtype=a.dtype)
-        dst, src = out.reshape(r * n, b), a.reshape(b, r * n)
+def batch_last(a: np.ndarray) -> np.ndarray:
+    """A copy of the (B, ...) array ``a`` stored batch-last: the (B, ...) view of a new
+    C-contiguous (..., B) array (the layout of :func:`im2col_batch_last`)."""
+    b = a.shape[0]
+    out = np.empty(a.shape[1:] + (b,), dtype=a.dtype)
+    dst, src = out.reshape(-1, b), a.reshape(b, -1)
 
-        # Writing rows of B along the destination reads B neighbouring source rows.
-        def body(lo: int, hi: int) -> None:
-            np.copyto(dst[lo:hi], src[:, lo:hi].T)
+    # Writing rows of B along the destination reads B neighbouring source rows.
+    def body(lo: int, hi: int) -> None:
+        np.copyto(dst[lo:hi], src[:, lo:hi].T)
 
-        parallel_for(r * n, body, elements=a.size)
-        return out.transpose(2, 0, 1)
-    out = np.empty((r, b, n), dtype=a.dtype)
-
-    def rows(lo: int, hi: int) -> None:
-        np.copyto(out[lo:hi], a[:, lo:hi].transpose(1, 0, 2))
-
-    parallel_for(r, rows, elements=a.size)
-    return out.transpose(1, 0, 2)
+    parallel_for(dst.shape[0], body, elements=a.size)
+    return np.moveaxis(out, -1, 0)
 
 
 def store_batch_first(dst: np.ndarray, src: np.ndarray, add: np.ndarray | None = None) -> None:
@@ -159,17 +145,11 @@ def store_batch_first(dst: np.ndarray, src: np.ndarray, add: np.ndarray | None =
     tiles, on the pool's threads."""
     b = dst.shape[0]
     rows = dst[0].size
-    if not (is_batch_last(src) and dst[0].flags.c_contiguous) or b == 1:
-        # Pieces of the second axis: images side by side in ``src`` give runs along the rest.
-        ext = None if add is None else np.broadcast_to(add, dst.shape[1:])
-
-        def plain(lo: int, hi: int) -> None:
-            if ext is None:
-                np.copyto(dst[:, lo:hi], src[:, lo:hi])
-            else:
-                np.add(src[:, lo:hi], ext[lo:hi], out=dst[:, lo:hi])
-
-        parallel_for(dst.shape[1], plain, elements=dst.size)
+    if b == 1 or not (is_batch_last(src) and dst[0].flags.c_contiguous):
+        if add is None:
+            np.copyto(dst, src)
+        else:
+            np.add(src, add, out=dst)
         return
     extra = None if add is None else np.broadcast_to(add, dst.shape[1:]).reshape(rows)
     s2 = np.moveaxis(src, 0, -1).reshape(rows, b)  # (rows, B), C-contiguous
@@ -198,24 +178,20 @@ def store_batch_first(dst: np.ndarray, src: np.ndarray, add: np.ndarray | None =
     parallel_for(-(-rows // TILE), tiled, elements=dst.size)
 
 
-def im2col_folded(
+def im2col_batch_last(
     x: np.ndarray,
     kernel: Pair,
     pad: Pair = (0, 0),
     stride: Pair = (1, 1),
     dilation: Pair = (1, 1),
-    *,
-    batch_last: bool,
 ) -> np.ndarray:
-    """(B, C, H, W) -> the (B, C*kh*kw, Ho*Wo) matrices of :func:`im2col`, stored so that
-    the batch folds into the columns of one matrix: the (B, K, N) view of a new
-    C-contiguous (K, N, B) array (``batch_last``) or (K, B, N) one (images side by side).
+    """(B, C, H, W) -> the (B, C*kh*kw, Ho*Wo) matrices of :func:`im2col`, stored
+    batch-last: the (B, K, N) view of a new C-contiguous (K, N, B) array.
 
-    Batch-last: the input is first copied, padded, into a (C, Hp, Wp, B) array; then every
-    kernel offset of every channel is one strided copy whose runs are whole output rows
-    of all images (``Wo * B`` elements with unit stride). Images side by side: im2col's two
-    stages (runs of ``Wo``, then of ``Ho * Wo``), good when output rows are long. Channels
-    (or kernel rows, when channels are few) are shared among the pool's threads.
+    The input is first copied, padded, into a (C, Hp, Wp, B) array; then every kernel
+    offset of every channel is one strided copy whose runs are whole output rows of all
+    images (``Wo * B`` elements with unit stride). Channels (or kernel rows, when
+    channels are few) are shared among the pool's threads.
     """
     b, c, h, w = x.shape
     kh, kw = kernel
@@ -225,19 +201,6 @@ def im2col_folded(
     ho = conv_output_size(h, kh, ph, sth, dh)
     wo = conv_output_size(w, kw, pw, stw, dw)
     hp, wp = h + 2 * ph, w + 2 * pw
-    if not batch_last:
-        xp = _padded(x, pad)
-        sb, sc, sy, sx = xp.strides
-        shifted = np.empty((c, kw, b, hp, wo), dtype=x.dtype)
-        source = as_strided(xp, shifted.shape, (sc, dw * sx, sb, sy, stw * sx), writeable=False)
-        _copy_pieces(shifted, source, kw)
-        uc, uj, ub, uy, ux = shifted.strides
-        cols = np.empty((c, kh, kw, b, ho, wo), dtype=x.dtype)
-        source = as_strided(
-            shifted, cols.shape, (uc, dh * uy, uj, ub, sth * uy, ux), writeable=False
-        )
-        _copy_pieces(cols, source, kh)
-        return cols.reshape(c * kh * kw, b, ho * wo).transpose(1, 0, 2)
     xt = np.empty((c, hp, wp, b), dtype=x.dtype)
 
     def transpose(lo: int, hi: int) -> None:
@@ -254,25 +217,21 @@ def im2col_folded(
     source = as_strided(
         xt, cols.shape, (sc, dh * sy, dw * sx, sth * sy, stw * sx, sb), writeable=False
     )
-    _copy_pieces(cols, source, kh)
-    return cols.reshape(c * kh * kw, ho * wo, b).transpose(2, 0, 1)
 
+    # One copy per piece: pieces of channels, or of kernel rows when channels are few.
+    if c >= kh:
 
-def _copy_pieces(dst: np.ndarray, src: np.ndarray, second: int) -> None:
-    """``dst[...] = src`` in one copy per piece: pieces of the first axis (channels), or
-    of the second (``second`` long) when channels are fewer."""
-    if dst.shape[0] >= second:
+        def channels(lo: int, hi: int) -> None:
+            np.copyto(cols[lo:hi], source[lo:hi])
 
-        def first_axis(lo: int, hi: int) -> None:
-            np.copyto(dst[lo:hi], src[lo:hi])
-
-        parallel_for(dst.shape[0], first_axis, elements=dst.size)
+        parallel_for(c, channels, elements=cols.size)
     else:
 
-        def second_axis(lo: int, hi: int) -> None:
-            np.copyto(dst[:, lo:hi], src[:, lo:hi])
+        def kernel_rows(lo: int, hi: int) -> None:
+            np.copyto(cols[:, lo:hi], source[:, lo:hi])
 
-        parallel_for(second, second_axis, elements=dst.size)
+        parallel_for(kh, kernel_rows, elements=cols.size)
+    return cols.reshape(c * kh * kw, ho * wo, b).transpose(2, 0, 1)
 
 
 def col2im(
