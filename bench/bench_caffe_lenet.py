@@ -15,7 +15,7 @@ thread counts, so that load from other processes hits all alike; still, a core b
 with other work slows every multi-threaded figure (a thread that waits for a core
 holds up the rest), so run it on a quiet machine: the load average is printed with
 the figures. PyTorch is needed only here (``pip install torch``); the project does
-not depend on it.
+not depend on it. Recorded figures: docs/testing.md ("cpu vs PyTorch CPU").
 
     python bench/bench_caffe_lenet.py [--threads 1,2] [--iters 30] [--batch 64]
 """
