@@ -5,8 +5,8 @@ replaced by externally fed ``data``/``label`` blobs of the same shapes) on our
 runtime with the ``cpu`` GEMM backend, and the same network with the same weights
 in PyTorch, in one process. For every thread count of ``--threads`` (default: one,
 and every CPU) both libraries use that many threads: numpy's BLAS (set through
-threadpoolctl, whatever ``OPENBLAS_NUM_THREADS`` says), Barista's pool for the passes
-between GEMMs (``caffe_bridge.parallel``) and PyTorch (``torch.set_num_threads``).
+threadpoolctl, whatever ``OPENBLAS_NUM_THREADS`` says) and PyTorch
+(``torch.set_num_threads``).
 Prints, per thread count, the median step time and the peak memory of each, with
 the ratios (targets, issue 26: ours within 1.5x of PyTorch in time and 2x in memory).
 
@@ -36,8 +36,6 @@ from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-from caffe_bridge import parallel  # noqa: E402
 
 
 def find_prototxt() -> Path:
@@ -89,7 +87,7 @@ def build_torch(ours_params: dict[str, list]):
 
 
 class Threads:
-    """Every library at ``n`` threads while in effect: OpenBLAS, Barista's pool, PyTorch."""
+    """Both libraries at ``n`` threads while in effect: OpenBLAS and PyTorch."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -98,8 +96,6 @@ class Threads:
         import torch
 
         self._blas = threadpool_limits(self.n, user_api="blas")
-        self._ours = parallel.num_threads()
-        parallel.set_num_threads(self.n)
         self._torch = torch.get_num_threads()
         torch.set_num_threads(self.n)
         return self
@@ -108,7 +104,6 @@ class Threads:
         import torch
 
         torch.set_num_threads(self._torch)
-        parallel.set_num_threads(self._ours)
         self._blas.restore_original_limits()
 
 

@@ -18,15 +18,7 @@ from barista_base.errors import InputError
 
 from ..blob import Blob
 from ..fillers import fill
-from ..im2col import (
-    batch_last,
-    col2im,
-    conv_output_size,
-    im2col,
-    im2col_batch_last,
-    store_batch_first,
-)
-from ..parallel import CACHE_ELEMENTS, parallel_for
+from ..im2col import batch_last, col2im, conv_output_size, im2col, im2col_batch_last
 from ..proto import caffe_pb2
 from .base import Layer, LayerError, register_layer
 
@@ -209,10 +201,8 @@ class _ConvolutionBase(Layer):
     def _cols_batch_last(self, x: np.ndarray) -> np.ndarray:
         return im2col_batch_last(x, self.kernel, self.pad, self.stride, self.dilation)
 
-    def _col2im(
-        self, cols: np.ndarray, image: tuple[int, int, int], out: np.ndarray | None = None
-    ) -> np.ndarray:
-        return col2im(cols, image, self.kernel, self.pad, self.stride, self.dilation, out=out)
+    def _col2im(self, cols: np.ndarray, image: tuple[int, int, int]) -> np.ndarray:
+        return col2im(cols, image, self.kernel, self.pad, self.stride, self.dilation)
 
 
 @register_layer("Convolution")
@@ -237,7 +227,6 @@ class ConvolutionLayer(_ConvolutionBase):
         mg = self.num_output // g
         weights = self.blobs[0].data.reshape(self.num_output, -1)
         kg = weights.shape[1]
-        bias = self.blobs[1].data if self.bias_term else None
         for b, t in zip(bottom, top, strict=True):
             num, h, w, ho, wo = self._geometry(b)
             x = b.data.reshape(num, self.channels, h, w)
@@ -245,11 +234,13 @@ class ConvolutionLayer(_ConvolutionBase):
             cols = self._cols_batch_last(x) if self._folds(kg) else self._cols(x)
             out = t.data.reshape(num, self.num_output, ho * wo)
             for gi in range(g):
-                m_slice = slice(gi * mg, (gi + 1) * mg)
-                y = backend.forward(
-                    weights[m_slice], cols[:, gi * kg : (gi + 1) * kg], layer=self.name
+                out[:, gi * mg : (gi + 1) * mg] = backend.forward(
+                    weights[gi * mg : (gi + 1) * mg],
+                    cols[:, gi * kg : (gi + 1) * kg],
+                    layer=self.name,
                 )
-                store_batch_first(out[:, m_slice], y, None if bias is None else bias[m_slice, None])
+            if self.bias_term:
+                out += self.blobs[1].data[:, None]
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         backend = self.ctx.backend
@@ -299,7 +290,8 @@ class ConvolutionLayer(_ConvolutionBase):
                         layer=self.name,
                     )
             del dy  # a batch-last copy is not needed by col2im
-            self._col2im(dcols, (self.channels, h, w), out=b.diff.reshape(num, self.channels, h, w))
+            dx = self._col2im(dcols, (self.channels, h, w))
+            b.diff[...] = dx.reshape(b.shape)
 
 
 @register_layer("Deconvolution")
@@ -633,30 +625,18 @@ class PoolingLayer(Layer):
         sh, sw = self.stride
         return a[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
 
-    @staticmethod
-    def _images_per_piece(x: np.ndarray) -> int:
-        """Images whose passes stay in cache together (see :func:`parallel_for`)."""
-        return max(1, CACHE_ELEMENTS // max(1, x[0].size))
-
-    def _padded_buffer(self, x: np.ndarray, fill_value: float) -> np.ndarray | None:
-        """The buffer the padded input is copied into (None: windows read ``x`` itself)."""
+    def _padded_input(self, x: np.ndarray, fill_value: float) -> np.ndarray:
         n, c, h, w = x.shape
+        ph, pw = self.pad
         if self._hp == h and self._wp == w:
-            return None
+            return x
         buf = self._buffer
         if buf is None or buf.shape[:2] != (n, c):
             # The border keeps its fill value between calls; only the interior is rewritten.
             buf = np.full((n, c, self._hp, self._wp), fill_value, dtype=np.float32)
             self._buffer = buf
+        buf[:, :, ph : ph + h, pw : pw + w] = x
         return buf
-
-    def _padded_images(self, x: np.ndarray, buf: np.ndarray | None, lo: int, hi: int) -> np.ndarray:
-        """Images ``lo:hi`` of the padded input (their interior copied into ``buf``)."""
-        if buf is None:
-            return x[lo:hi]
-        (ph, pw), (h, w) = self.pad, x.shape[2:]
-        buf[lo:hi, :, ph : ph + h, pw : pw + w] = x[lo:hi]
-        return buf[lo:hi]
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data
@@ -672,28 +652,21 @@ class PoolingLayer(Layer):
             else:
                 out[..., 0, 0] = flat.mean(axis=2, dtype=np.float32)
             return
-        # Images are pooled in pieces, on the pool's threads, each piece's passes in cache.
         if self.pool == POOL_MAX:
-            buf = self._padded_buffer(x, -np.inf)
-            arg = np.empty(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)
-
-            def max_pool(lo: int, hi: int) -> None:
-                xp, o, a = self._padded_images(x, buf, lo, hi), out[lo:hi], arg[lo:hi]
-                hit = np.empty(o.shape, dtype=a.dtype)
-                better = np.empty(o.shape, dtype=bool)
-                o[...] = self._window(xp, 0, 0)
-                a[...] = 0
-                for k in range(1, kh * kw):
-                    win = self._window(xp, k // kw, k % kw)
-                    # Strict '>': the first maximum in row-major order wins, as in Caffe.
-                    np.greater(win, o, out=better)
-                    np.maximum(o, win, out=o)
-                    # k grows with the scan, so max(arg, k * better) records the newest
-                    # winner without a data-dependent branch.
-                    np.multiply(better, k, out=hit, dtype=a.dtype)
-                    np.maximum(a, hit, out=a)
-
-            parallel_for(x.shape[0], max_pool, elements=x.size, block=self._images_per_piece(x))
+            xp = self._padded_input(x, -np.inf)
+            arg = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)
+            hit = np.empty(out.shape, dtype=arg.dtype)
+            better = np.empty(out.shape, dtype=bool)
+            out[...] = self._window(xp, 0, 0)
+            for k in range(1, kh * kw):
+                win = self._window(xp, k // kw, k % kw)
+                # Strict '>': the first maximum in row-major order wins, as in Caffe.
+                np.greater(win, out, out=better)
+                np.maximum(out, win, out=out)
+                # k grows with the scan, so max(arg, k * better) records the newest winner
+                # without a data-dependent branch.
+                np.multiply(better, k, out=hit, dtype=arg.dtype)
+                np.maximum(arg, hit, out=arg)
             self._arg = arg
             if len(top) > 1:
                 w = x.shape[3]
@@ -701,16 +674,11 @@ class PoolingLayer(Layer):
                 cols = self._wstart[None, :] + (arg % kw)
                 top[1].data[...] = rows * w + cols
         else:
-            buf = self._padded_buffer(x, 0.0)
-
-            def ave_pool(lo: int, hi: int) -> None:
-                xp, o = self._padded_images(x, buf, lo, hi), out[lo:hi]
-                o[...] = self._window(xp, 0, 0)
-                for k in range(1, kh * kw):
-                    o += self._window(xp, k // kw, k % kw)
-                o /= self._divisor
-
-            parallel_for(x.shape[0], ave_pool, elements=x.size, block=self._images_per_piece(x))
+            xp = self._padded_input(x, 0.0)
+            out[...] = self._window(xp, 0, 0)
+            for k in range(1, kh * kw):
+                out += self._window(xp, k // kw, k % kw)
+            out /= self._divisor
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         if not propagate_down[0]:
@@ -728,38 +696,30 @@ class PoolingLayer(Layer):
                 flat[...] = dy.reshape(n, c, 1) / np.float32(h * w)
             return
         ph, pw = self.pad
-        (sh, sw), (ho, wo) = self.stride, self.out_hw
         direct = self._hp == h and self._wp == w
         dxp = dx if direct else np.empty((n, c, self._hp, self._wp), dtype=np.float32)
-        # Non-overlapping windows write each input at most once: plain stores, no +=; and
-        # when they tile the padded input exactly, every element is stored: no zeroing.
-        tiled = sh >= kh and sw >= kw
-        covered = (sh, sw) == (kh, kw) and (ho * kh, wo * kw) == (self._hp, self._wp)
-
-        def unpool(lo: int, hi: int) -> None:
-            d, g = dxp[lo:hi], dy[lo:hi]
-            if not covered:
-                d[...] = 0
-            if self.pool == POOL_MAX:
-                a = self._arg[lo:hi]
-                for k in range(kh * kw):
-                    win = self._window(d, k // kw, k % kw)
-                    if tiled:
-                        np.multiply(g, a == k, out=win)
-                    else:
-                        win += g * (a == k)
-            else:
-                g = g / self._divisor
-                for k in range(kh * kw):
-                    win = self._window(d, k // kw, k % kw)
-                    if tiled:
-                        win[...] = g
-                    else:
-                        win += g
-            if not direct:
-                dx[lo:hi] = d[:, :, ph : ph + h, pw : pw + w]
-
-        parallel_for(n, unpool, elements=dxp.size, block=self._images_per_piece(dxp))
+        dxp[...] = 0
+        # Non-overlapping windows write each input at most once: plain stores, no +=.
+        tiled = self.stride[0] >= kh and self.stride[1] >= kw
+        if self.pool == POOL_MAX:
+            arg = self._arg
+            for k in range(kh * kw):
+                win = self._window(dxp, k // kw, k % kw)
+                if tiled:
+                    np.multiply(dy, arg == k, out=win)
+                else:
+                    win += dy * (arg == k)
+        else:
+            g = dy / self._divisor
+            for k in range(kh * kw):
+                win = self._window(dxp, k // kw, k % kw)
+                if tiled:
+                    win[...] = g
+                else:
+                    win += g
+        if direct:
+            return
+        dx[...] = dxp[:, :, ph : ph + h, pw : pw + w]
 
 
 @register_layer("SPP")
