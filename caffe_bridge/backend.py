@@ -39,6 +39,12 @@ class GemmBackend(ABC):
     """Computes the three GEMM passes of a layer. Inputs and outputs are float32."""
 
     name: str = "abstract"
+    #: A layout hint, never a change of values or shapes: whether the backend multiplies
+    #: batch-last operands (the (B, K, N) views of (K, N, B) arrays that
+    #: :func:`caffe_bridge.im2col.im2col_batch_last` makes) at least as fast as im2col's
+    #: (B, K, N) arrays, so that layers may hand it those. The hardware backends lay every
+    #: GEMM out image-major for the engine and keep the default.
+    prefers_batch_last: bool = False
 
     @abstractmethod
     def forward(self, w: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
@@ -89,18 +95,79 @@ BackendFactory = Callable[[], GemmBackend]
 
 
 class CpuBackend(GemmBackend):
-    """Plain float32 numpy (BLAS), Caffe's CPU arithmetic."""
+    """Plain float32 numpy (BLAS), Caffe's CPU arithmetic.
+
+    When an operand's images lie side by side in memory (the batch-last columns of
+    :func:`caffe_bridge.im2col.im2col_batch_last`, or images one after another) the
+    batch is folded into one GEMM over all of them, which a multi-threaded BLAS spreads
+    over its threads, and the result comes back as a (B, ., N) view in the same column
+    order. Other operands (im2col's (B, K, N) columns) take one product per image.
+    """
 
     name = "cpu"
+    prefers_batch_last = True
 
     def forward(self, w: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
-        return np.matmul(w, x)
+        folded = _fold(x)
+        if folded is None:
+            return np.matmul(w, x)
+        x2, inner = folded
+        return _unfold(_product(w, x2), x.shape[0], inner)
 
     def backward_data(self, w: np.ndarray, dy: np.ndarray, *, layer: str = "") -> np.ndarray:
-        return np.matmul(w.T, dy)
+        folded = _fold(dy)
+        if folded is None:
+            return np.matmul(w.T, dy)
+        dy2, inner = folded
+        return _unfold(_product(w.T, dy2), dy.shape[0], inner)
 
     def weight_grad(self, dy: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
         b, m, n = dy.shape
         k = x.shape[1]
-        # One GEMM with the batch folded into the reduction dimension.
+        fdy, fx = _fold(dy), _fold(x)
+        if fdy is not None and fx is not None and (b == 1 or fdy[1] == fx[1]):
+            # One GEMM with the batch folded into the reduction dimension.
+            dy2, x2 = fdy[0], fx[0]
+            if dy2.shape[1] > max(m, k):
+                # A long reduction (a convolution's batch of pixels): OpenBLAS runs it
+                # faster, and on more threads, as the product of the transposed operands.
+                return (x2 @ dy2.T).T
+            return dy2 @ x2.T
+        if m * k <= (m + k) * n:
+            # One product per image, then their sum: the (B, M, K) products take no more
+            # memory than folding copies of the operands would.
+            return np.matmul(dy, x.transpose(0, 2, 1)).sum(axis=0)
         return dy.transpose(1, 0, 2).reshape(m, b * n) @ x.transpose(0, 2, 1).reshape(b * n, k)
+
+
+def _fold(a: np.ndarray) -> tuple[np.ndarray, bool] | None:
+    """A (B, R, N) array as the 2-D (R, B*N) view of its columns, with whether the batch
+    is the inner index (columns ``n*B + b``) or the outer one (``b*N + n``); None when the
+    columns are not laid out that way (folding them would need a copy)."""
+    b, r, n = a.shape
+    if b == 1:
+        return a[0], False
+    item = a.itemsize
+    sb, _, sn = a.strides
+    if sb == item and (n == 1 or sn == b * item):
+        return a.transpose(1, 2, 0).reshape(r, n * b), True
+    if (n == 1 or sn == item) and sb == n * item:
+        return a.transpose(1, 0, 2).reshape(r, b * n), False
+    return None
+
+
+def _product(w: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """``w @ x2``, laid out like ``x2``: computed transposed when ``x2``'s columns are
+    contiguous (an InnerProduct's transposed input), so that the layer's copy of the
+    result back to its blob reads memory in order."""
+    if x2.flags.f_contiguous and not x2.flags.c_contiguous:
+        return (x2.T @ w.T).T
+    return w @ x2
+
+
+def _unfold(y: np.ndarray, b: int, inner: bool) -> np.ndarray:
+    """The (R, B*N) product of folded operands as the (B, R, N) view of its columns."""
+    r = y.shape[0]
+    if inner:
+        return y.reshape(r, -1, b).transpose(2, 0, 1)
+    return y.reshape(r, b, -1).transpose(1, 0, 2)

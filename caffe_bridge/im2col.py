@@ -6,6 +6,13 @@ holds input channel ``c`` seen through kernel offset ``(i, j)``, column
 ``ho*Wo + wo`` is an output pixel.  ``col2im`` is its adjoint: it sums every column
 entry back onto the pixel it was read from.  Both work on whole batches with
 strided views; the only Python loops are over the kh and kw kernel offsets in col2im.
+
+:func:`im2col_batch_last` stores the same matrices batch-last: a (K, N, B) array, the
+(B, K, N) view of which holds them. Its columns are one (K, N*B) matrix, so a layer's
+GEMM runs once over all images (``W (M, K) @ cols``), which a multi-threaded BLAS
+spreads over its threads; and every kernel offset is one copy of runs of ``Wo * B``
+elements, where im2col's are runs of ``Wo``. :func:`batch_last` moves a (B, ...)
+blob array to that layout; :func:`col2im` takes either layout.
 """
 
 from __future__ import annotations
@@ -104,6 +111,47 @@ def im2col(
     return cols.reshape(b, c * kh * kw, ho * wo)
 
 
+def is_batch_last(a: np.ndarray) -> bool:
+    """Whether a (B, ...) array is a view of a C-contiguous (..., B) one."""
+    return a.ndim >= 1 and np.moveaxis(a, 0, -1).flags.c_contiguous
+
+
+def batch_last(a: np.ndarray) -> np.ndarray:
+    """A copy of the (B, ...) array ``a`` stored batch-last: the (B, ...) view of a new
+    C-contiguous (..., B) array (the layout of :func:`im2col_batch_last`)."""
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 0, -1)), -1, 0)
+
+
+def im2col_batch_last(
+    x: np.ndarray,
+    kernel: Pair,
+    pad: Pair = (0, 0),
+    stride: Pair = (1, 1),
+    dilation: Pair = (1, 1),
+) -> np.ndarray:
+    """(B, C, H, W) -> the (B, C*kh*kw, Ho*Wo) matrices of :func:`im2col`, stored
+    batch-last: the (B, K, N) view of a new C-contiguous (K, N, B) array.
+
+    The input is first copied, padded, into a (C, Hp, Wp, B) array; then one strided
+    copy gathers every kernel offset, in runs of whole output rows of all images
+    (``Wo * B`` elements with unit stride).
+    """
+    b, c, h, w = x.shape
+    kh, kw = kernel
+    ph, pw = pad
+    sth, stw = stride
+    dh, dw = dilation
+    ho = conv_output_size(h, kh, ph, sth, dh)
+    wo = conv_output_size(w, kw, pw, stw, dw)
+    xt = np.zeros((c, h + 2 * ph, w + 2 * pw, b), dtype=x.dtype)
+    xt[:, ph : ph + h, pw : pw + w] = x.transpose(1, 2, 3, 0)
+    sc, sy, sx, sb = xt.strides
+    shape = (c, kh, kw, ho, wo, b)
+    strides = (sc, dh * sy, dw * sx, sth * sy, stw * sx, sb)
+    cols = np.ascontiguousarray(as_strided(xt, shape, strides, writeable=False))
+    return cols.reshape(c * kh * kw, ho * wo, b).transpose(2, 0, 1)
+
+
 def col2im(
     cols: np.ndarray,
     image_shape: tuple[int, int, int],
@@ -112,7 +160,8 @@ def col2im(
     stride: Pair = (1, 1),
     dilation: Pair = (1, 1),
 ) -> np.ndarray:
-    """(B, C*kh*kw, Ho*Wo) -> (B, C, H, W): the adjoint of :func:`im2col` (sums overlaps)."""
+    """(B, C*kh*kw, Ho*Wo) -> (B, C, H, W): the adjoint of :func:`im2col` (sums overlaps).
+    ``cols`` may be in either layout; batch-last ones take a faster path."""
     c, h, w = image_shape
     kh, kw = kernel
     ph, pw = pad
@@ -128,8 +177,17 @@ def col2im(
         )
     if (kh, kw) == (1, 1) and pad == (0, 0) and stride == (1, 1):
         return cols.reshape(b, c, h, w).copy()
-    view = cols.reshape(b, c, kh, kw, ho, wo)
     hp, wp = h + 2 * ph, w + 2 * pw
+    if is_batch_last(cols):
+        # Every kernel offset adds runs of Wo * B elements into a padded (C, Hp, Wp, B) sum.
+        view = np.moveaxis(cols, 0, -1).reshape(c, kh, kw, ho, wo, b)
+        acc = np.zeros((c, hp, wp, b), dtype=cols.dtype)
+        for i in range(kh):
+            rows = slice(i * dh, i * dh + sth * (ho - 1) + 1, sth)
+            for j in range(kw):
+                acc[:, rows, j * dw : j * dw + stw * (wo - 1) + 1 : stw] += view[:, i, j]
+        return acc[:, ph : ph + h, pw : pw + w].transpose(3, 0, 1, 2)
+    view = cols.reshape(b, c, kh, kw, ho, wo)
     # The adjoint of im2col's two stages: sum the kh vertical shifts into a (kw, Hp, Wo)
     # buffer (long contiguous runs), then the kw horizontal shifts into the image. Within
     # one shift every output pixel reads a distinct input, so strided `+=` is exact.

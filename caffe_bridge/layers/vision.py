@@ -18,9 +18,19 @@ from barista_base.errors import InputError
 
 from ..blob import Blob
 from ..fillers import fill
-from ..im2col import col2im, conv_output_size, im2col
+from ..im2col import batch_last, col2im, conv_output_size, im2col, im2col_batch_last
 from ..proto import caffe_pb2
 from .base import Layer, LayerError, register_layer
+
+#: Convolutions whose GEMMs reduce over at least this many rows (K = channels/group *
+#: kernel_h * kernel_w) hand a backend that prefers them batch-last operands
+#: (:func:`im2col_batch_last`), so that it folds the batch into one GEMM per pass.
+#: Layers with fewer (first layers: LeNet's conv1 has 25, CIFAR-10's 75) keep im2col's
+#: (B, K, N) columns: their GEMMs are cheap next to moving the wide top to and from the
+#: batch-last layout, and one product per image was as fast or faster (measured on
+#: LeNet and CIFAR-10 shapes, one and two threads); from K = 288 up batch-last was
+#: faster in every pass.
+BATCH_LAST_MIN_ROWS = 128
 
 # PoolingParameter enums (caffe.proto).
 POOL_MAX, POOL_AVE, POOL_STOCHASTIC = 0, 1, 2
@@ -183,6 +193,14 @@ class _ConvolutionBase(Layer):
     def _cols(self, x: np.ndarray, *, pixel_major: bool = False) -> np.ndarray:
         return im2col(x, self.kernel, self.pad, self.stride, self.dilation, pixel_major=pixel_major)
 
+    def _folds(self, k: int) -> bool:
+        """Whether the GEMMs over ``k`` rows get batch-last operands (see
+        :data:`BATCH_LAST_MIN_ROWS`)."""
+        return self.ctx.backend.prefers_batch_last and k >= BATCH_LAST_MIN_ROWS
+
+    def _cols_batch_last(self, x: np.ndarray) -> np.ndarray:
+        return im2col_batch_last(x, self.kernel, self.pad, self.stride, self.dilation)
+
     def _col2im(self, cols: np.ndarray, image: tuple[int, int, int]) -> np.ndarray:
         return col2im(cols, image, self.kernel, self.pad, self.stride, self.dilation)
 
@@ -211,7 +229,9 @@ class ConvolutionLayer(_ConvolutionBase):
         kg = weights.shape[1]
         for b, t in zip(bottom, top, strict=True):
             num, h, w, ho, wo = self._geometry(b)
-            cols = self._cols(b.data.reshape(num, self.channels, h, w))
+            x = b.data.reshape(num, self.channels, h, w)
+            # Batch-last columns let the backend run one GEMM over the whole batch.
+            cols = self._cols_batch_last(x) if self._folds(kg) else self._cols(x)
             out = t.data.reshape(num, self.num_output, ho * wo)
             for gi in range(g):
                 out[:, gi * mg : (gi + 1) * mg] = backend.forward(
@@ -229,14 +249,24 @@ class ConvolutionLayer(_ConvolutionBase):
         weights = self.blobs[0].data.reshape(self.num_output, -1)
         wdiff = self.blobs[0].diff.reshape(self.num_output, -1)
         kg = weights.shape[1]
+        folded = self._folds(kg)
         for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
             num, h, w, ho, wo = self._geometry(b)
+            # Caffe computes the weight gradient from the bottom data as it is now.
+            x = b.data.reshape(num, self.channels, h, w)
+            cols = self._cols_batch_last(x) if folded else self._cols(x)
             dy = t.diff.reshape(num, self.num_output, ho * wo)
-            if self.bias_term:
+            if folded:
+                # The top gradient batch-last like the columns: the weight gradient folds
+                # the batch into one reduction, backward-data into one GEMM. Each output
+                # channel's gradients are then one contiguous row, for the bias.
+                dy = batch_last(dy)
+                if self.bias_term:
+                    rows = np.moveaxis(dy, 0, -1).reshape(self.num_output, -1)
+                    self.blobs[1].diff += rows.sum(axis=1, dtype=np.float32)
+                    del rows
+            elif self.bias_term:
                 self.blobs[1].diff += dy.sum(axis=(0, 2), dtype=np.float32)
-            # Caffe computes the weight gradient from the bottom data as it is now. Pixel-major
-            # columns let the backend fold the batch into the reduction without a copy.
-            cols = self._cols(b.data.reshape(num, self.channels, h, w), pixel_major=True)
             for gi in range(g):
                 m_slice, k_slice = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
                 wdiff[m_slice] += backend.weight_grad(
@@ -248,13 +278,18 @@ class ConvolutionLayer(_ConvolutionBase):
             if g == 1:
                 dcols = backend.backward_data(weights, dy, layer=self.name)
             else:
-                dcols = np.empty((num, g * kg, ho * wo), dtype=np.float32)
+                # The groups' columns side by side, in the layout of the columns.
+                shape = (g * kg, ho * wo, num) if folded else (num, g * kg, ho * wo)
+                dcols = np.empty(shape, dtype=np.float32)
+                if folded:
+                    dcols = dcols.transpose(2, 0, 1)
                 for gi in range(g):
                     dcols[:, gi * kg : (gi + 1) * kg] = backend.backward_data(
                         weights[gi * mg : (gi + 1) * mg],
                         dy[:, gi * mg : (gi + 1) * mg],
                         layer=self.name,
                     )
+            del dy  # a batch-last copy is not needed by col2im
             dx = self._col2im(dcols, (self.channels, h, w))
             b.diff[...] = dx.reshape(b.shape)
 

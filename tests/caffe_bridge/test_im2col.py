@@ -1,9 +1,17 @@
-"""im2col/col2im: Caffe's column layout, padding/stride/dilation, and the adjoint identity."""
+"""im2col/col2im: Caffe's column layout, padding/stride/dilation, the adjoint identity, and
+the batch-last layout's passes against the image-major ones."""
 
 import numpy as np
 import pytest
 
-from caffe_bridge.im2col import col2im, conv_output_size, im2col
+from caffe_bridge.im2col import (
+    batch_last,
+    col2im,
+    conv_output_size,
+    im2col,
+    im2col_batch_last,
+    is_batch_last,
+)
 
 CONFIGS = [
     # kernel, pad, stride, dilation
@@ -95,3 +103,30 @@ def test_output_size_and_errors():
 def test_col2im_rejects_mismatched_columns():
     with pytest.raises(ValueError, match="do not match"):
         col2im(np.zeros((1, 9, 5)), (1, 4, 4), (3, 3))
+
+
+@pytest.mark.parametrize("kernel,pad,stride,dilation", CONFIGS)
+def test_batch_last_columns_hold_the_same_matrix(kernel, pad, stride, dilation):
+    x = np.random.default_rng(6).standard_normal((3, 4, 7, 6)).astype(np.float32)
+    cols = im2col_batch_last(x, kernel, pad, stride, dilation)
+    np.testing.assert_array_equal(cols, im2col(x, kernel, pad, stride, dilation))
+    assert is_batch_last(cols)
+
+
+@pytest.mark.parametrize("kernel,pad,stride,dilation", CONFIGS)
+def test_col2im_of_batch_last_columns_equals_the_image_major_one(kernel, pad, stride, dilation):
+    # Small integers: every sum is exact in float32 whatever the order of the additions.
+    rng = np.random.default_rng(7)
+    cols = im2col(np.zeros((3, 4, 7, 6), np.float32), kernel, pad, stride, dilation)
+    c = rng.integers(-8, 8, cols.shape).astype(np.float32)
+    want = col2im(c, (4, 7, 6), kernel, pad, stride, dilation)
+    got = col2im(batch_last(c), (4, 7, 6), kernel, pad, stride, dilation)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 70), (1, 2, 3), (4, 130)])
+def test_batch_last_holds_the_same_array(shape):
+    a = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    moved = batch_last(a)
+    assert is_batch_last(moved)
+    np.testing.assert_array_equal(moved, a)

@@ -90,6 +90,9 @@ CONV_CASES = [
         3,
     ),
     ((3, 5, 4, 4), "kernel_size: 1 num_output: 3", (0, 0), (1, 1), (1, 1), 1),
+    # K = 16 * 3 * 3 >= BATCH_LAST_MIN_ROWS: the cpu backend gets batch-last operands.
+    ((3, 16, 6, 5), "kernel_size: 3 pad: 1 num_output: 4", (1, 1), (1, 1), (1, 1), 1),
+    ((2, 32, 5, 5), "kernel_size: 3 stride: 2 num_output: 4 group: 2", (0, 0), (2, 2), (1, 1), 2),
 ]
 
 
