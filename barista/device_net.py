@@ -8,7 +8,10 @@ InnerProduct, ReLU and Pooling become device layers and anything else a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from barista_base.errors import InputError
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
@@ -36,6 +39,7 @@ class DeviceNet:
     params: dict[str, list[int]]
     batch: int
     host_layers: dict[str, int]  # the blobs of the host's layers between segments -> layer
+    wire8: dict[str, int]  # inputs that are 8-bit images: blob -> their exact frac
 
 
 def device_net(net: Net) -> DeviceNet:
@@ -75,7 +79,21 @@ def device_net(net: Net) -> DeviceNet:
         mine = [p for p, (li, _) in enumerate(owners) if li == i]
         if mine:
             params[lname] = mine
-    return DeviceNet(layers, first, loss, inputs, output, params, batch, host)
+    wire8 = {b: f for b in inputs if (f := _image_frac(net, b)) is not None}
+    return DeviceNet(layers, first, loss, inputs, output, params, batch, host, wire8)
+
+
+def _image_frac(net: Net, blob: str) -> int | None:
+    """``k`` when ``blob`` is a Data layer's uint8 images times ``2**-k`` (a power-of-two
+    ``scale``, no mean), which the host then sends as they are, a byte a pixel; else None."""
+    for i, layer in enumerate(net.layers):
+        if blob not in net.top_names[net.layer_names[i]][:1] or layer.type_name != "Data":
+            continue
+        t = layer.transformer
+        k = -math.log2(t.scale) if t.scale > 0 else math.nan
+        plain = t.mean is None and t.mean_values is None and layer.record_dtype == np.uint8
+        return int(k) if plain and k.is_integer() and k >= 0 else None
+    return None
 
 
 def _layer(net: Net, i: int) -> Layer:

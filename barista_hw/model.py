@@ -435,18 +435,24 @@ def gemm_float32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def gemm_on_accelerator(
-    a: np.ndarray, b: np.ndarray, acc: AcceleratorConfig, cmd: GemmCommand
+    a: np.ndarray,
+    b: np.ndarray,
+    acc: AcceleratorConfig,
+    cmd: GemmCommand,
+    *,
+    limit: int | None = None,
 ) -> np.ndarray:
     """What an accelerator returns for ``a @ b`` run by :func:`schedule.schedule_gemm`.
 
     Reduction chunks accumulate at full width, so only the output blocks
     matter: each is one engine GEMM with its own seed (and beat order).
     ``a``/``b`` may be float arrays of integers (see :func:`gemm_quantized`);
-    the result has their kind (int64 or float64).
+    the result has their kind (int64 or float64). ``limit``: the schedule's reduction
+    chunk limit (:func:`schedule.tiling`).
     """
     m, kt = a.shape
     n = b.shape[1]
-    chunks = schedule.schedule_gemm(acc, m, kt // cmd.images, n, cmd.images)
+    chunks = schedule.schedule_gemm(acc, m, kt // cmd.images, n, cmd.images, limit=limit)
     out = None
     for c in chunks:
         if not c.acc_last:

@@ -143,10 +143,18 @@ def reduction_pattern(kt: int, k: int, images: int, limit: int) -> tuple[tuple[i
 
 
 def tiling(
-    cfg: AcceleratorConfig, m: int, k: int, n: int, images: int = 1, *, what: str = "GEMM"
+    cfg: AcceleratorConfig,
+    m: int,
+    k: int,
+    n: int,
+    images: int = 1,
+    *,
+    what: str = "GEMM",
+    limit: int | None = None,
 ) -> Tiling:
     """How a GEMM is cut on ``cfg`` (the one place that decides; :func:`schedule_gemm`
-    lists the chunks of it).
+    lists the chunks of it). ``limit``: the longest reduction chunk (default, and at
+    most, half the smaller operand buffer); a shorter one lets more tiles share a block.
 
     Raises :class:`InputError` naming ``what`` and what would be needed when the
     GEMM cannot run on ``cfg``.
@@ -163,7 +171,7 @@ def tiling(
             )
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
     kt = k * images
-    limit = min(a_half, b_half)
+    limit = chunk_limit(cfg, limit)
     period, reps = reduction_pattern(kt, k, images, limit)
     n_chunks = len(period) * reps
     kc = max(period)
@@ -194,13 +202,31 @@ def tiling(
     )
 
 
+def chunk_limit(cfg: AcceleratorConfig, limit: int | None = None) -> int:
+    """The longest reduction chunk: ``limit``, at most half the smaller operand buffer."""
+    most = min(cfg.a_depth, cfg.b_depth) // 2
+    if limit is None:
+        return most
+    if not 1 <= limit <= most:
+        raise InputError(f"reduction chunk limit {limit} outside 1..{most}")
+    return limit
+
+
 def schedule_gemm(
-    cfg: AcceleratorConfig, m: int, k: int, n: int, images: int = 1, *, what: str = "GEMM"
+    cfg: AcceleratorConfig,
+    m: int,
+    k: int,
+    n: int,
+    images: int = 1,
+    *,
+    what: str = "GEMM",
+    limit: int | None = None,
 ) -> list[Chunk]:
-    """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg``."""
-    t = tiling(cfg, m, k, n, images, what=what)
+    """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg``
+    (``limit``: as for :func:`tiling`)."""
+    t = tiling(cfg, m, k, n, images, what=what, limit=limit)
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
-    chunks_k = reduction_chunks(k * images, k, images, min(a_half, b_half))
+    chunks_k = reduction_chunks(k * images, k, images, chunk_limit(cfg, limit))
     out: list[Chunk] = []
     half_a = half_b = 1  # toggled before first use, so the first chunk uses half 0
     last_a = last_b = None

@@ -69,7 +69,7 @@ class _Host:
             self._run_layer(dn.host_layers[name], backward=name.startswith("d:"))
         blob = net.blobs[name.removeprefix("d:")]
         values = blob.diff if name.startswith("d:") else blob.data
-        frac = probe_frac(peak(values), bits)
+        frac = dn.wire8.get(name, probe_frac(peak(values), bits))
         return quantize(values, frac, bits), frac
 
     def receive(self, name: str, q: np.ndarray, frac: int) -> None:
@@ -120,6 +120,7 @@ class DeviceSolver(SGDSolver):
             inputs=self.dnet.inputs,
             output=self.dnet.output,
             rounding=self.rounding,
+            wire8=self.dnet.wire8,
         )
         self.machine = Machine(self.compiled.program, self.config)
         self.counts: Counts | None = None

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         inputs=dn.inputs,
         output=dn.output,
         rounding=Rounding.parse(args.rounding),
+        wire8=dn.wire8,
     )
     cost = iteration_cost(compiled.program, config, program_counts(compiled.program, config))
     summary = "\n".join(

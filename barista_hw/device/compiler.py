@@ -11,7 +11,7 @@ tensors crossing a boundary go out to the host and come back over the link.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from barista_base.errors import InputError
@@ -55,9 +55,11 @@ def compile_net(
     inputs: dict[str, tuple[int, ...]],
     output: str,
     rounding: Rounding = Rounding.NEAREST_EVEN,
+    wire8: Iterable[str] = (),
 ) -> Compiled:
     """Compile one training iteration of ``layers`` (net order, from the ``inputs`` blobs,
-    shapes of one image, to the ``output`` blob the host's loss reads).
+    shapes of one image, to the ``output`` blob the host's loss reads). The inputs in
+    ``wire8`` are 8-bit unsigned values (images) the host sends a byte each.
 
     Raises :class:`InputError` naming the layer, blob or tensor at fault: a blob read by
     two layers (its gradient would need summing), a result block that does not fit the
@@ -67,12 +69,14 @@ def compile_net(
         raise InputError(f"batch {batch} must be at least 1")
     _check_fanout(layers)
     b = Builder()
-    low = Lowering(b, config, batch, rounding)
+    narrow = frozenset(wire8) if config.accelerator.engine.fmt.width > 8 else frozenset()
+    low = Lowering(b, config, batch, rounding, narrow)
+    low.plan_fusion(layers)
     for name, shape in inputs.items():
         low.activation(name, shape)
     segments, host = _segments(layers)
     for name in inputs:
-        low.host_in(name, data=True)
+        low.host_in(name, batch_input=True)
     for layer in layers:
         low.forward(layer)
     low.host_out(output)

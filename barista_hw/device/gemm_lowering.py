@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 from barista_hw.config import AcceleratorConfig
 from barista_hw.numfmt import Rounding
-from barista_hw.schedule import Chunk, schedule_gemm
+from barista_hw.schedule import Chunk, Tiling, chunk_limit, schedule_gemm, tiling
 
 from .emit import Builder
 from .geometry import Space
-from .isa import ACC_FIRST, ACC_LAST, Op, View
+from .isa import ACC_FIRST, ACC_LAST, NONE, ON_C, Op, View
+from .vector import VecOp
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Operand:
     row0: int = 0
     group: int = 0
     transpose: bool = False
+    nbytes: int = 0  # the DRAM bytes one read of the whole operand takes
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,51 @@ class GemmPass:
     n: int
     images: int = 1
     rounding: Rounding = Rounding.NEAREST_EVEN
+    # Vector operations on each result block in C before its STORE (bias, ReLU): an
+    # operation, its second operand's tensor (or None), its parameter.
+    epilogue: tuple[tuple[VecOp, str | None, int], ...] = ()
+
+
+def operand_reads(t: Tiling) -> tuple[int, int]:
+    """How many times a GEMM cut as ``t`` reads its A and its B operand from DRAM: blocks
+    run row of blocks by row of blocks, so A stays in its buffer along a row unless the
+    reduction is split (each block then loads its own chunks)."""
+    return (t.blocks_n if t.k_chunks > 1 else 1), t.blocks_m
+
+
+def frugal_limit(g: GemmPass, acc_cfg: AcceleratorConfig) -> int:
+    """The reduction chunk limit that moves the fewest operand bytes (:func:`operand_reads`);
+    among equals the longest chunks, which take the fewest commands. Any limit gives the
+    same bits: chunks accumulate at full width and each block keeps its seed."""
+    most = chunk_limit(acc_cfg)
+    candidates = {most} | {most >> s for s in range(1, 8) if most >> s >= 8}
+    best: tuple[int, int] | None = None
+    for limit in sorted(candidates, reverse=True):
+        t = tiling(acc_cfg, g.m, g.k, g.n, g.images, limit=limit)
+        reads_a, reads_b = operand_reads(t)
+        cost = g.a.nbytes * reads_a + g.b.nbytes * reads_b
+        if best is None or cost < best[0]:
+            best = (cost, limit)
+    assert best is not None
+    return best[1]
 
 
 def emit_gemm(b: Builder, g: GemmPass, acc_cfg: AcceleratorConfig, c_half: int) -> None:
     """Append the instructions of ``g`` on ``acc_cfg`` (``c_half``: the C address of the
     second block in flight)."""
     what = f"layer {g.layer} {g.kind}"
-    chunks = schedule_gemm(acc_cfg, g.m, g.k, g.n, g.images, what=what)
+    limit = frugal_limit(g, acc_cfg)
+    chunks = schedule_gemm(acc_cfg, g.m, g.k, g.n, g.images, what=what, limit=limit)
     a_half = acc_cfg.a_depth // 2
     b_half = acc_cfg.b_depth // 2
     desc = b.desc(
-        kind="gemm", layer=g.layer, gemm=g.kind, a=g.a.tensor, b=g.b.tensor, out=g.out.tensor
+        kind="gemm",
+        layer=g.layer,
+        gemm=g.kind,
+        a=g.a.tensor,
+        b=g.b.tensor,
+        out=g.out.tensor,
+        limit=limit,
     )
     seed = zlib.crc32(f"{g.layer}/{g.kind}".encode())
     pending: tuple[Chunk, str, int] | None = None
@@ -95,9 +131,33 @@ def emit_gemm(b: Builder, g: GemmPass, acc_cfg: AcceleratorConfig, c_half: int) 
             _store(b, g, *pending)
             pending = None
         if c.acc_last:
+            _epilogue(b, g, c, hc, c_base)
             pending = (c, hc, c_base)
     if pending is not None:
         _store(b, g, *pending)
+
+
+def _epilogue(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int) -> None:
+    """``g``'s epilogue on the block in C: rows ``[m0, m1)`` of the result (channels
+    ``row0 + m0`` on of the output tensor)."""
+    for op, src2, param in g.epilogue:
+        ix = b.index
+        b.emit(
+            Op.VEC,
+            int(op),
+            reads=[hc] + ([src2] if src2 else []),
+            writes=[hc],
+            src=c.n,
+            src2=ix[src2] if src2 else NONE,
+            dst=ix[g.out.tensor],
+            dst2=c_base,
+            desc=ON_C,
+            rounding=int(g.rounding),
+            i0=g.out.row0 + c.m0,
+            images=c.m,
+            seed=len(b.program.instructions),
+            param=param,
+        )
 
 
 def _store(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int) -> None:

@@ -101,6 +101,10 @@ for _op, _s in _STRUCTS.items():
     assert _s.size <= PAYLOAD_BYTES, f"{_op.name} fields take {_s.size} bytes"
 NONE = 0xFFFF
 ACC_FIRST, ACC_LAST = 4, 8  # GEMM mode bits
+WIRE8, PREFETCH = 1, 2  # HOST_IN subcode bits: a byte a value (unsigned); the input batch
+# A VEC whose ``desc`` is ON_C works on the result block in C at word ``dst2`` (a GEMM's
+# epilogue): ``i0`` is its first row's channel, ``images`` its rows, ``src`` its columns.
+ON_C = 0xFE
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ layer's weights ``w:<layer>`` (the operand copy the GEMMs read), ``m:<layer>`` (
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from barista_hw.numfmt import Rounding
 
 from .emit import Builder
 from .gemm_lowering import GemmPass, Operand, emit_gemm
-from .isa import NONE, Op, View
+from .isa import NONE, PREFETCH, WIRE8, Op, View
 from .layers import Conv, HostLayer, Layer, Pool, Relu
 from .memory import DeviceConfig
 from .vector import VecOp
@@ -30,8 +31,19 @@ MASK_BITS = 32  # argmax indices
 class Lowering:
     """Emits the instructions of one training iteration into a :class:`Builder`."""
 
-    def __init__(self, b: Builder, config: DeviceConfig, batch: int, rounding: Rounding) -> None:
+    def __init__(
+        self,
+        b: Builder,
+        config: DeviceConfig,
+        batch: int,
+        rounding: Rounding,
+        wire8: frozenset[str] = frozenset(),
+    ) -> None:
         self.b = b
+        self.wire8 = wire8
+        # In-place ReLUs right after a Convolution/InnerProduct on its top, by blob: the
+        # GEMM's epilogue applies them (set by :meth:`plan_fusion`).
+        self.fused: dict[str, Relu] = {}
         self.config = config
         self.batch = batch
         self.rounding = rounding
@@ -40,6 +52,16 @@ class Lowering:
         self.v_elements = config.scratchpads.v_depth * config.scratchpads.vector_lanes
         self.shapes: dict[str, tuple[int, ...]] = {}  # blob -> one image's shape
         self.needs_grad: set[str] = set()
+
+    def plan_fusion(self, layers: Sequence[Layer]) -> None:
+        """Find the ReLUs the GEMM epilogues apply: in place, right after a Conv on its top."""
+        for before, layer in zip(layers, layers[1:], strict=False):
+            if (
+                isinstance(before, Conv)
+                and isinstance(layer, Relu)
+                and layer.bottom == layer.top == before.top
+            ):
+                self.fused[layer.top] = layer
 
     # -- tensors ----------------------------------------------------------------------
     def activation(self, blob: str, shape: tuple[int, ...], role: str = "activation") -> int:
@@ -66,29 +88,33 @@ class Lowering:
             self.b.tensor(f"{prefix}:{layer}", shape, bits, role)
 
     # -- the link -----------------------------------------------------------------------
-    def host_in(self, name: str, *, data: bool = False, like: str | None = None) -> None:
-        """The host sends tensor ``name`` (``like``: it has that blob's shape)."""
+    def host_in(self, name: str, *, like: str | None = None, batch_input: bool = False) -> None:
+        """The host sends tensor ``name`` (``like``: it has that blob's shape). A
+        ``batch_input`` (the iteration's input batch) is double-buffered: it arrives
+        during the previous iteration; one in ``wire8`` comes as a byte a value."""
         if like is not None:
             self._grad(like)
         self.b.mark(f"link/{name}")
-        self._link(Op.HOST_IN, name, writes=True)
+        sub = (WIRE8 if name in self.wire8 else 0) | (PREFETCH if batch_input else 0)
+        self._link(Op.HOST_IN, name, writes=True, sub=sub)
 
     def host_out(self, name: str) -> None:
         self.b.mark(f"link/{name}")
         self._link(Op.HOST_OUT, name, writes=False)
 
-    def _link(self, op: Op, name: str, *, writes: bool) -> None:
+    def _link(self, op: Op, name: str, *, writes: bool, sub: int = 0) -> None:
         t = self._t(name)
-        nbytes = math.prod(t["shape"]) * self.config.slot_bytes(t["bits"])
+        per = 1 if sub & WIRE8 else self.config.slot_bytes(t["bits"])
         self.b.emit(
             op,
+            sub,
             reads=[] if writes else [name],
             writes=[name] if writes else [],
             tensor=self.b.index[name],
             i0=0,
             images=self.batch,
             dram=t["dram"],
-            bytes=nbytes,
+            bytes=math.prod(t["shape"]) * per,
         )
 
     # -- layers -----------------------------------------------------------------------
@@ -110,6 +136,8 @@ class Lowering:
             )
         if isinstance(layer, Conv):
             self._conv_forward(layer)
+        elif isinstance(layer, Relu) and self.fused.get(layer.top) is layer:
+            pass  # applied by the layer before it, in its GEMM's epilogue
         elif isinstance(layer, Relu):
             self.activation(layer.top, layer.shape)
             slope = _float_bits(layer.negative_slope)
@@ -167,11 +195,17 @@ class Lowering:
 
     # -- convolution and inner product ----------------------------------------------------
     def _conv_forward(self, c: Conv) -> None:
+        """The GEMM of each group, with the bias and a ReLU that follows in place
+        (:attr:`fused`) applied to each result block before it is stored."""
         g_m = c.num_output // c.group
         self._param(c.name, (c.num_output, c.k), bias=False)
         if c.bias:
             self._param(c.name, (c.num_output,), bias=True)
         self.activation(c.top, c.out_shape)
+        epilogue = ((VecOp.BIAS_ADD, f"wb:{c.name}", 0),) if c.bias else ()
+        relu = self.fused.get(c.top)
+        if relu is not None:
+            epilogue += ((VecOp.RELU, None, _float_bits(relu.negative_slope)),)
         for g in range(c.group):
             self._gemm(
                 c,
@@ -179,12 +213,11 @@ class Lowering:
                 self._weights(c, g, transpose=False),
                 self._input(c, c.bottom, g, transpose=False),
                 self._folded(c.top, c.num_output, c.pixels, row0=g * g_m),
+                epilogue,
                 m=g_m,
                 k=c.k,
                 n=self.batch * c.pixels,
             )
-        if c.bias:
-            self._vec_images(VecOp.BIAS_ADD, c.top, c.top, c.out_shape, src2=f"wb:{c.name}")
 
     def _conv_backward(self, c: Conv) -> None:
         g_m = c.num_output // c.group
@@ -199,7 +232,7 @@ class Lowering:
                 self._matrix(g_m, c.k, c.k, 1),
                 wg["dram"] + g * g_m * c.k,
             )
-            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m)
+            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m, rows=g_m)
             x_t = self._input(c, c.bottom, g, transpose=True)
             self._gemm(
                 c, "weight_grad", dy_op, x_t, out, m=g_m, k=c.pixels, n=c.k, images=self.batch
@@ -212,7 +245,7 @@ class Lowering:
             target = self._grad(c.bottom, WIDE_BITS, prefix="acc")
         for g in range(c.group):
             out = self._input(c, target, g, transpose=False)
-            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m)
+            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m, rows=g_m)
             self._gemm(
                 c,
                 "backward_data",
@@ -226,8 +259,17 @@ class Lowering:
         if c.geom is not None:  # read-and-clear the accumulator into the gradient
             self._vec_images(VecOp.CONVERT, target, dx, c.in_shape, param=1)
 
-    def _gemm(self, c: Conv, kind: str, a: Operand, b: Operand, out: Operand, **dims: int) -> None:
-        g = GemmPass(c.name, kind, a, b, out, rounding=self.rounding, **dims)
+    def _gemm(
+        self,
+        c: Conv,
+        kind: str,
+        a: Operand,
+        b: Operand,
+        out: Operand,
+        epilogue: tuple = (),
+        **dims: int,
+    ) -> None:
+        g = GemmPass(c.name, kind, a, b, out, rounding=self.rounding, epilogue=epilogue, **dims)
         emit_gemm(self.b, g, self.config.accelerator, self.c_half)
 
     def _weights(self, c: Conv, g: int, *, transpose: bool) -> Operand:
@@ -235,16 +277,17 @@ class Lowering:
         g_m = c.num_output // c.group
         base = self._t(f"w:{c.name}")["dram"] + g * g_m * c.k
         desc = self._matrix(c.k, g_m, 1, c.k) if transpose else self._matrix(g_m, c.k, c.k, 1)
-        return Operand(f"w:{c.name}", View.MATRIX, desc, base)
+        name = f"w:{c.name}"
+        return Operand(name, View.MATRIX, desc, base, nbytes=self._bytes(name, 1 / c.group))
 
     def _input(self, c: Conv, blob: str, g: int, *, transpose: bool) -> Operand:
         """The layer's input matrix (``k x images*pixels``) of group ``g``: im2col of
         ``blob`` for a convolution, ``blob`` folded for an inner product."""
         t = self._t(blob)
+        nbytes = self._bytes(blob, 1 / c.group)
         if c.geom is None:
-            return Operand(
-                blob, View.FOLDED, self._folded_desc(c.k, 1), t["dram"], transpose=transpose
-            )
+            desc = self._folded_desc(c.k, 1)
+            return Operand(blob, View.FOLDED, desc, t["dram"], transpose=transpose, nbytes=nbytes)
         geom = c.geom
         desc = self.b.desc(
             kind="im2col",
@@ -258,11 +301,23 @@ class Lowering:
             group=geom.group,
             images=self.batch,
         )
-        return Operand(blob, View.IM2COL, desc, t["dram"], group=g, transpose=transpose)
+        return Operand(
+            blob, View.IM2COL, desc, t["dram"], group=g, transpose=transpose, nbytes=nbytes
+        )
 
-    def _folded(self, blob: str, channels: int, pixels: int, *, row0: int = 0) -> Operand:
+    def _folded(
+        self, blob: str, channels: int, pixels: int, *, row0: int = 0, rows: int | None = None
+    ) -> Operand:
+        """``blob`` seen as ``channels x images*pixels``; the GEMM reads ``rows`` of it."""
         t = self._t(blob)
-        return Operand(blob, View.FOLDED, self._folded_desc(channels, pixels), t["dram"], row0=row0)
+        desc = self._folded_desc(channels, pixels)
+        nbytes = self._bytes(blob, (rows or channels) / channels)
+        return Operand(blob, View.FOLDED, desc, t["dram"], row0=row0, nbytes=nbytes)
+
+    def _bytes(self, name: str, share: float = 1.0) -> int:
+        """DRAM bytes of ``share`` of tensor ``name``."""
+        t = self._t(name)
+        return int(math.prod(t["shape"]) * self.config.slot_bytes(t["bits"]) * share)
 
     def _folded_desc(self, channels: int, pixels: int) -> int:
         return self.b.desc(kind="folded", channels=channels, pixels=pixels, images=self.batch)

@@ -28,7 +28,7 @@ from barista_hw.schedule import block_seed
 
 from . import dma, traffic, vector
 from .geometry import PoolGeometry, Space
-from .isa import ACC_FIRST, ACC_LAST, Instruction, Op, Program, View
+from .isa import ACC_FIRST, ACC_LAST, ON_C, WIRE8, Instruction, Op, Program, View
 from .memory import DeviceConfig
 from .scaling import ScaleTable
 from .vector import Rounder, Stats, VecOp
@@ -188,6 +188,8 @@ class Machine:
     def _host_in(self, inst: Instruction) -> None:
         name = self.program.tensors[inst["tensor"]]["name"]
         q, frac = self.host.send(name)
+        if inst.sub & WIRE8 and q.size and (q.min() < 0 or q.max() > 255):
+            raise InputError(f"the host's {name!r} does not fit its byte-a-value link format")
         self.write(name, q, frac)
 
     def _host_out(self, inst: Instruction) -> None:
@@ -208,7 +210,27 @@ class Machine:
             iteration_seed(inst["seed"], self.iteration),
             self.config.scratchpads.vector_lanes,
         )
-        VECTOR_OPS[op](self, inst, rnd)
+        if inst["desc"] == ON_C:
+            self._epilogue(op, inst, rnd)
+        else:
+            VECTOR_OPS[op](self, inst, rnd)
+
+    def _epilogue(self, op: VecOp, inst: Instruction, rnd: Rounder) -> None:
+        """A bias add or ReLU on the result block in C (``isa.ON_C``)."""
+        key = (Space.C, inst["dst2"])
+        tile, out = self.tiles[key], self._name(inst["dst"])
+        frac = self.scales.stored(out)
+        if op is VecOp.BIAS_ADD:
+            rows = slice(inst["i0"], inst["i0"] + inst["images"])
+            bias = self.tensor(inst["src2"])[rows]
+            fb = self.scales.stored(self._name(inst["src2"]))
+            q, s = vector.bias_add(tile[None], frac, bias, fb, self.fmt.width, rnd)
+        elif op is VecOp.RELU:
+            q, s = vector.relu(tile, self.fmt.width, _slope(inst), rnd=rnd)
+        else:
+            raise InputError(f"{inst.text()}: {op.name} is no epilogue operation")
+        self.tiles[key] = q.reshape(tile.shape)
+        self.scales.wrote(out, frac, s)
 
     def _images(self, index: int, inst: Instruction) -> np.ndarray:
         return self.tensor(index)[inst["i0"] : inst["i0"] + inst["images"]]

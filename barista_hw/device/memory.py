@@ -31,11 +31,13 @@ class DramConfig:
     256 Mbit as 4 banks x 8192 rows x 512 columns x 16 bits (32 MiB, 1 KiB rows),
     speed grade -7 (143 MHz at CAS latency 3, 100 MHz at CAS latency 2). Other
     ULX3S runs carry MT48LC16M16A2 (same organisation) or AS4C32M16SB (64 MiB).
-    The controller runs in the design's clock domain (50 MHz, the clock ECP5 designs
-    are planned at): no clock-domain crossing between the DMA and the SDRAM, and CAS
-    latency 2 is within the part's rating there. The timings are the -7 grade's of
-    ISSI's SDR family (as in the IS42S16800A -7 AC table: tRCD = tRP = 15 ns, tRAS
-    37 ns, tDPL 2 clocks, REF-to-REF = tRC; tRC 60 ns as SpinalHDL's IS42x320D grade 7).
+    ``clock_mhz`` is the SDRAM's own clock; :meth:`DeviceConfig.for_accelerator` runs
+    it at the part's rating at CAS latency 2 (100 MHz), in its own clock domain: the
+    DMA reaches it through clock-crossing FIFOs, as SDRAM controllers on ECP5 boards
+    commonly do, so the accelerator's clock does not limit the memory's bandwidth. The
+    timings are the -7 grade's of ISSI's SDR family (as in the IS42S16800A -7 AC table:
+    tRCD = tRP = 15 ns, tRAS 37 ns, tDPL 2 clocks, REF-to-REF = tRC; tRC 60 ns as
+    SpinalHDL's IS42x320D grade 7).
     """
 
     size_bytes: int = 32 * 1024 * 1024
@@ -240,7 +242,7 @@ class DeviceConfig:
 
         ``overrides``: ``dram``, ``link``, ``scratchpads`` (whole configurations) or
         the :class:`ScratchpadConfig` fields. Without ``dram`` the board's SDRAM is
-        used, clocked at the accelerator's clock (one clock domain).
+        used, at its rated clock (:class:`DramConfig`).
         """
         name = target or (acc.target if acc.target in TARGETS else DEFAULT_TARGET)
         board = get_target(name)
@@ -256,13 +258,18 @@ class DeviceConfig:
                     "DRAM, so give a DramConfig for it or choose a board with SDRAM "
                     f"({', '.join(BOARD_DRAM)})"
                 )
-            dram = replace(BOARD_DRAM[board.name], clock_mhz=acc.clock_mhz)
+            rated = BOARD_DRAM[board.name]
+            dram = replace(rated, clock_mhz=rated.max_clock_mhz)
         depth = DEFAULT_SCRATCH_DEPTH[board.family]
         scratch = overrides.get("scratchpads") or ScratchpadConfig(
             c_depth=depth, v_depth=depth, vector_lanes=acc.engine.cols
         )
         scratch = replace(scratch, **{k: v for k, v in overrides.items() if k in scratch_keys})
         return cls(acc, scratch, dram, overrides.get("link") or LinkConfig(), board.name)
+
+    def device_cycles(self, dram_cycles: int) -> int:
+        """``dram_cycles`` of the SDRAM's clock in the accelerator's cycles (rounded up)."""
+        return math.ceil(dram_cycles * self.accelerator.clock_mhz / self.dram.clock_mhz)
 
     @staticmethod
     def slot_bytes(bits: int) -> int:

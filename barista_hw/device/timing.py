@@ -1,6 +1,8 @@
 """The time model: a program's instructions scheduled on the device's units.
 
 Each unit (:data:`~barista_hw.device.emit.UNIT`) runs its instructions in program order;
+the input batch is double-buffered (it crosses the link during the previous iteration),
+so the steady-state iteration takes the longer of the schedule and the link's work;
 an instruction starts when its unit is free and the instructions it waits for have
 finished, and one that moves DRAM data also waits for the DRAM bus (one bus, shared by
 both DMA channels and the vector unit's streams). Its duration is its own cycle count
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .emit import UNIT
-from .isa import Op, Program
+from .isa import PREFETCH, Op, Program
 from .traffic import Counts, section_names
 
 _DRAM_OPS = (Op.LOAD, Op.STORE, Op.VEC)
@@ -78,6 +80,11 @@ def schedule(program: Program, counts: Counts, clock_mhz: float) -> Timing:
     names = section_names(program)
     for inst, c, name in zip(program.instructions, counts.per_instruction, names, strict=True):
         unit = UNIT[inst.op]
+        if inst.op is Op.HOST_IN and inst.sub & PREFETCH:
+            # Double-buffered: it arrives during the previous iteration, on the link alone.
+            busy["link"] = busy.get("link", 0) + c.cycles
+            sections[name] = SectionTime(0, 0, {"link": c.cycles})
+            continue
         start = max([free.get(unit, 0)] + [finish_by_token.get(w, 0) for w in inst.waits])
         if inst.op in _DRAM_OPS and (c.dram_bytes or inst.op is not Op.VEC):
             start = max(start, free.get("dram", 0))
@@ -91,4 +98,4 @@ def schedule(program: Program, counts: Counts, clock_mhz: float) -> Timing:
         s = sections.setdefault(name, SectionTime(start, done))
         s.end = max(s.end, done)
         s.busy[unit] = s.busy.get(unit, 0) + c.cycles
-    return Timing(end, clock_mhz, busy, sections)
+    return Timing(max(end, busy.get("link", 0)), clock_mhz, busy, sections)

@@ -17,7 +17,7 @@ from barista_hw.plan import command_cycles
 
 from . import dma, vector
 from .geometry import ConvGeometry
-from .isa import ACC_LAST, Instruction, Op, Program, View
+from .isa import ACC_LAST, ON_C, Instruction, Op, Program, View
 from .memory import DeviceConfig
 from .vector import VecOp
 
@@ -141,8 +141,10 @@ def instruction_counts(
         nbytes = inst["bytes"]
         seconds = config.link.seconds(nbytes)
         cycles = math.ceil(seconds * config.accelerator.clock_mhz * 1e6)
+        t = program.tensors[inst["tensor"]]
+        dram = math.prod(t["shape"]) * config.slot_bytes(t["bits"])
         rw = "dram_write_bytes" if inst.op is Op.HOST_IN else "dram_read_bytes"
-        return InstCounts(link_bytes=nbytes, cycles=cycles, **{rw: nbytes})
+        return InstCounts(link_bytes=nbytes, cycles=cycles, **{rw: dram})
     return InstCounts(cycles=1)
 
 
@@ -166,9 +168,10 @@ def _dma_counts(
         if inst.sub == View.IM2COL:  # col2im adds: read, modify, write
             c.dram_read_bytes = nbytes
     write = inst.op is Op.STORE
-    c.cycles = dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=write)
+    cycles = dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=write)
     if inst.op is Op.STORE and inst.sub == View.IM2COL:
-        c.cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
+        cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
+    c.cycles = config.device_cycles(cycles)
     return c
 
 
@@ -187,9 +190,26 @@ def _gemm_counts(inst: Instruction, config: DeviceConfig) -> InstCounts:
     )
 
 
+def _epilogue_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
+    """A VEC on a result block in C (``isa.ON_C``): it reads the block and its bias rows."""
+    op = VecOp(inst.sub)
+    t = program.tensors[inst["dst"]]
+    elements = inst["images"] * inst["src"]
+    bias = inst["images"] * config.slot_bytes(t["bits"]) if inst["src2"] != 0xFFFF else 0
+    return InstCounts(
+        dram_read_bytes=bias,
+        spad_read_bits=elements * t["bits"],
+        spad_write_bits=elements * t["bits"],
+        vector_ops=elements,
+        cycles=vector.cycles(op, elements, elements, config.scratchpads.vector_lanes),
+    )
+
+
 def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
     """A VEC streams its operands from DRAM through V and its results back."""
     op = VecOp(inst.sub)
+    if inst["desc"] == ON_C:
+        return _epilogue_counts(inst, program, config)
     tensors = program.tensors
     batch = program.meta["batch"]
     reads = [inst[k] for k in ("src", "src2") if inst[k] != 0xFFFF]
@@ -223,7 +243,9 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
     burst = dram.burst_length * dram.bus_bits // 8
     bursts = sum(-(-b // burst) for _, b in ins + outs)
     rows = sum(-(-b // dram.row_bytes) for _, b in ins + outs)
-    stream = dram.transfer_cycles(bursts=bursts, rows_opened=rows, write=False)
+    stream = config.device_cycles(
+        dram.transfer_cycles(bursts=bursts, rows_opened=rows, write=False)
+    )
     return InstCounts(
         dram_read_bytes=read,
         dram_write_bytes=written,

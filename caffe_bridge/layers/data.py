@@ -85,6 +85,7 @@ class DataLayer(Layer):
         first_key, first_value = self._first
         first = self._decode(first_key, first_value)
         self.record_shape: tuple[int, int, int] = first.shape  # type: ignore[assignment]
+        self.record_dtype = first.dtype  # uint8 (images) or float32 (float_data)
         self.out_shape = self.transformer.output_shape(self.record_shape)
         self._check_shapes()
         self._cursor_reset()

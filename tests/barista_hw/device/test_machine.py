@@ -13,11 +13,12 @@ from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
+from barista_hw.device.isa import ON_C, Op
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine, iteration_seed
 from barista_hw.device.memory import DeviceConfig
 from barista_hw.device.traffic import program_counts
-from barista_hw.device.vector import Rounder, convert
+from barista_hw.device.vector import Rounder, VecOp, bias_add, convert, relu
 from barista_hw.numfmt import Rounding
 from caffe_bridge.im2col import col2im, im2col
 
@@ -39,14 +40,16 @@ class Host:
 
 
 def _net(geom: ConvGeometry) -> list:
-    """conv (2 groups) -> max pool -> ReLU -> conv2 (its input's gradient by col2im) -> ip."""
+    """conv (2 groups) -> max pool -> ReLU -> conv2 (its input's gradient by col2im, its
+    bias and an in-place ReLU in its GEMM's epilogue) -> ip."""
     conv = Conv("conv", "data", "c", 6, geom=geom, bias=False, backward_data=False)
     pool = Pool("pool", "c", "p", PoolGeometry(6, geom.out_height, geom.out_width, (2, 2), (2, 2)))
     relu = Relu("relu", "p", "r", pool.out_shape)
     g2 = ConvGeometry(*pool.out_shape, (2, 2), (1, 1), (1, 1))
     conv2 = Conv("conv2", "r", "c2", 4, geom=g2)
+    relu2 = Relu("relu2", "c2", "c2", (4, g2.out_height, g2.out_width))  # fused into conv2
     ip = Conv("ip", "c2", "out", 5, inputs=4 * g2.pixels)
-    return [conv, pool, relu, conv2, ip]
+    return [conv, pool, relu, conv2, relu2, ip]
 
 
 def _setup(rounding: Rounding, seed: int = 0):
@@ -77,9 +80,15 @@ def _setup(rounding: Rounding, seed: int = 0):
     return layers, config, compiled, m, host, x, geom
 
 
-def _gemm(a, b, shift, rounding, layer, kind, images=1):
+def _gemm(program, a, b, shift, rounding, layer, kind, images=1):
+    """The engine model's result for the same operands and commands: the pass's seed and
+    the reduction chunk limit the compiler chose (its descriptor says which)."""
     seed = iteration_seed(zlib.crc32(f"{layer}/{kind}".encode()), 3)
-    return model.gemm_on_accelerator(a, b, ACC, GemmCommand(shift, rounding, seed, images))
+    (limit,) = [
+        d["limit"] for d in program.descriptors if d.get("layer") == layer and d["gemm"] == kind
+    ]
+    cmd = GemmCommand(shift, rounding, seed, images)
+    return model.gemm_on_accelerator(a, b, ACC, cmd, limit=limit)
 
 
 def _folded(t: np.ndarray) -> np.ndarray:
@@ -101,14 +110,20 @@ def test_gemms_are_the_engine_models(rounding: Rounding) -> None:
     for g in range(2):
         xg = cols[:, g * k : (g + 1) * k, :].transpose(1, 0, 2).reshape(k, -1)
         rows = slice(g * 3, g * 3 + 3)
-        fwd = _gemm(w[rows], xg, fw + f("data") - f("c"), rounding, "conv", "forward")
+        fwd = _gemm(
+            compiled.program, w[rows], xg, fw + f("data") - f("c"), rounding, "conv", "forward"
+        )
         np.testing.assert_array_equal(y[rows], fwd)
         shift = f("d:c") + f("data") - f("g:conv")
-        grad = _gemm(dy[rows], xg.T, shift, rounding, "conv", "weight_grad", images=3)
+        grad = _gemm(
+            compiled.program, dy[rows], xg.T, shift, rounding, "conv", "weight_grad", images=3
+        )
         np.testing.assert_array_equal(m.tensor("g:conv")[rows], grad)
     p = m.tensor("c2").reshape(3, -1)
     shift = f("d:out") + f("c2") - f("g:ip")
-    grad = _gemm(m.tensor("d:out").T, p, shift, rounding, "ip", "weight_grad", images=3)
+    grad = _gemm(
+        compiled.program, m.tensor("d:out").T, p, shift, rounding, "ip", "weight_grad", images=3
+    )
     np.testing.assert_array_equal(m.tensor("g:ip"), grad)
 
 
@@ -121,13 +136,44 @@ def test_backward_data_is_col2im_of_the_engine_model() -> None:
     g2 = layers[3].geom
     dy = _folded(m.tensor("d:c2"))
     dcol = _gemm(
-        w.T, dy, fw + f("d:c2") - f("acc:r"), Rounding.NEAREST_EVEN, "conv2", "backward_data"
+        compiled.program,
+        w.T,
+        dy,
+        fw + f("d:c2") - f("acc:r"),
+        Rounding.NEAREST_EVEN,
+        "conv2",
+        "backward_data",
     )
     dcol = dcol.reshape(-1, 3, g2.pixels).transpose(1, 0, 2).astype(np.int64)
     acc = col2im(dcol, g2_shape(g2), g2.kernel, g2.pad, g2.stride, g2.dilation)
     want, _ = convert(acc, f("acc:r"), f("d:r"), 16, Rounder(Rounding.NEAREST_EVEN))
     np.testing.assert_array_equal(m.tensor("d:r"), want)
     assert not m.tensor("acc:r").any()  # read and cleared
+
+
+def test_epilogue_adds_the_bias_and_applies_the_relu_before_the_store() -> None:
+    layers, config, compiled, m, host, x, geom = _setup(Rounding.NEAREST_EVEN)
+    w, fw = m.tensor("w:conv2").copy(), m.scales.stored("w:conv2")
+    bias, fb = m.tensor("wb:conv2").copy(), m.scales.stored("wb:conv2")
+    m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
+    f = m.scales.stored
+    g2 = layers[3].geom
+    r = m.tensor("r")
+    cols = im2col(r, g2.kernel, g2.pad, g2.stride, g2.dilation)
+    xg = cols.transpose(1, 0, 2).reshape(g2.k, -1)
+    y = _gemm(
+        compiled.program, w, xg, fw + f("r") - f("c2"), Rounding.NEAREST_EVEN, "conv2", "forward"
+    )
+    y = y.astype(np.int64)[None]
+    nearest = Rounder(Rounding.NEAREST_EVEN)
+    y, _ = bias_add(y, f("c2"), bias, fb, 16, nearest)
+    y, _ = relu(y, 16)
+    np.testing.assert_array_equal(_folded(m.tensor("c2")), y[0])
+    program = compiled.program
+    c2 = program.tensors.index(next(t for t in program.tensors if t["name"] == "c2"))
+    relus = [i for i in program.instructions if i.op is Op.VEC and i.sub == VecOp.RELU]
+    on_c2 = [i for i in relus if i["dst"] == c2]
+    assert on_c2 and all(i["desc"] == ON_C for i in on_c2)  # no stream over c2 of its own
 
 
 def g2_shape(g: ConvGeometry) -> tuple[int, int, int]:

@@ -99,7 +99,7 @@ def test_device_for_the_ulx3s_85f() -> None:
     preset = TARGETS["ulx3s-85f"].preset  # 12 x 12, 16-bit, 50 MHz
     dev = DeviceConfig.for_accelerator(preset)
     assert dev.target == "ulx3s-85f"
-    assert dev.dram == ULX3S_SDRAM  # the board's SDRAM at the design's 50 MHz
+    assert dev.dram == replace(ULX3S_SDRAM, clock_mhz=100.0)  # its CL2 rating
     assert dev.link == LinkConfig()
     assert dev.scratchpads == ScratchpadConfig(c_depth=1024, v_depth=1024, vector_lanes=12)
     # C: 1024 x 192 bits -> 11 DP16KD of 1024 x 18; V: 1024 x 384 bits -> 22.
@@ -110,9 +110,12 @@ def test_device_overrides_and_clock() -> None:
     preset = TARGETS["ulx3s-85f"].preset
     dev = DeviceConfig.for_accelerator(preset, v_depth=512, link=LinkConfig(baud=1_000_000))
     assert dev.scratchpads.v_depth == 512 and dev.link.baud == 1_000_000
-    assert DeviceConfig.for_accelerator(preset.derive(clock_mhz=75.0)).dram.clock_mhz == 75.0
+    # The SDRAM runs at its CL2 rating in its own clock domain, whatever the design's clock.
+    fast = DeviceConfig.for_accelerator(preset.derive(clock_mhz=75.0))
+    assert fast.dram.clock_mhz == 100.0
+    assert fast.device_cycles(100) == 75 and fast.device_cycles(101) == 76
     with pytest.raises(InputError, match="rating"):
-        DeviceConfig.for_accelerator(preset.derive(clock_mhz=150.0))
+        replace(ULX3S_SDRAM, clock_mhz=150.0)
     with pytest.raises(InputError, match="unknown setting"):
         DeviceConfig.for_accelerator(preset, depth=3)
 
