@@ -85,13 +85,17 @@ def device_net(net: Net) -> DeviceNet:
 
 def _image_frac(net: Net, blob: str) -> int | None:
     """``k`` when ``blob`` is a Data layer's uint8 images times ``2**-k`` (a power-of-two
-    ``scale``, no mean), which the host then sends as they are, a byte a pixel; else None."""
+    ``scale``, no mean), which the host then sends as they are, a byte a pixel; else None.
+    A Data layer standing in for absent data (``--data-shape``) is taken to hold bytes, as
+    Caffe's image Datums do."""
     for i, layer in enumerate(net.layers):
         if blob not in net.top_names[net.layer_names[i]][:1] or layer.type_name != "Data":
             continue
-        t = layer.transformer
-        k = -math.log2(t.scale) if t.scale > 0 else math.nan
-        plain = t.mean is None and t.mean_values is None and layer.record_dtype == np.uint8
+        tp = layer.param.transform_param
+        scale = tp.scale if tp.HasField("scale") else 1.0
+        k = -math.log2(scale) if scale > 0 else math.nan
+        no_mean = not tp.HasField("mean_file") and not tp.mean_value
+        plain = no_mean and getattr(layer, "record_dtype", np.uint8) == np.uint8
         return int(k) if plain and k.is_integer() and k >= 0 else None
     return None
 
