@@ -1,7 +1,8 @@
 """The compiler: a net's layers -> a device program of one training iteration.
 
 :func:`compile_net` allocates every tensor in DRAM (operand copies and gradients in the
-format's width, master weights, momentum and col2im accumulators in 32 bits) and emits
+format's width, master weights, momentum and col2im accumulators in 32 bits; tensors
+never live together share memory, :mod:`~barista_hw.device.allocation`) and emits
 the iteration: the input batch in, forward, the logits out, their gradient in,
 backward, the SGD update, the end-of-iteration SCALE. Layers the device cannot run
 (:class:`~barista_hw.device.layers.HostLayer`) split the net into device segments: the
@@ -10,13 +11,13 @@ tensors crossing a boundary go out to the host and come back over the link.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from barista_base.errors import InputError
 from barista_hw.numfmt import Rounding
 
+from .allocation import Placement, plan, sequential, words
 from .emit import Builder
 from .isa import Op, Program
 from .layers import Conv, HostLayer, Layer, Pool, Relu
@@ -31,7 +32,7 @@ class Compiled:
     program: Program
     segments: list[list[str]]  # device layers of each device segment, in order
     host_layers: list[str]  # the layers between segments, run by the host
-    dram_slots: int
+    dram_words: int  # words of the 16-bit bus, tensors sharing where lives allow
     dram_bytes: int
     notes: list[str] = field(default_factory=list)
 
@@ -56,10 +57,12 @@ def compile_net(
     output: str,
     rounding: Rounding = Rounding.NEAREST_EVEN,
     wire8: Iterable[str] = (),
+    share: bool = True,
 ) -> Compiled:
     """Compile one training iteration of ``layers`` (net order, from the ``inputs`` blobs,
     shapes of one image, to the ``output`` blob the host's loss reads). The inputs in
-    ``wire8`` are 8-bit unsigned values (images) the host sends a byte each.
+    ``wire8`` are 8-bit unsigned values (images) the host sends a byte each. Tensors never
+    live together share DRAM unless ``share`` is false.
 
     Raises :class:`InputError` naming the layer, blob or tensor at fault: a blob read by
     two layers (its gradient would need summing), a result block that does not fit the
@@ -68,25 +71,33 @@ def compile_net(
     if batch < 1:
         raise InputError(f"batch {batch} must be at least 1")
     _check_fanout(layers)
-    b = Builder()
     narrow = frozenset(wire8) if config.accelerator.engine.fmt.width > 8 else frozenset()
-    low = Lowering(b, config, batch, rounding, narrow)
-    low.plan_fusion(layers)
-    for name, shape in inputs.items():
-        low.activation(name, shape)
-    segments, host = _segments(layers)
-    for name in inputs:
-        low.host_in(name, batch_input=True)
-    for layer in layers:
-        low.forward(layer)
-    low.host_out(output)
-    low.host_in(f"d:{output}", like=output)
-    for layer in reversed(layers):
-        low.backward(layer)
-    for layer in layers:
-        low.update(layer)
-    b.emit(Op.SCALE, iteration=0)
-    _check_capacity(b.program, config)
+
+    def lower(placement: Placement | None) -> Builder:
+        b = Builder(placement)
+        low = Lowering(b, config, batch, rounding, narrow)
+        low.plan_fusion(layers)
+        for name, shape in inputs.items():
+            low.activation(name, shape, role="input")
+        for name in inputs:
+            low.host_in(name, batch_input=True)
+        for layer in layers:
+            low.forward(layer)
+        low.host_out(output)
+        low.host_in(f"d:{output}", like=output)
+        for layer in reversed(layers):
+            low.backward(layer)
+        for layer in layers:
+            low.update(layer)
+        b.emit(Op.SCALE, iteration=0)
+        return b
+
+    # The first lowering finds when each tensor is live; the second places them.
+    first = lower(None)
+    tensors = first.program.tensors
+    placement = plan(tensors, first.uses) if share else sequential(tensors)
+    b = lower(placement)
+    _check_capacity(b.program, placement, config)
     b.program.meta.update(
         batch=batch,
         inputs={k: list(v) for k, v in inputs.items()},
@@ -95,8 +106,8 @@ def compile_net(
         format=config.accelerator.engine.fmt.name,
         accelerator=config.accelerator.to_dict(),
     )
-    nbytes = sum(tensor_bytes(t) for t in b.program.tensors)
-    return Compiled(b.program, segments, host, b.slots, nbytes)
+    segments, host = _segments(layers)
+    return Compiled(b.program, segments, host, placement.words, placement.nbytes)
 
 
 def _check_fanout(layers: Sequence[Layer]) -> None:
@@ -128,21 +139,15 @@ def _segments(layers: Sequence[Layer]) -> tuple[list[list[str]], list[str]]:
     return [s for s in segments if s], host
 
 
-def tensor_bytes(t: dict) -> int:
-    """Bytes tensor-table entry ``t`` takes in DRAM."""
-    return math.prod(t["shape"]) * DeviceConfig.slot_bytes(t["bits"])
-
-
-def _check_capacity(program: Program, config: DeviceConfig) -> None:
-    """Raise :class:`InputError` naming the first tensor that does not fit the DRAM and the
-    bytes the whole working set needs."""
-    need = sum(tensor_bytes(t) for t in program.tensors)
+def _check_capacity(program: Program, placement: Placement, config: DeviceConfig) -> None:
+    """Raise :class:`InputError` naming the tensor reaching furthest beyond the DRAM and
+    the bytes the whole working set needs."""
     capacity = config.dram.size_bytes
-    used = 0
-    for t in program.tensors:
-        used += tensor_bytes(t)
-        if used > capacity:
-            raise InputError(
-                f"tensor {t['name']!r} ({t['role']}, shape {t['shape']}) does not fit the "
-                f"DRAM: the working set needs {need:,} bytes, the device has {capacity:,}"
-            )
+    if placement.nbytes <= capacity:
+        return
+    t = max(program.tensors, key=lambda t: placement.base[t["name"]] + words(t))
+    raise InputError(
+        f"tensor {t['name']!r} ({t['role']}, shape {t['shape']}) does not fit the "
+        f"DRAM: the working set needs {placement.nbytes:,} bytes, the device has "
+        f"{capacity:,}"
+    )

@@ -10,15 +10,13 @@ write after its read or write.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from typing import Any
 
 from barista_base.errors import InputError
 
+from .allocation import Placement, words
 from .isa import MAX_WAITS, Instruction, Op, Program
-
-ALIGN_SLOTS = 16  # tensors start on a burst boundary
 
 #: The unit that runs each opcode (``docs/device.md``). LOADs and STOREs have a DMA
 #: channel each, so a block's store overlaps the next block's loads.
@@ -37,10 +35,13 @@ UNIT = {
 class Builder:
     """A :class:`~barista_hw.device.isa.Program` under construction."""
 
-    def __init__(self) -> None:
+    def __init__(self, placement: Placement | None = None) -> None:
         self.program = Program()
         self.index: dict[str, int] = {}  # tensor name -> row of the tensor table
-        self.slots = 0  # DRAM slots allocated
+        self.placement = placement
+        self.words = 0  # DRAM words allocated when there is no placement
+        self.uses: dict[str, tuple[int, int]] = {}  # tensor -> first and last instruction
+        self._seeds = 0
         self._descs: dict[str, int] = {}
         # resource -> unit -> (token of the latest write, token of the latest read)
         self._last: dict[str, dict[str, list[int]]] = {}
@@ -48,12 +49,17 @@ class Builder:
     # -- tables -------------------------------------------------------------------
     def tensor(self, name: str, shape: tuple[int, ...], bits: int, role: str) -> dict[str, Any]:
         """Declare tensor ``name`` (the first time) and return its table entry, with its
-        DRAM slot: tensors are placed in declaration order, each on a burst boundary."""
+        DRAM word: the placement's, or in declaration order without one."""
         if name not in self.index:
             self.index[name] = len(self.program.tensors)
             entry = {"name": name, "role": role, "space": "DRAM", "shape": list(shape)}
-            self.program.tensors.append({**entry, "bits": bits, "dram": self.slots})
-            self.slots += -(-math.prod(shape) // ALIGN_SLOTS) * ALIGN_SLOTS
+            entry["bits"] = bits
+            if self.placement is None:
+                entry["dram"] = self.words
+                self.words += words(entry)
+            else:
+                entry["dram"] = self.placement.base[name]
+            self.program.tensors.append(entry)
         return self.program.tensors[self.index[name]]
 
     def desc(self, **entry: Any) -> int:
@@ -71,6 +77,12 @@ class Builder:
         self.program.meta.setdefault("sections", []).append(
             [len(self.program.instructions), section]
         )
+
+    def next_seed(self) -> int:
+        """A vector instruction's seed: its rank among the program's vector instructions,
+        so the waits and SYNCs a placement adds do not change the random words."""
+        self._seeds += 1
+        return self._seeds
 
     def scalar(self, name: str) -> int:
         if name not in self.program.scalars:
@@ -90,6 +102,9 @@ class Builder:
         """Append an instruction; returns its token."""
         unit = UNIT[op]
         reads, writes = list(reads), list(writes)
+        touched = [res for res in reads + writes if res in self.index]
+        aliases = self.placement.aliases if self.placement else {}
+        writes += [a for w in writes for a in aliases.get(w, ())]  # memory it reuses
         after: dict[str, int] = {}
         for res in reads + writes:
             for other, (w, r) in self._last.get(res, {}).items():
@@ -102,6 +117,9 @@ class Builder:
             self._append(Instruction(Op.SYNC, 0, self._token(), tuple(waits[:MAX_WAITS])))
             waits = [self._token() - 1, *waits[MAX_WAITS:]]
         token = self._token()
+        at = len(self.program.instructions)
+        for res in touched:
+            self.uses[res] = (self.uses.get(res, (at, at))[0], at)
         self._append(Instruction(op, sub, token, tuple(waits), fields))
         for res in reads:
             self._last.setdefault(res, {}).setdefault(unit, [0, 0])[1] = token

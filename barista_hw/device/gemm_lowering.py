@@ -155,7 +155,7 @@ def _epilogue(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int) -> None:
             rounding=int(g.rounding),
             i0=g.out.row0 + c.m0,
             images=c.m,
-            seed=len(b.program.instructions),
+            seed=b.next_seed(),
             param=param,
         )
 

@@ -72,9 +72,11 @@ class Lowering:
     def _t(self, name: str) -> dict:
         return self.b.program.tensors[self.b.index[name]]
 
-    def _grad(self, blob: str, bits: int | None = None, prefix: str = "d") -> str:
+    def _grad(
+        self, blob: str, bits: int | None = None, prefix: str = "d", role: str = "gradient"
+    ) -> str:
         name = f"{prefix}:{blob}"
-        self.b.tensor(name, (self.batch, *self.shapes[blob]), bits or self.bits, "gradient")
+        self.b.tensor(name, (self.batch, *self.shapes[blob]), bits or self.bits, role)
         return name
 
     def _param(self, layer: str, shape: tuple[int, ...], bias: bool) -> None:
@@ -229,7 +231,7 @@ class Lowering:
             out = Operand(
                 f"g:{c.name}",
                 View.MATRIX,
-                self._matrix(g_m, c.k, c.k, 1),
+                self._matrix(g_m, c.k, c.k, 1, wg["bits"]),
                 wg["dram"] + g * g_m * c.k,
             )
             dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m, rows=g_m)
@@ -242,7 +244,7 @@ class Lowering:
         dx = self._grad(c.bottom)
         target = dx
         if c.geom is not None:
-            target = self._grad(c.bottom, WIDE_BITS, prefix="acc")
+            target = self._grad(c.bottom, WIDE_BITS, prefix="acc", role="accumulator")
         for g in range(c.group):
             out = self._input(c, target, g, transpose=False)
             dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m, rows=g_m)
@@ -275,9 +277,13 @@ class Lowering:
     def _weights(self, c: Conv, g: int, *, transpose: bool) -> Operand:
         """Group ``g``'s weights (``num_output/group x k``, row-major), or their transpose."""
         g_m = c.num_output // c.group
-        base = self._t(f"w:{c.name}")["dram"] + g * g_m * c.k
-        desc = self._matrix(c.k, g_m, 1, c.k) if transpose else self._matrix(g_m, c.k, c.k, 1)
         name = f"w:{c.name}"
+        t = self._t(name)
+        base = t["dram"] + g * g_m * c.k
+        if transpose:
+            desc = self._matrix(c.k, g_m, 1, c.k, t["bits"])
+        else:
+            desc = self._matrix(g_m, c.k, c.k, 1, t["bits"])
         return Operand(name, View.MATRIX, desc, base, nbytes=self._bytes(name, 1 / c.group))
 
     def _input(self, c: Conv, blob: str, g: int, *, transpose: bool) -> Operand:
@@ -286,7 +292,7 @@ class Lowering:
         t = self._t(blob)
         nbytes = self._bytes(blob, 1 / c.group)
         if c.geom is None:
-            desc = self._folded_desc(c.k, 1)
+            desc = self._folded_desc(c.k, 1, t["bits"])
             return Operand(blob, View.FOLDED, desc, t["dram"], transpose=transpose, nbytes=nbytes)
         geom = c.geom
         desc = self.b.desc(
@@ -300,6 +306,7 @@ class Lowering:
             dilation=list(geom.dilation),
             group=geom.group,
             images=self.batch,
+            bits=t["bits"],
         )
         return Operand(
             blob, View.IM2COL, desc, t["dram"], group=g, transpose=transpose, nbytes=nbytes
@@ -310,7 +317,7 @@ class Lowering:
     ) -> Operand:
         """``blob`` seen as ``channels x images*pixels``; the GEMM reads ``rows`` of it."""
         t = self._t(blob)
-        desc = self._folded_desc(channels, pixels)
+        desc = self._folded_desc(channels, pixels, t["bits"])
         nbytes = self._bytes(blob, (rows or channels) / channels)
         return Operand(blob, View.FOLDED, desc, t["dram"], row0=row0, nbytes=nbytes)
 
@@ -319,12 +326,20 @@ class Lowering:
         t = self._t(name)
         return int(math.prod(t["shape"]) * self.config.slot_bytes(t["bits"]) * share)
 
-    def _folded_desc(self, channels: int, pixels: int) -> int:
-        return self.b.desc(kind="folded", channels=channels, pixels=pixels, images=self.batch)
-
-    def _matrix(self, rows: int, cols: int, row_stride: int, col_stride: int) -> int:
+    # A tile view's descriptor carries the elements' width: the DMA's unit of addressing.
+    def _folded_desc(self, channels: int, pixels: int, bits: int) -> int:
         return self.b.desc(
-            kind="matrix", rows=rows, cols=cols, row_stride=row_stride, col_stride=col_stride
+            kind="folded", channels=channels, pixels=pixels, images=self.batch, bits=bits
+        )
+
+    def _matrix(self, rows: int, cols: int, row_stride: int, col_stride: int, bits: int) -> int:
+        return self.b.desc(
+            kind="matrix",
+            rows=rows,
+            cols=cols,
+            row_stride=row_stride,
+            col_stride=col_stride,
+            bits=bits,
         )
 
     # -- pooling ----------------------------------------------------------------------
@@ -401,7 +416,7 @@ class Lowering:
             rounding=int(self.rounding),
             i0=i0,
             images=images or self.batch,
-            seed=len(self.b.program.instructions),
+            seed=self.b.next_seed(),
             param=param,
         )
 

@@ -72,13 +72,9 @@ def section_names(program: Program) -> list[str]:
     return out + ["other"] * (len(program.instructions) - len(out))
 
 
-def dram_tensor(inst: Instruction, program: Program) -> dict:
-    """The tensor a LOAD or STORE addresses (the one whose slots contain ``dram``)."""
-    base = inst["dram"]
-    for t in program.tensors:
-        if t["dram"] <= base < t["dram"] + math.prod(t["shape"]):
-            return t
-    raise ValueError(f"{inst.text()}: slot {base} is in no tensor")
+def element_bits(inst: Instruction, program: Program) -> int:
+    """The width of the elements a LOAD or STORE moves (its view's descriptor)."""
+    return program.descriptors[inst["desc"]]["bits"]
 
 
 def folded_index(
@@ -151,8 +147,7 @@ def instruction_counts(
 def _dma_counts(
     inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray | None
 ) -> InstCounts:
-    t = dram_tensor(inst, program)
-    slot = config.slot_bytes(t["bits"])
+    slot = config.slot_bytes(element_bits(inst, program))
     dram = config.dram
     burst_slots = max(1, dram.burst_length * dram.bus_bits // 8 // slot)
     row_slots = max(1, dram.row_bytes // slot)

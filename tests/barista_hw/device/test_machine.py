@@ -52,14 +52,20 @@ def _net(geom: ConvGeometry) -> list:
     return [conv, pool, relu, conv2, relu2, ip]
 
 
-def _setup(rounding: Rounding, seed: int = 0):
+def _setup(rounding: Rounding, seed: int = 0, *, share: bool = True):
     rng = np.random.default_rng(seed)
     geom = ConvGeometry(4, 9, 8, (3, 2), (1, 2), (1, 0), (1, 1), group=2)
     layers = _net(geom)
     config = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f")
     batch = 3
     compiled = compile_net(
-        layers, config, batch=batch, inputs={"data": (4, 9, 8)}, output="out", rounding=rounding
+        layers,
+        config,
+        batch=batch,
+        inputs={"data": (4, 9, 8)},
+        output="out",
+        rounding=rounding,
+        share=share,
     )
     m = Machine(compiled.program, config)
     fmt = ACC.engine.fmt
@@ -100,7 +106,7 @@ def _folded(t: np.ndarray) -> np.ndarray:
 def test_gemms_are_the_engine_models(rounding: Rounding) -> None:
     """Every GEMM the program runs returns the engine model's bits for the same operands
     and command: forward by group, weight gradients of conv (im2col transposed) and ip."""
-    layers, config, compiled, m, host, x, geom = _setup(rounding)
+    layers, config, compiled, m, host, x, geom = _setup(rounding, share=False)  # reads transients
     w, fw = m.tensor("w:conv").copy(), m.scales.stored("w:conv")  # before the update
     m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
     f = m.scales.stored
@@ -129,7 +135,7 @@ def test_gemms_are_the_engine_models(rounding: Rounding) -> None:
 
 def test_backward_data_is_col2im_of_the_engine_model() -> None:
     """conv2's input gradient: the engine model's W^T dY, col2im-summed, converted."""
-    layers, config, compiled, m, host, x, geom = _setup(Rounding.NEAREST_EVEN)
+    layers, config, compiled, m, host, x, geom = _setup(Rounding.NEAREST_EVEN, share=False)
     w, fw = m.tensor("w:conv2").copy(), m.scales.stored("w:conv2")
     m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
     f = m.scales.stored
@@ -152,7 +158,7 @@ def test_backward_data_is_col2im_of_the_engine_model() -> None:
 
 
 def test_epilogue_adds_the_bias_and_applies_the_relu_before_the_store() -> None:
-    layers, config, compiled, m, host, x, geom = _setup(Rounding.NEAREST_EVEN)
+    layers, config, compiled, m, host, x, geom = _setup(Rounding.NEAREST_EVEN, share=False)
     w, fw = m.tensor("w:conv2").copy(), m.scales.stored("w:conv2")
     bias, fb = m.tensor("wb:conv2").copy(), m.scales.stored("wb:conv2")
     m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
@@ -191,3 +197,27 @@ def test_counts_taken_running_equal_the_traffic_model() -> None:
     assert ran.total == modelled.total
     assert ran.sections == modelled.sections
     assert modelled.total.link_bytes == 2 * (3 * 4 * 9 * 8) + 2 * 2 * (3 * 5)
+
+
+def test_tensors_sharing_memory_change_no_bit() -> None:
+    """Two iterations with transients sharing DRAM compute every bit as with each tensor in
+    memory of its own; the shared program is smaller."""
+    runs = []
+    for share in (True, False):
+        _, _, compiled, m, host, _, _ = _setup(Rounding.STOCHASTIC, seed=3, share=share)
+        for it in range(2):
+            m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=it)
+        persistent = {
+            t["name"]: m.tensor(t["name"]).copy()
+            for t in compiled.program.tensors
+            if t["role"] in ("weight", "master", "momentum", "accumulator")
+        }
+        scales = {t["name"]: m.scales.stored(t["name"]) for t in compiled.program.tensors}
+        runs.append((compiled, persistent, scales, host.got["out"]))
+    (shared, *a), (alone, *b) = runs
+    assert shared.dram_bytes < alone.dram_bytes
+    assert a[0].keys() == b[0].keys() and a[1] == b[1]
+    for name in a[0]:
+        np.testing.assert_array_equal(a[0][name], b[0][name], err_msg=name)
+    np.testing.assert_array_equal(a[2][0], b[2][0])
+    assert a[2][1] == b[2][1]
