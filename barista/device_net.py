@@ -40,6 +40,8 @@ class DeviceNet:
     batch: int
     host_layers: dict[str, int]  # the blobs of the host's layers between segments -> layer
     wire8: dict[str, int]  # inputs that are 8-bit images: blob -> their exact frac
+    # wire8 inputs whose mean the device subtracts -> one image's mean (None: no data)
+    means: dict[str, np.ndarray | None]
 
 
 def device_net(net: Net) -> DeviceNet:
@@ -79,24 +81,38 @@ def device_net(net: Net) -> DeviceNet:
         mine = [p for p, (li, _) in enumerate(owners) if li == i]
         if mine:
             params[lname] = mine
-    wire8 = {b: f for b in inputs if (f := _image_frac(net, b)) is not None}
-    return DeviceNet(layers, first, loss, inputs, output, params, batch, host, wire8)
+    images = {b: found for b in inputs if (found := _image_input(net, b)) is not None}
+    wire8 = {b: k for b, (k, _, _) in images.items()}
+    means = {b: mean for b, (_, with_mean, mean) in images.items() if with_mean}
+    return DeviceNet(layers, first, loss, inputs, output, params, batch, host, wire8, means)
 
 
-def _image_frac(net: Net, blob: str) -> int | None:
-    """``k`` when ``blob`` is a Data layer's uint8 images times ``2**-k`` (a power-of-two
-    ``scale``, no mean), which the host then sends as they are, a byte a pixel; else None.
-    A Data layer standing in for absent data (``--data-shape``) is taken to hold bytes, as
-    Caffe's image Datums do."""
+def _image_input(net: Net, blob: str) -> tuple[int, bool, np.ndarray | None] | None:
+    """``(k, with_mean, mean)`` when ``blob`` is a Data layer's uint8 images times ``2**-k``
+    (a power-of-two ``scale``), which the host then sends as they are, a byte a pixel; the
+    device subtracts the mean (``mean``: one image's, None when the data is absent) when
+    there is one that cropping and mirroring leave in place. Else None. A Data layer
+    standing in for absent data (``--data-shape``) is taken to hold bytes, as Caffe's
+    image Datums do."""
     for i, layer in enumerate(net.layers):
         if blob not in net.top_names[net.layer_names[i]][:1] or layer.type_name != "Data":
             continue
         tp = layer.param.transform_param
         scale = tp.scale if tp.HasField("scale") else 1.0
         k = -math.log2(scale) if scale > 0 else math.nan
-        no_mean = not tp.HasField("mean_file") and not tp.mean_value
-        plain = no_mean and getattr(layer, "record_dtype", np.uint8) == np.uint8
-        return int(k) if plain and k.is_integer() and k >= 0 else None
+        moved = tp.crop_size > 0 or tp.mirror  # a mean image would have to move too
+        if tp.HasField("mean_file") and moved:
+            return None
+        if getattr(layer, "record_dtype", np.uint8) != np.uint8 or not k.is_integer() or k < 0:
+            return None
+        with_mean = tp.HasField("mean_file") or len(tp.mean_value) > 0
+        t = getattr(layer, "transformer", None)
+        mean = None
+        if with_mean and t is not None:
+            shape = net.blobs[blob].shape[1:]
+            m = t.mean if t.mean is not None else t.mean_values.reshape(-1, 1, 1)
+            mean = np.broadcast_to(m, shape).astype(np.float64)
+        return int(k), with_mean, mean
     return None
 
 

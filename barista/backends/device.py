@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
 from barista_hw.device.compiler import Compiled, compile_net
 from barista_hw.device.layers import Conv
@@ -65,6 +66,10 @@ class _Host:
 
     def send(self, name: str) -> tuple[np.ndarray, int]:
         net, bits, dn = self.s.net, self.s.bits, self.s.dnet
+        if name.startswith("raw:"):  # the images as they were read, before their mean
+            blob = name.removeprefix("raw:")
+            k = dn.wire8[blob]
+            return np.rint(net.blobs[blob].data * 2.0**k + _mean(dn, blob)).astype(np.int64), k
         if name in dn.host_layers:
             self._run_layer(dn.host_layers[name], backward=name.startswith("d:"))
         blob = net.blobs[name.removeprefix("d:")]
@@ -121,6 +126,7 @@ class DeviceSolver(SGDSolver):
             output=self.dnet.output,
             rounding=self.rounding,
             wire8=self.dnet.wire8,
+            means=self.dnet.means,
         )
         self.machine = Machine(self.compiled.program, self.config)
         self.counts: Counts | None = None
@@ -142,6 +148,10 @@ class DeviceSolver(SGDSolver):
     def upload(self) -> None:
         """The net's weights and the solver's history onto the device (setup, or a resume
         from floats): 32-bit masters and momentum, operand copies in the format."""
+        for blob in self.dnet.means:  # in the input's units: (x - mean) * 2**-k
+            mean = _mean(self.dnet, blob) * 2.0 ** -self.dnet.wire8[blob]
+            frac = probe_frac(peak(mean), self.bits)
+            self.machine.write(f"mean:{blob}", quantize(mean[None], frac, self.bits), frac)
         params = self.net.learnable_params
         for suffix, i in self._params():
             w = params[i].data.reshape(-1)
@@ -257,6 +267,13 @@ class DeviceSolver(SGDSolver):
 
 
 PERSISTENT = ("weight", "master", "momentum")
+
+
+def _mean(dn: DeviceNet, blob: str) -> np.ndarray:
+    mean = dn.means[blob]
+    if mean is None:
+        raise InputError(f"input {blob!r}: its data layer's mean image is unknown (no data)")
+    return mean
 
 
 def _encode(q: np.ndarray) -> str:

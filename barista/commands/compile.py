@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         output=dn.output,
         rounding=Rounding.parse(args.rounding),
         wire8=dn.wire8,
+        means=dn.means,
     )
     cost = iteration_cost(compiled.program, config, program_counts(compiled.program, config))
     summary = "\n".join(

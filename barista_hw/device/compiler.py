@@ -57,11 +57,13 @@ def compile_net(
     output: str,
     rounding: Rounding = Rounding.NEAREST_EVEN,
     wire8: Iterable[str] = (),
+    means: Iterable[str] = (),
     share: bool = True,
 ) -> Compiled:
     """Compile one training iteration of ``layers`` (net order, from the ``inputs`` blobs,
     shapes of one image, to the ``output`` blob the host's loss reads). The inputs in
-    ``wire8`` are 8-bit unsigned values (images) the host sends a byte each. Tensors never
+    ``wire8`` are 8-bit unsigned values (images) the host sends a byte each; from those
+    in ``means`` the device subtracts a mean image (the data layer's). Tensors never
     live together share DRAM unless ``share`` is false.
 
     Raises :class:`InputError` naming the layer, blob or tensor at fault: a blob read by
@@ -72,15 +74,14 @@ def compile_net(
         raise InputError(f"batch {batch} must be at least 1")
     _check_fanout(layers)
     narrow = frozenset(wire8) if config.accelerator.engine.fmt.width > 8 else frozenset()
+    means = frozenset(means)
 
     def lower(placement: Placement | None) -> Builder:
         b = Builder(placement)
         low = Lowering(b, config, batch, rounding, narrow)
         low.plan_fusion(layers)
         for name, shape in inputs.items():
-            low.activation(name, shape, role="input")
-        for name in inputs:
-            low.host_in(name, batch_input=True)
+            low.batch_input(name, shape, mean=name in means)
         for layer in layers:
             low.forward(layer)
         low.host_out(output)

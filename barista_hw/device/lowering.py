@@ -90,15 +90,28 @@ class Lowering:
             self.b.tensor(f"{prefix}:{layer}", shape, bits, role)
 
     # -- the link -----------------------------------------------------------------------
-    def host_in(self, name: str, *, like: str | None = None, batch_input: bool = False) -> None:
-        """The host sends tensor ``name`` (``like``: it has that blob's shape). A
-        ``batch_input`` (the iteration's input batch) is double-buffered: it arrives
-        during the previous iteration; one in ``wire8`` comes as a byte a value."""
+    def batch_input(self, blob: str, shape: tuple[int, ...], *, mean: bool = False) -> None:
+        """The iteration's input batch ``blob`` (one image's ``shape``), double-buffered: it
+        arrives during the previous iteration; one in ``wire8`` comes as a byte a value.
+        With ``mean``, the host sends the images as they are (``raw:<blob>``) and the device
+        subtracts the data layer's mean image, a constant ``mean:<blob>`` written once."""
+        sent = f"raw:{blob}" if mean else blob
+        self.activation(sent, shape, role="input")
+        self.b.mark(f"link/{blob}")
+        sub = (WIRE8 if blob in self.wire8 else 0) | PREFETCH
+        self._link(Op.HOST_IN, sent, writes=True, sub=sub)
+        if mean:
+            self.activation(blob, shape)
+            self.b.tensor(f"mean:{blob}", (1, *shape), self.bits, "constant")
+            self.b.mark(f"{blob}/mean")
+            self._vec(VecOp.MEAN_SUB, sent, blob, src2=f"mean:{blob}")
+
+    def host_in(self, name: str, *, like: str | None = None) -> None:
+        """The host sends tensor ``name`` (``like``: it has that blob's shape)."""
         if like is not None:
             self._grad(like)
         self.b.mark(f"link/{name}")
-        sub = (WIRE8 if name in self.wire8 else 0) | (PREFETCH if batch_input else 0)
-        self._link(Op.HOST_IN, name, writes=True, sub=sub)
+        self._link(Op.HOST_IN, name, writes=True)
 
     def host_out(self, name: str) -> None:
         self.b.mark(f"link/{name}")

@@ -33,7 +33,7 @@ from .memory import DeviceConfig
 from .scaling import ScaleTable
 from .vector import Rounder, Stats, VecOp
 
-FIXED_ROLES = ("master", "momentum", "mask")  # exponents set once, not by the policy
+FIXED_ROLES = ("master", "momentum", "mask", "constant")  # exponents set once, not by the policy
 
 
 class Host(Protocol):
@@ -268,6 +268,16 @@ def _bias_add(m: Machine, inst: Instruction, rnd: Rounder) -> None:
     m._put(inst["dst"], inst, q, fy, s)
 
 
+def _mean_sub(m: Machine, inst: Instruction, rnd: Rounder) -> None:
+    x, fx = m._read(inst)
+    mean = m.tensor(inst["src2"])
+    fm = m.scales.stored(m._name(inst["src2"]))
+    frac = m._target(inst)
+    q, s = vector.mean_sub(x, fx, mean[0], fm, frac, m.fmt.width, rnd)
+    exact = float(np.abs(x * 2.0**-fx - mean * 2.0**-fm).max(initial=0)) if m.probing else None
+    m._put(inst["dst"], inst, q, frac, s, exact)
+
+
 def _bias_grad(m: Machine, inst: Instruction, rnd: Rounder) -> None:
     dy, fdy = m._read(inst)
     dy = dy.reshape(dy.shape[0], dy.shape[1], -1)
@@ -372,4 +382,5 @@ VECTOR_OPS: dict[VecOp, Callable[[Machine, Instruction, Rounder], None]] = {
     VecOp.AVEPOOL_BACK: _avepool_back,
     VecOp.CONVERT: _convert,
     VecOp.SGD: _sgd,
+    VecOp.MEAN_SUB: _mean_sub,
 }

@@ -54,6 +54,7 @@ class VecOp(enum.IntEnum):
     SGD = 8
     COPY = 9
     CONVERT = 10
+    MEAN_SUB = 11
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,27 @@ def bias_add(
     full = np.broadcast_to(bias[None, :, None], y.shape)
     aligned, _ = shift_round(full, frac_bias - frac_y, WIDE_BITS, rnd)
     return _saturate(y + aligned, bits)
+
+
+def mean_sub(
+    x: np.ndarray,
+    frac_x: int,
+    mean: np.ndarray,
+    frac_mean: int,
+    frac_out: int,
+    bits: int,
+    rnd: Rounder,
+) -> tuple[np.ndarray, Stats]:
+    """``MEAN_SUB``: images ``x`` ``(images, ...)`` minus one ``mean`` image (the shape of
+    one image), both aligned exactly to the finer exponent, then moved to ``frac_out``.
+    Bound: one rounding."""
+    x = np.asarray(x, dtype=np.int64)
+    mean = np.asarray(mean, dtype=np.int64)
+    if x.shape[1:] != mean.shape:
+        raise ValueError(f"mean_sub: images {x.shape} and mean {mean.shape} do not match")
+    fine = max(frac_x, frac_mean)
+    diff = (x << (fine - frac_x)) - (mean << (fine - frac_mean))[None]
+    return shift_round(diff, fine - frac_out, bits, rnd)
 
 
 def bias_grad(
