@@ -67,6 +67,7 @@ def compile_net(
     """
     if batch < 1:
         raise InputError(f"batch {batch} must be at least 1")
+    _check_blobs(layers, inputs, output)
     _check_fanout(layers)
     b = Builder()
     narrow = frozenset(wire8) if config.accelerator.engine.fmt.width > 8 else frozenset()
@@ -85,7 +86,7 @@ def compile_net(
         low.backward(layer)
     for layer in layers:
         low.update(layer)
-    b.emit(Op.SCALE, iteration=0)
+    b.emit(Op.SCALE, after_all=True, iteration=0)
     _check_capacity(b.program, config)
     b.program.meta.update(
         batch=batch,
@@ -99,12 +100,37 @@ def compile_net(
     return Compiled(b.program, segments, host, b.slots, nbytes)
 
 
+def _ends(layer: Layer) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A layer's bottom and top blobs."""
+    if isinstance(layer, HostLayer):
+        return layer.bottoms, layer.tops
+    return (layer.bottom,), (layer.top,)
+
+
+def _check_blobs(layers: Sequence[Layer], inputs: Iterable[str], output: str) -> None:
+    """Every blob a layer reads, and the output, is an input or an earlier layer's top."""
+    known = set(inputs)
+    for layer in layers:
+        bottoms, tops = _ends(layer)
+        for blob in bottoms:
+            if blob not in known:
+                raise InputError(
+                    f"layer {layer.name} reads blob {blob!r}, which neither an input nor "
+                    "an earlier layer produces"
+                )
+        known.update(tops)
+    if output not in known:
+        raise InputError(
+            f"the output blob {output!r} is neither an input nor a layer's top "
+            f"(blobs: {', '.join(sorted(known))})"
+        )
+
+
 def _check_fanout(layers: Sequence[Layer]) -> None:
     """Each value of a blob has one reader (a layer computed in place makes a new value)."""
     readers: dict[str, str] = {}
     for layer in layers:
-        ends = (layer.bottoms, layer.tops) if isinstance(layer, HostLayer) else None
-        bottoms, tops = ends or ((layer.bottom,), (layer.top,))
+        bottoms, tops = _ends(layer)
         for blob in bottoms:
             if blob in readers:
                 raise InputError(
