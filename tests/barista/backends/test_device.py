@@ -157,6 +157,19 @@ def test_stochastic_rounding_repeats_with_the_seed(tiny) -> None:
     assert _losses(nearest, 4) != a  # the rounding mode reaches the device
 
 
+def test_host_layers_between_segments_train(tiny) -> None:
+    """An in-place TanH and a Dropout the host runs between three device segments."""
+    net = NET.replace('name: "relu" type: "ReLU"', 'name: "tanh" type: "TanH"')
+    net = net.replace('bottom: "pool" top: "ip"', 'bottom: "pd" top: "ip"')
+    drop = 'layer { name: "drop" type: "Dropout" bottom: "pool" top: "pd" }\nlayer {\n  name: "ip"'
+    Path("net.prototxt").write_text(net.replace('layer {\n  name: "ip"', drop))
+    solver = _solver(_solver_file("solver.prototxt", max_iter=40))
+    assert solver.compiled.segments == [["conv"], ["pool"], ["ip"]]
+    losses = _losses(solver, 40)
+    _assert_net_holds_the_operands(solver)
+    assert all(np.isfinite(losses)) and np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8]), losses
+
+
 def test_barista_train_backend_device(tiny, tmp_path, capsys) -> None:
     out = tmp_path / "acc"
     parser = argparse.ArgumentParser()
