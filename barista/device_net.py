@@ -80,11 +80,34 @@ def device_net(net: Net) -> DeviceNet:
         produced.update(net.top_names[lname])
         mine = [p for p, (li, _) in enumerate(owners) if li == i]
         if mine:
-            params[lname] = mine
+            params[lname] = _trained(net, i, layer, mine)
     images = {b: found for b in inputs if (found := _image_input(net, b)) is not None}
     wire8 = {b: k for b, (k, _, _) in images.items()}
     means = {b: mean for b, (_, with_mean, mean) in images.items() if with_mean}
     return DeviceNet(layers, first, loss, inputs, output, params, batch, host, wire8, means)
+
+
+def _trained(net: Net, i: int, layer: Layer, mine: list[int]) -> list[int]:
+    """The learnable-parameter indices of layer ``i``'s parameters ``mine`` (indices of
+    all the net's parameter blobs), which the device program trains: a layer the host
+    runs cannot have parameters to learn, and the device does not share parameters."""
+    name = net.layer_names[i]
+    where = net.source_file or "net"
+    shared = [p for p in mine if net.param_owners[p] != -1]
+    if shared:
+        owner = net.layer_names[net.param_layer_indices[net.param_owners[shared[0]]][0]]
+        raise InputError(
+            f"{where}: layer {name} shares a parameter with layer {owner}: the device "
+            "trains each layer's own parameters only"
+        )
+    # Without sharing, the p-th parameter blob is the p-th learnable one.
+    if isinstance(layer, HostLayer) and any(net.params_lr[p] for p in mine):
+        raise InputError(
+            f"{where}: layer {name} ({layer.type}) has parameters to learn but runs on "
+            "the host, which the device program cannot train; set its lr_mult to 0 or "
+            "remove it"
+        )
+    return mine
 
 
 def _image_input(net: Net, blob: str) -> tuple[int, bool, np.ndarray | None] | None:

@@ -163,10 +163,13 @@ class DeviceSolver(SGDSolver):
             self.machine.write(f"v{suffix}", quantize(h, frac_m, 32), frac_m)
             frac_w = probe_frac(p, self.bits)
             self.machine.write(f"w{suffix}", quantize(w, frac_w, self.bits).reshape(shape), frac_w)
+        self.download(masters=False)
 
     def download(self, *, masters: bool) -> None:
         """The device's weights into the net (``masters``: the 32-bit masters and the
-        momentum into the history, else the operand copies the GEMMs read)."""
+        momentum into the history, else the operand copies the GEMMs read). Between
+        iterations the net holds the operand copies, so the host's test passes and anyone
+        reading the net see the weights the device computes with."""
         params = self.net.learnable_params
         m = self.machine
         for suffix, i in self._params():
@@ -213,19 +216,22 @@ class DeviceSolver(SGDSolver):
         self._probed = True
 
     def apply_update(self) -> None:
-        """The device applied the update in its program; the host advances the rate."""
+        """The device applied the update in its program; the host advances the rate and
+        takes the updated operand weights into the net."""
+        self.download(masters=False)
         rate = self.get_learning_rate()
         if self.param.display and self.iter % self.param.display == 0:
             self.log(f"Iteration {self.iter}, lr = {float(rate):.6g}")
 
-    def test(self, k: int = 0) -> list[tuple[str, float]]:
-        self.download(masters=False)
-        return super().test(k)
-
     # -- snapshots -------------------------------------------------------------------------
     def snapshot(self) -> str:
+        """Caffe's files carry the masters and the momentum; the net then goes back to the
+        operand copies."""
         self.download(masters=True)
-        return super().snapshot()
+        try:
+            return super().snapshot()
+        finally:
+            self.download(masters=False)
 
     def runtime_state(self) -> dict[str, Any]:
         state = super().runtime_state()
@@ -250,6 +256,7 @@ class DeviceSolver(SGDSolver):
             m.tensor(name)[...] = _decode(data).reshape(m.tensor(name).shape)
         self._probed = bool(device["probed"])
         self._device_restored = True
+        self.download(masters=False)
 
     def restore(self, path: str | os.PathLike[str]) -> None:
         self._device_restored = False

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from barista_base.errors import InputError
 from barista_hw.numfmt import Rounding
 
-from .allocation import Placement, plan, sequential, words
+from .allocation import WORD_BYTES, Placement, plan, sequential, words
 from .emit import Builder
 from .isa import Op, Program
 from .layers import Conv, HostLayer, Layer, Pool, Relu
@@ -72,6 +72,7 @@ def compile_net(
     """
     if batch < 1:
         raise InputError(f"batch {batch} must be at least 1")
+    _check_blobs(layers, inputs, output)
     _check_fanout(layers)
     narrow = frozenset(wire8) if config.accelerator.engine.fmt.width > 8 else frozenset()
     means = frozenset(means)
@@ -90,7 +91,7 @@ def compile_net(
             low.backward(layer)
         for layer in layers:
             low.update(layer)
-        b.emit(Op.SCALE, iteration=0)
+        b.emit(Op.SCALE, after_all=True, iteration=0)
         return b
 
     # The first lowering finds when each tensor is live; the second places them.
@@ -111,12 +112,37 @@ def compile_net(
     return Compiled(b.program, segments, host, placement.words, placement.nbytes)
 
 
+def _ends(layer: Layer) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A layer's bottom and top blobs."""
+    if isinstance(layer, HostLayer):
+        return layer.bottoms, layer.tops
+    return (layer.bottom,), (layer.top,)
+
+
+def _check_blobs(layers: Sequence[Layer], inputs: Iterable[str], output: str) -> None:
+    """Every blob a layer reads, and the output, is an input or an earlier layer's top."""
+    known = set(inputs)
+    for layer in layers:
+        bottoms, tops = _ends(layer)
+        for blob in bottoms:
+            if blob not in known:
+                raise InputError(
+                    f"layer {layer.name} reads blob {blob!r}, which neither an input nor "
+                    "an earlier layer produces"
+                )
+        known.update(tops)
+    if output not in known:
+        raise InputError(
+            f"the output blob {output!r} is neither an input nor a layer's top "
+            f"(blobs: {', '.join(sorted(known))})"
+        )
+
+
 def _check_fanout(layers: Sequence[Layer]) -> None:
     """Each value of a blob has one reader (a layer computed in place makes a new value)."""
     readers: dict[str, str] = {}
     for layer in layers:
-        ends = (layer.bottoms, layer.tops) if isinstance(layer, HostLayer) else None
-        bottoms, tops = ends or ((layer.bottom,), (layer.top,))
+        bottoms, tops = _ends(layer)
         for blob in bottoms:
             if blob in readers:
                 raise InputError(
@@ -141,12 +167,13 @@ def _segments(layers: Sequence[Layer]) -> tuple[list[list[str]], list[str]]:
 
 
 def _check_capacity(program: Program, placement: Placement, config: DeviceConfig) -> None:
-    """Raise :class:`InputError` naming the tensor reaching furthest beyond the DRAM and
-    the bytes the whole working set needs."""
+    """Raise :class:`InputError` naming the largest tensor that does not fit in the DRAM
+    and the bytes the whole working set needs."""
     capacity = config.dram.size_bytes
     if placement.nbytes <= capacity:
         return
-    t = max(program.tensors, key=lambda t: placement.base[t["name"]] + words(t))
+    out = [t for t in program.tensors if (t["dram"] + words(t)) * WORD_BYTES > capacity]
+    t = max(out, key=words)
     raise InputError(
         f"tensor {t['name']!r} ({t['role']}, shape {t['shape']}) does not fit the "
         f"DRAM: the working set needs {placement.nbytes:,} bytes, the device has "

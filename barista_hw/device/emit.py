@@ -97,14 +97,19 @@ class Builder:
         *,
         reads: Iterable[str] = (),
         writes: Iterable[str] = (),
+        after_all: bool = False,
         **fields: int,
     ) -> int:
-        """Append an instruction; returns its token."""
+        """Append an instruction; returns its token. ``after_all``: it waits for every
+        earlier instruction (a barrier, such as the end-of-iteration SCALE, which reads the
+        statistics every write records)."""
         unit = UNIT[op]
         reads, writes = list(reads), list(writes)
         touched = [res for res in reads + writes if res in self.index]
         aliases = self.placement.aliases if self.placement else {}
         writes += [a for w in writes for a in aliases.get(w, ())]  # memory it reuses
+        if after_all:  # as if it wrote everything touched so far: after every read and write
+            writes += [res for res in self._last if res not in writes]
         after: dict[str, int] = {}
         for res in reads + writes:
             for other, (w, r) in self._last.get(res, {}).items():

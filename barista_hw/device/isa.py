@@ -228,7 +228,9 @@ class Program:
             f" shape {t['shape']} {t['bits']} bits"
             for i, t in enumerate(self.tensors)
         ]
-        lines += ["# descriptors"] + [f"{i:4d} {d}" for i, d in enumerate(self.descriptors)]
+        # Keys sorted, as the program file stores them: a file lists as the program did.
+        descriptors = [f"{i:4d} {dict(sorted(d.items()))}" for i, d in enumerate(self.descriptors)]
+        lines += ["# descriptors", *descriptors]
         lines += ["# scalars"] + [f"{i:4d} {s}" for i, s in enumerate(self.scalars)]
         lines += ["# instructions"] + [i.text() for i in self.instructions]
         return "\n".join(lines) + "\n"

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from barista_base.errors import InputError
 from barista_hw.numfmt import Rounding
 
 from .emit import Builder
@@ -144,11 +143,6 @@ class Lowering:
                 if any(b in self.needs_grad for b in layer.bottoms):
                     self.needs_grad.add(blob)
             return
-        if layer.bottom not in self.shapes:
-            raise InputError(
-                f"layer {layer.name} reads blob {layer.bottom!r}, which neither an input nor "
-                "an earlier layer produces"
-            )
         if isinstance(layer, Conv):
             self._conv_forward(layer)
         elif isinstance(layer, Relu) and self.fused.get(layer.top) is layer:

@@ -31,6 +31,7 @@ from barista_hw.device.vector import (
     encode_scalar,
     maxpool,
     maxpool_back,
+    mean_sub,
     relu,
     relu_back,
     sgd,
@@ -211,6 +212,25 @@ def test_bias_add(rnd: Rounder) -> None:
         if frac_bias <= 8:
             np.testing.assert_array_equal(out, np.clip(exact, -(2**15), 2**15 - 1))
     assert bias_add(y, 8, bias, 4, 16, rnd)[1].saturated > 0
+
+
+@pytest.mark.parametrize("rnd", [NE, FL, SR], ids=lambda r: r.rounding.label)
+def test_mean_sub(rnd: Rounder) -> None:
+    """Images (bytes at frac 8) minus a mean image: exact at the finer exponent, one
+    rounding below it, saturating."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, size=(4, 3, 5, 5), dtype=np.int64)
+    mean = rng.integers(-(2**17), 2**17, size=(3, 5, 5), dtype=np.int64)  # frac 17
+    for frac_out in (17, 12, 5):
+        out, st = mean_sub(x, 8, mean, 17, frac_out, 18, rnd)
+        exact = (x * 2.0**-8 - mean[None] * 2.0**-17) * 2.0**frac_out
+        assert st.saturated == np.count_nonzero(np.abs(exact) > 2**17)
+        inside = np.abs(exact) < 2**17 - 1
+        assert _bound_ok(out[inside] - exact[inside], rnd.rounding)
+        if frac_out == 17:
+            np.testing.assert_array_equal(out, np.clip(exact, -(2**17), 2**17 - 1))
+    with pytest.raises(ValueError, match="do not match"):
+        mean_sub(x, 8, mean[:2], 17, 17, 18, rnd)
 
 
 def test_bias_grad() -> None:
