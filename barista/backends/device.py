@@ -6,8 +6,11 @@ logits, runs SoftmaxWithLoss on them and sends their gradient back; forward, bac
 and the SGD update happen on the device, on the device's integers. The host keeps
 Caffe's learning-rate policy and sends each iteration's rates.
 
-Test passes run on the host in float32 with the device's operand weights (the
-values its GEMMs read). Snapshots read the master weights and the momentum back into
+Test passes (and the final loss) run the program's forward part on the device, the
+test batch in chunks of the program's batch, with the statistics left as they were; a
+test net whose layers differ from the device's, or one with host layers between
+segments (whose phase may change what they do), runs on the host in float32 with the
+device's operand weights. Snapshots read the master weights and the momentum back into
 Caffe's ``.caffemodel`` and ``.solverstate``; the resume record carries the device's
 persistent integers and scale table, so a resumed run is bit-identical.
 """
@@ -32,6 +35,7 @@ from barista_hw.device.report import iteration_cost
 from barista_hw.device.scaling import probe_frac
 from barista_hw.device.traffic import Counts
 from barista_hw.numfmt import Rounding
+from caffe_bridge.net import Net
 from caffe_bridge.solvers.params import learning_rate, read_solver_param
 from caffe_bridge.solvers.updates import SGDSolver
 
@@ -91,6 +95,20 @@ class _Host:
         if (index, backward) not in self.ran:
             self.ran.add((index, backward))
             (self.s.net.backward_layer if backward else self.s.net.forward_layer)(index)
+
+
+class _TestHost(_Host):
+    """The host's end during a forward pass outside training: it keeps the logits."""
+
+    def __init__(self, solver: DeviceSolver) -> None:
+        super().__init__(solver)
+        self.logits: np.ndarray | None = None
+
+    def receive(self, name: str, q: np.ndarray, frac: int) -> None:
+        if name == self.s.dnet.output:
+            self.logits = q * 2.0**-frac
+        else:
+            super().receive(name, q, frac)
 
 
 class DeviceSolver(SGDSolver):
@@ -203,6 +221,54 @@ class DeviceSolver(SGDSolver):
         if not np.isfinite(loss):
             raise self._diverged(loss)
         return loss
+
+    def _forward_pass(self, net: Net) -> None:
+        """A test batch or the final loss with the device's arithmetic: the batch in chunks
+        of the program's batch through the program's forward part, the logits into
+        ``net``, its layers after them on the host. A net whose layers between its data
+        and its logits differ from the device's runs on the host, in float32."""
+        span = self._device_span(net)
+        if span is None:
+            net.forward()
+            return
+        first, after = span
+        net.forward_from_to(0, first - 1)
+        dn, batch = self.dnet, self.dnet.batch
+        n = net.blobs[next(iter(dn.inputs))].shape[0]
+        logits = []
+        for start in range(0, n, batch):
+            for blob in dn.inputs:  # a last chunk short of the batch is padded with zeros
+                chunk = net.blobs[blob].data[start : start + batch]
+                target = self.net.blobs[blob].data
+                target[: len(chunk)] = chunk
+                target[len(chunk) :] = 0
+            host = _TestHost(self)
+            self.machine.forward(host, self._scalars(), iteration=self.iter)
+            assert host.logits is not None  # the program sends its output to the host
+            logits.append(host.logits[: min(batch, n - start)])
+        out = net.blobs[dn.output].data
+        out[...] = np.concatenate(logits).reshape(out.shape)
+        net.forward_from_to(after, len(net.layers) - 1)
+
+    def _device_span(self, net: Net) -> tuple[int, int] | None:
+        """In ``net``: the index of the device's first layer and of the layer after the
+        one computing the logits, if its layers there are the training net's, on inputs
+        of the same shapes, with no host layer (whose phase may change what it does)."""
+        train = self.net
+        names = [train.layer_names[i] for i in range(self.dnet.first, self.dnet.loss)]
+        if self.dnet.host_layers or names[0] not in net.layer_names:
+            return None
+        first = net.layer_names.index(names[0])
+        span = range(first, first + len(names))
+        same = [net.layer_names[i] for i in span if i < len(net.layers)] == names and all(
+            net.layers[i].type_name == train.layers[j].type_name
+            for i, j in zip(span, range(self.dnet.first, self.dnet.loss), strict=True)
+        )
+        shapes = all(
+            blob in net.blobs and tuple(net.blobs[blob].shape[1:]) == shape
+            for blob, shape in self.dnet.inputs.items()
+        )
+        return (first, first + len(names)) if same and shapes else None
 
     def _probe(self, scalars: dict[str, float]) -> None:
         """Choose the first exponents: the iteration without its update, until no exponent

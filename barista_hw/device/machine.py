@@ -117,12 +117,22 @@ class Machine:
         self.scales.wrote(name, frac, written_stats(view, self._entry(name)["bits"]))
 
     # -- running ----------------------------------------------------------------------
-    def run(self, host: Host, scalars: dict[str, float], *, iteration: int) -> traffic.Counts:
-        """Run the program once (one training iteration); the counts it took."""
+    def run(
+        self,
+        host: Host,
+        scalars: dict[str, float],
+        *,
+        iteration: int,
+        until: int | None = None,
+    ) -> traffic.Counts:
+        """Run the program once (one training iteration), or its instructions up to index
+        ``until``; the counts it took."""
         self.host, self.scalars, self.iteration = host, scalars, iteration
         self.counts = traffic.Counts()
         sections = traffic.section_names(self.program)
         for i, (section, inst) in enumerate(zip(sections, self.program.instructions, strict=True)):
+            if until is not None and i > until:
+                break
             self._index = None
             self._run[inst.op](inst)
             if i not in self._counted:  # an instruction's counts do not depend on the data
@@ -131,6 +141,22 @@ class Machine:
                 )
             self.counts.add(section, self._counted[i])
         return self.counts
+
+    def forward(self, host: Host, scalars: dict[str, float], *, iteration: int) -> None:
+        """The iteration's forward part only, up to the logits going to the host (a test
+        pass): no gradient, no update; the statistics and counts stay as they were."""
+        output = self.program.meta["output"]
+        end = next(
+            i
+            for i, inst in enumerate(self.program.instructions)
+            if inst.op is Op.HOST_OUT and self._name(inst["tensor"]) == output
+        )
+        scales, counts = self.scales.state_dict(), self.counts
+        try:
+            self.run(host, scalars, iteration=iteration, until=end)
+        finally:
+            self.scales.load_state_dict(scales)
+            self.counts = counts
 
     def probe(self, host: Host, scalars: dict[str, float], *, iteration: int) -> bool:
         """One probe pass (``docs/device.md``): the iteration without its SGD update, whose

@@ -370,7 +370,7 @@ class Solver:
             return
         # A forward-only pass to show the final loss, and a final test, as Caffe does.
         if p.display and self.iter % p.display == 0:
-            self.net.forward()
+            self._forward_pass(self.net)
             loss = F32(self._net_loss(self.net))
             self._update_smoothed_loss(loss)
             self.log(f"Iteration {self.iter}, loss = {_fmt(self.smoothed_loss)}")
@@ -394,7 +394,7 @@ class Solver:
         names: list[tuple[str, float]] = []
         loss = F32(0)
         for i in range(n_iter):
-            net.forward()
+            self._forward_pass(net)
             if p.test_compute_loss:
                 loss += F32(self._net_loss(net))
             scores = self._output_scores(net)
@@ -413,6 +413,11 @@ class Solver:
         return self.test_scores[k]
 
     # -- one iteration's pieces ---------------------------------------------------------
+    def _forward_pass(self, net: Net) -> None:
+        """A forward pass outside training (a test batch, the final loss): a backend that
+        computes elsewhere overrides it."""
+        net.forward()
+
     def _forward_backward(self) -> np.float32:
         self.net.forward()
         loss = F32(self._net_loss(self.net))

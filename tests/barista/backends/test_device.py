@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from barista.backends import device as device_backend
 from barista.backends.device import DeviceSolver
 from barista.commands import generate
 from barista.commands import train as train_cmd
@@ -224,3 +225,47 @@ def test_images_with_a_mean_cross_the_link_as_bytes(tmp_path, monkeypatch, datum
     np.testing.assert_array_equal(got, want)
     link = solver.counts.sections["link/data"].link_bytes
     assert link == images[:8].size  # a byte a pixel
+
+
+TEST_DATA = """
+layer {
+  name: "data" type: "HDF5Data" top: "data" top: "label" include { phase: TEST }
+  hdf5_data_param { source: "train.txt" batch_size: 12 }
+}
+"""
+ACCURACY = """layer {
+  name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy"
+  include { phase: TEST }
+}
+"""
+
+
+def test_test_passes_run_on_the_device_in_chunks_of_its_batch(tiny) -> None:
+    """A test batch of 12 through a program of batch 8: two chunks, the second padded; an
+    image's logits do not depend on its chunk (nearest-even); the statistics, counts and
+    exponents stay as they were."""
+    train_only = '  hdf5_data_param { source: "train.txt" batch_size: 8 }\n'
+    net = NET.replace(train_only, train_only + "  include { phase: TRAIN }\n")
+    net = net.replace('layer {\n  name: "conv"', TEST_DATA + 'layer {\n  name: "conv"')
+    net = net.replace('layer { name: "loss"', ACCURACY + 'layer { name: "loss"')
+    Path("net.prototxt").write_text(net)
+    path = _solver_file("solver.prototxt", max_iter=4)
+    Path(path).write_text(Path(path).read_text() + "test_iter: 1\ntest_interval: 100\n")
+    solver = _solver(path)
+    solver.step(2)
+    m = solver.machine
+    scales, counts = m.scales.state_dict(), solver.counts
+    test_net = solver.test_nets[0]
+    solver._forward_pass(test_net)
+    got = test_net.blobs["ip"].data.copy()
+    assert m.scales.state_dict() == scales and solver.counts is counts
+    x = test_net.blobs["data"].data.copy()
+    out = m.scales.stored("ip")
+    assert np.array_equal(np.rint(got * 2.0**out), got * 2.0**out)  # the device's integers
+    for start in (0, 4):  # each 8-image window alone gives its images' logits
+        solver.net.blobs["data"].data[...] = x[start : start + 8]
+        host = device_backend._TestHost(solver)
+        m.forward(host, solver._scalars(), iteration=solver.iter)
+        np.testing.assert_array_equal(host.logits, got[start : start + 8])
+    (name, accuracy), *_ = solver.test(0)
+    assert name == "accuracy" and 0.0 <= accuracy <= 1.0
