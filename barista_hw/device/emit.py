@@ -42,6 +42,7 @@ class Builder:
         self.index: dict[str, int] = {}  # tensor name -> row of the tensor table
         self.slots = 0  # DRAM slots allocated
         self._descs: dict[str, int] = {}
+        self.cache: dict[object, Any] = {}  # the compiler's memo of costs it estimated
         # resource -> unit -> (token of the latest write, token of the latest read)
         self._last: dict[str, dict[str, list[int]]] = {}
 

@@ -48,7 +48,6 @@ class Lowering:
         self.batch = batch
         self.rounding = rounding
         self.bits = config.accelerator.engine.fmt.width
-        self.c_half = config.scratchpads.c_depth // 2
         self.v_elements = config.scratchpads.v_depth * config.scratchpads.vector_lanes
         self.shapes: dict[str, tuple[int, ...]] = {}  # blob -> one image's shape
         self.needs_grad: set[str] = set()
@@ -270,7 +269,7 @@ class Lowering:
         **dims: int,
     ) -> None:
         g = GemmPass(c.name, kind, a, b, out, rounding=self.rounding, epilogue=epilogue, **dims)
-        emit_gemm(self.b, g, self.config.accelerator, self.c_half)
+        emit_gemm(self.b, g, self.config)
 
     def _weights(self, c: Conv, g: int, *, transpose: bool) -> Operand:
         """Group ``g``'s weights (``num_output/group x k``, row-major), or their transpose."""
