@@ -21,7 +21,7 @@ from .emit import Builder
 from .isa import Op, Program
 from .layers import Conv, HostLayer, Layer, Pool, Relu
 from .lowering import Lowering
-from .memory import DeviceConfig
+from .memory import DeviceConfig, packed_bytes
 
 
 @dataclass
@@ -129,8 +129,8 @@ def _segments(layers: Sequence[Layer]) -> tuple[list[list[str]], list[str]]:
 
 
 def tensor_bytes(t: dict) -> int:
-    """Bytes tensor-table entry ``t`` takes in DRAM."""
-    return math.prod(t["shape"]) * DeviceConfig.slot_bytes(t["bits"])
+    """Bytes tensor-table entry ``t`` takes in DRAM: its elements packed at its width."""
+    return packed_bytes(math.prod(t["shape"]), t["bits"])
 
 
 def _check_capacity(program: Program, config: DeviceConfig) -> None:
@@ -138,10 +138,8 @@ def _check_capacity(program: Program, config: DeviceConfig) -> None:
     bytes the whole working set needs."""
     need = sum(tensor_bytes(t) for t in program.tensors)
     capacity = config.dram.size_bytes
-    used = 0
     for t in program.tensors:
-        used += tensor_bytes(t)
-        if used > capacity:
+        if t["addr"] + tensor_bytes(t) > capacity:
             raise InputError(
                 f"tensor {t['name']!r} ({t['role']}, shape {t['shape']}) does not fit the "
                 f"DRAM: the working set needs {need:,} bytes, the device has {capacity:,}"

@@ -17,8 +17,10 @@ from typing import Any
 from barista_base.errors import InputError
 
 from .isa import MAX_WAITS, Instruction, Op, Program
+from .memory import packed_bytes
 
 ALIGN_SLOTS = 16  # tensors start on a burst boundary
+ALIGN_BYTES = 16  # in DRAM, where each is packed at its width: one burst of the ULX3S
 
 #: The unit that runs each opcode (``docs/device.md``). LOADs and STOREs have a DMA
 #: channel each, so a block's store overlaps the next block's loads.
@@ -40,7 +42,8 @@ class Builder:
     def __init__(self) -> None:
         self.program = Program()
         self.index: dict[str, int] = {}  # tensor name -> row of the tensor table
-        self.slots = 0  # DRAM slots allocated
+        self.slots = 0  # the model's DRAM slots allocated
+        self.bytes = 0  # DRAM bytes allocated, each tensor packed at its width
         self._descs: dict[str, int] = {}
         self.cache: dict[object, Any] = {}  # the compiler's memo of costs it estimated
         # resource -> unit -> (token of the latest write, token of the latest read)
@@ -49,12 +52,16 @@ class Builder:
     # -- tables -------------------------------------------------------------------
     def tensor(self, name: str, shape: tuple[int, ...], bits: int, role: str) -> dict[str, Any]:
         """Declare tensor ``name`` (the first time) and return its table entry, with its
-        DRAM slot: tensors are placed in declaration order, each on a burst boundary."""
+        DRAM slot (the model's element address) and byte address ``addr`` (its elements
+        packed at ``bits`` bits from there): tensors are placed in declaration order, each
+        on a burst boundary."""
         if name not in self.index:
             self.index[name] = len(self.program.tensors)
             entry = {"name": name, "role": role, "space": "DRAM", "shape": list(shape)}
-            self.program.tensors.append({**entry, "bits": bits, "dram": self.slots})
+            entry.update(bits=bits, dram=self.slots, addr=self.bytes)
+            self.program.tensors.append(entry)
             self.slots += -(-math.prod(shape) // ALIGN_SLOTS) * ALIGN_SLOTS
+            self.bytes += -(-packed_bytes(math.prod(shape), bits) // ALIGN_BYTES) * ALIGN_BYTES
         return self.program.tensors[self.index[name]]
 
     def desc(self, **entry: Any) -> int:

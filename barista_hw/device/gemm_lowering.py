@@ -2,11 +2,12 @@
 
 The accelerator's own schedule (:func:`barista_hw.schedule.schedule_gemm`), with the
 chunk limit, block shape and loop order that load the fewest DRAM bytes
-(:func:`schedule_options`), cuts the GEMM into chunks; each chunk becomes a LOAD of its A tile and of its B tile (when the chunk
-needs new operands) into one half of the operand buffers, the GEMM command, and, after
-the block's last reduction chunk, a STORE of the block from the C scratchpad. C is the
-engine's result FIFO: the STORE channel drains a block as the engine emits its beats, so
-C holds a few beats, not a block; its two halves name the blocks in flight. The STORE
+(:func:`schedule_options`), cuts the GEMM into chunks; each chunk becomes a LOAD of its
+A tile and of its B tile (when the chunk needs new operands) into its place in the
+operand buffers, the GEMM command, and, after the block's last reduction chunk, a STORE
+of the block from the C scratchpad. C is the engine's result FIFO: the STORE channel
+drains a block as the engine emits its beats, so C holds a few beats, not a block; its
+two halves name the blocks in flight. The STORE
 of a block is emitted after the next chunk's loads, so both DMA channels and the engine
 overlap (double buffering).
 """
@@ -45,7 +46,6 @@ class Operand:
     row0: int = 0
     group: int = 0
     transpose: bool = False
-    nbytes: int = 0  # the DRAM bytes one read of the whole operand takes
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ class Lowering:
                 self._matrix(g_m, c.k, c.k, 1),
                 wg["dram"] + g * g_m * c.k,
             )
-            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m, rows=g_m)
+            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m)
             x_t = self._input(c, c.bottom, g, transpose=True)
             self._gemm(
                 c, "weight_grad", dy_op, x_t, out, m=g_m, k=c.pixels, n=c.k, images=self.batch
@@ -244,7 +244,7 @@ class Lowering:
             target = self._grad(c.bottom, WIDE_BITS, prefix="acc")
         for g in range(c.group):
             out = self._input(c, target, g, transpose=False)
-            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m, rows=g_m)
+            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m)
             self._gemm(
                 c,
                 "backward_data",
@@ -277,16 +277,15 @@ class Lowering:
         base = self._t(f"w:{c.name}")["dram"] + g * g_m * c.k
         desc = self._matrix(c.k, g_m, 1, c.k) if transpose else self._matrix(g_m, c.k, c.k, 1)
         name = f"w:{c.name}"
-        return Operand(name, View.MATRIX, desc, base, nbytes=self._bytes(name, 1 / c.group))
+        return Operand(name, View.MATRIX, desc, base)
 
     def _input(self, c: Conv, blob: str, g: int, *, transpose: bool) -> Operand:
         """The layer's input matrix (``k x images*pixels``) of group ``g``: im2col of
         ``blob`` for a convolution, ``blob`` folded for an inner product."""
         t = self._t(blob)
-        nbytes = self._bytes(blob, 1 / c.group)
         if c.geom is None:
             desc = self._folded_desc(c.k, 1)
-            return Operand(blob, View.FOLDED, desc, t["dram"], transpose=transpose, nbytes=nbytes)
+            return Operand(blob, View.FOLDED, desc, t["dram"], transpose=transpose)
         geom = c.geom
         desc = self.b.desc(
             kind="im2col",
@@ -300,23 +299,13 @@ class Lowering:
             group=geom.group,
             images=self.batch,
         )
-        return Operand(
-            blob, View.IM2COL, desc, t["dram"], group=g, transpose=transpose, nbytes=nbytes
-        )
+        return Operand(blob, View.IM2COL, desc, t["dram"], group=g, transpose=transpose)
 
-    def _folded(
-        self, blob: str, channels: int, pixels: int, *, row0: int = 0, rows: int | None = None
-    ) -> Operand:
-        """``blob`` seen as ``channels x images*pixels``; the GEMM reads ``rows`` of it."""
+    def _folded(self, blob: str, channels: int, pixels: int, *, row0: int = 0) -> Operand:
+        """``blob`` seen as ``channels x images*pixels``; the GEMM's rows start at ``row0``."""
         t = self._t(blob)
         desc = self._folded_desc(channels, pixels)
-        nbytes = self._bytes(blob, (rows or channels) / channels)
-        return Operand(blob, View.FOLDED, desc, t["dram"], row0=row0, nbytes=nbytes)
-
-    def _bytes(self, name: str, share: float = 1.0) -> int:
-        """DRAM bytes of ``share`` of tensor ``name``."""
-        t = self._t(name)
-        return int(math.prod(t["shape"]) * self.config.slot_bytes(t["bits"]) * share)
+        return Operand(blob, View.FOLDED, desc, t["dram"], row0=row0)
 
     def _folded_desc(self, channels: int, pixels: int) -> int:
         return self.b.desc(kind="folded", channels=channels, pixels=pixels, images=self.batch)
