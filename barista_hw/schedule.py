@@ -103,6 +103,13 @@ class Tiling:
     a_words: int  # words of one buffer-A half used by a block (occupancy)
     b_words: int
     acc_rows: int  # accumulator-memory rows used (0 when the reduction is not split)
+    # Which operand stays in its buffer while the other's blocks pass ("a": blocks run row
+    # of blocks by row, "b": column by column), and whether blocks are kept for reuse
+    # (:func:`schedule_gemm`).
+    stationary: str = "a"
+    reuse: bool = False
+    reads_a: int = 1  # how many times the schedule loads each word of A (and of B)
+    reads_b: int = 1
 
     @property
     def chunks(self) -> int:
@@ -120,6 +127,10 @@ class Tiling:
             "b_words": self.b_words,
             "acc_rows": self.acc_rows,
             "chunks": self.chunks,
+            "stationary": self.stationary,
+            "reuse": self.reuse,
+            "reads_a": self.reads_a,
+            "reads_b": self.reads_b,
         }
 
 
@@ -151,10 +162,18 @@ def tiling(
     *,
     what: str = "GEMM",
     limit: int | None = None,
+    tiles_m: int | None = None,
+    tiles_n: int | None = None,
+    stationary: str = "a",
+    reuse: bool = False,
 ) -> Tiling:
     """How a GEMM is cut on ``cfg`` (the one place that decides; :func:`schedule_gemm`
     lists the chunks of it). ``limit``: the longest reduction chunk (default, and at
     most, half the smaller operand buffer); a shorter one lets more tiles share a block.
+    ``tiles_m``, ``tiles_n``: at most so many tiles a block along M and N (default: as
+    many as fit). ``stationary`` and ``reuse``: the loop order and operand residency
+    (:func:`schedule_gemm`); with the block shape they give how often each operand is
+    loaded (``reads_a``, ``reads_b``).
 
     Raises :class:`InputError` naming ``what`` and what would be needed when the
     GEMM cannot run on ``cfg``.
@@ -169,6 +188,11 @@ def tiling(
                 f"{what}: {name} = {v} exceeds the {e.dim_bits}-bit command field "
                 f"(needs dim_bits >= {dim_bits_needed(v)})"
             )
+    if stationary not in ("a", "b"):
+        raise InputError(f"{what}: stationary operand {stationary!r} is not 'a' or 'b'")
+    for name, cap in (("tiles_m", tiles_m), ("tiles_n", tiles_n)):
+        if cap is not None and cap < 1:
+            raise InputError(f"{what}: {name} = {cap} must be at least 1")
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
     kt = k * images
     limit = chunk_limit(cfg, limit)
@@ -176,8 +200,8 @@ def tiling(
     n_chunks = len(period) * reps
     kc = max(period)
     tm_all, tn_all = -(-m // R), -(-n // C)
-    tmc = min(tm_all, a_half // kc)
-    tnc = min(tn_all, b_half // kc)
+    tmc = min(tm_all, a_half // kc, tiles_m or tm_all)
+    tnc = min(tn_all, b_half // kc, tiles_n or tn_all)
     acc_rows = 0
     if n_chunks > 1:
         if not e.acc_depth:
@@ -189,17 +213,57 @@ def tiling(
         tmc = min(tmc, max(1, e.acc_depth // R))
         tnc = min(tnc, max(1, e.acc_depth // (R * tmc)))
         acc_rows = tmc * tnc * R
+    blocks_m, blocks_n = -(-tm_all // tmc), -(-tn_all // tnc)
+    split = n_chunks > 1
+    a_mode, b_mode = _modes(
+        stationary == "a", reuse, tmc * kt <= a_half, tnc * kt <= b_half, blocks_m, blocks_n
+    )
     return Tiling(
         block_m=tmc * R,
         block_n=tnc * C,
-        blocks_m=-(-tm_all // tmc),
-        blocks_n=-(-tn_all // tnc),
+        blocks_m=blocks_m,
+        blocks_n=blocks_n,
         k_chunks=n_chunks,
         chunk_kt=kc,
         a_words=tmc * kc,
         b_words=tnc * kc,
         acc_rows=acc_rows,
+        stationary=stationary,
+        reuse=reuse,
+        reads_a=_reads(a_mode, stationary == "a", split, blocks_m, blocks_n),
+        reads_b=_reads(b_mode, stationary == "b", split, blocks_n, blocks_m),
     )
+
+
+# How an operand's pieces (a block's part of one reduction chunk) sit in its buffer:
+STREAM = "stream"  # each piece in the half the last one did not use, reloaded when it changes
+RESIDENT = "resident"  # a block's whole reduction in one half, loaded once per visit
+PINNED = "pinned"  # block j in half j for the whole GEMM (at most two blocks)
+
+
+def _modes(
+    a_outer: bool, reuse: bool, fits_a: bool, fits_b: bool, blocks_m: int, blocks_n: int
+) -> tuple[str, str]:
+    """The placement of A's and B's pieces. Without ``reuse`` both stream (which keeps an
+    unsplit block across the blocks that share it). With it the stationary operand's block
+    stays for all its reduction (when that fits half its buffer), and the moving operand's
+    blocks stay in the two halves when there are at most two of them (and they fit)."""
+    stat_fits, mov_fits = (fits_a, fits_b) if a_outer else (fits_b, fits_a)
+    mov_blocks = blocks_n if a_outer else blocks_m
+    stat = RESIDENT if reuse and stat_fits else STREAM
+    mov = PINNED if reuse and mov_fits and mov_blocks <= 2 else STREAM
+    return (stat, mov) if a_outer else (mov, stat)
+
+
+def _reads(mode: str, outer: bool, split: bool, own_blocks: int, other_blocks: int) -> int:
+    """How often :func:`schedule_gemm` loads each word of an operand placed as ``mode``
+    (``outer``: it is the stationary operand; ``own_blocks``: its blocks along M for A, N
+    for B; ``other_blocks``: the other operand's)."""
+    if mode == PINNED:
+        return 1
+    if split and mode == STREAM:  # every block loads its own pieces
+        return other_blocks
+    return 1 if outer or own_blocks == 1 else other_blocks
 
 
 def chunk_limit(cfg: AcceleratorConfig, limit: int | None = None) -> int:
@@ -221,49 +285,114 @@ def schedule_gemm(
     *,
     what: str = "GEMM",
     limit: int | None = None,
+    tiles_m: int | None = None,
+    tiles_n: int | None = None,
+    stationary: str = "a",
+    reuse: bool = False,
 ) -> list[Chunk]:
     """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg``
-    (``limit``: as for :func:`tiling`)."""
-    t = tiling(cfg, m, k, n, images, what=what, limit=limit)
+    (``limit``, ``tiles_m``, ``tiles_n``: as for :func:`tiling`).
+
+    Blocks run row by row (``stationary="a"``: A's block stays while B's blocks of the
+    row pass) or column by column (``"b"``); within a block the reduction chunks run in
+    order. Blocks are numbered row-major whatever the order (the number seeds the
+    block's rounding, :func:`block_seed`), so the order and the placement of the operands
+    never change a result bit. With ``reuse`` the stationary operand's block keeps its
+    whole reduction in one buffer half when it fits (its chunks side by side), so a split
+    reduction loads it once, and a moving operand of at most two blocks keeps them in the
+    two halves for the whole GEMM. ``write_a``/``write_b`` mark the chunks whose operand
+    piece must be loaded first.
+    """
+    t = tiling(
+        cfg,
+        m,
+        k,
+        n,
+        images,
+        what=what,
+        limit=limit,
+        tiles_m=tiles_m,
+        tiles_n=tiles_n,
+        stationary=stationary,
+        reuse=reuse,
+    )
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
-    chunks_k = reduction_chunks(k * images, k, images, chunk_limit(cfg, limit))
+    kt = k * images
+    chunks_k = reduction_chunks(kt, k, images, chunk_limit(cfg, limit))
+    a_outer = stationary == "a"
+    a_mode, b_mode = _modes(
+        a_outer,
+        reuse,
+        t.a_words // t.chunk_kt * kt <= a_half,
+        t.b_words // t.chunk_kt * kt <= b_half,
+        t.blocks_m,
+        t.blocks_n,
+    )
+    buf_a, buf_b = _Buffer(a_half, a_mode), _Buffer(b_half, b_mode)
+    blocks = [(i, j) for i in range(t.blocks_m) for j in range(t.blocks_n)]
+    if not a_outer:
+        blocks.sort(key=lambda ij: (ij[1], ij[0]))
     out: list[Chunk] = []
-    half_a = half_b = 1  # toggled before first use, so the first chunk uses half 0
-    last_a = last_b = None
-    block = 0
-    for m0 in range(0, m, t.block_m):
-        m1 = min(m, m0 + t.block_m)
-        for n0 in range(0, n, t.block_n):
-            n1 = min(n, n0 + t.block_n)
-            for i, (kt0, kt1, kk, imgs) in enumerate(chunks_k):
-                key_a, key_b = (m0, kt0), (n0, kt0)
-                write_a, write_b = key_a != last_a, key_b != last_b
-                if write_a:
-                    half_a ^= 1
-                if write_b:
-                    half_b ^= 1
-                last_a, last_b = key_a, key_b
-                out.append(
-                    Chunk(
-                        block,
-                        m0,
-                        m1,
-                        n0,
-                        n1,
-                        kt0,
-                        kt1,
-                        kk,
-                        imgs,
-                        i == 0,
-                        i == len(chunks_k) - 1,
-                        half_a * a_half,
-                        half_b * b_half,
-                        write_a,
-                        write_b,
-                    )
+    for bi, bj in blocks:
+        m0, n0 = bi * t.block_m, bj * t.block_n
+        m1, n1 = min(m, m0 + t.block_m), min(n, n0 + t.block_n)
+        tiles_a, tiles_b = -(-(m1 - m0) // cfg.engine.rows), -(-(n1 - n0) // cfg.engine.cols)
+        for i, (kt0, kt1, kk, imgs) in enumerate(chunks_k):
+            a_base, write_a = buf_a.place(bi, kt0, tiles_a)
+            b_base, write_b = buf_b.place(bj, kt0, tiles_b)
+            out.append(
+                Chunk(
+                    bi * t.blocks_n + bj,
+                    m0,
+                    m1,
+                    n0,
+                    n1,
+                    kt0,
+                    kt1,
+                    kk,
+                    imgs,
+                    i == 0,
+                    i == len(chunks_k) - 1,
+                    a_base,
+                    b_base,
+                    write_a,
+                    write_b,
                 )
-            block += 1
+            )
     return out
+
+
+class _Buffer:
+    """Where an operand buffer puts each piece (block ``block``'s part of the reduction
+    chunk that starts at ``kt0``), by its placement mode (:func:`_modes`)."""
+
+    def __init__(self, half: int, mode: str) -> None:
+        self.half, self.mode = half, mode
+        self.cur = 1  # toggled before first use, so the first piece goes to half 0
+        self.last: object = None
+        self.loaded: set[tuple[int, int]] = set()
+
+    def place(self, block: int, kt0: int, tiles: int) -> tuple[int, bool]:
+        """The piece's first buffer word and whether it must be loaded first."""
+        if self.mode == STREAM:
+            key = (block, kt0)
+            write = key != self.last
+            if write:
+                self.cur ^= 1
+            self.last = key
+            return self.cur * self.half, write
+        if self.mode == PINNED:
+            base = block * self.half + tiles * kt0
+            write = (block, kt0) not in self.loaded
+            self.loaded.add((block, kt0))
+            return base, write
+        if block != self.last:  # RESIDENT: a new block takes the other half
+            self.cur ^= 1
+            self.last = block
+            self.loaded = set()
+        write = kt0 not in self.loaded
+        self.loaded.add(kt0)
+        return self.cur * self.half + tiles * kt0, write
 
 
 def pack_a(a: np.ndarray, rows: int) -> np.ndarray:

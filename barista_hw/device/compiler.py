@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from barista_base.errors import InputError
 from barista_hw.numfmt import Rounding
 
-from .allocation import WORD_BYTES, Placement, plan, sequential, words
+from .allocation import Placement, plan, reserved_bytes, sequential
 from .emit import Builder
 from .isa import Op, Program
 from .layers import Conv, HostLayer, Layer, Pool, Relu
@@ -32,7 +32,7 @@ class Compiled:
     program: Program
     segments: list[list[str]]  # device layers of each device segment, in order
     host_layers: list[str]  # the layers between segments, run by the host
-    dram_words: int  # words of the 16-bit bus, tensors sharing where lives allow
+    dram_slots: int  # the model's, tensors sharing where their lives allow
     dram_bytes: int
     notes: list[str] = field(default_factory=list)
 
@@ -109,7 +109,7 @@ def compile_net(
         accelerator=config.accelerator.to_dict(),
     )
     segments, host = _segments(layers)
-    return Compiled(b.program, segments, host, placement.words, placement.nbytes)
+    return Compiled(b.program, segments, host, placement.slots, placement.nbytes)
 
 
 def _ends(layer: Layer) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -172,8 +172,8 @@ def _check_capacity(program: Program, placement: Placement, config: DeviceConfig
     capacity = config.dram.size_bytes
     if placement.nbytes <= capacity:
         return
-    out = [t for t in program.tensors if (t["dram"] + words(t)) * WORD_BYTES > capacity]
-    t = max(out, key=words)
+    out = [t for t in program.tensors if t["addr"] + reserved_bytes(t) > capacity]
+    t = max(out, key=reserved_bytes)
     raise InputError(
         f"tensor {t['name']!r} ({t['role']}, shape {t['shape']}) does not fit the "
         f"DRAM: the working set needs {placement.nbytes:,} bytes, the device has "

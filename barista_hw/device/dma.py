@@ -1,8 +1,10 @@
 """The device's DMA: address generation for LOAD and STORE, and what a transfer costs.
 
-DRAM is modelled as one flat int64 array of *slots* (an address counts slots, a slot
-holds one element). A DMA instruction moves a tile between DRAM and a scratchpad; its
-addresses are ``base + index`` with ``index`` an int64 array of the tile's shape:
+The model holds DRAM as one flat int64 array of *slots* (an address counts slots, a slot
+holds one element); the DRAM itself holds each tensor packed at its width, a bit stream
+on the bus, and :func:`transfer` counts the bus words a transfer moves. A DMA
+instruction moves a tile between DRAM and a scratchpad; its addresses are
+``base + index`` with ``index`` an int64 array of the tile's shape:
 
 * a dense tile (:func:`dense_index`): ``r * row_stride + c * col_stride``; a transposed
   read swaps the strides;
@@ -13,8 +15,8 @@ addresses are ``base + index`` with ``index`` an int64 array of the tile's shape
 
 col2im is the same index used by a STORE (:func:`scatter_add`), which sums every
 contribution to an address at full width before it saturates the slot once.
-:func:`transfer` counts what one instruction moves (elements, distinct slots, bursts,
-DRAM rows), the numbers the traffic and time models charge.
+:func:`transfer` counts what one instruction moves (elements, distinct elements, bus
+words, bursts, DRAM rows, words merged), the numbers the traffic and time models charge.
 """
 
 from __future__ import annotations
@@ -160,26 +162,61 @@ class Transfer:
     """What one DMA instruction costs."""
 
     elements: int  # elements delivered to / taken from the scratchpad (the tile's size)
-    dram_slots: int  # distinct DRAM slots read or written (an im2col LOAD reads each once)
-    bursts: int  # distinct aligned bursts of ``burst_slots`` slots touched
-    rows_opened: int  # distinct DRAM rows (pages) of ``row_slots`` slots touched
+    dram_elements: int  # distinct DRAM elements read or written (im2col reads each once)
+    words: int  # distinct bus words moved: the packed elements' bits, whole words
+    bursts: int  # distinct aligned bursts of ``burst_words`` words touched
+    rows_opened: int  # distinct DRAM rows (pages) of ``row_words`` words touched
+    merged: int = 0  # words a store only partly covers: read first, merged, written
 
 
-def transfer(index: np.ndarray, base: int, *, burst_slots: int, row_slots: int) -> Transfer:
-    """The counts of a DMA instruction moving the tile ``base + index``.
+def transfer(
+    index: np.ndarray,
+    base: int,
+    *,
+    burst_words: int,
+    row_words: int,
+    bits: int = 16,
+    bus_bits: int = 16,
+    first_bit: int = 0,
+    size: int | None = None,
+    store: bool = False,
+) -> Transfer:
+    """The counts of a DMA instruction moving the elements ``base + index`` of a tensor
+    of ``size`` elements packed at ``bits`` bits from DRAM bit ``first_bit`` (a bit stream
+    on the ``bus_bits`` bus: element ``e`` is bits ``[first_bit + e bits, first_bit +
+    (e+1) bits)``). A transfer moves whole bus words: every word holding a bit of an
+    element it moves, once. A ``store`` also reads the words it covers only in part (a
+    neighbour's bits share them; bits past the tensor's end are padding), to merge.
 
     Padding entries (``index < 0``) are elements of the tile but touch no DRAM. An
-    im2col LOAD reads each distinct input slot once: the DMA keeps the window's rows
+    im2col LOAD reads each distinct input element once: the DMA keeps the window's rows
     in a line buffer, so overlapping windows cost no second read.
     """
-    if burst_slots < 1 or row_slots < 1:
+    if burst_words < 1 or row_words < 1 or not 1 <= bits <= 2 * bus_bits:
         raise InputError(
-            f"DMA transfer: burst of {burst_slots} and row of {row_slots} slots must be positive"
+            f"DMA transfer: burst of {burst_words}, row of {row_words} words and "
+            f"{bits}-bit elements on a {bus_bits}-bit bus"
         )
-    slots = np.unique(_addresses("DMA transfer", None, base, index))
+    elems = np.unique(_addresses("DMA transfer", None, base, index))
+    lo = (first_bit + elems * bits) // bus_bits
+    hi = (first_bit + (elems + 1) * bits - 1) // bus_bits
+    span = -(-bits // bus_bits) + 1  # the most words one element touches
+    words = np.unique(np.concatenate([np.minimum(lo + j, hi) for j in range(span)]))
+    merged = 0
+    if store and words.size:
+        last = (size if size is not None else int(elems[-1]) + 1) - 1
+        e_lo = np.maximum(0, (words * bus_bits - first_bit) // bits)
+        e_hi = np.minimum(last, ((words + 1) * bus_bits - 1 - first_bit) // bits)
+        partial = np.zeros(words.size, dtype=bool)
+        for j in range(bus_bits // bits + 2):  # the most elements one word holds
+            e = e_lo + j
+            partial |= (e <= e_hi) & ~np.isin(e, elems)
+        merged = int(np.count_nonzero(partial))
     return Transfer(
         elements=int(index.size),
-        dram_slots=int(slots.size),
-        bursts=int(np.unique(slots // burst_slots).size),
-        rows_opened=int(np.unique(slots // row_slots).size),
+        dram_elements=int(elems.size),
+        words=int(words.size),
+        bursts=int(np.unique(words // burst_words).size),
+        rows_opened=int(np.unique(words // row_words).size),
+        merged=merged,
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from barista_base.errors import InputError
 
-from .allocation import Placement, words
+from .allocation import Placement
 from .isa import MAX_WAITS, Instruction, Op, Program
 
 #: The unit that runs each opcode (``docs/device.md``). LOADs and STOREs have a DMA
@@ -39,26 +39,29 @@ class Builder:
         self.program = Program()
         self.index: dict[str, int] = {}  # tensor name -> row of the tensor table
         self.placement = placement
-        self.words = 0  # DRAM words allocated when there is no placement
+        self._sequential = Placement()  # where tensors go without a placement
         self.uses: dict[str, tuple[int, int]] = {}  # tensor -> first and last instruction
         self._seeds = 0
         self._descs: dict[str, int] = {}
+        self.cache: dict[object, Any] = {}  # the compiler's memo of costs it estimated
         # resource -> unit -> (token of the latest write, token of the latest read)
         self._last: dict[str, dict[str, list[int]]] = {}
 
     # -- tables -------------------------------------------------------------------
     def tensor(self, name: str, shape: tuple[int, ...], bits: int, role: str) -> dict[str, Any]:
         """Declare tensor ``name`` (the first time) and return its table entry, with its
-        DRAM word: the placement's, or in declaration order without one."""
+        DRAM slot (the model's element address) and byte address ``addr`` (its elements
+        packed at ``bits`` bits from there): the placement's, or in declaration order
+        without one."""
         if name not in self.index:
             self.index[name] = len(self.program.tensors)
             entry = {"name": name, "role": role, "space": "DRAM", "shape": list(shape)}
             entry["bits"] = bits
-            if self.placement is None:
-                entry["dram"] = self.words
-                self.words += words(entry)
-            else:
-                entry["dram"] = self.placement.base[name]
+            place = self.placement
+            if place is None:
+                place = self._sequential
+                place.place(entry)
+            entry.update(dram=place.dram[name], addr=place.addr[name])
             self.program.tensors.append(entry)
         return self.program.tensors[self.index[name]]
 

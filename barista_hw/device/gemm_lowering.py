@@ -1,27 +1,35 @@
 """One GEMM pass as device instructions: tile loads, engine chunk commands, result stores.
 
-The accelerator's own schedule (:func:`barista_hw.schedule.schedule_gemm`) cuts the GEMM
-into chunks; each chunk becomes a LOAD of its A tile and of its B tile (when the chunk
-needs new operands) into one half of the operand buffers, the GEMM command, and, after
-the block's last reduction chunk, a STORE of the block from the C scratchpad. C is the
-engine's result FIFO: the STORE channel drains a block as the engine emits its beats, so
-C holds a few beats, not a block; its two halves name the blocks in flight. The STORE
+The accelerator's own schedule (:func:`barista_hw.schedule.schedule_gemm`), with the
+chunk limit, block shape and loop order that load the fewest DRAM bytes
+(:func:`schedule_options`), cuts the GEMM into chunks; each chunk becomes a LOAD of its
+A tile and of its B tile (when the chunk needs new operands) into its place in the
+operand buffers, the GEMM command, and, after the block's last reduction chunk, a STORE
+of the block from the C scratchpad. C is the engine's result FIFO: the STORE channel
+drains a block as the engine emits its beats, so C holds a few beats, not a block; its
+two halves name the blocks in flight. The STORE
 of a block is emitted after the next chunk's loads, so both DMA channels and the engine
 overlap (double buffering).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from barista_hw.config import AcceleratorConfig
 from barista_hw.numfmt import Rounding
-from barista_hw.schedule import Chunk, Tiling, chunk_limit, schedule_gemm, tiling
+from barista_hw.schedule import Chunk, chunk_limit, schedule_gemm, tiling
 
+from . import traffic
 from .emit import Builder
 from .geometry import Space
-from .isa import ACC_FIRST, ACC_LAST, NONE, ON_C, Op, View
+from .isa import ACC_FIRST, ACC_LAST, NONE, ON_C, Instruction, Op, View
+from .memory import DeviceConfig
 from .vector import VecOp
 
 
@@ -38,7 +46,6 @@ class Operand:
     row0: int = 0
     group: int = 0
     transpose: bool = False
-    nbytes: int = 0  # the DRAM bytes one read of the whole operand takes
 
 
 @dataclass(frozen=True)
@@ -60,36 +67,57 @@ class GemmPass:
     epilogue: tuple[tuple[VecOp, str | None, int], ...] = ()
 
 
-def operand_reads(t: Tiling) -> tuple[int, int]:
-    """How many times a GEMM cut as ``t`` reads its A and its B operand from DRAM: blocks
-    run row of blocks by row of blocks, so A stays in its buffer along a row unless the
-    reduction is split (each block then loads its own chunks)."""
-    return (t.blocks_n if t.k_chunks > 1 else 1), t.blocks_m
-
-
-def frugal_limit(g: GemmPass, acc_cfg: AcceleratorConfig) -> int:
-    """The reduction chunk limit that moves the fewest operand bytes (:func:`operand_reads`);
-    among equals the longest chunks, which take the fewest commands. Any limit gives the
-    same bits: chunks accumulate at full width and each block keeps its seed."""
+def schedule_options(
+    g: GemmPass,
+    acc_cfg: AcceleratorConfig,
+    rate: Callable[[Operand, int, int, tuple[int, int]], float],
+) -> dict[str, Any]:
+    """The schedule of ``g`` that moves the fewest operand bytes: the reduction chunk limit,
+    the block shape (``tiles_m``, ``tiles_n``) and the loop order (which operand stays in
+    its buffer while the other's blocks pass, :func:`~barista_hw.schedule.schedule_gemm`
+    with ``reuse``), each operand read as often as the tiling says, at ``rate(operand,
+    rows, cols, extent)`` bytes an element for tiles of its shape (:func:`load_rate`).
+    Among equals the fewest commands, then the longest chunks. Any choice gives the same
+    bits: chunks accumulate at full width and each block keeps its number, so its seed."""
     most = chunk_limit(acc_cfg)
-    candidates = {most} | {most >> s for s in range(1, 8) if most >> s >= 8}
-    best: tuple[int, int] | None = None
-    for limit in sorted(candidates, reverse=True):
-        t = tiling(acc_cfg, g.m, g.k, g.n, g.images, limit=limit)
-        reads_a, reads_b = operand_reads(t)
-        cost = g.a.nbytes * reads_a + g.b.nbytes * reads_b
-        if best is None or cost < best[0]:
-            best = (cost, limit)
+    limits = {most} | {most >> s for s in range(1, 8) if most >> s >= 8}
+    e = acc_cfg.engine
+    tm_all, tn_all = -(-g.m // e.rows), -(-g.n // e.cols)
+    kt = g.k * g.images
+    best: tuple[tuple[float, int, int], dict[str, Any]] | None = None
+    for limit in sorted(limits, reverse=True):
+        caps = [(None, None)]
+        caps += [(t, None) for t in _caps(tm_all)] + [(None, t) for t in _caps(tn_all)]
+        for (tiles_m, tiles_n), stationary in itertools.product(caps, "ab"):
+            opts = dict(
+                limit=limit, tiles_m=tiles_m, tiles_n=tiles_n, stationary=stationary, reuse=True
+            )
+            t = tiling(acc_cfg, g.m, g.k, g.n, g.images, **opts)
+            rows, cols = min(g.m, t.block_m), min(g.n, t.block_n)
+            cost = t.reads_a * g.m * kt * rate(
+                g.a, rows, t.chunk_kt, (g.m, kt)
+            ) + t.reads_b * kt * g.n * rate(g.b, t.chunk_kt, cols, (kt, g.n))
+            key = (round(cost), t.chunks, -limit)
+            if best is None or key < best[0]:
+                best = (key, opts)
     assert best is not None
     return best[1]
 
 
-def emit_gemm(b: Builder, g: GemmPass, acc_cfg: AcceleratorConfig, c_half: int) -> None:
-    """Append the instructions of ``g`` on ``acc_cfg`` (``c_half``: the C address of the
-    second block in flight)."""
+def _caps(tiles: int) -> list[int]:
+    """The tile counts a block can take along a dimension of ``tiles`` tiles, one for each
+    number of blocks (the largest that gives it)."""
+    return sorted({-(-tiles // -(-tiles // t)) for t in range(1, tiles + 1)})
+
+
+def emit_gemm(b: Builder, g: GemmPass, config: DeviceConfig) -> None:
+    """Append the instructions of ``g`` on ``config``'s accelerator, scheduled to move the
+    fewest DRAM bytes (:func:`schedule_options`)."""
     what = f"layer {g.layer} {g.kind}"
-    limit = frugal_limit(g, acc_cfg)
-    chunks = schedule_gemm(acc_cfg, g.m, g.k, g.n, g.images, what=what, limit=limit)
+    acc_cfg = config.accelerator
+    c_half = config.scratchpads.c_depth // 2
+    opts = schedule_options(g, acc_cfg, functools.partial(load_rate, b, config))
+    chunks = schedule_gemm(acc_cfg, g.m, g.k, g.n, g.images, what=what, **opts)
     a_half = acc_cfg.a_depth // 2
     b_half = acc_cfg.b_depth // 2
     desc = b.desc(
@@ -99,18 +127,20 @@ def emit_gemm(b: Builder, g: GemmPass, acc_cfg: AcceleratorConfig, c_half: int) 
         a=g.a.tensor,
         b=g.b.tensor,
         out=g.out.tensor,
-        limit=limit,
+        **opts,
     )
     seed = zlib.crc32(f"{g.layer}/{g.kind}".encode())
     pending: tuple[Chunk, str, int] | None = None
+    blocks = -1  # blocks started, in the order they run: C's halves alternate between them
     for c in chunks:
         ha, hb = f"A{c.a_base // a_half}", f"B{c.b_base // b_half}"
         if c.write_a:
             _tile(b, Op.LOAD, g.a, Space.A, c.a_base, (c.m0, c.m1), (c.kt0, c.kt1), ha)
         if c.write_b:
             _tile(b, Op.LOAD, g.b, Space.B, c.b_base, (c.kt0, c.kt1), (c.n0, c.n1), hb)
-        hc = f"C{c.block % 2}"
-        c_base = (c.block % 2) * c_half
+        blocks += c.acc_first
+        hc = f"C{blocks % 2}"
+        c_base = (blocks % 2) * c_half
         b.emit(
             Op.GEMM,
             reads=[ha, hb] + ([] if c.acc_first else [hc]),
@@ -164,18 +194,40 @@ def _store(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int) -> None:
     _tile(b, Op.STORE, g.out, Space.C, c_base, (c.m0, c.m1), (c.n0, c.n1), hc)
 
 
-def _tile(
-    b: Builder,
-    op: Op,
-    v: Operand,
-    space: Space,
-    spad: int,
-    rows: tuple[int, int],
-    cols: tuple[int, int],
-    half: str,
-) -> None:
-    """A LOAD of tile ``rows x cols`` of ``v`` into ``half`` or a STORE of it from there."""
-    fields = {
+def load_rate(
+    b: Builder, config: DeviceConfig, v: Operand, rows: int, cols: int, extent: tuple[int, int]
+) -> float:
+    """DRAM bytes an element of a LOAD of a ``rows x cols`` tile of ``v`` (a GEMM operand
+    of ``extent`` rows and columns) takes, as the traffic model counts them: exact for a
+    dense view; an im2col tile reads each input once, so its rate depends on where it
+    starts: the mean of tiles at the start, a third and two thirds of the way."""
+    key = ("rate", v, rows, cols)
+    if key not in b.cache:
+        starts = [(0, 0)]
+        if v.view == View.IM2COL:
+            starts += [
+                tuple(
+                    size * (e // size * i // 3)
+                    for size, e in zip((rows, cols), extent, strict=True)
+                )
+                for i in (1, 2)
+            ]
+        moved = elements = 0
+        for r0, c0 in dict.fromkeys(starts):
+            r1, c1 = min(extent[0], r0 + rows), min(extent[1], c0 + cols)
+            fields = _fields(v, Space.A, 0, (r0, r1), (c0, c1))
+            inst = Instruction(Op.LOAD, int(v.view), fields=fields)
+            moved += traffic.instruction_counts(inst, b.program, config).dram_read_bytes
+            elements += (r1 - r0) * (c1 - c0)
+        b.cache[key] = moved / elements
+    return b.cache[key]
+
+
+def _fields(
+    v: Operand, space: Space, spad: int, rows: tuple[int, int], cols: tuple[int, int]
+) -> dict[str, int]:
+    """The fields of a LOAD or STORE of tile ``rows x cols`` of ``v``."""
+    return {
         "space": int(space),
         "desc": v.desc,
         "group": v.group,
@@ -187,6 +239,20 @@ def _tile(
         "c0": cols[0],
         "cols": cols[1] - cols[0],
     }
+
+
+def _tile(
+    b: Builder,
+    op: Op,
+    v: Operand,
+    space: Space,
+    spad: int,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    half: str,
+) -> None:
+    """A LOAD of tile ``rows x cols`` of ``v`` into ``half`` or a STORE of it from there."""
+    fields = _fields(v, space, spad, rows, cols)
     if op is Op.LOAD:
         b.emit(op, int(v.view), reads=[v.tensor], writes=[half], **fields)
     else:

@@ -47,7 +47,6 @@ class Lowering:
         self.batch = batch
         self.rounding = rounding
         self.bits = config.accelerator.engine.fmt.width
-        self.c_half = config.scratchpads.c_depth // 2
         self.v_elements = config.scratchpads.v_depth * config.scratchpads.vector_lanes
         self.shapes: dict[str, tuple[int, ...]] = {}  # blob -> one image's shape
         self.needs_grad: set[str] = set()
@@ -238,10 +237,10 @@ class Lowering:
             out = Operand(
                 f"g:{c.name}",
                 View.MATRIX,
-                self._matrix(g_m, c.k, c.k, 1, wg["bits"]),
+                self._matrix(g_m, c.k, c.k, 1, f"g:{c.name}"),
                 wg["dram"] + g * g_m * c.k,
             )
-            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m, rows=g_m)
+            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m)
             x_t = self._input(c, c.bottom, g, transpose=True)
             self._gemm(
                 c, "weight_grad", dy_op, x_t, out, m=g_m, k=c.pixels, n=c.k, images=self.batch
@@ -254,7 +253,7 @@ class Lowering:
             target = self._grad(c.bottom, WIDE_BITS, prefix="acc", role="accumulator")
         for g in range(c.group):
             out = self._input(c, target, g, transpose=False)
-            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m, rows=g_m)
+            dy_op = self._folded(dy, c.num_output, c.pixels, row0=g * g_m)
             self._gemm(
                 c,
                 "backward_data",
@@ -279,7 +278,7 @@ class Lowering:
         **dims: int,
     ) -> None:
         g = GemmPass(c.name, kind, a, b, out, rounding=self.rounding, epilogue=epilogue, **dims)
-        emit_gemm(self.b, g, self.config.accelerator, self.c_half)
+        emit_gemm(self.b, g, self.config)
 
     def _weights(self, c: Conv, g: int, *, transpose: bool) -> Operand:
         """Group ``g``'s weights (``num_output/group x k``, row-major), or their transpose."""
@@ -288,19 +287,18 @@ class Lowering:
         t = self._t(name)
         base = t["dram"] + g * g_m * c.k
         if transpose:
-            desc = self._matrix(c.k, g_m, 1, c.k, t["bits"])
+            desc = self._matrix(c.k, g_m, 1, c.k, name)
         else:
-            desc = self._matrix(g_m, c.k, c.k, 1, t["bits"])
-        return Operand(name, View.MATRIX, desc, base, nbytes=self._bytes(name, 1 / c.group))
+            desc = self._matrix(g_m, c.k, c.k, 1, name)
+        return Operand(name, View.MATRIX, desc, base)
 
     def _input(self, c: Conv, blob: str, g: int, *, transpose: bool) -> Operand:
         """The layer's input matrix (``k x images*pixels``) of group ``g``: im2col of
         ``blob`` for a convolution, ``blob`` folded for an inner product."""
         t = self._t(blob)
-        nbytes = self._bytes(blob, 1 / c.group)
         if c.geom is None:
-            desc = self._folded_desc(c.k, 1, t["bits"])
-            return Operand(blob, View.FOLDED, desc, t["dram"], transpose=transpose, nbytes=nbytes)
+            desc = self._folded_desc(c.k, 1, blob)
+            return Operand(blob, View.FOLDED, desc, t["dram"], transpose=transpose)
         geom = c.geom
         desc = self.b.desc(
             kind="im2col",
@@ -313,40 +311,32 @@ class Lowering:
             dilation=list(geom.dilation),
             group=geom.group,
             images=self.batch,
-            bits=t["bits"],
+            tensor=self.b.index[blob],
         )
-        return Operand(
-            blob, View.IM2COL, desc, t["dram"], group=g, transpose=transpose, nbytes=nbytes
-        )
+        return Operand(blob, View.IM2COL, desc, t["dram"], group=g, transpose=transpose)
 
-    def _folded(
-        self, blob: str, channels: int, pixels: int, *, row0: int = 0, rows: int | None = None
-    ) -> Operand:
-        """``blob`` seen as ``channels x images*pixels``; the GEMM reads ``rows`` of it."""
+    def _folded(self, blob: str, channels: int, pixels: int, *, row0: int = 0) -> Operand:
+        """``blob`` seen as ``channels x images*pixels``; the GEMM's rows start at ``row0``."""
         t = self._t(blob)
-        desc = self._folded_desc(channels, pixels, t["bits"])
-        nbytes = self._bytes(blob, (rows or channels) / channels)
-        return Operand(blob, View.FOLDED, desc, t["dram"], row0=row0, nbytes=nbytes)
+        desc = self._folded_desc(channels, pixels, blob)
+        return Operand(blob, View.FOLDED, desc, t["dram"], row0=row0)
 
-    def _bytes(self, name: str, share: float = 1.0) -> int:
-        """DRAM bytes of ``share`` of tensor ``name``."""
-        t = self._t(name)
-        return int(math.prod(t["shape"]) * self.config.slot_bytes(t["bits"]) * share)
-
-    # A tile view's descriptor carries the elements' width: the DMA's unit of addressing.
-    def _folded_desc(self, channels: int, pixels: int, bits: int) -> int:
+    # A tile view's descriptor names its tensor: the tensor table gives the DMA the
+    # tensor's address and its elements' width.
+    def _folded_desc(self, channels: int, pixels: int, tensor: str) -> int:
+        index = self.b.index[tensor]
         return self.b.desc(
-            kind="folded", channels=channels, pixels=pixels, images=self.batch, bits=bits
+            kind="folded", channels=channels, pixels=pixels, images=self.batch, tensor=index
         )
 
-    def _matrix(self, rows: int, cols: int, row_stride: int, col_stride: int, bits: int) -> int:
+    def _matrix(self, rows: int, cols: int, row_stride: int, col_stride: int, tensor: str) -> int:
         return self.b.desc(
             kind="matrix",
             rows=rows,
             cols=cols,
             row_stride=row_stride,
             col_stride=col_stride,
-            bits=bits,
+            tensor=self.b.index[tensor],
         )
 
     # -- pooling ----------------------------------------------------------------------

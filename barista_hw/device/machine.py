@@ -177,7 +177,7 @@ class Machine:
         index = self._index = traffic.tile_index(inst, self.program)
         q = self.tiles[(Space.C, inst["spad"])]
         if inst.sub == View.IM2COL:
-            bits = traffic.element_bits(inst, self.program)
+            bits = traffic.dram_tensor(inst, self.program)["bits"]
             dma.scatter_add(self.dram, inst["dram"], index, q, bits)
         else:
             self.dram[inst["dram"] + index] = q

@@ -153,6 +153,13 @@ class DramConfig:
         return cls(**d)
 
 
+def packed_bytes(elements: int, bits: int) -> int:
+    """Bytes ``elements`` values of ``bits`` bits take in DRAM, packed (a bit stream)."""
+    if not 1 <= bits <= 32:
+        raise InputError(f"a {bits}-bit value has no DRAM format (1..32 bits)")
+    return -(-elements * bits // 8)
+
+
 #: The ULX3S's SDRAM (every ULX3S target).
 ULX3S_SDRAM = DramConfig()
 #: The SDRAM on each board that has one, by target name; boards not listed have none.
@@ -273,7 +280,8 @@ class DeviceConfig:
 
     @staticmethod
     def slot_bytes(bits: int) -> int:
-        """Bytes a value of ``bits`` bits takes in DRAM: a 16-bit slot, or 32 above 16."""
+        """Bytes a value of ``bits`` bits takes on the link (and in a host's memory): a
+        16-bit slot, or 32 above 16. In DRAM values are packed (:func:`packed_bytes`)."""
         if not 1 <= bits <= 32:
             raise InputError(f"a {bits}-bit value has no DRAM slot (1..32 bits)")
         return 2 if bits <= 16 else 4

@@ -72,9 +72,9 @@ def section_names(program: Program) -> list[str]:
     return out + ["other"] * (len(program.instructions) - len(out))
 
 
-def element_bits(inst: Instruction, program: Program) -> int:
-    """The width of the elements a LOAD or STORE moves (its view's descriptor)."""
-    return program.descriptors[inst["desc"]]["bits"]
+def dram_tensor(inst: Instruction, program: Program) -> dict:
+    """The tensor a LOAD or STORE addresses (its view's descriptor names it)."""
+    return program.tensors[program.descriptors[inst["desc"]]["tensor"]]
 
 
 def folded_index(
@@ -138,34 +138,74 @@ def instruction_counts(
         seconds = config.link.seconds(nbytes)
         cycles = math.ceil(seconds * config.accelerator.clock_mhz * 1e6)
         t = program.tensors[inst["tensor"]]
-        dram = math.prod(t["shape"]) * config.slot_bytes(t["bits"])
+        tr = stream(t, 0, math.prod(t["shape"]), config, store=inst.op is Op.HOST_IN)
+        words = tr.words + tr.merged if inst.op is Op.HOST_IN else tr.words
         rw = "dram_write_bytes" if inst.op is Op.HOST_IN else "dram_read_bytes"
-        return InstCounts(link_bytes=nbytes, cycles=cycles, **{rw: dram})
+        return InstCounts(link_bytes=nbytes, cycles=cycles, **{rw: _bytes(words, config)})
     return InstCounts(cycles=1)
+
+
+def _bytes(words: int, config: DeviceConfig) -> int:
+    return words * config.dram.bus_bits // 8
+
+
+def packed_transfer(
+    t: dict,
+    index: np.ndarray,
+    base: int,
+    config: DeviceConfig,
+    *,
+    store: bool = False,
+    absolute: bool = True,
+) -> dma.Transfer:
+    """:func:`dma.transfer` of elements ``base + index`` of tensor ``t`` (its slots from
+    ``t["dram"]``), packed at its width from its byte address; ``absolute``: bursts and
+    rows counted by the DRAM's own (else every word its own)."""
+    dram = config.dram
+    word_bytes = dram.bus_bits // 8
+    return dma.transfer(
+        index,
+        base,
+        burst_words=dram.burst_length if absolute else 1,
+        row_words=dram.row_bytes // word_bytes if absolute else 1,
+        bits=t["bits"],
+        bus_bits=dram.bus_bits,
+        first_bit=8 * t["addr"],
+        size=math.prod(t["shape"]),
+        store=store,
+    )
+
+
+def stream(t: dict, first: int, end: int, config: DeviceConfig, *, store: bool) -> dma.Transfer:
+    """A vector unit's or the link's stream over elements ``[first, end)`` of tensor ``t``."""
+    return packed_transfer(t, np.arange(first, end, dtype=np.int64), 0, config, store=store)
 
 
 def _dma_counts(
     inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray | None
 ) -> InstCounts:
-    slot = config.slot_bytes(element_bits(inst, program))
+    """A LOAD or STORE moves the bus words of its tile's elements, packed; a STORE first
+    reads the words it covers only in part, a col2im STORE all of them (it adds)."""
+    t = dram_tensor(inst, program)
     dram = config.dram
-    burst_slots = max(1, dram.burst_length * dram.bus_bits // 8 // slot)
-    row_slots = max(1, dram.row_bytes // slot)
     index = tile_index(inst, program) if index is None else index
-    tr = dma.transfer(index, inst["dram"], burst_slots=burst_slots, row_slots=row_slots)
-    nbytes = tr.dram_slots * slot
+    col2im = inst.op is Op.STORE and inst.sub == View.IM2COL
+    store = inst.op is Op.STORE and not col2im
+    tr = packed_transfer(t, index, inst["dram"] - t["dram"], config, store=store)
+    nbytes = _bytes(tr.words, config)
     lanes_bits = tr.elements * config.accelerator.engine.fmt.width
-    c = InstCounts(dram_bursts=tr.bursts, dram_rows=tr.rows_opened)
+    c = InstCounts(dram_bursts=tr.bursts + tr.merged, dram_rows=tr.rows_opened)
     if inst.op is Op.LOAD:
         c.dram_read_bytes, c.spad_write_bits = nbytes, lanes_bits
     else:
         c.dram_write_bytes, c.spad_read_bits = nbytes, lanes_bits
-        if inst.sub == View.IM2COL:  # col2im adds: read, modify, write
-            c.dram_read_bytes = nbytes
+        c.dram_read_bytes = nbytes if col2im else _bytes(tr.merged, config)
     write = inst.op is Op.STORE
     cycles = dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=write)
-    if inst.op is Op.STORE and inst.sub == View.IM2COL:
+    if col2im:  # read, modify, write
         cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
+    elif tr.merged:  # each part-covered word: a burst of its own, in a row the store opens
+        cycles += dram.transfer_cycles(bursts=tr.merged, rows_opened=0, write=False)
     c.cycles = config.device_cycles(cycles)
     return c
 
@@ -190,7 +230,12 @@ def _epilogue_counts(inst: Instruction, program: Program, config: DeviceConfig) 
     op = VecOp(inst.sub)
     t = program.tensors[inst["dst"]]
     elements = inst["images"] * inst["src"]
-    bias = inst["images"] * config.slot_bytes(t["bits"]) if inst["src2"] != 0xFFFF else 0
+    bias = 0
+    if inst["src2"] != 0xFFFF:  # rows [i0, i0 + images) of the bias
+        rows = (inst["i0"], inst["i0"] + inst["images"])
+        bias = _bytes(
+            stream(program.tensors[inst["src2"]], *rows, config, store=False).words, config
+        )
     return InstCounts(
         dram_read_bytes=bias,
         spad_read_bits=elements * t["bits"],
@@ -212,44 +257,46 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
     if op is VecOp.SGD:
         reads, writes = reads + [inst["dst"]], writes + [inst["src2"]]
 
-    def nbytes(i: int) -> tuple[int, int]:
+    def moved(i: int, store: bool) -> tuple[int, dma.Transfer]:
+        """Elements of tensor ``i`` the operation streams, and the transfer."""
         t = tensors[i]
         n = math.prod(t["shape"])
+        first = 0
         if (
             t["shape"][0] == batch
             and op not in (VecOp.BIAS_GRAD, VecOp.SGD)
             and len(t["shape"]) > 1
+            and not (op is VecOp.BIAS_ADD and i == inst["src2"])
         ):
-            n = n // batch * inst["images"]
-        if op is VecOp.BIAS_ADD and i == inst["src2"]:
-            n = math.prod(t["shape"])
-        return n, n * config.slot_bytes(t["bits"])
+            first, n = n // batch * inst["i0"], n // batch * inst["images"]
+        return n, stream(t, first, first + n, config, store=store)
 
-    ins = [nbytes(i) for i in reads]
-    outs = [nbytes(i) for i in writes]
+    ins = [moved(i, False) for i in reads]
+    outs = [moved(i, True) for i in writes]
     d = program.descriptors[inst["desc"]] if inst["desc"] != 0xFF else {}
     window = math.prod(d.get("kernel", [1]))
     lanes = config.scratchpads.vector_lanes
     e_in, e_out = max(n for n, _ in ins), max(n for n, _ in outs)
     elements = sum(n for n, _ in ins) + sum(n for n, _ in outs)
-    read, written = sum(b for _, b in ins), sum(b for _, b in outs)
-    # Streams: each operand is read and each result written sequentially, in bursts.
+    # Streams: each operand is read and each result written sequentially, in bursts; a
+    # result's part-covered edge words are read first (merged).
+    read = sum(tr.words for _, tr in ins) + sum(tr.merged for _, tr in outs)
+    written = sum(tr.words for _, tr in outs)
     dram = config.dram
-    burst = dram.burst_length * dram.bus_bits // 8
-    bursts = sum(-(-b // burst) for _, b in ins + outs)
-    rows = sum(-(-b // dram.row_bytes) for _, b in ins + outs)
-    stream = config.device_cycles(
+    bursts = sum(tr.bursts + tr.merged for _, tr in ins + outs)
+    rows = sum(tr.rows_opened for _, tr in ins + outs)
+    stream_cycles = config.device_cycles(
         dram.transfer_cycles(bursts=bursts, rows_opened=rows, write=False)
     )
     return InstCounts(
-        dram_read_bytes=read,
-        dram_write_bytes=written,
+        dram_read_bytes=_bytes(read, config),
+        dram_write_bytes=_bytes(written, config),
         dram_bursts=bursts,
         dram_rows=rows,
         spad_read_bits=elements * 32,
         spad_write_bits=elements * 32,
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
-        cycles=max(stream, vector.cycles(op, e_in, e_out, lanes, window)),
+        cycles=max(stream_cycles, vector.cycles(op, e_in, e_out, lanes, window)),
     )
 
 

@@ -109,7 +109,7 @@ def test_bad_input_writes_nothing(accelerator, tmp_path, capsys) -> None:
     absent = tmp_path / "absent"
     assert _compile(str(big), "--accelerator", accelerator, "-o", str(absent)) == 2
     err = capsys.readouterr().err
-    assert "tensor 'w:ip1' (weight, shape [1000, 12288]) does not fit the DRAM" in err
+    assert "tensor 'm:ip1' (master, shape [1000, 12288]) does not fit the DRAM" in err
     assert "the device has 33,554,432" in err and err.count("\n") == 1
     assert not absent.exists()
     # An earlier program stays as it was.

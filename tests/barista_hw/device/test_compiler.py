@@ -11,7 +11,13 @@ import pytest
 
 from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
-from barista_hw.device.allocation import ALIGN_WORDS, TRANSIENT_ROLES, WORD_BYTES, words
+from barista_hw.device.allocation import (
+    ALIGN_BYTES,
+    ALIGN_SLOTS,
+    TRANSIENT_ROLES,
+    reserved_bytes,
+    slots,
+)
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.emit import UNIT
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
@@ -48,25 +54,24 @@ def _tensors(program: Program) -> dict[str, dict]:
     return {t["name"]: t for t in program.tensors}
 
 
-def _spans(program: Program, roles=None) -> list[tuple[int, int]]:
-    return sorted(
-        (t["dram"], t["dram"] + words(t))
-        for t in program.tensors
-        if roles is None or t["role"] in roles
-    )
+def _spans(program: Program, key: str = "dram") -> list[tuple[int, int]]:
+    """Each tensor's reservation, in slots (``dram``) or bytes (``addr``)."""
+    size = slots if key == "dram" else reserved_bytes
+    return sorted((t[key], t[key] + size(t)) for t in program.tensors)
 
 
 def test_allocation_places_every_tensor_in_dram_without_overlap() -> None:
     compiled = _compile(share=False)
     tensors = _tensors(compiled.program)
     assert all(t["space"] == "DRAM" for t in tensors.values())
-    spans = _spans(compiled.program)
-    assert all(start % ALIGN_WORDS == 0 for start, _ in spans)
-    assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:], strict=False))
-    assert spans[-1][1] == compiled.dram_words
-    assert compiled.dram_bytes == WORD_BYTES * sum(words(t) for t in tensors.values())
-    # A tensor reserves its bytes; the model keeps an element a word inside them.
-    assert all(math.prod(t["shape"]) <= words(t) for t in tensors.values())
+    for key, align, end in (
+        ("dram", ALIGN_SLOTS, compiled.dram_slots),
+        ("addr", ALIGN_BYTES, compiled.dram_bytes),
+    ):
+        spans = _spans(compiled.program, key)
+        assert all(start % align == 0 for start, _ in spans)
+        assert all(e <= nxt for (_, e), (nxt, _) in zip(spans, spans[1:], strict=False))
+        assert spans[-1][1] == end
     # Shapes and widths: activations and gradients by the batch in the format's width;
     # masters, momentum, col2im accumulators and argmax masks in 32 bits.
     want = {
@@ -89,20 +94,23 @@ def test_allocation_places_every_tensor_in_dram_without_overlap() -> None:
         assert (t["shape"], t["bits"], t["role"]) == (shape, bits, role), name
     assert "d:data" not in tensors  # conv's input needs no gradient
     assert not any(n.startswith("acc:") for n in tensors)  # ip's input is no image: no col2im
-    assert words(tensors["m:conv"]) * WORD_BYTES == -(-4 * 18 * 4 // 32) * 32
+    assert reserved_bytes(tensors["m:conv"]) == 4 * 18 * 4  # packed 32-bit, burst-aligned
+    assert reserved_bytes(tensors["c"]) == 2 * 4 * 6 * 6 * 2  # 16-bit, 576 B: aligned
+    assert reserved_bytes(tensors["out"]) == 16  # 6 x 16 bits, up to a burst
 
 
 def test_shared_allocation_keeps_persistent_tensors_apart_and_is_smaller() -> None:
     alone, shared = _compile(share=False), _compile()
-    assert shared.dram_bytes < alone.dram_bytes
-    persistent = [
-        (t["dram"], t["dram"] + words(t))
-        for t in shared.program.tensors
-        if t["role"] not in TRANSIENT_ROLES
-    ]
-    for lo, hi in persistent:
-        others = [s for s in _spans(shared.program) if s != (lo, hi)]
-        assert all(hi <= a or b <= lo for a, b in others)
+    assert shared.dram_bytes < alone.dram_bytes and shared.dram_slots < alone.dram_slots
+    for key, size in (("dram", slots), ("addr", reserved_bytes)):
+        spans = _spans(shared.program, key)
+        for t in shared.program.tensors:
+            if t["role"] in TRANSIENT_ROLES:
+                continue
+            lo, hi = t[key], t[key] + size(t)
+            others = list(spans)
+            others.remove((lo, hi))
+            assert all(hi <= a or b <= lo for a, b in others), t["name"]
 
 
 def test_a_convolution_with_an_input_gradient_accumulates_in_32_bits() -> None:
@@ -246,8 +254,8 @@ def test_a_working_set_larger_than_the_dram_names_the_tensor_and_the_bytes() -> 
     need, tensors = big.dram_bytes, big.program.tensors
     size = 4096  # one row of each of the 4 banks: smaller than the working set
     assert need > size
-    beyond = [t for t in tensors if (t["dram"] + words(t)) * WORD_BYTES > size]
-    first = max(beyond, key=words)["name"]
+    beyond = [t for t in tensors if t["addr"] + reserved_bytes(t) > size]
+    first = max(beyond, key=reserved_bytes)["name"]
     small = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f", dram=DramConfig(size_bytes=size))
     message = f"tensor {first!r} .* does not fit the DRAM: the working set needs {need:,} bytes"
     with pytest.raises(InputError, match=re.escape(message).replace(r"\.\*", ".*")) as e:

@@ -161,22 +161,22 @@ def test_dense_index_against_numpy_slicing() -> None:
 
 def test_transfer_of_a_3x3_window_over_a_5x5_image() -> None:
     index = im2col_index(ConvGeometry(1, 5, 5, kernel=(3, 3)), images=1)
-    assert transfer(index, 0, burst_slots=8, row_slots=16) == Transfer(
-        elements=81, dram_slots=25, bursts=4, rows_opened=2
+    assert transfer(index, 0, burst_words=8, row_words=16) == Transfer(
+        elements=81, dram_elements=25, words=25, bursts=4, rows_opened=2
     )
     # At base 5 the 25 slots are 5..29: bursts 0..3, rows 0 and 1.
-    assert transfer(index, 5, burst_slots=8, row_slots=16) == Transfer(81, 25, 4, 2)
+    assert transfer(index, 5, burst_words=8, row_words=16) == Transfer(81, 25, 25, 4, 2)
     # At base 7 they are 7..31: still bursts 0..3; rows of 8 slots: 0..3.
-    assert transfer(index, 7, burst_slots=8, row_slots=8) == Transfer(81, 25, 4, 4)
+    assert transfer(index, 7, burst_words=8, row_words=8) == Transfer(81, 25, 25, 4, 4)
     # At base 4 with bursts of 4: slots 4..28 touch bursts 1..7.
-    assert transfer(index, 4, burst_slots=4, row_slots=32) == Transfer(81, 25, 7, 1)
+    assert transfer(index, 4, burst_words=4, row_words=32) == Transfer(81, 25, 25, 7, 1)
 
 
 def test_transfer_of_a_dense_tile() -> None:
     # A 3 x 4 tile of a matrix with 10-slot rows at base 2: slots 2..5, 12..15, 22..25,
     # in bursts of 4: {0, 1}, {3}, {5, 6}; in rows of 20: {0}, {0}, {1}.
-    counts = transfer(dense_index(3, 4, 10), 2, burst_slots=4, row_slots=20)
-    assert counts == Transfer(elements=12, dram_slots=12, bursts=5, rows_opened=2)
+    counts = transfer(dense_index(3, 4, 10), 2, burst_words=4, row_words=20)
+    assert counts == Transfer(elements=12, dram_elements=12, words=12, bursts=5, rows_opened=2)
 
 
 def test_transfer_counts_distinct_valid_input_slots() -> None:
@@ -185,9 +185,9 @@ def test_transfer_counts_distinct_valid_input_slots() -> None:
         # The input slots the window reads, independently: where col2im of ones lands.
         ones = np.ones(index.shape, dtype=np.int64)
         read = np.count_nonzero(_caffe_col2im(ones, geom, group, images))
-        counts = transfer(index, 3, burst_slots=1, row_slots=1)
+        counts = transfer(index, 3, burst_words=1, row_words=1)
         assert counts.elements == index.size
-        assert counts.dram_slots == read == counts.bursts == counts.rows_opened
+        assert counts.dram_elements == read == counts.words == counts.bursts == counts.rows_opened
 
 
 def test_bad_geometry_and_tiles_are_named() -> None:
@@ -223,6 +223,34 @@ def test_an_index_outside_the_memory_is_named() -> None:
     with pytest.raises(InputError, match="must be integers"):
         gather(mem, 0, index.astype(float))
     with pytest.raises(InputError, match="burst of 0"):
-        transfer(index, 0, burst_slots=0, row_slots=8)
+        transfer(index, 0, burst_words=0, row_words=8)
     # A STORE that fails its checks leaves the memory untouched.
     assert not mem.any()
+
+
+def test_packed_transfer_moves_whole_bus_words() -> None:
+    """18-bit elements on a 16-bit bus: element e is bits [18e, 18e + 18)."""
+    # Elements 0..7: bits 0..143, words 0..8 (9 words, the last one in part).
+    t = transfer(dense_index(1, 8, 1), 0, burst_words=8, row_words=512, bits=18)
+    assert (t.dram_elements, t.words, t.bursts, t.merged) == (8, 9, 2, 0)
+    # Element 1 alone: bits 18..35 touch words 1 and 2 (and element 7: bits 126..143,
+    # words 7 and 8); element 0 of a tensor starting at bit 16: word 1 and 2.
+    assert transfer(np.array([1, 7]), 0, burst_words=8, row_words=512, bits=18).words == 4
+    assert transfer(np.array([0]), 0, burst_words=1, row_words=1, bits=18, first_bit=16).words == 2
+    # An element touches three words when it straddles two boundaries: 32 bits at bit 8.
+    assert transfer(np.array([0]), 0, burst_words=1, row_words=1, bits=32, first_bit=8).words == 3
+
+
+def test_a_packed_store_merges_the_words_it_covers_in_part() -> None:
+    """A store reads first the words a neighbour's bits share; padding past the end is free."""
+    store = dict(burst_words=8, row_words=512, bits=18, size=8, store=True)
+    assert transfer(dense_index(1, 8, 1), 0, **store).merged == 0  # all of the tensor
+    # Elements 0..3: bits 0..71, words 0..4; word 4 (bits 64..79) holds element 4's bits.
+    assert transfer(dense_index(1, 4, 1), 0, **store).merged == 1
+    # Elements 4..7: bits 72..143, words 4..8; word 4 holds element 3's; word 8's rest is
+    # past the tensor's end.
+    assert transfer(dense_index(1, 4, 1), 4, **store).merged == 1
+    # Element 2 alone: bits 36..53, words 2 and 3, both shared.
+    assert transfer(np.array([2]), 0, **store).merged == 2
+    # 16-bit elements never share a word.
+    assert transfer(np.array([2]), 0, burst_words=8, row_words=512, size=8, store=True).merged == 0

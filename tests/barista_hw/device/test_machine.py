@@ -11,6 +11,7 @@ import pytest
 from barista_hw import model
 from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_ACCELERATOR
+from barista_hw.device import gemm_lowering
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
 from barista_hw.device.isa import ON_C, Op
@@ -88,13 +89,13 @@ def _setup(rounding: Rounding, seed: int = 0, *, share: bool = True):
 
 def _gemm(program, a, b, shift, rounding, layer, kind, images=1):
     """The engine model's result for the same operands and commands: the pass's seed and
-    the reduction chunk limit the compiler chose (its descriptor says which)."""
+    the blocks the compiler chose (reduction chunk limit and block shape: its descriptor
+    says which), run in the default order without operand reuse (neither changes a bit)."""
     seed = iteration_seed(zlib.crc32(f"{layer}/{kind}".encode()), 3)
-    (limit,) = [
-        d["limit"] for d in program.descriptors if d.get("layer") == layer and d["gemm"] == kind
-    ]
+    (d,) = [d for d in program.descriptors if d.get("layer") == layer and d["gemm"] == kind]
+    options = {k: d[k] for k in ("limit", "tiles_m", "tiles_n")}
     cmd = GemmCommand(shift, rounding, seed, images)
-    return model.gemm_on_accelerator(a, b, ACC, cmd, limit=limit)
+    return model.gemm_on_accelerator(a, b, ACC, cmd, **options)
 
 
 def _folded(t: np.ndarray) -> np.ndarray:
@@ -102,10 +103,22 @@ def _folded(t: np.ndarray) -> np.ndarray:
     return t.reshape(t.shape[0], t.shape[1], -1).transpose(1, 0, 2).reshape(t.shape[1], -1)
 
 
-@pytest.mark.parametrize("rounding", [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC])
-def test_gemms_are_the_engine_models(rounding: Rounding) -> None:
+@pytest.mark.parametrize(
+    ("rounding", "forced"),
+    [
+        (Rounding.NEAREST_EVEN, {}),
+        (Rounding.STOCHASTIC, {}),
+        # the other loop order, one-tile blocks, short chunks: other loads, same bits
+        (Rounding.STOCHASTIC, {"stationary": "b", "tiles_m": 1, "limit": 8}),
+        (Rounding.STOCHASTIC, {"stationary": "a", "tiles_n": 1, "limit": 8}),
+    ],
+)
+def test_gemms_are_the_engine_models(rounding: Rounding, forced: dict, monkeypatch) -> None:
     """Every GEMM the program runs returns the engine model's bits for the same operands
-    and command: forward by group, weight gradients of conv (im2col transposed) and ip."""
+    and command: forward by group, weight gradients of conv (im2col transposed) and ip;
+    whatever schedule the compiler takes (``forced`` overrides its choice)."""
+    choose = gemm_lowering.schedule_options
+    monkeypatch.setattr(gemm_lowering, "schedule_options", lambda *a: {**choose(*a), **forced})
     layers, config, compiled, m, host, x, geom = _setup(rounding, share=False)  # reads transients
     w, fw = m.tensor("w:conv").copy(), m.scales.stored("w:conv")  # before the update
     m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
