@@ -13,9 +13,21 @@ listing.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .args import add_data_shape_argument, parse_data_shapes
+
+if TYPE_CHECKING:
+    from barista.device_net import DeviceNet
+    from barista_hw.config import AcceleratorConfig
+    from barista_hw.device.compiler import Compiled
+    from barista_hw.device.memory import DeviceConfig
+    from barista_hw.device.report import IterationCost
+    from barista_hw.numfmt import Rounding
+    from caffe_bridge.net import Net
 
 NAME = "compile"
 HELP = "compile a net's training iteration into a device program (docs/device.md)"
@@ -48,15 +60,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dump", action="store_true", help="print the program's listing")
 
 
+@dataclass
+class DeviceCompilation:
+    """A net compiled for a device: its device view, the device and the program."""
+
+    net: DeviceNet
+    config: DeviceConfig
+    compiled: Compiled
+
+    @cached_property
+    def cost(self) -> IterationCost:
+        """Traffic, time and energy of one iteration (counting takes a few seconds)."""
+        from barista_hw.device.report import iteration_cost
+        from barista_hw.device.traffic import program_counts
+
+        program = self.compiled.program
+        return iteration_cost(program, self.config, program_counts(program, self.config))
+
+
+def compile_device(
+    net: Net,
+    accelerator: AcceleratorConfig,
+    *,
+    target: str | None = None,
+    rounding: Rounding | None = None,
+) -> DeviceCompilation:
+    """Compile ``net`` (TRAIN phase) for ``accelerator`` on ``target``'s board (what ``run``
+    and the benchmark share).
+
+    Raises :class:`~barista_base.errors.InputError` as the compiler does (e.g. a working set
+    larger than the DRAM, naming the tensor and the bytes)."""
+    from barista.device_net import device_net
+    from barista_hw.device.compiler import compile_net
+    from barista_hw.device.memory import DeviceConfig
+    from barista_hw.numfmt import Rounding
+
+    config = DeviceConfig.for_accelerator(accelerator, target=target)
+    dn = device_net(net)
+    compiled = compile_net(
+        dn.layers,
+        config,
+        batch=dn.batch,
+        inputs=dn.inputs,
+        output=dn.output,
+        rounding=rounding or Rounding.NEAREST_EVEN,
+        wire8=dn.wire8,
+    )
+    return DeviceCompilation(dn, config, compiled)
+
+
 def run(args: argparse.Namespace) -> int:
     """Compile, write the directory, print the summary."""
     from barista.backends.plan import gemm_layers
-    from barista.device_net import describe, device_net
+    from barista.device_net import describe
     from barista_base.cache import atomic_directory
-    from barista_hw.device.compiler import compile_net
-    from barista_hw.device.memory import DeviceConfig
-    from barista_hw.device.report import iteration_cost
-    from barista_hw.device.traffic import program_counts
     from barista_hw.generate import module_name
     from barista_hw.numfmt import Rounding
     from barista_hw.targets import DEFAULT_TARGET
@@ -71,32 +128,24 @@ def run(args: argparse.Namespace) -> int:
         files = load_accelerator(args.accelerator)
     else:
         files, _ = cached_rtl_dir(layers, name=name, target=target, fmt=args.format)
-    config = DeviceConfig.for_accelerator(files.config, target=args.target)
-    dn = device_net(net)
-    compiled = compile_net(
-        dn.layers,
-        config,
-        batch=dn.batch,
-        inputs=dn.inputs,
-        output=dn.output,
-        rounding=Rounding.parse(args.rounding),
-        wire8=dn.wire8,
+    dc = compile_device(
+        net, files.config, target=args.target, rounding=Rounding.parse(args.rounding)
     )
-    cost = iteration_cost(compiled.program, config, program_counts(compiled.program, config))
     summary = "\n".join(
         [
-            f"{name} on {config.target}: {files.config.engine.rows}x{files.config.engine.cols} "
-            f"array, {files.config.engine.fmt.name}, batch {dn.batch}",
-            describe(dn),
-            compiled.summary(),
-            cost.table(),
-            cost.summary(),
+            f"{name} on {dc.config.target}: {files.config.engine.rows}x"
+            f"{files.config.engine.cols} array, {files.config.engine.fmt.name}, "
+            f"batch {dc.net.batch}",
+            describe(dc.net),
+            dc.compiled.summary(),
+            dc.cost.table(),
+            dc.cost.summary(),
         ]
     )
     out = Path(args.out) if args.out else Path("rtl_out") / module_name(name) / "device"
-    listing = compiled.program.listing()
+    listing = dc.compiled.program.listing()
     with atomic_directory(out, replace=True) as tmp:
-        (tmp / "program.bin").write_bytes(compiled.program.to_bytes())
+        (tmp / "program.bin").write_bytes(dc.compiled.program.to_bytes())
         (tmp / "program.txt").write_text(listing)
         (tmp / "summary.txt").write_text(summary + "\n")
     if args.dump:
