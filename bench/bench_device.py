@@ -273,7 +273,7 @@ def run_net(bench: Bench, batch: int, target: str, fmt: str | None) -> None:
         print(f"{head}\n  batch {batch} does not compile: {exc}")
         batch = largest_fitting(path, bench, batch, acc, target)
         if not batch:
-            print("  no batch fits this design")
+            print("  no smaller batch compiles on this design either")
             return
         print(f"  the largest batch that fits (bisection with the compiler): {batch}")
         net = train_net(path, bench, batch)
