@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from barista_base.errors import InputError
+from barista_hw.config import AcceleratorConfig
+from barista_hw.device.compiler import Compiled, compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
 from barista_hw.device.layers import Conv, HostLayer, Layer, Param, Pool, Relu
+from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.report import IterationCost, iteration_cost
+from barista_hw.device.traffic import program_counts
+from barista_hw.numfmt import Rounding
 from caffe_bridge.net import Net
 
 DEVICE_TYPES = ("Convolution", "InnerProduct", "ReLU", "Pooling")
@@ -42,6 +49,48 @@ class DeviceNet:
     wire8: dict[str, int]  # inputs that are 8-bit images: blob -> their exact frac
     # wire8 inputs whose mean the device subtracts -> one image's mean (None: no data)
     means: dict[str, np.ndarray | None]
+
+
+@dataclass
+class DeviceCompilation:
+    """A net compiled for a device: its device view, the device and the program."""
+
+    net: DeviceNet
+    config: DeviceConfig
+    compiled: Compiled
+
+    @cached_property
+    def cost(self) -> IterationCost:
+        """Traffic, time and energy of one iteration (counting takes a few seconds)."""
+        program = self.compiled.program
+        return iteration_cost(program, self.config, program_counts(program, self.config))
+
+
+def compile_device(
+    net: Net,
+    accelerator: AcceleratorConfig,
+    *,
+    target: str | None = None,
+    rounding: Rounding | None = None,
+) -> DeviceCompilation:
+    """Compile ``net`` (TRAIN phase) for ``accelerator`` on ``target``'s board (what ``barista
+    compile``, ``--backend device`` and the benchmark share).
+
+    Raises :class:`~barista_base.errors.InputError` as the compiler does (e.g. a working set
+    larger than the DRAM, naming the tensor and the bytes)."""
+    config = DeviceConfig.for_accelerator(accelerator, target=target)
+    dn = device_net(net)
+    compiled = compile_net(
+        dn.layers,
+        config,
+        batch=dn.batch,
+        inputs=dn.inputs,
+        output=dn.output,
+        rounding=rounding or Rounding.NEAREST_EVEN,
+        wire8=dn.wire8,
+        means=dn.means,
+    )
+    return DeviceCompilation(dn, config, compiled)
 
 
 def device_net(net: Net) -> DeviceNet:

@@ -27,10 +27,8 @@ import numpy as np
 
 from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
-from barista_hw.device.compiler import Compiled, compile_net
 from barista_hw.device.layers import Conv
 from barista_hw.device.machine import Machine
-from barista_hw.device.memory import DeviceConfig
 from barista_hw.device.report import iteration_cost
 from barista_hw.device.scaling import probe_frac
 from barista_hw.device.traffic import Counts
@@ -39,7 +37,7 @@ from caffe_bridge.net import Net
 from caffe_bridge.solvers.params import learning_rate, read_solver_param
 from caffe_bridge.solvers.updates import SGDSolver
 
-from ..device_net import DeviceNet, device_net
+from ..device_net import DeviceNet, compile_device
 from ..manifest import AcceleratorFiles
 
 MASTER_HEADROOM = 2  # bits above the initial peak the 32-bit masters keep for growth
@@ -97,7 +95,7 @@ class _Host:
             (self.s.net.backward_layer if backward else self.s.net.forward_layer)(index)
 
 
-class _TestHost(_Host):
+class ForwardHost(_Host):
     """The host's end during a forward pass outside training: it keeps the logits."""
 
     def __init__(self, solver: DeviceSolver) -> None:
@@ -133,19 +131,9 @@ class DeviceSolver(SGDSolver):
         if isinstance(accelerator, AcceleratorFiles):
             accelerator = accelerator.config
         self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
-        self.config = DeviceConfig.for_accelerator(accelerator, target=target)
+        dc = compile_device(self.net, accelerator, target=target, rounding=self.rounding)
+        self.config, self.dnet, self.compiled = dc.config, dc.net, dc.compiled
         self.bits = accelerator.engine.fmt.width
-        self.dnet: DeviceNet = device_net(self.net)
-        self.compiled: Compiled = compile_net(
-            self.dnet.layers,
-            self.config,
-            batch=self.dnet.batch,
-            inputs=self.dnet.inputs,
-            output=self.dnet.output,
-            rounding=self.rounding,
-            wire8=self.dnet.wire8,
-            means=self.dnet.means,
-        )
         self.machine = Machine(self.compiled.program, self.config)
         self.counts: Counts | None = None
         self._probed = False
@@ -199,7 +187,8 @@ class DeviceSolver(SGDSolver):
                 self.history[i][...] = v.reshape(self.history[i].shape)
 
     # -- one iteration --------------------------------------------------------------------
-    def _scalars(self) -> dict[str, float]:
+    def scalars(self) -> dict[str, float]:
+        """The host scalars the program reads this iteration: momentum, rates, decays."""
         rate, _ = learning_rate(self.param, self.iter, self.current_step)
         decay = float(self.param.weight_decay)
         out = {"momentum": float(self.param.momentum)}
@@ -212,7 +201,7 @@ class DeviceSolver(SGDSolver):
 
     def _forward_backward(self) -> np.float32:
         self.net.forward_from_to(0, self.dnet.first - 1)
-        scalars = self._scalars()
+        scalars = self.scalars()
         if not self._probed:
             self._probe(scalars)
         host = _Host(self)
@@ -242,8 +231,8 @@ class DeviceSolver(SGDSolver):
                 target = self.net.blobs[blob].data
                 target[: len(chunk)] = chunk
                 target[len(chunk) :] = 0
-            host = _TestHost(self)
-            self.machine.forward(host, self._scalars(), iteration=self.iter)
+            host = ForwardHost(self)
+            self.machine.forward(host, self.scalars(), iteration=self.iter)
             assert host.logits is not None  # the program sends its output to the host
             logits.append(host.logits[: min(batch, n - start)])
         out = net.blobs[dn.output].data

@@ -51,12 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compile, write the directory, print the summary."""
     from barista.backends.plan import gemm_layers
-    from barista.device_net import describe, device_net
+    from barista.device_net import compile_device, describe
     from barista_base.cache import atomic_directory
-    from barista_hw.device.compiler import compile_net
-    from barista_hw.device.memory import DeviceConfig
-    from barista_hw.device.report import iteration_cost
-    from barista_hw.device.traffic import program_counts
     from barista_hw.generate import module_name
     from barista_hw.numfmt import Rounding
     from barista_hw.targets import DEFAULT_TARGET
@@ -71,33 +67,24 @@ def run(args: argparse.Namespace) -> int:
         files = load_accelerator(args.accelerator)
     else:
         files, _ = cached_rtl_dir(layers, name=name, target=target, fmt=args.format)
-    config = DeviceConfig.for_accelerator(files.config, target=args.target)
-    dn = device_net(net)
-    compiled = compile_net(
-        dn.layers,
-        config,
-        batch=dn.batch,
-        inputs=dn.inputs,
-        output=dn.output,
-        rounding=Rounding.parse(args.rounding),
-        wire8=dn.wire8,
-        means=dn.means,
+    dc = compile_device(
+        net, files.config, target=args.target, rounding=Rounding.parse(args.rounding)
     )
-    cost = iteration_cost(compiled.program, config, program_counts(compiled.program, config))
     summary = "\n".join(
         [
-            f"{name} on {config.target}: {files.config.engine.rows}x{files.config.engine.cols} "
-            f"array, {files.config.engine.fmt.name}, batch {dn.batch}",
-            describe(dn),
-            compiled.summary(),
-            cost.table(),
-            cost.summary(),
+            f"{name} on {dc.config.target}: {files.config.engine.rows}x"
+            f"{files.config.engine.cols} array, {files.config.engine.fmt.name}, "
+            f"batch {dc.net.batch}",
+            describe(dc.net),
+            dc.compiled.summary(),
+            dc.cost.table(),
+            dc.cost.summary(),
         ]
     )
     out = Path(args.out) if args.out else Path("rtl_out") / module_name(name) / "device"
-    listing = compiled.program.listing()
+    listing = dc.compiled.program.listing()
     with atomic_directory(out, replace=True) as tmp:
-        (tmp / "program.bin").write_bytes(compiled.program.to_bytes())
+        (tmp / "program.bin").write_bytes(dc.compiled.program.to_bytes())
         (tmp / "program.txt").write_text(listing)
         (tmp / "summary.txt").write_text(summary + "\n")
     if args.dump:

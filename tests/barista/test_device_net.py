@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from barista.device_net import describe, device_net
+from barista.device_net import compile_device, describe, device_net
 from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.layers import Conv, HostLayer, Param, Pool, Relu
 from barista_hw.device.memory import DeviceConfig
+from caffe_bridge.datasets import example_dir
 from caffe_bridge.net import Net
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,3 +187,28 @@ layer {
     )
     with pytest.raises(InputError, match="no layer between the data and the loss"):
         device_net(Net(path, "TRAIN", data_shapes={"data": (4, 3), "label": (4,)}))
+
+
+# Wide command fields: LeNet at batch 512 has GEMMs of N = 294,912.
+WIDE = DEFAULT_ACCELERATOR.derive(rows=8, cols=8, depth=512, acc_depth=32, dim_bits=20)
+
+
+def _example(model: str, name: str, image: tuple[int, ...], batch: int) -> Net:
+    shapes = {"data": (batch, *image), "label": (batch,)}
+    return Net(str(example_dir(model) / name), "TRAIN", data_shapes=shapes)
+
+
+def test_compile_device_lenet_link_carries_bytes_and_logits() -> None:
+    dc = compile_device(_example("mnist", "lenet_train_test.prototxt", (1, 28, 28), 2), WIDE)
+    assert dc.net.batch == 2 and dc.compiled.program.meta["batch"] == 2
+    assert dc.net.wire8 == {"data": 8}  # scale 1/256: the pixels cross as bytes
+    slot = DeviceConfig.slot_bytes(WIDE.engine.fmt.width)
+    # The batch a byte a pixel, then the logits (2 x 10) out and their gradient in.
+    assert dc.cost.counts.total.link_bytes == 2 * 784 + 2 * (2 * 10 * slot)
+    assert dc.cost.images == 2
+
+
+def test_compile_device_working_set_beyond_the_dram_names_the_tensor() -> None:
+    net = _example("mnist", "lenet_train_test.prototxt", (1, 28, 28), 1024)
+    with pytest.raises(InputError, match=r"tensor '.+' .* does not fit the DRAM: .* needs"):
+        compile_device(net, WIDE, target="ulx3s-85f")

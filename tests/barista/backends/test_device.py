@@ -264,8 +264,8 @@ def test_test_passes_run_on_the_device_in_chunks_of_its_batch(tiny) -> None:
     assert np.array_equal(np.rint(got * 2.0**out), got * 2.0**out)  # the device's integers
     for start in (0, 4):  # each 8-image window alone gives its images' logits
         solver.net.blobs["data"].data[...] = x[start : start + 8]
-        host = device_backend._TestHost(solver)
-        m.forward(host, solver._scalars(), iteration=solver.iter)
+        host = device_backend.ForwardHost(solver)
+        m.forward(host, solver.scalars(), iteration=solver.iter)
         np.testing.assert_array_equal(host.logits, got[start : start + 8])
     (name, accuracy), *_ = solver.test(0)
     assert name == "accuracy" and 0.0 <= accuracy <= 1.0
