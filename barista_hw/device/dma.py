@@ -85,16 +85,22 @@ def im2col_index(
     k0, k1 = _span("row", rows, geom.k)
     n0, n1 = _span("column", cols, images * geom.pixels)
     kh, kw = geom.kernel
-    k = np.arange(k0, k1, dtype=np.int64)[:, None]
-    n = np.arange(n0, n1, dtype=np.int64)[None, :]
+    # Separable: a row (channel, kernel offset) and a column (image, output pixel) part.
+    k = np.arange(k0, k1, dtype=np.int64)
+    n = np.arange(n0, n1, dtype=np.int64)
     chan = group * geom.group_channels + k // (kh * kw)
-    i, j = (k // kw) % kh, k % kw
+    yr = (k // kw) % kh * geom.dilation[0]
+    xr = k % kw * geom.dilation[1]
     img, pix = n // geom.pixels, n % geom.pixels
-    oy, ox = pix // geom.out_width, pix % geom.out_width
-    y = oy * geom.stride[0] - geom.pad[0] + i * geom.dilation[0]
-    x = ox * geom.stride[1] - geom.pad[1] + j * geom.dilation[1]
-    inside = (y >= 0) & (y < geom.height) & (x >= 0) & (x < geom.width)
-    offset = ((img * geom.channels + chan) * geom.height + y) * geom.width + x
+    yc = pix // geom.out_width * geom.stride[0] - geom.pad[0]
+    xc = pix % geom.out_width * geom.stride[1] - geom.pad[1]
+    y = yr[:, None] + yc[None, :]
+    x = xr[:, None] + xc[None, :]
+    # Unsigned, a negative coordinate compares above the bound: one test a side.
+    inside = (y.view(np.uint64) < geom.height) & (x.view(np.uint64) < geom.width)
+    rowbase = (chan * geom.height + yr) * geom.width + xr
+    colbase = img * geom.channels * geom.height * geom.width + yc * geom.width + xc
+    offset = rowbase[:, None] + colbase[None, :]
     return np.where(inside, offset, PADDING)
 
 
