@@ -8,9 +8,10 @@ Caffe's learning-rate policy and sends each iteration's rates.
 
 Test passes (and the final loss) run the program's forward part on the device, the
 test batch in chunks of the program's batch, with the statistics left as they were; a
-test net whose layers differ from the device's, or one with host layers between
-segments (whose phase may change what they do), runs on the host in float32 with the
-device's operand weights. Snapshots read the master weights and the momentum back into
+test net whose layers differ from the device's, one with host layers between segments
+(whose phase may change what they do), or a test before the first iteration (the
+exponents are not chosen yet) runs on the host in float32 with the device's operand
+weights. Snapshots read the master weights and the momentum back into
 Caffe's ``.caffemodel`` and ``.solverstate``; the resume record carries the device's
 persistent integers and scale table, so a resumed run is bit-identical.
 """
@@ -215,8 +216,9 @@ class DeviceSolver(SGDSolver):
         """A test batch or the final loss with the device's arithmetic: the batch in chunks
         of the program's batch through the program's forward part, the logits into
         ``net``, its layers after them on the host. A net whose layers between its data
-        and its logits differ from the device's runs on the host, in float32."""
-        span = self._device_span(net)
+        and its logits differ from the device's runs on the host, in float32, and so does
+        any net before the first iteration has chosen the device's exponents."""
+        span = self._device_span(net) if self._probed else None
         if span is None:
             net.forward()
             return
