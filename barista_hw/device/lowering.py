@@ -21,10 +21,9 @@ from .gemm_lowering import GemmPass, Operand, emit_gemm
 from .isa import NONE, PREFETCH, WIRE8, Op, View
 from .layers import Conv, HostLayer, Layer, Pool, Relu
 from .memory import DeviceConfig
-from .vector import VecOp
+from .vector import VecOp, mask_bits
 
 WIDE_BITS = 32  # master weights, momentum, col2im accumulators
-MASK_BITS = 32  # argmax indices
 
 
 class Lowering:
@@ -357,7 +356,8 @@ class Lowering:
         self.activation(p.top, p.out_shape)
         desc = self._pool_desc(p)
         if p.method == "max":
-            self.b.tensor(f"mask:{p.name}", (self.batch, *p.out_shape), MASK_BITS, "mask")
+            shape = (self.batch, *p.out_shape)
+            self.b.tensor(f"mask:{p.name}", shape, mask_bits(p.geom), "mask")
             self._vec_images(
                 VecOp.MAXPOOL, p.bottom, p.top, p.in_shape, dst2=f"mask:{p.name}", desc=desc
             )

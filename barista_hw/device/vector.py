@@ -308,38 +308,45 @@ def _check(t: np.ndarray, geom: PoolGeometry, out: bool, what: str) -> np.ndarra
     return t
 
 
+def mask_bits(geom: PoolGeometry) -> int:
+    """The width of a MAX pooling's argmax mask: its window offsets, ``kh * kw`` of them."""
+    return max(1, (geom.kernel[0] * geom.kernel[1] - 1).bit_length())
+
+
+def argmax_plane_index(mask: np.ndarray, geom: PoolGeometry) -> np.ndarray:
+    """The device's mask (window offsets) as Caffe's: ``h * W + w`` in the input plane."""
+    hs, ws = _starts(geom)
+    rows = hs[:, None] + mask // geom.kernel[1]
+    cols = ws[None, :] + mask % geom.kernel[1]
+    return (rows * geom.width + cols).astype(np.int32)
+
+
 def maxpool(x: np.ndarray, geom: PoolGeometry) -> tuple[np.ndarray, np.ndarray, Stats]:
-    """``MAXPOOL``: Caffe's MAX pooling of ``x`` ``(images, C, H, W)`` and its argmax mask
-    (int32 ``h * W + w`` in the input plane; the first maximum in row-major window order
-    wins; padding never does). Exact."""
+    """``MAXPOOL``: Caffe's MAX pooling of ``x`` ``(images, C, H, W)`` and its argmax mask:
+    the offset ``i * kw + j`` in its window of the first maximum in row-major window
+    order (:func:`mask_bits` wide; padding never wins; :func:`argmax_plane_index` gives
+    Caffe's mask). Exact."""
     x = _check(x, geom, False, "maxpool input")
     xp = _padded(x, geom, np.iinfo(np.int64).min)
     y = _window(xp, geom, 0).copy()
-    arg = np.zeros(y.shape, dtype=np.int32)
+    arg = np.zeros(y.shape, dtype=np.int64)
     for k in range(1, geom.kernel[0] * geom.kernel[1]):
         win = _window(xp, geom, k)
         better = win > y  # strict: an equal later value does not replace the first
         np.copyto(y, win, where=better)
         arg[better] = k
-    hs, ws = _starts(geom)
-    rows = hs[:, None] + arg // geom.kernel[1]
-    cols = ws[None, :] + arg % geom.kernel[1]
-    mask = (rows * geom.width + cols).astype(np.int32)
-    return y, mask, Stats(_peak(y), 0)
+    return y, arg, Stats(_peak(y), 0)
 
 
 def maxpool_back(
     dy: np.ndarray, mask: np.ndarray, geom: PoolGeometry, bits: int
 ) -> tuple[np.ndarray, Stats]:
-    """``MAXPOOL_BACK``: each ``dy`` added at its window's argmax, summed exactly, then
-    saturated to ``bits``."""
+    """``MAXPOOL_BACK``: each ``dy`` added at its window's argmax (``mask``: window
+    offsets), summed exactly, then saturated to ``bits``."""
     dy = _check(dy, geom, True, "maxpool_back dy")
-    mask = np.asarray(mask, dtype=np.int64)
-    if mask.shape != dy.shape:
-        raise ValueError(f"maxpool_back: mask {mask.shape} and dy {dy.shape} differ")
-    hs, ws = _starts(geom)
-    rows, cols = np.divmod(mask, geom.width)
-    offset = (rows - hs[:, None]) * geom.kernel[1] + (cols - ws[None, :])
+    offset = np.asarray(mask, dtype=np.int64)
+    if offset.shape != dy.shape:
+        raise ValueError(f"maxpool_back: mask {offset.shape} and dy {dy.shape} differ")
     dxp = _padded(np.zeros((*dy.shape[:2], geom.height, geom.width), np.int64), geom, 0)
     for k in range(geom.kernel[0] * geom.kernel[1]):
         _window(dxp, geom, k)[...] += np.where(offset == k, dy, 0)

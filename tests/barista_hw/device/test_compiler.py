@@ -73,7 +73,7 @@ def test_allocation_places_every_tensor_in_dram_without_overlap() -> None:
         assert all(e <= nxt for (_, e), (nxt, _) in zip(spans, spans[1:], strict=False))
         assert spans[-1][1] == end
     # Shapes and widths: activations and gradients by the batch in the format's width;
-    # masters, momentum, col2im accumulators and argmax masks in 32 bits.
+    # masters, momentum and col2im accumulators in 32 bits; argmax masks as window offsets.
     want = {
         "data": ([BATCH, *IMAGE], 16, "input"),
         "c": ([BATCH, 4, 6, 6], 16, "activation"),
@@ -83,7 +83,7 @@ def test_allocation_places_every_tensor_in_dram_without_overlap() -> None:
         "v:conv": ([4, 18], 32, "momentum"),
         "g:conv": ([4, 18], 16, "weight_grad"),
         "wb:conv": ([4], 16, "weight"),
-        "mask:pool": ([BATCH, 4, 3, 3], 32, "mask"),
+        "mask:pool": ([BATCH, 4, 3, 3], 2, "mask"),
         "a": ([BATCH, 4, 2, 2], 16, "activation"),
         "w:ip": ([3, 16], 16, "weight"),
         "out": ([BATCH, 3], 16, "activation"),

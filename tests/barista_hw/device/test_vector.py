@@ -22,6 +22,7 @@ from barista_hw.device.vector import (
     Rounder,
     Stats,
     VecOp,
+    argmax_plane_index,
     avepool,
     avepool_back,
     bias_add,
@@ -29,6 +30,7 @@ from barista_hw.device.vector import (
     convert,
     cycles,
     encode_scalar,
+    mask_bits,
     maxpool,
     maxpool_back,
     mean_sub,
@@ -320,8 +322,9 @@ def test_maxpool_matches_caffe(geom: PoolGeometry) -> None:
     layer.forward(bottom, top)
     y, mask, st = maxpool(x, geom)
     np.testing.assert_array_equal(y, top[0].data)
-    np.testing.assert_array_equal(mask, top[1].data)
-    assert mask.dtype == np.int32 and st == Stats(int(np.abs(y).max()), 0)
+    np.testing.assert_array_equal(argmax_plane_index(mask, geom), top[1].data)
+    assert 0 <= mask.min() and mask.max() < 1 << mask_bits(geom)
+    assert st == Stats(int(np.abs(y).max()), 0)
     dy = rng.integers(-100, 100, size=y.shape, dtype=np.int64)
     top[0].diff[...] = dy
     layer.backward(top, [True], bottom)
