@@ -125,13 +125,13 @@ static inline double clamp(double v, double lo, double hi) {
     }
 
 /* out (C order, the shape of x) = clip(round(x * scale)), rounding to nearest even
- * (floor_mode = 0) or down; clipping to [lo, hi] only when clip is set. Returns max |x|
+ * (floormode = 0) or down; clipping to [lo, hi] only when clip is set. Returns max |x|
  * (NaN if x holds a NaN), read in the same pass. */
 double bn_quantize(const char *x, int is64, const int64_t *shape, const int64_t *strides,
-                   double scale, int floor_mode, int clip, double lo, double hi, double *out) {
+                   double scale, int floormode, int clip, double lo, double hi, double *out) {
     int64_t len = shape[3], step = strides[3];
     int64_t tile = strides[1] < strides[2] ? TILE : 1;
-    int which = (is64 << 2) | (floor_mode << 1) | (clip != 0);
+    int which = (is64 << 2) | (floormode << 1) | (clip != 0);
     int64_t item = is64 ? 8 : 4;
     double peak = 0.0;
     if (step != item && strides[2] == item && shape[2] > 1) {
@@ -189,6 +189,18 @@ double bn_round(double *acc, int64_t m, int64_t n, int mode, double lo, double h
     return PEAK_OF(hi, lo_q);
 }
 
+/* Four uint32 lanes as one vector (a GCC/Clang extension; plain C loops over the lanes
+ * of a table row compile to scalar code when the lane count is not a constant). */
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
+static inline v4u load4(const uint32_t *p) {
+    v4u v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* Stochastic rounding of an (m, n) block of contiguous accumulator values (not scaled)
  * that starts at column tile tile0 of a result tiles_n column tiles wide:
  * q = clip(floor((acc + (word & mask)) * scale)), where the word of element (i, j) is
@@ -203,8 +215,10 @@ double bn_round_stochastic(double *acc, int64_t m, int64_t n, int64_t rows, int6
     int64_t tiles = (n + cols - 1) / cols;
     const uint32_t *t0 = tables, *t1 = tables + 256 * cols, *t2 = tables + 512 * cols,
                    *t3 = tables + 768 * cols;
-    /* A row's words are looked up first (scalar), then rounded in a loop that vectorises. */
-    int32_t *words = malloc((size_t)(tiles * cols) * sizeof *words);
+    /* A row's words are looked up first, then rounded in a loop that vectorises; they are
+     * kept as doubles (exact: below 2**31), as an int32 load there stops the vectoriser. */
+    double *words = malloc((size_t)(tiles * cols) * sizeof *words);
+    const v4u vmask = {mask, mask, mask, mask};
     if (!words) return NAN;
     for (int64_t i = 0; i < m; i++) {
         int64_t tm = i / rows, r = i % rows;
@@ -214,21 +228,28 @@ double bn_round_stochastic(double *acc, int64_t m, int64_t n, int64_t rows, int6
             const uint32_t *a = t0 + planes[beat] * cols, *b = t1 + planes[cap + beat] * cols,
                            *c = t2 + planes[2 * cap + beat] * cols,
                            *d = t3 + planes[3 * cap + beat] * cols;
-            int32_t *w = words + tn * cols;
-            for (int64_t lane = 0; lane < cols; lane++)  /* mask < 2**31: fits an int32 */
-                w[lane] = (int32_t)((a[lane] ^ b[lane] ^ c[lane] ^ d[lane]) & mask);
+            double *w = words + tn * cols;
+            int64_t lane = 0;
+            for (; lane + 4 <= cols; lane += 4) { /* four lanes in one vector */
+                v4u v = (load4(a + lane) ^ load4(b + lane) ^ load4(c + lane) ^ load4(d + lane)) &
+                        vmask;
+                v4d f = __builtin_convertvector((v4i)v, v4d); /* mask < 2**31: as int32 */
+                memcpy(w + lane, &f, sizeof f);
+            }
+            for (; lane < cols; lane++)
+                w[lane] = (double)(int32_t)((a[lane] ^ b[lane] ^ c[lane] ^ d[lane]) & mask);
         }
         double *row = acc + i * n;
         if (out) {
             float *o = out + i * ld;
             for (int64_t j = 0; j < n; j++) {
-                double v = clamp(floor((row[j] + (double)words[j]) * scale), lo, hi_);
+                double v = clamp(floor((row[j] + words[j]) * scale), lo, hi_);
                 TRACK(v)
                 o[j] = (float)(v * deq);
             }
         } else {
             for (int64_t j = 0; j < n; j++) {
-                double v = clamp(floor((row[j] + (double)words[j]) * scale), lo, hi_);
+                double v = clamp(floor((row[j] + words[j]) * scale), lo, hi_);
                 TRACK(v)
                 row[j] = v;
             }

@@ -99,15 +99,20 @@ class HardwareBackend(GemmBackend):
     def backward_data(self, w: np.ndarray, dy: np.ndarray, *, layer: str = "") -> np.ndarray:
         bsz, m, n = dy.shape
         dyt = dy.transpose(1, 0, 2)
-        dx = self._gemm(Pass.BACKWARD_DATA, layer, w.T, w.T.shape, dyt, (m, bsz * n))
+        # W quantised in its own order (one pass in memory order); the product takes W.T.
+        dx = self._gemm(Pass.BACKWARD_DATA, layer, w, w.shape, dyt, (m, bsz * n), a_t=True)
         return dx.reshape(w.shape[1], bsz, n).transpose(1, 0, 2)
 
     def weight_grad(self, dy: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
         bsz, m, n = dy.shape
         k = x.shape[1]
-        # A = [dY[0] .. dY[B-1]] (M x B*N), B = [X[0].T; ..] (B*N x K): model.weight_grad_operands
-        a, b = dy.transpose(1, 0, 2), x.transpose(0, 2, 1)
-        return self._gemm(Pass.WEIGHT_GRAD, layer, a, (m, bsz * n), b, (bsz * n, k), images=bsz)
+        # A = [dY[0] .. dY[B-1]] (M x B*N), B = [X[0].T; ..] (B*N x K): model.weight_grad_operands.
+        # B is quantised as its transpose [X[0] .. X[B-1]] (K x B*N), in runs of N as the
+        # forward pass lays X out, rather than element by element across X's rows.
+        a, bt = dy.transpose(1, 0, 2), x.transpose(1, 0, 2)
+        return self._gemm(
+            Pass.WEIGHT_GRAD, layer, a, (m, bsz * n), bt, (k, bsz * n), images=bsz, b_t=True
+        )
 
     # -- state for snapshots ------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -125,11 +130,16 @@ class HardwareBackend(GemmBackend):
         b_f: np.ndarray,
         b_shape: tuple[int, int],
         images: int = 1,
+        *,
+        a_t: bool = False,
+        b_t: bool = False,
     ) -> np.ndarray:
         """Quantise, run and dequantise one GEMM.
 
         Operands may be strided views; ``*_shape`` is the 2-D shape a view takes
-        once laid out contiguously (the quantisation pass does that copy). A
+        once laid out contiguously (the quantisation pass does that copy). With ``a_t``
+        (``b_t``) the GEMM's operand is the transpose of that matrix (a transposed view
+        of the quantised copy: the matrix product takes either order). A
         non-finite operand has no fixed-point value: the result is then all NaN
         (float arithmetic would make it non-finite too), so the solver's divergence
         check stops training and names the layer, as it does for the cpu backend.
@@ -144,11 +154,13 @@ class HardwareBackend(GemmBackend):
             out = self._scratch_array(role, x.shape)
             q, frac, peak = quantize_fitted(x, fmt, guess, out)
             if not math.isfinite(peak):
-                return np.full((a_shape[0], b_shape[1]), np.nan, dtype=np.float32)
+                rows, cols = a_shape[1 if a_t else 0], b_shape[0 if b_t else 1]
+                return np.full((rows, cols), np.nan, dtype=np.float32)
             self._fracs[(key, role)] = frac
             quantised.append((q, frac))
         (a, frac_a), (b, frac_b) = quantised
         a, b = a.reshape(a_shape), b.reshape(b_shape)
+        a, b = a.T if a_t else a, b.T if b_t else b
         shift, frac_out = self.scales.plan_shift(
             key,
             frac_a,

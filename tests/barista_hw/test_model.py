@@ -196,3 +196,21 @@ def test_every_path_gives_the_reference_bits(fmt: FixedFormat, rounding: Roundin
                 )
                 np.testing.assert_array_equal(got, fmt.dequantize(want, 11))
                 assert peak == np.abs(want).max()
+
+
+@pytest.mark.parametrize("cols", [5, 8])
+def test_stochastic_lanes_in_vectors_and_alone(cols: int) -> None:
+    """The compiled stochastic pass draws four lanes at a time and any others one by one:
+    both give the reference bits (lane counts of one vector and a remainder, two vectors)."""
+    fmt = FixedFormat(16, 8, 48)
+    cfg = EngineConfig(3, cols, fmt)
+    rng = np.random.default_rng(cols)
+    m, k, n = 11, 7, 203
+    a = fmt.random_operands(rng, (m, k))
+    b = fmt.random_operands(rng, (k, n))
+    beats = model.output_beats(m, n, cfg.rows, cfg.cols)
+    words = lfsr.lane_words(5, cols, int(beats.max()) + 1)[beats, np.arange(n)[None, :] % cols]
+    want = model.requantize(a @ b, fmt, 9, Rounding.STOCHASTIC, words)
+    cmd = GemmCommand(9, Rounding.STOCHASTIC, 5)
+    got, _ = model.gemm_dequantized(a.astype(np.float64), b.astype(np.float64), cfg, cmd, 3)
+    np.testing.assert_array_equal(got, fmt.dequantize(want, 3))
