@@ -45,6 +45,12 @@ class GemmBackend(ABC):
     #: (B, K, N) arrays, so that layers may hand it those. The hardware backends lay every
     #: GEMM out image-major for the engine and keep the default.
     prefers_batch_last: bool = False
+    #: Whether a convolution keeps its forward pass's columns until its backward pass and,
+    #: when the bottom still holds the same bits, hands ``weight_grad`` those very arrays
+    #: (read-only) instead of a fresh im2col. A backend that sets it may reuse work done
+    #: on a read-only operand it saw before (same memory, same layout): such arrays are
+    #: taken not to change. Costs the columns' memory between the passes.
+    keeps_columns: bool = False
 
     @abstractmethod
     def forward(self, w: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:

@@ -33,6 +33,8 @@ class HardwareBackend(GemmBackend):
     """Float32 in, float32 out; every GEMM in between runs on an integer engine."""
 
     name = "hardware"
+    # The weight gradient reuses the forward pass's quantised columns (_kept_x).
+    keeps_columns = True
 
     def __init__(
         self,
@@ -64,6 +66,10 @@ class HardwareBackend(GemmBackend):
         self._scratch: dict[str, np.ndarray] = {}
         # Each operand's fraction bits at its last call: a guess that saves a pass.
         self._fracs: dict[tuple[str, str], int] = {}
+        # Per layer: the read-only X of its latest forward pass (see _identity) and X
+        # quantised, with its fraction bits; the weight gradient of the same X reuses it.
+        self._kept_x: dict[str, tuple[tuple[Any, ...], np.ndarray, int]] = {}
+        self._last_b: tuple[np.ndarray, int] | None = None
 
     def _scratch_array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A C-contiguous float64 array of ``shape`` in memory kept for ``name`` (overwritten
@@ -93,7 +99,17 @@ class HardwareBackend(GemmBackend):
     def forward(self, w: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
         bsz, k, n = x.shape
         xt = x.transpose(1, 0, 2)
-        y = self._gemm(Pass.FORWARD, layer, w, w.shape, xt, (k, bsz * n))
+        ident = _identity(x)
+        self._kept_x.pop(layer, None)
+        if ident is None:
+            y = self._gemm(Pass.FORWARD, layer, w, w.shape, xt, (k, bsz * n))
+        else:
+            # Quantised into memory of its own, kept for the weight gradient.
+            memory = f"x:{layer}"
+            y = self._gemm(Pass.FORWARD, layer, w, w.shape, xt, (k, bsz * n), b_name=memory)
+            done = self._last_b
+            if done is not None:
+                self._kept_x[layer] = (ident, *done)
         return y.reshape(w.shape[0], bsz, n).transpose(1, 0, 2)
 
     def backward_data(self, w: np.ndarray, dy: np.ndarray, *, layer: str = "") -> np.ndarray:
@@ -110,8 +126,21 @@ class HardwareBackend(GemmBackend):
         # B is quantised as its transpose [X[0] .. X[B-1]] (K x B*N), in runs of N as the
         # forward pass lays X out, rather than element by element across X's rows.
         a, bt = dy.transpose(1, 0, 2), x.transpose(1, 0, 2)
+        kept = self._kept_x.pop(layer, None)
+        ident = _identity(x)
+        # The forward pass quantised this X in the same layout: quantising is a function
+        # of the values alone (the fraction bits fit their peak), so the result is the same.
+        b_done = kept[1:] if kept is not None and _same(kept[0], ident) else None
         return self._gemm(
-            Pass.WEIGHT_GRAD, layer, a, (m, bsz * n), bt, (k, bsz * n), images=bsz, b_t=True
+            Pass.WEIGHT_GRAD,
+            layer,
+            a,
+            (m, bsz * n),
+            bt,
+            (k, bsz * n),
+            images=bsz,
+            b_t=True,
+            b_done=b_done,
         )
 
     # -- state for snapshots ------------------------------------------------------
@@ -133,6 +162,8 @@ class HardwareBackend(GemmBackend):
         *,
         a_t: bool = False,
         b_t: bool = False,
+        b_name: str = "b",
+        b_done: tuple[np.ndarray, int] | None = None,
     ) -> np.ndarray:
         """Quantise, run and dequantise one GEMM.
 
@@ -143,15 +174,24 @@ class HardwareBackend(GemmBackend):
         non-finite operand has no fixed-point value: the result is then all NaN
         (float arithmetic would make it non-finite too), so the solver's divergence
         check stops training and names the layer, as it does for the cpu backend.
+
+        ``b_name``: the memory B is quantised into (the scratch array of that name);
+        ``b_done``: B already quantised (its float64 integers and fraction bits). The
+        quantised B and its fraction bits are left in ``self._last_b`` (None when B is
+        not finite).
         """
         fmt = self.cfg.fmt
         key = f"{layer}/{kind.value}"
         # Float64 arrays of integers: the float matrix product below and the model take
         # them. Each operand's frac of the last call is the guess for this one.
         quantised = []
+        self._last_b = None
         for role, x in (("a", a_f), ("b", b_f)):
+            if role == "b" and b_done is not None:
+                quantised.append(b_done)
+                continue
             guess = self._fracs.get((key, role))
-            out = self._scratch_array(role, x.shape)
+            out = self._scratch_array(role if role == "a" else b_name, x.shape)
             q, frac, peak = quantize_fitted(x, fmt, guess, out)
             if not math.isfinite(peak):
                 rows, cols = a_shape[1 if a_t else 0], b_shape[0 if b_t else 1]
@@ -159,6 +199,7 @@ class HardwareBackend(GemmBackend):
             self._fracs[(key, role)] = frac
             quantised.append((q, frac))
         (a, frac_a), (b, frac_b) = quantised
+        self._last_b = (b, frac_b)
         a, b = a.reshape(a_shape), b.reshape(b_shape)
         a, b = a.T if a_t else a, b.T if b_t else b
         shift, frac_out = self.scales.plan_shift(
@@ -181,6 +222,23 @@ class HardwareBackend(GemmBackend):
         out, peak = self.run_dequantized(kind, layer, a, b, cmd, frac_out)
         self.scales.observe_peak(key, peak, frac_out)
         return out
+
+
+def _identity(x: np.ndarray) -> tuple[Any, ...] | None:
+    """What identifies a read-only ``x`` whose memory belongs to a read-only array: that
+    owner, ``x``'s address and layout (see :attr:`GemmBackend.keeps_columns`); None for
+    arrays that may change."""
+    owner = x
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if x.flags.writeable or owner.flags.writeable:
+        return None
+    return (owner, x.__array_interface__["data"][0], x.shape, x.strides)
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...] | None) -> bool:
+    """Whether two :func:`_identity` results name the same array."""
+    return b is not None and a[0] is b[0] and a[1:] == b[1:]
 
 
 def check_same_design(

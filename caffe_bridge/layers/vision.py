@@ -119,6 +119,9 @@ class _ConvolutionBase(Layer):
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         cp = self.param.convolution_param
         where = "convolution_param"
+        # Per bottom: a copy of its data at the forward pass and that pass's columns, for
+        # a backend that wants them back (GemmBackend.keeps_columns).
+        self._kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         try:
             self.axis = bottom[0].canonical_axis(int(cp.axis))
         except ValueError as exc:
@@ -204,6 +207,28 @@ class _ConvolutionBase(Layer):
     def _col2im(self, cols: np.ndarray, image: tuple[int, int, int]) -> np.ndarray:
         return col2im(cols, image, self.kernel, self.pad, self.stride, self.dilation)
 
+    def _keep(self, i: int, x: np.ndarray, cols: np.ndarray) -> None:
+        """Keep bottom ``i``'s forward columns, read-only, for the backward pass, if the
+        backend wants them (:attr:`GemmBackend.keeps_columns`)."""
+        if not self.ctx.backend.keeps_columns or np.may_share_memory(cols, x):
+            return  # (a 1x1 convolution's columns are the bottom itself)
+        owner = cols
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        owner.flags.writeable = cols.flags.writeable = False
+        self._kept[i] = (x.copy(), cols)
+
+    def _kept_cols(self, i: int, x: np.ndarray) -> np.ndarray | None:
+        """The columns :meth:`_keep` kept for bottom ``i`` (released here), if ``x`` still
+        holds the same bits as then; else None."""
+        kept = self._kept.pop(i, None)
+        if kept is None:
+            return None
+        old, cols = kept
+        bits = np.dtype(f"u{x.itemsize}")
+        same = old.shape == x.shape and np.array_equal(old.view(bits), x.view(bits))
+        return cols if same else None
+
 
 @register_layer("Convolution")
 class ConvolutionLayer(_ConvolutionBase):
@@ -227,11 +252,12 @@ class ConvolutionLayer(_ConvolutionBase):
         mg = self.num_output // g
         weights = self.blobs[0].data.reshape(self.num_output, -1)
         kg = weights.shape[1]
-        for b, t in zip(bottom, top, strict=True):
+        for i, (b, t) in enumerate(zip(bottom, top, strict=True)):
             num, h, w, ho, wo = self._geometry(b)
             x = b.data.reshape(num, self.channels, h, w)
             # Batch-last columns let the backend run one GEMM over the whole batch.
             cols = self._cols_batch_last(x) if self._folds(kg) else self._cols(x)
+            self._keep(i, x, cols)
             out = t.data.reshape(num, self.num_output, ho * wo)
             for gi in range(g):
                 out[:, gi * mg : (gi + 1) * mg] = backend.forward(
@@ -254,7 +280,9 @@ class ConvolutionLayer(_ConvolutionBase):
             num, h, w, ho, wo = self._geometry(b)
             # Caffe computes the weight gradient from the bottom data as it is now.
             x = b.data.reshape(num, self.channels, h, w)
-            cols = self._cols_batch_last(x) if folded else self._cols(x)
+            cols = self._kept_cols(i, x)
+            if cols is None:
+                cols = self._cols_batch_last(x) if folded else self._cols(x)
             dy = t.diff.reshape(num, self.num_output, ho * wo)
             if folded:
                 # The top gradient batch-last like the columns: the weight gradient folds

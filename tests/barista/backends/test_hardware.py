@@ -192,3 +192,35 @@ def test_non_finite_operands_give_nan() -> None:
     dw = g.weight_grad(dy, x, layer="g")
     assert dw.shape == (6, 10) and np.isnan(dw).all()
     assert g.state_dict()["scales"]["calls"] == {}
+
+
+@pytest.mark.parametrize("rounding", ["nearest-even", "stochastic"])
+def test_weight_gradient_reuses_the_forward_pass_quantised_read_only_x(
+    rounding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only X handed to forward and then to weight_grad is quantised once, with the
+    bits of quantising it again; a writeable or another X is quantised afresh."""
+    from barista.backends import hardware
+
+    w, x, dy = _tensors()
+    kept = x.copy()
+    kept.flags.writeable = False
+    fresh, reusing = (GoldenBackend(fmt="fx16", rounding=rounding) for _ in range(2))
+    fresh.forward(w, x, layer="c")
+    want = fresh.weight_grad(dy, x, layer="c")
+    calls = []
+    quantize = hardware.quantize_fitted
+    monkeypatch.setattr(hardware, "quantize_fitted", lambda *a: calls.append(1) or quantize(*a))
+    reusing.forward(w, kept, layer="c")
+    calls.clear()
+    got = reusing.weight_grad(dy, kept, layer="c")
+    assert len(calls) == 1  # dY only
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    # Another read-only array with the same shape, or a writeable one: quantised again.
+    other = (x * 2).astype(np.float32)
+    other.flags.writeable = False
+    for again in (other, kept.copy()):
+        reusing.forward(w, kept, layer="c")
+        calls.clear()
+        reusing.weight_grad(dy, again, layer="c")
+        assert len(calls) == 2

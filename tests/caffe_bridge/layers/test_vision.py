@@ -749,3 +749,51 @@ def test_spp_errors():
             make('type: "SPP" spp_param { pyramid_height: 2 pool: STOCHASTIC }'),
             [blob_from(gaussian((1, 1, 4, 4)))],
         )
+
+
+class KeepingBackend(CpuBackend):
+    """The CPU backend asking for the forward pass's columns back, recording the X arrays."""
+
+    keeps_columns = True
+
+    def __init__(self) -> None:
+        self.xs: list[tuple[str, np.ndarray]] = []
+
+    def forward(self, w, x, *, layer=""):
+        self.xs.append(("forward", x))
+        return super().forward(w, x, layer=layer)
+
+    def weight_grad(self, dy, x, *, layer=""):
+        self.xs.append(("weight_grad", x))
+        return super().weight_grad(dy, x, layer=layer)
+
+
+def test_convolution_hands_back_the_forward_columns_while_the_bottom_is_unchanged():
+    body = 'name: "c" type: "Convolution" convolution_param { kernel_size: 3 num_output: 4 }'
+    backend = KeepingBackend()
+    layer = make(body, backend=backend)
+    bottom = [blob_from(gaussian((2, 3, 6, 6)))]
+    (top,) = run(layer, bottom)
+    top.diff[...] = gaussian(top.shape, seed=2)
+    layer.backward([top], [True], bottom)
+    (_, fwd), (_, grad) = backend.xs
+    assert grad.base is fwd.base and grad.shape == fwd.shape  # the same memory, read-only
+    assert not fwd.flags.writeable and not grad.flags.writeable
+    wdiff = layer.blobs[0].diff.copy()
+    # A bottom changed since the forward pass gets fresh columns, and the gradient of the
+    # changed data, as without the backend's request.
+    backend.xs.clear()
+    layer.blobs[0].diff[...] = 0
+    run(layer, bottom)
+    bottom[0].data[0, 0, 0, 0] += 1
+    layer.backward([top], [True], bottom)
+    (_, fwd), (_, grad) = backend.xs
+    assert not np.shares_memory(fwd, grad) and grad.flags.writeable
+    plain = make(body, backend=CpuBackend())
+    run(plain, bottom)  # sets the layer up
+    for mine, theirs in zip(plain.blobs, layer.blobs, strict=True):
+        mine.data[...] = theirs.data
+    run(plain, bottom)
+    plain.backward([top], [True], bottom)
+    np.testing.assert_array_equal(layer.blobs[0].diff, plain.blobs[0].diff)
+    assert not np.array_equal(wdiff, plain.blobs[0].diff)
