@@ -187,6 +187,8 @@ def col2im(
             for j in range(kw):
                 acc[:, rows, j * dw : j * dw + stw * (wo - 1) + 1 : stw] += view[:, i, j]
         return acc[:, ph : ph + h, pw : pw + w].transpose(3, 0, 1, 2)
+    if cols.transpose(1, 0, 2).flags.c_contiguous and b > 1:
+        return _col2im_row_major(cols, (c, hp, wp), kernel, pad, stride, dilation)
     view = cols.reshape(b, c, kh, kw, ho, wo)
     # The adjoint of im2col's two stages: sum the kh vertical shifts into a (kw, Hp, Wo)
     # buffer (long contiguous runs), then the kw horizontal shifts into the image. Within
@@ -200,3 +202,42 @@ def col2im(
     if ph == 0 and pw == 0:
         return out
     return out[:, :, ph : ph + h, pw : pw + w]
+
+
+def _col2im_row_major(
+    cols: np.ndarray,
+    padded: tuple[int, int, int],
+    kernel: Pair,
+    pad: Pair,
+    stride: Pair,
+    dilation: Pair,
+) -> np.ndarray:
+    """:func:`col2im` of (B, K, N) columns stored as a C-contiguous (K, B, N) array (the
+    hardware backends' layout), with no copy into im2col's layout.
+
+    Every pixel gets the same additions in the same order as on im2col's layout (the kh
+    vertical shifts into a zeroed buffer, then its kw horizontal shifts into a zeroed
+    image), so the sums have the same bits. The buffer is transposed before the second
+    stage, so that each horizontal shift adds one contiguous block per channel rather
+    than runs of Wo elements.
+    """
+    c, hp, wp = padded
+    kh, kw = kernel
+    ph, pw = pad
+    sth, stw = stride
+    dh, dw = dilation
+    b = cols.shape[0]
+    ho = (hp - dh * (kh - 1) - 1) // sth + 1
+    wo = (wp - dw * (kw - 1) - 1) // stw + 1
+    view = cols.transpose(1, 0, 2).reshape(c, kh, kw, b, ho, wo)
+    shifted = np.zeros((c, kw, b, hp, wo), dtype=cols.dtype)
+    for i in range(kh):
+        shifted[:, :, :, i * dh : i * dh + sth * (ho - 1) + 1 : sth] += view[:, i]
+    columns = np.empty((c, kw, wo, b, hp), dtype=cols.dtype)
+    columns[...] = shifted.transpose(0, 1, 4, 2, 3)
+    del shifted
+    out = np.zeros((c, wp, b, hp), dtype=cols.dtype)
+    for j in range(kw):
+        out[:, j * dw : j * dw + stw * (wo - 1) + 1 : stw] += columns[:, j]
+    h, w = hp - 2 * ph, wp - 2 * pw
+    return out[:, pw : pw + w, :, ph : ph + h].transpose(2, 0, 3, 1)

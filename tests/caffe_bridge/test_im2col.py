@@ -130,3 +130,21 @@ def test_batch_last_holds_the_same_array(shape):
     moved = batch_last(a)
     assert is_batch_last(moved)
     np.testing.assert_array_equal(moved, a)
+
+
+@pytest.mark.parametrize("kernel,pad,stride,dilation", CONFIGS)
+def test_col2im_of_row_major_columns_has_the_image_major_bits(kernel, pad, stride, dilation):
+    """(B, K, N) columns stored as a (K, B, N) array (the hardware backends' results) sum
+    in the image-major order: every bit the same for values whose sums round (and for
+    negative zeros)."""
+    rng = np.random.default_rng(9)
+    cols = im2col(np.zeros((3, 4, 7, 6), np.float32), kernel, pad, stride, dilation)
+    c = (rng.standard_normal(cols.shape) * 10.0 ** rng.integers(-4, 4, cols.shape)).astype(
+        np.float32
+    )
+    c[rng.random(c.shape) < 0.2] = -0.0
+    row_major = np.ascontiguousarray(c.transpose(1, 0, 2)).transpose(1, 0, 2)
+    want = col2im(c, (4, 7, 6), kernel, pad, stride, dilation)
+    got = col2im(row_major, (4, 7, 6), kernel, pad, stride, dilation)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
