@@ -282,20 +282,19 @@ def gemm_dequantized(
     if not _float_exact(a, cfg) or native.library() is None or m == 0 or n == 0:
         q = gemm_quantized(a, b, cfg, cmd)
         return cfg.fmt.dequantize(q, frac), max_abs(q)
-    shift = 0 if _stochastic(cmd) else cmd.shift
+    # Nearest-even and floor: the rounding pass scales the exact products by 2**-shift.
+    scale = 1.0 if _stochastic(cmd) else 2.0**-cmd.shift
     in32 = _in_float32(a, cfg)
-    if shift and a.size <= b.size:  # scale the small operand once, else each block
-        a, shift = np.multiply(a, 2.0**-shift, dtype=np.float32 if in32 else np.float64), 0
     width = max(cfg.cols, _BLOCK // m // cfg.cols * cfg.cols)  # whole column tiles
     n_tiles = -(-n // cfg.cols)
     lanes = _lane_tables(cfg, cmd, m * n_tiles) if _stochastic(cmd) else None
     out = np.empty((m, n), dtype=np.float32)
     peak = 0.0
     for j0 in range(0, n, width):
-        acc = _product(a, b[:, j0 : j0 + width], shift, in32)
+        acc = _product(a, b[:, j0 : j0 + width], 0, in32)
         tiles = (j0 // cfg.cols, n_tiles)
         block = out[:, j0 : j0 + width]
-        block_peak = _round_block(acc, cfg, cmd, tiles, block, 2.0**-frac, lanes)
+        block_peak = _round_block(acc, cfg, cmd, tiles, block, 2.0**-frac, lanes, scale)
         assert block_peak is not None  # the helper takes every float64 block
         peak = max(peak, block_peak)
     return out, peak
@@ -335,17 +334,18 @@ def _round_block(
     out: np.ndarray | None,
     dequantize: float,
     lanes: tuple[np.ndarray, np.ndarray] | None = None,
+    scale: float = 1.0,
 ) -> float | None:
     """:func:`_round_in_place` of a block of float accumulators (nearest-even and floor:
-    already scaled) in one compiled pass, into ``acc`` or, dequantised, into ``out``;
-    the block starts at column tile ``tiles[0]`` of ``tiles[1]``. ``lanes``: the
-    stochastic lanes' :func:`_lane_tables`, when the caller has them. Returns
-    ``max |q|``, or None without the helper."""
+    already scaled, or scaled here by ``scale``, their ``2**-shift``) in one compiled
+    pass, into ``acc`` or, dequantised, into ``out``; the block starts at column tile
+    ``tiles[0]`` of ``tiles[1]``. ``lanes``: the stochastic lanes' :func:`_lane_tables`,
+    when the caller has them. Returns ``max |q|``, or None without the helper."""
     bounds = (float(cfg.fmt.min_int), float(cfg.fmt.max_int))
     if not _stochastic(cmd):
         mode = "floor" if cmd.rounding is Rounding.FLOOR else "rint"
         mode = "none" if cmd.shift == 0 else mode
-        return native.round_accumulators(acc, mode, bounds, out, dequantize)
+        return native.round_accumulators(acc, mode, bounds, out, dequantize, scale)
     tables, planes = lanes or _lane_tables(cfg, cmd, acc.shape[0] * tiles[1])
     return native.round_stochastic(
         acc, cfg.rows, cfg.cols, tiles, tables, planes, cmd.shift, bounds, out, dequantize

@@ -153,12 +153,12 @@ double bn_quantize(const char *x, int is64, const int64_t *shape, const int64_t 
 
 #define PEAK_OF(hi, lo_q) ((double)(hi) > -(double)(lo_q) ? (double)(hi) : -(double)(lo_q))
 
-/* Rounds an (m, n) block of contiguous accumulator values, already scaled by 2**-shift:
- * q = clip(round(acc)) with round = rint (mode 0), floor (1) or none (2: shift 0),
+/* Rounds an (m, n) block of contiguous accumulator values times scale (2**-shift, or 1
+ * for values already scaled; exact either way): q = clip(round(acc * scale)) with round = rint (mode 0), floor (1) or none (2: shift 0),
  * saturating to [lo, hi]. Writes q back into acc, or, when out is given, q * deq as
  * float32 into out (rows ld apart; q itself is then not stored). Returns max |q|. */
-double bn_round(double *acc, int64_t m, int64_t n, int mode, double lo, double hi_,
-                float *out, int64_t ld, double deq) {
+double bn_round(double *acc, int64_t m, int64_t n, int mode, double scale, double lo,
+                double hi_, float *out, int64_t ld, double deq) {
     int32_t hi = 0, lo_q = 0;
 #define ROUND_LOOP(ROUND)                                                      \
     for (int64_t i = 0; i < m; i++) {                                          \
@@ -166,13 +166,13 @@ double bn_round(double *acc, int64_t m, int64_t n, int mode, double lo, double h
         if (out) {                                                             \
             float *o = out + i * ld;                                           \
             for (int64_t j = 0; j < n; j++) {                                  \
-                double v = clamp(ROUND(a[j]), lo, hi_);                        \
+                double v = clamp(ROUND(a[j] * scale), lo, hi_);                \
                 TRACK(v)                                                       \
                 o[j] = (float)(v * deq);                                       \
             }                                                                  \
         } else {                                                               \
             for (int64_t j = 0; j < n; j++) {                                  \
-                double v = clamp(ROUND(a[j]), lo, hi_);                        \
+                double v = clamp(ROUND(a[j] * scale), lo, hi_);                \
                 TRACK(v)                                                       \
                 a[j] = v;                                                      \
             }                                                                  \

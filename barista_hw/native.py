@@ -119,6 +119,7 @@ def _build() -> ctypes.CDLL | None:
         ctypes.c_int,
         ctypes.c_double,
         ctypes.c_double,
+        ctypes.c_double,
         ctypes.c_void_p,
         ctypes.c_int64,
         ctypes.c_double,
@@ -240,9 +241,11 @@ def round_accumulators(
     bounds: tuple[float, float],
     out: np.ndarray | None = None,
     dequantize: float = 1.0,
+    scale: float = 1.0,
 ) -> float | None:
-    """Round an ``(m, n)`` C-contiguous float64 block of accumulators (already times
-    ``2**-shift``): ``q = clip(round(acc))``, mode ``"rint"``, ``"floor"`` or ``"none"``.
+    """Round an ``(m, n)`` C-contiguous float64 block of accumulators times ``scale`` (a
+    power of two: ``2**-shift``, or 1 for accumulators already scaled):
+    ``q = clip(round(acc * scale))``, mode ``"rint"``, ``"floor"`` or ``"none"``.
     Writes ``q`` over ``acc``, or ``q * dequantize`` into the float32 ``out`` (rows
     contiguous; ``acc`` then keeps its values). Returns ``max |q|``, or None."""
     lib = library()
@@ -251,7 +254,7 @@ def round_accumulators(
         return None
     code = {"rint": 0, "floor": 1, "none": 2}[mode]
     m, n = acc.shape
-    return float(lib.bn_round(acc.ctypes.data, m, n, code, *bounds, *target, dequantize))
+    return float(lib.bn_round(acc.ctypes.data, m, n, code, scale, *bounds, *target, dequantize))
 
 
 def round_stochastic(
