@@ -6,6 +6,11 @@ to MNIST's look (a 20x20 digit centred in 28x28, uint8 0..255) and written as
 LMDBs of ``Datum`` records laid out like Caffe's root directory, so that the
 unmodified ``examples/mnist/lenet_train_test.prototxt`` and
 ``lenet_solver.prototxt`` run from the output directory.
+
+There is no CIFAR-10 here (no download), so :func:`write_colour_digits` writes a
+CIFAR-shaped stand-in from the same digits: 32x32 RGB images, each digit tinted
+with a colour of its own on a background of its own, as the LMDBs and the mean
+image ``examples/cifar10/cifar10_quick_train_test.prototxt`` reads.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ LENET_PROTOTXTS: tuple[str, ...] = (
 )
 TRAIN_LMDB = "mnist_train_lmdb"
 TEST_LMDB = "mnist_test_lmdb"
+# CIFAR-10's geometry and the files Caffe's examples/cifar10 scripts write.
+CIFAR_SIZE = 32
+CIFAR_DIGIT_BOX = 24
+CIFAR_TRAIN_LMDB = "cifar10_train_lmdb"
+CIFAR_TEST_LMDB = "cifar10_test_lmdb"
+CIFAR_MEAN = "mean.binaryproto"
+# The least difference, per channel, between a colour digit and its background (of 255).
+MIN_CONTRAST = 80
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,16 @@ class DigitsResult:
     kept: list[Path] = field(default_factory=list)  # user-edited prototxts left alone
 
 
+@dataclass(frozen=True)
+class ColourDigitsResult:
+    """What :func:`write_colour_digits` wrote."""
+
+    out_dir: Path
+    train: SplitInfo
+    test: SplitInfo
+    mean: Path  # the training images' mean, a 1x3x32x32 BlobProto
+
+
 def example_dir(name: str = "mnist") -> Path:
     """The directory holding the project's copy of a BVLC example (e.g. LeNet's prototxts).
 
@@ -71,27 +94,34 @@ def example_dir(name: str = "mnist") -> Path:
     )
 
 
+def centred(images: np.ndarray, box: int, size: int) -> np.ndarray:
+    """``(n, h, w)`` images resized to ``box x box`` (bilinear) and centred in a
+    ``size x size`` float64 canvas of zeros; values keep their units."""
+    if images.ndim != 3:
+        raise ValueError(f"expected an (n, h, w) stack of images, got shape {images.shape}")
+    n, h, w = images.shape
+    rows = bilinear_matrix(h, box)
+    cols = bilinear_matrix(w, box)
+    out = np.zeros((n, size, size))
+    off = (size - box) // 2
+    out[:, off : off + box, off : off + box] = np.einsum(
+        "oi,nij,pj->nop", rows, images.astype(np.float64), cols
+    )
+    return out
+
+
 def mnist_like(images: np.ndarray, max_value: float) -> np.ndarray:
     """Scale ``(n, h, w)`` images with values in ``0..max_value`` to MNIST's look.
 
     The digit is resized to 20x20 (bilinear) and centred in a 28x28 uint8 canvas
     with values 0..255, as MNIST's preprocessing does.
     """
-    if images.ndim != 3:
-        raise ValueError(f"expected an (n, h, w) stack of images, got shape {images.shape}")
-    n, h, w = images.shape
-    rows = bilinear_matrix(h, DIGIT_BOX)
-    cols = bilinear_matrix(w, DIGIT_BOX)
-    big = np.einsum("oi,nij,pj->nop", rows, images.astype(np.float64), cols)
-    big = np.clip(np.rint(big * (255.0 / max_value)), 0, 255).astype(np.uint8)
-    out = np.zeros((n, MNIST_SIZE, MNIST_SIZE), dtype=np.uint8)
-    off = (MNIST_SIZE - DIGIT_BOX) // 2
-    out[:, off : off + DIGIT_BOX, off : off + DIGIT_BOX] = big
-    return out
+    big = centred(images, DIGIT_BOX, MNIST_SIZE)
+    return np.clip(np.rint(big * (255.0 / max_value)), 0, 255).astype(np.uint8)
 
 
-def load_digits_28() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as ``(images (n, 28, 28) uint8, labels (n,) int64)``."""
+def load_digits_8() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as they ship: ``(images (n, 8, 8) float 0..16, labels (n,))``."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # a declared dependency, but say what to do if it is missing
@@ -99,7 +129,31 @@ def load_digits_28() -> tuple[np.ndarray, np.ndarray]:
             "the digits dataset needs scikit-learn (pip install scikit-learn)"
         ) from exc
     digits = load_digits()
-    return mnist_like(digits.images, 16.0), digits.target.astype(np.int64)
+    return digits.images, digits.target.astype(np.int64)
+
+
+def load_digits_28() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``(images (n, 28, 28) uint8, labels (n,) int64)``."""
+    images, labels = load_digits_8()
+    return mnist_like(images, 16.0), labels
+
+
+def colour_digits(images: np.ndarray, max_value: float, seed: int) -> np.ndarray:
+    """``(n, h, w)`` digits as CIFAR-shaped ``(n, 3, 32, 32)`` uint8 RGB images.
+
+    Each digit is resized to 24x24 and centred; image ``i`` gets a random background
+    colour and a digit colour that differs from it by at least :data:`MIN_CONTRAST`
+    in every channel, so every channel carries the digit and colour alone tells
+    nothing of the label. Seeded: the same ``seed`` gives the same colours.
+    """
+    ink = centred(images, CIFAR_DIGIT_BOX, CIFAR_SIZE) / max_value  # 0..1
+    rng = np.random.default_rng(seed)
+    n = ink.shape[0]
+    background = rng.integers(0, 256, (n, 3))
+    shift = rng.integers(MIN_CONTRAST, 256 - MIN_CONTRAST + 1, (n, 3))
+    digit = (background + shift) % 256  # |digit - background| >= MIN_CONTRAST either way
+    mix = ink[:, None] * digit[:, :, None, None] + (1 - ink[:, None]) * background[:, :, None, None]
+    return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
 
 
 def stratified_split(
@@ -186,26 +240,14 @@ def write_digits(
     out = Path(out_dir)
     dest = out / "examples" / "mnist"
     lmdb_paths = {TRAIN_LMDB: dest / TRAIN_LMDB, TEST_LMDB: dest / TEST_LMDB}
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    if not force:
-        busy = [str(p) for p in lmdb_paths.values() if _non_empty(p)]
-        if busy:
-            verb = "exists and is" if len(busy) == 1 else "exist and are"
-            raise InputError(f"{' and '.join(busy)} {verb} not empty; use --force to replace")
-    # Checked before the slow part, so a wrong argument fails at once.
-    if not 0.0 < test_fraction < 1.0:
-        raise InputError(f"test fraction must be in (0, 1), got {test_fraction}")
+    _check_output(out, list(lmdb_paths.values()), test_fraction, force)
     sources = example_dir("mnist")
 
     images, labels = load_digits_28()
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     parts = {TRAIN_LMDB: train_idx, TEST_LMDB: test_idx}
 
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{dest}: cannot create directory: {exc.strerror}") from None
+    _make_dir(dest)
     for name, idx in parts.items():
         with atomic_directory(lmdb_paths[name], replace=True) as tmp:
             write_datum_lmdb(tmp, images[idx][:, None], labels[idx])
@@ -223,9 +265,70 @@ def write_digits(
         part.replace(target)
         copied.append(target)
 
-    def info(name: str) -> SplitInfo:
-        idx = parts[name]
-        per = np.bincount(labels[idx], minlength=10)
-        return SplitInfo(name, lmdb_paths[name], int(idx.size), tuple(int(x) for x in per))
+    train, test = (_split_info(n, lmdb_paths[n], labels[parts[n]]) for n in parts)
+    return DigitsResult(out, train, test, copied, kept)
 
-    return DigitsResult(out, info(TRAIN_LMDB), info(TEST_LMDB), copied, kept)
+
+def write_colour_digits(
+    out_dir: str | Path,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    force: bool = False,
+) -> ColourDigitsResult:
+    """Write the digits as a CIFAR-10 stand-in under ``out_dir`` in Caffe's layout.
+
+    Creates ``out_dir/examples/cifar10/{cifar10_train_lmdb,cifar10_test_lmdb}``
+    (3x32x32 uint8 ``Datum`` records, :func:`colour_digits`) and ``mean.binaryproto``
+    (the per-pixel mean of the training images, a legacy 1x3x32x32 ``BlobProto`` as
+    Caffe's ``compute_image_mean`` writes it), the files
+    ``examples/cifar10/cifar10_quick_train_test.prototxt`` reads. The split is
+    :func:`write_digits`'s (stratified, seeded); the colours are seeded by ``seed`` too.
+    Existing non-empty LMDBs are an error unless ``force``.
+    """
+    from .io import write_binaryproto
+
+    out = Path(out_dir)
+    dest = out / "examples" / "cifar10"
+    paths = {CIFAR_TRAIN_LMDB: dest / CIFAR_TRAIN_LMDB, CIFAR_TEST_LMDB: dest / CIFAR_TEST_LMDB}
+    _check_output(out, list(paths.values()), test_fraction, force)
+
+    digits, labels = load_digits_8()
+    images = colour_digits(digits, 16.0, seed)
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+    parts = {CIFAR_TRAIN_LMDB: train_idx, CIFAR_TEST_LMDB: test_idx}
+    _make_dir(dest)
+    for name, idx in parts.items():
+        with atomic_directory(paths[name], replace=True) as tmp:
+            write_datum_lmdb(tmp, images[idx], labels[idx])
+    mean = dest / CIFAR_MEAN
+    # compute_image_mean sums in double and stores the float mean with num = 1.
+    write_binaryproto(mean, images[train_idx].mean(axis=0, dtype=np.float64)[None])
+    train, test = (_split_info(name, paths[name], labels[parts[name]]) for name in parts)
+    return ColourDigitsResult(out, train, test, mean)
+
+
+def _check_output(out: Path, lmdbs: list[Path], test_fraction: float, force: bool) -> None:
+    """Refuse an output that is not a directory, non-empty LMDBs without ``force``, and a bad
+    ``test_fraction``: before the slow part, so a wrong argument fails at once."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    if not force:
+        busy = [str(p) for p in lmdbs if _non_empty(p)]
+        if busy:
+            verb = "exists and is" if len(busy) == 1 else "exist and are"
+            raise InputError(f"{' and '.join(busy)} {verb} not empty; use --force to replace")
+    if not 0.0 < test_fraction < 1.0:
+        raise InputError(f"test fraction must be in (0, 1), got {test_fraction}")
+
+
+def _make_dir(dest: Path) -> None:
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{dest}: cannot create directory: {exc.strerror}") from None
+
+
+def _split_info(name: str, path: Path, labels: np.ndarray) -> SplitInfo:
+    per = np.bincount(labels, minlength=10)
+    return SplitInfo(name, path, int(labels.size), tuple(int(x) for x in per))

@@ -41,7 +41,7 @@ from caffe_bridge.solvers.updates import SGDSolver
 from ..device_net import DeviceNet, compile_device
 from ..manifest import AcceleratorFiles
 
-MASTER_HEADROOM = 2  # bits above the initial peak the 32-bit masters keep for growth
+MASTER_HEADROOM = 8  # bits above the initial peak the 32-bit masters keep for growth (512x+)
 ZERO_MASTER_FRAC = 24  # a zero-initialised master (a bias): values up to 128
 PROBE_PASSES = 12  # at most this many probe passes choose the first exponents
 

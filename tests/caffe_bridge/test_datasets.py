@@ -208,3 +208,83 @@ def test_unmodified_lenet_runs_from_the_digits_directory(
     finally:
         del net  # closes the LMDB, so other tests of this module may open it again
         gc.collect()
+
+
+# -- the colour digits (a CIFAR-10 stand-in) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def colour_dir(tmp_path_factory: pytest.TempPathFactory) -> datasets.ColourDigitsResult:
+    return datasets.write_colour_digits(tmp_path_factory.mktemp("colour"))
+
+
+def colour_arrays(data: list[caffe_pb2.Datum]) -> tuple[np.ndarray, np.ndarray]:
+    images = np.stack([np.frombuffer(d.data, np.uint8) for d in data])
+    return images.reshape(len(data), 3, 32, 32), np.array([d.label for d in data])
+
+
+def test_colour_records_are_cifar_shaped_datums_split_as_the_digits(colour_dir, originals):
+    cifar = colour_dir.out_dir / "examples" / "cifar10"
+    assert sorted(p.name for p in cifar.iterdir()) == sorted(
+        ["cifar10_train_lmdb", "cifar10_test_lmdb", "mean.binaryproto"]
+    )
+    images8, labels8 = originals
+    # write_digits' split (seed 0), record for record; each image the tinted original.
+    parts = datasets.stratified_split(labels8, 0.2, 0)
+    tinted = datasets.colour_digits(images8, 16.0, seed=0)
+    for split, idx in zip((colour_dir.train, colour_dir.test), parts, strict=True):
+        assert split.path == cifar / split.name
+        keys, data = read_lmdb(split.path)
+        assert keys == [b"%08d" % i for i in range(len(keys))]
+        for d in data:
+            assert (d.channels, d.height, d.width) == (3, 32, 32) and len(d.data) == 3 * 32 * 32
+        images, labels = colour_arrays(data)
+        np.testing.assert_array_equal(labels, labels8[idx])
+        np.testing.assert_array_equal(images, tinted[idx])
+        assert split.count == len(idx)
+        assert split.per_label == tuple(np.bincount(labels8[idx], minlength=10))
+
+
+def test_mean_file_is_compute_image_means_blob(colour_dir):
+    blob = caffe_pb2.BlobProto.FromString(colour_dir.mean.read_bytes())
+    assert not blob.HasField("shape")  # the legacy 4-d fields, as compute_image_mean writes
+    assert (blob.num, blob.channels, blob.height, blob.width) == (1, 3, 32, 32)
+    images, _ = colour_arrays(read_lmdb(colour_dir.train.path)[1])
+    want = (images.astype(np.float64).sum(axis=0) / len(images)).astype(np.float32)
+    np.testing.assert_array_equal(np.array(blob.data, np.float32).reshape(3, 32, 32), want)
+
+
+def test_colour_digits_tint_digit_and_background_apart():
+    full, half, empty = (np.full((40, 8, 8), v) for v in (16.0, 8.0, 0.0))
+    box = np.zeros((32, 32), bool)
+    box[4:28, 4:28] = True
+    ink = datasets.colour_digits(full, 16.0, seed=7).astype(int)
+    digit, background = ink[:, :, 16, 16], ink[:, :, 0, 0]
+    # A full digit fills the 24x24 box with its colour; the rest is background.
+    np.testing.assert_array_equal(ink[:, :, box], np.repeat(digit[:, :, None], box.sum(), 2))
+    np.testing.assert_array_equal(
+        ink[:, :, ~box], np.repeat(background[:, :, None], (~box).sum(), 2)
+    )
+    assert (abs(digit - background) >= datasets.MIN_CONTRAST).all()
+    assert len({tuple(c) for c in digit}) > 30  # colours differ from image to image
+    mid = datasets.colour_digits(half, 16.0, seed=7).astype(int)[:, :, 16, 16]
+    np.testing.assert_array_equal(mid, np.rint((digit + background) / 2))
+    blank = datasets.colour_digits(empty, 16.0, seed=7)
+    np.testing.assert_array_equal(blank, np.broadcast_to(background[:, :, None, None], blank.shape))
+
+
+def test_unmodified_cifar10_quick_runs_from_the_colour_directory(colour_dir, monkeypatch):
+    _, records = read_lmdb(colour_dir.train.path)
+    monkeypatch.chdir(colour_dir.out_dir)
+    net = Net(str(REPO / "examples" / "cifar10" / "cifar10_quick_train_test.prototxt"), "TRAIN")
+    try:
+        net.forward()
+        images, labels = colour_arrays(records[:100])
+        mean = np.array(caffe_pb2.BlobProto.FromString(colour_dir.mean.read_bytes()).data)
+        want = images.astype(np.float32) - mean.astype(np.float32).reshape(3, 32, 32)
+        np.testing.assert_array_equal(net.blobs["data"].data, want)
+        np.testing.assert_array_equal(net.blobs["label"].data.ravel(), labels)
+        assert np.isfinite(net.blobs["loss"].data).all()
+    finally:
+        del net
+        gc.collect()
