@@ -188,7 +188,7 @@ def col2im(
                 acc[:, rows, j * dw : j * dw + stw * (wo - 1) + 1 : stw] += view[:, i, j]
         return acc[:, ph : ph + h, pw : pw + w].transpose(3, 0, 1, 2)
     if cols.transpose(1, 0, 2).flags.c_contiguous and b > 1:
-        return _col2im_row_major(cols, (c, hp, wp), kernel, pad, stride, dilation)
+        return _col2im_row_major(cols, (c, hp, wp), (ho, wo), kernel, pad, stride, dilation)
     view = cols.reshape(b, c, kh, kw, ho, wo)
     # The adjoint of im2col's two stages: sum the kh vertical shifts into a (kw, Hp, Wo)
     # buffer (long contiguous runs), then the kw horizontal shifts into the image. Within
@@ -207,6 +207,7 @@ def col2im(
 def _col2im_row_major(
     cols: np.ndarray,
     padded: tuple[int, int, int],
+    out_size: Pair,
     kernel: Pair,
     pad: Pair,
     stride: Pair,
@@ -227,8 +228,7 @@ def _col2im_row_major(
     sth, stw = stride
     dh, dw = dilation
     b = cols.shape[0]
-    ho = (hp - dh * (kh - 1) - 1) // sth + 1
-    wo = (wp - dw * (kw - 1) - 1) // stw + 1
+    ho, wo = out_size
     view = cols.transpose(1, 0, 2).reshape(c, kh, kw, b, ho, wo)
     shifted = np.zeros((c, kw, b, hp, wo), dtype=cols.dtype)
     for i in range(kh):
