@@ -77,8 +77,8 @@ def compile_net(
     narrow = frozenset(wire8) if config.accelerator.engine.fmt.width > 8 else frozenset()
     means = frozenset(means)
 
-    def lower(placement: Placement | None) -> Builder:
-        b = Builder(placement)
+    def lower(placement: Placement | None = None, schedules: list | None = None) -> Builder:
+        b = Builder(placement, schedules)
         low = Lowering(b, config, batch, rounding, narrow)
         low.plan_fusion(layers)
         for name, shape in inputs.items():
@@ -94,11 +94,12 @@ def compile_net(
         b.emit(Op.SCALE, after_all=True, iteration=0)
         return b
 
-    # The first lowering finds when each tensor is live; the second places them.
-    first = lower(None)
+    # The first lowering finds when each tensor is live; the second places them and
+    # takes the first one's schedules, so it emits the program the lives were found in.
+    first = lower()
     tensors = first.program.tensors
     placement = plan(tensors, first.uses) if share else sequential(tensors)
-    b = lower(placement)
+    b = lower(placement, first.schedules)
     _check_capacity(b.program, placement, config)
     b.program.meta.update(
         batch=batch,

@@ -10,7 +10,7 @@ write after its read or write.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from barista_base.errors import InputError
@@ -35,7 +35,11 @@ UNIT = {
 class Builder:
     """A :class:`~barista_hw.device.isa.Program` under construction."""
 
-    def __init__(self, placement: Placement | None = None) -> None:
+    def __init__(
+        self,
+        placement: Placement | None = None,
+        schedules: list[tuple[tuple[str, str], dict[str, Any]]] | None = None,
+    ) -> None:
         self.program = Program()
         self.index: dict[str, int] = {}  # tensor name -> row of the tensor table
         self.placement = placement
@@ -44,6 +48,9 @@ class Builder:
         self._seeds = 0
         self._descs: dict[str, int] = {}
         self.cache: dict[object, Any] = {}  # the compiler's memo of costs it estimated
+        # Each GEMM pass's schedule, in emission order; given, they are replayed.
+        self.schedules = [] if schedules is None else schedules
+        self._replay = 0 if schedules is not None else None
         # resource -> unit -> (token of the latest write, token of the latest read)
         self._last: dict[str, dict[str, list[int]]] = {}
 
@@ -80,6 +87,18 @@ class Builder:
         self.program.meta.setdefault("sections", []).append(
             [len(self.program.instructions), section]
         )
+
+    def schedule(self, key: tuple[str, str], choose: Callable[[], dict[str, Any]]) -> dict:
+        """The schedule of the next GEMM pass (``key``: its layer and pass): ``choose()``'s,
+        or, replaying an earlier lowering's, that lowering's (so both emit one program)."""
+        if self._replay is None:
+            self.schedules.append((key, choose()))
+            return self.schedules[-1][1]
+        done, opts = self.schedules[self._replay]
+        if done != key:
+            raise ValueError(f"replayed schedule of {done} for {key}")
+        self._replay += 1
+        return opts
 
     def next_seed(self) -> int:
         """A vector instruction's seed: its rank among the program's vector instructions,

@@ -116,7 +116,8 @@ def emit_gemm(b: Builder, g: GemmPass, config: DeviceConfig) -> None:
     what = f"layer {g.layer} {g.kind}"
     acc_cfg = config.accelerator
     c_half = config.scratchpads.c_depth // 2
-    opts = schedule_options(g, acc_cfg, functools.partial(load_rate, b, config))
+    rate = functools.partial(load_rate, b, config)
+    opts = b.schedule((g.layer, g.kind), lambda: schedule_options(g, acc_cfg, rate))
     chunks = schedule_gemm(acc_cfg, g.m, g.k, g.n, g.images, what=what, **opts)
     a_half = acc_cfg.a_depth // 2
     b_half = acc_cfg.b_depth // 2
