@@ -13,6 +13,7 @@ taken on its first run and kept.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Callable
@@ -127,11 +128,11 @@ class Machine:
         until: int | None = None,
     ) -> traffic.Counts:
         """Run the program once (one training iteration), or its instructions up to index
-        ``until``; the counts it took. Counts do not depend on the data: a whole run's
-        are taken once and then returned again."""
+        ``until`` (counting nothing); the counts it took. Counts do not depend on the
+        data: a whole run's are taken once and then returned again."""
         self.host, self.scalars, self.iteration = host, scalars, iteration
-        counting = until is not None or self._whole is None
-        self.counts = traffic.Counts() if counting else self._whole
+        counting = until is None and self._whole is None
+        self.counts = self._whole if until is None and self._whole else traffic.Counts()
         sections = traffic.section_names(self.program)
         for i, (section, inst) in enumerate(zip(sections, self.program.instructions, strict=True)):
             if until is not None and i > until:
@@ -145,25 +146,29 @@ class Machine:
                     inst, self.program, self.config, index=self._index
                 )
             self.counts.add(section, self._counted[i])
-        if until is None:
+        if counting:
             self._whole = self.counts
         return self.counts
 
     def forward(self, host: Host, scalars: dict[str, float], *, iteration: int) -> None:
         """The iteration's forward part only, up to the logits going to the host (a test
         pass): no gradient, no update; the statistics and counts stay as they were."""
+        scales, counts = self.scales.state_dict(), self.counts
+        try:
+            self.run(host, scalars, iteration=iteration, until=self._logits_out)
+        finally:
+            self.scales.load_state_dict(scales)
+            self.counts = counts
+
+    @functools.cached_property
+    def _logits_out(self) -> int:
+        """The index of the instruction that sends the logits to the host."""
         output = self.program.meta["output"]
-        end = next(
+        return next(
             i
             for i, inst in enumerate(self.program.instructions)
             if inst.op is Op.HOST_OUT and self._name(inst["tensor"]) == output
         )
-        scales, counts = self.scales.state_dict(), self.counts
-        try:
-            self.run(host, scalars, iteration=iteration, until=end)
-        finally:
-            self.scales.load_state_dict(scales)
-            self.counts = counts
 
     def probe(self, host: Host, scalars: dict[str, float], *, iteration: int) -> bool:
         """One probe pass (``docs/device.md``): the iteration without its SGD update, whose
