@@ -49,6 +49,7 @@ class DeviceNet:
     wire8: dict[str, int]  # inputs that are 8-bit images: blob -> their exact frac
     # wire8 inputs whose mean the device subtracts -> one image's mean (None: no data)
     means: dict[str, np.ndarray | None]
+    sources: dict[str, int]  # wire8 inputs -> the index of the Data layer reading them
 
 
 @dataclass
@@ -72,9 +73,12 @@ def compile_device(
     *,
     target: str | None = None,
     rounding: Rounding | None = None,
+    preload: bool = False,
 ) -> DeviceCompilation:
     """Compile ``net`` (TRAIN phase) for ``accelerator`` on ``target``'s board (what ``barista
-    compile``, ``--backend device`` and the benchmark share).
+    compile``, ``--backend device`` and the benchmark share). With ``preload``, the input
+    images' datasets live in DRAM, loaded once, and no batch crosses the link
+    (:func:`preloaded`).
 
     Raises :class:`~barista_base.errors.InputError` as the compiler does (e.g. a working set
     larger than the DRAM, naming the tensor and the bytes)."""
@@ -89,8 +93,35 @@ def compile_device(
         rounding=rounding or Rounding.NEAREST_EVEN,
         wire8=dn.wire8,
         means=dn.means,
+        preload=preloaded(net, dn) if preload else None,
     )
     return DeviceCompilation(dn, config, compiled)
+
+
+def preloaded(net: Net, dn: DeviceNet) -> dict[str, int]:
+    """Input blob -> the records of its dataset, for a net whose every input the device can
+    fetch from a dataset in its DRAM: a Data layer's bytes, neither cropped nor mirrored
+    (the device does not transform them), read in the database's order. A stand-in for
+    absent data (``--data-shape``) has the batch's records.
+
+    Raises :class:`~barista_base.errors.InputError` naming the input or layer that cannot."""
+    where = net.source_file or "net"
+    out = {}
+    for blob in dn.inputs:
+        if blob not in dn.sources:
+            raise InputError(
+                f"{where}: input {blob!r} cannot be preloaded: only a Data layer's 8-bit "
+                "images times a power-of-two scale can"
+            )
+        layer = net.layers[dn.sources[blob]]
+        tp = layer.param.transform_param
+        if tp.crop_size > 0 or tp.mirror:
+            raise InputError(
+                f"{where}: layer {layer.name} crops or mirrors its images, which the device "
+                "does not: the batches of a preloaded dataset must be its records as stored"
+            )
+        out[blob] = getattr(layer, "entries", dn.batch)
+    return out
 
 
 def device_net(net: Net) -> DeviceNet:
@@ -131,9 +162,12 @@ def device_net(net: Net) -> DeviceNet:
         if mine:
             params[lname] = _trained(net, i, layer, mine)
     images = {b: found for b in inputs if (found := _image_input(net, b)) is not None}
-    wire8 = {b: k for b, (k, _, _) in images.items()}
-    means = {b: mean for b, (_, with_mean, mean) in images.items() if with_mean}
-    return DeviceNet(layers, first, loss, inputs, output, params, batch, host, wire8, means)
+    wire8 = {b: k for b, (k, _, _, _) in images.items()}
+    means = {b: mean for b, (_, with_mean, mean, _) in images.items() if with_mean}
+    sources = {b: i for b, (_, _, _, i) in images.items()}
+    return DeviceNet(
+        layers, first, loss, inputs, output, params, batch, host, wire8, means, sources
+    )
 
 
 def _trained(net: Net, i: int, layer: Layer, mine: list[int]) -> list[int]:
@@ -159,8 +193,8 @@ def _trained(net: Net, i: int, layer: Layer, mine: list[int]) -> list[int]:
     return mine
 
 
-def _image_input(net: Net, blob: str) -> tuple[int, bool, np.ndarray | None] | None:
-    """``(k, with_mean, mean)`` when ``blob`` is a Data layer's uint8 images times ``2**-k``
+def _image_input(net: Net, blob: str) -> tuple[int, bool, np.ndarray | None, int] | None:
+    """``(k, with_mean, mean, i)`` when ``blob`` is Data layer ``i``'s uint8 images times ``2**-k``
     (a power-of-two ``scale``), which the host then sends as they are, a byte a pixel; the
     device subtracts the mean (``mean``: one image's, None when the data is absent) when
     there is one that cropping and mirroring leave in place. Else None. A Data layer
@@ -184,7 +218,7 @@ def _image_input(net: Net, blob: str) -> tuple[int, bool, np.ndarray | None] | N
             shape = net.blobs[blob].shape[1:]
             m = t.mean if t.mean is not None else t.mean_values.reshape(-1, 1, 1)
             mean = np.broadcast_to(m, shape).astype(np.float64)
-        return int(k), with_mean, mean
+        return int(k), with_mean, mean, i
     return None
 
 

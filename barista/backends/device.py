@@ -124,6 +124,7 @@ class DeviceSolver(SGDSolver):
         max_iter: int | None = None,
         random_seed: int | None = None,
         log: Callable[[str], None] | None = None,
+        preload: bool = False,
     ) -> None:
         _check_solver(param)
         super().__init__(
@@ -132,12 +133,18 @@ class DeviceSolver(SGDSolver):
         if isinstance(accelerator, AcceleratorFiles):
             accelerator = accelerator.config
         self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
-        dc = compile_device(self.net, accelerator, target=target, rounding=self.rounding)
+        dc = compile_device(
+            self.net, accelerator, target=target, rounding=self.rounding, preload=preload
+        )
         self.config, self.dnet, self.compiled = dc.config, dc.net, dc.compiled
         self.bits = accelerator.engine.fmt.width
         self.machine = Machine(self.compiled.program, self.config)
         self.counts: Counts | None = None
         self._probed = False
+        self.preloaded = sorted(self.dnet.inputs) if preload else []
+        for blob in self.preloaded:  # the datasets, once: records as stored, a byte a value
+            images, _ = self.net.layers[self.dnet.sources[blob]].records()
+            self.machine.write(f"set:{blob}", images, self.dnet.wire8[blob])
         self.upload()
 
     # -- weights between the net and the device ------------------------------------------
@@ -198,6 +205,9 @@ class DeviceSolver(SGDSolver):
                 for p, mult in (("w", layer.weight), ("b", layer.bias_param)):
                     out[f"lr:{p}:{layer.name}"] = float(rate) * mult.lr_mult
                     out[f"decay:{p}:{layer.name}"] = decay * mult.decay_mult
+        for blob in self.preloaded:  # the batch the data layer read last starts here
+            data = self.net.layers[self.dnet.sources[blob]]
+            out[f"record:{blob}"] = float((data.position - self.dnet.batch) % data.entries)
         return out
 
     def _forward_backward(self) -> np.float32:

@@ -112,6 +112,13 @@ def add_backend_arguments(
         metavar="L1,L2",
         help="rtl backend: run only these layers on the RTL, the rest on the golden model",
     )
+    if device:
+        parser.add_argument(
+            "--preload",
+            action="store_true",
+            help="device backend: load the training images into the device's DRAM once, so "
+            "that no batch crosses the link",
+        )
     if trace:
         parser.add_argument(
             "--trace",
@@ -167,6 +174,10 @@ def backend_options(
         options["accelerator"] = load_accelerator(accelerator)
     elif backend in ("rtl", "board", DEVICE) and net is not None:
         options["accelerator"] = _generated(net, target, options.pop("fmt", None), log)
+    if getattr(args, "preload", False):
+        if backend != DEVICE:
+            raise InputError("--preload applies to --backend device only")
+        options["preload"] = True
     for flag in ("rtl_layers", "trace"):
         if getattr(args, flag, None) and backend != "rtl":
             raise InputError(f"--{flag.replace('_', '-')} applies to --backend rtl only")

@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="nearest-even",
         help="rounding of the device's results: nearest-even, floor or stochastic",
     )
+    parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="the training images live in the device's DRAM, loaded once: each iteration "
+        "fetches its batch there instead of receiving it over the link",
+    )
     add_data_shape_argument(parser)
     parser.add_argument("-o", "--out", metavar="DIR", help="output directory")
     parser.add_argument("--dump", action="store_true", help="print the program's listing")
@@ -68,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         files, _ = cached_rtl_dir(layers, name=name, target=target, fmt=args.format)
     dc = compile_device(
-        net, files.config, target=args.target, rounding=Rounding.parse(args.rounding)
+        net,
+        files.config,
+        target=args.target,
+        rounding=Rounding.parse(args.rounding),
+        preload=args.preload,
     )
     summary = "\n".join(
         [

@@ -11,7 +11,7 @@ tensors crossing a boundary go out to the host and come back over the link.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from barista_base.errors import InputError
@@ -58,13 +58,16 @@ def compile_net(
     rounding: Rounding = Rounding.NEAREST_EVEN,
     wire8: Iterable[str] = (),
     means: Iterable[str] = (),
+    preload: Mapping[str, int] | None = None,
     share: bool = True,
 ) -> Compiled:
     """Compile one training iteration of ``layers`` (net order, from the ``inputs`` blobs,
     shapes of one image, to the ``output`` blob the host's loss reads). The inputs in
     ``wire8`` are 8-bit unsigned values (images) the host sends a byte each; from those
-    in ``means`` the device subtracts a mean image (the data layer's). Tensors never
-    live together share DRAM unless ``share`` is false.
+    in ``means`` the device subtracts a mean image (the data layer's). ``preload``: the
+    ``wire8`` inputs whose dataset (that many records) the host loads into DRAM once;
+    each iteration then fetches its batch there instead of receiving it over the link.
+    Tensors never live together share DRAM unless ``share`` is false.
 
     Raises :class:`InputError` naming the layer, blob or tensor at fault: a blob read by
     two layers (its gradient would need summing), a result block that does not fit the
@@ -76,13 +79,21 @@ def compile_net(
     _check_fanout(layers)
     narrow = frozenset(wire8) if config.accelerator.engine.fmt.width > 8 else frozenset()
     means = frozenset(means)
+    preload = dict(preload or {})
+    for name, records in preload.items():
+        if name not in narrow or name not in inputs or records < 1:
+            raise InputError(
+                f"input {name!r}: only a batch of 8-bit images (a Data layer's bytes times "
+                f"a power of two, in a format wider than 8 bits) can be preloaded, as at "
+                f"least one record ({records} given)"
+            )
 
     def lower(placement: Placement | None = None, schedules: list | None = None) -> Builder:
         b = Builder(placement, schedules)
         low = Lowering(b, config, batch, rounding, narrow)
         low.plan_fusion(layers)
         for name, shape in inputs.items():
-            low.batch_input(name, shape, mean=name in means)
+            low.batch_input(name, shape, mean=name in means, records=preload.get(name, 0))
         for layer in layers:
             low.forward(layer)
         low.host_out(output)

@@ -27,6 +27,7 @@ UNIT = {
     Op.VEC: "vector",
     Op.HOST_IN: "link",
     Op.HOST_OUT: "link",
+    Op.FETCH: "dma_in",
     Op.SCALE: "sequencer",
     Op.SYNC: "sequencer",
 }

@@ -40,6 +40,7 @@ class Op(enum.IntEnum):
     HOST_OUT = 6  # (link) a DRAM tensor to the host
     SCALE = 7  # (sequencer) end of iteration: exponents from the statistics
     SYNC = 8  # (sequencer) wait for tokens
+    FETCH = 9  # (DMA) the iteration's batch from the dataset preloaded in DRAM
 
 
 class View(enum.IntEnum):
@@ -93,6 +94,15 @@ FIELDS: dict[Op, tuple[tuple[str, str], ...]] = {
     ),
     Op.HOST_IN: (("tensor", "H"), ("i0", "H"), ("images", "H"), ("dram", "I"), ("bytes", "I")),
     Op.HOST_OUT: (("tensor", "H"), ("i0", "H"), ("images", "H"), ("dram", "I"), ("bytes", "I")),
+    # Records [r, r + images) of the dataset ``source`` (modulo its ``records``), r the
+    # per-iteration scalar at index ``scalar``, copied into ``tensor``.
+    Op.FETCH: (
+        ("tensor", "H"),
+        ("source", "H"),
+        ("images", "H"),
+        ("scalar", "H"),
+        ("records", "I"),
+    ),
     Op.SCALE: (("iteration", "I"),),
     Op.SYNC: (),
 }

@@ -20,7 +20,7 @@ from .emit import Builder
 from .gemm_lowering import GemmPass, Operand, emit_gemm
 from .isa import NONE, PREFETCH, WIRE8, Op, View
 from .layers import Conv, HostLayer, Layer, Pool, Relu
-from .memory import DeviceConfig
+from .memory import DeviceConfig, packed_bytes
 from .vector import VecOp, mask_bits
 
 WIDE_BITS = 32  # master weights, momentum, col2im accumulators
@@ -61,9 +61,11 @@ class Lowering:
                 self.fused[layer.top] = layer
 
     # -- tensors ----------------------------------------------------------------------
-    def activation(self, blob: str, shape: tuple[int, ...], role: str = "activation") -> int:
+    def activation(
+        self, blob: str, shape: tuple[int, ...], role: str = "activation", bits: int | None = None
+    ) -> int:
         self.shapes[blob] = tuple(shape)
-        self.b.tensor(blob, (self.batch, *shape), self.bits, role)
+        self.b.tensor(blob, (self.batch, *shape), bits or self.bits, role)
         return self.b.index[blob]
 
     def _t(self, name: str) -> dict:
@@ -87,16 +89,38 @@ class Lowering:
             self.b.tensor(f"{prefix}:{layer}", shape, bits, role)
 
     # -- the link -----------------------------------------------------------------------
-    def batch_input(self, blob: str, shape: tuple[int, ...], *, mean: bool = False) -> None:
+    def batch_input(
+        self, blob: str, shape: tuple[int, ...], *, mean: bool = False, records: int = 0
+    ) -> None:
         """The iteration's input batch ``blob`` (one image's ``shape``), double-buffered: it
         arrives during the previous iteration; one in ``wire8`` comes as a byte a value.
-        With ``mean``, the host sends the images as they are (``raw:<blob>``) and the device
-        subtracts the data layer's mean image, a constant ``mean:<blob>`` written once."""
+        With ``mean``, the host sends the images as they are (``raw:<blob>``, kept a byte a
+        value) and the device subtracts the data layer's mean image, a constant
+        ``mean:<blob>`` written once. With ``records``, no image is sent: the host preloads
+        that many (a dataset, ``set:<blob>``, a byte a value) and each iteration FETCHes its
+        batch from them, from the record the host names in the scalar ``record:<blob>``."""
         sent = f"raw:{blob}" if mean else blob
-        self.activation(sent, shape, role="input")
-        self.b.mark(f"link/{blob}")
-        sub = (WIRE8 if blob in self.wire8 else 0) | PREFETCH
-        self._link(Op.HOST_IN, sent, writes=True, sub=sub)
+        raw_bits = 8 if mean else None  # the images as read, a byte a value, stay bytes
+        if records:
+            self.activation(sent, shape, bits=raw_bits)
+            dataset = f"set:{blob}"
+            self.b.tensor(dataset, (records, *shape), 8, "dataset")
+            self.b.mark(f"fetch/{blob}")
+            self.b.emit(
+                Op.FETCH,
+                reads=[dataset],
+                writes=[sent],
+                tensor=self.b.index[sent],
+                source=self.b.index[dataset],
+                images=self.batch,
+                scalar=self.b.scalar(f"record:{blob}"),
+                records=records,
+            )
+        else:
+            self.activation(sent, shape, role="input", bits=raw_bits)
+            self.b.mark(f"link/{blob}")
+            sub = (WIRE8 if blob in self.wire8 else 0) | PREFETCH
+            self._link(Op.HOST_IN, sent, writes=True, sub=sub)
         if mean:
             self.activation(blob, shape)
             self.b.tensor(f"mean:{blob}", (1, *shape), self.bits, "constant")
@@ -115,8 +139,10 @@ class Lowering:
         self._link(Op.HOST_OUT, name, writes=False)
 
     def _link(self, op: Op, name: str, *, writes: bool, sub: int = 0) -> None:
+        """A tensor over the link: its values packed at their width, as in DRAM (a byte
+        each with ``WIRE8``)."""
         t = self._t(name)
-        per = 1 if sub & WIRE8 else self.config.slot_bytes(t["bits"])
+        n = math.prod(t["shape"])
         self.b.emit(
             op,
             sub,
@@ -126,7 +152,7 @@ class Lowering:
             i0=0,
             images=self.batch,
             dram=t["dram"],
-            bytes=math.prod(t["shape"]) * per,
+            bytes=n if sub & WIRE8 else packed_bytes(n, t["bits"]),
         )
 
     # -- layers -----------------------------------------------------------------------

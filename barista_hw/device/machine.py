@@ -34,7 +34,8 @@ from .memory import DeviceConfig
 from .scaling import ScaleTable
 from .vector import Rounder, Stats, VecOp
 
-FIXED_ROLES = ("master", "momentum", "mask", "constant")  # exponents set once, not by the policy
+# Exponents set once, not by the policy.
+FIXED_ROLES = ("master", "momentum", "mask", "constant", "dataset")
 
 
 class Host(Protocol):
@@ -81,6 +82,7 @@ class Machine:
         self._whole: traffic.Counts | None = None  # a whole run's counts
         self._index: np.ndarray | None = None  # the running LOAD's or STORE's addresses
         self.probing = False
+        self._fetch_from_host = False  # a test pass: FETCH takes the host's batch
         self.changed = False  # the last probe pass moved an exponent
         self.tiles: dict[tuple[int, int], np.ndarray] = {}
         self._partial: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -93,6 +95,7 @@ class Machine:
             Op.VEC: self._vec,
             Op.HOST_IN: self._host_in,
             Op.HOST_OUT: self._host_out,
+            Op.FETCH: self._fetch,
             Op.SCALE: self._scale,
             Op.SYNC: lambda i: None,
         }
@@ -152,11 +155,15 @@ class Machine:
 
     def forward(self, host: Host, scalars: dict[str, float], *, iteration: int) -> None:
         """The iteration's forward part only, up to the logits going to the host (a test
-        pass): no gradient, no update; the statistics and counts stay as they were."""
+        pass): no gradient, no update; the statistics and counts stay as they were. The
+        batch comes from the host, also where the iteration FETCHes it from a preloaded
+        dataset (a test batch is not in the training set)."""
         scales, counts = self.scales.state_dict(), self.counts
+        self._fetch_from_host = True
         try:
             self.run(host, scalars, iteration=iteration, until=self._logits_out)
         finally:
+            self._fetch_from_host = False
             self.scales.load_state_dict(scales)
             self.counts = counts
 
@@ -229,6 +236,17 @@ class Machine:
         if inst.sub & WIRE8 and q.size and (q.min() < 0 or q.max() > 255):
             raise InputError(f"the host's {name!r} does not fit its byte-a-value link format")
         self.write(name, q, frac)
+
+    def _fetch(self, inst: Instruction) -> None:
+        if self._fetch_from_host:
+            name = self._name(inst["tensor"])
+            self.write(name, *self.host.send(name))
+            return
+        source = self._name(inst["source"])
+        start = int(self.scalars[self.program.scalars[inst["scalar"]]])
+        rows = (start + np.arange(inst["images"])) % inst["records"]
+        q = self.tensor(source)[rows]
+        self.write(self._name(inst["tensor"]), q, self.scales.stored(source))
 
     def _host_out(self, inst: Instruction) -> None:
         name = self.program.tensors[inst["tensor"]]["name"]

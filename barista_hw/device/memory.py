@@ -154,7 +154,8 @@ class DramConfig:
 
 
 def packed_bytes(elements: int, bits: int) -> int:
-    """Bytes ``elements`` values of ``bits`` bits take in DRAM, packed (a bit stream)."""
+    """Bytes ``elements`` values of ``bits`` bits take in DRAM and on the link, packed (a
+    bit stream)."""
     if not 1 <= bits <= 32:
         raise InputError(f"a {bits}-bit value has no DRAM format (1..32 bits)")
     return -(-elements * bits // 8)
@@ -277,14 +278,6 @@ class DeviceConfig:
     def device_cycles(self, dram_cycles: int) -> int:
         """``dram_cycles`` of the SDRAM's clock in the accelerator's cycles (rounded up)."""
         return math.ceil(dram_cycles * self.accelerator.clock_mhz / self.dram.clock_mhz)
-
-    @staticmethod
-    def slot_bytes(bits: int) -> int:
-        """Bytes a value of ``bits`` bits takes on the link (and in a host's memory): a
-        16-bit slot, or 32 above 16. In DRAM values are packed (:func:`packed_bytes`)."""
-        if not 1 <= bits <= 32:
-            raise InputError(f"a {bits}-bit value has no DRAM slot (1..32 bits)")
-        return 2 if bits <= 16 else 4
 
     def scratchpad_brams(self) -> dict[str, int]:
         """Block RAMs of the target's kind that scratchpads C and V take."""

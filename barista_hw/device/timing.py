@@ -19,7 +19,7 @@ from .emit import UNIT
 from .isa import PREFETCH, Op, Program
 from .traffic import Counts, section_names
 
-_DRAM_OPS = (Op.LOAD, Op.STORE, Op.VEC)
+_DRAM_OPS = (Op.LOAD, Op.STORE, Op.VEC, Op.FETCH)
 
 
 @dataclass

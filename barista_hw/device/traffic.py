@@ -133,6 +133,8 @@ def instruction_counts(
         return _gemm_counts(inst, config)
     if inst.op is Op.VEC:
         return _vec_counts(inst, program, config)
+    if inst.op is Op.FETCH:
+        return _fetch_counts(inst, program, config)
     if inst.op in (Op.HOST_IN, Op.HOST_OUT):
         nbytes = inst["bytes"]
         seconds = config.link.seconds(nbytes)
@@ -208,6 +210,28 @@ def _dma_counts(
         cycles += dram.transfer_cycles(bursts=tr.merged, rows_opened=0, write=False)
     c.cycles = config.device_cycles(cycles)
     return c
+
+
+def _fetch_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
+    """A FETCH reads its records and writes them into the batch tensor, in DRAM. Counted
+    from the dataset's first record: where the batch starts moves the count by at most a
+    burst, and counts do not depend on the data."""
+    dst, src = program.tensors[inst["tensor"]], program.tensors[inst["source"]]
+    size = math.prod(dst["shape"])
+    read = stream(src, 0, size, config, store=False)
+    write = stream(dst, 0, size, config, store=True)
+    dram = config.dram
+    cycles = dram.transfer_cycles(bursts=read.bursts, rows_opened=read.rows_opened, write=False)
+    cycles += dram.transfer_cycles(bursts=write.bursts, rows_opened=write.rows_opened, write=True)
+    if write.merged:  # a part-covered last word: a burst of its own
+        cycles += dram.transfer_cycles(bursts=write.merged, rows_opened=0, write=False)
+    return InstCounts(
+        dram_read_bytes=_bytes(read.words + write.merged, config),
+        dram_write_bytes=_bytes(write.words, config),
+        dram_bursts=read.bursts + write.bursts + write.merged,
+        dram_rows=read.rows_opened + write.rows_opened,
+        cycles=config.device_cycles(cycles),
+    )
 
 
 def _gemm_counts(inst: Instruction, config: DeviceConfig) -> InstCounts:

@@ -120,6 +120,25 @@ class DataLayer(Layer):
         self._txn = self._env.begin()
         self._cursor = self._txn.cursor()
         self._cursor.first()
+        self.position = 0  # the next record's index in the database's key order
+
+    @property
+    def entries(self) -> int:
+        """The records in the database."""
+        return self._entries
+
+    def records(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every record in key order (the order batches read them), decoded and not
+        transformed, and their labels: ``(entries, C, H, W)`` and ``(entries,)``."""
+        first = self._decode(*self._first)
+        out = np.empty((self._entries, *first.shape), dtype=first.dtype)
+        labels = np.empty(self._entries, dtype=np.int64)
+        with self._env.begin() as txn:
+            for i, (key, value) in enumerate(txn.cursor()):
+                arr = self._decode(bytes(key), bytes(value))
+                self._check_record_shape(bytes(key), arr)
+                out[i], labels[i] = arr, self._last_label
+        return out, labels
 
     def state_dict(self) -> dict[str, str]:
         """Where reading resumes (the next record's key), for exact training resumes."""
@@ -132,9 +151,12 @@ class DataLayer(Layer):
                 f"data_param.source {self.source}: the saved position (key {key!r}) is not in "
                 "the database any more"
             )
+        with self._env.begin() as txn:
+            self.position = sum(1 for k in txn.cursor().iternext(values=False) if k < key)
 
     def _next_record(self) -> tuple[bytes, bytes]:
         key, value = self._cursor.key(), self._cursor.value()
+        self.position = (self.position + 1) % self._entries
         if not self._cursor.next():
             self._cursor.first()  # wrap around, as Caffe's DataReader does
         return bytes(key), bytes(value)

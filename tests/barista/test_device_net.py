@@ -13,7 +13,7 @@ from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.layers import Conv, HostLayer, Param, Pool, Relu
-from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.memory import DeviceConfig, packed_bytes
 from caffe_bridge.datasets import example_dir
 from caffe_bridge.net import Net
 
@@ -202,9 +202,9 @@ def test_compile_device_lenet_link_carries_bytes_and_logits() -> None:
     dc = compile_device(_example("mnist", "lenet_train_test.prototxt", (1, 28, 28), 2), WIDE)
     assert dc.net.batch == 2 and dc.compiled.program.meta["batch"] == 2
     assert dc.net.wire8 == {"data": 8}  # scale 1/256: the pixels cross as bytes
-    slot = DeviceConfig.slot_bytes(WIDE.engine.fmt.width)
-    # The batch a byte a pixel, then the logits (2 x 10) out and their gradient in.
-    assert dc.cost.counts.total.link_bytes == 2 * 784 + 2 * (2 * 10 * slot)
+    logits = packed_bytes(2 * 10, WIDE.engine.fmt.width)
+    # The batch a byte a pixel, then the logits (2 x 10) out and their gradient in, packed.
+    assert dc.cost.counts.total.link_bytes == 2 * 784 + 2 * logits
     assert dc.cost.images == 2
 
 

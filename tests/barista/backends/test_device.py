@@ -14,6 +14,7 @@ from barista.backends import device as device_backend
 from barista.backends.device import DeviceSolver
 from barista.commands import generate
 from barista.commands import train as train_cmd
+from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=64, acc_depth=16)
@@ -191,6 +192,18 @@ def test_barista_train_backend_device(tiny, tmp_path, capsys) -> None:
     assert "Device per iteration:" in printed
 
 
+def _lmdb_net(transform: str) -> None:
+    """``net.prototxt``: NET reading ``train_lmdb`` (batch 8) through a Data layer whose
+    transform_param holds ``transform``."""
+    data = (
+        'layer {\n  name: "data" type: "Data" top: "data" top: "label"\n'
+        f"  transform_param {{ {transform} }}\n"
+        '  data_param { source: "train_lmdb" batch_size: 8 backend: LMDB }\n}'
+    )
+    head = NET[: NET.index("layer {")]
+    Path("net.prototxt").write_text(head + data + NET[NET.index('layer {\n  name: "conv"') - 1 :])
+
+
 def test_images_with_a_mean_cross_the_link_as_bytes(tmp_path, monkeypatch, datum_lmdb) -> None:
     """A Data layer's uint8 images with a mean: the host sends the bytes it read, the
     device subtracts the mean, and its input equals the data layer's output exactly."""
@@ -201,13 +214,7 @@ def test_images_with_a_mean_cross_the_link_as_bytes(tmp_path, monkeypatch, datum
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (16, 1, 6, 6), dtype=np.uint8)
     datum_lmdb(tmp_path / "train_lmdb", images, labels=rng.integers(0, 2, 16))
-    data = (
-        'layer {\n  name: "data" type: "Data" top: "data" top: "label"\n'
-        "  transform_param { scale: 0.00390625 mean_value: 100 }\n"
-        '  data_param { source: "train_lmdb" batch_size: 8 backend: LMDB }\n}'
-    )
-    head = NET[: NET.index("layer {")]
-    Path("net.prototxt").write_text(head + data + NET[NET.index('layer {\n  name: "conv"') - 1 :])
+    _lmdb_net("scale: 0.00390625 mean_value: 100")
     seen: list[np.ndarray] = []
     original = device_machine.VECTOR_OPS[VecOp.MEAN_SUB]
 
@@ -269,3 +276,42 @@ def test_test_passes_run_on_the_device_in_chunks_of_its_batch(tiny) -> None:
         np.testing.assert_array_equal(host.logits, got[start : start + 8])
     (name, accuracy), *_ = solver.test(0)
     assert name == "accuracy" and 0.0 <= accuracy <= 1.0
+
+
+def test_a_preloaded_dataset_trains_as_the_streamed_batches(
+    tmp_path, monkeypatch, datum_lmdb
+) -> None:
+    """``preload``: the images sit in the device's DRAM and each iteration FETCHes its batch
+    there (20 records, batch 8: the third batch wraps around); losses, weights, masters
+    and momentum equal the run whose batches cross the link, bit for bit, and so do the
+    logits of a test pass (whose batch comes from the host); no image crosses the link."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (20, 1, 6, 6), dtype=np.uint8)
+    datum_lmdb(tmp_path / "train_lmdb", images, labels=rng.integers(0, 2, 20))
+    _lmdb_net("scale: 0.00390625 mean_value: 100")
+    path = _solver_file("solver.prototxt", max_iter=4)
+    streamed, preloaded = _solver(path), _solver(path, preload=True)
+    ops = [i.op.name for i in preloaded.compiled.program.instructions]
+    assert "FETCH" in ops and "HOST_IN" in ops  # the logits' gradient still comes in
+    assert "FETCH" not in {i.op.name for i in streamed.compiled.program.instructions}
+    assert _losses(preloaded, 4) == _losses(streamed, 4)
+    assert _device_state(preloaded) == _device_state(streamed)
+    assert "link/data" not in preloaded.counts.sections
+    assert preloaded.counts.sections["fetch/data"].link_bytes == 0
+    saved = streamed.counts.total.link_bytes - preloaded.counts.total.link_bytes
+    assert saved == images[:8].size  # the batch, a byte a pixel
+    logits = []
+    for solver in (streamed, preloaded):
+        solver._forward_pass(solver.net)  # the host's next batch, through the device
+        logits.append(solver.net.blobs["ip"].data.copy())
+    np.testing.assert_array_equal(logits[0], logits[1])
+
+
+def test_preload_refuses_transformed_images(tmp_path, monkeypatch, datum_lmdb) -> None:
+    monkeypatch.chdir(tmp_path)
+    images = np.zeros((8, 1, 6, 6), dtype=np.uint8)
+    datum_lmdb(tmp_path / "train_lmdb", images, labels=np.zeros(8, dtype=int))
+    _lmdb_net("scale: 0.00390625 mirror: true")
+    with pytest.raises(InputError, match="layer data crops or mirrors"):
+        _solver(_solver_file("solver.prototxt", max_iter=1), preload=True)

@@ -35,6 +35,16 @@ def _compile(*argv: str) -> int:
     return main(["compile", *argv])
 
 
+def test_preload_fetches_the_batch_from_dram(accelerator, tmp_path) -> None:
+    out = tmp_path / "pre"
+    args = [str(LENET), *SHAPES, "--accelerator", accelerator, "--preload", "-o", str(out)]
+    assert _compile(*args) == 0
+    program = Program.from_bytes((out / "program.bin").read_bytes())
+    assert [i.op for i in program.instructions].count(Op.FETCH) == 1
+    summary = (out / "summary.txt").read_text()
+    assert "fetch/data" in summary and "link/data" not in summary
+
+
 def test_lenet_writes_the_program_directory(accelerator, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # the default output is relative: rtl_out/<net>/device
     capsys.readouterr()

@@ -479,3 +479,11 @@ def test_rtl_trace_counts_iterations_as_the_log_and_says_where(tmp_path, monkeyp
         "ran its gradient pass on the RTL"
     )
     assert not list((tmp_path / "build/traces").glob("ip1-*"))
+
+
+def test_preload_applies_to_the_device_backend_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _setup(tmp_path, max_iter=1, test_interval=0)
+    argv = ["--solver", "solver.prototxt", "--backend", "golden", "--preload"]
+    assert _main(train_cmd, argv) == 2
+    assert "--preload applies to --backend device only" in capsys.readouterr().err

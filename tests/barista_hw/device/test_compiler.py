@@ -249,6 +249,35 @@ def test_wire8_inputs_cross_the_link_a_byte_a_value() -> None:
     assert (a["bytes"], b["bytes"]) == (2 * BATCH * math.prod(IMAGE), BATCH * math.prod(IMAGE))
 
 
+def test_a_preloaded_input_is_fetched_from_its_dataset_in_dram() -> None:
+    """With ``preload`` the batch comes from the dataset (5 records, a byte a value) at the
+    record the host names: the FETCH wraps around its end; no image crosses the link, and
+    the counts taken running equal the traffic model's."""
+    compiled = _compile(wire8=["data"], preload={"data": 5})
+    program = compiled.program
+    (fetch,) = [i for i in program.instructions if i.op is Op.FETCH]
+    t = _tensors(program)
+    assert (t["set:data"]["shape"], t["set:data"]["bits"]) == ([5, *IMAGE], 8)
+    assert program.scalars[fetch["scalar"]] == "record:data" and fetch["records"] == 5
+    assert not [i for i in program.instructions if i.op is Op.HOST_IN and i["tensor"] == 0]
+    assert Program.from_bytes(program.to_bytes()).instructions == program.instructions
+    m = Machine(program, CONFIG)
+    dataset = np.arange(5 * math.prod(IMAGE)).reshape(5, *IMAGE) % 256
+    m.write("set:data", dataset, 8)
+    scalars = {s: 0.01 for s in program.scalars} | {"momentum": 0.9, "record:data": 4}
+    ran = m.run(_Host(), scalars, iteration=0)
+    modelled = program_counts(program, CONFIG)
+    assert ran.total == modelled.total and ran.sections == modelled.sections
+    assert modelled.total.link_bytes == 2 * 2 * BATCH * 3  # the logits and their gradient
+    np.testing.assert_array_equal(m.tensor("data"), dataset[[4, 0]])
+    assert m.scales.stored("data") == 8
+
+
+def test_only_byte_images_can_be_preloaded() -> None:
+    with pytest.raises(InputError, match="input 'data': only a batch of 8-bit images"):
+        _compile(preload={"data": 5})
+
+
 def test_a_working_set_larger_than_the_dram_names_the_tensor_and_the_bytes() -> None:
     big = _compile(batch=8)
     need, tensors = big.dram_bytes, big.program.tensors

@@ -130,12 +130,6 @@ def test_a_target_without_dram_needs_one_given() -> None:
     assert dev.scratchpad_brams() == {"scratch_c": 1, "scratch_v": 2}
 
 
-def test_slot_bytes() -> None:
-    assert [DeviceConfig.slot_bytes(b) for b in (4, 8, 16, 17, 24, 32)] == [2, 2, 2, 4, 4, 4]
-    with pytest.raises(InputError):
-        DeviceConfig.slot_bytes(33)
-
-
 def test_json_round_trip() -> None:
     for name in ("ulx3s-85f", "ulx3s-25f"):
         dev = DeviceConfig.for_accelerator(TARGETS[name].preset, c_depth=2048)

@@ -198,3 +198,22 @@ def test_state_dict_resumes_at_the_same_record(root, datum_lmdb, images):
     second = Net(data_net(root, "", batch=3), "TRAIN", seed=1)
     second.layer_dict["src"].load_state_dict(state)
     np.testing.assert_array_equal(second.forward()["data"], expected)
+
+
+def test_records_and_position_follow_the_batches(root, datum_lmdb, images):
+    """``records()``: every record as stored, in the order batches read them; ``position``:
+    the next record's index, wrapping, and restored with the state."""
+    datum_lmdb(root / "db", images, np.arange(5) + 10)
+    net = Net(data_net(root, "scale: 0.5", batch=3), "TRAIN")
+    layer = net.layer_dict["src"]
+    stored, labels = layer.records()
+    np.testing.assert_array_equal(stored, images)
+    np.testing.assert_array_equal(labels, np.arange(5) + 10)
+    assert (layer.entries, layer.position) == (5, 0)
+    net.forward()
+    assert layer.position == 3
+    state = layer.state_dict()
+    net.forward()  # records 3, 4, 0
+    assert layer.position == 1
+    layer.load_state_dict(state)
+    assert layer.position == 3
