@@ -31,7 +31,6 @@ The three passes of a layer map onto one GEMM each (see :mod:`barista_hw.engine`
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
@@ -440,24 +439,19 @@ def gemm_on_accelerator(
     b: np.ndarray,
     acc: AcceleratorConfig,
     cmd: GemmCommand,
-    *,
-    limit: int | None = None,
-    **schedule_options: Any,
+    options: schedule.ScheduleOptions = schedule.DEFAULT_OPTIONS,
 ) -> np.ndarray:
     """What an accelerator returns for ``a @ b`` run by :func:`schedule.schedule_gemm`.
 
     Reduction chunks accumulate at full width, so only the output blocks
     matter: each is one engine GEMM with its own seed (and beat order).
     ``a``/``b`` may be float arrays of integers (see :func:`gemm_quantized`);
-    the result has their kind (int64 or float64). ``limit`` and ``schedule_options``
-    (``tiles_m``, ``tiles_n``, ``stationary``, ``reuse``): the schedule's
+    the result has their kind (int64 or float64). ``options``: the schedule's
     (:func:`schedule.schedule_gemm`).
     """
     m, kt = a.shape
     n = b.shape[1]
-    chunks = schedule.schedule_gemm(
-        acc, m, kt // cmd.images, n, cmd.images, limit=limit, **schedule_options
-    )
+    chunks = schedule.schedule_gemm(acc, m, kt // cmd.images, n, cmd.images, options=options)
     out = None
     for c in chunks:
         if not c.acc_last:

@@ -28,6 +28,28 @@ from .config import AcceleratorConfig
 
 
 @dataclass(frozen=True)
+class ScheduleOptions:
+    """The choices of how a GEMM is cut and ordered, which move operand words but never a
+    result bit (:func:`tiling`, :func:`schedule_gemm`).
+
+    ``limit``: the longest reduction chunk (default, and at most, half the smaller operand
+    buffer); a shorter one lets more tiles share a block. ``tiles_m``, ``tiles_n``: at most
+    so many tiles a block along M and N (default: as many as fit). ``stationary``: the
+    operand that stays in its buffer while the other's blocks pass (``"a"``: blocks run row
+    by row, ``"b"``: column by column). ``reuse``: keep blocks resident for reuse.
+    """
+
+    limit: int | None = None
+    tiles_m: int | None = None
+    tiles_n: int | None = None
+    stationary: str = "a"
+    reuse: bool = False
+
+
+DEFAULT_OPTIONS = ScheduleOptions()
+
+
+@dataclass(frozen=True)
 class Chunk:
     """One accelerator run command and the buffer writes it needs before it."""
 
@@ -161,19 +183,11 @@ def tiling(
     images: int = 1,
     *,
     what: str = "GEMM",
-    limit: int | None = None,
-    tiles_m: int | None = None,
-    tiles_n: int | None = None,
-    stationary: str = "a",
-    reuse: bool = False,
+    options: ScheduleOptions = DEFAULT_OPTIONS,
 ) -> Tiling:
-    """How a GEMM is cut on ``cfg`` (the one place that decides; :func:`schedule_gemm`
-    lists the chunks of it). ``limit``: the longest reduction chunk (default, and at
-    most, half the smaller operand buffer); a shorter one lets more tiles share a block.
-    ``tiles_m``, ``tiles_n``: at most so many tiles a block along M and N (default: as
-    many as fit). ``stationary`` and ``reuse``: the loop order and operand residency
-    (:func:`schedule_gemm`); with the block shape they give how often each operand is
-    loaded (``reads_a``, ``reads_b``).
+    """How a GEMM is cut on ``cfg`` with ``options`` (the one place that decides;
+    :func:`schedule_gemm` lists the chunks of it). The block shape, loop order and
+    operand residency give how often each operand is loaded (``reads_a``, ``reads_b``).
 
     Raises :class:`InputError` naming ``what`` and what would be needed when the
     GEMM cannot run on ``cfg``.
@@ -188,20 +202,21 @@ def tiling(
                 f"{what}: {name} = {v} exceeds the {e.dim_bits}-bit command field "
                 f"(needs dim_bits >= {dim_bits_needed(v)})"
             )
+    stationary, reuse = options.stationary, options.reuse
     if stationary not in ("a", "b"):
         raise InputError(f"{what}: stationary operand {stationary!r} is not 'a' or 'b'")
-    for name, cap in (("tiles_m", tiles_m), ("tiles_n", tiles_n)):
+    for name, cap in (("tiles_m", options.tiles_m), ("tiles_n", options.tiles_n)):
         if cap is not None and cap < 1:
             raise InputError(f"{what}: {name} = {cap} must be at least 1")
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
     kt = k * images
-    limit = chunk_limit(cfg, limit)
+    limit = chunk_limit(cfg, options.limit)
     period, reps = reduction_pattern(kt, k, images, limit)
     n_chunks = len(period) * reps
     kc = max(period)
     tm_all, tn_all = -(-m // R), -(-n // C)
-    tmc = min(tm_all, a_half // kc, tiles_m or tm_all)
-    tnc = min(tn_all, b_half // kc, tiles_n or tn_all)
+    tmc = min(tm_all, a_half // kc, options.tiles_m or tm_all)
+    tnc = min(tn_all, b_half // kc, options.tiles_n or tn_all)
     acc_rows = 0
     if n_chunks > 1:
         if not e.acc_depth:
@@ -284,14 +299,10 @@ def schedule_gemm(
     images: int = 1,
     *,
     what: str = "GEMM",
-    limit: int | None = None,
-    tiles_m: int | None = None,
-    tiles_n: int | None = None,
-    stationary: str = "a",
-    reuse: bool = False,
+    options: ScheduleOptions = DEFAULT_OPTIONS,
 ) -> list[Chunk]:
-    """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg``
-    (``limit``, ``tiles_m``, ``tiles_n``: as for :func:`tiling`).
+    """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg`` with
+    ``options`` (:class:`ScheduleOptions`).
 
     Blocks run row by row (``stationary="a"``: A's block stays while B's blocks of the
     row pass) or column by column (``"b"``); within a block the reduction chunks run in
@@ -303,26 +314,14 @@ def schedule_gemm(
     two halves for the whole GEMM. ``write_a``/``write_b`` mark the chunks whose operand
     piece must be loaded first.
     """
-    t = tiling(
-        cfg,
-        m,
-        k,
-        n,
-        images,
-        what=what,
-        limit=limit,
-        tiles_m=tiles_m,
-        tiles_n=tiles_n,
-        stationary=stationary,
-        reuse=reuse,
-    )
+    t = tiling(cfg, m, k, n, images, what=what, options=options)
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
     kt = k * images
-    chunks_k = reduction_chunks(kt, k, images, chunk_limit(cfg, limit))
-    a_outer = stationary == "a"
+    chunks_k = reduction_chunks(kt, k, images, chunk_limit(cfg, options.limit))
+    a_outer = options.stationary == "a"
     a_mode, b_mode = _modes(
         a_outer,
-        reuse,
+        options.reuse,
         t.a_words // t.chunk_kt * kt <= a_half,
         t.b_words // t.chunk_kt * kt <= b_half,
         t.blocks_m,

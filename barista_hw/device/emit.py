@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from barista_base.errors import InputError
+from barista_hw.schedule import ScheduleOptions
 
 from .allocation import Placement
 from .isa import MAX_WAITS, Instruction, Op, Program
@@ -39,7 +40,7 @@ class Builder:
     def __init__(
         self,
         placement: Placement | None = None,
-        schedules: list[tuple[tuple[str, str], dict[str, Any]]] | None = None,
+        schedules: list[tuple[tuple[str, str], ScheduleOptions]] | None = None,
     ) -> None:
         self.program = Program()
         self.index: dict[str, int] = {}  # tensor name -> row of the tensor table
@@ -89,7 +90,9 @@ class Builder:
             [len(self.program.instructions), section]
         )
 
-    def schedule(self, key: tuple[str, str], choose: Callable[[], dict[str, Any]]) -> dict:
+    def schedule(
+        self, key: tuple[str, str], choose: Callable[[], ScheduleOptions]
+    ) -> ScheduleOptions:
         """The schedule of the next GEMM pass (``key``: its layer and pass): ``choose()``'s,
         or, replaying an earlier lowering's, that lowering's (so both emit one program)."""
         if self._replay is None:

@@ -14,16 +14,16 @@ overlap (double buffering).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from barista_hw.config import AcceleratorConfig
 from barista_hw.numfmt import Rounding
-from barista_hw.schedule import Chunk, chunk_limit, schedule_gemm, tiling
+from barista_hw.schedule import Chunk, ScheduleOptions, chunk_limit, schedule_gemm, tiling
 
 from . import traffic
 from .emit import Builder
@@ -71,7 +71,7 @@ def schedule_options(
     g: GemmPass,
     acc_cfg: AcceleratorConfig,
     rate: Callable[[Operand, int, int, tuple[int, int]], float],
-) -> dict[str, Any]:
+) -> ScheduleOptions:
     """The schedule of ``g`` that moves the fewest operand bytes: the reduction chunk limit,
     the block shape (``tiles_m``, ``tiles_n``) and the loop order (which operand stays in
     its buffer while the other's blocks pass, :func:`~barista_hw.schedule.schedule_gemm`
@@ -84,15 +84,13 @@ def schedule_options(
     e = acc_cfg.engine
     tm_all, tn_all = -(-g.m // e.rows), -(-g.n // e.cols)
     kt = g.k * g.images
-    best: tuple[tuple[float, int, int], dict[str, Any]] | None = None
+    best: tuple[tuple[float, int, int], ScheduleOptions] | None = None
     for limit in sorted(limits, reverse=True):
         caps = [(None, None)]
         caps += [(t, None) for t in _caps(tm_all)] + [(None, t) for t in _caps(tn_all)]
         for (tiles_m, tiles_n), stationary in itertools.product(caps, "ab"):
-            opts = dict(
-                limit=limit, tiles_m=tiles_m, tiles_n=tiles_n, stationary=stationary, reuse=True
-            )
-            t = tiling(acc_cfg, g.m, g.k, g.n, g.images, **opts)
+            opts = ScheduleOptions(limit, tiles_m, tiles_n, stationary, reuse=True)
+            t = tiling(acc_cfg, g.m, g.k, g.n, g.images, options=opts)
             rows, cols = min(g.m, t.block_m), min(g.n, t.block_n)
             cost = t.reads_a * g.m * kt * rate(
                 g.a, rows, t.chunk_kt, (g.m, kt)
@@ -118,7 +116,7 @@ def emit_gemm(b: Builder, g: GemmPass, config: DeviceConfig) -> None:
     c_half = config.scratchpads.c_depth // 2
     rate = functools.partial(load_rate, b, config)
     opts = b.schedule((g.layer, g.kind), lambda: schedule_options(g, acc_cfg, rate))
-    chunks = schedule_gemm(acc_cfg, g.m, g.k, g.n, g.images, what=what, **opts)
+    chunks = schedule_gemm(acc_cfg, g.m, g.k, g.n, g.images, what=what, options=opts)
     a_half = acc_cfg.a_depth // 2
     b_half = acc_cfg.b_depth // 2
     desc = b.desc(
@@ -128,7 +126,7 @@ def emit_gemm(b: Builder, g: GemmPass, config: DeviceConfig) -> None:
         a=g.a.tensor,
         b=g.b.tensor,
         out=g.out.tensor,
-        **opts,
+        **dataclasses.asdict(opts),
     )
     seed = zlib.crc32(f"{g.layer}/{g.kind}".encode())
     pending: tuple[Chunk, str, int] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,12 +12,12 @@ from barista_hw import model
 from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.numfmt import Rounding
-from barista_hw.schedule import Chunk, schedule_gemm, tiling
+from barista_hw.schedule import Chunk, ScheduleOptions, schedule_gemm, tiling
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=64, acc_depth=16)
 SHAPES = [(7, 9, 8, 2), (30, 20, 5, 1), (5, 3, 40, 4), (13, 40, 13, 1), (9, 5, 37, 3)]
 OPTIONS = [
-    dict(stationary=s, reuse=r, limit=lim, tiles_m=tm, tiles_n=tn)
+    ScheduleOptions(lim, tm, tn, s, r)
     for s, r, lim, tm, tn in itertools.product("ab", (False, True), (None, 8), (None, 1), (None, 2))
 ]
 
@@ -43,8 +44,8 @@ def test_loads_counted_by_the_tiling_and_buffers_hold_what_each_gemm_reads(shape
     m, k, n, images = shape
     kt = k * images
     for opts in OPTIONS:
-        t = tiling(ACC, m, k, n, images, **opts)
-        chunks = schedule_gemm(ACC, m, k, n, images, **opts)
+        t = tiling(ACC, m, k, n, images, options=opts)
+        chunks = schedule_gemm(ACC, m, k, n, images, options=opts)
         loaded_a = sum((c.m1 - c.m0) * c.kt for c in chunks if c.write_a)
         loaded_b = sum((c.n1 - c.n0) * c.kt for c in chunks if c.write_b)
         assert (loaded_a, loaded_b) == (t.reads_a * m * kt, t.reads_b * n * kt), opts
@@ -60,16 +61,16 @@ def test_reuse_loads_a_split_stationary_operand_once() -> None:
     """A block of one tile keeps its whole reduction (24 words) in half of A (32 words):
     with ``reuse`` it is loaded once, not once for each of the row's three blocks."""
     m, k, n = 8, 24, 9  # Kt 24 > limit 8: three chunks
-    plain = tiling(ACC, m, k, n, limit=8, tiles_m=1, tiles_n=1)
-    kept = tiling(ACC, m, k, n, limit=8, tiles_m=1, tiles_n=1, reuse=True)
+    plain = tiling(ACC, m, k, n, options=ScheduleOptions(8, 1, 1))
+    kept = tiling(ACC, m, k, n, options=ScheduleOptions(8, 1, 1, reuse=True))
     assert plain.k_chunks == 3 and plain.blocks_n > 1
     assert (plain.reads_a, kept.reads_a) == (plain.blocks_n, 1)
 
 
 def test_column_order_keeps_b_and_pins_two_blocks_of_a() -> None:
     m, k, n = 16, 8, 30  # A: 2 blocks of 2 tiles x 8 words; B: 5 blocks
-    row_order = tiling(ACC, m, k, n, tiles_m=2, reuse=True)
-    col_order = tiling(ACC, m, k, n, tiles_m=2, stationary="b", reuse=True)
+    row_order = tiling(ACC, m, k, n, options=ScheduleOptions(tiles_m=2, reuse=True))
+    col_order = tiling(ACC, m, k, n, options=ScheduleOptions(tiles_m=2, stationary="b", reuse=True))
     assert (row_order.reads_a, row_order.reads_b) == (1, 2)
     assert (col_order.reads_a, col_order.reads_b) == (1, 1)
 
@@ -82,10 +83,10 @@ def test_order_and_residency_do_not_change_the_result(rounding: Rounding) -> Non
     a = rng.integers(-300, 300, (m, k * images))
     b = rng.integers(-300, 300, (k * images, n))
     cmd = GemmCommand(7, rounding, 77, images)  # sums of 30 products: no saturation
-    blocks = dict(tiles_m=1, tiles_n=2)  # 4 x 2 blocks
-    want = model.gemm_on_accelerator(a, b, ACC, cmd, limit=8, **blocks)
+    blocks = ScheduleOptions(limit=8, tiles_m=1, tiles_n=2)  # 4 x 2 blocks
+    want = model.gemm_on_accelerator(a, b, ACC, cmd, blocks)
     for s, r in itertools.product("ab", (False, True)):
-        got = model.gemm_on_accelerator(a, b, ACC, cmd, limit=8, stationary=s, reuse=r, **blocks)
+        got = model.gemm_on_accelerator(a, b, ACC, cmd, replace(blocks, stationary=s, reuse=r))
         np.testing.assert_array_equal(got, want)
-        split = model.gemm_on_accelerator(a, b, ACC, cmd, limit=4, stationary=s, **blocks)
+        split = model.gemm_on_accelerator(a, b, ACC, cmd, replace(blocks, limit=4, stationary=s))
         np.testing.assert_array_equal(split, want)  # the reduction split changes no bit

@@ -4,6 +4,7 @@ traffic model's, and one training iteration of a small net end to end."""
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from barista_hw.device.memory import DeviceConfig
 from barista_hw.device.traffic import program_counts
 from barista_hw.device.vector import Rounder, VecOp, bias_add, convert, relu
 from barista_hw.numfmt import Rounding
+from barista_hw.schedule import ScheduleOptions
 from caffe_bridge.im2col import col2im, im2col
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=64, acc_depth=16)
@@ -93,9 +95,9 @@ def _gemm(program, a, b, shift, rounding, layer, kind, images=1):
     says which), run in the default order without operand reuse (neither changes a bit)."""
     seed = iteration_seed(zlib.crc32(f"{layer}/{kind}".encode()), 3)
     (d,) = [d for d in program.descriptors if d.get("layer") == layer and d["gemm"] == kind]
-    options = {k: d[k] for k in ("limit", "tiles_m", "tiles_n")}
+    options = ScheduleOptions(d["limit"], d["tiles_m"], d["tiles_n"])
     cmd = GemmCommand(shift, rounding, seed, images)
-    return model.gemm_on_accelerator(a, b, ACC, cmd, **options)
+    return model.gemm_on_accelerator(a, b, ACC, cmd, options)
 
 
 def _folded(t: np.ndarray) -> np.ndarray:
@@ -118,7 +120,7 @@ def test_gemms_are_the_engine_models(rounding: Rounding, forced: dict, monkeypat
     and command: forward by group, weight gradients of conv (im2col transposed) and ip;
     whatever schedule the compiler takes (``forced`` overrides its choice)."""
     choose = gemm_lowering.schedule_options
-    monkeypatch.setattr(gemm_lowering, "schedule_options", lambda *a: {**choose(*a), **forced})
+    monkeypatch.setattr(gemm_lowering, "schedule_options", lambda *a: replace(choose(*a), **forced))
     layers, config, compiled, m, host, x, geom = _setup(rounding, share=False)  # reads transients
     w, fw = m.tensor("w:conv").copy(), m.scales.stored("w:conv")  # before the update
     m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
