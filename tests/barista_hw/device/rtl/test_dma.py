@@ -19,18 +19,25 @@ import numpy as np
 import pytest
 
 from barista_base.errors import InputError
+from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device import dma, traffic
-from barista_hw.device.geometry import ConvGeometry, Space
+from barista_hw.device.compiler import compile_net
+from barista_hw.device.geometry import ConvGeometry, PoolGeometry, Space
 from barista_hw.device.isa import Instruction, Op, Program, View
+from barista_hw.device.layers import Conv, Pool, Relu
+from barista_hw.device.memory import DeviceConfig
 from barista_hw.device.rtl.dma import command, lane_axis
-from barista_hw.device.rtl.scratchpad import SpadGeometry, half_base
+from barista_hw.device.rtl.scratchpad import geometry, half_base
 from barista_hw.schedule import pack_a, pack_b
 from sim.dma_run import DmaCase, DmaResult, build, run_cases
 
-BITS = 8
-LANES = 3
-DEPTH = 256
-GEOM = SpadGeometry(LANES, BITS, DEPTH)
+# A 3 x 3 fx16 engine: A, B and C have one geometry (3 lanes of 16 bits, 128 words), so
+# one harness runs every case.
+ACC = DEFAULT_ACCELERATOR.derive(rows=3, cols=3, depth=128, acc_depth=16)
+CONFIG = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f", c_depth=128, v_depth=128)
+GEOM = geometry(CONFIG, Space.A)
+assert GEOM == geometry(CONFIG, Space.B) == geometry(CONFIG, Space.C)
+BITS, LANES = GEOM.bits, GEOM.lanes
 STALL = 0.3
 IM2COL_CASES = 8
 
@@ -183,7 +190,42 @@ def specs() -> list[Spec]:
     return out
 
 
-SPECS = specs()
+def _net() -> list:
+    """A small net with every LOAD and STORE kind the compiler emits: a grouped, strided,
+    padded convolution (its weight gradient reads im2col transposed), pooling, a second
+    convolution whose input gradient goes through col2im, an inner product."""
+    geom = ConvGeometry(4, 9, 8, (3, 2), (1, 2), (1, 0), (1, 1), group=2)
+    conv = Conv("conv", "data", "c", 6, geom=geom, bias=False, backward_data=False)
+    pool = Pool("pool", "c", "p", PoolGeometry(6, geom.out_height, geom.out_width, (2, 2), (2, 2)))
+    relu = Relu("relu", "p", "r", pool.out_shape)
+    g2 = ConvGeometry(*pool.out_shape, (2, 2), (1, 1), (1, 1))
+    conv2 = Conv("conv2", "r", "c2", 4, geom=g2)
+    ip = Conv("ip", "c2", "out", 5, inputs=4 * g2.pixels)
+    return [conv, pool, relu, conv2, ip]
+
+
+def program_specs() -> list[Spec]:
+    """The first and last LOAD and dense STORE of each kind (view, space, transposed) of
+    the compiled program of :func:`_net`, on random memory."""
+    program = compile_net(_net(), CONFIG, batch=2, inputs={"data": (4, 9, 8)}, output="out")
+    program = program.program
+    size = max(t["dram"] + int(np.prod(t["shape"])) for t in program.tensors)
+    kinds: dict[tuple, list[Instruction]] = {}
+    for inst in program.instructions:
+        if inst.op is Op.LOAD or (inst.op is Op.STORE and inst.sub != View.IM2COL):
+            key = (inst.op.name, View(inst.sub).name, Space(inst["space"]).name, inst["flags"])
+            kinds.setdefault(key, []).append(inst)
+    out = []
+    for key, insts in sorted(kinds.items()):
+        for k, inst in enumerate(insts[:1] + insts[1:][-1:]):
+            name = f"program-{'-'.join(map(str, key))}-{k}".lower()
+            out.append(
+                Spec(name, program, inst, size, np.random.default_rng(zlib.crc32(name.encode())))
+            )
+    return out
+
+
+SPECS = specs() + program_specs()
 LATENCY = 3
 
 
