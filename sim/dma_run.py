@@ -49,8 +49,8 @@ TEST_MODULE = "sim.dma_test"
 class DmaHarness(wiring.Component):
     """A DMA engine with its scratchpad, and a test port into the scratchpad."""
 
-    def __init__(self, geom: SpadGeometry, *, max_burst: int = 16, inflight: int = 16) -> None:
-        self.geom, self.max_burst, self.inflight = geom, max_burst, inflight
+    def __init__(self, geom: SpadGeometry, *, max_burst: int = 16) -> None:
+        self.geom, self.max_burst = geom, max_burst
         super().__init__(
             {
                 "cmd": In(stream.Signature(command_layout(geom.addr_bits))),
@@ -66,7 +66,7 @@ class DmaHarness(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        dma = DmaEngine(self.geom, max_burst=self.max_burst, inflight=self.inflight)
+        dma = DmaEngine(self.geom, max_burst=self.max_burst)
         m.submodules.dma = dma
         m.submodules.spad = spad = Scratchpad(self.geom)
         wiring.connect(m, wiring.flipped(self.cmd), dma.cmd)

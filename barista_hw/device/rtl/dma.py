@@ -283,7 +283,7 @@ class DmaEngine(wiring.Component):
         addr_bits: int = ADDR_BITS,
         len_bits: int = LEN_BITS,
         max_burst: int = 16,
-        inflight: int = 16,
+        inflight: int = 32,
         spad_latency: int = 1,
     ) -> None:
         if not 1 <= max_burst <= max_length(len_bits):
@@ -364,17 +364,28 @@ class DmaEngine(wiring.Component):
                     with m.If(t == cmd.blocks - 1):
                         m.d.sync += gen_done.eq(1)
 
-        # -- STORE: the scratchpad word of the generator's element
-        word = Signal(self.geom.word_bits)
-        word_ok = Signal()
+        # -- STORE: the scratchpad word of the generator's element, and the next one
+        # prefetched while its lanes go out (one read in flight at a time).
+        word, nxt = Signal(self.geom.word_bits), Signal(self.geom.word_bits)
+        word_ok, nxt_ok = Signal(), Signal()
+        f_words = Signal(2 * COUNT_BITS)  # words whose read has been issued
         fetching = Signal(self.spad_latency)  # a read in flight, one bit a cycle of latency
-        m.d.comb += self.s_r_addr.eq(cmd.spad + g_words)
-        issue = active & cmd.store & ~gen_done & ~word_ok & ~fetching.any()
+        m.d.comb += self.s_r_addr.eq(cmd.spad + f_words)
+        issue = active & cmd.store & (f_words != cmd.blocks * cmd.do) & ~fetching.any() & ~nxt_ok
         m.d.sync += fetching.eq((fetching << 1) | issue)
+        with m.If(issue):
+            m.d.sync += f_words.eq(f_words + 1)
+        with m.If(self.cmd.valid & ~active):
+            m.d.sync += [f_words.eq(0), word_ok.eq(0), nxt_ok.eq(0)]
+        release = e_take & word_end  # the word's last lane goes out
         with m.If(fetching[-1]):
-            m.d.sync += [word.eq(self.s_r_data), word_ok.eq(1)]
-        with m.If(e_take & word_end):
-            m.d.sync += word_ok.eq(0)
+            # (nxt is empty here: a read is issued only while it is.)
+            with m.If(~word_ok | release):
+                m.d.sync += [word.eq(self.s_r_data), word_ok.eq(1)]
+            with m.Else():
+                m.d.sync += [nxt.eq(self.s_r_data), nxt_ok.eq(1)]
+        with m.Elif(release):
+            m.d.sync += [word.eq(nxt), word_ok.eq(nxt_ok), nxt_ok.eq(0)]
         m.d.comb += e_value.eq(word.word_select(lane, bits))
         m.d.comb += e_valid.eq(active & ~gen_done & (~cmd.store | word_ok))
 
