@@ -313,7 +313,7 @@ class DmaEngine(wiring.Component):
         la, lo = Signal(_position_layout()), Signal(_position_layout())
         la_mark, lo_start = Signal(_position_layout()), Signal(_position_layout())
         # Generator counters: lane, other-axis index, block; its lane-axis position t*lanes.
-        lane = Signal(range(lanes))
+        lane = Signal(max(1, (lanes - 1).bit_length()))
         o = Signal(COUNT_BITS)
         t = Signal(COUNT_BITS)
         tw = Signal(COUNT_BITS + 1)
@@ -432,7 +432,7 @@ class DmaEngine(wiring.Component):
 
         # -- LOAD: read data (or a padding zero) into the lanes, whole words to the scratchpad
         r = self.port.r
-        a_lane = Signal(range(lanes))
+        a_lane = Signal(max(1, (lanes - 1).bit_length()))
         a_words = Signal(2 * COUNT_BITS)
         lanes_in = Signal(self.geom.word_bits)
         got = Signal()

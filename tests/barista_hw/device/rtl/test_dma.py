@@ -14,6 +14,7 @@ stall-free twin. One build and one simulation per simulator.
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,10 +27,12 @@ from barista_hw.device.geometry import ConvGeometry, PoolGeometry, Space
 from barista_hw.device.isa import Instruction, Op, Program, View
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.memory import DeviceConfig
-from barista_hw.device.rtl.dma import command, lane_axis
-from barista_hw.device.rtl.scratchpad import geometry, half_base
+from barista_hw.device.rtl.dma import DmaEngine, command, lane_axis
+from barista_hw.device.rtl.scratchpad import SpadGeometry, geometry, half_base
+from barista_hw.rtl import to_verilog
 from barista_hw.schedule import pack_a, pack_b
 from sim.dma_run import DmaCase, DmaResult, build, run_cases
+from sim.lint import lint
 
 # A 3 x 3 fx16 engine: A, B and C have one geometry (3 lanes of 16 bits, 128 words), so
 # one harness runs every case.
@@ -293,3 +296,11 @@ def test_commands_the_rtl_does_not_run_are_refused() -> None:
     sync = Instruction(Op.SYNC)
     with pytest.raises(InputError, match="runs LOAD and STORE"):
         command(sync, conv.program, GEOM)
+
+
+@pytest.mark.parametrize("geom", [GEOM, SpadGeometry(1, 8, 64)], ids=["3x16", "1x8"])
+def test_dma_verilog_is_lint_clean(geom: SpadGeometry, tmp_path: Path) -> None:
+    """``verilator --lint-only -Wall`` with the project's waivers (one lane, too)."""
+    path = tmp_path / "dma.v"
+    path.write_text(to_verilog(DmaEngine(geom), "dma"))
+    assert lint(path, "dma") == []

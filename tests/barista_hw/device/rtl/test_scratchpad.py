@@ -3,6 +3,8 @@ halves as the compiler numbers them, and the block RAM's reads (pysim)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -12,6 +14,8 @@ from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.geometry import Space
 from barista_hw.device.memory import DeviceConfig
 from barista_hw.device.rtl.scratchpad import Scratchpad, SpadGeometry, geometry, half_base
+from barista_hw.rtl import to_verilog
+from sim.lint import lint
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=64)
 
@@ -66,3 +70,9 @@ def test_reads_return_the_word_written_one_cycle_later() -> None:
     sim.run()
     assert Scratchpad.READ_LATENCY == 1
     assert got == [w for _, w in reversed(writes)]
+
+
+def test_scratchpad_verilog_is_lint_clean(tmp_path: Path) -> None:
+    path = tmp_path / "spad.v"
+    path.write_text(to_verilog(Scratchpad(SpadGeometry(3, 16, 100)), "spad"))
+    assert lint(path, "spad") == []
