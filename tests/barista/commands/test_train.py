@@ -235,6 +235,10 @@ def test_fpga_solver_mode_selects_golden(tmp_path, monkeypatch, capsys):
         (["--solver", "solver.prototxt", "--snapshot", "none.solverstate"], r"none\.solverstate"),
         (["--solver", "solver.prototxt", "--scaling", "static"], r"--scaling applies to hardware"),
         (
+            ["--solver", "solver.prototxt", "--backend", "device", "--scaling", "static"],
+            r"--scaling applies to the golden, rtl and board backends",
+        ),
+        (
             ["--solver", "solver.prototxt", "--backend", "golden", "--scaling", "fixed"],
             r"unknown scaling 'fixed': use dynamic or static",
         ),
