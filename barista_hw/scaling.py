@@ -17,8 +17,8 @@ requantisation ``shift`` per call so the result lands in a good range:
 
 Static fixed point (``scaling="static"``, :class:`StaticScales`) is the other mode:
 every operand and result has the format's own fraction bits as written (``fx16.12``:
-12), as in Gupta et al. 2015; what does not fit saturates, what is too small rounds
-to zero.
+12), as in Gupta et al. 2015; what does not fit saturates, and operands are rounded
+with the engines' rounding mode (:func:`quantize_static`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from barista_base.errors import InputError
 
 from . import native
-from .numfmt import MAX_SHIFT, FixedFormat
+from .numfmt import MAX_SHIFT, FixedFormat, Rounding
 
 FRAC_LIMIT = 64  # clamp for all-zero or extreme tensors
 #: The scaling modes: per-tensor power-of-two scales, or the format's fraction bits.
@@ -102,17 +102,31 @@ def quantize_fitted(
 
 
 def quantize_static(
-    x: np.ndarray, fmt: FixedFormat, out: np.ndarray | None = None
+    x: np.ndarray,
+    fmt: FixedFormat,
+    out: np.ndarray | None = None,
+    rounding: Rounding = Rounding.NEAREST_EVEN,
+    seed: int = 0,
 ) -> tuple[np.ndarray, int, float]:
-    """``x`` quantised (to nearest, saturating, as float64) with ``fmt.frac`` fraction bits:
-    :func:`quantize_fitted`'s ``(integers, frac, max |x|)`` for static scaling."""
-    fused = native.quantize(x, 2.0**fmt.frac, False, (fmt.min_int, fmt.max_int), out)
-    if fused is not None:
-        return fused[0], fmt.frac, fused[1]
+    """``x`` quantised (saturating, as float64) with ``fmt.frac`` fraction bits:
+    :func:`quantize_fitted`'s ``(integers, frac, max |x|)`` for static scaling.
+
+    ``rounding``: to nearest even, down, or stochastically with draws from
+    ``numpy.random.default_rng(seed)``. Static formats have no headroom to spare, so
+    every conversion into them rounds as the engines do (Gupta et al. round operands
+    and results alike): a gradient below half an LSB survives stochastic rounding on
+    average, where rounding to nearest makes it zero.
+    """
+    if rounding is Rounding.NEAREST_EVEN:
+        fused = native.quantize(x, 2.0**fmt.frac, False, (fmt.min_int, fmt.max_int), out)
+        if fused is not None:
+            return fused[0], fmt.frac, fused[1]
     peak = max_abs(x)
     if not math.isfinite(peak):
         return np.empty(np.shape(x)) if out is None else out, 0, peak
-    return fmt.quantize(x, fmt.frac, dtype=np.float64, peak=peak, out=out), fmt.frac, peak
+    rng = np.random.default_rng(seed) if rounding is Rounding.STOCHASTIC else None
+    q = fmt.quantize(x, fmt.frac, rounding, rng, dtype=np.float64, peak=peak, out=out)
+    return q, fmt.frac, peak
 
 
 class ScaleTracker:

@@ -206,7 +206,8 @@ class HardwareBackend(GemmBackend):
             guess = self._fracs.get((key, role))
             out = self._scratch_array(role if role == "a" else b_name, x.shape)
             if self.scaling == STATIC:
-                q, frac, peak = quantize_static(x, fmt, out)
+                seed = operand_seed(key, role, self.scales.call_index(key))
+                q, frac, peak = quantize_static(x, fmt, out, self.rounding, seed)
             else:
                 q, frac, peak = quantize_fitted(x, fmt, guess, out)
             if not math.isfinite(peak):
@@ -238,6 +239,13 @@ class HardwareBackend(GemmBackend):
         out, peak = self.run_dequantized(kind, layer, a, b, cmd, frac_out)
         self.scales.observe_peak(key, peak, frac_out)
         return out
+
+
+def operand_seed(key: str, role: str, call: int) -> int:
+    """The seed of static scaling's stochastic rounding of operand ``role`` (``"a"`` or
+    ``"b"``) in call ``call`` (from 0) of ``key`` (``"layer/pass"``): a function of the call
+    alone, as the engines' seeds are, so every backend and a resumed run draw the same."""
+    return zlib.crc32(f"{key}:{role}:{call}".encode())
 
 
 def _identity(x: np.ndarray) -> tuple[Any, ...] | None:

@@ -8,7 +8,7 @@ import pytest
 
 from barista_base.errors import InputError
 from barista_hw import native
-from barista_hw.numfmt import FixedFormat
+from barista_hw.numfmt import FixedFormat, Rounding
 from barista_hw.scaling import (
     DYNAMIC,
     STATIC,
@@ -106,6 +106,23 @@ def test_quantize_static_uses_the_written_fraction_bits() -> None:
             assert frac == 4 and peak == 100.0
             np.testing.assert_array_equal(q, want)
             assert not math.isfinite(quantize_static(np.array([np.nan, 1.0]), fmt)[2])
+
+
+def test_quantize_static_rounds_as_the_engines() -> None:
+    """Floor rounds down; stochastic keeps a quarter LSB on average (seeded: same draws
+    for the same seed), where nearest makes it zero; both saturate."""
+    fmt = FixedFormat(8, 4, 32)
+    x = np.full(10_000, 2.0**-6, dtype=np.float32)  # a quarter of an LSB of fx8.4
+    assert not quantize_static(x, fmt)[0].any()
+    q, frac, _ = quantize_static(x, fmt, rounding=Rounding.STOCHASTIC, seed=3)
+    assert frac == 4 and set(np.unique(q)) == {0.0, 1.0} and 0.23 < q.mean() < 0.27
+    again = quantize_static(x, fmt, rounding=Rounding.STOCHASTIC, seed=3)[0]
+    np.testing.assert_array_equal(q, again)
+    big = np.array([-0.03, 0.07, 100.0, -100.0])
+    np.testing.assert_array_equal(
+        quantize_static(big, fmt, rounding=Rounding.FLOOR)[0], [-1.0, 1.0, 127.0, -128.0]
+    )
+    assert quantize_static(big, fmt, rounding=Rounding.STOCHASTIC)[0][2:].tolist() == [127, -128]
 
 
 def test_static_scales_keep_the_format_and_count_calls() -> None:

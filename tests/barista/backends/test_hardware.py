@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from barista.backends import get_backend
-from barista.backends.hardware import GoldenBackend
+from barista.backends.hardware import GoldenBackend, operand_seed
 from barista_base.errors import InputError
 from barista_hw import model, native
 from barista_hw.config import AcceleratorConfig, EngineConfig
@@ -260,15 +260,23 @@ def test_static_scaling_uses_the_written_fraction_bits(spec: str) -> None:
 
 
 def test_static_stochastic_is_the_engine_model_at_the_written_fraction_bits() -> None:
+    """Static and stochastic: operands rounded stochastically too (seeded per call), the
+    engine's shift the format's FL; recomputed from the definition, bit for bit."""
     w, x, dy = _tensors(3)
     g = get_backend("golden", fmt="fx16.10", rounding="stochastic", scaling="static")
     fmt = g.cfg.fmt
-    got = g.weight_grad(dy, x, layer="L")
-    call = g.last_call["L/gradient"]
     a_f, b_f = model.weight_grad_operands(dy, x)
-    a, b = fmt.quantize(a_f, 10), fmt.quantize(b_f, 10)
-    q = model.gemm(a, b, g.cfg, shift=10, rounding=Rounding.STOCHASTIC, seed=call["seed"])
-    np.testing.assert_array_equal(fmt.dequantize(q, 10), got)
+    for call in range(2):
+        got = g.weight_grad(dy, x, layer="L")
+        a, b = (
+            fmt.quantize(v, 10, Rounding.STOCHASTIC, np.random.default_rng(seed))
+            for v, seed in zip(
+                (a_f, b_f), (operand_seed("L/gradient", role, call) for role in "ab"), strict=True
+            )
+        )
+        seed = g.last_call["L/gradient"]["seed"]
+        q = model.gemm(a, b, g.cfg, shift=10, rounding=Rounding.STOCHASTIC, seed=seed)
+        np.testing.assert_array_equal(fmt.dequantize(q, 10), got)
 
 
 def test_unknown_scaling_is_an_input_error() -> None:
