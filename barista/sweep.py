@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from barista_hw.scaling import parse_scaling
 from caffe_bridge.solvers import get_solver
 
 from .backends import backend_factory
@@ -42,17 +43,22 @@ def train_and_test(
     test_batches: int | None = None,
     label: str | None = None,
     seed: int | None = None,
+    scaling: str | None = None,
 ) -> RunResult:
     """Train ``iterations`` steps from the solver file, then test once with test net 0.
 
     Paths in the solver file are relative to the current directory, as in Caffe.
     Intermediate tests are skipped (they would only cost time); ``test_batches``
     overrides the solver's ``test_iter``, ``seed`` its ``random_seed`` (a run with a
-    seed is repeatable to the bit).
+    seed is repeatable to the bit). ``scaling`` (``"dynamic"`` or ``"static"``) sets a
+    hardware backend's scaling mode, as ``barista train --scaling`` does.
     """
+    options = dict(backend_options or {})
+    if scaling is not None:
+        options["scaling"] = parse_scaling(scaling)
     solver = get_solver(
         solver_path,
-        backend=backend_factory(backend, **(backend_options or {})),
+        backend=backend_factory(backend, **options),
         max_iter=iterations,
         random_seed=seed,
         log=lambda _line: None,
@@ -68,7 +74,5 @@ def train_and_test(
     scores = dict(solver.test(0))
     accuracy = float(scores.get("accuracy", float("nan")))
     loss = float(solver.smoothed_loss)
-    name = label or backend + "".join(
-        f" {k}={v}" for k, v in sorted((backend_options or {}).items())
-    )
+    name = label or backend + "".join(f" {k}={v}" for k, v in sorted(options.items()))
     return RunResult(name, iterations, accuracy, loss, seconds)

@@ -14,6 +14,11 @@ requantisation ``shift`` per call so the result lands in a good range:
   unused top bits: that many more, keeping one bit of headroom). The decision
   depends only on host data and engine outputs, so every backend that returns
   the same bits (golden model, RTL, board) makes the same decisions.
+
+Static fixed point (``scaling="static"``, :class:`StaticScales`) is the other mode:
+every operand and result has the format's own fraction bits as written (``fx16.12``:
+12), as in Gupta et al. 2015; what does not fit saturates, and operands are rounded
+with the engines' rounding mode (:func:`quantize_static`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,24 @@ from collections.abc import Callable
 
 import numpy as np
 
+from barista_base.errors import InputError
+
 from . import native
-from .numfmt import MAX_SHIFT, FixedFormat
+from .numfmt import MAX_SHIFT, FixedFormat, Rounding
 
 FRAC_LIMIT = 64  # clamp for all-zero or extreme tensors
+#: The scaling modes: per-tensor power-of-two scales, or the format's fraction bits.
+DYNAMIC = "dynamic"
+STATIC = "static"
+SCALINGS = (DYNAMIC, STATIC)
+
+
+def parse_scaling(text: str) -> str:
+    """A scaling mode name (:data:`SCALINGS`, any case); anything else is an ``InputError``."""
+    mode = text.strip().lower()
+    if mode not in SCALINGS:
+        raise InputError(f"unknown scaling {text!r}: use {' or '.join(SCALINGS)}")
+    return mode
 
 
 def exponent(max_abs: float) -> int:
@@ -80,6 +99,34 @@ def quantize_fitted(
         return np.empty(np.shape(x)) if out is None else out, 0, peak
     frac = frac_for(peak, fmt)
     return fmt.quantize(x, frac, dtype=np.float64, peak=peak, out=out), frac, peak
+
+
+def quantize_static(
+    x: np.ndarray,
+    fmt: FixedFormat,
+    out: np.ndarray | None = None,
+    rounding: Rounding = Rounding.NEAREST_EVEN,
+    seed: int = 0,
+) -> tuple[np.ndarray, int, float]:
+    """``x`` quantised (saturating, as float64) with ``fmt.frac`` fraction bits:
+    :func:`quantize_fitted`'s ``(integers, frac, max |x|)`` for static scaling.
+
+    ``rounding``: to nearest even, down, or stochastically with draws from
+    ``numpy.random.default_rng(seed)``. Static formats have no headroom to spare, so
+    every conversion into them rounds as the engines do (Gupta et al. round operands
+    and results alike): a gradient below half an LSB survives stochastic rounding on
+    average, where rounding to nearest makes it zero.
+    """
+    if rounding is Rounding.NEAREST_EVEN:
+        fused = native.quantize(x, 2.0**fmt.frac, False, (fmt.min_int, fmt.max_int), out)
+        if fused is not None:
+            return fused[0], fmt.frac, fused[1]
+    peak = max_abs(x)
+    if not math.isfinite(peak):
+        return np.empty(np.shape(x)) if out is None else out, 0, peak
+    rng = np.random.default_rng(seed) if rounding is Rounding.STOCHASTIC else None
+    q = fmt.quantize(x, fmt.frac, rounding, rng, dtype=np.float64, peak=peak, out=out)
+    return q, fmt.frac, peak
 
 
 class ScaleTracker:
@@ -136,3 +183,18 @@ class ScaleTracker:
     def load_state_dict(self, state: dict[str, dict[str, int]]) -> None:
         self.frac = {k: int(v) for k, v in state.get("frac", {}).items()}
         self.calls = {k: int(v) for k, v in state.get("calls", {}).items()}
+
+
+class StaticScales(ScaleTracker):
+    """Static scaling: every result has the format's fraction bits; nothing adapts.
+
+    With operands at ``fmt.frac`` the products have ``2 * fmt.frac`` fraction bits, so
+    the engine's shift is ``fmt.frac``. Calls are still counted: the stochastic-rounding
+    seeds depend on them as in dynamic mode.
+    """
+
+    def output_frac(self, key: str, estimate_max: Callable[[], float]) -> int:
+        return self.fmt.frac
+
+    def observe_peak(self, key: str, peak: float, frac_used: int) -> None:
+        self.calls[key] = self.calls.get(key, 0) + 1

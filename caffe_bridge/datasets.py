@@ -15,7 +15,7 @@ image ``examples/cifar10/cifar10_quick_train_test.prototxt`` reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,14 +183,19 @@ def stratified_split(
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
-def write_datum_lmdb(path: Path, images: np.ndarray, labels: Sequence[int] | np.ndarray) -> None:
+def write_datum_lmdb(
+    path: Path,
+    images: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    *,
+    key_format: bytes = b"%08d",
+) -> None:
     """Write ``(n, c, h, w)`` uint8 images as an LMDB of Caffe ``Datum`` records.
 
-    Keys are ``%08d`` of the record index, as Caffe's ``convert_mnist_data``
-    writes them, so key order is record order. ``path`` must not exist yet or be empty.
+    Keys are ``key_format`` of the record index: ``%08d`` as Caffe's
+    ``convert_mnist_data`` writes them, ``%05d`` as ``convert_cifar_data`` does, so
+    key order is record order. ``path`` must not exist yet or be empty.
     """
-    import lmdb
-
     from .proto import caffe_pb2
 
     if images.ndim != 4 or images.dtype != np.uint8:
@@ -199,18 +204,34 @@ def write_datum_lmdb(path: Path, images: np.ndarray, labels: Sequence[int] | np.
     if labels.shape != (images.shape[0],):
         raise ValueError(f"{labels.shape[0]} labels for {images.shape[0]} images")
     n, c, h, w = images.shape
+
+    def records() -> Iterator[tuple[bytes, bytes]]:
+        datum = caffe_pb2.Datum(channels=c, height=h, width=w)
+        for i in range(n):  # one record per image: the loop is over records, not pixels
+            datum.data = images[i].tobytes()
+            datum.label = int(labels[i])
+            yield key_format % i, datum.SerializeToString()
+
     # Generous: LMDB only allocates what it writes, but a full map is a hard error.
-    map_size = 64 * 2**20 + 4 * images.nbytes
+    write_lmdb(path, records(), map_size=64 * 2**20 + 4 * images.nbytes)
+
+
+def write_lmdb(path: Path, records: Iterable[tuple[bytes, bytes]], *, map_size: int) -> int:
+    """Put ``(key, value)`` records into a new LMDB at ``path`` in one transaction; returns
+    how many. ``map_size``: the most the database may hold (LMDB allocates only what it
+    writes)."""
+    import lmdb
+
     env = lmdb.open(str(path), map_size=map_size, subdir=True, lock=True)
+    count = 0
     try:
         with env.begin(write=True) as txn:
-            datum = caffe_pb2.Datum(channels=c, height=h, width=w)
-            for i in range(n):  # one record per image: the loop is over records, not pixels
-                datum.data = images[i].tobytes()
-                datum.label = int(labels[i])
-                txn.put(b"%08d" % i, datum.SerializeToString())
+            for key, value in records:
+                txn.put(key, value)
+                count += 1
     finally:
         env.close()
+    return count
 
 
 def _non_empty(path: Path) -> bool:
@@ -240,14 +261,15 @@ def write_digits(
     out = Path(out_dir)
     dest = out / "examples" / "mnist"
     lmdb_paths = {TRAIN_LMDB: dest / TRAIN_LMDB, TEST_LMDB: dest / TEST_LMDB}
-    _check_output(out, list(lmdb_paths.values()), test_fraction, force)
+    check_output(out, list(lmdb_paths.values()), force)
+    _check_fraction(test_fraction)
     sources = example_dir("mnist")
 
     images, labels = load_digits_28()
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     parts = {TRAIN_LMDB: train_idx, TEST_LMDB: test_idx}
 
-    _make_dir(dest)
+    make_dir(dest)
     for name, idx in parts.items():
         with atomic_directory(lmdb_paths[name], replace=True) as tmp:
             write_datum_lmdb(tmp, images[idx][:, None], labels[idx])
@@ -265,7 +287,7 @@ def write_digits(
         part.replace(target)
         copied.append(target)
 
-    train, test = (_split_info(n, lmdb_paths[n], labels[parts[n]]) for n in parts)
+    train, test = (split_info(n, lmdb_paths[n], labels[parts[n]]) for n in parts)
     return DigitsResult(out, train, test, copied, kept)
 
 
@@ -291,26 +313,27 @@ def write_colour_digits(
     out = Path(out_dir)
     dest = out / "examples" / "cifar10"
     paths = {CIFAR_TRAIN_LMDB: dest / CIFAR_TRAIN_LMDB, CIFAR_TEST_LMDB: dest / CIFAR_TEST_LMDB}
-    _check_output(out, list(paths.values()), test_fraction, force)
+    check_output(out, list(paths.values()), force)
+    _check_fraction(test_fraction)
 
     digits, labels = load_digits_8()
     images = colour_digits(digits, 16.0, seed)
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     parts = {CIFAR_TRAIN_LMDB: train_idx, CIFAR_TEST_LMDB: test_idx}
-    _make_dir(dest)
+    make_dir(dest)
     for name, idx in parts.items():
         with atomic_directory(paths[name], replace=True) as tmp:
             write_datum_lmdb(tmp, images[idx], labels[idx])
     mean = dest / CIFAR_MEAN
     # compute_image_mean sums in double and stores the float mean with num = 1.
     write_binaryproto(mean, images[train_idx].mean(axis=0, dtype=np.float64)[None])
-    train, test = (_split_info(name, paths[name], labels[parts[name]]) for name in parts)
+    train, test = (split_info(name, paths[name], labels[parts[name]]) for name in parts)
     return ColourDigitsResult(out, train, test, mean)
 
 
-def _check_output(out: Path, lmdbs: list[Path], test_fraction: float, force: bool) -> None:
-    """Refuse an output that is not a directory, non-empty LMDBs without ``force``, and a bad
-    ``test_fraction``: before the slow part, so a wrong argument fails at once."""
+def check_output(out: Path, lmdbs: list[Path], force: bool) -> None:
+    """Refuse an output that is not a directory and non-empty LMDBs without ``force``:
+    before the slow part, so a wrong argument fails at once."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
     if not force:
@@ -318,17 +341,22 @@ def _check_output(out: Path, lmdbs: list[Path], test_fraction: float, force: boo
         if busy:
             verb = "exists and is" if len(busy) == 1 else "exist and are"
             raise InputError(f"{' and '.join(busy)} {verb} not empty; use --force to replace")
+
+
+def _check_fraction(test_fraction: float) -> None:
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"test fraction must be in (0, 1), got {test_fraction}")
 
 
-def _make_dir(dest: Path) -> None:
+def make_dir(dest: Path) -> None:
+    """``mkdir -p dest``; failure is an ``InputError`` naming it."""
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{dest}: cannot create directory: {exc.strerror}") from None
 
 
-def _split_info(name: str, path: Path, labels: np.ndarray) -> SplitInfo:
+def split_info(name: str, path: Path, labels: np.ndarray) -> SplitInfo:
+    """A written LMDB's :class:`SplitInfo` from its labels (0-9) in record order."""
     per = np.bincount(labels, minlength=10)
     return SplitInfo(name, path, int(labels.size), tuple(int(x) for x in per))

@@ -23,6 +23,7 @@ from barista_base.errors import InputError
 from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, Pass
 from barista_hw.numfmt import FixedFormat, Rounding
+from barista_hw.scaling import DYNAMIC
 
 from ..manifest import AcceleratorFiles
 from .hardware import HardwareBackend, check_same_design
@@ -45,6 +46,7 @@ class BoardBackend(HardwareBackend):
         fmt: FixedFormat | str | None = None,
         rows: int | None = None,
         cols: int | None = None,
+        scaling: str = DYNAMIC,
     ) -> None:
         from boards.host import DEFAULT_BAUD, BoardLink
 
@@ -55,7 +57,7 @@ class BoardBackend(HardwareBackend):
                 "board backend needs the accelerator: the files of its build (barista "
                 "build -o DIR) or of rtl_out/<net> (barista.manifest.load_accelerator)"
             )
-        super().__init__(rounding=rounding, accelerator=accelerator)
+        super().__init__(rounding=rounding, accelerator=accelerator, scaling=scaling)
         assert self.accelerator is not None
         check_same_design(self.accelerator, "board backend", fmt, rows, cols)
         baud = self.files.baud if self.files is not None else None

@@ -4,7 +4,8 @@
 the batch folded into the GEMM (``N = batch * pixels`` for forward and
 backward-data; the reduction dimension, image-major, for the weight gradient),
 and handles the number format with per-tensor power-of-two scales
-(:mod:`barista_hw.scaling`). Subclasses only say how an integer GEMM is run:
+(:mod:`barista_hw.scaling`), or with ``scaling="static"`` the format's own
+fraction bits for every tensor. Subclasses only say how an integer GEMM is run:
 :class:`GoldenBackend` with the bit-exact numpy model; the RTL and board
 backends run the same commands on the generated Verilog, so every backend
 returns the same bits.
@@ -23,7 +24,16 @@ from barista_hw import model
 from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_COLS, DEFAULT_ROWS, AcceleratorConfig, EngineConfig, Pass
 from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
-from barista_hw.scaling import ScaleTracker, max_abs, quantize_fitted
+from barista_hw.scaling import (
+    DYNAMIC,
+    STATIC,
+    ScaleTracker,
+    StaticScales,
+    max_abs,
+    parse_scaling,
+    quantize_fitted,
+    quantize_static,
+)
 from caffe_bridge.backend import GemmBackend
 
 from ..manifest import AcceleratorFiles
@@ -44,6 +54,7 @@ class HardwareBackend(GemmBackend):
         cols: int = DEFAULT_COLS,
         config: EngineConfig | None = None,
         accelerator: AcceleratorConfig | AcceleratorFiles | None = None,
+        scaling: str = DYNAMIC,
     ) -> None:
         # The files an accelerator was read from (its Verilog, its board's report), if any.
         self.files = accelerator if isinstance(accelerator, AcceleratorFiles) else None
@@ -58,7 +69,9 @@ class HardwareBackend(GemmBackend):
         # With an accelerator, GEMMs follow its schedule (output blocks, seeds).
         self.accelerator = accelerator
         self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
-        self.scales = ScaleTracker(config.fmt)
+        # dynamic: per-tensor scales; static: the format's fraction bits as written.
+        self.scaling = parse_scaling(scaling)
+        self.scales = (StaticScales if self.scaling == STATIC else ScaleTracker)(config.fmt)
         # The engine command of the latest call per "layer/pass" (for reports and tests).
         self.last_call: dict[str, dict[str, int]] = {}
         # Memory reused by every GEMM (operands, accumulators): a net repeats the same
@@ -192,7 +205,11 @@ class HardwareBackend(GemmBackend):
                 continue
             guess = self._fracs.get((key, role))
             out = self._scratch_array(role if role == "a" else b_name, x.shape)
-            q, frac, peak = quantize_fitted(x, fmt, guess, out)
+            if self.scaling == STATIC:
+                seed = operand_seed(key, role, self.scales.call_index(key))
+                q, frac, peak = quantize_static(x, fmt, out, self.rounding, seed)
+            else:
+                q, frac, peak = quantize_fitted(x, fmt, guess, out)
             if not math.isfinite(peak):
                 rows, cols = a_shape[1 if a_t else 0], b_shape[0 if b_t else 1]
                 return np.full((rows, cols), np.nan, dtype=np.float32)
@@ -222,6 +239,13 @@ class HardwareBackend(GemmBackend):
         out, peak = self.run_dequantized(kind, layer, a, b, cmd, frac_out)
         self.scales.observe_peak(key, peak, frac_out)
         return out
+
+
+def operand_seed(key: str, role: str, call: int) -> int:
+    """The seed of static scaling's stochastic rounding of operand ``role`` (``"a"`` or
+    ``"b"``) in call ``call`` (from 0) of ``key`` (``"layer/pass"``): a function of the call
+    alone, as the engines' seeds are, so every backend and a resumed run draw the same."""
+    return zlib.crc32(f"{key}:{role}:{call}".encode())
 
 
 def _identity(x: np.ndarray) -> tuple[Any, ...] | None:

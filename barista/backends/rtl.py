@@ -34,6 +34,7 @@ from barista_hw import model
 from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, Pass
 from barista_hw.numfmt import FixedFormat, Rounding
+from barista_hw.scaling import DYNAMIC
 from barista_hw.schedule import schedule_gemm
 from boards.protocol import BITS_PER_BYTE, DEFAULT_BAUD
 from boards.traffic import gemm_traffic
@@ -145,8 +146,9 @@ class RtlBackend(HardwareBackend):
     iteration)`` writes an FST waveform of that pass (``forward``, ``backward`` or
     ``gradient``) in that iteration (counted from 0) into ``trace_dir``;
     ``host`` the host protocol of :mod:`sim.verilator_driver`; ``cache_dir`` the
-    build cache. ``fmt``/``rows``/``cols`` are accepted for CLI compatibility and
-    must agree with the accelerator.
+    build cache; ``scaling`` ``"dynamic"`` or ``"static"`` as for the golden backend.
+    ``fmt``/``rows``/``cols`` are accepted for CLI compatibility and must agree with the
+    accelerator.
     """
 
     name = "rtl"
@@ -164,6 +166,7 @@ class RtlBackend(HardwareBackend):
         fmt: FixedFormat | str | None = None,
         rows: int | None = None,
         cols: int | None = None,
+        scaling: str = DYNAMIC,
     ) -> None:
         from sim.verilator_driver import HOSTS
 
@@ -176,7 +179,7 @@ class RtlBackend(HardwareBackend):
         check_same_design(config, "rtl backend", fmt, rows, cols)
         if host not in HOSTS:
             raise InputError(f"rtl backend: unknown host {host!r} (use {' or '.join(HOSTS)})")
-        super().__init__(rounding=rounding, accelerator=accelerator)
+        super().__init__(rounding=rounding, accelerator=accelerator, scaling=scaling)
         self.rtl_layers = None if rtl_layers is None else frozenset(rtl_layers)
         self.host = host
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from ..manifest import AcceleratorFiles
 from barista_hw.numfmt import DEFAULT_FORMAT
+from barista_hw.scaling import parse_scaling
 
 from ..backends import BACKEND_HELP, DEVICE, DEVICE_HELP
 
@@ -89,6 +90,12 @@ def add_backend_arguments(
         help="rounding of a hardware backend: nearest-even, floor or stochastic",
     )
     parser.add_argument(
+        "--scaling",
+        metavar="MODE",
+        help="scaling of a hardware backend: dynamic (per-tensor power-of-two scales, the "
+        "default) or static (every tensor with the format's fraction bits, e.g. 12 in fx16.12)",
+    )
+    parser.add_argument(
         "--accelerator",
         metavar="DIR",
         help="rtl_out/<net> written by `barista generate` (or a `barista build` directory): "
@@ -148,7 +155,11 @@ def backend_options(
         options["fmt"] = args.format
     if args.rounding:
         options["rounding"] = args.rounding
-    flags = ("format", "rounding", "accelerator", "rtl_layers", "trace", "port")
+    if getattr(args, "scaling", None):
+        if backend == DEVICE:
+            raise InputError("--scaling applies to the golden, rtl and board backends")
+        options["scaling"] = parse_scaling(args.scaling)
+    flags = ("format", "rounding", "scaling", "accelerator", "rtl_layers", "trace", "port")
     given = [f"--{k.replace('_', '-')}" for k in flags if getattr(args, k, None)]
     if given and backend == "cpu":
         verb = "applies" if len(given) == 1 else "apply"

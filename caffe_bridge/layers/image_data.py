@@ -29,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from barista_base.errors import InputError
+
 from ..blob import Blob
+from ..images import load_image, parse_image_list
 from ..transform import DataTransformer, resize_bilinear
 from .base import Layer, register_layer
 
@@ -102,22 +105,10 @@ class ImageDataLayer(Layer):
             raise self.error(
                 f"image_data_param.source {self.source}: not a text file of 'path label' lines"
             ) from None
-        lines = []
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.rstrip("\r")
-            if not line.strip():
-                continue
-            path, sep, label = line.rpartition(" ")
-            try:
-                value = int(label)
-            except ValueError:
-                value = None
-            if not sep or not path or value is None:
-                raise self.error(
-                    f"image_data_param.source {self.source}:{number}: expected "
-                    f"'<image path> <integer label>', got {line!r}"
-                )
-            lines.append((path, value, number))
+        try:
+            lines = parse_image_list(text, self.source)
+        except InputError as exc:
+            raise self.error(f"image_data_param.source {exc}") from None
         if not lines:
             raise self.error(f"image_data_param.source {self.source}: lists no images")
         return lines
@@ -138,20 +129,9 @@ class ImageDataLayer(Layer):
     def _load(self, index: int) -> np.ndarray:
         """Image ``index`` of the list as a (C, H, W) uint8 array, resized if asked."""
         try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover - Pillow is a dependency
-            raise self.error("decoding images needs Pillow (pip install pillow)") from None
-        try:
-            with Image.open(self._path(index)) as img:
-                img = img.convert("RGB" if self.is_color else "L")
-                arr = np.asarray(img, dtype=np.uint8)
+            image = load_image(self._path(index), self.is_color)
         except OSError as exc:  # missing file, unknown format, truncated data
             raise self.error(f"cannot read image {self._line_ref(index)}: {exc}") from None
-        if arr.ndim == 2:
-            image = arr[None]
-        else:
-            # Caffe decodes with OpenCV: channels in BGR order.
-            image = np.ascontiguousarray(arr[:, :, ::-1].transpose(2, 0, 1))
         if self.new_height > 0:
             image = resize_bilinear(image, self.new_height, self.new_width)
         return image

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from barista.sweep import train_and_test
+from barista_base.errors import InputError
 from caffe_bridge.datasets import write_digits
 
 FULL = os.environ.get("BARISTA_FULL") == "1"
@@ -39,3 +40,21 @@ def test_lenet_trains_on_digits_in_float32_and_fx16(
     else:
         assert cpu.accuracy >= 0.8
         assert golden.accuracy >= cpu.accuracy - 0.05
+
+
+def test_scaling_reaches_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scaling="static"`` trains with the format's fraction bits (the label says so)."""
+    write_digits(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run = train_and_test(
+        SOLVER,
+        iterations=2,
+        test_batches=1,
+        backend="golden",
+        backend_options={"fmt": "fx16.12"},
+        scaling="static",
+        seed=1,
+    )
+    assert run.label == "golden fmt=fx16.12 scaling=static" and run.iterations == 2
+    with pytest.raises(InputError, match="unknown scaling"):
+        train_and_test(SOLVER, iterations=1, backend="golden", scaling="fixed")

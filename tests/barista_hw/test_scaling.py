@@ -1,13 +1,26 @@
-"""Dynamic fixed point: operand fractions and the output-scale tracker."""
+"""Dynamic fixed point (operand fractions, the output-scale tracker) and static fixed point."""
 
 import contextlib
 import math
 
 import numpy as np
+import pytest
 
+from barista_base.errors import InputError
 from barista_hw import native
-from barista_hw.numfmt import FixedFormat
-from barista_hw.scaling import ScaleTracker, exponent, max_abs, quantize_fitted, tensor_frac
+from barista_hw.numfmt import FixedFormat, Rounding
+from barista_hw.scaling import (
+    DYNAMIC,
+    STATIC,
+    ScaleTracker,
+    StaticScales,
+    exponent,
+    max_abs,
+    parse_scaling,
+    quantize_fitted,
+    quantize_static,
+    tensor_frac,
+)
 
 FMT = FixedFormat(8, 4, 32)
 
@@ -79,3 +92,48 @@ def test_quantize_fitted_is_quantize_at_the_fitting_frac() -> None:
             y = x.copy()
             y[2, 3, 1] = np.nan
             assert math.isnan(quantize_fitted(y, fmt, frac)[2])
+
+
+def test_quantize_static_uses_the_written_fraction_bits() -> None:
+    """Static: the integers are round-half-even(x * 2**frac), saturated, whatever the peak."""
+    fmt = FixedFormat(8, 4, 32)
+    x = np.array([[0.03125, -0.09375, 1.5], [100.0, -100.0, 0.0]], dtype=np.float32)
+    # 0.03125*16 = 0.5 -> 0 (half to even), -1.5 -> -2, 24, saturated 127 and -128.
+    want = np.array([[0.0, -2.0, 24.0], [127.0, -128.0, 0.0]])
+    for fused in (True, False):
+        with contextlib.nullcontext() if fused else native.disabled():
+            q, frac, peak = quantize_static(x, fmt)
+            assert frac == 4 and peak == 100.0
+            np.testing.assert_array_equal(q, want)
+            assert not math.isfinite(quantize_static(np.array([np.nan, 1.0]), fmt)[2])
+
+
+def test_quantize_static_rounds_as_the_engines() -> None:
+    """Floor rounds down; stochastic keeps a quarter LSB on average (seeded: same draws
+    for the same seed), where nearest makes it zero; both saturate."""
+    fmt = FixedFormat(8, 4, 32)
+    x = np.full(10_000, 2.0**-6, dtype=np.float32)  # a quarter of an LSB of fx8.4
+    assert not quantize_static(x, fmt)[0].any()
+    q, frac, _ = quantize_static(x, fmt, rounding=Rounding.STOCHASTIC, seed=3)
+    assert frac == 4 and set(np.unique(q)) == {0.0, 1.0} and 0.23 < q.mean() < 0.27
+    again = quantize_static(x, fmt, rounding=Rounding.STOCHASTIC, seed=3)[0]
+    np.testing.assert_array_equal(q, again)
+    big = np.array([-0.03, 0.07, 100.0, -100.0])
+    np.testing.assert_array_equal(
+        quantize_static(big, fmt, rounding=Rounding.FLOOR)[0], [-1.0, 1.0, 127.0, -128.0]
+    )
+    assert quantize_static(big, fmt, rounding=Rounding.STOCHASTIC)[0][2:].tolist() == [127, -128]
+
+
+def test_static_scales_keep_the_format_and_count_calls() -> None:
+    t = StaticScales(FMT)
+    for peak in (127.0, 0.0, 3.0):  # saturated, underflowed, small: no adaptation
+        assert t.plan_shift("ip1/forward", 4, 4, lambda: 1000.0) == (4, 4)
+        t.observe_peak("ip1/forward", peak, 4)
+    assert t.call_index("ip1/forward") == 3
+
+
+def test_parse_scaling() -> None:
+    assert parse_scaling("Static") == STATIC and parse_scaling("dynamic") == DYNAMIC
+    with pytest.raises(InputError, match="unknown scaling 'fixed'"):
+        parse_scaling("fixed")

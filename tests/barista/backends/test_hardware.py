@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from barista.backends import get_backend
-from barista.backends.hardware import GoldenBackend
+from barista.backends.hardware import GoldenBackend, operand_seed
+from barista_base.errors import InputError
 from barista_hw import model, native
 from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.numfmt import DEFAULT_FORMAT, FixedFormat, Rounding
@@ -224,3 +225,60 @@ def test_weight_gradient_reuses_the_forward_pass_quantised_read_only_x(
         calls.clear()
         reusing.weight_grad(dy, again, layer="c")
         assert len(calls) == 2
+
+
+@pytest.mark.parametrize("spec", ["fx16.12", "fx16.4", "fx8.6"])
+def test_static_scaling_uses_the_written_fraction_bits(spec: str) -> None:
+    """Static: operands and results at the format's FL, bit for bit (to nearest even,
+    saturating); nothing adapts between calls."""
+    w, x, dy = _tensors(2)
+    x = x * 4  # some inputs beyond fx16.12's range of 8, and beyond fx8.6's of 2
+    g = GoldenBackend(fmt=spec, scaling="static", rows=4, cols=4)
+    fmt = g.cfg.fmt
+    frac, lo, hi = fmt.frac, fmt.min_int, fmt.max_int
+    a = np.clip(np.rint(w.astype(np.float64) * 2**frac), lo, hi).astype(np.int64)
+    b_f = x.transpose(1, 0, 2).reshape(10, 21).astype(np.float64)
+    b = np.clip(np.rint(b_f * 2**frac), lo, hi).astype(np.int64)
+    want = np.clip(np.rint((a @ b) / 2.0**frac), lo, hi)  # exact: |a @ b| < 2**53
+    for _ in range(3):
+        got = g.forward(w, x, layer="L").transpose(1, 0, 2).reshape(6, 21)
+        np.testing.assert_array_equal(got.astype(np.float64) * 2**frac, want)
+        assert g.last_call["L/forward"] | {"seed": 0} == {
+            "shift": frac,
+            "seed": 0,
+            "frac_a": frac,
+            "frac_b": frac,
+            "frac_out": frac,
+            "images": 1,
+        }
+    assert (b == hi).any() == (spec != "fx16.4")  # operands saturate where the range is small
+    # Dynamic (the default) picks its own fractions for the same tensors.
+    d = GoldenBackend(fmt=spec, rows=4, cols=4)
+    assert d.scaling == "dynamic"
+    d.forward(w, x, layer="L")
+    assert d.last_call["L/forward"]["frac_a"] != frac
+
+
+def test_static_stochastic_is_the_engine_model_at_the_written_fraction_bits() -> None:
+    """Static and stochastic: operands rounded stochastically too (seeded per call), the
+    engine's shift the format's FL; recomputed from the definition, bit for bit."""
+    w, x, dy = _tensors(3)
+    g = get_backend("golden", fmt="fx16.10", rounding="stochastic", scaling="static")
+    fmt = g.cfg.fmt
+    a_f, b_f = model.weight_grad_operands(dy, x)
+    for call in range(2):
+        got = g.weight_grad(dy, x, layer="L")
+        a, b = (
+            fmt.quantize(v, 10, Rounding.STOCHASTIC, np.random.default_rng(seed))
+            for v, seed in zip(
+                (a_f, b_f), (operand_seed("L/gradient", role, call) for role in "ab"), strict=True
+            )
+        )
+        seed = g.last_call["L/gradient"]["seed"]
+        q = model.gemm(a, b, g.cfg, shift=10, rounding=Rounding.STOCHASTIC, seed=seed)
+        np.testing.assert_array_equal(fmt.dequantize(q, 10), got)
+
+
+def test_unknown_scaling_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="unknown scaling"):
+        get_backend("golden", scaling="fixed")

@@ -101,6 +101,14 @@ def test_three_passes_of_a_conv_layer_equal_golden(rounding: str) -> None:
     assert all(r.source == "rtl" and r.wall_seconds > 0 for r in rtl.records.values())
 
 
+def test_static_scaling_on_the_rtl_equals_golden() -> None:
+    """--scaling static reaches the RTL's commands: shifts of the format's FL, same bits."""
+    rtl = RtlBackend("stochastic", accelerator=CFG, scaling="static")
+    golden = GoldenBackend(rounding="stochastic", accelerator=CFG, scaling="static")
+    _compare(rtl, golden, [CONV, IP])
+    assert {c["shift"] for c in rtl.last_call.values()} == {FMT.frac}
+
+
 def test_rtl_layers_routes_the_others_to_the_model() -> None:
     rtl = RtlBackend("stochastic", accelerator=CFG, rtl_layers={"ip1"})
     _compare(rtl, GoldenBackend(rounding="stochastic", accelerator=CFG), [CONV, IP])

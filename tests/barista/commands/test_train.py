@@ -216,6 +216,9 @@ def test_fpga_solver_mode_selects_golden(tmp_path, monkeypatch, capsys):
     assert "Using the golden backend (fmt=fx16)" in capsys.readouterr().out
     assert _main(train_cmd, ["--solver", "solver.prototxt", "--backend", "cpu"]) == 0
     assert "Using the cpu backend" in capsys.readouterr().out
+    argv = ["--solver", "solver.prototxt", "--format", "fx16.12", "--scaling", "static"]
+    assert _main(train_cmd, argv) == 0
+    assert "Using the golden backend (fmt=fx16.12, scaling=static)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -230,6 +233,15 @@ def test_fpga_solver_mode_selects_golden(tmp_path, monkeypatch, capsys):
             r"--format and --rounding apply to hardware",
         ),
         (["--solver", "solver.prototxt", "--snapshot", "none.solverstate"], r"none\.solverstate"),
+        (["--solver", "solver.prototxt", "--scaling", "static"], r"--scaling applies to hardware"),
+        (
+            ["--solver", "solver.prototxt", "--backend", "device", "--scaling", "static"],
+            r"--scaling applies to the golden, rtl and board backends",
+        ),
+        (
+            ["--solver", "solver.prototxt", "--backend", "golden", "--scaling", "fixed"],
+            r"unknown scaling 'fixed': use dynamic or static",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, argv, message):
