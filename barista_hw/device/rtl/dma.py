@@ -1,0 +1,470 @@
+"""The DMA engine in RTL: LOAD and STORE tiles between the memory port and a scratchpad.
+
+It runs the device model's LOAD and STORE (:mod:`barista_hw.device.dma`,
+:func:`barista_hw.device.traffic.tile_index`): dense, transposed and folded views and
+im2col (stride, padding read as zeros, kernel, dilation, groups) by address generation
+with counters; no expanded ``Xcol`` exists anywhere.
+
+**Elements.** This first engine moves *unpacked* elements: one element per bus word of
+the element's width, bus word ``a`` holding the model's slot ``a`` (the model's flat
+DRAM). The model's packed DRAM layout (a bit stream on the 16-bit bus) is not built
+here. A STORE writes dense tiles (its padding entries, if any, are dropped); the
+col2im STORE's accumulation (:func:`~barista_hw.device.dma.scatter_add`) is not built.
+
+**Scratchpad layout.** A tile of ``rows x cols`` elements fills words of ``lanes``
+lanes along one *lane axis*: buffer A along the tile's rows (word ``tm * cols + k``
+holds rows ``tm * lanes ..``, as :func:`barista_hw.schedule.pack_a`), the others along
+its columns (word ``tn * rows + r`` holds columns ``tn * lanes ..``, as
+:func:`barista_hw.schedule.pack_b`); lanes past the tile's edge hold zeros.
+
+**Address generation.** Each tile axis has a *walker*: up to three nested counters
+(:data:`LEVELS`) whose steps add constant deltas to the axis's share of the address
+and of the image coordinates ``(y, x)`` the padding test reads. An element's address is
+``base + lane walker + other walker``; it reads padding when ``check`` is set and
+``(y, x)`` falls outside ``height x width``. An im2col row ``k`` walks ``(kw, kh,
+channels)`` and a column walks ``(out_width, out_height, images)``; a folded column
+``(pixels, images)``; a dense axis one stride. :func:`command` turns a LOAD or STORE
+instruction of a program into this command (the start counters are divided out
+there, so the hardware has no divider).
+
+**Streaming.** One element a cycle enters the memory side. Consecutive addresses are
+merged into one burst command of up to ``max_burst`` words. A LOAD queues a tag per
+element (padding or data) in a FIFO of ``inflight`` entries, which covers the memory's
+latency; the read data fill the lanes in order and each whole word is written to the
+scratchpad. A STORE reads a scratchpad word, then sends its lanes as write data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from barista_base.errors import InputError
+
+from ..geometry import Space
+from ..isa import Instruction, Op, Program, View
+from ..traffic import conv_geometry
+from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
+from .scratchpad import SpadGeometry
+
+LEVELS = 3  # counters per walker: the top one never wraps
+COUNT_BITS = 16  # a level's counter (an ISA tile extent is 16 bits)
+COORD_BITS = 18  # image coordinates (signed): heights and widths up to 2**17 - 1
+OFFSET_BITS = 32  # signed address arithmetic, wider than the port's addresses
+
+
+def walker_layout() -> data.StructLayout:
+    """One walker's command: start counters and shares, wrap sizes, per-level steps."""
+    return data.StructLayout(
+        {
+            "cnt": data.ArrayLayout(unsigned(COUNT_BITS), LEVELS),
+            "addr": signed(OFFSET_BITS),
+            "y": signed(COORD_BITS),
+            "x": signed(COORD_BITS),
+            "size": data.ArrayLayout(unsigned(COUNT_BITS), LEVELS - 1),
+            "step": data.ArrayLayout(signed(OFFSET_BITS), LEVELS),
+            "step_y": data.ArrayLayout(signed(COORD_BITS), LEVELS),
+            "step_x": data.ArrayLayout(signed(COORD_BITS), LEVELS),
+        }
+    )
+
+
+def _position_layout() -> data.StructLayout:
+    return data.StructLayout(
+        {
+            "cnt": data.ArrayLayout(unsigned(COUNT_BITS), LEVELS),
+            "addr": signed(OFFSET_BITS),
+            "y": signed(COORD_BITS),
+            "x": signed(COORD_BITS),
+        }
+    )
+
+
+def command_layout(spad_bits: int) -> data.StructLayout:
+    """A DMA command: direction, scratchpad word, DRAM base, tile shape, two walkers."""
+    return data.StructLayout(
+        {
+            "store": unsigned(1),
+            "check": unsigned(1),  # test (y, x) against height x width (im2col)
+            "spad": unsigned(spad_bits),
+            "base": signed(OFFSET_BITS),
+            "dl": unsigned(COUNT_BITS),  # tile extent along the lane axis
+            "do": unsigned(COUNT_BITS),  # tile extent along the other axis
+            "blocks": unsigned(COUNT_BITS),  # ceil(dl / lanes): words per other-axis index
+            "height": unsigned(COORD_BITS - 1),
+            "width": unsigned(COORD_BITS - 1),
+            "la": walker_layout(),
+            "lo": walker_layout(),
+        }
+    )
+
+
+# -- the command, from an instruction ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Walk:
+    """One axis as a walker steps it: ``sizes`` of the two wrapping levels, each level's
+    ``(addr, y, x)`` delta, and the start: counters and the axis's share."""
+
+    sizes: tuple[int, int]
+    deltas: tuple[tuple[int, int, int], ...]
+    cnt: tuple[int, int, int]
+    start: tuple[int, int, int]
+
+    def fields(self) -> dict:
+        """The walker's command fields: a level's step is its delta less the lower levels'
+        whole runs, which it undoes as they wrap to 0."""
+        steps = []
+        for lvl in range(LEVELS):
+            steps.append(
+                tuple(
+                    self.deltas[lvl][c]
+                    - sum((self.sizes[j] - 1) * self.deltas[j][c] for j in range(lvl))
+                    for c in range(3)
+                )
+            )
+        return {
+            "cnt": list(self.cnt),
+            "addr": self.start[0],
+            "y": self.start[1],
+            "x": self.start[2],
+            "size": list(self.sizes),
+            "step": [s[0] for s in steps],
+            "step_y": [s[1] for s in steps],
+            "step_x": [s[2] for s in steps],
+        }
+
+
+def _stride(p: int, stride: int) -> Walk:
+    """A dense axis from index ``p``: one unbounded level of ``stride``."""
+    return Walk((1, 1), ((0, 0, 0), (0, 0, 0), (stride, 0, 0)), (0, 0, 0), (p * stride, 0, 0))
+
+
+def _view_axes(inst: Instruction, program: Program, p_row: int, p_col: int) -> tuple[Walk, Walk]:
+    """Walkers of the view's row and column axes from view row ``p_row``, column ``p_col``."""
+    d = program.descriptors[inst["desc"]]
+    if inst.sub == View.MATRIX:
+        return _stride(p_row, d["row_stride"]), _stride(p_col, d["col_stride"])
+    if inst.sub == View.FOLDED:
+        ch, pix = d["channels"], d["pixels"]
+        img, px = divmod(p_col, pix)
+        col = Walk(
+            (pix, 1),
+            ((1, 0, 0), (0, 0, 0), (ch * pix, 0, 0)),
+            (px, 0, 0),
+            (img * ch * pix + px, 0, 0),
+        )
+        return _stride(p_row, pix), col
+    g = conv_geometry(d)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = g.kernel, g.stride, g.pad, g.dilation
+    h, w = g.height, g.width
+    c, rest = divmod(p_row, kh * kw)
+    ki, kj = divmod(rest, kw)
+    chan = inst["group"] * g.group_channels + c
+    row = Walk(
+        (kw, kh),
+        ((dw, 0, dw), (dh * w, dh, 0), (h * w, 0, 0)),
+        (kj, ki, 0),
+        ((chan * h + ki * dh) * w + kj * dw, ki * dh, kj * dw),
+    )
+    img, px = divmod(p_col, g.pixels)
+    oy, ox = divmod(px, g.out_width)
+    y, x = oy * sh - ph, ox * sw - pw
+    col = Walk(
+        (g.out_width, g.out_height),
+        ((sw, 0, sw), (sh * w, sh, 0), (g.channels * h * w, 0, 0)),
+        (ox, oy, 0),
+        (img * g.channels * h * w + y * w + x, y, x),
+    )
+    return row, col
+
+
+def lane_axis(space: Space) -> int:
+    """The tile axis a scratchpad's lanes run along: A's rows (0), the others' columns (1)."""
+    return 0 if space == Space.A else 1
+
+
+def command(inst: Instruction, program: Program, geom: SpadGeometry) -> dict:
+    """The DMA command (:func:`command_layout` fields) of LOAD or STORE ``inst``, whose
+    scratchpad side has geometry ``geom``."""
+    if inst.op not in (Op.LOAD, Op.STORE):
+        raise InputError(f"{inst.text()}: the DMA runs LOAD and STORE, not {inst.op.name}")
+    if inst.op is Op.STORE and inst.sub == View.IM2COL:
+        raise InputError(f"{inst.text()}: the RTL DMA has no col2im STORE yet")
+    rows, cols = inst["rows"], inst["cols"]
+    if inst["flags"] & 1:  # tile (i, j) is view (c0 + j, r0 + i)
+        vrow, vcol = _view_axes(inst, program, inst["c0"], inst["r0"])
+        axes = (vcol, vrow)
+    else:
+        axes = _view_axes(inst, program, inst["r0"], inst["c0"])
+    la = lane_axis(inst["space"])
+    dl, do = (rows, cols) if la == 0 else (cols, rows)
+    blocks = -(-dl // geom.lanes)
+    if blocks * do > geom.depth - inst["spad"]:
+        raise InputError(
+            f"{inst.text()}: {blocks * do} words from word {inst['spad']} overflow the "
+            f"scratchpad's {geom.depth}"
+        )
+    d = program.descriptors[inst["desc"]]
+    im2col = inst.sub == View.IM2COL
+    return {
+        "store": int(inst.op is Op.STORE),
+        "check": int(im2col),
+        "spad": inst["spad"],
+        "base": inst["dram"],
+        "dl": dl,
+        "do": do,
+        "blocks": blocks,
+        "height": d["height"] if im2col else 0,
+        "width": d["width"] if im2col else 0,
+        "la": axes[la].fields(),
+        "lo": axes[1 - la].fields(),
+    }
+
+
+def pack_command(fields: dict, geom: SpadGeometry) -> int:
+    """The bits of a command (the ``cmd`` stream's payload)."""
+    return command_layout(geom.addr_bits).const(fields).as_bits()
+
+
+# -- the engine -----------------------------------------------------------------------------
+
+
+def _step(m: Module, pos: data.View, cfg: data.View, name: str) -> data.View:
+    """The walker position after one step (combinational)."""
+    nxt = Signal(_position_layout(), name=name)
+    m.d.comb += nxt.eq(pos)
+    with m.If(pos.cnt[0] != cfg.size[0] - 1):
+        m.d.comb += [nxt.cnt[0].eq(pos.cnt[0] + 1), *_add(nxt, pos, cfg, 0)]
+    with m.Elif(pos.cnt[1] != cfg.size[1] - 1):
+        m.d.comb += [nxt.cnt[0].eq(0), nxt.cnt[1].eq(pos.cnt[1] + 1), *_add(nxt, pos, cfg, 1)]
+    with m.Else():
+        m.d.comb += [
+            nxt.cnt[0].eq(0),
+            nxt.cnt[1].eq(0),
+            nxt.cnt[2].eq(pos.cnt[2] + 1),
+            *_add(nxt, pos, cfg, 2),
+        ]
+    return nxt
+
+
+def _add(nxt: data.View, pos: data.View, cfg: data.View, lvl: int) -> list:
+    return [
+        nxt.addr.eq(pos.addr + cfg.step[lvl]),
+        nxt.y.eq(pos.y + cfg.step_y[lvl]),
+        nxt.x.eq(pos.x + cfg.step_x[lvl]),
+    ]
+
+
+def _start(w: data.View) -> list:
+    """The position fields of a walker's command."""
+    return [w.cnt, w.addr, w.y, w.x]
+
+
+class DmaEngine(wiring.Component):
+    """LOAD and STORE between the memory port (``port``, unpacked: one ``geom.bits``-bit
+    element a bus word) and one scratchpad of geometry ``geom`` (module docstring).
+
+    Ports: ``cmd`` (in, :func:`command_layout` records, taken while idle); ``port``
+    (the memory port's master); the scratchpad's write port ``s_w_addr``/``s_w_data``/
+    ``s_w_en`` and read port ``s_r_addr``/``s_r_data`` (``spad_latency`` cycles);
+    ``busy`` (a command is running; low again once a LOAD's last word is written or a
+    STORE's last word is taken by the port).
+    """
+
+    def __init__(
+        self,
+        geom: SpadGeometry,
+        *,
+        addr_bits: int = ADDR_BITS,
+        len_bits: int = LEN_BITS,
+        max_burst: int = 16,
+        inflight: int = 32,
+        spad_latency: int = 1,
+    ) -> None:
+        if not 1 <= max_burst <= max_length(len_bits):
+            raise InputError(f"DMA bursts of {max_burst} words: 1 to {max_length(len_bits)}")
+        if inflight < 2 or spad_latency < 1:
+            raise InputError(f"DMA inflight {inflight} (>= 2), spad latency {spad_latency} (>= 1)")
+        self.geom, self.addr_bits, self.len_bits = geom, addr_bits, len_bits
+        self.max_burst, self.inflight, self.spad_latency = max_burst, inflight, spad_latency
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(command_layout(geom.addr_bits))),
+                "port": Out(port_signature(geom.bits, addr_bits, len_bits)),
+                "s_w_addr": Out(geom.addr_bits),
+                "s_w_data": Out(geom.word_bits),
+                "s_w_en": Out(1),
+                "s_r_addr": Out(geom.addr_bits),
+                "s_r_data": In(geom.word_bits),
+                "busy": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        lanes, bits = self.geom.lanes, self.geom.bits
+        cmd = Signal(command_layout(self.geom.addr_bits))
+        active = Signal()
+        la, lo = Signal(_position_layout()), Signal(_position_layout())
+        la_mark, lo_start = Signal(_position_layout()), Signal(_position_layout())
+        # Generator counters: lane, other-axis index, block; its lane-axis position t*lanes.
+        lane = Signal(range(lanes))
+        o = Signal(COUNT_BITS)
+        t = Signal(COUNT_BITS)
+        tw = Signal(COUNT_BITS + 1)
+        gen_done = Signal()
+        g_words = Signal(2 * COUNT_BITS)  # words the generator has finished (STORE)
+        m.d.comb += self.busy.eq(active)
+
+        # -- taking a command
+        m.d.comb += self.cmd.ready.eq(~active)
+        with m.If(self.cmd.valid & ~active):
+            p = self.cmd.payload
+            m.d.sync += [cmd.eq(p), active.eq(1), gen_done.eq(0)]
+            m.d.sync += [lane.eq(0), o.eq(0), t.eq(0), tw.eq(0), g_words.eq(0)]
+            for pos, src in ((la, p.la), (la_mark, p.la), (lo, p.lo), (lo_start, p.lo)):
+                m.d.sync += [a.eq(b) for a, b in zip(_start(pos), _start(src), strict=True)]
+
+        # -- the element the generator presents
+        e_valid, e_pad, e_take = Signal(), Signal(), Signal()
+        e_addr = Signal(signed(OFFSET_BITS))
+        e_value = Signal(bits)
+        y, x = Signal(signed(COORD_BITS)), Signal(signed(COORD_BITS))
+        lane_ok = Signal()
+        m.d.comb += [
+            e_addr.eq(cmd.base + la.addr + lo.addr),
+            y.eq(la.y + lo.y),
+            x.eq(la.x + lo.x),
+            lane_ok.eq(tw + lane < cmd.dl),
+        ]
+        # Unsigned, a negative coordinate compares above the bound: one test a side.
+        inside = (y.as_unsigned() < cmd.height) & (x.as_unsigned() < cmd.width)
+        m.d.comb += e_pad.eq(~lane_ok | (cmd.check & ~inside))
+
+        la_next = _step(m, la, cmd.la, "la_next")
+        lo_next = _step(m, lo, cmd.lo, "lo_next")
+        word_end = lane == lanes - 1
+        row_end = o == cmd.do - 1
+        with m.If(e_take):
+            with m.If(~word_end):
+                m.d.sync += [lane.eq(lane + 1), la.eq(la_next)]
+            with m.Else():
+                m.d.sync += [lane.eq(0), g_words.eq(g_words + 1)]
+                with m.If(~row_end):
+                    m.d.sync += [o.eq(o + 1), lo.eq(lo_next), la.eq(la_mark)]
+                with m.Else():
+                    # The block's last word: the lane walker moves on to the next block.
+                    m.d.sync += [o.eq(0), lo.eq(lo_start), la.eq(la_next), la_mark.eq(la_next)]
+                    m.d.sync += [t.eq(t + 1), tw.eq(tw + lanes)]
+                    with m.If(t == cmd.blocks - 1):
+                        m.d.sync += gen_done.eq(1)
+
+        # -- STORE: the scratchpad word of the generator's element, and the next one
+        # prefetched while its lanes go out (one read in flight at a time).
+        word, nxt = Signal(self.geom.word_bits), Signal(self.geom.word_bits)
+        word_ok, nxt_ok = Signal(), Signal()
+        f_words = Signal(2 * COUNT_BITS)  # words whose read has been issued
+        fetching = Signal(self.spad_latency)  # a read in flight, one bit a cycle of latency
+        m.d.comb += self.s_r_addr.eq(cmd.spad + f_words)
+        issue = active & cmd.store & (f_words != cmd.blocks * cmd.do) & ~fetching.any() & ~nxt_ok
+        m.d.sync += fetching.eq((fetching << 1) | issue)
+        with m.If(issue):
+            m.d.sync += f_words.eq(f_words + 1)
+        with m.If(self.cmd.valid & ~active):
+            m.d.sync += [f_words.eq(0), word_ok.eq(0), nxt_ok.eq(0)]
+        release = e_take & word_end  # the word's last lane goes out
+        with m.If(fetching[-1]):
+            # (nxt is empty here: a read is issued only while it is.)
+            with m.If(~word_ok | release):
+                m.d.sync += [word.eq(self.s_r_data), word_ok.eq(1)]
+            with m.Else():
+                m.d.sync += [nxt.eq(self.s_r_data), nxt_ok.eq(1)]
+        with m.Elif(release):
+            m.d.sync += [word.eq(nxt), word_ok.eq(nxt_ok), nxt_ok.eq(0)]
+        m.d.comb += e_value.eq(word.word_select(lane, bits))
+        m.d.comb += e_valid.eq(active & ~gen_done & (~cmd.store | word_ok))
+
+        # -- merging elements into burst commands
+        # A LOAD's FIFO holds a tag per element (1: padding), a STORE's the write data.
+        m.submodules.tags = tags = fifo.SyncFIFO(width=1, depth=self.inflight)
+        m.submodules.wdata = wdata = fifo.SyncFIFO(width=bits, depth=self.inflight)
+        room = Mux(cmd.store, wdata.w_rdy, tags.w_rdy)
+        pend_valid = Signal()
+        pend_addr = Signal(signed(OFFSET_BITS))
+        pend_len = Signal(self.len_bits)
+        # A command offered and not taken stays as it was (the stream rules): no extending.
+        offered = Signal()
+        contiguous = pend_valid & (e_addr == pend_addr + pend_len) & (pend_len != self.max_burst)
+        extend = e_valid & ~e_pad & contiguous & room & ~offered
+        pc = self.port.cmd
+        m.d.comb += [
+            pc.valid.eq(pend_valid & ~extend),
+            pc.payload.addr.eq(pend_addr),
+            pc.payload.length.eq(pend_len),
+            pc.payload.write.eq(cmd.store),
+        ]
+        sent = pc.valid & pc.ready
+        m.d.sync += offered.eq(pc.valid & ~pc.ready)
+        start = e_valid & ~e_pad & ~extend & room & (~pend_valid | sent)
+        # A STORE drops padding; a LOAD queues its tag (its zero needs no read).
+        take_pad = e_valid & e_pad & (cmd.store | tags.w_rdy)
+        m.d.comb += e_take.eq(extend | start | take_pad)
+        with m.If(extend):
+            m.d.sync += pend_len.eq(pend_len + 1)
+        with m.Elif(start):
+            m.d.sync += [pend_valid.eq(1), pend_addr.eq(e_addr), pend_len.eq(1)]
+        with m.Elif(sent):
+            m.d.sync += pend_valid.eq(0)
+        m.d.comb += [
+            tags.w_en.eq(e_take & ~cmd.store),
+            tags.w_data.eq(e_pad),
+            wdata.w_en.eq((extend | start) & cmd.store),
+            wdata.w_data.eq(e_value),
+            self.port.w.valid.eq(wdata.r_rdy),
+            self.port.w.payload.eq(wdata.r_data),
+            wdata.r_en.eq(self.port.w.ready),
+        ]
+
+        # -- LOAD: read data (or a padding zero) into the lanes, whole words to the scratchpad
+        r = self.port.r
+        a_lane = Signal(range(lanes))
+        a_words = Signal(2 * COUNT_BITS)
+        lanes_in = Signal(self.geom.word_bits)
+        got = Signal()
+        value = Signal(bits)
+        m.d.comb += [
+            r.ready.eq(tags.r_rdy & ~tags.r_data),
+            got.eq(tags.r_rdy & (tags.r_data | r.valid)),
+            tags.r_en.eq(got),
+            value.eq(Mux(tags.r_data, 0, r.payload)),
+        ]
+        filled = Signal(self.geom.word_bits)
+        for i in range(lanes):
+            m.d.comb += filled[i * bits : (i + 1) * bits].eq(
+                Mux(a_lane == i, value, lanes_in[i * bits : (i + 1) * bits])
+            )
+        m.d.sync += self.s_w_en.eq(0)
+        with m.If(got):
+            m.d.sync += [lanes_in.eq(filled), a_lane.eq(Mux(a_lane == lanes - 1, 0, a_lane + 1))]
+            with m.If(a_lane == lanes - 1):
+                m.d.sync += [
+                    self.s_w_en.eq(1),
+                    self.s_w_addr.eq(cmd.spad + a_words),
+                    self.s_w_data.eq(filled),
+                    a_words.eq(a_words + 1),
+                ]
+        with m.If(self.cmd.valid & ~active):
+            m.d.sync += [a_words.eq(0), a_lane.eq(0)]
+
+        # -- the end of a command
+        total = cmd.blocks * cmd.do
+        load_done = ~cmd.store & (a_words == total) & ~self.s_w_en
+        store_done = cmd.store & gen_done & ~pend_valid & ~wdata.r_rdy
+        with m.If(active & (load_done | store_done)):
+            m.d.sync += active.eq(0)
+        return m

@@ -1,0 +1,295 @@
+"""The RTL DMA engine against the device model, on Icarus and Verilator (``--sim``).
+
+Each case is a LOAD or STORE instruction of a small program (dense, transposed,
+folded and im2col views with random geometries: stride, padding, non-square kernels,
+dilation, groups). A LOAD's expected scratchpad words are the model's
+:func:`~barista_hw.device.dma.gather` of :func:`~barista_hw.device.traffic.tile_index`,
+laid out as the engine's buffers hold them (:func:`~barista_hw.schedule.pack_a` /
+:func:`~barista_hw.schedule.pack_b`); a STORE's expected memory is the model's dense
+store of the tile. Every scratchpad word and every memory word is compared. Random
+stalls hit every stream on both sides of the memory port; each stalled case has a
+stall-free twin. One build and one simulation per simulator.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from barista_base.errors import InputError
+from barista_hw.config import DEFAULT_ACCELERATOR
+from barista_hw.device import dma, traffic
+from barista_hw.device.compiler import compile_net
+from barista_hw.device.geometry import ConvGeometry, PoolGeometry, Space
+from barista_hw.device.isa import Instruction, Op, Program, View
+from barista_hw.device.layers import Conv, Pool, Relu
+from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.rtl.dma import command, lane_axis
+from barista_hw.device.rtl.scratchpad import geometry, half_base
+from barista_hw.schedule import pack_a, pack_b
+from sim.dma_run import DmaCase, DmaResult, build, run_cases
+
+# A 3 x 3 fx16 engine: A, B and C have one geometry (3 lanes of 16 bits, 128 words), so
+# one harness runs every case.
+ACC = DEFAULT_ACCELERATOR.derive(rows=3, cols=3, depth=128, acc_depth=16)
+CONFIG = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f", c_depth=128, v_depth=128)
+GEOM = geometry(CONFIG, Space.A)
+assert GEOM == geometry(CONFIG, Space.B) == geometry(CONFIG, Space.C)
+BITS, LANES = GEOM.bits, GEOM.lanes
+STALL = 0.3
+IM2COL_CASES = 8
+
+
+def _inst(op: Op, view: View, space: Space, *, desc: int, base: int, tile: tuple, flags=0, group=0):  # noqa: ANN001, ANN202
+    """The instruction; into or from scratchpad half 1 when ``base`` is odd (half 0 else)."""
+    (r0, rows), (c0, cols) = tile
+    spad = half_base(GEOM, base % 2)
+    fields = dict(space=int(space), desc=desc, group=group, flags=flags, dram=base, spad=spad)
+    fields.update(r0=r0, rows=rows, c0=c0, cols=cols)
+    return Instruction(op, int(view), fields=fields)
+
+
+def _conv_desc(g: ConvGeometry, images: int) -> dict:
+    return {
+        "channels": g.channels,
+        "height": g.height,
+        "width": g.width,
+        "kernel": list(g.kernel),
+        "stride": list(g.stride),
+        "pad": list(g.pad),
+        "dilation": list(g.dilation),
+        "group": g.group,
+        "images": images,
+    }
+
+
+def _words(tile: np.ndarray, space: Space) -> np.ndarray:
+    """The scratchpad words of a tile (rows of lanes), as the engine's buffers hold it."""
+    return pack_a(tile, LANES) if lane_axis(space) == 0 else pack_b(tile, LANES)
+
+
+def _pack_words(words: np.ndarray) -> list[int]:
+    mask = (1 << BITS) - 1
+    return [sum((int(v) & mask) << (i * BITS) for i, v in enumerate(w)) for w in words]
+
+
+def _unpack_words(words: list[int]) -> np.ndarray:
+    out = np.array([[(w >> (i * BITS)) & ((1 << BITS) - 1) for i in range(LANES)] for w in words])
+    out = out.astype(np.int64)
+    return np.where(out >= 1 << (BITS - 1), out - (1 << BITS), out)
+
+
+class Spec:
+    """A case and how to check it: the program, the instruction, the memory before."""
+
+    def __init__(self, name: str, program: Program, inst: Instruction, size: int, rng) -> None:  # noqa: ANN001
+        self.name, self.program, self.inst = name, program, inst
+        lim = 1 << (BITS - 1)
+        self.memory = rng.integers(-lim, lim, size=size).astype(np.int64)
+        self.index = traffic.tile_index(inst, program)  # the model's addressing
+        self.tile = rng.integers(-lim, lim, size=self.index.shape).astype(np.int64)
+
+    def case(self, stall: float, latency: int) -> DmaCase:
+        space = Space(self.inst["space"])
+        words = _words(self.index, space).shape[0]
+        store = self.inst.op is Op.STORE
+        pre = _pack_words(_words(self.tile, space)) if store else []
+        name = f"{self.name}{'-stalled' if stall else ''}"
+        cmd = command(self.inst, self.program, GEOM)
+        spad = self.inst["spad"]
+        return DmaCase(name, cmd, self.memory.copy(), spad, words, pre, stall, latency)
+
+    def expected(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """(scratchpad words of a LOAD, memory afterwards), from the model."""
+        base = self.inst["dram"]
+        if self.inst.op is Op.LOAD:
+            tile = dma.gather(self.memory, base, self.index)
+            return _words(tile, Space(self.inst["space"])), self.memory
+        mem = self.memory.copy()
+        keep = self.index >= 0
+        mem[base + self.index[keep]] = self.tile[keep]  # the model's dense STORE
+        return None, mem
+
+
+def _random_conv(rng) -> ConvGeometry:  # noqa: ANN001
+    while True:
+        group = int(rng.choice([1, 1, 2]))
+        try:
+            return ConvGeometry(
+                channels=group * int(rng.integers(1, 3)),
+                height=int(rng.integers(3, 8)),
+                width=int(rng.integers(3, 8)),
+                kernel=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+                stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                pad=(int(rng.integers(0, 3)), int(rng.integers(0, 3))),
+                dilation=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                group=group,
+            )
+        except InputError:
+            continue
+
+
+def _span(rng, size: int, most: int) -> tuple[int, int]:  # noqa: ANN001
+    """A random ``(start, length)`` in ``[0, size)``: at least half of ``most`` when it fits."""
+    top = min(size, most)
+    n = int(rng.integers(max(1, min(top, most // 2)), top + 1))
+    return int(rng.integers(0, size - n + 1)), n
+
+
+def specs() -> list[Spec]:
+    """The cases: deterministic, seeded from their names."""
+    out: list[Spec] = []
+
+    def rng_of(name: str) -> np.random.Generator:
+        return np.random.default_rng(zlib.crc32(name.encode()))
+
+    # Dense: a row-major matrix and its transpose, into A (lanes along rows) and B.
+    for space in (Space.A, Space.B):
+        for flags in (0, 1):
+            name = f"dense-{space.name}-{'t' if flags else 'n'}"
+            rng = rng_of(name)
+            m, ld = 7, 9  # a 7 x 6 matrix with leading dimension 9
+            prog = Program(descriptors=[{"row_stride": ld, "col_stride": 1}])
+            tile = ((1, 5), (2, 4)) if not flags else ((2, 4), (1, 5))
+            inst = _inst(Op.LOAD, View.MATRIX, space, desc=0, base=5, tile=tile, flags=flags)
+            out.append(Spec(name, prog, inst, 5 + m * ld, rng))
+    # Folded: (images, channels, pixels) as channels x images*pixels, across images.
+    rng = rng_of("folded")
+    prog = Program(descriptors=[{"channels": 3, "pixels": 5}])
+    inst = _inst(Op.LOAD, View.FOLDED, Space.B, desc=0, base=3, tile=((1, 2), (3, 9)))
+    out.append(Spec("folded-B", prog, inst, 3 + 3 * 3 * 5, rng))
+    # im2col: random geometries, groups, tiles of both orientations into A and B.
+    for i in range(IM2COL_CASES):
+        name = f"im2col-{i}"
+        rng = rng_of(name)
+        g = _random_conv(rng)
+        images = int(rng.integers(1, 3))
+        prog = Program(descriptors=[_conv_desc(g, images)])
+        space = Space.A if i % 2 else Space.B
+        flags = (i // 2) % 2
+        rows, cols = _span(rng, g.k, 8), _span(rng, images * g.pixels, 12)
+        tile = (cols, rows) if flags else (rows, cols)
+        group = int(rng.integers(0, g.group))
+        base = int(rng.integers(0, 4))
+        inst = _inst(
+            Op.LOAD, View.IM2COL, space, desc=0, base=base, tile=tile, flags=flags, group=group
+        )
+        size = base + images * g.channels * g.height * g.width
+        out.append(Spec(name, prog, inst, size, rng))
+    # STORE: a dense tile from C into a strided matrix, and a folded one.
+    rng = rng_of("store-dense")
+    prog = Program(descriptors=[{"row_stride": 8, "col_stride": 1}])
+    inst = _inst(Op.STORE, View.MATRIX, Space.C, desc=0, base=2, tile=((1, 4), (0, 7)))
+    out.append(Spec("store-dense-C", prog, inst, 2 + 6 * 8, rng))
+    rng = rng_of("store-folded")
+    prog = Program(descriptors=[{"channels": 4, "pixels": 3}])
+    inst = _inst(Op.STORE, View.FOLDED, Space.C, desc=0, base=1, tile=((1, 3), (2, 5)))
+    out.append(Spec("store-folded-C", prog, inst, 1 + 3 * 4 * 3, rng))
+    return out
+
+
+def _net() -> list:
+    """A small net with every LOAD and STORE kind the compiler emits: a grouped, strided,
+    padded convolution (its weight gradient reads im2col transposed), pooling, a second
+    convolution whose input gradient goes through col2im, an inner product."""
+    geom = ConvGeometry(4, 9, 8, (3, 2), (1, 2), (1, 0), (1, 1), group=2)
+    conv = Conv("conv", "data", "c", 6, geom=geom, bias=False, backward_data=False)
+    pool = Pool("pool", "c", "p", PoolGeometry(6, geom.out_height, geom.out_width, (2, 2), (2, 2)))
+    relu = Relu("relu", "p", "r", pool.out_shape)
+    g2 = ConvGeometry(*pool.out_shape, (2, 2), (1, 1), (1, 1))
+    conv2 = Conv("conv2", "r", "c2", 4, geom=g2)
+    ip = Conv("ip", "c2", "out", 5, inputs=4 * g2.pixels)
+    return [conv, pool, relu, conv2, ip]
+
+
+def program_specs() -> list[Spec]:
+    """The first and last LOAD and dense STORE of each kind (view, space, transposed) of
+    the compiled program of :func:`_net`, on random memory."""
+    program = compile_net(_net(), CONFIG, batch=2, inputs={"data": (4, 9, 8)}, output="out")
+    program = program.program
+    size = max(t["dram"] + int(np.prod(t["shape"])) for t in program.tensors)
+    kinds: dict[tuple, list[Instruction]] = {}
+    for inst in program.instructions:
+        if inst.op is Op.LOAD or (inst.op is Op.STORE and inst.sub != View.IM2COL):
+            key = (inst.op.name, View(inst.sub).name, Space(inst["space"]).name, inst["flags"])
+            kinds.setdefault(key, []).append(inst)
+    out = []
+    for key, insts in sorted(kinds.items()):
+        for k, inst in enumerate(insts[:1] + insts[1:][-1:]):
+            name = f"program-{'-'.join(map(str, key))}-{k}".lower()
+            out.append(
+                Spec(name, program, inst, size, np.random.default_rng(zlib.crc32(name.encode())))
+            )
+    return out
+
+
+SPECS = specs() + program_specs()
+LATENCY = 3
+# Every spec without and with stalls; two more at the latency's extremes: one cycle, and
+# more cycles than the DMA keeps reads in flight (it must wait, not lose or reorder data).
+RUNS = [(i, stall, LATENCY) for i in range(len(SPECS)) for stall in (0.0, STALL)]
+_LONG = next(i for i, s in enumerate(SPECS) if s.name == "im2col-6")
+RUNS += [(_LONG, 0.0, 1), (_LONG, STALL, 40)]
+
+
+def _cases() -> list[DmaCase]:
+    out = []
+    for i, stall, latency in RUNS:
+        case = SPECS[i].case(stall, latency)
+        if latency != LATENCY:
+            case.name += f"-latency{latency}"
+        out.append(case)
+    return out
+
+
+def _results(cache: dict, sim: str) -> list[DmaResult]:
+    key = ("dma", sim)
+    if key not in cache:
+        try:
+            cache[key] = run_cases(build(sim, GEOM), _cases(), seed=11)
+        except Exception as exc:  # reported by every test, built once
+            cache[key] = exc
+    if isinstance(cache[key], Exception):
+        raise cache[key]
+    return cache[key]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("index", range(len(RUNS)), ids=[c.name for c in _cases()])
+def test_dma_bit_exact(sim: str, index: int, sim_run_cache: dict) -> None:
+    spec = SPECS[RUNS[index][0]]
+    res = _results(sim_run_cache, sim)[index]
+    words, memory = spec.expected()
+    if words is not None:
+        got = _unpack_words(res.spad_words)
+        np.testing.assert_array_equal(got, words, err_msg=f"{res.case.name}: scratchpad words")
+    np.testing.assert_array_equal(res.memory, memory, err_msg=f"{res.case.name}: memory")
+
+
+@pytest.mark.cocotb
+def test_dma_bursts_and_stalls(sim: str, sim_run_cache: dict) -> None:
+    """Contiguous runs merge into bursts; stalls cost cycles, never bits (the twins agree)."""
+    results = _results(sim_run_cache, sim)[: 2 * len(SPECS)]
+    for free, stalled in zip(results[::2], results[1::2], strict=True):
+        assert stalled.cycles >= free.cycles, f"{stalled.case.name} faster than its twin"
+        assert free.spad_words == stalled.spad_words
+    # dense-B-n, 5 x 4: per row a word of 3 contiguous columns, then one of the 4th.
+    dense_b = results[4]
+    assert dense_b.case.name == "dense-B-n"
+    assert sorted(dense_b.lengths) == [1] * 5 + [LANES] * 5
+
+
+def test_commands_the_rtl_does_not_run_are_refused() -> None:
+    """col2im STOREs (not built), tiles past the scratchpad's end, and non-DMA opcodes."""
+    conv = next(s for s in SPECS if s.name == "im2col-0")
+    fields = dict(conv.inst.fields)
+    with pytest.raises(InputError, match="no col2im STORE"):
+        command(Instruction(Op.STORE, int(View.IM2COL), fields=fields), conv.program, GEOM)
+    fields["spad"] = GEOM.depth - 1
+    with pytest.raises(InputError, match="overflow the scratchpad"):
+        command(Instruction(Op.LOAD, int(View.IM2COL), fields=fields), conv.program, GEOM)
+    sync = Instruction(Op.SYNC)
+    with pytest.raises(InputError, match="runs LOAD and STORE"):
+        command(sync, conv.program, GEOM)
