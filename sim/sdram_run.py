@@ -25,22 +25,29 @@ from pathlib import Path
 
 from barista_base.errors import log_tail
 from barista_hw.device.memory import DramConfig
-from barista_hw.device.rtl.sdram import SdramController, command_layout, split_address
+from barista_hw.device.rtl.port import command_layout as port_command_layout
+from barista_hw.device.rtl.sdram import (
+    SdramController,
+    SdramPort,
+    command_layout,
+    split_address,
+)
 
 from .runner import build_root, build_verilog, new_run_dir, run_test_module
 from .sdram_model import power_up_word
-from .tb import layout_fields
+from .tb import layout_fields, pack_fields
 from .tools import SimulationError
 
 JOB_ENV = "BARISTA_SDRAM_JOB"  # read by sim.sdram_test
 RESULTS_ENV = "BARISTA_SDRAM_RESULTS"
 TEST_MODULE = "sim.sdram_test"
-TOP = "sdram_controller"
+#: Top module names: the controller alone, and behind the memory port.
+TOPS = {False: "sdram_controller", True: "sdram_port"}
 
 
 @dataclass
 class Burst:
-    """One burst command: words ``first..last`` of burst address ``addr``."""
+    """A controller command: words ``first..last`` of burst address ``addr``."""
 
     write: bool
     addr: int
@@ -48,15 +55,45 @@ class Burst:
     last: int
     words: list[int] = field(default_factory=list)  # the words written
 
-    def as_json(self) -> list:
-        return [int(self.write), self.addr, self.first, self.last, self.words]
+    def word_addrs(self, dram: DramConfig) -> range:
+        bl = dram.burst_length
+        return range(self.addr * bl + self.first, self.addr * bl + self.last + 1)
+
+    def payload(self, dram: DramConfig) -> int:
+        values = {"addr": self.addr, "write": int(self.write), "first": self.first}
+        return pack_fields({**values, "last": self.last}, layout_fields(command_layout(dram)))
+
+
+@dataclass
+class PortCommand:
+    """A memory-port command: ``length`` words from word address ``addr``."""
+
+    write: bool
+    addr: int
+    length: int
+    words: list[int] = field(default_factory=list)
+
+    def word_addrs(self, dram: DramConfig) -> range:
+        return range(self.addr, self.addr + self.length)
+
+    def payload(self, dram: DramConfig) -> int:
+        values = {"addr": self.addr, "length": self.length, "write": int(self.write)}
+        return pack_fields(values, layout_fields(port_command_layout()))
+
+
+Command = Burst | PortCommand
+
+
+def _op(cmd: Command, dram: DramConfig) -> list:
+    reads = 0 if cmd.write else len(cmd.word_addrs(dram))
+    return [cmd.payload(dram), int(cmd.write), cmd.words, reads]
 
 
 @dataclass
 class Phase:
     """Bursts run back to back; ``stall``: probability of a gap on each stream and cycle."""
 
-    bursts: list[Burst]
+    bursts: list[Command]
     stall: float = 0.0
 
 
@@ -85,16 +122,17 @@ class TrafficRun:
         return None
 
 
-def build_controller(dram: DramConfig, sim: str, root: Path | None = None) -> Path:
-    """The controller for ``dram``, built for ``sim``; its build directory."""
+def build_controller(dram: DramConfig, sim: str, *, port: bool = False) -> tuple[Path, str]:
+    """The controller for ``dram`` (``port``: behind the memory port) built for ``sim``;
+    its build directory and top module."""
     from barista_hw.rtl import to_verilog
 
-    root = build_root() if root is None else root
-    text = to_verilog(SdramController(dram), TOP)
+    top = TOPS[port]
+    text = to_verilog(SdramPort(dram) if port else SdramController(dram), top)
     with tempfile.TemporaryDirectory(prefix="barista-sdram-") as d:
-        path = Path(d) / f"{TOP}.v"
+        path = Path(d) / f"{top}.v"
         path.write_text(text)
-        return build_verilog(path, TOP, sim, root)
+        return build_verilog(path, top, sim, build_root()), top
 
 
 def random_phase(
@@ -146,19 +184,36 @@ def expected_reads(dram: DramConfig, phases: list[Phase]) -> list[list[int]]:
     for phase in phases:
         words: list[int] = []
         for b in phase.bursts:
-            for k in range(b.first, b.last + 1):
-                addr = b.addr * bl + k
+            for i, addr in enumerate(b.word_addrs(dram)):
                 if b.write:
-                    shadow[addr] = b.words[k - b.first]
+                    shadow[addr] = b.words[i]
+                elif addr in shadow:
+                    words.append(shadow[addr])
                 else:
-                    bank, row, col = split_address(dram, b.addr)
-                    words.append(shadow.get(addr, power_up_word(bank, row, col + k)))
+                    bank, row, col = split_address(dram, addr // bl)
+                    words.append(power_up_word(bank, row, col + addr % bl))
         out.append(words)
     return out
 
 
+def random_port_phase(
+    dram: DramConfig, rng: random.Random, commands: int, *, stall: float = 0.0, rows: int = 2
+) -> Phase:
+    """Random port commands (any start, 1 to 40 words) over ``rows`` rows of every bank."""
+    words_per_row = dram.row_bytes // (dram.bus_bits // 8)
+    out = []
+    for _ in range(commands):
+        bank, row = rng.randrange(dram.banks), rng.randrange(rows)
+        length = rng.randrange(1, 41)
+        start = (row * dram.banks + bank) * words_per_row + rng.randrange(words_per_row)
+        write = rng.random() < 0.5
+        words = [rng.getrandbits(dram.bus_bits) for _ in range(length)] if write else []
+        out.append(PortCommand(write, start, length, words))
+    return Phase(out, stall)
+
+
 def run(
-    build_dir: Path,
+    build: tuple[Path, str],
     sim: str,
     dram: DramConfig,
     phases: list[Phase],
@@ -168,7 +223,7 @@ def run(
     max_cycles: int = 200_000,
     keep: bool = False,
 ) -> TrafficRun:
-    """Run ``phases`` on the controller built in ``build_dir`` for ``dram``.
+    """Run ``phases`` on the controller ``build`` (:func:`build_controller`) for ``dram``.
 
     ``chip``: the chip model's configuration (default ``dram``).
     """
@@ -176,15 +231,15 @@ def run(
     job_path, results_path = run_dir / "job.json", run_dir / "results.json"
     job = {
         "chip": (chip or dram).to_dict(),
-        "cmd_fields": layout_fields(command_layout(dram)),
         "seed": seed,
         "max_cycles": max_cycles,
-        "phases": [{"ops": [b.as_json() for b in p.bursts], "stall": p.stall} for p in phases],
+        "phases": [{"ops": [_op(b, dram) for b in p.bursts], "stall": p.stall} for p in phases],
     }
     job_path.write_text(json.dumps(job))
     env = {JOB_ENV: str(job_path), RESULTS_ENV: str(results_path)}
-    label = f"SDRAM controller on {sim}"
-    run_test_module(build_dir, TOP, sim, TEST_MODULE, run_dir, env, label)
+    build_dir, top = build
+    label = f"SDRAM {top} on {sim}"
+    run_test_module(build_dir, top, sim, TEST_MODULE, run_dir, env, label)
     if not results_path.is_file():
         log = run_dir / "sim.log"
         raise SimulationError(f"{label}: no results; log {log}:\n{log_tail(log)}")

@@ -1,9 +1,10 @@
 """The cocotb test module of the SDRAM controller: traffic in phases against the chip model.
 
 Input: the JSON file named by ``BARISTA_SDRAM_JOB`` (written by :func:`sim.sdram_run.run`):
-the chip's :class:`~barista_hw.device.memory.DramConfig`, the ``cmd`` layout's fields, a
-seed, a cycle limit and the phases, each a list of bursts ``[write, addr, first, last]``
-with the write words, and a stall probability. Output: the JSON file named by
+the chip's :class:`~barista_hw.device.memory.DramConfig`, a seed, a cycle limit and the
+phases, each a list of commands ``[payload, write, words written, words read]`` (the
+``cmd`` payload packed by the host, so the same bench drives the controller's bursts and
+the memory port's commands) and a stall probability. Output: the JSON file named by
 ``BARISTA_SDRAM_RESULTS``: per phase the words read and the cycles it took, the chip's
 command counts, and the first rule the controller broke (or ``null``).
 
@@ -27,7 +28,6 @@ import cocotb
 
 from barista_hw.device.memory import DramConfig
 from sim.sdram_model import SdramChip, SdramViolation
-from sim.tb import pack_fields
 
 JOB_ENV = "BARISTA_SDRAM_JOB"
 RESULTS_ENV = "BARISTA_SDRAM_RESULTS"
@@ -47,7 +47,6 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
 
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
     chip = SdramChip(DramConfig.from_dict(job["chip"]))
-    fields = {k: tuple(v) for k, v in job["cmd_fields"].items()}
     rng = random.Random(job["seed"])
     pins = {name: getattr(dut, f"pins__{name}") for name in PINS}
 
@@ -67,8 +66,8 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
     try:
         for phase in job["phases"]:
             cmds = deque(phase["ops"])
-            words = deque(w for op in phase["ops"] for w in op[4])
-            to_read = sum(op[3] - op[2] + 1 for op in phase["ops"] if not op[0])
+            words = deque(w for op in phase["ops"] for w in op[2])
+            to_read = sum(op[3] for op in phase["ops"])
             stall = phase["stall"]
             got: list[int] = []
             start = None
@@ -90,10 +89,7 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
                 # A floating bus reads as noise, so a word taken at the wrong edge shows.
                 dut.pins__dq_i.value = rng.getrandbits(16) if drive is None else drive
                 if cmds and not cmd_valid and _int(dut.ready) and rng.random() >= stall:
-                    write, addr, first, last = cmds[0][:4]
-                    dut.cmd__payload.value = pack_fields(
-                        {"addr": addr, "write": write, "first": first, "last": last}, fields
-                    )
+                    dut.cmd__payload.value = cmds[0][0]
                     cmd_valid = True
                     start = cycle if start is None else start
                 if words and not w_valid and rng.random() >= stall:

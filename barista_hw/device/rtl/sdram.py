@@ -57,6 +57,7 @@ from amaranth.lib.wiring import In, Out
 from barista_base.errors import InputError
 
 from ..memory import DramConfig, SdramCycles
+from .port import ADDR_BITS, LEN_BITS, port_signature
 
 # Command pins (cs_n, ras_n, cas_n, we_n) of each command, as the datasheet's truth table.
 NOP = 0b0111
@@ -428,4 +429,82 @@ class SdramController(wiring.Component):
                             rw_ok[b].at_least(t.rcd)
                             pre_ok[b].at_least(t.ras)
                             act_ok[b].at_least(t.rc)
+        return m
+
+
+class SdramPort(wiring.Component):
+    """The SDRAM behind the device's memory port (:mod:`barista_hw.device.rtl.port`).
+
+    Ports: the memory side of :func:`~barista_hw.device.rtl.port.port_signature` (``cmd``,
+    ``w``, ``r``, of ``dram.bus_bits``-bit words), ``pins`` and ``ready`` as
+    :class:`SdramController`. A command of ``length`` words from ``addr`` is cut at burst
+    boundaries into bursts of the controller (partial at either end: DQM masks the
+    words not written, a read drops those not asked for); the next command is taken
+    once the last burst of the current one is issued. ``w`` is taken only for the
+    write command being cut, as the port's contract asks.
+    """
+
+    def __init__(
+        self, dram: DramConfig, *, addr_bits: int = ADDR_BITS, len_bits: int = LEN_BITS
+    ) -> None:
+        self.dram = dram
+        g = Geometry(dram)
+        if addr_bits < g.addr_bits + g.beat_bits or addr_bits > 32:
+            raise InputError(
+                f"memory port addr_bits {addr_bits}: the SDRAM needs "
+                f"{g.addr_bits + g.beat_bits} word-address bits"
+            )
+        self.geometry, self.addr_bits, self.len_bits = g, addr_bits, len_bits
+        memory_side = port_signature(dram.bus_bits, addr_bits, len_bits).flip()
+        super().__init__(
+            {
+                **dict(memory_side.members.items()),
+                "pins": Out(pins_signature(dram)),
+                "ready": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        g, bl = self.geometry, self.dram.burst_length
+        m.submodules.ctrl = ctrl = SdramController(self.dram)
+        wiring.connect(m, wiring.flipped(self.pins), ctrl.pins)
+        wiring.connect(m, ctrl.r, wiring.flipped(self.r))
+        m.d.comb += self.ready.eq(ctrl.ready)
+
+        busy = Signal()
+        addr = Signal(self.addr_bits)
+        left = Signal(self.len_bits)
+        write = Signal()
+        w_left = Signal(self.len_bits)  # write words of the current command still to take
+        m.d.comb += self.cmd.ready.eq(~busy)
+        with m.If(self.cmd.valid & ~busy & (self.cmd.payload.length != 0)):
+            p = self.cmd.payload
+            m.d.sync += [busy.eq(1), addr.eq(p.addr), left.eq(p.length), write.eq(p.write)]
+            m.d.sync += w_left.eq(Mux(p.write, p.length, 0))
+
+        # The current burst: from the word at addr to the burst's end or the command's.
+        first = addr[: g.beat_bits]
+        room = bl - first
+        n = Mux(left < room, left, room)
+        m.d.comb += [
+            ctrl.cmd.valid.eq(busy),
+            ctrl.cmd.payload.addr.eq(addr[g.beat_bits :]),
+            ctrl.cmd.payload.write.eq(write),
+            ctrl.cmd.payload.first.eq(first),
+            ctrl.cmd.payload.last.eq(first + n - 1),
+        ]
+        with m.If(ctrl.cmd.valid & ctrl.cmd.ready):
+            m.d.sync += [addr.eq(addr + n), left.eq(left - n)]
+            with m.If(left == n):
+                m.d.sync += busy.eq(0)
+
+        take_w = w_left != 0
+        m.d.comb += [
+            ctrl.w.payload.eq(self.w.payload),
+            ctrl.w.valid.eq(self.w.valid & take_w),
+            self.w.ready.eq(ctrl.w.ready & take_w),
+        ]
+        with m.If(self.w.valid & self.w.ready):
+            m.d.sync += w_left.eq(w_left - 1)
         return m
