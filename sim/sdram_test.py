@@ -63,8 +63,9 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
     edge, settle = FallingEdge(dut.clk), ReadOnly()
     cycle = 0
     wall = time.perf_counter()
+    stepped = False  # the chip has taken this cycle's pins
     try:
-        for phase in job["phases"]:
+        for index, phase in enumerate(job["phases"]):
             cmds = deque(phase["ops"])
             words = deque(w for op in phase["ops"] for w in op[2])
             to_read = sum(op[3] for op in phase["ops"])
@@ -72,22 +73,16 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
             got: list[int] = []
             start = None
             cmd_valid = w_valid = False
-            fire_cmd = fire_w = fire_r = False
-            r_word = 0
             while True:
-                if fire_cmd:
-                    cmds.popleft()
-                    cmd_valid = False
-                if fire_w:
-                    words.popleft()
-                    w_valid = False
-                if fire_r:
-                    got.append(r_word)
+                if not stepped:
+                    drive = chip.step(**{k: int(v.value) for k, v in pins.items()})
+                    # A floating bus reads as noise, so a word taken at the wrong edge shows.
+                    dut.pins__dq_i.value = rng.getrandbits(16) if drive is None else drive
+                    stepped = True
+                # Over once every command is taken, every word read and the chip has
+                # taken the last word written.
                 if not cmds and not words and len(got) == to_read and not chip.writes:
                     break
-                drive = chip.step(**{k: int(v.value) for k, v in pins.items()})
-                # A floating bus reads as noise, so a word taken at the wrong edge shows.
-                dut.pins__dq_i.value = rng.getrandbits(16) if drive is None else drive
                 if cmds and not cmd_valid and _int(dut.ready) and rng.random() >= stall:
                     dut.cmd__payload.value = cmds[0][0]
                     cmd_valid = True
@@ -99,20 +94,29 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
                 dut.w__valid.value = int(w_valid)
                 r_ready = rng.random() >= stall
                 dut.r__ready.value = int(r_ready)
-                await settle
+                await settle  # the beats that move at the coming rising edge
                 fire_cmd = cmd_valid and bool(_int(dut.cmd__ready))
                 fire_w = w_valid and bool(_int(dut.w__ready))
                 fire_r = r_ready and bool(_int(dut.r__valid))
                 r_word = int(dut.r__payload.value) if fire_r else 0
                 await edge
                 cycle += 1
+                stepped = False
                 if cycle > job["max_cycles"]:
                     results["timeout"] = (
-                        f"phase {len(results['phases'])}: {len(cmds)} bursts and "
-                        f"{len(words)} write words not taken, {len(got)} of {to_read} "
-                        f"words read after {cycle} cycles"
+                        f"phase {index}: {len(cmds)} commands and {len(words)} write "
+                        f"words not taken, {len(got)} of {to_read} words read after "
+                        f"{cycle} cycles"
                     )
                     raise TimeoutError
+                if fire_cmd:
+                    cmds.popleft()
+                    cmd_valid = False
+                if fire_w:
+                    words.popleft()
+                    w_valid = False
+                if fire_r:
+                    got.append(r_word)
             results["phases"].append({"words": got, "cycles": cycle - (start or cycle)})
     except SdramViolation as exc:
         results["violation"] = {"rule": exc.rule, "cycle": exc.cycle, "command": exc.command}
