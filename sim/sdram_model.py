@@ -74,10 +74,17 @@ class Counts:
 
 
 class SdramChip:
-    """The chip; see the module docstring. ``dram`` gives the geometry and the timings."""
+    """The chip; see the module docstring. ``dram`` gives the geometry and the timings.
 
-    def __init__(self, dram: DramConfig) -> None:
+    ``record``: note each violation in :attr:`violations` and go on (so one run can show
+    several rules broken) instead of raising at the first; a command that cannot be
+    carried out at all (a closed bank's READ, say) still raises.
+    """
+
+    def __init__(self, dram: DramConfig, *, record: bool = False) -> None:
         self.dram = dram
+        self.record = record
+        self.violations: list[SdramViolation] = []
         self.t = dram.timing_cycles()
         self.columns = dram.row_bytes // (dram.bus_bits // 8)
         self.rows = dram.size_bytes // (dram.banks * dram.row_bytes)
@@ -101,8 +108,13 @@ class SdramChip:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _fail(self, rule: str, command: str) -> None:
-        raise SdramViolation(rule, self.cycle, command)
+    def _fail(self, rule: str, command: str, *, fatal: bool = False) -> None:
+        """Raise the violation; with ``record``, note it and go on unless it is ``fatal``
+        (the command cannot be carried out at all)."""
+        exc = SdramViolation(rule, self.cycle, command)
+        if fatal or not self.record:
+            raise exc
+        self.violations.append(exc)
 
     def _since(self, then: int, need: int, rule: str, what: str, command: str) -> None:
         gap = self.cycle - then
@@ -192,7 +204,7 @@ class SdramChip:
         self._since(self.last_ref, t.rfc, "tRFC", "AUTO REFRESH", label)
         self._since(self.last_mode, t.mrd, "tMRD", "LOAD MODE REGISTER", label)
         if ba >= len(self.banks):
-            self._fail(f"bank {ba} does not exist", label)
+            self._fail(f"bank {ba} does not exist", label, fatal=True)
         handler = {
             "ACTIVE": self._activate,
             "READ": self._read_write,
@@ -202,7 +214,7 @@ class SdramChip:
             "LOAD MODE REGISTER": self._mode,
         }.get(name)
         if handler is None:
-            self._fail(f"{name} is not modelled", label)
+            self._fail(f"{name} is not modelled", label, fatal=True)
         handler(name, ba, a, label)
 
     def _all_closed(self, label: str) -> None:
@@ -214,7 +226,9 @@ class SdramChip:
     def _activate(self, name: str, ba: int, a: int, label: str) -> None:
         b = self.banks[ba]
         if not self.initialised:
-            self._fail("initialisation incomplete (PRECHARGE ALL, 2 AUTO REFRESH, LMR)", label)
+            self._fail(
+                "initialisation incomplete (PRECHARGE ALL, 2 AUTO REFRESH, LMR)", label, fatal=True
+            )
         if b.row is not None:
             self._fail(f"bank {ba} already has row {b.row} open", label)
         if a >= self.rows:
@@ -228,9 +242,11 @@ class SdramChip:
     def _read_write(self, name: str, ba: int, a: int, label: str) -> None:
         b, n = self.banks[ba], self.cycle
         if not self.initialised:
-            self._fail("initialisation incomplete (PRECHARGE ALL, 2 AUTO REFRESH, LMR)", label)
+            self._fail(
+                "initialisation incomplete (PRECHARGE ALL, 2 AUTO REFRESH, LMR)", label, fatal=True
+            )
         if b.row is None:
-            self._fail(f"bank {ba} has no open row", label)
+            self._fail(f"bank {ba} has no open row", label, fatal=True)
         if a >> 10 & 1:
             self._fail("auto-precharge (A10 high) is not modelled", label)
         col = a & ((1 << 10) - 1)
@@ -298,7 +314,7 @@ class SdramChip:
             )
         code, interleaved, cl = a & 7, a >> 3 & 1, a >> 4 & 7
         if code not in _BURSTS:
-            self._fail(f"burst length code {code} (full page) is not modelled", label)
+            self._fail(f"burst length code {code} (full page) is not modelled", label, fatal=True)
         if interleaved or a >> 7 & 3 or a >> 9 & 1:
             self._fail("only sequential, programmed-length bursts are modelled", label)
         if cl not in (2, 3) or cl < self.dram.cas_latency:

@@ -105,11 +105,16 @@ class TrafficRun:
     got: list[list[int]]  # words read, per phase
     expected: list[list[int]]
     phase_cycles: list[int]
-    violation: dict | None
+    violations: list[dict]  # rule, cycle, command of each (the first only unless recorded)
     timeout: str | None  # what was left when the cycle limit was reached
     counts: dict[str, int]
     cycles: int
     wall_seconds: float
+
+    @property
+    def violation(self) -> dict | None:
+        """The first rule broken, if any."""
+        return self.violations[0] if self.violations else None
 
     def mismatch(self) -> str | None:
         """None if every word read is the word expected, else the first difference."""
@@ -220,18 +225,21 @@ def run(
     *,
     chip: DramConfig | None = None,
     seed: int = 0,
+    record: bool = False,
     max_cycles: int = 200_000,
     keep: bool = False,
 ) -> TrafficRun:
     """Run ``phases`` on the controller ``build`` (:func:`build_controller`) for ``dram``.
 
-    ``chip``: the chip model's configuration (default ``dram``).
+    ``chip``: the chip model's configuration (default ``dram``); ``record``: the model
+    notes every violation and goes on (else the run stops at the first).
     """
     run_dir = new_run_dir()
     job_path, results_path = run_dir / "job.json", run_dir / "results.json"
     job = {
         "chip": (chip or dram).to_dict(),
         "seed": seed,
+        "record": record,
         "max_cycles": max_cycles,
         "phases": [{"ops": [_op(b, dram) for b in p.bursts], "stall": p.stall} for p in phases],
     }
@@ -251,7 +259,7 @@ def run(
         got=[p["words"] for p in res["phases"]],
         expected=expected_reads(dram, phases),
         phase_cycles=[p["cycles"] for p in res["phases"]],
-        violation=res["violation"],
+        violations=res["violations"],
         timeout=res["timeout"],
         counts=res["counts"],
         cycles=res["cycles"],

@@ -6,7 +6,8 @@ phases, each a list of commands ``[payload, write, words written, words read]`` 
 ``cmd`` payload packed by the host, so the same bench drives the controller's bursts and
 the memory port's commands) and a stall probability. Output: the JSON file named by
 ``BARISTA_SDRAM_RESULTS``: per phase the words read and the cycles it took, the chip's
-command counts, and the first rule the controller broke (or ``null``).
+command counts, and the rules the controller broke: the first (the simulation stops
+there), or with ``record`` every one (:class:`~sim.sdram_model.SdramChip`).
 
 One loop does everything: at each falling edge the chip model takes the pins (the
 command the chip samples at the next rising edge) and drives DQ, and the bench sets the
@@ -46,7 +47,7 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
     from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
-    chip = SdramChip(DramConfig.from_dict(job["chip"]))
+    chip = SdramChip(DramConfig.from_dict(job["chip"]), record=job["record"])
     rng = random.Random(job["seed"])
     pins = {name: getattr(dut, f"pins__{name}") for name in PINS}
 
@@ -59,7 +60,7 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
     await FallingEdge(dut.clk)
     dut.rst.value = 0
 
-    results: dict = {"phases": [], "violation": None, "timeout": None}
+    results: dict = {"phases": [], "violations": [], "timeout": None}
     edge, settle = FallingEdge(dut.clk), ReadOnly()
     cycle = 0
     wall = time.perf_counter()
@@ -119,9 +120,12 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
                     got.append(r_word)
             results["phases"].append({"words": got, "cycles": cycle - (start or cycle)})
     except SdramViolation as exc:
-        results["violation"] = {"rule": exc.rule, "cycle": exc.cycle, "command": exc.command}
+        chip.violations.append(exc)
     except TimeoutError:
         pass
+    results["violations"] = [
+        {"rule": v.rule, "cycle": v.cycle, "command": v.command} for v in chip.violations
+    ]
     results["counts"] = chip.counts.commands
     results["cycles"] = cycle
     results["wall_seconds"] = time.perf_counter() - wall
