@@ -56,6 +56,13 @@ class DramConfig:
     t_wr_clocks: int = 2
     t_refi_ns: float = 64e6 / 8192  # 8192 refresh commands every 64 ms
     t_rfc_ns: float = 60.0  # ISSI: auto refresh takes tRC
+    # The controller's further rules (same -7 grade tables; Micron MT48LC16M16A2-7E, the
+    # other part fitted, has the same values): ACT to ACT of different banks (tRRD),
+    # mode register set to the next command (tMRD, 2 clocks), and the power-up wait
+    # before the first command: 200 us (ISSI's; Micron asks for 100 us).
+    t_rrd_ns: float = 14.0
+    t_mrd_clocks: int = 2
+    t_init_us: float = 200.0
     max_clock_mhz: float = 100.0  # the part's rating at this CAS latency (-7: CL2 100 MHz)
     part: str = "IS42S16160G-7TL"
     source: str = (
@@ -83,6 +90,8 @@ class DramConfig:
             )
         if self.cas_latency < 1 or self.t_wr_clocks < 0:
             raise InputError("DRAM cas_latency must be >= 1 and t_wr_clocks >= 0")
+        if self.t_rrd_ns < 0 or self.t_mrd_clocks < 1 or self.t_init_us < 0:
+            raise InputError("DRAM t_rrd_ns, t_init_us must be >= 0 and t_mrd_clocks >= 1")
         if self.t_refi_ns <= self.t_rfc_ns:
             raise InputError("DRAM refresh interval must exceed the refresh cycle time")
 
@@ -90,6 +99,26 @@ class DramConfig:
         """``ns`` in clock cycles, rounded up (a timing minimum is met, never shaved)."""
         # The rounding to 9 places keeps 15 ns at 200 MHz at 3 cycles, not 4.
         return math.ceil(round(ns * self.clock_mhz / 1000, 9))
+
+    def timing_cycles(self) -> SdramCycles:
+        """The datasheet timings in clock cycles at :attr:`clock_mhz` (each a minimum).
+
+        The one conversion that the SDRAM controller and the chip model both read.
+        """
+        return SdramCycles(
+            cas_latency=self.cas_latency,
+            burst_length=self.burst_length,
+            rcd=self.cycles(self.t_rcd_ns),
+            rp=self.cycles(self.t_rp_ns),
+            ras=self.cycles(self.t_ras_ns),
+            rc=self.cycles(self.t_rc_ns),
+            wr=self.write_recovery_cycles,
+            rfc=self.cycles(self.t_rfc_ns),
+            rrd=self.cycles(self.t_rrd_ns),
+            mrd=self.t_mrd_clocks,
+            refi=self.refresh_interval_cycles,
+            init=self.cycles(self.t_init_us * 1000),
+        )
 
     @property
     def burst_bytes(self) -> int:
@@ -151,6 +180,29 @@ class DramConfig:
     @classmethod
     def from_dict(cls, d: dict) -> DramConfig:
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class SdramCycles:
+    """An SDRAM's timing rules in clock cycles (:meth:`DramConfig.timing_cycles`).
+
+    ``wr`` counts from the last write data in to the PRECHARGE (ISSI's tDPL);
+    ``refi`` is the largest interval between refreshes (rounded down), ``init`` the
+    power-up wait before the first command other than NOP.
+    """
+
+    cas_latency: int
+    burst_length: int
+    rcd: int
+    rp: int
+    ras: int
+    rc: int
+    wr: int
+    rfc: int
+    rrd: int
+    mrd: int
+    refi: int
+    init: int
 
 
 def packed_bytes(elements: int, bits: int) -> int:

@@ -30,6 +30,15 @@ def test_cycle_conversions_of_the_default_sdram() -> None:
     assert DRAM.cycles(15.0) == 1 and DRAM.cycles(20.0) == 1 and DRAM.cycles(20.5) == 2
 
 
+def test_timing_cycles_at_the_rated_clock() -> None:
+    """The controller's and chip model's cycles: 100 MHz, 10 ns a cycle, rounded up."""
+    t = replace(ULX3S_SDRAM, clock_mhz=100.0).timing_cycles()
+    assert (t.cas_latency, t.burst_length, t.rcd, t.rp, t.ras, t.rc) == (2, 8, 2, 2, 4, 6)
+    assert (t.wr, t.rfc, t.rrd, t.mrd, t.refi, t.init) == (2, 6, 2, 2, 781, 20_000)
+    with pytest.raises(InputError, match="t_mrd_clocks"):
+        replace(ULX3S_SDRAM, t_mrd_clocks=0)
+
+
 def test_one_burst_read() -> None:
     # 8 beats + tRP + tRCD (2) + CAS latency 2 = 12; refresh ceil(12 x 3 / 390) = 1.
     assert DRAM.transfer_cycles(bursts=1, rows_opened=1, write=False) == 13
