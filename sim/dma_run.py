@@ -15,13 +15,8 @@ Nothing is compared here: the tests compare with the device model.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
-import os
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +26,12 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from barista_base.cache import atomic_directory, write_text_atomic
-from barista_base.errors import log_tail
 from barista_hw.device.rtl.dma import DmaEngine, command_layout, pack_command
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS, port_signature
 from barista_hw.device.rtl.scratchpad import Scratchpad, SpadGeometry
 
-from .lint import waiver_control_text
-from .runner import TIMESCALE, build_root
-from .tools import X_POISON, SimulationError, check_simulator, simulator_env, simulator_version
+from .runner import build_text, new_run_dir, run_test_module
+from .tools import SimulationError
 
 CASES_ENV = "BARISTA_DMA_CASES"  # read by sim.dma_test
 RESULTS_ENV = "BARISTA_DMA_RESULTS"
@@ -108,55 +100,12 @@ def _top(geom: SpadGeometry, max_burst: int) -> str:
 
 def build(sim: str, geom: SpadGeometry, *, max_burst: int = 16) -> DmaDesign:
     """Elaborate and compile the harness of ``geom`` for ``sim`` (cached; race-safe)."""
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
-
     from barista_hw.rtl import to_verilog
 
-    check_simulator(sim)
-    root = build_root()
     top = _top(geom, max_burst)
-    verilog = to_verilog(DmaHarness(geom, max_burst=max_burst), top, undefined_collisions=True)
-    control = waiver_control_text() if sim == "verilator" else ""
-    options = list(X_POISON) if sim == "verilator" else []
-    key = hashlib.sha256()
-    for part in (
-        verilog,
-        sim,
-        simulator_version(sim),
-        importlib.metadata.version("cocotb"),
-        control,
-        json.dumps(options),
-        json.dumps(TIMESCALE),
-    ):
-        key.update(part.encode() + b"\0")
-    final = root / f"{top}-{sim}-{key.hexdigest()[:16]}"
-    design = DmaDesign(geom, sim, top, final, max_burst)
-    if (final / ".complete").is_file():
-        return design
-    with atomic_directory(final) as tmp:
-        src = tmp / f"{top}.v"
-        write_text_atomic(src, verilog)
-        sources: list[object] = [src]
-        if control:
-            (tmp / "waivers.vlt").write_text(control)
-            sources = [VerilatorControlFile(tmp / "waivers.vlt"), *sources]
-        with simulator_env(sim):
-            try:
-                get_runner(sim).build(
-                    sources=sources,
-                    hdl_toplevel=top,
-                    build_dir=tmp,
-                    build_args=options,
-                    timescale=TIMESCALE,
-                    log_file=tmp / "build.log",
-                )
-            except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:
-                raise SimulationError(
-                    f"{sim} build of {top} failed ({exc}); end of its log:\n"
-                    f"{log_tail(tmp / 'build.log')}"
-                ) from None
-        (tmp / ".complete").write_text(json.dumps({"top": top, "sim": sim}))
-    return design
+    harness = DmaHarness(geom, max_burst=max_burst)
+    verilog = to_verilog(harness, top, undefined_collisions=True)
+    return DmaDesign(geom, sim, top, build_text(verilog, top, sim), max_burst)
 
 
 @dataclass
@@ -201,14 +150,9 @@ def _signed(words: Sequence[int], bits: int) -> np.ndarray:
 
 def run_cases(design: DmaDesign, cases: Sequence[DmaCase], *, seed: int = 0) -> list[DmaResult]:
     """Run ``cases`` back to back in one simulation; results in case order."""
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
     geom = design.geom
-    (build_root() / ".runs").mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="dma-", dir=build_root() / ".runs"))
+    run_dir = new_run_dir()
     cases_path, results_path = run_dir / "cases.json", run_dir / "results.json"
-    xml, log = run_dir / "results.xml", run_dir / "sim.log"
     header = {
         "lanes": geom.lanes,
         "bits": geom.bits,
@@ -233,32 +177,10 @@ def run_cases(design: DmaDesign, cases: Sequence[DmaCase], *, seed: int = 0) -> 
     }
     cases_path.write_text(json.dumps(header))
     env = {CASES_ENV: str(cases_path), RESULTS_ENV: str(results_path)}
-    for k in env:
-        if k in os.environ:  # the runner lets os.environ override extra_env
-            raise SimulationError(f"unset {k}: it would override the case file of this run")
-    with simulator_env(design.sim):
-        try:
-            get_runner(design.sim).test(
-                test_module=TEST_MODULE,
-                hdl_toplevel=design.top,
-                hdl_toplevel_lang="verilog",
-                build_dir=design.build_dir,
-                test_dir=run_dir,
-                results_xml=str(xml),
-                extra_env=env,
-                log_file=log,
-                timescale=TIMESCALE if design.sim == "icarus" else None,
-            )
-            tests, failed = get_results(xml)
-        except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:
-            raise SimulationError(
-                f"DMA {design.top} on {design.sim}: simulation failed ({exc}); log {log}:\n"
-                f"{log_tail(log)}"
-            ) from None
-    if failed or not tests or not results_path.is_file():
-        raise SimulationError(
-            f"DMA {design.top} on {design.sim}: simulation failed; log {log}:\n{log_tail(log)}"
-        )
+    label = f"DMA {design.top} on {design.sim}"
+    run_test_module(design.build_dir, design.top, design.sim, TEST_MODULE, run_dir, env, label)
+    if not results_path.is_file():
+        raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
     out = json.loads(results_path.read_text())
     results = [
         DmaResult(c, r["spad_words"], _signed(r["memory"], geom.bits), r["cycles"], r["lengths"])

@@ -183,6 +183,15 @@ def build_verilog(verilog: Path, top: str, sim: str, root: Path, *, models: str 
     return final
 
 
+def build_text(verilog: str, top: str, sim: str) -> Path:
+    """:func:`build_verilog` of the Verilog text ``verilog`` (a unit's test harness), under
+    the build root."""
+    with tempfile.TemporaryDirectory(prefix="barista-build-") as d:
+        path = Path(d) / f"{top}.v"
+        path.write_text(verilog)
+        return build_verilog(path, top, sim, build_root())
+
+
 # -- cases ---------------------------------------------------------------------------
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from barista_hw.device.rtl.sdram import (
     split_address,
 )
 
-from .runner import build_root, build_verilog, new_run_dir, run_test_module
+from .runner import build_text, new_run_dir, run_test_module
 from .sdram_model import power_up_word
 from .tb import layout_fields, pack_fields
 from .tools import SimulationError
@@ -134,10 +133,7 @@ def build_controller(dram: DramConfig, sim: str, *, port: bool = False) -> tuple
 
     top = TOPS[port]
     text = to_verilog(SdramPort(dram) if port else SdramController(dram), top)
-    with tempfile.TemporaryDirectory(prefix="barista-sdram-") as d:
-        path = Path(d) / f"{top}.v"
-        path.write_text(text)
-        return build_verilog(path, top, sim, build_root()), top
+    return build_text(text, top, sim), top
 
 
 def random_phase(
