@@ -1,0 +1,1 @@
+"""The device's units in Amaranth (docs/device.md)."""

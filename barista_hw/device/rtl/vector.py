@@ -1,0 +1,464 @@
+"""The vector unit in Amaranth: the ``VEC`` operations of :mod:`barista_hw.device.vector`,
+bit-exact, one element a cycle.
+
+Ports (``lib.stream``, Amaranth's rules: ``valid`` held until ``ready``):
+
+* ``cmd`` (:data:`CMD_LAYOUT`): one instruction, taken when the unit is idle. Its fields
+  are the model's parameters in the form the hardware uses (the shifts are exponent
+  differences, the scalars :func:`~barista_hw.device.vector.encode_scalar` mantissas):
+  :class:`VecCommand` builds them from the model's arguments, one function an operation.
+* ``x`` (:data:`IN_LAYOUT`): the operand elements, up to three side by side (``v``), read
+  from the scratchpads in the order the output is written. ``last`` closes a *group*
+  (the inputs of one output of a reduction: ``BIAS_GRAD`` sums a channel's elements;
+  element operations ignore it: every element is its own group); ``end`` marks the
+  instruction's final element; ``pad`` marks an element that contributes nothing (a
+  window position in the padding). The scratchpad reader orders and repeats the
+  operands: ``BIAS_ADD`` gets the bias of each element's channel beside it, ``MEAN_SUB``
+  the mean image again for every image, ``BIAS_GRAD`` the gradient channel by channel
+  (:func:`bias_grad_order`).
+* ``y`` (:data:`OUT_LAYOUT`): one beat an output, up to three results side by side
+  (``q[k]`` is the result rounded with the instruction's ``k``-th random stream:
+  ``SGD``'s momentum, master and operand copy); ``last`` on the instruction's final one.
+* ``stats`` (:data:`STATS_LAYOUT`): after the final output, the
+  :class:`~barista_hw.device.vector.Stats` of each result (``SGD``: all three; else
+  ``q[0]``'s, the others zero); the next command is taken once it is read.
+
+Rounding: element ``i`` of an output takes lane ``i % lanes``'s word at beat
+``i // lanes``: one :class:`~barista_hw.requant.LfsrLanes` per random stream, seeded at
+the command as :meth:`~barista_hw.device.vector.Rounder.stream` says, the lane counter
+stepping at every output. Values: 32-bit signed elements, results of 2..32 bits,
+intermediate values as the model forms them (exact, or saturated to ``WIDE_BITS``).
+
+Pipeline: :data:`LATENCY` register stages, all advancing together while the output
+register is empty or read (``x`` stalls with ``y``); one element a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from barista_hw import lfsr
+from barista_hw.numfmt import Rounding
+from barista_hw.requant import LfsrLanes
+
+from .. import vector
+from ..vector import GUARD, WIDE_BITS, Rounder, Stats, VecOp
+from .rounding import magnitude_bits, saturate, shift_round
+
+DATA_BITS = 32  # an element (the V scratchpad's lane: master weights and momentum)
+SHIFT_BITS = 10  # a signed shift: exponent differences within [-256, 255]
+ALIGN_BITS = 5  # MEAN_SUB's exact left shifts
+STREAMS = 3  # random streams, results a beat
+RAW_BITS = 11  # the bit length of a result before saturation (overflow statistic)
+LATENCY = 9  # register stages from ``x`` to ``y``
+
+CMD_LAYOUT = data.StructLayout(
+    {
+        "op": 4,  # VecOp
+        "rounding": 2,  # Rounding
+        "seed": lfsr.STATE_BITS,
+        "bits": 6,  # width of q[0] (q[2] for SGD)
+        "bits2": 6,  # SGD: width of the momentum and master (q[0], q[1])
+        "shifts": data.ArrayLayout(signed(SHIFT_BITS), 5),
+        "scalars": data.ArrayLayout(signed(DATA_BITS), 3),
+        "align": data.ArrayLayout(unsigned(ALIGN_BITS), 2),
+    }
+)
+IN_LAYOUT = data.StructLayout(
+    {"v": data.ArrayLayout(signed(DATA_BITS), 3), "pad": 1, "last": 1, "end": 1}
+)
+OUT_LAYOUT = data.StructLayout({"q": data.ArrayLayout(signed(DATA_BITS), STREAMS), "last": 1})
+STAT_LAYOUT = data.StructLayout(
+    {"peak": unsigned(DATA_BITS), "saturated": unsigned(DATA_BITS), "overflow": RAW_BITS}
+)
+STATS_LAYOUT = data.ArrayLayout(STAT_LAYOUT, STREAMS)
+
+GROUP_OPS = (VecOp.BIAS_GRAD, VecOp.MAXPOOL, VecOp.MAXPOOL_BACK, VecOp.AVEPOOL, VecOp.AVEPOOL_BACK)
+BUILT_OPS = (
+    VecOp.COPY,
+    VecOp.CONVERT,
+    VecOp.RELU,
+    VecOp.RELU_BACK,
+    VecOp.BIAS_ADD,
+    VecOp.MEAN_SUB,
+    VecOp.BIAS_GRAD,
+    VecOp.SGD,
+)
+
+
+def stream_key(k: int) -> int:
+    """What the ``k``-th random stream's seed XORs into the command's (Rounder.stream)."""
+    return Rounder(Rounding.NEAREST_EVEN, 0).stream(k).seed
+
+
+# -- commands ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VecCommand:
+    """A ``cmd`` payload. Build it with the per-operation constructors below, which take
+    the model function's arguments (and its :class:`Rounder`)."""
+
+    op: VecOp
+    rounding: Rounding = Rounding.NEAREST_EVEN
+    seed: int = 0
+    bits: int = 32
+    bits2: int = 32
+    shifts: tuple[int, ...] = (0, 0, 0, 0, 0)
+    scalars: tuple[int, ...] = (0, 0, 0)
+    align: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        lim = 1 << (SHIFT_BITS - 1)
+        if not all(-lim <= s < lim for s in self.shifts):
+            raise ValueError(f"{self.op.name}: shifts {self.shifts} exceed {SHIFT_BITS} bits")
+        if not all(0 <= a < 1 << ALIGN_BITS for a in self.align):
+            raise ValueError(f"{self.op.name}: alignment {self.align} exceeds {ALIGN_BITS} bits")
+        if not 2 <= min(self.bits, self.bits2) <= max(self.bits, self.bits2) <= DATA_BITS:
+            raise ValueError(f"{self.op.name}: results have 2..{DATA_BITS} bits")
+
+    def word(self) -> int:
+        """The packed payload."""
+        fields = {
+            "op": int(self.op),
+            "rounding": int(self.rounding),
+            "seed": self.seed & 0xFFFFFFFF,
+            "bits": self.bits,
+            "bits2": self.bits2,
+            "shifts": list(self.shifts),
+            "scalars": list(self.scalars),
+            "align": list(self.align),
+        }
+        return CMD_LAYOUT.const(fields).as_value().value
+
+    @staticmethod
+    def _rnd(rnd: Rounder) -> dict:
+        return {"rounding": rnd.rounding, "seed": rnd.seed}
+
+    @classmethod
+    def copy(cls, bits: int) -> VecCommand:
+        return cls(VecOp.COPY, bits=bits)
+
+    @classmethod
+    def convert(cls, frac_in: int, frac_out: int, bits: int, rnd: Rounder) -> VecCommand:
+        return cls(
+            VecOp.CONVERT, bits=bits, shifts=(frac_in - frac_out, 0, 0, 0, 0), **cls._rnd(rnd)
+        )
+
+    @classmethod
+    def relu(
+        cls, bits: int, negative_slope: float, rnd: Rounder, *, back: bool = False
+    ) -> VecCommand:
+        """``RELU`` (``back``: ``RELU_BACK``, ``v[1]`` the forward input)."""
+        mantissa, exp = vector.encode_scalar(negative_slope) if negative_slope else (0, 0)
+        op = VecOp.RELU_BACK if back else VecOp.RELU
+        return cls(
+            op, bits=bits, shifts=(exp, 0, 0, 0, 0), scalars=(mantissa, 0, 0), **cls._rnd(rnd)
+        )
+
+    @classmethod
+    def bias_add(cls, frac_y: int, frac_bias: int, bits: int, rnd: Rounder) -> VecCommand:
+        """``v[0]`` = y, ``v[1]`` = its channel's bias."""
+        shifts = (frac_bias - frac_y, 0, 0, 0, 0)
+        return cls(VecOp.BIAS_ADD, bits=bits, shifts=shifts, **cls._rnd(rnd))
+
+    @classmethod
+    def mean_sub(
+        cls, frac_x: int, frac_mean: int, frac_out: int, bits: int, rnd: Rounder
+    ) -> VecCommand:
+        """``v[0]`` = x, ``v[1]`` = the mean's element."""
+        fine = max(frac_x, frac_mean)
+        return cls(
+            VecOp.MEAN_SUB,
+            bits=bits,
+            shifts=(fine - frac_out, 0, 0, 0, 0),
+            align=(fine - frac_x, fine - frac_mean),
+            **cls._rnd(rnd),
+        )
+
+    @classmethod
+    def bias_grad(cls, frac_dy: int, frac_out: int, bits: int, rnd: Rounder) -> VecCommand:
+        """``v[0]`` = dy in :func:`bias_grad_order`, a group a channel."""
+        shifts = (frac_dy - frac_out, 0, 0, 0, 0)
+        return cls(VecOp.BIAS_GRAD, bits=bits, shifts=shifts, **cls._rnd(rnd))
+
+    @classmethod
+    def sgd(
+        cls,
+        frac_master: int,
+        frac_mom: int,
+        frac_grad: int,
+        *,
+        lr: tuple[int, int],
+        mom: tuple[int, int],
+        decay: tuple[int, int],
+        operand_bits: int,
+        frac_operand: int,
+        rnd: Rounder,
+        master_bits: int = 32,
+    ) -> VecCommand:
+        """``v`` = (grad, momentum, master); ``q`` = (momentum, master, operand copy).
+
+        The shifts are those of :func:`vector.sgd`'s roundings, in its order."""
+        (ml, el), (mm, em), (md, ed) = lr, mom, decay
+        work = frac_mom + GUARD
+        shifts = (
+            em + frac_mom - work,
+            el + frac_grad - work,
+            el + ed + frac_master - work,
+            frac_mom - frac_master - GUARD,
+            frac_master - frac_operand,
+        )
+        return cls(
+            VecOp.SGD,
+            bits=operand_bits,
+            bits2=master_bits,
+            shifts=shifts,
+            scalars=(mm, ml, ml * md),
+            **cls._rnd(rnd),
+        )
+
+
+def bias_grad_order(dy: np.ndarray) -> np.ndarray:
+    """``BIAS_GRAD``'s input order: dy ``(images, M, pixels)`` as ``(M, images * pixels)``,
+    a row a group (the unit sums each row)."""
+    return dy.transpose(1, 0, 2).reshape(dy.shape[1], -1)
+
+
+def decode_stats(word: int) -> list[Stats]:
+    """The ``stats`` payload as the model's :class:`Stats`, one a random stream."""
+    s = data.Const(STATS_LAYOUT, word)
+    return [Stats(int(t.peak), int(t.saturated), int(t.overflow)) for t in s]
+
+
+# -- the unit -------------------------------------------------------------------------
+class VectorUnit(wiring.Component):
+    """The vector unit: ``lanes`` random lanes (the model's ``Rounder.lanes``)."""
+
+    def __init__(self, lanes: int = 16) -> None:
+        if lanes < 1:
+            raise ValueError(f"a vector unit has at least one lane, not {lanes}")
+        self.lanes = lanes
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(CMD_LAYOUT)),
+                "x": In(stream.Signature(IN_LAYOUT)),
+                "y": Out(stream.Signature(OUT_LAYOUT)),
+                "stats": Out(stream.Signature(STATS_LAYOUT)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        c = Signal(CMD_LAYOUT, name="c")  # the running command
+        running, draining, reporting = Signal(), Signal(), Signal()
+        idle = ~(running | draining | reporting)
+        start = self.cmd.valid & idle
+        m.d.comb += self.cmd.ready.eq(idle)
+        with m.If(start):
+            m.d.sync += [c.eq(self.cmd.payload), running.eq(1)]
+
+        en = ~self.y.valid | self.y.ready  # the whole pipeline advances together
+        m.d.comb += self.x.ready.eq(running & en)
+        take = self.x.valid & self.x.ready
+        grouped = Cat(*(c.op == op for op in GROUP_OPS)).any()
+        glast = Mux(grouped, self.x.payload.last, 1)
+        with m.If(take & self.x.payload.end):
+            m.d.sync += [running.eq(0), draining.eq(1)]
+
+        # Random words: taken with a group's last element (one word an output).
+        lane = Signal(range(self.lanes), name="lane")
+        step = take & glast
+        with m.If(start):
+            m.d.sync += lane.eq(0)
+        with m.Elif(step):
+            m.d.sync += lane.eq(Mux(lane == self.lanes - 1, 0, lane + 1))
+        words = []
+        for k in range(STREAMS):
+            gen = LfsrLanes(self.lanes)
+            m.submodules[f"lfsr{k}"] = gen
+            m.d.comb += [
+                gen.seed.eq(self.cmd.payload.seed ^ stream_key(k)),
+                gen.load.eq(start),
+                gen.advance.eq(Mux(step, Const(1, self.lanes) << lane, 0)),
+            ]
+            words.append(gen.words[lane])
+        offset = Signal(16, name="offset")  # position in the group
+        with m.If(start):
+            m.d.sync += offset.eq(0)
+        with m.Elif(take):
+            m.d.sync += offset.eq(Mux(glast, 0, offset + 1))
+
+        def reg(value: Value, name: str) -> Signal:
+            r = Signal(Value.cast(value).shape(), name=name)
+            with m.If(en):
+                m.d.sync += r.eq(value)
+            return r
+
+        def is_op(*ops: VecOp) -> Value:
+            return Cat(*(c.op == op for op in ops)).any()
+
+        # S0: the element.
+        x = self.x.payload
+        valid = [reg(take, "valid0")]
+        v = [reg(x.v[i], f"v{i}_0") for i in range(3)]
+        pad, last, end = reg(x.pad, "pad0"), reg(glast, "last0"), reg(x.end, "end0")
+        first = reg(offset == 0, "first0")
+        w = [reg(words[k], f"w{k}_0") for k in range(STREAMS)]
+        sc, sh = c.scalars, c.shifts
+
+        # S1: products.
+        valid.append(reg(valid[0], "valid1"))
+        carry = {"v": v, "pad": pad, "last": last, "end": end, "first": first, "w": w}
+        p_slope = reg(v[0] * sc[0], "p_slope")  # RELU: values * slope
+        p_mom = reg(v[1] * sc[0], "p_mom")  # SGD: mom * v
+        p_grad = reg(v[0] * sc[1], "p_grad")  # SGD: lr * g
+        p_master = reg(v[2] * sc[2], "p_master")  # SGD: lr * decay * w
+        diff = reg((v[0] << c.align[0]) - (v[1] << c.align[1]), "diff")  # MEAN_SUB
+        v, pad, last, end, first = (
+            [reg(t, f"v{i}_1") for i, t in enumerate(carry["v"])],
+            reg(carry["pad"], "pad1"),
+            reg(carry["last"], "last1"),
+            reg(carry["end"], "end1"),
+            reg(carry["first"], "first1"),
+        )
+        w = [reg(t, f"w{k}_1") for k, t in enumerate(w)]
+
+        # S2: the group's reduction (a sum at full width).
+        acc = Signal(signed(64), name="acc")
+        term = Mux(pad, 0, v[0])
+        acc_next = Signal(signed(64), name="acc_next")
+        m.d.comb += acc_next.eq(Mux(first, term, acc + term))
+        with m.If(en & valid[1]):
+            m.d.sync += acc.eq(acc_next)
+        valid.append(reg(valid[1] & last, "valid2"))
+        total = reg(acc_next, "total2")
+        v = [reg(t, f"v{i}_2") for i, t in enumerate(v)]
+        end = reg(end, "end2")
+        w = [reg(t, f"w{k}_2") for k, t in enumerate(w)]
+        p_slope, p_mom, p_grad, p_master = (
+            reg(p, f"{p.name}_2") for p in (p_slope, p_mom, p_grad, p_master)
+        )
+        diff = reg(diff, "diff2")
+
+        # S3: the first roundings: SGD's three terms, the slope product, the aligned bias.
+        nearest = Rounding.NEAREST_EVEN
+        terms = []
+        for i, p in enumerate((p_mom, p_grad, p_master)):
+            raw, _ = shift_round(m, p, sh[i], nearest, None, f"term{i}")
+            terms.append(saturate(m, raw, WIDE_BITS, f"term{i}")[0])
+        relu = is_op(VecOp.RELU, VecOp.RELU_BACK)
+        raw, _ = shift_round(m, Mux(relu, p_slope, v[1]), sh[0], c.rounding, w[0], "pre")
+        pre = saturate(m, raw, WIDE_BITS, "pre")[0]
+        valid.append(reg(valid[2], "valid3"))
+        term_sum = reg(terms[0] + terms[1] + terms[2], "term_sum")
+        pre = reg(pre, "pre3")
+        total = reg(total, "total3")
+        diff = reg(diff, "diff3")
+        v = [reg(t, f"v{i}_3") for i, t in enumerate(v)]
+        end = reg(end, "end3")
+        w = [reg(t, f"w{k}_3") for k, t in enumerate(w)]
+
+        # S4: result 0 (SGD: the momentum), rounded or formed, then saturated.
+        sgd = is_op(VecOp.SGD)
+        rounded = is_op(VecOp.CONVERT, VecOp.MEAN_SUB, VecOp.BIAS_GRAD, VecOp.SGD)
+        main_in = Signal(signed(64), name="main_in")
+        with m.Switch(c.op):
+            with m.Case(VecOp.CONVERT):
+                m.d.comb += main_in.eq(v[0])
+            with m.Case(VecOp.MEAN_SUB):
+                m.d.comb += main_in.eq(diff)
+            with m.Case(VecOp.SGD):
+                m.d.comb += main_in.eq(term_sum)
+            with m.Default():
+                m.d.comb += main_in.eq(total)
+        main_shift = Mux(sgd, GUARD, sh[0])
+        raw_r, bits_r = shift_round(
+            m, main_in, main_shift, c.rounding, w[0], "main", want_bits=True
+        )
+        formed = Signal(signed(64), name="formed")
+        with m.Switch(c.op):
+            with m.Case(VecOp.RELU):
+                m.d.comb += formed.eq(Mux(v[0] > 0, v[0], pre))
+            with m.Case(VecOp.RELU_BACK):
+                m.d.comb += formed.eq(Mux(v[1] > 0, v[0], pre))
+            with m.Case(VecOp.BIAS_ADD):
+                m.d.comb += formed.eq(v[0] + pre)
+            with m.Default():  # COPY
+                m.d.comb += formed.eq(v[0])
+        bits_f = magnitude_bits(m, formed, "formed")
+        raw0 = Mux(rounded, raw_r, formed)
+        q0, clip0 = saturate(m, raw0, Mux(sgd, c.bits2, c.bits), "out0", DATA_BITS)
+        valid.append(reg(valid[3], "valid4"))
+        res = [(reg(q0, "q0_4"), reg(clip0, "clip0_4"), reg(Mux(rounded, bits_r, bits_f), "rb0_4"))]
+        v2, end = reg(v[2], "v2_4"), reg(end, "end4")
+        w = [reg(t, f"w{k}_4") for k, t in enumerate(w)]
+
+        # S5: SGD: the new momentum at the master's exponent.
+        raw, _ = shift_round(m, res[0][0], sh[3], nearest, None, "v_al")
+        v_al = saturate(m, raw, WIDE_BITS, "v_al")[0]
+        valid.append(reg(valid[4], "valid5"))
+        v_al = reg(v_al, "v_al5")
+        res = [tuple(reg(t, f"{t.name}_5") for t in res[0])]
+        v2, end = reg(v2, "v2_5"), reg(end, "end5")
+        w = [reg(t, f"w{k}_5") for k, t in enumerate(w)]
+
+        # S6: SGD: the master, w - v.
+        raw, rb1 = shift_round(
+            m, (v2 << GUARD) - v_al, GUARD, c.rounding, w[1], "master", want_bits=True
+        )
+        q1, clip1 = saturate(m, raw, c.bits2, "out1", DATA_BITS)
+        valid.append(reg(valid[5], "valid6"))
+        res = [
+            tuple(reg(t, f"{t.name}_6") for t in res[0]),
+            (reg(q1, "q1_6"), reg(clip1, "clip1_6"), reg(rb1, "rb1_6")),
+        ]
+        end = reg(end, "end6")
+        w = [reg(t, f"w{k}_6") for k, t in enumerate(w)]
+
+        # S7: SGD: the operand copy of the new master.
+        raw, rb2 = shift_round(m, res[1][0], sh[4], c.rounding, w[2], "operand", want_bits=True)
+        q2, clip2 = saturate(m, raw, c.bits, "out2", DATA_BITS)
+        valid.append(reg(valid[6], "valid7"))
+        res = [tuple(reg(t, f"{t.name}_7") for t in r) for r in res]
+        res.append((reg(q2, "q2_7"), reg(clip2, "clip2_7"), reg(rb2, "rb2_7")))
+        end = reg(end, "end7")
+
+        # S8: the output register, and the statistics of what it takes.
+        with m.If(en):
+            m.d.sync += [self.y.valid.eq(valid[7]), self.y.payload.last.eq(end)]
+            m.d.sync += [self.y.payload.q[k].eq(res[k][0]) for k in range(STREAMS)]
+        peak = [Signal(unsigned(DATA_BITS), name=f"peak{k}") for k in range(STREAMS)]
+        count = [Signal(unsigned(DATA_BITS), name=f"saturated{k}") for k in range(STREAMS)]
+        widest = [Signal(RAW_BITS, name=f"widest{k}") for k in range(STREAMS)]
+        with m.If(start):
+            m.d.sync += [s.eq(0) for s in (*peak, *count, *widest)]
+        with m.Elif(en & valid[7]):
+            for k in range(STREAMS):
+                q, clip, rb = res[k]
+                mag = Signal(unsigned(DATA_BITS), name=f"mag{k}")
+                m.d.comb += mag.eq(Mux(q < 0, -q, q))
+                counted = sgd if k else Const(1)
+                with m.If(counted):
+                    m.d.sync += [
+                        peak[k].eq(Mux(mag > peak[k], mag, peak[k])),
+                        count[k].eq(count[k] + clip),
+                        widest[k].eq(Mux(rb > widest[k], rb, widest[k])),
+                    ]
+        with m.If(self.y.valid & self.y.ready & self.y.payload.last):
+            m.d.sync += [draining.eq(0), reporting.eq(1)]
+        m.d.comb += self.stats.valid.eq(reporting)
+        with m.If(self.stats.valid & self.stats.ready):
+            m.d.sync += reporting.eq(0)
+        widths = [Mux(sgd, c.bits2, c.bits), c.bits2, c.bits]
+        for k in range(STREAMS):
+            out = self.stats.payload[k]
+            m.d.comb += [
+                out.peak.eq(peak[k]),
+                out.saturated.eq(count[k]),
+                out.overflow.eq(Mux(count[k] != 0, widest[k] - (widths[k] - 1), 0)),
+            ]
+        return m
