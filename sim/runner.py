@@ -119,14 +119,23 @@ def build(
     ``family``: the engine as a board of that FPGA family gets it, simulated with our
     models of the family's primitives (:mod:`sim.vendor_models`).
     """
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
-
     from .vendor_models import models_verilog
+
+    root = build_root() if root is None else root
+    verilog, top = engine_verilog(kind, cfg, root, family)
+    final = build_verilog(verilog, top, sim, root, models_verilog(family))
+    return Design(kind, cfg, sim, top, final, family)
+
+
+def build_verilog(
+    verilog: Path, top: str, sim: str, root: Path | None = None, models: str = ""
+) -> Path:
+    """Compile ``verilog`` (top module ``top``, plus the Verilog text ``models``) for ``sim``;
+    its build directory (cached by content; race-safe)."""
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
 
     check_simulator(sim)
     root = build_root() if root is None else root
-    verilog, top = engine_verilog(kind, cfg, root, family)
-    models = models_verilog(family)
     control = waiver_control_text() if sim == "verilator" else ""
     key = hashlib.sha256()
     for part in (
@@ -142,9 +151,8 @@ def build(
         key.update(part.encode())
         key.update(b"\0")
     final = root / f"{top}-{sim}-{key.hexdigest()[:16]}"
-    design = Design(kind, cfg, sim, top, final, family)
     if (final / ".complete").is_file():
-        return design
+        return final
 
     with atomic_directory(final) as tmp:
         src = tmp / f"{top}.v"
@@ -174,7 +182,7 @@ def build(
                     f"{log_tail(tmp / 'build.log')}"
                 ) from None
         (tmp / ".complete").write_text(json.dumps({"top": top, "sim": sim}))
-    return design
+    return final
 
 
 # -- cases ---------------------------------------------------------------------------
@@ -295,6 +303,57 @@ def write_cases(path: Path, design: Design, cases: Sequence[GemmCase], tb_seed: 
     np.savez(path, **arrays)
 
 
+def new_run_dir() -> Path:
+    """A fresh directory for one simulation's files, under the build root."""
+    (build_root() / ".runs").mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=build_root() / ".runs"))
+
+
+def run_test(
+    sim: str,
+    top: str,
+    build_dir: Path,
+    test_module: str,
+    run_dir: Path,
+    env: dict[str, str],
+    label: str,
+) -> float:
+    """Run the cocotb ``test_module`` on a build, in ``run_dir`` (log ``sim.log``), with the
+    environment ``env``; the seconds it took. Raises :class:`SimulationError` if it fails."""
+    import time
+
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    xml, log = run_dir / "results.xml", run_dir / "sim.log"
+    for k in env:
+        if k in os.environ:  # the runner lets os.environ override extra_env
+            raise SimulationError(f"unset {k}: it would override the case file of this run")
+    start = time.perf_counter()
+    with simulator_env(sim):
+        runner = get_runner(sim)
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=top,
+                hdl_toplevel_lang="verilog",
+                build_dir=build_dir,
+                test_dir=run_dir,
+                results_xml=str(xml),
+                extra_env=env,
+                log_file=log,
+                timescale=TIMESCALE if sim == "icarus" else None,
+            )
+            tests, failed = get_results(xml)
+        except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:
+            raise SimulationError(
+                f"{label}: simulation failed ({exc}); log {log}:\n{log_tail(log)}"
+            ) from None
+    if failed or not tests:
+        raise SimulationError(f"{label}: simulation failed; log {log}:\n{log_tail(log)}")
+    return time.perf_counter() - start
+
+
 def run_cases(
     design: Design, cases: Sequence[GemmCase], *, tb_seed: int = 0, keep: bool = False
 ) -> SimRun:
@@ -303,45 +362,17 @@ def run_cases(
     The run directory (case file, results, log) is removed afterwards unless
     ``keep`` is set or the run failed (its path is then in the error).
     """
-    import time
-
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
     if not cases:
         raise ValueError("no cases to run")
-    (build_root() / ".runs").mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_root() / ".runs"))
+    run_dir = new_run_dir()
     cases_path, results_path = run_dir / "cases.npz", run_dir / "results.npz"
-    xml, log = run_dir / "results.xml", run_dir / "sim.log"
     write_cases(cases_path, design, cases, tb_seed)
     env = {CASES_ENV: str(cases_path), RESULTS_ENV: str(results_path)}
-    for k in env:
-        if k in os.environ:  # the runner lets os.environ override extra_env
-            raise SimulationError(f"unset {k}: it would override the case file of this run")
-    start = time.perf_counter()
-    with simulator_env(design.sim):
-        runner = get_runner(design.sim)
-        try:
-            runner.test(
-                test_module=TEST_MODULE,
-                hdl_toplevel=design.top,
-                hdl_toplevel_lang="verilog",
-                build_dir=design.build_dir,
-                test_dir=run_dir,
-                results_xml=str(xml),
-                extra_env=env,
-                log_file=log,
-                timescale=TIMESCALE if design.sim == "icarus" else None,
-            )
-            tests, failed = get_results(xml)
-        except (RuntimeError, SystemExit, subprocess.CalledProcessError) as exc:
-            raise SimulationError(
-                f"{design.label}: simulation failed ({exc}); log {log}:\n{log_tail(log)}"
-            ) from None
-    total = time.perf_counter() - start
-    if failed or not tests or not results_path.is_file():
-        raise SimulationError(f"{design.label}: simulation failed; log {log}:\n{log_tail(log)}")
+    total = run_test(
+        design.sim, design.top, design.build_dir, TEST_MODULE, run_dir, env, design.label
+    )
+    if not results_path.is_file():
+        raise SimulationError(f"{design.label}: no results; log {run_dir / 'sim.log'}")
 
     with np.load(results_path) as f:
         info = json.loads(str(f["header"]))

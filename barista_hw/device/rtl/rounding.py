@@ -65,12 +65,12 @@ def shift_round(
         modes, mode = [rounding], Const(int(rounding), 2)
     else:
         mode = rounding
-    with m.If(left):
-        m.d.comb += raw.eq(shifted)
-    for i, each in enumerate(modes):
-        final = i == len(modes) - 1
-        with m.Else() if final else m.Elif(mode == each):
-            m.d.comb += raw.eq(_right(m, v, shift, s, mask, each, word, name))
+    # A Mux chain, not an If chain: Yosys writes the latter as a casez that Verilator's
+    # lint flags as overlapping when a condition is constant (a fixed shift or mode).
+    choice: Value = _right(m, v, shift, s, mask, modes[-1], word, name)
+    for each in modes[-2::-1]:
+        choice = Mux(mode == each, _right(m, v, shift, s, mask, each, word, name), choice)
+    m.d.comb += raw.eq(Mux(left, shifted, choice))
     if not want_bits:
         return raw, None
     # Left: |v| << k has bit length bits(|v|) + k for v != 0 (k unclipped); right: measured.

@@ -51,7 +51,7 @@ from ..vector import GUARD, WIDE_BITS, Rounder, Stats, VecOp
 from .rounding import magnitude_bits, saturate, shift_round
 
 DATA_BITS = 32  # an element (the V scratchpad's lane: master weights and momentum)
-SHIFT_BITS = 10  # a signed shift: exponent differences within [-256, 255]
+SHIFT_BITS = 10  # a signed shift: exponent differences within [-512, 511]
 ALIGN_BITS = 5  # MEAN_SUB's exact left shifts
 STREAMS = 3  # random streams, results a beat
 RAW_BITS = 11  # the bit length of a result before saturation (overflow statistic)
@@ -462,3 +462,43 @@ class VectorUnit(wiring.Component):
                 out.overflow.eq(Mux(count[k] != 0, widest[k] - (widths[k] - 1), 0)),
             ]
         return m
+
+
+# -- packing (for test benches and the sequencer's simulation) -------------------------
+def element_words(
+    v: np.ndarray, pad: np.ndarray | None = None, last: np.ndarray | None = None
+) -> list[int]:
+    """``x`` payloads of elements ``v`` ``(n, k)`` (``k <= 3`` operands, 32-bit signed),
+    with their ``pad`` and group ``last`` flags; ``end`` on the final one."""
+    v = np.asarray(v, dtype=np.int64)
+    n = v.shape[0]
+    if v.ndim != 2 or v.shape[1] > 3:
+        raise ValueError(f"elements are (n, <= 3), not {v.shape}")
+    if v.size and (v.min() < -(1 << (DATA_BITS - 1)) or v.max() >= 1 << (DATA_BITS - 1)):
+        raise ValueError(f"elements exceed {DATA_BITS} bits")
+    flags = {
+        "pad": np.zeros(n, np.int64) if pad is None else np.asarray(pad),
+        "last": np.zeros(n, np.int64) if last is None else np.asarray(last),
+        "end": (np.arange(n) == n - 1).astype(np.int64),
+    }
+    lane = IN_LAYOUT["v"].offset
+    words = [0] * n
+    for k in range(v.shape[1]):
+        part = (v[:, k] & ((1 << DATA_BITS) - 1)).tolist()
+        off = lane + k * DATA_BITS
+        words = [w | (p << off) for w, p in zip(words, part, strict=True)]
+    for name, values in flags.items():
+        off = IN_LAYOUT[name].offset
+        words = [w | (int(f) & 1) << off for w, f in zip(words, values.tolist(), strict=True)]
+    return words
+
+
+def decode_outputs(words: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` payloads as ``(n, 3)`` results and the ``last`` flags."""
+    q = np.zeros((len(words), STREAMS), dtype=np.int64)
+    last = np.zeros(len(words), dtype=np.int64)
+    for i, w in enumerate(words):
+        out = data.Const(OUT_LAYOUT, w)
+        q[i] = list(out.q)
+        last[i] = int(out.last)
+    return q, last
