@@ -47,6 +47,7 @@ from barista_hw.numfmt import Rounding
 from barista_hw.requant import LfsrLanes
 
 from .. import vector
+from ..geometry import PoolGeometry
 from ..vector import GUARD, WIDE_BITS, Rounder, Stats, VecOp
 from .rounding import magnitude_bits, saturate, shift_round
 
@@ -79,16 +80,7 @@ STAT_LAYOUT = data.StructLayout(
 STATS_LAYOUT = data.ArrayLayout(STAT_LAYOUT, STREAMS)
 
 GROUP_OPS = (VecOp.BIAS_GRAD, VecOp.MAXPOOL, VecOp.MAXPOOL_BACK, VecOp.AVEPOOL, VecOp.AVEPOOL_BACK)
-BUILT_OPS = (
-    VecOp.COPY,
-    VecOp.CONVERT,
-    VecOp.RELU,
-    VecOp.RELU_BACK,
-    VecOp.BIAS_ADD,
-    VecOp.MEAN_SUB,
-    VecOp.BIAS_GRAD,
-    VecOp.SGD,
-)
+BUILT_OPS = tuple(VecOp)  # every operation of the model
 
 
 def stream_key(k: int) -> int:
@@ -221,6 +213,84 @@ class VecCommand:
             **cls._rnd(rnd),
         )
 
+    @classmethod
+    def maxpool(cls) -> VecCommand:
+        """``v[0]`` = x in :func:`window_order`; ``q`` = (maximum, mask)."""
+        return cls(VecOp.MAXPOOL)
+
+    @classmethod
+    def maxpool_back(cls, bits: int) -> VecCommand:
+        """``v`` = (dy, mask, the element's offset) in :func:`covering_order`."""
+        return cls(VecOp.MAXPOOL_BACK, bits=bits)
+
+    @classmethod
+    def avepool(
+        cls, geom: PoolGeometry, bits: int, rnd: Rounder, *, back: bool = False
+    ) -> VecCommand:
+        """``v`` = (x, the window's 1/n) in :func:`window_order` (``back``: ``AVEPOOL_BACK``,
+        ``v`` = (dy, its window's 1/n) in :func:`covering_order`); 1/n and the shift as
+        :func:`vector.reciprocals` gives them."""
+        op = VecOp.AVEPOOL_BACK if back else VecOp.AVEPOOL
+        shift = vector.reciprocals(geom)[1]
+        return cls(op, bits=bits, shifts=(shift, 0, 0, 0, 0), **cls._rnd(rnd))
+
+
+@dataclass(frozen=True)
+class PoolOrder:
+    """The order a pooling instruction's elements stream in, for one ``H x W`` plane (planes
+    follow each other, images then channels): per entry the input pixel (``h * W + w``, -1
+    in the padding), the output pixel (``oh * out_w + ow``, -1: none), the element's offset
+    in that window (``i * kw + j``), and whether it closes a group."""
+
+    inp: np.ndarray
+    out: np.ndarray
+    offset: np.ndarray
+    last: np.ndarray
+
+    @property
+    def pad(self) -> np.ndarray:
+        """Entries that contribute nothing (padding; a pixel no window covers)."""
+        return (self.inp < 0) | (self.out < 0)
+
+
+def _windows(geom: PoolGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Input pixel (-1: padding), output pixel and offset of every (output, offset) pair,
+    outputs row-major, offsets row-major within each."""
+    hs, ws = vector.window_starts(geom)
+    (kh, kw), k = geom.kernel, np.arange(geom.kernel[0] * geom.kernel[1])
+    rows = hs[:, None, None] + (k // kw)[None, None, :]
+    cols = ws[None, :, None] + (k % kw)[None, None, :]
+    inside = (rows >= 0) & (rows < geom.height) & (cols >= 0) & (cols < geom.width)
+    inp = np.where(inside, rows * geom.width + cols, -1).reshape(-1)
+    n_out = geom.out_height * geom.out_width
+    out = np.repeat(np.arange(n_out), kh * kw)
+    return inp, out, np.tile(k, n_out)
+
+
+def window_order(geom: PoolGeometry) -> PoolOrder:
+    """``MAXPOOL``/``AVEPOOL``: each output's window, a group of ``kh * kw`` entries in its
+    offset order (the DMA walks the windows as it does im2col's; the unit does not)."""
+    inp, out, offset = _windows(geom)
+    last = offset == geom.kernel[0] * geom.kernel[1] - 1
+    return PoolOrder(inp, out, offset, last.astype(np.int64))
+
+
+def covering_order(geom: PoolGeometry) -> PoolOrder:
+    """``MAXPOOL_BACK``/``AVEPOOL_BACK``: each input pixel (row-major) a group of the windows
+    covering it (outputs in order); a pixel no window covers gets one padding entry."""
+    inp, out, offset = _windows(geom)
+    keep = inp >= 0
+    inp, out, offset = inp[keep], out[keep], offset[keep]
+    pixels = geom.height * geom.width
+    uncovered = np.setdiff1d(np.arange(pixels), inp)
+    inp = np.concatenate([inp, uncovered])
+    out = np.concatenate([out, np.full(uncovered.size, -1)])
+    offset = np.concatenate([offset, np.zeros(uncovered.size, np.int64)])
+    order = np.lexsort((out, inp))  # by pixel, then output
+    inp, out, offset = inp[order], out[order], offset[order]
+    last = np.append(inp[1:] != inp[:-1], True).astype(np.int64)
+    return PoolOrder(inp, out, offset, last)
+
 
 def bias_grad_order(dy: np.ndarray) -> np.ndarray:
     """``BIAS_GRAD``'s input order: dy ``(images, M, pixels)`` as ``(M, images * pixels)``,
@@ -307,6 +377,7 @@ class VectorUnit(wiring.Component):
         v = [reg(x.v[i], f"v{i}_0") for i in range(3)]
         pad, last, end = reg(x.pad, "pad0"), reg(glast, "last0"), reg(x.end, "end0")
         first = reg(offset == 0, "first0")
+        off = reg(offset, "off0")
         w = [reg(words[k], f"w{k}_0") for k in range(STREAMS)]
         sc, sh = c.scalars, c.shifts
 
@@ -318,6 +389,8 @@ class VectorUnit(wiring.Component):
         p_grad = reg(v[0] * sc[1], "p_grad")  # SGD: lr * g
         p_master = reg(v[2] * sc[2], "p_master")  # SGD: lr * decay * w
         diff = reg((v[0] << c.align[0]) - (v[1] << c.align[1]), "diff")  # MEAN_SUB
+        p_pool = reg(v[0] * v[1], "p_pool")  # AVEPOOL_BACK: dy * 1/n
+        off = reg(off, "off1")
         v, pad, last, end, first = (
             [reg(t, f"v{i}_1") for i, t in enumerate(carry["v"])],
             reg(carry["pad"], "pad1"),
@@ -329,13 +402,32 @@ class VectorUnit(wiring.Component):
 
         # S2: the group's reduction (a sum at full width).
         acc = Signal(signed(64), name="acc")
-        term = Mux(pad, 0, v[0])
+        term = Signal(signed(64), name="term")
+        with m.Switch(c.op):
+            with m.Case(VecOp.AVEPOOL_BACK):
+                m.d.comb += term.eq(p_pool)
+            with m.Case(VecOp.MAXPOOL_BACK):  # dy where the window's argmax is this element
+                m.d.comb += term.eq(Mux(v[1] == v[2], v[0], 0))
+            with m.Default():
+                m.d.comb += term.eq(v[0])
+        term = Mux(pad, 0, term)
         acc_next = Signal(signed(64), name="acc_next")
         m.d.comb += acc_next.eq(Mux(first, term, acc + term))
+        # MAXPOOL: the first strict maximum of the window, padding never wins.
+        best, arg, have = Signal(signed(DATA_BITS)), Signal(16), Signal()
+        wins = ~pad & (first | ~have | (v[0] > best))
+        best_next = Mux(wins, v[0], best)
+        arg_next = Mux(wins, off, Mux(first, 0, arg))
         with m.If(en & valid[1]):
-            m.d.sync += acc.eq(acc_next)
+            m.d.sync += [
+                acc.eq(acc_next),
+                best.eq(best_next),
+                arg.eq(arg_next),
+                have.eq(~pad | (have & ~first)),
+            ]
         valid.append(reg(valid[1] & last, "valid2"))
         total = reg(acc_next, "total2")
+        best, arg = reg(best_next, "best2"), reg(arg_next, "arg2")
         v = [reg(t, f"v{i}_2") for i, t in enumerate(v)]
         end = reg(end, "end2")
         w = [reg(t, f"w{k}_2") for k, t in enumerate(w)]
@@ -356,7 +448,9 @@ class VectorUnit(wiring.Component):
         valid.append(reg(valid[2], "valid3"))
         term_sum = reg(terms[0] + terms[1] + terms[2], "term_sum")
         pre = reg(pre, "pre3")
+        pool_product = reg(total * v[1], "avepool3")  # AVEPOOL: the window's sum * 1/n
         total = reg(total, "total3")
+        best, arg = reg(best, "best3"), reg(arg, "arg3")
         diff = reg(diff, "diff3")
         v = [reg(t, f"v{i}_3") for i, t in enumerate(v)]
         end = reg(end, "end3")
@@ -364,7 +458,15 @@ class VectorUnit(wiring.Component):
 
         # S4: result 0 (SGD: the momentum), rounded or formed, then saturated.
         sgd = is_op(VecOp.SGD)
-        rounded = is_op(VecOp.CONVERT, VecOp.MEAN_SUB, VecOp.BIAS_GRAD, VecOp.SGD)
+        rounded = is_op(
+            VecOp.CONVERT,
+            VecOp.MEAN_SUB,
+            VecOp.BIAS_GRAD,
+            VecOp.SGD,
+            VecOp.AVEPOOL,
+            VecOp.AVEPOOL_BACK,
+        )
+        maxpool = is_op(VecOp.MAXPOOL)
         main_in = Signal(signed(64), name="main_in")
         with m.Switch(c.op):
             with m.Case(VecOp.CONVERT):
@@ -373,6 +475,8 @@ class VectorUnit(wiring.Component):
                 m.d.comb += main_in.eq(diff)
             with m.Case(VecOp.SGD):
                 m.d.comb += main_in.eq(term_sum)
+            with m.Case(VecOp.AVEPOOL):
+                m.d.comb += main_in.eq(pool_product)
             with m.Default():
                 m.d.comb += main_in.eq(total)
         main_shift = Mux(sgd, GUARD, sh[0])
@@ -387,14 +491,21 @@ class VectorUnit(wiring.Component):
                 m.d.comb += formed.eq(Mux(v[1] > 0, v[0], pre))
             with m.Case(VecOp.BIAS_ADD):
                 m.d.comb += formed.eq(v[0] + pre)
+            with m.Case(VecOp.MAXPOOL):
+                m.d.comb += formed.eq(best)
+            with m.Case(VecOp.MAXPOOL_BACK):
+                m.d.comb += formed.eq(total)
             with m.Default():  # COPY
                 m.d.comb += formed.eq(v[0])
         bits_f = magnitude_bits(m, formed, "formed")
         raw0 = Mux(rounded, raw_r, formed)
-        q0, clip0 = saturate(m, raw0, Mux(sgd, c.bits2, c.bits), "out0", DATA_BITS)
+        # MAXPOOL's maximum is an input: not saturated (the model's neither).
+        bits0 = Mux(sgd, c.bits2, Mux(maxpool, DATA_BITS, c.bits))
+        q0, clip0 = saturate(m, raw0, bits0, "out0", DATA_BITS)
         valid.append(reg(valid[3], "valid4"))
         res = [(reg(q0, "q0_4"), reg(clip0, "clip0_4"), reg(Mux(rounded, bits_r, bits_f), "rb0_4"))]
         v2, end = reg(v[2], "v2_4"), reg(end, "end4")
+        arg = reg(arg, "arg4")
         w = [reg(t, f"w{k}_4") for k, t in enumerate(w)]
 
         # S5: SGD: the new momentum at the master's exponent.
@@ -404,6 +515,7 @@ class VectorUnit(wiring.Component):
         v_al = reg(v_al, "v_al5")
         res = [tuple(reg(t, f"{t.name}_5") for t in res[0])]
         v2, end = reg(v2, "v2_5"), reg(end, "end5")
+        arg = reg(arg, "arg5")
         w = [reg(t, f"w{k}_5") for k, t in enumerate(w)]
 
         # S6: SGD: the master, w - v.
@@ -411,6 +523,7 @@ class VectorUnit(wiring.Component):
             m, (v2 << GUARD) - v_al, GUARD, c.rounding, w[1], "master", want_bits=True
         )
         q1, clip1 = saturate(m, raw, c.bits2, "out1", DATA_BITS)
+        q1 = Mux(maxpool, arg, q1)  # MAXPOOL: the mask
         valid.append(reg(valid[5], "valid6"))
         res = [
             tuple(reg(t, f"{t.name}_6") for t in res[0]),

@@ -18,17 +18,21 @@ import numpy as np
 import pytest
 
 from barista_hw.device import vector as model
+from barista_hw.device.geometry import PoolGeometry
 from barista_hw.device.rtl.vector import (
     BUILT_OPS,
     LATENCY,
+    PoolOrder,
     VecCommand,
     VectorUnit,
     bias_grad_order,
+    covering_order,
     decode_outputs,
     decode_stats,
     element_words,
+    window_order,
 )
-from barista_hw.device.vector import Rounder, Stats, VecOp
+from barista_hw.device.vector import Rounder, Stats, VecOp, reciprocals
 from barista_hw.numfmt import Rounding
 
 LANES = 4  # random lanes: the cases' lengths are not multiples of it
@@ -36,6 +40,7 @@ BITS = 18  # the operand format's width (fx18, the ULX3S designs')
 STALL = 0.3
 TOP = "vector_unit_l4"
 LO, HI = -(1 << 31), (1 << 31) - 1
+EXACT_OPS = (VecOp.COPY, VecOp.MAXPOOL, VecOp.MAXPOOL_BACK)  # no rounding: one mode suffices
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,11 @@ class Case:
     last: np.ndarray
     expected: tuple[tuple[np.ndarray, Stats], ...]
     stall: float = 0.0
+    pad: np.ndarray | None = None
 
     @property
     def words(self) -> list[int]:
-        return element_words(self.v, last=self.last)
+        return element_words(self.v, pad=self.pad, last=self.last)
 
 
 def _values(rng: np.random.Generator, n: int, bits: int) -> np.ndarray:
@@ -145,8 +151,9 @@ def cases() -> tuple[Case, ...]:
                 model.bias_grad(dy, 5, frac_out, BITS, rnd),
             )
         out.extend(_sgd_cases(rng, rnd, tag))
+        out.extend(_pool_cases(rng, rnd, tag))
     # Stalled twins of one case of each operation: the same bits whatever the handshakes.
-    twins = [c for c in out if c.name.endswith("stochastic")]
+    twins = [c for c in out if c.cmd.op in EXACT_OPS or c.cmd.rounding is Rounding.STOCHASTIC]
     seen: set[VecOp] = set()
     for c in twins:
         if c.cmd.op not in seen:
@@ -187,6 +194,93 @@ def _sgd_cases(rng: np.random.Generator, rnd: Rounder, tag: str) -> list[Case]:
             )
         )
     return result
+
+
+# CEIL-mode windows past the image, padding, and a stride past the kernel (pixels no
+# window covers); one channel-image plane after another.
+GEOMETRIES = (
+    PoolGeometry(2, 5, 5, (2, 2), (2, 2)),
+    PoolGeometry(1, 6, 7, (3, 3), (2, 2), (1, 1)),
+    PoolGeometry(1, 7, 6, (2, 3), (3, 2), (1, 0)),
+)
+
+
+def _stream(order: PoolOrder, planes: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """What the DMA streams of ``planes`` ``(P, size)`` at ``index`` (0 where it is -1)."""
+    return np.where(index >= 0, planes[:, np.maximum(index, 0)], 0).reshape(-1)
+
+
+def _flags(order: PoolOrder, planes: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.tile(order.pad, planes), np.tile(order.last, planes)
+
+
+def _pool_cases(rng: np.random.Generator, rnd: Rounder, tag: str) -> list[Case]:
+    result = []
+    for g, geom in enumerate(GEOMETRIES):
+        images = 2 if g == 0 else 1
+        shape = (images, geom.channels, geom.height, geom.width)
+        out_shape = (images, geom.channels, geom.out_height, geom.out_width)
+        x = _values(rng, int(np.prod(shape)), 20).reshape(shape)
+        x[0, 0, :2, :2] = x[0, 0, 0, 0]  # ties: the first maximum wins
+        dy = _values(rng, int(np.prod(out_shape)), 20).reshape(out_shape)
+        planes = x.reshape(-1, geom.height * geom.width)
+        outs = dy.reshape(-1, geom.out_height * geom.out_width)
+        recip = np.broadcast_to(reciprocals(geom)[0].reshape(1, -1), outs.shape)
+        fwd, back = window_order(geom), covering_order(geom)
+        n_planes = len(planes)
+
+        y, mask, s = model.maxpool(x, geom)
+        pad, last = _flags(fwd, n_planes)
+        name = f"pool{g}-{tag}"
+        result.append(
+            Case(
+                f"max{name}",
+                VecCommand.maxpool(),
+                _cols(_stream(fwd, planes, fwd.inp)),
+                last,
+                ((y, s), (mask, Stats(0, 0, 0))),
+                pad=pad,
+            )
+        )
+        result.append(
+            Case(
+                f"ave{name}",
+                VecCommand.avepool(geom, BITS, rnd),
+                _cols(_stream(fwd, planes, fwd.inp), _stream(fwd, recip, fwd.out)),
+                last,
+                (model.avepool(x, geom, BITS, rnd),),
+                pad=pad,
+            )
+        )
+        pad, last = _flags(back, n_planes)
+        masks = mask.reshape(outs.shape)
+        result.append(
+            Case(
+                f"max{name}-back",
+                VecCommand.maxpool_back(BITS),
+                _cols(
+                    _stream(back, outs, back.out),
+                    _stream(back, masks, back.out),
+                    np.tile(back.offset, n_planes),
+                ),
+                last,
+                (model.maxpool_back(dy, mask, geom, BITS),),
+                pad=pad,
+            )
+        )
+        result.append(
+            Case(
+                f"ave{name}-back",
+                VecCommand.avepool(geom, BITS, rnd, back=True),
+                _cols(_stream(back, outs, back.out), _stream(back, recip, back.out)),
+                last,
+                (model.avepool_back(dy, geom, BITS, rnd),),
+                pad=pad,
+            )
+        )
+    # The exact operations once (in the first rounding mode's pass).
+    once = rnd.rounding is Rounding.NEAREST_EVEN
+    return [c for c in result if once or c.cmd.op not in EXACT_OPS]
 
 
 def unit_run(cache_: dict, sim: str):  # noqa: ANN201 - a sim.stream_run.UnitRun
@@ -245,7 +339,7 @@ def test_cases_cover_the_brief() -> None:
     every = cases()
     assert {c.cmd.op for c in every} == set(BUILT_OPS)
     for op in BUILT_OPS:
-        if op is not VecOp.COPY:
+        if op not in EXACT_OPS:
             assert {c.cmd.rounding for c in every if c.cmd.op is op} == set(Rounding), op
     results = np.concatenate([np.ravel(q) for c in every for q, _ in c.expected[:1]])
     assert (results == (1 << (BITS - 1)) - 1).any() and (results == -(1 << (BITS - 1))).any()
@@ -254,6 +348,21 @@ def test_cases_cover_the_brief() -> None:
     sgd = [c for c in every if c.cmd.op is VecOp.SGD]
     assert any(c.expected[0][1].saturated and c.expected[1][1].saturated for c in sgd)
     assert {c.cmd.op for c in every if c.stall} == set(BUILT_OPS)
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES, ids=str)
+def test_pool_orders_cover_every_window_and_pixel(geom: PoolGeometry) -> None:
+    """Forward: every output's whole window, offsets in order; backward: every input pixel
+    one group, every (window, offset) inside the image once."""
+    fwd, back = window_order(geom), covering_order(geom)
+    k = geom.kernel[0] * geom.kernel[1]
+    n_out = geom.out_height * geom.out_width
+    assert fwd.offset.tolist() == list(range(k)) * n_out and fwd.last.sum() == n_out
+    assert back.last.sum() == geom.height * geom.width
+    assert back.inp[back.last == 1].tolist() == list(range(geom.height * geom.width))
+    inside = {(o, f) for i, o, f in zip(fwd.inp, fwd.out, fwd.offset, strict=True) if i >= 0}
+    covered = [(o, f) for o, f in zip(back.out, back.offset, strict=True) if o >= 0]
+    assert sorted(covered) == sorted(inside)
 
 
 def test_command_fields_are_checked() -> None:
