@@ -365,6 +365,16 @@ def test_pool_orders_cover_every_window_and_pixel(geom: PoolGeometry) -> None:
     assert sorted(covered) == sorted(inside)
 
 
+def test_vector_unit_verilog_is_lint_clean(tmp_path) -> None:  # noqa: ANN001
+    """``verilator --lint-only -Wall`` with the project's waivers, on the synthesis form."""
+    from barista_hw.rtl import to_verilog
+    from sim.lint import lint
+
+    path = tmp_path / "vector_unit.v"
+    path.write_text(to_verilog(VectorUnit(LANES), "vector_unit"))
+    assert lint(path, "vector_unit") == []
+
+
 def test_command_fields_are_checked() -> None:
     with pytest.raises(ValueError, match="shifts"):
         VecCommand.convert(600, 0, BITS, Rounder(Rounding.FLOOR))
