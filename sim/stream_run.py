@@ -50,11 +50,10 @@ class UnitBuild:
     build_dir: Path
 
 
-def component_build(
-    make: Callable[[], wiring.Component], top: str, key: str, sim: str
-) -> UnitBuild:
-    """Build ``make()`` as module ``top`` for ``sim``; ``key`` names its parameters (the
-    Verilog is cached per ``key`` and content of the hardware sources)."""
+def component_verilog(make: Callable[[], wiring.Component], top: str, key: str) -> Path:
+    """The Verilog of ``make()`` as module ``top`` (for simulation: see
+    :func:`barista_hw.rtl.to_verilog`), cached per ``key`` (its parameters) and the
+    content of the hardware sources."""
     from barista_hw.rtl import SOURCE_HASH, to_verilog
 
     root = build_root()
@@ -63,7 +62,16 @@ def component_build(
     path = root / "verilog" / f"{top}-{digest}.v"
     if not path.is_file():
         write_text_atomic(path, to_verilog(make(), top, undefined_collisions=True))
-    return UnitBuild(top, sim, build_verilog(path, top, sim, root))
+    return path
+
+
+def component_build(
+    make: Callable[[], wiring.Component], top: str, key: str, sim: str
+) -> UnitBuild:
+    """Build :func:`component_verilog` for ``sim`` (Verilator's C++ unoptimised: a unit
+    test runs few cycles)."""
+    path = component_verilog(make, top, key)
+    return UnitBuild(top, sim, build_verilog(path, top, sim, quick_cxx=True))
 
 
 @dataclass(frozen=True)
