@@ -35,6 +35,7 @@ register is empty or read (``x`` stalls with ``y``); one element a cycle.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -335,13 +336,38 @@ class VectorUnit(wiring.Component):
         m.d.comb += self.x.ready.eq(running & en)
         take = self.x.valid & self.x.ready
         grouped = Cat(*(c.op == op for op in GROUP_OPS)).any()
-        glast = Mux(grouped, self.x.payload.last, 1)
+        glast = Mux(grouped, self.x.payload.last, 1)  # element operations: groups of one
         with m.If(take & self.x.payload.end):
             m.d.sync += [running.eq(0), draining.eq(1)]
+        offset = Signal(16, name="offset")  # position in the group
+        with m.If(start):
+            m.d.sync += offset.eq(0)
+        with m.Elif(take):
+            m.d.sync += offset.eq(Mux(glast, 0, offset + 1))
 
-        # Random words: taken with a group's last element (one word an output).
+        pipe = _Pipe(m, en, c)
+        x = self.x.payload
+        s = {"valid": take, "pad": x.pad, "last": glast, "end": x.end, "off": offset}
+        s |= {f"v{i}": x.v[i] for i in range(3)}
+        s |= {f"w{k}": w for k, w in enumerate(self._words(m, start, take & glast))}
+        s = pipe.advance(s, s)
+        for stage in (_products, _reduce, _prepare, _result0, _aligned, _master, _operand):
+            s = stage(pipe, s)
+
+        with m.If(en):
+            m.d.sync += [self.y.valid.eq(s["valid"]), self.y.payload.last.eq(s["end"])]
+            m.d.sync += [self.y.payload.q[k].eq(s[f"q{k}"]) for k in range(STREAMS)]
+        self._statistics(m, pipe, s, start)
+        with m.If(self.y.valid & self.y.ready & self.y.payload.last):
+            m.d.sync += [draining.eq(0), reporting.eq(1)]
+        m.d.comb += self.stats.valid.eq(reporting)
+        with m.If(self.stats.valid & self.stats.ready):
+            m.d.sync += reporting.eq(0)
+        return m
+
+    def _words(self, m: Module, start: Value, step: Value) -> list[Value]:
+        """Each random stream's word for the current output; ``step``: an output was taken."""
         lane = Signal(range(self.lanes), name="lane")
-        step = take & glast
         with m.If(start):
             m.d.sync += lane.eq(0)
         with m.Elif(step):
@@ -356,225 +382,199 @@ class VectorUnit(wiring.Component):
                 gen.advance.eq(Mux(step, Const(1, self.lanes) << lane, 0)),
             ]
             words.append(gen.words[lane])
-        offset = Signal(16, name="offset")  # position in the group
-        with m.If(start):
-            m.d.sync += offset.eq(0)
-        with m.Elif(take):
-            m.d.sync += offset.eq(Mux(glast, 0, offset + 1))
+        return words
 
-        def reg(value: Value, name: str) -> Signal:
-            r = Signal(Value.cast(value).shape(), name=name)
-            with m.If(en):
-                m.d.sync += r.eq(value)
-            return r
-
-        def is_op(*ops: VecOp) -> Value:
-            return Cat(*(c.op == op for op in ops)).any()
-
-        # S0: the element.
-        x = self.x.payload
-        valid = [reg(take, "valid0")]
-        v = [reg(x.v[i], f"v{i}_0") for i in range(3)]
-        pad, last, end = reg(x.pad, "pad0"), reg(glast, "last0"), reg(x.end, "end0")
-        first = reg(offset == 0, "first0")
-        off = reg(offset, "off0")
-        w = [reg(words[k], f"w{k}_0") for k in range(STREAMS)]
-        sc, sh = c.scalars, c.shifts
-
-        # S1: products.
-        valid.append(reg(valid[0], "valid1"))
-        carry = {"v": v, "pad": pad, "last": last, "end": end, "first": first, "w": w}
-        p_slope = reg(v[0] * sc[0], "p_slope")  # RELU: values * slope
-        p_mom = reg(v[1] * sc[0], "p_mom")  # SGD: mom * v
-        p_grad = reg(v[0] * sc[1], "p_grad")  # SGD: lr * g
-        p_master = reg(v[2] * sc[2], "p_master")  # SGD: lr * decay * w
-        diff = reg((v[0] << c.align[0]) - (v[1] << c.align[1]), "diff")  # MEAN_SUB
-        p_pool = reg(v[0] * v[1], "p_pool")  # AVEPOOL_BACK: dy * 1/n
-        off = reg(off, "off1")
-        v, pad, last, end, first = (
-            [reg(t, f"v{i}_1") for i, t in enumerate(carry["v"])],
-            reg(carry["pad"], "pad1"),
-            reg(carry["last"], "last1"),
-            reg(carry["end"], "end1"),
-            reg(carry["first"], "first1"),
-        )
-        w = [reg(t, f"w{k}_1") for k, t in enumerate(w)]
-
-        # S2: the group's reduction (a sum at full width).
-        acc = Signal(signed(64), name="acc")
-        term = Signal(signed(64), name="term")
-        with m.Switch(c.op):
-            with m.Case(VecOp.AVEPOOL_BACK):
-                m.d.comb += term.eq(p_pool)
-            with m.Case(VecOp.MAXPOOL_BACK):  # dy where the window's argmax is this element
-                m.d.comb += term.eq(Mux(v[1] == v[2], v[0], 0))
-            with m.Default():
-                m.d.comb += term.eq(v[0])
-        term = Mux(pad, 0, term)
-        acc_next = Signal(signed(64), name="acc_next")
-        m.d.comb += acc_next.eq(Mux(first, term, acc + term))
-        # MAXPOOL: the first strict maximum of the window, padding never wins.
-        best, arg, have = Signal(signed(DATA_BITS)), Signal(16), Signal()
-        wins = ~pad & (first | ~have | (v[0] > best))
-        best_next = Mux(wins, v[0], best)
-        arg_next = Mux(wins, off, Mux(first, 0, arg))
-        with m.If(en & valid[1]):
-            m.d.sync += [
-                acc.eq(acc_next),
-                best.eq(best_next),
-                arg.eq(arg_next),
-                have.eq(~pad | (have & ~first)),
-            ]
-        valid.append(reg(valid[1] & last, "valid2"))
-        total = reg(acc_next, "total2")
-        best, arg = reg(best_next, "best2"), reg(arg_next, "arg2")
-        v = [reg(t, f"v{i}_2") for i, t in enumerate(v)]
-        end = reg(end, "end2")
-        w = [reg(t, f"w{k}_2") for k, t in enumerate(w)]
-        p_slope, p_mom, p_grad, p_master = (
-            reg(p, f"{p.name}_2") for p in (p_slope, p_mom, p_grad, p_master)
-        )
-        diff = reg(diff, "diff2")
-
-        # S3: the first roundings: SGD's three terms, the slope product, the aligned bias.
-        nearest = Rounding.NEAREST_EVEN
-        terms = []
-        for i, p in enumerate((p_mom, p_grad, p_master)):
-            raw, _ = shift_round(m, p, sh[i], nearest, None, f"term{i}")
-            terms.append(saturate(m, raw, WIDE_BITS, f"term{i}")[0])
-        relu = is_op(VecOp.RELU, VecOp.RELU_BACK)
-        raw, _ = shift_round(m, Mux(relu, p_slope, v[1]), sh[0], c.rounding, w[0], "pre")
-        pre = saturate(m, raw, WIDE_BITS, "pre")[0]
-        valid.append(reg(valid[2], "valid3"))
-        term_sum = reg(terms[0] + terms[1] + terms[2], "term_sum")
-        pre = reg(pre, "pre3")
-        pool_product = reg(total * v[1], "avepool3")  # AVEPOOL: the window's sum * 1/n
-        total = reg(total, "total3")
-        best, arg = reg(best, "best3"), reg(arg, "arg3")
-        diff = reg(diff, "diff3")
-        v = [reg(t, f"v{i}_3") for i, t in enumerate(v)]
-        end = reg(end, "end3")
-        w = [reg(t, f"w{k}_3") for k, t in enumerate(w)]
-
-        # S4: result 0 (SGD: the momentum), rounded or formed, then saturated.
-        sgd = is_op(VecOp.SGD)
-        rounded = is_op(
-            VecOp.CONVERT,
-            VecOp.MEAN_SUB,
-            VecOp.BIAS_GRAD,
-            VecOp.SGD,
-            VecOp.AVEPOOL,
-            VecOp.AVEPOOL_BACK,
-        )
-        maxpool = is_op(VecOp.MAXPOOL)
-        main_in = Signal(signed(64), name="main_in")
-        with m.Switch(c.op):
-            with m.Case(VecOp.CONVERT):
-                m.d.comb += main_in.eq(v[0])
-            with m.Case(VecOp.MEAN_SUB):
-                m.d.comb += main_in.eq(diff)
-            with m.Case(VecOp.SGD):
-                m.d.comb += main_in.eq(term_sum)
-            with m.Case(VecOp.AVEPOOL):
-                m.d.comb += main_in.eq(pool_product)
-            with m.Default():
-                m.d.comb += main_in.eq(total)
-        main_shift = Mux(sgd, GUARD, sh[0])
-        raw_r, bits_r = shift_round(
-            m, main_in, main_shift, c.rounding, w[0], "main", want_bits=True
-        )
-        formed = Signal(signed(64), name="formed")
-        with m.Switch(c.op):
-            with m.Case(VecOp.RELU):
-                m.d.comb += formed.eq(Mux(v[0] > 0, v[0], pre))
-            with m.Case(VecOp.RELU_BACK):
-                m.d.comb += formed.eq(Mux(v[1] > 0, v[0], pre))
-            with m.Case(VecOp.BIAS_ADD):
-                m.d.comb += formed.eq(v[0] + pre)
-            with m.Case(VecOp.MAXPOOL):
-                m.d.comb += formed.eq(best)
-            with m.Case(VecOp.MAXPOOL_BACK):
-                m.d.comb += formed.eq(total)
-            with m.Default():  # COPY
-                m.d.comb += formed.eq(v[0])
-        bits_f = magnitude_bits(m, formed, "formed")
-        raw0 = Mux(rounded, raw_r, formed)
-        # MAXPOOL's maximum is an input: not saturated (the model's neither).
-        bits0 = Mux(sgd, c.bits2, Mux(maxpool, DATA_BITS, c.bits))
-        q0, clip0 = saturate(m, raw0, bits0, "out0", DATA_BITS)
-        valid.append(reg(valid[3], "valid4"))
-        res = [(reg(q0, "q0_4"), reg(clip0, "clip0_4"), reg(Mux(rounded, bits_r, bits_f), "rb0_4"))]
-        v2, end = reg(v[2], "v2_4"), reg(end, "end4")
-        arg = reg(arg, "arg4")
-        w = [reg(t, f"w{k}_4") for k, t in enumerate(w)]
-
-        # S5: SGD: the new momentum at the master's exponent.
-        raw, _ = shift_round(m, res[0][0], sh[3], nearest, None, "v_al")
-        v_al = saturate(m, raw, WIDE_BITS, "v_al")[0]
-        valid.append(reg(valid[4], "valid5"))
-        v_al = reg(v_al, "v_al5")
-        res = [tuple(reg(t, f"{t.name}_5") for t in res[0])]
-        v2, end = reg(v2, "v2_5"), reg(end, "end5")
-        arg = reg(arg, "arg5")
-        w = [reg(t, f"w{k}_5") for k, t in enumerate(w)]
-
-        # S6: SGD: the master, w - v.
-        raw, rb1 = shift_round(
-            m, (v2 << GUARD) - v_al, GUARD, c.rounding, w[1], "master", want_bits=True
-        )
-        q1, clip1 = saturate(m, raw, c.bits2, "out1", DATA_BITS)
-        q1 = Mux(maxpool, arg, q1)  # MAXPOOL: the mask
-        valid.append(reg(valid[5], "valid6"))
-        res = [
-            tuple(reg(t, f"{t.name}_6") for t in res[0]),
-            (reg(q1, "q1_6"), reg(clip1, "clip1_6"), reg(rb1, "rb1_6")),
-        ]
-        end = reg(end, "end6")
-        w = [reg(t, f"w{k}_6") for k, t in enumerate(w)]
-
-        # S7: SGD: the operand copy of the new master.
-        raw, rb2 = shift_round(m, res[1][0], sh[4], c.rounding, w[2], "operand", want_bits=True)
-        q2, clip2 = saturate(m, raw, c.bits, "out2", DATA_BITS)
-        valid.append(reg(valid[6], "valid7"))
-        res = [tuple(reg(t, f"{t.name}_7") for t in r) for r in res]
-        res.append((reg(q2, "q2_7"), reg(clip2, "clip2_7"), reg(rb2, "rb2_7")))
-        end = reg(end, "end7")
-
-        # S8: the output register, and the statistics of what it takes.
-        with m.If(en):
-            m.d.sync += [self.y.valid.eq(valid[7]), self.y.payload.last.eq(end)]
-            m.d.sync += [self.y.payload.q[k].eq(res[k][0]) for k in range(STREAMS)]
-        peak = [Signal(unsigned(DATA_BITS), name=f"peak{k}") for k in range(STREAMS)]
-        count = [Signal(unsigned(DATA_BITS), name=f"saturated{k}") for k in range(STREAMS)]
-        widest = [Signal(RAW_BITS, name=f"widest{k}") for k in range(STREAMS)]
-        with m.If(start):
-            m.d.sync += [s.eq(0) for s in (*peak, *count, *widest)]
-        with m.Elif(en & valid[7]):
-            for k in range(STREAMS):
-                q, clip, rb = res[k]
-                mag = Signal(unsigned(DATA_BITS), name=f"mag{k}")
-                m.d.comb += mag.eq(Mux(q < 0, -q, q))
-                counted = sgd if k else Const(1)
-                with m.If(counted):
-                    m.d.sync += [
-                        peak[k].eq(Mux(mag > peak[k], mag, peak[k])),
-                        count[k].eq(count[k] + clip),
-                        widest[k].eq(Mux(rb > widest[k], rb, widest[k])),
-                    ]
-        with m.If(self.y.valid & self.y.ready & self.y.payload.last):
-            m.d.sync += [draining.eq(0), reporting.eq(1)]
-        m.d.comb += self.stats.valid.eq(reporting)
-        with m.If(self.stats.valid & self.stats.ready):
-            m.d.sync += reporting.eq(0)
-        widths = [Mux(sgd, c.bits2, c.bits), c.bits2, c.bits]
+    def _statistics(self, m: Module, pipe: _Pipe, s: dict, start: Value) -> None:
+        """Accumulate the Stats of what enters the output register; report them."""
+        sgd = pipe.is_op(VecOp.SGD)
+        widths = [Mux(sgd, pipe.c.bits2, pipe.c.bits), pipe.c.bits2, pipe.c.bits]
         for k in range(STREAMS):
+            peak = Signal(unsigned(DATA_BITS), name=f"peak{k}")
+            count = Signal(unsigned(DATA_BITS), name=f"saturated{k}")
+            widest = Signal(RAW_BITS, name=f"widest{k}")
+            q, clip, raw_bits = s[f"q{k}"], s[f"clip{k}"], s[f"rb{k}"]
+            mag = Signal(unsigned(DATA_BITS), name=f"mag{k}")
+            m.d.comb += mag.eq(Mux(q < 0, -q, q))
+            counted = sgd if k else Const(1)  # results 1 and 2 are SGD's (MAXPOOL's mask: none)
+            with m.If(start):
+                m.d.sync += [peak.eq(0), count.eq(0), widest.eq(0)]
+            with m.Elif(pipe.en & s["valid"] & counted):
+                m.d.sync += [
+                    peak.eq(Mux(mag > peak, mag, peak)),
+                    count.eq(count + clip),
+                    widest.eq(Mux(raw_bits > widest, raw_bits, widest)),
+                ]
             out = self.stats.payload[k]
             m.d.comb += [
-                out.peak.eq(peak[k]),
-                out.saturated.eq(count[k]),
-                out.overflow.eq(Mux(count[k] != 0, widest[k] - (widths[k] - 1), 0)),
+                out.peak.eq(peak),
+                out.saturated.eq(count),
+                out.overflow.eq(Mux(count != 0, widest - (widths[k] - 1), 0)),
             ]
-        return m
+
+
+class _Pipe:
+    """Register stages that all advance on ``en``; a stage's values travel as a dict."""
+
+    def __init__(self, m: Module, en: Value, c: Value) -> None:
+        self.m, self.en, self.c, self.stage = m, en, c, -1
+
+    def advance(self, s: dict, keep: Iterable[str], **new: Value) -> dict:
+        """The next stage's registers: the values ``keep`` names in ``s``, and ``new``."""
+        self.stage += 1
+        values = {k: s[k] for k in keep} | new
+        regs = {}
+        for name, value in values.items():
+            reg = Signal(Value.cast(value).shape(), name=f"{name}_{self.stage}")
+            with self.m.If(self.en):
+                self.m.d.sync += reg.eq(value)
+            regs[name] = reg
+        return regs
+
+    def is_op(self, *ops: VecOp) -> Value:
+        return Cat(*(self.c.op == op for op in ops)).any()
+
+
+_V, _W = ("v0", "v1", "v2"), ("w0", "w1", "w2")
+
+
+def _products(p: _Pipe, s: dict) -> dict:
+    """S1: the products and MEAN_SUB's aligned difference."""
+    sc, v0, v1, v2 = p.c.scalars, s["v0"], s["v1"], s["v2"]
+    return p.advance(
+        s,
+        s,
+        p_slope=v0 * sc[0],  # RELU: values * slope
+        p_mom=v1 * sc[0],  # SGD: mom * v
+        p_grad=v0 * sc[1],  # SGD: lr * g
+        p_master=v2 * sc[2],  # SGD: lr * decay * w
+        p_pool=v0 * v1,  # AVEPOOL_BACK: dy * 1/n
+        diff=(v0 << p.c.align[0]) - (v1 << p.c.align[1]),  # MEAN_SUB
+    )
+
+
+def _reduce(p: _Pipe, s: dict) -> dict:
+    """S2: the group's reduction: an exact sum, or MAXPOOL's first strict maximum and its
+    offset (padding never wins); a group's last element passes on."""
+    m, c = p.m, p.c
+    v0, v1, v2, pad, first = s["v0"], s["v1"], s["v2"], s["pad"], s["off"] == 0
+    term = Signal(signed(64), name="term")
+    with m.Switch(c.op):
+        with m.Case(VecOp.AVEPOOL_BACK):
+            m.d.comb += term.eq(s["p_pool"])
+        with m.Case(VecOp.MAXPOOL_BACK):  # dy where the window's argmax is this element
+            m.d.comb += term.eq(Mux(v1 == v2, v0, 0))
+        with m.Default():
+            m.d.comb += term.eq(v0)
+    acc = Signal(signed(64), name="acc")
+    acc_next = Signal(signed(64), name="acc_next")
+    m.d.comb += acc_next.eq(Mux(first, 0, acc) + Mux(pad, 0, term))
+    best, arg, have = Signal(signed(DATA_BITS)), Signal(16), Signal()
+    wins = ~pad & (first | ~have | (v0 > best))
+    best_next = Mux(wins, v0, best)
+    arg_next = Mux(wins, s["off"], Mux(first, 0, arg))
+    with m.If(p.en & s["valid"]):
+        m.d.sync += [
+            acc.eq(acc_next),
+            best.eq(best_next),
+            arg.eq(arg_next),
+            have.eq(~pad | (have & ~first)),
+        ]
+    keep = (*_V, *_W, "end", "p_slope", "p_mom", "p_grad", "p_master", "diff")
+    return p.advance(
+        s, keep, valid=s["valid"] & s["last"], total=acc_next, best=best_next, arg=arg_next
+    )
+
+
+def _prepare(p: _Pipe, s: dict) -> dict:
+    """S3: the first roundings (SGD's three terms; the slope product or the aligned bias,
+    saturated to WIDE_BITS as the model does) and AVEPOOL's sum times 1/n."""
+    m, c, nearest = p.m, p.c, Rounding.NEAREST_EVEN
+    terms = []
+    for i, name in enumerate(("p_mom", "p_grad", "p_master")):
+        raw, _ = shift_round(m, s[name], c.shifts[i], nearest, None, f"term{i}")
+        terms.append(saturate(m, raw, WIDE_BITS, f"term{i}")[0])
+    relu = p.is_op(VecOp.RELU, VecOp.RELU_BACK)
+    raw, _ = shift_round(
+        m, Mux(relu, s["p_slope"], s["v1"]), c.shifts[0], c.rounding, s["w0"], "pre"
+    )
+    keep = ("valid", *_V, *_W, "end", "total", "best", "arg", "diff")
+    return p.advance(
+        s,
+        keep,
+        term_sum=terms[0] + terms[1] + terms[2],
+        pre=saturate(m, raw, WIDE_BITS, "pre")[0],
+        pool_product=s["total"] * s["v1"],  # AVEPOOL: 1/n comes with the window's last
+    )
+
+
+def _result0(p: _Pipe, s: dict) -> dict:
+    """S4: result 0 (SGD: the momentum), rounded or formed, then saturated."""
+    m, c = p.m, p.c
+    sgd, maxpool = p.is_op(VecOp.SGD), p.is_op(VecOp.MAXPOOL)
+    rounded = p.is_op(
+        VecOp.CONVERT, VecOp.MEAN_SUB, VecOp.BIAS_GRAD, VecOp.SGD, VecOp.AVEPOOL, VecOp.AVEPOOL_BACK
+    )
+    v0, v1 = s["v0"], s["v1"]
+    main_in = Signal(signed(64), name="main_in")
+    formed = Signal(signed(64), name="formed")
+    with m.Switch(c.op):
+        with m.Case(VecOp.CONVERT):
+            m.d.comb += main_in.eq(v0)
+        with m.Case(VecOp.MEAN_SUB):
+            m.d.comb += main_in.eq(s["diff"])
+        with m.Case(VecOp.SGD):
+            m.d.comb += main_in.eq(s["term_sum"])
+        with m.Case(VecOp.AVEPOOL):
+            m.d.comb += main_in.eq(s["pool_product"])
+        with m.Default():
+            m.d.comb += main_in.eq(s["total"])
+    with m.Switch(c.op):
+        with m.Case(VecOp.RELU):
+            m.d.comb += formed.eq(Mux(v0 > 0, v0, s["pre"]))
+        with m.Case(VecOp.RELU_BACK):
+            m.d.comb += formed.eq(Mux(v1 > 0, v0, s["pre"]))
+        with m.Case(VecOp.BIAS_ADD):
+            m.d.comb += formed.eq(v0 + s["pre"])
+        with m.Case(VecOp.MAXPOOL):
+            m.d.comb += formed.eq(s["best"])
+        with m.Case(VecOp.MAXPOOL_BACK):
+            m.d.comb += formed.eq(s["total"])
+        with m.Default():  # COPY
+            m.d.comb += formed.eq(v0)
+    shift = Mux(sgd, GUARD, c.shifts[0])
+    raw, raw_bits = shift_round(m, main_in, shift, c.rounding, s["w0"], "main", want_bits=True)
+    # MAXPOOL's maximum is an input: not saturated (the model's neither).
+    bits = Mux(sgd, c.bits2, Mux(maxpool, DATA_BITS, c.bits))
+    q0, clip0 = saturate(m, Mux(rounded, raw, formed), bits, "out0", DATA_BITS)
+    rb0 = Mux(rounded, raw_bits, magnitude_bits(m, formed, "formed"))
+    return p.advance(s, ("valid", "v2", "w1", "w2", "end", "arg"), q0=q0, clip0=clip0, rb0=rb0)
+
+
+def _aligned(p: _Pipe, s: dict) -> dict:
+    """S5: SGD: the new momentum at the master's exponent (plus GUARD bits)."""
+    raw, _ = shift_round(p.m, s["q0"], p.c.shifts[3], Rounding.NEAREST_EVEN, None, "v_al")
+    return p.advance(s, s, v_al=saturate(p.m, raw, WIDE_BITS, "v_al")[0])
+
+
+def _master(p: _Pipe, s: dict) -> dict:
+    """S6: SGD: the master, ``w - v``, rounded once (result 1; MAXPOOL: the mask)."""
+    c, diff = p.c, (s["v2"] << GUARD) - s["v_al"]
+    raw, rb1 = shift_round(p.m, diff, GUARD, c.rounding, s["w1"], "master", want_bits=True)
+    q1, clip1 = saturate(p.m, raw, c.bits2, "out1", DATA_BITS)
+    q1 = Mux(p.is_op(VecOp.MAXPOOL), s["arg"], q1)
+    keep = ("valid", "end", "w2", "q0", "clip0", "rb0")
+    return p.advance(s, keep, q1=q1, clip1=clip1, rb1=rb1)
+
+
+def _operand(p: _Pipe, s: dict) -> dict:
+    """S7: SGD: the operand copy of the new master (result 2)."""
+    c = p.c
+    raw, rb2 = shift_round(
+        p.m, s["q1"], c.shifts[4], c.rounding, s["w2"], "operand", want_bits=True
+    )
+    q2, clip2 = saturate(p.m, raw, c.bits, "out2", DATA_BITS)
+    keep = ("valid", "end", "q0", "clip0", "rb0", "q1", "clip1", "rb1")
+    return p.advance(s, keep, q2=q2, clip2=clip2, rb2=rb2)
 
 
 # -- packing (for test benches and the sequencer's simulation) -------------------------
