@@ -15,10 +15,13 @@ Ports (``lib.stream``, Amaranth's rules: ``valid`` held until ``ready``):
   window position in the padding). The scratchpad reader orders and repeats the
   operands: ``BIAS_ADD`` gets the bias of each element's channel beside it, ``MEAN_SUB``
   the mean image again for every image, ``BIAS_GRAD`` the gradient channel by channel
-  (:func:`bias_grad_order`).
+  (:func:`bias_grad_order`), pooling the windows (:func:`window_order`, forward) or each
+  input pixel's covering windows (:func:`covering_order`, backward): the unit does not
+  walk windows itself.
 * ``y`` (:data:`OUT_LAYOUT`): one beat an output, up to three results side by side
   (``q[k]`` is the result rounded with the instruction's ``k``-th random stream:
-  ``SGD``'s momentum, master and operand copy); ``last`` on the instruction's final one.
+  ``SGD``'s momentum, master and operand copy; ``MAXPOOL``: the maximum and its mask);
+  ``last`` on the instruction's final one.
 * ``stats`` (:data:`STATS_LAYOUT`): after the final output, the
   :class:`~barista_hw.device.vector.Stats` of each result (``SGD``: all three; else
   ``q[0]``'s, the others zero); the next command is taken once it is read.
