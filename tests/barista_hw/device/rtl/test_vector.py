@@ -105,6 +105,14 @@ def cases() -> tuple[Case, ...]:
                 _ones(n),
                 model.convert(x, shift, 0, BITS, rnd),
             )
+        ties = (2 * np.arange(-n // 2, n // 2) + 1) << 3  # every value half-way: x.5 LSB
+        add(
+            f"convert-ties-{tag}",
+            VecCommand.convert(4, 0, BITS, rnd),
+            _cols(ties),
+            _ones(n),
+            model.convert(ties, 4, 0, BITS, rnd),
+        )
         for slope in (0.0, 0.1, -2.5):
             add(
                 f"relu{slope}-{tag}",
