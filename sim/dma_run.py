@@ -30,7 +30,7 @@ from barista_hw.device.rtl.dma import DmaEngine, command_layout, pack_command
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS, port_signature
 from barista_hw.device.rtl.scratchpad import Scratchpad, SpadGeometry
 
-from .runner import build_text, new_run_dir, run_test_module
+from .runner import component_build, new_run_dir, run_test_module
 from .tools import SimulationError
 
 CASES_ENV = "BARISTA_DMA_CASES"  # read by sim.dma_test
@@ -100,12 +100,9 @@ def _top(geom: SpadGeometry, max_burst: int) -> str:
 
 def build(sim: str, geom: SpadGeometry, *, max_burst: int = 16) -> DmaDesign:
     """Elaborate and compile the harness of ``geom`` for ``sim`` (cached; race-safe)."""
-    from barista_hw.rtl import to_verilog
-
     top = _top(geom, max_burst)
-    harness = DmaHarness(geom, max_burst=max_burst)
-    verilog = to_verilog(harness, top, undefined_collisions=True)
-    return DmaDesign(geom, sim, top, build_text(verilog, top, sim), max_burst)
+    unit = component_build(lambda: DmaHarness(geom, max_burst=max_burst), top, repr(geom), sim)
+    return DmaDesign(geom, sim, top, unit.build_dir, max_burst)
 
 
 @dataclass

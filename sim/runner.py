@@ -18,6 +18,7 @@ Verilator's warnings are waived by the named list of :mod:`sim.lint` instead of
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -25,13 +26,15 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from amaranth.lib import wiring
 
 from barista_base.cache import atomic_directory, cache_dir, write_text_atomic
+from barista_base.environ import environ
 from barista_base.errors import log_tail
 from barista_hw.command import GemmCommand
 from barista_hw.config import EngineConfig, Pass
@@ -52,6 +55,7 @@ CASES_ENV = "BARISTA_SIM_CASES"  # read by sim.engine_test
 RESULTS_ENV = "BARISTA_SIM_RESULTS"
 TEST_MODULE = "sim.engine_test"
 TIMESCALE = ("1ns", "1ps")  # Amaranth's Verilog has no `timescale; Icarus needs one
+QUICK_CXX = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"  # make variables of verilated.mk
 
 
 # -- tools -----------------------------------------------------------------------
@@ -121,16 +125,20 @@ def build(
     """
     from .vendor_models import models_verilog
 
-    check_simulator(sim)
     root = build_root() if root is None else root
     verilog, top = engine_verilog(kind, cfg, root, family)
     build_dir = build_verilog(verilog, top, sim, root, models=models_verilog(family))
     return Design(kind, cfg, sim, top, build_dir, family)
 
 
-def build_verilog(verilog: Path, top: str, sim: str, root: Path, *, models: str = "") -> Path:
+def build_verilog(
+    verilog: Path, top: str, sim: str, root: Path, *, models: str = "", quick_cxx: bool = False
+) -> Path:
     """Compile the Verilog file ``verilog`` (top module ``top``, plus the Verilog text
-    ``models``) for ``sim`` into ``root/<top>-<sim>-<hash>`` (cached; race-safe); its path."""
+    ``models``) for ``sim`` into ``root/<top>-<sim>-<hash>`` (cached; race-safe); its path.
+
+    ``quick_cxx``: Verilator's C++ compiled without optimisation (half the build time of a
+    wide datapath, for a unit test that runs a few thousand cycles)."""
     from cocotb_tools.runner import VerilatorControlFile, get_runner
 
     check_simulator(sim)
@@ -143,7 +151,7 @@ def build_verilog(verilog: Path, top: str, sim: str, root: Path, *, models: str 
         simulator_version(sim),
         importlib.metadata.version("cocotb"),
         control,
-        json.dumps(_build_options(sim)),
+        json.dumps(_build_options(sim) + ([QUICK_CXX] if quick_cxx else [])),
         json.dumps(TIMESCALE),
     ):
         key.update(part.encode())
@@ -163,7 +171,8 @@ def build_verilog(verilog: Path, top: str, sim: str, root: Path, *, models: str 
             waivers = tmp / "waivers.vlt"
             waivers.write_text(control)
             sources = [VerilatorControlFile(waivers), *sources]
-        with simulator_env(sim):
+        quick = {"MAKEFLAGS": f"{os.environ.get('MAKEFLAGS', '')} {QUICK_CXX}".strip()}
+        with environ(quick if quick_cxx else {}), simulator_env(sim):
             runner = get_runner(sim)
             try:
                 runner.build(
@@ -183,13 +192,51 @@ def build_verilog(verilog: Path, top: str, sim: str, root: Path, *, models: str 
     return final
 
 
-def build_text(verilog: str, top: str, sim: str) -> Path:
-    """:func:`build_verilog` of the Verilog text ``verilog`` (a unit's test harness), under
-    the build root."""
-    with tempfile.TemporaryDirectory(prefix="barista-build-") as d:
-        path = Path(d) / f"{top}.v"
-        path.write_text(verilog)
-        return build_verilog(path, top, sim, build_root())
+# -- other units' harnesses -----------------------------------------------------------
+@functools.cache
+def _unit_sources_hash() -> str:
+    """SHA-256 of the hardware packages' sources below the top level (``SOURCE_HASH`` covers
+    ``barista_hw/*.py`` only), taken once, as ``SOURCE_HASH`` is."""
+    import barista_hw
+
+    h = hashlib.sha256()
+    top = Path(barista_hw.__file__).resolve().parent
+    for path in sorted(top.glob("*/**/*.py")):
+        h.update(str(path.relative_to(top)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class UnitBuild:
+    """A compiled unit: its top module and simulator build."""
+
+    top: str
+    sim: str
+    build_dir: Path
+
+
+def component_verilog(make: Callable[[], wiring.Component], top: str, key: str) -> Path:
+    """The Verilog of ``make()`` as module ``top`` (for simulation: see
+    :func:`barista_hw.rtl.to_verilog`), cached per ``key`` (its parameters) and the
+    content of the hardware sources."""
+    from barista_hw.rtl import SOURCE_HASH, to_verilog
+
+    root = build_root()
+    text = f"{SOURCE_HASH}|{_unit_sources_hash()}|{top}|{key}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = root / "verilog" / f"{top}-{digest}.v"
+    if not path.is_file():
+        write_text_atomic(path, to_verilog(make(), top, undefined_collisions=True))
+    return path
+
+
+def component_build(
+    make: Callable[[], wiring.Component], top: str, key: str, sim: str
+) -> UnitBuild:
+    """Build :func:`component_verilog` for ``sim`` (Verilator's C++ unoptimised: a unit
+    test runs few cycles)."""
+    path = component_verilog(make, top, key)
+    return UnitBuild(top, sim, build_verilog(path, top, sim, build_root(), quick_cxx=True))
 
 
 # -- cases ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from barista_hw.device.rtl.sdram import (
     split_address,
 )
 
-from .runner import build_text, new_run_dir, run_test_module
+from .runner import component_build, new_run_dir, run_test_module
 from .sdram_model import power_up_word
 from .tb import layout_fields, pack_fields
 from .tools import SimulationError
@@ -129,11 +129,11 @@ class TrafficRun:
 def build_controller(dram: DramConfig, sim: str, *, port: bool = False) -> tuple[Path, str]:
     """The controller for ``dram`` (``port``: behind the memory port) built for ``sim``;
     its build directory and top module."""
-    from barista_hw.rtl import to_verilog
-
     top = TOPS[port]
-    text = to_verilog(SdramPort(dram) if port else SdramController(dram), top)
-    return build_text(text, top, sim), top
+    unit = component_build(
+        lambda: SdramPort(dram) if port else SdramController(dram), top, repr(dram), sim
+    )
+    return unit.build_dir, top
 
 
 def random_phase(

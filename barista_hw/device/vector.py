@@ -271,7 +271,7 @@ def relu_back(
 
 
 # -- pooling -----------------------------------------------------------------
-def _starts(geom: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
+def window_starts(geom: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
     """First input row and column of every window (negative in the padding)."""
     hs = np.arange(geom.out_height) * geom.stride[0] - geom.pad[0]
     ws = np.arange(geom.out_width) * geom.stride[1] - geom.pad[1]
@@ -315,7 +315,7 @@ def mask_bits(geom: PoolGeometry) -> int:
 
 def argmax_plane_index(mask: np.ndarray, geom: PoolGeometry) -> np.ndarray:
     """The device's mask (window offsets) as Caffe's: ``h * W + w`` in the input plane."""
-    hs, ws = _starts(geom)
+    hs, ws = window_starts(geom)
     rows = hs[:, None] + mask // geom.kernel[1]
     cols = ws[None, :] + mask % geom.kernel[1]
     return (rows * geom.width + cols).astype(np.int32)
@@ -356,7 +356,7 @@ def maxpool_back(
 def pool_sizes(geom: PoolGeometry) -> np.ndarray:
     """Caffe's AVE divisor per output pixel ``(out_h, out_w)``: the window clipped to the
     padded image (``H + pad``, ``W + pad``) before it is clipped to the image."""
-    hs, ws = _starts(geom)
+    hs, ws = window_starts(geom)
     hsize = np.minimum(hs + geom.kernel[0], geom.height + geom.pad[0]) - hs
     wsize = np.minimum(ws + geom.kernel[1], geom.width + geom.pad[1]) - ws
     return np.outer(hsize, wsize).astype(np.int64)

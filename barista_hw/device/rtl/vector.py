@@ -1,0 +1,620 @@
+"""The vector unit in Amaranth: the ``VEC`` operations of :mod:`barista_hw.device.vector`,
+bit-exact, one element a cycle.
+
+Ports (``lib.stream``, Amaranth's rules: ``valid`` held until ``ready``):
+
+* ``cmd`` (:data:`CMD_LAYOUT`): one instruction, taken when the unit is idle. Its fields
+  are the model's parameters in the form the hardware uses (the shifts are exponent
+  differences, the scalars :func:`~barista_hw.device.vector.encode_scalar` mantissas):
+  :class:`VecCommand` builds them from the model's arguments, one function an operation.
+* ``x`` (:data:`IN_LAYOUT`): the operand elements, up to three side by side (``v``), read
+  from the scratchpads in the order the output is written. ``last`` closes a *group*
+  (the inputs of one output of a reduction: ``BIAS_GRAD`` sums a channel's elements;
+  element operations ignore it: every element is its own group); ``end`` marks the
+  instruction's final element; ``pad`` marks an element that contributes nothing (a
+  window position in the padding). The scratchpad reader orders and repeats the
+  operands: ``BIAS_ADD`` gets the bias of each element's channel beside it, ``MEAN_SUB``
+  the mean image again for every image, ``BIAS_GRAD`` the gradient channel by channel
+  (:func:`bias_grad_order`), pooling the windows (:func:`window_order`, forward) or each
+  input pixel's covering windows (:func:`covering_order`, backward): the unit does not
+  walk windows itself.
+* ``y`` (:data:`OUT_LAYOUT`): one beat an output, up to three results side by side
+  (``q[k]`` is the result rounded with the instruction's ``k``-th random stream:
+  ``SGD``'s momentum, master and operand copy; ``MAXPOOL``: the maximum and its mask);
+  ``last`` on the instruction's final one.
+* ``stats`` (:data:`STATS_LAYOUT`): after the final output, the
+  :class:`~barista_hw.device.vector.Stats` of each result (``SGD``: all three; else
+  ``q[0]``'s, the others zero); the next command is taken once it is read.
+
+Rounding: element ``i`` of an output takes lane ``i % lanes``'s word at beat
+``i // lanes``: one :class:`~barista_hw.requant.LfsrLanes` per random stream, seeded at
+the command as :meth:`~barista_hw.device.vector.Rounder.stream` says, the lane counter
+stepping at every output. Values: 32-bit signed elements, results of 2..32 bits,
+intermediate values as the model forms them (exact, or saturated to ``WIDE_BITS``).
+
+Pipeline: :data:`LATENCY` register stages, all advancing together while the output
+register is empty or read (``x`` stalls with ``y``); one element a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from barista_hw import lfsr
+from barista_hw.numfmt import Rounding
+from barista_hw.requant import LfsrLanes
+
+from .. import vector
+from ..geometry import PoolGeometry
+from ..vector import GUARD, WIDE_BITS, Rounder, Stats, VecOp
+from .rounding import magnitude_bits, saturate, shift_round
+
+DATA_BITS = 32  # an element (the V scratchpad's lane: master weights and momentum)
+SHIFT_BITS = 10  # a signed shift: exponent differences within [-512, 511]
+ALIGN_BITS = 5  # MEAN_SUB's exact left shifts
+STREAMS = 3  # random streams, results a beat
+RAW_BITS = 11  # the bit length of a result before saturation (overflow statistic)
+LATENCY = 9  # register stages from ``x`` to ``y``
+
+CMD_LAYOUT = data.StructLayout(
+    {
+        "op": 4,  # VecOp
+        "rounding": 2,  # Rounding
+        "seed": lfsr.STATE_BITS,
+        "bits": 6,  # width of q[0] (q[2] for SGD)
+        "bits2": 6,  # SGD: width of the momentum and master (q[0], q[1])
+        "shifts": data.ArrayLayout(signed(SHIFT_BITS), 5),
+        "scalars": data.ArrayLayout(signed(DATA_BITS), 3),
+        "align": data.ArrayLayout(unsigned(ALIGN_BITS), 2),
+    }
+)
+IN_LAYOUT = data.StructLayout(
+    {"v": data.ArrayLayout(signed(DATA_BITS), 3), "pad": 1, "last": 1, "end": 1}
+)
+OUT_LAYOUT = data.StructLayout({"q": data.ArrayLayout(signed(DATA_BITS), STREAMS), "last": 1})
+STAT_LAYOUT = data.StructLayout(
+    {"peak": unsigned(DATA_BITS), "saturated": unsigned(DATA_BITS), "overflow": RAW_BITS}
+)
+STATS_LAYOUT = data.ArrayLayout(STAT_LAYOUT, STREAMS)
+
+GROUP_OPS = (VecOp.BIAS_GRAD, VecOp.MAXPOOL, VecOp.MAXPOOL_BACK, VecOp.AVEPOOL, VecOp.AVEPOOL_BACK)
+BUILT_OPS = tuple(VecOp)  # every operation of the model
+
+
+def stream_key(k: int) -> int:
+    """What the ``k``-th random stream's seed XORs into the command's (Rounder.stream)."""
+    return Rounder(Rounding.NEAREST_EVEN, 0).stream(k).seed
+
+
+# -- commands ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VecCommand:
+    """A ``cmd`` payload. Build it with the per-operation constructors below, which take
+    the model function's arguments (and its :class:`Rounder`)."""
+
+    op: VecOp
+    rounding: Rounding = Rounding.NEAREST_EVEN
+    seed: int = 0
+    bits: int = 32
+    bits2: int = 32
+    shifts: tuple[int, ...] = (0, 0, 0, 0, 0)
+    scalars: tuple[int, ...] = (0, 0, 0)
+    align: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        lim = 1 << (SHIFT_BITS - 1)
+        if not all(-lim <= s < lim for s in self.shifts):
+            raise ValueError(f"{self.op.name}: shifts {self.shifts} exceed {SHIFT_BITS} bits")
+        if not all(0 <= a < 1 << ALIGN_BITS for a in self.align):
+            raise ValueError(f"{self.op.name}: alignment {self.align} exceeds {ALIGN_BITS} bits")
+        if not 2 <= min(self.bits, self.bits2) <= max(self.bits, self.bits2) <= DATA_BITS:
+            raise ValueError(f"{self.op.name}: results have 2..{DATA_BITS} bits")
+
+    def word(self) -> int:
+        """The packed payload."""
+        fields = {
+            "op": int(self.op),
+            "rounding": int(self.rounding),
+            "seed": self.seed & 0xFFFFFFFF,
+            "bits": self.bits,
+            "bits2": self.bits2,
+            "shifts": list(self.shifts),
+            "scalars": list(self.scalars),
+            "align": list(self.align),
+        }
+        return CMD_LAYOUT.const(fields).as_value().value
+
+    @staticmethod
+    def _rnd(rnd: Rounder) -> dict:
+        return {"rounding": rnd.rounding, "seed": rnd.seed}
+
+    @classmethod
+    def copy(cls, bits: int) -> VecCommand:
+        return cls(VecOp.COPY, bits=bits)
+
+    @classmethod
+    def convert(cls, frac_in: int, frac_out: int, bits: int, rnd: Rounder) -> VecCommand:
+        return cls(
+            VecOp.CONVERT, bits=bits, shifts=(frac_in - frac_out, 0, 0, 0, 0), **cls._rnd(rnd)
+        )
+
+    @classmethod
+    def relu(
+        cls, bits: int, negative_slope: float, rnd: Rounder, *, back: bool = False
+    ) -> VecCommand:
+        """``RELU`` (``back``: ``RELU_BACK``, ``v[1]`` the forward input)."""
+        mantissa, exp = vector.encode_scalar(negative_slope) if negative_slope else (0, 0)
+        op = VecOp.RELU_BACK if back else VecOp.RELU
+        return cls(
+            op, bits=bits, shifts=(exp, 0, 0, 0, 0), scalars=(mantissa, 0, 0), **cls._rnd(rnd)
+        )
+
+    @classmethod
+    def bias_add(cls, frac_y: int, frac_bias: int, bits: int, rnd: Rounder) -> VecCommand:
+        """``v[0]`` = y, ``v[1]`` = its channel's bias."""
+        shifts = (frac_bias - frac_y, 0, 0, 0, 0)
+        return cls(VecOp.BIAS_ADD, bits=bits, shifts=shifts, **cls._rnd(rnd))
+
+    @classmethod
+    def mean_sub(
+        cls, frac_x: int, frac_mean: int, frac_out: int, bits: int, rnd: Rounder
+    ) -> VecCommand:
+        """``v[0]`` = x, ``v[1]`` = the mean's element."""
+        fine = max(frac_x, frac_mean)
+        return cls(
+            VecOp.MEAN_SUB,
+            bits=bits,
+            shifts=(fine - frac_out, 0, 0, 0, 0),
+            align=(fine - frac_x, fine - frac_mean),
+            **cls._rnd(rnd),
+        )
+
+    @classmethod
+    def bias_grad(cls, frac_dy: int, frac_out: int, bits: int, rnd: Rounder) -> VecCommand:
+        """``v[0]`` = dy in :func:`bias_grad_order`, a group a channel."""
+        shifts = (frac_dy - frac_out, 0, 0, 0, 0)
+        return cls(VecOp.BIAS_GRAD, bits=bits, shifts=shifts, **cls._rnd(rnd))
+
+    @classmethod
+    def sgd(
+        cls,
+        frac_master: int,
+        frac_mom: int,
+        frac_grad: int,
+        *,
+        lr: tuple[int, int],
+        mom: tuple[int, int],
+        decay: tuple[int, int],
+        operand_bits: int,
+        frac_operand: int,
+        rnd: Rounder,
+        master_bits: int = 32,
+    ) -> VecCommand:
+        """``v`` = (grad, momentum, master); ``q`` = (momentum, master, operand copy).
+
+        The shifts are those of :func:`vector.sgd`'s roundings, in its order."""
+        (ml, el), (mm, em), (md, ed) = lr, mom, decay
+        work = frac_mom + GUARD
+        shifts = (
+            em + frac_mom - work,
+            el + frac_grad - work,
+            el + ed + frac_master - work,
+            frac_mom - frac_master - GUARD,
+            frac_master - frac_operand,
+        )
+        return cls(
+            VecOp.SGD,
+            bits=operand_bits,
+            bits2=master_bits,
+            shifts=shifts,
+            scalars=(mm, ml, ml * md),
+            **cls._rnd(rnd),
+        )
+
+    @classmethod
+    def maxpool(cls) -> VecCommand:
+        """``v[0]`` = x in :func:`window_order`; ``q`` = (maximum, mask)."""
+        return cls(VecOp.MAXPOOL)
+
+    @classmethod
+    def maxpool_back(cls, bits: int) -> VecCommand:
+        """``v`` = (dy, mask, the element's offset) in :func:`covering_order`."""
+        return cls(VecOp.MAXPOOL_BACK, bits=bits)
+
+    @classmethod
+    def avepool(
+        cls, geom: PoolGeometry, bits: int, rnd: Rounder, *, back: bool = False
+    ) -> VecCommand:
+        """``v`` = (x, the window's 1/n) in :func:`window_order` (``back``: ``AVEPOOL_BACK``,
+        ``v`` = (dy, its window's 1/n) in :func:`covering_order`); 1/n and the shift as
+        :func:`vector.reciprocals` gives them."""
+        op = VecOp.AVEPOOL_BACK if back else VecOp.AVEPOOL
+        shift = vector.reciprocals(geom)[1]
+        return cls(op, bits=bits, shifts=(shift, 0, 0, 0, 0), **cls._rnd(rnd))
+
+
+@dataclass(frozen=True)
+class PoolOrder:
+    """The order a pooling instruction's elements stream in, for one ``H x W`` plane (planes
+    follow each other, images then channels): per entry the input pixel (``h * W + w``, -1
+    in the padding), the output pixel (``oh * out_w + ow``, -1: none), the element's offset
+    in that window (``i * kw + j``), and whether it closes a group."""
+
+    inp: np.ndarray
+    out: np.ndarray
+    offset: np.ndarray
+    last: np.ndarray
+
+    @property
+    def pad(self) -> np.ndarray:
+        """Entries that contribute nothing (padding; a pixel no window covers)."""
+        return (self.inp < 0) | (self.out < 0)
+
+
+def _windows(geom: PoolGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Input pixel (-1: padding), output pixel and offset of every (output, offset) pair,
+    outputs row-major, offsets row-major within each."""
+    hs, ws = vector.window_starts(geom)
+    (kh, kw), k = geom.kernel, np.arange(geom.kernel[0] * geom.kernel[1])
+    rows = hs[:, None, None] + (k // kw)[None, None, :]
+    cols = ws[None, :, None] + (k % kw)[None, None, :]
+    inside = (rows >= 0) & (rows < geom.height) & (cols >= 0) & (cols < geom.width)
+    inp = np.where(inside, rows * geom.width + cols, -1).reshape(-1)
+    n_out = geom.out_height * geom.out_width
+    out = np.repeat(np.arange(n_out), kh * kw)
+    return inp, out, np.tile(k, n_out)
+
+
+def window_order(geom: PoolGeometry) -> PoolOrder:
+    """``MAXPOOL``/``AVEPOOL``: each output's window, a group of ``kh * kw`` entries in its
+    offset order (the DMA walks the windows as it does im2col's; the unit does not)."""
+    inp, out, offset = _windows(geom)
+    last = offset == geom.kernel[0] * geom.kernel[1] - 1
+    return PoolOrder(inp, out, offset, last.astype(np.int64))
+
+
+def covering_order(geom: PoolGeometry) -> PoolOrder:
+    """``MAXPOOL_BACK``/``AVEPOOL_BACK``: each input pixel (row-major) a group of the windows
+    covering it (outputs in order); a pixel no window covers gets one padding entry."""
+    inp, out, offset = _windows(geom)
+    keep = inp >= 0
+    inp, out, offset = inp[keep], out[keep], offset[keep]
+    pixels = geom.height * geom.width
+    uncovered = np.setdiff1d(np.arange(pixels), inp)
+    inp = np.concatenate([inp, uncovered])
+    out = np.concatenate([out, np.full(uncovered.size, -1)])
+    offset = np.concatenate([offset, np.zeros(uncovered.size, np.int64)])
+    order = np.lexsort((out, inp))  # by pixel, then output
+    inp, out, offset = inp[order], out[order], offset[order]
+    last = np.append(inp[1:] != inp[:-1], True).astype(np.int64)
+    return PoolOrder(inp, out, offset, last)
+
+
+def bias_grad_order(dy: np.ndarray) -> np.ndarray:
+    """``BIAS_GRAD``'s input order: dy ``(images, M, pixels)`` as ``(M, images * pixels)``,
+    a row a group (the unit sums each row)."""
+    return dy.transpose(1, 0, 2).reshape(dy.shape[1], -1)
+
+
+def decode_stats(word: int) -> list[Stats]:
+    """The ``stats`` payload as the model's :class:`Stats`, one a random stream."""
+    s = data.Const(STATS_LAYOUT, word)
+    return [Stats(int(t.peak), int(t.saturated), int(t.overflow)) for t in s]
+
+
+# -- the unit -------------------------------------------------------------------------
+class VectorUnit(wiring.Component):
+    """The vector unit: ``lanes`` random lanes (the model's ``Rounder.lanes``)."""
+
+    def __init__(self, lanes: int = 16) -> None:
+        if lanes < 1:
+            raise ValueError(f"a vector unit has at least one lane, not {lanes}")
+        self.lanes = lanes
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(CMD_LAYOUT)),
+                "x": In(stream.Signature(IN_LAYOUT)),
+                "y": Out(stream.Signature(OUT_LAYOUT)),
+                "stats": Out(stream.Signature(STATS_LAYOUT)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        c = Signal(CMD_LAYOUT, name="c")  # the running command
+        running, draining, reporting = Signal(), Signal(), Signal()
+        idle = ~(running | draining | reporting)
+        start = self.cmd.valid & idle
+        m.d.comb += self.cmd.ready.eq(idle)
+        with m.If(start):
+            m.d.sync += [c.eq(self.cmd.payload), running.eq(1)]
+
+        en = ~self.y.valid | self.y.ready  # the whole pipeline advances together
+        m.d.comb += self.x.ready.eq(running & en)
+        take = self.x.valid & self.x.ready
+        grouped = Cat(*(c.op == op for op in GROUP_OPS)).any()
+        glast = Mux(grouped, self.x.payload.last, 1)  # element operations: groups of one
+        with m.If(take & self.x.payload.end):
+            m.d.sync += [running.eq(0), draining.eq(1)]
+        offset = Signal(16, name="offset")  # position in the group
+        with m.If(start):
+            m.d.sync += offset.eq(0)
+        with m.Elif(take):
+            m.d.sync += offset.eq(Mux(glast, 0, offset + 1))
+
+        pipe = _Pipe(m, en, c)
+        x = self.x.payload
+        s = {"valid": take, "pad": x.pad, "last": glast, "end": x.end, "off": offset}
+        s |= {f"v{i}": x.v[i] for i in range(3)}
+        s |= {f"w{k}": w for k, w in enumerate(self._words(m, start, take & glast))}
+        s = pipe.advance(s, s)
+        for stage in (_products, _reduce, _prepare, _result0, _aligned, _master, _operand):
+            s = stage(pipe, s)
+
+        with m.If(en):
+            m.d.sync += [self.y.valid.eq(s["valid"]), self.y.payload.last.eq(s["end"])]
+            m.d.sync += [self.y.payload.q[k].eq(s[f"q{k}"]) for k in range(STREAMS)]
+        self._statistics(m, pipe, s, start)
+        with m.If(self.y.valid & self.y.ready & self.y.payload.last):
+            m.d.sync += [draining.eq(0), reporting.eq(1)]
+        m.d.comb += self.stats.valid.eq(reporting)
+        with m.If(self.stats.valid & self.stats.ready):
+            m.d.sync += reporting.eq(0)
+        return m
+
+    def _words(self, m: Module, start: Value, step: Value) -> list[Value]:
+        """Each random stream's word for the current output; ``step``: an output was taken."""
+        lane = Signal(range(self.lanes), name="lane")
+        with m.If(start):
+            m.d.sync += lane.eq(0)
+        with m.Elif(step):
+            m.d.sync += lane.eq(Mux(lane == self.lanes - 1, 0, lane + 1))
+        words = []
+        for k in range(STREAMS):
+            gen = LfsrLanes(self.lanes)
+            m.submodules[f"lfsr{k}"] = gen
+            m.d.comb += [
+                gen.seed.eq(self.cmd.payload.seed ^ stream_key(k)),
+                gen.load.eq(start),
+                gen.advance.eq(Mux(step, Const(1, self.lanes) << lane, 0)),
+            ]
+            words.append(gen.words[lane])
+        return words
+
+    def _statistics(self, m: Module, pipe: _Pipe, s: dict, start: Value) -> None:
+        """Accumulate the Stats of what enters the output register; report them."""
+        sgd = pipe.is_op(VecOp.SGD)
+        widths = [Mux(sgd, pipe.c.bits2, pipe.c.bits), pipe.c.bits2, pipe.c.bits]
+        for k in range(STREAMS):
+            peak = Signal(unsigned(DATA_BITS), name=f"peak{k}")
+            count = Signal(unsigned(DATA_BITS), name=f"saturated{k}")
+            widest = Signal(RAW_BITS, name=f"widest{k}")
+            q, clip, raw_bits = s[f"q{k}"], s[f"clip{k}"], s[f"rb{k}"]
+            mag = Signal(unsigned(DATA_BITS), name=f"mag{k}")
+            m.d.comb += mag.eq(Mux(q < 0, -q, q))
+            counted = sgd if k else Const(1)  # results 1 and 2 are SGD's (MAXPOOL's mask: none)
+            with m.If(start):
+                m.d.sync += [peak.eq(0), count.eq(0), widest.eq(0)]
+            with m.Elif(pipe.en & s["valid"] & counted):
+                m.d.sync += [
+                    peak.eq(Mux(mag > peak, mag, peak)),
+                    count.eq(count + clip),
+                    widest.eq(Mux(raw_bits > widest, raw_bits, widest)),
+                ]
+            out = self.stats.payload[k]
+            m.d.comb += [
+                out.peak.eq(peak),
+                out.saturated.eq(count),
+                out.overflow.eq(Mux(count != 0, widest - (widths[k] - 1), 0)),
+            ]
+
+
+class _Pipe:
+    """Register stages that all advance on ``en``; a stage's values travel as a dict."""
+
+    def __init__(self, m: Module, en: Value, c: Value) -> None:
+        self.m, self.en, self.c, self.stage = m, en, c, -1
+
+    def advance(self, s: dict, keep: Iterable[str], **new: Value) -> dict:
+        """The next stage's registers: the values ``keep`` names in ``s``, and ``new``."""
+        self.stage += 1
+        values = {k: s[k] for k in keep} | new
+        regs = {}
+        for name, value in values.items():
+            reg = Signal(Value.cast(value).shape(), name=f"{name}_{self.stage}")
+            with self.m.If(self.en):
+                self.m.d.sync += reg.eq(value)
+            regs[name] = reg
+        return regs
+
+    def is_op(self, *ops: VecOp) -> Value:
+        return Cat(*(self.c.op == op for op in ops)).any()
+
+
+_V, _W = ("v0", "v1", "v2"), ("w0", "w1", "w2")
+
+
+def _products(p: _Pipe, s: dict) -> dict:
+    """S1: the products and MEAN_SUB's aligned difference."""
+    sc, v0, v1, v2 = p.c.scalars, s["v0"], s["v1"], s["v2"]
+    return p.advance(
+        s,
+        s,
+        p_slope=v0 * sc[0],  # RELU: values * slope
+        p_mom=v1 * sc[0],  # SGD: mom * v
+        p_grad=v0 * sc[1],  # SGD: lr * g
+        p_master=v2 * sc[2],  # SGD: lr * decay * w
+        p_pool=v0 * v1,  # AVEPOOL_BACK: dy * 1/n
+        diff=(v0 << p.c.align[0]) - (v1 << p.c.align[1]),  # MEAN_SUB
+    )
+
+
+def _reduce(p: _Pipe, s: dict) -> dict:
+    """S2: the group's reduction: an exact sum, or MAXPOOL's first strict maximum and its
+    offset (padding never wins); a group's last element passes on."""
+    m, c = p.m, p.c
+    v0, v1, v2, pad, first = s["v0"], s["v1"], s["v2"], s["pad"], s["off"] == 0
+    term = Signal(signed(64), name="term")
+    with m.Switch(c.op):
+        with m.Case(VecOp.AVEPOOL_BACK):
+            m.d.comb += term.eq(s["p_pool"])
+        with m.Case(VecOp.MAXPOOL_BACK):  # dy where the window's argmax is this element
+            m.d.comb += term.eq(Mux(v1 == v2, v0, 0))
+        with m.Default():
+            m.d.comb += term.eq(v0)
+    acc = Signal(signed(64), name="acc")
+    acc_next = Signal(signed(64), name="acc_next")
+    m.d.comb += acc_next.eq(Mux(first, 0, acc) + Mux(pad, 0, term))
+    best, arg, have = Signal(signed(DATA_BITS)), Signal(16), Signal()
+    wins = ~pad & (first | ~have | (v0 > best))
+    best_next = Mux(wins, v0, best)
+    arg_next = Mux(wins, s["off"], Mux(first, 0, arg))
+    with m.If(p.en & s["valid"]):
+        m.d.sync += [
+            acc.eq(acc_next),
+            best.eq(best_next),
+            arg.eq(arg_next),
+            have.eq(~pad | (have & ~first)),
+        ]
+    keep = (*_V, *_W, "end", "p_slope", "p_mom", "p_grad", "p_master", "diff")
+    return p.advance(
+        s, keep, valid=s["valid"] & s["last"], total=acc_next, best=best_next, arg=arg_next
+    )
+
+
+def _prepare(p: _Pipe, s: dict) -> dict:
+    """S3: the first roundings (SGD's three terms; the slope product or the aligned bias,
+    saturated to WIDE_BITS as the model does) and AVEPOOL's sum times 1/n."""
+    m, c, nearest = p.m, p.c, Rounding.NEAREST_EVEN
+    terms = []
+    for i, name in enumerate(("p_mom", "p_grad", "p_master")):
+        raw, _ = shift_round(m, s[name], c.shifts[i], nearest, None, f"term{i}")
+        terms.append(saturate(m, raw, WIDE_BITS, f"term{i}")[0])
+    relu = p.is_op(VecOp.RELU, VecOp.RELU_BACK)
+    raw, _ = shift_round(
+        m, Mux(relu, s["p_slope"], s["v1"]), c.shifts[0], c.rounding, s["w0"], "pre"
+    )
+    keep = ("valid", *_V, *_W, "end", "total", "best", "arg", "diff")
+    return p.advance(
+        s,
+        keep,
+        term_sum=terms[0] + terms[1] + terms[2],
+        pre=saturate(m, raw, WIDE_BITS, "pre")[0],
+        pool_product=s["total"] * s["v1"],  # AVEPOOL: 1/n comes with the window's last
+    )
+
+
+def _result0(p: _Pipe, s: dict) -> dict:
+    """S4: result 0 (SGD: the momentum), rounded or formed, then saturated."""
+    m, c = p.m, p.c
+    sgd, maxpool = p.is_op(VecOp.SGD), p.is_op(VecOp.MAXPOOL)
+    rounded = p.is_op(
+        VecOp.CONVERT, VecOp.MEAN_SUB, VecOp.BIAS_GRAD, VecOp.SGD, VecOp.AVEPOOL, VecOp.AVEPOOL_BACK
+    )
+    v0, v1 = s["v0"], s["v1"]
+    main_in = Signal(signed(64), name="main_in")
+    formed = Signal(signed(64), name="formed")
+    with m.Switch(c.op):
+        with m.Case(VecOp.CONVERT):
+            m.d.comb += main_in.eq(v0)
+        with m.Case(VecOp.MEAN_SUB):
+            m.d.comb += main_in.eq(s["diff"])
+        with m.Case(VecOp.SGD):
+            m.d.comb += main_in.eq(s["term_sum"])
+        with m.Case(VecOp.AVEPOOL):
+            m.d.comb += main_in.eq(s["pool_product"])
+        with m.Default():
+            m.d.comb += main_in.eq(s["total"])
+    with m.Switch(c.op):
+        with m.Case(VecOp.RELU):
+            m.d.comb += formed.eq(Mux(v0 > 0, v0, s["pre"]))
+        with m.Case(VecOp.RELU_BACK):
+            m.d.comb += formed.eq(Mux(v1 > 0, v0, s["pre"]))
+        with m.Case(VecOp.BIAS_ADD):
+            m.d.comb += formed.eq(v0 + s["pre"])
+        with m.Case(VecOp.MAXPOOL):
+            m.d.comb += formed.eq(s["best"])
+        with m.Case(VecOp.MAXPOOL_BACK):
+            m.d.comb += formed.eq(s["total"])
+        with m.Default():  # COPY
+            m.d.comb += formed.eq(v0)
+    shift = Mux(sgd, GUARD, c.shifts[0])
+    raw, raw_bits = shift_round(m, main_in, shift, c.rounding, s["w0"], "main", want_bits=True)
+    # MAXPOOL's maximum is an input: not saturated (the model's neither).
+    bits = Mux(sgd, c.bits2, Mux(maxpool, DATA_BITS, c.bits))
+    q0, clip0 = saturate(m, Mux(rounded, raw, formed), bits, "out0", DATA_BITS)
+    rb0 = Mux(rounded, raw_bits, magnitude_bits(m, formed, "formed"))
+    return p.advance(s, ("valid", "v2", "w1", "w2", "end", "arg"), q0=q0, clip0=clip0, rb0=rb0)
+
+
+def _aligned(p: _Pipe, s: dict) -> dict:
+    """S5: SGD: the new momentum at the master's exponent (plus GUARD bits)."""
+    raw, _ = shift_round(p.m, s["q0"], p.c.shifts[3], Rounding.NEAREST_EVEN, None, "v_al")
+    return p.advance(s, s, v_al=saturate(p.m, raw, WIDE_BITS, "v_al")[0])
+
+
+def _master(p: _Pipe, s: dict) -> dict:
+    """S6: SGD: the master, ``w - v``, rounded once (result 1; MAXPOOL: the mask)."""
+    c, diff = p.c, (s["v2"] << GUARD) - s["v_al"]
+    raw, rb1 = shift_round(p.m, diff, GUARD, c.rounding, s["w1"], "master", want_bits=True)
+    q1, clip1 = saturate(p.m, raw, c.bits2, "out1", DATA_BITS)
+    q1 = Mux(p.is_op(VecOp.MAXPOOL), s["arg"], q1)
+    keep = ("valid", "end", "w2", "q0", "clip0", "rb0")
+    return p.advance(s, keep, q1=q1, clip1=clip1, rb1=rb1)
+
+
+def _operand(p: _Pipe, s: dict) -> dict:
+    """S7: SGD: the operand copy of the new master (result 2)."""
+    c = p.c
+    raw, rb2 = shift_round(
+        p.m, s["q1"], c.shifts[4], c.rounding, s["w2"], "operand", want_bits=True
+    )
+    q2, clip2 = saturate(p.m, raw, c.bits, "out2", DATA_BITS)
+    keep = ("valid", "end", "q0", "clip0", "rb0", "q1", "clip1", "rb1")
+    return p.advance(s, keep, q2=q2, clip2=clip2, rb2=rb2)
+
+
+# -- packing (for test benches and the sequencer's simulation) -------------------------
+def element_words(
+    v: np.ndarray, pad: np.ndarray | None = None, last: np.ndarray | None = None
+) -> list[int]:
+    """``x`` payloads of elements ``v`` ``(n, k)`` (``k <= 3`` operands, 32-bit signed),
+    with their ``pad`` and group ``last`` flags; ``end`` on the final one."""
+    v = np.asarray(v, dtype=np.int64)
+    n = v.shape[0]
+    if v.ndim != 2 or v.shape[1] > 3:
+        raise ValueError(f"elements are (n, <= 3), not {v.shape}")
+    if v.size and (v.min() < -(1 << (DATA_BITS - 1)) or v.max() >= 1 << (DATA_BITS - 1)):
+        raise ValueError(f"elements exceed {DATA_BITS} bits")
+    flags = {
+        "pad": np.zeros(n, np.int64) if pad is None else np.asarray(pad),
+        "last": np.zeros(n, np.int64) if last is None else np.asarray(last),
+        "end": (np.arange(n) == n - 1).astype(np.int64),
+    }
+    lane = IN_LAYOUT["v"].offset
+    words = [0] * n
+    for k in range(v.shape[1]):
+        part = (v[:, k] & ((1 << DATA_BITS) - 1)).tolist()
+        off = lane + k * DATA_BITS
+        words = [w | (p << off) for w, p in zip(words, part, strict=True)]
+    for name, values in flags.items():
+        off = IN_LAYOUT[name].offset
+        words = [w | (int(f) & 1) << off for w, f in zip(words, values.tolist(), strict=True)]
+    return words
+
+
+def decode_outputs(words: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` payloads as ``(n, 3)`` results and the ``last`` flags."""
+    q = np.zeros((len(words), STREAMS), dtype=np.int64)
+    last = np.zeros(len(words), dtype=np.int64)
+    for i, w in enumerate(words):
+        out = data.Const(OUT_LAYOUT, w)
+        q[i] = list(out.q)
+        last[i] = int(out.last)
+    return q, last
