@@ -148,7 +148,7 @@ HARDWARE_AXES: tuple[str, ...] = (*BACKEND_AXES, "array")
 #: Backends a sweep trains with (the board needs a port per point; device is not a GEMM one).
 SWEEP_BACKENDS = ("cpu", "golden", "rtl")
 #: Keys of a spec besides ``axes``.
-SPEC_KEYS = ("solver", "axes", "test_batches", "generate", "target", "workdir")
+SPEC_KEYS = ("solver", "axes", "test_batches", "generate", "energy", "target", "workdir")
 
 
 def _check_format(value: Any) -> str:
@@ -251,10 +251,11 @@ def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
                 f"{path}: key 'target': {doc['target']!r} is not one of {', '.join(TARGETS)}"
             )
         common["target"] = doc["target"]
-    if "generate" in doc:
-        if not isinstance(doc["generate"], bool):
-            raise InputError(f"{path}: key 'generate': expected true or false")
-        common["generate"] = doc["generate"]
+    for key in ("generate", "energy"):
+        if key in doc:
+            if not isinstance(doc[key], bool):
+                raise InputError(f"{path}: key {key!r}: expected true or false")
+            common[key] = doc[key]
     axes = _axes(path, doc.get("axes", {}))
     return SweepSpec(path, workdir.resolve(), tuple(_points(common, axes)))
 
@@ -329,7 +330,7 @@ def _points(common: dict[str, Any], axes: dict[str, list[Any]]) -> Iterator[Poin
         if overrides:
             settings["overrides"] = overrides
         if settings["backend"] == "cpu":
-            for name in (*HARDWARE_AXES, "generate", "target"):
+            for name in (*HARDWARE_AXES, "generate", "energy", "target"):
                 settings.pop(name, None)
         point = Point(settings)
         if point.id not in seen:
@@ -354,8 +355,9 @@ def run_point(settings: dict[str, Any], workdir: str, out: str) -> dict[str, Any
 
     A hardware point also gets the design the exploration picks for its format and array
     on its target (multipliers, block RAM, LUTs, modelled images/s: the resource model's
-    estimate); with ``generate`` (always for rtl, which runs it) the accelerator is
-    written to ``out/rtl/<id>`` and trained with.
+    estimate), with ``energy`` the device model's energy per image of a training
+    iteration on it; with ``generate`` (always for rtl, which runs it) the accelerator is
+    written to ``out/rtl/<net>-<id>`` and trained with.
     """
     from caffe_bridge.solvers import TrainingDiverged
 
@@ -440,9 +442,35 @@ def _hardware(point: Point, out: Path) -> tuple[dict[str, Any], Any]:
         "luts": r.luts,
         "images_per_second": round(best.images_per_second, 3),
     }
+    if s.get("energy"):
+        key = (os.getcwd(), s["solver"], target, best.config, s.get("rounding"))
+        if key not in _ENERGY:
+            _ENERGY[key] = _energy(net, best.config, target, s.get("rounding"))
+        hardware["energy_mj_per_image"] = _ENERGY[key]
     if accelerator is not None:
         hardware["rtl"] = str(accelerator.path.parent)
     return hardware, accelerator
+
+
+#: Energy per image by (directory, solver, target, design, rounding): seeds and solver
+#: settings share it, and counting a program takes seconds.
+_ENERGY: dict[tuple[Any, ...], float | None] = {}
+
+
+def _energy(net: Any, config: Any, target: str, rounding: str | None) -> float | None:
+    """mJ per image of one training iteration of ``net`` compiled for the device, or None
+    when the device cannot run the net (the compiler says why; the point still trains)."""
+    from barista_hw.numfmt import Rounding
+
+    from .device_net import compile_device
+
+    try:
+        dc = compile_device(
+            net, config, target=target, rounding=Rounding.parse(rounding) if rounding else None
+        )
+        return round(dc.cost.mj_per_image, 6)
+    except InputError:
+        return None
 
 
 # -- executors ---------------------------------------------------------------------------------
