@@ -20,7 +20,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -115,6 +115,7 @@ def apply_overrides(param: Any, overrides: Mapping[str, Any], where: str) -> Non
     a bad name or value is an :class:`InputError` naming ``where`` and the field."""
     from google.protobuf.descriptor import FieldDescriptor
 
+    kinds = {FieldDescriptor.TYPE_BOOL: "true or false", FieldDescriptor.TYPE_STRING: "text"}
     for name, value in overrides.items():
         fd = param.DESCRIPTOR.fields_by_name.get(name)
         if (
@@ -130,13 +131,13 @@ def apply_overrides(param: Any, overrides: Mapping[str, Any], where: str) -> Non
         try:
             if fd.type == FieldDescriptor.TYPE_ENUM:
                 if not isinstance(value, str) or value not in fd.enum_type.values_by_name:
-                    raise TypeError(f"one of {', '.join(fd.enum_type.values_by_name)}")
+                    raise TypeError(f"expected one of {', '.join(fd.enum_type.values_by_name)}")
                 value = fd.enum_type.values_by_name[value].number
             elif isinstance(value, bool) != (fd.type == FieldDescriptor.TYPE_BOOL):
-                raise TypeError(f"a {'bool' if fd.type == FieldDescriptor.TYPE_BOOL else 'number'}")
+                raise TypeError(f"expected {kinds.get(fd.type, 'a number')}")
             setattr(param, name, value)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"{where}: {name} = {value!r}: expected {exc}") from None
+            raise InputError(f"{where}: {name} = {value!r}: {exc}") from None
 
 
 # -- the spec --------------------------------------------------------------------------------
@@ -511,6 +512,8 @@ class RayExecutor:
         self.num_cpus = num_cpus
 
     def run(self, jobs: list[Job]) -> Iterator[dict[str, Any]]:
+        if not jobs:  # nothing left to run: no Ray to start
+            return
         import ray
 
         started = False
@@ -599,8 +602,3 @@ def run_sweep(
         if progress:
             progress(done, len(spec.points))
     return [have[p.id] for p in spec.points]
-
-
-def records_in_order(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records sorted by their settings (a stable order for tables)."""
-    return sorted(records, key=lambda r: json.dumps(r["settings"], sort_keys=True))
