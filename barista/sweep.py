@@ -523,6 +523,7 @@ class RayExecutor:
                 options["address"] = self.address
             else:
                 options.update(
+                    address="local",  # a Ray of its own, not one `ray start` left running
                     num_cpus=self.num_cpus or os.cpu_count() or 1,
                     include_dashboard=False,
                     _node_ip_address="127.0.0.1",
