@@ -442,6 +442,7 @@ def _hardware(point: Point, out: Path) -> tuple[dict[str, Any], Any]:
         "bram_blocks": r.bram_blocks,
         "luts": r.luts,
         "images_per_second": round(best.images_per_second, 3),
+        "config": best.config.to_dict(),  # the whole design, to rebuild it
     }
     if s.get("energy"):
         key = (os.getcwd(), s["solver"], target, best.config, s.get("rounding"))

@@ -246,3 +246,29 @@ def test_apply_overrides_sets_fields_and_rejects_bad_ones() -> None:
         apply_overrides(param, {"iter_size": 0.5}, "spec")
     with pytest.raises(InputError, match="'test_iter' is not a solver field"):
         apply_overrides(param, {"test_iter": 3}, "spec")
+
+
+def test_energy_is_the_device_models_for_the_points_design(digits: Path, tmp_path: Path) -> None:
+    from barista.device_net import compile_device
+    from barista_hw.config import AcceleratorConfig
+    from caffe_bridge.solvers import train_net
+
+    spec = load_spec(
+        write_spec(
+            tmp_path / "s.yaml",
+            f"solver: {SOLVER}\nworkdir: {digits}\nenergy: true\ntest_batches: 1\n"
+            "axes: {format: fx16, array: 4x4, seed: [1, 2], iterations: 1}\n",
+        )
+    )
+    first, second = run_sweep(spec, tmp_path / "out", InlineExecutor())
+    hw = first["hardware"]
+    assert hw["design"].startswith("4x4 fx16.8a48 ")
+    assert second["hardware"] == hw  # seeds share the design and its energy
+    os.chdir(digits)
+    try:
+        net = train_net(SOLVER)
+    finally:
+        os.chdir(REPO)
+    config = AcceleratorConfig.from_dict(hw["config"])
+    cost = compile_device(net, config, target=hw["target"]).cost
+    assert hw["energy_mj_per_image"] == round(cost.mj_per_image, 6) > 0
