@@ -10,21 +10,16 @@ from __future__ import annotations
 import csv
 import json
 import os
-import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from barista import cli
 from barista.commands import sweep
+from barista.ray_cluster import LocalCluster, local_cluster, wait_until
 from caffe_bridge.datasets import write_digits
 
 REPO = Path(__file__).resolve().parents[3]
@@ -109,117 +104,18 @@ def test_a_bad_spec_is_one_line_and_status_2(
 # -- a two-node cluster on this machine ------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """``ray start --block ...`` in a session of its own: the node's processes stay in its
-    process group, which the teardown ends (rather than ``ray stop``, which would stop
-    every Ray on the machine)."""
-    return subprocess.Popen(
-        ["ray", "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", *args],
-        env=env,
-        start_new_session=True,
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End a node's process group: SIGTERM, and SIGKILL what is left after a grace time."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
-    except ProcessLookupError:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A head and a worker node of one CPU each on 127.0.0.1; (address, environment)."""
-    # Ray's sockets live in its temp dir, and a socket path has at most 107 bytes.
-    short = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    port = _free_port()
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),  # the workers import this checkout
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_AUTH_MODE="token",  # Ray 2.60's default; the token is this test's own
-        RAY_AUTH_TOKEN=secrets.token_hex(16),
-        OPENBLAS_NUM_THREADS="1",
-    )
-    address = f"127.0.0.1:{port}"
-    nodes = [
-        _ray_start(
-            [
-                "--head",
-                "--port",
-                str(port),
-                "--include-dashboard=false",
-                "--temp-dir",
-                str(short / "head"),
-            ],
-            env,
-            tmp_path / "head.log",
-        )
-    ]
-    try:
-        _wait_for(lambda: _alive_nodes(address, env) == 1, "the head node", nodes)
-        nodes.append(
-            _ray_start(
-                ["--address", address, "--temp-dir", str(short / "worker")],
-                env,
-                tmp_path / "worker.log",
-            )
-        )
-        _wait_for(lambda: _alive_nodes(address, env) == 2, "the worker node", nodes)
-        yield address, env
-    finally:
-        for node in reversed(nodes):
-            _stop(node)
-        shutil.rmtree(short, ignore_errors=True)
-
-
-def _alive_nodes(address: str, env: dict[str, str]) -> int:
-    """How many nodes ``ray status`` lists as active at ``address`` (0: none, or no head)."""
-    r = subprocess.run(
-        ["ray", "status", "--address", address], env=env, capture_output=True, text=True
-    )
-    if r.returncode != 0 or "Active:" not in r.stdout:
-        return 0
-    return r.stdout.split("Active:")[1].split("Pending:")[0].count("node_")
-
-
-def _wait_for(
-    ready: Callable[[], bool],
-    what: str,
-    procs: Sequence[subprocess.Popen] = (),
-    limit: float = 120.0,
-) -> None:
-    """Poll ``ready()`` until true; a cluster that does not come up in ``limit`` seconds, or
-    one of ``procs`` exiting, is a setup failure (not a timed assertion on what is tested)."""
-    end = time.monotonic() + limit
-    while not ready():
-        if time.monotonic() > end or any(p.poll() is not None for p in procs):
-            raise RuntimeError(f"{what} did not start (see the node logs in the test's tmp dir)")
-        time.sleep(0.5)
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A head and a worker node of one CPU each on 127.0.0.1, importing this checkout."""
+    with local_cluster(2, 1, logs=tmp_path / "ray-logs", pythonpath=str(REPO)) as c:
+        yield c
 
 
 @pytest.mark.slow
 def test_two_node_sweep_survives_a_killed_driver(
-    tmp_path: Path, digits: Path, cluster: tuple[str, dict[str, str]]
+    tmp_path: Path, digits: Path, cluster: LocalCluster
 ) -> None:
-    address, env = cluster
+    address, env = cluster.address, dict(cluster.env, OPENBLAS_NUM_THREADS="1")
     spec = spec_file(tmp_path / "s.yaml", digits, seeds=[1, 2, 3, 4], iterations=40)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "barista", "sweep", str(spec), "-o", str(out)]
@@ -227,7 +123,7 @@ def test_two_node_sweep_survives_a_killed_driver(
     driver = subprocess.Popen(
         command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    _wait_for(lambda: len(records(out)) >= 2, "the first points", [driver], limit=600)
+    wait_until(lambda: len(records(out)) >= 2, "the first points", [driver], limit=600)
     driver.kill()  # SIGKILL: no cleanup at all
     driver.wait()
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "points").iterdir()}
