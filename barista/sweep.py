@@ -241,6 +241,11 @@ def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
     workdir = Path(doc.get("workdir", ".")).expanduser()
     if not isinstance(doc.get("workdir", "."), str) or not workdir.is_dir():
         raise InputError(f"{path}: key 'workdir': {doc.get('workdir')!r} is not a directory")
+    if not (workdir / doc["solver"]).is_file():
+        raise InputError(
+            f"{path}: key 'solver': {doc['solver']!r} not found in {workdir.resolve()} "
+            "(paths are relative to the workdir, as Caffe's are to the current directory)"
+        )
     common: dict[str, Any] = {"solver": doc["solver"]}
     if "test_batches" in doc:
         common["test_batches"] = _checked(path, "test_batches", doc["test_batches"], 1)
@@ -493,14 +498,29 @@ class InlineExecutor:
 
     def run(self, jobs: list[Job]) -> Iterator[dict[str, Any]]:
         for job in jobs:
-            yield dict(self.fn(*job), node="local", pid=os.getpid())
+            yield dict(guarded(self.fn, *job), node="local", pid=os.getpid())
+
+
+def guarded(fn: Callable[..., dict[str, Any]], *job: Any) -> dict[str, Any]:
+    """``fn(*job)``, or an ``error`` record saying why it raised: one failed point does
+    not stop the others (a Ctrl-C, not an Exception, still does)."""
+    try:
+        return fn(*job)
+    except Exception as exc:
+        settings = job[0]
+        return {
+            "id": Point(settings).id,
+            "settings": settings,
+            "status": "error",
+            "error": f"{type(exc).__name__}: {exc}",
+        }
 
 
 def _ray_point(settings: dict[str, Any], workdir: str, out: str) -> dict[str, Any]:
     """:func:`run_point` in a Ray worker, with the node and process that ran it."""
     import ray
 
-    record = run_point(settings, workdir, out)
+    record = guarded(run_point, settings, workdir, out)
     return dict(record, node=ray.get_runtime_context().get_node_id(), pid=os.getpid())
 
 
@@ -536,10 +556,7 @@ class RayExecutor:
             pending = [task.remote(*job) for job in jobs]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
-                try:
-                    yield ray.get(done[0])
-                except ray.exceptions.RayTaskError as exc:
-                    raise exc.as_instanceof_cause() from None
+                yield ray.get(done[0])
         finally:
             if started:
                 ray.shutdown()
@@ -585,7 +602,9 @@ def run_sweep(
     """Run the spec's points not yet in ``out/points``, persisting each as it finishes.
 
     ``progress(done, total)`` is called once before any run and after each point;
-    ``on_record`` sees each new record. Returns every point's record, in spec order.
+    ``on_record`` sees each new record. Returns the records, in spec order: every
+    point's, except that a point whose run raised has an ``error`` record that is not
+    persisted (a rerun tries it again).
     """
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -596,7 +615,8 @@ def run_sweep(
         progress(done, len(spec.points))
     jobs: list[Job] = [(p.settings, str(spec.workdir), str(out)) for p in todo]
     for record in executor.run(jobs):
-        persist(out, record)
+        if record["status"] != "error":
+            persist(out, record)
         have[record["id"]] = record
         done += 1
         if on_record:

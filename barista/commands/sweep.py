@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     def on_record(record: dict) -> None:
+        if record["status"] == "error":
+            tqdm.write(f"point {record['id']}: failed: {record['error']}", file=sys.stderr)
+            return
         acc = record.get("accuracy")
         shown = f"accuracy {acc:.4f}" if isinstance(acc, float) else record["status"]
         tqdm.write(f"point {record['id']}: {shown} ({record['seconds']:.1f} s)", file=sys.stdout)
@@ -77,6 +80,15 @@ def run(args: argparse.Namespace) -> int:
         records = run_sweep(spec, out, executor, progress=progress, on_record=on_record)
     finally:
         bar.close()
+    failed = [r for r in records if r["status"] == "error"]
+    if failed:  # no report of a partial sweep: a rerun runs what failed
+        print(
+            f"barista sweep: error: {len(failed)} of {len(records)} points failed "
+            f"({', '.join(r['id'] for r in failed)}); the others are kept in {out / 'points'}, "
+            "and a rerun runs the failed ones again",
+            file=sys.stderr,
+        )
+        return 1
     paths = write_report(records, out, f"Sweep {args.spec}")
     print(
         f"{len(records)} points ({resumed[0]} finished earlier, {len(records) - resumed[0]} "

@@ -149,9 +149,14 @@ def test_axes_multiply_into_points_with_stable_ids(tmp_path: Path, digits: Path)
         ("solver: s.prototxt\ntarget: nowhere", "key 'target'"),
         ("solver: s.prototxt\nworkdir: /nonexistent/dir", "key 'workdir'"),
         ("solver: [s.prototxt", "s.yaml:1:"),
+        ("solver: t.prototxt", "key 'solver': 't.prototxt' not found in"),
     ],
 )
-def test_a_bad_spec_names_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:
+def test_a_bad_spec_names_the_file_and_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default workdir, which has the solver file
+    (tmp_path / "s.prototxt").write_text("")
     path = write_spec(tmp_path / "s.yaml", text)
     with pytest.raises(InputError, match=re.escape(message)) as err:
         load_spec(path)
@@ -205,6 +210,25 @@ def test_an_interrupted_sweep_resumes_without_redoing_a_point(tmp_path: Path, di
     assert third.ran == []
 
 
+def test_a_failed_point_is_reported_not_kept_and_run_again(tmp_path: Path, digits: Path) -> None:
+    spec = load_spec(write_spec(tmp_path / "s.yaml", SPEC.format(workdir=digits)))
+    out = tmp_path / "out"
+    broken = spec.points[1].id
+
+    def run(settings: dict, workdir: str, out: str) -> dict:
+        if Point(settings).id == broken:
+            raise InputError("layer conv1: no")
+        return run_point(settings, workdir, out)
+
+    records = run_sweep(spec, out, InlineExecutor(run))
+    assert [r["status"] for r in records] == ["ok", "error", "ok"]  # the others still ran
+    assert records[1]["error"] == "InputError: layer conv1: no"
+    assert not (out / POINTS_DIR / f"{broken}.json").exists()
+    again = Counting()
+    run_sweep(spec, out, InlineExecutor(again))
+    assert again.ran == [broken]
+
+
 def test_a_point_trains_as_train_and_test_with_its_settings(digits: Path, tmp_path: Path) -> None:
     """The record's figures are those of train_and_test with the point's settings, to the bit
     (seeded), and a solver override changes the run."""
@@ -248,6 +272,7 @@ def test_apply_overrides_sets_fields_and_rejects_bad_ones() -> None:
         apply_overrides(param, {"test_iter": 3}, "spec")
 
 
+@pytest.mark.slow  # counting the device program twice: about 20 s
 def test_energy_is_the_device_models_for_the_points_design(digits: Path, tmp_path: Path) -> None:
     from barista.device_net import compile_device
     from barista_hw.config import AcceleratorConfig

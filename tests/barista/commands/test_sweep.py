@@ -89,8 +89,10 @@ def test_sweep_on_local_ray_writes_points_tables_and_plots(
 
 
 def test_a_bad_spec_is_one_line_and_status_2(
-    tmp_path: Path, barista, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, barista, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.prototxt").write_text("")
     spec = tmp_path / "bad.json"
     spec.write_text('{"solver": "s.prototxt", "axes": {"rounding": ["upward"]}}')
     assert barista(["sweep", str(spec), "--local"]) == 2
@@ -99,6 +101,24 @@ def test_a_bad_spec_is_one_line_and_status_2(
     assert err.count("\n") == 1
     assert barista(["sweep", str(spec), "--local", "--cpus", "2"]) == 2
     assert "--cpus" in capsys.readouterr().err
+
+
+def test_a_failed_point_fails_the_command_and_keeps_the_others(
+    tmp_path: Path, digits: Path, barista, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        f"solver: examples/mnist/lenet_solver.prototxt\nworkdir: {digits}\ntest_batches: 1\n"
+        "axes: {backend: cpu, iterations: 1, seed: [1, 2], lr_policy: [fixed, nosuch]}\n"
+    )
+    out = tmp_path / "out"
+    assert barista(["sweep", str(spec), "-o", str(out), "--local"]) == 1
+    err = capsys.readouterr().err
+    assert "2 of 4 points failed" in err and "unknown learning rate policy 'nosuch'" in err
+    kept = records(out)
+    assert sorted(r["settings"]["seed"] for r in kept.values()) == [1, 2]
+    assert {r["settings"]["overrides"]["lr_policy"] for r in kept.values()} == {"fixed"}
+    assert not (out / "results.csv").exists()
 
 
 # -- a two-node cluster on this machine ------------------------------------------------------
