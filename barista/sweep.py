@@ -570,8 +570,11 @@ def finished(out: Path) -> dict[str, dict[str, Any]]:
     """The records persisted in ``out/points`` by id (temporary files are not records)."""
     records = {}
     for path in sorted((out / POINTS_DIR).glob("*.json")):
-        record = json.loads(path.read_text())
-        records[record["id"]] = record
+        try:
+            record = json.loads(path.read_text())
+            records[record["id"]] = record
+        except (ValueError, KeyError, TypeError) as exc:  # written by hand, or not by us
+            raise InputError(f"{path}: not a sweep point record ({exc}); move it away") from None
     return records
 
 

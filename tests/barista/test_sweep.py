@@ -209,6 +209,10 @@ def test_an_interrupted_sweep_resumes_without_redoing_a_point(tmp_path: Path, di
     run_sweep(spec, out, InlineExecutor(third))
     assert third.ran == []
 
+    files[0].write_text("{")  # not something a sweep writes: an error naming it
+    with pytest.raises(InputError, match=re.escape(f"{files[0]}: not a sweep point record")):
+        run_sweep(spec, out, InlineExecutor(third))
+
 
 def test_a_failed_point_is_reported_not_kept_and_run_again(tmp_path: Path, digits: Path) -> None:
     spec = load_spec(write_spec(tmp_path / "s.yaml", SPEC.format(workdir=digits)))
