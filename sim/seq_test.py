@@ -54,7 +54,7 @@ class _Unit:
         idle = self.current is None or finishing
         self.cmd_ready.value = int(idle and not (stall and self.rng.random() < stall))
 
-    def sample(self, now: int, insts: list[dict], bus: list[int]) -> int:
+    def sample(self, now: int, insts: list[dict], index: dict[int, int], bus: list[int]) -> int:
         """Record a report and a command taken at this edge; the instructions finished."""
         finished = 0
         if self.current is not None and self.done_valid.value and self.done_ready.value:
@@ -64,7 +64,7 @@ class _Unit:
         if self.cmd_valid.value and self.cmd_ready.value:
             record = self.cmd_payload.value.to_unsigned()
             token = (record >> 16) & ((1 << TOKEN_BITS) - 1)
-            inst = insts[token - 1]  # tokens are positions from 1 (a program < 2**16 - 1)
+            inst = insts[index[token]]
             start = now + 1
             if inst["bus"]:
                 start = max(start, bus[0])
@@ -89,6 +89,7 @@ async def run_program(dut) -> None:  # noqa: ANN001 - a cocotb handle
         {"latency": max(1, lat), "bus": b}
         for lat, b in zip(spec["latency"], spec["bus"], strict=True)
     ]
+    index = {(r >> 16) & 0xFFFF: i for i, r in enumerate(records)}  # token -> instruction
     prog = StreamSource(dut, "prog", random.Random(master.getrandbits(64)))
     for i, r in enumerate(records):
         prog.extend([r | (int(i == len(records) - 1) << RECORD_BITS)], stall)
@@ -118,7 +119,7 @@ async def run_program(dut) -> None:  # noqa: ANN001 - a cocotb handle
         await settle
         prog.sample()
         for u in units.values():
-            finished += u.sample(now, insts, bus)
+            finished += u.sample(now, insts, index, bus)
         if dut.scale__valid.value:
             scales.append([(dut.scale__payload.value.to_unsigned() >> 16) & 0xFFFF, now])
         running = int(dut.running.value)

@@ -26,13 +26,18 @@ Ports (``lib.stream``, Amaranth's rules: ``valid`` held until ``ready``):
   clears them.
 
 Tokens: the scoreboard is a ring of ``window`` done bits indexed by program position.
-Tokens must be positions counted from 1 modulo ``2**16 - 1`` (:meth:`Builder._token
-<barista_hw.device.emit.Builder._token>`), so a token's distance back from the latest
-record, ``(latest - token) mod 0xFFFF``, gives its position. At most ``window``
-instructions are in flight (taken but not *retired*: all before them done): a record
-waits for a free slot, so a wait naming an instruction older than the oldest in flight
-is met. Each unit has a queue of ``depth`` records, so units run ahead of each other
-as far as the program's waits allow (the time model's overlap).
+Tokens must be consecutive modulo ``2**16 - 1`` (1..0xFFFF, as :meth:`Builder._token
+<barista_hw.device.emit.Builder._token>` numbers them, wrapping), so a token's distance
+back from the latest record's, ``(latest - token) mod 0xFFFF``, gives its position. At
+most ``window`` instructions are in flight (taken and not *retired*: retired once it and
+all before it are done): a record waits for a free slot, so a wait naming an instruction
+older than the oldest in flight is met however far back it reaches. A done report
+reaches a waiting instruction's ``valid`` a cycle later (the done bits are registers).
+
+Each unit has a queue of ``depth`` records, so units run ahead of each other as far as
+the program's waits and the queues allow (the time model's overlap); records are taken
+in program order, so a full queue holds up the records behind it. A record whose opcode
+has no unit is never taken (the program stops there).
 """
 
 from __future__ import annotations

@@ -4,11 +4,13 @@ once, in program order per unit, never before the instructions it waits for are 
 with the time model's cycles as the units' latencies (and the model's one DRAM bus), the
 total is the model's within 5%, and the busy counters are the mocks' to the cycle.
 
-Two runs per simulator: random latencies with random stalls, and the model's cycles.
+Two runs per simulator: the model's cycles; random latencies with random stalls on the
+program renumbered so that its tokens wrap (2**16 - 1 to 1) in the middle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from functools import cache
@@ -19,10 +21,10 @@ from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.emit import UNIT
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
-from barista_hw.device.isa import PREFETCH, Op, Program
+from barista_hw.device.isa import PREFETCH, Instruction, Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.memory import DeviceConfig, LinkConfig
-from barista_hw.device.rtl.sequencer import UNITS, Sequencer
+from barista_hw.device.rtl.sequencer import TOKEN_MOD, UNITS, Sequencer
 from barista_hw.device.timing import schedule, uses_dram_bus
 from barista_hw.device.traffic import program_counts
 
@@ -68,7 +70,26 @@ def random_latencies() -> tuple[list[int], list[bool]]:
     return [rng.randint(1, 40) for _ in range(n)], [rng.random() < 0.5 for _ in range(n)]
 
 
-MODES = {"random": (random_latencies, STALL), "model": (model_latencies, 0.0)}
+def renumbered(prog: Program, first: int) -> Program:
+    """``prog`` with tokens counted from ``first`` (modulo 2**16 - 1, from 1), as the
+    instructions of a long program's end are: its tokens wrap mid-way."""
+
+    def tok(t: int) -> int:
+        return (t - 1 + first - 1) % TOKEN_MOD + 1
+
+    insts = [
+        Instruction(i.op, i.sub, tok(i.token), tuple(tok(w) for w in i.waits), i.fields)
+        for i in prog.instructions
+    ]
+    return dataclasses.replace(prog, instructions=insts)
+
+
+WRAP_FIRST = TOKEN_MOD - 80  # the 81st instruction has token 0xFFFF, the 82nd token 1
+# Per run: the program, its latencies, the stall probability.
+MODES = {
+    "model": (program, model_latencies, 0.0),
+    "wrapped": (lambda: renumbered(program(), WRAP_FIRST), random_latencies, STALL),
+}
 
 
 def run(cache_: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.seq_run.SeqRun
@@ -77,11 +98,10 @@ def run(cache_: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.seq_run.SeqR
     key = ("sequencer", sim, mode)
     if key not in cache_:
         try:
-            latencies, stall = MODES[mode]
+            prog, latencies, stall = MODES[mode]
             lat, bus = latencies()
-            cache_[key] = run_program(
-                build(sim, window=WINDOW, depth=DEPTH), program(), lat, bus, stall=stall, tb_seed=3
-            )
+            unit = build(sim, window=WINDOW, depth=DEPTH)
+            cache_[key] = run_program(unit, prog(), lat, bus, stall=stall, tb_seed=3)
         except Exception as exc:  # reported by every test, built once
             cache_[key] = exc
     if isinstance(cache_[key], Exception):
@@ -100,7 +120,7 @@ def test_every_instruction_issued_once_in_program_order_per_unit(
     sim: str, mode: str, sim_run_cache: dict
 ) -> None:
     got = run(sim_run_cache, sim, mode)
-    prog = program()
+    prog = MODES[mode][0]()
     for u in UNITS:
         want = [i.token for i in prog.instructions if UNIT[i.op] == u]
         assert [tok for tok, _, _ in got.units[u]] == want, u
@@ -118,17 +138,17 @@ def test_no_instruction_issued_before_its_waits_are_done(
     done = _done_cycles(got)
     taken = {tok: take for log in got.units.values() for tok, take, _ in log}
     taken.update(dict(got.scales))
-    prog = program()
+    prog = MODES[mode][0]()
     for inst in prog.instructions:  # a SYNC is done once its waits are
         if inst.op is Op.SYNC:
             done[inst.token] = max(done[w] for w in inst.waits)
     checked = 0
-    for inst in prog.instructions:
+    for n, inst in enumerate(prog.instructions):
         if inst.op is Op.SYNC:
             continue
         before = list(inst.waits)
         if inst.op is Op.SCALE:  # after everything before it
-            before = [i.token for i in prog.instructions if i.token < inst.token]
+            before = [i.token for i in prog.instructions[:n]]
         for w in before:
             assert taken[inst.token] > done[w], f"{inst.text()} taken before {w} was done"
             checked += 1
@@ -164,12 +184,15 @@ def test_total_cycles_within_five_percent_of_the_time_model(sim: str, sim_run_ca
         assert got.counters[u] >= want, u
 
 
-def test_program_is_a_few_hundred_instructions_with_waits_on_every_unit() -> None:
+def test_programs_are_small_cover_every_unit_and_one_wraps_its_tokens() -> None:
     prog = program()
     assert 100 <= len(prog.instructions) <= 400
     ops = {i.op for i in prog.instructions}
     assert {Op.LOAD, Op.STORE, Op.GEMM, Op.VEC, Op.HOST_IN, Op.HOST_OUT, Op.SCALE} <= ops
     assert all(i.token == n + 1 for n, i in enumerate(prog.instructions))
+    wrapped = [i.token for i in MODES["wrapped"][0]().instructions]
+    assert wrapped[80:82] == [TOKEN_MOD, 1] and len(set(wrapped)) == len(wrapped)
+    assert any(w > i.token for i in MODES["wrapped"][0]().instructions for w in i.waits)
 
 
 def test_sequencer_verilog_is_lint_clean() -> None:
