@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .emit import UNIT
-from .isa import PREFETCH, Op, Program
-from .traffic import Counts, section_names
+from .isa import PREFETCH, Instruction, Op, Program
+from .traffic import Counts, InstCounts, section_names
 
 _DRAM_OPS = (Op.LOAD, Op.STORE, Op.VEC, Op.FETCH)
 
@@ -70,6 +70,12 @@ class Timing:
         return max(self.busy, key=lambda u: self.busy[u])
 
 
+def uses_dram_bus(inst: Instruction, c: InstCounts) -> bool:
+    """Whether ``inst`` (with its counts ``c``) holds the DRAM bus while it runs: a DMA
+    transfer, or a vector instruction that streams DRAM data."""
+    return inst.op in _DRAM_OPS and (c.dram_bytes > 0 or inst.op is not Op.VEC)
+
+
 def schedule(program: Program, counts: Counts, clock_mhz: float) -> Timing:
     """Schedule one run of ``program`` with its ``counts`` (one per instruction)."""
     free: dict[str, int] = {}
@@ -86,7 +92,7 @@ def schedule(program: Program, counts: Counts, clock_mhz: float) -> Timing:
             sections[name] = SectionTime(0, 0, {"link": c.cycles})
             continue
         start = max([free.get(unit, 0)] + [finish_by_token.get(w, 0) for w in inst.waits])
-        if inst.op in _DRAM_OPS and (c.dram_bytes or inst.op is not Op.VEC):
+        if uses_dram_bus(inst, c):
             start = max(start, free.get("dram", 0))
             free["dram"] = start + c.cycles
             busy["dram"] = busy.get("dram", 0) + c.cycles
