@@ -20,6 +20,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("backend", "settings.backend"),
     ("format", "settings.format"),
     ("rounding", "settings.rounding"),
+    ("scaling", "settings.scaling"),
     ("array", "settings.array"),
     ("seed", "settings.seed"),
     ("iterations", "iterations"),
@@ -107,10 +108,19 @@ def pareto(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:
     )
 
 
-def _format_key(name: str) -> tuple[int, str]:
-    """Formats by width (fx8 .. fx18), float32 last."""
-    digits = "".join(c for c in name.split(".")[0] if c.isdigit())
-    return (int(digits) if name != "float32" and digits else 1000, name)
+def _format_key(name: str) -> tuple[int, int, str]:
+    """Fixed-point formats by width, then fraction bits (fx16.8 before fx16.10); other
+    names after them, float32 last."""
+    from barista_base.errors import InputError
+    from barista_hw.numfmt import FixedFormat
+
+    if name == "float32":
+        return (1 << 20, 0, name)
+    try:
+        fmt = FixedFormat.parse(name)
+    except InputError:
+        return (1 << 19, 0, name)
+    return (fmt.width, fmt.frac, name)
 
 
 def plot_accuracy_by_format(table: Sequence[dict[str, Any]], path: Path) -> None:
