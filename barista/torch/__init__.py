@@ -3,8 +3,10 @@
 An optional extra (``pip install 'barista[torch]'``); ``import barista`` and the CLI never
 import torch. :func:`convert` swaps every ``nn.Conv2d`` and ``nn.Linear`` of a model for a
 module whose three GEMM passes run on a Barista backend (:mod:`.modules`), so any torch
-optimizer and training loop trains on the hardware arithmetic; :func:`gemm_layers` and
-:func:`generate` read a model's GEMM layers for the accelerator generator (:mod:`.generate`).
+optimizer and training loop trains on the hardware arithmetic (:class:`CaffeSGD` and
+:func:`caffe_softmax_loss` round as Caffe does, for runs that match the Caffe path);
+:func:`gemm_layers` and :func:`generate` read a model's GEMM layers for the accelerator
+generator (:mod:`.generate`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ except ImportError:  # one line, saying how to get it
 
 from .convert import KeptLayer, convert, make_backend
 from .generate import gemm_layers, generate
+from .loss import caffe_softmax_loss
 from .modules import BaristaConv2d, BaristaLinear
+from .optim import CaffeSGD
 
 __all__ = [
     "BaristaConv2d",
     "BaristaLinear",
+    "CaffeSGD",
     "KeptLayer",
+    "caffe_softmax_loss",
     "convert",
     "gemm_layers",
     "generate",
