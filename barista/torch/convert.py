@@ -49,7 +49,14 @@ def make_backend(
             if isinstance(accelerator, AcceleratorFiles)
             else load_accelerator(accelerator)
         )
-    return get_backend(backend, **options)
+    try:
+        return get_backend(backend, **options)
+    except InputError as exc:  # say which of the options it was
+        names = {"fmt": "format"}
+        given = "".join(
+            f", {names.get(k, k)}={v!r}" for k, v in options.items() if k != "accelerator"
+        )
+        raise InputError(f"convert(backend={backend!r}{given}): {exc}") from None
 
 
 def convert(
