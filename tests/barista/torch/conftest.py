@@ -103,3 +103,19 @@ def lenet(tmp_path: Path) -> SimpleNamespace:
         copy_weights=copy_caffe_weights,
         Recorder=Recorder,
     )
+
+
+#: The batch of the generated LeNet accelerators (small: only the layer sizes change).
+GENERATE_BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def lenet_rtl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``barista generate`` on the Input-layer LeNet prototxt (batch :data:`GENERATE_BATCH`,
+    preset ``tiny``): the directory with its manifest and Verilog."""
+    from barista import cli
+
+    work = tmp_path_factory.mktemp("lenet_rtl")
+    proto = lenet_input_prototxt(work, GENERATE_BATCH)
+    assert cli.main(["generate", str(proto), "--preset", "tiny", "-o", str(work / "rtl")]) == 0
+    return work / "rtl"

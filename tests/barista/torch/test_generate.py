@@ -1,8 +1,11 @@
 """Generation from a torch model: the PyTorch LeNet gives the workload list of the Caffe
-LeNet prototxt, and so the same manifest and Verilog as ``barista generate`` on it."""
+LeNet prototxt, and so the same manifest and Verilog as ``barista generate`` on it; its
+ONNX export gives the same layer passes through ``barista generate model.onnx``."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +22,8 @@ torch = pytest.importorskip(
 )
 
 from barista.torch import convert, gemm_layers, generate  # noqa: E402
+
+BATCH = 8  # the conftest's GENERATE_BATCH: lenet_rtl's batch
 
 
 def test_lenet_layers_equal_the_prototxt(lenet: SimpleNamespace) -> None:
@@ -45,11 +50,28 @@ def test_layers_of_shared_and_grouped_modules() -> None:
         gemm_layers(model, (4,))
 
 
-def test_generate_writes_the_prototxt_manifest(lenet: SimpleNamespace, tmp_path: Path) -> None:
-    batch = 8
-    args = ["generate", str(lenet.prototxt(batch)), "--preset", "tiny"]
-    assert cli.main([*args, "-o", str(tmp_path / "caffe")]) == 0
-    design = generate(lenet.TorchLeNet(), (batch, 1, 28, 28), preset="tiny", name="LeNet")
+def test_generate_writes_the_prototxt_manifest(
+    lenet: SimpleNamespace, lenet_rtl: Path, tmp_path: Path
+) -> None:
+    design = generate(lenet.TorchLeNet(), (BATCH, 1, 28, 28), preset="tiny", name="LeNet")
     write_rtl_dir(design, tmp_path / "torch")
     for name in (MANIFEST_NAME, VERILOG_NAME):
-        assert (tmp_path / "torch" / name).read_bytes() == (tmp_path / "caffe" / name).read_bytes()
+        assert (tmp_path / "torch" / name).read_bytes() == (lenet_rtl / name).read_bytes()
+
+
+def test_generate_from_onnx_export_has_the_prototxt_passes(
+    lenet: SimpleNamespace, lenet_rtl: Path, tmp_path: Path
+) -> None:
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed: pip install 'barista[torch]'")
+    model = tmp_path / "lenet.onnx"
+    example = torch.zeros(BATCH, 1, 28, 28)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated; it needs
+        warnings.simplefilter("ignore", DeprecationWarning)  # no onnxscript
+        torch.onnx.export(lenet.TorchLeNet(), (example,), str(model), dynamo=False)
+    assert onnx.load(str(model)).graph.node[0].op_type == "Conv"
+    assert cli.main(["generate", str(model), "--preset", "tiny", "-o", str(tmp_path / "onnx")]) == 0
+    got = json.loads((tmp_path / "onnx" / MANIFEST_NAME).read_text())
+    want = json.loads((lenet_rtl / MANIFEST_NAME).read_text())
+    assert [layer["name"] for layer in got["layers"]] == ["conv1", "conv2", "ip1", "ip2"]
+    assert got["layers"] == want["layers"]
+    assert got["iteration"] == want["iteration"]
