@@ -2,13 +2,15 @@
 
     python examples/pytorch_digits.py                      # backend golden (bit-exact model)
     python examples/pytorch_digits.py --backend rtl        # the Verilated accelerator
+    python examples/pytorch_digits.py --accelerator rtl_out/smallcnn   # golden on rtl's design
 
 The model is plain PyTorch; ``barista.torch.convert`` puts every Conv2d and Linear onto
 the chosen backend (their forward, backward-data and weight-gradient GEMMs), the rest
 (pooling, ReLU) stays in torch, and the torch optimizer and loop are unchanged. For
 ``rtl`` the accelerator is generated for this model first (``barista.torch.generate``,
 the same design ``barista generate`` makes for the equivalent prototxt) and the training
-runs on its Verilog, with the same bits as ``golden`` on that accelerator. Needs
+runs on its Verilog, with the same bits as ``golden`` on that accelerator (the last
+command: the same losses and accuracy). Needs
 ``pip install 'barista[torch]'`` (the CPU build of torch).
 """
 
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--format", default="fx16", help="number format (golden; rtl: generated)")
     p.add_argument("--out", default="rtl_out/smallcnn", help="where rtl's accelerator goes")
+    p.add_argument(
+        "--accelerator", help="an accelerator directory to run on (rtl: instead of generating)"
+    )
     args = p.parse_args(argv)
 
     images, labels = load_digits_28()
@@ -58,7 +63,9 @@ def main(argv: list[str] | None = None) -> float:
     torch.manual_seed(0)
     model = SmallCNN()
     options: dict = {"rounding": "stochastic"}
-    if args.backend == "rtl":
+    if args.accelerator and args.backend != "cpu":
+        options["accelerator"] = args.accelerator
+    elif args.backend == "rtl":
         shape = (args.batch, 1, 28, 28)
         design = generate(model, shape, target="ulx3s-45f", fmt=args.format, name="SmallCNN")
         write_rtl_dir(design, args.out)
