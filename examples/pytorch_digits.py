@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> float:
         opt.step()
         if it % 50 == 0 or it == args.iterations - 1:
             print(f"iteration {it}, loss = {loss.item():.4f}")
+    model.eval()  # the test passes run on a test backend, as Caffe's test nets do
     with torch.no_grad():
         correct = sum(
             int((model(x[i : i + 64]).argmax(1) == y[i : i + 64]).sum())

@@ -75,16 +75,25 @@ def convert(
 
     The parameters are the model's own, so optimizers made before or after work alike.
     The backend is each converted module's ``backend`` attribute (one for all):
-    ``begin_iteration``, ``report`` and ``close`` are the training loop's to call.
+    ``begin_iteration``, ``report`` and ``close`` are the training loop's to call. In
+    eval mode the modules run on ``test_backend``, made as a Caffe solver makes its test
+    nets' (:meth:`GemmBackend.for_test_nets` of a second backend of the same name and
+    options; of ``backend`` itself when an instance is given, which may be the same).
     """
     gemm = make_backend(backend, format=format, rounding=rounding, accelerator=accelerator)
+    test = gemm.for_test_nets()
+    if test is gemm and not isinstance(backend, GemmBackend):
+        # A backend of its own, as a Caffe solver's factory makes one per test net.
+        test = make_backend(
+            backend, format=format, rounding=rounding, accelerator=accelerator
+        ).for_test_nets()
     kept: list[KeptLayer] = []
     for name, module in list(model.named_modules()):
         replacement: nn.Module | None = None
         if type(module) is nn.Conv2d and supports_conv(module):
-            replacement = BaristaConv2d(module, gemm, name)
+            replacement = BaristaConv2d(module, gemm, name, test)
         elif type(module) is nn.Linear and module.weight.dtype == torch.float32:
-            replacement = BaristaLinear(module, gemm, name)
+            replacement = BaristaLinear(module, gemm, name, test)
         elif not any(True for _ in module.children()) and not isinstance(
             module, BaristaConv2d | BaristaLinear
         ):

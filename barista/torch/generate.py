@@ -38,9 +38,10 @@ def gemm_layers(model: nn.Module, input_shape: Sequence[int]) -> list[GemmLayer]
         raise InputError(f"input shape {shape}: give (batch, ...) with every size >= 1")
     # Backends are shared, not copied (a simulator or a port cannot be).
     memo: dict[int, Any] = {
-        id(m.backend): m.backend
+        id(b): b
         for m in model.modules()
         if isinstance(m, BaristaConv2d | BaristaLinear)
+        for b in (m.backend, m.test_backend)
     }
     meta = copy.deepcopy(model, memo)
     for module in list(meta.modules()):  # a converted layer's plain twin: shapes on any device

@@ -7,6 +7,11 @@ use) inside a ``torch.autograd.Function``; im2col/col2im are Caffe's
 called under the module's name (its qualified name in the model), so a hardware backend
 keeps each layer's scaling state as it does for the Caffe layer of that name. Parameters
 stay the original ``nn.Parameter`` objects: optimizers and state dicts are unchanged.
+
+As a Caffe solver gives its test nets a backend of their own, a module in eval mode
+(``model.eval()``) runs on ``test_backend``: evaluating never changes the training
+passes' scaling state, and the rtl backend's test passes run on the golden model of
+its accelerator (the same bits).
 """
 
 from __future__ import annotations
@@ -45,21 +50,23 @@ def _read_only(cols: np.ndarray) -> None:
 
 
 class _ConvGemm(torch.autograd.Function):
-    """A convolution without bias, its three GEMM passes on ``layer.backend``."""
+    """A convolution without bias, its three GEMM passes on the backend given."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, layer: BaristaConv2d) -> Any:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, layer: BaristaConv2d, backend: GemmBackend
+    ) -> Any:
         xn = _array(x)
         num, _, h, w = xn.shape
         ho, wo = layer.output_size(h, w)
         cols = im2col(xn, layer.kernel_size, layer.padding, layer.stride, layer.dilation)
         w2 = _array(weight).reshape(layer.out_channels, -1)
         out = np.empty((num, layer.out_channels, ho * wo), dtype=np.float32)
-        conv_forward(layer.backend, w2, cols, layer.groups, out, layer=layer.layer_name)
-        ctx.layer, ctx.image = layer, (xn.shape[1], h, w)
+        conv_forward(backend, w2, cols, layer.groups, out, layer=layer.layer_name)
+        ctx.layer, ctx.backend, ctx.image = layer, backend, (xn.shape[1], h, w)
         # The columns, for the weight gradient, when the backend reuses work done on them
         # (a 1x1 convolution's columns are the input itself: those are not kept).
-        keep = layer.backend.keeps_columns and not np.may_share_memory(cols, xn)
+        keep = backend.keeps_columns and not np.may_share_memory(cols, xn)
         if keep:
             _read_only(cols)
         ctx.cols = cols if keep else None
@@ -70,7 +77,7 @@ class _ConvGemm(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         layer: BaristaConv2d = ctx.layer
         x, weight = ctx.saved_tensors
-        backend, name, g = layer.backend, layer.layer_name, layer.groups
+        backend, name, g = ctx.backend, layer.layer_name, layer.groups
         num = grad.shape[0]
         dy = _array(grad).reshape(num, layer.out_channels, -1)
         w2 = _array(weight).reshape(layer.out_channels, -1)
@@ -92,17 +99,19 @@ class _ConvGemm(torch.autograd.Function):
                 dcols, ctx.image, layer.kernel_size, layer.padding, layer.stride, layer.dilation
             )
             dx = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        return dx, dw, None
+        return dx, dw, None, None
 
 
 class _LinearGemm(torch.autograd.Function):
-    """An inner product without bias over the last axis, on ``layer.backend``."""
+    """An inner product without bias over the last axis, on the backend given."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, layer: BaristaLinear) -> Any:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, layer: BaristaLinear, backend: GemmBackend
+    ) -> Any:
         x2 = _array(x).reshape(-1, layer.in_features)
-        y = fc_forward(layer.backend, _array(weight), x2, layer=layer.layer_name)
-        ctx.layer = layer
+        y = fc_forward(backend, _array(weight), x2, layer=layer.layer_name)
+        ctx.layer, ctx.backend = layer, backend
         ctx.save_for_backward(x, weight)
         return torch.from_numpy(np.ascontiguousarray(y)).view(*x.shape[:-1], layer.out_features)
 
@@ -110,7 +119,7 @@ class _LinearGemm(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         layer: BaristaLinear = ctx.layer
         x, weight = ctx.saved_tensors
-        backend, name = layer.backend, layer.layer_name
+        backend, name = ctx.backend, layer.layer_name
         dy = _array(grad).reshape(-1, layer.out_features)
         dx = dw = None
         if ctx.needs_input_grad[1]:
@@ -119,17 +128,24 @@ class _LinearGemm(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dxn = fc_backward_data(backend, _array(weight), dy, layer=name)
             dx = torch.from_numpy(np.ascontiguousarray(dxn)).view(x.shape)
-        return dx, dw, None
+        return dx, dw, None, None
 
 
 class BaristaConv2d(nn.Module):
     """An ``nn.Conv2d`` (zero padding given as numbers) whose GEMMs run on ``backend``.
 
     Holds the original module's ``weight`` and ``bias`` parameters; ``layer_name`` is the
-    name the backend keeps the layer's state under.
+    name the backend keeps the layer's state under; ``test_backend`` (default
+    ``backend``) is the one used in eval mode.
     """
 
-    def __init__(self, conv: nn.Conv2d, backend: GemmBackend, layer_name: str) -> None:
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        backend: GemmBackend,
+        layer_name: str,
+        test_backend: GemmBackend | None = None,
+    ) -> None:
         super().__init__()
         if not supports_conv(conv):
             raise ValueError(f"{layer_name}: {describe(conv)} is not supported")
@@ -142,7 +158,13 @@ class BaristaConv2d(nn.Module):
         self.weight = conv.weight
         self.bias = conv.bias
         self.backend = backend
+        self.test_backend = backend if test_backend is None else test_backend
         self.layer_name = layer_name
+
+    @property
+    def active_backend(self) -> GemmBackend:
+        """``backend`` in training mode, ``test_backend`` in eval mode."""
+        return self.backend if self.training else self.test_backend
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """The output's height and width for an input of ``h`` x ``w`` (Caffe's rule,
@@ -155,7 +177,7 @@ class BaristaConv2d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _ConvGemm.apply(x, self.weight, self)
+        y = _ConvGemm.apply(x, self.weight, self, self.active_backend)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)  # a float32 add, as Caffe's
         return y
@@ -172,16 +194,28 @@ class BaristaConv2d(nn.Module):
 class BaristaLinear(nn.Module):
     """An ``nn.Linear`` whose GEMMs run on ``backend`` (the batch is every leading axis)."""
 
-    def __init__(self, linear: nn.Linear, backend: GemmBackend, layer_name: str) -> None:
+    def __init__(
+        self,
+        linear: nn.Linear,
+        backend: GemmBackend,
+        layer_name: str,
+        test_backend: GemmBackend | None = None,
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = linear.weight
         self.bias = linear.bias
         self.backend = backend
+        self.test_backend = backend if test_backend is None else test_backend
         self.layer_name = layer_name
 
+    @property
+    def active_backend(self) -> GemmBackend:
+        """``backend`` in training mode, ``test_backend`` in eval mode."""
+        return self.backend if self.training else self.test_backend
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _LinearGemm.apply(x, self.weight, self)
+        y = _LinearGemm.apply(x, self.weight, self, self.active_backend)
         if self.bias is not None:
             y = y + self.bias
         return y

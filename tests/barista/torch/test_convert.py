@@ -136,6 +136,15 @@ def test_resnet_block_converts_and_trains_on_golden() -> None:
         assert {f"{n}/{kind.value}" for n in converted} <= calls
     backward = Pass.BACKWARD_DATA.value
     assert f"stem.0/{backward}" not in calls and f"block.conv1/{backward}" in calls
+    # In eval mode the layers run on the test backend: the training state stays as it was.
+    state = {k: dict(v) for k, v in backend.last_call.items()}
+    scales = backend.state_dict()
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    assert backend.last_call == state and backend.state_dict() == scales
+    test = model.fc.test_backend
+    assert test is not backend and f"fc/{Pass.FORWARD.value}" in test.last_call
 
 
 def test_bad_options_name_the_problem() -> None:
