@@ -1,10 +1,11 @@
-"""``barista generate``: size and elaborate an accelerator for a Caffe net.
+"""``barista generate``: size and elaborate an accelerator for a Caffe net or an ONNX model.
 
-``barista generate NET.prototxt [--target T | --budget ...] [--format SPEC] [--array RxC]
-[--preset NAME] [--data-shape name=N,C,H,W ...] [-o DIR]`` reads the net in the TRAIN
-phase, plans the three GEMM passes of every Convolution/InnerProduct layer, runs
-the design-space exploration (or takes a preset) and writes ``accelerator.v``,
-``manifest.json`` and ``summary.txt`` into ``DIR`` (default ``rtl_out/<net name>``).
+``barista generate NET.prototxt|MODEL.onnx [--target T | --budget ...] [--format SPEC]
+[--array RxC] [--preset NAME] [--data-shape name=N,C,H,W ...] [-o DIR]`` reads the net in
+the TRAIN phase (an ONNX model: :mod:`barista.onnx_model`), plans the three GEMM passes of
+every Convolution/InnerProduct layer, runs the design-space exploration (or takes a
+preset) and writes ``accelerator.v``, ``manifest.json`` and ``summary.txt`` into ``DIR``
+(default ``rtl_out/<net name>``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from barista_hw.presets import PRESETS
     from barista_hw.targets import DEFAULT_TARGET, TARGETS
 
-    parser.add_argument("net", metavar="NET.prototxt", help="the net (its TRAIN phase is used)")
+    parser.add_argument(
+        "net",
+        metavar="NET.prototxt",
+        help="the net (its TRAIN phase is used), or an ONNX model (.onnx)",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--target",
@@ -58,8 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_layers(path: str, data_shapes: dict[str, tuple[int, ...]]) -> tuple[str, list]:
-    """(net name, GEMM layers) of the net at ``path`` in the TRAIN phase."""
+    """(net name, GEMM layers) of the net at ``path``: a prototxt in the TRAIN phase, or an
+    ONNX model (``.onnx``)."""
     from barista.backends.plan import gemm_layers
+
+    if Path(path).suffix.lower() == ".onnx":
+        from ..onnx_model import load_layers as onnx_layers
+
+        return onnx_layers(path, data_shapes)
 
     net = train_net_at(path, data_shapes)
     return net.name or Path(path).stem, gemm_layers(net)

@@ -18,6 +18,14 @@ from barista_base.errors import InputError
 
 from ..blob import Blob
 from ..fillers import fill
+from ..gemm_passes import (
+    conv_backward_data,
+    conv_forward,
+    conv_weight_grad,
+    fc_backward_data,
+    fc_forward,
+    fc_weight_grad,
+)
 from ..im2col import batch_last, col2im, conv_output_size, im2col, im2col_batch_last
 from ..proto import caffe_pb2
 from .base import Layer, LayerError, register_layer
@@ -247,9 +255,6 @@ class ConvolutionLayer(_ConvolutionBase):
             raise self.error(f"convolution_param: {exc}") from None
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
-        backend = self.ctx.backend
-        g = self.group
-        mg = self.num_output // g
         weights = self.blobs[0].data.reshape(self.num_output, -1)
         kg = weights.shape[1]
         for i, (b, t) in enumerate(zip(bottom, top, strict=True)):
@@ -259,23 +264,15 @@ class ConvolutionLayer(_ConvolutionBase):
             cols = self._cols_batch_last(x) if self._folds(kg) else self._cols(x)
             self._keep(i, x, cols)
             out = t.data.reshape(num, self.num_output, ho * wo)
-            for gi in range(g):
-                out[:, gi * mg : (gi + 1) * mg] = backend.forward(
-                    weights[gi * mg : (gi + 1) * mg],
-                    cols[:, gi * kg : (gi + 1) * kg],
-                    layer=self.name,
-                )
+            conv_forward(self.ctx.backend, weights, cols, self.group, out, layer=self.name)
             if self.bias_term:
                 out += self.blobs[1].data[:, None]
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         backend = self.ctx.backend
-        g = self.group
-        mg = self.num_output // g
         weights = self.blobs[0].data.reshape(self.num_output, -1)
         wdiff = self.blobs[0].diff.reshape(self.num_output, -1)
-        kg = weights.shape[1]
-        folded = self._folds(kg)
+        folded = self._folds(weights.shape[1])
         for i, (t, b) in enumerate(zip(top, bottom, strict=True)):
             num, h, w, ho, wo = self._geometry(b)
             # Caffe computes the weight gradient from the bottom data as it is now.
@@ -295,28 +292,14 @@ class ConvolutionLayer(_ConvolutionBase):
                     del rows
             elif self.bias_term:
                 self.blobs[1].diff += dy.sum(axis=(0, 2), dtype=np.float32)
-            for gi in range(g):
-                m_slice, k_slice = slice(gi * mg, (gi + 1) * mg), slice(gi * kg, (gi + 1) * kg)
-                wdiff[m_slice] += backend.weight_grad(
-                    dy[:, m_slice], cols[:, k_slice], layer=self.name
-                )
+            conv_weight_grad(backend, dy, cols, self.group, wdiff, layer=self.name)
             del cols  # free the columns before backward-data allocates its own
             if not propagate_down[i]:
                 continue
-            if g == 1:
-                dcols = backend.backward_data(weights, dy, layer=self.name)
-            else:
-                # The groups' columns side by side, in the layout of the columns.
-                shape = (g * kg, ho * wo, num) if folded else (num, g * kg, ho * wo)
-                dcols = np.empty(shape, dtype=np.float32)
-                if folded:
-                    dcols = dcols.transpose(2, 0, 1)
-                for gi in range(g):
-                    dcols[:, gi * kg : (gi + 1) * kg] = backend.backward_data(
-                        weights[gi * mg : (gi + 1) * mg],
-                        dy[:, gi * mg : (gi + 1) * mg],
-                        layer=self.name,
-                    )
+            # The groups' columns side by side, in the layout of the columns.
+            dcols = conv_backward_data(
+                backend, weights, dy, self.group, layer=self.name, batch_last=folded
+            )
             del dy  # a batch-last copy is not needed by col2im
             dx = self._col2im(dcols, (self.channels, h, w))
             b.diff[...] = dx.reshape(b.shape)
@@ -446,10 +429,8 @@ class InnerProductLayer(Layer):
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data.reshape(-1, self.k)
-        # The batch is folded into the GEMM's N dimension: X is (K, batch).
-        y = self.ctx.backend.forward(self._weights(), x.T[None], layer=self.name)[0]
         out = top[0].data.reshape(-1, self.num_output)
-        out[...] = y.T
+        out[...] = fc_forward(self.ctx.backend, self._weights(), x, layer=self.name)
         if self.bias_term:
             out += self.blobs[1].data
 
@@ -457,13 +438,13 @@ class InnerProductLayer(Layer):
         backend = self.ctx.backend
         dy = top[0].diff.reshape(-1, self.num_output)
         x = bottom[0].data.reshape(-1, self.k)
-        dw = backend.weight_grad(dy.T[None], x.T[None], layer=self.name)
+        dw = fc_weight_grad(backend, dy, x, layer=self.name)
         self.blobs[0].diff += dw.T if self.transpose else dw
         if self.bias_term:
             self.blobs[1].diff += dy.sum(axis=0, dtype=np.float32)
         if propagate_down[0]:
-            dx = backend.backward_data(self._weights(), dy.T[None], layer=self.name)[0]
-            bottom[0].diff.reshape(-1, self.k)[...] = dx.T
+            dx = fc_backward_data(backend, self._weights(), dy, layer=self.name)
+            bottom[0].diff.reshape(-1, self.k)[...] = dx
 
 
 @register_layer("Embed")
