@@ -437,15 +437,16 @@ class VectorUnit(wiring.Component):
             peak = Signal(unsigned(DATA_BITS), name=f"peak{k}")
             count = Signal(unsigned(DATA_BITS), name=f"saturated{k}")
             widest = Signal(RAW_BITS, name=f"widest{k}")
-            beat_peak, beat_count, beat_widest = peak, count, widest
+            mags, rbs, clips = [peak], [widest], []
             for lane, s in enumerate(outs):
                 q, on = s[f"q{k}"], s["on"]
                 mag = Signal(unsigned(DATA_BITS), name=f"l{lane}_mag{k}")
                 m.d.comb += mag.eq(Mux(on, Mux(q < 0, -q, q), 0))
-                rb = Mux(on, s[f"rb{k}"], 0)
-                beat_peak = Mux(mag > beat_peak, mag, beat_peak)
-                beat_count = beat_count + (on & s[f"clip{k}"])
-                beat_widest = Mux(rb > beat_widest, rb, beat_widest)
+                mags.append(mag)
+                rbs.append(Mux(on, s[f"rb{k}"], 0))
+                clips.append(on & s[f"clip{k}"])
+            beat_peak, beat_widest = _largest(mags), _largest(rbs)
+            beat_count = count + sum(clips)
             counted = sgd if k else Const(1)  # results 1 and 2 are SGD's (MAXPOOL's mask: none)
             with m.If(start):
                 m.d.sync += [peak.eq(0), count.eq(0), widest.eq(0)]
@@ -457,6 +458,15 @@ class VectorUnit(wiring.Component):
                 out.saturated.eq(count),
                 out.overflow.eq(Mux(count != 0, widest - (widths[k] - 1), 0)),
             ]
+
+
+def _largest(values: list[Value]) -> Value:
+    """The largest of unsigned ``values``, a balanced tree of comparisons (the lanes'
+    statistics: depth log2(lanes), not a chain through every lane)."""
+    while len(values) > 1:
+        pairs = zip(values[::2], values[1::2], strict=False)
+        values = [Mux(a > b, a, b) for a, b in pairs] + values[len(values) // 2 * 2 :]
+    return values[0]
 
 
 class _Pipe:
@@ -489,16 +499,17 @@ _V, _W = ("v0", "v1", "v2"), ("w0", "w1", "w2")
 
 
 def _products(p: _Pipe, s: dict) -> dict:
-    """S1: the products and MEAN_SUB's aligned difference."""
+    """S1: the products and MEAN_SUB's aligned difference. Three multipliers a lane (one
+    operation runs at a time: ``v0``'s serves RELU, SGD and AVEPOOL_BACK)."""
     sc, v0, v1, v2 = p.c.scalars, s["v0"], s["v1"], s["v2"]
+    relu = p.is_op(VecOp.RELU, VecOp.RELU_BACK)
+    by = Mux(relu, sc[0], Mux(p.is_op(VecOp.AVEPOOL_BACK), v1, sc[1]))
     return p.advance(
         s,
         s,
-        p_slope=v0 * sc[0],  # RELU: values * slope
+        p_v0=v0 * by,  # RELU: values * slope; SGD: lr * g; AVEPOOL_BACK: dy * 1/n
         p_mom=v1 * sc[0],  # SGD: mom * v
-        p_grad=v0 * sc[1],  # SGD: lr * g
         p_master=v2 * sc[2],  # SGD: lr * decay * w
-        p_pool=v0 * v1,  # AVEPOOL_BACK: dy * 1/n
         diff=(v0 << p.c.align[0]) - (v1 << p.c.align[1]),  # MEAN_SUB
     )
 
@@ -511,7 +522,7 @@ def _reduce(p: _Pipe, s: dict) -> dict:
     term = Signal(signed(64), name=p.n("term"))
     with m.Switch(c.op):
         with m.Case(VecOp.AVEPOOL_BACK):
-            m.d.comb += term.eq(s["p_pool"])
+            m.d.comb += term.eq(s["p_v0"])
         with m.Case(VecOp.MAXPOOL_BACK):  # dy where the window's argmax is this element
             m.d.comb += term.eq(Mux(v1 == v2, v0, 0))
         with m.Default():
@@ -531,7 +542,7 @@ def _reduce(p: _Pipe, s: dict) -> dict:
             arg.eq(arg_next),
             have.eq(~pad | (have & ~first)),
         ]
-    keep = (*_V, *_W, "end", "on", "p_slope", "p_mom", "p_grad", "p_master", "diff")
+    keep = (*_V, *_W, "end", "on", "p_v0", "p_mom", "p_master", "diff")
     return p.advance(
         s, keep, valid=s["valid"] & s["last"], total=acc_next, best=best_next, arg=arg_next
     )
@@ -542,12 +553,12 @@ def _prepare(p: _Pipe, s: dict) -> dict:
     saturated to WIDE_BITS as the model does) and AVEPOOL's sum times 1/n."""
     m, c, nearest = p.m, p.c, Rounding.NEAREST_EVEN
     terms = []
-    for i, name in enumerate(("p_mom", "p_grad", "p_master")):
+    for i, name in enumerate(("p_mom", "p_v0", "p_master")):
         raw, _ = shift_round(m, s[name], c.shifts[i], nearest, None, p.n(f"term{i}"))
         terms.append(saturate(m, raw, WIDE_BITS, p.n(f"term{i}"))[0])
     relu = p.is_op(VecOp.RELU, VecOp.RELU_BACK)
     raw, _ = shift_round(
-        m, Mux(relu, s["p_slope"], s["v1"]), c.shifts[0], c.rounding, s["w0"], p.n("pre")
+        m, Mux(relu, s["p_v0"], s["v1"]), c.shifts[0], c.rounding, s["w0"], p.n("pre")
     )
     keep = ("valid", *_V, *_W, "end", "on", "total", "best", "arg", "diff")
     return p.advance(
