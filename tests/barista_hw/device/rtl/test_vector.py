@@ -119,6 +119,14 @@ def cases() -> tuple[Case, ...]:
             _cols(ties),
             model.convert(ties, 4, 0, BITS, rnd),
         )
+        if r is Rounding.STOCHASTIC:  # a long one: the beats, not the latency, dominate
+            long = _values(rng, 250 * LANES + 1, 24)
+            add(
+                f"convert-long-{tag}",
+                VecCommand.convert(5, 0, BITS, rnd),
+                _cols(long),
+                model.convert(long, 5, 0, BITS, rnd),
+            )
         for slope in (0.0, 0.1, -2.5):
             add(
                 f"relu{slope}-{tag}",
