@@ -299,6 +299,7 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
     outs = [moved(i, True) for i in writes]
     d = program.descriptors[inst["desc"]] if inst["desc"] != 0xFF else {}
     window = math.prod(d.get("kernel", [1]))
+    cover = vector.covering_windows(d["kernel"], d["stride"]) if "stride" in d else 1
     lanes = config.scratchpads.vector_lanes
     e_in, e_out = max(n for n, _ in ins), max(n for n, _ in outs)
     elements = sum(n for n, _ in ins) + sum(n for n, _ in outs)
@@ -320,7 +321,7 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
         spad_read_bits=elements * 32,
         spad_write_bits=elements * 32,
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
-        cycles=max(stream_cycles, vector.cycles(op, e_in, e_out, lanes, window)),
+        cycles=max(stream_cycles, vector.cycles(op, e_in, e_out, lanes, window, cover)),
     )
 
 

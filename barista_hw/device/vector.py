@@ -35,7 +35,10 @@ WIDE_BITS = 60  # intermediate sums: three of them still fit an int64
 GUARD = 16  # extra fraction bits of the SGD's intermediate terms
 SCALAR_BITS = 16  # mantissa of a host scalar (lr, momentum, decay) and of a ReLU slope
 RECIP_BITS = 24  # the pooling reciprocal's mantissa: relative error <= 2**-RECIP_BITS
-LATENCY = 8  # pipeline fill of one vector instruction, in cycles (an estimate)
+# Cycles a vector instruction takes beyond its beats, back to back on the RTL unit: a
+# cycle to take the command, its register stages and output register, a cycle to report
+# the statistics (measured: tests/barista_hw/device/rtl/test_vector.py).
+LATENCY = 11
 STREAM_KEY = 0x6A09E667  # seeds of an instruction's second and third rounded outputs
 _MAX_IN = 1 << 62
 
@@ -480,16 +483,26 @@ def sgd(
 
 
 # -- timing ------------------------------------------------------------------
-def cycles(op: VecOp, elements_in: int, elements_out: int, lanes: int, window: int = 1) -> int:
-    """Cycles of one ``VEC`` instruction (an estimate of the unit's schedule).
+def covering_windows(kernel: tuple[int, int], stride: tuple[int, int]) -> int:
+    """The most pooling windows that cover one input pixel, ``ceil(kh/sh) * ceil(kw/sw)``:
+    the candidate windows the backward pass visits for every pixel."""
+    (kh, kw), (sh, sw) = kernel, stride
+    return -(-kh // sh) * -(-kw // sw)
 
-    Assumptions: each lane takes one element of every operand stream and writes one
-    result a cycle (separate scratchpad ports for the streams), pipelined, plus
-    :data:`LATENCY` cycles to fill the pipeline. A pooling window of ``window`` kernel
-    offsets takes one pass over its outputs per offset (forward) or one pass over the
-    gradients per offset after clearing the output (backward). ``BIAS_GRAD`` streams
-    its inputs, then writes its ``M`` sums. ``SGD``'s ``elements_out`` is the weight
-    count (its three inputs and three outputs stream side by side).
+
+def cycles(
+    op: VecOp, elements_in: int, elements_out: int, lanes: int, window: int = 1, cover: int = 1
+) -> int:
+    """Cycles of one ``VEC`` instruction on the RTL unit (``barista_hw.device.rtl.vector``).
+
+    The unit computes ``lanes`` outputs side by side, each lane reducing its own group
+    (the inputs of its output) one entry a cycle, with the groups of a beat of outputs
+    the same length; then :data:`LATENCY` cycles of command, pipeline and statistics.
+    Element operations and ``SGD`` (``elements_out`` weights; its three inputs and
+    results stream side by side) take a beat per ``lanes`` elements. ``BIAS_GRAD``: a
+    lane a channel, its ``elements_in / elements_out`` gradients in turn. Pooling
+    forward: a lane an output, its ``window`` kernel offsets in turn; backward: a lane an
+    input pixel, its ``cover`` candidate windows (:func:`covering_windows`) in turn.
     """
     op = VecOp(op)
 
@@ -499,9 +512,9 @@ def cycles(op: VecOp, elements_in: int, elements_out: int, lanes: int, window: i
     if op in (VecOp.MAXPOOL, VecOp.AVEPOOL):
         busy = window * beats(elements_out)
     elif op in (VecOp.MAXPOOL_BACK, VecOp.AVEPOOL_BACK):
-        busy = beats(elements_out) + window * beats(elements_in)
+        busy = cover * beats(elements_out)
     elif op is VecOp.BIAS_GRAD:
-        busy = beats(elements_in) + beats(elements_out)
+        busy = beats(elements_out) * (elements_in // max(elements_out, 1))
     elif op is VecOp.SGD:
         busy = beats(elements_out)
     else:

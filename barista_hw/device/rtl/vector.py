@@ -1,5 +1,6 @@
 """The vector unit in Amaranth: the ``VEC`` operations of :mod:`barista_hw.device.vector`,
-bit-exact, one element a cycle.
+bit-exact, ``lanes`` elements a cycle (``lanes`` copies of one element's datapath side by
+side, on ``lanes``-wide beats).
 
 Ports (``lib.stream``, Amaranth's rules: ``valid`` held until ``ready``):
 
@@ -7,33 +8,39 @@ Ports (``lib.stream``, Amaranth's rules: ``valid`` held until ``ready``):
   are the model's parameters in the form the hardware uses (the shifts are exponent
   differences, the scalars :func:`~barista_hw.device.vector.encode_scalar` mantissas):
   :class:`VecCommand` builds them from the model's arguments, one function an operation.
-* ``x`` (:data:`IN_LAYOUT`): the operand elements, up to three side by side (``v``), read
-  from the scratchpads in the order the output is written. ``last`` closes a *group*
-  (the inputs of one output of a reduction: ``BIAS_GRAD`` sums a channel's elements;
-  element operations ignore it: every element is its own group); ``end`` marks the
-  instruction's final element; ``pad`` marks an element that contributes nothing (a
-  window position in the padding). The scratchpad reader orders and repeats the
-  operands: ``BIAS_ADD`` gets the bias of each element's channel beside it, ``MEAN_SUB``
-  the mean image again for every image, ``BIAS_GRAD`` the gradient channel by channel
+* ``x`` (:func:`in_layout`): a beat of ``lanes`` entries, each up to three operands side
+  by side (``v[lane]``), ``pad`` and ``on`` per lane, ``last`` and ``end`` per beat. Lane
+  ``l`` computes *group* ``b * lanes + l`` of the output's beat ``b``: a group is the
+  inputs of one output (one element for element operations; a channel for ``BIAS_GRAD``,
+  a window or a pixel's covering windows for pooling), all groups of a beat the same
+  length, one entry of each a beat (:func:`beat_words` packs them). ``last`` closes the
+  beat's groups, ``end`` marks the instruction's final beat, ``pad`` an entry that
+  contributes nothing (padding), ``on`` a lane that holds a group (the final beat's
+  unused lanes do not). The scratchpad reader orders and repeats the operands:
+  ``BIAS_ADD`` gets the bias of each element's channel beside it, ``MEAN_SUB`` the mean
+  image again for every image, ``BIAS_GRAD`` the gradient channel by channel
   (:func:`bias_grad_order`), pooling the windows (:func:`window_order`, forward) or each
-  input pixel's covering windows (:func:`covering_order`, backward): the unit does not
-  walk windows itself.
-* ``y`` (:data:`OUT_LAYOUT`): one beat an output, up to three results side by side
-  (``q[k]`` is the result rounded with the instruction's ``k``-th random stream:
-  ``SGD``'s momentum, master and operand copy; ``MAXPOOL``: the maximum and its mask);
-  ``last`` on the instruction's final one.
+  input pixel's candidate covering windows (:func:`covering_order`, backward): the unit
+  does not walk windows itself.
+* ``y`` (:func:`out_layout`): one beat of ``lanes`` outputs per beat of groups, each up
+  to three results (``q[lane][k]`` is rounded with the instruction's ``k``-th random
+  stream: ``SGD``'s momentum, master and operand copy; ``MAXPOOL``: the maximum and its
+  mask), ``on`` as the groups' ``on``, ``last`` on the instruction's final beat.
 * ``stats`` (:data:`STATS_LAYOUT`): after the final output, the
-  :class:`~barista_hw.device.vector.Stats` of each result (``SGD``: all three; else
-  ``q[0]``'s, the others zero); the next command is taken once it is read.
+  :class:`~barista_hw.device.vector.Stats` of each result over every lane (``SGD``: all
+  three; else ``q[0]``'s, the others zero); the next command is taken once it is read.
 
-Rounding: element ``i`` of an output takes lane ``i % lanes``'s word at beat
-``i // lanes``: one :class:`~barista_hw.requant.LfsrLanes` per random stream, seeded at
-the command as :meth:`~barista_hw.device.vector.Rounder.stream` says, the lane counter
-stepping at every output. Values: 32-bit signed elements, results of 2..32 bits,
-intermediate values as the model forms them (exact, or saturated to ``WIDE_BITS``).
+Rounding: output ``i`` (lane ``i % lanes`` of output beat ``i // lanes``) takes lane
+``i % lanes``'s word at beat ``i // lanes``: one :class:`~barista_hw.requant.LfsrLanes` per
+random stream, seeded at the command as :meth:`~barista_hw.device.vector.Rounder.stream`
+says, every lane stepping at every output beat. Values: 32-bit signed elements, results of
+2..32 bits, intermediate values as the model forms them (exact, or saturated to
+``WIDE_BITS``).
 
 Pipeline: :data:`LATENCY` register stages, all advancing together while the output
-register is empty or read (``x`` stalls with ``y``); one element a cycle.
+register is empty or read (``x`` stalls with ``y``); one beat a cycle. An instruction of
+``B`` beats takes ``B + vector.LATENCY`` cycles back to back (:func:`barista_hw.device.
+vector.cycles`).
 """
 
 from __future__ import annotations
@@ -74,10 +81,32 @@ CMD_LAYOUT = data.StructLayout(
         "align": data.ArrayLayout(unsigned(ALIGN_BITS), 2),
     }
 )
-IN_LAYOUT = data.StructLayout(
-    {"v": data.ArrayLayout(signed(DATA_BITS), 3), "pad": 1, "last": 1, "end": 1}
-)
-OUT_LAYOUT = data.StructLayout({"q": data.ArrayLayout(signed(DATA_BITS), STREAMS), "last": 1})
+
+
+def in_layout(lanes: int) -> data.StructLayout:
+    """An ``x`` beat: ``lanes`` entries of three operands, per-lane ``pad`` and ``on``."""
+    return data.StructLayout(
+        {
+            "v": data.ArrayLayout(data.ArrayLayout(signed(DATA_BITS), 3), lanes),
+            "pad": lanes,
+            "on": lanes,
+            "last": 1,
+            "end": 1,
+        }
+    )
+
+
+def out_layout(lanes: int) -> data.StructLayout:
+    """A ``y`` beat: ``lanes`` outputs of :data:`STREAMS` results, per-lane ``on``."""
+    return data.StructLayout(
+        {
+            "q": data.ArrayLayout(data.ArrayLayout(signed(DATA_BITS), STREAMS), lanes),
+            "on": lanes,
+            "last": 1,
+        }
+    )
+
+
 STAT_LAYOUT = data.StructLayout(
     {"peak": unsigned(DATA_BITS), "saturated": unsigned(DATA_BITS), "overflow": RAW_BITS}
 )
@@ -241,59 +270,63 @@ class VecCommand:
 
 @dataclass(frozen=True)
 class PoolOrder:
-    """The order a pooling instruction's elements stream in, for one ``H x W`` plane (planes
-    follow each other, images then channels): per entry the input pixel (``h * W + w``, -1
-    in the padding), the output pixel (``oh * out_w + ow``, -1: none), the element's offset
-    in that window (``i * kw + j``), and whether it closes a group."""
+    """The order a pooling instruction's entries stream in, for one ``H x W`` plane (planes
+    follow each other, images then channels): a row a group (an output's window, forward;
+    an input pixel's candidate windows, backward), every row the same length. Per entry
+    the input pixel (``h * W + w``, -1 in the padding), the output pixel (``oh * out_w +
+    ow``, -1: none) and the entry's offset in that window (``i * kw + j``)."""
 
     inp: np.ndarray
     out: np.ndarray
     offset: np.ndarray
-    last: np.ndarray
 
     @property
     def pad(self) -> np.ndarray:
-        """Entries that contribute nothing (padding; a pixel no window covers)."""
+        """Entries that contribute nothing (padding; no window at that candidate)."""
         return (self.inp < 0) | (self.out < 0)
 
 
-def _windows(geom: PoolGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Input pixel (-1: padding), output pixel and offset of every (output, offset) pair,
-    outputs row-major, offsets row-major within each."""
+def window_order(geom: PoolGeometry) -> PoolOrder:
+    """``MAXPOOL``/``AVEPOOL``: a row an output (row-major), its window's ``kh * kw`` input
+    pixels in offset order (the DMA walks the windows as it does im2col's)."""
     hs, ws = vector.window_starts(geom)
     (kh, kw), k = geom.kernel, np.arange(geom.kernel[0] * geom.kernel[1])
     rows = hs[:, None, None] + (k // kw)[None, None, :]
     cols = ws[None, :, None] + (k % kw)[None, None, :]
     inside = (rows >= 0) & (rows < geom.height) & (cols >= 0) & (cols < geom.width)
-    inp = np.where(inside, rows * geom.width + cols, -1).reshape(-1)
     n_out = geom.out_height * geom.out_width
-    out = np.repeat(np.arange(n_out), kh * kw)
-    return inp, out, np.tile(k, n_out)
+    inp = np.where(inside, rows * geom.width + cols, -1).reshape(n_out, kh * kw)
+    out = np.repeat(np.arange(n_out), kh * kw).reshape(n_out, kh * kw)
+    return PoolOrder(inp, out, np.tile(k, (n_out, 1)))
 
 
-def window_order(geom: PoolGeometry) -> PoolOrder:
-    """``MAXPOOL``/``AVEPOOL``: each output's window, a group of ``kh * kw`` entries in its
-    offset order (the DMA walks the windows as it does im2col's; the unit does not)."""
-    inp, out, offset = _windows(geom)
-    last = offset == geom.kernel[0] * geom.kernel[1] - 1
-    return PoolOrder(inp, out, offset, last.astype(np.int64))
+def _candidates(size: int, out_size: int, k: int, s: int, p: int) -> tuple[np.ndarray, ...]:
+    """Along one axis, for every input position: the ``ceil(k / s)`` windows that may cover
+    it (the last one starting at or before it, and those before), their offsets at it, and
+    whether they exist and cover it."""
+    pos = np.arange(size)[:, None] + p  # in padded coordinates
+    win = pos // s - np.arange(-(-k // s))[None, :]
+    off = pos - win * s  # >= 0
+    return win, off, (win >= 0) & (win < out_size) & (off < k)
 
 
 def covering_order(geom: PoolGeometry) -> PoolOrder:
-    """``MAXPOOL_BACK``/``AVEPOOL_BACK``: each input pixel (row-major) a group of the windows
-    covering it (outputs in order); a pixel no window covers gets one padding entry."""
-    inp, out, offset = _windows(geom)
-    keep = inp >= 0
-    inp, out, offset = inp[keep], out[keep], offset[keep]
-    pixels = geom.height * geom.width
-    uncovered = np.setdiff1d(np.arange(pixels), inp)
-    inp = np.concatenate([inp, uncovered])
-    out = np.concatenate([out, np.full(uncovered.size, -1)])
-    offset = np.concatenate([offset, np.zeros(uncovered.size, np.int64)])
-    order = np.lexsort((out, inp))  # by pixel, then output
-    inp, out, offset = inp[order], out[order], offset[order]
-    last = np.append(inp[1:] != inp[:-1], True).astype(np.int64)
-    return PoolOrder(inp, out, offset, last)
+    """``MAXPOOL_BACK``/``AVEPOOL_BACK``: a row an input pixel (row-major), its
+    :func:`~barista_hw.device.vector.covering_windows` candidate windows (an address
+    pattern the DMA steps without division); candidates that do not cover the pixel, and
+    every candidate of a pixel no window covers, are padding."""
+    (kh, kw), (sh, sw), (ph, pw) = geom.kernel, geom.stride, geom.pad
+    oh, i, row_ok = _candidates(geom.height, geom.out_height, kh, sh, ph)
+    ow, j, col_ok = _candidates(geom.width, geom.out_width, kw, sw, pw)
+
+    def grid(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (H, W, rows, cols) -> (H*W, n)
+        return (a[:, None, :, None] + b[None, :, None, :]).reshape(geom.height * geom.width, -1)
+
+    covers = grid(row_ok.astype(np.int64), col_ok.astype(np.int64)) == 2
+    out = np.where(covers, grid(oh * geom.out_width, ow), -1)
+    offset = np.where(covers, grid(i * kw, j), 0)
+    inp = np.broadcast_to(np.arange(geom.height * geom.width)[:, None], out.shape)
+    return PoolOrder(inp.copy(), out, offset)
 
 
 def bias_grad_order(dy: np.ndarray) -> np.ndarray:
@@ -310,7 +343,8 @@ def decode_stats(word: int) -> list[Stats]:
 
 # -- the unit -------------------------------------------------------------------------
 class VectorUnit(wiring.Component):
-    """The vector unit: ``lanes`` random lanes (the model's ``Rounder.lanes``)."""
+    """The vector unit: ``lanes`` element datapaths side by side, each with its random lane
+    (the model's ``Rounder.lanes``)."""
 
     def __init__(self, lanes: int = 16) -> None:
         if lanes < 1:
@@ -319,8 +353,8 @@ class VectorUnit(wiring.Component):
         super().__init__(
             {
                 "cmd": In(stream.Signature(CMD_LAYOUT)),
-                "x": In(stream.Signature(IN_LAYOUT)),
-                "y": Out(stream.Signature(OUT_LAYOUT)),
+                "x": In(stream.Signature(in_layout(lanes))),
+                "y": Out(stream.Signature(out_layout(lanes))),
                 "stats": Out(stream.Signature(STATS_LAYOUT)),
             }
         )
@@ -339,29 +373,40 @@ class VectorUnit(wiring.Component):
         m.d.comb += self.x.ready.eq(running & en)
         take = self.x.valid & self.x.ready
         grouped = Cat(*(c.op == op for op in GROUP_OPS)).any()
-        glast = Mux(grouped, self.x.payload.last, 1)  # element operations: groups of one
-        with m.If(take & self.x.payload.end):
+        x = self.x.payload
+        glast = Mux(grouped, x.last, 1)  # element operations: groups of one
+        with m.If(take & x.end):
             m.d.sync += [running.eq(0), draining.eq(1)]
-        offset = Signal(16, name="offset")  # position in the group
+        offset = Signal(16, name="offset")  # position in the beat's groups
         with m.If(start):
             m.d.sync += offset.eq(0)
         with m.Elif(take):
             m.d.sync += offset.eq(Mux(glast, 0, offset + 1))
 
-        pipe = _Pipe(m, en, c)
-        x = self.x.payload
-        s = {"valid": take, "pad": x.pad, "last": glast, "end": x.end, "off": offset}
-        s |= {f"v{i}": x.v[i] for i in range(3)}
-        s |= {f"w{k}": w for k, w in enumerate(self._words(m, start, take & glast))}
-        s = pipe.advance(s, s)
-        for stage in (_products, _reduce, _prepare, _result0, _aligned, _master, _operand):
-            s = stage(pipe, s)
+        words = self._words(m, start, take & glast)
+        outs = []  # each lane's final stage
+        for lane in range(self.lanes):
+            pipe = _Pipe(m, en, c, f"l{lane}_")
+            s = {"valid": take, "last": glast, "end": x.end, "off": offset}
+            s |= {"pad": x.pad[lane], "on": x.on[lane]}
+            s |= {f"v{i}": x.v[lane][i] for i in range(3)}
+            s |= {f"w{k}": words[k][lane] for k in range(STREAMS)}
+            s = pipe.advance(s, s)
+            for stage in (_products, _reduce, _prepare, _result0, _aligned, _master, _operand):
+                s = stage(pipe, s)
+            outs.append(s)
 
+        y = self.y.payload
         with m.If(en):
-            m.d.sync += [self.y.valid.eq(s["valid"]), self.y.payload.last.eq(s["end"])]
-            m.d.sync += [self.y.payload.q[k].eq(s[f"q{k}"]) for k in range(STREAMS)]
-        self._statistics(m, pipe, s, start)
-        with m.If(self.y.valid & self.y.ready & self.y.payload.last):
+            m.d.sync += [
+                self.y.valid.eq(outs[0]["valid"]),
+                y.last.eq(outs[0]["end"]),
+                y.on.eq(Cat(*(s["on"] for s in outs))),
+            ]
+            for lane, s in enumerate(outs):
+                m.d.sync += [y.q[lane][k].eq(s[f"q{k}"]) for k in range(STREAMS)]
+        self._statistics(m, en, c, outs, start)
+        with m.If(self.y.valid & self.y.ready & y.last):
             m.d.sync += [draining.eq(0), reporting.eq(1)]
         m.d.comb += self.stats.valid.eq(reporting)
         with m.If(self.stats.valid & self.stats.ready):
@@ -369,12 +414,8 @@ class VectorUnit(wiring.Component):
         return m
 
     def _words(self, m: Module, start: Value, step: Value) -> list[Value]:
-        """Each random stream's word for the current output; ``step``: an output was taken."""
-        lane = Signal(range(self.lanes), name="lane")
-        with m.If(start):
-            m.d.sync += lane.eq(0)
-        with m.Elif(step):
-            m.d.sync += lane.eq(Mux(lane == self.lanes - 1, 0, lane + 1))
+        """Each random stream's lane words for the current output beat; ``step``: a beat of
+        outputs was taken (every lane steps)."""
         words = []
         for k in range(STREAMS):
             gen = LfsrLanes(self.lanes)
@@ -382,31 +423,35 @@ class VectorUnit(wiring.Component):
             m.d.comb += [
                 gen.seed.eq(self.cmd.payload.seed ^ stream_key(k)),
                 gen.load.eq(start),
-                gen.advance.eq(Mux(step, Const(1, self.lanes) << lane, 0)),
+                gen.advance.eq(Mux(step, Const(-1, self.lanes), 0)),
             ]
-            words.append(gen.words[lane])
+            words.append(gen.words)
         return words
 
-    def _statistics(self, m: Module, pipe: _Pipe, s: dict, start: Value) -> None:
-        """Accumulate the Stats of what enters the output register; report them."""
-        sgd = pipe.is_op(VecOp.SGD)
-        widths = [Mux(sgd, pipe.c.bits2, pipe.c.bits), pipe.c.bits2, pipe.c.bits]
+    def _statistics(self, m: Module, en: Value, c: Value, outs: list[dict], start: Value) -> None:
+        """Accumulate the Stats of what enters the output register, over the lanes that
+        hold an output; report them."""
+        sgd = c.op == VecOp.SGD
+        widths = [Mux(sgd, c.bits2, c.bits), c.bits2, c.bits]
         for k in range(STREAMS):
             peak = Signal(unsigned(DATA_BITS), name=f"peak{k}")
             count = Signal(unsigned(DATA_BITS), name=f"saturated{k}")
             widest = Signal(RAW_BITS, name=f"widest{k}")
-            q, clip, raw_bits = s[f"q{k}"], s[f"clip{k}"], s[f"rb{k}"]
-            mag = Signal(unsigned(DATA_BITS), name=f"mag{k}")
-            m.d.comb += mag.eq(Mux(q < 0, -q, q))
+            mags, rbs, clips = [peak], [widest], []
+            for lane, s in enumerate(outs):
+                q, on = s[f"q{k}"], s["on"]
+                mag = Signal(unsigned(DATA_BITS), name=f"l{lane}_mag{k}")
+                m.d.comb += mag.eq(Mux(on, Mux(q < 0, -q, q), 0))
+                mags.append(mag)
+                rbs.append(Mux(on, s[f"rb{k}"], 0))
+                clips.append(on & s[f"clip{k}"])
+            beat_peak, beat_widest = _largest(mags), _largest(rbs)
+            beat_count = count + sum(clips)
             counted = sgd if k else Const(1)  # results 1 and 2 are SGD's (MAXPOOL's mask: none)
             with m.If(start):
                 m.d.sync += [peak.eq(0), count.eq(0), widest.eq(0)]
-            with m.Elif(pipe.en & s["valid"] & counted):
-                m.d.sync += [
-                    peak.eq(Mux(mag > peak, mag, peak)),
-                    count.eq(count + clip),
-                    widest.eq(Mux(raw_bits > widest, raw_bits, widest)),
-                ]
+            with m.Elif(en & outs[0]["valid"] & counted):
+                m.d.sync += [peak.eq(beat_peak), count.eq(beat_count), widest.eq(beat_widest)]
             out = self.stats.payload[k]
             m.d.comb += [
                 out.peak.eq(peak),
@@ -415,11 +460,24 @@ class VectorUnit(wiring.Component):
             ]
 
 
+def _largest(values: list[Value]) -> Value:
+    """The largest of unsigned ``values``, a balanced tree of comparisons (the lanes'
+    statistics: depth log2(lanes), not a chain through every lane)."""
+    while len(values) > 1:
+        pairs = zip(values[::2], values[1::2], strict=False)
+        values = [Mux(a > b, a, b) for a, b in pairs] + values[len(values) // 2 * 2 :]
+    return values[0]
+
+
 class _Pipe:
     """Register stages that all advance on ``en``; a stage's values travel as a dict."""
 
-    def __init__(self, m: Module, en: Value, c: Value) -> None:
-        self.m, self.en, self.c, self.stage = m, en, c, -1
+    def __init__(self, m: Module, en: Value, c: Value, prefix: str = "") -> None:
+        self.m, self.en, self.c, self.prefix, self.stage = m, en, c, prefix, -1
+
+    def n(self, name: str) -> str:
+        """A signal name of this pipe's (its lane's prefix: lanes do not share names)."""
+        return self.prefix + name
 
     def advance(self, s: dict, keep: Iterable[str], **new: Value) -> dict:
         """The next stage's registers: the values ``keep`` names in ``s``, and ``new``."""
@@ -427,7 +485,7 @@ class _Pipe:
         values = {k: s[k] for k in keep} | new
         regs = {}
         for name, value in values.items():
-            reg = Signal(Value.cast(value).shape(), name=f"{name}_{self.stage}")
+            reg = Signal(Value.cast(value).shape(), name=self.n(f"{name}_{self.stage}"))
             with self.m.If(self.en):
                 self.m.d.sync += reg.eq(value)
             regs[name] = reg
@@ -441,16 +499,17 @@ _V, _W = ("v0", "v1", "v2"), ("w0", "w1", "w2")
 
 
 def _products(p: _Pipe, s: dict) -> dict:
-    """S1: the products and MEAN_SUB's aligned difference."""
+    """S1: the products and MEAN_SUB's aligned difference. Three multipliers a lane (one
+    operation runs at a time: ``v0``'s serves RELU, SGD and AVEPOOL_BACK)."""
     sc, v0, v1, v2 = p.c.scalars, s["v0"], s["v1"], s["v2"]
+    relu = p.is_op(VecOp.RELU, VecOp.RELU_BACK)
+    by = Mux(relu, sc[0], Mux(p.is_op(VecOp.AVEPOOL_BACK), v1, sc[1]))
     return p.advance(
         s,
         s,
-        p_slope=v0 * sc[0],  # RELU: values * slope
+        p_v0=v0 * by,  # RELU: values * slope; SGD: lr * g; AVEPOOL_BACK: dy * 1/n
         p_mom=v1 * sc[0],  # SGD: mom * v
-        p_grad=v0 * sc[1],  # SGD: lr * g
         p_master=v2 * sc[2],  # SGD: lr * decay * w
-        p_pool=v0 * v1,  # AVEPOOL_BACK: dy * 1/n
         diff=(v0 << p.c.align[0]) - (v1 << p.c.align[1]),  # MEAN_SUB
     )
 
@@ -460,18 +519,19 @@ def _reduce(p: _Pipe, s: dict) -> dict:
     offset (padding never wins); a group's last element passes on."""
     m, c = p.m, p.c
     v0, v1, v2, pad, first = s["v0"], s["v1"], s["v2"], s["pad"], s["off"] == 0
-    term = Signal(signed(64), name="term")
+    term = Signal(signed(64), name=p.n("term"))
     with m.Switch(c.op):
         with m.Case(VecOp.AVEPOOL_BACK):
-            m.d.comb += term.eq(s["p_pool"])
+            m.d.comb += term.eq(s["p_v0"])
         with m.Case(VecOp.MAXPOOL_BACK):  # dy where the window's argmax is this element
             m.d.comb += term.eq(Mux(v1 == v2, v0, 0))
         with m.Default():
             m.d.comb += term.eq(v0)
-    acc = Signal(signed(64), name="acc")
-    acc_next = Signal(signed(64), name="acc_next")
+    acc = Signal(signed(64), name=p.n("acc"))
+    acc_next = Signal(signed(64), name=p.n("acc_next"))
     m.d.comb += acc_next.eq(Mux(first, 0, acc) + Mux(pad, 0, term))
-    best, arg, have = Signal(signed(DATA_BITS)), Signal(16), Signal()
+    best = Signal(signed(DATA_BITS), name=p.n("best"))
+    arg, have = Signal(16, name=p.n("arg")), Signal(name=p.n("have"))
     wins = ~pad & (first | ~have | (v0 > best))
     best_next = Mux(wins, v0, best)
     arg_next = Mux(wins, s["off"], Mux(first, 0, arg))
@@ -482,7 +542,7 @@ def _reduce(p: _Pipe, s: dict) -> dict:
             arg.eq(arg_next),
             have.eq(~pad | (have & ~first)),
         ]
-    keep = (*_V, *_W, "end", "p_slope", "p_mom", "p_grad", "p_master", "diff")
+    keep = (*_V, *_W, "end", "on", "p_v0", "p_mom", "p_master", "diff")
     return p.advance(
         s, keep, valid=s["valid"] & s["last"], total=acc_next, best=best_next, arg=arg_next
     )
@@ -493,19 +553,19 @@ def _prepare(p: _Pipe, s: dict) -> dict:
     saturated to WIDE_BITS as the model does) and AVEPOOL's sum times 1/n."""
     m, c, nearest = p.m, p.c, Rounding.NEAREST_EVEN
     terms = []
-    for i, name in enumerate(("p_mom", "p_grad", "p_master")):
-        raw, _ = shift_round(m, s[name], c.shifts[i], nearest, None, f"term{i}")
-        terms.append(saturate(m, raw, WIDE_BITS, f"term{i}")[0])
+    for i, name in enumerate(("p_mom", "p_v0", "p_master")):
+        raw, _ = shift_round(m, s[name], c.shifts[i], nearest, None, p.n(f"term{i}"))
+        terms.append(saturate(m, raw, WIDE_BITS, p.n(f"term{i}"))[0])
     relu = p.is_op(VecOp.RELU, VecOp.RELU_BACK)
     raw, _ = shift_round(
-        m, Mux(relu, s["p_slope"], s["v1"]), c.shifts[0], c.rounding, s["w0"], "pre"
+        m, Mux(relu, s["p_v0"], s["v1"]), c.shifts[0], c.rounding, s["w0"], p.n("pre")
     )
-    keep = ("valid", *_V, *_W, "end", "total", "best", "arg", "diff")
+    keep = ("valid", *_V, *_W, "end", "on", "total", "best", "arg", "diff")
     return p.advance(
         s,
         keep,
         term_sum=terms[0] + terms[1] + terms[2],
-        pre=saturate(m, raw, WIDE_BITS, "pre")[0],
+        pre=saturate(m, raw, WIDE_BITS, p.n("pre"))[0],
         pool_product=s["total"] * s["v1"],  # AVEPOOL: 1/n comes with the window's last
     )
 
@@ -518,8 +578,8 @@ def _result0(p: _Pipe, s: dict) -> dict:
         VecOp.CONVERT, VecOp.MEAN_SUB, VecOp.BIAS_GRAD, VecOp.SGD, VecOp.AVEPOOL, VecOp.AVEPOOL_BACK
     )
     v0, v1 = s["v0"], s["v1"]
-    main_in = Signal(signed(64), name="main_in")
-    formed = Signal(signed(64), name="formed")
+    main_in = Signal(signed(64), name=p.n("main_in"))
+    formed = Signal(signed(64), name=p.n("formed"))
     with m.Switch(c.op):
         with m.Case(VecOp.CONVERT):
             m.d.comb += main_in.eq(v0)
@@ -545,27 +605,29 @@ def _result0(p: _Pipe, s: dict) -> dict:
         with m.Default():  # COPY
             m.d.comb += formed.eq(v0)
     shift = Mux(sgd, GUARD, c.shifts[0])
-    raw, raw_bits = shift_round(m, main_in, shift, c.rounding, s["w0"], "main", want_bits=True)
+    raw, raw_bits = shift_round(m, main_in, shift, c.rounding, s["w0"], p.n("main"), want_bits=True)
     # MAXPOOL's maximum is an input: not saturated (the model's neither).
     bits = Mux(sgd, c.bits2, Mux(maxpool, DATA_BITS, c.bits))
-    q0, clip0 = saturate(m, Mux(rounded, raw, formed), bits, "out0", DATA_BITS)
-    rb0 = Mux(rounded, raw_bits, magnitude_bits(m, formed, "formed"))
-    return p.advance(s, ("valid", "v2", "w1", "w2", "end", "arg"), q0=q0, clip0=clip0, rb0=rb0)
+    q0, clip0 = saturate(m, Mux(rounded, raw, formed), bits, p.n("out0"), DATA_BITS)
+    rb0 = Mux(rounded, raw_bits, magnitude_bits(m, formed, p.n("formed")))
+    return p.advance(
+        s, ("valid", "v2", "w1", "w2", "end", "on", "arg"), q0=q0, clip0=clip0, rb0=rb0
+    )
 
 
 def _aligned(p: _Pipe, s: dict) -> dict:
     """S5: SGD: the new momentum at the master's exponent (plus GUARD bits)."""
-    raw, _ = shift_round(p.m, s["q0"], p.c.shifts[3], Rounding.NEAREST_EVEN, None, "v_al")
-    return p.advance(s, s, v_al=saturate(p.m, raw, WIDE_BITS, "v_al")[0])
+    raw, _ = shift_round(p.m, s["q0"], p.c.shifts[3], Rounding.NEAREST_EVEN, None, p.n("v_al"))
+    return p.advance(s, s, v_al=saturate(p.m, raw, WIDE_BITS, p.n("v_al"))[0])
 
 
 def _master(p: _Pipe, s: dict) -> dict:
     """S6: SGD: the master, ``w - v``, rounded once (result 1; MAXPOOL: the mask)."""
     c, diff = p.c, (s["v2"] << GUARD) - s["v_al"]
-    raw, rb1 = shift_round(p.m, diff, GUARD, c.rounding, s["w1"], "master", want_bits=True)
-    q1, clip1 = saturate(p.m, raw, c.bits2, "out1", DATA_BITS)
+    raw, rb1 = shift_round(p.m, diff, GUARD, c.rounding, s["w1"], p.n("master"), want_bits=True)
+    q1, clip1 = saturate(p.m, raw, c.bits2, p.n("out1"), DATA_BITS)
     q1 = Mux(p.is_op(VecOp.MAXPOOL), s["arg"], q1)
-    keep = ("valid", "end", "w2", "q0", "clip0", "rb0")
+    keep = ("valid", "end", "on", "w2", "q0", "clip0", "rb0")
     return p.advance(s, keep, q1=q1, clip1=clip1, rb1=rb1)
 
 
@@ -573,48 +635,66 @@ def _operand(p: _Pipe, s: dict) -> dict:
     """S7: SGD: the operand copy of the new master (result 2)."""
     c = p.c
     raw, rb2 = shift_round(
-        p.m, s["q1"], c.shifts[4], c.rounding, s["w2"], "operand", want_bits=True
+        p.m, s["q1"], c.shifts[4], c.rounding, s["w2"], p.n("operand"), want_bits=True
     )
-    q2, clip2 = saturate(p.m, raw, c.bits, "out2", DATA_BITS)
-    keep = ("valid", "end", "q0", "clip0", "rb0", "q1", "clip1", "rb1")
+    q2, clip2 = saturate(p.m, raw, c.bits, p.n("out2"), DATA_BITS)
+    keep = ("valid", "end", "on", "q0", "clip0", "rb0", "q1", "clip1", "rb1")
     return p.advance(s, keep, q2=q2, clip2=clip2, rb2=rb2)
 
 
 # -- packing (for test benches and the sequencer's simulation) -------------------------
-def element_words(
-    v: np.ndarray, pad: np.ndarray | None = None, last: np.ndarray | None = None
+def _bits(flags: np.ndarray) -> list[int]:
+    """Rows of 0/1 flags ``(beats, lanes)`` as integers, lane ``l`` at bit ``l``."""
+    weights = np.left_shift(np.int64(1), np.arange(flags.shape[1], dtype=np.int64))
+    return (np.asarray(flags, np.int64) * weights).sum(axis=1).tolist()
+
+
+def beat_words(
+    v: np.ndarray, lanes: int, pad: np.ndarray | None = None, *, idle: int = 0
 ) -> list[int]:
-    """``x`` payloads of elements ``v`` ``(n, k)`` (``k <= 3`` operands, 32-bit signed),
-    with their ``pad`` and group ``last`` flags; ``end`` on the final one."""
+    """``x`` payloads of groups ``v`` ``(groups, length, k)`` (``k <= 3`` operands, 32-bit
+    signed; an element operation's groups are its elements, of length 1) with their
+    ``pad`` flags ``(groups, length)``: ``lanes`` groups side by side, entry ``t`` of each
+    in the ``t``-th beat of their row; the final row's missing groups are lanes off,
+    carrying ``idle`` (test benches make it a value that would show if it counted)."""
     v = np.asarray(v, dtype=np.int64)
-    n = v.shape[0]
-    if v.ndim != 2 or v.shape[1] > 3:
-        raise ValueError(f"elements are (n, <= 3), not {v.shape}")
-    if v.size and (v.min() < -(1 << (DATA_BITS - 1)) or v.max() >= 1 << (DATA_BITS - 1)):
+    if v.ndim != 3 or v.shape[2] > 3 or not v.shape[0] * v.shape[1]:
+        raise ValueError(f"groups are (groups, length, <= 3) and not empty, not {v.shape}")
+    if v.min() < -(1 << (DATA_BITS - 1)) or v.max() >= 1 << (DATA_BITS - 1):
         raise ValueError(f"elements exceed {DATA_BITS} bits")
-    flags = {
-        "pad": np.zeros(n, np.int64) if pad is None else np.asarray(pad),
-        "last": np.zeros(n, np.int64) if last is None else np.asarray(last),
-        "end": (np.arange(n) == n - 1).astype(np.int64),
-    }
-    lane = IN_LAYOUT["v"].offset
-    words = [0] * n
-    for k in range(v.shape[1]):
-        part = (v[:, k] & ((1 << DATA_BITS) - 1)).tolist()
-        off = lane + k * DATA_BITS
-        words = [w | (p << off) for w, p in zip(words, part, strict=True)]
-    for name, values in flags.items():
-        off = IN_LAYOUT[name].offset
-        words = [w | (int(f) & 1) << off for w, f in zip(words, values.tolist(), strict=True)]
+    groups, length, k = v.shape
+    rows = -(-groups // lanes)
+    full = np.zeros((rows * lanes, length, 3), np.int64)
+    full[groups:] = idle
+    full[:groups, :, :k] = v
+    flags = np.zeros((2, rows * lanes, length), np.int64)  # pad, on
+    flags[0, :groups] = 0 if pad is None else np.asarray(pad).reshape(groups, length)
+    flags[1, :groups] = 1
+    # (rows, lanes, length, ...) -> beats (rows * length) of lanes entries
+    beats = full.reshape(rows, lanes, length, 3).transpose(0, 2, 1, 3).reshape(-1, lanes * 3)
+    flags = flags.reshape(2, rows, lanes, length).transpose(0, 1, 3, 2).reshape(2, -1, lanes)
+    raw = beats.astype("<u4").view(np.uint8).reshape(len(beats), -1)  # lanes-major, LSB first
+    layout = in_layout(lanes)
+    words = []
+    t = np.arange(len(beats)) % length
+    for b, (pad_bits, on_bits) in enumerate(zip(_bits(flags[0]), _bits(flags[1]), strict=True)):
+        w = int.from_bytes(raw[b].tobytes(), "little") << layout["v"].offset
+        w |= pad_bits << layout["pad"].offset | on_bits << layout["on"].offset
+        w |= int(t[b] == length - 1) << layout["last"].offset
+        words.append(w | int(b == len(beats) - 1) << layout["end"].offset)
     return words
 
 
-def decode_outputs(words: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """``y`` payloads as ``(n, 3)`` results and the ``last`` flags."""
-    q = np.zeros((len(words), STREAMS), dtype=np.int64)
-    last = np.zeros(len(words), dtype=np.int64)
-    for i, w in enumerate(words):
-        out = data.Const(OUT_LAYOUT, w)
-        q[i] = list(out.q)
-        last[i] = int(out.last)
-    return q, last
+def decode_outputs(words: list[int], lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` payloads as ``(n, 3)`` results (the lanes that are on, beat by beat) and each
+    beat's ``last`` flag."""
+    layout = out_layout(lanes)
+    q_bytes = lanes * STREAMS * DATA_BITS // 8
+    q, last = [], []
+    for w in words:
+        beat = (w >> layout["q"].offset) & ((1 << (8 * q_bytes)) - 1)
+        values = np.frombuffer(beat.to_bytes(q_bytes, "little"), "<i4").reshape(lanes, STREAMS)
+        on = [(w >> (layout["on"].offset + lane)) & 1 for lane in range(lanes)]
+        q.append(values[np.flatnonzero(on)])
+        last.append((w >> layout["last"].offset) & 1)
+    return np.concatenate(q).astype(np.int64), np.asarray(last, np.int64)

@@ -28,6 +28,7 @@ from barista_hw.device.vector import (
     bias_add,
     bias_grad,
     convert,
+    covering_windows,
     cycles,
     encode_scalar,
     mask_bits,
@@ -423,8 +424,13 @@ def test_sgd_saturates_the_operand_copy() -> None:
 
 def test_cycles_follow_the_stated_throughput() -> None:
     assert cycles(VecOp.RELU, 100, 100, 16) == 7 + LATENCY
-    assert cycles(VecOp.BIAS_GRAD, 1600, 10, 16) == 100 + 1 + LATENCY
+    # a lane a channel: 10 channels fit one beat of 16 lanes, 160 gradients each
+    assert cycles(VecOp.BIAS_GRAD, 1600, 10, 16) == 160 + LATENCY
+    assert cycles(VecOp.BIAS_GRAD, 1600, 20, 16) == 2 * 80 + LATENCY
     assert cycles(VecOp.MAXPOOL, 400, 100, 16, window=4) == 4 * 7 + LATENCY
-    assert cycles(VecOp.AVEPOOL_BACK, 100, 400, 16, window=9) == 25 + 9 * 7 + LATENCY
+    # a lane a pixel, its 2 x 2 candidate windows (3 x 3 kernel, stride 2) in turn
+    cover = covering_windows((3, 3), (2, 2))
+    assert cover == 4 and covering_windows((2, 2), (2, 2)) == 1
+    assert cycles(VecOp.AVEPOOL_BACK, 100, 400, 16, window=9, cover=cover) == 4 * 25 + LATENCY
     assert cycles(VecOp.SGD, 3 * 64, 64, 16) == 4 + LATENCY
     assert cycles(VecOp.CONVERT, 64, 64, 32) < cycles(VecOp.CONVERT, 64, 64, 16)
