@@ -165,8 +165,14 @@ def run_cases(design: DmaDesign, cases: Sequence[DmaCase], *, seed: int = 0) -> 
                 "preload": c.preload,
                 "stall": c.stall,
                 "latency": c.latency,
-                # Each element waits at most the latency and its stalls; generous.
-                "max_cycles": int(64 + 8 * (c.words * geom.lanes + 1) * (c.latency + 2))
+                # Each element waits at most the latency and its stalls (a col2im STORE
+                # also reads and writes its footprint); generous.
+                "max_cycles": int(
+                    64
+                    + 8
+                    * (c.words * geom.lanes + 4 * c.command.get("acc_len", 0) + 1)
+                    * (c.latency + 2)
+                )
                 * int(1 + 10 * c.stall),
             }
             for c in cases

@@ -5,8 +5,12 @@ folded and im2col views with random geometries: stride, padding, non-square kern
 dilation, groups). A LOAD's expected scratchpad words are the model's
 :func:`~barista_hw.device.dma.gather` of :func:`~barista_hw.device.traffic.tile_index`,
 laid out as the engine's buffers hold them (:func:`~barista_hw.schedule.pack_a` /
-:func:`~barista_hw.schedule.pack_b`); a STORE's expected memory is the model's dense
-store of the tile. Every scratchpad word and every memory word is compared. Random
+:func:`~barista_hw.schedule.pack_b`); a dense STORE's expected memory is the model's
+dense store of the tile, a col2im STORE's the model's
+:func:`~barista_hw.device.dma.scatter_add` into 32-bit accumulators (their memory is the
+slots packed at 32 bits, :func:`~barista_hw.device.memory.pack_stream`; slots near both
+limits, so sums saturate, and some only part-way). Every scratchpad word and every
+memory word is compared. Random
 stalls hit every stream on both sides of the memory port; each stalled case has a
 stall-free twin. One build and one simulation per simulator.
 """
@@ -26,7 +30,8 @@ from barista_hw.device.compiler import compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry, Space
 from barista_hw.device.isa import Instruction, Op, Program, View
 from barista_hw.device.layers import Conv, Pool, Relu
-from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.lowering import WIDE_BITS
+from barista_hw.device.memory import DeviceConfig, pack_stream
 from barista_hw.device.rtl.dma import DmaEngine, command, lane_axis
 from barista_hw.device.rtl.scratchpad import SpadGeometry, geometry, half_base
 from barista_hw.rtl import to_verilog
@@ -43,6 +48,7 @@ assert GEOM == geometry(CONFIG, Space.B) == geometry(CONFIG, Space.C)
 BITS, LANES = GEOM.bits, GEOM.lanes
 STALL = 0.3
 IM2COL_CASES = 8
+COL2IM_CASES = 6
 
 
 def _inst(op: Op, view: View, space: Space, *, desc: int, base: int, tile: tuple, flags=0, group=0):  # noqa: ANN001, ANN202
@@ -84,15 +90,35 @@ def _unpack_words(words: list[int]) -> np.ndarray:
     return np.where(out >= 1 << (BITS - 1), out - (1 << BITS), out)
 
 
+def _wide_slots(rng, size: int) -> np.ndarray:  # noqa: ANN001
+    """32-bit accumulator slots: a third anywhere, a third each within 2**17 of a limit."""
+    lim = 1 << (WIDE_BITS - 1)
+    near = rng.integers(0, 1 << 17, size=size)
+    kind = rng.integers(0, 3, size=size)
+    anywhere = rng.integers(-lim, lim, size=size)
+    return np.where(kind == 0, anywhere, np.where(kind == 1, lim - 1 - near, -lim + near))
+
+
 class Spec:
-    """A case and how to check it: the program, the instruction, the memory before."""
+    """A case and how to check it: the program, the instruction, the memory before (in
+    slots: 16-bit elements, or a col2im STORE's 32-bit accumulators)."""
 
     def __init__(self, name: str, program: Program, inst: Instruction, size: int, rng) -> None:  # noqa: ANN001
         self.name, self.program, self.inst = name, program, inst
+        self.col2im = inst.op is Op.STORE and inst.sub == View.IM2COL
         lim = 1 << (BITS - 1)
-        self.memory = rng.integers(-lim, lim, size=size).astype(np.int64)
+        if self.col2im:
+            self.memory = _wide_slots(rng, size).astype(np.int64)
+        else:
+            self.memory = rng.integers(-lim, lim, size=size).astype(np.int64)
         self.index = traffic.tile_index(inst, program)  # the model's addressing
         self.tile = rng.integers(-lim, lim, size=self.index.shape).astype(np.int64)
+
+    def words(self, slots: np.ndarray) -> np.ndarray:
+        """The bus words (unsigned) of a memory of ``slots``: accumulators take two."""
+        if self.col2im:
+            return pack_stream(slots, WIDE_BITS, BITS).astype(np.int64)
+        return slots & ((1 << BITS) - 1)
 
     def case(self, stall: float, latency: int) -> DmaCase:
         space = Space(self.inst["space"])
@@ -102,18 +128,28 @@ class Spec:
         name = f"{self.name}{'-stalled' if stall else ''}"
         cmd = command(self.inst, self.program, GEOM)
         spad = self.inst["spad"]
-        return DmaCase(name, cmd, self.memory.copy(), spad, words, pre, stall, latency)
+        memory = self.words(self.memory)
+        return DmaCase(name, cmd, memory, spad, words, pre, stall, latency)
 
     def expected(self) -> tuple[np.ndarray | None, np.ndarray]:
-        """(scratchpad words of a LOAD, memory afterwards), from the model."""
+        """(scratchpad words of a LOAD, memory slots afterwards), from the model."""
         base = self.inst["dram"]
         if self.inst.op is Op.LOAD:
             tile = dma.gather(self.memory, base, self.index)
             return _words(tile, Space(self.inst["space"])), self.memory
         mem = self.memory.copy()
+        if self.col2im:
+            dma.scatter_add(mem, base, self.index, self.tile, WIDE_BITS)
+            return None, mem
         keep = self.index >= 0
         mem[base + self.index[keep]] = self.tile[keep]  # the model's dense STORE
         return None, mem
+
+    def order(self) -> np.ndarray:
+        """The tile's flat element numbers in the order the DMA streams them."""
+        ids = np.arange(1, self.index.size + 1).reshape(self.index.shape)
+        flat = _words(ids, Space(self.inst["space"])).ravel()
+        return flat[flat > 0] - 1
 
 
 def _random_conv(rng) -> ConvGeometry:  # noqa: ANN001
@@ -190,6 +226,20 @@ def specs() -> list[Spec]:
     prog = Program(descriptors=[{"channels": 4, "pixels": 3}])
     inst = _inst(Op.STORE, View.FOLDED, Space.C, desc=0, base=1, tile=((1, 3), (2, 5)))
     out.append(Spec("store-folded-C", prog, inst, 1 + 3 * 4 * 3, rng))
+    # col2im: random geometries and groups, tiles from C added into 32-bit accumulators.
+    for i in range(COL2IM_CASES):
+        name = f"col2im-{i}"
+        rng = rng_of(name)
+        g = _random_conv(rng)
+        images = int(rng.integers(1, 3))
+        tensor = {"name": "acc:x", "bits": WIDE_BITS}
+        prog = Program(tensors=[tensor], descriptors=[{**_conv_desc(g, images), "tensor": 0}])
+        tile = (_span(rng, g.k, 8), _span(rng, images * g.pixels, 12))
+        group = int(rng.integers(0, g.group))
+        base = int(rng.integers(0, 4))
+        inst = _inst(Op.STORE, View.IM2COL, Space.C, desc=0, base=base, tile=tile, group=group)
+        size = base + images * g.channels * g.height * g.width
+        out.append(Spec(name, prog, inst, size, rng))
     return out
 
 
@@ -207,19 +257,35 @@ def _net() -> list:
     return [conv, pool, relu, conv2, ip]
 
 
+def _corner(inst: Instruction, last: int, rows: int = 4, cols: int = 12) -> Instruction:
+    """The ``rows x cols`` first (``last`` 0) or last corner of ``inst``'s tile."""
+    f = dict(inst.fields)
+    for start, size, most in (("r0", "rows", rows), ("c0", "cols", cols)):
+        n = min(f[size], most)
+        f[start] += last * (f[size] - n)
+        f[size] = n
+    return Instruction(inst.op, inst.sub, fields=f)
+
+
 def program_specs() -> list[Spec]:
-    """The first and last LOAD and dense STORE of each kind (view, space, transposed) of
-    the compiled program of :func:`_net`, on random memory."""
+    """The first and last LOAD and STORE of each kind (view, space, transposed) of the
+    compiled program of :func:`_net`, on random memory."""
     program = compile_net(_net(), CONFIG, batch=2, inputs={"data": (4, 9, 8)}, output="out")
     program = program.program
     size = max(t["dram"] + int(np.prod(t["shape"])) for t in program.tensors)
     kinds: dict[tuple, list[Instruction]] = {}
     for inst in program.instructions:
-        if inst.op is Op.LOAD or (inst.op is Op.STORE and inst.sub != View.IM2COL):
+        if inst.op in (Op.LOAD, Op.STORE):
             key = (inst.op.name, View(inst.sub).name, Space(inst["space"]).name, inst["flags"])
             kinds.setdefault(key, []).append(inst)
     out = []
     for key, insts in sorted(kinds.items()):
+        if len(insts) == 1 and _words(traffic.tile_index(insts[0], program), Space.C).shape[
+            0
+        ] > half_base(GEOM, 1):
+            # One tile larger than C's half (the compiler does not bound C blocks by
+            # c_depth): its first and last corner, as STOREs of their own.
+            insts = [_corner(insts[0], 0), _corner(insts[0], 1)]
         for k, inst in enumerate(insts[:1] + insts[1:][-1:]):
             name = f"program-{'-'.join(map(str, key))}-{k}".lower()
             out.append(
@@ -268,7 +334,28 @@ def test_dma_bit_exact(sim: str, index: int, sim_run_cache: dict) -> None:
     if words is not None:
         got = _unpack_words(res.spad_words)
         np.testing.assert_array_equal(got, words, err_msg=f"{res.case.name}: scratchpad words")
-    np.testing.assert_array_equal(res.memory, memory, err_msg=f"{res.case.name}: memory")
+    got = res.memory & ((1 << BITS) - 1)
+    np.testing.assert_array_equal(got, spec.words(memory), err_msg=f"{res.case.name}: memory")
+
+
+def test_col2im_cases_tell_saturating_once_from_every_step() -> None:
+    """The col2im cases can fail: some slots saturate, and some would end differently had
+    each contribution saturated in the DMA's stream order (a partial sum crosses a limit
+    that the whole sum does not)."""
+    lim = 1 << (WIDE_BITS - 1)
+    saturated = differ = 0
+    for spec in (s for s in SPECS if s.col2im):
+        saturated += dma.scatter_add(
+            spec.memory.copy(), spec.inst["dram"], spec.index, spec.tile, WIDE_BITS
+        )
+        stepwise = spec.memory.copy()
+        index, tile = spec.index.ravel(), spec.tile.ravel()
+        for e in spec.order():
+            if index[e] >= 0:
+                a = spec.inst["dram"] + index[e]
+                stepwise[a] = min(max(stepwise[a] + tile[e], -lim), lim - 1)
+        differ += int(np.count_nonzero(stepwise != spec.expected()[1]))
+    assert saturated > 0 and differ > 0, (saturated, differ)
 
 
 @pytest.mark.cocotb
@@ -285,11 +372,17 @@ def test_dma_bursts_and_stalls(sim: str, sim_run_cache: dict) -> None:
 
 
 def test_commands_the_rtl_does_not_run_are_refused() -> None:
-    """col2im STOREs (not built), tiles past the scratchpad's end, and non-DMA opcodes."""
+    """col2im footprints past the accumulator or into a tensor not of its width, tiles
+    past the scratchpad's end, and non-DMA opcodes."""
+    col = next(s for s in SPECS if s.name == "col2im-0")
+    span = command(col.inst, col.program, GEOM)["acc_len"]
+    with pytest.raises(InputError, match="exceeds the DMA's accumulator"):
+        command(col.inst, col.program, GEOM, acc_depth=span - 1)
+    narrow = Program(tensors=[{"name": "acc:x", "bits": 16}], descriptors=col.program.descriptors)
+    with pytest.raises(InputError, match="'acc:x' of 16 bits"):
+        command(col.inst, narrow, GEOM)
     conv = next(s for s in SPECS if s.name == "im2col-0")
     fields = dict(conv.inst.fields)
-    with pytest.raises(InputError, match="no col2im STORE"):
-        command(Instruction(Op.STORE, int(View.IM2COL), fields=fields), conv.program, GEOM)
     fields["spad"] = GEOM.depth - 1
     with pytest.raises(InputError, match="overflow the scratchpad"):
         command(Instruction(Op.LOAD, int(View.IM2COL), fields=fields), conv.program, GEOM)
