@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,6 +65,7 @@ LEVELS = 3  # counters per walker: the top one never wraps
 COUNT_BITS = 16  # a level's counter (an ISA tile extent is 16 bits)
 COORD_BITS = 18  # image coordinates (signed): heights and widths up to 2**17 - 1
 OFFSET_BITS = 32  # signed address arithmetic, wider than the port's addresses
+FIRST_BIT_BITS = ADDR_BITS + 5  # a bit address in DRAM (bus words of up to 32 bits)
 
 
 def walker_layout() -> data.StructLayout:
@@ -105,6 +106,7 @@ def command_layout(spad_bits: int) -> data.StructLayout:
             "acc_len": unsigned(COUNT_BITS),  # col2im: the footprint's elements
             "spad": unsigned(spad_bits),
             "base": signed(OFFSET_BITS),
+            "first_bit": unsigned(FIRST_BIT_BITS),  # packed: the tensor's bit address
             "dl": unsigned(COUNT_BITS),  # tile extent along the lane axis
             "do": unsigned(COUNT_BITS),  # tile extent along the other axis
             "blocks": unsigned(COUNT_BITS),  # ceil(dl / lanes): words per other-axis index
@@ -234,12 +236,19 @@ def command(
     *,
     acc_depth: int = ACC_DEPTH,
     acc_bits: int = WIDE_BITS,
+    packed: bool = False,
 ) -> dict:
     """The DMA command (:func:`command_layout` fields) of LOAD or STORE ``inst``, whose
     scratchpad side has geometry ``geom``; a col2im STORE's footprint must fit the
-    engine's accumulator of ``acc_depth`` elements of ``acc_bits`` bits."""
+    engine's accumulator of ``acc_depth`` elements of ``acc_bits`` bits.
+
+    Unpacked, element addresses are the model's slots; ``packed`` (behind a
+    :class:`~.packed.PackedPort`), they count from the tensor's first element and
+    ``first_bit`` is its bit address (``8 * addr``, the tensor table's)."""
     if inst.op not in (Op.LOAD, Op.STORE):
         raise InputError(f"{inst.text()}: the DMA runs LOAD and STORE, not {inst.op.name}")
+    if inst.op is Op.STORE and inst.sub == View.IM2COL and acc_depth == 0:
+        raise InputError(f"{inst.text()}: this DMA has no col2im accumulator")
     rows, cols = inst["rows"], inst["cols"]
     if inst["flags"] & 1:  # tile (i, j) is view (c0 + j, r0 + i)
         vrow, vcol = _view_axes(inst, program, inst["c0"], inst["r0"])
@@ -258,6 +267,15 @@ def command(
     im2col = inst.sub == View.IM2COL
     col2im = im2col and inst.op is Op.STORE
     acc_base, acc_len = _footprint(inst, program, acc_depth, acc_bits) if col2im else (0, 0)
+    base, first_bit = inst["dram"], 0
+    if packed:
+        t = dram_tensor(inst, program)
+        if t["bits"] != (acc_bits if col2im else geom.bits):
+            raise InputError(
+                f"{inst.text()}: {t['name']!r} holds {t['bits']}-bit elements; the DMA "
+                f"moves {geom.bits}-bit ones"
+            )
+        base, acc_base, first_bit = base - t["dram"], acc_base - t["dram"], 8 * t["addr"]
     return {
         "store": int(inst.op is Op.STORE),
         "check": int(im2col),
@@ -265,7 +283,8 @@ def command(
         "acc_base": acc_base,
         "acc_len": acc_len,
         "spad": inst["spad"],
-        "base": inst["dram"],
+        "base": base,
+        "first_bit": first_bit,
         "dl": dl,
         "do": do,
         "blocks": blocks,
@@ -342,11 +361,12 @@ class DmaEngine(wiring.Component):
             raise InputError(f"DMA bursts of {max_burst} words: 1 to {max_length(len_bits)}")
         if inflight < 2 or spad_latency < 1:
             raise InputError(f"DMA inflight {inflight} (>= 2), spad latency {spad_latency} (>= 1)")
-        words = acc_bits // geom.bits
-        if acc_bits % geom.bits or not 1 <= acc_depth < 1 << COUNT_BITS:
+        words = max(1, acc_bits // geom.bits)
+        if acc_depth and (acc_bits % geom.bits or not 1 <= acc_depth < 1 << COUNT_BITS):
             raise InputError(
                 f"DMA col2im accumulator of {acc_depth} elements of {acc_bits} bits: a "
-                f"multiple of the {geom.bits}-bit bus word, 1 to {(1 << COUNT_BITS) - 1} deep"
+                f"multiple of the {geom.bits}-bit bus word, 0 (none) to "
+                f"{(1 << COUNT_BITS) - 1} deep"
             )
         if words * max(1, max_burst // words) > max(max_burst, max_length(len_bits)) or (
             words > inflight
@@ -365,6 +385,7 @@ class DmaEngine(wiring.Component):
                 "s_r_addr": Out(geom.addr_bits),
                 "s_r_data": In(geom.word_bits),
                 "busy": Out(1),
+                "first_bit": Out(FIRST_BIT_BITS),
             }
         )
 
@@ -382,7 +403,7 @@ class DmaEngine(wiring.Component):
         tw = Signal(COUNT_BITS + 1)
         gen_done = Signal()
         g_words = Signal(2 * COUNT_BITS)  # words the generator has finished (STORE)
-        m.d.comb += self.busy.eq(active)
+        m.d.comb += [self.busy.eq(active), self.first_bit.eq(cmd.first_bit)]
 
         # -- taking a command
         m.d.comb += self.cmd.ready.eq(~active)
@@ -559,6 +580,10 @@ class DmaEngine(wiring.Component):
         sum added, saturates once and goes back, and the slot is cleared for the next
         STORE. Returns the signals the engine muxes onto the port and the write FIFO.
         """
+        if not self.acc_depth:  # no col2im: nothing drives the port
+            zero = Const(0)
+            keys = ("phase2", "c_valid", "c_addr", "c_len", "c_write", "push", "w_data")
+            return {**dict.fromkeys(keys, zero), "r_ready": zero, "done": zero}
         bits, words = self.geom.bits, self.acc_bits // self.geom.bits
         chunk = max(1, self.max_burst // words)  # elements a burst
         # Exact: a slot takes at most one contribution of each of the tile's elements.
