@@ -10,6 +10,9 @@ element's width, bus word ``a`` holding the model's slot ``a`` (the model's flat
 a col2im STORE's accumulator elements (``acc_bits``, 32) take ``acc_bits / bits``
 words each, low word first, slot ``a`` at word ``a * acc_bits / bits`` (the packed
 layout of a 32-bit tensor). A dense STORE writes its tile (padding entries dropped).
+Behind a :class:`~.packed.PackedPort` the elements reach DRAM packed at their width
+(``command(..., packed=True)``: addresses from the tensor's first element, its bit
+address in ``first_bit``).
 
 **col2im.** A STORE of an im2col view adds the tile into the accumulator tensor as
 :func:`~barista_hw.device.dma.scatter_add` does: pass 1 sums every element into an

@@ -413,7 +413,34 @@ def test_col2im_cases_tell_saturating_once_from_every_step() -> None:
     assert saturated > 0 and differ > 0, (saturated, differ)
 
 
-SPECS12 = program_specs(CONFIG12, col2im=False)
+def packed_specs() -> list[Spec]:
+    """Sub-tiles of 12-bit tensors, one from an odd byte address: the ends of every burst
+    share their words with elements the instruction does not move."""
+    x = {"name": "x", "bits": 12, "shape": [7, 9], "dram": 5, "addr": 33}
+    y = {"name": "y", "bits": 12, "shape": [3, 4, 5], "dram": 80, "addr": 130}
+    program = Program(
+        tensors=[x, y],
+        descriptors=[
+            {"row_stride": 9, "col_stride": 1, "tensor": 0},
+            {"channels": 4, "pixels": 5, "tensor": 1},
+        ],
+    )
+    cases = [
+        ("store-dense", Op.STORE, View.MATRIX, Space.C, 0, ((1, 4), (2, 5)), 0),
+        ("store-folded", Op.STORE, View.FOLDED, Space.C, 1, ((1, 2), (3, 9)), 0),
+        ("load-dense-t", Op.LOAD, View.MATRIX, Space.A, 0, ((2, 4), (1, 5)), 1),
+        ("load-folded", Op.LOAD, View.FOLDED, Space.B, 1, ((0, 3), (4, 7)), 0),
+    ]
+    out = []
+    for name, op, view, space, desc, tile, flags in cases:
+        base = program.tensors[desc]["dram"]
+        inst = _inst(op, view, space, desc=desc, base=base, tile=tile, flags=flags)
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        out.append(Spec(f"packed12-{name}", program, inst, 140, rng, geom=GEOM12, packed=True))
+    return out
+
+
+SPECS12 = program_specs(CONFIG12, col2im=False) + packed_specs()
 RUNS12 = [(i, stall) for i in range(len(SPECS12)) for stall in (0.0, STALL)]
 
 
