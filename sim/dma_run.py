@@ -3,7 +3,10 @@
 * :class:`DmaHarness` is the simulated top: a :class:`~barista_hw.device.rtl.dma.DmaEngine`
   and the :class:`~barista_hw.device.rtl.scratchpad.Scratchpad` it fills, with a second
   scratchpad port (``x_*``) through which the test bench preloads words (for a STORE)
-  and reads them back (after a LOAD) while the DMA is idle;
+  and reads them back (after a LOAD) while the DMA is idle; the DMA's elements reach
+  the memory port of :data:`BUS_BITS` words packed
+  (:class:`~barista_hw.device.rtl.packed.PackedPort`; 16-bit elements from bit 0 are
+  the unpacked layout, one a word);
 * :func:`build` elaborates it (memories read ``x`` on a collision, as
   :func:`sim.runner.engine_verilog`) and compiles it for Icarus or Verilator, cached
   like the engines' builds;
@@ -26,7 +29,9 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from barista_hw.device.rtl.dma import DmaEngine, command_layout, pack_command
+from barista_hw.device.memory import ULX3S_SDRAM
+from barista_hw.device.rtl.dma import ACC_DEPTH, DmaEngine, command_layout, pack_command
+from barista_hw.device.rtl.packed import PackedPort
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS, port_signature
 from barista_hw.device.rtl.scratchpad import Scratchpad, SpadGeometry
 
@@ -36,17 +41,18 @@ from .tools import SimulationError
 CASES_ENV = "BARISTA_DMA_CASES"  # read by sim.dma_test
 RESULTS_ENV = "BARISTA_DMA_RESULTS"
 TEST_MODULE = "sim.dma_test"
+BUS_BITS = ULX3S_SDRAM.bus_bits
 
 
 class DmaHarness(wiring.Component):
     """A DMA engine with its scratchpad, and a test port into the scratchpad."""
 
-    def __init__(self, geom: SpadGeometry, *, max_burst: int = 16) -> None:
-        self.geom, self.max_burst = geom, max_burst
+    def __init__(self, geom: SpadGeometry, *, max_burst: int = 16, acc_depth: int) -> None:
+        self.geom, self.max_burst, self.acc_depth = geom, max_burst, acc_depth
         super().__init__(
             {
                 "cmd": In(stream.Signature(command_layout(geom.addr_bits))),
-                "port": Out(port_signature(geom.bits, ADDR_BITS, LEN_BITS)),
+                "port": Out(port_signature(BUS_BITS, ADDR_BITS, LEN_BITS)),
                 "busy": Out(1),
                 "x_w_addr": In(geom.addr_bits),
                 "x_w_data": In(geom.word_bits),
@@ -58,13 +64,18 @@ class DmaHarness(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        dma = DmaEngine(self.geom, max_burst=self.max_burst)
+        dma = DmaEngine(self.geom, max_burst=self.max_burst, acc_depth=self.acc_depth)
         m.submodules.dma = dma
+        m.submodules.packed = packed = PackedPort(
+            self.geom.bits, bus_bits=BUS_BITS, max_elements=self.max_burst
+        )
         m.submodules.spad = spad = Scratchpad(self.geom)
         wiring.connect(m, wiring.flipped(self.cmd), dma.cmd)
-        wiring.connect(m, dma.port, wiring.flipped(self.port))
+        wiring.connect(m, dma.port, packed.up)
+        wiring.connect(m, packed.port, wiring.flipped(self.port))
         m.d.comb += [
-            self.busy.eq(dma.busy),
+            packed.first_bit.eq(dma.first_bit),
+            self.busy.eq(dma.busy | packed.busy),
             dma.s_r_data.eq(spad.r_data),
             self.x_r_data.eq(spad.r_data),
             spad.r_addr.eq(self.x_r_addr),
@@ -98,10 +109,18 @@ def _top(geom: SpadGeometry, max_burst: int) -> str:
     return f"dma_{geom.lanes}x{geom.bits}_d{geom.depth}_b{max_burst}"
 
 
-def build(sim: str, geom: SpadGeometry, *, max_burst: int = 16) -> DmaDesign:
-    """Elaborate and compile the harness of ``geom`` for ``sim`` (cached; race-safe)."""
+def build(
+    sim: str, geom: SpadGeometry, *, max_burst: int = 16, acc_depth: int = ACC_DEPTH
+) -> DmaDesign:
+    """Elaborate and compile the harness of ``geom`` for ``sim`` (cached; race-safe);
+    ``acc_depth`` 0: no col2im accumulator."""
     top = _top(geom, max_burst)
-    unit = component_build(lambda: DmaHarness(geom, max_burst=max_burst), top, repr(geom), sim)
+    unit = component_build(
+        lambda: DmaHarness(geom, max_burst=max_burst, acc_depth=acc_depth),
+        top,
+        f"{geom!r} acc {acc_depth}",
+        sim,
+    )
     return DmaDesign(geom, sim, top, unit.build_dir, max_burst)
 
 
@@ -152,21 +171,27 @@ def run_cases(design: DmaDesign, cases: Sequence[DmaCase], *, seed: int = 0) -> 
     cases_path, results_path = run_dir / "cases.json", run_dir / "results.json"
     header = {
         "lanes": geom.lanes,
-        "bits": geom.bits,
+        "bits": BUS_BITS,
         "addr_bits": ADDR_BITS,
         "len_bits": LEN_BITS,
         "seed": seed,
         "cases": [
             {
                 "command": str(pack_command(c.command, geom)),
-                "memory": _unsigned(c.memory, geom.bits),
+                "memory": _unsigned(c.memory, BUS_BITS),
                 "spad": c.spad,
                 "words": c.words,
                 "preload": c.preload,
                 "stall": c.stall,
                 "latency": c.latency,
-                # Each element waits at most the latency and its stalls; generous.
-                "max_cycles": int(64 + 8 * (c.words * geom.lanes + 1) * (c.latency + 2))
+                # Each element waits at most the latency and its stalls (a col2im STORE
+                # also reads and writes its footprint); generous.
+                "max_cycles": int(
+                    64
+                    + 8
+                    * (c.words * geom.lanes + 4 * c.command.get("acc_len", 0) + 1)
+                    * (c.latency + 2)
+                )
                 * int(1 + 10 * c.stall),
             }
             for c in cases
@@ -180,7 +205,7 @@ def run_cases(design: DmaDesign, cases: Sequence[DmaCase], *, seed: int = 0) -> 
         raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
     out = json.loads(results_path.read_text())
     results = [
-        DmaResult(c, r["spad_words"], _signed(r["memory"], geom.bits), r["cycles"], r["lengths"])
+        DmaResult(c, r["spad_words"], _signed(r["memory"], BUS_BITS), r["cycles"], r["lengths"])
         for c, r in zip(cases, out["cases"], strict=True)
     ]
     shutil.rmtree(run_dir, ignore_errors=True)

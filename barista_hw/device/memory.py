@@ -15,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+import numpy as np
+
 from barista_base.errors import InputError
 
 from ..config import AcceleratorConfig
@@ -211,6 +213,52 @@ def packed_bytes(elements: int, bits: int) -> int:
     if not 1 <= bits <= 32:
         raise InputError(f"a {bits}-bit value has no DRAM format (1..32 bits)")
     return -(-elements * bits // 8)
+
+
+def _check_stream(bits: int, bus_bits: int, first_bit: int) -> None:
+    if not 1 <= bits <= 63 or not 1 <= bus_bits <= 63 or first_bit < 0:
+        raise InputError(
+            f"a bit stream of {bits}-bit elements on a {bus_bits}-bit bus from bit "
+            f"{first_bit}: widths 1..63, start >= 0"
+        )
+
+
+def pack_stream(values: np.ndarray, bits: int, bus_bits: int, first_bit: int = 0) -> np.ndarray:
+    """The bus words holding ``values`` packed at ``bits`` bits from DRAM bit ``first_bit``.
+
+    Element ``e`` is bits ``[first_bit + e bits, first_bit + (e+1) bits)`` of the stream,
+    least significant bit first; bus word ``w`` is stream bits ``[w bus_bits, (w+1)
+    bus_bits)``. Returns the unsigned words ``first_bit // bus_bits`` up to the one
+    holding the last bit (the bits of those words outside the elements are 0), as
+    uint64. Values are taken modulo ``2**bits`` (two's complement).
+    """
+    _check_stream(bits, bus_bits, first_bit)
+    v = np.asarray(values, dtype=np.int64).ravel().view(np.uint64)
+    lead = first_bit % bus_bits
+    stream = (v[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+    flat = np.concatenate([np.zeros(lead, np.uint64), stream.ravel()])
+    flat = np.concatenate([flat, np.zeros(-flat.size % bus_bits, np.uint64)])
+    weights = np.uint64(1) << np.arange(bus_bits, dtype=np.uint64)
+    return (flat.reshape(-1, bus_bits) * weights).sum(axis=1, dtype=np.uint64)
+
+
+def unpack_stream(
+    words: np.ndarray, bits: int, count: int, bus_bits: int, first_bit: int = 0
+) -> np.ndarray:
+    """The ``count`` signed ``bits``-bit elements packed from bit ``first_bit`` of the bus
+    words ``words`` (word 0 is DRAM word 0): the inverse of :func:`pack_stream`."""
+    _check_stream(bits, bus_bits, first_bit)
+    w = np.asarray(words).astype(np.uint64).ravel()
+    if (first_bit + count * bits + bus_bits - 1) // bus_bits > w.size:
+        raise InputError(
+            f"{count} elements of {bits} bits from bit {first_bit} run past "
+            f"{w.size} words of {bus_bits} bits"
+        )
+    flat = ((w[:, None] >> np.arange(bus_bits, dtype=np.uint64)) & np.uint64(1)).ravel()
+    stream = flat[first_bit : first_bit + count * bits].reshape(count, bits)
+    u = (stream << np.arange(bits, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+    u = u.astype(np.int64)
+    return np.where(u >= 1 << (bits - 1), u - (1 << bits), u)
 
 
 #: The ULX3S's SDRAM (every ULX3S target).

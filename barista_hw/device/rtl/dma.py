@@ -5,11 +5,22 @@ It runs the device model's LOAD and STORE (:mod:`barista_hw.device.dma`,
 im2col (stride, padding read as zeros, kernel, dilation, groups) by address generation
 with counters; no expanded ``Xcol`` exists anywhere.
 
-**Elements.** This first engine moves *unpacked* elements: one element per bus word of
-the element's width, bus word ``a`` holding the model's slot ``a`` (the model's flat
-DRAM). The model's packed DRAM layout (a bit stream on the 16-bit bus) is not built
-here. A STORE writes dense tiles (its padding entries, if any, are dropped); the
-col2im STORE's accumulation (:func:`~barista_hw.device.dma.scatter_add`) is not built.
+**Elements.** This engine moves *unpacked* elements: one element per bus word of the
+element's width, bus word ``a`` holding the model's slot ``a`` (the model's flat DRAM);
+a col2im STORE's accumulator elements (``acc_bits``, 32) take ``acc_bits / bits``
+words each, low word first, slot ``a`` at word ``a * acc_bits / bits`` (the packed
+layout of a 32-bit tensor). A dense STORE writes its tile (padding entries dropped).
+Behind a :class:`~.packed.PackedPort` the elements reach DRAM packed at their width
+(``command(..., packed=True)``: addresses from the tensor's first element, its bit
+address in ``first_bit``).
+
+**col2im.** A STORE of an im2col view adds the tile into the accumulator tensor as
+:func:`~barista_hw.device.dma.scatter_add` does: pass 1 sums every element into an
+on-chip accumulator RAM of ``acc_depth`` slots at full (exact) width, one slot per
+element of the tile's *footprint* (its first to last DRAM element, which
+:func:`command` computes and bounds); pass 2 reads the footprint in bursts, adds each
+slot's sum to its element, saturates once to ``acc_bits`` and writes it back (a
+footprint element no contribution reaches is written back unchanged).
 
 **Scratchpad layout.** A tile of ``rows x cols`` elements fills words of ``lanes``
 lanes along one *lane axis*: buffer A along the tile's rows (word ``tm * cols + k``
@@ -38,22 +49,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from barista_base.errors import InputError
+from barista_hw.memory import collision_free_memory
 
 from ..geometry import Space
 from ..isa import Instruction, Op, Program, View
-from ..traffic import conv_geometry
+from ..lowering import WIDE_BITS
+from ..traffic import conv_geometry, dram_tensor, tile_index
 from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
 from .scratchpad import SpadGeometry
 
+ACC_DEPTH = 1024  # col2im: the largest footprint (elements) one STORE adds into
 LEVELS = 3  # counters per walker: the top one never wraps
 COUNT_BITS = 16  # a level's counter (an ISA tile extent is 16 bits)
 COORD_BITS = 18  # image coordinates (signed): heights and widths up to 2**17 - 1
 OFFSET_BITS = 32  # signed address arithmetic, wider than the port's addresses
+FIRST_BIT_BITS = ADDR_BITS + 5  # a bit address in DRAM (bus words of up to 32 bits)
 
 
 def walker_layout() -> data.StructLayout:
@@ -89,8 +104,12 @@ def command_layout(spad_bits: int) -> data.StructLayout:
         {
             "store": unsigned(1),
             "check": unsigned(1),  # test (y, x) against height x width (im2col)
+            "col2im": unsigned(1),  # a STORE adding into the accumulator (View.IM2COL)
+            "acc_base": signed(OFFSET_BITS),  # col2im: the footprint's first element
+            "acc_len": unsigned(COUNT_BITS),  # col2im: the footprint's elements
             "spad": unsigned(spad_bits),
             "base": signed(OFFSET_BITS),
+            "first_bit": unsigned(FIRST_BIT_BITS),  # packed: the tensor's bit address
             "dl": unsigned(COUNT_BITS),  # tile extent along the lane axis
             "do": unsigned(COUNT_BITS),  # tile extent along the other axis
             "blocks": unsigned(COUNT_BITS),  # ceil(dl / lanes): words per other-axis index
@@ -188,13 +207,51 @@ def lane_axis(space: Space) -> int:
     return 0 if space == Space.A else 1
 
 
-def command(inst: Instruction, program: Program, geom: SpadGeometry) -> dict:
+def _footprint(
+    inst: Instruction, program: Program, acc_depth: int, acc_bits: int
+) -> tuple[int, int]:
+    """A col2im STORE's footprint: its first DRAM element and its length (from the first
+    to the last element the tile adds into), checked against the engine's accumulator."""
+    d = program.descriptors[inst["desc"]]
+    if "tensor" in d and dram_tensor(inst, program)["bits"] != acc_bits:
+        t = dram_tensor(inst, program)
+        raise InputError(
+            f"{inst.text()}: col2im into {t['name']!r} of {t['bits']} bits; the DMA's "
+            f"accumulator elements are {acc_bits} bits"
+        )
+    index = tile_index(inst, program)
+    valid = index[index >= 0]
+    if not valid.size:
+        return inst["dram"], 0
+    lo, hi = int(valid.min()), int(valid.max())
+    if hi - lo + 1 > acc_depth:
+        raise InputError(
+            f"{inst.text()}: col2im footprint of {hi - lo + 1} elements exceeds the DMA's "
+            f"accumulator of {acc_depth}"
+        )
+    return inst["dram"] + lo, hi - lo + 1
+
+
+def command(
+    inst: Instruction,
+    program: Program,
+    geom: SpadGeometry,
+    *,
+    acc_depth: int = ACC_DEPTH,
+    acc_bits: int = WIDE_BITS,
+    packed: bool = False,
+) -> dict:
     """The DMA command (:func:`command_layout` fields) of LOAD or STORE ``inst``, whose
-    scratchpad side has geometry ``geom``."""
+    scratchpad side has geometry ``geom``; a col2im STORE's footprint must fit the
+    engine's accumulator of ``acc_depth`` elements of ``acc_bits`` bits.
+
+    Unpacked, element addresses are the model's slots; ``packed`` (behind a
+    :class:`~.packed.PackedPort`), they count from the tensor's first element and
+    ``first_bit`` is its bit address (``8 * addr``, the tensor table's)."""
     if inst.op not in (Op.LOAD, Op.STORE):
         raise InputError(f"{inst.text()}: the DMA runs LOAD and STORE, not {inst.op.name}")
-    if inst.op is Op.STORE and inst.sub == View.IM2COL:
-        raise InputError(f"{inst.text()}: the RTL DMA has no col2im STORE yet")
+    if inst.op is Op.STORE and inst.sub == View.IM2COL and acc_depth == 0:
+        raise InputError(f"{inst.text()}: this DMA has no col2im accumulator")
     rows, cols = inst["rows"], inst["cols"]
     if inst["flags"] & 1:  # tile (i, j) is view (c0 + j, r0 + i)
         vrow, vcol = _view_axes(inst, program, inst["c0"], inst["r0"])
@@ -211,11 +268,26 @@ def command(inst: Instruction, program: Program, geom: SpadGeometry) -> dict:
         )
     d = program.descriptors[inst["desc"]]
     im2col = inst.sub == View.IM2COL
+    col2im = im2col and inst.op is Op.STORE
+    acc_base, acc_len = _footprint(inst, program, acc_depth, acc_bits) if col2im else (0, 0)
+    base, first_bit = inst["dram"], 0
+    if packed:
+        t = dram_tensor(inst, program)
+        if t["bits"] != (acc_bits if col2im else geom.bits):
+            raise InputError(
+                f"{inst.text()}: {t['name']!r} holds {t['bits']}-bit elements; the DMA "
+                f"moves {geom.bits}-bit ones"
+            )
+        base, acc_base, first_bit = base - t["dram"], acc_base - t["dram"], 8 * t["addr"]
     return {
         "store": int(inst.op is Op.STORE),
         "check": int(im2col),
+        "col2im": int(col2im),
+        "acc_base": acc_base,
+        "acc_len": acc_len,
         "spad": inst["spad"],
-        "base": inst["dram"],
+        "base": base,
+        "first_bit": first_bit,
         "dl": dl,
         "do": do,
         "blocks": blocks,
@@ -285,13 +357,27 @@ class DmaEngine(wiring.Component):
         max_burst: int = 16,
         inflight: int = 32,
         spad_latency: int = 1,
+        acc_depth: int = ACC_DEPTH,
+        acc_bits: int = WIDE_BITS,
     ) -> None:
         if not 1 <= max_burst <= max_length(len_bits):
             raise InputError(f"DMA bursts of {max_burst} words: 1 to {max_length(len_bits)}")
         if inflight < 2 or spad_latency < 1:
             raise InputError(f"DMA inflight {inflight} (>= 2), spad latency {spad_latency} (>= 1)")
+        words = max(1, acc_bits // geom.bits)
+        if acc_depth and (acc_bits % geom.bits or not 1 <= acc_depth < 1 << COUNT_BITS):
+            raise InputError(
+                f"DMA col2im accumulator of {acc_depth} elements of {acc_bits} bits: a "
+                f"multiple of the {geom.bits}-bit bus word, 0 (none) to "
+                f"{(1 << COUNT_BITS) - 1} deep"
+            )
+        if words * max(1, max_burst // words) > max(max_burst, max_length(len_bits)) or (
+            words > inflight
+        ):
+            raise InputError(f"DMA col2im: {acc_bits}-bit elements need bursts of {words} words")
         self.geom, self.addr_bits, self.len_bits = geom, addr_bits, len_bits
         self.max_burst, self.inflight, self.spad_latency = max_burst, inflight, spad_latency
+        self.acc_depth, self.acc_bits = acc_depth, acc_bits
         super().__init__(
             {
                 "cmd": In(stream.Signature(command_layout(geom.addr_bits))),
@@ -302,6 +388,7 @@ class DmaEngine(wiring.Component):
                 "s_r_addr": Out(geom.addr_bits),
                 "s_r_data": In(geom.word_bits),
                 "busy": Out(1),
+                "first_bit": Out(FIRST_BIT_BITS),
             }
         )
 
@@ -319,7 +406,7 @@ class DmaEngine(wiring.Component):
         tw = Signal(COUNT_BITS + 1)
         gen_done = Signal()
         g_words = Signal(2 * COUNT_BITS)  # words the generator has finished (STORE)
-        m.d.comb += self.busy.eq(active)
+        m.d.comb += [self.busy.eq(active), self.first_bit.eq(cmd.first_bit)]
 
         # -- taking a command
         m.d.comb += self.cmd.ready.eq(~active)
@@ -400,20 +487,25 @@ class DmaEngine(wiring.Component):
         # A command offered and not taken stays as it was (the stream rules): no extending.
         offered = Signal()
         contiguous = pend_valid & (e_addr == pend_addr + pend_len) & (pend_len != self.max_burst)
-        extend = e_valid & ~e_pad & contiguous & room & ~offered
+        e_burst = e_valid & ~cmd.col2im  # col2im elements go to the accumulator instead
+        extend = e_burst & ~e_pad & contiguous & room & ~offered
         pc = self.port.cmd
+        # A col2im STORE's second pass drives the port itself (by Mux: every output is a
+        # continuous assignment, defined from time 0 in an event-driven simulator).
+        col = self._col2im(m, cmd, active, gen_done, e_valid, e_pad, e_addr, e_value, wdata)
+        ph2 = col["phase2"]
         m.d.comb += [
-            pc.valid.eq(pend_valid & ~extend),
-            pc.payload.addr.eq(pend_addr),
-            pc.payload.length.eq(pend_len),
-            pc.payload.write.eq(cmd.store),
+            pc.valid.eq(Mux(ph2, col["c_valid"], pend_valid & ~extend)),
+            pc.payload.addr.eq(Mux(ph2, col["c_addr"], pend_addr)),
+            pc.payload.length.eq(Mux(ph2, col["c_len"], pend_len)),
+            pc.payload.write.eq(Mux(ph2, col["c_write"], cmd.store)),
         ]
         sent = pc.valid & pc.ready
         m.d.sync += offered.eq(pc.valid & ~pc.ready)
-        start = e_valid & ~e_pad & ~extend & room & (~pend_valid | sent)
+        start = e_burst & ~e_pad & ~extend & room & (~pend_valid | sent)
         # A STORE drops padding; a LOAD queues its tag (its zero needs no read).
-        take_pad = e_valid & e_pad & (cmd.store | tags.w_rdy)
-        m.d.comb += e_take.eq(extend | start | take_pad)
+        take_pad = e_burst & e_pad & (cmd.store | tags.w_rdy)
+        m.d.comb += e_take.eq(extend | start | take_pad | (e_valid & cmd.col2im))
         with m.If(extend):
             m.d.sync += pend_len.eq(pend_len + 1)
         with m.Elif(start):
@@ -423,8 +515,8 @@ class DmaEngine(wiring.Component):
         m.d.comb += [
             tags.w_en.eq(e_take & ~cmd.store),
             tags.w_data.eq(e_pad),
-            wdata.w_en.eq((extend | start) & cmd.store),
-            wdata.w_data.eq(e_value),
+            wdata.w_en.eq(Mux(cmd.col2im, col["push"], (extend | start) & cmd.store)),
+            wdata.w_data.eq(Mux(cmd.col2im, col["w_data"], e_value)),
             self.port.w.valid.eq(wdata.r_rdy),
             self.port.w.payload.eq(wdata.r_data),
             wdata.r_en.eq(self.port.w.ready),
@@ -438,7 +530,7 @@ class DmaEngine(wiring.Component):
         got = Signal()
         value = Signal(bits)
         m.d.comb += [
-            r.ready.eq(tags.r_rdy & ~tags.r_data),
+            r.ready.eq((tags.r_rdy & ~tags.r_data) | col["r_ready"]),
             got.eq(tags.r_rdy & (tags.r_data | r.valid)),
             tags.r_en.eq(got),
             value.eq(Mux(tags.r_data, 0, r.payload)),
@@ -464,7 +556,129 @@ class DmaEngine(wiring.Component):
         # -- the end of a command
         total = cmd.blocks * cmd.do
         load_done = ~cmd.store & (a_words == total) & ~self.s_w_en
-        store_done = cmd.store & gen_done & ~pend_valid & ~wdata.r_rdy
-        with m.If(active & (load_done | store_done)):
+        store_done = cmd.store & ~cmd.col2im & gen_done & ~pend_valid & ~wdata.r_rdy
+        with m.If(active & (load_done | store_done | col["done"])):
             m.d.sync += active.eq(0)
         return m
+
+    def _col2im(
+        self,
+        m: Module,
+        cmd: data.View,
+        active: Signal,
+        gen_done: Signal,
+        e_valid: Signal,
+        e_pad: Signal,
+        e_addr: Signal,
+        e_value: Signal,
+        wdata: fifo.SyncFIFO,
+    ) -> dict:
+        """The col2im STORE (:func:`~barista_hw.device.dma.scatter_add`), in two passes.
+
+        Pass 1 adds each tile element into its footprint slot of the accumulator RAM at
+        full width (a read-modify-write a cycle; the word written in the previous cycle
+        is forwarded, as the RAM's read of it is undefined). Pass 2 walks the footprint
+        in chunks of whole bursts: a read, then a write of the same words; each element
+        read (``acc_bits`` bits over ``words`` bus words, low word first) gets its slot's
+        sum added, saturates once and goes back, and the slot is cleared for the next
+        STORE. Returns the signals the engine muxes onto the port and the write FIFO.
+        """
+        if not self.acc_depth:  # no col2im: nothing drives the port
+            zero = Const(0)
+            keys = ("phase2", "c_valid", "c_addr", "c_len", "c_write", "push", "w_data")
+            return {**dict.fromkeys(keys, zero), "r_ready": zero, "done": zero}
+        bits, words = self.geom.bits, self.acc_bits // self.geom.bits
+        chunk = max(1, self.max_burst // words)  # elements a burst
+        # Exact: a slot takes at most one contribution of each of the tile's elements.
+        sum_bits = bits + (self.geom.depth * self.geom.lanes).bit_length()
+        m.submodules.acc = acc = collision_free_memory(signed(sum_bits), self.acc_depth)
+        wp, rp = acc.write_port(), acc.read_port(domain="sync")
+        idx_bits = max(1, (self.acc_depth - 1).bit_length())
+        phase2 = Signal()
+        with m.If(self.cmd.valid & ~active):
+            m.d.sync += phase2.eq(0)
+
+        # -- pass 1: sum the tile into the accumulator
+        e_idx = Signal(idx_bits)
+        m.d.comb += e_idx.eq(e_addr - cmd.acc_base)
+        p_valid, p_idx, p_val = Signal(), Signal(idx_bits), Signal(signed(bits))
+        f_valid, f_idx, f_val = Signal(), Signal(idx_bits), Signal(signed(sum_bits))
+        old, new = Signal(signed(sum_bits)), Signal(signed(sum_bits))
+        m.d.sync += [
+            p_valid.eq(e_valid & cmd.col2im & ~e_pad),
+            p_idx.eq(e_idx),
+            p_val.eq(e_value.as_signed()),
+            f_valid.eq(p_valid),
+            f_idx.eq(p_idx),
+            f_val.eq(new),
+        ]
+        m.d.comb += [
+            old.eq(Mux(f_valid & (f_idx == p_idx), f_val, rp.data)),
+            new.eq(old + p_val),
+        ]
+        with m.If(active & cmd.col2im & ~phase2 & gen_done & ~p_valid):
+            m.d.sync += phase2.eq(1)
+
+        # -- pass 2: read, add, saturate, write back, by chunks of the footprint
+        issued = Signal(COUNT_BITS)  # elements whose read and write commands are sent
+        write_next = Signal()  # the chunk's read is sent, its write is next
+        sent_len = Signal(COUNT_BITS)  # the chunk's elements
+        left = Signal(COUNT_BITS)
+        m.d.comb += left.eq(cmd.acc_len - issued)
+        now = Mux(write_next, sent_len, Mux(left < chunk, left, chunk))
+        c_valid = phase2 & (write_next | (issued != cmd.acc_len))
+        with m.If(c_valid & self.port.cmd.ready):
+            m.d.sync += write_next.eq(~write_next)
+            with m.If(write_next):
+                m.d.sync += issued.eq(issued + sent_len)
+            with m.Else():
+                m.d.sync += sent_len.eq(now)
+
+        done = Signal(COUNT_BITS)  # elements written back (their words queued)
+        asm = Signal(self.acc_bits)  # the element's words as they arrive
+        w_i = Signal(range(words))
+        fresh = Signal()  # rp.data is the accumulator slot of element ``done``
+        out, out_left = Signal(self.acc_bits), Signal(range(words + 1))
+        push = (out_left != 0) & wdata.w_rdy
+        r = self.port.r
+        full = Signal(self.acc_bits)
+        m.d.comb += full.eq(Cat(asm, r.payload)[bits:])
+        last_word = w_i == words - 1
+        room = (out_left == 0) | ((out_left == 1) & push)
+        r_ready = phase2 & (~last_word | (fresh & room))
+        beat = r.valid & r_ready
+        finish = beat & last_word
+        lim = 1 << (self.acc_bits - 1)
+        total = Signal(signed(max(self.acc_bits, sum_bits) + 1))
+        m.d.comb += total.eq(full.as_signed() + rp.data)
+        sat = Mux(total >= lim, lim - 1, Mux(total < -lim, -lim, total))
+        m.d.sync += fresh.eq(phase2 & ~finish)
+        with m.If(beat):
+            m.d.sync += [asm.eq(full), w_i.eq(Mux(last_word, 0, w_i + 1))]
+        with m.If(finish):
+            m.d.sync += [out.eq(sat[: self.acc_bits]), out_left.eq(words), done.eq(done + 1)]
+        with m.Elif(push):
+            m.d.sync += [out.eq(out >> bits), out_left.eq(out_left - 1)]
+        with m.If(self.cmd.valid & ~active):
+            m.d.sync += [issued.eq(0), write_next.eq(0), done.eq(0), w_i.eq(0), out_left.eq(0)]
+
+        # The RAM's ports: pass 1's read-modify-write, pass 2's read and clear.
+        m.d.comb += [
+            rp.addr.eq(Mux(phase2, done, e_idx)),
+            wp.addr.eq(Mux(phase2, done, p_idx)),
+            wp.data.eq(Mux(phase2, 0, new)),
+            wp.en.eq(Mux(phase2, finish, p_valid)),
+        ]
+        all_sent = (issued == cmd.acc_len) & ~write_next
+        flushed = (done == cmd.acc_len) & (out_left == 0) & ~wdata.r_rdy
+        return {
+            "phase2": phase2,
+            "c_valid": c_valid,
+            "c_addr": (cmd.acc_base + issued) * words,
+            "c_len": now * words,
+            "c_write": write_next,
+            "push": push,
+            "w_data": out[:bits],
+            "r_ready": r_ready,
+            "done": phase2 & all_sent & flushed,
+        }

@@ -1,18 +1,23 @@
-"""barista_hw.device.memory: SDRAM transfer times on hand-computed cases, the link, the device."""
+"""barista_hw.device.memory: SDRAM transfer times on hand-computed cases, the link, the device,
+the packed bit stream."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from barista_base.errors import InputError
+from barista_hw.device import dma
 from barista_hw.device.memory import (
     ULX3S_SDRAM,
     DeviceConfig,
     LinkConfig,
     ScratchpadConfig,
+    pack_stream,
+    unpack_stream,
 )
 from barista_hw.targets import TARGETS
 
@@ -146,3 +151,40 @@ def test_json_round_trip() -> None:
         assert again == dev
     with pytest.raises(InputError):
         DeviceConfig.from_dict({**dev.to_dict(), "target": "nosuchboard"})
+
+
+def _stream_reference(values: list[int], bits: int, bus_bits: int, first_bit: int) -> list[int]:
+    """The bus words of a bit stream, from one Python integer (least significant bit first)."""
+    whole = sum((v & ((1 << bits) - 1)) << (first_bit + e * bits) for e, v in enumerate(values))
+    first, end = first_bit // bus_bits, -(-(first_bit + len(values) * bits) // bus_bits)
+    return [(whole >> (w * bus_bits)) & ((1 << bus_bits) - 1) for w in range(first, end)]
+
+
+@pytest.mark.parametrize(
+    ("bits", "bus_bits", "first_bit"),
+    [(32, 16, 0), (16, 16, 32), (18, 16, 8), (3, 16, 21), (1, 8, 5), (8, 16, 8), (13, 32, 7)],
+)
+def test_pack_stream_is_the_models_bit_stream(bits: int, bus_bits: int, first_bit: int) -> None:
+    """Element e at bits [first_bit + e bits, ...): the words of one Python integer, and
+    as many as the traffic model's ``transfer`` counts for the whole tensor."""
+    rng = np.random.default_rng(bits * 1000 + first_bit)
+    lim = 1 << (bits - 1)
+    values = rng.integers(-lim, lim, size=37)
+    words = pack_stream(values, bits, bus_bits, first_bit)
+    assert words.tolist() == _stream_reference(values.tolist(), bits, bus_bits, first_bit)
+    tr = dma.transfer(
+        np.arange(values.size), 0, burst_words=1, row_words=1, bits=bits,
+        bus_bits=bus_bits, first_bit=first_bit,
+    )  # fmt: skip
+    assert tr.words == words.size
+    image = np.concatenate([np.zeros(first_bit // bus_bits, np.uint64), words])
+    np.testing.assert_array_equal(
+        unpack_stream(image, bits, values.size, bus_bits, first_bit), values
+    )
+
+
+def test_unpack_stream_refuses_a_short_image() -> None:
+    with pytest.raises(InputError, match="run past 2 words"):
+        unpack_stream(np.zeros(2, np.uint64), 16, 3, 16)
+    with pytest.raises(InputError, match="widths 1..63"):
+        pack_stream(np.zeros(2, np.int64), 64, 16)

@@ -5,14 +5,19 @@ folded and im2col views with random geometries: stride, padding, non-square kern
 dilation, groups). A LOAD's expected scratchpad words are the model's
 :func:`~barista_hw.device.dma.gather` of :func:`~barista_hw.device.traffic.tile_index`,
 laid out as the engine's buffers hold them (:func:`~barista_hw.schedule.pack_a` /
-:func:`~barista_hw.schedule.pack_b`); a STORE's expected memory is the model's dense
-store of the tile. Every scratchpad word and every memory word is compared. Random
+:func:`~barista_hw.schedule.pack_b`); a dense STORE's expected memory is the model's
+dense store of the tile, a col2im STORE's the model's
+:func:`~barista_hw.device.dma.scatter_add` into 32-bit accumulators (their memory is the
+slots packed at 32 bits, :func:`~barista_hw.device.memory.pack_stream`; slots near both
+limits, so sums saturate, and some only part-way). Every scratchpad word and every
+memory word is compared. Random
 stalls hit every stream on both sides of the memory port; each stalled case has a
 stall-free twin. One build and one simulation per simulator.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from pathlib import Path
 
@@ -26,12 +31,14 @@ from barista_hw.device.compiler import compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry, Space
 from barista_hw.device.isa import Instruction, Op, Program, View
 from barista_hw.device.layers import Conv, Pool, Relu
-from barista_hw.device.memory import DeviceConfig
-from barista_hw.device.rtl.dma import DmaEngine, command, lane_axis
+from barista_hw.device.lowering import WIDE_BITS
+from barista_hw.device.memory import DeviceConfig, pack_stream, unpack_stream
+from barista_hw.device.rtl.dma import ACC_DEPTH, DmaEngine, command, lane_axis
 from barista_hw.device.rtl.scratchpad import SpadGeometry, geometry, half_base
+from barista_hw.numfmt import FixedFormat
 from barista_hw.rtl import to_verilog
 from barista_hw.schedule import pack_a, pack_b
-from sim.dma_run import DmaCase, DmaResult, build, run_cases
+from sim.dma_run import BUS_BITS, DmaCase, DmaResult, build, run_cases
 from sim.lint import lint
 
 # A 3 x 3 fx16 engine: A, B and C have one geometry (3 lanes of 16 bits, 128 words), so
@@ -41,8 +48,15 @@ CONFIG = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f", c_depth=128, v_de
 GEOM = geometry(CONFIG, Space.A)
 assert GEOM == geometry(CONFIG, Space.B) == geometry(CONFIG, Space.C)
 BITS, LANES = GEOM.bits, GEOM.lanes
+# The same engine in fx12: 12-bit elements straddle the 16-bit bus words (packed). Its
+# DMA has no col2im accumulator (32 bits are no whole number of 12-bit elements).
+CONFIG12 = DeviceConfig.for_accelerator(
+    ACC.derive(fmt=FixedFormat.parse("fx12")), target="ulx3s-85f", c_depth=128, v_depth=128
+)
+GEOM12 = geometry(CONFIG12, Space.A)
 STALL = 0.3
 IM2COL_CASES = 8
+COL2IM_CASES = 6
 
 
 def _inst(op: Op, view: View, space: Space, *, desc: int, base: int, tile: tuple, flags=0, group=0):  # noqa: ANN001, ANN202
@@ -68,52 +82,129 @@ def _conv_desc(g: ConvGeometry, images: int) -> dict:
     }
 
 
-def _words(tile: np.ndarray, space: Space) -> np.ndarray:
+def _words(tile: np.ndarray, space: Space, geom: SpadGeometry = GEOM) -> np.ndarray:
     """The scratchpad words of a tile (rows of lanes), as the engine's buffers hold it."""
-    return pack_a(tile, LANES) if lane_axis(space) == 0 else pack_b(tile, LANES)
+    return pack_a(tile, geom.lanes) if lane_axis(space) == 0 else pack_b(tile, geom.lanes)
 
 
-def _pack_words(words: np.ndarray) -> list[int]:
-    mask = (1 << BITS) - 1
-    return [sum((int(v) & mask) << (i * BITS) for i, v in enumerate(w)) for w in words]
+def _pack_words(words: np.ndarray, bits: int) -> list[int]:
+    mask = (1 << bits) - 1
+    return [sum((int(v) & mask) << (i * bits) for i, v in enumerate(w)) for w in words]
 
 
-def _unpack_words(words: list[int]) -> np.ndarray:
-    out = np.array([[(w >> (i * BITS)) & ((1 << BITS) - 1) for i in range(LANES)] for w in words])
+def _unpack_words(words: list[int], geom: SpadGeometry) -> np.ndarray:
+    bits, mask = geom.bits, (1 << geom.bits) - 1
+    out = np.array([[(w >> (i * bits)) & mask for i in range(geom.lanes)] for w in words])
     out = out.astype(np.int64)
-    return np.where(out >= 1 << (BITS - 1), out - (1 << BITS), out)
+    return np.where(out >= 1 << (bits - 1), out - (1 << bits), out)
+
+
+def _wide_slots(rng, size: int) -> np.ndarray:  # noqa: ANN001
+    """32-bit accumulator slots: a third anywhere, a third each within 2**15 of a limit."""
+    lim = 1 << (WIDE_BITS - 1)
+    near = rng.integers(0, 1 << 15, size=size)
+    kind = rng.integers(0, 3, size=size)
+    anywhere = rng.integers(-lim, lim, size=size)
+    return np.where(kind == 0, anywhere, np.where(kind == 1, lim - 1 - near, -lim + near))
+
+
+def _put(image: np.ndarray, t: dict, values: np.ndarray) -> None:
+    """Write tensor ``t``'s ``values`` into the bus words ``image``, packed at its width from
+    its byte address (the model's layout); the other bits of its end words are kept."""
+    first = 8 * t["addr"]
+    words = pack_stream(values, t["bits"], BUS_BITS, first).astype(np.int64)
+    mask = pack_stream(np.full(values.size, -1), t["bits"], BUS_BITS, first).astype(np.int64)
+    w0 = first // BUS_BITS
+    image[w0 : w0 + words.size] = (image[w0 : w0 + words.size] & ~mask) | words
 
 
 class Spec:
-    """A case and how to check it: the program, the instruction, the memory before."""
+    """A case and how to check it: the program, the instruction, the memory before.
 
-    def __init__(self, name: str, program: Program, inst: Instruction, size: int, rng) -> None:  # noqa: ANN001
+    Unpacked (no tensor table), the memory is the model's slots, a slot a bus word (two
+    for a col2im STORE's 32-bit accumulators). ``packed``, it is the DRAM image of the
+    program's tensors, each packed at its width from its byte address (random values
+    written tensor by tensor; the allocator overlays tensors of disjoint lifetimes, so
+    the addressed tensor is what its bits read afterwards); the model runs on that
+    tensor's elements and the expected image is the image with them written back.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        program: Program,
+        inst: Instruction,
+        size: int,
+        rng,  # noqa: ANN001
+        *,
+        geom: SpadGeometry = GEOM,
+        packed: bool = False,
+    ) -> None:
         self.name, self.program, self.inst = name, program, inst
-        lim = 1 << (BITS - 1)
-        self.memory = rng.integers(-lim, lim, size=size).astype(np.int64)
+        self.geom, self.packed = geom, packed
+        self.col2im = inst.op is Op.STORE and inst.sub == View.IM2COL
+        lim = 1 << (geom.bits - 1)
+        self.base = inst["dram"]
+        if packed:
+            ends = [8 * t["addr"] + math.prod(t["shape"]) * t["bits"] for t in program.tensors]
+            self.image = np.zeros(-(-max(ends) // BUS_BITS), dtype=np.int64)
+            for t in program.tensors:
+                n, tl = math.prod(t["shape"]), 1 << (t["bits"] - 1)
+                wide = t["bits"] == WIDE_BITS
+                _put(self.image, t, _wide_slots(rng, n) if wide else rng.integers(-tl, tl, n))
+            self.tensor = traffic.dram_tensor(inst, program)
+            n = math.prod(self.tensor["shape"])
+            first = 8 * self.tensor["addr"]
+            self.memory = unpack_stream(self.image, self.tensor["bits"], n, BUS_BITS, first)
+            self.base -= self.tensor["dram"]
+        elif self.col2im:
+            self.memory = _wide_slots(rng, size).astype(np.int64)
+        else:
+            self.memory = rng.integers(-lim, lim, size=size).astype(np.int64)
         self.index = traffic.tile_index(inst, program)  # the model's addressing
         self.tile = rng.integers(-lim, lim, size=self.index.shape).astype(np.int64)
 
+    def words(self, memory: np.ndarray) -> np.ndarray:
+        """The bus words (unsigned) of ``memory`` (slots, or the addressed tensor's
+        elements when packed)."""
+        if self.packed:
+            image = self.image.copy()
+            _put(image, self.tensor, memory)
+            return image
+        if self.col2im:
+            return pack_stream(memory, WIDE_BITS, BUS_BITS).astype(np.int64)
+        return memory & ((1 << BUS_BITS) - 1)
+
     def case(self, stall: float, latency: int) -> DmaCase:
         space = Space(self.inst["space"])
-        words = _words(self.index, space).shape[0]
+        words = _words(self.index, space, self.geom).shape[0]
         store = self.inst.op is Op.STORE
-        pre = _pack_words(_words(self.tile, space)) if store else []
+        pre = _pack_words(_words(self.tile, space, self.geom), self.geom.bits) if store else []
         name = f"{self.name}{'-stalled' if stall else ''}"
-        cmd = command(self.inst, self.program, GEOM)
+        acc_depth = ACC_DEPTH if self.geom == GEOM else 0
+        cmd = command(self.inst, self.program, self.geom, packed=self.packed, acc_depth=acc_depth)
         spad = self.inst["spad"]
-        return DmaCase(name, cmd, self.memory.copy(), spad, words, pre, stall, latency)
+        memory = self.words(self.memory)
+        return DmaCase(name, cmd, memory, spad, words, pre, stall, latency)
 
     def expected(self) -> tuple[np.ndarray | None, np.ndarray]:
         """(scratchpad words of a LOAD, memory afterwards), from the model."""
-        base = self.inst["dram"]
         if self.inst.op is Op.LOAD:
-            tile = dma.gather(self.memory, base, self.index)
-            return _words(tile, Space(self.inst["space"])), self.memory
+            tile = dma.gather(self.memory, self.base, self.index)
+            return _words(tile, Space(self.inst["space"]), self.geom), self.memory
         mem = self.memory.copy()
+        if self.col2im:
+            dma.scatter_add(mem, self.base, self.index, self.tile, WIDE_BITS)
+            return None, mem
         keep = self.index >= 0
-        mem[base + self.index[keep]] = self.tile[keep]  # the model's dense STORE
+        mem[self.base + self.index[keep]] = self.tile[keep]  # the model's dense STORE
         return None, mem
+
+    def order(self) -> np.ndarray:
+        """The tile's flat element numbers in the order the DMA streams them."""
+        ids = np.arange(1, self.index.size + 1).reshape(self.index.shape)
+        flat = _words(ids, Space(self.inst["space"]), self.geom).ravel()
+        return flat[flat > 0] - 1
 
 
 def _random_conv(rng) -> ConvGeometry:  # noqa: ANN001
@@ -190,6 +281,20 @@ def specs() -> list[Spec]:
     prog = Program(descriptors=[{"channels": 4, "pixels": 3}])
     inst = _inst(Op.STORE, View.FOLDED, Space.C, desc=0, base=1, tile=((1, 3), (2, 5)))
     out.append(Spec("store-folded-C", prog, inst, 1 + 3 * 4 * 3, rng))
+    # col2im: random geometries and groups, tiles from C added into 32-bit accumulators.
+    for i in range(COL2IM_CASES):
+        name = f"col2im-{i}"
+        rng = rng_of(name)
+        g = _random_conv(rng)
+        images = int(rng.integers(1, 3))
+        tensor = {"name": "acc:x", "bits": WIDE_BITS}
+        prog = Program(tensors=[tensor], descriptors=[{**_conv_desc(g, images), "tensor": 0}])
+        tile = (_span(rng, g.k, 8), _span(rng, images * g.pixels, 12))
+        group = int(rng.integers(0, g.group))
+        base = int(rng.integers(0, 4))
+        inst = _inst(Op.STORE, View.IM2COL, Space.C, desc=0, base=base, tile=tile, group=group)
+        size = base + images * g.channels * g.height * g.width
+        out.append(Spec(name, prog, inst, size, rng))
     return out
 
 
@@ -207,24 +312,40 @@ def _net() -> list:
     return [conv, pool, relu, conv2, ip]
 
 
-def program_specs() -> list[Spec]:
-    """The first and last LOAD and dense STORE of each kind (view, space, transposed) of
-    the compiled program of :func:`_net`, on random memory."""
-    program = compile_net(_net(), CONFIG, batch=2, inputs={"data": (4, 9, 8)}, output="out")
+def _corner(inst: Instruction, last: int, rows: int = 4, cols: int = 12) -> Instruction:
+    """The ``rows x cols`` first (``last`` 0) or last corner of ``inst``'s tile."""
+    f = dict(inst.fields)
+    for start, size, most in (("r0", "rows", rows), ("c0", "cols", cols)):
+        n = min(f[size], most)
+        f[start] += last * (f[size] - n)
+        f[size] = n
+    return Instruction(inst.op, inst.sub, fields=f)
+
+
+def program_specs(config: DeviceConfig = CONFIG, *, col2im: bool = True) -> list[Spec]:
+    """The first and last LOAD and STORE of each kind (view, space, transposed) of the
+    compiled program of :func:`_net` on ``config``, on random memory in the program's
+    packed DRAM layout (``col2im``: with its col2im STOREs)."""
+    program = compile_net(_net(), config, batch=2, inputs={"data": (4, 9, 8)}, output="out")
     program = program.program
+    geom = geometry(config, Space.A)
     size = max(t["dram"] + int(np.prod(t["shape"])) for t in program.tensors)
     kinds: dict[tuple, list[Instruction]] = {}
     for inst in program.instructions:
-        if inst.op is Op.LOAD or (inst.op is Op.STORE and inst.sub != View.IM2COL):
+        if inst.op is Op.LOAD or (inst.op is Op.STORE and (col2im or inst.sub != View.IM2COL)):
             key = (inst.op.name, View(inst.sub).name, Space(inst["space"]).name, inst["flags"])
             kinds.setdefault(key, []).append(inst)
     out = []
     for key, insts in sorted(kinds.items()):
+        tile = traffic.tile_index(insts[0], program)
+        if len(insts) == 1 and _words(tile, Space.C, geom).shape[0] > half_base(geom, 1):
+            # One tile larger than C's half (the compiler does not bound C blocks by
+            # c_depth): its first and last corner, as STOREs of their own.
+            insts = [_corner(insts[0], 0), _corner(insts[0], 1)]
         for k, inst in enumerate(insts[:1] + insts[1:][-1:]):
-            name = f"program-{'-'.join(map(str, key))}-{k}".lower()
-            out.append(
-                Spec(name, program, inst, size, np.random.default_rng(zlib.crc32(name.encode())))
-            )
+            name = f"program{geom.bits}-{'-'.join(map(str, key))}-{k}".lower()
+            rng = np.random.default_rng(zlib.crc32(name.encode()))
+            out.append(Spec(name, program, inst, size, rng, geom=geom, packed=True))
     return out
 
 
@@ -266,9 +387,91 @@ def test_dma_bit_exact(sim: str, index: int, sim_run_cache: dict) -> None:
     res = _results(sim_run_cache, sim)[index]
     words, memory = spec.expected()
     if words is not None:
-        got = _unpack_words(res.spad_words)
+        got = _unpack_words(res.spad_words, spec.geom)
         np.testing.assert_array_equal(got, words, err_msg=f"{res.case.name}: scratchpad words")
-    np.testing.assert_array_equal(res.memory, memory, err_msg=f"{res.case.name}: memory")
+    got = res.memory & ((1 << BUS_BITS) - 1)
+    np.testing.assert_array_equal(got, spec.words(memory), err_msg=f"{res.case.name}: memory")
+
+
+def test_col2im_cases_tell_saturating_once_from_every_step() -> None:
+    """The col2im cases can fail: some slots saturate, and some would end differently had
+    each contribution saturated in the DMA's stream order (a partial sum crosses a limit
+    that the whole sum does not)."""
+    lim = 1 << (WIDE_BITS - 1)
+    saturated = differ = 0
+    for spec in (s for s in SPECS if s.col2im and not s.packed):
+        saturated += dma.scatter_add(
+            spec.memory.copy(), spec.inst["dram"], spec.index, spec.tile, WIDE_BITS
+        )
+        stepwise = spec.memory.copy()
+        index, tile = spec.index.ravel(), spec.tile.ravel()
+        for e in spec.order():
+            if index[e] >= 0:
+                a = spec.inst["dram"] + index[e]
+                stepwise[a] = min(max(stepwise[a] + tile[e], -lim), lim - 1)
+        differ += int(np.count_nonzero(stepwise != spec.expected()[1]))
+    assert saturated > 0 and differ > 0, (saturated, differ)
+
+
+def packed_specs() -> list[Spec]:
+    """Sub-tiles of 12-bit tensors, one from an odd byte address: the ends of every burst
+    share their words with elements the instruction does not move."""
+    x = {"name": "x", "bits": 12, "shape": [7, 9], "dram": 5, "addr": 33}
+    y = {"name": "y", "bits": 12, "shape": [3, 4, 5], "dram": 80, "addr": 130}
+    program = Program(
+        tensors=[x, y],
+        descriptors=[
+            {"row_stride": 9, "col_stride": 1, "tensor": 0},
+            {"channels": 4, "pixels": 5, "tensor": 1},
+        ],
+    )
+    cases = [
+        ("store-dense", Op.STORE, View.MATRIX, Space.C, 0, ((1, 4), (2, 5)), 0),
+        ("store-folded", Op.STORE, View.FOLDED, Space.C, 1, ((1, 2), (3, 9)), 0),
+        ("load-dense-t", Op.LOAD, View.MATRIX, Space.A, 0, ((2, 4), (1, 5)), 1),
+        ("load-folded", Op.LOAD, View.FOLDED, Space.B, 1, ((0, 3), (4, 7)), 0),
+    ]
+    out = []
+    for name, op, view, space, desc, tile, flags in cases:
+        base = program.tensors[desc]["dram"]
+        inst = _inst(op, view, space, desc=desc, base=base, tile=tile, flags=flags)
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        out.append(Spec(f"packed12-{name}", program, inst, 140, rng, geom=GEOM12, packed=True))
+    return out
+
+
+SPECS12 = program_specs(CONFIG12, col2im=False) + packed_specs()
+RUNS12 = [(i, stall) for i in range(len(SPECS12)) for stall in (0.0, STALL)]
+
+
+def _results12(cache: dict, sim: str) -> list[DmaResult]:
+    key = ("dma12", sim)
+    if key not in cache:
+        try:
+            cases = [SPECS12[i].case(stall, LATENCY) for i, stall in RUNS12]
+            cache[key] = run_cases(build(sim, GEOM12, acc_depth=0), cases, seed=12)
+        except Exception as exc:  # reported by every test, built once
+            cache[key] = exc
+    if isinstance(cache[key], Exception):
+        raise cache[key]
+    return cache[key]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize(
+    "index", range(len(RUNS12)), ids=[f"{SPECS12[i].name}-{s}" for i, s in RUNS12]
+)
+def test_dma_packed_12_bit_exact(sim: str, index: int, sim_run_cache: dict) -> None:
+    """fx12 tensors packed on the 16-bit bus: LOADs unpack straddling elements, STOREs
+    merge the words they cover in part; the whole DRAM image compared bit for bit."""
+    spec = SPECS12[RUNS12[index][0]]
+    res = _results12(sim_run_cache, sim)[index]
+    words, memory = spec.expected()
+    if words is not None:
+        got = _unpack_words(res.spad_words, spec.geom)
+        np.testing.assert_array_equal(got, words, err_msg=f"{res.case.name}: scratchpad words")
+    got = res.memory & ((1 << BUS_BITS) - 1)
+    np.testing.assert_array_equal(got, spec.words(memory), err_msg=f"{res.case.name}: memory")
 
 
 @pytest.mark.cocotb
@@ -285,11 +488,23 @@ def test_dma_bursts_and_stalls(sim: str, sim_run_cache: dict) -> None:
 
 
 def test_commands_the_rtl_does_not_run_are_refused() -> None:
-    """col2im STOREs (not built), tiles past the scratchpad's end, and non-DMA opcodes."""
+    """col2im footprints past the accumulator or into a tensor not of its width, col2im
+    without an accumulator, packed tensors not of the lanes' width, tiles past the
+    scratchpad's end, and non-DMA opcodes."""
+    col = next(s for s in SPECS if s.name == "col2im-0")
+    span = command(col.inst, col.program, GEOM)["acc_len"]
+    with pytest.raises(InputError, match="exceeds the DMA's accumulator"):
+        command(col.inst, col.program, GEOM, acc_depth=span - 1)
+    narrow = Program(tensors=[{"name": "acc:x", "bits": 16}], descriptors=col.program.descriptors)
+    with pytest.raises(InputError, match="'acc:x' of 16 bits"):
+        command(col.inst, narrow, GEOM)
+    with pytest.raises(InputError, match="no col2im accumulator"):
+        command(col.inst, col.program, GEOM, acc_depth=0)
+    load = next(s for s in SPECS12 if s.inst.op is Op.LOAD)
+    with pytest.raises(InputError, match="12-bit elements; the DMA moves 16-bit"):
+        command(load.inst, load.program, GEOM, packed=True)
     conv = next(s for s in SPECS if s.name == "im2col-0")
     fields = dict(conv.inst.fields)
-    with pytest.raises(InputError, match="no col2im STORE"):
-        command(Instruction(Op.STORE, int(View.IM2COL), fields=fields), conv.program, GEOM)
     fields["spad"] = GEOM.depth - 1
     with pytest.raises(InputError, match="overflow the scratchpad"):
         command(Instruction(Op.LOAD, int(View.IM2COL), fields=fields), conv.program, GEOM)
@@ -298,9 +513,13 @@ def test_commands_the_rtl_does_not_run_are_refused() -> None:
         command(sync, conv.program, GEOM)
 
 
-@pytest.mark.parametrize("geom", [GEOM, SpadGeometry(1, 8, 64)], ids=["3x16", "1x8"])
-def test_dma_verilog_is_lint_clean(geom: SpadGeometry, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("geom", "acc_depth"),
+    [(GEOM, ACC_DEPTH), (SpadGeometry(1, 8, 64), 64), (GEOM12, 0)],
+    ids=["3x16", "1x8", "3x12-no-col2im"],
+)
+def test_dma_verilog_is_lint_clean(geom: SpadGeometry, acc_depth: int, tmp_path: Path) -> None:
     """``verilator --lint-only -Wall`` with the project's waivers (one lane, too)."""
     path = tmp_path / "dma.v"
-    path.write_text(to_verilog(DmaEngine(geom), "dma"))
+    path.write_text(to_verilog(DmaEngine(geom, acc_depth=acc_depth), "dma"))
     assert lint(path, "dma") == []
