@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
 from barista_hw.numfmt import Rounding
 from barista_hw.schedule import Chunk, ScheduleOptions, chunk_limit, schedule_gemm, tiling
@@ -71,23 +72,31 @@ def schedule_options(
     g: GemmPass,
     acc_cfg: AcceleratorConfig,
     rate: Callable[[Operand, int, int, tuple[int, int]], float],
+    c_words: int,
 ) -> ScheduleOptions:
     """The schedule of ``g`` that moves the fewest operand bytes: the reduction chunk limit,
-    the block shape (``tiles_m``, ``tiles_n``) and the loop order (which operand stays in
-    its buffer while the other's blocks pass, :func:`~barista_hw.schedule.schedule_gemm`
-    with ``reuse``), each operand read as often as the tiling says, at ``rate(operand,
-    rows, cols, extent)`` bytes an element for tiles of its shape (:func:`load_rate`).
-    Among equals the fewest commands, then the longest chunks. Any choice gives the same
-    bits: chunks accumulate at full width and each block keeps its number, so its seed."""
+    the block shape (``tiles_m``, ``tiles_n``; a result block fits ``c_words``, half the C
+    scratchpad) and the loop order (which operand stays in its buffer while the other's
+    blocks pass, :func:`~barista_hw.schedule.schedule_gemm` with ``reuse``), each operand
+    read as often as the tiling says, at ``rate(operand, rows, cols, extent)`` bytes an
+    element for tiles of its shape (:func:`load_rate`). Among equals the fewest commands,
+    then the longest chunks. Any choice gives the same bits: chunks accumulate at full width
+    and each block keeps its number, so its seed.
+
+    Raises :class:`InputError` naming the layer when no block of one tile fits C."""
     most = chunk_limit(acc_cfg)
     limits = {most} | {most >> s for s in range(1, 8) if most >> s >= 8}
     e = acc_cfg.engine
     tm_all, tn_all = -(-g.m // e.rows), -(-g.n // e.cols)
     kt = g.k * g.images
+    caps = _fitting_caps(tm_all, tn_all, e.rows, c_words)
+    if not caps:
+        raise InputError(
+            f"layer {g.layer} {g.kind}: a result block of one tile ({e.rows} words) does not "
+            f"fit half the C scratchpad ({c_words} words)"
+        )
     best: tuple[tuple[float, int, int], ScheduleOptions] | None = None
     for limit in sorted(limits, reverse=True):
-        caps = [(None, None)]
-        caps += [(t, None) for t in _caps(tm_all)] + [(None, t) for t in _caps(tn_all)]
         for (tiles_m, tiles_n), stationary in itertools.product(caps, "ab"):
             opts = ScheduleOptions(limit, tiles_m, tiles_n, stationary, reuse=True)
             t = tiling(acc_cfg, g.m, g.k, g.n, g.images, options=opts)
@@ -100,6 +109,29 @@ def schedule_options(
                 best = (key, opts)
     assert best is not None
     return best[1]
+
+
+def _fitting_caps(
+    tm_all: int, tn_all: int, rows: int, c_words: int
+) -> list[tuple[int | None, int | None]]:
+    """Block caps (``tiles_m``, ``tiles_n``; None: all) whose result block, ``tiles_m *
+    rows`` rows of ``tiles_n`` C words, fits ``c_words``: for each cap along one dimension
+    the largest along the other (a larger block re-reads less)."""
+
+    def words(tm: int | None, tn: int | None) -> int:
+        return min(tm or tm_all, tm_all) * rows * min(tn or tn_all, tn_all)
+
+    caps_m, caps_n = [*_caps(tm_all), None], [*_caps(tn_all), None]
+    out: set[tuple[int | None, int | None]] = set()
+    for tm in caps_m:
+        fit = [tn for tn in caps_n if words(tm, tn) <= c_words]
+        if fit:
+            out.add((tm, max(fit, key=lambda t: t or tn_all)))
+    for tn in caps_n:
+        fit = [tm for tm in caps_m if words(tm, tn) <= c_words]
+        if fit:
+            out.add((max(fit, key=lambda t: t or tm_all), tn))
+    return sorted(out, key=lambda c: (c[0] or 0, c[1] or 0))
 
 
 def _caps(tiles: int) -> list[int]:
@@ -115,7 +147,7 @@ def emit_gemm(b: Builder, g: GemmPass, config: DeviceConfig) -> None:
     acc_cfg = config.accelerator
     c_half = config.scratchpads.c_depth // 2
     rate = functools.partial(load_rate, b, config)
-    opts = b.schedule((g.layer, g.kind), lambda: schedule_options(g, acc_cfg, rate))
+    opts = b.schedule((g.layer, g.kind), lambda: schedule_options(g, acc_cfg, rate, c_half))
     chunks = schedule_gemm(acc_cfg, g.m, g.k, g.n, g.images, what=what, options=opts)
     a_half = acc_cfg.a_depth // 2
     b_half = acc_cfg.b_depth // 2

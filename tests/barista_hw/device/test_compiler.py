@@ -3,6 +3,7 @@ end-of-iteration SCALE's dependencies, and the errors it names."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -271,6 +272,23 @@ def test_a_preloaded_input_is_fetched_from_its_dataset_in_dram() -> None:
     assert modelled.total.link_bytes == 2 * 2 * BATCH * 3  # the logits and their gradient
     np.testing.assert_array_equal(m.tensor("data"), dataset[[4, 0]])
     assert m.scales.stored("data") == 8
+
+
+@pytest.mark.parametrize("c_depth", [1024, 16])
+def test_every_result_block_fits_half_the_c_scratchpad(c_depth: int) -> None:
+    """The schedule's blocks are cut to C's halves (``c_depth // 2`` words of the engine's
+    ``cols`` lanes, one a row per column tile); one too small for a tile is an error."""
+    config = dataclasses.replace(
+        CONFIG, scratchpads=dataclasses.replace(CONFIG.scratchpads, c_depth=c_depth)
+    )
+    e = config.accelerator.engine
+    program = _compile(config=config).program
+    for inst in (i for i in program.instructions if i.op is Op.GEMM):
+        words = -(-inst["m"] // e.rows) * e.rows * -(-inst["n"] // e.cols)
+        assert words <= c_depth // 2, inst.text()
+    tiny = dataclasses.replace(config.scratchpads, c_depth=2 * e.rows - 2)
+    with pytest.raises(InputError, match=r"layer conv forward: a result block of one tile"):
+        _compile(config=dataclasses.replace(config, scratchpads=tiny))
 
 
 def test_only_byte_images_can_be_preloaded() -> None:
