@@ -131,7 +131,26 @@ class _LinearGemm(torch.autograd.Function):
         return dx, dw, None, None
 
 
-class BaristaConv2d(nn.Module):
+class _OnBackend(nn.Module):
+    """A module whose GEMMs run on ``backend`` in training and ``test_backend`` (default
+    ``backend``) in eval mode, under ``layer_name`` (the name the backend keeps the layer's
+    state under)."""
+
+    def __init__(
+        self, backend: GemmBackend, layer_name: str, test_backend: GemmBackend | None
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.test_backend = backend if test_backend is None else test_backend
+        self.layer_name = layer_name
+
+    @property
+    def active_backend(self) -> GemmBackend:
+        """``backend`` in training mode, ``test_backend`` in eval mode."""
+        return self.backend if self.training else self.test_backend
+
+
+class BaristaConv2d(_OnBackend):
     """An ``nn.Conv2d`` (zero padding given as numbers) whose GEMMs run on ``backend``.
 
     Holds the original module's ``weight`` and ``bias`` parameters; ``layer_name`` is the
@@ -146,7 +165,7 @@ class BaristaConv2d(nn.Module):
         layer_name: str,
         test_backend: GemmBackend | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(backend, layer_name, test_backend)
         if not supports_conv(conv):
             raise ValueError(f"{layer_name}: {describe(conv)} is not supported")
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
@@ -157,14 +176,6 @@ class BaristaConv2d(nn.Module):
         self.groups = conv.groups
         self.weight = conv.weight
         self.bias = conv.bias
-        self.backend = backend
-        self.test_backend = backend if test_backend is None else test_backend
-        self.layer_name = layer_name
-
-    @property
-    def active_backend(self) -> GemmBackend:
-        """``backend`` in training mode, ``test_backend`` in eval mode."""
-        return self.backend if self.training else self.test_backend
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """The output's height and width for an input of ``h`` x ``w`` (Caffe's rule,
@@ -191,7 +202,7 @@ class BaristaConv2d(nn.Module):
         )
 
 
-class BaristaLinear(nn.Module):
+class BaristaLinear(_OnBackend):
     """An ``nn.Linear`` whose GEMMs run on ``backend`` (the batch is every leading axis)."""
 
     def __init__(
@@ -201,18 +212,10 @@ class BaristaLinear(nn.Module):
         layer_name: str,
         test_backend: GemmBackend | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(backend, layer_name, test_backend)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = linear.weight
         self.bias = linear.bias
-        self.backend = backend
-        self.test_backend = backend if test_backend is None else test_backend
-        self.layer_name = layer_name
-
-    @property
-    def active_backend(self) -> GemmBackend:
-        """``backend`` in training mode, ``test_backend`` in eval mode."""
-        return self.backend if self.training else self.test_backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = _LinearGemm.apply(x, self.weight, self, self.active_backend)
