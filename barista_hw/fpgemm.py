@@ -97,13 +97,18 @@ def mx_gemm(
     of Python integers (the sum spans the scales' range).
     """
     (ea, sa), (eb, sb) = a, bt
-    if ea.shape[1] != eb.shape[1] or fa.block != fb.block:
-        raise InputError(f"MX GEMM: A {ea.shape} and B.T {eb.shape} need the same K and block")
+    if ea.shape[1] != eb.shape[1] or fa.block != fb.block or ea.shape[1] % fa.block:
+        raise InputError(
+            f"MX GEMM: A {ea.shape} and B.T {eb.shape} need the same K, a multiple of one "
+            "block size"
+        )
+    for name, codes, fmt in (("A", ea, fa), ("B", eb, fb)):
+        if isinstance(fmt.element, MinifloatFormat):
+            check_codes(name, codes, fmt.element)
     nb, blk = ea.shape[1] // fa.block, fa.block
     ua = fa.element_units(ea).reshape(ea.shape[0], nb, blk)
     ub = fb.element_units(eb).reshape(eb.shape[0], nb, blk)
-    part_bits = (_max_units(fa) * _max_units(fb) * blk).bit_length() + 1
-    if part_bits - 1 <= _FLOAT64_BITS:  # each block's partial sum exact in float64
+    if fa.partial_width(fb) - 1 <= _FLOAT64_BITS:  # each block's partial sum exact in float64
         part = np.einsum("ibk,jbk->ijb", ua.astype(np.float64), ub.astype(np.float64))
         part = part.astype(np.int64).astype(object)
     else:
@@ -116,11 +121,6 @@ def mx_gemm(
     acc = np.left_shift(part, (shift - low).astype(object)).sum(axis=-1)
     exp = low - 2 * 127 + _unit_exp(fa) + _unit_exp(fb)
     return acc, exp, nan
-
-
-def _max_units(fmt: MXFormat) -> int:
-    el = fmt.element
-    return -el.min_int if isinstance(el, FixedFormat) else el.max_units
 
 
 def _unit_exp(fmt: MXFormat) -> int:

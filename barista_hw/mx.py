@@ -79,6 +79,18 @@ class MXFormat:
         el = self.element
         return el.scale if isinstance(el, FixedFormat) else el.unit
 
+    @property
+    def max_units(self) -> int:
+        """Largest element magnitude in :attr:`elem_unit` steps (the multiplier's range)."""
+        el = self.element
+        return -el.min_int if isinstance(el, FixedFormat) else el.max_units
+
+    def partial_width(self, other: MXFormat | None = None) -> int:
+        """Signed bits of one block's exact partial sum of element products (with
+        ``other``'s elements): what the PE sums before the block's scales apply."""
+        other = other or self
+        return (self.max_units * other.max_units * self.block).bit_length() + 1
+
     def bits_per_element(self) -> float:
         """Storage cost: element bits plus the scale's 8 bits shared by the block."""
         return self.element_bits + E8M0.bits / self.block

@@ -226,6 +226,13 @@ def test_bad_operands_name_the_fault() -> None:
     e4m3 = MF["e4m3"]
     with pytest.raises(InputError, match="operand A holds e4m3 inf or NaN"):
         fpgemm.minifloat_gemm(np.array([[0x7F]], np.uint8), e4m3, np.zeros((1, 1), np.uint8), e4m3)
+    mx = MX["mxfp8_e4m3"]
+    ok = mx.encode(np.ones((1, 32), np.float32))
+    bad = (np.full((1, 32), 0x7F, np.uint8), ok[1])
+    with pytest.raises(InputError, match="operand B holds e4m3 inf or NaN"):
+        fpgemm.mx_gemm(ok, mx, bad, mx)
+    with pytest.raises(InputError, match="same K"):
+        fpgemm.mx_gemm(ok, mx, mx.encode(np.ones((1, 64), np.float32)), mx)
     with pytest.raises(InputError, match="do not agree"):
         fpgemm.minifloat_gemm(np.zeros((1, 2), np.uint8), e4m3, np.zeros((3, 1), np.uint8), e4m3)
     with pytest.raises(InputError, match="operand B must hold e2m1 codes"):

@@ -118,6 +118,8 @@ def test_int8_stochastic_bounds() -> None:
 def test_bits_names_and_errors() -> None:
     assert PRESETS["mxfp8_e4m3"].bits_per_element() == 8.25
     assert PRESETS["mxfp4"].bits_per_element() == 4.25
+    assert PRESETS["mxfp8_e4m3"].partial_width() == (229376**2 * 32).bit_length() + 1 == 42
+    assert PRESETS["mxint8"].partial_width(PRESETS["mxfp4"]) == (128 * 12 * 32).bit_length() + 1
     assert parse_format("MXFP6-E2M3") is PRESETS["mxfp6_e2m3"]
     assert parse_format("e4m3") is MINIFLOATS["e4m3"]
     assert parse_format("fx8") == FixedFormat.parse("fx8")
