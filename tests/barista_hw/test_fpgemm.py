@@ -239,3 +239,15 @@ def test_bad_operands_name_the_fault() -> None:
         fpgemm.minifloat_gemm(
             np.zeros((1, 1), np.uint8), e4m3, np.full((1, 1), 16, np.uint8), MF["e2m1"]
         )
+
+
+def test_fixed_stochastic_counts_over_all_words() -> None:
+    """Over all 2**SR_BITS low words, ``3 + f`` rounds up floor(f * 2**SR_BITS) times and
+    ``-3 - g`` (two's complement: toward -3) 2**SR_BITS - ceil(g * 2**SR_BITS) times."""
+    fx = FixedFormat(8, 0, 32)
+    words = np.arange(1 << SR_BITS, dtype=np.uint32) | np.uint32(0x5A5A0000)
+    f = (19661 + 0.7) / 2**SR_BITS
+    up = fpgemm.requantize(np.full(words.shape, 3 + f), fx, Rounding.STOCHASTIC, words=words)
+    assert set(up) == {3, 4} and np.count_nonzero(up == 4) == 19661
+    down = fpgemm.requantize(np.full(words.shape, -3 - f), fx, Rounding.STOCHASTIC, words=words)
+    assert set(down) == {-3, -4} and np.count_nonzero(down == -3) == 2**SR_BITS - 19662

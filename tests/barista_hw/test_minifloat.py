@@ -173,7 +173,7 @@ def test_stochastic_rounds_up_with_the_exact_probability() -> None:
     representable values never move."""
     e4m3 = PRESETS["e4m3"]
     words = np.arange(1 << SR_BITS, dtype=np.uint32) | np.uint32(0xABCD0000)
-    for f in (0.3, 0.5, 2.0**-20, 0.0):
+    for f in (0.3, (19661 + 0.7) / 2**16, 0.5, 2.0**-20, 0.0):  # odd counts catch a lost bit
         x = np.full(words.shape, -(1.0 + 0.125 * f), dtype=np.float32)
         step_fraction = (abs(Fraction(float(x[0]))) - 1) * 8
         codes = e4m3.encode(x, Rounding.STOCHASTIC, words=words)
