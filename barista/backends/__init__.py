@@ -50,8 +50,14 @@ def _backend_class(name: str) -> type[GemmBackend]:
 
 
 def get_backend(name: str, **options: Any) -> GemmBackend:
-    """A backend by name (:data:`BACKENDS`) with its keyword options."""
+    """A backend by name (:data:`BACKENDS`) with its keyword options; ``golden`` with a
+    minifloat or MX ``fmt`` is :class:`.formats.FormatBackend`."""
     cls = _backend_class(name)
+    if name == "golden":
+        from .formats import FormatBackend, is_float_format
+
+        if is_float_format(options.get("fmt")):
+            cls = FormatBackend
     try:
         return cls(**options)
     except TypeError as exc:  # an option this backend does not take

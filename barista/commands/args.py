@@ -82,7 +82,9 @@ def add_backend_arguments(
     parser.add_argument(
         "--format",
         metavar="SPEC",
-        help=f"number format of a hardware backend, e.g. fx16.8 (default {DEFAULT_FORMAT.name})",
+        help="number format of a hardware backend, e.g. fx16.8 (default "
+        f"{DEFAULT_FORMAT.name}); golden also takes minifloat and MX formats (e4m3, e5m2, "
+        "mxfp8_e4m3, mxfp4, ...)",
     )
     parser.add_argument(
         "--rounding",
