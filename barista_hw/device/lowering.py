@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from barista_hw.numfmt import Rounding
 
 from .emit import Builder
@@ -21,7 +19,7 @@ from .gemm_lowering import GemmPass, Operand, emit_gemm
 from .isa import NONE, PREFETCH, WIRE8, Op, View
 from .layers import Conv, HostLayer, Layer, Pool, Relu
 from .memory import DeviceConfig, packed_bytes
-from .vector import VecOp, mask_bits
+from .vector import VecOp, mask_bits, scalar_param
 
 WIDE_BITS = 32  # master weights, momentum, col2im accumulators
 
@@ -173,7 +171,7 @@ class Lowering:
             pass  # applied by the layer before it, in its GEMM's epilogue
         elif isinstance(layer, Relu):
             self.activation(layer.top, layer.shape)
-            slope = _float_bits(layer.negative_slope)
+            slope = scalar_param(layer.negative_slope)
             self._vec_images(VecOp.RELU, layer.bottom, layer.top, layer.shape, param=slope)
         else:
             self._pool_forward(layer)
@@ -195,7 +193,7 @@ class Lowering:
         elif layer.bottom in self.needs_grad:
             dx = self._grad(layer.bottom)
             if isinstance(layer, Relu):
-                slope = _float_bits(layer.negative_slope)
+                slope = scalar_param(layer.negative_slope)
                 self._vec_images(
                     VecOp.RELU_BACK,
                     f"d:{layer.top}",
@@ -238,7 +236,7 @@ class Lowering:
         epilogue = ((VecOp.BIAS_ADD, f"wb:{c.name}", 0),) if c.bias else ()
         relu = self.fused.get(c.top)
         if relu is not None:
-            epilogue += ((VecOp.RELU, None, _float_bits(relu.negative_slope)),)
+            epilogue += ((VecOp.RELU, None, scalar_param(relu.negative_slope)),)
         for g in range(c.group):
             self._gemm(
                 c,
@@ -442,8 +440,3 @@ class Lowering:
             seed=self.b.next_seed(),
             param=param,
         )
-
-
-def _float_bits(x: float) -> int:
-    """A float32's bits as an unsigned int (how a VEC's ``param`` carries a ReLU slope)."""
-    return int(np.array([x], dtype=np.float32).view(np.uint32)[0])

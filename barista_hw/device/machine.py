@@ -344,8 +344,8 @@ def _bias_grad(m: Machine, inst: Instruction, rnd: Rounder) -> None:
 
 
 def _slope(inst: Instruction) -> float:
-    """The ReLU's negative slope, sent as the bits of a float32 in ``param``."""
-    return float(np.array([inst["param"]], dtype=np.uint32).view(np.float32)[0])
+    """The ReLU's negative slope, sent encoded in ``param`` (:func:`vector.scalar_param`)."""
+    return vector.scalar_from_param(inst["param"])
 
 
 def _relu(m: Machine, inst: Instruction, rnd: Rounder) -> None:

@@ -187,6 +187,23 @@ def encode_scalar(x: float, bits: int = SCALAR_BITS) -> tuple[int, int]:
     return mantissa, exp
 
 
+def scalar_param(x: float) -> int:
+    """:func:`encode_scalar` of ``x`` packed in an instruction's 32-bit ``param``: the
+    mantissa in the low 16 bits, the exponent in the high 16 (both two's complement), so
+    the hardware reads a ReLU's slope as it multiplies with it."""
+    mantissa, exp = encode_scalar(x)
+    return (mantissa & 0xFFFF) | (exp & 0xFFFF) << 16
+
+
+def scalar_from_param(param: int) -> float:
+    """The value :func:`scalar_param` packed (exactly ``mantissa * 2**-exp``)."""
+
+    def signed(v: int) -> int:
+        return v - (1 << 16) if v & 0x8000 else v
+
+    return math.ldexp(signed(param & 0xFFFF), -signed(param >> 16 & 0xFFFF))
+
+
 def bias_add(
     y: np.ndarray, frac_y: int, bias: np.ndarray, frac_bias: int, bits: int, rnd: Rounder
 ) -> tuple[np.ndarray, Stats]:

@@ -27,6 +27,7 @@ from barista_hw.device.layers import Conv, HostLayer, Pool, Relu
 from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig, DramConfig
 from barista_hw.device.traffic import program_counts
+from barista_hw.device.vector import VecOp, encode_scalar, scalar_from_param
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=64, acc_depth=16)
 CONFIG = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f")
@@ -289,6 +290,26 @@ def test_every_result_block_fits_half_the_c_scratchpad(c_depth: int) -> None:
     tiny = dataclasses.replace(config.scratchpads, c_depth=2 * e.rows - 2)
     with pytest.raises(InputError, match=r"layer conv forward: a result block of one tile"):
         _compile(config=dataclasses.replace(config, scratchpads=tiny))
+
+
+def test_a_leaky_relu_sends_its_slope_encoded() -> None:
+    """Fused into the GEMM's epilogue and on its own, forward and backward, a ReLU's VEC
+    instructions carry the slope as the device multiplies with it."""
+    net = _net()
+    conv, relu, pool, ave, ip = net
+    leaky = [conv, dataclasses.replace(relu, negative_slope=0.1), pool, ave, ip]
+    unfused = [*leaky[:1], dataclasses.replace(leaky[1], top="r"), *leaky[2:]]
+    unfused[2] = dataclasses.replace(pool, bottom="r")
+    mantissa, exp = encode_scalar(0.1)
+    want = math.ldexp(mantissa, -exp)
+    for layers in (leaky, unfused):
+        program = _compile(layers).program
+        relus = [
+            i
+            for i in program.instructions
+            if i.op is Op.VEC and i.sub in (VecOp.RELU, VecOp.RELU_BACK)
+        ]
+        assert relus and all(scalar_from_param(i["param"]) == want for i in relus)
 
 
 def test_only_byte_images_can_be_preloaded() -> None:

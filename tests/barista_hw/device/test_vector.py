@@ -8,6 +8,8 @@ stated extra terms (scalar and reciprocal mantissas, the SGD's guard bits).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -37,6 +39,8 @@ from barista_hw.device.vector import (
     mean_sub,
     relu,
     relu_back,
+    scalar_from_param,
+    scalar_param,
     sgd,
     shift_round,
 )
@@ -434,3 +438,10 @@ def test_cycles_follow_the_stated_throughput() -> None:
     assert cycles(VecOp.AVEPOOL_BACK, 100, 400, 16, window=9, cover=cover) == 4 * 25 + LATENCY
     assert cycles(VecOp.SGD, 3 * 64, 64, 16) == 4 + LATENCY
     assert cycles(VecOp.CONVERT, 64, 64, 32) < cycles(VecOp.CONVERT, 64, 64, 16)
+
+
+@pytest.mark.parametrize("x", [0.0, 0.01, -0.25, 1 / 3, 0.1, 2.0**-20, -1.0])
+def test_a_scalar_param_carries_the_encoded_scalar(x: float) -> None:
+    m, e = encode_scalar(x)
+    assert scalar_from_param(scalar_param(x)) == math.ldexp(m, -e)
+    assert encode_scalar(scalar_from_param(scalar_param(x))) == (m, e)
