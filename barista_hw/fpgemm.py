@@ -80,7 +80,7 @@ def minifloat_gemm(
         raise InputError(f"GEMM shapes {a.shape} @ {b.shape} do not agree")
     bits = fa.acc_width(a.shape[1], fb)
     acc = _int_matmul(fa.to_units(a), fb.to_units(b), bits)
-    return acc, fa.emin - fa.mant + fb.emin - fb.mant
+    return acc, fa.unit_exp + fb.unit_exp
 
 
 def mx_gemm(
