@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +17,7 @@ from barista_hw.fprequant import MinifloatRequantizer
 from barista_hw.minifloat import random_words
 from barista_hw.numfmt import Rounding
 
+from . import fp_tile
 from .fp_tile import CODE_BITS, MinifloatTiles, TileSpec
 from .runner import UnitBuild, component_build, new_run_dir, run_test_module
 from .tools import SimulationError
@@ -70,7 +73,9 @@ class TileResult:
 def build(tiles: Tiles, sim: str) -> UnitBuild:
     """Elaborate and compile the tiles for ``sim`` (cached; race-safe)."""
     make = lambda: MinifloatTiles(tiles.rows, tiles.cols, tiles.specs)  # noqa: E731
-    return component_build(make, tiles.top, tiles.key, sim)
+    # The harness lives here, outside the hardware sources the cache key covers.
+    harness = hashlib.sha256(Path(fp_tile.__file__).read_bytes()).hexdigest()[:16]
+    return component_build(make, tiles.top, f"{tiles.key}|{harness}", sim)
 
 
 def run_cases(unit: UnitBuild, tiles: Tiles, cases: Sequence[TileCase]) -> list[TileResult]:
