@@ -5,8 +5,10 @@ format (:meth:`~barista_hw.minifloat.MinifloatFormat.to_units`), with ``sig`` th
 (hidden bit set for a normal code) and ``shift = max(field, 1) - 1``; a product is
 ``(sig_a * sig_b) << (shift_a + shift_b)`` units of ``unit_a * unit_b``, exact, and the
 accumulator of :attr:`MinifloatArith.acc_width` bits cannot overflow over ``k`` terms. The
-significand product is a few bits (8 for E4M3, 6 for E5M2): it needs no DSP block, and the
-product register holds only sign, significand product and shift, not the shifted product.
+significand product is a few bits (8 for E4M3, 6 for E5M2): it is built from LUTs as a sum of
+partial products (Yosys would put a ``*`` this small on a whole MULT18X18D; ``dsp_product``
+keeps the ``*``), and the product register holds only sign, significand product and shift,
+not the shifted product.
 
 :class:`MinifloatPE` has the port contract of :class:`~barista_hw.pe.ProcessingElement` (fabric
 ``b`` route), so :class:`~barista_hw.array.SystolicArray` builds a grid of them when given a
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -124,13 +126,14 @@ class MinifloatPE(wiring.Component):
         capture (out): the bank takes the finished sum at the next clock edge.
 
     Latency as the fixed-point PE's: input registers, product register, accumulator.
+    ``dsp_product``: the significand product as ``*`` (a DSP block on ECP5), not LUTs.
     """
 
     #: ``b`` hops through a fabric register (the array reads this of every PE).
     b_route = BRoute.FABRIC
 
-    def __init__(self, arith: MinifloatArith) -> None:
-        self.fmt = arith
+    def __init__(self, arith: MinifloatArith, *, dsp_product: bool = False) -> None:
+        self.fmt, self.dsp_product = arith, dsp_product
         op, acc = arith.operand_shape, arith.acc_shape
         super().__init__(
             {
@@ -185,7 +188,7 @@ class MinifloatPE(wiring.Component):
         p_shift = Signal(arith.shift_width, reset_less=True)
         m.d.sync += [
             p_sign.eq(dec_a.sign ^ dec_b.sign),
-            p_sig.eq(dec_a.sig * dec_b.sig),
+            p_sig.eq(self._sig_product(dec_a.sig, dec_b.sig)),
             p_shift.eq(dec_a.shift + dec_b.shift),
         ]
         mag = Signal(unsigned(width))
@@ -209,3 +212,9 @@ class MinifloatPE(wiring.Component):
         with m.Elif(self.drain):
             m.d.sync += bank.eq(self.shift_i)
         return m
+
+    def _sig_product(self, x: Value, y: Value) -> Value:
+        if self.dsp_product:
+            return x * y
+        partial = [Mux(y[i], x << i, 0) for i in range(len(y))]
+        return sum(partial[1:], partial[0])

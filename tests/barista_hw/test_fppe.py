@@ -39,9 +39,9 @@ def test_decoder_gives_every_finite_codes_units(name: str) -> None:
     np.testing.assert_array_equal(np.array(got), fmt.to_units(codes))
 
 
-def _dot(arith: MinifloatArith, a: np.ndarray, b: np.ndarray) -> int:
+def _dot(arith: MinifloatArith, a: np.ndarray, b: np.ndarray, dsp: bool) -> int:
     """Feed the terms with a bubble after each, the last one flagged; the captured bank."""
-    pe = MinifloatPE(arith)
+    pe = MinifloatPE(arith, dsp_product=dsp)
     seen: list[int] = []
 
     async def tb(ctx) -> None:  # noqa: ANN001
@@ -63,8 +63,9 @@ def _dot(arith: MinifloatArith, a: np.ndarray, b: np.ndarray) -> int:
     return seen[0]
 
 
+@pytest.mark.parametrize("dsp", [False, True], ids=["lut-product", "dsp-product"])
 @pytest.mark.parametrize("name", ["e4m3", "e5m2"])
-def test_pe_dot_product_is_exact(name: str) -> None:
+def test_pe_dot_product_is_exact(name: str, dsp: bool) -> None:
     fmt = PRESETS[name]
     rng = np.random.default_rng(3)
     codes = finite_codes(fmt)
@@ -75,7 +76,7 @@ def test_pe_dot_product_is_exact(name: str) -> None:
     for a in cases:
         b = np.where(np.arange(12) % 2, a, rng.choice(codes, 12))
         want, _ = minifloat_gemm(a[None, :], fmt, b[:, None], fmt)
-        assert _dot(MinifloatArith(fmt, fmt, 12), a, b) == int(want[0, 0])
+        assert _dot(MinifloatArith(fmt, fmt, 12), a, b, dsp) == int(want[0, 0])
 
 
 def test_arith_refuses_unsigned_formats() -> None:
