@@ -20,7 +20,7 @@ the accumulator's (a negative value that rounds to zero gives -0, as the model d
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth import Const, Module, Mux, Signal, Value, unsigned
 from amaranth.hdl import signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -31,7 +31,19 @@ from . import lfsr
 from .minifloat import SR_BITS, MinifloatFormat
 from .numfmt import Rounding
 
-__all__ = ["MinifloatRequantizer"]
+__all__ = ["MinifloatRequantizer", "leading_one"]
+
+
+def leading_one(v: Value) -> Value:
+    """The position of the highest set bit of ``v`` (0 when none), as a tree of multiplexers.
+
+    Expressions only, no ``m.If`` process: Icarus never ran the Verilog ``always @*`` block
+    of such a process in a lane whose accumulator held zero from time 0, leaving it x.
+    """
+    if len(v) <= 1:
+        return Const(0, 1)
+    half = 1 << ((len(v) - 1).bit_length() - 1)  # the largest power of two below len(v)
+    return Mux(v[half:].any(), half + leading_one(v[half:]), leading_one(v[:half]))
 
 
 class MinifloatRequantizer(wiring.Component):
@@ -99,10 +111,8 @@ class MinifloatRequantizer(wiring.Component):
         neg = acc[-1]
         mag = Signal(unsigned(width), name=f"mag{lane}")
         m.d.comb += mag.eq(Mux(neg, -acc, acc))
-        lead = Signal(range(mwidth), name=f"lead{lane}")  # leading one of mag << up
-        for i in range(width):  # the highest set bit wins (last assignment)
-            with m.If(mag[i]):
-                m.d.comb += lead.eq(i + up)
+        lead = Signal(range(mwidth), name=f"lead{lane}")  # the leading one of mag << up
+        m.d.comb += lead.eq(leading_one(mag) + up)
         sign = Signal(name=f"sign{lane}", reset_less=True)
         mant = Signal(unsigned(mwidth), name=f"m{lane}", reset_less=True)
         s = Signal(sbits, name=f"s{lane}", reset_less=True)

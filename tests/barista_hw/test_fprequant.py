@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
 from barista_base.errors import InputError
 from barista_hw.fpgemm import requantize, to_odd_float
 from barista_hw.fppe import MinifloatArith
-from barista_hw.fprequant import MinifloatRequantizer
+from barista_hw.fprequant import MinifloatRequantizer, leading_one
 from barista_hw.minifloat import PRESETS
 from barista_hw.numfmt import Rounding
 
@@ -87,3 +88,22 @@ def test_requantizer_unsaturated_gives_infinity() -> None:
 def test_requantizer_refuses_unsigned_output() -> None:
     with pytest.raises(InputError, match="e8m0"):
         MinifloatRequantizer(40, -18, PRESETS["e8m0"], 1)
+
+
+@pytest.mark.parametrize("width", [1, 2, 5, 8, 9])
+def test_leading_one_of_every_value(width: int) -> None:
+    v = Signal(width)
+    lead = Signal(range(width + 1))
+    m = Module()
+    m.d.comb += lead.eq(leading_one(v))
+    got: list[int] = []
+
+    async def tb(ctx) -> None:  # noqa: ANN001
+        for x in range(1 << width):
+            ctx.set(v, x)
+            got.append(ctx.get(lead))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == [max(x.bit_length() - 1, 0) for x in range(1 << width)]

@@ -56,14 +56,14 @@ def _codes(kind: str, fmt: MinifloatFormat, shape: tuple[int, int], rng: np.rand
     return fmt.encode(rng.standard_normal(shape) * scale, saturate=True).astype(np.int64)
 
 
-@cache
-def cases() -> tuple[TileCase, ...]:
-    rng = np.random.default_rng(zlib.crc32(b"fp-tile"))
+def gemm_cases(label: bytes, repeats: int) -> list[TileCase]:
+    """``repeats`` cases of each kind per tile and rounding mode (deterministic per label)."""
+    rng = np.random.default_rng(zlib.crc32(label))
     out: list[TileCase] = []
     for t, spec in enumerate(TILES.specs):
         fa, fb = spec.arith.a, spec.arith.b
         for rnd in Rounding:
-            for kind in KINDS:
+            for kind in KINDS * repeats:
                 m, n = int(rng.integers(1, ROWS + 1)), int(rng.integers(1, COLS + 1))
                 if kind in ("mid", "small"):  # whole tiles: every row's random words
                     m, n = ROWS, COLS
@@ -74,6 +74,13 @@ def cases() -> tuple[TileCase, ...]:
                     b = np.concatenate([b, b ^ (1 << (fb.bits - 1))], axis=0)[: spec.k]
                 seed = int(rng.integers(0, 1 << 32))
                 out.append(TileCase(f"{spec.name}-{rnd.label}-{kind}", t, a, b, rnd, seed))
+    return out
+
+
+@cache
+def cases() -> tuple[TileCase, ...]:
+    """The default run: one case of each kind, and the decode sweep."""
+    out = gemm_cases(b"fp-tile", 1)
     for t, spec in enumerate(TILES.specs[:2]):  # every finite FP8 code, ROWS at a time
         fmt = spec.arith.a
         codes = finite(fmt)
@@ -84,18 +91,34 @@ def cases() -> tuple[TileCase, ...]:
     return tuple(out)
 
 
-def tile_results(cache_: dict, sim: str) -> list:  # noqa: ANN001 - sim.fppe_run.TileResult
+def tile_results(cache_: dict, sim: str, which: tuple[TileCase, ...] | None = None) -> list:
+    """The results of ``which`` (default :func:`cases`), one simulation per set and simulator
+    (a list of :class:`sim.fppe_run.TileResult`)."""
     from sim import fppe_run
 
-    key = ("fp-tiles", sim)
+    which = cases() if which is None else which
+    key = ("fp-tiles", sim, len(which))
     if key not in cache_:
         try:
-            cache_[key] = fppe_run.run_cases(fppe_run.build(TILES, sim), TILES, cases())
+            cache_[key] = fppe_run.run_cases(fppe_run.build(TILES, sim), TILES, which)
         except Exception as exc:  # reported by every test, run once
             cache_[key] = exc
     if isinstance(cache_[key], Exception):
         raise cache_[key]
     return cache_[key]
+
+
+def check(case: TileCase, got) -> None:  # noqa: ANN001 - a sim.fppe_run.TileResult
+    """Accumulators and codes equal the model's; columns past N hold zero."""
+    acc, codes = case.expected(TILES.specs[case.tile])
+    n = acc.shape[1]
+    bad = np.argwhere(got.acc[:, :n] != acc)
+    where = tuple(bad[0]) if bad.size else None
+    assert not bad.size, f"{case.name}: acc {where}: rtl {got.acc[where]}, model {acc[where]}"
+    bad = np.argwhere(got.q[:, :n] != codes)
+    where = tuple(bad[0]) if bad.size else None
+    assert not bad.size, f"{case.name}: code {where}: rtl {got.q[where]}, model {codes[where]}"
+    assert (got.acc[:, n:] == 0).all(), f"{case.name}: columns past N are not zero"
 
 
 def _groups() -> list[str]:
@@ -108,17 +131,17 @@ def test_tile_bit_exact(sim: str, group: str, sim_run_cache: dict) -> None:
     """Accumulators and codes of every case of one tile and rounding mode equal the model's."""
     results = tile_results(sim_run_cache, sim)
     for case, got in zip(cases(), results, strict=True):
-        if case.name.rsplit("-", 1)[0] != group:
-            continue
-        acc, codes = case.expected(TILES.specs[case.tile])
-        m, n = acc.shape
-        bad = np.argwhere(got.acc[:, :n] != acc)
-        where = tuple(bad[0]) if bad.size else None
-        assert not bad.size, f"{case.name}: acc {where}: rtl {got.acc[where]}, model {acc[where]}"
-        bad = np.argwhere(got.q[:, :n] != codes)
-        where = tuple(bad[0]) if bad.size else None
-        assert not bad.size, f"{case.name}: code {where}: rtl {got.q[where]}, model {codes[where]}"
-        assert (got.acc[:, n:] == 0).all(), f"{case.name}: columns past N are not zero"
+        if case.name.rsplit("-", 1)[0] == group:
+            check(case, got)
+
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+def test_tile_bit_exact_many_cases(sim: str, sim_run_cache: dict) -> None:
+    """Eight cases of each kind per tile and rounding mode (576 GEMMs)."""
+    many = tuple(gemm_cases(b"fp-tile-many", 8))
+    for case, got in zip(many, tile_results(sim_run_cache, sim, many), strict=True):
+        check(case, got)
 
 
 @pytest.mark.cocotb
