@@ -18,12 +18,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibrate_resources import flip_flops, nextpnr_logic, synthesize, yosys_version  # noqa: E402
+from calibrate_resources import (  # noqa: E402
+    SynthError,
+    flip_flops,
+    nextpnr_logic,
+    synthesize,
+    yosys_version,
+)
 
 from barista_hw.fppe import MinifloatArith, MinifloatPE  # noqa: E402
+from barista_hw.fprequant import MinifloatRequantizer  # noqa: E402
 from barista_hw.minifloat import PRESETS  # noqa: E402
 from barista_hw.numfmt import FixedFormat  # noqa: E402
 from barista_hw.pe import ProcessingElement  # noqa: E402
+from barista_hw.requant import Requantizer  # noqa: E402
 
 #: (label, operand bits, how to make the PE for a reduction length k)
 DESIGNS = (
@@ -46,15 +54,50 @@ DESIGNS = (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _mf_requant(a: str, out: str, k: int) -> MinifloatRequantizer:
+    arith = MinifloatArith(PRESETS[a], PRESETS[a], k)
+    return MinifloatRequantizer(arith.acc_width, arith.acc_exp, PRESETS[out], 1)
+
+
+#: One requantiser lane: (label, how to make it for a reduction length k).
+REQUANTIZERS = (
+    ("fixed int8", lambda k: Requantizer(FixedFormat(8, 0, 16 + k.bit_length()), 1)),
+    ("e4m3 -> e4m3", lambda k: _mf_requant("e4m3", "e4m3", k)),
+    ("e5m2 -> e5m2", lambda k: _mf_requant("e5m2", "e5m2", k)),
+    ("e2m1 -> e2m1", lambda k: _mf_requant("e2m1", "e2m1", k)),
+)
+
+
+def cells_of(component: object, work: Path, version: str) -> tuple[dict[str, int], str]:
+    """Yosys's cells of ``component`` alone and the flow used: the board flow, or the purge
+    flow where Yosys's abc9 asserts (as bench/calibrate_resources.py does)."""
     from amaranth.back import rtlil
 
+    il = rtlil.convert(component, name="top", emit_src=False)
+    try:
+        return synthesize(il, "ecp5", "build", work, version)[0], "build"
+    except SynthError as exc:
+        if not exc.assertion:
+            raise
+        return synthesize(il, "ecp5", "purge", work, version)[0], "purge"
+
+
+def row(label: str, bits: str, acc: str, cells: dict[str, int], flow: str) -> str:
+    mark = " (purge flow)" if flow == "purge" else ""
+    return (
+        f"{label:14} {bits:>5} {acc:>5} {cells.get('LUT4', 0):5} {cells.get('CCU2C', 0):5} "
+        f"{flip_flops(cells):5} {cells.get('MULT18X18D', 0):5} {nextpnr_logic(cells, 'ecp5'):5}"
+        f"{mark}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=1024, help="reduction length the accumulator holds")
     ap.add_argument("--work", default="/work/scratch/fppe_cost", help="synthesis cache")
     ap.add_argument("--only", default="", help="only designs whose label contains this")
     args = ap.parse_args(argv)
-    version = yosys_version()
+    version, work = yosys_version(), Path(args.work)
     print(f"{version}; synth_ecp5 (board flow), one PE, accumulator for K = {args.k}")
     head = ("PE", "bits", "acc", "LUT4", "CCU2C", "FF", "MULT", "COMB")
     print(f"{head[0]:14} " + " ".join(f"{h:>5}" for h in head[1:]))
@@ -62,13 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.only not in label:
             continue
         pe = make(args.k)
-        acc = pe.fmt.acc_width
-        il = rtlil.convert(pe, name="top", emit_src=False)
-        cells, _ = synthesize(il, "ecp5", "build", Path(args.work), version)
-        print(
-            f"{label:14} {bits:5} {acc:5} {cells.get('LUT4', 0):5} {cells.get('CCU2C', 0):5} "
-            f"{flip_flops(cells):5} {cells.get('MULT18X18D', 0):5} {nextpnr_logic(cells, 'ecp5'):5}"
-        )
+        cells, flow = cells_of(pe, work, version)
+        print(row(label, str(bits), str(pe.fmt.acc_width), cells, flow))
+    print("\nrequantiser, one lane (the fixed one: run-time shift; all: three rounding modes)")
+    for label, make in REQUANTIZERS:
+        if args.only not in label:
+            continue
+        cells, flow = cells_of(make(args.k), work, version)
+        print(row(label, "", "", cells, flow))
     return 0
 
 
