@@ -63,20 +63,26 @@ def _dot(arith: MinifloatArith, a: np.ndarray, b: np.ndarray, dsp: bool) -> int:
     return seen[0]
 
 
+def _extremes(fmt: MinifloatFormat, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """All maxima of each sign (the accumulator's full range), then random codes with the
+    smallest subnormals of both signs and zero among them."""
+    sign = 1 << (fmt.bits - 1)
+    mixed = rng.choice(finite_codes(fmt), n)
+    mixed[:3] = [1, 1 | sign, 0]
+    return [np.full(n, fmt.max_code), np.full(n, fmt.max_code | sign), mixed]
+
+
 @pytest.mark.parametrize("dsp", [False, True], ids=["lut-product", "dsp-product"])
-@pytest.mark.parametrize("name", ["e4m3", "e5m2"])
-def test_pe_dot_product_is_exact(name: str, dsp: bool) -> None:
-    fmt = PRESETS[name]
+@pytest.mark.parametrize(
+    "fa,fb", [("e4m3", "e4m3"), ("e5m2", "e5m2"), ("e4m3", "e5m2"), ("e2m3", "e3m2")]
+)
+def test_pe_dot_product_is_exact(fa: str, fb: str, dsp: bool) -> None:
+    a_fmt, b_fmt = PRESETS[fa], PRESETS[fb]
     rng = np.random.default_rng(3)
-    codes = finite_codes(fmt)
-    top = fmt.max_code
-    # all maxima of one sign (the accumulator's full range), then random with extremes
-    cases = [np.full(12, top), np.full(12, top | 0x80), rng.choice(codes, 12)]
-    cases[2][:3] = [1, 0x81, 0]  # the smallest subnormals and zero
-    for a in cases:
-        b = np.where(np.arange(12) % 2, a, rng.choice(codes, 12))
-        want, _ = minifloat_gemm(a[None, :], fmt, b[:, None], fmt)
-        assert _dot(MinifloatArith(fmt, fmt, 12), a, b, dsp) == int(want[0, 0])
+    for a, b in zip(_extremes(a_fmt, rng, 12), _extremes(b_fmt, rng, 12), strict=True):
+        b[::2] = rng.choice(finite_codes(b_fmt), 6)  # mixed signs and sizes
+        want, _ = minifloat_gemm(a[None, :], a_fmt, b[:, None], b_fmt)
+        assert _dot(MinifloatArith(a_fmt, b_fmt, 12), a, b, dsp) == int(want[0, 0])
 
 
 def test_arith_refuses_unsigned_formats() -> None:
