@@ -1,6 +1,7 @@
 """Bit-exact model of GEMMs on minifloat and MX operands, and of the requantiser after them.
 
-The arithmetic, stated once (the RTL PE of a later session must match it):
+The arithmetic, stated once (the RTL matches it bit for bit for minifloats:
+:mod:`barista_hw.fppe` and :mod:`barista_hw.fprequant`; MX is not built in RTL):
 
 * **Minifloat operands.** Each code is an exact integer number of its format's ``unit``
   (:meth:`MinifloatFormat.to_units`); products of those integers are exact and are summed in a

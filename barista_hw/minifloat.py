@@ -231,8 +231,8 @@ class MinifloatFormat:
             n = np.maximum(n, 1)  # no zero: below the smallest value rounds to it
         normal = n >> self.mant > 0
         field = np.where(normal, e + self.bias, 0)
-        code = (np.clip(field, 0, (1 << self.exp) - 1) << self.mant) | (n & ((1 << self.mant) - 1))
-        big = ~finite | (field > (1 << self.exp) - 1) | (code > self.max_code)
+        code = (np.clip(field, 0, self.top_field) << self.mant) | (n & ((1 << self.mant) - 1))
+        big = ~finite | (field > self.top_field) | (code > self.max_code)
         code = np.where(live & ~big, code, 0)
         code = np.where(big, self.overflow_code(saturate), code)
         nan = np.isnan(a)
