@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,13 @@ from barista_hw.numfmt import Rounding
 
 from . import fp_tile
 from .fp_tile import CODE_BITS, MinifloatTiles, TileSpec
-from .runner import UnitBuild, component_build, new_run_dir, run_test_module
+from .runner import (
+    UnitBuild,
+    component_build,
+    component_verilog,
+    new_run_dir,
+    run_test_module,
+)
 from .tools import SimulationError
 
 TEST_MODULE = "sim.fppe_test"
@@ -70,12 +76,22 @@ class TileResult:
     q: np.ndarray  # (M, cols) codes
 
 
-def build(tiles: Tiles, sim: str) -> UnitBuild:
-    """Elaborate and compile the tiles for ``sim`` (cached; race-safe)."""
+def _unit(tiles: Tiles) -> tuple[Callable[[], MinifloatTiles], str, str]:
+    """How to make the top, its name and its cache key."""
     make = lambda: MinifloatTiles(tiles.rows, tiles.cols, tiles.specs)  # noqa: E731
     # The harness lives here, outside the hardware sources the cache key covers.
     harness = hashlib.sha256(Path(fp_tile.__file__).read_bytes()).hexdigest()[:16]
-    return component_build(make, tiles.top, f"{tiles.key}|{harness}", sim)
+    return make, tiles.top, f"{tiles.key}|{harness}"
+
+
+def verilog(tiles: Tiles) -> Path:
+    """The simulated Verilog of the tiles (cached)."""
+    return component_verilog(*_unit(tiles))
+
+
+def build(tiles: Tiles, sim: str) -> UnitBuild:
+    """Elaborate and compile the tiles for ``sim`` (cached; race-safe)."""
+    return component_build(*_unit(tiles), sim)
 
 
 def run_cases(unit: UnitBuild, tiles: Tiles, cases: Sequence[TileCase]) -> list[TileResult]:

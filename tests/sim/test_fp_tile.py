@@ -163,6 +163,14 @@ def test_every_finite_code_decodes_to_its_units(sim: str, name: str, sim_run_cac
         assert (r.acc == acc).all() and (r.q == q).all(), case.name
 
 
+def test_tiles_verilog_is_lint_clean() -> None:
+    """``verilator --lint-only -Wall`` with the project's waivers."""
+    from sim.fppe_run import verilog
+    from sim.lint import lint
+
+    assert lint(verilog(TILES), TILES.top) == []
+
+
 def test_cases_cover_the_brief() -> None:
     """Every tile in every rounding mode; saturation both ways, zero, subnormal results."""
     every = [c for c in cases() if not c.name.startswith("decode")]
