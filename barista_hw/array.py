@@ -32,13 +32,18 @@ from barista_base.errors import InputError
 
 from .config import Dataflow
 from .dsp import BRoute, b_chain_of
+from .fppe import MinifloatArith, MinifloatPE
 from .numfmt import FixedFormat
 from .pe import ProcessingElement
 from .pipeline import delay, replicate
 
 
 class SystolicArray(wiring.Component):
-    """Output-stationary ``rows x cols`` MAC array in the number format ``fmt``."""
+    """Output-stationary ``rows x cols`` MAC array in the number format ``fmt``.
+
+    A :class:`~barista_hw.fppe.MinifloatArith` ``fmt`` builds :class:`MinifloatPE` cells
+    (whose ``b`` always hops through the fabric); a :class:`FixedFormat` the fixed-point PE.
+    """
 
     #: Cycles from a ``drain`` pulse to the bank's shift (the per-column register).
     DRAIN_DELAY = 1
@@ -47,7 +52,7 @@ class SystolicArray(wiring.Component):
         self,
         rows: int,
         cols: int,
-        fmt: FixedFormat,
+        fmt: FixedFormat | MinifloatArith,
         dataflow: Dataflow = Dataflow.OUTPUT_STATIONARY,
     ) -> None:
         if dataflow not in (Dataflow.OUTPUT_STATIONARY, Dataflow.OUTPUT_STATIONARY.value):
@@ -74,14 +79,20 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         R, C = self.rows, self.cols
-        chained = b_chain_of(platform)
+        minifloat = isinstance(self.fmt, MinifloatArith)
+        chained = (lambda r, c: False) if minifloat else b_chain_of(platform)
 
         def route(r: int, c: int) -> BRoute:
             if r > 0 and chained(r, c):
                 return BRoute.CHAIN
             return BRoute.ENTER if r + 1 < R and chained(r + 1, c) else BRoute.FABRIC
 
-        pes = [[ProcessingElement(self.fmt, route(r, c)) for c in range(C)] for r in range(R)]
+        def make(r: int, c: int) -> ProcessingElement | MinifloatPE:
+            if minifloat:
+                return MinifloatPE(self.fmt)
+            return ProcessingElement(self.fmt, route(r, c))
+
+        pes = [[make(r, c) for c in range(C)] for r in range(R)]
         for r in range(R):
             for c in range(C):
                 m.submodules[self.pe_name(r, c)] = pes[r][c]

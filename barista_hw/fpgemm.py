@@ -1,6 +1,7 @@
 """Bit-exact model of GEMMs on minifloat and MX operands, and of the requantiser after them.
 
-The arithmetic, stated once (the RTL PE of a later session must match it):
+The arithmetic, stated once (the RTL matches it bit for bit for minifloats:
+:mod:`barista_hw.fppe` and :mod:`barista_hw.fprequant`; MX is not built in RTL):
 
 * **Minifloat operands.** Each code is an exact integer number of its format's ``unit``
   (:meth:`MinifloatFormat.to_units`); products of those integers are exact and are summed in a
@@ -80,7 +81,7 @@ def minifloat_gemm(
         raise InputError(f"GEMM shapes {a.shape} @ {b.shape} do not agree")
     bits = fa.acc_width(a.shape[1], fb)
     acc = _int_matmul(fa.to_units(a), fb.to_units(b), bits)
-    return acc, fa.emin - fa.mant + fb.emin - fb.mant
+    return acc, fa.unit_exp + fb.unit_exp
 
 
 def mx_gemm(

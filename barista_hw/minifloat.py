@@ -115,14 +115,24 @@ class MinifloatFormat:
         return (1 if self.subnormals else 0) - self.bias
 
     @property
+    def unit_exp(self) -> int:
+        """``log2(unit)``: the exponent of the LSB of :meth:`to_units` (and of an accumulator)."""
+        return self.emin - self.mant
+
+    @property
+    def top_field(self) -> int:
+        """The all-ones exponent field (inf/NaN for ``IEEE``, a normal binade otherwise)."""
+        return (1 << self.exp) - 1
+
+    @property
     def unit(self) -> float:
         """Value of the smallest step, ``2**(emin - mant)``: every finite value is a multiple."""
-        return math.ldexp(1.0, self.emin - self.mant)
+        return math.ldexp(1.0, self.unit_exp)
 
     @cached_property
     def max_code(self) -> int:
         """Code of the largest finite positive value."""
-        top = (1 << self.exp) - 1
+        top = self.top_field
         if self.special is Special.IEEE:
             return ((top - 1) << self.mant) | ((1 << self.mant) - 1)
         if self.special is Special.FN:
@@ -154,7 +164,7 @@ class MinifloatFormat:
     @cached_property
     def nan_code(self) -> int | None:
         """The positive NaN code (ml_dtypes' choice for IEEE: quiet, top mantissa bit)."""
-        top = (1 << self.exp) - 1
+        top = self.top_field
         if self.special is Special.IEEE:
             return (top << self.mant) | (1 << (self.mant - 1))
         if self.special is Special.FN:
@@ -171,7 +181,7 @@ class MinifloatFormat:
         n = np.where(normal, frac + (1 << self.mant), frac)
         e = np.where(normal, field - self.bias, self.emin)
         values = np.ldexp(n.astype(np.float64), (e - self.mant).astype(np.int64))
-        top = (1 << self.exp) - 1
+        top = self.top_field
         if self.special is Special.IEEE:
             values[(field == top) & (frac == 0)] = np.inf
             values[(field == top) & (frac != 0)] = np.nan
@@ -221,10 +231,10 @@ class MinifloatFormat:
             n = np.maximum(n, 1)  # no zero: below the smallest value rounds to it
         normal = n >> self.mant > 0
         field = np.where(normal, e + self.bias, 0)
-        code = (np.clip(field, 0, (1 << self.exp) - 1) << self.mant) | (n & ((1 << self.mant) - 1))
-        big = ~finite | (field > (1 << self.exp) - 1) | (code > self.max_code)
+        code = (np.clip(field, 0, self.top_field) << self.mant) | (n & ((1 << self.mant) - 1))
+        big = ~finite | (field > self.top_field) | (code > self.max_code)
         code = np.where(live & ~big, code, 0)
-        code = np.where(big, self._overflow_code(saturate), code)
+        code = np.where(big, self.overflow_code(saturate), code)
         nan = np.isnan(a)
         code = np.where(nan, 0 if self.nan_code is None else self.nan_code, code)
         code = code.astype(np.int64)
@@ -235,7 +245,8 @@ class MinifloatFormat:
             code = np.where(negative | (a == 0), self.nan_code, code)
         return code.astype(np.uint8 if self.bits <= 8 else np.uint16)
 
-    def _overflow_code(self, saturate: bool) -> int:
+    def overflow_code(self, saturate: bool) -> int:
+        """The code of a positive value too large for the format (see the module notes)."""
         if saturate or self.special is Special.FINITE:
             return self.max_code
         if self.special is Special.IEEE:

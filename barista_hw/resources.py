@@ -47,6 +47,7 @@ from .accelerator import FEED_DEPTH
 from .buffer import BANK_DEPTH, GROUP_BITS, bank_depths
 from .config import AcceleratorConfig
 from .engine import OUT_DEPTH
+from .fppe import MinifloatArith
 from .numfmt import SHIFT_BITS
 from .targets import LINK_RESULT_DEPTH, RESOURCES, Budget
 
@@ -100,6 +101,14 @@ FF_CONTROL_PER_DIM_BIT = 9
 FF_LINK_FIXED = 295
 FF_LINK_PER_BYTE = 6.2
 FF_LINK_PER_BEAT_BIT = 2.5
+
+# -- the minifloat PE (barista_hw.fppe), alone: fitted to bench/bench_fppe_cost.py's ECP5
+# synthesis of 12 PEs (E4M3, E5M2, E4M3 x E5M2, E2M3, E3M2, E2M1; K = 64 and 1024), all
+# within 13% (docs/formats.md). Not yet part of estimate(): no engine builds these PEs.
+MF_PE_PER_ACC_BIT = 1.8  # adder, clear/hold and bank multiplexers
+MF_PE_PER_SHIFT_MUX = 2.1  # per 2:1 multiplexer bit of the logarithmic shifter
+MF_PE_PER_PRODUCT_BIT = 3.9  # per bit of the significand partial products
+FF_MF_PE_FIXED = 5  # valid/last hops, their product-stage copies, the product's sign
 
 
 @dataclass(frozen=True)
@@ -288,3 +297,28 @@ def estimate(
         luts = {k: round(v * ICE40_LC_PER_CELL) for k, v in luts.items()}
         luts["flip-flops"] = round(ffs * ICE40_LC_PER_FF)
     return Resources(mults, sum(bram.values()), sum(luts.values()), bram, luts, round(ffs))
+
+
+@dataclass(frozen=True)
+class PeCost:
+    """One PE's estimated cost on ECP5: logic cells (``TRELLIS_COMB``), flip-flops, DSPs."""
+
+    luts: int
+    ffs: int
+    mults: int
+
+
+def minifloat_pe_cost(arith: MinifloatArith) -> PeCost:
+    """A :class:`~barista_hw.fppe.MinifloatPE` (LUT significand product, no multiplier):
+    flip-flops exact, logic cells fitted (see the constants)."""
+    sig = arith.a.mant + arith.b.mant + 2  # significand product bits
+    span = sig + arith.a.top_field + arith.b.top_field - 2  # the shifted product's bits
+    shifter = sum(min(sig + (2 << i) - 1, span) for i in range(arith.shift_width))
+    luts = (
+        MF_PE_PER_ACC_BIT * arith.acc_width
+        + MF_PE_PER_SHIFT_MUX * shifter
+        + MF_PE_PER_PRODUCT_BIT * (arith.a.mant + 1) * (arith.b.mant + 1)
+    )
+    operands = 2 * arith.operand_shape.width
+    ffs = operands + FF_MF_PE_FIXED + sig + arith.shift_width + 2 * arith.acc_width
+    return PeCost(round(luts), ffs, 0)

