@@ -81,6 +81,7 @@ def _operand_layout() -> data.StructLayout:
     return data.StructLayout(
         {
             "src": 2,
+            "unsigned": 1,  # a mask: window offsets, not sign-extended
             "first_bit": unsigned(FIRST_BIT_BITS),
             "bits": 6,
             "g": walker_layout(),
@@ -174,8 +175,9 @@ class _Builder:
 
     def operand(self, key: str, g: Walk, t: Walk = _ZERO_WALK, *, images: bool = True) -> None:
         first, bits = self.first_bit(key, images)
+        uns = int(self.tensor(key)["role"] == "mask")
         self.ops.append(
-            {"src": Source.MEMORY, "first_bit": first, "bits": bits, "g": g, "t": t}
+            {"src": Source.MEMORY, "unsigned": uns, "first_bit": first, "bits": bits, "g": g, "t": t}
         )
 
     def constant(self, source: Source) -> None:
@@ -461,6 +463,7 @@ def _tag_layout(bus_bits: int) -> data.StructLayout:
             "writer": 1,  # the words are the writer's (an element it merges into)
             "read": 1,  # words follow on ``r`` (else ``value`` is the element)
             "k": 2,
+            "unsigned": 1,
             "off": max(1, (bus_bits - 1).bit_length()),
             "bits": 6,
             "words": 2,
@@ -668,6 +671,7 @@ class VecMem(wiring.Component):
             tag.k.eq(k),
             tag.off.eq(off),
             tag.bits.eq(op.bits),
+            tag.unsigned.eq(op.unsigned),
             tag.words.eq(nwords),
             tag.value.eq(value),
             tag.pad.eq(pad),
@@ -796,7 +800,7 @@ class VecMem(wiring.Component):
         m.d.comb += raw.eq(full >> head.off)
         mask = Signal(DATA_BITS, name="emask")
         m.d.comb += mask.eq((Const(1, DATA_BITS + 1) << head.bits) - 1)
-        neg = raw.bit_select((head.bits - 1)[:5], 1)
+        neg = raw.bit_select((head.bits - 1)[:5], 1) & ~head.unsigned
         elem = Mux(neg, raw | ~mask, raw & mask).as_signed()
         val = Mux(head.read, elem, head.value)
         v = Signal(data.ArrayLayout(signed(DATA_BITS), 3), name="ev")

@@ -83,9 +83,11 @@ class Spec:
         )
 
     def image(self, m: Machine, background: np.ndarray) -> np.ndarray:
-        """The DRAM's bus words: ``background`` with every tensor of ``m`` packed in."""
+        """The DRAM's bus words: ``background`` with the instruction's tensors packed in
+        (the others may share their memory: a compiled program's transients do)."""
         image = background.copy()
-        for t in self.program.tensors:
+        keys = ("src", "src2", "dst", "dst2")
+        for t in (self.tensors[self.inst[k]] for k in keys if self.inst[k] != 0xFFFF):
             q = m.tensor(t["name"]).ravel()
             first = 8 * t["addr"]
             words = pack_stream(q, t["bits"], BUS_BITS, first).astype(np.int64)
@@ -337,10 +339,11 @@ def _program_specs() -> list[Spec]:
         rng = np.random.default_rng(zlib.crc32(name.encode()))
         values, fracs = {}, {}
         for t in program.tensors:
-            top = min(t["bits"], 22)
-            if t["role"] == "mask":
-                top = None
-            values[t["name"]] = _rand(rng, tuple(t["shape"]), t["bits"], top)
+            shape = tuple(t["shape"])
+            if t["role"] == "mask":  # window offsets: unsigned
+                values[t["name"]] = rng.integers(0, 1 << t["bits"], size=shape)
+            else:
+                values[t["name"]] = _rand(rng, shape, t["bits"], min(t["bits"], 22))
             fracs[t["name"]] = 0 if t["role"] in ("mask", "constant") else 8
         scalars = {n: 0.0005 if n.startswith("decay") else 0.01 for n in program.scalars}
         scalars["momentum"] = 0.9
