@@ -48,7 +48,7 @@ import enum
 import math
 
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -176,12 +176,12 @@ class _Builder:
     def operand(self, key: str, g: Walk, t: Walk = _ZERO_WALK, *, images: bool = True) -> None:
         first, bits = self.first_bit(key, images)
         uns = int(self.tensor(key)["role"] == "mask")
-        self.ops.append(
-            {"src": Source.MEMORY, "unsigned": uns, "first_bit": first, "bits": bits, "g": g, "t": t}
-        )
+        op = {"src": Source.MEMORY, "unsigned": uns, "first_bit": first, "bits": bits}
+        self.ops.append({**op, "g": g, "t": t})
 
     def constant(self, source: Source) -> None:
-        self.ops.append({"src": source, "first_bit": 0, "bits": 1, "g": _ZERO_WALK, "t": _ZERO_WALK})
+        op = {"src": source, "unsigned": 0, "first_bit": 0, "bits": 1}
+        self.ops.append({**op, "g": _ZERO_WALK, "t": _ZERO_WALK})
 
     def result(self, key: str, *, images: bool = True, zero: bool = False) -> None:
         first, bits = self.first_bit(key, images)
@@ -189,9 +189,9 @@ class _Builder:
 
     def fields(self, vec: VecCommand) -> dict:
         unused = {"src": Source.NONE, "first_bit": 0, "bits": 1}
-        ops = [
-            {**o, "g": o["g"].fields(), "t": o["t"].fields()} for o in self.ops
-        ] + [{**unused, "g": _ZERO_WALK.fields(), "t": _ZERO_WALK.fields()}] * (3 - len(self.ops))
+        ops = [{**o, "g": o["g"].fields(), "t": o["t"].fields()} for o in self.ops] + [
+            {**unused, "g": _ZERO_WALK.fields(), "t": _ZERO_WALK.fields()}
+        ] * (3 - len(self.ops))
         res = self.res + [{"use": 0, "zero": 0, "first_bit": 0, "bits": 1}] * (3 - len(self.res))
         groups = self.f["groups"]
         return {
@@ -483,6 +483,18 @@ _ENTRY = data.StructLayout(
 )
 
 
+def _select(m: Module, values: list, index: Value, name: str) -> data.View | Value:
+    """``values[index]`` as a chain of multiplexers, the last value the default: a
+    continuous assignment, defined from time 0 in an event-driven simulator (Icarus runs
+    an ``always @*`` block only once an input changes)."""
+    out = Signal.like(values[0], name=name)
+    value = Value.cast(values[-1])
+    for i in range(len(values) - 2, -1, -1):
+        value = Mux(index == i, values[i], value)
+    m.d.comb += out.eq(value)
+    return out
+
+
 def _cover_group() -> data.StructLayout:
     u16, s32 = unsigned(16), signed(32)
     return data.StructLayout(
@@ -595,10 +607,6 @@ class VecMem(wiring.Component):
         cg, cgm = Signal(_cover_group(), name="cg"), Signal(_cover_group(), name="cgm")
         ce = Signal(_cover_entry(), name="ce")
         cv = c.cv
-        cg0 = {
-            "qh": cv.q0h, "rh": cv.r0h, "qw": cv.q0w, "rw": cv.r0w,
-            "rhkw": cv.rhkw0, "rowaddr": cv.row0,
-        }  # fmt: skip
         p = self.cmd.payload
 
         def positions(w: data.View) -> list:
@@ -649,14 +657,11 @@ class VecMem(wiring.Component):
         m.d.comb += [hsize.eq(c.lim_h - top), wsize.eq(c.lim_w - left)]
         hs = Mux(hsize > c.kh, c.kh, hsize)
         ws = Mux(wsize > c.kw, c.kw, wsize)
-        recip = c.recip[Cat((ws - 1)[:2], (hs - 1)[:2])]
+        recip = _select(m, list(c.recip), Cat((ws - 1)[:2], (hs - 1)[:2]), "recip")
 
-        op = c.ops[k]
-        addr = Signal(signed(32), name="addr")
-        with m.Switch(k):
-            for i in range(3):
-                with m.Case(i) if i < 2 else m.Default():
-                    m.d.comb += addr.eq(Mux(c.cover, cover_addr, G[i].addr + T[i].addr))
+        op = _select(m, list(c.ops), k, "op")
+        linear = [G[i].addr + T[i].addr for i in range(3)]
+        addr = Mux(c.cover, cover_addr, _select(m, linear, k, "linear_addr"))
         bit = Signal(FIRST_BIT_BITS + 1, name="bit")
         m.d.comb += bit.eq(op.first_bit + addr * op.bits)
         off = bit[:sh]
@@ -680,12 +685,7 @@ class VecMem(wiring.Component):
             tag.last.eq(last),
             tag.end.eq(last & (row == c.rows - 1)),
         ]
-        ok = (
-            gen_on
-            & tagq.w_rdy
-            & ((k != 0) | (credit != 0))
-            & (arb["r_locked"] | ~arb["w_want"])
-        )
+        ok = gen_on & tagq.w_rdy & ((k != 0) | (credit != 0)) & (arb["r_locked"] | ~arb["w_want"])
         m.d.comb += [
             arb["r_req"].eq(ok & read),
             arb["r_cmd"].addr.eq(bit[sh:]),
@@ -693,7 +693,7 @@ class VecMem(wiring.Component):
             arb["r_cmd"].write.eq(0),
         ]
         fire = ok & (~read | arb["r_go"])
-        m.d.comb += [tagq.w_en.eq(fire), tagq.w_data.eq(tag)]
+        arb["r_fire"], arb["r_tag"] = fire, tag  # pushed by the writer's mux
         popped = entq.r_en & entq.r_rdy
         m.d.sync += credit.eq(credit - (fire & (k == 0)) + popped)
 
@@ -805,11 +805,7 @@ class VecMem(wiring.Component):
         val = Mux(head.read, elem, head.value)
         v = Signal(data.ArrayLayout(signed(DATA_BITS), 3), name="ev")
         ent = Signal(_ENTRY, name="entry")
-        m.d.comb += ent.v.eq(v)
-        with m.Switch(head.k):
-            for i in range(3):
-                with m.Case(i) if i < 2 else m.Default():
-                    m.d.comb += ent.v[i].eq(val)
+        m.d.comb += [ent.v[i].eq(Mux(head.k == i, val, v[i])) for i in range(3)]
         m.d.comb += [
             ent.pad.eq(head.pad),
             ent.on.eq(head.on),
@@ -867,17 +863,14 @@ class VecMem(wiring.Component):
             m.d.sync += [rbit[i].eq(self.cmd.payload.res[i].first_bit) for i in range(STREAMS)]
         merged = Signal(3 * bus, name="merged")
         wi = Signal(2, name="wi")
-        res = c.res[wk]
-        b = Signal(FIRST_BIT_BITS + 1, name="wbit")
-        with m.Switch(wk):
-            for i in range(STREAMS):
-                with m.Case(i) if i < 2 else m.Default():
-                    m.d.comb += b.eq(rbit[i])
+        res = _select(m, list(c.res), wk, "res")
+        b = _select(m, rbit, wk, "wbit")
         off = b[:sh]
         nwords = (off + res.bits + bus - 1) >> sh
         mask = Signal(DATA_BITS, name="wmask")
         m.d.comb += mask.eq((Const(1, DATA_BITS + 1) << res.bits) - 1)
-        value = Mux(res.zero, 0, q[wl][wk]).as_unsigned() & mask
+        lane_q = _select(m, list(q), wl, "lane_q")
+        value = Mux(res.zero, 0, _select(m, list(lane_q), wk, "q_k")).as_unsigned() & mask
         wide = Signal(3 * bus, name="wide")
         m.d.comb += wide.eq(mask << off)
         m.d.comb += [
@@ -906,8 +899,23 @@ class VecMem(wiring.Component):
             beat_done = lane_done & (wl == lanes - 1)
             m.d.sync += state.eq(Mux(beat_done, _WRITER.index("IDLE"), _WRITER.index("SCAN")))
 
+        # The comb outputs as continuous assignments (an ``always @*`` block runs in an
+        # event-driven simulator only once an input changes: not at time 0).
+        reading, writing = is_["READ"], is_["WRITE"]
+        m.d.comb += [
+            idle.eq(is_["IDLE"]),
+            unit.y.ready.eq(is_["IDLE"]),
+            arb["w_want"].eq((is_["SCAN"] & res.use) | reading | is_["WAIT"] | writing),
+            arb["w_req"].eq((reading & tagq.w_rdy) | writing),
+            arb["w_cmd"].write.eq(writing),
+            w.valid.eq(is_["DATA"]),
+            w.payload.eq(merged.word_select(wi, bus)),
+            # One pusher a cycle: the reader yields to a waiting writer unless its own
+            # command holds the port.
+            tagq.w_en.eq((reading & arb["w_go"]) | arb["r_fire"]),
+            tagq.w_data.eq(Mux(reading & arb["w_go"], wtag.as_value(), arb["r_tag"].as_value())),
+        ]
         with m.If(is_["IDLE"]):
-            m.d.comb += [idle.eq(1), unit.y.ready.eq(1)]
             with m.If(unit.y.valid):
                 m.d.sync += [q.eq(unit.y.payload.q), qon.eq(unit.y.payload.on)]
                 m.d.sync += [wl.eq(0), wk.eq(0), *goto("SCAN")]
@@ -915,25 +923,19 @@ class VecMem(wiring.Component):
             with m.If(~qon.bit_select(wl, 1)):
                 m.d.sync += goto("IDLE")  # lanes on are a prefix
             with m.Elif(res.use):
-                m.d.comb += arb["w_want"].eq(1)
                 m.d.sync += goto("READ")
             with m.Else():
                 finish_slot()
-        with m.Elif(is_["READ"]):
-            m.d.comb += [arb["w_want"].eq(1), arb["w_req"].eq(tagq.w_rdy)]
+        with m.Elif(reading):
             with m.If(arb["w_go"]):
-                m.d.comb += [tagq.w_en.eq(1), tagq.w_data.eq(wtag)]
                 m.d.sync += goto("WAIT")
         with m.Elif(is_["WAIT"]):
-            m.d.comb += arb["w_want"].eq(1)
             with m.If(done):
                 m.d.sync += [merged.eq((words & ~wide) | (value << off)), *goto("WRITE")]
-        with m.Elif(is_["WRITE"]):
-            m.d.comb += [arb["w_want"].eq(1), arb["w_req"].eq(1), arb["w_cmd"].write.eq(1)]
+        with m.Elif(writing):
             with m.If(arb["w_go"]):
                 m.d.sync += [wi.eq(0), *goto("DATA")]
         with m.Else():  # DATA
-            m.d.comb += [w.valid.eq(1), w.payload.eq(merged.word_select(wi, bus))]
             with m.If(w.ready):
                 m.d.sync += wi.eq(wi + 1)
                 with m.If(wi == nwords - 1):

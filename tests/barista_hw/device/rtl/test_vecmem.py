@@ -132,9 +132,8 @@ def _program(rng: np.random.Generator, tensors: list[tuple], **extra) -> Program
     table, slot, byte = [], 0, int(rng.integers(0, 5))
     for name, role, shape, bits in tensors:
         n = math.prod(shape)
-        table.append(
-            {"name": name, "role": role, "shape": list(shape), "bits": bits, "dram": slot, "addr": byte}
-        )
+        entry = {"name": name, "role": role, "shape": list(shape), "bits": bits}
+        table.append({**entry, "dram": slot, "addr": byte})
         slot += -(-n // 16) * 16
         byte += (n * bits + 7) // 8 + int(rng.integers(0, 4))
     return Program(tensors=table, meta={"batch": tensors[0][2][0]}, **extra)
@@ -290,7 +289,8 @@ def _pool_specs() -> list[Spec]:
                 small = (batch, g.channels, g.out_height, g.out_width)
                 mask = ("mask", "mask", small, vector.mask_bits(g))
                 if op is VecOp.MAXPOOL:
-                    names = [("x", "activation", big, WIDTH), ("y", "activation", small, WIDTH), mask]
+                    names = [("x", "activation", big, WIDTH), ("y", "activation", small, WIDTH)]
+                    names.append(mask)
                     fields = {"src": 0, "dst": 1, "dst2": 2}
                 elif op is VecOp.AVEPOOL:
                     names = [("x", "activation", big, WIDTH), ("y", "activation", small, WIDTH)]
