@@ -1,0 +1,100 @@
+"""VEC instructions from memory in simulation: the build of :class:`~barista_hw.device.rtl.
+vecmem.VecMem` and runs of its cases in :mod:`sim.vecmem_test`.
+
+* :func:`build` elaborates and compiles the unit for Icarus or Verilator (cached, as
+  :func:`sim.runner.component_build` does);
+* :func:`run_cases` runs :class:`VecCase` s back to back in one simulation, the memory
+  side played by :class:`sim.port_model.PortMemory` on the DRAM's bus words.
+
+Nothing is compared here: the tests compare with the device model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from barista_hw.device.memory import ULX3S_SDRAM
+from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
+from barista_hw.device.rtl.vecmem import VecMem, cycles_bound, pack_command
+
+from .runner import UnitBuild, component_build, new_run_dir, run_test_module
+from .tools import SimulationError
+
+CASES_ENV = "BARISTA_VECMEM_CASES"  # read by sim.vecmem_test
+RESULTS_ENV = "BARISTA_VECMEM_RESULTS"
+TEST_MODULE = "sim.vecmem_test"
+BUS_BITS = ULX3S_SDRAM.bus_bits
+
+
+def build(sim: str, lanes: int) -> UnitBuild:
+    """The unit of ``lanes`` lanes on the ULX3S's bus, compiled for ``sim`` (cached)."""
+    top = f"vecmem_{lanes}x{BUS_BITS}"
+    return component_build(lambda: VecMem(lanes, bus_bits=BUS_BITS), top, f"{lanes}", sim)
+
+
+@dataclass
+class VecCase:
+    """One instruction's command (:func:`~barista_hw.device.rtl.vecmem.command` fields) on
+    the DRAM's unsigned bus words ``memory``; ``stall``: the probability of a gap on every
+    stream of the memory port and of ``stats`` not ready; ``latency``: the read latency."""
+
+    name: str
+    command: dict
+    memory: np.ndarray
+    stall: float = 0.0
+    latency: int = 3
+
+
+@dataclass
+class VecResult:
+    """What a case left: the memory's words, the stats word, the cycles from the
+    command's offer to the stats' transfer, the port's command count."""
+
+    case: VecCase
+    memory: np.ndarray
+    stats: int
+    cycles: int
+    commands: int
+
+
+def run_cases(
+    unit: UnitBuild, lanes: int, cases: Sequence[VecCase], *, seed: int = 0
+) -> list[VecResult]:
+    """Run ``cases`` back to back in one simulation; results in case order."""
+    run_dir = new_run_dir()
+    cases_path, results_path = run_dir / "cases.json", run_dir / "results.json"
+    header = {
+        "addr_bits": ADDR_BITS,
+        "len_bits": LEN_BITS,
+        "seed": seed,
+        "cases": [
+            {
+                "command": str(pack_command(c.command)),
+                "memory": [int(w) for w in c.memory],
+                "stall": c.stall,
+                "latency": c.latency,
+                "max_cycles": int(
+                    cycles_bound(c.command, latency=c.latency, lanes=lanes) * (1 + 10 * c.stall)
+                ),
+            }
+            for c in cases
+        ],
+    }
+    cases_path.write_text(json.dumps(header))
+    env = {CASES_ENV: str(cases_path), RESULTS_ENV: str(results_path)}
+    label = f"{unit.top} on {unit.sim}"
+    run_test_module(unit.build_dir, unit.top, unit.sim, TEST_MODULE, run_dir, env, label)
+    if not results_path.is_file():
+        raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
+    out = json.loads(results_path.read_text())
+    results = [
+        VecResult(c, np.array(r["memory"], np.int64), r["stats"], r["cycles"], r["commands"])
+        for c, r in zip(cases, out["cases"], strict=True)
+    ]
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return results
