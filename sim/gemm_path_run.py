@@ -6,8 +6,9 @@
 * :func:`dram_image` / :func:`image_tensor`: a program's tensors packed into DRAM bus
   words at their width from their byte address (:func:`~barista_hw.device.memory.pack_stream`),
   and one read back;
-* :func:`section_runs` makes the case of each of a program's sections (its LOADs, GEMMs
-  and STOREs), running them on the device model for the DRAM they must leave;
+* :func:`random_machine` is a device model on random DRAM; :func:`section_runs` makes the
+  case of each of a program's sections (its LOADs, GEMMs and STOREs), running them on
+  the model for the DRAM they must leave;
 * :func:`run_cases` runs :class:`PathCase` s (a DRAM image and the commands of a run of
   instructions) back to back in one simulation of :mod:`sim.gemm_path_test`, the memory
   played by :class:`sim.port_model.PortMemory`.
@@ -98,6 +99,18 @@ class SectionRun:
     case: PathCase
     expected: np.ndarray
     instructions: list[Instruction]
+
+
+def random_machine(program: Program, config: DeviceConfig, seed: int = 0) -> Machine:
+    """The device model of ``program`` with random integers in every DRAM tensor (an eighth
+    of each width's range, so sums have room and some GEMM results still saturate) and the
+    16-bit ones at exponent 10 (a GEMM of two shifts by 12 to the default 8)."""
+    m = Machine(program, config)
+    rng = np.random.default_rng(seed)
+    for t in program.tensors:
+        lim = 1 << (t["bits"] - 3)
+        m.write(t["name"], rng.integers(-lim, lim, t["shape"]), 10 if t["bits"] == 16 else 0)
+    return m
 
 
 def section_runs(machine: Machine, sections: Sequence[tuple[str, float]]) -> list[SectionRun]:

@@ -29,9 +29,9 @@ from barista_hw.device.isa import ACC_FIRST, ACC_LAST, Op, Program, View
 from barista_hw.device.layers import Conv
 from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig
-from barista_hw.device.rtl import gemm_path, gemm_unit
+from barista_hw.device.rtl import gemm_path
 from barista_hw.device.rtl.gemm_path import GemmPath, Unit
-from barista_hw.device.rtl.scratchpad import geometry
+from barista_hw.device.traffic import instruction_counts
 from barista_hw.numfmt import Rounding
 from barista_hw.rtl import to_verilog
 from sim.gemm_path_run import (
@@ -40,6 +40,7 @@ from sim.gemm_path_run import (
     SectionRun,
     build,
     image_tensor,
+    random_machine,
     run_cases,
     section_runs,
 )
@@ -84,15 +85,9 @@ def run_program() -> Program:
 
 
 def machine(seed: int = 5) -> Machine:
-    """The model of the compiled net, every DRAM tensor random (room for sums: some GEMM
-    results still saturate)."""
-    program = run_program()
-    m = Machine(program, CONFIG)
+    """The model of the compiled net on random DRAM, in iteration 7 (the seeds mix it in)."""
+    m = random_machine(run_program(), CONFIG, seed)
     m.iteration = 7
-    rng = np.random.default_rng(seed)
-    for t in program.tensors:
-        lim = 1 << (t["bits"] - 3)
-        m.write(t["name"], rng.integers(-lim, lim, t["shape"]), 10 if t["bits"] == 16 else 0)
     return m
 
 
@@ -152,6 +147,24 @@ def test_gemm_path_bit_exact_more(sim: str, index: int, sim_run_cache: dict) -> 
     _check(run, res, run_program())
 
 
+@pytest.mark.slow
+@pytest.mark.cocotb
+def test_gemm_cycles_meet_the_time_model(sim: str, sim_run_cache: dict) -> None:
+    """Without stalls each GEMM takes the time model's cycles (its engine command), plus
+    the cycle the path takes to hand the command over."""
+    runs = _results(sim_run_cache, sim, "gemm_path_slow", SLOW)
+    seen = 0
+    for run, res in runs:
+        if run.case.stall:
+            continue
+        for inst, cycles in zip(run.instructions, res.cycles, strict=True):
+            if inst.op is Op.GEMM:
+                seen += 1
+                model = instruction_counts(inst, run_program(), CONFIG).cycles
+                assert cycles <= model + 1, (inst.text(), cycles, model)
+    assert seen
+
+
 def test_cases_cover_chains_images_and_col2im() -> None:
     """The default cases hold what they claim: a GEMM chain, a GEMM over two images, a
     col2im STORE, a transposed im2col LOAD; each changes DRAM."""
@@ -166,25 +179,25 @@ def test_cases_cover_chains_images_and_col2im() -> None:
     assert all(not np.array_equal(r.case.image, r.expected) for r in runs)
 
 
-def test_gemm_commands_reach_their_fields() -> None:
-    """The pre-decode: a GEMM's fields, the shift and seed the model uses, C's base."""
-    m = machine()
-    program = m.program
-    inst = next(i for i in program.instructions if i.op is Op.GEMM and i["c_base"])
-    gemm = m.gemm_command(inst)
-    fields = gemm_unit.command(inst, gemm, ACC, geometry(CONFIG, Space.C))
-    for name in ("m", "k", "n", "images", "a_base", "b_base", "c_base"):
-        assert fields[name] == inst[name], name
-    assert (fields["shift"], fields["seed"]) == (gemm.shift, gemm.seed)
-    assert fields["acc_first"] == bool(inst["mode"] & ACC_FIRST)
-    with pytest.raises(InputError, match="runs GEMM"):
-        gemm_unit.command(program.instructions[0], gemm, ACC, geometry(CONFIG, Space.C))
-    load = next(i for i in program.instructions if i.op is Op.LOAD)
-    assert gemm_path.command(load, program, CONFIG)["unit"] == (
-        Unit.LOAD_A if load["space"] == Space.A else Unit.LOAD_B
-    )
+def test_commands_go_to_their_units() -> None:
+    """LOADs into A and B, STOREs from C and GEMMs each reach their unit; a GEMM needs its
+    engine command and other instructions are refused."""
+    program = run_program()
+    want = {(Op.LOAD, Space.A): Unit.LOAD_A, (Op.LOAD, Space.B): Unit.LOAD_B}
+    want[(Op.STORE, Space.C)] = Unit.STORE_C
+    seen = set()
+    for inst in program.instructions:
+        if inst.op in (Op.LOAD, Op.STORE):
+            unit = want[(inst.op, Space(inst["space"]))]
+            assert gemm_path.command(inst, program, CONFIG)["unit"] == unit
+            seen.add(unit)
+    assert seen == set(want.values())
+    gemm = next(i for i in program.instructions if i.op is Op.GEMM)
     with pytest.raises(InputError, match="needs its engine command"):
-        gemm_path.command(inst, program, CONFIG)
+        gemm_path.command(gemm, program, CONFIG)
+    vec = next(i for i in program.instructions if i.op is Op.VEC)
+    with pytest.raises(InputError, match="runs LOAD, GEMM and STORE"):
+        gemm_path.command(vec, program, CONFIG)
 
 
 def test_gemm_path_verilog_is_lint_clean(tmp_path: Path) -> None:
