@@ -110,12 +110,18 @@ class Accelerator(wiring.Component):
         super().__init__(
             {
                 "cmd": In(stream.Signature(run_layout(cfg))),
-                "wr": In(stream.Signature(write_layout(cfg))),
+                **self._write_ports(cfg),
                 "o": Out(stream.Signature(output_layout(cfg.engine))),
                 "busy": Out(1),
                 "cycles": Out(CYCLE_BITS),
             }
         )
+
+    @staticmethod
+    def _write_ports(cfg: AcceleratorConfig) -> dict:
+        """The ports that fill the buffers (a variant fed otherwise overrides this and
+        :meth:`_host_writes`)."""
+        return {"wr": In(stream.Signature(write_layout(cfg)))}
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

@@ -140,8 +140,7 @@ class Machine:
         for i, (section, inst) in enumerate(zip(sections, self.program.instructions, strict=True)):
             if until is not None and i > until:
                 break
-            self._index = None
-            self._run[inst.op](inst)
+            self.execute(inst)
             if not counting:
                 continue
             if i not in self._counted:
@@ -188,6 +187,23 @@ class Machine:
             self.probing = False
         return self.changed
 
+    def execute(self, inst: Instruction) -> None:
+        """Run one instruction (what :meth:`run` does for each, counting nothing)."""
+        self._index = None
+        self._run[inst.op](inst)
+
+    def gemm_command(self, inst: Instruction) -> GemmCommand:
+        """What GEMM ``inst`` asks of the engine now: the shift from the exponents its
+        descriptor's tensors have, its rounding, and its block's seed in this iteration."""
+        d = self.program.descriptors[inst["desc"]]
+        fa, fb = self.scales.stored(d["a"]), self.scales.stored(d["b"])
+        return GemmCommand(
+            shift=max(0, min(MAX_SHIFT, fa + fb - self.scales.frac(d["out"]))),
+            rounding=Rounding(inst["mode"] & 3),
+            seed=block_seed(iteration_seed(inst["seed"], self.iteration), inst["block"]),
+            images=inst["images"],
+        )
+
     def _load(self, inst: Instruction) -> None:
         index = self._index = traffic.tile_index(inst, self.program)
         self.tiles[(inst["space"], inst["spad"])] = dma.gather(self.dram, inst["dram"], index)
@@ -212,13 +228,8 @@ class Machine:
             return
         d = self.program.descriptors[inst["desc"]]
         fa, fb = self.scales.stored(d["a"]), self.scales.stored(d["b"])
-        shift = max(0, min(MAX_SHIFT, fa + fb - self.scales.frac(d["out"])))
-        cmd = GemmCommand(
-            shift=shift,
-            rounding=Rounding(inst["mode"] & 3),
-            seed=block_seed(iteration_seed(inst["seed"], self.iteration), inst["block"]),
-            images=inst["images"],
-        )
+        cmd = self.gemm_command(inst)
+        shift = cmd.shift
         a_all = np.concatenate([p[0] for p in parts], axis=1)
         b_all = np.concatenate([p[1] for p in parts], axis=0)
         q = model.gemm_quantized(a_all, b_all, self.config.accelerator.engine, cmd)

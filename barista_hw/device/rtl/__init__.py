@@ -1,4 +1,5 @@
-"""The device's RTL (Amaranth 0.5): memory port, scratchpads, DMA engine, vector unit.
+"""The device's RTL (Amaranth 0.5): memory port, scratchpads, DMA engine, GEMM unit,
+vector unit, sequencer; the GEMM path (DMA + GEMM unit) as a proof top.
 
 Each unit is a :class:`amaranth.lib.wiring.Component` whose streams are
 :mod:`amaranth.lib.stream` ports; the device model (:mod:`barista_hw.device`) defines

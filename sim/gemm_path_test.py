@@ -1,0 +1,82 @@
+"""The cocotb module run inside the simulator: cases through
+:class:`~barista_hw.device.rtl.gemm_path.GemmPath`.
+
+Input: the JSON named by ``BARISTA_GEMM_PATH_CASES`` (written by
+:func:`sim.gemm_path_run.run_cases`); per case the packed commands, the DRAM bus words,
+the stall probability and the memory's latency. Output: the JSON named by
+``BARISTA_GEMM_PATH_RESULTS``: per case the DRAM words afterwards and each command's
+cycles, from the cycle it is taken to the path's idle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from sim.gemm_path_run import CASES_ENV, RESULTS_ENV
+from sim.port_model import PortMemory
+from sim.tb import StreamSource
+
+
+async def _run_case(dut, case: dict, header: dict, master: random.Random) -> dict:  # noqa: ANN001
+    words = np.array(case["memory"], dtype=np.int64)
+    mem = PortMemory(
+        dut,
+        "port",
+        words,
+        addr_bits=header["addr_bits"],
+        len_bits=header["len_bits"],
+        latency=case["latency"],
+        stall=case["stall"],
+        seed=master.getrandbits(32),
+    )
+    cmd = StreamSource(dut, "cmd", random.Random(master.getrandbits(32)))
+    cmd.extend([int(c) for c in case["commands"]], case["stall"])
+    cycles: list[int] = []
+    running, start, now = False, 0, 0
+    while running or cmd.queue:
+        await RisingEdge(dut.clk)
+        now += 1
+        if now - start > case["max_cycles"]:
+            raise TimeoutError(
+                f"command {len(cycles)} did not finish in {case['max_cycles']} cycles: "
+                f"{mem.stats.commands} memory commands"
+            )
+        cmd.drive()
+        mem.drive()
+        await ReadOnly()
+        if running and not int(dut.busy.value):
+            cycles.append(now - start)
+            running = False
+        if cmd.sample():
+            running, start = True, now
+        mem.sample()
+    if not mem.idle:
+        raise AssertionError("the GEMM path went idle with memory commands outstanding")
+    await RisingEdge(dut.clk)  # out of the read-only phase: the next case drives signals
+    return {"memory": [int(w) for w in words], "cycles": cycles}
+
+
+@cocotb.test()
+async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
+    """All cases of the file, one after another in one simulation."""
+    with open(os.environ[CASES_ENV]) as f:
+        header = json.load(f)
+    master = random.Random(header["seed"])
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.cmd__valid.value = 0
+    dut.rst.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    results = [await _run_case(dut, case, header, master) for case in header["cases"]]
+    path = os.environ[RESULTS_ENV]
+    with open(f"{path}.tmp", "w") as f:
+        json.dump({"cases": results}, f)
+    os.replace(f"{path}.tmp", path)
