@@ -211,8 +211,9 @@ class DataParallelBackend(HardwareBackend):
                 ray.shutdown()
 
 
-def check_devices(backend: str, devices: int, options: dict[str, Any]) -> None:
-    """Reject a ``--devices`` request the backend cannot serve, naming the option."""
+def check_devices(backend: str, devices: int, options: dict[str, Any] | None = None) -> None:
+    """Reject a ``--devices`` request the backend cannot serve, naming the option; without
+    ``options`` (the backend's, before they are made) only the count and the backend."""
     if devices < 1:
         raise InputError(f"--devices must be at least 1, got {devices}")
     if backend not in DEVICE_BACKENDS:
@@ -220,6 +221,8 @@ def check_devices(backend: str, devices: int, options: dict[str, Any]) -> None:
             f"--devices {devices}: backend {backend!r} cannot share its GEMMs among devices "
             f"(use {', '.join(DEVICE_BACKENDS)})"
         )
+    if options is None:
+        return
     if options.get("accelerator") is None:
         raise InputError(
             f"--devices {devices} with --backend {backend} needs --accelerator: the devices "
@@ -227,6 +230,8 @@ def check_devices(backend: str, devices: int, options: dict[str, Any]) -> None:
         )
     if options.get("trace") is not None:
         raise InputError(f"--trace applies to one device, not to --devices {devices}")
+    if backend == "board":
+        _ports(options.get("port"), devices)
 
 
 def data_parallel_factory(

@@ -148,10 +148,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.address and args.devices == 1:
         raise InputError("--address applies with --devices N > 1")
-    options = backend_options(args, backend, net, log)
     if args.devices != 1:
         from barista.data_parallel import check_devices
 
+        check_devices(backend, args.devices)  # before an accelerator is generated
+    options = backend_options(args, backend, net, log)
+    if args.devices != 1:
         check_devices(backend, args.devices, options)
     common = {"weights": weights, "max_iter": args.iterations, "random_seed": args.seed}
     if backend == DEVICE:
