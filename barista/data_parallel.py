@@ -95,12 +95,20 @@ class DataParallelBackend(HardwareBackend):
     is required (its schedule's blocks are what the devices share). A board backend takes
     one ``port`` per device (a list, or a comma-separated string). ``address``: the Ray
     cluster to join (default: a local Ray, started here and stopped by :meth:`close`).
+    ``device``: the actor class (:class:`GemmDevice`, or a subclass of it) and any extra
+    arguments it takes after the backend's name and options.
     """
 
     name = "data-parallel"
 
     def __init__(
-        self, backend: str, devices: int, *, address: str | None = None, **options: Any
+        self,
+        backend: str,
+        devices: int,
+        *,
+        address: str | None = None,
+        device: tuple[type[GemmDevice], tuple[Any, ...]] = (GemmDevice, ()),
+        **options: Any,
     ) -> None:
         check_devices(backend, devices, options)
         accelerator = options["accelerator"]
@@ -120,10 +128,12 @@ class DataParallelBackend(HardwareBackend):
         from .ray_cluster import join_ray
 
         self._started = join_ray(address, num_cpus=max(devices, os.cpu_count() or 1))
-        actor = ray.remote(num_cpus=1, max_restarts=0)(GemmDevice)
+        actor = ray.remote(num_cpus=1)(device[0]).options(scheduling_strategy="SPREAD")
         self.devices = [
-            actor.options(scheduling_strategy="SPREAD").remote(
-                backend, self._options if ports is None else dict(self._options, port=ports[i])
+            actor.remote(
+                backend,
+                self._options if ports is None else dict(self._options, port=ports[i]),
+                *device[1],
             )
             for i in range(devices)
         ]

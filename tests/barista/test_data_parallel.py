@@ -9,14 +9,19 @@ equal. One local Ray serves the whole module.
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from barista import cli
+from barista.backends.hardware import GoldenBackend
 from barista.backends.plan import gemm_layers
+from barista.data_parallel import DataParallelBackend, GemmDevice
 from barista.manifest import load_accelerator
 from barista.ray_cluster import join_ray
 from barista_hw.plan import plan_net
@@ -123,6 +128,71 @@ def test_two_devices_train_as_one_bit_for_bit(
     assert two[0] == one[0]
     assert two[1] == one[1]
     assert two[2] == one[2]
+
+
+class MeetingDevice(GemmDevice):
+    """A device that, before computing its share, waits until the other device of the
+    same GEMM has started too: sequential devices never meet (then it fails)."""
+
+    def __init__(self, backend: str, options: dict, meeting: Any) -> None:
+        super().__init__(backend, options)
+        self.meeting = meeting
+
+    def run_blocks(self, *args: Any) -> Any:
+        import ray
+
+        ticket = ray.get(self.meeting.arrive.remote())  # 1, 2 for the first GEMM, ...
+        everyone = (ticket + 1) // 2 * 2
+        deadline = time.monotonic() + 120  # a guard against a hang, not a speed test
+        while ray.get(self.meeting.count.remote()) < everyone:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ticket {ticket}: the other device never ran at once")
+            time.sleep(0.01)
+        return super().run_blocks(*args)
+
+
+class Meeting:
+    def __init__(self) -> None:
+        self.arrived = 0
+
+    def arrive(self) -> int:
+        self.arrived += 1
+        return self.arrived
+
+    def count(self) -> int:
+        return self.arrived
+
+
+def test_devices_run_at_the_same_time_and_return_one_devices_bits(work: Path) -> None:
+    import ray
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
+    cfg = load_accelerator(work / "rtl_out/tiny").config
+    meeting = ray.remote(Meeting).remote()
+    dp = DataParallelBackend(
+        "golden", 2, accelerator=cfg, rounding="stochastic", device=(MeetingDevice, (meeting,))
+    )
+    one = GoldenBackend(accelerator=cfg, rounding="stochastic")
+    rng = np.random.default_rng(1)
+    w, x, dy = (
+        rng.standard_normal((4, 9)),
+        rng.standard_normal((4, 9, 36)),
+        rng.standard_normal((4, 4, 36)),
+    )
+    w, x, dy = (v.astype(np.float32) for v in (w, x, dy))
+    try:
+        for backend in (dp, one):
+            backend.out = [  # type: ignore[attr-defined]
+                backend.forward(w, x, layer="c"),
+                backend.backward_data(w, dy, layer="c"),
+                backend.weight_grad(dy, x, layer="c"),
+            ]
+    finally:
+        dp.close()
+    for got, want in zip(dp.out, one.out, strict=True):  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(got, want)
+    assert ray.get(meeting.count.remote()) == 6  # three GEMMs, two devices each
 
 
 @pytest.mark.parametrize(
