@@ -45,7 +45,8 @@ SOLVER = "examples/mnist/lenet_solver.prototxt"
 
 def _setup(work: Path, batch: int, target: str) -> Path:
     """Digits data, a LeNet of batch ``batch`` and its accelerator in ``work``."""
-    write_digits(work)
+    if not (work / "examples/mnist/mnist_train_lmdb").is_dir():
+        write_digits(work)
     net = work / "examples/mnist/lenet_train_test.prototxt"
     text = net.read_text()
     (work / "lenet_bench.prototxt").write_text(
@@ -64,11 +65,12 @@ def _setup(work: Path, batch: int, target: str) -> Path:
 def _run(backend: str, devices: int, accelerator: Path, iterations: int) -> tuple[float, list]:
     """Seconds for ``iterations`` timed iterations, and the weights after them."""
     param, _ = read_solver_param("solver_bench.prototxt")
-    param.test_interval = 0
+    param.test_interval = 1_000_000  # no test pass in the timed iterations
     param.test_initialization = False
     param.display = 0
     param.snapshot = 0
     param.snapshot_after_train = False
+    param.random_seed = 1  # the same initial weights in every run
     options = {"accelerator": load_accelerator(accelerator), "rounding": "stochastic"}
     if devices == 1:
         factory = backend_factory(backend, **options)
@@ -99,8 +101,8 @@ def main() -> int:
     args = ap.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
-    accelerator = _setup(args.work, args.batch, args.target).resolve()
-    os.chdir(args.work)
+    os.chdir(args.work)  # the solver's and the net's paths are relative to it, as in Caffe
+    accelerator = _setup(Path("."), args.batch, args.target).resolve()
     cfg = load_accelerator(accelerator).config
     e = cfg.engine
     print(

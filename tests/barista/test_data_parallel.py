@@ -130,6 +130,26 @@ def test_two_devices_train_as_one_bit_for_bit(
     assert two[2] == one[2]
 
 
+@pytest.mark.slow  # two simulated boards (their bridge is built once, into the cache)
+def test_two_simulated_boards_train_as_one_bit_for_bit(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from boards.sim_board import SimulatedBoard
+
+    monkeypatch.chdir(work)
+    cfg = load_accelerator(work / "rtl_out/tiny").config
+    runs = []
+    for devices in (1, 2):  # a simulated board serves one connection: fresh ones per run
+        with SimulatedBoard(cfg) as b0, SimulatedBoard(cfg) as b1:
+            ports = b0.url if devices == 1 else f"{b0.url},{b1.url}"
+            more = ("--devices", "2") if devices == 2 else ()
+            common = ("--backend", "board", "--rounding", "stochastic", "--port", ports)
+            runs.append(_train(work, capsys, *common, *more))
+    assert runs[1] == runs[0]
+    golden = _train(work, capsys, "--backend", "golden", "--rounding", "stochastic")
+    assert runs[0] == golden
+
+
 class MeetingDevice(GemmDevice):
     """A device that, before computing its share, waits until the other device of the
     same GEMM has started too: sequential devices never meet (then it fails)."""
