@@ -1,4 +1,8 @@
-"""A Ray cluster of several nodes on this machine, for trying ``barista sweep --address``.
+"""Joining Ray, and a Ray cluster of several nodes on this machine for trying ``--address``.
+
+:func:`join_ray` connects this process to Ray as ``barista sweep`` and ``barista train
+--devices`` do: the cluster at an address, or a local Ray of its own on the loopback
+interface.
 
 :func:`local_cluster` starts a head and worker nodes with ``ray start --block`` on
 127.0.0.1, each in a session of its own, and ends them by their process groups when
@@ -21,6 +25,29 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+
+def join_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connect to Ray unless this process already is: to the cluster at ``address``, or to
+    a local Ray of its own with ``num_cpus`` CPUs (default the machine's) on 127.0.0.1.
+    Returns whether it connected now (then the caller shuts Ray down when done)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+    if address:
+        options["address"] = address
+    else:
+        options.update(
+            address="local",  # a Ray of its own, not one `ray start` left running
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+        )
+    ray.init(**options)
+    return True
 
 
 @dataclass(frozen=True)

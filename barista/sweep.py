@@ -543,20 +543,9 @@ class RayExecutor:
             return
         import ray
 
-        started = False
-        if not ray.is_initialized():
-            options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-            if self.address:
-                options["address"] = self.address
-            else:
-                options.update(
-                    address="local",  # a Ray of its own, not one `ray start` left running
-                    num_cpus=self.num_cpus or os.cpu_count() or 1,
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                )
-            ray.init(**options)
-            started = True
+        from .ray_cluster import join_ray
+
+        started = join_ray(self.address, self.num_cpus)
         try:
             task = ray.remote(num_cpus=1, max_retries=0)(_ray_point)
             pending = [task.remote(*job) for job in jobs]

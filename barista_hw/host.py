@@ -32,6 +32,7 @@ accelerator takes one only while idle) and keeps ``o`` ready unless it stalls.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,8 +130,10 @@ def gemm_program(
     *,
     host: str = HOSTS[0],
     what: str = "GEMM",
+    blocks: Collection[int] | None = None,
 ) -> GemmProgram:
-    """The program of ``a @ b`` (``a``: M x images*k, ``b``: images*k x N integers) on ``cfg``.
+    """The program of ``a @ b`` (``a``: M x images*k, ``b``: images*k x N integers) on ``cfg``;
+    with ``blocks``, of those output blocks only (:func:`~barista_hw.schedule.share_blocks`).
 
     Errors (unknown host, operands that do not chain, a GEMM the configuration
     cannot run, a command field that does not fit) are :class:`InputError` s naming
@@ -142,7 +145,7 @@ def gemm_program(
     n = b.shape[1]
     if b.shape[0] != kt or kt % cmd.images:
         raise InputError(f"{what}: operand shapes {a.shape} and {b.shape} do not chain")
-    chunks = schedule_gemm(cfg, m, kt // cmd.images, n, cmd.images, what=what)
+    chunks = schedule_gemm(cfg, m, kt // cmd.images, n, cmd.images, what=what, blocks=blocks)
     R, C = cfg.engine.rows, cfg.engine.cols
     layout = run_layout(cfg)
     halves = (cfg.a_depth // 2, cfg.b_depth // 2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -300,9 +301,11 @@ def schedule_gemm(
     *,
     what: str = "GEMM",
     options: ScheduleOptions = DEFAULT_OPTIONS,
+    blocks: Collection[int] | None = None,
 ) -> list[Chunk]:
     """The chunk commands that compute an ``m x (images*k) x n`` GEMM on ``cfg`` with
-    ``options`` (:class:`ScheduleOptions`).
+    ``options`` (:class:`ScheduleOptions`); with ``blocks``, only those output blocks'
+    (numbered as in the whole GEMM, so with the same seeds; :func:`share_blocks`).
 
     Blocks run row by row (``stationary="a"``: A's block stays while B's blocks of the
     row pass) or column by column (``"b"``); within a block the reduction chunks run in
@@ -328,11 +331,14 @@ def schedule_gemm(
         t.blocks_n,
     )
     buf_a, buf_b = _Buffer(a_half, a_mode), _Buffer(b_half, b_mode)
-    blocks = [(i, j) for i in range(t.blocks_m) for j in range(t.blocks_n)]
+    order = [(i, j) for i in range(t.blocks_m) for j in range(t.blocks_n)]
     if not a_outer:
-        blocks.sort(key=lambda ij: (ij[1], ij[0]))
+        order.sort(key=lambda ij: (ij[1], ij[0]))
+    if blocks is not None:
+        wanted = frozenset(blocks)
+        order = [(i, j) for i, j in order if i * t.blocks_n + j in wanted]
     out: list[Chunk] = []
-    for bi, bj in blocks:
+    for bi, bj in order:
         m0, n0 = bi * t.block_m, bj * t.block_n
         m1, n1 = min(m, m0 + t.block_m), min(n, n0 + t.block_n)
         tiles_a, tiles_b = -(-(m1 - m0) // cfg.engine.rows), -(-(n1 - n0) // cfg.engine.cols)
@@ -359,6 +365,32 @@ def schedule_gemm(
                 )
             )
     return out
+
+
+def block_rects(
+    cfg: AcceleratorConfig, m: int, k: int, n: int, images: int, blocks: Collection[int]
+) -> list[tuple[int, int, int, int]]:
+    """``(m0, m1, n0, n1)`` of each of ``blocks`` of an ``m x (images*k) x n`` GEMM's
+    schedule on ``cfg``, in the order the schedule runs them."""
+    chunks = schedule_gemm(cfg, m, k, n, images, blocks=blocks)
+    return [(c.m0, c.m1, c.n0, c.n1) for c in chunks if c.acc_last]
+
+
+def share_blocks(t: Tiling, parts: int) -> list[list[int]]:
+    """The output blocks of a GEMM tiled as ``t`` cut into ``parts`` shares of nearly equal
+    size, one per device of a data-parallel run.
+
+    Blocks are taken column of blocks by column of blocks, so for the forward and
+    backward-data passes (``N = images * pixels``, image-major) each share is a run of
+    whole blocks of consecutive images: the batch split, at block boundaries. A block is
+    never cut: its rounding words follow its seed and its beat order
+    (:func:`block_seed`), so a share's blocks are the bits one device computes.
+    """
+    if parts < 1:
+        raise InputError(f"cannot share a GEMM's blocks among {parts} devices")
+    order = [i * t.blocks_n + j for j in range(t.blocks_n) for i in range(t.blocks_m)]
+    bounds = np.linspace(0, len(order), parts + 1).round().astype(int)
+    return [order[bounds[d] : bounds[d + 1]] for d in range(parts)]
 
 
 class _Buffer:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -302,8 +303,15 @@ class BoardLink:
             if time.monotonic() > end:
                 raise LinkTimeout(f"{self.port_name}: the accelerator stayed busy for {seconds} s")
 
-    def gemm(self, a: np.ndarray, b: np.ndarray, cmd: GemmCommand) -> BoardRun:
-        """``a @ b`` (``a``: M x images*k, ``b``: images*k x N, integers) on the board."""
+    def gemm(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        cmd: GemmCommand,
+        blocks: Collection[int] | None = None,
+    ) -> BoardRun:
+        """``a @ b`` (``a``: M x images*k, ``b``: images*k x N, integers) on the board; with
+        ``blocks``, only those output blocks (the rest of the result is 0)."""
         a = np.asarray(a)
         b = np.asarray(b)
         fmt = self.cfg.engine.fmt
@@ -312,7 +320,7 @@ class BoardLink:
                 raise InputError(f"board GEMM: operand {name} exceeds the {fmt.name} range")
         a = a.astype(np.int64, copy=False)
         b = b.astype(np.int64, copy=False)
-        prog = gemm_program(self.cfg, a, b, cmd, host="serial", what="board GEMM")
+        prog = gemm_program(self.cfg, a, b, cmd, host="serial", what="board GEMM", blocks=blocks)
         out = prog.new_result()
         t0, retries0 = time.perf_counter(), self.stats.retries
         per_chunk = []

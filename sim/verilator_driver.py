@@ -27,7 +27,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,15 +292,19 @@ class VerilatedAccelerator:
         host: str = HOSTS[0],
         margin: float = 4.0,
         label: str = "GEMM",
+        blocks: Collection[int] | None = None,
         **run_options: object,
     ) -> GemmRun:
         """``a @ b`` (integer operands in the format's range) as the schedule runs it.
 
         ``host``: the host policy of :mod:`barista_hw.host`; ``margin``: each command's
-        cycle budget over the stall-free cycle model; ``run_options``: those of
-        :meth:`run_program`.
+        cycle budget over the stall-free cycle model; ``blocks``: run only these output
+        blocks (:func:`barista_hw.schedule.share_blocks`; the rest of the result stays 0);
+        ``run_options``: those of :meth:`run_program`.
         """
-        prog = make_program(self.cfg, a, b, cmd, host=host, margin=margin, what=label)
+        prog = make_program(
+            self.cfg, a, b, cmd, host=host, margin=margin, what=label, blocks=blocks
+        )
         return self.run_program(prog, label=label, **run_options)  # type: ignore[arg-type]
 
     # -- helpers -----------------------------------------------------------------------

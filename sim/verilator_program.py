@@ -11,6 +11,7 @@ over whole, so there is one call per pass and no Python per cycle.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,9 +97,11 @@ def make_program(
     host: str = HOSTS[0],
     margin: float = 4.0,
     what: str = "GEMM",
+    blocks: Collection[int] | None = None,
 ) -> Program:
-    """The program of ``a @ b`` on ``cfg`` (:func:`barista_hw.host.gemm_program`), flattened."""
-    return flatten(gemm_program(cfg, a, b, cmd, host=host, what=what), margin)
+    """The program of ``a @ b`` on ``cfg`` (:func:`barista_hw.host.gemm_program`; with
+    ``blocks``, of those output blocks only), flattened."""
+    return flatten(gemm_program(cfg, a, b, cmd, host=host, what=what, blocks=blocks), margin)
 
 
 class CProgram(ctypes.Structure):

@@ -15,6 +15,7 @@ report gives the baud rate), ``baudrate``, ``timeout`` and ``retries`` of the li
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -75,9 +76,16 @@ class BoardBackend(HardwareBackend):
         self.link.close()
 
     def run(
-        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand
+        self,
+        kind: Pass,
+        layer: str,
+        a: np.ndarray,
+        b: np.ndarray,
+        cmd: GemmCommand,
+        blocks: Collection[int] | None = None,
     ) -> np.ndarray:
-        r = self.link.gemm(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), cmd)
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        r = self.link.gemm(a, b, cmd, blocks=blocks)
         self.cycles[f"{layer}/{kind.value}"] = r.cycles
         self.total_cycles += r.cycles
         return r.result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from barista_hw.scaling import (
     quantize_fitted,
     quantize_static,
 )
+from barista_hw.schedule import block_rects
 from caffe_bridge.backend import GemmBackend
 
 from ..manifest import AcceleratorFiles
@@ -95,10 +97,36 @@ class HardwareBackend(GemmBackend):
 
     # -- what subclasses provide ------------------------------------------------
     def run(
-        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand
+        self,
+        kind: Pass,
+        layer: str,
+        a: np.ndarray,
+        b: np.ndarray,
+        cmd: GemmCommand,
+        blocks: Collection[int] | None = None,
     ) -> np.ndarray:
-        """Integer ``a @ b`` requantised as ``cmd`` says; int64 (M, N)."""
+        """Integer ``a @ b`` requantised as ``cmd`` says; int64 (M, N). ``blocks``: only
+        these output blocks of the accelerator's schedule (the rest is 0)."""
         raise NotImplementedError
+
+    def run_blocks(
+        self,
+        kind: Pass,
+        layer: str,
+        a: np.ndarray,
+        b: np.ndarray,
+        cmd: GemmCommand,
+        blocks: Collection[int],
+    ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+        """One device's share of a data-parallel GEMM (:mod:`barista.data_parallel`): the
+        output blocks ``blocks`` of the accelerator's schedule (numbered as in the whole
+        GEMM), as ``((m0, m1, n0, n1), integers)`` each: the bits :meth:`run` gives them."""
+        if self.accelerator is None:
+            raise InputError(f"{self.name} backend: sharing a GEMM's blocks needs an accelerator")
+        q = self.run(kind, layer, a, b, cmd, blocks=blocks)
+        m, kt, n = a.shape[0], a.shape[1], b.shape[1]
+        rects = block_rects(self.accelerator, m, kt // cmd.images, n, cmd.images, blocks)
+        return [((m0, m1, n0, n1), q[m0:m1, n0:n1]) for m0, m1, n0, n1 in rects]
 
     def run_dequantized(
         self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand, frac: int
@@ -291,10 +319,16 @@ class GoldenBackend(HardwareBackend):
     name = "golden"
 
     def run(
-        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand
+        self,
+        kind: Pass,
+        layer: str,
+        a: np.ndarray,
+        b: np.ndarray,
+        cmd: GemmCommand,
+        blocks: Collection[int] | None = None,
     ) -> np.ndarray:
         if self.accelerator is not None:
-            return model.gemm_on_accelerator(a, b, self.accelerator, cmd)
+            return model.gemm_on_accelerator(a, b, self.accelerator, cmd, blocks=blocks)
         return model.gemm_quantized(a, b, self.cfg, cmd)
 
     def run_dequantized(

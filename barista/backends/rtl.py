@@ -22,7 +22,7 @@ and :meth:`RtlBackend.missing_trace` says afterwards why none was written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,7 +223,9 @@ class RtlBackend(HardwareBackend):
         the simulator's time goes to the training passes."""
         from .hardware import GoldenBackend
 
-        return GoldenBackend(accelerator=self.accelerator, rounding=self.rounding)
+        return GoldenBackend(
+            accelerator=self.accelerator, rounding=self.rounding, scaling=self.scaling
+        )
 
     def prepare(self, log: Callable[[str], None]) -> None:
         """Build (or take from the cache) and load the simulator now, else the first RTL
@@ -310,7 +312,13 @@ class RtlBackend(HardwareBackend):
 
     # -- HardwareBackend -------------------------------------------------------------
     def run(
-        self, kind: Pass, layer: str, a: np.ndarray, b: np.ndarray, cmd: GemmCommand
+        self,
+        kind: Pass,
+        layer: str,
+        a: np.ndarray,
+        b: np.ndarray,
+        cmd: GemmCommand,
+        blocks: Collection[int] | None = None,
     ) -> np.ndarray:
         key = f"{layer}/{kind.value}"
         if self._first_key is None:
@@ -322,7 +330,7 @@ class RtlBackend(HardwareBackend):
         images = cmd.images
         assert self.accelerator is not None
         if not self.on_rtl(layer):
-            out = model.gemm_on_accelerator(a, b, self.accelerator, cmd)
+            out = model.gemm_on_accelerator(a, b, self.accelerator, cmd, blocks=blocks)
             self._record(key, layer, kind, "model", a.shape[0], a.shape[1], b.shape[1], images)
             return out
         self._ran.add((layer, kind))
@@ -342,6 +350,7 @@ class RtlBackend(HardwareBackend):
             host=self.host,
             label=f"layer {layer}, {kind.value} pass, iteration {self.iteration}",
             trace=path,
+            blocks=blocks,
         )
         self._record(key, layer, kind, "rtl", a.shape[0], a.shape[1], b.shape[1], images, run)
         if path is not None and self._log is not None:

@@ -48,6 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_backend_arguments(parser, default="golden for solver_mode FPGA, else cpu", device=True)
     parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="share every GEMM among N devices (golden, rtl or board backend; Ray actors), "
+        "bit-identical to one; board: one --port per device, comma-separated (default 1)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="with --devices: join the Ray cluster at this address (default: a local Ray)",
+    )
+    parser.add_argument(
         "--iterations", type=int, metavar="N", help="train to N iterations (overrides max_iter)"
     )
     parser.add_argument(
@@ -91,11 +104,22 @@ def _check_trace(engine: GemmBackend, solver: Solver) -> None:
     _traced(engine).check_trace(passes, range(solver.iter, solver.param.max_iter))
 
 
+def _factory(args: argparse.Namespace, backend: str, options: dict[str, Any]) -> Any:
+    """The solver's backend factory: one device, or ``--devices N`` of them."""
+    from barista.backends import backend_factory
+
+    if args.devices == 1:
+        return backend_factory(backend, **options)
+    from barista.data_parallel import data_parallel_factory
+
+    return data_parallel_factory(backend, args.devices, address=args.address, **options)
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the solver, train, and report; returns the exit status."""
     from tqdm import tqdm
 
-    from barista.backends import DEVICE, backend_factory
+    from barista.backends import DEVICE
     from barista.backends.device import DeviceSolver
     from caffe_bridge.plot import parse_log, plot_training
     from caffe_bridge.proto import caffe_pb2
@@ -122,22 +146,26 @@ def run(args: argparse.Namespace) -> int:
         train = train_net(args.solver)
         return train.name or "net", gemm_layers(train)
 
+    if args.address and args.devices == 1:
+        raise InputError("--address applies with --devices N > 1")
+    if args.devices != 1:
+        from barista.data_parallel import check_devices
+
+        check_devices(backend, args.devices)  # before an accelerator is generated
     options = backend_options(args, backend, net, log)
+    if args.devices != 1:
+        check_devices(backend, args.devices, options)
     common = {"weights": weights, "max_iter": args.iterations, "random_seed": args.seed}
     if backend == DEVICE:
         solver: Solver = DeviceSolver(args.solver, log=log, **common, **options)
     else:
         solver = get_solver(
-            args.solver, backend=backend_factory(backend, **options), log=log, **common
+            args.solver, backend=_factory(args, backend, options), log=log, **common
         )
-    log(
-        f"Using the {backend} backend"
-        + (
-            f" ({', '.join(f'{k}={_shown(k, v, args)}' for k, v in options.items())})"
-            if options
-            else ""
-        )
-    )
+    shown = [f"{k}={_shown(k, v, args)}" for k, v in options.items()]
+    if args.devices > 1:
+        shown.append(f"devices={args.devices}")
+    log(f"Using the {backend} backend" + (f" ({', '.join(shown)})" if shown else ""))
     engine = solver.net.backend
     if args.snapshot:
         solver.restore(args.snapshot)
@@ -190,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         status = 1
     finally:
         bar.close()
+        engine.close()  # simulators, ports; the devices of --devices N and their Ray
         try:
             signal.signal(signal.SIGINT, previous)
         except ValueError:

@@ -12,7 +12,14 @@ from barista_hw import model
 from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.numfmt import Rounding
-from barista_hw.schedule import Chunk, ScheduleOptions, schedule_gemm, tiling
+from barista_hw.schedule import (
+    Chunk,
+    ScheduleOptions,
+    block_rects,
+    schedule_gemm,
+    share_blocks,
+    tiling,
+)
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=64, acc_depth=16)
 SHAPES = [(7, 9, 8, 2), (30, 20, 5, 1), (5, 3, 40, 4), (13, 40, 13, 1), (9, 5, 37, 3)]
@@ -90,3 +97,52 @@ def test_order_and_residency_do_not_change_the_result(rounding: Rounding) -> Non
         np.testing.assert_array_equal(got, want)
         split = model.gemm_on_accelerator(a, b, ACC, cmd, replace(blocks, limit=4, stationary=s))
         np.testing.assert_array_equal(split, want)  # the reduction split changes no bit
+
+
+# -- shares of a data-parallel GEMM --------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("parts", [1, 2, 3, 5])
+def test_shares_cover_every_block_once_in_runs_of_columns(shape, parts: int) -> None:
+    t = tiling(ACC, *shape)
+    shares = share_blocks(t, parts)
+    assert len(shares) == parts
+    flat = [b for share in shares for b in share]
+    column_major = sorted(flat, key=lambda b: (b % t.blocks_n, b // t.blocks_n))
+    assert flat == column_major and sorted(flat) == list(range(t.blocks_m * t.blocks_n))
+    sizes = [len(share) for share in shares]
+    assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_share_schedules_its_blocks_as_the_whole_gemm_does(shape) -> None:
+    """Same block numbers (seeds), bounds and reduction chunks; buffers placed afresh."""
+    whole = schedule_gemm(ACC, *shape)
+    for share in share_blocks(tiling(ACC, *shape), 2):
+        part = schedule_gemm(ACC, *shape, blocks=share)
+        fields = ("block", "m0", "m1", "n0", "n1", "kt0", "kt1", "k", "images", "acc_last")
+        key = [tuple(getattr(c, f) for f in fields) for c in part]
+        assert key == [tuple(getattr(c, f) for f in fields) for c in whole if c.block in share]
+        _check_buffers(part, ACC.engine.rows, ACC.engine.cols)
+        rects = block_rects(ACC, *shape, share)
+        assert rects == [(c.m0, c.m1, c.n0, c.n1) for c in part if c.acc_last]
+
+
+@pytest.mark.parametrize("rounding", [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC])
+def test_shares_of_the_model_put_together_are_the_whole_result(rounding: Rounding) -> None:
+    rng = np.random.default_rng(5)
+    m, k, n, images = 13, 10, 11, 3
+    a = rng.integers(-300, 300, (m, k * images))
+    b = rng.integers(-300, 300, (k * images, n))
+    cmd = GemmCommand(7, rounding, 99, images)
+    opts = ScheduleOptions(limit=8, tiles_m=1, tiles_n=2)  # 4 x 2 blocks, reduction split
+    want = model.gemm_on_accelerator(a, b, ACC, cmd, opts)
+    got = np.full_like(want, -1)
+    for share in share_blocks(tiling(ACC, m, k, n, images, options=opts), 3):
+        part = model.gemm_on_accelerator(a, b, ACC, cmd, opts, blocks=share)
+        for block in share:
+            i, j = divmod(block, 2)
+            rows, cols = slice(i * 4, (i + 1) * 4), slice(j * 6, (j + 1) * 6)
+            got[rows, cols] = part[rows, cols]
+    np.testing.assert_array_equal(got, want)

@@ -23,7 +23,7 @@ from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig, EngineConfig
 from barista_hw.engine import FIRST_TAKE
 from barista_hw.numfmt import FixedFormat, Rounding
-from barista_hw.schedule import schedule_gemm
+from barista_hw.schedule import block_rects, schedule_gemm, share_blocks, tiling
 from sim import verilator_driver as vd
 from sim.beats import assemble
 from sim.pysim import run_accelerator
@@ -65,6 +65,23 @@ def test_results_are_the_model_bit_for_bit(
     want = model.gemm_on_accelerator(a, b, CFG, cmd)
     np.testing.assert_array_equal(run.result, want)
     assert run.out_beats == m * -(-n // CFG.engine.cols)
+
+
+@pytest.mark.parametrize("rounding", [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC])
+def test_a_share_of_the_blocks_is_the_model_bit_for_bit(
+    vsim: vd.VerilatedAccelerator, rounding: Rounding
+) -> None:
+    """What one device of a data-parallel run computes: its blocks, the whole GEMM's bits."""
+    m, k, n, images = CASES[4]  # several blocks and a split reduction
+    a, b = _operands(m, k, n, images)
+    cmd = GemmCommand(shift=5, rounding=rounding, seed=23, images=images)
+    want = model.gemm_on_accelerator(a, b, CFG, cmd)
+    shares = share_blocks(tiling(CFG, m, k, n, images), 2)
+    assert all(shares)
+    for share in shares:
+        got = vsim.run_gemm(a, b, cmd, blocks=share).result
+        for m0, m1, n0, n1 in block_rects(CFG, m, k, n, images, share):
+            np.testing.assert_array_equal(got[m0:m1, n0:n1], want[m0:m1, n0:n1])
 
 
 def test_cases_really_chunk() -> None:
