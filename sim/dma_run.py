@@ -18,8 +18,6 @@ Nothing is compared here: the tests compare with the device model.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +33,7 @@ from barista_hw.device.rtl.packed import PackedPort
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS, port_signature
 from barista_hw.device.rtl.scratchpad import Scratchpad, SpadGeometry
 
-from .runner import component_build, new_run_dir, run_test_module
-from .tools import SimulationError
+from .runner import component_build, run_json_module
 
 CASES_ENV = "BARISTA_DMA_CASES"  # read by sim.dma_test
 RESULTS_ENV = "BARISTA_DMA_RESULTS"
@@ -167,8 +164,6 @@ def _signed(words: Sequence[int], bits: int) -> np.ndarray:
 def run_cases(design: DmaDesign, cases: Sequence[DmaCase], *, seed: int = 0) -> list[DmaResult]:
     """Run ``cases`` back to back in one simulation; results in case order."""
     geom = design.geom
-    run_dir = new_run_dir()
-    cases_path, results_path = run_dir / "cases.json", run_dir / "results.json"
     header = {
         "lanes": geom.lanes,
         "bits": BUS_BITS,
@@ -197,16 +192,11 @@ def run_cases(design: DmaDesign, cases: Sequence[DmaCase], *, seed: int = 0) -> 
             for c in cases
         ],
     }
-    cases_path.write_text(json.dumps(header))
-    env = {CASES_ENV: str(cases_path), RESULTS_ENV: str(results_path)}
-    label = f"DMA {design.top} on {design.sim}"
-    run_test_module(design.build_dir, design.top, design.sim, TEST_MODULE, run_dir, env, label)
-    if not results_path.is_file():
-        raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
-    out = json.loads(results_path.read_text())
+    out = run_json_module(
+        design, TEST_MODULE, header, (CASES_ENV, RESULTS_ENV), f"DMA {design.top} on {design.sim}"
+    )
     results = [
         DmaResult(c, r["spad_words"], _signed(r["memory"], BUS_BITS), r["cycles"], r["lengths"])
         for c, r in zip(cases, out["cases"], strict=True)
     ]
-    shutil.rmtree(run_dir, ignore_errors=True)
     return results

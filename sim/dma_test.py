@@ -15,7 +15,6 @@ import os
 import random
 
 import cocotb
-import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -64,17 +63,7 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
     results = []
     for case in header["cases"]:
         await _preload(dut, case["spad"], case["preload"])
-        words = np.array(case["memory"], dtype=np.int64)
-        mem = PortMemory(
-            dut,
-            "port",
-            words,
-            addr_bits=header["addr_bits"],
-            len_bits=header["len_bits"],
-            latency=case["latency"],
-            stall=case["stall"],
-            seed=master.getrandbits(32),
-        )
+        mem = PortMemory.for_case(dut, header, case, master)
         cmd = StreamSource(dut, "cmd", random.Random(master.getrandbits(32)))
         cmd.extend([int(case["command"])], case["stall"])
         taken = False
@@ -102,7 +91,7 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
         results.append(
             {
                 "spad_words": spad_words,
-                "memory": [int(w) for w in words],
+                "memory": [int(w) for w in mem.words],
                 "cycles": cycles,
                 "lengths": mem.stats.lengths,
             }

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +21,8 @@ from .runner import (
     UnitBuild,
     component_build,
     component_verilog,
-    new_run_dir,
-    run_test_module,
+    run_json_module,
 )
-from .tools import SimulationError
 
 TEST_MODULE = "sim.fppe_test"
 CASES_ENV = "BARISTA_SIM_CASES"
@@ -120,16 +116,7 @@ def run_cases(unit: UnitBuild, tiles: Tiles, cases: Sequence[TileCase]) -> list[
             for c in cases
         ],
     }
-    run_dir = new_run_dir()
-    cases_path, results_path = run_dir / "cases.json", run_dir / "results.json"
-    cases_path.write_text(json.dumps(spec))
-    env = {CASES_ENV: str(cases_path), RESULTS_ENV: str(results_path)}
-    label = f"{unit.top} on {unit.sim}"
-    run_test_module(unit.build_dir, unit.top, unit.sim, TEST_MODULE, run_dir, env, label)
-    if not results_path.is_file():
-        raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
-    out = json.loads(results_path.read_text())["cases"]
-    shutil.rmtree(run_dir, ignore_errors=True)
+    out = run_json_module(unit, TEST_MODULE, spec, (CASES_ENV, RESULTS_ENV))["cases"]
     results = []
     for case, got in zip(cases, out, strict=True):
         w = widths[case.tile]

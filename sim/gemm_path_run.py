@@ -18,9 +18,7 @@ Nothing is compared here: the tests compare with the device model.
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,8 +32,7 @@ from barista_hw.device.rtl.gemm_path import GemmPath
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
 from barista_hw.device.traffic import section_names
 
-from .runner import UnitBuild, component_build, new_run_dir, run_test_module
-from .tools import SimulationError
+from .runner import UnitBuild, component_build, run_json_module
 
 TEST_MODULE = "sim.gemm_path_test"
 CASES_ENV = "BARISTA_GEMM_PATH_CASES"  # read by sim.gemm_path_test
@@ -141,8 +138,6 @@ def section_runs(machine: Machine, sections: Sequence[tuple[str, float]]) -> lis
 
 def run_cases(unit: UnitBuild, cases: Sequence[PathCase], *, seed: int = 0) -> list[PathResult]:
     """Run ``cases`` back to back in one simulation; results in case order."""
-    run_dir = new_run_dir()
-    cases_path, results_path = run_dir / "cases.json", run_dir / "results.json"
     header = {
         "addr_bits": ADDR_BITS,
         "len_bits": LEN_BITS,
@@ -159,14 +154,7 @@ def run_cases(unit: UnitBuild, cases: Sequence[PathCase], *, seed: int = 0) -> l
             for case in cases
         ],
     }
-    cases_path.write_text(json.dumps(header))
-    env = {CASES_ENV: str(cases_path), RESULTS_ENV: str(results_path)}
-    label = f"{unit.top} on {unit.sim}"
-    run_test_module(unit.build_dir, unit.top, unit.sim, TEST_MODULE, run_dir, env, label)
-    if not results_path.is_file():
-        raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
-    out = json.loads(results_path.read_text())
-    shutil.rmtree(run_dir, ignore_errors=True)
+    out = run_json_module(unit, TEST_MODULE, header, (CASES_ENV, RESULTS_ENV))
     return [
         PathResult(c, np.array(r["memory"], dtype=np.int64), r["cycles"])
         for c, r in zip(cases, out["cases"], strict=True)

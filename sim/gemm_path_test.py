@@ -15,7 +15,6 @@ import os
 import random
 
 import cocotb
-import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -25,17 +24,7 @@ from sim.tb import StreamSource
 
 
 async def _run_case(dut, case: dict, header: dict, master: random.Random) -> dict:  # noqa: ANN001
-    words = np.array(case["memory"], dtype=np.int64)
-    mem = PortMemory(
-        dut,
-        "port",
-        words,
-        addr_bits=header["addr_bits"],
-        len_bits=header["len_bits"],
-        latency=case["latency"],
-        stall=case["stall"],
-        seed=master.getrandbits(32),
-    )
+    mem = PortMemory.for_case(dut, header, case, master)
     cmd = StreamSource(dut, "cmd", random.Random(master.getrandbits(32)))
     cmd.extend([int(c) for c in case["commands"]], case["stall"])
     cycles: list[int] = []
@@ -60,7 +49,7 @@ async def _run_case(dut, case: dict, header: dict, master: random.Random) -> dic
     if not mem.idle:
         raise AssertionError("the GEMM path went idle with memory commands outstanding")
     await RisingEdge(dut.clk)  # out of the read-only phase: the next case drives signals
-    return {"memory": [int(w) for w in words], "cycles": cycles}
+    return {"memory": [int(w) for w in mem.words], "cycles": cycles}
 
 
 @cocotb.test()

@@ -70,6 +70,24 @@ class PortMemory:
         for name in self._out:
             sig[name].value = 0
 
+    @classmethod
+    def for_case(
+        cls, dut: Any, header: dict, case: dict, master: random.Random, dtype: type = np.int64
+    ) -> PortMemory:
+        """The memory on the DUT's port ``port`` for one case of a cases file: the case's
+        ``memory``, ``latency`` and ``stall``, the header's ``addr_bits``/``len_bits``, a
+        seed drawn from ``master``."""
+        return cls(
+            dut,
+            "port",
+            np.array(case["memory"], dtype=dtype),
+            addr_bits=header["addr_bits"],
+            len_bits=header["len_bits"],
+            latency=case["latency"],
+            stall=case["stall"],
+            seed=master.getrandbits(32),
+        )
+
     def _set(self, name: str, v: int) -> None:
         if self._out[name] != v:
             self.sig[name].value = v

@@ -412,6 +412,28 @@ def run_test_module(
     return time.perf_counter() - start
 
 
+def run_json_module(
+    unit: UnitBuild, test_module: str, spec: dict, envs: tuple[str, str], label: str = ""
+) -> dict:
+    """Run the cocotb ``test_module`` on ``unit`` (anything with ``top``, ``sim`` and
+    ``build_dir``) with ``spec`` written as JSON; the JSON it wrote back.
+
+    ``envs`` names the variables that carry the cases file's and the results file's
+    paths to the test module. The run directory goes once the results are read.
+    """
+    label = label or f"{unit.top} on {unit.sim}"
+    run_dir = new_run_dir()
+    cases_path, results_path = run_dir / "cases.json", run_dir / "results.json"
+    cases_path.write_text(json.dumps(spec))
+    env = {envs[0]: str(cases_path), envs[1]: str(results_path)}
+    run_test_module(unit.build_dir, unit.top, unit.sim, test_module, run_dir, env, label)
+    if not results_path.is_file():
+        raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
+    out = json.loads(results_path.read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
 def run_cases(
     design: Design, cases: Sequence[GemmCase], *, tb_seed: int = 0, keep: bool = False
 ) -> SimRun:

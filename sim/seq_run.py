@@ -5,16 +5,13 @@ and the time model.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from barista_hw.device.isa import Op, Program
 from barista_hw.device.rtl.sequencer import UNITS, Sequencer
 
-from .runner import UnitBuild, component_build, new_run_dir, run_test_module
-from .tools import SimulationError
+from .runner import UnitBuild, component_build, run_json_module
 
 TEST_MODULE = "sim.seq_test"
 CASES_ENV = "BARISTA_SEQ_CASES"  # read by sim.seq_test
@@ -55,8 +52,6 @@ def run_program(
     n = len(program.instructions)
     if not n or len(latency) != n or len(bus) != n:
         raise ValueError(f"{n} instructions, {len(latency)} latencies, {len(bus)} bus flags")
-    run_dir = new_run_dir()
-    cases, results = run_dir / "cases.json", run_dir / "results.json"
     spec = {
         "records": [str(int.from_bytes(i.encode(), "little")) for i in program.instructions],
         "latency": [int(x) for x in latency],
@@ -68,14 +63,7 @@ def run_program(
         # Everything in a row, each waiting for the bus, stalled: generous.
         "max_cycles": int((sum(max(1, x) for x in latency) + 16 * n) / (1 - stall)) + 1000,
     }
-    cases.write_text(json.dumps(spec))
-    env = {CASES_ENV: str(cases), RESULTS_ENV: str(results)}
-    label = f"{unit.top} on {unit.sim}"
-    run_test_module(unit.build_dir, unit.top, unit.sim, TEST_MODULE, run_dir, env, label)
-    if not results.is_file():
-        raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
-    out = json.loads(results.read_text())
-    shutil.rmtree(run_dir, ignore_errors=True)
+    out = run_json_module(unit, TEST_MODULE, spec, (CASES_ENV, RESULTS_ENV))
     units = {u: [tuple(e) for e in log] for u, log in out["units"].items()}
     scales = [tuple(s) for s in out["scales"]]
     return SeqRun(units, scales, out["counters"], out["sim_cycles"])

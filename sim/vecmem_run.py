@@ -11,8 +11,6 @@ Nothing is compared here: the tests compare with the device model.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,8 +20,7 @@ from barista_hw.device.memory import ULX3S_SDRAM
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
 from barista_hw.device.rtl.vecmem import VecMem, cycles_bound, pack_command
 
-from .runner import UnitBuild, component_build, new_run_dir, run_test_module
-from .tools import SimulationError
+from .runner import UnitBuild, component_build, run_json_module
 
 CASES_ENV = "BARISTA_VECMEM_CASES"  # read by sim.vecmem_test
 RESULTS_ENV = "BARISTA_VECMEM_RESULTS"
@@ -66,8 +63,6 @@ def run_cases(
     unit: UnitBuild, lanes: int, cases: Sequence[VecCase], *, seed: int = 0
 ) -> list[VecResult]:
     """Run ``cases`` back to back in one simulation; results in case order."""
-    run_dir = new_run_dir()
-    cases_path, results_path = run_dir / "cases.json", run_dir / "results.json"
     header = {
         "addr_bits": ADDR_BITS,
         "len_bits": LEN_BITS,
@@ -85,16 +80,9 @@ def run_cases(
             for c in cases
         ],
     }
-    cases_path.write_text(json.dumps(header))
-    env = {CASES_ENV: str(cases_path), RESULTS_ENV: str(results_path)}
-    label = f"{unit.top} on {unit.sim}"
-    run_test_module(unit.build_dir, unit.top, unit.sim, TEST_MODULE, run_dir, env, label)
-    if not results_path.is_file():
-        raise SimulationError(f"{label}: no results; log {run_dir / 'sim.log'}")
-    out = json.loads(results_path.read_text())
+    out = run_json_module(unit, TEST_MODULE, header, (CASES_ENV, RESULTS_ENV))
     results = [
         VecResult(c, np.array(r["memory"], np.int64), r["stats"], r["cycles"], r["commands"])
         for c, r in zip(cases, out["cases"], strict=True)
     ]
-    shutil.rmtree(run_dir, ignore_errors=True)
     return results

@@ -39,17 +39,7 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
     dut.rst.value = 0
     results = []
     for case in header["cases"]:
-        words = np.array(case["memory"], dtype=np.uint64)
-        mem = PortMemory(
-            dut,
-            "port",
-            words,
-            addr_bits=header["addr_bits"],
-            len_bits=header["len_bits"],
-            latency=case["latency"],
-            stall=case["stall"],
-            seed=master.getrandbits(32),
-        )
+        mem = PortMemory.for_case(dut, header, case, master, np.uint64)
         cmd = StreamSource(dut, "cmd", random.Random(master.getrandbits(32)))
         stats = StreamSink(dut, "stats", random.Random(master.getrandbits(32)))
         cmd.extend([int(case["command"])], case["stall"])
@@ -76,7 +66,7 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
             raise AssertionError("the unit finished with memory commands outstanding")
         results.append(
             {
-                "memory": [int(w) for w in words],
+                "memory": [int(w) for w in mem.words],
                 "stats": word,
                 "cycles": cycles,
                 "commands": mem.stats.commands,
