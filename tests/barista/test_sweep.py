@@ -154,6 +154,14 @@ def test_axes_multiply_into_points_with_stable_ids(tmp_path: Path, digits: Path)
         ("solver: s.prototxt\nseeds: [1]", "unknown key 'seeds'"),
         ("solver: s.prototxt\naxes: {format: [fx16, fy8]}", "key 'axes.format'"),
         ("solver: s.prototxt\naxes: {rounding: [up]}", "key 'axes.rounding'"),
+        (
+            "solver: s.prototxt\naxes: {backend: [rtl], format: [e4m3]}",
+            "format 'e4m3' with backend rtl: the accelerator generator has no design",
+        ),
+        (
+            "solver: s.prototxt\nenergy: true\naxes: {format: [mxfp4]}",
+            "format 'mxfp4_e2m1' with energy",
+        ),
         ("solver: s.prototxt\naxes: {array: [0x4]}", "key 'axes.array'"),
         ("solver: s.prototxt\naxes: {backend: [board]}", "key 'axes.backend'"),
         ("solver: s.prototxt\naxes: {seed: [-1]}", "key 'axes.seed'"),
@@ -179,6 +187,18 @@ def test_a_bad_spec_names_the_file_and_the_key(
     with pytest.raises(InputError, match=re.escape(message)) as err:
         load_spec(path)
     assert str(path) in str(err.value)
+
+
+def test_a_minifloat_point_trains_on_golden_without_a_design(tmp_path: Path, digits: Path) -> None:
+    """FP8 and MX formats sweep on the golden model; the design exploration (fixed point
+    only) gives them no hardware record rather than a wrong one."""
+    text = SPEC.format(workdir=digits).replace("[cpu, golden]", "golden")
+    spec = load_spec(write_spec(tmp_path / "s.yaml", text.replace("[fx16, fx12]", "e4m3")))
+    (point,) = spec.points
+    assert point.settings["format"] == "e4m3"
+    record = run_point(point.settings, str(digits), str(tmp_path / "out"))
+    assert record["status"] == "ok" and record["hardware"] == {}
+    assert record["iterations"] == 2 and 0 <= record["accuracy"] <= 1
 
 
 class Counting:
