@@ -436,3 +436,11 @@ def test_commands_the_unit_does_not_run_are_refused() -> None:
     pool = Instruction(Op.VEC, int(VecOp.MAXPOOL), fields={**spec.inst.fields, "desc": 0})
     with pytest.raises(InputError, match="exceeds 4 x 4"):
         command(pool, program, scales, rnd=rnd, width=WIDTH)
+
+
+def test_operands_past_the_ring_are_refused() -> None:
+    """A bias gradient whose row of channels does not fit the ring is refused, by size."""
+    spec = next(s for s in SPECS if s.name == "bias-grad-rows")
+    m = spec.machine()
+    with pytest.raises(InputError, match="staging ring of 42 elements; the unit has 16"):
+        command(spec.inst, spec.program, m.scales, rnd=spec.rounder(), width=WIDTH, depth=16)
