@@ -15,12 +15,11 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from sim.dma_run import CASES_ENV, RESULTS_ENV
 from sim.port_model import PortMemory
-from sim.tb import StreamSource
+from sim.tb import StreamSource, start_cases
 
 
 async def _preload(dut, spad: int, words: list[int]) -> None:  # noqa: ANN001
@@ -49,17 +48,7 @@ async def _read_back(dut, spad: int, n: int) -> list[int]:  # noqa: ANN001
 @cocotb.test()
 async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
     """All cases of the file, one after another in one simulation."""
-    with open(os.environ[CASES_ENV]) as f:
-        header = json.load(f)
-    master = random.Random(header["seed"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.x_w_en.value = 0
-    dut.x_r_addr.value = 0
-    dut.cmd__valid.value = 0
-    dut.rst.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    header, master = await start_cases(dut, CASES_ENV, ["x_w_en", "x_r_addr", "cmd__valid"])
     results = []
     for case in header["cases"]:
         await _preload(dut, case["spad"], case["preload"])

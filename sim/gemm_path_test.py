@@ -16,12 +16,11 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from sim.gemm_path_run import CASES_ENV, RESULTS_ENV
 from sim.port_model import PortMemory
-from sim.tb import StreamSource
+from sim.tb import StreamSource, start_cases
 
 
 async def _run_case(dut, case: dict, header: dict, master: random.Random) -> dict:  # noqa: ANN001
@@ -63,15 +62,7 @@ def _work(mem: PortMemory) -> list[int]:
 @cocotb.test()
 async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
     """All cases of the file, one after another in one simulation."""
-    with open(os.environ[CASES_ENV]) as f:
-        header = json.load(f)
-    master = random.Random(header["seed"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.cmd__valid.value = 0
-    dut.rst.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    header, master = await start_cases(dut, CASES_ENV, ["cmd__valid"])
     results = [await _run_case(dut, case, header, master) for case in header["cases"]]
     path = os.environ[RESULTS_ENV]
     with open(f"{path}.tmp", "w") as f:

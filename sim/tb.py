@@ -34,6 +34,33 @@ Fields = Mapping[str, tuple[int, int]]
 _WORD = 64  # numpy lanes are packed in groups that fit one uint64
 
 
+async def clock_and_reset(dut: Any, period_ns: int = 10) -> None:
+    """Start the clock and hold the synchronous reset for two cycles."""
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import RisingEdge
+
+    cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
+    dut.rst.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+async def start_cases(dut: Any, cases_env: str, idle: Sequence[str]) -> tuple[dict, random.Random]:
+    """A cases-file bench's start: the header of the file named by ``cases_env``, the
+    random source its ``seed`` gives, the ``idle`` inputs at 0, the clock, the reset."""
+    import json
+    import os
+
+    with open(os.environ[cases_env]) as f:
+        header = json.load(f)
+    for name in idle:
+        getattr(dut, name).value = 0
+    await clock_and_reset(dut)
+    return header, random.Random(header["seed"])
+
+
 def layout_fields(layout: Any) -> dict[str, tuple[int, int]]:
     """``(offset, width)`` of each field of an Amaranth ``StructLayout`` (declaration order)."""
     return {name: (f.offset, f.width) for name, f in layout}
@@ -303,15 +330,7 @@ class EngineTB:
 
     async def start(self) -> None:
         """Start the clock and hold the synchronous reset for two cycles."""
-        import cocotb
-        from cocotb.clock import Clock
-        from cocotb.triggers import RisingEdge
-
-        cocotb.start_soon(Clock(self.dut.clk, self.period_ns, unit="ns").start())
-        self.dut.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
+        await clock_and_reset(self.dut, self.period_ns)
 
     def command_word(self, command: Mapping[str, int]) -> int:
         return pack_fields(command, self.cmd_fields)

@@ -16,27 +16,17 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from sim.port_model import PortMemory
-from sim.tb import StreamSink, StreamSource
+from sim.tb import StreamSink, StreamSource, start_cases
 from sim.vecmem_run import CASES_ENV, RESULTS_ENV
 
 
 @cocotb.test()
 async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
     """All cases of the file, one after another in one simulation."""
-    with open(os.environ[CASES_ENV]) as f:
-        header = json.load(f)
-    master = random.Random(header["seed"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.cmd__valid.value = 0
-    dut.stats__ready.value = 0
-    dut.rst.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    header, master = await start_cases(dut, CASES_ENV, ["cmd__valid", "stats__ready"])
     results = []
     for case in header["cases"]:
         mem = PortMemory.for_case(dut, header, case, master, np.uint64)
