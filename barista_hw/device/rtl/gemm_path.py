@@ -35,7 +35,7 @@ from .packed import PackedPort
 from .port import ADDR_BITS, LEN_BITS, port_signature
 from .scratchpad import Scratchpad, geometry
 
-__all__ = ["GemmPath", "Unit", "command", "command_layout"]
+__all__ = ["GemmPath", "Unit", "command", "command_layout", "dma_payload", "share_port"]
 
 
 class Unit(enum.IntEnum):
@@ -89,6 +89,13 @@ def command(
         raise InputError(f"{inst.text()}: the GEMM path LOADs into A or B and STOREs from C")
     fields = dma_rtl.command(inst, program, geometry(config, space), packed=True)
     return {"unit": int(unit), "dma": fields}
+
+
+def dma_payload(m: Module, d: DmaEngine, fields: data.View) -> None:
+    """Drive DMA ``d``'s command payload from a command's ``dma`` fields (its scratchpad's
+    address width may be narrower than the command's)."""
+    for name in dma_rtl.command_layout(d.geom.addr_bits).members:
+        m.d.comb += getattr(d.cmd.payload, name).eq(getattr(fields, name))
 
 
 def pack_command(fields: dict, config: DeviceConfig) -> int:
@@ -173,8 +180,7 @@ class GemmPath(wiring.Component):
             with m.If(p.unit == u):
                 m.d.comb += ready.eq(d.cmd.ready)
             m.d.comb += d.cmd.valid.eq(self.cmd.valid & ~self.busy & (p.unit == u))
-            for name in dma_rtl.command_layout(d.geom.addr_bits).members:
-                m.d.comb += getattr(d.cmd.payload, name).eq(getattr(p.dma, name))
+            dma_payload(m, d, p.dma)
         m.d.comb += [
             gemm.cmd.valid.eq(self.cmd.valid & ~self.busy & (p.unit == Unit.GEMM)),
             gemm.cmd.payload.eq(p.gemm),
@@ -186,29 +192,34 @@ class GemmPath(wiring.Component):
         owner = Signal(2)
         with m.If(self.cmd.valid & self.cmd.ready & (self.cmd.payload.unit != Unit.GEMM)):
             m.d.sync += owner.eq(self.cmd.payload.unit)
-        up = packed.up
-        for u, d in dmas.items():
-            mine = owner == u
-            m.d.comb += [
-                d.port.cmd.ready.eq(up.cmd.ready & mine),
-                d.port.w.ready.eq(up.w.ready & mine),
-                d.port.r.valid.eq(up.r.valid & mine),
-                d.port.r.payload.eq(up.r.payload),
-            ]
-        pick = {Unit.LOAD_A: dmas[Unit.LOAD_A], Unit.LOAD_B: dmas[Unit.LOAD_B]}
-        last = dmas[Unit.STORE_C]
+        share_port(m, dmas, packed, owner)
 
-        def sel(get):  # noqa: ANN001, ANN202 - the owner's signal
-            v = get(last)
-            for u, d in pick.items():
-                v = Mux(owner == u, get(d), v)
-            return v
 
+def share_port(m: Module, dmas: dict, packed: PackedPort, owner: Signal) -> None:
+    """Connect the DMAs ``dmas`` (unit -> engine) to one packed port; ``owner`` names the
+    unit whose command runs (one at a time), the last of ``dmas`` by default."""
+    up = packed.up
+    for u, d in dmas.items():
+        mine = owner == u
         m.d.comb += [
-            up.cmd.valid.eq(sel(lambda d: d.port.cmd.valid)),
-            up.cmd.payload.eq(sel(lambda d: d.port.cmd.payload.as_value())),
-            up.w.valid.eq(sel(lambda d: d.port.w.valid)),
-            up.w.payload.eq(sel(lambda d: d.port.w.payload)),
-            up.r.ready.eq(sel(lambda d: d.port.r.ready)),
-            packed.first_bit.eq(sel(lambda d: d.first_bit)),
+            d.port.cmd.ready.eq(up.cmd.ready & mine),
+            d.port.w.ready.eq(up.w.ready & mine),
+            d.port.r.valid.eq(up.r.valid & mine),
+            d.port.r.payload.eq(up.r.payload),
         ]
+    *pick, last = dmas.items()
+
+    def sel(get):  # noqa: ANN001, ANN202 - the owner's signal
+        v = get(last[1])
+        for u, d in pick:
+            v = Mux(owner == u, get(d), v)
+        return v
+
+    m.d.comb += [
+        up.cmd.valid.eq(sel(lambda d: d.port.cmd.valid)),
+        up.cmd.payload.eq(sel(lambda d: d.port.cmd.payload.as_value())),
+        up.w.valid.eq(sel(lambda d: d.port.w.valid)),
+        up.w.payload.eq(sel(lambda d: d.port.w.payload)),
+        up.r.ready.eq(sel(lambda d: d.port.r.ready)),
+        packed.first_bit.eq(sel(lambda d: d.first_bit)),
+    ]
