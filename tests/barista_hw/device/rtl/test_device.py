@@ -13,6 +13,7 @@ stalls on every stream of the memory port and the host's streams.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -25,8 +26,10 @@ from barista_hw.device.geometry import ConvGeometry, PoolGeometry
 from barista_hw.device.isa import Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine
-from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.memory import DeviceConfig, LinkConfig
 from barista_hw.device.rtl.device import Device
+from barista_hw.device.timing import schedule
+from barista_hw.device.traffic import program_counts
 from barista_hw.numfmt import Rounding
 from sim.gemm_path_run import image_tensor
 
@@ -139,7 +142,13 @@ def test_iteration_sends_the_host_the_models_words(
 def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     got = run(sim_run_cache, sim, "plain")
     c = got.counters
+    prog = program()
+    timing = schedule(prog, program_counts(prog, CONFIG), CONFIG.accelerator.clock_mhz)
     print(f"device top: {c['cycles']} cycles; busy " + ", ".join(f"{u} {c[u]}" for u in c))
+    print(f"time model: {timing.cycles} cycles; busy {timing.busy}")
+    fast = dataclasses.replace(CONFIG, link=LinkConfig(baud=300_000_000))  # the RTL has no UART
+    timing = schedule(prog, program_counts(prog, fast), CONFIG.accelerator.clock_mhz)
+    print(f"time model, 300 Mbaud link: {timing.cycles} cycles; busy {timing.busy}")
     assert all(0 < c[u] <= c["cycles"] for u in c if u != "cycles")
 
 
