@@ -46,13 +46,11 @@ from ..memory import DeviceConfig
 from ..vector import Rounder
 from . import gemm_path, link, vecmem
 from .arbiter import PortArbiter
-from .dma import ACC_DEPTH, DmaEngine
-from .gemm_path import Unit, dma_payload, share_port
-from .gemm_unit import GemmUnit
+from .gemm_path import Unit, dma_payload, gemm_units, share_port
 from .link import LinkUnit
 from .packed import PackedPort
 from .port import port_signature
-from .scratchpad import Scratchpad, geometry
+from .scratchpad import geometry
 from .sequencer import COUNT_BITS, RECORD_BITS, TOKEN_AT, TOKEN_BITS, UNITS, Sequencer
 from .vecmem import VecMem
 
@@ -148,13 +146,7 @@ class Device(wiring.Component):
         wiring.connect(m, seq.scale, wiring.flipped(self.scale))
 
         c_geom = geometry(cfg, Space.C)
-        dmas = {}
-        for u, s in ((Unit.LOAD_A, Space.A), (Unit.LOAD_B, Space.B), (Unit.STORE_C, Space.C)):
-            acc = ACC_DEPTH if u is Unit.STORE_C else 0
-            dmas[u] = DmaEngine(geometry(cfg, s), max_burst=self.max_burst, acc_depth=acc)
-            m.submodules[u.name.lower()] = dmas[u]
-        m.submodules.gemm = gemm = GemmUnit(cfg.accelerator, c_geom)
-        m.submodules.spad_c = spad_c = Scratchpad(c_geom)
+        dmas, gemm, _ = gemm_units(m, cfg, self.max_burst)
         packed = {}
         for side in ("in", "out"):
             packed[side] = PackedPort(
@@ -172,21 +164,7 @@ class Device(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host_in), lnk.host_in)
         wiring.connect(m, lnk.host_out, wiring.flipped(self.host_out))
 
-        for u, name in ((Unit.LOAD_A, "a"), (Unit.LOAD_B, "b")):
-            d = dmas[u]
-            m.d.comb += [
-                getattr(gemm, f"{name}_w_addr").eq(d.s_w_addr),
-                getattr(gemm, f"{name}_w_data").eq(d.s_w_data),
-                getattr(gemm, f"{name}_w_en").eq(d.s_w_en),
-            ]
         store = dmas[Unit.STORE_C]
-        m.d.comb += [
-            spad_c.w_addr.eq(gemm.c_w_addr),
-            spad_c.w_data.eq(gemm.c_w_data),
-            spad_c.w_en.eq(gemm.c_w_en),
-            spad_c.r_addr.eq(store.s_r_addr),
-            store.s_r_data.eq(spad_c.r_data),
-        ]
 
         # -- front-ends: each unit's record paired with its command, done tokens back.
         loads = {u: dmas[u] for u in (Unit.LOAD_A, Unit.LOAD_B)}

@@ -35,7 +35,15 @@ from .packed import PackedPort
 from .port import ADDR_BITS, LEN_BITS, port_signature
 from .scratchpad import Scratchpad, geometry
 
-__all__ = ["GemmPath", "Unit", "command", "command_layout", "dma_payload", "share_port"]
+__all__ = [
+    "GemmPath",
+    "Unit",
+    "command",
+    "command_layout",
+    "dma_payload",
+    "gemm_units",
+    "share_port",
+]
 
 
 class Unit(enum.IntEnum):
@@ -91,6 +99,43 @@ def command(
     return {"unit": int(unit), "dma": fields}
 
 
+def gemm_units(
+    m: Module, cfg: DeviceConfig, max_burst: int
+) -> tuple[dict, gemm_unit.GemmUnit, Scratchpad]:
+    """The three DMAs (unit -> engine; only C's, whose STOREs add into DRAM by col2im, has
+    the accumulator), the GEMM unit and scratchpad C, added to ``m`` with their
+    scratchpads wired: LOADs write A and B inside the GEMM unit; it writes C; STOREs read C."""
+    c_geom = geometry(cfg, Space.C)
+    dmas = {
+        u: DmaEngine(
+            geometry(cfg, s),
+            max_burst=max_burst,
+            acc_depth=ACC_DEPTH if u is Unit.STORE_C else 0,
+        )
+        for u, s in _DMA_SPACES.items()
+    }
+    for u, d in dmas.items():
+        m.submodules[u.name.lower()] = d
+    m.submodules.gemm = gemm = gemm_unit.GemmUnit(cfg.accelerator, c_geom)
+    m.submodules.spad_c = spad_c = Scratchpad(c_geom)
+    for u, name in ((Unit.LOAD_A, "a"), (Unit.LOAD_B, "b")):
+        d = dmas[u]
+        m.d.comb += [
+            getattr(gemm, f"{name}_w_addr").eq(d.s_w_addr),
+            getattr(gemm, f"{name}_w_data").eq(d.s_w_data),
+            getattr(gemm, f"{name}_w_en").eq(d.s_w_en),
+        ]
+    store = dmas[Unit.STORE_C]
+    m.d.comb += [
+        spad_c.w_addr.eq(gemm.c_w_addr),
+        spad_c.w_data.eq(gemm.c_w_data),
+        spad_c.w_en.eq(gemm.c_w_en),
+        spad_c.r_addr.eq(store.s_r_addr),
+        store.s_r_data.eq(spad_c.r_data),
+    ]
+    return dmas, gemm, spad_c
+
+
 def dma_payload(m: Module, d: DmaEngine, fields: data.View) -> None:
     """Drive DMA ``d``'s command payload from a command's ``dma`` fields (its scratchpad's
     address width may be narrower than the command's)."""
@@ -128,40 +173,11 @@ class GemmPath(wiring.Component):
         m = Module()
         cfg = self.config
         c_geom = geometry(cfg, Space.C)
-        # Only STOREs add into DRAM (col2im): only C's DMA has the accumulator.
-        dmas = {
-            u: DmaEngine(
-                geometry(cfg, s),
-                max_burst=self.max_burst,
-                acc_depth=ACC_DEPTH if u is Unit.STORE_C else 0,
-            )
-            for u, s in _DMA_SPACES.items()
-        }
-        for u, d in dmas.items():
-            m.submodules[u.name.lower()] = d
-        m.submodules.gemm = gemm = gemm_unit.GemmUnit(cfg.accelerator, c_geom)
-        m.submodules.spad_c = spad_c = Scratchpad(c_geom)
+        dmas, gemm, spad_c = gemm_units(m, cfg, self.max_burst)
         m.submodules.packed = packed = PackedPort(
             c_geom.bits, bus_bits=self.bus_bits, max_elements=self.max_burst
         )
         wiring.connect(m, packed.port, wiring.flipped(self.port))
-
-        # Scratchpads: LOADs write A and B inside the GEMM unit; it writes C; STOREs read C.
-        for u, name in ((Unit.LOAD_A, "a"), (Unit.LOAD_B, "b")):
-            d = dmas[u]
-            m.d.comb += [
-                getattr(gemm, f"{name}_w_addr").eq(d.s_w_addr),
-                getattr(gemm, f"{name}_w_data").eq(d.s_w_data),
-                getattr(gemm, f"{name}_w_en").eq(d.s_w_en),
-            ]
-        store = dmas[Unit.STORE_C]
-        m.d.comb += [
-            spad_c.w_addr.eq(gemm.c_w_addr),
-            spad_c.w_data.eq(gemm.c_w_data),
-            spad_c.w_en.eq(gemm.c_w_en),
-            spad_c.r_addr.eq(store.s_r_addr),
-            store.s_r_data.eq(spad_c.r_data),
-        ]
 
         busy = packed.busy | gemm.busy
         for d in dmas.values():
