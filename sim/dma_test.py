@@ -86,7 +86,9 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
             taken |= cmd.sample()
             mem.sample()
         if not mem.idle:
-            raise AssertionError("the DMA went idle with memory commands outstanding")
+            raise AssertionError(
+                f"case {len(results)}: the DMA went idle with memory commands outstanding"
+            )
         spad_words = await _read_back(dut, case["spad"], case["words"])
         results.append(
             {

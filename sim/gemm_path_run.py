@@ -82,11 +82,13 @@ class PathCase:
 
 @dataclass
 class PathResult:
-    """What a case left: DRAM afterwards and each command's cycles (offer to idle)."""
+    """What a case left: DRAM afterwards, each command's cycles (offer to idle) and the
+    memory port's work in them (commands, words read, words written)."""
 
     case: PathCase
     image: np.ndarray
     cycles: list[int]
+    port: list[list[int]]
 
 
 @dataclass
@@ -156,6 +158,6 @@ def run_cases(unit: UnitBuild, cases: Sequence[PathCase], *, seed: int = 0) -> l
     }
     out = run_json_module(unit, TEST_MODULE, header, (CASES_ENV, RESULTS_ENV))
     return [
-        PathResult(c, np.array(r["memory"], dtype=np.int64), r["cycles"])
+        PathResult(c, np.array(r["memory"], dtype=np.int64), r["cycles"], r["port"])
         for c, r in zip(cases, out["cases"], strict=True)
     ]

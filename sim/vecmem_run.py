@@ -18,7 +18,7 @@ import numpy as np
 
 from barista_hw.device.memory import ULX3S_SDRAM
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
-from barista_hw.device.rtl.vecmem import VecMem, cycles_bound, pack_command
+from barista_hw.device.rtl.vecmem import STAGE_DEPTH, VecMem, cycles_bound, pack_command
 
 from .runner import UnitBuild, component_build, run_json_module
 
@@ -28,10 +28,12 @@ TEST_MODULE = "sim.vecmem_test"
 BUS_BITS = ULX3S_SDRAM.bus_bits
 
 
-def build(sim: str, lanes: int) -> UnitBuild:
-    """The unit of ``lanes`` lanes on the ULX3S's bus, compiled for ``sim`` (cached)."""
-    top = f"vecmem_{lanes}x{BUS_BITS}"
-    return component_build(lambda: VecMem(lanes, bus_bits=BUS_BITS), top, f"{lanes}", sim)
+def build(sim: str, lanes: int, depth: int = STAGE_DEPTH) -> UnitBuild:
+    """The unit of ``lanes`` lanes and staging rings of ``depth`` elements on the ULX3S's
+    bus, compiled for ``sim`` (cached)."""
+    top = f"vecmem_{lanes}x{BUS_BITS}_{depth}"
+    make = lambda: VecMem(lanes, bus_bits=BUS_BITS, depth=depth)  # noqa: E731
+    return component_build(make, top, f"{lanes}-{depth}", sim)
 
 
 @dataclass

@@ -87,7 +87,8 @@ def walker_layout() -> data.StructLayout:
     )
 
 
-def _position_layout() -> data.StructLayout:
+def position_layout() -> data.StructLayout:
+    """A walker's position: its counters, address share and image coordinates."""
     return data.StructLayout(
         {
             "cnt": data.ArrayLayout(unsigned(COUNT_BITS), LEVELS),
@@ -306,9 +307,9 @@ def pack_command(fields: dict, geom: SpadGeometry) -> int:
 # -- the engine -----------------------------------------------------------------------------
 
 
-def _step(m: Module, pos: data.View, cfg: data.View, name: str) -> data.View:
+def walker_step(m: Module, pos: data.View, cfg: data.View, name: str) -> data.View:
     """The walker position after one step (combinational)."""
-    nxt = Signal(_position_layout(), name=name)
+    nxt = Signal(position_layout(), name=name)
     m.d.comb += nxt.eq(pos)
     with m.If(pos.cnt[0] != cfg.size[0] - 1):
         m.d.comb += [nxt.cnt[0].eq(pos.cnt[0] + 1), *_add(nxt, pos, cfg, 0)]
@@ -397,8 +398,8 @@ class DmaEngine(wiring.Component):
         lanes, bits = self.geom.lanes, self.geom.bits
         cmd = Signal(command_layout(self.geom.addr_bits))
         active = Signal()
-        la, lo = Signal(_position_layout()), Signal(_position_layout())
-        la_mark, lo_start = Signal(_position_layout()), Signal(_position_layout())
+        la, lo = Signal(position_layout()), Signal(position_layout())
+        la_mark, lo_start = Signal(position_layout()), Signal(position_layout())
         # Generator counters: lane, other-axis index, block; its lane-axis position t*lanes.
         lane = Signal(max(1, (lanes - 1).bit_length()))
         o = Signal(COUNT_BITS)
@@ -433,8 +434,8 @@ class DmaEngine(wiring.Component):
         inside = (y.as_unsigned() < cmd.height) & (x.as_unsigned() < cmd.width)
         m.d.comb += e_pad.eq(~lane_ok | (cmd.check & ~inside))
 
-        la_next = _step(m, la, cmd.la, "la_next")
-        lo_next = _step(m, lo, cmd.lo, "lo_next")
+        la_next = walker_step(m, la, cmd.la, "la_next")
+        lo_next = walker_step(m, lo, cmd.lo, "lo_next")
         word_end = lane == lanes - 1
         row_end = o == cmd.do - 1
         with m.If(e_take):

@@ -77,14 +77,17 @@ class PackedPort(wiring.Component):
         m.submodules.rtags = rtags = fifo.SyncFIFO(width=1 + sh + lb, depth=2 * self.queue + 2)
         m.submodules.wtags = wtags = fifo.SyncFIFO(width=sh + lb + 2, depth=self.queue)
         m.submodules.olds = olds = fifo.SyncFIFO(width=bus, depth=2 * self.queue + 2)
-        self._commands(m, rtags, wtags)
+        writing = self._writes(m, wtags, olds)
+        self._commands(m, rtags, wtags, writing)
         self._reads(m, rtags, olds)
-        self._writes(m, wtags, olds)
         return m
 
-    def _commands(self, m: Module, rtags: fifo.SyncFIFO, wtags: fifo.SyncFIFO) -> None:
+    def _commands(
+        self, m: Module, rtags: fifo.SyncFIFO, wtags: fifo.SyncFIFO, writing: Signal
+    ) -> None:
         """Each master command becomes its word commands: the reads of its part-covered
-        words (a write), then the command itself."""
+        words (a write), then the command itself. The next master command is taken in the
+        cycle the current one's last word command goes out, so commands flow one a cycle."""
         bits, sh, lb = self.bits, self.shift, self.len_bits
         up, pc = self.up.cmd, self.port.cmd
         b0 = Signal(self.addr_bits + sh + 8)
@@ -100,12 +103,22 @@ class PackedPort(wiring.Component):
         c_off, c_len, c_write = Signal(sh), Signal(lb), Signal()
         due_first, due_last, due_main = Signal(), Signal(), Signal()
         idle = ~(due_first | due_last | due_main)
-        # Room: a command pushes at most two OLD tags and one UP tag, and a write's tag.
-        room = (rtags.level <= rtags.depth - 3) & wtags.w_rdy
+        sent = pc.valid & pc.ready
+        finishing = sent & ~due_first & ~due_last  # the main command goes out
+        # Room: a command pushes at most two OLD tags and one UP tag (and the finishing
+        # command one more this cycle), and a write's tag.
+        room = (rtags.level <= rtags.depth - 4) & wtags.w_rdy
         m.d.comb += [
-            up.ready.eq(idle & room),
-            self.busy.eq(~idle | rtags.r_rdy | wtags.r_rdy),
+            up.ready.eq((idle | finishing) & room),
+            self.busy.eq(~idle | rtags.r_rdy | wtags.r_rdy | writing),
         ]
+        with m.If(sent):
+            with m.If(due_first):
+                m.d.sync += due_first.eq(0)
+            with m.Elif(due_last):
+                m.d.sync += due_last.eq(0)
+            with m.Else():
+                m.d.sync += due_main.eq(0)
         with m.If(up.valid & up.ready):
             write = up.payload.write
             first = write & (off != 0)
@@ -129,14 +142,6 @@ class PackedPort(wiring.Component):
             pc.payload.length.eq(length),
             pc.payload.write.eq(c_write & ~due_first & ~due_last),
         ]
-        sent = pc.valid & pc.ready
-        with m.If(sent):
-            with m.If(due_first):
-                m.d.sync += due_first.eq(0)
-            with m.Elif(due_last):
-                m.d.sync += due_last.eq(0)
-            with m.Else():
-                m.d.sync += due_main.eq(0)
         reading = due_first | due_last | ~c_write
         m.d.comb += [
             rtags.w_en.eq(sent & reading),
@@ -149,49 +154,57 @@ class PackedPort(wiring.Component):
         ]
 
     def _reads(self, m: Module, rtags: fifo.SyncFIFO, olds: fifo.SyncFIFO) -> None:
-        """Read words: a part-covered one into ``olds``; the master's unpacked into elements."""
+        """Read words: a part-covered one into ``olds``; the master's unpacked into elements.
+
+        A word is taken while the bits held cannot make an element, and an element is
+        offered from the bits held and the word arriving in the same cycle, so elements
+        flow one a cycle across command boundaries (no bubble at a command's first word).
+        """
         bits, bus, sh, lb = self.bits, self.bus_bits, self.shift, self.len_bits
         r, ur = self.port.r, self.up.r
         kind = rtags.r_data[0]
         t_off, t_len = rtags.r_data[1 : 1 + sh], rtags.r_data[1 + sh : 1 + sh + lb]
-        buf = Signal(bits + bus)
+        buf = Signal(bits + bus)  # the bits held (zero above ``have``)
         have = Signal(range(bits + bus + 1))
         left = Signal(lb)
         started = Signal()
+        hb = Mux(started, have, 0)
         n_left = Mux(started, left, t_len)
         is_up = rtags.r_rdy & (kind == UP)
-        # Offer an element once its bits are in.
+        need = is_up & (n_left != 0) & (hb < bits)
+        m.d.comb += r.ready.eq(Mux(kind == OLD, rtags.r_rdy & olds.w_rdy, need))
+        got = r.valid & r.ready
+        got_up = got & (kind == UP)
+        m.d.comb += [olds.w_en.eq(got & (kind == OLD)), olds.w_data.eq(r.payload)]
+        # The word arriving, aligned: a command's first word drops the bits below its offset.
+        word = Mux(started, r.payload, r.payload >> t_off)
+        total = Signal(bits + bus)
+        avail = Signal(range(bits + bus + 1))
         m.d.comb += [
-            ur.valid.eq(is_up & started & (have >= bits)),
-            ur.payload.eq(buf[:bits]),
+            total.eq(Mux(started, buf, 0) | Mux(got_up, word << hb, 0)),
+            avail.eq(hb + Mux(got_up, Mux(started, bus, bus - t_off), 0)),
+            ur.valid.eq(is_up & (n_left != 0) & (avail >= bits)),
+            ur.payload.eq(total[:bits]),
         ]
         emit = ur.valid & ur.ready
-        h1 = Signal.like(have)
-        b1 = Signal.like(buf)
-        m.d.comb += [h1.eq(have - Mux(emit, bits, 0)), b1.eq(Mux(emit, buf >> bits, buf))]
-        n1 = n_left - emit
-        want = is_up & (n1 != 0) & (~started | (h1 < bits))
-        m.d.comb += r.ready.eq(Mux(kind == OLD, rtags.r_rdy & olds.w_rdy, want))
-        got = r.valid & r.ready
-        m.d.comb += [olds.w_en.eq(got & (kind == OLD)), olds.w_data.eq(r.payload)]
-        with m.If(got & (kind == UP)):
-            with m.If(~started):
-                m.d.sync += [buf.eq(r.payload >> t_off), have.eq(bus - t_off)]
-            with m.Else():
-                m.d.sync += [buf.eq(b1 | (r.payload << h1)), have.eq(h1 + bus)]
-        with m.Elif(emit):
-            m.d.sync += [buf.eq(b1), have.eq(h1)]
-        with m.If(got & (kind == UP) & ~started):
-            m.d.sync += [started.eq(1), left.eq(t_len)]
-        with m.If(emit):
-            m.d.sync += left.eq(left - 1)
-        done_up = emit & (left == 1)
+        done_up = emit & (n_left == 1)
         m.d.comb += rtags.r_en.eq((got & (kind == OLD)) | done_up)
         with m.If(done_up):
-            m.d.sync += [started.eq(0), have.eq(0)]
+            m.d.sync += [started.eq(0), have.eq(0), buf.eq(0)]
+        with m.Elif(got_up | emit):
+            m.d.sync += [
+                started.eq(1),
+                left.eq(n_left - emit),
+                buf.eq(Mux(emit, total >> bits, total)),
+                have.eq(avail - Mux(emit, bits, 0)),
+            ]
 
-    def _writes(self, m: Module, wtags: fifo.SyncFIFO, olds: fifo.SyncFIFO) -> None:
-        """The master's elements packed into words; part-covered end words merged."""
+    def _writes(self, m: Module, wtags: fifo.SyncFIFO, olds: fifo.SyncFIFO) -> Signal:
+        """The master's elements packed into words; part-covered end words merged.
+
+        A command's tag is copied into registers as it starts (and popped), so the next
+        command can start in the cycle the current one sends its last word. Returns the
+        signal that a command is being written."""
         bits, bus, sh, lb = self.bits, self.bus_bits, self.shift, self.len_bits
         w, uw = self.port.w, self.up.w
         t_off = wtags.r_data[:sh]
@@ -201,27 +214,20 @@ class PackedPort(wiring.Component):
         have = Signal(range(bits + bus + 1))
         left = Signal(lb)
         started = Signal()
+        c_last = Signal()  # the running command's last word is part-covered
         old = Signal(bus)  # the first word's old bits, kept for a word part-covered twice
-        old_kept = Signal()
+        last_single = Signal()  # one word covered at both ends: its old value is ``old``
 
-        # Start: the first word's bits below the offset come from its old value.
-        start = wtags.r_rdy & ~started & (~t_first | olds.r_rdy)
-        with m.If(start):
-            keep = Mux(t_first, olds.r_data & ((Const(1, bus + 1) << t_off) - 1), 0)
-            m.d.sync += [buf.eq(keep), have.eq(Mux(t_first, t_off, 0)), left.eq(t_len)]
-            m.d.sync += [started.eq(1), old.eq(olds.r_data), old_kept.eq(t_first)]
         # A whole word out; the final, part-covered word merges the old bits above.
         whole = started & (have >= bus)
         tail = started & (left == 0) & (have != 0) & (have < bus)
-        # The last word's old value: its own read, or the first word's (one word, both ends).
-        last_single = old_kept & (t_off + t_len * bits < bus)
         tail_old = Mux(last_single, old, olds.r_data)
-        tail_ok = ~t_last | last_single | olds.r_rdy
+        tail_ok = ~c_last | last_single | olds.r_rdy
         mask = (Const(1, bus + 1) << have) - 1
         merged = (buf[:bus] & mask) | (tail_old & ~mask[:bus])
         m.d.comb += [
             w.valid.eq(whole | (tail & tail_ok)),
-            w.payload.eq(Mux(whole, buf[:bus], Mux(t_last, merged, buf[:bus]))),
+            w.payload.eq(Mux(whole, buf[:bus], Mux(c_last, merged, buf[:bus]))),
         ]
         out = w.valid & w.ready
         emit = out & whole
@@ -230,18 +236,36 @@ class PackedPort(wiring.Component):
         m.d.comb += [h1.eq(have - Mux(emit, bus, 0)), b1.eq(Mux(emit, buf >> bus, buf))]
         take = started & (left != 0) & (h1 < bus) & uw.valid
         m.d.comb += uw.ready.eq(take)
-        with m.If(~start):
+        finish_tail = out & tail
+        tail_pop = finish_tail & c_last & ~last_single
+        finish = (
+            finish_tail | (emit & (left == 0) & (h1 == 0)) | (started & (left == 0) & (have == 0))
+        )
+        # Start: the first word's bits below the offset come from its old value (not in a
+        # cycle whose tail takes an old word: the FIFO gives one a cycle, in order).
+        start = wtags.r_rdy & (~started | (finish & ~tail_pop)) & (~t_first | olds.r_rdy)
+        with m.If(start):
+            keep = Mux(t_first, olds.r_data & ((Const(1, bus + 1) << t_off) - 1), 0)
+            m.d.sync += [
+                buf.eq(keep),
+                have.eq(Mux(t_first, t_off, 0)),
+                left.eq(t_len),
+                started.eq(1),
+                c_last.eq(t_last),
+                old.eq(olds.r_data),
+                last_single.eq(t_first & (t_off + t_len * bits < bus)),
+            ]
+        with m.Elif(finish):
+            m.d.sync += [started.eq(0), have.eq(0), last_single.eq(0)]
+        with m.Else():
             m.d.sync += [
                 buf.eq(b1 | Mux(take, uw.payload << h1, 0)),
                 have.eq(h1 + Mux(take, bits, 0)),
             ]
         with m.If(take):
             m.d.sync += left.eq(left - 1)
-        finish_tail = out & tail
-        finish_even = started & (left == 0) & (have == 0)
-        with m.If(finish_tail | finish_even):
-            m.d.sync += [started.eq(0), have.eq(0), old_kept.eq(0)]
         m.d.comb += [
-            wtags.r_en.eq(finish_tail | finish_even),
-            olds.r_en.eq((start & t_first) | (finish_tail & t_last & ~last_single)),
+            wtags.r_en.eq(start),
+            olds.r_en.eq((start & t_first) | tail_pop),
         ]
+        return started

@@ -37,6 +37,7 @@ from barista_hw.numfmt import Rounding
 from sim.vecmem_run import BUS_BITS, VecCase, VecResult, build, run_cases
 
 LANES = 3  # the vector unit's lanes: groups are rarely a multiple of it
+DEPTH = 64  # staging rings smaller than most tensors here, so they wrap
 ACC = DEFAULT_ACCELERATOR.derive(rows=3, cols=3, depth=128, acc_depth=16)
 CONFIG = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f", vector_lanes=LANES)
 WIDTH = CONFIG.accelerator.engine.fmt.width
@@ -80,6 +81,7 @@ class Spec:
             rnd=self.rounder(),
             width=WIDTH,
             scalars=self.scalars,
+            depth=DEPTH,
         )
 
     def image(self, m: Machine, background: np.ndarray) -> np.ndarray:
@@ -197,20 +199,20 @@ def _element_specs() -> list[Spec]:
         values = {n: _rand(rng, s, b) for n, _, s, b in names}
         return p, inst, values, {"y": 5, "b": 9, "z": 5}, {}
 
-    def mean_sub(rng):  # noqa: ANN001, ANN202
+    def mean_sub(rng, image=(2, 3, 2)):  # noqa: ANN001, ANN202
         batch, imgs = _images(rng)
-        shape = (batch, 2, 3, 2)
-        names = [("data", "activation", shape, 8), ("mean", "constant", (1, 2, 3, 2), WIDTH)]
+        shape = (batch, *image)
+        names = [("data", "activation", shape, 8), ("mean", "constant", (1, *image), WIDTH)]
         names.append(("x", "activation", shape, WIDTH))
         p = _program(rng, names)
         inst = _vec(VecOp.MEAN_SUB, rng, imgs, src=0, src2=1, dst=2)
         values = {n: _rand(rng, s, b) for n, _, s, b in names}
         return p, inst, values, {"data": 0, "mean": 4, "x": 0}, {"x": 3}
 
-    def bias_grad(rng):  # noqa: ANN001, ANN202
-        batch, imgs = _images(rng)
-        shape = (batch, 4, 2, 3)
-        names = [("dy", "gradient", shape, WIDTH), ("db", "weight_grad", (4,), WIDTH)]
+    def bias_grad(rng, shape=None):  # noqa: ANN001, ANN202
+        batch, imgs = _images(rng) if shape is None else (shape[0], (1, shape[0] - 1))
+        shape = (batch, 4, 2, 3) if shape is None else shape
+        names = [("dy", "gradient", shape, WIDTH), ("db", "weight_grad", shape[1:2], WIDTH)]
         p = _program(rng, names)
         inst = _vec(VecOp.BIAS_GRAD, rng, imgs, src=0, dst=1)
         values = {n: _rand(rng, s, b) for n, _, s, b in names}
@@ -245,6 +247,10 @@ def _element_specs() -> list[Spec]:
         ("bias-grad", bias_grad),
         ("convert-clear", convert),
         ("sgd", sgd),
+        # Past the ring: the mean fetched once an image, the bias gradient once a row of
+        # channels (5 channels: the last row's spare lane fetches the next image's).
+        ("mean-sub-again", lambda rng: mean_sub(rng, (2, 6, 6))),
+        ("bias-grad-rows", lambda rng: bias_grad(rng, (3, 5, 2, 5))),
     ]:
         out.append(_spec(name, make))
     return out
@@ -360,7 +366,7 @@ def _results(cache: dict, sim: str) -> list[VecResult]:
     if key not in cache:
         try:
             cases = [SPECS[i].case(stall) for i, stall in RUNS]
-            cache[key] = run_cases(build(sim, LANES), LANES, cases, seed=21)
+            cache[key] = run_cases(build(sim, LANES, DEPTH), LANES, cases, seed=21)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -430,3 +436,11 @@ def test_commands_the_unit_does_not_run_are_refused() -> None:
     pool = Instruction(Op.VEC, int(VecOp.MAXPOOL), fields={**spec.inst.fields, "desc": 0})
     with pytest.raises(InputError, match="exceeds 4 x 4"):
         command(pool, program, scales, rnd=rnd, width=WIDTH)
+
+
+def test_operands_past_the_ring_are_refused() -> None:
+    """A bias gradient whose row of channels does not fit the ring is refused, by size."""
+    spec = next(s for s in SPECS if s.name == "bias-grad-rows")
+    m = spec.machine()
+    with pytest.raises(InputError, match="staging ring of 42 elements; the unit has 16"):
+        command(spec.inst, spec.program, m.scales, rnd=spec.rounder(), width=WIDTH, depth=16)
