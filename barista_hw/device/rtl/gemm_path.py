@@ -35,7 +35,15 @@ from .packed import PackedPort
 from .port import ADDR_BITS, LEN_BITS, port_signature
 from .scratchpad import Scratchpad, geometry
 
-__all__ = ["GemmPath", "Unit", "command", "command_layout"]
+__all__ = [
+    "GemmPath",
+    "Unit",
+    "command",
+    "command_layout",
+    "dma_payload",
+    "gemm_units",
+    "share_port",
+]
 
 
 class Unit(enum.IntEnum):
@@ -91,6 +99,50 @@ def command(
     return {"unit": int(unit), "dma": fields}
 
 
+def gemm_units(
+    m: Module, cfg: DeviceConfig, max_burst: int
+) -> tuple[dict, gemm_unit.GemmUnit, Scratchpad]:
+    """The three DMAs (unit -> engine; only C's, whose STOREs add into DRAM by col2im, has
+    the accumulator), the GEMM unit and scratchpad C, added to ``m`` with their
+    scratchpads wired: LOADs write A and B inside the GEMM unit; it writes C; STOREs read C."""
+    c_geom = geometry(cfg, Space.C)
+    dmas = {
+        u: DmaEngine(
+            geometry(cfg, s),
+            max_burst=max_burst,
+            acc_depth=ACC_DEPTH if u is Unit.STORE_C else 0,
+        )
+        for u, s in _DMA_SPACES.items()
+    }
+    for u, d in dmas.items():
+        m.submodules[u.name.lower()] = d
+    m.submodules.gemm = gemm = gemm_unit.GemmUnit(cfg.accelerator, c_geom)
+    m.submodules.spad_c = spad_c = Scratchpad(c_geom)
+    for u, name in ((Unit.LOAD_A, "a"), (Unit.LOAD_B, "b")):
+        d = dmas[u]
+        m.d.comb += [
+            getattr(gemm, f"{name}_w_addr").eq(d.s_w_addr),
+            getattr(gemm, f"{name}_w_data").eq(d.s_w_data),
+            getattr(gemm, f"{name}_w_en").eq(d.s_w_en),
+        ]
+    store = dmas[Unit.STORE_C]
+    m.d.comb += [
+        spad_c.w_addr.eq(gemm.c_w_addr),
+        spad_c.w_data.eq(gemm.c_w_data),
+        spad_c.w_en.eq(gemm.c_w_en),
+        spad_c.r_addr.eq(store.s_r_addr),
+        store.s_r_data.eq(spad_c.r_data),
+    ]
+    return dmas, gemm, spad_c
+
+
+def dma_payload(m: Module, d: DmaEngine, fields: data.View) -> None:
+    """Drive DMA ``d``'s command payload from a command's ``dma`` fields (its scratchpad's
+    address width may be narrower than the command's)."""
+    for name in dma_rtl.command_layout(d.geom.addr_bits).members:
+        m.d.comb += getattr(d.cmd.payload, name).eq(getattr(fields, name))
+
+
 def pack_command(fields: dict, config: DeviceConfig) -> int:
     """The bits of a command (the ``cmd`` stream's payload)."""
     return command_layout(config).const(fields).as_bits()
@@ -121,40 +173,11 @@ class GemmPath(wiring.Component):
         m = Module()
         cfg = self.config
         c_geom = geometry(cfg, Space.C)
-        # Only STOREs add into DRAM (col2im): only C's DMA has the accumulator.
-        dmas = {
-            u: DmaEngine(
-                geometry(cfg, s),
-                max_burst=self.max_burst,
-                acc_depth=ACC_DEPTH if u is Unit.STORE_C else 0,
-            )
-            for u, s in _DMA_SPACES.items()
-        }
-        for u, d in dmas.items():
-            m.submodules[u.name.lower()] = d
-        m.submodules.gemm = gemm = gemm_unit.GemmUnit(cfg.accelerator, c_geom)
-        m.submodules.spad_c = spad_c = Scratchpad(c_geom)
+        dmas, gemm, spad_c = gemm_units(m, cfg, self.max_burst)
         m.submodules.packed = packed = PackedPort(
             c_geom.bits, bus_bits=self.bus_bits, max_elements=self.max_burst
         )
         wiring.connect(m, packed.port, wiring.flipped(self.port))
-
-        # Scratchpads: LOADs write A and B inside the GEMM unit; it writes C; STOREs read C.
-        for u, name in ((Unit.LOAD_A, "a"), (Unit.LOAD_B, "b")):
-            d = dmas[u]
-            m.d.comb += [
-                getattr(gemm, f"{name}_w_addr").eq(d.s_w_addr),
-                getattr(gemm, f"{name}_w_data").eq(d.s_w_data),
-                getattr(gemm, f"{name}_w_en").eq(d.s_w_en),
-            ]
-        store = dmas[Unit.STORE_C]
-        m.d.comb += [
-            spad_c.w_addr.eq(gemm.c_w_addr),
-            spad_c.w_data.eq(gemm.c_w_data),
-            spad_c.w_en.eq(gemm.c_w_en),
-            spad_c.r_addr.eq(store.s_r_addr),
-            store.s_r_data.eq(spad_c.r_data),
-        ]
 
         busy = packed.busy | gemm.busy
         for d in dmas.values():
@@ -173,8 +196,7 @@ class GemmPath(wiring.Component):
             with m.If(p.unit == u):
                 m.d.comb += ready.eq(d.cmd.ready)
             m.d.comb += d.cmd.valid.eq(self.cmd.valid & ~self.busy & (p.unit == u))
-            for name in dma_rtl.command_layout(d.geom.addr_bits).members:
-                m.d.comb += getattr(d.cmd.payload, name).eq(getattr(p.dma, name))
+            dma_payload(m, d, p.dma)
         m.d.comb += [
             gemm.cmd.valid.eq(self.cmd.valid & ~self.busy & (p.unit == Unit.GEMM)),
             gemm.cmd.payload.eq(p.gemm),
@@ -186,29 +208,34 @@ class GemmPath(wiring.Component):
         owner = Signal(2)
         with m.If(self.cmd.valid & self.cmd.ready & (self.cmd.payload.unit != Unit.GEMM)):
             m.d.sync += owner.eq(self.cmd.payload.unit)
-        up = packed.up
-        for u, d in dmas.items():
-            mine = owner == u
-            m.d.comb += [
-                d.port.cmd.ready.eq(up.cmd.ready & mine),
-                d.port.w.ready.eq(up.w.ready & mine),
-                d.port.r.valid.eq(up.r.valid & mine),
-                d.port.r.payload.eq(up.r.payload),
-            ]
-        pick = {Unit.LOAD_A: dmas[Unit.LOAD_A], Unit.LOAD_B: dmas[Unit.LOAD_B]}
-        last = dmas[Unit.STORE_C]
+        share_port(m, dmas, packed, owner)
 
-        def sel(get):  # noqa: ANN001, ANN202 - the owner's signal
-            v = get(last)
-            for u, d in pick.items():
-                v = Mux(owner == u, get(d), v)
-            return v
 
+def share_port(m: Module, dmas: dict, packed: PackedPort, owner: Signal) -> None:
+    """Connect the DMAs ``dmas`` (unit -> engine) to one packed port; ``owner`` names the
+    unit whose command runs (one at a time), the last of ``dmas`` by default."""
+    up = packed.up
+    for u, d in dmas.items():
+        mine = owner == u
         m.d.comb += [
-            up.cmd.valid.eq(sel(lambda d: d.port.cmd.valid)),
-            up.cmd.payload.eq(sel(lambda d: d.port.cmd.payload.as_value())),
-            up.w.valid.eq(sel(lambda d: d.port.w.valid)),
-            up.w.payload.eq(sel(lambda d: d.port.w.payload)),
-            up.r.ready.eq(sel(lambda d: d.port.r.ready)),
-            packed.first_bit.eq(sel(lambda d: d.first_bit)),
+            d.port.cmd.ready.eq(up.cmd.ready & mine),
+            d.port.w.ready.eq(up.w.ready & mine),
+            d.port.r.valid.eq(up.r.valid & mine),
+            d.port.r.payload.eq(up.r.payload),
         ]
+    *pick, last = dmas.items()
+
+    def sel(get):  # noqa: ANN001, ANN202 - the owner's signal
+        v = get(last[1])
+        for u, d in pick:
+            v = Mux(owner == u, get(d), v)
+        return v
+
+    m.d.comb += [
+        up.cmd.valid.eq(sel(lambda d: d.port.cmd.valid)),
+        up.cmd.payload.eq(sel(lambda d: d.port.cmd.payload.as_value())),
+        up.w.valid.eq(sel(lambda d: d.port.w.valid)),
+        up.w.payload.eq(sel(lambda d: d.port.w.payload)),
+        up.r.ready.eq(sel(lambda d: d.port.r.ready)),
+        packed.first_bit.eq(sel(lambda d: d.first_bit)),
+    ]
