@@ -40,6 +40,7 @@ from barista_base.errors import InputError
 from . import lfsr, native, schedule
 from .command import GemmCommand
 from .config import AcceleratorConfig, EngineConfig
+from .fpformat import MinifloatGemmFormat
 from .numfmt import MAX_SHIFT, FixedFormat, Rounding
 from .scaling import max_abs
 
@@ -252,6 +253,10 @@ def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCom
     integers (as produced by rounding and clipping); the result is then float64
     holding the engine's integers, which saves the training backends conversions.
     """
+    if isinstance(cfg.fmt, MinifloatGemmFormat):
+        from .fpgemm import engine_gemm  # fpgemm builds on this module: imported late
+
+        return engine_gemm(a, b, cfg, cmd)
     _check_shift(cmd.shift)
     if not _float_exact(a, cfg):
         return _integer_gemm(a, b, cfg, cmd)
@@ -367,9 +372,14 @@ def gemm(
     rounding: Rounding = Rounding.NEAREST_EVEN,
     seed: int = 0,
 ) -> np.ndarray:
-    """What the GEMM engine returns for ``A (M, K) @ B (K, N)``: int64 ``(M, N)``."""
-    a = check_operands("A", a, cfg.fmt)
-    b = check_operands("B", b, cfg.fmt)
+    """What the GEMM engine returns for ``A (M, K) @ B (K, N)``: int64 ``(M, N)`` (codes of
+    the output format for a minifloat engine, whose ``shift`` must be 0)."""
+    if isinstance(cfg.fmt, MinifloatGemmFormat):
+        if shift:
+            raise InputError(f"a {cfg.fmt.name} engine takes no shift (got {shift})")
+    else:
+        a = check_operands("A", a, cfg.fmt)
+        b = check_operands("B", b, cfg.fmt)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise InputError(f"GEMM operand shapes {a.shape} and {b.shape} do not chain")
     q = gemm_quantized(a, b, cfg, GemmCommand(shift, rounding, seed))

@@ -152,6 +152,11 @@ class FixedFormat:
         return signed(self.width)
 
     @property
+    def output_shape(self) -> Shape:
+        """A result lane: results are requantised to the operand format."""
+        return self.operand_shape
+
+    @property
     def product_shape(self) -> Shape:
         return signed(2 * self.width)
 
