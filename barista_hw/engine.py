@@ -69,6 +69,8 @@ OUT_DEPTH = DRAIN_STAGES + 2
 FIRST_TAKE = 2
 #: Cycles from a bank row's load to its sum with its partial sums (the requantiser's input).
 FORMED = DRAIN_STAGES - Requantizer.LATENCY
+#: Registers after a minifloat engine's requantiser, so its results leave as the fixed ones do.
+MINIFLOAT_PAD = Requantizer.LATENCY - MinifloatRequantizer.LATENCY
 
 
 def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
@@ -120,7 +122,7 @@ def _array_and_requantizer(
         fmt.out,
         cfg.cols,
         saturate=fmt.saturate,
-        delay=Requantizer.LATENCY - MinifloatRequantizer.LATENCY,
+        delay=MINIFLOAT_PAD,
     )
     return array, requant
 

@@ -106,6 +106,20 @@ class MinifloatGemmFormat:
             text += f"k{self.k}"
         return text + ("" if self.saturate else "_nosat")
 
+    def to_dict(self) -> dict:
+        """What the manifest records of the format (``number_format``)."""
+        return {
+            "kind": "minifloat",
+            "name": self.name,
+            "a": self.a.name,
+            "b": self.b.name,
+            "out": self.out.name,
+            "k": self.k,
+            "acc_width": self.acc_width,
+            "acc_lsb_exp": self.acc_exp,
+            "saturate": self.saturate,
+        }
+
     @cached_property
     def arith(self) -> MinifloatArith:
         """The PEs' arithmetic (:class:`~barista_hw.array.SystolicArray` builds from it)."""

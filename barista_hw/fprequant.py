@@ -32,7 +32,16 @@ from .minifloat import SR_BITS, MinifloatFormat
 from .numfmt import Rounding
 from .pipeline import delay
 
-__all__ = ["MinifloatRequantizer", "leading_one"]
+__all__ = ["MinifloatRequantizer", "lane_widths", "leading_one"]
+
+
+def lane_widths(acc_width: int, acc_exp: int, out: MinifloatFormat) -> tuple[int, int, int, int]:
+    """A lane's constant pre-shift ``up``, fraction bits ``F``, the width of the magnitude
+    in output units and the bits of the kept-LSB position ``s`` (module notes)."""
+    d = acc_exp - out.unit_exp
+    up, frac_bits = max(d, 0), max(-d, 0)
+    mwidth = acc_width + up
+    return up, frac_bits, mwidth, max(mwidth, frac_bits + 1).bit_length()  # s <= either
 
 
 def leading_one(v: Value) -> Value:
@@ -97,10 +106,7 @@ class MinifloatRequantizer(wiring.Component):
 
     def _lane(self, m: Module, lane: int) -> None:
         out, width = self.out, self.acc_width
-        d = self.acc_exp - out.unit_exp
-        up, frac_bits = max(d, 0), max(-d, 0)  # the constant pre-shift and F
-        mwidth = width + up
-        sbits = max(mwidth, frac_bits + 1).bit_length()  # s never exceeds either
+        up, frac_bits, mwidth, sbits = lane_widths(width, self.acc_exp, out)
         owidth = max(mwidth, frac_bits) + 1
         # stage 1: inputs
         acc = Signal(signed(width), name=f"acc{lane}", reset_less=True)
