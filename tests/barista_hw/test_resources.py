@@ -14,9 +14,9 @@ from barista_hw.minifloat import PRESETS as MINIFLOATS
 from barista_hw.numfmt import FixedFormat
 from barista_hw.presets import PRESETS, get_preset
 from barista_hw.resources import (
+    BOTTOM_ROW_PER_ACC_BIT,
     CALIBRATION_TOLERANCE,
     estimate,
-    BOTTOM_ROW_PER_ACC_BIT,
     lutram_cells,
     memory_blocks,
     minifloat_pe_cost,
