@@ -11,8 +11,11 @@ the command's rounding mode and no shift: the value of the result is the code's 
 
 Names (``barista generate --format``): ``e4m3`` is E4M3 operands and results with
 :data:`DEFAULT_K`; in full ``<a>[x<b>][_<out>][k<K>][_nosat]``, e.g. ``e2m3xe3m2_e2m1k64``
-(``_nosat``: overflow gives inf/NaN, :meth:`MinifloatFormat.overflow_code`). Names contain
-no ``.``, so they are Verilog identifiers as they stand.
+(``_nosat``: overflow gives inf/NaN, :meth:`MinifloatFormat.overflow_code`). ``out`` may be
+``fp32`` (:data:`~barista_hw.minifloat.FP32`): results are float32, rounded once from the
+exact sum, which is what training on the ``rtl`` backend needs (``e4m3_fp32_nosat``: the
+float32 overflow to inf). Names contain no ``.``, so they are Verilog identifiers as they
+stand.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from amaranth.hdl import Shape
 from barista_base.errors import InputError
 
 from .fppe import MinifloatArith
-from .minifloat import PRESETS, MinifloatFormat
+from .minifloat import FP32, PRESETS, TABLE_BITS, MinifloatFormat
 
 __all__ = ["DEFAULT_K", "MinifloatGemmFormat", "is_minifloat_spec"]
 
@@ -35,13 +38,13 @@ DEFAULT_K = 1 << 16
 
 _ELEMENT = r"e\d+m\d+"
 _SPEC = re.compile(
-    rf"^(?P<a>{_ELEMENT})(?:x(?P<b>{_ELEMENT}))?(?:_(?P<out>{_ELEMENT}))?"
+    rf"^(?P<a>{_ELEMENT})(?:x(?P<b>{_ELEMENT}))?(?:_(?P<out>{_ELEMENT}|fp32))?"
     r"(?:k(?P<k>\d+))?(?P<nosat>_nosat)?$"
 )
 
 
 def _element(name: str) -> MinifloatFormat:
-    fmt = MinifloatFormat.parse(name)
+    fmt = FP32 if name == FP32.name else MinifloatFormat.parse(name)
     if not fmt.signed:
         raise InputError(f"minifloat engine: {name} has no sign and cannot be an operand")
     return fmt
@@ -70,6 +73,9 @@ class MinifloatGemmFormat:
     def __post_init__(self) -> None:
         if not self.out.signed:
             raise InputError(f"minifloat engine: results in {self.out.name} need a sign")
+        for fmt in (self.a, self.b):
+            if fmt.bits > TABLE_BITS:
+                raise InputError(f"minifloat engine: {fmt.name} is a result format only")
         self.arith  # noqa: B018 - MinifloatArith checks the operands and k
 
     @classmethod

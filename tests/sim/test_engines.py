@@ -67,6 +67,8 @@ FP_DESIGNS = [
     DesignSpec("fwd-2x3-e4m3", Pass.FORWARD, 2, 3, "e4m3"),
     DesignSpec("bwd-3x2-e2m3xe3m2", Pass.BACKWARD_DATA, 3, 2, "e2m3xe3m2_e2m1k64"),
     DesignSpec("grad-2x2-e5m2-nosat", Pass.WEIGHT_GRAD, 2, 2, "e5m2k4096_nosat"),
+    # Float32 results (what training on the rtl backend reads): every sum is a normal float32.
+    DesignSpec("fwd-2x3-e4m3-fp32", Pass.FORWARD, 2, 3, "e4m3_fp32_nosat"),
 ]
 
 
@@ -313,7 +315,8 @@ def test_cases_cover_the_brief() -> None:
 def test_fp_cases_cover_the_brief() -> None:
     """Each minifloat design: every rounding mode, K = 1, partial tiles and stalls; results
     that are zero, subnormal, normal and the largest magnitude (or inf/NaN without saturation)
-    of both signs; operands with the largest normals, subnormals and zeros."""
+    of both signs (float32 results: zero and normal, as every sum is); operands with the
+    largest normals, subnormals and zeros."""
     for spec in FP_DESIGNS:
         cases, out = design_cases(spec), spec.cfg.fmt.out
         assert {c.rounding for c in cases} == set(Rounding)
@@ -322,8 +325,9 @@ def test_fp_cases_cover_the_brief() -> None:
         codes = np.concatenate([np.ravel(c.expected) for c in cases])
         mag, field = codes & ~(1 << (out.bits - 1)), (codes >> out.mant) & out.top_field
         top = out.overflow_code(spec.cfg.fmt.saturate)
-        assert {0, top} <= set(mag.tolist()), spec.name
-        assert ((field == 0) & (mag > 0)).any() and ((field > 0) & (mag < top)).any()
+        assert 0 in mag and ((field > 0) & (mag < top)).any(), spec.name
+        if out.bits <= 8:
+            assert top in mag and ((field == 0) & (mag > 0)).any(), spec.name
         assert (codes >> (out.bits - 1)).any() and not (codes >> (out.bits - 1)).all()
         ops = np.concatenate([np.ravel(c.a) for c in cases] + [np.ravel(c.b) for c in cases])
         fa = spec.cfg.fmt.a
