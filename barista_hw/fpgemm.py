@@ -39,8 +39,8 @@ from . import lfsr
 from .command import GemmCommand
 from .config import EngineConfig
 from .fpformat import MinifloatGemmFormat
+from .intmath import exact_matmul, output_words
 from .minifloat import SR_BITS, MinifloatFormat
-from .model import exact_matmul, output_words
 from .mx import SCALE_NAN, MXFormat
 from .numfmt import FixedFormat, Rounding
 
@@ -195,7 +195,7 @@ def engine_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmComman
 
     The exact sum of :func:`minifloat_gemm`, rounded once by :func:`requantize` with the
     command's rounding; stochastic rounding takes element ``(i, j)``'s word from the lane
-    and beat that carries it (:func:`barista_hw.model.output_words`, all 32 bits).
+    and beat that carries it (:func:`barista_hw.intmath.output_words`, all 32 bits).
     """
     fmt = cfg.fmt
     if not isinstance(fmt, MinifloatGemmFormat):
