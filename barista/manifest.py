@@ -50,7 +50,8 @@ class Manifest:
 
     ``config``, ``top``, ``verilog`` and ``ports`` are what backends and simulators
     use; ``layers``, ``iteration``, ``resources`` and ``design`` are the plan's
-    figures, kept as the JSON sections people and plots read.
+    figures, kept as the JSON sections people and plots read; ``number_format`` spells
+    out the engine's format (``config`` names it).
     """
 
     config: AcceleratorConfig
@@ -58,6 +59,7 @@ class Manifest:
     ports: tuple[Port, ...] = ()
     layers: tuple[dict[str, Any], ...] = ()
     iteration: dict[str, Any] = field(default_factory=dict)
+    number_format: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
     design: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str | None] = field(default_factory=dict)
@@ -87,6 +89,7 @@ class Manifest:
             ports=design.ports,
             layers=tuple(by_layer[layer.name] for layer in design.layers),
             iteration=iteration,
+            number_format=cfg.engine.fmt.to_dict(),
             resources=design.resources.to_dict(design.budget),
             design=_choice(design),
             tools=_versions(),
@@ -101,6 +104,7 @@ class Manifest:
             "ports": [p.to_dict() for p in self.ports],
             "layers": list(self.layers),
             "iteration": self.iteration,
+            "number_format": self.number_format,
             "resources": self.resources,
             "design": self.design,
             "cycle_model": self.cycle_model,
@@ -127,6 +131,7 @@ class Manifest:
                 ports=tuple(Port.from_dict(p) for p in d.get("ports", ())),
                 layers=tuple(d.get("layers", ())),
                 iteration=dict(d.get("iteration", {})),
+                number_format=dict(d.get("number_format", {})),
                 resources=dict(d.get("resources", {})),
                 design=dict(d.get("design", {})),
                 tools=dict(d.get("tools", {})),

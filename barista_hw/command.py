@@ -33,9 +33,10 @@ from .schedule import Chunk, block_seed
 
 #: The value a command field must hold when a layout lacks it (what the command means
 #: without it): an engine without the image count sums one image, one without an
-#: accumulator memory runs whole reductions, a plain engine reads no buffers.
+#: accumulator memory runs whole reductions, a plain engine reads no buffers, a
+#: minifloat engine shifts nothing.
 ABSENT: Mapping[str, int] = MappingProxyType(
-    {"images": 1, "acc_first": True, "acc_last": True, "a_base": 0, "b_base": 0}
+    {"images": 1, "acc_first": True, "acc_last": True, "a_base": 0, "b_base": 0, "shift": 0}
 )
 
 

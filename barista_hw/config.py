@@ -9,7 +9,20 @@ from typing import Any
 
 from barista_base.errors import InputError
 
+from .fpformat import MinifloatGemmFormat, is_minifloat_spec
 from .numfmt import DEFAULT_FORMAT, FixedFormat
+
+#: What an engine computes in: fixed point, or minifloat codes with exact accumulators.
+EngineFormat = FixedFormat | MinifloatGemmFormat
+
+
+def parse_engine_format(spec: str) -> EngineFormat:
+    """An engine's format by name: a minifloat engine format (``e4m3``, see
+    :mod:`barista_hw.fpformat`) or a fixed-point spec or preset (``fx16``, ``int8``)."""
+    if is_minifloat_spec(spec):
+        return MinifloatGemmFormat.parse(spec)
+    return FixedFormat.parse(spec)
+
 
 MAX_ARRAY_DIM = 64
 #: The array wherever none is given (engines, backends, command lines): rows x cols.
@@ -34,11 +47,15 @@ class Pass(enum.Enum):
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """An R x C systolic array in a number format, plus the width of its dimension counters."""
+    """An R x C systolic array in a number format, plus the width of its dimension counters.
+
+    ``fmt``: fixed point, or a :class:`~barista_hw.fpformat.MinifloatGemmFormat` (minifloat
+    PEs with exact accumulators and the minifloat requantiser; one format for all passes).
+    """
 
     rows: int = DEFAULT_ROWS
     cols: int = DEFAULT_COLS
-    fmt: FixedFormat = DEFAULT_FORMAT
+    fmt: EngineFormat = DEFAULT_FORMAT
     dim_bits: int = 16  # M, K, N (and images) per command are < 2**dim_bits
     dataflow: Dataflow = Dataflow.OUTPUT_STATIONARY
     # Rows (C accumulators each) of the accumulator memory that carries full-width
@@ -86,7 +103,7 @@ class EngineConfig:
     @classmethod
     def from_json(cls, text: str) -> EngineConfig:
         d = json.loads(text)
-        d["fmt"] = FixedFormat.parse(d["fmt"])
+        d["fmt"] = parse_engine_format(d["fmt"])
         d["dataflow"] = Dataflow(d["dataflow"])
         return cls(**d)
 

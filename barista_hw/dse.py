@@ -36,11 +36,11 @@ from dataclasses import dataclass, replace
 
 from barista_base.errors import InputError
 
-from .config import MAX_ARRAY_DIM, AcceleratorConfig, EngineConfig
+from .config import MAX_ARRAY_DIM, AcceleratorConfig, EngineConfig, EngineFormat
+from .fpformat import MinifloatGemmFormat
 from .numfmt import PRESETS as FORMATS
-from .numfmt import FixedFormat
 from .plan import GemmLayer, NetPlan, dim_bits_needed, plan_net
-from .resources import Resources, estimate
+from .resources import Resources, estimate, max_pes
 from .targets import RESOURCES, Budget
 
 #: Formats tried when the caller fixes none, widest first.
@@ -194,6 +194,18 @@ def needed_dim_bits(layers: Sequence[GemmLayer]) -> int:
     return bits
 
 
+def check_reductions(layers: Sequence[GemmLayer], fmt: MinifloatGemmFormat) -> None:
+    """Every pass's reduction (the weight gradient's over the batch too) within the ``k``
+    terms a minifloat engine's accumulators hold exactly, or an error naming the longest."""
+    longest = max((w for layer in layers for w in layer.workloads()), key=lambda w: w.kt)
+    if longest.kt > fmt.k:
+        bigger = 1 << (longest.kt - 1).bit_length()
+        raise InputError(
+            f"{longest.label}: a reduction of {longest.kt} terms exceeds the {fmt.k} that "
+            f"{fmt.name}'s accumulators hold exactly; use {replace(fmt, k=bigger).name}"
+        )
+
+
 class _Explorer:
     def __init__(
         self, layers: Sequence[GemmLayer], budget: Budget, dim_bits: int, name: str, target: str
@@ -204,7 +216,7 @@ class _Explorer:
         self.evaluated: dict[AcceleratorConfig, Candidate | None] = {}
 
     def config(
-        self, rows: int, cols: int, fmt: FixedFormat, a: int, b: int, acc: int
+        self, rows: int, cols: int, fmt: EngineFormat, a: int, b: int, acc: int
     ) -> AcceleratorConfig:
         engine = EngineConfig(rows, cols, fmt, self.dim_bits, acc_depth=acc)
         return AcceleratorConfig(engine, a, b, self.budget.mhz, self.name, self.target)
@@ -228,7 +240,7 @@ class _Explorer:
         self.evaluated[cfg] = cand
         return cand
 
-    def deepest(self, rows: int, cols: int, fmt: FixedFormat, acc_tiles: int) -> Candidate | None:
+    def deepest(self, rows: int, cols: int, fmt: EngineFormat, acc_tiles: int) -> Candidate | None:
         """Equal A/B depths, as deep as the budget allows (None if even the shallowest fails)."""
         best = None
         for d in DEPTHS:
@@ -239,7 +251,7 @@ class _Explorer:
         return None if best is None else self.evaluate(best)
 
     def largest_that_fits(
-        self, rows: int, cols: int, fmt: FixedFormat, acc_tiles: int
+        self, rows: int, cols: int, fmt: EngineFormat, acc_tiles: int
     ) -> Candidate | None:
         """For an array that does not fit: the first smaller one that does (its deepest
         design), going down one row or column at a time along the longer side (columns on
@@ -273,7 +285,7 @@ def explore(
     layers: Sequence[GemmLayer],
     budget: Budget,
     *,
-    fmt: FixedFormat | None = None,
+    fmt: EngineFormat | None = None,
     array: tuple[int, int] | None = None,
     name: str = "custom",
     target: str | None = None,
@@ -287,6 +299,8 @@ def explore(
         raise InputError("the net has no Convolution or InnerProduct layer to plan")
     target = budget.name if target is None else target
     dim_bits = needed_dim_bits(layers)
+    if isinstance(fmt, MinifloatGemmFormat):
+        check_reductions(layers, fmt)
     ex = _Explorer(layers, budget, dim_bits, name, target)
     formats = (
         [fmt]
@@ -294,14 +308,12 @@ def explore(
         else [FORMATS[f] for f in CANDIDATE_FORMATS if FORMATS[f].width <= budget.mult_width]
     )
     wide = formats[0]
-    per_pe = (-(-wide.width // budget.mult_width)) ** 2
-    max_pes = budget.mults // per_pe
     if array is not None:
         rows, cols = array
         EngineConfig(rows, cols)  # range check with the usual message
         shapes = [(rows, cols)]
     else:
-        shapes = _shapes(max_pes)
+        shapes = _shapes(max_pes(wide, budget))
 
     # 1. shapes
     stage1 = []

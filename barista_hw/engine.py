@@ -51,6 +51,8 @@ from amaranth.lib.wiring import In, Out
 from . import lfsr
 from .array import SystolicArray
 from .config import EngineConfig, Pass
+from .fpformat import MinifloatGemmFormat
+from .fprequant import MinifloatRequantizer
 from .memory import collision_free_memory
 from .numfmt import SHIFT_BITS
 from .pipeline import delay, replicate
@@ -67,10 +69,15 @@ OUT_DEPTH = DRAIN_STAGES + 2
 FIRST_TAKE = 2
 #: Cycles from a bank row's load to its sum with its partial sums (the requantiser's input).
 FORMED = DRAIN_STAGES - Requantizer.LATENCY
+#: Registers after a minifloat engine's requantiser, so its results leave as the fixed ones do.
+MINIFLOAT_PAD = Requantizer.LATENCY - MinifloatRequantizer.LATENCY
 
 
 def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
-    """Fields of an engine command; ``batched`` adds the image count of the gradient pass."""
+    """Fields of an engine command; ``batched`` adds the image count of the gradient pass.
+
+    A minifloat engine has no ``shift``: its requantiser's output format sets the scale.
+    """
     fields = {
         "m": unsigned(cfg.dim_bits),
         "k": unsigned(cfg.dim_bits),
@@ -79,6 +86,8 @@ def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
         "rounding": unsigned(2),
         "seed": unsigned(lfsr.STATE_BITS),
     }
+    if is_minifloat(cfg):
+        del fields["shift"]
     if batched:
         fields["images"] = unsigned(cfg.dim_bits)
     if cfg.acc_depth:
@@ -89,8 +98,33 @@ def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
 
 def output_layout(cfg: EngineConfig) -> data.StructLayout:
     return data.StructLayout(
-        {"data": data.ArrayLayout(cfg.fmt.operand_shape, cfg.cols), "last": unsigned(1)}
+        {"data": data.ArrayLayout(cfg.fmt.output_shape, cfg.cols), "last": unsigned(1)}
     )
+
+
+def is_minifloat(cfg: EngineConfig) -> bool:
+    """The engine multiplies minifloat codes (:class:`~barista_hw.fpformat.MinifloatGemmFormat`)."""
+    return isinstance(cfg.fmt, MinifloatGemmFormat)
+
+
+def _array_and_requantizer(
+    cfg: EngineConfig,
+) -> tuple[SystolicArray, Requantizer | MinifloatRequantizer]:
+    """The array and the requantiser of ``cfg``'s format. The minifloat requantiser's output
+    is delayed to the fixed one's latency, so every engine has the same cycle counts."""
+    fmt = cfg.fmt
+    if not isinstance(fmt, MinifloatGemmFormat):
+        return SystolicArray(cfg.rows, cfg.cols, fmt, cfg.dataflow), Requantizer(fmt, cfg.cols)
+    array = SystolicArray(cfg.rows, cfg.cols, fmt.arith, cfg.dataflow)
+    requant = MinifloatRequantizer(
+        fmt.acc_width,
+        fmt.acc_exp,
+        fmt.out,
+        cfg.cols,
+        saturate=fmt.saturate,
+        delay=MINIFLOAT_PAD,
+    )
+    return array, requant
 
 
 def wave_latency(cfg: EngineConfig) -> int:
@@ -212,8 +246,9 @@ class GemmEngine(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg = self.cfg
-        m.submodules.array = array = SystolicArray(cfg.rows, cfg.cols, cfg.fmt, cfg.dataflow)
-        m.submodules.requant = requant = Requantizer(cfg.fmt, cfg.cols)
+        array, requant = _array_and_requantizer(cfg)
+        m.submodules.array = array
+        m.submodules.requant = requant
         m.submodules.lanes = lanes = LfsrLanes(cfg.cols)
         cmd = Signal(command_layout(cfg, self.BATCHED))
         walk = _Walk(cfg, cmd, self.BATCHED)
@@ -444,7 +479,7 @@ class GemmEngine(wiring.Component):
         cmd: Signal,
         bank: _Bank,
         row: Signal,
-        requant: Requantizer,
+        requant: Requantizer | MinifloatRequantizer,
         lanes: LfsrLanes,
         fifo: SyncFIFO,
     ) -> None:
@@ -467,7 +502,7 @@ class GemmEngine(wiring.Component):
         m.d.comb += [
             requant.acc.eq(row),
             requant.words.eq(lanes.words),
-            requant.shift.eq(cmd.shift),
+            *([] if is_minifloat(self.cfg) else [requant.shift.eq(cmd.shift)]),
             requant.rounding.eq(cmd.rounding),
             beat.data.eq(requant.q),
             beat.last.eq(s_last[-1]),

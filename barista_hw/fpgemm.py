@@ -35,8 +35,12 @@ import numpy as np
 
 from barista_base.errors import InputError
 
+from . import lfsr
+from .command import GemmCommand
+from .config import EngineConfig
+from .fpformat import MinifloatGemmFormat
+from .intmath import exact_matmul, output_words
 from .minifloat import SR_BITS, MinifloatFormat
-from .model import exact_matmul
 from .mx import SCALE_NAN, MXFormat
 from .numfmt import FixedFormat, Rounding
 
@@ -183,3 +187,37 @@ def _to_fixed(
         low = np.asarray(words, dtype=np.int64) & ((1 << SR_BITS) - 1)
         q = (np.floor(np.ldexp(s, SR_BITS)).astype(np.int64) + low) >> SR_BITS
     return np.clip(q, fmt.min_int, fmt.max_int)
+
+
+def engine_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:
+    """What a minifloat engine (``cfg.fmt`` a :class:`MinifloatGemmFormat`) returns for one
+    command on codes ``a (M, K) @ b (K, N)``: codes of ``cfg.fmt.out`` (int64).
+
+    The exact sum of :func:`minifloat_gemm`, rounded once by :func:`requantize` with the
+    command's rounding; stochastic rounding takes element ``(i, j)``'s word from the lane
+    and beat that carries it (:func:`barista_hw.intmath.output_words`, all 32 bits).
+    """
+    fmt = cfg.fmt
+    if not isinstance(fmt, MinifloatGemmFormat):
+        raise InputError(f"engine_gemm: {fmt.name} is not a minifloat engine format")
+    if a.shape[1] > fmt.k:
+        raise InputError(
+            f"a reduction of {a.shape[1]} terms exceeds the {fmt.k} the {fmt.name} engine's "
+            "accumulators hold exactly (give a larger k in the format's name)"
+        )
+    a, b = _as_codes(a), _as_codes(b)
+    acc, exp = minifloat_gemm(a, fmt.a, b, fmt.b)
+    rounding = Rounding(cmd.rounding)
+    words = None
+    if rounding is Rounding.STOCHASTIC:
+        m, n = acc.shape
+        words = output_words(cmd.seed, m, n, cfg.rows, cfg.cols, lfsr.STATE_BITS)
+    value = to_odd_float(acc, exp)
+    codes = requantize(value, fmt.out, rounding, words=words, saturate=fmt.saturate)
+    return np.asarray(codes, dtype=np.int64)
+
+
+def _as_codes(x: np.ndarray) -> np.ndarray:
+    """Codes as integers (the training backends hand them over as float arrays)."""
+    x = np.asarray(x)
+    return x.astype(np.int64) if x.dtype.kind == "f" else x

@@ -30,8 +30,18 @@ from barista_base.errors import InputError
 from . import lfsr
 from .minifloat import SR_BITS, MinifloatFormat
 from .numfmt import Rounding
+from .pipeline import delay
 
-__all__ = ["MinifloatRequantizer", "leading_one"]
+__all__ = ["MinifloatRequantizer", "lane_widths", "leading_one"]
+
+
+def lane_widths(acc_width: int, acc_exp: int, out: MinifloatFormat) -> tuple[int, int, int, int]:
+    """A lane's constant pre-shift ``up``, fraction bits ``F``, the width of the magnitude
+    in output units and the bits of the kept-LSB position ``s`` (module notes)."""
+    d = acc_exp - out.unit_exp
+    up, frac_bits = max(d, 0), max(-d, 0)
+    mwidth = acc_width + up
+    return up, frac_bits, mwidth, max(mwidth, frac_bits + 1).bit_length()  # s <= either
 
 
 def leading_one(v: Value) -> Value:
@@ -54,10 +64,11 @@ class MinifloatRequantizer(wiring.Component):
         words (in, ``lanes`` x 32): each lane's LFSR word (:class:`~barista_hw.requant.LfsrLanes`).
         rounding (in, 2): a :class:`~barista_hw.numfmt.Rounding` (code 3 floors).
         q (out, ``lanes`` x ``out.bits``): the codes for the ``acc``/``words``/``rounding``
-            presented :data:`LATENCY` cycles earlier.
+            presented :attr:`latency` cycles earlier.
 
     Stages: inputs registered; magnitude, leading one and shift registered; rounding and
-    packing registered.
+    packing registered (:data:`LATENCY`); then ``delay`` more registers on ``q`` (an engine
+    pads to its fixed-point requantiser's latency).
     """
 
     LATENCY = 3
@@ -70,12 +81,14 @@ class MinifloatRequantizer(wiring.Component):
         lanes: int,
         *,
         saturate: bool = True,
+        delay: int = 0,
     ) -> None:
         if not (out.signed and out.subnormals):
             self._MustUse__silence = True  # rejected, so never elaborated: no warning
             raise InputError(f"minifloat requantiser: output format {out.name} must be signed")
         self.acc_width, self.acc_exp, self.out = acc_width, acc_exp, out
-        self.lanes, self.saturate = lanes, saturate
+        self.lanes, self.saturate, self.delay = lanes, saturate, delay
+        self.latency = self.LATENCY + delay
         super().__init__(
             {
                 "acc": In(data.ArrayLayout(signed(acc_width), lanes)),
@@ -93,10 +106,7 @@ class MinifloatRequantizer(wiring.Component):
 
     def _lane(self, m: Module, lane: int) -> None:
         out, width = self.out, self.acc_width
-        d = self.acc_exp - out.unit_exp
-        up, frac_bits = max(d, 0), max(-d, 0)  # the constant pre-shift and F
-        mwidth = width + up
-        sbits = max(mwidth, frac_bits + 1).bit_length()  # s never exceeds either
+        up, frac_bits, mwidth, sbits = lane_widths(width, self.acc_exp, out)
         owidth = max(mwidth, frac_bits) + 1
         # stage 1: inputs
         acc = Signal(signed(width), name=f"acc{lane}", reset_less=True)
@@ -151,4 +161,4 @@ class MinifloatRequantizer(wiring.Component):
         q = Signal(out.code_shape, name=f"q{lane}", reset_less=True)
         packed = Mux(big, out.overflow_code(self.saturate), code)
         m.d.sync += q.eq(packed | (sign << (out.bits - 1)))
-        m.d.comb += self.q[lane].eq(q)
+        m.d.comb += self.q[lane].eq(delay(m, q, self.delay, f"q_delay{lane}", data=True))

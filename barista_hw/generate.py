@@ -32,9 +32,8 @@ from amaranth.lib import data
 from barista_base.errors import InputError
 
 from .accelerator import Accelerator
-from .config import AcceleratorConfig, EngineConfig
+from .config import AcceleratorConfig, EngineConfig, EngineFormat, parse_engine_format
 from .dse import Candidate, DseResult, explore, needed_dim_bits
-from .numfmt import FixedFormat
 from .plan import GemmLayer, NetPlan, plan_net
 from .presets import get_preset
 from .resources import Resources, estimate
@@ -164,7 +163,7 @@ def _fields(layout: data.Layout) -> dict[str, tuple[int, int]]:
 def _choose(
     layers: Sequence[GemmLayer],
     budget: Budget,
-    fmt: FixedFormat | None,
+    fmt: EngineFormat | None,
     array: tuple[int, int] | None,
     preset: str | None,
     name: str,
@@ -191,7 +190,7 @@ def generate(
     layers: Sequence[GemmLayer],
     *,
     target: str | Target | Budget = DEFAULT_TARGET,
-    fmt: FixedFormat | str | None = None,
+    fmt: EngineFormat | str | None = None,
     array: tuple[int, int] | str | None = None,
     preset: str | None = None,
     name: str = "net",
@@ -206,7 +205,7 @@ def generate(
     """
     budget = _budget(target)
     if isinstance(fmt, str):
-        fmt = FixedFormat.parse(fmt)
+        fmt = parse_engine_format(fmt)
     if isinstance(array, str):
         array = EngineConfig.parse_array(array)
     layers = tuple(layers)

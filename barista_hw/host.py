@@ -42,7 +42,7 @@ from barista_base.errors import InputError
 from .accelerator import run_layout
 from .command import EngineCommand, GemmCommand
 from .config import AcceleratorConfig
-from .model import output_beats
+from .intmath import output_beats
 from .schedule import Chunk, pack_a, pack_b, schedule_gemm
 
 #: The host policies (module docstring); the first is the default.

@@ -48,6 +48,12 @@ from .numfmt import Rounding
 
 #: Random bits stochastic rounding adds below the kept LSB (low bits of each LFSR word).
 SR_BITS = 16
+#: Mantissa bits at most (float32's): :meth:`MinifloatFormat.encode` keeps ``MAX_MANT + 1 +
+#: SR_BITS`` bits of a float64 significand, all exact.
+MAX_MANT = 23
+#: Codes of at most this many bits have a table of values (:attr:`MinifloatFormat.table`),
+#: which decoding and the GEMM's operands need; wider formats (FP32) are results only.
+TABLE_BITS = 16
 
 
 class Special(enum.Enum):
@@ -75,10 +81,10 @@ class MinifloatFormat:
     label: str = ""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.exp <= 8 or not 0 <= self.mant <= 10:
+        if not 1 <= self.exp <= 8 or not 0 <= self.mant <= MAX_MANT:
             raise InputError(
                 f"minifloat e{self.exp}m{self.mant}: exponent bits must be in 1..8 and "
-                "mantissa bits in 0..10"
+                f"mantissa bits in 0..{MAX_MANT}"
             )
         if not self.subnormals and (self.signed or self.mant):
             raise InputError("only an unsigned format without mantissa (E8M0) may drop zero")
@@ -141,7 +147,8 @@ class MinifloatFormat:
 
     @cached_property
     def max_value(self) -> float:
-        return float(self.table[self.max_code])
+        field, frac = self.max_code >> self.mant, self.max_code & ((1 << self.mant) - 1)
+        return math.ldexp(frac + (1 << self.mant), field - self.bias - self.mant)
 
     @property
     def emax(self) -> int:
@@ -174,6 +181,8 @@ class MinifloatFormat:
     @cached_property
     def table(self) -> np.ndarray:
         """Value of every code (float64, ``2**bits`` entries): the decoder."""
+        if self.bits > TABLE_BITS:
+            raise InputError(f"{self.name}: a {self.bits}-bit format has no table of values")
         codes = np.arange(1 << self.bits)
         mag = codes & ((1 << (self.exp + self.mant)) - 1)
         field, frac = mag >> self.mant, mag & ((1 << self.mant) - 1)
@@ -243,7 +252,9 @@ class MinifloatFormat:
             code |= sign.astype(np.int64) << (self.exp + self.mant)
         elif self.nan_code is not None:
             code = np.where(negative | (a == 0), self.nan_code, code)
-        return code.astype(np.uint8 if self.bits <= 8 else np.uint16)
+        return code.astype(
+            np.uint8 if self.bits <= 8 else np.uint16 if self.bits <= 16 else np.uint32
+        )
 
     def overflow_code(self, saturate: bool) -> int:
         """The code of a positive value too large for the format (see the module notes)."""
@@ -297,3 +308,7 @@ PRESETS: dict[str, MinifloatFormat] = {
     "e2m1": MinifloatFormat(2, 1, 1, Special.FINITE, label="e2m1"),
     "e8m0": MinifloatFormat(8, 0, 127, Special.FN, signed=False, subnormals=False, label="e8m0"),
 }
+
+#: IEEE binary32 as a minifloat: an engine's result format when results are float32 (the
+#: golden training backend's), never an operand (no table of 2**32 values).
+FP32 = MinifloatFormat(8, 23, 127, Special.IEEE, label="fp32")

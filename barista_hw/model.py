@@ -40,40 +40,19 @@ from barista_base.errors import InputError
 from . import lfsr, native, schedule
 from .command import GemmCommand
 from .config import AcceleratorConfig, EngineConfig
+from .fpformat import MinifloatGemmFormat
+from .fpgemm import engine_gemm
+from .intmath import (
+    _EXACT_F32,
+    _EXACT_F64,
+    _chunked_matmul,
+    _max_abs,
+    output_words,
+)
+from .intmath import exact_matmul as exact_matmul  # part of the model's public names
+from .intmath import output_beats as output_beats
 from .numfmt import MAX_SHIFT, FixedFormat, Rounding
 from .scaling import max_abs
-
-_EXACT_F64 = float(2**53 - 1)
-_EXACT_F32 = float(2**24 - 1)
-
-
-def _max_abs(x: np.ndarray) -> float:
-    return float(max(x.max(), -x.min())) if x.size else 0.0
-
-
-def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact integer ``a @ b`` (int64, modulo 2**64) through floating-point BLAS."""
-    return _chunked_matmul(
-        np.asarray(a), np.asarray(b), _max_abs(np.asarray(a)) * _max_abs(np.asarray(b))
-    )
-
-
-def _chunked_matmul(a: np.ndarray, b: np.ndarray, bound: float) -> np.ndarray:
-    m, k = a.shape
-    n = b.shape[1]
-    if k == 0 or bound == 0:
-        return np.zeros((m, n), dtype=np.int64)
-    if bound * k <= _EXACT_F32:
-        return np.matmul(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)).astype(
-            np.int64
-        )
-    chunk = max(1, int(_EXACT_F64 // bound))
-    af = a.astype(np.float64, copy=False)
-    bf = b.astype(np.float64, copy=False)
-    out = np.zeros((m, n), dtype=np.int64)
-    for k0 in range(0, k, chunk):  # a handful of chunks, each one BLAS call
-        out += np.matmul(af[:, k0 : k0 + chunk], bf[k0 : k0 + chunk]).astype(np.int64)
-    return out
 
 
 def _exact_in_float(bound: float, k: int, acc_width: int) -> bool:
@@ -196,20 +175,6 @@ def _round_in_place(
     return np.clip(acc, float(fmt.min_int), float(fmt.max_int), out=acc)
 
 
-def output_beats(m: int, n: int, rows: int, cols: int) -> np.ndarray:
-    """Index of the output beat that carries element ``(i, j)``: shape ``(m, n)``.
-
-    The engine emits tiles in row-major tile order (``tm`` outer, ``tn``
-    inner); a tile emits its valid rows, one beat each, ``cols`` lanes wide.
-    """
-    tn_count = -(-n // cols)
-    i = np.arange(m)[:, None]
-    j = np.arange(n)[None, :]
-    tm, r = np.divmod(i, rows)
-    rows_valid = np.minimum(rows, m - tm * rows)
-    return tm * tn_count * rows + (j // cols) * rows_valid + r
-
-
 def check_operands(name: str, x: np.ndarray, fmt: FixedFormat) -> np.ndarray:
     """Integer operand array within the format's range, or an error naming it."""
     x = np.asarray(x)
@@ -223,27 +188,6 @@ def check_operands(name: str, x: np.ndarray, fmt: FixedFormat) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
-def output_words(seed: int, m: int, n: int, rows: int, cols: int, bits: int) -> np.ndarray:
-    """The random word each element ``(i, j)`` of an ``(m, n)`` result is rounded with.
-
-    Lane ``j % cols``'s word at the beat that carries the element
-    (:func:`output_beats`), keeping its low ``bits`` bits; uint32, shape ``(m, n)``.
-    Beats run tile by tile, so the words are the beat-ordered lane words with each
-    row tile's (column tile, row) axes swapped: no per-element index.
-    """
-    tn = -(-n // cols)
-    words = lfsr.lane_words(seed, cols, m * tn, bits)  # (beats, cols)
-    if rows > 1 and tn > 1:
-        ordered = np.empty((m, tn, cols), dtype=np.uint32)
-        full = m - m % rows
-        ordered[:full].reshape(full // rows, rows, tn, cols)[...] = (
-            words[: full * tn].reshape(full // rows, tn, rows, cols).transpose(0, 2, 1, 3)
-        )
-        ordered[full:] = words[full * tn :].reshape(tn, m - full, cols).transpose(1, 0, 2)
-        words = ordered
-    return words.reshape(m, tn * cols)[:, :n]
-
-
 def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:
     """:func:`gemm` for operands already known to be in range (not re-checked).
 
@@ -252,6 +196,8 @@ def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCom
     integers (as produced by rounding and clipping); the result is then float64
     holding the engine's integers, which saves the training backends conversions.
     """
+    if isinstance(cfg.fmt, MinifloatGemmFormat):
+        return engine_gemm(a, b, cfg, cmd)
     _check_shift(cmd.shift)
     if not _float_exact(a, cfg):
         return _integer_gemm(a, b, cfg, cmd)
@@ -367,9 +313,14 @@ def gemm(
     rounding: Rounding = Rounding.NEAREST_EVEN,
     seed: int = 0,
 ) -> np.ndarray:
-    """What the GEMM engine returns for ``A (M, K) @ B (K, N)``: int64 ``(M, N)``."""
-    a = check_operands("A", a, cfg.fmt)
-    b = check_operands("B", b, cfg.fmt)
+    """What the GEMM engine returns for ``A (M, K) @ B (K, N)``: int64 ``(M, N)`` (codes of
+    the output format for a minifloat engine, whose ``shift`` must be 0)."""
+    if isinstance(cfg.fmt, MinifloatGemmFormat):
+        if shift:
+            raise InputError(f"a {cfg.fmt.name} engine takes no shift (got {shift})")
+    else:
+        a = check_operands("A", a, cfg.fmt)
+        b = check_operands("B", b, cfg.fmt)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise InputError(f"GEMM operand shapes {a.shape} and {b.shape} do not chain")
     q = gemm_quantized(a, b, cfg, GemmCommand(shift, rounding, seed))

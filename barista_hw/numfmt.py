@@ -146,10 +146,25 @@ class FixedFormat:
         acc = int(m["a"]) if m["a"] is not None else min(2 * width + 16, MAX_ACC_WIDTH)
         return cls(width, frac, acc)
 
+    def to_dict(self) -> dict:
+        """What the manifest records of the format (``number_format``)."""
+        return {
+            "kind": "fixed",
+            "name": self.name,
+            "width": self.width,
+            "frac": self.frac,
+            "acc_width": self.acc_width,
+        }
+
     # -- Amaranth shapes ----------------------------------------------------
     @property
     def operand_shape(self) -> Shape:
         return signed(self.width)
+
+    @property
+    def output_shape(self) -> Shape:
+        """A result lane: results are requantised to the operand format."""
+        return self.operand_shape
 
     @property
     def product_shape(self) -> Shape:

@@ -45,9 +45,12 @@ from dataclasses import dataclass
 from . import dsp, lfsr
 from .accelerator import FEED_DEPTH
 from .buffer import BANK_DEPTH, GROUP_BITS, bank_depths
-from .config import AcceleratorConfig
-from .engine import OUT_DEPTH
+from .config import AcceleratorConfig, EngineFormat
+from .engine import MINIFLOAT_PAD, OUT_DEPTH
+from .fpformat import MinifloatGemmFormat
 from .fppe import MinifloatArith
+from .fprequant import lane_widths
+from .minifloat import SR_BITS
 from .numfmt import SHIFT_BITS
 from .targets import LINK_RESULT_DEPTH, RESOURCES, Budget
 
@@ -104,11 +107,16 @@ FF_LINK_PER_BEAT_BIT = 2.5
 
 # -- the minifloat PE (barista_hw.fppe), alone: fitted to bench/bench_fppe_cost.py's ECP5
 # synthesis of 12 PEs (E4M3, E5M2, E4M3 x E5M2, E2M3, E3M2, E2M1; K = 64 and 1024), all
-# within 13% (docs/formats.md). Not yet part of estimate(): no engine builds these PEs.
+# within 13% (docs/formats.md). A minifloat engine's estimate takes its PEs from here.
 MF_PE_PER_ACC_BIT = 1.8  # adder, clear/hold and bank multiplexers
 MF_PE_PER_SHIFT_MUX = 2.1  # per 2:1 multiplexer bit of the logarithmic shifter
 MF_PE_PER_PRODUCT_BIT = 3.9  # per bit of the significand partial products
 FF_MF_PE_FIXED = 5  # valid/last hops, their product-stage copies, the product's sign
+# -- the minifloat requantiser lane (barista_hw.fprequant): a line through the three lanes
+# of docs/formats.md (E4M3, E5M2, E2M1 accumulators at K = 1024), each within 4%, against
+# the bits of the lane's magnitude in output units (its shifters and comparisons).
+MF_REQUANT_LANE = 187
+MF_REQUANT_PER_BIT = 13.7
 
 
 @dataclass(frozen=True)
@@ -203,8 +211,8 @@ def link_payload_bytes(cfg: AcceleratorConfig) -> int:
     """Bytes of the host link's request and response shift registers together."""
     e = cfg.engine
     w = e.fmt.width
-    beat = -(-e.cols * w // 8)
-    word = max(-(-e.rows * w // 8), beat, LINK_RUN_BYTES)
+    beat = -(-e.cols * e.fmt.output_shape.width // 8)
+    word = max(-(-e.rows * w // 8), -(-e.cols * w // 8), beat, LINK_RUN_BYTES)
     return word + max(beat, LINK_MIN_RESPONSE_BYTES)
 
 
@@ -221,8 +229,8 @@ def estimate(
     e = cfg.engine
     R, C = e.rows, e.cols
     w, acc = e.fmt.width, e.fmt.acc_width
-    per_pe = (-(-w // budget.mult_width)) ** 2
-    mults = e.pes * per_pe
+    o = e.fmt.output_shape.width  # a result lane
+    mults = e.pes * mults_per_pe(e.fmt, budget)
 
     memories = {
         "buf_a": (cfg.a_depth, R * w),
@@ -230,7 +238,7 @@ def estimate(
         "accmem": (e.acc_depth, C * acc),
     }
     if link:
-        memories["link"] = (LINK_RESULT_DEPTH, C * w)
+        memories["link"] = (LINK_RESULT_DEPTH, C * o)
     ice40 = budget.lut_kind == "LC"  # logic cells, and no distributed RAM
     bram: dict[str, int] = {}
     lutram = 0
@@ -252,14 +260,15 @@ def estimate(
         else:
             bram[name] = memory_blocks(depth, width, budget.bram_aspects)
 
-    rq_width = max(acc, REQUANT_MIN_WIDTH) + 2
     lanes = (R + C) * w  # operand bits entering the engine per beat
     skew = w * (R * (R - 1) + C * (C - 1)) // 2 + 2 * (R - 1)
     product_in_dsp = (link if board is None else board) and budget.mult_kind == dsp.ECP5_MULT
+    pe_luts, pe_ffs = _pe_cost(cfg, product_in_dsp)
+    rq_luts, rq_ffs = _requant_cost(cfg)
     ffs = (
-        e.pes * ((2 if product_in_dsp else 4) * w + 2 * acc + FF_PE_FIXED)
+        e.pes * pe_ffs
         + skew
-        + C * (acc + 2 * rq_width + FF_REQUANT_LANE)  # requantiser stages
+        + C * rq_ffs  # requantiser stages
         + C * (lfsr.STATE_BITS + FF_DRAIN_LANE + 2 * acc)  # LFSR, drain row and words
         + (C * acc * FF_ACCMEM_PER_ACC_BIT if e.acc_depth else 0)
         + lanes  # the engine's operand registers
@@ -269,26 +278,26 @@ def estimate(
         + FF_CONTROL_PER_DIM_BIT * e.dim_bits
     )
     if ice40:  # no distributed RAM: the operand and output FIFOs are flip-flops
-        ffs += FEED_DEPTH * lanes + OUT_DEPTH * (C * w + 1) + memory_ffs
+        ffs += FEED_DEPTH * lanes + OUT_DEPTH * (C * o + 1) + memory_ffs
     if link:
         ffs += FF_LINK_FIXED + FF_LINK_PER_BYTE * link_payload_bytes(cfg)
-        ffs += FF_LINK_PER_BEAT_BIT * C * w
+        ffs += FF_LINK_PER_BEAT_BIT * C * o
 
     addr_bits = cfg.a_addr_bits + cfg.b_addr_bits
     luts = {
-        "pes": round(e.pes * (acc * PE_PER_ACC_BIT + PE_FIXED) - C * acc * BOTTOM_ROW_PER_ACC_BIT),
-        "requant": round(C * (rq_width * REQUANT_PER_BIT + REQUANT_LANE)),
+        "pes": round(e.pes * pe_luts - C * acc * BOTTOM_ROW_PER_ACC_BIT),
+        "requant": round(C * rq_luts),
         "lfsr": C * LFSR_LANE,
         "accmem": round(C * acc * ACCMEM_PER_BIT) if e.acc_depth else 0,
         "input_gates": round(lanes * INPUT_GATE_PER_BIT),
         # The operand FIFO (A and B words) and the output FIFO (C lanes + last).
-        "fifos": lutram_cells(1, lanes) + lutram_cells(1, C * w + 1) + 2 * FIFO_FIXED,
+        "fifos": lutram_cells(1, lanes) + lutram_cells(1, C * o + 1) + 2 * FIFO_FIXED,
         "control": CONTROL_FIXED
         + CONTROL_PER_DIM_BIT * e.dim_bits
         + CONTROL_PER_ADDR_BIT * addr_bits,
         "lutram": lutram,
         "link": round(
-            LINK_FIXED + LINK_PER_BYTE * link_payload_bytes(cfg) + LINK_PER_BEAT_BIT * C * w
+            LINK_FIXED + LINK_PER_BYTE * link_payload_bytes(cfg) + LINK_PER_BEAT_BIT * C * o
         )
         if link
         else 0,
@@ -299,9 +308,50 @@ def estimate(
     return Resources(mults, sum(bram.values()), sum(luts.values()), bram, luts, round(ffs))
 
 
+def mults_per_pe(fmt: EngineFormat, budget: Budget) -> int:
+    """Multiplier blocks of one PE: ``ceil(width / block width)**2`` for fixed point, none
+    for a minifloat PE (its significand product is built from LUTs)."""
+    if isinstance(fmt, MinifloatGemmFormat):
+        return 0
+    return (-(-fmt.width // budget.mult_width)) ** 2
+
+
+def max_pes(fmt: EngineFormat, budget: Budget) -> int:
+    """PEs the budget could hold at most: its multipliers, or for minifloat PEs its logic
+    (the PEs alone, before buffers and requantisers)."""
+    per_pe = mults_per_pe(fmt, budget)
+    if per_pe:
+        return budget.mults // per_pe
+    assert isinstance(fmt, MinifloatGemmFormat)
+    return int(budget.usable("luts") // minifloat_pe_cost(fmt.arith).luts)
+
+
+def _pe_cost(cfg: AcceleratorConfig, product_in_dsp: bool) -> tuple[float, int]:
+    """Logic cells and flip-flops of one PE of ``cfg``'s engine."""
+    fmt = cfg.engine.fmt
+    if isinstance(fmt, MinifloatGemmFormat):
+        cost = minifloat_pe_cost(fmt.arith)
+        return cost.luts, cost.ffs
+    w, acc = fmt.width, fmt.acc_width
+    luts = acc * PE_PER_ACC_BIT + PE_FIXED
+    return luts, (2 if product_in_dsp else 4) * w + 2 * acc + FF_PE_FIXED
+
+
+def _requant_cost(cfg: AcceleratorConfig) -> tuple[float, int]:
+    """Logic cells and flip-flops of one requantiser lane of ``cfg``'s engine."""
+    fmt = cfg.engine.fmt
+    if isinstance(fmt, MinifloatGemmFormat):
+        cost = minifloat_requant_cost(fmt)
+        return cost.luts, cost.ffs
+    rq_width = max(fmt.acc_width, REQUANT_MIN_WIDTH) + 2
+    luts = rq_width * REQUANT_PER_BIT + REQUANT_LANE
+    return luts, fmt.acc_width + 2 * rq_width + FF_REQUANT_LANE
+
+
 @dataclass(frozen=True)
 class PeCost:
-    """One PE's estimated cost on ECP5: logic cells (``TRELLIS_COMB``), flip-flops, DSPs."""
+    """One PE's (or requantiser lane's) estimated cost on ECP5: logic cells
+    (``TRELLIS_COMB``), flip-flops, DSPs."""
 
     luts: int
     ffs: int
@@ -322,3 +372,14 @@ def minifloat_pe_cost(arith: MinifloatArith) -> PeCost:
     operands = 2 * arith.operand_shape.width
     ffs = operands + FF_MF_PE_FIXED + sig + arith.shift_width + 2 * arith.acc_width
     return PeCost(round(luts), ffs, 0)
+
+
+def minifloat_requant_cost(fmt: MinifloatGemmFormat) -> PeCost:
+    """One lane of the :class:`~barista_hw.fprequant.MinifloatRequantizer` of a minifloat
+    engine: flip-flops exact (its three stages and the engine's padding registers), logic
+    cells fitted (see the constants)."""
+    _, _, mwidth, sbits = lane_widths(fmt.acc_width, fmt.acc_exp, fmt.out)
+    out = fmt.out.bits
+    ffs = fmt.acc_width + mwidth + sbits + 2 * (SR_BITS + 2) + 1 + out
+    ffs += MINIFLOAT_PAD * out
+    return PeCost(round(MF_REQUANT_LANE + MF_REQUANT_PER_BIT * mwidth), ffs, 0)

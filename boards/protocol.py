@@ -161,11 +161,11 @@ class LinkGeometry:
         cls, cfg: AcceleratorConfig, result_depth: int = LINK_RESULT_DEPTH
     ) -> LinkGeometry:
         e = cfg.engine
-        w = e.fmt.width
+        w, o = e.fmt.width, e.fmt.output_shape.width  # operand and result lanes
         run = run_layout(cfg)
         wr = write_layout(cfg)
         out = output_layout(e)
-        if out["data"].shape.size != e.cols * w:  # type: ignore[union-attr]
+        if out["data"].shape.size != e.cols * o:  # type: ignore[union-attr]
             raise InputError("output layout does not hold cols lanes (layout changed?)")
         if result_depth < 2 or result_depth & (result_depth - 1) or result_depth > 1 << 15:
             raise InputError(f"result_depth = {result_depth} must be a power of two in 2..32768")
@@ -175,7 +175,7 @@ class LinkGeometry:
             lane_bits=w,
             a_word_bytes=-(-e.rows * w // 8),
             b_word_bytes=-(-e.cols * w // 8),
-            beat_bytes=-(-e.cols * w // 8),
+            beat_bytes=-(-e.cols * o // 8),
             run_bytes=-(-run.size // 8),
             run_fields=tuple((str(n), f.offset, f.width) for n, f in run),
             wr_addr_bits=wr["addr"].shape.width,  # type: ignore[union-attr]

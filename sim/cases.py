@@ -20,13 +20,18 @@ import numpy as np
 
 from barista_base.errors import InputError
 from barista_hw import model
-from barista_hw.config import EngineConfig, Pass
+from barista_hw.config import EngineConfig, EngineFormat, Pass
 from barista_hw.engine import useful_macs
+from barista_hw.fpformat import MinifloatGemmFormat
+from barista_hw.minifloat import MinifloatFormat
 from barista_hw.numfmt import MAX_SHIFT, FixedFormat, Rounding
 
 from .runner import GemmCase
 
 OPERANDS = ("random", "min", "extreme")
+#: Operand kinds of a minifloat engine: besides :data:`OPERANDS`, codes whose sums land in
+#: the output's normal range (``mid``) or near its subnormals (``tiny``).
+MINIFLOAT_OPERANDS = (*OPERANDS, "mid", "tiny")
 
 
 def auto_shift(fmt: FixedFormat, kt: int) -> int:
@@ -39,9 +44,36 @@ def auto_shift(fmt: FixedFormat, kt: int) -> int:
     return min(MAX_SHIFT, max(0, fmt.width - 2 + math.ceil(math.log2(max(kt, 1)) / 2)))
 
 
-def _operands(
-    rng: np.random.Generator, fmt: FixedFormat, shape: tuple[int, ...], kind: str
+def minifloat_codes(
+    rng: np.random.Generator, fmt: MinifloatFormat, shape: tuple[int, ...], kind: str
 ) -> np.ndarray:
+    """Finite codes of ``fmt``: ``random`` (any finite code), ``min`` (the most negative value
+    everywhere), ``extreme`` (zeros, smallest subnormals, smallest normals, one and largest
+    normals, both signs), ``mid`` (binades 2**-3 to 2**1) or ``tiny`` (subnormals and the
+    three lowest binades)."""
+    codes = np.arange(1 << fmt.bits)
+    finite = codes[np.isfinite(fmt.table)]
+    field = (finite >> fmt.mant) & ((1 << fmt.exp) - 1)
+    sign = 1 << (fmt.bits - 1)
+    one = fmt.bias << fmt.mant
+    pools = {
+        "random": finite,
+        "min": np.array([fmt.max_code | sign]),
+        "extreme": np.array([0, 1, 1 << fmt.mant, one, fmt.max_code])[:, None] | [0, sign],
+        "mid": finite[(field >= fmt.bias - 3) & (field <= fmt.bias + 1)],
+        "tiny": finite[field <= 3],
+    }
+    if kind not in pools:
+        raise InputError(f"unknown operand kind {kind!r} (use {', '.join(MINIFLOAT_OPERANDS)})")
+    return rng.choice(np.ravel(pools[kind]), size=shape).astype(np.int64)
+
+
+def _operands(
+    rng: np.random.Generator, fmt: EngineFormat, shape: tuple[int, ...], kind: str, side: str
+) -> np.ndarray:
+    """Operands of side ``a`` or ``b`` of the engine's GEMM."""
+    if isinstance(fmt, MinifloatGemmFormat):
+        return minifloat_codes(rng, fmt.a if side == "a" else fmt.b, shape, kind)
     if kind == "random":
         return fmt.random_operands(rng, shape)
     if kind == "min":  # the most negative value everywhere: the largest products
@@ -75,16 +107,16 @@ def pass_case(
     fmt = cfg.fmt
     cmd = {"shift": shift, "rounding": rounding, "seed": seed}
     if kind is Pass.FORWARD:
-        w = _operands(rng, fmt, (m, k), operands)
-        x = _operands(rng, fmt, (k, n), operands)
+        w = _operands(rng, fmt, (m, k), operands, "a")
+        x = _operands(rng, fmt, (k, n), operands, "b")
         a, b, expected = w, x, model.forward(w, x, cfg, **cmd)
     elif kind is Pass.BACKWARD_DATA:
-        w = _operands(rng, fmt, (k, m), operands)  # layer weights: C_out x (C_in*kh*kw)
-        dy = _operands(rng, fmt, (k, n), operands)
+        w = _operands(rng, fmt, (k, m), operands, "a")  # layer weights: C_out x (C_in*kh*kw)
+        dy = _operands(rng, fmt, (k, n), operands, "b")
         a, b, expected = w.T, dy, model.backward_data(w, dy, cfg, **cmd)
     else:
-        dy = _operands(rng, fmt, (images, m, k), operands)
-        x = _operands(rng, fmt, (images, n, k), operands)
+        dy = _operands(rng, fmt, (images, m, k), operands, "a")
+        x = _operands(rng, fmt, (images, n, k), operands, "b")
         a, b = model.weight_grad_operands(dy, x)
         expected = model.weight_grad(dy, x, cfg, **cmd)
     label = name or f"{kind.value} {m}x{k}x{n}"

@@ -47,7 +47,14 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
         b_words.append(pack_lanes(b_beats, width))
         stalls.append(float(case["stall"]))
 
-    tb = EngineTB(dut, header["cmd_fields"], cols=cols, out_width=width, seed=header["tb_seed"])
+    tb = EngineTB(
+        dut,
+        header["cmd_fields"],
+        cols=cols,
+        out_width=header["out_width"],
+        out_signed=header["out_signed"],
+        seed=header["tb_seed"],
+    )
     await tb.start()
     run = await tb.run(commands, a_words, b_words, stalls, max_cycles=header["max_cycles"])
 

@@ -42,7 +42,7 @@ from barista_hw.engine import ENGINES, command_layout, cycle_bound
 from barista_hw.numfmt import Rounding
 
 from .lint import waiver_control_text
-from .tb import layout_fields, result_matrix
+from .tb import layout_fields, result_matrix, twos_complement
 from .tools import (
     X_POISON,
     SimulationError,
@@ -338,6 +338,8 @@ def write_cases(path: Path, design: Design, cases: Sequence[GemmCase], tb_seed: 
         "rows": cfg.rows,
         "cols": cfg.cols,
         "width": cfg.fmt.width,
+        "out_width": cfg.fmt.output_shape.width,
+        "out_signed": cfg.fmt.output_shape.signed,
         "cmd_fields": layout_fields(command_layout(cfg, engine.BATCHED)),
         "tb_seed": tb_seed,
         "max_cycles": _max_cycles(cfg, cases),
@@ -351,9 +353,10 @@ def write_cases(path: Path, design: Design, cases: Sequence[GemmCase], tb_seed: 
         ],
     }
     arrays = {"header": np.array(json.dumps(header))}
-    for i, c in enumerate(cases):
-        arrays[f"a{i}"] = np.asarray(c.a, dtype=np.int64)
-        arrays[f"b{i}"] = np.asarray(c.b, dtype=np.int64)
+    width = cfg.fmt.width
+    for i, c in enumerate(cases):  # lanes travel as two's complement (minifloat codes too)
+        arrays[f"a{i}"] = twos_complement(np.asarray(c.a, dtype=np.int64), width)
+        arrays[f"b{i}"] = twos_complement(np.asarray(c.b, dtype=np.int64), width)
     np.savez(path, **arrays)
 
 

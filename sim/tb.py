@@ -83,6 +83,13 @@ def unpack_fields(word: int, fields: Fields) -> dict[str, int]:
     return {name: (word >> off) & ((1 << width) - 1) for name, (off, width) in fields.items()}
 
 
+def twos_complement(x: np.ndarray, width: int) -> np.ndarray:
+    """Lane values as the signed integers of their ``width`` bits (unsigned codes above
+    ``2**(width-1)`` become negative; signed values are unchanged)."""
+    x = np.asarray(x, dtype=np.int64)
+    return np.where(x >= 1 << (width - 1), x - (1 << width), x)
+
+
 def pack_lanes(x: np.ndarray, width: int) -> list[int]:
     """Rows of lanes (``(beats, lanes)`` integers) -> one packed Python int per beat.
 
@@ -302,7 +309,8 @@ class EngineTB:
     """Wraps an engine DUT: clock, reset, command and operand streams, output monitor.
 
     ``cmd_fields`` is :func:`layout_fields` of the engine's command layout;
-    ``out_width`` the width of one output lane. Random gaps come from
+    ``out_width`` the width of one output lane (``out_signed``: two's complement, else
+    unsigned codes). Random gaps come from
     ``random.Random(seed)`` split into one generator per stream.
     """
 
@@ -313,13 +321,14 @@ class EngineTB:
         *,
         cols: int,
         out_width: int,
+        out_signed: bool = True,
         seed: int = 0,
         period_ns: int = 10,
     ) -> None:
         self.dut = dut
         self.cmd_fields = dict(cmd_fields)
         self.cols = cols
-        self.out_width = out_width
+        self.out_width, self.out_signed = out_width, out_signed
         self.period_ns = period_ns
         master = random.Random(seed)
         self.cmd = StreamSource(dut, "cmd", random.Random(master.getrandbits(64)))
@@ -402,6 +411,6 @@ class EngineTB:
 
     def unpack_outputs(self, words: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Packed ``o`` words -> (``(beats, cols)`` int64 data, ``last`` flags)."""
-        data = unpack_lanes(words, self.cols, self.out_width)
+        data = unpack_lanes(words, self.cols, self.out_width, self.out_signed)
         last = np.array([(w >> self._last_bit) & 1 for w in words], dtype=np.int64)
         return data, last

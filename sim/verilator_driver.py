@@ -356,6 +356,9 @@ class VerilatedAccelerator:
                 )
             prog.gemm.place(result, i, out.data[start : start + count])
             start += count
+        shape = self.cfg.engine.fmt.output_shape
+        if not shape.signed:  # the driver sign-extends every lane; codes are unsigned
+            result &= (1 << shape.width) - 1
         return result
 
 

@@ -40,6 +40,7 @@ class PortLayout:
     o_last: int
     o_width: int
     lane_width: int
+    o_lane_width: int  # a result lane (minifloat codes may be narrower or wider)
 
     @classmethod
     def from_config(cls, cfg: AcceleratorConfig) -> PortLayout:
@@ -47,9 +48,9 @@ class PortLayout:
         cmd = layout_fields(run)
         w = layout_fields(wr)
         o = layout_fields(out)
-        lane = cfg.engine.fmt.width
+        lane, o_lane = cfg.engine.fmt.width, cfg.engine.fmt.output_shape.width
         wr_lanes = max(cfg.engine.rows, cfg.engine.cols)
-        if w["data"][1] != wr_lanes * lane or o["data"][1] != cfg.engine.cols * lane:
+        if w["data"][1] != wr_lanes * lane or o["data"][1] != cfg.engine.cols * o_lane:
             raise InputError("write/output layouts do not hold whole lanes (layout changed?)")
         return cls(
             cmd_fields=tuple((n, off, wd) for n, (off, wd) in cmd.items()),
@@ -64,6 +65,7 @@ class PortLayout:
             o_last=o["last"][0],
             o_width=out.size,
             lane_width=lane,
+            o_lane_width=o_lane,
         )
 
     @property
@@ -135,6 +137,7 @@ class PortLayout:
             f"#define BS_O_LANES {self.o_lanes}",
             f"#define BS_O_LAST_OFF {self.o_last}",
             f"#define BS_LANE_W {self.lane_width}",
+            f"#define BS_O_LANE_W {self.o_lane_width}",
             f"#define BS_LAYOUT_JSON {json.dumps(self.to_json())}",
             "",
         ]

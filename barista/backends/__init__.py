@@ -53,6 +53,11 @@ def get_backend(name: str, **options: Any) -> GemmBackend:
     """A backend by name (:data:`BACKENDS`) with its keyword options; ``golden`` with a
     minifloat or MX ``fmt`` is :class:`.formats.FormatBackend`."""
     cls = _backend_class(name)
+    if name == "rtl":
+        from .rtl_formats import RtlFormatBackend, is_minifloat_accelerator
+
+        if is_minifloat_accelerator(options.get("accelerator")):
+            cls = RtlFormatBackend
     if name == "golden":
         from .formats import FormatBackend, is_float_format
 

@@ -104,21 +104,29 @@ class FormatBackend(GemmBackend):
         x = np.ascontiguousarray(x, dtype=np.float32)
         fmt = self.fmt
         if isinstance(fmt, MinifloatFormat):
-            peak = max_abs(x)
-            if not math.isfinite(peak):
+            coded = self._codes(key, call, x)
+            if coded is None:
                 return np.full(x.shape, np.nan)
-            s = tensor_scale(peak, fmt)
-            self.last_scale[key] = s
-            scaled = np.ldexp(x.astype(np.float64), -s)
-            q = fmt.quantize(
-                scaled, self.rounding, saturate=True, words=self._words(key, call, x.shape)
-            )
-            return np.ldexp(q.astype(np.float64), s)
+            return np.ldexp(fmt.decode(coded[0]).astype(np.float64), coded[1])
         pad = -x.shape[-1] % fmt.block
         if pad:
             x = np.pad(x, ((0, 0), (0, pad)))
         q = fmt.quantize(x, self.rounding, words=self._words(key, call, x.shape))
         return q[:, : q.shape[1] - pad].astype(np.float64)
+
+    def _codes(self, key: str, call: int, x: np.ndarray) -> tuple[np.ndarray, int] | None:
+        """``x`` (float32) as codes of the minifloat format and its tensor scale ``S``
+        (value = code's value * 2**S), or None when ``x`` is not finite."""
+        fmt = self.fmt
+        assert isinstance(fmt, MinifloatFormat)
+        peak = max_abs(x)
+        if not math.isfinite(peak):
+            return None
+        s = tensor_scale(peak, fmt)
+        self.last_scale[key] = s
+        scaled = np.ldexp(x.astype(np.float64), -s)
+        words = self._words(key, call, x.shape)
+        return fmt.encode(scaled, self.rounding, saturate=True, words=words), s
 
     def _gemm(self, key: str, a: np.ndarray, bt: np.ndarray) -> np.ndarray:
         """``A @ Bt.T`` with both operands rounded along K (their last axis)."""

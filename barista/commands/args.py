@@ -217,9 +217,13 @@ def _generated(
     """The accelerator ``barista generate`` would write for the net, from the cache."""
     from barista_hw.targets import DEFAULT_TARGET
 
+    from ..backends.formats import is_float_format
+    from ..backends.rtl_formats import rtl_engine_format
     from ..manifest import cached_rtl_dir
 
     name, layers = net()
+    if fmt is not None and is_float_format(fmt):  # trains in fmt: float32 results
+        fmt = rtl_engine_format(fmt).name
     files, made = cached_rtl_dir(layers, name=name, target=target or DEFAULT_TARGET, fmt=fmt)
     where = f"for {name} on {target or DEFAULT_TARGET}"
     if made:

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         metavar="SPEC",
-        help="fix the number format (fx<width>[.<frac>][a<acc>] or a preset)",
+        help="fix the number format: fx<width>[.<frac>][a<acc>] or a preset, or a minifloat "
+        "engine (e4m3, e5m2, e2m3xe3m2_e2m1k1024, docs/formats.md)",
     )
     parser.add_argument("--array", metavar="RxC", help="fix the array shape, e.g. 8x8")
     parser.add_argument(

@@ -311,8 +311,10 @@ int64_t run(Sim& sim, BsProgram* p) {
             load(top->BS_O_PAYLOAD, o_w);
             int32_t* row = p->out_data + beats * BS_O_LANES;
             for (int l = 0; l < BS_O_LANES; ++l) {
-                row[l] = int32_t(
-                    sign_extend(get_field(o_w, BS_O_DATA_OFF + l * BS_LANE_W, BS_LANE_W), BS_LANE_W));
+                // Result lanes are BS_O_LANE_W bits (at most 32), sign-extended: a minifloat
+                // engine's codes are read back as unsigned by the Python side.
+                row[l] = int32_t(sign_extend(
+                    get_field(o_w, BS_O_DATA_OFF + l * BS_O_LANE_W, BS_O_LANE_W), BS_O_LANE_W));
             }
             p->out_last[beats] = uint8_t(get_field(o_w, BS_O_LAST_OFF, 1));
             ++beats;

@@ -46,6 +46,8 @@ def test_manifest_contents(tmp_path: Path) -> None:
     m = json.loads((tmp_path / "n" / "manifest.json").read_text())
     assert m == json.loads(json.dumps(manifest.to_dict()))
     assert m["config"]["engine"]["rows"] == 2 and m["config"]["target"] == "ulx3s-25f"
+    assert m["number_format"] == manifest.config.engine.fmt.to_dict()
+    assert m["number_format"]["name"] == m["config"]["engine"]["fmt"]
     verilog = (tmp_path / "n" / "accelerator.v").read_text()
     header = re.search(r"module n\((.*?)\);", verilog, re.S).group(1)
     names = {p["name"] for p in m["ports"]}
@@ -157,3 +159,17 @@ def test_written_verilog_simulates_with_the_same_build(tmp_path: Path) -> None:
     files = load_accelerator(tmp_path)
     s = vd.simulator(files.config, verilog=files.verilog())
     assert s.build.path == vd.simulator(cfg).build.path and s.cfg == cfg
+
+
+def test_manifest_records_a_minifloat_format(tmp_path: Path) -> None:
+    """``barista generate --format e4m3``: the manifest names the format in the config and
+    spells it out; the backends read it back."""
+    design = generate(LAYERS, target="ulx3s-25f", fmt="e4m3", array="2x2", name="fp")
+    write_rtl_dir(design, tmp_path / "fp")
+    m = json.loads((tmp_path / "fp" / "manifest.json").read_text())
+    assert m["config"]["engine"]["fmt"] == "e4m3"
+    fmt = m["number_format"]
+    assert (fmt["kind"], fmt["a"], fmt["b"], fmt["out"]) == ("minifloat", "e4m3", "e4m3", "e4m3")
+    assert fmt["acc_width"] == design.config.engine.fmt.acc_width and fmt["saturate"]
+    assert m["resources"]["mults"] == 0
+    assert load_accelerator(tmp_path / "fp").config == design.config

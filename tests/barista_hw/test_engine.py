@@ -91,3 +91,30 @@ def test_rounding_bias_wider_than_a_narrow_accumulator(rounding: Rounding) -> No
         np.testing.assert_array_equal(
             got, model.gemm(a, b, cfg, shift=shift, rounding=rounding, seed=3)
         )
+
+
+#: SHA-256 of fixed-point engines' and an accelerator's Verilog as main generated them before
+#: the minifloat engine joined (commit 8e7a928): that change must leave them byte-identical.
+FIXED_VERILOG = {
+    ("forward", None): "1ad56dab34a6f4a33cec9afdce984b751861bf1a3facfef2ab8538d93b961b52",
+    ("backward", None): "55ccd5f96fa2aa6d1c44cad43f8cf6ba37fd3f7a994c179205f93e0b22993f30",
+    ("gradient", "ecp5"): "14e68a9a0ad05c72927835cff90e980b3f3f0774c39cd2b828e4c9d07e28ed2d",
+    ("accelerator", None): "ca708417f9fcb27b2c5694e428d432be144dad09bbfcae1d3c9b2576eb0f27eb",
+}
+
+
+@pytest.mark.parametrize(("what", "family"), list(FIXED_VERILOG), ids=str)
+def test_fixed_point_verilog_is_unchanged(what: str, family: str | None) -> None:
+    import hashlib
+
+    from barista_hw.accelerator import Accelerator
+    from barista_hw.config import AcceleratorConfig, Pass
+    from barista_hw.rtl import engine_text, to_verilog
+
+    fmt = FixedFormat.parse("fx16" if family else "fx8")
+    if what == "accelerator":
+        cfg = AcceleratorConfig().derive(rows=2, cols=3, fmt=fmt, depth=16, acc_depth=4)
+        text = to_verilog(Accelerator(cfg), "acc")
+    else:
+        text = engine_text(Pass(what), EngineConfig(2, 3, fmt, acc_depth=4), family)[0]
+    assert hashlib.sha256(text.encode()).hexdigest() == FIXED_VERILOG[(what, family)]

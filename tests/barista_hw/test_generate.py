@@ -70,7 +70,8 @@ def test_module_names() -> None:
     assert module_name("3 layers!") == "net_3_layers"
 
 
-def test_verilog_lints(tmp_path) -> None:
+@pytest.mark.parametrize("fmt", [None, "e4m3"])
+def test_verilog_lints(tmp_path, fmt: str | None) -> None:
     lint = pytest.importorskip("sim.lint")
     try:
         from sim.tools import check_simulator
@@ -80,6 +81,22 @@ def test_verilog_lints(tmp_path) -> None:
         pytest.skip(f"verilator not usable: {exc}")
     if shutil.which("g++") is None:
         pytest.skip("no C++ compiler")
-    r = generate(LAYERS, target="ulx3s-25f", preset="tiny", name="lint_me")
+    if fmt is None:
+        r = generate(LAYERS, target="ulx3s-25f", preset="tiny", name="lint_me")
+    else:  # barista generate --format e4m3, on a small array (lint time grows with it)
+        r = generate(LAYERS, target="ulx3s-25f", fmt=fmt, array="2x3", name="lint_me")
     (tmp_path / "accelerator.v").write_text(r.verilog)
     assert lint.lint(tmp_path / "accelerator.v", r.top) == []
+
+
+def test_minifloat_design_and_reduction_check() -> None:
+    """``--format e4m3``: a minifloat accelerator sized by logic, no multipliers; a pass whose
+    reduction exceeds the accumulators' k is refused with the name that would hold it."""
+    from barista_hw.fpformat import MinifloatGemmFormat
+
+    r = generate(LAYERS, target="ulx3s-25f", fmt="e4m3", name="fp")
+    assert r.config.engine.fmt == MinifloatGemmFormat.parse("e4m3")
+    assert r.resources.mults == 0 and r.dse is not None
+    assert "module fp(" in r.verilog and " e4m3 " in r.summary
+    with pytest.raises(InputError, match=r"reduction of 144 terms .* use e4m3k256_nosat"):
+        generate(LAYERS, target="ulx3s-25f", fmt="e4m3k128_nosat", name="fp")

@@ -7,16 +7,20 @@ import pytest
 
 from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig, EngineConfig
+from barista_hw.engine import MINIFLOAT_PAD
+from barista_hw.fpformat import MinifloatGemmFormat
 from barista_hw.fppe import MinifloatArith
 from barista_hw.minifloat import PRESETS as MINIFLOATS
 from barista_hw.numfmt import FixedFormat
 from barista_hw.presets import PRESETS, get_preset
 from barista_hw.resources import (
+    BOTTOM_ROW_PER_ACC_BIT,
     CALIBRATION_TOLERANCE,
     estimate,
     lutram_cells,
     memory_blocks,
     minifloat_pe_cost,
+    minifloat_requant_cost,
 )
 from barista_hw.targets import (
     ECP5_DP16KD,
@@ -223,3 +227,30 @@ def test_minifloat_pe_cost_matches_synthesis(a: str, b: str, k: int, luts: int, 
     cost = minifloat_pe_cost(MinifloatArith(MINIFLOATS[a], MINIFLOATS[b], k))
     assert cost.ffs == ffs and cost.mults == 0
     assert abs(cost.luts - luts) <= 0.13 * luts, (cost.luts, luts)
+
+
+#: docs/formats.md, one requantiser lane (K = 1024, the "purge" flow): (format, logic cells,
+#: flip-flops) of an accumulator of the format's own products requantised to it.
+MINIFLOAT_LANES = (("e4m3", 805, 145), ("e5m2", 1231, 202), ("e2m1", 462, 84))
+
+
+@pytest.mark.parametrize("name,luts,ffs", MINIFLOAT_LANES)
+def test_minifloat_requant_cost_matches_synthesis(name: str, luts: int, ffs: int) -> None:
+    fmt = MinifloatGemmFormat.of(name)
+    cost = minifloat_requant_cost(MinifloatGemmFormat(fmt.a, fmt.b, fmt.out, k=1024))
+    # The engine adds MINIFLOAT_PAD registers on the codes, which the lane alone lacked.
+    assert cost.ffs - MINIFLOAT_PAD * fmt.out.bits == ffs and cost.mults == 0
+    assert abs(cost.luts - luts) <= 0.05 * luts, (cost.luts, luts)
+
+
+def test_minifloat_accelerator_estimate_uses_the_pe_and_lane_costs() -> None:
+    """No multipliers; the PEs' logic is minifloat_pe_cost's, the requantiser's the lane's."""
+    fmt = MinifloatGemmFormat.parse("e4m3")
+    cfg = AcceleratorConfig().derive(rows=3, cols=5, fmt=fmt)
+    res = estimate(cfg, get_target("ulx3s-85f").budget)
+    pe, lane = minifloat_pe_cost(fmt.arith), minifloat_requant_cost(fmt)
+    assert res.mults == 0
+    assert res.lut_detail["pes"] == round(15 * pe.luts - 5 * fmt.acc_width * BOTTOM_ROW_PER_ACC_BIT)
+    assert res.lut_detail["requant"] == round(5 * lane.luts)
+    fixed = estimate(cfg.derive(fmt=FixedFormat.parse("fx8")), get_target("ulx3s-85f").budget)
+    assert res.luts > fixed.luts + 15 * 250 and fixed.mults == 15

@@ -2,7 +2,9 @@
 and Verilator (``--sim``), with partial tiles, K = 1, 1 x 1 and non-square arrays, extreme operands,
 a wrapping accumulator, and random valid/ready stalls that must not change any result. Designs
 with a ``family`` are the RTL a board of that FPGA family builds (its DSP primitives, simulated
-with our models of them).
+with our models of them). Minifloat engines (``FP_DESIGNS``) are held to
+:func:`barista_hw.fpgemm.engine_gemm` the same way, with operands over the formats' whole
+range: largest normals, subnormals, zeros, sums that saturate, overflow or underflow.
 
 One build and one simulation per (design, simulator); all cases of a design run back to back in
 that simulation, and the tests below read the results.
@@ -18,9 +20,9 @@ from functools import cache
 import numpy as np
 import pytest
 
-from barista_hw.config import EngineConfig, Pass
-from barista_hw.engine import cycle_bound
-from barista_hw.numfmt import MAX_SHIFT, FixedFormat, Rounding
+from barista_hw.config import EngineConfig, Pass, parse_engine_format
+from barista_hw.engine import cycle_bound, is_minifloat
+from barista_hw.numfmt import MAX_SHIFT, Rounding
 from sim.cases import auto_shift, pass_case
 from sim.runner import GemmCase, SimRun, build, mismatch, run_cases
 
@@ -38,7 +40,7 @@ class DesignSpec:
 
     @property
     def cfg(self) -> EngineConfig:
-        return EngineConfig(self.rows, self.cols, FixedFormat.parse(self.fmt))
+        return EngineConfig(self.rows, self.cols, parse_engine_format(self.fmt))
 
 
 # Few designs: a Verilator build takes ~25 s. Rounding is a run-time command field,
@@ -59,6 +61,15 @@ SLOW_DESIGNS = [
     DesignSpec("bwd-4x4-fx16", Pass.BACKWARD_DATA, 4, 4, "fx16"),
     DesignSpec("fwd-3x2-int8", Pass.FORWARD, 3, 2, "int8"),
 ]
+# Minifloat engines: E4M3 saturating; E2M3 x E3M2 -> E2M1 (operand lanes wider than the
+# results); E5M2 (a 77-bit accumulator over k = 4096) overflowing to inf.
+FP_DESIGNS = [
+    DesignSpec("fwd-2x3-e4m3", Pass.FORWARD, 2, 3, "e4m3"),
+    DesignSpec("bwd-3x2-e2m3xe3m2", Pass.BACKWARD_DATA, 3, 2, "e2m3xe3m2_e2m1k64"),
+    DesignSpec("grad-2x2-e5m2-nosat", Pass.WEIGHT_GRAD, 2, 2, "e5m2k4096_nosat"),
+    # Float32 results (what training on the rtl backend reads): every sum is a normal float32.
+    DesignSpec("fwd-2x3-e4m3-fp32", Pass.FORWARD, 2, 3, "e4m3_fp32_nosat"),
+]
 
 
 def _ragged(rng: np.random.Generator, tile: int, tiles: int) -> int:
@@ -70,6 +81,8 @@ def _ragged(rng: np.random.Generator, tile: int, tiles: int) -> int:
 @cache
 def design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
     """The cases of one design (deterministic: seeded from the design's name)."""
+    if is_minifloat(spec.cfg):
+        return fp_design_cases(spec)
     cfg = spec.cfg
     rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
     grad = spec.kind is Pass.WEIGHT_GRAD
@@ -170,6 +183,44 @@ def design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
     return tuple(cases)
 
 
+def fp_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
+    """A minifloat design's cases: per rounding mode, ragged GEMMs whose sums fall in the
+    output's normal range (and their stalled twins), near its subnormals, and K = 1; then
+    random codes over the whole range, the extremes, and the most negative value everywhere
+    (every sum beyond the largest normal)."""
+    cfg = spec.cfg
+    rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
+    grad = spec.kind is Pass.WEIGHT_GRAD
+    cases: list[GemmCase] = []
+
+    def add(m, k, n, *, rounding, operands, images=1, stall=0.0, tag):  # noqa: ANN001, ANN202
+        seed = int(rng.integers(0, 2**32))
+        kw = {"shift": 0, "rounding": rounding, "seed": seed, "stall": stall}
+        name = f"{spec.name}/{tag}"
+        cases.append(
+            pass_case(spec.kind, cfg, m, k, n, images=images, operands=operands, name=name, **kw)
+        )
+
+    for rounding in Rounding:
+        mode = rounding.label
+        images = 2 if grad else 1
+        m, n = _ragged(rng, cfg.rows, 3), _ragged(rng, cfg.cols, 3)
+        k = int(rng.integers(2, 12))
+        add(m, k, n, rounding=rounding, operands="mid", images=images, tag=f"ragged-{mode}")
+        twin = f"{spec.name}/ragged-{mode}-stalled"
+        cases.append(dataclasses.replace(cases[-1], stall=STALL, name=twin))
+        m, n = _ragged(rng, cfg.rows, 2), _ragged(rng, cfg.cols, 2)
+        add(m, 5, n, rounding=rounding, operands="tiny", images=images, tag=f"tiny-{mode}")
+        add(m, 1, n, rounding=rounding, operands="mid", images=images, tag=f"k1-{mode}")
+        add(m, 6, n, rounding=rounding, operands="random", images=images, tag=f"random-{mode}")
+    m, n = _ragged(rng, cfg.rows, 1), _ragged(rng, cfg.cols, 1)
+    for rounding in Rounding:
+        mode = rounding.label
+        add(m, 4, n, rounding=rounding, operands="extreme", stall=STALL, tag=f"extreme-{mode}")
+    add(m, 3, n, rounding=Rounding.NEAREST_EVEN, operands="min", tag="most-negative")
+    return tuple(cases)
+
+
 def sim_run(cache: dict, spec: DesignSpec, sim: str) -> SimRun:
     key = (spec, sim)
     if key not in cache:
@@ -191,8 +242,8 @@ def _params(designs: list[DesignSpec], marks=()):  # noqa: ANN001, ANN202
     ]
 
 
-CASE_PARAMS = _params(DESIGNS) + _params(SLOW_DESIGNS, marks=pytest.mark.slow)
-DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS] + [
+CASE_PARAMS = _params(DESIGNS) + _params(FP_DESIGNS) + _params(SLOW_DESIGNS, marks=pytest.mark.slow)
+DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS + FP_DESIGNS] + [
     pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SLOW_DESIGNS
 ]
 
@@ -259,3 +310,25 @@ def test_cases_cover_the_brief() -> None:
         exp = np.concatenate([np.ravel(c.expected) for c in cases])
         assert (exp == cfg.fmt.max_int).any() and (exp == cfg.fmt.min_int).any()
         assert any(c.stall > 0 for c in cases)
+
+
+def test_fp_cases_cover_the_brief() -> None:
+    """Each minifloat design: every rounding mode, K = 1, partial tiles and stalls; results
+    that are zero, subnormal, normal and the largest magnitude (or inf/NaN without saturation)
+    of both signs (float32 results: zero and normal, as every sum is); operands with the
+    largest normals, subnormals and zeros."""
+    for spec in FP_DESIGNS:
+        cases, out = design_cases(spec), spec.cfg.fmt.out
+        assert {c.rounding for c in cases} == set(Rounding)
+        assert any(c.k == 1 for c in cases) and any(c.stall > 0 for c in cases)
+        assert any(c.m % spec.rows and c.n % spec.cols for c in cases)
+        codes = np.concatenate([np.ravel(c.expected) for c in cases])
+        mag, field = codes & ~(1 << (out.bits - 1)), (codes >> out.mant) & out.top_field
+        top = out.overflow_code(spec.cfg.fmt.saturate)
+        assert 0 in mag and ((field > 0) & (mag < top)).any(), spec.name
+        if out.bits <= 8:
+            assert top in mag and ((field == 0) & (mag > 0)).any(), spec.name
+        assert (codes >> (out.bits - 1)).any() and not (codes >> (out.bits - 1)).all()
+        ops = np.concatenate([np.ravel(c.a) for c in cases] + [np.ravel(c.b) for c in cases])
+        fa = spec.cfg.fmt.a
+        assert {0, 1, fa.max_code} <= set((ops & ~(1 << (fa.bits - 1))).tolist())

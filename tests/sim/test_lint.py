@@ -6,18 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from barista_hw.config import EngineConfig, Pass
-from barista_hw.numfmt import FixedFormat
+from barista_hw.config import EngineConfig, Pass, parse_engine_format
 from sim.lint import WAIVERS, lint, waiver_control_text
 from sim.runner import engine_verilog
 
 
 @pytest.mark.parametrize("kind", list(Pass), ids=lambda p: p.value)
 @pytest.mark.parametrize(
-    ("rows", "cols", "fmt"), [(2, 3, "fx8"), (1, 1, "fx18")], ids=["2x3-fx8", "1x1-fx18"]
+    ("rows", "cols", "fmt"),
+    [(2, 3, "fx8"), (1, 1, "fx18"), (2, 3, "e4m3"), (1, 2, "e2m3xe3m2_e2m1k64_nosat")],
+    ids=["2x3-fx8", "1x1-fx18", "2x3-e4m3", "1x2-e2m3xe3m2"],
 )
 def test_engine_verilog_is_lint_clean(kind: Pass, rows: int, cols: int, fmt: str) -> None:
-    path, top = engine_verilog(kind, EngineConfig(rows, cols, FixedFormat.parse(fmt)))
+    path, top = engine_verilog(kind, EngineConfig(rows, cols, parse_engine_format(fmt)))
     assert lint(path, top) == []
 
 

@@ -89,20 +89,26 @@ def _solver(work: Path, name: str, net: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_lenet_trains_bit_identically_on_rtl_and_golden(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    write_digits(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    # The unmodified LeNet, with its TRAIN batch made small when not FULL.
-    net = tmp_path / "lenet_small.prototxt"
-    text = (tmp_path / "examples/mnist/lenet_train_test.prototxt").read_text()
+def _small_lenet(work: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The digits data in ``work`` (the working directory now) and the unmodified LeNet,
+    with its TRAIN batch made small when not FULL."""
+    write_digits(work)
+    monkeypatch.chdir(work)
+    net = work / "lenet_small.prototxt"
+    text = (work / "examples/mnist/lenet_train_test.prototxt").read_text()
     net.write_text(
         text.replace("batch_size: 64", f"batch_size: {BATCH}").replace(
             "batch_size: 100", "batch_size: 10"
         )
     )
+    return net
+
+
+@pytest.mark.slow
+def test_lenet_trains_bit_identically_on_rtl_and_golden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    net = _small_lenet(tmp_path, monkeypatch)
     assert (
         cli.main(
             ["generate", str(net), "--target", TARGET, "--format", "fx16", "-o", "rtl_out/lenet"]
@@ -138,3 +144,28 @@ def test_lenet_trains_bit_identically_on_rtl_and_golden(
     assert losses["rtl"] == losses["golden"]
     weights = [(tmp_path / f"{b}_iter_20.caffemodel").read_bytes() for b in ("golden", "rtl")]
     assert weights[0] == weights[1]
+
+
+@pytest.mark.slow
+def test_lenet_trains_bit_identically_in_e4m3_on_rtl_and_golden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--backend rtl --format e4m3`` (a minifloat engine with float32 results) against
+    ``--backend golden --format e4m3``: the same losses, .caffemodel and .solverstate bytes."""
+    net = _small_lenet(tmp_path, monkeypatch)
+    generate_args = ["generate", str(net), "--target", TARGET, "--format", "e4m3_fp32_nosat"]
+    assert cli.main([*generate_args, "--array", "2x2", "-o", "rtl_out/lenet_fp"]) == 0
+    iterations = "20" if FULL else "3"
+    losses = {}
+    for backend in ("golden", "rtl"):
+        capsys.readouterr()
+        extra = ["--accelerator", "rtl_out/lenet_fp"] if backend == "rtl" else []
+        # Prefixes of one length: the solverstate names its caffemodel.
+        args = ["train", "--solver", str(_solver(tmp_path, f"fp{backend[0]}", net))]
+        args += ["--backend", backend, "--format", "e4m3", "--iterations", iterations, *extra]
+        assert cli.main(args) == 0
+        losses[backend] = re.findall(r"Iteration (\d+), loss = (\S+)", capsys.readouterr().out)
+    assert len(losses["rtl"]) >= int(iterations) and losses["rtl"] == losses["golden"]
+    for ext in ("caffemodel", "solverstate"):
+        golden, rtl = (tmp_path / f"fp{b}_iter_{iterations}.{ext}" for b in "gr")
+        assert golden.read_bytes() == rtl.read_bytes().replace(b"fpr_iter", b"fpg_iter"), ext

@@ -1,0 +1,132 @@
+"""The ``rtl`` backend for minifloat formats (``--backend rtl --format e4m3``).
+
+Operands are rounded to codes exactly as :class:`~barista.backends.formats.FormatBackend`
+(``golden``) rounds them (per-tensor power-of-two scales, nearest-even or stochastic); the
+codes run on the Verilated accelerator, whose engine sums their exact products and rounds
+the sum once to float32 (format ``<fmt>_fp32_nosat``,
+:func:`rtl_engine_format`); the host multiplies by ``2**(S_a + S_b)``. That is golden's
+float32 of the exact sum whenever the scaled result is a normal float32 or zero (a power of
+two then changes no bit); a result outside that range raises rather than differ. Test nets
+run on ``golden`` (the same bits). MX formats are not built in RTL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from barista_base.errors import InputError
+from barista_hw.command import GemmCommand
+from barista_hw.config import AcceleratorConfig
+from barista_hw.fpformat import MinifloatGemmFormat
+from barista_hw.minifloat import FP32, MinifloatFormat
+from barista_hw.mx import parse_format
+from barista_hw.numfmt import Rounding
+from barista_hw.scaling import DYNAMIC
+from caffe_bridge.backend import GemmBackend
+
+from ..manifest import AcceleratorFiles
+from .formats import FormatBackend
+
+
+def rtl_engine_format(fmt: MinifloatFormat | str) -> MinifloatGemmFormat:
+    """The engine format that trains in ``fmt`` on the rtl backend: ``fmt`` operands,
+    float32 results that overflow to inf as a float32 cast does."""
+    element = parse_format(fmt) if isinstance(fmt, str) else fmt
+    if not isinstance(element, MinifloatFormat):
+        raise InputError(f"rtl backend: {fmt} is not a minifloat format (MX has no RTL yet)")
+    return MinifloatGemmFormat(element, element, FP32, saturate=False)
+
+
+def is_minifloat_accelerator(accelerator: object) -> bool:
+    """Whether an ``accelerator=`` option (config or files) has a minifloat engine."""
+    if isinstance(accelerator, AcceleratorFiles):
+        accelerator = accelerator.config
+    return isinstance(accelerator, AcceleratorConfig) and isinstance(
+        accelerator.engine.fmt, MinifloatGemmFormat
+    )
+
+
+class RtlFormatBackend(FormatBackend):
+    """Minifloat GEMMs on the Verilated accelerator (see the module docstring)."""
+
+    name = "rtl"
+
+    def __init__(
+        self,
+        rounding: Rounding | str = Rounding.NEAREST_EVEN,
+        *,
+        accelerator: AcceleratorConfig | AcceleratorFiles,
+        fmt: MinifloatFormat | str | None = None,
+        scaling: str = DYNAMIC,
+        host: str = "overlap",
+        cache_dir: str | None = None,
+    ) -> None:
+        self.files = accelerator if isinstance(accelerator, AcceleratorFiles) else None
+        config = accelerator.config if isinstance(accelerator, AcceleratorFiles) else accelerator
+        engine = config.engine.fmt
+        if not isinstance(engine, MinifloatGemmFormat):
+            raise InputError(f"rtl backend: the accelerator's {engine.name} is not a minifloat")
+        want = rtl_engine_format(engine.a if fmt is None else fmt)
+        if (engine.a, engine.b, engine.out, engine.saturate) != (
+            want.a,
+            want.b,
+            want.out,
+            want.saturate,
+        ):
+            raise InputError(
+                f"rtl backend: training in {want.a.name} needs an accelerator in "
+                f"{want.name} (float32 results); this one is {engine.name}"
+            )
+        super().__init__(engine.a, rounding, scaling)
+        self.accelerator, self.host = config, host
+        self.cache_dir = cache_dir
+        self._sim: Any = None
+
+    def simulator(self) -> Any:
+        """The loaded simulator (built on first use, cached on disk across runs)."""
+        if self._sim is None:
+            from pathlib import Path
+
+            from sim.verilator_driver import simulator
+
+            verilog = self.files.verilog() if self.files is not None else None
+            root = Path(self.cache_dir) if self.cache_dir is not None else None
+            self._sim = simulator(self.accelerator, verilog=verilog, root=root)
+        return self._sim
+
+    def prepare(self, log: Any) -> None:
+        log("Loading the Verilated minifloat accelerator (built once, then cached)")
+        self.simulator()
+
+    def for_test_nets(self) -> GemmBackend:
+        return FormatBackend(self.fmt, self.rounding)
+
+    def close(self) -> None:
+        if self._sim is not None:
+            self._sim.close()
+            self._sim = None
+
+    def _gemm(self, key: str, a: np.ndarray, bt: np.ndarray) -> np.ndarray:
+        call = self._calls[key] = self._calls.get(key, -1) + 1
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        bt = np.ascontiguousarray(bt, dtype=np.float32)
+        ca, cb = self._codes(f"{key}/a", call, a), self._codes(f"{key}/b", call, bt)
+        if ca is None or cb is None:  # as golden: a non-finite operand makes all NaN
+            return np.full((a.shape[0], bt.shape[0]), np.nan, dtype=np.float32)
+        cmd = GemmCommand(shift=0, rounding=Rounding.NEAREST_EVEN, seed=0)
+        run = self.simulator().run_gemm(
+            ca[0].astype(np.int32), cb[0].T.astype(np.int32), cmd, host=self.host, label=key
+        )
+        y = run.result.astype(np.uint32).view(np.float32)
+        scaled = y.astype(np.float64) * 2.0 ** (ca[1] + cb[1])
+        out = scaled.astype(np.float32)
+        if not np.array_equal(out.astype(np.float64), scaled) or (
+            out.size and np.abs(out[out != 0]).min(initial=np.inf) < np.finfo(np.float32).tiny
+        ):
+            raise InputError(
+                f"{key}: a result leaves float32's normal range after the tensor scales; the "
+                "engine rounds before scaling, so it would differ from golden there"
+            )
+        return out
