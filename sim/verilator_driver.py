@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 DRIVER_SOURCE = Path(__file__).resolve().parent / "driver" / "driver.cpp"
+#: The helpers every C++ host of a Verilated design includes.
+IO_HEADER = Path(__file__).resolve().parent / "driver" / "verilated_io.h"
 LIBRARY = "libbarista_sim.so"
 _CFLAGS = "-fPIC -DVL_USER_FATAL -DVL_USER_STOP -DVL_USER_FINISH"
 _LDFLAGS = "-shared -Wl,-z,defs"
@@ -145,6 +147,7 @@ def library_build(verilog: str, top: str, layout: PortLayout, *, trace: bool) ->
             (f"{top}.v", verilog),
             ("driver.cpp", DRIVER_SOURCE.read_text()),
             ("barista_layout.h", layout.header(top)),
+            (IO_HEADER.name, IO_HEADER.read_text()),
         ),
         output=LIBRARY,
         cflags=_CFLAGS,

@@ -14,78 +14,18 @@ stalls on every stream of the memory port and the host's streams.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import numpy as np
 import pytest
 
-from barista_hw.config import DEFAULT_ACCELERATOR
-from barista_hw.device.compiler import compile_net
-from barista_hw.device.geometry import ConvGeometry, PoolGeometry
-from barista_hw.device.isa import Op, Program
-from barista_hw.device.layers import Conv, Pool, Relu
-from barista_hw.device.machine import Machine
-from barista_hw.device.memory import DeviceConfig, LinkConfig
+from barista_hw.device.isa import Op
+from barista_hw.device.memory import LinkConfig
 from barista_hw.device.rtl.device import Device
 from barista_hw.device.timing import schedule
 from barista_hw.device.traffic import program_counts
-from barista_hw.numfmt import Rounding
+from sim.device_cases import CONFIG, MODES, iteration, program
 from sim.gemm_path_run import image_tensor
-
-ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=32, acc_depth=16)
-CONFIG = DeviceConfig.for_accelerator(
-    ACC, target="ulx3s-85f", c_depth=64, v_depth=64, vector_lanes=3
-)
-IMAGE = (2, 6, 6)
-ITERATION = 3
-SCALARS = {"momentum": 0.9}
-MODES = {"plain": 0.0, "stalled": 0.3}
-
-
-@functools.cache
-def program() -> Program:
-    """conv (3 x 3, pad 1, no bias) -> max pool 2 x 2 -> ReLU -> ip (no bias)."""
-    conv = Conv("conv", "data", "c", 3, geom=ConvGeometry(*IMAGE, (3, 3), (1, 1), (1, 1)))
-    conv = Conv("conv", "data", "c", 3, geom=conv.geom, bias=False, backward_data=False)
-    pool = Pool("pool", "c", "p", PoolGeometry(3, 6, 6, (2, 2), (2, 2)))
-    relu = Relu("relu", "p", "r", pool.out_shape)
-    ip = Conv("ip", "r", "out", 3, inputs=math.prod(pool.out_shape), bias=False)
-    return compile_net(
-        [conv, pool, relu, ip],
-        CONFIG,
-        batch=2,
-        inputs={"data": IMAGE},
-        output="out",
-        rounding=Rounding.STOCHASTIC,
-        share=False,  # dram_image needs every tensor in memory of its own
-    ).program
-
-
-def iteration(stall: float):  # noqa: ANN201 - a sim.device_run.IterationCase
-    from sim.device_run import RecordingHost, iteration_case
-
-    prog = program()
-    m = Machine(prog, CONFIG)
-    m.iteration = ITERATION
-    rng = np.random.default_rng(4)
-    for t in prog.tensors:  # an eighth of each width's range; masks: window offsets
-        lim = 1 << max(1, t["bits"] - 3)
-        low = 0 if t["role"] == "mask" else -lim
-        frac = 10 if t["bits"] == 16 else 0
-        m.write(t["name"], rng.integers(low, lim, t["shape"]), frac)
-    scalars = dict(SCALARS)
-    for n in prog.scalars:
-        scalars[n] = 0.0005 if n.startswith("decay") else 0.01
-    inputs = {}
-    for inst in prog.instructions:
-        if inst.op is Op.HOST_IN:
-            t = prog.tensors[inst["tensor"]]
-            inputs[t["name"]] = (rng.integers(-2000, 2000, t["shape"]), 10)
-    name = "stalled" if stall else "plain"
-    case = iteration_case(name, m, RecordingHost(inputs), scalars)
-    case.stall = stall
-    return case
 
 
 def run(cache: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.device_run.DeviceResult

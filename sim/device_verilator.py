@@ -1,0 +1,240 @@
+"""The device top Verilated with a C++ host and DRAM model: a whole iteration, no Python per cycle.
+
+:func:`simulator` builds (or takes from the cache, :mod:`sim.verilator_build`) the
+executable of a :class:`~barista_hw.device.memory.DeviceConfig`'s
+:class:`~barista_hw.device.rtl.device.Device`: the Verilog (cached as the cocotb
+bench's, :func:`sim.runner.component_verilog`), the reset-tying wrapper and the header
+of :class:`~sim.device_ports.DevicePorts`, and the host ``sim/driver/device.cpp``.
+:func:`run` writes the input file of a :class:`~sim.device_run.IterationCase` (the
+records and host words the model produced, :func:`sim.device_run.iteration_case`),
+runs the executable, and reads what it left.
+
+Input file (little-endian): 16 int64 (magic, words per record, records, DRAM words,
+HOST_IN batches, HOST_IN words, latency, rate numerator, rate denominator, burst, seed,
+max cycles, 4 spare), 2 float64 (host stall, memory stall), the records (uint32 words),
+the DRAM image (uint64), the batches (int64 pairs: host_out words first, words), the
+HOST_IN words (uint64). Output file: 16 int64 (status, edges, host_out words, SCALE
+records, words per SCALE record, DRAM words, memory commands, read words, write words,
+memory stall cycles, counters, records taken, HOST_IN words taken, loop nanoseconds, 2
+spare), the counters (int64), the DRAM image, the host_out words (uint64), the SCALE
+records (uint32 words), the message (text).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.rtl.device import Device
+
+from .device_ports import SIM_TOP, DevicePorts, MemoryTiming
+from .device_run import DeviceResult, IterationCase
+from .gemm_path_run import BUS_BITS
+from .lint import waiver_control_text
+from .runner import component_verilog
+from .verilator_build import VerilatorBuild, build
+from .verilator_driver import (
+    IO_HEADER,
+    ProtocolError,
+    RtlSimulationError,
+    SimulationTimeout,
+    SimulatorCrash,
+    cache_root,
+)
+
+__all__ = [
+    "DeviceSimulator",
+    "MemoryTiming",
+    "ProtocolError",
+    "RtlSimulationError",
+    "SimulationTimeout",
+    "SimulatorCrash",
+    "VerilatedIteration",
+    "run",
+    "simulator",
+]
+
+DRIVER = Path(__file__).resolve().parent / "driver" / "device.cpp"
+EXECUTABLE = "device_sim"
+_CFLAGS = "-DVL_USER_FATAL -DVL_USER_STOP -DVL_USER_FINISH"
+_MAGIC = 0x3156454442
+_HEADER = 16
+# Status codes of device.cpp.
+_ERRORS = {1: SimulationTimeout, 3: ProtocolError, 4: ProtocolError}
+
+
+@dataclass(frozen=True)
+class DeviceSimulator:
+    """A built executable and the ports it was built for."""
+
+    path: Path
+    ports: DevicePorts
+    config: DeviceConfig
+
+    @property
+    def record_words(self) -> int:
+        """32-bit words of a ``prog`` record in the input file (at least 2, as the C++)."""
+        return max(2, -(-self.ports.width("prog__payload") // 32))
+
+
+@dataclass
+class VerilatedIteration(DeviceResult):
+    """:class:`~sim.device_run.DeviceResult` plus the C++ run's own figures."""
+
+    edges: int = 0  # clock edges the host ran
+    loop_seconds: float = 0.0  # the C++ loop's wall time (model construction excluded)
+    scale_records: list[int] = field(default_factory=list)
+    read_words: int = 0
+    write_words: int = 0
+    memory_stalls: int = 0
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.edges / self.loop_seconds if self.loop_seconds else 0.0
+
+
+def device_build(
+    config: DeviceConfig, *, window: int = 64, depth: int = 4
+) -> tuple[VerilatorBuild, DevicePorts]:
+    """What goes into the executable of ``config``'s device top, and its ports."""
+    e = config.accelerator.engine
+    top = f"device_{e.rows}x{e.cols}_w{window}_d{depth}"
+    make = lambda: Device(config, bus_bits=BUS_BITS, window=window, depth=depth)  # noqa: E731
+    verilog = component_verilog(make, top, f"{config!r} {window} {depth}")
+    ports = DevicePorts.of(make())
+    recipe = VerilatorBuild(
+        name=f"device-sim-{top}",
+        top=SIM_TOP,
+        sources=(
+            ("waivers.vlt", waiver_control_text()),
+            (f"{SIM_TOP}.v", ports.wrapper(top)),
+            (f"{top}.v", verilog.read_text()),
+            ("device.cpp", DRIVER.read_text()),
+            ("device_layout.h", ports.header()),
+            (IO_HEADER.name, IO_HEADER.read_text()),
+        ),
+        output=EXECUTABLE,
+        cflags=_CFLAGS,
+    )
+    return recipe, ports
+
+
+def simulator(
+    config: DeviceConfig,
+    *,
+    window: int = 64,
+    depth: int = 4,
+    on_build: Callable[[Path], None] | None = None,
+) -> DeviceSimulator:
+    """The executable of ``config``'s device top, built once per content (race-safe);
+    ``on_build(entry)`` is called when a build starts, and only then."""
+    recipe, ports = device_build(config, window=window, depth=depth)
+    return DeviceSimulator(build(recipe, cache_root(), on_build=on_build), ports, config)
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def write_input(
+    path: Path,
+    sim: DeviceSimulator,
+    case: IterationCase,
+    timing: MemoryTiming,
+    *,
+    seed: int,
+    max_cycles: int,
+) -> None:
+    """The input file of ``case`` (module docstring) for ``sim``."""
+    pw = sim.record_words
+    records = b"".join(int(r).to_bytes(4 * pw, "little") for r in case.records)
+    host = [w for _, words in case.host_in for w in words]
+    batches = np.array([(after, len(w)) for after, w in case.host_in], np.int64).reshape(-1, 2)
+    rate = timing.rate
+    head = [_MAGIC, pw, len(case.records), case.before.size, len(batches), len(host)]
+    head += [timing.latency, rate.numerator, rate.denominator, timing.burst, seed, max_cycles]
+    with open(path, "wb") as f:
+        f.write(np.array(head + [0] * (_HEADER - len(head)), "<i8").tobytes())
+        f.write(np.array([case.stall, timing.stall], "<f8").tobytes())
+        f.write(records)
+        f.write(np.asarray(case.before).astype("<u8").tobytes())
+        f.write(batches.astype("<i8").tobytes())
+        f.write(np.array(host, "<u8").tobytes())
+
+
+def read_output(path: Path, sim: DeviceSimulator, case: IterationCase) -> VerilatedIteration:
+    """What the executable left in ``path``; a failed run raises an
+    :class:`~sim.verilator_driver.RtlSimulationError` naming the case."""
+    raw = Path(path).read_bytes()
+    h = np.frombuffer(raw, "<i8", _HEADER)
+    at = 8 * _HEADER
+    counters = np.frombuffer(raw, "<i8", int(h[10]), at)
+    at += 8 * int(h[10])
+    memory = np.frombuffer(raw, "<u8", int(h[5]), at).astype(np.int64)
+    at += 8 * int(h[5])
+    host_out = np.frombuffer(raw, "<u8", int(h[2]), at)
+    at += 8 * int(h[2])
+    sw = int(h[4])
+    scales = np.frombuffer(raw, "<u4", int(h[3]) * sw, at).reshape(-1, sw)
+    at += 4 * scales.size
+    if h[0]:
+        message = raw[at:].decode(errors="replace")
+        error = _ERRORS.get(int(h[0]), SimulatorCrash)
+        raise error(f"device iteration {case.name!r}: {message} (after {h[1]} cycles)")
+    names = ["cycles", *(n.removeprefix("busy_") for n in sim.ports.counters[1:])]
+    return VerilatedIteration(
+        case,
+        memory,
+        [int(w) for w in host_out],
+        int(h[3]),
+        dict(zip(names, (int(c) for c in counters), strict=True)),
+        int(h[6]),
+        edges=int(h[1]),
+        loop_seconds=int(h[13]) * 1e-9,
+        scale_records=[int.from_bytes(r.tobytes(), "little") for r in scales],
+        read_words=int(h[7]),
+        write_words=int(h[8]),
+        memory_stalls=int(h[9]),
+    )
+
+
+def default_max_cycles(case: IterationCase) -> int:
+    """A cycle budget that only a hang exhausts (the cocotb bench's)."""
+    words = sum(len(w) for _, w in case.host_in) + len(case.host_out)
+    return int(2000 * len(case.records) * (1 + 10 * case.stall)) + 50 * words
+
+
+def run(
+    sim: DeviceSimulator,
+    case: IterationCase,
+    *,
+    timing: MemoryTiming | None = None,
+    seed: int = 0,
+    max_cycles: int | None = None,
+) -> VerilatedIteration:
+    """One iteration of ``case`` on the Verilated device top.
+
+    ``timing``: the memory's (default: ``case.latency`` cycles, a word a cycle, stalling
+    as ``case.stall``, as the cocotb bench's memory); the host's streams stall as
+    ``case.stall``; ``seed`` draws every stall.
+    """
+    if timing is None:
+        timing = MemoryTiming(latency=case.latency, stall=case.stall)
+    budget = default_max_cycles(case) if max_cycles is None else max_cycles
+    with tempfile.TemporaryDirectory(prefix="barista-device-") as tmp:
+        inp, out = Path(tmp, "input.bin"), Path(tmp, "output.bin")
+        write_input(inp, sim, case, timing, seed=seed, max_cycles=budget)
+        done = subprocess.run(
+            [str(sim.path), str(inp), str(out)], capture_output=True, text=True, check=False
+        )
+        if done.returncode or not out.is_file():
+            raise SimulatorCrash(
+                f"device iteration {case.name!r}: {sim.path.name} exited with "
+                f"{done.returncode}: {done.stderr.strip()[-2000:]}"
+            )
+        return read_output(out, sim, case)

@@ -1,0 +1,398 @@
+// C++ host of the Verilated device top (barista_hw/device/rtl/device.py): one whole training
+// iteration with no Python in the loop. Built by sim/device_verilator.py into an executable:
+//
+//     device_sim <input file> <output file>
+//
+// The input holds the program's `prog` records, the DRAM image (bus words), the HOST_IN words
+// (each batch with the count of host_out words the host must have received first: it answers
+// what it was sent), the memory model's timing and the stall settings; the output holds the
+// status, the cycle count, the device's counters, the final DRAM image, the host-bound words,
+// the SCALE records and the memory's statistics (file layouts: sim/device_verilator.py).
+//
+// Records, host words and SCALE records are opaque bit vectors here: their widths come from
+// device_layout.h, which sim/device_verilator.py generates from the Device's signature, so
+// nothing in this file depends on the record or command layouts. Only the memory port's
+// `cmd` fields (addr, length, write: barista_hw/device/rtl/port.py) are read.
+//
+// The host (as sim/device_test.py's cocotb bench): records on `prog` in order, the HOST_IN
+// words once the host_out words before them have arrived, `host_out` and `scale` sinks; each
+// source idles before an offer and each sink drops `ready` with probability `host_stall`.
+// The memory: DramModel below. The run ends once the sequencer has started, is no longer
+// running and every record was taken; memory commands still outstanding then are an error.
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device_layout.h"  // BD_TOP_HEADER, BD_TOP_CLASS, port names, widths, counters
+#include BD_TOP_HEADER
+#include "verilated.h"
+#include "verilated_io.h"  // VerilogStop, vl_* handlers, fields, store/load, Rng
+
+namespace {
+constexpr int64_t kMagic = 0x3156454442;  // "BDEV1"
+constexpr int kHeader = 16;               // int64 fields before the arrays, both files
+constexpr int kWords(int bits) { return (bits + 31) / 32 < 2 ? 2 : (bits + 31) / 32; }
+
+enum Status : int64_t {
+    BD_OK = 0,
+    BD_TIMEOUT = 1,         // max_cycles edges without the end of the iteration
+    BD_BAD_INPUT = 2,       // the input file does not match this build
+    BD_PROTOCOL = 3,        // the device broke a stream rule or addressed outside DRAM
+    BD_NOT_IDLE = 4,        // memory commands outstanding at the end
+    BD_VERILOG_STOP = 5,    // $fatal / $stop / $finish / a Verilator fatal
+    BD_EXCEPTION = 6,       // any other C++ exception
+};
+
+struct Failure : std::runtime_error {
+    int64_t code;
+    Failure(int64_t c, const std::string& m) : std::runtime_error(m), code(c) {}
+};
+
+// -- the memory behind the port --------------------------------------------------------------
+// Word-addressed, commands performed in order (sim/port_model.py's PortMemory, whose protocol
+// checks it repeats): a read's first word is offered `latency` cycles after its command was
+// taken; data beats (both directions: one bus) draw from a token bucket that fills by
+// rate_num / rate_den words a cycle and holds `burst` words, so up to `burst` words move back
+// to back and `rate` words a cycle on average (rate 1: one a cycle, as PortMemory). Each
+// stream the memory drives stalls with probability `stall` (cmd.ready, w.ready low; r.valid
+// withheld before an offer); an offered read beat stays until taken.
+struct DramModel {
+    struct Cmd {
+        uint64_t addr;
+        uint32_t length, done;
+        bool write;
+        int64_t ready_at;
+    };
+    std::vector<uint64_t> words;
+    int64_t latency = 1, rate_num = 1, rate_den = 1, tokens = 0, cap = 1;
+    double stall = 0;
+    Rng rng{1};
+    std::deque<Cmd> queue;
+    bool cmd_ready = false, w_ready = false, r_valid = false, r_taken = false;
+    uint64_t r_payload = 0;
+    bool cmd_held = false, w_held = false;
+    uint64_t cmd_last = 0, w_last = 0;
+    int64_t commands = 0, read_words = 0, write_words = 0, stalls = 0;
+
+    bool go() {
+        if (stall > 0 && rng.next() < stall) {
+            ++stalls;
+            return false;
+        }
+        return true;
+    }
+
+    // After an edge, at `cycle` (1 for the first cycle).
+    void drive(int64_t cycle) {
+        tokens = std::min(cap, tokens + rate_num);
+        const bool have = tokens >= rate_den;
+        cmd_ready = go();
+        Cmd* head = queue.empty() ? nullptr : &queue.front();
+        w_ready = head && head->write && have && go();
+        const bool held = r_valid && !r_taken;
+        r_taken = false;
+        if (held) return;
+        const bool read = head && !head->write && cycle >= head->ready_at;
+        r_valid = read && have && go();
+        if (r_valid) r_payload = words[head->addr + head->done];
+    }
+
+    void check_held(bool& held, uint64_t& last, const char* stream, bool valid, uint64_t payload,
+                    bool took, int64_t cycle) {
+        if (held && (!valid || payload != last)) {
+            throw Failure(BD_PROTOCOL, std::string(stream) + " beat withdrawn or changed at cycle " +
+                                           std::to_string(cycle) + " before it was taken");
+        }
+        held = valid && !took;
+        last = payload;
+    }
+
+    // Before the edge: the transfers that happen at it (the head's beat before a new command).
+    void sample(int64_t cycle, bool c_valid, uint64_t c_payload, bool w_valid, uint64_t w_payload,
+                bool r_ready) {
+        const bool took = c_valid && cmd_ready;
+        check_held(cmd_held, cmd_last, "port.cmd", c_valid, c_valid ? c_payload : 0, took, cycle);
+        Cmd* head = queue.empty() ? nullptr : &queue.front();
+        if (head && head->write) {
+            const bool w_took = w_valid && w_ready;
+            check_held(w_held, w_last, "port.w", w_valid, w_valid ? w_payload : 0, w_took, cycle);
+            if (w_took) {
+                words[head->addr + head->done] = w_payload & kBusMask;
+                ++write_words;
+                ++head->done;
+                tokens -= rate_den;
+            }
+        } else if (head && r_valid && r_ready) {
+            ++read_words;
+            ++head->done;
+            r_taken = true;
+            tokens -= rate_den;
+        }
+        if (head && head->done == head->length) queue.pop_front();
+        if (took) {
+            const uint64_t addr = get_bits(c_payload, BD_CMD_ADDR_OFF, BD_CMD_ADDR_W);
+            const uint32_t length = uint32_t(get_bits(c_payload, BD_CMD_LENGTH_OFF, BD_CMD_LENGTH_W));
+            const bool write = get_bits(c_payload, BD_CMD_WRITE_OFF, 1);
+            if (length == 0) {
+                throw Failure(BD_PROTOCOL, "a memory command of length 0 at cycle " +
+                                               std::to_string(cycle));
+            }
+            if (addr + length > words.size()) {
+                throw Failure(BD_PROTOCOL, "memory command [" + std::to_string(addr) + ", " +
+                                               std::to_string(addr + length) + ") at cycle " +
+                                               std::to_string(cycle) + " is outside the " +
+                                               std::to_string(words.size()) + "-word DRAM");
+            }
+            queue.push_back({addr, length, 0, write, cycle + latency});
+            ++commands;
+        }
+    }
+
+    static constexpr uint64_t kBusMask =
+        BD_BUS_W >= 64 ? ~uint64_t(0) : (uint64_t(1) << BD_BUS_W) - 1;
+    static uint64_t get_bits(uint64_t v, int off, int width) {
+        return (v >> off) & (width >= 64 ? ~uint64_t(0) : (uint64_t(1) << width) - 1);
+    }
+};
+
+// -- files --------------------------------------------------------------------------------
+struct Input {
+    int64_t h[kHeader];
+    double host_stall, mem_stall;
+    std::vector<uint32_t> records;  // n_records x record words
+    std::vector<uint64_t> memory;
+    std::vector<int64_t> segments;  // (host_out words first, word count) per HOST_IN batch
+    std::vector<uint64_t> host_in;
+};
+
+template <typename T>
+void read_array(std::ifstream& f, std::vector<T>& v, int64_t n, const char* what) {
+    if (n < 0) throw Failure(BD_BAD_INPUT, std::string("negative size of ") + what);
+    v.resize(size_t(n));
+    f.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * sizeof(T)));
+    if (!f) throw Failure(BD_BAD_INPUT, std::string("input file ends inside ") + what);
+}
+
+Input read_input(const char* path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Failure(BD_BAD_INPUT, std::string("cannot open ") + path);
+    Input in;
+    f.read(reinterpret_cast<char*>(in.h), sizeof(in.h));
+    f.read(reinterpret_cast<char*>(&in.host_stall), sizeof(double));
+    f.read(reinterpret_cast<char*>(&in.mem_stall), sizeof(double));
+    if (!f || in.h[0] != kMagic) throw Failure(BD_BAD_INPUT, std::string(path) + ": not an input");
+    if (in.h[1] != kWords(BD_PROG_W)) {
+        throw Failure(BD_BAD_INPUT, "records of " + std::to_string(in.h[1]) +
+                                        " words; this build's prog payload takes " +
+                                        std::to_string(kWords(BD_PROG_W)));
+    }
+    read_array(f, in.records, in.h[2] * in.h[1], "the records");
+    read_array(f, in.memory, in.h[3], "the DRAM image");
+    read_array(f, in.segments, 2 * in.h[4], "the HOST_IN batches");
+    read_array(f, in.host_in, in.h[5], "the HOST_IN words");
+    int64_t total = 0;
+    for (int64_t s = 0; s < in.h[4]; ++s) total += in.segments[2 * s + 1];
+    if (total != in.h[5]) throw Failure(BD_BAD_INPUT, "HOST_IN batches and words disagree");
+    if (in.h[6] < 1 || in.h[7] < 1 || in.h[8] < 1 || in.h[9] < 1) {
+        throw Failure(BD_BAD_INPUT, "latency, rate and burst must be >= 1");
+    }
+    return in;
+}
+
+struct Output {
+    int64_t h[kHeader] = {0};
+    std::vector<int64_t> counters;
+    std::vector<uint64_t> host_out;
+    std::vector<uint32_t> scales;  // SCALE records, kWords(BD_SCALE_W) words each
+    std::string message;
+};
+
+void write_output(const char* path, const Output& out, const std::vector<uint64_t>& memory) {
+    std::ofstream f(path, std::ios::binary);
+    auto put = [&f](const void* p, size_t n) { f.write(static_cast<const char*>(p), n); };
+    put(out.h, sizeof(out.h));
+    put(out.counters.data(), out.counters.size() * sizeof(int64_t));
+    put(memory.data(), memory.size() * sizeof(uint64_t));
+    put(out.host_out.data(), out.host_out.size() * sizeof(uint64_t));
+    put(out.scales.data(), out.scales.size() * sizeof(uint32_t));
+    put(out.message.data(), out.message.size());
+}
+
+// -- the run ------------------------------------------------------------------------------
+struct Run {
+    const Input& in;
+    Output& out;
+    DramModel& mem;
+    int64_t edge = 0, taken = 0, seg = 0, pos = 0, host_in_taken = 0;
+
+    void go(BD_TOP_CLASS* top) {
+        const int pw = kWords(BD_PROG_W);
+        const int64_t n = in.h[2], max_cycles = in.h[11];
+        const uint64_t seed = uint64_t(in.h[10]);
+        Rng rng_prog{seed * 0x9E3779B97F4A7C15ull + 1}, rng_in{seed * 0x9E3779B97F4A7C15ull + 2};
+        Rng rng_out{seed * 0x9E3779B97F4A7C15ull + 3}, rng_scale{seed * 0x9E3779B97F4A7C15ull + 4};
+        const double stall = in.host_stall;
+        auto gap = [stall](Rng& r) { return stall > 0 && r.next() < stall; };
+        uint32_t buf[kWords(BD_SCALE_W) + kWords(BD_BUS_W) + 4];
+        uint32_t word[4];
+        bool prog_off = false, in_off = false, started = false;
+        top->BD_PROG_VALID = 0;
+        top->BD_HIN_VALID = 0;
+        while (true) {
+            if (edge >= max_cycles) {
+                throw Failure(BD_TIMEOUT, "the iteration did not finish in " +
+                                              std::to_string(max_cycles) + " cycles: " +
+                                              std::to_string(taken) + " of " + std::to_string(n) +
+                                              " records taken, " +
+                                              std::to_string(out.host_out.size()) +
+                                              " words to the host, " +
+                                              std::to_string(mem.commands) + " memory commands");
+            }
+            // -- drive: the host's streams and the memory, after the last edge.
+            if (!prog_off && taken < n && !gap(rng_prog)) {
+                prog_off = true;
+                store(top->BD_PROG_PAYLOAD, &in.records[size_t(taken * pw)]);
+            }
+            top->BD_PROG_VALID = prog_off;
+            if (!in_off && seg < in.h[4] && int64_t(out.host_out.size()) >= in.segments[2 * seg] &&
+                !gap(rng_in)) {
+                in_off = true;
+                const uint64_t v = in.host_in[size_t(host_in_taken)];
+                word[0] = uint32_t(v);
+                word[1] = uint32_t(v >> 32);
+                store(top->BD_HIN_PAYLOAD, word);
+            }
+            top->BD_HIN_VALID = in_off;
+            const bool out_ready = !gap(rng_out), scale_ready = !gap(rng_scale);
+            top->BD_HOUT_READY = out_ready;
+            top->BD_SCALE_READY = scale_ready;
+            mem.drive(edge + 1);
+            top->BD_CMD_READY = mem.cmd_ready;
+            top->BD_W_READY = mem.w_ready;
+            top->BD_R_VALID = mem.r_valid;
+            word[0] = uint32_t(mem.r_payload);
+            word[1] = uint32_t(mem.r_payload >> 32);
+            store(top->BD_R_PAYLOAD, word);
+            top->clk = 0;
+            top->eval();
+
+            // -- sample: the transfers at the coming edge.
+            if (prog_off && top->BD_PROG_READY) {
+                prog_off = false;
+                ++taken;
+            }
+            if (in_off && top->BD_HIN_READY) {
+                in_off = false;
+                ++host_in_taken;
+                if (++pos == in.segments[2 * seg + 1]) {
+                    ++seg;
+                    pos = 0;
+                }
+            }
+            if (out_ready && top->BD_HOUT_VALID) {
+                load(top->BD_HOUT_PAYLOAD, buf);
+                out.host_out.push_back(uint64_t(buf[0]) | uint64_t(buf[1]) << 32);
+            }
+            if (scale_ready && top->BD_SCALE_VALID) {
+                load(top->BD_SCALE_PAYLOAD, buf);
+                out.scales.insert(out.scales.end(), buf, buf + kWords(BD_SCALE_W));
+            }
+            uint64_t c_payload = 0, w_payload = 0;
+            if (top->BD_CMD_VALID) {
+                load(top->BD_CMD_PAYLOAD, buf);
+                c_payload = uint64_t(buf[0]) | uint64_t(buf[1]) << 32;
+            }
+            if (top->BD_W_VALID) {
+                load(top->BD_W_PAYLOAD, buf);
+                w_payload = uint64_t(buf[0]) | uint64_t(buf[1]) << 32;
+            }
+            mem.sample(edge + 1, top->BD_CMD_VALID, c_payload, top->BD_W_VALID, w_payload,
+                       top->BD_R_READY);
+            const bool running = top->running;
+
+            top->clk = 1;
+            top->eval();
+            ++edge;
+            started |= running;
+            if (started && !running && taken == n) break;
+        }
+        if (!mem.queue.empty()) {
+            throw Failure(BD_NOT_IDLE, "the device finished with " +
+                                           std::to_string(mem.queue.size()) +
+                                           " memory commands outstanding");
+        }
+    }
+};
+
+void finish(Output& out, const Run& run, const DramModel& mem, BD_TOP_CLASS* top, int64_t ns) {
+    out.h[1] = run.edge;
+    out.h[2] = int64_t(out.host_out.size());
+    out.h[3] = int64_t(out.scales.size()) / kWords(BD_SCALE_W);
+    out.h[4] = kWords(BD_SCALE_W);
+    out.h[5] = int64_t(mem.words.size());
+    out.h[6] = mem.commands;
+    out.h[7] = mem.read_words;
+    out.h[8] = mem.write_words;
+    out.h[9] = mem.stalls;
+    out.h[10] = BD_N_COUNTERS;
+    out.h[11] = run.taken;
+    out.h[12] = run.host_in_taken;
+    out.h[13] = ns;
+    out.counters.assign(BD_N_COUNTERS, 0);
+    if (top) bd_counters(top, out.counters.data());
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 3) {
+        std::fprintf(stderr, "usage: %s <input file> <output file>\n", argv[0]);
+        return 2;
+    }
+    Input in{};
+    Output out;
+    DramModel mem;
+    Run run{in, out, mem};
+    std::unique_ptr<VerilatedContext> ctx;
+    std::unique_ptr<BD_TOP_CLASS> top;
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        in = read_input(argv[1]);
+        mem.words = in.memory;
+        mem.latency = in.h[6];
+        mem.rate_num = in.h[7];
+        mem.rate_den = in.h[8];
+        mem.cap = std::max(in.h[9], int64_t(1)) * in.h[8];
+        mem.tokens = mem.cap;
+        mem.stall = in.mem_stall;
+        mem.rng = Rng{uint64_t(in.h[10]) * 0x9E3779B97F4A7C15ull + 5};
+        ctx.reset(new VerilatedContext);
+        // No reset: the wrapper ties it low, registers start from their initial values.
+        top.reset(new BD_TOP_CLASS{ctx.get(), "top"});
+        top->clk = 0;
+        top->eval();
+        t0 = std::chrono::steady_clock::now();  // the loop's time: cycles per second
+        run.go(top.get());
+        out.h[0] = BD_OK;
+    } catch (const Failure& e) {
+        out.h[0] = e.code;
+        out.message = e.what();
+    } catch (const VerilogStop& e) {
+        out.h[0] = BD_VERILOG_STOP;
+        out.message = e.what();
+    } catch (const std::exception& e) {
+        out.h[0] = BD_EXCEPTION;
+        out.message = std::string("C++ exception: ") + e.what();
+    }
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - t0).count();
+    finish(out, run, mem, top.get(), int64_t(ns));
+    write_output(argv[2], out, mem.words);
+    return 0;
+}

@@ -1,0 +1,89 @@
+"""The device top Verilated with its C++ host and DRAM model runs the cocotb bench's
+iteration (:mod:`sim.device_cases`) bit-exactly as the model.
+
+Every DRAM bus word afterwards and every word sent to the host are compared with the
+model's, without stalls, with random stalls on the host's streams and on every stream of
+the memory port, and behind a slow memory (long latency, 2/5 of a word a cycle). The
+first build takes about 3 minutes (cached after: each run is under a second), so the
+module is ``slow``; ``test_device_ports.py`` is its quick form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from sim.device_cases import CONFIG, MODES, iteration
+from sim.device_ports import MemoryTiming
+from sim.device_run import IterationCase
+from sim.tools import SimulatorNotFound, simulator_version
+
+pytestmark = pytest.mark.slow
+
+SLOW_MEMORY = MemoryTiming(latency=9, rate=Fraction(2, 5), burst=4)
+
+
+@pytest.fixture(scope="module")
+def dsim():  # noqa: ANN201 - a sim.device_verilator.DeviceSimulator
+    try:
+        simulator_version("verilator")
+    except SimulatorNotFound as exc:
+        pytest.skip(str(exc))
+    from sim.device_verilator import simulator
+
+    return simulator(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def cases() -> dict[str, IterationCase]:
+    return {mode: iteration(stall) for mode, stall in MODES.items()}
+
+
+def _check(got, case: IterationCase) -> None:  # noqa: ANN001 - a VerilatedIteration
+    assert not np.array_equal(case.before, case.after)
+    differ = np.flatnonzero(got.memory != case.after)
+    assert not differ.size, f"{differ.size} DRAM words differ, first {differ[:8]}"
+    assert got.host_out == case.host_out and got.host_out
+    assert got.scales == 1 and len(got.scale_records) == 1
+    assert got.counters["cycles"] > 0 and got.edges > got.counters["cycles"] // 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_iteration_is_the_model_bit_for_bit(dsim, cases: dict, mode: str) -> None:  # noqa: ANN001
+    from sim.device_verilator import run
+
+    got = run(dsim, cases[mode], seed=5)
+    _check(got, cases[mode])
+    assert (got.memory_stalls > 0) == (MODES[mode] > 0)
+    assert got.read_words and got.write_words and got.memory_commands
+
+
+def test_a_slow_memory_changes_the_time_not_the_bits(dsim, cases: dict) -> None:  # noqa: ANN001
+    from sim.device_verilator import run
+
+    case = cases["plain"]
+    fast = run(dsim, case)
+    slow = run(dsim, case, timing=SLOW_MEMORY)
+    _check(slow, case)
+    assert slow.edges > fast.edges
+    # The port moves at most rate words a cycle (beyond the first burst).
+    moved = slow.read_words + slow.write_words
+    assert moved <= SLOW_MEMORY.rate * slow.edges + SLOW_MEMORY.burst
+
+
+def test_a_hang_is_a_timeout_naming_the_case(dsim, cases: dict) -> None:  # noqa: ANN001
+    from sim.device_verilator import SimulationTimeout, run
+
+    with pytest.raises(SimulationTimeout, match="'plain'.*did not finish in 200 cycles"):
+        run(dsim, cases["plain"], max_cycles=200)
+
+
+def test_a_command_outside_dram_is_a_protocol_error(dsim, cases: dict) -> None:  # noqa: ANN001
+    from sim.device_verilator import ProtocolError, run
+
+    case = dataclasses.replace(cases["plain"], before=cases["plain"].before[:16])
+    with pytest.raises(ProtocolError, match="outside the 16-word DRAM"):
+        run(dsim, case)
