@@ -19,7 +19,7 @@ import numpy as np
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
-from barista_hw.device.isa import Op, Program
+from barista_hw.device.isa import WIRE8, Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig
@@ -27,7 +27,7 @@ from barista_hw.numfmt import Rounding
 
 from .device_run import IterationCase, RecordingHost, iteration_case
 
-__all__ = ["CONFIG", "MODES", "iteration", "program"]
+__all__ = ["CONFIG", "MODES", "iteration", "program", "random_iteration"]
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=32, acc_depth=16)
 CONFIG = DeviceConfig.for_accelerator(
@@ -60,10 +60,17 @@ def program() -> Program:
 
 def iteration(stall: float) -> IterationCase:
     """The case, with ``stall`` as its stall probability (``name``: plain or stalled)."""
-    prog = program()
-    m = Machine(prog, CONFIG)
+    return random_iteration("stalled" if stall else "plain", program(), CONFIG, stall)
+
+
+def random_iteration(
+    name: str, prog: Program, config: DeviceConfig, stall: float = 0.0, *, seed: int = 4
+) -> IterationCase:
+    """One iteration of ``prog`` on the model from random DRAM tensors and host inputs
+    (images on a byte-a-value link: bytes), pre-decoded for the RTL."""
+    m = Machine(prog, config)
     m.iteration = ITERATION
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seed)
     for t in prog.tensors:  # an eighth of each width's range; masks: window offsets
         lim = 1 << max(1, t["bits"] - 3)
         low = 0 if t["role"] == "mask" else -lim
@@ -76,8 +83,10 @@ def iteration(stall: float) -> IterationCase:
     for inst in prog.instructions:
         if inst.op is Op.HOST_IN:
             t = prog.tensors[inst["tensor"]]
-            inputs[t["name"]] = (rng.integers(-2000, 2000, t["shape"]), 10)
-    name = "stalled" if stall else "plain"
+            if inst.sub & WIRE8:
+                inputs[t["name"]] = (rng.integers(0, 256, t["shape"]), 8)
+            else:
+                inputs[t["name"]] = (rng.integers(-2000, 2000, t["shape"]), 10)
     case = iteration_case(name, m, RecordingHost(inputs), scalars)
     case.stall = stall
     return case
