@@ -74,11 +74,13 @@ def compile_device(
     target: str | None = None,
     rounding: Rounding | None = None,
     preload: bool = False,
+    share: bool = True,
 ) -> DeviceCompilation:
     """Compile ``net`` (TRAIN phase) for ``accelerator`` on ``target``'s board (what ``barista
     compile``, ``--backend device`` and the benchmark share). With ``preload``, the input
     images' datasets live in DRAM, loaded once, and no batch crosses the link
-    (:func:`preloaded`).
+    (:func:`preloaded`). ``share``: tensors never live together share DRAM
+    (:func:`~barista_hw.device.compiler.compile_net`).
 
     Raises :class:`~barista_base.errors.InputError` as the compiler does (e.g. a working set
     larger than the DRAM, naming the tensor and the bytes)."""
@@ -94,6 +96,7 @@ def compile_device(
         wire8=dn.wire8,
         means=dn.means,
         preload=preloaded(net, dn) if preload else None,
+        share=share,
     )
     return DeviceCompilation(dn, config, compiled)
 

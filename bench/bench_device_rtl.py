@@ -113,10 +113,8 @@ def lenet_program():  # noqa: ANN201 - (Program, DeviceConfig)
     from bench_device import NETS, find_net, train_net
 
     from barista.backends.plan import gemm_layers
-    from barista.device_net import device_net
+    from barista.device_net import compile_device
     from barista.manifest import cached_rtl_dir
-    from barista_hw.device.compiler import compile_net
-    from barista_hw.device.memory import DeviceConfig
 
     bench = next(b for b in NETS if b.name == "LeNet")
     path = find_net(bench)
@@ -124,19 +122,37 @@ def lenet_program():  # noqa: ANN201 - (Program, DeviceConfig)
         raise FileNotFoundError(f"no {bench.path} under examples/ or ../shared/caffe-models/")
     net = train_net(path, bench, bench.batch)
     files, _ = cached_rtl_dir(gemm_layers(net), name="lenet", target="ulx3s-85f", fmt=None)
-    config = DeviceConfig.for_accelerator(files.config, target="ulx3s-85f")
-    dn = device_net(net)
-    compiled = compile_net(
-        dn.layers,
-        config,
-        batch=dn.batch,
-        inputs=dn.inputs,
-        output=dn.output,
-        wire8=dn.wire8,
-        means=dn.means,
-        share=False,  # the DRAM image is built tensor by tensor
-    )
-    return compiled.program, config
+    # Unshared tensors: the DRAM image is built tensor by tensor.
+    dc = compile_device(net, files.config, target="ulx3s-85f", share=False)
+    return dc.compiled.program, dc.config
+
+
+def refusals(program, config) -> collections.Counter:  # noqa: ANN001
+    """What the device top refuses in ``program``: (op and kind, reason) -> instructions,
+    from every instruction pre-decoded in turn on the model (with random data)."""
+    import numpy as np
+
+    from barista_base.errors import InputError
+    from barista_hw.device.isa import Op
+    from barista_hw.device.machine import Machine
+    from barista_hw.device.rtl.device import command
+    from barista_hw.device.vector import VecOp
+    from sim.device_cases import random_inputs, scalars
+    from sim.device_run import RecordingHost
+    from sim.gemm_path_run import BUS_BITS
+
+    m = Machine(program, config)
+    m.host = RecordingHost(random_inputs(program, np.random.default_rng(0)))
+    m.scalars = scalars(program)
+    out: collections.Counter = collections.Counter()
+    for inst in program.instructions:
+        try:
+            command(inst, m, BUS_BITS)
+        except InputError as exc:
+            kind = VecOp(inst.sub).name if inst.op is Op.VEC else inst.op.name
+            out[(kind, str(exc).rsplit(": ", 1)[-1])] += 1
+        m.execute(inst)
+    return out
 
 
 def lenet(repeat: int) -> None:
@@ -156,6 +172,9 @@ def lenet(repeat: int) -> None:
         case = random_iteration("lenet", prog, config)
     except InputError as exc:
         print(f"  the device top cannot run it: {exc}")
+        print("  what it refuses (instruction kind, reason: instructions):")
+        for (kind, why), n in sorted(refusals(prog, config).items()):
+            print(f"    {kind}, {why}: {n}")
         return
     took = time.perf_counter() - t0
     print(f"  every instruction pre-decoded for the device top ({took:.0f} s of model)")

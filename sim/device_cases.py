@@ -27,7 +27,15 @@ from barista_hw.numfmt import Rounding
 
 from .device_run import IterationCase, RecordingHost, iteration_case
 
-__all__ = ["CONFIG", "MODES", "iteration", "program", "random_iteration"]
+__all__ = [
+    "CONFIG",
+    "MODES",
+    "iteration",
+    "program",
+    "random_inputs",
+    "random_iteration",
+    "scalars",
+]
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=32, acc_depth=16)
 CONFIG = DeviceConfig.for_accelerator(
@@ -67,7 +75,7 @@ def random_iteration(
     name: str, prog: Program, config: DeviceConfig, stall: float = 0.0, *, seed: int = 4
 ) -> IterationCase:
     """One iteration of ``prog`` on the model from random DRAM tensors and host inputs
-    (images on a byte-a-value link: bytes), pre-decoded for the RTL."""
+    (:func:`random_inputs`), pre-decoded for the RTL."""
     m = Machine(prog, config)
     m.iteration = ITERATION
     rng = np.random.default_rng(seed)
@@ -76,9 +84,23 @@ def random_iteration(
         low = 0 if t["role"] == "mask" else -lim
         frac = 10 if t["bits"] == 16 else 0
         m.write(t["name"], rng.integers(low, lim, t["shape"]), frac)
-    scalars = dict(SCALARS)
+    host = RecordingHost(random_inputs(prog, rng))
+    case = iteration_case(name, m, host, scalars(prog))
+    case.stall = stall
+    return case
+
+
+def scalars(prog: Program) -> dict[str, float]:
+    """The host's scalars for ``prog``: momentum 0.9, weight decays 0.0005, rates 0.01."""
+    out = dict(SCALARS)
     for n in prog.scalars:
-        scalars[n] = 0.0005 if n.startswith("decay") else 0.01
+        out[n] = 0.0005 if n.startswith("decay") else 0.01
+    return out
+
+
+def random_inputs(prog: Program, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, int]]:
+    """What the host sends for each HOST_IN of ``prog``: (integers, frac); images on a
+    byte-a-value link are bytes."""
     inputs = {}
     for inst in prog.instructions:
         if inst.op is Op.HOST_IN:
@@ -87,6 +109,4 @@ def random_iteration(
                 inputs[t["name"]] = (rng.integers(0, 256, t["shape"]), 8)
             else:
                 inputs[t["name"]] = (rng.integers(-2000, 2000, t["shape"]), 10)
-    case = iteration_case(name, m, RecordingHost(inputs), scalars)
-    case.stall = stall
-    return case
+    return inputs
