@@ -87,3 +87,21 @@ def test_a_command_outside_dram_is_a_protocol_error(dsim, cases: dict) -> None: 
     case = dataclasses.replace(cases["plain"], before=cases["plain"].before[:16])
     with pytest.raises(ProtocolError, match="outside the 16-word DRAM"):
         run(dsim, case)
+
+
+@pytest.mark.cocotb
+def test_the_cocotb_bench_takes_the_same_cycles(sim: str, sim_run_cache: dict, dsim, cases) -> None:  # noqa: ANN001
+    """PortMemory and the C++ memory at a word a cycle, no stalls: cycle for cycle alike."""
+    from sim.device_run import build
+    from sim.device_run import run as run_cocotb
+    from sim.device_verilator import run
+
+    key = ("device", sim, "plain")  # test_device.py's run, when both modules run
+    if key not in sim_run_cache:
+        sim_run_cache[key] = run_cocotb(build(sim, CONFIG), cases["plain"], seed=5)
+    cocotb = sim_run_cache[key]
+    if isinstance(cocotb, Exception):
+        raise cocotb
+    got = run(dsim, cases["plain"], seed=5)
+    assert got.counters == cocotb.counters
+    assert got.memory_commands == cocotb.memory_commands
