@@ -15,9 +15,9 @@ max cycles, 4 spare), 2 float64 (host stall, memory stall), the records (uint32 
 the DRAM image (uint64), the batches (int64 pairs: host_out words first, words), the
 HOST_IN words (uint64). Output file: 16 int64 (status, edges, host_out words, SCALE
 records, words per SCALE record, DRAM words, memory commands, read words, write words,
-memory stall cycles, counters, records taken, HOST_IN words taken, loop nanoseconds, 2
-spare), the counters (int64), the DRAM image, the host_out words (uint64), the SCALE
-records (uint32 words), the message (text).
+memory stall cycles, counters, records taken, HOST_IN words taken, loop nanoseconds, loop
+CPU nanoseconds, 1 spare), the counters (int64), the DRAM image, the host_out words
+(uint64), the SCALE records (uint32 words), the message (text).
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class VerilatedIteration(DeviceResult):
 
     edges: int = 0  # clock edges the host ran
     loop_seconds: float = 0.0  # the C++ loop's wall time (model construction excluded)
+    loop_cpu_seconds: float = 0.0  # its thread's CPU time (on a shared machine: the speed)
     scale_records: list[int] = field(default_factory=list)
     read_words: int = 0
     write_words: int = 0
@@ -96,7 +97,13 @@ class VerilatedIteration(DeviceResult):
 
     @property
     def cycles_per_second(self) -> float:
+        """Simulated cycles per second of the loop's wall time."""
         return self.edges / self.loop_seconds if self.loop_seconds else 0.0
+
+    @property
+    def cycles_per_cpu_second(self) -> float:
+        """Simulated cycles per second of the loop's CPU time (one core)."""
+        return self.edges / self.loop_cpu_seconds if self.loop_cpu_seconds else 0.0
 
 
 def device_build(
@@ -196,6 +203,7 @@ def read_output(path: Path, sim: DeviceSimulator, case: IterationCase) -> Verila
         int(h[6]),
         edges=int(h[1]),
         loop_seconds=int(h[13]) * 1e-9,
+        loop_cpu_seconds=int(h[14]) * 1e-9,
         scale_records=[int.from_bytes(r.tobytes(), "little") for r in scales],
         read_words=int(h[7]),
         write_words=int(h[8]),
