@@ -105,3 +105,19 @@ def test_the_cocotb_bench_takes_the_same_cycles(sim: str, sim_run_cache: dict, d
     got = run(dsim, cases["plain"], seed=5)
     assert got.counters == cocotb.counters
     assert got.memory_commands == cocotb.memory_commands
+
+
+def test_records_of_another_width_are_refused(dsim, cases: dict, tmp_path) -> None:  # noqa: ANN001
+    import subprocess
+
+    from sim.device_verilator import SimulatorCrash, read_output, write_input
+
+    case = cases["plain"]
+    inp, out = tmp_path / "in.bin", tmp_path / "out.bin"
+    write_input(inp, dsim, case, MemoryTiming(), seed=0, max_cycles=100)
+    raw = bytearray(inp.read_bytes())
+    raw[8:16] = (dsim.record_words + 1).to_bytes(8, "little")  # the header's record words
+    inp.write_bytes(bytes(raw))
+    subprocess.run([str(dsim.path), str(inp), str(out)], check=True)
+    with pytest.raises(SimulatorCrash, match="this build's prog payload takes"):
+        read_output(out, dsim, case)
