@@ -22,6 +22,7 @@ import pytest
 
 from barista_hw.config import EngineConfig, Pass, parse_engine_format
 from barista_hw.engine import cycle_bound, is_minifloat
+from barista_hw.mxformat import MXGemmFormat
 from barista_hw.numfmt import MAX_SHIFT, Rounding
 from sim.cases import auto_shift, pass_case
 from sim.runner import GemmCase, SimRun, build, mismatch, run_cases
@@ -69,6 +70,20 @@ FP_DESIGNS = [
     DesignSpec("grad-2x2-e5m2-nosat", Pass.WEIGHT_GRAD, 2, 2, "e5m2k4096_nosat"),
     # Float32 results (what training on the rtl backend reads): every sum is a normal float32.
     DesignSpec("fwd-2x3-e4m3-fp32", Pass.FORWARD, 2, 3, "e4m3_fp32_nosat"),
+]
+# MX engines (blocks of 32 along K, E8M0 scales in the words): MXFP8 over the whole scale range
+# (a 561-bit accumulator); MXINT8 into float32 with the window [-40, 20]; MXFP6 x MXFP4 (lanes
+# of two element widths) into E5M2 overflowing to inf, the gradient's blocks across images.
+MX_DESIGNS = [
+    DesignSpec("fwd-2x3-mxfp8", Pass.FORWARD, 2, 3, "mxfp8_e4m3"),
+    DesignSpec("bwd-3x2-mxint8-fp32", Pass.BACKWARD_DATA, 3, 2, "mxint8k256_wm40_20"),
+    DesignSpec(
+        "grad-2x2-mxfp6xmxfp4",
+        Pass.WEIGHT_GRAD,
+        2,
+        2,
+        "mxfp6_e3m2xmxfp4_e2m1_e5m2k512_wm30_10_nosat",
+    ),
 ]
 
 
@@ -192,6 +207,9 @@ def fp_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
     rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
     grad = spec.kind is Pass.WEIGHT_GRAD
     cases: list[GemmCase] = []
+    # MX: K over a few blocks, the last one short (the gradient's images split blocks too)
+    blocks = 2 * cfg.fmt.arith.block if isinstance(cfg.fmt, MXGemmFormat) else 0
+    wide = "wide" if blocks else "random"
 
     def add(m, k, n, *, rounding, operands, images=1, stall=0.0, tag):  # noqa: ANN001, ANN202
         seed = int(rng.integers(0, 2**32))
@@ -205,19 +223,21 @@ def fp_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
         mode = rounding.label
         images = 2 if grad else 1
         m, n = _ragged(rng, cfg.rows, 3), _ragged(rng, cfg.cols, 3)
-        k = int(rng.integers(2, 12))
+        k = int(rng.integers(2, 12)) + blocks
         add(m, k, n, rounding=rounding, operands="mid", images=images, tag=f"ragged-{mode}")
         twin = f"{spec.name}/ragged-{mode}-stalled"
         cases.append(dataclasses.replace(cases[-1], stall=STALL, name=twin))
         m, n = _ragged(rng, cfg.rows, 2), _ragged(rng, cfg.cols, 2)
-        add(m, 5, n, rounding=rounding, operands="tiny", images=images, tag=f"tiny-{mode}")
+        k = 5 + blocks // 2
+        add(m, k, n, rounding=rounding, operands="tiny", images=images, tag=f"tiny-{mode}")
         add(m, 1, n, rounding=rounding, operands="mid", images=images, tag=f"k1-{mode}")
-        add(m, 6, n, rounding=rounding, operands="random", images=images, tag=f"random-{mode}")
+        add(m, 6 + blocks, n, rounding=rounding, operands=wide, images=images, tag=f"{wide}-{mode}")
     m, n = _ragged(rng, cfg.rows, 1), _ragged(rng, cfg.cols, 1)
     for rounding in Rounding:
         mode = rounding.label
-        add(m, 4, n, rounding=rounding, operands="extreme", stall=STALL, tag=f"extreme-{mode}")
-    add(m, 3, n, rounding=Rounding.NEAREST_EVEN, operands="min", tag="most-negative")
+        k = 4 + blocks
+        add(m, k, n, rounding=rounding, operands="extreme", stall=STALL, tag=f"extreme-{mode}")
+    add(m, 3 + blocks, n, rounding=Rounding.NEAREST_EVEN, operands="min", tag="most-negative")
     return tuple(cases)
 
 
@@ -242,8 +262,13 @@ def _params(designs: list[DesignSpec], marks=()):  # noqa: ANN001, ANN202
     ]
 
 
-CASE_PARAMS = _params(DESIGNS) + _params(FP_DESIGNS) + _params(SLOW_DESIGNS, marks=pytest.mark.slow)
-DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS + FP_DESIGNS] + [
+CASE_PARAMS = (
+    _params(DESIGNS)
+    + _params(FP_DESIGNS)
+    + _params(MX_DESIGNS)
+    + _params(SLOW_DESIGNS, marks=pytest.mark.slow)
+)
+DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS + FP_DESIGNS + MX_DESIGNS] + [
     pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SLOW_DESIGNS
 ]
 
