@@ -82,7 +82,8 @@ def mx_words(
     ``extreme``/``min``); one scale per block, each side's ``X`` within half the format's
     window: near 0, low (``tiny``: mid elements whose sums land near the output's
     subnormals), anywhere (``wide``), or its two ends and 0 (``extreme``),
-    with some blocks all zero and some holding one largest element among the smallest."""
+    with some blocks all zero (all of A's first row) and some holding one largest element
+    among the smallest."""
     arith, mx = fmt.arith, fmt.a if side == "a" else fmt.b
     el = mx.element
     ekind = {"wide": "random", "tiny": "mid"}.get(kind, kind)
@@ -108,6 +109,8 @@ def mx_words(
             part = codes[r, blk * arith.block : (blk + 1) * arith.block]
             part[:] = small
             part[rng.integers(0, len(part))] = huge  # one huge element among tiny ones
+        if side == "a":
+            codes[0] = 0  # a row of zero blocks: its results are zero whatever the scales
     scales = np.repeat(x + E8M0.bias, arith.block, axis=1)[:, : shape[1]]
     return arith.pack(codes, scales)
 
