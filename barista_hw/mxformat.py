@@ -22,11 +22,9 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from amaranth.hdl import Shape
-
 from barista_base.errors import InputError
 
-from .fpformat import DEFAULT_K, MinifloatGemmFormat
+from .fpformat import DEFAULT_K, ArithShapes, MinifloatGemmFormat
 from .minifloat import FP32, MinifloatFormat
 from .mx import PRESETS, MXFormat
 from .mxpe import SCALE_SUM_MAX, SCALE_SUM_MIN, MXArith
@@ -62,7 +60,7 @@ def is_mx_spec(spec: str) -> bool:
 
 
 @dataclass(frozen=True)
-class MXGemmFormat:
+class MXGemmFormat(ArithShapes):
     """MX operands ``a`` and ``b``, results in ``out``, exact sums of up to ``k`` products
     with scale sums in ``[lo, hi]``.
 
@@ -129,50 +127,12 @@ class MXGemmFormat:
 
     def to_dict(self) -> dict:
         """What the manifest records of the format (``number_format``)."""
-        return {
-            "kind": "mx",
-            "name": self.name,
-            "a": self.a.name,
-            "b": self.b.name,
-            "block": self.a.block,
-            "out": self.out.name,
-            "k": self.k,
-            "scale_sum_window": [self.lo, self.hi],
-            "acc_width": self.acc_width,
-            "acc_lsb_exp": self.acc_exp,
-            "saturate": self.saturate,
-        }
+        return self.describe("mx", block=self.a.block, scale_sum_window=[self.lo, self.hi])
 
     @cached_property
     def arith(self) -> MXArith:
         """The PEs' arithmetic (:class:`~barista_hw.array.SystolicArray` builds from it)."""
         return MXArith(self.a, self.b, self.k, self.lo, self.hi)
-
-    @property
-    def width(self) -> int:
-        """Bits of an operand lane (element and scale: buffers and streams carry this)."""
-        return self.operand_shape.width
-
-    @property
-    def operand_shape(self) -> Shape:
-        return self.arith.operand_shape
-
-    @property
-    def acc_width(self) -> int:
-        return self.arith.acc_width
-
-    @property
-    def acc_shape(self) -> Shape:
-        return self.arith.acc_shape
-
-    @property
-    def acc_exp(self) -> int:
-        return self.arith.acc_exp
-
-    @property
-    def output_shape(self) -> Shape:
-        """A result lane: a code of ``out``."""
-        return self.out.code_shape
 
 
 #: An engine format whose PEs sum exact products of codes and whose requantiser is the

@@ -12,6 +12,7 @@ from barista_hw.fpgemm import mx_engine_sum
 from barista_hw.mx import PRESETS as MX
 from barista_hw.mxformat import MXGemmFormat
 from barista_hw.mxpe import MXPE, IntElementDecoder, MXArith
+from sim.pysim import run_testbench
 
 
 def test_int_decoder_gives_every_elements_magnitude() -> None:
@@ -49,10 +50,7 @@ def _banks(arith: MXArith, dots: list[tuple[np.ndarray, np.ndarray]]) -> list[in
             await ctx.tick().repeat(2)
             seen.append(ctx.get(pe.bank))
 
-    sim = Simulator(pe)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(pe, tb)
     return seen
 
 
