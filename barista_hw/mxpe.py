@@ -9,7 +9,7 @@ The dataflow (documented with its cost in docs/formats.md):
   carry the same scale (the model refuses operands that do not).
 * **Block partial.** The product stage is :class:`~barista_hw.fppe.MinifloatPE`'s (sign,
   significand product, element shift) plus the biased scale sum ``c_a + c_b``; the partial
-  register (:meth:`~barista_hw.mx.MXFormat.partial_width` bits: 42 for E4M3, 18 for MXINT8)
+  register (:meth:`~barista_hw.mx.MXFormat.partial_width` bits: 42 for E4M3, 21 for MXINT8)
   sums the block's exact products.
 * **Block end.** A counter of valid terms (reset by ``last``) marks the end of each block of
   ``block`` terms along K, counted from the command's first term; ``last`` ends the final,
