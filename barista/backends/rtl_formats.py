@@ -15,8 +15,9 @@ words of element and scale (:meth:`~barista_hw.mxpe.MXArith.pack`) to an MX engi
 float32 results over the whole scale range (``<fmt>_fp32_nosat``), and come back as golden's
 float32 of the exact sum with no host scale (golden's float64 sum is exact for these
 operands, as it states). Blocks with a NaN scale make golden's rows/columns NaN; so here.
-A reduction the accelerator would cut inside a block is refused (the engine counts blocks
-from each chunk's first term).
+The accelerator cuts long reductions at multiples of the block
+(:func:`barista_hw.schedule.reduction_chunks`), as the engine counts blocks from each
+chunk's first term.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from barista_hw.mx import SCALE_NAN, MXFormat, parse_format
 from barista_hw.mxformat import FloatGemmFormat, MXGemmFormat
 from barista_hw.numfmt import Rounding
 from barista_hw.scaling import DYNAMIC
-from barista_hw.schedule import chunk_limit, reduction_chunks
 from caffe_bridge.backend import GemmBackend
 
 from ..manifest import AcceleratorFiles
@@ -146,7 +146,6 @@ class RtlFormatBackend(FormatBackend):
 
     def _mx_gemm(self, key: str, call: int, a: np.ndarray, bt: np.ndarray) -> np.ndarray:
         """``A @ Bt.T`` in MX on the accelerator (module notes)."""
-        self._check_chunks(key, a.shape[1])
         (wa, nan_a), (wb, nan_b) = (
             self._mx_words(f"{key}/a", call, a),
             self._mx_words(f"{key}/b", call, bt),
@@ -170,14 +169,3 @@ class RtlFormatBackend(FormatBackend):
         per_element = np.repeat(np.where(nan, 0, scales), fmt.block, axis=1)
         words = self.accelerator.engine.fmt.arith.pack(elements, per_element)
         return words[:, : x.shape[1]].astype(np.int32), nan.any(axis=1)
-
-    def _check_chunks(self, key: str, k: int) -> None:
-        """Refuse a reduction the schedule would cut inside an MX block."""
-        block = self.fmt.block if isinstance(self.fmt, MXFormat) else 1
-        starts = [p[0] for p in reduction_chunks(k, k, 1, chunk_limit(self.accelerator))]
-        if any(s % block for s in starts):
-            raise InputError(
-                f"{key}: the accelerator cuts the reduction of {k} terms into chunks starting "
-                f"at {starts}, inside blocks of {block}; MX needs block-aligned chunks (larger "
-                "operand buffers)"
-            )
