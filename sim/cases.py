@@ -84,6 +84,8 @@ def mx_words(
     subnormals), anywhere (``wide``), or its two ends and 0 (``extreme``),
     with some blocks all zero (all of A's first row) and some holding one largest element
     among the smallest."""
+    if kind not in MX_OPERANDS:
+        raise InputError(f"unknown operand kind {kind!r} (use {', '.join(MX_OPERANDS)})")
     arith, mx = fmt.arith, fmt.a if side == "a" else fmt.b
     el = mx.element
     ekind = {"wide": "random", "tiny": "mid"}.get(kind, kind)
