@@ -33,6 +33,7 @@ from barista_base.errors import InputError
 from .config import Dataflow
 from .dsp import BRoute, b_chain_of
 from .fppe import MinifloatArith, MinifloatPE
+from .mxpe import MXPE, MXArith
 from .numfmt import FixedFormat
 from .pe import ProcessingElement
 from .pipeline import delay, replicate
@@ -42,7 +43,8 @@ class SystolicArray(wiring.Component):
     """Output-stationary ``rows x cols`` MAC array in the number format ``fmt``.
 
     A :class:`~barista_hw.fppe.MinifloatArith` ``fmt`` builds :class:`MinifloatPE` cells
-    (whose ``b`` always hops through the fabric); a :class:`FixedFormat` the fixed-point PE.
+    (whose ``b`` always hops through the fabric), a :class:`~barista_hw.mxpe.MXArith`
+    :class:`~barista_hw.mxpe.MXPE` cells; a :class:`FixedFormat` the fixed-point PE.
     """
 
     #: Cycles from a ``drain`` pulse to the bank's shift (the per-column register).
@@ -52,7 +54,7 @@ class SystolicArray(wiring.Component):
         self,
         rows: int,
         cols: int,
-        fmt: FixedFormat | MinifloatArith,
+        fmt: FixedFormat | MinifloatArith | MXArith,
         dataflow: Dataflow = Dataflow.OUTPUT_STATIONARY,
     ) -> None:
         if dataflow not in (Dataflow.OUTPUT_STATIONARY, Dataflow.OUTPUT_STATIONARY.value):
@@ -79,7 +81,7 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         R, C = self.rows, self.cols
-        minifloat = isinstance(self.fmt, MinifloatArith)
+        minifloat = isinstance(self.fmt, MinifloatArith | MXArith)
         chained = (lambda r, c: False) if minifloat else b_chain_of(platform)
 
         def route(r: int, c: int) -> BRoute:
@@ -88,6 +90,8 @@ class SystolicArray(wiring.Component):
             return BRoute.ENTER if r + 1 < R and chained(r + 1, c) else BRoute.FABRIC
 
         def make(r: int, c: int) -> ProcessingElement | MinifloatPE:
+            if isinstance(self.fmt, MXArith):
+                return MXPE(self.fmt)
             if minifloat:
                 return MinifloatPE(self.fmt)
             return ProcessingElement(self.fmt, route(r, c))

@@ -10,15 +10,19 @@ from typing import Any
 from barista_base.errors import InputError
 
 from .fpformat import MinifloatGemmFormat, is_minifloat_spec
+from .mxformat import MXGemmFormat, is_mx_spec
 from .numfmt import DEFAULT_FORMAT, FixedFormat
 
-#: What an engine computes in: fixed point, or minifloat codes with exact accumulators.
-EngineFormat = FixedFormat | MinifloatGemmFormat
+#: What an engine computes in: fixed point, or minifloat or MX codes with exact accumulators.
+EngineFormat = FixedFormat | MinifloatGemmFormat | MXGemmFormat
 
 
 def parse_engine_format(spec: str) -> EngineFormat:
     """An engine's format by name: a minifloat engine format (``e4m3``, see
-    :mod:`barista_hw.fpformat`) or a fixed-point spec or preset (``fx16``, ``int8``)."""
+    :mod:`barista_hw.fpformat`), an MX engine format (``mxfp8_e4m3``, see
+    :mod:`barista_hw.mxformat`) or a fixed-point spec or preset (``fx16``, ``int8``)."""
+    if is_mx_spec(spec):
+        return MXGemmFormat.parse(spec)
     if is_minifloat_spec(spec):
         return MinifloatGemmFormat.parse(spec)
     return FixedFormat.parse(spec)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from barista_base.errors import InputError
 
 from .config import MAX_ARRAY_DIM, AcceleratorConfig, EngineConfig, EngineFormat
-from .fpformat import MinifloatGemmFormat
+from .mxformat import FloatGemmFormat
 from .numfmt import PRESETS as FORMATS
 from .plan import GemmLayer, NetPlan, dim_bits_needed, plan_net
 from .resources import Resources, estimate, max_pes
@@ -194,9 +194,9 @@ def needed_dim_bits(layers: Sequence[GemmLayer]) -> int:
     return bits
 
 
-def check_reductions(layers: Sequence[GemmLayer], fmt: MinifloatGemmFormat) -> None:
+def check_reductions(layers: Sequence[GemmLayer], fmt: FloatGemmFormat) -> None:
     """Every pass's reduction (the weight gradient's over the batch too) within the ``k``
-    terms a minifloat engine's accumulators hold exactly, or an error naming the longest."""
+    terms a minifloat or MX engine's accumulators hold exactly, or an error naming the longest."""
     longest = max((w for layer in layers for w in layer.workloads()), key=lambda w: w.kt)
     if longest.kt > fmt.k:
         bigger = 1 << (longest.kt - 1).bit_length()
@@ -299,7 +299,7 @@ def explore(
         raise InputError("the net has no Convolution or InnerProduct layer to plan")
     target = budget.name if target is None else target
     dim_bits = needed_dim_bits(layers)
-    if isinstance(fmt, MinifloatGemmFormat):
+    if isinstance(fmt, FloatGemmFormat):
         check_reductions(layers, fmt)
     ex = _Explorer(layers, budget, dim_bits, name, target)
     formats = (

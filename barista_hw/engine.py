@@ -51,9 +51,9 @@ from amaranth.lib.wiring import In, Out
 from . import lfsr
 from .array import SystolicArray
 from .config import EngineConfig, Pass
-from .fpformat import MinifloatGemmFormat
 from .fprequant import MinifloatRequantizer
 from .memory import collision_free_memory
+from .mxformat import FloatGemmFormat
 from .numfmt import SHIFT_BITS
 from .pipeline import delay, replicate
 from .requant import LfsrLanes, Requantizer
@@ -103,8 +103,9 @@ def output_layout(cfg: EngineConfig) -> data.StructLayout:
 
 
 def is_minifloat(cfg: EngineConfig) -> bool:
-    """The engine multiplies minifloat codes (:class:`~barista_hw.fpformat.MinifloatGemmFormat`)."""
-    return isinstance(cfg.fmt, MinifloatGemmFormat)
+    """The engine multiplies minifloat or MX codes (a
+    :data:`~barista_hw.mxformat.FloatGemmFormat`: exact accumulators, minifloat requantiser)."""
+    return isinstance(cfg.fmt, FloatGemmFormat)
 
 
 def _array_and_requantizer(
@@ -113,7 +114,7 @@ def _array_and_requantizer(
     """The array and the requantiser of ``cfg``'s format. The minifloat requantiser's output
     is delayed to the fixed one's latency, so every engine has the same cycle counts."""
     fmt = cfg.fmt
-    if not isinstance(fmt, MinifloatGemmFormat):
+    if not isinstance(fmt, FloatGemmFormat):
         return SystolicArray(cfg.rows, cfg.cols, fmt, cfg.dataflow), Requantizer(fmt, cfg.cols)
     array = SystolicArray(cfg.rows, cfg.cols, fmt.arith, cfg.dataflow)
     requant = MinifloatRequantizer(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from amaranth.hdl import Shape
 
@@ -31,7 +32,10 @@ from barista_base.errors import InputError
 from .fppe import MinifloatArith
 from .minifloat import FP32, PRESETS, TABLE_BITS, MinifloatFormat
 
-__all__ = ["DEFAULT_K", "MinifloatGemmFormat", "is_minifloat_spec"]
+if TYPE_CHECKING:
+    from .mxpe import MXArith
+
+__all__ = ["DEFAULT_K", "ArithShapes", "MinifloatGemmFormat", "is_minifloat_spec"]
 
 #: The reduction length the accumulators hold exactly unless the name says otherwise.
 DEFAULT_K = 1 << 16
@@ -56,8 +60,61 @@ def is_minifloat_spec(spec: str) -> bool:
     return _SPEC.match(key) is not None
 
 
+class ArithShapes:
+    """What the engine reads of a format whose PEs are built from ``self.arith`` and whose
+    results are codes of ``self.out``: lane widths and accumulator shape (shared by the
+    minifloat and the MX engine formats)."""
+
+    arith: MinifloatArith | MXArith
+    out: MinifloatFormat
+    k: int
+    saturate: bool
+    name: str
+
+    def describe(self, kind: str, **extra: object) -> dict:
+        """The manifest's ``number_format``: kind, operands, results, ``k``, ``extra``, the
+        accumulator and saturation."""
+        arith = self.arith
+        head = {"kind": kind, "name": self.name, "a": arith.a.name, "b": arith.b.name}
+        tail = {"acc_width": self.acc_width, "acc_lsb_exp": self.acc_exp}
+        return {
+            **head,
+            "out": self.out.name,
+            "k": self.k,
+            **extra,
+            **tail,
+            "saturate": self.saturate,
+        }
+
+    @property
+    def width(self) -> int:
+        """Bits of an operand lane (the wider code or word; buffers and streams carry this)."""
+        return self.operand_shape.width
+
+    @property
+    def operand_shape(self) -> Shape:
+        return self.arith.operand_shape
+
+    @property
+    def acc_width(self) -> int:
+        return self.arith.acc_width
+
+    @property
+    def acc_shape(self) -> Shape:
+        return self.arith.acc_shape
+
+    @property
+    def acc_exp(self) -> int:
+        return self.arith.acc_exp
+
+    @property
+    def output_shape(self) -> Shape:
+        """A result lane: a code of ``out``."""
+        return self.out.code_shape
+
+
 @dataclass(frozen=True)
-class MinifloatGemmFormat:
+class MinifloatGemmFormat(ArithShapes):
     """Operand formats ``a`` and ``b``, results in ``out``, exact sums of up to ``k`` products.
 
     Provides what the engine reads of a format (``name``, ``width``, ``operand_shape``,
@@ -114,45 +171,9 @@ class MinifloatGemmFormat:
 
     def to_dict(self) -> dict:
         """What the manifest records of the format (``number_format``)."""
-        return {
-            "kind": "minifloat",
-            "name": self.name,
-            "a": self.a.name,
-            "b": self.b.name,
-            "out": self.out.name,
-            "k": self.k,
-            "acc_width": self.acc_width,
-            "acc_lsb_exp": self.acc_exp,
-            "saturate": self.saturate,
-        }
+        return self.describe("minifloat")
 
     @cached_property
     def arith(self) -> MinifloatArith:
         """The PEs' arithmetic (:class:`~barista_hw.array.SystolicArray` builds from it)."""
         return MinifloatArith(self.a, self.b, self.k)
-
-    @property
-    def width(self) -> int:
-        """Bits of an operand lane (the wider code; buffers and streams carry this)."""
-        return self.operand_shape.width
-
-    @property
-    def operand_shape(self) -> Shape:
-        return self.arith.operand_shape
-
-    @property
-    def acc_width(self) -> int:
-        return self.arith.acc_width
-
-    @property
-    def acc_shape(self) -> Shape:
-        return self.arith.acc_shape
-
-    @property
-    def acc_exp(self) -> int:
-        return self.arith.acc_exp
-
-    @property
-    def output_shape(self) -> Shape:
-        """A result lane: a code of ``out``."""
-        return self.out.code_shape

@@ -1,7 +1,8 @@
 """Bit-exact model of GEMMs on minifloat and MX operands, and of the requantiser after them.
 
 The arithmetic, stated once (the RTL matches it bit for bit for minifloats:
-:mod:`barista_hw.fppe` and :mod:`barista_hw.fprequant`; MX is not built in RTL):
+:mod:`barista_hw.fppe` and :mod:`barista_hw.fprequant`; MX: :mod:`barista_hw.mxpe`, whose
+accumulator frame :func:`mx_engine_sum` models):
 
 * **Minifloat operands.** Each code is an exact integer number of its format's ``unit``
   (:meth:`MinifloatFormat.to_units`); products of those integers are exact and are summed in a
@@ -38,10 +39,10 @@ from barista_base.errors import InputError
 from . import lfsr
 from .command import GemmCommand
 from .config import EngineConfig
-from .fpformat import MinifloatGemmFormat
 from .intmath import exact_matmul, output_words
 from .minifloat import SR_BITS, MinifloatFormat
 from .mx import SCALE_NAN, MXFormat
+from .mxformat import FloatGemmFormat, MXGemmFormat
 from .numfmt import FixedFormat, Rounding
 
 #: Accumulator bits an int64 holds, and float64's exact-integer bits.
@@ -101,6 +102,23 @@ def mx_gemm(
     result ``(i, j)`` is ``acc * 2**exp`` unless the mask says NaN. ``acc`` is an object array
     of Python integers (the sum spans the scales' range).
     """
+    part, shift, nan = mx_partials(a, fa, bt, fb)
+    shift = np.where(nan[..., None], 0, shift)
+    low = int(shift.min()) if shift.size else 0
+    acc = np.left_shift(part, (shift - low).astype(object)).sum(axis=-1)
+    exp = low - 2 * 127 + _unit_exp(fa) + _unit_exp(fb)
+    return acc, exp, nan
+
+
+def mx_partials(
+    a: tuple[np.ndarray, np.ndarray],
+    fa: MXFormat,
+    bt: tuple[np.ndarray, np.ndarray],
+    fb: MXFormat,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each block's exact partial sum of element products, (M, N, blocks) Python integers;
+    the biased scale sums ``c_a + c_b`` of the blocks (int64, same shape); the NaN mask
+    (M, N). Arguments as :func:`mx_gemm`'s."""
     (ea, sa), (eb, sb) = a, bt
     if ea.shape[1] != eb.shape[1] or fa.block != fb.block or ea.shape[1] % fa.block:
         raise InputError(
@@ -120,12 +138,7 @@ def mx_gemm(
         part = np.einsum("ibk,jbk->ijb", ua.astype(object), ub.astype(object))
     sa64, sb64 = sa.astype(np.int64), sb.astype(np.int64)
     nan = ((sa64 == SCALE_NAN).any(axis=1)[:, None]) | ((sb64 == SCALE_NAN).any(axis=1)[None, :])
-    shift = sa64[:, None, :] + sb64[None, :, :]  # biased X_a + X_b per block, (M, N, nb)
-    shift = np.where(nan[..., None], 0, shift)
-    low = int(shift.min()) if shift.size else 0
-    acc = np.left_shift(part, (shift - low).astype(object)).sum(axis=-1)
-    exp = low - 2 * 127 + _unit_exp(fa) + _unit_exp(fb)
-    return acc, exp, nan
+    return part, sa64[:, None, :] + sb64[None, :, :], nan
 
 
 def _unit_exp(fmt: MXFormat) -> int:
@@ -190,23 +203,28 @@ def _to_fixed(
 
 
 def engine_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:
-    """What a minifloat engine (``cfg.fmt`` a :class:`MinifloatGemmFormat`) returns for one
-    command on codes ``a (M, K) @ b (K, N)``: codes of ``cfg.fmt.out`` (int64).
+    """What a minifloat or MX engine (``cfg.fmt`` a :class:`MinifloatGemmFormat` or an
+    :class:`MXGemmFormat`) returns for one command on ``a (M, K) @ b (K, N)``: codes of
+    ``cfg.fmt.out`` (int64). Operands are codes, or MX words (:func:`mx_engine_sum`).
 
-    The exact sum of :func:`minifloat_gemm`, rounded once by :func:`requantize` with the
-    command's rounding; stochastic rounding takes element ``(i, j)``'s word from the lane
-    and beat that carries it (:func:`barista_hw.intmath.output_words`, all 32 bits).
+    The exact sum (:func:`minifloat_gemm`, :func:`mx_engine_sum`), rounded once by
+    :func:`requantize` with the command's rounding; stochastic rounding takes element
+    ``(i, j)``'s word from the lane and beat that carries it
+    (:func:`barista_hw.intmath.output_words`, all 32 bits).
     """
     fmt = cfg.fmt
-    if not isinstance(fmt, MinifloatGemmFormat):
-        raise InputError(f"engine_gemm: {fmt.name} is not a minifloat engine format")
+    if not isinstance(fmt, FloatGemmFormat):
+        raise InputError(f"engine_gemm: {fmt.name} is not a minifloat or MX engine format")
     if a.shape[1] > fmt.k:
         raise InputError(
             f"a reduction of {a.shape[1]} terms exceeds the {fmt.k} the {fmt.name} engine's "
             "accumulators hold exactly (give a larger k in the format's name)"
         )
     a, b = _as_codes(a), _as_codes(b)
-    acc, exp = minifloat_gemm(a, fmt.a, b, fmt.b)
+    if isinstance(fmt, MXGemmFormat):
+        acc, exp = mx_engine_sum(a, b, fmt)
+    else:
+        acc, exp = minifloat_gemm(a, fmt.a, b, fmt.b)
     rounding = Rounding(cmd.rounding)
     words = None
     if rounding is Rounding.STOCHASTIC:
@@ -215,6 +233,51 @@ def engine_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmComman
     value = to_odd_float(acc, exp)
     codes = requantize(value, fmt.out, rounding, words=words, saturate=fmt.saturate)
     return np.asarray(codes, dtype=np.int64)
+
+
+def mx_engine_sum(a: np.ndarray, b: np.ndarray, fmt: MXGemmFormat) -> tuple[np.ndarray, int]:
+    """The MX engine's exact sums of words ``a (M, K) @ b (K, N)``: (accumulator integers in
+    the PEs' frame, ``fmt.acc_exp``), as :class:`~barista_hw.mxpe.MXPE` forms them.
+
+    Blocks run along K from term 0 (the last may be short); the words of a block must carry
+    one scale, no scale may be NaN, and every block whose partial sum is not zero must have
+    ``X_a + X_b`` within the format's window: anything else is refused.
+    """
+    arith = fmt.arith
+    (ea, sa), (eb, sb) = arith.unpack(a), arith.unpack(np.asarray(b).T)
+    ea, eb = _signed_elements(ea, fmt.a), _signed_elements(eb, fmt.b)
+    pad = -a.shape[1] % arith.block
+    blocks = []
+    for name, codes, scales in (("A", ea, sa), ("B", eb, sb)):
+        if (scales == SCALE_NAN).any():
+            raise InputError(f"operand {name} of {fmt.name}: NaN scales (quantise finite values)")
+        scales = np.pad(scales, ((0, 0), (0, pad)), mode="edge")
+        per_block = scales.reshape(scales.shape[0], -1, arith.block)
+        if (per_block != per_block[..., :1]).any():
+            raise InputError(
+                f"operand {name} of {fmt.name}: the words of a block of {arith.block} along K "
+                "carry different scales"
+            )
+        blocks.append((np.pad(codes, ((0, 0), (0, pad))), per_block[..., 0]))
+    part, shift, _ = mx_partials(blocks[0], fmt.a, blocks[1], fmt.b)
+    amount = shift - arith.base
+    outside = (part != 0) & ((amount < 0) | (amount > arith.hi - arith.lo))
+    if outside.any():
+        raise InputError(
+            f"{fmt.name}: a block's scale sum X_a + X_b lies outside the accumulator's window "
+            f"[{arith.lo}, {arith.hi}] (use a wider _w window in the format's name)"
+        )
+    acc = np.left_shift(part, np.maximum(amount, 0).astype(object)).sum(axis=-1)
+    acc = np.asarray(acc, dtype=object).reshape(part.shape[:2])
+    return acc, fmt.acc_exp
+
+
+def _signed_elements(codes: np.ndarray, fmt: MXFormat) -> np.ndarray:
+    """MXINT8 elements from their unsigned word field to two's-complement integers."""
+    if not fmt.is_int:
+        return codes
+    top = 1 << (fmt.element_bits - 1)
+    return np.where(codes & top, codes - 2 * top, codes)
 
 
 def _as_codes(x: np.ndarray) -> np.ndarray:

@@ -30,7 +30,14 @@ from .dsp import BRoute
 from .minifloat import MinifloatFormat
 from .pipeline import REPLICA
 
-__all__ = ["MinifloatArith", "MinifloatDecoder", "MinifloatPE"]
+__all__ = ["MinifloatArith", "MinifloatDecoder", "MinifloatPE", "add_signed"]
+
+
+def add_signed(acc: Value, mag: Value, neg: Value, width: int) -> Value:
+    """``acc - mag`` if ``neg`` else ``acc + mag``, as ``acc + (mag ^ neg...) + neg``: one
+    adder with a carry-in, not a negation and a multiplexer (``mag`` at most ``width`` bits)."""
+    flipped = (mag.as_unsigned()[:width] ^ neg.replicate(width)).as_signed()
+    return acc + flipped + neg
 
 
 @dataclass(frozen=True)
@@ -156,9 +163,33 @@ class MinifloatPE(wiring.Component):
         m = Module()
         arith = self.fmt
         width = arith.acc_width
-        a_o = Signal(arith.operand_shape, reset_less=True)
-        b_o = Signal(arith.operand_shape, reset_less=True)
         bank = Signal(arith.acc_shape, reset_less=True)
+        p_valid, p_last = self.pass_on(m, bank)
+        m.submodules.dec_a = dec_a = MinifloatDecoder(arith.a)
+        m.submodules.dec_b = dec_b = MinifloatDecoder(arith.b)
+        m.d.comb += [dec_a.code.eq(self.a_o), dec_b.code.eq(self.b_o)]
+        p_sign, p_sig, p_shift = self.product(m, dec_a, dec_b, arith.shift_width)
+        acc = Signal(arith.acc_shape)
+        total = Signal(arith.acc_shape)
+        m.d.comb += [
+            total.eq(add_signed(acc, p_sig << p_shift, p_sign, width)),
+            self.capture.eq(p_valid & p_last),
+        ]
+        with m.If(p_valid):
+            with m.If(p_last):
+                m.d.sync += acc.eq(0)
+            with m.Else():
+                m.d.sync += acc.eq(total)
+        self.bank_update(m, bank, total)
+        return m
+
+    def pass_on(self, m: Module, bank: Signal) -> tuple[Signal, Signal]:
+        """The input registers (``a_o``, ``b_o``, ``valid_o``, ``last_o``, to the
+        neighbours) and ``bank`` on its port; returns ``valid`` and ``last`` of the product
+        stage."""
+        shape = self.fmt.operand_shape
+        a_o = Signal(shape, reset_less=True)
+        b_o = Signal(shape, reset_less=True)
         valid_o = Signal(name=f"valid_o{REPLICA}")  # per-PE copies: see pe.py
         last_o = Signal(name=f"last_o{REPLICA}")
         p_valid = Signal(name=f"p_valid{REPLICA}")
@@ -178,40 +209,29 @@ class MinifloatPE(wiring.Component):
             p_valid.eq(valid_o),
             p_last.eq(last_o),
         ]
-        m.submodules.dec_a = dec_a = MinifloatDecoder(arith.a)
-        m.submodules.dec_b = dec_b = MinifloatDecoder(arith.b)
-        m.d.comb += [dec_a.code.eq(a_o), dec_b.code.eq(b_o)]
-        # The product register: sign, significand product and exponent sum (a few bits);
-        # the shift into the accumulator's frame happens in the accumulator stage.
+        return p_valid, p_last
+
+    def product(
+        self, m: Module, dec_a: wiring.Component, dec_b: wiring.Component, shift_width: int
+    ) -> tuple[Signal, Signal, Signal]:
+        """The product register: sign, significand product and exponent sum (a few bits);
+        the shift into the accumulator's frame happens in the accumulator stage."""
         p_sign = Signal(reset_less=True)
         p_sig = Signal(len(dec_a.sig) + len(dec_b.sig), reset_less=True)
-        p_shift = Signal(arith.shift_width, reset_less=True)
+        p_shift = Signal(shift_width, reset_less=True)
         m.d.sync += [
             p_sign.eq(dec_a.sign ^ dec_b.sign),
             p_sig.eq(self._sig_product(dec_a.sig, dec_b.sig)),
             p_shift.eq(dec_a.shift + dec_b.shift),
         ]
-        mag = Signal(unsigned(width))
-        m.d.comb += mag.eq(p_sig << p_shift)
-        # acc - mag as acc + ~mag + 1: one adder with a carry-in, not a negation and a mux.
-        flipped = Signal(unsigned(width))
-        m.d.comb += flipped.eq(mag ^ p_sign.replicate(width))
-        acc = Signal(arith.acc_shape)
-        total = Signal(arith.acc_shape)
-        m.d.comb += [
-            total.eq(acc + flipped.as_signed() + p_sign),
-            self.capture.eq(p_valid & p_last),
-        ]
-        with m.If(p_valid):
-            with m.If(p_last):
-                m.d.sync += acc.eq(0)
-            with m.Else():
-                m.d.sync += acc.eq(total)
+        return p_sign, p_sig, p_shift
+
+    def bank_update(self, m: Module, bank: Signal, total: Value) -> None:
+        """The bank takes the finished sum on ``capture``, else shifts on ``drain``."""
         with m.If(self.capture):
             m.d.sync += bank.eq(total)
         with m.Elif(self.drain):
             m.d.sync += bank.eq(self.shift_i)
-        return m
 
     def _sig_product(self, x: Value, y: Value) -> Value:
         if self.dsp_product:

@@ -40,7 +40,6 @@ from barista_base.errors import InputError
 from . import lfsr, native, schedule
 from .command import GemmCommand
 from .config import AcceleratorConfig, EngineConfig
-from .fpformat import MinifloatGemmFormat
 from .fpgemm import engine_gemm
 from .intmath import (
     _EXACT_F32,
@@ -51,6 +50,7 @@ from .intmath import (
 )
 from .intmath import exact_matmul as exact_matmul  # part of the model's public names
 from .intmath import output_beats as output_beats
+from .mxformat import FloatGemmFormat
 from .numfmt import MAX_SHIFT, FixedFormat, Rounding
 from .scaling import max_abs
 
@@ -196,7 +196,7 @@ def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCom
     integers (as produced by rounding and clipping); the result is then float64
     holding the engine's integers, which saves the training backends conversions.
     """
-    if isinstance(cfg.fmt, MinifloatGemmFormat):
+    if isinstance(cfg.fmt, FloatGemmFormat):
         return engine_gemm(a, b, cfg, cmd)
     _check_shift(cmd.shift)
     if not _float_exact(a, cfg):
@@ -315,7 +315,7 @@ def gemm(
 ) -> np.ndarray:
     """What the GEMM engine returns for ``A (M, K) @ B (K, N)``: int64 ``(M, N)`` (codes of
     the output format for a minifloat engine, whose ``shift`` must be 0)."""
-    if isinstance(cfg.fmt, MinifloatGemmFormat):
+    if isinstance(cfg.fmt, FloatGemmFormat):
         if shift:
             raise InputError(f"a {cfg.fmt.name} engine takes no shift (got {shift})")
     else:

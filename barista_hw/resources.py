@@ -47,10 +47,12 @@ from .accelerator import FEED_DEPTH
 from .buffer import BANK_DEPTH, GROUP_BITS, bank_depths
 from .config import AcceleratorConfig, EngineFormat
 from .engine import MINIFLOAT_PAD, OUT_DEPTH
-from .fpformat import MinifloatGemmFormat
 from .fppe import MinifloatArith
 from .fprequant import lane_widths
 from .minifloat import SR_BITS
+from .mx import E8M0
+from .mxformat import FloatGemmFormat
+from .mxpe import MXArith
 from .numfmt import SHIFT_BITS
 from .targets import LINK_RESULT_DEPTH, RESOURCES, Budget
 
@@ -311,7 +313,7 @@ def estimate(
 def mults_per_pe(fmt: EngineFormat, budget: Budget) -> int:
     """Multiplier blocks of one PE: ``ceil(width / block width)**2`` for fixed point, none
     for a minifloat PE (its significand product is built from LUTs)."""
-    if isinstance(fmt, MinifloatGemmFormat):
+    if isinstance(fmt, FloatGemmFormat):
         return 0
     return (-(-fmt.width // budget.mult_width)) ** 2
 
@@ -322,15 +324,15 @@ def max_pes(fmt: EngineFormat, budget: Budget) -> int:
     per_pe = mults_per_pe(fmt, budget)
     if per_pe:
         return budget.mults // per_pe
-    assert isinstance(fmt, MinifloatGemmFormat)
-    return int(budget.usable("luts") // minifloat_pe_cost(fmt.arith).luts)
+    assert isinstance(fmt, FloatGemmFormat)
+    return int(budget.usable("luts") // pe_cost(fmt.arith).luts)
 
 
 def _pe_cost(cfg: AcceleratorConfig, product_in_dsp: bool) -> tuple[float, int]:
     """Logic cells and flip-flops of one PE of ``cfg``'s engine."""
     fmt = cfg.engine.fmt
-    if isinstance(fmt, MinifloatGemmFormat):
-        cost = minifloat_pe_cost(fmt.arith)
+    if isinstance(fmt, FloatGemmFormat):
+        cost = pe_cost(fmt.arith)
         return cost.luts, cost.ffs
     w, acc = fmt.width, fmt.acc_width
     luts = acc * PE_PER_ACC_BIT + PE_FIXED
@@ -340,7 +342,7 @@ def _pe_cost(cfg: AcceleratorConfig, product_in_dsp: bool) -> tuple[float, int]:
 def _requant_cost(cfg: AcceleratorConfig) -> tuple[float, int]:
     """Logic cells and flip-flops of one requantiser lane of ``cfg``'s engine."""
     fmt = cfg.engine.fmt
-    if isinstance(fmt, MinifloatGemmFormat):
+    if isinstance(fmt, FloatGemmFormat):
         cost = minifloat_requant_cost(fmt)
         return cost.luts, cost.ffs
     rq_width = max(fmt.acc_width, REQUANT_MIN_WIDTH) + 2
@@ -361,20 +363,50 @@ class PeCost:
 def minifloat_pe_cost(arith: MinifloatArith) -> PeCost:
     """A :class:`~barista_hw.fppe.MinifloatPE` (LUT significand product, no multiplier):
     flip-flops exact, logic cells fitted (see the constants)."""
-    sig = arith.a.mant + arith.b.mant + 2  # significand product bits
-    span = sig + arith.a.top_field + arith.b.top_field - 2  # the shifted product's bits
-    shifter = sum(min(sig + (2 << i) - 1, span) for i in range(arith.shift_width))
-    luts = (
-        MF_PE_PER_ACC_BIT * arith.acc_width
-        + MF_PE_PER_SHIFT_MUX * shifter
-        + MF_PE_PER_PRODUCT_BIT * (arith.a.mant + 1) * (arith.b.mant + 1)
-    )
-    operands = 2 * arith.operand_shape.width
-    ffs = operands + FF_MF_PE_FIXED + sig + arith.shift_width + 2 * arith.acc_width
+    luts, ffs = _product_cost(arith.a.mant + 1, arith.b.mant + 1, arith.shift_width, _span(arith))
+    luts += MF_PE_PER_ACC_BIT * arith.acc_width
+    ffs += 2 * arith.operand_shape.width + 2 * arith.acc_width
     return PeCost(round(luts), ffs, 0)
 
 
-def minifloat_requant_cost(fmt: MinifloatGemmFormat) -> PeCost:
+def _span(arith: MinifloatArith | MXArith) -> int:
+    """Bits of a shifted element product (the element shifter's output)."""
+    if isinstance(arith, MinifloatArith):
+        tops = arith.a.top_field + arith.b.top_field
+        return arith.a.mant + arith.b.mant + tops
+    return arith.partial_width
+
+
+def _product_cost(sig_a: int, sig_b: int, shift_width: int, span: int) -> tuple[float, int]:
+    """Logic cells and flip-flops of the product stage: the significands' partial products,
+    the product register and the logarithmic shifter of the product (``span`` bits out)."""
+    sig = sig_a + sig_b
+    shifter = sum(min(sig + (2 << i) - 1, span) for i in range(shift_width))
+    luts = MF_PE_PER_SHIFT_MUX * shifter + MF_PE_PER_PRODUCT_BIT * sig_a * sig_b
+    return luts, FF_MF_PE_FIXED + sig + shift_width
+
+
+def mx_pe_cost(arith: MXArith) -> PeCost:
+    """An :class:`~barista_hw.mxpe.MXPE`: the minifloat PE's product stage and element shifter
+    into the block partial, the block shifter (``partial_width`` bits by up to ``hi - lo``)
+    and the wide accumulator. Flip-flops exact; logic cells from the minifloat PE's
+    coefficients, not fitted to a synthesised MX PE (an extrapolation)."""
+    sigs = [f.element.width if f.is_int else f.element.mant + 1 for f in (arith.a, arith.b)]
+    luts, ffs = _product_cost(*sigs, arith.shift_width, arith.partial_width)
+    pw, acc = arith.partial_width, arith.acc_width
+    block_shifter = sum(min(pw + (2 << i) - 1, acc) for i in range(arith.span_width))
+    count = (arith.block - 1).bit_length()
+    luts += MF_PE_PER_SHIFT_MUX * block_shifter + MF_PE_PER_ACC_BIT * (pw + acc + count)
+    ffs += 2 * arith.operand_shape.width + E8M0.bits + 1 + pw + count + 2 * acc
+    return PeCost(round(luts), ffs, 0)
+
+
+def pe_cost(arith: MinifloatArith | MXArith) -> PeCost:
+    """A minifloat or MX PE's cost."""
+    return mx_pe_cost(arith) if isinstance(arith, MXArith) else minifloat_pe_cost(arith)
+
+
+def minifloat_requant_cost(fmt: FloatGemmFormat) -> PeCost:
     """One lane of the :class:`~barista_hw.fprequant.MinifloatRequantizer` of a minifloat
     engine: flip-flops exact (its three stages and the engine's padding registers), logic
     cells fitted (see the constants)."""

@@ -26,6 +26,7 @@ import numpy as np
 from barista_base.errors import InputError
 
 from .config import AcceleratorConfig
+from .mxformat import MXGemmFormat
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,26 @@ def block_seed(seed: int, block: int) -> int:
     return seed if block == 0 else zlib.crc32(f"{seed}:{block}".encode())
 
 
-def reduction_chunks(kt: int, k: int, images: int, limit: int) -> list[tuple[int, int, int, int]]:
+def reduction_chunks(
+    kt: int, k: int, images: int, limit: int, align: int = 1
+) -> list[tuple[int, int, int, int]]:
     """Cut ``Kt = images * k`` into pieces of at most ``limit``: (kt0, kt1, k, images) each.
 
     Whole images when one image fits (``images`` per command), else pieces of
-    one image (``images = 1``).
+    one image (``images = 1``). With ``align > 1`` (an MX engine's block: it counts
+    blocks from each command's first term) every piece starts at a multiple of ``align``
+    of the flattened reduction, pieces of ``limit`` rounded down to it (``images = 1``).
     """
     if kt <= limit:
         return [(0, kt, k, images)]
+    if align > 1:
+        step = limit // align * align
+        if not step:
+            raise InputError(
+                f"reduction chunks of at most {limit} terms cannot start at multiples of the "
+                f"MX block ({align}): larger operand buffers are needed"
+            )
+        return [(lo, min(kt, lo + step), min(kt, lo + step) - lo, 1) for lo in range(0, kt, step)]
     if k <= limit:
         per = limit // k
         out = []
@@ -163,14 +176,17 @@ def dim_bits_needed(*dims: int) -> int:
 
 
 @functools.lru_cache(maxsize=65536)
-def reduction_pattern(kt: int, k: int, images: int, limit: int) -> tuple[tuple[int, ...], int]:
+def reduction_pattern(
+    kt: int, k: int, images: int, limit: int, align: int = 1
+) -> tuple[tuple[int, ...], int]:
     """Reduction pieces of one block: (one period of piece lengths, number of periods).
 
-    ``reduction_chunks`` yields either equal pieces of whole images (the last one
-    maybe shorter) or the same per-image pieces repeated for every image.
+    ``reduction_chunks`` yields either equal pieces of whole images or of the flattened
+    reduction (the last one maybe shorter) or the same per-image pieces repeated for every
+    image.
     """
-    pieces = reduction_chunks(kt, k, images, limit)
-    if len(pieces) == 1 or k <= limit:
+    pieces = reduction_chunks(kt, k, images, limit, align)
+    if len(pieces) == 1 or k <= limit or align > 1:
         return tuple(p[1] - p[0] for p in pieces), 1
     per_image = len(pieces) // images
     return tuple(p[1] - p[0] for p in pieces[:per_image]), images
@@ -212,7 +228,7 @@ def tiling(
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
     kt = k * images
     limit = chunk_limit(cfg, options.limit)
-    period, reps = reduction_pattern(kt, k, images, limit)
+    period, reps = reduction_pattern(kt, k, images, limit, reduction_align(cfg))
     n_chunks = len(period) * reps
     kc = max(period)
     tm_all, tn_all = -(-m // R), -(-n // C)
@@ -282,6 +298,12 @@ def _reads(mode: str, outer: bool, split: bool, own_blocks: int, other_blocks: i
     return 1 if outer or own_blocks == 1 else other_blocks
 
 
+def reduction_align(cfg: AcceleratorConfig) -> int:
+    """Where reduction chunks may start: multiples of an MX engine's block, else anywhere."""
+    fmt = cfg.engine.fmt
+    return fmt.arith.block if isinstance(fmt, MXGemmFormat) else 1
+
+
 def chunk_limit(cfg: AcceleratorConfig, limit: int | None = None) -> int:
     """The longest reduction chunk: ``limit``, at most half the smaller operand buffer."""
     most = min(cfg.a_depth, cfg.b_depth) // 2
@@ -320,7 +342,8 @@ def schedule_gemm(
     t = tiling(cfg, m, k, n, images, what=what, options=options)
     a_half, b_half = cfg.a_depth // 2, cfg.b_depth // 2
     kt = k * images
-    chunks_k = reduction_chunks(kt, k, images, chunk_limit(cfg, options.limit))
+    limit = chunk_limit(cfg, options.limit)
+    chunks_k = reduction_chunks(kt, k, images, limit, reduction_align(cfg))
     a_outer = options.stationary == "a"
     a_mode, b_mode = _modes(
         a_outer,

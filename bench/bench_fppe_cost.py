@@ -7,7 +7,8 @@ Each PE alone (its ports as the top's) is synthesised with the board flow's ``sy
 ``e4m3 x e4m3 *`` keeps the significand product as ``*`` (``dsp_product``). Printed are
 Yosys's LUT4, CCU2C (carry cells), TRELLIS_FF and MULT18X18D counts and the
 logic cells nextpnr would report (``TRELLIS_COMB``, :func:`nextpnr_logic`). The accumulators
-are as wide as a reduction of ``--k`` terms needs (the fixed PE: ``2 * width + log2(k) + 1``).
+are as wide as a reduction of ``--k`` terms needs (the fixed PE: ``2 * width + log2(k) + 1``;
+an MX PE's also span its scale-sum window, ``mxfp8 full`` the whole E8M0 range).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from calibrate_resources import (  # noqa: E402
 from barista_hw.fppe import MinifloatArith, MinifloatPE  # noqa: E402
 from barista_hw.fprequant import MinifloatRequantizer  # noqa: E402
 from barista_hw.minifloat import PRESETS  # noqa: E402
+from barista_hw.mx import PRESETS as MX  # noqa: E402
+from barista_hw.mxpe import MXPE, MXArith  # noqa: E402
 from barista_hw.numfmt import FixedFormat  # noqa: E402
 from barista_hw.pe import ProcessingElement  # noqa: E402
 from barista_hw.requant import Requantizer  # noqa: E402
@@ -51,7 +54,16 @@ DESIGNS = (
     ("e3m2 x e3m2", 6, lambda k: MinifloatPE(MinifloatArith(PRESETS["e3m2"], PRESETS["e3m2"], k))),
     ("fixed 4-bit", 4, lambda k: ProcessingElement(FixedFormat(4, 0, 8 + k.bit_length()))),
     ("e2m1 x e2m1", 4, lambda k: MinifloatPE(MinifloatArith(PRESETS["e2m1"], PRESETS["e2m1"], k))),
+    # MX PEs (words: element + 8-bit scale): scale sums X_a + X_b in [-16, 16], and all of them
+    ("mxfp8 w16", 16, lambda k: _mx("mxfp8_e4m3", k, 16)),
+    ("mxint8 w16", 16, lambda k: _mx("mxint8", k, 16)),
+    ("mxfp4 w16", 12, lambda k: _mx("mxfp4_e2m1", k, 16)),
+    ("mxfp8 full", 16, lambda k: _mx("mxfp8_e4m3", k, 254)),
 )
+
+
+def _mx(name: str, k: int, window: int) -> MXPE:
+    return MXPE(MXArith(MX[name], MX[name], k, -window, window))
 
 
 def _mf_requant(a: str, out: str, k: int) -> MinifloatRequantizer:

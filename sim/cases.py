@@ -24,6 +24,8 @@ from barista_hw.config import EngineConfig, EngineFormat, Pass
 from barista_hw.engine import useful_macs
 from barista_hw.fpformat import MinifloatGemmFormat
 from barista_hw.minifloat import MinifloatFormat
+from barista_hw.mx import E8M0
+from barista_hw.mxformat import MXGemmFormat
 from barista_hw.numfmt import MAX_SHIFT, FixedFormat, Rounding
 
 from .runner import GemmCase
@@ -32,6 +34,9 @@ OPERANDS = ("random", "min", "extreme")
 #: Operand kinds of a minifloat engine: besides :data:`OPERANDS`, codes whose sums land in
 #: the output's normal range (``mid``) or near its subnormals (``tiny``).
 MINIFLOAT_OPERANDS = (*OPERANDS, "mid", "tiny")
+#: Operand kinds of an MX engine: besides :data:`MINIFLOAT_OPERANDS` (element codes; block
+#: scales near 1, or low for ``tiny``), scales anywhere in the window (``wide``).
+MX_OPERANDS = (*MINIFLOAT_OPERANDS, "wide")
 
 
 def auto_shift(fmt: FixedFormat, kt: int) -> int:
@@ -68,10 +73,54 @@ def minifloat_codes(
     return rng.choice(np.ravel(pools[kind]), size=shape).astype(np.int64)
 
 
+def mx_words(
+    rng: np.random.Generator, fmt: MXGemmFormat, shape: tuple[int, int], kind: str, side: str
+) -> np.ndarray:
+    """Words of side ``a`` or ``b`` of an MX engine, ``shape`` = (rows, K), blocks along K from
+    term 0 (:meth:`~barista_hw.mxpe.MXArith.pack`). Elements as :func:`minifloat_codes`
+    (``wide`` takes random codes; MXINT8: random integers, or the range ends for
+    ``extreme``/``min``); one scale per block, each side's ``X`` within half the format's
+    window: near 0, low (``tiny``: mid elements whose sums land near the output's
+    subnormals), anywhere (``wide``), or its two ends and 0 (``extreme``),
+    with some blocks all zero (all of A's first row) and some holding one largest element
+    among the smallest."""
+    if kind not in MX_OPERANDS:
+        raise InputError(f"unknown operand kind {kind!r} (use {', '.join(MX_OPERANDS)})")
+    arith, mx = fmt.arith, fmt.a if side == "a" else fmt.b
+    el = mx.element
+    ekind = {"wide": "random", "tiny": "mid"}.get(kind, kind)
+    if isinstance(el, MinifloatFormat):
+        codes = minifloat_codes(rng, el, shape, ekind)
+        huge, small = el.max_code, 1
+    else:
+        pool = {"extreme": [el.min_int, -1, 0, 1, el.max_int], "min": [el.min_int]}
+        codes = rng.choice(pool.get(ekind, np.arange(el.min_int, el.max_int + 1)), size=shape)
+        huge, small = el.min_int, 1
+    lo, hi = max(-(-arith.lo // 2), -127), min(arith.hi // 2, 127)
+    nb = -(-shape[1] // arith.block)
+    low = min(max((fmt.out.emin - 4) // 2, lo), hi)  # sums of about K near the subnormals
+    ranges = {"tiny": (low, min(hi, low + 1)), "wide": (lo, hi)}
+    x_lo, x_hi = ranges.get(kind, (max(lo, min(hi, -1)), min(hi, max(lo, 1))))
+    x = rng.integers(x_lo, x_hi + 1, size=(shape[0], nb))
+    if kind == "extreme":
+        x = rng.choice(np.array([lo, hi, min(max(0, lo), hi)]), size=(shape[0], nb))
+        codes = codes.reshape(shape).copy()
+        for r, blk in zip(*np.nonzero(rng.random((shape[0], nb)) < 0.25), strict=True):
+            codes[r, blk * arith.block : (blk + 1) * arith.block] = 0  # a zero block
+        for r, blk in zip(*np.nonzero(rng.random((shape[0], nb)) < 0.25), strict=True):
+            part = codes[r, blk * arith.block : (blk + 1) * arith.block]
+            part[:] = small
+            part[rng.integers(0, len(part))] = huge  # one huge element among tiny ones
+        if side == "a":
+            codes[0] = 0  # a row of zero blocks: its results are zero whatever the scales
+    scales = np.repeat(x + E8M0.bias, arith.block, axis=1)[:, : shape[1]]
+    return arith.pack(codes, scales)
+
+
 def _operands(
     rng: np.random.Generator, fmt: EngineFormat, shape: tuple[int, ...], kind: str, side: str
 ) -> np.ndarray:
-    """Operands of side ``a`` or ``b`` of the engine's GEMM."""
+    """Operands of side ``a`` or ``b`` of the engine's GEMM (not for MX: :func:`mx_words`)."""
     if isinstance(fmt, MinifloatGemmFormat):
         return minifloat_codes(rng, fmt.a if side == "a" else fmt.b, shape, kind)
     if kind == "random":
@@ -106,17 +155,20 @@ def pass_case(
     rng = np.random.default_rng(seed)
     fmt = cfg.fmt
     cmd = {"shift": shift, "rounding": rounding, "seed": seed}
+    given = _mx_tensors(rng, fmt, kind, (m, k, n, images), operands)
+
+    def tensor(i: int, shape: tuple[int, ...], side: str) -> np.ndarray:
+        return given[i] if given else _operands(rng, fmt, shape, operands, side)
+
     if kind is Pass.FORWARD:
-        w = _operands(rng, fmt, (m, k), operands, "a")
-        x = _operands(rng, fmt, (k, n), operands, "b")
+        w, x = tensor(0, (m, k), "a"), tensor(1, (k, n), "b")
         a, b, expected = w, x, model.forward(w, x, cfg, **cmd)
     elif kind is Pass.BACKWARD_DATA:
-        w = _operands(rng, fmt, (k, m), operands, "a")  # layer weights: C_out x (C_in*kh*kw)
-        dy = _operands(rng, fmt, (k, n), operands, "b")
+        w = tensor(0, (k, m), "a")  # layer weights: C_out x (C_in*kh*kw)
+        dy = tensor(1, (k, n), "b")
         a, b, expected = w.T, dy, model.backward_data(w, dy, cfg, **cmd)
     else:
-        dy = _operands(rng, fmt, (images, m, k), operands, "a")
-        x = _operands(rng, fmt, (images, n, k), operands, "b")
+        dy, x = tensor(0, (images, m, k), "a"), tensor(1, (images, n, k), "b")
         a, b = model.weight_grad_operands(dy, x)
         expected = model.weight_grad(dy, x, cfg, **cmd)
     label = name or f"{kind.value} {m}x{k}x{n}"
@@ -132,6 +184,27 @@ def pass_case(
         pad_seed=seed + 1,
         expected=expected,
     )
+
+
+def _mx_tensors(
+    rng: np.random.Generator,
+    fmt: EngineFormat,
+    kind: Pass,
+    shape: tuple[int, int, int, int],
+    operands: str,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """An MX engine's layer tensors of a pass, made as the GEMM's ``A`` and ``B.T`` (blocks
+    along the whole reduction, the gradient's images included); None for other formats."""
+    if not isinstance(fmt, MXGemmFormat):
+        return None
+    m, k, n, images = shape
+    a = mx_words(rng, fmt, (m, k * images), operands, "a")
+    bt = mx_words(rng, fmt, (n, k * images), operands, "b")
+    if kind is Pass.FORWARD:
+        return a, bt.T
+    if kind is Pass.BACKWARD_DATA:
+        return a.T, bt.T
+    return a.reshape(m, images, k).transpose(1, 0, 2), bt.reshape(n, images, k).transpose(1, 0, 2)
 
 
 def utilisation(cfg: EngineConfig, m: int, k: int, n: int, images: int, cycles: int) -> float:

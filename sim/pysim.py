@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 from amaranth.sim import Simulator
@@ -24,6 +25,14 @@ from barista_hw.host import HOSTS, GemmProgram, gemm_program
 from .beats import assemble, tile_beats
 from .gemm_run import GemmRun
 from .tools import SimulationError
+
+
+def run_testbench(dut: object, testbench: Callable[..., Awaitable[None]]) -> None:
+    """Run one async ``testbench`` on ``dut`` with a clock (unit tests of small components)."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
 
 
 def run_gemm(

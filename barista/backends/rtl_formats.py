@@ -1,4 +1,5 @@
-"""The ``rtl`` backend for minifloat formats (``--backend rtl --format e4m3``).
+"""The ``rtl`` backend for minifloat and MX formats (``--backend rtl --format e4m3``,
+``--format mxfp8_e4m3``).
 
 Operands are rounded to codes exactly as :class:`~barista.backends.formats.FormatBackend`
 (``golden``) rounds them (per-tensor power-of-two scales, nearest-even or stochastic); the
@@ -7,11 +8,21 @@ the sum once to float32 (format ``<fmt>_fp32_nosat``,
 :func:`rtl_engine_format`); the host multiplies by ``2**(S_a + S_b)``. That is golden's
 float32 of the exact sum whenever the scaled result is a normal float32 or zero (a power of
 two then changes no bit); a result outside that range raises rather than differ. Test nets
-run on ``golden`` (the same bits). MX formats are not built in RTL.
+run on ``golden`` (the same bits).
+
+MX: operands are quantised per block along K exactly as ``golden`` quantises them, sent as
+words of element and scale (:meth:`~barista_hw.mxpe.MXArith.pack`) to an MX engine with
+float32 results over the whole scale range (``<fmt>_fp32_nosat``), and come back as golden's
+float32 of the exact sum with no host scale (golden's float64 sum is exact for these
+operands, as it states). Blocks with a NaN scale make golden's rows/columns NaN; so here.
+The accelerator cuts long reductions at multiples of the block
+(:func:`barista_hw.schedule.reduction_chunks`), as the engine counts blocks from each
+chunk's first term.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +32,8 @@ from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig
 from barista_hw.fpformat import MinifloatGemmFormat
 from barista_hw.minifloat import FP32, MinifloatFormat
-from barista_hw.mx import parse_format
+from barista_hw.mx import SCALE_NAN, MXFormat, parse_format
+from barista_hw.mxformat import FloatGemmFormat, MXGemmFormat
 from barista_hw.numfmt import Rounding
 from barista_hw.scaling import DYNAMIC
 from caffe_bridge.backend import GemmBackend
@@ -30,12 +42,14 @@ from ..manifest import AcceleratorFiles
 from .formats import FormatBackend
 
 
-def rtl_engine_format(fmt: MinifloatFormat | str) -> MinifloatGemmFormat:
+def rtl_engine_format(fmt: MinifloatFormat | MXFormat | str) -> FloatGemmFormat:
     """The engine format that trains in ``fmt`` on the rtl backend: ``fmt`` operands,
-    float32 results that overflow to inf as a float32 cast does."""
+    float32 results that overflow to inf as a float32 cast does (MX: the whole scale range)."""
     element = parse_format(fmt) if isinstance(fmt, str) else fmt
+    if isinstance(element, MXFormat):
+        return MXGemmFormat(element, element, FP32, saturate=False)
     if not isinstance(element, MinifloatFormat):
-        raise InputError(f"rtl backend: {fmt} is not a minifloat format (MX has no RTL yet)")
+        raise InputError(f"rtl backend: {fmt} is not a minifloat or MX format")
     return MinifloatGemmFormat(element, element, FP32, saturate=False)
 
 
@@ -44,12 +58,12 @@ def is_minifloat_accelerator(accelerator: object) -> bool:
     if isinstance(accelerator, AcceleratorFiles):
         accelerator = accelerator.config
     return isinstance(accelerator, AcceleratorConfig) and isinstance(
-        accelerator.engine.fmt, MinifloatGemmFormat
+        accelerator.engine.fmt, FloatGemmFormat
     )
 
 
 class RtlFormatBackend(FormatBackend):
-    """Minifloat GEMMs on the Verilated accelerator (see the module docstring)."""
+    """Minifloat or MX GEMMs on the Verilated accelerator (see the module docstring)."""
 
     name = "rtl"
 
@@ -58,7 +72,7 @@ class RtlFormatBackend(FormatBackend):
         rounding: Rounding | str = Rounding.NEAREST_EVEN,
         *,
         accelerator: AcceleratorConfig | AcceleratorFiles,
-        fmt: MinifloatFormat | str | None = None,
+        fmt: MinifloatFormat | MXFormat | str | None = None,
         scaling: str = DYNAMIC,
         host: str = "overlap",
         cache_dir: str | None = None,
@@ -66,15 +80,12 @@ class RtlFormatBackend(FormatBackend):
         self.files = accelerator if isinstance(accelerator, AcceleratorFiles) else None
         config = accelerator.config if isinstance(accelerator, AcceleratorFiles) else accelerator
         engine = config.engine.fmt
-        if not isinstance(engine, MinifloatGemmFormat):
-            raise InputError(f"rtl backend: the accelerator's {engine.name} is not a minifloat")
+        if not isinstance(engine, FloatGemmFormat):
+            raise InputError(
+                f"rtl backend: the accelerator's {engine.name} is not a minifloat or MX format"
+            )
         want = rtl_engine_format(engine.a if fmt is None else fmt)
-        if (engine.a, engine.b, engine.out, engine.saturate) != (
-            want.a,
-            want.b,
-            want.out,
-            want.saturate,
-        ):
+        if replace(want, k=engine.k) != engine:  # any k; all else as rtl_engine_format
             raise InputError(
                 f"rtl backend: training in {want.a.name} needs an accelerator in "
                 f"{want.name} (float32 results); this one is {engine.name}"
@@ -97,7 +108,7 @@ class RtlFormatBackend(FormatBackend):
         return self._sim
 
     def prepare(self, log: Any) -> None:
-        log("Loading the Verilated minifloat accelerator (built once, then cached)")
+        log(f"Loading the Verilated {self.fmt.name} accelerator (built once, then cached)")
         self.simulator()
 
     def for_test_nets(self) -> GemmBackend:
@@ -112,6 +123,8 @@ class RtlFormatBackend(FormatBackend):
         call = self._calls[key] = self._calls.get(key, -1) + 1
         a = np.ascontiguousarray(a, dtype=np.float32)
         bt = np.ascontiguousarray(bt, dtype=np.float32)
+        if isinstance(self.fmt, MXFormat):
+            return self._mx_gemm(key, call, a, bt)
         ca, cb = self._codes(f"{key}/a", call, a), self._codes(f"{key}/b", call, bt)
         if ca is None or cb is None:  # as golden: a non-finite operand makes all NaN
             return np.full((a.shape[0], bt.shape[0]), np.nan, dtype=np.float32)
@@ -130,3 +143,29 @@ class RtlFormatBackend(FormatBackend):
                 "engine rounds before scaling, so it would differ from golden there"
             )
         return out
+
+    def _mx_gemm(self, key: str, call: int, a: np.ndarray, bt: np.ndarray) -> np.ndarray:
+        """``A @ Bt.T`` in MX on the accelerator (module notes)."""
+        (wa, nan_a), (wb, nan_b) = (
+            self._mx_words(f"{key}/a", call, a),
+            self._mx_words(f"{key}/b", call, bt),
+        )
+        cmd = GemmCommand(shift=0, rounding=Rounding.NEAREST_EVEN, seed=0)
+        run = self.simulator().run_gemm(wa, wb.T, cmd, host=self.host, label=key)
+        y = run.result.astype(np.uint32).view(np.float32).copy()
+        y[nan_a, :] = np.nan
+        y[:, nan_b] = np.nan
+        return y
+
+    def _mx_words(self, key: str, call: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``x`` quantised as golden's ``_round`` does, as engine words (int32), and
+        the rows holding a NaN block (sent as zeros)."""
+        fmt = self.fmt
+        assert isinstance(fmt, MXFormat)
+        pad = -x.shape[1] % fmt.block
+        xp = np.pad(x, ((0, 0), (0, pad))) if pad else x
+        elements, scales = fmt.encode(xp, self.rounding, words=self._words(key, call, xp.shape))
+        nan = scales == SCALE_NAN
+        per_element = np.repeat(np.where(nan, 0, scales), fmt.block, axis=1)
+        words = self.accelerator.engine.fmt.arith.pack(elements, per_element)
+        return words[:, : x.shape[1]].astype(np.int32), nan.any(axis=1)

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         metavar="SPEC",
         help="fix the number format: fx<width>[.<frac>][a<acc>] or a preset, or a minifloat "
-        "engine (e4m3, e5m2, e2m3xe3m2_e2m1k1024, docs/formats.md)",
+        "engine (e4m3, e5m2, e2m3xe3m2_e2m1k1024) or an MX engine (mxfp8_e4m3, "
+        "mxint8k4096_wm64_16; docs/formats.md)",
     )
     parser.add_argument("--array", metavar="RxC", help="fix the array shape, e.g. 8x8")
     parser.add_argument(

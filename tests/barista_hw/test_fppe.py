@@ -11,6 +11,7 @@ from barista_base.errors import InputError
 from barista_hw.fpgemm import minifloat_gemm
 from barista_hw.fppe import MinifloatArith, MinifloatDecoder, MinifloatPE
 from barista_hw.minifloat import PRESETS, MinifloatFormat
+from sim.pysim import run_testbench
 
 
 def finite_codes(fmt: MinifloatFormat) -> np.ndarray:
@@ -56,10 +57,7 @@ def _dot(arith: MinifloatArith, a: np.ndarray, b: np.ndarray, dsp: bool) -> int:
         await ctx.tick().repeat(2)
         seen.append(ctx.get(pe.bank))
 
-    sim = Simulator(pe)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_testbench(pe, tb)
     return seen[0]
 
 

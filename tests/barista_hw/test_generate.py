@@ -70,7 +70,7 @@ def test_module_names() -> None:
     assert module_name("3 layers!") == "net_3_layers"
 
 
-@pytest.mark.parametrize("fmt", [None, "e4m3"])
+@pytest.mark.parametrize("fmt", [None, "e4m3", "mxfp4k256_wm8_8"])
 def test_verilog_lints(tmp_path, fmt: str | None) -> None:
     lint = pytest.importorskip("sim.lint")
     try:
@@ -100,3 +100,19 @@ def test_minifloat_design_and_reduction_check() -> None:
     assert "module fp(" in r.verilog and " e4m3 " in r.summary
     with pytest.raises(InputError, match=r"reduction of 144 terms .* use e4m3k256_nosat"):
         generate(LAYERS, target="ulx3s-25f", fmt="e4m3k128_nosat", name="fp")
+
+
+def test_mx_design_and_manifest_format() -> None:
+    """``--format mxfp4k256_wm8_8``: an MX accelerator (words of element and scale, logic-bound,
+    no multipliers) whose manifest spells the format out; a reduction beyond k is refused."""
+    from barista_hw.mxformat import MXGemmFormat
+
+    r = generate(LAYERS, target="ulx3s-25f", fmt="mxfp4k256_wm8_8", array="2x2", name="mx")
+    fmt = r.config.engine.fmt
+    assert fmt == MXGemmFormat.parse("mxfp4_e2m1k256_wm8_8") and fmt.width == 4 + 8
+    assert r.resources.mults == 0 and "module mx(" in r.verilog
+    assert r.config.to_dict()["engine"]["fmt"] == fmt.name
+    assert AcceleratorConfig.from_dict(r.config.to_dict()) == r.config
+    assert fmt.to_dict()["kind"] == "mx" and fmt.to_dict()["block"] == 32
+    with pytest.raises(InputError, match=r"reduction of 144 terms .* use mxfp4_e2m1k256_wm8_8"):
+        generate(LAYERS, target="ulx3s-25f", fmt="mxfp4k128_wm8_8", array="2x2", name="mx")

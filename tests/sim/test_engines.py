@@ -22,6 +22,7 @@ import pytest
 
 from barista_hw.config import EngineConfig, Pass, parse_engine_format
 from barista_hw.engine import cycle_bound, is_minifloat
+from barista_hw.mxformat import MXGemmFormat
 from barista_hw.numfmt import MAX_SHIFT, Rounding
 from sim.cases import auto_shift, pass_case
 from sim.runner import GemmCase, SimRun, build, mismatch, run_cases
@@ -69,6 +70,23 @@ FP_DESIGNS = [
     DesignSpec("grad-2x2-e5m2-nosat", Pass.WEIGHT_GRAD, 2, 2, "e5m2k4096_nosat"),
     # Float32 results (what training on the rtl backend reads): every sum is a normal float32.
     DesignSpec("fwd-2x3-e4m3-fp32", Pass.FORWARD, 2, 3, "e4m3_fp32_nosat"),
+]
+# MX engines (blocks of 32 along K, E8M0 scales in the words): MXFP8 E4M3 with the scale-sum
+# window [-24, 24]. Slow (their simulations add about a minute per simulator): MXINT8 into
+# float32 with [-40, 20]; MXFP6 x MXFP4 (lanes of two element widths) into E5M2 overflowing to
+# inf, the gradient's blocks across images; MXFP8 over the whole E8M0 range (561-bit
+# accumulators; its first Verilator build takes minutes).
+MX_DESIGNS = [DesignSpec("fwd-2x3-mxfp8", Pass.FORWARD, 2, 3, "mxfp8_e4m3k1024_wm24_24")]
+SLOW_MX_DESIGNS = [
+    DesignSpec("bwd-3x2-mxint8-fp32", Pass.BACKWARD_DATA, 3, 2, "mxint8k256_wm40_20"),
+    DesignSpec(
+        "grad-2x2-mxfp6xmxfp4",
+        Pass.WEIGHT_GRAD,
+        2,
+        2,
+        "mxfp6_e3m2xmxfp4_e2m1_e5m2k512_wm30_10_nosat",
+    ),
+    DesignSpec("fwd-2x3-mxfp8-full", Pass.FORWARD, 2, 3, "mxfp8_e4m3"),
 ]
 
 
@@ -192,6 +210,9 @@ def fp_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
     rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
     grad = spec.kind is Pass.WEIGHT_GRAD
     cases: list[GemmCase] = []
+    # MX: K over a few blocks, the last one short (the gradient's images split blocks too)
+    blocks = 2 * cfg.fmt.arith.block if isinstance(cfg.fmt, MXGemmFormat) else 0
+    wide = "wide" if blocks else "random"
 
     def add(m, k, n, *, rounding, operands, images=1, stall=0.0, tag):  # noqa: ANN001, ANN202
         seed = int(rng.integers(0, 2**32))
@@ -205,19 +226,21 @@ def fp_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
         mode = rounding.label
         images = 2 if grad else 1
         m, n = _ragged(rng, cfg.rows, 3), _ragged(rng, cfg.cols, 3)
-        k = int(rng.integers(2, 12))
+        k = int(rng.integers(2, 12)) + blocks
         add(m, k, n, rounding=rounding, operands="mid", images=images, tag=f"ragged-{mode}")
         twin = f"{spec.name}/ragged-{mode}-stalled"
         cases.append(dataclasses.replace(cases[-1], stall=STALL, name=twin))
         m, n = _ragged(rng, cfg.rows, 2), _ragged(rng, cfg.cols, 2)
-        add(m, 5, n, rounding=rounding, operands="tiny", images=images, tag=f"tiny-{mode}")
+        k = 5 + blocks // 2
+        add(m, k, n, rounding=rounding, operands="tiny", images=images, tag=f"tiny-{mode}")
         add(m, 1, n, rounding=rounding, operands="mid", images=images, tag=f"k1-{mode}")
-        add(m, 6, n, rounding=rounding, operands="random", images=images, tag=f"random-{mode}")
+        add(m, 6 + blocks, n, rounding=rounding, operands=wide, images=images, tag=f"{wide}-{mode}")
     m, n = _ragged(rng, cfg.rows, 1), _ragged(rng, cfg.cols, 1)
     for rounding in Rounding:
         mode = rounding.label
-        add(m, 4, n, rounding=rounding, operands="extreme", stall=STALL, tag=f"extreme-{mode}")
-    add(m, 3, n, rounding=Rounding.NEAREST_EVEN, operands="min", tag="most-negative")
+        k = 4 + blocks
+        add(m, k, n, rounding=rounding, operands="extreme", stall=STALL, tag=f"extreme-{mode}")
+    add(m, 3 + blocks, n, rounding=Rounding.NEAREST_EVEN, operands="min", tag="most-negative")
     return tuple(cases)
 
 
@@ -242,9 +265,14 @@ def _params(designs: list[DesignSpec], marks=()):  # noqa: ANN001, ANN202
     ]
 
 
-CASE_PARAMS = _params(DESIGNS) + _params(FP_DESIGNS) + _params(SLOW_DESIGNS, marks=pytest.mark.slow)
-DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS + FP_DESIGNS] + [
-    pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SLOW_DESIGNS
+CASE_PARAMS = (
+    _params(DESIGNS)
+    + _params(FP_DESIGNS)
+    + _params(MX_DESIGNS)
+    + _params(SLOW_DESIGNS + SLOW_MX_DESIGNS, marks=pytest.mark.slow)
+)
+DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS + FP_DESIGNS + MX_DESIGNS] + [
+    pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SLOW_DESIGNS + SLOW_MX_DESIGNS
 ]
 
 
@@ -332,3 +360,38 @@ def test_fp_cases_cover_the_brief() -> None:
         ops = np.concatenate([np.ravel(c.a) for c in cases] + [np.ravel(c.b) for c in cases])
         fa = spec.cfg.fmt.a
         assert {0, 1, fa.max_code} <= set((ops & ~(1 << (fa.bits - 1))).tolist())
+
+
+def test_mx_cases_cover_the_brief() -> None:
+    """Each MX design: the minifloat designs' coverage of modes, shapes and stalls; K over
+    several blocks with a short last one; zero blocks, blocks of the smallest elements with one
+    largest, scales at both ends of the window; results zero, normal and the largest magnitude
+    (or inf) of both signs, subnormal ones for 8-bit outputs."""
+    for spec in MX_DESIGNS + SLOW_MX_DESIGNS:
+        fmt, cases = spec.cfg.fmt, design_cases(spec)
+        arith, out = fmt.arith, fmt.out
+        assert {c.rounding for c in cases} == set(Rounding)
+        assert any(c.k == 1 for c in cases) and any(c.stall > 0 for c in cases)
+        assert any(c.m % spec.rows and c.n % spec.cols for c in cases)
+        assert any(c.k * c.images > 2 * arith.block and c.k * c.images % arith.block for c in cases)
+        codes = np.concatenate([np.ravel(c.expected) for c in cases])
+        mag, field = codes & ~(1 << (out.bits - 1)), (codes >> out.mant) & out.top_field
+        assert 0 in mag and ((field > 0) & (mag < out.overflow_code(fmt.saturate))).any()
+        if out.bits <= 8:
+            assert out.overflow_code(fmt.saturate) in mag and ((field == 0) & (mag > 0)).any()
+        assert (codes >> (out.bits - 1)).any() and not (codes >> (out.bits - 1)).all()
+        blocks = []
+        for c in cases:
+            for words in (c.a, c.b.T):
+                el, sc = arith.unpack(words)
+                k = words.shape[1] // arith.block * arith.block
+                blocks += zip(
+                    el[:, :k].reshape(-1, arith.block).tolist(),
+                    sc[:, : k : arith.block].ravel().tolist(),
+                    strict=True,
+                )
+        scales = {x - 127 for _, x in blocks}
+        assert {-(-arith.lo // 2), arith.hi // 2} <= scales, spec.name
+        assert any(not any(e) for e, _ in blocks), "a zero block"
+        top = fmt.a.element.max_code if not fmt.a.is_int else 128
+        assert any(e.count(top) == 1 and e.count(1) == arith.block - 1 for e, _ in blocks)

@@ -147,13 +147,18 @@ def test_lenet_trains_bit_identically_on_rtl_and_golden(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["e4m3", "mxfp8_e4m3"])
 def test_lenet_trains_bit_identically_in_e4m3_on_rtl_and_golden(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fmt: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """``--backend rtl --format e4m3`` (a minifloat engine with float32 results) against
-    ``--backend golden --format e4m3``: the same losses, .caffemodel and .solverstate bytes."""
+    """``--backend rtl --format e4m3`` (a minifloat engine with float32 results; MXFP8: an MX
+    engine over the whole scale range) against ``--backend golden`` in the same format: the
+    same losses, .caffemodel and .solverstate bytes."""
     net = _small_lenet(tmp_path, monkeypatch)
-    generate_args = ["generate", str(net), "--target", TARGET, "--format", "e4m3_fp32_nosat"]
+    generate_args = ["generate", str(net), "--target", TARGET, "--format", f"{fmt}_fp32_nosat"]
     assert cli.main([*generate_args, "--array", "2x2", "-o", "rtl_out/lenet_fp"]) == 0
     iterations = "20" if FULL else "3"
     losses = {}
@@ -162,7 +167,7 @@ def test_lenet_trains_bit_identically_in_e4m3_on_rtl_and_golden(
         extra = ["--accelerator", "rtl_out/lenet_fp"] if backend == "rtl" else []
         # Prefixes of one length: the solverstate names its caffemodel.
         args = ["train", "--solver", str(_solver(tmp_path, f"fp{backend[0]}", net))]
-        args += ["--backend", backend, "--format", "e4m3", "--iterations", iterations, *extra]
+        args += ["--backend", backend, "--format", fmt, "--iterations", iterations, *extra]
         assert cli.main(args) == 0
         losses[backend] = re.findall(r"Iteration (\d+), loss = (\S+)", capsys.readouterr().out)
     assert len(losses["rtl"]) >= int(iterations) and losses["rtl"] == losses["golden"]
