@@ -79,15 +79,22 @@ def accumulate(
     return wrap(_chunked_matmul(a, b, bound), acc_width)
 
 
-def _product(a: np.ndarray, b: np.ndarray, shift: int, in_float32: bool) -> np.ndarray:
+def _product(
+    a: np.ndarray, b: np.ndarray, shift: int, in_float32: bool, in_int16: bool = False
+) -> np.ndarray:
     """``(a @ b) * 2**-shift`` as a new C-contiguous float64 array, for products the
-    caller has proved exact.
+    caller has proved exact. ``in_int16``: the operands are integers in [-2**15, 2**15),
+    so the compiled helper's exact integer product may form it (same values).
 
     The power of two scales the smallest of ``a``, ``b`` and the product: every
     scaled value and partial sum is an integer times ``2**-shift`` with no more
     significant bits than before, so the BLAS call stays exact (in float32 when
     ``in_float32``: sums below ``2**24``).
     """
+    if in_int16 and not in_float32:
+        done = native.exact_product(a, b, 2.0**-shift)
+        if done is not None:
+            return done
     work = np.float32 if in_float32 else np.float64
     m, n = a.shape[0], b.shape[1]
     scale = work(2.0**-shift)
@@ -201,7 +208,8 @@ def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCom
     _check_shift(cmd.shift)
     if not _float_exact(a, cfg):
         return _integer_gemm(a, b, cfg, cmd)
-    acc = _product(a, b, 0 if _stochastic(cmd) else cmd.shift, _in_float32(a, cfg))
+    shift = 0 if _stochastic(cmd) else cmd.shift
+    acc = _product(a, b, shift, _in_float32(a, cfg), _in_int16(cfg))
     n_tiles = -(-acc.shape[1] // cfg.cols)
     if _round_block(acc, cfg, cmd, (0, n_tiles), None, 1.0) is not None:
         return acc
@@ -230,14 +238,14 @@ def gemm_dequantized(
         return cfg.fmt.dequantize(q, frac), max_abs(q)
     # Nearest-even and floor: the rounding pass scales the exact products by 2**-shift.
     scale = 1.0 if _stochastic(cmd) else 2.0**-cmd.shift
-    in32 = _in_float32(a, cfg)
+    in32, in16 = _in_float32(a, cfg), _in_int16(cfg)
     width = max(cfg.cols, _BLOCK // m // cfg.cols * cfg.cols)  # whole column tiles
     n_tiles = -(-n // cfg.cols)
     lanes = _lane_tables(cfg, cmd, m * n_tiles) if _stochastic(cmd) else None
     out = np.empty((m, n), dtype=np.float32)
     peak = 0.0
     for j0 in range(0, n, width):
-        acc = _product(a, b[:, j0 : j0 + width], 0, in32)
+        acc = _product(a, b[:, j0 : j0 + width], 0, in32, in16)
         tiles = (j0 // cfg.cols, n_tiles)
         block = out[:, j0 : j0 + width]
         block_peak = _round_block(acc, cfg, cmd, tiles, block, 2.0**-frac, lanes, scale)
@@ -256,6 +264,10 @@ def _float_exact(a: np.ndarray, cfg: EngineConfig) -> bool:
 
 def _in_float32(a: np.ndarray, cfg: EngineConfig) -> bool:
     return float(cfg.fmt.min_int) ** 2 * a.shape[1] <= _EXACT_F32
+
+
+def _in_int16(cfg: EngineConfig) -> bool:
+    return cfg.fmt.width <= 16
 
 
 def _integer_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:

@@ -32,6 +32,8 @@ from barista_base.cache import atomic_directory, cache_dir
 
 ENV = "BARISTA_NATIVE"
 SOURCE = Path(__file__).with_name("native.c")
+# The exact 16-bit matrix product on AMX (exact_product), in a file of its own.
+SOURCES = (SOURCE, Path(__file__).with_name("native_gemm.c"))
 # IEEE arithmetic as numpy does it: no fast-math, no fused multiply-add. Without trapping
 # math (FP exceptions never trap in numpy's process, and the values are the same) GCC
 # vectorises floor as it does rint.
@@ -67,6 +69,7 @@ def _arch_flags() -> list[str]:
 _I64P = ctypes.POINTER(ctypes.c_int64)
 _lib: ctypes.CDLL | None = None
 _tried = False
+_exact = False  # the library's exact_product can run here (AMX-INT8, allowed by the OS)
 _disabled = 0
 
 
@@ -77,20 +80,20 @@ def _compiler() -> str | None:
 def _build() -> ctypes.CDLL | None:
     cc = _compiler()
     try:
-        source = SOURCE.read_bytes()
+        sources = [path.read_bytes() for path in SOURCES]
     except OSError:
         return None
     if cc is None:
         return None
     flags = FLAGS + _arch_flags()
-    key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(flags).encode()]))
+    key = hashlib.sha256(b"\0".join([*sources, cc.encode(), " ".join(flags).encode()]))
     entry = cache_dir("native") / key.hexdigest()[:16]
     lib = entry / "libbarista_native.so"
     if not lib.is_file():
         try:
             with atomic_directory(entry) as tmp:
                 subprocess.run(
-                    [cc, *flags, "-o", str(tmp / lib.name), str(SOURCE), "-lm"],
+                    [cc, *flags, "-o", str(tmp / lib.name), *map(str, SOURCES), "-lm"],
                     check=True,
                     capture_output=True,
                 )
@@ -143,17 +146,30 @@ def _build() -> ctypes.CDLL | None:
         ctypes.c_int64,
         ctypes.c_double,
     ]
+    dll.bn_exact_ready.restype = ctypes.c_int
+    dll.bn_exact_ready.argtypes = []
+    dll.bn_exact_gemm.restype = ctypes.c_int
+    dll.bn_exact_gemm.argtypes = [
+        ctypes.c_void_p,
+        *[ctypes.c_int64] * 2,
+        ctypes.c_void_p,
+        *[ctypes.c_int64] * 5,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_double,
+    ]
     return dll
 
 
 def library() -> ctypes.CDLL | None:
     """The compiled helper, building it on first use; ``None`` when unavailable or disabled."""
-    global _lib, _tried
+    global _lib, _tried, _exact
     if _disabled or os.environ.get(ENV, "1") == "0":
         return None
     if not _tried:
         _tried = True
         _lib = _build()
+        _exact = _lib is not None and bool(_lib.bn_exact_ready())
     return _lib
 
 
@@ -308,3 +324,34 @@ def round_stochastic(
         dequantize,
     )
     return float(peak)
+
+
+def exact_product(a: np.ndarray, b: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
+    """``(a @ b) * scale`` as a new C-contiguous float64 array, for float64 ``a`` (m, k)
+    and ``b`` (k, n) (any strides) holding integers in [-32768, 32767] whose product the
+    caller has proved exact in float64 (every partial sum below 2**53); ``scale`` a
+    power of two. Formed from int8 tile products with int32 sums on AMX: the exact
+    integers, as the float64 BLAS call gives them. None without AMX or for other arrays."""
+    lib = library()
+    if lib is None or not _exact or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        return None
+    arrays = (a, b)
+    if any(x.dtype != np.float64 or x.size == 0 or any(s % 8 for s in x.strides) for x in arrays):
+        return None
+    (m, k), n = a.shape, b.shape[1]
+    out = np.empty((m, n), dtype=np.float64)
+    done = lib.bn_exact_gemm(
+        a.ctypes.data,
+        a.strides[0] // 8,
+        a.strides[1] // 8,
+        b.ctypes.data,
+        b.strides[0] // 8,
+        b.strides[1] // 8,
+        m,
+        k,
+        n,
+        out.ctypes.data,
+        n,
+        scale,
+    )
+    return out if done == 0 else None
