@@ -239,10 +239,15 @@ def gemm_dequantized(
     # Nearest-even and floor: the rounding pass scales the exact products by 2**-shift.
     scale = 1.0 if _stochastic(cmd) else 2.0**-cmd.shift
     in32, in16 = _in_float32(a, cfg), _in_int16(cfg)
+    out = np.empty((m, n), dtype=np.float32)
+    if in16 and not in32 and not _stochastic(cmd):
+        # Formed and rounded a tile at a time, in one compiled pass.
+        peak = native.exact_rounded(a, b, _mode(cmd), scale, _bounds(cfg), out, 2.0**-frac)
+        if peak is not None:
+            return out, peak
     width = max(cfg.cols, _BLOCK // m // cfg.cols * cfg.cols)  # whole column tiles
     n_tiles = -(-n // cfg.cols)
     lanes = _lane_tables(cfg, cmd, m * n_tiles) if _stochastic(cmd) else None
-    out = np.empty((m, n), dtype=np.float32)
     peak = 0.0
     for j0 in range(0, n, width):
         acc = _product(a, b[:, j0 : j0 + width], 0, in32, in16)
@@ -299,15 +304,24 @@ def _round_block(
     pass, into ``acc`` or, dequantised, into ``out``; the block starts at column tile
     ``tiles[0]`` of ``tiles[1]``. ``lanes``: the stochastic lanes' :func:`_lane_tables`,
     when the caller has them. Returns ``max |q|``, or None without the helper."""
-    bounds = (float(cfg.fmt.min_int), float(cfg.fmt.max_int))
+    bounds = _bounds(cfg)
     if not _stochastic(cmd):
-        mode = "floor" if cmd.rounding is Rounding.FLOOR else "rint"
-        mode = "none" if cmd.shift == 0 else mode
-        return native.round_accumulators(acc, mode, bounds, out, dequantize, scale)
+        return native.round_accumulators(acc, _mode(cmd), bounds, out, dequantize, scale)
     tables, planes = lanes or _lane_tables(cfg, cmd, acc.shape[0] * tiles[1])
     return native.round_stochastic(
         acc, cfg.rows, cfg.cols, tiles, tables, planes, cmd.shift, bounds, out, dequantize
     )
+
+
+def _bounds(cfg: EngineConfig) -> tuple[float, float]:
+    return float(cfg.fmt.min_int), float(cfg.fmt.max_int)
+
+
+def _mode(cmd: GemmCommand) -> str:
+    """The compiled rounding pass's mode for a nearest-even or floor command."""
+    if cmd.shift == 0:
+        return "none"
+    return "floor" if cmd.rounding is Rounding.FLOOR else "rint"
 
 
 def _lane_tables(cfg: EngineConfig, cmd: GemmCommand, beats: int) -> tuple[np.ndarray, np.ndarray]:

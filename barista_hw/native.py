@@ -158,6 +158,19 @@ def _build() -> ctypes.CDLL | None:
         ctypes.c_int64,
         ctypes.c_double,
     ]
+    dll.bn_exact_gemm_round.restype = ctypes.c_int
+    dll.bn_exact_gemm_round.argtypes = [
+        ctypes.c_void_p,
+        *[ctypes.c_int64] * 2,
+        ctypes.c_void_p,
+        *[ctypes.c_int64] * 5,
+        ctypes.c_int,
+        *[ctypes.c_double] * 3,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_double,
+        ctypes.POINTER(ctypes.c_double),
+    ]
     return dll
 
 
@@ -242,17 +255,20 @@ def quantize(
     return out, float(peak)
 
 
-def _target(acc: np.ndarray, out: np.ndarray | None) -> tuple[int | None, int] | None:
-    """Pointer and row stride of a float32 ``out`` for ``acc``'s values (NULL: in place)."""
+def _target(shape: tuple[int, ...], out: np.ndarray | None) -> tuple[int | None, int] | None:
+    """Pointer and row stride of a float32 ``out`` for values of ``shape`` (NULL: in place)."""
     if out is None:
         return None, 0
-    if out.dtype != np.float32 or out.shape != acc.shape or out.strides[1] != 4:
+    if out.dtype != np.float32 or out.shape != shape or out.strides[1] != 4:
         return None
     return out.ctypes.data, out.strides[0] // 4
 
 
 def _block(acc: np.ndarray) -> bool:
     return acc.dtype == np.float64 and acc.ndim == 2 and acc.flags.c_contiguous
+
+
+_MODES = {"rint": 0, "floor": 1, "none": 2}  # the rounding modes' codes in native.c
 
 
 def round_accumulators(
@@ -269,10 +285,10 @@ def round_accumulators(
     Writes ``q`` over ``acc``, or ``q * dequantize`` into the float32 ``out`` (rows
     contiguous; ``acc`` then keeps its values). Returns ``max |q|``, or None."""
     lib = library()
-    target = _target(acc, out)
+    target = _target(acc.shape, out)
     if lib is None or not _block(acc) or target is None:
         return None
-    code = {"rint": 0, "floor": 1, "none": 2}[mode]
+    code = _MODES[mode]
     m, n = acc.shape
     return float(lib.bn_round(acc.ctypes.data, m, n, code, scale, *bounds, *target, dequantize))
 
@@ -295,7 +311,7 @@ def round_stochastic(
     product ``tables`` and the byte ``planes`` of the beat powers. Stores and returns as
     :func:`round_accumulators` does, or None."""
     lib = library()
-    target = _target(acc, out)
+    target = _target(acc.shape, out)
     if (
         lib is None
         or not _block(acc)
@@ -326,32 +342,68 @@ def round_stochastic(
     return float(peak)
 
 
+def _exact_operands(a: np.ndarray, b: np.ndarray) -> ctypes.CDLL | None:
+    """The library when its exact product can take ``a @ b`` (see :func:`exact_product`)."""
+    lib = library()
+    if lib is None or not _exact or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        return None
+    for x in (a, b):
+        if x.dtype != np.float64 or x.size == 0 or any(s % 8 for s in x.strides):
+            return None
+    return lib
+
+
+def _operand_args(a: np.ndarray, b: np.ndarray) -> tuple[int, ...]:
+    """Pointers, element strides and ``m, k, n`` of ``a @ b`` as the C passes take them."""
+    (m, k), n = a.shape, b.shape[1]
+    a_at, b_at = a.ctypes.data, b.ctypes.data
+    return (
+        a_at,
+        a.strides[0] // 8,
+        a.strides[1] // 8,
+        b_at,
+        b.strides[0] // 8,
+        b.strides[1] // 8,
+        m,
+        k,
+        n,
+    )
+
+
 def exact_product(a: np.ndarray, b: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
     """``(a @ b) * scale`` as a new C-contiguous float64 array, for float64 ``a`` (m, k)
     and ``b`` (k, n) (any strides) holding integers in [-32768, 32767] whose product the
     caller has proved exact in float64 (every partial sum below 2**53); ``scale`` a
     power of two. Formed from int8 tile products with int32 sums on AMX: the exact
     integers, as the float64 BLAS call gives them. None without AMX or for other arrays."""
-    lib = library()
-    if lib is None or not _exact or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+    lib = _exact_operands(a, b)
+    if lib is None:
         return None
-    arrays = (a, b)
-    if any(x.dtype != np.float64 or x.size == 0 or any(s % 8 for s in x.strides) for x in arrays):
-        return None
-    (m, k), n = a.shape, b.shape[1]
-    out = np.empty((m, n), dtype=np.float64)
-    done = lib.bn_exact_gemm(
-        a.ctypes.data,
-        a.strides[0] // 8,
-        a.strides[1] // 8,
-        b.ctypes.data,
-        b.strides[0] // 8,
-        b.strides[1] // 8,
-        m,
-        k,
-        n,
-        out.ctypes.data,
-        n,
-        scale,
-    )
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.float64)
+    done = lib.bn_exact_gemm(*_operand_args(a, b), out.ctypes.data, out.shape[1], scale)
     return out if done == 0 else None
+
+
+def exact_rounded(
+    a: np.ndarray,
+    b: np.ndarray,
+    mode: str,
+    scale: float,
+    bounds: tuple[float, float],
+    out: np.ndarray,
+    dequantize: float,
+) -> float | None:
+    """:func:`exact_product` ``(a @ b)`` rounded as :func:`round_accumulators` rounds it
+    (``q = clip(round(acc * scale))``, mode ``"rint"``, ``"floor"`` or ``"none"``), each
+    16x16 tile as it is formed, into the float32 ``out`` (rows contiguous) as
+    ``q * dequantize``; the accumulators are never stored. Returns ``max |q|``, or None."""
+    lib = _exact_operands(a, b)
+    target = _target((a.shape[0], b.shape[1]), out)
+    if lib is None or target is None or target[0] is None:
+        return None
+    code = _MODES[mode]
+    peak = ctypes.c_double()
+    done = lib.bn_exact_gemm_round(
+        *_operand_args(a, b), code, scale, *bounds, *target, dequantize, ctypes.byref(peak)
+    )
+    return peak.value if done == 0 else None

@@ -11,6 +11,7 @@
  * it replaces gives it.
  */
 #define _GNU_SOURCE /* syscall */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,24 +50,41 @@ int bn_exact_ready(void) {
                (uint32_t)(i2_ & 255) << 16 | (uint32_t)(i3_ & 255) << 24;               \
     }
 
+/* The high (signed) and low (unsigned) bytes of len <= 64 contiguous integers. */
+static inline void split_run(const double *x, int64_t len, int8_t *hi, uint8_t *lo) {
+    for (int64_t j = 0; j < len; j++) {
+        int32_t v = (int32_t)x[j];
+        hi[j] = (int8_t)(v >> 8);
+        lo[j] = (uint8_t)(v & 255);
+    }
+}
+
 /* A (m, k) with element strides (sm, sk) -> bytes in panels of 16 rows: element (i, k)
  * at panel i / 16, byte (k / 64) * 1024 + (i % 16) * 64 + k % 64 (one tile's rows
- * contiguous); the padding up to (mp, kp) zero. */
+ * contiguous); the padding up to (mp, kp) zero. Read along whichever axis is
+ * contiguous. */
 static void pack_a(const double *x, int64_t sm, int64_t sk, int64_t m, int64_t k, int64_t mp,
                    int64_t kp, int8_t *hi, uint8_t *lo) {
     memset(hi, 0, (size_t)(mp * kp));
     memset(lo, 0, (size_t)(mp * kp));
-    for (int64_t i = 0; i < m; i++) {
-        int64_t base = (i / 16) * 16 * kp + (i % 16) * 64;
-        for (int64_t k0 = 0; k0 < k; k0 += 64) {
-            int8_t *h = hi + base + k0 * 16;
-            uint8_t *l = lo + base + k0 * 16;
-            const double *r = x + i * sm + k0 * sk;
-            int64_t len = k - k0 < 64 ? k - k0 : 64;
-            for (int64_t j = 0; j < len; j++) {
-                int32_t v = (int32_t)r[j * sk];
-                h[j] = (int8_t)(v >> 8);
-                l[j] = (uint8_t)(v & 255);
+    for (int64_t i0 = 0; i0 < m; i0 += 16) {
+        int64_t mv = m - i0 < 16 ? m - i0 : 16;
+        int8_t *h = hi + i0 * kp;
+        uint8_t *l = lo + i0 * kp;
+        if (sk == 1) { /* rows contiguous: a row at a time, 64 bytes at a time */
+            for (int64_t i = 0; i < mv; i++)
+                for (int64_t j0 = 0; j0 < k; j0 += 64)
+                    split_run(x + (i0 + i) * sm + j0, k - j0 < 64 ? k - j0 : 64,
+                              h + j0 * 16 + i * 64, l + j0 * 16 + i * 64);
+            continue;
+        }
+        for (int64_t j = 0; j < k; j++) { /* a column of the panel at a time */
+            const double *c = x + i0 * sm + j * sk;
+            int64_t at = (j / 64) * 1024 + j % 64;
+            for (int64_t i = 0; i < mv; i++) {
+                int32_t v = (int32_t)c[i * sm];
+                h[at + i * 64] = (int8_t)(v >> 8);
+                l[at + i * 64] = (uint8_t)(v & 255);
             }
         }
     }
@@ -90,6 +108,19 @@ static void pack_panel(const double *x, int64_t sk, int64_t sn, int64_t k, int64
             uint32_t *h = hi + g * 4, *l = lo + g * 4;
             for (int64_t j = 0; j < nv; j++)
                 SPLIT4(r[j], r[sk + j], r[2 * sk + j], r[3 * sk + j], h[j], l[j])
+        }
+    } else if (sk == 1) { /* columns contiguous: 64 of each column's k at a time */
+        int8_t run_h[16][64];
+        uint8_t run_l[16][64];
+        for (int64_t g0 = 0; g0 < k4; g0 += 64) {
+            int64_t len = k4 - g0 < 64 ? k4 - g0 : 64;
+            for (int64_t j = 0; j < nv; j++) split_run(x + j * sn + g0, len, run_h[j], run_l[j]);
+            /* A group of four k is one four-byte word: transpose the words. */
+            for (int64_t g = 0; g < len / 4; g++)
+                for (int64_t j = 0; j < nv; j++) {
+                    memcpy(hi + (g0 / 4 + g) * 16 + j, run_h[j] + 4 * g, 4);
+                    memcpy(lo + (g0 / 4 + g) * 16 + j, run_l[j] + 4 * g, 4);
+                }
         }
     } else { /* a column at a time */
         for (int64_t j = 0; j < nv; j++) {
@@ -120,6 +151,64 @@ static uint8_t *packed_memory(size_t size) {
     return packed;
 }
 
+/* Where a finished tile of exact sums goes: ``acc`` (rows ld apart) as sum * scale, or,
+ * with ``out``, q = clip(round(sum * scale)) with round = rint (mode 0), floor (1) or
+ * none (2) saturating to [lo, hi], as q * deq in float32 (rows ldo apart), keeping the
+ * extremes of q (as bn_round in native.c does, operation for operation). */
+struct sink {
+    double *acc;
+    int64_t ld;
+    double scale;
+    int mode;
+    double lo, hi;
+    float *out;
+    int64_t ldo;
+    double deq;
+    int32_t qmax[16], qmin[16]; /* by column of the tile: vertical extremes vectorise */
+};
+
+static inline double clip(double v, double lo, double hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+#define KEEP(v) (v)
+/* q of a whole 16x16 tile (the padding's sums are 0, so q = 0 there: the extremes, which
+ * start at 0, are unchanged by it), in fixed-size loops that vectorise. */
+#define ROUND_TILE(ROUND)                                                      \
+    for (int r = 0; r < 16; r++)                                               \
+        for (int c = 0; c < 16; c++) {                                         \
+            double v = clip(ROUND(sums[r][c] * s->scale), s->lo, s->hi);       \
+            int32_t q = (int32_t)v;                                            \
+            qmax[c] = q > qmax[c] ? q : qmax[c];                               \
+            qmin[c] = q < qmin[c] ? q : qmin[c];                               \
+            tile[r][c] = (float)(v * s->deq);                                  \
+        }
+
+static void emit(struct sink *s, double sums[16][16], int64_t m0, int64_t n0, int64_t mv,
+                 int64_t nv) {
+    if (!s->out) {
+        for (int64_t r = 0; r < mv; r++) {
+            double *o = s->acc + (m0 + r) * s->ld + n0;
+            for (int64_t c = 0; c < nv; c++) o[c] = sums[r][c] * s->scale;
+        }
+        return;
+    }
+    float tile[16][16];
+    int32_t *qmax = s->qmax, *qmin = s->qmin;
+    if (s->mode == 0) {
+        ROUND_TILE(rint)
+    } else if (s->mode == 1) {
+        ROUND_TILE(floor)
+    } else {
+        ROUND_TILE(KEEP)
+    }
+    float *o = s->out + m0 * s->ldo + n0;
+    if (nv == 16) /* whole rows of the tile: a constant size, one vector each */
+        for (int64_t r = 0; r < mv; r++) memcpy(o + r * s->ldo, tile[r], sizeof tile[r]);
+    else
+        for (int64_t r = 0; r < mv; r++) memcpy(o + r * s->ldo, tile[r], (size_t)nv * sizeof(float));
+}
+
 #ifdef BN_AMX
 struct tile_config {
     uint8_t palette, start_row, reserved[14];
@@ -127,12 +216,58 @@ struct tile_config {
     uint8_t rows[16];
 };
 
-/* Tiles: 0..3 the sums (hh, hl, lh, ll: four independent chains, so that a product
- * need not wait for the previous one's result), 4/5 A's high/low bytes, 6/7 B's. */
-__attribute__((target("amx-tile,amx-int8"))) static void amx_tiles(
+/* One 16x16 tile of the product into sink: A's panel (qh, ql), B's (ph, pl), kp bytes
+ * of k each. Tiles: 0..3 the sums (hh, hl, lh, ll: four independent chains, so that a
+ * product need not wait for the previous one's result), 4/5 A's high/low bytes, 6/7 B's;
+ * configured by the caller. */
+__attribute__((target("amx-tile,amx-int8"))) static void amx_tile(
+    const int8_t *qh, const uint8_t *ql, const int8_t *ph, const uint8_t *pl, int64_t kp,
+    struct sink *sink, int64_t m0, int64_t n0, int64_t mv, int64_t nv) {
+    int32_t parts[4][16][16];
+    double sums[16][16];
+    for (int64_t c0 = 0; c0 < kp; c0 += KC) {
+        int64_t c1 = c0 + KC < kp ? c0 + KC : kp;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int64_t k0 = c0; k0 < c1; k0 += 64) {
+            _tile_loadd(4, qh + k0 * 16, 64);
+            _tile_loadd(5, ql + k0 * 16, 64);
+            _tile_loadd(6, ph + k0 * 16, 64);
+            _tile_loadd(7, pl + k0 * 16, 64);
+            _tile_dpbssd(0, 4, 6);
+            _tile_dpbsud(1, 4, 7);
+            _tile_dpbusd(2, 5, 6);
+            _tile_dpbuud(3, 5, 7);
+        }
+        _tile_stored(0, parts[0], 64);
+        _tile_stored(1, parts[1], 64);
+        _tile_stored(2, parts[2], 64);
+        _tile_stored(3, parts[3], 64);
+        for (int r = 0; r < 16; r++)
+            for (int c = 0; c < 16; c++) {
+                /* Exact: hl + lh is below 2**31 (see the top), every term and sum in
+                 * double an integer below 2**53. */
+                double v = (double)parts[0][r][c] * 65536.0 +
+                           (double)(parts[1][r][c] + parts[2][r][c]) * 256.0 +
+                           (double)parts[3][r][c];
+                sums[r][c] = c0 ? sums[r][c] + v : v;
+            }
+    }
+    emit(sink, sums, m0, n0, mv, nv);
+}
+
+/* B packed whole (below this many bytes: it stays in L2) lets the tiles run along A's
+ * rows, so that the results are written row by row; else B is packed a panel at a time
+ * and the tiles run down each panel. */
+#define WHOLE_B (1 << 20)
+
+/* The product of A packed (ah, al) and B (k, n, element strides sbk, sbn) into sink;
+ * bh, bl: memory for B's packed panels (kp * 16 bytes each; all of them when whole). */
+__attribute__((target("amx-tile,amx-int8"))) static void amx_product(
     const int8_t *ah, const uint8_t *al, const double *b, int64_t sbk, int64_t sbn, int64_t m,
-    int64_t k, int64_t n, int64_t kp, uint32_t *bh, uint32_t *bl, double *out, int64_t ld,
-    double scale) {
+    int64_t k, int64_t n, int64_t kp, int whole, uint8_t *bh, uint8_t *bl, struct sink *sink) {
     struct tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -141,73 +276,73 @@ __attribute__((target("amx-tile,amx-int8"))) static void amx_tiles(
         cfg.colsb[t] = 64;
     }
     _tile_loadconfig(&cfg);
-    int32_t sums[4][16][16];
-    for (int64_t n0 = 0; n0 < n; n0 += 16) {
-        int64_t nv = n - n0 < 16 ? n - n0 : 16;
-        /* B's panel of these columns, packed here so that it stays in cache. */
-        pack_panel(b + n0 * sbn, sbk, sbn, k, kp, nv, bh, bl);
-        const int8_t *ph = (const int8_t *)bh;
-        const uint8_t *pl = (const uint8_t *)bl;
-        for (int64_t m0 = 0; m0 < m; m0 += 16) {
-            int64_t mv = m - m0 < 16 ? m - m0 : 16;
-            const int8_t *qh = ah + m0 * kp;
-            const uint8_t *ql = al + m0 * kp;
-            for (int64_t c0 = 0; c0 < kp; c0 += KC) {
-                int64_t c1 = c0 + KC < kp ? c0 + KC : kp;
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-                for (int64_t k0 = c0; k0 < c1; k0 += 64) {
-                    _tile_loadd(4, qh + k0 * 16, 64);
-                    _tile_loadd(5, ql + k0 * 16, 64);
-                    _tile_loadd(6, ph + k0 * 16, 64);
-                    _tile_loadd(7, pl + k0 * 16, 64);
-                    _tile_dpbssd(0, 4, 6);
-                    _tile_dpbsud(1, 4, 7);
-                    _tile_dpbusd(2, 5, 6);
-                    _tile_dpbuud(3, 5, 7);
-                }
-                _tile_stored(0, sums[0], 64);
-                _tile_stored(1, sums[1], 64);
-                _tile_stored(2, sums[2], 64);
-                _tile_stored(3, sums[3], 64);
-                for (int64_t r = 0; r < mv; r++) {
-                    double *o = out + (m0 + r) * ld + n0;
-                    for (int64_t c = 0; c < nv; c++) {
-                        double v = ((double)sums[0][r][c] * 65536.0 +
-                                    ((double)sums[1][r][c] + (double)sums[2][r][c]) * 256.0 +
-                                    (double)sums[3][r][c]) *
-                                   scale;
-                        o[c] = c0 ? o[c] + v : v;
-                    }
-                }
-            }
+    if (whole) {
+        for (int64_t n0 = 0; n0 < n; n0 += 16) {
+            int64_t nv = n - n0 < 16 ? n - n0 : 16;
+            pack_panel(b + n0 * sbn, sbk, sbn, k, kp, nv, (uint32_t *)(bh + n0 * kp),
+                       (uint32_t *)(bl + n0 * kp));
+        }
+        for (int64_t m0 = 0; m0 < m; m0 += 16)
+            for (int64_t n0 = 0; n0 < n; n0 += 16)
+                amx_tile(ah + m0 * kp, al + m0 * kp, (const int8_t *)bh + n0 * kp, bl + n0 * kp,
+                         kp, sink, m0, n0, m - m0 < 16 ? m - m0 : 16, n - n0 < 16 ? n - n0 : 16);
+    } else {
+        for (int64_t n0 = 0; n0 < n; n0 += 16) {
+            int64_t nv = n - n0 < 16 ? n - n0 : 16;
+            pack_panel(b + n0 * sbn, sbk, sbn, k, kp, nv, (uint32_t *)bh, (uint32_t *)bl);
+            for (int64_t m0 = 0; m0 < m; m0 += 16)
+                amx_tile(ah + m0 * kp, al + m0 * kp, (const int8_t *)bh, bl, kp, sink, m0, n0,
+                         m - m0 < 16 ? m - m0 : 16, nv);
         }
     }
     _tile_release();
 }
 #endif
 
-/* out (m, n, rows ld apart) = (a @ b) * scale, exactly, for a (m, k) and b (k, n) of
- * doubles holding integers in [-32768, 32767], given by element strides; scale a power
- * of two. Returns 0, or -1 when it cannot (no AMX, no memory). */
-int bn_exact_gemm(const double *a, int64_t sam, int64_t sak, const double *b, int64_t sbk,
-                  int64_t sbn, int64_t m, int64_t k, int64_t n, double *out, int64_t ld,
-                  double scale) {
+/* The exact product a @ b into sink, for a (m, k) and b (k, n) of doubles holding
+ * integers in [-32768, 32767], given by element strides. Returns 0, or -1 when it
+ * cannot (no AMX, no memory). */
+static int exact_gemm(const double *a, int64_t sam, int64_t sak, const double *b, int64_t sbk,
+                      int64_t sbn, int64_t m, int64_t k, int64_t n, struct sink *sink) {
 #ifdef BN_AMX
-    int64_t mp = (m + 15) / 16 * 16, kp = (k + 63) / 64 * 64;
-    size_t asz = (size_t)(mp * kp), bsz = (size_t)(kp * 16);
+    int64_t mp = (m + 15) / 16 * 16, kp = (k + 63) / 64 * 64, np = (n + 15) / 16 * 16;
+    int whole = m > 16 && (size_t)(2 * kp * np) <= WHOLE_B;
+    size_t asz = (size_t)(mp * kp), bsz = (size_t)(kp * (whole ? np : 16));
     uint8_t *buf = packed_memory(2 * (asz + bsz));
     if (!buf) return -1;
     int8_t *ah = (int8_t *)buf;
     uint8_t *al = buf + asz, *bh = buf + 2 * asz, *bl = bh + bsz;
     pack_a(a, sam, sak, m, k, mp, kp, ah, al);
-    amx_tiles(ah, al, b, sbk, sbn, m, k, n, kp, (uint32_t *)bh, (uint32_t *)bl, out, ld, scale);
+    amx_product(ah, al, b, sbk, sbn, m, k, n, kp, whole, bh, bl, sink);
     return 0;
 #else
     (void)a, (void)sam, (void)sak, (void)b, (void)sbk, (void)sbn, (void)m, (void)k, (void)n;
-    (void)out, (void)ld, (void)scale;
+    (void)sink;
     return -1;
 #endif
+}
+
+/* out (m, n, rows ld apart) = (a @ b) * scale exactly (scale a power of two). */
+int bn_exact_gemm(const double *a, int64_t sam, int64_t sak, const double *b, int64_t sbk,
+                  int64_t sbn, int64_t m, int64_t k, int64_t n, double *out, int64_t ld,
+                  double scale) {
+    struct sink sink = {out, ld, scale, 0, 0, 0, NULL, 0, 0, {0}, {0}};
+    return exact_gemm(a, sam, sak, b, sbk, sbn, m, k, n, &sink);
+}
+
+/* out (float32, rows ld apart) = clip(round((a @ b) * scale)) * deq, the exact product
+ * rounded as bn_round does it (mode 0 rint, 1 floor, 2 none); *peak = max |q|. */
+int bn_exact_gemm_round(const double *a, int64_t sam, int64_t sak, const double *b,
+                        int64_t sbk, int64_t sbn, int64_t m, int64_t k, int64_t n, int mode,
+                        double scale, double lo, double hi, float *out, int64_t ld,
+                        double deq, double *peak) {
+    struct sink sink = {NULL, 0, scale, mode, lo, hi, out, ld, deq, {0}, {0}};
+    int done = exact_gemm(a, sam, sak, b, sbk, sbn, m, k, n, &sink);
+    double top = 0;
+    for (int c = 0; c < 16; c++) {
+        top = (double)sink.qmax[c] > top ? (double)sink.qmax[c] : top;
+        top = -(double)sink.qmin[c] > top ? -(double)sink.qmin[c] : top;
+    }
+    *peak = top;
+    return done;
 }

@@ -69,8 +69,17 @@ def test_exact_product_sums_past_one_int32_chunk(value: int) -> None:
     a[1, ::3] = -value - 1
     b = np.full((k, 3), value)
     b[::7, 2] = 32767
+    exact = _exact(a, b)
     got = native.exact_product(a.astype(np.float64), b.astype(np.float64))
-    np.testing.assert_array_equal(got, _exact(a, b))
+    np.testing.assert_array_equal(got, exact)
+    fmt = FixedFormat(16, 8, 48)
+    for rounding in (Rounding.NEAREST_EVEN, Rounding.FLOOR):
+        want = model.requantize(exact, fmt, 21, rounding)
+        cmd = GemmCommand(21, rounding, 0)
+        cfg = EngineConfig(2, 2, fmt)
+        q, peak = model.gemm_dequantized(a.astype(np.float64), b.astype(np.float64), cfg, cmd, 0)
+        np.testing.assert_array_equal(q, want)
+        assert peak == np.abs(want).max()
 
 
 @needs_amx
