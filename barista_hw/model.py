@@ -17,7 +17,10 @@ The numpy passes here are the definition. Where :mod:`barista_hw.native` is buil
 the float path's rounding (with its random words) runs in one compiled pass, and
 :func:`gemm_dequantized`, what the training backends use, forms the product a block
 of columns at a time and rounds, measures and dequantises each block while it is in
-cache; the tests hold both to the same bits.
+cache. Where the CPU has AMX-INT8, products of operands up to 16 bits are formed
+exactly from int8 tile products (:func:`native.exact_product`), and nearest-even and
+floor results are rounded a 16x16 tile at a time as they are formed
+(:func:`native.exact_rounded`); the tests hold every path to the same bits.
 
 The three passes of a layer map onto one GEMM each (see :mod:`barista_hw.engine`):
 
@@ -228,8 +231,9 @@ def gemm_dequantized(
 
     What a training backend keeps of a GEMM: the float32 values and the peak its
     scaling adapts from. Where the compiled helper serves, the product is formed a
-    block of columns at a time and each block is rounded, measured and scaled while it
-    is in cache; the integers are never stored.
+    block of columns at a time (with AMX and no random words, a 16x16 tile at a time)
+    and each block is rounded, measured and scaled while it is in cache; the integers
+    are never stored.
     """
     _check_shift(cmd.shift)
     m, n = a.shape[0], b.shape[1]

@@ -10,6 +10,12 @@ into the cache (:func:`barista_base.cache.cache_dir`). Without a compiler, or wi
 ``BARISTA_NATIVE=0``, the numpy code runs instead; both give the same bits (the
 tests run both).
 
+The exact matrix product of 16-bit operands (``native_gemm.c``) is the other hot spot:
+exactness needs float64 BLAS for them (their products take 30 bits, beyond float32's 24),
+at half float32's speed. Where the CPU has AMX-INT8 (and Linux grants the tile state),
+the operands' bytes are multiplied in int8 tiles with int32 sums instead, which gives the
+same integers several times faster, and the rounding runs on each tile as it is formed.
+
 Each function here returns ``None`` when it cannot serve a call (no library, or an
 array it does not handle), and the caller then takes its numpy path.
 """

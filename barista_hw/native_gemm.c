@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 11))
+/* AMX intrinsics: GCC 11+ or Clang; the tile permission: Linux. */
+#if defined(__x86_64__) && defined(__linux__) && \
+    (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 11))
 #define BN_AMX 1
 #include <cpuid.h>
 #include <immintrin.h>
@@ -90,51 +92,65 @@ static void pack_a(const double *x, int64_t sm, int64_t sk, int64_t m, int64_t k
     }
 }
 
-/* Columns n0 .. n0 + nv (nv <= 16) of B (k, n), element strides (sk, sn), as one panel
- * of bytes in AMX's B layout: element (k, n0 + j) at byte (k / 4) * 64 + j * 4 + k % 4
- * (rows of four k side by side), i.e. four-byte word (k / 4) * 16 + j; the padding up
- * to (kp, 16) zero. */
-static void pack_panel(const double *x, int64_t sk, int64_t sn, int64_t k, int64_t kp,
-                       int64_t nv, uint32_t *hi, uint32_t *lo) {
-    int64_t k4 = k / 4 * 4;
-    if (nv < 16 || k4 < kp) {
-        int64_t from = nv < 16 ? 0 : k4 / 4 * 16;
-        memset(hi + from, 0, (size_t)(kp * 4 - from) * 4);
-        memset(lo + from, 0, (size_t)(kp * 4 - from) * 4);
+/* Columns 0 .. w of B (k, n), element strides (sk, sn), in panels of 16 columns, each
+ * kp * 16 bytes in AMX's B layout: element (k, j) at byte (k / 4) * 64 + (j % 16) * 4 +
+ * k % 4 of panel j / 16 (rows of four k side by side), i.e. four-byte word
+ * (k / 4) * 16 + j % 16; the padding up to (kp, 16 per panel) zero. */
+static void pack_columns(const double *x, int64_t sk, int64_t sn, int64_t k, int64_t kp,
+                         int64_t w, uint32_t *hi, uint32_t *lo) {
+    int64_t k4 = k / 4 * 4, pw = kp * 4; /* words per panel */
+    for (int64_t j0 = 0; j0 < w; j0 += 16) {
+        int64_t from = w - j0 < 16 ? 0 : k4 * 4; /* a partial panel: all of it */
+        memset(hi + j0 / 16 * pw + from, 0, (size_t)(pw - from) * 4);
+        memset(lo + j0 / 16 * pw + from, 0, (size_t)(pw - from) * 4);
     }
+#define AT(g, j) ((j) / 16 * pw + (g) * 4 + (j) % 16) /* the word of k = g .. g + 3 */
+#define SPLIT_ROWS(len) /* a panel's columns of four rows: word g * 4 + j of the panel */ \
+    for (int64_t j = 0; j < (len); j++)                                                    \
+        SPLIT4(r[j], r[sk + j], r[2 * sk + j], r[3 * sk + j], h[j], l[j])
     if (sn == 1) { /* rows contiguous: four rows at a time */
-        for (int64_t g = 0; g < k4; g += 4) {
-            const double *r = x + g * sk;
-            uint32_t *h = hi + g * 4, *l = lo + g * 4;
-            for (int64_t j = 0; j < nv; j++)
-                SPLIT4(r[j], r[sk + j], r[2 * sk + j], r[3 * sk + j], h[j], l[j])
-        }
+        for (int64_t g = 0; g < k4; g += 4)
+            for (int64_t j0 = 0; j0 < w; j0 += 16) {
+                const double *r = x + g * sk + j0;
+                uint32_t *h = hi + AT(g, j0), *l = lo + AT(g, j0);
+                if (w - j0 >= 16) {
+                    SPLIT_ROWS(16) /* a constant count: vectorised */
+                } else {
+                    SPLIT_ROWS(w - j0)
+                }
+            }
     } else if (sk == 1) { /* columns contiguous: 64 of each column's k at a time */
         int8_t run_h[16][64];
         uint8_t run_l[16][64];
-        for (int64_t g0 = 0; g0 < k4; g0 += 64) {
-            int64_t len = k4 - g0 < 64 ? k4 - g0 : 64;
-            for (int64_t j = 0; j < nv; j++) split_run(x + j * sn + g0, len, run_h[j], run_l[j]);
-            /* A group of four k is one four-byte word: transpose the words. */
-            for (int64_t g = 0; g < len / 4; g++)
-                for (int64_t j = 0; j < nv; j++) {
-                    memcpy(hi + (g0 / 4 + g) * 16 + j, run_h[j] + 4 * g, 4);
-                    memcpy(lo + (g0 / 4 + g) * 16 + j, run_l[j] + 4 * g, 4);
-                }
+        for (int64_t j0 = 0; j0 < w; j0 += 16) {
+            int64_t nv = w - j0 < 16 ? w - j0 : 16;
+            for (int64_t g0 = 0; g0 < k4; g0 += 64) {
+                int64_t len = k4 - g0 < 64 ? k4 - g0 : 64;
+                for (int64_t j = 0; j < nv; j++)
+                    split_run(x + (j0 + j) * sn + g0, len, run_h[j], run_l[j]);
+                /* A group of four k is one four-byte word: transpose the words. */
+                for (int64_t g = 0; g < len; g += 4)
+                    for (int64_t j = 0; j < nv; j++) {
+                        memcpy(hi + AT(g0 + g, j0 + j), run_h[j] + g, 4);
+                        memcpy(lo + AT(g0 + g, j0 + j), run_l[j] + g, 4);
+                    }
+            }
         }
     } else { /* a column at a time */
-        for (int64_t j = 0; j < nv; j++) {
+        for (int64_t j = 0; j < w; j++) {
             const double *c = x + j * sn;
             for (int64_t g = 0; g < k4; g += 4)
                 SPLIT4(c[g * sk], c[(g + 1) * sk], c[(g + 2) * sk], c[(g + 3) * sk],
-                       hi[g * 4 + j], lo[g * 4 + j])
+                       hi[AT(g, j)], lo[AT(g, j)])
         }
     }
-    for (int64_t j = 0; k4 < k && j < nv; j++) { /* the last, partial group of four */
+    for (int64_t j = 0; k4 < k && j < w; j++) { /* the last, partial group of four */
         double v[4] = {0, 0, 0, 0};
         for (int64_t i = k4; i < k; i++) v[i - k4] = x[i * sk + j * sn];
-        SPLIT4(v[0], v[1], v[2], v[3], hi[k4 * 4 + j], lo[k4 * 4 + j])
+        SPLIT4(v[0], v[1], v[2], v[3], hi[AT(k4, j)], lo[AT(k4, j)])
     }
+#undef AT
+#undef SPLIT_ROWS
 }
 
 /* Memory of the packed operands, kept per thread: a net repeats the same sizes, and
@@ -203,10 +219,11 @@ static void emit(struct sink *s, double sums[16][16], int64_t m0, int64_t n0, in
         ROUND_TILE(KEEP)
     }
     float *o = s->out + m0 * s->ldo + n0;
+    size_t row = (size_t)nv * sizeof(float);
     if (nv == 16) /* whole rows of the tile: a constant size, one vector each */
         for (int64_t r = 0; r < mv; r++) memcpy(o + r * s->ldo, tile[r], sizeof tile[r]);
     else
-        for (int64_t r = 0; r < mv; r++) memcpy(o + r * s->ldo, tile[r], (size_t)nv * sizeof(float));
+        for (int64_t r = 0; r < mv; r++) memcpy(o + r * s->ldo, tile[r], row);
 }
 
 #ifdef BN_AMX
@@ -258,16 +275,16 @@ __attribute__((target("amx-tile,amx-int8"))) static void amx_tile(
     emit(sink, sums, m0, n0, mv, nv);
 }
 
-/* B packed whole (below this many bytes: it stays in L2) lets the tiles run along A's
- * rows, so that the results are written row by row; else B is packed a panel at a time
- * and the tiles run down each panel. */
-#define WHOLE_B (1 << 20)
+/* B is packed in strips of columns of at most this many bytes (at least one panel), which
+ * stay in L2 while every row tile of A meets them. */
+#define STRIP (1 << 20)
 
 /* The product of A packed (ah, al) and B (k, n, element strides sbk, sbn) into sink;
- * bh, bl: memory for B's packed panels (kp * 16 bytes each; all of them when whole). */
+ * bh, bl: memory for a strip of B's panels (strip columns, kp bytes each). */
 __attribute__((target("amx-tile,amx-int8"))) static void amx_product(
     const int8_t *ah, const uint8_t *al, const double *b, int64_t sbk, int64_t sbn, int64_t m,
-    int64_t k, int64_t n, int64_t kp, int whole, uint8_t *bh, uint8_t *bl, struct sink *sink) {
+    int64_t k, int64_t n, int64_t kp, int64_t strip, uint8_t *bh, uint8_t *bl,
+    struct sink *sink) {
     struct tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -276,24 +293,14 @@ __attribute__((target("amx-tile,amx-int8"))) static void amx_product(
         cfg.colsb[t] = 64;
     }
     _tile_loadconfig(&cfg);
-    if (whole) {
-        for (int64_t n0 = 0; n0 < n; n0 += 16) {
-            int64_t nv = n - n0 < 16 ? n - n0 : 16;
-            pack_panel(b + n0 * sbn, sbk, sbn, k, kp, nv, (uint32_t *)(bh + n0 * kp),
-                       (uint32_t *)(bl + n0 * kp));
-        }
+    for (int64_t s0 = 0; s0 < n; s0 += strip) {
+        int64_t w = n - s0 < strip ? n - s0 : strip;
+        pack_columns(b + s0 * sbn, sbk, sbn, k, kp, w, (uint32_t *)bh, (uint32_t *)bl);
         for (int64_t m0 = 0; m0 < m; m0 += 16)
-            for (int64_t n0 = 0; n0 < n; n0 += 16)
-                amx_tile(ah + m0 * kp, al + m0 * kp, (const int8_t *)bh + n0 * kp, bl + n0 * kp,
-                         kp, sink, m0, n0, m - m0 < 16 ? m - m0 : 16, n - n0 < 16 ? n - n0 : 16);
-    } else {
-        for (int64_t n0 = 0; n0 < n; n0 += 16) {
-            int64_t nv = n - n0 < 16 ? n - n0 : 16;
-            pack_panel(b + n0 * sbn, sbk, sbn, k, kp, nv, (uint32_t *)bh, (uint32_t *)bl);
-            for (int64_t m0 = 0; m0 < m; m0 += 16)
-                amx_tile(ah + m0 * kp, al + m0 * kp, (const int8_t *)bh, bl, kp, sink, m0, n0,
-                         m - m0 < 16 ? m - m0 : 16, nv);
-        }
+            for (int64_t j0 = 0; j0 < w; j0 += 16)
+                amx_tile(ah + m0 * kp, al + m0 * kp, (const int8_t *)bh + j0 * kp, bl + j0 * kp,
+                         kp, sink, m0, s0 + j0, m - m0 < 16 ? m - m0 : 16,
+                         w - j0 < 16 ? w - j0 : 16);
     }
     _tile_release();
 }
@@ -306,14 +313,15 @@ static int exact_gemm(const double *a, int64_t sam, int64_t sak, const double *b
                       int64_t sbn, int64_t m, int64_t k, int64_t n, struct sink *sink) {
 #ifdef BN_AMX
     int64_t mp = (m + 15) / 16 * 16, kp = (k + 63) / 64 * 64, np = (n + 15) / 16 * 16;
-    int whole = m > 16 && (size_t)(2 * kp * np) <= WHOLE_B;
-    size_t asz = (size_t)(mp * kp), bsz = (size_t)(kp * (whole ? np : 16));
+    int64_t strip = STRIP / (2 * kp * 16) * 16;
+    strip = strip < 16 ? 16 : (strip > np ? np : strip);
+    size_t asz = (size_t)(mp * kp), bsz = (size_t)(kp * strip);
     uint8_t *buf = packed_memory(2 * (asz + bsz));
     if (!buf) return -1;
     int8_t *ah = (int8_t *)buf;
     uint8_t *al = buf + asz, *bh = buf + 2 * asz, *bl = bh + bsz;
     pack_a(a, sam, sak, m, k, mp, kp, ah, al);
-    amx_product(ah, al, b, sbk, sbn, m, k, n, kp, whole, bh, bl, sink);
+    amx_product(ah, al, b, sbk, sbn, m, k, n, kp, strip, bh, bl, sink);
     return 0;
 #else
     (void)a, (void)sam, (void)sak, (void)b, (void)sbk, (void)sbn, (void)m, (void)k, (void)n;
