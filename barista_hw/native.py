@@ -124,19 +124,16 @@ def _build() -> ctypes.CDLL | None:
         ctypes.c_double,
         ctypes.c_void_p,
     ]
-    dll.bn_round.restype = ctypes.c_double
-    dll.bn_round.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
+    # How a result is rounded and stored: mode, scale, lo, hi, out, its row stride, dequantize.
+    rounding = [
         ctypes.c_int,
-        ctypes.c_double,
-        ctypes.c_double,
-        ctypes.c_double,
+        *[ctypes.c_double] * 3,
         ctypes.c_void_p,
         ctypes.c_int64,
         ctypes.c_double,
     ]
+    dll.bn_round.restype = ctypes.c_double
+    dll.bn_round.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, *rounding]
     dll.bn_round_stochastic.restype = ctypes.c_double
     dll.bn_round_stochastic.argtypes = [
         ctypes.c_void_p,
@@ -154,29 +151,12 @@ def _build() -> ctypes.CDLL | None:
     ]
     dll.bn_exact_ready.restype = ctypes.c_int
     dll.bn_exact_ready.argtypes = []
+    # The operands of an exact product (_operand_args): a, its strides, b, its strides, m, k, n.
+    operands = [ctypes.c_void_p, *[ctypes.c_int64] * 2, ctypes.c_void_p, *[ctypes.c_int64] * 5]
     dll.bn_exact_gemm.restype = ctypes.c_int
-    dll.bn_exact_gemm.argtypes = [
-        ctypes.c_void_p,
-        *[ctypes.c_int64] * 2,
-        ctypes.c_void_p,
-        *[ctypes.c_int64] * 5,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_double,
-    ]
+    dll.bn_exact_gemm.argtypes = [*operands, ctypes.c_void_p, ctypes.c_int64, ctypes.c_double]
     dll.bn_exact_gemm_round.restype = ctypes.c_int
-    dll.bn_exact_gemm_round.argtypes = [
-        ctypes.c_void_p,
-        *[ctypes.c_int64] * 2,
-        ctypes.c_void_p,
-        *[ctypes.c_int64] * 5,
-        ctypes.c_int,
-        *[ctypes.c_double] * 3,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_double,
-        ctypes.POINTER(ctypes.c_double),
-    ]
+    dll.bn_exact_gemm_round.argtypes = [*operands, *rounding, ctypes.POINTER(ctypes.c_double)]
     return dll
 
 

@@ -1,11 +1,9 @@
 """The compiled helper's exact 16-bit matrix product (AMX) against exact integer products."""
 
-import contextlib
-
 import numpy as np
 import pytest
 
-from barista_hw import lfsr, model, native
+from barista_hw import model, native
 from barista_hw.command import GemmCommand
 from barista_hw.config import EngineConfig
 from barista_hw.numfmt import FixedFormat, Rounding
@@ -91,28 +89,36 @@ def test_exact_product_declines_what_it_does_not_take() -> None:
         assert native.exact_product(x, x) is None
 
 
+def _engine_results(
+    a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """gemm_quantized's integers, gemm_dequantized's values (9 fraction bits) and peak."""
+    q = model.gemm_quantized(a, b, cfg, cmd)
+    return (q, *model.gemm_dequantized(a, b, cfg, cmd, 9))
+
+
 @needs_amx
 @pytest.mark.parametrize("rounding", list(Rounding))
 def test_engine_results_match_with_and_without_amx(rounding: Rounding) -> None:
     """gemm_quantized and gemm_dequantized of 16-bit formats (whose products now run on
     AMX) against requantisation of the exact integer product, every rounding mode,
-    shifts from none to past the operand width."""
+    shifts from none to past the operand width; the same with the numpy passes."""
     fmt = FixedFormat(16, 8, 48)
     cfg = EngineConfig(3, 4, fmt)
     rng = np.random.default_rng(int(rounding) + 5)
     m, k, n = 21, 67, 1030
     a, b = _operands(rng, (m, k)), _operands(rng, (k, n))
     exact = _exact(a, b)
-    beats = model.output_beats(m, n, cfg.rows, cfg.cols)
+    fa, fb = a.astype(np.float64), np.asfortranarray(b.astype(np.float64))
     for shift, seed in [(0, 1), (1, 2), (13, 3), (30, 4)]:
-        words = lfsr.lane_words(seed, cfg.cols, int(beats.max()) + 1)
-        words = words[beats, np.arange(n)[None, :] % cfg.cols]
+        # The lanes' words at each element's beat (test_model pins output_words to them).
+        words = model.output_words(seed, m, n, cfg.rows, cfg.cols, 32)
         want = model.requantize(exact, fmt, shift, rounding, words)
         cmd = GemmCommand(shift, rounding, seed)
-        for fused in (True, False):
-            with contextlib.nullcontext() if fused else native.disabled():
-                fa, fb = a.astype(np.float64), np.asfortranarray(b.astype(np.float64))
-                np.testing.assert_array_equal(model.gemm_quantized(fa, fb, cfg, cmd), want)
-                got, peak = model.gemm_dequantized(fa, fb, cfg, cmd, 9)
-                np.testing.assert_array_equal(got, fmt.dequantize(want, 9))
-                assert peak == np.abs(want).max()
+        amx = _engine_results(fa, fb, cfg, cmd)
+        with native.disabled():
+            reference = _engine_results(fa, fb, cfg, cmd)
+        for q, values, peak in (amx, reference):
+            np.testing.assert_array_equal(q, want)
+            np.testing.assert_array_equal(values, fmt.dequantize(want, 9))
+            assert peak == np.abs(want).max()
