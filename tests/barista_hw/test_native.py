@@ -61,7 +61,7 @@ def test_exact_product_is_the_integer_product(m: int, k: int, n: int) -> None:
 @pytest.mark.parametrize("value", [-32768, 32767, -1, -129])
 def test_exact_product_sums_past_one_int32_chunk(value: int) -> None:
     """K beyond the 32768 terms one int32 sum takes, at the values whose byte products
-    are largest (each byte sum at its bound), and a mixed row."""
+    are largest (each byte sum at its bound), and a mixed row; rounded in every mode."""
     k = 70_001
     a = np.full((2, k), value)
     a[1, ::3] = -value - 1
@@ -71,10 +71,11 @@ def test_exact_product_sums_past_one_int32_chunk(value: int) -> None:
     got = native.exact_product(a.astype(np.float64), b.astype(np.float64))
     np.testing.assert_array_equal(got, exact)
     fmt = FixedFormat(16, 8, 48)
-    for rounding in (Rounding.NEAREST_EVEN, Rounding.FLOOR):
-        want = model.requantize(exact, fmt, 21, rounding)
-        cmd = GemmCommand(21, rounding, 0)
-        cfg = EngineConfig(2, 2, fmt)
+    cfg = EngineConfig(2, 2, fmt)
+    words = model.output_words(7, 2, 3, cfg.rows, cfg.cols, 32)
+    for rounding in list(Rounding):
+        want = model.requantize(exact, fmt, 21, rounding, words)
+        cmd = GemmCommand(21, rounding, 7)
         q, peak = model.gemm_dequantized(a.astype(np.float64), b.astype(np.float64), cfg, cmd, 0)
         np.testing.assert_array_equal(q, want)
         assert peak == np.abs(want).max()
@@ -104,9 +105,9 @@ def test_engine_results_match_with_and_without_amx(rounding: Rounding) -> None:
     AMX) against requantisation of the exact integer product, every rounding mode,
     shifts from none to past the operand width; the same with the numpy passes."""
     fmt = FixedFormat(16, 8, 48)
-    cfg = EngineConfig(3, 4, fmt)
+    cfg = EngineConfig(4, 5, fmt)  # neither divides the result's sides, nor 16
     rng = np.random.default_rng(int(rounding) + 5)
-    m, k, n = 21, 67, 1030
+    m, k, n = 21, 67, 1031
     a, b = _operands(rng, (m, k)), _operands(rng, (k, n))
     exact = _exact(a, b)
     fa, fb = a.astype(np.float64), np.asfortranarray(b.astype(np.float64))
