@@ -172,6 +172,12 @@ def library() -> ctypes.CDLL | None:
     return _lib
 
 
+def exact_products() -> bool:
+    """Whether :func:`exact_product` can run here (the helper is built, not disabled, and
+    the CPU's AMX-INT8 tiles are granted to this process)."""
+    return library() is not None and _exact
+
+
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
     """Run the numpy paths inside the block (the reference the C passes are tested against)."""
@@ -331,7 +337,7 @@ def round_stochastic(
 def _exact_operands(a: np.ndarray, b: np.ndarray) -> ctypes.CDLL | None:
     """The library when its exact product can take ``a @ b`` (see :func:`exact_product`)."""
     lib = library()
-    if lib is None or not _exact or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+    if not exact_products() or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         return None
     for x in (a, b):
         if x.dtype != np.float64 or x.size == 0 or any(s % 8 for s in x.strides):

@@ -8,12 +8,9 @@ from barista_hw.command import GemmCommand
 from barista_hw.config import EngineConfig
 from barista_hw.numfmt import FixedFormat, Rounding
 
-
-def _amx() -> bool:
-    return native.library() is not None and native._exact
-
-
-needs_amx = pytest.mark.skipif(not _amx(), reason="no AMX-INT8 here (or no compiled helper)")
+needs_amx = pytest.mark.skipif(
+    not native.exact_products(), reason="no AMX-INT8 here (or no compiled helper)"
+)
 EXTREMES = np.array([-32768, -32767, -257, -256, -255, -129, -128, -1, 0, 1, 127, 128, 255, 256])
 
 
