@@ -17,7 +17,10 @@ The numpy passes here are the definition. Where :mod:`barista_hw.native` is buil
 the float path's rounding (with its random words) runs in one compiled pass, and
 :func:`gemm_dequantized`, what the training backends use, forms the product a block
 of columns at a time and rounds, measures and dequantises each block while it is in
-cache; the tests hold both to the same bits.
+cache. Where the CPU has AMX-INT8, products of operands up to 16 bits are formed
+exactly from int8 tile products (:func:`native.exact_product`), and nearest-even and
+floor results are rounded a 16x16 tile at a time as they are formed
+(:func:`native.exact_rounded`); the tests hold every path to the same bits.
 
 The three passes of a layer map onto one GEMM each (see :mod:`barista_hw.engine`):
 
@@ -79,15 +82,22 @@ def accumulate(
     return wrap(_chunked_matmul(a, b, bound), acc_width)
 
 
-def _product(a: np.ndarray, b: np.ndarray, shift: int, in_float32: bool) -> np.ndarray:
+def _product(
+    a: np.ndarray, b: np.ndarray, shift: int, in_float32: bool, in_int16: bool = False
+) -> np.ndarray:
     """``(a @ b) * 2**-shift`` as a new C-contiguous float64 array, for products the
-    caller has proved exact.
+    caller has proved exact. ``in_int16``: the operands are integers in [-2**15, 2**15),
+    so the compiled helper's exact integer product may form it (same values).
 
     The power of two scales the smallest of ``a``, ``b`` and the product: every
     scaled value and partial sum is an integer times ``2**-shift`` with no more
     significant bits than before, so the BLAS call stays exact (in float32 when
     ``in_float32``: sums below ``2**24``).
     """
+    if in_int16 and not in_float32:
+        done = native.exact_product(a, b, 2.0**-shift)
+        if done is not None:
+            return done
     work = np.float32 if in_float32 else np.float64
     m, n = a.shape[0], b.shape[1]
     scale = work(2.0**-shift)
@@ -201,7 +211,8 @@ def gemm_quantized(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCom
     _check_shift(cmd.shift)
     if not _float_exact(a, cfg):
         return _integer_gemm(a, b, cfg, cmd)
-    acc = _product(a, b, 0 if _stochastic(cmd) else cmd.shift, _in_float32(a, cfg))
+    shift = 0 if _stochastic(cmd) else cmd.shift
+    acc = _product(a, b, shift, _in_float32(a, cfg), _in_int16(a, cfg))
     n_tiles = -(-acc.shape[1] // cfg.cols)
     if _round_block(acc, cfg, cmd, (0, n_tiles), None, 1.0) is not None:
         return acc
@@ -220,8 +231,9 @@ def gemm_dequantized(
 
     What a training backend keeps of a GEMM: the float32 values and the peak its
     scaling adapts from. Where the compiled helper serves, the product is formed a
-    block of columns at a time and each block is rounded, measured and scaled while it
-    is in cache; the integers are never stored.
+    block of columns at a time (with AMX and no random words, a 16x16 tile at a time)
+    and each block is rounded, measured and scaled while it is in cache; the integers
+    are never stored.
     """
     _check_shift(cmd.shift)
     m, n = a.shape[0], b.shape[1]
@@ -230,14 +242,19 @@ def gemm_dequantized(
         return cfg.fmt.dequantize(q, frac), max_abs(q)
     # Nearest-even and floor: the rounding pass scales the exact products by 2**-shift.
     scale = 1.0 if _stochastic(cmd) else 2.0**-cmd.shift
-    in32 = _in_float32(a, cfg)
+    in32, in16 = _in_float32(a, cfg), _in_int16(a, cfg)
+    out = np.empty((m, n), dtype=np.float32)
+    if in16 and not in32 and not _stochastic(cmd):
+        # Formed and rounded a tile at a time, in one compiled pass.
+        peak = native.exact_rounded(a, b, _mode(cmd), scale, _bounds(cfg), out, 2.0**-frac)
+        if peak is not None:
+            return out, peak
     width = max(cfg.cols, _BLOCK // m // cfg.cols * cfg.cols)  # whole column tiles
     n_tiles = -(-n // cfg.cols)
     lanes = _lane_tables(cfg, cmd, m * n_tiles) if _stochastic(cmd) else None
-    out = np.empty((m, n), dtype=np.float32)
     peak = 0.0
     for j0 in range(0, n, width):
-        acc = _product(a, b[:, j0 : j0 + width], 0, in32)
+        acc = _product(a, b[:, j0 : j0 + width], 0, in32, in16)
         tiles = (j0 // cfg.cols, n_tiles)
         block = out[:, j0 : j0 + width]
         block_peak = _round_block(acc, cfg, cmd, tiles, block, 2.0**-frac, lanes, scale)
@@ -256,6 +273,17 @@ def _float_exact(a: np.ndarray, cfg: EngineConfig) -> bool:
 
 def _in_float32(a: np.ndarray, cfg: EngineConfig) -> bool:
     return float(cfg.fmt.min_int) ** 2 * a.shape[1] <= _EXACT_F32
+
+
+# Reductions shallower than this fill under half of an AMX tile's depth (64 bytes): the
+# float64 product is faster there (conv1's forward pass, K = 25: 1.6 against 1.9 ms).
+_MIN_TILE_DEPTH = 32
+
+
+def _in_int16(a: np.ndarray, cfg: EngineConfig) -> bool:
+    """The operands fit int16 and the reduction is deep enough for the compiled helper's
+    exact tile products (:func:`native.exact_product`) to pay."""
+    return cfg.fmt.width <= 16 and a.shape[1] >= _MIN_TILE_DEPTH
 
 
 def _integer_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:
@@ -287,15 +315,24 @@ def _round_block(
     pass, into ``acc`` or, dequantised, into ``out``; the block starts at column tile
     ``tiles[0]`` of ``tiles[1]``. ``lanes``: the stochastic lanes' :func:`_lane_tables`,
     when the caller has them. Returns ``max |q|``, or None without the helper."""
-    bounds = (float(cfg.fmt.min_int), float(cfg.fmt.max_int))
+    bounds = _bounds(cfg)
     if not _stochastic(cmd):
-        mode = "floor" if cmd.rounding is Rounding.FLOOR else "rint"
-        mode = "none" if cmd.shift == 0 else mode
-        return native.round_accumulators(acc, mode, bounds, out, dequantize, scale)
+        return native.round_accumulators(acc, _mode(cmd), bounds, out, dequantize, scale)
     tables, planes = lanes or _lane_tables(cfg, cmd, acc.shape[0] * tiles[1])
     return native.round_stochastic(
         acc, cfg.rows, cfg.cols, tiles, tables, planes, cmd.shift, bounds, out, dequantize
     )
+
+
+def _bounds(cfg: EngineConfig) -> tuple[float, float]:
+    return float(cfg.fmt.min_int), float(cfg.fmt.max_int)
+
+
+def _mode(cmd: GemmCommand) -> str:
+    """The compiled rounding pass's mode for a nearest-even or floor command."""
+    if cmd.shift == 0:
+        return "none"
+    return "floor" if cmd.rounding is Rounding.FLOOR else "rint"
 
 
 def _lane_tables(cfg: EngineConfig, cmd: GemmCommand, beats: int) -> tuple[np.ndarray, np.ndarray]:
