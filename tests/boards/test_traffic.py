@@ -27,10 +27,7 @@ SIM_DIVISOR = 4
 
 def _enumerated(
     cfg: AcceleratorConfig,
-    m: int,
-    k: int,
-    n: int,
-    images: int = 1,
+    gemm: tuple[int, int, int, int],  # m, k, n, images
     *,
     result_depth: int = LINK_RESULT_DEPTH,
     max_words: int = P.MAX_WORDS,
@@ -47,7 +44,7 @@ def _enumerated(
     def exchange(request_payload: int, response_payload: int) -> Traffic:
         return Traffic(P.request_bytes(request_payload), P.response_bytes(response_payload), 1)
 
-    for c in schedule_gemm(cfg, m, k, n, images, options=options):
+    for c in schedule_gemm(cfg, *gemm, options=options):
         for write, words, word_bytes in (
             (c.write_a, -(-c.m // rows) * c.kt, geo.a_word_bytes),
             (c.write_b, -(-c.n // cols) * c.kt, geo.b_word_bytes),
@@ -66,14 +63,16 @@ def _enumerated_iteration(plan: NetPlan) -> Traffic:
     total = Traffic()
     for p in plan.passes:
         w = p.workload
-        total = total + _enumerated(plan.config, w.m, w.k, w.n, w.images) * w.groups
+        total = total + _enumerated(plan.config, (w.m, w.k, w.n, w.images)) * w.groups
     return total
 
 
 FORMATS = ("fx4", "fx8", "fx12.6", "fx16", "fx18", "e4m3", "e5m2", "e2m1")
 
 
-def _random_case(rng: np.random.Generator) -> tuple[AcceleratorConfig, dict]:
+def _random_case(
+    rng: np.random.Generator,
+) -> tuple[AcceleratorConfig, tuple[int, int, int, int], dict]:
     """A small accelerator and GEMM: ragged edges, reductions shorter than a piece, split
     in whole images or within one, operands written in several frames."""
     rows, cols = (int(v) for v in rng.integers(1, 9, 2))
@@ -87,31 +86,33 @@ def _random_case(rng: np.random.Generator) -> tuple[AcceleratorConfig, dict]:
     options = ScheduleOptions(
         limit, *tiles, stationary=str(rng.choice(["a", "b"])), reuse=bool(rng.random() < 0.5)
     )
-    shape = dict(
-        m=int(rng.integers(1, 40)),
-        k=int(rng.integers(1, 3 * most + 2)),
-        n=int(rng.integers(1, 40)),
-        images=int(rng.integers(1, 5)),
+    gemm = (
+        int(rng.integers(1, 40)),
+        int(rng.integers(1, 3 * most + 2)),
+        int(rng.integers(1, 40)),
+        int(rng.integers(1, 5)),
+    )
+    link = dict(
         result_depth=1 << int(rng.integers(1, 16)),
         max_words=int(rng.integers(1, 2 * P.MAX_WORDS if rng.random() < 0.5 else 40)),
         options=options,
     )
-    return cfg, shape
+    return cfg, gemm, link
 
 
 def test_closed_form_is_the_chunk_by_chunk_count_for_random_gemms() -> None:
     rng = np.random.default_rng(2026)
     for case in range(400):
-        cfg, shape = _random_case(rng)
-        want = _enumerated(cfg, **shape)
-        assert gemm_traffic(cfg, **shape) == want, (case, cfg, shape)
+        cfg, gemm, link = _random_case(rng)
+        want = _enumerated(cfg, gemm, **link)
+        assert gemm_traffic(cfg, *gemm, **link) == want, (case, cfg, gemm, link)
 
 
 def test_closed_form_counts_the_default_schedule_of_one_chunk_and_of_many() -> None:
     # K shorter than one piece (one chunk a block), and K split into ragged pieces.
     for m, k, n, images in ((9, 3, 30, 1), (6, 20, 7, 3), (13, 300, 11, 2), (5, 129, 5, 1)):
-        assert gemm_traffic(CFG, m, k, n, images) == _enumerated(CFG, m, k, n, images)
-    assert gemm_traffic(CFG, 1, 1, 1) == _enumerated(CFG, 1, 1, 1)
+        assert gemm_traffic(CFG, m, k, n, images) == _enumerated(CFG, (m, k, n, images))
+    assert gemm_traffic(CFG, 1, 1, 1) == _enumerated(CFG, (1, 1, 1, 1))
 
 
 @pytest.mark.parametrize(
