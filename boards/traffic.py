@@ -7,16 +7,24 @@ beats of a chunk that ends a block, and STATUS until the accelerator is idle. Th
 module counts those frames' bytes for a GEMM or a whole planned iteration without
 running anything (one STATUS per chunk, the fewest there can be), so the end-to-end
 time of a host-driven accelerator can be printed beside the array's own: on a
-1 Mbaud line the link, not the array, sets the pace.
+1 Mbaud line the link, not the array, sets the pace. The count is in closed form from
+the schedule's tiling, not chunk by chunk: a big net's GEMM has millions of chunks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from barista_hw.config import AcceleratorConfig
 from barista_hw.plan import NetPlan
-from barista_hw.schedule import schedule_gemm
+from barista_hw.schedule import (
+    DEFAULT_OPTIONS,
+    ScheduleOptions,
+    chunk_limit,
+    reduction_pattern,
+    tiling,
+)
 from barista_hw.targets import LINK_RESULT_DEPTH
 
 from . import protocol as P
@@ -50,8 +58,28 @@ class Traffic:
         return self.bytes * P.BITS_PER_BYTE / baud
 
 
-def _frames(count: int, per_frame: int) -> list[int]:
-    return [min(per_frame, count - i) for i in range(0, count, per_frame)]
+def _exchange(request_payload: int, response_payload: int) -> Traffic:
+    """One request and its answer."""
+    return Traffic(P.request_bytes(request_payload), P.response_bytes(response_payload), 1)
+
+
+def _framed(units: int, per_frame: int, unit_bytes: int, *, read: bool) -> Traffic:
+    """``units`` words written (or result beats read, ``read``) in frames of at most
+    ``per_frame``: full frames, then the rest."""
+    full, rest = divmod(units, per_frame)
+
+    def frame(count: int) -> Traffic:
+        payload = count * unit_bytes
+        return _exchange(0, payload) if read else _exchange(payload, 0)
+
+    return frame(per_frame) * full + (frame(rest) if rest else Traffic())
+
+
+def _edges(size: int, block: int, blocks: int) -> list[tuple[int, int]]:
+    """(how many, extent) of the blocks of ``block`` that cut ``size``: the full ones,
+    then the ragged last one."""
+    last = size - (blocks - 1) * block
+    return [(blocks - 1, block), (1, last)] if last != block else [(blocks, block)]
 
 
 def gemm_traffic(
@@ -63,32 +91,39 @@ def gemm_traffic(
     *,
     result_depth: int = LINK_RESULT_DEPTH,
     max_words: int = P.MAX_WORDS,
+    options: ScheduleOptions = DEFAULT_OPTIONS,
 ) -> Traffic:
-    """The frames :meth:`boards.host.BoardLink.gemm` exchanges for ``A (m x images*k) @ B``."""
+    """The frames :meth:`boards.host.BoardLink.gemm` exchanges for ``A (m x images*k) @ B``
+    (which runs the default ``options``), per chunk of
+    :func:`~barista_hw.schedule.schedule_gemm`, counted from its tiling.
+
+    Blocks differ only at the ragged M and N edges, and reduction pieces only in length,
+    so each (block class, piece length) is counted once and multiplied by how many share
+    it; every piece of an operand is loaded ``reads_a`` / ``reads_b`` times
+    (:class:`~barista_hw.schedule.Tiling`). Raises what :func:`tiling` raises.
+    """
     geo = P.LinkGeometry.from_config(cfg, result_depth)
-    rows, cols = cfg.engine.rows, cfg.engine.cols
-    to_board = from_board = requests = 0
-
-    def exchange(request_payload: int, response_payload: int) -> None:
-        nonlocal to_board, from_board, requests
-        to_board += P.request_bytes(request_payload)
-        from_board += P.response_bytes(response_payload)
-        requests += 1
-
-    for c in schedule_gemm(cfg, m, k, n, images):
-        kt = c.kt1 - c.kt0
-        for write, words, word_bytes in (
-            (c.write_a, -(-(c.m1 - c.m0) // rows) * kt, geo.a_word_bytes),
-            (c.write_b, -(-(c.n1 - c.n0) // cols) * kt, geo.b_word_bytes),
-        ):
-            for count in _frames(words, max_words) if write else ():
-                exchange(count * word_bytes, 0)
-        exchange(geo.run_bytes, 0)
-        if c.acc_last:
-            for count in _frames(c.m * -(-c.n // cols), geo.read_step(max_words)):
-                exchange(0, count * geo.beat_bytes)
-        exchange(0, P.STATUS_LEN)
-    return Traffic(to_board, from_board, requests)
+    t = tiling(cfg, m, k, n, images, options=options)
+    period, reps = reduction_pattern(k * images, k, images, chunk_limit(cfg, options.limit))
+    pieces = Counter(period)  # piece length -> how many in one period
+    rows_m = _edges(m, t.block_m, t.blocks_m)
+    cols_n = _edges(n, t.block_n, t.blocks_n)
+    total = (_exchange(geo.run_bytes, 0) + _exchange(0, P.STATUS_LEN)) * t.chunks
+    for edges, lanes, word_bytes, loads in (
+        (rows_m, cfg.engine.rows, geo.a_word_bytes, t.reads_a),
+        (cols_n, cfg.engine.cols, geo.b_word_bytes, t.reads_b),
+    ):
+        for blocks, extent in edges:
+            tiles = -(-extent // lanes)
+            for kt, count in pieces.items():
+                one = _framed(tiles * kt, max_words, word_bytes, read=False)
+                total = total + one * (blocks * count * reps * loads)
+    step, cols = geo.read_step(max_words), cfg.engine.cols
+    for blocks_m, rows in rows_m:
+        for blocks_n, width in cols_n:
+            beats = rows * -(-width // cols)
+            total = total + _framed(beats, step, geo.beat_bytes, read=True) * (blocks_m * blocks_n)
+    return total
 
 
 def iteration_traffic(plan: NetPlan, *, result_depth: int = LINK_RESULT_DEPTH) -> Traffic:
