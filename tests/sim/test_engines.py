@@ -13,6 +13,7 @@ that simulation, and the tests below read the results.
 from __future__ import annotations
 
 import dataclasses
+import os
 import zlib
 from dataclasses import dataclass
 from functools import cache
@@ -72,11 +73,12 @@ FP_DESIGNS = [
     DesignSpec("fwd-2x3-e4m3-fp32", Pass.FORWARD, 2, 3, "e4m3_fp32_nosat"),
 ]
 # MX engines (blocks of 32 along K, E8M0 scales in the words): MXFP8 E4M3 with the scale-sum
-# window [-24, 24]. Slow (their simulations add about a minute per simulator): MXINT8 into
-# float32 with [-40, 20]; MXFP6 x MXFP4 (lanes of two element widths) into E5M2 overflowing to
-# inf, the gradient's blocks across images; MXFP8 over the whole E8M0 range (561-bit
-# accumulators; its first Verilator build takes minutes).
+# window [-24, 24]. Simulated only with BARISTA_FULL=1 (minutes of builds and simulation a
+# simulator): MXINT8 into float32 with [-40, 20]; MXFP6 x MXFP4 (lanes of two element widths)
+# into E5M2 overflowing to inf, the gradient's blocks across images; MXFP8 over the whole E8M0
+# range (561-bit accumulators; its first Verilator build takes minutes).
 MX_DESIGNS = [DesignSpec("fwd-2x3-mxfp8", Pass.FORWARD, 2, 3, "mxfp8_e4m3k1024_wm24_24")]
+FULL = os.environ.get("BARISTA_FULL") == "1"
 SLOW_MX_DESIGNS = [
     DesignSpec("bwd-3x2-mxint8-fp32", Pass.BACKWARD_DATA, 3, 2, "mxint8k256_wm40_20"),
     DesignSpec(
@@ -265,14 +267,15 @@ def _params(designs: list[DesignSpec], marks=()):  # noqa: ANN001, ANN202
     ]
 
 
+SIMULATED_SLOW_DESIGNS = SLOW_DESIGNS + (SLOW_MX_DESIGNS if FULL else [])
 CASE_PARAMS = (
     _params(DESIGNS)
     + _params(FP_DESIGNS)
     + _params(MX_DESIGNS)
-    + _params(SLOW_DESIGNS + SLOW_MX_DESIGNS, marks=pytest.mark.slow)
+    + _params(SIMULATED_SLOW_DESIGNS, marks=pytest.mark.slow)
 )
 DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS + FP_DESIGNS + MX_DESIGNS] + [
-    pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SLOW_DESIGNS + SLOW_MX_DESIGNS
+    pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SIMULATED_SLOW_DESIGNS
 ]
 
 
