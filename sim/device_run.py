@@ -2,13 +2,16 @@
 
 * :func:`build` elaborates :class:`~barista_hw.device.rtl.device.Device` for a device
   configuration and compiles it for Icarus or Verilator (cached);
-* :func:`iteration_case` runs one iteration of a program on the model
-  (:class:`~barista_hw.device.machine.Machine`), instruction by instruction, pre-decoding
-  each from the model's state before it runs (the host's part, :func:`~barista_hw.device.
-  rtl.device.command`), recording what the host sends (HOST_IN) and receives (HOST_OUT)
-  as bus words, and the DRAM before and after;
-* :func:`run` plays the host in :mod:`sim.device_test`: the program records with their
-  commands, each HOST_IN's words once the HOST_OUT words before it have arrived.
+* :func:`iterations_case` (:func:`iteration_case`: one) runs iterations of a program on
+  the model (:class:`~barista_hw.device.machine.Machine`) and writes the ``prog`` beats
+  the host sends (:mod:`barista_hw.device.rtl.decode`): the exponent file's load once,
+  then per iteration its register writes (seeds, scalars, the host's exponents) and the
+  program's records with their static commands, the same every iteration; it records
+  what the host sends (HOST_IN) and receives (HOST_OUT) as bus words, and the DRAM
+  before and after each iteration;
+* :func:`run` plays the host in :mod:`sim.device_test`: the ``prog`` beats, each
+  HOST_IN's words once the HOST_OUT words before it have arrived; the DRAM and the
+  count of host words are taken at each SCALE.
 
 Nothing is compared here: the tests compare with the model.
 """
@@ -22,7 +25,13 @@ import numpy as np
 from barista_hw.device.isa import Op
 from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig, pack_stream
-from barista_hw.device.rtl.device import Device, command, pack_record
+from barista_hw.device.rtl.decode import (
+    RegisterMap,
+    decode_fields,
+    exponent_writes,
+    static_command,
+)
+from barista_hw.device.rtl.device import Device, pack_record, pack_write
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
 from barista_hw.device.rtl.sequencer import UNITS
 
@@ -58,16 +67,18 @@ class RecordingHost:
 
 @dataclass
 class IterationCase:
-    """One iteration's inputs to the RTL and what the model left."""
+    """Iterations' inputs to the RTL and what the model left after each."""
 
     name: str
-    records: list[int]
+    records: list[int]  # prog beats: register writes and records
     before: np.ndarray
     after: np.ndarray
     host_in: list[tuple[int, list[int]]]  # (HOST_OUT words to wait for, words)
     host_out: list[int]
     stall: float = 0.0
     latency: int = 3
+    afters: list[np.ndarray] = field(default_factory=list)  # DRAM after each iteration
+    outs: list[int] = field(default_factory=list)  # host words sent by each one's end
 
 
 def _words(machine: Machine, tensor: int) -> list[int]:
@@ -76,25 +87,68 @@ def _words(machine: Machine, tensor: int) -> list[int]:
     return [int(w) for w in pack_stream(q, t["bits"], BUS_BITS, 0)]
 
 
+def program_beats(machine: Machine, *, last: bool = True) -> list[int]:
+    """The ``prog`` beats of the program's records: static commands and decode fields,
+    the same in every iteration (``last`` marks the final record)."""
+    program, config = machine.program, machine.config
+    regs = RegisterMap.of(program)
+    end = len(program.instructions) - 1
+    return [
+        pack_record(
+            config,
+            inst,
+            static_command(inst, program, config, BUS_BITS),
+            decode_fields(inst, program, regs),
+            last=last and n == end,
+        )
+        for n, inst in enumerate(program.instructions)
+    ]
+
+
+def register_beats(machine: Machine, host: RecordingHost, scalars: dict) -> list[int]:
+    """The register writes before the machine's next iteration: its seeds, the host's
+    scalars and the exponents of what the host sends."""
+    program = machine.program
+    regs = RegisterMap.of(program)
+    fracs = {t: host.inputs[program.tensors[t]["name"]][1] for t in regs.fracs}
+    values = regs.values(machine.iteration, scalars, fracs)
+    return [pack_write(machine.config, a, v) for a, v in values.items()]
+
+
 def iteration_case(
     name: str, machine: Machine, host: RecordingHost, scalars: dict
 ) -> IterationCase:
-    """Run one iteration of ``machine``'s program on the model (:mod:`module docstring`)."""
+    """One iteration of ``machine``'s program (:func:`iterations_case`)."""
+    return iterations_case(name, machine, [host], scalars)
+
+
+def iterations_case(
+    name: str, machine: Machine, hosts: list[RecordingHost], scalars: dict
+) -> IterationCase:
+    """Run ``len(hosts)`` iterations of ``machine``'s program on the model from its
+    iteration on (:mod:`module docstring`): the exponent file's load, then each
+    iteration's register writes and records; the DRAM and host words after each."""
     program = machine.program
-    machine.host, machine.scalars = host, scalars
+    machine.scalars = scalars
     before = dram_image(program, machine.dram)
-    records, host_in, host_out = [], [], []
-    last = len(program.instructions) - 1
-    for n, inst in enumerate(program.instructions):
-        cmd = command(inst, machine, BUS_BITS)
-        records.append(pack_record(inst, cmd, last=n == last))
-        machine.execute(inst)
-        if inst.op is Op.HOST_IN:  # the words the host sent: the tensor as written
-            host_in.append((len(host_out), _words(machine, inst["tensor"])))
-        elif inst.op is Op.HOST_OUT:
-            host_out += _words(machine, inst["tensor"])
+    writes = exponent_writes(machine.scales, program)
+    beats = [pack_write(machine.config, a, v) for a, v in writes.items()]
+    host_in, host_out, afters, outs = [], [], [], []
+    first = machine.iteration
+    for i, host in enumerate(hosts):
+        machine.host, machine.iteration = host, first + i
+        beats += register_beats(machine, host, scalars)
+        beats += program_beats(machine, last=i == len(hosts) - 1)
+        for inst in program.instructions:
+            machine.execute(inst)
+            if inst.op is Op.HOST_IN:  # the words the host sent: the tensor as written
+                host_in.append((len(host_out), _words(machine, inst["tensor"])))
+            elif inst.op is Op.HOST_OUT:
+                host_out += _words(machine, inst["tensor"])
+        afters.append(dram_image(program, machine.dram))
+        outs.append(len(host_out))
     return IterationCase(
-        name, records, before, dram_image(program, machine.dram), host_in, host_out
+        name, beats, before, afters[-1], host_in, host_out, afters=afters, outs=outs
     )
 
 
@@ -108,6 +162,8 @@ class DeviceResult:
     scales: int
     counters: dict[str, int] = field(default_factory=dict)
     memory_commands: int = 0
+    snapshots: list[np.ndarray] = field(default_factory=list)  # DRAM at each SCALE
+    outs: list[int] = field(default_factory=list)  # host words received by each SCALE
 
 
 def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
@@ -136,7 +192,19 @@ def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
         out["scales"],
         out["counters"],
         out["commands"],
+        [np.array(w, np.int64) for w in out["snapshots"]],
+        out["outs"],
     )
 
 
-__all__ = ["DeviceResult", "IterationCase", "RecordingHost", "build", "iteration_case", "run"]
+__all__ = [
+    "DeviceResult",
+    "IterationCase",
+    "RecordingHost",
+    "build",
+    "iteration_case",
+    "iterations_case",
+    "program_beats",
+    "register_beats",
+    "run",
+]

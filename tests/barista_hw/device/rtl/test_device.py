@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.compiler import compile_net
@@ -27,7 +28,16 @@ from barista_hw.device.isa import Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig, LinkConfig
-from barista_hw.device.rtl.device import Device
+from barista_hw.device.rtl.decode import (
+    RegisterMap,
+    command_layout,
+    decode_fields,
+    decode_layout,
+    exponent_writes,
+    static_command,
+)
+from barista_hw.device.rtl.decoder import Decoder
+from barista_hw.device.rtl.device import Device, command
 from barista_hw.device.timing import schedule
 from barista_hw.device.traffic import program_counts
 from barista_hw.numfmt import Rounding
@@ -39,6 +49,7 @@ CONFIG = DeviceConfig.for_accelerator(
 )
 IMAGE = (2, 6, 6)
 ITERATION = 3
+ITERATIONS = 2  # run back to back, SCALE between
 SCALARS = {"momentum": 0.9}
 MODES = {"plain": 0.0, "stalled": 0.3}
 
@@ -62,8 +73,10 @@ def program() -> Program:
     ).program
 
 
-def iteration(stall: float):  # noqa: ANN201 - a sim.device_run.IterationCase
-    from sim.device_run import RecordingHost, iteration_case
+def setup(iterations: int) -> tuple[Machine, list, dict]:
+    """The model with random tensors at iteration ``ITERATION``, a host a iteration
+    (random HOST_IN tensors), the host's scalars."""
+    from sim.device_run import RecordingHost
 
     prog = program()
     m = Machine(prog, CONFIG)
@@ -77,13 +90,23 @@ def iteration(stall: float):  # noqa: ANN201 - a sim.device_run.IterationCase
     scalars = dict(SCALARS)
     for n in prog.scalars:
         scalars[n] = 0.0005 if n.startswith("decay") else 0.01
-    inputs = {}
-    for inst in prog.instructions:
-        if inst.op is Op.HOST_IN:
-            t = prog.tensors[inst["tensor"]]
-            inputs[t["name"]] = (rng.integers(-2000, 2000, t["shape"]), 10)
+    hosts = []
+    for i in range(iterations):
+        inputs = {}
+        for inst in prog.instructions:
+            if inst.op is Op.HOST_IN:
+                t = prog.tensors[inst["tensor"]]
+                inputs[t["name"]] = (rng.integers(-2000, 2000, t["shape"]), 10 - i)
+        hosts.append(RecordingHost(inputs))
+    return m, hosts, scalars
+
+
+def iteration(stall: float):  # noqa: ANN201 - a sim.device_run.IterationCase
+    from sim.device_run import iterations_case
+
+    m, hosts, scalars = setup(ITERATIONS)
     name = "stalled" if stall else "plain"
-    case = iteration_case(name, m, RecordingHost(inputs), scalars)
+    case = iterations_case(name, m, hosts, scalars)
     case.stall = stall
     return case
 
@@ -152,10 +175,70 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     assert all(0 < c[u] <= c["cycles"] for u in c if u != "cycles")
 
 
-def test_every_instruction_of_the_net_is_pre_decoded() -> None:
-    case = iteration(0.0)
-    assert len(case.records) == len(program().instructions)
-    ops = {i.op for i in program().instructions}
+def test_decoder_builds_the_models_commands_across_iterations() -> None:
+    """The decoder (pysim) against :func:`command` for every instruction of the net in
+    two iterations: the model's statistics reported as it records them, SCALE between."""
+    m, hosts, scalars = setup(2)
+    prog = program()
+    regs = RegisterMap.of(prog)
+    dut = Decoder(CONFIG, tensors=len(prog.tensors), registers=regs.size)
+    index = {t["name"]: i for i, t in enumerate(prog.tensors)}
+    recorded: list = []
+    record = m.scales.record
+    m.scales.record = lambda name, stats: (recorded.append((name, stats)), record(name, stats))
+    m.scalars = scalars
+    bits = lambda layout, fields: layout.const(fields).as_value().value  # noqa: E731
+    beats = [
+        (
+            i,
+            bits(command_layout(CONFIG), static_command(i, prog, CONFIG)),
+            bits(decode_layout(), decode_fields(i, prog, regs)),
+        )
+        for i in prog.instructions
+    ]
+    checked = []
+
+    async def write(ctx, values: dict[int, int]) -> None:  # noqa: ANN001
+        for addr, value in values.items():
+            ctx.set(dut.reg_write, 1)
+            ctx.set(dut.reg_addr, addr)
+            ctx.set(dut.reg_data, value)
+            await ctx.tick()
+        ctx.set(dut.reg_write, 0)
+
+    async def bench(ctx) -> None:  # noqa: ANN001
+        await write(ctx, exponent_writes(m.scales, prog))
+        for it, host in enumerate(hosts):
+            m.host, m.iteration = host, ITERATION + it
+            fracs = {t: host.inputs[prog.tensors[t]["name"]][1] for t in regs.fracs}
+            await write(ctx, regs.values(m.iteration, scalars, fracs))
+            for inst, static, dec in beats:
+                ctx.set(dut.record, int.from_bytes(inst.encode(), "little"))
+                ctx.set(dut.static.as_value(), static)
+                ctx.set(dut.decode.as_value(), dec)
+                got = ctx.get(dut.command.as_value())
+                want = command(inst, m)
+                assert got == want, f"iteration {m.iteration}: {inst.text()}"
+                checked.append(inst.op)
+                ctx.set(dut.take, 1)
+                ctx.set(dut.scale, inst.op is Op.SCALE)
+                await ctx.tick()
+                ctx.set(dut.take, 0)
+                ctx.set(dut.scale, 0)
+                recorded.clear()
+                m.execute(inst)
+                for name, stats in recorded:  # one report a cycle
+                    ctx.set(dut.reports[0], {"valid": 1, "tensor": index[name], "peak": stats.peak,
+                            "saturated": stats.saturated, "overflow": stats.overflow})  # fmt: skip
+                    await ctx.tick()
+                ctx.set(dut.reports[0].valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) == 2 * len(prog.instructions)
+    ops = set(checked)
     assert {Op.LOAD, Op.STORE, Op.GEMM, Op.VEC, Op.HOST_IN, Op.HOST_OUT, Op.SCALE} <= ops
 
 
