@@ -43,12 +43,22 @@ CASES_ENV = "BARISTA_DEVICE_CASES"  # read by sim.device_test
 RESULTS_ENV = "BARISTA_DEVICE_RESULTS"
 
 
-def build(sim: str, config: DeviceConfig, *, window: int = 64, depth: int = 4) -> UnitBuild:
-    """The device top of ``config`` compiled for ``sim`` (cached; race-safe)."""
+def build(
+    sim: str,
+    config: DeviceConfig,
+    *,
+    window: int = 64,
+    depth: int = 4,
+    tensors: int = 32,
+    registers: int = 64,
+) -> UnitBuild:
+    """The device top of ``config`` compiled for ``sim`` (cached; race-safe), its decoder
+    sized for ``tensors`` tensors and ``registers`` host registers."""
     e = config.accelerator.engine
-    top = f"device_{e.rows}x{e.cols}_w{window}_d{depth}"
-    make = lambda: Device(config, bus_bits=BUS_BITS, window=window, depth=depth)  # noqa: E731
-    return component_build(make, top, f"{config!r} {window} {depth}", sim)
+    top = f"device_{e.rows}x{e.cols}_w{window}_d{depth}_t{tensors}_r{registers}"
+    sizes = {"window": window, "depth": depth, "tensors": tensors, "registers": registers}
+    make = lambda: Device(config, bus_bits=BUS_BITS, **sizes)  # noqa: E731
+    return component_build(make, top, f"{config!r} {sizes}", sim)
 
 
 class RecordingHost:

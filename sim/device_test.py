@@ -3,8 +3,9 @@
 memory (:class:`sim.port_model.PortMemory`).
 
 Input: the JSON named by ``BARISTA_DEVICE_CASES`` (:func:`sim.device_run.run`): the
-``prog`` beats (register writes, records with their static commands), DRAM's bus words, each HOST_IN's words with the
-count of HOST_OUT words to receive first, stall probability and memory latency. Output:
+``prog`` beats (register writes, records with their static commands), DRAM's bus
+words, each HOST_IN's words with the count of HOST_OUT words to receive first, stall
+probability and memory latency. Output:
 the JSON named by ``BARISTA_DEVICE_RESULTS``: DRAM afterwards, the words sent to the
 host, the SCALE records taken, the sequencer's counters, the memory's command count, and
 at each SCALE the DRAM and the count of words sent to the host so far.

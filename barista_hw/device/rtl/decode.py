@@ -233,4 +233,3 @@ def decode_fields(inst: Instruction, program: Program, regs: RegisterMap) -> dic
     if inst.op is Op.HOST_IN:
         return {"reg": regs.fracs[inst["tensor"]]}
     return {}
-

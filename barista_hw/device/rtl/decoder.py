@@ -19,7 +19,8 @@ tensor each of the unit's statistics streams writes and the exponent it writes a
 Updates (registered): a ``take`` applies ``writes`` (``stored``, and ``frac`` of a fixed
 tensor, as :meth:`ScaleTable.wrote`); a valid ``reports`` entry merges a unit's
 statistics into its tensor's (peak and overflow the largest, saturation summed; fixed
-tensors keep none); ``scale`` moves every written tensor's ``frac`` by
+tensors keep none; the program's waits keep two reports of one cycle on two tensors);
+``scale`` moves every written tensor's ``frac`` by
 :func:`~barista_hw.device.scaling.next_frac` and clears the statistics; ``reg_write``
 writes a register (``reg_addr``, ``reg_data``).
 
@@ -254,17 +255,24 @@ class Decoder(wiring.Component):
 
     # -- updates ------------------------------------------------------------------------
     def _merge(self, m: Module, f: _File) -> None:
-        """The units' statistics into their tensors' entries (several in one cycle)."""
+        """The units' statistics into their tensors' entries. The program's waits order
+        the writers of a tensor, so no two reports in one cycle name the same tensor:
+        each entry ORs in the one that hits it."""
         for i in range(self.tensors):
-            peak, sat, ovf, written = f.peak[i], f.sat[i], f.ovf[i], f.written[i]
-            for r in self.reports:
-                hit = r.valid & (r.tensor == i) & ~f.fixed[i]
-                peak = Mux(hit & (r.peak > peak), r.peak, peak)
-                sat = Mux(hit, sat + r.saturated, sat)
-                ovf = Mux(hit & (r.overflow > ovf), r.overflow, ovf)
-                written = written | hit
-            m.d.sync += [f.peak[i].eq(peak), f.sat[i].eq(sat), f.ovf[i].eq(ovf)]
-            m.d.sync += f.written[i].eq(written)
+            hits = [r.valid & (r.tensor == i) & ~f.fixed[i] for r in self.reports]
+            peak = sat = ovf = hit = 0
+            for h, r in zip(hits, self.reports, strict=True):
+                peak = peak | Mux(h, r.peak, 0)
+                sat = sat | Mux(h, r.saturated, 0)
+                ovf = ovf | Mux(h, r.overflow, 0)
+                hit = hit | h
+            with m.If(hit):
+                m.d.sync += [
+                    f.peak[i].eq(Mux(peak > f.peak[i], peak, f.peak[i])),
+                    f.sat[i].eq(f.sat[i] + sat),
+                    f.ovf[i].eq(Mux(ovf > f.ovf[i], ovf, f.ovf[i])),
+                    f.written[i].eq(1),
+                ]
 
     def _take(self, m: Module, f: _File) -> None:
         """A taken instruction's writes: their exponents into ``stored``."""

@@ -10,23 +10,32 @@
 * a :class:`~.arbiter.PortArbiter` (round robin) shares the memory port between the
   two packed ports, VecMem and the link, so the units overlap as the waits allow.
 
-**Pre-decode.** Commands depend on the current exponents and the host's scalars, so the
-host pre-decodes (:func:`command`): each program record arrives with its unit's hardware
-command beside it on ``prog`` (one :func:`command_layout` union). Records reach a unit
-in program order, so the top splits the commands into a FIFO a unit as records are taken,
-and a unit's front-end pairs the record the sequencer issues with the head of its FIFO.
-On the link this costs each instruction its unit's command besides its 32-byte record
-(:func:`command_bytes`). A hardware decoder (exponents in a register file that SCALE
-updates from the units' statistics) is the later step; SCALE goes out to the host here.
+**Decode.** The :class:`~.decoder.Decoder` builds each unit's command as the record is
+taken: from the record, the static command beside it on ``prog`` (what the program's
+tables fix: walks, sizes; the same every iteration, :func:`~.decode.static_command`)
+and its registers: the exponent file (a tensor's ``frac``, ``stored`` and the
+iteration's statistics, which SCALE turns into the next ``frac``s as the model's
+:class:`~barista_hw.device.scaling.ScaleTable` does) and the host registers (seeds,
+scalars, the host's exponents; :class:`~.decode.RegisterMap`). :func:`command` is the
+model's reference for it. Records reach a unit in program order, so the top pushes each
+decoded command (with the tensors its statistics go to) into a FIFO a unit, and a
+unit's front-end pairs the record the sequencer issues with the head of its FIFO. After
+a SCALE record nothing more is taken until SCALE has moved the exponents, so the next
+iteration's records (and register writes) decode from them. Statistics: VecMem's
+``stats``, the GEMM unit's ``peak``/``rails`` of the block it wrote, and the words a
+HOST_IN took from ``host_in``, each at its instruction's end.
 
 Front-ends: a unit takes one instruction at a time and reports its token on
 ``<unit>_done`` once finished (DMA: the engine and its packed port idle, so its writes
 are in the memory's queue; GEMM: results in C; VEC: statistics out; link: all words moved).
 
-Ports: ``prog`` (in, :func:`prog_layout`: ``record``, ``last``, ``command``); ``port``
-(memory port master, ``bus_bits`` words); ``host_in`` (in, bus words of HOST_INs, in
-program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale`` (out, the SCALE
-record, the iteration's end); ``running``, ``cycles``, ``busy_<unit>`` (the sequencer's).
+Ports: ``prog`` (in, :func:`prog_layout`: ``record``, ``last``, ``write``, ``command``
+(static), ``decode``; a beat with ``write`` set writes a register instead,
+:func:`pack_write`: the exponent file once, the host registers before each iteration);
+``port`` (memory port master, ``bus_bits`` words); ``host_in`` (in, bus words of
+HOST_INs, in program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale`` (out,
+the SCALE record, the iteration's end: the exponents move as it is taken);
+``running``, ``cycles``, ``busy_<unit>`` (the sequencer's).
 """
 
 from __future__ import annotations
@@ -84,7 +93,8 @@ def prog_layout(config: DeviceConfig) -> data.StructLayout:
 
 def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:
     """The command bits of ``inst`` as ``machine`` (the model, in the state just before
-    ``inst`` runs) gives them: exponents, the iteration's seeds, the host's scalars."""
+    ``inst`` runs) gives them: exponents, the iteration's seeds, the host's scalars. The
+    reference the :class:`~.decoder.Decoder` is tested against."""
     program, config = machine.program, machine.config
     if inst.op in (Op.LOAD, Op.STORE, Op.GEMM):
         gemm = machine.gemm_command(inst) if inst.op is Op.GEMM else None
@@ -255,7 +265,12 @@ class Device(wiring.Component):
         self._report(m, r[STREAMS], end, targets[0], gemm.peak, gemm.rails, 0)
         hi = self.host_in
         peak, rails = watch(
-            m, [hi.payload.as_signed()], Const(1, 1), enable=hi.valid & hi.ready, clear=link_go, name="host"
+            m,
+            [hi.payload.as_signed()],
+            Const(1, 1),
+            enable=hi.valid & hi.ready,
+            clear=link_go,
+            name="host",
         )
         end, targets = ends["link"]
         self._report(m, r[STREAMS + 1], end, targets[0], peak, rails, 0)

@@ -118,7 +118,9 @@ def run(cache: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.device_run.De
     key = ("device", sim, mode)
     if key not in cache:
         try:
-            cache[key] = run_device(build(sim, CONFIG), iteration(MODES[mode]), seed=5)
+            prog = program()
+            sizes = {"tensors": len(prog.tensors), "registers": RegisterMap.of(prog).size}
+            cache[key] = run_device(build(sim, CONFIG, **sizes), iteration(MODES[mode]), seed=5)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -144,12 +146,16 @@ def _where(words: np.ndarray, want: np.ndarray) -> str:
 def test_iteration_leaves_dram_as_the_model(sim: str, mode: str, sim_run_cache: dict) -> None:
     got = run(sim_run_cache, sim, mode)
     case = got.case
-    assert not np.array_equal(case.before, case.after)
-    differ = np.flatnonzero(got.memory != case.after)
-    assert not differ.size, (
-        f"{differ.size} DRAM words differ, first in {_where(got.memory, case.after)}"
-    )
-    assert got.scales == 1
+    assert got.scales == ITERATIONS == len(got.snapshots)
+    previous = case.before
+    for i, (words, want) in enumerate(zip(got.snapshots, case.afters, strict=True)):
+        assert not np.array_equal(previous, want)
+        differ = np.flatnonzero(words != want)
+        assert not differ.size, (
+            f"iteration {i}: {differ.size} DRAM words differ, first in {_where(words, want)}"
+        )
+        previous = want
+    assert np.array_equal(got.memory, case.after)
 
 
 @pytest.mark.cocotb
@@ -159,6 +165,7 @@ def test_iteration_sends_the_host_the_models_words(
 ) -> None:
     got = run(sim_run_cache, sim, mode)
     assert got.host_out == got.case.host_out and got.host_out
+    assert got.outs == got.case.outs and len(set(got.outs)) == ITERATIONS
 
 
 @pytest.mark.cocotb
