@@ -174,6 +174,7 @@ class DeviceResult:
     memory_commands: int = 0
     snapshots: list[np.ndarray] = field(default_factory=list)  # DRAM at each SCALE
     outs: list[int] = field(default_factory=list)  # host words received by each SCALE
+    scale_cycles: list[int] = field(default_factory=list)  # ``cycles`` at each SCALE
 
 
 def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
@@ -204,6 +205,7 @@ def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
         out["commands"],
         [np.array(w, np.int64) for w in out["snapshots"]],
         out["outs"],
+        out.get("scale_cycles", []),
     )
 
 

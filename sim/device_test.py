@@ -8,7 +8,7 @@ words, each HOST_IN's words with the count of HOST_OUT words to receive first, s
 probability and memory latency. Output:
 the JSON named by ``BARISTA_DEVICE_RESULTS``: DRAM afterwards, the words sent to the
 host, the SCALE records taken, the sequencer's counters, the memory's command count, and
-at each SCALE the DRAM and the count of words sent to the host so far.
+at each SCALE the DRAM, the count of words sent to the host so far and the cycle count.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
     prog.extend([int(r) for r in case["records"]], stall)
     pending = [(after, words) for after, words in case["host_in"]]
     cycles, started, scales = 0, False, 0
-    snapshots, outs = [], []
+    snapshots, outs, at = [], [], []
     while True:
         await RisingEdge(dut.clk)
         cycles += 1
@@ -72,6 +72,7 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
             scales += 1
             snapshots.append([int(w) for w in mem.words])
             outs.append(len(host_out.words))
+            at.append(int(dut.cycles.value))
         mem.sample()
         running = int(dut.running.value)
         started |= bool(running)
@@ -89,6 +90,7 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
         "commands": mem.stats.commands,
         "snapshots": snapshots,
         "outs": outs,
+        "scale_cycles": at,
     }
     path = os.environ[RESULTS_ENV]
     with open(f"{path}.tmp", "w") as f:

@@ -53,7 +53,6 @@ from .decode import (
     entry_layout,
     field_at,
 )
-from .rounding import magnitude_bits
 from .sequencer import RECORD_BITS
 from .stats import PEAK_BITS
 from .vector import RAW_BITS, SHIFT_BITS, STREAMS
@@ -82,6 +81,18 @@ def report_layout() -> data.StructLayout:
             "overflow": unsigned(RAW_BITS),
         }
     )
+
+
+class _Table:
+    """Signals read by an index: a power-of-two table (the last repeated) read by the
+    index's low bits, so the mux covers every index (no incomplete case)."""
+
+    def __init__(self, values: list) -> None:
+        self.bits = max(1, (len(values) - 1).bit_length())
+        self.array = Array(values + [values[-1]] * ((1 << self.bits) - len(values)))
+
+    def __getitem__(self, index: Value) -> Value:
+        return self.array[index[: self.bits]]
 
 
 class _File:
@@ -146,7 +157,7 @@ class Decoder(wiring.Component):
         rec, dec = self.record, self.decode
         op = rec[:8]
         gemm = op == Op.GEMM
-        eff, frac, regs = Array(f.eff), Array(f.frac), Array(f.regs)
+        eff, frac, regs = _Table(f.eff), _Table(f.frac), _Table(f.regs)
         src, src2 = self._field(Op.VEC, "src"), self._field(Op.VEC, "src2")
         dst, dst2 = self._field(Op.VEC, "dst"), self._field(Op.VEC, "dst2")
         x0, x1, x2 = (Signal(signed(STORED_BITS), name=f"x{k}") for k in range(3))
@@ -160,12 +171,12 @@ class Decoder(wiring.Component):
         ]
         seed = regs[dec.reg]
         w = self.writes
-        with m.Switch(op):
-            with m.Case(Op.GEMM):
-                self._gemm(m, x0 + x1 - y0, x0 + x1, seed)
-            with m.Case(Op.VEC):
-                self._vec(m, f, (x0, x1, x2, y0, y1), (src2, dst, dst2), seed)
-            with m.Case(Op.HOST_IN):
+        # If chains, not a Switch: Yosys writes a partial case without a default.
+        with m.If(gemm):
+            self._gemm(m, x0 + x1 - y0, x0 + x1, seed)
+        with m.Elif(op == Op.VEC):
+            self._vec(m, f, (x0, x1, x2, y0, y1), (src2, dst, dst2), seed)
+        with m.Elif(op == Op.HOST_IN):
                 m.d.comb += [
                     w[0].use.eq(1),
                     w[0].tensor.eq(self._field(Op.HOST_IN, "tensor")),
@@ -212,33 +223,32 @@ class Decoder(wiring.Component):
         # Max pooling rounds nothing: its command has no seed.
         with m.If((sub != VecOp.MAXPOOL) & (sub != VecOp.MAXPOOL_BACK)):
             m.d.comb += v.seed.eq(seed)
-        with m.Switch(sub):
-            with m.Case(VecOp.BIAS_ADD):
-                m.d.comb += sh[0].eq(st_src2 - st_src)
-                put(0, dst, st_src)
-            with m.Case(VecOp.MEAN_SUB):
-                fine = Mux(st_src > st_src2, st_src, st_src2)
-                m.d.comb += [sh[0].eq(fine - fr_dst), al[0].eq(fine - st_src)]
-                m.d.comb += al[1].eq(fine - st_src2)
-                put(0, dst, fr_dst)
-            with m.Case(VecOp.BIAS_GRAD, VecOp.CONVERT):
-                m.d.comb += sh[0].eq(st_src - fr_dst)
-                put(0, dst, fr_dst)
-            with m.Case(VecOp.MAXPOOL):
-                put(0, dst, st_src)
-                put(1, dst2, 0)
-            with m.Case(VecOp.SGD):
-                self._sgd(m, f, ex, sh, sc)
-                put(0, src2, st_src2)
-                put(1, dst, st_dst)
-                put(2, dst2, fr_dst2)
-            with m.Default():  # ReLU, pooling: the input's exponent
-                put(0, dst, st_src)
+        with m.If(sub == VecOp.BIAS_ADD):
+            m.d.comb += sh[0].eq(st_src2 - st_src)
+            put(0, dst, st_src)
+        with m.Elif(sub == VecOp.MEAN_SUB):
+            fine = Mux(st_src > st_src2, st_src, st_src2)
+            m.d.comb += [sh[0].eq(fine - fr_dst), al[0].eq(fine - st_src)]
+            m.d.comb += al[1].eq(fine - st_src2)
+            put(0, dst, fr_dst)
+        with m.Elif((sub == VecOp.BIAS_GRAD) | (sub == VecOp.CONVERT)):
+            m.d.comb += sh[0].eq(st_src - fr_dst)
+            put(0, dst, fr_dst)
+        with m.Elif(sub == VecOp.MAXPOOL):
+            put(0, dst, st_src)
+            put(1, dst2, 0)
+        with m.Elif(sub == VecOp.SGD):
+            self._sgd(m, f, ex, sh, sc)
+            put(0, src2, st_src2)
+            put(1, dst, st_dst)
+            put(2, dst2, fr_dst2)
+        with m.Else():  # ReLU, pooling: the input's exponent
+            put(0, dst, st_src)
 
     def _sgd(self, m: Module, f: _File, ex: tuple, sh: list, sc: list) -> None:
         """:meth:`VecCommand.sgd`'s terms: mantissas and exponents from the registers."""
         st_grad, st_mom, st_master, _, fr_op = ex
-        regs, dec = Array(f.regs), self.decode
+        regs, dec = _Table(f.regs), self.decode
         ml, el = regs[dec.lr][:16].as_signed(), regs[dec.lr + 1].as_signed()
         md, ed = regs[dec.lr + 2][:16].as_signed(), regs[dec.lr + 3].as_signed()
         mm, em = regs[dec.mom][:16].as_signed(), regs[dec.mom + 1].as_signed()
@@ -289,7 +299,10 @@ class Decoder(wiring.Component):
         with m.If(self.scale):
             for i in range(self.tensors):
                 base = f.eff[i]
-                length = magnitude_bits(m, f.peak[i], f"peak{i}")
+                length = Signal(range(PEAK_BITS + 1), name=f"peak{i}_len")
+                for j in range(PEAK_BITS):  # the highest set bit wins
+                    with m.If(f.peak[i][j]):
+                        m.d.comb += length.eq(j + 1)
                 raw = Signal(WIDE, name=f"next{i}")
                 ovf = Mux(f.ovf[i] > 1, f.ovf[i], 1)
                 with m.If(f.sat[i] != 0):

@@ -175,6 +175,7 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     prog = program()
     timing = schedule(prog, program_counts(prog, CONFIG), CONFIG.accelerator.clock_mhz)
     print(f"device top: {c['cycles']} cycles; busy " + ", ".join(f"{u} {c[u]}" for u in c))
+    print(f"device top: cycles at each SCALE {got.scale_cycles}")
     print(f"time model: {timing.cycles} cycles; busy {timing.busy}")
     fast = dataclasses.replace(CONFIG, link=LinkConfig(baud=300_000_000))  # the RTL has no UART
     timing = schedule(prog, program_counts(prog, fast), CONFIG.accelerator.clock_mhz)
