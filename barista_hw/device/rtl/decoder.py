@@ -177,11 +177,11 @@ class Decoder(wiring.Component):
         with m.Elif(op == Op.VEC):
             self._vec(m, f, (x0, x1, x2, y0, y1), (src2, dst, dst2), seed)
         with m.Elif(op == Op.HOST_IN):
-                m.d.comb += [
-                    w[0].use.eq(1),
-                    w[0].tensor.eq(self._field(Op.HOST_IN, "tensor")),
-                    w[0].frac.eq(seed.as_signed()),
-                ]
+            m.d.comb += [
+                w[0].use.eq(1),
+                w[0].tensor.eq(self._field(Op.HOST_IN, "tensor")),
+                w[0].frac.eq(seed.as_signed()),
+            ]
 
     def _gemm(self, m: Module, diff: Value, fa_fb: Value, seed: Value) -> None:
         s = Signal(WIDE, name="gemm_diff")
