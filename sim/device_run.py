@@ -27,6 +27,7 @@ from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig, pack_stream
 from barista_hw.device.rtl.decode import (
     RegisterMap,
+    check_fits,
     decode_fields,
     exponent_writes,
     static_command,
@@ -133,12 +134,20 @@ def iteration_case(
 
 
 def iterations_case(
-    name: str, machine: Machine, hosts: list[RecordingHost], scalars: dict
+    name: str,
+    machine: Machine,
+    hosts: list[RecordingHost],
+    scalars: dict,
+    *,
+    tensors: int = 32,
+    registers: int = 64,
 ) -> IterationCase:
     """Run ``len(hosts)`` iterations of ``machine``'s program on the model from its
     iteration on (:mod:`module docstring`): the exponent file's load, then each
-    iteration's register writes and records; the DRAM and host words after each."""
+    iteration's register writes and records; the DRAM and host words after each. The
+    program must fit a decoder of ``tensors`` entries and ``registers`` registers."""
     program = machine.program
+    check_fits(program, tensors, registers)
     machine.scalars = scalars
     before = dram_image(program, machine.dram)
     writes = exponent_writes(machine.scales, program)

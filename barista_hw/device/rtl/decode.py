@@ -44,6 +44,7 @@ from .vector import RAW_BITS
 __all__ = [
     "EXP_BASE",
     "RegisterMap",
+    "check_fits",
     "command_layout",
     "decode_fields",
     "decode_layout",
@@ -160,6 +161,17 @@ class RegisterMap:
         for t, reg in self.fracs.items():
             out[reg] = fracs[t] & 0xFFFFFFFF
         return out
+
+
+def check_fits(program: Program, tensors: int, registers: int) -> None:
+    """Refuse a program whose tensors or host registers a decoder of ``tensors`` entries
+    and ``registers`` registers cannot hold."""
+    size = RegisterMap.of(program).size
+    if len(program.tensors) > tensors or size > registers:
+        raise InputError(
+            f"the device program has {len(program.tensors)} tensors and {size} host "
+            f"registers; the decoder holds {tensors} and {registers}"
+        )
 
 
 def exponent_writes(scales: ScaleTable, program: Program) -> dict[int, int]:

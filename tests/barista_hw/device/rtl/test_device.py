@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
@@ -35,6 +36,7 @@ from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig, LinkConfig
 from barista_hw.device.rtl.decode import (
     RegisterMap,
+    check_fits,
     command_layout,
     decode_fields,
     decode_layout,
@@ -108,12 +110,18 @@ def setup(iterations: int) -> tuple[Machine, list, dict]:
     return m, hosts, scalars
 
 
+def sizes() -> dict[str, int]:
+    """The decoder's sizes for the test net (its tensors and host registers)."""
+    prog = program()
+    return {"tensors": len(prog.tensors), "registers": RegisterMap.of(prog).size}
+
+
 def iteration(stall: float):  # noqa: ANN201 - a sim.device_run.IterationCase
     from sim.device_run import iterations_case
 
     m, hosts, scalars = setup(ITERATIONS)
     name = "stalled" if stall else "plain"
-    case = iterations_case(name, m, hosts, scalars)
+    case = iterations_case(name, m, hosts, scalars, **sizes())
     case.stall = stall
     return case
 
@@ -125,9 +133,8 @@ def run(cache: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.device_run.De
     key = ("device", sim, mode)
     if key not in cache:
         try:
-            prog = program()
-            sizes = {"tensors": len(prog.tensors), "registers": RegisterMap.of(prog).size}
-            cache[key] = run_device(build(sim, CONFIG, **sizes), iteration(MODES[mode]), seed=5)
+            unit = build(sim, CONFIG, **sizes())
+            cache[key] = run_device(unit, iteration(MODES[mode]), seed=5)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -258,6 +265,12 @@ def test_decoder_builds_the_models_commands_across_iterations() -> None:
     assert len(checked) == 2 * len(prog.instructions)
     ops = set(checked)
     assert {Op.LOAD, Op.STORE, Op.GEMM, Op.VEC, Op.HOST_IN, Op.HOST_OUT, Op.SCALE} <= ops
+
+
+def test_a_program_must_fit_the_decoder() -> None:
+    with pytest.raises(InputError, match="18 tensors and 40 host registers"):
+        check_fits(program(), 16, 64)
+    check_fits(program(), **sizes())
 
 
 def test_device_verilog_is_lint_clean() -> None:
