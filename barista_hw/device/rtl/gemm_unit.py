@@ -22,7 +22,9 @@ beat every cycle, so the engine's output is never stalled.
 **Pre-decode.** :func:`command` turns a GEMM instruction and what it asks of the engine
 now (:meth:`~barista_hw.device.machine.Machine.gemm_command`: the shift from the current
 exponents, the block's seed from ``block_seed(iteration_seed(...))``) into this unit's
-command, in Python, as :func:`~barista_hw.device.rtl.dma.command` does for the DMA.
+command, in Python, as :func:`~barista_hw.device.rtl.dma.command` does for the DMA. In
+the device top the :class:`~.decoder.Decoder` sets the shift and the seed from its
+registers instead (:mod:`.decode`).
 """
 
 from __future__ import annotations
