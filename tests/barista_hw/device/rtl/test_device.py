@@ -273,6 +273,7 @@ def test_a_program_must_fit_the_decoder() -> None:
     check_fits(program(), **sizes())
 
 
+@pytest.mark.slow  # the top's elaboration: about 40 s
 def test_device_verilog_is_lint_clean() -> None:
     from sim.lint import lint
     from sim.runner import component_verilog
