@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 
 from barista_hw.numfmt import MAX_SHIFT
 
-from ..isa import Op
+from ..isa import ACC_LAST, Op
 from ..memory import DeviceConfig
 from ..scaling import MAX_FRAC, MIN_FRAC, ZERO_GROWTH
 from ..vector import VecOp
@@ -169,18 +169,18 @@ class Decoder(wiring.Component):
             y0.eq(frac[Mux(gemm, dec.out, dst)]),
             y1.eq(frac[dst2]),
         ]
-        seed = regs[dec.reg]
+        reg = regs[dec.reg]  # a seed; a HOST_IN's exponent
         w = self.writes
         # If chains, not a Switch: Yosys writes a partial case without a default.
         with m.If(gemm):
-            self._gemm(m, x0 + x1 - y0, x0 + x1, seed)
+            self._gemm(m, x0 + x1 - y0, x0 + x1, reg)
         with m.Elif(op == Op.VEC):
-            self._vec(m, f, (x0, x1, x2, y0, y1), (src2, dst, dst2), seed)
+            self._vec(m, f, (x0, x1, x2, y0, y1), (src2, dst, dst2), reg)
         with m.Elif(op == Op.HOST_IN):
             m.d.comb += [
                 w[0].use.eq(1),
                 w[0].tensor.eq(self._field(Op.HOST_IN, "tensor")),
-                w[0].frac.eq(seed.as_signed()),
+                w[0].frac.eq(reg.as_signed()),
             ]
 
     def _gemm(self, m: Module, diff: Value, fa_fb: Value, seed: Value) -> None:
@@ -195,7 +195,7 @@ class Decoder(wiring.Component):
             m.d.comb += self.command.path.gemm.shift.eq(shift)
         w = self.writes[0]
         m.d.comb += [
-            w.use.eq(self._field(Op.GEMM, "mode")[3]),  # ACC_LAST: the block is written
+            w.use.eq(self._field(Op.GEMM, "mode")[ACC_LAST.bit_length() - 1]),  # C written
             w.tensor.eq(self.decode.out),
             w.frac.eq(fa_fb - shift),
         ]
