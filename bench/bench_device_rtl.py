@@ -1,21 +1,23 @@
 """Benchmark of issue 21: the whole device top Verilated with its C++ host and DRAM model.
 
 Run from the repository: ``python bench/bench_device_rtl.py [--repeat N] [--lenet]``.
-Prints, for the device tests' iteration (:mod:`sim.device_cases`: a tiny net on a 4 x 3
-engine, the cocotb bench's case):
+Prints, for the device tests' case (:mod:`sim.device_cases`: a tiny net on a 4 x 3
+engine, two iterations with SCALE between, the decoder's register writes before each;
+the cocotb bench's case):
 
 * the simulation speed of the whole accelerator on one core: clock cycles per second of
   the C++ loop's CPU time (its thread's: the machine is shared; model construction and
   file I/O excluded; the best of ``--repeat`` runs), against issue 21's goal of 1 M
   cycles/s, and by wall time, of the loop and of the whole run as Python sees it;
-* the measured cycles against the time model (:func:`barista_hw.device.timing.schedule`)
-  with the board's UART and with a 300 Mbaud link (the RTL's link unit has no UART), and
-  their ratios; behind the memory of :meth:`~sim.device_ports.MemoryTiming.for_config`.
+* each iteration's measured cycles (the cycle counter at each SCALE) against the time
+  model's iteration (:func:`barista_hw.device.timing.schedule`) with the board's UART
+  and with a 300 Mbaud link (the RTL's link unit has no UART), and their ratios; behind
+  the memory of :meth:`~sim.device_ports.MemoryTiming.for_config`.
 
 With ``--lenet``: LeNet (examples/mnist) at batch 64 on the DSE's ULX3S 85F design,
 compiled for the device with tensors unshared (the DRAM image is built per tensor):
-whether every instruction can be pre-decoded for the device top (the ops and units it
-supports), and if so its measured cycles against the model. Building that design's
+whether every instruction can be decoded by the device top (the ops and units it
+supports), and if so its measured cycles against the model (one iteration). Building that design's
 simulator takes long (minutes); the run simulates millions of cycles.
 """
 
@@ -71,16 +73,23 @@ def speed(sim, case, timing, repeat: int):  # noqa: ANN001, ANN201
 
 
 def check(got, case) -> str:  # noqa: ANN001
-    same = bool((got.memory == case.after).all()) and got.host_out == case.host_out
+    """Whether the DRAM at each SCALE and at the end and the host's words are the model's."""
+    snaps = len(got.snapshots) == len(case.afters) and all(
+        (s == a).all() for s, a in zip(got.snapshots, case.afters, strict=False)
+    )
+    same = snaps and bool((got.memory == case.after).all()) and got.host_out == case.host_out
     return "bit-exact as the model" if same else "DIFFERS from the model"
 
 
-def built(config, label: str):  # noqa: ANN001, ANN201 - a DeviceSimulator
+def built(config, label: str, program):  # noqa: ANN001, ANN201 - a DeviceSimulator
+    from sim.device_cases import sizes
     from sim.device_verilator import simulator
 
     t0 = time.perf_counter()
     sim = simulator(
-        config, on_build=lambda e: print(f"  building {label} ({e.name})...", flush=True)
+        config,
+        on_build=lambda e: print(f"  building {label} ({e.name})...", flush=True),
+        **sizes(program),
     )
     print(f"  simulator ready in {time.perf_counter() - t0:.1f} s")
     return sim
@@ -93,13 +102,13 @@ def tiny(repeat: int) -> None:
 
     e = CONFIG.accelerator.engine
     print(f"tiny net (sim.device_cases) on a {e.rows}x{e.cols} {e.fmt.name} device top")
-    sim = built(CONFIG, "the tiny device top")
+    sim = built(CONFIG, "the tiny device top", program())
     case = iteration(0.0)
     timing = MemoryTiming.for_config(CONFIG, BUS_BITS)
     got, loop, whole = speed(sim, case, timing, repeat)
     print(
         f"  memory: latency {timing.latency}, {timing.rate} words/cycle, burst {timing.burst}; "
-        f"{len(case.records)} records; {check(got, case)}"
+        f"{len(case.afters)} iterations, {len(case.records)} prog beats; {check(got, case)}"
     )
     print(
         f"  speed: {got.edges:,} cycles in {got.loop_cpu_seconds * 1e3:.1f} ms of the C++ loop's "
@@ -107,7 +116,9 @@ def tiny(repeat: int) -> None:
         f"1 M goal); by wall time (the machine shared): loop {got.cycles_per_second:,.0f}, "
         f"whole run (files, process) {whole:,.0f} cycles/s"
     )
-    compare("tiny iteration", got.counters["cycles"], program(), CONFIG)
+    at = [0, *got.scale_cycles]
+    for i in range(len(got.scale_cycles)):
+        compare(f"tiny iteration {i + 1}", at[i + 1] - at[i], program(), CONFIG)
 
 
 def lenet_program():  # noqa: ANN201 - (Program, DeviceConfig)
@@ -131,7 +142,8 @@ def lenet_program():  # noqa: ANN201 - (Program, DeviceConfig)
 
 def refusals(program, config) -> collections.Counter:  # noqa: ANN001
     """What the device top refuses in ``program``: (op and kind, reason) -> instructions,
-    from every instruction pre-decoded in turn on the model (with random data)."""
+    from every instruction's command built in turn on the model (:func:`command`, the
+    decoder's reference; random data)."""
     import numpy as np
 
     from barista_base.errors import InputError
@@ -179,8 +191,8 @@ def lenet(repeat: int) -> None:
             print(f"    {kind}, {why}: {n}")
         return
     took = time.perf_counter() - t0
-    print(f"  every instruction pre-decoded for the device top ({took:.0f} s of model)")
-    sim = built(config, "LeNet's device top")
+    print(f"  the case built: every instruction decodes ({took:.0f} s of model)")
+    sim = built(config, "LeNet's device top", prog)
     board, _ = model_cycles(prog, config)
     timing = MemoryTiming.for_config(config, BUS_BITS)
     t0 = time.perf_counter()

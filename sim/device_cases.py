@@ -1,12 +1,14 @@
-"""The device tests' iteration: a tiny net on a small device, every DRAM tensor random.
+"""The device tests' case: a tiny net on a small device, every DRAM tensor random.
 
 A padded 3 x 3 convolution, 2 x 2 max pooling, ReLU and an inner product (batch 2,
 stochastic rounding) compiled for a 4 x 3 fx16 engine with 3 vector lanes; every DRAM
-tensor gets random integers (an eighth of each width's range; masks: window offsets).
-The model runs the iteration (forward, the logits to the host, their gradient back,
-backward, SGD, SCALE) and pre-decodes each instruction from its state before it runs
-(:func:`sim.device_run.iteration_case`). The cocotb bench (``sim.device_test``) and the
-C++ host (:mod:`sim.device_verilator`) run the same case.
+tensor gets random integers (an eighth of each width's range; masks: window offsets),
+each iteration's host random inputs. The model runs :data:`ITERATIONS` iterations back to
+back (forward, the logits to the host, their gradient back, backward, SGD, SCALE) and
+records the ``prog`` beats the host sends: the exponent file once, each iteration's
+register writes and records (:func:`sim.device_run.iterations_case`). The decoder is
+sized for the net (:func:`sizes`). The cocotb bench (``sim.device_test``), the C++ host
+(:mod:`sim.device_verilator`) and ``bench/bench_device_rtl.py`` run the same case.
 """
 
 from __future__ import annotations
@@ -23,18 +25,23 @@ from barista_hw.device.isa import WIRE8, Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.rtl.decode import RegisterMap
 from barista_hw.numfmt import Rounding
 
-from .device_run import IterationCase, RecordingHost, iteration_case
+from .device_run import IterationCase, RecordingHost, iterations_case
 
 __all__ = [
     "CONFIG",
+    "ITERATION",
+    "ITERATIONS",
     "MODES",
     "iteration",
     "program",
     "random_inputs",
     "random_iteration",
     "scalars",
+    "setup",
+    "sizes",
 ]
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=32, acc_depth=16)
@@ -42,7 +49,8 @@ CONFIG = DeviceConfig.for_accelerator(
     ACC, target="ulx3s-85f", c_depth=64, v_depth=64, vector_lanes=3
 )
 IMAGE = (2, 6, 6)
-ITERATION = 3
+ITERATION = 3  # the model's iteration counter at the first (the seeds depend on it)
+ITERATIONS = 2  # run back to back, SCALE between
 SCALARS = {"momentum": 0.9}
 MODES = {"plain": 0.0, "stalled": 0.3}
 
@@ -66,16 +74,43 @@ def program() -> Program:
     ).program
 
 
-def iteration(stall: float) -> IterationCase:
-    """The case, with ``stall`` as its stall probability (``name``: plain or stalled)."""
-    return random_iteration("stalled" if stall else "plain", program(), CONFIG, stall)
+def sizes(prog: Program | None = None) -> dict[str, int]:
+    """The decoder's sizes for ``prog`` (default: the test net): its tensors and host
+    registers, as :func:`sim.device_run.build` and the C++ host's build take them."""
+    prog = program() if prog is None else prog
+    return {"tensors": len(prog.tensors), "registers": RegisterMap.of(prog).size}
+
+
+def iteration(stall: float, iterations: int = ITERATIONS) -> IterationCase:
+    """The test net's case of ``iterations`` iterations, with ``stall`` as its stall
+    probability (``name``: plain or stalled)."""
+    name = "stalled" if stall else "plain"
+    return random_iteration(name, program(), CONFIG, stall, iterations=iterations)
 
 
 def random_iteration(
-    name: str, prog: Program, config: DeviceConfig, stall: float = 0.0, *, seed: int = 4
+    name: str,
+    prog: Program,
+    config: DeviceConfig,
+    stall: float = 0.0,
+    *,
+    iterations: int = 1,
+    seed: int = 4,
 ) -> IterationCase:
-    """One iteration of ``prog`` on the model from random DRAM tensors and host inputs
-    (:func:`random_inputs`), pre-decoded for the RTL."""
+    """``iterations`` iterations of ``prog`` on the model from :func:`setup`, the beats
+    for a decoder of :func:`sizes`."""
+    m, hosts, host_scalars = setup(prog, config, iterations, seed=seed)
+    case = iterations_case(name, m, hosts, host_scalars, **sizes(prog))
+    case.stall = stall
+    return case
+
+
+def setup(
+    prog: Program, config: DeviceConfig, iterations: int, *, seed: int = 4
+) -> tuple[Machine, list[RecordingHost], dict[str, float]]:
+    """The model of ``prog`` at iteration :data:`ITERATION` with random DRAM tensors, a
+    host an iteration (:func:`random_inputs`; iteration ``i`` sends at ``frac`` 10 - i,
+    so the host's exponent registers change), and the host's scalars."""
     m = Machine(prog, config)
     m.iteration = ITERATION
     rng = np.random.default_rng(seed)
@@ -84,10 +119,8 @@ def random_iteration(
         low = 0 if t["role"] == "mask" else -lim
         frac = 10 if t["bits"] == 16 else 0
         m.write(t["name"], rng.integers(low, lim, t["shape"]), frac)
-    host = RecordingHost(random_inputs(prog, rng))
-    case = iteration_case(name, m, host, scalars(prog))
-    case.stall = stall
-    return case
+    hosts = [RecordingHost(random_inputs(prog, rng, 10 - i)) for i in range(iterations)]
+    return m, hosts, scalars(prog)
 
 
 def scalars(prog: Program) -> dict[str, float]:
@@ -98,9 +131,11 @@ def scalars(prog: Program) -> dict[str, float]:
     return out
 
 
-def random_inputs(prog: Program, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, int]]:
+def random_inputs(
+    prog: Program, rng: np.random.Generator, frac: int = 10
+) -> dict[str, tuple[np.ndarray, int]]:
     """What the host sends for each HOST_IN of ``prog``: (integers, frac); images on a
-    byte-a-value link are bytes."""
+    byte-a-value link are bytes (frac 8)."""
     inputs = {}
     for inst in prog.instructions:
         if inst.op is Op.HOST_IN:
@@ -108,5 +143,5 @@ def random_inputs(prog: Program, rng: np.random.Generator) -> dict[str, tuple[np
             if inst.sub & WIRE8:
                 inputs[t["name"]] = (rng.integers(0, 256, t["shape"]), 8)
             else:
-                inputs[t["name"]] = (rng.integers(-2000, 2000, t["shape"]), 10)
+                inputs[t["name"]] = (rng.integers(-2000, 2000, t["shape"]), frac)
     return inputs

@@ -2,19 +2,23 @@
 
 * :func:`build` elaborates :class:`~barista_hw.device.rtl.device.Device` for a device
   configuration and compiles it for Icarus or Verilator (cached);
-* :func:`iteration_case` runs one iteration of a program on the model
-  (:class:`~barista_hw.device.machine.Machine`), instruction by instruction, pre-decoding
-  each from the model's state before it runs (the host's part, :func:`~barista_hw.device.
-  rtl.device.command`), recording what the host sends (HOST_IN) and receives (HOST_OUT)
-  as bus words, and the DRAM before and after;
-* :func:`run` plays the host in :mod:`sim.device_test`: the program records with their
-  commands, each HOST_IN's words once the HOST_OUT words before it have arrived.
+* :func:`iterations_case` (:func:`iteration_case`: one) runs iterations of a program on
+  the model (:class:`~barista_hw.device.machine.Machine`) and writes the ``prog`` beats
+  the host sends (:mod:`barista_hw.device.rtl.decode`): the exponent file's load once,
+  then per iteration its register writes (seeds, scalars, the host's exponents) and the
+  program's records with their static commands, the same every iteration; it records
+  what the host sends (HOST_IN) and receives (HOST_OUT) as bus words, and the DRAM
+  before and after each iteration;
+* :func:`run` plays the host in :mod:`sim.device_test`: the ``prog`` beats, each
+  HOST_IN's words once the HOST_OUT words before it have arrived; the DRAM and the
+  count of host words are taken at each SCALE.
 
 Nothing is compared here: the tests compare with the model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +26,14 @@ import numpy as np
 from barista_hw.device.isa import Op
 from barista_hw.device.machine import Machine
 from barista_hw.device.memory import DeviceConfig, pack_stream
-from barista_hw.device.rtl.device import Device, command, pack_record
+from barista_hw.device.rtl.decode import (
+    RegisterMap,
+    check_fits,
+    decode_fields,
+    exponent_writes,
+    static_command,
+)
+from barista_hw.device.rtl.device import Device, pack_record, pack_write
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
 from barista_hw.device.rtl.sequencer import UNITS
 
@@ -34,12 +45,40 @@ CASES_ENV = "BARISTA_DEVICE_CASES"  # read by sim.device_test
 RESULTS_ENV = "BARISTA_DEVICE_RESULTS"
 
 
-def build(sim: str, config: DeviceConfig, *, window: int = 64, depth: int = 4) -> UnitBuild:
-    """The device top of ``config`` compiled for ``sim`` (cached; race-safe)."""
+def device_top(
+    config: DeviceConfig,
+    *,
+    window: int = 64,
+    depth: int = 4,
+    tensors: int = 32,
+    registers: int = 64,
+) -> tuple[str, Callable[[], Device], str]:
+    """The device top of ``config`` as its simulators build it: its module name, its
+    constructor and the key of its cached Verilog (the cocotb bench's and the C++
+    host's share it), its decoder sized for ``tensors`` tensors and ``registers`` host
+    registers."""
     e = config.accelerator.engine
-    top = f"device_{e.rows}x{e.cols}_w{window}_d{depth}"
-    make = lambda: Device(config, bus_bits=BUS_BITS, window=window, depth=depth)  # noqa: E731
-    return component_build(make, top, f"{config!r} {window} {depth}", sim)
+    top = f"device_{e.rows}x{e.cols}_w{window}_d{depth}_t{tensors}_r{registers}"
+    sizes = {"window": window, "depth": depth, "tensors": tensors, "registers": registers}
+    make = lambda: Device(config, bus_bits=BUS_BITS, **sizes)  # noqa: E731
+    return top, make, f"{config!r} {sizes}"
+
+
+def build(
+    sim: str,
+    config: DeviceConfig,
+    *,
+    window: int = 64,
+    depth: int = 4,
+    tensors: int = 32,
+    registers: int = 64,
+) -> UnitBuild:
+    """The device top of ``config`` (:func:`device_top`) compiled for ``sim`` (cached;
+    race-safe)."""
+    top, make, key = device_top(
+        config, window=window, depth=depth, tensors=tensors, registers=registers
+    )
+    return component_build(make, top, key, sim)
 
 
 class RecordingHost:
@@ -58,16 +97,18 @@ class RecordingHost:
 
 @dataclass
 class IterationCase:
-    """One iteration's inputs to the RTL and what the model left."""
+    """Iterations' inputs to the RTL and what the model left after each."""
 
     name: str
-    records: list[int]
+    records: list[int]  # prog beats: register writes and records
     before: np.ndarray
     after: np.ndarray
     host_in: list[tuple[int, list[int]]]  # (HOST_OUT words to wait for, words)
     host_out: list[int]
     stall: float = 0.0
     latency: int = 3
+    afters: list[np.ndarray] = field(default_factory=list)  # DRAM after each iteration
+    outs: list[int] = field(default_factory=list)  # host words sent by each one's end
 
 
 def _words(machine: Machine, tensor: int) -> list[int]:
@@ -76,25 +117,76 @@ def _words(machine: Machine, tensor: int) -> list[int]:
     return [int(w) for w in pack_stream(q, t["bits"], BUS_BITS, 0)]
 
 
+def program_beats(machine: Machine, *, last: bool = True) -> list[int]:
+    """The ``prog`` beats of the program's records: static commands and decode fields,
+    the same in every iteration (``last`` marks the final record)."""
+    program, config = machine.program, machine.config
+    regs = RegisterMap.of(program)
+    end = len(program.instructions) - 1
+    return [
+        pack_record(
+            config,
+            inst,
+            static_command(inst, program, config, BUS_BITS),
+            decode_fields(inst, program, regs),
+            last=last and n == end,
+        )
+        for n, inst in enumerate(program.instructions)
+    ]
+
+
+def register_beats(machine: Machine, host: RecordingHost, scalars: dict) -> list[int]:
+    """The register writes before the machine's next iteration: its seeds, the host's
+    scalars and the exponents of what the host sends."""
+    program = machine.program
+    regs = RegisterMap.of(program)
+    fracs = {t: host.inputs[program.tensors[t]["name"]][1] for t in regs.fracs}
+    values = regs.values(machine.iteration, scalars, fracs)
+    return [pack_write(machine.config, a, v) for a, v in values.items()]
+
+
 def iteration_case(
     name: str, machine: Machine, host: RecordingHost, scalars: dict
 ) -> IterationCase:
-    """Run one iteration of ``machine``'s program on the model (:mod:`module docstring`)."""
+    """One iteration of ``machine``'s program (:func:`iterations_case`)."""
+    return iterations_case(name, machine, [host], scalars)
+
+
+def iterations_case(
+    name: str,
+    machine: Machine,
+    hosts: list[RecordingHost],
+    scalars: dict,
+    *,
+    tensors: int = 32,
+    registers: int = 64,
+) -> IterationCase:
+    """Run ``len(hosts)`` iterations of ``machine``'s program on the model from its
+    iteration on (:mod:`module docstring`): the exponent file's load, then each
+    iteration's register writes and records; the DRAM and host words after each. The
+    program must fit a decoder of ``tensors`` entries and ``registers`` registers."""
     program = machine.program
-    machine.host, machine.scalars = host, scalars
+    check_fits(program, tensors, registers)
+    machine.scalars = scalars
     before = dram_image(program, machine.dram)
-    records, host_in, host_out = [], [], []
-    last = len(program.instructions) - 1
-    for n, inst in enumerate(program.instructions):
-        cmd = command(inst, machine, BUS_BITS)
-        records.append(pack_record(inst, cmd, last=n == last))
-        machine.execute(inst)
-        if inst.op is Op.HOST_IN:  # the words the host sent: the tensor as written
-            host_in.append((len(host_out), _words(machine, inst["tensor"])))
-        elif inst.op is Op.HOST_OUT:
-            host_out += _words(machine, inst["tensor"])
+    writes = exponent_writes(machine.scales, program)
+    beats = [pack_write(machine.config, a, v) for a, v in writes.items()]
+    host_in, host_out, afters, outs = [], [], [], []
+    first = machine.iteration
+    for i, host in enumerate(hosts):
+        machine.host, machine.iteration = host, first + i
+        beats += register_beats(machine, host, scalars)
+        beats += program_beats(machine, last=i == len(hosts) - 1)
+        for inst in program.instructions:
+            machine.execute(inst)
+            if inst.op is Op.HOST_IN:  # the words the host sent: the tensor as written
+                host_in.append((len(host_out), _words(machine, inst["tensor"])))
+            elif inst.op is Op.HOST_OUT:
+                host_out += _words(machine, inst["tensor"])
+        afters.append(dram_image(program, machine.dram))
+        outs.append(len(host_out))
     return IterationCase(
-        name, records, before, dram_image(program, machine.dram), host_in, host_out
+        name, beats, before, afters[-1], host_in, host_out, afters=afters, outs=outs
     )
 
 
@@ -108,11 +200,19 @@ class DeviceResult:
     scales: int
     counters: dict[str, int] = field(default_factory=dict)
     memory_commands: int = 0
+    snapshots: list[np.ndarray] = field(default_factory=list)  # DRAM at each SCALE
+    outs: list[int] = field(default_factory=list)  # host words received by each SCALE
+    scale_cycles: list[int] = field(default_factory=list)  # ``cycles`` at each SCALE
+
+
+def max_cycles(case: IterationCase) -> int:
+    """A cycle budget for ``case`` that only a hang exhausts."""
+    words = sum(len(w) for _, w in case.host_in) + len(case.host_out)
+    return int(2000 * len(case.records) * (1 + 10 * case.stall)) + 50 * words
 
 
 def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
-    """One iteration on the RTL top."""
-    words = sum(len(w) for _, w in case.host_in) + len(case.host_out)
+    """The case's iterations on the RTL top (cocotb)."""
     spec = {
         "addr_bits": ADDR_BITS,
         "len_bits": LEN_BITS,
@@ -125,7 +225,7 @@ def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
             "host_out_words": len(case.host_out),
             "stall": case.stall,
             "latency": case.latency,
-            "max_cycles": int(2000 * len(case.records) * (1 + 10 * case.stall)) + 50 * words,
+            "max_cycles": max_cycles(case),
         },
     }
     out = run_json_module(unit, TEST_MODULE, spec, (CASES_ENV, RESULTS_ENV))
@@ -136,7 +236,22 @@ def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
         out["scales"],
         out["counters"],
         out["commands"],
+        [np.array(w, np.int64) for w in out["snapshots"]],
+        out["outs"],
+        out.get("scale_cycles", []),
     )
 
 
-__all__ = ["DeviceResult", "IterationCase", "RecordingHost", "build", "iteration_case", "run"]
+__all__ = [
+    "DeviceResult",
+    "IterationCase",
+    "RecordingHost",
+    "build",
+    "device_top",
+    "iteration_case",
+    "iterations_case",
+    "max_cycles",
+    "program_beats",
+    "register_beats",
+    "run",
+]

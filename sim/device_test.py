@@ -3,10 +3,12 @@
 memory (:class:`sim.port_model.PortMemory`).
 
 Input: the JSON named by ``BARISTA_DEVICE_CASES`` (:func:`sim.device_run.run`): the
-program's records with their commands, DRAM's bus words, each HOST_IN's words with the
-count of HOST_OUT words to receive first, stall probability and memory latency. Output:
+``prog`` beats (register writes, records with their static commands), DRAM's bus
+words, each HOST_IN's words with the count of HOST_OUT words to receive first, stall
+probability and memory latency. Output:
 the JSON named by ``BARISTA_DEVICE_RESULTS``: DRAM afterwards, the words sent to the
-host, the SCALE records taken, the sequencer's counters, the memory's command count.
+host, the SCALE records taken, the sequencer's counters, the memory's command count, and
+at each SCALE the DRAM, the count of words sent to the host so far and the cycle count.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
     prog.extend([int(r) for r in case["records"]], stall)
     pending = [(after, words) for after, words in case["host_in"]]
     cycles, started, scales = 0, False, 0
+    snapshots, outs, at = [], [], []
     while True:
         await RisingEdge(dut.clk)
         cycles += 1
@@ -65,8 +68,11 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
         prog.sample()
         host_in.sample()
         host_out.sample()
-        if scale.sample() is not None:
+        if scale.sample() is not None:  # the iteration's end: every write is in memory
             scales += 1
+            snapshots.append([int(w) for w in mem.words])
+            outs.append(len(host_out.words))
+            at.append(int(dut.cycles.value))
         mem.sample()
         running = int(dut.running.value)
         started |= bool(running)
@@ -82,6 +88,9 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
         "scales": scales,
         "counters": counters,
         "commands": mem.stats.commands,
+        "snapshots": snapshots,
+        "outs": outs,
+        "scale_cycles": at,
     }
     path = os.environ[RESULTS_ENV]
     with open(f"{path}.tmp", "w") as f:

@@ -1,4 +1,4 @@
-"""The device top Verilated with a C++ host and DRAM model: a whole iteration, no Python per cycle.
+"""The device top Verilated with a C++ host and DRAM model: whole iterations, no Python per cycle.
 
 :func:`simulator` builds (or takes from the cache, :mod:`sim.verilator_build`) the
 executable of a :class:`~barista_hw.device.memory.DeviceConfig`'s
@@ -6,18 +6,21 @@ executable of a :class:`~barista_hw.device.memory.DeviceConfig`'s
 bench's, :func:`sim.runner.component_verilog`), the reset-tying wrapper and the header
 of :class:`~sim.device_ports.DevicePorts`, and the host ``sim/driver/device.cpp``.
 :func:`run` writes the input file of a :class:`~sim.device_run.IterationCase` (the
-records and host words the model produced, :func:`sim.device_run.iteration_case`),
-runs the executable, and reads what it left.
+``prog`` beats: the decoder's register writes and each iteration's records, and the
+host words the model produced, :func:`sim.device_run.iterations_case`), runs the
+executable, and reads what it left: at the end, and at each SCALE (an iteration's end)
+the DRAM image, the count of words sent to the host and the cycle counter.
 
-Input file (little-endian): 16 int64 (magic, words per record, records, DRAM words,
+Input file (little-endian): 16 int64 (magic, words per beat, beats, DRAM words,
 HOST_IN batches, HOST_IN words, latency, rate numerator, rate denominator, burst, seed,
-max cycles, 4 spare), 2 float64 (host stall, memory stall), the records (uint32 words),
+max cycles, 4 spare), 2 float64 (host stall, memory stall), the beats (uint32 words),
 the DRAM image (uint64), the batches (int64 pairs: host_out words first, words), the
 HOST_IN words (uint64). Output file: 16 int64 (status, edges, host_out words, SCALE
 records, words per SCALE record, DRAM words, memory commands, read words, write words,
-memory stall cycles, counters, records taken, HOST_IN words taken, loop nanoseconds, loop
+memory stall cycles, counters, beats taken, HOST_IN words taken, loop nanoseconds, loop
 CPU nanoseconds, 1 spare), the counters (int64), the DRAM image, the host_out words
-(uint64), the SCALE records (uint32 words), the message (text).
+(uint64), the SCALE records (uint32 words), per SCALE the host_out words so far and the
+cycle counter (int64 pairs), per SCALE the DRAM image (uint64), the message (text).
 """
 
 from __future__ import annotations
@@ -31,11 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from barista_hw.device.memory import DeviceConfig
-from barista_hw.device.rtl.device import Device
 
 from .device_ports import SIM_TOP, DevicePorts, MemoryTiming
-from .device_run import DeviceResult, IterationCase
-from .gemm_path_run import BUS_BITS
+from .device_run import DeviceResult, IterationCase, device_top
+from .device_run import max_cycles as default_max_cycles
 from .lint import waiver_control_text
 from .runner import component_verilog
 from .verilator_build import VerilatorBuild, build
@@ -79,7 +81,7 @@ class DeviceSimulator:
 
     @property
     def record_words(self) -> int:
-        """32-bit words of a ``prog`` record in the input file (at least 2, as the C++)."""
+        """32-bit words of a ``prog`` beat in the input file (at least 2, as the C++)."""
         return max(2, -(-self.ports.width("prog__payload") // 32))
 
 
@@ -106,14 +108,12 @@ class VerilatedIteration(DeviceResult):
         return self.edges / self.loop_cpu_seconds if self.loop_cpu_seconds else 0.0
 
 
-def device_build(
-    config: DeviceConfig, *, window: int = 64, depth: int = 4
-) -> tuple[VerilatorBuild, DevicePorts]:
-    """What goes into the executable of ``config``'s device top, and its ports."""
-    e = config.accelerator.engine
-    top = f"device_{e.rows}x{e.cols}_w{window}_d{depth}"
-    make = lambda: Device(config, bus_bits=BUS_BITS, window=window, depth=depth)  # noqa: E731
-    verilog = component_verilog(make, top, f"{config!r} {window} {depth}")
+def device_build(config: DeviceConfig, **sizes: int) -> tuple[VerilatorBuild, DevicePorts]:
+    """What goes into the executable of ``config``'s device top
+    (:func:`sim.device_run.device_top` of ``sizes``: the cocotb bench's Verilog), and its
+    ports."""
+    top, make, key = device_top(config, **sizes)
+    verilog = component_verilog(make, top, key)
     ports = DevicePorts.of(make())
     recipe = VerilatorBuild(
         name=f"device-sim-{top}",
@@ -135,13 +135,14 @@ def device_build(
 def simulator(
     config: DeviceConfig,
     *,
-    window: int = 64,
-    depth: int = 4,
     on_build: Callable[[Path], None] | None = None,
+    **sizes: int,
 ) -> DeviceSimulator:
     """The executable of ``config``'s device top, built once per content (race-safe);
-    ``on_build(entry)`` is called when a build starts, and only then."""
-    recipe, ports = device_build(config, window=window, depth=depth)
+    ``sizes``: :func:`sim.device_run.device_top`'s (window, depth, the decoder's
+    tensors and registers); ``on_build(entry)`` is called when a build starts, and only
+    then."""
+    recipe, ports = device_build(config, **sizes)
     return DeviceSimulator(build(recipe, cache_root(), on_build=on_build), ports, config)
 
 
@@ -186,9 +187,13 @@ def read_output(path: Path, sim: DeviceSimulator, case: IterationCase) -> Verila
     at += 8 * int(h[5])
     host_out = np.frombuffer(raw, "<u8", int(h[2]), at)
     at += 8 * int(h[2])
-    sw = int(h[4])
-    scales = np.frombuffer(raw, "<u4", int(h[3]) * sw, at).reshape(-1, sw)
+    sw, n_scales = int(h[4]), int(h[3])
+    scales = np.frombuffer(raw, "<u4", n_scales * sw, at).reshape(-1, sw)
     at += 4 * scales.size
+    at_scale = np.frombuffer(raw, "<i8", 2 * n_scales, at).reshape(-1, 2)
+    at += 8 * at_scale.size
+    snapshots = np.frombuffer(raw, "<u8", n_scales * int(h[5]), at).reshape(n_scales, int(h[5]))
+    at += 8 * snapshots.size
     if h[0]:
         message = raw[at:].decode(errors="replace")
         error = _ERRORS.get(int(h[0]), SimulatorCrash)
@@ -201,6 +206,9 @@ def read_output(path: Path, sim: DeviceSimulator, case: IterationCase) -> Verila
         int(h[3]),
         dict(zip(names, (int(c) for c in counters), strict=True)),
         int(h[6]),
+        [s.astype(np.int64) for s in snapshots],
+        [int(n) for n in at_scale[:, 0]],
+        [int(c) for c in at_scale[:, 1]],
         edges=int(h[1]),
         loop_seconds=int(h[13]) * 1e-9,
         loop_cpu_seconds=int(h[14]) * 1e-9,
@@ -211,12 +219,6 @@ def read_output(path: Path, sim: DeviceSimulator, case: IterationCase) -> Verila
     )
 
 
-def default_max_cycles(case: IterationCase) -> int:
-    """A cycle budget that only a hang exhausts (the cocotb bench's)."""
-    words = sum(len(w) for _, w in case.host_in) + len(case.host_out)
-    return int(2000 * len(case.records) * (1 + 10 * case.stall)) + 50 * words
-
-
 def run(
     sim: DeviceSimulator,
     case: IterationCase,
@@ -225,7 +227,7 @@ def run(
     seed: int = 0,
     max_cycles: int | None = None,
 ) -> VerilatedIteration:
-    """One iteration of ``case`` on the Verilated device top.
+    """The iterations of ``case`` on the Verilated device top.
 
     ``timing``: the memory's (default: ``case.latency`` cycles, a word a cycle, stalling
     as ``case.stall``, as the cocotb bench's memory); the host's streams stall as

@@ -1,24 +1,27 @@
-// C++ host of the Verilated device top (barista_hw/device/rtl/device.py): one whole training
-// iteration with no Python in the loop. Built by sim/device_verilator.py into an executable:
+// C++ host of the Verilated device top (barista_hw/device/rtl/device.py): whole training
+// iterations with no Python in the loop. Built by sim/device_verilator.py into an executable:
 //
 //     device_sim <input file> <output file>
 //
-// The input holds the program's `prog` records, the DRAM image (bus words), the HOST_IN words
+// The input holds the `prog` beats (the decoder's register writes and the records of every
+// iteration, in the order the host sends them), the DRAM image (bus words), the HOST_IN words
 // (each batch with the count of host_out words the host must have received first: it answers
 // what it was sent), the memory model's timing and the stall settings; the output holds the
 // status, the cycle count, the device's counters, the final DRAM image, the host-bound words,
-// the SCALE records and the memory's statistics (file layouts: sim/device_verilator.py).
+// the SCALE records, at each SCALE (an iteration's end) the count of host-bound words, the
+// cycle counter and the DRAM image, and the memory's statistics (file layouts:
+// sim/device_verilator.py).
 //
-// Records, host words and SCALE records are opaque bit vectors here: their widths come from
+// Beats, host words and SCALE records are opaque bit vectors here: their widths come from
 // device_layout.h, which sim/device_verilator.py generates from the Device's signature, so
 // nothing in this file depends on the record or command layouts. Only the memory port's
 // `cmd` fields (addr, length, write: barista_hw/device/rtl/port.py) are read.
 //
-// The host (as sim/device_test.py's cocotb bench): records on `prog` in order, the HOST_IN
+// The host (as sim/device_test.py's cocotb bench): beats on `prog` in order, the HOST_IN
 // words once the host_out words before them have arrived, `host_out` and `scale` sinks; each
 // source idles before an offer and each sink drops `ready` with probability `host_stall`.
 // The memory: DramModel below. The run ends once the sequencer has started, is no longer
-// running and every record was taken; memory commands still outstanding then are an error.
+// running and every beat was taken; memory commands still outstanding then are an error.
 
 #include <chrono>
 #include <cstdint>
@@ -212,6 +215,8 @@ struct Output {
     std::vector<int64_t> counters;
     std::vector<uint64_t> host_out;
     std::vector<uint32_t> scales;  // SCALE records, kWords(BD_SCALE_W) words each
+    std::vector<int64_t> at_scale;  // (host_out words, cycles counter) at each SCALE
+    std::vector<uint64_t> snapshots;  // the DRAM image at each SCALE
     std::string message;
 };
 
@@ -223,6 +228,8 @@ void write_output(const char* path, const Output& out, const std::vector<uint64_
     put(memory.data(), memory.size() * sizeof(uint64_t));
     put(out.host_out.data(), out.host_out.size() * sizeof(uint64_t));
     put(out.scales.data(), out.scales.size() * sizeof(uint32_t));
+    put(out.at_scale.data(), out.at_scale.size() * sizeof(int64_t));
+    put(out.snapshots.data(), out.snapshots.size() * sizeof(uint64_t));
     put(out.message.data(), out.message.size());
 }
 
@@ -251,7 +258,7 @@ struct Run {
                 throw Failure(BD_TIMEOUT, "the iteration did not finish in " +
                                               std::to_string(max_cycles) + " cycles: " +
                                               std::to_string(taken) + " of " + std::to_string(n) +
-                                              " records taken, " +
+                                              " prog beats taken, " +
                                               std::to_string(out.host_out.size()) +
                                               " words to the host, " +
                                               std::to_string(mem.commands) + " memory commands");
@@ -301,9 +308,14 @@ struct Run {
                 load(top->BD_HOUT_PAYLOAD, buf);
                 out.host_out.push_back(uint64_t(buf[0]) | uint64_t(buf[1]) << 32);
             }
-            if (scale_ready && top->BD_SCALE_VALID) {
+            if (scale_ready && top->BD_SCALE_VALID) {  // an iteration's end: its writes are done
                 load(top->BD_SCALE_PAYLOAD, buf);
                 out.scales.insert(out.scales.end(), buf, buf + kWords(BD_SCALE_W));
+                int64_t counters[BD_N_COUNTERS];
+                bd_counters(top, counters);  // counters[0]: cycles
+                out.at_scale.push_back(int64_t(out.host_out.size()));
+                out.at_scale.push_back(counters[0]);
+                out.snapshots.insert(out.snapshots.end(), mem.words.begin(), mem.words.end());
             }
             uint64_t c_payload = 0, w_payload = 0;
             if (top->BD_CMD_VALID) {

@@ -1,10 +1,12 @@
 """The device top Verilated with its C++ host and DRAM model runs the cocotb bench's
-iteration (:mod:`sim.device_cases`) bit-exactly as the model.
+two iterations (:mod:`sim.device_cases`: the decoder's register writes, then each
+iteration's register writes and records, SCALE between) bit-exactly as the model.
 
-Every DRAM bus word afterwards and every word sent to the host are compared with the
-model's, without stalls, with random stalls on the host's streams and on every stream of
-the memory port, and behind a slow memory (long latency, 2/5 of a word a cycle). The
-first build takes about 3 minutes (cached after: each run is under a second), so the
+Every DRAM bus word at each SCALE and at the end, the words sent to the host by each
+SCALE and in all are compared with the model's, without stalls, with random stalls on the
+host's streams and on every stream of the memory port, and behind a slow memory (long
+latency, 2/5 of a word a cycle). The first build takes about 3 minutes (cached after:
+each run is under a second), so the
 module is ``slow``; ``test_device_ports.py`` is its quick form.
 """
 
@@ -16,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from sim.device_cases import CONFIG, MODES, iteration
+from sim.device_cases import CONFIG, ITERATIONS, MODES, iteration, sizes
 from sim.device_ports import MemoryTiming
 from sim.device_run import IterationCase
 from sim.tools import SimulatorNotFound, simulator_version
@@ -34,7 +36,7 @@ def dsim():  # noqa: ANN201 - a sim.device_verilator.DeviceSimulator
         pytest.skip(str(exc))
     from sim.device_verilator import simulator
 
-    return simulator(CONFIG)
+    return simulator(CONFIG, **sizes())
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +44,19 @@ def cases() -> dict[str, IterationCase]:
     return {mode: iteration(stall) for mode, stall in MODES.items()}
 
 
-def _check(got, case: IterationCase) -> None:  # noqa: ANN001 - a VerilatedIteration
-    assert not np.array_equal(case.before, case.after)
-    differ = np.flatnonzero(got.memory != case.after)
-    assert not differ.size, f"{differ.size} DRAM words differ, first {differ[:8]}"
+def _check(got, case: IterationCase, iterations: int = ITERATIONS) -> None:  # noqa: ANN001
+    assert got.scales == iterations == len(got.scale_records) == len(got.snapshots)
+    previous = case.before
+    for i, (words, want) in enumerate(zip(got.snapshots, case.afters, strict=True)):
+        assert not np.array_equal(previous, want)
+        differ = np.flatnonzero(words != want)
+        assert not differ.size, f"iteration {i}: {differ.size} DRAM words differ, {differ[:8]}"
+        previous = want
+    assert np.array_equal(got.memory, case.after)
     assert got.host_out == case.host_out and got.host_out
-    assert got.scales == 1 and len(got.scale_records) == 1
-    assert got.counters["cycles"] > 0 and got.edges > got.counters["cycles"] // 2
+    assert got.outs == case.outs and len(set(got.outs)) == iterations
+    at = [0, *got.scale_cycles]
+    assert at == sorted(set(at)) and at[-1] <= got.counters["cycles"] <= got.edges
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -59,6 +67,13 @@ def test_iteration_is_the_model_bit_for_bit(dsim, cases: dict, mode: str) -> Non
     _check(got, cases[mode])
     assert (got.memory_stalls > 0) == (MODES[mode] > 0)
     assert got.read_words and got.write_words and got.memory_commands
+
+
+def test_one_iteration_is_the_model_bit_for_bit(dsim) -> None:  # noqa: ANN001
+    from sim.device_verilator import run
+
+    case = iteration(0.0, iterations=1)
+    _check(run(dsim, case, seed=5), case, iterations=1)
 
 
 def test_a_slow_memory_changes_the_time_not_the_bits(dsim, cases: dict) -> None:  # noqa: ANN001
@@ -98,12 +113,13 @@ def test_the_cocotb_bench_takes_the_same_cycles(sim: str, sim_run_cache: dict, d
 
     key = ("device", sim, "plain")  # test_device.py's run, when both modules run
     if key not in sim_run_cache:
-        sim_run_cache[key] = run_cocotb(build(sim, CONFIG), cases["plain"], seed=5)
+        sim_run_cache[key] = run_cocotb(build(sim, CONFIG, **sizes()), cases["plain"], seed=5)
     cocotb = sim_run_cache[key]
     if isinstance(cocotb, Exception):
         raise cocotb
     got = run(dsim, cases["plain"], seed=5)
     assert got.counters == cocotb.counters
+    assert got.scale_cycles == cocotb.scale_cycles
     assert got.memory_commands == cocotb.memory_commands
 
 

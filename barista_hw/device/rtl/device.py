@@ -10,28 +10,37 @@
 * a :class:`~.arbiter.PortArbiter` (round robin) shares the memory port between the
   two packed ports, VecMem and the link, so the units overlap as the waits allow.
 
-**Pre-decode.** Commands depend on the current exponents and the host's scalars, so the
-host pre-decodes (:func:`command`): each program record arrives with its unit's hardware
-command beside it on ``prog`` (one :func:`command_layout` union). Records reach a unit
-in program order, so the top splits the commands into a FIFO a unit as records are taken,
-and a unit's front-end pairs the record the sequencer issues with the head of its FIFO.
-On the link this costs each instruction its unit's command besides its 32-byte record
-(:func:`command_bytes`). A hardware decoder (exponents in a register file that SCALE
-updates from the units' statistics) is the later step; SCALE goes out to the host here.
+**Decode.** The :class:`~.decoder.Decoder` builds each unit's command as the record is
+taken: from the record, the static command beside it on ``prog`` (what the program's
+tables fix: walks, sizes; the same every iteration, :func:`~.decode.static_command`)
+and its registers: the exponent file (a tensor's ``frac``, ``stored`` and the
+iteration's statistics, which SCALE turns into the next ``frac``s as the model's
+:class:`~barista_hw.device.scaling.ScaleTable` does) and the host registers (seeds,
+scalars, the host's exponents; :class:`~.decode.RegisterMap`). :func:`command` is the
+model's reference for it. Records reach a unit in program order, so the top pushes each
+decoded command (with the tensors its statistics go to) into a FIFO a unit, and a
+unit's front-end pairs the record the sequencer issues with the head of its FIFO. After
+a SCALE record nothing more is taken until SCALE has moved the exponents, so the next
+iteration's records (and register writes) decode from them. Statistics: VecMem's
+``stats``, the GEMM unit's ``peak``/``rails`` of the block it wrote, and the words a
+HOST_IN took from ``host_in``, each at its instruction's end.
 
 Front-ends: a unit takes one instruction at a time and reports its token on
 ``<unit>_done`` once finished (DMA: the engine and its packed port idle, so its writes
 are in the memory's queue; GEMM: results in C; VEC: statistics out; link: all words moved).
 
-Ports: ``prog`` (in, :func:`prog_layout`: ``record``, ``last``, ``command``); ``port``
-(memory port master, ``bus_bits`` words); ``host_in`` (in, bus words of HOST_INs, in
-program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale`` (out, the SCALE
-record, the iteration's end); ``running``, ``cycles``, ``busy_<unit>`` (the sequencer's).
+Ports: ``prog`` (in, :func:`prog_layout`: ``record``, ``last``, ``write``, ``command``
+(static), ``decode``; a beat with ``write`` set writes a register instead,
+:func:`pack_write`: the exponent file once, the host registers before each iteration);
+``port`` (memory port master, ``bus_bits`` words); ``host_in`` (in, bus words of
+HOST_INs, in program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale`` (out,
+the SCALE record, the iteration's end: the exponents move as it is taken);
+``running``, ``cycles``, ``busy_<unit>`` (the sequencer's).
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Const, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,35 +55,46 @@ from ..memory import DeviceConfig
 from ..vector import Rounder
 from . import gemm_path, link, vecmem
 from .arbiter import PortArbiter
+from .decode import command_layout, decode_layout, write_layout
+from .decoder import Decoder, target_layout
 from .gemm_path import Unit, dma_payload, gemm_units, share_port
 from .link import LinkUnit
 from .packed import PackedPort
 from .port import port_signature
 from .scratchpad import geometry
 from .sequencer import COUNT_BITS, RECORD_BITS, TOKEN_AT, TOKEN_BITS, UNITS, Sequencer
+from .stats import watch
 from .vecmem import VecMem
+from .vector import STREAMS
 
-__all__ = ["Device", "command", "command_bytes", "command_layout", "pack_record", "prog_layout"]
+__all__ = [
+    "Device",
+    "command",
+    "command_layout",
+    "pack_record",
+    "pack_write",
+    "prog_layout",
+]
 
 
-def command_layout(config: DeviceConfig) -> data.UnionLayout:
-    """A pre-decoded command: the GEMM path's (LOAD, STORE, GEMM), VecMem's or the link's."""
-    return data.UnionLayout(
+def prog_layout(config: DeviceConfig) -> data.StructLayout:
+    """A ``prog`` beat: a record with its static command and decode fields, or (``write``)
+    a register write (:func:`~.decode.write_layout` in the record's bits)."""
+    return data.StructLayout(
         {
-            "path": gemm_path.command_layout(config),
-            "vec": vecmem.command_layout(),
-            "link": link.command_layout(),
+            "record": RECORD_BITS,
+            "last": 1,
+            "write": 1,
+            "command": command_layout(config),
+            "decode": decode_layout(),
         }
     )
 
 
-def prog_layout(config: DeviceConfig) -> data.StructLayout:
-    return data.StructLayout({"record": RECORD_BITS, "last": 1, "command": command_layout(config)})
-
-
 def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:
     """The command bits of ``inst`` as ``machine`` (the model, in the state just before
-    ``inst`` runs) gives them: exponents, the iteration's seeds, the host's scalars."""
+    ``inst`` runs) gives them: exponents, the iteration's seeds, the host's scalars. The
+    reference the :class:`~.decoder.Decoder` is tested against."""
     program, config = machine.program, machine.config
     if inst.op in (Op.LOAD, Op.STORE, Op.GEMM):
         gemm = machine.gemm_command(inst) if inst.op is Op.GEMM else None
@@ -97,20 +117,39 @@ def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:
     raise InputError(f"{inst.text()}: {inst.op.name} is not run by the device top yet")
 
 
-def pack_record(inst: Instruction, cmd: int, *, last: bool) -> int:
-    """The ``prog`` payload of ``inst`` with its pre-decoded command ``cmd``."""
+def pack_record(
+    config: DeviceConfig, inst: Instruction, static: dict, decode: dict, *, last: bool
+) -> int:
+    """The ``prog`` payload of ``inst`` with its static command and decode fields
+    (:func:`~.decode.static_command`, :func:`~.decode.decode_fields`)."""
     record = int.from_bytes(inst.encode(), "little")
-    return record | int(last) << RECORD_BITS | cmd << (RECORD_BITS + 1)
+    cmd = command_layout(config).const(static).as_value().value
+    dec = decode_layout().const(decode).as_value().value
+    return _beat(config, record, last=last, write=False, static=cmd, decode=dec)
 
 
-def command_bytes(config: DeviceConfig) -> dict[str, int]:
-    """Bytes a pre-decoded command adds to a record on the link, per kind of command."""
-    layout = command_layout(config)
-    return {name: -(-f.shape.size // 8) for name, f in layout}
+def pack_write(config: DeviceConfig, addr: int, value: int) -> int:
+    """The ``prog`` payload writing ``value`` into register ``addr`` (:mod:`.decode`)."""
+    word = write_layout().const({"addr": addr, "data": value & 0xFFFFFFFF}).as_value().value
+    return _beat(config, word, last=False, write=True, static=0, decode=0)
+
+
+def _beat(config: DeviceConfig, record: int, *, last: bool, write: bool, static: int,
+          decode: int) -> int:  # fmt: skip
+    layout = prog_layout(config)
+    at = {name: f.offset for name, f in layout}
+    return (
+        record
+        | int(last) << at["last"]
+        | int(write) << at["write"]
+        | static << at["command"]
+        | decode << at["decode"]
+    )
 
 
 class Device(wiring.Component):
-    """The device top (module docstring: the ports)."""
+    """The device top (module docstring: the ports); ``tensors`` exponent entries and
+    ``registers`` host registers in the decoder."""
 
     def __init__(
         self,
@@ -120,9 +159,12 @@ class Device(wiring.Component):
         window: int = 64,
         depth: int = 4,
         max_burst: int = 16,
+        tensors: int = 32,
+        registers: int = 64,
     ) -> None:
         self.config, self.bus_bits, self.max_burst = config, bus_bits, max_burst
         self.window, self.depth = window, depth
+        self.tensors, self.registers = tensors, registers
         ports = {
             "prog": In(stream.Signature(prog_layout(config))),
             "port": Out(port_signature(bus_bits)),
@@ -139,11 +181,13 @@ class Device(wiring.Component):
         m = Module()
         cfg = self.config
         m.submodules.seq = seq = Sequencer(window=self.window, depth=self.depth)
-        fifos = self._dispatch(m, seq)
+        m.submodules.decoder = dec = Decoder(cfg, tensors=self.tensors, registers=self.registers)
+        fifos = self._dispatch(m, seq, dec)
         m.d.comb += [self.running.eq(seq.running), self.cycles.eq(seq.cycles)]
         for u in UNITS:
             m.d.comb += getattr(self, f"busy_{u}").eq(getattr(seq, f"busy_{u}"))
         wiring.connect(m, seq.scale, wiring.flipped(self.scale))
+        m.d.comb += dec.scale.eq(seq.scale.valid & seq.scale.ready)
 
         c_geom = geometry(cfg, Space.C)
         dmas, gemm, _ = gemm_units(m, cfg, self.max_burst)
@@ -193,11 +237,13 @@ class Device(wiring.Component):
             m.d.comb += [vec.cmd.valid.eq(go), vec.cmd.payload.eq(c.vec)]
             return vec.cmd.ready
 
+        link_go = Signal()
+
         def link_(c: data.View, go: object) -> object:
-            m.d.comb += [lnk.cmd.valid.eq(go), lnk.cmd.payload.eq(c.link)]
+            m.d.comb += [lnk.cmd.valid.eq(go), lnk.cmd.payload.eq(c.link), link_go.eq(go)]
             return lnk.cmd.ready
 
-        m.d.comb += vec.stats.ready.eq(1)  # the statistics are not collected yet
+        m.d.comb += vec.stats.ready.eq(1)  # taken in the cycle the instruction ends
         fronts = {
             "dma_in": (
                 dma_in,
@@ -208,19 +254,71 @@ class Device(wiring.Component):
             "vector": (vector, vec.stats.valid),
             "link": (link_, ~lnk.busy),
         }
-        for u, (issue, finished) in fronts.items():
-            self._front(m, seq, fifos[u], u, issue, finished)
+        ends = {u: self._front(m, seq, fifos[u], u, *f) for u, f in fronts.items()}
+        # -- statistics: each unit's, at its instruction's end, to the written tensors.
+        r = dec.reports
+        end, targets = ends["vector"]
+        for k in range(STREAMS):
+            stat = vec.stats.payload[k]
+            self._report(m, r[k], end, targets[k], stat.peak, stat.saturated, stat.overflow)
+        end, targets = ends["engine"]
+        self._report(m, r[STREAMS], end, targets[0], gemm.peak, gemm.rails, 0)
+        hi = self.host_in
+        peak, rails = watch(
+            m,
+            [hi.payload.as_signed()],
+            Const(1, 1),
+            enable=hi.valid & hi.ready,
+            clear=link_go,
+            name="host",
+        )
+        end, targets = ends["link"]
+        self._report(m, r[STREAMS + 1], end, targets[0], peak, rails, 0)
         return m
 
-    def _dispatch(self, m: Module, seq: Sequencer) -> dict[str, fifo.SyncFIFOBuffered]:
-        """``prog`` into the sequencer, each command into its unit's FIFO in step."""
-        layout = command_layout(self.config)
+    @staticmethod
+    def _report(m, report, end, target, peak, saturated, overflow) -> None:  # noqa: ANN001
+        m.d.comb += [
+            report.valid.eq(end & target.use),
+            report.tensor.eq(target.tensor),
+            report.peak.eq(peak),
+            report.saturated.eq(saturated),
+            report.overflow.eq(overflow),
+        ]
+
+    def _dispatch(
+        self, m: Module, seq: Sequencer, dec: Decoder
+    ) -> dict[str, fifo.SyncFIFOBuffered]:
+        """``prog`` into the sequencer, each record decoded into its unit's FIFO in step;
+        register writes into the decoder. After a SCALE nothing is taken until its update
+        is done (the next records decode from the new exponents)."""
+        entry = _entry_layout(self.config)
         p = self.prog.payload
         op = p.record[:8]
+        held = Signal()
         fifos, room = {}, Signal(init=1)
-        taken = self.prog.valid & self.prog.ready
+        record = self.prog.valid & ~p.write & ~held
+        taken = record & seq.prog.ready & room
+        m.d.comb += [
+            dec.record.eq(p.record),
+            dec.static.eq(p.command),
+            dec.decode.eq(p.decode),
+            dec.take.eq(taken),
+        ]
+        wr = data.View(write_layout(), p.record[: write_layout().size])
+        m.d.comb += [
+            dec.reg_write.eq(self.prog.valid & p.write & ~held),
+            dec.reg_addr.eq(wr.addr),
+            dec.reg_data.eq(wr.data),
+        ]
+        with m.If(taken & (op == Op.SCALE)):
+            m.d.sync += held.eq(1)
+        with m.If(dec.scale):
+            m.d.sync += held.eq(0)
+        value = Signal(entry)
+        m.d.comb += [value.command.eq(dec.command), value.writes.eq(dec.writes)]
         for u in UNITS:
-            q = fifo.SyncFIFOBuffered(width=layout.size, depth=self.depth + 1)
+            q = fifo.SyncFIFOBuffered(width=entry.size, depth=self.depth + 1)
             m.submodules[f"cmds_{u}"] = fifos[u] = q
             mine = Signal(name=f"cmd_to_{u}")
             for o in (o for o, unit in UNIT.items() if unit == u):
@@ -228,32 +326,46 @@ class Device(wiring.Component):
                     m.d.comb += mine.eq(1)
             with m.If(mine):
                 m.d.comb += room.eq(q.w_rdy)
-            m.d.comb += [q.w_en.eq(taken & mine), q.w_data.eq(p.command.as_value())]
+            m.d.comb += [q.w_en.eq(taken & mine), q.w_data.eq(value.as_value())]
         m.d.comb += [
-            seq.prog.valid.eq(self.prog.valid & room),
+            seq.prog.valid.eq(record & room),
             seq.prog.payload.record.eq(p.record),
             seq.prog.payload.last.eq(p.last),
-            self.prog.ready.eq(seq.prog.ready & room),
+            self.prog.ready.eq(~held & (p.write | (seq.prog.ready & room))),
         ]
         return fifos
 
-    def _front(self, m, seq, q, u, issue, finished) -> None:  # noqa: ANN001
+    def _front(self, m, seq, q, u, issue, finished) -> tuple:  # noqa: ANN001
         """Unit ``u``'s front-end: the issued record with the head command, one at a time;
-        its token on ``<u>_done`` once ``finished`` (checked from the second cycle on)."""
+        its token on ``<u>_done`` once ``finished`` (checked from the second cycle on).
+        Returns the end's signal and the running instruction's statistics targets."""
         rec, done = getattr(seq, u), getattr(seq, f"{u}_done")
         busy, fresh = Signal(name=f"{u}_running"), Signal(name=f"{u}_fresh")
         token = Signal(TOKEN_BITS, name=f"{u}_token")
-        c = Signal(command_layout(self.config), name=f"{u}_cmd")
-        m.d.comb += c.as_value().eq(q.r_data)
+        head = Signal(_entry_layout(self.config), name=f"{u}_head")
+        targets = Signal(data.ArrayLayout(target_layout(), STREAMS), name=f"{u}_targets")
+        m.d.comb += head.as_value().eq(q.r_data)
         offer = rec.valid & q.r_rdy & ~busy
-        unit_ready = issue(c, offer)
+        unit_ready = issue(head.command, offer)
         go = offer & unit_ready
         m.d.comb += [rec.ready.eq(go), q.r_en.eq(go)]
         with m.If(go):
             m.d.sync += [busy.eq(1), fresh.eq(1), token.eq(rec.payload[TOKEN_AT:][:TOKEN_BITS])]
+            m.d.sync += targets.eq(head.writes)
         with m.Elif(fresh):
             m.d.sync += fresh.eq(0)
         end = busy & ~fresh & finished
         m.d.comb += [done.valid.eq(end), done.payload.eq(token)]
         with m.If(end):
             m.d.sync += busy.eq(0)
+        return end, targets
+
+
+def _entry_layout(config: DeviceConfig) -> data.StructLayout:
+    """A unit FIFO's entry: the decoded command and its statistics targets."""
+    return data.StructLayout(
+        {
+            "command": command_layout(config),
+            "writes": data.ArrayLayout(target_layout(), STREAMS),
+        }
+    )

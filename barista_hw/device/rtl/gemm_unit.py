@@ -22,14 +22,16 @@ beat every cycle, so the engine's output is never stalled.
 **Pre-decode.** :func:`command` turns a GEMM instruction and what it asks of the engine
 now (:meth:`~barista_hw.device.machine.Machine.gemm_command`: the shift from the current
 exponents, the block's seed from ``block_seed(iteration_seed(...))``) into this unit's
-command, in Python, as :func:`~barista_hw.device.rtl.dma.command` does for the DMA.
+command, in Python, as :func:`~barista_hw.device.rtl.dma.command` does for the DMA. In
+the device top the :class:`~.decoder.Decoder` sets the shift and the seed from its
+registers instead (:mod:`.decode`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,6 +44,7 @@ from barista_hw.engine import CYCLE_BITS
 
 from ..isa import ACC_FIRST, ACC_LAST, Instruction, Op
 from .scratchpad import SpadGeometry
+from .stats import PEAK_BITS, watch
 
 __all__ = ["GemmUnit", "ScratchpadAccelerator", "command", "command_layout"]
 
@@ -123,6 +126,8 @@ class GemmUnit(wiring.Component):
     * ``busy``: Out(1), from a command's acceptance until its last result is written
       (a command without ``acc_last``: until its sums are in the accumulator memory).
     * ``cycles``: Out(CYCLE_BITS), the engine's cycle count of the last command.
+    * ``peak``, ``rails``: Out(:data:`~.stats.PEAK_BITS`), the statistics of the results
+      the last command wrote to C (:func:`~.stats.watch`: the block's columns only).
     """
 
     def __init__(self, cfg: AcceleratorConfig, c_geom: SpadGeometry) -> None:
@@ -141,6 +146,8 @@ class GemmUnit(wiring.Component):
                 "c_w_en": Out(1),
                 "busy": Out(1),
                 "cycles": Out(CYCLE_BITS),
+                "peak": Out(PEAK_BITS),
+                "rails": Out(PEAK_BITS),
             }
         )
 
@@ -205,3 +212,8 @@ class GemmUnit(wiring.Component):
                     ]
                 with m.Else():
                     m.d.sync += [n_left.eq(n_left - C), col0.eq(col0 + m_all)]
+        lanes = [Value.cast(o.payload.data[j]).as_signed() for j in range(C)]
+        on = Cat(n_left > j for j in range(C))
+        start = self.cmd.valid & self.cmd.ready
+        peak, rails = watch(m, lanes, on, enable=o.valid, clear=start, name="c")
+        m.d.comb += [self.peak.eq(peak), self.rails.eq(rails)]

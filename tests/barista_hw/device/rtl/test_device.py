@@ -1,31 +1,52 @@
-"""The device top in RTL runs one whole training iteration bit-exactly as the model, on
-Icarus and Verilator (``--sim``).
+"""The device top in RTL runs training iterations on its own, bit-exactly as the model,
+on Icarus and Verilator (``--sim``).
 
 A tiny net (a padded 3 x 3 convolution, 2 x 2 max pooling, ReLU, an inner product; batch
 2, stochastic rounding) is compiled for a 4 x 3 fx16 engine with 3 vector lanes; every
-DRAM tensor gets random integers. The model runs the iteration (forward, the logits to
-the host, their gradient back, backward, SGD, SCALE) and pre-decodes each instruction
-from its state before it runs; the RTL top gets the records with those commands, the
-test bench answering the link with exactly what the model's host sent. Every DRAM bus
-word afterwards and every word sent to the host are compared; a second run has random
-stalls on every stream of the memory port and the host's streams.
+DRAM tensor gets random integers. The model runs two iterations (forward, the logits to
+the host, their gradient back, backward, SGD, SCALE); the RTL top gets the exponent
+file once, each iteration's register writes and the records with their static commands
+(the same both times) and decodes every command itself; the test bench answers the link
+with exactly what the model's host sent. The DRAM at each SCALE, every DRAM bus word at
+the end and every word sent to the host are compared; the full form adds a run with
+random stalls on every stream of the memory port and the host's streams.
+
+The decoder alone (pysim) is compared with the model's :func:`command` for every
+instruction of both iterations.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
+from barista_base.errors import InputError
 from barista_hw.device.isa import Op
 from barista_hw.device.memory import LinkConfig
-from barista_hw.device.rtl.device import Device
+from barista_hw.device.rtl.decode import (
+    RegisterMap,
+    check_fits,
+    command_layout,
+    decode_fields,
+    decode_layout,
+    exponent_writes,
+    static_command,
+)
+from barista_hw.device.rtl.decoder import Decoder
+from barista_hw.device.rtl.device import Device, command
 from barista_hw.device.timing import schedule
 from barista_hw.device.traffic import program_counts
-from sim.device_cases import CONFIG, MODES, iteration, program
+from sim.device_cases import CONFIG, ITERATION, ITERATIONS, MODES, iteration, program, setup, sizes
 from sim.gemm_path_run import image_tensor
+
+FULL = os.environ.get("BARISTA_FULL") == "1"
+# Slow (minutes a simulator): the stalled run only in the full form.
+RTL_MODES = MODES if FULL else {"plain": MODES["plain"]}
 
 
 def run(cache: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.device_run.DeviceResult
@@ -35,7 +56,8 @@ def run(cache: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.device_run.De
     key = ("device", sim, mode)
     if key not in cache:
         try:
-            cache[key] = run_device(build(sim, CONFIG), iteration(MODES[mode]), seed=5)
+            unit = build(sim, CONFIG, **sizes())
+            cache[key] = run_device(unit, iteration(MODES[mode]), seed=5)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -56,28 +78,36 @@ def _where(words: np.ndarray, want: np.ndarray) -> str:
     return f"word {w}, no tensor"
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RTL_MODES)
 def test_iteration_leaves_dram_as_the_model(sim: str, mode: str, sim_run_cache: dict) -> None:
     got = run(sim_run_cache, sim, mode)
     case = got.case
-    assert not np.array_equal(case.before, case.after)
-    differ = np.flatnonzero(got.memory != case.after)
-    assert not differ.size, (
-        f"{differ.size} DRAM words differ, first in {_where(got.memory, case.after)}"
-    )
-    assert got.scales == 1
+    assert got.scales == ITERATIONS == len(got.snapshots)
+    previous = case.before
+    for i, (words, want) in enumerate(zip(got.snapshots, case.afters, strict=True)):
+        assert not np.array_equal(previous, want)
+        differ = np.flatnonzero(words != want)
+        assert not differ.size, (
+            f"iteration {i}: {differ.size} DRAM words differ, first in {_where(words, want)}"
+        )
+        previous = want
+    assert np.array_equal(got.memory, case.after)
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RTL_MODES)
 def test_iteration_sends_the_host_the_models_words(
     sim: str, mode: str, sim_run_cache: dict
 ) -> None:
     got = run(sim_run_cache, sim, mode)
     assert got.host_out == got.case.host_out and got.host_out
+    assert got.outs == got.case.outs and len(set(got.outs)) == ITERATIONS
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
 def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     got = run(sim_run_cache, sim, "plain")
@@ -85,6 +115,7 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     prog = program()
     timing = schedule(prog, program_counts(prog, CONFIG), CONFIG.accelerator.clock_mhz)
     print(f"device top: {c['cycles']} cycles; busy " + ", ".join(f"{u} {c[u]}" for u in c))
+    print(f"device top: cycles at each SCALE {got.scale_cycles}")
     print(f"time model: {timing.cycles} cycles; busy {timing.busy}")
     fast = dataclasses.replace(CONFIG, link=LinkConfig(baud=300_000_000))  # the RTL has no UART
     timing = schedule(prog, program_counts(prog, fast), CONFIG.accelerator.clock_mhz)
@@ -92,13 +123,80 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     assert all(0 < c[u] <= c["cycles"] for u in c if u != "cycles")
 
 
-def test_every_instruction_of_the_net_is_pre_decoded() -> None:
-    case = iteration(0.0)
-    assert len(case.records) == len(program().instructions)
-    ops = {i.op for i in program().instructions}
+def test_decoder_builds_the_models_commands_across_iterations() -> None:
+    """The decoder (pysim) against :func:`command` for every instruction of the net in
+    two iterations: the model's statistics reported as it records them, SCALE between."""
+    m, hosts, scalars = setup(program(), CONFIG, ITERATIONS)
+    prog = program()
+    regs = RegisterMap.of(prog)
+    dut = Decoder(CONFIG, tensors=len(prog.tensors), registers=regs.size)
+    index = {t["name"]: i for i, t in enumerate(prog.tensors)}
+    recorded: list = []
+    record = m.scales.record
+    m.scales.record = lambda name, stats: (recorded.append((name, stats)), record(name, stats))
+    m.scalars = scalars
+    bits = lambda layout, fields: layout.const(fields).as_value().value  # noqa: E731
+    beats = [
+        (
+            i,
+            bits(command_layout(CONFIG), static_command(i, prog, CONFIG)),
+            bits(decode_layout(), decode_fields(i, prog, regs)),
+        )
+        for i in prog.instructions
+    ]
+    checked = []
+
+    async def write(ctx, values: dict[int, int]) -> None:  # noqa: ANN001
+        for addr, value in values.items():
+            ctx.set(dut.reg_write, 1)
+            ctx.set(dut.reg_addr, addr)
+            ctx.set(dut.reg_data, value)
+            await ctx.tick()
+        ctx.set(dut.reg_write, 0)
+
+    async def bench(ctx) -> None:  # noqa: ANN001
+        await write(ctx, exponent_writes(m.scales, prog))
+        for it, host in enumerate(hosts):
+            m.host, m.iteration = host, ITERATION + it
+            fracs = {t: host.inputs[prog.tensors[t]["name"]][1] for t in regs.fracs}
+            await write(ctx, regs.values(m.iteration, scalars, fracs))
+            for inst, static, dec in beats:
+                ctx.set(dut.record, int.from_bytes(inst.encode(), "little"))
+                ctx.set(dut.static.as_value(), static)
+                ctx.set(dut.decode.as_value(), dec)
+                got = ctx.get(dut.command.as_value())
+                want = command(inst, m)
+                assert got == want, f"iteration {m.iteration}: {inst.text()}"
+                checked.append(inst.op)
+                ctx.set(dut.take, 1)
+                ctx.set(dut.scale, inst.op is Op.SCALE)
+                await ctx.tick()
+                ctx.set(dut.take, 0)
+                ctx.set(dut.scale, 0)
+                recorded.clear()
+                m.execute(inst)
+                for name, stats in recorded:  # one report a cycle
+                    ctx.set(dut.reports[0], {"valid": 1, "tensor": index[name], "peak": stats.peak,
+                            "saturated": stats.saturated, "overflow": stats.overflow})  # fmt: skip
+                    await ctx.tick()
+                ctx.set(dut.reports[0].valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) == ITERATIONS * len(prog.instructions)
+    ops = set(checked)
     assert {Op.LOAD, Op.STORE, Op.GEMM, Op.VEC, Op.HOST_IN, Op.HOST_OUT, Op.SCALE} <= ops
 
 
+def test_a_program_must_fit_the_decoder() -> None:
+    with pytest.raises(InputError, match="18 tensors and 40 host registers"):
+        check_fits(program(), 16, 64)
+    check_fits(program(), **sizes())
+
+
+@pytest.mark.slow  # the top's elaboration: about 40 s
 def test_device_verilog_is_lint_clean() -> None:
     from sim.lint import lint
     from sim.runner import component_verilog
