@@ -177,5 +177,13 @@ def lane_words(seed: int, lanes: int, beats: int, bits: int = STATE_BITS) -> np.
     """
     if beats <= 0:
         return np.zeros((0, lanes), dtype=np.uint32)
-    tables = product_tables([lane_seed(seed, c) for c in range(lanes)], bits)
-    return _products(tables, power_planes(beats)[:, :beats])
+    seeds = [lane_seed(seed, c) for c in range(lanes)]
+    powers = power_planes(beats)[:, :beats]
+    if lanes <= beats:
+        return _products(product_tables(seeds, bits), powers)
+    # Products commute: with more lanes than beats (a weight gradient's K lanes), tables of
+    # the few powers looked up by the seeds' bytes are smaller than tables of the seeds.
+    planes = np.array(seeds, dtype=np.uint32) >> np.arange(0, 32, 8, dtype=np.uint32)[:, None]
+    g = [_word(powers, t) for t in range(beats)]
+    words = _products(product_tables(g, bits), (planes & np.uint32(0xFF)).astype(np.uint8))
+    return np.ascontiguousarray(words.T)
