@@ -193,6 +193,7 @@ def table(rows: list[Row], array: tuple[int, int]) -> str:
 
 
 def plot(rows: list[Row], path: Path, title: str) -> None:
+    """Accuracy against logic cells per PE and against pJ/MAC; float32 as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,18 +201,27 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     shown = [r for r in rows if r.accuracy is not None and not r.cost.missing]
+    reference = [r.accuracy for r in rows if r.name == FLOAT32 and r.accuracy is not None]
+    styles = {"nearest-even": ("o", "#4878a8"), "stochastic": ("^", "#c8553d")}
     for ax, key, label in (
         (axes[0], "cells", "logic cells per PE (ECP5, synthesised)"),
         (axes[1], "pj_per_mac", "energy per MAC (pJ, modelled)"),
     ):
-        for row in shown:
-            x, y = getattr(row.cost, key), row.accuracy * 100
-            marker = "o" if row.rounding == "nearest-even" else "^"
-            ax.scatter(x, y, marker=marker, color="#4878a8" if marker == "o" else "#c8553d")
-            ax.annotate(row.name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for rounding, (marker, color) in styles.items():
+            mine = [r for r in shown if r.rounding == rounding]
+            xs = [getattr(r.cost, key) for r in mine]
+            ax.scatter(
+                xs, [r.accuracy * 100 for r in mine], marker=marker, color=color, label=rounding
+            )
+            for r, x in zip(mine, xs, strict=True):
+                ax.annotate(r.name, (x, r.accuracy * 100), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")  # fmt: skip
+        if reference:
+            ax.axhline(reference[0] * 100, ls="--", color="grey", label="float32 (cpu)")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("LeNet digits test accuracy (%)  o nearest-even, ^ stochastic")
+    axes[0].set_ylabel("LeNet digits test accuracy (%)")
+    axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
