@@ -29,7 +29,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,10 @@ SOLVER = "examples/mnist/lenet_solver.prototxt"
 
 @dataclass
 class Cost:
-    """Per PE of the widest pass, and pJ per MAC over the passes; or why there is none."""
+    """Per PE of the widest pass (``LUT4``, ``cells``, ``DSP``), and pJ per MAC over the
+    passes; or why there is none."""
 
-    lut4: float = 0.0
-    cells: float = 0.0
-    dsps: float = 0.0
+    per_pe: dict[str, float] = field(default_factory=dict)
     pj_per_mac: float = 0.0
     passes: str = ""
     missing: str = ""
@@ -87,10 +86,13 @@ def engine_cost(name: str, array: tuple[int, int], work: Path, version: str) -> 
     per_pe = {f.name: _array_cells(f, array, work, version) for f in engines.values()}
     widest = max(per_pe.values(), key=lambda c: nextpnr_logic(c, "ecp5"))
     energy = [mac_energy(f).total_j for f in engines.values()]
+    totals = {
+        "LUT4": widest.get("LUT4", 0),
+        "cells": nextpnr_logic(widest, "ecp5"),
+        "DSP": widest.get("MULT18X18D", 0),
+    }
     return Cost(
-        lut4=widest.get("LUT4", 0) / pes,
-        cells=nextpnr_logic(widest, "ecp5") / pes,
-        dsps=widest.get("MULT18X18D", 0) / pes,
+        per_pe={k: v / pes for k, v in totals.items()},
         pj_per_mac=sum(energy) / len(energy) * 1e12,
         passes=" / ".join(f"{n} {nextpnr_logic(c, 'ecp5') / pes:.0f}" for n, c in per_pe.items()),
     )
@@ -180,7 +182,8 @@ def table(rows: list[Row], array: tuple[int, int]) -> str:
             if k.missing != "cpu reference":
                 notes[row.name] = k.missing
         else:
-            cost = f"{k.lut4:.0f} | {k.cells:.0f} | {k.dsps:g} | {k.pj_per_mac:.1f}"
+            pe = k.per_pe
+            cost = f"{pe['LUT4']:.0f} | {pe['cells']:.0f} | {pe['DSP']:g} | {k.pj_per_mac:.1f}"
             if " / " in k.passes:
                 notes[row.name] = f"logic cells per PE by pass: {k.passes}"
         lines.append(f"| {row.name} | {row.rounding} | {acc} | {cost} |")
@@ -209,7 +212,7 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     ):
         for rounding, (marker, color) in styles.items():
             mine = [r for r in shown if r.rounding == rounding]
-            xs = [getattr(r.cost, key) for r in mine]
+            xs = [r.cost.per_pe["cells"] if key == "cells" else r.cost.pj_per_mac for r in mine]
             ax.scatter(
                 xs, [r.accuracy * 100 for r in mine], marker=marker, color=color, label=rounding
             )
