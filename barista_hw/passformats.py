@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from barista_base.errors import InputError
 
+from .config import Pass
 from .minifloat import MinifloatFormat
 from .mx import MXFormat, NumberFormat, parse_format
 
@@ -44,6 +45,14 @@ class PassFormats:
 
     def __str__(self) -> str:
         return self.name
+
+
+def operand_formats(fmt: FloatFormat | PassFormats) -> dict[Pass, tuple[FloatFormat, FloatFormat]]:
+    """The (A, B) operand formats of each pass: forward ``W x X`` in ``fwd x fwd``,
+    backward-data ``W^T x dY`` in ``fwd x grad``, weight gradient ``dY x X^T`` in
+    ``grad x fwd``; one format is every operand's."""
+    f, g = (fmt.fwd, fmt.grad) if isinstance(fmt, PassFormats) else (fmt, fmt)
+    return {Pass.FORWARD: (f, f), Pass.BACKWARD_DATA: (f, g), Pass.WEIGHT_GRAD: (g, f)}
 
 
 def is_per_pass(spec: str) -> bool:
@@ -94,4 +103,4 @@ def _float_format(where: str, key: str, value: str) -> FloatFormat:
     return fmt
 
 
-__all__ = ["KINDS", "PassFormats", "is_per_pass", "parse_training_format"]
+__all__ = ["KINDS", "PassFormats", "is_per_pass", "operand_formats", "parse_training_format"]

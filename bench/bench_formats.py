@@ -41,10 +41,11 @@ from calibrate_resources import nextpnr_logic, yosys_version  # noqa: E402
 from barista_base.cache import cache_dir  # noqa: E402
 from barista_base.errors import InputError  # noqa: E402
 from barista_hw.array import SystolicArray  # noqa: E402
-from barista_hw.config import EngineConfig, EngineFormat, parse_engine_format  # noqa: E402
+from barista_hw.config import EngineConfig, EngineFormat, Pass, parse_engine_format  # noqa: E402
 from barista_hw.fpformat import MinifloatGemmFormat  # noqa: E402
 from barista_hw.mac_energy import mac_energy  # noqa: E402
-from barista_hw.passformats import PassFormats, parse_training_format  # noqa: E402
+from barista_hw.numfmt import FixedFormat  # noqa: E402
+from barista_hw.passformats import operand_formats, parse_training_format  # noqa: E402
 
 FLOAT32 = "float32"  # the cpu backend's reference: no format, no rounding, no PE
 DEFAULT_FORMATS = [FLOAT32, "fx16", "e4m3", "e5m2", "fwd=e4m3,grad=e5m2", "mxfp8_e4m3", "mxfp4"]
@@ -64,13 +65,13 @@ class Cost:
 
 
 def pass_engine_formats(name: str) -> dict[str, str]:
-    """Engine format names of the three passes of a training format (forward, backward-data,
-    weight gradient): operands ``fwd x fwd``, ``fwd x grad``, ``grad x fwd``."""
+    """Engine format names of the three passes of a training format
+    (:func:`barista_hw.passformats.operand_formats`: ``a`` or ``axb``)."""
     fmt = parse_training_format(name)
-    if not isinstance(fmt, PassFormats):
-        return dict.fromkeys(("forward", "backward", "gradient"), fmt.name)
-    f, g = fmt.fwd.name, fmt.grad.name
-    return {"forward": f, "backward": f"{f}x{g}", "gradient": f"{g}x{f}"}
+    if isinstance(fmt, FixedFormat):
+        return {p.value: fmt.name for p in Pass}
+    pairs = operand_formats(fmt).items()
+    return {p.value: a.name if a == b else f"{a.name}x{b.name}" for p, (a, b) in pairs}
 
 
 def engine_cost(name: str, array: tuple[int, int], work: Path, version: str) -> Cost:

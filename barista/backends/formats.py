@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from barista_base.errors import InputError
+from barista_hw.config import Pass
 from barista_hw.minifloat import MinifloatFormat, random_words
 from barista_hw.mx import MXFormat
 from barista_hw.numfmt import Rounding
@@ -40,6 +41,7 @@ from barista_hw.passformats import (
     FloatFormat,
     PassFormats,
     is_per_pass,
+    operand_formats,
     parse_training_format,
 )
 from barista_hw.scaling import DYNAMIC, max_abs, parse_scaling
@@ -93,10 +95,8 @@ class FormatBackend(GemmBackend):
         if not isinstance(parsed, MinifloatFormat | MXFormat | PassFormats):
             raise InputError(f"format {fmt!r} is not a minifloat or MX format")
         self.fmt = parsed
-        #: The formats of forward tensors (W, X) and of gradients (dY).
-        self.fwd, self.grad = (
-            (parsed.fwd, parsed.grad) if isinstance(parsed, PassFormats) else (parsed, parsed)
-        )
+        #: The (A, B) operand formats of each pass.
+        self.operands = operand_formats(parsed)
         self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
         if self.rounding is Rounding.FLOOR:
             raise InputError("minifloat and MX formats round nearest-even or stochastic")
@@ -157,13 +157,13 @@ class FormatBackend(GemmBackend):
     def forward(self, w: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
         bsz, k, n = x.shape
         xt = x.transpose(0, 2, 1).reshape(bsz * n, k)  # B.T: one row per column of X
-        y = self._gemm(f"{layer}/forward", w, xt, self.fwd, self.fwd)
+        y = self._gemm(f"{layer}/forward", w, xt, *self.operands[Pass.FORWARD])
         return y.reshape(w.shape[0], bsz, n).transpose(1, 0, 2)
 
     def backward_data(self, w: np.ndarray, dy: np.ndarray, *, layer: str = "") -> np.ndarray:
         bsz, m, n = dy.shape
         dyt = dy.transpose(0, 2, 1).reshape(bsz * n, m)
-        dx = self._gemm(f"{layer}/backward", w.T, dyt, self.fwd, self.grad)
+        dx = self._gemm(f"{layer}/backward", w.T, dyt, *self.operands[Pass.BACKWARD_DATA])
         return dx.reshape(w.shape[1], bsz, n).transpose(1, 0, 2)
 
     def weight_grad(self, dy: np.ndarray, x: np.ndarray, *, layer: str = "") -> np.ndarray:
@@ -171,4 +171,4 @@ class FormatBackend(GemmBackend):
         k = x.shape[1]
         a = dy.transpose(1, 0, 2).reshape(m, bsz * n)  # reduction over (batch, pixel)
         bt = x.transpose(1, 0, 2).reshape(k, bsz * n)
-        return self._gemm(f"{layer}/gradient", a, bt, self.grad, self.fwd)
+        return self._gemm(f"{layer}/gradient", a, bt, *self.operands[Pass.WEIGHT_GRAD])

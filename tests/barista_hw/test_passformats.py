@@ -3,10 +3,11 @@
 import pytest
 
 from barista_base.errors import InputError
+from barista_hw.config import Pass
 from barista_hw.minifloat import PRESETS as MF
 from barista_hw.mx import PRESETS as MX
 from barista_hw.numfmt import FixedFormat
-from barista_hw.passformats import PassFormats, parse_training_format
+from barista_hw.passformats import PassFormats, operand_formats, parse_training_format
 
 
 @pytest.mark.parametrize(
@@ -45,3 +46,14 @@ def test_one_format_is_a_format() -> None:
 def test_bad_specs_name_the_parameter_and_the_part(spec: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_training_format(spec)
+
+
+def test_operand_formats_put_gradients_where_dy_is() -> None:
+    e4m3, e5m2 = MF["e4m3"], MF["e5m2"]
+    ops = operand_formats(parse_training_format("e4m3,grad=e5m2"))
+    assert ops == {
+        Pass.FORWARD: (e4m3, e4m3),  # W x X
+        Pass.BACKWARD_DATA: (e4m3, e5m2),  # W^T x dY
+        Pass.WEIGHT_GRAD: (e5m2, e4m3),  # dY x X^T
+    }
+    assert set(operand_formats(e5m2).values()) == {(e5m2, e5m2)}
