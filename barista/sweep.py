@@ -158,9 +158,9 @@ SPEC_KEYS = ("solver", "axes", "test_batches", "generate", "energy", "target", "
 
 
 def _check_format(value: Any) -> str:
-    from barista_hw.mx import parse_format
+    from barista_hw.passformats import parse_training_format
 
-    return parse_format(str(value)).name
+    return parse_training_format(str(value)).name
 
 
 def _check_rounding(value: Any) -> str:
@@ -278,10 +278,11 @@ def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
 def _check_design(path: Path, settings: dict[str, Any]) -> None:
     """A point that needs an accelerator design (rtl, ``generate``, ``energy``) needs a
     format the design exploration knows: fixed point, for now."""
-    from barista_hw.mx import parse_format
     from barista_hw.numfmt import FixedFormat
+    from barista_hw.passformats import parse_training_format
 
-    if "format" not in settings or isinstance(parse_format(settings["format"]), FixedFormat):
+    fmt = settings.get("format")
+    if fmt is None or isinstance(parse_training_format(fmt), FixedFormat):
         return
     needs = [k for k in ("generate", "energy") if settings.get(k)]
     needs += ["backend rtl"] if settings["backend"] == "rtl" else []
@@ -442,8 +443,8 @@ def _hardware(point: Point, out: Path) -> tuple[dict[str, Any], Any]:
     from barista_hw.config import EngineConfig
     from barista_hw.dse import explore
     from barista_hw.generate import generate, module_name
-    from barista_hw.mx import parse_format
     from barista_hw.numfmt import FixedFormat
+    from barista_hw.passformats import parse_training_format
     from barista_hw.targets import DEFAULT_TARGET, get_target
     from caffe_bridge.solvers import train_net
 
@@ -454,7 +455,7 @@ def _hardware(point: Point, out: Path) -> tuple[dict[str, Any], Any]:
     net = train_net(s["solver"])
     name, layers = net.name or "net", gemm_layers(net)
     target = s.get("target", DEFAULT_TARGET)
-    fmt = parse_format(s["format"]) if "format" in s else None
+    fmt = parse_training_format(s["format"]) if "format" in s else None
     if fmt is not None and not isinstance(fmt, FixedFormat):
         return {}, None  # the exploration knows fixed-point arrays only (load_spec checks)
     array = EngineConfig.parse_array(s["array"]) if "array" in s else None

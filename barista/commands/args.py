@@ -84,7 +84,8 @@ def add_backend_arguments(
         metavar="SPEC",
         help="number format of a hardware backend, e.g. fx16.8 (default "
         f"{DEFAULT_FORMAT.name}); golden also takes minifloat and MX formats (e4m3, e5m2, "
-        "mxfp8_e4m3, mxfp4, ...)",
+        "mxfp8_e4m3, mxfp4, ...) and formats per pass (fwd=e4m3,grad=e5m2: weights and "
+        "activations in E4M3, gradients in E5M2)",
     )
     parser.add_argument(
         "--rounding",

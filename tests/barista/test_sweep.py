@@ -162,6 +162,18 @@ def test_axes_multiply_into_points_with_stable_ids(tmp_path: Path, digits: Path)
             "solver: s.prototxt\nenergy: true\naxes: {format: [mxfp4]}",
             "format 'mxfp4_e2m1' with energy",
         ),
+        (
+            "solver: s.prototxt\naxes: {format: ['e4m3,grad=e9m9']}",
+            "key 'axes.format': format 'e4m3,grad=e9m9': grad: unknown number format 'e9m9'",
+        ),
+        (
+            "solver: s.prototxt\naxes: {format: [e4m3, 'fwd=e4m3,grad=e4m3']}",
+            "key 'axes.format': a value appears twice",
+        ),
+        (
+            "solver: s.prototxt\naxes: {backend: [rtl], format: ['e4m3,grad=e5m2']}",
+            "format 'fwd=e4m3,grad=e5m2' with backend rtl",
+        ),
         ("solver: s.prototxt\naxes: {array: [0x4]}", "key 'axes.array'"),
         ("solver: s.prototxt\naxes: {backend: [board]}", "key 'axes.backend'"),
         ("solver: s.prototxt\naxes: {seed: [-1]}", "key 'axes.seed'"),
@@ -189,13 +201,18 @@ def test_a_bad_spec_names_the_file_and_the_key(
     assert str(path) in str(err.value)
 
 
-def test_a_minifloat_point_trains_on_golden_without_a_design(tmp_path: Path, digits: Path) -> None:
-    """FP8 and MX formats sweep on the golden model; the design exploration (fixed point
-    only) gives them no hardware record rather than a wrong one."""
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("e4m3", "e4m3"), ("'e4m3,grad=e5m2'", "fwd=e4m3,grad=e5m2")]
+)
+def test_a_minifloat_point_trains_on_golden_without_a_design(
+    tmp_path: Path, digits: Path, fmt: str, name: str
+) -> None:
+    """FP8 and MX formats (one, or one per pass) sweep on the golden model; the design
+    exploration (fixed point only) gives them no hardware record rather than a wrong one."""
     text = SPEC.format(workdir=digits).replace("[cpu, golden]", "golden")
-    spec = load_spec(write_spec(tmp_path / "s.yaml", text.replace("[fx16, fx12]", "e4m3")))
+    spec = load_spec(write_spec(tmp_path / "s.yaml", text.replace("[fx16, fx12]", fmt)))
     (point,) = spec.points
-    assert point.settings["format"] == "e4m3"
+    assert point.settings["format"] == name
     record = run_point(point.settings, str(digits), str(tmp_path / "out"))
     assert record["status"] == "ok" and record["hardware"] == {}
     assert record["iterations"] == 2 and 0 <= record["accuracy"] <= 1

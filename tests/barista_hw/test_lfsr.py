@@ -47,6 +47,8 @@ def test_many_lanes_and_beats_match_the_steps() -> None:
         (7, 9, 700),
         (2**32 - 1, 16, 1100),
         (0x12345678, 3, 3000),
+        (5, 700, 9),  # more lanes than beats: tables of the powers
+        (2**31, 3000, 1),
     ]:
         words = lfsr.lane_words(seed, lanes, beats)
         assert words.shape == (beats, lanes) and words.dtype == np.uint32

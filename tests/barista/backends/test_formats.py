@@ -104,3 +104,74 @@ def test_non_finite_operands_give_nan() -> None:
 def test_static_scaling_is_for_fixed_point_formats() -> None:
     with pytest.raises(InputError, match="static scaling uses a fixed-point format"):
         get_backend("golden", fmt="e4m3", scaling="static")
+
+
+# -- formats per pass: E4M3 weights and activations, E5M2 gradients ------------------------
+
+
+def _exact(a: np.ndarray, fa: str, bt: np.ndarray, fb: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """``A @ Bt.T`` from the exact model: each operand on its own tensor scale in its own
+    format, the exact sum rounded once to float32; and the two scales."""
+    ma, mb = MF[fa], MF[fb]
+    sa, sb = tensor_scale(np.abs(a).max(), ma), tensor_scale(np.abs(bt).max(), mb)
+    ca = ma.encode(np.ldexp(a.astype(np.float64), -sa), saturate=True)
+    cb = mb.encode(np.ldexp(bt.astype(np.float64), -sb), saturate=True)
+    acc, exp = fpgemm.minifloat_gemm(ca, ma, cb.T.copy(), mb)
+    return fpgemm.to_odd_float(acc, exp + sa + sb).astype(np.float32), (sa, sb)
+
+
+def test_each_pass_rounds_its_operands_to_their_formats_bit_for_bit() -> None:
+    """Forward E4M3 x E4M3, backward-data W (E4M3) x dY (E5M2), weight gradient dY (E5M2)
+    x X (E4M3): every result bit against the exact model with those formats, and not
+    the bits one format for all would give."""
+    w, x, dy = _tensors(3)
+    b = get_backend("golden", fmt="e4m3,grad=e5m2")
+    one = get_backend("golden", fmt="e4m3")
+    xt = x.transpose(0, 2, 1).reshape(-1, 40)
+    dyt = dy.transpose(0, 2, 1).reshape(-1, 6)
+    dy2, x2 = dy.transpose(1, 0, 2).reshape(6, -1), x.transpose(1, 0, 2).reshape(40, -1)
+    cases = [
+        ("forward", b.forward(w, x, layer="ip"), one.forward(w, x), (w, "e4m3", xt, "e4m3")),
+        ("backward", b.backward_data(w, dy, layer="ip"), one.backward_data(w, dy),
+         (w.T.copy(), "e4m3", dyt, "e5m2")),
+        ("gradient", b.weight_grad(dy, x, layer="ip"), one.weight_grad(dy, x),
+         (dy2, "e5m2", x2, "e4m3")),
+    ]  # fmt: skip
+    for name, got, all_e4m3, (a, fa, bt, fb) in cases:
+        want, scales = _exact(a, fa, bt, fb)
+        assert (b.last_scale[f"ip/{name}/a"], b.last_scale[f"ip/{name}/b"]) == scales
+        flat = got if name == "gradient" else got.transpose(1, 0, 2).reshape(got.shape[1], -1)
+        np.testing.assert_array_equal(flat, want.reshape(flat.shape), err_msg=name)
+        assert np.array_equal(got, all_e4m3) == (name == "forward"), name
+
+
+def test_one_format_per_pass_is_that_format_to_the_bit() -> None:
+    w, x, dy = _tensors(4)
+    per_pass = get_backend("golden", fmt="fwd=e5m2,grad=e5m2", rounding="stochastic")
+    one = get_backend("golden", fmt="e5m2", rounding="stochastic")
+    assert per_pass.fmt is MF["e5m2"]
+    for _ in range(2):  # the second call draws new words in both
+        np.testing.assert_array_equal(per_pass.forward(w, x), one.forward(w, x))
+        np.testing.assert_array_equal(per_pass.backward_data(w, dy), one.backward_data(w, dy))
+        np.testing.assert_array_equal(per_pass.weight_grad(dy, x), one.weight_grad(dy, x))
+
+
+def test_mx_formats_per_pass_round_gradients_to_the_gradient_format() -> None:
+    w, x, dy = _tensors(5)
+    b = get_backend("golden", fmt="fwd=mxfp8_e4m3,grad=mxfp8_e5m2")
+    fwd, grad = MX["mxfp8_e4m3"], MX["mxfp8_e5m2"]
+    a, bt = w.T.copy(), dy.transpose(0, 2, 1).reshape(-1, 6)
+    pad = -6 % 32
+    a, bt = np.pad(a, ((0, 0), (0, pad))), np.pad(bt, ((0, 0), (0, pad)))
+    acc, exp, nan = fpgemm.mx_gemm(fwd.encode(a), fwd, grad.encode(bt), grad)
+    want = fpgemm.to_odd_float(acc, exp, nan).astype(np.float32)
+    np.testing.assert_array_equal(b.backward_data(w, dy), want.reshape(40, 3, 7).transpose(1, 0, 2))
+
+
+def test_formats_per_pass_are_refused_where_an_engine_has_one_format() -> None:
+    from barista.backends.rtl_formats import rtl_engine_format
+
+    with pytest.raises(InputError, match="format fwd=e4m3,grad=e5m2: the accelerator's engine"):
+        rtl_engine_format("e4m3,grad=e5m2")
+    with pytest.raises(InputError, match="format 'e4m3,grad=fx16': grad: fx16.* is fixed"):
+        get_backend("golden", fmt="e4m3,grad=fx16")

@@ -219,6 +219,9 @@ def test_fpga_solver_mode_selects_golden(tmp_path, monkeypatch, capsys):
     argv = ["--solver", "solver.prototxt", "--format", "fx16.12", "--scaling", "static"]
     assert _main(train_cmd, argv) == 0
     assert "Using the golden backend (fmt=fx16.12, scaling=static)" in capsys.readouterr().out
+    argv = ["--solver", "solver.prototxt", "--format", "e4m3,grad=e5m2"]
+    assert _main(train_cmd, argv) == 0
+    assert "Using the golden backend (fmt=e4m3,grad=e5m2)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -241,6 +244,14 @@ def test_fpga_solver_mode_selects_golden(tmp_path, monkeypatch, capsys):
         (
             ["--solver", "solver.prototxt", "--backend", "golden", "--scaling", "fixed"],
             r"unknown scaling 'fixed': use dynamic or static",
+        ),
+        (
+            ["--solver", "solver.prototxt", "--backend", "golden", "--format", "e4m3,grad=e9m9"],
+            r"format 'e4m3,grad=e9m9': grad: unknown number format 'e9m9'",
+        ),
+        (
+            ["--solver", "solver.prototxt", "--backend", "rtl", "--format", "e4m3,grad=e5m2"],
+            r"--format fwd=e4m3,grad=e5m2: .* formats per pass run on the golden backend only",
         ),
     ],
 )
