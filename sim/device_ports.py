@@ -57,6 +57,7 @@ class DevicePorts:
         cmd = tuple((n, off, w) for n, (off, w) in fields.items())
         ports_ = cls(ports, cmd)
         ports_.width("port__cmd__payload")  # present, or the Device's ports changed
+        device._MustUse__silence = True  # read for its ports only, never elaborated: no warning
         return ports_
 
     def width(self, name: str) -> int:
