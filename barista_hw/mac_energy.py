@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from .config import EngineFormat
 from .device.energy import ASIC_ADD32_J, ASIC_MULT8_J, ENERGY, FPGA_HARD_FACTOR, FPGA_LOGIC_FACTOR
-from .fpformat import MinifloatGemmFormat
-from .resources import fixed_pe_logic, minifloat_pe_cost
+from .mxformat import FloatGemmFormat
+from .resources import fixed_pe_logic, pe_cost
 
 #: Cells of fabric logic per bit of an add (one CCU2C carry cell holds two bits, two cells).
 CELLS_PER_ADD_BIT = 1
@@ -59,8 +59,8 @@ def hard_multiply_j(width: int, family: str = "ecp5") -> float:
 
 def mac_energy(fmt: EngineFormat, family: str = "ecp5") -> MacEnergy:
     """One MAC of an engine in ``fmt`` on ``family`` (see the module docstring)."""
-    if isinstance(fmt, MinifloatGemmFormat):
-        return MacEnergy(0.0, minifloat_pe_cost(fmt.arith).luts * logic_cell_j(family))
+    if isinstance(fmt, FloatGemmFormat):  # minifloat or MX: no multiplier block
+        return MacEnergy(0.0, pe_cost(fmt.arith).luts * logic_cell_j(family))
     return MacEnergy(hard_multiply_j(fmt.width, family), fixed_pe_logic(fmt) * logic_cell_j(family))
 
 

@@ -42,8 +42,8 @@ from barista_base.cache import cache_dir  # noqa: E402
 from barista_base.errors import InputError  # noqa: E402
 from barista_hw.array import SystolicArray  # noqa: E402
 from barista_hw.config import EngineConfig, EngineFormat, Pass, parse_engine_format  # noqa: E402
-from barista_hw.fpformat import MinifloatGemmFormat  # noqa: E402
 from barista_hw.mac_energy import mac_energy  # noqa: E402
+from barista_hw.mxformat import FloatGemmFormat  # noqa: E402
 from barista_hw.numfmt import FixedFormat  # noqa: E402
 from barista_hw.passformats import operand_formats, parse_training_format  # noqa: E402
 
@@ -102,7 +102,7 @@ def engine_cost(name: str, array: tuple[int, int], work: Path, version: str) -> 
 def _array_cells(
     fmt: EngineFormat, array: tuple[int, int], work: Path, version: str
 ) -> dict[str, int]:
-    arith = fmt.arith if isinstance(fmt, MinifloatGemmFormat) else fmt
+    arith = fmt.arith if isinstance(fmt, FloatGemmFormat) else fmt
     EngineConfig(array[0], array[1], fmt)  # the engine's own checks on the format and shape
     cells, _flow = cells_of(SystolicArray(array[0], array[1], arith), work, version)
     return cells
