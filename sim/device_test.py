@@ -23,7 +23,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from sim.device_run import CASES_ENV, RESULTS_ENV
 from sim.port_model import PortMemory
-from sim.tb import StreamSink, StreamSource
+from sim.tb import StreamSink, StreamSource, write_results
 
 
 @cocotb.test()
@@ -92,7 +92,4 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
         "outs": outs,
         "scale_cycles": at,
     }
-    path = os.environ[RESULTS_ENV]
-    with open(f"{path}.tmp", "w") as f:
-        json.dump(out, f)
-    os.replace(f"{path}.tmp", path)
+    write_results(RESULTS_ENV, out)

@@ -10,8 +10,6 @@ lengths of the burst commands.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 
 import cocotb
@@ -19,7 +17,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from sim.dma_run import CASES_ENV, RESULTS_ENV
 from sim.port_model import PortMemory
-from sim.tb import StreamSource, start_cases
+from sim.tb import StreamSource, start_cases, write_results
 
 
 async def _preload(dut, spad: int, words: list[int]) -> None:  # noqa: ANN001
@@ -87,7 +85,4 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
                 "lengths": mem.stats.lengths,
             }
         )
-    path = os.environ[RESULTS_ENV]
-    with open(f"{path}.tmp", "w") as f:
-        json.dump({"cases": results}, f)
-    os.replace(f"{path}.tmp", path)
+    write_results(RESULTS_ENV, {"cases": results})

@@ -18,6 +18,8 @@ import os
 
 import cocotb
 
+from sim.tb import write_results
+
 CASES_ENV = "BARISTA_SIM_CASES"
 RESULTS_ENV = "BARISTA_SIM_RESULTS"
 MAX_WAIT = 200  # cycles from the last beat to done: the array's skew and pipeline
@@ -88,7 +90,4 @@ async def run_tiles(dut) -> None:  # noqa: ANN001 - a cocotb handle
                 await step()
             codes.append(unpack(q.value.to_unsigned(), code_bits, cols))
         results.append({"acc": accs, "q": codes})
-    path = os.environ[RESULTS_ENV]
-    with open(f"{path}.tmp", "w") as f:
-        json.dump({"cases": results, "sim_cycles": cycles}, f)
-    os.replace(f"{path}.tmp", path)
+    write_results(RESULTS_ENV, {"cases": results, "sim_cycles": cycles})

@@ -11,8 +11,6 @@ span (commands, words read, words written).
 
 from __future__ import annotations
 
-import json
-import os
 import random
 
 import cocotb
@@ -20,7 +18,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from sim.gemm_path_run import CASES_ENV, RESULTS_ENV
 from sim.port_model import PortMemory
-from sim.tb import StreamSource, start_cases
+from sim.tb import StreamSource, start_cases, write_results
 
 
 async def _run_case(dut, case: dict, header: dict, master: random.Random) -> dict:  # noqa: ANN001
@@ -64,7 +62,4 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
     """All cases of the file, one after another in one simulation."""
     header, master = await start_cases(dut, CASES_ENV, ["cmd__valid"])
     results = [await _run_case(dut, case, header, master) for case in header["cases"]]
-    path = os.environ[RESULTS_ENV]
-    with open(f"{path}.tmp", "w") as f:
-        json.dump({"cases": results}, f)
-    os.replace(f"{path}.tmp", path)
+    write_results(RESULTS_ENV, {"cases": results})

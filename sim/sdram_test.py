@@ -29,6 +29,7 @@ import cocotb
 
 from barista_hw.device.memory import DramConfig
 from sim.sdram_model import SdramChip, SdramViolation
+from sim.tb import write_results
 
 JOB_ENV = "BARISTA_SDRAM_JOB"
 RESULTS_ENV = "BARISTA_SDRAM_RESULTS"
@@ -129,6 +130,4 @@ async def traffic(dut) -> None:  # noqa: ANN001 - a cocotb handle
     results["counts"] = chip.counts.commands
     results["cycles"] = cycle
     results["wall_seconds"] = time.perf_counter() - wall
-    path = os.environ[RESULTS_ENV]
-    Path(f"{path}.tmp").write_text(json.dumps(results))
-    os.replace(f"{path}.tmp", path)
+    write_results(RESULTS_ENV, results)

@@ -24,7 +24,7 @@ import random
 import cocotb
 
 from sim.seq_run import CASES_ENV, RESULTS_ENV
-from sim.tb import StreamSource
+from sim.tb import StreamSource, write_results
 
 RECORD_BITS = 256
 TOKEN_BITS = 16
@@ -134,7 +134,4 @@ async def run_program(dut) -> None:  # noqa: ANN001 - a cocotb handle
         "counters": counters,
         "sim_cycles": now,
     }
-    path = os.environ[RESULTS_ENV]
-    with open(f"{path}.tmp", "w") as f:
-        json.dump(out, f)
-    os.replace(f"{path}.tmp", path)
+    write_results(RESULTS_ENV, out)

@@ -18,7 +18,7 @@ import random
 
 import cocotb
 
-from sim.tb import StreamSink, StreamSource
+from sim.tb import StreamSink, StreamSource, write_results
 
 CASES_ENV = "BARISTA_SIM_CASES"
 RESULTS_ENV = "BARISTA_SIM_RESULTS"
@@ -71,7 +71,4 @@ async def run_instructions(dut) -> None:  # noqa: ANN001 - a cocotb handle
         if word is not None:
             results[done].update(stats=word, cycle=count)
             done += 1
-    path = os.environ[RESULTS_ENV]
-    with open(f"{path}.tmp", "w") as f:
-        json.dump({"instructions": results, "sim_cycles": count}, f)
-    os.replace(f"{path}.tmp", path)
+    write_results(RESULTS_ENV, {"instructions": results, "sim_cycles": count})

@@ -17,6 +17,8 @@ seeded :class:`random.Random`.
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from collections import deque
@@ -59,6 +61,15 @@ async def start_cases(dut: Any, cases_env: str, idle: Sequence[str]) -> tuple[di
         getattr(dut, name).value = 0
     await clock_and_reset(dut)
     return header, random.Random(header["seed"])
+
+
+def write_results(env: str, out: Any) -> None:
+    """The bench's results as JSON at the path in ``$env``, written whole or not at all
+    (the runner reads the file once the simulator has exited)."""
+    path = os.environ[env]
+    with open(f"{path}.tmp", "w") as f:
+        json.dump(out, f)
+    os.replace(f"{path}.tmp", path)
 
 
 def layout_fields(layout: Any) -> dict[str, tuple[int, int]]:

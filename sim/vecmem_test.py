@@ -10,8 +10,6 @@ stats' transfer and the port's command count.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 
 import cocotb
@@ -19,7 +17,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from sim.port_model import PortMemory
-from sim.tb import StreamSink, StreamSource, start_cases
+from sim.tb import StreamSink, StreamSource, start_cases, write_results
 from sim.vecmem_run import CASES_ENV, RESULTS_ENV
 
 
@@ -62,7 +60,4 @@ async def run_cases(dut) -> None:  # noqa: ANN001 - a cocotb handle
                 "commands": mem.stats.commands,
             }
         )
-    path = os.environ[RESULTS_ENV]
-    with open(f"{path}.tmp", "w") as f:
-        json.dump({"cases": results}, f)
-    os.replace(f"{path}.tmp", path)
+    write_results(RESULTS_ENV, {"cases": results})
