@@ -35,6 +35,7 @@ from .dsp import BRoute, b_chain_of
 from .fppe import MinifloatArith, MinifloatPE
 from .mxpe import MXPE, MXArith
 from .numfmt import FixedFormat
+from .passpe import PassArith, PassPE
 from .pe import ProcessingElement
 from .pipeline import delay, replicate
 
@@ -44,7 +45,8 @@ class SystolicArray(wiring.Component):
 
     A :class:`~barista_hw.fppe.MinifloatArith` ``fmt`` builds :class:`MinifloatPE` cells
     (whose ``b`` always hops through the fabric), a :class:`~barista_hw.mxpe.MXArith`
-    :class:`~barista_hw.mxpe.MXPE` cells; a :class:`FixedFormat` the fixed-point PE.
+    :class:`~barista_hw.mxpe.MXPE` cells, a :class:`~barista_hw.passpe.PassArith`
+    :class:`~barista_hw.passpe.PassPE` cells; a :class:`FixedFormat` the fixed-point PE.
     """
 
     #: Cycles from a ``drain`` pulse to the bank's shift (the per-column register).
@@ -54,7 +56,7 @@ class SystolicArray(wiring.Component):
         self,
         rows: int,
         cols: int,
-        fmt: FixedFormat | MinifloatArith | MXArith,
+        fmt: FixedFormat | MinifloatArith | MXArith | PassArith,
         dataflow: Dataflow = Dataflow.OUTPUT_STATIONARY,
     ) -> None:
         if dataflow not in (Dataflow.OUTPUT_STATIONARY, Dataflow.OUTPUT_STATIONARY.value):
@@ -81,7 +83,7 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         R, C = self.rows, self.cols
-        minifloat = isinstance(self.fmt, MinifloatArith | MXArith)
+        minifloat = isinstance(self.fmt, MinifloatArith | MXArith | PassArith)
         chained = (lambda r, c: False) if minifloat else b_chain_of(platform)
 
         def route(r: int, c: int) -> BRoute:
@@ -92,6 +94,8 @@ class SystolicArray(wiring.Component):
         def make(r: int, c: int) -> ProcessingElement | MinifloatPE:
             if isinstance(self.fmt, MXArith):
                 return MXPE(self.fmt)
+            if isinstance(self.fmt, PassArith):
+                return PassPE(self.fmt)
             if minifloat:
                 return MinifloatPE(self.fmt)
             return ProcessingElement(self.fmt, route(r, c))

@@ -28,8 +28,16 @@ from typing import Any
 
 from barista_base.errors import InputError
 
+from .config import Pass
 from .numfmt import Rounding
 from .schedule import Chunk, block_seed
+
+#: The ``pass_id`` field of a per-pass engine's command
+#: (:class:`~barista_hw.passengine.PassGemmFormat`): which formats the GEMM takes. Engines
+#: in one format have no such field and run any pass.
+PASS_IDS: Mapping[Pass, int] = MappingProxyType(
+    {Pass.FORWARD: 0, Pass.BACKWARD_DATA: 1, Pass.WEIGHT_GRAD: 2}
+)
 
 #: The value a command field must hold when a layout lacks it (what the command means
 #: without it): an engine without the image count sums one image, one without an
@@ -64,6 +72,7 @@ class EngineCommand:
     acc_last: bool = True  # requantise and emit the results
     a_base: int = 0  # first word of A in the accelerator's buffer
     b_base: int = 0
+    pass_id: int = 0  # PASS_IDS: read only by a per-pass engine (others lack the field)
 
     def fields(self, layout: Iterable[tuple[str, Any]], what: str = "command") -> dict[str, int]:
         """The value of every field of an Amaranth ``StructLayout``, in declaration order.
@@ -95,6 +104,7 @@ class GemmCommand:
     rounding: Rounding = Rounding.NEAREST_EVEN
     seed: int = 0
     images: int = 1
+    pass_id: int = 0  # PASS_IDS of the GEMM's pass (a per-pass engine's formats)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rounding", Rounding(self.rounding))
@@ -104,7 +114,16 @@ class GemmCommand:
     ) -> EngineCommand:
         """The engine command of this GEMM (``k`` per image), or of one reduction piece of it."""
         return EngineCommand(
-            m, k, n, self.shift, self.rounding, self.seed, self.images, acc_first, acc_last
+            m,
+            k,
+            n,
+            self.shift,
+            self.rounding,
+            self.seed,
+            self.images,
+            acc_first,
+            acc_last,
+            pass_id=self.pass_id,
         )
 
     def chunk(self, c: Chunk) -> EngineCommand:
@@ -122,4 +141,5 @@ class GemmCommand:
             acc_last=c.acc_last,
             a_base=c.a_base,
             b_base=c.b_base,
+            pass_id=self.pass_id,
         )

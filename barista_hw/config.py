@@ -12,15 +12,19 @@ from barista_base.errors import InputError
 from .fpformat import MinifloatGemmFormat, is_minifloat_spec
 from .mxformat import MXGemmFormat, is_mx_spec
 from .numfmt import DEFAULT_FORMAT, FixedFormat
+from .passengine import PassGemmFormat, is_pass_spec, parse_pass_engine
 
 #: What an engine computes in: fixed point, or minifloat or MX codes with exact accumulators.
-EngineFormat = FixedFormat | MinifloatGemmFormat | MXGemmFormat
+EngineFormat = FixedFormat | MinifloatGemmFormat | MXGemmFormat | PassGemmFormat
 
 
 def parse_engine_format(spec: str) -> EngineFormat:
     """An engine's format by name: a minifloat engine format (``e4m3``, see
     :mod:`barista_hw.fpformat`), an MX engine format (``mxfp8_e4m3``, see
-    :mod:`barista_hw.mxformat`) or a fixed-point spec or preset (``fx16``, ``int8``)."""
+    :mod:`barista_hw.mxformat`), formats per pass (``fwd=e4m3,grad=e5m2``, see
+    :mod:`barista_hw.passengine`) or a fixed-point spec or preset (``fx16``, ``int8``)."""
+    if is_pass_spec(spec):
+        return parse_pass_engine(spec)
     if is_mx_spec(spec):
         return MXGemmFormat.parse(spec)
     if is_minifloat_spec(spec):
@@ -54,7 +58,9 @@ class EngineConfig:
     """An R x C systolic array in a number format, plus the width of its dimension counters.
 
     ``fmt``: fixed point, or a :class:`~barista_hw.fpformat.MinifloatGemmFormat` (minifloat
-    PEs with exact accumulators and the minifloat requantiser; one format for all passes).
+    PEs with exact accumulators and the minifloat requantiser; one format for all passes),
+    an MX format, or a :class:`~barista_hw.passengine.PassGemmFormat` (formats per pass,
+    chosen by each command's ``pass_id``).
     """
 
     rows: int = DEFAULT_ROWS

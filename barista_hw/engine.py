@@ -55,8 +55,13 @@ from .fprequant import MinifloatRequantizer
 from .memory import collision_free_memory
 from .mxformat import FloatGemmFormat
 from .numfmt import SHIFT_BITS
+from .passengine import FORWARD, WEIGHT_GRAD, PassGemmFormat
+from .passrequant import PassRequantizer
 from .pipeline import delay, replicate
 from .requant import LfsrLanes, Requantizer
+
+#: Bits of a per-pass engine's ``pass_id`` command field (:data:`barista_hw.command.PASS_IDS`).
+PASS_ID_BITS = 2
 
 CYCLE_BITS = 40
 #: Registers from a bank row's load to its requantised beat entering the output FIFO:
@@ -77,6 +82,7 @@ def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
     """Fields of an engine command; ``batched`` adds the image count of the gradient pass.
 
     A minifloat engine has no ``shift``: its requantiser's output format sets the scale.
+    A per-pass engine (:class:`~barista_hw.passengine.PassGemmFormat`) adds ``pass_id``.
     """
     fields = {
         "m": unsigned(cfg.dim_bits),
@@ -93,6 +99,8 @@ def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
     if cfg.acc_depth:
         fields["acc_first"] = unsigned(1)
         fields["acc_last"] = unsigned(1)
+    if isinstance(cfg.fmt, PassGemmFormat):
+        fields["pass_id"] = unsigned(PASS_ID_BITS)
     return data.StructLayout(fields)
 
 
@@ -110,13 +118,23 @@ def is_minifloat(cfg: EngineConfig) -> bool:
 
 def _array_and_requantizer(
     cfg: EngineConfig,
-) -> tuple[SystolicArray, Requantizer | MinifloatRequantizer]:
+) -> tuple[SystolicArray, Requantizer | MinifloatRequantizer | PassRequantizer]:
     """The array and the requantiser of ``cfg``'s format. The minifloat requantiser's output
     is delayed to the fixed one's latency, so every engine has the same cycle counts."""
     fmt = cfg.fmt
     if not isinstance(fmt, FloatGemmFormat):
         return SystolicArray(cfg.rows, cfg.cols, fmt, cfg.dataflow), Requantizer(fmt, cfg.cols)
     array = SystolicArray(cfg.rows, cfg.cols, fmt.arith, cfg.dataflow)
+    if isinstance(fmt, PassGemmFormat):
+        rq = PassRequantizer(
+            fmt.acc_width,
+            fmt.acc_exp,
+            fmt.outs,
+            cfg.cols,
+            saturate=fmt.saturate,
+            delay=MINIFLOAT_PAD,
+        )
+        return array, rq
     requant = MinifloatRequantizer(
         fmt.acc_width,
         fmt.acc_exp,
@@ -259,7 +277,7 @@ class GemmEngine(wiring.Component):
         self._start(m, cmd, walk, bank, started)
         self._count_cycles(m)
         self._look_ahead(m, cmd, walk, started)
-        fire = self._feed(m, walk, bank, array)
+        fire = self._feed(m, cmd, walk, bank, array)
         self._step(m, cmd, walk, bank, fire)
         row = self._drain(m, cmd, bank, array)
         fifo, sent = self._output_fifo(m, cmd, bank, array)
@@ -335,12 +353,15 @@ class GemmEngine(wiring.Component):
             m.d.sync += ahead(walk.m_rem, walk.n_rem)
         m.d.sync += walk.first_cols.eq(_lane_mask(cmd.n, C))
 
-    def _feed(self, m: Module, walk: _Walk, bank: _Bank, array: SystolicArray) -> Signal:
+    def _feed(
+        self, m: Module, cmd: Signal, walk: _Walk, bank: _Bank, array: SystolicArray
+    ) -> Signal:
         """Hand operand beats to the array; returns ``fire``, set when a beat is taken.
 
         Lanes past the matrix edge are zeroed: partial tiles need no host padding. The
         operand registers load every cycle (``array.valid`` says which beats count), so
-        ``fire`` does not fan out to them at every row's and column's edge.
+        ``fire`` does not fan out to them at every row's and column's edge. A per-pass
+        engine tags each code with its format (:meth:`_tags`).
         """
         fire = Signal()
         m.d.comb += [
@@ -357,11 +378,22 @@ class GemmEngine(wiring.Component):
         a_in = Signal.like(array.a, reset_less=True)  # operands only matter under valid
         b_in = Signal.like(array.b, reset_less=True)
         m.d.comb += [array.a.eq(a_in), array.b.eq(b_in)]
+        tag_a, tag_b = self._tags(cmd)
         for r in range(self.cfg.rows):
-            m.d.sync += a_in[r].eq(Mux(walk.row_mask[r], self.a.payload[r], 0))
+            m.d.sync += a_in[r].eq(tag_a(Mux(walk.row_mask[r], self.a.payload[r], 0)))
         for c in range(self.cfg.cols):
-            m.d.sync += b_in[c].eq(Mux(walk.col_mask[c], self.b.payload[c], 0))
+            m.d.sync += b_in[c].eq(tag_b(Mux(walk.col_mask[c], self.b.payload[c], 0)))
         return fire
+
+    def _tags(self, cmd: Signal) -> tuple:
+        """How A's and B's codes enter the array: as they are, or for a per-pass engine with
+        the tag of their format above them (1: ``grad``; dY is A of the weight gradient and
+        B of backward-data, :class:`~barista_hw.passpe.PassArith`)."""
+        if not isinstance(self.cfg.fmt, PassGemmFormat):
+            return (lambda v: v), (lambda v: v)
+        grad_a = cmd.pass_id == WEIGHT_GRAD
+        grad_b = ~grad_a & (cmd.pass_id != FORWARD)
+        return (lambda v: Cat(v, grad_a)), (lambda v: Cat(v, grad_b))
 
     def _step(self, m: Module, cmd: Signal, walk: _Walk, bank: _Bank, fire: Signal) -> None:
         """Advance the walk on each beat: the reductions, then the tile column and row.
@@ -480,7 +512,7 @@ class GemmEngine(wiring.Component):
         cmd: Signal,
         bank: _Bank,
         row: Signal,
-        requant: Requantizer | MinifloatRequantizer,
+        requant: Requantizer | MinifloatRequantizer | PassRequantizer,
         lanes: LfsrLanes,
         fifo: SyncFIFO,
     ) -> None:
@@ -504,6 +536,7 @@ class GemmEngine(wiring.Component):
             requant.acc.eq(row),
             requant.words.eq(lanes.words),
             *([] if is_minifloat(self.cfg) else [requant.shift.eq(cmd.shift)]),
+            *([requant.sel.eq(cmd.pass_id != FORWARD)] if hasattr(requant, "sel") else []),
             requant.rounding.eq(cmd.rounding),
             beat.data.eq(requant.q),
             beat.last.eq(s_last[-1]),

@@ -35,7 +35,13 @@ from .minifloat import FP32, PRESETS, TABLE_BITS, MinifloatFormat
 if TYPE_CHECKING:
     from .mxpe import MXArith
 
-__all__ = ["DEFAULT_K", "ArithShapes", "MinifloatGemmFormat", "is_minifloat_spec"]
+__all__ = [
+    "DEFAULT_K",
+    "ArithShapes",
+    "MinifloatGemmFormat",
+    "element_format",
+    "is_minifloat_spec",
+]
 
 #: The reduction length the accumulators hold exactly unless the name says otherwise.
 DEFAULT_K = 1 << 16
@@ -47,7 +53,8 @@ _SPEC = re.compile(
 )
 
 
-def _element(name: str) -> MinifloatFormat:
+def element_format(name: str) -> MinifloatFormat:
+    """An operand or result format of a minifloat engine by name (``e4m3``, ``fp32``)."""
     fmt = FP32 if name == FP32.name else MinifloatFormat.parse(name)
     if not fmt.signed:
         raise InputError(f"minifloat engine: {name} has no sign and cannot be an operand")
@@ -138,7 +145,7 @@ class MinifloatGemmFormat(ArithShapes):
     @classmethod
     def of(cls, fmt: MinifloatFormat | str) -> MinifloatGemmFormat:
         """One minifloat for operands and results, :data:`DEFAULT_K`."""
-        fmt = _element(fmt) if isinstance(fmt, str) else fmt
+        fmt = element_format(fmt) if isinstance(fmt, str) else fmt
         return cls(fmt, fmt, fmt)
 
     @classmethod
@@ -151,9 +158,9 @@ class MinifloatGemmFormat(ArithShapes):
                 f"minifloat engine format {spec!r}: use <a>[x<b>][_<out>][k<K>][_nosat] with "
                 f"a, b, out in {', '.join(n for n, f in PRESETS.items() if f.signed)}"
             )
-        a = _element(m["a"])
-        b = _element(m["b"]) if m["b"] else a
-        out = _element(m["out"]) if m["out"] else a
+        a = element_format(m["a"])
+        b = element_format(m["b"]) if m["b"] else a
+        out = element_format(m["out"]) if m["out"] else a
         k = int(m["k"]) if m["k"] else DEFAULT_K
         return cls(a, b, out, k, saturate=not m["nosat"])
 

@@ -44,6 +44,7 @@ from .minifloat import SR_BITS, MinifloatFormat
 from .mx import SCALE_NAN, MXFormat
 from .mxformat import FloatGemmFormat, MXGemmFormat
 from .numfmt import FixedFormat, Rounding
+from .passengine import PassGemmFormat
 
 #: Accumulator bits an int64 holds, and float64's exact-integer bits.
 _INT64_BITS, _FLOAT64_BITS = 63, 53
@@ -205,7 +206,9 @@ def _to_fixed(
 def engine_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmCommand) -> np.ndarray:
     """What a minifloat or MX engine (``cfg.fmt`` a :class:`MinifloatGemmFormat` or an
     :class:`MXGemmFormat`) returns for one command on ``a (M, K) @ b (K, N)``: codes of
-    ``cfg.fmt.out`` (int64). Operands are codes, or MX words (:func:`mx_engine_sum`).
+    ``cfg.fmt.out`` (int64). Operands are codes, or MX words (:func:`mx_engine_sum`). A
+    :class:`PassGemmFormat` engine computes as its :meth:`~PassGemmFormat.for_pass` of the
+    command's ``pass_id``.
 
     The exact sum (:func:`minifloat_gemm`, :func:`mx_engine_sum`), rounded once by
     :func:`requantize` with the command's rounding; stochastic rounding takes element
@@ -215,6 +218,8 @@ def engine_gemm(a: np.ndarray, b: np.ndarray, cfg: EngineConfig, cmd: GemmComman
     fmt = cfg.fmt
     if not isinstance(fmt, FloatGemmFormat):
         raise InputError(f"engine_gemm: {fmt.name} is not a minifloat or MX engine format")
+    if isinstance(fmt, PassGemmFormat):  # the command's pass picks the formats
+        fmt = fmt.for_pass(cmd.pass_id)
     if a.shape[1] > fmt.k:
         raise InputError(
             f"a reduction of {a.shape[1]} terms exceeds the {fmt.k} the {fmt.name} engine's "

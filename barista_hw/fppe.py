@@ -165,8 +165,8 @@ class MinifloatPE(wiring.Component):
         width = arith.acc_width
         bank = Signal(arith.acc_shape, reset_less=True)
         p_valid, p_last = self.pass_on(m, bank)
-        m.submodules.dec_a = dec_a = MinifloatDecoder(arith.a)
-        m.submodules.dec_b = dec_b = MinifloatDecoder(arith.b)
+        m.submodules.dec_a = dec_a = self.decoder("a")
+        m.submodules.dec_b = dec_b = self.decoder("b")
         m.d.comb += [dec_a.code.eq(self.a_o), dec_b.code.eq(self.b_o)]
         p_sign, p_sig, p_shift = self.product(m, dec_a, dec_b, arith.shift_width)
         acc = Signal(arith.acc_shape)
@@ -182,6 +182,11 @@ class MinifloatPE(wiring.Component):
                 m.d.sync += acc.eq(total)
         self.bank_update(m, bank, total)
         return m
+
+    def decoder(self, operand: str) -> wiring.Component:
+        """The decoder of operand ``"a"`` or ``"b"`` (``code`` in; ``sign``, ``sig``,
+        ``shift`` out)."""
+        return MinifloatDecoder(getattr(self.fmt, operand))
 
     def pass_on(self, m: Module, bank: Signal) -> tuple[Signal, Signal]:
         """The input registers (``a_o``, ``b_o``, ``valid_o``, ``last_o``, to the

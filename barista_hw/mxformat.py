@@ -28,6 +28,7 @@ from .fpformat import DEFAULT_K, ArithShapes, MinifloatGemmFormat
 from .minifloat import FP32, MinifloatFormat
 from .mx import PRESETS, MXFormat
 from .mxpe import SCALE_SUM_MAX, SCALE_SUM_MIN, MXArith
+from .passengine import PassGemmFormat
 
 __all__ = ["FloatGemmFormat", "MXGemmFormat", "is_mx_spec"]
 
@@ -136,5 +137,5 @@ class MXGemmFormat(ArithShapes):
 
 
 #: An engine format whose PEs sum exact products of codes and whose requantiser is the
-#: minifloat one: a minifloat or an MX engine.
-FloatGemmFormat = MinifloatGemmFormat | MXGemmFormat
+#: minifloat one: a minifloat, an MX or a per-pass minifloat engine.
+FloatGemmFormat = MinifloatGemmFormat | MXGemmFormat | PassGemmFormat

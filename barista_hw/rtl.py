@@ -98,9 +98,15 @@ def to_verilog(
         return Path(d, "top.v").read_text()
 
 
+def identifier(name: str) -> str:
+    """A format's name as part of a Verilog identifier: ``.``, ``=`` and ``,`` become ``_``
+    (``fx16.8a48`` -> ``fx16_8a48``, ``fwd=e4m3,grad=e5m2`` -> ``fwd_e4m3_grad_e5m2``)."""
+    return name.replace(".", "_").replace("=", "_").replace(",", "_")
+
+
 def engine_module_name(kind: Pass, cfg: EngineConfig, family: str | None = None) -> str:
     """A module name that says what was built, e.g. ``forward_8x8_fx16_8a48[_ecp5]``."""
-    fmt = cfg.fmt.name.replace(".", "_")
+    fmt = identifier(cfg.fmt.name)
     return f"{kind.value}_{cfg.rows}x{cfg.cols}_{fmt}" + (f"_{family}" if family else "")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from barista_base.cache import cache_dir
 from barista_hw.config import AcceleratorConfig
-from barista_hw.rtl import to_verilog
+from barista_hw.rtl import identifier, to_verilog
 from barista_hw.targets import LINK_RESULT_DEPTH
 from sim.verilator_build import VerilatorBuild, build
 
@@ -41,7 +41,7 @@ class BoardSimError(RuntimeError):
 
 def _top(cfg: AcceleratorConfig) -> str:
     e = cfg.engine
-    return f"board_{e.rows}x{e.cols}_{e.fmt.name.replace('.', '_')}_{config_hash(cfg).hex()[:8]}"
+    return f"board_{e.rows}x{e.cols}_{identifier(e.fmt.name)}_{config_hash(cfg).hex()[:8]}"
 
 
 def build_bridge(

@@ -14,12 +14,14 @@ engine K is the reduction per image, repeated ``images`` times):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from barista_base.errors import InputError
 from barista_hw import model
+from barista_hw.command import PASS_IDS
 from barista_hw.config import EngineConfig, EngineFormat, Pass
 from barista_hw.engine import useful_macs
 from barista_hw.fpformat import MinifloatGemmFormat
@@ -27,6 +29,7 @@ from barista_hw.minifloat import MinifloatFormat
 from barista_hw.mx import E8M0
 from barista_hw.mxformat import MXGemmFormat
 from barista_hw.numfmt import MAX_SHIFT, FixedFormat, Rounding
+from barista_hw.passengine import PassGemmFormat
 
 from .runner import GemmCase
 
@@ -147,7 +150,14 @@ def pass_case(
     operands: str = "random",
     name: str | None = None,
 ) -> GemmCase:
-    """Random layer tensors of a pass mapped onto the engine's streams, with the model's answer."""
+    """Random layer tensors of a pass mapped onto the engine's streams, with the model's answer.
+
+    A per-pass engine's case carries the pass in its command (``pass_id``); its operands and
+    expected codes are those of the engine format of that pass
+    (:meth:`~barista_hw.passengine.PassGemmFormat.for_pass`, what its model computes)."""
+    pass_id = PASS_IDS[kind] if isinstance(cfg.fmt, PassGemmFormat) else 0
+    if isinstance(cfg.fmt, PassGemmFormat):
+        cfg = dataclasses.replace(cfg, fmt=cfg.fmt.for_pass(pass_id))
     if images < 1:
         raise InputError(f"--images {images} must be >= 1")
     if images > 1 and kind is not Pass.WEIGHT_GRAD:
@@ -183,6 +193,7 @@ def pass_case(
         stall=stall,
         pad_seed=seed + 1,
         expected=expected,
+        pass_id=pass_id,
     )
 
 

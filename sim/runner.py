@@ -262,6 +262,7 @@ class GemmCase:
     stall: float = 0.0
     pad_seed: int = 0
     expected: np.ndarray | None = None
+    pass_id: int = 0  # the command's pass (a per-pass engine's formats; PASS_IDS)
 
     @property
     def m(self) -> int:
@@ -278,7 +279,7 @@ class GemmCase:
 
     @property
     def gemm_command(self) -> GemmCommand:
-        return GemmCommand(self.shift, self.rounding, self.seed, self.images)
+        return GemmCommand(self.shift, self.rounding, self.seed, self.images, self.pass_id)
 
     def command(self, cfg: EngineConfig, batched: bool) -> dict[str, int]:
         """The field values of the case's one self-contained engine command (checked)."""

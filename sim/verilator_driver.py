@@ -39,7 +39,7 @@ from barista_hw.accelerator import Accelerator
 from barista_hw.command import GemmCommand
 from barista_hw.config import AcceleratorConfig
 from barista_hw.host import HOSTS
-from barista_hw.rtl import SOURCE_HASH, to_verilog
+from barista_hw.rtl import SOURCE_HASH, identifier, to_verilog
 
 from .gemm_run import GemmRun
 from .lint import waiver_control_text
@@ -104,7 +104,7 @@ def cache_root() -> Path:
 
 def _top_name(cfg: AcceleratorConfig) -> str:
     e = cfg.engine
-    return f"accelerator_{e.rows}x{e.cols}_{e.fmt.name.replace('.', '_')}"
+    return f"accelerator_{e.rows}x{e.cols}_{identifier(e.fmt.name)}"
 
 
 def accelerator_verilog(cfg: AcceleratorConfig, root: Path | None = None) -> tuple[str, str]:
