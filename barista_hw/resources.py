@@ -49,11 +49,13 @@ from .config import AcceleratorConfig, EngineFormat
 from .engine import MINIFLOAT_PAD, OUT_DEPTH
 from .fppe import MinifloatArith
 from .fprequant import lane_widths
-from .minifloat import SR_BITS
+from .minifloat import SR_BITS, MinifloatFormat
 from .mx import E8M0
 from .mxformat import FloatGemmFormat
 from .mxpe import MXArith
 from .numfmt import SHIFT_BITS, FixedFormat
+from .passengine import PassGemmFormat
+from .passpe import PassArith
 from .targets import LINK_RESULT_DEPTH, RESOURCES, Budget
 
 #: Memories this small are left to distributed (LUT) RAM.
@@ -405,17 +407,43 @@ def mx_pe_cost(arith: MXArith) -> PeCost:
     return PeCost(round(luts), ffs, 0)
 
 
-def pe_cost(arith: MinifloatArith | MXArith) -> PeCost:
-    """A minifloat or MX PE's cost."""
+def pass_pe_cost(arith: PassArith) -> PeCost:
+    """A :class:`~barista_hw.passpe.PassPE`: the minifloat PE's product stage and
+    accumulator in the common frame, plus the decoders' multiplexers between the two
+    formats (significand and shift of each operand, priced as shifter multiplexers; not
+    fitted to a synthesised per-pass PE)."""
+    sig = arith.mant + 1
+    span = 2 * sig + max(arith.max_shift(a) + arith.max_shift(b) for a, b in arith.pairs)
+    luts, ffs = _product_cost(sig, sig, arith.shift_width, span)
+    luts += MF_PE_PER_SHIFT_MUX * 2 * (sig + arith.decoded_shift_width)
+    luts += MF_PE_PER_ACC_BIT * arith.acc_width
+    ffs += 2 * arith.operand_shape.width + 2 * arith.acc_width
+    return PeCost(round(luts), ffs, 0)
+
+
+def pe_cost(arith: MinifloatArith | MXArith | PassArith) -> PeCost:
+    """A minifloat, MX or per-pass PE's cost."""
+    if isinstance(arith, PassArith):
+        return pass_pe_cost(arith)
     return mx_pe_cost(arith) if isinstance(arith, MXArith) else minifloat_pe_cost(arith)
 
 
 def minifloat_requant_cost(fmt: FloatGemmFormat) -> PeCost:
     """One lane of the :class:`~barista_hw.fprequant.MinifloatRequantizer` of a minifloat
     engine: flip-flops exact (its three stages and the engine's padding registers), logic
-    cells fitted (see the constants)."""
-    _, _, mwidth, sbits = lane_widths(fmt.acc_width, fmt.acc_exp, fmt.out)
-    out = fmt.out.bits
-    ffs = fmt.acc_width + mwidth + sbits + 2 * (SR_BITS + 2) + 1 + out
-    ffs += MINIFLOAT_PAD * out
+    cells fitted (see the constants). A per-pass engine has one such lane per distinct
+    output format and a multiplexer of the codes when there are two
+    (:class:`~barista_hw.passrequant.PassRequantizer`)."""
+    if not isinstance(fmt, PassGemmFormat):
+        return _requant_lane_cost(fmt.acc_width, fmt.acc_exp, fmt.out)
+    outs = list(dict.fromkeys(fmt.outs))
+    lanes = [_requant_lane_cost(fmt.acc_width, fmt.acc_exp, o) for o in outs]
+    select = (len(outs) - 1) * max(o.bits for o in outs)  # the codes' multiplexer
+    return PeCost(sum(c.luts for c in lanes) + select, sum(c.ffs for c in lanes), 0)
+
+
+def _requant_lane_cost(acc_width: int, acc_exp: int, out: MinifloatFormat) -> PeCost:
+    _, _, mwidth, sbits = lane_widths(acc_width, acc_exp, out)
+    ffs = acc_width + mwidth + sbits + 2 * (SR_BITS + 2) + 1 + out.bits
+    ffs += MINIFLOAT_PAD * out.bits
     return PeCost(round(MF_REQUANT_LANE + MF_REQUANT_PER_BIT * mwidth), ffs, 0)

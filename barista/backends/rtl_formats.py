@@ -15,6 +15,11 @@ words of element and scale (:meth:`~barista_hw.mxpe.MXArith.pack`) to an MX engi
 float32 results over the whole scale range (``<fmt>_fp32_nosat``), and come back as golden's
 float32 of the exact sum with no host scale (golden's float64 sum is exact for these
 operands, as it states). Blocks with a NaN scale make golden's rows/columns NaN; so here.
+
+Formats per pass (``--format fwd=e4m3,grad=e5m2``, minifloats): the accelerator's engine is
+a :class:`~barista_hw.passengine.PassGemmFormat` with float32 results in every pass
+(``fwd=e4m3_fp32,grad=e5m2_fp32_nosat``); each GEMM's command names its pass (``pass_id``),
+so the engine reads W and X as ``fwd`` codes and dY as ``grad`` codes, as golden rounds them.
 The accelerator cuts long reductions at multiples of the block
 (:func:`barista_hw.schedule.reduction_chunks`), as the engine counts blocks from each
 chunk's first term.
@@ -28,13 +33,14 @@ from typing import Any
 import numpy as np
 
 from barista_base.errors import InputError
-from barista_hw.command import GemmCommand
-from barista_hw.config import AcceleratorConfig
+from barista_hw.command import PASS_IDS, GemmCommand
+from barista_hw.config import AcceleratorConfig, Pass
 from barista_hw.fpformat import MinifloatGemmFormat
 from barista_hw.minifloat import FP32, MinifloatFormat
 from barista_hw.mx import SCALE_NAN, MXFormat
 from barista_hw.mxformat import FloatGemmFormat, MXGemmFormat
 from barista_hw.numfmt import Rounding
+from barista_hw.passengine import PassGemmFormat
 from barista_hw.passformats import FloatFormat, PassFormats, parse_training_format
 from barista_hw.scaling import DYNAMIC
 from caffe_bridge.backend import GemmBackend
@@ -47,17 +53,19 @@ def rtl_engine_format(fmt: MinifloatFormat | MXFormat | PassFormats | str) -> Fl
     """The engine format that trains in ``fmt`` on the rtl backend: ``fmt`` operands,
     float32 results that overflow to inf as a float32 cast does (MX: the whole scale range).
 
-    Formats per pass (``fwd=e4m3,grad=e5m2``) are refused: an accelerator has one engine
-    format (``EngineConfig.fmt``) for all three passes, so its backward passes cannot take
-    a second operand format.
+    Minifloat formats per pass (``fwd=e4m3,grad=e5m2``) give a per-pass engine with float32
+    results in every pass; MX formats per pass are refused (no per-pass MX engine).
     """
     element = parse_training_format(fmt) if isinstance(fmt, str) else fmt
     if isinstance(element, PassFormats):
-        raise InputError(
-            f"rtl backend: --format {element.name}: the accelerator's engine has one format "
-            "for all three passes (EngineConfig.fmt), so formats per pass run on the golden "
-            "backend only"
-        )
+        if not isinstance(element.fwd, MinifloatFormat) or not isinstance(
+            element.grad, MinifloatFormat
+        ):
+            raise InputError(
+                f"rtl backend: --format {element.name}: formats per pass run in RTL for "
+                "minifloats (fwd=e4m3,grad=e5m2); MX formats per pass run on golden only"
+            )
+        return PassGemmFormat(element.fwd, element.grad, FP32, FP32, saturate=False)
     if isinstance(element, MXFormat):
         return MXGemmFormat(element, element, FP32, saturate=False)
     if not isinstance(element, MinifloatFormat):
@@ -72,6 +80,13 @@ def is_minifloat_accelerator(accelerator: object) -> bool:
     return isinstance(accelerator, AcceleratorConfig) and isinstance(
         accelerator.engine.fmt, FloatGemmFormat
     )
+
+
+def _training_format(engine: FloatGemmFormat) -> MinifloatFormat | MXFormat | PassFormats:
+    """The training format whose operands ``engine`` reads (its A operand's, or per pass)."""
+    if isinstance(engine, PassGemmFormat):
+        return PassFormats(engine.fwd, engine.grad)
+    return engine.a
 
 
 class RtlFormatBackend(FormatBackend):
@@ -96,13 +111,14 @@ class RtlFormatBackend(FormatBackend):
             raise InputError(
                 f"rtl backend: the accelerator's {engine.name} is not a minifloat or MX format"
             )
-        want = rtl_engine_format(engine.a if fmt is None else fmt)
+        trains = _training_format(engine) if fmt is None else fmt
+        want = rtl_engine_format(trains)
         if replace(want, k=engine.k) != engine:  # any k; all else as rtl_engine_format
             raise InputError(
-                f"rtl backend: training in {want.a.name} needs an accelerator in "
-                f"{want.name} (float32 results); this one is {engine.name}"
+                f"rtl backend: training in {_training_format(want).name} needs an accelerator "
+                f"in {want.name} (float32 results); this one is {engine.name}"
             )
-        super().__init__(engine.a, rounding, scaling)
+        super().__init__(_training_format(want), rounding, scaling)
         self.accelerator, self.host = config, host
         self.cache_dir = cache_dir
         self._sim: Any = None
@@ -143,7 +159,8 @@ class RtlFormatBackend(FormatBackend):
         ca, cb = self._codes(f"{key}/a", call, a, fa), self._codes(f"{key}/b", call, bt, fb)
         if ca is None or cb is None:  # as golden: a non-finite operand makes all NaN
             return np.full((a.shape[0], bt.shape[0]), np.nan, dtype=np.float32)
-        cmd = GemmCommand(shift=0, rounding=Rounding.NEAREST_EVEN, seed=0)
+        pass_id = PASS_IDS[Pass(key.rsplit("/", 1)[-1])]  # keys end in the pass's name
+        cmd = GemmCommand(shift=0, rounding=Rounding.NEAREST_EVEN, seed=0, pass_id=pass_id)
         run = self.simulator().run_gemm(
             ca[0].astype(np.int32), cb[0].T.astype(np.int32), cmd, host=self.host, label=key
         )

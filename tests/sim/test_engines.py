@@ -25,6 +25,7 @@ from barista_hw.config import EngineConfig, Pass, parse_engine_format
 from barista_hw.engine import cycle_bound, is_minifloat
 from barista_hw.mxformat import MXGemmFormat
 from barista_hw.numfmt import MAX_SHIFT, Rounding
+from barista_hw.passengine import PassGemmFormat
 from sim.cases import auto_shift, pass_case
 from sim.runner import GemmCase, SimRun, build, mismatch, run_cases
 
@@ -78,6 +79,9 @@ FP_DESIGNS = [
 # into E5M2 overflowing to inf, the gradient's blocks across images; MXFP8 over the whole E8M0
 # range (561-bit accumulators; its first Verilator build takes minutes).
 MX_DESIGNS = [DesignSpec("fwd-2x3-mxfp8", Pass.FORWARD, 2, 3, "mxfp8_e4m3k1024_wm24_24")]
+# Formats per pass on one engine (the accelerator's: images in every command): each pass's
+# commands name it (pass_id), E4M3 W and X, E5M2 dY; forward results E4M3, gradients E5M2.
+PASS_DESIGNS = [DesignSpec("all-2x2-e4m3-e5m2", Pass.WEIGHT_GRAD, 2, 2, "fwd=e4m3,grad=e5m2k4096")]
 FULL = os.environ.get("BARISTA_FULL") == "1"
 SLOW_MX_DESIGNS = [
     DesignSpec("bwd-3x2-mxint8-fp32", Pass.BACKWARD_DATA, 3, 2, "mxint8k256_wm40_20"),
@@ -101,6 +105,8 @@ def _ragged(rng: np.random.Generator, tile: int, tiles: int) -> int:
 @cache
 def design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
     """The cases of one design (deterministic: seeded from the design's name)."""
+    if isinstance(spec.cfg.fmt, PassGemmFormat):
+        return pass_design_cases(spec)
     if is_minifloat(spec.cfg):
         return fp_design_cases(spec)
     cfg = spec.cfg
@@ -209,20 +215,15 @@ def fp_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
     random codes over the whole range, the extremes, and the most negative value everywhere
     (every sum beyond the largest normal)."""
     cfg = spec.cfg
-    rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
     grad = spec.kind is Pass.WEIGHT_GRAD
     cases: list[GemmCase] = []
     # MX: K over a few blocks, the last one short (the gradient's images split blocks too)
     blocks = 2 * cfg.fmt.arith.block if isinstance(cfg.fmt, MXGemmFormat) else 0
     wide = "wide" if blocks else "random"
+    adder, rng = _fp_adder(spec, cases)
 
-    def add(m, k, n, *, rounding, operands, images=1, stall=0.0, tag):  # noqa: ANN001, ANN202
-        seed = int(rng.integers(0, 2**32))
-        kw = {"shift": 0, "rounding": rounding, "seed": seed, "stall": stall}
-        name = f"{spec.name}/{tag}"
-        cases.append(
-            pass_case(spec.kind, cfg, m, k, n, images=images, operands=operands, name=name, **kw)
-        )
+    def add(m, k, n, **kw):  # noqa: ANN001, ANN003, ANN202
+        adder(spec.kind, m, k, n, **kw)
 
     for rounding in Rounding:
         mode = rounding.label
@@ -243,6 +244,76 @@ def fp_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
         k = 4 + blocks
         add(m, k, n, rounding=rounding, operands="extreme", stall=STALL, tag=f"extreme-{mode}")
     add(m, 3 + blocks, n, rounding=Rounding.NEAREST_EVEN, operands="min", tag="most-negative")
+    return tuple(cases)
+
+
+def _fp_adder(spec: DesignSpec, cases: list[GemmCase]):  # noqa: ANN202
+    """``add(kind, m, k, n, rounding=, operands=, images=1, stall=0, tag=)`` appending a
+    case of pass ``kind`` to ``cases``, and the generator of its seeds (from the name)."""
+    rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
+
+    def add(kind, m, k, n, *, rounding, operands, images=1, stall=0.0, tag):  # noqa: ANN001, ANN202
+        seed = int(rng.integers(0, 2**32))
+        kw = {"shift": 0, "rounding": rounding, "seed": seed, "stall": stall}
+        name = f"{spec.name}/{tag}"
+        cases.append(
+            pass_case(kind, spec.cfg, m, k, n, images=images, operands=operands, name=name, **kw)
+        )
+
+    return add, rng
+
+
+def pass_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
+    """A per-pass design's cases: each pass's commands with its formats, in every rounding
+    mode a ragged GEMM whose sums fall in the output's normal range and the extremes with
+    stalls; per pass sums near the output's subnormals, K = 1 and random codes over the whole
+    range (rounding modes in turn); one stalled twin per mode; the most negative value
+    everywhere. The passes follow one another, so the pass and output selects switch."""
+    cfg = spec.cfg
+    cases: list[GemmCase] = []
+    add, rng = _fp_adder(spec, cases)
+    modes = list(Rounding)
+    for i, kind in enumerate(Pass):
+        images = 2 if kind is Pass.WEIGHT_GRAD else 1
+        name = f"{kind.value}"
+        for rounding in Rounding:
+            mode = rounding.label
+            m, n = _ragged(rng, cfg.rows, 3), _ragged(rng, cfg.cols, 3)
+            k = int(rng.integers(2, 12))
+            add(
+                kind,
+                m,
+                k,
+                n,
+                rounding=rounding,
+                operands="mid",
+                images=images,
+                tag=f"{name}-{mode}",
+            )
+            if rounding is modes[i]:
+                twin = f"{spec.name}/{name}-{mode}-stalled"
+                cases.append(dataclasses.replace(cases[-1], stall=STALL, name=twin))
+            m, n = _ragged(rng, cfg.rows, 1), _ragged(rng, cfg.cols, 1)
+            tag = f"{name}-extreme-{mode}"
+            add(
+                kind,
+                m,
+                4,
+                n,
+                rounding=rounding,
+                operands="extreme",
+                images=images,
+                stall=STALL,
+                tag=tag,
+            )
+        m, n = _ragged(rng, cfg.rows, 2), _ragged(rng, cfg.cols, 2)
+        for j, operands in enumerate(("tiny", "mid", "random")):
+            rounding = modes[(i + j) % len(modes)]
+            k = 1 if j == 1 else 5
+            tag = f"{name}-{'k1' if j == 1 else operands}-{rounding.label}"
+            add(kind, m, k, n, rounding=rounding, operands=operands, images=images, tag=tag)
+    m, n = _ragged(rng, cfg.rows, 1), _ragged(rng, cfg.cols, 1)
+    add(Pass.BACKWARD_DATA, m, 3, n, rounding=modes[0], operands="min", tag="most-negative")
     return tuple(cases)
 
 
@@ -272,11 +343,12 @@ CASE_PARAMS = (
     _params(DESIGNS)
     + _params(FP_DESIGNS)
     + _params(MX_DESIGNS)
+    + _params(PASS_DESIGNS)
     + _params(SIMULATED_SLOW_DESIGNS, marks=pytest.mark.slow)
 )
-DESIGN_PARAMS = [pytest.param(d, id=d.name) for d in DESIGNS + FP_DESIGNS + MX_DESIGNS] + [
-    pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SIMULATED_SLOW_DESIGNS
-]
+DESIGN_PARAMS = [
+    pytest.param(d, id=d.name) for d in DESIGNS + FP_DESIGNS + MX_DESIGNS + PASS_DESIGNS
+] + [pytest.param(d, id=d.name, marks=pytest.mark.slow) for d in SIMULATED_SLOW_DESIGNS]
 
 
 @pytest.mark.cocotb
@@ -363,6 +435,43 @@ def test_fp_cases_cover_the_brief() -> None:
         ops = np.concatenate([np.ravel(c.a) for c in cases] + [np.ravel(c.b) for c in cases])
         fa = spec.cfg.fmt.a
         assert {0, 1, fa.max_code} <= set((ops & ~(1 << (fa.bits - 1))).tolist())
+
+
+def _covers_codes(codes: np.ndarray, out, saturate: bool) -> bool:  # noqa: ANN001
+    """Zero, subnormal, normal and the largest (or overflow) codes of ``out``, both signs."""
+    mag, field = codes & ~(1 << (out.bits - 1)), (codes >> out.mant) & out.top_field
+    top = out.overflow_code(saturate)
+    sign = codes >> (out.bits - 1)
+    return bool(
+        0 in mag
+        and ((field > 0) & (mag < top)).any()
+        and top in mag
+        and ((field == 0) & (mag > 0)).any()
+        and sign.any()
+        and not sign.all()
+    )
+
+
+def test_pass_cases_cover_the_brief() -> None:
+    """Each per-pass design: every pass in every rounding mode, with K = 1, partial tiles and
+    stalls; each pass's results cover its output format (forward E4M3, gradients E5M2: zero,
+    subnormal, normal, largest, both signs); operands hold both formats' extremes."""
+    for spec in PASS_DESIGNS:
+        fmt, cases = spec.cfg.fmt, design_cases(spec)
+        for pid, kind in enumerate(Pass):
+            mine = [c for c in cases if c.pass_id == pid]
+            f = fmt.for_pass(pid)
+            assert {c.rounding for c in mine} == set(Rounding), kind
+            assert any(c.k == 1 for c in mine) and any(c.stall > 0 for c in mine), kind
+            assert any(c.m % spec.rows and c.n % spec.cols for c in mine), kind
+            codes = np.concatenate([np.ravel(c.expected) for c in mine])
+            assert _covers_codes(codes, f.out, fmt.saturate), kind
+            for side, ops in (("a", [c.a for c in mine]), ("b", [c.b for c in mine])):
+                of = f.a if side == "a" else f.b
+                got = set(
+                    (np.concatenate([np.ravel(o) for o in ops]) & ~(1 << (of.bits - 1))).tolist()
+                )
+                assert {0, 1, of.max_code} <= got, (kind, side)
 
 
 def test_mx_cases_cover_the_brief() -> None:

@@ -168,10 +168,11 @@ def test_mx_formats_per_pass_round_gradients_to_the_gradient_format() -> None:
     np.testing.assert_array_equal(b.backward_data(w, dy), want.reshape(40, 3, 7).transpose(1, 0, 2))
 
 
-def test_formats_per_pass_are_refused_where_an_engine_has_one_format() -> None:
+def test_rtl_trains_minifloat_formats_per_pass_on_a_per_pass_engine() -> None:
     from barista.backends.rtl_formats import rtl_engine_format
 
-    with pytest.raises(InputError, match="format fwd=e4m3,grad=e5m2: the accelerator's engine"):
-        rtl_engine_format("e4m3,grad=e5m2")
+    assert rtl_engine_format("e4m3,grad=e5m2").name == "fwd=e4m3_fp32,grad=e5m2_fp32_nosat"
+    with pytest.raises(InputError, match="MX formats per pass run on golden only"):
+        rtl_engine_format("fwd=mxfp8_e4m3,grad=mxfp8_e5m2")
     with pytest.raises(InputError, match="format 'e4m3,grad=fx16': grad: fx16.* is fixed"):
         get_backend("golden", fmt="e4m3,grad=fx16")

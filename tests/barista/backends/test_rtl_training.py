@@ -21,6 +21,7 @@ import pytest
 from barista import cli
 from barista.backends.hardware import GoldenBackend
 from barista.backends.plan import gemm_layers
+from barista.backends.rtl_formats import rtl_engine_format
 from barista.backends.rtl import RtlBackend
 from barista.manifest import load_accelerator, write_rtl_dir
 from barista_hw.generate import generate
@@ -152,6 +153,8 @@ def test_lenet_trains_bit_identically_on_rtl_and_golden(
     "fmt",
     [
         "e4m3",
+        # Formats per pass: one engine reading E4M3 W and X and E5M2 dY per command.
+        "fwd=e4m3,grad=e5m2",
         pytest.param(
             "mxfp8_e4m3",
             marks=pytest.mark.skipif(
@@ -167,10 +170,12 @@ def test_lenet_trains_bit_identically_in_e4m3_on_rtl_and_golden(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``--backend rtl --format e4m3`` (a minifloat engine with float32 results; MXFP8: an MX
-    engine over the whole scale range) against ``--backend golden`` in the same format: the
-    same losses, .caffemodel and .solverstate bytes."""
+    engine over the whole scale range; formats per pass: a per-pass engine) against
+    ``--backend golden`` in the same format: the same losses, .caffemodel and .solverstate
+    bytes."""
     net = _small_lenet(tmp_path, monkeypatch)
-    generate_args = ["generate", str(net), "--target", TARGET, "--format", f"{fmt}_fp32_nosat"]
+    engine = rtl_engine_format(fmt).name  # e4m3_fp32_nosat, fwd=e4m3_fp32,grad=e5m2_fp32_nosat
+    generate_args = ["generate", str(net), "--target", TARGET, "--format", engine]
     assert cli.main([*generate_args, "--array", "2x2", "-o", "rtl_out/lenet_fp"]) == 0
     iterations = "20" if FULL else "3"
     losses = {}
