@@ -70,7 +70,7 @@ def test_module_names() -> None:
     assert module_name("3 layers!") == "net_3_layers"
 
 
-@pytest.mark.parametrize("fmt", [None, "e4m3", "mxfp4k256_wm8_8"])
+@pytest.mark.parametrize("fmt", [None, "e4m3", "mxfp4k256_wm8_8", "fwd=e4m3,grad=e5m2"])
 def test_verilog_lints(tmp_path, fmt: str | None) -> None:
     lint = pytest.importorskip("sim.lint")
     try:
@@ -100,6 +100,30 @@ def test_minifloat_design_and_reduction_check() -> None:
     assert "module fp(" in r.verilog and " e4m3 " in r.summary
     with pytest.raises(InputError, match=r"reduction of 144 terms .* use e4m3k256_nosat"):
         generate(LAYERS, target="ulx3s-25f", fmt="e4m3k128_nosat", name="fp")
+
+
+def test_per_pass_design_and_manifest_format() -> None:
+    """``--format fwd=e4m3,grad=e5m2``: one engine with the per-pass PE (logic-bound, no
+    multipliers), a ``pass_id`` in the run command, the
+    manifest's format spelt out and read back; a reduction beyond k is refused."""
+    from barista_hw.accelerator import run_layout
+    from barista_hw.passengine import PassGemmFormat
+
+    r = generate(LAYERS, target="ulx3s-25f", fmt="fwd=e4m3,grad=e5m2", name="pp")
+    fmt = r.config.engine.fmt
+    assert isinstance(fmt, PassGemmFormat) and r.resources.mults == 0 and r.dse is not None
+    assert "pass_id" in dict(run_layout(r.config).members) and "module pp(" in r.verilog
+    assert AcceleratorConfig.from_dict(r.config.to_dict()) == r.config
+    d = fmt.to_dict()
+    assert (d["kind"], d["fwd"], d["grad"], d["out_fwd"], d["out_grad"]) == (
+        "per_pass",
+        "e4m3",
+        "e5m2",
+        "e4m3",
+        "e5m2",
+    )
+    with pytest.raises(InputError, match=r"reduction of 144 terms .* use fwd=e4m3,grad=e5m2k256"):
+        generate(LAYERS, target="ulx3s-25f", fmt="fwd=e4m3,grad=e5m2k128", array="2x2")
 
 
 def test_mx_design_and_manifest_format() -> None:
