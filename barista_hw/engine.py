@@ -125,20 +125,13 @@ def _array_and_requantizer(
     if not isinstance(fmt, FloatGemmFormat):
         return SystolicArray(cfg.rows, cfg.cols, fmt, cfg.dataflow), Requantizer(fmt, cfg.cols)
     array = SystolicArray(cfg.rows, cfg.cols, fmt.arith, cfg.dataflow)
-    if isinstance(fmt, PassGemmFormat):
-        rq = PassRequantizer(
-            fmt.acc_width,
-            fmt.acc_exp,
-            fmt.outs,
-            cfg.cols,
-            saturate=fmt.saturate,
-            delay=MINIFLOAT_PAD,
-        )
-        return array, rq
-    requant = MinifloatRequantizer(
+    # A per-pass engine's results: one requantiser per output format, selected per command.
+    per_pass = isinstance(fmt, PassGemmFormat)
+    kind, out = (PassRequantizer, fmt.outs) if per_pass else (MinifloatRequantizer, fmt.out)
+    requant = kind(
         fmt.acc_width,
         fmt.acc_exp,
-        fmt.out,
+        out,
         cfg.cols,
         saturate=fmt.saturate,
         delay=MINIFLOAT_PAD,

@@ -30,7 +30,7 @@ from .dsp import BRoute
 from .minifloat import MinifloatFormat
 from .pipeline import REPLICA
 
-__all__ = ["MinifloatArith", "MinifloatDecoder", "MinifloatPE", "add_signed"]
+__all__ = ["MinifloatArith", "MinifloatDecoder", "MinifloatPE", "add_signed", "decoder_signature"]
 
 
 def add_signed(acc: Value, mag: Value, neg: Value, width: int) -> Value:
@@ -87,6 +87,11 @@ class MinifloatArith:
         return (self.a.top_field + self.b.top_field - 2).bit_length()
 
 
+def decoder_signature(code: Shape, sig_bits: int, shift_bits: int) -> dict:
+    """The ports of a code decoder: ``code`` in; ``sign``, ``sig``, ``shift`` out."""
+    return {"code": In(code), "sign": Out(1), "sig": Out(sig_bits), "shift": Out(shift_bits)}
+
+
 class MinifloatDecoder(wiring.Component):
     """Combinational: a finite code of ``fmt`` -> ``sign``, ``sig``, ``shift``.
 
@@ -99,14 +104,7 @@ class MinifloatDecoder(wiring.Component):
 
     def __init__(self, fmt: MinifloatFormat) -> None:
         self.fmt = fmt
-        super().__init__(
-            {
-                "code": In(fmt.code_shape),
-                "sign": Out(1),
-                "sig": Out(fmt.mant + 1),
-                "shift": Out(fmt.exp),
-            }
-        )
+        super().__init__(decoder_signature(fmt.code_shape, fmt.mant + 1, fmt.exp))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

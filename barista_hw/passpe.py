@@ -25,9 +25,8 @@ from functools import cached_property
 from amaranth import Module, Mux
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
-from .fppe import MinifloatArith, MinifloatDecoder, MinifloatPE
+from .fppe import MinifloatArith, MinifloatDecoder, MinifloatPE, decoder_signature
 from .minifloat import MinifloatFormat
 
 __all__ = ["PassArith", "PassPE", "TaggedDecoder"]
@@ -137,14 +136,8 @@ class TaggedDecoder(wiring.Component):
 
     def __init__(self, arith: PassArith) -> None:
         self.arith = arith
-        super().__init__(
-            {
-                "code": In(arith.operand_shape),
-                "sign": Out(1),
-                "sig": Out(arith.mant + 1),
-                "shift": Out(arith.decoded_shift_width),
-            }
-        )
+        sig, shift = arith.mant + 1, arith.decoded_shift_width
+        super().__init__(decoder_signature(arith.operand_shape, sig, shift))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

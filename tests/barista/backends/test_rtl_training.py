@@ -21,8 +21,8 @@ import pytest
 from barista import cli
 from barista.backends.hardware import GoldenBackend
 from barista.backends.plan import gemm_layers
-from barista.backends.rtl_formats import rtl_engine_format
 from barista.backends.rtl import RtlBackend
+from barista.backends.rtl_formats import rtl_engine_format
 from barista.manifest import load_accelerator, write_rtl_dir
 from barista_hw.generate import generate
 from barista_hw.plan import plan_net
