@@ -250,8 +250,11 @@ def test_fpga_solver_mode_selects_golden(tmp_path, monkeypatch, capsys):
             r"format 'e4m3,grad=e9m9': grad: unknown number format 'e9m9'",
         ),
         (
-            ["--solver", "solver.prototxt", "--backend", "rtl", "--format", "e4m3,grad=e5m2"],
-            r"--format fwd=e4m3,grad=e5m2: .* formats per pass run on the golden backend only",
+            [
+                *("--solver", "solver.prototxt", "--backend", "rtl"),
+                *("--format", "mxfp8_e4m3,grad=mxfp8_e5m2"),
+            ],
+            r"--format fwd=mxfp8_e4m3,grad=mxfp8_e5m2: .* MX formats per pass run on golden only",
         ),
     ],
 )
