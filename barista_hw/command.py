@@ -28,6 +28,7 @@ from typing import Any
 
 from barista_base.errors import InputError
 
+from . import passengine
 from .config import Pass
 from .numfmt import Rounding
 from .schedule import Chunk, block_seed
@@ -36,7 +37,11 @@ from .schedule import Chunk, block_seed
 #: (:class:`~barista_hw.passengine.PassGemmFormat`): which formats the GEMM takes. Engines
 #: in one format have no such field and run any pass.
 PASS_IDS: Mapping[Pass, int] = MappingProxyType(
-    {Pass.FORWARD: 0, Pass.BACKWARD_DATA: 1, Pass.WEIGHT_GRAD: 2}
+    {
+        Pass.FORWARD: passengine.FORWARD,
+        Pass.BACKWARD_DATA: passengine.BACKWARD_DATA,
+        Pass.WEIGHT_GRAD: passengine.WEIGHT_GRAD,
+    }
 )
 
 #: The value a command field must hold when a layout lacks it (what the command means

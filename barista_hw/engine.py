@@ -525,11 +525,12 @@ class GemmEngine(wiring.Component):
             s_last.eq(Cat(bank.pend_final & bank.final_row, s_last[:-1])),
         ]
         beat = Signal(output_layout(self.cfg))
+        if isinstance(requant, PassRequantizer):  # forward results, or the gradients'
+            m.d.comb += requant.sel.eq(cmd.pass_id != FORWARD)
         m.d.comb += [
             requant.acc.eq(row),
             requant.words.eq(lanes.words),
             *([] if is_minifloat(self.cfg) else [requant.shift.eq(cmd.shift)]),
-            *([requant.sel.eq(cmd.pass_id != FORWARD)] if hasattr(requant, "sel") else []),
             requant.rounding.eq(cmd.rounding),
             beat.data.eq(requant.q),
             beat.last.eq(s_last[-1]),
