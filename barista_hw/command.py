@@ -36,7 +36,15 @@ from .schedule import Chunk, block_seed
 #: accumulator memory runs whole reductions, a plain engine reads no buffers, a
 #: minifloat engine shifts nothing.
 ABSENT: Mapping[str, int] = MappingProxyType(
-    {"images": 1, "acc_first": True, "acc_last": True, "a_base": 0, "b_base": 0, "shift": 0}
+    {
+        "images": 1,
+        "acc_first": True,
+        "acc_last": True,
+        "a_base": 0,
+        "b_base": 0,
+        "shift": 0,
+        "raw": False,
+    }
 )
 
 
@@ -64,6 +72,7 @@ class EngineCommand:
     acc_last: bool = True  # requantise and emit the results
     a_base: int = 0  # first word of A in the accelerator's buffer
     b_base: int = 0
+    raw: bool = False  # emit the accumulators unrequantised (EngineConfig.raw_readout)
 
     def fields(self, layout: Iterable[tuple[str, Any]], what: str = "command") -> dict[str, int]:
         """The value of every field of an Amaranth ``StructLayout``, in declaration order.
@@ -95,6 +104,9 @@ class GemmCommand:
     rounding: Rounding = Rounding.NEAREST_EVEN
     seed: int = 0
     images: int = 1
+    # Return the full-width accumulators instead of requantised results (shift, rounding
+    # and seed then do not matter): what a device of a data-parallel run sends back.
+    raw: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rounding", Rounding(self.rounding))
@@ -104,7 +116,16 @@ class GemmCommand:
     ) -> EngineCommand:
         """The engine command of this GEMM (``k`` per image), or of one reduction piece of it."""
         return EngineCommand(
-            m, k, n, self.shift, self.rounding, self.seed, self.images, acc_first, acc_last
+            m,
+            k,
+            n,
+            self.shift,
+            self.rounding,
+            self.seed,
+            self.images,
+            acc_first,
+            acc_last,
+            raw=self.raw,
         )
 
     def chunk(self, c: Chunk) -> EngineCommand:
@@ -122,4 +143,5 @@ class GemmCommand:
             acc_last=c.acc_last,
             a_base=c.a_base,
             b_base=c.b_base,
+            raw=self.raw,
         )

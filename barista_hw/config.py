@@ -65,6 +65,10 @@ class EngineConfig:
     # Rows (C accumulators each) of the accumulator memory that carries full-width
     # partial sums across commands (K split into chunks); 0 builds none.
     acc_depth: int = 0
+    # The command's ``raw`` bit: a block's accumulators leave unrequantised, each as
+    # :func:`raw_beats` operand-width beats (what data-parallel training sums across
+    # devices). None: on for fixed point, off for minifloat/MX (which cannot have it).
+    raw_readout: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
@@ -77,6 +81,14 @@ class EngineConfig:
             raise InputError(
                 f"acc_depth = {self.acc_depth} must be 0 or hold one tile ({self.rows} rows)"
             )
+        fixed = isinstance(self.fmt, FixedFormat)
+        if self.raw_readout is None:
+            object.__setattr__(self, "raw_readout", fixed)
+        elif self.raw_readout and not fixed:
+            raise InputError(
+                f"raw_readout: a {self.fmt.name} engine has no accumulator read-out "
+                "(only fixed-point engines do)"
+            )
 
     @property
     def pes(self) -> int:
@@ -85,6 +97,15 @@ class EngineConfig:
     @property
     def max_dim(self) -> int:
         return (1 << self.dim_bits) - 1
+
+    @property
+    def raw_beats(self) -> int:
+        """Output beats that carry one row of accumulators in a ``raw`` command: the
+        accumulator width in operand-width pieces (fixed point; 1 without the read-out)."""
+        if not self.raw_readout:
+            return 1
+        width = self.fmt.operand_shape.width
+        return -(-self.fmt.acc_width // width)
 
     @staticmethod
     def parse_array(text: str) -> tuple[int, int]:
@@ -107,6 +128,7 @@ class EngineConfig:
     @classmethod
     def from_json(cls, text: str) -> EngineConfig:
         d = json.loads(text)
+        d.setdefault("raw_readout", False)  # written before the read-out existed: none built
         d["fmt"] = parse_engine_format(d["fmt"])
         d["dataflow"] = Dataflow(d["dataflow"])
         return cls(**d)
