@@ -182,16 +182,21 @@ class GemmLayer:
 # -- cycle model ----------------------------------------------------------------------
 
 
-def command_cycles(e: EngineConfig, m: int, n: int, kt: int, *, acc_last: bool = True) -> int:
-    """Cycles of one accelerator run command, acceptance to ``busy`` low (module docstring)."""
+def command_cycles(
+    e: EngineConfig, m: int, n: int, kt: int, *, acc_last: bool = True, raw: bool = False
+) -> int:
+    """Cycles of one accelerator run command, acceptance to ``busy`` low (module docstring).
+
+    ``raw``: an accumulator read-out, whose rows leave ``raw_beats`` cycles apart (then an
+    upper bound, not the exact count)."""
     R, C = e.rows, e.cols
     w = wave_latency(e)
     tm, tn = -(-m // R), -(-n // C)
     r_last = m - (tm - 1) * R
-
-    issue = (tm - 1) * tn * max(kt, w + R) + (tn - 1) * max(kt, w + r_last)
-    emit = drain_latency(e) if acc_last else 0
-    return FEED_LATENCY + (kt - 1) + issue + w + r_last - 1 + emit
+    beats = e.raw_beats if raw and acc_last else 1
+    issue = (tm - 1) * tn * max(kt, w + R * beats) + (tn - 1) * max(kt, w + r_last * beats)
+    emit = drain_latency(e) + beats - 1 if acc_last else 0
+    return FEED_LATENCY + (kt - 1) + issue + w + r_last * beats - 1 + emit
 
 
 @dataclass
