@@ -173,13 +173,16 @@ def test_two_simulated_boards_train_as_one_bit_for_bit(
     monkeypatch.chdir(work)
     cfg = load_accelerator(work / "rtl_out/tiny").config
     runs = []
-    for devices in (1, 2):  # a simulated board serves one connection: fresh ones per run
+    # One board; two sharing blocks; two splitting the weight gradients' batch (read-outs).
+    for devices, split in ((1, None), (2, "blocks"), (2, "images")):
+        # A simulated board serves one connection: fresh ones per run.
         with SimulatedBoard(cfg) as b0, SimulatedBoard(cfg) as b1:
             ports = b0.url if devices == 1 else f"{b0.url},{b1.url}"
-            more = ("--devices", "2") if devices == 2 else ()
+            more = ("--devices", "2", "--split-gradient", split) if split else ()
             common = ("--backend", "board", "--rounding", "stochastic", "--port", ports)
             runs.append(_train(work, capsys, *common, *more))
     assert runs[1] == runs[0]
+    assert runs[2] == runs[0]
     golden = _train(work, capsys, "--backend", "golden", "--rounding", "stochastic")
     assert runs[0] == golden
 
