@@ -65,6 +65,7 @@ from barista_base.errors import InputError
 from .accelerator import FEED_LATENCY
 from .config import AcceleratorConfig, EngineConfig, Pass
 from .engine import drain_latency, wave_latency
+from .requant import Requantizer
 from .schedule import (  # noqa: F401 - re-exported
     Chunk,
     Tiling,
@@ -197,16 +198,22 @@ def command_cycles(
 ) -> int:
     """Cycles of one accelerator run command, acceptance to ``busy`` low (module docstring).
 
-    ``raw``: an accumulator read-out, whose rows leave ``raw_beats`` cycles apart (then an
-    upper bound, not the exact count)."""
+    ``raw``: an accumulator read-out, whose rows are loaded ``raw_beats`` cycles apart and
+    leave from the row register, not through the requantiser."""
     R, C = e.rows, e.cols
     w = wave_latency(e)
     tm, tn = -(-m // R), -(-n // C)
     r_last = m - (tm - 1) * R
     beats = e.raw_beats if raw and acc_last else 1
-    issue = (tm - 1) * tn * max(kt, w + R * beats) + (tn - 1) * max(kt, w + r_last * beats)
-    emit = drain_latency(e) + beats - 1 if acc_last else 0
-    return FEED_LATENCY + (kt - 1) + issue + w + r_last * beats - 1 + emit
+
+    def drain(rows: int) -> int:  # cycles from a tile's first row load to its last, plus one
+        return (rows - 1) * beats + 1
+
+    issue = (tm - 1) * tn * max(kt, w + drain(R)) + (tn - 1) * max(kt, w + drain(r_last))
+    emit = drain_latency(e) if acc_last else 0
+    if beats > 1:  # the last row's beats leave the row register, past the requantiser
+        emit += beats - Requantizer.LATENCY
+    return FEED_LATENCY + (kt - 1) + issue + w + drain(r_last) - 1 + emit
 
 
 @dataclass

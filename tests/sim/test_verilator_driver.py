@@ -172,16 +172,19 @@ def test_cycles_equal_pysim_with_the_same_host(
     assert overlap.cycles < serial.cycles
 
 
-@pytest.mark.parametrize("m, k, n, images", CASES)
+@pytest.mark.parametrize("raw", [False, True], ids=["requantised", "read-out"])
+@pytest.mark.parametrize("m, k, n, images", [*CASES, (6, 2, 6, 1)])
 def test_overlapped_host_is_the_plan_cycle_model(
-    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int
+    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int, raw: bool
 ) -> None:
     a, b = _operands(m, k, n, images, seed=6)
-    run = vsim.run_gemm(a, b, GemmCommand(shift=2, rounding=Rounding.NEAREST_EVEN, images=images))
-    predicted = plan.simulate_chunks(CFG, schedule_gemm(CFG, m, k, n, images))
+    cmd = GemmCommand(shift=2, rounding=Rounding.NEAREST_EVEN, images=images, raw=raw)
+    run = vsim.run_gemm(a, b, cmd)
+    predicted = plan.simulate_chunks(CFG, schedule_gemm(CFG, m, k, n, images), raw=raw)
     assert run.cycles == predicted["cycles"]
     assert run.engine_cycles == predicted["engine_cycles"]
     assert run.write_beats == predicted["words_a"] + predicted["words_b"]
+    assert run.out_beats == predicted["beats_out"]
 
 
 def test_double_buffering_overlaps_writes_with_commands(vsim: vd.VerilatedAccelerator) -> None:
