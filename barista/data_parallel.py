@@ -55,6 +55,10 @@ GRADIENT_SPLITS = ("auto", "images", "blocks")
 _HOST_OPTIONS = ("rounding", "scaling", "accelerator")
 
 
+_Runs = tuple[tuple[int, int], ...]  # runs of images [i0, i1), one per device
+_Operands = tuple[np.ndarray, np.ndarray]
+
+
 class GemmDevice:
     """One device of a data-parallel run, in a Ray actor: a backend of its own built from
     ``backend`` and ``options`` (:func:`barista.backends.get_backend`)."""
@@ -168,7 +172,7 @@ class DataParallelBackend(HardwareBackend):
         k = kt // cmd.images
         runs = self._gradient_runs(m, k, n, cmd.images) if kind is Pass.WEIGHT_GRAD else None
         if runs is not None:
-            return self._run_batch_split(kind, layer, a, b, cmd, runs)
+            return self._run_batch_split(layer, (a, b), cmd, runs)
         # The operands go into Ray's object store once; every device reads them there.
         a_ref, b_ref = ray.put(a), ray.put(b)
         shares = share_blocks(tiling(accel, m, k, n, cmd.images), len(self.devices))
@@ -185,9 +189,7 @@ class DataParallelBackend(HardwareBackend):
         assert out is not None
         return out
 
-    def _gradient_runs(
-        self, m: int, k: int, n: int, images: int
-    ) -> tuple[tuple[int, int], ...] | None:
+    def _gradient_runs(self, m: int, k: int, n: int, images: int) -> _Runs | None:
         """The devices' runs of images of a weight gradient, or None to share its blocks."""
         assert self.accelerator is not None
         if self.split == "blocks" or images < 2:
@@ -197,21 +199,16 @@ class DataParallelBackend(HardwareBackend):
         return batch_split(self.accelerator, m, k, n, images, len(self.devices))
 
     def _run_batch_split(
-        self,
-        kind: Pass,
-        layer: str,
-        a: np.ndarray,
-        b: np.ndarray,
-        cmd: GemmCommand,
-        runs: tuple[tuple[int, int], ...],
+        self, layer: str, ab: _Operands, cmd: GemmCommand, runs: _Runs
     ) -> np.ndarray:
-        """A weight gradient with its batch split: device ``d`` reads out the accumulators
-        of images ``runs[d]`` (all its blocks, ``raw``), the host adds them at full width and
-        requantises the sum once, each block with its seed and beat order."""
+        """A weight gradient of ``layer`` with its batch split: device ``d`` reads out the
+        accumulators of images ``runs[d]`` (all its blocks, ``raw``), the host adds them at
+        full width and requantises the sum once, each block with its seed and beat order."""
         import ray
 
         accel = self.accelerator
         assert accel is not None
+        kind, (a, b) = Pass.WEIGHT_GRAD, ab
         m, n, k = a.shape[0], b.shape[1], a.shape[1] // cmd.images
         pending = []
         for dev, (i0, i1) in zip(self.devices, runs, strict=False):
