@@ -313,7 +313,7 @@ def check_devices(
         _ports(options.get("port"), devices)
     accelerator = options["accelerator"]
     config = accelerator.config if isinstance(accelerator, AcceleratorFiles) else accelerator
-    if split == "images" and not config.engine.raw_readout:
+    if split == "images" and not config.engine.readout:
         raise InputError(
             f"--split-gradient images: the accelerator's {config.engine.fmt.name} engine has no "
             "accumulator read-out (raw_readout; fixed-point accelerators generated since it "

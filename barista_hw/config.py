@@ -66,8 +66,9 @@ class EngineConfig:
     # partial sums across commands (K split into chunks); 0 builds none.
     acc_depth: int = 0
     # The command's ``raw`` bit: a block's accumulators leave unrequantised, each as
-    # :func:`raw_beats` operand-width beats (what data-parallel training sums across
-    # devices). None: on for fixed point, off for minifloat/MX (which cannot have it).
+    # :attr:`raw_beats` operand-width beats (what data-parallel training sums across
+    # devices). None: as the format allows (:attr:`readout`: fixed point has it,
+    # minifloat/MX cannot), so a preset derived into another format follows it.
     raw_readout: bool | None = None
 
     def __post_init__(self) -> None:
@@ -81,10 +82,7 @@ class EngineConfig:
             raise InputError(
                 f"acc_depth = {self.acc_depth} must be 0 or hold one tile ({self.rows} rows)"
             )
-        fixed = isinstance(self.fmt, FixedFormat)
-        if self.raw_readout is None:
-            object.__setattr__(self, "raw_readout", fixed)
-        elif self.raw_readout and not fixed:
+        if self.raw_readout and not isinstance(self.fmt, FixedFormat):
             raise InputError(
                 f"raw_readout: a {self.fmt.name} engine has no accumulator read-out "
                 "(only fixed-point engines do)"
@@ -99,10 +97,17 @@ class EngineConfig:
         return (1 << self.dim_bits) - 1
 
     @property
+    def readout(self) -> bool:
+        """The engine has the accumulator read-out (``raw_readout``, or by its format)."""
+        if self.raw_readout is None:
+            return isinstance(self.fmt, FixedFormat)
+        return self.raw_readout
+
+    @property
     def raw_beats(self) -> int:
         """Output beats that carry one row of accumulators in a ``raw`` command: the
         accumulator width in operand-width pieces (fixed point; 1 without the read-out)."""
-        if not self.raw_readout:
+        if not self.readout:
             return 1
         width = self.fmt.operand_shape.width
         return -(-self.fmt.acc_width // width)

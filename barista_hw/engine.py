@@ -29,7 +29,7 @@ Streams (Amaranth ``lib.stream``, valid/ready; any stall anywhere is allowed):
   each; lanes past ``N`` are zero. ``last`` marks the final beat of the GEMM.
 
 Accumulator read-out (``raw``, fixed-point engines built with
-``EngineConfig.raw_readout``): a command with ``raw`` set emits each row's accumulators
+``EngineConfig.readout``): a command with ``raw`` set emits each row's accumulators
 unrequantised, as ``P = EngineConfig.raw_beats`` beats in a row on the same lanes: beat
 ``j`` carries bits ``j*w .. j*w+w-1`` of each accumulator (``w`` the operand width; the
 last beat sign-extended). The lanes and the link framing stay; a row then leaves every
@@ -102,7 +102,7 @@ def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
     if cfg.acc_depth:
         fields["acc_first"] = unsigned(1)
         fields["acc_last"] = unsigned(1)
-    if cfg.raw_readout:
+    if cfg.readout:
         fields["raw"] = unsigned(1)
     return data.StructLayout(fields)
 
@@ -287,7 +287,7 @@ class GemmEngine(wiring.Component):
 
     def _raw(self, cmd: Signal) -> Value:
         """The command's sums leave unrequantised (the accumulator read-out)."""
-        return self._emit(cmd) & cmd.raw if self.cfg.raw_readout else Const(0)
+        return self._emit(cmd) & cmd.raw if self.cfg.readout else Const(0)
 
     def _accept(self, m: Module, cmd: Signal, lanes: LfsrLanes) -> Signal:
         """Take a command into ``cmd`` while idle; returns ``started``, set the cycle after.
@@ -489,7 +489,7 @@ class GemmEngine(wiring.Component):
         sent = self.o.valid & self.o.ready
         room: Value = credits < OUT_DEPTH
         added: Value = bank.load & self._emit(cmd)
-        if self.cfg.raw_readout:
+        if self.cfg.readout:
             # A read-out row is P beats: room for all of them, and P cycles before the next
             # row's load, so the serialiser (_read_out) has sent the last one's.
             raw = self._raw(cmd)
@@ -526,7 +526,7 @@ class GemmEngine(wiring.Component):
         s_last = Signal(DRAIN_STAGES)
         m.d.comb += lanes.advance.eq(Cat(replicate(m, s_valid[FORMED - 2], C, "advance")))
         requantised = bank.load & self._emit(cmd)
-        if self.cfg.raw_readout:
+        if self.cfg.readout:
             requantised &= ~self._raw(cmd)
         m.d.sync += [
             s_valid.eq(Cat(requantised, s_valid[:-1])),
@@ -534,7 +534,7 @@ class GemmEngine(wiring.Component):
         ]
         beat = Signal(output_layout(self.cfg))
         w_data, w_en = beat, s_valid[-1]
-        if self.cfg.raw_readout:
+        if self.cfg.readout:
             raw_beat, raw_valid = self._read_out(m, cmd, bank, row, s_last[FORMED - 1])
             w_data, w_en = Mux(raw_valid, raw_beat, beat), w_en | raw_valid
         m.d.comb += [

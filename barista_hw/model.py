@@ -466,7 +466,7 @@ def gemm_on_accelerator(
 
 def check_raw_readout(cfg: EngineConfig) -> None:
     """An :class:`InputError` unless ``cfg``'s engine has the accumulator read-out."""
-    if not cfg.raw_readout:
+    if not cfg.readout:
         raise InputError(
             f"the {cfg.rows}x{cfg.cols} {cfg.fmt.name} engine was built without the "
             "accumulator read-out (raw_readout): regenerate the accelerator"

@@ -420,7 +420,7 @@ def batch_split(
     (ip1's). Without the read-out (a minifloat or MX engine, an older build), or with
     fewer than two images, the blocks are shared.
     """
-    if devices < 2 or images < 2 or not cfg.engine.raw_readout:
+    if devices < 2 or images < 2 or not cfg.engine.readout:
         return None
     shares = share_blocks(tiling(cfg, m, k, n, images), devices)
     whole = [schedule_gemm(cfg, m, k, n, images, blocks=s) for s in shares if s]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from barista_base.errors import InputError
@@ -68,7 +70,13 @@ def test_a_read_out_needs_an_engine_built_with_it() -> None:
         raw.engine(1, 1, 1).fields(without)
     with pytest.raises(InputError, match="e4m3 engine has no accumulator read-out"):
         EngineConfig(2, 2, parse_engine_format("e4m3"), raw_readout=True)
-    assert not EngineConfig(2, 2, parse_engine_format("e4m3")).raw_readout
+    assert not EngineConfig(2, 2, parse_engine_format("e4m3")).readout
+    derived = CFG.derive(fmt=parse_engine_format("e4m3"))  # a preset into another format
+    assert CFG.engine.readout and not derived.engine.readout
+    assert EngineConfig.from_json(CFG.engine.to_json()) == CFG.engine
+    legacy = json.loads(CFG.engine.to_json())
+    del legacy["raw_readout"]  # a manifest written before the read-out: none was built
+    assert not EngineConfig.from_json(json.dumps(legacy)).readout
 
 
 def test_chunk_commands_carry_the_block_seed_bases_and_flags() -> None:
