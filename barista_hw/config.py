@@ -128,6 +128,8 @@ class EngineConfig:
         d = asdict(self)
         d["fmt"] = self.fmt.name
         d["dataflow"] = self.dataflow.value
+        if d["raw_readout"] is False:  # as written before the read-out: the same identity
+            del d["raw_readout"]  # (a board's configuration hash, cache keys)
         return json.dumps(d, sort_keys=True)
 
     @classmethod

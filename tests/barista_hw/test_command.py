@@ -76,7 +76,9 @@ def test_a_read_out_needs_an_engine_built_with_it() -> None:
     assert EngineConfig.from_json(CFG.engine.to_json()) == CFG.engine
     legacy = json.loads(CFG.engine.to_json())
     del legacy["raw_readout"]  # a manifest written before the read-out: none was built
-    assert not EngineConfig.from_json(json.dumps(legacy)).readout
+    old = EngineConfig.from_json(json.dumps(legacy))
+    assert not old.readout
+    assert json.loads(old.to_json()) == legacy  # the same JSON, so the same board hash
 
 
 def test_chunk_commands_carry_the_block_seed_bases_and_flags() -> None:
