@@ -49,7 +49,15 @@ PASS_IDS: Mapping[Pass, int] = MappingProxyType(
 #: accumulator memory runs whole reductions, a plain engine reads no buffers, a
 #: minifloat engine shifts nothing.
 ABSENT: Mapping[str, int] = MappingProxyType(
-    {"images": 1, "acc_first": True, "acc_last": True, "a_base": 0, "b_base": 0, "shift": 0}
+    {
+        "images": 1,
+        "acc_first": True,
+        "acc_last": True,
+        "a_base": 0,
+        "b_base": 0,
+        "shift": 0,
+        "raw": False,
+    }
 )
 
 
@@ -77,6 +85,7 @@ class EngineCommand:
     acc_last: bool = True  # requantise and emit the results
     a_base: int = 0  # first word of A in the accelerator's buffer
     b_base: int = 0
+    raw: bool = False  # emit the accumulators unrequantised (EngineConfig.raw_readout)
     pass_id: int = 0  # PASS_IDS: read only by a per-pass engine (others lack the field)
 
     def fields(self, layout: Iterable[tuple[str, Any]], what: str = "command") -> dict[str, int]:
@@ -109,6 +118,9 @@ class GemmCommand:
     rounding: Rounding = Rounding.NEAREST_EVEN
     seed: int = 0
     images: int = 1
+    # Return the full-width accumulators instead of requantised results (shift, rounding
+    # and seed then do not matter): what a device of a data-parallel run sends back.
+    raw: bool = False
     pass_id: int = 0  # PASS_IDS of the GEMM's pass (a per-pass engine's formats)
 
     def __post_init__(self) -> None:
@@ -128,6 +140,7 @@ class GemmCommand:
             self.images,
             acc_first,
             acc_last,
+            raw=self.raw,
             pass_id=self.pass_id,
         )
 
@@ -146,5 +159,6 @@ class GemmCommand:
             acc_last=c.acc_last,
             a_base=c.a_base,
             b_base=c.b_base,
+            raw=self.raw,
             pass_id=self.pass_id,
         )

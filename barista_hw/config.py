@@ -71,6 +71,11 @@ class EngineConfig:
     # Rows (C accumulators each) of the accumulator memory that carries full-width
     # partial sums across commands (K split into chunks); 0 builds none.
     acc_depth: int = 0
+    # The command's ``raw`` bit: a block's accumulators leave unrequantised, each as
+    # :attr:`raw_beats` operand-width beats (what data-parallel training sums across
+    # devices). None: as the format allows (:attr:`readout`: fixed point has it,
+    # minifloat/MX cannot), so a preset derived into another format follows it.
+    raw_readout: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
@@ -83,6 +88,11 @@ class EngineConfig:
             raise InputError(
                 f"acc_depth = {self.acc_depth} must be 0 or hold one tile ({self.rows} rows)"
             )
+        if self.raw_readout and not isinstance(self.fmt, FixedFormat):
+            raise InputError(
+                f"raw_readout: a {self.fmt.name} engine has no accumulator read-out "
+                "(only fixed-point engines do)"
+            )
 
     @property
     def pes(self) -> int:
@@ -91,6 +101,22 @@ class EngineConfig:
     @property
     def max_dim(self) -> int:
         return (1 << self.dim_bits) - 1
+
+    @property
+    def readout(self) -> bool:
+        """The engine has the accumulator read-out (``raw_readout``, or by its format)."""
+        if self.raw_readout is None:
+            return isinstance(self.fmt, FixedFormat)
+        return self.raw_readout
+
+    @property
+    def raw_beats(self) -> int:
+        """Output beats that carry one row of accumulators in a ``raw`` command: the
+        accumulator width in operand-width pieces (fixed point; 1 without the read-out)."""
+        if not self.readout:
+            return 1
+        width = self.fmt.operand_shape.width
+        return -(-self.fmt.acc_width // width)
 
     @staticmethod
     def parse_array(text: str) -> tuple[int, int]:
@@ -108,11 +134,14 @@ class EngineConfig:
         d = asdict(self)
         d["fmt"] = self.fmt.name
         d["dataflow"] = self.dataflow.value
+        if d["raw_readout"] is False:  # as written before the read-out: the same identity
+            del d["raw_readout"]  # (a board's configuration hash, cache keys)
         return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> EngineConfig:
         d = json.loads(text)
+        d.setdefault("raw_readout", False)  # written before the read-out existed: none built
         d["fmt"] = parse_engine_format(d["fmt"])
         d["dataflow"] = Dataflow(d["dataflow"])
         return cls(**d)

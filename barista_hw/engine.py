@@ -28,6 +28,15 @@ Streams (Amaranth ``lib.stream``, valid/ready; any stall anywhere is allowed):
 * ``o``: C lanes plus ``last``. For each tile, its valid rows in order, one beat
   each; lanes past ``N`` are zero. ``last`` marks the final beat of the GEMM.
 
+Accumulator read-out (``raw``, fixed-point engines built with
+``EngineConfig.readout``): a command with ``raw`` set emits each row's accumulators
+unrequantised, as ``P = EngineConfig.raw_beats`` beats in a row on the same lanes: beat
+``j`` carries bits ``j*w .. j*w+w-1`` of each accumulator (``w`` the operand width; the
+last beat sign-extended). The lanes and the link framing stay; a row then leaves every
+``P`` cycles, so with ``Kt`` short the drain sets the pace (see :func:`cycle_bound`).
+This is how a block's partial sum leaves a device, to be summed across devices at full
+width and requantised once by the host (:mod:`barista.data_parallel`).
+
 Cycle count: ``cycles`` counts the clock cycles from the one after the command
 is accepted up to and including the final output transfer. The first operands
 are taken :data:`FIRST_TAKE` cycles after acceptance at the earliest (the command
@@ -43,7 +52,7 @@ computes it. Stalls on the streams only add cycles.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -99,6 +108,8 @@ def command_layout(cfg: EngineConfig, batched: bool) -> data.StructLayout:
     if cfg.acc_depth:
         fields["acc_first"] = unsigned(1)
         fields["acc_last"] = unsigned(1)
+    if cfg.readout:
+        fields["raw"] = unsigned(1)
     if isinstance(cfg.fmt, PassGemmFormat):
         fields["pass_id"] = unsigned(PASS_ID_BITS)
     return data.StructLayout(fields)
@@ -152,13 +163,16 @@ def drain_latency(cfg: EngineConfig) -> int:
     return DRAIN_STAGES + 1
 
 
-def cycle_bound(cfg: EngineConfig, m: int, k: int, n: int, images: int = 1) -> int:
-    """Upper bound of ``cycles`` for a stall-free GEMM (see the module docstring)."""
+def cycle_bound(
+    cfg: EngineConfig, m: int, k: int, n: int, images: int = 1, raw: bool = False
+) -> int:
+    """Upper bound of ``cycles`` for a stall-free GEMM (see the module docstring); ``raw``:
+    a read-out command, whose rows each take ``raw_beats`` cycles to leave."""
     tiles = -(-m // cfg.rows) * -(-n // cfg.cols)
     w = wave_latency(cfg)
-    return (
-        tiles * max(k * images, w + cfg.rows) + w + cfg.rows + drain_latency(cfg) + FIRST_TAKE - 1
-    )
+    beats = cfg.raw_beats if raw else 1
+    drain = cfg.rows * beats
+    return tiles * max(k * images, w + drain) + w + drain + drain_latency(cfg) + FIRST_TAKE - 1
 
 
 def _lane_mask(count, lanes: int, skip: int = 0):  # noqa: ANN001, ANN202
@@ -281,6 +295,10 @@ class GemmEngine(wiring.Component):
     def _emit(self, cmd: Signal) -> Value:
         """The command's sums leave the engine (else they stay in the accumulator memory)."""
         return cmd.acc_last if self.cfg.acc_depth else Const(1)
+
+    def _raw(self, cmd: Signal) -> Value:
+        """The command's sums leave unrequantised (the accumulator read-out)."""
+        return self._emit(cmd) & cmd.raw if self.cfg.readout else Const(0)
 
     def _accept(self, m: Module, cmd: Signal, lanes: LfsrLanes) -> Signal:
         """Take a command into ``cmd`` while idle; returns ``started``, set the cycle after.
@@ -487,16 +505,28 @@ class GemmEngine(wiring.Component):
         loaded but not yet sent keeps the FIFO from overflowing without a combinational
         path from ``o.ready`` into the array.
         """
+        beats = self.cfg.raw_beats
+        depth = max(OUT_DEPTH, beats)
         m.submodules.out_fifo = fifo = SyncFIFO(
-            width=Shape.cast(output_layout(self.cfg)).width, depth=OUT_DEPTH
+            width=Shape.cast(output_layout(self.cfg)).width, depth=depth
         )
-        credits = Signal(range(OUT_DEPTH + 1))  # rows loaded for output, not yet sent
+        credits = Signal(range(depth + 1))  # beats of rows loaded for output, not yet sent
         sent = self.o.valid & self.o.ready
-        m.d.comb += [
-            bank.load.eq(bank.bank_full & (credits < OUT_DEPTH)),
-            array.drain.eq(bank.load),
-        ]
-        m.d.sync += credits.eq(credits + (bank.load & self._emit(cmd)) - sent)
+        room: Value = credits < OUT_DEPTH
+        added: Value = bank.load & self._emit(cmd)
+        if self.cfg.readout:
+            # A read-out row is P beats: room for all of them, and P cycles before the next
+            # row's load, so the serialiser (_read_out) has sent the last one's.
+            raw = self._raw(cmd)
+            gap = Signal(range(beats))
+            with m.If(bank.load & raw):
+                m.d.sync += gap.eq(beats - 1)
+            with m.Elif(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+            room = Mux(raw, (credits <= depth - beats) & (gap == 0), room)
+            added = Mux(added, Mux(raw, beats, 1), 0)
+        m.d.comb += [bank.load.eq(bank.bank_full & room), array.drain.eq(bank.load)]
+        m.d.sync += credits.eq(credits + added - sent)
         return fifo, sent
 
     def _requantise(
@@ -520,13 +550,20 @@ class GemmEngine(wiring.Component):
         s_valid = Signal(DRAIN_STAGES)
         s_last = Signal(DRAIN_STAGES)
         m.d.comb += lanes.advance.eq(Cat(replicate(m, s_valid[FORMED - 2], C, "advance")))
+        requantised = bank.load & self._emit(cmd)
+        if self.cfg.readout:
+            requantised &= ~self._raw(cmd)
         m.d.sync += [
-            s_valid.eq(Cat(bank.load & self._emit(cmd), s_valid[:-1])),
+            s_valid.eq(Cat(requantised, s_valid[:-1])),
             s_last.eq(Cat(bank.pend_final & bank.final_row, s_last[:-1])),
         ]
         beat = Signal(output_layout(self.cfg))
         if isinstance(requant, PassRequantizer):  # forward results, or the gradients'
             m.d.comb += requant.sel.eq(cmd.pass_id != FORWARD)
+        w_data, w_en = beat, s_valid[-1]
+        if self.cfg.readout:
+            raw_beat, raw_valid = self._read_out(m, cmd, bank, row, s_last[FORMED - 1])
+            w_data, w_en = Mux(raw_valid, raw_beat, beat), w_en | raw_valid
         m.d.comb += [
             requant.acc.eq(row),
             requant.words.eq(lanes.words),
@@ -534,12 +571,37 @@ class GemmEngine(wiring.Component):
             requant.rounding.eq(cmd.rounding),
             beat.data.eq(requant.q),
             beat.last.eq(s_last[-1]),
-            fifo.w_data.eq(beat),
-            fifo.w_en.eq(s_valid[-1]),
+            fifo.w_data.eq(w_data),
+            fifo.w_en.eq(w_en),
             self.o.valid.eq(fifo.r_rdy),
             self.o.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.o.ready),
         ]
+
+    def _read_out(
+        self, m: Module, cmd: Signal, bank: _Bank, row: Signal, last: Value
+    ) -> tuple[Signal, Value]:
+        """The accumulator read-out: a ``raw`` row's sums as ``raw_beats`` output beats.
+
+        The row is taken into a shift register when it is formed (``last``: it is the
+        command's final row, at that time), and each cycle its low operand-width bits go
+        out as one beat and it shifts right (arithmetically) by that width. Returns the beat
+        and its valid flag (no requantised beat is due then: the command is a read-out).
+        """
+        C, beats = self.cfg.cols, self.cfg.raw_beats
+        w = self.cfg.fmt.operand_shape.width
+        take = delay(m, bank.load & self._raw(cmd), FORMED, "raw_take")
+        sums = Signal(data.ArrayLayout(signed(beats * w), C), reset_less=True)
+        left = Signal(range(beats + 1))  # beats of the row still to send
+        final = Signal()
+        with m.If(left != 0):
+            m.d.sync += [left.eq(left - 1), *(sums[c].eq(sums[c] >> w) for c in range(C))]
+        with m.If(take):
+            m.d.sync += [left.eq(beats), final.eq(last), *(sums[c].eq(row[c]) for c in range(C))]
+        beat = Signal(output_layout(self.cfg))
+        m.d.comb += [beat.data[c].eq(sums[c][:w]) for c in range(C)]
+        m.d.comb += beat.last.eq(final & (left == 1))
+        return beat, left != 0
 
     def _retire(
         self, m: Module, cmd: Signal, bank: _Bank, array: SystolicArray, sent: Value

@@ -12,7 +12,7 @@ UART link (:meth:`boards.host.BoardLink.gemm`). For each chunk of
 * its command (:class:`~barista_hw.command.EngineCommand`, and its checked
   ``run_layout`` field values);
 * how many result beats it emits; :meth:`GemmProgram.place` puts them into the
-  ``(m, n)`` result.
+  ``(m, n)`` result (for a ``raw`` command, the accumulators it read out).
 
 Host policies (``host=``), which decide the waits. Every host writes at most one
 word per cycle, in program order, holds a command valid until it is accepted (the
@@ -42,7 +42,7 @@ from barista_base.errors import InputError
 from .accelerator import run_layout
 from .command import EngineCommand, GemmCommand
 from .config import AcceleratorConfig
-from .intmath import output_beats
+from .intmath import join_raw, output_beats
 from .schedule import Chunk, pack_a, pack_b, schedule_gemm
 
 #: The host policies (module docstring); the first is the default.
@@ -117,9 +117,12 @@ class GemmProgram:
         if not step.beats:
             return
         c = step.chunk
-        cols = self.cfg.engine.cols
-        idx = output_beats(c.m, c.n, self.cfg.engine.rows, cols)
-        result[c.m0 : c.m1, c.n0 : c.n1] = np.asarray(beats)[idx, np.arange(c.n)[None, :] % cols]
+        e = self.cfg.engine
+        beats = np.asarray(beats)
+        if step.command.raw:  # each row's accumulators came as raw_beats beats
+            beats = join_raw(beats[:, : e.cols], e.raw_beats, e.fmt.width, e.fmt.acc_width)
+        idx = output_beats(c.m, c.n, e.rows, e.cols)
+        result[c.m0 : c.m1, c.n0 : c.n1] = beats[idx, np.arange(c.n)[None, :] % e.cols]
 
 
 def gemm_program(
@@ -170,6 +173,6 @@ def gemm_program(
         last_reader[0][int(c.a_base >= halves[0])] = i
         last_reader[1][int(c.b_base >= halves[1])] = i
         command = cmd.chunk(c)
-        beats = c.m * -(-c.n // C) if c.acc_last else 0
+        beats = c.m * -(-c.n // C) * (cfg.engine.raw_beats if cmd.raw else 1) if c.acc_last else 0
         steps.append(Step(c, tuple(writes), command, command.fields(layout, what), beats))
     return GemmProgram(cfg, m, n, host, tuple(steps))

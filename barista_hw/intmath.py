@@ -75,3 +75,22 @@ def output_words(seed: int, m: int, n: int, rows: int, cols: int, bits: int) -> 
         ordered[full:] = words[full * tn :].reshape(tn, m - full, cols).transpose(1, 0, 2)
         words = ordered
     return words.reshape(m, tn * cols)[:, :n]
+
+
+def join_raw(beats: np.ndarray, per_row: int, width: int, acc_width: int) -> np.ndarray:
+    """The accumulators of an accumulator read-out (the engine's ``raw`` command).
+
+    ``beats``: ``(rows * per_row, lanes)`` lane values as the engine emits them, each row's
+    ``per_row`` beats in a row, beat ``j`` holding bits ``j*width ..`` of every lane's
+    accumulator; returns ``(rows, lanes)`` int64, the accumulators as signed
+    ``acc_width``-bit values.
+    """
+    pieces = np.asarray(beats, dtype=np.int64).reshape(-1, per_row, beats.shape[-1])
+    mask = np.int64((1 << width) - 1)
+    acc = np.zeros(pieces[:, 0].shape, dtype=np.int64)
+    for j in range(per_row):  # j * width < acc_width <= 64: every piece lands in int64
+        acc |= (pieces[:, j] & mask) << np.int64(j * width)
+    if acc_width < 64:
+        sign = np.int64(1) << np.int64(acc_width - 1)
+        acc = ((acc & ((sign << np.int64(1)) - 1)) ^ sign) - sign
+    return acc

@@ -445,15 +445,59 @@ def gemm_on_accelerator(
     chunks = schedule.schedule_gemm(
         acc, m, kt // cmd.images, n, cmd.images, options=options, blocks=blocks
     )
+    if cmd.raw:
+        check_raw_readout(acc.engine)
     out = None
     for c in chunks:
         if not c.acc_last:
             continue
         block = replace(cmd, seed=schedule.block_seed(cmd.seed, c.block))
-        q = gemm_quantized(a[c.m0 : c.m1], b[:, c.n0 : c.n1], acc.engine, block)
+        if cmd.raw:
+            q = accumulators(a[c.m0 : c.m1], b[:, c.n0 : c.n1], acc.engine)
+        else:
+            q = gemm_quantized(a[c.m0 : c.m1], b[:, c.n0 : c.n1], acc.engine, block)
         if out is None:
             out = (np.empty if blocks is None else np.zeros)((m, n), dtype=q.dtype)
         out[c.m0 : c.m1, c.n0 : c.n1] = q
     if out is None:  # no block asked for
         out = np.zeros((m, n), dtype=np.int64)
+    return out
+
+
+def check_raw_readout(cfg: EngineConfig) -> None:
+    """An :class:`InputError` unless ``cfg``'s engine has the accumulator read-out."""
+    if not cfg.readout:
+        raise InputError(
+            f"the {cfg.rows}x{cfg.cols} {cfg.fmt.name} engine was built without the "
+            "accumulator read-out (raw_readout): regenerate the accelerator"
+        )
+
+
+def accumulators(a: np.ndarray, b: np.ndarray, cfg: EngineConfig) -> np.ndarray:
+    """What an accumulator read-out (a ``raw`` command) returns for ``a @ b``: the engine's
+    accumulators, int64, wrapped to the accumulator width (any reduction chunking gives
+    these, the accumulator memory being full width)."""
+    bound = float(cfg.fmt.min_int) ** 2
+    return wrap(accumulate(a, b, cfg.fmt.acc_width, bound=bound), cfg.fmt.acc_width)
+
+
+def requantize_on_accelerator(
+    acc: np.ndarray, accel: AcceleratorConfig, k: int, cmd: GemmCommand
+) -> np.ndarray:
+    """The result of the GEMM ``cmd`` (``k`` per image, ``cmd.images`` images) from its
+    accumulators ``acc`` (``(m, n)`` int64, any wrap: e.g. the sum of several devices'
+    read-outs), requantised as :func:`gemm_on_accelerator` does: each output block of the
+    schedule with its own seed and beat order."""
+    m, n = acc.shape
+    e = accel.engine
+    out = np.empty((m, n), dtype=np.int64)
+    for c in schedule.schedule_gemm(accel, m, k, n, cmd.images):
+        if not c.acc_last:
+            continue
+        low = None
+        if _stochastic(cmd):
+            seed = schedule.block_seed(cmd.seed, c.block)
+            low = output_words(seed, c.m, c.n, e.rows, e.cols, cmd.shift)
+        block = acc[c.m0 : c.m1, c.n0 : c.n1]
+        out[c.m0 : c.m1, c.n0 : c.n1] = requantize(block, e.fmt, cmd.shift, cmd.rounding, low)
     return out

@@ -56,6 +56,7 @@ for both, or stalls, adds cycles the model does not count.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -64,7 +65,17 @@ from barista_base.errors import InputError
 from .accelerator import FEED_LATENCY
 from .config import AcceleratorConfig, EngineConfig, Pass
 from .engine import drain_latency, wave_latency
-from .schedule import Chunk, Tiling, dim_bits_needed, reduction_pattern, tiling  # noqa: F401 - re-exported
+from .requant import Requantizer
+from .schedule import (  # noqa: F401 - re-exported
+    Chunk,
+    Tiling,
+    dim_bits_needed,
+    reduction_pattern,
+    schedule_gemm,
+    share_blocks,
+    share_images,
+    tiling,
+)
 
 KINDS = ("conv", "fc")
 
@@ -182,16 +193,27 @@ class GemmLayer:
 # -- cycle model ----------------------------------------------------------------------
 
 
-def command_cycles(e: EngineConfig, m: int, n: int, kt: int, *, acc_last: bool = True) -> int:
-    """Cycles of one accelerator run command, acceptance to ``busy`` low (module docstring)."""
+def command_cycles(
+    e: EngineConfig, m: int, n: int, kt: int, *, acc_last: bool = True, raw: bool = False
+) -> int:
+    """Cycles of one accelerator run command, acceptance to ``busy`` low (module docstring).
+
+    ``raw``: an accumulator read-out, whose rows are loaded ``raw_beats`` cycles apart and
+    leave from the row register, not through the requantiser."""
     R, C = e.rows, e.cols
     w = wave_latency(e)
     tm, tn = -(-m // R), -(-n // C)
     r_last = m - (tm - 1) * R
+    beats = e.raw_beats if raw and acc_last else 1
 
-    issue = (tm - 1) * tn * max(kt, w + R) + (tn - 1) * max(kt, w + r_last)
+    def drain(rows: int) -> int:  # cycles from a tile's first row load to its last, plus one
+        return (rows - 1) * beats + 1
+
+    issue = (tm - 1) * tn * max(kt, w + drain(R)) + (tn - 1) * max(kt, w + drain(r_last))
     emit = drain_latency(e) if acc_last else 0
-    return FEED_LATENCY + (kt - 1) + issue + w + r_last - 1 + emit
+    if beats > 1:  # the last row's beats leave the row register, past the requantiser
+        emit += beats - Requantizer.LATENCY
+    return FEED_LATENCY + (kt - 1) + issue + w + drain(r_last) - 1 + emit
 
 
 @dataclass
@@ -208,6 +230,7 @@ class _Host:
     words_a: int = 0
     words_b: int = 0
     beats_out: int = 0
+    raw: bool = False  # the commands are accumulator read-outs
 
     def totals(self) -> tuple[int, ...]:
         return (self.engine_cycles, self.chunks, self.words_a, self.words_b, self.beats_out)
@@ -250,7 +273,7 @@ class _Host:
         accept = 0 if self.done is None else self.done + 1
         if last_write is not None:
             accept = max(accept, last_write)
-        cyc = command_cycles(e, m, n, kt, acc_last=last)
+        cyc = command_cycles(e, m, n, kt, acc_last=last, raw=self.raw)
         self.done = accept + cyc
         self.readers[0][self.half[0]] = self.done
         self.readers[1][self.half[1]] = self.done
@@ -259,7 +282,7 @@ class _Host:
         self.words_a += wa
         self.words_b += wb
         if last:
-            self.beats_out += m * -(-n // e.cols)
+            self.beats_out += m * -(-n // e.cols) * (e.raw_beats if self.raw else 1)
 
 
 def _execute(host: _Host, e: EngineConfig, node: object) -> None:
@@ -356,9 +379,12 @@ def _program(cfg: AcceleratorConfig, w: Workload, t: Tiling) -> list:
     return prog
 
 
-def simulate_chunks(cfg: AcceleratorConfig, chunks: Sequence[Chunk]) -> dict[str, int]:
-    """The cycle model run chunk by chunk over an explicit schedule (the reference)."""
-    host = _Host()
+def simulate_chunks(
+    cfg: AcceleratorConfig, chunks: Sequence[Chunk], raw: bool = False
+) -> dict[str, int]:
+    """The cycle model run chunk by chunk over an explicit schedule (the reference);
+    ``raw``: the commands are accumulator read-outs."""
+    host = _Host(raw=raw)
     R, C = cfg.engine.rows, cfg.engine.cols
     for c in chunks:
         wa = -(-c.m // R) * c.kt if c.write_a else 0
@@ -376,6 +402,33 @@ def _host_result(host: _Host) -> dict[str, int]:
         "words_b": host.words_b,
         "beats_out": host.beats_out,
     }
+
+
+@functools.lru_cache(maxsize=1024)
+def batch_split(
+    cfg: AcceleratorConfig, m: int, k: int, n: int, images: int, devices: int
+) -> tuple[tuple[int, int], ...] | None:
+    """How ``devices`` devices share a weight gradient (``k`` per image): the runs of
+    images ``[i0, i1)`` each takes (:func:`~barista_hw.schedule.share_images`), each device
+    reading out its partial sums, when that is faster by the cycle model than sharing the
+    output blocks (:func:`~barista_hw.schedule.share_blocks`); None to share the blocks.
+
+    Splitting the batch gives every device all the output tiles over its part of the
+    reduction, each row leaving as ``raw_beats`` beats; sharing blocks gives a device some
+    tiles over the whole reduction. So the split pays when the reduction is long and the
+    blocks are few (conv1's gradient), not when the tiles are many and the reduction short
+    (ip1's). Without the read-out (a minifloat or MX engine, an older build), or with
+    fewer than two images, the blocks are shared.
+    """
+    if devices < 2 or images < 2 or not cfg.engine.readout:
+        return None
+    shares = share_blocks(tiling(cfg, m, k, n, images), devices)
+    whole = [schedule_gemm(cfg, m, k, n, images, blocks=s) for s in shares if s]
+    by_blocks = max(simulate_chunks(cfg, chunks)["cycles"] for chunks in whole)
+    runs = tuple(share_images(images, devices))
+    parts = [schedule_gemm(cfg, m, k, n, i1 - i0) for i0, i1 in runs]
+    by_images = max(simulate_chunks(cfg, chunks, raw=True)["cycles"] for chunks in parts)
+    return runs if by_images < by_blocks else None
 
 
 def gemm_cycles(cfg: AcceleratorConfig, w: Workload, t: Tiling | None = None) -> dict[str, int]:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from . import dsp, lfsr
 from .accelerator import FEED_DEPTH
 from .buffer import BANK_DEPTH, GROUP_BITS, bank_depths
-from .config import AcceleratorConfig, EngineFormat
+from .config import AcceleratorConfig, EngineConfig, EngineFormat
 from .engine import MINIFLOAT_PAD, OUT_DEPTH
 from .fppe import MinifloatArith
 from .fprequant import lane_widths
@@ -280,6 +280,7 @@ def estimate(
         + buffer_ffs(cfg.b_depth, C * w)
         + FF_CONTROL_FIXED
         + FF_CONTROL_PER_DIM_BIT * e.dim_bits
+        + readout_bits(e)  # the read-out's row register (not calibrated on synthesis)
     )
     if ice40:  # no distributed RAM: the operand and output FIFOs are flip-flops
         ffs += FEED_DEPTH * lanes + OUT_DEPTH * (C * o + 1) + memory_ffs
@@ -300,6 +301,8 @@ def estimate(
         + CONTROL_PER_DIM_BIT * e.dim_bits
         + CONTROL_PER_ADDR_BIT * addr_bits,
         "lutram": lutram,
+        # Each register bit's hold/shift/load choice, and the FIFO input's 2:1 choice.
+        "readout": readout_bits(e) + (C * o + 1 if e.readout else 0),
         "link": round(
             LINK_FIXED + LINK_PER_BYTE * link_payload_bytes(cfg) + LINK_PER_BEAT_BIT * C * o
         )
@@ -338,6 +341,12 @@ def _pe_cost(cfg: AcceleratorConfig, product_in_dsp: bool) -> tuple[float, int]:
         return cost.luts, cost.ffs
     ffs = (2 if product_in_dsp else 4) * fmt.width + 2 * fmt.acc_width + FF_PE_FIXED
     return fixed_pe_logic(fmt), ffs
+
+
+def readout_bits(e: EngineConfig) -> int:
+    """Flip-flops of the accumulator read-out (:mod:`barista_hw.engine`): one row of
+    accumulators, ``raw_beats`` operand widths per lane; 0 without it."""
+    return e.cols * e.raw_beats * e.fmt.width if e.readout else 0
 
 
 def fixed_pe_logic(fmt: FixedFormat) -> float:

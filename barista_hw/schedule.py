@@ -416,6 +416,16 @@ def share_blocks(t: Tiling, parts: int) -> list[list[int]]:
     return [order[bounds[d] : bounds[d + 1]] for d in range(parts)]
 
 
+def share_images(images: int, parts: int) -> list[tuple[int, int]]:
+    """A batch of ``images`` cut into at most ``parts`` contiguous runs ``[i0, i1)`` of
+    nearly equal size, none empty: each device's part of a weight gradient's reduction
+    when the batch is split (:func:`barista_hw.plan.batch_split`)."""
+    if parts < 1:
+        raise InputError(f"cannot share a batch among {parts} devices")
+    bounds = np.linspace(0, images, min(parts, images) + 1).round().astype(int)
+    return [(int(bounds[d]), int(bounds[d + 1])) for d in range(len(bounds) - 1)]
+
+
 class _Buffer:
     """Where an operand buffer puts each piece (block ``block``'s part of the reduction
     chunk that starts at ``kt0``), by its placement mode (:func:`_modes`)."""

@@ -12,8 +12,14 @@ actors' creation are not timed (once per run, not per iteration).
 Pin BLAS threads (done here: OPENBLAS_NUM_THREADS=1) and report the machine's load: two
 devices on two shared cores cannot be twice as fast when other processes take cores.
 
+``--splits`` lists how runs on several devices share the weight gradients
+(``--split-gradient``: ``auto``, the cycle model's choice; ``images``, the batch split with
+the partial sums read out; ``blocks``, output tiles), one run each; the figures are
+interleaved in the order ``--devices`` gives (``1,2,1,2`` repeats both).
+
     python bench/bench_data_parallel.py [--batch 16] [--iterations 3] [--devices 1,2]
-        [--backends rtl,golden] [--target ulx3s-45f] [--work /tmp/barista-bench-dp]
+        [--splits auto] [--backends rtl,golden] [--target ulx3s-45f]
+        [--work /tmp/barista-bench-dp]
 """
 
 from __future__ import annotations
@@ -62,7 +68,9 @@ def _setup(work: Path, batch: int, target: str) -> Path:
     return out
 
 
-def _run(backend: str, devices: int, accelerator: Path, iterations: int) -> tuple[float, list]:
+def _run(
+    backend: str, devices: int, accelerator: Path, iterations: int, split: str = "auto"
+) -> tuple[float, list]:
     """Seconds for ``iterations`` timed iterations, and the weights after them."""
     param, _ = read_solver_param("solver_bench.prototxt")
     param.test_interval = 1_000_000  # no test pass in the timed iterations
@@ -75,7 +83,7 @@ def _run(backend: str, devices: int, accelerator: Path, iterations: int) -> tupl
     if devices == 1:
         factory = backend_factory(backend, **options)
     else:
-        factory = data_parallel_factory(backend, devices, **options)
+        factory = data_parallel_factory(backend, devices, split=split, **options)
     solver = get_solver(param, backend=factory, log=lambda line: None)
     engine = solver.net.backend
     try:
@@ -95,6 +103,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--devices", default="1,2")
+    ap.add_argument("--splits", default="auto")
     ap.add_argument("--backends", default="rtl,golden")
     ap.add_argument("--target", default="ulx3s-45f")
     ap.add_argument("--work", type=Path, default=Path("/tmp/barista-bench-dp"))
@@ -111,12 +120,21 @@ def main() -> int:
         f"warm-up; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"{'backend':<8}{'devices':>8}{'s/iter':>10}{'iter/s':>10}{'images/s':>10}{'speed-up':>10}"
+        f"{'backend':<8}{'devices':>8}{'dW split':>9}{'s/iter':>10}{'iter/s':>10}"
+        f"{'images/s':>10}{'speed-up':>10}"
     )
+    splits = args.splits.split(",")
     for backend in args.backends.split(","):
         base_rate, base_weights = None, None
-        for devices in (int(d) for d in args.devices.split(",")):
-            seconds, weights = _run(backend, devices, accelerator, args.iterations)
+        runs = [
+            (devices, split if devices > 1 else "-")
+            for devices in (int(d) for d in args.devices.split(","))
+            for split in (splits if devices > 1 else ["-"])
+        ]
+        for devices, split in runs:
+            seconds, weights = _run(
+                backend, devices, accelerator, args.iterations, "auto" if split == "-" else split
+            )
             rate = args.iterations / seconds
             base_rate = base_rate or rate
             speedup = rate / base_rate
@@ -128,8 +146,9 @@ def main() -> int:
                 )
                 same = "same bits" if equal else "DIFFERENT BITS"
             print(
-                f"{backend:<8}{devices:>8}{seconds / args.iterations:>10.3f}{rate:>10.3f}"
-                f"{rate * args.batch:>10.1f}{speedup:>9.2f}x  {same}",
+                f"{backend:<8}{devices:>8}{split:>9}{seconds / args.iterations:>10.3f}"
+                f"{rate:>10.3f}{rate * args.batch:>10.1f}{speedup:>9.2f}x  {same}",
+                f"(load {os.getloadavg()[0]:.2f})",
                 flush=True,
             )
     return 0

@@ -21,6 +21,7 @@ from barista_hw.accelerator import Accelerator
 from barista_hw.command import GemmCommand
 from barista_hw.engine import GemmEngine, command_layout
 from barista_hw.host import HOSTS, GemmProgram, gemm_program
+from barista_hw.intmath import join_raw
 
 from .beats import assemble, tile_beats
 from .gemm_run import GemmRun
@@ -48,7 +49,8 @@ def run_gemm(
     """Run ``a @ b`` on ``engine`` in pysim; returns (result, cycles of all commands).
 
     ``k_chunks > 1`` splits the reduction dimension into that many commands that
-    accumulate in the engine's accumulator memory (``acc_first``/``acc_last``).
+    accumulate in the engine's accumulator memory (``acc_first``/``acc_last``). With
+    ``cmd.raw`` the result is the accumulators the engine read out.
     """
     cfg = engine.cfg
     m, kt = a.shape
@@ -100,6 +102,8 @@ def run_gemm(
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+    if cmd.raw:  # each row's accumulators came as raw_beats beats
+        got = join_raw(np.array(got), cfg.raw_beats, cfg.fmt.width, cfg.fmt.acc_width).tolist()
     return assemble(got, m, n, cfg.rows, cfg.cols), sum(cycles)
 
 

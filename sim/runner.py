@@ -18,6 +18,7 @@ Verilator's warnings are waived by the named list of :mod:`sim.lint` instead of
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.metadata
@@ -39,6 +40,7 @@ from barista_base.errors import log_tail
 from barista_hw.command import GemmCommand
 from barista_hw.config import EngineConfig, Pass
 from barista_hw.engine import ENGINES, command_layout, cycle_bound
+from barista_hw.intmath import join_raw
 from barista_hw.numfmt import Rounding
 
 from .lint import waiver_control_text
@@ -244,12 +246,15 @@ def component_build(
 
 @dataclass
 class GemmCase:
-    """One engine command with its operands as streamed (``a``: M x K*images, ``b``: K*images x N).
+    """One GEMM with its operands as streamed (``a``: M x K*images, ``b``: K*images x N).
 
     ``expected`` is the model's answer (filled by the caller); ``stall`` the
     probability of a random gap before each operand/command beat and of ``o``
     not being ready in a cycle; ``pad_seed`` fills the lanes past the matrix
-    edges with random values, which the engine must ignore.
+    edges with random values, which the engine must ignore. ``raw``: an accumulator
+    read-out (``expected`` then holds the accumulators); ``pieces``: the reduction cut
+    into that many commands that accumulate in the accumulator memory (whole images when
+    ``images > 1``).
     """
 
     name: str
@@ -262,6 +267,8 @@ class GemmCase:
     stall: float = 0.0
     pad_seed: int = 0
     expected: np.ndarray | None = None
+    raw: bool = False
+    pieces: int = 1
     pass_id: int = 0  # the command's pass (a per-pass engine's formats; PASS_IDS)
 
     @property
@@ -279,19 +286,40 @@ class GemmCase:
 
     @property
     def gemm_command(self) -> GemmCommand:
-        return GemmCommand(self.shift, self.rounding, self.seed, self.images, self.pass_id)
+        return GemmCommand(
+            self.shift, self.rounding, self.seed, self.images, pass_id=self.pass_id, raw=self.raw
+        )
 
     def command(self, cfg: EngineConfig, batched: bool) -> dict[str, int]:
         """The field values of the case's one self-contained engine command (checked)."""
-        cmd = self.gemm_command.engine(self.m, self.k, self.n)
-        return cmd.fields(command_layout(cfg, batched), what=f"case {self.name}")
+        return self.commands(cfg, batched)[0][0]
+
+    def commands(self, cfg: EngineConfig, batched: bool) -> list[tuple[dict[str, int], slice]]:
+        """Each command's field values (checked) and the reduction columns it streams."""
+        per = self.images if self.images > 1 else self.k  # what the pieces cut
+        bounds = np.linspace(0, per, self.pieces + 1).round().astype(int)
+        out = []
+        for i in range(self.pieces):
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            k, images = (self.k, hi - lo) if self.images > 1 else (hi - lo, 1)
+            span = k * images
+            start = lo * (self.k if self.images > 1 else 1)
+            piece = dataclasses.replace(self.gemm_command, images=images).engine(
+                self.m, k, self.n, acc_first=i == 0, acc_last=i == self.pieces - 1
+            )
+            fields = piece.fields(command_layout(cfg, batched), what=f"case {self.name}")
+            out.append((fields, slice(start, start + span)))
+        return out
 
     def describe(self) -> str:
         img = f" x {self.images} images" if self.images > 1 else ""
+        more = (", raw read-out" if self.raw else "") + (
+            f", {self.pieces} commands" if self.pieces > 1 else ""
+        )
         return (
             f"{self.name} [M,K,N = {self.m},{self.k},{self.n}{img}, shift {self.shift}, "
             f"{Rounding(self.rounding).label}, seed {self.seed}, stall {self.stall}, "
-            f"pad seed {self.pad_seed}]"
+            f"pad seed {self.pad_seed}{more}]"
         )
 
 
@@ -325,7 +353,7 @@ class SimRun:
 def _max_cycles(cfg: EngineConfig, cases: Sequence[GemmCase]) -> int:
     total = 0
     for c in cases:
-        bound = cycle_bound(cfg, c.m, c.k, c.n, c.images)
+        bound = c.pieces * cycle_bound(cfg, c.m, c.k, c.n, c.images, raw=c.raw)
         # Each stalled stream waits ~1/(1-p) per beat; stalls compound across a, b and o.
         total += int(bound * 4 / max(1e-3, 1.0 - c.stall) ** 3) + 64
     return total + 100
@@ -344,20 +372,18 @@ def write_cases(path: Path, design: Design, cases: Sequence[GemmCase], tb_seed: 
         "cmd_fields": layout_fields(command_layout(cfg, engine.BATCHED)),
         "tb_seed": tb_seed,
         "max_cycles": _max_cycles(cfg, cases),
-        "cases": [
-            {
-                "command": c.command(cfg, engine.BATCHED),
-                "stall": c.stall,
-                "pad_seed": c.pad_seed,
-            }
-            for c in cases
-        ],
+        "cases": [],  # one entry per command: a case of several pieces has several
     }
-    arrays = {"header": np.array(json.dumps(header))}
+    arrays = {}
     width = cfg.fmt.width
-    for i, c in enumerate(cases):  # lanes travel as two's complement (minifloat codes too)
-        arrays[f"a{i}"] = twos_complement(np.asarray(c.a, dtype=np.int64), width)
-        arrays[f"b{i}"] = twos_complement(np.asarray(c.b, dtype=np.int64), width)
+    for c in cases:
+        for fields, cols in c.commands(cfg, engine.BATCHED):
+            i = len(header["cases"])
+            header["cases"].append({"command": fields, "stall": c.stall, "pad_seed": c.pad_seed})
+            # Lanes travel as two's complement (minifloat codes too).
+            arrays[f"a{i}"] = twos_complement(np.asarray(c.a[:, cols], dtype=np.int64), width)
+            arrays[f"b{i}"] = twos_complement(np.asarray(c.b[cols], dtype=np.int64), width)
+    arrays["header"] = np.array(json.dumps(header))
     np.savez(path, **arrays)
 
 
@@ -459,14 +485,23 @@ def run_cases(
         log = run_dir / "sim.log"
         raise SimulationError(f"{design.label}: no results; log {log}:\n{log_tail(log)}")
 
+    commands = sum(c.pieces for c in cases)
     with np.load(results_path) as f:
         info = json.loads(str(f["header"]))
-        cycles = f["cycles"]
-        outs = [(f[f"out{i}"], f[f"last{i}"]) for i in range(len(cases))]
+        cycles = f["cycles"].tolist()
+        outs = [(f[f"out{i}"], f[f"last{i}"]) for i in range(commands)]
     results = []
-    for case, cyc, (beats, last) in zip(cases, cycles.tolist(), outs, strict=True):
+    first = 0
+    for case in cases:  # a case's commands ran back to back; only its last one emits
+        span = range(first, first + case.pieces)
+        first += case.pieces
+        beats = np.concatenate([outs[i][0].reshape(-1, design.cfg.cols) for i in span])
+        last = np.concatenate([outs[i][1] for i in span])
+        if case.raw:
+            cfg = design.cfg
+            beats = join_raw(beats, cfg.raw_beats, cfg.fmt.width, cfg.fmt.acc_width)
         got, beyond = result_matrix(beats, case.m, case.n, design.cfg.rows)
-        results.append(CaseResult(case, got, beyond, last, int(cyc)))
+        results.append(CaseResult(case, got, beyond, last, sum(cycles[i] for i in span)))
     if not keep:
         shutil.rmtree(run_dir, ignore_errors=True)
     return SimRun(design, results, info["sim_cycles"], info["wall_seconds"], total, info["stats"])

@@ -368,7 +368,9 @@ class EngineTB:
         Commands are queued all at once (the engine takes the next one when it
         is idle); operand beats of a command may be offered while the previous
         one still drains, which the engine must hold off. Returns the output
-        words of each command (split at ``last``) and its ``cycles`` count.
+        words of each command (split at ``last``) and its ``cycles`` count. A command
+        with ``acc_last`` = 0 emits nothing (its sums stay in the accumulator memory): it
+        is done when ``busy`` falls.
         """
         from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -381,6 +383,8 @@ class EngineTB:
             self.b.extend(bw, stall)
         outputs: list[list[int]] = [[] for _ in range(n)]
         cycles: list[int] = []
+        emits = [bool(c.get("acc_last", 1)) for c in commands]
+        taken = 0  # commands accepted
         done = 0  # commands whose final output beat has transferred
         read_cycles = False  # the final beat transferred at the last edge: ``cycles`` is final
         edge, settle = RisingEdge(self.dut.clk), ReadOnly()
@@ -404,7 +408,10 @@ class EngineTB:
             if read_cycles:
                 cycles.append(self.dut.cycles.value.to_unsigned())
                 read_cycles = False
-            self.cmd.sample()
+            if done < taken and not emits[done] and not self.dut.busy.value:
+                cycles.append(self.dut.cycles.value.to_unsigned())
+                done += 1
+            taken += self.cmd.sample()
             a_took, b_took = self.a.sample(), self.b.sample()
             if a_took != b_took:
                 raise AssertionError(f"a and b streams transferred apart at cycle {count}")

@@ -71,7 +71,7 @@ def flatten(gemm: GemmProgram, margin: float = 4.0) -> Program:
                 blocks.append(block)
                 n_words += len(block)
             segs.append((w.sel, w.base, first[id(w.words)], len(w.words), w.wait))
-    budget = [int(_cycles(cfg, s.chunk) * margin) for s in steps]
+    budget = [int(_cycles(cfg, s.chunk, s.command.raw) * margin) for s in steps]
     words = np.concatenate(blocks) if blocks else np.zeros((0, lanes), dtype=np.int32)
     return Program(
         gemm=gemm,
@@ -84,8 +84,8 @@ def flatten(gemm: GemmProgram, margin: float = 4.0) -> Program:
     )
 
 
-def _cycles(cfg: AcceleratorConfig, c: Chunk) -> int:
-    return command_cycles(cfg.engine, c.m, c.n, c.kt, acc_last=c.acc_last)
+def _cycles(cfg: AcceleratorConfig, c: Chunk, raw: bool = False) -> int:
+    return command_cycles(cfg.engine, c.m, c.n, c.kt, acc_last=c.acc_last, raw=raw)
 
 
 def make_program(

@@ -56,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "bit-identical to one; board: one --port per device, comma-separated (default 1)",
     )
     parser.add_argument(
+        "--split-gradient",
+        choices=("auto", "images", "blocks"),
+        default="auto",
+        help="with --devices: share weight gradients by images (partial sums read out at full "
+        "width and summed on the host), by output blocks, or as the cycle model finds "
+        "faster (default auto)",
+    )
+    parser.add_argument(
         "--address",
         metavar="HOST:PORT",
         help="with --devices: join the Ray cluster at this address (default: a local Ray)",
@@ -112,7 +120,9 @@ def _factory(args: argparse.Namespace, backend: str, options: dict[str, Any]) ->
         return backend_factory(backend, **options)
     from barista.data_parallel import data_parallel_factory
 
-    return data_parallel_factory(backend, args.devices, address=args.address, **options)
+    return data_parallel_factory(
+        backend, args.devices, address=args.address, split=args.split_gradient, **options
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,13 +158,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.address and args.devices == 1:
         raise InputError("--address applies with --devices N > 1")
+    if args.split_gradient != "auto" and args.devices == 1:
+        raise InputError("--split-gradient applies with --devices N > 1")
     if args.devices != 1:
         from barista.data_parallel import check_devices
 
         check_devices(backend, args.devices)  # before an accelerator is generated
     options = backend_options(args, backend, net, log)
     if args.devices != 1:
-        check_devices(backend, args.devices, options)
+        check_devices(backend, args.devices, options, args.split_gradient)
     common = {"weights": weights, "max_iter": args.iterations, "random_seed": args.seed}
     if backend == DEVICE:
         solver: Solver = DeviceSolver(args.solver, log=log, **common, **options)

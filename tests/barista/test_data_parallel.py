@@ -21,10 +21,11 @@ import pytest
 from barista import cli
 from barista.backends.hardware import GoldenBackend
 from barista.backends.plan import gemm_layers
-from barista.data_parallel import DataParallelBackend, GemmDevice
+from barista.data_parallel import DataParallelBackend, GemmDevice, check_devices
 from barista.manifest import load_accelerator
 from barista.ray_cluster import join_ray
-from barista_hw.plan import plan_net
+from barista_base.errors import InputError
+from barista_hw.plan import batch_split, plan_net
 from caffe_bridge.net import Net
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,18 +117,51 @@ def test_every_pass_has_blocks_for_both_devices(work: Path) -> None:
     assert any(p.tiling.k_chunks > 1 for p in passes)
 
 
-@pytest.mark.parametrize("backend", ["golden", "rtl"])
-@pytest.mark.parametrize("rounding", ["nearest-even", "stochastic"])
+_ONE: dict[tuple[str, str], tuple[list[str], bytes, bytes]] = {}  # one device's runs
+
+
+@pytest.mark.parametrize(
+    ("backend", "rounding", "split"),
+    [
+        *((b, r, "auto") for b in ("golden", "rtl") for r in ("nearest-even", "stochastic")),
+        # Weight gradients with the batch split: each device reads out its partial sums.
+        ("golden", "stochastic", "images"),
+        ("rtl", "stochastic", "images"),
+        ("rtl", "nearest-even", "images"),
+    ],
+)
 def test_two_devices_train_as_one_bit_for_bit(
-    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch, backend: str, rounding: str
+    work: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch,
+    backend: str,
+    rounding: str,
+    split: str,
 ) -> None:
     monkeypatch.chdir(work)
     common = ("--backend", backend, "--rounding", rounding)
-    one = _train(work, capsys, *common)
-    two = _train(work, capsys, *common, "--devices", "2")
+    if (backend, rounding) not in _ONE:
+        _ONE[backend, rounding] = _train(work, capsys, *common)
+    one = _ONE[backend, rounding]
+    two = _train(work, capsys, *common, "--devices", "2", "--split-gradient", split)
     assert two[0] == one[0]
     assert two[1] == one[1]
     assert two[2] == one[2]
+
+
+def test_the_cycle_model_splits_a_long_reduction_over_few_blocks(work: Path) -> None:
+    """``auto``: conv1-like gradients (long reduction, one block) split the batch; the tiny
+    net's (many blocks of a short reduction), and engines without the read-out, do not."""
+    cfg = load_accelerator(work / "rtl_out/tiny").config
+    assert batch_split(cfg, 2, 200, 2, 8, 2) == ((0, 4), (4, 8))
+    assert batch_split(cfg, 3, 4, 24, 4, 2) is None
+    assert batch_split(cfg, 2, 200, 2, 1, 2) is None  # no batch to split
+    older = cfg.derive(raw_readout=False)  # as an accelerator generated before read-out
+    assert batch_split(older, 2, 200, 2, 8, 2) is None
+    with pytest.raises(InputError, match="--split-gradient images: the accelerator's fx8"):
+        check_devices("golden", 2, {"accelerator": older}, "images")
+    with pytest.raises(InputError, match="--split-gradient 'rows': use one of auto, images"):
+        check_devices("golden", 2, None, "rows")
 
 
 @pytest.mark.slow  # two simulated boards (their bridge is built once, into the cache)
@@ -139,13 +173,16 @@ def test_two_simulated_boards_train_as_one_bit_for_bit(
     monkeypatch.chdir(work)
     cfg = load_accelerator(work / "rtl_out/tiny").config
     runs = []
-    for devices in (1, 2):  # a simulated board serves one connection: fresh ones per run
+    # One board; two sharing blocks; two splitting the weight gradients' batch (read-outs).
+    for devices, split in ((1, None), (2, "blocks"), (2, "images")):
+        # A simulated board serves one connection: fresh ones per run.
         with SimulatedBoard(cfg) as b0, SimulatedBoard(cfg) as b1:
             ports = b0.url if devices == 1 else f"{b0.url},{b1.url}"
-            more = ("--devices", "2") if devices == 2 else ()
+            more = ("--devices", "2", "--split-gradient", split) if split else ()
             common = ("--backend", "board", "--rounding", "stochastic", "--port", ports)
             runs.append(_train(work, capsys, *common, *more))
     assert runs[1] == runs[0]
+    assert runs[2] == runs[0]
     golden = _train(work, capsys, "--backend", "golden", "--rounding", "stochastic")
     assert runs[0] == golden
 
@@ -183,7 +220,8 @@ class Meeting:
         return self.arrived
 
 
-def test_devices_run_at_the_same_time_and_return_one_devices_bits(work: Path) -> None:
+@pytest.mark.parametrize("split", ["blocks", "images"])
+def test_devices_run_at_the_same_time_and_return_one_devices_bits(work: Path, split: str) -> None:
     import ray
     import ray.cloudpickle
 
@@ -191,7 +229,12 @@ def test_devices_run_at_the_same_time_and_return_one_devices_bits(work: Path) ->
     cfg = load_accelerator(work / "rtl_out/tiny").config
     meeting = ray.remote(Meeting).remote()
     dp = DataParallelBackend(
-        "golden", 2, accelerator=cfg, rounding="stochastic", device=(MeetingDevice, (meeting,))
+        "golden",
+        2,
+        accelerator=cfg,
+        rounding="stochastic",
+        device=(MeetingDevice, (meeting,)),
+        split=split,
     )
     one = GoldenBackend(accelerator=cfg, rounding="stochastic")
     rng = np.random.default_rng(1)

@@ -1,5 +1,7 @@
 """GEMM engines in the Amaranth simulator against the model (the cocotb suite does the rest)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,29 @@ def test_accumulator_memory_carries_partial_sums_across_commands(rounding: Round
     np.testing.assert_array_equal(whole, expected)
 
 
+@pytest.mark.parametrize(("fmt", "k_chunks", "stall"), [("fx8.4a16", 3, 0.3), ("fx4.2a10", 1, 0)])
+def test_raw_read_out_returns_every_accumulator_bit(fmt: str, k_chunks: int, stall: float) -> None:
+    """The read-out: full-width sums (wrapped: a16 wraps here), through the accumulator
+    memory and stalls, on the engine a data-parallel device runs; then a plain command."""
+    cfg = EngineConfig(2, 3, FixedFormat.parse(fmt), acc_depth=8)
+    assert cfg.raw_beats == (2 if fmt == "fx8.4a16" else 3)
+    rng = np.random.default_rng(11)
+    a = cfg.fmt.random_operands(rng, (3, 12))
+    b = cfg.fmt.random_operands(rng, (12, 5))
+    cmd = GemmCommand(5, Rounding.STOCHASTIC, seed=4, raw=True)
+    got, cycles = run_gemm(
+        WeightGradEngine(cfg), a, b, cmd, k_chunks=k_chunks, stall=stall, stall_seed=3
+    )
+    np.testing.assert_array_equal(got, model.accumulators(a, b, cfg))
+    if not stall:
+        assert cycles <= cycle_bound(cfg, 3, 12, 5, raw=True)
+    assert (model.accumulators(a, b, cfg) != model.gemm(a, b, cfg, shift=0)).any()
+    plain, _ = run_gemm(WeightGradEngine(cfg), a, b, replace(cmd, raw=False), stall=stall)
+    np.testing.assert_array_equal(
+        plain, model.gemm(a, b, cfg, shift=5, rounding=cmd.rounding, seed=4)
+    )
+
+
 @pytest.mark.parametrize("rounding", [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC])
 def test_rounding_bias_wider_than_a_narrow_accumulator(rounding: Rounding) -> None:
     cfg = EngineConfig(1, 1, FixedFormat(8, 4, 16))  # shift 20 > acc_width: bias up to 2**19
@@ -95,6 +120,8 @@ def test_rounding_bias_wider_than_a_narrow_accumulator(rounding: Rounding) -> No
 
 #: SHA-256 of fixed-point engines' and an accelerator's Verilog as main generated them before
 #: the minifloat engine joined (commit 8e7a928): that change must leave them byte-identical.
+#: Built without the accumulator read-out (``raw_readout=False``, as every accelerator made
+#: before it reads back from its manifest), which must leave them so too.
 FIXED_VERILOG = {
     ("forward", None): "1ad56dab34a6f4a33cec9afdce984b751861bf1a3facfef2ab8538d93b961b52",
     ("backward", None): "55ccd5f96fa2aa6d1c44cad43f8cf6ba37fd3f7a994c179205f93e0b22993f30",
@@ -113,8 +140,11 @@ def test_fixed_point_verilog_is_unchanged(what: str, family: str | None) -> None
 
     fmt = FixedFormat.parse("fx16" if family else "fx8")
     if what == "accelerator":
-        cfg = AcceleratorConfig().derive(rows=2, cols=3, fmt=fmt, depth=16, acc_depth=4)
+        cfg = AcceleratorConfig().derive(
+            rows=2, cols=3, fmt=fmt, depth=16, acc_depth=4, raw_readout=False
+        )
         text = to_verilog(Accelerator(cfg), "acc")
     else:
-        text = engine_text(Pass(what), EngineConfig(2, 3, fmt, acc_depth=4), family)[0]
+        engine = EngineConfig(2, 3, fmt, acc_depth=4, raw_readout=False)
+        text = engine_text(Pass(what), engine, family)[0]
     assert hashlib.sha256(text.encode()).hexdigest() == FIXED_VERILOG[(what, family)]

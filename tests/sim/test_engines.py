@@ -21,6 +21,7 @@ from functools import cache
 import numpy as np
 import pytest
 
+from barista_hw import model
 from barista_hw.config import EngineConfig, Pass, parse_engine_format
 from barista_hw.engine import cycle_bound, is_minifloat
 from barista_hw.mxformat import MXGemmFormat
@@ -40,10 +41,12 @@ class DesignSpec:
     cols: int
     fmt: str
     family: str | None = None
+    acc_depth: int = 0  # an accumulator memory: cases whose reduction is several commands
 
     @property
     def cfg(self) -> EngineConfig:
-        return EngineConfig(self.rows, self.cols, parse_engine_format(self.fmt))
+        fmt = parse_engine_format(self.fmt)
+        return EngineConfig(self.rows, self.cols, fmt, acc_depth=self.acc_depth)
 
 
 # Few designs: a Verilator build takes ~25 s. Rounding is a run-time command field,
@@ -53,7 +56,7 @@ DESIGNS = [
     DesignSpec("fwd-1x1-fx18", Pass.FORWARD, 1, 1, "fx18"),
     # acc_width = 2 * width: sums of a few products wrap, as the modular accumulator must.
     DesignSpec("bwd-3x2-fx12.6a24", Pass.BACKWARD_DATA, 3, 2, "fx12.6a24"),
-    DesignSpec("grad-4x4-fx16", Pass.WEIGHT_GRAD, 4, 4, "fx16"),
+    DesignSpec("grad-4x4-fx16", Pass.WEIGHT_GRAD, 4, 4, "fx16", acc_depth=64),
     # ECP5 boards: MULT18X18D with its own registers; fx18 fills the DSP's operands.
     # b on the DSP shift chain, broken below row 1 of column 1 (see Family.of).
     DesignSpec("fwd-3x2-fx16-ecp5chain", Pass.FORWARD, 3, 2, "fx16", family="ecp5chain"),
@@ -206,7 +209,44 @@ def design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
         stall=STALL,
         tag="extreme-auto-stalled",
     )
+    cases += _read_out_cases(spec, rng)
     return tuple(cases)
+
+
+def _read_out_cases(spec: DesignSpec, rng: np.random.Generator) -> list[GemmCase]:
+    """The accumulator read-out (``raw``): a random shape with stalls, extreme operands
+    (the widest sums, wrapping where the accumulator does); with an accumulator memory,
+    reductions of three commands, read out and requantised."""
+    cfg = spec.cfg
+    images = 3 if spec.kind is Pass.WEIGHT_GRAD else 1
+    out = []
+    shapes = [(_ragged(rng, cfg.rows, 2), int(rng.integers(2, 9)), _ragged(rng, cfg.cols, 2))]
+    for i, (m, k, n) in enumerate(shapes * 2):
+        operands = "extreme" if i else "random"
+        seed = int(rng.integers(0, 2**32))
+        case = pass_case(
+            spec.kind, cfg, m, k, n, images=images, shift=0, rounding=Rounding.FLOOR,
+            seed=seed, operands=operands,
+        )  # fmt: skip
+        raw = model.accumulators(case.a, case.b, cfg)
+        name = f"{spec.name}/raw-{operands}-stalled"
+        out.append(dataclasses.replace(case, name=name, stall=STALL, raw=True, expected=raw))
+    if cfg.acc_depth:
+        case = out[0]
+        for raw in (True, False):
+            expected = case.expected if raw else _requantised(case, cfg)
+            name = f"{spec.name}/{'raw' if raw else 'plain'}-3-commands-stalled"
+            out.append(
+                dataclasses.replace(
+                    case, name=name, raw=raw, pieces=3, shift=9, expected=expected,
+                    rounding=Rounding.STOCHASTIC,
+                )
+            )  # fmt: skip
+    return out
+
+
+def _requantised(case: GemmCase, cfg: EngineConfig) -> np.ndarray:
+    return model.gemm(case.a, case.b, cfg, shift=9, rounding=Rounding.STOCHASTIC, seed=case.seed)
 
 
 def fp_design_cases(spec: DesignSpec) -> tuple[GemmCase, ...]:
@@ -382,7 +422,7 @@ def test_engine_cycle_counts(sim: str, spec: DesignSpec, sim_run_cache: dict) ->
         beats = tiles * c.k * c.images
         assert res.cycles >= beats, f"{c.describe()}: {res.cycles} cycles < {beats} operand beats"
         if c.stall == 0:
-            bound = cycle_bound(cfg, c.m, c.k, c.n, c.images)
+            bound = cycle_bound(cfg, c.m, c.k, c.n, c.images, raw=c.raw)
             assert res.cycles <= bound, f"{c.describe()}: {res.cycles} cycles > bound {bound}"
             free[c.name] = res.cycles
     twins = 0

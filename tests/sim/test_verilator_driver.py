@@ -84,6 +84,33 @@ def test_a_share_of_the_blocks_is_the_model_bit_for_bit(
             np.testing.assert_array_equal(got[m0:m1, n0:n1], want[m0:m1, n0:n1])
 
 
+@pytest.mark.parametrize(("m", "k", "n", "images"), CASES)
+def test_raw_read_out_is_every_accumulator_bit(
+    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int
+) -> None:
+    """The accumulator read-out through the accelerator and its C++ host: blocks, chunked
+    reductions through the accumulator memory, stalls on ``o`` and the writes; the sums
+    of two halves of the images, requantised once, are the one-run result."""
+    a, b = _operands(m, k, n, images, seed=7)
+    raw = vsim.run_gemm(
+        a, b, GemmCommand(0, images=images, raw=True), o_stall=0.3, wr_gap=0.2, stall_seed=m
+    )
+    np.testing.assert_array_equal(raw.result, model.accumulators(a, b, CFG.engine))
+    assert (
+        raw.out_beats == m * -(-n // CFG.engine.cols) * CFG.engine.raw_beats == m * 3 * -(-n // 3)
+    )
+    if images < 2:
+        return
+    cut = images // 2 * k
+    halves = [
+        vsim.run_gemm(a[:, s], b[s], GemmCommand(0, images=i, raw=True)).result
+        for s, i in ((slice(0, cut), images // 2), (slice(cut, None), images - images // 2))
+    ]
+    cmd = GemmCommand(shift=5, rounding=Rounding.STOCHASTIC, seed=31, images=images)
+    once = model.requantize_on_accelerator(halves[0] + halves[1], CFG, k, cmd)
+    np.testing.assert_array_equal(once, vsim.run_gemm(a, b, cmd).result)
+
+
 def test_cases_really_chunk() -> None:
     for m, k, n, images in CASES[1:]:
         chunks = schedule_gemm(CFG, m, k, n, images)
@@ -145,16 +172,19 @@ def test_cycles_equal_pysim_with_the_same_host(
     assert overlap.cycles < serial.cycles
 
 
-@pytest.mark.parametrize("m, k, n, images", CASES)
+@pytest.mark.parametrize("raw", [False, True], ids=["requantised", "read-out"])
+@pytest.mark.parametrize("m, k, n, images", [*CASES, (6, 2, 6, 1)])
 def test_overlapped_host_is_the_plan_cycle_model(
-    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int
+    vsim: vd.VerilatedAccelerator, m: int, k: int, n: int, images: int, raw: bool
 ) -> None:
     a, b = _operands(m, k, n, images, seed=6)
-    run = vsim.run_gemm(a, b, GemmCommand(shift=2, rounding=Rounding.NEAREST_EVEN, images=images))
-    predicted = plan.simulate_chunks(CFG, schedule_gemm(CFG, m, k, n, images))
+    cmd = GemmCommand(shift=2, rounding=Rounding.NEAREST_EVEN, images=images, raw=raw)
+    run = vsim.run_gemm(a, b, cmd)
+    predicted = plan.simulate_chunks(CFG, schedule_gemm(CFG, m, k, n, images), raw=raw)
     assert run.cycles == predicted["cycles"]
     assert run.engine_cycles == predicted["engine_cycles"]
     assert run.write_beats == predicted["words_a"] + predicted["words_b"]
+    assert run.out_beats == predicted["beats_out"]
 
 
 def test_double_buffering_overlaps_writes_with_commands(vsim: vd.VerilatedAccelerator) -> None:
