@@ -227,8 +227,8 @@ class Lowering:
     # -- convolution and inner product ----------------------------------------------------
     def _conv_forward(self, c: Conv) -> None:
         """The GEMM of each group, with the bias and a ReLU that follows in place
-        (:attr:`fused`) applied to each result block before it is stored."""
-        g_m = c.num_output // c.group
+        (:attr:`fused`) applied to each result block before it is stored, or, on a device
+        without epilogues on C, by VECs over the stored result."""
         self._param(c.name, (c.num_output, c.k), bias=False)
         if c.bias:
             self._param(c.name, (c.num_output,), bias=True)
@@ -237,6 +237,15 @@ class Lowering:
         relu = self.fused.get(c.top)
         if relu is not None:
             epilogue += ((VecOp.RELU, None, scalar_param(relu.negative_slope)),)
+        on_c = self.config.scratchpads.epilogues
+        self._conv_gemms(c, epilogue if on_c else ())
+        if not on_c:
+            for op, src2, param in epilogue:
+                kw = {"src2": src2} if src2 else {}
+                self._vec_images(op, c.top, c.top, c.out_shape, param=param, **kw)
+
+    def _conv_gemms(self, c: Conv, epilogue: tuple) -> None:
+        g_m = c.num_output // c.group
         for g in range(c.group):
             self._gemm(
                 c,

@@ -27,10 +27,11 @@ from barista_hw.command import GemmCommand
 
 from ..geometry import Space
 from ..isa import Instruction, Op, Program
+from ..lowering import WIDE_BITS
 from ..memory import DeviceConfig
 from . import dma as dma_rtl
 from . import gemm_unit
-from .dma import ACC_DEPTH, DmaEngine
+from .dma import DmaEngine
 from .packed import PackedPort
 from .port import ADDR_BITS, LEN_BITS, port_signature
 from .scratchpad import Scratchpad, geometry
@@ -95,8 +96,18 @@ def command(
     )
     if unit is None:
         raise InputError(f"{inst.text()}: the GEMM path LOADs into A or B and STOREs from C")
-    fields = dma_rtl.command(inst, program, geometry(config, space), packed=True)
+    fields = dma_rtl.command(
+        inst, program, geometry(config, space), acc_depth=col2im_depth(config), packed=True
+    )
     return {"unit": int(unit), "dma": fields}
+
+
+def col2im_depth(config: DeviceConfig) -> int:
+    """The STORE DMA's col2im accumulator: ``config``'s, or none where the DMA cannot add
+    the 32-bit accumulator tensors in whole elements of the engine's width (fx12, fx18)."""
+    return (
+        0 if WIDE_BITS % config.accelerator.engine.fmt.width else config.scratchpads.col2im_elements
+    )
 
 
 def gemm_units(
@@ -110,7 +121,7 @@ def gemm_units(
         u: DmaEngine(
             geometry(cfg, s),
             max_burst=max_burst,
-            acc_depth=ACC_DEPTH if u is Unit.STORE_C else 0,
+            acc_depth=col2im_depth(cfg) if u is Unit.STORE_C else 0,
         )
         for u, s in _DMA_SPACES.items()
     }

@@ -60,6 +60,7 @@ from barista_base.errors import InputError
 from .. import vector
 from ..geometry import PoolGeometry
 from ..isa import ON_C, Instruction, Op, Program
+from ..memory import VEC_RING
 from ..scaling import ScaleTable
 from ..vector import RECIP_BITS, Rounder, VecOp
 from .dma import (
@@ -77,7 +78,7 @@ from .vector import CMD_LAYOUT, DATA_BITS, STATS_LAYOUT, STREAMS, VecCommand, Ve
 COUNT_BITS = 24  # groups, entries a group, beat rows, run lengths
 KMAX = 4  # pooling kernels up to 4 x 4 (the reciprocal table's size)
 NONE = 0xFFFF  # an instruction's absent tensor
-STAGE_DEPTH = 512  # elements of an operand's staging ring (one 512 x 36 block RAM a copy)
+STAGE_DEPTH = VEC_RING  # elements of an operand's staging ring (one 512 x 36 block RAM a copy)
 BURST = 8  # bus words a port command moves at most (the SDRAM's burst)
 IDX = signed(34)  # fetch indices and their differences
 
