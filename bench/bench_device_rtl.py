@@ -124,16 +124,16 @@ def tiny(repeat: int) -> None:
         compare(f"tiny iteration {i + 1}", at[i + 1] - at[i], program(), CONFIG)
 
 
-def lenet_program(batch: int):  # noqa: ANN201 - (Program, DeviceConfig)
+def lenet_program(batch: int, units: dict):  # noqa: ANN201 - (Program, DeviceConfig)
     """LeNet (examples/mnist) at ``batch`` on the DSE's ULX3S 85F design, compiled for the
-    units the RTL has (:data:`~barista_hw.device.memory.RTL_UNITS`), tensors unshared."""
+    unit capacities ``units`` (e.g. :data:`~barista_hw.device.memory.RTL_UNITS`), tensors
+    unshared."""
     sys.path.insert(0, str(REPO / "bench"))
     from bench_device import NETS, find_net, train_net
 
     from barista.backends.plan import gemm_layers
     from barista.device_net import compile_device
     from barista.manifest import cached_rtl_dir
-    from barista_hw.device.memory import RTL_UNITS
 
     bench = next(b for b in NETS if b.name == "LeNet")
     path = find_net(bench)
@@ -142,7 +142,7 @@ def lenet_program(batch: int):  # noqa: ANN201 - (Program, DeviceConfig)
     net = train_net(path, bench, batch)
     files, _ = cached_rtl_dir(gemm_layers(net), name="lenet", target="ulx3s-85f", fmt=None)
     # Unshared tensors: the DRAM image is built tensor by tensor.
-    dc = compile_device(net, files.config, target="ulx3s-85f", share=False, units=RTL_UNITS)
+    dc = compile_device(net, files.config, target="ulx3s-85f", share=False, units=units)
     return dc.compiled.program, dc.config
 
 
@@ -192,6 +192,8 @@ def describe(prog, config) -> None:  # noqa: ANN001
 
 def lenet(batch: int) -> None:
     """The DSE's design: what the top refuses; then LeNet on the RTL's test design."""
+    from barista_base.errors import InputError
+    from barista_hw.device.memory import RTL_UNITS
     from sim.device_cases import LENET_CONFIG, random_iteration
     from sim.device_cases import lenet_program as rtl_lenet
     from sim.device_ports import MemoryTiming
@@ -199,7 +201,12 @@ def lenet(batch: int) -> None:
     from sim.gemm_path_run import BUS_BITS
 
     print(f"\nLeNet batch {batch} (examples/mnist) on the DSE's ulx3s-85f design, RTL units")
-    prog, config = lenet_program(batch)
+    try:
+        prog, config = lenet_program(batch, RTL_UNITS)
+    except InputError as exc:
+        print(f"  the compiler cannot fit the RTL's units: {exc}")
+        print("  compiled without the col2im bound instead:")
+        prog, config = lenet_program(batch, {**RTL_UNITS, "col2im_elements": None})
     describe(prog, config)
     refused = refusals(prog, config)
     print("  what the device top refuses (instruction kind, reason: instructions):")

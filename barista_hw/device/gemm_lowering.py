@@ -226,7 +226,11 @@ def _store(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int, config: Devi
     element it adds into) exceeds the DMA's accumulator is cut into STOREs that fit."""
     rows, cols = (c.m0, c.m1), (c.n0, c.n1)
     limit = config.scratchpads.col2im_elements
-    if g.out.view != View.IM2COL or _footprint(b, g.out, c_base, rows, cols) <= limit:
+    if (
+        g.out.view != View.IM2COL
+        or limit is None
+        or _footprint(b, g.out, c_base, rows, cols) <= limit
+    ):
         _tile(b, Op.STORE, g.out, Space.C, c_base, rows, cols, hc)
         return
     for spad, part_rows, part_cols in _col2im_parts(b, g.out, c_base, rows, cols, config):

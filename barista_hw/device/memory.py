@@ -314,7 +314,8 @@ class ScratchpadConfig:
     unit applies a layer's bias and ReLU to each result block in C (``isa.ON_C``; else
     the compiler emits VECs from memory; the RTL has no epilogue yet, :data:`RTL_UNITS`);
     ``col2im_elements``, the DMA's col2im accumulator (a col2im STORE's footprint, first
-    to last DRAM element it adds into, at most this: the compiler splits the STOREs);
+    to last DRAM element it adds into, at most this: the compiler cuts the STOREs; None:
+    unbounded, the model's device, whose RTL builds :data:`COL2IM_ELEMENTS`);
     ``vec_ring``, the elements of each staging ring of the vector unit that runs VECs
     from memory (a power of two; its fetch order must fit it).
     """
@@ -324,13 +325,14 @@ class ScratchpadConfig:
     vector_lanes: int = 4
     v_lane_bits: int = 32
     epilogues: bool = True
-    col2im_elements: int = COL2IM_ELEMENTS
+    col2im_elements: int | None = None
     vec_ring: int = VEC_RING
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.name != "epilogues" and getattr(self, f.name) <= 0:
-                raise InputError(f"scratchpad {f.name} = {getattr(self, f.name)} must be positive")
+            value = getattr(self, f.name)
+            if f.name != "epilogues" and value is not None and value <= 0:
+                raise InputError(f"scratchpad {f.name} = {value} must be positive")
         if self.vec_ring & (self.vec_ring - 1):
             raise InputError(f"scratchpad vec_ring = {self.vec_ring} must be a power of two")
 
@@ -344,7 +346,7 @@ class ScratchpadConfig:
 
 #: The capacities of the device's units as the RTL builds them today (no epilogue on C),
 #: the :class:`ScratchpadConfig` settings of a device program the RTL top can run.
-RTL_UNITS: dict[str, Any] = {"epilogues": False}
+RTL_UNITS: dict[str, Any] = {"epilogues": False, "col2im_elements": COL2IM_ELEMENTS}
 
 #: Scratchpad depths by FPGA family when none are given: iCE40's block RAMs are 4 kbit.
 DEFAULT_SCRATCH_DEPTH = {"ecp5": 1024, "ice40": 256}

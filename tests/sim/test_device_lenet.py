@@ -13,21 +13,24 @@ and simulates millions of cycles, hence ``BARISTA_FULL``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
+from barista_base.errors import InputError
 from barista_hw.device.isa import ON_C, Op, View
 from barista_hw.device.machine import Machine
 from barista_hw.device.rtl.decode import RegisterMap, static_command
-from barista_hw.device.rtl.device import command
+from barista_hw.device.rtl.device import Device, command
 from barista_hw.device.traffic import tile_index
 from sim.device_cases import LENET_CONFIG, lenet_program, random_inputs, scalars, sizes
 from sim.device_run import RecordingHost
 from sim.tools import SimulatorNotFound, simulator_version
 
 FULL = os.environ.get("BARISTA_FULL") == "1"
+FUSING = dataclasses.replace(LENET_CONFIG.scratchpads, epilogues=True)
 
 
 def test_lenet_fits_the_rtl_units_and_decodes() -> None:
@@ -51,6 +54,11 @@ def test_lenet_fits_the_rtl_units_and_decodes() -> None:
         static_command(inst, prog, LENET_CONFIG)
         command(inst, m)
         m.execute(inst)
+
+
+def test_the_device_top_refuses_a_config_with_epilogues() -> None:
+    with pytest.raises(InputError, match="no epilogue on C"):
+        Device(dataclasses.replace(LENET_CONFIG, scratchpads=FUSING))
 
 
 @pytest.mark.slow

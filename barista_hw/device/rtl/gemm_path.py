@@ -31,7 +31,7 @@ from ..lowering import WIDE_BITS
 from ..memory import DeviceConfig
 from . import dma as dma_rtl
 from . import gemm_unit
-from .dma import DmaEngine
+from .dma import ACC_DEPTH, DmaEngine
 from .packed import PackedPort
 from .port import ADDR_BITS, LEN_BITS, port_signature
 from .scratchpad import Scratchpad, geometry
@@ -103,11 +103,12 @@ def command(
 
 
 def col2im_depth(config: DeviceConfig) -> int:
-    """The STORE DMA's col2im accumulator: ``config``'s, or none where the DMA cannot add
-    the 32-bit accumulator tensors in whole elements of the engine's width (fx12, fx18)."""
-    return (
-        0 if WIDE_BITS % config.accelerator.engine.fmt.width else config.scratchpads.col2im_elements
-    )
+    """The STORE DMA's col2im accumulator: ``config``'s (:data:`~.dma.ACC_DEPTH` where it
+    sets no bound), or none where the DMA cannot add the 32-bit accumulator tensors in
+    whole elements of the engine's width (fx12, fx18)."""
+    if WIDE_BITS % config.accelerator.engine.fmt.width:
+        return 0
+    return config.scratchpads.col2im_elements or ACC_DEPTH
 
 
 def gemm_units(
