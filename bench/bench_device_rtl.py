@@ -177,6 +177,24 @@ def refusals(program, config) -> collections.Counter:  # noqa: ANN001
     return out
 
 
+def print_busy(counters: dict, prog, config) -> None:  # noqa: ANN001
+    """Each unit's busy cycles (the sequencer's counters) beside the time model's (with
+    the fast link), and the model's DRAM bus."""
+    from barista_hw.device.memory import LinkConfig
+    from barista_hw.device.timing import schedule
+    from barista_hw.device.traffic import program_counts
+
+    fast = dataclasses.replace(config, link=LinkConfig(baud=FAST_LINK_BAUD))
+    timing = schedule(prog, program_counts(prog, fast), config.accelerator.clock_mhz)
+    print("  busy cycles, RTL / time model (300 Mbaud link):")
+    for unit, cycles in counters.items():
+        if unit != "cycles":
+            model = timing.busy.get(unit, 0)
+            ratio = f"{cycles / model:.2f}x" if model else "-"
+            print(f"    {unit}: {cycles:,} / {model:,} ({ratio})")
+    print(f"    (the model's DRAM bus: {timing.busy.get('dram', 0):,})")
+
+
 def describe(prog, config) -> None:  # noqa: ANN001
     from barista_hw.device.isa import count_ops
     from sim.device_cases import sizes
@@ -233,8 +251,7 @@ def lenet(batch: int) -> None:
         f"loop CPU time = {got.cycles_per_cpu_second:,.0f} cycles/s on one core (whole run "
         f"{time.perf_counter() - t0:.1f} s)"
     )
-    busy = {k: v for k, v in got.counters.items() if k.startswith("busy")}
-    print(f"  busy cycles per unit: {busy}")
+    print_busy(got.counters, prog, config)
     compare("LeNet iteration", got.counters["cycles"], prog, config)
 
 
