@@ -9,6 +9,10 @@ records the ``prog`` beats the host sends: the exponent file once, each iteratio
 register writes and records (:func:`sim.device_run.iterations_case`). The decoder is
 sized for the net (:func:`sizes`). The cocotb bench (``sim.device_test``), the C++ host
 (:mod:`sim.device_verilator`) and ``bench/bench_device_rtl.py`` run the same case.
+
+:func:`lenet_program`: LeNet's layers for :data:`LENET_CONFIG`, the RTL top's LeNet
+design (the units as the RTL builds them, ``memory.RTL_UNITS``), for the same
+:func:`random_iteration` cases.
 """
 
 from __future__ import annotations
