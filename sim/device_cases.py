@@ -84,11 +84,11 @@ def program() -> Program:
 # LeNet (examples/mnist's layers) on an 8 x 8 fx16 engine whose units are the RTL's
 # (:data:`RTL_UNITS`): fx16 so that the 32-bit col2im accumulators are whole elements and
 # HOST_IN moves bus words; 8 columns divide conv2's 64 output pixels, so no C strip of
-# a col2im STORE spans two images. The vector unit's rings hold conv1's BIAS_GRAD (its
-# rows of 4 channels of 576 pixels).
+# a col2im STORE spans two images. The RTL's 512-element rings: conv1's BIAS_GRAD is cut
+# into rows of 4 channels, fetched in runs of 16 pixels.
 LENET_ACC = DEFAULT_ACCELERATOR.derive(rows=8, cols=8, depth=1024, acc_depth=64)
 LENET_CONFIG = DeviceConfig.for_accelerator(
-    LENET_ACC, target="ulx3s-85f", vector_lanes=4, vec_ring=4096, **RTL_UNITS
+    LENET_ACC, target="ulx3s-85f", vector_lanes=4, **RTL_UNITS
 )
 
 

@@ -263,7 +263,7 @@ class Lowering:
         g_m = c.num_output // c.group
         dy = f"d:{c.top}"
         if c.bias:
-            self._vec(VecOp.BIAS_GRAD, dy, f"gb:{c.name}")
+            self._bias_grad(c, dy)
         for g in range(c.group):
             wg = self._t(f"g:{c.name}")
             out = Operand(
@@ -298,6 +298,20 @@ class Lowering:
             )
         if c.geom is not None:  # read-and-clear the accumulator into the gradient
             self._vec_images(VecOp.CONVERT, target, dx, c.in_shape, param=1)
+
+    def _bias_grad(self, c: Conv, dy: str) -> None:
+        """The bias gradient: one VEC, or one a row of ``vector_lanes`` channels (a
+        ``channels`` descriptor) when the vector unit's rings cannot hold a row's
+        gradients of an image twice over (the fetch order a whole row needs)."""
+        units = self.config.scratchpads
+        lanes, ring = units.vector_lanes, units.vec_ring
+        if ring is None or 2 * lanes * c.pixels <= ring:
+            self._vec(VecOp.BIAS_GRAD, dy, f"gb:{c.name}")
+            return
+        for c0 in range(0, c.num_output, lanes):
+            n = min(lanes, c.num_output - c0)
+            desc = self.b.desc(kind="channels", c0=c0, channels=n)
+            self._vec(VecOp.BIAS_GRAD, dy, f"gb:{c.name}", desc=desc)
 
     def _gemm(
         self,

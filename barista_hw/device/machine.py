@@ -363,12 +363,19 @@ def _mean_sub(m: Machine, inst: Instruction, rnd: Rounder) -> None:
 
 
 def _bias_grad(m: Machine, inst: Instruction, rnd: Rounder) -> None:
+    """Sums over images and pixels, of every channel or of a ``channels`` descriptor's."""
     dy, fdy = m._read(inst)
     dy = dy.reshape(dy.shape[0], dy.shape[1], -1)
+    part = slice(None)
+    if inst["desc"] != 0xFF:
+        d = m.program.descriptors[inst["desc"]]
+        part = slice(d["c0"], d["c0"] + d["channels"])
+        dy = dy[:, part]
     frac = m._target(inst)
     q, s = vector.bias_grad(dy, fdy, frac, m.fmt.width, rnd)
     exact = float(np.abs(dy.sum(axis=(0, 2))).max(initial=0)) * 2.0**-fdy if m.probing else None
-    m._put(inst["dst"], None, q, frac, s, exact)
+    m.tensor(inst["dst"])[part] = q
+    m.scales.wrote(m._name(inst["dst"]), frac, s, exact)
 
 
 def _slope(inst: Instruction) -> float:

@@ -317,7 +317,9 @@ class ScratchpadConfig:
     to last DRAM element it adds into, at most this: the compiler cuts the STOREs; None:
     unbounded, the model's device, whose RTL builds :data:`COL2IM_ELEMENTS`);
     ``vec_ring``, the elements of each staging ring of the vector unit that runs VECs
-    from memory (a power of two; its fetch order must fit it).
+    from memory (a power of two; its fetch order must fit it: the compiler cuts a
+    ``BIAS_GRAD`` into rows of ``vector_lanes`` channels when a row's gradients would not
+    fit; None: unbounded, whose RTL builds :data:`VEC_RING`).
     """
 
     c_depth: int = 1024
@@ -326,14 +328,14 @@ class ScratchpadConfig:
     v_lane_bits: int = 32
     epilogues: bool = True
     col2im_elements: int | None = None
-    vec_ring: int = VEC_RING
+    vec_ring: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name != "epilogues" and value is not None and value <= 0:
                 raise InputError(f"scratchpad {f.name} = {value} must be positive")
-        if self.vec_ring & (self.vec_ring - 1):
+        if self.vec_ring is not None and self.vec_ring & (self.vec_ring - 1):
             raise InputError(f"scratchpad vec_ring = {self.vec_ring} must be a power of two")
 
     def to_dict(self) -> dict:
@@ -346,7 +348,11 @@ class ScratchpadConfig:
 
 #: The capacities of the device's units as the RTL builds them today (no epilogue on C),
 #: the :class:`ScratchpadConfig` settings of a device program the RTL top can run.
-RTL_UNITS: dict[str, Any] = {"epilogues": False, "col2im_elements": COL2IM_ELEMENTS}
+RTL_UNITS: dict[str, Any] = {
+    "epilogues": False,
+    "col2im_elements": COL2IM_ELEMENTS,
+    "vec_ring": VEC_RING,
+}
 
 #: Scratchpad depths by FPGA family when none are given: iCE40's block RAMs are 4 kbit.
 DEFAULT_SCRATCH_DEPTH = {"ecp5": 1024, "ice40": 256}

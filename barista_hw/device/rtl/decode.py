@@ -215,7 +215,7 @@ def static_command(
         rnd = Rounder(Rounding(inst["rounding"]), 0, lanes)
         width = config.accelerator.engine.fmt.width
         scalars = dict.fromkeys((*program.scalars, "momentum"), 0.0)
-        ring = config.scratchpads.vec_ring
+        ring = vecmem.ring_depth(config)
         cmd = vecmem.command(
             inst, program, zeros, rnd=rnd, width=width, scalars=scalars, depth=ring
         )

@@ -106,7 +106,7 @@ def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:
         rnd = Rounder(Rounding(inst["rounding"]), seed, lanes)
         width = config.accelerator.engine.fmt.width
         scales, scalars = machine.scales, machine.scalars
-        ring = config.scratchpads.vec_ring
+        ring = vecmem.ring_depth(config)
         return vecmem.pack_command(
             vecmem.command(inst, program, scales, rnd=rnd, width=width, scalars=scalars, depth=ring)
         )
@@ -205,7 +205,7 @@ class Device(wiring.Component):
             )
             m.submodules[f"packed_{side}"] = packed[side]
         lanes = cfg.scratchpads.vector_lanes
-        ring = cfg.scratchpads.vec_ring
+        ring = vecmem.ring_depth(cfg)
         m.submodules.vec = vec = VecMem(lanes, bus_bits=self.bus_bits, depth=ring)
         m.submodules.link = lnk = LinkUnit(self.bus_bits)
         m.submodules.arb = arb = PortArbiter(4, self.bus_bits)

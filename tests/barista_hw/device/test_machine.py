@@ -256,6 +256,37 @@ def test_col2im_stores_cut_to_fit_the_accumulator_change_no_bit() -> None:
     np.testing.assert_array_equal(out_a[0], out_b[0])
 
 
+def test_bias_gradients_cut_into_rows_of_channels_change_no_bit() -> None:
+    """With rings of 8 elements conv2's BIAS_GRAD runs as rows of ``vector_lanes`` (3)
+    channels (``channels`` descriptors); two iterations (nearest-even: the VECs' seeds
+    move) compute every bit as with one BIAS_GRAD."""
+    runs = []
+    for ring in (None, 8):
+        _, config, compiled, m, host, _, _ = _setup(
+            Rounding.NEAREST_EVEN, seed=6, share=False, vec_ring=ring
+        )
+        for it in range(2):
+            m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=it)
+        grads = [
+            compiled.program.descriptors[i["desc"]] if i["desc"] != 0xFF else None
+            for i in compiled.program.instructions
+            if i.op is Op.VEC and i.sub == VecOp.BIAS_GRAD
+        ]
+        tensors = {t["name"]: m.tensor(t["name"]).copy() for t in compiled.program.tensors}
+        scales = {t["name"]: m.scales.stored(t["name"]) for t in compiled.program.tensors}
+        runs.append((grads, tensors, scales))
+    (whole, a, fa), (rows, b, fb) = runs
+    assert whole == [None, None]  # ip, conv2 (backward order)
+    assert rows == [
+        None,
+        {"kind": "channels", "c0": 0, "channels": 3},
+        {"kind": "channels", "c0": 3, "channels": 1},
+    ]
+    assert fa == fb
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_tensors_sharing_memory_change_no_bit() -> None:
     """Two iterations with transients sharing DRAM compute every bit as with each tensor in
     memory of its own; the shared program is smaller."""

@@ -146,13 +146,14 @@ def test_a_target_without_dram_needs_one_given() -> None:
 
 
 def test_the_units_capacities() -> None:
-    """The modelled device fuses epilogues and bounds no col2im footprint; the RTL's units
-    (``RTL_UNITS``) have no epilogue and a 1024-element accumulator; bad sizes are refused."""
+    """The modelled device fuses epilogues and bounds no col2im footprint or ring; the
+    RTL's units (``RTL_UNITS``) have no epilogue, a 1024-element accumulator and rings of
+    512; bad sizes are refused."""
     preset = TARGETS["ulx3s-85f"].preset
     units = DeviceConfig.for_accelerator(preset).scratchpads
-    assert (units.epilogues, units.col2im_elements, units.vec_ring) == (True, None, 512)
+    assert (units.epilogues, units.col2im_elements, units.vec_ring) == (True, None, None)
     rtl = DeviceConfig.for_accelerator(preset, **RTL_UNITS).scratchpads
-    assert (rtl.epilogues, rtl.col2im_elements) == (False, 1024)
+    assert (rtl.epilogues, rtl.col2im_elements, rtl.vec_ring) == (False, 1024, 512)
     with pytest.raises(InputError, match="vec_ring = 500 must be a power of two"):
         ScratchpadConfig(vec_ring=500)
     with pytest.raises(InputError, match="col2im_elements = 0 must be positive"):
