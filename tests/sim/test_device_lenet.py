@@ -5,10 +5,11 @@ is the model's, bit for bit.
 The program is :func:`sim.device_cases.lenet_program` for
 :data:`sim.device_cases.LENET_CONFIG` (8 x 8 fx16, the RTL's units: no epilogue on C,
 so bias and ReLU run as VECs from memory; col2im STOREs cut to the DMA's accumulator;
-rings that hold conv1's bias gradient). The default form checks that every instruction
-decodes (the host's static command and the model's reference command) with the decoder
-sized for the program. The Verilated run builds its own executable (about 2.5 minutes)
-and simulates 15 M cycles (about 3 minutes), hence ``BARISTA_FULL``.
+512-element vector rings, conv1's bias gradient cut into rows of 4 channels). The
+default form checks that every instruction decodes (the host's static command and the
+model's reference command) with the decoder sized for the program. The Verilated run
+builds its own executable (about 2 minutes) and simulates 15 M cycles (about 3 minutes),
+hence ``BARISTA_FULL``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def test_the_device_top_refuses_a_config_with_epilogues() -> None:
 def test_lenet_iterations_on_the_verilated_device_are_the_model_bit_for_bit() -> None:
     """LeNet batch 2, two iterations back to back (SCALE moving the exponents between):
     the DRAM at each SCALE and at the end, and every word sent to the host in each
-    iteration, equal to the model's (about 15 M cycles, 3 minutes of simulation)."""
+    iteration, equal to the model's (about 15 M cycles, 3 minutes of simulation; it
+    caught the ring-limit bug of VecMem's fetcher with 2-bit max-pool masks)."""
     try:
         simulator_version("verilator")
     except SimulatorNotFound as exc:
