@@ -9,8 +9,10 @@ InnerProduct, ReLU and Pooling become device layers and anything else a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -75,16 +77,19 @@ def compile_device(
     rounding: Rounding | None = None,
     preload: bool = False,
     share: bool = True,
+    units: Mapping[str, Any] | None = None,
 ) -> DeviceCompilation:
     """Compile ``net`` (TRAIN phase) for ``accelerator`` on ``target``'s board (what ``barista
     compile``, ``--backend device`` and the benchmark share). With ``preload``, the input
     images' datasets live in DRAM, loaded once, and no batch crosses the link
     (:func:`preloaded`). ``share``: tensors never live together share DRAM
-    (:func:`~barista_hw.device.compiler.compile_net`).
+    (:func:`~barista_hw.device.compiler.compile_net`); ``units``: the device's unit
+    capacities (:class:`~barista_hw.device.memory.ScratchpadConfig` settings, e.g.
+    :data:`~barista_hw.device.memory.RTL_UNITS` for the RTL top).
 
     Raises :class:`~barista_base.errors.InputError` as the compiler does (e.g. a working set
     larger than the DRAM, naming the tensor and the bytes)."""
-    config = DeviceConfig.for_accelerator(accelerator, target=target)
+    config = DeviceConfig.for_accelerator(accelerator, target=target, **(units or {}))
     dn = device_net(net)
     compiled = compile_net(
         dn.layers,

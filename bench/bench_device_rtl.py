@@ -1,6 +1,7 @@
 """Benchmark of issue 21: the whole device top Verilated with its C++ host and DRAM model.
 
-Run from the repository: ``python bench/bench_device_rtl.py [--repeat N] [--lenet]``.
+Run from the repository: ``python bench/bench_device_rtl.py [--repeat N] [--lenet
+[--batch B] [--skip-tiny]]``.
 Prints, for the device tests' case (:mod:`sim.device_cases`: a tiny net on a 4 x 3
 engine, two iterations with SCALE between, the decoder's register writes before each;
 the cocotb bench's case):
@@ -14,11 +15,13 @@ the cocotb bench's case):
   and with a 300 Mbaud link (the RTL's link unit has no UART), and their ratios; behind
   the memory of :meth:`~sim.device_ports.MemoryTiming.for_config`.
 
-With ``--lenet``: LeNet (examples/mnist) at batch 64 on the DSE's ULX3S 85F design,
-compiled for the device with tensors unshared (the DRAM image is built per tensor):
-whether every instruction can be decoded by the device top (the ops and units it
-supports), and if so its measured cycles against the model (one iteration). Building that design's
-simulator takes long (minutes); the run simulates millions of cycles.
+With ``--lenet``: LeNet (examples/mnist) at ``--batch`` (default 2) on the DSE's ULX3S
+85F design, compiled for the units the RTL has (``memory.RTL_UNITS``) with tensors
+unshared: what the device top refuses in it, by kind and reason; then LeNet's layers
+on the RTL test's design (``sim.device_cases.LENET_CONFIG``, 8 x 8 fx16): one iteration
+on the Verilated top, bit-exact or not against the model, its cycles (and each unit's
+busy cycles) against the time model. Building that simulator takes minutes; batch 2
+simulates millions of cycles.
 """
 
 from __future__ import annotations
@@ -121,7 +124,10 @@ def tiny(repeat: int) -> None:
         compare(f"tiny iteration {i + 1}", at[i + 1] - at[i], program(), CONFIG)
 
 
-def lenet_program():  # noqa: ANN201 - (Program, DeviceConfig)
+def lenet_program(batch: int, units: dict):  # noqa: ANN201 - (Program, DeviceConfig)
+    """LeNet (examples/mnist) at ``batch`` on the DSE's ULX3S 85F design, compiled for the
+    unit capacities ``units`` (e.g. :data:`~barista_hw.device.memory.RTL_UNITS`), tensors
+    unshared."""
     sys.path.insert(0, str(REPO / "bench"))
     from bench_device import NETS, find_net, train_net
 
@@ -133,22 +139,23 @@ def lenet_program():  # noqa: ANN201 - (Program, DeviceConfig)
     path = find_net(bench)
     if path is None:
         raise FileNotFoundError(f"no {bench.path} under examples/ or ../shared/caffe-models/")
-    net = train_net(path, bench, bench.batch)
+    net = train_net(path, bench, batch)
     files, _ = cached_rtl_dir(gemm_layers(net), name="lenet", target="ulx3s-85f", fmt=None)
     # Unshared tensors: the DRAM image is built tensor by tensor.
-    dc = compile_device(net, files.config, target="ulx3s-85f", share=False)
+    dc = compile_device(net, files.config, target="ulx3s-85f", share=False, units=units)
     return dc.compiled.program, dc.config
 
 
 def refusals(program, config) -> collections.Counter:  # noqa: ANN001
     """What the device top refuses in ``program``: (op and kind, reason) -> instructions,
-    from every instruction's command built in turn on the model (:func:`command`, the
-    decoder's reference; random data)."""
+    from every instruction's static command (what the host sends) and its command built
+    in turn on the model (:func:`command`, the decoder's reference; random data)."""
     import numpy as np
 
     from barista_base.errors import InputError
     from barista_hw.device.isa import Op
     from barista_hw.device.machine import Machine
+    from barista_hw.device.rtl.decode import static_command
     from barista_hw.device.rtl.device import command
     from barista_hw.device.vector import VecOp
     from sim.device_cases import random_inputs, scalars
@@ -161,6 +168,7 @@ def refusals(program, config) -> collections.Counter:  # noqa: ANN001
     out: collections.Counter = collections.Counter()
     for inst in program.instructions:
         try:
+            static_command(inst, program, config, BUS_BITS)
             command(inst, m, BUS_BITS)
         except InputError as exc:
             kind = VecOp(inst.sub).name if inst.op is Op.VEC else inst.op.name
@@ -169,29 +177,70 @@ def refusals(program, config) -> collections.Counter:  # noqa: ANN001
     return out
 
 
-def lenet(repeat: int) -> None:
+def print_busy(counters: dict, prog, config) -> None:  # noqa: ANN001
+    """Each unit's busy cycles (the sequencer's counters) beside the time model's (with
+    the fast link), and the model's DRAM bus."""
+    from barista_hw.device.memory import LinkConfig
+    from barista_hw.device.timing import schedule
+    from barista_hw.device.traffic import program_counts
+
+    fast = dataclasses.replace(config, link=LinkConfig(baud=FAST_LINK_BAUD))
+    timing = schedule(prog, program_counts(prog, fast), config.accelerator.clock_mhz)
+    print("  busy cycles, RTL / time model (300 Mbaud link):")
+    for unit, cycles in counters.items():
+        if unit != "cycles":
+            model = timing.busy.get(unit, 0)
+            ratio = f"{cycles / model:.2f}x" if model else "-"
+            print(f"    {unit}: {cycles:,} / {model:,} ({ratio})")
+    print(f"    (the model's DRAM bus: {timing.busy.get('dram', 0):,})")
+
+
+def describe(prog, config) -> None:  # noqa: ANN001
+    from barista_hw.device.isa import count_ops
+    from sim.device_cases import sizes
+
+    e = config.accelerator.engine
+    s = config.scratchpads
+    print(
+        f"  {e.rows}x{e.cols} {e.fmt.name}, {s.vector_lanes} vector lanes, rings of "
+        f"{s.vec_ring}, col2im accumulator {s.col2im_elements}; decoder {sizes(prog)}"
+    )
+    print(f"  {len(prog.instructions):,} instructions: {count_ops(prog.instructions)}")
+
+
+def lenet(batch: int) -> None:
+    """The DSE's design: what the top refuses; then LeNet on the RTL's test design."""
     from barista_base.errors import InputError
-    from sim.device_cases import random_iteration
+    from barista_hw.device.memory import RTL_UNITS
+    from sim.device_cases import LENET_CONFIG, random_iteration
+    from sim.device_cases import lenet_program as rtl_lenet
     from sim.device_ports import MemoryTiming
     from sim.device_verilator import run
     from sim.gemm_path_run import BUS_BITS
 
-    print("\nLeNet batch 64 (examples/mnist) on the DSE's ulx3s-85f design")
-    prog, config = lenet_program()
-    e = config.accelerator.engine
-    ops = collections.Counter(i.op.name for i in prog.instructions)
-    print(f"  {e.rows}x{e.cols} {e.fmt.name}; {len(prog.instructions):,} instructions: {dict(ops)}")
-    t0 = time.perf_counter()
+    print(f"\nLeNet batch {batch} (examples/mnist) on the DSE's ulx3s-85f design, RTL units")
     try:
-        case = random_iteration("lenet", prog, config)
+        prog, config = lenet_program(batch, RTL_UNITS)
     except InputError as exc:
-        print(f"  the device top cannot run it: {exc}")
-        print("  what it refuses (instruction kind, reason: instructions):")
-        for (kind, why), n in sorted(refusals(prog, config).items()):
-            print(f"    {kind}, {why}: {n}")
-        return
-    took = time.perf_counter() - t0
-    print(f"  the case built: every instruction decodes ({took:.0f} s of model)")
+        print(f"  the compiler cannot fit the RTL's units: {exc}")
+        print("  compiled without the col2im bound instead:")
+        prog, config = lenet_program(batch, {**RTL_UNITS, "col2im_elements": None})
+    describe(prog, config)
+    refused = refusals(prog, config)
+    print("  what the device top refuses (instruction kind, reason: instructions):")
+    for (kind, why), n in sorted(refused.items()):
+        print(f"    {kind}, {why}: {n}")
+    if not refused:
+        print("    nothing")
+
+    print(f"\nLeNet batch {batch} on sim.device_cases.LENET_CONFIG (the RTL test's design)")
+    prog, config = rtl_lenet(batch), LENET_CONFIG
+    describe(prog, config)
+    t0 = time.perf_counter()
+    case = random_iteration("lenet", prog, config)
+    print(
+        f"  the case built: every instruction decodes ({time.perf_counter() - t0:.0f} s of model)"
+    )
     sim = built(config, "LeNet's device top", prog)
     board, _ = model_cycles(prog, config)
     timing = MemoryTiming.for_config(config, BUS_BITS)
@@ -202,17 +251,21 @@ def lenet(repeat: int) -> None:
         f"loop CPU time = {got.cycles_per_cpu_second:,.0f} cycles/s on one core (whole run "
         f"{time.perf_counter() - t0:.1f} s)"
     )
+    print_busy(got.counters, prog, config)
     compare("LeNet iteration", got.counters["cycles"], prog, config)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs of the tiny iteration")
-    parser.add_argument("--lenet", action="store_true", help="also LeNet batch 64 (long)")
+    parser.add_argument("--lenet", action="store_true", help="also LeNet (long)")
+    parser.add_argument("--batch", type=int, default=2, help="LeNet's batch (default 2)")
+    parser.add_argument("--skip-tiny", action="store_true", help="only LeNet")
     args = parser.parse_args()
-    tiny(args.repeat)
+    if not args.skip_tiny:
+        tiny(args.repeat)
     if args.lenet:
-        lenet(args.repeat)
+        lenet(args.batch)
     return 0
 
 

@@ -9,6 +9,10 @@ records the ``prog`` beats the host sends: the exponent file once, each iteratio
 register writes and records (:func:`sim.device_run.iterations_case`). The decoder is
 sized for the net (:func:`sizes`). The cocotb bench (``sim.device_test``), the C++ host
 (:mod:`sim.device_verilator`) and ``bench/bench_device_rtl.py`` run the same case.
+
+:func:`lenet_program`: LeNet's layers for :data:`LENET_CONFIG`, the RTL top's LeNet
+design (the units as the RTL builds them, ``memory.RTL_UNITS``), for the same
+:func:`random_iteration` cases.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from barista_hw.device.geometry import ConvGeometry, PoolGeometry
 from barista_hw.device.isa import WIRE8, Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine
-from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.memory import RTL_UNITS, DeviceConfig
 from barista_hw.device.rtl.decode import RegisterMap
 from barista_hw.numfmt import Rounding
 
@@ -32,10 +36,13 @@ from .device_run import IterationCase, RecordingHost, iterations_case
 
 __all__ = [
     "CONFIG",
+    "LENET_CONFIG",
     "ITERATION",
     "ITERATIONS",
     "MODES",
     "iteration",
+    "lenet_layers",
+    "lenet_program",
     "program",
     "random_inputs",
     "random_iteration",
@@ -46,7 +53,7 @@ __all__ = [
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=32, acc_depth=16)
 CONFIG = DeviceConfig.for_accelerator(
-    ACC, target="ulx3s-85f", c_depth=64, v_depth=64, vector_lanes=3
+    ACC, target="ulx3s-85f", c_depth=64, v_depth=64, vector_lanes=3, **RTL_UNITS
 )
 IMAGE = (2, 6, 6)
 ITERATION = 3  # the model's iteration counter at the first (the seeds depend on it)
@@ -71,6 +78,45 @@ def program() -> Program:
         output="out",
         rounding=Rounding.STOCHASTIC,
         share=False,  # dram_image needs every tensor in memory of its own
+    ).program
+
+
+# LeNet (examples/mnist's layers) on an 8 x 8 fx16 engine whose units are the RTL's
+# (:data:`RTL_UNITS`): fx16 so that the 32-bit col2im accumulators are whole elements and
+# HOST_IN moves bus words; 8 columns divide conv2's 64 output pixels, so no C strip of
+# a col2im STORE spans two images. The RTL's 512-element rings: conv1's BIAS_GRAD is cut
+# into rows of 4 channels, fetched in runs of 16 pixels.
+LENET_ACC = DEFAULT_ACCELERATOR.derive(rows=8, cols=8, depth=1024, acc_depth=64)
+LENET_CONFIG = DeviceConfig.for_accelerator(
+    LENET_ACC, target="ulx3s-85f", vector_lanes=4, **RTL_UNITS
+)
+
+
+def lenet_layers() -> list:
+    """examples/mnist/lenet_train_test.prototxt's layers as the device sees them."""
+    conv1 = Conv(
+        "conv1", "data", "conv1", 20, geom=ConvGeometry(1, 28, 28, (5, 5)), backward_data=False
+    )
+    pool1 = Pool("pool1", "conv1", "pool1", PoolGeometry(20, 24, 24, (2, 2), (2, 2)))
+    conv2 = Conv("conv2", "pool1", "conv2", 50, geom=ConvGeometry(20, 12, 12, (5, 5)))
+    pool2 = Pool("pool2", "conv2", "pool2", PoolGeometry(50, 8, 8, (2, 2), (2, 2)))
+    ip1 = Conv("ip1", "pool2", "ip1", 500, inputs=800)
+    relu1 = Relu("relu1", "ip1", "ip1", (500,))
+    ip2 = Conv("ip2", "ip1", "ip2", 10, inputs=500)
+    return [conv1, pool1, conv2, pool2, ip1, relu1, ip2]
+
+
+@functools.cache
+def lenet_program(batch: int = 2) -> Program:
+    """LeNet's training iteration at ``batch`` for :data:`LENET_CONFIG` (nearest-even,
+    tensors unshared: the DRAM image is built per tensor)."""
+    return compile_net(
+        lenet_layers(),
+        LENET_CONFIG,
+        batch=batch,
+        inputs={"data": (1, 28, 28)},
+        output="ip2",
+        share=False,
     ).program
 
 

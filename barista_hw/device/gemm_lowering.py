@@ -189,13 +189,13 @@ def emit_gemm(b: Builder, g: GemmPass, config: DeviceConfig) -> None:
             c_base=c_base,
         )
         if pending is not None:
-            _store(b, g, *pending)
+            _store(b, g, *pending, config)
             pending = None
         if c.acc_last:
             _epilogue(b, g, c, hc, c_base)
             pending = (c, hc, c_base)
     if pending is not None:
-        _store(b, g, *pending)
+        _store(b, g, *pending, config)
 
 
 def _epilogue(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int) -> None:
@@ -221,8 +221,88 @@ def _epilogue(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int) -> None:
         )
 
 
-def _store(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int) -> None:
-    _tile(b, Op.STORE, g.out, Space.C, c_base, (c.m0, c.m1), (c.n0, c.n1), hc)
+def _store(b: Builder, g: GemmPass, c: Chunk, hc: str, c_base: int, config: DeviceConfig) -> None:
+    """The STORE of the block in C; a col2im STORE whose footprint (first to last DRAM
+    element it adds into) exceeds the DMA's accumulator is cut into STOREs that fit."""
+    rows, cols = (c.m0, c.m1), (c.n0, c.n1)
+    limit = config.scratchpads.col2im_elements
+    if (
+        g.out.view != View.IM2COL
+        or limit is None
+        or _footprint(b, g.out, c_base, rows, cols) <= limit
+    ):
+        _tile(b, Op.STORE, g.out, Space.C, c_base, rows, cols, hc)
+        return
+    for spad, part_rows, part_cols in _col2im_parts(b, g.out, c_base, rows, cols, config):
+        _tile(b, Op.STORE, g.out, Space.C, spad, part_rows, part_cols, hc)
+
+
+def _footprint(
+    b: Builder, v: Operand, spad: int, rows: tuple[int, int], cols: tuple[int, int]
+) -> int:
+    """The DRAM elements from the first to the last a col2im STORE of the tile adds into."""
+    inst = Instruction(Op.STORE, int(v.view), fields=_fields(v, Space.C, spad, rows, cols))
+    index = traffic.tile_index(inst, b.program)
+    valid = index[index >= 0]
+    return int(valid.max() - valid.min()) + 1 if valid.size else 0
+
+
+def _col2im_parts(
+    b: Builder,
+    v: Operand,
+    c_base: int,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    config: DeviceConfig,
+) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
+    """(scratchpad word, rows, columns) of STOREs covering the block whose footprints fit
+    the accumulator. C holds column strips of ``lanes`` columns, each ``rows`` words (a
+    row a word), so a part is whole rows of consecutive strips or rows of one strip: the
+    longest that fits, greedily (a footprint only grows with the tile)."""
+    lanes, limit = config.accelerator.engine.cols, config.scratchpads.col2im_elements
+    height = rows[1] - rows[0]
+    strips = -(-(cols[1] - cols[0]) // lanes)
+
+    def span(s0: int, s1: int) -> tuple[int, int]:
+        return cols[0] + s0 * lanes, min(cols[1], cols[0] + s1 * lanes)
+
+    def fits(s0: int, s1: int, r0: int, r1: int) -> bool:
+        return _footprint(b, v, 0, (r0, r1), span(s0, s1)) <= limit
+
+    parts = []
+    s = 0
+    while s < strips:
+        n = _longest(lambda k, s=s: fits(s, s + k, *rows), strips - s)
+        if n:
+            parts.append((c_base + s * height, rows, span(s, s + n)))
+            s += n
+            continue
+        r = rows[0]
+        while r < rows[1]:
+            k = _longest(lambda k, s=s, r=r: fits(s, s + 1, r, r + k), rows[1] - r)
+            if not k:
+                c0, c1 = span(s, s + 1)
+                raise InputError(
+                    f"a col2im STORE into {v.tensor!r} of row {r}, columns [{c0}, {c1}) "
+                    f"(one strip of C's {lanes} lanes) has a footprint larger than the "
+                    f"DMA's accumulator of {limit} elements"
+                )
+            parts.append((c_base + s * height + r - rows[0], (r, r + k), span(s, s + 1)))
+            r += k
+        s += 1
+    return parts
+
+
+def _longest(ok: Callable[[int], bool], most: int) -> int:
+    """The largest ``k`` in ``[0, most]`` with ``ok(k)`` (``ok`` holds up to some k)."""
+    lo, hi = 0, most
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def load_rate(

@@ -227,8 +227,8 @@ class Lowering:
     # -- convolution and inner product ----------------------------------------------------
     def _conv_forward(self, c: Conv) -> None:
         """The GEMM of each group, with the bias and a ReLU that follows in place
-        (:attr:`fused`) applied to each result block before it is stored."""
-        g_m = c.num_output // c.group
+        (:attr:`fused`) applied to each result block before it is stored, or, on a device
+        without epilogues on C, by VECs over the stored result."""
         self._param(c.name, (c.num_output, c.k), bias=False)
         if c.bias:
             self._param(c.name, (c.num_output,), bias=True)
@@ -237,6 +237,15 @@ class Lowering:
         relu = self.fused.get(c.top)
         if relu is not None:
             epilogue += ((VecOp.RELU, None, scalar_param(relu.negative_slope)),)
+        on_c = self.config.scratchpads.epilogues
+        self._conv_gemms(c, epilogue if on_c else ())
+        if not on_c:
+            for op, src2, param in epilogue:
+                kw = {"src2": src2} if src2 else {}
+                self._vec_images(op, c.top, c.top, c.out_shape, param=param, **kw)
+
+    def _conv_gemms(self, c: Conv, epilogue: tuple) -> None:
+        g_m = c.num_output // c.group
         for g in range(c.group):
             self._gemm(
                 c,
@@ -254,7 +263,7 @@ class Lowering:
         g_m = c.num_output // c.group
         dy = f"d:{c.top}"
         if c.bias:
-            self._vec(VecOp.BIAS_GRAD, dy, f"gb:{c.name}")
+            self._bias_grad(c, dy)
         for g in range(c.group):
             wg = self._t(f"g:{c.name}")
             out = Operand(
@@ -289,6 +298,20 @@ class Lowering:
             )
         if c.geom is not None:  # read-and-clear the accumulator into the gradient
             self._vec_images(VecOp.CONVERT, target, dx, c.in_shape, param=1)
+
+    def _bias_grad(self, c: Conv, dy: str) -> None:
+        """The bias gradient: one VEC, or one a row of ``vector_lanes`` channels (a
+        ``channels`` descriptor) when the vector unit's rings cannot hold a row's
+        gradients of an image twice over (the fetch order a whole row needs)."""
+        units = self.config.scratchpads
+        lanes, ring = units.vector_lanes, units.vec_ring
+        if ring is None or 2 * lanes * c.pixels <= ring:
+            self._vec(VecOp.BIAS_GRAD, dy, f"gb:{c.name}")
+            return
+        for c0 in range(0, c.num_output, lanes):
+            n = min(lanes, c.num_output - c0)
+            desc = self.b.desc(kind="channels", c0=c0, channels=n)
+            self._vec(VecOp.BIAS_GRAD, dy, f"gb:{c.name}", desc=desc)
 
     def _gemm(
         self,

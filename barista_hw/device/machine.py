@@ -210,12 +210,29 @@ class Machine:
 
     def _store(self, inst: Instruction) -> None:
         index = self._index = traffic.tile_index(inst, self.program)
-        q = self.tiles[(Space.C, inst["spad"])]
+        q = self._c_tile(inst)
         if inst.sub == View.IM2COL:
             bits = traffic.dram_tensor(inst, self.program)["bits"]
             dma.scatter_add(self.dram, inst["dram"], index, q, bits)
         else:
             self.dram[inst["dram"] + index] = q
+
+    def _c_tile(self, inst: Instruction) -> np.ndarray:
+        """The tile a STORE reads from C: a whole result block, or a part of the block
+        holding its words (a STORE cut to fit the col2im accumulator). C holds a block's
+        columns in strips of the engine's ``cols`` lanes, each strip its rows a word, so
+        a part is rows of one strip or whole rows of consecutive strips."""
+        spad, rows, cols = inst["spad"], inst["rows"], inst["cols"]
+        q = self.tiles.get((Space.C, spad))
+        if q is not None and q.shape == (rows, cols):
+            return q
+        base = max(s for space, s in self.tiles if space == Space.C and s <= spad)
+        block = self.tiles[(Space.C, base)]
+        lanes = self.config.accelerator.engine.cols
+        strip, r0 = divmod(spad - base, block.shape[0])
+        if r0 and cols > lanes:
+            raise InputError(f"{inst.text()}: not a part of the result block at C word {base}")
+        return block[r0 : r0 + rows, strip * lanes : strip * lanes + cols]
 
     def _gemm(self, inst: Instruction) -> None:
         a = self.tiles[(Space.A, inst["a_base"])]
@@ -346,12 +363,19 @@ def _mean_sub(m: Machine, inst: Instruction, rnd: Rounder) -> None:
 
 
 def _bias_grad(m: Machine, inst: Instruction, rnd: Rounder) -> None:
+    """Sums over images and pixels, of every channel or of a ``channels`` descriptor's."""
     dy, fdy = m._read(inst)
     dy = dy.reshape(dy.shape[0], dy.shape[1], -1)
+    part = slice(None)
+    if inst["desc"] != 0xFF:
+        d = m.program.descriptors[inst["desc"]]
+        part = slice(d["c0"], d["c0"] + d["channels"])
+        dy = dy[:, part]
     frac = m._target(inst)
     q, s = vector.bias_grad(dy, fdy, frac, m.fmt.width, rnd)
     exact = float(np.abs(dy.sum(axis=(0, 2))).max(initial=0)) * 2.0**-fdy if m.probing else None
-    m._put(inst["dst"], None, q, frac, s, exact)
+    m.tensor(inst["dst"])[part] = q
+    m.scales.wrote(m._name(inst["dst"]), frac, s, exact)
 
 
 def _slope(inst: Instruction) -> float:

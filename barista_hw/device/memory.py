@@ -296,6 +296,10 @@ class LinkConfig:
         return cls(**d)
 
 
+COL2IM_ELEMENTS = 1024  # the DMA's col2im accumulator, elements (ScratchpadConfig)
+VEC_RING = 512  # a staging ring of the vector unit on memory, elements (ScratchpadConfig)
+
+
 @dataclass(frozen=True)
 class ScratchpadConfig:
     """The on-chip scratchpads besides the engine's operand buffers A and B.
@@ -304,17 +308,35 @@ class ScratchpadConfig:
     engine's ``cols`` lanes of ``fmt.width`` bits. V is the vector unit's:
     ``v_depth`` words of ``vector_lanes`` lanes of ``v_lane_bits`` bits (32: it holds
     the SGD's master weights and momentum).
+
+    The units' capacities, one definition for the compiler (which emits a program that
+    fits them), the model and the RTL (built from them): ``epilogues``, whether the GEMM
+    unit applies a layer's bias and ReLU to each result block in C (``isa.ON_C``; else
+    the compiler emits VECs from memory; the RTL has no epilogue yet, :data:`RTL_UNITS`);
+    ``col2im_elements``, the DMA's col2im accumulator (a col2im STORE's footprint, first
+    to last DRAM element it adds into, at most this: the compiler cuts the STOREs; None:
+    unbounded, the model's device, whose RTL builds :data:`COL2IM_ELEMENTS`);
+    ``vec_ring``, the elements of each staging ring of the vector unit that runs VECs
+    from memory (a power of two; its fetch order must fit it: the compiler cuts a
+    ``BIAS_GRAD`` into rows of ``vector_lanes`` channels when a row's gradients would not
+    fit; None: unbounded, whose RTL builds :data:`VEC_RING`).
     """
 
     c_depth: int = 1024
     v_depth: int = 1024
     vector_lanes: int = 4
     v_lane_bits: int = 32
+    epilogues: bool = True
+    col2im_elements: int | None = None
+    vec_ring: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) <= 0:
-                raise InputError(f"scratchpad {f.name} = {getattr(self, f.name)} must be positive")
+            value = getattr(self, f.name)
+            if f.name != "epilogues" and value is not None and value <= 0:
+                raise InputError(f"scratchpad {f.name} = {value} must be positive")
+        if self.vec_ring is not None and self.vec_ring & (self.vec_ring - 1):
+            raise InputError(f"scratchpad vec_ring = {self.vec_ring} must be a power of two")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -323,6 +345,14 @@ class ScratchpadConfig:
     def from_dict(cls, d: dict) -> ScratchpadConfig:
         return cls(**d)
 
+
+#: The capacities of the device's units as the RTL builds them today (no epilogue on C),
+#: the :class:`ScratchpadConfig` settings of a device program the RTL top can run.
+RTL_UNITS: dict[str, Any] = {
+    "epilogues": False,
+    "col2im_elements": COL2IM_ELEMENTS,
+    "vec_ring": VEC_RING,
+}
 
 #: Scratchpad depths by FPGA family when none are given: iCE40's block RAMs are 4 kbit.
 DEFAULT_SCRATCH_DEPTH = {"ecp5": 1024, "ice40": 256}

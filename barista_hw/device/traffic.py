@@ -281,9 +281,14 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
     if op is VecOp.SGD:
         reads, writes = reads + [inst["dst"]], writes + [inst["src2"]]
 
+    d = program.descriptors[inst["desc"]] if inst["desc"] != 0xFF else {}
+
     def moved(i: int, store: bool) -> tuple[int, dma.Transfer]:
         """Elements of tensor ``i`` the operation streams, and the transfer."""
         t = tensors[i]
+        if d.get("kind") == "channels":  # BIAS_GRAD of a range of channels
+            index = channel_index(t["shape"], d["c0"], d["channels"])
+            return index.size, packed_transfer(t, index, 0, config, store=store)
         n = math.prod(t["shape"])
         first = 0
         if (
@@ -297,7 +302,6 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
 
     ins = [moved(i, False) for i in reads]
     outs = [moved(i, True) for i in writes]
-    d = program.descriptors[inst["desc"]] if inst["desc"] != 0xFF else {}
     window = math.prod(d.get("kernel", [1]))
     cover = vector.covering_windows(d["kernel"], d["stride"]) if "stride" in d else 1
     lanes = config.scratchpads.vector_lanes
@@ -323,6 +327,15 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
         cycles=max(stream_cycles, vector.cycles(op, e_in, e_out, lanes, window, cover)),
     )
+
+
+def channel_index(shape: list[int], c0: int, channels: int) -> np.ndarray:
+    """The elements of channels ``[c0, c0 + channels)`` of a tensor of ``shape``, in
+    order: ``(images, C, ...)``, or a ``(C,)`` vector."""
+    if len(shape) == 1:
+        return np.arange(c0, c0 + channels, dtype=np.int64)
+    flat = np.arange(math.prod(shape), dtype=np.int64).reshape(shape[0], shape[1], -1)
+    return flat[:, c0 : c0 + channels].ravel()
 
 
 def program_counts(program: Program, config: DeviceConfig) -> Counts:

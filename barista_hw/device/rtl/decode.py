@@ -215,7 +215,11 @@ def static_command(
         rnd = Rounder(Rounding(inst["rounding"]), 0, lanes)
         width = config.accelerator.engine.fmt.width
         scalars = dict.fromkeys((*program.scalars, "momentum"), 0.0)
-        return {"vec": vecmem.command(inst, program, zeros, rnd=rnd, width=width, scalars=scalars)}
+        ring = vecmem.ring_depth(config)
+        cmd = vecmem.command(
+            inst, program, zeros, rnd=rnd, width=width, scalars=scalars, depth=ring
+        )
+        return {"vec": cmd}
     if inst.op in (Op.HOST_IN, Op.HOST_OUT):
         t = program.tensors[inst["tensor"]]
         if inst.op is Op.HOST_IN and t["bits"] != bus_bits:

@@ -106,8 +106,9 @@ def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:
         rnd = Rounder(Rounding(inst["rounding"]), seed, lanes)
         width = config.accelerator.engine.fmt.width
         scales, scalars = machine.scales, machine.scalars
+        ring = vecmem.ring_depth(config)
         return vecmem.pack_command(
-            vecmem.command(inst, program, scales, rnd=rnd, width=width, scalars=scalars)
+            vecmem.command(inst, program, scales, rnd=rnd, width=width, scalars=scalars, depth=ring)
         )
     if inst.op in (Op.HOST_IN, Op.HOST_OUT):
         fields = link.command(inst, program, bus_bits)
@@ -162,6 +163,12 @@ class Device(wiring.Component):
         tensors: int = 32,
         registers: int = 64,
     ) -> None:
+        if config.scratchpads.epilogues:
+            raise InputError(
+                "the device top applies no epilogue on C: build it from a DeviceConfig "
+                "with epilogues=False (memory.RTL_UNITS), whose programs run bias and "
+                "ReLU as VECs from memory"
+            )
         self.config, self.bus_bits, self.max_burst = config, bus_bits, max_burst
         self.window, self.depth = window, depth
         self.tensors, self.registers = tensors, registers
@@ -198,7 +205,8 @@ class Device(wiring.Component):
             )
             m.submodules[f"packed_{side}"] = packed[side]
         lanes = cfg.scratchpads.vector_lanes
-        m.submodules.vec = vec = VecMem(lanes, bus_bits=self.bus_bits)
+        ring = vecmem.ring_depth(cfg)
+        m.submodules.vec = vec = VecMem(lanes, bus_bits=self.bus_bits, depth=ring)
         m.submodules.link = lnk = LinkUnit(self.bus_bits)
         m.submodules.arb = arb = PortArbiter(4, self.bus_bits)
         masters = (packed["in"].port, packed["out"].port, vec.port, lnk.port)

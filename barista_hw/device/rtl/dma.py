@@ -59,11 +59,12 @@ from barista_hw.memory import collision_free_memory
 from ..geometry import Space
 from ..isa import Instruction, Op, Program, View
 from ..lowering import WIDE_BITS
+from ..memory import COL2IM_ELEMENTS
 from ..traffic import conv_geometry, dram_tensor, tile_index
 from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
 from .scratchpad import SpadGeometry
 
-ACC_DEPTH = 1024  # col2im: the largest footprint (elements) one STORE adds into
+ACC_DEPTH = COL2IM_ELEMENTS  # col2im: the largest footprint (elements) one STORE adds into
 LEVELS = 3  # counters per walker: the top one never wraps
 COUNT_BITS = 16  # a level's counter (an ISA tile extent is 16 bits)
 COORD_BITS = 18  # image coordinates (signed): heights and widths up to 2**17 - 1

@@ -27,6 +27,7 @@ from barista_hw.command import GemmCommand
 
 from ..geometry import Space
 from ..isa import Instruction, Op, Program
+from ..lowering import WIDE_BITS
 from ..memory import DeviceConfig
 from . import dma as dma_rtl
 from . import gemm_unit
@@ -95,8 +96,19 @@ def command(
     )
     if unit is None:
         raise InputError(f"{inst.text()}: the GEMM path LOADs into A or B and STOREs from C")
-    fields = dma_rtl.command(inst, program, geometry(config, space), packed=True)
+    fields = dma_rtl.command(
+        inst, program, geometry(config, space), acc_depth=col2im_depth(config), packed=True
+    )
     return {"unit": int(unit), "dma": fields}
+
+
+def col2im_depth(config: DeviceConfig) -> int:
+    """The STORE DMA's col2im accumulator: ``config``'s (:data:`~.dma.ACC_DEPTH` where it
+    sets no bound), or none where the DMA cannot add the 32-bit accumulator tensors in
+    whole elements of the engine's width (fx12, fx18)."""
+    if WIDE_BITS % config.accelerator.engine.fmt.width:
+        return 0
+    return config.scratchpads.col2im_elements or ACC_DEPTH
 
 
 def gemm_units(
@@ -110,7 +122,7 @@ def gemm_units(
         u: DmaEngine(
             geometry(cfg, s),
             max_burst=max_burst,
-            acc_depth=ACC_DEPTH if u is Unit.STORE_C else 0,
+            acc_depth=col2im_depth(cfg) if u is Unit.STORE_C else 0,
         )
         for u, s in _DMA_SPACES.items()
     }

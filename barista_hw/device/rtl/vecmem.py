@@ -60,6 +60,7 @@ from barista_base.errors import InputError
 from .. import vector
 from ..geometry import PoolGeometry
 from ..isa import ON_C, Instruction, Op, Program
+from ..memory import VEC_RING, DeviceConfig
 from ..scaling import ScaleTable
 from ..vector import RECIP_BITS, Rounder, VecOp
 from .dma import (
@@ -77,7 +78,9 @@ from .vector import CMD_LAYOUT, DATA_BITS, STATS_LAYOUT, STREAMS, VecCommand, Ve
 COUNT_BITS = 24  # groups, entries a group, beat rows, run lengths
 KMAX = 4  # pooling kernels up to 4 x 4 (the reciprocal table's size)
 NONE = 0xFFFF  # an instruction's absent tensor
-STAGE_DEPTH = 512  # elements of an operand's staging ring (one 512 x 36 block RAM a copy)
+MAX_BUS_BITS = 32  # the widest port VecMem is built for
+CHUNK = 16  # BIAS_GRAD of a row of channels: pixels a fetch run (2 bursts of 16-bit words)
+STAGE_DEPTH = VEC_RING  # elements of an operand's staging ring (one 512 x 36 block RAM a copy)
 BURST = 8  # bus words a port command moves at most (the SDRAM's burst)
 IDX = signed(34)  # fetch indices and their differences
 
@@ -204,11 +207,13 @@ class _Builder:
     def per_image(self, key: str) -> int:
         return math.prod(self.tensor(key)["shape"][1:])
 
-    def first_bit(self, key: str, images: bool) -> tuple[int, int]:
+    def first_bit(self, key: str, images: bool, skip: int = 0) -> tuple[int, int]:
+        """The operand's first bit (``skip`` elements on from the instruction's first
+        image, or from the tensor's start) and its width."""
         t = self.tensor(key)
         if not 1 <= t["bits"] <= DATA_BITS:
             raise InputError(f"{self.inst.text()}: {t['name']!r} has {t['bits']}-bit elements")
-        skip = self.inst["i0"] * self.per_image(key) if images else 0
+        skip += self.inst["i0"] * self.per_image(key) if images else 0
         return 8 * t["addr"] + skip * t["bits"], t["bits"]
 
     def operand(
@@ -219,10 +224,11 @@ class _Builder:
         *,
         images: bool = True,
         alt: Layout | None = None,
+        skip: int = 0,
     ) -> None:
-        """An operand read from memory by walks ``g``, ``t``; ``alt``: the layout to take
-        where the ring cannot hold the natural one's reach."""
-        first, bits = self.first_bit(key, images)
+        """An operand read from memory by walks ``g``, ``t`` (from element ``skip``);
+        ``alt``: the layout to take where the ring cannot hold the natural one's reach."""
+        first, bits = self.first_bit(key, images, skip)
         uns = int(self.tensor(key)["role"] == "mask")
         op = {"src": Source.MEMORY, "unsigned": uns, "first_bit": first, "bits": bits}
         self.ops.append(
@@ -233,8 +239,8 @@ class _Builder:
         op = {"src": source, "unsigned": 0, "first_bit": 0, "bits": 1}
         self.ops.append({**op, "layout": Layout(_ZERO_WALK), "alt": None, "name": ""})
 
-    def result(self, key: str, *, images: bool = True, zero: bool = False) -> None:
-        first, bits = self.first_bit(key, images)
+    def result(self, key: str, *, images: bool = True, zero: bool = False, skip: int = 0) -> None:
+        first, bits = self.first_bit(key, images, skip)
         self.res.append({"use": 1, "zero": int(zero), "first_bit": first, "bits": bits})
 
     def fields(self, vec: VecCommand, depth: int) -> dict:
@@ -283,14 +289,18 @@ def _place(b: _Builder, k: int, depth: int) -> dict:
     if op["src"] != Source.MEMORY:
         return {**fields, **_layout_fields(op["layout"], Fetch(0, 0), 0)}
     need = 0
+    # The fetcher takes whole bus words below the ring's limit, so the element a beat
+    # needs may share its word with up to this many elements the limit must also admit.
+    slack = -(-MAX_BUS_BITS // op["bits"]) - 1
     for layout in (op["layout"], op["alt"]):
         if layout is None:
             continue
         reach, forward, end = _reach(b, layout)
         fetch = layout.fetch or Fetch(end)
-        if reach + forward <= depth and fetch.run * fetch.runs <= end - reach + depth:
+        fits = reach + forward + slack <= depth
+        if fits and fetch.run * fetch.runs <= end - reach + depth:
             return {**fields, **_layout_fields(layout, fetch, reach)}
-        need = reach + forward
+        need = reach + forward + slack
     raise InputError(
         f"{b.inst.text()}: operand {op['name']!r} needs a staging ring of {need} elements; "
         f"the unit has {depth}"
@@ -450,6 +460,12 @@ def _cover_fields(b: _Builder, geom: PoolGeometry) -> None:
     }
 
 
+def ring_depth(config: DeviceConfig) -> int:
+    """The staging rings' elements of ``config``'s vector unit (:data:`STAGE_DEPTH` where
+    it sets no bound)."""
+    return config.scratchpads.vec_ring or STAGE_DEPTH
+
+
 def command(
     inst: Instruction,
     program: Program,
@@ -507,11 +523,33 @@ def _mean_sub(b, op, name, scales, rnd, width, scalars) -> VecCommand:  # noqa: 
 def _bias_grad(b, op, name, scales, rnd, width, scalars) -> VecCommand:  # noqa: ANN001
     shape = b.tensor("src")["shape"]
     channels, pixels = shape[1], math.prod(shape[2:])
-    b.f.update(groups=channels, length=b.inst["images"] * pixels)
-    b.operand("src", _stride(pixels), _wrap(pixels, 1, (1, 0, channels * pixels)),
-              alt=_bias_grad_rows(b.lanes, channels, pixels, b.inst["images"]))  # fmt: skip
-    b.result("dst", images=False)
+    images = b.inst["images"]
+    if b.inst["desc"] != 0xFF:  # one row of channels: interleaved in short runs
+        d = b.program.descriptors[b.inst["desc"]]
+        c0, n = d["c0"], d["channels"]
+        b.f.update(groups=n, length=images * pixels)
+        b.operand("src", _stride(pixels), _wrap(pixels, 1, (1, 0, channels * pixels)),
+                  alt=_bias_grad_chunks(b.lanes, n, channels, pixels, images),
+                  skip=c0 * pixels)  # fmt: skip
+        b.result("dst", images=False, skip=c0)
+    else:
+        b.f.update(groups=channels, length=images * pixels)
+        b.operand("src", _stride(pixels), _wrap(pixels, 1, (1, 0, channels * pixels)),
+                  alt=_bias_grad_rows(b.lanes, channels, pixels, images))  # fmt: skip
+        b.result("dst", images=False)
     return VecCommand.bias_grad(scales.stored(name("src")), scales.frac(name("dst")), width, rnd)
+
+
+def _bias_grad_chunks(lanes: int, n: int, channels: int, pixels: int, images: int) -> Layout:
+    """``BIAS_GRAD`` of ``n`` channels (at most a row of ``lanes``) fetched in runs of
+    ``p`` pixels (:data:`CHUNK` at most, dividing the pixels): a run for each chunk of
+    pixels, image and channel, so the ring holds about ``n * p`` elements however many
+    pixels; lane ``l`` reads channel ``l``'s runs (chunk, image, pixel in turn)."""
+    p = max(d for d in range(1, CHUNK + 1) if pixels % d == 0)
+    run_walk = _wrap(n, images, (pixels, channels * pixels, p))
+    fetch = Fetch(p, n * images * (pixels // p), run_walk)
+    g = Walk((lanes, 1), ((p, 0, 0), (0, 0, 0), (0, 0, 0)), (0, 0, 0), (0, 0, 0))
+    return Layout(g, _wrap(p, images, (1, n * p, images * n * p)), fetch)
 
 
 def _bias_grad_rows(lanes: int, channels: int, pixels: int, images: int) -> Layout:
@@ -868,11 +906,12 @@ class VecMem(wiring.Component):
         off = bit[:sh]
         nw = Signal(32, name=f"f{k}_nw")
         m.d.comb += nw.eq((off + op.run * op.bits + bus - 1) >> sh)
-        # The ring's limit: words whose elements all lie below hi - reach + depth.
+        # The ring's limit: words whose elements all lie below hi - reach + depth (whole
+        # words only: a word's later elements would overwrite slots still to be read).
         allowed = Signal(IDX, name=f"f{k}_allowed")
         m.d.comb += allowed.eq(hi - op.reach + depth - base)
         upto = Signal(signed(40), name=f"f{k}_upto")
-        part = (allowed * op.bits + off + bus - 1) >> sh
+        part = (allowed * op.bits + off) >> sh
         m.d.comb += upto.eq(Mux(allowed >= op.run, nw, Mux(allowed > 0, part, 0)))
         n = Signal(signed(40), name=f"f{k}_n")
         size = Const(self.burst, 40)

@@ -15,11 +15,11 @@ from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device import gemm_lowering
 from barista_hw.device.compiler import compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
-from barista_hw.device.isa import ON_C, Op
+from barista_hw.device.isa import ON_C, Op, View
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine, iteration_seed
 from barista_hw.device.memory import DeviceConfig
-from barista_hw.device.traffic import program_counts
+from barista_hw.device.traffic import program_counts, tile_index
 from barista_hw.device.vector import Rounder, VecOp, bias_add, convert, relu
 from barista_hw.numfmt import Rounding
 from barista_hw.schedule import ScheduleOptions
@@ -55,11 +55,13 @@ def _net(geom: ConvGeometry) -> list:
     return [conv, pool, relu, conv2, relu2, ip]
 
 
-def _setup(rounding: Rounding, seed: int = 0, *, share: bool = True):
+def _setup(rounding: Rounding, seed: int = 0, *, share: bool = True, **units: object):
+    """The net, its program for a device with the scratchpad settings ``units``, and a
+    machine with random weights and host data."""
     rng = np.random.default_rng(seed)
     geom = ConvGeometry(4, 9, 8, (3, 2), (1, 2), (1, 0), (1, 1), group=2)
     layers = _net(geom)
-    config = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f")
+    config = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f", **units)
     batch = 3
     compiled = compile_net(
         layers,
@@ -172,8 +174,14 @@ def test_backward_data_is_col2im_of_the_engine_model() -> None:
     assert not m.tensor("acc:r").any()  # read and cleared
 
 
-def test_epilogue_adds_the_bias_and_applies_the_relu_before_the_store() -> None:
-    layers, config, compiled, m, host, x, geom = _setup(Rounding.NEAREST_EVEN, share=False)
+@pytest.mark.parametrize("epilogues", [True, False])
+def test_epilogue_adds_the_bias_and_applies_the_relu_before_the_store(epilogues: bool) -> None:
+    """conv2's bias and in-place ReLU on its requantised GEMM result: in C before the STORE
+    (an epilogue, ``isa.ON_C``), or without epilogues as VECs over the stored result in
+    DRAM, which gives the same bits."""
+    layers, config, compiled, m, host, x, geom = _setup(
+        Rounding.NEAREST_EVEN, share=False, epilogues=epilogues
+    )
     w, fw = m.tensor("w:conv2").copy(), m.scales.stored("w:conv2")
     bias, fb = m.tensor("wb:conv2").copy(), m.scales.stored("wb:conv2")
     m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=3)
@@ -194,7 +202,14 @@ def test_epilogue_adds_the_bias_and_applies_the_relu_before_the_store() -> None:
     c2 = program.tensors.index(next(t for t in program.tensors if t["name"] == "c2"))
     relus = [i for i in program.instructions if i.op is Op.VEC and i.sub == VecOp.RELU]
     on_c2 = [i for i in relus if i["dst"] == c2]
-    assert on_c2 and all(i["desc"] == ON_C for i in on_c2)  # no stream over c2 of its own
+    if epilogues:
+        assert on_c2 and all(i["desc"] == ON_C for i in on_c2)  # no stream over c2 of its own
+    else:
+        assert not any(i.op is Op.VEC and i["desc"] == ON_C for i in program.instructions)
+        adds = [i for i in program.instructions if i.op is Op.VEC and i.sub == VecOp.BIAS_ADD]
+        for ops in (on_c2, [i for i in adds if i["dst"] == c2]):
+            assert sum(i["images"] for i in ops) == 3  # the whole batch, from memory
+            assert all(i["src"] == i["dst"] == c2 for i in ops)
 
 
 def g2_shape(g: ConvGeometry) -> tuple[int, int, int]:
@@ -212,6 +227,64 @@ def test_counts_taken_running_equal_the_traffic_model() -> None:
     assert ran.total == modelled.total
     assert ran.sections == modelled.sections
     assert modelled.total.link_bytes == 2 * (3 * 4 * 9 * 8) + 2 * 2 * (3 * 5)
+
+
+def test_col2im_stores_cut_to_fit_the_accumulator_change_no_bit() -> None:
+    """With a col2im accumulator of 16 elements, conv2's col2im STOREs are cut into parts
+    whose footprints fit it (parts of one block in C); two iterations compute every bit
+    as with whole blocks (no accumulator saturates here)."""
+    runs = []
+    for depth in (1024, 16):
+        _, config, compiled, m, host, _, _ = _setup(
+            Rounding.STOCHASTIC, seed=5, share=False, col2im_elements=depth
+        )
+        for it in range(2):
+            m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=it)
+        stores = [
+            i for i in compiled.program.instructions if i.op is Op.STORE and i.sub == View.IM2COL
+        ]
+        for inst in stores:
+            index = tile_index(inst, compiled.program)
+            valid = index[index >= 0]
+            assert valid.max() - valid.min() < depth, inst.text()
+        tensors = {t["name"]: m.tensor(t["name"]).copy() for t in compiled.program.tensors}
+        runs.append((len(stores), tensors, host.got["out"]))
+    (whole, a, out_a), (cut, b, out_b) = runs
+    assert cut > 2 * whole
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    np.testing.assert_array_equal(out_a[0], out_b[0])
+
+
+def test_bias_gradients_cut_into_rows_of_channels_change_no_bit() -> None:
+    """With rings of 8 elements conv2's BIAS_GRAD runs as rows of ``vector_lanes`` (3)
+    channels (``channels`` descriptors); two iterations (nearest-even: the VECs' seeds
+    move) compute every bit as with one BIAS_GRAD."""
+    runs = []
+    for ring in (None, 8):
+        _, config, compiled, m, host, _, _ = _setup(
+            Rounding.NEAREST_EVEN, seed=6, share=False, vec_ring=ring
+        )
+        for it in range(2):
+            m.run(host, {"momentum": 0.9, **_rates(compiled)}, iteration=it)
+        grads = [
+            compiled.program.descriptors[i["desc"]] if i["desc"] != 0xFF else None
+            for i in compiled.program.instructions
+            if i.op is Op.VEC and i.sub == VecOp.BIAS_GRAD
+        ]
+        tensors = {t["name"]: m.tensor(t["name"]).copy() for t in compiled.program.tensors}
+        scales = {t["name"]: m.scales.stored(t["name"]) for t in compiled.program.tensors}
+        runs.append((grads, tensors, scales))
+    (whole, a, fa), (rows, b, fb) = runs
+    assert whole == [None, None]  # ip, conv2 (backward order)
+    assert rows == [
+        None,
+        {"kind": "channels", "c0": 0, "channels": 3},
+        {"kind": "channels", "c0": 3, "channels": 1},
+    ]
+    assert fa == fb
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
 def test_tensors_sharing_memory_change_no_bit() -> None:

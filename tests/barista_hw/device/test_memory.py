@@ -12,6 +12,7 @@ import pytest
 from barista_base.errors import InputError
 from barista_hw.device import dma
 from barista_hw.device.memory import (
+    RTL_UNITS,
     ULX3S_SDRAM,
     DeviceConfig,
     LinkConfig,
@@ -144,9 +145,24 @@ def test_a_target_without_dram_needs_one_given() -> None:
     assert dev.scratchpad_brams() == {"scratch_c": 1, "scratch_v": 2}
 
 
+def test_the_units_capacities() -> None:
+    """The modelled device fuses epilogues and bounds no col2im footprint or ring; the
+    RTL's units (``RTL_UNITS``) have no epilogue, a 1024-element accumulator and rings of
+    512; bad sizes are refused."""
+    preset = TARGETS["ulx3s-85f"].preset
+    units = DeviceConfig.for_accelerator(preset).scratchpads
+    assert (units.epilogues, units.col2im_elements, units.vec_ring) == (True, None, None)
+    rtl = DeviceConfig.for_accelerator(preset, **RTL_UNITS).scratchpads
+    assert (rtl.epilogues, rtl.col2im_elements, rtl.vec_ring) == (False, 1024, 512)
+    with pytest.raises(InputError, match="vec_ring = 500 must be a power of two"):
+        ScratchpadConfig(vec_ring=500)
+    with pytest.raises(InputError, match="col2im_elements = 0 must be positive"):
+        ScratchpadConfig(col2im_elements=0)
+
+
 def test_json_round_trip() -> None:
     for name in ("ulx3s-85f", "ulx3s-25f"):
-        dev = DeviceConfig.for_accelerator(TARGETS[name].preset, c_depth=2048)
+        dev = DeviceConfig.for_accelerator(TARGETS[name].preset, c_depth=2048, **RTL_UNITS)
         again = DeviceConfig.from_dict(json.loads(json.dumps(dev.to_dict())))
         assert again == dev
     with pytest.raises(InputError):

@@ -442,5 +442,5 @@ def test_operands_past_the_ring_are_refused() -> None:
     """A bias gradient whose row of channels does not fit the ring is refused, by size."""
     spec = next(s for s in SPECS if s.name == "bias-grad-rows")
     m = spec.machine()
-    with pytest.raises(InputError, match="staging ring of 42 elements; the unit has 16"):
+    with pytest.raises(InputError, match="staging ring of 43 elements; the unit has 16"):
         command(spec.inst, spec.program, m.scales, rnd=spec.rounder(), width=WIDTH, depth=16)
