@@ -18,7 +18,7 @@ one) and rounding (nearest-even, stochastic) one row:
 * **pJ/MAC**: :func:`barista_hw.mac_energy.mac_energy` of that engine format (the per-pass
   PE switches the same logic in every pass).
 
-A format with no engine (MX today) shows the engine parser's own refusal. The plot
+A format with no engine shows the engine parser's own refusal. The plot
 (``--out``/formats.png) is accuracy against logic cells per PE and against pJ/MAC.
 
     python bench/bench_formats.py --sweeps /work/runs/digits/sweeps/formats \\
