@@ -283,39 +283,65 @@ def _pool_desc(g: PoolGeometry) -> dict:
     }
 
 
+def _pool_make(op: VecOp, geom: PoolGeometry | None = None, images: tuple | None = None):  # noqa: ANN202
+    """A pooling instruction's builder on ``geom`` and ``images`` (the batch and the slice
+    the instruction works on), random where None."""
+
+    def make(rng):  # noqa: ANN001, ANN202
+        g = _random_pool(rng) if geom is None else geom
+        batch, imgs = _images(rng) if images is None else images
+        big = (batch, g.channels, g.height, g.width)
+        small = (batch, g.channels, g.out_height, g.out_width)
+        mask = ("mask", "mask", small, vector.mask_bits(g))
+        if op is VecOp.MAXPOOL:
+            names = [("x", "activation", big, WIDTH), ("y", "activation", small, WIDTH)]
+            names.append(mask)
+            fields = {"src": 0, "dst": 1, "dst2": 2}
+        elif op is VecOp.AVEPOOL:
+            names = [("x", "activation", big, WIDTH), ("y", "activation", small, WIDTH)]
+            fields = {"src": 0, "dst": 1}
+        else:
+            names = [("dy", "gradient", small, WIDTH), ("dx", "gradient", big, WIDTH)]
+            fields = {"src": 0, "dst": 1}
+            if op is VecOp.MAXPOOL_BACK:
+                names.append(mask)
+                fields["src2"] = 2
+        p = _program(rng, names, descriptors=[_pool_desc(g)])
+        inst = _vec(op, rng, imgs, desc=0, **fields)
+        values = {n: _rand(rng, s, b) for n, _, s, b in names}
+        if "mask" in values:
+            values["mask"] = rng.integers(0, g.kernel[0] * g.kernel[1], size=small)
+        return p, inst, values, {n: 0 if n == "mask" else 7 for n in values}, {}
+
+    return make
+
+
 def _pool_specs() -> list[Spec]:
     out = []
     for op in (VecOp.MAXPOOL, VecOp.MAXPOOL_BACK, VecOp.AVEPOOL, VecOp.AVEPOOL_BACK):
         for i in range(POOL_CASES):
-
-            def make(rng, op=op):  # noqa: ANN001, ANN202
-                g = _random_pool(rng)
-                batch, imgs = _images(rng)
-                big = (batch, g.channels, g.height, g.width)
-                small = (batch, g.channels, g.out_height, g.out_width)
-                mask = ("mask", "mask", small, vector.mask_bits(g))
-                if op is VecOp.MAXPOOL:
-                    names = [("x", "activation", big, WIDTH), ("y", "activation", small, WIDTH)]
-                    names.append(mask)
-                    fields = {"src": 0, "dst": 1, "dst2": 2}
-                elif op is VecOp.AVEPOOL:
-                    names = [("x", "activation", big, WIDTH), ("y", "activation", small, WIDTH)]
-                    fields = {"src": 0, "dst": 1}
-                else:
-                    names = [("dy", "gradient", small, WIDTH), ("dx", "gradient", big, WIDTH)]
-                    fields = {"src": 0, "dst": 1}
-                    if op is VecOp.MAXPOOL_BACK:
-                        names.append(mask)
-                        fields["src2"] = 2
-                p = _program(rng, names, descriptors=[_pool_desc(g)])
-                inst = _vec(op, rng, imgs, desc=0, **fields)
-                values = {n: _rand(rng, s, b) for n, _, s, b in names}
-                if "mask" in values:
-                    values["mask"] = rng.integers(0, g.kernel[0] * g.kernel[1], size=small)
-                return p, inst, values, {n: 0 if n == "mask" else 7 for n in values}, {}
-
-            out.append(_spec(f"{op.name.lower()}-{i}", make))
+            out.append(_spec(f"{op.name.lower()}-{i}", _pool_make(op)))
     return out
+
+
+# MAXPOOL_BACK's masks of 1 to 4 bits (16 to 4 elements a bus word) longer than the ring,
+# wrapping it two to five times. The ring's limit sits at the output row the next input
+# rows re-read, inside a bus word (odd rows, or a misaligned mask): a word fetched past it
+# overwrites slots still to be read (LeNet's 2-bit masks on 512-element rings found that).
+# (geometry, (batch, (i0, images)))
+RING_WRAPS = [
+    (PoolGeometry(2, 6, 26, (1, 2), (1, 2)), (3, (1, 2))),
+    (PoolGeometry(2, 8, 26, (2, 2), (2, 2)), (3, (1, 2))),
+    (PoolGeometry(2, 8, 24, (2, 3), (2, 3)), (3, (1, 2))),
+    (PoolGeometry(2, 12, 15, (3, 3), (3, 3)), (5, (1, 4))),
+]
+
+
+def _ring_wrap_specs() -> list[Spec]:
+    return [
+        _spec(f"maxpool-back-wrap-{vector.mask_bits(g)}bit", _pool_make(VecOp.MAXPOOL_BACK, g, i))
+        for g, i in RING_WRAPS
+    ]
 
 
 def _net() -> list:
@@ -357,7 +383,7 @@ def _program_specs() -> list[Spec]:
     return out
 
 
-SPECS = _element_specs() + _pool_specs() + _program_specs()
+SPECS = _element_specs() + _pool_specs() + _ring_wrap_specs() + _program_specs()
 RUNS = [(i, stall) for i in range(len(SPECS)) for stall in (0.0, STALL)]
 
 
@@ -444,3 +470,26 @@ def test_operands_past_the_ring_are_refused() -> None:
     m = spec.machine()
     with pytest.raises(InputError, match="staging ring of 43 elements; the unit has 16"):
         command(spec.inst, spec.program, m.scales, rnd=spec.rounder(), width=WIDTH, depth=16)
+
+
+def test_ring_wrap_cases_wrap_the_ring_with_narrow_masks() -> None:
+    """The wrap cases fetch a mask of several elements a bus word past the ring twice or
+    more, read back ``reach`` elements behind the newest (the slots a word fetched past
+    the ring's limit would overwrite)."""
+    wraps = [s for s in SPECS if s.name.startswith("maxpool-back-wrap")]
+    assert len(wraps) == len(RING_WRAPS)
+    for spec in wraps:
+        mask = spec.command()["ops"][1]
+        assert BUS_BITS // mask["bits"] >= 4, spec.name
+        assert mask["run"] * mask["runs"] >= 2 * DEPTH, spec.name
+        assert mask["reach"] > 0, spec.name
+
+
+def test_narrow_operands_keep_a_words_slack_in_the_ring() -> None:
+    """The fetcher takes whole words below the ring's limit, so a 2-bit mask whose reads
+    reach 60 of the ring's 64 elements would wait forever on the word holding the next
+    element: refused, its need counting a 32-bit word's 15 further elements."""
+    geom = PoolGeometry(1, 4, 116, (2, 2), (2, 2))  # output rows of 58 masks
+    spec = _spec("slack", _pool_make(VecOp.MAXPOOL_BACK, geom, (2, (0, 2))))
+    with pytest.raises(InputError, match="'mask' needs a staging ring of 75 elements; the unit"):
+        spec.command()
