@@ -12,7 +12,7 @@ from barista_base.errors import InputError
 from .fpformat import MinifloatGemmFormat, is_minifloat_spec
 from .mxformat import MXGemmFormat, is_mx_spec
 from .numfmt import DEFAULT_FORMAT, FixedFormat
-from .passengine import PassGemmFormat, is_pass_spec, parse_pass_engine
+from .passengine import PassGemmFormat, is_per_pass, parse_pass_engine
 
 #: What an engine computes in: fixed point, or minifloat or MX codes with exact accumulators.
 EngineFormat = FixedFormat | MinifloatGemmFormat | MXGemmFormat | PassGemmFormat
@@ -23,7 +23,7 @@ def parse_engine_format(spec: str) -> EngineFormat:
     :mod:`barista_hw.fpformat`), an MX engine format (``mxfp8_e4m3``, see
     :mod:`barista_hw.mxformat`), formats per pass (``fwd=e4m3,grad=e5m2``, see
     :mod:`barista_hw.passengine`) or a fixed-point spec or preset (``fx16``, ``int8``)."""
-    if is_pass_spec(spec):
+    if is_per_pass(spec):
         return parse_pass_engine(spec)
     if is_mx_spec(spec):
         return MXGemmFormat.parse(spec)

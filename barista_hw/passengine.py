@@ -34,7 +34,7 @@ from .fpformat import DEFAULT_K, ArithShapes, MinifloatGemmFormat, element_forma
 from .minifloat import MinifloatFormat
 from .passpe import PassArith
 
-__all__ = ["PassGemmFormat", "is_pass_spec", "parse_pass_engine"]
+__all__ = ["PassGemmFormat", "is_per_pass", "parse_pass_engine"]
 
 #: ``pass_id`` of each pass's command (:data:`barista_hw.command.PASS_IDS`), by position.
 FORWARD, BACKWARD_DATA, WEIGHT_GRAD = 0, 1, 2
@@ -44,7 +44,7 @@ _TAIL = re.compile(r"(?:k(?P<k>\d+))?(?P<nosat>_nosat)?$")
 _USAGE = "use fwd=<f>[_<out>],grad=<g>[_<out>][k<K>][_nosat] with minifloat f, g (e4m3, e5m2)"
 
 
-def is_pass_spec(spec: str) -> bool:
+def is_per_pass(spec: str) -> bool:
     """Whether ``spec`` names formats per pass (``fwd=...``, ``F,grad=G``)."""
     return "," in spec or "=" in spec
 

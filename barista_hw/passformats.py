@@ -23,6 +23,7 @@ from barista_base.errors import InputError
 from .config import Pass
 from .minifloat import MinifloatFormat
 from .mx import MXFormat, NumberFormat, parse_format
+from .passengine import is_per_pass
 
 #: The tensor kinds a per-pass spec names, in the canonical spelling's order.
 KINDS = ("fwd", "grad")
@@ -53,11 +54,6 @@ def operand_formats(fmt: FloatFormat | PassFormats) -> dict[Pass, tuple[FloatFor
     ``grad x fwd``; one format is every operand's."""
     f, g = (fmt.fwd, fmt.grad) if isinstance(fmt, PassFormats) else (fmt, fmt)
     return {Pass.FORWARD: (f, f), Pass.BACKWARD_DATA: (f, g), Pass.WEIGHT_GRAD: (g, f)}
-
-
-def is_per_pass(spec: str) -> bool:
-    """Whether ``spec`` is spelt as formats per pass (``fwd=...``, ``F,grad=G``)."""
-    return "," in spec or "=" in spec
 
 
 def parse_training_format(spec: str) -> NumberFormat | PassFormats:
