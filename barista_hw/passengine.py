@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 from amaranth.hdl import Shape, unsigned
 
@@ -34,10 +35,11 @@ from .fpformat import DEFAULT_K, ArithShapes, MinifloatGemmFormat, element_forma
 from .minifloat import MinifloatFormat
 from .passpe import PassArith
 
-__all__ = ["PassGemmFormat", "is_per_pass", "parse_pass_engine"]
+__all__ = ["PassGemmFormat", "is_per_pass", "parse_pass_engine", "pass_operands"]
 
 #: ``pass_id`` of each pass's command (:data:`barista_hw.command.PASS_IDS`), by position.
 FORWARD, BACKWARD_DATA, WEIGHT_GRAD = 0, 1, 2
+_F = TypeVar("_F")
 
 _PART = re.compile(r"^(?:(?P<key>\w+)=)?(?P<a>e\d+m\d+)(?:_(?P<out>e\d+m\d+|fp32))?$")
 _TAIL = re.compile(r"(?:k(?P<k>\d+))?(?P<nosat>_nosat)?$")
@@ -47,6 +49,13 @@ _USAGE = "use fwd=<f>[_<out>],grad=<g>[_<out>][k<K>][_nosat] with minifloat f, g
 def is_per_pass(spec: str) -> bool:
     """Whether ``spec`` names formats per pass (``fwd=...``, ``F,grad=G``)."""
     return "," in spec or "=" in spec
+
+
+def pass_operands(fwd: _F, grad: _F, pass_id: int) -> tuple[_F, _F]:
+    """The (A, B) operand formats of a pass: forward ``W x X`` in ``fwd x fwd``,
+    backward-data ``W^T x dY`` in ``fwd x grad``, weight gradient ``dY x X^T`` in
+    ``grad x fwd``."""
+    return ((fwd, fwd), (fwd, grad), (grad, fwd))[pass_id]
 
 
 @dataclass(frozen=True)
@@ -104,8 +113,7 @@ class PassGemmFormat(ArithShapes):
 
     def for_pass(self, pass_id: int) -> MinifloatGemmFormat:
         """The one-format engine format whose results pass ``pass_id`` equals bit for bit."""
-        f, g = self.fwd, self.grad
-        a, b = ((f, f), (f, g), (g, f))[pass_id]
+        a, b = pass_operands(self.fwd, self.grad, pass_id)
         out = self.out_fwd if pass_id == FORWARD else self.out_grad
         return MinifloatGemmFormat(a, b, out, self.k, self.saturate)
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from barista_base.errors import InputError
 
+from .command import PASS_IDS
 from .config import Pass
 from .minifloat import MinifloatFormat
 from .mx import MXFormat, NumberFormat, parse_format
-from .passengine import is_per_pass
+from .passengine import is_per_pass, pass_operands
 
 #: The tensor kinds a per-pass spec names, in the canonical spelling's order.
 KINDS = ("fwd", "grad")
@@ -49,11 +50,10 @@ class PassFormats:
 
 
 def operand_formats(fmt: FloatFormat | PassFormats) -> dict[Pass, tuple[FloatFormat, FloatFormat]]:
-    """The (A, B) operand formats of each pass: forward ``W x X`` in ``fwd x fwd``,
-    backward-data ``W^T x dY`` in ``fwd x grad``, weight gradient ``dY x X^T`` in
-    ``grad x fwd``; one format is every operand's."""
+    """The (A, B) operand formats of each pass (:func:`~barista_hw.passengine.pass_operands`);
+    one format is every operand's."""
     f, g = (fmt.fwd, fmt.grad) if isinstance(fmt, PassFormats) else (fmt, fmt)
-    return {Pass.FORWARD: (f, f), Pass.BACKWARD_DATA: (f, g), Pass.WEIGHT_GRAD: (g, f)}
+    return {p: pass_operands(f, g, i) for p, i in PASS_IDS.items()}
 
 
 def parse_training_format(spec: str) -> NumberFormat | PassFormats:
