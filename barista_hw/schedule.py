@@ -412,7 +412,7 @@ def share_blocks(t: Tiling, parts: int) -> list[list[int]]:
     if parts < 1:
         raise InputError(f"cannot share a GEMM's blocks among {parts} devices")
     order = [i * t.blocks_n + j for j in range(t.blocks_n) for i in range(t.blocks_m)]
-    bounds = np.linspace(0, len(order), parts + 1).round().astype(int)
+    bounds = _even_cuts(len(order), parts)
     return [order[bounds[d] : bounds[d + 1]] for d in range(parts)]
 
 
@@ -422,8 +422,13 @@ def share_images(images: int, parts: int) -> list[tuple[int, int]]:
     when the batch is split (:func:`barista_hw.plan.batch_split`)."""
     if parts < 1:
         raise InputError(f"cannot share a batch among {parts} devices")
-    bounds = np.linspace(0, images, min(parts, images) + 1).round().astype(int)
+    bounds = _even_cuts(images, min(parts, images))
     return [(int(bounds[d]), int(bounds[d + 1])) for d in range(len(bounds) - 1)]
+
+
+def _even_cuts(n: int, parts: int) -> np.ndarray:
+    """``parts + 1`` bounds cutting ``0..n`` into runs of nearly equal length."""
+    return np.linspace(0, n, parts + 1).round().astype(int)
 
 
 class _Buffer:
