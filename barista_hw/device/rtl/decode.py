@@ -18,6 +18,9 @@ The device decodes each instruction itself (:class:`~.decoder.Decoder`) from thr
 A register write is a ``prog`` beat with ``write`` set: :func:`write_layout` in the
 record's bits. Addresses below :data:`EXP_BASE` are host registers, from it exponent
 entries (four words a tensor: exponents, peak, saturated, overflow and written).
+An address with :data:`READ` set (:func:`read_address`) writes nothing: the device sends
+that exponent-entry word back on ``readback`` (the host learns the exponents the device
+chose, :func:`read_entry` decodes the first word), in ``prog`` order with the records.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from amaranth import signed, unsigned
+from amaranth import Shape, signed, unsigned
 from amaranth.lib import data
 
 from barista_base.errors import InputError
@@ -44,6 +47,7 @@ from .vector import RAW_BITS
 __all__ = [
     "EXP_BASE",
     "RegisterMap",
+    "READ",
     "check_fits",
     "command_layout",
     "decode_fields",
@@ -51,6 +55,8 @@ __all__ = [
     "entry_layout",
     "exponent_writes",
     "field_at",
+    "read_address",
+    "read_entry",
     "static_command",
     "write_layout",
 ]
@@ -61,6 +67,7 @@ REG_INDEX_BITS = 12
 EXP_BASE = 0x8000  # register addresses from here: exponent entries
 FRAC_BITS = 8  # frac in [MIN_FRAC, MAX_FRAC]
 STORED_BITS = 10  # what a write may leave (a GEMM's fa + fb - shift)
+READ = 0x4000  # in a write's address: read the entry word back (below EXP_BASE's bit)
 
 
 def command_layout(config: DeviceConfig) -> data.UnionLayout:
@@ -191,6 +198,25 @@ def exponent_writes(scales: ScaleTable, program: Program) -> dict[int, int]:
         out[at] = entry_layout().const(fields).as_value().value
         out[at + 1], out[at + 2] = e.peak, e.saturated
         out[at + 3] = e.overflow | int(e.written) << RAW_BITS
+    return out
+
+
+def read_address(tensor: int, word: int = 0) -> int:
+    """The register address reading back word ``word`` of ``tensor``'s exponent entry."""
+    return (EXP_BASE + 4 * tensor + word) | READ
+
+
+def read_entry(word: int) -> dict[str, int | None]:
+    """An entry's first word (:func:`entry_layout`) as the model's
+    :class:`~barista_hw.device.scaling.Entry` fields: ``frac``, ``stored`` (None until
+    memory was written), ``fixed``, ``width``."""
+    out: dict[str, int | None] = {}
+    for name, f in entry_layout():
+        shape = Shape.cast(f.shape)
+        v = (word >> f.offset) & ((1 << shape.width) - 1)
+        out[name] = v - (1 << shape.width) if shape.signed and v >> (shape.width - 1) else v
+    if not out.pop("has_stored"):
+        out["stored"] = None
     return out
 
 

@@ -22,18 +22,19 @@ statistics into its tensor's (peak and overflow the largest, saturation summed; 
 tensors keep none; the program's waits keep two reports of one cycle on two tensors);
 ``scale`` moves every written tensor's ``frac`` by
 :func:`~barista_hw.device.scaling.next_frac` and clears the statistics; ``reg_write``
-writes a register (``reg_addr``, ``reg_data``).
+writes a register (``reg_addr``, ``reg_data``). ``reg_value`` is the exponent-entry word
+at ``reg_addr`` (combinational: the host's read-back, :func:`~.decode.read_address`).
 
 Ports: ``record`` (in, 256), ``static`` (in, :func:`~.decode.command_layout`), ``decode``
 (in, :func:`~.decode.decode_layout`), ``take`` (in); ``command`` (out, the decoded
 command), ``writes`` (out, :func:`target_layout` x 3); ``reports`` (in,
 :func:`report_layout` x :data:`REPORTS`); ``scale`` (in); ``reg_write`` (in),
-``reg_addr`` (in, 16), ``reg_data`` (in, 32).
+``reg_addr`` (in, 16), ``reg_data`` (in, 32), ``reg_value`` (out, 32).
 """
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -132,6 +133,7 @@ class Decoder(wiring.Component):
                 "reg_write": In(1),
                 "reg_addr": In(16),
                 "reg_data": In(REG_BITS),
+                "reg_value": Out(REG_BITS),
             }
         )
 
@@ -146,6 +148,7 @@ class Decoder(wiring.Component):
         self._take(m, f)
         self._scale(m, f)
         self._registers(m, f)
+        self._readback(m, f)
         return m
 
     def _field(self, op: Op, name: str) -> Value:
@@ -342,3 +345,19 @@ class Decoder(wiring.Component):
                     m.d.sync += f.sat[i].eq(value)
                 with m.If(addr == at + 3):
                     m.d.sync += [f.ovf[i].eq(value[:RAW_BITS]), f.written[i].eq(value[RAW_BITS])]
+
+    def _readback(self, m: Module, f: _File) -> None:
+        """``reg_value``: word ``addr % 4`` of entry ``(addr - EXP_BASE) / 4``, as
+        :func:`~.decode.exponent_writes` lays the four words out."""
+        words = []
+        for i in range(self.tensors):
+            e = Signal(entry_layout(), name=f"entry{i}")
+            m.d.comb += [
+                e.frac.eq(f.frac[i]),
+                e.stored.eq(f.stored[i]),
+                e.has_stored.eq(f.has[i]),
+                e.fixed.eq(f.fixed[i]),
+                e.width.eq(f.width[i]),
+            ]
+            words += [e.as_value(), f.peak[i], f.sat[i], Cat(f.ovf[i], f.written[i])]
+        m.d.comb += self.reg_value.eq(_Table(words)[self.reg_addr])

@@ -34,13 +34,15 @@ Ports: ``prog`` (in, :func:`prog_layout`: ``record``, ``last``, ``write``, ``com
 :func:`pack_write`: the exponent file once, the host registers before each iteration);
 ``port`` (memory port master, ``bus_bits`` words); ``host_in`` (in, bus words of
 HOST_INs, in program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale`` (out,
-the SCALE record, the iteration's end: the exponents move as it is taken);
+the SCALE record, the iteration's end: the exponents move as it is taken); ``readback``
+(out, 32: an exponent-entry word for each ``prog`` beat that reads one,
+:func:`~.decode.read_address`; such a beat waits until the last word was taken);
 ``running``, ``cycles``, ``busy_<unit>`` (the sequencer's).
 """
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -55,7 +57,7 @@ from ..memory import DeviceConfig
 from ..vector import Rounder
 from . import gemm_path, link, vecmem
 from .arbiter import PortArbiter
-from .decode import command_layout, decode_layout, write_layout
+from .decode import READ, REG_BITS, command_layout, decode_layout, write_layout
 from .decoder import Decoder, target_layout
 from .gemm_path import Unit, dma_payload, gemm_units, share_port
 from .link import LinkUnit
@@ -178,6 +180,7 @@ class Device(wiring.Component):
             "host_in": In(stream.Signature(bus_bits)),
             "host_out": Out(stream.Signature(bus_bits)),
             "scale": Out(stream.Signature(RECORD_BITS)),
+            "readback": Out(stream.Signature(REG_BITS)),
             "running": Out(1),
             "cycles": Out(COUNT_BITS),
         }
@@ -314,11 +317,17 @@ class Device(wiring.Component):
             dec.take.eq(taken),
         ]
         wr = data.View(write_layout(), p.record[: write_layout().size])
+        read = p.write & (wr.addr & READ).any()
         m.d.comb += [
-            dec.reg_write.eq(self.prog.valid & p.write & ~held),
+            dec.reg_write.eq(self.prog.valid & p.write & ~read & ~held),
             dec.reg_addr.eq(wr.addr),
             dec.reg_data.eq(wr.data),
         ]
+        rb = self.readback  # one word held until the host takes it
+        with m.If(rb.valid & rb.ready):
+            m.d.sync += rb.valid.eq(0)
+        with m.If(self.prog.valid & read & ~held & ~rb.valid):
+            m.d.sync += [rb.valid.eq(1), rb.payload.eq(dec.reg_value)]
         with m.If(taken & (op == Op.SCALE)):
             m.d.sync += held.eq(1)
         with m.If(dec.scale):
@@ -339,7 +348,7 @@ class Device(wiring.Component):
             seq.prog.valid.eq(record & room),
             seq.prog.payload.record.eq(p.record),
             seq.prog.payload.last.eq(p.last),
-            self.prog.ready.eq(~held & (p.write | (seq.prog.ready & room))),
+            self.prog.ready.eq(~held & Mux(p.write, ~(read & rb.valid), seq.prog.ready & room)),
         ]
         return fifos
 

@@ -29,12 +29,14 @@ from barista_base.errors import InputError
 from barista_hw.device.isa import Op
 from barista_hw.device.memory import LinkConfig
 from barista_hw.device.rtl.decode import (
+    READ,
     RegisterMap,
     check_fits,
     command_layout,
     decode_fields,
     decode_layout,
     exponent_writes,
+    read_entry,
     static_command,
 )
 from barista_hw.device.rtl.decoder import Decoder
@@ -125,7 +127,9 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
 
 def test_decoder_builds_the_models_commands_across_iterations() -> None:
     """The decoder (pysim) against :func:`command` for every instruction of the net in
-    two iterations: the model's statistics reported as it records them, SCALE between."""
+    two iterations: the model's statistics reported as it records them, SCALE between.
+    After every instruction the read-back (``reg_value``) of every exponent-entry word
+    is the model's :class:`ScaleTable` as :func:`exponent_writes` encodes it."""
     m, hosts, scalars = setup(program(), CONFIG, ITERATIONS)
     prog = program()
     regs = RegisterMap.of(prog)
@@ -144,7 +148,13 @@ def test_decoder_builds_the_models_commands_across_iterations() -> None:
         )
         for i in prog.instructions
     ]
-    checked = []
+    checked, reads = [], []
+
+    def read_back(ctx) -> None:  # noqa: ANN001
+        for addr, want in exponent_writes(m.scales, prog).items():
+            ctx.set(dut.reg_addr, addr | READ)
+            assert ctx.get(dut.reg_value) == want, f"entry word {addr:#x} after {checked[-1:]}"
+            reads.append(addr)
 
     async def write(ctx, values: dict[int, int]) -> None:  # noqa: ANN001
         for addr, value in values.items():
@@ -180,14 +190,25 @@ def test_decoder_builds_the_models_commands_across_iterations() -> None:
                             "saturated": stats.saturated, "overflow": stats.overflow})  # fmt: skip
                     await ctx.tick()
                 ctx.set(dut.reports[0].valid, 0)
+                read_back(ctx)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     assert len(checked) == ITERATIONS * len(prog.instructions)
+    assert len(reads) == len(checked) * 4 * len(prog.tensors)
     ops = set(checked)
     assert {Op.LOAD, Op.STORE, Op.GEMM, Op.VEC, Op.HOST_IN, Op.HOST_OUT, Op.SCALE} <= ops
+
+
+def test_read_entry_decodes_the_first_entry_word() -> None:
+    m, _, _ = setup(program(), CONFIG, 1)
+    writes = exponent_writes(m.scales, program())
+    for i, t in enumerate(program().tensors):
+        e = m.scales.entries[t["name"]]
+        got = read_entry(writes[0x8000 + 4 * i])
+        assert got == {"frac": e.frac, "stored": e.stored, "fixed": int(e.fixed), "width": e.width}
 
 
 def test_a_program_must_fit_the_decoder() -> None:
