@@ -34,6 +34,7 @@ STREAMS = {
     "HIN": "host_in",
     "HOUT": "host_out",
     "SCALE": "scale",
+    "RB": "readback",
     "CMD": "port__cmd",
     "W": "port__w",
     "R": "port__r",

@@ -51,7 +51,9 @@ from .verilator_driver import (
 )
 
 __all__ = [
+    "DeviceSession",
     "DeviceSimulator",
+    "SessionRun",
     "MemoryTiming",
     "ProtocolError",
     "RtlSimulationError",
@@ -248,3 +250,144 @@ def run(
                 f"{done.returncode}: {done.stderr.strip()[-2000:]}"
             )
         return read_output(out, sim, case)
+
+
+# -- the serve mode: a device kept alive across iterations ----------------------------------
+_OP = {"quit": 0, "init": 1, "write": 2, "read": 3, "prog": 4, "host_in": 5, "run": 6}
+_OP["counters"] = 7
+
+
+@dataclass
+class SessionRun:
+    """What one :meth:`DeviceSession.run` brought back: the new host-bound words, SCALE
+    records and read-back words, and the clock edges so far."""
+
+    host_out: list[int]
+    scale_records: list[int]
+    readback: list[int]
+    edges: int
+    cycles: int
+
+
+class DeviceSession:
+    """``device_sim --serve``: one Verilated device and its DRAM model alive across calls
+    (``sim/driver/device.cpp``'s serve mode), a context manager that ends the process.
+
+    The host writes and reads DRAM words, appends ``prog`` beats (register writes,
+    read-backs, records) and HOST_IN words, and runs the device until a number of
+    host-bound words, SCALE records or read-back words have arrived in all. A run over
+    its cycle budget raises :class:`SimulationTimeout`, a memory command outside DRAM
+    :class:`ProtocolError`; the session is then closed."""
+
+    def __init__(
+        self,
+        sim: DeviceSimulator,
+        dram_words: int,
+        *,
+        timing: MemoryTiming | None = None,
+        stall: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.sim = sim
+        self.proc: subprocess.Popen | None = subprocess.Popen(
+            [str(sim.path), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        t = timing or MemoryTiming()
+        head = np.array([t.latency, t.rate.numerator, t.rate.denominator, t.burst], "<i8")
+        stalls = np.array([stall, t.stall], "<f8")
+        self._call("init", dram_words, seed, payload=head.tobytes() + stalls.tobytes())
+
+    def __enter__(self) -> DeviceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the process (QUIT, then kill if it does not)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.write(np.array([_OP["quit"], 0, 0, 0, 0], "<i8").tobytes())
+            proc.stdin.close()
+            proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        finally:
+            proc.stdout.close()
+
+    def _read(self, n: int) -> bytes:
+        data = self.proc.stdout.read(n)
+        if len(data) != n:
+            code = self.proc.poll()
+            self.close()
+            raise SimulatorCrash(f"{self.sim.path.name} --serve ended (exit {code})")
+        return data
+
+    def _call(self, op: str, a: int = 0, b: int = 0, c: int = 0, d: int = 0, *,
+              payload: bytes = b"") -> np.ndarray:  # fmt: skip
+        if self.proc is None:
+            raise SimulatorCrash("the device session is closed")
+        self.proc.stdin.write(np.array([_OP[op], a, b, c, d], "<i8").tobytes() + payload)
+        self.proc.stdin.flush()
+        h = np.frombuffer(self._read(64), "<i8")
+        if h[0]:
+            message = self._read(int(h[2])).decode(errors="replace")
+            self.close()
+            error = {**_ERRORS, 2: ProtocolError}.get(int(h[0]), SimulatorCrash)
+            raise error(f"device session: {message} (after {h[1]} cycles)")
+        return h
+
+    def write(self, addr: int, words: np.ndarray) -> None:
+        """DRAM bus words from ``addr``."""
+        words = np.asarray(words).astype("<u8")
+        self._call("write", addr, words.size, payload=words.tobytes())
+
+    def read(self, addr: int, n: int) -> np.ndarray:
+        """``n`` DRAM bus words from ``addr``."""
+        self._call("read", addr, n)
+        return np.frombuffer(self._read(8 * n), "<u8").astype(np.int64)
+
+    def prog(self, beats: list[int]) -> None:
+        """Append ``prog`` beats (sent in order as the device takes them)."""
+        pw = self.sim.record_words
+        data = b"".join(int(r).to_bytes(4 * pw, "little") for r in beats)
+        self._call("prog", len(beats), payload=data)
+
+    def host_in(self, words: list[int]) -> None:
+        """Append HOST_IN bus words."""
+        self._call("host_in", len(words), payload=np.array(words, "<u8").tobytes())
+
+    def run(
+        self,
+        *,
+        host_out: int = -1,
+        scales: int = -1,
+        readback: int = -1,
+        max_cycles: int = 50_000_000,
+    ) -> SessionRun:
+        """Run until ``host_out`` host-bound words, ``scales`` SCALE records or
+        ``readback`` read-back words have arrived since the session began (the first
+        target reached), within ``max_cycles``; what arrived since the last run."""
+        h = self._call("run", host_out, scales, readback, max_cycles)
+        n1, n2, n3 = (int(x) for x in h[2:5])
+        out = np.frombuffer(self._read(8 * n1), "<u8")
+        sw = max(2, -(-self.sim.ports.width("scale__payload") // 32))
+        recs = np.frombuffer(self._read(4 * n2 * sw), "<u4").reshape(-1, sw)
+        rb = np.frombuffer(self._read(8 * n3), "<u8")
+        return SessionRun(
+            [int(w) for w in out],
+            [int.from_bytes(r.tobytes(), "little") for r in recs],
+            [int(w) for w in rb],
+            int(h[1]),
+            int(h[5]),
+        )
+
+    def counters(self) -> dict[str, int]:
+        """``cycles`` and the units' busy counters."""
+        h = self._call("counters")
+        values = np.frombuffer(self._read(8 * int(h[2])), "<i8")
+        names = ["cycles", *(n.removeprefix("busy_") for n in self.sim.ports.counters[1:])]
+        return dict(zip(names, (int(v) for v in values), strict=True))

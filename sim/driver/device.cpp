@@ -2,7 +2,10 @@
 // iterations with no Python in the loop. Built by sim/device_verilator.py into an executable:
 //
 //     device_sim <input file> <output file>
+//     device_sim --serve
 //
+// The second form keeps one device and its DRAM alive and answers commands on stdin/stdout
+// (the serve mode at the end of this file: a host training with the device).
 // The input holds the `prog` beats (the decoder's register writes and the records of every
 // iteration, in the order the host sends them), the DRAM image (bus words), the HOST_IN words
 // (each batch with the count of host_out words the host must have received first: it answers
@@ -233,116 +236,148 @@ void write_output(const char* path, const Output& out, const std::vector<uint64_
     put(out.message.data(), out.message.size());
 }
 
-// -- the run ------------------------------------------------------------------------------
-struct Run {
-    const Input& in;
-    Output& out;
+// -- the host's side of the streams -------------------------------------------------------
+// One clock cycle a call of step(): drive the host's streams and the memory after the last
+// edge, sample the transfers, then the edge. The file mode queues everything first; the
+// serve mode appends beats and HOST_IN words between runs (their state persists).
+struct Host {
     DramModel& mem;
+    BD_TOP_CLASS* top;
+    double stall = 0;
+    std::vector<uint32_t> records;  // prog beats, kWords(BD_PROG_W) words each
+    std::vector<int64_t> segments;  // (host_out words first, word count) per HOST_IN batch
+    std::vector<uint64_t> host_in;
+    std::vector<uint64_t> host_out;
+    std::vector<uint32_t> scales;     // SCALE records, kWords(BD_SCALE_W) words each
+    std::vector<uint64_t> readback;   // exponent-entry words read back
+    std::vector<int64_t> at_scale;    // (host_out words, cycles counter) at each SCALE
+    std::vector<uint64_t> snapshots;  // the DRAM image at each SCALE (file mode)
+    bool snapshot_at_scale = false;
     int64_t edge = 0, taken = 0, seg = 0, pos = 0, host_in_taken = 0;
+    bool prog_off = false, in_off = false, started = false, running = false;
+    Rng rng_prog{1}, rng_in{1}, rng_out{1}, rng_scale{1};
 
-    void go(BD_TOP_CLASS* top) {
-        const int pw = kWords(BD_PROG_W);
-        const int64_t n = in.h[2], max_cycles = in.h[11];
-        const uint64_t seed = uint64_t(in.h[10]);
-        Rng rng_prog{seed * 0x9E3779B97F4A7C15ull + 1}, rng_in{seed * 0x9E3779B97F4A7C15ull + 2};
-        Rng rng_out{seed * 0x9E3779B97F4A7C15ull + 3}, rng_scale{seed * 0x9E3779B97F4A7C15ull + 4};
-        const double stall = in.host_stall;
-        auto gap = [stall](Rng& r) { return stall > 0 && r.next() < stall; };
-        uint32_t buf[kWords(BD_SCALE_W) + kWords(BD_BUS_W) + 4];
-        uint32_t word[4];
-        bool prog_off = false, in_off = false, started = false;
+    Host(DramModel& m, BD_TOP_CLASS* t, uint64_t seed, double host_stall)
+        : mem(m), top(t), stall(host_stall) {
+        rng_prog = Rng{seed * 0x9E3779B97F4A7C15ull + 1};
+        rng_in = Rng{seed * 0x9E3779B97F4A7C15ull + 2};
+        rng_out = Rng{seed * 0x9E3779B97F4A7C15ull + 3};
+        rng_scale = Rng{seed * 0x9E3779B97F4A7C15ull + 4};
         top->BD_PROG_VALID = 0;
         top->BD_HIN_VALID = 0;
-        while (true) {
-            if (edge >= max_cycles) {
-                throw Failure(BD_TIMEOUT, "the iteration did not finish in " +
-                                              std::to_string(max_cycles) + " cycles: " +
-                                              std::to_string(taken) + " of " + std::to_string(n) +
-                                              " prog beats taken, " +
-                                              std::to_string(out.host_out.size()) +
-                                              " words to the host, " +
-                                              std::to_string(mem.commands) + " memory commands");
-            }
-            // -- drive: the host's streams and the memory, after the last edge.
-            if (!prog_off && taken < n && !gap(rng_prog)) {
-                prog_off = true;
-                store(top->BD_PROG_PAYLOAD, &in.records[size_t(taken * pw)]);
-            }
-            top->BD_PROG_VALID = prog_off;
-            if (!in_off && seg < in.h[4] && int64_t(out.host_out.size()) >= in.segments[2 * seg] &&
-                !gap(rng_in)) {
-                in_off = true;
-                const uint64_t v = in.host_in[size_t(host_in_taken)];
-                word[0] = uint32_t(v);
-                word[1] = uint32_t(v >> 32);
-                store(top->BD_HIN_PAYLOAD, word);
-            }
-            top->BD_HIN_VALID = in_off;
-            const bool out_ready = !gap(rng_out), scale_ready = !gap(rng_scale);
-            top->BD_HOUT_READY = out_ready;
-            top->BD_SCALE_READY = scale_ready;
-            mem.drive(edge + 1);
-            top->BD_CMD_READY = mem.cmd_ready;
-            top->BD_W_READY = mem.w_ready;
-            top->BD_R_VALID = mem.r_valid;
-            word[0] = uint32_t(mem.r_payload);
-            word[1] = uint32_t(mem.r_payload >> 32);
-            store(top->BD_R_PAYLOAD, word);
-            top->clk = 0;
-            top->eval();
+    }
 
-            // -- sample: the transfers at the coming edge.
-            if (prog_off && top->BD_PROG_READY) {
-                prog_off = false;
-                ++taken;
-            }
-            if (in_off && top->BD_HIN_READY) {
-                in_off = false;
-                ++host_in_taken;
-                if (++pos == in.segments[2 * seg + 1]) {
-                    ++seg;
-                    pos = 0;
-                }
-            }
-            if (out_ready && top->BD_HOUT_VALID) {
-                load(top->BD_HOUT_PAYLOAD, buf);
-                out.host_out.push_back(uint64_t(buf[0]) | uint64_t(buf[1]) << 32);
-            }
-            if (scale_ready && top->BD_SCALE_VALID) {  // an iteration's end: its writes are done
-                load(top->BD_SCALE_PAYLOAD, buf);
-                out.scales.insert(out.scales.end(), buf, buf + kWords(BD_SCALE_W));
-                int64_t counters[BD_N_COUNTERS];
-                bd_counters(top, counters);  // counters[0]: cycles
-                out.at_scale.push_back(int64_t(out.host_out.size()));
-                out.at_scale.push_back(counters[0]);
-                out.snapshots.insert(out.snapshots.end(), mem.words.begin(), mem.words.end());
-            }
-            uint64_t c_payload = 0, w_payload = 0;
-            if (top->BD_CMD_VALID) {
-                load(top->BD_CMD_PAYLOAD, buf);
-                c_payload = uint64_t(buf[0]) | uint64_t(buf[1]) << 32;
-            }
-            if (top->BD_W_VALID) {
-                load(top->BD_W_PAYLOAD, buf);
-                w_payload = uint64_t(buf[0]) | uint64_t(buf[1]) << 32;
-            }
-            mem.sample(edge + 1, top->BD_CMD_VALID, c_payload, top->BD_W_VALID, w_payload,
-                       top->BD_R_READY);
-            const bool running = top->running;
+    int64_t beats() const { return int64_t(records.size()) / kWords(BD_PROG_W); }
+    bool gap(Rng& r) const { return stall > 0 && r.next() < stall; }
 
-            top->clk = 1;
-            top->eval();
-            ++edge;
-            started |= running;
-            if (started && !running && taken == n) break;
+    void step() {
+        const int pw = kWords(BD_PROG_W);
+        uint32_t buf[kWords(BD_SCALE_W) + kWords(BD_BUS_W) + kWords(BD_PROG_W) + 4];
+        uint32_t word[4];
+        // -- drive: the host's streams and the memory, after the last edge.
+        if (!prog_off && taken < beats() && !gap(rng_prog)) {
+            prog_off = true;
+            store(top->BD_PROG_PAYLOAD, &records[size_t(taken * pw)]);
         }
-        if (!mem.queue.empty()) {
-            throw Failure(BD_NOT_IDLE, "the device finished with " +
-                                           std::to_string(mem.queue.size()) +
-                                           " memory commands outstanding");
+        top->BD_PROG_VALID = prog_off;
+        const int64_t n_seg = int64_t(segments.size()) / 2;
+        if (!in_off && seg < n_seg && int64_t(host_out.size()) >= segments[2 * seg] &&
+            !gap(rng_in)) {
+            in_off = true;
+            const uint64_t v = host_in[size_t(host_in_taken)];
+            word[0] = uint32_t(v);
+            word[1] = uint32_t(v >> 32);
+            store(top->BD_HIN_PAYLOAD, word);
         }
+        top->BD_HIN_VALID = in_off;
+        const bool out_ready = !gap(rng_out), scale_ready = !gap(rng_scale);
+        top->BD_HOUT_READY = out_ready;
+        top->BD_SCALE_READY = scale_ready;
+        top->BD_RB_READY = 1;
+        mem.drive(edge + 1);
+        top->BD_CMD_READY = mem.cmd_ready;
+        top->BD_W_READY = mem.w_ready;
+        top->BD_R_VALID = mem.r_valid;
+        word[0] = uint32_t(mem.r_payload);
+        word[1] = uint32_t(mem.r_payload >> 32);
+        store(top->BD_R_PAYLOAD, word);
+        top->clk = 0;
+        top->eval();
+
+        // -- sample: the transfers at the coming edge.
+        if (prog_off && top->BD_PROG_READY) {
+            prog_off = false;
+            ++taken;
+        }
+        if (in_off && top->BD_HIN_READY) {
+            in_off = false;
+            ++host_in_taken;
+            if (++pos == segments[2 * seg + 1]) {
+                ++seg;
+                pos = 0;
+            }
+        }
+        if (out_ready && top->BD_HOUT_VALID) {
+            load(top->BD_HOUT_PAYLOAD, buf);
+            host_out.push_back(uint64_t(buf[0]) | uint64_t(buf[1]) << 32);
+        }
+        if (top->BD_RB_VALID) {
+            load(top->BD_RB_PAYLOAD, buf);
+            readback.push_back(buf[0]);
+        }
+        if (scale_ready && top->BD_SCALE_VALID) {  // an iteration's end: its writes are done
+            load(top->BD_SCALE_PAYLOAD, buf);
+            scales.insert(scales.end(), buf, buf + kWords(BD_SCALE_W));
+            int64_t counters[BD_N_COUNTERS];
+            bd_counters(top, counters);  // counters[0]: cycles
+            at_scale.push_back(int64_t(host_out.size()));
+            at_scale.push_back(counters[0]);
+            if (snapshot_at_scale) {
+                snapshots.insert(snapshots.end(), mem.words.begin(), mem.words.end());
+            }
+        }
+        uint64_t c_payload = 0, w_payload = 0;
+        if (top->BD_CMD_VALID) {
+            load(top->BD_CMD_PAYLOAD, buf);
+            c_payload = uint64_t(buf[0]) | uint64_t(buf[1]) << 32;
+        }
+        if (top->BD_W_VALID) {
+            load(top->BD_W_PAYLOAD, buf);
+            w_payload = uint64_t(buf[0]) | uint64_t(buf[1]) << 32;
+        }
+        mem.sample(edge + 1, top->BD_CMD_VALID, c_payload, top->BD_W_VALID, w_payload,
+                   top->BD_R_READY);
+        running = top->running;
+
+        top->clk = 1;
+        top->eval();
+        ++edge;
+        started |= running;
+    }
+
+    std::string progress() const {
+        return std::to_string(taken) + " of " + std::to_string(beats()) + " prog beats taken, " +
+               std::to_string(host_out.size()) + " words to the host, " +
+               std::to_string(mem.commands) + " memory commands";
     }
 };
+
+// The file mode: every beat and HOST_IN word queued, run until the sequencer has finished.
+void run_file(Host& h, int64_t max_cycles) {
+    while (true) {
+        if (h.edge >= max_cycles) {
+            throw Failure(BD_TIMEOUT, "the iteration did not finish in " +
+                                          std::to_string(max_cycles) + " cycles: " + h.progress());
+        }
+        h.step();
+        if (h.started && !h.running && h.taken == h.beats()) break;
+    }
+    if (!h.mem.queue.empty()) {
+        throw Failure(BD_NOT_IDLE, "the device finished with " +
+                                       std::to_string(h.mem.queue.size()) +
+                                       " memory commands outstanding");
+    }
+}
 
 // This thread's CPU time: the loop's speed on one core, whatever else shares the machine.
 int64_t cpu_ns() {
@@ -351,9 +386,31 @@ int64_t cpu_ns() {
     return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
-void finish(Output& out, const Run& run, const DramModel& mem, BD_TOP_CLASS* top, int64_t ns,
+void configure(DramModel& mem, const int64_t* timing, double mem_stall, uint64_t seed) {
+    // timing: latency, rate numerator, rate denominator, burst
+    if (timing[0] < 1 || timing[1] < 1 || timing[2] < 1 || timing[3] < 1) {
+        throw Failure(BD_BAD_INPUT, "latency, rate and burst must be >= 1");
+    }
+    mem.latency = timing[0];
+    mem.rate_num = timing[1];
+    mem.rate_den = timing[2];
+    mem.cap = timing[3] * timing[2];
+    mem.tokens = mem.cap;
+    mem.stall = mem_stall;
+    mem.rng = Rng{seed * 0x9E3779B97F4A7C15ull + 5};
+}
+
+void finish(Output& out, const Host* h, const DramModel& mem, BD_TOP_CLASS* top, int64_t ns,
             int64_t cpu) {
-    out.h[1] = run.edge;
+    if (h) {
+        out.h[1] = h->edge;
+        out.host_out = h->host_out;
+        out.scales = h->scales;
+        out.at_scale = h->at_scale;
+        out.snapshots = h->snapshots;
+        out.h[11] = h->taken;
+        out.h[12] = h->host_in_taken;
+    }
     out.h[2] = int64_t(out.host_out.size());
     out.h[3] = int64_t(out.scales.size()) / kWords(BD_SCALE_W);
     out.h[4] = kWords(BD_SCALE_W);
@@ -363,46 +420,38 @@ void finish(Output& out, const Run& run, const DramModel& mem, BD_TOP_CLASS* top
     out.h[8] = mem.write_words;
     out.h[9] = mem.stalls;
     out.h[10] = BD_N_COUNTERS;
-    out.h[11] = run.taken;
-    out.h[12] = run.host_in_taken;
     out.h[13] = ns;
     out.h[14] = cpu;
     out.counters.assign(BD_N_COUNTERS, 0);
     if (top) bd_counters(top, out.counters.data());
 }
-}  // namespace
 
-int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: %s <input file> <output file>\n", argv[0]);
-        return 2;
-    }
+int file_main(const char* input, const char* output) {
     Input in{};
     Output out;
     DramModel mem;
-    Run run{in, out, mem};
     std::unique_ptr<VerilatedContext> ctx;
     std::unique_ptr<BD_TOP_CLASS> top;
+    std::unique_ptr<Host> host;
     auto t0 = std::chrono::steady_clock::now();
     int64_t cpu0 = cpu_ns();
     try {
-        in = read_input(argv[1]);
+        in = read_input(input);
         mem.words = in.memory;
-        mem.latency = in.h[6];
-        mem.rate_num = in.h[7];
-        mem.rate_den = in.h[8];
-        mem.cap = std::max(in.h[9], int64_t(1)) * in.h[8];
-        mem.tokens = mem.cap;
-        mem.stall = in.mem_stall;
-        mem.rng = Rng{uint64_t(in.h[10]) * 0x9E3779B97F4A7C15ull + 5};
+        configure(mem, &in.h[6], in.mem_stall, uint64_t(in.h[10]));
         ctx.reset(new VerilatedContext);
         // No reset: the wrapper ties it low, registers start from their initial values.
         top.reset(new BD_TOP_CLASS{ctx.get(), "top"});
         top->clk = 0;
         top->eval();
+        host.reset(new Host(mem, top.get(), uint64_t(in.h[10]), in.host_stall));
+        host->records = in.records;
+        host->segments = in.segments;
+        host->host_in = in.host_in;
+        host->snapshot_at_scale = true;
         t0 = std::chrono::steady_clock::now();  // the loop's time: cycles per second
         cpu0 = cpu_ns();
-        run.go(top.get());
+        run_file(*host, in.h[11]);
         out.h[0] = BD_OK;
     } catch (const Failure& e) {
         out.h[0] = e.code;
@@ -416,7 +465,204 @@ int main(int argc, char** argv) {
     }
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::chrono::steady_clock::now() - t0).count();
-    finish(out, run, mem, top.get(), int64_t(ns), cpu_ns() - cpu0);
-    write_output(argv[2], out, mem.words);
+    finish(out, host.get(), mem, top.get(), int64_t(ns), cpu_ns() - cpu0);
+    write_output(output, out, mem.words);
     return 0;
+}
+
+// -- the serve mode: one device kept alive, commands on stdin, answers on stdout ------------
+// A command: 5 int64 (op, a, b, c, d) then its payload; an answer: 8 int64 (status, edges,
+// n1, n2, n3, cycles counter, beats taken, HOST_IN words taken) then its payload, or after
+// a failure (status != 0) n1 bytes of message, and the process ends. Ops (sim/
+// device_verilator.py's DeviceSession): INIT (a DRAM words, b seed; payload 4 int64
+// latency, rate numerator, denominator, burst and 2 float64 host stall, memory stall),
+// WRITE (DRAM words from a: b uint64), READ (b words from a: n1 uint64 back), PROG (a beats
+// of kWords(BD_PROG_W) uint32), HOST_IN (a uint64 words), RUN (until a host-bound words,
+// b SCALE records or c read-back words in all, whichever target >= 0 comes first, within d
+// cycles: the new host words n1 uint64, SCALE records n2 x kWords(BD_SCALE_W) uint32, read-
+// back words n3 uint64), COUNTERS (n1 int64), QUIT.
+enum Op : int64_t { OP_QUIT = 0, OP_INIT, OP_WRITE, OP_READ, OP_PROG, OP_HOST_IN, OP_RUN,
+                    OP_COUNTERS };
+
+template <typename T>
+void get(std::vector<T>& v, int64_t n, const char* what) {
+    if (n < 0 || n > (int64_t(1) << 34)) throw Failure(BD_BAD_INPUT, std::string("bad size of ") + what);
+    v.resize(size_t(n));
+    if (n && std::fread(v.data(), sizeof(T), size_t(n), stdin) != size_t(n)) {
+        throw Failure(BD_BAD_INPUT, std::string("stdin ends inside ") + what);
+    }
+}
+
+void put(const void* p, size_t n) {
+    if (n && std::fwrite(p, 1, n, stdout) != n) std::exit(3);  // the host went away
+}
+
+struct Server {
+    DramModel mem;
+    std::unique_ptr<VerilatedContext> ctx;
+    std::unique_ptr<BD_TOP_CLASS> top;
+    std::unique_ptr<Host> host;
+    size_t sent_out = 0, sent_scales = 0, sent_rb = 0;
+
+    void answer(int64_t n1 = 0, int64_t n2 = 0, int64_t n3 = 0) {
+        int64_t h[8] = {BD_OK, 0, n1, n2, n3, 0, 0, 0};
+        if (host) {
+            int64_t counters[BD_N_COUNTERS];
+            bd_counters(top.get(), counters);
+            h[1] = host->edge;
+            h[5] = counters[0];
+            h[6] = host->taken;
+            h[7] = host->host_in_taken;
+        }
+        put(h, sizeof(h));
+    }
+
+    Host& live() {
+        if (!host) throw Failure(BD_BAD_INPUT, "no INIT before this command");
+        return *host;
+    }
+
+    void range(int64_t addr, int64_t n) {
+        if (addr < 0 || n < 0 || addr + n > int64_t(mem.words.size())) {
+            throw Failure(BD_BAD_INPUT, "DRAM words [" + std::to_string(addr) + ", " +
+                                            std::to_string(addr + n) + ") outside the " +
+                                            std::to_string(mem.words.size()) + "-word DRAM");
+        }
+    }
+
+    void run(Host& h, int64_t outs, int64_t scales, int64_t reads, int64_t budget) {
+        if (outs < 0 && scales < 0 && reads < 0) throw Failure(BD_BAD_INPUT, "RUN without a target");
+        const int64_t sw = kWords(BD_SCALE_W), stop = h.edge + budget;
+        auto reached = [&] {
+            return (outs >= 0 && int64_t(h.host_out.size()) >= outs) ||
+                   (scales >= 0 && int64_t(h.scales.size()) / sw >= scales) ||
+                   (reads >= 0 && int64_t(h.readback.size()) >= reads);
+        };
+        while (!reached()) {
+            if (h.edge >= stop) {
+                throw Failure(BD_TIMEOUT, "the run did not reach its target in " +
+                                              std::to_string(budget) + " cycles: " + h.progress());
+            }
+            h.step();
+        }
+        const int64_t n1 = int64_t(h.host_out.size() - sent_out);
+        const int64_t n2 = int64_t(h.scales.size() - sent_scales) / sw;
+        const int64_t n3 = int64_t(h.readback.size() - sent_rb);
+        answer(n1, n2, n3);
+        put(h.host_out.data() + sent_out, size_t(n1) * 8);
+        put(h.scales.data() + sent_scales, size_t(n2 * sw) * 4);
+        put(h.readback.data() + sent_rb, size_t(n3) * 8);
+        sent_out = h.host_out.size();
+        sent_scales = h.scales.size();
+        sent_rb = h.readback.size();
+    }
+
+    bool command() {
+        int64_t c[5];
+        if (std::fread(c, sizeof(c), 1, stdin) != 1) return false;  // the host closed the pipe
+        switch (c[0]) {
+            case OP_QUIT:
+                answer();
+                return false;
+            case OP_INIT: {
+                std::vector<int64_t> timing;
+                std::vector<double> stalls;
+                get(timing, 4, "INIT's timing");
+                get(stalls, 2, "INIT's stalls");
+                if (host) throw Failure(BD_BAD_INPUT, "a second INIT");
+                mem.words.assign(size_t(std::max<int64_t>(c[1], 0)), 0);
+                configure(mem, timing.data(), stalls[1], uint64_t(c[2]));
+                ctx.reset(new VerilatedContext);
+                top.reset(new BD_TOP_CLASS{ctx.get(), "top"});
+                top->clk = 0;
+                top->eval();
+                host.reset(new Host(mem, top.get(), uint64_t(c[2]), stalls[0]));
+                answer();
+                return true;
+            }
+            case OP_WRITE: {
+                std::vector<uint64_t> v;
+                get(v, c[2], "WRITE's words");
+                range(c[1], c[2]);
+                live();
+                for (int64_t i = 0; i < c[2]; ++i) mem.words[size_t(c[1] + i)] = v[size_t(i)] & DramModel::kBusMask;
+                answer();
+                return true;
+            }
+            case OP_READ:
+                range(c[1], c[2]);
+                live();
+                answer(c[2]);
+                put(mem.words.data() + c[1], size_t(c[2]) * 8);
+                return true;
+            case OP_PROG: {
+                std::vector<uint32_t> v;
+                get(v, c[1] * kWords(BD_PROG_W), "PROG's beats");
+                Host& h = live();
+                h.records.insert(h.records.end(), v.begin(), v.end());
+                answer();
+                return true;
+            }
+            case OP_HOST_IN: {
+                std::vector<uint64_t> v;
+                get(v, c[1], "HOST_IN's words");
+                Host& h = live();
+                if (c[1]) {
+                    h.host_in.insert(h.host_in.end(), v.begin(), v.end());
+                    h.segments.push_back(0);  // sent when the host has its answer: now
+                    h.segments.push_back(c[1]);
+                }
+                answer();
+                return true;
+            }
+            case OP_RUN:
+                run(live(), c[1], c[2], c[3], c[4]);
+                return true;
+            case OP_COUNTERS: {
+                live();
+                int64_t counters[BD_N_COUNTERS];
+                bd_counters(top.get(), counters);
+                answer(BD_N_COUNTERS);
+                put(counters, sizeof(counters));
+                return true;
+            }
+            default:
+                throw Failure(BD_BAD_INPUT, "unknown command " + std::to_string(c[0]));
+        }
+    }
+};
+
+int serve_main() {
+    Server s;
+    int64_t status = BD_OK;
+    std::string message;
+    try {
+        while (s.command()) std::fflush(stdout);
+    } catch (const Failure& e) {
+        status = e.code;
+        message = e.what();
+    } catch (const VerilogStop& e) {
+        status = BD_VERILOG_STOP;
+        message = e.what();
+    } catch (const std::exception& e) {
+        status = BD_EXCEPTION;
+        message = std::string("C++ exception: ") + e.what();
+    }
+    if (status != BD_OK) {
+        int64_t h[8] = {status, s.host ? s.host->edge : 0, int64_t(message.size()), 0, 0, 0, 0, 0};
+        put(h, sizeof(h));
+        put(message.data(), message.size());
+    }
+    std::fflush(stdout);
+    return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc == 2 && std::strcmp(argv[1], "--serve") == 0) return serve_main();
+    if (argc != 3) {
+        std::fprintf(stderr, "usage: %s <input file> <output file> | --serve\n", argv[0]);
+        return 2;
+    }
+    return file_main(argv[1], argv[2]);
 }
