@@ -10,6 +10,9 @@ of :class:`~sim.device_ports.DevicePorts`, and the host ``sim/driver/device.cpp`
 host words the model produced, :func:`sim.device_run.iterations_case`), runs the
 executable, and reads what it left: at the end, and at each SCALE (an iteration's end)
 the DRAM image, the count of words sent to the host and the cycle counter.
+:class:`DeviceSession` keeps one device alive across calls instead (``device_sim
+--serve``): a host writes and reads DRAM, sends beats and HOST_IN words as it learns
+what to send, and runs the device to a target (host words, SCALE records, read-backs).
 
 Input file (little-endian): 16 int64 (magic, words per beat, beats, DRAM words,
 HOST_IN batches, HOST_IN words, latency, rate numerator, rate denominator, burst, seed,
