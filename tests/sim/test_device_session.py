@@ -20,20 +20,8 @@ from barista_hw.device.rtl.decode import READ, RegisterMap, exponent_writes
 from barista_hw.device.rtl.device import pack_write
 from sim.device_cases import CONFIG, ITERATIONS, program, setup, sizes
 from sim.device_run import iterations_case
-from sim.tools import SimulatorNotFound, simulator_version
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def dsim():  # noqa: ANN201 - a sim.device_verilator.DeviceSimulator
-    try:
-        simulator_version("verilator")
-    except SimulatorNotFound as exc:
-        pytest.skip(str(exc))
-    from sim.device_verilator import simulator
-
-    return simulator(CONFIG, **sizes())
 
 
 def test_a_session_runs_iterations_interactively_as_the_model(dsim) -> None:  # noqa: ANN001

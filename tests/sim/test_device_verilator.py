@@ -21,22 +21,10 @@ import pytest
 from sim.device_cases import CONFIG, ITERATIONS, MODES, iteration, sizes
 from sim.device_ports import MemoryTiming
 from sim.device_run import IterationCase
-from sim.tools import SimulatorNotFound, simulator_version
 
 pytestmark = pytest.mark.slow
 
 SLOW_MEMORY = MemoryTiming(latency=9, rate=Fraction(2, 5), burst=4)
-
-
-@pytest.fixture(scope="module")
-def dsim():  # noqa: ANN201 - a sim.device_verilator.DeviceSimulator
-    try:
-        simulator_version("verilator")
-    except SimulatorNotFound as exc:
-        pytest.skip(str(exc))
-    from sim.device_verilator import simulator
-
-    return simulator(CONFIG, **sizes())
 
 
 @pytest.fixture(scope="module")
