@@ -150,9 +150,8 @@ class MemoryTiming:
         opening and the CAS latency; the bandwidth is the SDRAM's beats times its width
         over the port's, per device cycle; the burst is the SDRAM's burst length."""
         d = config.dram
-        latency = config.device_cycles(d.cycles(d.t_rcd_ns) + d.cas_latency)
         words = Fraction(d.bus_bits, bus_bits) * Fraction(d.clock_mhz).limit_denominator(1000)
         rate = min(
             Fraction(1), words / Fraction(config.accelerator.clock_mhz).limit_denominator(1000)
         )
-        return cls(max(1, latency), rate, d.burst_length, stall)
+        return cls(config.read_latency, rate, d.burst_length, stall)

@@ -354,6 +354,49 @@ RTL_UNITS: dict[str, Any] = {
     "vec_ring": VEC_RING,
 }
 
+
+@dataclass(frozen=True)
+class PortConfig:
+    """The units' memory port as the RTL builds it, and what a DMA or VEC instruction pays
+    on it besides its words: the time model's per-instruction constants, read off the RTL's
+    registers and checked against its cycles (docs/device.md, "The time model charges the
+    port"; ``tests/barista_hw/device/rtl/test_dma.py`` and ``test_vecmem.py`` hold them to 5%).
+
+    * ``bits``: the port's word, one a cycle of the accelerator's clock (``rtl/port.py``;
+      the DMA, ``PackedPort`` and VecMem move one 16-bit SDRAM word a beat), so an
+      instruction's port words are a floor on its cycles whatever the SDRAM's clock;
+    * ``dma_burst``: elements the DMA merges into one port command (``DmaEngine``'s
+      ``max_burst``): a run of consecutive addresses longer than this is cut;
+    * ``write_gap``: port cycles a write command takes besides its words (``PackedPort``'s
+      write side takes the next command one cycle after the current one's last word);
+    * ``load_stages``: registers a LOAD's last word crosses besides the memory's read
+      latency: the command register, the burst merger's pending command, ``PackedPort``'s
+      command register, the scratchpad write, the done flag;
+    * ``store_stages``: a STORE's: the command register, the scratchpad read and its
+      prefetch register, the burst merger's pending command, ``PackedPort``'s command and
+      data registers (the memory takes the last word without a latency);
+    * ``col2im_stages``: a col2im STORE's besides the read latency: the command register,
+      pass 1's read-modify-write pipeline (two stages), pass 2's first command, the sum's
+      register, the last word out;
+    * ``vec_stages``: a VEC's (VecMem) besides the read latency: the command register, the
+      fetcher's command, the queue, the unpacker, the ring write, the reader, the packer,
+      the writer's command (its results trail the walk by these).
+    """
+
+    bits: int = 16
+    dma_burst: int = 16
+    write_gap: int = 1
+    load_stages: int = 5
+    store_stages: int = 6
+    col2im_stages: int = 6
+    vec_stages: int = 20
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < (1 if f.name in ("bits", "dma_burst") else 0):
+                raise InputError(f"memory port {f.name} = {getattr(self, f.name)} is out of range")
+
+
 #: Scratchpad depths by FPGA family when none are given: iCE40's block RAMs are 4 kbit.
 DEFAULT_SCRATCH_DEPTH = {"ecp5": 1024, "ice40": 256}
 
@@ -367,6 +410,7 @@ class DeviceConfig:
     dram: DramConfig
     link: LinkConfig
     target: str
+    port: PortConfig = PortConfig()
 
     def __post_init__(self) -> None:
         get_target(self.target)  # an unknown target is an InputError naming the known ones
@@ -378,14 +422,14 @@ class DeviceConfig:
         """The device around ``acc`` on ``target`` (default: ``acc.target``, or
         :data:`~barista_hw.targets.DEFAULT_TARGET` for a generic accelerator).
 
-        ``overrides``: ``dram``, ``link``, ``scratchpads`` (whole configurations) or
+        ``overrides``: ``dram``, ``link``, ``scratchpads``, ``port`` (whole configurations) or
         the :class:`ScratchpadConfig` fields. Without ``dram`` the board's SDRAM is
         used, at its rated clock (:class:`DramConfig`).
         """
         name = target or (acc.target if acc.target in TARGETS else DEFAULT_TARGET)
         board = get_target(name)
         scratch_keys = {f.name for f in fields(ScratchpadConfig)}
-        unknown = set(overrides) - scratch_keys - {"dram", "link", "scratchpads"}
+        unknown = set(overrides) - scratch_keys - {"dram", "link", "scratchpads", "port"}
         if unknown:
             raise InputError(f"device config: unknown setting(s) {', '.join(sorted(unknown))}")
         dram = overrides.get("dram")
@@ -403,7 +447,15 @@ class DeviceConfig:
             c_depth=depth, v_depth=depth, vector_lanes=acc.engine.cols
         )
         scratch = replace(scratch, **{k: v for k, v in overrides.items() if k in scratch_keys})
-        return cls(acc, scratch, dram, overrides.get("link") or LinkConfig(), board.name)
+        link = overrides.get("link") or LinkConfig()
+        return cls(acc, scratch, dram, link, board.name, overrides.get("port") or PortConfig())
+
+    @property
+    def read_latency(self) -> int:
+        """Accelerator cycles from a read command on the port to its first word: a row
+        opening and the CAS latency at the SDRAM's clock (at least one)."""
+        d = self.dram
+        return max(1, self.device_cycles(d.cycles(d.t_rcd_ns) + d.cas_latency))
 
     def device_cycles(self, dram_cycles: int) -> int:
         """``dram_cycles`` of the SDRAM's clock in the accelerator's cycles (rounded up)."""
@@ -426,6 +478,7 @@ class DeviceConfig:
             "dram": self.dram.to_dict(),
             "link": self.link.to_dict(),
             "target": self.target,
+            "port": asdict(self.port),
         }
 
     @classmethod
@@ -436,4 +489,5 @@ class DeviceConfig:
             dram=DramConfig.from_dict(d["dram"]),
             link=LinkConfig.from_dict(d["link"]),
             target=d["target"],
+            port=PortConfig(**d.get("port", {})),
         )

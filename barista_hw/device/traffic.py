@@ -16,7 +16,7 @@ import numpy as np
 from barista_hw.plan import command_cycles
 
 from . import dma, vector
-from .geometry import ConvGeometry
+from .geometry import ConvGeometry, Space
 from .isa import ACC_LAST, ON_C, Instruction, Op, Program, View
 from .memory import DeviceConfig
 from .vector import VecOp
@@ -187,7 +187,8 @@ def _dma_counts(
     inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray | None
 ) -> InstCounts:
     """A LOAD or STORE moves the bus words of its tile's elements, packed; a STORE first
-    reads the words it covers only in part, a col2im STORE all of them (it adds)."""
+    reads the words it covers only in part, a col2im STORE all of them (it adds). Its
+    cycles: the SDRAM's time or the RTL port's, whichever is longer (:func:`dma_port_cycles`)."""
     t = dram_tensor(inst, program)
     dram = config.dram
     index = tile_index(inst, program) if index is None else index
@@ -208,8 +209,93 @@ def _dma_counts(
         cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
     elif tr.merged:  # each part-covered word: a burst of its own, in a row the store opens
         cycles += dram.transfer_cycles(bursts=tr.merged, rows_opened=0, write=False)
-    c.cycles = config.device_cycles(cycles)
+    c.cycles = dma_port_cycles(inst, program, config, index, config.device_cycles(cycles))
     return c
+
+
+def spad_lanes(config: DeviceConfig, space: int) -> int:
+    """Lanes of a scratchpad word: A's the engine's rows, B's and C's its columns, V's
+    the vector unit's."""
+    e = config.accelerator.engine
+    return {Space.A: e.rows, Space.B: e.cols, Space.C: e.cols}.get(
+        Space(space), config.scratchpads.vector_lanes
+    )
+
+
+def walk_order(index: np.ndarray, lanes: int, lane_axis: int) -> np.ndarray:
+    """A tile's :func:`tile_index` in the order the RTL DMA's address generator walks it:
+    by scratchpad word (``lanes`` elements along ``lane_axis``, 0: the tile's rows), a
+    block of words along the other axis at a time; -1 also for lanes past the tile's edge
+    (the generator walks them too)."""
+    t = index if lane_axis == 0 else index.T
+    dl, do = t.shape
+    blocks = -(-dl // lanes)
+    full = np.full((blocks * lanes, do), -1, dtype=np.int64)
+    full[:dl] = t
+    return full.reshape(blocks, lanes, do).transpose(0, 2, 1).ravel()
+
+
+def port_runs(elements: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """The DMA's port commands of ``elements`` (DRAM element numbers in walk order; -1,
+    padding, is no element and ends a run: the merger offers its pending command in a
+    cycle that does not extend it): runs of consecutive numbers of at most ``most``;
+    (first elements, lengths)."""
+    keep = elements >= 0
+    e = elements[keep]
+    if not e.size:
+        return e, e
+    brk = np.ones(e.size, dtype=bool)
+    brk[1:] = (np.diff(e) != 1) | (np.diff(np.flatnonzero(keep)) != 1)
+    seg_start = np.flatnonzero(brk)
+    pos = np.arange(e.size) - seg_start[np.cumsum(brk) - 1]
+    starts = np.flatnonzero(brk | (pos % most == 0))
+    return e[starts], np.diff(np.append(starts, e.size))
+
+
+def run_words(
+    first: np.ndarray, n: np.ndarray, bits: int, first_bit: int, port_bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Port words of each run of ``n`` elements from ``first`` (packed at ``bits`` from
+    ``first_bit``), and the part-covered end words a write of it reads first."""
+    lo, end = first_bit + first * bits, first_bit + (first + n) * bits
+    words = (end - 1) // port_bits - lo // port_bits + 1
+    head, tail = lo % port_bits != 0, end % port_bits != 0
+    merged = head.astype(np.int64) + tail - (head & tail & (words == 1))
+    return words, merged
+
+
+def dma_port_cycles(
+    inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray, sdram: int
+) -> int:
+    """A LOAD's or STORE's cycles on the RTL's port (docs/device.md, "The time model
+    charges the port"): the address generator walks every lane of its scratchpad words,
+    one a cycle, while the port moves one word a cycle (a write command also pays
+    ``write_gap``); the longer of those and the SDRAM's ``sdram`` (accelerator cycles),
+    plus the pipeline's fixed stages and the last command's words, which follow its walk. A
+    col2im STORE walks the tile (pass 1), then reads and writes its footprint (pass 2)."""
+    port = config.port
+    t = dram_tensor(inst, program)
+    order = walk_order(
+        index, spad_lanes(config, inst["space"]), 0 if inst["space"] == Space.A else 1
+    )
+    walked = order.size
+    base, first_bit = inst["dram"] - t["dram"], 8 * t["addr"]
+    if inst.op is Op.STORE and inst.sub == View.IM2COL:
+        valid = index[index >= 0]
+        if not valid.size:
+            return walked + port.col2im_stages
+        span = np.array([int(valid.max() - valid.min()) + 1])
+        words, _ = run_words(base + valid.min(keepdims=True), span, t["bits"], first_bit, port.bits)
+        moved = 2 * int(words[0])  # read, then write back
+        return max(sdram, walked + moved) + port.col2im_stages + config.read_latency
+    first, n = port_runs(np.where(order >= 0, order + base, -1), port.dma_burst)
+    words, merged = run_words(first, n, t["bits"], first_bit, port.bits)
+    last = int(words[-1]) if words.size else 0
+    if inst.op is Op.LOAD:
+        busy = max(walked, int(words.sum()), sdram)
+        return busy + last + port.load_stages + config.read_latency
+    busy = max(walked, int(words.sum() + merged.sum()) + port.write_gap * words.size, sdram)
+    return busy + last + port.store_stages
 
 
 def _fetch_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
@@ -270,7 +356,9 @@ def _epilogue_counts(inst: Instruction, program: Program, config: DeviceConfig) 
 
 
 def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
-    """A VEC streams its operands from DRAM through V and its results back."""
+    """A VEC streams its operands from DRAM through V and its results back: its cycles are
+    the longest of the SDRAM's time, the vector unit's and the port's words (one a cycle),
+    plus the pipeline's fixed stages (docs/device.md, "The time model charges the port")."""
     op = VecOp(inst.sub)
     if inst["desc"] == ON_C:
         return _epilogue_counts(inst, program, config)
@@ -280,6 +368,8 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
     writes = [inst[k] for k in ("dst", "dst2") if inst[k] != 0xFFFF]
     if op is VecOp.SGD:
         reads, writes = reads + [inst["dst"]], writes + [inst["src2"]]
+    if op is VecOp.CONVERT and inst["param"] & 1:  # read-and-clear: the source back as zeros
+        writes = writes + [inst["src"]]
 
     d = program.descriptors[inst["desc"]] if inst["desc"] != 0xFF else {}
 
@@ -325,7 +415,11 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
         spad_read_bits=elements * 32,
         spad_write_bits=elements * 32,
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
-        cycles=max(stream_cycles, vector.cycles(op, e_in, e_out, lanes, window, cover)),
+        cycles=max(
+            stream_cycles, vector.cycles(op, e_in, e_out, lanes, window, cover), read + written
+        )
+        + config.port.vec_stages
+        + config.read_latency,
     )
 
 
