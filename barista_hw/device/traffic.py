@@ -265,15 +265,23 @@ def run_words(
 
 
 def dma_port_cycles(
-    inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray, sdram: int
+    inst: Instruction,
+    program: Program,
+    config: DeviceConfig,
+    index: np.ndarray,
+    sdram: int = 0,
+    *,
+    latency: int | None = None,
 ) -> int:
     """A LOAD's or STORE's cycles on the RTL's port (docs/device.md, "The time model
     charges the port"): the address generator walks every lane of its scratchpad words,
     one a cycle, while the port moves one word a cycle (a write command also pays
     ``write_gap``); the longer of those and the SDRAM's ``sdram`` (accelerator cycles),
     plus the pipeline's fixed stages and the last command's words, which follow its walk. A
-    col2im STORE walks the tile (pass 1), then reads and writes its footprint (pass 2)."""
+    col2im STORE walks the tile (pass 1), then reads and writes its footprint (pass 2).
+    ``latency``: the memory's read latency (default: the config's, ``read_latency``)."""
     port = config.port
+    latency = config.read_latency if latency is None else latency
     t = dram_tensor(inst, program)
     order = walk_order(
         index, spad_lanes(config, inst["space"]), 0 if inst["space"] == Space.A else 1
@@ -287,13 +295,13 @@ def dma_port_cycles(
         span = np.array([int(valid.max() - valid.min()) + 1])
         words, _ = run_words(base + valid.min(keepdims=True), span, t["bits"], first_bit, port.bits)
         moved = 2 * int(words[0])  # read, then write back
-        return max(sdram, walked + moved) + port.col2im_stages + config.read_latency
+        return max(sdram, walked + moved) + port.col2im_stages + latency
     first, n = port_runs(np.where(order >= 0, order + base, -1), port.dma_burst)
     words, merged = run_words(first, n, t["bits"], first_bit, port.bits)
     last = int(words[-1]) if words.size else 0
     if inst.op is Op.LOAD:
         busy = max(walked, int(words.sum()), sdram)
-        return busy + last + port.load_stages + config.read_latency
+        return busy + last + port.load_stages + latency
     busy = max(walked, int(words.sum() + merged.sum()) + port.write_gap * words.size, sdram)
     return busy + last + port.store_stages
 
