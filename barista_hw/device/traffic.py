@@ -222,6 +222,11 @@ def spad_lanes(config: DeviceConfig, space: int) -> int:
     )
 
 
+def lane_axis(space: int) -> int:
+    """The tile axis a scratchpad's lanes run along: A's rows (0), the others' columns (1)."""
+    return 0 if space == Space.A else 1
+
+
 def walk_order(index: np.ndarray, lanes: int, lane_axis: int) -> np.ndarray:
     """A tile's :func:`tile_index` in the order the RTL DMA's address generator walks it:
     by scratchpad word (``lanes`` elements along ``lane_axis``, 0: the tile's rows), a
@@ -264,6 +269,19 @@ def run_words(
     return words, merged
 
 
+def dma_port_commands(
+    inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The port commands of a LOAD or STORE (not col2im) as the RTL DMA issues them: each
+    one's words, and the part-covered end words a write of it reads first."""
+    t = dram_tensor(inst, program)
+    lanes = spad_lanes(config, inst["space"])
+    order = walk_order(index, lanes, lane_axis(inst["space"]))
+    base = inst["dram"] - t["dram"]
+    first, n = port_runs(np.where(order >= 0, order + base, -1), config.port.dma_burst)
+    return run_words(first, n, t["bits"], 8 * t["addr"], config.port.bits)
+
+
 def dma_port_cycles(
     inst: Instruction,
     program: Program,
@@ -283,10 +301,8 @@ def dma_port_cycles(
     port = config.port
     latency = config.read_latency if latency is None else latency
     t = dram_tensor(inst, program)
-    order = walk_order(
-        index, spad_lanes(config, inst["space"]), 0 if inst["space"] == Space.A else 1
-    )
-    walked = order.size
+    lanes, axis = spad_lanes(config, inst["space"]), lane_axis(inst["space"])
+    walked = -(-index.shape[axis] // lanes) * lanes * index.shape[1 - axis]
     base, first_bit = inst["dram"] - t["dram"], 8 * t["addr"]
     if inst.op is Op.STORE and inst.sub == View.IM2COL:
         valid = index[index >= 0]
@@ -296,8 +312,7 @@ def dma_port_cycles(
         words, _ = run_words(base + valid.min(keepdims=True), span, t["bits"], first_bit, port.bits)
         moved = 2 * int(words[0])  # read, then write back
         return max(sdram, walked + moved) + port.col2im_stages + latency
-    first, n = port_runs(np.where(order >= 0, order + base, -1), port.dma_burst)
-    words, merged = run_words(first, n, t["bits"], first_bit, port.bits)
+    words, merged = dma_port_commands(inst, program, config, index)
     last = int(words[-1]) if words.size else 0
     if inst.op is Op.LOAD:
         busy = max(walked, int(words.sum()), sdram)

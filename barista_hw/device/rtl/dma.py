@@ -56,11 +56,10 @@ from amaranth.lib.wiring import In, Out
 from barista_base.errors import InputError
 from barista_hw.memory import collision_free_memory
 
-from ..geometry import Space
 from ..isa import Instruction, Op, Program, View
 from ..lowering import WIDE_BITS
 from ..memory import COL2IM_ELEMENTS
-from ..traffic import conv_geometry, dram_tensor, tile_index
+from ..traffic import conv_geometry, dram_tensor, lane_axis, tile_index
 from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
 from .scratchpad import SpadGeometry
 
@@ -202,11 +201,6 @@ def _view_axes(inst: Instruction, program: Program, p_row: int, p_col: int) -> t
         (img * g.channels * h * w + y * w + x, y, x),
     )
     return row, col
-
-
-def lane_axis(space: Space) -> int:
-    """The tile axis a scratchpad's lanes run along: A's rows (0), the others' columns (1)."""
-    return 0 if space == Space.A else 1
 
 
 def _footprint(
