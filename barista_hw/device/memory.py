@@ -378,9 +378,10 @@ class PortConfig:
     * ``col2im_stages``: a col2im STORE's besides the read latency: the command register,
       pass 1's read-modify-write pipeline (two stages), pass 2's first command, the sum's
       register, the last word out;
-    * ``vec_stages``: a VEC's (VecMem) besides the read latency: the command register, the
-      fetcher's command, the queue, the unpacker, the ring write, the reader, the packer,
-      the writer's command (its results trail the walk by these).
+    * ``vec_stages``: a VEC's (VecMem) besides the read latency, fitted to its port-bound
+      kinds (MAXPOOL, RELU, RELU_BACK, BIAS_GRAD: within 3 cycles): the command, the
+      fetcher's command, queue, unpacker and ring write, the reader, the packer and the
+      writer's last burst, which the results trail the operands by.
     """
 
     bits: int = 16
