@@ -296,7 +296,8 @@ def dma_port_cycles(
     one a cycle, while the port moves one word a cycle (a write command also pays
     ``write_gap``); the longer of those and the SDRAM's ``sdram`` (accelerator cycles),
     plus the pipeline's fixed stages and the last command's words, which follow its walk. A
-    col2im STORE walks the tile (pass 1), then reads and writes its footprint (pass 2).
+    col2im STORE walks the tile (pass 1), then reads and writes its footprint (pass 2; on a
+    device whose ``col2im_elements`` bounds nothing, the words its tile adds into).
     ``latency``: the memory's read latency (default: the config's, ``read_latency``)."""
     port = config.port
     latency = config.read_latency if latency is None else latency
@@ -308,8 +309,14 @@ def dma_port_cycles(
         valid = index[index >= 0]
         if not valid.size:
             return walked + port.col2im_stages
-        span = np.array([int(valid.max() - valid.min()) + 1])
-        words, _ = run_words(base + valid.min(keepdims=True), span, t["bits"], first_bit, port.bits)
+        if config.scratchpads.col2im_elements is None:
+            # No accumulator of the RTL's bounds the footprint (the modelled device): pass 2
+            # moves the words the tile adds into, not a span of up to the whole tensor.
+            words = np.array([packed_transfer(t, index, base, config).words])
+        else:
+            span = np.array([int(valid.max() - valid.min()) + 1])
+            first = base + valid.min(keepdims=True)
+            words, _ = run_words(first, span, t["bits"], first_bit, port.bits)
         moved = 2 * int(words[0])  # read, then write back
         return max(sdram, walked + moved) + port.col2im_stages + latency
     words, merged = dma_port_commands(inst, program, config, index)

@@ -17,6 +17,7 @@ stall-free twin. One build and one simulation per simulator.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from pathlib import Path
@@ -502,8 +503,11 @@ CYCLE_TOLERANCE12 = 0.25
 
 
 def port_model_cycles(spec: Spec, config: DeviceConfig, latency: int) -> int:
-    """The time model's cycles of ``spec``'s instruction on a port of read ``latency``."""
-    return traffic.dma_port_cycles(spec.inst, spec.program, config, spec.index, latency=latency)
+    """The time model's cycles of ``spec``'s instruction on a port of read ``latency``, on
+    the harness's device: its col2im accumulator bounds the footprint pass 2 moves."""
+    scratch = dataclasses.replace(config.scratchpads, col2im_elements=ACC_DEPTH)
+    rtl = dataclasses.replace(config, scratchpads=scratch)
+    return traffic.dma_port_cycles(spec.inst, spec.program, rtl, spec.index, latency=latency)
 
 
 def model_port_words(spec: Spec, config: DeviceConfig) -> list[int]:
