@@ -16,6 +16,7 @@ from barista_hw.device.memory import (
     ULX3S_SDRAM,
     DeviceConfig,
     LinkConfig,
+    PortConfig,
     ScratchpadConfig,
     pack_stream,
     unpack_stream,
@@ -167,6 +168,21 @@ def test_json_round_trip() -> None:
         assert again == dev
     with pytest.raises(InputError):
         DeviceConfig.from_dict({**dev.to_dict(), "target": "nosuchboard"})
+    port = PortConfig(vec_stages=3)
+    dev = DeviceConfig.for_accelerator(TARGETS["ulx3s-85f"].preset, port=port)
+    assert DeviceConfig.from_dict(json.loads(json.dumps(dev.to_dict()))).port == port
+    old = {k: v for k, v in dev.to_dict().items() if k != "port"}  # saved before the port
+    assert DeviceConfig.from_dict(old).port == PortConfig()
+
+
+def test_the_port_and_its_read_latency() -> None:
+    dev = DeviceConfig.for_accelerator(TARGETS["ulx3s-85f"].preset)
+    # tRCD 15 ns and CAS latency 2 at 100 MHz: 4 SDRAM cycles, 2 of the 50 MHz device.
+    assert dev.read_latency == 2 and dev.port.bits == dev.dram.bus_bits == 16
+    with pytest.raises(InputError, match="bits"):
+        PortConfig(bits=0)
+    with pytest.raises(InputError, match="write_gap"):
+        PortConfig(write_gap=-1)
 
 
 def _stream_reference(values: list[int], bits: int, bus_bits: int, first_bit: int) -> list[int]:
