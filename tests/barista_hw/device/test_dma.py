@@ -254,3 +254,19 @@ def test_a_packed_store_merges_the_words_it_covers_in_part() -> None:
     assert transfer(np.array([2]), 0, **store).merged == 2
     # 16-bit elements never share a word.
     assert transfer(np.array([2]), 0, burst_words=8, row_words=512, size=8, store=True).merged == 0
+
+
+def test_the_rtl_walk_and_its_port_commands() -> None:
+    """The time model's view of the RTL DMA: the walk visits every lane of every
+    scratchpad word (lanes past the tile's edge too), and port commands are runs of
+    consecutive elements cut at padding and at the burst limit."""
+    from barista_hw.device.traffic import port_runs, run_words, walk_order
+
+    index = np.arange(10).reshape(2, 5)  # 2 x 5, lanes along the columns: words of 3
+    order = walk_order(index, 3, 1)
+    assert order.tolist() == [0, 1, 2, 5, 6, 7, 3, 4, -1, 8, 9, -1]
+    first, n = port_runs(np.array([4, 5, 6, -1, 7, 8, 9, 10, 11, 3]), 3)
+    assert first.tolist() == [4, 7, 10, 3] and n.tolist() == [3, 3, 2, 1]
+    # 12-bit elements from bit 4: [4, 7) spans bits 52..88, words 3..5; both ends shared.
+    words, merged = run_words(np.array([4]), np.array([3]), 12, 4, 16)
+    assert words.tolist() == [3] and merged.tolist() == [2]
