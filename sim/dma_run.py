@@ -27,7 +27,7 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from barista_hw.device.memory import ULX3S_SDRAM
+from barista_hw.device.memory import PortConfig
 from barista_hw.device.rtl.dma import ACC_DEPTH, DmaEngine, command_layout, pack_command
 from barista_hw.device.rtl.packed import PackedPort
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS, port_signature
@@ -38,7 +38,7 @@ from .runner import component_build, run_json_module
 CASES_ENV = "BARISTA_DMA_CASES"  # read by sim.dma_test
 RESULTS_ENV = "BARISTA_DMA_RESULTS"
 TEST_MODULE = "sim.dma_test"
-BUS_BITS = ULX3S_SDRAM.bus_bits
+BUS_BITS = PortConfig.bits  # the memory port's word
 
 
 class DmaHarness(wiring.Component):

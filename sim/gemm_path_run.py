@@ -26,7 +26,7 @@ import numpy as np
 
 from barista_hw.device.isa import Instruction, Op, Program
 from barista_hw.device.machine import Machine
-from barista_hw.device.memory import DeviceConfig, pack_stream, unpack_stream
+from barista_hw.device.memory import DeviceConfig, PortConfig, pack_stream, unpack_stream
 from barista_hw.device.rtl import gemm_path
 from barista_hw.device.rtl.gemm_path import GemmPath
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
@@ -37,7 +37,7 @@ from .runner import UnitBuild, component_build, run_json_module
 TEST_MODULE = "sim.gemm_path_test"
 CASES_ENV = "BARISTA_GEMM_PATH_CASES"  # read by sim.gemm_path_test
 RESULTS_ENV = "BARISTA_GEMM_PATH_RESULTS"
-BUS_BITS = 16
+BUS_BITS = PortConfig.bits  # the memory port's word
 
 
 def build(sim: str, config: DeviceConfig, *, max_burst: int = 16) -> UnitBuild:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from barista_hw.device.memory import ULX3S_SDRAM
+from barista_hw.device.memory import PortConfig
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
 from barista_hw.device.rtl.vecmem import STAGE_DEPTH, VecMem, cycles_bound, pack_command
 
@@ -25,7 +25,7 @@ from .runner import UnitBuild, component_build, run_json_module
 CASES_ENV = "BARISTA_VECMEM_CASES"  # read by sim.vecmem_test
 RESULTS_ENV = "BARISTA_VECMEM_RESULTS"
 TEST_MODULE = "sim.vecmem_test"
-BUS_BITS = ULX3S_SDRAM.bus_bits
+BUS_BITS = PortConfig.bits  # the memory port's word
 
 
 def build(sim: str, lanes: int, depth: int = STAGE_DEPTH) -> UnitBuild:

@@ -53,7 +53,7 @@ from ..emit import UNIT
 from ..geometry import Space
 from ..isa import Instruction, Op
 from ..machine import Machine, iteration_seed
-from ..memory import DeviceConfig
+from ..memory import DeviceConfig, PortConfig
 from ..vector import Rounder
 from . import gemm_path, link, vecmem
 from .arbiter import PortArbiter
@@ -158,10 +158,10 @@ class Device(wiring.Component):
         self,
         config: DeviceConfig,
         *,
-        bus_bits: int = 16,
+        bus_bits: int = PortConfig.bits,
         window: int = 64,
         depth: int = 4,
-        max_burst: int = 16,
+        max_burst: int = PortConfig.dma_burst,
         tensors: int = 32,
         registers: int = 64,
     ) -> None:

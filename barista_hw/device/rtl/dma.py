@@ -58,7 +58,7 @@ from barista_hw.memory import collision_free_memory
 
 from ..isa import Instruction, Op, Program, View
 from ..lowering import WIDE_BITS
-from ..memory import COL2IM_ELEMENTS
+from ..memory import COL2IM_ELEMENTS, PortConfig
 from ..traffic import conv_geometry, dram_tensor, lane_axis, tile_index
 from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
 from .scratchpad import SpadGeometry
@@ -350,7 +350,7 @@ class DmaEngine(wiring.Component):
         *,
         addr_bits: int = ADDR_BITS,
         len_bits: int = LEN_BITS,
-        max_burst: int = 16,
+        max_burst: int = PortConfig.dma_burst,
         inflight: int = 32,
         spad_latency: int = 1,
         acc_depth: int = ACC_DEPTH,

@@ -28,7 +28,7 @@ from barista_hw.command import GemmCommand
 from ..geometry import Space
 from ..isa import Instruction, Op, Program
 from ..lowering import WIDE_BITS
-from ..memory import DeviceConfig
+from ..memory import DeviceConfig, PortConfig
 from . import dma as dma_rtl
 from . import gemm_unit
 from .dma import ACC_DEPTH, DmaEngine
@@ -171,7 +171,13 @@ class GemmPath(wiring.Component):
     * ``busy``: Out(1), a command is running (its unit, or the packed port, busy).
     """
 
-    def __init__(self, config: DeviceConfig, *, bus_bits: int = 16, max_burst: int = 16) -> None:
+    def __init__(
+        self,
+        config: DeviceConfig,
+        *,
+        bus_bits: int = PortConfig.bits,
+        max_burst: int = PortConfig.dma_burst,
+    ) -> None:
         self.config, self.bus_bits, self.max_burst = config, bus_bits, max_burst
         super().__init__(
             {

@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from barista_base.errors import InputError
 
+from ..memory import PortConfig
 from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
 
 OLD, UP = 0, 1  # what a word read is for: a part-covered word to merge, the master's data
@@ -41,8 +42,8 @@ class PackedPort(wiring.Component):
         self,
         bits: int,
         *,
-        bus_bits: int = 16,
-        max_elements: int = 16,
+        bus_bits: int = PortConfig.bits,
+        max_elements: int = PortConfig.dma_burst,
         addr_bits: int = ADDR_BITS,
         len_bits: int = LEN_BITS,
         queue: int = 4,

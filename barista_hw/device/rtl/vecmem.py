@@ -60,7 +60,7 @@ from barista_base.errors import InputError
 from .. import vector
 from ..geometry import PoolGeometry
 from ..isa import ON_C, Instruction, Op, Program
-from ..memory import VEC_RING, DeviceConfig
+from ..memory import VEC_RING, DeviceConfig, PortConfig
 from ..scaling import ScaleTable
 from ..vector import RECIP_BITS, Rounder, VecOp
 from .dma import (
@@ -789,7 +789,7 @@ class VecMem(wiring.Component):
         self,
         lanes: int,
         *,
-        bus_bits: int = 16,
+        bus_bits: int = PortConfig.bits,
         addr_bits: int = ADDR_BITS,
         len_bits: int = LEN_BITS,
         depth: int = STAGE_DEPTH,
