@@ -301,24 +301,12 @@ def dma_port_cycles(
     ``latency``: the memory's read latency (default: the config's, ``read_latency``)."""
     port = config.port
     latency = config.read_latency if latency is None else latency
-    t = dram_tensor(inst, program)
     lanes, axis = spad_lanes(config, inst["space"]), lane_axis(inst["space"])
     walked = -(-index.shape[axis] // lanes) * lanes * index.shape[1 - axis]
-    base, first_bit = inst["dram"] - t["dram"], 8 * t["addr"]
     if inst.op is Op.STORE and inst.sub == View.IM2COL:
-        valid = index[index >= 0]
-        if not valid.size:
-            return walked + port.col2im_stages
-        if config.scratchpads.col2im_elements is None:
-            # No accumulator of the RTL's bounds the footprint (the modelled device): pass 2
-            # moves the words the tile adds into, not a span of up to the whole tensor.
-            words = np.array([packed_transfer(t, index, base, config).words])
-        else:
-            span = np.array([int(valid.max() - valid.min()) + 1])
-            first = base + valid.min(keepdims=True)
-            words, _ = run_words(first, span, t["bits"], first_bit, port.bits)
-        moved = 2 * int(words[0])  # read, then write back
-        return max(sdram, walked + moved) + port.col2im_stages + latency
+        t = dram_tensor(inst, program)
+        moved = 2 * _footprint_words(t, index, inst["dram"] - t["dram"], config)  # read, write
+        return max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
     words, merged = dma_port_commands(inst, program, config, index)
     last = int(words[-1]) if words.size else 0
     if inst.op is Op.LOAD:
@@ -326,6 +314,20 @@ def dma_port_cycles(
         return busy + last + port.load_stages + latency
     busy = max(walked, int(words.sum() + merged.sum()) + port.write_gap * words.size, sdram)
     return busy + last + port.store_stages
+
+
+def _footprint_words(t: dict, index: np.ndarray, base: int, config: DeviceConfig) -> int:
+    """The port words of a col2im STORE's footprint in tensor ``t``: first to last element
+    it adds into; on a device whose ``col2im_elements`` bounds nothing (no RTL builds one:
+    a footprint may span the whole tensor), the words it adds into."""
+    valid = index[index >= 0]
+    if not valid.size:
+        return 0
+    if config.scratchpads.col2im_elements is None:
+        return packed_transfer(t, index, base, config).words
+    span = np.array([int(valid.max() - valid.min()) + 1])
+    first = base + valid.min(keepdims=True)
+    return int(run_words(first, span, t["bits"], 8 * t["addr"], config.port.bits)[0][0])
 
 
 def _fetch_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
