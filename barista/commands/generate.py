@@ -6,6 +6,12 @@ the TRAIN phase (an ONNX model: :mod:`barista.onnx_model`), plans the three GEMM
 every Convolution/InnerProduct layer, runs the design-space exploration (or takes a
 preset) and writes ``accelerator.v``, ``manifest.json`` and ``summary.txt`` into ``DIR``
 (default ``rtl_out/<net name>``).
+
+``barista generate NET.prototxt --device [--target T] [--batch N] [--data-shape ...] [-o DIR]``
+writes the device accelerator instead (:mod:`barista.device_generate`): the RTL device
+top sized for the net's training program, ``device.v``, ``device_manifest.json``,
+``program.bin`` and ``program.txt`` into ``DIR`` (default ``rtl_out/<net name>_device``),
+all or nothing. ``--batch`` sets the first dimension of the data layers' tops.
 """
 
 from __future__ import annotations
@@ -60,7 +66,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_data_shape_argument(parser)
     parser.add_argument(
-        "-o", "--out", metavar="DIR", help="output directory (default rtl_out/<net name>)"
+        "--device",
+        action="store_true",
+        help="write the device accelerator (docs/device.md: the RTL top, its manifest and "
+        "the net's training program) instead of the host-driven one",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="the batch: the first dimension of the data layers' tops (a Caffe net)",
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        metavar="DIR",
+        help="output directory (default rtl_out/<net name>, with --device "
+        "rtl_out/<net name>_device)",
     )
 
 
@@ -78,9 +100,11 @@ def load_layers(path: str, data_shapes: dict[str, tuple[int, ...]]) -> tuple[str
     return net.name or Path(path).stem, gemm_layers(net)
 
 
-def train_net_at(path: str, data_shapes: dict[str, tuple[int, ...]]) -> Net:
+def train_net_at(
+    path: str, data_shapes: dict[str, tuple[int, ...]], batch: int | None = None
+) -> Net:
     """The net at ``path`` in the TRAIN phase (``data_shapes``: its data tops' shapes, when
-    its data is not at hand)."""
+    its data is not at hand; ``batch``: the first dimension of every data top)."""
     from caffe_bridge.net import Net
 
     if not Path(path).is_file():
@@ -95,11 +119,20 @@ def train_net_at(path: str, data_shapes: dict[str, tuple[int, ...]]) -> Net:
             f"{exc}; without the data, give the shapes of the data layer's tops, e.g. "
             "--data-shape data=64,1,28,28 --data-shape label=64"
         ) from None
-    return net
+    if batch is None:
+        return net
+    if batch < 1:
+        raise InputError(f"--batch {batch}: the batch must be at least 1")
+    tops = [t for layer, b in net.bottom_names.items() if not b for t in net.top_names[layer]]
+    shapes = {t: (batch, *net.blobs[t].shape[1:]) for t in tops}
+    return Net(path, "TRAIN", data_shapes=shapes)
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate and print the summary."""
+    if args.device:
+        return run_device(args)
+    from barista.backends.plan import gemm_layers
     from barista_hw.generate import generate, module_name
     from barista_hw.targets import DEFAULT_TARGET, Budget
     from boards.traffic import describe
@@ -107,7 +140,13 @@ def run(args: argparse.Namespace) -> int:
     from ..manifest import write_rtl_dir
 
     target = Budget.parse(args.budget) if args.budget else (args.target or DEFAULT_TARGET)
-    name, layers = load_layers(args.net, parse_data_shapes(args.data_shape))
+    if args.batch is not None:
+        if Path(args.net).suffix.lower() == ".onnx":
+            raise InputError("--batch applies to a Caffe net; give an ONNX model --data-shape")
+        net = train_net_at(args.net, parse_data_shapes(args.data_shape), args.batch)
+        name, layers = net.name or Path(args.net).stem, gemm_layers(net)
+    else:
+        name, layers = load_layers(args.net, parse_data_shapes(args.data_shape))
     out = Path(args.out) if args.out else Path("rtl_out") / module_name(name)
     design = generate(
         layers, target=target, fmt=args.format, array=args.array, preset=args.preset, name=name
@@ -118,6 +157,45 @@ def run(args: argparse.Namespace) -> int:
     print(design.summary, end="")
     print(describe(design.plan))
     print(f"wrote {out}/accelerator.v, manifest.json, summary.txt")
+    return 0
+
+
+def run_device(args: argparse.Namespace) -> int:
+    """``--device``: generate the device accelerator, write its directory, say what it is."""
+    from barista.device_generate import DEVICE_MANIFEST, generate_device, write_device_dir
+    from barista_hw.generate import module_name
+
+    from ..manifest import check_replaceable
+
+    fixed = [f"--{k}" for k in ("budget", "format", "array", "preset") if getattr(args, k)]
+    if fixed:
+        raise InputError(
+            f"--device builds the RTL device top's one design (fx16, 8 rows): "
+            f"{', '.join(fixed)} do not apply"
+        )
+    if Path(args.net).suffix.lower() == ".onnx":
+        raise InputError(f"{args.net}: --device takes a Caffe net (.prototxt)")
+    net = train_net_at(args.net, parse_data_shapes(args.data_shape), args.batch)
+    name = net.name or Path(args.net).stem
+    out = Path(args.out) if args.out else Path("rtl_out") / f"{module_name(name)}_device"
+    check_replaceable(out, DEVICE_MANIFEST)  # before minutes of elaboration
+    dd = generate_device(net, target=args.target, name=name)
+    m = write_device_dir(dd, out)
+    d, p, r = m["design"], m["program"], m["resources"]
+    print(
+        f"{dd.top}: {d['rows']}x{d['cols']} {d['format']} engine, {d['vector_lanes']} vector "
+        f"lanes, decoder of {dd.tensors} tensors and {dd.registers} host registers, on "
+        f"{m['target']}"
+    )
+    print(
+        f"program: batch {p['batch']}, {p['instructions']} instructions, DRAM "
+        f"{m['memory']['dram_bytes']:,} of {m['memory']['dram_size_bytes']:,} bytes"
+    )
+    print(
+        f"estimate: {r['mults']} multipliers, {r['bram_blocks']} block RAMs, ~{r['luts']} "
+        f"LUTs, ~{r['ffs']} FFs (fits: {r['fits']})"
+    )
+    print(f"wrote {out}/device.v, device_manifest.json, program.bin, program.txt")
     return 0
 
 

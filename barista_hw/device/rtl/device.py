@@ -76,6 +76,7 @@ __all__ = [
     "pack_record",
     "pack_write",
     "prog_layout",
+    "unit_entry_layout",
 ]
 
 
@@ -303,7 +304,7 @@ class Device(wiring.Component):
         """``prog`` into the sequencer, each record decoded into its unit's FIFO in step;
         register writes into the decoder. After a SCALE nothing is taken until its update
         is done (the next records decode from the new exponents)."""
-        entry = _entry_layout(self.config)
+        entry = unit_entry_layout(self.config)
         p = self.prog.payload
         op = p.record[:8]
         held = Signal()
@@ -359,7 +360,7 @@ class Device(wiring.Component):
         rec, done = getattr(seq, u), getattr(seq, f"{u}_done")
         busy, fresh = Signal(name=f"{u}_running"), Signal(name=f"{u}_fresh")
         token = Signal(TOKEN_BITS, name=f"{u}_token")
-        head = Signal(_entry_layout(self.config), name=f"{u}_head")
+        head = Signal(unit_entry_layout(self.config), name=f"{u}_head")
         targets = Signal(data.ArrayLayout(target_layout(), STREAMS), name=f"{u}_targets")
         m.d.comb += head.as_value().eq(q.r_data)
         offer = rec.valid & q.r_rdy & ~busy
@@ -378,7 +379,7 @@ class Device(wiring.Component):
         return end, targets
 
 
-def _entry_layout(config: DeviceConfig) -> data.StructLayout:
+def unit_entry_layout(config: DeviceConfig) -> data.StructLayout:
     """A unit FIFO's entry: the decoded command and its statistics targets."""
     return data.StructLayout(
         {
