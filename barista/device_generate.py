@@ -133,8 +133,9 @@ def device_manifest(dd: DeviceDesign) -> dict:
 
     cfg, compiled = dd.compilation.config, dd.compilation.compiled
     program, e = compiled.program, cfg.accelerator.engine
-    resources = estimate_device(cfg, bus_bits=dd.bus_bits, tensors=dd.tensors,
-                                registers=dd.registers)  # fmt: skip
+    budget = get_target(cfg.target).budget
+    sizes = {"tensors": dd.tensors, "registers": dd.registers}
+    resources = estimate_device(cfg, bus_bits=dd.bus_bits, budget=budget, **sizes)
     keys = ("name", "role", "shape", "bits", "addr")
     return {
         "version": DEVICE_MANIFEST_VERSION,
@@ -154,7 +155,7 @@ def device_manifest(dd: DeviceDesign) -> dict:
             "format": e.fmt.name,
             "bus_bits": dd.bus_bits,
             "vector_lanes": cfg.scratchpads.vector_lanes,
-            "decoder": {"tensors": dd.tensors, "registers": dd.registers},
+            "decoder": sizes,
         },
         "program": {
             "file": PROGRAM_BIN,
@@ -164,7 +165,7 @@ def device_manifest(dd: DeviceDesign) -> dict:
             "ops": count_ops(program.instructions),
             "scalars": list(program.scalars),
         },
-        "resources": resources.to_dict(get_target(cfg.target).budget),
+        "resources": resources.to_dict(budget),
         "tools": tool_versions(),
     }
 
