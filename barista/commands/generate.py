@@ -191,9 +191,11 @@ def run_device(args: argparse.Namespace) -> int:
         f"program: batch {p['batch']}, {p['instructions']} instructions, DRAM "
         f"{m['memory']['dram_bytes']:,} of {m['memory']['dram_size_bytes']:,} bytes"
     )
+    b = r["budget"]
     print(
-        f"estimate: {r['mults']} multipliers, {r['bram_blocks']} block RAMs, ~{r['luts']} "
-        f"LUTs, ~{r['ffs']} FFs (fits: {r['fits']})"
+        f"estimate: {r['mults']}/{b['mults']} {b['mult_kind']}, {r['bram_blocks']}/"
+        f"{b['bram_blocks']} {b['bram_kind']}, ~{r['luts']}/{b['luts']} {b['lut_kind']}, "
+        f"~{r['ffs']} FFs" + ("" if r["fits"] else f": does not fit {b['name']}")
     )
     print(f"wrote {out}/device.v, device_manifest.json, program.bin, program.txt")
     return 0

@@ -333,6 +333,12 @@ def _start(w: data.View) -> list:
     return [w.cnt, w.addr, w.y, w.x]
 
 
+def col2im_sum_bits(geom: SpadGeometry) -> int:
+    """Bits of a col2im accumulator slot fed from a scratchpad of ``geom``: exact, as a
+    slot takes at most one contribution of each of the tile's elements."""
+    return geom.bits + (geom.depth * geom.lanes).bit_length()
+
+
 class DmaEngine(wiring.Component):
     """LOAD and STORE between the memory port (``port``, unpacked: one ``geom.bits``-bit
     element a bus word) and one scratchpad of geometry ``geom`` (module docstring).
@@ -585,8 +591,7 @@ class DmaEngine(wiring.Component):
             return {**dict.fromkeys(keys, zero), "r_ready": zero, "done": zero}
         bits, words = self.geom.bits, self.acc_bits // self.geom.bits
         chunk = max(1, self.max_burst // words)  # elements a burst
-        # Exact: a slot takes at most one contribution of each of the tile's elements.
-        sum_bits = bits + (self.geom.depth * self.geom.lanes).bit_length()
+        sum_bits = col2im_sum_bits(self.geom)
         m.submodules.acc = acc = collision_free_memory(signed(sum_bits), self.acc_depth)
         wp, rp = acc.write_port(), acc.read_port(domain="sync")
         idx_bits = max(1, (self.acc_depth - 1).bit_length())
