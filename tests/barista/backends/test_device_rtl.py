@@ -49,13 +49,13 @@ layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: 
 
 SOLVER = """
 net: "{net}"
-base_lr: 0.05
-momentum: 0.9
-weight_decay: 0.0005
-lr_policy: "inv"
-gamma: 0.01
-power: 0.75
 display: 1
+base_lr: 0.1
+lr_policy: "step"
+stepsize: 2
+gamma: 0.5
+momentum: 0.8
+weight_decay: 0.001
 max_iter: {max_iter}
 snapshot_prefix: "{prefix}"
 random_seed: 5
