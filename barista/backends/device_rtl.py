@@ -117,15 +117,15 @@ class RtlDeviceSolver(DeviceSolver):
     # -- one iteration -----------------------------------------------------------------------
     def _iterate(self, host: _Host, scalars: dict[str, float]) -> None:
         program, config, regs = self.compiled.program, self.config, self.regs
-        start, s = time.perf_counter(), self._device()
-        before = s.counters()["cycles"]
+        s = self._device()
+        start, before = time.perf_counter(), s.counters()["cycles"]
         # The exponents of what the host sends are written when known, before its record.
         values = regs.values(self.iter, scalars, dict.fromkeys(regs.fracs, 0))
         later = set(regs.fracs.values())
         beats = [pack_write(config, a, v) for a, v in values.items() if a not in later]
         for n, inst in enumerate(program.instructions):
-            t = program.tensors[inst["tensor"]] if inst.op in (Op.HOST_IN, Op.HOST_OUT) else None
             if inst.op is Op.HOST_IN:
+                t = program.tensors[inst["tensor"]]
                 q, frac = host.send(t["name"])
                 beats.append(pack_write(config, regs.fracs[inst["tensor"]], frac))
                 s.host_in([int(w) for w in pack_stream(q.reshape(-1), t["bits"], BUS_BITS)])
@@ -134,18 +134,22 @@ class RtlDeviceSolver(DeviceSolver):
                 beats.append(pack_write(config, read_address(inst["tensor"]), 0))
                 s.prog(beats)
                 beats = []
-                size = math.prod(t["shape"])
-                words = -(-size * t["bits"] // BUS_BITS)
-                got = self._run_until(host_out=words, readback=1)
-                q = unpack_stream(np.array(got["host_out"]), t["bits"], size, BUS_BITS)
-                host.receive(
-                    t["name"], q.reshape(t["shape"]), read_entry(got["readback"][0])["stored"]
-                )
+                self._receive(host, inst["tensor"])
         s.prog(beats)
         self._run_until(scales=1)
         self._device_ahead = True
         self.cycles.append(s.counters()["cycles"] - before)
         self.seconds += time.perf_counter() - start
+
+    def _receive(self, host: _Host, tensor: int) -> None:
+        """Run until HOST_OUT ``tensor``'s words and its entry's read-back arrived; the
+        words, at the read-back ``stored`` exponent, to ``host``."""
+        t = self.compiled.program.tensors[tensor]
+        size = math.prod(t["shape"])
+        got = self._run_until(host_out=-(-size * t["bits"] // BUS_BITS), readback=1)
+        q = unpack_stream(np.array(got["host_out"]), t["bits"], size, BUS_BITS)
+        stored = read_entry(got["readback"][0])["stored"]
+        host.receive(t["name"], q.reshape(t["shape"]), stored)
 
     # -- the device's state into the model ---------------------------------------------------
     def _pull(self) -> None:
