@@ -5,7 +5,7 @@ integers and exponent file) identical. What the top cannot run is refused by nam
 
 The proof runs a tiny net (slow: the top's first Verilator build takes minutes, cached);
 with ``BARISTA_FULL=1`` also LeNet (examples/mnist's net on synthetic digits) at batch 2
-for 20 iterations (about a minute an iteration on the top).
+for 20 iterations (a minute or more an iteration on the top).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def test_the_device_top_resumes_the_models_snapshot(topnet, capsys) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("BARISTA_FULL") != "1", reason="BARISTA_FULL=1: ~25 min")
+@pytest.mark.skipif(os.environ.get("BARISTA_FULL") != "1", reason="BARISTA_FULL=1: about an hour")
 def test_lenet_on_the_digits_trains_on_the_device_top_as_the_model(
     tmp_path,
     monkeypatch,
