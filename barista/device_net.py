@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -78,6 +78,7 @@ def compile_device(
     preload: bool = False,
     share: bool = True,
     units: Mapping[str, Any] | None = None,
+    wire8: bool = True,
 ) -> DeviceCompilation:
     """Compile ``net`` (TRAIN phase) for ``accelerator`` on ``target``'s board (what ``barista
     compile``, ``--backend device`` and the benchmark share). With ``preload``, the input
@@ -85,12 +86,16 @@ def compile_device(
     (:func:`preloaded`). ``share``: tensors never live together share DRAM
     (:func:`~barista_hw.device.compiler.compile_net`); ``units``: the device's unit
     capacities (:class:`~barista_hw.device.memory.ScratchpadConfig` settings, e.g.
-    :data:`~barista_hw.device.memory.RTL_UNITS` for the RTL top).
+    :data:`~barista_hw.device.memory.RTL_UNITS` for the RTL top); ``wire8``: 8-bit images
+    cross the link as bytes (else as the format's words, the host subtracting any mean:
+    what the RTL top takes).
 
     Raises :class:`~barista_base.errors.InputError` as the compiler does (e.g. a working set
     larger than the DRAM, naming the tensor and the bytes)."""
     config = DeviceConfig.for_accelerator(accelerator, target=target, **(units or {}))
     dn = device_net(net)
+    if not wire8:
+        dn = replace(dn, wire8={}, means={})
     compiled = compile_net(
         dn.layers,
         config,

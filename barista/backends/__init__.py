@@ -28,6 +28,12 @@ BACKENDS = tuple(BACKEND_HELP)
 #: iteration runs on the device model (:mod:`.device`).
 DEVICE = "device"
 DEVICE_HELP = "the whole iteration on the device model, tensors in device memory"
+#: ``barista train --backend device-rtl``: the device solver's iterations on the Verilated
+#: device top (:mod:`.device_rtl`), the program compiled as ``device --rtl-top`` does.
+DEVICE_RTL = "device-rtl"
+DEVICE_RTL_HELP = "the whole iteration on the Verilated device top"
+#: The backends that are solvers running whole iterations, with their help.
+SOLVER_HELP = {DEVICE: DEVICE_HELP, DEVICE_RTL: DEVICE_RTL_HELP}
 
 
 def _backend_class(name: str) -> type[GemmBackend]:
@@ -80,4 +86,14 @@ def backend_factory(name: str, **options: Any) -> BackendFactory:
     return make
 
 
-__all__ = ["BACKENDS", "BACKEND_HELP", "DEVICE", "DEVICE_HELP", "backend_factory", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "BACKEND_HELP",
+    "DEVICE",
+    "DEVICE_HELP",
+    "DEVICE_RTL",
+    "DEVICE_RTL_HELP",
+    "SOLVER_HELP",
+    "backend_factory",
+    "get_backend",
+]

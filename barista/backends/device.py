@@ -117,7 +117,7 @@ class DeviceSolver(SGDSolver):
         self,
         param: str | os.PathLike[str],
         *,
-        accelerator: AcceleratorConfig | AcceleratorFiles,
+        accelerator: AcceleratorConfig | AcceleratorFiles | None = None,
         rounding: Rounding | str = Rounding.NEAREST_EVEN,
         target: str | None = None,
         weights: Sequence[str] = (),
@@ -125,17 +125,31 @@ class DeviceSolver(SGDSolver):
         random_seed: int | None = None,
         log: Callable[[str], None] | None = None,
         preload: bool = False,
+        rtl_top: bool = False,
     ) -> None:
         _check_solver(param)
+        if rtl_top and preload:
+            raise InputError("--preload: the device top runs no FETCH (no preloaded dataset)")
         super().__init__(
             param, weights=weights, max_iter=max_iter, random_seed=random_seed, log=log
         )
         if isinstance(accelerator, AcceleratorFiles):
             accelerator = accelerator.config
+        if rtl_top:  # imported here: the RTL's decode pulls in Amaranth
+            from ..device_top import TOP_UNITS, check_top, top_accelerator
+        if accelerator is None:
+            if not rtl_top:
+                raise InputError("the device backend needs an accelerator")
+            accelerator = top_accelerator(self.net)
         self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
+        # The RTL top's program: its units, inputs as bus words, every tensor in memory of
+        # its own (the DRAM image is built per tensor).
+        top = {"units": TOP_UNITS, "wire8": False, "share": False} if rtl_top else {}
         dc = compile_device(
-            self.net, accelerator, target=target, rounding=self.rounding, preload=preload
+            self.net, accelerator, target=target, rounding=self.rounding, preload=preload, **top
         )
+        if rtl_top:
+            check_top(dc.compiled.program, dc.config)
         self.config, self.dnet, self.compiled = dc.config, dc.net, dc.compiled
         self.bits = accelerator.engine.fmt.width
         self.machine = Machine(self.compiled.program, self.config)
@@ -216,11 +230,18 @@ class DeviceSolver(SGDSolver):
         if not self._probed:
             self._probe(scalars)
         host = _Host(self)
-        self.counts = self.machine.run(host, scalars, iteration=self.iter)
+        self._iterate(host, scalars)
         loss = np.float32(host.loss)
         if not np.isfinite(loss):
             raise self._diverged(loss)
         return loss
+
+    def _iterate(self, host: _Host, scalars: dict[str, float]) -> None:
+        """Run the iteration (on the model) with ``host`` at the link's other end."""
+        self.counts = self.machine.run(host, scalars, iteration=self.iter)
+
+    def close(self) -> None:
+        """Release what runs the device (the model: nothing)."""
 
     def _forward_pass(self, net: Net) -> None:
         """A test batch or the final loss with the device's arithmetic: the batch in chunks

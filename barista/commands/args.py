@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from barista_hw.numfmt import DEFAULT_FORMAT
 from barista_hw.scaling import parse_scaling
 
-from ..backends import BACKEND_HELP, DEVICE, DEVICE_HELP
+from ..backends import BACKEND_HELP, DEVICE, DEVICE_RTL, SOLVER_HELP
 
 
 def add_net_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +71,7 @@ def add_backend_arguments(
     """``--backend`` (any of :data:`barista.backends.BACKENDS`, and with ``device`` the
     device model, which runs whole iterations; ``default`` says what is taken without
     it) and the hardware backends' options; ``trace``: ``--trace`` too."""
-    helps = dict(BACKEND_HELP, **({DEVICE: DEVICE_HELP} if device else {}))
+    helps = dict(BACKEND_HELP, **(SOLVER_HELP if device else {}))
     names = [f"{name} ({what})" for name, what in helps.items()]
     parser.add_argument(
         "--backend",
@@ -129,6 +129,13 @@ def add_backend_arguments(
             help="device backend: load the training images into the device's DRAM once, so "
             "that no batch crosses the link",
         )
+        parser.add_argument(
+            "--rtl-top",
+            action="store_true",
+            help="device backend: compile the program device-rtl runs (the RTL top's units, "
+            "inputs as 16-bit words; without --accelerator its fx16 design), for bit-exact "
+            "comparisons with --backend device-rtl",
+        )
     if trace:
         parser.add_argument(
             "--trace",
@@ -159,7 +166,7 @@ def backend_options(
     if args.rounding:
         options["rounding"] = args.rounding
     if getattr(args, "scaling", None):
-        if backend == DEVICE:
+        if backend in SOLVER_HELP:
             raise InputError("--scaling applies to the golden, rtl and board backends")
         options["scaling"] = parse_scaling(args.scaling)
     flags = ("format", "rounding", "scaling", "accelerator", "rtl_layers", "trace", "port")
@@ -178,7 +185,17 @@ def backend_options(
     elif port:
         raise InputError("--port applies to --backend board only")
     target = getattr(args, "target", None)
-    if backend == DEVICE:
+    rtl_top = backend == DEVICE_RTL or getattr(args, "rtl_top", False)
+    if getattr(args, "rtl_top", False):
+        if backend != DEVICE:
+            raise InputError("--rtl-top applies to --backend device only (device-rtl implies it)")
+        options["rtl_top"] = True
+    if rtl_top and options.get("fmt"):
+        raise InputError(
+            f"--format applies to the device top through --accelerator only (its design "
+            f"without one is fx16), not {options['fmt']}"
+        )
+    if backend in SOLVER_HELP:
         options["target"] = target
     elif target and (accelerator or backend not in ("rtl", "board")):
         raise InputError("--target applies to the rtl and board backends without --accelerator")
@@ -186,7 +203,8 @@ def backend_options(
         from ..manifest import load_accelerator
 
         options["accelerator"] = load_accelerator(accelerator)
-    elif backend in ("rtl", "board", DEVICE) and net is not None:
+    elif backend in ("rtl", "board", DEVICE) and net is not None and not rtl_top:
+        # (the device top's design, without --accelerator, the solver picks for the net)
         options["accelerator"] = _generated(net, target, options.pop("fmt", None), log)
     if getattr(args, "preload", False):
         if backend != DEVICE:

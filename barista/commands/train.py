@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the solver, train, and report; returns the exit status."""
     from tqdm import tqdm
 
-    from barista.backends import DEVICE
+    from barista.backends import DEVICE, DEVICE_RTL
     from barista.backends.device import DeviceSolver
     from caffe_bridge.plot import parse_log, plot_training
     from caffe_bridge.proto import caffe_pb2
@@ -170,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
     common = {"weights": weights, "max_iter": args.iterations, "random_seed": args.seed}
     if backend == DEVICE:
         solver: Solver = DeviceSolver(args.solver, log=log, **common, **options)
+    elif backend == DEVICE_RTL:
+        from barista.backends.device_rtl import RtlDeviceSolver
+
+        solver = RtlDeviceSolver(args.solver, log=log, **common, **options)
     else:
         solver = get_solver(
             args.solver, backend=_factory(args, backend, options), log=log, **common
@@ -231,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         engine.close()  # simulators, ports; the devices of --devices N and their Ray
+        if isinstance(solver, DeviceSolver):
+            solver.close()  # the Verilated device top's process
         try:
             signal.signal(signal.SIGINT, previous)
         except ValueError:

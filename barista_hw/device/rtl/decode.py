@@ -26,7 +26,9 @@ chose, :func:`read_entry` decodes the first word), in ``prog`` order with the re
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from amaranth import Shape, signed, unsigned
 from amaranth.lib import data
@@ -53,6 +55,7 @@ __all__ = [
     "decode_fields",
     "decode_layout",
     "entry_layout",
+    "exponent_entry",
     "exponent_writes",
     "field_at",
     "read_address",
@@ -217,6 +220,18 @@ def read_entry(word: int) -> dict[str, int | None]:
         out[name] = v - (1 << shape.width) if shape.signed and v >> (shape.width - 1) else v
     if not out.pop("has_stored"):
         out["stored"] = None
+    return out
+
+
+def exponent_entry(words: Sequence[int]) -> dict[str, Any]:
+    """An entry's four words read back (:func:`exponent_writes`' layout) as the model's
+    :class:`~barista_hw.device.scaling.Entry` fields (``exact``, the probe's, is 0)."""
+    out: dict[str, Any] = read_entry(words[0])
+    out["fixed"] = bool(out["fixed"])
+    out["peak"], out["saturated"] = int(words[1]), int(words[2])
+    out["overflow"] = int(words[3]) & ((1 << RAW_BITS) - 1)
+    out["written"] = bool(int(words[3]) >> RAW_BITS)
+    out["exact"] = 0.0
     return out
 
 

@@ -35,6 +35,7 @@ from barista_hw.device.rtl.decode import (
     command_layout,
     decode_fields,
     decode_layout,
+    exponent_entry,
     exponent_writes,
     read_entry,
     static_command,
@@ -205,10 +206,13 @@ def test_decoder_builds_the_models_commands_across_iterations() -> None:
 def test_read_entry_decodes_the_first_entry_word() -> None:
     m, _, _ = setup(program(), CONFIG, 1)
     writes = exponent_writes(m.scales, program())
+    assert any(e.written and e.peak for e in m.scales.entries.values())
     for i, t in enumerate(program().tensors):
         e = m.scales.entries[t["name"]]
         got = read_entry(writes[0x8000 + 4 * i])
         assert got == {"frac": e.frac, "stored": e.stored, "fixed": int(e.fixed), "width": e.width}
+        words = [writes[0x8000 + 4 * i + w] for w in range(4)]
+        assert exponent_entry(words) == vars(e)  # all four words: the whole entry back
 
 
 def test_a_program_must_fit_the_decoder() -> None:

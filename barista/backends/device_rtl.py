@@ -1,0 +1,208 @@
+"""``--backend device-rtl``: :class:`~.device.DeviceSolver`'s iterations on the Verilated
+device top (:class:`sim.device_verilator.DeviceSession`), no Python per cycle.
+
+The model stays the compiler and the reference: it compiles the program for the top
+(``rtl_top``: :mod:`barista.device_top`), and its probe chooses the first exponents as
+``--backend device`` does. Then the DRAM image and the exponent file go to the device
+once; each iteration the host sends the register writes (seeds, scalars, the exponent of
+each tensor it sends, written just before that tensor's HOST_IN record, when it is
+known), the records up to each HOST_OUT and a read-back of that tensor's exponent entry,
+runs until the words and the read-back arrived, unpacks the words at the read-back
+``stored`` exponent and hands them to the host (SoftmaxWithLoss and its gradient), then
+sends the rest of the records and runs to SCALE. Whatever reads the device's state
+(the net's operand weights after an iteration, snapshots and the resume record, test
+passes) first reads the persistent tensors (weights, masters, momentum) and the whole
+exponent file back from the device into the model; a test pass then runs the model's
+forward on that state (the simplest correct choice: the model is bit-exact with the
+top). A restore or an upload from floats makes the model the newer copy again, and the
+next iteration uploads it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from barista_hw.device.isa import Op
+from barista_hw.device.memory import pack_stream, unpack_stream
+from barista_hw.device.rtl.decode import (
+    RegisterMap,
+    exponent_entry,
+    exponent_writes,
+    read_address,
+    read_entry,
+)
+from barista_hw.device.rtl.device import pack_write
+from sim.device_cases import sizes
+from sim.device_ports import MemoryTiming
+from sim.device_run import program_beats
+from sim.device_verilator import DeviceSession, DeviceSimulator, simulator
+from sim.gemm_path_run import BUS_BITS, dram_image
+
+from .device import PERSISTENT, DeviceSolver, _Host
+
+MAX_CYCLES = 50_000_000  # a run of the device that does not arrive by then hangs
+
+
+class RtlDeviceSolver(DeviceSolver):
+    """:class:`~.device.DeviceSolver` on the Verilated device top (module docstring);
+    ``max_cycles``: the budget of each run between two host exchanges."""
+
+    _session: DeviceSession | None = None
+    _model_ahead = True  # the model holds state the device has not (setup, restore)
+    _device_ahead = False  # the device holds state the model has not (an iteration)
+
+    def __init__(self, *args: Any, max_cycles: int = MAX_CYCLES, **kw: Any) -> None:
+        super().__init__(*args, rtl_top=True, **kw)
+        self.max_cycles = max_cycles
+        self.regs = RegisterMap.of(self.compiled.program)
+        self.beats = program_beats(self.machine, last=False)
+        self.sim: DeviceSimulator | None = None
+        self.cycles: list[int] = []  # each iteration's device cycles
+        self.seconds = 0.0  # wall time of the iterations on the device
+        self._arrived = {"host_out": 0, "readback": 0, "scales": 0}
+
+    # -- the session -----------------------------------------------------------------------
+    def _device(self) -> DeviceSession:
+        """The session, built and started on first use; the model's state uploaded if it is
+        the newer copy."""
+        program = self.compiled.program
+        if self.sim is None:
+            self.sim = simulator(
+                self.config,
+                on_build=lambda p: self.log(f"Device top: building the simulator in {p}"),
+                **sizes(program),
+            )
+        if self._session is None:
+            if self._device_ahead:
+                raise RuntimeError("the device's state was lost with its session")
+            size = dram_image(program, self.machine.dram).size
+            timing = MemoryTiming.for_config(self.config, BUS_BITS)
+            self._session = DeviceSession(self.sim, size, timing=timing)
+            self._arrived = dict.fromkeys(self._arrived, 0)
+            self._model_ahead = True
+        if self._model_ahead:
+            self._session.write(0, dram_image(program, self.machine.dram))
+            writes = exponent_writes(self.machine.scales, program)
+            self._session.prog([pack_write(self.config, a, v) for a, v in writes.items()])
+            self._model_ahead = False
+        return self._session
+
+    def _run_until(self, **want: int) -> dict[str, list[int]]:
+        """Run until ``want[kind]`` more host-bound words / read-back words / SCALE records
+        arrived (each kind); what arrived."""
+        s = self._device()
+        got: dict[str, list[int]] = {k: [] for k in want}
+        while any(len(got[k]) < n for k, n in want.items()):
+            targets = {k: self._arrived[k] + n if len(got[k]) < n else -1 for k, n in want.items()}
+            r = s.run(**targets, max_cycles=self.max_cycles)
+            arrived = {"host_out": r.host_out, "readback": r.readback, "scales": r.scale_records}
+            for k, words in arrived.items():
+                self._arrived[k] += len(words)
+                if k in got:
+                    got[k] += words
+        return got
+
+    def close(self) -> None:
+        """End the device's process, its state read back into the model first."""
+        if self._session is not None:
+            if self._session.proc is not None:  # alive
+                self._pull()
+            self._session.close()
+            self._session = None
+
+    # -- one iteration -----------------------------------------------------------------------
+    def _iterate(self, host: _Host, scalars: dict[str, float]) -> None:
+        program, config, regs = self.compiled.program, self.config, self.regs
+        s = self._device()
+        start, before = time.perf_counter(), s.counters()["cycles"]
+        # The exponents of what the host sends are written when known, before its record.
+        values = regs.values(self.iter, scalars, dict.fromkeys(regs.fracs, 0))
+        later = set(regs.fracs.values())
+        beats = [pack_write(config, a, v) for a, v in values.items() if a not in later]
+        for n, inst in enumerate(program.instructions):
+            if inst.op is Op.HOST_IN:
+                t = program.tensors[inst["tensor"]]
+                q, frac = host.send(t["name"])
+                beats.append(pack_write(config, regs.fracs[inst["tensor"]], frac))
+                s.host_in([int(w) for w in pack_stream(q.reshape(-1), t["bits"], BUS_BITS)])
+            beats.append(self.beats[n])
+            if inst.op is Op.HOST_OUT:
+                beats.append(pack_write(config, read_address(inst["tensor"]), 0))
+                s.prog(beats)
+                beats = []
+                self._receive(host, inst["tensor"])
+        s.prog(beats)
+        self._run_until(scales=1)
+        self._device_ahead = True
+        self.cycles.append(s.counters()["cycles"] - before)
+        self.seconds += time.perf_counter() - start
+
+    def _receive(self, host: _Host, tensor: int) -> None:
+        """Run until HOST_OUT ``tensor``'s words and its entry's read-back arrived; the
+        words, at the read-back ``stored`` exponent, to ``host``."""
+        t = self.compiled.program.tensors[tensor]
+        size = math.prod(t["shape"])
+        got = self._run_until(host_out=-(-size * t["bits"] // BUS_BITS), readback=1)
+        q = unpack_stream(np.array(got["host_out"]), t["bits"], size, BUS_BITS)
+        stored = read_entry(got["readback"][0])["stored"]
+        host.receive(t["name"], q.reshape(t["shape"]), stored)
+
+    # -- the device's state into the model ---------------------------------------------------
+    def _pull(self) -> None:
+        """The persistent tensors and the exponent file read back from the device into the
+        model, if the device holds the newer copy."""
+        if not self._device_ahead:
+            return
+        s, program, m = self._device(), self.compiled.program, self.machine
+        for t in program.tensors:
+            if t["role"] in PERSISTENT:
+                first, size = 8 * t["addr"], math.prod(t["shape"])
+                at, off = divmod(first, BUS_BITS)
+                words = s.read(at, -(-(off + size * t["bits"]) // BUS_BITS))
+                q = unpack_stream(words, t["bits"], size, BUS_BITS, off)
+                m.tensor(t["name"])[...] = q.reshape(t["shape"])
+        reads = [read_address(i, w) for i in range(len(program.tensors)) for w in range(4)]
+        s.prog([pack_write(self.config, a, 0) for a in reads])
+        back = self._run_until(readback=len(reads))["readback"]
+        m.scales.load_state_dict(
+            {
+                t["name"]: exponent_entry(back[4 * i : 4 * i + 4])
+                for i, t in enumerate(program.tensors)
+            }
+        )
+        self._device_ahead = False
+
+    def download(self, *, masters: bool) -> None:
+        self._pull()
+        super().download(masters=masters)
+
+    def runtime_state(self) -> dict[str, Any]:
+        self._pull()
+        return super().runtime_state()
+
+    def _forward_pass(self, net: Any) -> None:
+        self._pull()
+        super()._forward_pass(net)
+
+    def upload(self) -> None:
+        self._device_ahead = False  # the floats replace the device's state
+        super().upload()
+        self._model_ahead = True
+
+    def load_runtime_state(self, record: dict[str, Any]) -> None:
+        self._device_ahead = False
+        super().load_runtime_state(record)
+        self._model_ahead = True
+
+    def device_report(self) -> str:
+        if not self.cycles:
+            return "Device top: no iteration ran"
+        total = sum(self.cycles)
+        return (
+            f"Device top (Verilator): {len(self.cycles)} iterations, {total:,} cycles "
+            f"(last {self.cycles[-1]:,}), {total / self.seconds:,.0f} cycles/s"
+        )

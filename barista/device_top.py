@@ -1,0 +1,67 @@
+"""What the RTL device top (:class:`~barista_hw.device.rtl.device.Device`) runs: its design
+for a net, its units, and the check that a compiled program fits it.
+
+The top takes fx16 engines whose columns divide every convolution's output pixels per
+image (so no C strip of a col2im STORE spans two images), the units as the RTL builds them
+(:data:`~barista_hw.device.memory.RTL_UNITS`: no epilogue on C, VECs from memory), inputs
+as 16-bit bus words (no ``WIRE8`` bytes) and no ``FETCH`` (no preloaded dataset).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from barista_base.errors import InputError
+from barista_hw.config import AcceleratorConfig
+from barista_hw.device.isa import Program
+from barista_hw.device.layers import Conv
+from barista_hw.device.memory import RTL_UNITS, DeviceConfig
+from barista_hw.device.rtl.decode import static_command
+from barista_hw.device.traffic import section_names
+from caffe_bridge.net import Net
+from sim.device_cases import LENET_ACC, LENET_CONFIG
+from sim.gemm_path_run import BUS_BITS
+
+from .device_net import device_net
+
+#: The engine columns the top's design tries, widest first.
+COLUMNS = (8, 4, 2, 1)
+#: The unit settings of the top's LeNet design, for :func:`~.device_net.compile_device`.
+TOP_UNITS: dict[str, Any] = {
+    **RTL_UNITS,
+    "vector_lanes": LENET_CONFIG.scratchpads.vector_lanes,
+}
+
+
+def top_accelerator(net: Net) -> AcceleratorConfig:
+    """The RTL's LeNet engine (:data:`sim.device_cases.LENET_ACC`: 8 rows, fx16) with the
+    widest columns of :data:`COLUMNS` dividing the output pixels per image of every
+    convolution of ``net``."""
+    pixels = [
+        layer.geom.out_height * layer.geom.out_width
+        for layer in device_net(net).layers
+        if isinstance(layer, Conv) and layer.geom is not None
+    ]
+    cols = next(c for c in COLUMNS if all(p % c == 0 for p in pixels))
+    return LENET_ACC.derive(cols=cols)
+
+
+def check_top(program: Program, config: DeviceConfig) -> None:
+    """Refuse what the top cannot run, naming the reason: a format other than fx16 (its
+    col2im accumulators and HOST_IN statistics take 16-bit elements), then every
+    instruction's static command built as the host does (epilogues on C, ``WIRE8`` byte
+    inputs, ``FETCH``: named with the layer and pass)."""
+    fmt = config.accelerator.engine.fmt
+    if fmt.width != BUS_BITS:
+        raise InputError(
+            f"the device top runs {BUS_BITS}-bit formats only (its col2im accumulators and "
+            f"HOST_IN statistics take bus-word elements), not {fmt.name}"
+        )
+    sections = section_names(program)
+    for n, inst in enumerate(program.instructions):
+        try:
+            static_command(inst, program, config, BUS_BITS)
+        except InputError as exc:
+            raise InputError(
+                f"{sections[n]} (instruction {n}): the device top cannot run it: {exc}"
+            ) from None

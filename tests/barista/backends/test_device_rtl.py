@@ -1,0 +1,208 @@
+"""``--backend device-rtl``: :class:`RtlDeviceSolver` trains on the Verilated device top
+bit for bit as ``--backend device --rtl-top`` trains on the model: every logged loss, the
+final ``.caffemodel`` and ``.solverstate`` (with its resume record: the device's
+integers and exponent file) identical. What the top cannot run is refused by name.
+
+The proof runs a tiny net (slow: the top's first Verilator build takes minutes, cached);
+with ``BARISTA_FULL=1`` also LeNet (examples/mnist's net on synthetic digits) at batch 2
+for 20 iterations (a minute or more an iteration on the top).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from barista.backends.device import DeviceSolver
+from barista.commands import train as train_cmd
+from barista.device_top import top_accelerator
+from barista_base.errors import InputError
+from barista_hw.config import DEFAULT_ACCELERATOR
+from barista_hw.numfmt import FixedFormat
+from caffe_bridge.datasets import write_digits
+
+NET = """
+name: "TopNet"
+layer {{
+  name: "data" type: "HDF5Data" top: "data" top: "label"
+  hdf5_data_param {{ source: "train.txt" batch_size: {batch} }}
+}}
+layer {{
+  name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param {{ num_output: 2 kernel_size: 3 pad: 1 weight_filler {{ type: "xavier" }} }}
+}}
+layer {{
+  name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }}
+}}
+layer {{ name: "relu" type: "ReLU" bottom: "pool" top: "pool" }}
+layer {{
+  name: "ip" type: "InnerProduct" bottom: "pool" top: "ip"
+  inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }}
+}}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
+"""
+
+SOLVER = """
+net: "{net}"
+display: 1
+base_lr: 0.1
+lr_policy: "step"
+stepsize: 2
+gamma: 0.5
+momentum: 0.8
+weight_decay: 0.001
+max_iter: {max_iter}
+snapshot: {snapshot}
+snapshot_prefix: "{prefix}"
+random_seed: 5
+"""
+
+
+@pytest.fixture
+def topnet(tmp_path, monkeypatch) -> Path:
+    """A 1 x 8 x 8-image, 3-class problem in the working directory (batch 2)."""
+    import h5py
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+    with h5py.File("train.h5", "w") as f:
+        f["data"] = x
+        f["label"] = rng.integers(0, 3, 16).astype(np.float32)
+    Path("train.txt").write_text("train.h5\n")
+    Path("net.prototxt").write_text(NET.format(batch=2))
+    return tmp_path
+
+
+def _run_dir(name: str, net: str, max_iter: int, snapshot: int = 0) -> Path:
+    """A directory ``name`` seeing the working directory's files (links), with a solver of
+    ``net`` snapshotting into ``snap/``: runs in two such directories write the same
+    paths into their ``.solverstate``."""
+    here = sorted(Path().iterdir())
+    run = Path(name).resolve()
+    run.mkdir()
+    for entry in here:
+        (run / entry.name).symlink_to(entry.resolve())
+    (run / "snap").mkdir()
+    text = SOLVER.format(net=net, max_iter=max_iter, snapshot=snapshot, prefix="snap/s")
+    (run / "solver.prototxt").write_text(text)
+    return run
+
+
+def _solver_file(name: str, net: str, max_iter: int) -> str:
+    Path(name).write_text(SOLVER.format(net=net, max_iter=max_iter, snapshot=0, prefix="s"))
+    return name
+
+
+def _train(argv: list[str], capsys) -> tuple[list[str], str]:  # noqa: ANN001
+    """``barista train`` with ``argv``: its loss lines and everything printed."""
+    parser = argparse.ArgumentParser()
+    train_cmd.add_arguments(parser)
+    capsys.readouterr()
+    assert train_cmd.run(parser.parse_args(argv)) == 0
+    printed = capsys.readouterr().out
+    return [line for line in printed.splitlines() if ", loss = " in line], printed
+
+
+def _snapshots(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run / "snap").iterdir())}
+
+
+def _needs_verilator() -> None:
+    from sim.tools import SimulatorNotFound, simulator_version
+
+    try:
+        simulator_version("verilator")
+    except SimulatorNotFound as exc:
+        pytest.skip(str(exc))
+
+
+def _same_training(net: str, iterations: int, capsys) -> str:  # noqa: ANN001
+    """Train ``net`` on the model and on the top; every loss and the snapshot's bytes
+    equal. What the top's run printed."""
+    _needs_verilator()
+    model, top = _run_dir("model", net, iterations), _run_dir("top", net, iterations)
+    os.chdir(model)
+    want, _ = _train(["--solver", "solver.prototxt", "--backend", "device", "--rtl-top"], capsys)
+    os.chdir(top)
+    got, printed = _train(["--solver", "solver.prototxt", "--backend", "device-rtl"], capsys)
+    assert len(want) == iterations + 1 and got == want  # and the final loss
+    want_files, got_files = _snapshots(model), _snapshots(top)
+    assert sorted(got_files) == [f"s_iter_{iterations}.{e}" for e in ("caffemodel", "solverstate")]
+    assert got_files == want_files
+    return printed
+
+
+@pytest.mark.slow
+def test_the_device_top_trains_as_the_model(topnet, capsys) -> None:
+    printed = _same_training("net.prototxt", 4, capsys)
+    assert "Using the device-rtl backend" in printed
+    assert "Device top (Verilator): 4 iterations" in printed
+
+
+@pytest.mark.slow
+def test_the_device_top_resumes_the_models_snapshot(topnet, capsys) -> None:
+    """A snapshot of the model's run, resumed on the top (the model's state uploaded
+    again), ends with the model's files."""
+    _needs_verilator()
+    model, top = _run_dir("model", "net.prototxt", 4, 2), _run_dir("top", "net.prototxt", 4, 2)
+    os.chdir(model)
+    want, _ = _train(["--solver", "solver.prototxt", "--backend", "device", "--rtl-top"], capsys)
+    os.chdir(top)
+    for ext in ("caffemodel", "solverstate"):
+        name = f"snap/s_iter_2.{ext}"
+        (top / name).write_bytes((model / name).read_bytes())
+    argv = ["--solver", "solver.prototxt", "--backend", "device-rtl"]
+    got, _ = _train([*argv, "--snapshot", "snap/s_iter_2.solverstate"], capsys)
+    assert got == want[2:]
+    want_files = {n: b for n, b in _snapshots(model).items() if "iter_4" in n}
+    assert {n: b for n, b in _snapshots(top).items() if "iter_4" in n} == want_files
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("BARISTA_FULL") != "1", reason="BARISTA_FULL=1: about an hour")
+def test_lenet_on_the_digits_trains_on_the_device_top_as_the_model(
+    tmp_path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    write_digits(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    text = Path("examples/mnist/lenet_train_test.prototxt").read_text()
+    Path("lenet.prototxt").write_text(text.replace("batch_size: 64", "batch_size: 2"))
+    printed = _same_training("lenet.prototxt", 20, capsys)
+    report = [line for line in printed.splitlines() if line.startswith("Device top")]
+    with capsys.disabled():
+        print(*report)  # the figures docs/device.md gives
+    assert report and "20 iterations" in report[0]
+
+
+def test_the_top_design_has_columns_dividing_the_pixels(topnet) -> None:
+    solver = DeviceSolver(_solver_file("s.prototxt", "net.prototxt", 1), rtl_top=True)
+    engine = solver.config.accelerator.engine
+    assert (engine.rows, engine.cols, engine.fmt.width) == (8, 8, 16)
+    Path("net.prototxt").write_text(NET.format(batch=2).replace("pad: 1", "pad: 0"))
+    assert top_accelerator(DeviceSolver("s.prototxt", rtl_top=True).net).engine.cols == 4
+
+
+def test_what_the_top_cannot_run_is_refused(topnet) -> None:
+    path = _solver_file("s.prototxt", "net.prototxt", 1)
+    fx18 = DEFAULT_ACCELERATOR.derive(rows=8, cols=8, fmt=FixedFormat(18, 10, 48))
+    with pytest.raises(InputError, match="16-bit formats only .* not fx18"):
+        DeviceSolver(path, accelerator=fx18, rtl_top=True)
+    with pytest.raises(InputError, match="no FETCH"):
+        DeviceSolver(path, rtl_top=True, preload=True)
+    parser = argparse.ArgumentParser()
+    train_cmd.add_arguments(parser)
+    for argv, message in (
+        (["--backend", "golden", "--rtl-top"], "--rtl-top applies to --backend device only"),
+        (["--backend", "device-rtl", "--format", "fx18"], "--format applies to the device top"),
+        (["--backend", "device-rtl", "--preload"], "--preload applies to --backend device"),
+    ):
+        with pytest.raises(InputError, match=message):
+            train_cmd.run(parser.parse_args(["--solver", path, *argv]))
