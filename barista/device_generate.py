@@ -7,14 +7,11 @@
     write_device_dir(dd, "rtl_out/lenet_device")    # device.v, device_manifest.json,
                                                     # program.bin, program.txt
 
-The design is one the RTL top runs: the RTL's LeNet design
-(:data:`sim.device_cases.LENET_CONFIG`: fx16 operands, 8 rows, the RTL's units), its
-engine columns the widest of 8, 4, 2, 1 that divides every convolution's output pixels per
-image (no C strip of a col2im STORE spans two images). For LeNet that is the design the
-RTL tests run. The decoder is sized for the program (:func:`sim.device_cases.sizes`).
-Before elaborating, every instruction's static command is built as the host builds it
-(:func:`~barista_hw.device.rtl.decode.static_command`), so what the top refuses is an
-:class:`InputError` naming the section (layer and pass) and the instruction.
+The design and the program are the ones ``--backend device-rtl`` trains with
+(:func:`barista.device_top.compile_for_top`: the RTL's LeNet design with the engine
+columns dividing every convolution's output pixels per image, refusals named by layer and
+pass before anything is elaborated); the decoder is sized for the program
+(:func:`sim.device_cases.sizes`).
 """
 
 from __future__ import annotations
@@ -22,14 +19,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from barista_base.errors import InputError
 
 if TYPE_CHECKING:
-    from barista_hw.config import AcceleratorConfig
-    from barista_hw.device.isa import Program
-    from barista_hw.device.memory import DeviceConfig
     from caffe_bridge.net import Net
 
     from .device_net import DeviceCompilation
@@ -38,7 +32,6 @@ if TYPE_CHECKING:
 DEVICE_MANIFEST_VERSION = 1
 DEVICE_VERILOG, DEVICE_MANIFEST = "device.v", "device_manifest.json"
 PROGRAM_BIN, PROGRAM_TXT = "program.bin", "program.txt"
-COLUMNS = (8, 4, 2, 1)  # widest first; the RTL's LeNet design has 8
 
 
 @dataclass(frozen=True)
@@ -54,52 +47,10 @@ class DeviceDesign:
     verilog: str
 
 
-def device_accelerator(net: Net) -> AcceleratorConfig:
-    """The RTL's LeNet engine with the widest columns (8, 4, 2 or 1) dividing the output
-    pixels per image of every convolution of ``net``: what the RTL top runs."""
-    from barista_hw.device.layers import Conv
-    from sim.device_cases import LENET_ACC
-
-    from .device_net import device_net
-
-    pixels = [
-        layer.geom.out_height * layer.geom.out_width
-        for layer in device_net(net).layers
-        if isinstance(layer, Conv) and layer.geom is not None
-    ]
-    cols = next(c for c in COLUMNS if all(p % c == 0 for p in pixels))
-    return LENET_ACC.derive(cols=cols)
-
-
-def device_units() -> dict[str, Any]:
-    """The unit settings of the RTL's LeNet design (:data:`~barista_hw.device.memory.RTL_UNITS`
-    and its vector lanes) for :func:`~barista.device_net.compile_device`."""
-    from barista_hw.device.memory import RTL_UNITS
-    from sim.device_cases import LENET_CONFIG
-
-    return {**RTL_UNITS, "vector_lanes": LENET_CONFIG.scratchpads.vector_lanes}
-
-
-def check_top(program: Program, config: DeviceConfig, bus_bits: int) -> None:
-    """Build every instruction's static command as the host does; what the RTL top cannot
-    run raises :class:`InputError` naming the section (layer/pass) and the instruction."""
-    from barista_hw.device.rtl.decode import static_command
-    from barista_hw.device.traffic import section_names
-
-    sections = section_names(program)
-    for n, inst in enumerate(program.instructions):
-        try:
-            static_command(inst, program, config, bus_bits)
-        except InputError as exc:
-            raise InputError(
-                f"{sections[n]} (instruction {n}): the device top cannot run it: {exc}"
-            ) from None
-
-
 def generate_device(net: Net, *, target: str | None = None, name: str = "net") -> DeviceDesign:
-    """Compile ``net``'s TRAIN iteration for the device the RTL top builds on ``target``,
-    check the top runs every instruction (:func:`check_top`) and elaborate the top, its
-    decoder sized for the program.
+    """Compile ``net``'s TRAIN iteration for the RTL top on ``target``
+    (:func:`~.device_top.compile_for_top`) and elaborate the top, its decoder sized for
+    the program.
 
     Raises :class:`InputError` as the compiler does, or naming what the top refuses."""
     from barista_hw.generate import module_name
@@ -108,11 +59,10 @@ def generate_device(net: Net, *, target: str | None = None, name: str = "net") -
     from sim.device_run import device_top
     from sim.gemm_path_run import BUS_BITS
 
-    from .device_net import compile_device
+    from .device_top import compile_for_top
 
-    dc = compile_device(net, device_accelerator(net), target=target, units=device_units())
+    dc = compile_for_top(net, target=target)
     program = dc.compiled.program
-    check_top(program, dc.config, BUS_BITS)
     size = sizes(program)
     _, make, _ = device_top(dc.config, **size)
     top = f"{module_name(name)}_device"

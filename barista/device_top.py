@@ -18,11 +18,12 @@ from barista_hw.device.layers import Conv
 from barista_hw.device.memory import RTL_UNITS, DeviceConfig
 from barista_hw.device.rtl.decode import static_command
 from barista_hw.device.traffic import section_names
+from barista_hw.numfmt import Rounding
 from caffe_bridge.net import Net
 from sim.device_cases import LENET_ACC, LENET_CONFIG
 from sim.gemm_path_run import BUS_BITS
 
-from .device_net import device_net
+from .device_net import DeviceCompilation, compile_device, device_net
 
 #: The engine columns the top's design tries, widest first.
 COLUMNS = (8, 4, 2, 1)
@@ -65,3 +66,28 @@ def check_top(program: Program, config: DeviceConfig) -> None:
             raise InputError(
                 f"{sections[n]} (instruction {n}): the device top cannot run it: {exc}"
             ) from None
+
+
+def compile_for_top(
+    net: Net,
+    accelerator: AcceleratorConfig | None = None,
+    *,
+    target: str | None = None,
+    rounding: Rounding | None = None,
+) -> DeviceCompilation:
+    """``net``'s program as the top runs it (what ``--backend device-rtl``, ``--backend device
+    --rtl-top`` and ``barista generate --device`` share): on ``accelerator`` (default
+    :func:`top_accelerator`), with :data:`TOP_UNITS`, inputs as bus words and every tensor in
+    memory of its own (the host builds the DRAM image per tensor); checked by
+    :func:`check_top`."""
+    dc = compile_device(
+        net,
+        accelerator or top_accelerator(net),
+        target=target,
+        rounding=rounding,
+        units=TOP_UNITS,
+        wire8=False,
+        share=False,
+    )
+    check_top(dc.compiled.program, dc.config)
+    return dc

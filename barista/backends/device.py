@@ -135,23 +135,19 @@ class DeviceSolver(SGDSolver):
         )
         if isinstance(accelerator, AcceleratorFiles):
             accelerator = accelerator.config
-        if rtl_top:  # imported here: the RTL's decode pulls in Amaranth
-            from ..device_top import TOP_UNITS, check_top, top_accelerator
-        if accelerator is None:
-            if not rtl_top:
-                raise InputError("the device backend needs an accelerator")
-            accelerator = top_accelerator(self.net)
         self.rounding = Rounding.parse(rounding) if isinstance(rounding, str) else rounding
-        # The RTL top's program: its units, inputs as bus words, every tensor in memory of
-        # its own (the DRAM image is built per tensor).
-        top = {"units": TOP_UNITS, "wire8": False, "share": False} if rtl_top else {}
-        dc = compile_device(
-            self.net, accelerator, target=target, rounding=self.rounding, preload=preload, **top
-        )
-        if rtl_top:
-            check_top(dc.compiled.program, dc.config)
+        if rtl_top:  # imported here: the RTL's decode pulls in Amaranth
+            from ..device_top import compile_for_top
+
+            dc = compile_for_top(self.net, accelerator, target=target, rounding=self.rounding)
+        elif accelerator is None:
+            raise InputError("the device backend needs an accelerator")
+        else:
+            dc = compile_device(
+                self.net, accelerator, target=target, rounding=self.rounding, preload=preload
+            )
         self.config, self.dnet, self.compiled = dc.config, dc.net, dc.compiled
-        self.bits = accelerator.engine.fmt.width
+        self.bits = dc.config.accelerator.engine.fmt.width
         self.machine = Machine(self.compiled.program, self.config)
         self.counts: Counts | None = None
         self._probed = False

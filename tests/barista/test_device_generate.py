@@ -13,13 +13,8 @@ import pytest
 
 from barista.cli import main
 from barista.commands.generate import train_net_at
-from barista.device_generate import (
-    DEVICE_MANIFEST,
-    device_accelerator,
-    device_units,
-    read_device_manifest,
-)
-from barista.device_net import compile_device
+from barista.device_generate import DEVICE_MANIFEST, read_device_manifest
+from barista.device_top import TOP_UNITS, compile_for_top, top_accelerator
 from barista_base.errors import InputError
 from barista_hw.device.isa import Program
 from barista_hw.device.memory import DeviceConfig
@@ -79,7 +74,7 @@ def test_writes_the_files_and_the_manifest_round_trips(tiny) -> None:
     assert read_device_manifest(out / DEVICE_MANIFEST) == m
     cfg = DeviceConfig.from_dict(m["device"])
     assert cfg == DeviceConfig.for_accelerator(
-        LENET_ACC.derive(cols=4), target="ulx3s-85f", **device_units()
+        LENET_ACC.derive(cols=4), target="ulx3s-85f", **TOP_UNITS
     )
     assert m["top"] == "tiny_device" and "module tiny_device(" in (out / "device.v").read_text()
     assert m["design"] == {
@@ -105,7 +100,7 @@ def test_writes_the_files_and_the_manifest_round_trips(tiny) -> None:
 def test_program_is_the_compilers(tiny) -> None:
     net_path, out = tiny
     net = train_net_at(str(net_path), {})
-    dc = compile_device(net, device_accelerator(net), target="ulx3s-85f", units=device_units())
+    dc = compile_for_top(net, target="ulx3s-85f")
     data = dc.compiled.program.to_bytes()
     assert (out / "program.bin").read_bytes() == data
     assert (out / "program.txt").read_text() == Program.from_bytes(data).listing()
@@ -123,9 +118,9 @@ def test_device_verilog_is_lint_clean(tiny) -> None:
 
 def test_lenet_is_the_rtl_tests_design() -> None:
     net = train_net_at(str(LENET), {"data": (2, 1, 28, 28), "label": (2,)})
-    acc = device_accelerator(net)
+    acc = top_accelerator(net)
     assert acc == LENET_ACC
-    assert DeviceConfig.for_accelerator(acc, target="ulx3s-85f", **device_units()) == LENET_CONFIG
+    assert DeviceConfig.for_accelerator(acc, target="ulx3s-85f", **TOP_UNITS) == LENET_CONFIG
 
 
 def test_batch_sets_the_data_tops(tmp_path) -> None:
