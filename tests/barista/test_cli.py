@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from barista.backends import BACKEND_HELP, BACKENDS, DEVICE, DEVICE_HELP, get_backend
+from barista.backends import BACKEND_HELP, BACKENDS, SOLVER_HELP, get_backend
 from barista.cli import BROKEN_PIPE_STATUS, main
 from barista_base.errors import InputError
 from caffe_bridge.datasets import example_dir
@@ -177,9 +177,10 @@ def test_backend_help_and_choices_name_every_backend(command: str, capsys) -> No
         main([command, "--backend", "gpu", "--model", "m", "--solver", "s", "--weights", "w"])
     assert done.value.code == 2
     err = capsys.readouterr().err
-    device = ", 'device'" if command == "train" else ""
-    assert f"invalid choice: 'gpu' (choose from 'cpu', 'golden', 'rtl', 'board'{device})" in err
-    assert (f"{DEVICE} ({DEVICE_HELP})" in help_text) == (command == "train")
+    solvers = ", 'device', 'device-rtl'" if command == "train" else ""
+    assert f"invalid choice: 'gpu' (choose from 'cpu', 'golden', 'rtl', 'board'{solvers})" in err
+    for name, what in SOLVER_HELP.items():  # the whole-iteration solvers: train only
+        assert (f"{name} ({what})" in help_text) == (command == "train")
 
 
 def test_unknown_backend_from_python_names_every_backend() -> None:
