@@ -26,6 +26,7 @@ from barista_hw.memory import collision_free_memory
 
 from ..geometry import Space
 from ..memory import DeviceConfig
+from ..traffic import spad_lanes
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,15 @@ def geometry(config: DeviceConfig, space: Space) -> SpadGeometry:
     """The scratchpad ``space`` (A, B, C or V) of the device ``config``."""
     acc, s = config.accelerator, config.scratchpads
     e = acc.engine
-    shapes = {
-        Space.A: (e.rows, e.fmt.width, acc.a_depth),
-        Space.B: (e.cols, e.fmt.width, acc.b_depth),
-        Space.C: (e.cols, e.fmt.width, s.c_depth),
-        Space.V: (s.vector_lanes, s.v_lane_bits, s.v_depth),
+    shapes = {  # (lane bits, depth); the lanes are the time model's (spad_lanes)
+        Space.A: (e.fmt.width, acc.a_depth),
+        Space.B: (e.fmt.width, acc.b_depth),
+        Space.C: (e.fmt.width, s.c_depth),
+        Space.V: (s.v_lane_bits, s.v_depth),
     }
     if space not in shapes:
         raise InputError(f"{Space(space).name} is not a scratchpad (A, B, C or V)")
-    return SpadGeometry(*shapes[Space(space)])
+    return SpadGeometry(spad_lanes(config, space), *shapes[Space(space)])
 
 
 def half_base(geom: SpadGeometry, half: int) -> int:
