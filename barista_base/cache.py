@@ -9,12 +9,15 @@ Barista runs from any directory.
 into being: it is filled in a temporary directory beside its final place and
 renamed there only when complete, so a reader never sees half an entry, a
 failed build leaves nothing behind, and two processes racing for the same entry
-both end up with a whole one.
+both end up with a whole one. :func:`entry_lock` lets the second of two processes
+wanting the same entry wait for the first's build instead of repeating it (parallel test
+workers, Ray actors, sweep points building one simulator).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -66,6 +69,26 @@ def atomic_directory(final: Path, *, replace: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def entry_lock(final: Path) -> Iterator[None]:
+    """Hold an exclusive lock on cache entry ``final`` (blocking) while the block runs.
+
+    Check for the entry and build it inside the block: a process arriving while another
+    builds waits, then finds the entry whole. The lock is advisory (``flock`` on a file in
+    ``.locks`` beside the entry) and released when the process dies, so a killed build
+    never blocks the next one; :func:`atomic_directory` still keeps entries whole.
+    """
+    final = Path(final)
+    locks = final.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{final.name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _swap(new: Path, final: Path) -> None:

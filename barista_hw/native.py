@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from barista_base.cache import atomic_directory, cache_dir
+from barista_base.cache import atomic_directory, cache_dir, entry_lock
 
 ENV = "BARISTA_NATIVE"
 SOURCE = Path(__file__).with_name("native.c")
@@ -95,16 +95,17 @@ def _build() -> ctypes.CDLL | None:
     key = hashlib.sha256(b"\0".join([*sources, cc.encode(), " ".join(flags).encode()]))
     entry = cache_dir("native") / key.hexdigest()[:16]
     lib = entry / "libbarista_native.so"
-    if not lib.is_file():
-        try:
-            with atomic_directory(entry) as tmp:
-                subprocess.run(
-                    [cc, *flags, "-o", str(tmp / lib.name), *map(str, SOURCES), "-lm"],
-                    check=True,
-                    capture_output=True,
-                )
-        except (OSError, subprocess.CalledProcessError):
-            return None
+    try:
+        with entry_lock(entry):
+            if not lib.is_file():
+                with atomic_directory(entry) as tmp:
+                    subprocess.run(
+                        [cc, *flags, "-o", str(tmp / lib.name), *map(str, SOURCES), "-lm"],
+                        check=True,
+                        capture_output=True,
+                    )
+    except (OSError, subprocess.CalledProcessError):
+        return None
     try:
         dll = ctypes.CDLL(str(lib))
     except OSError:

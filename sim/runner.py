@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.lib import wiring
 
-from barista_base.cache import atomic_directory, cache_dir, write_text_atomic
+from barista_base.cache import atomic_directory, cache_dir, entry_lock, write_text_atomic
 from barista_base.environ import environ
 from barista_base.errors import log_tail
 from barista_hw.command import GemmCommand
@@ -137,12 +137,11 @@ def build_verilog(
     verilog: Path, top: str, sim: str, root: Path, *, models: str = "", quick_cxx: bool = False
 ) -> Path:
     """Compile the Verilog file ``verilog`` (top module ``top``, plus the Verilog text
-    ``models``) for ``sim`` into ``root/<top>-<sim>-<hash>`` (cached; race-safe); its path.
+    ``models``) for ``sim`` into ``root/<top>-<sim>-<hash>`` (cached; race-safe: a second
+    builder waits for the first); its path.
 
     ``quick_cxx``: Verilator's C++ compiled without optimisation (half the build time of a
     wide datapath, for a unit test that runs a few thousand cycles)."""
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
-
     check_simulator(sim)
     control = waiver_control_text() if sim == "verilator" else ""
     key = hashlib.sha256()
@@ -159,8 +158,17 @@ def build_verilog(
         key.update(part.encode())
         key.update(b"\0")
     final = root / f"{top}-{sim}-{key.hexdigest()[:16]}"
-    if (final / ".complete").is_file():
-        return final
+    with entry_lock(final):
+        if not (final / ".complete").is_file():
+            _compile(final, verilog, top, sim, models, control, quick_cxx)
+    return final
+
+
+def _compile(
+    final: Path, verilog: Path, top: str, sim: str, models: str, control: str, quick_cxx: bool
+) -> None:
+    """Build ``verilog`` with cocotb's runner into a temporary directory renamed ``final``."""
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
 
     with atomic_directory(final) as tmp:
         src = tmp / f"{top}.v"
@@ -191,7 +199,6 @@ def build_verilog(
                     f"{log_tail(tmp / 'build.log')}"
                 ) from None
         (tmp / ".complete").write_text(json.dumps({"top": top, "sim": sim}))
-    return final
 
 
 # -- other units' harnesses -----------------------------------------------------------

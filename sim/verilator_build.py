@@ -7,7 +7,8 @@ hashes all of it with the common flags below and the Verilator version, so
 the cache entry ``<root>/<name>-<key>`` changes whenever the output could.
 
 :func:`build` verilates and compiles in a temporary directory renamed into place
-(:func:`barista_base.cache.atomic_directory`, so concurrent builders are safe),
+(:func:`barista_base.cache.atomic_directory`, so concurrent builders are safe; under
+:func:`~barista_base.cache.entry_lock`, so the second waits for the first's build),
 keeps only the output, and records its sha256 in a marker: an entry whose marker
 is missing or whose output is missing or altered is discarded and rebuilt. The
 Python driver's library (:mod:`sim.verilator_driver`) and the board simulator's
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from barista_base.cache import atomic_directory
+from barista_base.cache import atomic_directory, entry_lock
 from barista_base.errors import log_tail
 
 from .tools import X_POISON, SimulationError, simulator_version, tool_env, verilator_root
@@ -118,18 +119,19 @@ def build(
     keeps the log beside the entry as ``<entry>.failed.log``.
     """
     entry = recipe.entry(root)
-    if force:
+    with entry_lock(entry):
+        if force:
+            discard(entry)
+        if entry_ok(entry):
+            return entry / recipe.output
         discard(entry)
-    if entry_ok(entry):
-        return entry / recipe.output
-    discard(entry)
-    if on_build is not None:
-        on_build(entry)
-    with atomic_directory(entry) as tmp:
-        _verilate_and_make(recipe, tmp, entry)
-        marker = {"output": recipe.output, "sha256": sha256_file(tmp / recipe.output)}
-        marker["top"] = recipe.top
-        (tmp / MARKER).write_text(json.dumps(marker, indent=2))
+        if on_build is not None:
+            on_build(entry)
+        with atomic_directory(entry) as tmp:
+            _verilate_and_make(recipe, tmp, entry)
+            marker = {"output": recipe.output, "sha256": sha256_file(tmp / recipe.output)}
+            marker["top"] = recipe.top
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2))
     return entry / recipe.output
 
 

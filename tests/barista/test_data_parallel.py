@@ -28,6 +28,9 @@ from barista_base.errors import InputError
 from barista_hw.plan import batch_split, plan_net
 from caffe_bridge.net import Net
 
+# One worker runs every test that starts Ray (parallel workers would race for its ports).
+pytestmark = pytest.mark.xdist_group("ray")
+
 REPO = Path(__file__).resolve().parents[2]
 
 NET = """name: "TinyConv"

@@ -26,6 +26,9 @@ from barista_base.errors import InputError
 from caffe_bridge.datasets import write_digits
 from caffe_bridge.proto import caffe_pb2
 
+# One worker runs every test that starts Ray (parallel workers would race for its ports).
+pytestmark = pytest.mark.xdist_group("ray")
+
 REPO = Path(__file__).resolve().parents[2]
 
 FULL = os.environ.get("BARISTA_FULL") == "1"

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from barista_base.cache import atomic_directory, cache_dir, cache_root, write_text_atomic
+from barista_base.cache import (
+    atomic_directory,
+    cache_dir,
+    cache_root,
+    entry_lock,
+    write_text_atomic,
+)
 
 
 def test_cache_root_follows_the_environment(
@@ -69,3 +78,26 @@ def test_write_text_atomic(tmp_path: Path) -> None:
     write_text_atomic(path, "hello")
     write_text_atomic(path, "again")
     assert path.read_text() == "again" and list(path.parent.iterdir()) == [path]
+
+
+def _build_slowly(final: str, holding: Any) -> None:
+    with entry_lock(Path(final)):
+        holding.set()
+        time.sleep(0.5)  # long enough for the parent to arrive at the lock
+        with atomic_directory(Path(final)) as tmp:
+            (tmp / "who").write_text("child")
+
+
+def test_a_second_builder_waits_for_the_first(tmp_path: Path) -> None:
+    final = tmp_path / "entry"
+    ctx = multiprocessing.get_context("spawn")
+    holding = ctx.Event()
+    child = ctx.Process(target=_build_slowly, args=(str(final), holding))
+    child.start()
+    try:
+        assert holding.wait(60), "the child never took the lock"
+        with entry_lock(final):  # blocks until the child's entry is in place
+            assert (final / "who").read_text() == "child"
+    finally:
+        child.join(60)
+    assert child.exitcode == 0

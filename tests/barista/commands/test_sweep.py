@@ -22,6 +22,9 @@ from barista.commands import sweep
 from barista.ray_cluster import LocalCluster, local_cluster, wait_until
 from caffe_bridge.datasets import write_digits
 
+# One worker runs every test that starts Ray (parallel workers would race for its ports).
+pytestmark = pytest.mark.xdist_group("ray")
+
 REPO = Path(__file__).resolve().parents[3]
 
 
