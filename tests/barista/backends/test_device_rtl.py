@@ -3,9 +3,13 @@ bit for bit as ``--backend device --rtl-top`` trains on the model: every logged 
 final ``.caffemodel`` and ``.solverstate`` (with its resume record: the device's
 integers and exponent file) identical. What the top cannot run is refused by name.
 
-The proof runs a tiny net (slow: the top's first Verilator build takes minutes, cached);
+The proof runs a tiny net shaped as cifar10_quick (pad-2 5 x 5 convolutions, overlapping
+3 x 3 stride-2 MAX and AVE pooling, ReLU in place after a pooling and after a
+convolution, a convolution without bias; slow: the top's first Verilator build takes
+minutes, cached);
 with ``BARISTA_FULL=1`` also LeNet (examples/mnist's net on synthetic digits) at batch 2
-for 20 iterations (a minute or more an iteration on the top).
+for 20 iterations (a minute or more an iteration on the top), and cifar10_quick on the
+colour digits at batch 2 for 2 iterations.
 """
 
 from __future__ import annotations
@@ -23,25 +27,38 @@ from barista.device_top import top_accelerator
 from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.numfmt import FixedFormat
-from caffe_bridge.datasets import write_digits
+from caffe_bridge.datasets import write_colour_digits, write_digits
+
+REPO = Path(__file__).resolve().parents[3]
 
 NET = """
-name: "TopNet"
+name: "TopQuick"
 layer {{
   name: "data" type: "HDF5Data" top: "data" top: "label"
   hdf5_data_param {{ source: "train.txt" batch_size: {batch} }}
 }}
 layer {{
-  name: "conv" type: "Convolution" bottom: "data" top: "conv"
-  convolution_param {{ num_output: 2 kernel_size: 3 pad: 1 weight_filler {{ type: "xavier" }} }}
+  name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param {{ num_output: 4 kernel_size: 5 pad: 2 weight_filler {{ type: "xavier" }} }}
 }}
 layer {{
-  name: "pool" type: "Pooling" bottom: "conv" top: "pool"
-  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }}
+  name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param {{ pool: MAX kernel_size: 3 stride: 2 }}
 }}
-layer {{ name: "relu" type: "ReLU" bottom: "pool" top: "pool" }}
+layer {{ name: "relu1" type: "ReLU" bottom: "pool1" top: "pool1" }}
 layer {{
-  name: "ip" type: "InnerProduct" bottom: "pool" top: "ip"
+  name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+  convolution_param {{
+    num_output: 4 kernel_size: 5 pad: 2 bias_term: false weight_filler {{ type: "xavier" }}
+  }}
+}}
+layer {{ name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }}
+layer {{
+  name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
+  pooling_param {{ pool: AVE kernel_size: 3 stride: 2 }}
+}}
+layer {{
+  name: "ip" type: "InnerProduct" bottom: "pool2" top: "ip"
   inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }}
 }}
 layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
@@ -65,12 +82,12 @@ random_seed: 5
 
 @pytest.fixture
 def topnet(tmp_path, monkeypatch) -> Path:
-    """A 1 x 8 x 8-image, 3-class problem in the working directory (batch 2)."""
+    """A 3 x 8 x 8-image, 3-class problem in the working directory (batch 2)."""
     import h5py
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
     with h5py.File("train.h5", "w") as f:
         f["data"] = x
         f["label"] = rng.integers(0, 3, 16).astype(np.float32)
@@ -182,12 +199,34 @@ def test_lenet_on_the_digits_trains_on_the_device_top_as_the_model(
     assert report and "20 iterations" in report[0]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("BARISTA_FULL") != "1", reason="BARISTA_FULL=1: about an hour")
+def test_cifar10_quick_on_colour_digits_trains_on_the_device_top_as_the_model(
+    tmp_path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    """The unmodified cifar10_quick net (pad 2 convolutions, AVE pooling, ReLU after
+    pooling, two inner products) at batch 2 on the colour digits and their mean image."""
+    write_colour_digits(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    text = (REPO / "examples/cifar10/cifar10_quick_train_test.prototxt").read_text()
+    Path("cifar.prototxt").write_text(text.replace("batch_size: 100", "batch_size: 2"))
+    printed = _same_training("cifar.prototxt", 2, capsys)
+    report = [line for line in printed.splitlines() if line.startswith("Device top")]
+    with capsys.disabled():
+        print(*report)  # the figures docs/device.md gives
+    assert report and "2 iterations" in report[0]
+
+
 def test_the_top_design_has_columns_dividing_the_pixels(topnet) -> None:
     solver = DeviceSolver(_solver_file("s.prototxt", "net.prototxt", 1), rtl_top=True)
     engine = solver.config.accelerator.engine
     assert (engine.rows, engine.cols, engine.fmt.width) == (8, 8, 16)
-    Path("net.prototxt").write_text(NET.format(batch=2).replace("pad: 1", "pad: 0"))
-    assert top_accelerator(DeviceSolver("s.prototxt", rtl_top=True).net).engine.cols == 4
+    # conv1 padded by 1: 6 x 6 pixels (four columns would divide them), pool1 3 x 3,
+    # conv2 3 x 3 (nine pixels): one column.
+    Path("net.prototxt").write_text(NET.format(batch=2).replace("pad: 2", "pad: 1", 1))
+    assert top_accelerator(DeviceSolver("s.prototxt", rtl_top=True).net).engine.cols == 1
 
 
 def test_what_the_top_cannot_run_is_refused(topnet) -> None:
