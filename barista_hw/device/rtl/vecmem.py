@@ -77,6 +77,11 @@ from .vector import CMD_LAYOUT, DATA_BITS, STATS_LAYOUT, STREAMS, VecCommand, Ve
 
 COUNT_BITS = 24  # groups, entries a group, beat rows, run lengths
 KMAX = 4  # pooling kernels up to 4 x 4 (the reciprocal table's size)
+# A reciprocal is round(2**shift / n), shift = RECIP_BITS - 1 + ceil(log2(the largest n)):
+# windows clipped at the image's edge (Caffe's ceil mode) have smaller n, so up to
+# 2**shift (n = 1) and not below 2**RECIP_BITS for n <= largest n / 2 (a 3 x 3 pooling's
+# 2 x 2 corner: 2**(RECIP_BITS + 1), which RECIP_BITS + 1 bits wrapped to 0).
+RECIP_WIDTH = RECIP_BITS + (KMAX * KMAX - 1).bit_length()
 NONE = 0xFFFF  # an instruction's absent tensor
 MAX_BUS_BITS = 32  # the widest port VecMem is built for
 CHUNK = 16  # BIAS_GRAD of a row of channels: pixels a fetch run (2 bursts of 16-bit words)
@@ -148,7 +153,7 @@ def command_layout() -> data.StructLayout:
             "kw": 4,
             "lim_h": signed(COORD_BITS),  # H + pad: a window's size is clipped there
             "lim_w": signed(COORD_BITS),
-            "recip": data.ArrayLayout(unsigned(RECIP_BITS + 1), KMAX * KMAX),
+            "recip": data.ArrayLayout(unsigned(RECIP_WIDTH), KMAX * KMAX),
             "ops": data.ArrayLayout(_operand_layout(), 3),
             "res": data.ArrayLayout(_result_layout(), STREAMS),
             "cv": _cover_layout(),
