@@ -14,6 +14,7 @@ simulation per simulator.
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from barista_hw.device.isa import ON_C, Instruction, Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine, iteration_seed
 from barista_hw.device.memory import DeviceConfig, pack_stream
-from barista_hw.device.rtl.vecmem import command
+from barista_hw.device.rtl.vecmem import _recip_table, command, command_layout
 from barista_hw.device.rtl.vector import decode_stats
 from barista_hw.device.vector import Rounder, Stats, VecOp
 from barista_hw.numfmt import Rounding
@@ -344,6 +345,19 @@ def _ring_wrap_specs() -> list[Spec]:
     ]
 
 
+# AVE pooling of 3 x 3 stride 2 over 4 x 6 (Caffe's ceil mode, as cifar10_quick's 16 x 16
+# and 8 x 8 pools): windows of 9, 6 and 4 pixels, the last clipped to 2 x 2 at the image's
+# corner, whose reciprocal (2**(RECIP_BITS + 1)) the table once wrapped to 0.
+CEIL_POOL = PoolGeometry(2, 4, 6, (3, 3), (2, 2))
+
+
+def _ceil_pool_specs() -> list[Spec]:
+    return [
+        _spec(f"{op.name.lower()}-ceil", _pool_make(op, CEIL_POOL, (2, (0, 2))))
+        for op in (VecOp.AVEPOOL, VecOp.AVEPOOL_BACK)
+    ]
+
+
 def _net() -> list:
     """A small net: a padded convolution with bias, ReLU, a padded strided pooling."""
     geom = ConvGeometry(2, 6, 5, (3, 3), (1, 1), (1, 1))
@@ -383,7 +397,9 @@ def _program_specs() -> list[Spec]:
     return out
 
 
-SPECS = _element_specs() + _pool_specs() + _ring_wrap_specs() + _program_specs()
+SPECS = (
+    _element_specs() + _pool_specs() + _ceil_pool_specs() + _ring_wrap_specs() + _program_specs()
+)
 RUNS = [(i, stall) for i in range(len(SPECS)) for stall in (0.0, STALL)]
 
 
@@ -483,6 +499,25 @@ def test_ring_wrap_cases_wrap_the_ring_with_narrow_masks() -> None:
         assert BUS_BITS // mask["bits"] >= 4, spec.name
         assert mask["run"] * mask["runs"] >= 2 * DEPTH, spec.name
         assert mask["reach"] > 0, spec.name
+
+
+def test_the_reciprocal_table_holds_every_windows_reciprocal() -> None:
+    """Every pooling the unit runs (kernels up to 4 x 4, any stride and padding, windows
+    clipped at the edge) has each window's reciprocal within the command's table entries;
+    the ceil case's corner needs more than ``RECIP_BITS + 1`` bits."""
+    width = command_layout().members["recip"].elem_shape.width
+    largest = 0
+    for kh, kw, stride, size in itertools.product(range(1, 5), range(1, 5), range(1, 5), range(9)):
+        for ph, pw in itertools.product(range(kh), range(kw)):
+            if size + 2 * ph < kh or size + 2 * pw < kw:
+                continue
+            try:
+                geom = PoolGeometry(1, size, size, (kh, kw), (stride, stride), (ph, pw))
+            except InputError:  # no such pooling
+                continue
+            largest = max(largest, *_recip_table(geom))
+    assert (1 << (width - 1)) <= largest < 1 << width  # n = 1 of a 4 x 4 kernel: 2**27
+    assert max(_recip_table(CEIL_POOL)) >= 1 << (vector.RECIP_BITS + 1)
 
 
 def test_narrow_operands_keep_a_words_slack_in_the_ring() -> None:
