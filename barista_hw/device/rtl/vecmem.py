@@ -400,7 +400,7 @@ def _pool_geometry(inst: Instruction, program: Program) -> PoolGeometry:
     return geom
 
 
-def _recip_table(geom: PoolGeometry) -> list[int]:
+def recip_table(geom: PoolGeometry) -> list[int]:
     """The pooling reciprocals (:func:`vector.reciprocals`) by window size: entry
     ``(hsize - 1) * KMAX + wsize - 1``, the window clipped as :func:`vector.pool_sizes`."""
     r, _ = vector.reciprocals(geom)
@@ -423,7 +423,7 @@ def _pool_fields(b: _Builder, geom: PoolGeometry) -> None:
         kw=kw,
         lim_h=geom.height + ph,
         lim_w=geom.width + pw,
-        recip=_recip_table(geom),
+        recip=recip_table(geom),
     )
 
 

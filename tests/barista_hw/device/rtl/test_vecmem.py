@@ -31,7 +31,7 @@ from barista_hw.device.isa import ON_C, Instruction, Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine, iteration_seed
 from barista_hw.device.memory import DeviceConfig, pack_stream
-from barista_hw.device.rtl.vecmem import _recip_table, command, command_layout
+from barista_hw.device.rtl.vecmem import command, command_layout, recip_table
 from barista_hw.device.rtl.vector import decode_stats
 from barista_hw.device.vector import Rounder, Stats, VecOp
 from barista_hw.numfmt import Rounding
@@ -515,9 +515,9 @@ def test_the_reciprocal_table_holds_every_windows_reciprocal() -> None:
                 geom = PoolGeometry(1, size, size, (kh, kw), (stride, stride), (ph, pw))
             except InputError:  # no such pooling
                 continue
-            largest = max(largest, *_recip_table(geom))
+            largest = max(largest, *recip_table(geom))
     assert (1 << (width - 1)) <= largest < 1 << width  # n = 1 of a 4 x 4 kernel: 2**27
-    assert max(_recip_table(CEIL_POOL)) >= 1 << (vector.RECIP_BITS + 1)
+    assert max(recip_table(CEIL_POOL)) >= 1 << (vector.RECIP_BITS + 1)
 
 
 def test_narrow_operands_keep_a_words_slack_in_the_ring() -> None:
