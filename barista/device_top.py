@@ -17,10 +17,10 @@ from barista_hw.device.isa import Program
 from barista_hw.device.layers import Conv
 from barista_hw.device.memory import RTL_UNITS, DeviceConfig
 from barista_hw.device.rtl.decode import static_command
+from barista_hw.device.rtl.design import LENET_ACC, LENET_CONFIG
 from barista_hw.device.traffic import section_names
 from barista_hw.numfmt import Rounding
 from caffe_bridge.net import Net
-from sim.device_cases import LENET_ACC, LENET_CONFIG
 from sim.gemm_path_run import BUS_BITS
 
 from .device_net import DeviceCompilation, compile_device, device_net
@@ -35,9 +35,9 @@ TOP_UNITS: dict[str, Any] = {
 
 
 def top_accelerator(net: Net) -> AcceleratorConfig:
-    """The RTL's LeNet engine (:data:`sim.device_cases.LENET_ACC`: 8 rows, fx16) with the
-    widest columns of :data:`COLUMNS` dividing the output pixels per image of every
-    convolution of ``net``."""
+    """The RTL's LeNet engine (:data:`~barista_hw.device.rtl.design.LENET_ACC`: 8 rows,
+    fx16) with the widest columns of :data:`COLUMNS` dividing the output pixels per image
+    of every convolution of ``net``."""
     pixels = [
         layer.geom.out_height * layer.geom.out_width
         for layer in device_net(net).layers

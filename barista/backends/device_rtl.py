@@ -30,13 +30,13 @@ from barista_hw.device.isa import Op
 from barista_hw.device.memory import pack_stream, unpack_stream
 from barista_hw.device.rtl.decode import (
     RegisterMap,
+    decoder_sizes,
     exponent_entry,
     exponent_writes,
     read_address,
     read_entry,
 )
 from barista_hw.device.rtl.device import pack_write
-from sim.device_cases import sizes
 from sim.device_ports import MemoryTiming
 from sim.device_run import program_beats
 from sim.device_verilator import DeviceSession, DeviceSimulator, simulator
@@ -74,7 +74,7 @@ class RtlDeviceSolver(DeviceSolver):
             self.sim = simulator(
                 self.config,
                 on_build=lambda p: self.log(f"Device top: building the simulator in {p}"),
-                **sizes(program),
+                **decoder_sizes(program),
             )
         if self._session is None:
             if self._device_ahead:
