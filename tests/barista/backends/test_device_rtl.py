@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 
 from barista.backends.device import DeviceSolver
+from barista.backends.device_rtl import RtlDeviceSolver
 from barista.commands import train as train_cmd
 from barista.device_top import top_accelerator
 from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.numfmt import FixedFormat
 from caffe_bridge.datasets import write_digits
+from sim.device_verilator import DeviceSession, SessionRun
 
 NET = """
 name: "TopNet"
@@ -162,6 +164,46 @@ def test_the_device_top_resumes_the_models_snapshot(topnet, capsys) -> None:
     assert got == want[2:]
     want_files = {n: b for n, b in _snapshots(model).items() if "iter_4" in n}
     assert {n: b for n, b in _snapshots(top).items() if "iter_4" in n} == want_files
+
+
+@pytest.mark.slow
+def test_an_iteration_reads_back_only_the_logits(topnet, monkeypatch) -> None:
+    """Each iteration reads back its logits and their exponent entry only; the net's
+    operand weights (then the model's) and the exponent file come back once, at the end
+    of the step, the masters and momentum when the resume record asks, nothing twice."""
+    _needs_verilator()
+    reads: list[int] = []  # DRAM words read, a call each
+    readback: list[int] = []  # exponent-entry words read back, a run each
+    read, run = DeviceSession.read, DeviceSession.run
+
+    def counted_read(session: DeviceSession, addr: int, n: int) -> np.ndarray:
+        reads.append(n)
+        return read(session, addr, n)
+
+    def counted_run(session: DeviceSession, **kw: int) -> SessionRun:
+        r = run(session, **kw)
+        readback.append(len(r.readback))
+        return r
+
+    monkeypatch.setattr(DeviceSession, "read", counted_read)
+    monkeypatch.setattr(DeviceSession, "run", counted_run)
+    solver = RtlDeviceSolver(_solver_file("s.prototxt", "net.prototxt", 3))
+    try:
+        tensors = solver.compiled.program.tensors
+        roles = [t["role"] for t in tensors]
+        solver.step(3)
+        assert len(reads) == roles.count("weight")
+        assert sum(readback) == 3 + 4 * len(tensors)  # a logits entry an iteration, the file
+        model = DeviceSolver("s.prototxt", rtl_top=True)
+        model.step(3)
+        for got, want in zip(solver.net.learnable_params, model.net.learnable_params, strict=True):
+            assert np.array_equal(got.data, want.data)
+        solver.runtime_state()
+        solver.runtime_state()  # read already
+        assert len(reads) == sum(roles.count(r) for r in ("weight", "master", "momentum"))
+        assert sum(readback) == 3 + 4 * len(tensors)
+    finally:
+        solver.close()
 
 
 @pytest.mark.slow
