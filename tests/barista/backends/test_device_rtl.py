@@ -237,6 +237,11 @@ def test_what_the_top_cannot_run_is_refused(topnet) -> None:
     fx18 = DEFAULT_ACCELERATOR.derive(rows=8, cols=8, fmt=FixedFormat(18, 10, 48))
     with pytest.raises(InputError, match="16-bit formats only .* not fx18"):
         DeviceSolver(path, accelerator=fx18, rtl_top=True)
+    cols3 = DEFAULT_ACCELERATOR.derive(rows=8, cols=3)  # 3 does not divide conv's 8 x 8
+    message = "layer 'conv': the engine's 3 columns do not divide its 64 output pixels"
+    with pytest.raises(InputError, match=message):
+        DeviceSolver(path, accelerator=cols3, rtl_top=True)
+    DeviceSolver(path, accelerator=cols3.derive(cols=4), rtl_top=True)  # 4 divides 64
     with pytest.raises(InputError, match="no FETCH"):
         DeviceSolver(path, rtl_top=True, preload=True)
     parser = argparse.ArgumentParser()
