@@ -142,6 +142,7 @@ class RtlDeviceSolver(DeviceSolver):
         s.prog(beats)
         self._run_until(scales=1)
         self._behind = frozenset((*PERSISTENT, SCALES))
+        self._net_behind = True
         self.cycles.append(s.counters()["cycles"] - before)
         self.seconds += time.perf_counter() - start
 
@@ -183,7 +184,12 @@ class RtlDeviceSolver(DeviceSolver):
         self._behind = behind - {*roles, SCALES}
 
     def _updated(self) -> None:
-        self._net_behind = True  # read back when asked for (module docstring)
+        """Nothing: the net's operand weights are read back when asked for (:meth:`_net`)."""
+
+    def _net(self) -> None:
+        """The device's operand weights into the net (and the model), if it lacks them."""
+        if self._net_behind:
+            self.download(masters=False)
 
     def _check_weights(self) -> None:
         # The device's weights are integers at an exponent, finite; the net is checked
@@ -195,8 +201,7 @@ class RtlDeviceSolver(DeviceSolver):
         """:meth:`~caffe_bridge.solvers.solver.Solver.step`; the net then holds the device's
         operand weights (read back once, not each iteration)."""
         super().step(iters)
-        if self._net_behind:
-            self.download(masters=False)
+        self._net()
 
     def download(self, *, masters: bool) -> None:
         self._pull(PERSISTENT if masters else ("weight",))
@@ -208,9 +213,7 @@ class RtlDeviceSolver(DeviceSolver):
         return super().runtime_state()
 
     def _forward_pass(self, net: Any) -> None:
-        if self._net_behind:  # the host's layers (and a net run on the host) read them
-            self.download(masters=False)
-        self._pull(("weight",))
+        self._net()  # the model's forward, the host's layers or a net on the host read them
         super()._forward_pass(net)
 
     def upload(self) -> None:
