@@ -11,7 +11,7 @@ The design and the program are the ones ``--backend device-rtl`` trains with
 (:func:`barista.device_top.compile_for_top`: the RTL's LeNet design with the engine
 columns dividing every convolution's output pixels per image, refusals named by layer and
 pass before anything is elaborated); the decoder is sized for the program
-(:func:`sim.device_cases.sizes`).
+(:func:`~barista_hw.device.rtl.decode.decoder_sizes`).
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ def generate_device(net: Net, *, target: str | None = None, name: str = "net") -
     the program.
 
     Raises :class:`InputError` as the compiler does, or naming what the top refuses."""
+    from barista_hw.device.rtl.decode import decoder_sizes
     from barista_hw.generate import module_name
     from barista_hw.rtl import to_verilog
-    from sim.device_cases import sizes
     from sim.device_run import device_top
     from sim.gemm_path_run import BUS_BITS
 
@@ -63,7 +63,7 @@ def generate_device(net: Net, *, target: str | None = None, name: str = "net") -
 
     dc = compile_for_top(net, target=target)
     program = dc.compiled.program
-    size = sizes(program)
+    size = decoder_sizes(program)
     _, make, _ = device_top(dc.config, **size)
     top = f"{module_name(name)}_device"
     verilog = to_verilog(make(), top)

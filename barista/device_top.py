@@ -17,10 +17,10 @@ from barista_hw.device.isa import Program
 from barista_hw.device.layers import Conv
 from barista_hw.device.memory import RTL_UNITS, DeviceConfig
 from barista_hw.device.rtl.decode import static_command
+from barista_hw.device.rtl.design import LENET_ACC, LENET_CONFIG
 from barista_hw.device.traffic import section_names
 from barista_hw.numfmt import Rounding
 from caffe_bridge.net import Net
-from sim.device_cases import LENET_ACC, LENET_CONFIG
 from sim.gemm_path_run import BUS_BITS
 
 from .device_net import DeviceCompilation, compile_device, device_net
@@ -34,17 +34,36 @@ TOP_UNITS: dict[str, Any] = {
 }
 
 
-def top_accelerator(net: Net) -> AcceleratorConfig:
-    """The RTL's LeNet engine (:data:`sim.device_cases.LENET_ACC`: 8 rows, fx16) with the
-    widest columns of :data:`COLUMNS` dividing the output pixels per image of every
-    convolution of ``net``."""
-    pixels = [
-        layer.geom.out_height * layer.geom.out_width
+def conv_pixels(net: Net) -> dict[str, int]:
+    """The output pixels per image of each convolution of ``net``, by layer: the engine's
+    columns must divide them (so no C strip of a col2im STORE spans two images)."""
+    return {
+        layer.name: layer.geom.out_height * layer.geom.out_width
         for layer in device_net(net).layers
         if isinstance(layer, Conv) and layer.geom is not None
-    ]
+    }
+
+
+def top_accelerator(net: Net) -> AcceleratorConfig:
+    """The RTL's LeNet engine (:data:`~barista_hw.device.rtl.design.LENET_ACC`: 8 rows,
+    fx16) with the widest columns of :data:`COLUMNS` dividing :func:`conv_pixels`."""
+    pixels = conv_pixels(net).values()
     cols = next(c for c in COLUMNS if all(p % c == 0 for p in pixels))
     return LENET_ACC.derive(cols=cols)
+
+
+def check_columns(net: Net, accelerator: AcceleratorConfig) -> None:
+    """Refuse an engine whose columns do not divide a convolution's output pixels per
+    image (:func:`conv_pixels`), naming the layer."""
+    cols = accelerator.engine.cols
+    for name, pixels in conv_pixels(net).items():
+        if pixels % cols:
+            raise InputError(
+                f"layer {name!r}: the engine's {cols} columns do not divide its {pixels} "
+                f"output pixels per image; the device top needs columns that do (no C strip "
+                f"of a col2im STORE may span two images), e.g. "
+                f"{top_accelerator(net).engine.cols}, the default design's"
+            )
 
 
 def check_top(program: Program, config: DeviceConfig) -> None:
@@ -77,12 +96,16 @@ def compile_for_top(
 ) -> DeviceCompilation:
     """``net``'s program as the top runs it (what ``--backend device-rtl``, ``--backend device
     --rtl-top`` and ``barista generate --device`` share): on ``accelerator`` (default
-    :func:`top_accelerator`), with :data:`TOP_UNITS`, inputs as bus words and every tensor in
-    memory of its own (the host builds the DRAM image per tensor); checked by
-    :func:`check_top`."""
+    :func:`top_accelerator`; a given one must pass :func:`check_columns`), with
+    :data:`TOP_UNITS`, inputs as bus words and every tensor in memory of its own (the host
+    builds the DRAM image per tensor); checked by :func:`check_top`."""
+    if accelerator is None:
+        accelerator = top_accelerator(net)
+    else:
+        check_columns(net, accelerator)
     dc = compile_device(
         net,
-        accelerator or top_accelerator(net),
+        accelerator,
         target=target,
         rounding=rounding,
         units=TOP_UNITS,

@@ -18,9 +18,9 @@ the cocotb bench's case):
 With ``--lenet``: LeNet (examples/mnist) at ``--batch`` (default 2) on the DSE's ULX3S
 85F design, compiled for the units the RTL has (``memory.RTL_UNITS``) with tensors
 unshared: what the device top refuses in it, by kind and reason; then LeNet's layers
-on the RTL test's design (``sim.device_cases.LENET_CONFIG``, 8 x 8 fx16): one iteration
-on the Verilated top, bit-exact or not against the model, its cycles (and each unit's
-busy cycles) against the time model. Building that simulator takes minutes; batch 2
+on the RTL top's design (``barista_hw.device.rtl.design.LENET_CONFIG``, 8 x 8 fx16):
+one iteration on the Verilated top, bit-exact or not against the model, its cycles (and
+each unit's busy cycles) against the time model. Building that simulator takes minutes; batch 2
 simulates millions of cycles.
 """
 
@@ -85,14 +85,14 @@ def check(got, case) -> str:  # noqa: ANN001
 
 
 def built(config, label: str, program):  # noqa: ANN001, ANN201 - a DeviceSimulator
-    from sim.device_cases import sizes
+    from barista_hw.device.rtl.decode import decoder_sizes
     from sim.device_verilator import simulator
 
     t0 = time.perf_counter()
     sim = simulator(
         config,
         on_build=lambda e: print(f"  building {label} ({e.name})...", flush=True),
-        **sizes(program),
+        **decoder_sizes(program),
     )
     print(f"  simulator ready in {time.perf_counter() - t0:.1f} s")
     return sim
@@ -197,13 +197,13 @@ def print_busy(counters: dict, prog, config) -> None:  # noqa: ANN001
 
 def describe(prog, config) -> None:  # noqa: ANN001
     from barista_hw.device.isa import count_ops
-    from sim.device_cases import sizes
+    from barista_hw.device.rtl.decode import decoder_sizes
 
     e = config.accelerator.engine
     s = config.scratchpads
     print(
         f"  {e.rows}x{e.cols} {e.fmt.name}, {s.vector_lanes} vector lanes, rings of "
-        f"{s.vec_ring}, col2im accumulator {s.col2im_elements}; decoder {sizes(prog)}"
+        f"{s.vec_ring}, col2im accumulator {s.col2im_elements}; decoder {decoder_sizes(prog)}"
     )
     print(f"  {len(prog.instructions):,} instructions: {count_ops(prog.instructions)}")
 
@@ -212,8 +212,9 @@ def lenet(batch: int) -> None:
     """The DSE's design: what the top refuses; then LeNet on the RTL's test design."""
     from barista_base.errors import InputError
     from barista_hw.device.memory import RTL_UNITS
-    from sim.device_cases import LENET_CONFIG, random_iteration
+    from barista_hw.device.rtl.design import LENET_CONFIG
     from sim.device_cases import lenet_program as rtl_lenet
+    from sim.device_cases import random_iteration
     from sim.device_ports import MemoryTiming
     from sim.device_verilator import run
     from sim.gemm_path_run import BUS_BITS
@@ -233,7 +234,7 @@ def lenet(batch: int) -> None:
     if not refused:
         print("    nothing")
 
-    print(f"\nLeNet batch {batch} on sim.device_cases.LENET_CONFIG (the RTL test's design)")
+    print(f"\nLeNet batch {batch} on the RTL top's design (rtl.design.LENET_CONFIG)")
     prog, config = rtl_lenet(batch), LENET_CONFIG
     describe(prog, config)
     t0 = time.perf_counter()

@@ -7,12 +7,13 @@ each iteration's host random inputs. The model runs :data:`ITERATIONS` iteration
 back (forward, the logits to the host, their gradient back, backward, SGD, SCALE) and
 records the ``prog`` beats the host sends: the exponent file once, each iteration's
 register writes and records (:func:`sim.device_run.iterations_case`). The decoder is
-sized for the net (:func:`sizes`). The cocotb bench (``sim.device_test``), the C++ host
-(:mod:`sim.device_verilator`) and ``bench/bench_device_rtl.py`` run the same case.
+sized for the net (:func:`~barista_hw.device.rtl.decode.decoder_sizes`). The cocotb
+bench (``sim.device_test``), the C++ host (:mod:`sim.device_verilator`) and
+``bench/bench_device_rtl.py`` run the same case.
 
-:func:`lenet_program`: LeNet's layers for :data:`LENET_CONFIG`, the RTL top's LeNet
-design (the units as the RTL builds them, ``memory.RTL_UNITS``), for the same
-:func:`random_iteration` cases.
+:func:`lenet_program`: LeNet's layers for the RTL top's LeNet design
+(:data:`~barista_hw.device.rtl.design.LENET_CONFIG`: the units as the RTL builds them,
+``memory.RTL_UNITS``), for the same :func:`random_iteration` cases.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from barista_hw.device.isa import WIRE8, Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.machine import Machine
 from barista_hw.device.memory import RTL_UNITS, DeviceConfig
-from barista_hw.device.rtl.decode import RegisterMap
+from barista_hw.device.rtl.decode import decoder_sizes
+from barista_hw.device.rtl.design import LENET_CONFIG
 from barista_hw.numfmt import Rounding
 
 from .device_run import IterationCase, RecordingHost, iterations_case
 
 __all__ = [
     "CONFIG",
-    "LENET_CONFIG",
     "ITERATION",
     "ITERATIONS",
     "MODES",
@@ -48,7 +49,6 @@ __all__ = [
     "random_iteration",
     "scalars",
     "setup",
-    "sizes",
 ]
 
 ACC = DEFAULT_ACCELERATOR.derive(rows=4, cols=3, depth=32, acc_depth=16)
@@ -81,17 +81,6 @@ def program() -> Program:
     ).program
 
 
-# LeNet (examples/mnist's layers) on an 8 x 8 fx16 engine whose units are the RTL's
-# (:data:`RTL_UNITS`): fx16 so that the 32-bit col2im accumulators are whole elements and
-# HOST_IN moves bus words; 8 columns divide conv2's 64 output pixels, so no C strip of
-# a col2im STORE spans two images. The RTL's 512-element rings: conv1's BIAS_GRAD is cut
-# into rows of 4 channels, fetched in runs of 16 pixels.
-LENET_ACC = DEFAULT_ACCELERATOR.derive(rows=8, cols=8, depth=1024, acc_depth=64)
-LENET_CONFIG = DeviceConfig.for_accelerator(
-    LENET_ACC, target="ulx3s-85f", vector_lanes=4, **RTL_UNITS
-)
-
-
 def lenet_layers() -> list:
     """examples/mnist/lenet_train_test.prototxt's layers as the device sees them."""
     conv1 = Conv(
@@ -108,7 +97,8 @@ def lenet_layers() -> list:
 
 @functools.cache
 def lenet_program(batch: int = 2) -> Program:
-    """LeNet's training iteration at ``batch`` for :data:`LENET_CONFIG` (nearest-even,
+    """LeNet's training iteration at ``batch`` for
+    :data:`~barista_hw.device.rtl.design.LENET_CONFIG` (nearest-even,
     tensors unshared: the DRAM image is built per tensor)."""
     return compile_net(
         lenet_layers(),
@@ -118,13 +108,6 @@ def lenet_program(batch: int = 2) -> Program:
         output="ip2",
         share=False,
     ).program
-
-
-def sizes(prog: Program | None = None) -> dict[str, int]:
-    """The decoder's sizes for ``prog`` (default: the test net): its tensors and host
-    registers, as :func:`sim.device_run.build` and the C++ host's build take them."""
-    prog = program() if prog is None else prog
-    return {"tensors": len(prog.tensors), "registers": RegisterMap.of(prog).size}
 
 
 def iteration(stall: float, iterations: int = ITERATIONS) -> IterationCase:
@@ -144,9 +127,9 @@ def random_iteration(
     seed: int = 4,
 ) -> IterationCase:
     """``iterations`` iterations of ``prog`` on the model from :func:`setup`, the beats
-    for a decoder of :func:`sizes`."""
+    for a decoder sized for ``prog``."""
     m, hosts, host_scalars = setup(prog, config, iterations, seed=seed)
-    case = iterations_case(name, m, hosts, host_scalars, **sizes(prog))
+    case = iterations_case(name, m, hosts, host_scalars, **decoder_sizes(prog))
     case.stall = stall
     return case
 

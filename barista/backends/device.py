@@ -301,11 +301,15 @@ class DeviceSolver(SGDSolver):
 
     def apply_update(self) -> None:
         """The device applied the update in its program; the host advances the rate and
-        takes the updated operand weights into the net."""
-        self.download(masters=False)
+        takes the updated operand weights into the net (:meth:`_updated`)."""
+        self._updated()
         rate = self.get_learning_rate()
         if self.param.display and self.iter % self.param.display == 0:
             self.log(f"Iteration {self.iter}, lr = {float(rate):.6g}")
+
+    def _updated(self) -> None:
+        """An iteration's update is on the device: its operand weights into the net."""
+        self.download(masters=False)
 
     # -- snapshots -------------------------------------------------------------------------
     def snapshot(self) -> str:

@@ -9,13 +9,15 @@ each tensor it sends, written just before that tensor's HOST_IN record, when it 
 known), the records up to each HOST_OUT and a read-back of that tensor's exponent entry,
 runs until the words and the read-back arrived, unpacks the words at the read-back
 ``stored`` exponent and hands them to the host (SoftmaxWithLoss and its gradient), then
-sends the rest of the records and runs to SCALE. Whatever reads the device's state
-(the net's operand weights after an iteration, snapshots and the resume record, test
-passes) first reads the persistent tensors (weights, masters, momentum) and the whole
-exponent file back from the device into the model; a test pass then runs the model's
-forward on that state (the simplest correct choice: the model is bit-exact with the
-top). A restore or an upload from floats makes the model the newer copy again, and the
-next iteration uploads it.
+sends the rest of the records and runs to SCALE. An iteration reads back nothing else:
+the device's state comes back when something reads it, once after each iteration (the
+model keeps it until the next): test passes and the net's operand weights (asked for at
+a test pass, a snapshot and the end of :meth:`~RtlDeviceSolver.step`) read the operand
+weights and the whole exponent file, snapshots, the resume record and :meth:`close` also
+the masters and the momentum. A test pass then runs the model's forward on that state
+(the simplest correct choice: the model is bit-exact with the top). A restore or an
+upload from floats makes the model the newer copy again, and the next iteration uploads
+it.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ from barista_hw.device.isa import Op
 from barista_hw.device.memory import pack_stream, unpack_stream
 from barista_hw.device.rtl.decode import (
     RegisterMap,
+    decoder_sizes,
     exponent_entry,
     exponent_writes,
     read_address,
     read_entry,
 )
 from barista_hw.device.rtl.device import pack_write
-from sim.device_cases import sizes
 from sim.device_ports import MemoryTiming
 from sim.device_run import program_beats
 from sim.device_verilator import DeviceSession, DeviceSimulator, simulator
@@ -45,6 +47,7 @@ from sim.gemm_path_run import BUS_BITS, dram_image
 from .device import PERSISTENT, DeviceSolver, _Host
 
 MAX_CYCLES = 50_000_000  # a run of the device that does not arrive by then hangs
+SCALES = "scales"  # in what the device holds newer: the exponent file
 
 
 class RtlDeviceSolver(DeviceSolver):
@@ -53,7 +56,8 @@ class RtlDeviceSolver(DeviceSolver):
 
     _session: DeviceSession | None = None
     _model_ahead = True  # the model holds state the device has not (setup, restore)
-    _device_ahead = False  # the device holds state the model has not (an iteration)
+    _behind: frozenset[str] = frozenset()  # what the device holds newer (an iteration)
+    _net_behind = False  # the net's operand weights are older than the device's
 
     def __init__(self, *args: Any, max_cycles: int = MAX_CYCLES, **kw: Any) -> None:
         super().__init__(*args, rtl_top=True, **kw)
@@ -74,10 +78,10 @@ class RtlDeviceSolver(DeviceSolver):
             self.sim = simulator(
                 self.config,
                 on_build=lambda p: self.log(f"Device top: building the simulator in {p}"),
-                **sizes(program),
+                **decoder_sizes(program),
             )
         if self._session is None:
-            if self._device_ahead:
+            if self._behind:
                 raise RuntimeError("the device's state was lost with its session")
             size = dram_image(program, self.machine.dram).size
             timing = MemoryTiming.for_config(self.config, BUS_BITS)
@@ -137,7 +141,8 @@ class RtlDeviceSolver(DeviceSolver):
                 self._receive(host, inst["tensor"])
         s.prog(beats)
         self._run_until(scales=1)
-        self._device_ahead = True
+        self._behind = frozenset((*PERSISTENT, SCALES))
+        self._net_behind = True
         self.cycles.append(s.counters()["cycles"] - before)
         self.seconds += time.perf_counter() - start
 
@@ -152,49 +157,72 @@ class RtlDeviceSolver(DeviceSolver):
         host.receive(t["name"], q.reshape(t["shape"]), stored)
 
     # -- the device's state into the model ---------------------------------------------------
-    def _pull(self) -> None:
-        """The persistent tensors and the exponent file read back from the device into the
-        model, if the device holds the newer copy."""
-        if not self._device_ahead:
+    def _pull(self, roles: tuple[str, ...] = PERSISTENT) -> None:
+        """The tensors of ``roles`` and the exponent file read back from the device into the
+        model, those the device holds newer copies of."""
+        behind = self._behind
+        if not behind & {*roles, SCALES}:
             return
         s, program, m = self._device(), self.compiled.program, self.machine
         for t in program.tensors:
-            if t["role"] in PERSISTENT:
+            if t["role"] in roles and t["role"] in behind:
                 first, size = 8 * t["addr"], math.prod(t["shape"])
                 at, off = divmod(first, BUS_BITS)
                 words = s.read(at, -(-(off + size * t["bits"]) // BUS_BITS))
                 q = unpack_stream(words, t["bits"], size, BUS_BITS, off)
                 m.tensor(t["name"])[...] = q.reshape(t["shape"])
-        reads = [read_address(i, w) for i in range(len(program.tensors)) for w in range(4)]
-        s.prog([pack_write(self.config, a, 0) for a in reads])
-        back = self._run_until(readback=len(reads))["readback"]
-        m.scales.load_state_dict(
-            {
-                t["name"]: exponent_entry(back[4 * i : 4 * i + 4])
-                for i, t in enumerate(program.tensors)
-            }
-        )
-        self._device_ahead = False
+        if SCALES in behind:
+            reads = [read_address(i, w) for i in range(len(program.tensors)) for w in range(4)]
+            s.prog([pack_write(self.config, a, 0) for a in reads])
+            back = self._run_until(readback=len(reads))["readback"]
+            m.scales.load_state_dict(
+                {
+                    t["name"]: exponent_entry(back[4 * i : 4 * i + 4])
+                    for i, t in enumerate(program.tensors)
+                }
+            )
+        self._behind = behind - {*roles, SCALES}
+
+    def _updated(self) -> None:
+        """Nothing: the net's operand weights are read back when asked for (:meth:`_net`)."""
+
+    def _net(self) -> None:
+        """The device's operand weights into the net (and the model), if it lacks them."""
+        if self._net_behind:
+            self.download(masters=False)
+
+    def _check_weights(self) -> None:
+        # The device's weights are integers at an exponent, finite; the net is checked
+        # when it holds them.
+        if not self._net_behind:
+            super()._check_weights()
+
+    def step(self, iters: int) -> None:
+        """:meth:`~caffe_bridge.solvers.solver.Solver.step`; the net then holds the device's
+        operand weights (read back once, not each iteration)."""
+        super().step(iters)
+        self._net()
 
     def download(self, *, masters: bool) -> None:
-        self._pull()
+        self._pull(PERSISTENT if masters else ("weight",))
         super().download(masters=masters)
+        self._net_behind = masters  # the net holds the operand copies, else the masters
 
     def runtime_state(self) -> dict[str, Any]:
         self._pull()
         return super().runtime_state()
 
     def _forward_pass(self, net: Any) -> None:
-        self._pull()
+        self._net()  # the model's forward, the host's layers or a net on the host read them
         super()._forward_pass(net)
 
     def upload(self) -> None:
-        self._device_ahead = False  # the floats replace the device's state
+        self._behind = frozenset()  # the floats replace the device's state
         super().upload()
         self._model_ahead = True
 
     def load_runtime_state(self, record: dict[str, Any]) -> None:
-        self._device_ahead = False
+        self._behind = frozenset()
         super().load_runtime_state(record)
         self._model_ahead = True
 

@@ -18,7 +18,7 @@ from barista.device_top import TOP_UNITS, compile_for_top, top_accelerator
 from barista_base.errors import InputError
 from barista_hw.device.isa import Program
 from barista_hw.device.memory import DeviceConfig
-from sim.device_cases import LENET_ACC, LENET_CONFIG
+from barista_hw.device.rtl.design import LENET_ACC, LENET_CONFIG
 from sim.lint import lint
 from sim.tools import SimulatorNotFound, simulator_version
 

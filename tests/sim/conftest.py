@@ -14,7 +14,8 @@ def dsim():  # noqa: ANN201 - a sim.device_verilator.DeviceSimulator
         simulator_version("verilator")
     except SimulatorNotFound as exc:
         pytest.skip(str(exc))
-    from sim.device_cases import CONFIG, sizes
+    from barista_hw.device.rtl.decode import decoder_sizes
+    from sim.device_cases import CONFIG, program
     from sim.device_verilator import simulator
 
-    return simulator(CONFIG, **sizes())
+    return simulator(CONFIG, **decoder_sizes(program()))

@@ -3,7 +3,7 @@
 is the model's, bit for bit.
 
 The program is :func:`sim.device_cases.lenet_program` for
-:data:`sim.device_cases.LENET_CONFIG` (8 x 8 fx16, the RTL's units: no epilogue on C,
+:data:`barista_hw.device.rtl.design.LENET_CONFIG` (8 x 8 fx16, the RTL's units: no epilogue on C,
 so bias and ReLU run as VECs from memory; col2im STOREs cut to the DMA's accumulator;
 512-element vector rings, conv1's bias gradient cut into rows of 4 channels). The
 default form checks that every instruction decodes (the host's static command and the
@@ -23,10 +23,11 @@ import pytest
 from barista_base.errors import InputError
 from barista_hw.device.isa import ON_C, Op, View
 from barista_hw.device.machine import Machine
-from barista_hw.device.rtl.decode import RegisterMap, static_command
+from barista_hw.device.rtl.decode import decoder_sizes, static_command
+from barista_hw.device.rtl.design import LENET_CONFIG
 from barista_hw.device.rtl.device import Device, command
 from barista_hw.device.traffic import tile_index
-from sim.device_cases import LENET_CONFIG, lenet_program, random_inputs, scalars, sizes
+from sim.device_cases import lenet_program, random_inputs, scalars
 from sim.device_run import RecordingHost
 from sim.tools import SimulatorNotFound, simulator_version
 
@@ -47,7 +48,7 @@ def test_lenet_fits_the_rtl_units_and_decodes() -> None:
         index = tile_index(inst, prog)
         valid = index[index >= 0]
         assert valid.max() - valid.min() < units.col2im_elements, inst.text()
-    assert sizes(prog) == {"tensors": len(prog.tensors), "registers": RegisterMap.of(prog).size}
+    assert decoder_sizes(prog) == {"tensors": 48, "registers": 356}
     m = Machine(prog, LENET_CONFIG)
     m.host = RecordingHost(random_inputs(prog, np.random.default_rng(0)))
     m.scalars = scalars(prog)
@@ -78,7 +79,7 @@ def test_lenet_iterations_on_the_verilated_device_are_the_model_bit_for_bit() ->
 
     prog = lenet_program(2)
     case = random_iteration("lenet", prog, LENET_CONFIG, iterations=2)
-    got = run(simulator(LENET_CONFIG, **sizes(prog)), case, max_cycles=60_000_000)
+    got = run(simulator(LENET_CONFIG, **decoder_sizes(prog)), case, max_cycles=60_000_000)
     assert got.scales == 2 == len(got.snapshots)
     for i, (words, want) in enumerate(zip(got.snapshots, case.afters, strict=True)):
         differ = np.flatnonzero(words != want)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from barista_hw.device.rtl.decode import READ, RegisterMap, exponent_writes
+from barista_hw.device.rtl.decode import READ, RegisterMap, decoder_sizes, exponent_writes
 from barista_hw.device.rtl.device import pack_write
-from sim.device_cases import CONFIG, ITERATIONS, program, setup, sizes
+from sim.device_cases import CONFIG, ITERATIONS, program, setup
 from sim.device_run import iterations_case
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def test_a_session_runs_iterations_interactively_as_the_model(dsim) -> None:  # 
 
     prog = program()
     m, hosts, scalars = setup(prog, CONFIG, ITERATIONS)
-    case = iterations_case("session", m, hosts, scalars, **sizes())
+    case = iterations_case("session", m, hosts, scalars, **decoder_sizes(program()))
     first = 4 * len(prog.tensors)
     chunk = RegisterMap.of(prog).size + len(prog.instructions)
     assert len(case.records) == first + ITERATIONS * chunk

@@ -18,7 +18,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from sim.device_cases import CONFIG, ITERATIONS, MODES, iteration, sizes
+from barista_hw.device.rtl.decode import decoder_sizes
+from sim.device_cases import CONFIG, ITERATIONS, MODES, iteration, program
 from sim.device_ports import MemoryTiming
 from sim.device_run import IterationCase
 
@@ -101,7 +102,8 @@ def test_the_cocotb_bench_takes_the_same_cycles(sim: str, sim_run_cache: dict, d
 
     key = ("device", sim, "plain")  # test_device.py's run, when both modules run
     if key not in sim_run_cache:
-        sim_run_cache[key] = run_cocotb(build(sim, CONFIG, **sizes()), cases["plain"], seed=5)
+        unit = build(sim, CONFIG, **decoder_sizes(program()))
+        sim_run_cache[key] = run_cocotb(unit, cases["plain"], seed=5)
     cocotb = sim_run_cache[key]
     if isinstance(cocotb, Exception):
         raise cocotb

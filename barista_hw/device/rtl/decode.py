@@ -173,6 +173,12 @@ class RegisterMap:
         return out
 
 
+def decoder_sizes(program: Program) -> dict[str, int]:
+    """The decoder sized for ``program``: ``tensors`` (exponent entries) and ``registers``
+    (:class:`RegisterMap`), as :class:`~.decoder.Decoder` and the device top take them."""
+    return {"tensors": len(program.tensors), "registers": RegisterMap.of(program).size}
+
+
 def check_fits(program: Program, tensors: int, registers: int) -> None:
     """Refuse a program whose tensors or host registers a decoder of ``tensors`` entries
     and ``registers`` registers cannot hold."""

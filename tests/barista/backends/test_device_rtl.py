@@ -23,47 +23,77 @@ import numpy as np
 import pytest
 
 from barista.backends.device import DeviceSolver
+from barista.backends.device_rtl import RtlDeviceSolver
 from barista.commands import train as train_cmd
 from barista.device_top import top_accelerator
 from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
+from barista_hw.device.machine import Machine
 from barista_hw.numfmt import FixedFormat
 from caffe_bridge.datasets import write_colour_digits, write_digits
+from sim.device_verilator import DeviceSession, SessionRun
 
 REPO = Path(__file__).resolve().parents[3]
 
-NET = """
-name: "TopQuick"
-layer {{
-  name: "data" type: "HDF5Data" top: "data" top: "label"
-  hdf5_data_param {{ source: "train.txt" batch_size: {batch} }}
-}}
-layer {{
+# The layers after the data, shaped as cifar10_quick's (pad-2 5 x 5 convolutions,
+# overlapping 3 x 3 stride-2 MAX and AVE pooling with clipped edge windows, ReLU in place
+# after a pooling and after a convolution), on 3 x 8 x 8 images.
+LAYERS = """
+layer {
   name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param {{ num_output: 4 kernel_size: 5 pad: 2 weight_filler {{ type: "xavier" }} }}
-}}
-layer {{
+  convolution_param { num_output: 4 kernel_size: 5 pad: 2 weight_filler { type: "xavier" } }
+}
+layer {
   name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
-  pooling_param {{ pool: MAX kernel_size: 3 stride: 2 }}
-}}
-layer {{ name: "relu1" type: "ReLU" bottom: "pool1" top: "pool1" }}
-layer {{
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 }
+}
+layer { name: "relu1" type: "ReLU" bottom: "pool1" top: "pool1" }
+layer {
   name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
-  convolution_param {{
-    num_output: 4 kernel_size: 5 pad: 2 bias_term: false weight_filler {{ type: "xavier" }}
-  }}
-}}
-layer {{ name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }}
-layer {{
+  convolution_param {
+    num_output: 4 kernel_size: 5 pad: 2 bias_term: false weight_filler { type: "xavier" }
+  }
+}
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer {
   name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
-  pooling_param {{ pool: AVE kernel_size: 3 stride: 2 }}
-}}
-layer {{
+  pooling_param { pool: AVE kernel_size: 3 stride: 2 }
+}
+layer {
   name: "ip" type: "InnerProduct" bottom: "pool2" top: "ip"
-  inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }}
-}}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
+  inner_product_param { num_output: 3 weight_filler { type: "xavier" } }
+}
 """
+LOSS = """
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def _data(source: str, batch: int, phase: str = "") -> str:
+    """An HDF5 data layer (of ``phase``, if given)."""
+    include = f" include {{ phase: {phase} }}" if phase else ""
+    return f"""
+layer {{
+  name: "data" type: "HDF5Data" top: "data" top: "label"{include}
+  hdf5_data_param {{ source: "{source}" batch_size: {batch} }}
+}}"""
+
+
+NET = 'name: "TopQuick"' + _data("train.txt", 2) + LAYERS + LOSS
+# NET with a TEST phase: its own data (batch 3: one chunk of the program's batch 2 and
+# one padded) and an accuracy between the logits and the loss.
+TEST_NET = (
+    'name: "TopQuick"'
+    + _data("train.txt", 2, "TRAIN")
+    + _data("test.txt", 3, "TEST")
+    + LAYERS
+    + """
+layer {
+  name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy"
+  include { phase: TEST }
+}"""
+    + LOSS
+)
 
 SOLVER = """
 net: "{net}"
@@ -92,15 +122,20 @@ def topnet(tmp_path, monkeypatch) -> Path:
     with h5py.File("train.h5", "w") as f:
         f["data"] = x
         f["label"] = rng.integers(0, 3, 16).astype(np.float32)
+    with h5py.File("test.h5", "w") as f:
+        f["data"] = rng.standard_normal((6, 3, 8, 8)).astype(np.float32)
+        f["label"] = rng.integers(0, 3, 6).astype(np.float32)
     Path("train.txt").write_text("train.h5\n")
-    Path("net.prototxt").write_text(NET.format(batch=2))
+    Path("test.txt").write_text("test.h5\n")
+    Path("net.prototxt").write_text(NET)
+    Path("test_net.prototxt").write_text(TEST_NET)
     return tmp_path
 
 
-def _run_dir(name: str, net: str, max_iter: int, snapshot: int = 0) -> Path:
+def _run_dir(name: str, net: str, max_iter: int, snapshot: int = 0, extra: str = "") -> Path:
     """A directory ``name`` seeing the working directory's files (links), with a solver of
-    ``net`` snapshotting into ``snap/``: runs in two such directories write the same
-    paths into their ``.solverstate``."""
+    ``net`` snapshotting into ``snap/`` (``extra``: more solver fields): runs in two such
+    directories write the same paths into their ``.solverstate``."""
     here = sorted(Path().iterdir())
     run = Path(name).resolve()
     run.mkdir()
@@ -108,7 +143,7 @@ def _run_dir(name: str, net: str, max_iter: int, snapshot: int = 0) -> Path:
         (run / entry.name).symlink_to(entry.resolve())
     (run / "snap").mkdir()
     text = SOLVER.format(net=net, max_iter=max_iter, snapshot=snapshot, prefix="snap/s")
-    (run / "solver.prototxt").write_text(text)
+    (run / "solver.prototxt").write_text(text + extra)
     return run
 
 
@@ -127,6 +162,11 @@ def _train(argv: list[str], capsys) -> tuple[list[str], str]:  # noqa: ANN001
     return [line for line in printed.splitlines() if ", loss = " in line], printed
 
 
+def _test_lines(printed: str) -> list[str]:
+    """The lines of the test passes: each pass's heading, outputs and loss."""
+    return [line for line in printed.splitlines() if "Test" in line]
+
+
 def _snapshots(run: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((run / "snap").iterdir())}
 
@@ -140,16 +180,20 @@ def _needs_verilator() -> None:
         pytest.skip(str(exc))
 
 
-def _same_training(net: str, iterations: int, capsys) -> str:  # noqa: ANN001
-    """Train ``net`` on the model and on the top; every loss and the snapshot's bytes
-    equal. What the top's run printed."""
+def _same_training(net: str, iterations: int, capsys, extra: str = "") -> str:  # noqa: ANN001
+    """Train ``net`` on the model and on the top (``extra``: more solver fields); every
+    loss, every line of the test passes and the snapshot's bytes equal. What the top's
+    run printed."""
     _needs_verilator()
-    model, top = _run_dir("model", net, iterations), _run_dir("top", net, iterations)
+    model = _run_dir("model", net, iterations, extra=extra)
+    top = _run_dir("top", net, iterations, extra=extra)
     os.chdir(model)
-    want, _ = _train(["--solver", "solver.prototxt", "--backend", "device", "--rtl-top"], capsys)
+    argv = ["--solver", "solver.prototxt", "--backend"]
+    want, model_printed = _train([*argv, "device", "--rtl-top"], capsys)
     os.chdir(top)
-    got, printed = _train(["--solver", "solver.prototxt", "--backend", "device-rtl"], capsys)
+    got, printed = _train([*argv, "device-rtl"], capsys)
     assert len(want) == iterations + 1 and got == want  # and the final loss
+    assert _test_lines(printed) == _test_lines(model_printed)
     want_files, got_files = _snapshots(model), _snapshots(top)
     assert sorted(got_files) == [f"s_iter_{iterations}.{e}" for e in ("caffemodel", "solverstate")]
     assert got_files == want_files
@@ -161,6 +205,37 @@ def test_the_device_top_trains_as_the_model(topnet, capsys) -> None:
     printed = _same_training("net.prototxt", 4, capsys)
     assert "Using the device-rtl backend" in printed
     assert "Device top (Verilator): 4 iterations" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "net, test_net",
+    [("test_net.prototxt", ""), ("net.prototxt", 'test_net: "test_net.prototxt"\n')],
+    ids=["test-phase", "test-net-file"],
+)
+def test_test_passes_on_the_device_top_are_the_models(
+    topnet,
+    capsys,
+    monkeypatch,
+    net,
+    test_net,  # noqa: ANN001
+) -> None:
+    """A TEST phase (its own data, an accuracy; in the net, or a ``test_net`` file) tested
+    every 2 iterations: the passes after an iteration run the program's forward on the
+    device's state read back, the one before (no exponents yet) on the host; every
+    accuracy and loss as the model's."""
+    extra = f"test_iter: 2\ntest_interval: 2\n{test_net}"
+    chunks: list[int] = []  # the batches the model's forward ran, a call each
+    forward = Machine.forward
+    monkeypatch.setattr(
+        Machine, "forward", lambda m, *a, **kw: chunks.append(1) or forward(m, *a, **kw)
+    )
+    printed = _same_training(net, 4, capsys, extra)
+    # Each run: 2 passes of 2 test batches of 3 in 2 chunks, and the final loss's batch.
+    assert len(chunks) == 2 * (2 * 2 * 2 + 1)
+    tests = _test_lines(printed)
+    assert sum("Testing net" in line for line in tests) == 3  # iterations 0, 2, 4
+    assert sum("accuracy = " in line for line in tests) == 3
 
 
 @pytest.mark.slow
@@ -180,6 +255,46 @@ def test_the_device_top_resumes_the_models_snapshot(topnet, capsys) -> None:
     assert got == want[2:]
     want_files = {n: b for n, b in _snapshots(model).items() if "iter_4" in n}
     assert {n: b for n, b in _snapshots(top).items() if "iter_4" in n} == want_files
+
+
+@pytest.mark.slow
+def test_an_iteration_reads_back_only_the_logits(topnet, monkeypatch) -> None:
+    """Each iteration reads back its logits and their exponent entry only; the net's
+    operand weights (then the model's) and the exponent file come back once, at the end
+    of the step, the masters and momentum when the resume record asks, nothing twice."""
+    _needs_verilator()
+    reads: list[int] = []  # DRAM words read, a call each
+    readback: list[int] = []  # exponent-entry words read back, a run each
+    read, run = DeviceSession.read, DeviceSession.run
+
+    def counted_read(session: DeviceSession, addr: int, n: int) -> np.ndarray:
+        reads.append(n)
+        return read(session, addr, n)
+
+    def counted_run(session: DeviceSession, **kw: int) -> SessionRun:
+        r = run(session, **kw)
+        readback.append(len(r.readback))
+        return r
+
+    monkeypatch.setattr(DeviceSession, "read", counted_read)
+    monkeypatch.setattr(DeviceSession, "run", counted_run)
+    solver = RtlDeviceSolver(_solver_file("s.prototxt", "net.prototxt", 3))
+    try:
+        tensors = solver.compiled.program.tensors
+        roles = [t["role"] for t in tensors]
+        solver.step(3)
+        assert len(reads) == roles.count("weight")
+        assert sum(readback) == 3 + 4 * len(tensors)  # a logits entry an iteration, the file
+        model = DeviceSolver("s.prototxt", rtl_top=True)
+        model.step(3)
+        for got, want in zip(solver.net.learnable_params, model.net.learnable_params, strict=True):
+            assert np.array_equal(got.data, want.data)
+        solver.runtime_state()
+        solver.runtime_state()  # read already
+        assert len(reads) == sum(roles.count(r) for r in ("weight", "master", "momentum"))
+        assert sum(readback) == 3 + 4 * len(tensors)
+    finally:
+        solver.close()
 
 
 def _proof_at_batch_2(source: Path, iterations: int, capsys) -> None:  # noqa: ANN001
@@ -226,7 +341,7 @@ def test_the_top_design_has_columns_dividing_the_pixels(topnet) -> None:
     assert (engine.rows, engine.cols, engine.fmt.width) == (8, 8, 16)
     # conv1 padded by 1: 6 x 6 pixels (four columns would divide them), pool1 3 x 3,
     # conv2 3 x 3 (nine pixels): one column.
-    Path("net.prototxt").write_text(NET.format(batch=2).replace("pad: 2", "pad: 1", 1))
+    Path("net.prototxt").write_text(NET.replace("pad: 2", "pad: 1", 1))
     assert top_accelerator(DeviceSolver("s.prototxt", rtl_top=True).net).engine.cols == 1
 
 
@@ -235,6 +350,11 @@ def test_what_the_top_cannot_run_is_refused(topnet) -> None:
     fx18 = DEFAULT_ACCELERATOR.derive(rows=8, cols=8, fmt=FixedFormat(18, 10, 48))
     with pytest.raises(InputError, match="16-bit formats only .* not fx18"):
         DeviceSolver(path, accelerator=fx18, rtl_top=True)
+    cols3 = DEFAULT_ACCELERATOR.derive(rows=8, cols=3)  # 3 does not divide conv1's 8 x 8
+    message = "layer 'conv1': the engine's 3 columns do not divide its 64 output pixels"
+    with pytest.raises(InputError, match=message):
+        DeviceSolver(path, accelerator=cols3, rtl_top=True)
+    DeviceSolver(path, accelerator=cols3.derive(cols=4), rtl_top=True)  # 4 divides 64, 16
     with pytest.raises(InputError, match="no FETCH"):
         DeviceSolver(path, rtl_top=True, preload=True)
     parser = argparse.ArgumentParser()

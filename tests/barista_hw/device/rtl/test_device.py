@@ -35,6 +35,7 @@ from barista_hw.device.rtl.decode import (
     command_layout,
     decode_fields,
     decode_layout,
+    decoder_sizes,
     exponent_entry,
     exponent_writes,
     read_entry,
@@ -44,7 +45,7 @@ from barista_hw.device.rtl.decoder import Decoder
 from barista_hw.device.rtl.device import Device, command
 from barista_hw.device.timing import schedule
 from barista_hw.device.traffic import program_counts
-from sim.device_cases import CONFIG, ITERATION, ITERATIONS, MODES, iteration, program, setup, sizes
+from sim.device_cases import CONFIG, ITERATION, ITERATIONS, MODES, iteration, program, setup
 from sim.gemm_path_run import image_tensor
 
 FULL = os.environ.get("BARISTA_FULL") == "1"
@@ -59,7 +60,7 @@ def run(cache: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.device_run.De
     key = ("device", sim, mode)
     if key not in cache:
         try:
-            unit = build(sim, CONFIG, **sizes())
+            unit = build(sim, CONFIG, **decoder_sizes(program()))
             cache[key] = run_device(unit, iteration(MODES[mode]), seed=5)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
@@ -218,7 +219,8 @@ def test_read_entry_decodes_the_first_entry_word() -> None:
 def test_a_program_must_fit_the_decoder() -> None:
     with pytest.raises(InputError, match="18 tensors and 40 host registers"):
         check_fits(program(), 16, 64)
-    check_fits(program(), **sizes())
+    assert decoder_sizes(program()) == {"tensors": 18, "registers": 40}
+    check_fits(program(), **decoder_sizes(program()))
 
 
 @pytest.mark.slow  # the top's elaboration: about 40 s

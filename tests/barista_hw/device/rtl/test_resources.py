@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.rtl.design import LENET_CONFIG
 from barista_hw.device.rtl.device import unit_entry_layout
 from barista_hw.device.rtl.resources import (
     DEC_REGISTER_LUTS,
@@ -17,7 +18,6 @@ from barista_hw.device.rtl.resources import (
 from barista_hw.device.rtl.sequencer import UNITS as QUEUED
 from barista_hw.resources import estimate, lutram_cells
 from barista_hw.targets import get_target
-from sim.device_cases import LENET_CONFIG
 
 CALIBRATION = Path(__file__).resolve().parents[3] / "data" / "device_resource_calibration.json"
 UNITS = {"engine", "dma", "packed", "vector", "decoder", "sequencer", "fifos", "link", "arbiter"}
