@@ -32,22 +32,19 @@ docs/device.md has the measurement beside the estimate. ECP5 only.
 
 from __future__ import annotations
 
-from amaranth import Shape
-
 from barista_hw.resources import Resources, estimate, lutram_cells, memory_blocks
 from barista_hw.targets import Budget, get_target
 
 from ..geometry import Space
 from ..memory import DeviceConfig
-from . import gemm_path, link, vecmem
 from .decode import REG_BITS
-from .decoder import target_layout
+from .device import unit_entry_layout
 from .dma import col2im_sum_bits
 from .gemm_path import col2im_depth
 from .scratchpad import geometry
 from .sequencer import RECORD_BITS, UNITS
 from .vecmem import ring_depth
-from .vector import DATA_BITS, STREAMS
+from .vector import DATA_BITS
 
 __all__ = ["MODEL", "estimate_device", "fifo_bits"]
 
@@ -74,14 +71,9 @@ LINK, ARBITER = (674, 92), (403, 41)
 
 
 def fifo_bits(config: DeviceConfig) -> int:
-    """Bits of one entry of the top's five command FIFOs together, counting what their
-    front-ends read: the DMA or GEMM part of the GEMM path's command, VecMem's or the
-    link's, and the statistics targets of VecMem (3), the GEMM unit and the link."""
-    path = dict(gemm_path.command_layout(config))
-    dma, gemm = (Shape.cast(path[k].shape).width for k in ("dma", "gemm"))
-    unit = Shape.cast(path["unit"].shape).width
-    used = (unit + dma) + dma + gemm + vecmem.command_layout().size + link.command_layout().size
-    return used + (STREAMS + 2) * target_layout().size
+    """Bits of one entry of the top's five command FIFOs together: what each front-end
+    reads (:func:`~.device.unit_entry_layout`)."""
+    return sum(unit_entry_layout(config, u).size for u in UNITS)
 
 
 def estimate_device(

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from barista_hw.device.memory import DeviceConfig
-from barista_hw.device.rtl.device import unit_entry_layout
+from barista_hw.device.rtl.decode import command_layout
+from barista_hw.device.rtl.decoder import target_layout
 from barista_hw.device.rtl.resources import (
     DEC_REGISTER_LUTS,
     MODEL,
@@ -15,6 +16,7 @@ from barista_hw.device.rtl.resources import (
     fifo_bits,
 )
 from barista_hw.device.rtl.sequencer import UNITS as QUEUED
+from barista_hw.device.rtl.vector import STREAMS
 from barista_hw.resources import estimate, lutram_cells
 from barista_hw.targets import get_target
 from sim.device_cases import LENET_CONFIG
@@ -62,7 +64,8 @@ def test_estimate_against_its_synthesis() -> None:
     for unit in ("dma", "packed", "vector", "decoder", "sequencer", "link", "arbiter"):
         assert abs(r.lut_detail[unit] / measured[unit]["luts"] - 1) <= 0.005, unit
     assert abs(r.lut_detail["engine"] / measured["engine"]["luts"] - 1) <= 0.10
-    whole = len(QUEUED) * lutram_cells(4, unit_entry_layout(cfg).size)
+    entry = command_layout(cfg).size + STREAMS * target_layout().size  # then whole commands
+    whole = len(QUEUED) * lutram_cells(4, entry)
     assert abs(whole / measured["fifos"]["luts"] - 1) <= 0.005
     assert r.bram_blocks == sum(u["bram"] for u in measured.values())
     assert r.mults == sum(u["mults"] for u in measured.values())
