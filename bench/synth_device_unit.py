@@ -4,8 +4,9 @@ Run from the repository: ``python bench/synth_device_unit.py UNIT DIR [--lanes N
 is ``vecmem`` (:class:`~barista_hw.device.rtl.vecmem.VecMem`, the test top's ring depth),
 ``vector`` (:class:`~barista_hw.device.rtl.vector.VectorUnit`) or ``fifos`` (the device top's
 five command FIFOs, entries as :func:`~barista_hw.device.rtl.device.unit_entry_layout` of
-the 8 x 4 test top, depth 5 as the top's default; ``fifos-whole``: entries of the whole
-command and three statistics targets, as the FIFOs held before). Writes ``DIR/unit.v`` and
+the 8 x 4 test top, depths as the top's by default, :data:`~barista_hw.device.rtl.device.
+FRONT_DEPTH`; ``fifos-whole``: entries of the whole command and three statistics targets,
+all 5 deep, as the FIFOs were before). Writes ``DIR/device.v`` and
 ``DIR/stat.json`` (``bench/calibrate_device_resources.py``'s ``synth_ecp5 -noflatten`` purge
 flow) and prints each module's logic cells (as ``calibrate_resources.nextpnr_logic``
 counts them), flip-flops, DP16KD and MULT18X18D, and the synthesis time.
@@ -52,14 +53,15 @@ class _Fifos(Elaboratable):
     def __init__(self, *, whole: bool) -> None:
         from barista_hw.device.rtl.decode import command_layout
         from barista_hw.device.rtl.decoder import target_layout
-        from barista_hw.device.rtl.device import unit_entry_layout
+        from barista_hw.device.rtl.device import FRONT_DEPTH, unit_entry_layout
         from barista_hw.device.rtl.sequencer import UNITS
         from barista_hw.device.rtl.vector import STREAMS
         from sim.device_cases import LENET_CONFIG
 
         entire = command_layout(LENET_CONFIG).size + STREAMS * target_layout().size
         width = {u: entire if whole else unit_entry_layout(LENET_CONFIG, u).size for u in UNITS}
-        self.fifos = {u: SyncFIFOBuffered(width=width[u], depth=5) for u in UNITS}
+        depth = {u: 5 if whole else FRONT_DEPTH.get(u, 5) for u in UNITS}
+        self.fifos = {u: SyncFIFOBuffered(width=width[u], depth=depth[u]) for u in UNITS}
         self.ports = [p for q in self.fifos.values()
                       for p in (q.w_data, q.w_en, q.r_data, q.r_en, q.r_rdy, q.w_rdy)]  # fmt: skip
 

