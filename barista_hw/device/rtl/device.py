@@ -21,7 +21,8 @@ model's reference for it. Records reach a unit in program order, so the top push
 decoded command (with the tensors its statistics go to) into a FIFO a unit, and a
 unit's front-end pairs the record the sequencer issues with the head of its FIFO. A
 unit's FIFO holds only what its front-end reads (:func:`unit_entry_layout`: a DMA's
-908 of the command's 4,738 bits in the 8 x 4 test top), not the whole command. After
+908 of the command's 4,738 bits in the 8 x 4 test top), not the whole command;
+VecMem's is one entry deep, the command it runs (:data:`FRONT_DEPTH`). After
 a SCALE record nothing more is taken until SCALE has moved the exponents, so the next
 iteration's records (and register writes) decode from them. Statistics: VecMem's
 ``stats``, the GEMM unit's ``peak``/``rails`` of the block it wrote, and the words a
@@ -357,9 +358,9 @@ class Device(wiring.Component):
     def _entry(self, m: Module, u: str, dec: Decoder) -> data.View:
         """Unit ``u``'s FIFO entry, from the decoder's command and statistics targets."""
         value = Signal(unit_entry_layout(self.config, u), name=f"cmd_entry_{u}")
-        cmd = dec.command
+        cmd, path = dec.command, gemm_path.command_layout(self.config).members
         for name in FRONT_FIELDS[u]:
-            src = getattr(cmd.path, name) if name in ("unit", "dma", "gemm") else cmd[name]
+            src = cmd.path[name] if name in path else cmd[name]
             m.d.comb += value.command[name].eq(src)
         for k in range(FRONT_TARGETS[u]):
             w = value.writes[k]
