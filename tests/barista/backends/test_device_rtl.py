@@ -303,7 +303,7 @@ def _proof_at_batch_2(source: Path, iterations: int, capsys) -> None:  # noqa: A
     text = re.sub(r"batch_size: \d+", "batch_size: 2", source.read_text())
     Path("net2.prototxt").write_text(text)
     printed = _same_training("net2.prototxt", iterations, capsys)
-    report = [line for line in printed.splitlines() if line.startswith("Device top")]
+    report = [ln for ln in printed.splitlines() if ln.startswith("Device top (Verilator)")]
     with capsys.disabled():
         print(*report)  # the figures docs/device.md gives
     assert report and f" {iterations} iterations" in report[0]
