@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 CACHE_ENV = "BARISTA_CACHE"
+#: The directory beside cache entries that holds their locks (:func:`entry_lock`).
+LOCKS = ".locks"
 
 
 def cache_root() -> Path:
@@ -77,11 +79,11 @@ def entry_lock(final: Path) -> Iterator[None]:
 
     Check for the entry and build it inside the block: a process arriving while another
     builds waits, then finds the entry whole. The lock is advisory (``flock`` on a file in
-    ``.locks`` beside the entry) and released when the process dies, so a killed build
+    :data:`LOCKS` beside the entry) and released when the process dies, so a killed build
     never blocks the next one; :func:`atomic_directory` still keeps entries whole.
     """
     final = Path(final)
-    locks = final.parent / ".locks"
+    locks = final.parent / LOCKS
     locks.mkdir(parents=True, exist_ok=True)
     with open(locks / f"{final.name}.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

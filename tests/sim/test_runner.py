@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from barista_base.cache import LOCKS
 from barista_hw.config import EngineConfig, Pass
 from barista_hw.numfmt import FixedFormat
 from sim import runner
@@ -27,7 +28,7 @@ def test_second_build_is_a_cache_hit_and_racing_builds_agree(tmp_path: Path) -> 
     assert dirs[0] == dirs[1]
     final = Path(dirs[0])
     assert (final / ".complete").is_file() and (final / "sim.vvp").is_file()
-    builds = [p for p in tmp_path.iterdir() if p.name not in ("verilog", ".runs", ".locks")]
+    builds = [p for p in tmp_path.iterdir() if p.name not in ("verilog", ".runs", LOCKS)]
     assert builds == [final], "a temporary build directory was left behind"
     stamp = (final / "sim.vvp").stat().st_mtime_ns
     assert _build_in(str(tmp_path)) == dirs[0]
