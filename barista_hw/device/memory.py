@@ -369,6 +369,10 @@ class PortConfig:
       ``max_burst``): a run of consecutive addresses longer than this is cut;
     * ``write_gap``: port cycles a write command takes besides its words (``PackedPort``'s
       write side takes the next command one cycle after the current one's last word);
+    * ``old_wait``: cycles a write command whose first word is part-covered (packed
+      elements that straddle words, fx12) waits after the previous command's last word
+      before it starts: the memory reads that word after the writes before it, in command
+      order (a cycle), and ``PackedPort``'s old-word FIFO holds it a cycle;
     * ``load_stages``: registers a LOAD's last word crosses besides the memory's read
       latency: the command register, the burst merger's pending command, ``PackedPort``'s
       command register, the scratchpad write, the done flag;
@@ -387,6 +391,7 @@ class PortConfig:
     bits: int = 16
     dma_burst: int = 16
     write_gap: int = 1
+    old_wait: int = 2
     load_stages: int = 5
     store_stages: int = 6
     col2im_stages: int = 6
