@@ -382,10 +382,15 @@ class PortConfig:
     * ``col2im_stages``: a col2im STORE's besides the read latency: the command register,
       pass 1's read-modify-write pipeline (two stages), pass 2's first command, the sum's
       register, the last word out;
-    * ``vec_stages``: a VEC's (VecMem) besides the read latency, fitted to its port-bound
-      kinds (MAXPOOL, RELU, RELU_BACK, BIAS_GRAD: within 3 cycles): the command, the
-      fetcher's command, queue, unpacker and ring write, the reader, the packer and the
-      writer's last burst, which the results trail the operands by.
+    * ``vec_stages``: a VEC's (VecMem) besides the read latency and its port words: the
+      command and the fetcher's first command (the writer queues each burst's command
+      while the previous burst's words go out, so reads and write bursts follow back to
+      back; measured on RELU, RELU_BACK, MAXPOOL_BACK, CONVERT and SGD: exact);
+    * ``vec_drain``: a reduction's (fewer results than operand elements: MAXPOOL,
+      BIAS_GRAD) besides: the writer has no backlog when the reads end, so the last
+      results cross the fetcher's queue, unpacker and ring, the reader, the unit, the
+      packer and the writer's command after the port moved everything else (measured:
+      21 and 25 cycles; a term of the port's words, which the unit's cycles overlap).
     """
 
     bits: int = 16
@@ -395,7 +400,8 @@ class PortConfig:
     load_stages: int = 5
     store_stages: int = 6
     col2im_stages: int = 6
-    vec_stages: int = 20
+    vec_stages: int = 3
+    vec_drain: int = 22
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -482,8 +482,9 @@ def _epilogue_counts(inst: Instruction, program: Program, config: DeviceConfig) 
 
 def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
     """A VEC streams its operands from DRAM through V and its results back: its cycles are
-    the longest of the SDRAM's time, the vector unit's and the port's words (one a cycle),
-    plus the pipeline's fixed stages (docs/device.md, "The time model charges the port")."""
+    the longest of the SDRAM's time, the vector unit's and the port's words (one a cycle:
+    VecMem's reads and write bursts follow back to back), plus the pipeline's fixed stages
+    and, for a reduction, its drain (docs/device.md, "The time model charges the port")."""
     op = VecOp(inst.sub)
     if inst["desc"] == ON_C:
         return _epilogue_counts(inst, program, config)
@@ -532,6 +533,10 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
     stream_cycles = config.device_cycles(
         dram.transfer_cycles(bursts=bursts, rows_opened=rows, write=False)
     )
+    port = config.port
+    # A reduction (fewer results than operand elements: pooling, sums) leaves the writer
+    # no backlog when the reads end: its last results cross the whole pipeline after them.
+    drain = port.vec_drain if e_out < e_in else 0
     return InstCounts(
         dram_read_bytes=_bytes(read, config),
         dram_write_bytes=_bytes(written, config),
@@ -541,9 +546,11 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
         spad_write_bits=elements * 32,
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
         cycles=max(
-            stream_cycles, vector.cycles(op, e_in, e_out, lanes, window, cover), read + written
+            stream_cycles,
+            vector.cycles(op, e_in, e_out, lanes, window, cover),
+            read + written + drain,
         )
-        + config.port.vec_stages
+        + port.vec_stages
         + config.read_latency,
     )
 
