@@ -276,15 +276,14 @@ class PortRuns:
     ``at``, the walk position of each one's first element (the walk visits one position a
     cycle, padding and lanes past the tile's edge included); ``n``, its elements;
     ``words``, its port words; ``merged``, the part-covered end words a write of it reads
-    first; ``off``, its first element's bit offset in its first word; ``walked``, all the
-    walk's positions."""
+    first; ``off``, its first element's bit offset in its first word; ``bits``, the
+    elements' width."""
 
     at: np.ndarray
     n: np.ndarray
     words: np.ndarray
     merged: np.ndarray
     off: np.ndarray
-    walked: int
     bits: int
 
 
@@ -301,7 +300,7 @@ def dma_port_runs(
     data_at = np.flatnonzero(order >= 0)
     at = data_at[np.cumsum(n) - n] if n.size else n
     off = (8 * t["addr"] + first * t["bits"]) % config.port.bits
-    return PortRuns(at, n, words, merged, off, order.size, t["bits"])
+    return PortRuns(at, n, words, merged, off, t["bits"])
 
 
 def dma_port_commands(
@@ -360,8 +359,9 @@ def store_write_cycles(runs: PortRuns, config: DeviceConfig, latency: int) -> tu
     port = config.port
     costs = []
     for k in range(runs.n.size):
-        c, pop = write_cycles(int(runs.off[k]), int(runs.n[k]), runs.bits, port.bits,
-                              port.write_gap)  # fmt: skip
+        c, pop = write_cycles(
+            int(runs.off[k]), int(runs.n[k]), runs.bits, port.bits, port.write_gap
+        )
         if k + 1 < runs.n.size:
             c += port.old_wait if runs.off[k + 1] else int(pop)
         costs.append(c)

@@ -277,7 +277,7 @@ def _runs(off: list[int], n: list[int], at: list[int], bits: int = 12):  # noqa:
 
     off_, n_ = np.array(off), np.array(n)
     words = (off_ + n_ * bits - 1) // 16 + 1
-    return PortRuns(np.array(at), n_, words, 0 * words, off_, int(at[-1] + n[-1]), bits)
+    return PortRuns(np.array(at), n_, words, 0 * words, off_, bits)
 
 
 def test_packed_port_waits_the_model_charges() -> None:
