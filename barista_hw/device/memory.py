@@ -369,6 +369,10 @@ class PortConfig:
       ``max_burst``): a run of consecutive addresses longer than this is cut;
     * ``write_gap``: port cycles a write command takes besides its words (``PackedPort``'s
       write side takes the next command one cycle after the current one's last word);
+    * ``old_wait``: cycles a write command whose first word is part-covered (packed
+      elements that straddle words, fx12) waits after the previous command's last word
+      before it starts: the memory reads that word after the writes before it, in command
+      order (a cycle), and ``PackedPort``'s old-word FIFO holds it a cycle;
     * ``load_stages``: registers a LOAD's last word crosses besides the memory's read
       latency: the command register, the burst merger's pending command, ``PackedPort``'s
       command register, the scratchpad write, the done flag;
@@ -378,19 +382,26 @@ class PortConfig:
     * ``col2im_stages``: a col2im STORE's besides the read latency: the command register,
       pass 1's read-modify-write pipeline (two stages), pass 2's first command, the sum's
       register, the last word out;
-    * ``vec_stages``: a VEC's (VecMem) besides the read latency, fitted to its port-bound
-      kinds (MAXPOOL, RELU, RELU_BACK, BIAS_GRAD: within 3 cycles): the command, the
-      fetcher's command, queue, unpacker and ring write, the reader, the packer and the
-      writer's last burst, which the results trail the operands by.
+    * ``vec_stages``: a VEC's (VecMem) besides the read latency and its port words: the
+      command and the fetcher's first command (the writer queues each burst's command
+      while the previous burst's words go out, so reads and write bursts follow back to
+      back; measured on RELU, RELU_BACK, MAXPOOL_BACK, CONVERT and SGD: exact);
+    * ``vec_drain``: a reduction's (fewer results than operand elements: MAXPOOL,
+      BIAS_GRAD) besides: the writer has no backlog when the reads end, so the last
+      results cross the fetcher's queue, unpacker and ring, the reader, the unit, the
+      packer and the writer's command after the port moved everything else (measured:
+      21 and 25 cycles; a term of the port's words, which the unit's cycles overlap).
     """
 
     bits: int = 16
     dma_burst: int = 16
     write_gap: int = 1
+    old_wait: int = 2
     load_stages: int = 5
     store_stages: int = 6
     col2im_stages: int = 6
-    vec_stages: int = 20
+    vec_stages: int = 3
+    vec_drain: int = 22
 
     def __post_init__(self) -> None:
         for f in fields(self):

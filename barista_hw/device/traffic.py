@@ -8,6 +8,7 @@ generation of a LOAD or STORE, shared the same way.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields
 
@@ -269,17 +270,103 @@ def run_words(
     return words, merged
 
 
-def dma_port_commands(
+@dataclass(frozen=True)
+class PortRuns:
+    """A LOAD's or STORE's port commands as the RTL DMA issues them, in walk order:
+    ``at``, the walk position of each one's first element (the walk visits one position a
+    cycle, padding and lanes past the tile's edge included); ``n``, its elements;
+    ``words``, its port words; ``merged``, the part-covered end words a write of it reads
+    first; ``off``, its first element's bit offset in its first word; ``bits``, the
+    elements' width."""
+
+    at: np.ndarray
+    n: np.ndarray
+    words: np.ndarray
+    merged: np.ndarray
+    off: np.ndarray
+    bits: int
+
+
+def dma_port_runs(
     inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The port commands of a LOAD or STORE (not col2im) as the RTL DMA issues them: each
-    one's words, and the part-covered end words a write of it reads first."""
+) -> PortRuns:
+    """The :class:`PortRuns` of a LOAD or STORE (not col2im)."""
     t = dram_tensor(inst, program)
     lanes = spad_lanes(config, inst["space"])
     order = walk_order(index, lanes, lane_axis(inst["space"]))
     base = inst["dram"] - t["dram"]
     first, n = port_runs(np.where(order >= 0, order + base, -1), config.port.dma_burst)
-    return run_words(first, n, t["bits"], 8 * t["addr"], config.port.bits)
+    words, merged = run_words(first, n, t["bits"], 8 * t["addr"], config.port.bits)
+    data_at = np.flatnonzero(order >= 0)
+    at = data_at[np.cumsum(n) - n] if n.size else n
+    off = (8 * t["addr"] + first * t["bits"]) % config.port.bits
+    return PortRuns(at, n, words, merged, off, t["bits"])
+
+
+def dma_port_commands(
+    inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The port commands of a LOAD or STORE (not col2im) as the RTL DMA issues them: each
+    one's words, and the part-covered end words a write of it reads first."""
+    r = dma_port_runs(inst, program, config, index)
+    return r.words, r.merged
+
+
+def unpack_waits(runs: PortRuns, bus: int) -> int:
+    """Cycles a LOAD's element stream waits for ``PackedPort``'s unpacker: a run whose
+    first element ends past its first word (offset + bits > the bus: fx12 at bit 8 or 12)
+    takes a cycle a word before it offers that element, and a run of more words than
+    elements (elements wider than the bus) a cycle a word. The unpacker takes the next
+    run's first words while the DMA takes padding, so padding just before a run hides
+    that many of its cycles."""
+    if not runs.n.size:
+        return 0
+    extra = np.maximum(-(-(runs.off + runs.bits) // bus) - 1, runs.words - runs.n)
+    ends = runs.at + runs.n  # one past each run's last element (its data are contiguous)
+    pads = runs.at - np.concatenate([[0], ends[:-1]])
+    return int(np.maximum(0, extra - pads).sum())
+
+
+@functools.lru_cache(maxsize=4096)
+def write_cycles(off: int, n: int, bits: int, bus: int, gap: int = 1) -> tuple[int, bool]:
+    """``PackedPort``'s writer on a command of ``n`` elements from bit ``off`` of its first
+    word (one element a cycle in, one word a cycle out, its rules stepped): cycles from
+    its start to the cycle it sends its last word (``gap``: the start's cycle), and
+    whether that word is a part-covered tail merged from the old-word FIFO (the next
+    command cannot start in that cycle)."""
+    have, left, cycles = off, n, gap
+    while True:
+        tail = left == 0 and 0 < have < bus
+        if tail:
+            end_part = (off + n * bits) % bus != 0
+            return cycles, end_part and not (off != 0 and off + n * bits < bus)
+        h1 = have - bus if have >= bus else have
+        if left == 0 and h1 == 0:
+            return cycles, False
+        if left and h1 < bus:
+            h1, left = h1 + bits, left - 1
+        have, cycles = h1, cycles + 1
+
+
+def store_write_cycles(runs: PortRuns, config: DeviceConfig, latency: int) -> tuple[int, int]:
+    """A STORE's port side: (cycles from its walk's start to the writer's last word, the
+    last command's writer cycles). ``PackedPort``'s writer takes one command at a time
+    (:func:`write_cycles`); a command whose first word is part-covered starts only once
+    that word's read arrived (``PortConfig.old_wait`` after the previous command's last
+    word, as the memory reads it in command order; the first command: a cycle after it
+    was sent plus ``latency``); a tail merged from the FIFO costs the next start a cycle.
+    The writer starts a cycle after the walk passed the first command's last element."""
+    port = config.port
+    costs = []
+    for k in range(runs.n.size):
+        c, pop = write_cycles(
+            int(runs.off[k]), int(runs.n[k]), runs.bits, port.bits, port.write_gap
+        )
+        if k + 1 < runs.n.size:
+            c += port.old_wait if runs.off[k + 1] else int(pop)
+        costs.append(c)
+    first_wait = latency + 1 if runs.off[0] else 0
+    return int(runs.at[0] + runs.n[0]) + first_wait + sum(costs), c
 
 
 def dma_port_cycles(
@@ -293,12 +380,14 @@ def dma_port_cycles(
 ) -> int:
     """A LOAD's or STORE's cycles on the RTL's port (docs/device.md, "The time model
     charges the port"): the address generator walks every lane of its scratchpad words,
-    one a cycle, while the port moves one word a cycle (a write command also pays
-    ``write_gap``); the longer of those and the SDRAM's ``sdram`` (accelerator cycles),
-    plus the pipeline's fixed stages and the last command's words, which follow its walk. A
-    col2im STORE walks the tile (pass 1), then reads and writes its footprint (pass 2; on a
-    device whose ``col2im_elements`` bounds nothing, the words its tile adds into).
-    ``latency``: the memory's read latency (default: the config's, ``read_latency``)."""
+    one a cycle, while the port moves one word a cycle; the longer of those and the
+    SDRAM's ``sdram`` (accelerator cycles), plus the pipeline's fixed stages. A LOAD's
+    stream also waits for the unpacker (:func:`unpack_waits`) and its last command's words
+    follow its walk; a STORE's writer (:func:`store_write_cycles`) follows the walk's
+    elements. A col2im STORE walks the tile (pass 1), then reads and writes its footprint
+    (pass 2; on a device whose ``col2im_elements`` bounds nothing, the words its tile adds
+    into). ``latency``: the memory's read latency (default: the config's,
+    ``read_latency``)."""
     port = config.port
     latency = config.read_latency if latency is None else latency
     lanes, axis = spad_lanes(config, inst["space"]), lane_axis(inst["space"])
@@ -307,13 +396,17 @@ def dma_port_cycles(
         t = dram_tensor(inst, program)
         moved = 2 * _footprint_words(t, index, inst["dram"] - t["dram"], config)  # read, write
         return max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
-    words, merged = dma_port_commands(inst, program, config, index)
-    last = int(words[-1]) if words.size else 0
+    runs = dma_port_runs(inst, program, config, index)
+    if not runs.n.size:
+        busy = max(walked, sdram)  # all padding: no command
+        return busy + (port.load_stages + latency if inst.op is Op.LOAD else port.store_stages)
+    last = int(runs.words[-1])
     if inst.op is Op.LOAD:
-        busy = max(walked, int(words.sum()), sdram)
+        busy = max(walked + unpack_waits(runs, port.bits), int(runs.words.sum()), sdram)
         return busy + last + port.load_stages + latency
-    busy = max(walked, int(words.sum() + merged.sum()) + port.write_gap * words.size, sdram)
-    return busy + last + port.store_stages
+    written, last_cycles = store_write_cycles(runs, config, latency)
+    last_walk = int(runs.at[-1] + runs.n[-1]) - 1 + last_cycles  # its last element, then it
+    return max(walked, last_walk, written, sdram + last) + port.store_stages
 
 
 def _footprint_words(t: dict, index: np.ndarray, base: int, config: DeviceConfig) -> int:
@@ -389,8 +482,9 @@ def _epilogue_counts(inst: Instruction, program: Program, config: DeviceConfig) 
 
 def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> InstCounts:
     """A VEC streams its operands from DRAM through V and its results back: its cycles are
-    the longest of the SDRAM's time, the vector unit's and the port's words (one a cycle),
-    plus the pipeline's fixed stages (docs/device.md, "The time model charges the port")."""
+    the longest of the SDRAM's time, the vector unit's and the port's words (one a cycle:
+    VecMem's reads and write bursts follow back to back), plus the pipeline's fixed stages
+    and, for a reduction, its drain (docs/device.md, "The time model charges the port")."""
     op = VecOp(inst.sub)
     if inst["desc"] == ON_C:
         return _epilogue_counts(inst, program, config)
@@ -439,6 +533,10 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
     stream_cycles = config.device_cycles(
         dram.transfer_cycles(bursts=bursts, rows_opened=rows, write=False)
     )
+    port = config.port
+    # A reduction (fewer results than operand elements: pooling, sums) leaves the writer
+    # no backlog when the reads end: its last results cross the whole pipeline after them.
+    drain = port.vec_drain if e_out < e_in else 0
     return InstCounts(
         dram_read_bytes=_bytes(read, config),
         dram_write_bytes=_bytes(written, config),
@@ -448,9 +546,11 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
         spad_write_bits=elements * 32,
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
         cycles=max(
-            stream_cycles, vector.cycles(op, e_in, e_out, lanes, window, cover), read + written
+            stream_cycles,
+            vector.cycles(op, e_in, e_out, lanes, window, cover),
+            read + written + drain,
         )
-        + config.port.vec_stages
+        + port.vec_stages
         + config.read_latency,
     )
 

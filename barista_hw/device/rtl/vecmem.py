@@ -1285,6 +1285,26 @@ class VecMem(wiring.Component):
                     m.d.sync += goto("WRITE")
             chosen = chosen | ready
 
+        # DATA: the next burst's write command goes out while this burst's words do (so
+        # the memory has it queued when they end: no idle port between bursts), when it
+        # merges no edge (an edge is read just before its burst, by the states above).
+        nk, nn, nvalid = Signal(2, name="nk"), Signal(range(burst + 1), name="nn"), Signal()
+        early = Const(0)
+        e_k, e_n, e_addr = Const(0, 2), Const(0, range(burst + 1)), Const(0, ADDR_BITS)
+        for k in reversed(range(STREAMS)):  # the first ready result wins
+            rest = lefts[k] - Mux(wk == k, n, 0)  # its words once this burst is out
+            size = Mux(rest < burst, rest, burst)
+            queued = Mux(wk == k, n - wi, 0) + size  # this burst's unsent words first
+            edge = ((rest == totals[k]) & (offs[k] != 0)) | ((rest == size) & (tails[k] != 0))
+            ready = c.res[k].use & (rest != 0) & (queues[k].level >= queued) & ~edge
+            e_k = Mux(ready, k, e_k)
+            e_n = Mux(ready, size, e_n)
+            e_addr = Mux(ready, first_word[k] + totals[k] - rest, e_addr)
+            early = early | ready
+        early_req = Signal(name="w_early")
+        ending = Signal(name="w_ending")  # this burst's last word goes out (below)
+        m.d.comb += early_req.eq(is_["DATA"] & ~nvalid & early & ~ending)
+
         tl = _tag_layout(bus, self.len_bits)
         req = {
             "req": Signal(name="w_req"),
@@ -1292,19 +1312,23 @@ class VecMem(wiring.Component):
             "cmd": Signal.like(self.port.cmd.payload, name="w_cmd"),
             "tag": Signal(tl, name="w_tag"),
         }
-        writing = is_["WRITE"]
+        writing = is_["WRITE"] | early_req
         m.d.comb += [
             req["req"].eq(is_["READ_FIRST"] | is_["READ_LAST"] | writing),
             req["read"].eq(~writing),
             req["cmd"].addr.eq(
-                sel["first"]
-                + Mux(
-                    is_["READ_FIRST"],
-                    0,
-                    Mux(is_["READ_LAST"], sel["total"] - 1, sel["total"] - sel["left"]),
+                Mux(
+                    early_req,
+                    e_addr,
+                    sel["first"]
+                    + Mux(
+                        is_["READ_FIRST"],
+                        0,
+                        Mux(is_["READ_LAST"], sel["total"] - 1, sel["total"] - sel["left"]),
+                    ),
                 )
             ),  # fmt: skip
-            req["cmd"].length.eq(Mux(writing, n, 1)),
+            req["cmd"].length.eq(Mux(early_req, e_n, Mux(writing, n, 1))),
             req["cmd"].write.eq(writing),
             req["tag"].dest.eq(WRITER),
             req["tag"].words.eq(1),
@@ -1317,8 +1341,10 @@ class VecMem(wiring.Component):
                     m.d.sync += goto("READ_LAST")
             with m.Elif(is_["READ_LAST"]):
                 m.d.sync += goto("WRITE")
-            with m.Else():
+            with m.Elif(is_["WRITE"]):
                 m.d.sync += [wi.eq(0), goto("DATA")]
+            with m.Else():  # DATA: the next burst's command
+                m.d.sync += [nk.eq(e_k), nn.eq(e_n), nvalid.eq(1)]
 
         # DATA: the burst's words, the edges merged with the words read before.
         w = self.port.w
@@ -1335,6 +1361,7 @@ class VecMem(wiring.Component):
             w.payload.eq((oq["data"] & ~keep) | (oldv & keep)),
         ]
         sent = w.valid & w.ready
+        m.d.comb += ending.eq(sent & (wi == n - 1))
         for k in range(STREAMS):
             m.d.comb += queues[k].r_en.eq(sent & (wk == k))
         with m.If(sent):
@@ -1344,8 +1371,13 @@ class VecMem(wiring.Component):
                 for k in range(STREAMS):
                     with m.If(wk == k):
                         m.d.sync += lefts[k].eq(lefts[k] - n)
+                # The next burst's command is out (not asked for in this cycle): its
+                # words follow at once.
+                with m.If(nvalid):
+                    m.d.sync += [wk.eq(nk), n.eq(nn), wi.eq(0), nvalid.eq(0), goto("DATA")]
+                    m.d.sync += [efirst.eq(0), elast.eq(0), one.eq(0)]
         with m.If(start):
-            m.d.sync += [primed.eq(0), hv.eq(0), goto("IDLE")]
+            m.d.sync += [primed.eq(0), hv.eq(0), nvalid.eq(0), goto("IDLE")]
             for k, (_, buf, have, cnt, *_r) in enumerate(packers):
                 m.d.sync += [buf.eq(0), have.eq(p.res[k].first_bit[:sh]), cnt.eq(0)]
         done = Signal(name="w_done")

@@ -270,3 +270,36 @@ def test_the_rtl_walk_and_its_port_commands() -> None:
     # 12-bit elements from bit 4: [4, 7) spans bits 52..88, words 3..5; both ends shared.
     words, merged = run_words(np.array([4]), np.array([3]), 12, 4, 16)
     assert words.tolist() == [3] and merged.tolist() == [2]
+
+
+def _runs(off: list[int], n: list[int], at: list[int], bits: int = 12):  # noqa: ANN202
+    from barista_hw.device.traffic import PortRuns
+
+    off_, n_ = np.array(off), np.array(n)
+    words = (off_ + n_ * bits - 1) // 16 + 1
+    return PortRuns(np.array(at), n_, words, 0 * words, off_, bits)
+
+
+def test_packed_port_waits_the_model_charges() -> None:
+    """fx12 on a 16-bit port: a LOAD run whose first element ends past its first word
+    waits a cycle for the unpacker, unless padding walked just before hides it; the writer
+    takes an element a cycle plus its start, a part-covered tail and the last whole word
+    cost it a cycle each, and a part-covered first word waits for its read."""
+    from barista_hw.config import DEFAULT_ACCELERATOR
+    from barista_hw.device.memory import DeviceConfig
+    from barista_hw.device.traffic import store_write_cycles, unpack_waits, write_cycles
+
+    # Runs of 3 at bits 0, 8, 12, 4: the runs at 8 and 12 wait; one pad hides a wait.
+    assert unpack_waits(_runs([0, 8, 12, 4], [3] * 4, [0, 3, 6, 9]), 16) == 2
+    assert unpack_waits(_runs([0, 8, 12, 4], [3] * 4, [0, 4, 7, 10]), 16) == 1
+    assert unpack_waits(_runs([0] * 3, [16] * 3, [0, 16, 32], bits=16), 16) == 0
+    assert write_cycles(0, 5, 16, 16) == (6, False)  # fx16: its words and the start
+    assert write_cycles(0, 3, 12, 16) == (5, True)  # 36 bits: 2 whole words, then a tail
+    assert write_cycles(12, 3, 12, 16) == (4, False)  # bits 12 to 48: ends on a word
+    cfg = DeviceConfig.for_accelerator(DEFAULT_ACCELERATOR)
+    start, last = store_write_cycles(_runs([0, 0], [3, 3], [0, 3]), cfg, 3)
+    assert (start, last) == (3 + 6 + 5, 5)  # the first's tail pops an old word: + 1
+    start, _ = store_write_cycles(_runs([0, 4], [3, 3], [0, 3]), cfg, 3)
+    assert start == 3 + 5 + cfg.port.old_wait + 5  # the second's first word is read first
+    start, _ = store_write_cycles(_runs([4], [3], [0]), cfg, 3)
+    assert start == 3 + 3 + 1 + 5  # the first command's old word: the read latency
