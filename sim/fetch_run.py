@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from barista_hw.device.rtl.fetch import ProgramFetcher, beat_words, start_layout
+from barista_hw.device.rtl.fetch import ProgramFetcher, start_layout
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
 
 from .runner import UnitBuild, component_build, run_json_module
@@ -26,11 +26,12 @@ RESULTS_ENV = "BARISTA_FETCH_RESULTS"
 BUS_BITS = 16
 
 
-def build(sim: str, beat_bits: int, burst: int) -> UnitBuild:
-    """The fetcher of ``beat_bits`` beats and ``burst``-word bursts for ``sim`` (cached)."""
+def build(sim: str, beat_bits: int, lengths: dict[int, int], burst: int) -> UnitBuild:
+    """The fetcher of ``beat_bits`` beats, ``lengths`` (opcode -> words) and
+    ``burst``-word bursts for ``sim`` (cached)."""
     top = f"fetch_{beat_bits}_b{burst}"
-    make = lambda: ProgramFetcher(beat_bits, BUS_BITS, burst=burst)  # noqa: E731
-    return component_build(make, top, f"{beat_bits} {burst}", sim)
+    make = lambda: ProgramFetcher(beat_bits, BUS_BITS, lengths=lengths, burst=burst)  # noqa: E731
+    return component_build(make, top, f"{beat_bits} {lengths} {burst}", sim)
 
 
 @dataclass
@@ -39,7 +40,8 @@ class FetchCase:
     of the port and the beats; ``latency``: the memory's."""
 
     memory: np.ndarray
-    runs: list[tuple[int, int, bool]]  # (word address, beats, last)
+    runs: list[tuple[int, int, bool]]  # (word address, words, last)
+    beats: int  # in all the runs
     stall: float = 0.0
     latency: int = 2
 
@@ -55,14 +57,13 @@ class FetchResult:
     cycles: int
 
 
-def _start(addr: int, count: int, last: bool) -> int:
-    fields = {"addr": addr, "count": count, "last": int(last)}
+def _start(addr: int, words: int, last: bool) -> int:
+    fields = {"addr": addr, "words": words, "last": int(last)}
     return start_layout().const(fields).as_value().value
 
 
-def run(unit: UnitBuild, beat_bits: int, cases: list[FetchCase], *, seed: int = 0) -> list:
+def run(unit: UnitBuild, cases: list[FetchCase], *, seed: int = 0) -> list:
     """Run ``cases`` one after another in one simulation; a :class:`FetchResult` each."""
-    words = beat_words(beat_bits, BUS_BITS)
     spec = {
         "addr_bits": ADDR_BITS,
         "len_bits": LEN_BITS,
@@ -71,12 +72,11 @@ def run(unit: UnitBuild, beat_bits: int, cases: list[FetchCase], *, seed: int = 
             {
                 "memory": [int(w) for w in c.memory],
                 "starts": [str(_start(*r)) for r in c.runs],
-                "beats": sum(r[1] for r in c.runs),
+                "beats": c.beats,
                 "stall": c.stall,
                 "latency": c.latency,
                 "max_cycles": int(
-                    (200 + 4 * words * sum(r[1] for r in c.runs) * (c.latency + 2))
-                    * (1 + 10 * c.stall)
+                    (200 + 4 * sum(r[1] for r in c.runs) * (c.latency + 2)) * (1 + 10 * c.stall)
                 ),
             }
             for c in cases
