@@ -249,5 +249,6 @@ class RtlDeviceSolver(DeviceSolver):
         total = sum(self.cycles)
         return (
             f"Device top (Verilator): {len(self.cycles)} iterations, {total:,} cycles "
-            f"(last {self.cycles[-1]:,}), {total / self.seconds:,.0f} cycles/s"
+            f"(last {self.cycles[-1]:,}), {total / self.seconds:,.0f} cycles/s, "
+            f"{self.prog_beats[-1]} prog beats an iteration (records fetched from DRAM)"
         )
