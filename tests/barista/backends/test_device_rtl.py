@@ -207,6 +207,8 @@ def test_the_device_top_trains_as_the_model(topnet, capsys) -> None:
     printed = _same_training("net.prototxt", 4, capsys)
     assert "Using the device-rtl backend" in printed
     assert "Device top (Verilator): 4 iterations" in printed
+    with capsys.disabled():  # the figures docs/device.md gives
+        print(*(ln for ln in printed.splitlines() if ln.startswith("Device top (Verilator)")))
 
 
 @pytest.mark.slow
