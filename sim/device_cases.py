@@ -110,11 +110,12 @@ def lenet_program(batch: int = 2) -> Program:
     ).program
 
 
-def iteration(stall: float, iterations: int = ITERATIONS) -> IterationCase:
+def iteration(stall: float, iterations: int = ITERATIONS, *, fetch: bool = True) -> IterationCase:
     """The test net's case of ``iterations`` iterations, with ``stall`` as its stall
-    probability (``name``: plain or stalled)."""
+    probability (``name``: plain or stalled); ``fetch``: the records fetched from DRAM,
+    else streamed on ``prog``."""
     name = "stalled" if stall else "plain"
-    return random_iteration(name, program(), CONFIG, stall, iterations=iterations)
+    return random_iteration(name, program(), CONFIG, stall, iterations=iterations, fetch=fetch)
 
 
 def random_iteration(
@@ -125,11 +126,13 @@ def random_iteration(
     *,
     iterations: int = 1,
     seed: int = 4,
+    fetch: bool = True,
 ) -> IterationCase:
     """``iterations`` iterations of ``prog`` on the model from :func:`setup`, the beats
-    for a decoder sized for ``prog``."""
+    for a decoder sized for ``prog`` (``fetch``: :func:`~sim.device_run.iterations_case`'s)."""
     m, hosts, host_scalars = setup(prog, config, iterations, seed=seed)
-    case = iterations_case(name, m, hosts, host_scalars, **decoder_sizes(prog))
+    sizes = decoder_sizes(prog)
+    case = iterations_case(name, m, hosts, host_scalars, **sizes, fetch=fetch)
     case.stall = stall
     return case
 

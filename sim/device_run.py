@@ -6,7 +6,9 @@
   the model (:class:`~barista_hw.device.machine.Machine`) and writes the ``prog`` beats
   the host sends (:mod:`barista_hw.device.rtl.decode`): the exponent file's load once,
   then per iteration its register writes (seeds, scalars, the host's exponents) and the
-  program's records with their static commands, the same every iteration; it records
+  start of a fetch of the program's records with their static commands from the DRAM
+  image (:class:`ProgramImage`, laid out once past the tensors; ``fetch=False``: the
+  records themselves on ``prog``, the same every iteration); it records
   what the host sends (HOST_IN) and receives (HOST_OUT) as bus words, and the DRAM
   before and after each iteration;
 * :func:`run` plays the host in :mod:`sim.device_test`: the ``prog`` beats, each
@@ -33,7 +35,14 @@ from barista_hw.device.rtl.decode import (
     exponent_writes,
     static_command,
 )
-from barista_hw.device.rtl.device import Device, pack_record, pack_write
+from barista_hw.device.rtl.device import (
+    Device,
+    beat_lengths,
+    pack_record,
+    pack_write,
+    prog_layout,
+)
+from barista_hw.device.rtl.fetch import image, program_base, start_writes
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
 from barista_hw.device.rtl.sequencer import UNITS
 
@@ -109,6 +118,7 @@ class IterationCase:
     latency: int = 3
     afters: list[np.ndarray] = field(default_factory=list)  # DRAM after each iteration
     outs: list[int] = field(default_factory=list)  # host words sent by each one's end
+    fetched: int = 0  # records the device fetches from DRAM (not on ``prog``)
 
 
 def _words(machine: Machine, tensor: int) -> list[int]:
@@ -133,6 +143,37 @@ def program_beats(machine: Machine, *, last: bool = True) -> list[int]:
         )
         for n, inst in enumerate(program.instructions)
     ]
+
+
+@dataclass(frozen=True)
+class ProgramImage:
+    """The program's beats in DRAM (:mod:`barista_hw.device.rtl.fetch`): ``words`` from
+    bus word ``base``, record ``k``'s from ``offsets[k]`` (one more: the end)."""
+
+    base: int
+    words: np.ndarray
+    offsets: list[int]
+
+    @classmethod
+    def of(cls, machine: Machine, end: int) -> ProgramImage:
+        """The image of ``machine``'s program past the tensors' ``end`` (bus words)."""
+        config = machine.config
+        bits, lengths = prog_layout(config).size, beat_lengths(config, BUS_BITS)
+        words, offsets = image(program_beats(machine, last=False), bits, lengths, BUS_BITS)
+        return cls(program_base(end), words, offsets)
+
+    def place(self, dram: np.ndarray) -> np.ndarray:
+        """``dram`` (the tensors' words) with the image after them."""
+        out = np.zeros(self.base + self.words.size, np.int64)
+        out[: dram.size] = dram
+        out[self.base :] = self.words
+        return out
+
+    def run(self, config: DeviceConfig, first: int, count: int, *, last: bool) -> list[int]:
+        """The ``prog`` beats fetching and running records ``[first, first + count)``."""
+        at = self.offsets[first]
+        writes = start_writes(self.base + at, self.offsets[first + count] - at, last=last)
+        return [pack_write(config, a, v) for a, v in writes]
 
 
 def register_beats(machine: Machine, host: RecordingHost, scalars: dict) -> list[int]:
@@ -160,15 +201,20 @@ def iterations_case(
     *,
     tensors: int = 32,
     registers: int = 64,
+    fetch: bool = True,
 ) -> IterationCase:
     """Run ``len(hosts)`` iterations of ``machine``'s program on the model from its
     iteration on (:mod:`module docstring`): the exponent file's load, then each
-    iteration's register writes and records; the DRAM and host words after each. The
-    program must fit a decoder of ``tensors`` entries and ``registers`` registers."""
+    iteration's register writes and the fetch of its records (``fetch=False``: the
+    records on ``prog``); the DRAM (with the program's image) and host words after each.
+    The program must fit a decoder of ``tensors`` entries and ``registers`` registers."""
     program = machine.program
     check_fits(program, tensors, registers)
     machine.scalars = scalars
     before = dram_image(program, machine.dram)
+    img = ProgramImage.of(machine, before.size) if fetch else None
+    place = img.place if img else lambda a: a
+    before = place(before)
     writes = exponent_writes(machine.scales, program)
     beats = [pack_write(machine.config, a, v) for a, v in writes.items()]
     host_in, host_out, afters, outs = [], [], [], []
@@ -176,17 +222,30 @@ def iterations_case(
     for i, host in enumerate(hosts):
         machine.host, machine.iteration = host, first + i
         beats += register_beats(machine, host, scalars)
-        beats += program_beats(machine, last=i == len(hosts) - 1)
+        last = i == len(hosts) - 1
+        if img:
+            beats += img.run(machine.config, 0, len(program.instructions), last=last)
+        else:
+            beats += program_beats(machine, last=last)
         for inst in program.instructions:
             machine.execute(inst)
             if inst.op is Op.HOST_IN:  # the words the host sent: the tensor as written
                 host_in.append((len(host_out), _words(machine, inst["tensor"])))
             elif inst.op is Op.HOST_OUT:
                 host_out += _words(machine, inst["tensor"])
-        afters.append(dram_image(program, machine.dram))
+        afters.append(place(dram_image(program, machine.dram)))
         outs.append(len(host_out))
+    fetched = len(hosts) * len(program.instructions) if img else 0
     return IterationCase(
-        name, beats, before, afters[-1], host_in, host_out, afters=afters, outs=outs
+        name,
+        beats,
+        before,
+        afters[-1],
+        host_in,
+        host_out,
+        afters=afters,
+        outs=outs,
+        fetched=fetched,
     )
 
 
@@ -208,7 +267,8 @@ class DeviceResult:
 def max_cycles(case: IterationCase) -> int:
     """A cycle budget for ``case`` that only a hang exhausts."""
     words = sum(len(w) for _, w in case.host_in) + len(case.host_out)
-    return int(2000 * len(case.records) * (1 + 10 * case.stall)) + 50 * words
+    beats = len(case.records) + case.fetched
+    return int(2000 * beats * (1 + 10 * case.stall)) + 50 * words
 
 
 def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
@@ -245,6 +305,7 @@ def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
 __all__ = [
     "DeviceResult",
     "IterationCase",
+    "ProgramImage",
     "RecordingHost",
     "build",
     "device_top",

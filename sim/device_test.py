@@ -3,7 +3,7 @@
 memory (:class:`sim.port_model.PortMemory`).
 
 Input: the JSON named by ``BARISTA_DEVICE_CASES`` (:func:`sim.device_run.run`): the
-``prog`` beats (register writes, records with their static commands), DRAM's bus
+``prog`` beats (register writes: the fetch's starts among them; or records), DRAM's bus
 words, each HOST_IN's words with the count of HOST_OUT words to receive first, stall
 probability and memory latency. Output:
 the JSON named by ``BARISTA_DEVICE_RESULTS``: DRAM afterwards, the words sent to the

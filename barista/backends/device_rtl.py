@@ -3,13 +3,15 @@ device top (:class:`sim.device_verilator.DeviceSession`), no Python per cycle.
 
 The model stays the compiler and the reference: it compiles the program for the top
 (``rtl_top``: :mod:`barista.device_top`), and its probe chooses the first exponents as
-``--backend device`` does. Then the DRAM image and the exponent file go to the device
-once; each iteration the host sends the register writes (seeds, scalars, the exponent of
-each tensor it sends, written just before that tensor's HOST_IN record, when it is
-known), the records up to each HOST_OUT and a read-back of that tensor's exponent entry,
+``--backend device`` does. Then the DRAM image, the program's image beside it (its
+records with their static commands, :class:`sim.device_run.ProgramImage`) and the
+exponent file go to the device once; each iteration the host sends the register writes
+(seeds, scalars, the exponent of each tensor it sends, written just before that tensor's
+HOST_IN record, when it is known), the start of the fetch of the records up to each
+HOST_OUT and a read-back of that tensor's exponent entry,
 runs until the words and the read-back arrived, unpacks the words at the read-back
 ``stored`` exponent and hands them to the host (SoftmaxWithLoss and its gradient), then
-sends the rest of the records and runs to SCALE. An iteration reads back nothing else:
+starts the rest of the records and runs to SCALE. An iteration reads back nothing else:
 the device's state comes back when something reads it, once after each iteration (the
 model keeps it until the next): test passes and the net's operand weights (asked for at
 a test pass, a snapshot and the end of :meth:`~RtlDeviceSolver.step`) read the operand
@@ -40,7 +42,7 @@ from barista_hw.device.rtl.decode import (
 )
 from barista_hw.device.rtl.device import pack_write
 from sim.device_ports import MemoryTiming
-from sim.device_run import program_beats
+from sim.device_run import ProgramImage
 from sim.device_verilator import DeviceSession, DeviceSimulator, simulator
 from sim.gemm_path_run import BUS_BITS, dram_image
 
@@ -63,9 +65,11 @@ class RtlDeviceSolver(DeviceSolver):
         super().__init__(*args, rtl_top=True, **kw)
         self.max_cycles = max_cycles
         self.regs = RegisterMap.of(self.compiled.program)
-        self.beats = program_beats(self.machine, last=False)
+        end = dram_image(self.compiled.program, self.machine.dram).size
+        self.image = ProgramImage.of(self.machine, end)
         self.sim: DeviceSimulator | None = None
         self.cycles: list[int] = []  # each iteration's device cycles
+        self.prog_beats: list[int] = []  # each iteration's beats on ``prog``
         self.seconds = 0.0  # wall time of the iterations on the device
         self._arrived = {"host_out": 0, "readback": 0, "scales": 0}
 
@@ -83,13 +87,13 @@ class RtlDeviceSolver(DeviceSolver):
         if self._session is None:
             if self._behind:
                 raise RuntimeError("the device's state was lost with its session")
-            size = dram_image(program, self.machine.dram).size
+            size = self.image.base + self.image.words.size
             timing = MemoryTiming.for_config(self.config, BUS_BITS)
             self._session = DeviceSession(self.sim, size, timing=timing)
             self._arrived = dict.fromkeys(self._arrived, 0)
             self._model_ahead = True
         if self._model_ahead:
-            self._session.write(0, dram_image(program, self.machine.dram))
+            self._session.write(0, self.image.place(dram_image(program, self.machine.dram)))
             writes = exponent_writes(self.machine.scales, program)
             self._session.prog([pack_write(self.config, a, v) for a, v in writes.items()])
             self._model_ahead = False
@@ -127,19 +131,32 @@ class RtlDeviceSolver(DeviceSolver):
         values = regs.values(self.iter, scalars, dict.fromkeys(regs.fracs, 0))
         later = set(regs.fracs.values())
         beats = [pack_write(config, a, v) for a, v in values.items() if a not in later]
+        first, sent = 0, 0  # the first record not yet fetched; the beats sent
+
+        def fetch(upto: int) -> None:  # the records [first, upto) fetched from DRAM
+            nonlocal first
+            if upto > first:
+                beats.extend(self.image.run(config, first, upto - first, last=False))
+            first = upto
+
         for n, inst in enumerate(program.instructions):
             if inst.op is Op.HOST_IN:
                 t = program.tensors[inst["tensor"]]
                 q, frac = host.send(t["name"])
+                fetch(n)
                 beats.append(pack_write(config, regs.fracs[inst["tensor"]], frac))
                 s.host_in([int(w) for w in pack_stream(q.reshape(-1), t["bits"], BUS_BITS)])
-            beats.append(self.beats[n])
             if inst.op is Op.HOST_OUT:
+                fetch(n + 1)
                 beats.append(pack_write(config, read_address(inst["tensor"]), 0))
                 s.prog(beats)
-                beats = []
+                sent += len(beats)
+                beats.clear()
                 self._receive(host, inst["tensor"])
+        fetch(len(program.instructions))
         s.prog(beats)
+        sent += len(beats)
+        self.prog_beats.append(sent)
         self._run_until(scales=1)
         self._behind = frozenset((*PERSISTENT, SCALES))
         self._net_behind = True
@@ -232,5 +249,6 @@ class RtlDeviceSolver(DeviceSolver):
         total = sum(self.cycles)
         return (
             f"Device top (Verilator): {len(self.cycles)} iterations, {total:,} cycles "
-            f"(last {self.cycles[-1]:,}), {total / self.seconds:,.0f} cycles/s"
+            f"(last {self.cycles[-1]:,}), {total / self.seconds:,.0f} cycles/s, "
+            f"{self.prog_beats[-1]} prog beats an iteration (records fetched from DRAM)"
         )

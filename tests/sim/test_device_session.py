@@ -3,11 +3,12 @@ Verilated device and its DRAM alive across iterations, driven as a training host
 it, bit-exactly as the model.
 
 The cocotb bench's two iterations (:mod:`sim.device_cases`), sent an iteration at a
-time: the DRAM image and the exponent file, then per iteration its register writes and
-records; the host waits for each HOST_IN's turn (the words the model's host received
-before it), then sends its words; after each SCALE the DRAM read back equals the
-model's, and at the end every exponent-entry word read back through ``readback`` equals
-the model's :class:`~barista_hw.device.scaling.ScaleTable`. Shares the executable of
+time: the DRAM image (with the program's) and the exponent file, then per iteration its
+register writes and the start of the records' fetch; the host waits for each HOST_IN's
+turn (the words the model's host received before it), then sends its words; after each
+SCALE the DRAM read back equals the model's, and at the end every exponent-entry word
+read back through ``readback`` equals the model's
+:class:`~barista_hw.device.scaling.ScaleTable`. Shares the executable of
 ``test_device_verilator.py`` (slow: its first build takes minutes).
 """
 
@@ -31,7 +32,7 @@ def test_a_session_runs_iterations_interactively_as_the_model(dsim) -> None:  # 
     m, hosts, scalars = setup(prog, CONFIG, ITERATIONS)
     case = iterations_case("session", m, hosts, scalars, **decoder_sizes(program()))
     first = 4 * len(prog.tensors)
-    chunk = RegisterMap.of(prog).size + len(prog.instructions)
+    chunk = RegisterMap.of(prog).size + 2  # the registers, the fetch's address and run
     assert len(case.records) == first + ITERATIONS * chunk
     assert len(case.host_in) == 2 * ITERATIONS
     with DeviceSession(dsim, case.before.size, seed=3) as s:

@@ -14,7 +14,7 @@ Ports: ``m0`` .. ``m{n-1}`` (the memory side of a port each, ``In(port_signature
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -56,7 +56,7 @@ class PortArbiter(wiring.Component):
         # -- commands: the held grant, else round robin after the last granted master.
         last, held, hold = Signal(idx), Signal(idx), Signal()
         pick, sel = Signal(idx), Signal(idx)
-        valid = Array(x.cmd.valid for x in ms)
+        valid = _array([x.cmd.valid for x in ms], idx)
         with m.Switch(last):
             for lst in range(n):
                 with m.Case(lst):
@@ -64,9 +64,11 @@ class PortArbiter(wiring.Component):
                         j = (lst + k) % n
                         with m.If(ms[j].cmd.valid):
                             m.d.comb += pick.eq(j)
+            with m.Default():  # ``last`` never leaves [0, n); a case for every value
+                m.d.comb += pick.eq(0)
         m.d.comb += sel.eq(Mux(hold, held, pick))
         room = wq.w_rdy & rq.w_rdy
-        payloads = Array(x.cmd.payload.as_value() for x in ms)
+        payloads = _array([x.cmd.payload.as_value() for x in ms], idx)
         m.d.comb += [pc.valid.eq(valid[sel] & room), pc.payload.eq(payloads[sel])]
         for i, x in enumerate(ms):
             m.d.comb += x.cmd.ready.eq((sel == i) & pc.ready & room)
@@ -93,15 +95,15 @@ class PortArbiter(wiring.Component):
         if write:
             up = self.port.w
             m.d.comb += [
-                up.valid.eq(q.r_rdy & Array(x.w.valid for x in ms)[owner]),
-                up.payload.eq(Array(x.w.payload for x in ms)[owner]),
+                up.valid.eq(q.r_rdy & _array([x.w.valid for x in ms], idx)[owner]),
+                up.payload.eq(_array([x.w.payload for x in ms], idx)[owner]),
             ]
             for i, x in enumerate(ms):
                 m.d.comb += x.w.ready.eq(q.r_rdy & (owner == i) & up.ready)
             moved = up.valid & up.ready
         else:
             down = self.port.r
-            m.d.comb += down.ready.eq(q.r_rdy & Array(x.r.ready for x in ms)[owner])
+            m.d.comb += down.ready.eq(q.r_rdy & _array([x.r.ready for x in ms], idx)[owner])
             for i, x in enumerate(ms):
                 m.d.comb += [
                     x.r.valid.eq(q.r_rdy & (owner == i) & down.valid),
@@ -114,3 +116,9 @@ class PortArbiter(wiring.Component):
                 m.d.comb += q.r_en.eq(1)
             with m.Else():
                 m.d.sync += count.eq(count + 1)
+
+
+def _array(values: list, idx: int) -> Array:
+    """``values`` indexed by an ``idx``-bit master number, padded with zeros to every
+    index (a case for each value: Verilator's CASEINCOMPLETE when ``n`` is no power of 2)."""
+    return Array([*values, *[Const(0)] * ((1 << idx) - len(values))])

@@ -21,6 +21,9 @@ entries (four words a tensor: exponents, peak, saturated, overflow and written).
 An address with :data:`READ` set (:func:`read_address`) writes nothing: the device sends
 that exponent-entry word back on ``readback`` (the host learns the exponents the device
 chose, :func:`read_entry` decodes the first word), in ``prog`` order with the records.
+Two addresses are the device top's, not the decoder's: :data:`FETCH_ADDR` (the word
+address of the next program beat in DRAM) and :data:`FETCH_RUN` (run that many beats
+from it; :mod:`.fetch`), so host registers stay below :data:`FETCH_ADDR`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from .vector import RAW_BITS
 
 __all__ = [
     "EXP_BASE",
+    "FETCH_ADDR",
+    "FETCH_RUN",
     "RegisterMap",
     "READ",
     "check_fits",
@@ -71,6 +76,8 @@ EXP_BASE = 0x8000  # register addresses from here: exponent entries
 FRAC_BITS = 8  # frac in [MIN_FRAC, MAX_FRAC]
 STORED_BITS = 10  # what a write may leave (a GEMM's fa + fb - shift)
 READ = 0x4000  # in a write's address: read the entry word back (below EXP_BASE's bit)
+FETCH_ADDR = 0x2000  # the top's: the next program beat's word address in DRAM (.fetch)
+FETCH_RUN = 0x2001  # the top's: fetch and run that many beats (.fetch)
 
 
 def command_layout(config: DeviceConfig) -> data.UnionLayout:
@@ -183,6 +190,11 @@ def check_fits(program: Program, tensors: int, registers: int) -> None:
     """Refuse a program whose tensors or host registers a decoder of ``tensors`` entries
     and ``registers`` registers cannot hold."""
     size = RegisterMap.of(program).size
+    if size > FETCH_ADDR:
+        raise InputError(
+            f"the device program has {size} host registers; addresses from {FETCH_ADDR:#x} "
+            "are the program fetcher's"
+        )
     if len(program.tensors) > tensors or size > registers:
         raise InputError(
             f"the device program has {len(program.tensors)} tensors and {size} host "

@@ -32,9 +32,16 @@ Front-ends: a unit takes one instruction at a time and reports its token on
 ``<unit>_done`` once finished (DMA: the engine and its packed port idle, so its writes
 are in the memory's queue; GEMM: results in C; VEC: statistics out; link: all words moved).
 
+**Program source.** The records come on ``prog`` or from DRAM: the host lays the
+program's beats out there once (:mod:`.fetch`) and starts a run of them with two
+register writes (``FETCH_ADDR``, ``FETCH_RUN``); a :class:`~.fetch.ProgramFetcher`, a
+fifth master on the arbiter, reads them in bursts and they are dispatched as ``prog``'s
+would be, ``prog`` waiting until the run's final beat was taken.
+
 Ports: ``prog`` (in, :func:`prog_layout`: ``record``, ``last``, ``write``, ``command``
 (static), ``decode``; a beat with ``write`` set writes a register instead,
-:func:`pack_write`: the exponent file once, the host registers before each iteration);
+:func:`pack_write`: the exponent file once, the host registers before each iteration,
+the fetcher's start);
 ``port`` (memory port master, ``bus_bits`` words); ``host_in`` (in, bus words of
 HOST_INs, in program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale`` (out,
 the SCALE record, the iteration's end: the exponents move as it is taken); ``readback``
@@ -60,8 +67,17 @@ from ..memory import DeviceConfig, PortConfig
 from ..vector import Rounder
 from . import gemm_path, link, vecmem
 from .arbiter import PortArbiter
-from .decode import READ, REG_BITS, command_layout, decode_layout, write_layout
+from .decode import (
+    FETCH_ADDR,
+    FETCH_RUN,
+    READ,
+    REG_BITS,
+    command_layout,
+    decode_layout,
+    write_layout,
+)
 from .decoder import Decoder, target_layout
+from .fetch import LAST_BIT, WORDS_BITS, ProgramFetcher, beat_words
 from .gemm_path import Unit, dma_payload, gemm_units, share_port
 from .link import LinkUnit
 from .packed import PackedPort
@@ -74,6 +90,7 @@ from .vector import STREAMS
 
 __all__ = [
     "Device",
+    "beat_lengths",
     "command",
     "command_layout",
     "pack_record",
@@ -84,17 +101,39 @@ __all__ = [
 
 
 def prog_layout(config: DeviceConfig) -> data.StructLayout:
-    """A ``prog`` beat: a record with its static command and decode fields, or (``write``)
-    a register write (:func:`~.decode.write_layout` in the record's bits)."""
+    """A ``prog`` beat: a record with its decode fields and static command, or (``write``)
+    a register write (:func:`~.decode.write_layout` in the record's bits). The command
+    comes last, so a beat's bits above the part its unit reads are zero
+    (:func:`beat_lengths`)."""
     return data.StructLayout(
         {
             "record": RECORD_BITS,
             "last": 1,
             "write": 1,
-            "command": command_layout(config),
             "decode": decode_layout(),
+            "command": command_layout(config),
         }
     )
+
+
+def beat_lengths(config: DeviceConfig, bus_bits: int = PortConfig.bits) -> dict[int, int]:
+    """Opcode -> bus words of its beats in the program image (:mod:`.fetch`): the record,
+    the decode fields and the static command's part its unit reads (a DMA's ``unit`` and
+    ``dma``, a GEMM's whole path command, VecMem's, the link's; SCALE and SYNC none)."""
+    at = prog_layout(config)["command"].offset
+    path = gemm_path.command_layout(config)
+    dma = path["dma"].offset + path["dma"].width
+    bits = {
+        Op.LOAD: dma,
+        Op.STORE: dma,
+        Op.GEMM: path.size,
+        Op.VEC: vecmem.command_layout().size,
+        Op.HOST_IN: link.command_layout().size,
+        Op.HOST_OUT: link.command_layout().size,
+        Op.SCALE: 0,
+        Op.SYNC: 0,
+    }
+    return {int(op): beat_words(at + n, bus_bits) for op, n in bits.items()}
 
 
 def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:
@@ -196,6 +235,10 @@ class Device(wiring.Component):
         cfg = self.config
         m.submodules.seq = seq = Sequencer(window=self.window, depth=self.depth, keep=SEQ_KEEP)
         m.submodules.decoder = dec = Decoder(cfg, tensors=self.tensors, registers=self.registers)
+        beat_bits = prog_layout(cfg).size
+        lengths = beat_lengths(cfg, self.bus_bits)
+        fetch = ProgramFetcher(beat_bits, self.bus_bits, lengths=lengths)
+        m.submodules.fetch = self._fetch = fetch
         fifos = self._dispatch(m, seq, dec)
         m.d.comb += [self.running.eq(seq.running), self.cycles.eq(seq.cycles)]
         for u in UNITS:
@@ -215,8 +258,8 @@ class Device(wiring.Component):
         ring = vecmem.ring_depth(cfg)
         m.submodules.vec = vec = VecMem(lanes, bus_bits=self.bus_bits, depth=ring, held=True)
         m.submodules.link = lnk = LinkUnit(self.bus_bits)
-        m.submodules.arb = arb = PortArbiter(4, self.bus_bits)
-        masters = (packed["in"].port, packed["out"].port, vec.port, lnk.port)
+        m.submodules.arb = arb = PortArbiter(5, self.bus_bits)
+        masters = (packed["in"].port, packed["out"].port, vec.port, lnk.port, self._fetch.port)
         for i, master in enumerate(masters):
             wiring.connect(m, master, getattr(arb, f"m{i}"))
         wiring.connect(m, arb.port, wiring.flipped(self.port))
@@ -307,11 +350,12 @@ class Device(wiring.Component):
         """``prog`` into the sequencer, each record decoded into its unit's FIFO in step;
         register writes into the decoder. After a SCALE nothing is taken until its update
         is done (the next records decode from the new exponents)."""
-        p = self.prog.payload
+        prog = self._source(m)
+        p = prog.payload
         op = p.record[:8]
         held = Signal()
         fifos, room = {}, Signal(init=1)
-        record = self.prog.valid & ~p.write & ~held
+        record = prog.valid & ~p.write & ~held
         taken = record & seq.prog.ready & room
         m.d.comb += [
             dec.record.eq(p.record),
@@ -322,14 +366,14 @@ class Device(wiring.Component):
         wr = data.View(write_layout(), p.record[: write_layout().size])
         read = p.write & (wr.addr & READ).any()
         m.d.comb += [
-            dec.reg_write.eq(self.prog.valid & p.write & ~read & ~held),
+            dec.reg_write.eq(prog.valid & p.write & ~read & ~held),
             dec.reg_addr.eq(wr.addr),
             dec.reg_data.eq(wr.data),
         ]
         rb = self.readback  # one word held until the host takes it
         with m.If(rb.valid & rb.ready):
             m.d.sync += rb.valid.eq(0)
-        with m.If(self.prog.valid & read & ~held & ~rb.valid):
+        with m.If(prog.valid & read & ~held & ~rb.valid):
             m.d.sync += [rb.valid.eq(1), rb.payload.eq(dec.reg_value)]
         with m.If(taken & (op == Op.SCALE)):
             m.d.sync += held.eq(1)
@@ -351,9 +395,43 @@ class Device(wiring.Component):
             seq.prog.valid.eq(record & room),
             seq.prog.payload.record.eq(p.record),
             seq.prog.payload.last.eq(p.last),
-            self.prog.ready.eq(~held & Mux(p.write, ~(read & rb.valid), seq.prog.ready & room)),
+            prog.ready.eq(~held & Mux(p.write, ~(read & rb.valid), seq.prog.ready & room)),
         ]
         return fifos
+
+    def _source(self, m: Module) -> stream.Interface:
+        """The beats to dispatch: ``prog``'s, or while a run is fetched the fetcher's
+        (:mod:`.fetch`). ``FETCH_ADDR`` / ``FETCH_RUN`` writes on ``prog`` set the run's
+        address and start it; ``prog`` waits while a run is fetched."""
+        src = stream.Signature(prog_layout(self.config)).create()
+        fetch, ext = self._fetch, self.prog
+        wr = data.View(write_layout(), ext.payload.record[: write_layout().size])
+        to_addr = ext.payload.write & (wr.addr == FETCH_ADDR)
+        to_run = ext.payload.write & (wr.addr == FETCH_RUN)
+        base = Signal(len(fetch.start.payload.addr))
+        st, beats = fetch.start, fetch.beats
+        m.d.comb += [
+            st.payload.addr.eq(base),
+            st.payload.words.eq(wr.data[:WORDS_BITS]),
+            st.payload.last.eq(wr.data[LAST_BIT]),
+        ]
+        with m.If(fetch.busy):
+            m.d.comb += [
+                src.valid.eq(beats.valid),
+                src.payload.eq(beats.payload.beat),
+                src.payload.last.eq(beats.payload.last),
+                beats.ready.eq(src.ready),
+            ]
+        with m.Else():
+            m.d.comb += [
+                src.valid.eq(ext.valid & ~to_addr & ~to_run),
+                src.payload.eq(ext.payload),
+                st.valid.eq(ext.valid & to_run),
+                ext.ready.eq(Mux(to_addr, 1, Mux(to_run, st.ready, src.ready))),
+            ]
+            with m.If(ext.valid & to_addr):
+                m.d.sync += base.eq(wr.data)
+        return src
 
     def _entry(self, m: Module, u: str, dec: Decoder) -> data.View:
         """Unit ``u``'s FIFO entry, from the decoder's command and statistics targets."""

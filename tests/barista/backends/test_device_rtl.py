@@ -28,7 +28,9 @@ from barista.commands import train as train_cmd
 from barista.device_top import top_accelerator
 from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
+from barista_hw.device.isa import Op
 from barista_hw.device.machine import Machine
+from barista_hw.device.rtl.decode import RegisterMap
 from barista_hw.numfmt import FixedFormat
 from caffe_bridge.datasets import write_colour_digits, write_digits
 from sim.device_verilator import DeviceSession, SessionRun
@@ -205,6 +207,8 @@ def test_the_device_top_trains_as_the_model(topnet, capsys) -> None:
     printed = _same_training("net.prototxt", 4, capsys)
     assert "Using the device-rtl backend" in printed
     assert "Device top (Verilator): 4 iterations" in printed
+    with capsys.disabled():  # the figures docs/device.md gives
+        print(*(ln for ln in printed.splitlines() if ln.startswith("Device top (Verilator)")))
 
 
 @pytest.mark.slow
@@ -283,6 +287,11 @@ def test_an_iteration_reads_back_only_the_logits(topnet, monkeypatch) -> None:
         tensors = solver.compiled.program.tensors
         roles = [t["role"] for t in tensors]
         solver.step(3)
+        # On ``prog`` an iteration: its host registers and the fetch's starts, no record.
+        program = solver.compiled.program
+        links = sum(i.op in (Op.HOST_IN, Op.HOST_OUT) for i in program.instructions)
+        most = RegisterMap.of(program).size + 2 * (links + 1)
+        assert len(set(solver.prog_beats)) == 1 and solver.prog_beats[0] <= most
         assert len(reads) == roles.count("weight")
         assert sum(readback) == 3 + 4 * len(tensors)  # a logits entry an iteration, the file
         model = DeviceSolver("s.prototxt", rtl_top=True)

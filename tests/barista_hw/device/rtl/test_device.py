@@ -5,8 +5,9 @@ A tiny net (a padded 3 x 3 convolution, 2 x 2 max pooling, ReLU, an inner produc
 2, stochastic rounding) is compiled for a 4 x 3 fx16 engine with 3 vector lanes; every
 DRAM tensor gets random integers. The model runs two iterations (forward, the logits to
 the host, their gradient back, backward, SGD, SCALE); the RTL top gets the exponent
-file once, each iteration's register writes and the records with their static commands
-(the same both times) and decodes every command itself; the test bench answers the link
+file once, each iteration's register writes and the start of a fetch of the records with
+their static commands from the program's image in DRAM (laid out once beside the
+tensors) and decodes every command itself; the test bench answers the link
 with exactly what the model's host sent. The DRAM at each SCALE, every DRAM bus word at
 the end and every word sent to the host are compared; the full form adds a run with
 random stalls on every stream of the memory port and the host's streams.
