@@ -130,6 +130,9 @@ def report_layout() -> data.StructLayout:
     )
 
 
+_STATES = {"IDLE": 0, "READ": 1, "DONE": 2, "WRITE": 3, "WALK": 4}
+
+
 def _pick(values: list[Value], index: Value) -> Value:
     """``values[index]`` (the last for a larger index), a mux chain."""
     out = values[-1]
@@ -222,19 +225,23 @@ class Decoder(wiring.Component):
         m.d.comb += drained.eq(~queued.any() & ~merging)
         with m.If(self.scale):
             m.d.sync += pending.eq(1)
-        with m.FSM(name="decoder") as fsm:
-            with m.State("IDLE"):
-                self._idle(m, f, pending, drained)
-            with m.State("READ"):
-                self._read(m, f, exps, regs)
-            with m.State("DONE"):
-                self._done(m)
-            with m.State("WRITE"):
-                self._write(m, f)
-            with m.State("WALK"):
-                self._walk(m, f)
-        m.d.comb += walking.eq(fsm.ongoing("WALK"))
+        # If chains on a state register, not an FSM: Yosys writes its partial case.
+        state = self._state = Signal(range(len(_STATES)), name="decoder_state")
+        with m.If(state == _STATES["IDLE"]):
+            self._idle(m, f, pending, drained)
+        with m.Elif(state == _STATES["READ"]):
+            self._read(m, f, exps, regs)
+        with m.Elif(state == _STATES["DONE"]):
+            self._done(m)
+        with m.Elif(state == _STATES["WRITE"]):
+            self._write(m, f)
+        with m.Else():
+            self._walk(m, f)
+        m.d.comb += walking.eq(state == _STATES["WALK"])
         return m
+
+    def _go(self, m: Module, state: str) -> None:
+        m.d.sync += self._state.eq(_STATES[state])
 
     def _field(self, op: Op, name: str) -> Value:
         at, bits = field_at(op, name)
@@ -258,13 +265,13 @@ class Decoder(wiring.Component):
         m.d.sync += step.eq(1)
         with m.If(pending & drained):
             m.d.sync += [pending.eq(0), step.eq(0)]
-            m.next = "WALK"
+            self._go(m, "WALK")
         with m.Else():
             m.d.comb += self.reg_ready.eq(drained & ~pending)
             with m.If(self.reg_ready & (self.reg_write | self.reg_read)):
                 self._register(m, f)
             with m.Elif(self.valid):
-                m.next = "READ"
+                self._go(m, "READ")
 
     def _read(self, m: Module, f: _File, exps: list[Signal], regs: list[Signal]) -> None:
         """Step ``k``: read the record's entry and register ``k``, keep those of ``k - 1``."""
@@ -280,7 +287,7 @@ class Decoder(wiring.Component):
         sgd = (self.record[:8] == Op.VEC) & (self.record[8:16] == VecOp.SGD)
         m.d.sync += step.eq(step + 1)
         with m.If(step == Mux(sgd, REG_READS, ENTRY_READS)):
-            m.next = "DONE"
+            self._go(m, "DONE")
 
     def _done(self, m: Module) -> None:
         """``command`` and ``writes`` ready; a take keeps the writes to apply."""
@@ -288,9 +295,9 @@ class Decoder(wiring.Component):
         m.d.comb += self.ready.eq(1)
         with m.If(self.take):
             m.d.sync += [kept.eq(self.writes), step.eq(0)]
-            m.next = "WRITE"
+            self._go(m, "WRITE")
         with m.Elif(~self.valid):
-            m.next = "IDLE"
+            self._go(m, "IDLE")
 
     def _write(self, m: Module, f: _File) -> None:
         """Step ``k``: write ``k`` of the taken record (``stored``; ``frac`` if fixed)."""
@@ -303,7 +310,7 @@ class Decoder(wiring.Component):
                 f.frac.write(m, at, w.frac[:FRAC_BITS])
         m.d.sync += step.eq(step + 1)
         with m.If(step == STREAMS - 1):
-            m.next = "IDLE"
+            self._go(m, "IDLE")
 
     def _walk(self, m: Module, f: _File) -> None:
         """SCALE: read entry ``k``, update entry ``k - 1``; ``scale_done`` at the last."""
@@ -320,7 +327,7 @@ class Decoder(wiring.Component):
         m.d.sync += step.eq(step + 1)
         with m.If(step == self.tensors):
             m.d.comb += self.scale_done.eq(1)
-            m.next = "IDLE"
+            self._go(m, "IDLE")
 
     def _next_frac(self, m: Module, f: _File) -> Signal:
         """:func:`~barista_hw.device.scaling.next_frac` of the entry read (one instance)."""
@@ -402,23 +409,22 @@ class Decoder(wiring.Component):
         tensor = cur[:tb]
         peak, sat = cur[tb : tb + PEAK_BITS], cur[tb + PEAK_BITS : tb + 2 * PEAK_BITS]
         ovf = cur[tb + 2 * PEAK_BITS :]
-        with m.FSM(name="merge"):
-            with m.State("WAIT"):
-                with m.If(~walking):
-                    m.d.comb += f.sa.eq(head[:tb])
-                    m.d.sync += cur.eq(head)
-                    for k, q in enumerate(queues):
-                        m.d.comb += q.r_en.eq(choice == k)
-                    with m.If(Cat(q.r_rdy for q in queues).any()):
-                        m.next = "MERGE"
-            with m.State("MERGE"):
-                m.d.comb += merging.eq(1)
-                old_peak, old_ovf = f.peak.r.data, f.ovf.r.data[:RAW_BITS]
-                with m.If(~f.fixed_at(tensor)):
-                    f.peak.write(m, tensor, Mux(peak > old_peak, peak, old_peak))
-                    f.sat.write(m, tensor, f.sat.r.data + sat)
-                    f.ovf.write(m, tensor, Cat(Mux(ovf > old_ovf, ovf, old_ovf), Value.cast(1)))
-                m.next = "WAIT"
+        busy = Signal(name="merge_busy")  # reading a report's entry: merge it next cycle
+        m.d.comb += merging.eq(busy)
+        with m.If(~busy & ~walking):
+            m.d.comb += f.sa.eq(head[:tb])
+            m.d.sync += cur.eq(head)
+            for k, q in enumerate(queues):
+                m.d.comb += q.r_en.eq(choice == k)
+            with m.If(Cat(q.r_rdy for q in queues).any()):
+                m.d.sync += busy.eq(1)
+        with m.If(busy):
+            old_peak, old_ovf = f.peak.r.data, f.ovf.r.data[:RAW_BITS]
+            with m.If(~f.fixed_at(tensor)):
+                f.peak.write(m, tensor, Mux(peak > old_peak, peak, old_peak))
+                f.sat.write(m, tensor, f.sat.r.data + sat)
+                f.ovf.write(m, tensor, Cat(Mux(ovf > old_ovf, ovf, old_ovf), Value.cast(1)))
+            m.d.sync += busy.eq(0)
         return queues
 
     # -- decode -------------------------------------------------------------------------------
