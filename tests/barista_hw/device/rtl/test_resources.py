@@ -11,8 +11,9 @@ from barista_hw.device.rtl.design import LENET_CONFIG
 from barista_hw.device.rtl.device import unit_entry_layout
 from barista_hw.device.rtl.resources import (
     DEC_FIXED,
+    DEC_TENSOR,
     MODEL,
-    decoder_ram,
+    decoder_memories,
     estimate_device,
     fifo_bits,
 )
@@ -33,13 +34,14 @@ def test_units_and_memories_of_lenets_top() -> None:
     assert r.mults == engine.mults + 3 + 1 + 24 + 4 * 12
     # Scratchpad C: 1024 words of 8 x 16 bits; col2im: 1024 slots of 30 bits; three
     # 512 x 32-bit rings, one copy a lane (a read port each), a DP16KD (512 x 36) each;
-    # the decoder's 2,084 host registers of 32 bits: five 512 x 36.
+    # the decoder's 2,084 host registers of 32 bits: five 512 x 36; its 64-entry peak and
+    # saturated memories (32 bits: more than distributed RAM's 1,024 bits): one each.
     assert r.bram_detail == {
         **{f"engine.{k}": v for k, v in engine.bram_detail.items()},
         "scratch_c": 8,
         "col2im": 2,
         "vec_rings": 3 * 4,
-        "decoder": 5,
+        "decoder": 7,
     }
     assert r.bram_blocks == sum(r.bram_detail.values())
     assert r.to_dict(budget)["model"] == MODEL and not r.fits(budget)
@@ -48,12 +50,14 @@ def test_units_and_memories_of_lenets_top() -> None:
 def test_decoder_and_fifos_grow_with_their_sizes() -> None:
     small = estimate_device(LENET_CONFIG, tensors=48, registers=100)
     big = estimate_device(LENET_CONFIG, tensors=48, registers=2084)
-    # Host registers are block RAM (a DP16KD holds 512); entries distributed RAM, 64 deep
-    # for 48 tensors: frac 8, stored 11, width 6, peak 32, saturated 32, overflow 12 bits.
-    assert big.lut_detail["decoder"] == small.lut_detail["decoder"] == DEC_FIXED[0] + 832
-    assert (small.bram_detail["decoder"], big.bram_detail["decoder"]) == (1, 5)
+    # Host registers are block RAM past 32 of them; entries 64 deep for 48 tensors: frac 8,
+    # stored 11, width 6 and overflow 12 bits distributed RAM, peak and saturated block RAM.
+    cells = DEC_FIXED[0] + 48 * DEC_TENSOR[0] + 4 * (2 + 3 + 2 + 3) * 8
+    assert big.lut_detail["decoder"] == small.lut_detail["decoder"] == cells
+    assert (small.bram_detail["decoder"], big.bram_detail["decoder"]) == (2 + 1, 2 + 5)
     assert big.ffs == small.ffs
-    assert decoder_ram(48) == 4 * (2 + 3 + 2 + 8 + 8 + 3) * 8 == 2 * decoder_ram(24)
+    aspects = get_target("ulx3s-85f").budget.bram_aspects
+    assert decoder_memories(24, 32, aspects) == (2 * (2 + 3 + 2 + 8 + 8 + 3 + 8) * 8, 0)
     deep = estimate_device(LENET_CONFIG, depth=32)  # past a 16-word distributed RAM
     queued = [unit_entry_layout(LENET_CONFIG, u).size for u in QUEUED if u != "vector"]
     assert deep.lut_detail["fifos"] == sum(2 * lutram_cells(4, bits) + 23 for bits in queued) + 4
