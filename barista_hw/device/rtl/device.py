@@ -20,9 +20,10 @@ scalars, the host's exponents; :class:`~.decode.RegisterMap`). :func:`command` i
 model's reference for it; it decodes a record in a few cycles (its state is in memories)
 and the top takes a record once the decoder is ``ready``. Records reach a unit in program
 order, so the top pushes each decoded command (with the tensors its statistics go to)
-into a FIFO a unit, and a unit's front-end pairs the record the sequencer issues with the head of its FIFO. A
-unit's FIFO holds only what its front-end reads (:func:`unit_entry_layout`: a DMA's
-908 of the command's 4,738 bits in the 8 x 4 test top), not the whole command;
+into a FIFO a unit, and a unit's front-end pairs the record the sequencer issues with
+the head of its FIFO. A unit's FIFO holds only what its front-end reads
+(:func:`unit_entry_layout`: a DMA's 908 of the command's 4,738 bits in the 8 x 4 test
+top), not the whole command;
 VecMem's is one entry deep, the command it runs (:data:`FRONT_DEPTH`). After
 a SCALE record nothing more is taken until SCALE has moved the exponents, so the next
 iteration's records (and register writes) decode from them. Statistics: VecMem's

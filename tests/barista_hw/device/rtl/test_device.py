@@ -266,24 +266,21 @@ def test_decoder_merges_every_port_at_once_then_scales() -> None:
     second = [(free[0], stats()), (free[n], stats()), (free[n], stats())]
     second += [(t, stats()) for t in free[n + 1 : n + n - 2]]
 
+    async def two_cycles(ctx) -> None:  # noqa: ANN001
+        for cycle in (first, second):
+            _report(ctx, dut, cycle)
+            await ctx.tick()
+            for t, st in cycle:
+                if not scales.entries[names[t]].fixed:
+                    scales.record(names[t], st)
+        _report(ctx, dut, [])
+
     async def bench(ctx) -> None:  # noqa: ANN001
         await _write(ctx, dut, exponent_writes(scales, prog))
-        for cycle in (first, second):
-            _report(ctx, dut, cycle)
-            await ctx.tick()
-            for t, st in cycle:
-                if not scales.entries[names[t]].fixed:
-                    scales.record(names[t], st)
-        _report(ctx, dut, [])
+        await two_cycles(ctx)
         for addr, want in exponent_writes(scales, prog).items():
             assert await _read(ctx, dut, addr) == want, f"merged word {addr:#x}"
-        for cycle in (first, second):
-            _report(ctx, dut, cycle)
-            await ctx.tick()
-            for t, st in cycle:
-                if not scales.entries[names[t]].fixed:
-                    scales.record(names[t], st)
-        _report(ctx, dut, [])
+        await two_cycles(ctx)
         ctx.set(dut.scale, 1)
         await ctx.tick()
         ctx.set(dut.scale, 0)
