@@ -6,9 +6,12 @@ is ``vecmem`` (:class:`~barista_hw.device.rtl.vecmem.VecMem`, the test top's rin
 five command FIFOs, entries as :func:`~barista_hw.device.rtl.device.unit_entry_layout` of
 the 8 x 4 test top, depths as the top's by default, :data:`~barista_hw.device.rtl.device.
 FRONT_DEPTH`; ``fifos-whole``: entries of the whole command and three statistics targets,
-all 5 deep, as the FIFOs were before) or ``decoder`` (:class:`~barista_hw.device.rtl.decoder.
-Decoder` of ``--tensors`` entries and ``--registers`` host registers in the calibration's
-top, its sizes by default). Writes ``DIR/device.v`` and
+all 5 deep, as the FIFOs were before), ``sequencer`` (:class:`~barista_hw.device.rtl.
+sequencer.Sequencer` as the top builds it: window 64, queues 4 deep keeping
+:data:`~barista_hw.device.rtl.device.SEQ_KEEP` bits of a unit's record; ``sequencer-whole``:
+whole records, as before) or ``decoder`` (:class:`~barista_hw.device.rtl.decoder.Decoder`
+of ``--tensors`` entries and ``--registers`` host registers in the calibration's top, its
+sizes by default). Writes ``DIR/device.v`` and
 ``DIR/stat.json`` (``bench/calibrate_device_resources.py``'s ``synth_ecp5 -noflatten`` purge
 flow) and prints each module's logic cells (as ``calibrate_resources.nextpnr_logic``
 counts them), flip-flops, DP16KD and MULT18X18D, and the synthesis time.
@@ -46,13 +49,22 @@ def build(unit: str, lanes: int, tensors: int = 24, registers: int = 37) -> obje
         return VectorUnit(lanes)
     if unit in ("fifos", "fifos-whole"):
         return _Fifos(whole=unit == "fifos-whole")
+    if unit in ("sequencer", "sequencer-whole"):
+        from barista_hw.device.rtl.device import SEQ_KEEP
+        from barista_hw.device.rtl.sequencer import RECORD_BITS, Sequencer
+
+        keep = RECORD_BITS if unit == "sequencer-whole" else SEQ_KEEP
+        return Sequencer(window=64, depth=4, keep=keep)
     if unit == "decoder":  # in the calibration's top
         from barista_hw.device.memory import DeviceConfig
         from barista_hw.device.rtl.decoder import Decoder
 
         rec = json.loads((REPO / "tests/data/device_resource_calibration.json").read_text())
         return Decoder(DeviceConfig.from_dict(rec["device"]), tensors=tensors, registers=registers)
-    raise SystemExit(f"synth_device_unit: unknown unit {unit!r} (vecmem, vector, fifos, decoder)")
+    raise SystemExit(
+        f"synth_device_unit: unknown unit {unit!r} (vecmem, vector, fifos[-whole], "
+        "sequencer[-whole], decoder)"
+    )
 
 
 class _Fifos(Elaboratable):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from barista_hw.device.isa import Op, Program
-from barista_hw.device.rtl.sequencer import UNITS, Sequencer
+from barista_hw.device.rtl.sequencer import RECORD_BITS, UNITS, Sequencer
 
 from .runner import UnitBuild, component_build, run_json_module
 
@@ -18,20 +18,22 @@ CASES_ENV = "BARISTA_SEQ_CASES"  # read by sim.seq_test
 RESULTS_ENV = "BARISTA_SEQ_RESULTS"
 
 
-def build(sim: str, *, window: int = 64, depth: int = 8) -> UnitBuild:
+def build(sim: str, *, window: int = 64, depth: int = 8, keep: int = RECORD_BITS) -> UnitBuild:
     """Elaborate and compile the sequencer for ``sim`` (cached; race-safe)."""
-    top = f"sequencer_w{window}_d{depth}"
-    make = lambda: Sequencer(window=window, depth=depth)  # noqa: E731
-    return component_build(make, top, f"window={window},depth={depth}", sim)
+    top = f"sequencer_w{window}_d{depth}_k{keep}"
+    make = lambda: Sequencer(window=window, depth=depth, keep=keep)  # noqa: E731
+    return component_build(make, top, f"window={window},depth={depth},keep={keep}", sim)
 
 
 @dataclass
 class SeqRun:
     """What a run left: per unit ``(token, take cycle, done cycle)`` in the order the unit
-    took them, the ``SCALE`` s taken ``(token, cycle)``, the sequencer's counters
-    (``cycles`` and each unit's busy cycles) and the simulated cycles."""
+    took them and the records as it took them, the ``SCALE`` s taken ``(token, cycle)``,
+    the sequencer's counters (``cycles`` and each unit's busy cycles) and the simulated
+    cycles."""
 
     units: dict[str, list[tuple[int, int, int]]]
+    records: dict[str, list[int]]
     scales: list[tuple[int, int]]
     counters: dict[str, int]
     sim_cycles: int
@@ -66,4 +68,5 @@ def run_program(
     out = run_json_module(unit, TEST_MODULE, spec, (CASES_ENV, RESULTS_ENV))
     units = {u: [tuple(e) for e in log] for u, log in out["units"].items()}
     scales = [tuple(s) for s in out["scales"]]
-    return SeqRun(units, scales, out["counters"], out["sim_cycles"])
+    records = {u: [int(r) for r in rs] for u, rs in out["records"].items()}
+    return SeqRun(units, records, scales, out["counters"], out["sim_cycles"])

@@ -11,8 +11,8 @@ A mock unit takes a command when it is idle (or finishing in that cycle), starts
 the DRAM bus is free if the instruction uses it (one bus, as the time model has it), and
 reports its token on ``<unit>_done`` ``latency`` cycles after the start. Output: the JSON
 named by ``BARISTA_SEQ_RESULTS``: per unit the ``(token, take cycle, done cycle)`` of the
-instructions in the order it took them, the ``SCALE`` s taken (token, cycle), and the
-sequencer's counters at the end. Nothing is compared here.
+instructions in the order it took them and the records it took, the ``SCALE`` s taken
+(token, cycle), and the sequencer's counters at the end. Nothing is compared here.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class _Unit:
         self.rng = rng
         self.current: list | None = None  # [token, take cycle, finish cycle]
         self.log: list[list[int]] = []
+        self.records: list[str] = []  # the records taken, whole as the stream carried them
         self.cmd_ready.value = 0
         self.done_valid.value = 0
 
@@ -63,6 +64,7 @@ class _Unit:
             finished = 1
         if self.cmd_valid.value and self.cmd_ready.value:
             record = self.cmd_payload.value.to_unsigned()
+            self.records.append(str(record))
             token = (record >> 16) & ((1 << TOKEN_BITS) - 1)
             inst = insts[index[token]]
             start = now + 1
@@ -130,6 +132,7 @@ async def run_program(dut) -> None:  # noqa: ANN001 - a cocotb handle
     counters.update({u: getattr(dut, f"busy_{u}").value.to_unsigned() for u in units})
     out = {
         "units": {u: unit.log for u, unit in units.items()},
+        "records": {u: unit.records for u, unit in units.items()},
         "scales": scales,
         "counters": counters,
         "sim_cycles": now,

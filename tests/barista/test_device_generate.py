@@ -82,7 +82,7 @@ def test_writes_the_files_and_the_manifest_round_trips(tiny) -> None:
         "cols": 4,
         "format": "fx16.8a48",
         "bus_bits": 16,
-        "vector_lanes": 4,
+        "vector_lanes": 1,
         "decoder": {"tensors": 24, "registers": 37},
     }
     names = [t["name"] for t in m["memory"]["tensors"]]
@@ -93,7 +93,7 @@ def test_writes_the_files_and_the_manifest_round_trips(tiny) -> None:
         "engine", "dma", "packed", "vector", "decoder", "sequencer", "fifos",
         "link", "arbiter",
     }  # fmt: skip
-    assert r["luts"] == sum(r["lut_detail"].values()) and r["mults"] == 108  # measured
+    assert r["luts"] == sum(r["lut_detail"].values()) and r["mults"] == 72  # measured
     assert r["bram_blocks"] == sum(r["bram_detail"].values())
 
 

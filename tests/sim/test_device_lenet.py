@@ -48,7 +48,7 @@ def test_lenet_fits_the_rtl_units_and_decodes() -> None:
         index = tile_index(inst, prog)
         valid = index[index >= 0]
         assert valid.max() - valid.min() < units.col2im_elements, inst.text()
-    assert decoder_sizes(prog) == {"tensors": 48, "registers": 356}
+    assert decoder_sizes(prog) == {"tensors": 48, "registers": 374}
     m = Machine(prog, LENET_CONFIG)
     m.host = RecordingHost(random_inputs(prog, np.random.default_rng(0)))
     m.scalars = scalars(prog)

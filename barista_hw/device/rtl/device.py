@@ -196,7 +196,7 @@ class Device(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg = self.config
-        m.submodules.seq = seq = Sequencer(window=self.window, depth=self.depth)
+        m.submodules.seq = seq = Sequencer(window=self.window, depth=self.depth, keep=SEQ_KEEP)
         m.submodules.decoder = dec = Decoder(cfg, tensors=self.tensors, registers=self.registers)
         fifos = self._dispatch(m, seq, dec)
         m.d.comb += [self.running.eq(seq.running), self.cycles.eq(seq.cycles)]
@@ -426,6 +426,9 @@ FRONT_TARGETS = {"dma_in": 0, "dma_out": 0, "engine": 1, "vector": STREAMS, "lin
 #: output register, no distributed RAM: 9.4k cells fewer); a VEC's record waits to be
 #: decoded until the VEC before it has ended.
 FRONT_DEPTH = {"vector": 1}
+#: Record bits the sequencer queues for a unit: the front-ends read the token alone (the
+#: rest travels decoded in the FIFOs), so a queue holds the header's first word.
+SEQ_KEEP = TOKEN_AT + TOKEN_BITS
 
 
 def unit_entry_layout(config: DeviceConfig, unit: str) -> data.StructLayout:

@@ -16,7 +16,9 @@
   and the host registers' (32 bits a register), each distributed RAM up to
   :data:`~barista_hw.resources.LUTRAM_MAX_BITS` bits, else block RAM (``decoder``), as
   Yosys mapped them;
-* ``sequencer``: the sequencer, its six record queues and the top's front-ends;
+* ``sequencer``: the sequencer, its six record queues (a unit's keeps
+  :data:`~.device.SEQ_KEEP` bits of a record, its own whole records) and the top's
+  front-ends;
 * ``fifos``: the top's five command FIFOs, distributed RAM (:func:`fifo_cells`) and an
   output register for the bits of an entry each front-end reads (:func:`fifo_bits`);
   VecMem's is its output register alone;
@@ -26,12 +28,12 @@ The constants are one measurement: ``bench/calibrate_device_resources.py`` on th
 fx16 top of ``tests/barista/test_device_generate.py``'s net (4 vector lanes, 24 tensors,
 37 host registers), Yosys 0.70 ``synth_ecp5 -noflatten`` (the calibration's purge flow),
 logic counted as :func:`barista_hw.resources.estimate` counts it; VecMem (at 1 and 4
-lanes: its fixed part and a lane), the FIFOs and the decoder re-measured alone with the
-same flow (``bench/synth_device_unit.py``) after they shrank. What one point cannot
-separate is split by structure and marked *assumed*: the decoder's logic beyond its
-memories (measured at 24 tensors and 37 registers, and 48 and 2,084) grows with the
-tensors only (the ``fixed`` bits' multiplexers, the report queues' tensor index), not
-with the registers' address. Every design
+lanes: its fixed part and a lane), the FIFOs, the sequencer and the decoder re-measured
+alone with the same flow (``bench/synth_device_unit.py``) after they shrank. What one
+point cannot separate is split by structure and marked *assumed*: the decoder's logic
+beyond its memories (measured at 24 tensors and 37 registers, and 48 and 2,084) grows
+with the tensors only (the ``fixed`` bits' multiplexers, the report queues' tensor
+index), not with the registers' address. Every design
 ``barista generate --device`` writes has the measured window and queue depth.
 docs/device.md has the measurements beside the estimate. ECP5 only.
 """
@@ -51,11 +53,11 @@ from ..geometry import Space
 from ..memory import DeviceConfig
 from .decode import REG_BITS
 from .decoder import MEMORIES, entry_depth
-from .device import FRONT_DEPTH, unit_entry_layout
+from .device import FRONT_DEPTH, SEQ_KEEP, unit_entry_layout
 from .dma import col2im_sum_bits
 from .gemm_path import col2im_depth
 from .scratchpad import geometry
-from .sequencer import RECORD_BITS, UNITS
+from .sequencer import UNITS, entry_layout
 from .vecmem import ring_depth
 from .vector import DATA_BITS
 
@@ -77,8 +79,8 @@ VEC_LANE = (18706, 2703, 12)  # a lane: VecMem at 4 lanes less at 1, / 3
 DEC_FIXED = (2753, 415)  # 3,601 cells less its distributed RAM, 463 FFs (24 tensors)
 DEC_TENSOR = (18, 1)  # 3,939 cells at 48 tensors, 2,084 registers; a ``fixed`` flip-flop
 DEC_MULTS = 1  # lr x decay
-SEQ_FIXED = (3641, 603)  # the sequencer's scoreboard and issue, the top's front-ends
-SEQ_QUEUE_BIT = (1.31, 1.28)  # per bit of the six record queues (depth x record)
+SEQ_FIXED = (3821, 645)  # the sequencer's scoreboard and issue, the top's front-ends
+SEQ_QUEUE_BIT = (1.0, 1.0)  # per bit of the six queues' entries (depth x entry bits)
 FIFO_FFS_PER_BIT = 1.0  # the output register; storage: lutram_cells (2 per bit)
 FIFO_CONTROL = (23, 4)  # a FIFO's pointers and flags: with distributed RAM, register only
 LINK, ARBITER = (674, 92), (403, 41)
@@ -140,7 +142,8 @@ def estimate_device(
     bram["vec_rings"] = RINGS * lanes * memory_blocks(ring_depth(config), DATA_BITS, aspects)
     dec_cells, bram["decoder"] = decoder_memories(tensors, registers, aspects)
     # The sequencer queues records for each unit and for itself.
-    fifo, queue = fifo_bits(config), (len(UNITS) + 1) * depth * RECORD_BITS
+    unit_entry, own_entry = entry_layout(SEQ_KEEP).size, entry_layout().size
+    fifo, queue = fifo_bits(config), depth * (len(UNITS) * unit_entry + own_entry)
     units = {  # unit -> (logic cells, flip-flops, multipliers)
         "engine": (engine.luts + GEMM_UNIT[0], engine.ffs + GEMM_UNIT[1], engine.mults),
         "dma": (3 * DMA[0] + COL2IM[0] * bool(acc), 3 * DMA[1] + COL2IM[1] * bool(acc), 3),

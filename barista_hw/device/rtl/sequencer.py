@@ -58,19 +58,23 @@ COUNT_BITS = 32
 UNITS = tuple(dict.fromkeys(u for u in UNIT.values() if u != "sequencer"))
 SEQ = "sequencer"  # SYNC and SCALE: the sequencer's own queue
 PROG_LAYOUT = data.StructLayout({"record": RECORD_BITS, "last": 1})
-ENTRY_LAYOUT = data.StructLayout(
-    {
-        "record": RECORD_BITS,
-        "pos": POS_BITS,
-        "waits": data.ArrayLayout(POS_BITS, MAX_WAITS),  # positions waited for
-        "has": MAX_WAITS,  # which waits are named
-    }
-)
 # Header fields' bit offsets in a record (isa.HEADER: opcode, subcode, token, waits).
 assert HEADER.format == "<BBHHHH"
 OP_BITS = slice(0, 8)
 TOKEN_AT = 16
 WAIT_AT = 32
+
+
+def entry_layout(record_bits: int = RECORD_BITS) -> data.StructLayout:
+    """A queued record: its first ``record_bits`` bits, its position and its waits'."""
+    return data.StructLayout(
+        {
+            "record": record_bits,
+            "pos": POS_BITS,
+            "waits": data.ArrayLayout(POS_BITS, MAX_WAITS),  # positions waited for
+            "has": MAX_WAITS,  # which waits are named
+        }
+    )
 
 
 class _Queue(wiring.Component):
@@ -116,14 +120,19 @@ def _token_distance(latest: Signal, token: Signal) -> Mux:
 
 class Sequencer(wiring.Component):
     """The sequencer (module docstring): ``window`` in-flight instructions (a power of
-    two), ``depth`` records queued a unit."""
+    two), ``depth`` records queued a unit. A unit's queue keeps the first ``keep`` bits of
+    each record (at least the header's opcode, subcode and token): the unit streams carry
+    those, zero above; the device top's front-ends read the token alone, and each
+    record's fields travel decoded in the top's command FIFOs."""
 
-    def __init__(self, *, window: int = 64, depth: int = 8) -> None:
+    def __init__(self, *, window: int = 64, depth: int = 8, keep: int = RECORD_BITS) -> None:
         if window < 2 or window & (window - 1) or window >= 1 << TOKEN_BITS:
             raise ValueError(f"window {window} must be a power of two in [2, 2**16)")
         if depth < 1:
             raise ValueError(f"queue depth {depth} must be at least 1")
-        self.window, self.depth = window, depth
+        if not TOKEN_AT + TOKEN_BITS <= keep <= RECORD_BITS:
+            raise ValueError(f"keep {keep} must be in [{TOKEN_AT + TOKEN_BITS}, {RECORD_BITS}]")
+        self.window, self.depth, self.keep = window, depth, keep
         ports: dict[str, object] = {
             "prog": In(stream.Signature(PROG_LAYOUT)),
             "scale": Out(stream.Signature(RECORD_BITS)),
@@ -144,7 +153,9 @@ class Sequencer(wiring.Component):
         nxt = Signal(POS_BITS)  # position of the next record
         latest_tok = Signal(TOKEN_BITS)  # token of the latest record taken
         seen_last = Signal()
-        queues = {u: _Queue(ENTRY_LAYOUT, self.depth) for u in (*UNITS, SEQ)}
+        # SYNC and SCALE keep whole records: ``scale`` sends the SCALE record on.
+        queues = {u: _Queue(entry_layout(self.keep), self.depth) for u in UNITS}
+        queues[SEQ] = _Queue(entry_layout(), self.depth)
         for u, q in queues.items():
             m.submodules[f"q_{u}"] = q
 
@@ -152,7 +163,7 @@ class Sequencer(wiring.Component):
         rec = self.prog.payload.record
         op, token = rec[OP_BITS], rec[TOKEN_AT : TOKEN_AT + TOKEN_BITS]
         free = (nxt - head)[:POS_BITS] < self.window
-        entry = Signal(ENTRY_LAYOUT)
+        entry = Signal(entry_layout())
         m.d.comb += [entry.record.eq(rec), entry.pos.eq(nxt)]
         for i in range(MAX_WAITS):
             w = rec[WAIT_AT + TOKEN_BITS * i :][:TOKEN_BITS]
@@ -164,7 +175,9 @@ class Sequencer(wiring.Component):
         for u, q in queues.items():
             ops = [o for o, unit in UNIT.items() if unit == u]
             mine = Signal(name=f"to_{u}")
-            m.d.comb += [mine.eq(_is_any(op, ops)), q.w.payload.eq(entry)]
+            m.d.comb += mine.eq(_is_any(op, ops))
+            for f in entry.shape().members:  # field by field: the record is cut to ``keep``
+                m.d.comb += getattr(q.w.payload, f).eq(getattr(entry, f))
             m.d.comb += q.w.valid.eq(self.prog.valid & free & mine)
             with m.If(mine):
                 m.d.comb += room.eq(q.w.ready)

@@ -24,7 +24,8 @@ from barista_hw.device.geometry import ConvGeometry, PoolGeometry
 from barista_hw.device.isa import PREFETCH, Instruction, Op, Program
 from barista_hw.device.layers import Conv, Pool, Relu
 from barista_hw.device.memory import DeviceConfig, LinkConfig
-from barista_hw.device.rtl.sequencer import TOKEN_MOD, UNITS, Sequencer
+from barista_hw.device.rtl.device import SEQ_KEEP
+from barista_hw.device.rtl.sequencer import RECORD_BITS, TOKEN_MOD, UNITS, Sequencer
 from barista_hw.device.timing import schedule, uses_dram_bus
 from barista_hw.device.traffic import program_counts
 
@@ -85,10 +86,11 @@ def renumbered(prog: Program, first: int) -> Program:
 
 
 WRAP_FIRST = TOKEN_MOD - 80  # the 81st instruction has token 0xFFFF, the 82nd token 1
-# Per run: the program, its latencies, the stall probability.
+# Per run: the program, its latencies, the stall probability, the record bits a unit's
+# queue keeps (the wrapped run's: the device top's).
 MODES = {
-    "model": (program, model_latencies, 0.0),
-    "wrapped": (lambda: renumbered(program(), WRAP_FIRST), random_latencies, STALL),
+    "model": (program, model_latencies, 0.0, RECORD_BITS),
+    "wrapped": (lambda: renumbered(program(), WRAP_FIRST), random_latencies, STALL, SEQ_KEEP),
 }
 
 
@@ -98,9 +100,9 @@ def run(cache_: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.seq_run.SeqR
     key = ("sequencer", sim, mode)
     if key not in cache_:
         try:
-            prog, latencies, stall = MODES[mode]
+            prog, latencies, stall, keep = MODES[mode]
             lat, bus = latencies()
-            unit = build(sim, window=WINDOW, depth=DEPTH)
+            unit = build(sim, window=WINDOW, depth=DEPTH, keep=keep)
             cache_[key] = run_program(unit, prog(), lat, bus, stall=stall, tb_seed=3)
         except Exception as exc:  # reported by every test, built once
             cache_[key] = exc
@@ -127,6 +129,23 @@ def test_every_instruction_issued_once_in_program_order_per_unit(
     assert [tok for tok, _ in got.scales] == [
         i.token for i in prog.instructions if i.op is Op.SCALE
     ]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("mode", MODES)
+def test_each_unit_takes_its_records_first_keep_bits(
+    sim: str, mode: str, sim_run_cache: dict
+) -> None:
+    """Every bit a unit's stream carries: the record's first ``keep`` bits, zero above."""
+    got = run(sim_run_cache, sim, mode)
+    prog, keep = MODES[mode][0](), MODES[mode][3]
+    for u in UNITS:
+        want = [
+            int.from_bytes(i.encode(), "little") & ((1 << keep) - 1)
+            for i in prog.instructions
+            if UNIT[i.op] == u
+        ]
+        assert got.records[u] == want, u
 
 
 @pytest.mark.cocotb
@@ -209,3 +228,5 @@ def test_parameters_are_checked() -> None:
         Sequencer(window=48)
     with pytest.raises(ValueError, match="depth"):
         Sequencer(depth=0)
+    with pytest.raises(ValueError, match="keep 16"):
+        Sequencer(keep=16)  # the token would be cut
