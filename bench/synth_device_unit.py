@@ -2,14 +2,16 @@
 
 Run from the repository: ``python bench/synth_device_unit.py UNIT DIR [--lanes N]``; ``UNIT``
 is ``vecmem`` (:class:`~barista_hw.device.rtl.vecmem.VecMem`, the test top's ring depth),
-``vector`` (:class:`~barista_hw.device.rtl.vector.VectorUnit`) or ``fifos`` (the device top's
+``vector`` (:class:`~barista_hw.device.rtl.vector.VectorUnit`), ``fifos`` (the device top's
 five command FIFOs, entries as :func:`~barista_hw.device.rtl.device.unit_entry_layout` of
 the 8 x 4 test top, depths as the top's by default, :data:`~barista_hw.device.rtl.device.
 FRONT_DEPTH`; ``fifos-whole``: entries of the whole command and three statistics targets,
-all 5 deep, as the FIFOs were before) or ``sequencer`` (:class:`~barista_hw.device.rtl.
+all 5 deep, as the FIFOs were before), ``sequencer`` (:class:`~barista_hw.device.rtl.
 sequencer.Sequencer` as the top builds it: window 64, queues 4 deep keeping
 :data:`~barista_hw.device.rtl.device.SEQ_KEEP` bits of a unit's record; ``sequencer-whole``:
-whole records, as before). Writes ``DIR/device.v`` and
+whole records, as before) or ``decoder`` (:class:`~barista_hw.device.rtl.decoder.Decoder`
+of ``--tensors`` entries and ``--registers`` host registers in the calibration's top, its
+sizes by default). Writes ``DIR/device.v`` and
 ``DIR/stat.json`` (``bench/calibrate_device_resources.py``'s ``synth_ecp5 -noflatten`` purge
 flow) and prints each module's logic cells (as ``calibrate_resources.nextpnr_logic``
 counts them), flip-flops, DP16KD and MULT18X18D, and the synthesis time.
@@ -35,7 +37,7 @@ from calibrate_device_resources import script  # noqa: E402
 from calibrate_resources import flip_flops, nextpnr_logic  # noqa: E402
 
 
-def build(unit: str, lanes: int) -> object:
+def build(unit: str, lanes: int, tensors: int = 24, registers: int = 37) -> object:
     """The component to synthesise."""
     if unit == "vecmem":
         from barista_hw.device.rtl.vecmem import VecMem
@@ -53,9 +55,15 @@ def build(unit: str, lanes: int) -> object:
 
         keep = RECORD_BITS if unit == "sequencer-whole" else SEQ_KEEP
         return Sequencer(window=64, depth=4, keep=keep)
+    if unit == "decoder":  # in the calibration's top
+        from barista_hw.device.memory import DeviceConfig
+        from barista_hw.device.rtl.decoder import Decoder
+
+        rec = json.loads((REPO / "tests/data/device_resource_calibration.json").read_text())
+        return Decoder(DeviceConfig.from_dict(rec["device"]), tensors=tensors, registers=registers)
     raise SystemExit(
         f"synth_device_unit: unknown unit {unit!r} (vecmem, vector, fifos[-whole], "
-        "sequencer[-whole])"
+        "sequencer[-whole], decoder)"
     )
 
 
@@ -102,10 +110,12 @@ def main() -> int:
     ap.add_argument("unit")
     ap.add_argument("dir", type=Path)
     ap.add_argument("--lanes", type=int, default=1)
+    ap.add_argument("--tensors", type=int, default=24, help="decoder: exponent entries")
+    ap.add_argument("--registers", type=int, default=37, help="decoder: host registers")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     top = f"{args.unit.replace('-', '_')}_{args.lanes}"
-    unit = build(args.unit, args.lanes)
+    unit = build(args.unit, args.lanes, args.tensors, args.registers)
     text = verilog.convert(unit, name=top, ports=getattr(unit, "ports", None))
     (args.dir / "device.v").write_text(text)
     (args.dir / "synth.ys").write_text(script(top) + "\n")

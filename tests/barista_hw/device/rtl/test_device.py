@@ -128,11 +128,47 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     assert all(0 < c[u] <= c["cycles"] for u in c if u != "cycles")
 
 
+async def _until(ctx, signal) -> None:  # noqa: ANN001
+    """Wait for ``signal``, then let the clock take what is offered."""
+    while not ctx.get(signal):
+        await ctx.tick()
+    await ctx.tick()
+
+
+async def _write(ctx, dut: Decoder, values: dict[int, int]) -> None:  # noqa: ANN001
+    for addr, value in values.items():
+        ctx.set(dut.reg_write, 1)
+        ctx.set(dut.reg_addr, addr)
+        ctx.set(dut.reg_data, value)
+        await _until(ctx, dut.reg_ready)
+    ctx.set(dut.reg_write, 0)
+
+
+async def _read(ctx, dut: Decoder, addr: int) -> int:  # noqa: ANN001
+    """An entry word read back: the word arrives the cycle after the read is taken."""
+    ctx.set(dut.reg_read, 1)
+    ctx.set(dut.reg_addr, addr | READ)
+    await _until(ctx, dut.reg_ready)
+    ctx.set(dut.reg_read, 0)
+    return ctx.get(dut.reg_value)
+
+
+def _report(ctx, dut: Decoder, reports: list) -> None:  # noqa: ANN001
+    """``reports`` ((tensor index, stats)) on ports 0, 1, ... in this cycle."""
+    for k in range(len(dut.reports)):
+        ctx.set(dut.reports[k].valid, 0)
+    for k, (t, st) in enumerate(reports):
+        ctx.set(dut.reports[k], {"valid": 1, "tensor": t, "peak": st.peak,
+                "saturated": st.saturated, "overflow": st.overflow})  # fmt: skip
+
+
 def test_decoder_builds_the_models_commands_across_iterations() -> None:
     """The decoder (pysim) against :func:`command` for every instruction of the net in
-    two iterations: the model's statistics reported as it records them, SCALE between.
-    After every instruction the read-back (``reg_value``) of every exponent-entry word
-    is the model's :class:`ScaleTable` as :func:`exponent_writes` encodes it."""
+    two iterations: the model's statistics reported on several ports in one cycle (two
+    instructions' together) as a later record is taken, SCALE between (it waits for
+    them). After every instruction the read-back (``reg_value``) of
+    every exponent-entry word is the model's :class:`ScaleTable` as
+    :func:`exponent_writes` encodes it."""
     m, hosts, scalars = setup(program(), CONFIG, ITERATIONS)
     prog = program()
     regs = RegisterMap.of(prog)
@@ -151,58 +187,119 @@ def test_decoder_builds_the_models_commands_across_iterations() -> None:
         )
         for i in prog.instructions
     ]
-    checked, reads = [], []
+    checked, reads, together = [], [], []
 
-    def read_back(ctx) -> None:  # noqa: ANN001
+    async def read_back(ctx) -> None:  # noqa: ANN001
         for addr, want in exponent_writes(m.scales, prog).items():
-            ctx.set(dut.reg_addr, addr | READ)
-            assert ctx.get(dut.reg_value) == want, f"entry word {addr:#x} after {checked[-1:]}"
+            got = await _read(ctx, dut, addr)
+            assert got == want, f"entry word {addr:#x} after {checked[-1:]}"
             reads.append(addr)
 
-    async def write(ctx, values: dict[int, int]) -> None:  # noqa: ANN001
-        for addr, value in values.items():
-            ctx.set(dut.reg_write, 1)
-            ctx.set(dut.reg_addr, addr)
-            ctx.set(dut.reg_data, value)
-            await ctx.tick()
-        ctx.set(dut.reg_write, 0)
-
     async def bench(ctx) -> None:  # noqa: ANN001
-        await write(ctx, exponent_writes(m.scales, prog))
+        await _write(ctx, dut, exponent_writes(m.scales, prog))
         for it, host in enumerate(hosts):
             m.host, m.iteration = host, ITERATION + it
             fracs = {t: host.inputs[prog.tensors[t]["name"]][1] for t in regs.fracs}
-            await write(ctx, regs.values(m.iteration, scalars, fracs))
+            await _write(ctx, dut, regs.values(m.iteration, scalars, fracs))
+            waiting: list = []  # the last instruction's reports
             for inst, static, dec in beats:
                 ctx.set(dut.record, int.from_bytes(inst.encode(), "little"))
                 ctx.set(dut.static.as_value(), static)
                 ctx.set(dut.decode.as_value(), dec)
+                ctx.set(dut.valid, 1)
+                while not ctx.get(dut.ready):
+                    await ctx.tick()
                 got = ctx.get(dut.command.as_value())
                 want = command(inst, m)
                 assert got == want, f"iteration {m.iteration}: {inst.text()}"
                 checked.append(inst.op)
                 ctx.set(dut.take, 1)
                 ctx.set(dut.scale, inst.op is Op.SCALE)
+                now = inst.op is Op.SCALE or len(waiting) >= 2  # two instructions' at once
+                _report(ctx, dut, waiting if now else [])
+                together.append(len(waiting) if now else 0)
                 await ctx.tick()
-                ctx.set(dut.take, 0)
-                ctx.set(dut.scale, 0)
+                _report(ctx, dut, [])
+                for s in (dut.take, dut.scale, dut.valid):
+                    ctx.set(s, 0)
                 recorded.clear()
                 m.execute(inst)
-                for name, stats in recorded:  # one report a cycle
-                    ctx.set(dut.reports[0], {"valid": 1, "tensor": index[name], "peak": stats.peak,
-                            "saturated": stats.saturated, "overflow": stats.overflow})  # fmt: skip
-                    await ctx.tick()
-                ctx.set(dut.reports[0].valid, 0)
-                read_back(ctx)
+                waiting = (waiting if not now else []) + [
+                    (index[name], stats) for name, stats in recorded
+                ]
+                if inst.op is Op.SCALE:
+                    await read_back(ctx)
+            assert not waiting
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     assert len(checked) == ITERATIONS * len(prog.instructions)
-    assert len(reads) == len(checked) * 4 * len(prog.tensors)
+    assert len(reads) == ITERATIONS * 4 * len(prog.tensors)
+    assert max(together) > 1  # several in a cycle
     ops = set(checked)
     assert {Op.LOAD, Op.STORE, Op.GEMM, Op.VEC, Op.HOST_IN, Op.HOST_OUT, Op.SCALE} <= ops
+
+
+def test_decoder_merges_every_port_at_once_then_scales() -> None:
+    """Reports on all ports in one cycle, twice back to back (a tensor in both cycles,
+    another on two ports of the second), SCALE in the next cycle: the read-back is the
+    model's :class:`ScaleTable` after :meth:`~ScaleTable.record` of each and
+    :meth:`~ScaleTable.advance`; before the SCALE, the merged statistics."""
+    from barista_hw.device.vector import Stats
+
+    prog = program()
+    m, _, _ = setup(prog, CONFIG, 1)
+    scales, names = m.scales, [t["name"] for t in prog.tensors]
+    free = [i for i, n in enumerate(names) if not scales.entries[n].fixed]
+    fixed = [i for i, n in enumerate(names) if scales.entries[n].fixed]
+    dut = Decoder(CONFIG, tensors=len(names), registers=RegisterMap.of(prog).size)
+    n = len(dut.reports)
+    rng = np.random.default_rng(3)
+
+    def stats() -> Stats:
+        return Stats(
+            int(rng.integers(1, 1 << 14)), int(rng.integers(0, 9)), int(rng.integers(0, 5))
+        )
+
+    first = [(t, stats()) for t in free[: n - 1] + fixed[:1]]
+    second = [(free[0], stats()), (free[n], stats()), (free[n], stats())]
+    second += [(t, stats()) for t in free[n + 1 : n + n - 2]]
+
+    async def two_cycles(ctx) -> None:  # noqa: ANN001
+        for cycle in (first, second):
+            _report(ctx, dut, cycle)
+            await ctx.tick()
+            for t, st in cycle:
+                if not scales.entries[names[t]].fixed:
+                    scales.record(names[t], st)
+        _report(ctx, dut, [])
+
+    async def bench(ctx) -> None:  # noqa: ANN001
+        await _write(ctx, dut, exponent_writes(scales, prog))
+        await two_cycles(ctx)
+        for addr, want in exponent_writes(scales, prog).items():
+            assert await _read(ctx, dut, addr) == want, f"merged word {addr:#x}"
+        await two_cycles(ctx)
+        ctx.set(dut.scale, 1)
+        await ctx.tick()
+        ctx.set(dut.scale, 0)
+        cycles = 0
+        while not ctx.get(dut.scale_done):
+            await ctx.tick()
+            cycles += 1
+        assert cycles > len(names)  # the queues drained first, then the walk
+        await ctx.tick()
+        scales.advance()
+        for addr, want in exponent_writes(scales, prog).items():
+            assert await _read(ctx, dut, addr) == want, f"scaled word {addr:#x}"
+
+    assert len(first) == n == len(second) and fixed and len(free) > 2 * n
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
 
 
 def test_read_entry_decodes_the_first_entry_word() -> None:
