@@ -16,10 +16,12 @@ from barista_hw.config import AcceleratorConfig
 from barista_hw.device.isa import Program
 from barista_hw.device.layers import Conv
 from barista_hw.device.memory import RTL_UNITS, DeviceConfig
-from barista_hw.device.rtl.decode import static_command
+from barista_hw.device.rtl.decode import decoder_sizes, static_command
 from barista_hw.device.rtl.design import LENET_ACC, LENET_CONFIG
 from barista_hw.device.traffic import section_names
 from barista_hw.numfmt import Rounding
+from barista_hw.resources import Resources
+from barista_hw.targets import get_target
 from caffe_bridge.net import Net
 from sim.gemm_path_run import BUS_BITS
 
@@ -44,12 +46,28 @@ def conv_pixels(net: Net) -> dict[str, int]:
     }
 
 
-def top_accelerator(net: Net) -> AcceleratorConfig:
-    """The RTL's LeNet engine (:data:`~barista_hw.device.rtl.design.LENET_ACC`: 8 rows,
-    fx16) with the widest columns of :data:`COLUMNS` dividing :func:`conv_pixels`."""
+def top_engines(net: Net) -> list[AcceleratorConfig]:
+    """The engines the top's design tries for ``net``, the fastest first: the RTL's LeNet
+    engine (:data:`~barista_hw.device.rtl.design.LENET_ACC`: 8 rows, fx16) with each of
+    :data:`COLUMNS` that divides :func:`conv_pixels`."""
     pixels = conv_pixels(net).values()
-    cols = next(c for c in COLUMNS if all(p % c == 0 for p in pixels))
-    return LENET_ACC.derive(cols=cols)
+    return [LENET_ACC.derive(cols=c) for c in COLUMNS if all(p % c == 0 for p in pixels)]
+
+
+def top_accelerator(net: Net, target: str | None = None) -> AcceleratorConfig:
+    """The engine of ``net``'s top design on ``target``: the first of :func:`top_engines`
+    whose top fits (:func:`compile_for_top`)."""
+    return compile_for_top(net, target=target).config.accelerator
+
+
+def top_resources(config: DeviceConfig, program: Program) -> Resources:
+    """The resource estimate of the top of ``config`` that runs ``program``, its decoder
+    sized for the program, on its target's budget."""
+    from barista_hw.device.rtl.resources import estimate_device
+
+    budget = get_target(config.target).budget
+    sizes = decoder_sizes(program)
+    return estimate_device(config, bus_bits=BUS_BITS, budget=budget, **sizes)
 
 
 def check_columns(net: Net, accelerator: AcceleratorConfig) -> None:
@@ -62,7 +80,7 @@ def check_columns(net: Net, accelerator: AcceleratorConfig) -> None:
                 f"layer {name!r}: the engine's {cols} columns do not divide its {pixels} "
                 f"output pixels per image; the device top needs columns that do (no C strip "
                 f"of a col2im STORE may span two images), e.g. "
-                f"{top_accelerator(net).engine.cols}, the default design's"
+                f"{top_engines(net)[0].engine.cols}"
             )
 
 
@@ -95,14 +113,24 @@ def compile_for_top(
     rounding: Rounding | None = None,
 ) -> DeviceCompilation:
     """``net``'s program as the top runs it (what ``--backend device-rtl``, ``--backend device
-    --rtl-top`` and ``barista generate --device`` share): on ``accelerator`` (default
-    :func:`top_accelerator`; a given one must pass :func:`check_columns`), with
+    --rtl-top`` and ``barista generate --device`` share): on ``accelerator`` (a given one
+    must pass :func:`check_columns`; default: the first of :func:`top_engines` whose top
+    fits ``target``'s budget by :func:`top_resources`, else the last, the smallest), with
     :data:`TOP_UNITS`, inputs as bus words and every tensor in memory of its own (the host
     builds the DRAM image per tensor); checked by :func:`check_top`."""
-    if accelerator is None:
-        accelerator = top_accelerator(net)
-    else:
+    if accelerator is not None:
         check_columns(net, accelerator)
+        return _compile(net, accelerator, target, rounding)
+    for acc in top_engines(net):
+        dc = _compile(net, acc, target, rounding)
+        if top_resources(dc.config, dc.compiled.program).fits(get_target(dc.config.target).budget):
+            break
+    return dc
+
+
+def _compile(
+    net: Net, accelerator: AcceleratorConfig, target: str | None, rounding: Rounding | None
+) -> DeviceCompilation:
     dc = compile_device(
         net,
         accelerator,

@@ -18,7 +18,7 @@ the cocotb bench's case):
 With ``--lenet``: LeNet (examples/mnist) at ``--batch`` (default 2) on the DSE's ULX3S
 85F design, compiled for the units the RTL has (``memory.RTL_UNITS``) with tensors
 unshared: what the device top refuses in it, by kind and reason; then LeNet's layers
-on the RTL top's design (``barista_hw.device.rtl.design.LENET_CONFIG``, 8 x 8 fx16):
+on the RTL top's design (``barista_hw.device.rtl.design.LENET_CONFIG``, 8 x 4 fx16):
 one iteration on the Verilated top, bit-exact or not against the model, its cycles (and
 each unit's busy cycles) against the time model. Building that simulator takes minutes; batch 2
 simulates millions of cycles.

@@ -11,7 +11,8 @@ sequencer.Sequencer` as the top builds it: window 64, queues 4 deep keeping
 :data:`~barista_hw.device.rtl.device.SEQ_KEEP` bits of a unit's record; ``sequencer-whole``:
 whole records, as before) or ``decoder`` (:class:`~barista_hw.device.rtl.decoder.Decoder`
 of ``--tensors`` entries and ``--registers`` host registers in the calibration's top, its
-sizes by default). Writes ``DIR/device.v`` and
+sizes by default) or ``fetch`` (:class:`~barista_hw.device.rtl.fetch.ProgramFetcher` of
+LeNet's top: its beat and beat lengths). Writes ``DIR/device.v`` and
 ``DIR/stat.json`` (``bench/calibrate_device_resources.py``'s ``synth_ecp5 -noflatten`` purge
 flow) and prints each module's logic cells (as ``calibrate_resources.nextpnr_logic``
 counts them), flip-flops, DP16KD and MULT18X18D, and the synthesis time.
@@ -61,8 +62,15 @@ def build(unit: str, lanes: int, tensors: int = 24, registers: int = 37) -> obje
 
         rec = json.loads((REPO / "tests/data/device_resource_calibration.json").read_text())
         return Decoder(DeviceConfig.from_dict(rec["device"]), tensors=tensors, registers=registers)
+    if unit == "fetch":
+        from barista_hw.device.rtl.design import LENET_CONFIG
+        from barista_hw.device.rtl.device import beat_lengths, prog_layout
+        from barista_hw.device.rtl.fetch import ProgramFetcher
+
+        beat = prog_layout(LENET_CONFIG).size
+        return ProgramFetcher(beat, 16, lengths=beat_lengths(LENET_CONFIG))
     raise SystemExit(
-        f"synth_device_unit: unknown unit {unit!r} (vecmem, vector, fifos[-whole], "
+        f"synth_device_unit: unknown unit {unit!r} (vecmem, vector, fifos[-whole], fetch, "
         "sequencer[-whole], decoder)"
     )
 

@@ -91,7 +91,7 @@ def test_writes_the_files_and_the_manifest_round_trips(tiny) -> None:
     r = m["resources"]
     assert set(r["lut_detail"]) == {
         "engine", "dma", "packed", "vector", "decoder", "sequencer", "fifos",
-        "link", "arbiter",
+        "fetch", "link", "arbiter",
     }  # fmt: skip
     assert r["luts"] == sum(r["lut_detail"].values()) and r["mults"] == 72  # measured
     assert r["bram_blocks"] == sum(r["bram_detail"].values())

@@ -3,9 +3,9 @@
 is the model's, bit for bit.
 
 The program is :func:`sim.device_cases.lenet_program` for
-:data:`barista_hw.device.rtl.design.LENET_CONFIG` (8 x 8 fx16, the RTL's units: no epilogue on C,
+:data:`barista_hw.device.rtl.design.LENET_CONFIG` (8 x 4 fx16, the RTL's units: no epilogue on C,
 so bias and ReLU run as VECs from memory; col2im STOREs cut to the DMA's accumulator;
-512-element vector rings, conv1's bias gradient cut into rows of 4 channels). The
+512-element vector rings, conv1's bias gradient cut into rows of one channel). The
 default form checks that every instruction decodes (the host's static command and the
 model's reference command) with the decoder sized for the program. The Verilated run
 builds its own executable (about 2 minutes) and simulates 15 M cycles (about 3 minutes),
@@ -48,7 +48,7 @@ def test_lenet_fits_the_rtl_units_and_decodes() -> None:
         index = tile_index(inst, prog)
         valid = index[index >= 0]
         assert valid.max() - valid.min() < units.col2im_elements, inst.text()
-    assert decoder_sizes(prog) == {"tensors": 48, "registers": 374}
+    assert decoder_sizes(prog) == {"tensors": 48, "registers": 549}
     m = Machine(prog, LENET_CONFIG)
     m.host = RecordingHost(random_inputs(prog, np.random.default_rng(0)))
     m.scalars = scalars(prog)

@@ -22,6 +22,9 @@
 * ``fifos``: the top's five command FIFOs, distributed RAM (:func:`fifo_cells`) and an
   output register for the bits of an entry each front-end reads (:func:`fifo_bits`);
   VecMem's is its output register alone;
+* ``fetch``: the :class:`~.fetch.ProgramFetcher`, its beat register a flip-flop a bit of
+  :func:`~.device.prog_layout` (measured alone on LeNet's top, 758 cells and 5,119
+  flip-flops; that its logic does not grow with the beat is assumed);
 * ``link`` and ``arbiter``.
 
 The constants are one measurement: ``bench/calibrate_device_resources.py`` on the 8 x 4
@@ -53,7 +56,7 @@ from ..geometry import Space
 from ..memory import DeviceConfig
 from .decode import REG_BITS
 from .decoder import MEMORIES, entry_depth
-from .device import FRONT_DEPTH, SEQ_KEEP, unit_entry_layout
+from .device import FRONT_DEPTH, SEQ_KEEP, prog_layout, unit_entry_layout
 from .dma import col2im_sum_bits
 from .gemm_path import col2im_depth
 from .scratchpad import geometry
@@ -84,6 +87,7 @@ SEQ_QUEUE_BIT = (1.0, 1.0)  # per bit of the six queues' entries (depth x entry 
 FIFO_FFS_PER_BIT = 1.0  # the output register; storage: lutram_cells (2 per bit)
 FIFO_CONTROL = (23, 4)  # a FIFO's pointers and flags: with distributed RAM, register only
 LINK, ARBITER = (674, 92), (403, 41)
+FETCH = (758, 72)  # the program fetcher alone (LeNet's top's), less its beat register
 
 
 def decoder_memories(tensors: int, registers: int, aspects: tuple) -> tuple[int, int]:
@@ -160,6 +164,7 @@ def estimate_device(
             0,
         ),
         "fifos": (fifo_cells(config, depth), fifo * FIFO_FFS_PER_BIT, 0),
+        "fetch": (FETCH[0], FETCH[1] + prog_layout(config).size, 0),
         "link": (*LINK, 0),
         "arbiter": (*ARBITER, 0),
     }

@@ -25,13 +25,14 @@ import pytest
 from barista.backends.device import DeviceSolver
 from barista.backends.device_rtl import RtlDeviceSolver
 from barista.commands import train as train_cmd
-from barista.device_top import top_accelerator
+from barista.device_top import compile_for_top, top_accelerator, top_engines, top_resources
 from barista_base.errors import InputError
 from barista_hw.config import DEFAULT_ACCELERATOR
 from barista_hw.device.isa import Op
 from barista_hw.device.machine import Machine
 from barista_hw.device.rtl.decode import RegisterMap
 from barista_hw.numfmt import FixedFormat
+from barista_hw.targets import get_target
 from caffe_bridge.datasets import write_colour_digits, write_digits
 from sim.device_verilator import DeviceSession, SessionRun
 
@@ -347,7 +348,13 @@ def test_cifar10_quick_on_colour_digits_trains_on_the_device_top_as_the_model(
 def test_the_top_design_has_columns_dividing_the_pixels(topnet) -> None:
     solver = DeviceSolver(_solver_file("s.prototxt", "net.prototxt", 1), rtl_top=True)
     engine = solver.config.accelerator.engine
-    assert (engine.rows, engine.cols, engine.fmt.width) == (8, 8, 16)
+    # Eight columns divide the 8 x 8 images' 64 pixels, but only four fit a ULX3S 85F.
+    assert (engine.rows, engine.cols, engine.fmt.width) == (8, 4, 16)
+    assert [a.engine.cols for a in top_engines(solver.net)] == [8, 4, 2, 1]
+    resources = top_resources(solver.config, solver.compiled.program)
+    assert resources.fits(get_target("ulx3s-85f").budget)
+    # Where none fits, the narrowest: the closest to fitting.
+    assert compile_for_top(solver.net, target="ulx3s-25f").config.accelerator.engine.cols == 1
     # conv1 padded by 1: 6 x 6 pixels (four columns would divide them), pool1 3 x 3,
     # conv2 3 x 3 (nine pixels): one column.
     Path("net.prototxt").write_text(NET.replace("pad: 2", "pad: 1", 1))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.memory import RTL_UNITS, DeviceConfig
 from barista_hw.device.rtl.design import LENET_CONFIG
 from barista_hw.device.rtl.device import unit_entry_layout
 from barista_hw.device.rtl.resources import (
@@ -22,7 +22,10 @@ from barista_hw.resources import estimate, lutram_cells
 from barista_hw.targets import get_target
 
 CALIBRATION = Path(__file__).resolve().parents[3] / "data" / "device_resource_calibration.json"
-UNITS = {"engine", "dma", "packed", "vector", "decoder", "sequencer", "fifos", "link", "arbiter"}
+UNITS = {
+    "engine", "dma", "packed", "vector", "decoder", "sequencer", "fifos", "fetch", "link",
+    "arbiter",
+}  # fmt: skip
 
 
 def test_units_and_memories_of_lenets_top() -> None:
@@ -32,19 +35,23 @@ def test_units_and_memories_of_lenets_top() -> None:
     assert set(r.lut_detail) == UNITS and r.luts == sum(r.lut_detail.values())
     # The PEs', a multiplier a DMA's addresses, the decoder's lr x decay, VecMem's.
     assert r.mults == engine.mults + 3 + 1 + 24 + 12  # one lane
-    # Scratchpad C: 1024 words of 8 x 16 bits; col2im: 1024 slots of 30 bits; three
+    # Scratchpad C: 1024 words of 4 x 16 bits; col2im: 1024 slots of 30 bits; three
     # 512 x 32-bit rings, one copy a lane (a read port each), a DP16KD (512 x 36) each;
     # the decoder's 2,084 host registers of 32 bits: five 512 x 36; its 64-entry peak and
     # saturated memories (32 bits: more than distributed RAM's 1,024 bits): one each.
     assert r.bram_detail == {
         **{f"engine.{k}": v for k, v in engine.bram_detail.items()},
-        "scratch_c": 8,
+        "scratch_c": 4,
         "col2im": 2,
         "vec_rings": 3,
         "decoder": 7,
     }
     assert r.bram_blocks == sum(r.bram_detail.values())
-    assert r.to_dict(budget)["model"] == MODEL and not r.fits(budget)
+    assert r.to_dict(budget)["model"] == MODEL and r.fits(budget)
+    acc = LENET_CONFIG.accelerator.derive(cols=8)
+    wide = DeviceConfig.for_accelerator(acc, target="ulx3s-85f", vector_lanes=1, **RTL_UNITS)
+    # What the top's design takes 4 columns for.
+    assert not estimate_device(wide, tensors=48, registers=2084).fits(budget)
 
 
 def test_decoder_and_fifos_grow_with_their_sizes() -> None:
