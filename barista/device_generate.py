@@ -76,16 +76,15 @@ def device_manifest(dd: DeviceDesign) -> dict:
     import hashlib
 
     from barista_hw.device.isa import count_ops
-    from barista_hw.device.rtl.resources import estimate_device
     from barista_hw.targets import get_target
 
+    from .device_top import top_resources
     from .manifest import tool_versions
 
     cfg, compiled = dd.compilation.config, dd.compilation.compiled
     program, e = compiled.program, cfg.accelerator.engine
     budget = get_target(cfg.target).budget
-    sizes = {"tensors": dd.tensors, "registers": dd.registers}
-    resources = estimate_device(cfg, bus_bits=dd.bus_bits, budget=budget, **sizes)
+    resources = top_resources(cfg, program)  # the decoder sized as ``dd``'s: the program's
     keys = ("name", "role", "shape", "bits", "addr")
     return {
         "version": DEVICE_MANIFEST_VERSION,
@@ -105,7 +104,7 @@ def device_manifest(dd: DeviceDesign) -> dict:
             "format": e.fmt.name,
             "bus_bits": dd.bus_bits,
             "vector_lanes": cfg.scratchpads.vector_lanes,
-            "decoder": sizes,
+            "decoder": {"tensors": dd.tensors, "registers": dd.registers},
         },
         "program": {
             "file": PROGRAM_BIN,
