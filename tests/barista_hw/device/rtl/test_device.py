@@ -52,8 +52,6 @@ from sim.gemm_path_run import image_tensor
 FULL = os.environ.get("BARISTA_FULL") == "1"
 # Slow (minutes a simulator): the stalled run only in the full form.
 RTL_MODES = MODES if FULL else {"plain": MODES["plain"]}
-# The tests of one run on one test worker, so they share its run (``sim_run_cache``).
-ONE_RUN = pytest.mark.xdist_group("device-top")
 
 
 def run(cache: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.device_run.DeviceResult
@@ -87,7 +85,6 @@ def _where(words: np.ndarray, want: np.ndarray) -> str:
 
 @pytest.mark.slow
 @pytest.mark.cocotb
-@ONE_RUN
 @pytest.mark.parametrize("mode", RTL_MODES)
 def test_iteration_leaves_dram_as_the_model(sim: str, mode: str, sim_run_cache: dict) -> None:
     got = run(sim_run_cache, sim, mode)
@@ -106,7 +103,6 @@ def test_iteration_leaves_dram_as_the_model(sim: str, mode: str, sim_run_cache: 
 
 @pytest.mark.slow
 @pytest.mark.cocotb
-@ONE_RUN
 @pytest.mark.parametrize("mode", RTL_MODES)
 def test_iteration_sends_the_host_the_models_words(
     sim: str, mode: str, sim_run_cache: dict
@@ -118,7 +114,6 @@ def test_iteration_sends_the_host_the_models_words(
 
 @pytest.mark.slow
 @pytest.mark.cocotb
-@ONE_RUN
 def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     got = run(sim_run_cache, sim, "plain")
     c = got.counters
