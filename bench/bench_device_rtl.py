@@ -111,7 +111,7 @@ def tiny(repeat: int) -> None:
     got, loop, whole = speed(sim, case, timing, repeat)
     print(
         f"  memory: latency {timing.latency}, {timing.rate} words/cycle, burst {timing.burst}; "
-        f"{len(case.afters)} iterations, {len(case.records)} prog beats; {check(got, case)}"
+        f"{len(case.afters)} iterations, {len(case.writes)} prog writes; {check(got, case)}"
     )
     print(
         f"  speed: {got.edges:,} cycles in {got.loop_cpu_seconds * 1e3:.1f} ms of the C++ loop's "

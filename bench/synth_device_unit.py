@@ -64,10 +64,10 @@ def build(unit: str, lanes: int, tensors: int = 24, registers: int = 37) -> obje
         return Decoder(DeviceConfig.from_dict(rec["device"]), tensors=tensors, registers=registers)
     if unit == "fetch":
         from barista_hw.device.rtl.design import LENET_CONFIG
-        from barista_hw.device.rtl.device import beat_lengths, prog_layout
+        from barista_hw.device.rtl.device import beat_lengths, record_layout
         from barista_hw.device.rtl.fetch import ProgramFetcher
 
-        beat = prog_layout(LENET_CONFIG).size
+        beat = record_layout(LENET_CONFIG).size
         return ProgramFetcher(beat, 16, lengths=beat_lengths(LENET_CONFIG))
     raise SystemExit(
         f"synth_device_unit: unknown unit {unit!r} (vecmem, vector, fifos[-whole], fetch, "

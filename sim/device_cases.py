@@ -5,8 +5,8 @@ stochastic rounding) compiled for a 4 x 3 fx16 engine with 3 vector lanes; every
 tensor gets random integers (an eighth of each width's range; masks: window offsets),
 each iteration's host random inputs. The model runs :data:`ITERATIONS` iterations back to
 back (forward, the logits to the host, their gradient back, backward, SGD, SCALE) and
-records the ``prog`` beats the host sends: the exponent file once, each iteration's
-register writes and records (:func:`sim.device_run.iterations_case`). The decoder is
+records the ``prog`` writes the host sends: the exponent file once, each iteration's
+register writes and its records' fetch (:func:`sim.device_run.iterations_case`). The decoder is
 sized for the net (:func:`~barista_hw.device.rtl.decode.decoder_sizes`). The cocotb
 bench (``sim.device_test``), the C++ host (:mod:`sim.device_verilator`) and
 ``bench/bench_device_rtl.py`` run the same case.
@@ -110,12 +110,11 @@ def lenet_program(batch: int = 2) -> Program:
     ).program
 
 
-def iteration(stall: float, iterations: int = ITERATIONS, *, fetch: bool = True) -> IterationCase:
+def iteration(stall: float, iterations: int = ITERATIONS) -> IterationCase:
     """The test net's case of ``iterations`` iterations, with ``stall`` as its stall
-    probability (``name``: plain or stalled); ``fetch``: the records fetched from DRAM,
-    else streamed on ``prog``."""
+    probability (``name``: plain or stalled)."""
     name = "stalled" if stall else "plain"
-    return random_iteration(name, program(), CONFIG, stall, iterations=iterations, fetch=fetch)
+    return random_iteration(name, program(), CONFIG, stall, iterations=iterations)
 
 
 def random_iteration(
@@ -126,13 +125,12 @@ def random_iteration(
     *,
     iterations: int = 1,
     seed: int = 4,
-    fetch: bool = True,
 ) -> IterationCase:
-    """``iterations`` iterations of ``prog`` on the model from :func:`setup`, the beats
-    for a decoder sized for ``prog`` (``fetch``: :func:`~sim.device_run.iterations_case`'s)."""
+    """``iterations`` iterations of ``prog`` on the model from :func:`setup`, the writes
+    for a decoder sized for ``prog`` (:func:`~sim.device_run.iterations_case`'s)."""
     m, hosts, host_scalars = setup(prog, config, iterations, seed=seed)
     sizes = decoder_sizes(prog)
-    case = iterations_case(name, m, hosts, host_scalars, **sizes, fetch=fetch)
+    case = iterations_case(name, m, hosts, host_scalars, **sizes)
     case.stall = stall
     return case
 

@@ -4,14 +4,14 @@
   configuration and compiles it for Icarus or Verilator (cached);
 * :func:`iterations_case` (:func:`iteration_case`: one) runs iterations of a program on
   the model (:class:`~barista_hw.device.machine.Machine`) and writes the ``prog`` beats
-  the host sends (:mod:`barista_hw.device.rtl.decode`): the exponent file's load once,
-  then per iteration its register writes (seeds, scalars, the host's exponents) and the
-  start of a fetch of the program's records with their static commands from the DRAM
-  image (:class:`ProgramImage`, laid out once past the tensors; ``fetch=False``: the
-  records themselves on ``prog``, the same every iteration); it records
+  the host sends, register writes all (:mod:`barista_hw.device.rtl.decode`): the
+  exponent file's load once, then per iteration its register writes (seeds, scalars, the
+  host's exponents) and the start of a fetch of the program's records with their static
+  commands from the DRAM image (:class:`ProgramImage`, laid out once past the tensors,
+  the same every iteration); it records
   what the host sends (HOST_IN) and receives (HOST_OUT) as bus words, and the DRAM
   before and after each iteration;
-* :func:`run` plays the host in :mod:`sim.device_test`: the ``prog`` beats, each
+* :func:`run` plays the host in :mod:`sim.device_test`: the ``prog`` writes, each
   HOST_IN's words once the HOST_OUT words before it have arrived; the DRAM and the
   count of host words are taken at each SCALE.
 
@@ -40,7 +40,7 @@ from barista_hw.device.rtl.device import (
     beat_lengths,
     pack_record,
     pack_write,
-    prog_layout,
+    record_layout,
 )
 from barista_hw.device.rtl.fetch import image, program_base, start_writes
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
@@ -109,7 +109,7 @@ class IterationCase:
     """Iterations' inputs to the RTL and what the model left after each."""
 
     name: str
-    records: list[int]  # prog beats: register writes and records
+    writes: list[int]  # prog beats: register writes (the fetches' starts among them)
     before: np.ndarray
     after: np.ndarray
     host_in: list[tuple[int, list[int]]]  # (HOST_OUT words to wait for, words)
@@ -118,7 +118,7 @@ class IterationCase:
     latency: int = 3
     afters: list[np.ndarray] = field(default_factory=list)  # DRAM after each iteration
     outs: list[int] = field(default_factory=list)  # host words sent by each one's end
-    fetched: int = 0  # records the device fetches from DRAM (not on ``prog``)
+    fetched: int = 0  # records the device fetches from DRAM
 
 
 def _words(machine: Machine, tensor: int) -> list[int]:
@@ -127,21 +127,19 @@ def _words(machine: Machine, tensor: int) -> list[int]:
     return [int(w) for w in pack_stream(q, t["bits"], BUS_BITS, 0)]
 
 
-def program_beats(machine: Machine, *, last: bool = True) -> list[int]:
-    """The ``prog`` beats of the program's records: static commands and decode fields,
-    the same in every iteration (``last`` marks the final record)."""
+def program_beats(machine: Machine) -> list[int]:
+    """The image's beats of the program's records (:func:`~barista_hw.device.rtl.device.
+    record_layout`: static commands and decode fields, the same in every iteration)."""
     program, config = machine.program, machine.config
     regs = RegisterMap.of(program)
-    end = len(program.instructions) - 1
     return [
         pack_record(
             config,
             inst,
             static_command(inst, program, config, BUS_BITS),
             decode_fields(inst, program, regs),
-            last=last and n == end,
         )
-        for n, inst in enumerate(program.instructions)
+        for inst in program.instructions
     ]
 
 
@@ -158,8 +156,8 @@ class ProgramImage:
     def of(cls, machine: Machine, end: int) -> ProgramImage:
         """The image of ``machine``'s program past the tensors' ``end`` (bus words)."""
         config = machine.config
-        bits, lengths = prog_layout(config).size, beat_lengths(config, BUS_BITS)
-        words, offsets = image(program_beats(machine, last=False), bits, lengths, BUS_BITS)
+        bits, lengths = record_layout(config).size, beat_lengths(config, BUS_BITS)
+        words, offsets = image(program_beats(machine), bits, lengths, BUS_BITS)
         return cls(program_base(end), words, offsets)
 
     def place(self, dram: np.ndarray) -> np.ndarray:
@@ -169,11 +167,11 @@ class ProgramImage:
         out[self.base :] = self.words
         return out
 
-    def run(self, config: DeviceConfig, first: int, count: int, *, last: bool) -> list[int]:
-        """The ``prog`` beats fetching and running records ``[first, first + count)``."""
+    def run(self, first: int, count: int, *, last: bool) -> list[int]:
+        """The ``prog`` writes fetching and running records ``[first, first + count)``."""
         at = self.offsets[first]
         writes = start_writes(self.base + at, self.offsets[first + count] - at, last=last)
-        return [pack_write(config, a, v) for a, v in writes]
+        return [pack_write(a, v) for a, v in writes]
 
 
 def register_beats(machine: Machine, host: RecordingHost, scalars: dict) -> list[int]:
@@ -183,7 +181,7 @@ def register_beats(machine: Machine, host: RecordingHost, scalars: dict) -> list
     regs = RegisterMap.of(program)
     fracs = {t: host.inputs[program.tensors[t]["name"]][1] for t in regs.fracs}
     values = regs.values(machine.iteration, scalars, fracs)
-    return [pack_write(machine.config, a, v) for a, v in values.items()]
+    return [pack_write(a, v) for a, v in values.items()]
 
 
 def iteration_case(
@@ -201,41 +199,35 @@ def iterations_case(
     *,
     tensors: int = 32,
     registers: int = 64,
-    fetch: bool = True,
 ) -> IterationCase:
     """Run ``len(hosts)`` iterations of ``machine``'s program on the model from its
     iteration on (:mod:`module docstring`): the exponent file's load, then each
-    iteration's register writes and the fetch of its records (``fetch=False``: the
-    records on ``prog``); the DRAM (with the program's image) and host words after each.
+    iteration's register writes and the fetch of its records; the DRAM (with the
+    program's image) and host words after each.
     The program must fit a decoder of ``tensors`` entries and ``registers`` registers."""
     program = machine.program
     check_fits(program, tensors, registers)
     machine.scalars = scalars
     before = dram_image(program, machine.dram)
-    img = ProgramImage.of(machine, before.size) if fetch else None
-    place = img.place if img else lambda a: a
-    before = place(before)
+    img = ProgramImage.of(machine, before.size)
+    before = img.place(before)
     writes = exponent_writes(machine.scales, program)
-    beats = [pack_write(machine.config, a, v) for a, v in writes.items()]
+    beats = [pack_write(a, v) for a, v in writes.items()]
     host_in, host_out, afters, outs = [], [], [], []
     first = machine.iteration
     for i, host in enumerate(hosts):
         machine.host, machine.iteration = host, first + i
         beats += register_beats(machine, host, scalars)
-        last = i == len(hosts) - 1
-        if img:
-            beats += img.run(machine.config, 0, len(program.instructions), last=last)
-        else:
-            beats += program_beats(machine, last=last)
+        beats += img.run(0, len(program.instructions), last=i == len(hosts) - 1)
         for inst in program.instructions:
             machine.execute(inst)
             if inst.op is Op.HOST_IN:  # the words the host sent: the tensor as written
                 host_in.append((len(host_out), _words(machine, inst["tensor"])))
             elif inst.op is Op.HOST_OUT:
                 host_out += _words(machine, inst["tensor"])
-        afters.append(place(dram_image(program, machine.dram)))
+        afters.append(img.place(dram_image(program, machine.dram)))
         outs.append(len(host_out))
-    fetched = len(hosts) * len(program.instructions) if img else 0
+    fetched = len(hosts) * len(program.instructions)
     return IterationCase(
         name,
         beats,
@@ -267,7 +259,7 @@ class DeviceResult:
 def max_cycles(case: IterationCase) -> int:
     """A cycle budget for ``case`` that only a hang exhausts."""
     words = sum(len(w) for _, w in case.host_in) + len(case.host_out)
-    beats = len(case.records) + case.fetched
+    beats = len(case.writes) + case.fetched
     return int(2000 * beats * (1 + 10 * case.stall)) + 50 * words
 
 
@@ -279,7 +271,7 @@ def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
         "seed": seed,
         "units": list(UNITS),
         "case": {
-            "records": [str(r) for r in case.records],
+            "writes": [str(r) for r in case.writes],
             "memory": [int(w) for w in case.before],
             "host_in": case.host_in,
             "host_out_words": len(case.host_out),

@@ -3,9 +3,9 @@
 memory (:class:`sim.port_model.PortMemory`).
 
 Input: the JSON named by ``BARISTA_DEVICE_CASES`` (:func:`sim.device_run.run`): the
-``prog`` beats (register writes: the fetch's starts among them; or records), DRAM's bus
-words, each HOST_IN's words with the count of HOST_OUT words to receive first, stall
-probability and memory latency. Output:
+``prog`` beats (register writes, the fetches' starts among them), DRAM's bus words
+(the program's image among them), each HOST_IN's words with the count of HOST_OUT words
+to receive first, stall probability and memory latency. Output:
 the JSON named by ``BARISTA_DEVICE_RESULTS``: DRAM afterwards, the words sent to the
 host, the SCALE records taken, the sequencer's counters, the memory's command count, and
 at each SCALE the DRAM, the count of words sent to the host so far and the cycle count.
@@ -28,7 +28,8 @@ from sim.tb import StreamSink, StreamSource, write_results
 
 @cocotb.test()
 async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
-    """The iteration: records in, host streams answered, until the program is done."""
+    """The iteration: register writes in, host streams answered, until the program is
+    done."""
     with open(os.environ[CASES_ENV]) as f:
         header = json.load(f)
     case, master = header["case"], random.Random(header["seed"])
@@ -43,7 +44,7 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
     dut.rst.value = 0
     mem = PortMemory.for_case(dut, header, case, master)
     stall = case["stall"]
-    prog.extend([int(r) for r in case["records"]], stall)
+    prog.extend([int(r) for r in case["writes"]], stall)
     pending = [(after, words) for after, words in case["host_in"]]
     cycles, started, scales = 0, False, 0
     snapshots, outs, at = [], [], []
@@ -53,7 +54,7 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
         if cycles > case["max_cycles"]:
             raise TimeoutError(
                 f"the iteration did not finish in {case['max_cycles']} cycles: "
-                f"{len(case['records']) - len(prog.queue)} records taken, "
+                f"{len(case['writes']) - len(prog.queue)} prog writes taken, "
                 f"{len(host_out.words)} words to the host, {mem.stats.commands} memory commands"
             )
         # A HOST_IN's words once the host has what it answers (the HOST_OUTs before it).

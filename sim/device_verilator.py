@@ -6,7 +6,7 @@ executable of a :class:`~barista_hw.device.memory.DeviceConfig`'s
 bench's, :func:`sim.runner.component_verilog`), the reset-tying wrapper and the header
 of :class:`~sim.device_ports.DevicePorts`, and the host ``sim/driver/device.cpp``.
 :func:`run` writes the input file of a :class:`~sim.device_run.IterationCase` (the
-``prog`` beats: the decoder's register writes and each iteration's records, and the
+``prog`` beats: the register writes, each iteration's fetch starts among them, and the
 host words the model produced, :func:`sim.device_run.iterations_case`), runs the
 executable, and reads what it left: at the end, and at each SCALE (an iteration's end)
 the DRAM image, the count of words sent to the host and the cycle counter.
@@ -85,8 +85,9 @@ class DeviceSimulator:
     config: DeviceConfig
 
     @property
-    def record_words(self) -> int:
-        """32-bit words of a ``prog`` beat in the input file (at least 2, as the C++)."""
+    def beat_words(self) -> int:
+        """32-bit words of a ``prog`` beat (a register write) in the input file (at least
+        2, as the C++)."""
         return max(2, -(-self.ports.width("prog__payload") // 32))
 
 
@@ -164,17 +165,17 @@ def write_input(
     max_cycles: int,
 ) -> None:
     """The input file of ``case`` (module docstring) for ``sim``."""
-    pw = sim.record_words
-    records = b"".join(int(r).to_bytes(4 * pw, "little") for r in case.records)
+    pw = sim.beat_words
+    beats = b"".join(int(r).to_bytes(4 * pw, "little") for r in case.writes)
     host = [w for _, words in case.host_in for w in words]
     batches = np.array([(after, len(w)) for after, w in case.host_in], np.int64).reshape(-1, 2)
     rate = timing.rate
-    head = [_MAGIC, pw, len(case.records), case.before.size, len(batches), len(host)]
+    head = [_MAGIC, pw, len(case.writes), case.before.size, len(batches), len(host)]
     head += [timing.latency, rate.numerator, rate.denominator, timing.burst, seed, max_cycles]
     with open(path, "wb") as f:
         f.write(np.array(head + [0] * (_HEADER - len(head)), "<i8").tobytes())
         f.write(np.array([case.stall, timing.stall], "<f8").tobytes())
-        f.write(records)
+        f.write(beats)
         f.write(np.asarray(case.before).astype("<u8").tobytes())
         f.write(batches.astype("<i8").tobytes())
         f.write(np.array(host, "<u8").tobytes())
@@ -277,7 +278,7 @@ class DeviceSession:
     (``sim/driver/device.cpp``'s serve mode), a context manager that ends the process.
 
     The host writes and reads DRAM words, appends ``prog`` beats (register writes,
-    read-backs, records) and HOST_IN words, and runs the device until a number of
+    read-backs, fetch starts) and HOST_IN words, and runs the device until a number of
     host-bound words, SCALE records or read-back words have arrived in all. A run over
     its cycle budget raises :class:`SimulationTimeout`, a memory command outside DRAM
     :class:`ProtocolError`; the session is then closed."""
@@ -355,7 +356,7 @@ class DeviceSession:
 
     def prog(self, beats: list[int]) -> None:
         """Append ``prog`` beats (sent in order as the device takes them)."""
-        pw = self.sim.record_words
+        pw = self.sim.beat_words
         data = b"".join(int(r).to_bytes(4 * pw, "little") for r in beats)
         self._call("prog", len(beats), payload=data)
 

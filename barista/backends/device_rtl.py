@@ -95,7 +95,7 @@ class RtlDeviceSolver(DeviceSolver):
         if self._model_ahead:
             self._session.write(0, self.image.place(dram_image(program, self.machine.dram)))
             writes = exponent_writes(self.machine.scales, program)
-            self._session.prog([pack_write(self.config, a, v) for a, v in writes.items()])
+            self._session.prog([pack_write(a, v) for a, v in writes.items()])
             self._model_ahead = False
         return self._session
 
@@ -124,19 +124,19 @@ class RtlDeviceSolver(DeviceSolver):
 
     # -- one iteration -----------------------------------------------------------------------
     def _iterate(self, host: _Host, scalars: dict[str, float]) -> None:
-        program, config, regs = self.compiled.program, self.config, self.regs
+        program, regs = self.compiled.program, self.regs
         s = self._device()
         start, before = time.perf_counter(), s.counters()["cycles"]
         # The exponents of what the host sends are written when known, before its record.
         values = regs.values(self.iter, scalars, dict.fromkeys(regs.fracs, 0))
         later = set(regs.fracs.values())
-        beats = [pack_write(config, a, v) for a, v in values.items() if a not in later]
+        beats = [pack_write(a, v) for a, v in values.items() if a not in later]
         first, sent = 0, 0  # the first record not yet fetched; the beats sent
 
         def fetch(upto: int) -> None:  # the records [first, upto) fetched from DRAM
             nonlocal first
             if upto > first:
-                beats.extend(self.image.run(config, first, upto - first, last=False))
+                beats.extend(self.image.run(first, upto - first, last=False))
             first = upto
 
         for n, inst in enumerate(program.instructions):
@@ -144,11 +144,11 @@ class RtlDeviceSolver(DeviceSolver):
                 t = program.tensors[inst["tensor"]]
                 q, frac = host.send(t["name"])
                 fetch(n)
-                beats.append(pack_write(config, regs.fracs[inst["tensor"]], frac))
+                beats.append(pack_write(regs.fracs[inst["tensor"]], frac))
                 s.host_in([int(w) for w in pack_stream(q.reshape(-1), t["bits"], BUS_BITS)])
             if inst.op is Op.HOST_OUT:
                 fetch(n + 1)
-                beats.append(pack_write(config, read_address(inst["tensor"]), 0))
+                beats.append(pack_write(read_address(inst["tensor"]), 0))
                 s.prog(beats)
                 sent += len(beats)
                 beats.clear()
@@ -190,7 +190,7 @@ class RtlDeviceSolver(DeviceSolver):
                 m.tensor(t["name"])[...] = q.reshape(t["shape"])
         if SCALES in behind:
             reads = [read_address(i, w) for i in range(len(program.tensors)) for w in range(4)]
-            s.prog([pack_write(self.config, a, 0) for a in reads])
+            s.prog([pack_write(a, 0) for a in reads])
             back = self._run_until(readback=len(reads))["readback"]
             m.scales.load_state_dict(
                 {

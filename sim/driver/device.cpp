@@ -6,8 +6,9 @@
 //
 // The second form keeps one device and its DRAM alive and answers commands on stdin/stdout
 // (the serve mode at the end of this file: a host training with the device).
-// The input holds the `prog` beats (the decoder's register writes and the records of every
-// iteration, in the order the host sends them), the DRAM image (bus words), the HOST_IN words
+// The input holds the `prog` beats (register writes: the decoder's, and each iteration's
+// start of its records' fetch from the program image in DRAM; in the order the host sends
+// them), the DRAM image (bus words, the program image among them), the HOST_IN words
 // (each batch with the count of host_out words the host must have received first: it answers
 // what it was sent), the memory model's timing and the stall settings; the output holds the
 // status, the cycle count, the device's counters, the final DRAM image, the host-bound words,
@@ -17,7 +18,7 @@
 //
 // Beats, host words and SCALE records are opaque bit vectors here: their widths come from
 // device_layout.h, which sim/device_verilator.py generates from the Device's signature, so
-// nothing in this file depends on the record or command layouts. Only the memory port's
+// nothing in this file depends on the write or record layouts. Only the memory port's
 // `cmd` fields (addr, length, write: barista_hw/device/rtl/port.py) are read.
 //
 // The host (as sim/device_test.py's cocotb bench): beats on `prog` in order, the HOST_IN
@@ -173,7 +174,7 @@ struct DramModel {
 struct Input {
     int64_t h[kHeader];
     double host_stall, mem_stall;
-    std::vector<uint32_t> records;  // n_records x record words
+    std::vector<uint32_t> prog;  // n_beats x beat words
     std::vector<uint64_t> memory;
     std::vector<int64_t> segments;  // (host_out words first, word count) per HOST_IN batch
     std::vector<uint64_t> host_in;
@@ -196,11 +197,11 @@ Input read_input(const char* path) {
     f.read(reinterpret_cast<char*>(&in.mem_stall), sizeof(double));
     if (!f || in.h[0] != kMagic) throw Failure(BD_BAD_INPUT, std::string(path) + ": not an input");
     if (in.h[1] != kWords(BD_PROG_W)) {
-        throw Failure(BD_BAD_INPUT, "records of " + std::to_string(in.h[1]) +
+        throw Failure(BD_BAD_INPUT, "prog beats of " + std::to_string(in.h[1]) +
                                         " words; this build's prog payload takes " +
                                         std::to_string(kWords(BD_PROG_W)));
     }
-    read_array(f, in.records, in.h[2] * in.h[1], "the records");
+    read_array(f, in.prog, in.h[2] * in.h[1], "the prog beats");
     read_array(f, in.memory, in.h[3], "the DRAM image");
     read_array(f, in.segments, 2 * in.h[4], "the HOST_IN batches");
     read_array(f, in.host_in, in.h[5], "the HOST_IN words");
@@ -244,7 +245,7 @@ struct Host {
     DramModel& mem;
     BD_TOP_CLASS* top;
     double stall = 0;
-    std::vector<uint32_t> records;  // prog beats, kWords(BD_PROG_W) words each
+    std::vector<uint32_t> prog;  // prog beats (register writes), kWords(BD_PROG_W) words each
     std::vector<int64_t> segments;  // (host_out words first, word count) per HOST_IN batch
     std::vector<uint64_t> host_in;
     std::vector<uint64_t> host_out;
@@ -267,7 +268,7 @@ struct Host {
         top->BD_HIN_VALID = 0;
     }
 
-    int64_t beats() const { return int64_t(records.size()) / kWords(BD_PROG_W); }
+    int64_t beats() const { return int64_t(prog.size()) / kWords(BD_PROG_W); }
     bool gap(Rng& r) const { return stall > 0 && r.next() < stall; }
 
     void step() {
@@ -277,7 +278,7 @@ struct Host {
         // -- drive: the host's streams and the memory, after the last edge.
         if (!prog_off && taken < beats() && !gap(rng_prog)) {
             prog_off = true;
-            store(top->BD_PROG_PAYLOAD, &records[size_t(taken * pw)]);
+            store(top->BD_PROG_PAYLOAD, &prog[size_t(taken * pw)]);
         }
         top->BD_PROG_VALID = prog_off;
         const int64_t n_seg = int64_t(segments.size()) / 2;
@@ -445,7 +446,7 @@ int file_main(const char* input, const char* output) {
         top->clk = 0;
         top->eval();
         host.reset(new Host(mem, top.get(), uint64_t(in.h[10]), in.host_stall));
-        host->records = in.records;
+        host->prog = in.prog;
         host->segments = in.segments;
         host->host_in = in.host_in;
         host->snapshot_at_scale = true;
@@ -599,7 +600,7 @@ struct Server {
                 std::vector<uint32_t> v;
                 get(v, c[1] * kWords(BD_PROG_W), "PROG's beats");
                 Host& h = live();
-                h.records.insert(h.records.end(), v.begin(), v.end());
+                h.prog.insert(h.prog.end(), v.begin(), v.end());
                 answer();
                 return true;
             }

@@ -9,7 +9,8 @@ from fractions import Fraction
 import pytest
 
 from barista_base.errors import InputError
-from barista_hw.device.rtl.device import Device, prog_layout
+from barista_hw.device.rtl.decode import write_layout
+from barista_hw.device.rtl.device import Device
 from sim.device_cases import CONFIG
 from sim.device_ports import SIM_TOP, DevicePorts, MemoryTiming
 
@@ -20,10 +21,10 @@ def ports() -> DevicePorts:
 
 
 def test_widths_come_from_the_signature(ports: DevicePorts) -> None:
-    assert ports.width("prog__payload") == prog_layout(CONFIG).size
+    assert ports.width("prog__payload") == write_layout().size
     assert ports.width("port__cmd__payload") == sum(w for _, _, w in ports.cmd_fields)
     header = ports.header()
-    assert f"#define BD_PROG_W {prog_layout(CONFIG).size}" in header
+    assert f"#define BD_PROG_W {write_layout().size}" in header
     assert "#define BD_BUS_W 16" in header
     assert "#define BD_CMD_LENGTH_OFF 24" in header
     assert "BD_PROG_PAYLOAD prog___05Fpayload" in header

@@ -33,14 +33,14 @@ def test_a_session_runs_iterations_interactively_as_the_model(dsim) -> None:  # 
     case = iterations_case("session", m, hosts, scalars, **decoder_sizes(program()))
     first = 4 * len(prog.tensors)
     chunk = RegisterMap.of(prog).size + 2  # the registers, the fetch's address and run
-    assert len(case.records) == first + ITERATIONS * chunk
+    assert len(case.writes) == first + ITERATIONS * chunk
     assert len(case.host_in) == 2 * ITERATIONS
     with DeviceSession(dsim, case.before.size, seed=3) as s:
         s.write(0, case.before)
-        s.prog(case.records[:first])
+        s.prog(case.writes[:first])
         host_out: list[int] = []
         for i in range(ITERATIONS):
-            s.prog(case.records[first + i * chunk : first + (i + 1) * chunk])
+            s.prog(case.writes[first + i * chunk : first + (i + 1) * chunk])
             for after, words in case.host_in[2 * i : 2 * i + 2]:
                 host_out += s.run(host_out=after).host_out
                 assert len(host_out) == after
@@ -52,7 +52,7 @@ def test_a_session_runs_iterations_interactively_as_the_model(dsim) -> None:  # 
             assert np.array_equal(dram, case.afters[i]), f"iteration {i}: DRAM differs"
         assert host_out == case.host_out
         want = exponent_writes(m.scales, prog)
-        s.prog([pack_write(CONFIG, a | READ, 0) for a in want])
+        s.prog([pack_write(a | READ, 0) for a in want])
         back = s.run(readback=len(want)).readback
         assert back == list(want.values())
         counters = s.counters()

@@ -1,7 +1,7 @@
 """The device top Verilated with its C++ host and DRAM model runs the cocotb bench's
 two iterations (:mod:`sim.device_cases`: the decoder's register writes, then each
-iteration's register writes and the start of its records' fetch from DRAM, SCALE between;
-one iteration with the records streamed on ``prog``) bit-exactly as the model.
+iteration's register writes and the start of its records' fetch from DRAM, SCALE between)
+bit-exactly as the model.
 
 Every DRAM bus word at each SCALE and at the end, the words sent to the host by each
 SCALE and in all are compared with the model's, without stalls, with random stalls on the
@@ -59,15 +59,6 @@ def test_iteration_is_the_model_bit_for_bit(dsim, cases: dict, mode: str) -> Non
     assert got.read_words and got.write_words and got.memory_commands
 
 
-def test_one_streamed_iteration_is_the_model_bit_for_bit(dsim) -> None:  # noqa: ANN001
-    """The records on ``prog`` (not fetched from DRAM): the streamed path still works."""
-    from sim.device_verilator import run
-
-    case = iteration(0.0, iterations=1, fetch=False)
-    assert not case.fetched
-    _check(run(dsim, case, seed=5), case, iterations=1)
-
-
 def test_a_slow_memory_changes_the_time_not_the_bits(dsim, cases: dict) -> None:  # noqa: ANN001
     from sim.device_verilator import run
 
@@ -116,7 +107,7 @@ def test_the_cocotb_bench_takes_the_same_cycles(sim: str, sim_run_cache: dict, d
     assert got.memory_commands == cocotb.memory_commands
 
 
-def test_records_of_another_width_are_refused(dsim, cases: dict, tmp_path) -> None:  # noqa: ANN001
+def test_beats_of_another_width_are_refused(dsim, cases: dict, tmp_path) -> None:  # noqa: ANN001
     import subprocess
 
     from sim.device_verilator import SimulatorCrash, read_output, write_input
@@ -125,7 +116,7 @@ def test_records_of_another_width_are_refused(dsim, cases: dict, tmp_path) -> No
     inp, out = tmp_path / "in.bin", tmp_path / "out.bin"
     write_input(inp, dsim, case, MemoryTiming(), seed=0, max_cycles=100)
     raw = bytearray(inp.read_bytes())
-    raw[8:16] = (dsim.record_words + 1).to_bytes(8, "little")  # the header's record words
+    raw[8:16] = (dsim.beat_words + 1).to_bytes(8, "little")  # the header's words per beat
     inp.write_bytes(bytes(raw))
     subprocess.run([str(dsim.path), str(inp), str(out)], check=True)
     with pytest.raises(SimulatorCrash, match="this build's prog payload takes"):

@@ -11,7 +11,7 @@
   two packed ports, VecMem and the link, so the units overlap as the waits allow.
 
 **Decode.** The :class:`~.decoder.Decoder` builds each unit's command as the record is
-taken: from the record, the static command beside it on ``prog`` (what the program's
+taken: from the record, the static command beside it in the fetched beat (what the
 tables fix: walks, sizes; the same every iteration, :func:`~.decode.static_command`)
 and its registers: the exponent file (a tensor's ``frac``, ``stored`` and the
 iteration's statistics, which SCALE turns into the next ``frac``s as the model's
@@ -34,21 +34,20 @@ Front-ends: a unit takes one instruction at a time and reports its token on
 ``<unit>_done`` once finished (DMA: the engine and its packed port idle, so its writes
 are in the memory's queue; GEMM: results in C; VEC: statistics out; link: all words moved).
 
-**Program source.** The records come on ``prog`` or from DRAM: the host lays the
-program's beats out there once (:mod:`.fetch`) and starts a run of them with two
+**Program source.** The records come from DRAM only: the host lays the program's beats
+out there once (:func:`record_layout`, :mod:`.fetch`) and starts a run of them with two
 register writes (``FETCH_ADDR``, ``FETCH_RUN``); a :class:`~.fetch.ProgramFetcher`, a
-fifth master on the arbiter, reads them in bursts and they are dispatched as ``prog``'s
-would be, ``prog`` waiting until the run's final beat was taken.
+fifth master on the arbiter, reads them in bursts and its beat register feeds the decoder
+and the sequencer directly, ``prog`` waiting until the run's final beat was taken.
 
-Ports: ``prog`` (in, :func:`prog_layout`: ``record``, ``last``, ``write``, ``command``
-(static), ``decode``; a beat with ``write`` set writes a register instead,
+Ports: ``prog`` (in, register writes, :func:`~.decode.write_layout`: ``addr``, ``data``,
 :func:`pack_write`: the exponent file once, the host registers before each iteration,
 the fetcher's start);
 ``port`` (memory port master, ``bus_bits`` words); ``host_in`` (in, bus words of
 HOST_INs, in program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale`` (out,
 the SCALE record, the iteration's end: the exponents move as it is taken); ``readback``
-(out, 32: an exponent-entry word for each ``prog`` beat that reads one,
-:func:`~.decode.read_address`; such a beat waits until the last word was taken);
+(out, 32: an exponent-entry word for each ``prog`` write that reads one,
+:func:`~.decode.read_address`; such a write waits until the last word was taken);
 ``running``, ``cycles``, ``busy_<unit>`` (the sequencer's).
 """
 
@@ -97,24 +96,17 @@ __all__ = [
     "command_layout",
     "pack_record",
     "pack_write",
-    "prog_layout",
+    "record_layout",
     "unit_entry_layout",
 ]
 
 
-def prog_layout(config: DeviceConfig) -> data.StructLayout:
-    """A ``prog`` beat: a record with its decode fields and static command, or (``write``)
-    a register write (:func:`~.decode.write_layout` in the record's bits). The command
-    comes last, so a beat's bits above the part its unit reads are zero
-    (:func:`beat_lengths`)."""
+def record_layout(config: DeviceConfig) -> data.StructLayout:
+    """A record's beat in the program image (:mod:`.fetch`): the record, its decode fields
+    and static command. The command comes last, so a beat's bits above the part its unit
+    reads are zero (:func:`beat_lengths`)."""
     return data.StructLayout(
-        {
-            "record": RECORD_BITS,
-            "last": 1,
-            "write": 1,
-            "decode": decode_layout(),
-            "command": command_layout(config),
-        }
+        {"record": RECORD_BITS, "decode": decode_layout(), "command": command_layout(config)}
     )
 
 
@@ -122,7 +114,7 @@ def beat_lengths(config: DeviceConfig, bus_bits: int = PortConfig.bits) -> dict[
     """Opcode -> bus words of its beats in the program image (:mod:`.fetch`): the record,
     the decode fields and the static command's part its unit reads (a DMA's ``unit`` and
     ``dma``, a GEMM's whole path command, VecMem's, the link's; SCALE and SYNC none)."""
-    at = prog_layout(config)["command"].offset
+    at = record_layout(config)["command"].offset
     path = gemm_path.command_layout(config)
     dma = path["dma"].offset + path["dma"].width
     bits = {
@@ -165,34 +157,20 @@ def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:
     raise InputError(f"{inst.text()}: {inst.op.name} is not run by the device top yet")
 
 
-def pack_record(
-    config: DeviceConfig, inst: Instruction, static: dict, decode: dict, *, last: bool
-) -> int:
-    """The ``prog`` payload of ``inst`` with its static command and decode fields
+def pack_record(config: DeviceConfig, inst: Instruction, static: dict, decode: dict) -> int:
+    """The :func:`record_layout` beat of ``inst`` with its static command and decode fields
     (:func:`~.decode.static_command`, :func:`~.decode.decode_fields`)."""
+    layout = record_layout(config)
     record = int.from_bytes(inst.encode(), "little")
     cmd = command_layout(config).const(static).as_value().value
     dec = decode_layout().const(decode).as_value().value
-    return _beat(config, record, last=last, write=False, static=cmd, decode=dec)
+    return record | dec << layout["decode"].offset | cmd << layout["command"].offset
 
 
-def pack_write(config: DeviceConfig, addr: int, value: int) -> int:
-    """The ``prog`` payload writing ``value`` into register ``addr`` (:mod:`.decode`)."""
-    word = write_layout().const({"addr": addr, "data": value & 0xFFFFFFFF}).as_value().value
-    return _beat(config, word, last=False, write=True, static=0, decode=0)
-
-
-def _beat(config: DeviceConfig, record: int, *, last: bool, write: bool, static: int,
-          decode: int) -> int:  # fmt: skip
-    layout = prog_layout(config)
-    at = {name: f.offset for name, f in layout}
-    return (
-        record
-        | int(last) << at["last"]
-        | int(write) << at["write"]
-        | static << at["command"]
-        | decode << at["decode"]
-    )
+def pack_write(addr: int, value: int) -> int:
+    """The ``prog`` payload (:func:`~.decode.write_layout`) writing ``value`` into
+    register ``addr`` (:mod:`.decode`)."""
+    return write_layout().const({"addr": addr, "data": value & 0xFFFFFFFF}).as_value().value
 
 
 class Device(wiring.Component):
@@ -220,7 +198,7 @@ class Device(wiring.Component):
         self.window, self.depth = window, depth
         self.tensors, self.registers = tensors, registers
         ports = {
-            "prog": In(stream.Signature(prog_layout(config))),
+            "prog": In(stream.Signature(write_layout())),
             "port": Out(port_signature(bus_bits)),
             "host_in": In(stream.Signature(bus_bits)),
             "host_out": Out(stream.Signature(bus_bits)),
@@ -237,7 +215,7 @@ class Device(wiring.Component):
         cfg = self.config
         m.submodules.seq = seq = Sequencer(window=self.window, depth=self.depth, keep=SEQ_KEEP)
         m.submodules.decoder = dec = Decoder(cfg, tensors=self.tensors, registers=self.registers)
-        beat_bits = prog_layout(cfg).size
+        beat_bits = record_layout(cfg).size
         lengths = beat_lengths(cfg, self.bus_bits)
         fetch = ProgramFetcher(beat_bits, self.bus_bits, lengths=lengths)
         m.submodules.fetch = self._fetch = fetch
@@ -349,15 +327,16 @@ class Device(wiring.Component):
     def _dispatch(
         self, m: Module, seq: Sequencer, dec: Decoder
     ) -> dict[str, fifo.SyncFIFOBuffered]:
-        """``prog`` into the sequencer, each record decoded into its unit's FIFO in step;
-        register writes into the decoder. After a SCALE nothing is taken until its update
-        is done (the next records decode from the new exponents)."""
-        prog = self._source(m)
-        p = prog.payload
+        """The fetcher's beats into the sequencer, each record decoded into its unit's FIFO
+        in step; ``prog``'s register writes into the decoder (:meth:`_writes`). After a
+        SCALE nothing is taken until its update is done (the next records decode from the
+        new exponents)."""
+        beats = self._fetch.beats
+        p = data.View(record_layout(self.config), beats.payload.beat)
         op = p.record[:8]
         held = Signal()
         fifos, room = {}, Signal(init=1)
-        record = prog.valid & ~p.write & ~held
+        record = beats.valid & ~held
         taken = record & dec.ready & seq.prog.ready & room
         m.d.comb += [
             dec.record.eq(p.record),
@@ -366,21 +345,7 @@ class Device(wiring.Component):
             dec.valid.eq(record),
             dec.take.eq(taken),
         ]
-        wr = data.View(write_layout(), p.record[: write_layout().size])
-        read = p.write & (wr.addr & READ).any()
-        rb, fetch = self.readback, Signal()  # one word held until the host takes it
-        m.d.comb += [
-            dec.reg_write.eq(prog.valid & p.write & ~read & ~held),
-            dec.reg_read.eq(prog.valid & read & ~held & ~rb.valid & ~fetch),
-            dec.reg_addr.eq(wr.addr),
-            dec.reg_data.eq(wr.data),
-        ]
-        # The decoder's read gives its word a cycle after it is taken.
-        m.d.sync += fetch.eq(dec.reg_read & dec.reg_ready)
-        with m.If(rb.valid & rb.ready):
-            m.d.sync += rb.valid.eq(0)
-        with m.If(fetch):
-            m.d.sync += [rb.valid.eq(1), rb.payload.eq(dec.reg_value)]
+        self._writes(m, dec, held)
         with m.If(taken & (op == Op.SCALE)):
             m.d.sync += held.eq(1)
         with m.If(dec.scale_done):
@@ -400,51 +365,46 @@ class Device(wiring.Component):
         m.d.comb += [
             seq.prog.valid.eq(record & dec.ready & room),
             seq.prog.payload.record.eq(p.record),
-            seq.prog.payload.last.eq(p.last),
-            prog.ready.eq(
-                ~held
-                & Mux(
-                    p.write,
-                    dec.reg_ready & ~(read & (rb.valid | fetch)),
-                    dec.ready & seq.prog.ready & room,
-                )
-            ),
+            seq.prog.payload.last.eq(beats.payload.last),
+            beats.ready.eq(~held & dec.ready & seq.prog.ready & room),
         ]
         return fifos
 
-    def _source(self, m: Module) -> stream.Interface:
-        """The beats to dispatch: ``prog``'s, or while a run is fetched the fetcher's
-        (:mod:`.fetch`). ``FETCH_ADDR`` / ``FETCH_RUN`` writes on ``prog`` set the run's
-        address and start it; ``prog`` waits while a run is fetched."""
-        src = stream.Signature(prog_layout(self.config)).create()
-        fetch, ext = self._fetch, self.prog
-        wr = data.View(write_layout(), ext.payload.record[: write_layout().size])
-        to_addr = ext.payload.write & (wr.addr == FETCH_ADDR)
-        to_run = ext.payload.write & (wr.addr == FETCH_RUN)
-        base = Signal(len(fetch.start.payload.addr))
-        st, beats = fetch.start, fetch.beats
+    def _writes(self, m: Module, dec: Decoder, held: Signal) -> None:
+        """``prog``'s register writes, taken while no run is fetched: ``FETCH_ADDR`` /
+        ``FETCH_RUN`` set the run's address and start it (:mod:`.fetch`), the others go to
+        the decoder (after a SCALE once its update is done); a read's word waits on
+        ``readback`` until the host takes it, the next read until then."""
+        prog, fetch = self.prog, self._fetch
+        wr = prog.payload
+        idle = prog.valid & ~fetch.busy
+        to_addr, to_run = wr.addr == FETCH_ADDR, wr.addr == FETCH_RUN
+        read = (wr.addr & READ).any()
+        rb, pending = self.readback, Signal()  # one word held until the host takes it
         m.d.comb += [
+            dec.reg_write.eq(idle & ~to_addr & ~to_run & ~read & ~held),
+            dec.reg_read.eq(idle & read & ~held & ~rb.valid & ~pending),
+            dec.reg_addr.eq(wr.addr),
+            dec.reg_data.eq(wr.data),
+        ]
+        # The decoder's read gives its word a cycle after it is taken.
+        m.d.sync += pending.eq(dec.reg_read & dec.reg_ready)
+        with m.If(rb.valid & rb.ready):
+            m.d.sync += rb.valid.eq(0)
+        with m.If(pending):
+            m.d.sync += [rb.valid.eq(1), rb.payload.eq(dec.reg_value)]
+        base = Signal(len(fetch.start.payload.addr))
+        st = fetch.start
+        m.d.comb += [
+            st.valid.eq(idle & to_run),
             st.payload.addr.eq(base),
             st.payload.words.eq(wr.data[:WORDS_BITS]),
             st.payload.last.eq(wr.data[LAST_BIT]),
         ]
-        with m.If(fetch.busy):
-            m.d.comb += [
-                src.valid.eq(beats.valid),
-                src.payload.eq(beats.payload.beat),
-                src.payload.last.eq(beats.payload.last),
-                beats.ready.eq(src.ready),
-            ]
-        with m.Else():
-            m.d.comb += [
-                src.valid.eq(ext.valid & ~to_addr & ~to_run),
-                src.payload.eq(ext.payload),
-                st.valid.eq(ext.valid & to_run),
-                ext.ready.eq(Mux(to_addr, 1, Mux(to_run, st.ready, src.ready))),
-            ]
-            with m.If(ext.valid & to_addr):
-                m.d.sync += base.eq(wr.data)
-        return src
+        with m.If(idle & to_addr):
+            m.d.sync += base.eq(wr.data)
+        decoder = ~held & dec.reg_ready & ~(read & (rb.valid | pending))
+        m.d.comb += prog.ready.eq(~fetch.busy & Mux(to_addr, 1, Mux(to_run, st.ready, decoder)))
 
     def _entry(self, m: Module, u: str, dec: Decoder) -> data.View:
         """Unit ``u``'s FIFO entry, from the decoder's command and statistics targets."""

@@ -1,8 +1,8 @@
 """The program in DRAM: its image (the host's side) and the :class:`ProgramFetcher`.
 
-**Image.** The host lays the program out once: each ``prog`` beat of a record
-(:func:`~.device.prog_layout`: the record, its decode fields and static command, ``last``
-and ``write`` clear) in whole bus words, least significant word first, beat after beat
+**Image.** The host lays the program out once: each record's beat
+(:func:`~.device.record_layout`: the record, its decode fields and static command) in
+whole bus words, least significant word first, beat after beat
 from a word address aligned to :data:`ALIGN` words, past every tensor
 (:func:`program_base`). A beat takes the words its opcode needs (``lengths``, opcode ->
 words, :func:`~.device.beat_lengths`: the record, the decode fields and the part of the
@@ -12,8 +12,8 @@ static command its unit reads; the beat's bits above are zero), else all
 **Start.** A host command on ``prog`` (register writes, :mod:`.decode`'s map):
 ``FETCH_ADDR`` sets the word address of the first beat, ``FETCH_RUN`` fetches ``words``
 bus words from it (bits ``[0, 24)``, whole beats; bit 31 marks the run's final beat
-``last``): the top then dispatches the fetched beats as if they came on ``prog``, which
-waits until the run's final beat was taken. :func:`start_writes` gives the two writes; a
+``last``): the top then dispatches the fetched beats (records come from here only), and
+``prog`` waits until the run's final beat was taken. :func:`start_writes` gives the two writes; a
 host sends them for the whole program, or for the records between its own beats (an
 exponent written before a HOST_IN, a read-back after a HOST_OUT).
 
@@ -75,8 +75,8 @@ def program_base(end_word: int) -> int:
 def image(
     beats: Sequence[int], beat_bits: int, lengths: Mapping[int, int], bus_bits: int = 16
 ) -> tuple[np.ndarray, list[int]]:
-    """The bus words of ``beats`` (``prog`` payloads of ``beat_bits``, the opcode in the
-    low byte), each its ``lengths[opcode]`` words (else all), and each beat's first word
+    """The bus words of ``beats`` (record beats of ``beat_bits``, the opcode in the low
+    byte), each its ``lengths[opcode]`` words (else all), and each beat's first word
     (one more entry: the end)."""
     whole, mask = beat_words(beat_bits, bus_bits), (1 << bus_bits) - 1
     out, offsets = [], [0]
@@ -84,7 +84,7 @@ def image(
         n = lengths.get(beat & 0xFF, whole)
         if beat >> min(beat_bits, n * bus_bits):
             raise InputError(
-                f"prog beat {k} (opcode {beat & 0xFF}) has bits past its {n} bus words"
+                f"record beat {k} (opcode {beat & 0xFF}) has bits past its {n} bus words"
             )
         out += [(beat >> (bus_bits * i)) & mask for i in range(n)]
         offsets.append(len(out))
@@ -114,7 +114,7 @@ def beat_layout(beat_bits: int) -> data.StructLayout:
 
 
 class ProgramFetcher(wiring.Component):
-    """Runs of ``prog`` beats read from DRAM (module docstring: the ports); ``lengths``:
+    """Runs of record beats read from DRAM (module docstring: the ports); ``lengths``:
     opcode -> bus words of its beats."""
 
     def __init__(

@@ -23,7 +23,7 @@
   output register for the bits of an entry each front-end reads (:func:`fifo_bits`);
   VecMem's is its output register alone;
 * ``fetch``: the :class:`~.fetch.ProgramFetcher`, its beat register a flip-flop a bit of
-  :func:`~.device.prog_layout` (measured alone on LeNet's top, 758 cells and 5,119
+  :func:`~.device.record_layout` (measured alone on LeNet's top, 758 cells and 5,119
   flip-flops; that its logic does not grow with the beat is assumed);
 * ``link`` and ``arbiter``.
 
@@ -56,7 +56,7 @@ from ..geometry import Space
 from ..memory import DeviceConfig
 from .decode import REG_BITS
 from .decoder import MEMORIES, entry_depth
-from .device import FRONT_DEPTH, SEQ_KEEP, prog_layout, unit_entry_layout
+from .device import FRONT_DEPTH, SEQ_KEEP, record_layout, unit_entry_layout
 from .dma import col2im_sum_bits
 from .gemm_path import col2im_depth
 from .scratchpad import geometry
@@ -164,7 +164,7 @@ def estimate_device(
             0,
         ),
         "fifos": (fifo_cells(config, depth), fifo * FIFO_FFS_PER_BIT, 0),
-        "fetch": (FETCH[0], FETCH[1] + prog_layout(config).size, 0),
+        "fetch": (FETCH[0], FETCH[1] + record_layout(config).size, 0),
         "link": (*LINK, 0),
         "arbiter": (*ARBITER, 0),
     }
