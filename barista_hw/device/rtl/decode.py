@@ -15,12 +15,13 @@ The device decodes each instruction itself (:class:`~.decoder.Decoder`) from thr
   scalars (lr, decay, momentum, encoded) and the exponents of what the host sends,
   written before each iteration (:meth:`RegisterMap.values`).
 
-A register write is a ``prog`` beat with ``write`` set: :func:`write_layout` in the
-record's bits. Addresses below :data:`EXP_BASE` are host registers, from it exponent
+A register write is a ``prog`` beat, :func:`write_layout` (``prog`` carries nothing else:
+the records come from DRAM, :mod:`.fetch`). Addresses below :data:`EXP_BASE` are host registers, from it exponent
 entries (four words a tensor: exponents, peak, saturated, overflow and written).
 An address with :data:`READ` set (:func:`read_address`) writes nothing: the device sends
 that exponent-entry word back on ``readback`` (the host learns the exponents the device
-chose, :func:`read_entry` decodes the first word), in ``prog`` order with the records.
+chose, :func:`read_entry` decodes the first word), in order with the records (``prog``
+waits while a run of them is fetched).
 Two addresses are the device top's, not the decoder's: :data:`FETCH_ADDR` (the word
 address of the next program beat in DRAM) and :data:`FETCH_RUN` (run that many beats
 from it; :mod:`.fetch`), so host registers stay below :data:`FETCH_ADDR`.
@@ -105,7 +106,7 @@ def entry_layout() -> data.StructLayout:
 
 
 def write_layout() -> data.StructLayout:
-    """A register write, in a ``prog`` beat's record bits."""
+    """A register write: a ``prog`` beat."""
     return data.StructLayout({"addr": unsigned(16), "data": unsigned(REG_BITS)})
 
 
