@@ -16,8 +16,9 @@ The device decodes each instruction itself (:class:`~.decoder.Decoder`) from thr
   written before each iteration (:meth:`RegisterMap.values`).
 
 A register write is a ``prog`` beat, :func:`write_layout` (``prog`` carries nothing else:
-the records come from DRAM, :mod:`.fetch`). Addresses below :data:`EXP_BASE` are host registers, from it exponent
-entries (four words a tensor: exponents, peak, saturated, overflow and written).
+the records come from DRAM, :mod:`.fetch`). Addresses below :data:`EXP_BASE` are host
+registers, from it exponent entries (four words a tensor: exponents, peak, saturated,
+overflow and written).
 An address with :data:`READ` set (:func:`read_address`) writes nothing: the device sends
 that exponent-entry word back on ``readback`` (the host learns the exponents the device
 chose, :func:`read_entry` decodes the first word), in order with the records (``prog``
