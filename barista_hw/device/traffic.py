@@ -37,6 +37,7 @@ class InstCounts:
     macs: int = 0
     vector_ops: int = 0
     cycles: int = 0  # of the instruction's own unit (link: at the device's clock)
+    port_words: int = 0  # the RTL port's words for it, both ways (read again: again)
 
     def __iadd__(self, other: InstCounts) -> InstCounts:
         for f in fields(self):
@@ -144,7 +145,9 @@ def instruction_counts(
         tr = stream(t, 0, math.prod(t["shape"]), config, store=inst.op is Op.HOST_IN)
         words = tr.words + tr.merged if inst.op is Op.HOST_IN else tr.words
         rw = "dram_write_bytes" if inst.op is Op.HOST_IN else "dram_read_bytes"
-        return InstCounts(link_bytes=nbytes, cycles=cycles, **{rw: _bytes(words, config)})
+        return InstCounts(
+            link_bytes=nbytes, cycles=cycles, port_words=words, **{rw: _bytes(words, config)}
+        )
     return InstCounts(cycles=1)
 
 
@@ -210,7 +213,7 @@ def _dma_counts(
         cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
     elif tr.merged:  # each part-covered word: a burst of its own, in a row the store opens
         cycles += dram.transfer_cycles(bursts=tr.merged, rows_opened=0, write=False)
-    c.cycles = dma_port_cycles(inst, program, config, index, config.device_cycles(cycles))
+    c.cycles, c.port_words = _dma_port(inst, program, config, index, config.device_cycles(cycles))
     return c
 
 
@@ -388,6 +391,19 @@ def dma_port_cycles(
     (pass 2; on a device whose ``col2im_elements`` bounds nothing, the words its tile adds
     into). ``latency``: the memory's read latency (default: the config's,
     ``read_latency``)."""
+    return _dma_port(inst, program, config, index, sdram, latency=latency)[0]
+
+
+def _dma_port(
+    inst: Instruction,
+    program: Program,
+    config: DeviceConfig,
+    index: np.ndarray,
+    sdram: int = 0,
+    *,
+    latency: int | None = None,
+) -> tuple[int, int]:
+    """:func:`dma_port_cycles`, and the port words the instruction's commands move."""
     port = config.port
     latency = config.read_latency if latency is None else latency
     lanes, axis = spad_lanes(config, inst["space"]), lane_axis(inst["space"])
@@ -395,18 +411,21 @@ def dma_port_cycles(
     if inst.op is Op.STORE and inst.sub == View.IM2COL:
         t = dram_tensor(inst, program)
         moved = 2 * _footprint_words(t, index, inst["dram"] - t["dram"], config)  # read, write
-        return max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
+        cycles = max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
+        return cycles, moved
     runs = dma_port_runs(inst, program, config, index)
     if not runs.n.size:
         busy = max(walked, sdram)  # all padding: no command
-        return busy + (port.load_stages + latency if inst.op is Op.LOAD else port.store_stages)
-    last = int(runs.words[-1])
+        stages = port.load_stages + latency if inst.op is Op.LOAD else port.store_stages
+        return busy + stages, 0
+    last, words = int(runs.words[-1]), int(runs.words.sum())
     if inst.op is Op.LOAD:
-        busy = max(walked + unpack_waits(runs, port.bits), int(runs.words.sum()), sdram)
-        return busy + last + port.load_stages + latency
+        busy = max(walked + unpack_waits(runs, port.bits), words, sdram)
+        return busy + last + port.load_stages + latency, words
     written, last_cycles = store_write_cycles(runs, config, latency)
     last_walk = int(runs.at[-1] + runs.n[-1]) - 1 + last_cycles  # its last element, then it
-    return max(walked, last_walk, written, sdram + last) + port.store_stages
+    cycles = max(walked, last_walk, written, sdram + last) + port.store_stages
+    return cycles, words + int(runs.merged.sum())
 
 
 def _footprint_words(t: dict, index: np.ndarray, base: int, config: DeviceConfig) -> int:
@@ -545,6 +564,7 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
         spad_read_bits=elements * 32,
         spad_write_bits=elements * 32,
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
+        port_words=read + written,
         cycles=max(
             stream_cycles,
             vector.cycles(op, e_in, e_out, lanes, window, cover),

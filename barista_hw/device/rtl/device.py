@@ -63,9 +63,10 @@ from barista_hw.numfmt import Rounding
 
 from ..emit import UNIT
 from ..geometry import Space
-from ..isa import Instruction, Op
+from ..isa import Instruction, Op, Program
 from ..machine import Machine, iteration_seed
 from ..memory import DeviceConfig, PortConfig
+from ..timing import Fetch
 from ..vector import Rounder
 from . import gemm_path, link, vecmem
 from .arbiter import PortArbiter
@@ -79,6 +80,7 @@ from .decode import (
     write_layout,
 )
 from .decoder import Decoder, target_layout
+from .fetch import BURST as FETCH_BURST
 from .fetch import LAST_BIT, WORDS_BITS, ProgramFetcher, beat_words
 from .gemm_path import Unit, dma_payload, gemm_units, share_port
 from .link import LinkUnit
@@ -95,6 +97,7 @@ __all__ = [
     "beat_lengths",
     "command",
     "command_layout",
+    "fetch_model",
     "pack_record",
     "pack_write",
     "prog_layout",
@@ -136,6 +139,26 @@ def beat_lengths(config: DeviceConfig, bus_bits: int = PortConfig.bits) -> dict[
         Op.SYNC: 0,
     }
     return {int(op): beat_words(at + n, bus_bits) for op, n in bits.items()}
+
+
+def fetch_model(
+    program: Program, config: DeviceConfig, *, depth: int = 4, window: int = 64
+) -> Fetch:
+    """How :class:`Device` (its ``depth`` and ``window``) fetches ``program`` from DRAM,
+    for the time model (:func:`~barista_hw.device.timing.schedule`): each record's beat
+    words (:func:`beat_lengths`), each unit's intake (the sequencer's queue or the unit's
+    FIFO, the smaller; VecMem's held until its instruction ends)."""
+    lengths = beat_lengths(config)
+    queue = {u: min(depth, FRONT_DEPTH.get(u, depth + 1)) for u in UNITS}
+    return Fetch(
+        words=[lengths[int(inst.op)] for inst in program.instructions],
+        queue=queue,
+        held=frozenset({"vector"}),
+        window=window,
+        fifo=2 * FETCH_BURST,
+        latency=config.read_latency,
+        word_bytes=PortConfig.bits // 8,
+    )
 
 
 def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:

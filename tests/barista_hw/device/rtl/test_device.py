@@ -43,7 +43,7 @@ from barista_hw.device.rtl.decode import (
     static_command,
 )
 from barista_hw.device.rtl.decoder import Decoder
-from barista_hw.device.rtl.device import Device, command
+from barista_hw.device.rtl.device import Device, command, fetch_model
 from barista_hw.device.timing import schedule
 from barista_hw.device.traffic import program_counts
 from sim.device_cases import CONFIG, ITERATION, ITERATIONS, MODES, iteration, program, setup
@@ -128,9 +128,13 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     print(f"device top: cycles at each SCALE {got.scale_cycles}")
     print(f"time model: {timing.cycles} cycles; busy {timing.busy}")
     fast = dataclasses.replace(CONFIG, link=LinkConfig(baud=300_000_000))  # the RTL has no UART
-    timing = schedule(prog, program_counts(prog, fast), CONFIG.accelerator.clock_mhz)
-    print(f"time model, 300 Mbaud link: {timing.cycles} cycles; busy {timing.busy}")
+    fetch = fetch_model(prog, CONFIG)
+    timing = schedule(prog, program_counts(prog, fast), CONFIG.accelerator.clock_mhz, fetch)
+    print(f"time model, 300 Mbaud link, fetched: {timing.cycles} cycles; busy {timing.busy}")
     assert all(0 < c[u] <= c["cycles"] for u in c if u != "cycles")
+    at = [0, *got.scale_cycles]
+    for i in range(ITERATIONS):  # the test's memory: read latency 3, the model's 2
+        assert abs((at[i + 1] - at[i]) / timing.cycles - 1) <= 0.05, (i, at, timing.cycles)
 
 
 async def _until(ctx, signal) -> None:  # noqa: ANN001
