@@ -49,7 +49,9 @@ HOST_INs, in program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale
 the SCALE record, the iteration's end: the exponents move as it is taken); ``readback``
 (out, 32: an exponent-entry word for each ``prog`` beat that reads one,
 :func:`~.decode.read_address`; such a beat waits until the last word was taken);
-``running``, ``cycles``, ``busy_<unit>`` (the sequencer's).
+``running``, ``cycles``, ``busy_<unit>`` (the sequencer's); ``lost`` (out, the
+decoder's sticky bits of a statistics report lost at a full queue, a bit a report port:
+:data:`~.decoder.REPORT_NAMES`; also read back at :data:`~.decode.STATUS`).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ from .decode import (
     decode_layout,
     write_layout,
 )
-from .decoder import Decoder, target_layout
+from .decoder import REPORTS, Decoder, target_layout
 from .fetch import BURST as FETCH_BURST
 from .fetch import LAST_BIT, WORDS_BITS, ProgramFetcher, beat_words
 from .gemm_path import Unit, dma_payload, gemm_units, share_port
@@ -253,6 +255,7 @@ class Device(wiring.Component):
             "cycles": Out(COUNT_BITS),
         }
         ports.update({f"busy_{u}": Out(COUNT_BITS) for u in UNITS})
+        ports["lost"] = Out(REPORTS)
         super().__init__(ports)
 
     def elaborate(self, platform: object) -> Module:
@@ -265,7 +268,11 @@ class Device(wiring.Component):
         fetch = ProgramFetcher(beat_bits, self.bus_bits, lengths=lengths)
         m.submodules.fetch = self._fetch = fetch
         fifos = self._dispatch(m, seq, dec)
-        m.d.comb += [self.running.eq(seq.running), self.cycles.eq(seq.cycles)]
+        m.d.comb += [
+            self.running.eq(seq.running),
+            self.cycles.eq(seq.cycles),
+            self.lost.eq(dec.lost),
+        ]
         for u in UNITS:
             m.d.comb += getattr(self, f"busy_{u}").eq(getattr(seq, f"busy_{u}"))
         wiring.connect(m, seq.scale, wiring.flipped(self.scale))
