@@ -192,7 +192,7 @@ def _dma_counts(
 ) -> InstCounts:
     """A LOAD or STORE moves the bus words of its tile's elements, packed; a STORE first
     reads the words it covers only in part, a col2im STORE all of them (it adds). Its
-    cycles: the SDRAM's time or the RTL port's, whichever is longer (:func:`dma_port_cycles`)."""
+    cycles: the SDRAM's time or the RTL port's, whichever is longer (:func:`dma_port`)."""
     t = dram_tensor(inst, program)
     dram = config.dram
     index = tile_index(inst, program) if index is None else index
@@ -213,7 +213,7 @@ def _dma_counts(
         cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
     elif tr.merged:  # each part-covered word: a burst of its own, in a row the store opens
         cycles += dram.transfer_cycles(bursts=tr.merged, rows_opened=0, write=False)
-    c.cycles, c.port_words = _dma_port(inst, program, config, index, config.device_cycles(cycles))
+    c.cycles, c.port_words = dma_port(inst, program, config, index, config.device_cycles(cycles))
     return c
 
 
@@ -372,29 +372,7 @@ def store_write_cycles(runs: PortRuns, config: DeviceConfig, latency: int) -> tu
     return int(runs.at[0] + runs.n[0]) + first_wait + sum(costs), c
 
 
-def dma_port_cycles(
-    inst: Instruction,
-    program: Program,
-    config: DeviceConfig,
-    index: np.ndarray,
-    sdram: int = 0,
-    *,
-    latency: int | None = None,
-) -> int:
-    """A LOAD's or STORE's cycles on the RTL's port (docs/device.md, "The time model
-    charges the port"): the address generator walks every lane of its scratchpad words,
-    one a cycle, while the port moves one word a cycle; the longer of those and the
-    SDRAM's ``sdram`` (accelerator cycles), plus the pipeline's fixed stages. A LOAD's
-    stream also waits for the unpacker (:func:`unpack_waits`) and its last command's words
-    follow its walk; a STORE's writer (:func:`store_write_cycles`) follows the walk's
-    elements. A col2im STORE walks the tile (pass 1), then reads and writes its footprint
-    (pass 2; on a device whose ``col2im_elements`` bounds nothing, the words its tile adds
-    into). ``latency``: the memory's read latency (default: the config's,
-    ``read_latency``)."""
-    return _dma_port(inst, program, config, index, sdram, latency=latency)[0]
-
-
-def _dma_port(
+def dma_port(
     inst: Instruction,
     program: Program,
     config: DeviceConfig,
@@ -403,7 +381,18 @@ def _dma_port(
     *,
     latency: int | None = None,
 ) -> tuple[int, int]:
-    """:func:`dma_port_cycles`, and the port words the instruction's commands move."""
+    """A LOAD's or STORE's cycles on the RTL's port (docs/device.md, "The time model
+    charges the port"), and the port words its commands move (a word read again counts
+    again; a STORE's part-covered end words read first too). Cycles: the address
+    generator walks every lane of its scratchpad words, one a cycle, while the port moves
+    one word a cycle; the longer of those and the SDRAM's ``sdram`` (accelerator cycles),
+    plus the pipeline's fixed stages. A LOAD's
+    stream also waits for the unpacker (:func:`unpack_waits`) and its last command's words
+    follow its walk; a STORE's writer (:func:`store_write_cycles`) follows the walk's
+    elements. A col2im STORE walks the tile (pass 1), then reads and writes its footprint
+    (pass 2; on a device whose ``col2im_elements`` bounds nothing, the words its tile adds
+    into). ``latency``: the memory's read latency (default: the config's,
+    ``read_latency``)."""
     port = config.port
     latency = config.read_latency if latency is None else latency
     lanes, axis = spad_lanes(config, inst["space"]), lane_axis(inst["space"])
