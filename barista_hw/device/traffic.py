@@ -37,6 +37,7 @@ class InstCounts:
     macs: int = 0
     vector_ops: int = 0
     cycles: int = 0  # of the instruction's own unit (link: at the device's clock)
+    port_words: int = 0  # the RTL port's words for it, both ways (read again: again)
 
     def __iadd__(self, other: InstCounts) -> InstCounts:
         for f in fields(self):
@@ -144,7 +145,9 @@ def instruction_counts(
         tr = stream(t, 0, math.prod(t["shape"]), config, store=inst.op is Op.HOST_IN)
         words = tr.words + tr.merged if inst.op is Op.HOST_IN else tr.words
         rw = "dram_write_bytes" if inst.op is Op.HOST_IN else "dram_read_bytes"
-        return InstCounts(link_bytes=nbytes, cycles=cycles, **{rw: _bytes(words, config)})
+        return InstCounts(
+            link_bytes=nbytes, cycles=cycles, port_words=words, **{rw: _bytes(words, config)}
+        )
     return InstCounts(cycles=1)
 
 
@@ -189,7 +192,7 @@ def _dma_counts(
 ) -> InstCounts:
     """A LOAD or STORE moves the bus words of its tile's elements, packed; a STORE first
     reads the words it covers only in part, a col2im STORE all of them (it adds). Its
-    cycles: the SDRAM's time or the RTL port's, whichever is longer (:func:`dma_port_cycles`)."""
+    cycles: the SDRAM's time or the RTL port's, whichever is longer (:func:`dma_port`)."""
     t = dram_tensor(inst, program)
     dram = config.dram
     index = tile_index(inst, program) if index is None else index
@@ -210,7 +213,7 @@ def _dma_counts(
         cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
     elif tr.merged:  # each part-covered word: a burst of its own, in a row the store opens
         cycles += dram.transfer_cycles(bursts=tr.merged, rows_opened=0, write=False)
-    c.cycles = dma_port_cycles(inst, program, config, index, config.device_cycles(cycles))
+    c.cycles, c.port_words = dma_port(inst, program, config, index, config.device_cycles(cycles))
     return c
 
 
@@ -369,7 +372,7 @@ def store_write_cycles(runs: PortRuns, config: DeviceConfig, latency: int) -> tu
     return int(runs.at[0] + runs.n[0]) + first_wait + sum(costs), c
 
 
-def dma_port_cycles(
+def dma_port(
     inst: Instruction,
     program: Program,
     config: DeviceConfig,
@@ -377,11 +380,13 @@ def dma_port_cycles(
     sdram: int = 0,
     *,
     latency: int | None = None,
-) -> int:
+) -> tuple[int, int]:
     """A LOAD's or STORE's cycles on the RTL's port (docs/device.md, "The time model
-    charges the port"): the address generator walks every lane of its scratchpad words,
-    one a cycle, while the port moves one word a cycle; the longer of those and the
-    SDRAM's ``sdram`` (accelerator cycles), plus the pipeline's fixed stages. A LOAD's
+    charges the port"), and the port words its commands move (a word read again counts
+    again; a STORE's part-covered end words read first too). Cycles: the address
+    generator walks every lane of its scratchpad words, one a cycle, while the port moves
+    one word a cycle; the longer of those and the SDRAM's ``sdram`` (accelerator cycles),
+    plus the pipeline's fixed stages. A LOAD's
     stream also waits for the unpacker (:func:`unpack_waits`) and its last command's words
     follow its walk; a STORE's writer (:func:`store_write_cycles`) follows the walk's
     elements. A col2im STORE walks the tile (pass 1), then reads and writes its footprint
@@ -395,18 +400,21 @@ def dma_port_cycles(
     if inst.op is Op.STORE and inst.sub == View.IM2COL:
         t = dram_tensor(inst, program)
         moved = 2 * _footprint_words(t, index, inst["dram"] - t["dram"], config)  # read, write
-        return max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
+        cycles = max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
+        return cycles, moved
     runs = dma_port_runs(inst, program, config, index)
     if not runs.n.size:
         busy = max(walked, sdram)  # all padding: no command
-        return busy + (port.load_stages + latency if inst.op is Op.LOAD else port.store_stages)
-    last = int(runs.words[-1])
+        stages = port.load_stages + latency if inst.op is Op.LOAD else port.store_stages
+        return busy + stages, 0
+    last, words = int(runs.words[-1]), int(runs.words.sum())
     if inst.op is Op.LOAD:
-        busy = max(walked + unpack_waits(runs, port.bits), int(runs.words.sum()), sdram)
-        return busy + last + port.load_stages + latency
+        busy = max(walked + unpack_waits(runs, port.bits), words, sdram)
+        return busy + last + port.load_stages + latency, words
     written, last_cycles = store_write_cycles(runs, config, latency)
     last_walk = int(runs.at[-1] + runs.n[-1]) - 1 + last_cycles  # its last element, then it
-    return max(walked, last_walk, written, sdram + last) + port.store_stages
+    cycles = max(walked, last_walk, written, sdram + last) + port.store_stages
+    return cycles, words + int(runs.merged.sum())
 
 
 def _footprint_words(t: dict, index: np.ndarray, base: int, config: DeviceConfig) -> int:
@@ -545,6 +553,7 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
         spad_read_bits=elements * 32,
         spad_write_bits=elements * 32,
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
+        port_words=read + written,
         cycles=max(
             stream_cycles,
             vector.cycles(op, e_in, e_out, lanes, window, cover),

@@ -31,12 +31,13 @@ The constants are one measurement: ``bench/calibrate_device_resources.py`` on th
 fx16 top of ``tests/barista/test_device_generate.py``'s net (4 vector lanes, 24 tensors,
 37 host registers), Yosys 0.70 ``synth_ecp5 -noflatten`` (the calibration's purge flow),
 logic counted as :func:`barista_hw.resources.estimate` counts it; VecMem (at 1 and 4
-lanes: its fixed part and a lane), the FIFOs, the sequencer and the decoder re-measured
-alone with the same flow (``bench/synth_device_unit.py``) after they shrank. What one
-point cannot separate is split by structure and marked *assumed*: the decoder's logic
-beyond its memories (measured at 24 tensors and 37 registers, and 48 and 2,084) grows
-with the tensors only (the ``fixed`` bits' multiplexers, the report queues' tensor
-index), not with the registers' address. Every design
+lanes: its fixed part and a lane), the FIFOs, the sequencer, the decoder and the arbiter
+(five masters, the fetcher the fifth) re-measured alone with the same flow
+(``bench/synth_device_unit.py``) after they shrank (or, the arbiter, gained its fifth
+master). What one point cannot separate is split by structure and marked *assumed*: the
+decoder's logic beyond its memories (measured at 24 tensors and 37 registers, and 48 and
+2,084) grows with the tensors only (the ``fixed`` bits' multiplexers, the report queues'
+tensor index), not with the registers' address. Every design
 ``barista generate --device`` writes has the measured window and queue depth.
 docs/device.md has the measurements beside the estimate. ECP5 only.
 """
@@ -79,14 +80,15 @@ COL2IM = (1198, 133)  # STORE C's accumulator beyond a DMA (4,650 cells measured
 PACKED = (1354, 207)  # a packed port
 VEC_FIXED = (11931, 1268, 24)  # VecMem's fetchers, writer, queues (no command copy)
 VEC_LANE = (18706, 2703, 12)  # a lane: VecMem at 4 lanes less at 1, / 3
-DEC_FIXED = (2753, 415)  # 3,601 cells less its distributed RAM, 463 FFs (24 tensors)
+DEC_FIXED = (2826, 421)  # 3,674 cells less its distributed RAM, 469 FFs (24 tensors)
 DEC_TENSOR = (18, 1)  # 3,939 cells at 48 tensors, 2,084 registers; a ``fixed`` flip-flop
 DEC_MULTS = 1  # lr x decay
 SEQ_FIXED = (3821, 645)  # the sequencer's scoreboard and issue, the top's front-ends
 SEQ_QUEUE_BIT = (1.0, 1.0)  # per bit of the six queues' entries (depth x entry bits)
 FIFO_FFS_PER_BIT = 1.0  # the output register; storage: lutram_cells (2 per bit)
 FIFO_CONTROL = (23, 4)  # a FIFO's pointers and flags: with distributed RAM, register only
-LINK, ARBITER = (674, 92), (403, 41)
+LINK = (674, 92)
+ARBITER = (459, 43)  # five masters, alone (four: 413, 41; 403 in the top before)
 FETCH = (758, 72)  # the program fetcher alone (LeNet's top's), less its beat register
 
 

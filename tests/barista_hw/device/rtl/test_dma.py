@@ -493,7 +493,7 @@ def test_dma_packed_12_bit_exact(sim: str, index: int, sim_run_cache: dict) -> N
     np.testing.assert_array_equal(got, spec.words(memory), err_msg=f"{res.case.name}: memory")
 
 
-# The time model's port cycles (``traffic.dma_port_cycles`` without the SDRAM: the bench's
+# The time model's port cycles (``traffic.dma_port`` without the SDRAM: the bench's
 # memory has none) against the RTL's, stall-free, for a compiled program's instructions:
 # fx16 and fx12 (its straddling elements: the unpacker's and the writer's waits) within 5%
 # (issue 21's goal; docs/device.md, "The time model charges the port").
@@ -505,7 +505,7 @@ def port_model_cycles(spec: Spec, config: DeviceConfig, latency: int) -> int:
     the harness's device: its col2im accumulator bounds the footprint pass 2 moves."""
     scratch = dataclasses.replace(config.scratchpads, col2im_elements=ACC_DEPTH)
     rtl = dataclasses.replace(config, scratchpads=scratch)
-    return traffic.dma_port_cycles(spec.inst, spec.program, rtl, spec.index, latency=latency)
+    return traffic.dma_port(spec.inst, spec.program, rtl, spec.index, latency=latency)[0]
 
 
 def model_port_words(spec: Spec, config: DeviceConfig) -> list[int]:
