@@ -123,6 +123,116 @@ def tile_index(inst: Instruction, program: Program) -> np.ndarray:
     return index.T if inst["flags"] & 1 else index
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """An im2col LOAD staged (docs/device.md, "The im2col staging buffer"): its input
+    footprint read from DRAM once, ``segments`` runs of ``length`` elements, the first
+    from element ``first`` (from ``inst["dram"]``), each ``stride`` (an image) after the
+    previous, into the DMA's stage buffer (run ``j`` at stage element ``j * length``);
+    an element at offset ``rel`` of image ``image0 + j`` is stage element
+    ``j * length + rel - skip``. ``words`` and ``walked``: the scratchpad words the
+    staged walk writes (a cycle each) and the positions the element walk would step."""
+
+    first: int
+    length: int
+    segments: int
+    stride: int
+    skip: int
+    image0: int
+    words: int
+    walked: int
+    blocks: int
+
+    @property
+    def elements(self) -> int:
+        return self.segments * self.length
+
+
+def stage_depth(config: DeviceConfig, space: int) -> int:
+    """Elements of the stage buffer of the DMA that LOADs into ``space``: B's (every im2col
+    LOAD goes to B) has the config's ``im2col_stage``, the others none."""
+    return config.scratchpads.im2col_stage if space == Space.B else 0
+
+
+def config_stage_plan(
+    inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray | None = None
+) -> StagePlan | None:
+    """:func:`stage_plan` of ``inst`` on the device of ``config``."""
+    space = inst["space"]
+    return stage_plan(inst, program, spad_lanes(config, space), stage_depth(config, space), index)
+
+
+def stage_index(plan: StagePlan) -> np.ndarray:
+    """The footprint of a staged LOAD: its elements (from ``inst["dram"]``) in the order
+    phase 1 reads them (stage element order)."""
+    runs = plan.first + plan.stride * np.arange(plan.segments, dtype=np.int64)
+    return (runs[:, None] + np.arange(plan.length, dtype=np.int64)[None, :]).ravel()
+
+
+def stage_runs(plan: StagePlan, t: dict, base: int, config: DeviceConfig) -> PortRuns:
+    """A staged LOAD's port commands (phase 1): each run of its footprint in commands of
+    ``dma_burst`` elements, back to back (``at``: their first elements' stage indices)."""
+    port = config.port
+    burst = port.dma_burst
+    pieces = -(-plan.length // burst)
+    k = np.arange(pieces, dtype=np.int64)
+    n = np.tile(np.minimum(burst, plan.length - k * burst), plan.segments)
+    first = base + np.repeat(plan.first + plan.stride * np.arange(plan.segments), pieces)
+    first = first + np.tile(k * burst, plan.segments)
+    words, merged = run_words(first, n, t["bits"], 8 * t["addr"], port.bits)
+    off = (8 * t["addr"] + first * t["bits"]) % port.bits
+    return PortRuns(np.cumsum(n) - n, n, words, merged, off, t["bits"])
+
+
+def stage_cycles(
+    plan: StagePlan, t: dict, base: int, config: DeviceConfig, sdram: int, latency: int
+) -> int:
+    """A staged LOAD's cycles: phase 1 reads the footprint (:func:`stage_runs`; an element
+    a cycle from the unpacker, a word a cycle on the port; its read latency once); phase 2
+    writes a word a cycle, a block of ``do`` words at a time, the next block's lanes
+    stepped one a cycle meanwhile (a block takes at least ``lanes + 1`` cycles); then
+    ``stage_stages``."""
+    port = config.port
+    runs = stage_runs(plan, t, base, config)
+    n, words = runs.n, runs.words
+    fetch = max(int(n.sum()) + unpack_waits(runs, port.bits), int(words.sum()))
+    lanes = plan.walked // plan.words
+    do = plan.words // plan.blocks
+    walk = (plan.blocks - 1) * max(do, lanes + 1) + do
+    return max(sdram, fetch + latency) + walk + port.stage_stages
+
+
+def stage_plan(
+    inst: Instruction, program: Program, lanes: int, depth: int, index: np.ndarray | None = None
+) -> StagePlan | None:
+    """How a LOAD into a scratchpad of ``lanes`` lanes uses a stage buffer of ``depth``
+    elements (0: none), or None: it takes the per-element path (not an im2col LOAD, all
+    padding, a footprint past ``depth``, or staging no faster: its footprint and words
+    at least the positions the per-element walk steps). The footprint: the images the
+    tile's pixels span, in each the same run from the first to the last element it reads
+    (its channels and input rows)."""
+    if not depth or inst.op is not Op.LOAD or inst.sub != View.IM2COL:
+        return None
+    index = tile_index(inst, program) if index is None else index
+    valid = index[index >= 0]
+    if not valid.size:
+        return None
+    g = conv_geometry(program.descriptors[inst["desc"]])
+    stride = g.channels * g.height * g.width
+    image, rel = np.divmod(valid, stride)
+    skip, image0 = int(rel.min()), int(image.min())
+    length, segments = int(rel.max()) - skip + 1, int(image.max()) - image0 + 1
+    axis = lane_axis(inst["space"])
+    blocks = -(-index.shape[axis] // lanes)
+    words = blocks * index.shape[1 - axis]
+    plan = StagePlan(
+        image0 * stride + skip, length, segments, stride, skip, image0, words, words * lanes, blocks
+    )
+    if plan.elements > depth or plan.elements + words >= plan.walked:
+        return None
+    return plan
+
+
 def instruction_counts(
     inst: Instruction, program: Program, config: DeviceConfig, *, index: np.ndarray | None = None
 ) -> InstCounts:
@@ -195,9 +305,11 @@ def _dma_counts(
     index = tile_index(inst, program) if index is None else index
     col2im = inst.op is Op.STORE and inst.sub == View.IM2COL
     store = inst.op is Op.STORE and not col2im
-    tr = packed_transfer(t, index, inst["dram"] - t["dram"], config, store=store)
+    plan = config_stage_plan(inst, program, config, index)
+    moved = index if plan is None else stage_index(plan)  # staged: its footprint
+    tr = packed_transfer(t, moved, inst["dram"] - t["dram"], config, store=store)
     nbytes = _bytes(tr.words, config)
-    lanes_bits = tr.elements * config.accelerator.engine.fmt.width
+    lanes_bits = int(index.size) * config.accelerator.engine.fmt.width
     c = InstCounts(dram_bursts=tr.bursts + tr.merged, dram_rows=tr.rows_opened)
     if inst.op is Op.LOAD:
         c.dram_read_bytes, c.spad_write_bits = nbytes, lanes_bits
@@ -306,9 +418,15 @@ def dma_port_runs(
 def dma_port_commands(
     inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The port commands of a LOAD or STORE (not col2im) as the RTL DMA issues them: each
-    one's words, and the part-covered end words a write of it reads first."""
-    r = dma_port_runs(inst, program, config, index)
+    """The port commands of a LOAD or STORE (not col2im) as the RTL DMA issues them (a
+    staged LOAD's: :func:`stage_runs`): each one's words, and the part-covered end words a
+    write of it reads first."""
+    plan = config_stage_plan(inst, program, config, index)
+    if plan is not None:
+        t = dram_tensor(inst, program)
+        r = stage_runs(plan, t, inst["dram"] - t["dram"], config)
+    else:
+        r = dma_port_runs(inst, program, config, index)
     return r.words, r.merged
 
 
@@ -392,10 +510,13 @@ def dma_port_cycles(
     latency = config.read_latency if latency is None else latency
     lanes, axis = spad_lanes(config, inst["space"]), lane_axis(inst["space"])
     walked = -(-index.shape[axis] // lanes) * lanes * index.shape[1 - axis]
+    t = dram_tensor(inst, program)
     if inst.op is Op.STORE and inst.sub == View.IM2COL:
-        t = dram_tensor(inst, program)
         moved = 2 * _footprint_words(t, index, inst["dram"] - t["dram"], config)  # read, write
         return max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
+    plan = config_stage_plan(inst, program, config, index)
+    if plan is not None:
+        return stage_cycles(plan, t, inst["dram"] - t["dram"], config, sdram, latency)
     runs = dma_port_runs(inst, program, config, index)
     if not runs.n.size:
         busy = max(walked, sdram)  # all padding: no command

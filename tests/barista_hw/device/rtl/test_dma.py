@@ -45,18 +45,27 @@ from sim.lint import lint
 # A 3 x 3 fx16 engine: A, B and C have one geometry (3 lanes of 16 bits, 128 words), so
 # one harness runs every case.
 ACC = DEFAULT_ACCELERATOR.derive(rows=3, cols=3, depth=128, acc_depth=16)
-CONFIG = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f", c_depth=128, v_depth=128)
+# The harness's im2col stage buffer: small, so some random footprints fit and some do not.
+STAGE = 64
+CONFIG = DeviceConfig.for_accelerator(
+    ACC, target="ulx3s-85f", c_depth=128, v_depth=128, im2col_stage=STAGE
+)
 GEOM = geometry(CONFIG, Space.A)
 assert GEOM == geometry(CONFIG, Space.B) == geometry(CONFIG, Space.C)
 BITS, LANES = GEOM.bits, GEOM.lanes
 # The same engine in fx12: 12-bit elements straddle the 16-bit bus words (packed). Its
 # DMA has no col2im accumulator (32 bits are no whole number of 12-bit elements).
 CONFIG12 = DeviceConfig.for_accelerator(
-    ACC.derive(fmt=FixedFormat.parse("fx12")), target="ulx3s-85f", c_depth=128, v_depth=128
+    ACC.derive(fmt=FixedFormat.parse("fx12")),
+    target="ulx3s-85f",
+    c_depth=128,
+    v_depth=128,
+    im2col_stage=STAGE,
 )
 GEOM12 = geometry(CONFIG12, Space.A)
 STALL = 0.3
 IM2COL_CASES = 8
+STAGE_CASES = 8  # larger im2col tiles into B, across images: staged, or falling back
 COL2IM_CASES = 6
 
 
@@ -183,7 +192,14 @@ class Spec:
         pre = _pack_words(_words(self.tile, space, self.geom), self.geom.bits) if store else []
         name = f"{self.name}{'-stalled' if stall else ''}"
         acc_depth = ACC_DEPTH if self.geom == GEOM else 0
-        cmd = command(self.inst, self.program, self.geom, packed=self.packed, acc_depth=acc_depth)
+        cmd = command(
+            self.inst,
+            self.program,
+            self.geom,
+            packed=self.packed,
+            acc_depth=acc_depth,
+            stage_depth=STAGE,  # the harness's engine stages im2col LOADs into A, too
+        )
         spad = self.inst["spad"]
         memory = self.words(self.memory)
         return DmaCase(name, cmd, memory, spad, words, pre, stall, latency)
@@ -273,6 +289,27 @@ def specs() -> list[Spec]:
         )
         size = base + images * g.channels * g.height * g.width
         out.append(Spec(name, prog, inst, size, rng))
+    # Staged im2col: tiles of more rows and columns, up to three images, into B.
+    for i in range(STAGE_CASES):
+        name = f"stage-{i}"
+        rng = rng_of(name)
+        g = _random_conv(rng)
+        images = int(rng.integers(1, 4))
+        prog = Program(descriptors=[_conv_desc(g, images)])
+        flags = i % 2
+        rows, cols = _span(rng, g.k, 8), _span(rng, images * g.pixels, 21)
+        tile = (cols, rows) if flags else (rows, cols)
+        group = int(rng.integers(0, g.group))
+        inst = _inst(
+            Op.LOAD, View.IM2COL, Space.B, desc=0, base=1, tile=tile, flags=flags, group=group
+        )
+        out.append(Spec(name, prog, inst, 1 + images * g.channels * g.height * g.width, rng))
+    # Staged with blocks of two words, fewer than the lanes: the walk waits for each
+    # block's lanes (a 2 x 1 kernel's two taps over one 7 x 3 image's 18 pixels).
+    g = ConvGeometry(1, 7, 3, (2, 1), (1, 1), (0, 0), (1, 1))
+    prog = Program(descriptors=[_conv_desc(g, 1)])
+    inst = _inst(Op.LOAD, View.IM2COL, Space.B, desc=0, base=2, tile=((0, 2), (0, 18)))
+    out.append(Spec("stage-short", prog, inst, 2 + 21, rng_of("stage-short")))
     # STORE: a dense tile from C into a strided matrix, and a folded one.
     rng = rng_of("store-dense")
     prog = Program(descriptors=[{"row_stride": 8, "col_stride": 1}])
@@ -391,7 +428,7 @@ def _results(cache: dict, sim: str) -> list[DmaResult]:
     key = ("dma", sim)
     if key not in cache:
         try:
-            cache[key] = run_cases(build(sim, GEOM), _cases(), seed=11)
+            cache[key] = run_cases(build(sim, GEOM, stage_depth=STAGE), _cases(), seed=11)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -410,6 +447,30 @@ def test_dma_bit_exact(sim: str, index: int, sim_run_cache: dict) -> None:
         np.testing.assert_array_equal(got, words, err_msg=f"{res.case.name}: scratchpad words")
     got = res.memory & ((1 << BUS_BITS) - 1)
     np.testing.assert_array_equal(got, spec.words(memory), err_msg=f"{res.case.name}: memory")
+
+
+def test_im2col_cases_take_the_stage_and_fall_back() -> None:
+    """The im2col LOADs exercise the stage buffer and both fallbacks: staged ones of both
+    orientations, over runs of several images, with blocks shorter than the lanes' step
+    (the walk waits for the next block's lanes); unstaged ones whose footprint exceeds the
+    buffer and ones staging would not speed up."""
+    seen = set()
+    for spec in SPECS + SPECS12:
+        if spec.inst.op is not Op.LOAD or spec.inst.sub != View.IM2COL:
+            continue
+        lanes = spec.geom.lanes
+        plan = traffic.stage_plan(spec.inst, spec.program, lanes, STAGE, spec.index)
+        if plan is None:
+            big = traffic.stage_plan(spec.inst, spec.program, lanes, 1 << 15, spec.index)
+            seen.add("too big" if big else "not faster")
+            continue
+        seen |= {f"staged-{spec.inst['flags']}", f"packed-{spec.packed}"}
+        if plan.segments > 1:
+            seen.add("runs")
+        if plan.blocks > 1 and plan.words // plan.blocks <= lanes:
+            seen.add("short blocks")
+    want = {"staged-0", "staged-1", "runs", "short blocks", "too big", "not faster"}
+    assert want | {"packed-True", "packed-False"} <= seen, seen
 
 
 def test_col2im_cases_tell_saturating_once_from_every_step() -> None:
@@ -468,7 +529,8 @@ def _results12(cache: dict, sim: str) -> list[DmaResult]:
     if key not in cache:
         try:
             cases = [SPECS12[i].case(stall, LATENCY) for i, stall in RUNS12]
-            cache[key] = run_cases(build(sim, GEOM12, acc_depth=0), cases, seed=12)
+            design = build(sim, GEOM12, acc_depth=0, stage_depth=STAGE)
+            cache[key] = run_cases(design, cases, seed=12)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -582,12 +644,14 @@ def test_commands_the_rtl_does_not_run_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("geom", "acc_depth"),
-    [(GEOM, ACC_DEPTH), (SpadGeometry(1, 8, 64), 64), (GEOM12, 0)],
-    ids=["3x16", "1x8", "3x12-no-col2im"],
+    ("geom", "acc_depth", "stage"),
+    [(GEOM, ACC_DEPTH, 0), (SpadGeometry(1, 8, 64), 64, 32), (GEOM12, 0, STAGE)],
+    ids=["3x16", "1x8-stage", "3x12-no-col2im-stage"],
 )
-def test_dma_verilog_is_lint_clean(geom: SpadGeometry, acc_depth: int, tmp_path: Path) -> None:
+def test_dma_verilog_is_lint_clean(
+    geom: SpadGeometry, acc_depth: int, stage: int, tmp_path: Path
+) -> None:
     """``verilator --lint-only -Wall`` with the project's waivers (one lane, too)."""
     path = tmp_path / "dma.v"
-    path.write_text(to_verilog(DmaEngine(geom, acc_depth=acc_depth), "dma"))
+    path.write_text(to_verilog(DmaEngine(geom, acc_depth=acc_depth, stage_depth=stage), "dma"))
     assert lint(path, "dma") == []
