@@ -14,7 +14,7 @@ of ``--tensors`` entries and ``--registers`` host registers in the calibration's
 sizes by default) or ``fetch`` (:class:`~barista_hw.device.rtl.fetch.ProgramFetcher` of
 LeNet's top: its beat and beat lengths) or ``dma-b`` / ``dma-b-stage`` (LeNet's top's
 LOAD B :class:`~barista_hw.device.rtl.dma.DmaEngine` without and with its im2col stage
-buffer). Writes ``DIR/device.v`` and
+buffer; ``--lanes`` above 1: that many lanes). Writes ``DIR/device.v`` and
 ``DIR/stat.json`` (``bench/calibrate_device_resources.py``'s ``synth_ecp5 -noflatten`` purge
 flow) and prints each module's logic cells (as ``calibrate_resources.nextpnr_logic``
 counts them), flip-flops, DP16KD and MULT18X18D, and the synthesis time.
@@ -23,6 +23,7 @@ counts them), flip-flops, DP16KD and MULT18X18D, and the synthesis time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -72,7 +73,10 @@ def build(unit: str, lanes: int, tensors: int = 24, registers: int = 37) -> obje
         from barista_hw.device.traffic import stage_depth
 
         stage = stage_depth(LENET_CONFIG, Space.B) if unit == "dma-b-stage" else 0
-        return DmaEngine(geometry(LENET_CONFIG, Space.B), acc_depth=0, stage_depth=stage)
+        geom = geometry(LENET_CONFIG, Space.B)
+        if lanes > 1:  # another engine's columns
+            geom = dataclasses.replace(geom, lanes=lanes)
+        return DmaEngine(geom, acc_depth=0, stage_depth=stage)
     if unit == "fetch":
         from barista_hw.device.rtl.design import LENET_CONFIG
         from barista_hw.device.rtl.device import beat_lengths, prog_layout

@@ -72,8 +72,10 @@ FIRST_BIT_BITS = ADDR_BITS + 5  # a bit address in DRAM (bus words of up to 32 b
 STAGE_BITS = COUNT_BITS + 2  # a stage element's index share (signed, wrapping: sums exact)
 
 
-def walker_layout() -> data.StructLayout:
-    """One walker's command: start counters and shares, wrap sizes, per-level steps."""
+def walker_layout(stage: bool = False) -> data.StructLayout:
+    """One walker's command: start counters and shares, wrap sizes, per-level steps;
+    ``stage``: with a stage share (the DMA's)."""
+    shares = {"saddr": signed(STAGE_BITS), "sstep": data.ArrayLayout(signed(STAGE_BITS), LEVELS)}
     return data.StructLayout(
         {
             "cnt": data.ArrayLayout(unsigned(COUNT_BITS), LEVELS),
@@ -84,21 +86,21 @@ def walker_layout() -> data.StructLayout:
             "step": data.ArrayLayout(signed(OFFSET_BITS), LEVELS),
             "step_y": data.ArrayLayout(signed(COORD_BITS), LEVELS),
             "step_x": data.ArrayLayout(signed(COORD_BITS), LEVELS),
-            "saddr": signed(STAGE_BITS),
-            "sstep": data.ArrayLayout(signed(STAGE_BITS), LEVELS),
+            **(shares if stage else {}),
         }
     )
 
 
-def position_layout() -> data.StructLayout:
-    """A walker's position: its counters, address share and image coordinates."""
+def position_layout(stage: bool = False) -> data.StructLayout:
+    """A walker's position: its counters, address share and image coordinates (``stage``:
+    and its stage share)."""
     return data.StructLayout(
         {
             "cnt": data.ArrayLayout(unsigned(COUNT_BITS), LEVELS),
             "addr": signed(OFFSET_BITS),
             "y": signed(COORD_BITS),
             "x": signed(COORD_BITS),
-            "saddr": signed(STAGE_BITS),
+            **({"saddr": signed(STAGE_BITS)} if stage else {}),
         }
     )
 
@@ -126,8 +128,8 @@ def command_layout(spad_bits: int) -> data.StructLayout:
             "st_len": unsigned(COUNT_BITS),  # elements a run
             "st_runs": unsigned(COUNT_BITS),  # runs
             "st_total": unsigned(COUNT_BITS),  # the footprint's elements (runs x length)
-            "la": walker_layout(),
-            "lo": walker_layout(),
+            "la": walker_layout(stage=True),
+            "lo": walker_layout(stage=True),
         }
     )
 
@@ -138,13 +140,14 @@ def command_layout(spad_bits: int) -> data.StructLayout:
 @dataclass(frozen=True)
 class Walk:
     """One axis as a walker steps it: ``sizes`` of the two wrapping levels, each level's
-    ``(addr, y, x, stage)`` delta, and the start: counters and the axis's share (the stage
-    share: the element's index in the stage buffer of a staged LOAD, else unused)."""
+    ``(addr, y, x)`` or ``(addr, y, x, stage)`` delta, and the start: counters and the
+    axis's shares (the stage share, the DMA's: an element's index in the stage buffer of a
+    staged LOAD)."""
 
     sizes: tuple[int, int]
-    deltas: tuple[tuple[int, int, int, int], ...]
+    deltas: tuple[tuple[int, ...], ...]
     cnt: tuple[int, int, int]
-    start: tuple[int, int, int, int]
+    start: tuple[int, ...]
 
     def fields(self) -> dict:
         """The walker's command fields: a level's step is its delta less the lower levels'
@@ -155,9 +158,12 @@ class Walk:
                 tuple(
                     self.deltas[lvl][c]
                     - sum((self.sizes[j] - 1) * self.deltas[j][c] for j in range(lvl))
-                    for c in range(4)
+                    for c in range(len(self.start))
                 )
             )
+        stage = {}
+        if len(self.start) > 3:
+            stage = {"saddr": _wrap(self.start[3]), "sstep": [_wrap(s[3]) for s in steps]}
         return {
             "cnt": list(self.cnt),
             "addr": self.start[0],
@@ -167,8 +173,7 @@ class Walk:
             "step": [s[0] for s in steps],
             "step_y": [s[1] for s in steps],
             "step_x": [s[2] for s in steps],
-            "saddr": _wrap(self.start[3]),
-            "sstep": [_wrap(s[3]) for s in steps],
+            **stage,
         }
 
 
@@ -340,7 +345,7 @@ def pack_command(fields: dict, geom: SpadGeometry) -> int:
 
 def walker_step(m: Module, pos: data.View, cfg: data.View, name: str) -> data.View:
     """The walker position after one step (combinational)."""
-    nxt = Signal(position_layout(), name=name)
+    nxt = Signal(pos.shape(), name=name)
     m.d.comb += nxt.eq(pos)
     with m.If(pos.cnt[0] != cfg.size[0] - 1):
         m.d.comb += [nxt.cnt[0].eq(pos.cnt[0] + 1), *_add(nxt, pos, cfg, 0)]
@@ -357,17 +362,23 @@ def walker_step(m: Module, pos: data.View, cfg: data.View, name: str) -> data.Vi
 
 
 def _add(nxt: data.View, pos: data.View, cfg: data.View, lvl: int) -> list:
+    stage = [nxt.saddr.eq(pos.saddr + cfg.sstep[lvl])] if _staged(pos) else []
     return [
         nxt.addr.eq(pos.addr + cfg.step[lvl]),
-        nxt.saddr.eq(pos.saddr + cfg.sstep[lvl]),
         nxt.y.eq(pos.y + cfg.step_y[lvl]),
         nxt.x.eq(pos.x + cfg.step_x[lvl]),
+        *stage,
     ]
+
+
+def _staged(pos: data.View) -> bool:
+    """Whether walker position ``pos`` has a stage share."""
+    return "saddr" in dict(pos.shape())
 
 
 def _start(w: data.View) -> list:
     """The position fields of a walker's command."""
-    return [w.cnt, w.addr, w.y, w.x, w.saddr]
+    return [w.cnt, w.addr, w.y, w.x, *([w.saddr] if _staged(w) else [])]
 
 
 def col2im_sum_bits(geom: SpadGeometry) -> int:
@@ -439,8 +450,9 @@ class DmaEngine(wiring.Component):
         lanes, bits = self.geom.lanes, self.geom.bits
         cmd = Signal(command_layout(self.geom.addr_bits))
         active = Signal()
-        la, lo = Signal(position_layout()), Signal(position_layout())
-        la_mark, lo_start = Signal(position_layout()), Signal(position_layout())
+        at = position_layout(stage=True)
+        la, lo = Signal(at), Signal(at)
+        la_mark, lo_start = Signal(at), Signal(at)
         # Generator counters: lane, other-axis index, block; its lane-axis position t*lanes.
         lane = Signal(max(1, (lanes - 1).bit_length()))
         o = Signal(COUNT_BITS)
@@ -655,7 +667,7 @@ class DmaEngine(wiring.Component):
         rec = data.StructLayout(
             {"s": signed(STAGE_BITS), "y": signed(COORD_BITS), "x": signed(COORD_BITS)}
         )
-        pp = Signal(position_layout())
+        pp = Signal(position_layout(stage=True))
         pp_next = walker_step(m, pp, cmd.la, "st_pp_next")
         nxt = [Signal(rec, name=f"st_nxt{i}") for i in range(lanes)]
         cur = [Signal(rec, name=f"st_cur{i}") for i in range(lanes)]
@@ -670,7 +682,7 @@ class DmaEngine(wiring.Component):
         cur_ok = Signal()
         cur_tw, next_tw = Signal(COUNT_BITS + 1), Signal(COUNT_BITS + 1)
         o = Signal(COUNT_BITS)
-        lo = Signal(position_layout())
+        lo = Signal(position_layout(stage=True))
         lo_next = walker_step(m, lo, cmd.lo, "st_lo_next")
         issue = on & filled & cur_ok
         last = o == cmd.do - 1
