@@ -390,10 +390,13 @@ class PortConfig:
     * ``col2im_stages``: a col2im STORE's besides the read latency: the command register,
       pass 1's read-modify-write pipeline (two stages), pass 2's first command, the sum's
       register, the last word out;
-    * ``stage_stages``: a staged im2col LOAD's besides its footprint's read, the read
-      latency and its words (``DmaEngine._staged``): the command register, ``PackedPort``'s
-      command register, the stage buffer's write, its read, the scratchpad write, the done
-      flag (measured: exact on the DMA bench's staged LOADs);
+    * ``stage_fetch``: cycles before a staged im2col LOAD's first footprint element can be
+      read from its stage buffer, besides the read latency (``DmaEngine._staged``): the
+      command register and ``PackedPort``'s command register before the first read goes
+      out; ``stage_stages``: cycles after its last word is made: the stage buffer's read,
+      the scratchpad write, the done flag and the busy flag the harness reads (both fitted
+      together with the lanes' stepping, one a cycle from the start: exact on all 36
+      staged LOADs of the DMA bench at read latencies 1, 3 and 7);
     * ``vec_stages``: a VEC's (VecMem) besides the read latency and its port words: the
       command and the fetcher's first command (the writer queues each burst's command
       while the previous burst's words go out, so reads and write bursts follow back to
@@ -412,6 +415,7 @@ class PortConfig:
     load_stages: int = 5
     store_stages: int = 6
     col2im_stages: int = 6
+    stage_fetch: int = 2
     stage_stages: int = 6
     vec_stages: int = 3
     vec_drain: int = 22

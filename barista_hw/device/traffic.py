@@ -185,21 +185,50 @@ def stage_runs(plan: StagePlan, t: dict, base: int, config: DeviceConfig) -> Por
 
 
 def stage_cycles(
-    plan: StagePlan, t: dict, base: int, config: DeviceConfig, sdram: int, latency: int
+    plan: StagePlan,
+    t: dict,
+    base: int,
+    config: DeviceConfig,
+    index: np.ndarray,
+    axis: int,
+    *,
+    sdram: int = 0,
+    latency: int,
 ) -> int:
-    """A staged LOAD's cycles: phase 1 reads the footprint (:func:`stage_runs`; an element
-    a cycle from the unpacker, a word a cycle on the port; its read latency once); phase 2
-    writes a word a cycle, a block of ``do`` words at a time, the next block's lanes
-    stepped one a cycle meanwhile (a block takes at least ``lanes + 1`` cycles); then
-    ``stage_stages``."""
+    """A staged LOAD's cycles (``DmaEngine._staged``), its phases overlapped. Phase 1 reads
+    the footprint (:func:`stage_runs`, back to back): stage element ``e`` is in the buffer
+    ``stage_fetch + latency + e`` cycles after the start plus the unpacker's waits at the
+    runs up to its own (:func:`unpack_waits`' per run). Phase 2 writes a word a cycle once
+    its lanes' elements are in (:func:`stage_needs`); a block of ``do`` words at a time,
+    whose lanes are stepped one a cycle from the previous block's start (``lanes + 1``
+    cycles: a block starts no sooner). Then ``stage_stages``; never less than the SDRAM's
+    ``sdram``."""
     port = config.port
     runs = stage_runs(plan, t, base, config)
-    n, words = runs.n, runs.words
-    fetch = max(int(n.sum()) + unpack_waits(runs, port.bits), int(words.sum()))
+    bus = port.bits
+    extra = np.maximum(-(-(runs.off + runs.bits) // bus) - 1, runs.words - runs.n)
+    first = latency + port.stage_fetch
+    arrive = first + np.arange(plan.elements) + np.repeat(np.cumsum(extra), runs.n)
+    need = stage_needs(plan, index, axis)
     lanes = plan.walked // plan.words
-    do = plan.words // plan.blocks
-    walk = (plan.blocks - 1) * max(do, lanes + 1) + do
-    return max(sdram, fetch + latency) + walk + port.stage_stages
+    ready = np.where(need >= 0, arrive[np.maximum(need, 0)], 0)  # (blocks, do)
+    do = need.shape[1]
+    gate = np.maximum.accumulate(ready - np.arange(do), axis=1)[:, -1]
+    load = last = lanes  # the cycle a block's lanes are taken: the first's stepped from 0
+    for b in range(plan.blocks):
+        last = do - 1 + max(load + 1, int(gate[b]))  # the block's last word
+        load = max(last, load + lanes + 1)
+    return max(last, sdram) + port.stage_stages
+
+
+def stage_needs(plan: StagePlan, index: np.ndarray, axis: int) -> np.ndarray:
+    """``(blocks, do)``: the last stage element each word of a staged LOAD reads (-1: all
+    padding), in walk order (:func:`walk_order` of its :func:`tile_index` ``index``)."""
+    lanes = plan.walked // plan.words
+    order = walk_order(index, lanes, axis)
+    image, rel = np.divmod(order, plan.stride)
+    at = np.where(order >= 0, (image - plan.image0) * plan.length + rel - plan.skip, -1)
+    return at.reshape(plan.blocks, -1, lanes).max(axis=2)
 
 
 def stage_plan(
@@ -516,7 +545,8 @@ def dma_port_cycles(
         return max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
     plan = config_stage_plan(inst, program, config, index)
     if plan is not None:
-        return stage_cycles(plan, t, inst["dram"] - t["dram"], config, sdram, latency)
+        base = inst["dram"] - t["dram"]
+        return stage_cycles(plan, t, base, config, index, axis, sdram=sdram, latency=latency)
     runs = dma_port_runs(inst, program, config, index)
     if not runs.n.size:
         busy = max(walked, sdram)  # all padding: no command

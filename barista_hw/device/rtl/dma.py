@@ -628,12 +628,14 @@ class DmaEngine(wiring.Component):
 
         Phase 1 reads the footprint's runs in bursts of ``max_burst`` elements into the
         stage buffer, one copy a lane (``lanes`` memories of ``stage_depth`` elements,
-        written alike). Phase 2 makes a scratchpad word a cycle: each lane reads its copy
-        at its element's stage index (the lane walker's stage share, kept per lane, plus
-        the other walker's), padding and lanes past the tile's edge read as zero. The
-        lanes' positions of the next block of words are stepped one a cycle while the
-        current block's words go out. Returns the port command, the read data's
-        ``r_ready`` and the scratchpad word to write (``w_en``, ``w_data``).
+        written alike, in index order). Phase 2 makes a scratchpad word a cycle: each lane
+        reads its copy at its element's stage index (the lane walker's stage share, kept
+        per lane, plus the other walker's), padding and lanes past the tile's edge read as
+        zero. The phases overlap: a word goes once every lane's element is in the buffer
+        (its index below the elements written). The lanes' positions of the next block of
+        words are stepped one a cycle while the current block's words go out. Returns the
+        port command, the read data's ``r_ready`` and the scratchpad word to write
+        (``w_en``, ``w_data``).
         """
         lanes, bits, depth = self.geom.lanes, self.geom.bits, self.stage_depth
         if not depth:
@@ -661,7 +663,6 @@ class DmaEngine(wiring.Component):
         with m.If(new):
             m.d.sync += [run.eq(0), off.eq(0), run_addr.eq(self.cmd.payload.st_first)]
             m.d.sync += wrote.eq(0)
-        filled = wrote == cmd.st_total
 
         # -- the lanes' positions, a block ahead
         rec = data.StructLayout(
@@ -684,7 +685,8 @@ class DmaEngine(wiring.Component):
         o = Signal(COUNT_BITS)
         lo = Signal(position_layout(stage=True))
         lo_next = walker_step(m, lo, cmd.lo, "st_lo_next")
-        issue = on & filled & cur_ok
+        ready = Signal(lanes)  # each lane's element is padding or already in the buffer
+        issue = on & cur_ok & ready.all()
         last = o == cmd.do - 1
         load = on & ahead & (loaded != cmd.blocks) & (~cur_ok | (issue & last))
         with m.If(load):
@@ -723,7 +725,10 @@ class DmaEngine(wiring.Component):
                 rp.addr.eq(s[:idx_bits]),
             ]
             inside = (y.as_unsigned() < cmd.height) & (x.as_unsigned() < cmd.width)
-            m.d.sync += pad[i].eq(~inside | (cur_tw + i >= cmd.dl))
+            pad_now = ~inside | (cur_tw + i >= cmd.dl)
+            # Phase 1 writes the buffer in index order: below ``wrote``, an element is in.
+            m.d.comb += ready[i].eq(pad_now | (s[:idx_bits] < wrote))
+            m.d.sync += pad[i].eq(pad_now)
             lanes_out.append(Mux(pad[i], 0, rp.data))
         m.d.sync += got.eq(issue)
         return {
