@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,32 @@ def _span(rng, size: int, most: int) -> tuple[int, int]:  # noqa: ANN001
     return int(rng.integers(0, size - n + 1)), n
 
 
+def _random_im2col(
+    name: str,
+    rng_of: Callable[[str], np.random.Generator],
+    images: int,
+    cols: int,
+    space: Space,
+    flags: int,
+    base: int | None = None,
+) -> Spec:
+    """An im2col LOAD of a random geometry over up to ``images`` images, a tile of up to 8
+    rows and ``cols`` columns (``flags``: transposed) into ``space``, from element ``base``
+    (None: random)."""
+    rng = rng_of(name)
+    g = _random_conv(rng)
+    images = int(rng.integers(1, images + 1))
+    prog = Program(descriptors=[_conv_desc(g, images)])
+    rows, cols_ = _span(rng, g.k, 8), _span(rng, images * g.pixels, cols)
+    tile = (cols_, rows) if flags else (rows, cols_)
+    group = int(rng.integers(0, g.group))
+    base = int(rng.integers(0, 4)) if base is None else base
+    inst = _inst(
+        Op.LOAD, View.IM2COL, space, desc=0, base=base, tile=tile, flags=flags, group=group
+    )
+    return Spec(name, prog, inst, base + images * g.channels * g.height * g.width, rng)
+
+
 def specs() -> list[Spec]:
     """The cases: deterministic, seeded from their names."""
     out: list[Spec] = []
@@ -273,37 +300,11 @@ def specs() -> list[Spec]:
     out.append(Spec("folded-B", prog, inst, 3 + 3 * 3 * 5, rng))
     # im2col: random geometries, groups, tiles of both orientations into A and B.
     for i in range(IM2COL_CASES):
-        name = f"im2col-{i}"
-        rng = rng_of(name)
-        g = _random_conv(rng)
-        images = int(rng.integers(1, 3))
-        prog = Program(descriptors=[_conv_desc(g, images)])
-        space = Space.A if i % 2 else Space.B
-        flags = (i // 2) % 2
-        rows, cols = _span(rng, g.k, 8), _span(rng, images * g.pixels, 12)
-        tile = (cols, rows) if flags else (rows, cols)
-        group = int(rng.integers(0, g.group))
-        base = int(rng.integers(0, 4))
-        inst = _inst(
-            Op.LOAD, View.IM2COL, space, desc=0, base=base, tile=tile, flags=flags, group=group
-        )
-        size = base + images * g.channels * g.height * g.width
-        out.append(Spec(name, prog, inst, size, rng))
+        space, flags = Space.A if i % 2 else Space.B, (i // 2) % 2
+        out.append(_random_im2col(f"im2col-{i}", rng_of, 2, 12, space, flags))
     # Staged im2col: tiles of more rows and columns, up to three images, into B.
     for i in range(STAGE_CASES):
-        name = f"stage-{i}"
-        rng = rng_of(name)
-        g = _random_conv(rng)
-        images = int(rng.integers(1, 4))
-        prog = Program(descriptors=[_conv_desc(g, images)])
-        flags = i % 2
-        rows, cols = _span(rng, g.k, 8), _span(rng, images * g.pixels, 21)
-        tile = (cols, rows) if flags else (rows, cols)
-        group = int(rng.integers(0, g.group))
-        inst = _inst(
-            Op.LOAD, View.IM2COL, Space.B, desc=0, base=1, tile=tile, flags=flags, group=group
-        )
-        out.append(Spec(name, prog, inst, 1 + images * g.channels * g.height * g.width, rng))
+        out.append(_random_im2col(f"stage-{i}", rng_of, 3, 21, Space.B, i % 2, base=1))
     # Staged with blocks of two words, fewer than the lanes: the walk waits for each
     # block's lanes (a 2 x 1 kernel's two taps over one 7 x 3 image's 18 pixels).
     g = ConvGeometry(1, 7, 3, (2, 1), (1, 1), (0, 0), (1, 1))
