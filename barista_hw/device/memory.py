@@ -395,7 +395,7 @@ class PortConfig:
       command register and ``PackedPort``'s command register before the first read goes
       out; ``stage_stages``: cycles after its last word is made: the stage buffer's read,
       the scratchpad write, the done flag and the busy flag the harness reads (both fitted
-      together with the lanes' stepping, one a cycle from the start: exact on all 36
+      together with the lanes' stepping, one a cycle from the start: exact on all 39
       staged LOADs of the DMA bench at read latencies 1, 3 and 7);
     * ``vec_stages``: a VEC's (VecMem) besides the read latency and its port words: the
       command and the fetcher's first command (the writer queues each burst's command

@@ -201,8 +201,8 @@ def stage_cycles(
     runs up to its own (:func:`unpack_waits`' per run). Phase 2 writes a word a cycle once
     its lanes' elements are in (:func:`stage_needs`); a block of ``do`` words at a time,
     whose lanes are stepped one a cycle from the previous block's start (``lanes + 1``
-    cycles: a block starts no sooner). Then ``stage_stages``; never less than the SDRAM's
-    ``sdram``."""
+    cycles: a block starts no sooner), and the whole footprint, read or not, is in. Then
+    ``stage_stages``; never less than the SDRAM's ``sdram``."""
     port = config.port
     runs = stage_runs(plan, t, base, config)
     bus = port.bits
@@ -218,6 +218,9 @@ def stage_cycles(
     for b in range(plan.blocks):
         last = do - 1 + max(load + 1, int(gate[b]))  # the block's last word
         load = max(last, load + lanes + 1)
+    # It ends once the whole footprint is in: the last element's cycle is its last word's
+    # plus the three the word takes to the scratchpad and the count.
+    last = max(last, int(arrive[-1]) - 3)
     return max(last, sdram) + port.stage_stages
 
 

@@ -617,7 +617,7 @@ class DmaEngine(wiring.Component):
 
         # -- the end of a command
         total = cmd.blocks * cmd.do
-        load_done = ~cmd.store & (a_words == total) & ~self.s_w_en
+        load_done = ~cmd.store & (a_words == total) & ~self.s_w_en & st["filled"]
         store_done = cmd.store & ~cmd.col2im & gen_done & ~pend_valid & ~wdata.r_rdy
         with m.If(active & (load_done | store_done | col["done"])):
             m.d.sync += active.eq(0)
@@ -632,7 +632,8 @@ class DmaEngine(wiring.Component):
         reads its copy at its element's stage index (the lane walker's stage share, kept
         per lane, plus the other walker's), padding and lanes past the tile's edge read as
         zero. The phases overlap: a word goes once every lane's element is in the buffer
-        (its index below the elements written). The lanes' positions of the next block of
+        (its index below the elements written); the LOAD ends once the whole footprint is
+        in. The lanes' positions of the next block of
         words are stepped one a cycle while the current block's words go out. Returns the
         port command, the read data's ``r_ready`` and the scratchpad word to write
         (``w_en``, ``w_data``).
@@ -641,7 +642,7 @@ class DmaEngine(wiring.Component):
         if not depth:
             zero = Const(0)
             keys = ("c_valid", "c_addr", "c_len", "r_ready", "w_en", "w_data")
-            return dict.fromkeys(keys, zero)
+            return {**dict.fromkeys(keys, zero), "filled": Const(1)}
         new = self.cmd.valid & ~active
         on = active & cmd.staged
         # -- phase 1: the footprint's runs into every lane's copy
@@ -738,6 +739,9 @@ class DmaEngine(wiring.Component):
             "r_ready": on,
             "w_en": got,
             "w_data": Cat(*lanes_out),
+            # A staged LOAD ends once its whole footprint is in, read or not (no read of
+            # it is left in the port for the next command).
+            "filled": ~cmd.staged | (wrote == cmd.st_total),
         }
 
     def _col2im(

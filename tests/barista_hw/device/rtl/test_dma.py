@@ -311,6 +311,12 @@ def specs() -> list[Spec]:
     prog = Program(descriptors=[_conv_desc(g, 1)])
     inst = _inst(Op.LOAD, View.IM2COL, Space.B, desc=0, base=2, tile=((0, 2), (0, 18)))
     out.append(Spec("stage-short", prog, inst, 2 + 21, rng_of("stage-short")))
+    # Staged over two images whose last run's tail no word reads (image 0's pixels need
+    # later input rows than image 1's): the LOAD ends once the whole footprint is in.
+    g = ConvGeometry(1, 5, 5, (3, 3), (1, 1), (0, 0), (1, 1))
+    prog = Program(descriptors=[_conv_desc(g, 2)])
+    inst = _inst(Op.LOAD, View.IM2COL, Space.B, desc=0, base=0, tile=((0, 9), (5, 8)))
+    out.append(Spec("stage-tail", prog, inst, 2 * 25, rng_of("stage-tail")))
     # STORE: a dense tile from C into a strided matrix, and a folded one.
     rng = rng_of("store-dense")
     prog = Program(descriptors=[{"row_stride": 8, "col_stride": 1}])
