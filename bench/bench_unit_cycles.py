@@ -64,7 +64,8 @@ def dma_rows(sim: str, nets: int, latency: int) -> list[Row]:
     rows = []
     for fmt, geom, acc, config, specs in groups:
         cases = [s.case(0.0, latency) for s in specs]
-        results = run_cases(build(sim, geom, acc_depth=acc), cases, seed=1)
+        design = build(sim, geom, acc_depth=acc, stage_depth=t.STAGE)
+        results = run_cases(design, cases, seed=1)
         for s, r in zip(specs, results, strict=True):
             model = t.port_model_cycles(s, config, latency)
             device = traffic.instruction_counts(s.inst, s.program, config).cycles

@@ -5,7 +5,10 @@
   (C's writes, the block's statistics);
 * ``scratch_c`` (block RAM): scratchpad C, ``c_depth`` words of ``cols`` elements;
 * ``dma``: the three DMA engines (LOAD A, LOAD B, STORE C), STORE C's col2im accumulator
-  (``col2im``, block RAM: ``col2im_elements`` slots of :func:`~.dma.col2im_sum_bits`);
+  (``col2im``, block RAM: ``col2im_elements`` slots of :func:`~.dma.col2im_sum_bits`),
+  LOAD B's im2col stage buffer (``im2col_stage``, block RAM: ``im2col_stage`` elements a
+  lane of B; its logic :data:`STAGE_FIXED` and :data:`STAGE_LANE` a lane, measured alone
+  at 4 and 8 lanes with ``bench/synth_device_unit.py dma-b-stage``, less ``dma-b``);
 * ``packed``: the two packed ports between the DMAs and the memory port;
 * ``vector``: :class:`~.vecmem.VecMem`: its fetchers, writer and queues, and per lane the
   vector datapath (the multipliers of scaling and SGD among them); its three staging rings
@@ -55,6 +58,7 @@ from barista_hw.targets import Budget, get_target
 
 from ..geometry import Space
 from ..memory import DeviceConfig
+from ..traffic import stage_depth
 from .decode import REG_BITS
 from .decoder import MEMORIES, entry_depth
 from .device import FRONT_DEPTH, SEQ_KEEP, prog_layout, unit_entry_layout
@@ -77,6 +81,8 @@ RINGS = 3  # VecMem's staging rings (its operands), one block-RAM copy per lane 
 GEMM_UNIT = (773, 155)  # the GEMM unit around the accelerator
 DMA = (3452, 1428, 1)  # a DMA engine (LOAD A 3,285 and LOAD B 3,618 cells measured)
 COL2IM = (1198, 133)  # STORE C's accumulator beyond a DMA (4,650 cells measured)
+STAGE_FIXED = (91, 438)  # LOAD B's stage buffer beyond a DMA: +1,177 / +809 at 4 lanes,
+STAGE_LANE = (272, 93)  # +2,263 / +1,180 at 8 (cells / flip-flops; its command fields)
 PACKED = (1354, 207)  # a packed port
 VEC_FIXED = (11931, 1268, 24)  # VecMem's fetchers, writer, queues (no command copy)
 VEC_LANE = (18706, 2703, 12)  # a lane: VecMem at 4 lanes less at 1, / 3
@@ -145,6 +151,12 @@ def estimate_device(
     bram["scratch_c"] = memory_blocks(c_geom.depth, c_geom.word_bits, aspects)
     acc = col2im_depth(config)
     bram["col2im"] = memory_blocks(acc, col2im_sum_bits(c_geom), aspects) if acc else 0
+    b_geom, stage = geometry(config, Space.B), stage_depth(config, Space.B)
+    stage_blocks = memory_blocks(stage, b_geom.bits, aspects) if stage else 0
+    bram["im2col_stage"] = b_geom.lanes * stage_blocks
+    staging = [
+        (f + b_geom.lanes * v) * bool(stage) for f, v in zip(STAGE_FIXED, STAGE_LANE, strict=True)
+    ]
     bram["vec_rings"] = RINGS * lanes * memory_blocks(ring_depth(config), DATA_BITS, aspects)
     dec_cells, bram["decoder"] = decoder_memories(tensors, registers, aspects)
     # The sequencer queues records for each unit and for itself.
@@ -152,7 +164,11 @@ def estimate_device(
     fifo, queue = fifo_bits(config), depth * (len(UNITS) * unit_entry + own_entry)
     units = {  # unit -> (logic cells, flip-flops, multipliers)
         "engine": (engine.luts + GEMM_UNIT[0], engine.ffs + GEMM_UNIT[1], engine.mults),
-        "dma": (3 * DMA[0] + COL2IM[0] * bool(acc), 3 * DMA[1] + COL2IM[1] * bool(acc), 3),
+        "dma": (
+            3 * DMA[0] + COL2IM[0] * bool(acc) + staging[0],
+            3 * DMA[1] + COL2IM[1] * bool(acc) + staging[1],
+            3,
+        ),
         "packed": (2 * PACKED[0], 2 * PACKED[1], 0),
         "vector": tuple(f + lanes * v for f, v in zip(VEC_FIXED, VEC_LANE, strict=True)),
         "decoder": (
