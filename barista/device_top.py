@@ -117,21 +117,25 @@ def compile_for_top(
     must pass :func:`check_columns`; default: the first of :func:`top_engines` whose top
     fits ``target``'s budget by :func:`top_resources`, else the last, the smallest), with
     :data:`TOP_UNITS`, inputs as bus words and every tensor in memory of its own (the host
-    builds the DRAM image per tensor); checked by :func:`check_top`."""
+    builds the DRAM image per tensor); checked by :func:`check_top`. Each engine tried is
+    compiled once; only the one returned is checked (its static commands built)."""
     if accelerator is not None:
         check_columns(net, accelerator)
-        return _compile(net, accelerator, target, rounding)
-    for acc in top_engines(net):
-        dc = _compile(net, acc, target, rounding)
-        if top_resources(dc.config, dc.compiled.program).fits(get_target(dc.config.target).budget):
-            break
+        dc = _compile(net, accelerator, target, rounding)
+    else:
+        for acc in top_engines(net):
+            dc = _compile(net, acc, target, rounding)
+            budget = get_target(dc.config.target).budget
+            if top_resources(dc.config, dc.compiled.program).fits(budget):
+                break
+    check_top(dc.compiled.program, dc.config)
     return dc
 
 
 def _compile(
     net: Net, accelerator: AcceleratorConfig, target: str | None, rounding: Rounding | None
 ) -> DeviceCompilation:
-    dc = compile_device(
+    return compile_device(
         net,
         accelerator,
         target=target,
@@ -140,5 +144,3 @@ def _compile(
         wire8=False,
         share=False,
     )
-    check_top(dc.compiled.program, dc.config)
-    return dc

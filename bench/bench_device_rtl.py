@@ -12,8 +12,9 @@ the cocotb bench's case):
   cycles/s, and by wall time, of the loop and of the whole run as Python sees it;
 * each iteration's measured cycles (the cycle counter at each SCALE) against the time
   model's iteration (:func:`barista_hw.device.timing.schedule`) with the board's UART
-  and with a 300 Mbaud link (the RTL's link unit has no UART), and their ratios; behind
-  the memory of :meth:`~sim.device_ports.MemoryTiming.for_config`.
+  and with a 300 Mbaud link (the RTL's link unit has no UART), the records fetched from
+  DRAM as the top does (``rtl.device.fetch_model``) and, for comparison, not charged;
+  behind the memory of :meth:`~sim.device_ports.MemoryTiming.for_config`.
 
 With ``--lenet``: LeNet (examples/mnist) at ``--batch`` (default 2) on the DSE's ULX3S
 85F design, compiled for the units the RTL has (``memory.RTL_UNITS``) with tensors
@@ -40,24 +41,29 @@ GOAL_CYCLES_PER_S = 1e6
 FAST_LINK_BAUD = 300_000_000
 
 
-def model_cycles(program, config) -> tuple[int, int]:  # noqa: ANN001 - Program, DeviceConfig
-    """The time model's cycles of ``program``: with ``config``'s link, and with a fast one."""
+def model_timing(program, config, baud: int, *, fetch: bool = True):  # noqa: ANN001, ANN201
+    """The time model's :class:`~barista_hw.device.timing.Timing` of ``program`` with a
+    ``baud`` link; ``fetch``: its records fetched from DRAM as the top does it."""
     from barista_hw.device.memory import LinkConfig
+    from barista_hw.device.rtl.device import fetch_model
     from barista_hw.device.timing import schedule
     from barista_hw.device.traffic import program_counts
 
-    mhz = config.accelerator.clock_mhz
-    board = schedule(program, program_counts(program, config), mhz).cycles
-    fast = dataclasses.replace(config, link=LinkConfig(baud=FAST_LINK_BAUD))
-    return board, schedule(program, program_counts(program, fast), mhz).cycles
+    linked = dataclasses.replace(config, link=LinkConfig(baud=baud))
+    how = fetch_model(program, config) if fetch else None
+    return schedule(program, program_counts(program, linked), config.accelerator.clock_mhz, how)
 
 
 def compare(label: str, measured: int, program, config) -> None:  # noqa: ANN001
-    board, fast = model_cycles(program, config)
     print(f"  {label}: measured {measured:,} cycles (the device's cycle counter)")
-    for baud, cycles in ((config.link.baud, board), (FAST_LINK_BAUD, fast)):
-        ratio = measured / cycles
-        print(f"    time model, {baud:,} baud link: {cycles:,} cycles, ratio {ratio:.3f}")
+    for baud in (config.link.baud, FAST_LINK_BAUD):
+        for fetch in (True, False):
+            cycles = model_timing(program, config, baud, fetch=fetch).cycles
+            how = "fetched from DRAM" if fetch else "fetch not charged"
+            print(
+                f"    time model, {baud:,} baud link, {how}: {cycles:,} cycles, "
+                f"ratio {measured / cycles:.3f}"
+            )
 
 
 def speed(sim, case, timing, repeat: int):  # noqa: ANN001, ANN201
@@ -180,12 +186,7 @@ def refusals(program, config) -> collections.Counter:  # noqa: ANN001
 def print_busy(counters: dict, prog, config) -> None:  # noqa: ANN001
     """Each unit's busy cycles (the sequencer's counters) beside the time model's (with
     the fast link), and the model's DRAM bus."""
-    from barista_hw.device.memory import LinkConfig
-    from barista_hw.device.timing import schedule
-    from barista_hw.device.traffic import program_counts
-
-    fast = dataclasses.replace(config, link=LinkConfig(baud=FAST_LINK_BAUD))
-    timing = schedule(prog, program_counts(prog, fast), config.accelerator.clock_mhz)
+    timing = model_timing(prog, config, FAST_LINK_BAUD)
     print("  busy cycles, RTL / time model (300 Mbaud link):")
     for unit, cycles in counters.items():
         if unit != "cycles":
@@ -243,7 +244,7 @@ def lenet(batch: int) -> None:
         f"  the case built: every instruction decodes ({time.perf_counter() - t0:.0f} s of model)"
     )
     sim = built(config, "LeNet's device top", prog)
-    board, _ = model_cycles(prog, config)
+    board = model_timing(prog, config, config.link.baud).cycles
     timing = MemoryTiming.for_config(config, BUS_BITS)
     t0 = time.perf_counter()
     got = run(sim, case, timing=timing, max_cycles=20 * board)

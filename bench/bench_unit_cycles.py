@@ -6,7 +6,7 @@ first and last LOAD and STORE of every kind of compiled programs on the RTL DMA
 convolution geometries in fx16, the fixed net and sub-tiles in fx12) and the VEC
 instructions of a compiled net on VecMem (``test_vecmem.py``'s, 3 lanes, the RTL's
 staging rings), and prints per instruction the RTL's cycles, the time model's
-(:func:`~barista_hw.device.traffic.dma_port_cycles` for a DMA instruction: the port's
+(:func:`~barista_hw.device.traffic.dma_port` for a DMA instruction: the port's
 side, as the bench's memory has no SDRAM; ``instruction_counts`` for a VEC) and their
 ratio, then per kind the totals and the worst instruction. The device's own figure (the
 model with its SDRAM term, ``instruction_counts``) is printed beside the DMA's.
@@ -64,7 +64,8 @@ def dma_rows(sim: str, nets: int, latency: int) -> list[Row]:
     rows = []
     for fmt, geom, acc, config, specs in groups:
         cases = [s.case(0.0, latency) for s in specs]
-        results = run_cases(build(sim, geom, acc_depth=acc), cases, seed=1)
+        design = build(sim, geom, acc_depth=acc, stage_depth=t.STAGE)
+        results = run_cases(design, cases, seed=1)
         for s, r in zip(specs, results, strict=True):
             model = t.port_model_cycles(s, config, latency)
             device = traffic.instruction_counts(s.inst, s.program, config).cycles

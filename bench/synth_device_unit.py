@@ -12,15 +12,20 @@ sequencer.Sequencer` as the top builds it: window 64, queues 4 deep keeping
 whole records, as before) or ``decoder`` (:class:`~barista_hw.device.rtl.decoder.Decoder`
 of ``--tensors`` entries and ``--registers`` host registers in the calibration's top, its
 sizes by default) or ``fetch`` (:class:`~barista_hw.device.rtl.fetch.ProgramFetcher` of
-LeNet's top: its beat and beat lengths). Writes ``DIR/device.v`` and
-``DIR/stat.json`` (``bench/calibrate_device_resources.py``'s ``synth_ecp5 -noflatten`` purge
-flow) and prints each module's logic cells (as ``calibrate_resources.nextpnr_logic``
-counts them), flip-flops, DP16KD and MULT18X18D, and the synthesis time.
+LeNet's top: its beat and beat lengths) or ``arbiter`` (:class:`~barista_hw.device.rtl.
+arbiter.PortArbiter` as the top builds it: five masters on the 16-bit port) or ``dma-b`` /
+``dma-b-stage`` (LeNet's top's LOAD B :class:`~barista_hw.device.rtl.dma.DmaEngine` without
+and with its im2col stage buffer; ``--lanes`` above 1: that many lanes). Writes
+``DIR/device.v`` and ``DIR/stat.json`` (``bench/calibrate_device_resources.py``'s
+``synth_ecp5 -noflatten`` purge flow) and prints each module's logic cells (as
+``calibrate_resources.nextpnr_logic`` counts them), flip-flops, DP16KD and MULT18X18D, and
+the synthesis time.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -62,6 +67,22 @@ def build(unit: str, lanes: int, tensors: int = 24, registers: int = 37) -> obje
 
         rec = json.loads((REPO / "tests/data/device_resource_calibration.json").read_text())
         return Decoder(DeviceConfig.from_dict(rec["device"]), tensors=tensors, registers=registers)
+    if unit == "arbiter":  # the top's: two packed ports, VecMem, the link, the fetcher
+        from barista_hw.device.rtl.arbiter import PortArbiter
+
+        return PortArbiter(5, 16)
+    if unit in ("dma-b", "dma-b-stage"):  # LeNet's top's LOAD B engine, without or with
+        from barista_hw.device.geometry import Space  # its im2col stage buffer
+        from barista_hw.device.rtl.design import LENET_CONFIG
+        from barista_hw.device.rtl.dma import DmaEngine
+        from barista_hw.device.rtl.scratchpad import geometry
+        from barista_hw.device.traffic import stage_depth
+
+        stage = stage_depth(LENET_CONFIG, Space.B) if unit == "dma-b-stage" else 0
+        geom = geometry(LENET_CONFIG, Space.B)
+        if lanes > 1:  # another engine's columns
+            geom = dataclasses.replace(geom, lanes=lanes)
+        return DmaEngine(geom, acc_depth=0, stage_depth=stage)
     if unit == "fetch":
         from barista_hw.device.rtl.design import LENET_CONFIG
         from barista_hw.device.rtl.device import beat_lengths, record_layout
@@ -71,7 +92,7 @@ def build(unit: str, lanes: int, tensors: int = 24, registers: int = 37) -> obje
         return ProgramFetcher(beat, 16, lengths=beat_lengths(LENET_CONFIG))
     raise SystemExit(
         f"synth_device_unit: unknown unit {unit!r} (vecmem, vector, fifos[-whole], fetch, "
-        "sequencer[-whole], decoder)"
+        "arbiter, sequencer[-whole], decoder, dma-b[-stage])"
     )
 
 

@@ -69,8 +69,11 @@ class DevicePorts:
 
     @property
     def counters(self) -> tuple[str, ...]:
-        """The 32-bit counters the host reads at the end: ``cycles`` and ``busy_<unit>``."""
-        return tuple(n for n, i, _ in self.ports if not i and (n == "cycles" or "busy_" in n))
+        """The outputs the host reads at the end: ``cycles``, ``busy_<unit>`` (32-bit
+        counters) and ``lost`` (the decoder's lost reports, :func:`~sim.device_run.
+        counter_values` raises on them)."""
+        named = ("cycles", "lost")
+        return tuple(n for n, i, _ in self.ports if not i and (n in named or "busy_" in n))
 
     def to_json(self) -> str:
         d = {"ports": [list(p) for p in self.ports], "cmd": [list(f) for f in self.cmd_fields]}

@@ -20,7 +20,7 @@ Nothing is compared here: the tests compare with the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +35,7 @@ from barista_hw.device.rtl.decode import (
     exponent_writes,
     static_command,
 )
+from barista_hw.device.rtl.decoder import QUEUE, REPORT_NAMES
 from barista_hw.device.rtl.device import (
     Device,
     beat_lengths,
@@ -48,6 +49,7 @@ from barista_hw.device.rtl.sequencer import UNITS
 
 from .gemm_path_run import BUS_BITS, dram_image
 from .runner import UnitBuild, component_build, run_json_module
+from .tools import SimulationError
 
 TEST_MODULE = "sim.device_test"
 CASES_ENV = "BARISTA_DEVICE_CASES"  # read by sim.device_test
@@ -256,6 +258,26 @@ class DeviceResult:
     scale_cycles: list[int] = field(default_factory=list)  # ``cycles`` at each SCALE
 
 
+def counter_values(names: Sequence[str], values: Sequence[int], case: str) -> dict[str, int]:
+    """The device's counters (``cycles``, ``busy_<unit>`` as ``<unit>``) by name, from its
+    ports ``names`` and their ``values``; a set ``lost`` bit (a statistics report the
+    decoder lost at a full queue) raises :class:`LostReports` naming case and reporter."""
+    got = {n.removeprefix("busy_"): int(v) for n, v in zip(names, values, strict=True)}
+    lost = got.pop("lost", 0)
+    if lost:
+        who = ", ".join(REPORT_NAMES[k] for k in range(len(REPORT_NAMES)) if lost >> k & 1)
+        raise LostReports(
+            f"device iteration {case!r}: the decoder lost a statistics report of {who} "
+            f"(its report queue of {QUEUE} was full; the lost bits {lost:#x} read at STATUS): "
+            "the exponents SCALE chose may differ from the model's"
+        )
+    return got
+
+
+class LostReports(SimulationError):
+    """The device's decoder lost a unit's statistics report (its sticky ``lost`` bits)."""
+
+
 def max_cycles(case: IterationCase) -> int:
     """A cycle budget for ``case`` that only a hang exhausts."""
     words = sum(len(w) for _, w in case.host_in) + len(case.host_out)
@@ -286,7 +308,7 @@ def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
         np.array(out["memory"], np.int64),
         out["host_out"],
         out["scales"],
-        out["counters"],
+        counter_values(list(out["counters"]), list(out["counters"].values()), case.name),
         out["commands"],
         [np.array(w, np.int64) for w in out["snapshots"]],
         out["outs"],
@@ -297,6 +319,7 @@ def run(unit: UnitBuild, case: IterationCase, *, seed: int = 0) -> DeviceResult:
 __all__ = [
     "DeviceResult",
     "IterationCase",
+    "LostReports",
     "ProgramImage",
     "RecordingHost",
     "build",

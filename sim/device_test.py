@@ -83,6 +83,7 @@ async def run_iteration(dut) -> None:  # noqa: ANN001 - a cocotb handle
         raise AssertionError("the device finished with memory commands outstanding")
     counters = {"cycles": int(dut.cycles.value)}
     counters.update({u: int(getattr(dut, f"busy_{u}").value) for u in header["units"]})
+    counters["lost"] = int(dut.lost.value)  # the decoder's lost reports: the host raises
     out = {
         "memory": [int(w) for w in mem.words],
         "host_out": host_out.words,

@@ -39,7 +39,7 @@ import numpy as np
 from barista_hw.device.memory import DeviceConfig
 
 from .device_ports import SIM_TOP, DevicePorts, MemoryTiming
-from .device_run import DeviceResult, IterationCase, device_top
+from .device_run import DeviceResult, IterationCase, counter_values, device_top
 from .device_run import max_cycles as default_max_cycles
 from .lint import waiver_control_text
 from .runner import component_verilog
@@ -204,13 +204,12 @@ def read_output(path: Path, sim: DeviceSimulator, case: IterationCase) -> Verila
         message = raw[at:].decode(errors="replace")
         error = _ERRORS.get(int(h[0]), SimulatorCrash)
         raise error(f"device iteration {case.name!r}: {message} (after {h[1]} cycles)")
-    names = ["cycles", *(n.removeprefix("busy_") for n in sim.ports.counters[1:])]
     return VerilatedIteration(
         case,
         memory,
         [int(w) for w in host_out],
         int(h[3]),
-        dict(zip(names, (int(c) for c in counters), strict=True)),
+        counter_values(sim.ports.counters, counters, case.name),
         int(h[6]),
         [s.astype(np.int64) for s in snapshots],
         [int(n) for n in at_scale[:, 0]],
@@ -390,8 +389,8 @@ class DeviceSession:
         )
 
     def counters(self) -> dict[str, int]:
-        """``cycles`` and the units' busy counters."""
+        """``cycles`` and the units' busy counters (:func:`~.device_run.counter_values`:
+        a report the decoder lost raises)."""
         h = self._call("counters")
         values = np.frombuffer(self._read(8 * int(h[2])), "<i8")
-        names = ["cycles", *(n.removeprefix("busy_") for n in self.sim.ports.counters[1:])]
-        return dict(zip(names, (int(v) for v in values), strict=True))
+        return counter_values(self.sim.ports.counters, values, "session")

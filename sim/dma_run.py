@@ -44,8 +44,11 @@ BUS_BITS = PortConfig.bits  # the memory port's word
 class DmaHarness(wiring.Component):
     """A DMA engine with its scratchpad, and a test port into the scratchpad."""
 
-    def __init__(self, geom: SpadGeometry, *, max_burst: int = 16, acc_depth: int) -> None:
+    def __init__(
+        self, geom: SpadGeometry, *, max_burst: int = 16, acc_depth: int, stage_depth: int = 0
+    ) -> None:
         self.geom, self.max_burst, self.acc_depth = geom, max_burst, acc_depth
+        self.stage_depth = stage_depth
         super().__init__(
             {
                 "cmd": In(stream.Signature(command_layout(geom.addr_bits))),
@@ -61,7 +64,12 @@ class DmaHarness(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        dma = DmaEngine(self.geom, max_burst=self.max_burst, acc_depth=self.acc_depth)
+        dma = DmaEngine(
+            self.geom,
+            max_burst=self.max_burst,
+            acc_depth=self.acc_depth,
+            stage_depth=self.stage_depth,
+        )
         m.submodules.dma = dma
         m.submodules.packed = packed = PackedPort(
             self.geom.bits, bus_bits=BUS_BITS, max_elements=self.max_burst
@@ -102,20 +110,25 @@ class DmaDesign:
     max_burst: int
 
 
-def _top(geom: SpadGeometry, max_burst: int) -> str:
-    return f"dma_{geom.lanes}x{geom.bits}_d{geom.depth}_b{max_burst}"
+def _top(geom: SpadGeometry, max_burst: int, stage_depth: int) -> str:
+    return f"dma_{geom.lanes}x{geom.bits}_d{geom.depth}_b{max_burst}_s{stage_depth}"
 
 
 def build(
-    sim: str, geom: SpadGeometry, *, max_burst: int = 16, acc_depth: int = ACC_DEPTH
+    sim: str,
+    geom: SpadGeometry,
+    *,
+    max_burst: int = 16,
+    acc_depth: int = ACC_DEPTH,
+    stage_depth: int = 0,
 ) -> DmaDesign:
     """Elaborate and compile the harness of ``geom`` for ``sim`` (cached; race-safe);
-    ``acc_depth`` 0: no col2im accumulator."""
-    top = _top(geom, max_burst)
+    ``acc_depth`` 0: no col2im accumulator; ``stage_depth`` 0: no im2col stage buffer."""
+    top = _top(geom, max_burst, stage_depth)
     unit = component_build(
-        lambda: DmaHarness(geom, max_burst=max_burst, acc_depth=acc_depth),
+        lambda: DmaHarness(geom, max_burst=max_burst, acc_depth=acc_depth, stage_depth=stage_depth),
         top,
-        f"{geom!r} acc {acc_depth}",
+        f"{geom!r} acc {acc_depth} stage {stage_depth}",
         sim,
     )
     return DmaDesign(geom, sim, top, unit.build_dir, max_burst)

@@ -298,6 +298,7 @@ class LinkConfig:
 
 COL2IM_ELEMENTS = 1024  # the DMA's col2im accumulator, elements (ScratchpadConfig)
 VEC_RING = 512  # a staging ring of the vector unit on memory, elements (ScratchpadConfig)
+IM2COL_STAGE = 1024  # the B DMA's im2col stage buffer, elements (ScratchpadConfig)
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,11 @@ class ScratchpadConfig:
     ``vec_ring``, the elements of each staging ring of the vector unit that runs VECs
     from memory (a power of two; its fetch order must fit it: the compiler cuts a
     ``BIAS_GRAD`` into rows of ``vector_lanes`` channels when a row's gradients would not
-    fit; None: unbounded, whose RTL builds :data:`VEC_RING`).
+    fit; None: unbounded, whose RTL builds :data:`VEC_RING`); ``im2col_stage``, the
+    elements of the stage buffer of the DMA that LOADs into B (one copy a lane): an
+    im2col LOAD whose input footprint fits it reads the footprint once and makes a
+    scratchpad word a cycle from it (:func:`~barista_hw.device.traffic.stage_plan`; 0:
+    none, every im2col LOAD fetches each tile element).
     """
 
     c_depth: int = 1024
@@ -329,12 +334,15 @@ class ScratchpadConfig:
     epilogues: bool = True
     col2im_elements: int | None = None
     vec_ring: int | None = None
+    im2col_stage: int = IM2COL_STAGE
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "epilogues" and value is not None and value <= 0:
-                raise InputError(f"scratchpad {f.name} = {value} must be positive")
+            least = 0 if f.name == "im2col_stage" else 1
+            if f.name != "epilogues" and value is not None and value < least:
+                must = "must be positive" if least else "must not be negative"
+                raise InputError(f"scratchpad {f.name} = {value} {must}")
         if self.vec_ring is not None and self.vec_ring & (self.vec_ring - 1):
             raise InputError(f"scratchpad vec_ring = {self.vec_ring} must be a power of two")
 
@@ -382,6 +390,13 @@ class PortConfig:
     * ``col2im_stages``: a col2im STORE's besides the read latency: the command register,
       pass 1's read-modify-write pipeline (two stages), pass 2's first command, the sum's
       register, the last word out;
+    * ``stage_fetch``: cycles before a staged im2col LOAD's first footprint element can be
+      read from its stage buffer, besides the read latency (``DmaEngine._staged``): the
+      command register and ``PackedPort``'s command register before the first read goes
+      out; ``stage_stages``: cycles after its last word is made: the stage buffer's read,
+      the scratchpad write, the done flag and the busy flag the harness reads (both fitted
+      together with the lanes' stepping, one a cycle from the start: exact on all 39
+      staged LOADs of the DMA bench at read latencies 1, 3 and 7);
     * ``vec_stages``: a VEC's (VecMem) besides the read latency and its port words: the
       command and the fetcher's first command (the writer queues each burst's command
       while the previous burst's words go out, so reads and write bursts follow back to
@@ -400,6 +415,8 @@ class PortConfig:
     load_stages: int = 5
     store_stages: int = 6
     col2im_stages: int = 6
+    stage_fetch: int = 2
+    stage_stages: int = 6
     vec_stages: int = 3
     vec_drain: int = 22
 

@@ -37,6 +37,7 @@ class InstCounts:
     macs: int = 0
     vector_ops: int = 0
     cycles: int = 0  # of the instruction's own unit (link: at the device's clock)
+    port_words: int = 0  # the RTL port's words for it, both ways (read again: again)
 
     def __iadd__(self, other: InstCounts) -> InstCounts:
         for f in fields(self):
@@ -123,6 +124,148 @@ def tile_index(inst: Instruction, program: Program) -> np.ndarray:
     return index.T if inst["flags"] & 1 else index
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """An im2col LOAD staged (docs/device.md, "The im2col staging buffer"): its input
+    footprint read from DRAM once, ``segments`` runs of ``length`` elements, the first
+    from element ``first`` (from ``inst["dram"]``), each ``stride`` (an image) after the
+    previous, into the DMA's stage buffer (run ``j`` at stage element ``j * length``);
+    an element at offset ``rel`` of image ``image0 + j`` is stage element
+    ``j * length + rel - skip``. ``words`` and ``walked``: the scratchpad words the
+    staged walk writes (a cycle each) and the positions the element walk would step."""
+
+    first: int
+    length: int
+    segments: int
+    stride: int
+    skip: int
+    image0: int
+    words: int
+    walked: int
+    blocks: int
+
+    @property
+    def elements(self) -> int:
+        return self.segments * self.length
+
+
+def stage_depth(config: DeviceConfig, space: int) -> int:
+    """Elements of the stage buffer of the DMA that LOADs into ``space``: B's (every im2col
+    LOAD goes to B) has the config's ``im2col_stage``, the others none."""
+    return config.scratchpads.im2col_stage if space == Space.B else 0
+
+
+def config_stage_plan(
+    inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray | None = None
+) -> StagePlan | None:
+    """:func:`stage_plan` of ``inst`` on the device of ``config``."""
+    space = inst["space"]
+    return stage_plan(inst, program, spad_lanes(config, space), stage_depth(config, space), index)
+
+
+def stage_index(plan: StagePlan) -> np.ndarray:
+    """The footprint of a staged LOAD: its elements (from ``inst["dram"]``) in the order
+    phase 1 reads them (stage element order)."""
+    runs = plan.first + plan.stride * np.arange(plan.segments, dtype=np.int64)
+    return (runs[:, None] + np.arange(plan.length, dtype=np.int64)[None, :]).ravel()
+
+
+def stage_runs(plan: StagePlan, t: dict, base: int, config: DeviceConfig) -> PortRuns:
+    """A staged LOAD's port commands (phase 1): each run of its footprint in commands of
+    ``dma_burst`` elements, back to back (``at``: their first elements' stage indices)."""
+    port = config.port
+    burst = port.dma_burst
+    pieces = -(-plan.length // burst)
+    k = np.arange(pieces, dtype=np.int64)
+    n = np.tile(np.minimum(burst, plan.length - k * burst), plan.segments)
+    first = base + np.repeat(plan.first + plan.stride * np.arange(plan.segments), pieces)
+    first = first + np.tile(k * burst, plan.segments)
+    words, merged = run_words(first, n, t["bits"], 8 * t["addr"], port.bits)
+    off = (8 * t["addr"] + first * t["bits"]) % port.bits
+    return PortRuns(np.cumsum(n) - n, n, words, merged, off, t["bits"])
+
+
+def stage_cycles(
+    plan: StagePlan,
+    t: dict,
+    base: int,
+    config: DeviceConfig,
+    index: np.ndarray,
+    axis: int,
+    *,
+    sdram: int = 0,
+    latency: int,
+) -> int:
+    """A staged LOAD's cycles (``DmaEngine._staged``), its phases overlapped. Phase 1 reads
+    the footprint (:func:`stage_runs`, back to back): stage element ``e`` is in the buffer
+    ``stage_fetch + latency + e`` cycles after the start plus the unpacker's waits at the
+    runs up to its own (:func:`unpack_waits`' per run). Phase 2 writes a word a cycle once
+    its lanes' elements are in (:func:`stage_needs`); a block of ``do`` words at a time,
+    whose lanes are stepped one a cycle from the previous block's start (``lanes + 1``
+    cycles: a block starts no sooner), and the whole footprint, read or not, is in. Then
+    ``stage_stages``; never less than the SDRAM's ``sdram``."""
+    port = config.port
+    runs = stage_runs(plan, t, base, config)
+    bus = port.bits
+    extra = np.maximum(-(-(runs.off + runs.bits) // bus) - 1, runs.words - runs.n)
+    first = latency + port.stage_fetch
+    arrive = first + np.arange(plan.elements) + np.repeat(np.cumsum(extra), runs.n)
+    need = stage_needs(plan, index, axis)
+    lanes = plan.walked // plan.words
+    ready = np.where(need >= 0, arrive[np.maximum(need, 0)], 0)  # (blocks, do)
+    do = need.shape[1]
+    gate = np.maximum.accumulate(ready - np.arange(do), axis=1)[:, -1]
+    load = last = lanes  # the cycle a block's lanes are taken: the first's stepped from 0
+    for b in range(plan.blocks):
+        last = do - 1 + max(load + 1, int(gate[b]))  # the block's last word
+        load = max(last, load + lanes + 1)
+    # It ends once the whole footprint is in: the last element's cycle is its last word's
+    # plus the three the word takes to the scratchpad and the count.
+    last = max(last, int(arrive[-1]) - 3)
+    return max(last, sdram) + port.stage_stages
+
+
+def stage_needs(plan: StagePlan, index: np.ndarray, axis: int) -> np.ndarray:
+    """``(blocks, do)``: the last stage element each word of a staged LOAD reads (-1: all
+    padding), in walk order (:func:`walk_order` of its :func:`tile_index` ``index``)."""
+    lanes = plan.walked // plan.words
+    order = walk_order(index, lanes, axis)
+    image, rel = np.divmod(order, plan.stride)
+    at = np.where(order >= 0, (image - plan.image0) * plan.length + rel - plan.skip, -1)
+    return at.reshape(plan.blocks, -1, lanes).max(axis=2)
+
+
+def stage_plan(
+    inst: Instruction, program: Program, lanes: int, depth: int, index: np.ndarray | None = None
+) -> StagePlan | None:
+    """How a LOAD into a scratchpad of ``lanes`` lanes uses a stage buffer of ``depth``
+    elements (0: none), or None: it takes the per-element path (not an im2col LOAD, all
+    padding, a footprint past ``depth``, or staging no faster: its footprint and words
+    at least the positions the per-element walk steps). The footprint: the images the
+    tile's pixels span, in each the same run from the first to the last element it reads
+    (its channels and input rows)."""
+    if not depth or inst.op is not Op.LOAD or inst.sub != View.IM2COL:
+        return None
+    index = tile_index(inst, program) if index is None else index
+    valid = index[index >= 0]
+    if not valid.size:
+        return None
+    g = conv_geometry(program.descriptors[inst["desc"]])
+    stride = g.channels * g.height * g.width
+    image, rel = np.divmod(valid, stride)
+    skip, image0 = int(rel.min()), int(image.min())
+    length, segments = int(rel.max()) - skip + 1, int(image.max()) - image0 + 1
+    axis = lane_axis(inst["space"])
+    blocks = -(-index.shape[axis] // lanes)
+    words = blocks * index.shape[1 - axis]
+    plan = StagePlan(
+        image0 * stride + skip, length, segments, stride, skip, image0, words, words * lanes, blocks
+    )
+    if plan.elements > depth or plan.elements + words >= plan.walked:
+        return None
+    return plan
+
+
 def instruction_counts(
     inst: Instruction, program: Program, config: DeviceConfig, *, index: np.ndarray | None = None
 ) -> InstCounts:
@@ -144,7 +287,9 @@ def instruction_counts(
         tr = stream(t, 0, math.prod(t["shape"]), config, store=inst.op is Op.HOST_IN)
         words = tr.words + tr.merged if inst.op is Op.HOST_IN else tr.words
         rw = "dram_write_bytes" if inst.op is Op.HOST_IN else "dram_read_bytes"
-        return InstCounts(link_bytes=nbytes, cycles=cycles, **{rw: _bytes(words, config)})
+        return InstCounts(
+            link_bytes=nbytes, cycles=cycles, port_words=words, **{rw: _bytes(words, config)}
+        )
     return InstCounts(cycles=1)
 
 
@@ -189,15 +334,17 @@ def _dma_counts(
 ) -> InstCounts:
     """A LOAD or STORE moves the bus words of its tile's elements, packed; a STORE first
     reads the words it covers only in part, a col2im STORE all of them (it adds). Its
-    cycles: the SDRAM's time or the RTL port's, whichever is longer (:func:`dma_port_cycles`)."""
+    cycles: the SDRAM's time or the RTL port's, whichever is longer (:func:`dma_port`)."""
     t = dram_tensor(inst, program)
     dram = config.dram
     index = tile_index(inst, program) if index is None else index
     col2im = inst.op is Op.STORE and inst.sub == View.IM2COL
     store = inst.op is Op.STORE and not col2im
-    tr = packed_transfer(t, index, inst["dram"] - t["dram"], config, store=store)
+    plan = config_stage_plan(inst, program, config, index)
+    moved = index if plan is None else stage_index(plan)  # staged: its footprint
+    tr = packed_transfer(t, moved, inst["dram"] - t["dram"], config, store=store)
     nbytes = _bytes(tr.words, config)
-    lanes_bits = tr.elements * config.accelerator.engine.fmt.width
+    lanes_bits = int(index.size) * config.accelerator.engine.fmt.width
     c = InstCounts(dram_bursts=tr.bursts + tr.merged, dram_rows=tr.rows_opened)
     if inst.op is Op.LOAD:
         c.dram_read_bytes, c.spad_write_bits = nbytes, lanes_bits
@@ -210,7 +357,7 @@ def _dma_counts(
         cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
     elif tr.merged:  # each part-covered word: a burst of its own, in a row the store opens
         cycles += dram.transfer_cycles(bursts=tr.merged, rows_opened=0, write=False)
-    c.cycles = dma_port_cycles(inst, program, config, index, config.device_cycles(cycles))
+    c.cycles, c.port_words = dma_port(inst, program, config, index, config.device_cycles(cycles))
     return c
 
 
@@ -306,9 +453,15 @@ def dma_port_runs(
 def dma_port_commands(
     inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The port commands of a LOAD or STORE (not col2im) as the RTL DMA issues them: each
-    one's words, and the part-covered end words a write of it reads first."""
-    r = dma_port_runs(inst, program, config, index)
+    """The port commands of a LOAD or STORE (not col2im) as the RTL DMA issues them (a
+    staged LOAD's: :func:`stage_runs`): each one's words, and the part-covered end words a
+    write of it reads first."""
+    plan = config_stage_plan(inst, program, config, index)
+    if plan is not None:
+        t = dram_tensor(inst, program)
+        r = stage_runs(plan, t, inst["dram"] - t["dram"], config)
+    else:
+        r = dma_port_runs(inst, program, config, index)
     return r.words, r.merged
 
 
@@ -369,7 +522,7 @@ def store_write_cycles(runs: PortRuns, config: DeviceConfig, latency: int) -> tu
     return int(runs.at[0] + runs.n[0]) + first_wait + sum(costs), c
 
 
-def dma_port_cycles(
+def dma_port(
     inst: Instruction,
     program: Program,
     config: DeviceConfig,
@@ -377,11 +530,13 @@ def dma_port_cycles(
     sdram: int = 0,
     *,
     latency: int | None = None,
-) -> int:
+) -> tuple[int, int]:
     """A LOAD's or STORE's cycles on the RTL's port (docs/device.md, "The time model
-    charges the port"): the address generator walks every lane of its scratchpad words,
-    one a cycle, while the port moves one word a cycle; the longer of those and the
-    SDRAM's ``sdram`` (accelerator cycles), plus the pipeline's fixed stages. A LOAD's
+    charges the port"), and the port words its commands move (a word read again counts
+    again; a STORE's part-covered end words read first too). Cycles: the address
+    generator walks every lane of its scratchpad words, one a cycle, while the port moves
+    one word a cycle; the longer of those and the SDRAM's ``sdram`` (accelerator cycles),
+    plus the pipeline's fixed stages. A LOAD's
     stream also waits for the unpacker (:func:`unpack_waits`) and its last command's words
     follow its walk; a STORE's writer (:func:`store_write_cycles`) follows the walk's
     elements. A col2im STORE walks the tile (pass 1), then reads and writes its footprint
@@ -392,21 +547,29 @@ def dma_port_cycles(
     latency = config.read_latency if latency is None else latency
     lanes, axis = spad_lanes(config, inst["space"]), lane_axis(inst["space"])
     walked = -(-index.shape[axis] // lanes) * lanes * index.shape[1 - axis]
+    t = dram_tensor(inst, program)
     if inst.op is Op.STORE and inst.sub == View.IM2COL:
-        t = dram_tensor(inst, program)
         moved = 2 * _footprint_words(t, index, inst["dram"] - t["dram"], config)  # read, write
-        return max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
+        cycles = max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
+        return cycles, moved
+    plan = config_stage_plan(inst, program, config, index)
+    if plan is not None:
+        base = inst["dram"] - t["dram"]
+        cycles = stage_cycles(plan, t, base, config, index, axis, sdram=sdram, latency=latency)
+        return cycles, int(stage_runs(plan, t, base, config).words.sum())
     runs = dma_port_runs(inst, program, config, index)
     if not runs.n.size:
         busy = max(walked, sdram)  # all padding: no command
-        return busy + (port.load_stages + latency if inst.op is Op.LOAD else port.store_stages)
-    last = int(runs.words[-1])
+        stages = port.load_stages + latency if inst.op is Op.LOAD else port.store_stages
+        return busy + stages, 0
+    last, words = int(runs.words[-1]), int(runs.words.sum())
     if inst.op is Op.LOAD:
-        busy = max(walked + unpack_waits(runs, port.bits), int(runs.words.sum()), sdram)
-        return busy + last + port.load_stages + latency
+        busy = max(walked + unpack_waits(runs, port.bits), words, sdram)
+        return busy + last + port.load_stages + latency, words
     written, last_cycles = store_write_cycles(runs, config, latency)
     last_walk = int(runs.at[-1] + runs.n[-1]) - 1 + last_cycles  # its last element, then it
-    return max(walked, last_walk, written, sdram + last) + port.store_stages
+    cycles = max(walked, last_walk, written, sdram + last) + port.store_stages
+    return cycles, words + int(runs.merged.sum())
 
 
 def _footprint_words(t: dict, index: np.ndarray, base: int, config: DeviceConfig) -> int:
@@ -545,6 +708,7 @@ def _vec_counts(inst: Instruction, program: Program, config: DeviceConfig) -> In
         spad_read_bits=elements * 32,
         spad_write_bits=elements * 32,
         vector_ops=e_out * window if window > 1 else max(e_in, e_out),
+        port_words=read + written,
         cycles=max(
             stream_cycles,
             vector.cycles(op, e_in, e_out, lanes, window, cover),

@@ -123,6 +123,29 @@ def test_lenet_is_the_rtl_tests_design() -> None:
     assert DeviceConfig.for_accelerator(acc, target="ulx3s-85f", **TOP_UNITS) == LENET_CONFIG
 
 
+def test_the_engine_search_compiles_each_engine_once_and_checks_the_chosen(
+    tmp_path, monkeypatch
+) -> None:
+    """On a ULX3S 25F no engine's top fits: every one tried is compiled, each once, and
+    only the narrowest, returned, is checked; its program is the one compiled for it alone."""
+    import barista.device_top as top
+
+    net = train_net_at(str(_tiny(tmp_path)), {})
+    compiled, checked = [], []
+    compile_device, check_top = top.compile_device, top.check_top
+    monkeypatch.setattr(
+        top, "compile_device", lambda n, a, **kw: compiled.append(a) or compile_device(n, a, **kw)
+    )
+    monkeypatch.setattr(top, "check_top", lambda p, c: checked.append(c) or check_top(p, c))
+    dc = compile_for_top(net, target="ulx3s-25f")
+    tried = len(top.top_engines(net))
+    assert compiled == top.top_engines(net) and tried > 1
+    assert checked == [dc.config] and dc.config.accelerator.engine.cols == 1
+    alone = compile_for_top(net, compiled[-1], target="ulx3s-25f")
+    assert alone.compiled.program.to_bytes() == dc.compiled.program.to_bytes()
+    assert len(compiled) == tried + 1 and len(checked) == 2
+
+
 def test_batch_sets_the_data_tops(tmp_path) -> None:
     net = train_net_at(str(_tiny(tmp_path)), {}, batch=3)
     assert net.blobs["data"].shape == (3, 1, 8, 8) and net.blobs["label"].shape == (3,)

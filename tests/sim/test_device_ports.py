@@ -10,9 +10,11 @@ import pytest
 
 from barista_base.errors import InputError
 from barista_hw.device.rtl.decode import write_layout
+from barista_hw.device.rtl.decoder import REPORTS
 from barista_hw.device.rtl.device import Device
 from sim.device_cases import CONFIG
 from sim.device_ports import SIM_TOP, DevicePorts, MemoryTiming
+from sim.device_run import LostReports, counter_values
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,9 @@ def test_widths_come_from_the_signature(ports: DevicePorts) -> None:
         ports.width("nope")
 
 
-def test_counters_are_cycles_and_each_units_busy_count(ports: DevicePorts) -> None:
+def test_counters_are_cycles_each_units_busy_count_and_the_lost_reports(
+    ports: DevicePorts,
+) -> None:
     assert ports.counters[0] == "cycles"
     assert {c.removeprefix("busy_") for c in ports.counters[1:]} == {
         "dma_in",
@@ -40,8 +44,19 @@ def test_counters_are_cycles_and_each_units_busy_count(ports: DevicePorts) -> No
         "engine",
         "vector",
         "link",
+        "lost",
     }
     assert f"#define BD_N_COUNTERS {len(ports.counters)}" in ports.header()
+
+
+def test_a_lost_report_raises_naming_its_reporter(ports: DevicePorts) -> None:
+    names = ports.counters
+    values = [7 if n != "lost" else 0 for n in names]
+    got = counter_values(names, values, "plain")
+    assert got == {n.removeprefix("busy_"): 7 for n in names if n != "lost"}
+    lost = [1 << (REPORTS - 2) if n == "lost" else 7 for n in names]  # the GEMM unit's
+    with pytest.raises(LostReports, match="'plain'.*lost a statistics report of the GEMM unit"):
+        counter_values(names, lost, "plain")
 
 
 def test_wrapper_declares_every_port_and_ties_reset_low(ports: DevicePorts) -> None:

@@ -25,7 +25,9 @@ chose, :func:`read_entry` decodes the first word), in order with the records (``
 waits while a run of them is fetched).
 Two addresses are the device top's, not the decoder's: :data:`FETCH_ADDR` (the word
 address of the next program beat in DRAM) and :data:`FETCH_RUN` (run that many beats
-from it; :mod:`.fetch`), so host registers stay below :data:`FETCH_ADDR`.
+from it; :mod:`.fetch`), so host registers stay below :data:`FETCH_ADDR`. A read of
+:data:`STATUS` gives the decoder's ``lost`` bits: a unit's statistics report that found
+its queue full (:data:`~.decoder.REPORT_NAMES`), which the host must treat as an error.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "FETCH_RUN",
     "RegisterMap",
     "READ",
+    "STATUS",
     "check_fits",
     "command_layout",
     "decode_fields",
@@ -80,6 +83,7 @@ STORED_BITS = 10  # what a write may leave (a GEMM's fa + fb - shift)
 READ = 0x4000  # in a write's address: read the entry word back (below EXP_BASE's bit)
 FETCH_ADDR = 0x2000  # the top's: the next program beat's word address in DRAM (.fetch)
 FETCH_RUN = 0x2001  # the top's: fetch and run that many beats (.fetch)
+STATUS = 0x2002  # read (with READ): the decoder's lost reports, a bit a port (sticky)
 
 
 def command_layout(config: DeviceConfig) -> data.UnionLayout:

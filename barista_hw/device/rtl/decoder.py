@@ -28,14 +28,18 @@ tensor, as :meth:`ScaleTable.wrote`; 3 cycles) before the next record is decoded
 valid ``reports`` entry is queued (:data:`QUEUE` deep a port: a unit reports once an
 instruction) and merged into its tensor's statistics one at a time by read-modify-write
 (2 cycles; peak and overflow the largest, saturation summed; fixed tensors keep none).
+A report that finds its queue full is lost: ``lost`` sets that port's bit and keeps it
+(sticky until reset; the host reads it back at :data:`~.decode.STATUS`,
+:data:`REPORT_NAMES` names the ports), so a lost report is never silent.
 ``scale`` (a pulse) waits until the queues are drained, then walks the entries one a
 cycle: :func:`~barista_hw.device.scaling.next_frac` of every written entry, statistics
 cleared; ``scale_done`` pulses in its last cycle. A register access (``reg_write`` or
 ``reg_read``) is done in a cycle ``reg_ready`` is high (no record being decoded or
 written, the queues drained, no SCALE pending): a write puts ``reg_data`` at
 ``reg_addr`` (a host register, or from :data:`EXP_BASE` word ``addr % 4`` of an entry);
-a read (an entry word, :func:`~.decode.read_address`) gives the word on ``reg_value``
-in the next cycle.
+a read (an entry word, :func:`~.decode.read_address`, or ``lost`` at
+:data:`~.decode.STATUS` with :data:`~.decode.READ`) gives the word on ``reg_value`` in
+the next cycle.
 
 Ports: ``record`` (in, 256), ``static`` (in, :func:`~.decode.command_layout`), ``decode``
 (in, :func:`~.decode.decode_layout`), all three held while ``valid`` (in); ``ready``
@@ -43,7 +47,8 @@ Ports: ``record`` (in, 256), ``static`` (in, :func:`~.decode.command_layout`), `
 ``writes`` (out, :func:`target_layout` x 3), both valid with ``ready``; ``reports`` (in,
 :func:`report_layout` x :data:`REPORTS`); ``scale`` (in), ``scale_done`` (out);
 ``reg_write``, ``reg_read`` (in), ``reg_addr`` (in, 16), ``reg_data`` (in, 32),
-``reg_ready`` (out), ``reg_value`` (out, 32).
+``reg_ready`` (out), ``reg_value`` (out, 32); ``lost`` (out, :data:`REPORTS`: sticky,
+a report lost at that port's full queue).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from .decode import (
     FRAC_BITS,
     READ,
     REG_BITS,
+    STATUS,
     STORED_BITS,
     TENSOR_BITS,
     command_layout,
@@ -79,6 +85,7 @@ __all__ = [
     "MEMORIES",
     "QUEUE",
     "REPORTS",
+    "REPORT_NAMES",
     "Decoder",
     "entry_depth",
     "report_layout",
@@ -86,6 +93,8 @@ __all__ = [
 ]
 
 REPORTS = STREAMS + 2  # VecMem's streams, the GEMM unit, the link
+#: Who reports on each port (a lost report's culprit, :attr:`Decoder.lost`).
+REPORT_NAMES = (*(f"VecMem's stream {k}" for k in range(STREAMS)), "the GEMM unit", "the link")
 QUEUE = 4  # reports waiting a port
 WIDE = signed(STORED_BITS + 3)  # exponent sums
 ENTRY_READS = 5  # eff of a/src, b/src2, dst; frac of out/dst, dst2
@@ -204,6 +213,7 @@ class Decoder(wiring.Component):
                 "reg_data": In(REG_BITS),
                 "reg_ready": Out(1),
                 "reg_value": Out(REG_BITS),
+                "lost": Out(REPORTS),
             }
         )
 
@@ -369,12 +379,17 @@ class Decoder(wiring.Component):
                     port.write(m, at, value)
         m.d.comb += [f.ea.eq(at), f.sa.eq(at)]
         with m.If(self.reg_read):
-            m.d.sync += [self._read_word.eq(word), self._read_fixed.eq(f.fixed_at(at))]
+            m.d.sync += [
+                self._read_word.eq(word),
+                self._read_fixed.eq(f.fixed_at(at)),
+                self._read_status.eq((addr & ~READ) == STATUS),
+            ]
 
     def _readback(self, m: Module, f: _File) -> None:
         """``reg_value``: the word read in the cycle before, as :func:`~.decode.
         exponent_writes` lays the four words out."""
         self._read_word, self._read_fixed = Signal(2, name="read_word"), Signal(name="read_fixed")
+        self._read_status = Signal(name="read_status")
         e = Signal(entry_layout(), name="read_entry")
         s = f.stored.r.data
         m.d.comb += [
@@ -385,7 +400,8 @@ class Decoder(wiring.Component):
             e.width.eq(f.width.r.data),
         ]
         words = [e.as_value(), f.peak.r.data, f.sat.r.data, f.ovf.r.data]
-        m.d.comb += self.reg_value.eq(_pick(words, self._read_word))
+        value = _pick(words, self._read_word)
+        m.d.comb += self.reg_value.eq(Mux(self._read_status, self.lost, value))
 
     # -- statistics -----------------------------------------------------------------------
     def _merge(self, m: Module, f: _File, walking: Value, merging: Signal) -> list:
@@ -399,6 +415,8 @@ class Decoder(wiring.Component):
                 q.w_en.eq(r.valid),
                 q.w_data.eq(Cat(r.tensor[:tb], r.peak, r.saturated, r.overflow)),
             ]
+            with m.If(r.valid & ~q.w_rdy):  # full: the report is lost, say so
+                m.d.sync += self.lost[p].eq(1)
             queues.append(q)
         choice = Signal(range(REPORTS), name="merge_port")  # the first queue with a report
         for k in reversed(range(REPORTS)):

@@ -48,7 +48,9 @@ HOST_INs, in program order); ``host_out`` (out, bus words of HOST_OUTs); ``scale
 the SCALE record, the iteration's end: the exponents move as it is taken); ``readback``
 (out, 32: an exponent-entry word for each ``prog`` write that reads one,
 :func:`~.decode.read_address`; such a write waits until the last word was taken);
-``running``, ``cycles``, ``busy_<unit>`` (the sequencer's).
+``running``, ``cycles``, ``busy_<unit>`` (the sequencer's); ``lost`` (out, the
+decoder's sticky bits of a statistics report lost at a full queue, a bit a report port:
+:data:`~.decoder.REPORT_NAMES`; also read back at :data:`~.decode.STATUS`).
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ from barista_hw.numfmt import Rounding
 
 from ..emit import UNIT
 from ..geometry import Space
-from ..isa import Instruction, Op
+from ..isa import Instruction, Op, Program
 from ..machine import Machine, iteration_seed
 from ..memory import DeviceConfig, PortConfig
+from ..timing import Fetch
 from ..vector import Rounder
 from . import gemm_path, link, vecmem
 from .arbiter import PortArbiter
@@ -77,7 +80,8 @@ from .decode import (
     decode_layout,
     write_layout,
 )
-from .decoder import Decoder, target_layout
+from .decoder import REPORTS, Decoder, target_layout
+from .fetch import BURST as FETCH_BURST
 from .fetch import LAST_BIT, WORDS_BITS, ProgramFetcher, beat_words
 from .gemm_path import Unit, dma_payload, gemm_units, share_port
 from .link import LinkUnit
@@ -94,6 +98,7 @@ __all__ = [
     "beat_lengths",
     "command",
     "command_layout",
+    "fetch_model",
     "pack_record",
     "pack_write",
     "record_layout",
@@ -128,6 +133,26 @@ def beat_lengths(config: DeviceConfig, bus_bits: int = PortConfig.bits) -> dict[
         Op.SYNC: 0,
     }
     return {int(op): beat_words(at + n, bus_bits) for op, n in bits.items()}
+
+
+def fetch_model(
+    program: Program, config: DeviceConfig, *, depth: int = 4, window: int = 64
+) -> Fetch:
+    """How :class:`Device` (its ``depth`` and ``window``) fetches ``program`` from DRAM,
+    for the time model (:func:`~barista_hw.device.timing.schedule`): each record's beat
+    words (:func:`beat_lengths`), each unit's intake (the sequencer's queue or the unit's
+    FIFO, the smaller; VecMem's held until its instruction ends)."""
+    lengths = beat_lengths(config)
+    queue = {u: min(depth, FRONT_DEPTH.get(u, depth + 1)) for u in UNITS}
+    return Fetch(
+        words=[lengths[int(inst.op)] for inst in program.instructions],
+        queue=queue,
+        held=frozenset({"vector"}),
+        window=window,
+        fifo=2 * FETCH_BURST,
+        latency=config.read_latency,
+        word_bytes=PortConfig.bits // 8,
+    )
 
 
 def command(inst: Instruction, machine: Machine, bus_bits: int = 16) -> int:
@@ -208,6 +233,7 @@ class Device(wiring.Component):
             "cycles": Out(COUNT_BITS),
         }
         ports.update({f"busy_{u}": Out(COUNT_BITS) for u in UNITS})
+        ports["lost"] = Out(REPORTS)
         super().__init__(ports)
 
     def elaborate(self, platform: object) -> Module:
@@ -220,7 +246,11 @@ class Device(wiring.Component):
         fetch = ProgramFetcher(beat_bits, self.bus_bits, lengths=lengths)
         m.submodules.fetch = self._fetch = fetch
         fifos = self._dispatch(m, seq, dec)
-        m.d.comb += [self.running.eq(seq.running), self.cycles.eq(seq.cycles)]
+        m.d.comb += [
+            self.running.eq(seq.running),
+            self.cycles.eq(seq.cycles),
+            self.lost.eq(dec.lost),
+        ]
         for u in UNITS:
             m.d.comb += getattr(self, f"busy_{u}").eq(getattr(seq, f"busy_{u}"))
         wiring.connect(m, seq.scale, wiring.flipped(self.scale))

@@ -59,7 +59,7 @@ from barista_hw.memory import collision_free_memory
 from ..isa import Instruction, Op, Program, View
 from ..lowering import WIDE_BITS
 from ..memory import COL2IM_ELEMENTS, PortConfig
-from ..traffic import conv_geometry, dram_tensor, lane_axis, tile_index
+from ..traffic import StagePlan, conv_geometry, dram_tensor, lane_axis, stage_plan, tile_index
 from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
 from .scratchpad import SpadGeometry
 
@@ -69,10 +69,13 @@ COUNT_BITS = 16  # a level's counter (an ISA tile extent is 16 bits)
 COORD_BITS = 18  # image coordinates (signed): heights and widths up to 2**17 - 1
 OFFSET_BITS = 32  # signed address arithmetic, wider than the port's addresses
 FIRST_BIT_BITS = ADDR_BITS + 5  # a bit address in DRAM (bus words of up to 32 bits)
+STAGE_BITS = COUNT_BITS + 2  # a stage element's index share (signed, wrapping: sums exact)
 
 
-def walker_layout() -> data.StructLayout:
-    """One walker's command: start counters and shares, wrap sizes, per-level steps."""
+def walker_layout(stage: bool = False) -> data.StructLayout:
+    """One walker's command: start counters and shares, wrap sizes, per-level steps;
+    ``stage``: with a stage share (the DMA's)."""
+    shares = {"saddr": signed(STAGE_BITS), "sstep": data.ArrayLayout(signed(STAGE_BITS), LEVELS)}
     return data.StructLayout(
         {
             "cnt": data.ArrayLayout(unsigned(COUNT_BITS), LEVELS),
@@ -83,18 +86,21 @@ def walker_layout() -> data.StructLayout:
             "step": data.ArrayLayout(signed(OFFSET_BITS), LEVELS),
             "step_y": data.ArrayLayout(signed(COORD_BITS), LEVELS),
             "step_x": data.ArrayLayout(signed(COORD_BITS), LEVELS),
+            **(shares if stage else {}),
         }
     )
 
 
-def position_layout() -> data.StructLayout:
-    """A walker's position: its counters, address share and image coordinates."""
+def position_layout(stage: bool = False) -> data.StructLayout:
+    """A walker's position: its counters, address share and image coordinates (``stage``:
+    and its stage share)."""
     return data.StructLayout(
         {
             "cnt": data.ArrayLayout(unsigned(COUNT_BITS), LEVELS),
             "addr": signed(OFFSET_BITS),
             "y": signed(COORD_BITS),
             "x": signed(COORD_BITS),
+            **({"saddr": signed(STAGE_BITS)} if stage else {}),
         }
     )
 
@@ -116,8 +122,14 @@ def command_layout(spad_bits: int) -> data.StructLayout:
             "blocks": unsigned(COUNT_BITS),  # ceil(dl / lanes): words per other-axis index
             "height": unsigned(COORD_BITS - 1),
             "width": unsigned(COORD_BITS - 1),
-            "la": walker_layout(),
-            "lo": walker_layout(),
+            "staged": unsigned(1),  # an im2col LOAD through the stage buffer
+            "st_first": signed(OFFSET_BITS),  # the footprint's first element
+            "st_stride": unsigned(OFFSET_BITS),  # elements between its runs (an image)
+            "st_len": unsigned(COUNT_BITS),  # elements a run
+            "st_runs": unsigned(COUNT_BITS),  # runs
+            "st_total": unsigned(COUNT_BITS),  # the footprint's elements (runs x length)
+            "la": walker_layout(stage=True),
+            "lo": walker_layout(stage=True),
         }
     )
 
@@ -128,12 +140,14 @@ def command_layout(spad_bits: int) -> data.StructLayout:
 @dataclass(frozen=True)
 class Walk:
     """One axis as a walker steps it: ``sizes`` of the two wrapping levels, each level's
-    ``(addr, y, x)`` delta, and the start: counters and the axis's share."""
+    ``(addr, y, x)`` or ``(addr, y, x, stage)`` delta, and the start: counters and the
+    axis's shares (the stage share, the DMA's: an element's index in the stage buffer of a
+    staged LOAD)."""
 
     sizes: tuple[int, int]
-    deltas: tuple[tuple[int, int, int], ...]
+    deltas: tuple[tuple[int, ...], ...]
     cnt: tuple[int, int, int]
-    start: tuple[int, int, int]
+    start: tuple[int, ...]
 
     def fields(self) -> dict:
         """The walker's command fields: a level's step is its delta less the lower levels'
@@ -144,9 +158,12 @@ class Walk:
                 tuple(
                     self.deltas[lvl][c]
                     - sum((self.sizes[j] - 1) * self.deltas[j][c] for j in range(lvl))
-                    for c in range(3)
+                    for c in range(len(self.start))
                 )
             )
+        stage = {}
+        if len(self.start) > 3:
+            stage = {"saddr": _wrap(self.start[3]), "sstep": [_wrap(s[3]) for s in steps]}
         return {
             "cnt": list(self.cnt),
             "addr": self.start[0],
@@ -156,16 +173,28 @@ class Walk:
             "step": [s[0] for s in steps],
             "step_y": [s[1] for s in steps],
             "step_x": [s[2] for s in steps],
+            **stage,
         }
+
+
+def _wrap(v: int) -> int:
+    """``v`` as a :data:`STAGE_BITS` signed share (stage sums wrap; valid ones are exact)."""
+    half = 1 << (STAGE_BITS - 1)
+    return (v + half) % (2 * half) - half
 
 
 def _stride(p: int, stride: int) -> Walk:
     """A dense axis from index ``p``: one unbounded level of ``stride``."""
-    return Walk((1, 1), ((0, 0, 0), (0, 0, 0), (stride, 0, 0)), (0, 0, 0), (p * stride, 0, 0))
+    zero = (0, 0, 0, 0)
+    return Walk((1, 1), (zero, zero, (stride, 0, 0, 0)), (0, 0, 0), (p * stride, 0, 0, 0))
 
 
-def _view_axes(inst: Instruction, program: Program, p_row: int, p_col: int) -> tuple[Walk, Walk]:
-    """Walkers of the view's row and column axes from view row ``p_row``, column ``p_col``."""
+def _view_axes(
+    inst: Instruction, program: Program, p_row: int, p_col: int, plan: StagePlan | None = None
+) -> tuple[Walk, Walk]:
+    """Walkers of the view's row and column axes from view row ``p_row``, column ``p_col``;
+    an im2col view's stage shares from ``plan`` (a column's image less the plan's first,
+    its run's length an image)."""
     d = program.descriptors[inst["desc"]]
     if inst.sub == View.MATRIX:
         return _stride(p_row, d["row_stride"]), _stride(p_col, d["col_stride"])
@@ -174,9 +203,9 @@ def _view_axes(inst: Instruction, program: Program, p_row: int, p_col: int) -> t
         img, px = divmod(p_col, pix)
         col = Walk(
             (pix, 1),
-            ((1, 0, 0), (0, 0, 0), (ch * pix, 0, 0)),
+            ((1, 0, 0, 0), (0, 0, 0, 0), (ch * pix, 0, 0, 0)),
             (px, 0, 0),
-            (img * ch * pix + px, 0, 0),
+            (img * ch * pix + px, 0, 0, 0),
         )
         return _stride(p_row, pix), col
     g = conv_geometry(d)
@@ -185,20 +214,22 @@ def _view_axes(inst: Instruction, program: Program, p_row: int, p_col: int) -> t
     c, rest = divmod(p_row, kh * kw)
     ki, kj = divmod(rest, kw)
     chan = inst["group"] * g.group_channels + c
+    at = (chan * h + ki * dh) * w + kj * dw
     row = Walk(
         (kw, kh),
-        ((dw, 0, dw), (dh * w, dh, 0), (h * w, 0, 0)),
+        ((dw, 0, dw, dw), (dh * w, dh, 0, dh * w), (h * w, 0, 0, h * w)),
         (kj, ki, 0),
-        ((chan * h + ki * dh) * w + kj * dw, ki * dh, kj * dw),
+        (at, ki * dh, kj * dw, at),
     )
     img, px = divmod(p_col, g.pixels)
     oy, ox = divmod(px, g.out_width)
     y, x = oy * sh - ph, ox * sw - pw
+    run, image0, skip = (plan.length, plan.image0, plan.skip) if plan else (0, 0, 0)
     col = Walk(
         (g.out_width, g.out_height),
-        ((sw, 0, sw), (sh * w, sh, 0), (g.channels * h * w, 0, 0)),
+        ((sw, 0, sw, sw), (sh * w, sh, 0, sh * w), (g.channels * h * w, 0, 0, run)),
         (ox, oy, 0),
-        (img * g.channels * h * w + y * w + x, y, x),
+        (img * g.channels * h * w + y * w + x, y, x, (img - image0) * run + y * w + x - skip),
     )
     return row, col
 
@@ -236,10 +267,13 @@ def command(
     acc_depth: int = ACC_DEPTH,
     acc_bits: int = WIDE_BITS,
     packed: bool = False,
+    stage_depth: int = 0,
 ) -> dict:
     """The DMA command (:func:`command_layout` fields) of LOAD or STORE ``inst``, whose
     scratchpad side has geometry ``geom``; a col2im STORE's footprint must fit the
-    engine's accumulator of ``acc_depth`` elements of ``acc_bits`` bits.
+    engine's accumulator of ``acc_depth`` elements of ``acc_bits`` bits; an im2col LOAD
+    is staged where :func:`~barista_hw.device.traffic.stage_plan` says so for the
+    engine's stage buffer of ``stage_depth`` elements.
 
     Unpacked, element addresses are the model's slots; ``packed`` (behind a
     :class:`~.packed.PackedPort`), they count from the tensor's first element and
@@ -249,11 +283,12 @@ def command(
     if inst.op is Op.STORE and inst.sub == View.IM2COL and acc_depth == 0:
         raise InputError(f"{inst.text()}: this DMA has no col2im accumulator")
     rows, cols = inst["rows"], inst["cols"]
+    plan = stage_plan(inst, program, geom.lanes, stage_depth)
     if inst["flags"] & 1:  # tile (i, j) is view (c0 + j, r0 + i)
-        vrow, vcol = _view_axes(inst, program, inst["c0"], inst["r0"])
+        vrow, vcol = _view_axes(inst, program, inst["c0"], inst["r0"], plan)
         axes = (vcol, vrow)
     else:
-        axes = _view_axes(inst, program, inst["r0"], inst["c0"])
+        axes = _view_axes(inst, program, inst["r0"], inst["c0"], plan)
     la = lane_axis(inst["space"])
     dl, do = (rows, cols) if la == 0 else (cols, rows)
     blocks = -(-dl // geom.lanes)
@@ -291,6 +326,12 @@ def command(
         "width": d["width"] if im2col else 0,
         "la": axes[la].fields(),
         "lo": axes[1 - la].fields(),
+        "staged": int(plan is not None),
+        "st_first": base + plan.first if plan else 0,
+        "st_stride": plan.stride if plan else 0,
+        "st_len": plan.length if plan else 0,
+        "st_runs": plan.segments if plan else 0,
+        "st_total": plan.elements if plan else 0,
     }
 
 
@@ -304,7 +345,7 @@ def pack_command(fields: dict, geom: SpadGeometry) -> int:
 
 def walker_step(m: Module, pos: data.View, cfg: data.View, name: str) -> data.View:
     """The walker position after one step (combinational)."""
-    nxt = Signal(position_layout(), name=name)
+    nxt = Signal(pos.shape(), name=name)
     m.d.comb += nxt.eq(pos)
     with m.If(pos.cnt[0] != cfg.size[0] - 1):
         m.d.comb += [nxt.cnt[0].eq(pos.cnt[0] + 1), *_add(nxt, pos, cfg, 0)]
@@ -321,16 +362,23 @@ def walker_step(m: Module, pos: data.View, cfg: data.View, name: str) -> data.Vi
 
 
 def _add(nxt: data.View, pos: data.View, cfg: data.View, lvl: int) -> list:
+    stage = [nxt.saddr.eq(pos.saddr + cfg.sstep[lvl])] if _staged(pos) else []
     return [
         nxt.addr.eq(pos.addr + cfg.step[lvl]),
         nxt.y.eq(pos.y + cfg.step_y[lvl]),
         nxt.x.eq(pos.x + cfg.step_x[lvl]),
+        *stage,
     ]
+
+
+def _staged(pos: data.View) -> bool:
+    """Whether walker position ``pos`` has a stage share."""
+    return "saddr" in dict(pos.shape())
 
 
 def _start(w: data.View) -> list:
     """The position fields of a walker's command."""
-    return [w.cnt, w.addr, w.y, w.x]
+    return [w.cnt, w.addr, w.y, w.x, *([w.saddr] if _staged(w) else [])]
 
 
 def col2im_sum_bits(geom: SpadGeometry) -> int:
@@ -361,7 +409,10 @@ class DmaEngine(wiring.Component):
         spad_latency: int = 1,
         acc_depth: int = ACC_DEPTH,
         acc_bits: int = WIDE_BITS,
+        stage_depth: int = 0,
     ) -> None:
+        if not 0 <= stage_depth < 1 << COUNT_BITS:
+            raise InputError(f"DMA stage buffer of {stage_depth} elements: 0 (none) to 65535")
         if not 1 <= max_burst <= max_length(len_bits):
             raise InputError(f"DMA bursts of {max_burst} words: 1 to {max_length(len_bits)}")
         if inflight < 2 or spad_latency < 1:
@@ -379,7 +430,7 @@ class DmaEngine(wiring.Component):
             raise InputError(f"DMA col2im: {acc_bits}-bit elements need bursts of {words} words")
         self.geom, self.addr_bits, self.len_bits = geom, addr_bits, len_bits
         self.max_burst, self.inflight, self.spad_latency = max_burst, inflight, spad_latency
-        self.acc_depth, self.acc_bits = acc_depth, acc_bits
+        self.acc_depth, self.acc_bits, self.stage_depth = acc_depth, acc_bits, stage_depth
         super().__init__(
             {
                 "cmd": In(stream.Signature(command_layout(geom.addr_bits))),
@@ -399,8 +450,9 @@ class DmaEngine(wiring.Component):
         lanes, bits = self.geom.lanes, self.geom.bits
         cmd = Signal(command_layout(self.geom.addr_bits))
         active = Signal()
-        la, lo = Signal(position_layout()), Signal(position_layout())
-        la_mark, lo_start = Signal(position_layout()), Signal(position_layout())
+        at = position_layout(stage=True)
+        la, lo = Signal(at), Signal(at)
+        la_mark, lo_start = Signal(at), Signal(at)
         # Generator counters: lane, other-axis index, block; its lane-axis position t*lanes.
         lane = Signal(max(1, (lanes - 1).bit_length()))
         o = Signal(COUNT_BITS)
@@ -476,7 +528,7 @@ class DmaEngine(wiring.Component):
         with m.Elif(release):
             m.d.sync += [word.eq(nxt), word_ok.eq(nxt_ok), nxt_ok.eq(0)]
         m.d.comb += e_value.eq(word.word_select(lane, bits))
-        m.d.comb += e_valid.eq(active & ~gen_done & (~cmd.store | word_ok))
+        m.d.comb += e_valid.eq(active & ~gen_done & ~cmd.staged & (~cmd.store | word_ok))
 
         # -- merging elements into burst commands
         # A LOAD's FIFO holds a tag per element (1: padding), a STORE's the write data.
@@ -495,11 +547,12 @@ class DmaEngine(wiring.Component):
         # A col2im STORE's second pass drives the port itself (by Mux: every output is a
         # continuous assignment, defined from time 0 in an event-driven simulator).
         col = self._col2im(m, cmd, active, gen_done, e_valid, e_pad, e_addr, e_value, wdata)
-        ph2 = col["phase2"]
+        st = self._staged(m, cmd, active, lo_start)
+        ph2, stg = col["phase2"], cmd.staged
         m.d.comb += [
-            pc.valid.eq(Mux(ph2, col["c_valid"], pend_valid & ~extend)),
-            pc.payload.addr.eq(Mux(ph2, col["c_addr"], pend_addr)),
-            pc.payload.length.eq(Mux(ph2, col["c_len"], pend_len)),
+            pc.valid.eq(Mux(ph2, col["c_valid"], Mux(stg, st["c_valid"], pend_valid & ~extend))),
+            pc.payload.addr.eq(Mux(ph2, col["c_addr"], Mux(stg, st["c_addr"], pend_addr))),
+            pc.payload.length.eq(Mux(ph2, col["c_len"], Mux(stg, st["c_len"], pend_len))),
             pc.payload.write.eq(Mux(ph2, col["c_write"], cmd.store)),
         ]
         sent = pc.valid & pc.ready
@@ -532,7 +585,7 @@ class DmaEngine(wiring.Component):
         got = Signal()
         value = Signal(bits)
         m.d.comb += [
-            r.ready.eq((tags.r_rdy & ~tags.r_data) | col["r_ready"]),
+            r.ready.eq((tags.r_rdy & ~tags.r_data) | col["r_ready"] | st["r_ready"]),
             got.eq(tags.r_rdy & (tags.r_data | r.valid)),
             tags.r_en.eq(got),
             value.eq(Mux(tags.r_data, 0, r.payload)),
@@ -552,16 +605,144 @@ class DmaEngine(wiring.Component):
                     self.s_w_data.eq(filled),
                     a_words.eq(a_words + 1),
                 ]
+        with m.If(st["w_en"]):  # a staged LOAD's word, every lane at once
+            m.d.sync += [
+                self.s_w_en.eq(1),
+                self.s_w_addr.eq(cmd.spad + a_words),
+                self.s_w_data.eq(st["w_data"]),
+                a_words.eq(a_words + 1),
+            ]
         with m.If(self.cmd.valid & ~active):
             m.d.sync += [a_words.eq(0), a_lane.eq(0)]
 
         # -- the end of a command
         total = cmd.blocks * cmd.do
-        load_done = ~cmd.store & (a_words == total) & ~self.s_w_en
+        load_done = ~cmd.store & (a_words == total) & ~self.s_w_en & st["filled"]
         store_done = cmd.store & ~cmd.col2im & gen_done & ~pend_valid & ~wdata.r_rdy
         with m.If(active & (load_done | store_done | col["done"])):
             m.d.sync += active.eq(0)
         return m
+
+    def _staged(self, m: Module, cmd: data.View, active: Signal, lo_start: data.View) -> dict:
+        """A staged im2col LOAD (:func:`~barista_hw.device.traffic.stage_plan`).
+
+        Phase 1 reads the footprint's runs in bursts of ``max_burst`` elements into the
+        stage buffer, one copy a lane (``lanes`` memories of ``stage_depth`` elements,
+        written alike, in index order). Phase 2 makes a scratchpad word a cycle: each lane
+        reads its copy at its element's stage index (the lane walker's stage share, kept
+        per lane, plus the other walker's), padding and lanes past the tile's edge read as
+        zero. The phases overlap: a word goes once every lane's element is in the buffer
+        (its index below the elements written); the LOAD ends once the whole footprint is
+        in. The lanes' positions of the next block of
+        words are stepped one a cycle while the current block's words go out. Returns the
+        port command, the read data's ``r_ready`` and the scratchpad word to write
+        (``w_en``, ``w_data``).
+        """
+        lanes, bits, depth = self.geom.lanes, self.geom.bits, self.stage_depth
+        if not depth:
+            zero = Const(0)
+            keys = ("c_valid", "c_addr", "c_len", "r_ready", "w_en", "w_data")
+            return {**dict.fromkeys(keys, zero), "filled": Const(1)}
+        new = self.cmd.valid & ~active
+        on = active & cmd.staged
+        # -- phase 1: the footprint's runs into every lane's copy
+        run, off = Signal(COUNT_BITS), Signal(COUNT_BITS)
+        run_addr = Signal(signed(OFFSET_BITS))
+        left = Signal(COUNT_BITS)
+        m.d.comb += left.eq(cmd.st_len - off)
+        now = Mux(left < self.max_burst, left, self.max_burst)
+        c_valid = on & (run != cmd.st_runs)
+        with m.If(c_valid & self.port.cmd.ready):
+            with m.If(left == now):
+                m.d.sync += [run.eq(run + 1), off.eq(0), run_addr.eq(run_addr + cmd.st_stride)]
+            with m.Else():
+                m.d.sync += off.eq(off + now)
+        wrote = Signal(COUNT_BITS)
+        beat = on & self.port.r.valid
+        with m.If(beat):
+            m.d.sync += wrote.eq(wrote + 1)
+        with m.If(new):
+            m.d.sync += [run.eq(0), off.eq(0), run_addr.eq(self.cmd.payload.st_first)]
+            m.d.sync += wrote.eq(0)
+
+        # -- the lanes' positions, a block ahead
+        rec = data.StructLayout(
+            {"s": signed(STAGE_BITS), "y": signed(COORD_BITS), "x": signed(COORD_BITS)}
+        )
+        pp = Signal(position_layout(stage=True))
+        pp_next = walker_step(m, pp, cmd.la, "st_pp_next")
+        nxt = [Signal(rec, name=f"st_nxt{i}") for i in range(lanes)]
+        cur = [Signal(rec, name=f"st_cur{i}") for i in range(lanes)]
+        pi = Signal(range(lanes + 1))
+        ahead = pi == lanes
+        with m.If(on & ~ahead):
+            for i in range(lanes):
+                with m.If(pi == i):
+                    m.d.sync += [nxt[i].s.eq(pp.saddr), nxt[i].y.eq(pp.y), nxt[i].x.eq(pp.x)]
+            m.d.sync += [pp.eq(pp_next), pi.eq(pi + 1)]
+        loaded = Signal(COUNT_BITS)  # blocks whose lanes went into ``cur``
+        cur_ok = Signal()
+        cur_tw, next_tw = Signal(COUNT_BITS + 1), Signal(COUNT_BITS + 1)
+        o = Signal(COUNT_BITS)
+        lo = Signal(position_layout(stage=True))
+        lo_next = walker_step(m, lo, cmd.lo, "st_lo_next")
+        ready = Signal(lanes)  # each lane's element is padding or already in the buffer
+        issue = on & cur_ok & ready.all()
+        last = o == cmd.do - 1
+        load = on & ahead & (loaded != cmd.blocks) & (~cur_ok | (issue & last))
+        with m.If(load):
+            m.d.sync += [c.eq(n) for c, n in zip(cur, nxt, strict=True)]
+            m.d.sync += [cur_ok.eq(1), cur_tw.eq(next_tw), next_tw.eq(next_tw + lanes)]
+            m.d.sync += [loaded.eq(loaded + 1), pi.eq(0)]
+        with m.Elif(issue & last):
+            m.d.sync += cur_ok.eq(0)
+        with m.If(issue):
+            with m.If(last):
+                m.d.sync += [o.eq(0), lo.eq(lo_start)]
+            with m.Else():
+                m.d.sync += [o.eq(o + 1), lo.eq(lo_next)]
+        with m.If(new):
+            p = self.cmd.payload
+            m.d.sync += [a.eq(b) for a, b in zip(_start(pp), _start(p.la), strict=True)]
+            m.d.sync += [a.eq(b) for a, b in zip(_start(lo), _start(p.lo), strict=True)]
+            m.d.sync += [pi.eq(0), loaded.eq(0), cur_ok.eq(0), next_tw.eq(0), o.eq(0)]
+
+        # -- phase 2: every lane reads its copy; the word is written the cycle after
+        idx_bits = max(1, (depth - 1).bit_length())
+        pad, got = Signal(lanes), Signal()
+        lanes_out = []
+        for i in range(lanes):
+            ram = collision_free_memory(unsigned(bits), depth)
+            m.submodules[f"stage{i}"] = ram
+            wp, rp = ram.write_port(), ram.read_port(domain="sync")
+            s, y, x = Signal(STAGE_BITS), Signal(signed(COORD_BITS)), Signal(signed(COORD_BITS))
+            m.d.comb += [
+                s.eq(cur[i].s + lo.saddr),
+                y.eq(cur[i].y + lo.y),
+                x.eq(cur[i].x + lo.x),
+                wp.addr.eq(wrote),
+                wp.data.eq(self.port.r.payload),
+                wp.en.eq(beat),
+                rp.addr.eq(s[:idx_bits]),
+            ]
+            inside = (y.as_unsigned() < cmd.height) & (x.as_unsigned() < cmd.width)
+            pad_now = ~inside | (cur_tw + i >= cmd.dl)
+            # Phase 1 writes the buffer in index order: below ``wrote``, an element is in.
+            m.d.comb += ready[i].eq(pad_now | (s[:idx_bits] < wrote))
+            m.d.sync += pad[i].eq(pad_now)
+            lanes_out.append(Mux(pad[i], 0, rp.data))
+        m.d.sync += got.eq(issue)
+        return {
+            "c_valid": c_valid,
+            "c_addr": run_addr + off,
+            "c_len": now,
+            "r_ready": on,
+            "w_en": got,
+            "w_data": Cat(*lanes_out),
+            # A staged LOAD ends once its whole footprint is in, read or not (no read of
+            # it is left in the port for the next command).
+            "filled": ~cmd.staged | (wrote == cmd.st_total),
+        }
 
     def _col2im(
         self,

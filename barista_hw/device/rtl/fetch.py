@@ -46,6 +46,7 @@ from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
 
 __all__ = [
     "ALIGN",
+    "BURST",
     "WORDS_BITS",
     "ProgramFetcher",
     "beat_layout",
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 ALIGN = 16  # the image's first word: on a burst boundary
+BURST = 16  # words a read command (the FIFO holds two)
 WORDS_BITS = 24  # bus words a run
 LAST_BIT = 31  # in FETCH_RUN's data: the run's final beat is the program's last
 
@@ -123,7 +125,7 @@ class ProgramFetcher(wiring.Component):
         bus_bits: int = 16,
         *,
         lengths: Mapping[int, int] | None = None,
-        burst: int = 16,
+        burst: int = BURST,
     ) -> None:
         if not 1 <= burst <= max_length(LEN_BITS):
             raise InputError(f"fetch bursts of {burst} words: 1 to {max_length(LEN_BITS)}")

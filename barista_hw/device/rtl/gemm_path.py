@@ -29,6 +29,7 @@ from ..geometry import Space
 from ..isa import Instruction, Op, Program
 from ..lowering import WIDE_BITS
 from ..memory import DeviceConfig, PortConfig
+from ..traffic import stage_depth
 from . import dma as dma_rtl
 from . import gemm_unit
 from .dma import ACC_DEPTH, DmaEngine
@@ -97,7 +98,12 @@ def command(
     if unit is None:
         raise InputError(f"{inst.text()}: the GEMM path LOADs into A or B and STOREs from C")
     fields = dma_rtl.command(
-        inst, program, geometry(config, space), acc_depth=col2im_depth(config), packed=True
+        inst,
+        program,
+        geometry(config, space),
+        acc_depth=col2im_depth(config),
+        packed=True,
+        stage_depth=stage_depth(config, space),
     )
     return {"unit": int(unit), "dma": fields}
 
@@ -115,14 +121,16 @@ def gemm_units(
     m: Module, cfg: DeviceConfig, max_burst: int
 ) -> tuple[dict, gemm_unit.GemmUnit, Scratchpad]:
     """The three DMAs (unit -> engine; only C's, whose STOREs add into DRAM by col2im, has
-    the accumulator), the GEMM unit and scratchpad C, added to ``m`` with their
-    scratchpads wired: LOADs write A and B inside the GEMM unit; it writes C; STOREs read C."""
+    the accumulator; only B's, which takes the im2col LOADs, the stage buffer), the GEMM
+    unit and scratchpad C, added to ``m`` with their scratchpads wired: LOADs write A and
+    B inside the GEMM unit; it writes C; STOREs read C."""
     c_geom = geometry(cfg, Space.C)
     dmas = {
         u: DmaEngine(
             geometry(cfg, s),
             max_burst=max_burst,
             acc_depth=col2im_depth(cfg) if u is Unit.STORE_C else 0,
+            stage_depth=stage_depth(cfg, s),
         )
         for u, s in _DMA_SPACES.items()
     }

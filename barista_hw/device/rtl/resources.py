@@ -5,7 +5,10 @@
   (C's writes, the block's statistics);
 * ``scratch_c`` (block RAM): scratchpad C, ``c_depth`` words of ``cols`` elements;
 * ``dma``: the three DMA engines (LOAD A, LOAD B, STORE C), STORE C's col2im accumulator
-  (``col2im``, block RAM: ``col2im_elements`` slots of :func:`~.dma.col2im_sum_bits`);
+  (``col2im``, block RAM: ``col2im_elements`` slots of :func:`~.dma.col2im_sum_bits`),
+  LOAD B's im2col stage buffer (``im2col_stage``, block RAM: ``im2col_stage`` elements a
+  lane of B; its logic :data:`STAGE_FIXED` and :data:`STAGE_LANE` a lane, measured alone
+  at 4 and 8 lanes with ``bench/synth_device_unit.py dma-b-stage``, less ``dma-b``);
 * ``packed``: the two packed ports between the DMAs and the memory port;
 * ``vector``: :class:`~.vecmem.VecMem`: its fetchers, writer and queues, and per lane the
   vector datapath (the multipliers of scaling and SGD among them); its three staging rings
@@ -31,12 +34,13 @@ The constants are one measurement: ``bench/calibrate_device_resources.py`` on th
 fx16 top of ``tests/barista/test_device_generate.py``'s net (4 vector lanes, 24 tensors,
 37 host registers), Yosys 0.70 ``synth_ecp5 -noflatten`` (the calibration's purge flow),
 logic counted as :func:`barista_hw.resources.estimate` counts it; VecMem (at 1 and 4
-lanes: its fixed part and a lane), the FIFOs, the sequencer and the decoder re-measured
-alone with the same flow (``bench/synth_device_unit.py``) after they shrank. What one
-point cannot separate is split by structure and marked *assumed*: the decoder's logic
-beyond its memories (measured at 24 tensors and 37 registers, and 48 and 2,084) grows
-with the tensors only (the ``fixed`` bits' multiplexers, the report queues' tensor
-index), not with the registers' address. Every design
+lanes: its fixed part and a lane), the FIFOs, the sequencer, the decoder and the arbiter
+(five masters, the fetcher the fifth) re-measured alone with the same flow
+(``bench/synth_device_unit.py``) after they shrank (or, the arbiter, gained its fifth
+master). What one point cannot separate is split by structure and marked *assumed*: the
+decoder's logic beyond its memories (measured at 24 tensors and 37 registers, and 48 and
+2,084) grows with the tensors only (the ``fixed`` bits' multiplexers, the report queues'
+tensor index), not with the registers' address. Every design
 ``barista generate --device`` writes has the measured window and queue depth.
 docs/device.md has the measurements beside the estimate. ECP5 only.
 """
@@ -54,6 +58,7 @@ from barista_hw.targets import Budget, get_target
 
 from ..geometry import Space
 from ..memory import DeviceConfig
+from ..traffic import stage_depth
 from .decode import REG_BITS
 from .decoder import MEMORIES, entry_depth
 from .device import FRONT_DEPTH, SEQ_KEEP, record_layout, unit_entry_layout
@@ -76,17 +81,20 @@ RINGS = 3  # VecMem's staging rings (its operands), one block-RAM copy per lane 
 GEMM_UNIT = (773, 155)  # the GEMM unit around the accelerator
 DMA = (3452, 1428, 1)  # a DMA engine (LOAD A 3,285 and LOAD B 3,618 cells measured)
 COL2IM = (1198, 133)  # STORE C's accumulator beyond a DMA (4,650 cells measured)
+STAGE_FIXED = (91, 438)  # LOAD B's stage buffer beyond a DMA: +1,177 / +809 at 4 lanes,
+STAGE_LANE = (272, 93)  # +2,263 / +1,180 at 8 (cells / flip-flops; its command fields)
 PACKED = (1354, 207)  # a packed port
 VEC_FIXED = (11931, 1268, 24)  # VecMem's fetchers, writer, queues (no command copy)
 VEC_LANE = (18706, 2703, 12)  # a lane: VecMem at 4 lanes less at 1, / 3
-DEC_FIXED = (2753, 415)  # 3,601 cells less its distributed RAM, 463 FFs (24 tensors)
+DEC_FIXED = (2826, 421)  # 3,674 cells less its distributed RAM, 469 FFs (24 tensors)
 DEC_TENSOR = (18, 1)  # 3,939 cells at 48 tensors, 2,084 registers; a ``fixed`` flip-flop
 DEC_MULTS = 1  # lr x decay
 SEQ_FIXED = (3821, 645)  # the sequencer's scoreboard and issue, the top's front-ends
 SEQ_QUEUE_BIT = (1.0, 1.0)  # per bit of the six queues' entries (depth x entry bits)
 FIFO_FFS_PER_BIT = 1.0  # the output register; storage: lutram_cells (2 per bit)
 FIFO_CONTROL = (23, 4)  # a FIFO's pointers and flags: with distributed RAM, register only
-LINK, ARBITER = (674, 92), (403, 41)
+LINK = (674, 92)
+ARBITER = (459, 43)  # five masters, alone (four: 413, 41; 403 in the top before)
 FETCH = (758, 72)  # the program fetcher alone (LeNet's top's), less its beat register
 
 
@@ -143,6 +151,12 @@ def estimate_device(
     bram["scratch_c"] = memory_blocks(c_geom.depth, c_geom.word_bits, aspects)
     acc = col2im_depth(config)
     bram["col2im"] = memory_blocks(acc, col2im_sum_bits(c_geom), aspects) if acc else 0
+    b_geom, stage = geometry(config, Space.B), stage_depth(config, Space.B)
+    stage_blocks = memory_blocks(stage, b_geom.bits, aspects) if stage else 0
+    bram["im2col_stage"] = b_geom.lanes * stage_blocks
+    staging = [
+        (f + b_geom.lanes * v) * bool(stage) for f, v in zip(STAGE_FIXED, STAGE_LANE, strict=True)
+    ]
     bram["vec_rings"] = RINGS * lanes * memory_blocks(ring_depth(config), DATA_BITS, aspects)
     dec_cells, bram["decoder"] = decoder_memories(tensors, registers, aspects)
     # The sequencer queues records for each unit and for itself.
@@ -150,7 +164,11 @@ def estimate_device(
     fifo, queue = fifo_bits(config), depth * (len(UNITS) * unit_entry + own_entry)
     units = {  # unit -> (logic cells, flip-flops, multipliers)
         "engine": (engine.luts + GEMM_UNIT[0], engine.ffs + GEMM_UNIT[1], engine.mults),
-        "dma": (3 * DMA[0] + COL2IM[0] * bool(acc), 3 * DMA[1] + COL2IM[1] * bool(acc), 3),
+        "dma": (
+            3 * DMA[0] + COL2IM[0] * bool(acc) + staging[0],
+            3 * DMA[1] + COL2IM[1] * bool(acc) + staging[1],
+            3,
+        ),
         "packed": (2 * PACKED[0], 2 * PACKED[1], 0),
         "vector": tuple(f + lanes * v for f, v in zip(VEC_FIXED, VEC_LANE, strict=True)),
         "decoder": (

@@ -159,6 +159,9 @@ def test_the_units_capacities() -> None:
         ScratchpadConfig(vec_ring=500)
     with pytest.raises(InputError, match="col2im_elements = 0 must be positive"):
         ScratchpadConfig(col2im_elements=0)
+    assert (units.im2col_stage, ScratchpadConfig(im2col_stage=0).im2col_stage) == (1024, 0)
+    with pytest.raises(InputError, match="im2col_stage = -1 must not be negative"):
+        ScratchpadConfig(im2col_stage=-1)
 
 
 def test_json_round_trip() -> None:

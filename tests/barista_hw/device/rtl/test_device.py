@@ -31,6 +31,7 @@ from barista_hw.device.isa import Op
 from barista_hw.device.memory import LinkConfig
 from barista_hw.device.rtl.decode import (
     READ,
+    STATUS,
     RegisterMap,
     check_fits,
     command_layout,
@@ -42,8 +43,8 @@ from barista_hw.device.rtl.decode import (
     read_entry,
     static_command,
 )
-from barista_hw.device.rtl.decoder import Decoder
-from barista_hw.device.rtl.device import Device, command
+from barista_hw.device.rtl.decoder import QUEUE, REPORT_NAMES, REPORTS, Decoder
+from barista_hw.device.rtl.device import Device, command, fetch_model
 from barista_hw.device.timing import schedule
 from barista_hw.device.traffic import program_counts
 from sim.device_cases import CONFIG, ITERATION, ITERATIONS, MODES, iteration, program, setup
@@ -123,9 +124,13 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     print(f"device top: cycles at each SCALE {got.scale_cycles}")
     print(f"time model: {timing.cycles} cycles; busy {timing.busy}")
     fast = dataclasses.replace(CONFIG, link=LinkConfig(baud=300_000_000))  # the RTL has no UART
-    timing = schedule(prog, program_counts(prog, fast), CONFIG.accelerator.clock_mhz)
-    print(f"time model, 300 Mbaud link: {timing.cycles} cycles; busy {timing.busy}")
+    fetch = fetch_model(prog, CONFIG)
+    timing = schedule(prog, program_counts(prog, fast), CONFIG.accelerator.clock_mhz, fetch)
+    print(f"time model, 300 Mbaud link, fetched: {timing.cycles} cycles; busy {timing.busy}")
     assert all(0 < c[u] <= c["cycles"] for u in c if u != "cycles")
+    at = [0, *got.scale_cycles]
+    for i in range(ITERATIONS):  # the test's memory: read latency 3, the model's 2
+        assert abs((at[i + 1] - at[i]) / timing.cycles - 1) <= 0.05, (i, at, timing.cycles)
 
 
 async def _until(ctx, signal) -> None:  # noqa: ANN001
@@ -294,8 +299,51 @@ def test_decoder_merges_every_port_at_once_then_scales() -> None:
         scales.advance()
         for addr, want in exponent_writes(scales, prog).items():
             assert await _read(ctx, dut, addr) == want, f"scaled word {addr:#x}"
+        assert ctx.get(dut.lost) == 0  # nothing lost: no false alarm
 
     assert len(first) == n == len(second) and fixed and len(free) > 2 * n
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_a_report_at_a_full_queue_sets_its_sticky_lost_bit() -> None:
+    """The decoder alone (pysim): :data:`QUEUE` reports on the GEMM unit's port in
+    successive cycles are kept; then twice as many in a row (a merge takes 2 cycles) fill
+    its queue, and the report that finds it full sets that port's ``lost`` bit, alone;
+    it stays set after the queue drained and a SCALE, and reads back at ``STATUS``."""
+    prog = program()
+    dut = Decoder(CONFIG, tensors=len(prog.tensors), registers=RegisterMap.of(prog).size)
+    gemm = REPORTS - 2
+    assert REPORT_NAMES[gemm] == "the GEMM unit"
+
+    async def burst(ctx, count: int) -> None:  # noqa: ANN001
+        for _ in range(count):
+            for k in range(REPORTS):
+                ctx.set(dut.reports[k].valid, 0)
+            report = {"valid": 1, "tensor": 0, "peak": 1, "saturated": 0, "overflow": 0}
+            ctx.set(dut.reports[gemm], report)
+            await ctx.tick()
+        ctx.set(dut.reports[gemm].valid, 0)
+        for _ in range(4 * count):  # drained
+            await ctx.tick()
+
+    async def bench(ctx) -> None:  # noqa: ANN001
+        await burst(ctx, QUEUE)
+        assert ctx.get(dut.lost) == 0
+        assert await _read(ctx, dut, STATUS | READ) == 0
+        await burst(ctx, 2 * QUEUE + 2)
+        assert ctx.get(dut.lost) == 1 << gemm
+        ctx.set(dut.scale, 1)
+        await ctx.tick()
+        ctx.set(dut.scale, 0)
+        while not ctx.get(dut.scale_done):
+            await ctx.tick()
+        await ctx.tick()
+        assert ctx.get(dut.lost) == 1 << gemm  # sticky
+        assert await _read(ctx, dut, STATUS | READ) == 1 << gemm
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,18 +46,27 @@ from sim.lint import lint
 # A 3 x 3 fx16 engine: A, B and C have one geometry (3 lanes of 16 bits, 128 words), so
 # one harness runs every case.
 ACC = DEFAULT_ACCELERATOR.derive(rows=3, cols=3, depth=128, acc_depth=16)
-CONFIG = DeviceConfig.for_accelerator(ACC, target="ulx3s-85f", c_depth=128, v_depth=128)
+# The harness's im2col stage buffer: small, so some random footprints fit and some do not.
+STAGE = 64
+CONFIG = DeviceConfig.for_accelerator(
+    ACC, target="ulx3s-85f", c_depth=128, v_depth=128, im2col_stage=STAGE
+)
 GEOM = geometry(CONFIG, Space.A)
 assert GEOM == geometry(CONFIG, Space.B) == geometry(CONFIG, Space.C)
 BITS, LANES = GEOM.bits, GEOM.lanes
 # The same engine in fx12: 12-bit elements straddle the 16-bit bus words (packed). Its
 # DMA has no col2im accumulator (32 bits are no whole number of 12-bit elements).
 CONFIG12 = DeviceConfig.for_accelerator(
-    ACC.derive(fmt=FixedFormat.parse("fx12")), target="ulx3s-85f", c_depth=128, v_depth=128
+    ACC.derive(fmt=FixedFormat.parse("fx12")),
+    target="ulx3s-85f",
+    c_depth=128,
+    v_depth=128,
+    im2col_stage=STAGE,
 )
 GEOM12 = geometry(CONFIG12, Space.A)
 STALL = 0.3
 IM2COL_CASES = 8
+STAGE_CASES = 8  # larger im2col tiles into B, across images: staged, or falling back
 COL2IM_CASES = 6
 
 
@@ -183,7 +193,14 @@ class Spec:
         pre = _pack_words(_words(self.tile, space, self.geom), self.geom.bits) if store else []
         name = f"{self.name}{'-stalled' if stall else ''}"
         acc_depth = ACC_DEPTH if self.geom == GEOM else 0
-        cmd = command(self.inst, self.program, self.geom, packed=self.packed, acc_depth=acc_depth)
+        cmd = command(
+            self.inst,
+            self.program,
+            self.geom,
+            packed=self.packed,
+            acc_depth=acc_depth,
+            stage_depth=STAGE,  # the harness's engine stages im2col LOADs into A, too
+        )
         spad = self.inst["spad"]
         memory = self.words(self.memory)
         return DmaCase(name, cmd, memory, spad, words, pre, stall, latency)
@@ -233,6 +250,32 @@ def _span(rng, size: int, most: int) -> tuple[int, int]:  # noqa: ANN001
     return int(rng.integers(0, size - n + 1)), n
 
 
+def _random_im2col(
+    name: str,
+    rng_of: Callable[[str], np.random.Generator],
+    images: int,
+    cols: int,
+    space: Space,
+    flags: int,
+    base: int | None = None,
+) -> Spec:
+    """An im2col LOAD of a random geometry over up to ``images`` images, a tile of up to 8
+    rows and ``cols`` columns (``flags``: transposed) into ``space``, from element ``base``
+    (None: random)."""
+    rng = rng_of(name)
+    g = _random_conv(rng)
+    images = int(rng.integers(1, images + 1))
+    prog = Program(descriptors=[_conv_desc(g, images)])
+    rows, cols_ = _span(rng, g.k, 8), _span(rng, images * g.pixels, cols)
+    tile = (cols_, rows) if flags else (rows, cols_)
+    group = int(rng.integers(0, g.group))
+    base = int(rng.integers(0, 4)) if base is None else base
+    inst = _inst(
+        Op.LOAD, View.IM2COL, space, desc=0, base=base, tile=tile, flags=flags, group=group
+    )
+    return Spec(name, prog, inst, base + images * g.channels * g.height * g.width, rng)
+
+
 def specs() -> list[Spec]:
     """The cases: deterministic, seeded from their names."""
     out: list[Spec] = []
@@ -257,22 +300,23 @@ def specs() -> list[Spec]:
     out.append(Spec("folded-B", prog, inst, 3 + 3 * 3 * 5, rng))
     # im2col: random geometries, groups, tiles of both orientations into A and B.
     for i in range(IM2COL_CASES):
-        name = f"im2col-{i}"
-        rng = rng_of(name)
-        g = _random_conv(rng)
-        images = int(rng.integers(1, 3))
-        prog = Program(descriptors=[_conv_desc(g, images)])
-        space = Space.A if i % 2 else Space.B
-        flags = (i // 2) % 2
-        rows, cols = _span(rng, g.k, 8), _span(rng, images * g.pixels, 12)
-        tile = (cols, rows) if flags else (rows, cols)
-        group = int(rng.integers(0, g.group))
-        base = int(rng.integers(0, 4))
-        inst = _inst(
-            Op.LOAD, View.IM2COL, space, desc=0, base=base, tile=tile, flags=flags, group=group
-        )
-        size = base + images * g.channels * g.height * g.width
-        out.append(Spec(name, prog, inst, size, rng))
+        space, flags = Space.A if i % 2 else Space.B, (i // 2) % 2
+        out.append(_random_im2col(f"im2col-{i}", rng_of, 2, 12, space, flags))
+    # Staged im2col: tiles of more rows and columns, up to three images, into B.
+    for i in range(STAGE_CASES):
+        out.append(_random_im2col(f"stage-{i}", rng_of, 3, 21, Space.B, i % 2, base=1))
+    # Staged with blocks of two words, fewer than the lanes: the walk waits for each
+    # block's lanes (a 2 x 1 kernel's two taps over one 7 x 3 image's 18 pixels).
+    g = ConvGeometry(1, 7, 3, (2, 1), (1, 1), (0, 0), (1, 1))
+    prog = Program(descriptors=[_conv_desc(g, 1)])
+    inst = _inst(Op.LOAD, View.IM2COL, Space.B, desc=0, base=2, tile=((0, 2), (0, 18)))
+    out.append(Spec("stage-short", prog, inst, 2 + 21, rng_of("stage-short")))
+    # Staged over two images whose last run's tail no word reads (image 0's pixels need
+    # later input rows than image 1's): the LOAD ends once the whole footprint is in.
+    g = ConvGeometry(1, 5, 5, (3, 3), (1, 1), (0, 0), (1, 1))
+    prog = Program(descriptors=[_conv_desc(g, 2)])
+    inst = _inst(Op.LOAD, View.IM2COL, Space.B, desc=0, base=0, tile=((0, 9), (5, 8)))
+    out.append(Spec("stage-tail", prog, inst, 2 * 25, rng_of("stage-tail")))
     # STORE: a dense tile from C into a strided matrix, and a folded one.
     rng = rng_of("store-dense")
     prog = Program(descriptors=[{"row_stride": 8, "col_stride": 1}])
@@ -391,7 +435,7 @@ def _results(cache: dict, sim: str) -> list[DmaResult]:
     key = ("dma", sim)
     if key not in cache:
         try:
-            cache[key] = run_cases(build(sim, GEOM), _cases(), seed=11)
+            cache[key] = run_cases(build(sim, GEOM, stage_depth=STAGE), _cases(), seed=11)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -410,6 +454,30 @@ def test_dma_bit_exact(sim: str, index: int, sim_run_cache: dict) -> None:
         np.testing.assert_array_equal(got, words, err_msg=f"{res.case.name}: scratchpad words")
     got = res.memory & ((1 << BUS_BITS) - 1)
     np.testing.assert_array_equal(got, spec.words(memory), err_msg=f"{res.case.name}: memory")
+
+
+def test_im2col_cases_take_the_stage_and_fall_back() -> None:
+    """The im2col LOADs exercise the stage buffer and both fallbacks: staged ones of both
+    orientations, over runs of several images, with blocks shorter than the lanes' step
+    (the walk waits for the next block's lanes); unstaged ones whose footprint exceeds the
+    buffer and ones staging would not speed up."""
+    seen = set()
+    for spec in SPECS + SPECS12:
+        if spec.inst.op is not Op.LOAD or spec.inst.sub != View.IM2COL:
+            continue
+        lanes = spec.geom.lanes
+        plan = traffic.stage_plan(spec.inst, spec.program, lanes, STAGE, spec.index)
+        if plan is None:
+            big = traffic.stage_plan(spec.inst, spec.program, lanes, 1 << 15, spec.index)
+            seen.add("too big" if big else "not faster")
+            continue
+        seen |= {f"staged-{spec.inst['flags']}", f"packed-{spec.packed}"}
+        if plan.segments > 1:
+            seen.add("runs")
+        if plan.blocks > 1 and plan.words // plan.blocks <= lanes:
+            seen.add("short blocks")
+    want = {"staged-0", "staged-1", "runs", "short blocks", "too big", "not faster"}
+    assert want | {"packed-True", "packed-False"} <= seen, seen
 
 
 def test_col2im_cases_tell_saturating_once_from_every_step() -> None:
@@ -468,7 +536,8 @@ def _results12(cache: dict, sim: str) -> list[DmaResult]:
     if key not in cache:
         try:
             cases = [SPECS12[i].case(stall, LATENCY) for i, stall in RUNS12]
-            cache[key] = run_cases(build(sim, GEOM12, acc_depth=0), cases, seed=12)
+            design = build(sim, GEOM12, acc_depth=0, stage_depth=STAGE)
+            cache[key] = run_cases(design, cases, seed=12)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -493,7 +562,7 @@ def test_dma_packed_12_bit_exact(sim: str, index: int, sim_run_cache: dict) -> N
     np.testing.assert_array_equal(got, spec.words(memory), err_msg=f"{res.case.name}: memory")
 
 
-# The time model's port cycles (``traffic.dma_port_cycles`` without the SDRAM: the bench's
+# The time model's port cycles (``traffic.dma_port`` without the SDRAM: the bench's
 # memory has none) against the RTL's, stall-free, for a compiled program's instructions:
 # fx16 and fx12 (its straddling elements: the unpacker's and the writer's waits) within 5%
 # (issue 21's goal; docs/device.md, "The time model charges the port").
@@ -505,7 +574,7 @@ def port_model_cycles(spec: Spec, config: DeviceConfig, latency: int) -> int:
     the harness's device: its col2im accumulator bounds the footprint pass 2 moves."""
     scratch = dataclasses.replace(config.scratchpads, col2im_elements=ACC_DEPTH)
     rtl = dataclasses.replace(config, scratchpads=scratch)
-    return traffic.dma_port_cycles(spec.inst, spec.program, rtl, spec.index, latency=latency)
+    return traffic.dma_port(spec.inst, spec.program, rtl, spec.index, latency=latency)[0]
 
 
 def model_port_words(spec: Spec, config: DeviceConfig) -> list[int]:
@@ -540,6 +609,42 @@ def test_dma_cycles_are_the_time_model(sim: str, sim_run_cache: dict) -> None:
     checked, misses = _cycle_misses(runs12, SPECS12, _results12(sim_run_cache, sim), CONFIG12,
                                     CYCLE_TOLERANCE)  # fmt: skip
     assert checked >= 16 and not misses, misses
+
+
+def staged_model_cycles(spec: Spec, latency: int) -> int | None:
+    """The time model's cycles of a staged LOAD (None: not staged); an unpacked spec's
+    memory is a tensor of 16-bit elements from address 0."""
+    plan = traffic.stage_plan(spec.inst, spec.program, spec.geom.lanes, STAGE, spec.index)
+    if plan is None:
+        return None
+    t, base = {"bits": BITS, "addr": 0}, spec.inst["dram"]
+    if spec.packed:
+        t = traffic.dram_tensor(spec.inst, spec.program)
+        base -= t["dram"]
+    axis = lane_axis(spec.inst["space"])
+    return traffic.stage_cycles(plan, t, base, CONFIG, spec.index, axis, latency=latency)
+
+
+@pytest.mark.cocotb
+def test_staged_cycles_are_the_time_model(sim: str, sim_run_cache: dict) -> None:
+    """Every stall-free staged LOAD (random geometries, fx16 and fx12, phases overlapped)
+    within 5% of the model; its port commands are the model's (the footprint's runs)."""
+    checked, misses = 0, []
+    for runs, specs, results in (
+        (RUNS, SPECS, _results(sim_run_cache, sim)),
+        ([(i, stall, LATENCY) for i, stall in RUNS12], SPECS12, _results12(sim_run_cache, sim)),
+    ):
+        for run, res in zip(runs, results, strict=True):
+            spec = specs[run[0]]
+            model = staged_model_cycles(spec, res.case.latency)
+            if run[1] or model is None:
+                continue
+            checked += 1
+            if abs(res.cycles / model - 1) > CYCLE_TOLERANCE:
+                misses.append(f"{spec.name}: RTL {res.cycles} cycles, model {model}")
+            if spec.packed and res.lengths != model_port_words(spec, CONFIG):
+                misses.append(f"{spec.name}: port commands {res.lengths}, model's differ")
+    assert checked >= 12 and not misses, (checked, misses)
 
 
 @pytest.mark.cocotb
@@ -582,12 +687,14 @@ def test_commands_the_rtl_does_not_run_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("geom", "acc_depth"),
-    [(GEOM, ACC_DEPTH), (SpadGeometry(1, 8, 64), 64), (GEOM12, 0)],
-    ids=["3x16", "1x8", "3x12-no-col2im"],
+    ("geom", "acc_depth", "stage"),
+    [(GEOM, ACC_DEPTH, 0), (SpadGeometry(1, 8, 64), 64, 32), (GEOM12, 0, STAGE)],
+    ids=["3x16", "1x8-stage", "3x12-no-col2im-stage"],
 )
-def test_dma_verilog_is_lint_clean(geom: SpadGeometry, acc_depth: int, tmp_path: Path) -> None:
+def test_dma_verilog_is_lint_clean(
+    geom: SpadGeometry, acc_depth: int, stage: int, tmp_path: Path
+) -> None:
     """``verilator --lint-only -Wall`` with the project's waivers (one lane, too)."""
     path = tmp_path / "dma.v"
-    path.write_text(to_verilog(DmaEngine(geom, acc_depth=acc_depth), "dma"))
+    path.write_text(to_verilog(DmaEngine(geom, acc_depth=acc_depth, stage_depth=stage), "dma"))
     assert lint(path, "dma") == []

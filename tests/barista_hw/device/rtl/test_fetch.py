@@ -7,16 +7,27 @@ The fetcher reads runs of beats (75 bits: five 16-bit words; opcodes 1, 2 and 3 
 stall-free, one with random stalls on every stream of the memory port, on ``start`` and
 on ``beats``, a slower memory. Every beat (its bits and ``last``) is compared with the
 image's; the fetcher never writes and reads each word of a run once.
+
+The time model's charge for the fetch (:func:`~barista_hw.device.timing.schedule` with
+:func:`~barista_hw.device.rtl.device.fetch_model`) against the device top's measured cycles.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 from barista_base.errors import InputError
+from barista_hw.device.emit import UNIT
+from barista_hw.device.memory import LinkConfig
 from barista_hw.device.rtl.decode import FETCH_ADDR, FETCH_RUN
+from barista_hw.device.rtl.device import fetch_model
 from barista_hw.device.rtl.fetch import ProgramFetcher, image, program_base, start_writes
+from barista_hw.device.timing import Fetch, schedule
+from barista_hw.device.traffic import program_counts
+from sim.device_cases import CONFIG, program
 from sim.fetch_run import FetchCase
 
 BEAT_BITS, BURST = 75, 4
@@ -86,3 +97,46 @@ def test_fetcher_reads_runs_of_beats_from_memory(sim: str) -> None:
         assert not bad, f"stall {c.stall}: beats {bad[:5]} differ of {len(w)}"
         assert max(g.lengths) <= BURST
         assert sum(g.lengths) == sum(r[1] for r in c.runs)
+
+
+# The device tests' net on the Verilated top (``bench/bench_device_rtl.py``, its memory:
+# latency 2, a word a cycle; 2026-12-07): each iteration's cycles with the records
+# fetched, and the units' port words an iteration (read and written, streamed records).
+MEASURED_FETCHED = (28_350, 28_450)
+MEASURED_UNIT_WORDS = (9_500 + 3_244) // 2
+
+
+def _fast_timing(fetch: Fetch | None):  # noqa: ANN202 - a Timing
+    prog = program()
+    fast = dataclasses.replace(CONFIG, link=LinkConfig(baud=300_000_000))  # no UART in RTL
+    return schedule(prog, program_counts(prog, fast), CONFIG.accelerator.clock_mhz, fetch)
+
+
+def test_time_model_charges_the_fetch_as_the_top_does() -> None:
+    """The test net's iteration with its records fetched (:func:`fetch_model`) is within
+    5% of the top's measured cycles; not charging the fetch is 3x off. The port words the
+    model gives the units are the memory's count."""
+    prog = program()
+    fetched, plain = _fast_timing(fetch_model(prog, CONFIG)), _fast_timing(None)
+    for measured in MEASURED_FETCHED:
+        assert abs(measured / fetched.cycles - 1) <= 0.05, (measured, fetched.cycles)
+        assert measured / plain.cycles > 3
+    words = sum(c.port_words for c in program_counts(prog, CONFIG).per_instruction)
+    assert abs(words / MEASURED_UNIT_WORDS - 1) < 1e-3
+    assert fetched.busy == plain.busy  # the fetch delays the units; it adds them no work
+
+
+def test_a_fetched_record_waits_for_its_beat_and_its_units_room() -> None:
+    """Beats of one word and unbounded intakes cost a few cycles an instruction; long
+    beats bound the iteration below by their words; a unit whose intake holds a record
+    until it is done holds the fetch behind it."""
+    prog = program()
+    n, plain = len(prog.instructions), _fast_timing(None).cycles
+    quick = Fetch(words=[1] * n, queue={}, decode=0, issue=0, latency=0)
+    assert plain <= _fast_timing(quick).cycles <= plain + 3 * n
+    long = dataclasses.replace(quick, words=[100] * n)
+    assert _fast_timing(long).cycles >= 100 * n
+    held = dataclasses.replace(quick, held=frozenset(UNIT.values()))
+    assert _fast_timing(held).cycles > _fast_timing(quick).cycles
+    with pytest.raises(ValueError, match="1 beats for"):
+        _fast_timing(dataclasses.replace(quick, words=[1]))

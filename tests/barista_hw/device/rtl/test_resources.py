@@ -38,11 +38,13 @@ def test_units_and_memories_of_lenets_top() -> None:
     # Scratchpad C: 1024 words of 4 x 16 bits; col2im: 1024 slots of 30 bits; three
     # 512 x 32-bit rings, one copy a lane (a read port each), a DP16KD (512 x 36) each;
     # the decoder's 2,084 host registers of 32 bits: five 512 x 36; its 64-entry peak and
-    # saturated memories (32 bits: more than distributed RAM's 1,024 bits): one each.
+    # saturated memories (32 bits: more than distributed RAM's 1,024 bits): one each; the
+    # im2col stage: 1024 elements of 16 bits a lane of B's 4, a DP16KD each.
     assert r.bram_detail == {
         **{f"engine.{k}": v for k, v in engine.bram_detail.items()},
         "scratch_c": 4,
         "col2im": 2,
+        "im2col_stage": 4,
         "vec_rings": 3,
         "decoder": 7,
     }
