@@ -101,7 +101,9 @@ class DeviceLink(wiring.Component):
         m.submodules.ring = ring = Memory(shape=D.BUS_BITS, depth=geo.out_ring, init=[])
         ring_w, ring_r = ring.write_port(), ring.read_port(domain="sync")
         m.submodules.prog_q = pq = fifo.SyncFIFOBuffered(width=D.BUS_BITS + 2, depth=geo.prog_fifo)
-        m.submodules.host_in_q = hq = fifo.SyncFIFOBuffered(width=D.BUS_BITS, depth=geo.host_in_fifo)
+        m.submodules.host_in_q = hq = fifo.SyncFIFOBuffered(
+            width=D.BUS_BITS, depth=geo.host_in_fifo
+        )
         m.d.comb += [
             self.host_in.valid.eq(hq.r_rdy),
             self.host_in.payload.eq(hq.r_data),
@@ -117,8 +119,11 @@ class DeviceLink(wiring.Component):
             m.d.sync += s.scales.eq(s.scales + 1)
         m.d.sync += s.wait1.eq(0)  # a state that moves ``ra`` sets it again
         # Room in the queue of a queued request, registered (the levels only fall meanwhile).
-        room = Mux(s.r_type == D.DType.HOST_IN, hq.level + s.words <= geo.host_in_fifo,
-                   pq.level + s.words <= geo.prog_fifo)  # fmt: skip
+        room = Mux(
+            s.r_type == D.DType.HOST_IN,
+            hq.level + s.words <= geo.host_in_fifo,
+            pq.level + s.words <= geo.prog_fifo,
+        )
         m.d.sync += s.room.eq(room)
         status = self._status(s, pq, hq)
         with m.FSM() as fsm:
@@ -162,8 +167,10 @@ class DeviceLink(wiring.Component):
             with m.If(shifts == n):
                 m.d.sync += [full.eq(1), padding.eq(0)]
             with m.Else():
-                m.d.sync += [beat.eq(Cat(beat[D.BUS_BITS :], Const(0, D.BUS_BITS))),
-                             shifts.eq(shifts + 1)]  # fmt: skip
+                m.d.sync += [
+                    beat.eq(Cat(beat[D.BUS_BITS :], Const(0, D.BUS_BITS))),
+                    shifts.eq(shifts + 1),
+                ]
         with m.Elif(pq.r_rdy):
             m.d.comb += pq.r_en.eq(1)
             m.d.sync += [beat.eq(Cat(beat[D.BUS_BITS :], word)), shifts.eq(shifts + 1)]
@@ -193,18 +200,34 @@ class DeviceLink(wiring.Component):
 
     # -- the FSM ---------------------------------------------------------------------------
     def _respond(
-        self, m: Module, s: _State, code: int, length: Value | int = 0, src: int = SRC_INFO,
+        self,
+        m: Module,
+        s: _State,
+        code: int,
+        length: Value | int = 0,
+        src: int = SRC_INFO,
         info: Value | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Send a response header with ``code`` and ``length`` next (RSP_HDR)."""
-        m.d.sync += [s.t_code.eq(code), s.t_len.eq(length), s.t_idx.eq(0),
-                     s.t_crc.eq(0xFFFF), s.src.eq(src)]  # fmt: skip
+        m.d.sync += [
+            s.t_code.eq(code),
+            s.t_len.eq(length),
+            s.t_idx.eq(0),
+            s.t_crc.eq(0xFFFF),
+            s.src.eq(src),
+        ]
         if info is not None:
             m.d.sync += s.info.eq(info)
         m.next = "RSP_HDR"
 
-    def _ack(self, m: Module, s: _State, length: Value | int = 0, src: int = SRC_INFO,
-             info: Value | None = None) -> None:  # fmt: skip
+    def _ack(
+        self,
+        m: Module,
+        s: _State,
+        length: Value | int = 0,
+        src: int = SRC_INFO,
+        info: Value | None = None,
+    ) -> None:
         """ACK: remember the request, so a retry of it is answered, not executed again."""
         self._respond(m, s, P.Code.ACK, length, src, info)
         m.d.sync += [s.last_seq.eq(s.r_seq), s.last_type.eq(s.r_type), s.have_last.eq(1)]
@@ -234,12 +257,16 @@ class DeviceLink(wiring.Component):
                     m.d.comb += [limit.eq(geo.max_count(kind)), known.eq(1)]
             counted = (t != D.DType.IDENT) & (t != D.DType.STATUS) & (t != D.DType.READBACK)
             dram = (t == D.DType.WRITE_DRAM) | (t == D.DType.READ_DRAM)
+            carries = (t == D.DType.WRITE_DRAM) | (t == D.DType.PROG) | (t == D.DType.HOST_IN)
             c = D.COUNTER_BITS
             m.d.sync += [
                 s.hdr_ok.eq(s.crc == 0),
-                s.bad.eq(~known | (counted & ((count == 0) | (count > limit)))
-                         | (dram & (addr + count > 1 << ADDR_BITS))),  # fmt: skip
-                s.words.eq(Mux(t == D.DType.REG, (count << 1) + count, count)),
+                s.bad.eq(
+                    ~known
+                    | (counted & ((count == 0) | (count > limit)))
+                    | (dram & (addr + count > 1 << ADDR_BITS))
+                ),
+                s.words.eq(Mux(t == D.DType.REG, (count << 1) + count, Mux(carries, count, 0))),
                 s.retry.eq(s.have_last & (s.r_seq == s.last_seq) & (t == s.last_type)),
                 s.out_ok.eq((addr - s.released)[:c] <= (s.produced - s.released)[:c]),
                 s.out_have.eq((s.produced - addr)[:c]),
@@ -282,8 +309,11 @@ class DeviceLink(wiring.Component):
                     self._ack(m, s, 4, SRC_INFO, s.rb_last)
                 with m.Elif(s.rb_next & rb.valid):
                     m.d.comb += rb.ready.eq(1)
-                    m.d.sync += [s.rb_last.eq(rb.payload), s.rb_taken.eq(s.rb_taken + 1),
-                                 s.rb_any.eq(1)]  # fmt: skip
+                    m.d.sync += [
+                        s.rb_last.eq(rb.payload),
+                        s.rb_taken.eq(s.rb_taken + 1),
+                        s.rb_any.eq(1),
+                    ]
                     self._ack(m, s, 4, SRC_INFO, rb.payload)
                 with m.Elif(s.rb_next):
                     self._ack(m, s, 0)  # no word yet
@@ -388,8 +418,16 @@ class DeviceLink(wiring.Component):
     def _send_states(self, m: Module, s: _State, stg_r: object, ring_r: object) -> None:
         """RSP_HDR, RSP_PAY (from info, staging or ring, a word a byte pair), RSP_CRC."""
         tx = self.tx
-        hdr = Cat(Const(P.SYNC_RSP, 8), s.t_code, s.r_type, s.r_seq, s.t_len[:8], s.t_len[8:],
-                  s.t_crc[8:], s.t_crc[:8])  # fmt: skip
+        hdr = Cat(
+            Const(P.SYNC_RSP, 8),
+            s.t_code,
+            s.r_type,
+            s.r_seq,
+            s.t_len[:8],
+            s.t_len[8:],
+            s.t_crc[8:],
+            s.t_crc[:8],
+        )
         m.d.comb += tx.payload.eq(0)
         with m.State("RSP_HDR"):
             m.d.comb += [tx.valid.eq(1), tx.payload.eq(hdr.word_select(s.t_idx[:3], 8))]
@@ -449,8 +487,12 @@ class _State:
         self.out_ok, self.out_have = Signal(), Signal(c)
         self.rb_taken, self.rb_last = Signal(c), Signal(REG_BITS)
         self.rb_any, self.rb_again, self.rb_next = Signal(), Signal(), Signal()
-        self.t_code, self.t_len, self.t_idx, self.t_crc = (Signal(8), Signal(16), Signal(16),
-                                                          Signal(16))  # fmt: skip
+        self.t_code, self.t_len, self.t_idx, self.t_crc = (
+            Signal(8),
+            Signal(16),
+            Signal(16),
+            Signal(16),
+        )
         self.scales = Signal(32)
         self.src = Signal(2)
         self.info = Signal(8 * max(D.STATUS_BYTES, D.IDENT_BYTES, 4))
@@ -497,8 +539,11 @@ class LinkedDevice(wiring.Component):
         wiring.connect(m, dev.readback, link.readback)
         # The iteration's end: taken at once, counted for STATUS.
         m.d.comb += [dev.scale.ready.eq(1), link.scale.eq(dev.scale.valid)]
-        m.d.comb += [link.running.eq(dev.running), link.cycles.eq(dev.cycles),
-                     link.mem_ready.eq(self.mem_ready)]  # fmt: skip
+        m.d.comb += [
+            link.running.eq(dev.running),
+            link.cycles.eq(dev.cycles),
+            link.mem_ready.eq(self.mem_ready),
+        ]
         for u in UNITS:
             m.d.comb += getattr(link, f"busy_{u}").eq(getattr(dev, f"busy_{u}"))
         return m

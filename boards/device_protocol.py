@@ -168,9 +168,7 @@ class DeviceGeometry:
         return 0
 
 
-def ident_payload(
-    config: DeviceConfig, tensors: int, registers: int, geo: DeviceGeometry
-) -> bytes:
+def ident_payload(config: DeviceConfig, tensors: int, registers: int, geo: DeviceGeometry) -> bytes:
     """What IDENT answers (the gateware holds the same bytes as a constant)."""
     sizes = (geo.beat_words, geo.staging, geo.prog_fifo, geo.host_in_fifo, geo.out_ring)
     return (
