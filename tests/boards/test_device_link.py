@@ -8,18 +8,21 @@ import random
 from collections import deque
 
 import pytest
-from amaranth import Module
+from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from barista_base.errors import InputError
 from barista_hw.device.rtl.device import pack_write, prog_layout
+from barista_hw.device.rtl.sdram import SdramPort
 from boards import device_protocol as D
+from boards.device_board import DeviceBoardTop
 from boards.device_host import DeviceHost
 from boards.device_link import DeviceLink
 from boards.host import IdentityMismatch, LinkRejected
 from boards.link import add_serial_link
+from boards.platforms import get_board
 from sim.device_cases import CONFIG
 
 DIV = 4  # cycles per UART bit: the shortest the UART takes
@@ -277,3 +280,33 @@ def test_ident_mismatch_is_refused() -> None:
         DeviceHost(
             board, CONFIG, tensors=TENSORS, registers=REGISTERS + 1, geometry=GEO, timeout=3.0
         )
+
+
+class _SdramOnly(Elaboratable):
+    """The board top's SDRAM half: controller and pins (the device left out: quick)."""
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.submodules.sdram = sdram = SdramPort(CONFIG.dram)
+        req = platform.request  # type: ignore[attr-defined]
+        DeviceBoardTop._sdram_pins(m, req("sdram", 0, dir="-"), sdram.pins)
+        return m
+
+
+def test_sdram_pins_on_the_ulx3s_resource() -> None:
+    board = get_board("ulx3s-85f")
+    plan = board.make_platform().prepare(_SdramOnly(), "top")
+    lpf, rtlil = plan.files["top.lpf"], plan.files["top.il"]
+    # Every pin of amaranth-boards' sdram resource is driven, the clock by an ODDRX1F.
+    for pin in ("F19", "F20", "P20", "T20", "T19", "R20", "U19", "E20", "P19", "N20", "M20"):
+        assert f'SITE "{pin}"' in lpf, pin
+    assert "ODDRX1F" in rtlil and "BB" in rtlil  # the clock pin's DDR buffer, DQ tristates
+
+
+def test_build_device_refuses_design_options() -> None:
+    from barista.cli import main
+
+    argv = ["build", "examples/mnist/lenet_train_test.prototxt", "--board", "ulx3s-85f"]
+    assert main([*argv, "--device", "--array", "4x4"]) == 2
+    assert main([*argv, "--batch", "2"]) == 2  # --batch is a --device option
