@@ -36,10 +36,11 @@ from dataclasses import replace
 
 from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
 
-from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.memory import DeviceConfig, DramConfig
 from barista_hw.device.rtl.device import Device
-from barista_hw.device.rtl.sdram import SdramPort
+from barista_hw.device.rtl.sdram import SdramPort, pins_signature
 
 from . import device_protocol as D
 from .clocks import PllDomain
@@ -55,6 +56,58 @@ DEVICE_MHZ = 50.0
 def make_device(config: DeviceConfig, tensors: int, registers: int) -> Device:
     """The device top as the board builds it (the simulators' sizes: window 64, depth 4)."""
     return Device(config, bus_bits=D.BUS_BITS, tensors=tensors, registers=registers)
+
+
+def board_core(
+    config: DeviceConfig,
+    tensors: int,
+    registers: int,
+    geo: D.DeviceGeometry,
+    divisor: int,
+    dram: DramConfig,
+) -> DeviceBoardCore:
+    """The board's core for ``config`` (its decoder sized ``tensors`` / ``registers``)."""
+    ident = D.ident_payload(config, tensors, registers, geo)
+    device = make_device(config, tensors, registers)
+    return DeviceBoardCore(LinkedDevice(device, geo, ident, divisor), dram)
+
+
+class DeviceBoardCore(wiring.Component):
+    """The board top without its platform: the linked device and the SDRAM controller
+    (what the top instantiates and the simulation of the whole board runs).
+
+    Ports: ``rx`` / ``tx`` (the UART lines), ``idle`` (:class:`LinkedDevice`'s),
+    ``mem_ready`` (the SDRAM is initialised), ``pins`` (the controller's SDRAM pins,
+    :func:`~barista_hw.device.rtl.sdram.pins_signature`).
+    """
+
+    def __init__(self, linked: LinkedDevice, dram: DramConfig) -> None:
+        self.linked, self.dram = linked, dram
+        super().__init__(
+            {
+                "rx": In(1, init=1),
+                "tx": Out(1, init=1),
+                "idle": Out(1),
+                "mem_ready": Out(1),
+                "pins": Out(pins_signature(dram)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.linked = linked = self.linked
+        m.submodules.sdram = sdram = SdramPort(self.dram)
+        for name in ("cmd", "w", "r"):  # the memory side of the port
+            wiring.connect(m, getattr(linked.port, name), getattr(sdram, name))
+        wiring.connect(m, sdram.pins, wiring.flipped(self.pins))
+        m.d.comb += [
+            linked.mem_ready.eq(sdram.ready),
+            self.mem_ready.eq(sdram.ready),
+            linked.rx.eq(self.rx),
+            self.tx.eq(linked.tx),
+            self.idle.eq(linked.idle),
+        ]
+        return m
 
 
 class DeviceBoardTop(Elaboratable):
@@ -77,31 +130,28 @@ class DeviceBoardTop(Elaboratable):
         self.baud = baud
         self.divisor = uart_divisor(self.clock.mhz, baud)
         self.geo = geometry or D.DeviceGeometry.of(config)
-        self.ident = D.ident_payload(config, tensors, registers, self.geo)
         self.dram = replace(config.dram, clock_mhz=self.clock.mhz)
 
-    def linked(self) -> LinkedDevice:
-        device = make_device(self.config, self.tensors, self.registers)
-        return LinkedDevice(device, self.geo, self.ident, self.divisor)
+    def core(self) -> DeviceBoardCore:
+        """The linked device and the SDRAM controller of this top."""
+        return board_core(
+            self.config, self.tensors, self.registers, self.geo, self.divisor, self.dram
+        )
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         m.domains.sync = ClockDomain("sync")
         m.submodules.clock = self.clock
-        m.submodules.linked = linked = self.linked()
-        m.submodules.sdram = sdram = SdramPort(self.dram)
-        for name in ("cmd", "w", "r"):  # the memory side of the port
-            wiring.connect(m, getattr(linked.port, name), getattr(sdram, name))
-        m.d.comb += linked.mem_ready.eq(sdram.ready)
+        m.submodules.core = core = self.core()
         req = platform.request  # type: ignore[attr-defined]
         uart = req("uart", 0, dir="-")
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
-        m.d.comb += [linked.rx.eq(rx.i), tx.o.eq(linked.tx)]
-        for i, value in enumerate((~linked.idle, sdram.ready)):
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
+        for i, value in enumerate((~core.idle, core.mem_ready)):
             m.submodules[f"led{i}"] = led = io.Buffer("o", req("led", i, dir="-"))
             m.d.comb += led.o.eq(value)
-        self._sdram_pins(m, req("sdram", 0, dir="-"), sdram.pins)
+        self._sdram_pins(m, req("sdram", 0, dir="-"), core.pins)
         return m
 
     @staticmethod
