@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
+from barista_base.cache import write_text_atomic
 from barista_hw.device.memory import DeviceConfig
 from sim.device_run import IterationCase
-from sim.runner import UnitBuild, component_build, run_json_module
+from sim.runner import UnitBuild, build_root, build_verilog, component_verilog, run_json_module
 
 from . import device_protocol as D
 from .device_board import DEVICE_MHZ, board_core
@@ -37,7 +38,14 @@ def build(config: DeviceConfig, tensors: int, registers: int, geo: D.DeviceGeome
     def make():  # noqa: ANN202
         return board_core(config, tensors, registers, geo, SIM_DIVISOR, _dram(config))
 
-    return component_build(make, top, key, "verilator")
+    path = component_verilog(make, top, key)
+    # The UART's and the link's FSMs leave states out of some cases (Verilator's
+    # CASEINCOMPLETE; the host-driven board's Verilator build runs with -Wno-fatal).
+    waived = path.with_name(f"waived-{path.name}")
+    if not waived.is_file():
+        write_text_atomic(waived, "// verilator lint_off CASEINCOMPLETE\n" + path.read_text())
+    built = build_verilog(waived, top, "verilator", build_root(), quick_cxx=True)
+    return UnitBuild(top, "verilator", built)
 
 
 def run(
