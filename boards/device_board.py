@@ -151,27 +151,27 @@ class DeviceBoardTop(Elaboratable):
         for i, value in enumerate((~core.idle, core.mem_ready)):
             m.submodules[f"led{i}"] = led = io.Buffer("o", req("led", i, dir="-"))
             m.d.comb += led.o.eq(value)
-        self._sdram_pins(m, req("sdram", 0, dir="-"), core.pins)
+        sdram_pins(m, req("sdram", 0, dir="-"), core.pins)
         return m
 
-    @staticmethod
-    def _sdram_pins(m: Module, res: object, pins: object) -> None:
-        """The controller's pins on the board's SDRAM resource (module docstring)."""
-        r, p = res, pins
-        m.submodules.sdram_clk = clk = io.DDRBuffer("o", r.clk)  # type: ignore[attr-defined]
-        m.d.comb += [clk.o[0].eq(1), clk.o[1].eq(0)]
-        outs = {
-            "clk_en": p.cke,  # type: ignore[attr-defined]
-            "cs": ~p.cs_n,  # type: ignore[attr-defined]
-            "ras": ~p.ras_n,  # type: ignore[attr-defined]
-            "cas": ~p.cas_n,  # type: ignore[attr-defined]
-            "we": ~p.we_n,  # type: ignore[attr-defined]
-            "ba": p.ba,  # type: ignore[attr-defined]
-            "a": p.a,  # type: ignore[attr-defined]
-            "dqm": p.dqm,  # type: ignore[attr-defined]
-        }
-        for name, value in outs.items():
-            m.submodules[f"sdram_{name}"] = buf = io.Buffer("o", getattr(r, name))
-            m.d.comb += buf.o.eq(value)
-        m.submodules.sdram_dq = dq = io.Buffer("io", r.dq)  # type: ignore[attr-defined]
-        m.d.comb += [dq.o.eq(p.dq_o), dq.oe.eq(p.dq_oe), p.dq_i.eq(dq.i)]  # type: ignore[attr-defined]
+
+def sdram_pins(m: Module, res: object, pins: object) -> None:
+    """The controller's ``pins`` on the board's SDRAM resource ``res`` (module docstring)."""
+    r, p = res, pins
+    m.submodules.sdram_clk = clk = io.DDRBuffer("o", r.clk)  # type: ignore[attr-defined]
+    m.d.comb += [clk.o[0].eq(1), clk.o[1].eq(0)]
+    outs = {
+        "clk_en": p.cke,  # type: ignore[attr-defined]
+        "cs": ~p.cs_n,  # type: ignore[attr-defined]
+        "ras": ~p.ras_n,  # type: ignore[attr-defined]
+        "cas": ~p.cas_n,  # type: ignore[attr-defined]
+        "we": ~p.we_n,  # type: ignore[attr-defined]
+        "ba": p.ba,  # type: ignore[attr-defined]
+        "a": p.a,  # type: ignore[attr-defined]
+        "dqm": p.dqm,  # type: ignore[attr-defined]
+    }
+    for name, value in outs.items():
+        m.submodules[f"sdram_{name}"] = buf = io.Buffer("o", getattr(r, name))
+        m.d.comb += buf.o.eq(value)
+    m.submodules.sdram_dq = dq = io.Buffer("io", r.dq)  # type: ignore[attr-defined]
+    m.d.comb += [dq.o.eq(p.dq_o), dq.oe.eq(p.dq_oe), p.dq_i.eq(dq.i)]  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from barista_base.errors import InputError
 from barista_hw.device.rtl.device import pack_write, prog_layout
 from barista_hw.device.rtl.sdram import SdramPort
 from boards import device_protocol as D
-from boards.device_board import DeviceBoardTop
+from boards.device_board import sdram_pins
 from boards.device_host import DeviceHost
 from boards.device_link import DeviceLink
 from boards.host import IdentityMismatch, LinkRejected
@@ -290,7 +290,7 @@ class _SdramOnly(Elaboratable):
         m.domains.sync = ClockDomain("sync")
         m.submodules.sdram = sdram = SdramPort(CONFIG.dram)
         req = platform.request  # type: ignore[attr-defined]
-        DeviceBoardTop._sdram_pins(m, req("sdram", 0, dir="-"), sdram.pins)
+        sdram_pins(m, req("sdram", 0, dir="-"), sdram.pins)
         return m
 
 
