@@ -89,6 +89,8 @@ class _Line:
         dut.rx.value = self.out_bits.popleft() if self.out_bits else 1
         self._sample(int(dut.tx.value))
         self.cycles += 1
+        if self.cycles % 200_000 == 0:  # progress in sim.log
+            dut._log.info(f"cycle {self.cycles}: {len(self.out_bits)} line bits to send")
 
     def _sample(self, tx: int) -> None:
         s = self.rx_state
