@@ -57,9 +57,12 @@ def run(
     registers: int,
     geo: D.DeviceGeometry,
     iterations: int,
+    link_words: int = 300,
     seed: int = 0,
 ) -> dict:
-    """Play ``case`` through the simulated board (module docstring); the host's results."""
+    """Play ``case`` through the simulated board (module docstring; ``link_words``: the
+    DRAM words loaded and read back over the line, the rest preloaded into the chip
+    model); the host's results and the whole DRAM from the chip model."""
     job = {
         "config": config.to_dict(),
         "dram": _dram(config).to_dict(),
@@ -67,6 +70,7 @@ def run(
         "tensors": tensors,
         "registers": registers,
         "divisor": SIM_DIVISOR,
+        "link_words": link_words,
         "seed": seed,
         "case": {
             "records": [str(r) for r in case.records],
