@@ -184,6 +184,7 @@ async def board(dut) -> None:  # noqa: ANN001 - a cocotb handle
             geometry=geo,
             timeout=60.0,
             poll=0,
+            wait=3600.0,  # a slow simulation: wall seconds before HOST_OUT words are missing
         )
         return _play(host, job)
 

@@ -1,7 +1,7 @@
 """The whole device board simulated (``BARISTA_FULL=1``): the host class on the UART line of
 the Verilated board core (link, device, SDRAM controller), the SDRAM chip model on its
 pins; one training iteration of the test net, compared bit for bit with the model (the
-DRAM's first 300 words loaded and read back over the line, the rest preloaded into and
+DRAM's first 64 words loaded and read back over the line, the rest preloaded into and
 read from the chip model)."""
 
 from __future__ import annotations
@@ -33,6 +33,6 @@ def test_one_iteration_through_the_board_matches_the_model() -> None:
     assert out["violation"] is None
     after = case.after & 0xFFFF
     np.testing.assert_array_equal(np.array(out["memory"]), after)
-    assert out["linked_memory"] == list(after[:300])  # read back over the line
+    assert out["linked_memory"] == list(after[:64])  # read back over the line
     assert out["host_out"] == [w & 0xFFFF for w in case.host_out]
     assert out["status"]["scales"] == 1
