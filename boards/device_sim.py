@@ -27,9 +27,7 @@ SIM_DIVISOR = 4
 
 
 def _dram(config: DeviceConfig):  # noqa: ANN202 - a DramConfig
-    # The power-up wait shortened (200 us is 10,000 cycles of a slow simulation); the
-    # chip model checks the controller against the same figure.
-    return replace(config.dram, clock_mhz=DEVICE_MHZ, t_init_us=10.0)
+    return replace(config.dram, clock_mhz=DEVICE_MHZ)
 
 
 def build(config: DeviceConfig, tensors: int, registers: int, geo: D.DeviceGeometry) -> UnitBuild:
