@@ -1,7 +1,8 @@
 """Benchmark of a real board build: LeNet's accelerator on ULX3S 85F with the YoWASP tools.
 
 Run from the repository: ``python bench/bench_board.py [--mhz 75] [--batch 64]
-[--timeout SECONDS] [--depth WORDS] [--array RxC] [--b-chain]``. Plans LeNet
+[--timeout SECONDS] [--depth WORDS] [--array RxC] [--b-chain]``; with ``--device``, the
+device accelerator's board top instead (``bench/bench_device_board.py``). Plans LeNet
 (examples/mnist) for ULX3S 85F exactly as ``barista generate`` does (the design-space
 exploration; ``--depth`` and ``--array`` override its buffer depth and
 array shape), builds the board top (accelerator + UART host link) with ``--mhz``
@@ -39,8 +40,14 @@ def _lenet() -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mhz", type=float, default=ASK_MHZ, help="clock asked of nextpnr")
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--mhz", type=float, help=f"clock asked of nextpnr (default {ASK_MHZ:g})")
+    ap.add_argument("--batch", type=int, help="the batch (default 64, with --device 2)")
+    ap.add_argument(
+        "--device",
+        action="store_true",
+        help="the device accelerator's board top (boards.device_board) of LeNet's training "
+        "program instead: its figures against the estimate (bench_device_board)",
+    )
     ap.add_argument("--timeout", type=float, default=None, help="stop the build after SECONDS")
     ap.add_argument("--out", default=str(REPO / "build" / "bench_board"))
     ap.add_argument(
@@ -60,6 +67,12 @@ def main() -> int:
         help="pass b down the array columns on the DSP shift chain (BoardSpec.b_chain)",
     )
     args = ap.parse_args()
+    if args.device:
+        from bench_device_board import device_main
+
+        return device_main(args, _lenet())
+    args.mhz = args.mhz or ASK_MHZ
+    args.batch = args.batch or 64
 
     from barista.commands.generate import load_layers
     from barista_hw.config import EngineConfig

@@ -35,10 +35,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from amaranth import Elaboratable
+
 from barista_base.cache import atomic_directory, cache_dir
 from barista_base.environ import environ
 from barista_base.errors import InputError, log_tail
 from barista_hw.config import AcceleratorConfig
+from barista_hw.device.memory import DeviceConfig
 from barista_hw.dsp import B_CHAIN
 from barista_hw.memory import YOSYS_NO_COLLISION
 from barista_hw.pipeline import YOSYS_KEEP_REPLICAS
@@ -46,6 +49,9 @@ from barista_hw.resources import estimate
 from barista_hw.targets import LINK_RESULT_DEPTH
 
 from . import floorplan
+from .clocks import PllDomain
+from .device_board import DEVICE_MHZ
+from .device_protocol import BUS_BITS
 from .platforms import BoardSpec, BoardTop, get_board
 from .protocol import DEFAULT_BAUD, config_hash
 from .report import NAME, PNR_REPORT, REPORT, BuildReport, judge
@@ -138,8 +144,10 @@ def synthesis(family: str, synth_opts: str = "") -> tuple[str, str]:
     return f"{synth_opts} -run :map_ram".strip(), "\n".join([YOSYS_NO_COLLISION, *rest])
 
 
-def _floorplan(top: BoardTop, board: BoardSpec) -> str | None:
+def _floorplan(top: Elaboratable, board: BoardSpec) -> str | None:
     """The Yosys commands that pin the PEs' multipliers, if the board's DSP grid is known."""
+    if not isinstance(top, BoardTop):  # the device top: its multipliers left to nextpnr
+        return None
     e, grid = top.cfg.engine, board.dsp_grid
     # An array too big for the device is left to nextpnr to report as no-fit.
     if grid is None or e.rows * e.cols > grid.size:
@@ -147,8 +155,9 @@ def _floorplan(top: BoardTop, board: BoardSpec) -> str | None:
     return floorplan.yosys_script(e.rows, e.cols, grid)
 
 
-def build_plan(top: BoardTop, board: BoardSpec, seed: int) -> tuple[object, dict[str, str]]:
-    """Amaranth's build plan and the options it was made with."""
+def build_plan(top: Elaboratable, board: BoardSpec, seed: int) -> tuple[object, dict[str, str]]:
+    """Amaranth's build plan of ``top`` (a :class:`BoardTop` or another board top) and the
+    options it was made with."""
     platform = board.make_platform()
     pins = _floorplan(top, board)
     if pins and board.b_chain:  # the pinned sites say where b can take the DSP chain
@@ -205,20 +214,101 @@ def build_board(
     key = _key(plan, spec, versions, opts)
     root = Path(cache) if cache is not None else cache_dir("boards")
     entry = root / f"{spec.name}-{key}"
-    clock = {
-        "requested_mhz": mhz or cfg.clock_mhz,
-        "mhz": top.clock.mhz,
-        "board_clock_mhz": spec.clk_mhz,
-        "pll": top.clock.pll.to_dict() if top.clock.pll else None,
-    }
+    clock = clock_record(mhz or cfg.clock_mhz, top.clock, spec)
     cached = _cached(entry)
     if cached is not None:
         report = cached
     else:
-        report = _run(plan, entry, spec, cfg, clock, top, versions, key, timeout, progress)
+        report = BuildReport(
+            status="failed",
+            board=spec.name,
+            device=spec.target.device,
+            config=cfg.to_dict(),
+            config_hash=config_hash(cfg).hex(),
+            clock=clock,
+            baud=top.baud,
+            uart_divisor=top.divisor,
+            result_depth=top.result_depth,
+            estimate=estimate(cfg, spec.target.budget).to_dict(spec.target.budget),
+            tools=versions,
+            key=key,
+        )
+        if _floorplan(top, spec):
+            chain = ", b down the columns on the DSP shift chain" if spec.b_chain else ""
+            report.messages.append(
+                f"PE multipliers pinned to DSP sites, array columns along DSP rows{chain}"
+            )
+        run_build(plan, entry, spec, report, timeout, progress)
     if out is not None:
         _publish(report, entry, Path(out), spec)
     return report
+
+
+def build_device_board(
+    config: DeviceConfig,
+    board: str | BoardSpec,
+    *,
+    tensors: int,
+    registers: int,
+    out: Path | str | None = None,
+    mhz: float = DEVICE_MHZ,
+    baud: int = DEFAULT_BAUD,
+    seed: int = 1,
+    cache: Path | str | None = None,
+    timeout: float | None = None,
+    progress: bool = False,
+) -> BuildReport:
+    """Build the device accelerator's board top (:class:`~boards.device_board.DeviceBoardTop`,
+    its decoder sized ``tensors`` / ``registers``) as :func:`build_board` builds the
+    host-driven one: cached, never raising for a bad fit. The estimate in the report is
+    :func:`~barista_hw.device.rtl.resources.estimate_device`'s for the device alone."""
+    from barista_hw.device.rtl.resources import estimate_device
+
+    from .device_board import DeviceBoardTop
+    from .device_protocol import device_hash
+
+    spec = get_board(board) if isinstance(board, str) else board
+    versions = tool_versions()
+    _check_tools(spec, versions)
+    top = DeviceBoardTop(config, spec, tensors=tensors, registers=registers, mhz=mhz, baud=baud)
+    plan, opts = build_plan(top, spec, seed)
+    key = _key(plan, spec, versions, opts)
+    entry = (Path(cache) if cache is not None else cache_dir("boards")) / f"{spec.name}-dev-{key}"
+    report = _cached(entry)
+    if report is None:
+        budget = spec.target.budget
+        est = estimate_device(
+            config, bus_bits=BUS_BITS, budget=budget, tensors=tensors, registers=registers
+        )
+        report = BuildReport(
+            status="failed",
+            board=spec.name,
+            device=spec.target.device,
+            config=config.to_dict(),
+            config_hash=device_hash(config, tensors, registers).hex(),
+            clock=clock_record(mhz, top.clock, spec),
+            baud=top.baud,
+            uart_divisor=top.divisor,
+            result_depth=top.geo.out_ring,
+            estimate=est.to_dict(budget),
+            tools=versions,
+            key=key,
+            messages=["device accelerator top (boards.device_board)"],
+        )
+        run_build(plan, entry, spec, report, timeout, progress)
+    if out is not None:
+        _publish(report, entry, Path(out), spec)
+    return report
+
+
+def clock_record(requested: float, clock: PllDomain, spec: BoardSpec) -> dict:
+    """The report's ``clock``: the clock asked for, the PLL's and the board's."""
+    return {
+        "requested_mhz": requested,
+        "mhz": clock.mhz,
+        "board_clock_mhz": spec.clk_mhz,
+        "pll": clock.pll.to_dict() if clock.pll else None,
+    }
 
 
 def _cached(entry: Path) -> BuildReport | None:
@@ -233,37 +323,16 @@ def _cached(entry: Path) -> BuildReport | None:
     return report
 
 
-def _run(
+def run_build(
     plan: object,
     entry: Path,
     spec: BoardSpec,
-    cfg: AcceleratorConfig,
-    clock: dict,
-    top: BoardTop,
-    versions: dict,
-    key: str,
+    report: BuildReport,
     timeout: float | None,
     progress: bool,
 ) -> BuildReport:
-    report = BuildReport(
-        status="failed",
-        board=spec.name,
-        device=spec.target.device,
-        config=cfg.to_dict(),
-        config_hash=config_hash(cfg).hex(),
-        clock=clock,
-        baud=top.baud,
-        uart_divisor=top.divisor,
-        result_depth=top.result_depth,
-        estimate=estimate(cfg, spec.target.budget).to_dict(spec.target.budget),
-        tools=versions,
-        key=key,
-    )
-    if _floorplan(top, spec):
-        chain = ", b down the columns on the DSP shift chain" if spec.b_chain else ""
-        report.messages.append(
-            f"PE multipliers pinned to DSP sites, array columns along DSP rows{chain}"
-        )
+    """Run ``plan`` in the cache entry ``entry`` and fill ``report`` (its status "failed"
+    until judged) from what the tools left; ``report.json`` is written there."""
     with atomic_directory(entry, replace=True) as tmp:
         plan.extract(tmp)  # type: ignore[attr-defined]
         script = f"{plan.script}.sh"  # type: ignore[attr-defined]

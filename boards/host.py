@@ -104,59 +104,28 @@ def open_port(port: Any, baudrate: int) -> Any:
         raise LinkError(f"cannot open {port}: {exc}") from None
 
 
-class BoardLink:
-    """A connection to a board running ``cfg`` (see the module docstring).
+class FramedLink:
+    """Requests and checked answers of :mod:`boards.protocol`'s framing over a serial
+    port (what :class:`BoardLink` and :class:`boards.device_host.DeviceHost` share):
+    SEQ per new request, retries on NAK_CRC, on an answer that does not check and on
+    ``timeout`` seconds of silence, at most ``retries`` times.
 
-    ``timeout``: seconds of silence after which a request is retried; ``retries``:
-    how many times; ``max_words``: buffer words / result beats per frame (a retry
-    resends one frame); ``check_ident``: ask IDENT first and compare the
-    configuration hash with ``cfg``'s.
+    ``port``: a device name or URL for pyserial, or any object with ``read(n)`` (may
+    return fewer bytes, or none after a short wait), ``write``, ``flush`` and ``close``.
     """
 
     def __init__(
-        self,
-        port: Any,
-        cfg: AcceleratorConfig,
-        *,
-        baudrate: int = DEFAULT_BAUD,
-        timeout: float = 0.5,
-        retries: int = 8,
-        max_words: int = P.MAX_WORDS,
-        check_ident: bool = True,
+        self, port: Any, *, baudrate: int = DEFAULT_BAUD, timeout: float = 0.5, retries: int = 8
     ) -> None:
-        if timeout <= 0 or retries < 0 or max_words < 1:
-            raise InputError("board link: timeout > 0, retries >= 0 and max_words >= 1 needed")
-        self.cfg = cfg
+        if timeout <= 0 or retries < 0:
+            raise InputError("board link: timeout > 0 and retries >= 0 needed")
         self.port_name = port if isinstance(port, str) else getattr(port, "name", repr(port))
         self.timeout = timeout
         self.retries = retries
-        self.max_words = min(max_words, (1 << P.COUNT_BITS) - 1)
         self.stats = LinkStats()
         self._seq = 0
         self._buf = bytearray()
         self.ser = open_port(port, baudrate)
-        self.geo = P.LinkGeometry.from_config(cfg)
-        self.identity: Ident | None = None
-        if check_ident:
-            try:
-                self._check_identity(cfg)
-            except BaseException:
-                self.close()  # do not leave the port open behind a failed constructor
-                raise
-
-    def _check_identity(self, cfg: AcceleratorConfig) -> None:
-        """IDENT, and the configuration hash compared with ``cfg``'s."""
-        self.identity = self.ident()
-        want = P.config_hash(cfg)
-        if self.identity.config_hash != want:
-            raise IdentityMismatch(
-                f"{self.port_name}: the bitstream was built for configuration "
-                f"{self.identity.config_hash.hex()} ({self.identity.rows}x"
-                f"{self.identity.cols}, {self.identity.lane_bits}-bit lanes), the host "
-                f"was given {want.hex()} ({cfg.engine.rows}x{cfg.engine.cols} "
-                f"{cfg.engine.fmt.name}): load the matching bitstream or manifest"
-            )
-        self.geo = P.LinkGeometry.from_config(cfg, self.identity.result_depth)
 
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
@@ -164,7 +133,7 @@ class BoardLink:
             self.ser.close()
             self.ser = None
 
-    def __enter__(self) -> BoardLink:
+    def __enter__(self) -> FramedLink:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -186,7 +155,7 @@ class BoardLink:
                 self.stats.bytes_in += len(got)
                 deadline[0] = time.monotonic() + self.timeout  # progress: silence restarts
 
-    def _receive(self, t: P.Type, seq: int) -> P.Response:
+    def _receive(self, t: int, seq: int) -> P.Response:
         deadline = [time.monotonic() + self.timeout]
         buf = self._buf
         while True:
@@ -221,6 +190,7 @@ class BoardLink:
             return rsp
 
     def request(self, t: P.Type, addr: int = 0, count: int = 0, payload: bytes = b"") -> bytes:
+        # ``t``: a request type of boards.protocol or another protocol on its framing.
         """Send one request (retrying as needed); the ACK's payload."""
         self._seq = (self._seq + 1) & 0xFF
         frame = P.encode_request(t, self._seq, addr, count, payload)
@@ -248,6 +218,55 @@ class BoardLink:
             f"{self.retries + 1} attempts, {self.timeout:g} s of silence each (last: {why}); "
             "is the board programmed, the port and baud rate right?"
         )
+
+
+class BoardLink(FramedLink):
+    """A connection to a board running ``cfg`` (see the module docstring).
+
+    ``timeout``: seconds of silence after which a request is retried; ``retries``:
+    how many times; ``max_words``: buffer words / result beats per frame (a retry
+    resends one frame); ``check_ident``: ask IDENT first and compare the
+    configuration hash with ``cfg``'s.
+    """
+
+    def __init__(
+        self,
+        port: Any,
+        cfg: AcceleratorConfig,
+        *,
+        baudrate: int = DEFAULT_BAUD,
+        timeout: float = 0.5,
+        retries: int = 8,
+        max_words: int = P.MAX_WORDS,
+        check_ident: bool = True,
+    ) -> None:
+        if max_words < 1:
+            raise InputError("board link: max_words >= 1 needed")
+        super().__init__(port, baudrate=baudrate, timeout=timeout, retries=retries)
+        self.cfg = cfg
+        self.max_words = min(max_words, (1 << P.COUNT_BITS) - 1)
+        self.geo = P.LinkGeometry.from_config(cfg)
+        self.identity: Ident | None = None
+        if check_ident:
+            try:
+                self._check_identity(cfg)
+            except BaseException:
+                self.close()  # do not leave the port open behind a failed constructor
+                raise
+
+    def _check_identity(self, cfg: AcceleratorConfig) -> None:
+        """IDENT, and the configuration hash compared with ``cfg``'s."""
+        self.identity = self.ident()
+        want = P.config_hash(cfg)
+        if self.identity.config_hash != want:
+            raise IdentityMismatch(
+                f"{self.port_name}: the bitstream was built for configuration "
+                f"{self.identity.config_hash.hex()} ({self.identity.rows}x"
+                f"{self.identity.cols}, {self.identity.lane_bits}-bit lanes), the host "
+                f"was given {want.hex()} ({cfg.engine.rows}x{cfg.engine.cols} "
+                f"{cfg.engine.fmt.name}): load the matching bitstream or manifest"
+            )
+        self.geo = P.LinkGeometry.from_config(cfg, self.identity.result_depth)
 
     # -- operations -------------------------------------------------------------------------
     def ident(self) -> Ident:

@@ -100,9 +100,11 @@ class BuildReport:
 
     def summary(self) -> str:
         """A few lines for people."""
-        e = self.config["engine"]
+        device = "accelerator" in self.config  # a DeviceConfig's (boards.device_board)
+        e = self.config["accelerator"]["engine"] if device else self.config["engine"]
+        kind = "device accelerator" if device else "accelerator"
         lines = [
-            f"{self.board} ({self.device}): {e['rows']}x{e['cols']} {e['fmt']} accelerator, "
+            f"{self.board} ({self.device}): {e['rows']}x{e['cols']} {e['fmt']} {kind}, "
             f"UART {self.baud} baud; status {self.status}"
             + (" (cached build)" if self.cached else f" in {self.build_seconds:.0f} s"),
         ]

@@ -3,6 +3,10 @@
 ``barista build NET.prototxt --board ulx3s-85f [--preset NAME | --config manifest.json]
 [--format SPEC] [--array RxC] [--mhz F] [--baud N] [--data-shape ...] [-o DIR]``
 
+``barista build NET.prototxt --device --board ulx3s-85f [--batch N] [--mhz F] ...`` builds
+the device accelerator instead (:func:`run_device`; :mod:`boards.device_board`: the host
+protocol of :mod:`boards.device_protocol`, the device top and the SDRAM controller).
+
 Plans the design for the board's budget (the design-space exploration of
 :func:`barista_hw.generate.generate`, a preset, or the configuration of an existing
 manifest), writes the generated Verilog and manifest into ``DIR/rtl``, builds the board
@@ -61,6 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mhz", type=float, help="clock (default: the target's)")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="UART baud rate")
     add_data_shape_argument(parser)
+    parser.add_argument(
+        "--device",
+        action="store_true",
+        help="build the device accelerator's board top (boards.device_board: host protocol, "
+        "device, SDRAM) for the net's training program, designed as barista generate "
+        "--device designs it",
+    )
+    parser.add_argument("--batch", type=int, metavar="N", help="with --device: the batch")
     parser.add_argument("--timeout", type=float, help="stop a build after this many seconds")
     parser.add_argument("--verbose", action="store_true", help="show the tools' output")
     parser.add_argument(
@@ -70,6 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plan, build (stepping down if need be), report; see the module docstring."""
+    if args.device:
+        return run_device(args)
+    if args.batch is not None:
+        raise InputError("--batch applies to --device builds (the DSE plans its own)")
     from dataclasses import replace
 
     from barista_hw.generate import generate, module_name, step_down
@@ -144,6 +160,51 @@ def run(args: argparse.Namespace) -> int:
         print(f"barista build: {board.name}: {msg}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_device(args: argparse.Namespace) -> int:
+    """``--device``: the device top of the net's training program on the board (its design
+    as :func:`~barista.device_top.compile_for_top` picks it), built and reported."""
+    from barista_hw.device.rtl.decode import decoder_sizes
+    from barista_hw.generate import module_name
+    from boards.build import build_device_board
+    from boards.device_board import DEVICE_MHZ
+    from boards.platforms import get_board
+
+    from ..device_top import compile_for_top, top_resources
+    from .generate import train_net_at
+
+    fixed = [f"--{k}" for k in ("preset", "config", "format", "array") if getattr(args, k)]
+    if fixed:
+        raise InputError(f"--device builds the device top's one design: drop {', '.join(fixed)}")
+    board = get_board(args.board)
+    net = train_net_at(args.net, parse_data_shapes(args.data_shape), args.batch)
+    name = net.name or Path(args.net).stem
+    out = Path(args.out) if args.out else Path("build") / f"{module_name(name)}_device-{board.name}"
+    dc = compile_for_top(net, target=board.name)
+    program = dc.compiled.program
+    sizes = decoder_sizes(program)
+    est = top_resources(dc.config, program)
+    e, mhz = dc.config.accelerator.engine, args.mhz or DEVICE_MHZ
+    print(
+        f"device top: {e.rows}x{e.cols} {e.fmt.name} engine, decoder of {sizes['tensors']} "
+        f"tensors and {sizes['registers']} registers; estimate {est.luts} LUT4, {est.mults} "
+        f"multipliers, {est.bram_blocks} block RAMs, {est.ffs} FFs"
+    )
+    print(f"building for {board.name} at {mhz:g} MHz (an hour or more)...")
+    report = build_device_board(
+        dc.config,
+        board,
+        out=out,
+        mhz=mhz,
+        baud=args.baud,
+        timeout=args.timeout,
+        progress=args.verbose,
+        **sizes,
+    )
+    print(report.summary())
+    print(f"wrote {out / 'report.json'}")
+    return 0 if report.ok else 1
 
 
 def _step_down(
