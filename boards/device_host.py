@@ -91,15 +91,8 @@ class DeviceHost(FramedLink):
                 raise LinkTimeout(f"{self.port_name}: no room for {t.name} for {self.wait} s")
             time.sleep(self.poll)
 
-    def prog_beat(self, beat: int) -> None:
-        """One ``prog`` beat (its low words up to the last non-zero one)."""
-        n = max(1, -(-beat.bit_length() // D.BUS_BITS))
-        if n > self.geo.beat_words:
-            raise LinkError(f"prog beat of {n} words; the board's beats have {self.geo.beat_words}")
-        self._queue(D.DType.PROG, n, [beat >> (16 * i) & 0xFFFF for i in range(n)])
-
     def write_registers(self, writes: list[tuple[int, int]]) -> None:
-        """Register writes ``(address, value)``, each a ``prog`` beat with ``write`` set."""
+        """Register writes ``(address, value)``, each a ``prog`` beat."""
         step = self.geo.max_count(D.DType.REG)
         for i in range(0, len(writes), step):
             part = writes[i : i + step]

@@ -27,8 +27,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from barista_hw.device.memory import DeviceConfig
-from barista_hw.device.rtl.decode import REG_BITS
-from barista_hw.device.rtl.device import Device, prog_layout
+from barista_hw.device.rtl.decode import REG_BITS, write_layout
+from barista_hw.device.rtl.device import Device
 from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS, port_signature
 from barista_hw.device.rtl.sequencer import COUNT_BITS, UNITS
 
@@ -56,7 +56,7 @@ class DeviceLink(wiring.Component):
     * ``rx``: ``In(stream.Signature(8))``, bytes from the line (always ready);
       ``tx``: ``Out(stream.Signature(8))``, bytes to the line.
     * ``port``: ``Out(port_signature(16))``, the link's master of the memory port.
-    * ``prog``: ``Out(stream.Signature(prog_layout(config)))``, queued beats;
+    * ``prog``: ``Out(stream.Signature(write_layout()))``, queued register writes;
       ``host_in``: ``Out(stream.Signature(16))``, queued words;
       ``host_out``: ``In(stream.Signature(16))``, into the ring (not ready while full);
       ``readback``: ``In(stream.Signature(32))``, taken by READBACK requests.
@@ -78,7 +78,7 @@ class DeviceLink(wiring.Component):
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "port": Out(port_signature(D.BUS_BITS)),
-            "prog": Out(stream.Signature(prog_layout(config))),
+            "prog": Out(stream.Signature(write_layout())),
             "host_in": Out(stream.Signature(D.BUS_BITS)),
             "host_out": In(stream.Signature(D.BUS_BITS)),
             "readback": In(stream.Signature(REG_BITS)),
@@ -100,7 +100,7 @@ class DeviceLink(wiring.Component):
         stg_w, stg_r = stg.write_port(), stg.read_port(domain="sync")
         m.submodules.ring = ring = Memory(shape=D.BUS_BITS, depth=geo.out_ring, init=[])
         ring_w, ring_r = ring.write_port(), ring.read_port(domain="sync")
-        m.submodules.prog_q = pq = fifo.SyncFIFOBuffered(width=D.BUS_BITS + 2, depth=geo.prog_fifo)
+        m.submodules.prog_q = pq = fifo.SyncFIFOBuffered(width=D.BUS_BITS + 1, depth=geo.prog_fifo)
         m.submodules.host_in_q = hq = fifo.SyncFIFOBuffered(
             width=D.BUS_BITS, depth=geo.host_in_fifo
         )
@@ -153,13 +153,13 @@ class DeviceLink(wiring.Component):
             m.d.sync += s.produced.eq(s.produced + 1)
 
     def _assembler(self, m: Module, pq: fifo.SyncFIFOBuffered) -> None:
-        """Queued words -> ``prog`` beats: shifted in, padded with zeros to the beat's
-        words; a REG beat has ``write`` set."""
+        """Queued words -> ``prog`` beats (register writes): shifted in, padded with zeros
+        to the beat's words."""
         n = self.geo.beat_words
         beat = Signal(n * D.BUS_BITS)
         shifts = Signal(range(n + 1))
-        padding, full, is_reg = Signal(), Signal(), Signal()
-        word, end, reg = pq.r_data[: D.BUS_BITS], pq.r_data[D.BUS_BITS], pq.r_data[D.BUS_BITS + 1]
+        padding, full = Signal(), Signal()
+        word, end = pq.r_data[: D.BUS_BITS], pq.r_data[D.BUS_BITS]
         with m.If(full):
             with m.If(self.prog.ready):
                 m.d.sync += [full.eq(0), shifts.eq(0)]
@@ -175,13 +175,9 @@ class DeviceLink(wiring.Component):
             m.d.comb += pq.r_en.eq(1)
             m.d.sync += [beat.eq(Cat(beat[D.BUS_BITS :], word)), shifts.eq(shifts + 1)]
             with m.If(end):
-                m.d.sync += [padding.eq(1), is_reg.eq(reg)]
+                m.d.sync += padding.eq(1)
         payload = self.prog.payload.as_value()
-        write_at = prog_layout(self.config)["write"].offset
-        m.d.comb += [
-            self.prog.valid.eq(full),
-            payload.eq(beat[: len(payload)] | (is_reg << write_at)),
-        ]
+        m.d.comb += [self.prog.valid.eq(full), payload.eq(beat[: len(payload)])]
 
     def _idle_timer(self, m: Module, s: _State) -> None:
         with m.If(self.rx.valid):
@@ -257,7 +253,7 @@ class DeviceLink(wiring.Component):
                     m.d.comb += [limit.eq(geo.max_count(kind)), known.eq(1)]
             counted = (t != D.DType.IDENT) & (t != D.DType.STATUS) & (t != D.DType.READBACK)
             dram = (t == D.DType.WRITE_DRAM) | (t == D.DType.READ_DRAM)
-            carries = (t == D.DType.WRITE_DRAM) | (t == D.DType.PROG) | (t == D.DType.HOST_IN)
+            carries = (t == D.DType.WRITE_DRAM) | (t == D.DType.HOST_IN)
             c = D.COUNTER_BITS
             m.d.sync += [
                 s.hdr_ok.eq(s.crc == 0),
@@ -345,7 +341,7 @@ class DeviceLink(wiring.Component):
     def _check_payload(self, m: Module, s: _State) -> None:
         """CHECK_PAY: NAK a bad CRC, answer a retry as before, else execute."""
         t = s.r_type
-        queued = (t == D.DType.PROG) | (t == D.DType.REG) | (t == D.DType.HOST_IN)
+        queued = (t == D.DType.REG) | (t == D.DType.HOST_IN)
         with m.State("CHECK_PAY"):
             m.d.sync += [s.ra.eq(0), s.wait1.eq(1), s.k.eq(0)]
             with m.If(s.crc != 0):
@@ -410,7 +406,7 @@ class DeviceLink(wiring.Component):
                 with m.If(t == D.DType.HOST_IN):
                     m.d.comb += [hq.w_en.eq(1), hq.w_data.eq(word)]  # type: ignore[attr-defined]
                 with m.Else():
-                    m.d.comb += [pq.w_en.eq(1), pq.w_data.eq(Cat(word, end, is_reg))]  # type: ignore[attr-defined]
+                    m.d.comb += [pq.w_en.eq(1), pq.w_data.eq(Cat(word, end))]  # type: ignore[attr-defined]
                 with m.If(s.ra == s.words - 1):
                     m.d.sync += s.last_ok.eq(1)
                     self._ack(m, s, 2, SRC_INFO, 1)

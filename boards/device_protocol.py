@@ -14,16 +14,15 @@ Requests (COUNT at least 1 and at most :meth:`DeviceGeometry.max_count` where it
 * ``WRITE_DRAM`` (ADDR: first bus word, COUNT words): written to DRAM at ADDR.. once the
   payload CRC checks (on the board's own master of the memory port); ACK, no payload.
 * ``READ_DRAM`` (ADDR, COUNT): answers the COUNT words from ADDR.
-* ``PROG`` (COUNT words): one ``prog`` beat, its low COUNT words (the rest zero;
-  :func:`beat_words`), queued for the device's ``prog`` (a FIFO of
-  :attr:`~DeviceGeometry.prog_fifo` words, so the link never waits for the device).
 * ``REG`` (COUNT register writes, three words each: address, data low, data high): each
-  queued as a ``prog`` beat with ``write`` set (:func:`~barista_hw.device.rtl.device.pack_write`;
-  ``FETCH_ADDR`` / ``FETCH_RUN`` start a program run fetched from DRAM, a read address
-  makes the device answer on ``readback``).
+  queued as a ``prog`` beat (:func:`~barista_hw.device.rtl.device.pack_write`: ``prog``
+  carries register writes only; a FIFO of :attr:`~DeviceGeometry.prog_fifo` words, so
+  the link never waits for the device). ``FETCH_ADDR`` / ``FETCH_RUN`` start a program
+  run fetched from DRAM (the records are written there with WRITE_DRAM); a read address
+  makes the device answer on ``readback``.
 * ``HOST_IN`` (COUNT words): queued for the device's ``host_in`` (a FIFO of
   :attr:`~DeviceGeometry.host_in_fifo` words).
-  ``PROG``, ``REG`` and ``HOST_IN`` answer a 2-byte payload: 1 if the words were queued,
+  ``REG`` and ``HOST_IN`` answer a 2-byte payload: 1 if the words were queued,
   0 if the FIFO had no room for all of them (nothing queued: send them again later, as a
   new request).
 * ``HOST_OUT`` (ADDR: index of the first word wanted, counted from 0 at reset modulo
@@ -47,7 +46,7 @@ Requests (COUNT at least 1 and at most :meth:`DeviceGeometry.max_count` where it
   8-byte hash of the device configuration and decoder sizes (:func:`device_hash`) and
   the geometry's sizes (:func:`ident_payload`).
 
-**Executed once.** A request that changes state (WRITE_DRAM, PROG, REG, HOST_IN) is
+**Executed once.** A request that changes state (WRITE_DRAM, REG, HOST_IN) is
 executed only after its payload CRC checks, from a staging buffer of
 :attr:`~DeviceGeometry.staging` words, so a corrupt payload is never written anywhere.
 The board remembers the TYPE and SEQ of the last request it acknowledged and answers a
@@ -65,7 +64,7 @@ from dataclasses import dataclass
 
 from barista_base.errors import InputError
 from barista_hw.device.memory import DeviceConfig
-from barista_hw.device.rtl.device import prog_layout
+from barista_hw.device.rtl.decode import write_layout
 from barista_hw.device.rtl.port import max_length
 from barista_hw.device.rtl.sequencer import UNITS
 
@@ -97,7 +96,7 @@ class DType(enum.IntEnum):
     IDENT = 0x01
     WRITE_DRAM = 0x02
     READ_DRAM = 0x03
-    PROG = 0x04
+    # 0x04 unused: ``prog`` carries register writes only (REG)
     REG = 0x05
     HOST_IN = 0x06
     HOST_OUT = 0x07
@@ -106,12 +105,13 @@ class DType(enum.IntEnum):
 
 
 #: Types whose payload is queued (they answer 1 = queued, 0 = no room).
-QUEUED = (DType.PROG, DType.REG, DType.HOST_IN)
+QUEUED = (DType.REG, DType.HOST_IN)
 
 
 def beat_words(config: DeviceConfig) -> int:
-    """Bus words of a whole ``prog`` beat (:func:`~barista_hw.device.rtl.device.prog_layout`)."""
-    return -(-prog_layout(config).size // BUS_BITS)
+    """Bus words of a ``prog`` beat, a register write (:func:`~barista_hw.device.rtl.decode.
+    write_layout`; the same for every ``config``)."""
+    return -(-write_layout().size // BUS_BITS)
 
 
 def device_hash(config: DeviceConfig, tensors: int, registers: int) -> bytes:
@@ -149,8 +149,6 @@ class DeviceGeometry:
         """The largest COUNT of a request of type ``t``."""
         if t in (DType.WRITE_DRAM, DType.READ_DRAM):
             return min(max_length(), self.staging)
-        if t == DType.PROG:
-            return self.beat_words
         if t == DType.REG:
             return self.staging // REG_WORDS
         if t == DType.HOST_IN:
@@ -163,7 +161,7 @@ class DeviceGeometry:
         """Payload words of a request of type ``t`` with COUNT ``count``."""
         if t == DType.REG:
             return REG_WORDS * count
-        if t in (DType.WRITE_DRAM, DType.PROG, DType.HOST_IN):
+        if t in (DType.WRITE_DRAM, DType.HOST_IN):
             return count
         return 0
 

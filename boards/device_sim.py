@@ -73,7 +73,7 @@ def run(
         "link_words": link_words,
         "seed": seed,
         "case": {
-            "records": [str(r) for r in case.records],
+            "writes": [str(r) for r in case.writes],
             "memory": [int(w) & 0xFFFF for w in case.before],
             "host_in": case.host_in,
             "host_out_words": len(case.host_out),

@@ -6,8 +6,8 @@ line bit by bit and the SDRAM chip (:class:`~sim.sdram_model.SdramChip`, on the 
 every falling edge, as :mod:`sim.sdram_test` does). The DRAM image is preloaded into
 the chip model except its first ``link_words`` words, which the host writes over the
 line (a whole image at 40 cycles a byte would take millions of cycles); the host then
-queues the HOST_IN words, sends the ``prog`` beats (register writes as REG requests,
-other beats as PROG), reads the HOST_OUT words, waits for the iterations' SCALEs and
+queues the HOST_IN words, sends the ``prog`` beats (register writes, as REG requests;
+the records are fetched from DRAM), reads the HOST_OUT words, waits for the iterations' SCALEs and
 reads the first ``link_words`` words of DRAM back over the line; the whole DRAM is
 read from the chip model.
 
@@ -121,31 +121,23 @@ def _location(dram: DramConfig, addr: int) -> tuple[int, int, int]:
     return bank, row, col + addr % bl
 
 
-def _is_write(config: DeviceConfig, beat: int) -> tuple[int, int] | None:
-    """``(address, value)`` when ``beat`` is a register write, else None."""
-    addr, value = beat & 0xFFFF, beat >> 16 & 0xFFFFFFFF
-    return (addr, value) if pack_write(config, addr, value) == beat else None
+def _write(beat: int) -> tuple[int, int]:
+    """``(address, value)`` of a ``prog`` beat (a register write)."""
+    addr, value = beat & 0xFFFF, beat >> 16
+    assert pack_write(addr, value) == beat, f"not a register write: {beat:#x}"
+    return addr, value
 
 
 def _play(host: DeviceHost, job: dict) -> dict:
     """The host's side of the run (in the bridge thread)."""
-    config, case = host.config, job["case"]
+    case = job["case"]
     t0 = time.perf_counter()
     while not host.status()["flags"] & D.FLAG_MEMORY:
         pass
     host.write_dram(0, case["memory"][: job["link_words"]])
     load_seconds = time.perf_counter() - t0
     host.host_in([w for _, words in case["host_in"] for w in words])
-    writes: list[tuple[int, int]] = []
-    for beat in (int(r) for r in case["records"]):
-        w = _is_write(config, beat)
-        if w is not None:
-            writes.append(w)
-            continue
-        host.write_registers(writes)
-        writes = []
-        host.prog_beat(beat)
-    host.write_registers(writes)
+    host.write_registers([_write(int(b)) for b in case["writes"]])
     out = host.host_out(case["host_out_words"])
     while True:
         status = host.status()
