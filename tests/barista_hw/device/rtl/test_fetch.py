@@ -100,10 +100,12 @@ def test_fetcher_reads_runs_of_beats_from_memory(sim: str) -> None:
 
 
 # The device tests' net on the Verilated top (``bench/bench_device_rtl.py``, its memory:
-# latency 2, a word a cycle; 2026-12-07): each iteration's cycles with the records
-# fetched, and the units' port words an iteration (read and written, streamed records).
-MEASURED_FETCHED = (28_350, 28_450)
-MEASURED_UNIT_WORDS = (9_500 + 3_244) // 2
+# latency 2, a word a cycle; 2026-12-07, with the im2col stage buffer and ``prog`` of
+# register writes): each iteration's cycles with the records fetched, and the units' port
+# words an iteration: the memory's 58,114 words read in the two iterations less the
+# fetched image (25,219 words an iteration), plus its 3,244 written.
+MEASURED_FETCHED = (31_114, 31_214)
+MEASURED_UNIT_WORDS = (58_114 - 2 * 25_219 + 3_244) // 2
 
 
 def _fast_timing(fetch: Fetch | None):  # noqa: ANN202 - a Timing
