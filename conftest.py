@@ -46,13 +46,15 @@ def sim_run_cache() -> dict:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (``--dist loadgroup``)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The tests that share a simulation run (``sim_run_cache``) of one module and simulator
-    go to one test worker, so under ``--dist loadgroup`` the run happens once, not once a
-    worker that draws one of them."""
+    (and design: a ``spec`` parameter, one run each) go to one test worker, so under
+    ``--dist loadgroup`` the run happens once, not once a worker that draws one of them."""
     for item in items:
         if "sim_run_cache" not in getattr(item, "fixturenames", ()):
             continue
         if item.get_closest_marker("xdist_group"):
             continue
         callspec = getattr(item, "callspec", None)
-        sim = callspec.params.get("sim", "") if callspec else ""
-        item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{sim}"))
+        params = callspec.params if callspec else {}
+        spec = getattr(params.get("spec"), "name", "")
+        group = "-".join(p for p in (item.module.__name__, params.get("sim", ""), spec) if p)
+        item.add_marker(pytest.mark.xdist_group(group))
