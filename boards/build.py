@@ -188,6 +188,21 @@ def _key(plan: object, board: BoardSpec, versions: dict, opts: dict) -> str:
     return h.hexdigest()[:20]
 
 
+def _planned(
+    top: Elaboratable,
+    spec: BoardSpec,
+    seed: int,
+    versions: dict,
+    cache: Path | str | None,
+    kind: str = "",
+) -> tuple[object, str, Path]:
+    """The build plan of ``top``, its key and its cache entry (``<board>-<kind><key>``)."""
+    plan, opts = build_plan(top, spec, seed)
+    key = _key(plan, spec, versions, opts)
+    root = Path(cache) if cache is not None else cache_dir("boards")
+    return plan, key, root / f"{spec.name}-{kind}{key}"
+
+
 def build_board(
     cfg: AcceleratorConfig,
     board: str | BoardSpec,
@@ -210,10 +225,7 @@ def build_board(
     versions = tool_versions()
     _check_tools(spec, versions)
     top = BoardTop(cfg, spec, mhz=mhz, baud=baud, result_depth=result_depth)
-    plan, opts = build_plan(top, spec, seed)
-    key = _key(plan, spec, versions, opts)
-    root = Path(cache) if cache is not None else cache_dir("boards")
-    entry = root / f"{spec.name}-{key}"
+    plan, key, entry = _planned(top, spec, seed, versions, cache)
     clock = clock_record(mhz or cfg.clock_mhz, top.clock, spec)
     cached = _cached(entry)
     if cached is not None:
@@ -271,9 +283,7 @@ def build_device_board(
     versions = tool_versions()
     _check_tools(spec, versions)
     top = DeviceBoardTop(config, spec, tensors=tensors, registers=registers, mhz=mhz, baud=baud)
-    plan, opts = build_plan(top, spec, seed)
-    key = _key(plan, spec, versions, opts)
-    entry = (Path(cache) if cache is not None else cache_dir("boards")) / f"{spec.name}-dev-{key}"
+    plan, key, entry = _planned(top, spec, seed, versions, cache, kind="dev-")
     report = _cached(entry)
     if report is None:
         budget = spec.target.budget
