@@ -47,7 +47,9 @@ def sim_run_cache() -> dict:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The tests that share a simulation run (``sim_run_cache``) of one module and simulator
     (and design: a ``spec`` parameter, one run each) go to one test worker, so under
-    ``--dist loadgroup`` the run happens once, not once a worker that draws one of them."""
+    ``--dist loadgroup`` the run happens once, not once a worker that draws one of them.
+    A module whose tests read another module's run names it in ``SIM_RUN_GROUP`` (both
+    modules set the same name)."""
     for item in items:
         if "sim_run_cache" not in getattr(item, "fixturenames", ()):
             continue
@@ -56,5 +58,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec else {}
         spec = getattr(params.get("spec"), "name", "")
-        group = "-".join(p for p in (item.module.__name__, params.get("sim", ""), spec) if p)
+        owner = getattr(item.module, "SIM_RUN_GROUP", item.module.__name__)
+        group = "-".join(p for p in (owner, params.get("sim", ""), spec) if p)
         item.add_marker(pytest.mark.xdist_group(group))

@@ -25,6 +25,9 @@ from sim.device_ports import MemoryTiming
 from sim.device_run import IterationCase
 
 pytestmark = pytest.mark.slow
+# The cocotb comparison reads tests/barista_hw/device/rtl/test_device.py's run of the top on
+# the same worker (conftest.py).
+SIM_RUN_GROUP = "device-top"
 
 SLOW_MEMORY = MemoryTiming(latency=9, rate=Fraction(2, 5), burst=4)
 

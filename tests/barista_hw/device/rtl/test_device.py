@@ -51,6 +51,9 @@ from sim.device_cases import CONFIG, ITERATION, ITERATIONS, MODES, iteration, pr
 from sim.gemm_path_run import image_tensor
 
 FULL = os.environ.get("BARISTA_FULL") == "1"
+# One worker runs the top per simulator for this module and tests/sim/test_device_verilator.py,
+# which compares its cycles with this run (conftest.py).
+SIM_RUN_GROUP = "device-top"
 # Slow (minutes a simulator): the stalled run only in the full form.
 RTL_MODES = MODES if FULL else {"plain": MODES["plain"]}
 
