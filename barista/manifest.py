@@ -243,21 +243,28 @@ class AcceleratorFiles:
 
 
 def cached_rtl_dir(
-    layers: Sequence[GemmLayer], *, name: str, target: str, fmt: str | None = None
+    layers: Sequence[GemmLayer],
+    *,
+    name: str,
+    target: str,
+    fmt: str | None = None,
+    im2col_stage: int = 0,
 ) -> tuple[AcceleratorFiles, bool]:
     """The RTL directory ``barista generate`` would write for ``layers`` on ``target``, kept
     in the cache (``accelerators/``) under a hash of everything that chooses the design;
-    (its files, whether it was generated now)."""
+    (its files, whether it was generated now). ``im2col_stage``: for a device, whose
+    im2col stage buffer (elements a lane of B) the design must fit too."""
     key = hashlib.sha256(
         json.dumps(
-            [[layer.to_dict() for layer in layers], name, target, fmt, SOURCE_HASH],
+            [[layer.to_dict() for layer in layers], name, target, fmt, im2col_stage, SOURCE_HASH],
             sort_keys=True,
         ).encode()
     ).hexdigest()[:20]
     entry = cache_dir("accelerators") / f"{module_name(name)}-{key}"
     made = not (entry / MANIFEST_NAME).is_file()
     if made:
-        write_rtl_dir(generate(layers, target=target, fmt=fmt, name=name), entry)
+        design = generate(layers, target=target, fmt=fmt, name=name, im2col_stage=im2col_stage)
+        write_rtl_dir(design, entry)
     return load_accelerator(entry), made
 
 

@@ -208,10 +208,16 @@ def check_reductions(layers: Sequence[GemmLayer], fmt: FloatGemmFormat) -> None:
 
 class _Explorer:
     def __init__(
-        self, layers: Sequence[GemmLayer], budget: Budget, dim_bits: int, name: str, target: str
+        self,
+        layers: Sequence[GemmLayer],
+        budget: Budget,
+        dim_bits: int,
+        name: str,
+        target: str,
+        im2col_stage: int = 0,
     ) -> None:
         self.layers, self.budget, self.dim_bits = list(layers), budget, dim_bits
-        self.name, self.target = name, target
+        self.name, self.target, self.im2col_stage = name, target, im2col_stage
         self.cycle_cache: dict[tuple, NetPlan] = {}
         self.evaluated: dict[AcceleratorConfig, Candidate | None] = {}
 
@@ -221,11 +227,14 @@ class _Explorer:
         engine = EngineConfig(rows, cols, fmt, self.dim_bits, acc_depth=acc)
         return AcceleratorConfig(engine, a, b, self.budget.mhz, self.name, self.target)
 
+    def estimate(self, cfg: AcceleratorConfig) -> Resources:
+        return estimate(cfg, self.budget, im2col_stage=self.im2col_stage)
+
     def evaluate(self, cfg: AcceleratorConfig) -> Candidate | None:
         """The candidate of ``cfg``, or None when it exceeds the budget."""
         if cfg in self.evaluated:
             return self.evaluated[cfg]
-        res = estimate(cfg, self.budget)
+        res = self.estimate(cfg)
         cand = None
         if res.fits(self.budget):
             e = cfg.engine
@@ -245,7 +254,7 @@ class _Explorer:
         best = None
         for d in DEPTHS:
             cfg = self.config(rows, cols, fmt, d, d, acc_tiles * rows)
-            if not estimate(cfg, self.budget).fits(self.budget):
+            if not self.estimate(cfg).fits(self.budget):
                 break
             best = cfg
         return None if best is None else self.evaluate(best)
@@ -289,11 +298,14 @@ def explore(
     array: tuple[int, int] | None = None,
     name: str = "custom",
     target: str | None = None,
+    im2col_stage: int = 0,
 ) -> DseResult:
     """Find the design of highest modelled throughput for ``layers`` within ``budget``.
 
-    ``fmt`` and ``array`` fix the number format / the array shape. Raises
-    :class:`InputError` when nothing fits (naming what the smallest design needs).
+    ``fmt`` and ``array`` fix the number format / the array shape; ``im2col_stage``: a
+    device build's im2col stage buffer, elements a lane of B (its block RAM counted:
+    :func:`~barista_hw.resources.estimate`; 0, the host-driven accelerator: none).
+    Raises :class:`InputError` when nothing fits (naming what the smallest design needs).
     """
     if not layers:
         raise InputError("the net has no Convolution or InnerProduct layer to plan")
@@ -301,7 +313,7 @@ def explore(
     dim_bits = needed_dim_bits(layers)
     if isinstance(fmt, FloatGemmFormat):
         check_reductions(layers, fmt)
-    ex = _Explorer(layers, budget, dim_bits, name, target)
+    ex = _Explorer(layers, budget, dim_bits, name, target, im2col_stage)
     formats = (
         [fmt]
         if fmt is not None
@@ -327,7 +339,7 @@ def explore(
         smallest = ex.config(
             *(array or (1, 1)), wide, DEPTHS[0], DEPTHS[0], ACC_TILES[0] * (array or (1, 1))[0]
         )
-        need = ", ".join(estimate(smallest, budget).shortfall(budget)) or "nothing"
+        need = ", ".join(ex.estimate(smallest).shortfall(budget)) or "nothing"
         raise InputError(
             f"no accelerator fits the budget of {budget.name}: the smallest candidate "
             f"({smallest.engine.rows}x{smallest.engine.cols} {wide.name}, {DEPTHS[0]}-word "

@@ -81,11 +81,13 @@ class Design:
     ports: tuple[Port, ...]
     dse: DseResult | None  # None for a preset
     preset: str | None = None
+    im2col_stage: int = 0  # a device build's stage buffer, elements a lane of B (0: none)
 
     @cached_property
     def resources(self) -> Resources:
-        """The resource estimate against the budget (host link included)."""
-        return estimate(self.config, self.budget)
+        """The resource estimate against the budget (host link and any stage buffer
+        included)."""
+        return estimate(self.config, self.budget, im2col_stage=self.im2col_stage)
 
     @property
     def how(self) -> str:
@@ -167,6 +169,7 @@ def _choose(
     array: tuple[int, int] | None,
     preset: str | None,
     name: str,
+    im2col_stage: int,
 ) -> tuple[AcceleratorConfig, NetPlan, DseResult | None]:
     if preset is not None:
         if fmt is not None or array is not None:
@@ -175,14 +178,14 @@ def _choose(
             )
         base = get_preset(preset)
         cfg = replace(base, name=name, target=budget.name, clock_mhz=budget.mhz)
-        res = estimate(cfg, budget)
+        res = estimate(cfg, budget, im2col_stage=im2col_stage)
         if not res.fits(budget):
             raise InputError(
                 f"preset {preset} does not fit {budget.name}: it needs "
                 f"{', '.join(res.shortfall(budget))}"
             )
         return cfg, plan_net(cfg, layers), None
-    dse = explore(layers, budget, fmt=fmt, array=array, name=name)
+    dse = explore(layers, budget, fmt=fmt, array=array, name=name, im2col_stage=im2col_stage)
     return dse.best.config, dse.plan, dse
 
 
@@ -194,14 +197,16 @@ def generate(
     array: tuple[int, int] | str | None = None,
     preset: str | None = None,
     name: str = "net",
+    im2col_stage: int = 0,
 ) -> Design:
     """Size and elaborate an accelerator for ``layers`` (see the module docstring).
 
     ``target``: a target name (:data:`barista_hw.targets.TARGETS`), a :class:`Target` or
     an explicit :class:`Budget`; ``fmt``/``array`` fix the number format / array shape
     for the exploration; ``preset`` takes a named design instead
-    (:data:`barista_hw.presets.PRESETS`). Raises :class:`InputError` naming the layer
-    and pass a design cannot run.
+    (:data:`barista_hw.presets.PRESETS`); ``im2col_stage``: the design is a device's, whose
+    im2col stage buffer of that many elements a lane of B must fit too (0: none). Raises
+    :class:`InputError` naming the layer and pass a design cannot run.
     """
     budget = _budget(target)
     if isinstance(fmt, str):
@@ -212,8 +217,8 @@ def generate(
     if not layers:
         raise InputError(f"net {name}: no Convolution or InnerProduct layer to accelerate")
     needed_dim_bits(layers)  # a clear error for dimensions no design can take
-    cfg, plan, dse = _choose(layers, budget, fmt, array, preset, name)
-    return _elaborate(cfg, plan, layers, budget, dse, preset, name)
+    cfg, plan, dse = _choose(layers, budget, fmt, array, preset, name, im2col_stage)
+    return _elaborate(cfg, plan, layers, budget, dse, preset, name, im2col_stage)
 
 
 def _elaborate(
@@ -224,11 +229,13 @@ def _elaborate(
     dse: DseResult | None,
     preset: str | None,
     name: str,
+    im2col_stage: int = 0,
 ) -> Design:
     top = module_name(name)
     component = Accelerator(cfg)
     verilog = to_verilog(component, top)
-    return Design(cfg, plan, layers, budget, top, verilog, _ports(component), dse, preset)
+    ports = _ports(component)
+    return Design(cfg, plan, layers, budget, top, verilog, ports, dse, preset, im2col_stage)
 
 
 def step_down(design: Design, choice: Candidate) -> Design:
@@ -241,4 +248,6 @@ def step_down(design: Design, choice: Candidate) -> Design:
     cfg = choice.config
     plan = plan_net(cfg, design.layers)
     dse = replace(design.dse, best=choice, plan=plan)
-    return _elaborate(cfg, plan, design.layers, design.budget, dse, None, design.config.name)
+    return _elaborate(
+        cfg, plan, design.layers, design.budget, dse, None, design.config.name, design.im2col_stage
+    )

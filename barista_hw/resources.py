@@ -6,7 +6,9 @@
   ``b_depth`` x ``cols*width``, the accumulator memory: ``acc_depth`` x
   ``cols*acc_width``, and on a board the host link's result ring:
   :data:`~barista_hw.targets.LINK_RESULT_DEPTH` x ``cols*width``) is tiled with the
-  aspect ratio of the target's block that needs the fewest blocks. On ECP5, memories of at most
+  aspect ratio of the target's block that needs the fewest blocks. A device build's
+  LOAD B DMA adds its im2col stage buffer (``im2col_stage`` elements, one block-RAM
+  copy a lane of B: :func:`stage_blocks`). On ECP5, memories of at most
   :data:`LUTRAM_MAX_BITS` bits go to distributed RAM and are costed in logic cells;
   iCE40 has none, and Yosys builds memories of at most :data:`ICE40_FF_MEMORY_DEPTH`
   words from flip-flops there.
@@ -197,6 +199,14 @@ def memory_blocks(depth: int, width: int, aspects: tuple[tuple[int, int], ...]) 
     return min(-(-depth // d) * -(-width // w) for d, w in aspects)
 
 
+def stage_blocks(cfg: AcceleratorConfig, depth: int, aspects: tuple[tuple[int, int], ...]) -> int:
+    """Blocks of ``aspects`` of a device's im2col stage buffer of ``depth`` elements: as
+    the RTL DMA builds it, one memory of ``depth`` x the format's width a lane of B (its
+    ``cols``), each lane reading its own copy (0: no buffer)."""
+    e = cfg.engine
+    return e.cols * memory_blocks(depth, e.fmt.width, aspects) if depth else 0
+
+
 def lutram_cells(depth: int, width: int) -> int:
     """Logic cells of a ``depth x width`` distributed RAM (16 x 4 bit blocks)."""
     return memory_blocks(depth, width, ((LUTRAM_DEPTH, LUTRAM_WIDTH),)) * LUTRAM_CELLS
@@ -222,14 +232,21 @@ def link_payload_bytes(cfg: AcceleratorConfig) -> int:
 
 
 def estimate(
-    cfg: AcceleratorConfig, budget: Budget, *, link: bool = True, board: bool | None = None
+    cfg: AcceleratorConfig,
+    budget: Budget,
+    *,
+    link: bool = True,
+    board: bool | None = None,
+    im2col_stage: int = 0,
 ) -> Resources:
     """Multipliers, block RAM, logic and flip-flops of ``cfg`` on ``budget`` 's kind of device.
 
     ``link``: include the board's UART host link (every board build has one; the
     accelerator alone, as ``barista generate`` writes it, has not). ``board``
     (default: ``link``): elaborated for the board, which on ECP5 keeps the product
-    registers inside the DSPs.
+    registers inside the DSPs. ``im2col_stage``: the elements a lane of B of the device's
+    im2col stage buffer (0: none, the host-driven accelerator), its block RAM counted
+    (:func:`stage_blocks`; its logic is the device's, ``barista_hw.device.rtl.resources``).
     """
     e = cfg.engine
     R, C = e.rows, e.cols
@@ -264,6 +281,8 @@ def estimate(
             )
         else:
             bram[name] = memory_blocks(depth, width, budget.bram_aspects)
+    if im2col_stage:
+        bram["im2col_stage"] = stage_blocks(cfg, im2col_stage, budget.bram_aspects)
 
     lanes = (R + C) * w  # operand bits entering the engine per beat
     skew = w * (R * (R - 1) + C * (C - 1)) // 2 + 2 * (R - 1)

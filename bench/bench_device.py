@@ -270,6 +270,7 @@ def run_net(bench: Bench, batch: int, target: str, fmt: str | None) -> None:
     from barista.device_net import compile_device
     from barista.manifest import cached_rtl_dir
     from barista_base.errors import InputError
+    from barista_hw.device.memory import IM2COL_STAGE
     from boards.protocol import DEFAULT_BAUD
 
     path = find_net(bench)
@@ -278,7 +279,9 @@ def run_net(bench: Bench, batch: int, target: str, fmt: str | None) -> None:
         return
     net = train_net(path, bench, batch)
     name = net.name or bench.name
-    files, _ = cached_rtl_dir(gemm_layers(net), name=name, target=target, fmt=fmt)
+    files, _ = cached_rtl_dir(
+        gemm_layers(net), name=name, target=target, fmt=fmt, im2col_stage=IM2COL_STAGE
+    )
     acc = files.config
     e = acc.engine
     head = (

@@ -205,7 +205,10 @@ def backend_options(
         options["accelerator"] = load_accelerator(accelerator)
     elif backend in ("rtl", "board", DEVICE) and net is not None and not rtl_top:
         # (the device top's design, without --accelerator, the solver picks for the net)
-        options["accelerator"] = _generated(net, target, options.pop("fmt", None), log)
+        from barista_hw.device.memory import IM2COL_STAGE
+
+        stage = IM2COL_STAGE if backend == DEVICE else 0  # the device's stage buffer fits too
+        options["accelerator"] = _generated(net, target, options.pop("fmt", None), log, stage)
     if getattr(args, "preload", False):
         if backend != DEVICE:
             raise InputError("--preload applies to --backend device only")
@@ -232,8 +235,10 @@ def _generated(
     target: str | None,
     fmt: str | None,
     log: Callable[[str], None],
+    im2col_stage: int = 0,
 ) -> AcceleratorFiles:
-    """The accelerator ``barista generate`` would write for the net, from the cache."""
+    """The accelerator ``barista generate`` would write for the net, from the cache (for a
+    device: with its im2col stage buffer of ``im2col_stage`` elements a lane of B)."""
     from barista_hw.targets import DEFAULT_TARGET
 
     from ..backends.formats import is_float_format
@@ -243,7 +248,9 @@ def _generated(
     name, layers = net()
     if fmt is not None and is_float_format(fmt):  # trains in fmt: float32 results
         fmt = rtl_engine_format(fmt).name
-    files, made = cached_rtl_dir(layers, name=name, target=target or DEFAULT_TARGET, fmt=fmt)
+    files, made = cached_rtl_dir(
+        layers, name=name, target=target or DEFAULT_TARGET, fmt=fmt, im2col_stage=im2col_stage
+    )
     where = f"for {name} on {target or DEFAULT_TARGET}"
     if made:
         log(f"Generated the accelerator {where} into {files.path.parent}")

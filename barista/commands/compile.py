@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from barista.backends.plan import gemm_layers
     from barista.device_net import compile_device, describe
     from barista_base.cache import atomic_directory
+    from barista_hw.device.memory import IM2COL_STAGE
     from barista_hw.generate import module_name
     from barista_hw.numfmt import Rounding
     from barista_hw.targets import DEFAULT_TARGET
@@ -72,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if args.accelerator:
         files = load_accelerator(args.accelerator)
     else:
-        files, _ = cached_rtl_dir(layers, name=name, target=target, fmt=args.format)
+        files, _ = cached_rtl_dir(
+            layers, name=name, target=target, fmt=args.format, im2col_stage=IM2COL_STAGE
+        )
     dc = compile_device(
         net,
         files.config,

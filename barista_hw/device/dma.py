@@ -15,8 +15,9 @@ instruction moves a tile between DRAM and a scratchpad; its addresses are
 
 col2im is the same index used by a STORE (:func:`scatter_add`), which sums every
 contribution to an address at full width before it saturates the slot once.
-:func:`transfer` counts what one instruction moves (elements, distinct elements, bus
-words, bursts, DRAM rows, words merged), the numbers the traffic and time models charge.
+:func:`transfer` counts the distinct elements, bus words, bursts, DRAM rows and words
+merged of one instruction: the SDRAM's share of the time model (its DRAM bytes are the
+port's words, ``traffic.dma_port``).
 """
 
 from __future__ import annotations
@@ -194,9 +195,10 @@ def transfer(
     element it moves, once. A ``store`` also reads the words it covers only in part (a
     neighbour's bits share them; bits past the tensor's end are padding), to merge.
 
-    Padding entries (``index < 0``) are elements of the tile but touch no DRAM. An
-    im2col LOAD reads each distinct input element once: the DMA keeps the window's rows
-    in a line buffer, so overlapping windows cost no second read.
+    Padding entries (``index < 0``) are elements of the tile but touch no DRAM. Each
+    distinct word counts once: the floor of what the SDRAM serves (its bursts and rows);
+    what the RTL's port moves, a word read again counted again (an im2col LOAD without
+    the stage buffer reads an element once per tap), is ``traffic.dma_port``'s count.
     """
     if burst_words < 1 or row_words < 1 or not 1 <= bits <= 2 * bus_bits:
         raise InputError(

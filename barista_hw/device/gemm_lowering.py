@@ -78,7 +78,7 @@ def schedule_options(
     the block shape (``tiles_m``, ``tiles_n``; a result block fits ``c_words``, half the C
     scratchpad) and the loop order (which operand stays in its buffer while the other's
     blocks pass, :func:`~barista_hw.schedule.schedule_gemm` with ``reuse``), each operand
-    read as often as the tiling says, at ``rate(operand, rows, cols, extent)`` bytes an
+    read as often as the tiling says, at ``rate(operand, space, rows, cols, extent)`` bytes an
     element for tiles of its shape (:func:`load_rate`). Among equals the fewest commands,
     then the longest chunks. Any choice gives the same bits: chunks accumulate at full width
     and each block keeps its number, so its seed.
@@ -102,8 +102,8 @@ def schedule_options(
             t = tiling(acc_cfg, g.m, g.k, g.n, g.images, options=opts)
             rows, cols = min(g.m, t.block_m), min(g.n, t.block_n)
             cost = t.reads_a * g.m * kt * rate(
-                g.a, rows, t.chunk_kt, (g.m, kt)
-            ) + t.reads_b * kt * g.n * rate(g.b, t.chunk_kt, cols, (kt, g.n))
+                g.a, Space.A, rows, t.chunk_kt, (g.m, kt)
+            ) + t.reads_b * kt * g.n * rate(g.b, Space.B, t.chunk_kt, cols, (kt, g.n))
             key = (round(cost), t.chunks, -limit)
             if best is None or key < best[0]:
                 best = (key, opts)
@@ -306,13 +306,20 @@ def _longest(ok: Callable[[int], bool], most: int) -> int:
 
 
 def load_rate(
-    b: Builder, config: DeviceConfig, v: Operand, rows: int, cols: int, extent: tuple[int, int]
+    b: Builder,
+    config: DeviceConfig,
+    v: Operand,
+    space: Space,
+    rows: int,
+    cols: int,
+    extent: tuple[int, int],
 ) -> float:
     """DRAM bytes an element of a LOAD of a ``rows x cols`` tile of ``v`` (a GEMM operand
-    of ``extent`` rows and columns) takes, as the traffic model counts them: exact for a
-    dense view; an im2col tile reads each input once, so its rate depends on where it
-    starts: the mean of tiles at the start, a third and two thirds of the way."""
-    key = ("rate", v, rows, cols)
+    of ``extent`` rows and columns) into ``space`` takes, as the traffic model counts them
+    (the port's words: they depend on the scratchpad's lanes, and B's stage buffer); an
+    im2col tile's depend on where it starts: the mean of tiles at the start, a third and
+    two thirds of the way."""
+    key = ("rate", v, space, rows, cols)
     if key not in b.cache:
         starts = [(0, 0)]
         if v.view == View.IM2COL:
@@ -326,7 +333,7 @@ def load_rate(
         moved = elements = 0
         for r0, c0 in dict.fromkeys(starts):
             r1, c1 = min(extent[0], r0 + rows), min(extent[1], c0 + cols)
-            fields = _fields(v, Space.A, 0, (r0, r1), (c0, c1))
+            fields = _fields(v, space, 0, (r0, r1), (c0, c1))
             inst = Instruction(Op.LOAD, int(v.view), fields=fields)
             moved += traffic.instruction_counts(inst, b.program, config).dram_read_bytes
             elements += (r1 - r0) * (c1 - c0)

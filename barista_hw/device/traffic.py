@@ -332,9 +332,11 @@ def stream(t: dict, first: int, end: int, config: DeviceConfig, *, store: bool) 
 def _dma_counts(
     inst: Instruction, program: Program, config: DeviceConfig, index: np.ndarray | None
 ) -> InstCounts:
-    """A LOAD or STORE moves the bus words of its tile's elements, packed; a STORE first
-    reads the words it covers only in part, a col2im STORE all of them (it adds). Its
-    cycles: the SDRAM's time or the RTL port's, whichever is longer (:func:`dma_port`)."""
+    """A LOAD or STORE moves its port commands' words (:func:`dma_port`: the DRAM bytes
+    are what the port moves, a word read again counted again; a staged LOAD's, its
+    footprint's). Its cycles: the SDRAM's time or the RTL port's, whichever is longer;
+    the SDRAM's time, its bursts and rows from the tile's distinct words (a floor: the
+    SDRAM serves the port's commands in the rows and bursts they touch)."""
     t = dram_tensor(inst, program)
     dram = config.dram
     index = tile_index(inst, program) if index is None else index
@@ -343,21 +345,21 @@ def _dma_counts(
     plan = config_stage_plan(inst, program, config, index)
     moved = index if plan is None else stage_index(plan)  # staged: its footprint
     tr = packed_transfer(t, moved, inst["dram"] - t["dram"], config, store=store)
-    nbytes = _bytes(tr.words, config)
     lanes_bits = int(index.size) * config.accelerator.engine.fmt.width
     c = InstCounts(dram_bursts=tr.bursts + tr.merged, dram_rows=tr.rows_opened)
     if inst.op is Op.LOAD:
-        c.dram_read_bytes, c.spad_write_bits = nbytes, lanes_bits
+        c.spad_write_bits = lanes_bits
     else:
-        c.dram_write_bytes, c.spad_read_bits = nbytes, lanes_bits
-        c.dram_read_bytes = nbytes if col2im else _bytes(tr.merged, config)
+        c.spad_read_bits = lanes_bits
     write = inst.op is Op.STORE
     cycles = dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=write)
     if col2im:  # read, modify, write
         cycles += dram.transfer_cycles(bursts=tr.bursts, rows_opened=tr.rows_opened, write=False)
     elif tr.merged:  # each part-covered word: a burst of its own, in a row the store opens
         cycles += dram.transfer_cycles(bursts=tr.merged, rows_opened=0, write=False)
-    c.cycles, c.port_words = dma_port(inst, program, config, index, config.device_cycles(cycles))
+    port = dma_port(inst, program, config, index, config.device_cycles(cycles))
+    c.cycles, c.port_words = port.cycles, port.words
+    c.dram_read_bytes, c.dram_write_bytes = port.read_bytes, port.write_bytes
     return c
 
 
@@ -522,6 +524,29 @@ def store_write_cycles(runs: PortRuns, config: DeviceConfig, latency: int) -> tu
     return int(runs.at[0] + runs.n[0]) + first_wait + sum(costs), c
 
 
+@dataclass(frozen=True)
+class PortCost:
+    """A DMA instruction on the RTL's port (:func:`dma_port`): its cycles, and the port
+    words its commands read and write (a word read again counts again)."""
+
+    cycles: int
+    read: int
+    written: int
+    word_bits: int
+
+    @property
+    def words(self) -> int:
+        return self.read + self.written
+
+    @property
+    def read_bytes(self) -> int:
+        return self.read * self.word_bits // 8
+
+    @property
+    def write_bytes(self) -> int:
+        return self.written * self.word_bits // 8
+
+
 def dma_port(
     inst: Instruction,
     program: Program,
@@ -530,10 +555,12 @@ def dma_port(
     sdram: int = 0,
     *,
     latency: int | None = None,
-) -> tuple[int, int]:
+) -> PortCost:
     """A LOAD's or STORE's cycles on the RTL's port (docs/device.md, "The time model
-    charges the port"), and the port words its commands move (a word read again counts
-    again; a STORE's part-covered end words read first too). Cycles: the address
+    charges the port"), and the port words its commands move: the one count of its DRAM
+    traffic (a word read again counts again: an unstaged im2col LOAD reads an input
+    element once per kernel tap that reaches it; a staged LOAD reads its footprint's
+    runs; a STORE also reads its part-covered end words first). Cycles: the address
     generator walks every lane of its scratchpad words, one a cycle, while the port moves
     one word a cycle; the longer of those and the SDRAM's ``sdram`` (accelerator cycles),
     plus the pipeline's fixed stages. A LOAD's
@@ -549,27 +576,27 @@ def dma_port(
     walked = -(-index.shape[axis] // lanes) * lanes * index.shape[1 - axis]
     t = dram_tensor(inst, program)
     if inst.op is Op.STORE and inst.sub == View.IM2COL:
-        moved = 2 * _footprint_words(t, index, inst["dram"] - t["dram"], config)  # read, write
-        cycles = max(sdram, walked + moved) + port.col2im_stages + (latency if moved else 0)
-        return cycles, moved
+        moved = _footprint_words(t, index, inst["dram"] - t["dram"], config)  # read, write
+        cycles = max(sdram, walked + 2 * moved) + port.col2im_stages + (latency if moved else 0)
+        return PortCost(cycles, moved, moved, port.bits)
     plan = config_stage_plan(inst, program, config, index)
     if plan is not None:
         base = inst["dram"] - t["dram"]
         cycles = stage_cycles(plan, t, base, config, index, axis, sdram=sdram, latency=latency)
-        return cycles, int(stage_runs(plan, t, base, config).words.sum())
+        return PortCost(cycles, int(stage_runs(plan, t, base, config).words.sum()), 0, port.bits)
     runs = dma_port_runs(inst, program, config, index)
     if not runs.n.size:
         busy = max(walked, sdram)  # all padding: no command
         stages = port.load_stages + latency if inst.op is Op.LOAD else port.store_stages
-        return busy + stages, 0
+        return PortCost(busy + stages, 0, 0, port.bits)
     last, words = int(runs.words[-1]), int(runs.words.sum())
     if inst.op is Op.LOAD:
         busy = max(walked + unpack_waits(runs, port.bits), words, sdram)
-        return busy + last + port.load_stages + latency, words
+        return PortCost(busy + last + port.load_stages + latency, words, 0, port.bits)
     written, last_cycles = store_write_cycles(runs, config, latency)
     last_walk = int(runs.at[-1] + runs.n[-1]) - 1 + last_cycles  # its last element, then it
     cycles = max(walked, last_walk, written, sdram + last) + port.store_stages
-    return cycles, words + int(runs.merged.sum())
+    return PortCost(cycles, int(runs.merged.sum()), words, port.bits)
 
 
 def _footprint_words(t: dict, index: np.ndarray, base: int, config: DeviceConfig) -> int:

@@ -6,6 +6,7 @@ from barista_base.errors import InputError
 from barista_hw.dse import explore, pareto_front
 from barista_hw.numfmt import FixedFormat
 from barista_hw.plan import GemmLayer, plan_net
+from barista_hw.resources import estimate
 from barista_hw.targets import Budget, get_target
 
 LENET = [
@@ -116,3 +117,17 @@ def test_step_down_is_the_fastest_front_design_that_fits_corrected() -> None:
     assert all(c.resources.luts * 1.1 > usable for c in faster)
     assert res.step_down([first.config], {"luts": 1.0 + usable}) is None  # nothing fits
     assert res.step_down([c.config for c in res.pareto], {}) is None  # all tried
+
+
+def test_a_device_design_fits_with_its_stage_buffer() -> None:
+    """With a device's im2col stage buffer (1,024 elements a lane of B) every candidate's
+    estimate counts it and fits; on this budget the host-driven design would not."""
+    small = Budget.parse("mults=16,bram_blocks=20,luts=20000,mhz=40")
+    host = explore(LENET, small).best
+    assert not estimate(host.config, small, im2col_stage=1024).fits(small)
+    device = explore(LENET, small, im2col_stage=1024)
+    for c in device.candidates:
+        assert c.resources == estimate(c.config, small, im2col_stage=1024)
+        assert c.resources.fits(small)
+        assert c.resources.bram_detail["im2col_stage"] == c.config.engine.cols
+    assert device.best.config != host.config

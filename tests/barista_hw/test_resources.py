@@ -24,6 +24,7 @@ from barista_hw.resources import (
     minifloat_pe_cost,
     minifloat_requant_cost,
     mx_pe_cost,
+    stage_blocks,
 )
 from barista_hw.targets import (
     ECP5_DP16KD,
@@ -43,6 +44,26 @@ def test_memory_blocks_pick_the_best_aspect() -> None:
     assert memory_blocks(4096, 8, ECP5_DP16KD) == 2  # 4096 x 4 twice
     assert memory_blocks(256, 64, ICE40_EBR) == 4
     assert memory_blocks(0, 64, ICE40_EBR) == 0
+
+
+def test_a_device_build_counts_its_stage_buffer_a_block_ram_a_lane_of_b() -> None:
+    """The im2col stage buffer is one copy a lane of B, as the RTL DMA builds it: LeNet's
+    DSE design (10 x 15 fx18, 1,024 elements) takes 15 DP16KD (1024 x 18 each), as
+    synthesis counted them; the host-driven accelerator has none."""
+    budget = get_target("ulx3s-85f").budget
+    fx18 = FixedFormat(18, 9, 52)
+    cfg = AcceleratorConfig(EngineConfig(10, 15, fx18, acc_depth=20), 4096, 1024)
+    host = estimate(cfg, budget)
+    device = estimate(cfg, budget, im2col_stage=1024)
+    assert "im2col_stage" not in host.bram_detail
+    assert device.bram_detail == {**host.bram_detail, "im2col_stage": 15}
+    assert device.bram_blocks == host.bram_blocks + 15
+    assert (device.luts, device.mults) == (host.luts, host.mults)  # its logic is the device's
+    assert stage_blocks(cfg, 2048, budget.bram_aspects) == 30  # 2048 x 9 twice a lane
+    assert stage_blocks(cfg, 0, budget.bram_aspects) == 0
+    # iCE40's 256 x 16 blocks: four a lane of 1,024 fx16 elements.
+    fx16 = AcceleratorConfig(EngineConfig(2, 3, FixedFormat(16, 8, 48)), 64, 64)
+    assert stage_blocks(fx16, 1024, ICE40_EBR) == 3 * 4
 
 
 def test_estimate_counts_multipliers_and_memories() -> None:

@@ -7,8 +7,9 @@
 * ``dma``: the three DMA engines (LOAD A, LOAD B, STORE C), STORE C's col2im accumulator
   (``col2im``, block RAM: ``col2im_elements`` slots of :func:`~.dma.col2im_sum_bits`),
   LOAD B's im2col stage buffer (``im2col_stage``, block RAM: ``im2col_stage`` elements a
-  lane of B; its logic :data:`STAGE_FIXED` and :data:`STAGE_LANE` a lane, measured alone
-  at 4 and 8 lanes with ``bench/synth_device_unit.py dma-b-stage``, less ``dma-b``);
+  lane of B, :func:`barista_hw.resources.stage_blocks`; its logic :data:`STAGE_FIXED`
+  and :data:`STAGE_LANE` a lane, measured alone at 4 and 8 lanes with
+  ``bench/synth_device_unit.py dma-b-stage``, less ``dma-b``);
 * ``packed``: the two packed ports between the DMAs and the memory port;
 * ``vector``: :class:`~.vecmem.VecMem`: its fetchers, writer and queues, and per lane the
   vector datapath (the multipliers of scaling and SGD among them); its three staging rings
@@ -53,6 +54,7 @@ from barista_hw.resources import (
     estimate,
     lutram_cells,
     memory_blocks,
+    stage_blocks,
 )
 from barista_hw.targets import Budget, get_target
 
@@ -152,8 +154,7 @@ def estimate_device(
     acc = col2im_depth(config)
     bram["col2im"] = memory_blocks(acc, col2im_sum_bits(c_geom), aspects) if acc else 0
     b_geom, stage = geometry(config, Space.B), stage_depth(config, Space.B)
-    stage_blocks = memory_blocks(stage, b_geom.bits, aspects) if stage else 0
-    bram["im2col_stage"] = b_geom.lanes * stage_blocks
+    bram["im2col_stage"] = stage_blocks(config.accelerator, stage, aspects)
     staging = [
         (f + b_geom.lanes * v) * bool(stage) for f, v in zip(STAGE_FIXED, STAGE_LANE, strict=True)
     ]

@@ -574,12 +574,18 @@ def port_model_cycles(spec: Spec, config: DeviceConfig, latency: int) -> int:
     the harness's device: its col2im accumulator bounds the footprint pass 2 moves."""
     scratch = dataclasses.replace(config.scratchpads, col2im_elements=ACC_DEPTH)
     rtl = dataclasses.replace(config, scratchpads=scratch)
-    return traffic.dma_port(spec.inst, spec.program, rtl, spec.index, latency=latency)[0]
+    return traffic.dma_port(spec.inst, spec.program, rtl, spec.index, latency=latency).cycles
 
 
 def model_port_words(spec: Spec, config: DeviceConfig) -> list[int]:
     """The words of each port command the time model sees ``spec``'s instruction issue."""
     return traffic.dma_port_commands(spec.inst, spec.program, config, spec.index)[0].tolist()
+
+
+def model_dram_words(spec: Spec, config: DeviceConfig) -> int:
+    """The traffic model's DRAM bytes of ``spec``'s LOAD, in port words."""
+    c = traffic.instruction_counts(spec.inst, spec.program, config, index=spec.index)
+    return c.dram_read_bytes * 8 // config.port.bits
 
 
 def _cycle_misses(runs: list, specs: list[Spec], results: list, config: DeviceConfig,
@@ -593,6 +599,8 @@ def _cycle_misses(runs: list, specs: list[Spec], results: list, config: DeviceCo
         checked += 1
         if spec.inst.op is Op.LOAD and res.lengths != model_port_words(spec, config):
             misses.append(f"{spec.name}: port commands {res.lengths}, model's differ")
+        if spec.inst.op is Op.LOAD and model_dram_words(spec, config) != sum(res.lengths):
+            misses.append(f"{spec.name}: DRAM bytes not the {sum(res.lengths)} words read")
         if abs(res.cycles / model - 1) > tolerance:
             misses.append(f"{spec.name}: RTL {res.cycles} cycles, model {model}")
     return checked, misses
