@@ -43,7 +43,7 @@ from .device_run import DeviceResult, IterationCase, counter_values, device_top
 from .device_run import max_cycles as default_max_cycles
 from .lint import waiver_control_text
 from .runner import component_verilog
-from .verilator_build import VerilatorBuild, build
+from .verilator_build import MAKE_FLAGS, VerilatorBuild, build
 from .verilator_driver import (
     IO_HEADER,
     ProtocolError,
@@ -114,10 +114,13 @@ class VerilatedIteration(DeviceResult):
         return self.edges / self.loop_cpu_seconds if self.loop_cpu_seconds else 0.0
 
 
-def device_build(config: DeviceConfig, **sizes: int) -> tuple[VerilatorBuild, DevicePorts]:
+def device_build(
+    config: DeviceConfig, *, make_flags: tuple[str, ...] | None = None, **sizes: int
+) -> tuple[VerilatorBuild, DevicePorts]:
     """What goes into the executable of ``config``'s device top
     (:func:`sim.device_run.device_top` of ``sizes``: the cocotb bench's Verilog), and its
-    ports."""
+    ports; ``make_flags``: the C++ compiler's instead of
+    :data:`~sim.verilator_build.MAKE_FLAGS` (a bench comparing builds)."""
     top, make, key = device_top(config, **sizes)
     verilog = component_verilog(make, top, key)
     ports = DevicePorts.of(make())
@@ -134,6 +137,7 @@ def device_build(config: DeviceConfig, **sizes: int) -> tuple[VerilatorBuild, De
         ),
         output=EXECUTABLE,
         cflags=_CFLAGS,
+        make_flags=tuple(MAKE_FLAGS if make_flags is None else make_flags),
     )
     return recipe, ports
 
@@ -142,13 +146,14 @@ def simulator(
     config: DeviceConfig,
     *,
     on_build: Callable[[Path], None] | None = None,
+    make_flags: tuple[str, ...] | None = None,
     **sizes: int,
 ) -> DeviceSimulator:
     """The executable of ``config``'s device top, built once per content (race-safe);
     ``sizes``: :func:`sim.device_run.device_top`'s (window, depth, the decoder's
     tensors and registers); ``on_build(entry)`` is called when a build starts, and only
-    then."""
-    recipe, ports = device_build(config, **sizes)
+    then; ``make_flags``: :func:`device_build`'s."""
+    recipe, ports = device_build(config, make_flags=make_flags, **sizes)
     return DeviceSimulator(build(recipe, cache_root(), on_build=on_build), ports, config)
 
 

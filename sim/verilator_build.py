@@ -60,12 +60,13 @@ class VerilatorBuild:
     cflags: str = ""
     ldflags: str = ""
     options: tuple[str, ...] = ()  # Verilator options beyond VERILATOR_FLAGS (``--trace-fst``)
+    make_flags: tuple[str, ...] = tuple(MAKE_FLAGS)  # the C++ compiler's (``OPT_FAST=...``)
 
     def key(self) -> str:
         """Hash of everything the output depends on."""
         h = hashlib.sha256()
         parts = [self.top, self.output, self.cflags, self.ldflags]
-        parts += [json.dumps([*VERILATOR_FLAGS, *self.options, *MAKE_FLAGS])]
+        parts += [json.dumps([*VERILATOR_FLAGS, *self.options, *self.make_flags])]
         parts += [simulator_version("verilator")]
         for name, text in self.sources:
             parts += [name, text]
@@ -151,7 +152,7 @@ def _verilate_and_make(recipe: VerilatorBuild, tmp: Path, entry: Path) -> None:
     jobs = str(min(4, os.cpu_count() or 1))
     # The wheel's verilated.mk leaves the "include precompiled header" option empty.
     make = ["make", "-C", str(obj), "-f", f"V{recipe.top}.mk", "-j", jobs]
-    make += ["CFG_CXXFLAGS_PCH_I=-include", *MAKE_FLAGS]
+    make += ["CFG_CXXFLAGS_PCH_I=-include", *recipe.make_flags]
     log = tmp / LOG
     env = tool_env()
     with log.open("w") as f:

@@ -46,6 +46,7 @@ def test_key_covers_sources_options_and_flags() -> None:
         dataclasses.replace(RECIPE, cflags="-DX"),
         dataclasses.replace(RECIPE, ldflags="-shared"),
         dataclasses.replace(RECIPE, output="other"),
+        dataclasses.replace(RECIPE, make_flags=("OPT_FAST=-O3",)),
     ]
     assert len({key} | {r.key() for r in changed}) == 1 + len(changed)
     assert RECIPE.entry(Path("/c")) == Path("/c") / f"broken-{key}"
