@@ -1,7 +1,7 @@
 """Benchmark of issue 21: the whole device top Verilated with its C++ host and DRAM model.
 
 Run from the repository: ``python bench/bench_device_rtl.py [--repeat N] [--lenet
-[--batch B] [--lenet-repeat N] [--skip-tiny]] [--make-flags VAR=FLAGS ...]``.
+[--batch B] [--lenet-repeat N] [--skip-tiny]] [--make-flags VAR=FLAGS ...] [--pgo]``.
 Prints, for the device tests' case (:mod:`sim.device_cases`: a tiny net on a 4 x 3
 engine, two iterations with SCALE between, the decoder's register writes before each;
 the cocotb bench's case):
@@ -11,9 +11,9 @@ the cocotb bench's case):
   file I/O excluded; the best of ``--repeat`` runs) and its CPU time a cycle, against
   issue 21's goal of 1 M cycles/s, and by wall time, of the loop and of the whole run as
   Python sees it; with ``--make-flags``, the same for a second build compiled with those
-  make variables instead of :data:`sim.verilator_build.MAKE_FLAGS` (its runs interleaved
-  with the current build's), the ratio of their speeds and whether every cycle and bit
-  agrees;
+  make variables instead of :data:`sim.verilator_build.MAKE_FLAGS`, with ``--pgo`` for a
+  build compiled with gcc's profile of the very case it runs (its runs interleaved with the
+  current build's), the ratio of their speeds and whether every cycle and bit agrees;
 * each iteration's measured cycles (the cycle counter at each SCALE) against the time
   model's iteration (:func:`barista_hw.device.timing.schedule`) with the board's UART
   and with a 300 Mbaud link (the RTL's link unit has no UART), the records fetched from
@@ -133,19 +133,24 @@ def check(got, case) -> str:  # noqa: ANN001
     return "bit-exact as the model" if same else "DIFFERS from the model"
 
 
-def built(config, label: str, program, make_flags: list[str]) -> dict:  # noqa: ANN001
-    """The simulators to compare: ``{"current": ...}`` (:data:`~sim.verilator_build.MAKE_FLAGS`)
-    and, with ``make_flags``, ``{"flags": ...}`` built with those (each built or cached)."""
+def built(config, label: str, program, make_flags: list[str], train=None) -> dict:  # noqa: ANN001
+    """The simulators to compare: ``{"current": ...}`` (:data:`~sim.verilator_build.MAKE_FLAGS`),
+    with ``make_flags`` ``{"flags": ...}`` built with those, with ``train`` (a case and its
+    memory) ``{"pgo": ...}`` built with gcc's profile of that case (each built or cached)."""
     from barista_hw.device.rtl.decode import decoder_sizes
     from sim.device_verilator import simulator
 
+    builds = [("current", None, None)]
+    builds += [("flags", tuple(make_flags), None)] if make_flags else []
+    builds += [("pgo", None, train)] if train else []
     sims = {}
-    for name, flags in [("current", None), *([("flags", tuple(make_flags))] if make_flags else [])]:
+    for name, flags, case in builds:
         t0 = time.perf_counter()
         sims[name] = simulator(
             config,
             on_build=lambda e: print(f"  building {label} ({e.name})...", flush=True),
             make_flags=flags,
+            train=case,
             **decoder_sizes(program),
         )
         print(f"  simulator [{name}] ready in {time.perf_counter() - t0:.1f} s")
@@ -154,16 +159,17 @@ def built(config, label: str, program, make_flags: list[str]) -> dict:  # noqa: 
     return sims
 
 
-def tiny(repeat: int, make_flags: list[str]) -> None:
+def tiny(repeat: int, make_flags: list[str], pgo: bool) -> None:
     from sim.device_cases import CONFIG, iteration, program
     from sim.device_ports import MemoryTiming
     from sim.gemm_path_run import BUS_BITS
 
     e = CONFIG.accelerator.engine
     print(f"tiny net (sim.device_cases) on a {e.rows}x{e.cols} {e.fmt.name} device top")
-    sims = built(CONFIG, "the tiny device top", program(), make_flags)
     case = iteration(0.0)
     timing = MemoryTiming.for_config(CONFIG, BUS_BITS)
+    train = (case, timing) if pgo else None
+    sims = built(CONFIG, "the tiny device top", program(), make_flags, train)
     runs = speed(sims, case, timing, repeat)
     got = runs["current"][0]
     print(
@@ -255,7 +261,7 @@ def describe(prog, config) -> None:  # noqa: ANN001
     print(f"  {len(prog.instructions):,} instructions: {count_ops(prog.instructions)}")
 
 
-def lenet(batch: int, repeat: int, make_flags: list[str]) -> None:
+def lenet(batch: int, repeat: int, make_flags: list[str], pgo: bool) -> None:
     """The DSE's design: what the top refuses; then LeNet on the RTL's test design."""
     from barista_base.errors import InputError
     from barista_hw.device.memory import RTL_UNITS
@@ -288,9 +294,9 @@ def lenet(batch: int, repeat: int, make_flags: list[str]) -> None:
     print(
         f"  the case built: every instruction decodes ({time.perf_counter() - t0:.0f} s of model)"
     )
-    sims = built(config, "LeNet's device top", prog, make_flags)
-    board = model_timing(prog, config, config.link.baud).cycles
     timing = MemoryTiming.for_config(config, BUS_BITS)
+    sims = built(config, "LeNet's device top", prog, make_flags, (case, timing) if pgo else None)
+    board = model_timing(prog, config, config.link.baud).cycles
     runs = speed(sims, case, timing, repeat, max_cycles=20 * board)
     got = runs["current"][0]
     print(f"  {check(got, case)}")
@@ -314,11 +320,16 @@ def main() -> int:
         help="also a build with these make variables instead of MAKE_FLAGS (e.g. "
         "'OPT_FAST=-O3 -march=native'), its runs interleaved with the current build's",
     )
+    parser.add_argument(
+        "--pgo",
+        action="store_true",
+        help="also a build with gcc's profile of the case it runs (trained on that case)",
+    )
     args = parser.parse_args()
     if not args.skip_tiny:
-        tiny(args.repeat, args.make_flags)
+        tiny(args.repeat, args.make_flags, args.pgo)
     if args.lenet:
-        lenet(args.batch, args.lenet_repeat, args.make_flags)
+        lenet(args.batch, args.lenet_repeat, args.make_flags, args.pgo)
     return 0
 
 
