@@ -2,7 +2,9 @@
 
 A :class:`VerilatorBuild` names everything that goes into one build: the
 sources (Verilog, Verilator control files, C++, headers) with their text, the top
-module, the output file and the compiler and linker flags. Its :meth:`~VerilatorBuild.key`
+module, the output file and the compiler and linker flags (``make_flags``: the optimisation
+levels, :data:`MAKE_FLAGS` by default), and for gcc's profile-guided optimisation a
+training run (``train``, ``train_files``). Its :meth:`~VerilatorBuild.key`
 hashes all of it with the common flags below and the Verilator version, so
 the cache entry ``<root>/<name>-<key>`` changes whenever the output could.
 
