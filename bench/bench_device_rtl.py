@@ -1,15 +1,19 @@
 """Benchmark of issue 21: the whole device top Verilated with its C++ host and DRAM model.
 
 Run from the repository: ``python bench/bench_device_rtl.py [--repeat N] [--lenet
-[--batch B] [--skip-tiny]]``.
+[--batch B] [--lenet-repeat N] [--skip-tiny]] [--make-flags VAR=FLAGS ...] [--pgo]``.
 Prints, for the device tests' case (:mod:`sim.device_cases`: a tiny net on a 4 x 3
 engine, two iterations with SCALE between, the decoder's register writes before each;
 the cocotb bench's case):
 
 * the simulation speed of the whole accelerator on one core: clock cycles per second of
   the C++ loop's CPU time (its thread's: the machine is shared; model construction and
-  file I/O excluded; the best of ``--repeat`` runs), against issue 21's goal of 1 M
-  cycles/s, and by wall time, of the loop and of the whole run as Python sees it;
+  file I/O excluded; the best of ``--repeat`` runs) and its CPU time a cycle, against
+  issue 21's goal of 1 M cycles/s, and by wall time, of the loop and of the whole run as
+  Python sees it; with ``--make-flags``, the same for a second build compiled with those
+  make variables instead of :data:`sim.verilator_build.MAKE_FLAGS`, with ``--pgo`` for a
+  build compiled with gcc's profile of the very case it runs (its runs interleaved with the
+  current build's), the ratio of their speeds and whether every cycle and bit agrees;
 * each iteration's measured cycles (the cycle counter at each SCALE) against the time
   model's iteration (:func:`barista_hw.device.timing.schedule`) with the board's UART
   and with a 300 Mbaud link (the RTL's link unit has no UART), the records fetched from
@@ -66,19 +70,58 @@ def compare(label: str, measured: int, program, config) -> None:  # noqa: ANN001
             )
 
 
-def speed(sim, case, timing, repeat: int):  # noqa: ANN001, ANN201
-    """The best of ``repeat`` runs: (result, loop cycles/s, whole-run cycles/s)."""
+def speed(sims: dict, case, timing, repeat: int, max_cycles: int | None = None) -> dict:  # noqa: ANN001
+    """Per build in ``sims`` (label -> simulator): (the run of the least loop CPU time of
+    ``repeat``, the best whole-run cycles/s by wall time); the builds' runs interleave (a
+    shared machine's load changes)."""
     from sim.device_verilator import run
 
-    best, best_wall = None, float("inf")
+    best: dict = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        got = run(sim, case, timing=timing)
-        wall = time.perf_counter() - t0
-        if best is None or got.loop_cpu_seconds < best.loop_cpu_seconds:
-            best = got
-        best_wall = min(best_wall, wall)
-    return best, best.cycles_per_cpu_second, best.edges / best_wall
+        for label, sim in sims.items():
+            t0 = time.perf_counter()
+            got = run(sim, case, timing=timing, max_cycles=max_cycles)
+            wall = time.perf_counter() - t0
+            old, old_wall = best.get(label, (None, float("inf")))
+            if old is None or got.loop_cpu_seconds < old.loop_cpu_seconds:
+                old = got
+            best[label] = (old, min(old_wall, wall))
+    return {label: (got, got.edges / wall) for label, (got, wall) in best.items()}
+
+
+def print_speed(got, whole: float | None = None, label: str = "") -> None:  # noqa: ANN001
+    """The loop's speed: cycles/s of its CPU time (the goal's measure) and CPU time per
+    simulated cycle; by wall time, the loop's and the whole run's."""
+    loop = got.cycles_per_cpu_second
+    whole_text = f", whole run (files, process) {whole:,.0f}" if whole else ""
+    print(
+        f"  speed{label}: {got.edges:,} cycles in {got.loop_cpu_seconds:.3f} s of the C++ loop's "
+        f"CPU time = {loop:,.0f} cycles/s on one core, "
+        f"{1e6 * got.loop_cpu_seconds / got.edges:.2f} us CPU a cycle "
+        f"({loop / GOAL_CYCLES_PER_S:.3f} of the 1 M goal); by wall time (the machine "
+        f"shared): loop {got.cycles_per_second:,.0f}{whole_text} cycles/s"
+    )
+
+
+def compare_builds(runs: dict) -> None:
+    """Each build's speed and, against the first, the ratio of loop CPU time a cycle;
+    every build's cycles and bits the first's."""
+    (label0, (first, _)), *rest = runs.items()
+    for label, (got, whole) in runs.items():
+        print_speed(got, whole, f" [{label}]")
+    for label, (got, _) in rest:
+        same = (
+            got.edges == first.edges
+            and got.counters == first.counters
+            and got.scale_cycles == first.scale_cycles
+            and got.host_out == first.host_out
+            and bool((got.memory == first.memory).all())
+        )
+        ratio = first.loop_cpu_seconds / got.loop_cpu_seconds
+        print(
+            f"  [{label}] / [{label0}]: {ratio:.3f}x the speed (CPU time); cycles, counters, "
+            f"host words and DRAM {'the same' if same else 'DIFFER'}"
+        )
 
 
 def check(got, case) -> str:  # noqa: ANN001
@@ -90,41 +133,50 @@ def check(got, case) -> str:  # noqa: ANN001
     return "bit-exact as the model" if same else "DIFFERS from the model"
 
 
-def built(config, label: str, program):  # noqa: ANN001, ANN201 - a DeviceSimulator
+def built(config, label: str, program, make_flags: list[str], train=None) -> dict:  # noqa: ANN001
+    """The simulators to compare: ``{"current": ...}`` (:data:`~sim.verilator_build.MAKE_FLAGS`),
+    with ``make_flags`` ``{"flags": ...}`` built with those, with ``train`` (a case and its
+    memory) ``{"pgo": ...}`` built with gcc's profile of that case (each built or cached)."""
     from barista_hw.device.rtl.decode import decoder_sizes
     from sim.device_verilator import simulator
 
-    t0 = time.perf_counter()
-    sim = simulator(
-        config,
-        on_build=lambda e: print(f"  building {label} ({e.name})...", flush=True),
-        **decoder_sizes(program),
-    )
-    print(f"  simulator ready in {time.perf_counter() - t0:.1f} s")
-    return sim
+    builds = [("current", None, None)]
+    builds += [("flags", tuple(make_flags), None)] if make_flags else []
+    builds += [("pgo", None, train)] if train else []
+    sims = {}
+    for name, flags, case in builds:
+        t0 = time.perf_counter()
+        sims[name] = simulator(
+            config,
+            on_build=lambda e: print(f"  building {label} ({e.name})...", flush=True),
+            make_flags=flags,
+            train=case,
+            **decoder_sizes(program),
+        )
+        print(f"  simulator [{name}] ready in {time.perf_counter() - t0:.1f} s")
+    if make_flags:
+        print(f"  [flags]: {' '.join(make_flags)}")
+    return sims
 
 
-def tiny(repeat: int) -> None:
+def tiny(repeat: int, make_flags: list[str], pgo: bool) -> None:
     from sim.device_cases import CONFIG, iteration, program
     from sim.device_ports import MemoryTiming
     from sim.gemm_path_run import BUS_BITS
 
     e = CONFIG.accelerator.engine
     print(f"tiny net (sim.device_cases) on a {e.rows}x{e.cols} {e.fmt.name} device top")
-    sim = built(CONFIG, "the tiny device top", program())
     case = iteration(0.0)
     timing = MemoryTiming.for_config(CONFIG, BUS_BITS)
-    got, loop, whole = speed(sim, case, timing, repeat)
+    train = (case, timing) if pgo else None
+    sims = built(CONFIG, "the tiny device top", program(), make_flags, train)
+    runs = speed(sims, case, timing, repeat)
+    got = runs["current"][0]
     print(
         f"  memory: latency {timing.latency}, {timing.rate} words/cycle, burst {timing.burst}; "
         f"{len(case.afters)} iterations, {len(case.writes)} prog writes; {check(got, case)}"
     )
-    print(
-        f"  speed: {got.edges:,} cycles in {got.loop_cpu_seconds * 1e3:.1f} ms of the C++ loop's "
-        f"CPU time = {loop:,.0f} cycles/s on one core ({loop / GOAL_CYCLES_PER_S:.3f} of the "
-        f"1 M goal); by wall time (the machine shared): loop {got.cycles_per_second:,.0f}, "
-        f"whole run (files, process) {whole:,.0f} cycles/s"
-    )
+    compare_builds(runs)
     at = [0, *got.scale_cycles]
     for i in range(len(got.scale_cycles)):
         compare(f"tiny iteration {i + 1}", at[i + 1] - at[i], program(), CONFIG)
@@ -209,7 +261,7 @@ def describe(prog, config) -> None:  # noqa: ANN001
     print(f"  {len(prog.instructions):,} instructions: {count_ops(prog.instructions)}")
 
 
-def lenet(batch: int) -> None:
+def lenet(batch: int, repeat: int, make_flags: list[str], pgo: bool) -> None:
     """The DSE's design: what the top refuses; then LeNet on the RTL's test design."""
     from barista_base.errors import InputError
     from barista_hw.device.memory import RTL_UNITS
@@ -217,7 +269,6 @@ def lenet(batch: int) -> None:
     from sim.device_cases import lenet_program as rtl_lenet
     from sim.device_cases import random_iteration
     from sim.device_ports import MemoryTiming
-    from sim.device_verilator import run
     from sim.gemm_path_run import BUS_BITS
 
     print(f"\nLeNet batch {batch} (examples/mnist) on the DSE's ulx3s-85f design, RTL units")
@@ -243,16 +294,13 @@ def lenet(batch: int) -> None:
     print(
         f"  the case built: every instruction decodes ({time.perf_counter() - t0:.0f} s of model)"
     )
-    sim = built(config, "LeNet's device top", prog)
-    board = model_timing(prog, config, config.link.baud).cycles
     timing = MemoryTiming.for_config(config, BUS_BITS)
-    t0 = time.perf_counter()
-    got = run(sim, case, timing=timing, max_cycles=20 * board)
-    print(
-        f"  {check(got, case)}; {got.edges:,} cycles in {got.loop_cpu_seconds:.1f} s of C++ "
-        f"loop CPU time = {got.cycles_per_cpu_second:,.0f} cycles/s on one core (whole run "
-        f"{time.perf_counter() - t0:.1f} s)"
-    )
+    sims = built(config, "LeNet's device top", prog, make_flags, (case, timing) if pgo else None)
+    board = model_timing(prog, config, config.link.baud).cycles
+    runs = speed(sims, case, timing, repeat, max_cycles=20 * board)
+    got = runs["current"][0]
+    print(f"  {check(got, case)}")
+    compare_builds(runs)
     print_busy(got.counters, prog, config)
     compare("LeNet iteration", got.counters["cycles"], prog, config)
 
@@ -263,11 +311,25 @@ def main() -> int:
     parser.add_argument("--lenet", action="store_true", help="also LeNet (long)")
     parser.add_argument("--batch", type=int, default=2, help="LeNet's batch (default 2)")
     parser.add_argument("--skip-tiny", action="store_true", help="only LeNet")
+    parser.add_argument("--lenet-repeat", type=int, default=1, help="runs of LeNet's iteration")
+    parser.add_argument(
+        "--make-flags",
+        nargs="+",
+        default=[],
+        metavar="VAR=FLAGS",
+        help="also a build with these make variables instead of MAKE_FLAGS (e.g. "
+        "'OPT_FAST=-O3 -march=native'), its runs interleaved with the current build's",
+    )
+    parser.add_argument(
+        "--pgo",
+        action="store_true",
+        help="also a build with gcc's profile of the case it runs (trained on that case)",
+    )
     args = parser.parse_args()
     if not args.skip_tiny:
-        tiny(args.repeat)
+        tiny(args.repeat, args.make_flags, args.pgo)
     if args.lenet:
-        lenet(args.batch)
+        lenet(args.batch, args.lenet_repeat, args.make_flags, args.pgo)
     return 0
 
 

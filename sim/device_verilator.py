@@ -28,6 +28,7 @@ cycle counter (int64 pairs), per SCALE the DRAM image (uint64), the message (tex
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from .device_run import DeviceResult, IterationCase, counter_values, device_top
 from .device_run import max_cycles as default_max_cycles
 from .lint import waiver_control_text
 from .runner import component_verilog
-from .verilator_build import VerilatorBuild, build
+from .verilator_build import MAKE_FLAGS, VerilatorBuild, build
 from .verilator_driver import (
     IO_HEADER,
     ProtocolError,
@@ -88,7 +89,11 @@ class DeviceSimulator:
     def beat_words(self) -> int:
         """32-bit words of a ``prog`` beat (a register write) in the input file (at least
         2, as the C++)."""
-        return max(2, -(-self.ports.width("prog__payload") // 32))
+        return _beat_words(self.ports)
+
+
+def _beat_words(ports: DevicePorts) -> int:
+    return max(2, -(-ports.width("prog__payload") // 32))
 
 
 @dataclass
@@ -114,10 +119,19 @@ class VerilatedIteration(DeviceResult):
         return self.edges / self.loop_cpu_seconds if self.loop_cpu_seconds else 0.0
 
 
-def device_build(config: DeviceConfig, **sizes: int) -> tuple[VerilatorBuild, DevicePorts]:
+def device_build(
+    config: DeviceConfig,
+    *,
+    make_flags: tuple[str, ...] | None = None,
+    train: tuple[IterationCase, MemoryTiming] | None = None,
+    **sizes: int,
+) -> tuple[VerilatorBuild, DevicePorts]:
     """What goes into the executable of ``config``'s device top
     (:func:`sim.device_run.device_top` of ``sizes``: the cocotb bench's Verilog), and its
-    ports."""
+    ports; ``make_flags``: the C++ compiler's instead of
+    :data:`~sim.verilator_build.MAKE_FLAGS` (a bench comparing builds); ``train``: a
+    case and its memory that the build runs for gcc's profile
+    (:attr:`~sim.verilator_build.VerilatorBuild.train`)."""
     top, make, key = device_top(config, **sizes)
     verilog = component_verilog(make, top, key)
     ports = DevicePorts.of(make())
@@ -134,7 +148,16 @@ def device_build(config: DeviceConfig, **sizes: int) -> tuple[VerilatorBuild, De
         ),
         output=EXECUTABLE,
         cflags=_CFLAGS,
+        make_flags=tuple(MAKE_FLAGS if make_flags is None else make_flags),
     )
+    if train is not None:
+        case, timing = train
+        data = input_bytes(
+            _beat_words(ports), case, timing, seed=0, max_cycles=default_max_cycles(case)
+        )
+        recipe = dataclasses.replace(
+            recipe, train=("train.in", "train.out"), train_files=(("train.in", data),)
+        )
     return recipe, ports
 
 
@@ -142,17 +165,42 @@ def simulator(
     config: DeviceConfig,
     *,
     on_build: Callable[[Path], None] | None = None,
+    make_flags: tuple[str, ...] | None = None,
+    train: tuple[IterationCase, MemoryTiming] | None = None,
     **sizes: int,
 ) -> DeviceSimulator:
     """The executable of ``config``'s device top, built once per content (race-safe);
     ``sizes``: :func:`sim.device_run.device_top`'s (window, depth, the decoder's
     tensors and registers); ``on_build(entry)`` is called when a build starts, and only
-    then."""
-    recipe, ports = device_build(config, **sizes)
+    then; ``make_flags``, ``train``: :func:`device_build`'s."""
+    recipe, ports = device_build(config, make_flags=make_flags, train=train, **sizes)
     return DeviceSimulator(build(recipe, cache_root(), on_build=on_build), ports, config)
 
 
 # -- files ---------------------------------------------------------------------------------
+
+
+def input_bytes(
+    beat_words: int, case: IterationCase, timing: MemoryTiming, *, seed: int, max_cycles: int
+) -> bytes:
+    """The input file of ``case`` (module docstring) for beats of ``beat_words`` words."""
+    pw = beat_words
+    beats = b"".join(int(r).to_bytes(4 * pw, "little") for r in case.writes)
+    host = [w for _, words in case.host_in for w in words]
+    batches = np.array([(after, len(w)) for after, w in case.host_in], np.int64).reshape(-1, 2)
+    rate = timing.rate
+    head = [_MAGIC, pw, len(case.writes), case.before.size, len(batches), len(host)]
+    head += [timing.latency, rate.numerator, rate.denominator, timing.burst, seed, max_cycles]
+    return b"".join(
+        [
+            np.array(head + [0] * (_HEADER - len(head)), "<i8").tobytes(),
+            np.array([case.stall, timing.stall], "<f8").tobytes(),
+            beats,
+            np.asarray(case.before).astype("<u8").tobytes(),
+            batches.astype("<i8").tobytes(),
+            np.array(host, "<u8").tobytes(),
+        ]
+    )
 
 
 def write_input(
@@ -165,20 +213,8 @@ def write_input(
     max_cycles: int,
 ) -> None:
     """The input file of ``case`` (module docstring) for ``sim``."""
-    pw = sim.beat_words
-    beats = b"".join(int(r).to_bytes(4 * pw, "little") for r in case.writes)
-    host = [w for _, words in case.host_in for w in words]
-    batches = np.array([(after, len(w)) for after, w in case.host_in], np.int64).reshape(-1, 2)
-    rate = timing.rate
-    head = [_MAGIC, pw, len(case.writes), case.before.size, len(batches), len(host)]
-    head += [timing.latency, rate.numerator, rate.denominator, timing.burst, seed, max_cycles]
-    with open(path, "wb") as f:
-        f.write(np.array(head + [0] * (_HEADER - len(head)), "<i8").tobytes())
-        f.write(np.array([case.stall, timing.stall], "<f8").tobytes())
-        f.write(beats)
-        f.write(np.asarray(case.before).astype("<u8").tobytes())
-        f.write(batches.astype("<i8").tobytes())
-        f.write(np.array(host, "<u8").tobytes())
+    data = input_bytes(sim.beat_words, case, timing, seed=seed, max_cycles=max_cycles)
+    Path(path).write_bytes(data)
 
 
 def read_output(path: Path, sim: DeviceSimulator, case: IterationCase) -> VerilatedIteration:

@@ -2,7 +2,9 @@
 
 A :class:`VerilatorBuild` names everything that goes into one build: the
 sources (Verilog, Verilator control files, C++, headers) with their text, the top
-module, the output file and the compiler and linker flags. Its :meth:`~VerilatorBuild.key`
+module, the output file and the compiler and linker flags (``make_flags``: the optimisation
+levels, :data:`MAKE_FLAGS` by default), and for gcc's profile-guided optimisation a
+training run (``train``, ``train_files``). Its :meth:`~VerilatorBuild.key`
 hashes all of it with the common flags below and the Verilator version, so
 the cache entry ``<root>/<name>-<key>`` changes whenever the output could.
 
@@ -39,6 +41,12 @@ VERILATOR_FLAGS = [*X_POISON, "--x-initial", "fast", "--noassert", "-Wno-fatal"]
 #: -O2 on the model: about twice the simulation speed of Verilator's default -Os for a
 #: longer first build; the training loop runs a build many times.
 MAKE_FLAGS = ["OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2"]
+#: gcc's profile-guided optimisation (:attr:`VerilatorBuild.train`): the instrumented
+#: compile and link, then the compile that uses the profile (code the training run did not
+#: reach is optimised as without one).
+PGO_GENERATE = "-fprofile-generate -fprofile-update=single"
+PGO_LINK = "USER_LDFLAGS=-fprofile-generate"
+PGO_USE = "-fprofile-use -fprofile-partial-training -Wno-missing-profile"
 MARKER = "build.json"
 LOG = "build.log"
 
@@ -60,17 +68,26 @@ class VerilatorBuild:
     cflags: str = ""
     ldflags: str = ""
     options: tuple[str, ...] = ()  # Verilator options beyond VERILATOR_FLAGS (``--trace-fst``)
+    make_flags: tuple[str, ...] = tuple(MAKE_FLAGS)  # the C++ compiler's (``OPT_FAST=...``)
+    # gcc's profile-guided optimisation: with ``train`` (the output's arguments, run in a
+    # directory of ``train_files``), compiled instrumented, run, compiled again.
+    train: tuple[str, ...] = ()
+    train_files: tuple[tuple[str, bytes], ...] = ()
 
     def key(self) -> str:
         """Hash of everything the output depends on."""
         h = hashlib.sha256()
         parts = [self.top, self.output, self.cflags, self.ldflags]
-        parts += [json.dumps([*VERILATOR_FLAGS, *self.options, *MAKE_FLAGS])]
+        parts += [json.dumps([*VERILATOR_FLAGS, *self.options, *self.make_flags])]
         parts += [simulator_version("verilator")]
+        if self.train:  # (keys of builds without it as before)
+            parts += [json.dumps([*self.train, PGO_GENERATE, PGO_LINK, PGO_USE])]
         for name, text in self.sources:
             parts += [name, text]
         for part in parts:
             h.update(part.encode() + b"\0")
+        for name, data in self.train_files:
+            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
         return h.hexdigest()[:24]
 
     def entry(self, root: Path) -> Path:
@@ -151,14 +168,16 @@ def _verilate_and_make(recipe: VerilatorBuild, tmp: Path, entry: Path) -> None:
     jobs = str(min(4, os.cpu_count() or 1))
     # The wheel's verilated.mk leaves the "include precompiled header" option empty.
     make = ["make", "-C", str(obj), "-f", f"V{recipe.top}.mk", "-j", jobs]
-    make += ["CFG_CXXFLAGS_PCH_I=-include", *MAKE_FLAGS]
+    make += ["CFG_CXXFLAGS_PCH_I=-include"]
     log = tmp / LOG
-    env = tool_env()
     with log.open("w") as f:
-        for cmd in (verilate, make):
+
+        def step(cmd: list[str], cwd: Path | None = None) -> None:
             f.write("$ " + " ".join(cmd) + "\n")
             f.flush()
-            done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
+            done = subprocess.run(
+                cmd, stdout=f, stderr=subprocess.STDOUT, env=tool_env(), cwd=cwd, check=False
+            )
             if done.returncode:
                 keep = entry.with_name(f"{entry.name}.failed.log")
                 shutil.copyfile(log, keep)
@@ -166,5 +185,25 @@ def _verilate_and_make(recipe: VerilatorBuild, tmp: Path, entry: Path) -> None:
                     f"building {recipe.top} failed ({Path(cmd[0]).name} exit {done.returncode}); "
                     f"end of {keep}:\n{log_tail(log, 30)}"
                 )
+
+        step(verilate)
+        if recipe.train:
+            step([*make, *_profiled(recipe.make_flags, PGO_GENERATE), PGO_LINK])
+            train = tmp / "train"  # the run's files, removed after it
+            train.mkdir()
+            for name, data in recipe.train_files:
+                (train / name).write_bytes(data)
+            step([str(obj / recipe.output), *recipe.train], cwd=train)
+            shutil.rmtree(train)
+            for built in [*obj.glob("*.[ao]"), *obj.glob("*.gch"), obj / recipe.output]:
+                built.unlink()  # the profile (``*.gcda``) stays
+            step([*make, *_profiled(recipe.make_flags, PGO_USE)])
+        else:
+            step([*make, *recipe.make_flags])
     os.replace(obj / recipe.output, tmp / recipe.output)
     shutil.rmtree(obj, ignore_errors=True)  # objects are large and never reused
+
+
+def _profiled(make_flags: tuple[str, ...], extra: str) -> list[str]:
+    """``make_flags`` with ``extra`` added to each optimisation variable (``OPT_*=``)."""
+    return [f"{flag} {extra}" if flag.startswith("OPT_") else flag for flag in make_flags]

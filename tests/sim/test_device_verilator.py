@@ -124,3 +124,20 @@ def test_beats_of_another_width_are_refused(dsim, cases: dict, tmp_path) -> None
     subprocess.run([str(dsim.path), str(inp), str(out)], check=True)
     with pytest.raises(SimulatorCrash, match="this build's prog payload takes"):
         read_output(out, dsim, case)
+
+
+def test_a_trained_build_trains_on_the_case_it_is_given(dsim, cases: dict, tmp_path) -> None:  # noqa: ANN001
+    """``simulator(train=...)``'s recipe runs the executable on the case's input file:
+    the run it profiles is the case's, every bit the model's."""
+    import subprocess
+
+    from sim.device_verilator import device_build, read_output
+
+    case = cases["plain"]
+    recipe, _ = device_build(CONFIG, train=(case, MemoryTiming()), **decoder_sizes(program()))
+    plain, _ = device_build(CONFIG, **decoder_sizes(program()))
+    assert recipe.key() != plain.key() and not plain.train
+    for name, data in recipe.train_files:
+        (tmp_path / name).write_bytes(data)
+    subprocess.run([str(dsim.path), *recipe.train], cwd=tmp_path, check=True)
+    _check(read_output(tmp_path / recipe.train[1], dsim, case), case)
