@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from calibrate_resources import flip_flops, nextpnr_logic  # noqa: E402
 
 from barista.device_generate import read_device_manifest  # noqa: E402
+from boards.build import ECP5_CHECK  # noqa: E402
 
 #: The top's instances -> the estimate's unit (the top's own logic: the front-ends).
 UNITS = {
@@ -44,9 +45,11 @@ UNITS = {
 FIFO_PREFIX = "cmds_"
 
 
-def script(top: str) -> str:
-    """The purge flow of the calibration, hierarchical, on ``device.v``."""
-    synth = f"synth_ecp5 -noflatten -top {top}"
+def script(top: str, *, netlist: str | None = None) -> str:
+    """The purge flow of the calibration, hierarchical, on ``device.v``; with ``netlist``,
+    flattened instead and written there as JSON for nextpnr (after the board flow's check,
+    which makes the cell models black boxes)."""
+    synth = f"synth_ecp5 {'' if netlist else '-noflatten '}-top {top}"
     return "\n".join(
         [
             "read_verilog device.v",
@@ -57,6 +60,7 @@ def script(top: str) -> str:
             "opt_clean -purge",
             f"{synth} -run map_luts:check",
             "tee -q -o stat.json stat -json",
+            *([ECP5_CHECK, f"write_json {netlist}"] if netlist else []),
         ]
     )
 

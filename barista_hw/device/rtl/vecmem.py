@@ -28,7 +28,8 @@ one memory port (:mod:`.port`), bit-exactly as :class:`barista_hw.device.machine
 **The ring.** The reader may read fetch element ``a`` once it is written (``a <
 fetched``); the fetcher may write element ``f`` only while ``f < hi - reach + depth``,
 ``hi`` one past the largest element read so far: every later read lies at most ``reach``
-elements below ``hi``, so nothing still needed is overwritten. :func:`command` computes
+elements below ``hi``, so nothing still needed is overwritten (the fetcher sees ``hi`` a
+cycle late, from a register, which only ever allows less). :func:`command` computes
 ``reach`` from the exact order of reads (and ``forward``, how far a beat reaches past
 ``hi``), and takes another fetch order where ``reach + forward`` exceeds the ring
 (``MEAN_SUB``'s mean fetched again for every image; ``BIAS_GRAD`` fetched per row of
@@ -914,17 +915,32 @@ class VecMem(wiring.Component):
         base = Signal(IDX, name=f"f{k}_base")  # the run's first fetch index
         issued = Signal(32, name=f"f{k}_issued")  # the run's words asked for
         inflight = Signal(range(room + 1), name=f"f{k}_inflight")
+        # The products are registered, so that the burst size below (and the arbiter after
+        # it) has no multiplier before it: the run's first bit and word count where the
+        # run starts (the command's, or the next run's on the grant ending a run), the
+        # run's bits and the base's as sums of them.
         bit = Signal(FIRST_BIT_BITS + 2, name=f"f{k}_bit")
-        m.d.comb += bit.eq(op.first_bit + pos.addr * op.bits)
-        off = bit[:sh]
         nw = Signal(32, name=f"f{k}_nw")
-        m.d.comb += nw.eq((off + op.run * op.bits + bus - 1) >> sh)
+        run_bits = Signal(COUNT_BITS + 6, name=f"f{k}_run_bits")
+        base_bits = Signal(signed(42), name=f"f{k}_base_bits")
+        off = bit[:sh]
+        nxt = walker_step(m, pos, op.rw, f"f{k}_next")
+
+        def run_start(o: data.View, addr: Value) -> list:
+            b = Signal.like(bit, name=f"f{k}_bit_{'cmd' if o is p else 'next'}")
+            m.d.comb += b.eq(o.first_bit + addr * o.bits)
+            return [bit.eq(b), nw.eq((b[:sh] + o.run * o.bits + bus - 1) >> sh)]
+
         # The ring's limit: words whose elements all lie below hi - reach + depth (whole
         # words only: a word's later elements would overwrite slots still to be read).
+        # hi is taken a cycle late (it only grows during a command: a cycle's less room).
+        lim = Signal(IDX, name=f"f{k}_lim")
+        lim_bits = Signal(signed(42), name=f"f{k}_lim_bits")
+        m.d.sync += [lim.eq(hi - op.reach + depth), lim_bits.eq((hi - op.reach + depth) * op.bits)]
         allowed = Signal(IDX, name=f"f{k}_allowed")
-        m.d.comb += allowed.eq(hi - op.reach + depth - base)
+        m.d.comb += allowed.eq(lim - base)
         upto = Signal(signed(40), name=f"f{k}_upto")
-        part = (allowed * op.bits + off) >> sh
+        part = (lim_bits - base_bits + off) >> sh
         m.d.comb += upto.eq(Mux(allowed >= op.run, nw, Mux(allowed > 0, part, 0)))
         n = Signal(signed(40), name=f"f{k}_n")
         size = Const(self.burst, 40)
@@ -950,11 +966,11 @@ class VecMem(wiring.Component):
             req["tag"].start.eq(issued == 0),
             req["tag"].off.eq(off),
         ]
-        nxt = walker_step(m, pos, op.rw, f"f{k}_next")
         with m.If(req["grant"]):
             with m.If(issued + n == nw):
                 m.d.sync += [*_set_pos(pos, nxt), base.eq(base + op.run), issued.eq(0)]
-                m.d.sync += runs.eq(runs - 1)
+                m.d.sync += [runs.eq(runs - 1), base_bits.eq(base_bits + run_bits)]
+                m.d.sync += run_start(op, nxt.addr)
             with m.Else():
                 m.d.sync += issued.eq(issued + n)
         popped = wq.r_en & wq.r_rdy
@@ -993,6 +1009,8 @@ class VecMem(wiring.Component):
             m.d.sync += [runs.eq(Mux(p.src == Source.MEMORY, p.runs, 0)), *_set_pos(pos, p.rw)]
             m.d.sync += [base.eq(0), issued.eq(0), inflight.eq(0)]
             m.d.sync += [have.eq(0), left.eq(0), fetched.eq(0)]
+            m.d.sync += [*run_start(p, p.rw.addr), run_bits.eq(p.run * p.bits), base_bits.eq(0)]
+            m.d.sync += [lim.eq(depth - p.reach), lim_bits.eq((depth - p.reach) * p.bits)]
         m.submodules[f"ring{k}"] = ring = Memory(shape=signed(DATA_BITS), depth=depth, init=[])
         wp = ring.write_port()
         m.d.comb += [wp.addr.eq(fetched), wp.data.eq(elem), wp.en.eq(emit)]
