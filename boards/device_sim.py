@@ -15,7 +15,14 @@ from dataclasses import asdict, replace
 from barista_base.cache import write_text_atomic
 from barista_hw.device.memory import DeviceConfig
 from sim.device_run import IterationCase
-from sim.runner import UnitBuild, build_root, build_verilog, component_verilog, run_json_module
+from sim.runner import (
+    LIGHT_CXX,
+    UnitBuild,
+    build_root,
+    build_verilog,
+    component_verilog,
+    run_json_module,
+)
 
 from . import device_protocol as D
 from .device_board import DEVICE_MHZ, board_core
@@ -44,7 +51,7 @@ def build(config: DeviceConfig, tensors: int, registers: int, geo: D.DeviceGeome
     waived = path.with_name(f"waived-{path.name}")
     if not waived.is_file():
         write_text_atomic(waived, "// verilator lint_off CASEINCOMPLETE\n" + path.read_text())
-    built = build_verilog(waived, top, "verilator", build_root(), quick_cxx=True)
+    built = build_verilog(waived, top, "verilator", build_root(), cxx=LIGHT_CXX)  # ~2M cycles
     return UnitBuild(top, "verilator", built)
 
 

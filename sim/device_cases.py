@@ -41,6 +41,7 @@ __all__ = [
     "ITERATION",
     "ITERATIONS",
     "MODES",
+    "bench_iterations",
     "iteration",
     "lenet_layers",
     "lenet_program",
@@ -115,6 +116,14 @@ def iteration(stall: float, iterations: int = ITERATIONS) -> IterationCase:
     probability (``name``: plain or stalled)."""
     name = "stalled" if stall else "plain"
     return random_iteration(name, program(), CONFIG, stall, iterations=iterations)
+
+
+def bench_iterations(sim: str, full: bool = False) -> int:
+    """The iterations of the test net the cocotb bench runs on ``sim``: Icarus simulates
+    the top at about 130 cycles/s (some 31,000 cycles an iteration), so one there unless
+    ``full``; Verilator runs :data:`ITERATIONS` (the second's seeds and host exponents
+    written after a SCALE)."""
+    return ITERATIONS if full or sim != "icarus" else 1
 
 
 def random_iteration(

@@ -48,7 +48,7 @@ from barista_hw.device.rtl.port import ADDR_BITS, LEN_BITS
 from barista_hw.device.rtl.sequencer import UNITS
 
 from .gemm_path_run import BUS_BITS, dram_image
-from .runner import UnitBuild, component_build, run_json_module
+from .runner import LIGHT_CXX, UnitBuild, component_build, run_json_module
 from .tools import SimulationError
 
 TEST_MODULE = "sim.device_test"
@@ -85,11 +85,12 @@ def build(
     registers: int = 64,
 ) -> UnitBuild:
     """The device top of ``config`` (:func:`device_top`) compiled for ``sim`` (cached;
-    race-safe)."""
+    race-safe; Verilator's C++ at :data:`~sim.runner.LIGHT_CXX`: an iteration is tens of
+    thousands of cycles)."""
     top, make, key = device_top(
         config, window=window, depth=depth, tensors=tensors, registers=registers
     )
-    return component_build(make, top, key, sim)
+    return component_build(make, top, key, sim, cxx=LIGHT_CXX)
 
 
 class RecordingHost:

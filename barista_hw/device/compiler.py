@@ -110,8 +110,8 @@ def compile_net(
     first = lower()
     tensors = first.program.tensors
     placement = plan(tensors, first.uses) if share else sequential(tensors)
+    _check_capacity(tensors, placement, config)  # before the second lowering: fail fast
     b = lower(placement, first.schedules)
-    _check_capacity(b.program, placement, config)
     b.program.meta.update(
         batch=batch,
         inputs={k: list(v) for k, v in inputs.items()},
@@ -178,13 +178,13 @@ def _segments(layers: Sequence[Layer]) -> tuple[list[list[str]], list[str]]:
     return [s for s in segments if s], host
 
 
-def _check_capacity(program: Program, placement: Placement, config: DeviceConfig) -> None:
-    """Raise :class:`InputError` naming the largest tensor that does not fit in the DRAM
-    and the bytes the whole working set needs."""
+def _check_capacity(tensors: Sequence[dict], placement: Placement, config: DeviceConfig) -> None:
+    """Raise :class:`InputError` naming the largest of ``tensors`` (tensor-table entries)
+    that ``placement`` puts past the DRAM's end and the bytes the whole working set needs."""
     capacity = config.dram.size_bytes
     if placement.nbytes <= capacity:
         return
-    out = [t for t in program.tensors if t["addr"] + reserved_bytes(t) > capacity]
+    out = [t for t in tensors if placement.addr[t["name"]] + reserved_bytes(t) > capacity]
     t = max(out, key=reserved_bytes)
     raise InputError(
         f"tensor {t['name']!r} ({t['role']}, shape {t['shape']}) does not fit the "

@@ -14,17 +14,19 @@ module is ``slow``; ``test_device_ports.py`` is its quick form.
 from __future__ import annotations
 
 import dataclasses
+import os
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from barista_hw.device.rtl.decode import decoder_sizes
-from sim.device_cases import CONFIG, ITERATIONS, MODES, iteration, program
+from sim.device_cases import CONFIG, ITERATIONS, MODES, bench_iterations, iteration, program
 from sim.device_ports import MemoryTiming
 from sim.device_run import IterationCase
 
 pytestmark = pytest.mark.slow
+FULL = os.environ.get("BARISTA_FULL") == "1"
 # The cocotb comparison reads tests/barista_hw/device/rtl/test_device.py's run of the top on
 # the same worker (conftest.py).
 SIM_RUN_GROUP = "device-top"
@@ -91,20 +93,21 @@ def test_a_command_outside_dram_is_a_protocol_error(dsim, cases: dict) -> None: 
 
 
 @pytest.mark.cocotb
-def test_the_cocotb_bench_takes_the_same_cycles(sim: str, sim_run_cache: dict, dsim, cases) -> None:  # noqa: ANN001
+def test_the_cocotb_bench_takes_the_same_cycles(sim: str, sim_run_cache: dict, dsim) -> None:  # noqa: ANN001
     """PortMemory and the C++ memory at a word a cycle, no stalls: cycle for cycle alike."""
     from sim.device_run import build
     from sim.device_run import run as run_cocotb
     from sim.device_verilator import run
 
+    case = iteration(MODES["plain"], bench_iterations(sim, FULL))
     key = ("device", sim, "plain")  # test_device.py's run, when both modules run
     if key not in sim_run_cache:
         unit = build(sim, CONFIG, **decoder_sizes(program()))
-        sim_run_cache[key] = run_cocotb(unit, cases["plain"], seed=5)
+        sim_run_cache[key] = run_cocotb(unit, case, seed=5)
     cocotb = sim_run_cache[key]
     if isinstance(cocotb, Exception):
         raise cocotb
-    got = run(dsim, cases["plain"], seed=5)
+    got = run(dsim, case, seed=5)
     assert got.counters == cocotb.counters
     assert got.scale_cycles == cocotb.scale_cycles
     assert got.memory_commands == cocotb.memory_commands

@@ -4,7 +4,8 @@ on Icarus and Verilator (``--sim``).
 A tiny net (a padded 3 x 3 convolution, 2 x 2 max pooling, ReLU, an inner product; batch
 2, stochastic rounding) is compiled for a 4 x 3 fx16 engine with 3 vector lanes; every
 DRAM tensor gets random integers. The model runs two iterations (forward, the logits to
-the host, their gradient back, backward, SGD, SCALE); the RTL top gets the exponent
+the host, their gradient back, backward, SGD, SCALE; Icarus runs the first only but in the
+full form, :func:`~sim.device_cases.bench_iterations`); the RTL top gets the exponent
 file once, each iteration's register writes and the start of a fetch of the records with
 their static commands from the program's image in DRAM (laid out once beside the
 tensors) and decodes every command itself; the test bench answers the link
@@ -47,7 +48,16 @@ from barista_hw.device.rtl.decoder import QUEUE, REPORT_NAMES, REPORTS, Decoder
 from barista_hw.device.rtl.device import Device, command, fetch_model
 from barista_hw.device.timing import schedule
 from barista_hw.device.traffic import program_counts
-from sim.device_cases import CONFIG, ITERATION, ITERATIONS, MODES, iteration, program, setup
+from sim.device_cases import (
+    CONFIG,
+    ITERATION,
+    ITERATIONS,
+    MODES,
+    bench_iterations,
+    iteration,
+    program,
+    setup,
+)
 from sim.gemm_path_run import image_tensor
 
 FULL = os.environ.get("BARISTA_FULL") == "1"
@@ -66,7 +76,8 @@ def run(cache: dict, sim: str, mode: str):  # noqa: ANN201 - a sim.device_run.De
     if key not in cache:
         try:
             unit = build(sim, CONFIG, **decoder_sizes(program()))
-            cache[key] = run_device(unit, iteration(MODES[mode]), seed=5)
+            cases = iteration(MODES[mode], bench_iterations(sim, FULL))
+            cache[key] = run_device(unit, cases, seed=5)
         except Exception as exc:  # reported by every test, built once
             cache[key] = exc
     if isinstance(cache[key], Exception):
@@ -93,7 +104,7 @@ def _where(words: np.ndarray, want: np.ndarray) -> str:
 def test_iteration_leaves_dram_as_the_model(sim: str, mode: str, sim_run_cache: dict) -> None:
     got = run(sim_run_cache, sim, mode)
     case = got.case
-    assert got.scales == ITERATIONS == len(got.snapshots)
+    assert got.scales == bench_iterations(sim, FULL) == len(got.snapshots) == len(case.afters)
     previous = case.before
     for i, (words, want) in enumerate(zip(got.snapshots, case.afters, strict=True)):
         assert not np.array_equal(previous, want)
@@ -113,7 +124,7 @@ def test_iteration_sends_the_host_the_models_words(
 ) -> None:
     got = run(sim_run_cache, sim, mode)
     assert got.host_out == got.case.host_out and got.host_out
-    assert got.outs == got.case.outs and len(set(got.outs)) == ITERATIONS
+    assert got.outs == got.case.outs and len(set(got.outs)) == bench_iterations(sim, FULL)
 
 
 @pytest.mark.slow
@@ -132,7 +143,7 @@ def test_cycles_and_busy_counters(sim: str, sim_run_cache: dict) -> None:
     print(f"time model, 300 Mbaud link, fetched: {timing.cycles} cycles; busy {timing.busy}")
     assert all(0 < c[u] <= c["cycles"] for u in c if u != "cycles")
     at = [0, *got.scale_cycles]
-    for i in range(ITERATIONS):  # the test's memory: read latency 3, the model's 2
+    for i in range(bench_iterations(sim, FULL)):  # the test's memory: read latency 3, the model's 2
         assert abs((at[i + 1] - at[i]) / timing.cycles - 1) <= 0.05, (i, at, timing.cycles)
 
 
