@@ -57,10 +57,9 @@ CASES_ENV = "BARISTA_SIM_CASES"  # read by sim.engine_test
 RESULTS_ENV = "BARISTA_SIM_RESULTS"
 TEST_MODULE = "sim.engine_test"
 TIMESCALE = ("1ns", "1ps")  # Amaranth's Verilog has no `timescale; Icarus needs one
-# Make variables of verilated.mk for Verilator's C++ (``build_verilog``'s ``cxx``). QUICK: no
-# optimisation, for units run a few thousand cycles. LIGHT: -O1 on the model's evaluation
-# code only, for tops run tens of thousands (the device top's iteration, 31,000 cycles:
-# build 135 s, run 18 s; QUICK 75 s and 101 s; Verilator's default -Os 227 s and 14 s).
+# Make variables of verilated.mk for Verilator's C++ (``build_verilog``'s ``cxx``; build and
+# run times in docs/testing.md). QUICK: no optimisation, for engines and units run a few
+# thousand cycles; LIGHT: -O1 on the model's evaluation code, for tops run tens of thousands.
 QUICK_CXX = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
 LIGHT_CXX = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
 
@@ -116,9 +115,7 @@ class Design:
 
 
 def _build_options(sim: str) -> list[str]:
-    # Verilator's default -Os: -O2 doubled the build (~50 s on 2 cores) and the
-    # per-cycle Python of the test bench dominates the run time anyway. A collision's
-    # undefined word reads as all ones (Icarus keeps it x).
+    # A collision's undefined word reads as all ones (Icarus keeps it x).
     return list(X_POISON) if sim == "verilator" else []
 
 
@@ -134,7 +131,8 @@ def build(
 
     root = build_root() if root is None else root
     verilog, top = engine_verilog(kind, cfg, root, family)
-    build_dir = build_verilog(verilog, top, sim, root, models=models_verilog(family))
+    # Unoptimised C++: the build dominates an engine's run (the bench's Python, per cycle).
+    build_dir = build_verilog(verilog, top, sim, root, models=models_verilog(family), cxx=QUICK_CXX)
     return Design(kind, cfg, sim, top, build_dir, family)
 
 
