@@ -24,7 +24,7 @@ from barista_base.cache import cache_dir
 from barista_hw.config import AcceleratorConfig
 from barista_hw.rtl import identifier, to_verilog
 from barista_hw.targets import LINK_RESULT_DEPTH
-from sim.verilator_build import VerilatorBuild, build
+from sim.verilator_build import LIGHT_MAKE_FLAGS, VerilatorBuild, build
 
 from .link import LinkedAccelerator
 from .protocol import config_hash
@@ -61,6 +61,7 @@ def build_bridge(
         sources=((f"{top}.v", verilog), ("uart_bridge.cpp", BRIDGE_SOURCE.read_text())),
         output=BINARY,
         cflags=f'-DBRIDGE_TOP_HEADER=\\"V{top}.h\\" -DBRIDGE_TOP_CLASS=V{top}',
+        make_flags=LIGHT_MAKE_FLAGS,
     )
     return build(recipe, cache_dir("board-sim") if root is None else root / "board-sim")
 

@@ -41,6 +41,10 @@ VERILATOR_FLAGS = [*X_POISON, "--x-initial", "fast", "--noassert", "-Wno-fatal"]
 #: -O2 on the model: about twice the simulation speed of Verilator's default -Os for a
 #: longer first build; the training loop runs a build many times.
 MAKE_FLAGS = ["OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2"]
+#: -O1: about half -O2's build for a few percent less speed (docs/testing.md), for models
+#: whose runs are mostly short next to their build (the rtl backend's accelerator, the
+#: simulated board's bridge).
+LIGHT_MAKE_FLAGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 #: gcc's profile-guided optimisation (:attr:`VerilatorBuild.train`): the instrumented
 #: compile and link, then the compile that uses the profile (code the training run did not
 #: reach is optimised as without one).

@@ -44,7 +44,7 @@ from barista_hw.rtl import SOURCE_HASH, identifier, to_verilog
 from .gemm_run import GemmRun
 from .lint import waiver_control_text
 from .tools import SimulationError, SimulatorNotFound
-from .verilator_build import VerilatorBuild, VerilatorBuildError, build
+from .verilator_build import LIGHT_MAKE_FLAGS, VerilatorBuild, VerilatorBuildError, build
 from .verilator_ports import SIM_TOP, PortLayout
 from .verilator_program import CProgram, Outputs, Program, c_program, make_program
 
@@ -153,6 +153,7 @@ def library_build(verilog: str, top: str, layout: PortLayout, *, trace: bool) ->
         cflags=_CFLAGS,
         ldflags=_LDFLAGS,
         options=("--trace-fst",) if trace else (),
+        make_flags=LIGHT_MAKE_FLAGS,
     )
 
 
