@@ -622,9 +622,8 @@ def _aligned(p: _Pipe, s: dict) -> dict:
 def _master(p: _Pipe, s: dict) -> dict:
     """S6: SGD: the master, ``w - v``, rounded once (result 1; MAXPOOL: the mask)."""
     c, diff = p.c, (s["v2"] << GUARD) - s["v_al"]
-    raw, rb1 = shift_round(
-        p.m, diff, GUARD, c.rounding, s["w1"], p.n("master"), want_bits=True, late=True
-    )
+    # A constant shift: its quantities are constants (registers of them would not fold).
+    raw, rb1 = shift_round(p.m, diff, GUARD, c.rounding, s["w1"], p.n("master"), want_bits=True)
     q1, clip1 = saturate(p.m, raw, c.bits2, p.n("out1"), DATA_BITS, late=True)
     q1 = Mux(p.is_op(VecOp.MAXPOOL), s["arg"], q1)
     keep = ("valid", "end", "on", "w2", "q0", "clip0", "rb0")
