@@ -398,9 +398,10 @@ class PortConfig:
       together with the lanes' stepping, one a cycle from the start: exact on all 39
       staged LOADs of the DMA bench at read latencies 1, 3 and 7);
     * ``vec_stages``: a VEC's (VecMem) besides the read latency and its port words: the
-      command and the fetcher's first command (the writer queues each burst's command
-      while the previous burst's words go out, so reads and write bursts follow back to
-      back; measured on RELU, RELU_BACK, MAXPOOL_BACK, CONVERT and SGD: exact);
+      command, the two cycles that register its products and the fetcher's first command
+      (the writer queues each burst's command while the previous burst's words go out, so
+      reads and write bursts follow back to back; measured on RELU, RELU_BACK,
+      MAXPOOL_BACK, CONVERT and SGD: exact);
     * ``vec_drain``: a reduction's (fewer results than operand elements: MAXPOOL,
       BIAS_GRAD) besides: the writer has no backlog when the reads end, so the last
       results cross the fetcher's queue, unpacker and ring, the reader, the unit, the
@@ -417,7 +418,7 @@ class PortConfig:
     col2im_stages: int = 6
     stage_fetch: int = 2
     stage_stages: int = 6
-    vec_stages: int = 3
+    vec_stages: int = 5
     vec_drain: int = 22
 
     def __post_init__(self) -> None:

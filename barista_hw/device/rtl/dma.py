@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -343,13 +343,20 @@ def pack_command(fields: dict, geom: SpadGeometry) -> int:
 # -- the engine -----------------------------------------------------------------------------
 
 
+def walker_levels(pos: data.View, cfg: data.View) -> tuple[Value, Value]:
+    """Which level the walker's next step advances: level 0 where the first is true, else
+    level 1 where the second is, else level 2 (the lower counters wrap)."""
+    return pos.cnt[0] != cfg.size[0] - 1, pos.cnt[1] != cfg.size[1] - 1
+
+
 def walker_step(m: Module, pos: data.View, cfg: data.View, name: str) -> data.View:
     """The walker position after one step (combinational)."""
     nxt = Signal(pos.shape(), name=name)
     m.d.comb += nxt.eq(pos)
-    with m.If(pos.cnt[0] != cfg.size[0] - 1):
+    first, second = walker_levels(pos, cfg)
+    with m.If(first):
         m.d.comb += [nxt.cnt[0].eq(pos.cnt[0] + 1), *_add(nxt, pos, cfg, 0)]
-    with m.Elif(pos.cnt[1] != cfg.size[1] - 1):
+    with m.Elif(second):
         m.d.comb += [nxt.cnt[0].eq(0), nxt.cnt[1].eq(pos.cnt[1] + 1), *_add(nxt, pos, cfg, 1)]
     with m.Else():
         m.d.comb += [

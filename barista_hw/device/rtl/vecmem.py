@@ -71,6 +71,7 @@ from .dma import (
     Walk,
     position_layout,
     walker_layout,
+    walker_levels,
     walker_step,
 )
 from .port import ADDR_BITS, LEN_BITS, max_length, port_signature
@@ -915,21 +916,27 @@ class VecMem(wiring.Component):
         base = Signal(IDX, name=f"f{k}_base")  # the run's first fetch index
         issued = Signal(32, name=f"f{k}_issued")  # the run's words asked for
         inflight = Signal(range(room + 1), name=f"f{k}_inflight")
-        # The products are registered, so that the burst size below (and the arbiter after
-        # it) has no multiplier before it: the run's first bit and word count where the
-        # run starts (the command's, or the next run's on the grant ending a run), the
-        # run's bits and the base's as sums of them.
+        # The products are registers, so that no multiplier lies after the command
+        # register or before the burst size (and the arbiter after it): the command's
+        # (the first run's first bit, the run's and each walker step's bits, the ring
+        # limit's) a cycle after it is taken, the first word count a cycle later
+        # (``setup`` counts them down; the fetcher asks for nothing before), and where a
+        # run ends, the next run's first bit and word count as sums of them.
         bit = Signal(FIRST_BIT_BITS + 2, name=f"f{k}_bit")
         nw = Signal(32, name=f"f{k}_nw")
         run_bits = Signal(COUNT_BITS + 6, name=f"f{k}_run_bits")
+        step_bits = [Signal.like(bit, name=f"f{k}_step{lvl}_bits") for lvl in range(LEVELS)]
         base_bits = Signal(signed(42), name=f"f{k}_base_bits")
+        setup = Signal(range(3), name=f"f{k}_setup")
         off = bit[:sh]
         nxt = walker_step(m, pos, op.rw, f"f{k}_next")
+        first, second = walker_levels(pos, op.rw)
+        bit_next = Signal.like(bit, name=f"f{k}_bit_next")
+        step = Mux(first, step_bits[0], Mux(second, step_bits[1], step_bits[2]))
+        m.d.comb += bit_next.eq(bit + step)
 
-        def run_start(o: data.View, addr: Value) -> list:
-            b = Signal.like(bit, name=f"f{k}_bit_{'cmd' if o is p else 'next'}")
-            m.d.comb += b.eq(o.first_bit + addr * o.bits)
-            return [bit.eq(b), nw.eq((b[:sh] + o.run * o.bits + bus - 1) >> sh)]
+        def words(b: Value) -> Value:  # the run's words from its first bit
+            return (b[:sh] + run_bits + bus - 1) >> sh
 
         # The ring's limit: words whose elements all lie below hi - reach + depth (whole
         # words only: a word's later elements would overwrite slots still to be read).
@@ -957,7 +964,7 @@ class VecMem(wiring.Component):
             "tag": Signal(tl, name=f"f{k}_tag"),
         }
         m.d.comb += [
-            req["req"].eq((runs != 0) & (n > 0) & fits),
+            req["req"].eq((setup == 0) & (runs != 0) & (n > 0) & fits),
             req["cmd"].addr.eq(bit[sh:] + issued),
             req["cmd"].length.eq(n),
             req["cmd"].write.eq(0),
@@ -970,7 +977,7 @@ class VecMem(wiring.Component):
             with m.If(issued + n == nw):
                 m.d.sync += [*_set_pos(pos, nxt), base.eq(base + op.run), issued.eq(0)]
                 m.d.sync += [runs.eq(runs - 1), base_bits.eq(base_bits + run_bits)]
-                m.d.sync += run_start(op, nxt.addr)
+                m.d.sync += [bit.eq(bit_next), nw.eq(words(bit_next))]
             with m.Else():
                 m.d.sync += issued.eq(issued + n)
         popped = wq.r_en & wq.r_rdy
@@ -1009,8 +1016,13 @@ class VecMem(wiring.Component):
             m.d.sync += [runs.eq(Mux(p.src == Source.MEMORY, p.runs, 0)), *_set_pos(pos, p.rw)]
             m.d.sync += [base.eq(0), issued.eq(0), inflight.eq(0)]
             m.d.sync += [have.eq(0), left.eq(0), fetched.eq(0)]
-            m.d.sync += [*run_start(p, p.rw.addr), run_bits.eq(p.run * p.bits), base_bits.eq(0)]
-            m.d.sync += [lim.eq(depth - p.reach), lim_bits.eq((depth - p.reach) * p.bits)]
+            m.d.sync += [base_bits.eq(0), setup.eq(2)]
+        with m.If(setup == 2):  # the command's products (the ring's limit: as every cycle)
+            m.d.sync += [bit.eq(op.first_bit + op.rw.addr * op.bits), run_bits.eq(op.run * op.bits)]
+            m.d.sync += [b.eq(op.rw.step[lvl] * op.bits) for lvl, b in enumerate(step_bits)]
+            m.d.sync += setup.eq(1)
+        with m.If(setup == 1):
+            m.d.sync += [nw.eq(words(bit)), setup.eq(0)]
         m.submodules[f"ring{k}"] = ring = Memory(shape=signed(DATA_BITS), depth=depth, init=[])
         wp = ring.write_port()
         m.d.comb += [wp.addr.eq(fetched), wp.data.eq(elem), wp.en.eq(emit)]
@@ -1229,21 +1241,27 @@ class VecMem(wiring.Component):
         with m.If(unit.y.valid & unit.y.ready):
             m.d.sync += [q.eq(unit.y.payload.q), qon.eq(unit.y.payload.on), hv.eq(1), wl.eq(0)]
 
-        # Per result: its words, first word and the bit offsets of its two ends.
+        # Per result: its words, first word and the bit offsets of its two ends. The
+        # lengths are registers a cycle after the command's (no multiplier after the
+        # command register), the words a cycle later; the writer starts (``primed``) once
+        # they are in (``settle`` counts the cycles).
         first_word, offs, tails, totals, lefts = [], [], [], [], []
         for k in range(STREAMS):
             res = c.res[k]
             end = Signal(FIRST_BIT_BITS + 2, name=f"w{k}_end")
             total = Signal(32, name=f"w{k}_total")
-            m.d.comb += end.eq(res.first_bit[:sh] + c.groups * res.bits)
-            m.d.comb += total.eq((end + bus - 1) >> sh)
+            m.d.sync += end.eq(res.first_bit[:sh] + c.groups * res.bits)
+            m.d.sync += total.eq((end + bus - 1) >> sh)
             first_word.append(res.first_bit[sh:])
             offs.append(res.first_bit[:sh])
             tails.append(end[:sh])
             totals.append(total)
             lefts.append(Signal(32, name=f"w{k}_left"))
         primed = Signal(name="w_primed")
-        with m.If(~primed):
+        settle = Signal(range(3), name="w_settle")
+        with m.If(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
+        with m.Elif(~primed):
             m.d.sync += primed.eq(1)
             m.d.sync += [lefts[k].eq(Mux(c.res[k].use, totals[k], 0)) for k in range(STREAMS)]
 
@@ -1395,7 +1413,7 @@ class VecMem(wiring.Component):
                     m.d.sync += [wk.eq(nk), n.eq(nn), wi.eq(0), nvalid.eq(0), goto("DATA")]
                     m.d.sync += [efirst.eq(0), elast.eq(0), one.eq(0)]
         with m.If(start):
-            m.d.sync += [primed.eq(0), hv.eq(0), nvalid.eq(0), goto("IDLE")]
+            m.d.sync += [primed.eq(0), settle.eq(2), hv.eq(0), nvalid.eq(0), goto("IDLE")]
             for k, (_, buf, have, cnt, *_r) in enumerate(packers):
                 m.d.sync += [buf.eq(0), have.eq(p.res[k].first_bit[:sh]), cnt.eq(0)]
         done = Signal(name="w_done")

@@ -558,10 +558,10 @@ def _prepare(p: _Pipe, s: dict) -> dict:
     sgd, relu = p.is_op(VecOp.SGD), p.is_op(VecOp.RELU, VecOp.RELU_BACK)
     first = Mux(sgd, s["p_mom"], Mux(relu, s["p_v0"], s["v1"]))
     mode = Mux(sgd, int(nearest), c.rounding)
-    raw, _ = shift_round(m, first, c.shifts[0], mode, s["w0"], p.n("pre"))
+    raw, _ = shift_round(m, first, c.shifts[0], mode, s["w0"], p.n("pre"), late=True)
     terms = [saturate(m, raw, WIDE_BITS, p.n("pre"))[0]]
     for i, name in ((1, "p_v0"), (2, "p_master")):
-        raw, _ = shift_round(m, s[name], c.shifts[i], nearest, None, p.n(f"term{i}"))
+        raw, _ = shift_round(m, s[name], c.shifts[i], nearest, None, p.n(f"term{i}"), late=True)
         terms.append(saturate(m, raw, WIDE_BITS, p.n(f"term{i}"))[0])
     keep = ("valid", *_V, *_W, "end", "on", "total", "best", "arg", "diff")
     return p.advance(s, keep, term_sum=terms[0] + terms[1] + terms[2], pre=terms[0])
@@ -602,11 +602,11 @@ def _result0(p: _Pipe, s: dict) -> dict:
     shift = Mux(sgd, GUARD, c.shifts[0])
     raw, rb0 = shift_round(
         m, main_in, shift, c.rounding, s["w0"], p.n("main"), want_bits=True,
-        bits_of=(~rounded, formed),
+        bits_of=(~rounded, formed), late=True,
     )  # fmt: skip
     # MAXPOOL's maximum is an input: not saturated (the model's neither).
     bits = Mux(sgd, c.bits2, Mux(maxpool, DATA_BITS, c.bits))
-    q0, clip0 = saturate(m, Mux(rounded, raw, formed), bits, p.n("out0"), DATA_BITS)
+    q0, clip0 = saturate(m, Mux(rounded, raw, formed), bits, p.n("out0"), DATA_BITS, late=True)
     return p.advance(
         s, ("valid", "v2", "w1", "w2", "end", "on", "arg"), q0=q0, clip0=clip0, rb0=rb0
     )
@@ -614,15 +614,17 @@ def _result0(p: _Pipe, s: dict) -> dict:
 
 def _aligned(p: _Pipe, s: dict) -> dict:
     """S5: SGD: the new momentum at the master's exponent (plus GUARD bits)."""
-    raw, _ = shift_round(p.m, s["q0"], p.c.shifts[3], Rounding.NEAREST_EVEN, None, p.n("v_al"))
+    nearest = Rounding.NEAREST_EVEN
+    raw, _ = shift_round(p.m, s["q0"], p.c.shifts[3], nearest, None, p.n("v_al"), late=True)
     return p.advance(s, s, v_al=saturate(p.m, raw, WIDE_BITS, p.n("v_al"))[0])
 
 
 def _master(p: _Pipe, s: dict) -> dict:
     """S6: SGD: the master, ``w - v``, rounded once (result 1; MAXPOOL: the mask)."""
     c, diff = p.c, (s["v2"] << GUARD) - s["v_al"]
+    # A constant shift: its quantities are constants (registers of them would not fold).
     raw, rb1 = shift_round(p.m, diff, GUARD, c.rounding, s["w1"], p.n("master"), want_bits=True)
-    q1, clip1 = saturate(p.m, raw, c.bits2, p.n("out1"), DATA_BITS)
+    q1, clip1 = saturate(p.m, raw, c.bits2, p.n("out1"), DATA_BITS, late=True)
     q1 = Mux(p.is_op(VecOp.MAXPOOL), s["arg"], q1)
     keep = ("valid", "end", "on", "w2", "q0", "clip0", "rb0")
     return p.advance(s, keep, q1=q1, clip1=clip1, rb1=rb1)
@@ -632,9 +634,9 @@ def _operand(p: _Pipe, s: dict) -> dict:
     """S7: SGD: the operand copy of the new master (result 2)."""
     c = p.c
     raw, rb2 = shift_round(
-        p.m, s["q1"], c.shifts[4], c.rounding, s["w2"], p.n("operand"), want_bits=True
+        p.m, s["q1"], c.shifts[4], c.rounding, s["w2"], p.n("operand"), want_bits=True, late=True
     )
-    q2, clip2 = saturate(p.m, raw, c.bits, p.n("out2"), DATA_BITS)
+    q2, clip2 = saturate(p.m, raw, c.bits, p.n("out2"), DATA_BITS, late=True)
     keep = ("valid", "end", "on", "q0", "clip0", "rb0", "q1", "clip1", "rb1")
     return p.advance(s, keep, q2=q2, clip2=clip2, rb2=rb2)
 

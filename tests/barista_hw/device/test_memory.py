@@ -171,7 +171,7 @@ def test_json_round_trip() -> None:
         assert again == dev
     with pytest.raises(InputError):
         DeviceConfig.from_dict({**dev.to_dict(), "target": "nosuchboard"})
-    port = PortConfig(vec_stages=5)
+    port = PortConfig(vec_stages=7)
     dev = DeviceConfig.for_accelerator(TARGETS["ulx3s-85f"].preset, port=port)
     assert DeviceConfig.from_dict(json.loads(json.dumps(dev.to_dict()))).port == port
     old = {k: v for k, v in dev.to_dict().items() if k != "port"}  # saved before the port

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from amaranth import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
@@ -45,21 +46,31 @@ def cases(n: int, seed: int = 7) -> list[tuple[int, int, Rounding, int, int]]:
     return out
 
 
-def test_shift_round_and_saturate_match_the_model() -> None:
+@pytest.mark.parametrize("late", [False, True], ids=["comb", "late"])
+def test_shift_round_and_saturate_match_the_model(late: bool) -> None:
+    """``late``: the shift, mode and width's quantities registered, the results read a
+    cycle after they are set (the value and the word in the same cycle as ever)."""
     m = Module()
     v, shift = Signal(signed(64)), Signal(signed(10))
     mode, word, bits = Signal(2), Signal(32), Signal(unsigned(6))
     when, other = Signal(), Signal(signed(64))  # raw_bits of another value
-    raw, raw_bits = shift_round(m, v, shift, mode, word, "t", want_bits=True, bits_of=(when, other))
-    q, clipped = saturate(m, raw, bits, "t", 64)
+    raw, raw_bits = shift_round(
+        m, v, shift, mode, word, "t", want_bits=True, bits_of=(when, other), late=late
+    )
+    q, clipped = saturate(m, raw, bits, "t", 64, late=late)
     sim = Simulator(m)
+    if late:
+        sim.add_clock(1e-6)
     todo = cases(600)
     bad = []
 
     async def bench(ctx) -> None:  # noqa: ANN001
         for c in todo:
-            ctx.set(v, c[0]), ctx.set(shift, c[1]), ctx.set(mode, int(c[2]))
-            ctx.set(word, c[3]), ctx.set(bits, c[4])
+            ctx.set(shift, c[1]), ctx.set(mode, int(c[2])), ctx.set(bits, c[4])
+            if late:  # a wrong value meanwhile: only the registered quantities count
+                ctx.set(v, -c[0] - 1), ctx.set(word, ~c[3] & 0xFFFFFFFF)
+                await ctx.tick()
+            ctx.set(v, c[0]), ctx.set(word, c[3])
             ctx.set(when, 0)
             got = (ctx.get(q), ctx.get(clipped), ctx.get(raw_bits))
             if got != reference(*c):
