@@ -267,10 +267,8 @@ def goals(sides: dict[str, Side], link_budget: int) -> str:
 
 def run_net(bench: Bench, batch: int, target: str, fmt: str | None) -> None:
     from barista.backends.plan import gemm_layers
-    from barista.device_net import compile_device
-    from barista.manifest import cached_rtl_dir
+    from barista.device_net import compile_device, device_design
     from barista_base.errors import InputError
-    from barista_hw.device.memory import IM2COL_STAGE
     from boards.protocol import DEFAULT_BAUD
 
     path = find_net(bench)
@@ -279,9 +277,7 @@ def run_net(bench: Bench, batch: int, target: str, fmt: str | None) -> None:
         return
     net = train_net(path, bench, batch)
     name = net.name or bench.name
-    files, _ = cached_rtl_dir(
-        gemm_layers(net), name=name, target=target, fmt=fmt, im2col_stage=IM2COL_STAGE
-    )
+    files, _ = device_design(net, target=target, fmt=fmt, name=name)
     acc = files.config
     e = acc.engine
     head = (
