@@ -4,9 +4,10 @@ Run from the repository: ``python bench/bench_device.py [--batch N] [--target T]
 [--format SPEC]``. For LeNet (examples/mnist, batch 64) and cifar10_quick
 (examples/cifar10, batch 100; ``../shared/caffe-models`` when the project has no copy,
 skipped with the reason when neither has it), takes the target's design as
-``barista compile`` does (the design-space exploration, ``--format`` fixing the number
-format), compiles one training iteration for the device (nothing is trained) and prints,
-beside today's host-driven backend on the same design (every GEMM chunk over the UART,
+``barista compile`` does (:func:`barista.device_net.device_design`: the exploration's
+shortlist ranked by the device's time model, ``--format`` fixing the number format),
+compiles one training iteration for the device (nothing is trained) and prints, beside
+today's host-driven backend on the same design (every GEMM chunk over the UART,
 ``boards.traffic``, at the host link's own baud):
 
 * link bytes and link time per iteration, DRAM bytes;
@@ -281,7 +282,7 @@ def run_net(bench: Bench, batch: int, target: str, fmt: str | None) -> None:
     acc = files.config
     e = acc.engine
     head = (
-        f"{bench.name} ({path.relative_to(path.parents[2])}) on {target}: the DSE's design for "
+        f"{bench.name} ({path.relative_to(path.parents[2])}) on {target}: the device's design for "
         f"batch {batch}, {e.rows}x{e.cols} {e.fmt.name}, {acc.clock_mhz:g} MHz"
     )
     try:

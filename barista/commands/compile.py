@@ -2,12 +2,12 @@
 
 ``barista compile NET.prototxt [--target T] [--format SPEC] [--accelerator DIR]
 [--rounding MODE] [--data-shape ...] [-o DIR] [--dump]`` reads the net in the TRAIN
-phase, takes the accelerator ``barista generate`` would choose for it on the target (or
-``--accelerator``), compiles one iteration (``docs/device.md``) and writes
-``program.bin`` (the program file), ``program.txt`` (its listing) and ``summary.txt``
-(what runs where, and per section the traffic, time and energy of one iteration) into
-``DIR`` (default ``rtl_out/<net name>/device``), all or nothing. ``--dump`` prints the
-listing.
+phase, takes the design the device trains it on for the target
+(:func:`barista.device_net.device_design`, or ``--accelerator``), compiles one
+iteration (``docs/device.md``) and writes ``program.bin`` (the program file),
+``program.txt`` (its listing) and ``summary.txt`` (what runs where, and per section the
+traffic, time and energy of one iteration) into ``DIR`` (default
+``rtl_out/<net name>/device``), all or nothing. ``--dump`` prints the listing.
 """
 
 from __future__ import annotations
