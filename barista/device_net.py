@@ -8,24 +8,31 @@ InnerProduct, ReLU and Pooling become device layers and anything else a
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from barista_base.errors import InputError
+from barista_hw import device as device_package
 from barista_hw.config import AcceleratorConfig
 from barista_hw.device.compiler import Compiled, compile_net
 from barista_hw.device.geometry import ConvGeometry, PoolGeometry
 from barista_hw.device.layers import Conv, HostLayer, Layer, Param, Pool, Relu
-from barista_hw.device.memory import DeviceConfig
+from barista_hw.device.memory import IM2COL_STAGE, DeviceConfig
 from barista_hw.device.report import IterationCost, iteration_cost
 from barista_hw.device.traffic import program_counts
+from barista_hw.dse import Candidate, Rank
 from barista_hw.numfmt import Rounding
+from barista_hw.targets import DEFAULT_TARGET
 from caffe_bridge.net import Net
+
+from .manifest import AcceleratorFiles, cached_rtl_dir
 
 DEVICE_TYPES = ("Convolution", "InnerProduct", "ReLU", "Pooling")
 LOSS_TYPES = ("SoftmaxWithLoss",)
@@ -109,6 +116,59 @@ def compile_device(
         share=share,
     )
     return DeviceCompilation(dn, config, compiled)
+
+
+def device_design(
+    net: Net, *, target: str | None = None, fmt: str | None = None, name: str | None = None
+) -> tuple[AcceleratorFiles, bool]:
+    """The design the device trains ``net`` on (its TRAIN phase, at the batch it trains) on
+    ``target``'s board, from the cache as :func:`~barista.manifest.cached_rtl_dir` keeps it
+    (its files, whether it was generated now): the exploration's designs that fit beside
+    the device's im2col stage buffer, the shortlist of them ranked by :func:`device_rank`.
+    ``fmt`` fixes the number format; ``name``: the design's (default: the net's)."""
+    from .backends.plan import gemm_layers
+
+    target = target or DEFAULT_TARGET
+    return cached_rtl_dir(
+        gemm_layers(net),
+        name=name or net.name or "net",
+        target=target,
+        fmt=fmt,
+        im2col_stage=IM2COL_STAGE,
+        rank=device_rank(net, target),
+        ranked_by=_device_fingerprint(net),
+    )
+
+
+def device_rank(net: Net, target: str) -> Rank:
+    """A candidate design's figures on the device: the modelled time of one iteration of
+    ``net``'s compiled training program, then its energy per image (infinite when the
+    program does not compile for the design)."""
+
+    def figures(c: Candidate) -> tuple[float, float]:
+        try:
+            cost = compile_device(net, c.config, target=target).cost
+        except InputError:
+            return (math.inf, math.inf)
+        return (cost.timing.seconds, cost.mj_per_image)
+
+    return figures
+
+
+def _device_fingerprint(net: Net) -> str:
+    """What the device's ranking of designs for ``net`` depends on besides its GEMM layers:
+    the device's view of the net and the device compiler's and models' sources."""
+    dn = device_net(net)
+    view = (dn.layers, dn.inputs, dn.output, dn.batch, sorted(dn.wire8.items()), sorted(dn.means))
+    return hashlib.sha256((repr(view) + _device_sources()).encode()).hexdigest()
+
+
+@cache
+def _device_sources() -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(device_package.__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def preloaded(net: Net, dn: DeviceNet) -> dict[str, int]:

@@ -32,6 +32,7 @@ from typing import Any
 from barista_base.cache import atomic_directory, cache_dir
 from barista_base.errors import InputError
 from barista_hw.config import AcceleratorConfig
+from barista_hw.dse import Rank
 from barista_hw.generate import Design, Port, generate, module_name
 from barista_hw.plan import GemmLayer
 from barista_hw.rtl import SOURCE_HASH
@@ -249,21 +250,35 @@ def cached_rtl_dir(
     target: str,
     fmt: str | None = None,
     im2col_stage: int = 0,
+    rank: Rank | None = None,
+    ranked_by: str = "",
 ) -> tuple[AcceleratorFiles, bool]:
     """The RTL directory ``barista generate`` would write for ``layers`` on ``target``, kept
     in the cache (``accelerators/``) under a hash of everything that chooses the design;
     (its files, whether it was generated now). ``im2col_stage``: for a device, whose
-    im2col stage buffer (elements a lane of B) the design must fit too."""
+    im2col stage buffer (elements a lane of B) the design must fit too; ``rank``: another
+    model's figures choosing among the exploration's shortlist (:func:`~barista_hw.dse.explore`),
+    ``ranked_by`` naming everything they depend on (part of the key)."""
     key = hashlib.sha256(
         json.dumps(
-            [[layer.to_dict() for layer in layers], name, target, fmt, im2col_stage, SOURCE_HASH],
+            [
+                [layer.to_dict() for layer in layers],
+                name,
+                target,
+                fmt,
+                im2col_stage,
+                SOURCE_HASH,
+                *([ranked_by] if rank is not None else []),
+            ],
             sort_keys=True,
         ).encode()
     ).hexdigest()[:20]
     entry = cache_dir("accelerators") / f"{module_name(name)}-{key}"
     made = not (entry / MANIFEST_NAME).is_file()
     if made:
-        design = generate(layers, target=target, fmt=fmt, name=name, im2col_stage=im2col_stage)
+        design = generate(
+            layers, target=target, fmt=fmt, name=name, im2col_stage=im2col_stage, rank=rank
+        )
         write_rtl_dir(design, entry)
     return load_accelerator(entry), made
 

@@ -24,6 +24,11 @@ same design:
    does not know about it. 8-bit formats are not tried unless asked for
    (``fmt``): plain 8-bit fixed point does not train these nets reliably.
 
+4. **Another model's ranking** (only when the caller passes ``rank``, e.g. the device's
+   time model, :func:`barista.device_net.device_design`): a shortlist of the fitting
+   designs (:func:`shortlist`) is ranked by ``rank`` instead of the engine's cycles, the
+   format rule of step 3 applying to its first figure.
+
 The clock is the budget's for every candidate (no Fmax model yet). The Pareto front
 (throughput against multipliers, block RAM and logic) is also where ``barista build``
 steps down to when a build does not fit after all (:meth:`DseResult.step_down`).
@@ -31,7 +36,7 @@ steps down to when a build does not fit after all (:meth:`DseResult.step_down`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from barista_base.errors import InputError
@@ -49,6 +54,8 @@ FORMAT_SLACK = 0.02
 DEPTHS = tuple(1 << i for i in range(6, 15))  # 64 .. 16384 words
 ACC_TILES = (4, 16, 64)
 TOP_SHAPES = 3
+#: Array shapes whose designs a ``rank`` of :func:`explore` sees (each of them costly).
+RANK_SHAPES = 2
 # Counters are cheap: 16 bits leave room for the TEST net's batch, often larger than TRAIN's.
 MIN_DIM_BITS = 16
 
@@ -148,6 +155,55 @@ class DseResult:
             )
         ]
         return min(fitting, key=Candidate.sort_key, default=None)
+
+
+#: Another model's figures of a candidate, smaller better, the first one a time (what the
+#: format rule weighs); ties fall back to :meth:`Candidate.sort_key`.
+Rank = Callable[[Candidate], tuple[float, ...]]
+
+
+def shortlist(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """What a ``rank`` sees: for the :data:`RANK_SHAPES` best array shapes, one design per
+    number format, the fewest cycles and then the deepest memories (accumulator, A, B:
+    among designs the engine finds equally fast, the deeper one re-fetches operands less
+    where memory traffic sets the time), in :meth:`Candidate.sort_key` order."""
+    ordered = sorted(candidates, key=Candidate.sort_key)
+    shapes = list(dict.fromkeys((c.config.engine.rows, c.config.engine.cols) for c in ordered))
+    picked: dict[tuple, Candidate] = {}
+    for c in ordered:
+        e = c.config.engine
+        if (e.rows, e.cols) not in shapes[:RANK_SHAPES]:
+            continue
+        key = (e.rows, e.cols, e.fmt)
+        o = picked.get(key)
+        if o is None or _deeper(c) < _deeper(o):
+            picked[key] = c
+    return sorted(picked.values(), key=Candidate.sort_key)
+
+
+def _deeper(c: Candidate) -> tuple:
+    cfg = c.config
+    return (c.cycles, -cfg.engine.acc_depth, -cfg.a_depth, -cfg.b_depth, c.sort_key())
+
+
+def choose(
+    candidates: Sequence[Candidate],
+    wide: EngineFormat,
+    figures: Callable[[Candidate], tuple] = Candidate.sort_key,
+) -> Candidate:
+    """The best of ``candidates`` by ``figures`` (smaller better, ties by
+    :meth:`Candidate.sort_key`), a format narrower than ``wide`` only if its first figure
+    (the time) is more than :data:`FORMAT_SLACK` below that of the best in ``wide``."""
+
+    def key(c: Candidate) -> tuple:
+        return (*figures(c), c.sort_key())
+
+    best = min(candidates, key=key)
+    in_wide = [c for c in candidates if c.config.engine.fmt == wide]
+    if best.config.engine.fmt == wide or not in_wide:
+        return best
+    best_wide = min(in_wide, key=key)
+    return best if key(best)[0] < key(best_wide)[0] * (1 - FORMAT_SLACK) else best_wide
 
 
 def _dominates(o: Candidate, c: Candidate) -> bool:
@@ -299,12 +355,15 @@ def explore(
     name: str = "custom",
     target: str | None = None,
     im2col_stage: int = 0,
+    rank: Rank | None = None,
 ) -> DseResult:
     """Find the design of highest modelled throughput for ``layers`` within ``budget``.
 
     ``fmt`` and ``array`` fix the number format / the array shape; ``im2col_stage``: a
     device build's im2col stage buffer, elements a lane of B (its block RAM counted:
-    :func:`~barista_hw.resources.estimate`; 0, the host-driven accelerator: none).
+    :func:`~barista_hw.resources.estimate`; 0, the host-driven accelerator: none);
+    ``rank``: another model's figures, which choose among the :func:`shortlist` of the
+    designs that fit (called once for each of them, in sort-key order).
     Raises :class:`InputError` when nothing fits (naming what the smallest design needs).
     """
     if not layers:
@@ -357,14 +416,10 @@ def explore(
                     if a in DEPTHS and b in DEPTHS:
                         ex.evaluate(ex.config(e.rows, e.cols, wide, a, b, tiles * e.rows))
 
-    def best_of(cands: list[Candidate]) -> Candidate:
-        return min(cands, key=Candidate.sort_key)
-
     fitted = [c for c in ex.evaluated.values() if c is not None]
-    best_wide = best_of(fitted)
+    best_wide = min(fitted, key=Candidate.sort_key)
 
     # 3. narrower formats for the best design (their buffers can be deeper)
-    best = best_wide
     if fmt is None:
         e, c = best_wide.config.engine, best_wide.config
         for f in formats[1:]:
@@ -372,10 +427,13 @@ def explore(
             for tiles in ACC_TILES:
                 ex.deepest(e.rows, e.cols, f, tiles)
         fitted = [c for c in ex.evaluated.values() if c is not None]
-        narrow = best_of(fitted)
-        if narrow.cycles < best_wide.cycles * (1 - FORMAT_SLACK):
-            best = narrow
     fitted.sort(key=Candidate.sort_key)
+    best = choose(fitted, wide)
+    # 4. another model's ranking of a shortlist
+    if rank is not None:
+        short = shortlist(fitted)
+        figures = [rank(c) for c in short]
+        best = choose(short, wide, lambda c: figures[short.index(c)])
     plan = ex.cycle_cache[
         (
             best.config.engine.rows,

@@ -33,7 +33,7 @@ from barista_base.errors import InputError
 
 from .accelerator import Accelerator
 from .config import AcceleratorConfig, EngineConfig, EngineFormat, parse_engine_format
-from .dse import Candidate, DseResult, explore, needed_dim_bits
+from .dse import Candidate, DseResult, Rank, explore, needed_dim_bits
 from .plan import GemmLayer, NetPlan, plan_net
 from .presets import get_preset
 from .resources import Resources, estimate
@@ -170,6 +170,7 @@ def _choose(
     preset: str | None,
     name: str,
     im2col_stage: int,
+    rank: Rank | None,
 ) -> tuple[AcceleratorConfig, NetPlan, DseResult | None]:
     if preset is not None:
         if fmt is not None or array is not None:
@@ -185,7 +186,9 @@ def _choose(
                 f"{', '.join(res.shortfall(budget))}"
             )
         return cfg, plan_net(cfg, layers), None
-    dse = explore(layers, budget, fmt=fmt, array=array, name=name, im2col_stage=im2col_stage)
+    dse = explore(
+        layers, budget, fmt=fmt, array=array, name=name, im2col_stage=im2col_stage, rank=rank
+    )
     return dse.best.config, dse.plan, dse
 
 
@@ -198,6 +201,7 @@ def generate(
     preset: str | None = None,
     name: str = "net",
     im2col_stage: int = 0,
+    rank: Rank | None = None,
 ) -> Design:
     """Size and elaborate an accelerator for ``layers`` (see the module docstring).
 
@@ -205,7 +209,9 @@ def generate(
     an explicit :class:`Budget`; ``fmt``/``array`` fix the number format / array shape
     for the exploration; ``preset`` takes a named design instead
     (:data:`barista_hw.presets.PRESETS`); ``im2col_stage``: the design is a device's, whose
-    im2col stage buffer of that many elements a lane of B must fit too (0: none). Raises
+    im2col stage buffer of that many elements a lane of B must fit too (0: none); ``rank``:
+    another model's figures that choose among the exploration's shortlist
+    (:func:`barista_hw.dse.explore`). Raises
     :class:`InputError` naming the layer and pass a design cannot run.
     """
     budget = _budget(target)
@@ -217,7 +223,7 @@ def generate(
     if not layers:
         raise InputError(f"net {name}: no Convolution or InnerProduct layer to accelerate")
     needed_dim_bits(layers)  # a clear error for dimensions no design can take
-    cfg, plan, dse = _choose(layers, budget, fmt, array, preset, name, im2col_stage)
+    cfg, plan, dse = _choose(layers, budget, fmt, array, preset, name, im2col_stage, rank)
     return _elaborate(cfg, plan, layers, budget, dse, preset, name, im2col_stage)
 
 

@@ -4,9 +4,10 @@ Run from the repository: ``python bench/bench_device.py [--batch N] [--target T]
 [--format SPEC]``. For LeNet (examples/mnist, batch 64) and cifar10_quick
 (examples/cifar10, batch 100; ``../shared/caffe-models`` when the project has no copy,
 skipped with the reason when neither has it), takes the target's design as
-``barista compile`` does (the design-space exploration, ``--format`` fixing the number
-format), compiles one training iteration for the device (nothing is trained) and prints,
-beside today's host-driven backend on the same design (every GEMM chunk over the UART,
+``barista compile`` does (:func:`barista.device_net.device_design`: the exploration's
+shortlist ranked by the device's time model, ``--format`` fixing the number format),
+compiles one training iteration for the device (nothing is trained) and prints, beside
+today's host-driven backend on the same design (every GEMM chunk over the UART,
 ``boards.traffic``, at the host link's own baud):
 
 * link bytes and link time per iteration, DRAM bytes;
@@ -267,10 +268,8 @@ def goals(sides: dict[str, Side], link_budget: int) -> str:
 
 def run_net(bench: Bench, batch: int, target: str, fmt: str | None) -> None:
     from barista.backends.plan import gemm_layers
-    from barista.device_net import compile_device
-    from barista.manifest import cached_rtl_dir
+    from barista.device_net import compile_device, device_design
     from barista_base.errors import InputError
-    from barista_hw.device.memory import IM2COL_STAGE
     from boards.protocol import DEFAULT_BAUD
 
     path = find_net(bench)
@@ -279,13 +278,11 @@ def run_net(bench: Bench, batch: int, target: str, fmt: str | None) -> None:
         return
     net = train_net(path, bench, batch)
     name = net.name or bench.name
-    files, _ = cached_rtl_dir(
-        gemm_layers(net), name=name, target=target, fmt=fmt, im2col_stage=IM2COL_STAGE
-    )
+    files, _ = device_design(net, target=target, fmt=fmt, name=name)
     acc = files.config
     e = acc.engine
     head = (
-        f"{bench.name} ({path.relative_to(path.parents[2])}) on {target}: the DSE's design for "
+        f"{bench.name} ({path.relative_to(path.parents[2])}) on {target}: the device's design for "
         f"batch {batch}, {e.rows}x{e.cols} {e.fmt.name}, {acc.clock_mhz:g} MHz"
     )
     try:

@@ -47,9 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from barista.backends import backend_factory  # noqa: E402
 from barista.backends.device import DeviceSolver  # noqa: E402
-from barista.backends.plan import gemm_layers  # noqa: E402
-from barista.manifest import AcceleratorFiles, cached_rtl_dir  # noqa: E402
-from barista_hw.device.memory import IM2COL_STAGE  # noqa: E402
+from barista.device_net import device_design  # noqa: E402
+from barista.manifest import AcceleratorFiles  # noqa: E402
 from caffe_bridge.datasets import write_colour_digits, write_digits  # noqa: E402
 from caffe_bridge.solvers import Solver, get_solver, train_net  # noqa: E402
 
@@ -102,9 +101,7 @@ def log(line: str) -> None:
 
 def device_accelerator(solver_file: str) -> AcceleratorFiles:
     """The design ``barista train --backend device --target ulx3s-85f`` runs (its cache)."""
-    net = train_net(solver_file)
-    name = net.name or "net"
-    files, _ = cached_rtl_dir(gemm_layers(net), name=name, target=TARGET, im2col_stage=IM2COL_STAGE)
+    files, _ = device_design(train_net(solver_file), target=TARGET)
     return files
 
 

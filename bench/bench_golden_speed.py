@@ -45,10 +45,8 @@ from google.protobuf import text_format  # noqa: E402
 
 from barista.backends import get_backend  # noqa: E402
 from barista.backends.device import DeviceSolver  # noqa: E402
-from barista.backends.plan import gemm_layers  # noqa: E402
-from barista.manifest import cached_rtl_dir  # noqa: E402
+from barista.device_net import device_design  # noqa: E402
 from barista_hw import native  # noqa: E402
-from barista_hw.device.memory import IM2COL_STAGE  # noqa: E402
 from caffe_bridge.backend import GemmBackend  # noqa: E402
 from caffe_bridge.datasets import example_dir  # noqa: E402
 from caffe_bridge.net import Net  # noqa: E402
@@ -105,9 +103,7 @@ def solvers(solver: Path, ref: Net, fmt: str, device: bool) -> dict[str, SGDSolv
     ``device``, the device backend in both rounding modes."""
     out: dict[str, SGDSolver] = {f"cpu {STEP}": fed(SGDSolver)(str(solver), random_seed=1)}
     if device:
-        files, _ = cached_rtl_dir(
-            gemm_layers(ref), name=ref.name, target=TARGET, fmt=fmt, im2col_stage=IM2COL_STAGE
-        )
+        files, _ = device_design(ref, target=TARGET, fmt=fmt)
         for rounding in ("nearest-even", "stochastic"):
             out[f"device {rounding}"] = fed(DeviceSolver)(
                 str(solver),

@@ -11,10 +11,12 @@ from barista_hw.config import Pass
 
 if TYPE_CHECKING:
     from barista_hw.plan import GemmLayer
+    from caffe_bridge.net import Net
 
     from ..manifest import AcceleratorFiles
 from barista_hw.numfmt import DEFAULT_FORMAT
 from barista_hw.scaling import parse_scaling
+from barista_hw.targets import DEFAULT_TARGET
 
 from ..backends import BACKEND_HELP, DEVICE, DEVICE_RTL, SOLVER_HELP
 
@@ -150,6 +152,7 @@ def backend_options(
     backend: str,
     net: Callable[[], tuple[str, list[GemmLayer]]] | None = None,
     log: Callable[[str], None] = print,
+    train: Callable[[], Net] | None = None,
 ) -> dict[str, Any]:
     """Keyword options for :func:`barista.backends.get_backend` from the CLI flags.
 
@@ -157,8 +160,9 @@ def backend_options(
     and every hardware backend gets the same :class:`~barista.manifest.AcceleratorFiles`.
     Without it, the rtl and board backends run the accelerator ``barista generate``
     would write for the net (``net()``: its name and GEMM layers) on ``--target``,
-    generated once into the cache (:func:`barista.manifest.cached_rtl_dir`); ``log``
-    says where.
+    generated once into the cache (:func:`barista.manifest.cached_rtl_dir`); the device
+    backend the design the device trains the net on (``train()``: the solver's TRAIN net,
+    :func:`barista.device_net.device_design`); ``log`` says where.
     """
     options: dict[str, Any] = {}
     if args.format:
@@ -203,12 +207,11 @@ def backend_options(
         from ..manifest import load_accelerator
 
         options["accelerator"] = load_accelerator(accelerator)
-    elif backend in ("rtl", "board", DEVICE) and net is not None and not rtl_top:
+    elif backend == DEVICE and train is not None and not rtl_top:
         # (the device top's design, without --accelerator, the solver picks for the net)
-        from barista_hw.device.memory import IM2COL_STAGE
-
-        stage = IM2COL_STAGE if backend == DEVICE else 0  # the device's stage buffer fits too
-        options["accelerator"] = _generated(net, target, options.pop("fmt", None), log, stage)
+        options["accelerator"] = _device_generated(train, target, options.pop("fmt", None), log)
+    elif backend in ("rtl", "board") and net is not None:
+        options["accelerator"] = _generated(net, target, options.pop("fmt", None), log)
     if getattr(args, "preload", False):
         if backend != DEVICE:
             raise InputError("--preload applies to --backend device only")
@@ -235,25 +238,42 @@ def _generated(
     target: str | None,
     fmt: str | None,
     log: Callable[[str], None],
-    im2col_stage: int = 0,
 ) -> AcceleratorFiles:
-    """The accelerator ``barista generate`` would write for the net, from the cache (for a
-    device: with its im2col stage buffer of ``im2col_stage`` elements a lane of B)."""
-    from barista_hw.targets import DEFAULT_TARGET
-
-    from ..backends.formats import is_float_format
-    from ..backends.rtl_formats import rtl_engine_format
+    """The accelerator ``barista generate`` would write for the net, from the cache."""
     from ..manifest import cached_rtl_dir
 
     name, layers = net()
-    if fmt is not None and is_float_format(fmt):  # trains in fmt: float32 results
-        fmt = rtl_engine_format(fmt).name
-    files, made = cached_rtl_dir(
-        layers, name=name, target=target or DEFAULT_TARGET, fmt=fmt, im2col_stage=im2col_stage
-    )
-    where = f"for {name} on {target or DEFAULT_TARGET}"
+    target = target or DEFAULT_TARGET
+    files, made = cached_rtl_dir(layers, name=name, target=target, fmt=_engine_format(fmt))
+    _log_generated(files, made, f"for {name} on {target}", log)
+    return files
+
+
+def _device_generated(
+    train: Callable[[], Net], target: str | None, fmt: str | None, log: Callable[[str], None]
+) -> AcceleratorFiles:
+    """The design the device trains the net on, from the cache."""
+    from ..device_net import device_design
+
+    net = train()
+    target = target or DEFAULT_TARGET
+    files, made = device_design(net, target=target, fmt=_engine_format(fmt))
+    _log_generated(files, made, f"for {net.name or 'net'} on {target}", log)
+    return files
+
+
+def _engine_format(fmt: str | None) -> str | None:
+    """The engine's format of ``--format`` (a float format trains in fmt: float32 results)."""
+    from ..backends.formats import is_float_format
+    from ..backends.rtl_formats import rtl_engine_format
+
+    return rtl_engine_format(fmt).name if fmt is not None and is_float_format(fmt) else fmt
+
+
+def _log_generated(
+    files: AcceleratorFiles, made: bool, where: str, log: Callable[[str], None]
+) -> None:
     if made:
         log(f"Generated the accelerator {where} into {files.path.parent}")
     else:
         log(f"Using the accelerator generated earlier {where}: {files.path.parent}")
-    return files

@@ -2,12 +2,12 @@
 
 ``barista compile NET.prototxt [--target T] [--format SPEC] [--accelerator DIR]
 [--rounding MODE] [--data-shape ...] [-o DIR] [--dump]`` reads the net in the TRAIN
-phase, takes the accelerator ``barista generate`` would choose for it on the target (or
-``--accelerator``), compiles one iteration (``docs/device.md``) and writes
-``program.bin`` (the program file), ``program.txt`` (its listing) and ``summary.txt``
-(what runs where, and per section the traffic, time and energy of one iteration) into
-``DIR`` (default ``rtl_out/<net name>/device``), all or nothing. ``--dump`` prints the
-listing.
+phase, takes the design the device trains it on for the target
+(:func:`barista.device_net.device_design`, or ``--accelerator``), compiles one
+iteration (``docs/device.md``) and writes ``program.bin`` (the program file),
+``program.txt`` (its listing) and ``summary.txt`` (what runs where, and per section the
+traffic, time and energy of one iteration) into ``DIR`` (default
+``rtl_out/<net name>/device``), all or nothing. ``--dump`` prints the listing.
 """
 
 from __future__ import annotations
@@ -56,26 +56,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compile, write the directory, print the summary."""
-    from barista.backends.plan import gemm_layers
-    from barista.device_net import compile_device, describe
+    from barista.device_net import compile_device, describe, device_design
     from barista_base.cache import atomic_directory
-    from barista_hw.device.memory import IM2COL_STAGE
     from barista_hw.generate import module_name
     from barista_hw.numfmt import Rounding
     from barista_hw.targets import DEFAULT_TARGET
 
-    from ..manifest import cached_rtl_dir, load_accelerator
+    from ..manifest import load_accelerator
     from .generate import train_net_at
 
     net = train_net_at(args.net, parse_data_shapes(args.data_shape))
-    name, layers = net.name or Path(args.net).stem, gemm_layers(net)
+    name = net.name or Path(args.net).stem
     target = args.target or DEFAULT_TARGET
     if args.accelerator:
         files = load_accelerator(args.accelerator)
     else:
-        files, _ = cached_rtl_dir(
-            layers, name=name, target=target, fmt=args.format, im2col_stage=IM2COL_STAGE
-        )
+        files, _ = device_design(net, target=target, fmt=args.format, name=name)
     dc = compile_device(
         net,
         files.config,

@@ -22,6 +22,7 @@ from .args import add_backend_arguments, backend_options
 if TYPE_CHECKING:
     from barista.backends.rtl import RtlBackend
     from caffe_bridge.backend import GemmBackend
+    from caffe_bridge.net import Net
     from caffe_bridge.solvers import Solver
 
 NAME = "train"
@@ -152,9 +153,12 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(line, file=sys.stdout)
         sys.stdout.flush()
 
+    def train() -> Net:
+        return train_net(args.solver)
+
     def net() -> tuple[str, list]:
-        train = train_net(args.solver)
-        return train.name or "net", gemm_layers(train)
+        train_ = train()
+        return train_.name or "net", gemm_layers(train_)
 
     if args.address and args.devices == 1:
         raise InputError("--address applies with --devices N > 1")
@@ -164,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         from barista.data_parallel import check_devices
 
         check_devices(backend, args.devices)  # before an accelerator is generated
-    options = backend_options(args, backend, net, log)
+    options = backend_options(args, backend, net, log, train)
     if args.devices != 1:
         check_devices(backend, args.devices, options, args.split_gradient)
     common = {"weights": weights, "max_iter": args.iterations, "random_seed": args.seed}

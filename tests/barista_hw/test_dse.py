@@ -3,7 +3,7 @@
 import pytest
 
 from barista_base.errors import InputError
-from barista_hw.dse import explore, pareto_front
+from barista_hw.dse import FORMAT_SLACK, RANK_SHAPES, explore, pareto_front, shortlist
 from barista_hw.numfmt import FixedFormat
 from barista_hw.plan import GemmLayer, plan_net
 from barista_hw.resources import estimate
@@ -131,3 +131,61 @@ def test_a_device_design_fits_with_its_stage_buffer() -> None:
         assert c.resources.fits(small)
         assert c.resources.bram_detail["im2col_stage"] == c.config.engine.cols
     assert device.best.config != host.config
+
+
+def test_shortlist_is_one_deepest_design_per_format_of_the_best_shapes(lenet_85f) -> None:
+    short = shortlist(lenet_85f.candidates)
+    ordered = sorted(lenet_85f.candidates, key=lambda c: c.sort_key())
+    shapes = list(dict.fromkeys((c.config.engine.rows, c.config.engine.cols) for c in ordered))
+    assert {(c.config.engine.rows, c.config.engine.cols) for c in short} == set(
+        shapes[:RANK_SHAPES]
+    )
+    groups = {(c.config.engine.rows, c.config.engine.cols, c.config.engine.fmt) for c in short}
+    assert len(groups) == len(short) > RANK_SHAPES
+    for c in short:
+        e = c.config.engine
+        same = [
+            o
+            for o in lenet_85f.candidates
+            if (o.config.engine.rows, o.config.engine.cols, o.config.engine.fmt)
+            == (e.rows, e.cols, e.fmt)
+        ]
+        assert c.cycles == min(o.cycles for o in same)
+        fastest = [o for o in same if o.cycles == c.cycles]
+        assert e.acc_depth == max(o.config.engine.acc_depth for o in fastest)
+
+
+def test_a_rank_chooses_among_the_shortlist_by_its_figures(lenet_85f) -> None:
+    """A ranking whose time disagrees with the engine's cycles picks its own winner; each
+    shortlisted design is ranked once; a narrower format only beyond the slack."""
+    short = shortlist(lenet_85f.candidates)
+    wide = short[0].config.engine.fmt
+    worst_wide = max((c for c in short if c.config.engine.fmt == wide), key=lambda c: c.sort_key())
+    assert worst_wide != lenet_85f.best
+    seen = []
+
+    def prefer(c) -> tuple[float, float]:  # the engine's slowest wide design is fastest here
+        seen.append(c)
+        return (1.0 if c == worst_wide else 2.0, 0.0)
+
+    res = explore(LENET, lenet_85f.budget, name="LeNet", rank=prefer)
+    assert res.best == worst_wide and res.best in res.pareto
+    assert seen == short
+    assert plan_net(res.best.config, LENET).cycles == res.plan.cycles and res.plan.config == (
+        res.best.config
+    )
+    narrow = next(c for c in short if c.config.engine.fmt.width < wide.width)
+    for factor, chosen in ((1 - FORMAT_SLACK / 2, worst_wide), (1 - 2 * FORMAT_SLACK, narrow)):
+
+        def faster_narrow(c, factor=factor) -> tuple[float, float]:
+            return (factor if c == narrow else 1.0 if c == worst_wide else 2.0, 0.0)
+
+        assert explore(LENET, lenet_85f.budget, name="LeNet", rank=faster_narrow).best == chosen
+    # Equal times: the energy decides, then the engine's key.
+    cheap = short[-1]
+    tie = explore(
+        LENET, lenet_85f.budget, name="LeNet", rank=lambda c: (1.0, 0.0 if c == cheap else 1.0)
+    )
+    assert tie.best == cheap
+    even = explore(LENET, lenet_85f.budget, name="LeNet", rank=lambda c: (1.0, 1.0))
+    assert even.best == short[0]

@@ -513,3 +513,23 @@ def test_preload_applies_to_the_device_backend_only(tmp_path, monkeypatch, capsy
     argv = ["--solver", "solver.prototxt", "--backend", "golden", "--preload"]
     assert _main(train_cmd, argv) == 2
     assert "--preload applies to --backend device only" in capsys.readouterr().err
+
+
+def test_device_backend_without_accelerator_takes_the_device_design_at_the_solvers_batch(
+    tmp_path, monkeypatch, capsys
+):
+    import barista.device_net
+
+    monkeypatch.chdir(tmp_path)
+    _setup(tmp_path, batch=8, max_iter=1, test_interval=0)
+    asked = []
+
+    def design(net, *, target, fmt):
+        asked.append((net.blobs["data"].shape[0], target, fmt))
+        raise InputError("stop here")
+
+    monkeypatch.setattr(barista.device_net, "device_design", design)
+    argv = ["--solver", "solver.prototxt", "--backend", "device", "--target", "ulx3s-12f"]
+    assert _main(train_cmd, argv) == 2
+    assert "stop here" in capsys.readouterr().err
+    assert asked == [(8, "ulx3s-12f", None)]
