@@ -73,8 +73,14 @@ def shift_round(
     fixed = _Fixed(m, late, name)
     vx = Signal(signed(width), name=f"{name}_v")
     m.d.comb += vx.eq(v)
-    k_of = Mux(-shift > _MAX_SHIFT, _MAX_SHIFT, -shift)  # left shift, clipped
-    s_of = Mux(shift > _MAX_SHIFT, _MAX_SHIFT, shift)  # right shift, clipped
+    # Signals, not expressions: Amaranth lowers an expression again at every use, and the
+    # shifters built on these made elaboration ten times slower.
+    k_of = Signal(range(_MAX_SHIFT + 1), name=f"{name}_k_of")  # left shift, clipped
+    s_of = Signal(range(_MAX_SHIFT + 1), name=f"{name}_s_of")  # right shift, clipped
+    m.d.comb += [
+        k_of.eq(Mux(-shift > _MAX_SHIFT, _MAX_SHIFT, -shift)),
+        s_of.eq(Mux(shift > _MAX_SHIFT, _MAX_SHIFT, shift)),
+    ]
     left = fixed(shift <= 0, 1, "left")
     k = fixed(k_of, range(_MAX_SHIFT + 1), "k")
     s = fixed(s_of, range(_MAX_SHIFT + 1), "s")
@@ -86,7 +92,8 @@ def shift_round(
     extreme = Mux(sign, Const(-(1 << (width - 1)), signed(width)), (1 << (width - 1)) - 1)
     shifted = Mux(fits, (vx << k)[:width].as_signed(), extreme)
 
-    mask_of = ~ones_from(s_of, _MAX_SHIFT)  # 2**s - 1
+    mask_of = Signal(_MAX_SHIFT, name=f"{name}_mask_of")  # 2**s - 1
+    m.d.comb += mask_of.eq(~ones_from(s_of, _MAX_SHIFT))
     modes = [Rounding.NEAREST_EVEN, Rounding.STOCHASTIC, Rounding.FLOOR]
     if isinstance(rounding, Rounding):  # a fixed mode: only its logic
         modes, mode_of = [rounding], Const(int(rounding), 2)
