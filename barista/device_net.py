@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from barista_base.cache import sources_hash
 from barista_base.errors import InputError
 from barista_hw import device as device_package
 from barista_hw.config import AcceleratorConfig
@@ -165,10 +166,7 @@ def _device_fingerprint(net: Net) -> str:
 
 @cache
 def _device_sources() -> str:
-    h = hashlib.sha256()
-    for path in sorted(Path(device_package.__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+    return sources_hash(Path(device_package.__file__).parent)
 
 
 def preloaded(net: Net, dn: DeviceNet) -> dict[str, int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -117,3 +118,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sources_hash(root: Path, pattern: str = "*.py", seed: bytes = b"") -> str:
+    """SHA-256 of ``seed`` and of the files under ``root`` that match ``pattern`` (each one's
+    path relative to ``root`` and its bytes, in path order): a cache key of source code."""
+    h = hashlib.sha256(seed)
+    for path in sorted(root.glob(pattern)):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()

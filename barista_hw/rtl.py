@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import subprocess
 import tempfile
@@ -13,24 +12,18 @@ from pathlib import Path
 from amaranth.back import rtlil, verilog
 from amaranth.lib import wiring
 
-from barista_base.cache import write_text_atomic
+from barista_base.cache import sources_hash, write_text_atomic
 
 from .config import EngineConfig, Pass
 from .engine import ENGINES
 from .memory import YOSYS_NO_COLLISION
 
-
-def _source_hash() -> str:
-    h = hashlib.sha256(importlib.metadata.version("amaranth").encode())
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
 #: SHA-256 of the Amaranth version and this package's sources: the key under which
 #: elaborated Verilog is cached. Taken when the hardware modules are loaded, so that a
 #: source edited later cannot label Verilog elaborated from the code in memory.
-SOURCE_HASH = _source_hash()
+SOURCE_HASH = sources_hash(
+    Path(__file__).resolve().parent, seed=importlib.metadata.version("amaranth").encode()
+)
 
 
 @dataclass(frozen=True)

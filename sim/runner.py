@@ -34,7 +34,13 @@ from pathlib import Path
 import numpy as np
 from amaranth.lib import wiring
 
-from barista_base.cache import atomic_directory, cache_dir, entry_lock, write_text_atomic
+from barista_base.cache import (
+    atomic_directory,
+    cache_dir,
+    entry_lock,
+    sources_hash,
+    write_text_atomic,
+)
 from barista_base.environ import environ
 from barista_base.errors import log_tail
 from barista_hw.command import GemmCommand
@@ -211,11 +217,7 @@ def _unit_sources_hash() -> str:
     ``barista_hw/*.py`` only), taken once, as ``SOURCE_HASH`` is."""
     import barista_hw
 
-    h = hashlib.sha256()
-    top = Path(barista_hw.__file__).resolve().parent
-    for path in sorted(top.glob("*/**/*.py")):
-        h.update(str(path.relative_to(top)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+    return sources_hash(Path(barista_hw.__file__).resolve().parent, "*/**/*.py")
 
 
 @dataclass(frozen=True)
